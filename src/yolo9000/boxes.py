@@ -1,0 +1,136 @@
+"""Box maths: the region layout, decode/encode of YOLOv2 boxes, IoU helpers torchvision lacks, mapping back.
+
+Conventions: normalised centre-size boxes (cx, cy, w, h) in [0, 1] of the network input; pixel boxes are xyxy.
+Anchors (priors) are (w, h) in grid-cell units (darknet's ``anchors``), stride 32.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, NamedTuple
+
+import torch
+
+Location = Literal["direct", "offset"]
+
+
+class Region(NamedTuple):
+    """Views of the raw head output, each (B, A, H, W[, k]): raw ``xy`` (k=2), raw ``wh`` (k=2), raw objectness
+    ``obj`` and class logits ``cls`` (k=C)."""
+
+    xy: torch.Tensor
+    wh: torch.Tensor
+    obj: torch.Tensor
+    cls: torch.Tensor
+
+
+def split_region(raw: torch.Tensor, num_anchors: int) -> Region:
+    """The one place that reads darknet's region layout.
+
+    Args:
+        raw: (B, A * (5 + C), H, W) head output; per anchor a block ``tx, ty, tw, th, to, c_1..c_C``.
+    Returns:
+        :class:`Region` of channel-last views: xy, wh (B, A, H, W, 2); obj (B, A, H, W); cls (B, A, H, W, C).
+    """
+    b, ch, h, w = raw.shape
+    if ch % num_anchors:
+        raise ValueError(f"head output has {ch} channels, not a multiple of {num_anchors} anchors")
+    v = raw.view(b, num_anchors, ch // num_anchors, h, w).permute(0, 1, 3, 4, 2)  # (B, A, H, W, 5 + C)
+    return Region(v[..., 0:2], v[..., 2:4], v[..., 4], v[..., 5:])
+
+
+def cell_grid(h: int, w: int, device: torch.device | None = None) -> torch.Tensor:
+    """(H, W, 2) cell indices (i = column, j = row) as float32."""
+    j, i = torch.meshgrid(
+        torch.arange(h, device=device, dtype=torch.float32),
+        torch.arange(w, device=device, dtype=torch.float32),
+        indexing="ij",
+    )
+    return torch.stack([i, j], dim=-1)
+
+
+def activate_xy(raw_xy: torch.Tensor, location: Location) -> torch.Tensor:
+    """Raw (..., 2) -> the xy quantity the loss compares: sigmoid (direct, in-cell offset) or identity (offset)."""
+    return raw_xy.sigmoid() if location == "direct" else raw_xy
+
+
+def decode_boxes(
+    xy: torch.Tensor, raw_wh: torch.Tensor, anchors: torch.Tensor, location: Location = "direct"
+) -> torch.Tensor:
+    """Decode YOLOv2 boxes (paper eq. for b_x, b_y, b_w, b_h; darknet ``get_region_box``).
+
+    direct: bx = (i + sigmoid(tx)) / W, bw = exp(tw) * anchor_w / W.
+    offset: bx = (i + 0.5 + tx * anchor_w) / W (RPN-style, unconstrained), bw as direct.
+
+    Args:
+        xy: (B, A, H, W, 2) activated xy (:func:`activate_xy`).
+        raw_wh: (B, A, H, W, 2) raw tw, th.
+        anchors: (A, 2) priors in grid-cell units.
+    Returns:
+        (B, A, H, W, 4) normalised (cx, cy, w, h).
+    """
+    h, w = xy.shape[2:4]
+    size = torch.tensor([w, h], dtype=xy.dtype, device=xy.device)
+    prior = anchors.to(xy.dtype).view(1, -1, 1, 1, 2)
+    grid = cell_grid(h, w, xy.device).to(xy.dtype)
+    centre = grid + xy if location == "direct" else grid + 0.5 + xy * prior
+    return torch.cat([centre / size, raw_wh.exp() * prior / size], dim=-1)
+
+
+def encode_xy(offset_in_cell: torch.Tensor, prior: torch.Tensor, location: Location) -> torch.Tensor:
+    """Target for the xy output given the truth centre's offset from the cell corner (in cells, (..., 2))."""
+    return offset_in_cell if location == "direct" else (offset_in_cell - 0.5) / prior
+
+
+def box_iou_cxcywh(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Pairwise IoU of centre-size boxes with batch broadcasting, in darknet's arithmetic (``box_iou``).
+
+    Args:
+        a: (..., N, 4), b: (..., M, 4) (cx, cy, w, h).
+    Returns:
+        (..., N, M).
+    """
+    a, b = a.unsqueeze(-2), b.unsqueeze(-3)
+    iw = torch.minimum(a[..., 0] + a[..., 2] / 2, b[..., 0] + b[..., 2] / 2) - torch.maximum(
+        a[..., 0] - a[..., 2] / 2, b[..., 0] - b[..., 2] / 2
+    )
+    ih = torch.minimum(a[..., 1] + a[..., 3] / 2, b[..., 1] + b[..., 3] / 2) - torch.maximum(
+        a[..., 1] - a[..., 3] / 2, b[..., 1] - b[..., 3] / 2
+    )
+    inter = torch.where((iw < 0) | (ih < 0), torch.zeros_like(iw), iw * ih)
+    union = a[..., 2] * a[..., 3] + b[..., 2] * b[..., 3] - inter
+    return inter / union.clamp_min(1e-12)
+
+
+def box_iou_paired(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Element-wise IoU of centre-size boxes: (..., 4) x (..., 4) -> (...)."""
+    return box_iou_cxcywh(a.unsqueeze(-2), b.unsqueeze(-2))[..., 0, 0]
+
+
+def wh_iou(wh1: torch.Tensor, wh2: torch.Tensor) -> torch.Tensor:
+    """Shape-only IoU of boxes aligned at a common centre (paper's 1 - IoU k-means distance; anchor matching).
+
+    Args:
+        wh1: (..., N, 2), wh2: (..., K, 2) widths and heights.
+    Returns:
+        (..., N, K).
+    """
+    a, b = wh1.unsqueeze(-2), wh2.unsqueeze(-3)
+    inter = torch.minimum(a[..., 0], b[..., 0]) * torch.minimum(a[..., 1], b[..., 1])
+    return inter / (a[..., 0] * a[..., 1] + b[..., 0] * b[..., 1] - inter).clamp_min(1e-12)
+
+
+def cxcywh_to_pixels(boxes: torch.Tensor, input_hw: tuple[int, int], transforms: torch.Tensor) -> torch.Tensor:
+    """Normalised (cx, cy, w, h) on the network input -> xyxy pixels of the original image.
+
+    Args:
+        boxes: (B, N, 4) normalised centre-size boxes.
+        input_hw: (H, W) of the network input in pixels.
+        transforms: (B, 4) ``(scale_x, scale_y, pad_x, pad_y)`` with net_pixel = orig_pixel * scale + pad.
+    Returns:
+        (B, N, 4) xyxy in original pixels (not clipped).
+    """
+    h, w = input_hw
+    cx, cy, bw, bh = (boxes * boxes.new_tensor([w, h, w, h])).unbind(-1)
+    xyxy = torch.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], dim=-1)
+    sx, sy, px, py = transforms.to(boxes.dtype).unsqueeze(1).unbind(-1)
+    return (xyxy - torch.stack([px, py, px, py], -1)) / torch.stack([sx, sy, sx, sy], -1)

@@ -1,0 +1,339 @@
+"""The YOLOv2 / YOLO9000 region loss, exactly as darknet's ``forward_region_layer`` trains it.
+
+darknet builds a ``delta`` array by assignments (a later write replaces an earlier one); this module builds the
+same targets and weights with vectorised scatters ("last writer wins" by truth order) and returns a loss whose
+gradient w.r.t. the raw head output equals darknet's (``-delta`` times the sigmoid derivative on tx, ty, to):
+
+* every predictor: ``noobject_scale * 0.5 * sigmoid(to)^2`` unless its box has IoU > ``thresh`` with a truth;
+* while ``seen < prior_seen`` (12,800 images): ``prior_scale * 0.5 * |(0.5, 0.5, 0, 0) - (x, y, tw, th)|^2`` on
+  every predictor not responsible for a truth (pulls boxes to their prior);
+* each truth (in list order) picks cell ``(int(x * W), int(y * H))`` and the anchor of best shape-only IoU (the
+  first maximum); the responsible predictor gets ``coord_scale * (2 - w * h) * 0.5 * |target - (x, y, tw, th)|^2``,
+  ``object_scale * 0.5 * (IoU - sigmoid(to))^2`` (rescore; target 1 without) and ``class_scale`` times the
+  cross-entropy of the softmax (per sibling group along the label's path with a WordTree);
+* classification-only images (YOLO9000): all predictors get the noobject term; the one with the highest
+  ``sigmoid(to) * P(label path)`` gets the class loss and no objectness term (darknet) or, with
+  ``classonly_objectness="paper"``, an objectness target of at least 0.3.
+
+All sums run over the batch (darknet divides the learning rate by the batch; :class:`RegionLoss` callers divide).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+from yolo9000.boxes import (
+    Location,
+    activate_xy,
+    box_iou_cxcywh,
+    box_iou_paired,
+    decode_boxes,
+    encode_xy,
+    split_region,
+    wh_iou,
+)
+from yolo9000.wordtree import WordTree, flat_tree
+
+CLASSONLY_MARK = 1e5  # truth rows with x and y above this mark a classification-only image (darknet)
+
+
+@dataclass
+class RegionLossOutput:
+    """Loss parts (batch sums, scalars with grad) and detached statistics."""
+
+    loss: torch.Tensor
+    coord: torch.Tensor
+    obj: torch.Tensor
+    noobj: torch.Tensor
+    cls: torch.Tensor
+    avg_iou: torch.Tensor  # mean IoU of the responsible predictor's box with its truth
+    recall: torch.Tensor  # fraction of truths with that IoU > 0.5
+    avg_obj: torch.Tensor  # mean sigmoid(to) of responsible predictors
+    avg_anyobj: torch.Tensor  # mean sigmoid(to) over all predictors
+    avg_cat: torch.Tensor  # mean P(class) of responsible predictors
+    num_truths: int
+
+
+def _group_cross_entropy(
+    logits: torch.Tensor, offset: torch.Tensor, size: torch.Tensor, target: torch.Tensor
+) -> torch.Tensor:
+    """Cross-entropy of one softmax group per row.
+
+    Args:
+        logits: (K, C) class logits of K predictors.
+        offset, size: (K,) the group (a contiguous channel run) each row's softmax covers.
+        target: (K,) the target channel (inside the group).
+    Returns:
+        (K,) ``-log softmax(logits[offset:offset + size])[target - offset]``.
+    """
+    width = int(size.max()) if len(size) else 1
+    ar = torch.arange(width, device=logits.device)
+    cols = offset.unsqueeze(1) + ar
+    valid = ar < size.unsqueeze(1)
+    vals = logits.gather(1, cols.clamp_max(logits.shape[1] - 1))
+    vals = vals.masked_fill(~valid, float("-inf"))
+    return torch.logsumexp(vals, dim=1) - logits.gather(1, target.unsqueeze(1)).squeeze(1)
+
+
+class RegionLoss(nn.Module):
+    """darknet's region loss (see module docstring). Every constant is a constructor argument (a config key).
+
+    Args:
+        num_classes: C (WordTree nodes when ``tree`` is given).
+        thresh: no-object IoU threshold (darknet cfg ``thresh``: 0.6; strictly greater is ignored).
+        object_scale, noobject_scale, class_scale, coord_scale: the cfg's scales (5, 1, 1, 1).
+        prior_scale: weight of the prior-matching term (darknet: 0.01).
+        prior_seen: images seen before the prior-matching term stops (darknet: 12,800).
+        rescore: objectness target = IoU(pred, truth) (darknet ``rescore=1``) instead of 1.
+        bias_match: match truths to anchors by prior shape (darknet ``bias_match=1``); False: by predicted shape.
+        location: ``direct`` (sigmoid offsets) or ``offset`` (unconstrained, RPN-style).
+        tree: WordTree for hierarchical classes (YOLO9000); None = flat softmax.
+        classonly_objectness: ``darknet`` (no objectness term for the chosen predictor) or ``paper`` (target
+            max(0.3, current), i.e. "assuming IoU >= .3" as the paper says).
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        thresh: float = 0.6,
+        object_scale: float = 5.0,
+        noobject_scale: float = 1.0,
+        class_scale: float = 1.0,
+        coord_scale: float = 1.0,
+        prior_scale: float = 0.01,
+        prior_seen: int = 12800,
+        rescore: bool = True,
+        bias_match: bool = True,
+        location: Location = "direct",
+        tree: WordTree | None = None,
+        classonly_objectness: Literal["darknet", "paper"] = "darknet",
+    ) -> None:
+        super().__init__()
+        if tree is not None and tree.n != num_classes:
+            raise ValueError(f"WordTree has {tree.n} nodes but the head predicts {num_classes} classes")
+        self.num_classes = num_classes
+        self.thresh, self.rescore, self.bias_match, self.location = thresh, rescore, bias_match, location
+        self.object_scale, self.noobject_scale = object_scale, noobject_scale
+        self.class_scale, self.coord_scale = class_scale, coord_scale
+        self.prior_scale, self.prior_seen = prior_scale, prior_seen
+        self.classonly_objectness = classonly_objectness
+        self.tree = tree if tree is not None else flat_tree(num_classes)
+
+    def forward(
+        self,
+        raw: torch.Tensor,
+        targets: torch.Tensor,
+        target_mask: torch.Tensor,
+        anchors: torch.Tensor,
+        seen: int,
+    ) -> RegionLossOutput:
+        """Compute the loss.
+
+        Args:
+            raw: (B, A * (5 + C), H, W) raw head output.
+            targets: (B, M, 5) truths ``cx, cy, w, h, class`` (normalised to the input); a row with cx and cy
+                above 1e5 marks a classification-only image labelled with its class.
+            target_mask: (B, M) True for real rows.
+            anchors: (A, 2) priors in grid-cell units.
+            seen: images seen so far, counting this batch (darknet increments before the forward pass).
+        """
+        num_anchors = anchors.shape[0]
+        reg = split_region(raw, num_anchors)
+        bsz, _, h, w = reg.obj.shape
+        dev = raw.device
+        f32 = torch.float32
+        tree = self.tree
+        anchors = anchors.to(dev, f32)
+
+        xy = activate_xy(reg.xy, self.location)  # (B, A, H, W, 2)
+        obj = reg.obj.sigmoid()  # (B, A, H, W)
+        with torch.no_grad():
+            pred_boxes = decode_boxes(xy.detach().float(), reg.wh.detach().float(), anchors, self.location)
+
+        targets = targets.to(dev, f32)
+        mask = target_mask.to(dev).bool()
+        classonly_row = mask & (targets[..., 0] > CLASSONLY_MARK) & (targets[..., 1] > CLASSONLY_MARK)
+        classonly_img = classonly_row.any(1)  # (B,)
+        truth_mask = mask & ~classonly_img.unsqueeze(1)  # detection truths, (B, M)
+        truth_box = targets[..., :4]
+        truth_cls = targets[..., 4].long()
+
+        # ---- no-object term: IoU of every predictor's box with every truth of its image --------------------
+        flat_pred = pred_boxes.view(bsz, -1, 4)  # (B, A*H*W, 4)
+        ious = box_iou_cxcywh(flat_pred, truth_box).masked_fill(~truth_mask.unsqueeze(1), 0.0)  # (B, N, M)
+        best_iou = ious.amax(2).view(bsz, num_anchors, h, w) if ious.shape[2] else torch.zeros_like(obj)
+        obj_weight = torch.full_like(obj, self.noobject_scale, dtype=f32)
+        obj_weight = torch.where((best_iou > self.thresh) & ~classonly_img.view(-1, 1, 1, 1), 0.0, obj_weight)
+        obj_target = torch.zeros_like(obj, dtype=f32)
+
+        # ---- coordinates: prior-matching term on every predictor of detection images -------------------------
+        coord_target = torch.zeros((*obj.shape, 4), device=dev, dtype=f32)
+        coord_target[..., :2] = 0.5 if self.location == "direct" else 0.0
+        coord_weight = torch.zeros_like(obj, dtype=f32)
+        if seen < self.prior_seen:
+            coord_weight = torch.where(classonly_img.view(-1, 1, 1, 1), 0.0, self.prior_scale + coord_weight)
+
+        # ---- responsible predictors -------------------------------------------------------------------------
+        b_idx, t_idx = torch.nonzero(truth_mask, as_tuple=True)  # row-major: truths in list order per image
+        tb = truth_box[b_idx, t_idx]  # (T, 4)
+        size = torch.tensor([w, h], device=dev, dtype=f32)
+        cell = (tb[:, :2] * size).long()  # int(x * W), float32 maths as darknet
+        cell = torch.minimum(cell, torch.tensor([w - 1, h - 1], device=dev))
+        ci, cj = cell[:, 0], cell[:, 1]
+        if self.bias_match:
+            shapes = (anchors / size).unsqueeze(0).expand(len(tb), -1, -1)  # (T, A, 2)
+        else:
+            shapes = pred_boxes[b_idx, :, cj, ci, 2:]  # (T, A, 2) predicted shapes at the truth's cell
+        shape_iou = wh_iou(tb[:, None, 2:], shapes).squeeze(1)  # (T, A)
+        best_n = shape_iou.argmax(1)  # first maximum wins, as darknet's strict '>'
+        loc = ((b_idx * num_anchors + best_n) * h + cj) * w + ci  # flat (B, A, H, W) index
+
+        order = torch.arange(len(loc), device=dev)  # global truth order (image-major, list order)
+        n_loc = bsz * num_anchors * h * w
+        last = torch.full((n_loc,), -1, device=dev, dtype=torch.long).scatter_reduce(0, loc, order, "amax")
+        winner = last[loc] == order  # the last truth per (image, anchor, cell) keeps its writes
+
+        iou_resp = box_iou_paired(flat_pred.view(-1, 4)[loc], tb)  # (T,) IoU of the responsible box
+        prior = anchors[best_n]  # (T, 2)
+        offset_in_cell = tb[:, :2] * size - cell.to(f32)
+        t_xy = encode_xy(offset_in_cell, prior, self.location)
+        t_wh = torch.log(tb[:, 2:] * size / prior)
+        wl = loc[winner]
+        coord_target.view(-1, 4)[wl] = torch.cat([t_xy, t_wh], 1)[winner]
+        coord_weight.view(-1)[wl] = (self.coord_scale * (2 - tb[:, 2] * tb[:, 3]))[winner]
+        obj_target.view(-1)[wl] = (iou_resp if self.rescore else torch.ones_like(iou_resp))[winner]
+        obj_weight.view(-1)[wl] = self.object_scale
+
+        # ---- classification-only images: the best predictor for the label ------------------------------------
+        co_b = torch.nonzero(classonly_img).flatten()
+        cls_flat = reg.cls.reshape(-1, self.num_classes)  # (B*A*H*W, C)
+        co_loc = co_b.new_empty(0)
+        co_label = co_b.new_empty(0)
+        if len(co_b):
+            first_row = classonly_row[co_b].float().argmax(1)  # darknet takes the first classification row
+            co_label = truth_cls[co_b, first_row]
+            with torch.no_grad():
+                cond = tree.softmax(reg.cls[co_b].detach().float())  # (Bc, A, H, W, C)
+                path = tree.paths[co_label.cpu()].to(dev)  # (Bc, D)
+                pcond = torch.where(
+                    path.view(-1, 1, 1, 1, path.shape[1]) >= 0,
+                    cond.gather(-1, path.clamp_min(0).view(-1, 1, 1, 1, path.shape[1]).expand(*cond.shape[:-1], -1)),
+                    torch.ones((), device=dev),
+                ).prod(-1)  # (Bc, A, H, W)
+                score = (obj[co_b].detach().float() * pcond).flatten(1)  # darknet order: anchor, row, column
+            co_loc = co_b * (num_anchors * h * w) + score.argmax(1)
+            if self.classonly_objectness == "paper":
+                cur = obj.detach().reshape(-1)[co_loc].float()
+                obj_target.view(-1)[co_loc] = torch.clamp(cur, min=0.3)
+                obj_weight.view(-1)[co_loc] = self.object_scale
+            else:
+                obj_weight.view(-1)[co_loc] = 0.0
+
+        # ---- class writes: per (predictor, sibling group) along each label's path, last writer wins ---------
+        all_loc = torch.cat([loc, co_loc])
+        all_cls = torch.cat([truth_cls[b_idx, t_idx], co_label])
+        paths = tree.paths.to(dev)[all_cls]  # (K, D)
+        k_idx, d_idx = torch.nonzero(paths >= 0, as_tuple=True)
+        node = paths[k_idx, d_idx]
+        grp = tree.group.to(dev)[node]
+        key = all_loc[k_idx] * tree.num_groups + grp
+        w_order = k_idx  # truths in order; classification-only images never share predictors with detections
+        uniq, inv = torch.unique(key, return_inverse=True)
+        last_w = torch.full((len(uniq),), -1, device=dev, dtype=torch.long).scatter_reduce(0, inv, w_order, "amax")
+        keep = last_w[inv] == w_order
+        g_keep = grp[keep]
+        ce = _group_cross_entropy(
+            cls_flat[all_loc[k_idx][keep]].float(),
+            tree.group_offset.to(dev)[g_keep],
+            tree.group_size.to(dev)[g_keep],
+            node[keep],
+        )
+        cls_loss = self.class_scale * ce.sum()
+
+        # ---- sums ------------------------------------------------------------------------------------------
+        diff = torch.cat([xy, reg.wh], dim=-1).float() - coord_target
+        coord_loss = 0.5 * (coord_weight.unsqueeze(-1) * diff.square()).sum()
+        obj_sq = 0.5 * obj_weight * (obj_target - obj.float()).square()
+        is_resp = torch.zeros(n_loc, dtype=torch.bool, device=dev)
+        is_resp[wl] = True
+        is_resp = is_resp.view_as(obj)
+        obj_loss = obj_sq[is_resp].sum()
+        noobj_loss = obj_sq[~is_resp].sum()
+
+        with torch.no_grad():
+            n_t = len(loc)
+            denom = max(n_t, 1)
+            cond_cls = tree.softmax(cls_flat[loc].detach().float()) if n_t else cls_flat.new_zeros(0, 1)
+            p_cls = (
+                cond_cls.gather(1, paths[: len(loc)].clamp_min(0)).where(paths[: len(loc)] >= 0, 1.0).prod(1)
+                if n_t
+                else cond_cls.new_zeros(0)
+            )
+            stats = {
+                "avg_iou": iou_resp.sum() / denom,
+                "recall": (iou_resp > 0.5).float().sum() / denom,
+                "avg_obj": obj.detach().reshape(-1)[loc].float().sum() / denom,
+                "avg_anyobj": obj.detach().float().mean(),
+                "avg_cat": p_cls.sum() / denom,
+            }
+        return RegionLossOutput(
+            loss=coord_loss + obj_loss + noobj_loss + cls_loss,
+            coord=coord_loss,
+            obj=obj_loss,
+            noobj=noobj_loss,
+            cls=cls_loss,
+            num_truths=len(loc),
+            **stats,
+        )
+
+
+def darknet_truth_to_targets(truth: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """darknet's truth layout (B, N, 5) -> (targets (B, N, 5), mask (B, N)); the list ends at the first x == 0."""
+    mask = torch.cumprod((truth[..., 0] != 0).long(), dim=1).bool()
+    return truth, mask
+
+
+def region_loss_darknet(
+    output: torch.Tensor,
+    truth: torch.Tensor,
+    *,
+    anchors: Sequence[float] | torch.Tensor,
+    num_classes: int,
+    seen: int,
+    thresh: float = 0.6,
+    object_scale: float = 5.0,
+    noobject_scale: float = 1.0,
+    class_scale: float = 1.0,
+    coord_scale: float = 1.0,
+    rescore: bool = True,
+    tree: WordTree | str | None = None,
+) -> torch.Tensor:
+    """darknet's ``forward_region_layer`` loss in darknet's own terms; returns the batch-summed loss.
+
+    Args:
+        output: (B, A * (5 + C), H, W) raw head output.
+        truth: (B, N, 5) ``x, y, w, h, class`` normalised centre-size; rows with x == 0 are padding (the list ends
+            at the first); x and y > 1e5 mark a classification-only image.
+        anchors: flat ``w0, h0, w1, h1, ...`` or (A, 2), grid-cell units.
+        tree: a :class:`WordTree` or the path of a darknet tree file (hierarchical softmax), or None.
+    """
+    a = torch.as_tensor(anchors, dtype=torch.float32).reshape(-1, 2)
+    if isinstance(tree, str):
+        tree = WordTree.from_file(tree)
+    targets, mask = darknet_truth_to_targets(torch.as_tensor(truth, dtype=torch.float32, device=output.device))
+    loss = RegionLoss(
+        num_classes,
+        thresh=thresh,
+        object_scale=object_scale,
+        noobject_scale=noobject_scale,
+        class_scale=class_scale,
+        coord_scale=coord_scale,
+        rescore=rescore,
+        tree=tree,
+    )
+    return loss(output, targets, mask, a, seen).loss

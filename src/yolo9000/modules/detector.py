@@ -1,0 +1,201 @@
+"""The detection LightningModule: YOLOv2 / YOLO9000 training, validation and testing.
+
+The module owns ``seen`` (images seen, counted over all DDP ranks; stored in the checkpoint through a buffer),
+which switches darknet's prior-matching term off after 12,800 images.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Literal
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from yolo9000.loss import RegionLoss
+from yolo9000.metrics import DetectionEvaluator
+from yolo9000.models.yolov2 import YOLOv2
+from yolo9000.modules.schedules import DarknetSteps, resolve_steps
+from yolo9000.postprocess import postprocess
+
+log = logging.getLogger(__name__)
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """darknet decays conv (and connected) weights only: BN scales/shifts and biases get no decay."""
+    decay, no_decay = [], []
+    for module in model.modules():
+        for name, p in module.named_parameters(recurse=False):
+            if not p.requires_grad:
+                continue
+            is_weight = name == "weight" and isinstance(module, nn.Conv2d | nn.Linear)
+            (decay if is_weight else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+class DetectorModule(pl.LightningModule):
+    """YOLOv2 detection training.
+
+    Args:
+        model: the :class:`YOLOv2` network (its ``anchors`` buffer and ``location`` drive loss and decode).
+        loss: a :class:`RegionLoss` (built by Hydra as a partial that gets ``num_classes``, ``location`` and
+            ``bias_match`` from the model).
+        optimizer: ``sgd`` (darknet) or ``adam``; lr, momentum, weight_decay as darknet's cfg.
+        burn_in, steps, scales: darknet's schedule (steps as fractions of the run when all <= 1).
+        loss_normalize: ``batch`` divides the batch-summed loss by the batch size (darknet divides the learning
+            rate by the batch instead: same update).
+        conf_thresh, nms_thresh, max_det: evaluation decode (darknet's validation: 0.005, 0.45).
+        voc07: also compute VOC2007 11-point AP.
+        class_names: names for per-class tables (filled from the DataModule when None).
+        backbone_ckpt: optional checkpoint whose ``backbone.*`` weights initialise the backbone.
+    """
+
+    def __init__(
+        self,
+        model: YOLOv2,
+        loss: Any,
+        optimizer: Literal["sgd", "adam"] = "sgd",
+        lr: float = 1e-3,
+        momentum: float = 0.9,
+        weight_decay: float = 5e-4,
+        burn_in: int = 1000,
+        steps: list[float] | None = None,
+        scales: list[float] | None = None,
+        loss_normalize: Literal["batch", "none"] = "batch",
+        conf_thresh: float = 0.005,
+        nms_thresh: float = 0.45,
+        max_det: int = 300,
+        voc07: bool = False,
+        class_names: list[str] | None = None,
+        backbone_ckpt: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["model", "loss"], logger=False)
+        self.model = model
+        self.criterion: RegionLoss = (
+            loss(num_classes=model.num_classes, location=model.location, bias_match=model.bias_match)
+            if callable(loss) and not isinstance(loss, nn.Module)
+            else loss
+        )
+        self.register_buffer("seen", torch.zeros((), dtype=torch.long))
+        self.class_names = list(class_names) if class_names else [str(i) for i in range(model.num_classes)]
+        self.val_eval = DetectionEvaluator(self.class_names, voc07=voc07)
+        self.test_eval = DetectionEvaluator(self.class_names, voc07=voc07)
+        self.test_results: dict[str, Any] = {}
+        self.model_config: dict[str, Any] | None = None  # the resolved model config, saved in checkpoints
+        if backbone_ckpt:
+            load_backbone(self.model.backbone, backbone_ckpt)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) in [0, 1] -> raw head output (B, A * (5 + C), H / 32, W / 32)."""
+        return self.model(images)
+
+    # ---------------------------------------------------------------- training
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        images = batch["images"]
+        bsz = images.shape[0]
+        self.seen += bsz * self.trainer.world_size  # global count, before the forward pass (darknet)
+        raw = self.model(images)
+        out = self.criterion(raw, batch["targets"], batch["target_mask"], self.model.anchors, int(self.seen))
+        loss = out.loss / bsz if self.hparams.loss_normalize == "batch" else out.loss
+        parts = {f"train/{k}": getattr(out, k) / bsz for k in ("coord", "obj", "noobj", "cls")}
+        stats = {f"train/{k}": getattr(out, k) for k in ("avg_iou", "recall", "avg_obj", "avg_anyobj", "avg_cat")}
+        self.log("train/loss", loss, prog_bar=True, batch_size=bsz)
+        self.log_dict({**parts, **stats}, batch_size=bsz)
+        self.log("train/input_size", float(images.shape[-1]), batch_size=bsz)
+        self.log("train/seen", self.seen.float(), batch_size=bsz)
+        return loss
+
+    # ---------------------------------------------------------------- evaluation
+    def _eval_step(self, batch: dict[str, Any], evaluator: DetectionEvaluator, stage: str) -> None:
+        images = batch["images"]
+        raw = self.model(images)
+        out = self.criterion(raw, batch["targets"], batch["target_mask"], self.model.anchors, int(self.seen))
+        self.log(f"{stage}/loss", out.loss / images.shape[0], batch_size=images.shape[0], sync_dist=True)
+        preds = self.predict_raw(raw, images.shape[-2:], batch["transforms"], batch["orig_sizes"])
+        targets = [
+            {"boxes": b, "labels": lab, "difficult": d}
+            for b, lab, d in zip(batch["gt_boxes"], batch["gt_labels"], batch["gt_difficult"], strict=True)
+        ]
+        evaluator.update(preds, targets)
+
+    def predict_raw(
+        self, raw: torch.Tensor, input_hw: Any, transforms: torch.Tensor | None, orig_sizes: torch.Tensor | None
+    ) -> list[dict[str, torch.Tensor]]:
+        """Decode + threshold + NMS, boxes in original image pixels (see :func:`yolo9000.postprocess.postprocess`)."""
+        return postprocess(
+            raw,
+            self.model.anchors,
+            (int(input_hw[0]), int(input_hw[1])),
+            transforms,
+            orig_sizes,
+            location=self.model.location,
+            conf_thresh=self.hparams.conf_thresh,
+            nms_thresh=self.hparams.nms_thresh,
+            max_det=self.hparams.max_det,
+            tree=None if self.criterion.tree.num_groups == 1 else self.criterion.tree,
+        )
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._eval_step(batch, self.val_eval, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        res = self.val_eval.compute()
+        self.val_eval.reset()
+        self.log_dict({f"val/{k}": float(v) for k, v in res.items() if _is_scalar(v)}, prog_bar=False)
+        self.log("val/map_50", float(res["map_50"]), prog_bar=True)
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._eval_step(batch, self.test_eval, "test")
+
+    def on_test_epoch_end(self) -> None:
+        res = self.test_eval.compute()
+        self.test_eval.reset()
+        self.log_dict({f"test/{k}": float(v) for k, v in res.items() if _is_scalar(v)})
+        self.test_results = res
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["yolo9000_model_config"] = self.model_config
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.model_config = checkpoint.get("yolo9000_model_config", self.model_config)
+
+    # ---------------------------------------------------------------- optimisation
+    def configure_optimizers(self) -> Any:
+        hp = self.hparams
+        groups = param_groups(self.model, hp.weight_decay)
+        if hp.optimizer == "sgd":
+            opt: torch.optim.Optimizer = torch.optim.SGD(groups, lr=hp.lr, momentum=hp.momentum)
+        elif hp.optimizer == "adam":
+            opt = torch.optim.Adam(groups, lr=hp.lr)
+        else:
+            raise ValueError(f"optimizer must be 'sgd' or 'adam', got {hp.optimizer!r}")
+        total = int(self.trainer.estimated_stepping_batches) if self._trainer is not None else 1
+        steps = resolve_steps(hp.steps or [], total)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, DarknetSteps(hp.burn_in, steps, hp.scales or []))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def _is_scalar(v: Any) -> bool:
+    return isinstance(v, int | float) or (isinstance(v, torch.Tensor) and v.numel() == 1)
+
+
+def load_backbone(backbone: nn.Module, ckpt_path: str) -> None:
+    """Initialise ``backbone`` from a Lightning checkpoint (or state dict) holding ``*backbone.*`` weights.
+
+    Raises a ValueError naming every mismatching tensor (shape differences, missing keys).
+    """
+    state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    state = state.get("state_dict", state)
+    sub = {k.split("backbone.", 1)[1]: v for k, v in state.items() if "backbone." in k}
+    if not sub:
+        raise ValueError(f"{ckpt_path}: no 'backbone.*' weights found")
+    own = backbone.state_dict()
+    bad = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}" for k, v in sub.items()
+           if k in own and own[k].shape != v.shape]
+    missing = sorted(set(own) - set(sub))
+    if bad or missing:
+        raise ValueError(f"{ckpt_path}: backbone does not fit: {bad + [f'missing {m}' for m in missing]}")
+    backbone.load_state_dict(sub, strict=True)
+    log.info("backbone initialised from %s (%d tensors)", ckpt_path, len(sub))

@@ -1,0 +1,115 @@
+"""What the entry scripts share: environment set-up, building the DataModule/module/trainer from a Hydra config,
+resolving k-means anchors, and writing metrics.json."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import hydra
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+log = logging.getLogger("yolo9000")
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def setup_environment() -> None:
+    """Load .env (if any), default W&B to offline and PROJECT_ROOT to the repository root. Call before Hydra."""
+    try:
+        from dotenv import load_dotenv
+
+        load_dotenv(PROJECT_ROOT / ".env", override=False)
+    except ImportError:  # pragma: no cover - python-dotenv is a dependency
+        pass
+    os.environ.setdefault("PROJECT_ROOT", str(PROJECT_ROOT))
+    os.environ.setdefault("WANDB_MODE", "offline")
+    os.environ.setdefault("WANDB_SILENT", "true")
+
+
+def instantiate_list(cfg: DictConfig | None) -> list[Any]:
+    """Instantiate every ``_target_`` entry of a config group like ``callbacks`` or ``logger``."""
+    if not cfg:
+        return []
+    return [hydra.utils.instantiate(c) for c in cfg.values() if isinstance(c, DictConfig) and "_target_" in c]
+
+
+def resolve_anchors(cfg: DictConfig, datamodule: Any) -> None:
+    """``model.net.anchors: kmeans`` -> k-means (1 - IoU) priors from the training boxes, in grid units."""
+    net = cfg.model.net
+    if not (isinstance(net.anchors, str) and net.anchors == "kmeans"):
+        return
+    from yolo9000.anchors import kmeans_anchors, to_grid_units
+
+    wh = torch.as_tensor(datamodule.box_sizes("train"), dtype=torch.float32)
+    grid = cfg.data.img_size / 32
+    res = kmeans_anchors(wh, int(net.num_anchors), metric="iou", seed=int(cfg.seed))
+    anchors = to_grid_units(torch.as_tensor(res.anchors), grid)
+    with open_dict(cfg):
+        net.anchors = [[round(float(a), 4), round(float(b), 4)] for a, b in anchors.tolist()]
+    log.info("k-means anchors (k=%d, avg IoU %.3f): %s", net.num_anchors, res.avg_iou, net.anchors)
+
+
+def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule]:
+    """Instantiate the DataModule and the detection module (classes from the data, anchors resolved)."""
+    datamodule = hydra.utils.instantiate(cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    resolve_anchors(cfg, datamodule)
+    with open_dict(cfg):
+        cfg.model.net.num_classes = datamodule.num_classes
+        cfg.model.class_names = list(datamodule.class_names)
+    module = instantiate_module(cfg)
+    return datamodule, module
+
+
+def instantiate_module(cfg: DictConfig) -> pl.LightningModule:
+    """The detection module from ``cfg.model`` (its ``net`` built first; ``num_anchors`` is config-only)."""
+    net_cfg = OmegaConf.to_container(cfg.model.net, resolve=True)
+    assert isinstance(net_cfg, dict)
+    net_cfg.pop("num_anchors", None)
+    net = hydra.utils.instantiate(net_cfg)
+    module_cfg = OmegaConf.to_container(cfg.model, resolve=True)
+    assert isinstance(module_cfg, dict)
+    module_cfg.pop("net")
+    module = hydra.utils.instantiate(module_cfg, model=net)
+    module.model_config = OmegaConf.to_container(cfg.model, resolve=True)  # saved in checkpoints
+    return module
+
+
+def load_module(ckpt_path: str | Path, map_location: str = "cpu") -> pl.LightningModule:
+    """Rebuild the detection module saved by training (architecture from the checkpoint's config) and load it."""
+    ckpt_path = Path(ckpt_path)
+    if not ckpt_path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {ckpt_path}")
+    ckpt = torch.load(ckpt_path, map_location=map_location, weights_only=False)
+    model_cfg = ckpt.get("yolo9000_model_config")
+    if model_cfg is None:
+        raise ValueError(f"{ckpt_path}: not a yolo9000 detection checkpoint (no 'yolo9000_model_config')")
+    module = instantiate_module(OmegaConf.create({"model": model_cfg}))
+    module.load_state_dict(ckpt["state_dict"])
+    module.eval()
+    return module
+
+
+def write_metrics(path: Path, results: dict[str, Any], extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write test metrics (floats, per-class table) as JSON; returns what was written."""
+
+    def clean(v: Any) -> Any:
+        if isinstance(v, torch.Tensor):
+            return v.item() if v.numel() == 1 else v.tolist()
+        if isinstance(v, dict):
+            return {str(k): clean(x) for k, x in v.items()}
+        if isinstance(v, list | tuple):
+            return [clean(x) for x in v]
+        return v
+
+    out = {**clean(results), **(extra or {})}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=2))
+    return out

@@ -1,0 +1,81 @@
+"""Darknet-19 / YOLOv2 structure against darknet's numbers and the reorg fixtures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from yolo9000.models.darknet19 import Darknet19, Darknet19Classifier
+from yolo9000.models.layers import MaxPoolSame, reorg
+from yolo9000.models.yolov2 import YOLOv2
+
+FIX = Path(__file__).parent / "fixtures"
+VOC_ANCHORS = [[1.3221, 1.73145], [3.19275, 4.00944], [5.05587, 8.09892], [9.47112, 4.84053], [11.2364, 10.0071]]
+
+
+def n_params(m: torch.nn.Module) -> int:
+    return sum(p.numel() for p in m.parameters() if p.requires_grad)
+
+
+@pytest.mark.parametrize("path", sorted(FIX.glob("reorg_*.npy")), ids=lambda p: p.stem)
+def test_reorg_matches_darknet(path: Path) -> None:
+    ref = np.load(path)
+    b, c, h, w = (int(v) for v in path.stem.split("_in")[1].split("_")[0].split("x"))
+    x = torch.arange(b * c * h * w).reshape(b, c, h, w)
+    np.testing.assert_array_equal(reorg(x).numpy(), ref)
+
+
+def test_reorg_is_not_pixel_unshuffle() -> None:
+    x = torch.arange(1 * 8 * 4 * 4).reshape(1, 8, 4, 4)
+    assert not torch.equal(reorg(x), torch.nn.functional.pixel_unshuffle(x, 2))
+
+
+def test_darknet_parameter_counts() -> None:
+    assert n_params(Darknet19Classifier(Darknet19(), 1000)) == 20_842_376  # darknet19.cfg
+    assert n_params(YOLOv2(Darknet19(), 20, VOC_ANCHORS)) == 50_655_389  # yolov2-voc.cfg
+    assert n_params(YOLOv2(Darknet19(), 80, VOC_ANCHORS)) == 50_962_889  # yolov2.cfg (COCO)
+
+
+@pytest.mark.parametrize("size", [64, 96, 160])
+def test_output_layout_and_strides(size: int) -> None:
+    m = YOLOv2(Darknet19(width=0.125), 3, VOC_ANCHORS).eval()
+    out = m(torch.rand(2, 3, size, size))
+    assert out.shape == (2, 5 * (5 + 3), size // 32, size // 32)
+    feats = m.backbone(torch.rand(1, 3, size, size))
+    assert feats["c4"].shape[-1] == size // 16 and feats["c5"].shape[-1] == size // 32
+
+
+def test_switches() -> None:
+    bb = Darknet19(batch_norm=False, width=0.125)
+    convs = [m for m in bb.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 18 and all(c.bias is not None for c in convs)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in bb.modules())
+    no_pt = YOLOv2(Darknet19(width=0.125), 3, VOC_ANCHORS, passthrough=False)
+    with_pt = YOLOv2(Darknet19(width=0.125), 3, VOC_ANCHORS, passthrough=True)
+    assert n_params(with_pt) > n_params(no_pt)
+    assert no_pt(torch.rand(1, 3, 64, 64)).shape == (1, 40, 2, 2)
+    free = YOLOv2(Darknet19(width=0.125), 3, None, num_boxes=2)
+    assert free.anchors.shape == (2, 2) and not free.bias_match
+    fc = YOLOv2(Darknet19(width=0.125), 3, VOC_ANCHORS, head="fc", fc_grid=2, fc_hidden=32)
+    assert fc(torch.rand(2, 3, 64, 64)).shape == (2, 40, 2, 2)
+    with pytest.raises(ValueError, match="fc head"):
+        fc(torch.rand(1, 3, 96, 96))
+    with pytest.raises(ValueError, match="location"):
+        YOLOv2(Darknet19(width=0.125), 3, VOC_ANCHORS, location="bogus")  # type: ignore[arg-type]
+
+
+def test_maxpool_same_keeps_size() -> None:
+    x = torch.arange(16.0).reshape(1, 1, 4, 4)
+    y = MaxPoolSame(2, 1)(x)
+    assert y.shape == x.shape
+    assert y[0, 0, 0, 0] == 5.0 and y[0, 0, 3, 3] == 15.0 and y[0, 0, 3, 0] == 13.0
+
+
+def test_bn_is_darknet_like() -> None:
+    bn = next(m for m in Darknet19(width=0.125).modules() if isinstance(m, torch.nn.BatchNorm2d))
+    assert bn.momentum == pytest.approx(0.01)
+    leaky = next(m for m in Darknet19(width=0.125).modules() if isinstance(m, torch.nn.LeakyReLU))
+    assert leaky.negative_slope == pytest.approx(0.1)

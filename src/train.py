@@ -44,14 +44,14 @@ def main(cfg: DictConfig) -> float | None:
         trainer.test(module, datamodule=datamodule, ckpt_path=ckpt)
         if trainer.is_global_zero:
             metrics = write_metrics(
-                out_dir / "metrics.json",
+                out_dir,
                 module.test_results,
+                module.class_names,
                 {"checkpoint": ckpt, "seen": int(module.seen), "data_issues": datamodule.issue_summary()},
             )
+            log.info("per-class AP (test):\n%s", (out_dir / "per_class.md").read_text())
             log.info("test mAP@0.5 %.4f  mAP@[.5:.95] %.4f  -> %s", metrics["map_50"], metrics["map"],
                      out_dir / "metrics.json")
-            if "table" in metrics:
-                log.info("\n%s", metrics["table"])
     for lg in loggers:
         if hasattr(lg, "experiment") and lg.__class__.__name__ == "WandbLogger" and trainer.is_global_zero:
             import wandb

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -65,6 +66,7 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule]:
         cfg.model.net.num_classes = datamodule.num_classes
         cfg.model.class_names = list(datamodule.class_names)
     module = instantiate_module(cfg)
+    module.model_config["eval_size"] = int(cfg.data.img_size)  # detect.py's default input size
     return datamodule, module
 
 
@@ -73,11 +75,12 @@ def instantiate_module(cfg: DictConfig) -> pl.LightningModule:
     net_cfg = OmegaConf.to_container(cfg.model.net, resolve=True)
     assert isinstance(net_cfg, dict)
     net_cfg.pop("num_anchors", None)
-    net = hydra.utils.instantiate(net_cfg)
+    net = hydra.utils.instantiate(net_cfg, _convert_="all")
     module_cfg = OmegaConf.to_container(cfg.model, resolve=True)
     assert isinstance(module_cfg, dict)
     module_cfg.pop("net")
-    module = hydra.utils.instantiate(module_cfg, model=net)
+    module_cfg.pop("eval_size", None)
+    module = hydra.utils.instantiate(module_cfg, model=net, _convert_="all")
     module.model_config = OmegaConf.to_container(cfg.model, resolve=True)  # saved in checkpoints
     return module
 
@@ -97,19 +100,36 @@ def load_module(ckpt_path: str | Path, map_location: str = "cpu") -> pl.Lightnin
     return module
 
 
-def write_metrics(path: Path, results: dict[str, Any], extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Write test metrics (floats, per-class table) as JSON; returns what was written."""
+def _plain(v: Any) -> Any:
+    """Tensors / arrays / nested containers -> JSON-friendly Python values."""
+    if isinstance(v, torch.Tensor):
+        v = v.detach().cpu().numpy()
+    if isinstance(v, np.ndarray | np.generic):
+        return v.item() if v.size == 1 else v.tolist()
+    if isinstance(v, dict):
+        return {str(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_plain(x) for x in v]
+    return v
 
-    def clean(v: Any) -> Any:
-        if isinstance(v, torch.Tensor):
-            return v.item() if v.numel() == 1 else v.tolist()
-        if isinstance(v, dict):
-            return {str(k): clean(x) for k, x in v.items()}
-        if isinstance(v, list | tuple):
-            return [clean(x) for x in v]
-        return v
 
-    out = {**clean(results), **(extra or {})}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=2))
+def write_metrics(
+    out_dir: Path, results: dict[str, Any], class_names: list[str], extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Write ``metrics.json`` (scalars + per-class AP), ``per_class.md`` (a table) and ``pr_curves.png``.
+
+    Returns what metrics.json holds.
+    """
+    from yolo9000.metrics import format_ap_table
+    from yolo9000.viz import plot_pr_curves
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = {k: _plain(v) for k, v in results.items() if k != "pr"}
+    out.update(extra or {})
+    (out_dir / "metrics.json").write_text(json.dumps(out, indent=2))
+    if "per_class" in results:
+        (out_dir / "per_class.md").write_text(format_ap_table(results["per_class"], class_names) + "\n")
+    if results.get("pr"):
+        ap = {c: v.get("ap50", float("nan")) for c, v in results.get("per_class", {}).items()}
+        plot_pr_curves(results["pr"], out_dir / "pr_curves.png", ap=ap)
     return out

@@ -65,7 +65,7 @@ class DetectorModule(pl.LightningModule):
         loss_normalize: Literal["batch", "none"] = "batch",
         conf_thresh: float = 0.005,
         nms_thresh: float = 0.45,
-        max_det: int = 300,
+        max_det: int = 100,
         voc07: bool = False,
         class_names: list[str] | None = None,
         backbone_ckpt: str | None = None,
@@ -80,8 +80,8 @@ class DetectorModule(pl.LightningModule):
         )
         self.register_buffer("seen", torch.zeros((), dtype=torch.long))
         self.class_names = list(class_names) if class_names else [str(i) for i in range(model.num_classes)]
-        self.val_eval = DetectionEvaluator(self.class_names, voc07=voc07)
-        self.test_eval = DetectionEvaluator(self.class_names, voc07=voc07)
+        self.val_eval = DetectionEvaluator(self.class_names, voc07=voc07, max_detections=max_det)
+        self.test_eval = DetectionEvaluator(self.class_names, voc07=voc07, max_detections=max_det)
         self.test_results: dict[str, Any] = {}
         self.model_config: dict[str, Any] | None = None  # the resolved model config, saved in checkpoints
         if backbone_ckpt:
@@ -108,7 +108,9 @@ class DetectorModule(pl.LightningModule):
         return loss
 
     # ---------------------------------------------------------------- evaluation
-    def _eval_step(self, batch: dict[str, Any], evaluator: DetectionEvaluator, stage: str) -> None:
+    def _eval_step(
+        self, batch: dict[str, Any], evaluator: DetectionEvaluator, stage: str
+    ) -> list[dict[str, torch.Tensor]]:
         images = batch["images"]
         raw = self.model(images)
         out = self.criterion(raw, batch["targets"], batch["target_mask"], self.model.anchors, int(self.seen))
@@ -119,6 +121,7 @@ class DetectorModule(pl.LightningModule):
             for b, lab, d in zip(batch["gt_boxes"], batch["gt_labels"], batch["gt_difficult"], strict=True)
         ]
         evaluator.update(preds, targets)
+        return preds
 
     def predict_raw(
         self, raw: torch.Tensor, input_hw: Any, transforms: torch.Tensor | None, orig_sizes: torch.Tensor | None
@@ -143,11 +146,12 @@ class DetectorModule(pl.LightningModule):
     def on_validation_epoch_end(self) -> None:
         res = self.val_eval.compute()
         self.val_eval.reset()
-        self.log_dict({f"val/{k}": float(v) for k, v in res.items() if _is_scalar(v)}, prog_bar=False)
+        scalars = {f"val/{k}": float(v) for k, v in res.items() if _is_scalar(v) and k != "map_50"}
+        self.log_dict(scalars)
         self.log("val/map_50", float(res["map_50"]), prog_bar=True)
 
-    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._eval_step(batch, self.test_eval, "test")
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, torch.Tensor]]:
+        return self._eval_step(batch, self.test_eval, "test")
 
     def on_test_epoch_end(self) -> None:
         res = self.test_eval.compute()

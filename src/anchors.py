@@ -1,0 +1,66 @@
+"""Dimension clusters: `python src/anchors.py [data=...] [k=5]`.
+
+k-means on the training boxes with the paper's 1 - IoU distance and, for comparison, Euclidean SSE; prints the
+average IoU for k = 1..9 (the paper's Table 1 / Figure 2), plots it, and writes the anchors in grid-cell units
+ready to paste into a config (``model.net.anchors``).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import hydra
+import torch
+from omegaconf import DictConfig
+from rich.console import Console
+from rich.table import Table
+
+from yolo9000.anchors import anchor_sweep, avg_iou, format_anchors, to_grid_units
+from yolo9000.runner import setup_environment
+from yolo9000.viz import plot_anchor_clusters, plot_kmeans_curve
+
+log = logging.getLogger("yolo9000.anchors")
+setup_environment()
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="anchors.yaml")
+def main(cfg: DictConfig) -> None:
+    out_dir = Path(cfg.paths.output_dir)
+    dm = hydra.utils.instantiate(cfg.data)
+    dm.setup("fit")
+    wh = torch.as_tensor(dm.box_sizes(cfg.split), dtype=torch.float64)
+    log.info("%d boxes from the %s split", len(wh), cfg.split)
+    ks = list(cfg.ks)
+    runs = {m: anchor_sweep(wh, ks, metric=m, seed=cfg.seed, restarts=cfg.restarts) for m in ("iou", "sse")}
+
+    table = Table(title=f"Average IoU of the priors ({len(wh)} boxes)")
+    table.add_column("k", justify="right")
+    table.add_column("cluster IoU (1 - IoU)", justify="right")
+    table.add_column("cluster SSE", justify="right")
+    for i, k in enumerate(ks):
+        table.add_row(str(k), f"{100 * runs['iou'][i].avg_iou:.1f}", f"{100 * runs['sse'][i].avg_iou:.1f}")
+    Console().print(table)
+
+    grid = int(cfg.img_size) // 32
+    chosen = next((r for r in runs["iou"] if r.k == cfg.k), None) or runs["iou"][-1]
+    anchors = to_grid_units(chosen.anchors.float(), grid)
+    lines = [
+        f"# k-means (1 - IoU), k={chosen.k}, avg IoU {chosen.avg_iou:.4f}, grid {grid} (input {cfg.img_size})",
+        f"# darknet: anchors = {format_anchors(anchors)}",
+        "anchors: [" + ", ".join(f"[{w:.4f}, {h:.4f}]" for w, h in anchors.tolist()) + "]",
+    ]
+    (out_dir / "anchors.yaml").write_text("\n".join(lines) + "\n")
+    csv = ["k,avg_iou_iou,avg_iou_sse"] + [
+        f"{k},{runs['iou'][i].avg_iou:.6f},{runs['sse'][i].avg_iou:.6f}" for i, k in enumerate(ks)
+    ]
+    (out_dir / "avg_iou.csv").write_text("\n".join(csv) + "\n")
+    plot_kmeans_curve({"1 - IoU": runs["iou"], "SSE": runs["sse"]}, out_dir / "kmeans_avg_iou.png")
+    plot_anchor_clusters(wh, chosen.anchors, out_dir / "anchor_clusters.png", assignments=chosen.assignments)
+    print("\n".join(lines))
+    log.info("avg IoU of the chosen anchors on the %s boxes: %.4f; outputs in %s", cfg.split,
+             avg_iou(wh, chosen.anchors), out_dir)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""Pictures of predicted boxes on test images, saved into the run directory and logged to W&B."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+from torchvision.io import ImageReadMode, decode_image
+
+from yolo9000.viz import draw_detections, save_image
+
+log = logging.getLogger(__name__)
+
+
+class PredictionImages(pl.Callback):
+    """Draws the predictions (score >= ``score_thresh``) and the ground truth on the first ``num_images`` test
+    images into ``<run dir>/predictions/``.
+
+    Args:
+        num_images: how many test images to draw.
+        score_thresh: minimum score of a drawn box.
+        dirname: folder name inside the trainer's ``default_root_dir``.
+    """
+
+    def __init__(self, num_images: int = 8, score_thresh: float = 0.3, dirname: str = "predictions") -> None:
+        self.num_images, self.score_thresh, self.dirname = num_images, score_thresh, dirname
+        self.saved: list[Path] = []
+
+    def on_test_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.saved = []
+
+    def on_test_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: dict[str, Any],
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        if not trainer.is_global_zero or len(self.saved) >= self.num_images or not outputs:
+            return
+        out_dir = Path(trainer.default_root_dir) / self.dirname
+        out_dir.mkdir(parents=True, exist_ok=True)
+        names = getattr(pl_module, "class_names", None)
+        for i, pred in enumerate(outputs):
+            if len(self.saved) >= self.num_images:
+                break
+            path = Path(batch["image_paths"][i])
+            try:
+                image = decode_image(str(path), mode=ImageReadMode.RGB)
+            except Exception as e:  # the dataset already reported unreadable files
+                log.warning("cannot draw %s: %s", path, e)
+                continue
+            keep = pred["scores"] >= self.score_thresh
+            drawn = draw_detections(
+                image,
+                pred["boxes"][keep].cpu(),
+                pred["labels"][keep].cpu(),
+                pred["scores"][keep].cpu(),
+                names,
+                gt_boxes=batch["gt_boxes"][i].cpu(),
+            )
+            target = out_dir / f"{path.stem}.jpg"
+            save_image(drawn, target)
+            self.saved.append(target)
+
+    def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self.saved:
+            return
+        log.info("prediction pictures: %s", self.saved[0].parent)
+        for lg in trainer.loggers:
+            if isinstance(lg, pl.loggers.WandbLogger):
+                lg.log_image(key="test/predictions", images=[str(p) for p in self.saved])

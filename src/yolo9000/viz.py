@@ -1,0 +1,267 @@
+"""Pictures: detections drawn on images, anchor clusters (paper Figure 2), k-means curves, PR curves.
+
+Plots are made with ``matplotlib.figure.Figure`` directly (Agg canvas, no pyplot global state, no display
+needed); boxes are drawn with ``torchvision.utils.draw_bounding_boxes``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from matplotlib import colormaps, font_manager
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+from torch import Tensor
+from torchvision.io import write_jpeg, write_png
+from torchvision.utils import draw_bounding_boxes
+
+__all__ = [
+    "class_colors",
+    "draw_detections",
+    "plot_anchor_clusters",
+    "plot_kmeans_curve",
+    "plot_pr_curves",
+    "save_image",
+]
+
+
+def class_colors(num_classes: int) -> list[tuple[int, int, int]]:
+    """Distinct RGB colours (0-255) per class, from matplotlib's tab10/tab20 palettes."""
+    cmap = colormaps["tab10" if num_classes <= 10 else "tab20"]
+    return [tuple(int(255 * v) for v in cmap(i % cmap.N)[:3]) for i in range(num_classes)]  # type: ignore[misc]
+
+
+def _font() -> str | None:
+    """Path of a TrueType font shipped with matplotlib (DejaVu Sans), or None for PIL's default."""
+    try:
+        return font_manager.findfont("DejaVu Sans", fallback_to_default=True)
+    except Exception:  # pragma: no cover - matplotlib always ships DejaVu
+        return None
+
+
+def _clip_boxes(boxes: Tensor, h: int, w: int) -> Tensor:
+    """(N, 4) xyxy clipped into the image, with x2 >= x1 and y2 >= y1 (draw_bounding_boxes requires it)."""
+    b = boxes.detach().reshape(-1, 4).float().cpu().clone()
+    b[:, 0::2] = b[:, 0::2].clamp(0, w - 1)
+    b[:, 1::2] = b[:, 1::2].clamp(0, h - 1)
+    b[:, 2] = torch.maximum(b[:, 2], b[:, 0])
+    b[:, 3] = torch.maximum(b[:, 3], b[:, 1])
+    return b
+
+
+def draw_detections(
+    image: Tensor,
+    boxes: Tensor,
+    labels: Tensor,
+    scores: Tensor | None,
+    class_names: Sequence[str],
+    gt_boxes: Tensor | None = None,
+    width: int = 2,
+    font_size: int = 12,
+) -> Tensor:
+    """Draw predicted boxes (coloured per class, captioned "name 0.87") and optional ground truth (white).
+
+    Args:
+        image: (3, H, W) uint8 RGB (float in [0, 1] is accepted and converted).
+        boxes: (N, 4) xyxy pixel boxes of the predictions.
+        labels: (N,) class indices.
+        scores: (N,) confidences, or None for captions without a score.
+        class_names: names indexed by label.
+        gt_boxes: (M, 4) xyxy ground-truth boxes drawn first, 1 px white, or None.
+        width: line width of prediction boxes in pixels.
+        font_size: caption font size.
+
+    Returns:
+        (3, H, W) uint8 image with the drawings (the input is not modified).
+    """
+    img = image.detach().cpu()
+    if img.dtype != torch.uint8:
+        img = (img.float().clamp(0, 1) * 255).round().to(torch.uint8)
+    if img.ndim != 3 or img.shape[0] != 3:
+        raise ValueError(f"expected a (3, H, W) image, got {tuple(img.shape)}")
+    h, w = img.shape[1:]
+    font = _font()
+    if gt_boxes is not None and gt_boxes.numel() > 0:
+        img = draw_bounding_boxes(img, _clip_boxes(gt_boxes, h, w), colors="white", width=1)
+    if boxes.numel() == 0:
+        return img
+    labels_l = labels.detach().reshape(-1).long().cpu().tolist()
+    palette = class_colors(max(len(class_names), 1))
+    colors = [palette[c % len(palette)] for c in labels_l]
+    names = [class_names[c] if 0 <= c < len(class_names) else str(c) for c in labels_l]
+    if scores is not None:
+        captions = [
+            f"{n} {s:.2f}"
+            for n, s in zip(names, scores.detach().reshape(-1).float().cpu().tolist(), strict=True)
+        ]
+    else:
+        captions = names
+    return draw_bounding_boxes(
+        img,
+        _clip_boxes(boxes, h, w),
+        labels=captions,
+        colors=colors,
+        width=width,
+        font=font,
+        font_size=font_size if font is not None else None,
+        label_colors="black",
+        fill_labels=True,
+    )
+
+
+def save_image(t: Tensor, path: str | Path, jpeg_quality: int = 90) -> Path:
+    """Write a (3, H, W) uint8 (or float in [0, 1]) RGB tensor, creating parent directories.
+
+    The format follows the suffix: ``.png`` (lossless) or ``.jpg``/``.jpeg`` (``jpeg_quality``).
+    """
+    img = t.detach().cpu()
+    if img.dtype != torch.uint8:
+        img = (img.float().clamp(0, 1) * 255).round().to(torch.uint8)
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".png", ".jpg", ".jpeg"):
+        raise ValueError(f"unsupported image suffix {path.suffix!r}; use .png, .jpg or .jpeg")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if suffix == ".png":
+        write_png(img, str(path))
+    else:
+        write_jpeg(img, str(path), quality=jpeg_quality)
+    return path
+
+
+def _save_figure(fig: Figure, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png")  # no bbox_inches: the size is figsize * dpi exactly
+    return path
+
+
+def plot_anchor_clusters(
+    wh: Tensor | np.ndarray,
+    anchors: Tensor | np.ndarray,
+    path: str | Path,
+    assignments: Tensor | np.ndarray | None = None,
+    title: str | None = None,
+    figsize: tuple[float, float] = (10.0, 5.0),
+    dpi: int = 100,
+) -> Path:
+    """Box shapes and their k-means centroids, after the paper's Figure 2 (right).
+
+    Left: scatter of box (w, h) coloured by cluster, centroids as black crosses. Right: the anchors drawn as
+    rectangles sharing one centre, in the unit of ``wh`` (normalised sizes give the paper's picture).
+
+    Args:
+        wh: (N, 2) box (w, h).
+        anchors: (K, 2) anchor (w, h), same unit.
+        path: output PNG.
+        assignments: (N,) cluster index per box; by default the anchor of highest shape IoU.
+        title: figure title.
+        figsize, dpi: output size is ``figsize * dpi`` pixels.
+    """
+    from yolo9000.anchors import shape_iou
+
+    wh_t = torch.as_tensor(wh).double().reshape(-1, 2)
+    an_t = torch.as_tensor(anchors).double().reshape(-1, 2)
+    if assignments is None:
+        assignments = shape_iou(wh_t, an_t).argmax(dim=1)
+    assign = torch.as_tensor(assignments).reshape(-1).numpy()
+    palette = np.array(class_colors(an_t.shape[0]), dtype=np.float64) / 255.0
+    w, h = wh_t.numpy().T
+    fig = Figure(figsize=figsize, dpi=dpi)
+    ax1, ax2 = fig.subplots(1, 2)
+    ax1.scatter(w, h, s=6, c=palette[assign % len(palette)], alpha=0.6, linewidths=0)
+    ax1.scatter(an_t[:, 0], an_t[:, 1], marker="x", s=80, c="black", linewidths=2, label="centroids")
+    ax1.set_xlabel("box width")
+    ax1.set_ylabel("box height")
+    ax1.legend(loc="upper left")
+    ax1.set_title(f"{len(w)} boxes, k = {an_t.shape[0]}")
+    extent = float(max(an_t.max(), 1e-9))
+    for i, (aw, ah) in enumerate(an_t.tolist()):
+        color = palette[i % len(palette)]
+        ax2.add_patch(Rectangle((-aw / 2, -ah / 2), aw, ah, fill=False, edgecolor=color, linewidth=2))
+    lim = 0.55 * extent
+    ax2.set_xlim(-lim, lim)
+    ax2.set_ylim(-lim, lim)
+    ax2.set_aspect("equal")
+    ax2.set_title("anchors (common centre)")
+    ax2.set_xticks([])
+    ax2.set_yticks([])
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return _save_figure(fig, path)
+
+
+def _k_iou_pairs(points: Sequence) -> tuple[list[int], list[float]]:
+    """Accept (k, avg_iou) pairs or objects with ``.k`` and ``.avg_iou`` (KMeansResult)."""
+    ks, ious = [], []
+    for p in points:
+        k, v = (p.k, p.avg_iou) if hasattr(p, "avg_iou") else p
+        ks.append(int(k))
+        ious.append(float(v))
+    return ks, ious
+
+
+def plot_kmeans_curve(
+    results: Mapping[str, Sequence],
+    path: str | Path,
+    figsize: tuple[float, float] = (5.0, 4.0),
+    dpi: int = 100,
+) -> Path:
+    """Average IoU against the number of clusters k, one line per metric (the paper's Figure 2, left).
+
+    Args:
+        results: {label: [(k, avg_iou), ...]} (or lists of KMeansResult), e.g. {"iou": ..., "sse": ...}.
+        path: output PNG.
+        figsize, dpi: output size is ``figsize * dpi`` pixels.
+    """
+    fig = Figure(figsize=figsize, dpi=dpi)
+    ax = fig.subplots()
+    for label, points in results.items():
+        ks, ious = _k_iou_pairs(points)
+        ax.plot(ks, ious, marker="o", label=label)
+    ax.set_xlabel("# clusters (k)")
+    ax.set_ylabel("avg IoU")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return _save_figure(fig, path)
+
+
+def plot_pr_curves(
+    pr: Mapping[str, tuple[np.ndarray | Tensor, np.ndarray | Tensor]],
+    path: str | Path,
+    ap: Mapping[str, float] | None = None,
+    figsize: tuple[float, float] = (6.0, 5.0),
+    dpi: int = 100,
+) -> Path:
+    """Precision-recall curves, one per class.
+
+    Args:
+        pr: {class_name: (precision (D,), recall (D,))}, e.g. ``DetectionEvaluator.compute()["pr"]``.
+        path: output PNG.
+        ap: optional {class_name: AP} shown in the legend.
+        figsize, dpi: output size is ``figsize * dpi`` pixels.
+    """
+    fig = Figure(figsize=figsize, dpi=dpi)
+    ax = fig.subplots()
+    palette = np.array(class_colors(max(len(pr), 1)), dtype=np.float64) / 255.0
+    for i, (name, (prec, rec)) in enumerate(pr.items()):
+        p = np.asarray(prec, dtype=np.float64).reshape(-1)
+        r = np.asarray(rec, dtype=np.float64).reshape(-1)
+        label = name if ap is None or name not in ap else f"{name} (AP {ap[name]:.3f})"
+        if p.size == 0 or np.isnan(r).all():
+            ax.plot([], [], color=palette[i], label=f"{label} (no data)")
+            continue
+        ax.plot(np.concatenate([[0.0], r]), np.concatenate([[p[0]], p]), color=palette[i], label=label)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left")
+    fig.tight_layout()
+    return _save_figure(fig, path)

@@ -58,8 +58,12 @@ def main(cfg: DictConfig) -> None:
     plot_kmeans_curve({"1 - IoU": runs["iou"], "SSE": runs["sse"]}, out_dir / "kmeans_avg_iou.png")
     plot_anchor_clusters(wh, chosen.anchors, out_dir / "anchor_clusters.png", assignments=chosen.assignments)
     print("\n".join(lines))
-    log.info("avg IoU of the chosen anchors on the %s boxes: %.4f; outputs in %s", cfg.split,
-             avg_iou(wh, chosen.anchors), out_dir)
+    log.info(
+        "avg IoU of the chosen anchors on the %s boxes: %.4f; outputs in %s",
+        cfg.split,
+        avg_iou(wh, chosen.anchors),
+        out_dir,
+    )
 
 
 if __name__ == "__main__":

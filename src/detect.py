@@ -77,13 +77,18 @@ def main(cfg: DictConfig) -> None:
         for (path, img), pred in zip(originals, preds, strict=True):
             dets = [
                 {"box": [round(float(v), 2) for v in b], "class": names[int(c)], "score": round(float(s), 4)}
-                for b, c, s in zip(pred["boxes"].tolist(), pred["labels"].tolist(), pred["scores"].tolist(), strict=True)
+                for b, c, s in zip(
+                    pred["boxes"].tolist(), pred["labels"].tolist(), pred["scores"].tolist(), strict=True
+                )
             ]
             results.append({"file": str(path), "width": img.shape[1], "height": img.shape[0], "detections": dets})
             if cfg.draw:
                 drawn = draw_detections(
-                    torch.from_numpy(img).permute(2, 0, 1), pred["boxes"].cpu(), pred["labels"].cpu(),
-                    pred["scores"].cpu(), names,
+                    torch.from_numpy(img).permute(2, 0, 1),
+                    pred["boxes"].cpu(),
+                    pred["labels"].cpu(),
+                    pred["scores"].cpu(),
+                    names,
                 )
                 save_image(drawn, draw_dir / f"{path.stem}.jpg")
     (out_dir / "detections.json").write_text(json.dumps({"images": results, "failed": failed}, indent=2))

@@ -1,8 +1,8 @@
 """Train a YOLOv2 detector, then test the best checkpoint.
 
-    python src/train.py                                 # embedded default: BCCD on the CPU, minutes
-    python src/train.py data=voc model=yolov2 trainer=gpu
-    python src/train.py experiment=ablation_anchors -m  # a sweep
+python src/train.py                                 # embedded default: BCCD on the CPU, minutes
+python src/train.py data=voc model=yolov2 trainer=gpu
+python src/train.py experiment=ablation_anchors -m  # a sweep
 """
 
 from __future__ import annotations
@@ -50,8 +50,12 @@ def main(cfg: DictConfig) -> float | None:
                 {"checkpoint": ckpt, "seen": int(module.seen), "data_issues": datamodule.issue_summary()},
             )
             log.info("per-class AP (test):\n%s", (out_dir / "per_class.md").read_text())
-            log.info("test mAP@0.5 %.4f  mAP@[.5:.95] %.4f  -> %s", metrics["map_50"], metrics["map"],
-                     out_dir / "metrics.json")
+            log.info(
+                "test mAP@0.5 %.4f  mAP@[.5:.95] %.4f  -> %s",
+                metrics["map_50"],
+                metrics["map"],
+                out_dir / "metrics.json",
+            )
     for lg in loggers:
         if hasattr(lg, "experiment") and lg.__class__.__name__ == "WandbLogger" and trainer.is_global_zero:
             import wandb

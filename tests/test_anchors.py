@@ -33,12 +33,8 @@ def test_avg_iou_hand_computed() -> None:
 
 def _two_clusters() -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(1)
-    a = torch.tensor([0.05, 0.08], dtype=torch.float64) + 0.005 * torch.rand(
-        40, 2, generator=g, dtype=torch.float64
-    )
-    b = torch.tensor([0.60, 0.30], dtype=torch.float64) + 0.02 * torch.rand(
-        60, 2, generator=g, dtype=torch.float64
-    )
+    a = torch.tensor([0.05, 0.08], dtype=torch.float64) + 0.005 * torch.rand(40, 2, generator=g, dtype=torch.float64)
+    b = torch.tensor([0.60, 0.30], dtype=torch.float64) + 0.02 * torch.rand(60, 2, generator=g, dtype=torch.float64)
     return a, b
 
 

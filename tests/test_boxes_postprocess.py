@@ -19,7 +19,9 @@ def test_decode_direct_hand_computed() -> None:
     boxes = decode_boxes(xy, wh, torch.tensor([[1.0, 0.5]]), "direct")
     # cell (i=1, j=0): bx = (1 + .25) / 2, by = (0 + .25) / 2, bw = 2 * 1 / 2, bh = 1 * .5 / 2
     torch.testing.assert_close(boxes[0, 0, 0, 1], torch.tensor([0.625, 0.125, 1.0, 0.25]))
-    off = decode_boxes(torch.full((1, 1, 2, 2, 2), 0.5), torch.zeros(1, 1, 2, 2, 2), torch.tensor([[2.0, 2.0]]), "offset")
+    off = decode_boxes(
+        torch.full((1, 1, 2, 2, 2), 0.5), torch.zeros(1, 1, 2, 2, 2), torch.tensor([[2.0, 2.0]]), "offset"
+    )
     # offset: bx = (i + .5 + tx * prior) / W = (1 + .5 + 1) / 2
     assert off[0, 0, 0, 1, 0].item() == pytest.approx(1.25)
 

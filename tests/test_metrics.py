@@ -196,9 +196,7 @@ def _cocoeval_direct(preds: list[dict], targets: list[dict], cat_ids: list[int] 
     images, anns, dets = [], [], []
     for i, (p, t) in enumerate(zip(preds, targets, strict=True)):
         images.append({"id": i + 1})
-        for box, lab, diff in zip(
-            t["boxes"].tolist(), t["labels"].tolist(), t["difficult"].tolist(), strict=True
-        ):
+        for box, lab, diff in zip(t["boxes"].tolist(), t["labels"].tolist(), t["difficult"].tolist(), strict=True):
             w, h = box[2] - box[0], box[3] - box[1]
             anns.append(
                 {

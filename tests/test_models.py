@@ -13,7 +13,13 @@ from yolo9000.models.layers import MaxPoolSame, reorg
 from yolo9000.models.yolov2 import YOLOv2
 
 FIX = Path(__file__).parent / "fixtures"
-VOC_ANCHORS = [[1.3221, 1.73145], [3.19275, 4.00944], [5.05587, 8.09892], [9.47112, 4.84053], [11.2364, 10.0071]]
+VOC_ANCHORS = [
+    [1.3221, 1.73145],
+    [3.19275, 4.00944],
+    [5.05587, 8.09892],
+    [9.47112, 4.84053],
+    [11.2364, 10.0071],
+]
 
 
 def n_params(m: torch.nn.Module) -> int:

@@ -58,9 +58,7 @@ def test_draw_detections_gt_white_and_float_input() -> None:
     assert out[:, 20, 10].tolist() == [255, 255, 255]
     assert out[:, 20, 20].tolist() == [0, 0, 0]
     # boxes partly outside the image are clipped instead of failing
-    out2 = draw_detections(
-        out, torch.tensor([[-5.0, 50.0, 80.0, 90.0]]), torch.tensor([0]), torch.tensor([0.5]), ["a"]
-    )
+    out2 = draw_detections(out, torch.tensor([[-5.0, 50.0, 80.0, 90.0]]), torch.tensor([0]), torch.tensor([0.5]), ["a"])
     assert (out2 != out).any()
 
 
@@ -89,9 +87,7 @@ def test_plot_anchor_clusters(tmp_path: Path) -> None:
     assert _png_size(path) == (400, 200)
     arr = decode_image(str(path)).numpy()
     assert arr.std() > 5  # not a blank image
-    path2 = plot_anchor_clusters(
-        wh.numpy(), res.anchors.numpy(), tmp_path / "c2.png", assignments=res.assignments
-    )
+    path2 = plot_anchor_clusters(wh.numpy(), res.anchors.numpy(), tmp_path / "c2.png", assignments=res.assignments)
     assert _png_size(path2) == (1000, 500)
 
 

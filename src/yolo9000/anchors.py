@@ -81,9 +81,7 @@ def shape_iou(wh: Tensor, centroids: Tensor) -> Tensor:
         (N, K) IoU = min(w)·min(h) / (w·h + cw·ch - min(w)·min(h)), in the dtype of ``wh``.
     """
     centroids = centroids.to(wh)
-    inter = torch.minimum(wh[:, None, 0], centroids[None, :, 0]) * torch.minimum(
-        wh[:, None, 1], centroids[None, :, 1]
-    )
+    inter = torch.minimum(wh[:, None, 0], centroids[None, :, 0]) * torch.minimum(wh[:, None, 1], centroids[None, :, 1])
     union = (wh[:, 0] * wh[:, 1])[:, None] + (centroids[:, 0] * centroids[:, 1])[None, :] - inter
     return inter / union
 

@@ -60,9 +60,9 @@ def pairwise_iou(boxes1: Tensor, boxes2: Tensor, pixel_plus_one: bool = False) -
     a, b = boxes1.to(torch.float64), boxes2.to(torch.float64)
     if not pixel_plus_one:
         return torch.nan_to_num(box_iou(a, b), nan=0.0)
-    wh = (
-        torch.minimum(a[:, None, 2:], b[None, :, 2:]) - torch.maximum(a[:, None, :2], b[None, :, :2]) + 1
-    ).clamp(min=0)
+    wh = (torch.minimum(a[:, None, 2:], b[None, :, 2:]) - torch.maximum(a[:, None, :2], b[None, :, :2]) + 1).clamp(
+        min=0
+    )
     inter = wh[..., 0] * wh[..., 1]
     area_a = (a[:, 2] - a[:, 0] + 1) * (a[:, 3] - a[:, 1] + 1)
     area_b = (b[:, 2] - b[:, 0] + 1) * (b[:, 3] - b[:, 1] + 1)
@@ -168,18 +168,14 @@ def voc_ap(
     ov_all, gidx_all, dlab_all, dscore_all = [], [], [], []
     glab_all, gdiff_all = [], []
     gt_offset = 0
-    for p, t in zip(
-        preds, targets, strict=True
-    ):  # loop over images; everything inside is vectorised over boxes
+    for p, t in zip(preds, targets, strict=True):  # loop over images; everything inside is vectorised over boxes
         db = _empty_boxes(p.get("boxes"))
         ds = p["scores"].detach().reshape(-1).cpu().double()
         dl = p["labels"].detach().reshape(-1).cpu().long()
         gb = _empty_boxes(t.get("boxes"))
         gl = t["labels"].detach().reshape(-1).cpu().long()
         diff = t.get("difficult")
-        gd = (
-            torch.zeros_like(gl, dtype=torch.bool) if diff is None else diff.detach().reshape(-1).cpu().bool()
-        )
+        gd = torch.zeros_like(gl, dtype=torch.bool) if diff is None else diff.detach().reshape(-1).cpu().bool()
         if not (db.shape[0] == ds.shape[0] == dl.shape[0]) or not (gb.shape[0] == gl.shape[0] == gd.shape[0]):
             raise ValueError("boxes, scores, labels and difficult must have matching lengths per image")
         if ((dl < 0) | (dl >= num_classes)).any() or ((gl < 0) | (gl >= num_classes)).any():
@@ -288,9 +284,7 @@ class VOCMeanAP(Metric):
         self.det_boxes.append(torch.cat([p["boxes"].detach().reshape(-1).float() for p in preds]).to(dev))
         self.det_scores.append(torch.cat([p["scores"].detach().reshape(-1).float() for p in preds]).to(dev))
         self.det_labels.append(torch.cat([p["labels"].detach().reshape(-1).long() for p in preds]).to(dev))
-        self.det_counts.append(
-            torch.tensor([p["labels"].numel() for p in preds], dtype=torch.long, device=dev)
-        )
+        self.det_counts.append(torch.tensor([p["labels"].numel() for p in preds], dtype=torch.long, device=dev))
         self.gt_boxes.append(torch.cat([t["boxes"].detach().reshape(-1).float() for t in targets]).to(dev))
         self.gt_labels.append(torch.cat([t["labels"].detach().reshape(-1).long() for t in targets]).to(dev))
         diffs = [
@@ -300,9 +294,7 @@ class VOCMeanAP(Metric):
             for t in targets
         ]
         self.gt_difficult.append(torch.cat([d.to(dev) for d in diffs]))
-        self.gt_counts.append(
-            torch.tensor([t["labels"].numel() for t in targets], dtype=torch.long, device=dev)
-        )
+        self.gt_counts.append(torch.tensor([t["labels"].numel() for t in targets], dtype=torch.long, device=dev))
 
     def _state(self, name: str) -> Tensor:
         value = getattr(self, name)
@@ -420,9 +412,7 @@ class DetectionEvaluator(nn.Module):
             labels = t["labels"].detach().reshape(-1).long()
             diff = t.get("difficult")
             crowd = torch.zeros_like(labels) if diff is None else diff.detach().reshape(-1).long().to(labels)
-            tm_targets.append(
-                {"boxes": t["boxes"].detach().reshape(-1, 4).float(), "labels": labels, "iscrowd": crowd}
-            )
+            tm_targets.append({"boxes": t["boxes"].detach().reshape(-1, 4).float(), "labels": labels, "iscrowd": crowd})
         self.coco.update(tm_preds, tm_targets)
         self.voc.update(tm_preds, targets)
 

@@ -94,8 +94,7 @@ def draw_detections(
     names = [class_names[c] if 0 <= c < len(class_names) else str(c) for c in labels_l]
     if scores is not None:
         captions = [
-            f"{n} {s:.2f}"
-            for n, s in zip(names, scores.detach().reshape(-1).float().cpu().tolist(), strict=True)
+            f"{n} {s:.2f}" for n, s in zip(names, scores.detach().reshape(-1).float().cpu().tolist(), strict=True)
         ]
     else:
         captions = names

@@ -24,9 +24,7 @@ class ConvBNLeaky(nn.Sequential):
         bn_momentum: float = 0.01,
         activation: bool = True,
     ) -> None:
-        layers: list[nn.Module] = [
-            nn.Conv2d(in_ch, out_ch, kernel, stride, padding=kernel // 2, bias=not batch_norm)
-        ]
+        layers: list[nn.Module] = [nn.Conv2d(in_ch, out_ch, kernel, stride, padding=kernel // 2, bias=not batch_norm)]
         if batch_norm:
             layers.append(nn.BatchNorm2d(out_ch, momentum=bn_momentum))
         if activation:

@@ -91,6 +91,12 @@ class DetectorModule(pl.LightningModule):
         """(B, 3, H, W) in [0, 1] -> raw head output (B, A * (5 + C), H / 32, W / 32)."""
         return self.model(images)
 
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """uint8 images (cheap to collate and copy) -> float in [0, 1], on the device."""
+        if isinstance(batch, dict) and batch["images"].dtype == torch.uint8:
+            batch["images"] = batch["images"].float().div_(255.0)
+        return batch
+
     # ---------------------------------------------------------------- training
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         images = batch["images"]
@@ -124,7 +130,11 @@ class DetectorModule(pl.LightningModule):
         return preds
 
     def predict_raw(
-        self, raw: torch.Tensor, input_hw: Any, transforms: torch.Tensor | None, orig_sizes: torch.Tensor | None
+        self,
+        raw: torch.Tensor,
+        input_hw: Any,
+        transforms: torch.Tensor | None,
+        orig_sizes: torch.Tensor | None,
     ) -> list[dict[str, torch.Tensor]]:
         """Decode + threshold + NMS, boxes in original image pixels (see :func:`yolo9000.postprocess.postprocess`)."""
         return postprocess(
@@ -196,8 +206,11 @@ def load_backbone(backbone: nn.Module, ckpt_path: str) -> None:
     if not sub:
         raise ValueError(f"{ckpt_path}: no 'backbone.*' weights found")
     own = backbone.state_dict()
-    bad = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}" for k, v in sub.items()
-           if k in own and own[k].shape != v.shape]
+    bad = [
+        f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
+        for k, v in sub.items()
+        if k in own and own[k].shape != v.shape
+    ]
     missing = sorted(set(own) - set(sub))
     if bad or missing:
         raise ValueError(f"{ckpt_path}: backbone does not fit: {bad + [f'missing {m}' for m in missing]}")

@@ -1,0 +1,347 @@
+"""LightningDataModule: parsers -> datasets -> multi-scale train loader and eval loaders."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, DistributedSampler, Sampler, SequentialSampler
+
+from .dataset import DetectionCollate, DetectionDataset
+from .multiscale import MultiScaleBatchSampler, resolve_sizes
+from .records import DetectionRecord, IssueLog
+from .transforms import AugmentConfig, DetectionTransform
+
+logger = logging.getLogger("yolo9000.data")
+
+__all__ = ["AnnotationParser", "DetectionDataModule", "MultiScaleConfig"]
+
+SPLITS = ("train", "val", "test")
+_STAGE_SPLITS = {
+    "fit": ("train", "val"),
+    "validate": ("val",),
+    "test": ("test",),
+    "predict": ("test",),
+    None: SPLITS,
+}
+
+
+@runtime_checkable
+class AnnotationParser(Protocol):
+    """What the data module needs of a parser (VOCParser, COCOParser, YOLOTxtParser)."""
+
+    def parse(self, class_names: Sequence[str] | None, issues: IssueLog) -> list[DetectionRecord]: ...
+
+    def discover_class_names(self) -> list[str] | None: ...
+
+
+@dataclass
+class MultiScaleConfig:
+    """``multiscale`` keys of the data config (see conf/data/*.yaml for their meaning)."""
+
+    enabled: bool = True
+    sizes: list[int] | None = None
+    min_size: int = 320
+    max_size: int = 608
+    step: int = 32
+    period: int = 10
+    seed: int = 0
+    fixed_size: int | None = None
+    final_size_after: int | None = None
+    final_size: int | None = None
+
+    @classmethod
+    def from_mapping(cls, m: Mapping[str, Any] | MultiScaleConfig | None) -> MultiScaleConfig:
+        if isinstance(m, MultiScaleConfig):
+            return m
+        m = dict(m or {})
+        unknown = set(m) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown multiscale keys {sorted(unknown)}")
+        if m.get("seed") is None:
+            m["seed"] = 0
+        if m.get("sizes") is not None:
+            m["sizes"] = [int(s) for s in m["sizes"]]
+        return cls(**m)
+
+    def resolved_sizes(self) -> list[int]:
+        return resolve_sizes(self.sizes, self.min_size, self.max_size, self.step)
+
+
+class _ShardSampler(Sampler[int]):
+    """Unpadded, unshuffled DDP shard for evaluation: indices ``rank, rank + world, ...`` (every image is
+    evaluated exactly once; ranks may get one image more or less)."""
+
+    def __init__(self, n: int, rank: int, world_size: int) -> None:
+        self.n, self.rank, self.world_size = n, rank, world_size
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.rank, self.n, self.world_size))
+
+    def __len__(self) -> int:
+        return len(range(self.rank, self.n, self.world_size))
+
+
+def _plain(x: Any) -> Any:
+    """OmegaConf containers -> Python containers (leaves other objects alone)."""
+    try:
+        from omegaconf import DictConfig, ListConfig, OmegaConf
+    except ImportError:  # pragma: no cover
+        return x
+    if isinstance(x, (DictConfig, ListConfig)):
+        return OmegaConf.to_container(x, resolve=True)
+    return x
+
+
+def _as_parsers(spec: Any, split: str) -> list[AnnotationParser]:
+    """A parser, a ``_target_`` mapping, or a list of those -> list of parsers."""
+    if spec is None:
+        return []
+    if isinstance(spec, Mapping) or type(spec).__name__ == "DictConfig":
+        from hydra.utils import instantiate
+
+        spec = instantiate(spec)
+    if isinstance(spec, AnnotationParser):
+        return [spec]
+    if isinstance(spec, Sequence) and not isinstance(spec, (str, bytes)) or type(spec).__name__ == "ListConfig":
+        out: list[AnnotationParser] = []
+        for s in spec:
+            out.extend(_as_parsers(s, split))
+        return out
+    raise TypeError(f"data.{split}: expected a parser (with _target_) or a list of parsers, got {type(spec)}")
+
+
+class DetectionDataModule(pl.LightningDataModule):
+    """Detection data for YOLOv2 training and evaluation (keys documented in conf/data/bccd.yaml).
+
+    Args:
+        train, val, test: dataset spec per split: a parser (``VOCParser``, ``COCOParser``,
+            ``YOLOTxtParser``; Hydra ``_target_``) or a list of them (concatenated, e.g. VOC07+12).
+        class_names: class list (index = position); None: from the train parser (COCO categories, names file).
+        batch_size: training batch size per process; eval_batch_size: eval batch size (None: batch_size).
+        num_workers, pin_memory, persistent_workers: DataLoader settings.
+        img_size: eval input size (and training size with multi-scale disabled and no fixed_size).
+        multiscale: :class:`MultiScaleConfig` keys.
+        augment: :class:`~yolo9000.data.transforms.AugmentConfig` keys.
+        on_error: ``"error"`` (raise DataError on bad input) or ``"skip"`` (log, count, skip / drop).
+        max_boxes: target rows per image, fixed (None: the most boxes in the batch); extra boxes are counted.
+        max_images: keep only the first N images of each split (int) or per split ({train: N, ...}).
+        include_difficult: keep difficult / crowd boxes in the training targets (darknet: no).
+        drop_last: drop the last incomplete training batch.
+        seed: seed of the training shuffle (epoch-dependent, identical on all ranks).
+        root: dataset root, for interpolation in the split specs only.
+    """
+
+    def __init__(
+        self,
+        train: Any = None,
+        val: Any = None,
+        test: Any = None,
+        class_names: Sequence[str] | None = None,
+        batch_size: int = 16,
+        eval_batch_size: int | None = None,
+        num_workers: int = 2,
+        pin_memory: bool = True,
+        persistent_workers: bool = True,
+        img_size: int = 416,
+        multiscale: Mapping[str, Any] | MultiScaleConfig | None = None,
+        augment: Mapping[str, Any] | AugmentConfig | None = None,
+        on_error: str = "skip",
+        max_boxes: int | None = None,
+        max_images: int | Mapping[str, int] | None = None,
+        include_difficult: bool = False,
+        drop_last: bool = False,
+        seed: int = 0,
+        root: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.specs = {"train": train, "val": val, "test": test}
+        self._class_names = [str(c) for c in _plain(class_names)] if class_names is not None else None
+        self.batch_size = int(batch_size)
+        self.eval_batch_size = int(eval_batch_size) if eval_batch_size is not None else self.batch_size
+        self.num_workers = int(num_workers)
+        self.pin_memory = bool(pin_memory)
+        self.persistent_workers = bool(persistent_workers)
+        if int(img_size) % 32:
+            raise ValueError(f"img_size must be a multiple of 32, got {img_size}")
+        self.img_size = int(img_size)
+        self.multiscale = MultiScaleConfig.from_mapping(_plain(multiscale))
+        self.sizes = self.multiscale.resolved_sizes()
+        self.augment = AugmentConfig.from_mapping(_plain(augment))
+        self.issues = IssueLog(on_error)  # type: ignore[arg-type]
+        self.on_error = on_error
+        self.max_boxes = int(max_boxes) if max_boxes is not None else None
+        self.max_images = _plain(max_images)
+        self.include_difficult = bool(include_difficult)
+        self.drop_last = bool(drop_last)
+        self.seed = int(seed)
+        self.root = root
+        self._parsers: dict[str, list[AnnotationParser]] = {}
+        self.datasets: dict[str, DetectionDataset] = {}
+        self._train_batch_sampler: MultiScaleBatchSampler | None = None
+        self._epoch = 0
+
+    # ----------------------------------------------------------------------------------------- classes
+    def parsers(self, split: str) -> list[AnnotationParser]:
+        """Parsers of a split (instantiated once)."""
+        if split not in self._parsers:
+            self._parsers[split] = _as_parsers(self.specs[split], split)
+        return self._parsers[split]
+
+    @property
+    def class_names(self) -> list[str]:
+        """Class names (index = position)."""
+        if self._class_names is None:
+            for split in SPLITS:
+                for p in self.parsers(split):
+                    names = p.discover_class_names()
+                    if names:
+                        self._class_names = [str(n) for n in names]
+                        return self._class_names
+            raise ValueError("no class_names in the data config and none found by the parsers")
+        return self._class_names
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    # ------------------------------------------------------------------------------------------- setup
+    def _limit(self, split: str) -> int | None:
+        if self.max_images is None:
+            return None
+        if isinstance(self.max_images, Mapping):
+            v = self.max_images.get(split)
+            return int(v) if v is not None else None
+        return int(self.max_images)
+
+    def _build(self, split: str) -> DetectionDataset | None:
+        parsers = self.parsers(split)
+        if not parsers:
+            return None
+        records: list[DetectionRecord] = []
+        for p in parsers:
+            records.extend(p.parse(self.class_names, self.issues))
+        limit = self._limit(split)
+        if limit is not None:
+            records = records[:limit]
+        if not records:
+            raise ValueError(f"data.{split}: no images ({', '.join(map(repr, parsers))})")
+        transform = DetectionTransform(train=split == "train", augment=self.augment)
+        return DetectionDataset(
+            records,
+            transform,
+            self.issues,
+            default_size=self.img_size,
+            include_difficult=self.include_difficult,
+            max_boxes=self.max_boxes,
+        )
+
+    def setup(self, stage: str | None = None) -> None:
+        """Parse the splits the stage needs (once each) and log the problem summary."""
+        for split in _STAGE_SPLITS.get(stage, SPLITS):
+            if split not in self.datasets:
+                ds = self._build(split)
+                if ds is not None:
+                    self.datasets[split] = ds
+        if self._rank_zero():
+            parts = [
+                f"{s}: {len(d)} images, {sum(len(r.boxes) for r in d.records)} boxes" for s, d in self.datasets.items()
+            ]
+            logger.info("data (%d classes) %s; %s", self.num_classes, "; ".join(parts), self.issue_summary())
+
+    def box_sizes(self, split: str = "train") -> np.ndarray:
+        """float32 (N, 2): (w, h) of every box of ``split`` over its image size (for k-means anchors)."""
+        return self._dataset(split).box_sizes()
+
+    def issue_summary(self) -> str:
+        """Summary of the data problems found while parsing and (counted so far) while loading."""
+        text = self.issues.summary()
+        runtime = []
+        for s, d in self.datasets.items():
+            st = d.stats()
+            items = [f"{v} {k.replace('_', ' ')}" for k, v in st.items() if k != "loaded" and v]
+            if items:
+                runtime.append(f"{s}: " + ", ".join(items))
+        if runtime:
+            text += "; at load time: " + "; ".join(runtime)
+        return text
+
+    # ---------------------------------------------------------------------------------------- loaders
+    def _dist(self) -> tuple[int, int]:
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return 1, 0
+        return int(trainer.world_size), int(trainer.global_rank)
+
+    def _rank_zero(self) -> bool:
+        return self._dist()[1] == 0
+
+    def _dataset(self, split: str) -> DetectionDataset:
+        if split not in self.datasets:
+            self.setup({"train": "fit", "val": "validate", "test": "test"}[split])
+        if split not in self.datasets:
+            raise ValueError(f"data.{split} is not configured")
+        return self.datasets[split]
+
+    def _loader_kwargs(self) -> dict[str, Any]:
+        return {
+            "num_workers": self.num_workers,
+            "pin_memory": self.pin_memory and torch.cuda.is_available(),
+            "persistent_workers": self.persistent_workers and self.num_workers > 0,
+            "collate_fn": DetectionCollate(self.max_boxes),
+        }
+
+    def train_batch_sampler(self) -> MultiScaleBatchSampler:
+        """The multi-scale batch sampler over a (DDP-sharded, shuffled) index sampler."""
+        ds = self._dataset("train")
+        world, rank = self._dist()
+        base = DistributedSampler(ds, num_replicas=world, rank=rank, shuffle=True, seed=self.seed, drop_last=False)
+        ms = self.multiscale
+        sampler = MultiScaleBatchSampler(
+            base,
+            self.batch_size,
+            self.drop_last,
+            self.sizes,
+            period=ms.period,
+            seed=ms.seed,
+            enabled=ms.enabled,
+            fixed_size=ms.fixed_size if ms.fixed_size is not None else self.img_size,
+            final_size_after=ms.final_size_after,
+            final_size=ms.final_size,
+        )
+        sampler.set_epoch(self._epoch)
+        return sampler
+
+    def train_dataloader(self) -> DataLoader:
+        self._train_batch_sampler = self.train_batch_sampler()
+        return DataLoader(self._dataset("train"), batch_sampler=self._train_batch_sampler, **self._loader_kwargs())
+
+    def _eval_loader(self, split: str) -> DataLoader:
+        ds = self._dataset(split)
+        world, rank = self._dist()
+        sampler = _ShardSampler(len(ds), rank, world) if world > 1 else SequentialSampler(ds)
+        return DataLoader(ds, batch_size=self.eval_batch_size, sampler=sampler, **self._loader_kwargs())
+
+    def val_dataloader(self) -> DataLoader:
+        return self._eval_loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._eval_loader("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._eval_loader("test")
+
+    # ------------------------------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        epoch = self._train_batch_sampler.epoch if self._train_batch_sampler is not None else self._epoch
+        return {"epoch": epoch}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._epoch = int(state_dict.get("epoch", 0))
+        if self._train_batch_sampler is not None:
+            self._train_batch_sampler.set_epoch(self._epoch)

@@ -1,0 +1,192 @@
+"""Detection dataset over parsed records, and the collate function that builds the batch dict."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, get_worker_info
+from torchvision.ops import box_convert
+
+from .image_io import ImageDecodeError, read_image
+from .records import DataError, DetectionRecord, IssueLog
+from .transforms import DetectionTransform
+
+logger = logging.getLogger("yolo9000.data")
+
+__all__ = ["DetectionCollate", "DetectionDataset", "detection_collate"]
+
+_STAT_KEYS = ("loaded", "skipped_images", "dropped_boxes", "truncated_boxes", "size_mismatch")
+_STAT_SLOTS = 129  # row 0: main process, row 1 + worker id: DataLoader workers
+
+
+class DetectionDataset(Dataset):
+    """Images + boxes of a list of :class:`DetectionRecord`, transformed to a square input size.
+
+    ``dataset[i]`` uses ``default_size``; ``dataset[(i, size)]`` the given size (the multi-scale batch
+    sampler passes the size it chose in the main process).
+
+    Load-time problems (corrupt / truncated image) go to ``issues``: under ``"error"`` a
+    :class:`~yolo9000.data.records.DataError` is raised, under ``"skip"`` the sample is ``None`` (dropped by
+    the collate) and logged. Counters of all processes (DataLoader workers included) are kept in shared
+    memory: see :meth:`stats`.
+
+    Args:
+        records: parsed records.
+        transform: a :class:`DetectionTransform` (or any callable with its signature).
+        issues: problem log (default: a ``"error"`` log).
+        default_size: input size for integer indices.
+        include_difficult: keep difficult / crowd boxes in the training targets (``boxes``); darknet's
+            ``voc_label.py`` leaves them out. ``gt_*`` always keep them.
+        max_boxes: keep at most this many target boxes per image (None: all); the rest are counted.
+    """
+
+    def __init__(
+        self,
+        records: Sequence[DetectionRecord],
+        transform: DetectionTransform,
+        issues: IssueLog | None = None,
+        default_size: int = 416,
+        include_difficult: bool = False,
+        max_boxes: int | None = None,
+    ) -> None:
+        self.records = list(records)
+        self.transform = transform
+        self.issues = issues if issues is not None else IssueLog("error")
+        self.default_size = int(default_size)
+        self.include_difficult = include_difficult
+        self.max_boxes = max_boxes
+        self._stats = torch.zeros(_STAT_SLOTS, len(_STAT_KEYS), dtype=torch.int64).share_memory_()
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def _count(self, key: str, n: int = 1) -> None:
+        info = get_worker_info()
+        row = 0 if info is None else 1 + info.id % (_STAT_SLOTS - 1)
+        self._stats[row, _STAT_KEYS.index(key)] += n
+
+    def stats(self) -> dict[str, int]:
+        """Counters over all processes: loaded, skipped_images, dropped_boxes (by the transform),
+        truncated_boxes (over ``max_boxes``), size_mismatch (annotation size != image size)."""
+        tot = self._stats.sum(0).tolist()
+        return dict(zip(_STAT_KEYS, tot, strict=True))
+
+    def box_sizes(self) -> np.ndarray:
+        """float32 (N, 2): (w, h) of every box normalised by its image size (for k-means anchors)."""
+        out = [
+            (r.boxes[:, 2:] - r.boxes[:, :2]) / np.array([r.width, r.height], np.float32)
+            for r in self.records
+            if len(r.boxes) and r.width and r.height
+        ]
+        return np.concatenate(out).astype(np.float32) if out else np.zeros((0, 2), np.float32)
+
+    def __getitem__(self, item: int | tuple[int, int]) -> dict[str, Any] | None:
+        """Returns a sample dict (None for a skipped unreadable image under ``"skip"``):
+
+        - image: uint8 (3, S, S) RGB tensor
+        - boxes: float32 (N, 4) xyxy in input pixels; labels: int64 (N,); difficult: bool (N,)
+        - image_id: str; path: str; orig_size: (h, w); size: S
+        - transform: float32 (4,) (scale_x, scale_y, pad_x, pad_y), net = orig * scale + pad
+        - gt_boxes: float32 (N0, 4) xyxy original pixels (unaugmented); gt_labels (N0,); gt_difficult (N0,)
+        """
+        index, size = item if isinstance(item, tuple) else (item, None)
+        size = self.default_size if size is None else int(size)
+        rec = self.records[int(index)]
+        try:
+            image = read_image(rec.image_path)
+        except ImageDecodeError as e:
+            self._count("skipped_images")
+            self.issues.report(rec.image_path, str(e).split(" (")[0], action="skip_image", detail=str(e))
+            return None
+        h, w = image.shape[:2]
+        boxes, labels, difficult = rec.boxes, rec.labels, rec.difficult
+        if (rec.width, rec.height) != (w, h) and rec.width and rec.height:
+            self._count("size_mismatch")
+            self.issues.fixed(
+                rec.image_path,
+                "annotation size differs from the image, boxes rescaled",
+                detail=f"{rec.width}x{rec.height} vs {w}x{h}",
+            )
+            boxes = boxes * np.array([w / rec.width, h / rec.height] * 2, np.float32)
+        t_boxes, t_labels, t_diff = boxes, labels, difficult
+        if not self.include_difficult:
+            t_boxes, t_labels, t_diff = boxes[~difficult], labels[~difficult], difficult[~difficult]
+        out = self.transform(image, t_boxes, t_labels, t_diff, size)
+        if out.n_dropped:
+            self._count("dropped_boxes", out.n_dropped)
+        b, lab, dif = out.boxes, out.labels, out.difficult
+        if self.max_boxes is not None and len(b) > self.max_boxes:
+            self._count("truncated_boxes", len(b) - self.max_boxes)
+            b, lab, dif = b[: self.max_boxes], lab[: self.max_boxes], dif[: self.max_boxes]
+        self._count("loaded")
+        return {
+            "image": torch.from_numpy(np.ascontiguousarray(out.image)).permute(2, 0, 1).contiguous(),
+            "boxes": torch.from_numpy(np.ascontiguousarray(b, np.float32)),
+            "labels": torch.from_numpy(np.ascontiguousarray(lab, np.int64)),
+            "difficult": torch.from_numpy(np.ascontiguousarray(dif, bool)),
+            "image_id": rec.image_id,
+            "path": str(rec.image_path),
+            "orig_size": (h, w),
+            "size": size,
+            "transform": torch.from_numpy(np.asarray(out.params, np.float32)),
+            "gt_boxes": torch.from_numpy(np.ascontiguousarray(boxes, np.float32)),
+            "gt_labels": torch.from_numpy(np.ascontiguousarray(labels, np.int64)),
+            "gt_difficult": torch.from_numpy(np.ascontiguousarray(difficult, bool)),
+        }
+
+
+class DetectionCollate:
+    """Builds the batch dict of the shared contract from samples, dropping ``None`` (skipped) samples.
+
+    Args:
+        max_boxes: pad the targets to exactly this many rows (None: to the most boxes in the batch, >= 1).
+
+    Returns (from ``__call__``): images uint8 (B, 3, S, S) (the LightningModule converts to float in [0, 1]
+    after the transfer to the device); targets float (B, M, 5)
+    (cx, cy, w, h normalised to S, class), zero padded; target_mask bool (B, M); image_ids; image_paths;
+    orig_sizes long (B, 2) (h, w); transforms float (B, 4); gt_boxes / gt_labels / gt_difficult lists.
+    """
+
+    def __init__(self, max_boxes: int | None = None) -> None:
+        self.max_boxes = max_boxes
+
+    def __call__(self, samples: Sequence[dict[str, Any] | None]) -> dict[str, Any]:
+        kept = [s for s in samples if s is not None]
+        if len(kept) < len(samples):
+            logger.warning("collate: dropped %d unreadable sample(s) from the batch", len(samples) - len(kept))
+        if not kept:
+            raise DataError("every sample of the batch was skipped (unreadable images, see the warnings)")
+        sizes = {int(s["image"].shape[-1]) for s in kept} | {int(s["image"].shape[-2]) for s in kept}
+        if len(sizes) != 1:
+            raise ValueError(f"samples of one batch have different input sizes {sorted(sizes)}")
+        size = sizes.pop()
+        counts = [len(s["boxes"]) for s in kept]
+        m = self.max_boxes if self.max_boxes is not None else max(1, max(counts))
+        b = len(kept)
+        targets = torch.zeros(b, m, 5)
+        mask = torch.zeros(b, m, dtype=torch.bool)
+        for i, s in enumerate(kept):
+            n = min(counts[i], m)
+            if n:
+                targets[i, :n, :4] = box_convert(s["boxes"][:n], "xyxy", "cxcywh") / size
+                targets[i, :n, 4] = s["labels"][:n].float()
+                mask[i, :n] = True
+        return {
+            "images": torch.stack([s["image"] for s in kept]),  # uint8: 4x less IPC; the module scales
+            "targets": targets,
+            "target_mask": mask,
+            "image_ids": [s["image_id"] for s in kept],
+            "image_paths": [s["path"] for s in kept],
+            "orig_sizes": torch.tensor([s["orig_size"] for s in kept], dtype=torch.long),
+            "transforms": torch.stack([s["transform"] for s in kept]),
+            "gt_boxes": [s["gt_boxes"] for s in kept],
+            "gt_labels": [s["gt_labels"] for s in kept],
+            "gt_difficult": [s["gt_difficult"] for s in kept],
+        }
+
+
+detection_collate = DetectionCollate()

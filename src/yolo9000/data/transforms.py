@@ -1,0 +1,356 @@
+"""Train / eval transforms (albumentations), following darknet's YOLOv2 detection data loader.
+
+Train (darknet ``load_data_detection``): jitter crop -> stretch resize to ``size x size`` -> horizontal
+flip -> HSV distortion (hue shift, saturation and exposure scale). Eval: stretch resize (default, as
+darknet's ``validate_detector`` of the paper era) or letterbox. Both return the parameters of the map
+``net_pixel = orig_pixel * scale + pad`` so predictions can be mapped back to the original image.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import albumentations as A
+import cv2
+import numpy as np
+import torch
+
+__all__ = [
+    "AugmentConfig",
+    "DarknetHSV",
+    "DarknetJitterResize",
+    "DetectionTransform",
+    "LetterboxResize",
+    "TransformOutput",
+    "letterbox_geometry",
+]
+
+_INTERPOLATIONS = {
+    "nearest": cv2.INTER_NEAREST,
+    "linear": cv2.INTER_LINEAR,
+    "area": cv2.INTER_AREA,
+    "cubic": cv2.INTER_CUBIC,
+}
+
+
+@dataclass
+class AugmentConfig:
+    """Augmentation / resize settings (every field is a key of ``augment`` in the data config).
+
+    Attributes:
+        jitter: darknet jitter; each crop side moves by U(-jitter, jitter) * image side (beyond the
+            image the crop is filled with ``fill``).
+        hue: hue shift U(-hue, hue), in units of the full hue circle.
+        saturation, exposure: HSV S / V scaled by U(1, s) or its inverse (darknet ``rand_scale``).
+        flip: horizontal flip probability.
+        min_box_area: after the train transform, boxes with area < min_box_area * size^2 are dropped.
+        min_box_pixels: after the train transform, boxes with width or height < this many pixels are dropped.
+        letterbox: eval resize keeps the aspect ratio and pads with ``fill`` (else stretch).
+        fill: grey value of the padding (train crop beyond the image, eval letterbox).
+        jitter_border: what fills the jitter crop beyond the image: ``constant`` (``fill``, as later darknet's
+            grey canvas) or ``replicate`` (edge pixels, as the YOLOv2-era darknet ``crop_image``).
+        interpolation: resize interpolation (nearest | linear | area | cubic).
+    """
+
+    jitter: float = 0.3
+    hue: float = 0.1
+    saturation: float = 1.5
+    exposure: float = 1.5
+    flip: float = 0.5
+    min_box_area: float = 0.001
+    min_box_pixels: float = 1.0
+    letterbox: bool = False
+    fill: int = 127
+    jitter_border: str = "constant"
+    interpolation: str = "linear"
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.jitter < 0.5:
+            raise ValueError(f"augment.jitter must be in [0, 0.5), got {self.jitter}")
+        if self.saturation < 1 or self.exposure < 1:
+            raise ValueError("augment.saturation and augment.exposure are scale limits >= 1")
+        if not 0 <= self.flip <= 1:
+            raise ValueError(f"augment.flip is a probability, got {self.flip}")
+        if self.jitter_border not in ("constant", "replicate"):
+            raise ValueError(f"augment.jitter_border must be constant or replicate, got {self.jitter_border!r}")
+        if self.interpolation not in _INTERPOLATIONS:
+            raise ValueError(f"augment.interpolation must be one of {list(_INTERPOLATIONS)}")
+
+    @classmethod
+    def from_mapping(cls, m: Mapping[str, Any] | AugmentConfig | None) -> AugmentConfig:
+        """Build from a (Hydra) mapping; unknown keys raise."""
+        if isinstance(m, AugmentConfig):
+            return m
+        m = dict(m or {})
+        unknown = set(m) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown augment keys {sorted(unknown)}")
+        return cls(**m)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def letterbox_geometry(width: int, height: int, size: int) -> tuple[int, int, int, int]:
+    """Letterbox layout of a ``width x height`` image in a ``size x size`` canvas.
+
+    Returns:
+        (new_w, new_h, pad_x, pad_y): resized image size and left / top padding in pixels.
+    """
+    scale = min(size / width, size / height)
+    new_w = min(size, max(1, round(width * scale)))
+    new_h = min(size, max(1, round(height * scale)))
+    return new_w, new_h, (size - new_w) // 2, (size - new_h) // 2
+
+
+class DarknetJitterResize(A.DualTransform):
+    """darknet's jitter crop followed by a stretch resize to ``size x size``.
+
+    Crop window: left = trunc(U(-dw, dw)), right = trunc(U(-dw, dw)) (same for top / bottom with dh),
+    dw = trunc(jitter * width); the window is ``[left, width - right) x [top, height - bottom)``,
+    parts outside the image are filled with ``fill`` (``border="constant"``) or the edge pixels
+    (``border="replicate"``).
+    """
+
+    def __init__(
+        self,
+        size: int,
+        jitter: float = 0.3,
+        fill: int = 127,
+        interpolation: int = cv2.INTER_LINEAR,
+        border: str = "constant",
+        p: float = 1.0,
+    ) -> None:
+        super().__init__(p=p)
+        self.size = size
+        self.jitter = jitter
+        self.fill = fill
+        self.interpolation = interpolation
+        self.border = border
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("size", "jitter", "fill", "interpolation", "border")
+
+    def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+        h, w = params["shape"][:2]
+        dw, dh = int(w * self.jitter), int(h * self.jitter)
+        u = self.py_random.uniform
+        pleft, pright = int(u(-dw, dw)), int(u(-dw, dw))
+        ptop, pbot = int(u(-dh, dh)), int(u(-dh, dh))
+        return {"crop": (pleft, ptop, w - pleft - pright, h - ptop - pbot)}
+
+    def apply(self, img: np.ndarray, crop: tuple[int, int, int, int], **params: Any) -> np.ndarray:
+        x0, y0, cw, ch = crop
+        h, w = img.shape[:2]
+        ix0, iy0, ix1, iy1 = max(x0, 0), max(y0, 0), min(x0 + cw, w), min(y0 + ch, h)
+        patch = img[iy0:iy1, ix0:ix1]
+        top, bottom, left, right = iy0 - y0, y0 + ch - iy1, ix0 - x0, x0 + cw - ix1
+        if top or bottom or left or right:
+            if self.border == "replicate":
+                patch = cv2.copyMakeBorder(patch, top, bottom, left, right, cv2.BORDER_REPLICATE)
+            else:
+                fill = (self.fill,) * (img.shape[2] if img.ndim == 3 else 1)
+                patch = cv2.copyMakeBorder(patch, top, bottom, left, right, cv2.BORDER_CONSTANT, value=fill)
+        return cv2.resize(patch, (self.size, self.size), interpolation=self.interpolation)
+
+    def apply_to_bboxes(self, bboxes: np.ndarray, crop: tuple[int, int, int, int], **params: Any) -> np.ndarray:
+        """bboxes: (N, 4 + k) albumentations-normalised xyxy of the input -> of the output."""
+        h, w = params["shape"][:2]
+        x0, y0, cw, ch = crop
+        out = bboxes.copy()
+        out[:, [0, 2]] = ((bboxes[:, [0, 2]] * w - x0) / cw).clip(0, 1)
+        out[:, [1, 3]] = ((bboxes[:, [1, 3]] * h - y0) / ch).clip(0, 1)
+        return out
+
+
+class LetterboxResize(A.DualTransform):
+    """Aspect-preserving resize into a ``size x size`` canvas, centred, padded with ``fill``."""
+
+    def __init__(self, size: int, fill: int = 127, interpolation: int = cv2.INTER_LINEAR, p: float = 1.0) -> None:
+        super().__init__(p=p)
+        self.size = size
+        self.fill = fill
+        self.interpolation = interpolation
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("size", "fill", "interpolation")
+
+    def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+        h, w = params["shape"][:2]
+        return {"geometry": letterbox_geometry(w, h, self.size)}
+
+    def apply(self, img: np.ndarray, geometry: tuple[int, int, int, int], **params: Any) -> np.ndarray:
+        nw, nh, px, py = geometry
+        img = cv2.resize(img, (nw, nh), interpolation=self.interpolation)
+        fill = (self.fill,) * (img.shape[2] if img.ndim == 3 else 1)
+        return cv2.copyMakeBorder(
+            img, py, self.size - nh - py, px, self.size - nw - px, cv2.BORDER_CONSTANT, value=fill
+        )
+
+    def apply_to_bboxes(self, bboxes: np.ndarray, geometry: tuple[int, int, int, int], **params: Any) -> np.ndarray:
+        nw, nh, px, py = geometry
+        out = bboxes.copy()
+        out[:, [0, 2]] = (bboxes[:, [0, 2]] * nw + px) / self.size
+        out[:, [1, 3]] = (bboxes[:, [1, 3]] * nh + py) / self.size
+        return out
+
+
+def _rand_scale(rng: Any, s: float) -> float:
+    """darknet ``rand_scale``: U(1, s), inverted with probability 1/2."""
+    v = rng.uniform(1.0, s)
+    return v if rng.random() < 0.5 else 1.0 / v
+
+
+class DarknetHSV(A.ImageOnlyTransform):
+    """darknet ``random_distort_image`` on uint8 RGB: H += U(-hue, hue) (wraps), S *= rand_scale(saturation),
+    V *= rand_scale(exposure), via OpenCV HSV and lookup tables."""
+
+    def __init__(self, hue: float = 0.1, saturation: float = 1.5, exposure: float = 1.5, p: float = 1.0) -> None:
+        super().__init__(p=p)
+        self.hue = hue
+        self.saturation = saturation
+        self.exposure = exposure
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("hue", "saturation", "exposure")
+
+    def get_params(self) -> dict[str, Any]:
+        r = self.py_random
+        return {
+            "dhue": r.uniform(-self.hue, self.hue),
+            "dsat": _rand_scale(r, self.saturation),
+            "dexp": _rand_scale(r, self.exposure),
+        }
+
+    def apply(self, img: np.ndarray, dhue: float, dsat: float, dexp: float, **params: Any) -> np.ndarray:
+        if dhue == 0 and dsat == 1 and dexp == 1:
+            return img
+        h, s, v = cv2.split(cv2.cvtColor(img, cv2.COLOR_RGB2HSV))  # OpenCV uint8 hue: [0, 180)
+        x = np.arange(256, dtype=np.float32)
+        lut_h = np.mod(np.round(x + dhue * 180.0), 180).astype(np.uint8)
+        lut_s = np.clip(np.round(x * dsat), 0, 255).astype(np.uint8)
+        lut_v = np.clip(np.round(x * dexp), 0, 255).astype(np.uint8)
+        hsv = cv2.merge([cv2.LUT(h, lut_h), cv2.LUT(s, lut_s), cv2.LUT(v, lut_v)])
+        return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+
+
+@dataclass
+class TransformOutput:
+    """Result of :class:`DetectionTransform`.
+
+    Attributes:
+        image: uint8 (size, size, 3) RGB.
+        boxes: float32 (N, 4) xyxy in network-input pixels; labels: int64 (N,); difficult: bool (N,).
+        params: float32 (4,) (scale_x, scale_y, pad_x, pad_y): net = orig * scale + pad (train: of the jitter
+            crop + resize, without the flip).
+        n_dropped: number of input boxes removed by the transform (outside the crop, too small).
+    """
+
+    image: np.ndarray
+    boxes: np.ndarray
+    labels: np.ndarray
+    difficult: np.ndarray
+    params: np.ndarray
+    n_dropped: int
+
+
+class DetectionTransform:
+    """Train or eval transform of one image with its boxes at a given square input size.
+
+    The albumentations ``Compose`` is built per size and cached. Its random state is seeded from
+    ``(torch.initial_seed(), size)`` of the calling process and rebuilt when that changes, so every
+    DataLoader worker (whose torch seed differs) draws different augmentations.
+
+    Args:
+        train: darknet training augmentation, else the eval resize.
+        augment: :class:`AugmentConfig` or a mapping of its fields.
+    """
+
+    def __init__(self, train: bool, augment: AugmentConfig | Mapping[str, Any] | None = None) -> None:
+        self.train = train
+        self.cfg = AugmentConfig.from_mapping(augment)
+        self._cache: dict[int, A.Compose] = {}
+        self._token: tuple[int, int] | None = None
+        self.dropped_boxes = 0  # boxes removed by this process's calls (see DetectionDataset.stats for all)
+
+    def __repr__(self) -> str:
+        return f"DetectionTransform(train={self.train}, {self.cfg})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_cache"], state["_token"] = {}, None
+        return state
+
+    def compose(self, size: int) -> A.Compose:
+        """The (cached) albumentations pipeline for ``size x size`` inputs."""
+        token = (os.getpid(), torch.initial_seed())
+        if token != self._token:
+            self._cache, self._token = {}, token
+        comp = self._cache.get(size)
+        if comp is None:
+            comp = self._build(size)
+            comp.set_random_seed(int((torch.initial_seed() * 1_000_003 + size) % 2**32))
+            self._cache[size] = comp
+        return comp
+
+    def _build(self, size: int) -> A.Compose:
+        c = self.cfg
+        interp = _INTERPOLATIONS[c.interpolation]
+        if self.train:
+            steps: list[A.BasicTransform] = [DarknetJitterResize(size, c.jitter, c.fill, interp, c.jitter_border)]
+            if c.flip > 0:
+                steps.append(A.HorizontalFlip(p=c.flip))
+            if c.hue > 0 or c.saturation > 1 or c.exposure > 1:
+                steps.append(DarknetHSV(c.hue, c.saturation, c.exposure))
+        elif c.letterbox:
+            steps = [LetterboxResize(size, c.fill, interp)]
+        else:
+            steps = [A.Resize(size, size, interpolation=interp)]
+        bbox_params = A.BboxParams(format="pascal_voc", label_fields=["idx"], clip=True)
+        return A.Compose(steps, bbox_params=bbox_params)
+
+    def eval_params(self, width: int, height: int, size: int) -> np.ndarray:
+        """(scale_x, scale_y, pad_x, pad_y) of the eval transform for an image of ``width x height``."""
+        if self.cfg.letterbox:
+            nw, nh, px, py = letterbox_geometry(width, height, size)
+            return np.array([nw / width, nh / height, px, py], np.float32)
+        return np.array([size / width, size / height, 0.0, 0.0], np.float32)
+
+    def __call__(
+        self, image: np.ndarray, boxes: np.ndarray, labels: np.ndarray, difficult: np.ndarray, size: int
+    ) -> TransformOutput:
+        """Transform ``image`` uint8 (H, W, 3) and ``boxes`` float (N, 4) xyxy pixels to ``size x size``."""
+        h, w = image.shape[:2]
+        boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+        boxes = boxes.copy()
+        boxes[:, 0::2] = boxes[:, 0::2].clip(0, w)
+        boxes[:, 1::2] = boxes[:, 1::2].clip(0, h)
+        n = len(boxes)
+        comp = self.compose(size)
+        out = comp(image=image, bboxes=boxes, idx=np.arange(n))
+        img = out["image"]
+        b = np.asarray(out["bboxes"], np.float32).reshape(-1, 4)
+        idx = np.asarray(out["idx"], np.int64).reshape(-1)
+        bw, bh = b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]
+        if self.train:
+            keep = (bw >= self.cfg.min_box_pixels) & (bh >= self.cfg.min_box_pixels)
+            keep &= bw * bh >= self.cfg.min_box_area * size * size
+            x0, y0, cw, ch = comp.transforms[0].params["crop"]
+            params = np.array([size / cw, size / ch, -x0 * size / cw, -y0 * size / ch], np.float32)
+        else:
+            keep = (bw > 0) & (bh > 0)
+            params = self.eval_params(w, h, size)
+        b, idx = b[keep], idx[keep]
+        n_dropped = n - len(idx)
+        self.dropped_boxes += n_dropped
+        return TransformOutput(
+            image=img,
+            boxes=b,
+            labels=np.asarray(labels, np.int64)[idx],
+            difficult=np.asarray(difficult, bool)[idx],
+            params=params,
+            n_dropped=n_dropped,
+        )

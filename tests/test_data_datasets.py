@@ -1,0 +1,342 @@
+"""Parsers (VOC on the real BCCD data, COCO, YOLO txt), dataset samples and the batch dict."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+from PIL import Image
+
+from yolo9000.data import (
+    COCOParser,
+    DataError,
+    DetectionCollate,
+    DetectionDataset,
+    DetectionTransform,
+    IssueLog,
+    VOCParser,
+    YOLOTxtParser,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+BCCD = ROOT / "data" / "bccd"
+BCCD_CLASSES = ["RBC", "WBC", "Platelets"]
+
+
+def _xml_objects(path: Path) -> list[tuple[str, list[int]]]:
+    """Independent regex reading of a VOC XML (not the parser under test)."""
+    text = path.read_text()
+    out = []
+    for obj in re.findall(r"<object>(.*?)</object>", text, re.S):
+        name = re.search(r"<name>\s*(.*?)\s*</name>", obj).group(1)
+        coords = [int(re.search(rf"<{k}>\s*(-?\d+)\s*</{k}>", obj).group(1)) for k in ("xmin", "ymin", "xmax", "ymax")]
+        out.append((name, coords))
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ BCCD
+@pytest.fixture(scope="module")
+def bccd_splits() -> tuple[dict[str, list], IssueLog]:
+    issues = IssueLog("skip")
+    splits = {s: VOCParser(BCCD, s).parse(BCCD_CLASSES, issues) for s in ("train", "val", "test")}
+    return splits, issues
+
+
+def test_bccd_counts(bccd_splits):
+    splits, issues = bccd_splits
+    assert {s: len(r) for s, r in splits.items()} == {"train": 205, "val": 87, "test": 72}
+    ids = [r.image_id for recs in splits.values() for r in recs]
+    assert len(set(ids)) == 364
+    n_xml = sum(len(_xml_objects(p)) for p in (BCCD / "Annotations").glob("*.xml"))
+    assert n_xml == 4888
+    kept = sum(len(r.boxes) for recs in splits.values() for r in recs)
+    assert kept == 4888 - 2
+    # exactly the two known zero-area boxes were dropped and reported, nothing else
+    assert issues.count("drop_box") == 2 and len(issues) == 2
+    assert sorted(Path(i.file).name for i in issues.issues) == [
+        "BloodImage_00338.xml",
+        "BloodImage_00343.xml",
+    ]
+    assert "2 dropped boxes" in issues.summary() and "zero-area" in issues.summary()
+
+
+def test_bccd_boxes_match_xml(bccd_splits):
+    splits, _ = bccd_splits
+    rec = next(r for r in splits["train"] + splits["val"] + splits["test"] if r.image_id == "BloodImage_00000")
+    objs = _xml_objects(BCCD / "Annotations" / "BloodImage_00000.xml")
+    expected = np.array([[x0 - 1, y0 - 1, x1, y1] for _, (x0, y0, x1, y1) in objs], np.float32)
+    np.testing.assert_array_equal(rec.boxes, expected)
+    assert rec.labels.tolist() == [BCCD_CLASSES.index(n) for n, _ in objs]
+    assert (rec.width, rec.height) == (640, 480)
+    all_boxes = np.concatenate([r.boxes for recs in splits.values() for r in recs])
+    assert all_boxes[:, 2].max() == 640 and all_boxes[:, 3].max() == 480  # border-touching boxes kept
+    assert (all_boxes[:, :2] >= 0).all() and (all_boxes[:, 2:] > all_boxes[:, :2]).all()
+    counts = np.bincount(np.concatenate([r.labels for recs in splits.values() for r in recs]), minlength=3)
+    assert counts.tolist() == [4155 - 2, 372, 361]  # SOURCE.md class counts minus the two bad RBC boxes
+
+
+def test_bccd_error_policy_names_file():
+    with pytest.raises(DataError, match=r"BloodImage_003(38|43)\.xml: zero-area"):
+        VOCParser(BCCD, "all").parse(BCCD_CLASSES, IssueLog("error"))
+
+
+def test_bccd_sample_and_gt(bccd_splits):
+    splits, _ = bccd_splits
+    ds = DetectionDataset(splits["val"][:3], DetectionTransform(train=False), default_size=256)
+    s = ds[0]
+    rec = splits["val"][0]
+    assert s["image"].shape == (3, 256, 256) and s["image"].dtype == torch.uint8
+    assert s["orig_size"] == (480, 640)
+    np.testing.assert_array_equal(s["gt_boxes"].numpy(), rec.boxes)
+    sx, sy, px, py = s["transform"].tolist()
+    assert (sx, sy, px, py) == pytest.approx((256 / 640, 256 / 480, 0, 0))
+    mapped = rec.boxes * np.array([sx, sy, sx, sy], np.float32) + np.array([px, py, px, py], np.float32)
+    np.testing.assert_allclose(s["boxes"].numpy(), mapped, atol=1e-3)
+    s2 = ds[(1, 320)]
+    assert s2["image"].shape == (3, 320, 320)
+
+
+def test_box_sizes():
+    from yolo9000.data import DetectionRecord
+
+    recs = [
+        DetectionRecord(Path("a.jpg"), "a", 100, 50, [[0, 0, 10, 5], [10, 10, 60, 30]], [0, 1], [False, False]),
+        DetectionRecord(Path("b.jpg"), "b", 200, 200, np.zeros((0, 4)), [], []),
+        DetectionRecord(Path("c.jpg"), "c", 200, 100, [[0, 0, 200, 100]], [0], [True]),
+    ]
+    ds = DetectionDataset(recs, DetectionTransform(train=False))
+    np.testing.assert_allclose(ds.box_sizes(), [[0.1, 0.1], [0.5, 0.4], [1.0, 1.0]])
+
+
+# --------------------------------------------------------------------------------- data module, batch
+@pytest.fixture(scope="module")
+def bccd_module():
+    from hydra.utils import instantiate
+
+    cfg = OmegaConf.create({"paths": {"root_dir": str(ROOT)}, "data": OmegaConf.load(ROOT / "conf/data/bccd.yaml")})
+    cfg.data.num_workers = 0
+    cfg.data.batch_size = 4
+    cfg.data.max_images = 8
+    dm = instantiate(cfg.data)
+    dm.setup("fit")
+    return dm
+
+
+def test_datamodule_batch_contract(bccd_module):
+    dm = bccd_module
+    assert dm.class_names == BCCD_CLASSES and dm.num_classes == 3
+    assert len(dm.datasets["train"]) == 8 and len(dm.datasets["val"]) == 8
+    batch = next(iter(dm.train_dataloader()))
+    b, _, s, s2 = batch["images"].shape
+    assert b == 4 and s == s2 and s in range(192, 321, 32)
+    assert batch["images"].dtype == torch.uint8  # the LightningModule scales to [0, 1] on the device
+    t, m = batch["targets"], batch["target_mask"]
+    assert t.shape[:2] == m.shape and t.shape[2] == 5 and m.dtype == torch.bool and m.any()
+    assert (t[~m] == 0).all()
+    real = t[m]
+    assert (real[:, :4] >= 0).all() and (real[:, :4] <= 1).all() and (real[:, 2:4] > 0).all()
+    assert set(real[:, 4].tolist()) <= {0.0, 1.0, 2.0}
+    assert batch["orig_sizes"].dtype == torch.long and batch["orig_sizes"].tolist()[0] == [480, 640]
+    assert batch["transforms"].shape == (4, 4)
+    assert len(batch["gt_boxes"]) == len(batch["gt_labels"]) == len(batch["gt_difficult"]) == 4
+    assert all(isinstance(i, str) for i in batch["image_ids"]) and all(Path(p).is_file() for p in batch["image_paths"])
+
+
+def test_datamodule_eval_batch_maps_back(bccd_module):
+    batch = next(iter(bccd_module.val_dataloader()))
+    s = batch["images"].shape[-1]
+    assert s == 256
+    for i in range(len(batch["image_ids"])):
+        m = batch["target_mask"][i]
+        cxcywh = batch["targets"][i, m, :4] * s
+        xyxy = torch.cat([cxcywh[:, :2] - cxcywh[:, 2:] / 2, cxcywh[:, :2] + cxcywh[:, 2:] / 2], 1)
+        sx, sy, px, py = batch["transforms"][i]
+        back = (xyxy - torch.stack([px, py, px, py])) / torch.stack([sx, sy, sx, sy])
+        torch.testing.assert_close(back, batch["gt_boxes"][i], atol=1e-3, rtol=0)
+
+
+def test_datamodule_state_and_summary(bccd_module):
+    dm = bccd_module
+    dm.train_dataloader()
+    dm.load_state_dict({"epoch": 3})
+    assert dm.state_dict() == {"epoch": 3}
+    assert dm._train_batch_sampler.epoch == 3
+    assert "problems" in dm.issue_summary()
+
+
+def test_voc_config_train_is_a_list_of_roots(tmp_path):
+    from hydra.utils import instantiate
+
+    cfg = OmegaConf.create({"paths": {"root_dir": "."}, "data": OmegaConf.load(ROOT / "conf/data/voc.yaml")})
+    cfg.data.root = str(tmp_path)
+    dm = instantiate(cfg.data)
+    ps = dm.parsers("train")
+    assert [(p.root, p.split) for p in ps] == [
+        (tmp_path / "VOC2007", "trainval"),
+        (tmp_path / "VOC2012", "trainval"),
+    ]
+    assert dm.num_classes == 20 and dm.class_names[0] == "aeroplane" and dm.class_names[-1] == "tvmonitor"
+    assert dm.sizes == list(range(320, 609, 32)) and dm.img_size == 416
+
+
+# ------------------------------------------------------------------------- deterministic split (VOC)
+def _write_voc(root: Path, n: int) -> None:
+    (root / "Annotations").mkdir(parents=True)
+    (root / "JPEGImages").mkdir()
+    for k in range(n):
+        Image.new("RGB", (32, 24), (k, k, k)).save(root / "JPEGImages" / f"img{k:03d}.jpg")
+        (root / "Annotations" / f"img{k:03d}.xml").write_text(
+            "<annotation><size><width>32</width><height>24</height></size>"
+            "<object><name>a</name><difficult>0</difficult>"
+            "<bndbox><xmin>2</xmin><ymin>3</ymin><xmax>20</xmax><ymax>15</ymax></bndbox></object></annotation>"
+        )
+
+
+def test_split_without_imagesets_is_deterministic(tmp_path):
+    _write_voc(tmp_path, 60)
+    splits = {s: [r.image_id for r in VOCParser(tmp_path, s).parse(["a"])] for s in ("train", "val", "test")}
+    again = {s: [r.image_id for r in VOCParser(tmp_path, s).parse(["a"])] for s in ("train", "val", "test")}
+    assert splits == again
+    allids = sorted(i for v in splits.values() for i in v)
+    assert allids == [f"img{k:03d}" for k in range(60)]  # disjoint and complete
+    assert 30 <= len(splits["train"]) <= 54 and splits["val"] and splits["test"]
+    trainval = [r.image_id for r in VOCParser(tmp_path, "trainval").parse(["a"])]
+    assert sorted(trainval) == sorted(splits["train"] + splits["val"])
+    # removing images does not move the others; another seed gives another split
+    for k in range(0, 60, 3):
+        (tmp_path / "Annotations" / f"img{k:03d}.xml").unlink()
+    fewer = [r.image_id for r in VOCParser(tmp_path, "train").parse(["a"])]
+    assert fewer == [i for i in splits["train"] if int(i[3:]) % 3]
+    other = [r.image_id for r in VOCParser(tmp_path, "train", split_seed=1).parse(["a"])]
+    assert other != fewer
+    rec = VOCParser(tmp_path, "all").parse(["a"])[0]
+    np.testing.assert_array_equal(rec.boxes, [[1, 2, 20, 15]])
+
+
+# ---------------------------------------------------------------------------------------------- COCO
+def test_coco_parser(tmp_path):
+    (tmp_path / "imgs").mkdir()
+    Image.new("RGB", (100, 80)).save(tmp_path / "imgs" / "000001.jpg")
+    Image.new("RGB", (60, 40)).save(tmp_path / "imgs" / "000002.png")
+    Image.new("RGB", (50, 50)).save(tmp_path / "imgs" / "000003.jpg")
+    data = {
+        "images": [
+            {"id": 1, "file_name": "000001.jpg", "width": 100, "height": 80},
+            {"id": 2, "file_name": "000002.png", "width": 60, "height": 40},
+            {"id": 3, "file_name": "000003.jpg"},  # no size: read from the header
+        ],
+        "categories": [{"id": 18, "name": "dog"}, {"id": 3, "name": "car"}, {"id": 1, "name": "person"}],
+        "annotations": [
+            {"id": 10, "image_id": 1, "category_id": 18, "bbox": [10.5, 20, 30, 40], "iscrowd": 0},
+            {"id": 11, "image_id": 1, "category_id": 1, "bbox": [0, 0, 100, 80], "iscrowd": 1},
+            {"id": 12, "image_id": 2, "category_id": 3, "bbox": [50, 30, 20, 20], "iscrowd": 0},  # sticks out
+        ],
+    }
+    (tmp_path / "ann.json").write_text(json.dumps(data))
+    parser = COCOParser("ann.json", "imgs", root=tmp_path)
+    assert parser.discover_class_names() == ["person", "car", "dog"]  # category-id order
+    issues = IssueLog("skip")
+    recs = {r.image_id: r for r in parser.parse(None, issues)}
+    assert set(recs) == {"000001", "000002", "000003"}
+    r1 = recs["000001"]
+    np.testing.assert_allclose(r1.boxes, [[10.5, 20, 40.5, 60], [0, 0, 100, 80]])
+    assert r1.labels.tolist() == [2, 0] and r1.difficult.tolist() == [False, True]
+    np.testing.assert_allclose(recs["000002"].boxes, [[50, 30, 60, 40]])  # clipped to 60x40
+    assert (recs["000003"].width, recs["000003"].height) == (50, 50) and len(recs["000003"].boxes) == 0
+    assert issues.count("fixed", "clipped") == 1 and issues.count("fixed", "size") == 1
+    # cross-check with pycocotools' own reading of the file
+    pycoco = pytest.importorskip("pycocotools.coco")
+    coco = pycoco.COCO(str(tmp_path / "ann.json"))
+    for img_id, stem in [(1, "000001"), (2, "000002")]:
+        anns = coco.loadAnns(coco.getAnnIds(imgIds=[img_id]))
+        xyxy = np.array(
+            [[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]] for a in anns]
+        )
+        info = coco.loadImgs([img_id])[0]
+        xyxy = xyxy.clip(0, [info["width"], info["height"]] * 2)
+        np.testing.assert_allclose(recs[stem].boxes, xyxy)
+    # given class names: categories outside the list are unknown classes
+    issues = IssueLog("skip")
+    recs = {r.image_id: r for r in parser.parse(["dog", "person"], issues)}
+    assert recs["000001"].labels.tolist() == [0, 1] and len(recs["000002"].boxes) == 0
+    assert issues.count("drop_box", "unknown class 'car'") == 1
+    with pytest.raises(DataError, match=r"ann\.json\[000002\.png\]: unknown class 'car'"):
+        parser.parse(["dog", "person"], IssueLog("error"))
+
+
+# ------------------------------------------------------------------------------------------ YOLO txt
+def test_yolo_txt_parser_split_dirs(tmp_path):
+    for split in ("train", "val"):
+        (tmp_path / "images" / split).mkdir(parents=True)
+        (tmp_path / "labels" / split).mkdir(parents=True)
+    (tmp_path / "classes.names").write_text("cat\ndog\n")
+    Image.new("RGB", (100, 50)).save(tmp_path / "images" / "train" / "a.jpg")
+    (tmp_path / "labels" / "train" / "a.txt").write_text("1 0.5 0.5 0.2 0.4\n0 0.1 0.2 0.1 0.2\n\n")
+    Image.new("RGB", (40, 40)).save(tmp_path / "images" / "train" / "b.png")  # no label file: negative
+    Image.new("RGB", (64, 32)).save(tmp_path / "images" / "val" / "c.jpg")
+    (tmp_path / "labels" / "val" / "c.txt").write_text("0 0.95 0.5 0.2 0.5\n")  # sticks out by 3.2 px
+    parser = YOLOTxtParser(tmp_path, "train", names_file="classes.names")
+    assert parser.discover_class_names() == ["cat", "dog"]
+    issues = IssueLog("skip")
+    recs = {r.image_id: r for r in parser.parse(None, issues)}
+    # cx=50, cy=25, w=20, h=20 -> (40, 15, 60, 35); cx=10, cy=10, w=10, h=10 -> (5, 5, 15, 15)
+    np.testing.assert_allclose(recs["a"].boxes, [[40, 15, 60, 35], [5, 5, 15, 15]], atol=1e-4)
+    assert recs["a"].labels.tolist() == [1, 0] and (recs["a"].width, recs["a"].height) == (100, 50)
+    assert len(recs["b"].boxes) == 0 and issues.count("fixed", "missing label file") == 1
+    val = YOLOTxtParser(tmp_path, "val", names_file="classes.names").parse(None, issues)
+    np.testing.assert_allclose(val[0].boxes, [[54.4, 8, 64, 24]], atol=1e-4)  # 67.2 clipped to 64
+
+
+def test_yolo_txt_parser_list_file_and_errors(tmp_path):
+    (tmp_path / "data" / "images").mkdir(parents=True)
+    (tmp_path / "data" / "labels").mkdir(parents=True)
+    for name in ("x", "y"):
+        Image.new("RGB", (200, 100)).save(tmp_path / "data" / "images" / f"{name}.jpg")
+    (tmp_path / "data" / "labels" / "x.txt").write_text("0 0.5 0.5 0.5 0.5\n7 0.5 0.5 0.1 0.1\nfoo bar\n")
+    (tmp_path / "data" / "labels" / "y.txt").write_text("1 0.25 0.5 0.5 1.0\n")
+    (tmp_path / "train.txt").write_text("data/images/x.jpg\ndata/images/y.jpg\ndata/images/missing.jpg\n")
+    parser = YOLOTxtParser(tmp_path, list_file="train.txt")
+    issues = IssueLog("skip")
+    recs = {r.image_id: r for r in parser.parse(["a", "b"], issues)}
+    assert set(recs) == {"x", "y"}
+    np.testing.assert_allclose(recs["x"].boxes, [[50, 25, 150, 75]])
+    np.testing.assert_allclose(recs["y"].boxes, [[0, 0, 100, 100]])
+    assert issues.count("drop_box", "unknown class '7'") == 1
+    assert issues.count("drop_box", "malformed label line") == 1
+    assert issues.count("skip_image", "missing image file") == 1
+    with pytest.raises(DataError, match=r"x\.txt: unknown class '7'"):
+        parser.parse(["a", "b"], IssueLog("error"))
+
+
+def test_collate_drops_none_and_pads():
+    def sample(n: int, size: int = 64) -> dict:
+        boxes = torch.tensor([[0.0, 0, 32, 16]] * n)
+        return {
+            "image": torch.full((3, size, size), 255, dtype=torch.uint8),
+            "boxes": boxes,
+            "labels": torch.arange(n),
+            "difficult": torch.zeros(n, dtype=torch.bool),
+            "image_id": f"i{n}",
+            "path": f"i{n}.jpg",
+            "orig_size": (10, 20),
+            "transform": torch.tensor([1.0, 2, 3, 4]),
+            "gt_boxes": boxes,
+            "gt_labels": torch.arange(n),
+            "gt_difficult": torch.zeros(n, dtype=torch.bool),
+        }
+
+    batch = DetectionCollate()([sample(2), None, sample(0)])
+    assert batch["images"].shape == (2, 3, 64, 64) and batch["images"].max() == 255
+    assert batch["targets"].shape == (2, 2, 5) and batch["target_mask"].tolist() == [
+        [True, True],
+        [False, False],
+    ]
+    torch.testing.assert_close(batch["targets"][0, 1], torch.tensor([0.25, 0.125, 0.5, 0.25, 1.0]))
+    assert batch["image_ids"] == ["i2", "i0"] and batch["orig_sizes"].tolist() == [[10, 20], [10, 20]]
+    assert DetectionCollate(max_boxes=5)([sample(0)])["targets"].shape == (1, 5, 5)
+    assert DetectionCollate()([sample(0)])["targets"].shape == (1, 1, 5)

@@ -1,0 +1,302 @@
+"""Every bad-input case under both policies: ``error`` raises DataError naming the file, ``skip`` logs and
+counts it, and nothing else is lost."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader
+
+from yolo9000.data import (
+    DataError,
+    DetectionCollate,
+    DetectionDataset,
+    DetectionTransform,
+    IssueLog,
+    VOCParser,
+    read_image,
+)
+
+CLASSES = ["cat", "dog"]
+GOOD_BOX = (5, 6, 30, 20)  # 1-based VOC coordinates
+
+
+def _xml(objects: list[tuple[str, tuple]], size: tuple[int, int] | None = (40, 30)) -> str:
+    s = "" if size is None else f"<size><width>{size[0]}</width><height>{size[1]}</height><depth>3</depth></size>"
+    objs = "".join(
+        f"<object><name>{n}</name><difficult>{int(d)}</difficult><bndbox><xmin>{b[0]}</xmin><ymin>{b[1]}</ymin>"
+        f"<xmax>{b[2]}</xmax><ymax>{b[3]}</ymax></bndbox></object>"
+        for n, b, d in ((o[0], o[1], o[2] if len(o) > 2 else 0) for o in objects)
+    )
+    return f"<annotation><filename>x.jpg</filename>{s}{objs}</annotation>"
+
+
+def _image(path: Path, size: tuple[int, int] = (40, 30), mode: str = "RGB", fmt: str = "JPEG") -> np.ndarray:
+    w, h = size
+    rng = np.random.default_rng(0)
+    arr = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    im = Image.fromarray(arr)
+    if mode == "L":
+        im = im.convert("L")
+    elif mode == "RGBA":
+        im = Image.fromarray(np.dstack([arr, np.full((h, w), 200, np.uint8)]), "RGBA")
+    elif mode == "P":
+        im = im.convert("P")
+    im.save(path, format=fmt)
+    return arr
+
+
+def _voc(
+    root: Path, bad_xml: str | None = None, bad_image: str = "jpg", ids: tuple[str, ...] = ("good", "bad")
+) -> Path:
+    """A VOC folder with a good image and (optionally) a bad one; ImageSets/Main/train.txt lists ``ids``."""
+    (root / "Annotations").mkdir(parents=True)
+    (root / "JPEGImages").mkdir()
+    (root / "ImageSets" / "Main").mkdir(parents=True)
+    _image(root / "JPEGImages" / "good.jpg")
+    (root / "Annotations" / "good.xml").write_text(_xml([("cat", GOOD_BOX), ("dog", (1, 1, 40, 30), 1)]))
+    if bad_xml is not None:
+        (root / "Annotations" / "bad.xml").write_text(bad_xml)
+        if bad_image == "jpg":
+            _image(root / "JPEGImages" / "bad.jpg")
+    (root / "ImageSets" / "Main" / "train.txt").write_text("\n".join(ids) + "\n")
+    return root
+
+
+def _check_good(records) -> None:
+    good = next(r for r in records if r.image_id == "good")
+    np.testing.assert_array_equal(good.boxes, [[4, 5, 30, 20], [0, 0, 40, 30]])
+    assert good.labels.tolist() == [0, 1] and good.difficult.tolist() == [False, True]
+
+
+# (name, xml of "bad", write bad.jpg, reason substring, action under skip, boxes of "bad" kept under skip)
+LOSSY_CASES = [
+    (
+        "unknown_class",
+        _xml([("cat", (2, 2, 10, 10)), ("zebra", (3, 3, 9, 9))]),
+        "jpg",
+        "unknown class 'zebra'",
+        "drop_box",
+        [[1, 1, 10, 10]],
+    ),
+    (
+        "zero_area_box",
+        _xml([("cat", (7, 7, 7, 7)), ("dog", (2, 2, 10, 10))]),
+        "jpg",
+        "zero-area",
+        "drop_box",
+        [[1, 1, 10, 10]],
+    ),
+    (
+        "inverted_box",
+        _xml([("cat", (20, 7, 10, 15)), ("dog", (2, 2, 10, 10))]),
+        "jpg",
+        "zero-area",
+        "drop_box",
+        [[1, 1, 10, 10]],
+    ),
+    (
+        "box_fully_outside",
+        _xml([("cat", (50, 40, 60, 50)), ("dog", (2, 2, 10, 10))]),
+        "jpg",
+        "box outside the image",
+        "drop_box",
+        [[1, 1, 10, 10]],
+    ),
+    (
+        "malformed_bndbox",
+        _xml([("cat", ("a", 2, 10, 10)), ("dog", (2, 2, 10, 10))]),
+        "jpg",
+        "malformed <bndbox>",
+        "drop_box",
+        [[1, 1, 10, 10]],
+    ),
+    ("missing_image", _xml([("cat", (2, 2, 10, 10))]), "none", "missing image file", "skip_image", None),
+    ("unparsable_xml", "<annotation><size><width>40</wid", "jpg", "unparsable XML", "skip_image", None),
+]
+
+
+@pytest.mark.parametrize("case", LOSSY_CASES, ids=[c[0] for c in LOSSY_CASES])
+def test_lossy_case_error_policy(tmp_path, case):
+    _, xml, img, reason, _, _ = case
+    root = _voc(tmp_path, xml, img)
+    with pytest.raises(DataError) as e:
+        VOCParser(root, "train").parse(CLASSES, IssueLog("error"))
+    assert str(e.value).startswith(str(root / "Annotations" / "bad.xml") + ": ")
+    assert reason in str(e.value)
+
+
+@pytest.mark.parametrize("case", LOSSY_CASES, ids=[c[0] for c in LOSSY_CASES])
+def test_lossy_case_skip_policy(tmp_path, case, caplog):
+    _, xml, img, reason, action, kept = case
+    root = _voc(tmp_path, xml, img)
+    issues = IssueLog("skip")
+    with caplog.at_level(logging.WARNING, logger="yolo9000.data"):
+        recs = VOCParser(root, "train").parse(CLASSES, issues)
+    assert len(issues) == 1 and issues.issues[0].action == action and reason in issues.issues[0].reason
+    assert issues.issues[0].file.endswith("bad.xml")
+    assert any("bad.xml" in r.getMessage() and reason in r.getMessage() for r in caplog.records)
+    label = {"drop_box": "1 dropped boxes", "skip_image": "1 skipped images"}[action]
+    assert issues.summary().startswith(f"1 problems: {label}") and reason in issues.summary()
+    _check_good(recs)  # nothing else lost
+    if kept is None:
+        assert [r.image_id for r in recs] == ["good"]
+    else:
+        bad = next(r for r in recs if r.image_id == "bad")
+        np.testing.assert_array_equal(bad.boxes, kept)
+
+
+def test_missing_annotation_file(tmp_path):
+    root = _voc(tmp_path, None, ids=("good", "ghost"))
+    with pytest.raises(DataError, match=r"ghost\.xml: missing annotation file"):
+        VOCParser(root, "train").parse(CLASSES, IssueLog("error"))
+    issues = IssueLog("skip")
+    recs = VOCParser(root, "train").parse(CLASSES, issues)
+    assert [r.image_id for r in recs] == ["good"] and issues.count("skip_image", "missing annotation") == 1
+
+
+# repaired cases: logged and counted as fixed under both policies, never raise
+FIXED_CASES = [
+    (
+        "missing_size",
+        _xml([("cat", (2, 2, 10, 10))], size=None),
+        "size read from the image header",
+        [[1, 1, 10, 10]],
+    ),
+    (
+        "zero_size",
+        _xml([("cat", (2, 2, 10, 10))], size=(0, 0)),
+        "size read from the image header",
+        [[1, 1, 10, 10]],
+    ),
+    ("box_sticking_out", _xml([("cat", (-4, 2, 45, 10))]), "box outside the image clipped", [[0, 1, 40, 10]]),
+]
+
+
+@pytest.mark.parametrize("policy", ["error", "skip"])
+@pytest.mark.parametrize("case", FIXED_CASES, ids=[c[0] for c in FIXED_CASES])
+def test_fixed_cases(tmp_path, case, policy, caplog):
+    _, xml, reason, boxes = case
+    root = _voc(tmp_path, xml)
+    issues = IssueLog(policy)
+    with caplog.at_level(logging.WARNING, logger="yolo9000.data"):
+        recs = VOCParser(root, "train").parse(CLASSES, issues)
+    bad = next(r for r in recs if r.image_id == "bad")
+    assert (bad.width, bad.height) == (40, 30)
+    np.testing.assert_array_equal(bad.boxes, boxes)
+    assert len(issues) == 1 and issues.issues[0].action == "fixed" and reason in issues.issues[0].reason
+    assert any("bad.xml" in r.getMessage() for r in caplog.records)
+    assert "1 fixed" in issues.summary()
+    _check_good(recs)
+
+
+@pytest.mark.parametrize("policy", ["error", "skip"])
+def test_clean_edge_cases_are_not_problems(tmp_path, policy):
+    # no objects (a valid negative), a box overshooting by <= 1 px (silently clipped)
+    root = _voc(tmp_path, _xml([]))
+    (root / "Annotations" / "edge.xml").write_text(_xml([("dog", (0, 1, 41, 30))]))
+    _image(root / "JPEGImages" / "edge.jpg")
+    (root / "ImageSets" / "Main" / "train.txt").write_text("good\nbad\nedge\n")
+    issues = IssueLog(policy)
+    recs = {r.image_id: r for r in VOCParser(root, "train").parse(CLASSES, issues)}
+    assert len(issues) == 0 and set(recs) == {"good", "bad", "edge"}
+    assert recs["bad"].boxes.shape == (0, 4)
+    np.testing.assert_array_equal(recs["edge"].boxes, [[0, 0, 40, 30]])
+
+
+# ------------------------------------------------------------------------------------ image decoding
+def _dataset_with_image(tmp_path: Path, write, policy: str) -> DetectionDataset:
+    root = _voc(tmp_path, _xml([("cat", (2, 2, 10, 10))]), "none")
+    write(root / "JPEGImages" / "bad.jpg")
+    recs = VOCParser(root, "train").parse(CLASSES, IssueLog("error"))
+    return DetectionDataset(recs, DetectionTransform(train=False), IssueLog(policy), default_size=64)
+
+
+def _garbage(p: Path) -> None:
+    p.write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg" * 3)
+
+
+def _truncated(p: Path) -> None:
+    _image(p, (40, 30))
+    data = p.read_bytes()
+    p.write_bytes(data[: len(data) // 2])
+
+
+@pytest.mark.parametrize("write", [_garbage, _truncated], ids=["corrupt", "truncated"])
+def test_unreadable_image_error_policy(tmp_path, write):
+    ds = _dataset_with_image(tmp_path, write, "error")
+    with pytest.raises(DataError, match=r"bad\.jpg: corrupt or unreadable image"):
+        ds[1]
+    # the DataLoader re-raises a worker's error in the main process
+    loader = DataLoader(ds, batch_size=2, collate_fn=DetectionCollate(), num_workers=0)
+    with pytest.raises(DataError, match=r"bad\.jpg"):
+        next(iter(loader))
+
+
+@pytest.mark.parametrize("write", [_garbage, _truncated], ids=["corrupt", "truncated"])
+def test_unreadable_image_skip_policy(tmp_path, write, caplog):
+    ds = _dataset_with_image(tmp_path, write, "skip")
+    with caplog.at_level(logging.WARNING, logger="yolo9000.data"):
+        assert ds[1] is None
+        batch = next(iter(DataLoader(ds, batch_size=2, collate_fn=DetectionCollate(), num_workers=0)))
+    assert batch["image_ids"] == ["good"] and batch["images"].shape == (1, 3, 64, 64)
+    assert ds.issues.count("skip_image", "corrupt or unreadable image") == 2
+    assert ds.stats()["skipped_images"] == 2 and ds.stats()["loaded"] == 1
+    assert any("bad.jpg" in r.getMessage() for r in caplog.records)
+    assert any("dropped 1 unreadable sample" in r.getMessage() for r in caplog.records)
+
+
+def test_skip_counted_across_workers(tmp_path):
+    ds = _dataset_with_image(tmp_path, _garbage, "skip")
+    loader = DataLoader(ds, batch_size=1, collate_fn=DetectionCollate(), num_workers=2)
+    # the batch holding only the bad image raises (nothing left to train on); the good one goes through
+    with pytest.raises(DataError, match="every sample of the batch was skipped"):
+        list(loader)
+    assert ds.stats()["skipped_images"] >= 1
+
+
+@pytest.mark.parametrize(
+    "mode,fmt,name",
+    [
+        ("RGB", "PNG", "png_named_jpg"),
+        ("L", "JPEG", "grey"),
+        ("RGBA", "PNG", "rgba"),
+        ("P", "PNG", "palette"),
+    ],
+)
+@pytest.mark.parametrize("policy", ["error", "skip"])
+def test_odd_but_valid_images(tmp_path, mode, fmt, name, policy):
+    root = _voc(tmp_path, _xml([("cat", (2, 2, 10, 10))]), "none")
+    _image(root / "JPEGImages" / "bad.jpg", mode=mode, fmt=fmt)
+    with Image.open(root / "JPEGImages" / "bad.jpg") as im:
+        expected = np.asarray(im.convert("RGB"))
+    got = read_image(root / "JPEGImages" / "bad.jpg")
+    assert got.shape == (30, 40, 3) and got.dtype == np.uint8
+    tol = 2 if fmt == "JPEG" else 0  # libjpeg vs PIL's JPEG decoder may differ by rounding
+    assert np.abs(got.astype(int) - expected.astype(int)).max() <= tol
+    recs = VOCParser(root, "train").parse(CLASSES, IssueLog(policy))
+    ds = DetectionDataset(recs, DetectionTransform(train=True), IssueLog(policy), default_size=64)
+    s = ds[1]
+    assert s is not None and s["image"].shape == (3, 64, 64) and len(ds.issues) == 0
+    assert isinstance(s["boxes"], torch.Tensor)
+
+
+def test_issue_log_summary_and_throttle(caplog):
+    log = IssueLog("skip", max_warnings_per_reason=2)
+    with caplog.at_level(logging.WARNING, logger="yolo9000.data"):
+        for k in range(5):
+            log.report(f"f{k}.xml", "unknown class 'x'", action="drop_box")
+        log.report("g.jpg", "corrupt", action="skip_image")
+        log.fixed("h.xml", "box clipped")
+    assert len(log) == 7 and log.count("drop_box") == 5
+    assert log.summary().startswith("7 problems: 1 skipped images, 5 dropped boxes, 1 fixed")
+    assert "unknown class 'x' [dropped boxes]: 5" in log.summary()
+    assert sum("[box dropped]" in r.getMessage() for r in caplog.records) == 2  # throttled, still counted
+    assert any("further" in r.getMessage() and "not logged" in r.getMessage() for r in caplog.records)
+    with pytest.raises(ValueError):
+        IssueLog("ignore")  # type: ignore[arg-type]

@@ -1,0 +1,225 @@
+"""Multi-scale sizes: a pure function of (seed, k // period), identical across DDP ranks and worker counts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from torch.utils.data import DataLoader, DistributedSampler, SequentialSampler
+
+from yolo9000.data import (
+    DetectionCollate,
+    DetectionDataset,
+    DetectionRecord,
+    DetectionTransform,
+    MultiScaleBatchSampler,
+    resolve_sizes,
+    size_for_batch,
+)
+
+SIZES = list(range(320, 609, 32))
+
+
+def test_resolve_sizes():
+    assert resolve_sizes() == SIZES  # darknet: 320..608 step 32
+    assert resolve_sizes(None, 192, 320, 32) == [192, 224, 256, 288, 320]
+    assert resolve_sizes([416, 320]) == [416, 320]
+    with pytest.raises(ValueError):
+        resolve_sizes([300])
+
+
+def test_size_is_pure_function_of_seed_and_period_block():
+    ks = range(0, 2000)
+    sizes = [size_for_batch(7, k, SIZES, 10) for k in ks]
+    assert sizes == [size_for_batch(7, k, SIZES, 10) for k in ks]  # deterministic
+    assert set(sizes) <= set(SIZES) and set(sizes) == set(SIZES)  # in the set, covers it
+    blocks = np.asarray(sizes).reshape(-1, 10)
+    assert (blocks == blocks[:, :1]).all()  # constant within a period
+    assert (blocks[1:, 0] != blocks[:-1, 0]).mean() > 0.8  # changes across periods (~9/10 of the time)
+    assert size_for_batch(7, 123, SIZES, 10) == size_for_batch(7, 120, SIZES, 10) == size_for_batch(7, 129, SIZES)
+    assert [size_for_batch(8, k, SIZES) for k in ks] != sizes  # the seed matters
+    assert size_for_batch(7, 45, SIZES, period=5) == size_for_batch(7, 9 * 10, SIZES, period=10)
+
+
+class _Sized:
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+
+def _sizes(bs) -> list[int]:
+    out = []
+    for batch in bs:
+        assert len({s for _, s in batch}) == 1
+        out.append(batch[0][1])
+    return out
+
+
+def test_sampler_counts_batches_across_epochs():
+    bs = MultiScaleBatchSampler(SequentialSampler(range(95)), 4, False, SIZES, period=10, seed=3)
+    assert len(bs) == 24
+    for epoch in range(3):
+        bs.set_epoch(epoch)
+        assert _sizes(bs) == [size_for_batch(3, epoch * 24 + i, SIZES, 10) for i in range(24)]
+    batches = list(bs)
+    assert [len(b) for b in batches] == [4] * 23 + [3]
+    assert [i for b in batches for i, _ in b] == list(range(95))
+    assert len(MultiScaleBatchSampler(SequentialSampler(range(95)), 4, True, SIZES)) == 23
+
+
+def test_disabled_fixed_and_final_size():
+    bs = MultiScaleBatchSampler(SequentialSampler(range(40)), 2, False, SIZES, enabled=False, fixed_size=416)
+    assert set(_sizes(bs)) == {416}
+    with pytest.raises(ValueError):
+        MultiScaleBatchSampler(SequentialSampler(range(40)), 2, False, SIZES, enabled=False)
+    bs = MultiScaleBatchSampler(SequentialSampler(range(40)), 2, False, SIZES, seed=1, final_size_after=25)
+    bs.set_epoch(1)  # global batches 20..39
+    got = _sizes(bs)
+    assert got[5:] == [608] * 15 and got[:5] == [size_for_batch(1, k, SIZES) for k in range(20, 25)]
+
+
+def test_identical_sizes_on_two_ddp_ranks():
+    ds = _Sized(101)
+    ranks = []
+    for rank in (0, 1):
+        # built independently, as on two processes
+        base = DistributedSampler(ds, num_replicas=2, rank=rank, shuffle=True, seed=0)
+        ranks.append(MultiScaleBatchSampler(base, 8, False, SIZES, period=10, seed=5))
+    per_epoch = []
+    for epoch in range(3):
+        for bs in ranks:
+            bs.set_epoch(epoch)
+        b0, b1 = list(ranks[0]), list(ranks[1])
+        assert [b[0][1] for b in b0] == [b[0][1] for b in b1]
+        i0, i1 = [i for b in b0 for i, _ in b], [i for b in b1 for i, _ in b]
+        assert len(i0) == len(i1) == 51 and set(i0) | set(i1) == set(range(101))  # shards (1 padded index)
+        per_epoch.append([i for b in b0 for i, _ in b])
+    assert per_epoch[0] != per_epoch[1]  # set_epoch reached the DistributedSampler: new shuffle
+
+
+def test_lightning_set_epoch_reaches_the_batch_sampler():
+    from lightning_fabric.utilities.data import _set_sampler_epoch
+
+    base = DistributedSampler(_Sized(30), num_replicas=1, rank=0, shuffle=True, seed=0)
+    bs = MultiScaleBatchSampler(base, 4, False, SIZES, seed=0)
+    loader = DataLoader(range(30), batch_sampler=bs)
+    _set_sampler_epoch(loader, 4)  # what Lightning's fit loop calls at each epoch start
+    assert bs.epoch == 4 and base.epoch == 4
+    assert bs.state_dict() == {"epoch": 4}
+    bs2 = MultiScaleBatchSampler(DistributedSampler(_Sized(30), 1, 0, seed=0), 4, False, SIZES, seed=0)
+    bs2.load_state_dict(bs.state_dict())
+    assert list(bs2) == list(bs)
+
+
+def _tiny_dataset(tmp_path: Path, n: int = 24) -> DetectionDataset:
+    recs = []
+    for k in range(n):
+        p = tmp_path / f"im{k}.png"
+        Image.new("RGB", (48 + k, 40), (k * 5, 100, 200)).save(p)
+        recs.append(DetectionRecord(p, p.stem, 48 + k, 40, [[4, 4, 30, 30]], [k % 3], [False]))
+    return DetectionDataset(recs, DetectionTransform(train=True, augment={"jitter": 0.1}), default_size=64)
+
+
+def test_same_sizes_with_0_and_2_workers(tmp_path):
+    ds = _tiny_dataset(tmp_path)
+    sizes = [64, 96, 128]
+    seen = []
+    for workers in (0, 2):
+        bs = MultiScaleBatchSampler(SequentialSampler(ds), 2, False, sizes, period=2, seed=11)
+        loader = DataLoader(ds, batch_sampler=bs, num_workers=workers, collate_fn=DetectionCollate())
+        got = []
+        for epoch in range(2):
+            bs.set_epoch(epoch)
+            got += [(b["images"].shape[-1], tuple(b["image_ids"])) for b in loader]
+        seen.append(got)
+    assert seen[0] == seen[1]
+    assert [s for s, _ in seen[0]] == [size_for_batch(11, k, sizes, 2) for k in range(24)]
+    assert ds.stats()["loaded"] == 2 * 2 * 24  # counted in the workers, visible here
+
+
+def test_datamodule_train_loader_uses_multiscale(tmp_path):
+    from yolo9000.data import DetectionDataModule, YOLOTxtParser
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    for k in range(10):
+        Image.new("RGB", (50, 40)).save(tmp_path / "images" / f"{k}.jpg")
+        (tmp_path / "labels" / f"{k}.txt").write_text("0 0.5 0.5 0.5 0.5\n")
+    spec = YOLOTxtParser(tmp_path, split=None)
+    dm = DetectionDataModule(
+        train=spec,
+        val=spec,
+        class_names=["a"],
+        batch_size=2,
+        num_workers=0,
+        img_size=64,
+        multiscale={"sizes": [64, 96], "period": 1, "seed": 2},
+    )
+    dm.setup("fit")
+    got = [b["images"].shape[-1] for b in dm.train_dataloader()]
+    assert got == [size_for_batch(2, k, [64, 96], 1) for k in range(5)]
+    assert {b["images"].shape[-1] for b in dm.val_dataloader()} == {64}
+    dm.load_state_dict({"epoch": 2})
+    got = [b["images"].shape[-1] for b in dm.train_dataloader()]
+    assert got == [size_for_batch(2, k, [64, 96], 1) for k in range(10, 15)]
+
+
+def test_lightning_fit_drives_the_epoch(tmp_path):
+    """A real Trainer: epoch e uses the sizes of global batches e * len + i (set_epoch via Lightning)."""
+    import pytorch_lightning as pl
+    import torch
+
+    from yolo9000.data import DetectionDataModule, YOLOTxtParser
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    for k in range(8):
+        Image.new("RGB", (50, 40)).save(tmp_path / "images" / f"{k}.jpg")
+        (tmp_path / "labels" / f"{k}.txt").write_text("0 0.5 0.5 0.5 0.5\n")
+    spec = YOLOTxtParser(tmp_path, split=None)
+    dm = DetectionDataModule(
+        train=spec,
+        val=spec,
+        class_names=["a"],
+        batch_size=2,
+        num_workers=0,
+        img_size=64,
+        multiscale={"sizes": [64, 96, 128], "period": 1, "seed": 9},
+    )
+
+    class Probe(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+            self.seen: list[tuple[int, int]] = []
+
+        def training_step(self, batch, i):
+            self.seen.append((self.current_epoch, batch["images"].shape[-1]))
+            return (self.w * batch["images"].float().mean()).sum()
+
+        def validation_step(self, batch, i):
+            assert batch["images"].shape[-1] == 64
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.0)
+
+    probe = Probe()
+    trainer = pl.Trainer(
+        max_epochs=3,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        use_distributed_sampler=False,
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(probe, datamodule=dm)
+    expected = [(e, size_for_batch(9, e * 4 + i, [64, 96, 128], 1)) for e in range(3) for i in range(4)]
+    assert probe.seen == expected
+    assert dm.state_dict() == {"epoch": 2}

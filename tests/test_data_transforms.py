@@ -1,0 +1,161 @@
+"""Transforms keep boxes on the drawn pixels, and the eval parameters map boxes back to the original image."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from yolo9000.data import AugmentConfig, DetectionTransform, letterbox_geometry
+from yolo9000.data.transforms import DarknetHSV, DarknetJitterResize
+
+NO_COLOUR = {"hue": 0.0, "saturation": 1.0, "exposure": 1.0}
+
+
+def _canvas(w: int = 200, h: int = 150, box: tuple[int, int, int, int] = (40, 30, 120, 100)) -> np.ndarray:
+    """Black image with a white rectangle covering pixels [x0, x1) x [y0, y1) (= the continuous box)."""
+    img = np.zeros((h, w, 3), np.uint8)
+    x0, y0, x1, y1 = box
+    img[y0:y1, x0:x1] = 255
+    return img
+
+
+def _white_extent(img: np.ndarray) -> np.ndarray:
+    """Continuous xyxy extent of the pixels brighter than mid-grey."""
+    ys, xs = np.nonzero(img.mean(axis=2) > 191)
+    return np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], np.float32)
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def test_train_transform_keeps_box_on_drawn_pixels():
+    box = (40, 30, 120, 100)
+    img = _canvas(box=box)
+    t = DetectionTransform(train=True, augment={**NO_COLOUR, "jitter": 0.3, "flip": 0.5, "fill": 0})
+    torch.manual_seed(0)
+    flips = 0
+    for trial in range(40):
+        size = (64, 96, 128)[trial % 3]
+        out = t(img, np.array([box], np.float32), np.array([1]), np.array([False]), size)
+        assert out.image.shape == (size, size, 3) and out.image.dtype == np.uint8
+        if len(out.boxes) == 0:  # cropped away (counted)
+            assert out.n_dropped == 1
+            continue
+        assert out.labels.tolist() == [1]
+        b = out.boxes[0]
+        assert (b >= 0).all() and (b <= size).all()
+        assert _iou(_white_extent(out.image), b) > 0.85
+        # the params (jitter crop + resize, before the flip) place the box; with a flip it is mirrored
+        sx, sy, px, py = out.params
+        mapped = np.array([box[0] * sx + px, box[1] * sy + py, box[2] * sx + px, box[3] * sy + py]).clip(0, size)
+        mirrored = np.array([size - mapped[2], mapped[1], size - mapped[0], mapped[3]])
+        is_flip = np.allclose(b, mirrored, atol=1e-3) and not np.allclose(b, mapped, atol=1e-3)
+        flips += is_flip
+        assert np.allclose(b, mapped, atol=1e-3) or is_flip
+    assert 5 <= flips <= 35
+
+
+def test_jitter_fill_and_geometry():
+    img = np.full((100, 200, 3), 10, np.uint8)
+    t = DarknetJitterResize(size=50, jitter=0.3, fill=127)
+    # window starting 20 px left of / 10 px above the image, 250 x 100 px
+    out = t.apply(img, crop=(-20, -10, 250, 100))
+    assert out.shape == (50, 50, 3)
+    assert (out[:, :3] == 127).all() and (out[:3, :] == 127).all()  # grey fill beyond the image
+    assert (out[10:, 10:40] == 10).all()
+    rep = DarknetJitterResize(size=50, jitter=0.3, border="replicate").apply(img, crop=(-20, -10, 250, 100))
+    assert (rep == 10).all()  # edge pixels instead of grey
+    boxes = np.array([[0.1, 0.2, 0.5, 0.6, 7.0]], np.float32)  # normalised xyxy + label column
+    got = t.apply_to_bboxes(boxes, crop=(-20, -10, 250, 100), shape=(100, 200, 3))
+    # x: (0.1 * 200 + 20) / 250 = 0.16, (0.5 * 200 + 20) / 250 = 0.48; y: (20 + 10) / 100, (60 + 10) / 100
+    np.testing.assert_allclose(got, [[0.16, 0.3, 0.48, 0.7, 7.0]], atol=1e-6)
+
+
+def test_small_boxes_are_dropped_and_counted():
+    img = _canvas()
+    t = DetectionTransform(train=True, augment={**NO_COLOUR, "jitter": 0.0, "flip": 0.0, "min_box_area": 0.01})
+    boxes = np.array([[40, 30, 120, 100], [0, 0, 12, 12], [150, 100, 150.5, 140]], np.float32)
+    out = t(img, boxes, np.array([0, 1, 2]), np.zeros(3, bool), 64)
+    # at 64 / (200 x 150): box 2 is 3.84 x 5.12 px = 19.7 px^2 < 0.01 * 64^2 = 41; box 3 is 0.16 px wide
+    assert out.labels.tolist() == [0] and out.n_dropped == 2 and t.dropped_boxes == 2
+    np.testing.assert_allclose(out.boxes, [[12.8, 12.8, 38.4, 42.6667]], atol=1e-3)
+
+
+def test_eval_stretch_maps_back():
+    box = (40, 30, 120, 100)
+    img = _canvas(box=box)
+    t = DetectionTransform(train=False)
+    out = t(img, np.array([box], np.float32), np.array([0]), np.array([False]), 96)
+    sx, sy, px, py = out.params
+    assert (sx, sy, px, py) == pytest.approx((96 / 200, 96 / 150, 0, 0))
+    np.testing.assert_allclose(out.boxes[0], [19.2, 19.2, 57.6, 64.0], atol=1e-4)
+    assert _iou(_white_extent(out.image), out.boxes[0]) > 0.9
+    back = (out.boxes[0] - [px, py, px, py]) / [sx, sy, sx, sy]
+    np.testing.assert_allclose(back, box, atol=1e-3)
+
+
+def test_eval_letterbox_maps_back():
+    box = (20, 10, 60, 50)
+    img = _canvas(200, 100, box)
+    t = DetectionTransform(train=False, augment={"letterbox": True, "fill": 127})
+    out = t(img, np.array([box], np.float32), np.array([0]), np.array([False]), 64)
+    assert letterbox_geometry(200, 100, 64) == (64, 32, 0, 16)
+    sx, sy, px, py = out.params
+    assert (sx, sy, px, py) == pytest.approx((0.32, 0.32, 0, 16))
+    # hand-computed: (20 * 0.32, 10 * 0.32 + 16, 60 * 0.32, 50 * 0.32 + 16)
+    np.testing.assert_allclose(out.boxes[0], [6.4, 19.2, 19.2, 32.0], atol=1e-4)
+    assert (out.image[:16] == 127).all() and (out.image[48:] == 127).all()
+    assert _iou(_white_extent(out.image), out.boxes[0]) > 0.85
+    back = (out.boxes[0] - [px, py, px, py]) / [sx, sy, sx, sy]
+    np.testing.assert_allclose(back, box, atol=1e-3)
+    # a portrait image: padding left / right
+    nw, nh, px, py = letterbox_geometry(30, 60, 64)
+    assert (nw, nh, px, py) == (32, 64, 16, 0)
+
+
+def test_hsv_jitter():
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    t = DarknetHSV(hue=0.1, saturation=1.5, exposure=1.5)
+    assert np.array_equal(t.apply(img, dhue=0.0, dsat=1.0, dexp=1.0), img)
+    darker = t.apply(img, dhue=0.0, dsat=1.0, dexp=0.5)
+    assert abs(darker.max(axis=2).astype(float).mean() / img.max(axis=2).mean() - 0.5) < 0.02  # V = max(RGB)
+    grey = np.full((4, 4, 3), 100, np.uint8)
+    assert np.abs(t.apply(grey, dhue=0.1, dsat=1.5, dexp=1.0).astype(int) - 100).max() <= 1  # no hue/sat in grey
+    red = np.zeros((4, 4, 3), np.uint8)
+    red[..., 0] = 200
+    shifted = t.apply(red, dhue=1 / 3, dsat=1.0, dexp=1.0)  # +120 degrees: red -> green
+    assert shifted[0, 0, 1] > 190 and shifted[0, 0, 0] < 10
+    for _ in range(50):
+        p = t.get_params()
+        assert -0.1 <= p["dhue"] <= 0.1 and 1 / 1.5 <= p["dsat"] <= 1.5 and 1 / 1.5 <= p["dexp"] <= 1.5
+
+
+def test_worker_seeds_give_different_augmentations():
+    img = _canvas()
+    box = np.array([[40, 30, 120, 100]], np.float32)
+
+    def run(seed: int) -> list:
+        t = DetectionTransform(train=True)
+        torch.manual_seed(seed)  # a DataLoader worker has its own torch seed
+        return [tuple(t(img, box, [0], [False], 64).params) for _ in range(4)]
+
+    assert run(1) == run(1) and run(1) != run(2)
+    t = DetectionTransform(train=True)
+    t(img, box, [0], [False], 64)
+    assert t._cache
+    import pickle
+
+    t2 = pickle.loads(pickle.dumps(t))  # what a spawned worker gets: no cached pipelines
+    assert t2._cache == {}
+
+
+def test_augment_config_rejects_unknown_keys():
+    with pytest.raises(ValueError, match="unknown augment keys"):
+        AugmentConfig.from_mapping({"jiter": 0.2})
+    assert AugmentConfig.from_mapping(None) == AugmentConfig()

@@ -1,0 +1,118 @@
+"""The entry scripts end to end, as a user runs them, on a few real BCCD images with a tiny network."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = [
+    "data.max_images=8",
+    "data.batch_size=4",
+    "data.num_workers=0",
+    "data.img_size=64",
+    "data.multiscale.min_size=64",
+    "data.multiscale.max_size=96",
+    "model.net.backbone.width=0.125",
+    "trainer.max_epochs=1",
+    "trainer.check_val_every_n_epoch=1",
+    "callbacks.prediction_images.num_images=2",
+    "callbacks.prediction_images.score_thresh=0.0",
+]
+
+
+def run(script: str, out: Path, *overrides: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "WANDB_MODE": "offline", "PYTHONPATH": str(ROOT / "src")}
+    cmd = [sys.executable, str(ROOT / "src" / script), f"hydra.run.dir={out}", *overrides]
+    res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, f"{script} failed:\n{res.stdout[-3000:]}\n{res.stderr[-5000:]}"
+    return res
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("train")
+    run("train.py", out, *TINY)
+    return out
+
+
+def test_train_writes_run_dir(trained: Path) -> None:
+    metrics = json.loads((trained / "metrics.json").read_text())
+    for key in ("map_50", "map", "map_75", "per_class", "seen", "data_issues"):
+        assert key in metrics
+    assert set(metrics["per_class"]) == {"RBC", "WBC", "Platelets"}
+    assert 0.0 <= metrics["map_50"] <= 1.0
+    assert metrics["seen"] == 8  # one epoch of 8 images
+    assert (trained / "checkpoints" / "last.ckpt").is_file()
+    assert (trained / "config.yaml").is_file() and (trained / "per_class.md").is_file()
+    assert len(list((trained / "predictions").glob("*.jpg"))) == 2
+    assert list((trained / "wandb").glob("offline-run-*")), "no offline W&B run folder"
+    assert (trained / "csv" / "metrics.csv").is_file()
+
+
+def test_resume_continues_exactly(trained: Path, tmp_path: Path) -> None:
+    ckpt = torch.load(trained / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert int(ckpt["state_dict"]["seen"]) == 8
+    assert ckpt["DetectionDataModule"]["epoch"] == ckpt["epoch"] == 0
+    run(
+        "train.py",
+        tmp_path,
+        *TINY,
+        "trainer.max_epochs=2",
+        f"ckpt_path={trained / 'checkpoints' / 'last.ckpt'}",
+    )
+    resumed = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert resumed["epoch"] == 1 and resumed["global_step"] == 2 * ckpt["global_step"]
+    assert resumed["DetectionDataModule"]["epoch"] == 1  # the multi-scale schedule continues at epoch 1
+    assert int(resumed["state_dict"]["seen"]) == 16
+    assert resumed["optimizer_states"][0]["state"], "optimizer state not carried over"
+
+
+def test_eval_reproduces_test_metrics(trained: Path, tmp_path: Path) -> None:
+    best = json.loads((trained / "metrics.json").read_text())["checkpoint"]
+    run("eval.py", tmp_path, f"ckpt_path={best}", *TINY[:5], "draw=1")
+    got = json.loads((tmp_path / "metrics.json").read_text())
+    want = json.loads((trained / "metrics.json").read_text())
+    assert got["map_50"] == pytest.approx(want["map_50"], abs=1e-9)
+    assert (tmp_path / "per_class.md").read_text().startswith("| class")
+
+
+def test_detect_on_folder_with_a_bad_file(trained: Path, tmp_path: Path) -> None:
+    src = tmp_path / "images"
+    src.mkdir()
+    for name in ("BloodImage_00000.jpg", "BloodImage_00001.jpg"):
+        shutil.copy(ROOT / "data" / "bccd" / "JPEGImages" / name, src / name)
+    (src / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    out = tmp_path / "out"
+    run(
+        "detect.py",
+        out,
+        f"ckpt_path={trained / 'checkpoints' / 'last.ckpt'}",
+        f"source={src}",
+        "conf_thresh=0.0",
+    )
+    det = json.loads((out / "detections.json").read_text())
+    assert [Path(r["file"]).name for r in det["images"]] == ["BloodImage_00000.jpg", "BloodImage_00001.jpg"]
+    assert det["images"][0]["width"] == 640 and det["images"][0]["height"] == 480
+    assert [Path(f["file"]).name for f in det["failed"]] == ["broken.jpg"]
+    assert len(list((out / "detections").glob("*.jpg"))) == 2
+    for d in det["images"][0]["detections"]:
+        x0, y0, x1, y1 = d["box"]
+        assert 0 <= x0 <= x1 <= 640 and 0 <= y0 <= y1 <= 480 and d["class"] in {"RBC", "WBC", "Platelets"}
+
+
+def test_anchors_cli(tmp_path: Path) -> None:
+    res = run("anchors.py", tmp_path, "ks=[1,2,3]", "k=3", "restarts=1", "data.max_images=20", "data.num_workers=0")
+    text = (tmp_path / "anchors.yaml").read_text()
+    assert "anchors: [[" in text and text.count("], [") == 2
+    rows = (tmp_path / "avg_iou.csv").read_text().splitlines()
+    assert rows[0] == "k,avg_iou_iou,avg_iou_sse" and len(rows) == 4
+    assert (tmp_path / "kmeans_avg_iou.png").stat().st_size > 0
+    assert "Average IoU" in res.stdout

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import hydra
 import torch
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from yolo9000.runner import instantiate_module, setup_environment
 
@@ -39,7 +39,7 @@ def main(cfg: DictConfig) -> None:
         torch.set_num_threads(int(b.threads))
     device = torch.device(b.device)
     with open_dict(cfg):
-        if cfg.model.net.num_classes == "???" or cfg.model.net.get("num_classes") is None:
+        if OmegaConf.is_missing(cfg.model.net, "num_classes"):
             cfg.model.net.num_classes = len(cfg.data.class_names)
         cfg.model.class_names = list(cfg.data.class_names)
     module = instantiate_module(cfg).to(device)

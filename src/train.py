@@ -13,6 +13,7 @@ from pathlib import Path
 import hydra
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.loggers import WandbLogger
 
 from yolo9000.runner import build, instantiate_list, setup_environment, write_metrics
 
@@ -38,9 +39,9 @@ def main(cfg: DictConfig) -> float | None:
     metrics = None
     if cfg.test:
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-        ckpt = best or None
-        if ckpt is None and cfg.train:
-            log.warning("no best checkpoint (no validation ran?): testing the current weights")
+        ckpt = best or cfg.ckpt_path
+        if not ckpt:
+            log.warning("no best checkpoint (did validation run?): testing the current weights")
         trainer.test(module, datamodule=datamodule, ckpt_path=ckpt)
         if trainer.is_global_zero:
             metrics = write_metrics(
@@ -56,13 +57,11 @@ def main(cfg: DictConfig) -> float | None:
                 metrics["map"],
                 out_dir / "metrics.json",
             )
-    for lg in loggers:
-        if hasattr(lg, "experiment") and lg.__class__.__name__ == "WandbLogger" and trainer.is_global_zero:
-            import wandb
-
+    for lg in loggers:  # one finished W&B run per job (multirun jobs never merge)
+        if isinstance(lg, WandbLogger) and trainer.is_global_zero:
             if metrics:
-                wandb.run.summary.update({f"test/{k}": v for k, v in metrics.items() if isinstance(v, float)})
-            wandb.finish()
+                lg.experiment.summary.update({f"test/{k}": v for k, v in metrics.items() if isinstance(v, float)})
+            lg.experiment.finish()
     return None if metrics is None else float(metrics["map_50"])
 
 

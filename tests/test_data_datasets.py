@@ -340,3 +340,16 @@ def test_collate_drops_none_and_pads():
     assert batch["image_ids"] == ["i2", "i0"] and batch["orig_sizes"].tolist() == [[10, 20], [10, 20]]
     assert DetectionCollate(max_boxes=5)([sample(0)])["targets"].shape == (1, 5, 5)
     assert DetectionCollate()([sample(0)])["targets"].shape == (1, 1, 5)
+
+
+def test_voc_class_names_discovered_when_not_given(tmp_path):
+    from yolo9000.data.voc import VOCParser
+
+    ann = tmp_path / "Annotations"
+    ann.mkdir()
+    for i, names in enumerate([["zebra", "cat"], ["cat", "ant"]]):
+        objs = "".join(f"<object><name>{n}</name></object>" for n in names)
+        (ann / f"{i}.xml").write_text(f"<annotation>{objs}</annotation>")
+    (ann / "broken.xml").write_text("<annotation><object>")
+    assert VOCParser(tmp_path).discover_class_names() == ["ant", "cat", "zebra"]
+    assert VOCParser(tmp_path, class_names=["cat"]).discover_class_names() == ["cat"]

@@ -36,7 +36,8 @@ def test_darknet_steps_schedule() -> None:
         40000,
         60000,
     ]
-    assert DarknetPoly(100, power=4)(50) == pytest.approx(0.5**4)
+    assert DarknetPoly(100, power=4)(49) == pytest.approx(0.5**4)  # batch 50 of 100
+    assert DarknetPoly(100, power=2, burn_in=10)(4) == pytest.approx(0.5**2)
 
 
 class _FakeTrainer:
@@ -65,3 +66,35 @@ def test_seen_counts_all_ranks_before_forward() -> None:
     module.training_step(batch, 1)
     assert seen_at_loss == [8, 16] and int(module.seen) == 16
     assert "seen" in module.state_dict()
+
+
+def _compose(*overrides: str):  # noqa: ANN202
+    from hydra import compose, initialize_config_dir
+
+    from yolo9000.runner import PROJECT_ROOT
+
+    with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
+        return compose("train.yaml", overrides=["paths.root_dir=.", *overrides])
+
+
+def test_kmeans_anchors_resolved_from_training_boxes() -> None:
+    from yolo9000.runner import resolve_anchors
+
+    class Boxes:
+        def box_sizes(self, split: str):  # noqa: ANN202
+            # two clusters of box shapes: 1/8 and 1/2 of the image (= 1 and 4 cells on an 8 x 8 grid at 256)
+            return torch.tensor([[0.125, 0.125]] * 10 + [[0.5, 0.5]] * 10).numpy()
+
+    cfg = _compose("model.net.anchors=kmeans", "model.net.num_anchors=2", "data.img_size=256")
+    resolve_anchors(cfg, Boxes())
+    assert [list(a) for a in cfg.model.net.anchors] == [[1.0, 1.0], [4.0, 4.0]]
+
+
+def test_fc_head_needs_fixed_size() -> None:
+    from yolo9000.runner import check_config
+
+    with pytest.raises(ValueError, match="multiscale.enabled=false"):
+        check_config(_compose("model.net.head=fc"))
+    with pytest.raises(ValueError, match="fc_grid"):
+        check_config(_compose("model.net.head=fc", "data.multiscale.enabled=false"))
+    check_config(_compose("model.net.head=fc", "data.multiscale.enabled=false", "model.net.fc_grid=8"))

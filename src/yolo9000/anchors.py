@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from yolo9000.boxes import wh_iou
+
 __all__ = [
     "KMeansResult",
     "anchor_sweep",
@@ -71,19 +73,11 @@ def _as_wh(wh: Tensor | np.ndarray) -> Tensor:
 
 
 def shape_iou(wh: Tensor, centroids: Tensor) -> Tensor:
-    """Shape-only IoU of every box with every centroid (both placed at a common centre).
+    """Shape-only IoU of every box (N, 2) with every centroid (K, 2), both at a common centre -> (N, K).
 
-    Args:
-        wh: (N, 2) box (w, h), positive.
-        centroids: (K, 2) centroid (w, h), positive.
-
-    Returns:
-        (N, K) IoU = min(w)·min(h) / (w·h + cw·ch - min(w)·min(h)), in the dtype of ``wh``.
+    The box maths lives in :func:`yolo9000.boxes.wh_iou`; this adds the dtype/device alignment k-means needs.
     """
-    centroids = centroids.to(wh)
-    inter = torch.minimum(wh[:, None, 0], centroids[None, :, 0]) * torch.minimum(wh[:, None, 1], centroids[None, :, 1])
-    union = (wh[:, 0] * wh[:, 1])[:, None] + (centroids[:, 0] * centroids[:, 1])[None, :] - inter
-    return inter / union
+    return wh_iou(wh, centroids.to(wh))
 
 
 def _distance(wh: Tensor, centroids: Tensor, metric: Metric) -> Tensor:

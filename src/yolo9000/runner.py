@@ -48,7 +48,7 @@ def resolve_anchors(cfg: DictConfig, datamodule: Any) -> None:
     from yolo9000.anchors import kmeans_anchors, to_grid_units
 
     wh = torch.as_tensor(datamodule.box_sizes("train"), dtype=torch.float32)
-    grid = cfg.data.img_size / 32
+    grid = int(cfg.data.img_size) // 32
     res = kmeans_anchors(wh, int(net.num_anchors), metric="iou", seed=int(cfg.seed))
     anchors = to_grid_units(torch.as_tensor(res.anchors), grid)
     with open_dict(cfg):
@@ -56,8 +56,24 @@ def resolve_anchors(cfg: DictConfig, datamodule: Any) -> None:
     log.info("k-means anchors (k=%d, avg IoU %.3f): %s", net.num_anchors, res.avg_iou, net.anchors)
 
 
+def check_config(cfg: DictConfig) -> None:
+    """Fail early, with the keys to change, on combinations that cannot train."""
+    net = cfg.model.net
+    if net.head == "fc":
+        grid = int(cfg.data.img_size) // 32
+        if cfg.data.multiscale.enabled:
+            raise ValueError("model.net.head=fc needs a fixed input size: set data.multiscale.enabled=false")
+        if int(net.fc_grid) != grid:
+            raise ValueError(
+                f"model.net.fc_grid={net.fc_grid} but data.img_size={cfg.data.img_size} gives a {grid} grid"
+            )
+    if int(cfg.data.img_size) % 32:
+        raise ValueError(f"data.img_size must be a multiple of 32, got {cfg.data.img_size}")
+
+
 def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule]:
     """Instantiate the DataModule and the detection module (classes from the data, anchors resolved)."""
+    check_config(cfg)
     datamodule = hydra.utils.instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")

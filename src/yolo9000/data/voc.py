@@ -61,8 +61,23 @@ class VOCParser:
         return f"VOCParser(root={str(self.root)!r}, split={self.split!r})"
 
     def discover_class_names(self) -> list[str] | None:
-        """The class list given to the parser (VOC files carry no class list)."""
-        return self.class_names
+        """The class list given to the parser; without one, every object name found in ``Annotations/*.xml``
+        (all files, so every split agrees), sorted. Unreadable XML files are left to :meth:`parse` to report."""
+        if self.class_names is not None:
+            return self.class_names
+        if not self.ann_dir.is_dir():
+            return None
+        names: set[str] = set()
+        for xml in sorted(self.ann_dir.glob("*.xml")):
+            try:
+                root = ET.parse(xml).getroot()
+            except ET.ParseError:
+                continue
+            names.update((o.findtext("name") or "").strip() for o in root.iter("object"))
+        names.discard("")
+        if names:
+            logger.info("%s: class names from the annotations (sorted): %s", self.root, sorted(names))
+        return sorted(names) or None
 
     def ids(self) -> list[str]:
         """Image ids of the split (file stems)."""

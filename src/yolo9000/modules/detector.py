@@ -16,7 +16,7 @@ from torch import nn
 from yolo9000.loss import RegionLoss
 from yolo9000.metrics import DetectionEvaluator
 from yolo9000.models.yolov2 import YOLOv2
-from yolo9000.modules.schedules import DarknetSteps, resolve_steps
+from yolo9000.modules.schedules import DarknetPoly, DarknetSteps, resolve_steps
 from yolo9000.postprocess import postprocess
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,9 @@ class DetectorModule(pl.LightningModule):
         loss: a :class:`RegionLoss` (built by Hydra as a partial that gets ``num_classes``, ``location`` and
             ``bias_match`` from the model).
         optimizer: ``sgd`` (darknet) or ``adam``; lr, momentum, weight_decay as darknet's cfg.
-        burn_in, steps, scales: darknet's schedule (steps as fractions of the run when all <= 1).
+        burn_in, steps, scales: darknet's ``policy=steps`` schedule (steps as fractions of the run when all <= 1).
+        lr_policy: ``steps`` (darknet's detector cfgs) or ``poly`` (lr * (1 - it / total)^power, darknet19.cfg).
+        power: exponent of the poly policy.
         loss_normalize: ``batch`` divides the batch-summed loss by the batch size (darknet divides the learning
             rate by the batch instead: same update).
         conf_thresh, nms_thresh, max_det: evaluation decode (darknet's validation: 0.005, 0.45).
@@ -60,6 +62,8 @@ class DetectorModule(pl.LightningModule):
         momentum: float = 0.9,
         weight_decay: float = 5e-4,
         burn_in: int = 1000,
+        lr_policy: Literal["steps", "poly"] = "steps",
+        power: float = 4.0,
         steps: list[float] | None = None,
         scales: list[float] | None = None,
         loss_normalize: Literal["batch", "none"] = "batch",
@@ -186,8 +190,13 @@ class DetectorModule(pl.LightningModule):
         else:
             raise ValueError(f"optimizer must be 'sgd' or 'adam', got {hp.optimizer!r}")
         total = int(self.trainer.estimated_stepping_batches) if self._trainer is not None else 1
-        steps = resolve_steps(hp.steps or [], total)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, DarknetSteps(hp.burn_in, steps, hp.scales or []))
+        if hp.lr_policy == "poly":
+            policy: DarknetSteps | DarknetPoly = DarknetPoly(total, hp.power, hp.burn_in)
+        elif hp.lr_policy == "steps":
+            policy = DarknetSteps(hp.burn_in, resolve_steps(hp.steps or [], total), hp.scales or [])
+        else:
+            raise ValueError(f"lr_policy must be 'steps' or 'poly', got {hp.lr_policy!r}")
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, policy)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 

@@ -33,12 +33,14 @@ class DarknetSteps:
 
 
 class DarknetPoly:
-    """``policy=poly``: lr * (1 - it / max_batches)^power (darknet19.cfg: power 4), with optional burn-in."""
+    """``policy=poly``: lr * (1 - it / max_batches)^power (darknet19.cfg: power 4), after a burn-in that also
+    uses ``power`` (darknet's ``get_current_rate``)."""
 
     def __init__(self, max_iters: int, power: float = 4.0, burn_in: int = 0) -> None:
         self.max_iters, self.power, self.burn_in = max(1, max_iters), power, burn_in
 
     def __call__(self, it: int) -> float:
-        if it < self.burn_in:
-            return ((it + 1) / self.burn_in) ** 4
-        return max(0.0, 1.0 - it / self.max_iters) ** self.power
+        batch_num = it + 1  # as DarknetSteps
+        if batch_num < self.burn_in:
+            return (batch_num / self.burn_in) ** self.power
+        return max(0.0, 1.0 - batch_num / self.max_iters) ** self.power

@@ -7,7 +7,9 @@ python src/train.py experiment=ablation_anchors -m  # a sweep
 
 from __future__ import annotations
 
+import json
 import logging
+import traceback
 from pathlib import Path
 
 import hydra
@@ -15,7 +17,9 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import WandbLogger
 
-from yolo9000.runner import build, instantiate_list, setup_environment, write_metrics
+from yolo9000.callbacks.speed import SpeedMonitor
+from yolo9000.multirun import end_distributed, prepare_ddp_relaunch
+from yolo9000.runner import build, instantiate_list, model_stats, setup_environment, write_metrics
 
 log = logging.getLogger("yolo9000.train")
 setup_environment()
@@ -23,7 +27,29 @@ setup_environment()
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train.yaml")
 def main(cfg: DictConfig) -> float | None:
-    """Train + test; returns the test mAP@0.5 (the sweep objective)."""
+    """Run one job; a failure is recorded in ``<run dir>/failed.json`` (sweep summaries mark the row) and
+    re-raised (Hydra's multirun goes on with the other jobs)."""
+    prepare_ddp_relaunch()  # -m with strategy=ddp: ranks > 0 re-run this job, not the sweep
+    try:
+        return run(cfg)
+    except Exception as e:
+        out_dir = Path(cfg.paths.output_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "failed.json").write_text(
+            json.dumps({"error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}, indent=2)
+        )
+        import wandb
+
+        if wandb.run is not None:  # never let the next job of a multirun log into this run
+            wandb.finish(exit_code=1)
+        raise
+    finally:
+        end_distributed()  # -m: the next job's DDP needs a fresh process group
+
+
+def run(cfg: DictConfig) -> float | None:
+    """Train + test; returns the test value of the module's monitored metric (mAP@0.5 for detection), the sweep
+    objective."""
     pl.seed_everything(cfg.seed, workers=True)
     out_dir = Path(cfg.paths.output_dir)
     datamodule, module = build(cfg)
@@ -44,25 +70,23 @@ def main(cfg: DictConfig) -> float | None:
             log.warning("no best checkpoint (did validation run?): testing the current weights")
         trainer.test(module, datamodule=datamodule, ckpt_path=ckpt)
         if trainer.is_global_zero:
-            metrics = write_metrics(
-                out_dir,
-                module.test_results,
-                module.class_names,
-                {"checkpoint": ckpt, "seen": int(module.seen), "data_issues": datamodule.issue_summary()},
-            )
-            log.info("per-class AP (test):\n%s", (out_dir / "per_class.md").read_text())
-            log.info(
-                "test mAP@0.5 %.4f  mAP@[.5:.95] %.4f  -> %s",
-                metrics["map_50"],
-                metrics["map"],
-                out_dir / "metrics.json",
-            )
+            extra = {"checkpoint": ckpt, "seen": int(getattr(module, "seen", 0))}
+            extra |= model_stats(module.model, int(cfg.data.img_size))
+            for cb in callbacks:
+                if isinstance(cb, SpeedMonitor):
+                    extra |= cb.summary()
+            extra["data_issues"] = datamodule.issue_summary()
+            metrics = write_metrics(out_dir, module.test_results, module.class_names, extra)
+            if (out_dir / "per_class.md").is_file():
+                log.info("per-class results (test):\n%s", (out_dir / "per_class.md").read_text())
+            key = module.monitor.split("/", 1)[1]
+            log.info("test %s %.4f -> %s", key, metrics[key], out_dir / "metrics.json")
     for lg in loggers:  # one finished W&B run per job (multirun jobs never merge)
         if isinstance(lg, WandbLogger) and trainer.is_global_zero:
             if metrics:
                 lg.experiment.summary.update({f"test/{k}": v for k, v in metrics.items() if isinstance(v, float)})
             lg.experiment.finish()
-    return None if metrics is None else float(metrics["map_50"])
+    return None if metrics is None else float(metrics[module.monitor.split("/", 1)[1]])
 
 
 if __name__ == "__main__":

@@ -85,3 +85,12 @@ def test_bn_is_darknet_like() -> None:
     assert bn.momentum == pytest.approx(0.01)
     leaky = next(m for m in Darknet19(width=0.125).modules() if isinstance(m, torch.nn.LeakyReLU))
     assert leaky.negative_slope == pytest.approx(0.1)
+
+
+def test_gflops_match_darknet() -> None:
+    from yolo9000.runner import model_stats
+
+    stats = model_stats(YOLOv2(Darknet19(), 20, VOC_ANCHORS), 416)
+    assert stats["params"] == 50_655_389
+    # darknet prints 29.371 BFLOPs for yolov2-voc at 416 (conv multiply-adds x 2, the paper's "29.4")
+    assert stats["gflops"] == pytest.approx(29.37, rel=0.01)

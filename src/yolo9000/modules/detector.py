@@ -37,6 +37,8 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
 class DetectorModule(pl.LightningModule):
     """YOLOv2 detection training.
 
+    ``monitor`` names the validation metric that picks the best checkpoint.
+
     Args:
         model: the :class:`YOLOv2` network (its ``anchors`` buffer and ``location`` drive loss and decode).
         loss: a :class:`RegionLoss` (built by Hydra as a partial that gets ``num_classes``, ``location`` and
@@ -52,6 +54,8 @@ class DetectorModule(pl.LightningModule):
         class_names: names for per-class tables (filled from the DataModule when None).
         backbone_ckpt: optional checkpoint whose ``backbone.*`` weights initialise the backbone.
     """
+
+    monitor = "val/map_50"
 
     def __init__(
         self,

@@ -1,0 +1,70 @@
+"""Throughput numbers for the run summary: training images/s and inference images/s (forward + decode)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+
+
+class SpeedMonitor(pl.Callback):
+    """Times training and test batches (wall clock, synchronised on CUDA) and logs ``train/img_per_s`` per epoch.
+
+    After the run, ``summary()`` gives ``train_img_per_s`` (all training batches after the first, which warms up)
+    and ``inference_fps`` (test batches: forward, loss and decode).
+    """
+
+    def __init__(self) -> None:
+        self._t0 = 0.0
+        self.train_images = 0
+        self.train_time = 0.0
+        self.epoch_images = 0
+        self.epoch_time = 0.0
+        self.test_images = 0
+        self.test_time = 0.0
+        self._seen_first = False
+
+    @staticmethod
+    def _now(pl_module: pl.LightningModule) -> float:
+        if pl_module.device.type == "cuda":
+            torch.cuda.synchronize(pl_module.device)
+        return time.perf_counter()
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.epoch_images, self.epoch_time = 0, 0.0
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, *_: Any) -> None:
+        self._t0 = self._now(pl_module)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                           *_: Any) -> None:
+        dt = self._now(pl_module) - self._t0
+        n = int(batch["images"].shape[0]) * trainer.world_size
+        self.epoch_images += n
+        self.epoch_time += dt
+        if self._seen_first:
+            self.train_images += n
+            self.train_time += dt
+        self._seen_first = True
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.epoch_time > 0:
+            pl_module.log("train/img_per_s", self.epoch_images / self.epoch_time)
+
+    def on_test_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, *_: Any) -> None:
+        self._t0 = self._now(pl_module)
+
+    def on_test_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                          *_: Any) -> None:
+        self.test_time += self._now(pl_module) - self._t0
+        self.test_images += int(batch["images"].shape[0])
+
+    def summary(self) -> dict[str, float]:
+        out = {}
+        if self.train_time > 0:
+            out["train_img_per_s"] = self.train_images / self.train_time
+        if self.test_time > 0:
+            out["inference_fps"] = self.test_images / self.test_time
+        return out

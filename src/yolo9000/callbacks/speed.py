@@ -38,8 +38,9 @@ class SpeedMonitor(pl.Callback):
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, *_: Any) -> None:
         self._t0 = self._now(pl_module)
 
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
-                           *_: Any) -> None:
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, *_: Any
+    ) -> None:
         dt = self._now(pl_module) - self._t0
         n = int(batch["images"].shape[0]) * trainer.world_size
         self.epoch_images += n
@@ -56,8 +57,9 @@ class SpeedMonitor(pl.Callback):
     def on_test_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, *_: Any) -> None:
         self._t0 = self._now(pl_module)
 
-    def on_test_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
-                          *_: Any) -> None:
+    def on_test_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, *_: Any
+    ) -> None:
         self.test_time += self._now(pl_module) - self._t0
         self.test_images += int(batch["images"].shape[0])
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from yolo9000.models.layers import ConvBNLeaky
+from yolo9000.models.layers import BNStyle, ConvBNLeaky
 
 # (filters, kernel) per conv, "M" = maxpool 2/2; exactly cfg/darknet19.cfg without its 1x1x1000 classifier.
 DARKNET19_LAYOUT: list[tuple[int, int] | str] = [
@@ -35,11 +35,18 @@ class Darknet19(nn.Module):
         batch_norm: BN after every conv (paper Section 2, "Batch Normalization"); off = convs with biases.
         width: channel multiplier for CPU-sized variants (1.0 = the paper's network).
         bn_momentum: running-stat momentum (darknet: 0.01).
+        bn_style: ``"torch"`` (``nn.BatchNorm2d``, divides by sqrt(var + 1e-5)) or ``"darknet"`` (darknet's
+            (x - mean) / (sqrt(var) + 1e-6), :class:`~yolo9000.models.layers.DarknetBatchNorm2d`; converted darknet
+            networks). The YOLOv2 head follows the backbone's style.
     """
 
-    def __init__(self, batch_norm: bool = True, width: float = 1.0, bn_momentum: float = 0.01) -> None:
+    def __init__(
+        self, batch_norm: bool = True, width: float = 1.0, bn_momentum: float = 0.01, bn_style: BNStyle = "torch"
+    ) -> None:
         super().__init__()
-        self.batch_norm, self.width = batch_norm, width
+        if bn_style not in ("torch", "darknet"):
+            raise ValueError(f"bn_style must be 'torch' or 'darknet', got {bn_style!r}")
+        self.batch_norm, self.width, self.bn_style, self.bn_momentum = batch_norm, width, bn_style, bn_momentum
         stage1: list[nn.Module] = []
         stage2: list[nn.Module] = []
         in_ch, n_conv, target = 3, 0, stage1
@@ -51,7 +58,9 @@ class Darknet19(nn.Module):
                 continue
             filters, k = item  # type: ignore[misc]
             out_ch = scaled(filters, width)
-            target.append(ConvBNLeaky(in_ch, out_ch, k, batch_norm=batch_norm, bn_momentum=bn_momentum))
+            target.append(
+                ConvBNLeaky(in_ch, out_ch, k, batch_norm=batch_norm, bn_momentum=bn_momentum, bn_style=bn_style)
+            )
             in_ch, n_conv = out_ch, n_conv + 1
         self.stage1 = nn.Sequential(*stage1)
         self.stage2 = nn.Sequential(*stage2)

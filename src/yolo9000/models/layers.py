@@ -1,16 +1,74 @@
-"""Building blocks shared by Darknet-19 and the YOLOv2 head: conv-BN-leaky, darknet's reorg, same-size maxpool."""
+"""Building blocks shared by Darknet-19 and the YOLOv2 head: conv-BN-leaky, darknet's batch norm, darknet's reorg,
+same-size maxpool."""
 
 from __future__ import annotations
+
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+BNStyle = Literal["torch", "darknet"]
+
+
+class DarknetBatchNorm2d(nn.BatchNorm2d):
+    """darknet's batch norm: ``(x - mean) / (sqrt(var) + eps) * weight + bias`` with ``eps = 1e-6`` OUTSIDE the root.
+
+    PyTorch's :class:`~torch.nn.BatchNorm2d` divides by ``sqrt(var + eps)``; the two differ where a channel's
+    variance is small, which matters for converted darknet weights. Same parameters, buffers and state-dict keys as
+    ``nn.BatchNorm2d`` (darknet's scales = ``weight``, biases = ``bias``, rolling_mean / rolling_variance =
+    ``running_mean`` / ``running_var``), so a darknet network's values are copied, never transformed.
+
+    Training (darknet's CPU ``forward_batchnorm_layer``): the batch mean and the UNBIASED batch variance (divisor
+    B*H*W - 1, darknet's ``variance_cpu``) normalise the batch, and the running statistics move by ``momentum``
+    towards them (darknet: 0.01). Eval: the running statistics. (darknet's cuDNN build normalises training batches
+    with cuDNN's ``sqrt(var + 1e-5)`` instead; inference is this formula in every build.)
+
+    Shapes: (B, C, H, W) -> (B, C, H, W).
+    """
+
+    def __init__(self, num_features: int, eps: float = 1e-6, momentum: float | None = 0.01, **kwargs: object) -> None:
+        super().__init__(num_features, eps=eps, momentum=momentum, **kwargs)  # type: ignore[arg-type]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 4:
+            raise ValueError(f"DarknetBatchNorm2d expects (B, C, H, W), got {tuple(x.shape)}")
+        use_batch = self.training or self.running_mean is None or self.running_var is None
+        if use_batch:
+            n = x.numel() // x.shape[1]
+            if n < 2:
+                raise ValueError(f"DarknetBatchNorm2d needs more than 1 value per channel when training, got {n}")
+            mean = x.mean(dim=(0, 2, 3))  # (C,)
+            var = x.var(dim=(0, 2, 3), correction=1)  # (C,) unbiased, as darknet
+            if self.training and self.track_running_stats and self.running_mean is not None:
+                with torch.no_grad():
+                    self.num_batches_tracked.add_(1)  # type: ignore[union-attr,operator]
+                    m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+                    self.running_mean.mul_(1.0 - m).add_(mean.detach(), alpha=m)
+                    self.running_var.mul_(1.0 - m).add_(var.detach(), alpha=m)  # type: ignore[union-attr]
+        else:
+            mean, var = self.running_mean, self.running_var
+        y = (x - mean[None, :, None, None]) / (var.sqrt() + self.eps)[None, :, None, None]
+        if self.affine:
+            y = y * self.weight[None, :, None, None] + self.bias[None, :, None, None]
+        return y
+
+
+def make_batch_norm(channels: int, momentum: float = 0.01, style: BNStyle = "torch") -> nn.BatchNorm2d:
+    """``style="torch"``: ``nn.BatchNorm2d`` (eps 1e-5 under the root); ``"darknet"``: :class:`DarknetBatchNorm2d`."""
+    if style == "torch":
+        return nn.BatchNorm2d(channels, momentum=momentum)
+    if style == "darknet":
+        return DarknetBatchNorm2d(channels, momentum=momentum)
+    raise ValueError(f"bn_style must be 'torch' or 'darknet', got {style!r}")
+
 
 class ConvBNLeaky(nn.Sequential):
     """darknet's ``[convolutional]`` block: conv (no bias when batch-normalised) -> BN -> leaky ReLU(0.1).
 
-    darknet's ``pad=1`` means padding = kernel // 2, so a 1x1 conv has none.
+    darknet's ``pad=1`` means padding = kernel // 2, so a 1x1 conv has none. ``bn_style``: ``"torch"``
+    (``nn.BatchNorm2d``) or ``"darknet"`` (:class:`DarknetBatchNorm2d`, darknet's formula; converted networks).
     Shapes: (B, in_ch, H, W) -> (B, out_ch, H / stride, W / stride).
     """
 
@@ -23,10 +81,11 @@ class ConvBNLeaky(nn.Sequential):
         batch_norm: bool = True,
         bn_momentum: float = 0.01,
         activation: bool = True,
+        bn_style: BNStyle = "torch",
     ) -> None:
         layers: list[nn.Module] = [nn.Conv2d(in_ch, out_ch, kernel, stride, padding=kernel // 2, bias=not batch_norm)]
         if batch_norm:
-            layers.append(nn.BatchNorm2d(out_ch, momentum=bn_momentum))
+            layers.append(make_batch_norm(out_ch, bn_momentum, bn_style))
         if activation:
             layers.append(nn.LeakyReLU(0.1, inplace=True))
         super().__init__(*layers)

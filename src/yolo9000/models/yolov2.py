@@ -35,6 +35,7 @@ class YOLOv2(nn.Module):
         location: ``direct`` (sigmoid offsets in the cell, exp sizes; Section 2 "Direct location prediction") or
             ``offset`` (RPN-style unconstrained offsets scaled by the prior). Used by decode and loss.
         extra_convs: the 3 x 3 x 1024 convs on the backbone output before the passthrough (darknet: 2).
+        fuse: the 3 x 3 x 1024 conv in front of the prediction (yolov2-voc: yes; yolo9000.cfg: none).
     """
 
     def __init__(
@@ -50,6 +51,7 @@ class YOLOv2(nn.Module):
         fc_hidden: int = 4096,
         location: Literal["direct", "offset"] = "direct",
         extra_convs: int = 2,
+        fuse: bool = True,
     ) -> None:
         super().__init__()
         if location not in ("direct", "offset"):
@@ -69,11 +71,13 @@ class YOLOv2(nn.Module):
         self.num_anchors = priors.shape[0]
 
         bn, w = backbone.batch_norm, backbone.width
+        # the head normalises like the backbone
+        bn_kw = {"batch_norm": bn, "bn_style": backbone.bn_style, "bn_momentum": backbone.bn_momentum}
         ch = backbone.out_channels
         hid = scaled(1024, w)
         convs: list[nn.Module] = []
         for _ in range(extra_convs):
-            convs.append(ConvBNLeaky(ch, hid, 3, batch_norm=bn))
+            convs.append(ConvBNLeaky(ch, hid, 3, **bn_kw))
             ch = hid
         self.extra = nn.Sequential(*convs)
 
@@ -81,19 +85,23 @@ class YOLOv2(nn.Module):
         if passthrough:
             pt_ch = scaled(passthrough_channels, w) if passthrough_channels else backbone.c4_channels
             self.pt_conv = (
-                ConvBNLeaky(backbone.c4_channels, pt_ch, 1, batch_norm=bn) if passthrough_channels else nn.Identity()
+                ConvBNLeaky(backbone.c4_channels, pt_ch, 1, **bn_kw) if passthrough_channels else nn.Identity()
             )
             self.reorg = Reorg(2)
             ch += 4 * pt_ch
-        self.fuse = ConvBNLeaky(ch, hid, 3, batch_norm=bn)
+        if fuse:
+            self.fuse: nn.Module = ConvBNLeaky(ch, hid, 3, **bn_kw)
+            ch = hid
+        else:
+            self.fuse = nn.Identity()
         out_ch = self.num_anchors * (5 + num_classes)
         self.out_channels = out_ch
         if head == "conv":
-            self.pred: nn.Module = nn.Conv2d(hid, out_ch, 1, bias=True)
+            self.pred: nn.Module = nn.Conv2d(ch, out_ch, 1, bias=True)
         else:
             self.pred = nn.Sequential(
                 nn.Flatten(),
-                nn.Linear(hid * fc_grid * fc_grid, fc_hidden),
+                nn.Linear(ch * fc_grid * fc_grid, fc_hidden),
                 nn.LeakyReLU(0.1, inplace=True),
                 nn.Linear(fc_hidden, out_ch * fc_grid * fc_grid),
             )

@@ -1,0 +1,68 @@
+"""Convert between darknet (.cfg + .weights) and this project's checkpoints.
+
+darknet -> checkpoint (usable by src/eval.py and src/detect.py as ``ckpt_path=...``):
+
+    python src/convert.py --cfg data/darknet/cfg/yolov2-voc.cfg --weights yolov2-voc.weights \\
+        --names data/darknet/voc.names --out yolov2-voc.ckpt
+
+checkpoint -> darknet (.weights, and the cfg: the stored original, or one generated for a trained checkpoint):
+
+    python src/convert.py --to-darknet --ckpt yolov2-voc.ckpt --out yolov2-voc.weights [--cfg-out yolov2-voc.cfg]
+
+A round trip cfg + weights -> checkpoint -> weights gives identical bytes (values are copied, never transformed;
+converted networks use darknet's batch norm, ``bn_style: darknet``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # `python src/convert.py` without an installed package
+
+from yolo9000.darknet import checkpoint_to_darknet, darknet_to_checkpoint  # noqa: E402
+
+log = logging.getLogger("yolo9000")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--to-darknet", action="store_true", help="checkpoint -> .weights (+ cfg) instead")
+    p.add_argument("--cfg", type=Path, help="darknet cfg (darknet -> checkpoint)")
+    p.add_argument("--weights", type=Path, help="darknet .weights (omit for an untrained checkpoint)")
+    p.add_argument("--names", type=Path, help="class names, one a line (e.g. data/darknet/voc.names)")
+    p.add_argument("--ckpt", type=Path, help="checkpoint to convert (--to-darknet)")
+    p.add_argument("--out", type=Path, required=True, help="output .ckpt, or .weights with --to-darknet")
+    p.add_argument("--cfg-out", type=Path, help="cfg written beside the .weights (default: --out with .cfg)")
+    args = p.parse_args(argv)
+    if args.to_darknet and args.ckpt is None:
+        p.error("--to-darknet needs --ckpt")
+    if not args.to_darknet and args.cfg is None:
+        p.error("darknet -> checkpoint needs --cfg")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    args = parse_args(argv)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    if args.to_darknet:
+        cfg_out = args.cfg_out or args.out.with_suffix(".cfg")
+        info = checkpoint_to_darknet(args.ckpt, args.out, cfg_out)
+        log.info(
+            "wrote %s (%d conv layers, version %d.%d.%d, seen %d) and %s",
+            args.out, info.layers_total, info.major, info.minor, info.revision, info.seen, cfg_out,
+        )  # fmt: skip
+        return
+    ckpt = darknet_to_checkpoint(args.cfg, args.weights, args.names)
+    torch.save(ckpt, args.out)
+    kind = "detector" if "yolo9000_model_config" in ckpt else "classifier"
+    log.info("wrote %s (%s from %s%s)", args.out, kind, args.cfg, f" + {args.weights}" if args.weights else "")
+
+
+if __name__ == "__main__":
+    main()

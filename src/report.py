@@ -1,0 +1,37 @@
+"""Summarise a sweep: `python src/report.py multirun_sweeps/<experiment>/<timestamp> [more sweep dirs] [--no-plot]`.
+
+Writes summary.md, summary.csv and summary.png into each sweep folder (the Hydra callback does the same at the
+end of a multirun): one row per configuration (jobs that differ only in seed grouped: mean ± std), failed jobs
+marked with their error, the paper's number beside the rows it has one for. See :mod:`yolo9000.report`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from yolo9000.report import write_summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("sweep_dirs", nargs="+", type=Path, help="multirun_sweeps/<experiment>/<timestamp>")
+    parser.add_argument("--no-plot", action="store_true", help="skip summary.png")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    status = 0
+    for d in args.sweep_dirs:
+        try:
+            out = write_summary(d, plot=not args.no_plot)
+        except FileNotFoundError as e:
+            print(f"error: {e}", file=sys.stderr)
+            status = 1
+            continue
+        print(out["md"].read_text())
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

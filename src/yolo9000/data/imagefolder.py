@@ -1,0 +1,430 @@
+"""Classification data in the ImageFolder layout: ``root/<split>/<class>/<image>`` (ImageNet: ``train/<wnid>/*.JPEG``).
+
+The class list is, in order of precedence: ``class_names`` from the config, ``class_file`` (one name per line,
+e.g. darknet's ``data/imagenet.labels.list``; blank lines and ``#`` comments ignored), or the sorted folder
+names of the training split. Data problems go through the detection pipeline's
+:class:`~yolo9000.data.records.IssueLog` (``on_error: error`` raises :class:`~yolo9000.data.records.DataError`
+naming the file, ``skip`` logs + counts + skips): images in a folder that is not in the class list, images
+outside any class folder, and (at load time) missing / corrupt / unreadable images, which the collate drops.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, SequentialSampler, get_worker_info
+
+from .classify_transforms import ClassificationTransform, ClassifyAugmentConfig
+from .datamodule import _plain, _ShardSampler
+from .image_io import ImageDecodeError, read_image
+from .records import DataError, IssueLog, class_index
+
+logger = logging.getLogger("yolo9000.data")
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "ClassificationCollate",
+    "ClassificationDataModule",
+    "ClassificationDataset",
+    "ClassificationRecord",
+    "ImageFolderParser",
+    "read_class_file",
+    "stratified_subset",
+]
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff", ".ppm", ".pgm"})
+_STAT_KEYS = ("loaded", "skipped_images")
+_STAT_SLOTS = 129  # row 0: main process, row 1 + worker id: DataLoader workers
+
+
+@dataclass(frozen=True)
+class ClassificationRecord:
+    """One labelled image: its path and class index."""
+
+    path: Path
+    label: int
+
+
+def read_class_file(path: str | Path) -> list[str]:
+    """Class names, one per line (blank lines and ``#`` comments skipped); raises on duplicates."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"class file not found: {path}")
+    names = [ln.split("#", 1)[0].strip() for ln in path.read_text().splitlines()]
+    names = [n for n in names if n]
+    if not names:
+        raise ValueError(f"class file {path} lists no classes")
+    class_index(names)  # duplicates raise
+    return names
+
+
+def _is_image(name: str) -> bool:
+    return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+class ImageFolderParser:
+    """One split of an ImageFolder tree: ``root/<split>/<class>/<image>``.
+
+    Args:
+        root: dataset root.
+        split: sub-folder of ``root`` holding the class folders (None: ``root`` itself).
+    """
+
+    def __init__(self, root: str | Path, split: str | None = "train") -> None:
+        self.root = Path(root)
+        self.split = split
+        self.split_dir = self.root / split if split else self.root
+
+    def __repr__(self) -> str:
+        return f"ImageFolderParser(root={str(self.root)!r}, split={self.split!r})"
+
+    def _check(self) -> None:
+        if not self.split_dir.is_dir():
+            raise FileNotFoundError(f"image folder split not found: {self.split_dir}")
+
+    def folder_names(self) -> list[str]:
+        """Sorted names of the class folders (hidden folders ignored)."""
+        self._check()
+        return sorted(e.name for e in os.scandir(self.split_dir) if e.is_dir() and not e.name.startswith("."))
+
+    def parse(self, class_names: Sequence[str], issues: IssueLog | None = None) -> list[ClassificationRecord]:
+        """Every image of the split whose folder is in ``class_names``, in (folder, file name) order.
+
+        Images in unknown folders and images directly under the split folder are reported to ``issues``
+        (default: a fresh ``"error"`` log) and skipped. Files without an image extension are ignored.
+        """
+        self._check()
+        issues = issues if issues is not None else IssueLog("error")
+        idx = class_index(class_names)
+        loose = sorted(e.name for e in os.scandir(self.split_dir) if e.is_file() and _is_image(e.name))
+        for name in loose:
+            issues.report(self.split_dir / name, "image outside a class folder", action="skip_image")
+        records: list[ClassificationRecord] = []
+        for folder in self.folder_names():
+            files = sorted(e.name for e in os.scandir(self.split_dir / folder) if e.is_file() and _is_image(e.name))
+            label = idx.get(folder)
+            if label is None:
+                for name in files:
+                    issues.report(
+                        self.split_dir / folder / name,
+                        "class folder not in the class list",
+                        action="skip_image",
+                        detail=f"folder {folder!r}",
+                    )
+                continue
+            records.extend(ClassificationRecord(self.split_dir / folder / n, label) for n in files)
+        return records
+
+
+def stratified_subset(records: Sequence[ClassificationRecord], n: int) -> list[ClassificationRecord]:
+    """The first ``n`` records in round-robin class order (first image of every class, then the second, ...),
+    so a small ``max_images`` keeps every class. Deterministic; the kept records stay in input order."""
+    if n >= len(records):
+        return list(records)
+    labels = np.asarray([r.label for r in records], np.int64)
+    order = np.argsort(labels, kind="stable")
+    sorted_labels = labels[order]
+    starts = np.searchsorted(sorted_labels, sorted_labels, side="left")
+    rank = np.empty_like(labels)
+    rank[order] = np.arange(len(labels)) - starts  # position of each record within its class
+    keep = np.lexsort((labels, rank))[:n]
+    return [records[i] for i in np.sort(keep)]
+
+
+class ClassificationDataset(Dataset):
+    """Images + class labels, transformed to a square input.
+
+    Unreadable images (missing, empty, corrupt, truncated) go to ``issues``: under ``"error"`` a
+    :class:`DataError` is raised, under ``"skip"`` the sample is ``None`` (dropped by the collate), logged with the
+    file and the reason and counted (counters shared by the DataLoader workers, see :meth:`stats`).
+
+    Args:
+        records: the labelled images.
+        transform: a :class:`ClassificationTransform` (uint8 (H, W, 3) -> uint8 (S, S, 3)).
+        issues: problem log (default: an ``"error"`` log).
+    """
+
+    def __init__(
+        self,
+        records: Sequence[ClassificationRecord],
+        transform: ClassificationTransform,
+        issues: IssueLog | None = None,
+    ) -> None:
+        self.records = list(records)
+        self.transform = transform
+        self.issues = issues if issues is not None else IssueLog("error")
+        self._stats = torch.zeros(_STAT_SLOTS, len(_STAT_KEYS), dtype=torch.int64).share_memory_()
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def _count(self, key: str) -> None:
+        info = get_worker_info()
+        row = 0 if info is None else 1 + info.id % (_STAT_SLOTS - 1)
+        self._stats[row, _STAT_KEYS.index(key)] += 1
+
+    def stats(self) -> dict[str, int]:
+        """Counters over all processes: loaded, skipped_images."""
+        return dict(zip(_STAT_KEYS, self._stats.sum(0).tolist(), strict=True))
+
+    def class_counts(self, num_classes: int) -> np.ndarray:
+        """int64 (num_classes,): images per class."""
+        return np.bincount([r.label for r in self.records], minlength=num_classes).astype(np.int64)
+
+    def __getitem__(self, index: int) -> dict[str, Any] | None:
+        """``{"image": uint8 (3, S, S) RGB, "label": int, "path": str}``, or None for a skipped image."""
+        rec = self.records[int(index)]
+        try:
+            image = read_image(rec.path)
+        except ImageDecodeError as e:
+            self._count("skipped_images")
+            self.issues.report(rec.path, str(e).split(" (")[0], action="skip_image", detail=str(e))
+            return None
+        out = self.transform(image)
+        self._count("loaded")
+        return {
+            "image": torch.from_numpy(np.ascontiguousarray(out)).permute(2, 0, 1).contiguous(),
+            "label": rec.label,
+            "path": str(rec.path),
+        }
+
+
+class ClassificationCollate:
+    """Samples -> ``{"images": uint8 (B, 3, S, S), "labels": int64 (B,), "paths": list[str]}``; ``None``
+    (skipped) samples are dropped (B = the kept ones); a batch with none left raises :class:`DataError`."""
+
+    def __call__(self, samples: Sequence[dict[str, Any] | None]) -> dict[str, Any]:
+        kept = [s for s in samples if s is not None]
+        if len(kept) < len(samples):
+            logger.warning("collate: dropped %d unreadable sample(s) from the batch", len(samples) - len(kept))
+        if not kept:
+            raise DataError("every sample of the batch was skipped (unreadable images, see the warnings)")
+        return {
+            "images": torch.stack([s["image"] for s in kept]),  # uint8: the module scales after the transfer
+            "labels": torch.tensor([s["label"] for s in kept], dtype=torch.long),
+            "paths": [s["path"] for s in kept],
+        }
+
+
+_STAGE_SPLITS = {
+    "fit": ("train", "val"),
+    "validate": ("val",),
+    "test": ("test",),
+    "predict": ("test",),
+    None: ("train", "val", "test"),
+}
+
+
+class ClassificationDataModule(pl.LightningDataModule):
+    """ImageFolder classification data (keys documented in conf/data/imagenet.yaml and bccd_crops.yaml).
+
+    Args:
+        root: dataset root holding one folder per split.
+        train_split, val_split: split folder names.
+        test_split: test split folder; None tests on ``val_split`` (ImageNet has no labelled test set).
+        class_names: class list (index = position); None: ``class_file``, else the training folders, sorted.
+        class_file: text file with one class name per line (used when ``class_names`` is None).
+        batch_size: training batch size per process; eval_batch_size: eval batch size (None: batch_size).
+        num_workers, pin_memory, persistent_workers: DataLoader settings.
+        img_size: network input side (train crops and eval centre crops; a multiple of 32).
+        augment: :class:`~yolo9000.data.classify_transforms.ClassifyAugmentConfig` keys.
+        on_error: ``"error"`` (raise DataError on bad input) or ``"skip"`` (log, count, skip).
+        max_images: keep only N images of each split (int) or per split ({train: N, ...}), every class kept
+            (see :func:`stratified_subset`).
+        drop_last: drop the last incomplete training batch.
+        seed: seed of the training shuffle (epoch-dependent, identical on all ranks).
+        build_from: a VOC dataset to cut object crops from when ``root`` is not a complete crop folder
+            (:func:`yolo9000.data.crops.build_crops`, run by :meth:`prepare_data`); None: ``root`` must exist.
+        crops: keys of :func:`~yolo9000.data.crops.build_crops` (margin, side, include_difficult, quality).
+    """
+
+    def __init__(
+        self,
+        root: str,
+        train_split: str | None = "train",
+        val_split: str | None = "val",
+        test_split: str | None = None,
+        class_names: Sequence[str] | None = None,
+        class_file: str | None = None,
+        batch_size: int = 32,
+        eval_batch_size: int | None = None,
+        num_workers: int = 2,
+        pin_memory: bool = True,
+        persistent_workers: bool = True,
+        img_size: int = 224,
+        augment: Mapping[str, Any] | ClassifyAugmentConfig | None = None,
+        on_error: str = "skip",
+        max_images: int | Mapping[str, int] | None = None,
+        drop_last: bool = False,
+        seed: int = 0,
+        build_from: str | None = None,
+        crops: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.root = Path(root)
+        self.splits = {"train": train_split, "val": val_split, "test": test_split or val_split}
+        self._class_names = [str(c) for c in _plain(class_names)] if class_names is not None else None
+        self.class_file = class_file
+        self.batch_size = int(batch_size)
+        self.eval_batch_size = int(eval_batch_size) if eval_batch_size is not None else self.batch_size
+        self.num_workers = int(num_workers)
+        self.pin_memory = bool(pin_memory)
+        self.persistent_workers = bool(persistent_workers)
+        if int(img_size) % 32:
+            raise ValueError(f"img_size must be a multiple of 32, got {img_size}")
+        self.img_size = int(img_size)
+        self.augment = ClassifyAugmentConfig.from_mapping(_plain(augment))
+        self.issues = IssueLog(on_error)  # type: ignore[arg-type]
+        self.on_error = on_error
+        self.max_images = _plain(max_images)
+        self.drop_last = bool(drop_last)
+        self.seed = int(seed)
+        self.build_from = build_from
+        self.crops = dict(_plain(crops) or {})
+        self.datasets: dict[str, ClassificationDataset] = {}
+        self._built: dict[str, ClassificationDataset] = {}  # by split folder: test = val shares one dataset
+
+    # ------------------------------------------------------------------------------------ preparation
+    def prepare_data(self) -> None:
+        """Cut the object crops of ``build_from`` into ``root`` unless it already holds them (idempotent)."""
+        if self.build_from is None:
+            return
+        from .crops import build_crops
+
+        splits = tuple(dict.fromkeys(s for s in self.splits.values() if s))
+        build_crops(self.build_from, self.root, class_names=self._class_names, splits=splits, **self.crops)
+
+    @property
+    def class_names(self) -> list[str]:
+        """Class names (index = position)."""
+        if self._class_names is None:
+            if self.class_file:
+                self._class_names = read_class_file(self.class_file)
+            else:
+                if self.splits["train"] is None:
+                    raise ValueError("no class_names, class_file or train_split to take the classes from")
+                self.prepare_data()
+                names = ImageFolderParser(self.root, self.splits["train"]).folder_names()
+                if not names:
+                    raise ValueError(f"no class folders in {self.root / self.splits['train']}")
+                self._class_names = names
+                logger.info("%s: %d classes from the folder names (sorted)", self.root, len(names))
+        return self._class_names
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    # ------------------------------------------------------------------------------------------ setup
+    def _limit(self, split: str) -> int | None:
+        if self.max_images is None:
+            return None
+        if isinstance(self.max_images, Mapping):
+            v = self.max_images.get(split)
+            return int(v) if v is not None else None
+        return int(self.max_images)
+
+    def _build(self, split: str) -> ClassificationDataset | None:
+        folder = self.splits[split]
+        if folder is None:
+            return None
+        key = f"{folder}:{split == 'train'}:{self._limit(split)}"
+        if key in self._built:
+            return self._built[key]
+        if self.build_from is not None and not (self.root / folder).is_dir():
+            self.prepare_data()
+        records = ImageFolderParser(self.root, folder).parse(self.class_names, self.issues)
+        limit = self._limit(split)
+        if limit is not None:
+            records = stratified_subset(records, limit)
+        if not records:
+            raise ValueError(f"data.{split}: no images in {self.root / folder}")
+        transform = ClassificationTransform(split == "train", self.img_size, self.augment)
+        ds = ClassificationDataset(records, transform, self.issues)
+        counts = ds.class_counts(self.num_classes)
+        empty = [self.class_names[i] for i in np.flatnonzero(counts == 0)]
+        if empty:
+            logger.warning("data.%s: %d classes without images: %s", split, len(empty), empty[:10])
+        self._built[key] = ds
+        return ds
+
+    def setup(self, stage: str | None = None) -> None:
+        """Scan the splits the stage needs (once each) and log the sizes and the problem summary."""
+        for split in _STAGE_SPLITS.get(stage, ("train", "val", "test")):
+            if split not in self.datasets:
+                ds = self._build(split)
+                if ds is not None:
+                    self.datasets[split] = ds
+        if self._rank_zero():
+            parts = [f"{s}: {len(d)} images" for s, d in self.datasets.items()]
+            logger.info("data (%d classes) %s; %s", self.num_classes, "; ".join(parts), self.issue_summary())
+
+    def issue_summary(self) -> str:
+        """Summary of the data problems found while scanning and (counted so far) while loading."""
+        text = self.issues.summary()
+        runtime, counted = [], set()
+        for s, d in self.datasets.items():
+            n = d.stats()["skipped_images"]
+            if n and id(d) not in counted:  # the test split may be the val dataset
+                runtime.append(f"{s}: {n} skipped images")
+            counted.add(id(d))
+        if runtime:
+            text += "; at load time: " + "; ".join(runtime)
+        return text
+
+    # ---------------------------------------------------------------------------------------- loaders
+    def _dist(self) -> tuple[int, int]:
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return 1, 0
+        return int(trainer.world_size), int(trainer.global_rank)
+
+    def _rank_zero(self) -> bool:
+        return self._dist()[1] == 0
+
+    def _dataset(self, split: str) -> ClassificationDataset:
+        if split not in self.datasets:
+            self.setup({"train": "fit", "val": "validate", "test": "test"}[split])
+        if split not in self.datasets:
+            raise ValueError(f"data.{split}_split is not configured")
+        return self.datasets[split]
+
+    def _loader_kwargs(self) -> dict[str, Any]:
+        return {
+            "num_workers": self.num_workers,
+            "pin_memory": self.pin_memory and torch.cuda.is_available(),
+            "persistent_workers": self.persistent_workers and self.num_workers > 0,
+            "collate_fn": ClassificationCollate(),
+        }
+
+    def train_dataloader(self) -> DataLoader:
+        """Shuffled (seed + epoch: Lightning calls the sampler's ``set_epoch``), sharded over DDP ranks."""
+        ds = self._dataset("train")
+        world, rank = self._dist()
+        sampler = DistributedSampler(ds, num_replicas=world, rank=rank, shuffle=True, seed=self.seed)
+        return DataLoader(
+            ds, batch_size=self.batch_size, sampler=sampler, drop_last=self.drop_last, **self._loader_kwargs()
+        )
+
+    def _eval_loader(self, split: str) -> DataLoader:
+        ds = self._dataset(split)
+        world, rank = self._dist()
+        sampler = _ShardSampler(len(ds), rank, world) if world > 1 else SequentialSampler(ds)
+        return DataLoader(ds, batch_size=self.eval_batch_size, sampler=sampler, **self._loader_kwargs())
+
+    def val_dataloader(self) -> DataLoader:
+        return self._eval_loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._eval_loader("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._eval_loader("test")

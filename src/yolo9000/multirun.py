@@ -1,0 +1,105 @@
+"""What a job of a Hydra multirun (``-m``) needs beyond a single run.
+
+- :func:`register_resolvers`: ``${tags_with_overrides:${tags},${hydra:overrides.task}}`` for W&B tags (the
+  experiment's tags plus the job's own overrides, i.e. its ablation values) and ``${basename:<path>}`` (the last
+  part of a path: the W&B group's sweep timestamp).
+- :func:`prepare_ddp_relaunch`: Lightning's ``ddp`` strategy starts ranks > 0 by re-running ``sys.argv``; under
+  ``-m`` that would start the whole sweep again. Point it at this job instead.
+- :func:`end_distributed`: destroy the process group a DDP job created and restore the DDP environment variables
+  Lightning set (``LOCAL_RANK``, ``MASTER_PORT``, ...), so the next job of the sweep (same process) launches its
+  own ranks again.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf, read_write
+
+WANDB_TAG_MAX = 64  # W&B's limit on the length of a tag
+# Set in the launching process by Lightning's subprocess launcher; a leftover LOCAL_RANK makes the next job believe
+# its processes are started externally (and wait forever for them).
+DDP_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
+_saved_env: dict[str, str | None] | None = None
+
+
+def tags_with_overrides(tags: Sequence[Any] | None, overrides: Sequence[str] | None) -> list[str]:
+    """The config's ``tags`` followed by the job's overrides (``key=value``, at most 64 characters each, W&B's
+    limit), without duplicates."""
+    out: list[str] = []
+    for t in [*(tags or []), *(overrides or [])]:
+        t = str(t)[:WANDB_TAG_MAX]
+        if t and t not in out:
+            out.append(t)
+    return out
+
+
+def register_resolvers() -> None:
+    """Register the OmegaConf resolvers the configs use (idempotent)."""
+    if not OmegaConf.has_resolver("basename"):
+        OmegaConf.register_new_resolver("basename", lambda path: Path(str(path)).name)
+    if not OmegaConf.has_resolver("tags_with_overrides"):
+        OmegaConf.register_new_resolver(
+            "tags_with_overrides",
+            lambda tags=None, overrides=None: OmegaConf.create(
+                tags_with_overrides(
+                    OmegaConf.to_container(tags) if OmegaConf.is_config(tags) else tags,
+                    OmegaConf.to_container(overrides) if OmegaConf.is_config(overrides) else overrides,
+                )
+            ),
+        )
+
+
+def _multirun_job() -> Any | None:
+    """The Hydra config of the current job when it is one job of a multirun, else None."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized():
+        return None
+    hc = HydraConfig.get()
+    return hc if hc.mode == RunMode.MULTIRUN else None
+
+
+def prepare_ddp_relaunch() -> None:
+    """Under ``-m``, make Lightning's DDP subprocess launcher re-run this job, not the sweep.
+
+    Lightning starts rank r > 0 as ``python <script> <sys.argv[1:]> hydra.run.dir=<hydra.run.dir> ...``. For a
+    multirun job, ``sys.argv`` holds ``-m`` and the sweep, and ``hydra.run.dir`` is not the job's folder. So
+    ``sys.argv`` becomes this job's own overrides (config path and name kept) and ``hydra.run.dir`` the job's
+    output folder. A no-op outside a multirun (SLURM / submitit jobs create their processes externally).
+    """
+    global _saved_env
+    hc = _multirun_job()
+    if hc is None:
+        return
+    _saved_env = {k: os.environ.get(k) for k in DDP_ENV}
+    args = [f"--config-name={hc.job.config_name}"]
+    main = [s for s in hc.runtime.config_sources if s.provider == "main" and s.schema == "file"]
+    if main:
+        args.insert(0, f"--config-path={main[0].path}")
+    sys.argv = [sys.argv[0], *args, *hc.overrides.task]
+    with read_write(hc):
+        hc.run.dir = hc.runtime.output_dir
+
+
+def end_distributed() -> None:
+    """After a multirun job: destroy its default process group and restore the DDP environment variables saved by
+    :func:`prepare_ddp_relaunch` (the next job's DDP starts from scratch)."""
+    global _saved_env
+    import torch.distributed as dist
+
+    if _multirun_job() is None:
+        return
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+    for k, v in (_saved_env or {}).items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    _saved_env = None

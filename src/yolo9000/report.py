@@ -1,0 +1,448 @@
+"""Sweep summaries: one row per configuration of a Hydra multirun, seeds grouped, with the paper's numbers.
+
+Per job folder ``<sweep dir>/<job num>/`` it reads ``.hydra/overrides.yaml`` (the configuration = the overrides
+minus ``seed``), ``.hydra/config.yaml`` (the seed, the experiment's ``paper`` block), ``config.yaml`` (the
+resolved config train.py writes: ``anchors_avg_iou``), ``metrics.json`` and ``failed.json``. It writes
+``summary.md``, ``summary.csv`` and ``summary.png`` into the sweep folder. Used by the Hydra callback
+:class:`yolo9000.callbacks.sweep_summary.SweepSummary` (after each job and at the end of a multirun) and by
+``python src/report.py <sweep dir>``.
+
+The ``paper`` block an experiment may set (the paper's number for the rows it matches)::
+
+    paper:
+      source: Table 2, VOC 2007 test mAP@0.5 (%)
+      metric: map_50            # the summary column it compares with
+      rows:
+        - {when: [model.net.backbone.batch_norm=false], value: 63.4, note: YOLO}
+
+A row matches when every ``key=value`` of ``when`` holds for the job: the job's override of ``key`` (``+``
+prefixes ignored) or, without one, the value of ``key`` in the composed config, compared as YAML values.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+log = logging.getLogger("yolo9000.report")
+
+__all__ = [
+    "COLUMNS",
+    "Column",
+    "ConfigRow",
+    "JobResult",
+    "group_jobs",
+    "load_job",
+    "load_sweep",
+    "mean_std",
+    "paper_value",
+    "parse_override",
+    "write_summary",
+]
+
+
+@dataclass(frozen=True)
+class Column:
+    """A summary column: ``key`` in the job's values, its title, display ``scale`` and decimals."""
+
+    key: str
+    title: str
+    csv_name: str
+    scale: float = 1.0
+    decimals: int = 1
+    optional: bool = False  # shown only when some job has it
+
+
+COLUMNS: tuple[Column, ...] = (
+    Column("map_50", "mAP@0.5 (%)", "map_50_pct", 100.0, 1),
+    Column("map", "mAP@[.5:.95] (%)", "map_pct", 100.0, 1),
+    Column("anchors_avg_iou", "prior avg IoU (%)", "anchors_avg_iou_pct", 100.0, 1, optional=True),
+    Column("params", "params (M)", "params_M", 1e-6, 2),
+    Column("gflops", "GFLOPs", "gflops", 1.0, 2),
+    Column("train_img_per_s", "train img/s", "train_img_per_s", 1.0, 1),
+    Column("inference_fps", "inference FPS", "inference_fps", 1.0, 1),
+)
+
+
+@dataclass
+class JobResult:
+    """What one job of a sweep left behind.
+
+    ``values``: the numbers of metrics.json (+ ``anchors_avg_iou`` from config.yaml), unscaled;
+    ``per_class``: AP@0.5 per class; ``status``: ``ok`` (metrics.json), ``failed`` (failed.json) or ``missing``
+    (neither: still running, killed, or the job does not write metrics).
+    """
+
+    num: int
+    path: Path
+    overrides: list[str]
+    seed: int | None
+    values: dict[str, float] = field(default_factory=dict)
+    per_class: dict[str, float] = field(default_factory=dict)
+    status: str = "missing"
+    error: str | None = None
+    config: dict[str, Any] = field(default_factory=dict)  # the composed (unresolved) config
+
+
+@dataclass
+class ConfigRow:
+    """One configuration: its jobs (one per seed), statistics over the successful ones, the paper's number."""
+
+    label: str
+    overrides: list[str]
+    jobs: list[JobResult]
+    stats: dict[str, tuple[float, float, int]] = field(default_factory=dict)  # key -> (mean, std, n), unscaled
+    class_stats: dict[str, tuple[float, float, int]] = field(default_factory=dict)
+    paper: float | None = None
+    paper_note: str = ""
+
+    @property
+    def seeds(self) -> list[int]:
+        return sorted({j.seed for j in self.jobs if j.seed is not None})
+
+    @property
+    def ok(self) -> list[JobResult]:
+        return [j for j in self.jobs if j.status == "ok"]
+
+    @property
+    def status(self) -> str:
+        """``ok``, ``failed: <error>`` (every seed), or ``partial: seed s failed: <error>; ...``."""
+        bad = [j for j in self.jobs if j.status != "ok"]
+        if not bad:
+            return "ok"
+        what = "; ".join(
+            f"seed {j.seed} {'failed: ' + (j.error or '?') if j.status == 'failed' else 'has no result'}" for j in bad
+        )
+        if not self.ok:
+            errors = {j.error for j in bad if j.status == "failed"}
+            if len(errors) == 1 and all(j.status == "failed" for j in bad):
+                return f"failed: {errors.pop()}"
+            return f"failed: {what}"
+        return f"partial: {what}"
+
+
+def parse_override(text: str) -> tuple[str, str | None]:
+    """``"+a.b=3"`` -> ``("a.b", "3")``; ``"~a.b"`` -> ``("a.b", None)`` (prefixes ``+``, ``++``, ``~`` dropped)."""
+    key, sep, value = text.partition("=")
+    return key.lstrip("+~"), (value if sep else None)
+
+
+def _yaml_value(text: str | None) -> Any:
+    """An override's value as the YAML value it stands for ("true" -> True, "5" -> 5, "null" -> None)."""
+    if text is None:
+        return None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def _select(cfg: dict[str, Any], key: str) -> tuple[bool, Any]:
+    """(found, value) of a dotted ``key`` in a nested dict."""
+    node: Any = cfg
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False, None
+        node = node[part]
+    return True, node
+
+
+def _read_yaml(path: Path) -> Any:
+    return yaml.safe_load(path.read_text()) if path.is_file() else None
+
+
+def load_job(path: Path) -> JobResult | None:
+    """Read one job folder (None when it is not a Hydra job folder, i.e. has no ``.hydra/overrides.yaml``)."""
+    ov_file = path / ".hydra" / "overrides.yaml"
+    if not ov_file.is_file():
+        return None
+    overrides = [str(o) for o in (_read_yaml(ov_file) or [])]
+    config = _read_yaml(path / ".hydra" / "config.yaml") or {}
+    ov = dict(parse_override(o) for o in overrides)
+    seed = _yaml_value(ov["seed"]) if "seed" in ov else config.get("seed")
+    try:
+        num = int(path.name)
+    except ValueError:
+        num = 1 << 30
+    job = JobResult(
+        num=num, path=path, overrides=overrides, seed=seed if isinstance(seed, int) else None, config=config
+    )
+    metrics_file, failed_file = path / "metrics.json", path / "failed.json"
+    if metrics_file.is_file():
+        metrics = json.loads(metrics_file.read_text())
+        job.values = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+        for name, entry in (metrics.get("per_class") or {}).items():
+            if isinstance(entry, dict) and isinstance(entry.get("ap50"), int | float):
+                job.per_class[str(name)] = float(entry["ap50"])
+        job.status = "ok"
+    elif failed_file.is_file():
+        try:
+            job.error = str(json.loads(failed_file.read_text()).get("error", "unknown error"))
+        except json.JSONDecodeError:
+            job.error = "unreadable failed.json"
+        job.status = "failed"
+    resolved = _read_yaml(path / "config.yaml") or {}
+    if isinstance(resolved.get("anchors_avg_iou"), int | float):
+        job.values["anchors_avg_iou"] = float(resolved["anchors_avg_iou"])
+    return job
+
+
+def load_sweep(sweep_dir: str | Path) -> list[JobResult]:
+    """Every job folder directly under ``sweep_dir``, in job-number order."""
+    sweep_dir = Path(sweep_dir)
+    if not sweep_dir.is_dir():
+        raise FileNotFoundError(f"sweep folder not found: {sweep_dir}")
+    jobs = [j for p in sorted(sweep_dir.iterdir()) if p.is_dir() and (j := load_job(p)) is not None]
+    return sorted(jobs, key=lambda j: (j.num, j.path.name))
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float, int]:
+    """(mean, sample standard deviation (ddof 1; NaN for fewer than two values), n) of the finite values."""
+    v = np.asarray([x for x in values if x is not None and math.isfinite(x)], dtype=np.float64)
+    if v.size == 0:
+        return math.nan, math.nan, 0
+    return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else math.nan, int(v.size)
+
+
+def paper_value(paper: dict[str, Any] | None, job: JobResult) -> tuple[float | None, str]:
+    """The paper's (value, note) for a job: the first row of the ``paper`` block whose ``when`` all hold."""
+    if not paper:
+        return None, ""
+    ov = {k: v for k, v in (parse_override(o) for o in job.overrides)}
+    for row in paper.get("rows") or []:
+        conds = row.get("when") or []
+        if isinstance(conds, str):
+            conds = [conds]
+        ok = True
+        for cond in conds:
+            key, want = parse_override(str(cond))
+            if key in ov:
+                have = _yaml_value(ov[key])
+            else:
+                found, have = _select(job.config, key)
+                if not found:
+                    ok = False
+                    break
+            if have != _yaml_value(want) and str(have) != str(want):
+                ok = False
+                break
+        if ok:
+            v = row.get("value")
+            return (float(v) if isinstance(v, int | float) else None), str(row.get("note") or "")
+    return None, ""
+
+
+def group_jobs(jobs: Sequence[JobResult]) -> tuple[list[ConfigRow], list[str]]:
+    """Group jobs that differ only in ``seed``; returns (rows in sweep order, the overrides common to all jobs).
+
+    A row's label is the overrides that vary across the sweep (``seed`` excluded), in the job's order.
+    """
+
+    def no_seed(j: JobResult) -> list[str]:
+        return [o for o in j.overrides if parse_override(o)[0] != "seed"]
+
+    all_ov = [no_seed(j) for j in jobs]
+    common = [o for o in (all_ov[0] if all_ov else []) if all(o in other for other in all_ov)]
+    groups: dict[tuple[str, ...], ConfigRow] = {}
+    for job, ov in zip(jobs, all_ov, strict=True):
+        key = tuple(sorted(ov))
+        if key not in groups:
+            varying = [o for o in ov if o not in common]
+            groups[key] = ConfigRow(label=" ".join(varying) or "default", overrides=ov, jobs=[])
+        groups[key].jobs.append(job)
+    rows = list(groups.values())
+    for row in rows:
+        ok = row.ok
+        keys = {k for j in ok for k in j.values}
+        row.stats = {k: mean_std([j.values.get(k, math.nan) for j in ok]) for k in sorted(keys)}
+        classes = {c for j in ok for c in j.per_class}
+        row.class_stats = {c: mean_std([j.per_class.get(c, math.nan) for j in ok]) for c in sorted(classes)}
+        paper = next((j.config.get("paper") for j in row.jobs if j.config.get("paper")), None)
+        row.paper, row.paper_note = paper_value(paper, row.jobs[0])
+    return rows, common
+
+
+def _fmt(stat: tuple[float, float, int] | None, col: Column) -> str:
+    if stat is None or stat[2] == 0:
+        return ""
+    mean, std, n = stat
+    m = f"{mean * col.scale:.{col.decimals}f}"
+    return m if n == 1 else f"{m} ± {std * col.scale:.{col.decimals}f}"
+
+
+def _md_cell(text: str, limit: int = 300) -> str:
+    text = " ".join(str(text).split())
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return text.replace("|", "\\|")
+
+
+def _columns(rows: Sequence[ConfigRow]) -> list[Column]:
+    return [c for c in COLUMNS if not c.optional or any(c.key in r.stats for r in rows)]
+
+
+def format_markdown(
+    rows: Sequence[ConfigRow],
+    common: Sequence[str],
+    *,
+    title: str,
+    sweep_dir: Path,
+    paper: dict[str, Any] | None,
+    plot_name: str | None,
+) -> str:
+    """The summary.md text."""
+    jobs = [j for r in rows for j in r.jobs]
+    n_ok = sum(j.status == "ok" for j in jobs)
+    n_failed = sum(j.status == "failed" for j in jobs)
+    cols = _columns(rows)
+    lines = [
+        f"# Sweep summary: {title}",
+        "",
+        f"- sweep: `{sweep_dir}`",
+        f"- jobs: {len(jobs)} ({n_ok} ok, {n_failed} failed, {len(jobs) - n_ok - n_failed} without result), "
+        f"configurations: {len(rows)}",
+        f"- common overrides: {' '.join(f'`{o}`' for o in common) or '(none)'}",
+        "- mean ± sample std (ddof 1) over the seeds that succeeded; test split; speeds on the machine of each job",
+    ]
+    if paper:
+        lines.append(f"- paper column: {paper.get('source', '')}; on other data compare the trend, not the value")
+    header = ["configuration", "seeds", *(c.title for c in cols), "paper", "status"]
+    lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in rows:
+        paper_cell = "" if r.paper is None else f"{r.paper:.1f}" + (f" ({r.paper_note})" if r.paper_note else "")
+        cells = [
+            f"`{r.label}`",
+            ", ".join(str(s) for s in r.seeds),
+            *(_fmt(r.stats.get(c.key), c) for c in cols),
+            paper_cell,
+            r.status,
+        ]
+        lines.append("| " + " | ".join(_md_cell(c) for c in cells) + " |")
+    if plot_name:
+        lines += ["", f"![mAP@0.5 per configuration]({plot_name})"]
+    return "\n".join(lines) + "\n"
+
+
+def _csv_stat(stat: tuple[float, float, int] | None, scale: float) -> list[Any]:
+    """[mean, std] scaled, blank where undefined (no value; std of a single seed)."""
+    if stat is None or stat[2] == 0:
+        return ["", ""]
+    mean, std, _ = stat
+    return [mean * scale, "" if math.isnan(std) else std * scale]
+
+
+def write_csv(rows: Sequence[ConfigRow], path: Path, paper: dict[str, Any] | None) -> None:
+    """summary.csv: the table's numbers at full precision in the same units (``_pct`` = percent)."""
+    classes = sorted({c for r in rows for c in r.class_stats})
+    head = ["configuration", "overrides", "seeds", "n_ok", "n_failed", "status"]
+    for c in COLUMNS:
+        head += [f"{c.csv_name}_mean", f"{c.csv_name}_std"]
+    for name in classes:
+        head += [f"ap50_{name}_pct_mean", f"ap50_{name}_pct_std"]
+    head += ["paper_value", "paper_note", "paper_metric", "paper_source"]
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(head)
+        for r in rows:
+            out: list[Any] = [
+                r.label,
+                " ".join(r.overrides),
+                " ".join(str(s) for s in r.seeds),
+                len(r.ok),
+                sum(j.status == "failed" for j in r.jobs),
+                r.status,
+            ]
+            for c in COLUMNS:
+                out += _csv_stat(r.stats.get(c.key), c.scale)
+            for name in classes:
+                out += _csv_stat(r.class_stats.get(name), 100.0)
+            out += [
+                "" if r.paper is None else r.paper,
+                r.paper_note,
+                (paper or {}).get("metric", ""),
+                (paper or {}).get("source", ""),
+            ]
+            w.writerow(out)
+
+
+def plot_summary(rows: Sequence[ConfigRow], path: Path, paper: dict[str, Any] | None, title: str) -> None:
+    """Horizontal bars of mAP@0.5 (%) per configuration with std error bars, the paper's values as markers
+    (when the paper's metric is mAP@0.5); a second panel for the priors' average IoU when it varies or is the
+    paper's metric (Table 1)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metric = (paper or {}).get("metric", "map_50")
+    ious = {round(r.stats["anchors_avg_iou"][0], 6) for r in rows if "anchors_avg_iou" in r.stats}
+    panels = ["map_50"] + (["anchors_avg_iou"] if metric == "anchors_avg_iou" or len(ious) > 1 else [])
+    titles = {"map_50": "mAP@0.5 (%)", "anchors_avg_iou": "prior avg IoU (%)"}
+    n = len(rows)
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels) + 2.5, 0.55 * n + 1.6), squeeze=False)
+    y = np.arange(n)
+    for ax, key in zip(axes[0], panels, strict=True):
+        mean = np.array([r.stats.get(key, (math.nan, 0, 0))[0] for r in rows]) * 100.0
+        std = np.array([r.stats.get(key, (0, math.nan, 0))[1] for r in rows]) * 100.0
+        ax.barh(
+            y,
+            np.nan_to_num(mean),
+            xerr=np.nan_to_num(std),
+            color="tab:blue",
+            alpha=0.8,
+            capsize=4,
+            label="this run (mean ± std over seeds)",
+        )
+        for i, r in enumerate(rows):
+            if not r.ok:
+                ax.text(0.5, i, "failed", va="center", color="tab:red")
+        pv = np.array([math.nan if r.paper is None else r.paper for r in rows], dtype=float)
+        if key == metric and np.isfinite(pv).any():
+            ax.plot(pv, y, "kD", label=f"paper ({(paper or {}).get('source', '')})"[:60])
+        ax.set_yticks(y, [r.label for r in rows] if ax is axes[0][0] else [""] * n)
+        ax.invert_yaxis()
+        ax.set_xlabel(titles[key])
+        ax.grid(axis="x", alpha=0.3)
+        ax.legend(loc="lower right", fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_summary(sweep_dir: str | Path, plot: bool = True) -> dict[str, Path]:
+    """Summarise the sweep in ``sweep_dir``: writes summary.md, summary.csv and summary.png there.
+
+    Returns the paths written. Raises FileNotFoundError when the folder holds no job folders.
+    """
+    sweep_dir = Path(sweep_dir)
+    jobs = load_sweep(sweep_dir)
+    if not jobs:
+        raise FileNotFoundError(f"{sweep_dir}: no job folders (<job num>/.hydra/overrides.yaml)")
+    rows, common = group_jobs(jobs)
+    paper = next((j.config.get("paper") for j in jobs if j.config.get("paper")), None)
+    title = str(
+        next((j.config.get("experiment_name") for j in jobs if j.config.get("experiment_name")), "")
+        or sweep_dir.parent.name
+    )
+    out = {"md": sweep_dir / "summary.md", "csv": sweep_dir / "summary.csv"}
+    if plot:
+        out["png"] = sweep_dir / "summary.png"
+        plot_summary(rows, out["png"], paper, f"{title} ({sweep_dir.name})")
+    write_csv(rows, out["csv"], paper)
+    out["md"].write_text(
+        format_markdown(
+            rows, common, title=title, sweep_dir=sweep_dir, paper=paper, plot_name=out["png"].name if plot else None
+        )
+    )
+    log.info("sweep summary (%d jobs, %d configurations): %s", len(jobs), len(rows), out["md"])
+    return out

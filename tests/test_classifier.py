@@ -1,0 +1,347 @@
+"""Darknet-19 classification pretraining: ImageFolder data, BCCD crops, the classifier module, the backbone hand-off."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+import shutil
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+import pytorch_lightning as pl
+import torch
+from PIL import Image
+
+from yolo9000.data.classify_transforms import (
+    ClassificationTransform,
+    DarknetRandomAugment,
+    darknet_augment_matrix,
+    resize_center_crop,
+)
+from yolo9000.data.crops import build_crops, crop_windows
+from yolo9000.data.imagefolder import (
+    ClassificationDataModule,
+    ClassificationRecord,
+    ImageFolderParser,
+    read_class_file,
+    stratified_subset,
+)
+from yolo9000.data.records import DataError, IssueLog
+from yolo9000.models.darknet19 import Darknet19, Darknet19Classifier
+from yolo9000.models.yolov2 import YOLOv2
+from yolo9000.modules.classifier import ClassifierModule, format_accuracy_table, load_classifier
+from yolo9000.modules.detector import load_backbone
+
+BCCD = Path(__file__).resolve().parents[1] / "data" / "bccd"
+CLASSES = ["RBC", "WBC", "Platelets"]
+MINI_SPLITS = {
+    "train": ["BloodImage_00000", "BloodImage_00338"],
+    "val": ["BloodImage_00001"],
+    "test": ["BloodImage_00343"],
+}
+
+
+def _png(path: Path, value: int = 128, size: tuple[int, int] = (20, 16)) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((size[1], size[0], 3), value, np.uint8)).save(path)
+
+
+def _folder(root: Path) -> Path:
+    """train/{cat: 3, dog: 2, zebra: 2}, a loose image, a text file; val/{cat: 1, dog: 1}."""
+    for i in range(3):
+        _png(root / "train" / "cat" / f"c{i}.png", 10 * i)
+    for i in range(2):
+        _png(root / "train" / "dog" / f"d{i}.jpg", 100 + i)
+        _png(root / "train" / "zebra" / f"z{i}.png")
+    _png(root / "train" / "loose.png")
+    (root / "train" / "cat" / "notes.txt").write_text("not an image")
+    _png(root / "val" / "cat" / "v0.png")
+    _png(root / "val" / "dog" / "v1.png")
+    return root
+
+
+# ------------------------------------------------------------------------------------------------ image folders
+def test_imagefolder_classes_and_unknown_folders(tmp_path: Path) -> None:
+    root = _folder(tmp_path)
+    parser = ImageFolderParser(root, "train")
+    assert parser.folder_names() == ["cat", "dog", "zebra"]
+    skip = IssueLog("skip")
+    recs = parser.parse(["dog", "cat"], skip)
+    assert sorted((r.path.name, r.label) for r in recs) == [
+        ("c0.png", 1),
+        ("c1.png", 1),
+        ("c2.png", 1),
+        ("d0.jpg", 0),
+        ("d1.jpg", 0),
+    ]
+    assert skip.count("skip_image", "class folder not in the class list") == 2  # zebra's images
+    assert skip.count("skip_image", "outside a class folder") == 1  # loose.png; notes.txt is ignored
+    with pytest.raises(DataError, match="loose.png: image outside a class folder"):
+        parser.parse(["dog", "cat"], IssueLog("error"))
+    (root / "train" / "loose.png").rename(tmp_path / "loose.png")
+    with pytest.raises(DataError, match=r"zebra/z0.png: class folder not in the class list \(folder 'zebra'\)"):
+        parser.parse(["dog", "cat"], IssueLog("error"))
+    (tmp_path / "loose.png").rename(root / "train" / "loose.png")
+    (tmp_path / "classes.txt").write_text("# darknet order\ndog\n\ncat\n")
+    assert read_class_file(tmp_path / "classes.txt") == ["dog", "cat"]
+    dm = ClassificationDataModule(str(root), class_file=str(tmp_path / "classes.txt"), img_size=32, on_error="skip")
+    dm.setup("fit")
+    assert dm.class_names == ["dog", "cat"] and len(dm.datasets["train"]) == 5 and len(dm.datasets["val"]) == 2
+    assert "3 skipped images" in dm.issue_summary()
+
+
+def test_corrupt_and_missing_images(tmp_path: Path) -> None:
+    root = _folder(tmp_path)
+    (root / "train" / "cat" / "bad.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    shutil.rmtree(root / "train" / "zebra")
+    (root / "train" / "loose.png").unlink()
+    dm = ClassificationDataModule(str(root), img_size=32, batch_size=8, num_workers=0, on_error="skip")
+    assert dm.class_names == ["cat", "dog"]
+    dm.setup("fit")
+    (root / "train" / "dog" / "d1.jpg").unlink()  # vanishes after the scan
+    batch = next(iter(dm.val_dataloader()))
+    assert batch["images"].dtype == torch.uint8 and batch["images"].shape == (2, 3, 32, 32)
+    ds = dm.datasets["train"]
+    samples = [ds[i] for i in range(len(ds))]
+    assert sum(s is None for s in samples) == 2  # bad.jpg and d1.jpg
+    batch = dm.train_dataloader().collate_fn(samples)
+    assert batch["labels"].tolist() == [0, 0, 0, 1] and len(batch["paths"]) == 4
+    assert "train: 2 skipped images" in dm.issue_summary()
+    strict = ClassificationDataModule(str(root), img_size=32, on_error="error")
+    strict.setup("fit")
+    bad = next(i for i, r in enumerate(strict.datasets["train"].records) if r.path.name == "bad.jpg")
+    with pytest.raises(DataError, match="bad.jpg"):
+        strict.datasets["train"][bad]
+
+
+def test_stratified_subset_keeps_every_class() -> None:
+    recs = [ClassificationRecord(Path(f"{i}"), lab) for i, lab in enumerate([0, 0, 0, 1, 1, 2])]
+    assert [r.label for r in stratified_subset(recs, 3)] == [0, 1, 2]
+    assert [str(r.path) for r in stratified_subset(recs, 5)] == ["0", "1", "3", "4", "5"]
+
+
+# -------------------------------------------------------------------------------------------------- transforms
+def test_darknet_augment_geometry() -> None:
+    # 90 degrees, scale 1, no offset, 4 x 4: u = x - 2, v = y - 2 -> (rx, ry) = (-v + 2, u + 2) = (4 - y, x)
+    m = darknet_augment_matrix(4, 4, 4, scale=1.0, aspect=1.0, rad=math.pi / 2, dx=0.0, dy=0.0)
+    for x, y in [(0, 0), (1, 3), (3, 2)]:
+        assert m @ np.array([x, y, 1.0]) == pytest.approx([4 - y, x])
+    # no rotation, aspect 1, shorter side kept: the identity
+    img = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    aug = DarknetRandomAugment(32, 32, 32, angle=0.0, aspect=1.0)
+    aug.set_random_seed(0)
+    assert np.array_equal(aug(image=img)["image"], img)
+    out = ClassificationTransform(True, 32)(np.zeros((50, 70, 3), np.uint8))
+    assert out.shape == (32, 32, 3) and out.dtype == np.uint8
+
+
+def test_eval_resize_center_crop() -> None:
+    # columns encode x (value 2x); 100 x 50 -> shorter side 32 -> 64 x 32, centre crop starts at column 16,
+    # whose centre samples source x = (16 + 0.5) * 100 / 64 - 0.5 = 25.28 (value 50.6)
+    img = np.broadcast_to((np.arange(100) * 2).astype(np.uint8)[None, :, None], (50, 100, 3)).copy()
+    out = resize_center_crop(img, 32)
+    assert out.shape == (32, 32, 3)
+    assert abs(float(out[:, 0].mean()) - 50.6) < 1.0
+
+
+# ------------------------------------------------------------------------------------------------------- crops
+def test_crop_windows() -> None:
+    boxes = np.array([[10, 20, 30, 60], [90, 0, 100, 10], [0, 0, 100, 50]], np.float32)
+    assert crop_windows(boxes[:1], 100, 100, 0.25).tolist() == [[0, 10, 60, 70]]  # side 60, moved inside
+    assert crop_windows(boxes[1:2], 100, 50, 0.0).tolist() == [[90, 0, 100, 10]]
+    assert crop_windows(boxes[2:], 100, 50, 0.15).tolist() == [[25, 0, 75, 50]]  # side capped at 50
+
+
+@pytest.fixture(scope="module")
+def mini_voc(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Four BCCD images (00338: one zero-area box) in a VOC tree with train / val / test splits."""
+    root = tmp_path_factory.mktemp("voc")
+    for d in ("Annotations", "JPEGImages", "ImageSets/Main"):
+        (root / d).mkdir(parents=True)
+    for split, ids in MINI_SPLITS.items():
+        (root / "ImageSets" / "Main" / f"{split}.txt").write_text("\n".join(ids) + "\n")
+        for i in ids:
+            shutil.copy(BCCD / "Annotations" / f"{i}.xml", root / "Annotations")
+            shutil.copy(BCCD / "JPEGImages" / f"{i}.jpg", root / "JPEGImages")
+    return root
+
+
+def _expected_counts(voc: Path) -> dict[str, dict[str, int]]:
+    """Per split and class: the XML objects with a positive extent (read independently of the parser)."""
+    out = {}
+    for split, ids in MINI_SPLITS.items():
+        counts = dict.fromkeys(CLASSES, 0)
+        for i in ids:
+            for obj in ET.parse(voc / "Annotations" / f"{i}.xml").getroot().iter("object"):
+                b = [float(obj.findtext(f"bndbox/{k}")) for k in ("xmin", "ymin", "xmax", "ymax")]
+                if b[2] > b[0] and b[3] > b[1]:
+                    counts[obj.findtext("name").strip()] += 1
+        out[split] = counts
+    return out
+
+
+def test_make_crops(mini_voc: Path, tmp_path: Path) -> None:
+    spec = importlib.util.spec_from_file_location("make_crops", BCCD.parents[1] / "src" / "make_crops.py")
+    script = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(script)  # type: ignore[union-attr]
+    make_crops_main = script.main
+    expected = _expected_counts(mini_voc)
+    assert expected["train"]["RBC"] == 19 + 12  # 00338's zero-area RBC dropped
+    out_a = tmp_path / "a"
+    counts = make_crops_main(["--source", str(mini_voc), "--out", str(out_a), "--side", "48"])
+    assert counts == expected
+    for split, per in expected.items():
+        for c, n in per.items():
+            files = sorted((out_a / split / c).glob("*.jpg"))
+            assert len(files) == n
+    sample = next((out_a / "train" / "WBC").glob("*.jpg"))
+    assert Image.open(sample).size == (48, 48) and sample.stem.startswith("BloodImage_")
+    # deterministic: a second build is byte-identical; idempotent: a complete folder is left alone
+    out_b = tmp_path / "b"
+    build_crops(mini_voc, out_b, CLASSES, side=48)
+    files_a = sorted(p.relative_to(out_a) for p in out_a.rglob("*.jpg"))
+    assert files_a == sorted(p.relative_to(out_b) for p in out_b.rglob("*.jpg"))
+    assert all((out_a / f).read_bytes() == (out_b / f).read_bytes() for f in files_a)
+    mtime = sample.stat().st_mtime_ns
+    assert build_crops(mini_voc, out_a, CLASSES, side=48) == expected
+    assert sample.stat().st_mtime_ns == mtime
+    (tmp_path / "foreign").mkdir()
+    (tmp_path / "foreign" / "keep.txt").write_text("user data")
+    with pytest.raises(FileExistsError):
+        build_crops(mini_voc, tmp_path / "foreign", CLASSES)
+
+
+# --------------------------------------------------------------------------------------------------- the module
+def _tiny(width: float = 0.125, classes: int = 3) -> Darknet19Classifier:
+    return Darknet19Classifier(Darknet19(width=width, bn_momentum=0.1), classes)
+
+
+def test_topk_metrics_and_table() -> None:
+    module = ClassifierModule(_tiny(classes=4), top_k=2, class_names=list("abcd"))
+    assert module.k == 2
+    logits = torch.tensor([[4.0, 3, 2, 1], [4, 3, 2, 1], [1, 2, 3, 4], [1, 2, 3, 4]])
+    labels = torch.tensor([0, 1, 0, 1])  # top-1 right: row 0; top-2 right: rows 0, 1
+    module.test_top1.update(logits, labels)
+    module.test_topk.update(logits, labels)
+    module.test_loss.update(torch.ones(4))
+    module.test_confusion.update(logits, labels)
+    module.log_dict = lambda *a, **k: None  # type: ignore[method-assign]
+    module.on_test_epoch_end()
+    res = module.test_results
+    assert res["top1"] == pytest.approx(0.25) and res["top5"] == pytest.approx(0.5) and res["top5_k"] == 2
+    assert res["per_class"]["a"] == {"accuracy": 0.5, "num_images": 2} and math.isnan(res["per_class"]["d"]["accuracy"])
+    assert "| a | 0.5000 | 2 |" in format_accuracy_table(res["per_class"], list("abcd"))
+    three = ClassifierModule(_tiny(classes=3))  # top-5 with 3 classes: k clipped, no crash
+    assert three.k == 3 and three.monitor == "val/top1"
+
+
+@pytest.fixture(scope="module")
+def fitted(mini_voc: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[ClassifierModule, Path]:
+    """A few Lightning steps on crops that the data module cuts itself (prepare_data); the best checkpoint."""
+    out = tmp_path_factory.mktemp("fit")
+    dm = ClassificationDataModule(
+        str(out / "crops"),
+        test_split="test",
+        class_names=CLASSES,
+        img_size=32,
+        batch_size=4,
+        num_workers=0,
+        build_from=str(mini_voc),
+        crops={"side": 48},
+    )
+    assert dm.num_classes == 3 and not (out / "crops").exists()  # explicit classes: nothing built yet
+    module = ClassifierModule(_tiny(), lr=0.01, burn_in=2, class_names=dm.class_names)
+    ckpt_cb = pl.callbacks.ModelCheckpoint(
+        dirpath=out / "ckpt", filename="best", monitor=ClassifierModule.monitor, mode="max"
+    )
+    trainer = pl.Trainer(
+        max_epochs=1,
+        limit_train_batches=3,
+        limit_val_batches=2,
+        limit_test_batches=2,
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[ckpt_cb],
+        use_distributed_sampler=False,
+    )
+    trainer.fit(module, datamodule=dm)
+    assert (out / "crops" / "crops.json").is_file()  # cut by prepare_data
+    trainer.test(module, datamodule=dm, ckpt_path=ckpt_cb.best_model_path)
+    return module, Path(ckpt_cb.best_model_path)
+
+
+def test_fit_and_test(fitted: tuple[ClassifierModule, Path]) -> None:
+    module, ckpt = fitted
+    assert ckpt.is_file() and int(module.seen) == 12  # 3 batches of 4
+    res = module.test_results
+    assert 0.0 <= res["top1"] <= 1.0 and res["top5"] == 1.0  # top-3 of 3 classes is always right
+    assert set(res["per_class"]) == set(CLASSES) and res["num_images"] == 8
+    assert torch.load(ckpt, weights_only=False)["yolo9000_model_config"] is None  # set by the runner
+
+
+def test_backbone_handoff_to_detector(fitted: tuple[ClassifierModule, Path]) -> None:
+    module, ckpt = fitted
+    det = YOLOv2(Darknet19(width=0.125, bn_momentum=0.1), 3, [[1.0, 1.0], [2.0, 2.0]])
+    load_backbone(det.backbone, str(ckpt))
+    saved = torch.load(ckpt, weights_only=False)["state_dict"]
+    for k, v in det.backbone.state_dict().items():
+        assert torch.equal(v, saved[f"model.backbone.{k}"]), k
+    wide = YOLOv2(Darknet19(width=0.25), 3, [[1.0, 1.0]])
+    with pytest.raises(ValueError, match=r"checkpoint \(\d+, \d+, 3, 3\) vs model \(\d+, \d+, 3, 3\)"):
+        load_backbone(wide.backbone, str(ckpt))
+
+
+def test_init_ckpt(fitted: tuple[ClassifierModule, Path]) -> None:
+    module, ckpt = fitted
+    again = ClassifierModule(_tiny(), init_ckpt=str(ckpt))
+    saved = torch.load(ckpt, weights_only=False)["state_dict"]
+    assert all(torch.equal(v, saved[f"model.{k}"]) for k, v in again.model.state_dict().items())
+    with pytest.raises(ValueError, match=r"head\.conv\.weight: checkpoint \(\d+, \d+, 1, 1\) vs model"):
+        load_classifier(_tiny(classes=5), str(ckpt))
+    with pytest.raises(ValueError, match=r"backbone\.stage1\.\d+\.\S+: checkpoint \("):
+        ClassifierModule(_tiny(width=0.25), init_ckpt=str(ckpt))
+
+
+# ----------------------------------------------------------------------------------------------------- configs
+def _compose(*overrides: str):  # noqa: ANN202
+    from hydra import compose, initialize_config_dir
+
+    from yolo9000.runner import PROJECT_ROOT
+
+    with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
+        return compose("train.yaml", overrides=["paths.root_dir=.", *overrides])
+
+
+def test_experiment_configs(fitted: tuple[ClassifierModule, Path]) -> None:
+    from omegaconf import open_dict
+
+    from yolo9000.runner import instantiate_module
+
+    cfg = _compose("experiment=pretrain_darknet19")
+    assert cfg.data.img_size == 64 and cfg.data.build_from == "./data/bccd" and cfg.task_name == "pretrain"
+    assert cfg.callbacks.model_checkpoint.monitor == "val/top1" and cfg.callbacks.prediction_images is None
+    assert cfg.data.augment.angle == 7.0 and cfg.data.augment.saturation == 0.75
+    with open_dict(cfg):
+        cfg.model.net.num_classes = 3
+        cfg.model.class_names = CLASSES
+    module = instantiate_module(cfg)
+    assert isinstance(module, ClassifierModule) and module.model.backbone.width == 0.25
+    assert module.hparams.optimizer == "adam" and module.hparams.lr_policy == "poly" and module.model_config
+
+    fine = _compose("experiment=finetune_448", "model.net.backbone.width=0.125", f"model.init_ckpt='{fitted[1]}'")
+    assert fine.data.img_size == 128 and fine.model.optimizer == "sgd" and fine.model.lr == 0.001
+    with open_dict(fine):
+        fine.model.net.num_classes = 3
+    tuned = instantiate_module(fine)
+    saved = torch.load(fitted[1], weights_only=False)["state_dict"]
+    assert torch.equal(tuned.model.head.conv.weight, saved["model.head.conv.weight"])
+    imagenet = _compose("experiment=pretrain_darknet19", "data=imagenet", "model=darknet19_cls")
+    if "IMAGENET_ROOT" not in os.environ:
+        assert imagenet.data.root == "./data/imagenet"
+    assert imagenet.data.img_size == 224 and imagenet.model.net.backbone.width == 1.0
+    assert imagenet.model.optimizer == "sgd" and imagenet.model.lr == 0.1 and imagenet.model.burn_in == 1000

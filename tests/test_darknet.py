@@ -1,0 +1,626 @@
+"""darknet interop: cfg parsing, parameter counts, darknet's batch norm, .weights I/O, native vs generic networks,
+and the convert.py round trip. Tiny cfgs / widths only; no downloads (the official .weights are not used)."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from yolo9000.darknet import (
+    SUPPORTED,
+    WORDTREE_DIR,
+    DarknetNet,
+    build_darknet,
+    checkpoint_to_darknet,
+    count_params,
+    darknet_convs,
+    darknet_to_checkpoint,
+    layer_specs,
+    load_darknet,
+    load_weights,
+    match_native,
+    parse_cfg,
+    region_meta,
+    save_weights,
+)
+from yolo9000.models.darknet19 import Darknet19, Darknet19Classifier, scaled
+from yolo9000.models.layers import DarknetBatchNorm2d
+from yolo9000.models.yolov2 import YOLOv2
+from yolo9000.runner import instantiate_module, load_module
+
+ROOT = Path(__file__).resolve().parents[1]
+CFG = ROOT / "data" / "darknet" / "cfg"
+FIX = Path(__file__).parent / "fixtures"
+ALL_CFGS = sorted(p.name for p in CFG.glob("*.cfg"))
+
+# darknet's own parameter counts (conv weights + biases + BN scales), docs/darknet-fidelity.md
+DARKNET_PARAMS = {
+    "darknet19.cfg": 20_842_376,
+    "yolov2-voc.cfg": 50_655_389,
+    "yolov2.cfg": 50_962_889,
+    "yolov2-tiny-voc.cfg": 15_861_773,
+    "yolo9000.cfg": 48_793_101,
+}
+
+
+# ---------------------------------------------------------------------------------------------------- helpers
+def scaled_cfg(tmp_path: Path, name: str, width: float, classes: int, route: str | None = None) -> Path:
+    """A vendored cfg at a channel width (``scaled``), its last conv resized to ``classes`` (classifier) or
+    num * (5 + classes) (detector, ``[region] classes`` changed too)."""
+    text = (CFG / name).read_text()
+    text = re.sub(r"filters=(\d+)", lambda m: f"filters={scaled(int(m.group(1)), width)}", text)
+    last = list(re.finditer(r"filters=\d+", text))[-1]
+    if "[region]" in text:
+        num = int(re.search(r"num=(\d+)", text).group(1))  # type: ignore[union-attr]
+        text = text[: last.start()] + f"filters={num * (5 + classes)}" + text[last.end() :]
+        text = re.sub(r"classes=\d+", f"classes={classes}", text)
+    else:
+        text = text[: last.start()] + f"filters={classes}" + text[last.end() :]
+    if route is not None:
+        text = text.replace("layers=-1,-4", route)
+    tag = "" if route is None else "_route" + re.sub(r"\W", "", route)
+    out = tmp_path / f"{Path(name).stem}_w{width}_c{classes}{tag}.cfg"
+    out.write_text(text)
+    return out
+
+
+def randomize(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Random values in every darknet-stored tensor (positive variances) so nothing is a default."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for conv, bn in darknet_convs(model):
+            fan_in = conv.weight[0].numel()
+            conv.weight.copy_(torch.randn(conv.weight.shape, generator=g) * (2.0 / fan_in) ** 0.5)
+            if conv.bias is not None:
+                conv.bias.copy_(torch.randn(conv.bias.shape, generator=g) * 0.1)
+            if bn is not None:
+                n = bn.num_features
+                bn.weight.copy_(1 + 0.1 * torch.randn(n, generator=g))
+                bn.bias.copy_(0.1 * torch.randn(n, generator=g))
+                bn.running_mean.copy_(0.1 * torch.randn(n, generator=g))
+                bn.running_var.copy_(0.5 + torch.rand(n, generator=g))
+    return model
+
+
+TINY_CFG = """[net]
+# a hand-written classifier: conv-BN-leaky, maxpool, conv-BN-leaky, linear conv, avgpool, softmax
+batch=1
+ height=16
+width = 16
+channels=3
+
+[convolutional]
+batch_normalize=1
+filters=8
+size=3
+stride=1
+pad=1
+activation=leaky
+
+[maxpool]
+size=2
+stride=2
+
+; a second comment style
+[conv]
+batch_normalize=1
+filters=16
+size=3
+stride=1
+pad=1
+activation=leaky
+
+[convolutional]
+filters=10
+size=1
+stride=1
+pad=1
+activation=linear
+
+[avgpool]
+
+[softmax]
+groups=1
+
+[cost]
+"""
+# floats per conv layer of TINY_CFG: biases + (scales, mean, var) + weights
+TINY_SIZES = [8 * 4 + 8 * 3 * 9, 16 * 4 + 16 * 8 * 9, 10 + 10 * 16]
+
+
+@pytest.fixture
+def tiny_cfg(tmp_path: Path) -> Path:
+    p = tmp_path / "tiny.cfg"
+    p.write_text(TINY_CFG)
+    return p
+
+
+def conv_tensors(model: nn.Module) -> list[list[torch.Tensor]]:
+    out = []
+    for conv, bn in darknet_convs(model):
+        ts = [bn.bias, bn.weight, bn.running_mean, bn.running_var] if bn is not None else [conv.bias]
+        out.append([t.detach().clone() for t in [*ts, conv.weight]])
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------- parsing
+@pytest.mark.parametrize("name", ALL_CFGS)
+def test_parse_every_vendored_cfg(name: str) -> None:
+    sections = parse_cfg(CFG / name)
+    assert sections[0]["type"] == "net"
+    assert all(s["type"] in SUPPORTED for s in sections[1:])
+    specs = layer_specs(sections)
+    n_conv = sum(s.type == "convolutional" for s in specs)
+    expected = {
+        "darknet19.cfg": 19,
+        "darknet19_448.cfg": 19,
+        "darknet9000.cfg": 19,
+        "yolov2-voc.cfg": 23,
+        "yolov2.cfg": 23,
+        "yolo9000.cfg": 19,
+        "yolov2-tiny-voc.cfg": 9,
+        "yolov2-tiny.cfg": 9,
+    }[name]
+    assert n_conv == expected
+
+
+def test_parse_whitespace_comments_aliases(tiny_cfg: Path) -> None:
+    sections = parse_cfg(tiny_cfg)
+    assert [s["type"] for s in sections] == [
+        "net", "convolutional", "maxpool", "convolutional", "convolutional", "avgpool", "softmax", "cost",
+    ]  # fmt: skip
+    assert sections[0]["options"] == {"batch": "1", "height": "16", "width": "16", "channels": "3"}
+    assert sections[3]["line"] == 21  # the [conv] alias, after the ';' comment
+    anchors = parse_cfg(CFG / "yolov2-voc.cfg")[-1]["options"]["anchors"]
+    assert anchors.startswith("1.3221,1.73145,3.19275")  # "anchors =  1.3221, 1.73145, ..." stripped
+
+
+@pytest.mark.parametrize(
+    ("text", "error", "line"),
+    [
+        ("[net]\nchannels=3\nnot an option\n", ValueError, 3),
+        ("# comment\nchannels=3\n[net]\n", ValueError, 2),
+        ("\n[convolutional]\nfilters=3\n", ValueError, 2),
+        ("[net]\n[convolutional]\nfilters=abc\n", ValueError, 3),
+        ("[net]\n[convolutional\n", ValueError, 2),
+        ("[net]\nchannels=3\n\n[shortcut]\nfrom=-3\n", NotImplementedError, 4),
+        ("[net]\n[upsample]\nstride=2\n", NotImplementedError, 2),
+        ("[net]\n[convolutional]\nfilters=4\nactivation=leaky\n[yolo]\n", NotImplementedError, 5),
+        ("[net]\n[banana]\n", NotImplementedError, 2),
+        ("[net]\n[convolutional]\nactivation=mish\n", NotImplementedError, 3),
+        ("[net]\n[route]\nlayers=-1\n", ValueError, 3),
+        ("[net]\n[convolutional]\nfilters=8\n[region]\nclasses=2\nnum=1\n", ValueError, 4),
+    ],
+)
+def test_cfg_errors_name_file_and_line(tmp_path: Path, text: str, error: type, line: int) -> None:
+    p = tmp_path / "bad.cfg"
+    p.write_text(text)
+    with pytest.raises(error, match=re.escape(f"{p}:{line}")):
+        layer_specs(parse_cfg(p))
+
+
+# ------------------------------------------------------------------------------------------- parameter counts
+@pytest.mark.parametrize("name", sorted(DARKNET_PARAMS))
+def test_count_params_matches_darknet(name: str) -> None:
+    assert count_params(CFG / name) == DARKNET_PARAMS[name]
+
+
+EXPECTED_TYPE = {
+    "darknet19.cfg": Darknet19Classifier,
+    "darknet19_448.cfg": Darknet19Classifier,
+    "darknet9000.cfg": Darknet19Classifier,
+    "yolov2-voc.cfg": YOLOv2,
+    "yolov2.cfg": YOLOv2,
+    "yolo9000.cfg": YOLOv2,
+    "yolov2-tiny-voc.cfg": DarknetNet,
+    "yolov2-tiny.cfg": DarknetNet,
+}
+
+
+@pytest.mark.parametrize("name", ALL_CFGS)
+def test_built_modules_match_cfg_param_count(name: str) -> None:
+    with torch.device("meta"):  # full-size modules without allocating them
+        native = build_darknet(CFG / name)
+        generic = build_darknet(CFG / name, native=False)
+    assert type(native) is EXPECTED_TYPE[name]
+    n_cfg = count_params(CFG / name)
+    assert sum(p.numel() for p in native.parameters()) == n_cfg
+    assert sum(p.numel() for p in generic.parameters()) == n_cfg
+    assert len(darknet_convs(native)) == len(darknet_convs(generic))
+    if not isinstance(native, DarknetNet):
+        assert all(isinstance(m, DarknetBatchNorm2d) for m in native.modules() if isinstance(m, nn.BatchNorm2d))
+
+
+def test_match_native_structures() -> None:
+    voc = match_native(CFG / "yolov2-voc.cfg")
+    assert voc is not None and voc.kind == "detector" and voc.width == 1.0 and voc.num_classes == 20
+    assert (voc.passthrough, voc.passthrough_channels, voc.extra_convs, voc.fuse) == (True, 64, 2, True)
+    coco = match_native(CFG / "yolov2.cfg")
+    assert coco is not None and coco.num_classes == 80 and coco.passthrough
+    nine = match_native(CFG / "yolo9000.cfg")
+    assert nine is not None and nine.num_classes == 9418 and len(nine.anchors or []) == 3
+    assert (nine.passthrough, nine.extra_convs, nine.fuse) == (False, 0, False)
+    for name, classes in [("darknet19.cfg", 1000), ("darknet19_448.cfg", 1000), ("darknet9000.cfg", 9418)]:
+        spec = match_native(CFG / name)
+        assert spec is not None and spec.kind == "classifier" and spec.num_classes == classes
+    assert match_native(CFG / "yolov2-tiny-voc.cfg") is None
+    assert match_native(CFG / "yolov2-tiny.cfg") is None
+
+
+def test_region_meta() -> None:
+    voc = region_meta(CFG / "yolov2-voc.cfg")
+    assert voc is not None
+    assert voc.anchors.shape == (5, 2) and voc.anchors[0].tolist() == pytest.approx([1.3221, 1.73145])
+    assert (voc.classes, voc.num, voc.coords, voc.thresh, voc.jitter) == (20, 5, 4, 0.6, 0.3)
+    assert voc.rescore and voc.bias_match and voc.random and voc.softmax and voc.absolute
+    assert (voc.object_scale, voc.noobject_scale, voc.class_scale, voc.coord_scale) == (5, 1, 1, 1)
+    assert voc.tree is None
+    nine = region_meta(CFG / "yolo9000.cfg")
+    assert nine is not None and nine.anchors.tolist()[2] == pytest.approx([9.22725, 9.61974])
+    assert nine.tree == WORDTREE_DIR / "9k.tree" and nine.map == WORDTREE_DIR / "coco9k.map"
+    assert nine.jitter == pytest.approx(0.2)
+    assert len(nine.tree.read_text().splitlines()) == nine.classes == 9418
+    assert region_meta(CFG / "darknet19.cfg") is None
+
+
+# ---------------------------------------------------------------------------------------------- batch norm
+def test_darknet_batchnorm_eval_formula() -> None:
+    bn = DarknetBatchNorm2d(3).eval()
+    mean, var = np.array([0.5, -1.0, 0.0]), np.array([4.0, 0.25, 1e-10])
+    w, b = np.array([1.5, -2.0, 0.5]), np.array([0.1, 0.2, -0.3])
+    with torch.no_grad():
+        for t, v in [(bn.running_mean, mean), (bn.running_var, var), (bn.weight, w), (bn.bias, b)]:
+            t.copy_(torch.from_numpy(v))
+    x = torch.randn(2, 3, 4, 5)
+    ref = (x.double().numpy() - mean[:, None, None]) / (np.sqrt(var)[:, None, None] + 1e-6) * w[:, None, None]
+    ref += b[:, None, None]
+    np.testing.assert_allclose(bn(x).detach().numpy(), ref, rtol=1e-5, atol=1e-5)
+    torch_bn = nn.BatchNorm2d(3).eval()
+    torch_bn.load_state_dict(bn.state_dict())  # same keys
+    assert not torch.allclose(torch_bn(x)[:, 2], bn(x)[:, 2])  # tiny variance: the formulas differ
+
+
+def test_darknet_batchnorm_training_uses_unbiased_batch_stats() -> None:
+    bn = DarknetBatchNorm2d(3, momentum=0.01).train()
+    x = torch.randn(4, 3, 5, 5) * 3 + 1
+    y = bn(x)
+    xn = x.double().numpy()
+    m = xn.mean(axis=(0, 2, 3))
+    v = xn.var(axis=(0, 2, 3), ddof=1)  # darknet's variance_cpu divides by B*H*W - 1
+    ref = (xn - m[:, None, None]) / (np.sqrt(v)[:, None, None] + 1e-6)
+    np.testing.assert_allclose(y.detach().numpy(), ref, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(bn.running_mean.numpy(), 0.01 * m, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(bn.running_var.numpy(), 0.99 + 0.01 * v, rtol=1e-5)
+    assert int(bn.num_batches_tracked) == 1
+
+
+def test_bn_style_threading() -> None:
+    def bns(m: nn.Module) -> list[nn.Module]:
+        return [x for x in m.modules() if isinstance(x, nn.BatchNorm2d)]
+
+    dark = YOLOv2(Darknet19(width=0.125, bn_style="darknet"), num_classes=3, anchors=[[1, 1]])
+    plain = YOLOv2(Darknet19(width=0.125), num_classes=3, anchors=[[1, 1]])
+    assert bns(dark) and all(isinstance(b, DarknetBatchNorm2d) for b in bns(dark))
+    assert not any(isinstance(b, DarknetBatchNorm2d) for b in bns(plain))
+    assert len(bns(dark)) == len(bns(plain)) == 18 + 2 + 1 + 1
+    assert dark.state_dict().keys() == plain.state_dict().keys()
+    plain.load_state_dict(dark.state_dict())
+    with pytest.raises(ValueError, match="bn_style"):
+        Darknet19(width=0.125, bn_style="caffe")  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------------------------- .weights I/O
+def expected_file(model: nn.Module, header: bytes) -> bytes:
+    """The .weights bytes written independently: per conv biases, [scales, mean, var], weights, float32 LE."""
+    parts = [header]
+    for ts in conv_tensors(model):
+        parts += [t.numpy().astype("<f4").tobytes() for t in ts]
+    return b"".join(parts)
+
+
+def test_weights_round_trip_bit_exact(tiny_cfg: Path, tmp_path: Path) -> None:
+    src = randomize(DarknetNet(parse_cfg(tiny_cfg)), seed=1)
+    a, b = tmp_path / "a.weights", tmp_path / "b.weights"
+    seen = 2**40 + 7  # needs the int64 field of version 0.2
+    save_weights(src, a, seen=seen)
+    header = np.array([0, 2, 0], "<i4").tobytes() + np.array([seen], "<i8").tobytes()
+    assert a.read_bytes() == expected_file(src, header)
+    assert len(a.read_bytes()) == 20 + 4 * sum(TINY_SIZES)
+    dst = DarknetNet(parse_cfg(tiny_cfg))
+    info = load_weights(dst, a)
+    assert (info.major, info.minor, info.revision, info.seen) == (0, 2, 0, seen)
+    assert (info.layers_loaded, info.layers_total) == (3, 3)
+    for ts, us in zip(conv_tensors(src), conv_tensors(dst), strict=True):
+        assert all(torch.equal(t, u) for t, u in zip(ts, us, strict=True))
+    save_weights(dst, b, seen=info.seen)
+    assert a.read_bytes() == b.read_bytes()
+
+
+@pytest.mark.parametrize(("major", "minor", "seen_dtype"), [(0, 1, "<i4"), (0, 2, "<i8"), (1, 0, "<i8"), (0, 0, "<i4")])
+def test_header_versions(tiny_cfg: Path, tmp_path: Path, major: int, minor: int, seen_dtype: str) -> None:
+    src = randomize(DarknetNet(parse_cfg(tiny_cfg)), seed=2)
+    header = np.array([major, minor, 3], "<i4").tobytes() + np.array([12345], seen_dtype).tobytes()
+    path = tmp_path / "v.weights"
+    path.write_bytes(expected_file(src, header))  # written by hand, not by save_weights
+    dst = DarknetNet(parse_cfg(tiny_cfg))
+    info = load_weights(dst, path)
+    assert (info.major, info.minor, info.revision, info.seen) == (major, minor, 3, 12345)
+    for ts, us in zip(conv_tensors(src), conv_tensors(dst), strict=True):
+        assert all(torch.equal(t, u) for t, u in zip(ts, us, strict=True))
+    out = tmp_path / "w.weights"
+    save_weights(dst, out, seen=12345, major=major, minor=minor, revision=3)
+    assert out.read_bytes() == path.read_bytes()
+
+
+def test_partial_file_fills_first_layers(tiny_cfg: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    src = randomize(DarknetNet(parse_cfg(tiny_cfg)), seed=3)
+    path = tmp_path / "tiny.conv.2"
+    save_weights(src, path, cutoff=2)
+    assert path.stat().st_size == 20 + 4 * sum(TINY_SIZES[:2])
+    dst = DarknetNet(parse_cfg(tiny_cfg))
+    with torch.no_grad():
+        for t in dst.state_dict().values():
+            if t.is_floating_point():
+                t.fill_(7.0)
+    with caplog.at_level(logging.INFO, logger="yolo9000"):
+        info = load_weights(dst, path)
+    assert (info.layers_loaded, info.layers_total) == (2, 3)
+    assert "filled 2 of 3 conv layers" in caplog.text
+    got, want = conv_tensors(dst), conv_tensors(src)
+    for i in range(2):
+        assert all(torch.equal(t, u) for t, u in zip(got[i], want[i], strict=True))
+    assert all(bool((t == 7.0).all()) for t in got[2])
+
+
+def test_backbone_conv23_file_fills_a_detector_backbone(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """darknet's ``darknet19_448.conv.23`` (the first 23 layers = 18 convs) initialises yolov2-voc's backbone."""
+    cls_cfg = scaled_cfg(tmp_path, "darknet19_448.cfg", 0.125, 7)
+    classifier = randomize(build_darknet(cls_cfg), seed=12)
+    part = tmp_path / "darknet19_448.conv.23"
+    save_weights(classifier, part, cutoff=18)
+    det = build_darknet(scaled_cfg(tmp_path, "yolov2-voc.cfg", 0.125, 3))
+    before = conv_tensors(det)
+    with caplog.at_level(logging.INFO, logger="yolo9000"):
+        info = load_weights(det, part)
+    assert (info.layers_loaded, info.layers_total) == (18, 23) and "filled 18 of 23" in caplog.text
+    want = conv_tensors(classifier)
+    for i, ts in enumerate(conv_tensors(det)):
+        ref = want[i] if i < 18 else before[i]
+        assert all(torch.equal(t, u) for t, u in zip(ts, ref, strict=True))
+
+
+def test_size_mismatch_errors_state_expected_and_found(tiny_cfg: Path, tmp_path: Path) -> None:
+    src = randomize(DarknetNet(parse_cfg(tiny_cfg)), seed=4)
+    full = tmp_path / "full.weights"
+    save_weights(src, full)
+    data = full.read_bytes()
+    total = sum(TINY_SIZES)
+    cut = tmp_path / "cut.weights"
+    cut.write_bytes(data[: -4 * 5])  # 5 floats short: inside the last layer
+    msg = rf"inside conv layer 2 .*expected {TINY_SIZES[2]} floats.*found {TINY_SIZES[2] - 5}"
+    with pytest.raises(ValueError, match=msg):
+        load_weights(DarknetNet(parse_cfg(tiny_cfg)), cut)
+    extra = tmp_path / "extra.weights"
+    extra.write_bytes(data + np.zeros(3, "<f4").tobytes())
+    with pytest.raises(ValueError, match=rf"expect {total} floats after the header, found {total + 3}"):
+        load_weights(DarknetNet(parse_cfg(tiny_cfg)), extra)
+    odd = tmp_path / "odd.weights"
+    odd.write_bytes(data + b"\x00\x01")
+    with pytest.raises(ValueError, match="not a whole number of float32"):
+        load_weights(DarknetNet(parse_cfg(tiny_cfg)), odd)
+    short = tmp_path / "short.weights"
+    short.write_bytes(data[:8])
+    with pytest.raises(ValueError, match="too short"):
+        load_weights(DarknetNet(parse_cfg(tiny_cfg)), short)
+
+
+# ------------------------------------------------------------------------------------------ forward passes
+def np_conv(x: np.ndarray, w: np.ndarray, pad: int) -> np.ndarray:
+    """Reference stride-1 convolution, (B, C, H, W) x (O, C, k, k) -> (B, O, H', W')."""
+    k = w.shape[-1]
+    xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    h, wd = xp.shape[2] - k + 1, xp.shape[3] - k + 1
+    out = np.zeros((x.shape[0], w.shape[0], h, wd))
+    for i in range(k):
+        for j in range(k):
+            out += np.einsum("oc,bchw->bohw", w[:, :, i, j], xp[:, :, i : i + h, j : j + wd])
+    return out
+
+
+def test_darknet_net_matches_numpy_reference(tiny_cfg: Path) -> None:
+    net = randomize(DarknetNet(parse_cfg(tiny_cfg)), seed=5).eval()
+    x = torch.rand(2, 3, 16, 16)
+    out = net(x)
+    assert out.shape == (2, 10)  # logits: the [softmax] is left out of forward
+    layers = [[t.double().numpy() for t in ts] for ts in conv_tensors(net)]
+    (b1, s1, m1, v1, w1), (b2, s2, m2, v2, w2), (b3, w3) = layers
+
+    def bn_leaky(y: np.ndarray, s: np.ndarray, b: np.ndarray, m: np.ndarray, v: np.ndarray) -> np.ndarray:
+        y = (y - m[:, None, None]) / (np.sqrt(v)[:, None, None] + 1e-6) * s[:, None, None] + b[:, None, None]
+        return np.where(y > 0, y, 0.1 * y)
+
+    y = bn_leaky(np_conv(x.double().numpy(), w1, 1), s1, b1, m1, v1)
+    y = y.reshape(2, 8, 8, 2, 8, 2).max(axis=(3, 5))
+    y = bn_leaky(np_conv(y, w2, 1), s2, b2, m2, v2)
+    y = np_conv(y, w3, 0) + b3[:, None, None]
+    np.testing.assert_allclose(out.detach().numpy(), y.mean(axis=(2, 3)), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(("size", "stride", "hw"), [(2, 1, 5), (2, 2, 5), (2, 2, 6), (3, 2, 7), (3, 1, 4)])
+def test_maxpool_matches_darknet_loop(tmp_path: Path, size: int, stride: int, hw: int) -> None:
+    p = tmp_path / "pool.cfg"
+    p.write_text(f"[net]\nchannels=2\n[maxpool]\nsize={size}\nstride={stride}\n")
+    x = torch.randn(1, 2, hw, hw)
+    out = DarknetNet(parse_cfg(p))(x).numpy()
+    pad = size - 1  # darknet's default padding; windows start at -pad/2 (C division)
+    n = (hw + pad - size) // stride + 1
+    ref = np.full((1, 2, n, n), -np.inf, dtype=np.float32)
+    xn = x.numpy()
+    for i in range(n):
+        for j in range(n):
+            for di in range(size):
+                for dj in range(size):
+                    r, c = i * stride - pad // 2 + di, j * stride - pad // 2 + dj
+                    if 0 <= r < hw and 0 <= c < hw:
+                        ref[:, :, i, j] = np.maximum(ref[:, :, i, j], xn[:, :, r, c])
+    np.testing.assert_array_equal(out, ref)
+
+
+def test_cfg_reorg_matches_darknet_fixture(tmp_path: Path) -> None:
+    fix = np.load(FIX / "reorg_in1x8x4x4_stride2.npy")
+    p = tmp_path / "reorg.cfg"
+    p.write_text("[net]\nchannels=8\nheight=4\nwidth=4\n\n[reorg]\nstride=2\n")
+    x = torch.arange(1 * 8 * 4 * 4, dtype=torch.float32).view(1, 8, 4, 4)
+    assert np.array_equal(DarknetNet(parse_cfg(p))(x).numpy(), fix.astype(np.float32))
+
+
+@pytest.mark.parametrize(
+    ("name", "cls", "out_shape"),
+    [
+        ("yolov2-voc.cfg", YOLOv2, (2, 5 * 8, 2, 2)),
+        ("yolo9000.cfg", YOLOv2, (2, 3 * 8, 2, 2)),
+        ("darknet19.cfg", Darknet19Classifier, (2, 3)),
+    ],
+)
+def test_native_equals_generic(tmp_path: Path, name: str, cls: type, out_shape: tuple[int, ...]) -> None:
+    cfg = scaled_cfg(tmp_path, name, 0.125, 3)
+    generic = randomize(build_darknet(cfg, native=False), seed=6)
+    weights = tmp_path / "w.weights"
+    save_weights(generic, weights, seen=100)
+    native = load_darknet(cfg, weights)
+    assert type(native) is cls and cls is not DarknetNet
+    generic.eval()
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        out = native(x)
+        assert out.shape == out_shape
+        assert torch.equal(out, generic(x))
+    native.train(), generic.train()  # batch statistics, darknet's formula in both
+    assert torch.equal(native(x), generic(x))
+    for ts, us in zip(conv_tensors(native), conv_tensors(generic), strict=True):  # same running-stat updates
+        assert all(torch.equal(t, u) for t, u in zip(ts, us, strict=True))
+
+
+def test_route_order_matters(tmp_path: Path) -> None:
+    """The cfg path reproduces the native passthrough (reorg first); swapping the route is another network."""
+    good = scaled_cfg(tmp_path, "yolov2-voc.cfg", 0.125, 3)
+    swapped = scaled_cfg(tmp_path, "yolov2-voc.cfg", 0.125, 3, route="layers=-4,-1")
+    assert match_native(good) is not None and match_native(swapped) is None
+    native = randomize(build_darknet(good), seed=7).eval()
+    weights = tmp_path / "w.weights"
+    save_weights(native, weights)
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(load_darknet(good, weights, native=False)(x), native(x))
+        assert not torch.allclose(load_darknet(swapped, weights)(x), native(x))
+
+
+# ------------------------------------------------------------------------------------------------- convert.py
+def convert_main() -> object:
+    spec = importlib.util.spec_from_file_location("convert_script", ROOT / "src" / "convert.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.main
+
+
+def test_convert_round_trip_detector(tmp_path: Path) -> None:
+    cfg = scaled_cfg(tmp_path, "yolov2-voc.cfg", 0.125, 3)
+    names = tmp_path / "names.txt"
+    names.write_text("RBC\nWBC\nPlatelets\n")
+    weights = tmp_path / "in.weights"
+    save_weights(randomize(build_darknet(cfg), seed=8), weights, seen=64000)
+    main = convert_main()
+    ckpt = tmp_path / "net.ckpt"
+    main(["--cfg", str(cfg), "--weights", str(weights), "--names", str(names), "--out", str(ckpt)])  # type: ignore[operator]
+    module = load_module(ckpt)
+    assert module.class_names == ["RBC", "WBC", "Platelets"] and int(module.seen) == 64000
+    mc = module.model_config
+    assert mc["net"]["backbone"]["bn_style"] == "darknet"
+    assert mc["net"]["anchors"][0] == pytest.approx([1.3221, 1.73145])
+    assert mc["eval_size"] == 416 and mc["loss"]["thresh"] == pytest.approx(0.6) and mc["steps"] == [40000, 60000]
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(module(x), load_darknet(cfg, weights)(x))
+    back = tmp_path / "back.weights"
+    main(["--to-darknet", "--ckpt", str(ckpt), "--out", str(back)])  # type: ignore[operator]
+    assert back.read_bytes() == weights.read_bytes()
+    assert back.with_suffix(".cfg").read_bytes() == cfg.read_bytes()
+
+
+def test_convert_generic_and_classifier_round_trip(tmp_path: Path) -> None:
+    tiny = scaled_cfg(tmp_path, "yolov2-tiny-voc.cfg", 0.125, 2)
+    weights = tmp_path / "tiny.weights"
+    save_weights(randomize(build_darknet(tiny), seed=9), weights, seen=5, major=0, minor=1)
+    ckpt = tmp_path / "tiny.ckpt"
+    torch.save(darknet_to_checkpoint(tiny, weights), ckpt)
+    module = load_module(ckpt)
+    assert isinstance(module.model, DarknetNet) and module.model.num_classes == 2
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(module(x), load_darknet(tiny, weights)(x))
+    checkpoint_to_darknet(ckpt, tmp_path / "tiny2.weights", tmp_path / "tiny2.cfg")
+    assert (tmp_path / "tiny2.weights").read_bytes() == weights.read_bytes()
+    assert (tmp_path / "tiny2.cfg").read_bytes() == tiny.read_bytes()
+
+    cls_cfg = scaled_cfg(tmp_path, "darknet19.cfg", 0.125, 5)
+    cls_w = tmp_path / "cls.weights"
+    save_weights(randomize(build_darknet(cls_cfg), seed=10), cls_w, seen=9)
+    cls_ckpt = tmp_path / "cls.ckpt"
+    torch.save(darknet_to_checkpoint(cls_cfg, cls_w), cls_ckpt)
+    checkpoint_to_darknet(cls_ckpt, tmp_path / "cls2.weights")
+    assert (tmp_path / "cls2.weights").read_bytes() == cls_w.read_bytes()
+    from yolo9000.modules.detector import load_backbone
+
+    backbone = Darknet19(width=0.125, bn_style="darknet")
+    load_backbone(backbone, str(cls_ckpt))  # the classifier checkpoint initialises a detector's backbone
+    ref = load_darknet(cls_cfg, cls_w)
+    own, want = backbone.state_dict(), ref.backbone.state_dict()
+    assert own.keys() == want.keys() and all(torch.equal(own[k], want[k]) for k in own)
+
+
+def test_convert_wordtree_detector(tmp_path: Path) -> None:
+    tree = FIX / "small.tree"
+    cfg = scaled_cfg(tmp_path, "yolo9000.cfg", 0.125, 11)
+    cfg.write_text(cfg.read_text().replace("tree=data/9k.tree", f"tree={tree}"))
+    ckpt = tmp_path / "9k.ckpt"
+    torch.save(darknet_to_checkpoint(cfg), ckpt)
+    module = load_module(ckpt)
+    assert (
+        isinstance(module.model, YOLOv2)
+        and isinstance(module.model.fuse, torch.nn.Identity)
+        and module.criterion.tree.n == 11
+    )
+    assert module.criterion.tree.num_groups > 1
+
+
+def test_trained_checkpoint_to_darknet_generates_cfg(tmp_path: Path) -> None:
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.load(ROOT / "conf" / "model" / "yolov2.yaml")
+    cfg.net.backbone.width = 0.125
+    cfg.net.backbone.bn_style = "darknet"
+    cfg.net.num_classes = 3
+    cfg.class_names = ["a", "b", "c"]
+    module = instantiate_module(OmegaConf.create({"model": cfg}))
+    randomize(module.model, seed=11)
+    module.seen.fill_(321)
+    ckpt = tmp_path / "trained.ckpt"
+    torch.save({"state_dict": module.state_dict(), "yolo9000_model_config": module.model_config}, ckpt)
+    info = checkpoint_to_darknet(ckpt, tmp_path / "t.weights", tmp_path / "t.cfg")
+    assert info.seen == 321
+    spec = match_native(tmp_path / "t.cfg")
+    assert spec is not None and spec.passthrough and spec.width == 0.125
+    net = load_darknet(tmp_path / "t.cfg", tmp_path / "t.weights")
+    module.eval()
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(net(x), module(x))
+        assert torch.equal(load_darknet(tmp_path / "t.cfg", tmp_path / "t.weights", native=False)(x), module(x))

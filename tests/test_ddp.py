@@ -1,0 +1,140 @@
+"""DDP (trainer=ddp_sim: 2 CPU processes, gloo) under Hydra: both ranks train on the same input size at every
+step, on disjoint images, and the checkpoint resumes. The first run is a `-m` job, so Lightning's relaunch of
+rank 1 must re-run that job (yolo9000.multirun), not the sweep.
+
+A test-only callback (tests/ddp_probe.py, passed with +callbacks.ddp_probe) writes what each rank trains on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from yolo9000.data.multiscale import size_for_batch
+
+ROOT = Path(__file__).resolve().parents[1]
+SEED = 1
+TINY = [
+    "trainer=ddp_sim",
+    "logger=csv",
+    f"seed={SEED}",
+    "data.max_images=16",  # 16 training images: 4 steps of 2 x 2 images per epoch
+    "data.batch_size=2",
+    "data.num_workers=0",
+    "data.img_size=64",
+    "data.multiscale.min_size=64",
+    "data.multiscale.max_size=96",
+    "data.multiscale.period=1",  # a new size every batch
+    "model.net.backbone.width=0.125",
+    "trainer.check_val_every_n_epoch=1",
+    "callbacks.prediction_images.num_images=1",
+    "+callbacks.ddp_probe._target_=ddp_probe.InputSizeProbe",
+]
+
+
+def train(*args: str) -> None:
+    env = {
+        **os.environ,
+        "WANDB_MODE": "offline",
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT / "tests")]),
+    }
+    env.pop("LOCAL_RANK", None)
+    cmd = [sys.executable, str(ROOT / "src" / "train.py"), *args]
+    res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, f"train.py failed:\n{res.stdout[-3000:]}\n{res.stderr[-6000:]}"
+
+
+def read_probe(folder: Path) -> tuple[list[dict], list[dict]]:
+    ranks = [[json.loads(line) for line in (folder / f"rank{r}.jsonl").read_text().splitlines()] for r in (0, 1)]
+    return ranks[0], ranks[1]
+
+
+def check_lockstep(r0: list[dict], r1: list[dict]) -> list[int]:
+    """Same steps and sizes on both ranks, disjoint images; returns the steps."""
+    assert len(r0) == len(r1) > 0
+    for a, b in zip(r0, r1, strict=True):
+        assert (a["rank"], b["rank"], a["world_size"], b["world_size"]) == (0, 1, 2, 2)
+        assert a["step"] == b["step"] and a["size"] == b["size"], (a, b)
+        assert a["size"][0] == a["size"][1] == size_for_batch(SEED, a["step"], [64, 96], 1)
+        assert not set(a["ids"]) & set(b["ids"]), "ranks trained on the same image in one step"
+    return [a["step"] for a in r0]
+
+
+def test_ddp_sim_same_sizes_on_both_ranks_and_resumes(tmp_path: Path) -> None:
+    sweep, probe1, probe2 = tmp_path / "sweep", tmp_path / "probe1", tmp_path / "probe2"
+    train("-m", f"hydra.sweep.dir={sweep}", *TINY, "trainer.max_epochs=1", f"+callbacks.ddp_probe.out_dir={probe1}")
+    job = sweep / "0"
+    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0"], "rank 1 started a sweep of its own"
+    r0, r1 = read_probe(probe1)
+    assert check_lockstep(r0, r1) == [0, 1, 2, 3]
+    ids = {i for rec in r0 + r1 for i in rec["ids"]}
+    assert len(ids) == 16  # the DistributedSampler shards cover the 16 training images once
+    metrics = json.loads((job / "metrics.json").read_text())  # written by rank 0 after the DDP test
+    assert 0.0 <= metrics["map_50"] <= 1.0 and metrics["seen"] == 16
+    assert "| `default` | 1 |" in (sweep / "summary.md").read_text()
+
+    ckpt = torch.load(job / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert (ckpt["epoch"], ckpt["global_step"], int(ckpt["state_dict"]["seen"])) == (0, 4, 16)
+
+    resumed_dir = tmp_path / "resumed"
+    train(
+        f"hydra.run.dir={resumed_dir}",
+        *TINY,
+        "trainer.max_epochs=2",
+        "test=false",
+        f"ckpt_path={job / 'checkpoints' / 'last.ckpt'}",
+        f"+callbacks.ddp_probe.out_dir={probe2}",
+    )
+    r0, r1 = read_probe(probe2)
+    assert check_lockstep(r0, r1) == [4, 5, 6, 7]  # continues the global batch count (and size schedule)
+    sizes = {rec["size"][0] for rec in read_probe(probe1)[0] + r0}
+    assert sizes == {64, 96}
+    resumed = torch.load(resumed_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert (resumed["epoch"], resumed["global_step"], int(resumed["state_dict"]["seen"])) == (1, 8, 32)
+    assert resumed["optimizer_states"][0]["state"], "optimizer state not carried over"
+
+
+@pytest.mark.parametrize("mode", ["run", "multirun"])
+def test_relaunch_argv(mode: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under -m the DDP relaunch command is the job's own overrides and its folder; a single run is untouched."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    from omegaconf import open_dict
+
+    from yolo9000.multirun import end_distributed, prepare_ddp_relaunch, register_resolvers
+
+    register_resolvers()
+    for k in ("LOCAL_RANK", "WORLD_SIZE", "NODE_RANK"):
+        monkeypatch.delenv(k, raising=False)
+    argv = ["src/train.py", "-m", "model.net.passthrough=true,false", "trainer=ddp_sim"]
+    monkeypatch.setattr(sys, "argv", list(argv))
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=["model.net.passthrough=false", "trainer=ddp_sim"], return_hydra_config=True)
+        with open_dict(cfg):
+            cfg.hydra.mode = RunMode.MULTIRUN if mode == "multirun" else RunMode.RUN
+            cfg.hydra.runtime.output_dir = str(tmp_path / "3")
+        monkeypatch.setattr(HydraConfig.instance(), "cfg", None)  # restored after the test
+        HydraConfig.instance().set_config(cfg)
+        prepare_ddp_relaunch()
+        if mode == "run":
+            assert sys.argv == argv
+        else:
+            assert sys.argv[0] == "src/train.py" and "-m" not in sys.argv
+            assert sys.argv[1] == f"--config-path={ROOT / 'conf'}" and sys.argv[2] == "--config-name=train"
+            assert sys.argv[3:] == ["model.net.passthrough=false", "trainer=ddp_sim"]
+            assert HydraConfig.get().run.dir == str(tmp_path / "3")
+            # what Lightning's launcher leaves in the sweep process; the next job must launch its own ranks again
+            monkeypatch.setenv("MASTER_PORT", "12910")  # set before the job: kept
+            prepare_ddp_relaunch()
+            for k, v in {"LOCAL_RANK": "0", "WORLD_SIZE": "2", "NODE_RANK": "0", "MASTER_PORT": "555"}.items():
+                monkeypatch.setenv(k, v)
+            end_distributed()
+            assert not {"LOCAL_RANK", "WORLD_SIZE", "NODE_RANK"} & set(os.environ)
+            assert os.environ["MASTER_PORT"] == "12910"

@@ -1,0 +1,245 @@
+"""Sweeps: a real tiny `-m` sweep (summary, W&B grouping), report.py on failed jobs, seed grouping, the configs."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from yolo9000.report import group_jobs, load_sweep, mean_std, write_summary
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = [
+    "data.max_images=8",
+    "data.batch_size=4",
+    "data.num_workers=0",
+    "data.img_size=64",
+    "data.multiscale.min_size=64",
+    "data.multiscale.max_size=96",
+    "model.net.backbone.width=0.125",
+    "trainer.max_epochs=1",
+    "trainer.check_val_every_n_epoch=1",
+    "callbacks.prediction_images.num_images=1",
+]
+
+
+def run(*args: str, script: str = "train.py") -> subprocess.CompletedProcess:
+    env = {**os.environ, "WANDB_MODE": "offline", "PYTHONPATH": str(ROOT / "src")}
+    cmd = [sys.executable, str(ROOT / "src" / script), *args]
+    res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, f"{script} failed:\n{res.stdout[-3000:]}\n{res.stderr[-5000:]}"
+    return res
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two configurations (passthrough on / off), W&B offline: the Hydra callback writes the summary."""
+    out = tmp_path_factory.mktemp("sweep") / "2026-01-02_03-04-05"
+    run("-m", f"hydra.sweep.dir={out}", "experiment=ablation_passthrough", *TINY, "logger=many")
+    return out
+
+
+def test_multirun_writes_summary(sweep: Path) -> None:
+    rows = read_csv(sweep / "summary.csv")
+    assert [r["configuration"] for r in rows] == ["model.net.passthrough=True", "model.net.passthrough=False"]
+    for r in rows:
+        job = json.loads((sweep / ("0" if r["configuration"].endswith("True") else "1") / "metrics.json").read_text())
+        assert float(r["map_50_pct_mean"]) == pytest.approx(100 * job["map_50"])
+        assert float(r["params_M_mean"]) == pytest.approx(job["params"] / 1e6)
+        assert r["seeds"] == "1" and r["status"] == "ok" and r["map_50_pct_std"] == ""
+    # the experiment's paper block: Table 2, passthrough 74.4 -> 75.4
+    assert [float(r["paper_value"]) for r in rows] == [75.4, 74.4]
+    assert float(rows[0]["params_M_mean"]) > float(rows[1]["params_M_mean"])  # the passthrough conv + wider fuse
+    md = (sweep / "summary.md").read_text()
+    assert "| `model.net.passthrough=True` | 1 |" in md and "75.4 (+ passthrough)" in md
+    assert "`data.max_images=8`" in md  # common overrides listed once, not in the labels
+    assert (sweep / "summary.png").stat().st_size > 10_000
+
+
+def test_multirun_wandb_one_run_per_job_grouped_and_tagged(sweep: Path) -> None:
+    groups = set()
+    for job, value in (("0", "True"), ("1", "False")):
+        wb = yaml.safe_load((sweep / job / "config.yaml").read_text())["logger"]["wandb"]
+        groups.add(wb["group"])
+        assert {"ablation", "passthrough", f"model.net.passthrough={value}", "experiment=ablation_passthrough"} <= set(
+            wb["tags"]
+        )
+        assert len(list((sweep / job / "wandb").glob("offline-run-*"))) == 1
+    assert groups == {"ablation_passthrough_2026-01-02_03-04-05"}  # experiment + sweep timestamp
+
+
+def test_report_cli_marks_failed_job_and_keeps_the_rest(sweep: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "sweep"
+    shutil.copytree(sweep, copy, ignore=shutil.ignore_patterns("wandb", "checkpoints", "predictions"))
+    for f in ("summary.md", "summary.csv", "summary.png"):
+        (copy / f).unlink()
+    bad = copy / "2"
+    (bad / ".hydra").mkdir(parents=True)
+    overrides = yaml.safe_load((copy / "0" / ".hydra" / "overrides.yaml").read_text())
+    overrides = [o for o in overrides if not o.startswith("model.net.passthrough=")] + ["model.net.head=fc"]
+    (bad / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    shutil.copy(copy / "0" / ".hydra" / "config.yaml", bad / ".hydra" / "config.yaml")
+    err = "ValueError: model.net.head=fc needs a fixed input size: set data.multiscale.enabled=false"
+    (bad / "failed.json").write_text(json.dumps({"error": err, "traceback": "Traceback ..."}))
+
+    res = run(str(copy), script="report.py")
+    rows = read_csv(copy / "summary.csv")
+    assert [r["configuration"] for r in rows] == [
+        "model.net.passthrough=True",
+        "model.net.passthrough=False",
+        "model.net.head=fc",
+    ]
+    assert [r["status"] for r in rows[:2]] == ["ok", "ok"] and rows[0]["map_50_pct_mean"] != ""
+    assert rows[2]["status"] == f"failed: {err}" and rows[2]["map_50_pct_mean"] == ""
+    assert rows[2]["n_failed"] == "1" and rows[2]["n_ok"] == "0"
+    assert f"failed: {err}" in (copy / "summary.md").read_text() and "failed: ValueError" in res.stdout
+    assert (copy / "summary.png").is_file()
+
+
+def fake_job(sweep: Path, num: int, overrides: list[str], metrics: dict | None, paper: dict | None = None) -> None:
+    job = sweep / str(num)
+    (job / ".hydra").mkdir(parents=True)
+    (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    config = {"seed": 1, "experiment_name": "fake", "model": {"net": {"anchors": "kmeans"}}}
+    if paper:
+        config["paper"] = paper
+    (job / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
+    if metrics is not None:
+        (job / "metrics.json").write_text(json.dumps(metrics))
+
+
+def test_seeds_grouped_mean_std(tmp_path: Path) -> None:
+    paper = {
+        "source": "Table 9",
+        "metric": "map_50",
+        "rows": [
+            {"when": ["model.net.passthrough=false"], "value": 74.4, "note": "off"},
+            {"when": ["model.net.anchors=kmeans", "model.net.passthrough=true"], "value": 75.4},
+        ],
+    }
+    m = lambda v, p=1e6: {"map_50": v, "map": v / 2, "params": p, "per_class": {"A": {"ap50": v}}}  # noqa: E731
+    common = ["data.max_images=8"]
+    fake_job(tmp_path, 0, ["model.net.passthrough=true", "seed=1", *common], m(0.5), paper)
+    fake_job(tmp_path, 1, ["model.net.passthrough=true", "seed=2", *common], m(0.6), paper)
+    fake_job(tmp_path, 2, ["model.net.passthrough=true", "seed=3", *common], m(0.7), paper)
+    fake_job(tmp_path, 3, ["model.net.passthrough=false", "seed=1", *common], m(0.4, 2e6), paper)
+    fake_job(tmp_path, 4, ["model.net.passthrough=false", "seed=2", *common], None, paper)  # still running
+
+    rows, shared = group_jobs(load_sweep(tmp_path))
+    assert shared == common
+    on, off = rows
+    assert on.label == "model.net.passthrough=true" and on.seeds == [1, 2, 3]
+    mean, std, n = on.stats["map_50"]
+    assert (mean, std, n) == (pytest.approx(0.6), pytest.approx(0.1), 3)  # sample std of .5 .6 .7
+    assert on.class_stats["A"][0] == pytest.approx(0.6)
+    assert (on.paper, off.paper, off.paper_note) == (75.4, 74.4, "off")  # "kmeans" from the composed config
+    assert off.seeds == [1, 2] and off.stats["map_50"][2] == 1 and off.status.startswith("partial: seed 2")
+
+    out = write_summary(tmp_path, plot=False)
+    md = out["md"].read_text()
+    assert "| `model.net.passthrough=true` | 1, 2, 3 | 60.0 ± 10.0 | 30.0 ± 5.0 |" in md
+    assert "| `model.net.passthrough=false` | 1, 2 | 40.0 | 20.0 |" in md
+    rows_csv = read_csv(out["csv"])
+    assert float(rows_csv[0]["map_50_pct_std"]) == pytest.approx(10.0)
+    assert float(rows_csv[0]["ap50_A_pct_mean"]) == pytest.approx(60.0)
+    assert rows_csv[1]["seeds"] == "1 2" and rows_csv[1]["n_ok"] == "1"
+
+
+def test_mean_std_ignores_missing_values() -> None:
+    assert mean_std([1.0, float("nan"), 3.0]) == (2.0, pytest.approx(2**0.5), 2)
+    assert mean_std([])[2] == 0
+
+
+@pytest.mark.parametrize(
+    "experiment,n_jobs",
+    [
+        ("ablation_bn", 2),
+        ("ablation_anchors", 6),
+        ("ablation_location", 2),
+        ("ablation_passthrough", 2),
+        ("ablation_multiscale", 2),
+        ("ablation_head", 2),
+        ("ablation_hires_classifier", 2),
+        ("path_to_yolov2", 8),
+    ],
+)
+def test_experiment_sweeps_compose(experiment: str, n_jobs: int) -> None:
+    """Every experiment's sweep expands to its configurations and each job's config composes (no training)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from yolo9000.multirun import register_resolvers
+
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=[f"experiment={experiment}"], return_hydra_config=True)
+        params = cfg.hydra.sweeper.params
+        parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items()])
+        values = [[f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()] for o in parsed]
+        assert len(values) == 1 and len(values[0]) == n_jobs
+        for override in values[0]:
+            extra = ["+ckpt_224=a.ckpt", "+ckpt_448=b.ckpt"] if experiment == "ablation_hires_classifier" else []
+            job = compose("train", overrides=[f"experiment={experiment}", override, *extra])
+            assert job.experiment_name == experiment
+            net = job.model.net
+            if net.head == "fc":
+                assert not job.data.multiscale.enabled and net.fc_grid is None  # runner: img_size / 32
+            assert job.paper.rows, "the summary's paper column"
+
+
+def test_handpicked_anchors_are_faster_rcnn_scales_and_ratios() -> None:
+    from yolo9000.runner import handpicked_anchors
+
+    a = handpicked_anchors(8)  # grid 8 = 256 / 32
+    assert len(a) == 9
+    s = 128 / 600 * 8  # smallest side in cells: 1.70667
+    assert a[0] == pytest.approx([s * 2**0.5, s / 2**0.5], abs=1e-4)  # h:w = 1:2
+    assert a[1] == pytest.approx([s, s], abs=1e-4)
+    assert a[8] == pytest.approx([4 * s / 2**0.5, 4 * s * 2**0.5], abs=1e-4)  # 512 px, h:w = 2:1
+    areas = [w * h for w, h in a]
+    assert areas[0:3] == pytest.approx([s * s] * 3, rel=1e-4) and areas[6:9] == pytest.approx(
+        [16 * s * s] * 3, rel=1e-4
+    )
+
+
+def test_resolve_anchors_metric_and_avg_iou() -> None:
+    import numpy as np
+    from omegaconf import OmegaConf
+
+    from yolo9000.anchors import avg_iou
+    from yolo9000.runner import resolve_anchors
+
+    rng = np.random.default_rng(0)
+    wh = np.concatenate([rng.uniform(0.02, 0.1, (60, 2)), rng.uniform(0.3, 0.9, (20, 2))])
+
+    class Data:
+        def box_sizes(self, split: str) -> np.ndarray:
+            return wh
+
+    got = {}
+    for metric in ("iou", "sse"):
+        cfg = OmegaConf.create(
+            {"seed": 1, "data": {"img_size": 256}, "model": {"net": {"anchors": "kmeans", "num_anchors": 2}}}
+        )
+        cfg.model.net.anchors_metric = metric
+        resolve_anchors(cfg, Data())
+        anchors = np.asarray(OmegaConf.to_container(cfg.model.net.anchors)) / 8
+        assert cfg.anchors_avg_iou == pytest.approx(avg_iou(wh, anchors), abs=1e-5)
+        got[metric] = cfg.anchors_avg_iou
+    assert got["iou"] >= got["sse"]  # the paper's point: 1 - IoU clusters fit shapes better than SSE
+    cfg = OmegaConf.create({"seed": 1, "data": {"img_size": 256}, "model": {"net": {"anchors": [[1.0, 2.0]]}}})
+    resolve_anchors(cfg, Data())
+    assert cfg.model.net.anchors == [[1.0, 2.0]]  # a list is kept as written
+    assert cfg.anchors_avg_iou == pytest.approx(avg_iou(wh, np.array([[1 / 8, 2 / 8]])), abs=1e-5)

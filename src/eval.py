@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 
 from yolo9000.callbacks.predictions import PredictionImages
 from yolo9000.metrics import DetectionEvaluator
+from yolo9000.modules.detector import DetectorModule
 from yolo9000.runner import instantiate_list, load_module, setup_environment, write_metrics
 
 log = logging.getLogger("yolo9000.eval")
@@ -25,6 +26,11 @@ def main(cfg: DictConfig) -> float:
     pl.seed_everything(cfg.seed, workers=True)
     out_dir = Path(cfg.paths.output_dir)
     module = load_module(cfg.ckpt_path)
+    if not isinstance(module, DetectorModule):
+        raise ValueError(
+            f"{cfg.ckpt_path} holds a {type(module).__name__}; eval.py evaluates detectors. For a classifier run "
+            "`python src/train.py experiment=pretrain_darknet19 train=false ckpt_path=<ckpt>`"
+        )
     for key in ("conf_thresh", "nms_thresh"):
         if cfg.get(key) is not None:
             module.hparams[key] = float(cfg[key])

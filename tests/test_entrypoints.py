@@ -116,3 +116,21 @@ def test_anchors_cli(tmp_path: Path) -> None:
     assert rows[0] == "k,avg_iou_iou,avg_iou_sse" and len(rows) == 4
     assert (tmp_path / "kmeans_avg_iou.png").stat().st_size > 0
     assert "Average IoU" in res.stdout
+
+
+def test_export_cli(trained: Path, tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    out = tmp_path / "model.onnx"
+    cmd = [
+        sys.executable,
+        str(ROOT / "src" / "export.py"),
+        "--ckpt",
+        str(trained / "checkpoints" / "last.ckpt"),
+        "--out",
+        str(out),
+    ]
+    res = subprocess.run(
+        cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert out.stat().st_size > 0 and "max abs difference" in res.stderr

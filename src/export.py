@@ -1,0 +1,95 @@
+"""Export a trained network to ONNX and check it with onnxruntime:
+
+    python src/export.py --ckpt outputs/train/<ts>/checkpoints/last.ckpt --out yolov2.onnx [--size 416]
+
+The graph maps (B, 3, H, W) float images in [0, 1] to the raw head output (B, A * (5 + C), H / 32, W / 32)
+(detectors; decode with yolo9000.postprocess) or to (B, classes) logits (classifiers). Batch and input size are
+dynamic (multiples of 32) unless --static.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+log = logging.getLogger("yolo9000.export")
+
+
+def export_onnx(net: torch.nn.Module, out: Path, size: int = 416, opset: int = 18, dynamic: bool = True) -> Path:
+    """Write ``net`` as ONNX (input ``images`` (B, 3, H, W), output ``output``)."""
+    net = net.eval()
+    example = torch.rand(1, 3, size, size)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    dynamic_shapes = None
+    if dynamic:
+        batch, h, w = torch.export.Dim("batch", min=1, max=1024), torch.export.Dim.AUTO, torch.export.Dim.AUTO
+        dynamic_shapes = {"x": {0: batch, 2: h, 3: w}}
+    torch.onnx.export(
+        net,
+        (example,),
+        str(out),
+        input_names=["images"],
+        output_names=["output"],
+        opset_version=opset,
+        dynamo=True,
+        dynamic_shapes=dynamic_shapes,
+        external_data=False,
+    )
+    return out
+
+
+def check_onnx(net: torch.nn.Module, path: Path, sizes: tuple[int, ...] = (416,), batch: int = 2) -> float:
+    """Max |onnxruntime - PyTorch| over random inputs of the given sizes."""
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    worst = 0.0
+    g = torch.Generator().manual_seed(0)
+    for s in sizes:
+        x = torch.rand(batch, 3, s, s, generator=g)
+        with torch.no_grad():
+            ref = net.eval()(x).numpy()
+        got = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
+        if got.shape != ref.shape:
+            raise RuntimeError(f"ONNX output shape {got.shape} != PyTorch {ref.shape} at size {s}")
+        worst = max(worst, float(np.abs(got - ref).max()))
+    return worst
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--ckpt", required=True, help="a checkpoint written by train.py or convert.py")
+    p.add_argument("--out", required=True, help="output .onnx file")
+    p.add_argument("--size", type=int, default=None, help="example input size (default: the trained eval size)")
+    p.add_argument("--opset", type=int, default=18)
+    p.add_argument("--static", action="store_true", help="fixed batch 1 and input size")
+    p.add_argument("--no-check", action="store_true", help="skip the onnxruntime comparison")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+    from yolo9000.runner import load_module
+
+    module = load_module(args.ckpt)
+    size = int(args.size or (module.model_config or {}).get("eval_size", 416))
+    if size % 32:
+        p.error(f"--size must be a multiple of 32, got {size}")
+    out = export_onnx(module.model, Path(args.out), size, args.opset, dynamic=not args.static)
+    log.info("wrote %s", out)
+    if not args.no_check:
+        sizes = (size,) if args.static else (size, size + 64)
+        err = check_onnx(module.model, out, sizes, batch=1 if args.static else 2)
+        log.info("onnxruntime vs PyTorch: max abs difference %.3g over sizes %s", err, sizes)
+        if err > 1e-3:
+            log.error("ONNX output differs from PyTorch by %.3g", err)
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    sys.exit(main())

@@ -8,8 +8,8 @@ import torch
 from yolo9000.loss import RegionLoss
 from yolo9000.models.darknet19 import Darknet19
 from yolo9000.models.yolov2 import YOLOv2
-from yolo9000.modules.detector import DetectorModule, param_groups
-from yolo9000.modules.schedules import DarknetPoly, DarknetSteps, resolve_steps
+from yolo9000.modules.detector import DetectorModule
+from yolo9000.modules.schedules import DarknetPoly, DarknetSteps, param_groups, resolve_steps
 
 
 def tiny() -> YOLOv2:

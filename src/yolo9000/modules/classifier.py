@@ -21,8 +21,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from yolo9000.models.darknet19 import Darknet19Classifier
-from yolo9000.modules.detector import param_groups
-from yolo9000.modules.schedules import DarknetPoly, DarknetSteps, resolve_steps
+from yolo9000.modules.schedules import darknet_optimization
 
 log = logging.getLogger(__name__)
 
@@ -186,23 +185,8 @@ class ClassifierModule(pl.LightningModule):
 
     # ---------------------------------------------------------------- optimisation
     def configure_optimizers(self) -> Any:
-        hp = self.hparams
-        groups = param_groups(self.model, hp.weight_decay)
-        if hp.optimizer == "sgd":
-            opt: torch.optim.Optimizer = torch.optim.SGD(groups, lr=hp.lr, momentum=hp.momentum)
-        elif hp.optimizer == "adam":
-            opt = torch.optim.Adam(groups, lr=hp.lr)
-        else:
-            raise ValueError(f"optimizer must be 'sgd' or 'adam', got {hp.optimizer!r}")
         total = int(self.trainer.estimated_stepping_batches) if self._trainer is not None else 1
-        if hp.lr_policy == "poly":
-            policy: DarknetSteps | DarknetPoly = DarknetPoly(total, hp.power, hp.burn_in)
-        elif hp.lr_policy == "steps":
-            policy = DarknetSteps(hp.burn_in, resolve_steps(hp.steps or [], total), hp.scales or [], hp.power)
-        else:
-            raise ValueError(f"lr_policy must be 'poly' or 'steps', got {hp.lr_policy!r}")
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, policy)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return darknet_optimization(self.model, self.hparams, total)
 
 
 def load_classifier(model: nn.Module, ckpt_path: str) -> None:

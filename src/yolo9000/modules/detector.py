@@ -16,22 +16,10 @@ from torch import nn
 from yolo9000.loss import RegionLoss
 from yolo9000.metrics import DetectionEvaluator
 from yolo9000.models.yolov2 import YOLOv2
-from yolo9000.modules.schedules import DarknetPoly, DarknetSteps, resolve_steps
+from yolo9000.modules.schedules import darknet_optimization
 from yolo9000.postprocess import postprocess
 
 log = logging.getLogger(__name__)
-
-
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """darknet decays conv (and connected) weights only: BN scales/shifts and biases get no decay."""
-    decay, no_decay = [], []
-    for module in model.modules():
-        for name, p in module.named_parameters(recurse=False):
-            if not p.requires_grad:
-                continue
-            is_weight = name == "weight" and isinstance(module, nn.Conv2d | nn.Linear)
-            (decay if is_weight else no_decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
 class DetectorModule(pl.LightningModule):
@@ -185,23 +173,8 @@ class DetectorModule(pl.LightningModule):
 
     # ---------------------------------------------------------------- optimisation
     def configure_optimizers(self) -> Any:
-        hp = self.hparams
-        groups = param_groups(self.model, hp.weight_decay)
-        if hp.optimizer == "sgd":
-            opt: torch.optim.Optimizer = torch.optim.SGD(groups, lr=hp.lr, momentum=hp.momentum)
-        elif hp.optimizer == "adam":
-            opt = torch.optim.Adam(groups, lr=hp.lr)
-        else:
-            raise ValueError(f"optimizer must be 'sgd' or 'adam', got {hp.optimizer!r}")
         total = int(self.trainer.estimated_stepping_batches) if self._trainer is not None else 1
-        if hp.lr_policy == "poly":
-            policy: DarknetSteps | DarknetPoly = DarknetPoly(total, hp.power, hp.burn_in)
-        elif hp.lr_policy == "steps":
-            policy = DarknetSteps(hp.burn_in, resolve_steps(hp.steps or [], total), hp.scales or [])
-        else:
-            raise ValueError(f"lr_policy must be 'steps' or 'poly', got {hp.lr_policy!r}")
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, policy)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return darknet_optimization(self.model, self.hparams, total)
 
 
 def _is_scalar(v: Any) -> bool:

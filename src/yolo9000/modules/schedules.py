@@ -1,8 +1,13 @@
-"""darknet's learning-rate policies as LambdaLR multipliers (per optimizer step = darknet iteration)."""
+"""darknet's optimisation: SGD with decay on conv weights only, and its learning-rate policies as LambdaLR
+multipliers (one optimizer step = one darknet iteration). Shared by the detector and the classifier."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
 
 
 def resolve_steps(steps: Sequence[float], total: int) -> list[int]:
@@ -44,3 +49,36 @@ class DarknetPoly:
         if batch_num < self.burn_in:
             return (batch_num / self.burn_in) ** self.power
         return max(0.0, 1.0 - batch_num / self.max_iters) ** self.power
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """darknet decays conv (and connected) weights only: BN scales/shifts and biases get no decay."""
+    decay, no_decay = [], []
+    for module in model.modules():
+        for name, p in module.named_parameters(recurse=False):
+            if not p.requires_grad:
+                continue
+            is_weight = name == "weight" and isinstance(module, nn.Conv2d | nn.Linear)
+            (decay if is_weight else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def darknet_optimization(model: nn.Module, hp: Any, total_steps: int) -> dict[str, Any]:
+    """Lightning's ``configure_optimizers`` answer from a module's hyper-parameters: ``optimizer`` (sgd | adam),
+    ``lr``, ``momentum``, ``weight_decay``, ``lr_policy`` (steps | poly), ``power``, ``burn_in``, ``steps``,
+    ``scales``; the scheduler steps once per optimizer step."""
+    groups = param_groups(model, hp.weight_decay)
+    if hp.optimizer == "sgd":
+        opt: torch.optim.Optimizer = torch.optim.SGD(groups, lr=hp.lr, momentum=hp.momentum)
+    elif hp.optimizer == "adam":
+        opt = torch.optim.Adam(groups, lr=hp.lr)
+    else:
+        raise ValueError(f"optimizer must be 'sgd' or 'adam', got {hp.optimizer!r}")
+    if hp.lr_policy == "poly":
+        policy: DarknetSteps | DarknetPoly = DarknetPoly(total_steps, hp.power, hp.burn_in)
+    elif hp.lr_policy == "steps":
+        policy = DarknetSteps(hp.burn_in, resolve_steps(hp.steps or [], total_steps), hp.scales or [], hp.power)
+    else:
+        raise ValueError(f"lr_policy must be 'steps' or 'poly', got {hp.lr_policy!r}")
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, policy)
+    return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

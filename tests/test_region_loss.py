@@ -110,3 +110,21 @@ def test_later_truth_on_same_cell_and_anchor_wins() -> None:
     lb = RegionLoss(2)(raw, b, mask[:, :1], torch.ones(1, 2), seen=20000)
     assert la.loss.item() == pytest.approx(lb.loss.item())
     assert la.num_truths == 2
+
+
+def test_bias_match_off_picks_predictor_by_predicted_shape() -> None:
+    """Two identical priors; predictor 1 predicts the truth's shape (tw = log 0.5): darknet's bias_match=0 makes it
+    responsible, bias_match=1 keeps the first prior (first maximum)."""
+    raw = torch.zeros(1, 2 * 6, 1, 1)
+    raw[0, 6 + 2] = raw[0, 6 + 3] = math.log(0.5)
+    truth = torch.tensor([[[0.5, 0.5, 0.5, 0.5, 0.0]]])
+    mask = torch.ones(1, 1, dtype=torch.bool)
+    anchors = torch.ones(2, 2)
+    by_pred = RegionLoss(1, bias_match=False)(raw, truth, mask, anchors, seen=20000)
+    by_prior = RegionLoss(1, bias_match=True)(raw, truth, mask, anchors, seen=20000)
+    # responsible predictor 1: tw target log(.5) equals its output -> no coordinate loss
+    assert by_pred.coord.item() == pytest.approx(0.0, abs=1e-7)
+    assert by_pred.avg_iou.item() == pytest.approx(1.0)
+    # predictor 0 (prior shape 1x1 vs truth .5x.5): coord loss (2 - .25) * .5 * 2 * log(.5)^2, IoU .25
+    assert by_prior.coord.item() == pytest.approx(1.75 * 0.5 * 2 * math.log(0.5) ** 2, rel=1e-6)
+    assert by_prior.avg_iou.item() == pytest.approx(0.25)

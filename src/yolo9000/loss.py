@@ -312,6 +312,7 @@ def region_loss_darknet(
     coord_scale: float = 1.0,
     rescore: bool = True,
     tree: WordTree | str | None = None,
+    bias_match: bool = True,
 ) -> torch.Tensor:
     """darknet's ``forward_region_layer`` loss in darknet's own terms; returns the batch-summed loss.
 
@@ -321,7 +322,10 @@ def region_loss_darknet(
             at the first); x and y > 1e5 mark a classification-only image.
         anchors: flat ``w0, h0, w1, h1, ...`` or (A, 2), grid-cell units.
         tree: a :class:`WordTree` or the path of a darknet tree file (hierarchical softmax), or None.
+        bias_match: darknet's ``bias_match`` (match truths to anchors by prior shape; 0: by predicted shape).
     """
+    if not isinstance(output, torch.Tensor):
+        output = torch.as_tensor(output, dtype=torch.float32)
     a = torch.as_tensor(anchors, dtype=torch.float32).reshape(-1, 2)
     if isinstance(tree, str):
         tree = WordTree.from_file(tree)
@@ -334,6 +338,7 @@ def region_loss_darknet(
         class_scale=class_scale,
         coord_scale=coord_scale,
         rescore=rescore,
+        bias_match=bias_match,
         tree=tree,
     )
     return loss(output, targets, mask, a, seen).loss

@@ -264,7 +264,8 @@ class DetectionDataModule(pl.LightningDataModule):
         runtime = []
         for s, d in self.datasets.items():
             st = d.stats()
-            items = [f"{v} {k.replace('_', ' ')}" for k, v in st.items() if k != "loaded" and v]
+            label = {"dropped_boxes": "boxes dropped by augmentation (outside the jitter crop or too small)"}
+            items = [f"{v} {label.get(k, k.replace('_', ' '))}" for k, v in st.items() if k != "loaded" and v]
             if items:
                 runtime.append(f"{s}: " + ", ".join(items))
         if runtime:

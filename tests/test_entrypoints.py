@@ -134,3 +134,50 @@ def test_export_cli(trained: Path, tmp_path: Path) -> None:
     )
     assert res.returncode == 0, res.stderr[-3000:]
     assert out.stat().st_size > 0 and "max abs difference" in res.stderr
+
+
+def test_classifier_chain_pretrain_finetune_detect(tmp_path: Path) -> None:
+    """The paper's path on real crops: 224-analog pretraining -> 448-analog fine-tune -> detector backbone."""
+    voc = tmp_path / "voc"
+    ids = {
+        "train": ["BloodImage_00000", "BloodImage_00001", "BloodImage_00002"],
+        "val": ["BloodImage_00003"],
+        "test": ["BloodImage_00004"],
+    }
+    (voc / "ImageSets" / "Main").mkdir(parents=True)
+    for sub in ("Annotations", "JPEGImages"):
+        (voc / sub).mkdir()
+    for split, names in ids.items():
+        (voc / "ImageSets" / "Main" / f"{split}.txt").write_text("\n".join(names) + "\n")
+        for n in names:
+            shutil.copy(ROOT / "data" / "bccd" / "Annotations" / f"{n}.xml", voc / "Annotations")
+            shutil.copy(ROOT / "data" / "bccd" / "JPEGImages" / f"{n}.jpg", voc / "JPEGImages")
+    common = [
+        "data.num_workers=0",
+        "data.batch_size=8",
+        "model.net.backbone.width=0.125",
+        "trainer.max_epochs=1",
+        "logger=csv",
+        f"data.root={tmp_path / 'crops'}",
+        f"data.build_from={voc}",
+    ]
+    run("train.py", tmp_path / "pre", "experiment=pretrain_darknet19", "data.img_size=32", *common)
+    pre = json.loads((tmp_path / "pre" / "metrics.json").read_text())
+    assert 0.0 <= pre["top1"] <= 1.0 and (tmp_path / "crops" / "train" / "WBC").is_dir()
+    run(
+        "train.py",
+        tmp_path / "ft",
+        "experiment=finetune_448",
+        "data.img_size=64",
+        f"model.init_ckpt={pre['checkpoint']}",
+        *common,
+    )
+    ft = json.loads((tmp_path / "ft" / "metrics.json").read_text())
+    res = run("train.py", tmp_path / "det", *TINY, "logger=csv", f"model.backbone_ckpt={ft['checkpoint']}")
+    assert "backbone initialised from" in res.stdout + res.stderr
+    det = torch.load(tmp_path / "det" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    src = torch.load(ft["checkpoint"], map_location="cpu", weights_only=False)["state_dict"]
+    # the detector's backbone started from the fine-tuned classifier's: same shapes, every tensor present
+    backbone = {k.split("backbone.", 1)[1]: v for k, v in src.items() if "backbone." in k}
+    det_backbone = {k.split("backbone.", 1)[1]: v for k, v in det["state_dict"].items() if "backbone." in k}
+    assert backbone.keys() == det_backbone.keys()

@@ -116,7 +116,68 @@ def _as_parsers(spec: Any, split: str) -> list[AnnotationParser]:
     raise TypeError(f"data.{split}: expected a parser (with _target_) or a list of parsers, got {type(spec)}")
 
 
-class DetectionDataModule(pl.LightningDataModule):
+class ShardedDataModule(pl.LightningDataModule):
+    """What the detection and classification DataModules share: ``max_images`` limits, DDP rank/world from the
+    trainer, lazy ``setup`` per split, and unpadded evaluation shards (every image evaluated exactly once).
+
+    Subclasses set ``datasets``, ``max_images``, ``num_workers``, ``pin_memory``, ``persistent_workers``,
+    ``eval_batch_size`` and implement ``collate_fn()`` and ``train_dataloader()``.
+    """
+
+    datasets: dict[str, Any]
+
+    def collate_fn(self) -> Any:
+        raise NotImplementedError
+
+    def _limit(self, split: str) -> int | None:
+        if self.max_images is None:
+            return None
+        if isinstance(self.max_images, Mapping):
+            v = self.max_images.get(split)
+            return int(v) if v is not None else None
+        return int(self.max_images)
+
+    def _dist(self) -> tuple[int, int]:
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return 1, 0
+        return int(trainer.world_size), int(trainer.global_rank)
+
+    def _rank_zero(self) -> bool:
+        return self._dist()[1] == 0
+
+    def _dataset(self, split: str) -> Any:
+        if split not in self.datasets:
+            self.setup({"train": "fit", "val": "validate", "test": "test"}[split])
+        if split not in self.datasets:
+            raise ValueError(f"data.{split} is not configured")
+        return self.datasets[split]
+
+    def _loader_kwargs(self) -> dict[str, Any]:
+        return {
+            "num_workers": self.num_workers,
+            "pin_memory": self.pin_memory and torch.cuda.is_available(),
+            "persistent_workers": self.persistent_workers and self.num_workers > 0,
+            "collate_fn": self.collate_fn(),
+        }
+
+    def _eval_loader(self, split: str) -> DataLoader:
+        ds = self._dataset(split)
+        world, rank = self._dist()
+        sampler = _ShardSampler(len(ds), rank, world) if world > 1 else SequentialSampler(ds)
+        return DataLoader(ds, batch_size=self.eval_batch_size, sampler=sampler, **self._loader_kwargs())
+
+    def val_dataloader(self) -> DataLoader:
+        return self._eval_loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._eval_loader("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._eval_loader("test")
+
+
+class DetectionDataModule(ShardedDataModule):
     """Detection data for YOLOv2 training and evaluation (keys documented in conf/data/bccd.yaml).
 
     Args:
@@ -211,14 +272,6 @@ class DetectionDataModule(pl.LightningDataModule):
         return len(self.class_names)
 
     # ------------------------------------------------------------------------------------------- setup
-    def _limit(self, split: str) -> int | None:
-        if self.max_images is None:
-            return None
-        if isinstance(self.max_images, Mapping):
-            v = self.max_images.get(split)
-            return int(v) if v is not None else None
-        return int(self.max_images)
-
     def _build(self, split: str) -> DetectionDataset | None:
         parsers = self.parsers(split)
         if not parsers:
@@ -273,29 +326,8 @@ class DetectionDataModule(pl.LightningDataModule):
         return text
 
     # ---------------------------------------------------------------------------------------- loaders
-    def _dist(self) -> tuple[int, int]:
-        trainer = getattr(self, "trainer", None)
-        if trainer is None:
-            return 1, 0
-        return int(trainer.world_size), int(trainer.global_rank)
-
-    def _rank_zero(self) -> bool:
-        return self._dist()[1] == 0
-
-    def _dataset(self, split: str) -> DetectionDataset:
-        if split not in self.datasets:
-            self.setup({"train": "fit", "val": "validate", "test": "test"}[split])
-        if split not in self.datasets:
-            raise ValueError(f"data.{split} is not configured")
-        return self.datasets[split]
-
-    def _loader_kwargs(self) -> dict[str, Any]:
-        return {
-            "num_workers": self.num_workers,
-            "pin_memory": self.pin_memory and torch.cuda.is_available(),
-            "persistent_workers": self.persistent_workers and self.num_workers > 0,
-            "collate_fn": DetectionCollate(self.max_boxes),
-        }
+    def collate_fn(self) -> DetectionCollate:
+        return DetectionCollate(self.max_boxes)
 
     def train_batch_sampler(self) -> MultiScaleBatchSampler:
         """The multi-scale batch sampler over a (DDP-sharded, shuffled) index sampler."""
@@ -321,21 +353,6 @@ class DetectionDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         self._train_batch_sampler = self.train_batch_sampler()
         return DataLoader(self._dataset("train"), batch_sampler=self._train_batch_sampler, **self._loader_kwargs())
-
-    def _eval_loader(self, split: str) -> DataLoader:
-        ds = self._dataset(split)
-        world, rank = self._dist()
-        sampler = _ShardSampler(len(ds), rank, world) if world > 1 else SequentialSampler(ds)
-        return DataLoader(ds, batch_size=self.eval_batch_size, sampler=sampler, **self._loader_kwargs())
-
-    def val_dataloader(self) -> DataLoader:
-        return self._eval_loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._eval_loader("test")
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._eval_loader("test")
 
     # ------------------------------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:

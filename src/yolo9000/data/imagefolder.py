@@ -18,12 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, SequentialSampler, get_worker_info
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, get_worker_info
 
 from .classify_transforms import ClassificationTransform, ClassifyAugmentConfig
-from .datamodule import _plain, _ShardSampler
+from .datamodule import ShardedDataModule, _plain
 from .image_io import ImageDecodeError, read_image
 from .records import DataError, IssueLog, class_index
 
@@ -223,7 +222,7 @@ _STAGE_SPLITS = {
 }
 
 
-class ClassificationDataModule(pl.LightningDataModule):
+class ClassificationDataModule(ShardedDataModule):
     """ImageFolder classification data (keys documented in conf/data/imagenet.yaml and bccd_crops.yaml).
 
     Args:
@@ -324,14 +323,6 @@ class ClassificationDataModule(pl.LightningDataModule):
         return len(self.class_names)
 
     # ------------------------------------------------------------------------------------------ setup
-    def _limit(self, split: str) -> int | None:
-        if self.max_images is None:
-            return None
-        if isinstance(self.max_images, Mapping):
-            v = self.max_images.get(split)
-            return int(v) if v is not None else None
-        return int(self.max_images)
-
     def _build(self, split: str) -> ClassificationDataset | None:
         folder = self.splits[split]
         if folder is None:
@@ -381,29 +372,8 @@ class ClassificationDataModule(pl.LightningDataModule):
         return text
 
     # ---------------------------------------------------------------------------------------- loaders
-    def _dist(self) -> tuple[int, int]:
-        trainer = getattr(self, "trainer", None)
-        if trainer is None:
-            return 1, 0
-        return int(trainer.world_size), int(trainer.global_rank)
-
-    def _rank_zero(self) -> bool:
-        return self._dist()[1] == 0
-
-    def _dataset(self, split: str) -> ClassificationDataset:
-        if split not in self.datasets:
-            self.setup({"train": "fit", "val": "validate", "test": "test"}[split])
-        if split not in self.datasets:
-            raise ValueError(f"data.{split}_split is not configured")
-        return self.datasets[split]
-
-    def _loader_kwargs(self) -> dict[str, Any]:
-        return {
-            "num_workers": self.num_workers,
-            "pin_memory": self.pin_memory and torch.cuda.is_available(),
-            "persistent_workers": self.persistent_workers and self.num_workers > 0,
-            "collate_fn": ClassificationCollate(),
-        }
+    def collate_fn(self) -> ClassificationCollate:
+        return ClassificationCollate()
 
     def train_dataloader(self) -> DataLoader:
         """Shuffled (seed + epoch: Lightning calls the sampler's ``set_epoch``), sharded over DDP ranks."""
@@ -413,18 +383,3 @@ class ClassificationDataModule(pl.LightningDataModule):
         return DataLoader(
             ds, batch_size=self.batch_size, sampler=sampler, drop_last=self.drop_last, **self._loader_kwargs()
         )
-
-    def _eval_loader(self, split: str) -> DataLoader:
-        ds = self._dataset(split)
-        world, rank = self._dist()
-        sampler = _ShardSampler(len(ds), rank, world) if world > 1 else SequentialSampler(ds)
-        return DataLoader(ds, batch_size=self.eval_batch_size, sampler=sampler, **self._loader_kwargs())
-
-    def val_dataloader(self) -> DataLoader:
-        return self._eval_loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._eval_loader("test")
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._eval_loader("test")

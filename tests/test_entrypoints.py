@@ -181,3 +181,12 @@ def test_classifier_chain_pretrain_finetune_detect(tmp_path: Path) -> None:
     backbone = {k.split("backbone.", 1)[1]: v for k, v in src.items() if "backbone." in k}
     det_backbone = {k.split("backbone.", 1)[1]: v for k, v in det["state_dict"].items() if "backbone." in k}
     assert backbone.keys() == det_backbone.keys()
+
+
+@pytest.mark.slow
+def test_default_run_reaches_target(tmp_path: Path) -> None:
+    """The README's main job as is (BCCD, CPU, ~12 min on 2 cores): test mAP@0.5 of at least 0.5."""
+    run("train.py", tmp_path, "logger=csv")
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["map_50"] >= 0.5, metrics["per_class"]
+    assert metrics["per_class"]["WBC"]["ap50"] >= 0.8

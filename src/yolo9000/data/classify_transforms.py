@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import albumentations as A
@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 import torch
 
-from .transforms import _INTERPOLATIONS, DarknetHSV, _rand_scale
+from .transforms import _INTERPOLATIONS, DarknetHSV, MappingConfig, _rand_scale
 
 __all__ = [
     "ClassificationTransform",
@@ -43,7 +43,7 @@ __all__ = [
 
 
 @dataclass
-class ClassifyAugmentConfig:
+class ClassifyAugmentConfig(MappingConfig):
     """Classification augmentation settings (every field is a key of ``augment`` in a classification data config).
 
     Attributes:
@@ -89,20 +89,6 @@ class ClassifyAugmentConfig:
             raise ValueError(f"augment.interpolation must be one of {list(_INTERPOLATIONS)}")
         if self.eval_resize < 1:
             raise ValueError(f"augment.eval_resize must be >= 1, got {self.eval_resize}")
-
-    @classmethod
-    def from_mapping(cls, m: Mapping[str, Any] | ClassifyAugmentConfig | None) -> ClassifyAugmentConfig:
-        """Build from a (Hydra) mapping; unknown keys raise."""
-        if isinstance(m, ClassifyAugmentConfig):
-            return m
-        m = dict(m or {})
-        unknown = set(m) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown augment keys {sorted(unknown)}")
-        return cls(**m)
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def darknet_augment_matrix(

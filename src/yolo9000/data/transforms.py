@@ -36,8 +36,26 @@ _INTERPOLATIONS = {
 }
 
 
+class MappingConfig:
+    """Dataclass helpers for config sections: built from a (Hydra) mapping, unknown keys raise."""
+
+    @classmethod
+    def from_mapping(cls, m: Any) -> Any:
+        """Build from a mapping (or return an instance as is); unknown keys raise."""
+        if isinstance(m, cls):
+            return m
+        m = dict(m or {})
+        unknown = set(m) - {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        if unknown:
+            raise ValueError(f"unknown augment keys {sorted(unknown)}")
+        return cls(**m)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload]
+
+
 @dataclass
-class AugmentConfig:
+class AugmentConfig(MappingConfig):
     """Augmentation / resize settings (every field is a key of ``augment`` in the data config).
 
     Attributes:
@@ -78,20 +96,6 @@ class AugmentConfig:
             raise ValueError(f"augment.jitter_border must be constant or replicate, got {self.jitter_border!r}")
         if self.interpolation not in _INTERPOLATIONS:
             raise ValueError(f"augment.interpolation must be one of {list(_INTERPOLATIONS)}")
-
-    @classmethod
-    def from_mapping(cls, m: Mapping[str, Any] | AugmentConfig | None) -> AugmentConfig:
-        """Build from a (Hydra) mapping; unknown keys raise."""
-        if isinstance(m, AugmentConfig):
-            return m
-        m = dict(m or {})
-        unknown = set(m) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown augment keys {sorted(unknown)}")
-        return cls(**m)
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def letterbox_geometry(width: int, height: int, size: int) -> tuple[int, int, int, int]:

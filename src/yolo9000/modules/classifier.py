@@ -14,21 +14,20 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-import pytorch_lightning as pl
 import torch
 from torch import nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from yolo9000.models.darknet19 import Darknet19Classifier
-from yolo9000.modules.schedules import darknet_optimization
+from yolo9000.modules.base import DarknetModule
 
 log = logging.getLogger(__name__)
 
 __all__ = ["ClassifierModule", "format_accuracy_table", "load_classifier"]
 
 
-class ClassifierModule(pl.LightningModule):
+class ClassifierModule(DarknetModule):
     """Darknet-19 classification training, validation (top-1 / top-5) and testing (+ per-class accuracy).
 
     Batches: ``{"images": uint8 or float (B, 3, S, S), "labels": int64 (B,), "paths": list[str]}``
@@ -98,12 +97,6 @@ class ClassifierModule(pl.LightningModule):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) in [0, 1] -> (B, C) logits."""
         return self.model(images)
-
-    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """uint8 images (cheap to collate and copy) -> float in [0, 1], on the device."""
-        if isinstance(batch, dict) and batch["images"].dtype == torch.uint8:
-            batch["images"] = batch["images"].float().div_(255.0)
-        return batch
 
     # ---------------------------------------------------------------- training
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
@@ -177,16 +170,6 @@ class ClassifierModule(pl.LightningModule):
         return {"probs": self.model(batch["images"]).softmax(-1), "paths": batch.get("paths")}
 
     # ---------------------------------------------------------------- checkpoints
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["yolo9000_model_config"] = self.model_config
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.model_config = checkpoint.get("yolo9000_model_config", self.model_config)
-
-    # ---------------------------------------------------------------- optimisation
-    def configure_optimizers(self) -> Any:
-        total = int(self.trainer.estimated_stepping_batches) if self._trainer is not None else 1
-        return darknet_optimization(self.model, self.hparams, total)
 
 
 def load_classifier(model: nn.Module, ckpt_path: str) -> None:

@@ -9,20 +9,19 @@ from __future__ import annotations
 import logging
 from typing import Any, Literal
 
-import pytorch_lightning as pl
 import torch
 from torch import nn
 
 from yolo9000.loss import RegionLoss
 from yolo9000.metrics import DetectionEvaluator
 from yolo9000.models.yolov2 import YOLOv2
-from yolo9000.modules.schedules import darknet_optimization
+from yolo9000.modules.base import DarknetModule
 from yolo9000.postprocess import postprocess
 
 log = logging.getLogger(__name__)
 
 
-class DetectorModule(pl.LightningModule):
+class DetectorModule(DarknetModule):
     """YOLOv2 detection training.
 
     ``monitor`` names the validation metric that picks the best checkpoint.
@@ -86,12 +85,6 @@ class DetectorModule(pl.LightningModule):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) in [0, 1] -> raw head output (B, A * (5 + C), H / 32, W / 32)."""
         return self.model(images)
-
-    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """uint8 images (cheap to collate and copy) -> float in [0, 1], on the device."""
-        if isinstance(batch, dict) and batch["images"].dtype == torch.uint8:
-            batch["images"] = batch["images"].float().div_(255.0)
-        return batch
 
     # ---------------------------------------------------------------- training
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
@@ -164,17 +157,6 @@ class DetectorModule(pl.LightningModule):
         self.test_eval.reset()
         self.log_dict({f"test/{k}": float(v) for k, v in res.items() if _is_scalar(v)})
         self.test_results = res
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["yolo9000_model_config"] = self.model_config
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.model_config = checkpoint.get("yolo9000_model_config", self.model_config)
-
-    # ---------------------------------------------------------------- optimisation
-    def configure_optimizers(self) -> Any:
-        total = int(self.trainer.estimated_stepping_batches) if self._trainer is not None else 1
-        return darknet_optimization(self.model, self.hparams, total)
 
 
 def _is_scalar(v: Any) -> bool:

@@ -47,6 +47,24 @@ def main(cfg: DictConfig) -> float | None:
         end_distributed()  # -m: the next job's DDP needs a fresh process group
 
 
+def resume_checkpoint(cfg: DictConfig, out_dir: Path) -> str | None:
+    """The checkpoint training starts from: ``ckpt_path`` when given; else, when the run folder already holds
+    checkpoints (``resume=<run>``, a requeued SLURM job), the newest of ``checkpoints/last.ckpt`` and Lightning's
+    ``hpc_ckpt_<n>.ckpt``; else none (a fresh run)."""
+    if cfg.get("resume") and not Path(cfg.resume).is_dir():
+        raise FileNotFoundError(f"resume={cfg.resume}: no such run folder")
+    if cfg.ckpt_path:
+        return str(cfg.ckpt_path)
+    found = [p for p in [out_dir / "checkpoints" / "last.ckpt", *out_dir.glob("hpc_ckpt_*.ckpt")] if p.is_file()]
+    if not found:
+        if cfg.get("resume"):
+            raise FileNotFoundError(f"resume={cfg.resume}: no checkpoints/last.ckpt or hpc_ckpt_*.ckpt to continue")
+        return None
+    newest = max(found, key=lambda p: p.stat().st_mtime)
+    log.info("resuming the run in %s from %s", out_dir, newest)
+    return str(newest)
+
+
 def run(cfg: DictConfig) -> float | None:
     """Train + test; returns the test value of the module's monitored metric (mAP@0.5 for detection), the sweep
     objective."""
@@ -61,7 +79,7 @@ def run(cfg: DictConfig) -> float | None:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
 
     if cfg.train:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume_checkpoint(cfg, out_dir))
     metrics = None
     if cfg.test:
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""

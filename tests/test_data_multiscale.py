@@ -54,7 +54,7 @@ class _Sized:
 def _sizes(bs) -> list[int]:
     out = []
     for batch in bs:
-        assert len({s for _, s in batch}) == 1
+        assert len({s for _, s, _ in batch}) == 1
         out.append(batch[0][1])
     return out
 
@@ -67,7 +67,7 @@ def test_sampler_counts_batches_across_epochs():
         assert _sizes(bs) == [size_for_batch(3, epoch * 24 + i, SIZES, 10) for i in range(24)]
     batches = list(bs)
     assert [len(b) for b in batches] == [4] * 23 + [3]
-    assert [i for b in batches for i, _ in b] == list(range(95))
+    assert [i for b in batches for i, *_ in b] == list(range(95))
     assert len(MultiScaleBatchSampler(SequentialSampler(range(95)), 4, True, SIZES)) == 23
 
 
@@ -95,9 +95,9 @@ def test_identical_sizes_on_two_ddp_ranks():
             bs.set_epoch(epoch)
         b0, b1 = list(ranks[0]), list(ranks[1])
         assert [b[0][1] for b in b0] == [b[0][1] for b in b1]
-        i0, i1 = [i for b in b0 for i, _ in b], [i for b in b1 for i, _ in b]
+        i0, i1 = [i for b in b0 for i, *_ in b], [i for b in b1 for i, *_ in b]
         assert len(i0) == len(i1) == 51 and set(i0) | set(i1) == set(range(101))  # shards (1 padded index)
-        per_epoch.append([i for b in b0 for i, _ in b])
+        per_epoch.append([i for b in b0 for i, *_ in b])
     assert per_epoch[0] != per_epoch[1]  # set_epoch reached the DistributedSampler: new shuffle
 
 
@@ -222,4 +222,4 @@ def test_lightning_fit_drives_the_epoch(tmp_path):
     trainer.fit(probe, datamodule=dm)
     expected = [(e, size_for_batch(9, e * 4 + i, [64, 96, 128], 1)) for e in range(3) for i in range(4)]
     assert probe.seen == expected
-    assert dm.state_dict() == {"epoch": 2}
+    assert dm.state_dict() == {"epoch": 3, "batch": 0}  # after 3 epochs, the next batch is epoch 3's first

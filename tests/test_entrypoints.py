@@ -60,7 +60,7 @@ def test_train_writes_run_dir(trained: Path) -> None:
 def test_resume_continues_exactly(trained: Path, tmp_path: Path) -> None:
     ckpt = torch.load(trained / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert int(ckpt["state_dict"]["seen"]) == 8
-    assert ckpt["DetectionDataModule"]["epoch"] == ckpt["epoch"] == 0
+    assert ckpt["epoch"] == 0 and ckpt["DetectionDataModule"] == {"epoch": 1, "batch": 0}  # next: epoch 1, batch 0
     run(
         "train.py",
         tmp_path,
@@ -70,7 +70,7 @@ def test_resume_continues_exactly(trained: Path, tmp_path: Path) -> None:
     )
     resumed = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert resumed["epoch"] == 1 and resumed["global_step"] == 2 * ckpt["global_step"]
-    assert resumed["DetectionDataModule"]["epoch"] == 1  # the multi-scale schedule continues at epoch 1
+    assert resumed["DetectionDataModule"] == {"epoch": 2, "batch": 0}  # the multi-scale schedule continued
     assert int(resumed["state_dict"]["seen"]) == 16
     assert resumed["optimizer_states"][0]["state"], "optimizer state not carried over"
 

@@ -42,6 +42,8 @@ def register_resolvers() -> None:
     """Register the OmegaConf resolvers the configs use (idempotent)."""
     if not OmegaConf.has_resolver("basename"):
         OmegaConf.register_new_resolver("basename", lambda path: Path(str(path)).name)
+    if not OmegaConf.has_resolver("coalesce"):  # ${coalesce:a,b}: a unless it is null, else b
+        OmegaConf.register_new_resolver("coalesce", lambda value, default: default if value is None else value)
     if not OmegaConf.has_resolver("tags_with_overrides"):
         OmegaConf.register_new_resolver(
             "tags_with_overrides",

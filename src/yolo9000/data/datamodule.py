@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Sampler, Sequential
 from .dataset import DetectionCollate, DetectionDataset
 from .multiscale import MultiScaleBatchSampler, resolve_sizes
 from .records import DetectionRecord, IssueLog
+from .resumable import ResumableDataLoader, trainer_position
 from .transforms import AugmentConfig, DetectionTransform
 
 logger = logging.getLogger("yolo9000.data")
@@ -245,7 +246,8 @@ class DetectionDataModule(ShardedDataModule):
         self._parsers: dict[str, list[AnnotationParser]] = {}
         self.datasets: dict[str, DetectionDataset] = {}
         self._train_batch_sampler: MultiScaleBatchSampler | None = None
-        self._epoch = 0
+        self._epoch = 0  # position of the next training batch (restored by load_state_dict)
+        self._start_batch = 0
 
     # ----------------------------------------------------------------------------------------- classes
     def parsers(self, split: str) -> list[AnnotationParser]:
@@ -346,20 +348,38 @@ class DetectionDataModule(ShardedDataModule):
             fixed_size=ms.fixed_size if ms.fixed_size is not None else self.img_size,
             final_size_after=ms.final_size_after,
             final_size=ms.final_size,
+            aug_seed=self.seed,
         )
-        sampler.set_epoch(self._epoch)
+        sampler.start_at(self._epoch, self._start_batch)  # a resumed run continues at its next batch
+        self._start_batch = 0
         return sampler
 
+    def _train_position(self) -> tuple[int, int]:
+        """(epoch, batch) of the next training batch (what a checkpoint written now resumes from)."""
+        return trainer_position(getattr(self, "trainer", None), self._epoch)
+
     def train_dataloader(self) -> DataLoader:
+        """Multi-scale, per-sample-seeded training loader; Lightning checkpoints its position mid-epoch."""
         self._train_batch_sampler = self.train_batch_sampler()
-        return DataLoader(self._dataset("train"), batch_sampler=self._train_batch_sampler, **self._loader_kwargs())
+        return ResumableDataLoader(
+            self._dataset("train"),
+            batch_sampler=self._train_batch_sampler,
+            position=self._train_position,
+            **self._loader_kwargs(),
+        )
 
     # ------------------------------------------------------------------------------------------ state
+    # The position of the next training batch, (epoch, batch), is saved with the DataModule: Lightning restores
+    # the DataModule before it first builds the training loader (configure_optimizers already asks for the
+    # number of steps), so the batch sampler starts where the interrupted run stopped. The loader's own
+    # state (ResumableDataLoader) holds the same position for Lightning's resumability check.
     def state_dict(self) -> dict[str, Any]:
-        epoch = self._train_batch_sampler.epoch if self._train_batch_sampler is not None else self._epoch
-        return {"epoch": epoch}
+        epoch, batch = self._train_position()
+        return {"epoch": epoch, "batch": batch}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._epoch = int(state_dict.get("epoch", 0))
+        self._start_batch = int(state_dict.get("batch", 0))
         if self._train_batch_sampler is not None:
-            self._train_batch_sampler.set_epoch(self._epoch)
+            self._train_batch_sampler.start_at(self._epoch, self._start_batch)
+            self._start_batch = 0

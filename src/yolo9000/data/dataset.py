@@ -26,8 +26,9 @@ _STAT_SLOTS = 129  # row 0: main process, row 1 + worker id: DataLoader workers
 class DetectionDataset(Dataset):
     """Images + boxes of a list of :class:`DetectionRecord`, transformed to a square input size.
 
-    ``dataset[i]`` uses ``default_size``; ``dataset[(i, size)]`` the given size (the multi-scale batch
-    sampler passes the size it chose in the main process).
+    ``dataset[i]`` uses ``default_size``; ``dataset[(i, size)]`` the given size and ``dataset[(i, size, seed)]``
+    also seeds the augmentation of this sample (the multi-scale batch sampler passes the size it chose in the
+    main process and a per-sample seed).
 
     Load-time problems (corrupt / truncated image) go to ``issues``: under ``"error"`` a
     :class:`~yolo9000.data.records.DataError` is raised, under ``"skip"`` the sample is ``None`` (dropped by
@@ -84,7 +85,7 @@ class DetectionDataset(Dataset):
         ]
         return np.concatenate(out).astype(np.float32) if out else np.zeros((0, 2), np.float32)
 
-    def __getitem__(self, item: int | tuple[int, int]) -> dict[str, Any] | None:
+    def __getitem__(self, item: int | tuple[int, int] | tuple[int, int, int]) -> dict[str, Any] | None:
         """Returns a sample dict (None for a skipped unreadable image under ``"skip"``):
 
         - image: uint8 (3, S, S) RGB tensor
@@ -93,7 +94,7 @@ class DetectionDataset(Dataset):
         - transform: float32 (4,) (scale_x, scale_y, pad_x, pad_y), net = orig * scale + pad
         - gt_boxes: float32 (N0, 4) xyxy original pixels (unaugmented); gt_labels (N0,); gt_difficult (N0,)
         """
-        index, size = item if isinstance(item, tuple) else (item, None)
+        index, size, seed = (tuple(item) + (None, None))[:3] if isinstance(item, tuple) else (item, None, None)
         size = self.default_size if size is None else int(size)
         rec = self.records[int(index)]
         try:
@@ -115,7 +116,7 @@ class DetectionDataset(Dataset):
         t_boxes, t_labels, t_diff = boxes, labels, difficult
         if not self.include_difficult:
             t_boxes, t_labels, t_diff = boxes[~difficult], labels[~difficult], difficult[~difficult]
-        out = self.transform(image, t_boxes, t_labels, t_diff, size)
+        out = self.transform(image, t_boxes, t_labels, t_diff, size, seed=seed)
         if out.n_dropped:
             self._count("dropped_boxes", out.n_dropped)
         b, lab, dif = out.boxes, out.labels, out.difficult

@@ -2,7 +2,12 @@
 
 The size of batch ``k`` (counted across epochs) is a pure function of ``(seed, k // period)``, so it is
 the same on every DDP rank and independent of the number of DataLoader workers: the batch sampler runs
-in the main process and hands ``(index, size)`` pairs to the dataset.
+in the main process and hands ``(index, size, sample_seed)`` triples to the dataset. ``sample_seed`` seeds
+that sample's augmentation (a pure function of the seed, the epoch and the image index), so augmentation does
+not depend on which worker loads the image nor on where a run was interrupted and resumed.
+
+The sampler can start in the middle of an epoch (:meth:`MultiScaleBatchSampler.start_at`): an exactly resumed
+run skips the batches the interrupted run had already trained on without loading them.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from typing import Any
 
 from torch.utils.data import Sampler
 
-__all__ = ["MultiScaleBatchSampler", "resolve_sizes", "size_for_batch"]
+__all__ = ["MultiScaleBatchSampler", "resolve_sizes", "sample_seed", "size_for_batch"]
 
 
 def resolve_sizes(
@@ -37,6 +42,12 @@ def size_for_batch(seed: int, k: int, sizes: Sequence[int], period: int = 10) ->
     return int(sizes[int.from_bytes(digest, "little") % len(sizes)])
 
 
+def sample_seed(seed: int, epoch: int, index: int) -> int:
+    """Augmentation seed of image ``index`` in ``epoch``: a stable 32-bit hash of ``(seed, epoch, index)``."""
+    digest = hashlib.blake2b(f"aug:{int(seed)}:{int(epoch)}:{int(index)}".encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "little")
+
+
 class _EpochRelay(Sampler[int]):
     """The index sampler seen as ``batch_sampler.sampler``: Lightning calls ``set_epoch`` on it at every
     epoch start, which sets the epoch of the owning :class:`MultiScaleBatchSampler` (and of the sampler)."""
@@ -55,12 +66,13 @@ class _EpochRelay(Sampler[int]):
         self.owner.set_epoch(epoch)
 
 
-class MultiScaleBatchSampler(Sampler[list[tuple[int, int]]]):
-    """Batches of ``(index, size)`` pairs; the size changes every ``period`` batches (darknet: 10).
+class MultiScaleBatchSampler(Sampler[list[tuple[int, int, int]]]):
+    """Batches of ``(index, size, sample_seed)`` triples; the size changes every ``period`` batches (darknet: 10).
 
     ``size = size_for_batch(seed, epoch * len(self) + i, sizes, period)`` for batch ``i`` of ``epoch``;
     with ``final_size_after`` set, batches with global index >= it use ``final_size`` (darknet trains the
-    last 200 iterations at 608). Disabled: every batch uses ``fixed_size``.
+    last 200 iterations at 608). Disabled: every batch uses ``fixed_size``. ``sample_seed`` is
+    :func:`sample_seed` ``(aug_seed, epoch, index)``.
 
     Args:
         sampler: index sampler (e.g. a ``DistributedSampler``; its ``set_epoch`` is called by ours).
@@ -72,6 +84,7 @@ class MultiScaleBatchSampler(Sampler[list[tuple[int, int]]]):
         fixed_size: size of every batch when disabled (required then).
         final_size_after: global batch index from which ``final_size`` is used (None: never).
         final_size: size of the final phase (default: max(sizes)).
+        aug_seed: seed of the per-sample augmentation seeds (default: ``seed``).
     """
 
     def __init__(
@@ -86,6 +99,7 @@ class MultiScaleBatchSampler(Sampler[list[tuple[int, int]]]):
         fixed_size: int | None = None,
         final_size_after: int | None = None,
         final_size: int | None = None,
+        aug_seed: int | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -101,14 +115,26 @@ class MultiScaleBatchSampler(Sampler[list[tuple[int, int]]]):
         self.fixed_size = int(fixed_size) if fixed_size is not None else None
         self.final_size_after = final_size_after
         self.final_size = int(final_size) if final_size is not None else max(self.sizes)
+        self.aug_seed = int(aug_seed) if aug_seed is not None else self.seed
         self.epoch = 0
+        self._skip = 0  # batches of ``self.epoch`` to skip (resuming in the middle of an epoch)
 
     def set_epoch(self, epoch: int) -> None:
-        """Set the epoch (global batch numbering) and forward it to the index sampler."""
+        """Set the epoch (global batch numbering) and forward it to the index sampler. Another epoch than the
+        current one cancels a pending :meth:`start_at` skip."""
+        if int(epoch) != self.epoch:
+            self._skip = 0
         self.epoch = int(epoch)
         base_set_epoch = getattr(self.sampler.base, "set_epoch", None)
         if callable(base_set_epoch):
             base_set_epoch(self.epoch)
+
+    def start_at(self, epoch: int, batch: int) -> None:
+        """The next iteration yields the batches ``batch, batch + 1, ...`` of ``epoch`` (the first ``batch`` are
+        skipped without touching the data); later epochs are whole again."""
+        self._skip = 0
+        self.set_epoch(epoch)
+        self._skip = max(0, int(batch))
 
     def state_dict(self) -> dict[str, Any]:
         return {"epoch": self.epoch}
@@ -128,15 +154,17 @@ class MultiScaleBatchSampler(Sampler[list[tuple[int, int]]]):
         n = len(self.sampler)
         return n // self.batch_size if self.drop_last else (n + self.batch_size - 1) // self.batch_size
 
-    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+    def _batch(self, k: int, indices: list[int]) -> list[tuple[int, int, int]]:
+        size = self.size_at(k)
+        return [(j, size, sample_seed(self.aug_seed, self.epoch, j)) for j in indices]
+
+    def __iter__(self) -> Iterator[list[tuple[int, int, int]]]:
         k0 = self.epoch * len(self)
-        i, batch = 0, []
-        for idx in self.sampler:
-            batch.append(int(idx))
-            if len(batch) == self.batch_size:
-                size = self.size_at(k0 + i)
-                yield [(j, size) for j in batch]
-                i, batch = i + 1, []
-        if batch and not self.drop_last:
-            size = self.size_at(k0 + i)
-            yield [(j, size) for j in batch]
+        skip, self._skip = self._skip, 0  # a start_at() position applies to one iteration
+        indices = [int(i) for i in self.sampler]
+        bs = self.batch_size
+        for i in range(skip, len(self)):
+            batch = indices[i * bs : (i + 1) * bs]
+            if len(batch) < bs and self.drop_last:
+                break
+            yield self._batch(k0 + i, batch)

@@ -264,9 +264,11 @@ class TransformOutput:
 class DetectionTransform:
     """Train or eval transform of one image with its boxes at a given square input size.
 
-    The albumentations ``Compose`` is built per size and cached. Its random state is seeded from
-    ``(torch.initial_seed(), size)`` of the calling process and rebuilt when that changes, so every
-    DataLoader worker (whose torch seed differs) draws different augmentations.
+    The albumentations ``Compose`` is built per size and cached. A call with ``seed`` reseeds it, so that
+    sample's augmentation is a pure function of the seed (the training batch sampler gives every sample its
+    own seed: exact resume, the same augmentation with any number of workers). Without a seed the random state
+    comes from ``(torch.initial_seed(), size)`` of the calling process (rebuilt when that changes, so every
+    DataLoader worker, whose torch seed differs, draws different augmentations).
 
     Args:
         train: darknet training augmentation, else the eval resize.
@@ -324,9 +326,16 @@ class DetectionTransform:
         return np.array([size / width, size / height, 0.0, 0.0], np.float32)
 
     def __call__(
-        self, image: np.ndarray, boxes: np.ndarray, labels: np.ndarray, difficult: np.ndarray, size: int
+        self,
+        image: np.ndarray,
+        boxes: np.ndarray,
+        labels: np.ndarray,
+        difficult: np.ndarray,
+        size: int,
+        seed: int | None = None,
     ) -> TransformOutput:
-        """Transform ``image`` uint8 (H, W, 3) and ``boxes`` float (N, 4) xyxy pixels to ``size x size``."""
+        """Transform ``image`` uint8 (H, W, 3) and ``boxes`` float (N, 4) xyxy pixels to ``size x size``; ``seed``
+        (training) fixes this call's random draws."""
         h, w = image.shape[:2]
         boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
         boxes = boxes.copy()
@@ -334,6 +343,8 @@ class DetectionTransform:
         boxes[:, 1::2] = boxes[:, 1::2].clip(0, h)
         n = len(boxes)
         comp = self.compose(size)
+        if seed is not None and self.train:
+            comp.set_random_seed(int(seed))
         out = comp(image=image, bboxes=boxes, idx=np.arange(n))
         img = out["image"]
         b = np.asarray(out["bboxes"], np.float32).reshape(-1, 4)

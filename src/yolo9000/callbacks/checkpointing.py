@@ -1,0 +1,165 @@
+"""Checkpoints that resume exactly: ``last.ckpt`` is always the latest state, every random stream is saved, and the
+last epoch is always validated (so a best checkpoint exists for any run length).
+
+Exact resume rests on three things: this module's :class:`LastCheckpoint` (written at every epoch end and every N
+minutes inside long epochs, atomically) and :class:`RandomState` (Python, NumPy and torch generators), the
+training loader's position inside the epoch (:class:`yolo9000.data.resumable.ResumableDataLoader`), and
+augmentation seeded per sample by the batch sampler (independent of workers).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+
+log = logging.getLogger("yolo9000.train")
+
+__all__ = ["LastCheckpoint", "RandomState", "ValidateLastEpoch", "atomic_save_checkpoint"]
+
+
+def atomic_save_checkpoint(trainer: pl.Trainer, path: str | Path) -> None:
+    """``trainer.save_checkpoint(path)`` that never leaves a partial file at ``path``: the checkpoint is written
+    to ``<path>.tmp``, flushed to disk and renamed over ``path`` (a kill during the write keeps the previous
+    file). Call on every rank (the trainer gathers the state); rank 0 writes."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    trainer.save_checkpoint(tmp)
+    if trainer.is_global_zero:
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    trainer.strategy.barrier("atomic_save_checkpoint")
+
+
+class LastCheckpoint(pl.Callback):
+    """Writes ``<dirpath>/last.ckpt``: the latest training state, never the best.
+
+    Saved at the end of every training epoch (after its validation, so the best-checkpoint bookkeeping is
+    included) and, inside an epoch, every ``every_n_minutes`` of wall clock and/or every ``every_n_train_steps``
+    optimizer steps (full-scale epochs last hours). Resuming from it (``ckpt_path=<run>/checkpoints/last.ckpt``
+    or ``resume=<run>``) continues at the next batch.
+
+    Args:
+        dirpath: checkpoint folder.
+        filename: file name of the latest checkpoint.
+        every_n_minutes: mid-epoch save period in minutes (None: epoch ends only).
+        every_n_train_steps: mid-epoch save period in optimizer steps (None: off).
+    """
+
+    def __init__(
+        self,
+        dirpath: str | Path,
+        filename: str = "last.ckpt",
+        every_n_minutes: float | None = 10.0,
+        every_n_train_steps: int | None = None,
+    ) -> None:
+        self.path = Path(dirpath) / filename
+        self.every_n_minutes = every_n_minutes
+        self.every_n_train_steps = every_n_train_steps
+        self._last_save = time.monotonic()
+
+    def _save(self, trainer: pl.Trainer) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_save_checkpoint(trainer, self.path)
+        self._last_save = time.monotonic()
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._last_save = time.monotonic()
+
+    def _due(self, trainer: pl.Trainer) -> bool:
+        due = bool(self.every_n_train_steps) and trainer.global_step % int(self.every_n_train_steps or 1) == 0
+        if self.every_n_minutes is not None:
+            due = due or time.monotonic() - self._last_save >= 60.0 * float(self.every_n_minutes)
+        if trainer.world_size > 1:  # the clocks of the ranks differ: rank 0 decides for all
+            due = bool(trainer.strategy.broadcast(due, src=0))
+        return due
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        if done >= trainer.num_training_batches:  # the epoch-end save follows right after
+            return
+        if self._due(trainer):
+            self._save(trainer)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._save(trainer)
+
+
+def _numpy_state() -> dict[str, Any]:
+    """NumPy's legacy global generator as tensors and numbers (checkpoints load with ``weights_only=True``)."""
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {
+        "name": name,
+        "keys": torch.from_numpy(keys.astype(np.int64)),
+        "pos": int(pos),
+        "has_gauss": int(has_gauss),
+        "gauss": float(gauss),
+    }
+
+
+def _set_numpy_state(s: dict[str, Any]) -> None:
+    keys = s["keys"].numpy().astype(np.uint32)
+    np.random.set_state((s["name"], keys, s["pos"], s["has_gauss"], s["gauss"]))
+
+
+class RandomState(pl.Callback):
+    """Saves the global random generators (Python, NumPy, torch CPU and CUDA) in every checkpoint and restores
+    them when training resumes (at train start, after the data iterators were created, as at the save)."""
+
+    def __init__(self) -> None:
+        self._pending: dict[str, Any] | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {
+            "python": random.getstate(),
+            "numpy": _numpy_state(),
+            "torch": torch.get_rng_state(),
+        }
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._pending = dict(state_dict)
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        state, self._pending = self._pending, None
+        if not state:
+            return
+        random.setstate(state["python"])
+        _set_numpy_state(state["numpy"])
+        torch.set_rng_state(state["torch"])
+        if "cuda" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class ValidateLastEpoch(pl.Callback):
+    """Validates the last epoch of every run (``trainer.max_epochs``), whatever ``check_val_every_n_epoch`` says:
+    a run shorter than the validation period still gets a validated, best checkpoint."""
+
+    def __init__(self) -> None:
+        self._period: int | None = None
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        period = trainer.check_val_every_n_epoch
+        last = (
+            trainer.max_epochs is not None
+            and trainer.max_epochs > 0
+            and trainer.current_epoch + 1 == trainer.max_epochs
+        )
+        if last and period and (trainer.current_epoch + 1) % period:
+            self._period = period
+            trainer.check_val_every_n_epoch = 1
+            log.info("validating the last epoch (%d) although the period is %d", trainer.current_epoch + 1, period)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._period is not None:
+            trainer.check_val_every_n_epoch, self._period = self._period, None

@@ -1,0 +1,133 @@
+"""One progress line per epoch through Python logging, so it reaches the console, ``<run>/train.log`` and a SLURM
+log alike (a progress bar draws nothing when the output is a file)."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+
+log = logging.getLogger("yolo9000.train")
+
+__all__ = ["EpochLog", "format_duration"]
+
+
+def format_duration(seconds: float) -> str:
+    """``3725`` -> ``"1h02m05s"``; ``65`` -> ``"1m05s"``; ``4.2`` -> ``"4s"``."""
+    if not math.isfinite(seconds):
+        return "?"
+    s = int(round(max(0.0, seconds)))
+    h, rem = divmod(s, 3600)
+    m, sec = divmod(rem, 60)
+    if h:
+        return f"{h}h{m:02d}m{sec:02d}s"
+    return f"{m}m{sec:02d}s" if m else f"{sec}s"
+
+
+class EpochLog(pl.Callback):
+    """Logs, at the end of every training epoch (after its validation)::
+
+        epoch 12/80 | loss 4.213 (coord 0.61 obj 1.02 noobj 0.88 cls 1.70) | 27.9 img/s | lr 1.00e-03 |
+        val/map_50 0.512 | 1m12s elapsed, ETA 6m40s
+
+    Losses are means over the epoch's batches (of this rank); img/s counts all ranks' images over the training
+    time of the epoch (validation excluded); the ETA extrapolates the mean wall time per epoch of this process.
+
+    Args:
+        loss_key: the total loss (logged by the module on every step).
+        part_keys: further per-step values averaged over the epoch and shown in brackets (missing ones skipped).
+        val_keys: validation values shown when the epoch was validated (missing ones skipped).
+    """
+
+    def __init__(
+        self,
+        loss_key: str = "train/loss",
+        part_keys: Sequence[str] = ("train/coord", "train/obj", "train/noobj", "train/cls", "train/top1"),
+        val_keys: Sequence[str] = ("val/map_50", "val/map", "val/top1"),
+    ) -> None:
+        self.loss_key = loss_key
+        self.part_keys = list(part_keys)
+        self.val_keys = list(val_keys)
+        self._sums: dict[str, torch.Tensor] = {}
+        self._batches = 0
+        self._images = 0
+        self._train_time = 0.0
+        self._t_batch = 0.0
+        self._t_epoch = 0.0
+        self._t_start: float | None = None
+        self._epochs_timed = 0
+        self._val_done = False
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._t_start, self._epochs_timed = time.perf_counter(), 0
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._sums, self._batches, self._images, self._train_time = {}, 0, 0, 0.0
+        self._t_epoch = time.perf_counter()
+        self._val_done = False
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
+        self._t_batch = time.perf_counter()
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, *args: Any
+    ) -> None:
+        self._train_time += time.perf_counter() - self._t_batch
+        images = batch["images"] if isinstance(batch, dict) else batch[0]
+        self._images += int(images.shape[0]) * trainer.world_size
+        self._batches += 1
+        metrics = trainer.callback_metrics
+        for key in (self.loss_key, *self.part_keys):
+            v = metrics.get(key)
+            if isinstance(v, torch.Tensor) and v.numel() == 1:
+                self._sums[key] = self._sums.get(key, torch.zeros((), dtype=torch.float64)) + v.detach().cpu().double()
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._val_done = not trainer.sanity_checking
+
+    @staticmethod
+    def _lr(trainer: pl.Trainer) -> float | None:
+        if not trainer.optimizers:
+            return None
+        return float(trainer.optimizers[0].param_groups[0]["lr"])
+
+    def line(self, trainer: pl.Trainer) -> str:
+        """The epoch's progress line."""
+        epoch = trainer.current_epoch + 1
+        total = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else None
+        parts = [f"epoch {epoch}/{total}" if total else f"epoch {epoch}"]
+        n = max(self._batches, 1)
+        if self.loss_key in self._sums:
+            loss = f"loss {float(self._sums[self.loss_key]) / n:.4g}"
+            extra = [
+                f"{k.split('/', 1)[-1]} {float(self._sums[k]) / n:.3g}" for k in self.part_keys if k in self._sums
+            ]
+            parts.append(loss + (f" ({' '.join(extra)})" if extra else ""))
+        if self._train_time > 0:
+            parts.append(f"{self._images / self._train_time:.1f} img/s")
+        lr = self._lr(trainer)
+        if lr is not None:
+            parts.append(f"lr {lr:.2e}")
+        if self._val_done:
+            vals = [
+                f"{k} {float(trainer.callback_metrics[k]):.4f}" for k in self.val_keys if k in trainer.callback_metrics
+            ]
+            parts.extend(vals)
+        if self._t_start is not None:
+            elapsed = time.perf_counter() - self._t_start
+            self._epochs_timed += 1
+            timing = f"{format_duration(elapsed)} elapsed"
+            if total:
+                remaining = (total - epoch) * elapsed / self._epochs_timed
+                timing += f", ETA {format_duration(remaining)}"
+            parts.append(timing)
+        return " | ".join(parts)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.is_global_zero:
+            log.info(self.line(trainer))

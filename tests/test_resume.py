@@ -1,0 +1,182 @@
+"""Long runs that get killed: last.ckpt is the latest state, written atomically, and a run killed with SIGKILL in
+the middle of an epoch and resumed from it ends with the same weights and metrics as the uninterrupted run."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch.utils.data import SequentialSampler
+
+from yolo9000.callbacks.checkpointing import atomic_save_checkpoint
+from yolo9000.callbacks.progress import format_duration
+from yolo9000.data.multiscale import MultiScaleBatchSampler, sample_seed
+
+ROOT = Path(__file__).resolve().parents[1]
+EPOCHS, TRAIN_IMAGES, BATCH = 3, 48, 4  # 12 batches an epoch
+RUN = [
+    f"data.max_images={{train: {TRAIN_IMAGES}, val: 8, test: 8}}",
+    f"data.batch_size={BATCH}",
+    "data.num_workers=2",  # augmentation drawn in worker processes
+    "data.img_size=64",
+    "data.multiscale.min_size=64",
+    "data.multiscale.max_size=96",
+    "data.multiscale.period=3",
+    "model.net.backbone.width=0.125",
+    f"trainer.max_epochs={EPOCHS}",
+    "trainer.check_val_every_n_epoch=5",  # longer than the run: the last epoch is validated anyway
+    "callbacks.last_checkpoint.every_n_train_steps=1",
+    "callbacks.prediction_images.num_images=0",
+    "logger=csv",
+]
+
+
+def _cmd(out: Path, *extra: str) -> list[str]:
+    return [sys.executable, str(ROOT / "src" / "train.py"), f"hydra.run.dir={out}", *RUN, *extra]
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "WANDB_MODE": "offline", "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
+
+
+def _position(ckpt: dict) -> dict[str, int]:
+    """The training loader's saved position (epoch, batch) in a Lightning checkpoint."""
+    return ckpt["loops"]["fit_loop"]["state_dict"]["combined_loader"][0]
+
+
+def _load(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def test_sampler_starts_mid_epoch_then_runs_whole_epochs() -> None:
+    bs = MultiScaleBatchSampler(SequentialSampler(range(30)), 4, False, [64, 96], period=2, seed=5)
+    bs.set_epoch(1)
+    whole = list(bs)
+    bs.start_at(1, 3)
+    assert list(bs) == whole[3:]  # the batches an interrupted epoch had left, with their sizes and seeds
+    bs.set_epoch(1)  # Lightning sets the same epoch again before iterating: nothing changes
+    assert list(bs) == whole
+    bs.start_at(1, 5)
+    bs.set_epoch(2)  # another epoch cancels the skip
+    assert len(list(bs)) == len(bs) == 8
+
+
+def test_sample_seeds_depend_on_seed_epoch_and_image_only() -> None:
+    bs = MultiScaleBatchSampler(SequentialSampler(range(8)), 4, False, [64], seed=5)
+    seeds = {i: s for b in bs for i, _, s in b}
+    assert seeds == {i: sample_seed(5, 0, i) for i in range(8)}
+    assert len(set(seeds.values())) == 8  # every image its own draw
+    assert sample_seed(5, 1, 0) != sample_seed(5, 0, 0) != sample_seed(6, 0, 0)
+
+
+def test_augmentation_is_the_same_with_0_and_2_workers() -> None:
+    from yolo9000.data.datamodule import DetectionDataModule
+    from yolo9000.data.voc import VOCParser
+
+    def batches(workers: int) -> list[torch.Tensor]:
+        dm = DetectionDataModule(
+            train=VOCParser(ROOT / "data" / "bccd", "train"),
+            class_names=["RBC", "WBC", "Platelets"],
+            batch_size=4,
+            num_workers=workers,
+            persistent_workers=False,
+            img_size=64,
+            multiscale={"min_size": 64, "max_size": 96},
+            max_images=12,
+        )
+        dm.setup("fit")
+        return [b["images"] for b in dm.train_dataloader()]
+
+    a, b = batches(0), batches(2)
+    assert len(a) == 3 and all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+def test_atomic_save_keeps_the_previous_file_when_killed_mid_write(tmp_path: Path) -> None:
+    path = tmp_path / "last.ckpt"
+    path.write_bytes(b"previous complete checkpoint")
+
+    def dies_mid_write(p: Path) -> None:
+        Path(p).write_bytes(b"half a chec")
+        raise KeyboardInterrupt  # the process is killed while writing
+
+    trainer = SimpleNamespace(save_checkpoint=dies_mid_write, is_global_zero=True, strategy=None)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_save_checkpoint(trainer, path)  # type: ignore[arg-type]
+    assert path.read_bytes() == b"previous complete checkpoint"
+
+    def writes(p: Path) -> None:
+        Path(p).write_bytes(b"new")
+
+    trainer = SimpleNamespace(save_checkpoint=writes, is_global_zero=True, strategy=SimpleNamespace(barrier=print))
+    atomic_save_checkpoint(trainer, path)  # type: ignore[arg-type]
+    assert path.read_bytes() == b"new" and not (tmp_path / "last.ckpt.tmp").exists()
+
+
+def test_format_duration() -> None:
+    assert [format_duration(x) for x in (4.2, 65, 3725)] == ["4s", "1m05s", "1h02m05s"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("uninterrupted")
+    res = subprocess.run(_cmd(out), cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-5000:]
+    return out
+
+
+def test_last_ckpt_is_the_latest_state_and_short_runs_validate(uninterrupted: Path) -> None:
+    last = _load(uninterrupted / "checkpoints" / "last.ckpt")
+    assert last["epoch"] == EPOCHS - 1 and last["global_step"] == EPOCHS * TRAIN_IMAGES // BATCH
+    assert int(last["state_dict"]["seen"]) == EPOCHS * TRAIN_IMAGES
+    metrics = json.loads((uninterrupted / "metrics.json").read_text())
+    assert Path(metrics["checkpoint"]).name == f"epoch_{EPOCHS - 1:03d}.ckpt"  # validated although period 5 > 3
+    log = (uninterrupted / "train.log").read_text()
+    lines = re.findall(r"epoch (\d)/3 \| loss [\d.]+ \(coord .*\) \| [\d.]+ img/s \| lr \S+ \|.* ETA \S+", log)
+    assert lines == ["1", "2", "3"], log[-3000:]
+    assert "val/map_50" in log.splitlines()[[i for i, x in enumerate(log.splitlines()) if "epoch 3/3" in x][0]]
+
+
+def test_sigkill_mid_epoch_then_resume_gives_the_same_run(uninterrupted: Path, tmp_path: Path) -> None:
+    out = tmp_path / "killed"
+    last = out / "checkpoints" / "last.ckpt"
+    proc = subprocess.Popen(_cmd(out), cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline, seen_mtime = time.monotonic() + 300, 0.0
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if last.is_file() and last.stat().st_mtime != seen_mtime:
+                seen_mtime = last.stat().st_mtime
+                pos = _position(_load(last))
+                if pos["epoch"] == 1 and pos["batch"] >= 3:
+                    os.kill(proc.pid, signal.SIGKILL)
+                    break
+            time.sleep(0.02)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed mid-epoch"
+    pos = _position(_load(last))
+    assert pos["epoch"] == 1 and 0 < pos["batch"] < TRAIN_IMAGES // BATCH, pos  # killed inside epoch 2
+
+    res = subprocess.run(_cmd(out, f"resume={out}"), cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-5000:]
+    assert "not resumable" not in res.stderr  # Lightning knows the loader's position
+    want, got = _load(uninterrupted / "checkpoints" / "last.ckpt"), _load(last)
+    assert got["global_step"] == want["global_step"]
+    diff = [k for k, v in want["state_dict"].items() if not torch.equal(v, got["state_dict"][k])]
+    assert not diff, f"weights differ after kill + resume: {diff[:5]}"
+    m_want = json.loads((uninterrupted / "metrics.json").read_text())
+    m_got = json.loads((out / "metrics.json").read_text())
+    for key in ("map_50", "map", "seen"):
+        assert m_got[key] == m_want[key], key
+    log = (out / "train.log").read_text()
+    assert "resuming the run" in log and log.count("epoch 1/3 |") == 1  # one continuous log file

@@ -58,6 +58,39 @@ class RegionLossOutput:
     avg_cat: torch.Tensor  # mean P(class) of responsible predictors
     num_truths: int
 
+    @property
+    def terms(self) -> dict[str, torch.Tensor]:
+        """The named loss terms (their sum is ``loss``)."""
+        return {"coord": self.coord, "obj": self.obj, "noobj": self.noobj, "cls": self.cls}
+
+
+@dataclass
+class RegionTargets:
+    """darknet's assignment for one batch (no gradient): every predictor's targets and weights.
+
+    Attributes:
+        coord_target: (B, A, H, W, 4) targets of (x, y, tw, th); coord_weight: (B, A, H, W).
+        obj_target, obj_weight: (B, A, H, W) objectness target and weight.
+        responsible: bool (B, A, H, W), predictors responsible for a truth (the ``obj`` term; the rest ``noobj``).
+        cls_loc: (K,) flat predictor index of each class write; cls_offset, cls_size: (K,) its softmax group;
+            cls_node: (K,) the target channel.
+        resp_loc: (T,) flat responsible predictor of each detection truth; resp_iou: (T,) its box's IoU with the
+            truth; resp_paths: (T, D) the truth's label path (-1 padded) for the statistics.
+    """
+
+    coord_target: torch.Tensor
+    coord_weight: torch.Tensor
+    obj_target: torch.Tensor
+    obj_weight: torch.Tensor
+    responsible: torch.Tensor
+    cls_loc: torch.Tensor
+    cls_offset: torch.Tensor
+    cls_size: torch.Tensor
+    cls_node: torch.Tensor
+    resp_loc: torch.Tensor
+    resp_iou: torch.Tensor
+    resp_paths: torch.Tensor
+
 
 def _group_cross_entropy(
     logits: torch.Tensor, offset: torch.Tensor, size: torch.Tensor, target: torch.Tensor
@@ -132,7 +165,7 @@ class RegionLoss(nn.Module):
         anchors: torch.Tensor,
         seen: int,
     ) -> RegionLossOutput:
-        """Compute the loss.
+        """Assign targets (no gradient: :meth:`assign`), then compute the named loss terms (:meth:`terms`).
 
         Args:
             raw: (B, A * (5 + C), H, W) raw head output.
@@ -142,18 +175,41 @@ class RegionLoss(nn.Module):
             anchors: (A, 2) priors in grid-cell units.
             seen: images seen so far, counting this batch (darknet increments before the forward pass).
         """
-        num_anchors = anchors.shape[0]
-        reg = split_region(raw, num_anchors)
-        bsz, _, h, w = reg.obj.shape
-        dev = raw.device
-        f32 = torch.float32
-        tree = self.tree
-        anchors = anchors.to(dev, f32)
-
+        anchors = anchors.to(raw.device, torch.float32)
+        reg = split_region(raw, anchors.shape[0])
         xy = activate_xy(reg.xy, self.location)  # (B, A, H, W, 2)
         obj = reg.obj.sigmoid()  # (B, A, H, W)
-        with torch.no_grad():
-            pred_boxes = decode_boxes(xy.detach().float(), reg.wh.detach().float(), anchors, self.location)
+        assigned = self.assign(xy, reg.wh, obj, reg.cls, targets, target_mask, anchors, seen)
+        terms = self.terms(xy, reg.wh, obj, reg.cls, assigned)
+        stats = self.statistics(obj, reg.cls, assigned)
+        return RegionLossOutput(loss=sum(terms.values()), **terms, num_truths=len(assigned.resp_loc), **stats)
+
+    @torch.no_grad()
+    def assign(
+        self,
+        xy: torch.Tensor,
+        wh: torch.Tensor,
+        obj: torch.Tensor,
+        cls: torch.Tensor,
+        targets: torch.Tensor,
+        target_mask: torch.Tensor,
+        anchors: torch.Tensor,
+        seen: int,
+    ) -> RegionTargets:
+        """darknet's delta assignment (which predictor learns what, with which weight); no gradient.
+
+        One function on purpose: the writes follow darknet's order (no-object, prior, responsible truths,
+        classification-only images, classes) and later writes replace earlier ones, which reads top to bottom.
+
+        Args:
+            xy: (B, A, H, W, 2) activated offsets; wh: (B, A, H, W, 2) raw tw, th; obj: (B, A, H, W) sigmoid(to);
+            cls: (B, A, H, W, C) class logits (classification-only images pick their predictor with them).
+            targets, target_mask, anchors, seen: as :meth:`forward`.
+        """
+        num_anchors = anchors.shape[0]
+        bsz, _, h, w = obj.shape
+        dev, f32, tree = obj.device, torch.float32, self.tree
+        pred_boxes = decode_boxes(xy.float(), wh.float(), anchors, self.location)
 
         targets = targets.to(dev, f32)
         mask = target_mask.to(dev).bool()
@@ -208,88 +264,130 @@ class RegionLoss(nn.Module):
         coord_weight.view(-1)[wl] = (self.coord_scale * (2 - tb[:, 2] * tb[:, 3]))[winner]
         obj_target.view(-1)[wl] = (iou_resp if self.rescore else torch.ones_like(iou_resp))[winner]
         obj_weight.view(-1)[wl] = self.object_scale
+        responsible = torch.zeros(n_loc, dtype=torch.bool, device=dev)
+        responsible[wl] = True
 
-        # ---- classification-only images: the best predictor for the label ------------------------------------
-        co_b = torch.nonzero(classonly_img).flatten()
-        cls_flat = reg.cls.reshape(-1, self.num_classes)  # (B*A*H*W, C)
-        co_loc = co_b.new_empty(0)
-        co_label = co_b.new_empty(0)
-        if len(co_b):
-            first_row = classonly_row[co_b].float().argmax(1)  # darknet takes the first classification row
-            co_label = truth_cls[co_b, first_row]
-            with torch.no_grad():
-                cond = tree.softmax(reg.cls[co_b].detach().float())  # (Bc, A, H, W, C)
-                path = tree.paths[co_label.cpu()].to(dev)  # (Bc, D)
-                pcond = torch.where(
-                    path.view(-1, 1, 1, 1, path.shape[1]) >= 0,
-                    cond.gather(-1, path.clamp_min(0).view(-1, 1, 1, 1, path.shape[1]).expand(*cond.shape[:-1], -1)),
-                    torch.ones((), device=dev),
-                ).prod(-1)  # (Bc, A, H, W)
-                score = (obj[co_b].detach().float() * pcond).flatten(1)  # darknet order: anchor, row, column
-            co_loc = co_b * (num_anchors * h * w) + score.argmax(1)
-            if self.classonly_objectness == "paper":
-                cur = obj.detach().reshape(-1)[co_loc].float()
-                obj_target.view(-1)[co_loc] = torch.clamp(cur, min=0.3)
-                obj_weight.view(-1)[co_loc] = self.object_scale
-            else:
-                obj_weight.view(-1)[co_loc] = 0.0
+        # ---- classification-only images: the best predictor for the label, then every class write ----------
+        co_loc, co_label = self._classonly_predictors(obj, cls, classonly_row, truth_cls, obj_target, obj_weight)
+        cls_writes = self._class_writes(torch.cat([loc, co_loc]), torch.cat([truth_cls[b_idx, t_idx], co_label]))
+        return RegionTargets(
+            coord_target=coord_target,
+            coord_weight=coord_weight,
+            obj_target=obj_target,
+            obj_weight=obj_weight,
+            responsible=responsible.view_as(obj),
+            **cls_writes,
+            resp_loc=loc,
+            resp_iou=iou_resp,
+            resp_paths=tree.paths.to(dev)[truth_cls[b_idx, t_idx]],
+        )
 
-        # ---- class writes: per (predictor, sibling group) along each label's path, last writer wins ---------
-        all_loc = torch.cat([loc, co_loc])
-        all_cls = torch.cat([truth_cls[b_idx, t_idx], co_label])
-        paths = tree.paths.to(dev)[all_cls]  # (K, D)
+    def _classonly_predictors(
+        self,
+        obj: torch.Tensor,
+        cls: torch.Tensor,
+        classonly_row: torch.Tensor,
+        truth_cls: torch.Tensor,
+        obj_target: torch.Tensor,
+        obj_weight: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """YOLO9000's classification-only images: the predictor with the highest ``sigmoid(to) * P(label path)``
+        learns the label (darknet: first classification row of the image); its objectness weight is set in place
+        (``darknet``: no term; ``paper``: target max(0.3, current)).
+
+        Args:
+            obj: (B, A, H, W); cls: (B, A, H, W, C); classonly_row: bool (B, M); truth_cls: (B, M).
+            obj_target, obj_weight: (B, A, H, W), written in place.
+        Returns:
+            (flat predictor index (Bc,), label (Bc,)) of the classification-only images.
+        """
+        bsz, num_anchors, h, w = obj.shape
+        dev, tree = obj.device, self.tree
+        co_b = torch.nonzero(classonly_row.any(1)).flatten()
+        if not len(co_b):
+            return co_b.new_empty(0), co_b.new_empty(0)
+        first_row = classonly_row[co_b].float().argmax(1)
+        co_label = truth_cls[co_b, first_row]
+        cond = tree.softmax(cls[co_b].float())  # (Bc, A, H, W, C)
+        path = tree.paths[co_label.cpu()].to(dev)  # (Bc, D)
+        d = path.shape[1]
+        pcond = torch.where(
+            path.view(-1, 1, 1, 1, d) >= 0,
+            cond.gather(-1, path.clamp_min(0).view(-1, 1, 1, 1, d).expand(*cond.shape[:-1], -1)),
+            torch.ones((), device=dev),
+        ).prod(-1)  # (Bc, A, H, W)
+        score = (obj[co_b].float() * pcond).flatten(1)  # darknet order: anchor, row, column
+        co_loc = co_b * (num_anchors * h * w) + score.argmax(1)
+        if self.classonly_objectness == "paper":
+            obj_target.view(-1)[co_loc] = torch.clamp(obj.reshape(-1)[co_loc].float(), min=0.3)
+            obj_weight.view(-1)[co_loc] = self.object_scale
+        else:
+            obj_weight.view(-1)[co_loc] = 0.0
+        return co_loc, co_label
+
+    def _class_writes(self, loc: torch.Tensor, label: torch.Tensor) -> dict[str, torch.Tensor]:
+        """darknet's class deltas: one softmax target per (predictor, sibling group) along each label's path; a
+        later write to the same predictor and group replaces an earlier one (truths in order; classification-only
+        images never share predictors with detections).
+
+        Args:
+            loc: (K,) flat predictor index of each labelled predictor; label: (K,) its class (tree node).
+        Returns:
+            ``cls_loc``, ``cls_offset``, ``cls_size``, ``cls_node`` of :class:`RegionTargets`.
+        """
+        tree, dev = self.tree, loc.device
+        paths = tree.paths.to(dev)[label]  # (K, D)
         k_idx, d_idx = torch.nonzero(paths >= 0, as_tuple=True)
         node = paths[k_idx, d_idx]
         grp = tree.group.to(dev)[node]
-        key = all_loc[k_idx] * tree.num_groups + grp
-        w_order = k_idx  # truths in order; classification-only images never share predictors with detections
+        key = loc[k_idx] * tree.num_groups + grp
         uniq, inv = torch.unique(key, return_inverse=True)
-        last_w = torch.full((len(uniq),), -1, device=dev, dtype=torch.long).scatter_reduce(0, inv, w_order, "amax")
-        keep = last_w[inv] == w_order
+        last_w = torch.full((len(uniq),), -1, device=dev, dtype=torch.long).scatter_reduce(0, inv, k_idx, "amax")
+        keep = last_w[inv] == k_idx
         g_keep = grp[keep]
-        ce = _group_cross_entropy(
-            cls_flat[all_loc[k_idx][keep]].float(),
-            tree.group_offset.to(dev)[g_keep],
-            tree.group_size.to(dev)[g_keep],
-            node[keep],
-        )
-        cls_loss = self.class_scale * ce.sum()
+        return {
+            "cls_loc": loc[k_idx][keep],
+            "cls_offset": tree.group_offset.to(dev)[g_keep],
+            "cls_size": tree.group_size.to(dev)[g_keep],
+            "cls_node": node[keep],
+        }
 
-        # ---- sums ------------------------------------------------------------------------------------------
-        diff = torch.cat([xy, reg.wh], dim=-1).float() - coord_target
-        coord_loss = 0.5 * (coord_weight.unsqueeze(-1) * diff.square()).sum()
-        obj_sq = 0.5 * obj_weight * (obj_target - obj.float()).square()
-        is_resp = torch.zeros(n_loc, dtype=torch.bool, device=dev)
-        is_resp[wl] = True
-        is_resp = is_resp.view_as(obj)
-        obj_loss = obj_sq[is_resp].sum()
-        noobj_loss = obj_sq[~is_resp].sum()
+    def terms(
+        self, xy: torch.Tensor, wh: torch.Tensor, obj: torch.Tensor, cls: torch.Tensor, t: RegionTargets
+    ) -> dict[str, torch.Tensor]:
+        """The named loss terms (batch sums, with gradient) for assigned targets ``t``: ``coord`` (responsible
+        predictors and the prior-matching term), ``obj`` (responsible predictors), ``noobj`` (the others), ``cls``
+        (one softmax cross-entropy per class write). Shapes as :meth:`assign`."""
+        diff = torch.cat([xy, wh], dim=-1).float() - t.coord_target
+        coord = 0.5 * (t.coord_weight.unsqueeze(-1) * diff.square()).sum()
+        obj_sq = 0.5 * t.obj_weight * (t.obj_target - obj.float()).square()
+        cls_flat = cls.reshape(-1, self.num_classes)  # (B*A*H*W, C)
+        ce = _group_cross_entropy(cls_flat[t.cls_loc].float(), t.cls_offset, t.cls_size, t.cls_node)
+        return {
+            "coord": coord,
+            "obj": obj_sq[t.responsible].sum(),
+            "noobj": obj_sq[~t.responsible].sum(),
+            "cls": self.class_scale * ce.sum(),
+        }
 
-        with torch.no_grad():
-            n_t = len(loc)
-            denom = max(n_t, 1)
-            cond_cls = tree.softmax(cls_flat[loc].detach().float()) if n_t else cls_flat.new_zeros(0, 1)
-            p_cls = (
-                cond_cls.gather(1, paths[: len(loc)].clamp_min(0)).where(paths[: len(loc)] >= 0, 1.0).prod(1)
-                if n_t
-                else cond_cls.new_zeros(0)
-            )
-            stats = {
-                "avg_iou": iou_resp.sum() / denom,
-                "recall": (iou_resp > 0.5).float().sum() / denom,
-                "avg_obj": obj.detach().reshape(-1)[loc].float().sum() / denom,
-                "avg_anyobj": obj.detach().float().mean(),
-                "avg_cat": p_cls.sum() / denom,
-            }
-        return RegionLossOutput(
-            loss=coord_loss + obj_loss + noobj_loss + cls_loss,
-            coord=coord_loss,
-            obj=obj_loss,
-            noobj=noobj_loss,
-            cls=cls_loss,
-            num_truths=len(loc),
-            **stats,
-        )
+    @torch.no_grad()
+    def statistics(self, obj: torch.Tensor, cls: torch.Tensor, t: RegionTargets) -> dict[str, torch.Tensor]:
+        """darknet's printed training statistics: avg IoU, recall, avg obj, avg anyobj, avg cat."""
+        loc, paths = t.resp_loc, t.resp_paths
+        n_t = len(loc)
+        denom = max(n_t, 1)
+        if n_t:
+            cond = self.tree.softmax(cls.reshape(-1, self.num_classes)[loc].float())
+            p_cls = cond.gather(1, paths.clamp_min(0)).where(paths >= 0, 1.0).prod(1)
+        else:
+            p_cls = obj.new_zeros(0)
+        return {
+            "avg_iou": t.resp_iou.sum() / denom,
+            "recall": (t.resp_iou > 0.5).float().sum() / denom,
+            "avg_obj": obj.detach().reshape(-1)[loc].float().sum() / denom,
+            "avg_anyobj": obj.detach().float().mean(),
+            "avg_cat": p_cls.sum() / denom,
+        }
 
 
 def darknet_truth_to_targets(truth: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

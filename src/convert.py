@@ -24,7 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # `python src/convert.py` without an installed package
 
-from yolo9000.darknet import checkpoint_to_darknet, darknet_to_checkpoint  # noqa: E402
+from yolo9000.checkpoints import checkpoint_to_darknet, darknet_to_checkpoint  # noqa: E402
 
 log = logging.getLogger("yolo9000")
 

@@ -93,7 +93,7 @@ def run(cfg: DictConfig) -> float | None:
             for cb in callbacks:
                 if isinstance(cb, SpeedMonitor):
                     extra |= cb.summary()
-            extra["data_issues"] = datamodule.issue_summary()
+            extra |= datamodule.data_report()  # data_issues (text), data_problems (every file), augmentation
             metrics = write_metrics(out_dir, module.test_results, module.class_names, extra)
             if (out_dir / "per_class.md").is_file():
                 log.info("per-class results (test):\n%s", (out_dir / "per_class.md").read_text())

@@ -6,6 +6,8 @@ from __future__ import annotations
 import importlib.util
 import logging
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,15 +15,13 @@ import pytest
 import torch
 from torch import nn
 
+from yolo9000.checkpoints import DARKNET_SEARCH, WORDTREE_DIR, checkpoint_to_darknet, darknet_to_checkpoint
 from yolo9000.darknet import (
     SUPPORTED,
-    WORDTREE_DIR,
     DarknetNet,
     build_darknet,
-    checkpoint_to_darknet,
     count_params,
     darknet_convs,
-    darknet_to_checkpoint,
     layer_specs,
     load_darknet,
     load_weights,
@@ -262,12 +262,40 @@ def test_region_meta() -> None:
     assert voc.rescore and voc.bias_match and voc.random and voc.softmax and voc.absolute
     assert (voc.object_scale, voc.noobject_scale, voc.class_scale, voc.coord_scale) == (5, 1, 1, 1)
     assert voc.tree is None
-    nine = region_meta(CFG / "yolo9000.cfg")
+    nine = region_meta(CFG / "yolo9000.cfg", search=DARKNET_SEARCH)  # the application's vendored data folders
     assert nine is not None and nine.anchors.tolist()[2] == pytest.approx([9.22725, 9.61974])
     assert nine.tree == WORDTREE_DIR / "9k.tree" and nine.map == WORDTREE_DIR / "coco9k.map"
     assert nine.jitter == pytest.approx(0.2)
     assert len(nine.tree.read_text().splitlines()) == nine.classes == 9418
     assert region_meta(CFG / "darknet19.cfg") is None
+
+
+def test_region_data_files_resolve_from_cfg_folder_and_search(tmp_path: Path) -> None:
+    """``tree=`` / ``map=`` resolve relative to the cfg's folder, then the caller's search folders (by path, then by
+    file name); the library itself knows no repository layout."""
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "cfg" / "data").mkdir()
+    (tmp_path / "cfg" / "data" / "t.tree").write_text("a -1\n")
+    (tmp_path / "vendored").mkdir()
+    (tmp_path / "vendored" / "m.map").write_text("0\n")
+    cfg = tmp_path / "cfg" / "r.cfg"
+    cfg.write_text("[net]\nchannels=6\n[region]\nclasses=1\nnum=1\ntree=data/t.tree\nmap=data/m.map\n")
+    meta = region_meta(cfg, search=[tmp_path / "vendored"])
+    assert meta is not None
+    assert meta.tree == tmp_path / "cfg" / "data" / "t.tree" and meta.map == tmp_path / "vendored" / "m.map"
+    unresolved = region_meta(cfg)
+    assert unresolved is not None and unresolved.map == Path("data/m.map")
+
+
+def test_darknet_package_imports_no_application_layer() -> None:
+    """yolo9000.darknet is a library: importing it pulls in neither Lightning nor Hydra / OmegaConf."""
+    code = (
+        "import sys, yolo9000.darknet; "
+        "bad = [m for m in sys.modules if m.startswith(('pytorch_lightning', 'lightning', 'hydra', 'omegaconf'))]; "
+        "assert not bad, bad"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert res.returncode == 0, res.stderr
 
 
 # ---------------------------------------------------------------------------------------------- batch norm

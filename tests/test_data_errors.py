@@ -197,14 +197,17 @@ def test_fixed_cases(tmp_path, case, policy, caplog):
 
 @pytest.mark.parametrize("policy", ["error", "skip"])
 def test_clean_edge_cases_are_not_problems(tmp_path, policy):
-    # no objects (a valid negative), a box overshooting by <= 1 px (silently clipped)
+    # no objects (a valid negative: kept, named as a note, not a problem), a box overshooting by <= 1 px
+    # (silently clipped)
     root = _voc(tmp_path, _xml([]))
     (root / "Annotations" / "edge.xml").write_text(_xml([("dog", (0, 1, 41, 30))]))
     _image(root / "JPEGImages" / "edge.jpg")
     (root / "ImageSets" / "Main" / "train.txt").write_text("good\nbad\nedge\n")
     issues = IssueLog(policy)
     recs = {r.image_id: r for r in VOCParser(root, "train").parse(CLASSES, issues)}
-    assert len(issues) == 0 and set(recs) == {"good", "bad", "edge"}
+    assert set(recs) == {"good", "bad", "edge"}
+    assert [(i.action, Path(i.file).name) for i in issues.issues] == [("note", "bad.xml")]
+    assert issues.summary().startswith("0 problems; 1 notes") and "bad.xml" in issues.summary()
     assert recs["bad"].boxes.shape == (0, 4)
     np.testing.assert_array_equal(recs["edge"].boxes, [[0, 0, 40, 30]])
 
@@ -245,9 +248,11 @@ def test_unreadable_image_skip_policy(tmp_path, write, caplog):
         assert ds[1] is None
         batch = next(iter(DataLoader(ds, batch_size=2, collate_fn=DetectionCollate(), num_workers=0)))
     assert batch["image_ids"] == ["good"] and batch["images"].shape == (1, 3, 64, 64)
-    assert ds.issues.count("skip_image", "corrupt or unreadable image") == 2
+    # two failed loads of the same image: counted twice, recorded and logged once, the reason said once
+    assert ds.issues.count("skip_image", "corrupt or unreadable image") == 1
     assert ds.stats()["skipped_images"] == 2 and ds.stats()["loaded"] == 1
-    assert any("bad.jpg" in r.getMessage() for r in caplog.records)
+    msgs = [r.getMessage() for r in caplog.records if "bad.jpg" in r.getMessage()]
+    assert len(msgs) == 1 and msgs[0].count("corrupt or unreadable image") == 1 and msgs[0].count("bad.jpg") == 1
     assert any("dropped 1 unreadable sample" in r.getMessage() for r in caplog.records)
 
 
@@ -260,17 +265,20 @@ def test_skip_counted_across_workers(tmp_path):
     assert ds.stats()["skipped_images"] >= 1
 
 
+PNG_IN_JPG = "PNG data in a .jpg file, decoded as PNG"
+
+
 @pytest.mark.parametrize(
-    "mode,fmt,name",
+    "mode,fmt,name,said",
     [
-        ("RGB", "PNG", "png_named_jpg"),
-        ("L", "JPEG", "grey"),
-        ("RGBA", "PNG", "rgba"),
-        ("P", "PNG", "palette"),
+        ("RGB", "PNG", "png_named_jpg", [PNG_IN_JPG]),
+        ("L", "JPEG", "grey", ["greyscale image converted to RGB"]),
+        ("RGBA", "PNG", "rgba", [PNG_IN_JPG, "RGBA image converted to RGB (alpha dropped)"]),
+        ("P", "PNG", "palette", [PNG_IN_JPG, "palette image converted to RGB"]),
     ],
 )
 @pytest.mark.parametrize("policy", ["error", "skip"])
-def test_odd_but_valid_images(tmp_path, mode, fmt, name, policy):
+def test_odd_but_valid_images(tmp_path, mode, fmt, name, said, policy):
     root = _voc(tmp_path, _xml([("cat", (2, 2, 10, 10))]), "none")
     _image(root / "JPEGImages" / "bad.jpg", mode=mode, fmt=fmt)
     with Image.open(root / "JPEGImages" / "bad.jpg") as im:
@@ -282,8 +290,13 @@ def test_odd_but_valid_images(tmp_path, mode, fmt, name, policy):
     recs = VOCParser(root, "train").parse(CLASSES, IssueLog(policy))
     ds = DetectionDataset(recs, DetectionTransform(train=True), IssueLog(policy), default_size=64)
     s = ds[1]
-    assert s is not None and s["image"].shape == (3, 64, 64) and len(ds.issues) == 0
-    assert isinstance(s["boxes"], torch.Tensor)
+    assert s is not None and s["image"].shape == (3, 64, 64) and isinstance(s["boxes"], torch.Tensor)
+    # every conversion is said, as fixed (never an error), naming the file; once however often it is loaded
+    ds[1]
+    assert [(i.action, i.reason) for i in ds.issues.issues] == [("fixed", r) for r in said]
+    assert {Path(i.file).name for i in ds.issues.issues} == {"bad.jpg"}
+    assert all(r in ds.issues.summary() for r in said) and "JPEGImages/bad.jpg" in ds.issues.summary()
+    assert ds[0] is not None and len(ds.issues) == len(said)  # the plain RGB JPEG: nothing to say
 
 
 def test_issue_log_summary_and_throttle(caplog):

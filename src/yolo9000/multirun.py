@@ -1,8 +1,9 @@
 """What a job of a Hydra multirun (``-m``) needs beyond a single run.
 
 - :func:`register_resolvers`: ``${tags_with_overrides:${tags},${hydra:overrides.task}}`` for W&B tags (the
-  experiment's tags plus the job's own overrides, i.e. its ablation values) and ``${basename:<path>}`` (the last
-  part of a path: the W&B group's sweep timestamp).
+  experiment's tags plus the job's own overrides, i.e. its ablation values), ``${basename:<path>}`` (the last
+  part of a path: the W&B group's sweep timestamp) and ``${cpus:8}`` (the CPUs available, capped: the default
+  ``data.num_workers``).
 - :func:`prepare_ddp_relaunch`: Lightning's ``ddp`` strategy starts ranks > 0 by re-running ``sys.argv``; under
   ``-m`` that would start the whole sweep again. Point it at this job instead.
 - :func:`end_distributed`: destroy the process group a DDP job created and restore the DDP environment variables
@@ -38,12 +39,24 @@ def tags_with_overrides(tags: Sequence[Any] | None, overrides: Sequence[str] | N
     return out
 
 
+def available_cpus(cap: int | str | None = None) -> int:
+    """CPUs this process may run on (``os.sched_getaffinity``: respects taskset / cgroup CPU sets; else
+    ``os.cpu_count()``), at most ``cap``: the ``${cpus:8}`` resolver for ``data.num_workers``."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        n = os.cpu_count() or 1
+    return max(1, min(n, int(cap))) if cap not in (None, "") else max(1, n)
+
+
 def register_resolvers() -> None:
     """Register the OmegaConf resolvers the configs use (idempotent)."""
     if not OmegaConf.has_resolver("basename"):
         OmegaConf.register_new_resolver("basename", lambda path: Path(str(path)).name)
     if not OmegaConf.has_resolver("coalesce"):  # ${coalesce:a,b}: a unless it is null, else b
         OmegaConf.register_new_resolver("coalesce", lambda value, default: default if value is None else value)
+    if not OmegaConf.has_resolver("cpus"):  # ${cpus:8}: the CPUs this process may use, at most 8
+        OmegaConf.register_new_resolver("cpus", available_cpus)
     if not OmegaConf.has_resolver("tags_with_overrides"):
         OmegaConf.register_new_resolver(
             "tags_with_overrides",

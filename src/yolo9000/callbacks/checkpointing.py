@@ -95,7 +95,7 @@ class LastCheckpoint(pl.Callback):
 
 def _numpy_state() -> dict[str, Any]:
     """NumPy's legacy global generator as tensors and numbers (checkpoints load with ``weights_only=True``)."""
-    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    name, keys, pos, has_gauss, gauss = np.random.get_state()  # noqa: NPY002 (the legacy global generator is what we save)
     return {
         "name": name,
         "keys": torch.from_numpy(keys.astype(np.int64)),
@@ -107,7 +107,7 @@ def _numpy_state() -> dict[str, Any]:
 
 def _set_numpy_state(s: dict[str, Any]) -> None:
     keys = s["keys"].numpy().astype(np.uint32)
-    np.random.set_state((s["name"], keys, s["pos"], s["has_gauss"], s["gauss"]))
+    np.random.set_state((s["name"], keys, s["pos"], s["has_gauss"], s["gauss"]))  # noqa: NPY002
 
 
 class RandomState(pl.Callback):

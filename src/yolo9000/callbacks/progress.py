@@ -104,9 +104,7 @@ class EpochLog(pl.Callback):
         n = max(self._batches, 1)
         if self.loss_key in self._sums:
             loss = f"loss {float(self._sums[self.loss_key]) / n:.4g}"
-            extra = [
-                f"{k.split('/', 1)[-1]} {float(self._sums[k]) / n:.3g}" for k in self.part_keys if k in self._sums
-            ]
+            extra = [f"{k.split('/', 1)[-1]} {float(self._sums[k]) / n:.3g}" for k in self.part_keys if k in self._sums]
             parts.append(loss + (f" ({' '.join(extra)})" if extra else ""))
         if self._train_time > 0:
             parts.append(f"{self._images / self._train_time:.1f} img/s")

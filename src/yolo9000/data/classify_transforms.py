@@ -249,8 +249,12 @@ class ClassificationTransform:
             self._token = token
         return self._compose
 
-    def __call__(self, image: np.ndarray) -> np.ndarray:
-        """uint8 (H, W, 3) RGB -> uint8 (size, size, 3) RGB."""
+    def __call__(self, image: np.ndarray, seed: int | None = None) -> np.ndarray:
+        """uint8 (H, W, 3) RGB -> uint8 (size, size, 3) RGB; ``seed`` (training) fixes this call's random draws
+        (the training batch sampler gives every sample its own: exact resume, any number of workers)."""
         if self.train:
-            return self.compose()(image=image)["image"]
+            comp = self.compose()
+            if seed is not None:
+                comp.set_random_seed(int(seed))
+            return comp(image=image)["image"]
         return resize_center_crop(image, self.size, self.cfg.eval_resize, _INTERPOLATIONS[self.cfg.interpolation])

@@ -1,55 +1,169 @@
-"""COCO JSON parser (``images``, ``annotations`` with ``bbox`` = x, y, w, h in pixels, ``categories``)."""
+"""COCO JSON parser (``images``, ``annotations`` with ``bbox`` = x, y, w, h in pixels, ``categories``).
+
+With only a training JSON (your own data exported from CVAT, Label Studio, Roboflow ...), val and test are derived
+from it by a deterministic, logged hash split of the image file names; the image folder of each JSON is found
+next to it (``<root>/train2017/``, ``<root>/images/``, the JSON's folder, ...) unless ``image_dir`` is given.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .image_io import ImageDecodeError, image_size
-from .records import DetectionRecord, IssueLog, class_index, sanitize_boxes
+from .records import DetectionRecord, IssueLog, canonical_split, class_index, hash_split, sanitize_boxes
+from .voc import DEFAULT_SPLIT_FRACTIONS, log_once
+
+logger = logging.getLogger("yolo9000.data")
+
+_JSON_PREFIXES = ("instances_", "person_keypoints_", "captions_", "annotations_")
+_cache: dict[tuple[str, float], dict[str, Any]] = {}  # the last JSON read (the train JSON serves derived splits)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    key = (str(path), path.stat().st_mtime)
+    if key not in _cache:
+        _cache.clear()
+        with open(path) as f:
+            _cache[key] = json.load(f)
+    return _cache[key]
 
 
 class COCOParser:
-    """Parse a COCO instances JSON file.
+    """Parse a COCO instances JSON file (one split).
 
     ``bbox`` [x, y, w, h] (0-based continuous pixels) becomes xyxy [x, y, x + w, y + h]; ``iscrowd`` boxes
     get ``difficult = True`` (kept for evaluation, left out of the training targets like VOC difficult).
 
+    Two ways to configure it:
+
+    - ``ann_file`` (+ ``image_dir``): every image of that JSON;
+    - ``ann_files`` ``{train: ..., val: ..., test: ...}`` + ``split``: the split's JSON. A val JSON that is missing
+      (or null) makes val and test hash shares of the train JSON (by image file name, ``split_fractions``,
+      ``split_seed``; train keeps the rest); a test JSON that is null or the val one tests on val; a test JSON
+      that is missing makes test a hash share of train. Logged.
+
     Args:
         ann_file: the JSON file (relative paths are taken under ``root``).
-        image_dir: folder of the images (``file_name`` is relative to it; relative to ``root``).
-        root: optional base folder for the two paths above.
+        image_dir: folder of the images (``file_name`` is relative to it; relative to ``root``), or a mapping per
+            split; None: found next to the JSON: ``<root>/<tag>``, ``<root>/images/<tag>``, ``<root>/images``, the
+            JSON's folder ... (``<tag>`` = ``train2017`` for ``instances_train2017.json``), checked against the
+            first file names; the error names every folder tried.
+        root: optional base folder for the paths above.
         class_names: class list; default (and when the data module gives none): the category names in
             increasing category-id order (darknet's coco.names order). Categories not in the list are
             reported as unknown classes.
+        split: the split (with ``ann_files``).
+        ann_files: the JSON of each split (relative to ``root``).
+        split_fractions, split_seed: the hash split of derived splits (default train/val/test = 0.7/0.15/0.15).
     """
 
     def __init__(
         self,
-        ann_file: str | Path,
-        image_dir: str | Path,
+        ann_file: str | Path | None = None,
+        image_dir: str | Path | Mapping[str, Any] | None = None,
         root: str | Path | None = None,
         class_names: Sequence[str] | None = None,
+        split: str | None = None,
+        ann_files: Mapping[str, Any] | None = None,
+        split_fractions: Mapping[str, float] | None = None,
+        split_seed: int | None = 0,
     ) -> None:
-        base = Path(root) if root is not None else Path()
-        self.ann_file = base / ann_file
-        self.image_dir = base / image_dir
+        if ann_file is None and ann_files is None:
+            raise ValueError("COCOParser needs ann_file or ann_files")
+        self.root = Path(root) if root is not None else None
+        self.split = canonical_split(split) if split is not None else None
+        self.ann_files = {canonical_split(str(k)): v for k, v in ann_files.items()} if ann_files is not None else None
+        self.image_dir_spec = image_dir
         self.class_names = list(class_names) if class_names is not None else None
-        self._data: dict[str, Any] | None = None
+        self.split_fractions = {
+            canonical_split(k): float(v) for k, v in (split_fractions or DEFAULT_SPLIT_FRACTIONS).items()
+        }
+        self.split_seed = int(split_seed or 0)
+        self._plan: tuple[Path, str | None, dict[str, float] | None, str] | None = None
+        if ann_file is not None:
+            self._plan = (self._path(ann_file), None, None, f"every image of {self._path(ann_file)}")
+        self._image_dir: Path | None = None
+
+    def _path(self, p: str | Path) -> Path:
+        p = Path(p)
+        return p if p.is_absolute() or self.root is None else self.root / p
+
+    @property
+    def ann_file(self) -> Path:
+        """The JSON this split reads (the train JSON for a derived split)."""
+        return self.plan()[0]
 
     def __repr__(self) -> str:
-        return f"COCOParser(ann_file={str(self.ann_file)!r}, image_dir={str(self.image_dir)!r})"
+        return f"COCOParser(ann_file={str(self.ann_file)!r}, split={self.split!r})"
+
+    # ------------------------------------------------------------------------------------------ splits
+    def plan(self) -> tuple[Path, str | None, dict[str, float] | None, str]:
+        """(JSON to read, hash-split share to keep or None for all, fractions of that split, description)."""
+        if self._plan is not None:
+            return self._plan
+        assert self.ann_files is not None
+        if self.split is None:
+            raise ValueError("COCOParser with ann_files needs a split")
+        files = {s: self._path(v) if v else None for s, v in self.ann_files.items()}
+        train = files.get("train")
+        if train is None or not train.is_file():
+            raise FileNotFoundError(f"COCO train JSON not found: {train} (set data.ann_files.train)")
+        val, test = files.get("val"), files.get("test")
+        derived = []
+        if val is None or not val.is_file():
+            derived.append("val")
+        test_is_val = test is None or test == val
+        test_missing = (test_is_val and "val" in derived) or (not test_is_val and not test.is_file())  # type: ignore[union-attr]
+        if test_missing and self.split_fractions.get("test", 0) > 0:
+            derived.append("test")
+        elif test_missing:  # no test share in split_fractions: test on val
+            test_is_val = True
+        fractions = {s: self.split_fractions.get(s, DEFAULT_SPLIT_FRACTIONS[s]) for s in ["train", *derived]}
+        if derived:
+            missing = ", ".join(f"{s} ({files.get(s) or 'not configured'})" for s in derived)
+            log_once(
+                ("coco derived", str(train), str(derived)),
+                logging.WARNING,
+                "COCO JSON missing for %s: %s taken from %s by a hash split of the image file names (fractions %s, "
+                "seed %d)",
+                missing,
+                " and ".join(derived),
+                train,
+                fractions,
+                self.split_seed,
+            )
+        how = f"hash share of {train.name} (fractions {fractions}, seed {self.split_seed})"
+        split = self.split
+        if split == "train":
+            self._plan = (train, "train", fractions, how) if derived else (train, None, None, str(train))
+        elif split in derived:
+            self._plan = (train, split, fractions, how)
+        elif split == "test" and test_is_val and "val" in derived:
+            log_once(("coco test=val", str(train)), logging.WARNING, "COCO: no test share: test uses the val share")
+            self._plan = (train, "val", fractions, f"the val split, {how}")
+        elif split == "test" and test_is_val:
+            assert val is not None
+            log_once(("coco test=val", str(val)), logging.INFO, "COCO: no test JSON configured: test uses %s", val)
+            self._plan = (val, None, None, f"{val} (the val JSON)")
+        elif files.get(split) is not None and files[split].is_file():  # type: ignore[union-attr]
+            self._plan = (files[split], None, None, str(files[split]))  # type: ignore[arg-type]
+        else:
+            raise FileNotFoundError(f"COCO JSON for split {split!r} not found: {files.get(split)} (data.ann_files)")
+        return self._plan
 
     def _load(self) -> dict[str, Any]:
-        if self._data is None:
-            with open(self.ann_file) as f:
-                self._data = json.load(f)
-        return self._data
+        path = self.ann_file
+        try:
+            return _read_json(path)
+        except (OSError, json.JSONDecodeError) as e:
+            raise FileNotFoundError(f"{path}: cannot read COCO JSON ({e})") from e
 
     def discover_class_names(self) -> list[str] | None:
         """Given class names, else the category names ordered by category id."""
@@ -58,16 +172,53 @@ class COCOParser:
         cats = sorted(self._load().get("categories", []), key=lambda c: c["id"])
         return [str(c["name"]) for c in cats] or None
 
+    # ------------------------------------------------------------------------------------------ images
+    def image_dir(self, file_names: Sequence[str] = ()) -> Path:
+        """The images folder of this split: ``image_dir`` when given, else the first candidate next to the JSON
+        holding the first ``file_names``; raises naming every folder tried."""
+        if self._image_dir is not None:
+            return self._image_dir
+        spec = self.image_dir_spec
+        if isinstance(spec, Mapping):
+            spec = {canonical_split(str(k)): v for k, v in spec.items()}
+            share = self.plan()[1]
+            spec = spec.get(self.split if share is None else "train")
+        if spec is not None:
+            d = self._path(spec)
+            if not d.is_dir():
+                raise FileNotFoundError(f"COCO image folder not found: {d}; set data.image_dir (relative to data.root)")
+            self._image_dir = d
+            return d
+        js = self.ann_file
+        tag = js.stem
+        for prefix in _JSON_PREFIXES:
+            if tag.startswith(prefix):
+                tag = tag[len(prefix) :]
+        base = self.root if self.root is not None else js.parent.parent
+        cands = [base / tag, base / "images" / tag, base / "images", js.parent / tag, js.parent / "images", js.parent]
+        cands += [js.parent.parent / tag, js.parent.parent / "images", base]
+        cands = list(dict.fromkeys(cands))
+        probe = [f for f in file_names[:5] if f]
+        for c in cands:
+            if c.is_dir() and (not probe or any((c / f).is_file() for f in probe)):
+                log_once(("coco images", str(js), str(c)), logging.INFO, "%s: images in %s", js, c)
+                self._image_dir = c
+                return c
+        looked = f"{probe[0]!r} in " if probe else ""
+        raise FileNotFoundError(
+            f"COCO image folder for {js.name} not found: looked for {looked}{', '.join(map(str, cands))}; set "
+            "data.image_dir (relative to data.root)"
+        )
+
+    # ------------------------------------------------------------------------------------------- parse
     def parse(self, class_names: Sequence[str] | None = None, issues: IssueLog | None = None) -> list[DetectionRecord]:
-        """Parse every image of the JSON file; problems go to ``issues`` (default: ``"error"`` log)."""
+        """Parse the split's images of the JSON file; problems go to ``issues`` (default: ``"error"`` log)."""
         issues = issues if issues is not None else IssueLog("error")
-        try:
-            data = self._load()
-        except (OSError, json.JSONDecodeError) as e:
-            raise FileNotFoundError(f"{self.ann_file}: cannot read COCO JSON ({e})") from e
+        data = self._load()
+        ann_file, share, fractions, how = self.plan()
         names = list(class_names) if class_names is not None else self.discover_class_names()
         if not names:
-            raise ValueError(f"{self.ann_file}: no class names (no categories and none configured)")
+            raise ValueError(f"{ann_file}: no class names (no categories and none configured)")
         cls_idx = class_index(names)
         cat_to_cls: dict[int, int | None] = {}
         cat_names: dict[int, str] = {}
@@ -75,39 +226,61 @@ class COCOParser:
             cat_names[int(c["id"])] = str(c["name"])
             cat_to_cls[int(c["id"])] = cls_idx.get(str(c["name"]))
 
-        per_image: dict[Any, list[dict[str, Any]]] = defaultdict(list)
         images = {im["id"]: im for im in data.get("images", [])}
+        if share is not None:
+            assert fractions is not None
+            keep = set(
+                hash_split([str(im.get("file_name")) for im in images.values()], share, fractions, self.split_seed)
+            )
+            images = {k: im for k, im in images.items() if str(im.get("file_name")) in keep}
+        log_once(
+            ("coco split", str(ann_file), str(self.split), how),
+            logging.INFO,
+            "COCO split %r: %d images from %s",
+            self.split,
+            len(images),
+            how,
+        )
+        per_image: dict[Any, list[dict[str, Any]]] = defaultdict(list)
+        all_ids = {im["id"] for im in data.get("images", [])}
         for ann in data.get("annotations", []):
-            if ann.get("image_id") not in images:
+            if ann.get("image_id") not in all_ids:
                 issues.report(
-                    self.ann_file,
+                    ann_file,
                     "annotation for an unknown image id",
                     action="drop_box",
                     detail=f"annotation {ann.get('id')} image_id {ann.get('image_id')}",
                 )
                 continue
-            per_image[ann["image_id"]].append(ann)
+            if ann["image_id"] in images:
+                per_image[ann["image_id"]].append(ann)
 
+        image_dir = self.image_dir([str(im.get("file_name") or "") for im in images.values()])
         records = []
         for img_id, im in images.items():
             file_name = im.get("file_name")
-            image_path = self.image_dir / str(file_name)
-            tag = f"{self.ann_file.name}[{file_name}]"
+            image_path = image_dir / str(file_name)
+            tag = f"{ann_file.name}[{file_name}]"
             if not file_name or not image_path.is_file():
-                issues.report(tag, "missing image file", action="skip_image", detail=str(image_path))
+                issues.report(
+                    image_path, "missing image file", action="skip_image", detail=f"listed in {ann_file.name}"
+                )
                 continue
             width, height = im.get("width"), im.get("height")
             if not width or not height or int(width) <= 0 or int(height) <= 0:
                 try:
                     width, height = image_size(image_path)
                 except ImageDecodeError as e:
-                    issues.report(tag, "missing size and unreadable image", action="skip_image", detail=str(e))
+                    issues.report(tag, "missing size and unreadable image", action="skip_image", detail=e.detail)
                     continue
                 issues.fixed(tag, "missing or 0x0 size, size read from the image header", detail=f"{width}x{height}")
             width, height = int(width), int(height)
 
             boxes, labels, crowd = [], [], []
-            for ann in per_image.get(img_id, []):
+            anns = per_image.get(img_id, [])
+            if not anns:
+                issues.note(image_path, "no objects, kept as a negative")
+            for ann in anns:
                 cat = ann.get("category_id")
                 cls = cat_to_cls.get(cat) if cat is not None else None
                 if cls is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -14,9 +15,10 @@ from torch.utils.data import DataLoader, DistributedSampler, Sampler, Sequential
 
 from .dataset import DetectionCollate, DetectionDataset
 from .multiscale import MultiScaleBatchSampler, resolve_sizes
-from .records import DetectionRecord, IssueLog
+from .records import DetectionRecord, IssueLog, default_report_path, write_issue_report
 from .resumable import ResumableDataLoader, trainer_position
 from .transforms import AugmentConfig, DetectionTransform
+from .voc import reset_decision_log
 
 logger = logging.getLogger("yolo9000.data")
 
@@ -126,9 +128,50 @@ class ShardedDataModule(pl.LightningDataModule):
     """
 
     datasets: dict[str, Any]
+    _epoch = 0  # position of the next training batch: epoch ...
+    _start_batch = 0  # ... and batch (restored by load_state_dict, applied when the sampler is built)
+    _train_batch_sampler: MultiScaleBatchSampler | None = None
 
     def collate_fn(self) -> Any:
         raise NotImplementedError
+
+    # ----------------------------------------------------------------------------- resumable training
+    # Training batches come from a MultiScaleBatchSampler (shuffle, input size and every sample's augmentation
+    # seed are pure functions of seed, epoch and batch) wrapped in a ResumableDataLoader. The position of the next
+    # batch, (epoch, batch), is saved with the DataModule: Lightning restores the DataModule before it first
+    # builds the training loader (configure_optimizers already asks for the number of steps), so the sampler
+    # starts where an interrupted run stopped. The loader's own state holds the same position for Lightning's
+    # resumability check.
+    def _train_batch_sampler_for(self, ds: Any, sizes: Sequence[int], **kwargs: Any) -> MultiScaleBatchSampler:
+        """A batch sampler over a DDP-sharded shuffle of ``ds`` (``kwargs``: :class:`MultiScaleBatchSampler`'s),
+        starting at the restored position."""
+        world, rank = self._dist()
+        base = DistributedSampler(ds, num_replicas=world, rank=rank, shuffle=True, seed=self.seed, drop_last=False)
+        sampler = MultiScaleBatchSampler(base, self.batch_size, self.drop_last, sizes, aug_seed=self.seed, **kwargs)
+        sampler.start_at(self._epoch, self._start_batch)
+        self._start_batch = 0
+        return sampler
+
+    def _resumable_train_loader(self, batch_sampler: MultiScaleBatchSampler) -> DataLoader:
+        self._train_batch_sampler = batch_sampler
+        return ResumableDataLoader(
+            self._dataset("train"), batch_sampler=batch_sampler, position=self._train_position, **self._loader_kwargs()
+        )
+
+    def _train_position(self) -> tuple[int, int]:
+        """(epoch, batch) of the next training batch (what a checkpoint written now resumes from)."""
+        return trainer_position(getattr(self, "trainer", None), self._epoch)
+
+    def state_dict(self) -> dict[str, Any]:
+        epoch, batch = self._train_position()
+        return {"epoch": epoch, "batch": batch}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._epoch = int(state_dict.get("epoch", 0))
+        self._start_batch = int(state_dict.get("batch", 0))
+        if self._train_batch_sampler is not None:
+            self._train_batch_sampler.start_at(self._epoch, self._start_batch)
+            self._start_batch = 0
 
     def _limit(self, split: str) -> int | None:
         if self.max_images is None:
@@ -197,6 +240,13 @@ class DetectionDataModule(ShardedDataModule):
         drop_last: drop the last incomplete training batch.
         seed: seed of the training shuffle (epoch-dependent, identical on all ranks).
         root: dataset root, for interpolation in the split specs only.
+        image_dir, ann_dir, split_files, yaml_file, names_file, ann_files, split_fractions, split_seed: dataset
+            layout keys (see conf/data/voc.yaml, yolo.yaml, coco.yaml), for interpolation in the split specs only.
+
+    Data problems of all splits go to one :class:`IssueLog` (``issues``); :meth:`issue_summary` is the readable
+    text, :meth:`data_report` what ``metrics.json`` gets (problems per reason with every file, augmentation
+    statistics apart). Inside a Hydra job the full list is also written to ``<run dir>/data_issues.txt``
+    (``report_file``).
     """
 
     def __init__(
@@ -220,9 +270,33 @@ class DetectionDataModule(ShardedDataModule):
         drop_last: bool = False,
         seed: int = 0,
         root: str | None = None,
+        image_dir: Any = None,
+        ann_dir: Any = None,
+        split_files: Any = None,
+        yaml_file: Any = None,
+        names_file: Any = None,
+        ann_files: Any = None,
+        split_fractions: Any = None,
+        split_seed: Any = None,
     ) -> None:
         super().__init__()
         self.specs = {"train": train, "val": val, "test": test}
+        self.layout = {  # only used through the ${..key} interpolations of the split specs; kept for reference
+            k: _plain(v)
+            for k, v in dict(
+                image_dir=image_dir,
+                ann_dir=ann_dir,
+                split_files=split_files,
+                yaml_file=yaml_file,
+                names_file=names_file,
+                ann_files=ann_files,
+                split_fractions=split_fractions,
+                split_seed=split_seed,
+            ).items()
+            if v is not None
+        }
+        self.report_file: Path | None = None  # where the full issue list goes; None: <Hydra run dir>/data_issues.txt
+        reset_decision_log()  # this module's parsers log their layout and split decisions (once each)
         self._class_names = [str(c) for c in _plain(class_names)] if class_names is not None else None
         self.batch_size = int(batch_size)
         self.eval_batch_size = int(eval_batch_size) if eval_batch_size is not None else self.batch_size
@@ -245,9 +319,6 @@ class DetectionDataModule(ShardedDataModule):
         self.root = root
         self._parsers: dict[str, list[AnnotationParser]] = {}
         self.datasets: dict[str, DetectionDataset] = {}
-        self._train_batch_sampler: MultiScaleBatchSampler | None = None
-        self._epoch = 0  # position of the next training batch (restored by load_state_dict)
-        self._start_batch = 0
 
     # ----------------------------------------------------------------------------------------- classes
     def parsers(self, split: str) -> list[AnnotationParser]:
@@ -266,7 +337,11 @@ class DetectionDataModule(ShardedDataModule):
                     if names:
                         self._class_names = [str(n) for n in names]
                         return self._class_names
-            raise ValueError("no class_names in the data config and none found by the parsers")
+            parsers = ", ".join(repr(p) for s in SPLITS for p in self.parsers(s)) or "no parsers"
+            raise ValueError(
+                f"no class_names in the data config and none found by the parsers ({parsers}): set "
+                "data.class_names=[name0,name1,...] (or the dataset's names file / dataset yaml)"
+            )
         return self._class_names
 
     @property
@@ -308,24 +383,63 @@ class DetectionDataModule(ShardedDataModule):
                 f"{s}: {len(d)} images, {sum(len(r.boxes) for r in d.records)} boxes" for s, d in self.datasets.items()
             ]
             logger.info("data (%d classes) %s; %s", self.num_classes, "; ".join(parts), self.issue_summary())
+            self._write_report()
 
     def box_sizes(self, split: str = "train") -> np.ndarray:
         """float32 (N, 2): (w, h) of every box of ``split`` over its image size (for k-means anchors)."""
         return self._dataset(split).box_sizes()
 
+    def _collect_load_issues(self) -> None:
+        """Merge the load-time issues of every process (DataLoader workers included) into ``issues``."""
+        for d in {id(d): d for d in self.datasets.values()}.values():
+            for issue in d.load_issues():
+                self.issues.add(issue, log=False)
+
+    def report_path(self) -> Path | None:
+        """Where the full issue list is written: ``report_file``, else ``<Hydra run dir>/data_issues.txt``."""
+        return self.report_file if self.report_file is not None else default_report_path()
+
+    def _write_report(self) -> None:
+        path = self.report_path()
+        if path is not None and self._rank_zero() and len(self.issues):
+            write_issue_report(path, self.issues, {f"augmentation.{s}": v for s, v in self._augmentation().items()})
+
     def issue_summary(self) -> str:
-        """Summary of the data problems found while parsing and (counted so far) while loading."""
-        text = self.issues.summary()
-        runtime = []
+        """Readable summary of the data problems found while parsing and (so far) while loading, by every process:
+        counts per reason with the first files of each (the rest in :meth:`data_report` / ``data_issues.txt``)."""
+        self._collect_load_issues()
+        return self.issues.summary(see=self.report_path())
+
+    def _augmentation(self) -> dict[str, dict[str, int]]:
+        out = {}
         for s, d in self.datasets.items():
             st = d.stats()
-            label = {"dropped_boxes": "boxes dropped by augmentation (outside the jitter crop or too small)"}
-            items = [f"{v} {label.get(k, k.replace('_', ' '))}" for k, v in st.items() if k != "loaded" and v]
-            if items:
-                runtime.append(f"{s}: " + ", ".join(items))
-        if runtime:
-            text += "; at load time: " + "; ".join(runtime)
-        return text
+            out[s] = {
+                "samples_loaded": st["loaded"],
+                "boxes_dropped": st["dropped_boxes"],
+                "boxes_over_max_boxes": st["truncated_boxes"],
+            }
+        return out
+
+    def data_report(self) -> dict[str, Any]:
+        """What the run's ``metrics.json`` gets about the data (also writes :meth:`report_path`, logs the summary):
+
+        - ``data_issues``: :meth:`issue_summary` (text);
+        - ``data_problems``: per reason ``{"action": "skipped images" | "ignored files" | "dropped boxes" | "fixed" |
+          "notes", "count": n, "files": [every file]}``, from parsing and loading;
+        - ``augmentation`` (not data problems): per split, ``samples_loaded`` (loads, all epochs),
+          ``boxes_dropped`` (training boxes cut by the jitter crop or under ``min_box_area`` / ``min_box_pixels``)
+          and ``boxes_over_max_boxes`` (beyond ``max_boxes``).
+        """
+        summary = self.issue_summary()
+        self._write_report()
+        if self._rank_zero():
+            logger.info("data summary: %s", summary)
+        return {
+            "data_issues": summary,
+            "data_problems": self.issues.report_dict(),
+            "augmentation": self._augmentation(),
+        }
 
     # ---------------------------------------------------------------------------------------- loaders
     def collate_fn(self) -> DetectionCollate:
@@ -333,14 +447,9 @@ class DetectionDataModule(ShardedDataModule):
 
     def train_batch_sampler(self) -> MultiScaleBatchSampler:
         """The multi-scale batch sampler over a (DDP-sharded, shuffled) index sampler."""
-        ds = self._dataset("train")
-        world, rank = self._dist()
-        base = DistributedSampler(ds, num_replicas=world, rank=rank, shuffle=True, seed=self.seed, drop_last=False)
         ms = self.multiscale
-        sampler = MultiScaleBatchSampler(
-            base,
-            self.batch_size,
-            self.drop_last,
+        return self._train_batch_sampler_for(
+            self._dataset("train"),
             self.sizes,
             period=ms.period,
             seed=ms.seed,
@@ -348,38 +457,8 @@ class DetectionDataModule(ShardedDataModule):
             fixed_size=ms.fixed_size if ms.fixed_size is not None else self.img_size,
             final_size_after=ms.final_size_after,
             final_size=ms.final_size,
-            aug_seed=self.seed,
         )
-        sampler.start_at(self._epoch, self._start_batch)  # a resumed run continues at its next batch
-        self._start_batch = 0
-        return sampler
-
-    def _train_position(self) -> tuple[int, int]:
-        """(epoch, batch) of the next training batch (what a checkpoint written now resumes from)."""
-        return trainer_position(getattr(self, "trainer", None), self._epoch)
 
     def train_dataloader(self) -> DataLoader:
         """Multi-scale, per-sample-seeded training loader; Lightning checkpoints its position mid-epoch."""
-        self._train_batch_sampler = self.train_batch_sampler()
-        return ResumableDataLoader(
-            self._dataset("train"),
-            batch_sampler=self._train_batch_sampler,
-            position=self._train_position,
-            **self._loader_kwargs(),
-        )
-
-    # ------------------------------------------------------------------------------------------ state
-    # The position of the next training batch, (epoch, batch), is saved with the DataModule: Lightning restores
-    # the DataModule before it first builds the training loader (configure_optimizers already asks for the
-    # number of steps), so the batch sampler starts where the interrupted run stopped. The loader's own
-    # state (ResumableDataLoader) holds the same position for Lightning's resumability check.
-    def state_dict(self) -> dict[str, Any]:
-        epoch, batch = self._train_position()
-        return {"epoch": epoch, "batch": batch}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self._epoch = int(state_dict.get("epoch", 0))
-        self._start_batch = int(state_dict.get("batch", 0))
-        if self._train_batch_sampler is not None:
-            self._train_batch_sampler.start_at(self._epoch, self._start_batch)
-            self._start_batch = 0
+        return self._resumable_train_loader(self.train_batch_sampler())

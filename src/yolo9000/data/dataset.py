@@ -11,8 +11,16 @@ import torch
 from torch.utils.data import Dataset, get_worker_info
 from torchvision.ops import box_convert
 
-from .image_io import ImageDecodeError, read_image
-from .records import DataError, DetectionRecord, IssueLog
+from .image_io import (
+    CONVERTED,
+    LOAD_FAILED,
+    SIZE_MISMATCH,
+    SIZE_MISMATCH_REASON,
+    ImageDecodeError,
+    load_time_issues,
+    read_image_notes,
+)
+from .records import DataError, DetectionRecord, Issue, IssueLog
 from .transforms import DetectionTransform
 
 logger = logging.getLogger("yolo9000.data")
@@ -61,6 +69,8 @@ class DetectionDataset(Dataset):
         self.include_difficult = include_difficult
         self.max_boxes = max_boxes
         self._stats = torch.zeros(_STAT_SLOTS, len(_STAT_KEYS), dtype=torch.int64).share_memory_()
+        # per-image load-time flags (LOAD_FAILED, CONVERTED, SIZE_MISMATCH), shared with the DataLoader workers
+        self._flags = torch.zeros(max(1, len(self.records)), dtype=torch.uint8).share_memory_()
 
     def __len__(self) -> int:
         return len(self.records)
@@ -75,6 +85,28 @@ class DetectionDataset(Dataset):
         truncated_boxes (over ``max_boxes``), size_mismatch (annotation size != image size)."""
         tot = self._stats.sum(0).tolist()
         return dict(zip(_STAT_KEYS, tot, strict=True))
+
+    def _flag(self, index: int, bit: int) -> bool:
+        """Set a load-time flag of an image (visible to every process); True when it was not set before."""
+        old = int(self._flags[index])
+        if old & bit:
+            return False
+        self._flags[index] = old | bit
+        return True
+
+    def load_issues(self) -> list[Issue]:
+        """Load-time issues found by every process (DataLoader workers included) since the last call, each naming
+        its image: unreadable images, conversions (PNG data in a .jpg, RGBA / palette / grey to RGB, ...) and
+        annotation sizes that differ from the image. Re-derived here from the shared per-image flags."""
+        flags = self._flags[: len(self.records)].numpy().copy()
+        seen = getattr(self, "_flags_seen", None)  # what earlier calls re-derived (this process only)
+        new = flags & ~seen if seen is not None else flags
+        self._flags_seen = flags
+        out: list[Issue] = []
+        for i in np.flatnonzero(new).tolist():
+            rec = self.records[i]
+            out += load_time_issues(rec.image_path, int(new[i]), (rec.width, rec.height))
+        return out
 
     def box_sizes(self) -> np.ndarray:
         """float32 (N, 2): (w, h) of every box normalised by its image size (for k-means anchors)."""
@@ -98,20 +130,22 @@ class DetectionDataset(Dataset):
         size = self.default_size if size is None else int(size)
         rec = self.records[int(index)]
         try:
-            image = read_image(rec.image_path)
+            image, conversions = read_image_notes(rec.image_path)
         except ImageDecodeError as e:
             self._count("skipped_images")
-            self.issues.report(rec.image_path, str(e).split(" (")[0], action="skip_image", detail=str(e))
+            if self._flag(int(index), LOAD_FAILED) or self.issues.policy == "error":  # logged once per image
+                self.issues.report(rec.image_path, e.reason, action="skip_image", detail=e.detail)
             return None
+        if conversions and self._flag(int(index), CONVERTED):
+            for reason, detail in conversions:
+                self.issues.fixed(rec.image_path, reason, detail=detail)
         h, w = image.shape[:2]
         boxes, labels, difficult = rec.boxes, rec.labels, rec.difficult
         if (rec.width, rec.height) != (w, h) and rec.width and rec.height:
             self._count("size_mismatch")
-            self.issues.fixed(
-                rec.image_path,
-                "annotation size differs from the image, boxes rescaled",
-                detail=f"{rec.width}x{rec.height} vs {w}x{h}",
-            )
+            if self._flag(int(index), SIZE_MISMATCH):
+                detail = f"{rec.width}x{rec.height} vs {w}x{h}"
+                self.issues.fixed(rec.image_path, SIZE_MISMATCH_REASON, detail=detail)
             boxes = boxes * np.array([w / rec.width, h / rec.height] * 2, np.float32)
         t_boxes, t_labels, t_diff = boxes, labels, difficult
         if not self.include_difficult:

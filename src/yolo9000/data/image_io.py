@@ -1,20 +1,83 @@
-"""Image decoding and header-only size reading."""
+"""Image decoding (with a note of every conversion made) and header-only size reading."""
 
 from __future__ import annotations
 
+import io
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
-from torchvision.io import ImageReadMode, decode_image, read_file
+from torchvision.io import ImageReadMode, decode_image
 
-__all__ = ["ImageDecodeError", "image_size", "read_image"]
+from .records import Issue
+
+__all__ = [
+    "CONVERTED",
+    "LOAD_FAILED",
+    "SIZE_MISMATCH",
+    "ImageDecodeError",
+    "image_conversions",
+    "image_size",
+    "load_time_issues",
+    "read_image",
+    "read_image_notes",
+]
+
+# per-image flags the datasets set at load time (in shared memory, so DataLoader workers' findings reach the main
+# process); :func:`load_time_issues` turns them back into named issues
+LOAD_FAILED, CONVERTED, SIZE_MISMATCH = 1, 2, 4
+SIZE_MISMATCH_REASON = "annotation size differs from the image, boxes rescaled"
+
+# PIL format names expected for a file extension (content that differs is decoded anyway, and noted)
+_EXT_FORMATS = {
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".jpe": "JPEG",
+    ".jfif": "JPEG",
+    ".png": "PNG",
+    ".bmp": "BMP",
+    ".webp": "WEBP",
+    ".gif": "GIF",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+    ".ppm": "PPM",
+    ".pgm": "PPM",
+    ".pbm": "PPM",
+}
+# PIL mode -> the conversion read_image makes to get RGB
+_MODE_NOTES = {
+    "1": "1-bit image converted to RGB",
+    "L": "greyscale image converted to RGB",
+    "LA": "greyscale+alpha image converted to RGB (alpha dropped)",
+    "I": "32-bit greyscale image converted to RGB",
+    "I;16": "16-bit greyscale image converted to 8-bit RGB",
+    "I;16B": "16-bit greyscale image converted to 8-bit RGB",
+    "I;16L": "16-bit greyscale image converted to 8-bit RGB",
+    "F": "floating-point greyscale image converted to RGB",
+    "P": "palette image converted to RGB",
+    "PA": "palette+alpha image converted to RGB (alpha dropped)",
+    "RGBA": "RGBA image converted to RGB (alpha dropped)",
+    "RGBa": "RGBA image converted to RGB (alpha dropped)",
+    "CMYK": "CMYK image converted to RGB",
+    "YCbCr": "YCbCr image converted to RGB",
+    "LAB": "Lab image converted to RGB",
+    "HSV": "HSV image converted to RGB",
+}
 
 
 class ImageDecodeError(RuntimeError):
-    """The image file cannot be read or decoded (missing, empty, corrupt, truncated, unknown format)."""
+    """The image file cannot be read or decoded (missing, empty, corrupt, truncated, unknown format).
+
+    Attributes:
+        reason: short reason (``"corrupt or unreadable image"``); detail: what the decoder said.
+    """
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason} ({detail})" if detail else reason)
+        self.reason = reason
+        self.detail = detail
 
 
 def image_size(path: str | Path) -> tuple[int, int]:
@@ -23,17 +86,37 @@ def image_size(path: str | Path) -> tuple[int, int]:
         with Image.open(path) as im:
             w, h = im.size
     except (OSError, UnidentifiedImageError, ValueError) as e:  # FileNotFoundError is an OSError
-        raise ImageDecodeError(f"unreadable image header ({type(e).__name__}: {e})") from e
+        raise ImageDecodeError("unreadable image header", f"{type(e).__name__}: {e}") from e
     if w <= 0 or h <= 0:
-        raise ImageDecodeError(f"image header gives size {w}x{h}")
+        raise ImageDecodeError("invalid image size in the header", f"{w}x{h}")
     return int(w), int(h)
 
 
-def _decode_torchvision(path: Path) -> torch.Tensor:
+def image_conversions(path: str | Path, data: bytes | None = None) -> list[tuple[str, str]]:
+    """What :func:`read_image` changes to get 8-bit RGB from this file, as ``(reason, detail)`` pairs: content
+    in another format than the extension says (``"PNG data in a .jpg file"``), and grey / grey+alpha / palette /
+    RGBA / CMYK / 16-bit images converted. Reads the header only (of ``data`` when given); [] when unreadable."""
+    path = Path(path)
+    try:
+        with Image.open(io.BytesIO(data) if data is not None else path) as im:
+            fmt, mode = str(im.format or ""), str(im.mode)
+    except (OSError, UnidentifiedImageError, ValueError):
+        return []
+    notes = []
+    expected = _EXT_FORMATS.get(path.suffix.lower())
+    if fmt and fmt != expected:
+        notes.append((f"{fmt} data in a {path.suffix or 'extension-less'} file, decoded as {fmt}", ""))
+    if mode in _MODE_NOTES:
+        notes.append((_MODE_NOTES[mode], ""))  # the reason names the mode
+    return notes
+
+
+def _decode_torchvision(data: bytes) -> torch.Tensor:
     with warnings.catch_warnings():
         # torchvision >= 0.29 deprecates its decoders in favour of torchcodec; they still work.
         warnings.filterwarnings("ignore", message=".*decoding and encoding capabilities of TorchVision.*")
-        img = decode_image(read_file(str(path)), mode=ImageReadMode.RGB)
+        warnings.filterwarnings("ignore", message=".*non-writable.*")  # frombuffer over immutable bytes
+        img = decode_image(torch.frombuffer(data, dtype=torch.uint8), mode=ImageReadMode.RGB)
     if img.dtype == torch.uint16:  # 16-bit PNG
         img = (img.to(torch.int32) >> 8).to(torch.uint8)
     return img
@@ -51,30 +134,70 @@ def _decode_pil(path: Path) -> torch.Tensor:
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """Decode an image file to RGB.
+    """Decode an image file to RGB (see :func:`read_image_notes`, which also says what was converted)."""
+    return read_image_notes(path)[0]
+
+
+def read_image_notes(path: str | Path) -> tuple[np.ndarray, list[tuple[str, str]]]:
+    """Decode an image file to RGB, noting every conversion (:func:`image_conversions`).
 
     JPEG / PNG / WebP / GIF are decoded by ``torchvision.io.decode_image`` (by content, so a PNG named
     ``.jpg`` works; grey, grey+alpha, RGBA and palette images are converted to RGB, 16-bit PNG to 8 bit);
     other formats (BMP, TIFF, ...) by PIL.
 
     Returns:
-        uint8 (H, W, 3) RGB array (contiguous).
+        (uint8 (H, W, 3) RGB array (contiguous), [(reason, detail), ...] of the conversions made).
 
     Raises:
         ImageDecodeError: missing, empty, corrupt or truncated file, or unknown format.
     """
     path = Path(path)
     try:
-        img = _decode_torchvision(path)
+        data = path.read_bytes()
+    except OSError as e:
+        reason = "missing image file" if isinstance(e, FileNotFoundError) else "unreadable image file"
+        raise ImageDecodeError(reason, f"{type(e).__name__}: {e.strerror or e}") from e
+    if not data:
+        raise ImageDecodeError("corrupt or unreadable image", "empty file")
+    try:
+        img = _decode_torchvision(data)
     except (RuntimeError, OSError) as e:
         msg = str(e)
         if "Unsupported image file" not in msg:
-            reason = msg.strip().splitlines()[-1].split(", ")[-1] if msg.strip() else type(e).__name__
-            raise ImageDecodeError(f"corrupt or unreadable image ({reason})") from e
+            detail = msg.strip().splitlines()[-1].split(", ")[-1] if msg.strip() else type(e).__name__
+            raise ImageDecodeError("corrupt or unreadable image", detail) from e
         try:
             img = _decode_pil(path)
         except (OSError, UnidentifiedImageError, ValueError) as e2:
-            raise ImageDecodeError(f"corrupt or unreadable image ({type(e2).__name__}: {e2})") from e2
+            raise ImageDecodeError("corrupt or unreadable image", f"{type(e2).__name__}: {e2}") from e2
     if img.ndim != 3 or img.shape[0] != 3 or img.shape[1] == 0 or img.shape[2] == 0:
-        raise ImageDecodeError(f"decoded image has shape {tuple(img.shape)}")
-    return np.ascontiguousarray(img.permute(1, 2, 0).numpy())
+        raise ImageDecodeError("corrupt or unreadable image", f"decoded image has shape {tuple(img.shape)}")
+    return np.ascontiguousarray(img.permute(1, 2, 0).numpy()), image_conversions(path, data)
+
+
+def load_time_issues(
+    path: str | Path, flags: int, annotated_size: tuple[int | None, int | None] | None = None
+) -> list[Issue]:
+    """The issues behind an image's load-time ``flags`` (:data:`LOAD_FAILED`, :data:`CONVERTED`,
+    :data:`SIZE_MISMATCH`), re-derived from the file (header only, except for a failed load): the same file,
+    reason and detail the loading process reported, so they can be merged into the main process's log."""
+    path = Path(path)
+    out = []
+    if flags & LOAD_FAILED:
+        try:
+            read_image(path)
+        except ImageDecodeError as e:
+            out.append(Issue(str(path), e.reason, "skip_image", e.detail))
+        else:
+            out.append(Issue(str(path), "image failed to load", "skip_image", "readable again afterwards"))
+    if flags & CONVERTED:
+        out += [Issue(str(path), reason, "fixed", detail) for reason, detail in image_conversions(path)]
+    if flags & SIZE_MISMATCH and annotated_size is not None and all(annotated_size):
+        try:
+            w, h = image_size(path)
+        except ImageDecodeError:
+            pass
+        else:
+            detail = f"{annotated_size[0]}x{annotated_size[1]} vs {w}x{h}"
+            out.append(Issue(str(path), SIZE_MISMATCH_REASON, "fixed", detail))
+    return out

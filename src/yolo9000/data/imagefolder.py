@@ -19,12 +19,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, get_worker_info
+from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from .classify_transforms import ClassificationTransform, ClassifyAugmentConfig
 from .datamodule import ShardedDataModule, _plain
-from .image_io import ImageDecodeError, read_image
-from .records import DataError, IssueLog, class_index
+from .image_io import CONVERTED, LOAD_FAILED, ImageDecodeError, load_time_issues, read_image_notes
+from .records import DataError, Issue, IssueLog, class_index, default_report_path, write_issue_report
 
 logger = logging.getLogger("yolo9000.data")
 
@@ -161,9 +161,31 @@ class ClassificationDataset(Dataset):
         self.transform = transform
         self.issues = issues if issues is not None else IssueLog("error")
         self._stats = torch.zeros(_STAT_SLOTS, len(_STAT_KEYS), dtype=torch.int64).share_memory_()
+        # per-image load-time flags (LOAD_FAILED, CONVERTED), shared with the DataLoader workers
+        self._flags = torch.zeros(max(1, len(self.records)), dtype=torch.uint8).share_memory_()
 
     def __len__(self) -> int:
         return len(self.records)
+
+    def _flag(self, index: int, bit: int) -> bool:
+        """Set a load-time flag of an image (visible to every process); True when it was not set before."""
+        old = int(self._flags[index])
+        if old & bit:
+            return False
+        self._flags[index] = old | bit
+        return True
+
+    def load_issues(self) -> list[Issue]:
+        """Load-time issues found by every process (DataLoader workers included) since the last call, each naming
+        its image (unreadable images, conversions to RGB), re-derived from the shared per-image flags."""
+        flags = self._flags[: len(self.records)].numpy().copy()
+        seen = getattr(self, "_flags_seen", None)  # what earlier calls re-derived (this process only)
+        new = flags & ~seen if seen is not None else flags
+        self._flags_seen = flags
+        out: list[Issue] = []
+        for i in np.flatnonzero(new).tolist():
+            out += load_time_issues(self.records[i].path, int(new[i]))
+        return out
 
     def _count(self, key: str) -> None:
         info = get_worker_info()
@@ -178,16 +200,23 @@ class ClassificationDataset(Dataset):
         """int64 (num_classes,): images per class."""
         return np.bincount([r.label for r in self.records], minlength=num_classes).astype(np.int64)
 
-    def __getitem__(self, index: int) -> dict[str, Any] | None:
-        """``{"image": uint8 (3, S, S) RGB, "label": int, "path": str}``, or None for a skipped image."""
+    def __getitem__(self, item: int | tuple[int, int, int]) -> dict[str, Any] | None:
+        """``{"image": uint8 (3, S, S) RGB, "label": int, "path": str}``, or None for a skipped image. ``item`` is
+        an index or the training batch sampler's ``(index, size, seed)`` (the size is the transform's own; the seed
+        fixes the sample's augmentation)."""
+        index, _, seed = item if isinstance(item, tuple) else (item, None, None)
         rec = self.records[int(index)]
         try:
-            image = read_image(rec.path)
+            image, conversions = read_image_notes(rec.path)
         except ImageDecodeError as e:
             self._count("skipped_images")
-            self.issues.report(rec.path, str(e).split(" (")[0], action="skip_image", detail=str(e))
+            if self._flag(int(index), LOAD_FAILED) or self.issues.policy == "error":  # logged once per image
+                self.issues.report(rec.path, e.reason, action="skip_image", detail=e.detail)
             return None
-        out = self.transform(image)
+        if conversions and self._flag(int(index), CONVERTED):
+            for reason, detail in conversions:
+                self.issues.fixed(rec.path, reason, detail=detail)
+        out = self.transform(image, seed=seed)
         self._count("loaded")
         return {
             "image": torch.from_numpy(np.ascontiguousarray(out)).permute(2, 0, 1).contiguous(),
@@ -289,6 +318,7 @@ class ClassificationDataModule(ShardedDataModule):
         self.build_from = build_from
         self.crops = dict(_plain(crops) or {})
         self.datasets: dict[str, ClassificationDataset] = {}
+        self.report_file: Path | None = None  # where the full issue list goes; None: <Hydra run dir>/data_issues.txt
         self._built: dict[str, ClassificationDataset] = {}  # by split folder: test = val shares one dataset
 
     # ------------------------------------------------------------------------------------ preparation
@@ -358,9 +388,17 @@ class ClassificationDataModule(ShardedDataModule):
             parts = [f"{s}: {len(d)} images" for s, d in self.datasets.items()]
             logger.info("data (%d classes) %s; %s", self.num_classes, "; ".join(parts), self.issue_summary())
 
+    def report_path(self) -> Path | None:
+        """Where the full issue list is written: ``report_file``, else ``<Hydra run dir>/data_issues.txt``."""
+        return self.report_file if self.report_file is not None else default_report_path()
+
     def issue_summary(self) -> str:
-        """Summary of the data problems found while scanning and (counted so far) while loading."""
-        text = self.issues.summary()
+        """Summary of the data problems found while scanning and (so far) while loading, by every process (DataLoader
+        workers included): counts per reason with the first files, then the failed loads per split."""
+        for d in {id(d): d for d in self.datasets.values()}.values():
+            for issue in d.load_issues():
+                self.issues.add(issue, log=False)
+        text = self.issues.summary(see=self.report_path())
         runtime, counted = [], set()
         for s, d in self.datasets.items():
             n = d.stats()["skipped_images"]
@@ -368,18 +406,33 @@ class ClassificationDataModule(ShardedDataModule):
                 runtime.append(f"{s}: {n} skipped images")
             counted.add(id(d))
         if runtime:
-            text += "; at load time: " + "; ".join(runtime)
+            text += "\nat load time: " + "; ".join(runtime)
         return text
+
+    def data_report(self) -> dict[str, Any]:
+        """What the run's ``metrics.json`` gets about the data (also writes :meth:`report_path`, logs the summary):
+        ``data_issues`` (:meth:`issue_summary`), ``data_problems`` (per reason: action, count and every file) and
+        ``augmentation`` (per split: ``samples_loaded``; classification crops drop nothing)."""
+        summary = self.issue_summary()
+        path = self.report_path()
+        if self._rank_zero():
+            logger.info("data summary: %s", summary)
+            if path is not None and len(self.issues):
+                write_issue_report(path, self.issues)
+        return {
+            "data_issues": summary,
+            "data_problems": self.issues.report_dict(),
+            "augmentation": {s: {"samples_loaded": d.stats()["loaded"]} for s, d in self.datasets.items()},
+        }
 
     # ---------------------------------------------------------------------------------------- loaders
     def collate_fn(self) -> ClassificationCollate:
         return ClassificationCollate()
 
     def train_dataloader(self) -> DataLoader:
-        """Shuffled (seed + epoch: Lightning calls the sampler's ``set_epoch``), sharded over DDP ranks."""
+        """Shuffled (seed + epoch: Lightning calls the sampler's ``set_epoch``), sharded over DDP ranks, every
+        sample's augmentation seeded by (seed, epoch, index); resumable mid-epoch (see ShardedDataModule)."""
         ds = self._dataset("train")
-        world, rank = self._dist()
-        sampler = DistributedSampler(ds, num_replicas=world, rank=rank, shuffle=True, seed=self.seed)
-        return DataLoader(
-            ds, batch_size=self.batch_size, sampler=sampler, drop_last=self.drop_last, **self._loader_kwargs()
+        return self._resumable_train_loader(
+            self._train_batch_sampler_for(ds, [self.img_size], enabled=False, fixed_size=self.img_size)
         )

@@ -4,27 +4,46 @@ Every problem found in the input data goes through an :class:`IssueLog`: under t
 problem that would lose data raises :class:`DataError` naming the file; under ``"skip"`` it is logged
 (logger ``yolo9000.data``) with the file and the reason, and counted for :meth:`IssueLog.summary`.
 Problems that are repaired without losing data (a box clipped to the image, a size read from the image
-header) are logged and counted as ``fixed`` under both policies.
+header, an RGBA image converted to RGB) are logged and counted as ``fixed`` under both policies; things kept as
+they are but worth knowing (an image without objects kept as a negative) as ``note``.
+
+Split lists (:func:`read_list_file`) and split names (:func:`canonical_split`, :func:`expand_split`) shared by the
+parsers live here too.
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import logging
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
 logger = logging.getLogger("yolo9000.data")
 
 Policy = Literal["error", "skip"]
-Action = Literal["skip_image", "drop_box", "fixed"]
+Action = Literal["skip_image", "skip_file", "drop_box", "fixed", "note"]
 
-_ACTION_LABELS = {"skip_image": "skipped images", "drop_box": "dropped boxes", "fixed": "fixed"}
+_ACTION_LABELS = {
+    "skip_image": "skipped images",
+    "skip_file": "ignored files",
+    "drop_box": "dropped boxes",
+    "fixed": "fixed",
+    "note": "notes",
+}
+_ACTION_WORDS = {
+    "skip_image": "image skipped",
+    "skip_file": "file ignored",
+    "drop_box": "box dropped",
+    "fixed": "fixed",
+    "note": "kept",
+}
+_LOSSY = ("skip_image", "skip_file", "drop_box")
 
 
 class DataError(RuntimeError):
@@ -66,7 +85,7 @@ class DetectionRecord:
 
 @dataclass(frozen=True)
 class Issue:
-    """One logged data problem."""
+    """One logged data problem (or note)."""
 
     file: str
     reason: str
@@ -76,6 +95,12 @@ class Issue:
 
 class IssueLog:
     """Collects data problems under a policy.
+
+    Actions: ``skip_image`` (an image left out), ``skip_file`` (another file left out, e.g. a label file without
+    an image), ``drop_box`` (one box left out), ``fixed`` (repaired or converted without losing data) and ``note``
+    (kept as is but worth knowing, e.g. an image without objects kept as a negative). Only the first three lose
+    data: they raise under ``"error"``. An issue identical to one already recorded (same file, reason, action and
+    detail; e.g. the same image failing again next epoch, or a split parsed twice) is recorded and logged once.
 
     Args:
         policy: ``"error"`` raises :class:`DataError` on any problem that loses data; ``"skip"`` logs and
@@ -89,34 +114,51 @@ class IssueLog:
         self.policy: Policy = policy
         self.max_warnings_per_reason = max_warnings_per_reason
         self.issues: list[Issue] = []
+        self._seen: set[Issue] = set()
         self._warned: Counter[tuple[str, str]] = Counter()
 
     def report(self, file: str | Path, reason: str, *, action: Action = "skip_image", detail: str = "") -> None:
-        """Record a problem that loses data (``action`` says what is lost); raises under ``"error"``."""
-        if self.policy == "error" and action != "fixed":
+        """Record a problem; raises under ``"error"`` when ``action`` loses data (not ``fixed`` / ``note``)."""
+        if self.policy == "error" and action in _LOSSY:
             raise DataError(f"{file}: {reason}" + (f" ({detail})" if detail else ""))
-        self._add(Issue(str(file), reason, action, detail))
+        self.add(Issue(str(file), reason, action, detail))
 
     def fixed(self, file: str | Path, reason: str, *, detail: str = "") -> None:
-        """Record a problem that was repaired without losing data; never raises."""
-        self._add(Issue(str(file), reason, "fixed", detail))
+        """Record a problem that was repaired (or a conversion) without losing data; never raises."""
+        self.add(Issue(str(file), reason, "fixed", detail))
 
-    def _add(self, issue: Issue) -> None:
+    def note(self, file: str | Path, reason: str, *, detail: str = "") -> None:
+        """Record something kept as is but worth knowing (e.g. a negative image); never raises."""
+        self.add(Issue(str(file), reason, "note", detail))
+
+    def add(self, issue: Issue, log: bool = True) -> bool:
+        """Record an issue (never raises); returns False when an identical one was already recorded."""
+        if issue in self._seen:
+            return False
+        self._seen.add(issue)
         self.issues.append(issue)
         key = (issue.action, issue.reason)
         self._warned[key] += 1
         n = self._warned[key]
-        if n <= self.max_warnings_per_reason:
-            what = {"skip_image": "image skipped", "drop_box": "box dropped", "fixed": "fixed"}[issue.action]
-            logger.warning(
-                "%s: %s%s [%s]", issue.file, issue.reason, f" ({issue.detail})" if issue.detail else "", what
+        if log and n <= self.max_warnings_per_reason:
+            logger.log(
+                logging.INFO if issue.action == "note" else logging.WARNING,
+                "%s: %s%s [%s]",
+                issue.file,
+                issue.reason,
+                f" ({issue.detail})" if issue.detail else "",
+                _ACTION_WORDS[issue.action],
             )
             if n == self.max_warnings_per_reason:
-                logger.warning('further "%s" problems are counted but not logged', issue.reason)
+                logger.warning(
+                    'further "%s" issues are counted but not logged (all are in the data summary)', issue.reason
+                )
+        return True
 
     def extend(self, other: IssueLog) -> None:
         """Append the issues of another log (without logging them again)."""
-        self.issues.extend(other.issues)
+        for i in other.issues:
+            self.add(i, log=False)
 
     def __len__(self) -> int:
         return len(self.issues)
@@ -131,16 +173,82 @@ class IssueLog:
             1 for i in self.issues if (action is None or i.action == action) and (reason is None or reason in i.reason)
         )
 
-    def summary(self) -> str:
-        """Short text: ``"N problems: k skipped images, j dropped boxes, f fixed; <reason>: n, ..."``."""
-        if not self.issues:
-            return "0 problems"
-        per_action = Counter(i.action for i in self.issues)
-        head = ", ".join(f"{per_action[a]} {_ACTION_LABELS[a]}" for a in _ACTION_LABELS if per_action[a])
-        per_reason = "; ".join(
-            f"{reason} [{_ACTION_LABELS[action]}]: {n}" for (action, reason), n in sorted(self.counts().items())
+    def files(self, action: Action | None = None, reason: str | None = None) -> list[str]:
+        """Files (in order of first report, each once) of the issues matching an action and / or a reason."""
+        out = (
+            i.file
+            for i in self.issues
+            if (action is None or i.action == action) and (reason is None or reason in i.reason)
         )
-        return f"{len(self.issues)} problems: {head} ({per_reason})"
+        return list(dict.fromkeys(out))
+
+    def _head(self) -> str:
+        problems = [i for i in self.issues if i.action != "note"]
+        n_notes = len(self.issues) - len(problems)
+        per_action = Counter(i.action for i in problems)
+        head = ", ".join(f"{per_action[a]} {_ACTION_LABELS[a]}" for a in _ACTION_LABELS if per_action[a])
+        return f"{len(problems)} problems" + (f": {head}" if head else "") + (f"; {n_notes} notes" if n_notes else "")
+
+    def _groups(self) -> dict[tuple[str, str], list[Issue]]:
+        groups: dict[tuple[str, str], list[Issue]] = {}
+        for i in self.issues:
+            groups.setdefault((i.action, i.reason), []).append(i)
+        order = list(_ACTION_LABELS)
+        return dict(sorted(groups.items(), key=lambda kv: (order.index(kv[0][0]), kv[0][1])))
+
+    def summary(self, max_files: int | None = 3, see: str | Path | None = None) -> str:
+        """Readable summary: a head line ``"N problems: k skipped images, j dropped boxes, f fixed"`` (plus the
+        number of notes), then one line per (reason, action) with its count and files::
+
+            3 problems: 1 skipped images, 2 fixed; 1 notes
+              - corrupt or unreadable image [skipped images]: 1 (JPEGImages/a.jpg)
+              - RGBA converted to RGB [fixed]: 2 (JPEGImages/b.png, JPEGImages/c.png)
+              - no objects, kept as a negative [notes]: 1 (Annotations/d.xml)
+
+        Args:
+            max_files: name at most this many files per line (shown as their last two path parts), then
+                ``"... and N more"``; None names them all.
+            see: where the full list is (added to truncated lines as ``", see <see>"``).
+        """
+        text = self._head()
+        for (action, reason), group in self._groups().items():
+            files = list(dict.fromkeys(i.file for i in group))
+            shown = files if max_files is None else files[:max_files]
+            names = ", ".join(_short(f) for f in shown)
+            if len(shown) < len(files):
+                names += f" ... and {len(files) - len(shown)} more" + (f", see {see}" if see else "")
+            where = f" in {len(files)} files" if len(files) != len(group) else ""
+            text += f"\n  - {reason} [{_ACTION_LABELS[action]}]: {len(group)}{where} ({names})"
+        return text
+
+    def report_dict(self) -> dict[str, dict[str, Any]]:
+        """Every (reason, action) with its count and all its files: ``{reason: {"action": "skipped images",
+        "count": n, "files": [...]}}`` (the key gets `` [<action>]`` appended when a reason has several actions)."""
+        groups = self._groups()
+        reasons = Counter(r for _, r in groups)
+        out: dict[str, dict[str, Any]] = {}
+        for (action, reason), group in groups.items():
+            key = reason if reasons[reason] == 1 else f"{reason} [{_ACTION_LABELS[action]}]"
+            out[key] = {
+                "action": _ACTION_LABELS[action],
+                "count": len(group),
+                "files": list(dict.fromkeys(i.file for i in group)),
+            }
+        return out
+
+    def full_text(self) -> str:
+        """Every issue on its own line (``file: reason (detail) [action]``), grouped by reason."""
+        lines = [self._head(), ""]
+        for (action, reason), group in self._groups().items():
+            lines.append(f"{reason} [{_ACTION_LABELS[action]}]: {len(group)}")
+            lines += [f"  {i.file}" + (f" ({i.detail})" if i.detail else "") for i in group]
+        return "\n".join(lines) + "\n"
+
+
+def _short(file: str) -> str:
+    """The last two parts of a path (``Annotations/x.xml``), or the text itself when it is not a path."""
+    parts = Path(file).parts
+    return "/".join(parts[-2:]) if len(parts) > 1 else file
 
 
 def sanitize_boxes(
@@ -243,3 +351,113 @@ def class_index(class_names: Sequence[str]) -> dict[str, int]:
     if len(idx) != len(class_names):
         raise ValueError(f"duplicated class names in {list(class_names)}")
     return idx
+
+
+# ------------------------------------------------------------------------------------------------ split lists
+SPLIT_ALIASES: dict[str, tuple[str, ...]] = {
+    "train": ("train", "training"),
+    "val": ("val", "valid", "validation", "dev"),
+    "test": ("test", "testing"),
+}
+_CANONICAL = {a: s for s, aliases in SPLIT_ALIASES.items() for a in aliases}
+_FILE_COLUMNS = (
+    "filename",
+    "file_name",
+    "file",
+    "image",
+    "image_name",
+    "image_file",
+    "image_path",
+    "img",
+    "path",
+    "image_id",
+    "id",
+    "name",
+)
+_SPLIT_COLUMNS = ("split", "subset", "set", "fold", "partition")
+
+
+def canonical_split(name: str) -> str:
+    """``valid`` / ``validation`` -> ``val``, ``training`` -> ``train``, ``testing`` -> ``test`` (case-insensitive);
+    other names unchanged."""
+    return _CANONICAL.get(str(name).strip().lower(), str(name).strip())
+
+
+def expand_split(split: str) -> list[str]:
+    """The canonical splits a split name stands for: ``"trainval"`` -> train, val; ``"a+b"`` -> a, b."""
+    if split == "trainval":
+        return ["train", "val"]
+    return [canonical_split(s) for s in split.split("+")]
+
+
+def read_list_file(path: str | Path, split: str | None = None) -> tuple[list[str], bool]:
+    """Entries (image ids, file names or paths, as written) of a split list, duplicates dropped, order kept.
+
+    - ``.csv``: the file-name column (a header named ``filename``, ``file_name``, ``file``, ``image``, ``path``,
+      ``image_id``, ``id``, ... ; without a known header the first column) and an optional split column (``split``,
+      ``subset``, ``set``, ``fold``; without a header a second column holding only split names). With a split
+      column and ``split`` given, only its rows are kept (``valid`` = ``val``, ``trainval`` = train + val).
+      Several rows per file (one per box) are fine.
+    - anything else: one entry per line; blank lines and ``#`` comments skipped; VOC's ``<id> <flag>`` lines
+      give the id.
+
+    Returns:
+        (entries, filtered): ``filtered`` is True when a split column selected the rows.
+    """
+    path = Path(path)
+    if path.suffix.lower() == ".csv":
+        with open(path, newline="") as f:
+            rows = [[c.strip() for c in r] for r in csv.reader(f) if any(c.strip() for c in r)]
+        if not rows:
+            return [], False
+        header = [c.lower() for c in rows[0]]
+        file_col = next((header.index(c) for c in _FILE_COLUMNS if c in header), None)
+        split_col: int | None
+        if file_col is not None:
+            rows = rows[1:]
+            split_col = next((header.index(c) for c in _SPLIT_COLUMNS if c in header), None)
+        else:
+            file_col = 0
+            split_col = 1 if rows and all(len(r) > 1 and canonical_split(r[1]) in SPLIT_ALIASES for r in rows) else None
+        if split_col is not None and split not in (None, "all"):
+            wanted = set(expand_split(split)) | {split}  # type: ignore[arg-type]
+            rows = [r for r in rows if len(r) > split_col and canonical_split(r[split_col]) in wanted]
+        entries = [r[file_col] for r in rows if len(r) > file_col and r[file_col]]
+        return list(dict.fromkeys(entries)), split_col is not None and split not in (None, "all")
+    entries = []
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip() if line.lstrip().startswith("#") else line.strip()
+        if not line:
+            continue
+        fields = line.split()
+        if len(fields) == 2 and fields[1] in ("-1", "0", "1"):  # VOC ImageSets "<id> <flag>"
+            line = fields[0]
+        entries.append(line)
+    return list(dict.fromkeys(entries)), False
+
+
+# ---------------------------------------------------------------------------------------------- the report file
+REPORT_FILE = "data_issues.txt"
+
+
+def default_report_path() -> Path | None:
+    """``<Hydra run dir>/data_issues.txt`` inside a Hydra job (where the full list of data issues is written),
+    else None."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        if HydraConfig.initialized():
+            return Path(HydraConfig.get().runtime.output_dir) / REPORT_FILE
+    except (ImportError, ValueError, AttributeError):  # pragma: no cover - Hydra missing or not configured
+        pass
+    return None
+
+
+def write_issue_report(path: str | Path, issues: IssueLog, extra: Mapping[str, Any] | None = None) -> None:
+    """Write every issue (:meth:`IssueLog.full_text`) and ``extra`` statistics (one ``key: value`` a line)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = issues.full_text()
+    if extra:
+        text += "\n" + "".join(f"{k}: {v}\n" for k, v in extra.items())
+    path.write_text(text)

@@ -1,4 +1,9 @@
-"""PASCAL VOC parser: ``root/Annotations/*.xml``, ``root/JPEGImages/``, ``ImageSets/Main/<split>.txt``."""
+"""PASCAL VOC parser: ``root/Annotations/*.xml``, ``root/JPEGImages/``, ``ImageSets/Main/<split>.txt``.
+
+Other folder names (``annotations/`` + ``images/``, XML next to the images) and other split lists (a txt of file
+names or paths per split, a CSV with a split column) are configured with ``image_dir``, ``ann_dir`` and
+``split_files`` (data-level keys ``data.image_dir`` ... in conf/data/voc.yaml and bccd.yaml).
+"""
 
 from __future__ import annotations
 
@@ -6,16 +11,49 @@ import logging
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from .image_io import ImageDecodeError, image_size
-from .records import DetectionRecord, IssueLog, class_index, hash_split, sanitize_boxes
+from .records import (
+    SPLIT_ALIASES,
+    DetectionRecord,
+    IssueLog,
+    canonical_split,
+    class_index,
+    expand_split,
+    hash_split,
+    read_list_file,
+    sanitize_boxes,
+)
 
 logger = logging.getLogger("yolo9000.data")
 
 DEFAULT_SPLIT_FRACTIONS = {"train": 0.7, "val": 0.15, "test": 0.15}
-_OTHER_EXTS = (".jpg", ".jpeg", ".png", ".JPG", ".JPEG", ".PNG", ".bmp")
+DEFAULT_IMAGE_DIR, DEFAULT_ANN_DIR, DEFAULT_SPLIT_FILES = "JPEGImages", "Annotations", "ImageSets/Main"
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
+_OTHER_EXTS = (".jpg", ".jpeg", ".png", ".JPG", ".JPEG", ".PNG", ".bmp", ".webp", ".tif", ".tiff")
+# tried, in order, when the default folder is missing (the folder itself: XML files next to the images)
+_IMAGE_DIR_FALLBACKS = ("images", "Images", "imgs", "img", ".")
+_ANN_DIR_FALLBACKS = ("annotations", "Annotation", "annotation", "xml", "xmls", ".")
+_logged: set[tuple[str, ...]] = set()  # decisions already logged (several parsers share a root)
+
+
+def reset_decision_log() -> None:
+    """Log the layout / split decisions again (a new data module, e.g. the next job of a multirun)."""
+    _logged.clear()
+
+
+def log_once(key: tuple[str, ...], level: int, msg: str, *args: Any) -> None:
+    """Log a decision once per process (the train, val and test parsers of a root make the same ones)."""
+    if key not in _logged:
+        _logged.add(key)
+        logger.log(level, msg, *args)
+
+
+def _has_files(folder: Path, suffixes: Sequence[str]) -> bool:
+    return folder.is_dir() and any(p.suffix.lower() in suffixes for p in folder.iterdir())
 
 
 class VOCParser:
@@ -25,16 +63,29 @@ class VOCParser:
     (``xmin - 1, ymin - 1, xmax, ymax``), so a box touching the right border ends at ``width``.
 
     Args:
-        root: dataset root holding ``Annotations/``, ``JPEGImages/`` and optionally ``ImageSets/Main/``.
-        split: split name. With ``ImageSets/Main/<split>.txt`` present its ids are used; when the
-            ``ImageSets`` folder is absent the ids of ``Annotations/*.xml`` are split deterministically by
-            :func:`~yolo9000.data.records.hash_split` (``split_fractions``, ``split_seed``); ``None`` or
-            ``"all"`` takes every annotation file.
+        root: dataset root.
+        split: split name (``valid`` / ``validation`` = ``val``; ``trainval`` or ``a+b``: a union; ``None`` or
+            ``"all"``: every annotation file). Its image ids come from ``split_files``.
         class_names: class list (index = position); normally given by the data module.
-        image_dir, ann_dir: sub-folder names.
+        image_dir: images folder under ``root`` (``"."``: the root itself). When the default ``JPEGImages`` is
+            missing, ``images/`` (then ``Images``, ``imgs``, ``img``, the root itself) is used, logged.
+        ann_dir: XML folder under ``root``. When the default ``Annotations`` is missing, ``annotations/`` (then
+            ``Annotation``, ``xml``, ``xmls``, the root itself) is used, logged.
+        split_files: where the split lists are (relative to ``root``, or absolute):
+
+            - a folder holding ``<split>.txt`` (or ``<split>.csv``; ``valid.txt`` for val): VOC's
+              ``ImageSets/Main`` (the default; when the ``ImageSets`` folder is absent, a hash split);
+            - a mapping ``{train: a.txt, val: b.csv, test: ...}``;
+            - one CSV with a split column (``split`` / ``subset`` / ``set``; ``valid`` = ``val``);
+            - one txt or CSV without a split column: the images to use, split by hash;
+            - ``None``: a hash split of every annotation file.
+
+            A txt list has one entry a line: a VOC id, a file name with or without extension, or a path
+            (relative to the root or the images folder, or absolute); a CSV a file-name column (``filename``,
+            ``file``, ``image``, ``path``, ``id``, ...). A missing test list: test = val (logged).
         image_ext: extension tried first for ``<id>``; the XML ``<filename>`` and common extensions next.
-        split_fractions: fractions for the deterministic split (default train/val/test = 0.7/0.15/0.15).
-        split_seed: seed of the deterministic split.
+        split_fractions: fractions of the hash split (default train/val/test = 0.7/0.15/0.15).
+        split_seed: seed of the hash split.
     """
 
     def __init__(
@@ -42,33 +93,89 @@ class VOCParser:
         root: str | Path,
         split: str | None = "train",
         class_names: Sequence[str] | None = None,
-        image_dir: str = "JPEGImages",
-        ann_dir: str = "Annotations",
+        image_dir: str | None = DEFAULT_IMAGE_DIR,
+        ann_dir: str | None = DEFAULT_ANN_DIR,
         image_ext: str = ".jpg",
         split_fractions: Mapping[str, float] | None = None,
-        split_seed: int = 0,
+        split_seed: int | None = 0,
+        split_files: str | Path | Mapping[str, Any] | None = DEFAULT_SPLIT_FILES,
     ) -> None:
         self.root = Path(root)
         self.split = split
         self.class_names = list(class_names) if class_names is not None else None
-        self.image_dir = self.root / image_dir
-        self.ann_dir = self.root / ann_dir
+        self.image_dir_name = str(image_dir) if image_dir is not None else DEFAULT_IMAGE_DIR
+        self.ann_dir_name = str(ann_dir) if ann_dir is not None else DEFAULT_ANN_DIR
         self.image_ext = image_ext
-        self.split_fractions = dict(split_fractions or DEFAULT_SPLIT_FRACTIONS)
-        self.split_seed = split_seed
+        self.split_fractions = {
+            canonical_split(k): float(v) for k, v in (split_fractions or DEFAULT_SPLIT_FRACTIONS).items()
+        }
+        self.split_seed = int(split_seed or 0)
+        if isinstance(split_files, Mapping):
+            split_files = {canonical_split(str(k)): v for k, v in split_files.items()}
+        self.split_files = split_files
+        self._image_dir: Path | None = None
+        self._ann_dir: Path | None = None
+        self._explicit: dict[str, str] = {}  # id -> image path (relative to image_dir) given by a split list
+        self.source = ""  # where the split's ids came from (set by ids())
 
     def __repr__(self) -> str:
         return f"VOCParser(root={str(self.root)!r}, split={self.split!r})"
 
+    # ------------------------------------------------------------------------------------------ folders
+    def _find_dir(self, given: str, default: str, fallbacks: Sequence[str], suffixes: Sequence[str], key: str) -> Path:
+        what = "annotation (XML)" if key == "ann_dir" else "image"
+        first = self.root / given
+        if first.is_dir() and (given != "." or _has_files(first, suffixes)):
+            return first
+        tried = [first]
+        if given == default:
+            for name in fallbacks:
+                cand = self.root / name
+                if cand.is_dir() and _has_files(cand, suffixes):
+                    log_once(
+                        ("dir", str(self.root), key),
+                        logging.INFO,
+                        "%s: no %s/ folder, using %s for the %s files (set data.%s to choose another)",
+                        self.root,
+                        default,
+                        cand,
+                        what,
+                        key,
+                    )
+                    return cand
+                tried.append(cand)
+        raise FileNotFoundError(
+            f"VOC {what} folder not found: looked for {', '.join(map(str, tried))}; set data.{key} to the folder "
+            f"holding the {what} files (relative to {self.root}, or absolute)"
+        )
+
+    @property
+    def image_dir(self) -> Path:
+        """The images folder (the configured one, or the fallback found; raises naming what was looked for)."""
+        if self._image_dir is None:
+            self._image_dir = self._find_dir(
+                self.image_dir_name, DEFAULT_IMAGE_DIR, _IMAGE_DIR_FALLBACKS, IMAGE_SUFFIXES, "image_dir"
+            )
+        return self._image_dir
+
+    @property
+    def ann_dir(self) -> Path:
+        """The XML folder (the configured one, or the fallback found; raises naming what was looked for)."""
+        if self._ann_dir is None:
+            self._ann_dir = self._find_dir(self.ann_dir_name, DEFAULT_ANN_DIR, _ANN_DIR_FALLBACKS, (".xml",), "ann_dir")
+        return self._ann_dir
+
+    def _xml_ids(self) -> list[str]:
+        """Ids (paths under the XML folder without ``.xml``) of every annotation file, sorted."""
+        return sorted(p.relative_to(self.ann_dir).with_suffix("").as_posix() for p in self.ann_dir.rglob("*.xml"))
+
     def discover_class_names(self) -> list[str] | None:
-        """The class list given to the parser; without one, every object name found in ``Annotations/*.xml``
-        (all files, so every split agrees), sorted. Unreadable XML files are left to :meth:`parse` to report."""
+        """The class list given to the parser; without one, every object name found in the XML files (all files,
+        so every split agrees), sorted. Unreadable XML files are left to :meth:`parse` to report."""
         if self.class_names is not None:
             return self.class_names
-        if not self.ann_dir.is_dir():
-            return None
         names: set[str] = set()
-        for xml in sorted(self.ann_dir.glob("*.xml")):
+        for xml in sorted(self.ann_dir.rglob("*.xml")):
             try:
                 root = ET.parse(xml).getroot()
             except ET.ParseError:
@@ -76,35 +183,156 @@ class VOCParser:
             names.update((o.findtext("name") or "").strip() for o in root.iter("object"))
         names.discard("")
         if names:
-            logger.info("%s: class names from the annotations (sorted): %s", self.root, sorted(names))
+            log_once(
+                ("classes", str(self.ann_dir)),
+                logging.INFO,
+                "%s: class names from the annotations (sorted): %s",
+                self.ann_dir,
+                sorted(names),
+            )
         return sorted(names) or None
 
-    def ids(self) -> list[str]:
-        """Image ids of the split (file stems)."""
-        if not self.ann_dir.is_dir():
-            raise FileNotFoundError(f"VOC annotation folder not found: {self.ann_dir}")
-        sets = self.root / "ImageSets" / "Main"
-        if self.split not in (None, "all") and (self.root / "ImageSets").is_dir():
-            split_file = sets / f"{self.split}.txt"
-            if not split_file.is_file():
-                raise FileNotFoundError(f"split file not found: {split_file}")
-            ids = [ln.split()[0] for ln in split_file.read_text().splitlines() if ln.strip()]
-            return list(dict.fromkeys(ids))  # drop duplicates, keep order
-        all_ids = sorted(p.stem for p in self.ann_dir.glob("*.xml"))
-        if self.split not in (None, "all"):
-            logger.info(
-                "%s: no ImageSets folder, deterministic split %r by hash (fractions %s, seed %d)",
-                self.root,
-                self.split,
-                self.split_fractions,
-                self.split_seed,
-            )
-        return hash_split(all_ids, self.split, self.split_fractions, self.split_seed)
+    # ------------------------------------------------------------------------------------------- splits
+    def _path(self, p: str | Path) -> Path:
+        p = Path(p)
+        return p if p.is_absolute() else self.root / p
 
+    def _list_in_folder(self, folder: Path, split: str) -> Path | None:
+        names = [split, *(a for a in _aliases(split) if a != split)]
+        for name in names:
+            for ext in (".txt", ".csv"):
+                if (folder / f"{name}{ext}").is_file():
+                    return folder / f"{name}{ext}"
+        return None
+
+    def _entries(self) -> tuple[list[str] | None, bool, str]:
+        """(entries of the split lists or None for every XML file, hash-split them?, description)."""
+        sf = self.split_files
+        split = self.split
+        if split in (None, "all"):
+            return None, False, f"every XML file in {self.ann_dir}"
+        assert split is not None
+        if sf is None:
+            return None, True, f"hash split of every XML file in {self.ann_dir} (data.split_files is null)"
+        if isinstance(sf, Mapping):
+            return self._entries_from_mapping(sf, split)
+        p = self._path(sf)
+        if p.is_dir():
+            lst = self._list_in_folder(p, split)
+            if lst is not None:
+                return read_list_file(lst, split)[0], False, str(lst)
+            entries, sources = [], []
+            for s in expand_split(split):
+                lst = self._list_in_folder(p, s)
+                if lst is None and s == "test":
+                    lst = self._list_in_folder(p, "val")
+                    if lst is not None:
+                        log_once(
+                            ("test=val", str(p)),
+                            logging.WARNING,
+                            "%s: no test list (test.txt / test.csv): the test split uses the val list %s",
+                            p,
+                            lst,
+                        )
+                if lst is None:
+                    raise FileNotFoundError(
+                        f"split list not found: {p / f'{s}.txt'} (nor {s}.csv); set data.split_files to the folder "
+                        f"holding <split>.txt, to {{train: ..., val: ...}} or to a CSV with a split column"
+                    )
+                entries += read_list_file(lst, s)[0]
+                sources.append(str(lst))
+            return entries, False, " + ".join(sources)
+        if p.is_file():
+            entries, filtered = read_list_file(p, split)
+            if filtered:
+                return entries, False, f"{p} (rows with split {split!r})"
+            return entries, True, f"hash split of the {len(entries)} entries of {p} (it has no split column)"
+        if str(sf) == DEFAULT_SPLIT_FILES and not (self.root / "ImageSets").is_dir():
+            return None, True, f"hash split of every XML file in {self.ann_dir} (no ImageSets folder)"
+        raise FileNotFoundError(
+            f"split list not found: {p}; set data.split_files to a folder of <split>.txt lists, to "
+            f"{{train: ..., val: ...}}, to a CSV with a split column, or to null for a hash split"
+        )
+
+    def _entries_from_mapping(self, sf: Mapping[str, Any], split: str) -> tuple[list[str], bool, str]:
+        parts = [split] if split in sf else expand_split(split)
+        entries, sources = [], []
+        for s in parts:
+            src = sf.get(s)
+            if src is None and s == "test" and sf.get("val") is not None:
+                log_once(
+                    ("test=val", str(self.root), str(sf.get("val"))),
+                    logging.WARNING,
+                    "%s: data.split_files has no test entry: the test split uses the val list %s",
+                    self.root,
+                    sf["val"],
+                )
+                src = sf["val"]
+            if src is None:
+                raise ValueError(f"data.split_files has no entry for split {s!r} (keys: {sorted(sf)})")
+            p = self._path(src)
+            if not p.is_file():
+                raise FileNotFoundError(f"split list not found: {p} (data.split_files.{s})")
+            entries += read_list_file(p, s)[0]
+            sources.append(str(p))
+        return entries, False, " + ".join(sources)
+
+    def _entry_id(self, entry: str) -> str:
+        """A split-list entry (id, file name, path) -> image id (path under the images folder, no extension)."""
+        e = entry.strip().replace("\\", "/")
+        while e.startswith("./"):
+            e = e[2:]
+        p = Path(e)
+        rel: Path | None = None
+        bases = [self.image_dir, self.ann_dir, self.root]
+        if p.is_absolute():
+            rel = next((p.relative_to(b) for b in bases if _is_under(p, b)), Path(p.name))
+        else:
+            for b in bases[:2]:
+                prefix = _rel_to_root(b, self.root)
+                if prefix and _is_under(p, prefix):
+                    rel = p.relative_to(prefix)
+                    break
+            rel = rel if rel is not None else p
+        suffix = rel.suffix.lower()
+        if suffix in IMAGE_SUFFIXES:
+            key = rel.with_suffix("").as_posix()
+            self._explicit[key] = rel.as_posix()
+            return key
+        return rel.with_suffix("").as_posix() if suffix == ".xml" else rel.as_posix()
+
+    def ids(self) -> list[str]:
+        """Image ids of the split (paths under the images folder without extension; VOC: the file stems)."""
+        entries, do_hash, source = self._entries()
+        pool = self._xml_ids() if entries is None else list(dict.fromkeys(self._entry_id(e) for e in entries))
+        if do_hash:
+            assert self.split is not None
+            split = self.split if self.split in self.split_fractions else "+".join(expand_split(self.split))
+            if split == "test" and not self.split_fractions.get("test"):
+                log_once(("test=val hash", str(self.root)), logging.WARNING, "%s: no test share: test = val", self.root)
+                split, source = "val", f"the val split, {source}"
+            pool = hash_split(pool, split, self.split_fractions, self.split_seed)
+            source += f", fractions {self.split_fractions}, seed {self.split_seed}"
+        self.source = source
+        log_once(
+            ("split", str(self.root), str(self.split), source),
+            logging.INFO,
+            "%s: split %r: %d images from %s",
+            self.root,
+            self.split,
+            len(pool),
+            source,
+        )
+        return pool
+
+    # ------------------------------------------------------------------------------------------- parse
     def _find_image(self, image_id: str, filename: str | None) -> Path | None:
-        cands = [self.image_dir / f"{image_id}{self.image_ext}"]
+        cands = []
+        if image_id in self._explicit:
+            cands.append(self.image_dir / self._explicit[image_id])
+        cands.append(self.image_dir / f"{image_id}{self.image_ext}")
         if filename:
-            cands.append(self.image_dir / Path(filename).name)
+            cands += [self.image_dir / Path(image_id).parent / Path(filename).name, self.image_dir / filename]
         cands += [self.image_dir / f"{image_id}{e}" for e in _OTHER_EXTS]
         for c in cands:
             if c.is_file():
@@ -129,6 +357,8 @@ class VOCParser:
         self, image_id: str, cls_idx: dict[str, int], names: Sequence[str], issues: IssueLog
     ) -> DetectionRecord | None:
         xml_path = self.ann_dir / f"{image_id}.xml"
+        if not xml_path.is_file() and (self.ann_dir / f"{Path(image_id).name}.xml").is_file():
+            xml_path = self.ann_dir / f"{Path(image_id).name}.xml"
         if not xml_path.is_file():
             issues.report(xml_path, "missing annotation file", action="skip_image")
             return None
@@ -139,12 +369,8 @@ class VOCParser:
             return None
         image_path = self._find_image(image_id, root.findtext("filename"))
         if image_path is None:
-            issues.report(
-                xml_path,
-                "missing image file",
-                action="skip_image",
-                detail=str(self.image_dir / f"{image_id}{self.image_ext}"),
-            )
+            expected = self._explicit.get(image_id, f"{image_id}{self.image_ext}")
+            issues.report(xml_path, "missing image file", action="skip_image", detail=str(self.image_dir / expected))
             return None
 
         width, height = _int_or_none(root.findtext("size/width")), _int_or_none(root.findtext("size/height"))
@@ -152,12 +378,15 @@ class VOCParser:
             try:
                 width, height = image_size(image_path)
             except ImageDecodeError as e:
-                issues.report(xml_path, "missing size and unreadable image", action="skip_image", detail=str(e))
+                issues.report(xml_path, "missing size and unreadable image", action="skip_image", detail=e.detail)
                 return None
             issues.fixed(xml_path, "missing or 0x0 <size>, size read from the image header", detail=f"{width}x{height}")
 
         boxes, labels, difficult = [], [], []
-        for obj in root.iter("object"):
+        objects = list(root.iter("object"))
+        if not objects:
+            issues.note(xml_path, "no objects, kept as a negative")
+        for obj in objects:
             name = (obj.findtext("name") or "").strip()
             if name not in cls_idx:
                 issues.report(xml_path, f"unknown class '{name}'", action="drop_box")
@@ -188,6 +417,25 @@ class VOCParser:
         b[:, :2] -= 1.0  # 1-based inclusive -> 0-based continuous
         b, lab, dif = sanitize_boxes(b, lab, dif, width, height, xml_path, issues, names)
         return DetectionRecord(image_path, image_id, width, height, b, lab, dif)
+
+
+def _aliases(split: str) -> tuple[str, ...]:
+    return SPLIT_ALIASES.get(canonical_split(split), (split,))
+
+
+def _is_under(p: Path, base: Path) -> bool:
+    try:
+        p.relative_to(base)
+    except ValueError:
+        return False
+    return True
+
+
+def _rel_to_root(folder: Path, root: Path) -> Path | None:
+    """``folder`` relative to ``root`` (None when it is the root itself or outside it)."""
+    if not _is_under(folder, root) or folder == root:
+        return None
+    return folder.relative_to(root)
 
 
 def _int_or_none(text: str | None) -> int | None:

@@ -1,17 +1,40 @@
-"""YOLO txt parser: one ``<image>.txt`` per image with lines ``cls cx cy w h`` normalised to [0, 1]."""
+"""YOLO txt parser: one ``<image>.txt`` per image with lines ``cls cx cy w h`` normalised to [0, 1].
+
+Layouts: ultralytics (``images/{train,val}/`` + ``labels/{train,val}/`` with a ``data.yaml`` holding ``names`` and
+the ``train`` / ``val`` / ``test`` folders or lists), Roboflow exports (``train/images``, ``valid/images``), darknet
+list files (``train.txt``), or a flat ``images/`` + ``labels/`` split by hash. Every split decision is logged.
+"""
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import yaml
 
 from .image_io import ImageDecodeError, image_size
-from .records import DetectionRecord, IssueLog, hash_split, sanitize_boxes
-from .voc import DEFAULT_SPLIT_FRACTIONS
+from .records import (
+    SPLIT_ALIASES,
+    DetectionRecord,
+    IssueLog,
+    canonical_split,
+    expand_split,
+    hash_split,
+    read_list_file,
+    sanitize_boxes,
+)
+from .voc import DEFAULT_SPLIT_FRACTIONS, log_once
+
+logger = logging.getLogger("yolo9000.data")
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+NAMES_FILES = ("classes.names", "classes.txt", "obj.names", "labels/classes.txt")  # tried when nothing else names
+_NOT_LABELS = {"classes", "obj", "names", "labels", "notes", "readme"}  # .txt stems in label folders that aren't labels
 
 
 def label_path_for(image_path: Path) -> Path:
@@ -24,24 +47,53 @@ def label_path_for(image_path: Path) -> Path:
     return Path(*parts).with_suffix(".txt")
 
 
+def _images_under(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTS and p.is_file())
+
+
+def _split_of_folder(name: str) -> str | None:
+    """``train`` / ``train2017`` / ``valid`` / ``val_2012`` ... -> the canonical split; None for other names."""
+    s = canonical_split(re.sub(r"[\d_\-.]+$", "", name))
+    return s if s in SPLIT_ALIASES else None
+
+
+@dataclass
+class _Source:
+    """Images of one split, the folders they were listed from (for the orphan-label check) and where from."""
+
+    images: list[Path]
+    folders: list[Path] = field(default_factory=list)
+    description: str = ""
+
+
 class YOLOTxtParser:
     """Parse a YOLO / darknet txt dataset.
 
-    Image list, first match wins:
-      1. ``list_file``: one image path per line (relative paths under ``root``), darknet's ``train.txt``;
-      2. ``root/<images_dir>/<split>/`` (ultralytics layout);
-      3. every image under ``root/<images_dir>/``, split deterministically by hash when ``split`` is set
-         (``split_fractions``, ``split_seed``; ``None`` / ``"all"`` takes all).
-    Labels: :func:`label_path_for` (``.../images/x.jpg`` -> ``.../labels/x.txt``). A missing label file
-    is a negative image (logged as fixed). The image size comes from the image header (PIL, no decoding).
+    Image list of a split, first match wins (the choice is logged):
+      1. ``list_file``: one image path per line (relative to the list's folder or ``root``), darknet's ``train.txt``;
+      2. a dataset yaml (ultralytics ``data.yaml``: ``yaml_file``, else the only ``*.yaml`` in ``root`` with
+         ``names`` or ``train``): its ``train`` / ``val`` / ``test`` entries (a folder of images, a txt list of
+         images, or a list of those) relative to its ``path`` (itself relative to the yaml's folder, or absolute;
+         else the yaml's folder);
+      3. split folders: ``images/<split>/`` or ``<split>/images/`` (``valid`` = ``val``; ``train2017`` = ``train``);
+      4. every image under ``root/<images_dir>/``, split by hash (``split_fractions``, ``split_seed``).
+    In 2 and 3, a missing test split is the val split, and a missing val split a hash share of train (both
+    logged): a split never mixes images of another. ``None`` / ``"all"`` takes every image under ``images_dir``.
+
+    Labels: :func:`label_path_for` (``.../images/x.jpg`` -> ``.../labels/x.txt``). A missing or empty label file is
+    a negative image (noted); a label file without an image is reported (``skip_file``). Polygon (segment) lines
+    become their bounding box (fixed). The image size comes from the image header (PIL, no decoding).
 
     Args:
-        root: dataset root.
-        split: split name (see above).
+        root: dataset root (or the dataset yaml itself: its folder becomes the root).
+        split: split name (see above; ``trainval`` / ``a+b``: a union).
         list_file: optional list file.
         images_dir: images folder under ``root``.
-        names_file: class names, one per line (relative to ``root``); used when no class list is given.
+        names_file: class names, one per line (relative to ``root``); None: the class list given, else the yaml's
+            ``names``, else ``classes.names`` / ``classes.txt`` / ``obj.names`` when present.
         class_names: class list (normally given by the data module).
+        split_fractions, split_seed: the hash split (default train/val/test = 0.7/0.15/0.15).
+        yaml_file: ultralytics dataset yaml (relative to ``root``); None: discovered in ``root``.
     """
 
     def __init__(
@@ -53,55 +105,306 @@ class YOLOTxtParser:
         names_file: str | Path | None = None,
         class_names: Sequence[str] | None = None,
         split_fractions: Mapping[str, float] | None = None,
-        split_seed: int = 0,
+        split_seed: int | None = 0,
+        yaml_file: str | Path | None = None,
     ) -> None:
-        self.root = Path(root)
+        root = Path(root)
+        if root.suffix.lower() in (".yaml", ".yml") and yaml_file is None:
+            root, yaml_file = root.parent, root
+        self.root = root
         self.split = split
         self.list_file = self.root / list_file if list_file is not None else None
         self.images_dir = self.root / images_dir
         self.names_file = self.root / names_file if names_file is not None else None
+        self.yaml_file = self.root / yaml_file if yaml_file is not None else None
         self.class_names = list(class_names) if class_names is not None else None
-        self.split_fractions = dict(split_fractions or DEFAULT_SPLIT_FRACTIONS)
-        self.split_seed = split_seed
+        self.split_fractions = {
+            canonical_split(k): float(v) for k, v in (split_fractions or DEFAULT_SPLIT_FRACTIONS).items()
+        }
+        self.split_seed = int(split_seed or 0)
+        self._yaml: tuple[Path, dict[str, Any]] | None | bool = False  # False: not looked for yet
+        self._source: _Source | None = None
 
     def __repr__(self) -> str:
         return f"YOLOTxtParser(root={str(self.root)!r}, split={self.split!r})"
 
+    # ------------------------------------------------------------------------------------------- yaml
+    def dataset_yaml(self) -> tuple[Path, dict[str, Any]] | None:
+        """(path, content) of the dataset yaml: ``yaml_file``, else the one found in ``root``; None without."""
+        if self._yaml is not False:
+            return self._yaml  # type: ignore[return-value]
+        path = self.yaml_file
+        if path is not None:
+            if not path.is_file():
+                raise FileNotFoundError(f"dataset yaml not found: {path} (data.yaml_file)")
+        elif self.root.is_dir():
+            found = [p for p in sorted(self.root.glob("*.y*ml")) if p.suffix in (".yaml", ".yml") and _is_dataset(p)]
+            if len(found) > 1:
+                preferred = [p for p in found if p.stem in ("data", "dataset")]
+                if len(preferred) != 1:
+                    raise ValueError(
+                        f"several dataset yaml files in {self.root}: {', '.join(p.name for p in found)}; set "
+                        "data.yaml_file to the one to use"
+                    )
+                found = preferred
+            path = found[0] if found else None
+            if path is not None:
+                log_once(("yaml", str(path)), logging.INFO, "%s: dataset yaml found: %s", self.root, path)
+        if path is None:
+            self._yaml = None
+            return None
+        content = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(content, dict):
+            raise ValueError(f"{path}: a dataset yaml must be a mapping (names, path, train, val, test)")
+        self._yaml = (path, content)
+        return self._yaml
+
+    def _yaml_names(self) -> list[str] | None:
+        y = self.dataset_yaml()
+        if y is None or y[1].get("names") is None:
+            return None
+        path, content = y
+        names = content["names"]
+        if isinstance(names, Mapping):
+            try:
+                by_id = {int(k): str(v) for k, v in names.items()}
+            except (TypeError, ValueError) as e:
+                raise ValueError(f"{path}: names keys must be class ids (0, 1, ...): {e}") from e
+            missing = [i for i in range(max(by_id, default=-1) + 1) if i not in by_id]
+            if missing or min(by_id, default=0) < 0:
+                raise ValueError(f"{path}: names must map the ids 0..{len(by_id) - 1}; missing {missing}")
+            out = [by_id[i] for i in range(len(by_id))]
+        elif isinstance(names, (list, tuple)):
+            out = [str(n) for n in names]
+        else:
+            raise ValueError(f"{path}: names must be a list or an {{id: name}} mapping, got {type(names).__name__}")
+        if content.get("nc") is not None and int(content["nc"]) != len(out):
+            logger.warning("%s: nc=%s but %d names; using the names", path, content["nc"], len(out))
+        return out
+
     def discover_class_names(self) -> list[str] | None:
-        """Given class names, else the lines of ``names_file``."""
+        """Given class names, else ``names_file``, else the dataset yaml's ``names``, else a names file found in
+        ``root`` (:data:`NAMES_FILES`)."""
         if self.class_names is not None:
             return self.class_names
         if self.names_file is not None:
-            return [ln.strip() for ln in self.names_file.read_text().splitlines() if ln.strip()]
+            if not self.names_file.is_file():
+                raise FileNotFoundError(f"class names file not found: {self.names_file} (data.names_file)")
+            return _read_names(self.names_file)
+        names = self._yaml_names()
+        if names:
+            return names
+        for name in NAMES_FILES:
+            if (self.root / name).is_file():
+                log_once(("names", str(self.root)), logging.INFO, "%s: class names from %s", self.root, name)
+                return _read_names(self.root / name)
         return None
 
-    def image_paths(self) -> list[Path]:
-        """Images of the split."""
-        if self.list_file is not None:
-            lines = [ln.strip() for ln in self.list_file.read_text().splitlines() if ln.strip()]
-            return [p if p.is_absolute() else self.root / p for p in map(Path, lines)]
-        split_dir = self.images_dir / self.split if self.split not in (None, "all") else None
-        if split_dir is not None and split_dir.is_dir():
-            return sorted(p for p in split_dir.rglob("*") if p.suffix.lower() in IMAGE_EXTS)
-        if not self.images_dir.is_dir():
-            raise FileNotFoundError(f"YOLO images folder not found: {self.images_dir}")
-        paths = sorted(p for p in self.images_dir.rglob("*") if p.suffix.lower() in IMAGE_EXTS)
-        by_key = {p.relative_to(self.images_dir).as_posix(): p for p in paths}
-        keys = hash_split(list(by_key), self.split, self.split_fractions, self.split_seed)
-        return [by_key[k] for k in keys]
+    # ------------------------------------------------------------------------------------------ splits
+    def _resolve(self, base: Path, value: str, yaml_path: Path) -> Path:
+        """A yaml entry -> path: absolute, or under ``base``; ``../x`` missing there: ``base/x`` (ultralytics)."""
+        p = Path(value)
+        if p.is_absolute():
+            return p
+        cands = [base / p]
+        if value.startswith("../"):
+            cands.append(base / value[3:])  # Roboflow exports write ../train/images next to the yaml
+        cands += [yaml_path.parent / p, self.root / p]
+        return next((c for c in cands if c.exists()), cands[0])
 
+    def _read_list(self, list_path: Path, base: Path | None = None) -> list[Path]:
+        """Image paths of a list file: absolute, or relative to the list's folder, ``base`` or ``root``."""
+        out = []
+        for entry in read_list_file(list_path)[0]:
+            p = Path(entry)
+            if p.is_absolute():
+                out.append(p)
+                continue
+            rel = entry[2:] if entry.startswith("./") else entry
+            cands = [list_path.parent / rel, *([base / rel] if base is not None else []), self.root / rel]
+            out.append(next((c for c in cands if c.exists()), cands[0]))
+        return out
+
+    def _yaml_splits(self, path: Path, content: dict[str, Any]) -> dict[str, _Source]:
+        base = path.parent
+        if content.get("path"):
+            p = Path(str(content["path"]))
+            cands = [p] if p.is_absolute() else [path.parent / p, self.root / p]
+            found = next((c for c in cands if c.is_dir()), None)
+            if found is None:
+                log_once(
+                    ("yaml path", str(path)),
+                    logging.WARNING,
+                    "%s: path: %s not found; its train/val/test entries are taken relative to %s",
+                    path,
+                    content["path"],
+                    path.parent,
+                )
+            base = found or path.parent
+        out: dict[str, _Source] = {}
+        for split, aliases in SPLIT_ALIASES.items():
+            key = next((k for k in aliases if content.get(k)), None)
+            if key is None:
+                continue
+            values = content[key] if isinstance(content[key], list) else [content[key]]
+            src = _Source([], [], "")
+            parts = []
+            for v in values:
+                p = self._resolve(base, str(v), path)
+                if p.is_dir():
+                    src.images += _images_under(p)
+                    src.folders.append(p)
+                    parts.append(f"folder {p}")
+                elif p.is_file():
+                    src.images += self._read_list(p, base)
+                    parts.append(f"list {p}")
+                else:
+                    raise FileNotFoundError(
+                        f"{path}: {key}: {v} not found (looked for {p}); fix the yaml or set data.yaml_file"
+                    )
+            src.description = f"{' + '.join(parts)} ({path.name} {key}:)"
+            out[split] = src
+        return out
+
+    def _folder_splits(self) -> dict[str, _Source]:
+        out: dict[str, _Source] = {}
+        cands = []
+        if self.images_dir.is_dir():
+            cands += [(d, d.name) for d in sorted(self.images_dir.iterdir()) if d.is_dir()]
+        if self.root.is_dir():
+            cands += [(d / "images", d.name) for d in sorted(self.root.iterdir()) if (d / "images").is_dir()]
+        for folder, name in cands:
+            split = _split_of_folder(name)
+            if split is None:
+                log_once(
+                    ("not a split", str(folder)),
+                    logging.WARNING,
+                    "%s: folder %s is not named like a split (train, val, valid, test, train2017, ...): ignored",
+                    self.root,
+                    folder,
+                )
+                continue
+            src = out.setdefault(split, _Source([], [], ""))
+            src.images += _images_under(folder)
+            src.folders.append(folder)
+            src.description = " + ".join(f"folder {f}" for f in src.folders)
+        return out
+
+    def _hash_share(self, src: _Source, split: str) -> _Source:
+        """The ``split`` ("train" or "val") share of a train source split by hash when there is no val split."""
+        fractions = {"train": self.split_fractions.get("train", 0.7), "val": self.split_fractions.get("val", 0.15)}
+        by_key = {_key(p, self.root): p for p in src.images}
+        keys = hash_split(list(by_key), split, fractions, self.split_seed)
+        what = f"hash share of {src.description} (no val split; fractions {fractions}, seed {self.split_seed})"
+        return _Source([by_key[k] for k in keys], src.folders, what)
+
+    def _pick(self) -> _Source:
+        split = self.split
+        if self.list_file is not None:
+            return _Source(self._read_list(self.list_file), [], f"list file {self.list_file}")
+        if split in (None, "all"):
+            if not self.images_dir.is_dir():
+                raise FileNotFoundError(f"YOLO images folder not found: {self.images_dir}")
+            return _Source(_images_under(self.images_dir), [self.images_dir], f"every image under {self.images_dir}")
+        assert split is not None
+        y = self.dataset_yaml()
+        avail = self._yaml_splits(*y) if y is not None else self._folder_splits()
+        origin = str(y[0]) if y is not None else f"the split folders of {self.root}"
+        if not avail:
+            if not self.images_dir.is_dir():
+                raise FileNotFoundError(
+                    f"YOLO images folder not found: {self.images_dir} (and no dataset yaml, no images/<split>/ or "
+                    f"<split>/images/ folders in {self.root}); set data.root, data.yaml_file or the parser's images_dir"
+                )
+            images = _images_under(self.images_dir)
+            by_key = {p.relative_to(self.images_dir).as_posix(): p for p in images}
+            s = split if split in self.split_fractions else "+".join(expand_split(split))
+            if s == "test" and not self.split_fractions.get("test"):
+                log_once(("test=val hash", str(self.root)), logging.WARNING, "%s: no test share: test = val", self.root)
+                s = "val"
+            keys = hash_split(list(by_key), s, self.split_fractions, self.split_seed)
+            return _Source(
+                [by_key[k] for k in keys],
+                [self.images_dir],
+                f"hash split of the {len(images)} images under {self.images_dir} (no dataset yaml and no split "
+                f"folders; fractions {self.split_fractions}, seed {self.split_seed})",
+            )
+        out = _Source([], [], "")
+        parts = [canonical_split(split)] if canonical_split(split) in avail else expand_split(split)
+        descriptions = []
+        for s in parts:
+            if s == "test" and "test" not in avail:
+                src = avail["val"] if "val" in avail else self._hash_share(self._need(avail, "train", origin), "val")
+                log_once(
+                    ("test=val", origin),
+                    logging.WARNING,
+                    "%s: no test split: test uses the val images (%s)",
+                    origin,
+                    src.description,
+                )
+                src = _Source(src.images, src.folders, f"the val split, {src.description}")
+            elif s in ("train", "val") and "val" not in avail:
+                src = self._hash_share(self._need(avail, "train", origin), s)
+            else:
+                src = self._need(avail, s, origin)
+            out.images += src.images
+            out.folders += src.folders
+            descriptions.append(src.description)
+        out.description = " + ".join(descriptions)
+        return out
+
+    @staticmethod
+    def _need(avail: dict[str, _Source], split: str, origin: str) -> _Source:
+        if split not in avail:
+            raise ValueError(f"no {split!r} split in {origin} (found: {', '.join(sorted(avail)) or 'none'})")
+        return avail[split]
+
+    def image_paths(self) -> list[Path]:
+        """Images of the split (the decision is logged once)."""
+        if self._source is None:
+            self._source = self._pick()
+            log_once(
+                ("split", str(self.root), str(self.split), self._source.description),
+                logging.INFO,
+                "%s: split %r: %d images from %s",
+                self.root,
+                self.split,
+                len(self._source.images),
+                self._source.description,
+            )
+        return self._source.images
+
+    # ------------------------------------------------------------------------------------------- parse
     def parse(self, class_names: Sequence[str] | None = None, issues: IssueLog | None = None) -> list[DetectionRecord]:
         """Parse the split; problems go to ``issues`` (default: ``"error"`` log)."""
         names = list(class_names) if class_names is not None else self.discover_class_names()
         if not names:
-            raise ValueError("YOLOTxtParser needs class_names or a names_file")
+            raise ValueError(
+                f"YOLOTxtParser needs class names: set data.class_names, data.names_file, or a dataset yaml with "
+                f"names in {self.root}"
+            )
         issues = issues if issues is not None else IssueLog("error")
         records = []
         for image_path in self.image_paths():
             rec = self._parse_one(image_path, names, issues)
             if rec is not None:
                 records.append(rec)
+        self._report_orphans(issues)
         return records
+
+    def _report_orphans(self, issues: IssueLog) -> None:
+        """Label files in the label folders of this split's image folders that belong to no image."""
+        assert self._source is not None
+        for folder in dict.fromkeys(self._source.folders):
+            labels_dir = label_path_for(folder / "x.jpg").parent
+            if labels_dir == folder or not labels_dir.is_dir():
+                continue
+            expected = {label_path_for(p) for p in _images_under(folder)}
+            for txt in sorted(labels_dir.rglob("*.txt")):
+                if txt not in expected and txt.stem.lower() not in _NOT_LABELS:
+                    issues.report(
+                        txt, "label file without an image", action="skip_file", detail=f"no image in {folder}"
+                    )
 
     def _parse_one(self, image_path: Path, names: Sequence[str], issues: IssueLog) -> DetectionRecord | None:
         label_path = label_path_for(image_path)
@@ -111,21 +414,29 @@ class YOLOTxtParser:
         try:
             width, height = image_size(image_path)
         except ImageDecodeError as e:
-            issues.report(image_path, "unreadable image", action="skip_image", detail=str(e))
+            issues.report(image_path, e.reason, action="skip_image", detail=e.detail)
             return None
         rows: list[list[float]] = []
         if not label_path.is_file():
-            issues.fixed(label_path, "missing label file, image kept as a negative")
+            issues.note(image_path, "no label file, kept as a negative", detail=str(label_path))
         else:
-            for n, line in enumerate(label_path.read_text().splitlines(), 1):
+            lines = label_path.read_text().splitlines()
+            if not any(ln.strip() for ln in lines):
+                issues.note(image_path, "empty label file, kept as a negative")
+            for n, line in enumerate(lines, 1):
                 fields = line.split()
                 if not fields:
                     continue
                 try:
-                    vals = [float(v) for v in fields[:5]]
+                    vals = [float(v) for v in fields]
                 except ValueError:
                     vals = []
-                if len(fields) != 5 or len(vals) != 5 or not vals[0].is_integer():
+                if len(vals) > 5 and len(vals) % 2 == 1 and vals[0].is_integer():  # polygon: cls x1 y1 x2 y2 ...
+                    xs, ys = np.asarray(vals[1::2]), np.asarray(vals[2::2])
+                    x0, x1, y0, y1 = xs.min(), xs.max(), ys.min(), ys.max()
+                    issues.fixed(label_path, "polygon label converted to its bounding box", detail=f"line {n}")
+                    vals = [vals[0], (x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0]
+                if len(vals) != 5 or not vals[0].is_integer():
                     issues.report(label_path, "malformed label line", action="drop_box", detail=f"line {n}: {line!r}")
                     continue
                 if not 0 <= vals[0] < len(names):
@@ -139,3 +450,24 @@ class YOLOTxtParser:
         labels = a[:, 0].astype(np.int64)
         b, lab, dif = sanitize_boxes(boxes, labels, np.zeros(len(a), bool), width, height, label_path, issues, names)
         return DetectionRecord(image_path, image_path.stem, width, height, b, lab, dif)
+
+
+def _read_names(path: Path) -> list[str]:
+    return [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
+
+
+def _key(p: Path, root: Path) -> str:
+    """Stable hash key of an image: its path relative to ``root`` (the file name when outside)."""
+    try:
+        return p.relative_to(root).as_posix()
+    except ValueError:
+        return p.name
+
+
+def _is_dataset(path: Path) -> bool:
+    """A yaml with ``names`` or ``train`` at the top level (an ultralytics dataset yaml)."""
+    try:
+        content = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return False
+    return isinstance(content, dict) and ("names" in content or "train" in content)

@@ -1,8 +1,10 @@
-"""Building blocks shared by Darknet-19 and the YOLOv2 head: conv-BN-leaky, darknet's batch norm, darknet's reorg,
-same-size maxpool."""
+"""Building blocks shared by Darknet-19, the YOLOv2 head and the generic darknet network
+(:class:`yolo9000.darknet.DarknetNet`): conv-BN-leaky, darknet's batch norm, darknet's reorg, darknet's maxpool and
+global average pool, and darknet's general ``[convolutional]`` block."""
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Literal
 
 import torch
@@ -140,3 +142,71 @@ class MaxPoolSame(nn.Module):
         pad = self.size - 1
         x = F.pad(x, (0, pad, 0, pad), value=float("-inf"))
         return F.max_pool2d(x, self.size, self.stride)
+
+
+class DarknetMaxPool(nn.Module):
+    """darknet's maxpool: pads ``padding // 2`` before and the rest after with -inf, then max over ``size`` windows.
+
+    Output size (W + padding - size) // stride + 1 (darknet's ``make_maxpool_layer``). Shapes: (B, C, H, W) ->
+    (B, C, H', W').
+    """
+
+    def __init__(self, size: int, stride: int, padding: int) -> None:
+        super().__init__()
+        self.size, self.stride, self.padding = size, stride, padding
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = self.padding
+        if p:
+            x = F.pad(x, (p // 2, p - p // 2, p // 2, p - p // 2), value=float("-inf"))
+        return F.max_pool2d(x, self.size, self.stride)
+
+    def extra_repr(self) -> str:
+        return f"size={self.size}, stride={self.stride}, padding={self.padding}"
+
+
+class GlobalAvgPool(nn.Module):
+    """darknet's ``[avgpool]``: (B, C, H, W) -> (B, C, 1, 1) mean over all positions."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(2, 3), keepdim=True)
+
+
+DarknetActivation = Literal["leaky", "linear", "relu", "logistic"]
+
+
+class DarknetConv(nn.Sequential):
+    """darknet's ``[convolutional]`` with any padding / groups / activation: conv -> [darknet BN] -> [activation].
+
+    The general form of :class:`ConvBNLeaky` that cfg-built networks use (submodules ``conv``, ``bn``, ``act``, so
+    their state-dict keys name the part). The conv has a bias only without batch norm; the BN is
+    :class:`DarknetBatchNorm2d`; ``activation``: ``leaky`` (0.1), ``relu``, ``logistic`` or ``linear`` (none).
+    Shapes: (B, in_ch, H, W) -> (B, out_ch, (H + 2 * padding - size) / stride + 1, ...).
+    """
+
+    def __init__(
+        self,
+        in_ch: int,
+        out_ch: int,
+        size: int,
+        stride: int = 1,
+        padding: int = 0,
+        groups: int = 1,
+        batch_norm: bool = False,
+        activation: DarknetActivation = "linear",
+        bn_momentum: float = 0.01,
+    ) -> None:
+        mods: OrderedDict[str, nn.Module] = OrderedDict(
+            {"conv": nn.Conv2d(in_ch, out_ch, size, stride, padding, groups=groups, bias=not batch_norm)}
+        )
+        if batch_norm:
+            mods["bn"] = DarknetBatchNorm2d(out_ch, momentum=bn_momentum)
+        act = {"leaky": nn.LeakyReLU(0.1), "relu": nn.ReLU(), "logistic": nn.Sigmoid()}.get(activation)
+        if act is not None:
+            mods["act"] = act
+        super().__init__(mods)
+
+    def conv_pair(self) -> tuple[nn.Conv2d, nn.BatchNorm2d | None]:
+        """(conv, BN or None): the tensors darknet stores for this layer."""
+        bn = self.bn if "bn" in self._modules else None
+        return self.conv, bn  # type: ignore[return-value]

@@ -1,0 +1,179 @@
+"""darknet cfg + ``.weights`` <-> this project's Lightning checkpoints (the conversions behind ``src/convert.py``).
+
+Application code on top of the :mod:`yolo9000.darknet` library: it reads ``conf/model/yolov2.yaml``, builds the
+Lightning module with :func:`yolo9000.runner.instantiate_module` / :func:`~yolo9000.runner.load_module`, and points
+darknet's data-file lookups (``[region] tree=data/9k.tree``) at the repository's vendored ``data/darknet``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+from omegaconf import OmegaConf
+from torch import nn
+
+from yolo9000.darknet import (
+    WeightsInfo,
+    build_native,
+    darknet_convs,
+    load_weights,
+    match_native,
+    native_cfg_text,
+    native_net_config,
+    option,
+    option_list,
+    parse_cfg,
+    region_meta,
+    save_weights,
+)
+from yolo9000.models.layers import DarknetBatchNorm2d
+from yolo9000.runner import PROJECT_ROOT, instantiate_module, load_module
+
+log = logging.getLogger("yolo9000")
+
+DARKNET_DATA = PROJECT_ROOT / "data" / "darknet"
+WORDTREE_DIR = DARKNET_DATA / "wordtree"
+# where a cfg's darknet-relative data files are looked up after its own folder (see yolo9000.darknet.resolve_data_file)
+DARKNET_SEARCH = (WORDTREE_DIR, DARKNET_DATA)
+MODEL_CONFIG = PROJECT_ROOT / "conf" / "model" / "yolov2.yaml"
+GENERIC_NET_TARGET = "yolo9000.darknet.darknet_net_from_text"
+
+
+def _read_names(path: str | Path) -> list[str]:
+    return [s.strip() for s in Path(path).read_text().splitlines() if s.strip()]
+
+
+def detector_model_config(
+    sections: Sequence[dict[str, Any]],
+    net_cfg: dict[str, Any],
+    class_names: list[str],
+    base: str | Path = MODEL_CONFIG,
+) -> dict[str, Any]:
+    """``conf/model/yolov2.yaml`` with ``net`` replaced by ``net_cfg`` and darknet's ``[net]`` / ``[region]``
+    training options filled in (lr, momentum, decay, burn_in, steps, scales; thresh, scales, rescore, tree)."""
+    cfg = OmegaConf.to_container(OmegaConf.load(base), resolve=False)
+    assert isinstance(cfg, dict)
+    if net_cfg["_target_"] == GENERIC_NET_TARGET:
+        cfg["net"] = net_cfg  # the generic network takes only its cfg text
+    else:
+        cfg["net"] = {**cfg["net"], **net_cfg, "num_anchors": len(net_cfg["anchors"])}
+    region = region_meta(sections, DARKNET_SEARCH)
+    assert region is not None
+    loss = cfg["loss"]
+    loss.update(
+        thresh=region.thresh,
+        object_scale=region.object_scale,
+        noobject_scale=region.noobject_scale,
+        class_scale=region.class_scale,
+        coord_scale=region.coord_scale,
+        rescore=region.rescore,
+    )
+    if region.tree is not None:
+        loss["tree"] = {"_target_": "yolo9000.wordtree.WordTree.from_file", "path": str(region.tree.resolve())}
+    ns = sections[0]
+    policy = option(ns, "policy", "steps", str)
+    cfg.update(
+        lr=option(ns, "learning_rate", cfg["lr"], float),
+        momentum=option(ns, "momentum", cfg["momentum"], float),
+        weight_decay=option(ns, "decay", cfg["weight_decay"], float),
+        burn_in=option(ns, "burn_in", 0),
+        power=option(ns, "power", cfg["power"], float),
+    )
+    if policy in ("steps", "poly"):
+        cfg["lr_policy"] = policy
+    steps, scales = option_list(ns, "steps", float), option_list(ns, "scales", float)
+    if steps and scales and len(steps) == len(scales):
+        cfg["steps"], cfg["scales"] = [int(s) if s.is_integer() else s for s in steps], scales
+    cfg["class_names"] = class_names
+    cfg["eval_size"] = option(ns, "height", 416)
+    return cfg
+
+
+def darknet_to_checkpoint(
+    cfg: str | Path, weights: str | Path | None = None, names: str | Path | None = None
+) -> dict[str, Any]:
+    """A darknet cfg (+ ``.weights``) as a checkpoint dict.
+
+    Detectors: ``{"state_dict": DetectorModule.state_dict() ("model.<param>", "seen" = the header's seen),
+    "yolo9000_model_config": ..., "darknet": {...}}``, loadable by :func:`yolo9000.runner.load_module`. The net is
+    the native YOLOv2 / YOLOv2(fuse=False) when the structure matches, else a
+    :class:`~yolo9000.darknet.DarknetNet` built from the stored cfg text. Classifiers: ``{"state_dict":
+    {"model.<param>"}, "yolo9000_classifier_config": net config, ...}`` (``backbone.*`` keys usable as
+    ``model.backbone_ckpt``). ``darknet`` holds the cfg's bytes and the header, so :func:`checkpoint_to_darknet`
+    writes the same bytes back. ``names``: one class name a line (default: the WordTree's 9k.names for a 9418-node
+    tree, else "0", "1", ...).
+    """
+    cfg = Path(cfg)
+    sections = parse_cfg(cfg)
+    spec = match_native(sections)
+    info: WeightsInfo | None = None
+    region = region_meta(sections, DARKNET_SEARCH)
+    dk: dict[str, Any] = {"cfg_name": cfg.name, "cfg_bytes": cfg.read_bytes(), "weights": str(weights or "")}
+    if region is None:
+        if spec is None or spec.kind != "classifier":
+            raise NotImplementedError(f"{cfg}: only Darknet-19 classifiers convert without a [region]")
+        net_cfg = native_net_config(spec)
+        model = build_native(spec)
+        if weights is not None:
+            info = load_weights(model, weights)
+        dk["header"] = vars(info) if info else None
+        state = {f"model.{k}": v for k, v in model.state_dict().items()}
+        return {"state_dict": state, "yolo9000_classifier_config": net_cfg, "darknet": dk}
+
+    if spec is not None and spec.kind == "detector":
+        net_cfg = native_net_config(spec)
+    else:
+        net_cfg = {"_target_": GENERIC_NET_TARGET, "cfg_text": dk["cfg_bytes"].decode()}
+    if names is not None:
+        class_names = _read_names(names)
+    elif region.tree is not None and region.classes == 9418 and (WORDTREE_DIR / "9k.names").is_file():
+        class_names = _read_names(WORDTREE_DIR / "9k.names")
+    else:
+        class_names = [str(i) for i in range(region.classes)]
+    if len(class_names) != region.classes:
+        raise ValueError(f"{names}: {len(class_names)} names for the {region.classes} classes of {cfg}")
+    model_cfg = detector_model_config(sections, net_cfg, class_names)
+    module = instantiate_module(OmegaConf.create({"model": model_cfg}))
+    if weights is not None:
+        info = load_weights(module.model, weights)
+        module.seen.fill_(info.seen)
+    dk["header"] = vars(info) if info else None
+    return {"state_dict": module.state_dict(), "yolo9000_model_config": model_cfg, "darknet": dk}
+
+
+def checkpoint_to_darknet(
+    ckpt_path: str | Path, weights_out: str | Path, cfg_out: str | Path | None = None
+) -> WeightsInfo:
+    """Write a checkpoint's network as darknet ``.weights`` (+ cfg).
+
+    The header (version and ``seen``) is the one the checkpoint was converted from (``seen`` from the module's
+    ``seen`` buffer for detectors), else 0.2.0 with seen = the module's ``seen``. The cfg is the stored cfg text
+    when there is one (bytes unchanged), else generated by :func:`~yolo9000.darknet.native_cfg_text`.
+    """
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    dk = ckpt.get("darknet") or {}
+    header = dk.get("header") or {"major": 0, "minor": 2, "revision": 0, "seen": 0}
+    if "yolo9000_model_config" in ckpt:
+        module = load_module(ckpt_path)
+        model: nn.Module = module.model
+        seen = int(module.seen)
+        size = int(ckpt["yolo9000_model_config"].get("eval_size") or 416)
+    elif "yolo9000_classifier_config" in ckpt:
+        model = hydra.utils.instantiate(ckpt["yolo9000_classifier_config"], _convert_="all")
+        model.load_state_dict({k.removeprefix("model."): v for k, v in ckpt["state_dict"].items()})
+        seen = int(header["seen"])
+        size = 224
+    else:
+        raise ValueError(f"{ckpt_path}: neither a yolo9000 detection nor a converted classifier checkpoint")
+    if any(isinstance(m, nn.BatchNorm2d) and not isinstance(m, DarknetBatchNorm2d) for m in model.modules()):
+        log.warning("%s: trained with bn_style=torch; darknet normalises with sqrt(var) + 1e-6", ckpt_path)
+    save_weights(model, weights_out, seen, int(header["major"]), int(header["minor"]), int(header["revision"]))
+    if cfg_out is not None:
+        Path(cfg_out).write_bytes(dk.get("cfg_bytes") or native_cfg_text(model, size).encode())
+    n = len(darknet_convs(model))
+    return WeightsInfo(int(header["major"]), int(header["minor"]), int(header["revision"]), seen, n, n)

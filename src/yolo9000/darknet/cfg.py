@@ -1,0 +1,342 @@
+"""darknet ``.cfg`` files: parsing, per-layer shape inference, parameter counts and ``[region]`` metadata.
+
+Pure file-format code: no network is built here (see :mod:`yolo9000.darknet.net` / :mod:`~yolo9000.darknet.native`).
+Data files a cfg names (``[region] tree=data/9k.tree``, ``map=``) are resolved relative to the working directory,
+the cfg's folder and the search folders the caller passes (:func:`resolve_data_file`); this package knows no
+repository layout.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+log = logging.getLogger("yolo9000")
+
+# darknet's section aliases (parser.c string_to_layer_type) -> one canonical name
+_ALIASES = {
+    "network": "net",
+    "conv": "convolutional",
+    "max": "maxpool",
+    "avg": "avgpool",
+    "soft": "softmax",
+    "conn": "connected",
+}
+SUPPORTED = ("convolutional", "maxpool", "avgpool", "route", "reorg", "region", "softmax", "cost", "dropout")
+_ACTIVATIONS = ("leaky", "linear", "relu", "logistic")
+
+Sections = Sequence[dict[str, Any]]
+SearchPath = Sequence[str | Path]
+
+
+# ----------------------------------------------------------------------------------------------------------- parsing
+def parse_cfg(path: str | Path) -> list[dict[str, Any]]:
+    """Read a darknet cfg the way darknet's ``read_cfg`` does.
+
+    Every whitespace character is removed from a line (``anchors = 1, 2`` == ``anchors=1,2``); empty lines and
+    lines starting with ``#`` or ``;`` are skipped; ``[name]`` opens a section; every other line is ``key=value``.
+    A repeated key keeps its first value (darknet's ``option_find``).
+
+    Returns:
+        One dict per section: ``type`` (lower case, darknet's aliases resolved: ``[conv]`` -> ``convolutional``),
+        ``options`` (key -> raw string value), ``lines`` (key -> line number), ``path`` and ``line`` (of the header).
+    Raises:
+        FileNotFoundError; ValueError naming ``file:line`` for a malformed line, an option before the first section,
+        or a first section other than ``[net]``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"darknet cfg not found: {path}")
+    return parse_cfg_text(path.read_text(), str(path))
+
+
+def parse_cfg_text(text: str, source: str = "<cfg>") -> list[dict[str, Any]]:
+    """:func:`parse_cfg` on cfg text; ``source`` names it in errors (``source:line``)."""
+    sections: list[dict[str, Any]] = []
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        line = "".join(raw.split())
+        if not line or line[0] in "#;":
+            continue
+        if line[0] == "[":
+            if not line.endswith("]") or len(line) < 3:
+                raise ValueError(f"{source}:{lineno}: malformed section header {raw.strip()!r}")
+            name = line[1:-1].lower()
+            sections.append(
+                {"type": _ALIASES.get(name, name), "options": {}, "lines": {}, "path": source, "line": lineno}
+            )
+            continue
+        if "=" not in line or line.startswith("="):
+            raise ValueError(f"{source}:{lineno}: expected 'key=value', got {raw.strip()!r}")
+        if not sections:
+            raise ValueError(f"{source}:{lineno}: option {raw.strip()!r} before the first [section]")
+        key, value = line.split("=", 1)
+        sec = sections[-1]
+        if key in sec["options"]:
+            log.debug("%s:%d: repeated option %r ignored (darknet keeps the first)", source, lineno, key)
+            continue
+        sec["options"][key] = value
+        sec["lines"][key] = lineno
+    if not sections:
+        raise ValueError(f"{source}: no [sections] found")
+    if sections[0]["type"] != "net":
+        raise ValueError(
+            f"{source}:{sections[0]['line']}: the first section must be [net], got [{sections[0]['type']}]"
+        )
+    return sections
+
+
+def as_sections(cfg: str | Path | Sections) -> Sections:
+    """A cfg path parsed with :func:`parse_cfg`; already parsed sections as they are."""
+    return parse_cfg(cfg) if isinstance(cfg, str | Path) else cfg
+
+
+def source_line(sec: dict[str, Any], key: str | None = None) -> str:
+    """``file:line`` of a section header or of one of its options."""
+    line = sec["lines"].get(key, sec["line"]) if key else sec["line"]
+    return f"{sec['path']}:{line}"
+
+
+def option(sec: dict[str, Any], key: str, default: Any, kind: type = int) -> Any:
+    """Option ``key`` of a section parsed as ``kind`` (int, float or str), ``default`` when absent.
+
+    Raises ValueError naming ``file:line`` when the value does not parse.
+    """
+    if key not in sec["options"]:
+        return default
+    value = sec["options"][key]
+    try:
+        return kind(value)
+    except ValueError as e:
+        raise ValueError(f"{source_line(sec, key)}: option {key}={value!r} is not a valid {kind.__name__}") from e
+
+
+def option_list(sec: dict[str, Any], key: str, kind: type = float) -> list[Any] | None:
+    """Comma-separated option (``anchors``, ``layers``, ``steps``) as a list, None when absent."""
+    if key not in sec["options"]:
+        return None
+    value = sec["options"][key]
+    try:
+        return [kind(v) for v in value.split(",") if v != ""]
+    except ValueError as e:
+        raise ValueError(f"{source_line(sec, key)}: option {key}={value!r} is not a list of {kind.__name__}") from e
+
+
+# ------------------------------------------------------------------------------------------------- layer shapes
+@dataclass
+class LayerSpec:
+    """One cfg layer after shape inference (channels only; darknet's layers keep no other state here).
+
+    ``index`` counts layers after ``[net]`` from 0, as darknet's ``route`` indices do.
+    """
+
+    index: int
+    type: str
+    section: dict[str, Any]
+    in_channels: int
+    out_channels: int
+    params: int = 0
+    # convolutional
+    filters: int = 0
+    size: int = 0
+    stride: int = 1
+    padding: int = 0
+    groups: int = 1
+    batch_norm: bool = False
+    activation: str = "linear"
+    # route
+    sources: list[int] = field(default_factory=list)
+    # dropout
+    probability: float = 0.5
+
+    @property
+    def where(self) -> str:
+        return source_line(self.section)
+
+
+def _conv_spec(spec: LayerSpec) -> None:
+    """Fill a ``[convolutional]`` spec from its section (filters, size, ..., parameter count, output channels)."""
+    sec, in_ch = spec.section, spec.in_channels
+    for flag in ("binary", "xnor", "flipped", "dot"):
+        if option(sec, flag, 0):
+            raise NotImplementedError(f"{source_line(sec, flag)}: convolutional option {flag}=1 is not supported")
+    spec.filters = option(sec, "filters", 1)
+    spec.size = option(sec, "size", 1)
+    spec.stride = option(sec, "stride", 1)
+    spec.groups = option(sec, "groups", 1)
+    spec.padding = spec.size // 2 if option(sec, "pad", 0) else option(sec, "padding", 0)
+    spec.batch_norm = bool(option(sec, "batch_normalize", 0))
+    spec.activation = option(sec, "activation", "logistic", str)  # darknet's default activation
+    if spec.activation not in _ACTIVATIONS:
+        raise NotImplementedError(
+            f"{source_line(sec, 'activation')}: activation {spec.activation!r} is not supported ({_ACTIVATIONS})"
+        )
+    if spec.filters < 1 or spec.size < 1 or spec.stride < 1 or spec.groups < 1 or in_ch % spec.groups:
+        raise ValueError(
+            f"{spec.where}: invalid convolutional (filters={spec.filters}, size={spec.size}, "
+            f"stride={spec.stride}, groups={spec.groups}, {in_ch} input channels)"
+        )
+    n = spec.filters
+    spec.params = n * (in_ch // spec.groups) * spec.size**2 + n + (n if spec.batch_norm else 0)
+    spec.out_channels = n
+
+
+def layer_specs(sections: Sections) -> list[LayerSpec]:
+    """Shape inference over the layers of a parsed cfg (everything after ``[net]``).
+
+    Raises NotImplementedError (with ``file:line``) for sections this module does not implement (``shortcut``,
+    ``upsample``, ``yolo``, ``connected``, unknown names) and ValueError for inconsistent options.
+    """
+    in_ch = option(sections[0], "channels", 3)
+    specs: list[LayerSpec] = []
+    for i, sec in enumerate(sections[1:]):
+        t = sec["type"]
+        if t not in SUPPORTED:
+            known = "a darknet section" if t in ("shortcut", "upsample", "yolo", "connected") else "an unknown section"
+            raise NotImplementedError(
+                f"{source_line(sec)}: [{t}] ({known}) is not supported; darknet interop covers the YOLOv2-era "
+                f"layers {', '.join(SUPPORTED)}"
+            )
+        spec = LayerSpec(index=i, type=t, section=sec, in_channels=in_ch, out_channels=in_ch)
+        if t == "convolutional":
+            _conv_spec(spec)
+        elif t == "maxpool":
+            spec.stride = option(sec, "stride", 1)
+            spec.size = option(sec, "size", spec.stride)
+            spec.padding = option(sec, "padding", spec.size - 1)
+        elif t == "route":
+            rel = option_list(sec, "layers", int)
+            if not rel:
+                raise ValueError(f"{spec.where}: [route] needs layers=")
+            spec.sources = [r if r >= 0 else i + r for r in rel]
+            bad = [s for s in spec.sources if not 0 <= s < i]
+            if bad:
+                raise ValueError(
+                    f"{source_line(sec, 'layers')}: [route] layer {i} refers to layers {bad} (need 0..{i - 1})"
+                )
+            spec.out_channels = sum(specs[s].out_channels for s in spec.sources)
+        elif t == "reorg":
+            for flag in ("reverse", "flatten", "extra"):
+                if option(sec, flag, 0):
+                    raise NotImplementedError(f"{source_line(sec, flag)}: [reorg] {flag}=1 is not supported")
+            spec.stride = option(sec, "stride", 1)
+            spec.out_channels = in_ch * spec.stride**2
+        elif t == "region":
+            meta = region_from_section(sec)
+            expected = meta.num * (meta.coords + 1 + meta.classes)
+            if in_ch != expected:
+                raise ValueError(
+                    f"{spec.where}: [region] num={meta.num} classes={meta.classes} coords={meta.coords} needs "
+                    f"{expected} input channels, the previous layer gives {in_ch}"
+                )
+        elif t == "dropout":
+            spec.probability = option(sec, "probability", 0.5, float)
+        specs.append(spec)
+        in_ch = spec.out_channels
+    return specs
+
+
+def count_params(cfg: str | Path | Sections) -> int:
+    """Learnable parameters from the cfg alone, darknet's way: conv weights + biases + BN scales."""
+    return sum(s.params for s in layer_specs(as_sections(cfg)))
+
+
+# ------------------------------------------------------------------------------------------------------- region
+@dataclass
+class RegionMeta:
+    """darknet's ``[region]`` options (defaults as darknet's ``parse_region``).
+
+    ``anchors``: (A, 2) priors (w, h) in grid cells; ``tree`` / ``map``: the data files the cfg names, resolved by
+    :func:`resolve_data_file`; None when absent.
+    """
+
+    anchors: torch.Tensor
+    classes: int = 20
+    num: int = 1
+    coords: int = 4
+    softmax: bool = False
+    thresh: float = 0.5
+    object_scale: float = 1.0
+    noobject_scale: float = 1.0
+    class_scale: float = 1.0
+    coord_scale: float = 1.0
+    rescore: bool = False
+    bias_match: bool = False
+    absolute: bool = False
+    jitter: float = 0.2
+    random: bool = False
+    tree: Path | None = None
+    map: Path | None = None
+
+
+def resolve_data_file(value: str, cfg_path: str | Path | None = None, search: SearchPath = ()) -> Path:
+    """The file a cfg names with a darknet-relative path (``data/9k.tree``).
+
+    Candidates, first existing wins: ``value`` from the working directory, from the cfg's folder, then for each
+    search folder ``folder / value`` and ``folder / <file name>`` (the application passes its vendored darknet data
+    folders). None found: ``Path(value)`` and a warning.
+    """
+    cands = [Path(value)]
+    if cfg_path is not None:
+        cands.append(Path(cfg_path).parent / value)
+    for folder in search:
+        cands += [Path(folder) / value, Path(folder) / Path(value).name]
+    for c in cands:
+        if c.is_file():
+            return c
+    log.warning("%s: data file %r not found (looked in %s)", cfg_path, value, [str(c) for c in cands])
+    return Path(value)
+
+
+def region_from_section(sec: dict[str, Any], search: SearchPath | None = None) -> RegionMeta:
+    """A ``[region]`` section as :class:`RegionMeta`.
+
+    ``search``: None = leave ``tree`` / ``map`` as written (no file lookups: shape checks and structure matching);
+    a sequence = resolve them with :func:`resolve_data_file` and those search folders.
+    """
+    num = option(sec, "num", 1)
+    biases = option_list(sec, "anchors", float)
+    if biases is None:
+        biases = [0.5] * (2 * num)  # make_region_layer's default
+    if len(biases) != 2 * num:
+        raise ValueError(f"{source_line(sec, 'anchors')}: {len(biases)} anchor values for num={num} (need {2 * num})")
+
+    def data_file(key: str) -> Path | None:
+        value = sec["options"].get(key)
+        if not value:
+            return None
+        return Path(value) if search is None else resolve_data_file(value, sec["path"], search)
+
+    return RegionMeta(
+        anchors=torch.tensor(biases, dtype=torch.float32, device="cpu").view(num, 2),
+        classes=option(sec, "classes", 20),
+        num=num,
+        coords=option(sec, "coords", 4),
+        softmax=bool(option(sec, "softmax", 0)),
+        thresh=option(sec, "thresh", 0.5, float),
+        object_scale=option(sec, "object_scale", 1.0, float),
+        noobject_scale=option(sec, "noobject_scale", 1.0, float),
+        class_scale=option(sec, "class_scale", 1.0, float),
+        coord_scale=option(sec, "coord_scale", 1.0, float),
+        rescore=bool(option(sec, "rescore", 0)),
+        bias_match=bool(option(sec, "bias_match", 0)),
+        absolute=bool(option(sec, "absolute", 0)),
+        jitter=option(sec, "jitter", 0.2, float),
+        random=bool(option(sec, "random", 0)),
+        tree=data_file("tree"),
+        map=data_file("map"),
+    )
+
+
+def region_meta(cfg: str | Path | Sections, search: SearchPath | None = ()) -> RegionMeta | None:
+    """The cfg's (last) ``[region]`` section, None for a network without one (a classifier).
+
+    ``tree`` / ``map`` are resolved relative to the working directory, the cfg's folder and ``search``
+    (see :func:`resolve_data_file`); ``search=None`` keeps them as the cfg writes them.
+    """
+    regions = [s for s in as_sections(cfg) if s["type"] == "region"]
+    return region_from_section(regions[-1], search) if regions else None

@@ -1,0 +1,185 @@
+"""darknet's ``.weights`` files: header, conv order, reading (partial ``.conv.N`` files too) and writing.
+
+Values are copied, never transformed, so a round trip is bit-exact. Conv layer order in ``.weights`` = the cfg's
+order; for the native YOLOv2 that is backbone (18 convs), ``extra``, ``pt_conv`` (1x1x64), ``fuse`` (3x3x1024),
+``pred`` (see :func:`darknet_convs`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from yolo9000.darknet.net import ConvPair, DarknetNet
+from yolo9000.models.darknet19 import Darknet19, Darknet19Classifier
+from yolo9000.models.layers import ConvBNLeaky
+from yolo9000.models.yolov2 import YOLOv2
+
+log = logging.getLogger("yolo9000")
+
+
+# ---------------------------------------------------------------------------------------------------- conv order
+def _pair(block: nn.Module) -> ConvPair:
+    """(conv, BN or None) of a ConvBNLeaky."""
+    conv = block[0]
+    bn = block[1] if len(block) > 1 and isinstance(block[1], nn.BatchNorm2d) else None  # type: ignore[arg-type]
+    return conv, bn  # type: ignore[return-value]
+
+
+def darknet_convs(model: nn.Module | Sequence[ConvPair]) -> list[ConvPair]:
+    """The (conv, BN or None) pairs of a network in darknet's ``.weights`` order (= its cfg's layer order).
+
+    Darknet19: the 18 convs in order; Darknet19Classifier: + the 1x1 classifier conv; YOLOv2: backbone, ``extra``,
+    ``pt_conv`` (when a conv), ``fuse`` (when a conv), ``pred``; DarknetNet: its convs in cfg order; a module with a
+    ``model`` attribute (the Lightning DetectorModule): that model's pairs. A list of pairs is returned as is.
+    """
+    if not isinstance(model, nn.Module):
+        return list(model)
+    if isinstance(model, DarknetNet):
+        return model.conv_pairs()
+    if isinstance(model, Darknet19):
+        return [_pair(m) for m in [*model.stage1, *model.stage2] if isinstance(m, ConvBNLeaky)]
+    if isinstance(model, Darknet19Classifier):
+        return [*darknet_convs(model.backbone), (model.head.conv, None)]
+    if isinstance(model, YOLOv2):
+        if not isinstance(model.pred, nn.Conv2d):
+            raise NotImplementedError("the fc head (head=fc) has no darknet .weights layout")
+        pairs = darknet_convs(model.backbone) + [_pair(m) for m in model.extra]
+        if model.passthrough and isinstance(model.pt_conv, ConvBNLeaky):
+            pairs.append(_pair(model.pt_conv))
+        if isinstance(model.fuse, ConvBNLeaky):
+            pairs.append(_pair(model.fuse))
+        return [*pairs, (model.pred, None)]
+    inner = getattr(model, "model", None)
+    if isinstance(inner, nn.Module):
+        return darknet_convs(inner)
+    raise TypeError(f"no darknet conv order known for {type(model).__name__}")
+
+
+def _tensors(conv: nn.Conv2d, bn: nn.BatchNorm2d | None) -> list[torch.Tensor]:
+    """One conv layer's tensors in file order: biases (O,), [scales, rolling_mean, rolling_variance (O,) each],
+    weights (O, I / groups, k, k)."""
+    if bn is not None:
+        if conv.bias is not None:
+            raise ValueError("a batch-normalised conv with its own bias has no darknet layout")
+        return [bn.bias, bn.weight, bn.running_mean, bn.running_var, conv.weight]  # type: ignore[list-item]
+    if conv.bias is None:
+        raise ValueError("a conv without bias and without BN has no darknet layout (darknet always stores biases)")
+    return [conv.bias, conv.weight]
+
+
+def _describe(conv: nn.Conv2d, bn: nn.BatchNorm2d | None) -> str:
+    k = conv.kernel_size[0]
+    return f"{k}x{k} conv {conv.in_channels}->{conv.out_channels}{' + BN' if bn is not None else ''}"
+
+
+# -------------------------------------------------------------------------------------------------------- header
+def _seen_is_int64(major: int, minor: int) -> bool:
+    """darknet's ``load_weights``: ``seen`` is a size_t when major * 10 + minor >= 2 (and both < 1000)."""
+    return major * 10 + minor >= 2 and major < 1000 and minor < 1000
+
+
+@dataclass
+class WeightsInfo:
+    """A ``.weights`` header and how many conv layers a load filled."""
+
+    major: int
+    minor: int
+    revision: int
+    seen: int
+    layers_loaded: int = 0
+    layers_total: int = 0
+
+
+def read_header(path: str | Path) -> tuple[WeightsInfo, int]:
+    """The header of a ``.weights`` file and its size in bytes (16 or 20)."""
+    path = Path(path)
+    with open(path, "rb") as f:
+        head = f.read(20)
+    if len(head) < 12:
+        raise ValueError(f"{path}: {len(head)} bytes is too short for a darknet .weights header")
+    major, minor, revision = (int(v) for v in np.frombuffer(head[:12], dtype="<i4"))
+    wide = _seen_is_int64(major, minor)
+    size = 20 if wide else 16
+    if len(head) < size:
+        raise ValueError(f"{path}: the header of version {major}.{minor} takes {size} bytes, the file has {len(head)}")
+    seen = int(np.frombuffer(head[12:size], dtype="<u8" if wide else "<i4")[0])
+    return WeightsInfo(major, minor, revision, seen), size
+
+
+# ---------------------------------------------------------------------------------------------- read and write
+def load_weights(model_or_convs: nn.Module | Sequence[ConvPair], path: str | Path) -> WeightsInfo:
+    """Copy a darknet ``.weights`` file into a network's convs and BNs (see :func:`darknet_convs` for the order).
+
+    A file that ends exactly after k < N conv layers (darknet's ``.conv.23`` style) fills those k and leaves the
+    rest untouched (logged). Raises ValueError, with the float counts expected and found, when the file ends inside a
+    layer or holds more floats than the network takes.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"darknet weights not found: {path}")
+    info, offset = read_header(path)
+    body = path.read_bytes()[offset:]
+    pairs = darknet_convs(model_or_convs)
+    layers = [_tensors(c, b) for c, b in pairs]
+    sizes = [sum(t.numel() for t in ts) for ts in layers]
+    bounds = np.cumsum([0, *sizes])  # bounds[k] = floats taken by the first k layers
+    total = int(bounds[-1])
+    if len(body) % 4:
+        raise ValueError(f"{path}: {len(body)} bytes after the header is not a whole number of float32 values")
+    found = len(body) // 4
+    if found > total:
+        raise ValueError(
+            f"{path}: {len(pairs)} conv layers expect {total} floats after the header, found {found} "
+            f"({found - total} trailing): the cfg does not match the weights"
+        )
+    k = int(np.searchsorted(bounds, found, side="right")) - 1  # complete layers in the file
+    if found != bounds[k]:
+        got = found - int(bounds[k])
+        raise ValueError(
+            f"{path}: the file ends inside conv layer {k} ({_describe(*pairs[k])}): expected {sizes[k]} floats for "
+            f"it ({int(bounds[k + 1])} in total for the first {k + 1} layers, {total} for all {len(pairs)}), found "
+            f"{got} ({found} in total)"
+        )
+    floats = np.frombuffer(body, dtype="<f4")
+    with torch.no_grad():
+        for i in range(k):
+            o = int(bounds[i])
+            for t in layers[i]:
+                n = t.numel()
+                t.copy_(torch.from_numpy(floats[o : o + n].copy()).view_as(t))
+                o += n
+    info.layers_loaded, info.layers_total = k, len(pairs)
+    if k < len(pairs):
+        log.info("%s: a partial file: filled %d of %d conv layers", path, k, len(pairs))
+    else:
+        log.info("%s: loaded all %d conv layers (seen=%d)", path, k, info.seen)
+    return info
+
+
+def save_weights(
+    model_or_convs: nn.Module | Sequence[ConvPair],
+    path: str | Path,
+    seen: int = 0,
+    major: int = 0,
+    minor: int = 2,
+    revision: int = 0,
+    cutoff: int | None = None,
+) -> None:
+    """Write a darknet ``.weights`` file: header (int32 major, minor, revision; ``seen`` int64 when
+    major * 10 + minor >= 2, else int32), then every conv's tensors in :func:`darknet_convs` order as float32 LE.
+    ``cutoff``: write only the first ``cutoff`` conv layers (darknet's ``partial``, e.g. ``.conv.23``)."""
+    pairs = darknet_convs(model_or_convs)[:cutoff]
+    wide = _seen_is_int64(major, minor)
+    with open(path, "wb") as f:
+        f.write(np.array([major, minor, revision], dtype="<i4").tobytes())
+        f.write(np.array([seen], dtype="<u8" if wide else "<i4").tobytes())
+        for conv, bn in pairs:
+            for t in _tensors(conv, bn):
+                f.write(t.detach().to("cpu", torch.float32).contiguous().numpy().astype("<f4", copy=False).tobytes())

@@ -1,0 +1,382 @@
+"""A researcher's own data: VOC with other folder names and split lists, the ultralytics YOLO layout, COCO with only
+a training JSON, every conversion named in the data summary, data problems apart from augmentation statistics,
+and ``num_workers`` from the CPUs available."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+from PIL import Image
+
+from yolo9000.data import COCOParser, IssueLog, VOCParser, YOLOTxtParser
+from yolo9000.multirun import register_resolvers
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _datamodule(name: str, root: Path, **overrides):  # noqa: ANN202
+    """conf/data/<name>.yaml instantiated on ``root`` (num_workers 0 unless overridden)."""
+    register_resolvers()
+    cfg = OmegaConf.create({"paths": {"root_dir": str(ROOT)}, "data": OmegaConf.load(ROOT / f"conf/data/{name}.yaml")})
+    cfg.data.root = str(root)
+    cfg.data.num_workers = 0
+    for key, value in overrides.items():
+        OmegaConf.update(cfg, f"data.{key}", value, force_add=True)
+    return instantiate(cfg.data)
+
+
+def _jpg(path: Path, size: tuple[int, int] = (32, 24)) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, (90, 120, 150)).save(path)
+
+
+def _xml(path: Path, names: list[str], size: tuple[int, int] = (32, 24)) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    objs = "".join(
+        f"<object><name>{n}</name><bndbox><xmin>2</xmin><ymin>3</ymin><xmax>20</xmax><ymax>15</ymax></bndbox></object>"
+        for n in names
+    )
+    path.write_text(f"<annotation><size><width>{size[0]}</width><height>{size[1]}</height></size>{objs}</annotation>")
+
+
+def _voc_lowercase(root: Path, n: int = 12) -> list[str]:
+    """``annotations/`` + ``images/`` (not VOC's folder names), no ImageSets."""
+    ids = [f"img{k:02d}" for k in range(n)]
+    for k, i in enumerate(ids):
+        _jpg(root / "images" / f"{i}.jpg")
+        _xml(root / "annotations" / f"{i}.xml", ["wbc" if k % 2 else "rbc"])
+    return ids
+
+
+def _ids(dm, split: str) -> list[str]:  # noqa: ANN001
+    return [r.image_id for r in dm.datasets[split].records]
+
+
+# --------------------------------------------------------------------------------------------------- VOC
+def test_voc_lowercase_folders_found_and_logged(tmp_path, caplog):
+    ids = _voc_lowercase(tmp_path)
+    with caplog.at_level(logging.INFO, logger="yolo9000.data"):
+        dm = _datamodule("bccd", tmp_path, class_names=None)
+        dm.setup()
+    assert dm.class_names == ["rbc", "wbc"]
+    splits = {s: _ids(dm, s) for s in ("train", "val", "test")}
+    assert sorted(sum(splits.values(), [])) == ids  # disjoint and complete (hash split, no ImageSets)
+    text = caplog.text
+    assert f"using {tmp_path / 'annotations'}" in text and f"using {tmp_path / 'images'}" in text
+    assert "data.image_dir" in text and "split 'train'" in text and "hash split" in text
+
+
+def test_hash_split_without_test_share_tests_on_val(tmp_path):
+    ids = _voc_lowercase(tmp_path)
+    dm = _datamodule("bccd", tmp_path, class_names=None, split_fractions={"train": 0.7, "val": 0.3, "test": 0})
+    dm.setup()
+    assert _ids(dm, "test") == _ids(dm, "val") and sorted(_ids(dm, "train") + _ids(dm, "val")) == ids
+    coco = tmp_path / "coco"
+    files = _coco_train_only(coco, "images")
+    fr = {"train": 0.7, "val": 0.3, "test": 0}
+    got = {
+        s: [
+            r.image_id
+            for r in COCOParser(
+                root=coco, split=s, ann_files={"train": "annotations/instances_train2017.json"}, split_fractions=fr
+            ).parse()
+        ]
+        for s in ("train", "val", "test")
+    }
+    assert got["test"] == got["val"] and sorted(got["train"] + got["val"]) == files
+
+
+def test_voc_folder_keys_and_errors_name_the_folder(tmp_path):
+    _voc_lowercase(tmp_path)
+    (tmp_path / "images").rename(tmp_path / "pics")
+    (tmp_path / "annotations").rename(tmp_path / "xml_files")
+    # the default names and their fallbacks are missing: the error names every folder looked for and the key
+    with pytest.raises(FileNotFoundError) as e:
+        _datamodule("bccd", tmp_path, class_names=None).class_names  # noqa: B018
+    msg = str(e.value)
+    assert str(tmp_path / "Annotations") in msg and str(tmp_path / "annotations") in msg and "data.ann_dir" in msg
+    # an explicit folder that does not exist is named as such
+    with pytest.raises(FileNotFoundError, match=rf"{tmp_path / 'imgs'}.*data\.image_dir"):
+        _datamodule("bccd", tmp_path, class_names=None, ann_dir="xml_files", image_dir="imgs").setup("fit")
+    dm = _datamodule("bccd", tmp_path, class_names=None, ann_dir="xml_files", image_dir="pics")
+    dm.setup("fit")
+    assert all(r.image_path.parent == tmp_path / "pics" for r in dm.datasets["train"].records)
+
+
+def test_voc_split_files_txt_forms_and_test_falls_back_to_val(tmp_path, caplog):
+    ids = _voc_lowercase(tmp_path)
+    (tmp_path / "splits").mkdir()
+    # one entry a line: an id, a file name with extension, a path relative to the root, an absolute path
+    (tmp_path / "splits" / "train.txt").write_text(
+        f"img00\nimg01.jpg\nimages/img02.jpg\n{tmp_path / 'images' / 'img03.jpg'}\n# a comment\n\nimg04\n"
+    )
+    (tmp_path / "splits" / "valid.txt").write_text("img05.jpg\nimg06\n")  # valid = val
+    with caplog.at_level(logging.WARNING, logger="yolo9000.data"):
+        dm = _datamodule("bccd", tmp_path, class_names=None, split_files="splits")
+        dm.setup()
+    assert _ids(dm, "train") == ids[:5] and _ids(dm, "val") == ["img05", "img06"]
+    assert _ids(dm, "test") == ["img05", "img06"] and "test split uses the val list" in caplog.text
+    assert len(dm.issues) == 0
+    # a mapping of lists; a split missing from a folder of lists is an error naming the file
+    dm = _datamodule(
+        "bccd", tmp_path, class_names=None, split_files={"train": "splits/valid.txt", "val": "splits/train.txt"}
+    )
+    dm.setup("fit")
+    assert _ids(dm, "train") == ["img05", "img06"] and _ids(dm, "val") == ids[:5]
+    (tmp_path / "splits" / "valid.txt").unlink()
+    with pytest.raises(FileNotFoundError, match=r"splits/val\.txt.*data\.split_files"):
+        _datamodule("bccd", tmp_path, class_names=None, split_files="splits").setup("validate")
+
+
+def test_voc_split_csv_with_and_without_split_column(tmp_path):
+    ids = _voc_lowercase(tmp_path)
+    with open(tmp_path / "boxes.csv", "w", newline="") as f:  # one row per box, as many exports do
+        w = csv.writer(f)
+        w.writerow(["filename", "xmin", "label", "subset"])
+        for k, i in enumerate(ids):
+            split = ["train", "train", "valid", "test"][k % 4]
+            w.writerows([[f"{i}.jpg", 1, "rbc", split], [f"{i}.jpg", 5, "wbc", split]])
+    dm = _datamodule("bccd", tmp_path, class_names=None, split_files="boxes.csv")
+    dm.setup()
+    assert _ids(dm, "train") == [i for k, i in enumerate(ids) if k % 4 < 2]
+    assert _ids(dm, "val") == ids[2::4] and _ids(dm, "test") == ids[3::4]
+    # a CSV without a split column lists the images to use: hash split of those only
+    (tmp_path / "use.csv").write_text("image\n" + "".join(f"{i}.jpg\n" for i in ids[:8]))
+    parsers = {
+        s: VOCParser(tmp_path, s, image_dir="images", ann_dir="annotations", split_files="use.csv")
+        for s in ("train", "val", "test")
+    }
+    got = {s: [r.image_id for r in p.parse(["rbc", "wbc"])] for s, p in parsers.items()}
+    assert sorted(sum(got.values(), [])) == ids[:8] and "hash split" in parsers["train"].source
+
+
+# ---------------------------------------------------------------------------------------------- YOLO txt
+def _yolo_ultralytics(root: Path) -> dict[str, list[str]]:
+    stems = {"train2017": ["a", "b", "c", "d"], "val2017": ["e", "f"]}
+    for folder, names in stems.items():
+        for k, n in enumerate(names):
+            _jpg(root / "images" / folder / f"{n}.jpg", (40, 20))
+            (root / "labels" / folder).mkdir(parents=True, exist_ok=True)
+            (root / "labels" / folder / f"{n}.txt").write_text(f"{k % 2} 0.5 0.5 0.25 0.5\n" if n != "d" else "")
+    (root / "labels" / "train2017" / "ghost.txt").write_text("0 0.5 0.5 0.1 0.1\n")  # a label without an image
+    (root / "labels" / "train2017" / "c.txt").write_text("1 0.1 0.1 0.5 0.1 0.5 0.6 0.1 0.6\n")  # a polygon (segment)
+    return stems
+
+
+def test_yolo_ultralytics_yaml_respects_the_split_folders(tmp_path, caplog):
+    stems = _yolo_ultralytics(tmp_path)
+    (tmp_path / "coco8.yaml").write_text(
+        yaml.safe_dump(
+            {"path": ".", "train": "images/train2017", "val": "images/val2017", "names": {0: "cat", 1: "dog"}}
+        )
+    )
+    with caplog.at_level(logging.INFO, logger="yolo9000.data"):
+        dm = _datamodule("yolo", tmp_path)
+        dm.setup()
+    assert dm.class_names == ["cat", "dog"]
+    assert _ids(dm, "train") == stems["train2017"]  # exactly the train folder: no val image in train
+    assert _ids(dm, "val") == stems["val2017"] and _ids(dm, "test") == stems["val2017"]
+    assert "no test split: test uses the val images" in caplog.text
+    assert f"split 'train': 4 images from folder {tmp_path / 'images' / 'train2017'}" in caplog.text
+    d = next(r for r in dm.datasets["train"].records if r.image_id == "d")
+    np.testing.assert_array_equal(d.boxes.shape, (0, 4))
+    assert dm.issues.files("skip_file", "label file without an image") == [str(tmp_path / "labels/train2017/ghost.txt")]
+    assert dm.issues.files("note", "empty label file") == [str(tmp_path / "images/train2017/d.jpg")]
+    c = next(r for r in dm.datasets["train"].records if r.image_id == "c")
+    np.testing.assert_allclose(c.boxes, [[4, 2, 20, 12]], atol=1e-4)  # the polygon's bounding box on 40x20
+    assert dm.issues.files("fixed", "polygon label converted") == [str(tmp_path / "labels/train2017/c.txt")]
+    assert "ghost.txt" in dm.issue_summary()
+
+
+def test_yolo_yaml_lists_roboflow_paths_and_names_list(tmp_path):
+    stems = _yolo_ultralytics(tmp_path)
+    (tmp_path / "lists").mkdir()
+    (tmp_path / "lists" / "train.txt").write_text(
+        "".join(f"./images/train2017/{n}.jpg\n" for n in stems["train2017"][:2])
+    )
+    (tmp_path / "data.yaml").write_text(
+        yaml.safe_dump(
+            {"train": "lists/train.txt", "val": "../images/val2017", "test": "images/val2017", "names": ["x", "y"]}
+        )
+    )
+    # the list's ./ entries are relative to the root (the yaml's folder); ../images (Roboflow) taken from the root
+    p = YOLOTxtParser(tmp_path, "train")
+    assert [r.image_id for r in p.parse()] == ["a", "b"] and p.discover_class_names() == ["x", "y"]
+    assert [x.stem for x in YOLOTxtParser(tmp_path / "data.yaml", "val").image_paths()] == stems["val2017"]
+
+
+def test_yolo_split_folders_without_yaml_never_mix(tmp_path, caplog):
+    for split, names in {"train": ["a", "b", "c", "d", "e", "f", "g", "h"], "valid": ["v1", "v2"]}.items():
+        for n in names:
+            _jpg(tmp_path / split / "images" / f"{n}.jpg")  # Roboflow layout: <split>/images, <split>/labels
+    (tmp_path / "classes.txt").write_text("thing\n")
+    with caplog.at_level(logging.INFO, logger="yolo9000.data"):
+        got = {s: [p.stem for p in YOLOTxtParser(tmp_path, s).image_paths()] for s in ("train", "val", "test")}
+    assert got == {"train": list("abcdefgh"), "val": ["v1", "v2"], "test": ["v1", "v2"]}
+    assert "test uses the val images" in caplog.text
+    assert YOLOTxtParser(tmp_path).discover_class_names() == ["thing"]
+    # no val folder: val is a hash share of train (logged), disjoint from the train split
+    (tmp_path / "valid").rename(tmp_path / "other")
+    with caplog.at_level(logging.INFO, logger="yolo9000.data"):
+        train = [p.stem for p in YOLOTxtParser(tmp_path, "train").image_paths()]
+        val = [p.stem for p in YOLOTxtParser(tmp_path, "val").image_paths()]
+    assert sorted(train + val) == list("abcdefgh") and not set(train) & set(val)
+    assert "hash share" in caplog.text and "no val split" in caplog.text
+
+
+# -------------------------------------------------------------------------------------------------- COCO
+def _coco_train_only(root: Path, image_folder: str, n: int = 20) -> list[str]:
+    files = [f"{k:06d}.jpg" for k in range(n)]
+    for f in files:
+        _jpg(root / image_folder / f)
+    data = {
+        "images": [{"id": k, "file_name": f, "width": 32, "height": 24} for k, f in enumerate(files)],
+        "categories": [{"id": 7, "name": "cell"}],
+        "annotations": [
+            {"id": k, "image_id": k, "category_id": 7, "bbox": [2, 2, 10, 10], "iscrowd": 0} for k in range(n - 1)
+        ],
+    }
+    (root / "annotations").mkdir()
+    (root / "annotations" / "instances_train2017.json").write_text(json.dumps(data))
+    return [Path(f).stem for f in files]
+
+
+@pytest.mark.parametrize("image_folder", ["train2017", "images"])
+def test_coco_only_train_json_derives_val_and_test(tmp_path, image_folder, caplog):
+    ids = _coco_train_only(tmp_path, image_folder)
+    with caplog.at_level(logging.INFO, logger="yolo9000.data"):
+        dm = _datamodule("coco", tmp_path)
+        dm.setup()
+    splits = {s: _ids(dm, s) for s in ("train", "val", "test")}
+    assert sorted(sum(splits.values(), [])) == ids and all(splits.values())  # disjoint, complete, none empty
+    assert dm.class_names == ["cell"]
+    assert "val and test taken from" in caplog.text and "hash split of the image file names" in caplog.text
+    assert all(r.image_path.parent == tmp_path / image_folder for d in dm.datasets.values() for r in d.records)
+    again = COCOParser(root=tmp_path, split="val", ann_files={"train": "annotations/instances_train2017.json"})
+    assert [r.image_id for r in again.parse()] == splits["val"]  # deterministic
+    assert dm.issues.files("note", "no objects") == [str(tmp_path / image_folder / f"{ids[-1]}.jpg")]
+
+
+def test_coco_missing_image_folder_names_every_folder_tried(tmp_path):
+    _coco_train_only(tmp_path, "elsewhere")
+    with pytest.raises(FileNotFoundError) as e:
+        _datamodule("coco", tmp_path).setup("fit")
+    msg = str(e.value)
+    for folder in ("train2017", "images/train2017", "images", "annotations"):
+        assert str(tmp_path / folder) in msg
+    assert "data.image_dir" in msg
+    dm = _datamodule("coco", tmp_path, image_dir="elsewhere")
+    dm.setup("fit")
+    assert len(dm.datasets["train"]) > 0
+
+
+# ------------------------------------------------------------------------------------- the data summary
+def _odd_images_voc(root: Path) -> None:
+    """A VOC folder whose images need every kind of conversion, plus a negative and a corrupt image."""
+    rng = np.random.default_rng(0)
+    arr = rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)
+    (root / "JPEGImages").mkdir(parents=True)
+    Image.fromarray(arr).save(root / "JPEGImages" / "ok.jpg")
+    Image.fromarray(arr).save(root / "JPEGImages" / "pngdata.jpg", format="PNG")
+    Image.fromarray(np.dstack([arr, arr[..., :1]]), "RGBA").save(root / "JPEGImages" / "rgba.png")
+    Image.fromarray(arr).convert("P").save(root / "JPEGImages" / "palette.png")
+    Image.fromarray(arr).convert("L").save(root / "JPEGImages" / "grey.jpg")
+    Image.fromarray(arr).save(root / "JPEGImages" / "empty.jpg")
+    (root / "JPEGImages" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg at all" * 4)
+    for stem in ("ok", "pngdata", "rgba", "palette", "grey", "broken"):
+        _xml(root / "Annotations" / f"{stem}.xml", ["a"])
+    _xml(root / "Annotations" / "empty.xml", [])
+
+
+def test_summary_names_every_converted_skipped_and_negative_file_from_workers(tmp_path, caplog):
+    _odd_images_voc(tmp_path)
+    (tmp_path / "all.txt").write_text("ok\npngdata\nrgba\npalette\ngrey\nempty\nbroken\n")
+    dm = _datamodule("bccd", tmp_path, class_names=["a"], split_files={"train": "all.txt", "val": "all.txt"})
+    dm.num_workers, dm.persistent_workers, dm.eval_batch_size = 2, False, 16
+    dm.report_file = tmp_path / "out" / "data_issues.txt"
+    dm.setup("validate")
+    with caplog.at_level(logging.WARNING, logger="yolo9000.data"):
+        batch = next(iter(dm.val_dataloader()))
+    assert len(batch["image_ids"]) == 6  # broken.jpg skipped
+    assert dm.issues.count(reason="RGBA") == 0  # found in a worker process: not in this process's log yet
+    report = dm.data_report()
+    problems = report["data_problems"]
+
+    def files(reason: str) -> list[str]:
+        return sorted(Path(f).name for f in problems[reason]["files"])
+
+    assert files("corrupt or unreadable image") == ["broken.jpg"]
+    assert problems["corrupt or unreadable image"]["action"] == "skipped images"
+    assert files("PNG data in a .jpg file, decoded as PNG") == ["pngdata.jpg"]
+    assert files("RGBA image converted to RGB (alpha dropped)") == ["rgba.png"]
+    assert files("palette image converted to RGB") == ["palette.png"]
+    assert files("greyscale image converted to RGB") == ["grey.jpg"]
+    assert (
+        files("no objects, kept as a negative") == ["empty.xml"]
+        and problems["no objects, kept as a negative"]["action"] == "notes"
+    )
+    text = report["data_issues"]
+    assert text.startswith("5 problems: 1 skipped images, 4 fixed; 1 notes")
+    for name in ("broken.jpg", "pngdata.jpg", "rgba.png", "palette.png", "grey.jpg", "empty.xml"):
+        assert name in text
+    full = dm.report_file.read_text()
+    assert all(name in full for name in ("broken.jpg", "rgba.png", "empty.xml"))
+    # no doubled text: every message names its file once and says its reason once
+    for r in caplog.records:
+        msg = r.getMessage()
+        for name in ("broken.jpg", "rgba.png"):
+            assert msg.count(name) <= 1, msg
+        assert msg.count("corrupt or unreadable image") <= 1 and msg.count("RGBA") <= 1, msg
+
+
+def test_summary_truncates_but_report_keeps_every_file(tmp_path):
+    log = IssueLog("skip")
+    for k in range(7):
+        log.note(tmp_path / "Annotations" / f"n{k}.xml", "no objects, kept as a negative")
+    text = log.summary(max_files=3, see=tmp_path / "data_issues.txt")
+    assert "n0.xml, Annotations/n1.xml, Annotations/n2.xml ... and 4 more, see" in text
+    assert str(tmp_path / "data_issues.txt") in text and "n6.xml" not in text
+    assert log.report_dict()["no objects, kept as a negative"]["files"] == [
+        str(tmp_path / "Annotations" / f"n{k}.xml") for k in range(7)
+    ]
+    log.note(tmp_path / "Annotations" / "n0.xml", "no objects, kept as a negative")  # the same again: once
+    assert len(log) == 7
+
+
+def test_data_report_separates_augmentation_from_data_problems(tmp_path):
+    _voc_lowercase(tmp_path, 4)
+    (tmp_path / "all.txt").write_text("img00\nimg01\nimg02\nimg03\n")
+    dm = _datamodule(
+        "bccd",
+        tmp_path,
+        class_names=None,
+        split_files={"train": "all.txt", "val": "all.txt"},
+        **{"augment.min_box_area": 0.99, "batch_size": 4},  # every training box is too small after augmentation
+    )
+    dm.setup("fit")
+    next(iter(dm.train_dataloader()))
+    report = dm.data_report()
+    assert report["augmentation"]["train"]["boxes_dropped"] == 4
+    assert report["augmentation"]["train"]["samples_loaded"] == 4
+    assert report["data_problems"] == {} and report["data_issues"] == "0 problems"
+
+
+# ---------------------------------------------------------------------------------------------- workers
+def test_cpus_resolver_caps_the_available_cpus():
+    register_resolvers()
+    available = len(os.sched_getaffinity(0))
+    cfg = OmegaConf.create({"a": "${cpus:8}", "b": "${cpus:1}", "c": "${cpus:1000}"})
+    assert (cfg.a, cfg.b, cfg.c) == (min(available, 8), 1, available)
+    for name in ("bccd", "voc", "yolo", "coco", "imagenet", "bccd_crops"):
+        value = yaml.safe_load((ROOT / f"conf/data/{name}.yaml").read_text())["num_workers"]
+        assert str(value).startswith("${cpus:"), name
+        assert 1 <= OmegaConf.create({"n": value}).n <= min(available, 8)

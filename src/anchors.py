@@ -2,7 +2,7 @@
 
 k-means on the training boxes with the paper's 1 - IoU distance and, for comparison, Euclidean SSE; prints the
 average IoU for k = 1..9 (the paper's Table 1 / Figure 2), plots it, and writes the anchors in grid-cell units
-ready to paste into a config (``model.net.anchors``).
+ready to paste into a config (``model.priors.anchors``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from rich.console import Console
 from rich.table import Table
 
 from yolo9000.anchors import anchor_sweep, avg_iou, format_anchors, to_grid_units
-from yolo9000.runner import setup_environment
+from yolo9000.environment import setup_environment
+from yolo9000.models import STRIDE
 from yolo9000.viz import plot_anchor_clusters, plot_kmeans_curve
 
 log = logging.getLogger("yolo9000.anchors")
@@ -42,7 +43,7 @@ def main(cfg: DictConfig) -> None:
         table.add_row(str(k), f"{100 * runs['iou'][i].avg_iou:.1f}", f"{100 * runs['sse'][i].avg_iou:.1f}")
     Console().print(table)
 
-    grid = int(cfg.img_size) // 32
+    grid = int(cfg.img_size) // STRIDE
     chosen = next((r for r in runs["iou"] if r.k == cfg.k), None) or runs["iou"][-1]
     anchors = to_grid_units(chosen.anchors.float(), grid)
     lines = [

@@ -1,99 +1,92 @@
 """Run a trained detector on an image or a folder: `python src/detect.py ckpt_path=<ckpt> source=<path>`.
 
+A thin CLI over ``trainer.predict`` (:meth:`DetectorModule.predict_step`: the eval transform resizes, the module
+decodes, the transform maps the boxes back to the image).
+
 Writes annotated images into <run>/detections/ and every detection into <run>/detections.json (boxes xyxy in
-original image pixels, class name, score).
+original image pixels, class name, score; unreadable inputs under "failed"). Exits with status 1, naming the
+inputs, when none could be read; unreadable inputs among readable ones are listed and skipped.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import sys
 from pathlib import Path
 
 import hydra
-import numpy as np
+import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig
-from rich.progress import track
+from torch.utils.data import DataLoader
 
-from yolo9000.data.image_io import ImageDecodeError, read_image
-from yolo9000.data.transforms import DetectionTransform
-from yolo9000.runner import load_module, setup_environment
+from yolo9000.checkpoints import load_module
+from yolo9000.data.image_io import read_image
+from yolo9000.data.predict import ImageFilesDataset, PredictCollate, list_images
+from yolo9000.environment import setup_environment
+from yolo9000.models import STRIDE
 from yolo9000.viz import draw_detections, save_image
 
 log = logging.getLogger("yolo9000.detect")
 setup_environment()
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
-
-
-def list_images(source: Path) -> list[Path]:
-    """An image file, or the images of a folder (sorted, recursive)."""
-    if source.is_file():
-        return [source]
-    if source.is_dir():
-        files = sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not files:
-            raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {source}")
-        return files
-    raise FileNotFoundError(f"source not found: {source}")
-
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="detect.yaml")
 def main(cfg: DictConfig) -> None:
     out_dir = Path(cfg.paths.output_dir)
-    device = torch.device(cfg.device)
-    module = load_module(cfg.ckpt_path).to(device)
-    module.hparams.conf_thresh, module.hparams.nms_thresh = float(cfg.conf_thresh), float(cfg.nms_thresh)
-    size = int(cfg.img_size or module.model_config.get("eval_size", 416))
-    if size % 32:
-        raise ValueError(f"img_size must be a multiple of 32, got {size}")
-    transform = DetectionTransform(train=False, augment={"letterbox": bool(cfg.letterbox)})
-    files = list_images(Path(cfg.source))
-    names = module.class_names
-    results, failed = [], []
-    draw_dir = out_dir / "detections"
-    for start in track(range(0, len(files), cfg.batch_size), description="detect"):
-        chunk, images, params, sizes, originals = files[start : start + cfg.batch_size], [], [], [], []
-        for path in chunk:
-            try:
-                img = read_image(path)
-            except ImageDecodeError as e:
-                log.warning("skipped %s: %s", path, e)
-                failed.append({"file": str(path), "reason": str(e)})
-                continue
-            empty = np.zeros((0, 4), np.float32)
-            t = transform(img, empty, np.zeros(0, np.int64), np.zeros(0, bool), size)
-            images.append(torch.from_numpy(t.image).permute(2, 0, 1))
-            params.append(torch.from_numpy(t.params))
-            sizes.append(img.shape[:2])
-            originals.append((path, img))
-        if not images:
-            continue
-        batch = torch.stack(images).to(device).float() / 255
-        with torch.no_grad():
-            raw = module(batch)
-        preds = module.predict_raw(raw, (size, size), torch.stack(params).to(device), torch.tensor(sizes))
-        for (path, img), pred in zip(originals, preds, strict=True):
-            dets = [
-                {"box": [round(float(v), 2) for v in b], "class": names[int(c)], "score": round(float(s), 4)}
-                for b, c, s in zip(
-                    pred["boxes"].tolist(), pred["labels"].tolist(), pred["scores"].tolist(), strict=True
-                )
-            ]
-            results.append({"file": str(path), "width": img.shape[1], "height": img.shape[0], "detections": dets})
-            if cfg.draw:
-                drawn = draw_detections(
-                    torch.from_numpy(img).permute(2, 0, 1),
-                    pred["boxes"].cpu(),
-                    pred["labels"].cpu(),
-                    pred["scores"].cpu(),
-                    names,
-                )
-                save_image(drawn, draw_dir / f"{path.stem}.jpg")
-    (out_dir / "detections.json").write_text(json.dumps({"images": results, "failed": failed}, indent=2))
-    n = sum(len(r["detections"]) for r in results)
-    log.info("%d detections in %d images (%d unreadable) -> %s", n, len(results), len(failed), out_dir)
+    module = load_module(
+        cfg.ckpt_path, conf_thresh=cfg.conf_thresh, nms_thresh=cfg.nms_thresh, pre_nms_topk=cfg.get("pre_nms_topk")
+    )
+    size = int(cfg.img_size or module.hparams.get("eval_size", 416))
+    if size % STRIDE:
+        raise ValueError(f"img_size must be a multiple of {STRIDE}, got {size}")
+    files = list_images(cfg.source)
+    loader = DataLoader(
+        ImageFilesDataset(files, size, letterbox=bool(cfg.letterbox)),
+        batch_size=int(cfg.batch_size),
+        num_workers=int(cfg.num_workers),
+        collate_fn=PredictCollate(),
+    )
+    accelerator = {"cuda": "gpu"}.get(str(cfg.device), str(cfg.device))
+    trainer = pl.Trainer(
+        accelerator=accelerator, devices=1, logger=False, enable_checkpointing=False, enable_model_summary=False
+    )
+    outputs = trainer.predict(module, dataloaders=loader) or []
+    results = [det for out in outputs for det in out["detections"]]
+    failed = [f for out in outputs for f in out["failed"]]
+    records = []
+    for det in results:
+        img = read_image(det["path"])
+        boxes = [[round(float(v), 2) for v in b] for b in det["boxes"].tolist()]
+        dets = [
+            {"box": b, "class": n, "score": round(float(s), 4)}
+            for b, n, s in zip(boxes, det["names"], det["scores"].tolist(), strict=True)
+        ]
+        records.append({"file": det["path"], "width": img.shape[1], "height": img.shape[0], "detections": dets})
+        if cfg.draw:
+            drawn = draw_detections(
+                torch.from_numpy(img).permute(2, 0, 1), det["boxes"], det["labels"], det["scores"], module.class_names
+            )
+            save_image(drawn, out_dir / "detections" / f"{Path(det['path']).stem}.jpg")
+    (out_dir / "detections.json").write_text(json.dumps({"images": records, "failed": failed}, indent=2))
+    if not records:
+        msg = f"no input could be read: none of the {len(failed)} image file(s) of {cfg.source}:\n"
+        msg += unreadable_list(failed)
+        log.error(msg)
+        sys.exit(f"detect.py: {msg}")  # exit status 1
+    if failed:
+        log.warning("%d of %d inputs unreadable (skipped):\n%s", len(failed), len(files), unreadable_list(failed))
+    n = sum(len(r["detections"]) for r in records)
+    log.info("%d detections in %d images (%d unreadable) -> %s", n, len(records), len(failed), out_dir)
+
+
+def unreadable_list(failed: list[dict[str, str]], limit: int = 20) -> str:
+    """One ``  <file>: <reason>`` line per unreadable input (the first ``limit``, then how many more)."""
+    lines = [f"  {f['file']}: {f['reason']}" for f in failed[:limit]]
+    if len(failed) > limit:
+        lines.append(f"  ... and {len(failed) - limit} more (all in detections.json)")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -5,17 +5,24 @@ Writes metrics.json (mAP@0.5, mAP@[.5:.95], per-class AP) and per_class.md into 
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import re
+import shlex
+from collections.abc import Sequence
 from pathlib import Path
 
 import hydra
 import pytorch_lightning as pl
-from omegaconf import DictConfig
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
 
+from yolo9000.build import instantiate_list
 from yolo9000.callbacks.predictions import PredictionImages
-from yolo9000.metrics import DetectionEvaluator
+from yolo9000.checkpoints import load_module
+from yolo9000.environment import PROJECT_ROOT, setup_environment
 from yolo9000.modules.detector import DetectorModule
-from yolo9000.runner import instantiate_list, load_module, setup_environment, write_metrics
+from yolo9000.results import write_metrics
 
 log = logging.getLogger("yolo9000.eval")
 setup_environment()
@@ -25,24 +32,31 @@ setup_environment()
 def main(cfg: DictConfig) -> float:
     pl.seed_everything(cfg.seed, workers=True)
     out_dir = Path(cfg.paths.output_dir)
-    module = load_module(cfg.ckpt_path)
+    module = load_module(  # the checkpoint's module, configured with this run's settings (None: as trained)
+        cfg.ckpt_path,
+        conf_thresh=cfg.get("conf_thresh"),
+        nms_thresh=cfg.get("nms_thresh"),
+        pre_nms_topk=cfg.get("pre_nms_topk"),
+        voc07=cfg.get("voc07"),
+    )
     if not isinstance(module, DetectorModule):
         raise ValueError(
             f"{cfg.ckpt_path} holds a {type(module).__name__}; eval.py evaluates detectors. For a classifier run "
             "`python src/train.py experiment=pretrain_darknet19 train=false ckpt_path=<ckpt>`"
         )
-    for key in ("conf_thresh", "nms_thresh"):
-        if cfg.get(key) is not None:
-            module.hparams[key] = float(cfg[key])
     datamodule = hydra.utils.instantiate(cfg.data)
-    datamodule.setup("test")
     if list(datamodule.class_names) != list(module.class_names):
+        hc = HydraConfig.get()
         raise ValueError(
-            f"the checkpoint was trained on classes {module.class_names} but data={cfg.data.get('name', '?')} has "
-            f"{list(datamodule.class_names)}"
+            class_mismatch_message(
+                list(module.class_names),
+                list(datamodule.class_names),
+                str(cfg.ckpt_path),
+                hc.runtime.choices.get("data") or "?",
+                list(hc.overrides.task),
+            )
         )
-    voc07 = module.hparams.voc07 if cfg.voc07 is None else bool(cfg.voc07)
-    module.test_eval = DetectionEvaluator(module.class_names, voc07=voc07, max_detections=module.hparams.max_det)
+    datamodule.setup("test")
     callbacks = [PredictionImages(cfg.draw, cfg.score_thresh)] if cfg.draw else []
     trainer: pl.Trainer = hydra.utils.instantiate(
         cfg.trainer, logger=instantiate_list(cfg.get("logger")), callbacks=callbacks
@@ -53,11 +67,100 @@ def main(cfg: DictConfig) -> float:
         out_dir,
         module.test_results,
         module.class_names,
-        {"checkpoint": str(cfg.ckpt_path), "split": cfg.split, "data_issues": datamodule.issue_summary()},
+        {"checkpoint": str(cfg.ckpt_path), "split": cfg.split, **datamodule.data_report()},
     )
     log.info("per-class AP (%s):\n%s", cfg.split, (out_dir / "per_class.md").read_text())
     log.info("mAP@0.5 %.4f  mAP@[.5:.95] %.4f -> %s", metrics["map_50"], metrics["map"], out_dir / "metrics.json")
     return float(metrics["map_50"])
+
+
+def detection_data_configs(conf_dir: Path = PROJECT_ROOT / "conf") -> dict[str, list[str] | None]:
+    """The detection data configs (``conf/data/<name>.yaml`` composed by Hydra, defaults included, building a
+    ``DetectionDataModule``): name -> the class list it sets, None for those that read their classes from the
+    dataset (``class_names: null``). Inside a Hydra app its config path is used, else ``conf_dir``."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    names = sorted(p.stem for p in (conf_dir / "data").glob("*.yaml") if not p.stem.startswith("_"))
+    outside_app = not GlobalHydra.instance().is_initialized()
+    ctx = initialize_config_dir(str(conf_dir), version_base="1.3") if outside_app else contextlib.nullcontext()
+    out: dict[str, list[str] | None] = {}
+    with ctx:
+        for name in names:
+            try:
+                data = compose(overrides=[f"+data={name}"]).data
+            except Exception as e:  # a config that does not compose is no candidate
+                log.debug("data=%s does not compose: %s", name, e)
+                continue
+            if not str(data.get("_target_", "")).endswith("DetectionDataModule"):
+                continue  # classification data (ImageFolder, crops)
+            classes = OmegaConf.to_container(data, resolve=False).get("class_names")  # type: ignore[union-attr]
+            out[name] = [str(c) for c in classes] if isinstance(classes, list) else None
+    return out
+
+
+def hydra_list(items: Sequence[str]) -> str:
+    """A list of strings in Hydra's override syntax, quoting the names the parser would change or reject."""
+    plain = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")
+    keywords = {"true", "false", "null", "nan", "inf"}
+
+    def one(s: str) -> str:
+        if plain.fullmatch(s) and s.lower() not in keywords:
+            return s
+        return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    return "[" + ",".join(one(s) for s in items) + "]"
+
+
+def class_mismatch_message(
+    ckpt_classes: list[str],
+    data_classes: list[str],
+    ckpt_path: str,
+    data_choice: str,
+    overrides: Sequence[str],
+    configs: dict[str, list[str] | None] | None = None,
+) -> str:
+    """The error for a checkpoint whose classes differ from the data's: the data config that lists the
+    checkpoint's classes and the exact command to run with it, or, when none does, how to pass the classes.
+
+    Args:
+        overrides: the command line overrides of this run (kept in the suggested command, but for the data ones
+            it replaces).
+        configs: :func:`detection_data_configs` (read from conf/data when None).
+    """
+
+    def show(names: list[str]) -> str:
+        return f"{len(names)} classes [{', '.join(names[:10])}{', ...' if len(names) > 10 else ''}]"
+
+    configs = detection_data_configs() if configs is None else configs
+    keep = [o for o in overrides if not re.match(r"^[~+]*data(=|\.class_names=)", o)]
+    cmd = ["python", "src/eval.py", *keep]
+    if not any(o.startswith("ckpt_path=") for o in keep):
+        cmd.insert(2, f"ckpt_path={ckpt_path}")
+    head = (
+        f"the checkpoint {ckpt_path} was trained on {show(ckpt_classes)}, but data={data_choice} has "
+        f"{show(data_classes)}."
+    )
+    fits = [name for name, names in configs.items() if names == ckpt_classes]
+    if fits:
+        others = f" (also: {', '.join(f'data={f}' for f in fits[1:])})" if len(fits) > 1 else ""
+        return f"{head}\nconf/data/{fits[0]}.yaml lists the checkpoint's classes{others}; run:\n  " + shlex.join(
+            [*cmd, f"data={fits[0]}"]
+        )
+    from_dataset = [name for name, names in configs.items() if names is None]
+    lines = [head, "No data config in conf/data lists the checkpoint's classes."]
+    if from_dataset:
+        names = " or ".join(f"data={n}" for n in from_dataset)
+        lines += [
+            f"If it was trained on {names} (they read their classes from the dataset), run:",
+            "  " + shlex.join([*cmd, f"data={from_dataset[0]}"]),
+            "Otherwise pass the classes and the dataset folder (VOC layout; add data=yolo or data=coco for theirs):",
+        ]
+    else:
+        lines.append("Pass the classes and the dataset folder:")
+    root = [] if any(o.startswith("data.root=") for o in keep) else ["data.root=<dataset folder>"]
+    lines.append("  " + shlex.join([*cmd, f"data.class_names={hydra_list(ckpt_classes)}", *root]))
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -72,12 +72,13 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
-    from yolo9000.runner import load_module
+    from yolo9000.checkpoints import load_module
+    from yolo9000.models import STRIDE
 
     module = load_module(args.ckpt)
-    size = int(args.size or (module.model_config or {}).get("eval_size", 416))
-    if size % 32:
-        p.error(f"--size must be a multiple of 32, got {size}")
+    size = int(args.size or module.hparams.get("eval_size", 416))
+    if size % STRIDE:
+        p.error(f"--size must be a multiple of {STRIDE}, got {size}")
     out = export_onnx(module.model, Path(args.out), size, args.opset, dynamic=not args.static)
     log.info("wrote %s", out)
     if not args.no_check:

@@ -7,6 +7,7 @@ python src/train.py experiment=ablation_anchors -m  # a sweep
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import traceback
@@ -17,12 +18,16 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import WandbLogger
 
+from yolo9000.build import build, instantiate_list
 from yolo9000.callbacks.speed import SpeedMonitor
+from yolo9000.environment import setup_environment
+from yolo9000.loggers import ResumableWandbLogger
 from yolo9000.multirun import end_distributed, prepare_ddp_relaunch
-from yolo9000.runner import build, instantiate_list, model_stats, setup_environment, write_metrics
+from yolo9000.results import model_stats, write_metrics
 
 log = logging.getLogger("yolo9000.train")
 setup_environment()
+_TRAINER: pl.Trainer | None = None  # the current job's trainer (did SIGTERM stop it?)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train.yaml")
@@ -33,6 +38,13 @@ def main(cfg: DictConfig) -> float | None:
     try:
         return run(cfg)
     except Exception as e:
+        if _TRAINER is not None and _TRAINER.received_sigterm:
+            # SLURM requeued the job (SIGUSR1: hpc checkpoint written, then SIGTERM to every process of the job);
+            # an error while the batch finished (a dead worker or W&B service) is no failure of the job
+            log.warning(
+                "stopped by SIGTERM after a requeue (%s: %s); the job resumes from its checkpoint", type(e).__name__, e
+            )
+            raise SystemExit(143) from e
         out_dir = Path(cfg.paths.output_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "failed.json").write_text(
@@ -41,7 +53,8 @@ def main(cfg: DictConfig) -> float | None:
         import wandb
 
         if wandb.run is not None:  # never let the next job of a multirun log into this run
-            wandb.finish(exit_code=1)
+            with contextlib.suppress(Exception):  # a lost W&B service must not hide the real error
+                wandb.finish(exit_code=1)
         raise
     finally:
         end_distributed()  # -m: the next job's DDP needs a fresh process group
@@ -68,13 +81,18 @@ def resume_checkpoint(cfg: DictConfig, out_dir: Path) -> str | None:
 def run(cfg: DictConfig) -> float | None:
     """Train + test; returns the test value of the module's monitored metric (mAP@0.5 for detection), the sweep
     objective."""
+    global _TRAINER
     pl.seed_everything(cfg.seed, workers=True)
     out_dir = Path(cfg.paths.output_dir)
-    datamodule, module = build(cfg)
+    (out_dir / "failed.json").unlink(missing_ok=True)  # a restarted job starts clean
+    built = build(cfg)
+    datamodule, module = built.datamodule, built.module
+    (out_dir / "build.json").write_text(json.dumps(built.info.as_dict(), indent=2))
     (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     loggers = instantiate_list(cfg.get("logger"))
     callbacks = instantiate_list(cfg.get("callbacks"))
     trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers, callbacks=callbacks)
+    _TRAINER = trainer
     for lg in loggers:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
 
@@ -90,6 +108,8 @@ def run(cfg: DictConfig) -> float | None:
         if trainer.is_global_zero:
             extra = {"checkpoint": ckpt, "seen": int(getattr(module, "seen", 0))}
             extra |= model_stats(module.model, int(cfg.data.img_size))
+            if built.info.anchors_avg_iou is not None:
+                extra["anchors_avg_iou"] = built.info.anchors_avg_iou
             for cb in callbacks:
                 if isinstance(cb, SpeedMonitor):
                     extra |= cb.summary()
@@ -99,10 +119,12 @@ def run(cfg: DictConfig) -> float | None:
                 log.info("per-class results (test):\n%s", (out_dir / "per_class.md").read_text())
             key = module.monitor.split("/", 1)[1]
             log.info("test %s %.4f -> %s", key, metrics[key], out_dir / "metrics.json")
+    summary = {f"test/{k}": v for k, v in (metrics or {}).items() if isinstance(v, float)}
     for lg in loggers:  # one finished W&B run per job (multirun jobs never merge)
-        if isinstance(lg, WandbLogger) and trainer.is_global_zero:
-            if metrics:
-                lg.experiment.summary.update({f"test/{k}": v for k, v in metrics.items() if isinstance(v, float)})
+        if isinstance(lg, ResumableWandbLogger):
+            lg.finish(summary=summary)
+        elif isinstance(lg, WandbLogger) and trainer.is_global_zero:
+            lg.experiment.summary.update(summary)
             lg.experiment.finish()
     return None if metrics is None else float(metrics[module.monitor.split("/", 1)[1]])
 

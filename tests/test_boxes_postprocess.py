@@ -1,15 +1,20 @@
-"""Box decode / IoU / mapping back, and the decode + NMS pipeline, against hand-computed values."""
+"""Box decode / IoU / mapping back, and the decode + NMS pipeline, against hand-computed values and a plain
+reference implementation (per image, per class loops); its work stays bounded in the worst case."""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
-from torchvision.ops import box_convert, box_iou
+from torchvision.ops import batched_nms, box_convert, box_iou, nms
 
-from yolo9000.boxes import box_iou_cxcywh, cxcywh_to_pixels, decode_boxes, wh_iou
-from yolo9000.postprocess import postprocess
+import yolo9000.postprocess as postprocess_module
+from yolo9000.boxes import box_iou_cxcywh, cxcywh_to_xyxy_pixels, decode_boxes, wh_iou
+from yolo9000.data.transforms import DetectionTransform, boxes_to_original
+from yolo9000.postprocess import class_nms, postprocess
+from yolo9000.wordtree import WordTree
 
 
 def test_decode_direct_hand_computed() -> None:
@@ -40,8 +45,28 @@ def test_map_back_to_original_pixels() -> None:
     # letterbox a 200x100 (w x h) image into 64x64: scale .32, pad_y = (64 - 32) / 2 = 16
     t = torch.tensor([[0.32, 0.32, 0.0, 16.0]])
     box = torch.tensor([[[0.5, 0.5, 0.5, 0.25]]])  # net pixels: centre (32, 32), 32 x 16 -> xyxy 16,24,48,40
-    out = cxcywh_to_pixels(box, (64, 64), t)
+    out = boxes_to_original(cxcywh_to_xyxy_pixels(box, (64, 64)), t)
     torch.testing.assert_close(out[0, 0], torch.tensor([50.0, 25.0, 150.0, 75.0]))
+    clipped = boxes_to_original(torch.tensor([[[-8.0, 0.0, 70.0, 60.0]]]), t, torch.tensor([[100, 200]]))
+    torch.testing.assert_close(clipped[0, 0], torch.tensor([0.0, 0.0, 200.0, 100.0]))  # clipped to the image
+
+
+def test_transform_resize_and_its_inverse_are_one_geometry() -> None:
+    """The eval transform resizes an image alone and maps boxes of its output back: a box drawn at known original
+    pixels comes back where it was, stretched or letterboxed."""
+    import numpy as np
+
+    image = np.zeros((100, 200, 3), np.uint8)
+    box = torch.tensor([[20.0, 10.0, 120.0, 60.0]])
+    for letterbox in (False, True):
+        t = DetectionTransform(train=False, augment={"letterbox": letterbox})
+        out, params = t.resize(image, 64)
+        assert out.shape == (64, 64, 3)
+        sx, sy, px, py = params.tolist()
+        net = box * torch.tensor([sx, sy, sx, sy]) + torch.tensor([px, py, px, py])  # where the box lands
+        back = t.to_original(net[None], torch.from_numpy(params)[None], torch.tensor([[100, 200]]))
+        torch.testing.assert_close(back[0], box, atol=1e-4, rtol=0)
+    assert params.tolist() == pytest.approx([0.32, 0.32, 0.0, 16.0])  # letterbox: scale .32, pad_y 16
 
 
 def _raw_with_box(num_classes: int = 2) -> torch.Tensor:
@@ -67,3 +92,209 @@ def test_postprocess_decodes_and_suppresses() -> None:
     raw[0, 12, 0, 0], raw[0, 13, 0, 0] = -10.0, 10.0
     dets = postprocess(raw, anchors, (64, 64), conf_thresh=0.3)[0]
     assert sorted(dets["labels"].tolist()) == [0, 1]
+
+
+# ---------------------------------------------------------------- bounded decode + NMS against a reference
+def _reference(
+    raw: torch.Tensor,
+    anchors: torch.Tensor,
+    input_hw: tuple[int, int],
+    transforms: torch.Tensor,
+    orig_sizes: torch.Tensor,
+    conf_thresh: float,
+    nms_thresh: float,
+    max_det: int,
+    tree: WordTree | None = None,
+    tree_thresh: float = 0.5,
+) -> list[dict[str, torch.Tensor]]:
+    """darknet's decode written the plain way: per image, every (box, class) score, per-class NMS in a loop."""
+    num_anchors = anchors.shape[0]
+    bsz, _, h, w = raw.shape
+    v = raw.view(bsz, num_anchors, -1, h, w).permute(0, 1, 3, 4, 2).reshape(bsz, num_anchors * h * w, -1)
+    out = []
+    for b in range(bsz):
+        cells = torch.stack(torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij"), -1).reshape(-1, 2)
+        cells = cells.repeat(num_anchors, 1).float()  # (N, 2) (row, col), anchor-major
+        prior = anchors.repeat_interleave(h * w, 0)
+        t = v[b]
+        cx = (cells[:, 1] + t[:, 0].sigmoid()) / w * input_hw[1]
+        cy = (cells[:, 0] + t[:, 1].sigmoid()) / h * input_hw[0]
+        bw = t[:, 2].exp() * prior[:, 0] / w * input_hw[1]
+        bh = t[:, 3].exp() * prior[:, 1] / h * input_hw[0]
+        sx, sy, px, py = transforms[b].tolist()
+        box = torch.stack(
+            [(cx - bw / 2 - px) / sx, (cy - bh / 2 - py) / sy, (cx + bw / 2 - px) / sx, (cy + bh / 2 - py) / sy], -1
+        )
+        oh, ow = orig_sizes[b].tolist()
+        box = torch.stack(
+            [box[:, 0].clamp(0, ow), box[:, 1].clamp(0, oh), box[:, 2].clamp(0, ow), box[:, 3].clamp(0, oh)], -1
+        )
+        obj = t[:, 4].sigmoid()
+        if tree is None:
+            probs = obj[:, None] * t[:, 5:].softmax(-1)  # (N, C)
+            labels = torch.arange(probs.shape[1]).expand_as(probs)
+            ok = probs > conf_thresh
+            cand_box, cand_s, cand_l = box[ok.nonzero()[:, 0]], probs[ok], labels[ok]
+        else:
+            rows, s, lab = [], [], []
+            for n in range(len(obj)):
+                if obj[n] <= conf_thresh:
+                    continue
+                cond = tree.softmax(t[n, 5:])
+                node = int(tree.top_down(cond[None], tree_thresh)[0])
+                p = obj[n] * tree.absolute(cond)[node]
+                if p > conf_thresh:
+                    rows.append(n), s.append(p), lab.append(node)
+            cand_box = box[rows]
+            cand_s = torch.stack(s) if s else torch.zeros(0)
+            cand_l = torch.tensor(lab, dtype=torch.long)
+        kept = []
+        for c in cand_l.unique().tolist():
+            idx = (cand_l == c).nonzero().flatten()
+            kept.append(idx[nms(cand_box[idx], cand_s[idx], nms_thresh)])
+        k = torch.cat(kept) if kept else torch.zeros(0, dtype=torch.long)
+        k = k[cand_s[k].argsort(descending=True)][:max_det]
+        out.append({"boxes": cand_box[k], "scores": cand_s[k], "labels": cand_l[k]})
+    return out
+
+
+def _random_case(seed: int, num_classes: int, big_boxes: bool) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    bsz, num_anchors, h, w = 3, 3, 4, 5  # non-square grid: catches H / W swaps
+    raw = torch.randn(bsz, num_anchors * (5 + num_classes), h, w, generator=g)
+    if big_boxes:  # boxes covering most of the image: heavy suppression, NMS must widen past 2 * max_det
+        raw.view(bsz, num_anchors, 5 + num_classes, h, w)[:, :, 2:4] += 1.5
+    anchors = torch.rand(num_anchors, 2, generator=g) * 2 + 0.5
+    transforms = torch.tensor([[1.0, 1.0, 0.0, 0.0], [0.5, 0.5, 0.0, 16.0], [2.0, 1.5, 3.0, 0.0]])
+    orig_sizes = torch.tensor([[128, 160], [160, 320], [80, 60]])
+    return {"raw": raw, "anchors": anchors, "input_hw": (128, 160), "transforms": transforms, "orig_sizes": orig_sizes}
+
+
+def _assert_same(got: list[dict[str, torch.Tensor]], want: list[dict[str, torch.Tensor]]) -> None:
+    assert len(got) == len(want)
+    for g, w in zip(got, want, strict=True):
+        assert g["labels"].tolist() == w["labels"].tolist()
+        torch.testing.assert_close(g["scores"], w["scores"])
+        torch.testing.assert_close(g["boxes"], w["boxes"], rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("num_classes", [1, 7, 30])
+@pytest.mark.parametrize("big_boxes", [False, True])
+@pytest.mark.parametrize("max_det", [4, 1000])
+def test_postprocess_equals_reference(num_classes: int, big_boxes: bool, max_det: int) -> None:
+    case = _random_case(num_classes + 10 * big_boxes, num_classes, big_boxes)
+    want = _reference(**case, conf_thresh=0.02, nms_thresh=0.45, max_det=max_det)
+    assert sum(len(w["scores"]) for w in want) > 0
+    for cap in (None, 100_000):  # no cap, and a cap that does not bind
+        got = postprocess(**case, conf_thresh=0.02, nms_thresh=0.45, max_det=max_det, pre_nms_topk=cap)
+        _assert_same(got, want)
+
+
+def test_postprocess_wordtree_equals_reference() -> None:
+    tree = WordTree.from_file(Path(__file__).parent / "fixtures" / "small.tree")
+    case = _random_case(3, tree.n, big_boxes=False)
+    case["raw"] = case["raw"] * 2  # sharper conditionals: decodes stop at leaves and at inner nodes
+    want = _reference(**case, conf_thresh=0.05, nms_thresh=0.45, max_det=50, tree=tree, tree_thresh=0.3)
+    got = postprocess(**case, conf_thresh=0.05, nms_thresh=0.45, max_det=50, tree=tree, tree_thresh=0.3)
+    labels = torch.cat([w["labels"] for w in want])
+    assert len(labels.unique()) > 2 and bool((tree.child_group[labels] >= 0).any())  # inner nodes too
+    _assert_same(got, want)
+
+
+def test_pre_nms_topk_keeps_the_highest_scores() -> None:
+    case = _random_case(5, 2, big_boxes=True)
+    raw = case["raw"]
+    # every (box, class) pair above the threshold: 3 * 4 * 5 * 2 = 120 candidates per image
+    want = _reference(**case, conf_thresh=0.0, nms_thresh=1.0, max_det=10_000)  # no suppression at IoU > 1
+    assert all(len(w["scores"]) == 120 for w in want)
+    got = postprocess(**case, conf_thresh=0.0, nms_thresh=1.0, max_det=10_000, pre_nms_topk=25)
+    _assert_same(got, [{k: v[:25] for k, v in w.items()} for w in want])
+    # with NMS: the reference applied to the 25 best candidates of each image
+    got = postprocess(**case, conf_thresh=0.0, nms_thresh=0.3, max_det=10_000, pre_nms_topk=25)
+    for g, w in zip(got, want, strict=True):
+        top = {k: v[:25] for k, v in w.items()}
+        keep = batched_nms(top["boxes"], top["scores"], top["labels"], 0.3)
+        assert 0 < len(keep) < 25
+        _assert_same([g], [{k: v[keep] for k, v in top.items()}])
+    assert raw.shape[0] == len(got)
+
+
+@pytest.mark.parametrize("per_image", [True, False])
+def test_class_nms_both_paths_equal_batched_nms(per_image: bool) -> None:
+    g = torch.Generator().manual_seed(0)
+    num = 600
+    image = torch.randint(0, 4, (num,), generator=g).sort().values
+    scores = torch.rand(num, generator=g)
+    order = torch.argsort(image * 2 - scores)  # by image, then by decreasing score
+    image, scores = image[order], scores[order]
+    xy = torch.rand(num, 2, generator=g) * 100
+    boxes = torch.cat([xy, xy + torch.rand(num, 2, generator=g) * 60 + 1], 1)
+    label = torch.randint(0, 5, (num,), generator=g)
+    for max_det in (3, 20, 1000):
+        got = class_nms(boxes, scores, image, label, 0.5, 5, max_det, per_image=per_image)
+        assert len(got) == 5 and len(got[4]) == 0  # image 4 has no candidates
+        for b in range(4):
+            idx = (image == b).nonzero().flatten()
+            ref = idx[batched_nms(boxes[idx], scores[idx], label[idx], 0.5)][:max_det]
+            assert got[b].tolist() == ref.tolist()
+
+
+@pytest.mark.parametrize(
+    ("num_classes", "conf_thresh"),
+    [(20, 0.005), (80, 0.005), ("small.tree", 0.005), (9418, 0.0)],  # 9418 x obj / 9418 < .005: threshold 0
+)
+def test_worst_case_every_score_above_threshold(
+    num_classes: int | str, conf_thresh: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An untrained head: every (box, class) pair passes, e.g. 13 x 13 x 5 x 80 = 67,600 per image at darknet's
+    0.005 (8 M with 9418 classes).
+
+    The work stays bounded: a few NMS calls per image (none per class), each on at most pre_nms_topk boxes. The
+    9418-class head takes the wide-row top-k, whose result equals the plain top-k's."""
+    calls: list[int] = []
+
+    def counting_nms(boxes: torch.Tensor, scores: torch.Tensor, iou: float) -> torch.Tensor:
+        calls.append(len(boxes))
+        return nms(boxes, scores, iou)
+
+    monkeypatch.setattr(postprocess_module, "nms", counting_nms)
+    g = torch.Generator().manual_seed(0)
+    tree = (
+        WordTree.from_file(Path(__file__).parent / "fixtures" / num_classes) if isinstance(num_classes, str) else None
+    )
+    c = tree.n if tree else int(num_classes)
+    raw = torch.randn(2, 5 * (5 + c), 13, 13, generator=g) * 0.1  # P(class) ~ 1 / C
+    raw.view(2, 5, 5 + c, 13, 13)[:, :, 4] += 2.0  # obj ~ .88
+    anchors = torch.tensor([[1.3, 1.7], [3.2, 4.0], [5.1, 8.1], [9.5, 4.8], [11.2, 10.0]])
+    obj = raw.view(2, 5, 5 + c, 13, 13)[:, :, 4].sigmoid()
+    if tree is None:
+        probs = raw.view(2, 5, 5 + c, 13, 13)[:, :, 5:].softmax(2)
+        assert bool((obj.unsqueeze(2) * probs > conf_thresh).all())
+    kw = {"conf_thresh": conf_thresh, "max_det": 100, "pre_nms_topk": 1000, "tree": tree}
+    dets = postprocess(raw, anchors, (416, 416), **kw)
+    assert len(dets) == 2
+    for d in dets:
+        assert len(d["scores"]) == 100 and bool((d["scores"] > conf_thresh).all())
+        assert bool((d["scores"][:-1] >= d["scores"][1:]).all())
+    assert 2 <= len(calls) <= 2 * 3 and max(calls) <= 1000, calls
+    if c == 9418:
+        assert 5 * 13 * 13 * c >= postprocess_module._WIDE * 1000  # the wide-row path ran
+        monkeypatch.setattr(postprocess_module, "_WIDE", 10**9)
+        _assert_same(dets, postprocess(raw, anchors, (416, 416), **kw))
+
+
+def test_wide_row_top_k_equals_plain_top_k() -> None:
+    g = torch.Generator().manual_seed(0)
+    scores = torch.rand(3, 40_000, generator=g)
+    scores[1] *= 0.01  # a row with fewer than k candidates above the threshold
+    scores[2, :100] = 0.5  # ties inside the top-k
+    top, idx = postprocess_module._top_candidates_wide(scores, 0.00999, 300)
+    ref_top, ref_idx = scores.topk(300, dim=1)
+    ref_top = ref_top.masked_fill(ref_top <= 0.00999, float("-inf"))
+    torch.testing.assert_close(top, ref_top)
+    assert 0 < int(torch.isfinite(top[1]).sum()) < 300
+    finite = torch.isfinite(top)
+    assert bool((scores.gather(1, idx)[finite] == top[finite]).all())
+    assert idx[0].tolist() == ref_idx[0].tolist()
+    # a constant row: everything ties at the bound, too many to rank: None (the caller's plain top-k)
+    assert postprocess_module._top_candidates_wide(torch.full((1, 40_000), 0.3), 0.0, 300) is None

@@ -15,6 +15,7 @@ import pytorch_lightning as pl
 import torch
 from PIL import Image
 
+from conftest import compose_config
 from yolo9000.data.classify_transforms import (
     ClassificationTransform,
     DarknetRandomAugment,
@@ -32,8 +33,8 @@ from yolo9000.data.imagefolder import (
 from yolo9000.data.records import DataError, IssueLog
 from yolo9000.models.darknet19 import Darknet19, Darknet19Classifier
 from yolo9000.models.yolov2 import YOLOv2
-from yolo9000.modules.classifier import ClassifierModule, format_accuracy_table, load_classifier
-from yolo9000.modules.detector import load_backbone
+from yolo9000.modules.classifier import ClassifierModule, format_accuracy_table
+from yolo9000.modules.pretrained import load_pretrained
 
 BCCD = Path(__file__).resolve().parents[1] / "data" / "bccd"
 CLASSES = ["RBC", "WBC", "Platelets"]
@@ -281,19 +282,19 @@ def test_fit_and_test(fitted: tuple[ClassifierModule, Path]) -> None:
     res = module.test_results
     assert 0.0 <= res["top1"] <= 1.0 and res["top5"] == 1.0  # top-3 of 3 classes is always right
     assert set(res["per_class"]) == set(CLASSES) and res["num_images"] == 8
-    assert torch.load(ckpt, weights_only=False)["yolo9000_model_config"] is None  # set by the runner
+    assert torch.load(ckpt, weights_only=False)["yolo9000_model_config"] is None  # set by the build
 
 
 def test_backbone_handoff_to_detector(fitted: tuple[ClassifierModule, Path]) -> None:
     module, ckpt = fitted
     det = YOLOv2(Darknet19(width=0.125, bn_momentum=0.1), 3, [[1.0, 1.0], [2.0, 2.0]])
-    load_backbone(det.backbone, str(ckpt))
+    load_pretrained(det.backbone, str(ckpt), part="backbone")
     saved = torch.load(ckpt, weights_only=False)["state_dict"]
     for k, v in det.backbone.state_dict().items():
         assert torch.equal(v, saved[f"model.backbone.{k}"]), k
     wide = YOLOv2(Darknet19(width=0.25), 3, [[1.0, 1.0]])
     with pytest.raises(ValueError, match=r"checkpoint \(\d+, \d+, 3, 3\) vs model \(\d+, \d+, 3, 3\)"):
-        load_backbone(wide.backbone, str(ckpt))
+        load_pretrained(wide.backbone, str(ckpt), part="backbone")
 
 
 def test_init_ckpt(fitted: tuple[ClassifierModule, Path]) -> None:
@@ -302,42 +303,36 @@ def test_init_ckpt(fitted: tuple[ClassifierModule, Path]) -> None:
     saved = torch.load(ckpt, weights_only=False)["state_dict"]
     assert all(torch.equal(v, saved[f"model.{k}"]) for k, v in again.model.state_dict().items())
     with pytest.raises(ValueError, match=r"head\.conv\.weight: checkpoint \(\d+, \d+, 1, 1\) vs model"):
-        load_classifier(_tiny(classes=5), str(ckpt))
+        load_pretrained(_tiny(classes=5), str(ckpt))
     with pytest.raises(ValueError, match=r"backbone\.stage1\.\d+\.\S+: checkpoint \("):
         ClassifierModule(_tiny(width=0.25), init_ckpt=str(ckpt))
 
 
 # ----------------------------------------------------------------------------------------------------- configs
 def _compose(*overrides: str):  # noqa: ANN202
-    from hydra import compose, initialize_config_dir
-
-    from yolo9000.runner import PROJECT_ROOT
-
-    with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
-        return compose("train.yaml", overrides=["paths.root_dir=.", *overrides])
+    return compose_config("train", *overrides)
 
 
 def test_experiment_configs(fitted: tuple[ClassifierModule, Path]) -> None:
-    from omegaconf import open_dict
+    from omegaconf import OmegaConf
 
-    from yolo9000.runner import instantiate_module
+    from yolo9000.build import instantiate_module
 
     cfg = _compose("experiment=pretrain_darknet19")
     assert cfg.data.img_size == 64 and cfg.data.build_from == "./data/bccd" and cfg.task_name == "pretrain"
     assert cfg.callbacks.model_checkpoint.monitor == "val/top1" and cfg.callbacks.prediction_images is None
     assert cfg.data.augment.angle == 7.0 and cfg.data.augment.saturation == 0.75
-    with open_dict(cfg):
-        cfg.model.net.num_classes = 3
-        cfg.model.class_names = CLASSES
-    module = instantiate_module(cfg)
+    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
+    model_cfg["net"]["num_classes"], model_cfg["class_names"] = 3, CLASSES
+    module = instantiate_module(model_cfg)
     assert isinstance(module, ClassifierModule) and module.model.backbone.width == 0.25
     assert module.hparams.optimizer == "adam" and module.hparams.lr_policy == "poly" and module.model_config
 
     fine = _compose("experiment=finetune_448", "model.net.backbone.width=0.125", f"model.init_ckpt='{fitted[1]}'")
     assert fine.data.img_size == 128 and fine.model.optimizer == "sgd" and fine.model.lr == 0.001
-    with open_dict(fine):
-        fine.model.net.num_classes = 3
-    tuned = instantiate_module(fine)
+    fine_cfg = OmegaConf.to_container(fine.model, resolve=True)
+    fine_cfg["net"]["num_classes"] = 3
+    tuned = instantiate_module(fine_cfg)
     saved = torch.load(fitted[1], weights_only=False)["state_dict"]
     assert torch.equal(tuned.model.head.conv.weight, saved["model.head.conv.weight"])
     imagenet = _compose("experiment=pretrain_darknet19", "data=imagenet", "model=darknet19_cls")

@@ -15,7 +15,8 @@ import pytest
 import torch
 from torch import nn
 
-from yolo9000.checkpoints import DARKNET_SEARCH, WORDTREE_DIR, checkpoint_to_darknet, darknet_to_checkpoint
+from yolo9000.build import instantiate_module
+from yolo9000.checkpoints import DARKNET_SEARCH, WORDTREE_DIR, checkpoint_to_darknet, darknet_to_checkpoint, load_module
 from yolo9000.darknet import (
     SUPPORTED,
     DarknetNet,
@@ -33,7 +34,6 @@ from yolo9000.darknet import (
 from yolo9000.models.darknet19 import Darknet19, Darknet19Classifier, scaled
 from yolo9000.models.layers import DarknetBatchNorm2d
 from yolo9000.models.yolov2 import YOLOv2
-from yolo9000.runner import instantiate_module, load_module
 
 ROOT = Path(__file__).resolve().parents[1]
 CFG = ROOT / "data" / "darknet" / "cfg"
@@ -424,6 +424,23 @@ def test_backbone_conv23_file_fills_a_detector_backbone(tmp_path: Path, caplog: 
         assert all(torch.equal(t, u) for t, u in zip(ts, ref, strict=True))
 
 
+def test_detector_module_backbone_from_darknet_conv23(tmp_path: Path) -> None:
+    """``model.backbone_ckpt=darknet19_448.conv.23``: the detector module's one pretrained loader takes darknet
+    weights as well as checkpoints; a file of another width is refused with the float counts."""
+    from yolo9000.modules.pretrained import load_pretrained
+
+    classifier = randomize(build_darknet(scaled_cfg(tmp_path, "darknet19_448.cfg", 0.125, 7)), seed=13)
+    part = tmp_path / "darknet19_448.conv.23"
+    save_weights(classifier, part, cutoff=18)
+    det = YOLOv2(Darknet19(width=0.125), 3, [[1.0, 1.0]])
+    assert load_pretrained(det.backbone, part, part="backbone") == 18
+    want = conv_tensors(classifier)[:18]
+    got = conv_tensors(det.backbone)
+    assert all(torch.equal(t, u) for a, b in zip(got, want, strict=True) for t, u in zip(a, b, strict=True))
+    with pytest.raises(ValueError, match="floats"):
+        load_pretrained(YOLOv2(Darknet19(width=0.25), 3, [[1.0, 1.0]]).backbone, part, part="backbone")
+
+
 def test_size_mismatch_errors_state_expected_and_found(tiny_cfg: Path, tmp_path: Path) -> None:
     src = randomize(DarknetNet(parse_cfg(tiny_cfg)), seed=4)
     full = tmp_path / "full.weights"
@@ -605,10 +622,12 @@ def test_convert_generic_and_classifier_round_trip(tmp_path: Path) -> None:
     torch.save(darknet_to_checkpoint(cls_cfg, cls_w), cls_ckpt)
     checkpoint_to_darknet(cls_ckpt, tmp_path / "cls2.weights")
     assert (tmp_path / "cls2.weights").read_bytes() == cls_w.read_bytes()
-    from yolo9000.modules.detector import load_backbone
+    from yolo9000.modules.pretrained import load_pretrained
 
     backbone = Darknet19(width=0.125, bn_style="darknet")
-    load_backbone(backbone, str(cls_ckpt))  # the classifier checkpoint initialises a detector's backbone
+    load_pretrained(
+        backbone, str(cls_ckpt), part="backbone"
+    )  # the classifier checkpoint initialises a detector's backbone
     ref = load_darknet(cls_cfg, cls_w)
     own, want = backbone.state_dict(), ref.backbone.state_dict()
     assert own.keys() == want.keys() and all(torch.equal(own[k], want[k]) for k in own)
@@ -636,8 +655,9 @@ def test_trained_checkpoint_to_darknet_generates_cfg(tmp_path: Path) -> None:
     cfg.net.backbone.width = 0.125
     cfg.net.backbone.bn_style = "darknet"
     cfg.net.num_classes = 3
+    cfg.net.anchors = cfg.priors.anchors
     cfg.class_names = ["a", "b", "c"]
-    module = instantiate_module(OmegaConf.create({"model": cfg}))
+    module = instantiate_module(cfg)
     randomize(module.model, seed=11)
     module.seen.fill_(321)
     ckpt = tmp_path / "trained.ckpt"

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from omegaconf import OmegaConf
 from PIL import Image
 
+from conftest import data_config
 from yolo9000.data import (
     COCOParser,
     DataError,
@@ -118,7 +118,7 @@ def test_box_sizes():
 def bccd_module():
     from hydra.utils import instantiate
 
-    cfg = OmegaConf.create({"paths": {"root_dir": str(ROOT)}, "data": OmegaConf.load(ROOT / "conf/data/bccd.yaml")})
+    cfg = data_config("bccd")
     cfg.data.num_workers = 0
     cfg.data.batch_size = 4
     cfg.data.max_images = 8
@@ -175,7 +175,7 @@ def test_voc_config_train_is_a_list_of_roots(tmp_path):
     from yolo9000.multirun import register_resolvers
 
     register_resolvers()  # ${cpus:8} (num_workers)
-    cfg = OmegaConf.create({"paths": {"root_dir": "."}, "data": OmegaConf.load(ROOT / "conf/data/voc.yaml")})
+    cfg = data_config("voc", ".")
     cfg.data.root = str(tmp_path)
     dm = instantiate(cfg.data)
     ps = dm.parsers("train")

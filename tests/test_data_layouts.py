@@ -17,6 +17,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from PIL import Image
 
+from conftest import data_config
 from yolo9000.data import COCOParser, IssueLog, VOCParser, YOLOTxtParser
 from yolo9000.multirun import register_resolvers
 
@@ -26,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def _datamodule(name: str, root: Path, **overrides):  # noqa: ANN202
     """conf/data/<name>.yaml instantiated on ``root`` (num_workers 0 unless overridden)."""
     register_resolvers()
-    cfg = OmegaConf.create({"paths": {"root_dir": str(ROOT)}, "data": OmegaConf.load(ROOT / f"conf/data/{name}.yaml")})
+    cfg = data_config(name)
     cfg.data.root = str(root)
     cfg.data.num_workers = 0
     for key, value in overrides.items():
@@ -377,6 +378,7 @@ def test_cpus_resolver_caps_the_available_cpus():
     cfg = OmegaConf.create({"a": "${cpus:8}", "b": "${cpus:1}", "c": "${cpus:1000}"})
     assert (cfg.a, cfg.b, cfg.c) == (min(available, 8), 1, available)
     for name in ("bccd", "voc", "yolo", "coco", "imagenet", "bccd_crops"):
-        value = yaml.safe_load((ROOT / f"conf/data/{name}.yaml").read_text())["num_workers"]
+        data = data_config(name).data
+        value = OmegaConf.to_container(data, resolve=False)["num_workers"]
         assert str(value).startswith("${cpus:"), name
-        assert 1 <= OmegaConf.create({"n": value}).n <= min(available, 8)
+        assert 1 <= data.num_workers <= min(available, 8)

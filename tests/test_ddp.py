@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+from conftest import ROOT, run_script
 from yolo9000.data.multiscale import size_for_batch
 
-ROOT = Path(__file__).resolve().parents[1]
 SEED = 1
 TINY = [
     "trainer=ddp_sim",
@@ -39,15 +38,7 @@ TINY = [
 
 
 def train(*args: str) -> None:
-    env = {
-        **os.environ,
-        "WANDB_MODE": "offline",
-        "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT / "tests")]),
-    }
-    env.pop("LOCAL_RANK", None)
-    cmd = [sys.executable, str(ROOT / "src" / "train.py"), *args]
-    res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, f"train.py failed:\n{res.stdout[-3000:]}\n{res.stderr[-6000:]}"
+    run_script("train.py", None, *args)
 
 
 def read_probe(folder: Path) -> tuple[list[dict], list[dict]]:

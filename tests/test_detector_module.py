@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
+from conftest import compose_config
 from yolo9000.loss import RegionLoss
 from yolo9000.models.darknet19 import Darknet19
 from yolo9000.models.yolov2 import YOLOv2
@@ -69,32 +71,33 @@ def test_seen_counts_all_ranks_before_forward() -> None:
 
 
 def _compose(*overrides: str):  # noqa: ANN202
-    from hydra import compose, initialize_config_dir
-
-    from yolo9000.runner import PROJECT_ROOT
-
-    with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
-        return compose("train.yaml", overrides=["paths.root_dir=.", *overrides])
+    return compose_config("train", *overrides)
 
 
 def test_kmeans_anchors_resolved_from_training_boxes() -> None:
-    from yolo9000.runner import resolve_anchors
+    from yolo9000.build import build_info
 
     class Boxes:
+        class_names = ["a"]
+
         def box_sizes(self, split: str):  # noqa: ANN202
             # two clusters of box shapes: 1/8 and 1/2 of the image (= 1 and 4 cells on an 8 x 8 grid at 256)
             return torch.tensor([[0.125, 0.125]] * 10 + [[0.5, 0.5]] * 10).numpy()
 
-    cfg = _compose("model.net.anchors=kmeans", "model.net.num_anchors=2", "data.img_size=256")
-    resolve_anchors(cfg, Boxes())
-    assert [list(a) for a in cfg.model.net.anchors] == [[1.0, 1.0], [4.0, 4.0]]
+    cfg = _compose("model.priors.anchors=kmeans", "model.priors.k=2", "data.img_size=256")
+    before = OmegaConf.to_yaml(cfg)
+    info = build_info(cfg, Boxes())
+    assert info.anchors == [[1.0, 1.0], [4.0, 4.0]] and info.prior_source == "kmeans"
+    assert info.anchors_avg_iou == pytest.approx(1.0) and info.class_names == ["a"]
+    assert OmegaConf.to_yaml(cfg) == before  # the composed config is only read
 
 
 def test_fc_head_needs_fixed_size() -> None:
-    from yolo9000.runner import check_config
+    from yolo9000.build import check_config
 
     with pytest.raises(ValueError, match="multiscale.enabled=false"):
         check_config(_compose("model.net.head=fc"))
     with pytest.raises(ValueError, match="fc_grid"):
-        check_config(_compose("model.net.head=fc", "data.multiscale.enabled=false"))
+        check_config(_compose("model.net.head=fc", "data.multiscale.enabled=false", "model.net.fc_grid=13"))
     check_config(_compose("model.net.head=fc", "data.multiscale.enabled=false", "model.net.fc_grid=8"))
+    check_config(_compose("model.net.head=fc", "data.multiscale.enabled=false"))  # null: img_size / 32

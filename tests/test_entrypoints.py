@@ -12,28 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-TINY = [
-    "data.max_images=8",
-    "data.batch_size=4",
-    "data.num_workers=0",
-    "data.img_size=64",
-    "data.multiscale.min_size=64",
-    "data.multiscale.max_size=96",
-    "model.net.backbone.width=0.125",
-    "trainer.max_epochs=1",
-    "trainer.check_val_every_n_epoch=1",
-    "callbacks.prediction_images.num_images=2",
-    "callbacks.prediction_images.score_thresh=0.0",
-]
+from conftest import ROOT, TINY, run_script
 
-
-def run(script: str, out: Path, *overrides: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "WANDB_MODE": "offline", "PYTHONPATH": str(ROOT / "src")}
-    cmd = [sys.executable, str(ROOT / "src" / script), f"hydra.run.dir={out}", *overrides]
-    res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, f"{script} failed:\n{res.stdout[-3000:]}\n{res.stderr[-5000:]}"
-    return res
+run = run_script
 
 
 @pytest.fixture(scope="module")

@@ -88,7 +88,7 @@ def test_bn_is_darknet_like() -> None:
 
 
 def test_gflops_match_darknet() -> None:
-    from yolo9000.runner import model_stats
+    from yolo9000.results import model_stats
 
     stats = model_stats(YOLOv2(Darknet19(), 20, VOC_ANCHORS), 416)
     assert stats["params"] == 50_655_389

@@ -17,11 +17,11 @@ import pytest
 import torch
 from torch.utils.data import SequentialSampler
 
+from conftest import ROOT, script_env
 from yolo9000.callbacks.checkpointing import atomic_save_checkpoint
 from yolo9000.callbacks.progress import format_duration
 from yolo9000.data.multiscale import MultiScaleBatchSampler, sample_seed
 
-ROOT = Path(__file__).resolve().parents[1]
 EPOCHS, TRAIN_IMAGES, BATCH = 3, 48, 4  # 12 batches an epoch
 RUN = [
     f"data.max_images={{train: {TRAIN_IMAGES}, val: 8, test: 8}}",
@@ -45,7 +45,7 @@ def _cmd(out: Path, *extra: str) -> list[str]:
 
 
 def _env() -> dict[str, str]:
-    return {**os.environ, "WANDB_MODE": "offline", "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
+    return {**script_env(), "OMP_NUM_THREADS": "1"}  # the same threads in both runs: bit-identical maths
 
 
 def _position(ckpt: dict) -> dict[str, int]:
@@ -104,7 +104,7 @@ def test_atomic_save_keeps_the_previous_file_when_killed_mid_write(tmp_path: Pat
     path = tmp_path / "last.ckpt"
     path.write_bytes(b"previous complete checkpoint")
 
-    def dies_mid_write(p: Path) -> None:
+    def dies_mid_write(p: Path, **_: object) -> None:
         Path(p).write_bytes(b"half a chec")
         raise KeyboardInterrupt  # the process is killed while writing
 
@@ -113,7 +113,7 @@ def test_atomic_save_keeps_the_previous_file_when_killed_mid_write(tmp_path: Pat
         atomic_save_checkpoint(trainer, path)  # type: ignore[arg-type]
     assert path.read_bytes() == b"previous complete checkpoint"
 
-    def writes(p: Path) -> None:
+    def writes(p: Path, **_: object) -> None:
         Path(p).write_bytes(b"new")
 
     trainer = SimpleNamespace(save_checkpoint=writes, is_global_zero=True, strategy=SimpleNamespace(barrier=print))

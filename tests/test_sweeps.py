@@ -4,38 +4,22 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+from conftest import ROOT, run_script
+from conftest import TINY as CONFTEST_TINY
 from yolo9000.report import group_jobs, load_sweep, mean_std, write_summary
 
-ROOT = Path(__file__).resolve().parents[1]
-TINY = [
-    "data.max_images=8",
-    "data.batch_size=4",
-    "data.num_workers=0",
-    "data.img_size=64",
-    "data.multiscale.min_size=64",
-    "data.multiscale.max_size=96",
-    "model.net.backbone.width=0.125",
-    "trainer.max_epochs=1",
-    "trainer.check_val_every_n_epoch=1",
-    "callbacks.prediction_images.num_images=1",
-]
+TINY = [*CONFTEST_TINY[:-2], "callbacks.prediction_images.num_images=1"]
 
 
 def run(*args: str, script: str = "train.py") -> subprocess.CompletedProcess:
-    env = {**os.environ, "WANDB_MODE": "offline", "PYTHONPATH": str(ROOT / "src")}
-    cmd = [sys.executable, str(ROOT / "src" / script), *args]
-    res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, f"{script} failed:\n{res.stdout[-3000:]}\n{res.stderr[-5000:]}"
-    return res
+    return run_script(script, None, *args)
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
@@ -195,12 +179,12 @@ def test_experiment_sweeps_compose(experiment: str, n_jobs: int) -> None:
             assert job.experiment_name == experiment
             net = job.model.net
             if net.head == "fc":
-                assert not job.data.multiscale.enabled and net.fc_grid is None  # runner: img_size / 32
+                assert not job.data.multiscale.enabled and net.fc_grid is None  # build: img_size / 32
             assert job.paper.rows, "the summary's paper column"
 
 
 def test_handpicked_anchors_are_faster_rcnn_scales_and_ratios() -> None:
-    from yolo9000.runner import handpicked_anchors
+    from yolo9000.anchors import handpicked_anchors
 
     a = handpicked_anchors(8)  # grid 8 = 256 / 32
     assert len(a) == 9
@@ -214,32 +198,23 @@ def test_handpicked_anchors_are_faster_rcnn_scales_and_ratios() -> None:
     )
 
 
-def test_resolve_anchors_metric_and_avg_iou() -> None:
+def test_resolve_priors_metric_and_avg_iou() -> None:
     import numpy as np
-    from omegaconf import OmegaConf
 
-    from yolo9000.anchors import avg_iou
-    from yolo9000.runner import resolve_anchors
+    from yolo9000.anchors import avg_iou, resolve_priors
 
     rng = np.random.default_rng(0)
     wh = np.concatenate([rng.uniform(0.02, 0.1, (60, 2)), rng.uniform(0.3, 0.9, (20, 2))])
-
-    class Data:
-        def box_sizes(self, split: str) -> np.ndarray:
-            return wh
-
     got = {}
     for metric in ("iou", "sse"):
-        cfg = OmegaConf.create(
-            {"seed": 1, "data": {"img_size": 256}, "model": {"net": {"anchors": "kmeans", "num_anchors": 2}}}
-        )
-        cfg.model.net.anchors_metric = metric
-        resolve_anchors(cfg, Data())
-        anchors = np.asarray(OmegaConf.to_container(cfg.model.net.anchors)) / 8
-        assert cfg.anchors_avg_iou == pytest.approx(avg_iou(wh, anchors), abs=1e-5)
-        got[metric] = cfg.anchors_avg_iou
+        p = resolve_priors("kmeans", wh, 8, k=2, metric=metric, seed=1)
+        assert p.avg_iou == pytest.approx(avg_iou(wh, np.asarray(p.anchors) / 8), abs=1e-5)
+        got[metric] = p.avg_iou
     assert got["iou"] >= got["sse"]  # the paper's point: 1 - IoU clusters fit shapes better than SSE
-    cfg = OmegaConf.create({"seed": 1, "data": {"img_size": 256}, "model": {"net": {"anchors": [[1.0, 2.0]]}}})
-    resolve_anchors(cfg, Data())
-    assert cfg.model.net.anchors == [[1.0, 2.0]]  # a list is kept as written
-    assert cfg.anchors_avg_iou == pytest.approx(avg_iou(wh, np.array([[1 / 8, 2 / 8]])), abs=1e-5)
+    p = resolve_priors([[1.0, 2.0]], wh, 8)
+    assert p.anchors == [[1.0, 2.0]] and p.source == "list"  # a list is kept as written
+    assert p.avg_iou == pytest.approx(avg_iou(wh, np.array([[1 / 8, 2 / 8]])), abs=1e-5)
+    assert resolve_priors(None, wh, 8).anchors is None
+    assert resolve_priors("handpicked", wh, 8).anchors == resolve_priors("handpicked", wh, 8).anchors
+    with pytest.raises(ValueError, match="kmeans"):
+        resolve_priors("kmean", wh, 8)

@@ -21,11 +21,16 @@ from torch import Tensor
 from yolo9000.boxes import wh_iou
 
 __all__ = [
+    "HANDPICKED_RATIOS",
+    "HANDPICKED_SCALES",
     "KMeansResult",
+    "Priors",
     "anchor_sweep",
     "avg_iou",
     "format_anchors",
+    "handpicked_anchors",
     "kmeans_anchors",
+    "resolve_priors",
     "shape_iou",
     "to_grid_units",
 ]
@@ -314,3 +319,74 @@ def format_anchors(anchors: Tensor | np.ndarray, decimals: int = 2) -> str:
     """Format (K, 2) anchors darknet-style, e.g. ``"1.32,1.73, 3.19,4.01"``, ready to paste into a config."""
     a = torch.as_tensor(anchors).reshape(-1, 2).tolist()
     return ", ".join(f"{w:.{decimals}f},{h:.{decimals}f}" for w, h in a)
+
+
+# Faster R-CNN's 9 hand-picked anchors (the paper's Table 1 "Anchor Boxes [15]"): box sides of 128, 256 and 512
+# pixels on a ~600-pixel image, as fractions of the input side, times aspect ratios h:w of 1:2, 1:1 and 2:1.
+HANDPICKED_SCALES = (128 / 600, 256 / 600, 512 / 600)
+HANDPICKED_RATIOS = (0.5, 1.0, 2.0)
+
+
+def handpicked_anchors(grid: int) -> list[list[float]]:
+    """The 9 hand-picked anchors (3 scales x 3 aspect ratios, equal area per scale) in grid-cell units of a
+    ``grid`` x ``grid`` output (input size / stride), ``[w, h]`` pairs, scale-major."""
+    s = torch.tensor(HANDPICKED_SCALES, dtype=torch.float64)[:, None]  # (3, 1)
+    r = torch.tensor(HANDPICKED_RATIOS, dtype=torch.float64)[None, :]  # (1, 3) h / w
+    wh = torch.stack([s / r.sqrt(), s * r.sqrt()], dim=-1).reshape(-1, 2) * grid  # (9, 2)
+    return [[round(float(w), 4), round(float(h), 4)] for w, h in wh.tolist()]
+
+
+@dataclass(frozen=True)
+class Priors:
+    """Resolved dimension priors.
+
+    Attributes:
+        anchors: (A, 2) ``[w, h]`` in grid-cell units, or None (no anchors: YOLOv1-style predictors).
+        avg_iou: their average shape IoU with the training boxes (Table 1's measure); None without anchors or
+            boxes.
+        source: ``list`` | ``kmeans`` | ``handpicked`` | ``none``.
+    """
+
+    anchors: list[list[float]] | None
+    avg_iou: float | None
+    source: str
+
+
+def resolve_priors(
+    spec: str | Iterable[Iterable[float]] | None,
+    box_wh: Tensor | np.ndarray,
+    grid: int,
+    k: int = 5,
+    metric: Metric = "iou",
+    seed: int = 0,
+    restarts: int = 5,
+) -> Priors:
+    """The one place a prior spec becomes anchors.
+
+    Args:
+        spec: a list of ``[w, h]`` in grid cells (kept), None (no anchors), ``"kmeans"`` (k-means on ``box_wh``
+            with ``k`` clusters and ``metric``: ``iou`` = the paper's 1 - IoU, ``sse`` = Euclidean, Table 1's
+            comparison) or ``"handpicked"`` (:func:`handpicked_anchors`).
+        box_wh: (N, 2) training box sizes normalised by their image size.
+        grid: output grid side (input size / stride): the unit of the anchors.
+        k, metric, seed, restarts: k-means settings.
+    """
+    wh = _as_wh(box_wh) if len(box_wh) else torch.zeros(0, 2, dtype=torch.float64)
+    if spec is None:
+        return Priors(None, None, "none")
+    if isinstance(spec, str):
+        if spec == "kmeans":
+            if not len(wh):
+                raise ValueError("anchors=kmeans needs training boxes, the training split has none")
+            res = kmeans_anchors(wh, int(k), metric=metric, seed=int(seed), restarts=restarts)
+            anchors = [[round(float(a), 4), round(float(b), 4)] for a, b in to_grid_units(res.anchors, grid).tolist()]
+            source = "kmeans"
+        elif spec == "handpicked":
+            anchors, source = handpicked_anchors(grid), "handpicked"
+        else:
+            raise ValueError(f"priors must be a list of [w, h], null, 'kmeans' or 'handpicked', got {spec!r}")
+    else:
+        anchors = [[float(a), float(b)] for a, b in spec]
+        source = "list"
+    iou = round(avg_iou(wh, torch.tensor(anchors, dtype=torch.float64) / grid), 6) if len(wh) else None
+    return Priors(anchors, iou, source)

@@ -119,18 +119,16 @@ def wh_iou(wh1: torch.Tensor, wh2: torch.Tensor) -> torch.Tensor:
     return inter / (a[..., 0] * a[..., 1] + b[..., 0] * b[..., 1] - inter).clamp_min(1e-12)
 
 
-def cxcywh_to_pixels(boxes: torch.Tensor, input_hw: tuple[int, int], transforms: torch.Tensor) -> torch.Tensor:
-    """Normalised (cx, cy, w, h) on the network input -> xyxy pixels of the original image.
+def cxcywh_to_xyxy_pixels(boxes: torch.Tensor, input_hw: tuple[int, int]) -> torch.Tensor:
+    """Normalised (cx, cy, w, h) on the network input -> xyxy pixels of the network input.
 
     Args:
-        boxes: (B, N, 4) normalised centre-size boxes.
+        boxes: (..., 4) normalised centre-size boxes.
         input_hw: (H, W) of the network input in pixels.
-        transforms: (B, 4) ``(scale_x, scale_y, pad_x, pad_y)`` with net_pixel = orig_pixel * scale + pad.
     Returns:
-        (B, N, 4) xyxy in original pixels (not clipped).
+        (..., 4) xyxy in input pixels (the transform maps them back to the image:
+        :func:`yolo9000.data.transforms.boxes_to_original`).
     """
     h, w = input_hw
     cx, cy, bw, bh = (boxes * boxes.new_tensor([w, h, w, h])).unbind(-1)
-    xyxy = torch.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], dim=-1)
-    sx, sy, px, py = transforms.to(boxes.dtype).unsqueeze(1).unbind(-1)
-    return (xyxy - torch.stack([px, py, px, py], -1)) / torch.stack([sx, sy, sx, sy], -1)
+    return torch.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], dim=-1)

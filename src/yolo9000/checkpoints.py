@@ -1,8 +1,9 @@
-"""darknet cfg + ``.weights`` <-> this project's Lightning checkpoints (the conversions behind ``src/convert.py``).
+"""This project's Lightning checkpoints: loading a trained module (:func:`load_module`) and the conversions to and
+from darknet cfg + ``.weights`` (behind ``src/convert.py``).
 
 Application code on top of the :mod:`yolo9000.darknet` library: it reads ``conf/model/yolov2.yaml``, builds the
-Lightning module with :func:`yolo9000.runner.instantiate_module` / :func:`~yolo9000.runner.load_module`, and points
-darknet's data-file lookups (``[region] tree=data/9k.tree``) at the repository's vendored ``data/darknet``.
+Lightning module with :func:`yolo9000.build.instantiate_module`, and points darknet's data-file lookups
+(``[region] tree=data/9k.tree``) at the repository's vendored ``data/darknet``.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+import pytorch_lightning as pl
 import torch
 from omegaconf import OmegaConf
 from torch import nn
 
+from yolo9000.build import instantiate_module
 from yolo9000.darknet import (
     WeightsInfo,
     build_native,
@@ -31,8 +34,8 @@ from yolo9000.darknet import (
     region_meta,
     save_weights,
 )
+from yolo9000.environment import PROJECT_ROOT
 from yolo9000.models.layers import DarknetBatchNorm2d
-from yolo9000.runner import PROJECT_ROOT, instantiate_module, load_module
 
 log = logging.getLogger("yolo9000")
 
@@ -61,9 +64,11 @@ def detector_model_config(
     if net_cfg["_target_"] == GENERIC_NET_TARGET:
         cfg["net"] = net_cfg  # the generic network takes only its cfg text
     else:
-        cfg["net"] = {**cfg["net"], **net_cfg, "num_anchors": len(net_cfg["anchors"])}
+        cfg["net"] = {**cfg["net"], **net_cfg}
     region = region_meta(sections, DARKNET_SEARCH)
     assert region is not None
+    anchors = [[float(w), float(h)] for w, h in region.anchors.tolist()]
+    cfg["priors"] = {"anchors": anchors, "k": len(anchors), "metric": "iou"}  # a record: the cfg's own priors
     loss = cfg["loss"]
     loss.update(
         thresh=region.thresh,
@@ -100,7 +105,7 @@ def darknet_to_checkpoint(
     """A darknet cfg (+ ``.weights``) as a checkpoint dict.
 
     Detectors: ``{"state_dict": DetectorModule.state_dict() ("model.<param>", "seen" = the header's seen),
-    "yolo9000_model_config": ..., "darknet": {...}}``, loadable by :func:`yolo9000.runner.load_module`. The net is
+    "yolo9000_model_config": ..., "darknet": {...}}``, loadable by :func:`load_module`. The net is
     the native YOLOv2 / YOLOv2(fuse=False) when the structure matches, else a
     :class:`~yolo9000.darknet.DarknetNet` built from the stored cfg text. Classifiers: ``{"state_dict":
     {"model.<param>"}, "yolo9000_classifier_config": net config, ...}`` (``backbone.*`` keys usable as
@@ -138,12 +143,34 @@ def darknet_to_checkpoint(
     if len(class_names) != region.classes:
         raise ValueError(f"{names}: {len(class_names)} names for the {region.classes} classes of {cfg}")
     model_cfg = detector_model_config(sections, net_cfg, class_names)
-    module = instantiate_module(OmegaConf.create({"model": model_cfg}))
+    module = instantiate_module(model_cfg)
     if weights is not None:
         info = load_weights(module.model, weights)
         module.seen.fill_(info.seen)
     dk["header"] = vars(info) if info else None
     return {"state_dict": module.state_dict(), "yolo9000_model_config": model_cfg, "darknet": dk}
+
+
+def load_module(ckpt_path: str | Path, map_location: str = "cpu", **settings: Any) -> pl.LightningModule:
+    """Rebuild the module saved by training or conversion (architecture from the checkpoint's
+    ``yolo9000_model_config``), load its weights and put it in eval mode. ``settings`` (those not None) replace
+    the saved module settings before it is built, e.g. ``conf_thresh=0.25`` or ``voc07=True`` (eval / detect
+    configure the module, never patch it). Raises FileNotFoundError / ValueError naming the file."""
+    ckpt_path = Path(ckpt_path)
+    if not ckpt_path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {ckpt_path}")
+    ckpt = torch.load(ckpt_path, map_location=map_location, weights_only=False)
+    model_cfg = ckpt.get("yolo9000_model_config")
+    if model_cfg is None:
+        raise ValueError(f"{ckpt_path}: not a yolo9000 checkpoint (no 'yolo9000_model_config')")
+    # the weights come from the state dict below, not from the checkpoints the run started from
+    model_cfg = {**model_cfg, "backbone_ckpt": None} if model_cfg.get("backbone_ckpt") else model_cfg
+    model_cfg = {**model_cfg, "init_ckpt": None} if model_cfg.get("init_ckpt") else model_cfg
+    model_cfg = {**model_cfg, **{k: v for k, v in settings.items() if v is not None}}
+    module = instantiate_module(model_cfg)
+    module.load_state_dict(ckpt["state_dict"])
+    module.eval()
+    return module
 
 
 def checkpoint_to_darknet(

@@ -53,6 +53,8 @@ def register_resolvers() -> None:
     """Register the OmegaConf resolvers the configs use (idempotent)."""
     if not OmegaConf.has_resolver("basename"):
         OmegaConf.register_new_resolver("basename", lambda path: Path(str(path)).name)
+    if not OmegaConf.has_resolver("max"):  # ${max:a,b}: the larger number (null counts as 0)
+        OmegaConf.register_new_resolver("max", lambda *values: max(int(v or 0) for v in values))
     if not OmegaConf.has_resolver("coalesce"):  # ${coalesce:a,b}: a unless it is null, else b
         OmegaConf.register_new_resolver("coalesce", lambda value, default: default if value is None else value)
     if not OmegaConf.has_resolver("cpus"):  # ${cpus:8}: the CPUs this process may use, at most 8

@@ -1,12 +1,31 @@
-"""From raw head output to detections: decode, confidence threshold, class-aware NMS (torchvision), map back."""
+"""From raw head output to detections: decode, confidence threshold, top-k candidates, class-aware NMS, map back.
+
+The cost is bounded whatever the network, class count and threshold. darknet scores every (box, class) pair, and
+an untrained or early network at darknet's evaluation threshold (0.005) passes nearly all of them (13 x 13 x 5
+boxes x 80 classes = 67,600 per image), whose per-class NMS took over a second per image. Here:
+
+* each image keeps its ``pre_nms_topk`` highest-scoring candidates (darknet has no such cap; it changes nothing
+  while fewer candidates pass the threshold, nor when more do unless one of the ``max_det`` detections kept
+  after NMS ranked below the top ``pre_nms_topk`` before it);
+* NMS runs for all classes at once: boxes of each (image, class) group are moved into their own coordinate
+  range, so one class-agnostic NMS call is per-class NMS; it stops at the candidates that already give
+  ``max_det`` detections (greedy NMS decides a box from higher-scored ones only, so this is exact).
+
+Only the images of a batch are looped over (on the CPU, one NMS call per image is cheaper than one per batch).
+"""
 
 from __future__ import annotations
 
 import torch
-from torchvision.ops import batched_nms
+from torchvision.ops import nms
 
-from yolo9000.boxes import Location, activate_xy, cxcywh_to_pixels, decode_boxes, split_region
+from yolo9000.boxes import Location, activate_xy, cxcywh_to_xyxy_pixels, decode_boxes, split_region
+from yolo9000.data.transforms import boxes_to_original
 from yolo9000.wordtree import WordTree
+
+_FAR = 1e7  # box coordinates (pixels) beyond this are clamped for the NMS offsets (a diverging network's)
+_WIDE = 256  # rows of at least this many times pre_nms_topk (box, class) pairs skip the full top-k
+_WIDE_MAX = 16  # ... unless more than this many times pre_nms_topk pairs per row reach the bound (ties)
 
 
 @torch.no_grad()
@@ -21,11 +40,12 @@ def postprocess(
     conf_thresh: float = 0.005,
     nms_thresh: float = 0.45,
     max_det: int = 300,
+    pre_nms_topk: int | None = 1000,
     tree: WordTree | None = None,
     tree_thresh: float = 0.5,
 ) -> list[dict[str, torch.Tensor]]:
     """darknet's ``get_region_boxes`` + ``do_nms_sort``: every (box, class) pair whose score
-    ``sigmoid(to) * P(class)`` exceeds ``conf_thresh`` is a candidate; NMS runs per class.
+    ``sigmoid(to) * P(class)`` exceeds ``conf_thresh`` is a candidate; NMS runs per class and image.
 
     With a WordTree each box gets one label, darknet's top-down decode (``tree_thresh``), scored with its
     absolute path probability.
@@ -36,38 +56,230 @@ def postprocess(
         input_hw: (height, width) of the network input in pixels.
         transforms: (B, 4) ``(scale_x, scale_y, pad_x, pad_y)`` of the eval transform; None = identity.
         orig_sizes: (B, 2) original (h, w) to clip boxes to; None = no clipping.
+        conf_thresh: minimum score of a candidate (strictly above).
+        nms_thresh: IoU above which a lower-scored box of the same class and image is suppressed.
+        max_det: detections kept per image (the highest scores after NMS).
+        pre_nms_topk: candidates kept per image before NMS (the highest scores); None or 0 = all (darknet).
+        tree: WordTree of a hierarchical head (YOLO9000); None = flat softmax.
+        tree_thresh: path-probability threshold of the top-down decode.
     Returns:
-        per image a dict with ``boxes`` (N, 4) xyxy in original pixels, ``scores`` (N,), ``labels`` (N,).
+        per image a dict with ``boxes`` (N, 4) xyxy in original pixels, ``scores`` (N,) sorted in decreasing
+        order, ``labels`` (N,) int64; N <= max_det.
     """
     reg = split_region(raw.float(), anchors.shape[0])
     bsz = raw.shape[0]
     boxes = decode_boxes(activate_xy(reg.xy, location), reg.wh, anchors.to(raw.device), location)
     if transforms is None:
         transforms = raw.new_tensor([1.0, 1.0, 0.0, 0.0]).expand(bsz, 4)
-    boxes = cxcywh_to_pixels(boxes.reshape(bsz, -1, 4), input_hw, transforms)  # (B, N, 4)
-    if orig_sizes is not None:
-        hw = orig_sizes.to(boxes.device, boxes.dtype)
-        limit = torch.stack([hw[:, 1], hw[:, 0], hw[:, 1], hw[:, 0]], -1).unsqueeze(1)
-        boxes = torch.minimum(boxes.clamp_min(0), limit)
-    obj = reg.obj.sigmoid().reshape(bsz, -1)  # (B, N)
-    logits = reg.cls.reshape(bsz, obj.shape[1], -1)  # (B, N, C)
+    # input pixels, then the eval transform's inverse (it owns the geometry): (B, N, 4) original pixels
+    boxes = boxes_to_original(cxcywh_to_xyxy_pixels(boxes.reshape(bsz, -1, 4), input_hw), transforms, orig_sizes)
+    obj = reg.obj.sigmoid()  # (B, A, H, W)
     if tree is None:
-        scores = obj.unsqueeze(-1) * logits.softmax(-1)  # (B, N, C)
-        b_idx, n_idx, c_idx = torch.nonzero(scores > conf_thresh, as_tuple=True)
-        s = scores[b_idx, n_idx, c_idx]
+        scores, box_idx, labels = flat_candidates(obj, reg.cls, conf_thresh, pre_nms_topk)
     else:
-        cond = tree.softmax(logits)
-        keep = obj > conf_thresh
-        b_idx, n_idx = torch.nonzero(keep, as_tuple=True)
-        c_idx = tree.top_down(cond[b_idx, n_idx], tree_thresh)
-        s = obj[b_idx, n_idx] * tree.absolute(cond[b_idx, n_idx]).gather(1, c_idx.unsqueeze(1)).squeeze(1)
-        ok = s > conf_thresh
-        b_idx, n_idx, c_idx, s = b_idx[ok], n_idx[ok], c_idx[ok], s[ok]
-    cand = boxes[b_idx, n_idx]
+        scores, box_idx, labels = tree_candidates(obj, reg.cls, tree, conf_thresh, tree_thresh, pre_nms_topk)
+    # (M,) candidates by image, then by decreasing score (1-D indexing: the cheap kind)
+    flat = torch.nonzero(torch.isfinite(scores).flatten()).flatten()
+    b_idx = flat // max(scores.shape[1], 1)
+    s, c_idx = scores.flatten()[flat], labels.flatten()[flat]
+    cand = boxes.reshape(-1, 4).index_select(0, b_idx * boxes.shape[1] + box_idx.flatten()[flat])  # (M, 4)
+    keep = class_nms(cand, s, b_idx, c_idx, nms_thresh, bsz, max_det)
+    return [{"boxes": cand[k], "scores": s[k], "labels": c_idx[k]} for k in keep]
+
+
+def _top_candidates(
+    scores: torch.Tensor, conf_thresh: float, pre_nms_topk: int | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``pre_nms_topk`` highest scores per image (all when None or 0), those not above ``conf_thresh`` as
+    -inf.
+
+    A candidate (above the threshold) outranks every non-candidate, so the top-k of the unmasked scores holds
+    the same candidates as the top-k of the candidates: no masking pass over all (box, class) pairs. Wide rows
+    (a 9418-class head: 8 M pairs per image) skip the full top-k: see :func:`_top_candidates_wide`.
+
+    Args:
+        scores: (B, M) scores (-inf = never a candidate).
+    Returns:
+        scores (B, K) in decreasing order and their indices (B, K) into M, K = min(pre_nms_topk, M).
+    """
+    k = scores.shape[1]
+    if pre_nms_topk:
+        k = min(k, pre_nms_topk)
+        if scores.shape[1] >= _WIDE * k:
+            found = _top_candidates_wide(scores, conf_thresh, k)
+            if found is not None:
+                return found
+    elif scores.numel():  # no cap: as many as the image with the most candidates
+        k = int((scores > conf_thresh).sum(1).max())
+    top, idx = scores.topk(k, dim=1)
+    return top.masked_fill(~(top > conf_thresh), float("-inf")), idx
+
+
+def _top_candidates_wide(scores: torch.Tensor, conf_thresh: float, k: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """:func:`_top_candidates` for rows much longer than ``k``, without a top-k over the whole rows.
+
+    Cut each row into ``2 k`` disjoint chunks: the k-th highest chunk maximum is a score of k different pairs,
+    so at most the row's k-th highest score. Only the pairs at or above it (and above ``conf_thresh``) are
+    ranked: about k of them for an untrained head (a row's noise), few for a trained one. Rows where they are
+    too many (ties, a near-constant head) return None: the caller runs the plain top-k.
+
+    Args:
+        scores: (B, M) scores, M >= 2 k.
+    Returns:
+        as :func:`_top_candidates` with K = k, or None.
+    """
+    bsz, width = scores.shape
+    chunks = 2 * k
+    chunk_max = scores[:, : chunks * (width // chunks)].view(bsz, chunks, -1).amax(2)  # (B, 2k)
+    kth = chunk_max.topk(k, dim=1).values[:, -1]  # (B,) <= each row's k-th highest score
+    cut = torch.maximum(torch.nextafter(kth, kth.new_tensor(float("-inf"))), kth.new_tensor(conf_thresh))
+    b_idx, j_idx = torch.nonzero(scores > cut.unsqueeze(1), as_tuple=True)  # (P,) each
+    if len(b_idx) > _WIDE_MAX * k * bsz:
+        return None
+    s = scores[b_idx, j_idx]
+    order = torch.sort(s, descending=True, stable=True).indices
+    order = order[torch.sort(b_idx[order], stable=True).indices]  # by row, then by decreasing score
+    b_idx, j_idx, s = b_idx[order], j_idx[order], s[order]
+    counts = torch.bincount(b_idx, minlength=bsz)
+    rank = torch.arange(len(b_idx), device=scores.device) - (torch.cumsum(counts, 0) - counts)[b_idx]
+    sel = rank < k
+    top = scores.new_full((bsz, k), float("-inf"))
+    idx = torch.zeros((bsz, k), dtype=torch.long, device=scores.device)
+    top[b_idx[sel], rank[sel]] = s[sel]
+    idx[b_idx[sel], rank[sel]] = j_idx[sel]
+    return top, idx
+
+
+def flat_candidates(
+    obj: torch.Tensor, logits: torch.Tensor, conf_thresh: float, pre_nms_topk: int | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The (box, class) pairs scoring ``obj * softmax(logits)`` above ``conf_thresh``, the ``pre_nms_topk``
+    highest per image.
+
+    Args:
+        obj: (B, A, H, W) objectness (after the sigmoid).
+        logits: (B, A, H, W, C) class logits.
+    Returns:
+        scores (B, K) in decreasing order, -inf in the slots of an image with fewer than K candidates;
+        box index (B, K) into the N = A * H * W boxes; class (B, K). K = min(pre_nms_topk, N * C).
+    """
     num_classes = logits.shape[-1]
-    keep = batched_nms(cand, s, b_idx * num_classes + c_idx, nms_thresh)  # sorted by score
-    out = []
-    for i in range(bsz):  # split per image (the NMS above ran once for the whole batch)
-        k = keep[b_idx[keep] == i][:max_det]
-        out.append({"boxes": cand[k], "scores": s[k], "labels": c_idx[k]})
+    scores = logits.softmax(-1).mul_(obj.unsqueeze(-1)).flatten(1)  # (B, N * C)
+    top, idx = _top_candidates(scores, conf_thresh, pre_nms_topk)  # (B, K)
+    return top, idx // num_classes, idx % num_classes
+
+
+def tree_candidates(
+    obj: torch.Tensor,
+    logits: torch.Tensor,
+    tree: WordTree,
+    conf_thresh: float,
+    tree_thresh: float,
+    pre_nms_topk: int | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """WordTree candidates: boxes with ``obj > conf_thresh`` get their top-down node (``tree_thresh``), scored
+    ``obj * P(node)`` (absolute path probability); those above ``conf_thresh``, the ``pre_nms_topk`` highest per
+    image.
+
+    Args:
+        obj: (B, A, H, W) objectness (after the sigmoid).
+        logits: (B, A, H, W, n) logits of the n tree nodes.
+    Returns:
+        as :func:`flat_candidates`: scores (B, K) (-inf = no candidate), box index (B, K) into the
+        N = A * H * W boxes, node (B, K).
+    """
+    b_idx, a_idx, h_idx, w_idx = torch.nonzero(obj > conf_thresh, as_tuple=True)  # (M,) each
+    cond = tree.softmax(logits[b_idx, a_idx, h_idx, w_idx])  # (M, n) P(node | parent), only the rows needed
+    obj = obj.flatten(1)  # (B, N)
+    n_idx = (a_idx * logits.shape[2] + h_idx) * logits.shape[3] + w_idx
+    node = tree.top_down(cond, tree_thresh)  # (M,)
+    path = tree.paths.to(obj.device)[node]  # (M, D), -1 padded
+    p_node = cond.gather(1, path.clamp_min(0)).masked_fill(path < 0, 1.0).prod(1)  # (M,) P(node)
+    s = obj[b_idx, n_idx] * p_node
+    dense = torch.full_like(obj, float("-inf"))  # (B, N)
+    dense[b_idx, n_idx] = s
+    labels = torch.zeros(obj.shape, dtype=torch.long, device=obj.device)
+    labels[b_idx, n_idx] = node
+    top, idx = _top_candidates(dense, conf_thresh, pre_nms_topk)  # (B, K)
+    return top, idx, labels.gather(1, idx)
+
+
+def class_nms(
+    boxes: torch.Tensor,
+    scores: torch.Tensor,
+    image: torch.Tensor,
+    label: torch.Tensor,
+    iou_thresh: float,
+    num_images: int,
+    max_det: int,
+    per_image: bool | None = None,
+) -> list[torch.Tensor]:
+    """Greedy NMS per (image, class) group, the first ``max_det`` kept boxes of each image; no loop over classes.
+
+    Every group is moved into its own coordinate range (offset ``group * span``, in float64 so that offsets of
+    up to images x classes groups keep sub-pixel precision), where boxes of other groups never overlap it: one
+    class-agnostic NMS call then equals per-group NMS (torchvision's ``batched_nms`` trick, without the
+    per-class loop it falls back to for large inputs).
+
+    Greedy NMS decides a box from the higher-scored boxes only, so an image whose ``m`` best candidates already
+    keep ``max_det`` boxes is finished: NMS first runs on ``2 * max_det`` candidates per image and widens (x4,
+    a few rounds at most) only for images that keep fewer. The result equals NMS over all candidates.
+
+    Args:
+        boxes: (M, 4) xyxy candidates, grouped by image and in decreasing score order within each image (as
+            :func:`postprocess` makes them); scores (M,); image (M,) image index; label (M,) class.
+        per_image: one NMS call per image (the CPU kernel costs candidates x kept boxes per call) or one call
+            per round over all unfinished images (GPU: few launches and host syncs); None = by the device.
+    Returns:
+        per image the kept indices into M, in decreasing score order, at most ``max_det``.
+    """
+    empty = image.new_zeros(0)
+    if boxes.shape[0] == 0 or max_det <= 0:
+        return [empty] * num_images
+    # a diverging network's inf / nan sizes: clamped so that the group offsets stay finite
+    b64 = boxes.double().nan_to_num(0.0).clamp(-_FAR, _FAR)
+    lo, hi = torch.aminmax(b64)
+    group = image * (int(label.max()) + 1) + label
+    shifted = b64 - lo + (group * (hi - lo + 1)).unsqueeze(1)  # (M, 4)
+    s64 = scores.double()
+    counts = torch.bincount(image, minlength=num_images)
+    starts = torch.cumsum(counts, 0) - counts
+    n_img, first = counts.tolist(), starts.tolist()
+    out = [empty] * num_images
+    m = 2 * max_det
+    if per_image is None:
+        per_image = boxes.device.type == "cpu"
+    if per_image:
+        for b in range(num_images):  # per image: bounded by the batch size, a few NMS calls each
+            n, lo_b, mb = n_img[b], first[b], m
+            while n:
+                keep = nms(shifted[lo_b : lo_b + min(mb, n)], s64[lo_b : lo_b + min(mb, n)], iou_thresh)
+                if len(keep) >= max_det or mb >= n:
+                    out[b] = lo_b + keep[:max_det]
+                    break
+                mb *= 4
+        return out
+    rank = torch.arange(len(image), device=image.device) - starts[image]
+    pending = [b for b in range(num_images) if n_img[b]]
+    while pending:  # one NMS call per round over every unfinished image
+        todo = torch.zeros(num_images, dtype=torch.bool, device=image.device)
+        todo[pending] = True
+        idx = torch.nonzero(todo[image] & (rank < m)).flatten()
+        keep = idx[nms(shifted[idx], s64[idx], iou_thresh)]  # decreasing score
+        firsts = _first_per_image(keep, image[keep], num_images, max_det)
+        kept = torch.bincount(image[keep], minlength=num_images).tolist()
+        for b in pending:
+            out[b] = firsts[b]
+        pending = [b for b in pending if kept[b] < max_det and m < n_img[b]]
+        m *= 4
     return out
+
+
+def _first_per_image(keep: torch.Tensor, image: torch.Tensor, num_images: int, max_det: int) -> list[torch.Tensor]:
+    """Split ``keep`` (K,) (score order) by ``image`` (K,), the first ``max_det`` of each image."""
+    order = torch.sort(image, stable=True).indices  # grouped by image, score order kept within each
+    counts = torch.bincount(image, minlength=num_images)
+    starts = torch.cumsum(counts, 0) - counts
+    rank = torch.arange(len(keep), device=keep.device) - starts[image[order]]
+    sel = order[rank < max_det]
+    return list(torch.split(keep[sel], counts.clamp_max(max_det).tolist()))

@@ -1,8 +1,8 @@
 """Sweep summaries: one row per configuration of a Hydra multirun, seeds grouped, with the paper's numbers.
 
 Per job folder ``<sweep dir>/<job num>/`` it reads ``.hydra/overrides.yaml`` (the configuration = the overrides
-minus ``seed``), ``.hydra/config.yaml`` (the seed, the experiment's ``paper`` block), ``config.yaml`` (the
-resolved config train.py writes: ``anchors_avg_iou``), ``metrics.json`` and ``failed.json``. It writes
+minus ``seed``), ``.hydra/config.yaml`` (the seed, the experiment's ``paper`` block), ``build.json`` (what
+train.py's build computed: ``anchors_avg_iou``), ``metrics.json`` and ``failed.json``. It writes
 ``summary.md``, ``summary.csv`` and ``summary.png`` into the sweep folder. Used by the Hydra callback
 :class:`yolo9000.callbacks.sweep_summary.SweepSummary` (after each job and at the end of a multirun) and by
 ``python src/report.py <sweep dir>``.
@@ -77,7 +77,7 @@ COLUMNS: tuple[Column, ...] = (
 class JobResult:
     """What one job of a sweep left behind.
 
-    ``values``: the numbers of metrics.json (+ ``anchors_avg_iou`` from config.yaml), unscaled;
+    ``values``: the numbers of metrics.json (+ ``anchors_avg_iou`` from build.json), unscaled;
     ``per_class``: AP@0.5 per class; ``status``: ``ok`` (metrics.json), ``failed`` (failed.json) or ``missing``
     (neither: still running, killed, or the job does not write metrics).
     """
@@ -190,9 +190,10 @@ def load_job(path: Path) -> JobResult | None:
         except json.JSONDecodeError:
             job.error = "unreadable failed.json"
         job.status = "failed"
-    resolved = _read_yaml(path / "config.yaml") or {}
-    if isinstance(resolved.get("anchors_avg_iou"), int | float):
-        job.values["anchors_avg_iou"] = float(resolved["anchors_avg_iou"])
+    build_file = path / "build.json"  # what the build computed (train.py), also for jobs that failed later
+    built = json.loads(build_file.read_text()) if build_file.is_file() else {}
+    if isinstance(built.get("anchors_avg_iou"), int | float):
+        job.values["anchors_avg_iou"] = float(built["anchors_avg_iou"])
     return job
 
 

@@ -31,7 +31,7 @@ def atomic_save_checkpoint(trainer: pl.Trainer, path: str | Path) -> None:
     file). Call on every rank (the trainer gathers the state); rank 0 writes."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    trainer.save_checkpoint(tmp)
+    trainer.save_checkpoint(tmp, weights_only=False)  # the full training state
     if trainer.is_global_zero:
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())

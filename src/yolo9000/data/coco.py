@@ -11,13 +11,14 @@ import json
 import logging
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .image_io import ImageDecodeError, image_size
-from .records import DetectionRecord, IssueLog, canonical_split, class_index, hash_split, sanitize_boxes
+from .records import DetectionRecord, IssueLog, class_index, sanitize_boxes, size_or_header
+from .splits import canonical_split, hash_split
 from .voc import DEFAULT_SPLIT_FRACTIONS, log_once
 
 logger = logging.getLogger("yolo9000.data")
@@ -215,17 +216,24 @@ class COCOParser:
         """Parse the split's images of the JSON file; problems go to ``issues`` (default: ``"error"`` log)."""
         issues = issues if issues is not None else IssueLog("error")
         data = self._load()
-        ann_file, share, fractions, how = self.plan()
+        ann_file = self.plan()[0]
         names = list(class_names) if class_names is not None else self.discover_class_names()
         if not names:
             raise ValueError(f"{ann_file}: no class names (no categories and none configured)")
-        cls_idx = class_index(names)
-        cat_to_cls: dict[int, int | None] = {}
-        cat_names: dict[int, str] = {}
-        for c in data.get("categories", []):
-            cat_names[int(c["id"])] = str(c["name"])
-            cat_to_cls[int(c["id"])] = cls_idx.get(str(c["name"]))
+        categories = _categories(data, class_index(names))
+        images = self._split_images(data)
+        per_image = _annotations_per_image(data, images, ann_file, issues)
+        image_dir = self.image_dir([str(im.get("file_name") or "") for im in images.values()])
+        records = []
+        for img_id, im in images.items():
+            rec = _record(im, per_image.get(img_id, []), image_dir, ann_file, categories, names, issues)
+            if rec is not None:
+                records.append(rec)
+        return records
 
+    def _split_images(self, data: Mapping[str, Any]) -> dict[Any, dict[str, Any]]:
+        """The JSON's images of this split (its hash share for a derived split) by image id; logs the choice."""
+        ann_file, share, fractions, how = self.plan()
         images = {im["id"]: im for im in data.get("images", [])}
         if share is not None:
             assert fractions is not None
@@ -241,61 +249,90 @@ class COCOParser:
             len(images),
             how,
         )
-        per_image: dict[Any, list[dict[str, Any]]] = defaultdict(list)
-        all_ids = {im["id"] for im in data.get("images", [])}
-        for ann in data.get("annotations", []):
-            if ann.get("image_id") not in all_ids:
-                issues.report(
-                    ann_file,
-                    "annotation for an unknown image id",
-                    action="drop_box",
-                    detail=f"annotation {ann.get('id')} image_id {ann.get('image_id')}",
-                )
-                continue
-            if ann["image_id"] in images:
-                per_image[ann["image_id"]].append(ann)
+        return images
 
-        image_dir = self.image_dir([str(im.get("file_name") or "") for im in images.values()])
-        records = []
-        for img_id, im in images.items():
-            file_name = im.get("file_name")
-            image_path = image_dir / str(file_name)
-            tag = f"{ann_file.name}[{file_name}]"
-            if not file_name or not image_path.is_file():
-                issues.report(
-                    image_path, "missing image file", action="skip_image", detail=f"listed in {ann_file.name}"
-                )
-                continue
-            width, height = im.get("width"), im.get("height")
-            if not width or not height or int(width) <= 0 or int(height) <= 0:
-                try:
-                    width, height = image_size(image_path)
-                except ImageDecodeError as e:
-                    issues.report(tag, "missing size and unreadable image", action="skip_image", detail=e.detail)
-                    continue
-                issues.fixed(tag, "missing or 0x0 size, size read from the image header", detail=f"{width}x{height}")
-            width, height = int(width), int(height)
 
-            boxes, labels, crowd = [], [], []
-            anns = per_image.get(img_id, [])
-            if not anns:
-                issues.note(image_path, "no objects, kept as a negative")
-            for ann in anns:
-                cat = ann.get("category_id")
-                cls = cat_to_cls.get(cat) if cat is not None else None
-                if cls is None:
-                    name = cat_names.get(cat, f"id {cat}")  # type: ignore[arg-type]
-                    issues.report(tag, f"unknown class '{name}'", action="drop_box")
-                    continue
-                bbox = ann.get("bbox")
-                if not isinstance(bbox, (list, tuple)) or len(bbox) != 4:
-                    issues.report(tag, "missing or malformed bbox", action="drop_box", detail=str(bbox))
-                    continue
-                boxes.append([float(v) for v in bbox])
-                labels.append(cls)
-                crowd.append(bool(ann.get("iscrowd", 0)))
-            b = np.asarray(boxes, np.float32).reshape(-1, 4)
-            b[:, 2:] += b[:, :2]  # xywh -> xyxy
-            b, lab, dif = sanitize_boxes(b, labels, crowd, width, height, tag, issues, names)
-            records.append(DetectionRecord(image_path, Path(str(file_name)).stem, width, height, b, lab, dif))
-        return records
+@dataclass(frozen=True)
+class _Categories:
+    """The JSON's categories: class index (None: not in the class list) and name per category id."""
+
+    to_class: dict[int, int | None]
+    names: dict[int, str]
+
+
+def _categories(data: Mapping[str, Any], cls_idx: Mapping[str, int]) -> _Categories:
+    """Map each category of the JSON to its index in the class list (by name)."""
+    cats = _Categories({}, {})
+    for c in data.get("categories", []):
+        cats.names[int(c["id"])] = str(c["name"])
+        cats.to_class[int(c["id"])] = cls_idx.get(str(c["name"]))
+    return cats
+
+
+def _annotations_per_image(
+    data: Mapping[str, Any], images: Mapping[Any, Any], ann_file: Path, issues: IssueLog
+) -> dict[Any, list[dict[str, Any]]]:
+    """The annotations of each image of ``images``; those of an image id not in the JSON are reported."""
+    per_image: dict[Any, list[dict[str, Any]]] = defaultdict(list)
+    all_ids = {im["id"] for im in data.get("images", [])}
+    for ann in data.get("annotations", []):
+        if ann.get("image_id") not in all_ids:
+            issues.report(
+                ann_file,
+                "annotation for an unknown image id",
+                action="drop_box",
+                detail=f"annotation {ann.get('id')} image_id {ann.get('image_id')}",
+            )
+            continue
+        if ann["image_id"] in images:
+            per_image[ann["image_id"]].append(ann)
+    return per_image
+
+
+def _image_size(im: Mapping[str, Any], image_path: Path, tag: str, issues: IssueLog) -> tuple[int, int] | None:
+    """The JSON's width and height, or the image header's when they are missing or 0 (fixed); None: unreadable."""
+    return size_or_header(im.get("width"), im.get("height"), image_path, tag, issues)
+
+
+def _record(
+    im: Mapping[str, Any],
+    anns: Sequence[Mapping[str, Any]],
+    image_dir: Path,
+    ann_file: Path,
+    categories: _Categories,
+    names: Sequence[str],
+    issues: IssueLog,
+) -> DetectionRecord | None:
+    """The record of one JSON image and its annotations (None: image skipped, reported to ``issues``)."""
+    file_name = im.get("file_name")
+    image_path = image_dir / str(file_name)
+    tag = f"{ann_file.name}[{file_name}]"
+    if not file_name or not image_path.is_file():
+        issues.report(image_path, "missing image file", action="skip_image", detail=f"listed in {ann_file.name}")
+        return None
+    size = _image_size(im, image_path, tag, issues)
+    if size is None:
+        return None
+    width, height = size
+
+    boxes, labels, crowd = [], [], []
+    if not anns:
+        issues.note(image_path, "no objects, kept as a negative")
+    for ann in anns:
+        cat = ann.get("category_id")
+        cls = categories.to_class.get(cat) if cat is not None else None
+        if cls is None:
+            name = categories.names.get(cat, f"id {cat}")  # type: ignore[arg-type]
+            issues.report(tag, f"unknown class '{name}'", action="drop_box")
+            continue
+        bbox = ann.get("bbox")
+        if not isinstance(bbox, (list, tuple)) or len(bbox) != 4:
+            issues.report(tag, "missing or malformed bbox", action="drop_box", detail=str(bbox))
+            continue
+        boxes.append([float(v) for v in bbox])
+        labels.append(cls)
+        crowd.append(bool(ann.get("iscrowd", 0)))
+    b = np.asarray(boxes, np.float32).reshape(-1, 4)
+    b[:, 2:] += b[:, :2]  # xywh -> xyxy
+    b, lab, dif = sanitize_boxes(b, labels, crowd, width, height, tag, issues, names)
+    return DetectionRecord(image_path, Path(str(file_name)).stem, width, height, b, lab, dif)

@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
-import pytorch_lightning as pl
-import torch
-from torch.utils.data import DataLoader, DistributedSampler, Sampler, SequentialSampler
+from torch.utils.data import DataLoader
+
+from yolo9000.models import STRIDE
 
 from .dataset import DetectionCollate, DetectionDataset
 from .multiscale import MultiScaleBatchSampler, resolve_sizes
 from .records import DetectionRecord, IssueLog, default_report_path, write_issue_report
-from .resumable import ResumableDataLoader, trainer_position
+from .sharded import ShardedDataModule
+from .sharded import plain as _plain
 from .transforms import AugmentConfig, DetectionTransform
 from .voc import reset_decision_log
 
@@ -51,7 +52,7 @@ class MultiScaleConfig:
     sizes: list[int] | None = None
     min_size: int = 320
     max_size: int = 608
-    step: int = 32
+    step: int = STRIDE
     period: int = 10
     seed: int = 0
     fixed_size: int | None = None
@@ -76,31 +77,6 @@ class MultiScaleConfig:
         return resolve_sizes(self.sizes, self.min_size, self.max_size, self.step)
 
 
-class _ShardSampler(Sampler[int]):
-    """Unpadded, unshuffled DDP shard for evaluation: indices ``rank, rank + world, ...`` (every image is
-    evaluated exactly once; ranks may get one image more or less)."""
-
-    def __init__(self, n: int, rank: int, world_size: int) -> None:
-        self.n, self.rank, self.world_size = n, rank, world_size
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(range(self.rank, self.n, self.world_size))
-
-    def __len__(self) -> int:
-        return len(range(self.rank, self.n, self.world_size))
-
-
-def _plain(x: Any) -> Any:
-    """OmegaConf containers -> Python containers (leaves other objects alone)."""
-    try:
-        from omegaconf import DictConfig, ListConfig, OmegaConf
-    except ImportError:  # pragma: no cover
-        return x
-    if isinstance(x, (DictConfig, ListConfig)):
-        return OmegaConf.to_container(x, resolve=True)
-    return x
-
-
 def _as_parsers(spec: Any, split: str) -> list[AnnotationParser]:
     """A parser, a ``_target_`` mapping, or a list of those -> list of parsers."""
     if spec is None:
@@ -117,108 +93,6 @@ def _as_parsers(spec: Any, split: str) -> list[AnnotationParser]:
             out.extend(_as_parsers(s, split))
         return out
     raise TypeError(f"data.{split}: expected a parser (with _target_) or a list of parsers, got {type(spec)}")
-
-
-class ShardedDataModule(pl.LightningDataModule):
-    """What the detection and classification DataModules share: ``max_images`` limits, DDP rank/world from the
-    trainer, lazy ``setup`` per split, and unpadded evaluation shards (every image evaluated exactly once).
-
-    Subclasses set ``datasets``, ``max_images``, ``num_workers``, ``pin_memory``, ``persistent_workers``,
-    ``eval_batch_size`` and implement ``collate_fn()`` and ``train_dataloader()``.
-    """
-
-    datasets: dict[str, Any]
-    _epoch = 0  # position of the next training batch: epoch ...
-    _start_batch = 0  # ... and batch (restored by load_state_dict, applied when the sampler is built)
-    _train_batch_sampler: MultiScaleBatchSampler | None = None
-
-    def collate_fn(self) -> Any:
-        raise NotImplementedError
-
-    # ----------------------------------------------------------------------------- resumable training
-    # Training batches come from a MultiScaleBatchSampler (shuffle, input size and every sample's augmentation
-    # seed are pure functions of seed, epoch and batch) wrapped in a ResumableDataLoader. The position of the next
-    # batch, (epoch, batch), is saved with the DataModule: Lightning restores the DataModule before it first
-    # builds the training loader (configure_optimizers already asks for the number of steps), so the sampler
-    # starts where an interrupted run stopped. The loader's own state holds the same position for Lightning's
-    # resumability check.
-    def _train_batch_sampler_for(self, ds: Any, sizes: Sequence[int], **kwargs: Any) -> MultiScaleBatchSampler:
-        """A batch sampler over a DDP-sharded shuffle of ``ds`` (``kwargs``: :class:`MultiScaleBatchSampler`'s),
-        starting at the restored position."""
-        world, rank = self._dist()
-        base = DistributedSampler(ds, num_replicas=world, rank=rank, shuffle=True, seed=self.seed, drop_last=False)
-        sampler = MultiScaleBatchSampler(base, self.batch_size, self.drop_last, sizes, aug_seed=self.seed, **kwargs)
-        sampler.start_at(self._epoch, self._start_batch)
-        self._start_batch = 0
-        return sampler
-
-    def _resumable_train_loader(self, batch_sampler: MultiScaleBatchSampler) -> DataLoader:
-        self._train_batch_sampler = batch_sampler
-        return ResumableDataLoader(
-            self._dataset("train"), batch_sampler=batch_sampler, position=self._train_position, **self._loader_kwargs()
-        )
-
-    def _train_position(self) -> tuple[int, int]:
-        """(epoch, batch) of the next training batch (what a checkpoint written now resumes from)."""
-        return trainer_position(getattr(self, "trainer", None), self._epoch)
-
-    def state_dict(self) -> dict[str, Any]:
-        epoch, batch = self._train_position()
-        return {"epoch": epoch, "batch": batch}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self._epoch = int(state_dict.get("epoch", 0))
-        self._start_batch = int(state_dict.get("batch", 0))
-        if self._train_batch_sampler is not None:
-            self._train_batch_sampler.start_at(self._epoch, self._start_batch)
-            self._start_batch = 0
-
-    def _limit(self, split: str) -> int | None:
-        if self.max_images is None:
-            return None
-        if isinstance(self.max_images, Mapping):
-            v = self.max_images.get(split)
-            return int(v) if v is not None else None
-        return int(self.max_images)
-
-    def _dist(self) -> tuple[int, int]:
-        trainer = getattr(self, "trainer", None)
-        if trainer is None:
-            return 1, 0
-        return int(trainer.world_size), int(trainer.global_rank)
-
-    def _rank_zero(self) -> bool:
-        return self._dist()[1] == 0
-
-    def _dataset(self, split: str) -> Any:
-        if split not in self.datasets:
-            self.setup({"train": "fit", "val": "validate", "test": "test"}[split])
-        if split not in self.datasets:
-            raise ValueError(f"data.{split} is not configured")
-        return self.datasets[split]
-
-    def _loader_kwargs(self) -> dict[str, Any]:
-        return {
-            "num_workers": self.num_workers,
-            "pin_memory": self.pin_memory and torch.cuda.is_available(),
-            "persistent_workers": self.persistent_workers and self.num_workers > 0,
-            "collate_fn": self.collate_fn(),
-        }
-
-    def _eval_loader(self, split: str) -> DataLoader:
-        ds = self._dataset(split)
-        world, rank = self._dist()
-        sampler = _ShardSampler(len(ds), rank, world) if world > 1 else SequentialSampler(ds)
-        return DataLoader(ds, batch_size=self.eval_batch_size, sampler=sampler, **self._loader_kwargs())
-
-    def val_dataloader(self) -> DataLoader:
-        return self._eval_loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._eval_loader("test")
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._eval_loader("test")
 
 
 class DetectionDataModule(ShardedDataModule):
@@ -303,8 +177,8 @@ class DetectionDataModule(ShardedDataModule):
         self.num_workers = int(num_workers)
         self.pin_memory = bool(pin_memory)
         self.persistent_workers = bool(persistent_workers)
-        if int(img_size) % 32:
-            raise ValueError(f"img_size must be a multiple of 32, got {img_size}")
+        if int(img_size) % STRIDE:
+            raise ValueError(f"img_size must be a multiple of {STRIDE}, got {img_size}")
         self.img_size = int(img_size)
         self.multiscale = MultiScaleConfig.from_mapping(_plain(multiscale))
         self.sizes = self.multiscale.resolved_sizes()
@@ -372,13 +246,15 @@ class DetectionDataModule(ShardedDataModule):
         )
 
     def setup(self, stage: str | None = None) -> None:
-        """Parse the splits the stage needs (once each) and log the problem summary."""
+        """Parse the splits the stage needs (once each) and log the problem summary (when a split was added)."""
+        added = False
         for split in _STAGE_SPLITS.get(stage, SPLITS):
             if split not in self.datasets:
                 ds = self._build(split)
                 if ds is not None:
                     self.datasets[split] = ds
-        if self._rank_zero():
+                    added = True
+        if added and self._rank_zero():
             parts = [
                 f"{s}: {len(d)} images, {sum(len(r.boxes) for r in d.records)} boxes" for s, d in self.datasets.items()
             ]

@@ -28,6 +28,9 @@ __all__ = [
 # per-image flags the datasets set at load time (in shared memory, so DataLoader workers' findings reach the main
 # process); :func:`load_time_issues` turns them back into named issues
 LOAD_FAILED, CONVERTED, SIZE_MISMATCH = 1, 2, 4
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")  # image files the readers take
+
 SIZE_MISMATCH_REASON = "annotation size differs from the image, boxes rescaled"
 
 # PIL format names expected for a file extension (content that differs is decoded anyway, and noted)

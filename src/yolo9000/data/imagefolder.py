@@ -21,10 +21,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
+from yolo9000.models import STRIDE
+
 from .classify_transforms import ClassificationTransform, ClassifyAugmentConfig
-from .datamodule import ShardedDataModule, _plain
 from .image_io import CONVERTED, LOAD_FAILED, ImageDecodeError, load_time_issues, read_image_notes
 from .records import DataError, Issue, IssueLog, class_index, default_report_path, write_issue_report
+from .sharded import ShardedDataModule
+from .sharded import plain as _plain
 
 logger = logging.getLogger("yolo9000.data")
 
@@ -306,8 +309,8 @@ class ClassificationDataModule(ShardedDataModule):
         self.num_workers = int(num_workers)
         self.pin_memory = bool(pin_memory)
         self.persistent_workers = bool(persistent_workers)
-        if int(img_size) % 32:
-            raise ValueError(f"img_size must be a multiple of 32, got {img_size}")
+        if int(img_size) % STRIDE:
+            raise ValueError(f"img_size must be a multiple of {STRIDE}, got {img_size}")
         self.img_size = int(img_size)
         self.augment = ClassifyAugmentConfig.from_mapping(_plain(augment))
         self.issues = IssueLog(on_error)  # type: ignore[arg-type]
@@ -379,12 +382,14 @@ class ClassificationDataModule(ShardedDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         """Scan the splits the stage needs (once each) and log the sizes and the problem summary."""
+        added = False
         for split in _STAGE_SPLITS.get(stage, ("train", "val", "test")):
             if split not in self.datasets:
                 ds = self._build(split)
                 if ds is not None:
                     self.datasets[split] = ds
-        if self._rank_zero():
+                    added = True
+        if added and self._rank_zero():
             parts = [f"{s}: {len(d)} images" for s, d in self.datasets.items()]
             logger.info("data (%d classes) %s; %s", self.num_classes, "; ".join(parts), self.issue_summary())
 

@@ -18,19 +18,21 @@ from typing import Any
 
 from torch.utils.data import Sampler
 
+from yolo9000.models import STRIDE
+
 __all__ = ["MultiScaleBatchSampler", "resolve_sizes", "sample_seed", "size_for_batch"]
 
 
 def resolve_sizes(
-    sizes: Sequence[int] | None = None, min_size: int = 320, max_size: int = 608, step: int = 32
+    sizes: Sequence[int] | None = None, min_size: int = 320, max_size: int = 608, step: int = STRIDE
 ) -> list[int]:
-    """Explicit ``sizes``, else ``range(min_size, max_size + 1, step)``; all must be multiples of 32."""
+    """Explicit ``sizes``, else ``range(min_size, max_size + 1, step)``; all must be multiples of the stride."""
     out = [int(s) for s in sizes] if sizes else list(range(int(min_size), int(max_size) + 1, int(step)))
     if not out:
         raise ValueError(f"empty multi-scale size set (sizes={sizes}, min={min_size}, max={max_size}, step={step})")
-    bad = [s for s in out if s <= 0 or s % 32]
+    bad = [s for s in out if s <= 0 or s % STRIDE]
     if bad:
-        raise ValueError(f"multi-scale sizes must be positive multiples of 32 (the network stride), got {bad}")
+        raise ValueError(f"multi-scale sizes must be positive multiples of {STRIDE} (the network stride), got {bad}")
     return out
 
 

@@ -261,6 +261,28 @@ class TransformOutput:
     n_dropped: int
 
 
+def boxes_to_original(
+    boxes: torch.Tensor, params: torch.Tensor, orig_sizes: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The inverse of the transform's geometry: xyxy boxes in network-input pixels -> original image pixels.
+
+    Args:
+        boxes: (B, N, 4) xyxy in input pixels.
+        params: (B, 4) ``(scale_x, scale_y, pad_x, pad_y)`` of :class:`DetectionTransform` (input = orig * scale
+            + pad).
+        orig_sizes: (B, 2) original ``(h, w)`` to clip to; None = no clipping.
+    Returns:
+        (B, N, 4) xyxy in original pixels.
+    """
+    sx, sy, px, py = params.to(boxes.device, boxes.dtype).unsqueeze(1).unbind(-1)
+    out = (boxes - torch.stack([px, py, px, py], -1)) / torch.stack([sx, sy, sx, sy], -1)
+    if orig_sizes is not None:
+        hw = orig_sizes.to(boxes.device, boxes.dtype)
+        limit = torch.stack([hw[:, 1], hw[:, 0], hw[:, 1], hw[:, 0]], -1).unsqueeze(1)
+        out = torch.minimum(out.clamp_min(0), limit)
+    return out
+
+
 class DetectionTransform:
     """Train or eval transform of one image with its boxes at a given square input size.
 
@@ -317,6 +339,16 @@ class DetectionTransform:
             steps = [A.Resize(size, size, interpolation=interp)]
         bbox_params = A.BboxParams(format="pascal_voc", label_fields=["idx"], clip=True)
         return A.Compose(steps, bbox_params=bbox_params)
+
+    def resize(self, image: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """The eval resize of an image alone (inference): uint8 (H, W, 3) -> (uint8 (size, size, 3), params
+        float32 (4,)); :meth:`to_original` maps the network's boxes back with ``params``."""
+        comp = self.compose(size) if not self.train else DetectionTransform(False, self.cfg).compose(size)
+        out = comp(image=image, bboxes=np.zeros((0, 4), np.float32), idx=np.zeros(0, np.int64))
+        h, w = image.shape[:2]
+        return out["image"], self.eval_params(w, h, size)
+
+    to_original = staticmethod(boxes_to_original)
 
     def eval_params(self, width: int, height: int, size: int) -> np.ndarray:
         """(scale_x, scale_y, pad_x, pad_y) of the eval transform for an image of ``width x height``."""

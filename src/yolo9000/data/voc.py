@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .image_io import ImageDecodeError, image_size
+from .image_io import IMAGE_SUFFIXES
 from .records import (
     SPLIT_ALIASES,
     DetectionRecord,
@@ -26,13 +26,13 @@ from .records import (
     hash_split,
     read_list_file,
     sanitize_boxes,
+    size_or_header,
 )
 
 logger = logging.getLogger("yolo9000.data")
 
 DEFAULT_SPLIT_FRACTIONS = {"train": 0.7, "val": 0.15, "test": 0.15}
 DEFAULT_IMAGE_DIR, DEFAULT_ANN_DIR, DEFAULT_SPLIT_FILES = "JPEGImages", "Annotations", "ImageSets/Main"
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
 _OTHER_EXTS = (".jpg", ".jpeg", ".png", ".JPG", ".JPEG", ".PNG", ".bmp", ".webp", ".tif", ".tiff")
 # tried, in order, when the default folder is missing (the folder itself: XML files next to the images)
 _IMAGE_DIR_FALLBACKS = ("images", "Images", "imgs", "img", ".")
@@ -373,14 +373,17 @@ class VOCParser:
             issues.report(xml_path, "missing image file", action="skip_image", detail=str(self.image_dir / expected))
             return None
 
-        width, height = _int_or_none(root.findtext("size/width")), _int_or_none(root.findtext("size/height"))
-        if not width or not height or width <= 0 or height <= 0:
-            try:
-                width, height = image_size(image_path)
-            except ImageDecodeError as e:
-                issues.report(xml_path, "missing size and unreadable image", action="skip_image", detail=e.detail)
-                return None
-            issues.fixed(xml_path, "missing or 0x0 <size>, size read from the image header", detail=f"{width}x{height}")
+        size = size_or_header(
+            _int_or_none(root.findtext("size/width")),
+            _int_or_none(root.findtext("size/height")),
+            image_path,
+            xml_path,
+            issues,
+            "<size>",
+        )
+        if size is None:
+            return None
+        width, height = size
 
         boxes, labels, difficult = [], [], []
         objects = list(root.iter("object"))

@@ -17,38 +17,20 @@ from typing import Any
 import numpy as np
 import yaml
 
-from .image_io import ImageDecodeError, image_size
-from .records import (
-    SPLIT_ALIASES,
-    DetectionRecord,
-    IssueLog,
-    canonical_split,
-    expand_split,
-    hash_split,
-    read_list_file,
-    sanitize_boxes,
-)
+from .image_io import IMAGE_SUFFIXES, ImageDecodeError, image_size
+from .records import DetectionRecord, IssueLog, sanitize_boxes
+from .splits import SPLIT_ALIASES, canonical_split, expand_split, hash_split, read_list_file
 from .voc import DEFAULT_SPLIT_FRACTIONS, log_once
+from .yolo_labels import label_boxes, label_path_for, read_label_rows
 
 logger = logging.getLogger("yolo9000.data")
 
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 NAMES_FILES = ("classes.names", "classes.txt", "obj.names", "labels/classes.txt")  # tried when nothing else names
 _NOT_LABELS = {"classes", "obj", "names", "labels", "notes", "readme"}  # .txt stems in label folders that aren't labels
 
 
-def label_path_for(image_path: Path) -> Path:
-    """darknet's rule: the last ``images`` / ``JPEGImages`` folder becomes ``labels``, the suffix ``.txt``."""
-    parts = list(image_path.parts)
-    for k in range(len(parts) - 2, -1, -1):
-        if parts[k] in ("images", "JPEGImages"):
-            parts[k] = "labels"
-            break
-    return Path(*parts).with_suffix(".txt")
-
-
 def _images_under(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTS and p.is_file())
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
 def _split_of_folder(name: str) -> str | None:
@@ -407,6 +389,7 @@ class YOLOTxtParser:
                     )
 
     def _parse_one(self, image_path: Path, names: Sequence[str], issues: IssueLog) -> DetectionRecord | None:
+        """One image and its label file (None: image skipped, reported to ``issues``)."""
         label_path = label_path_for(image_path)
         if not image_path.is_file():
             issues.report(image_path, "missing image file", action="skip_image")
@@ -416,39 +399,11 @@ class YOLOTxtParser:
         except ImageDecodeError as e:
             issues.report(image_path, e.reason, action="skip_image", detail=e.detail)
             return None
-        rows: list[list[float]] = []
-        if not label_path.is_file():
-            issues.note(image_path, "no label file, kept as a negative", detail=str(label_path))
-        else:
-            lines = label_path.read_text().splitlines()
-            if not any(ln.strip() for ln in lines):
-                issues.note(image_path, "empty label file, kept as a negative")
-            for n, line in enumerate(lines, 1):
-                fields = line.split()
-                if not fields:
-                    continue
-                try:
-                    vals = [float(v) for v in fields]
-                except ValueError:
-                    vals = []
-                if len(vals) > 5 and len(vals) % 2 == 1 and vals[0].is_integer():  # polygon: cls x1 y1 x2 y2 ...
-                    xs, ys = np.asarray(vals[1::2]), np.asarray(vals[2::2])
-                    x0, x1, y0, y1 = xs.min(), xs.max(), ys.min(), ys.max()
-                    issues.fixed(label_path, "polygon label converted to its bounding box", detail=f"line {n}")
-                    vals = [vals[0], (x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0]
-                if len(vals) != 5 or not vals[0].is_integer():
-                    issues.report(label_path, "malformed label line", action="drop_box", detail=f"line {n}: {line!r}")
-                    continue
-                if not 0 <= vals[0] < len(names):
-                    issues.report(label_path, f"unknown class '{int(vals[0])}'", action="drop_box", detail=f"line {n}")
-                    continue
-                rows.append(vals)
-        a = np.asarray(rows, np.float64).reshape(-1, 5)
-        scale = np.array([width, height, width, height], np.float64)
-        cxcy, wh = a[:, 1:3], a[:, 3:5]
-        boxes = np.concatenate([cxcy - wh / 2, cxcy + wh / 2], axis=1) * scale
-        labels = a[:, 0].astype(np.int64)
-        b, lab, dif = sanitize_boxes(boxes, labels, np.zeros(len(a), bool), width, height, label_path, issues, names)
+        rows = read_label_rows(label_path, image_path, len(names), issues)
+        boxes, labels = label_boxes(rows, width, height)
+        b, lab, dif = sanitize_boxes(
+            boxes, labels, np.zeros(len(labels), bool), width, height, label_path, issues, names
+        )
         return DetectionRecord(image_path, image_path.stem, width, height, b, lab, dif)
 
 

@@ -13,6 +13,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from yolo9000.models import STRIDE
 from yolo9000.models.darknet19 import Darknet19, scaled
 from yolo9000.models.layers import ConvBNLeaky, Reorg
 
@@ -117,7 +118,8 @@ class YOLOv2(nn.Module):
             b, _, h, w = y.shape
             if (h, w) != (self.fc_grid, self.fc_grid):
                 raise ValueError(
-                    f"the fc head is built for a {self.fc_grid * 32}x{self.fc_grid * 32} input, got {h * 32}x{w * 32}"
+                    f"the fc head is built for a {self.fc_grid * STRIDE}x{self.fc_grid * STRIDE} input, "
+                    f"got {h * STRIDE}x{w * STRIDE}"
                     " (turn multi-scale off for head=fc)"
                 )
             return self.pred(y).view(b, self.out_channels, h, w)

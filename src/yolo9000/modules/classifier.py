@@ -3,7 +3,7 @@ and the high-resolution fine-tune ("High Resolution Classifier": 448 x 448 for 1
 
 The network is :class:`~yolo9000.models.darknet19.Darknet19Classifier`, whose ``backbone`` is the detector's
 :class:`~yolo9000.models.darknet19.Darknet19`: a checkpoint of this module holds ``model.backbone.*`` tensors,
-which ``model.backbone_ckpt=<ckpt>`` of the detector loads (:func:`yolo9000.modules.detector.load_backbone`,
+which ``model.backbone_ckpt=<ckpt>`` of the detector loads (:func:`yolo9000.modules.pretrained.load_pretrained`,
 the classifier head dropped).
 """
 
@@ -21,10 +21,11 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 
 from yolo9000.models.darknet19 import Darknet19Classifier
 from yolo9000.modules.base import DarknetModule
+from yolo9000.modules.pretrained import load_pretrained
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ClassifierModule", "format_accuracy_table", "load_classifier"]
+__all__ = ["ClassifierModule", "format_accuracy_table"]
 
 
 class ClassifierModule(DarknetModule):
@@ -46,7 +47,8 @@ class ClassifierModule(DarknetModule):
         top_k: the "top-5" accuracy's k (imagenet1k.data ``top=5``), clipped to the number of classes.
         class_names: names for the per-class table (default "0", "1", ...).
         init_ckpt: a checkpoint of this module (or a state dict of the network) to start from, e.g. the 224
-            model for the 448 fine-tune; every tensor must fit (:func:`load_classifier`).
+            model for the 448 fine-tune; every tensor must fit (:func:`~yolo9000.modules.pretrained.load_pretrained`).
+        build_info: what the build computed (:class:`yolo9000.build.BuildInfo`), kept in the checkpoint.
     """
 
     monitor = "val/top1"  # the metric that picks the best checkpoint (mode max)
@@ -67,6 +69,7 @@ class ClassifierModule(DarknetModule):
         top_k: int = 5,
         class_names: Sequence[str] | None = None,
         init_ckpt: str | None = None,
+        build_info: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["model"], logger=False)
@@ -79,16 +82,16 @@ class ClassifierModule(DarknetModule):
             raise ValueError(f"{len(self.class_names)} class names for a {num_classes}-class model")
         self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
         self.k = min(int(top_k), num_classes)
-        self.register_buffer("seen", torch.zeros((), dtype=torch.long))  # images seen over all ranks (darknet)
         for stage in ("val", "test"):
             setattr(self, f"{stage}_top1", MulticlassAccuracy(num_classes, top_k=1, average="micro"))
             setattr(self, f"{stage}_topk", MulticlassAccuracy(num_classes, top_k=self.k, average="micro"))
             setattr(self, f"{stage}_loss", MeanMetric())
         self.test_confusion = MulticlassConfusionMatrix(num_classes)
         self.test_results: dict[str, Any] = {}
-        self.model_config: dict[str, Any] | None = None  # the resolved model config, saved in checkpoints
-        if init_ckpt:
-            load_classifier(self.model, init_ckpt)
+        if init_ckpt:  # e.g. the 224 model for the 448 fine-tune: every tensor must fit
+            load_pretrained(self.model, init_ckpt)
+        size = int((build_info or {}).get("eval_size") or 224)
+        self.example_input_array = torch.zeros(1, 3, size, size)  # the model summary's FLOPs
 
     @property
     def num_classes(self) -> int:
@@ -102,8 +105,7 @@ class ClassifierModule(DarknetModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         images, labels = batch["images"], batch["labels"]
         bsz = images.shape[0]
-        world = self._trainer.world_size if self._trainer is not None else 1
-        self.seen += bsz * world
+        self.count_seen(bsz)
         logits = self.model(images)
         loss = self.criterion(logits, labels)
         self.log("train/loss", loss, prog_bar=True, batch_size=bsz)
@@ -170,32 +172,6 @@ class ClassifierModule(DarknetModule):
         return {"probs": self.model(batch["images"]).softmax(-1), "paths": batch.get("paths")}
 
     # ---------------------------------------------------------------- checkpoints
-
-
-def load_classifier(model: nn.Module, ckpt_path: str) -> None:
-    """Initialise the whole classifier ``model`` from a :class:`ClassifierModule` checkpoint (its ``model.*``
-    tensors) or from a plain state dict of the network.
-
-    Raises:
-        ValueError: naming every tensor whose shape differs (e.g. another width or class count), and every
-            missing or unexpected tensor.
-    """
-    state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-    state = state.get("state_dict", state) if isinstance(state, Mapping) else state
-    if any(k.startswith("model.") for k in state):
-        state = {k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")}
-    own = model.state_dict()
-    bad = [
-        f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
-        for k, v in state.items()
-        if k in own and own[k].shape != v.shape
-    ]
-    bad += [f"missing {k}" for k in sorted(set(own) - set(state))]
-    bad += [f"unexpected {k}" for k in sorted(set(state) - set(own))]
-    if bad:
-        raise ValueError(f"{ckpt_path}: classifier does not fit: {bad}")
-    model.load_state_dict(state, strict=True)
-    log.info("classifier initialised from %s (%d tensors)", ckpt_path, len(state))
 
 
 def format_accuracy_table(per_class: Mapping[str, Mapping[str, float]], class_names: Sequence[str]) -> str:

@@ -16,6 +16,7 @@ from yolo9000.loss import RegionLoss
 from yolo9000.metrics import DetectionEvaluator
 from yolo9000.models.yolov2 import YOLOv2
 from yolo9000.modules.base import DarknetModule
+from yolo9000.modules.pretrained import load_pretrained
 from yolo9000.postprocess import postprocess
 
 log = logging.getLogger(__name__)
@@ -37,9 +38,15 @@ class DetectorModule(DarknetModule):
         loss_normalize: ``batch`` divides the batch-summed loss by the batch size (darknet divides the learning
             rate by the batch instead: same update).
         conf_thresh, nms_thresh, max_det: evaluation decode (darknet's validation: 0.005, 0.45).
+        pre_nms_topk: candidates kept per image before NMS, the highest scores (None or 0 = all, as darknet);
+            bounds the decode + NMS cost of an early network, whose scores nearly all pass ``conf_thresh``.
         voc07: also compute VOC2007 11-point AP.
         class_names: names for per-class tables (filled from the DataModule when None).
         backbone_ckpt: optional checkpoint whose ``backbone.*`` weights initialise the backbone.
+        eval_size: evaluation input side the network was validated at (the default size of ``detect.py``).
+        priors: the prior spec (``anchors``: list | null | kmeans | handpicked, ``k``, ``metric``) the network's
+            anchors were resolved from at build time; a record, the network holds the anchors.
+        build_info: what the build computed (:class:`yolo9000.build.BuildInfo`), kept in the checkpoint.
     """
 
     monitor = "val/map_50"
@@ -61,9 +68,13 @@ class DetectorModule(DarknetModule):
         conf_thresh: float = 0.005,
         nms_thresh: float = 0.45,
         max_det: int = 100,
+        pre_nms_topk: int | None = 1000,
         voc07: bool = False,
         class_names: list[str] | None = None,
         backbone_ckpt: str | None = None,
+        eval_size: int = 416,
+        priors: dict[str, Any] | None = None,
+        build_info: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["model", "loss"], logger=False)
@@ -73,14 +84,13 @@ class DetectorModule(DarknetModule):
             if callable(loss) and not isinstance(loss, nn.Module)
             else loss
         )
-        self.register_buffer("seen", torch.zeros((), dtype=torch.long))
         self.class_names = list(class_names) if class_names else [str(i) for i in range(model.num_classes)]
         self.val_eval = DetectionEvaluator(self.class_names, voc07=voc07, max_detections=max_det)
         self.test_eval = DetectionEvaluator(self.class_names, voc07=voc07, max_detections=max_det)
         self.test_results: dict[str, Any] = {}
-        self.model_config: dict[str, Any] | None = None  # the resolved model config, saved in checkpoints
-        if backbone_ckpt:
-            load_backbone(self.model.backbone, backbone_ckpt)
+        if backbone_ckpt:  # a classifier's or detector's checkpoint, or darknet weights (darknet19_448.conv.23)
+            load_pretrained(self.model.backbone, backbone_ckpt, part="backbone")
+        self.example_input_array = torch.zeros(1, 3, eval_size, eval_size)  # the model summary's FLOPs
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) in [0, 1] -> raw head output (B, A * (5 + C), H / 32, W / 32)."""
@@ -90,9 +100,9 @@ class DetectorModule(DarknetModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         images = batch["images"]
         bsz = images.shape[0]
-        self.seen += bsz * self.trainer.world_size  # global count, before the forward pass (darknet)
+        seen = self.count_seen(bsz)
         raw = self.model(images)
-        out = self.criterion(raw, batch["targets"], batch["target_mask"], self.model.anchors, int(self.seen))
+        out = self.criterion(raw, batch["targets"], batch["target_mask"], self.model.anchors, seen)
         loss = out.loss / bsz if self.hparams.loss_normalize == "batch" else out.loss
         parts = {f"train/{k}": getattr(out, k) / bsz for k in ("coord", "obj", "noobj", "cls")}
         stats = {f"train/{k}": getattr(out, k) for k in ("avg_iou", "recall", "avg_obj", "avg_anyobj", "avg_cat")}
@@ -136,8 +146,27 @@ class DetectorModule(DarknetModule):
             conf_thresh=self.hparams.conf_thresh,
             nms_thresh=self.hparams.nms_thresh,
             max_det=self.hparams.max_det,
+            pre_nms_topk=self.hparams.pre_nms_topk,
             tree=None if self.criterion.tree.num_groups == 1 else self.criterion.tree,
         )
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int = 0) -> dict[str, Any]:
+        """Detections of a batch of :class:`yolo9000.data.predict.PredictCollate` (or any batch with ``images``,
+        ``transforms``, ``orig_sizes``): boxes in original image pixels (the transform maps them back).
+
+        Returns:
+            ``{"detections": [per image {"path", "boxes" (N, 4) xyxy, "scores" (N,), "labels" (N,), "names"}],
+            "failed": [{"file", "reason"}]}`` (tensors on the CPU).
+        """
+        images = batch["images"]
+        out: list[dict[str, Any]] = []
+        if len(images):
+            preds = self.predict_raw(self(images), images.shape[-2:], batch["transforms"], batch["orig_sizes"])
+            paths = batch.get("image_paths") or [str(i) for i in range(len(preds))]
+            for path, p in zip(paths, preds, strict=True):
+                p = {k: v.cpu() for k, v in p.items()}
+                out.append({"path": path, **p, "names": [self.class_names[int(c)] for c in p["labels"]]})
+        return {"detections": out, "failed": list(batch.get("failed", []))}
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self._eval_step(batch, self.val_eval, "val")
@@ -161,26 +190,3 @@ class DetectorModule(DarknetModule):
 
 def _is_scalar(v: Any) -> bool:
     return isinstance(v, int | float) or (isinstance(v, torch.Tensor) and v.numel() == 1)
-
-
-def load_backbone(backbone: nn.Module, ckpt_path: str) -> None:
-    """Initialise ``backbone`` from a Lightning checkpoint (or state dict) holding ``*backbone.*`` weights.
-
-    Raises a ValueError naming every mismatching tensor (shape differences, missing keys).
-    """
-    state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-    state = state.get("state_dict", state)
-    sub = {k.split("backbone.", 1)[1]: v for k, v in state.items() if "backbone." in k}
-    if not sub:
-        raise ValueError(f"{ckpt_path}: no 'backbone.*' weights found")
-    own = backbone.state_dict()
-    bad = [
-        f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
-        for k, v in sub.items()
-        if k in own and own[k].shape != v.shape
-    ]
-    missing = sorted(set(own) - set(sub))
-    if bad or missing:
-        raise ValueError(f"{ckpt_path}: backbone does not fit: {bad + [f'missing {m}' for m in missing]}")
-    backbone.load_state_dict(sub, strict=True)
-    log.info("backbone initialised from %s (%d tensors)", ckpt_path, len(sub))

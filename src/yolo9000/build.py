@@ -1,0 +1,150 @@
+"""Building a run from a composed config, as a pure function of it: the DataModule, the Lightning module and what
+the build computed (class names, priors, eval size) as a :class:`BuildInfo`. The composed config is only read;
+what the build adds goes into a plain copy (the architecture saved in checkpoints) and into the result."""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import hydra
+import pytorch_lightning as pl
+from omegaconf import DictConfig, OmegaConf
+
+from yolo9000.anchors import resolve_priors
+from yolo9000.models import STRIDE
+
+log = logging.getLogger("yolo9000")
+
+__all__ = ["BuildInfo", "Built", "build", "check_config", "instantiate_list", "instantiate_module"]
+
+# keys of checkpoints written before the prior spec moved from model.net to model.priors
+_LEGACY_NET_KEYS = ("num_anchors", "anchors_metric")
+
+
+@dataclass(frozen=True)
+class BuildInfo:
+    """What :func:`build` computed from the config and the data (logged, written to ``<run>/build.json``, kept in
+    the module's hyper-parameters and so in every checkpoint).
+
+    Attributes:
+        class_names: the data's classes (index = position).
+        eval_size: evaluation / default inference input side (``data.img_size``).
+        anchors: the network's priors, ``[w, h]`` in grid cells (detector; None: no anchors or a classifier).
+        anchors_avg_iou: their average IoU with the training boxes (Table 1's measure).
+        prior_source: ``list`` | ``kmeans`` | ``handpicked`` | ``none`` (detector).
+        fc_grid: the fc head's output grid (``head: fc`` only).
+    """
+
+    class_names: list[str]
+    eval_size: int
+    anchors: list[list[float]] | None = None
+    anchors_avg_iou: float | None = None
+    prior_source: str | None = None
+    fc_grid: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Built:
+    """The result of :func:`build`."""
+
+    datamodule: pl.LightningDataModule
+    module: pl.LightningModule
+    info: BuildInfo
+
+
+def instantiate_list(cfg: DictConfig | None) -> list[Any]:
+    """Instantiate every ``_target_`` entry of a config group like ``callbacks`` or ``logger``."""
+    if not cfg:
+        return []
+    return [hydra.utils.instantiate(c) for c in cfg.values() if isinstance(c, DictConfig) and "_target_" in c]
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Fail early, with the keys to change, on combinations that cannot train (reads only)."""
+    size = int(cfg.data.img_size)
+    if size % STRIDE:
+        raise ValueError(f"data.img_size must be a multiple of {STRIDE}, got {size}")
+    net = cfg.model.net
+    if net.get("head") == "fc":
+        if cfg.data.multiscale.enabled:
+            raise ValueError("model.net.head=fc needs a fixed input size: set data.multiscale.enabled=false")
+        if net.get("fc_grid") is not None and int(net.fc_grid) != size // STRIDE:
+            raise ValueError(f"model.net.fc_grid={net.fc_grid} but data.img_size={size} gives a {size // STRIDE} grid")
+
+
+def build_info(cfg: DictConfig, datamodule: Any) -> BuildInfo:
+    """Classes from the data; for a detector (a ``model.priors`` node) the priors resolved on the training boxes
+    (:func:`yolo9000.anchors.resolve_priors`) and the fc head's grid."""
+    size = int(cfg.data.img_size)
+    names = [str(c) for c in datamodule.class_names]
+    spec = cfg.model.get("priors")
+    if spec is None:
+        return BuildInfo(names, size)
+    grid = size // STRIDE
+    anchors = spec.get("anchors")
+    priors = resolve_priors(
+        OmegaConf.to_container(anchors) if OmegaConf.is_config(anchors) else anchors,
+        datamodule.box_sizes("train"),
+        grid,
+        k=int(spec.get("k", 5)),
+        metric=str(spec.get("metric", "iou")),  # type: ignore[arg-type]
+        seed=int(cfg.seed),
+    )
+    net = cfg.model.net
+    fc_grid = (int(net.fc_grid) if net.get("fc_grid") is not None else grid) if net.get("head") == "fc" else None
+    return BuildInfo(names, size, priors.anchors, priors.avg_iou, priors.source, fc_grid)
+
+
+def resolved_model_config(model_cfg: DictConfig, info: BuildInfo) -> dict[str, Any]:
+    """A plain copy of ``cfg.model`` with what the build computed filled in (``net.num_classes``, ``net.anchors``,
+    ``net.fc_grid``, ``class_names``, ``eval_size``): the architecture saved in checkpoints."""
+    m = OmegaConf.to_container(model_cfg, resolve=True)
+    assert isinstance(m, dict)
+    m["net"]["num_classes"] = len(info.class_names)
+    m["class_names"] = list(info.class_names)
+    if "priors" in m:
+        m["net"]["anchors"] = info.anchors
+        m["eval_size"] = info.eval_size
+        if info.fc_grid is not None:
+            m["net"]["fc_grid"] = info.fc_grid
+    return m
+
+
+def instantiate_module(model_config: Mapping[str, Any], **kwargs: Any) -> pl.LightningModule:
+    """The Lightning module of a resolved model config (:func:`resolved_model_config`, or a checkpoint's): the
+    ``net`` first, then the module around it (``kwargs`` go to the module). The config is saved in the module's
+    checkpoints (``yolo9000_model_config``), so eval / detect / convert rebuild the same network."""
+    if OmegaConf.is_config(model_config):
+        model_config = OmegaConf.to_container(model_config, resolve=True)  # type: ignore[assignment]
+    cfg = copy.deepcopy(dict(model_config))
+    net_cfg = {k: v for k, v in cfg["net"].items() if k not in _LEGACY_NET_KEYS}
+    net = hydra.utils.instantiate(net_cfg, _convert_="all")
+    module_cfg = {k: v for k, v in cfg.items() if k != "net"}
+    module = hydra.utils.instantiate(module_cfg, model=net, **kwargs, _convert_="all")
+    module.model_config = cfg
+    return module
+
+
+def build(cfg: DictConfig) -> Built:
+    """DataModule (set up for fitting), Lightning module and :class:`BuildInfo` from a composed config."""
+    check_config(cfg)
+    datamodule = hydra.utils.instantiate(cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    info = build_info(cfg, datamodule)
+    if info.prior_source is not None:
+        log.info(
+            "priors (%s): %s; average IoU with the training boxes %s",
+            info.prior_source,
+            info.anchors,
+            "n/a" if info.anchors_avg_iou is None else f"{info.anchors_avg_iou:.4f}",
+        )
+    module = instantiate_module(resolved_model_config(cfg.model, info), build_info=info.as_dict())
+    return Built(datamodule, module, info)

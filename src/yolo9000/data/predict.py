@@ -1,0 +1,93 @@
+"""Inference inputs: image files (or images already in memory) resized by the eval transform, for
+``trainer.predict`` and the Python predict path. Unreadable files are reported with their reason, never fatal."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .image_io import IMAGE_SUFFIXES, ImageDecodeError, read_image
+from .transforms import DetectionTransform
+
+__all__ = ["ImageFilesDataset", "PredictCollate", "list_images"]
+
+
+def list_images(source: str | Path) -> list[Path]:
+    """An image file, or the images of a folder (sorted, recursive). Raises FileNotFoundError naming the path."""
+    source = Path(source)
+    if source.is_file():
+        return [source]
+    if source.is_dir():
+        files = sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {source}")
+        return files
+    raise FileNotFoundError(f"source not found: {source}")
+
+
+class ImageFilesDataset(Dataset):
+    """Images (file paths or uint8 (H, W, 3) RGB arrays) at one input size, through the eval transform.
+
+    ``dataset[i]`` is ``{"image": uint8 (3, S, S), "transform": float32 (4,), "orig_size": (h, w), "path": str}``,
+    or ``{"path": str, "error": str}`` for a file that cannot be read.
+
+    Args:
+        images: file paths or arrays.
+        size: network input side (a multiple of the stride).
+        letterbox: keep the aspect ratio with grey padding instead of stretching.
+    """
+
+    def __init__(self, images: Sequence[str | Path | np.ndarray], size: int, letterbox: bool = False) -> None:
+        self.images = list(images)
+        self.size = int(size)
+        self.transform = DetectionTransform(train=False, augment={"letterbox": bool(letterbox)})
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        item = self.images[index]
+        name = f"<image {index}>" if isinstance(item, np.ndarray) else str(item)
+        if isinstance(item, np.ndarray):
+            image = item
+        else:
+            try:
+                image = read_image(item)
+            except (ImageDecodeError, OSError) as e:
+                return {"path": name, "error": str(e)}
+        resized, params = self.transform.resize(image, self.size)
+        return {
+            "image": torch.from_numpy(np.ascontiguousarray(resized)).permute(2, 0, 1).contiguous(),
+            "transform": torch.from_numpy(params),
+            "orig_size": tuple(image.shape[:2]),
+            "path": name,
+        }
+
+
+class PredictCollate:
+    """Batch of readable samples: ``images`` uint8 (B, 3, S, S), ``transforms`` (B, 4), ``orig_sizes`` long (B, 2),
+    ``image_paths``; unreadable ones go to ``failed`` as ``{"file", "reason"}`` (B may be 0)."""
+
+    def __call__(self, samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        ok = [s for s in samples if "error" not in s]
+        failed = [{"file": s["path"], "reason": s["error"]} for s in samples if "error" in s]
+        if not ok:
+            return {
+                "images": torch.zeros(0, 3, 1, 1, dtype=torch.uint8),
+                "transforms": torch.zeros(0, 4),
+                "orig_sizes": torch.zeros(0, 2, dtype=torch.long),
+                "image_paths": [],
+                "failed": failed,
+            }
+        return {
+            "images": torch.stack([s["image"] for s in ok]),
+            "transforms": torch.stack([s["transform"] for s in ok]),
+            "orig_sizes": torch.tensor([s["orig_size"] for s in ok], dtype=torch.long),
+            "image_paths": [s["path"] for s in ok],
+            "failed": failed,
+        }

@@ -1,0 +1,49 @@
+"""Process set-up shared by the entry scripts: ``.env``, W&B defaults, config resolvers, quiet start-up."""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+__all__ = ["PROJECT_ROOT", "setup_environment"]
+
+
+_QUIET_WARNINGS = (
+    r".*You have overridden `on_after_batch_transfer` in `LightningModule` but have passed in a",  # intended
+    r".*pkg_resources is deprecated.*",
+    r".*The `srun` command is available on your system but is not used.*",
+    r".*isinstance\(treespec, LeafSpec\)` is deprecated.*",  # Lightning's own pytree use with newer torch
+)
+_QUIET_INFO = ("💡 Tip", "litlogger", "Trainer already configured with model summary callbacks")
+
+
+def _quiet_startup() -> None:
+    """Silence start-up noise that tells a user nothing about their run: Lightning's tips, setuptools' and
+    pkg_resources' deprecation chatter, library-internal deprecations, and Lightning's note that the module's
+    ``on_after_batch_transfer`` is used with a DataModule (intended: the module converts uint8 batches)."""
+    for pattern in _QUIET_WARNINGS:
+        warnings.filterwarnings("ignore", message=pattern)
+    for name in ("lightning.pytorch.utilities.rank_zero", "pytorch_lightning.utilities.rank_zero"):
+        logging.getLogger(name).addFilter(lambda r: not any(t in r.getMessage() for t in _QUIET_INFO))
+
+
+def setup_environment() -> None:
+    """Load .env (if any), default W&B to offline and PROJECT_ROOT to the repository root, register the config
+    resolvers, quiet the start-up. Call before Hydra."""
+    try:
+        from dotenv import load_dotenv
+
+        load_dotenv(PROJECT_ROOT / ".env", override=False)
+    except ImportError:  # pragma: no cover - python-dotenv is a dependency
+        pass
+    os.environ.setdefault("PROJECT_ROOT", str(PROJECT_ROOT))
+    os.environ.setdefault("WANDB_MODE", "offline")
+    os.environ.setdefault("WANDB_SILENT", "true")
+    from yolo9000.multirun import register_resolvers
+
+    register_resolvers()  # ${tags_with_overrides:...}, ${cpus:N}, ${coalesce:...}
+    _quiet_startup()

@@ -1,0 +1,70 @@
+"""What a run leaves behind: ``metrics.json`` (scalars, per-class AP), ``per_class.md``, ``pr_curves.png``, and the
+model's size and cost."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["model_stats", "plain", "write_metrics"]
+
+
+def plain(v: Any) -> Any:
+    """Tensors / arrays / nested containers -> JSON-friendly Python values."""
+    if isinstance(v, torch.Tensor):
+        v = v.detach().cpu().numpy()
+    if isinstance(v, np.ndarray | np.generic):
+        return v.item() if v.size == 1 else v.tolist()
+    if isinstance(v, dict):
+        return {str(k): plain(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [plain(x) for x in v]
+    return v
+
+
+def model_stats(net: torch.nn.Module, size: int) -> dict[str, float]:
+    """Learnable parameters and forward GFLOPs (2 x multiply-adds of convs / linears, darknet's convention) for
+    one (1, 3, size, size) image."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was_training = net.training
+    net.eval()
+    device = next(net.parameters()).device
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        net(torch.zeros(1, 3, size, size, device=device))
+    net.train(was_training)
+    params = sum(p.numel() for p in net.parameters() if p.requires_grad)
+    return {"params": params, "gflops": counter.get_total_flops() / 1e9, "gflops_input_size": size}
+
+
+def write_metrics(
+    out_dir: Path, results: dict[str, Any], class_names: list[str], extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Write ``metrics.json`` (scalars + per-class AP), ``per_class.md`` (a table) and ``pr_curves.png``.
+
+    Returns what metrics.json holds.
+    """
+    from yolo9000.metrics import format_ap_table
+    from yolo9000.viz import plot_pr_curves
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = {k: plain(v) for k, v in results.items() if k != "pr"}
+    out.update(extra or {})
+    (out_dir / "metrics.json").write_text(json.dumps(out, indent=2))
+    if "per_class" in results:
+        rows = results["per_class"]
+        if "accuracy" in next(iter(rows.values()), {}):  # classification (ClassifierModule.test_results)
+            from yolo9000.modules.classifier import format_accuracy_table
+
+            table = format_accuracy_table(rows, class_names)
+        else:
+            table = format_ap_table(rows, class_names)
+        (out_dir / "per_class.md").write_text(table + "\n")
+    if results.get("pr"):
+        ap = {c: v.get("ap50", float("nan")) for c, v in results.get("per_class", {}).items()}
+        plot_pr_curves(results["pr"], out_dir / "pr_curves.png", ap=ap)
+    return out

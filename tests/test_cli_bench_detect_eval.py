@@ -1,0 +1,158 @@
+"""bench.py on the default config, detect.py's exit status, eval.py's class-mismatch advice: as a user runs them,
+with small random-weight checkpoints written here (no training)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.override_parser.overrides_parser import OverridesParser
+
+from yolo9000.build import build
+from yolo9000.environment import setup_environment
+
+ROOT = Path(__file__).resolve().parents[1]
+BCCD = ["RBC", "WBC", "Platelets"]
+
+
+def run(script: str, out: Path, *overrides: str) -> subprocess.CompletedProcess:
+    """Run ``src/<script>`` with its Hydra run folder at ``out``; the caller checks the exit status."""
+    env = {**os.environ, "WANDB_MODE": "offline", "PYTHONPATH": str(ROOT / "src")}
+    cmd = [sys.executable, str(ROOT / "src" / script), f"hydra.run.dir={out}", *overrides]
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+
+def make_checkpoint(path: Path) -> Path:
+    """A random-weight BCCD detector checkpoint as train.py builds and saves it (1/8 width, 64 px)."""
+    setup_environment()  # the config resolvers
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(
+            "train.yaml",
+            overrides=[
+                "model.net.backbone.width=0.125",
+                "data.max_images=8",
+                "data.num_workers=0",
+                "data.img_size=64",
+            ],
+        )
+    module = build(cfg).module
+    assert list(module.class_names) == BCCD
+    torch.save({"state_dict": module.state_dict(), "yolo9000_model_config": module.model_config}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def bccd_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "bccd.ckpt")
+
+
+def load_eval_script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("eval_script", ROOT / "src" / "eval.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+# ---------------------------------------------------------------- bench
+def test_bench_runs_on_the_default_config(tmp_path: Path) -> None:
+    """The default config (k-means priors, which crashed the bench's own build) builds as in training; decode +
+    NMS figures for the default head and an untrained 80-class one."""
+    res = run(
+        "bench.py",
+        tmp_path,
+        "bench.steps=1",
+        "bench.warmup=0",
+        "bench.batch_size=2",
+        "bench.size=64",
+        "bench.loader_batches=1",
+        "data.max_images=8",
+        "data.batch_size=2",
+        "data.num_workers=0",
+        "model.net.backbone.width=0.125",
+    )
+    assert res.returncode == 0, f"bench.py failed:\n{res.stdout[-3000:]}\n{res.stderr[-5000:]}"
+    got = json.loads((tmp_path / "bench.json").read_text())
+    for head in ("3cls", "80cls_untrained"):
+        assert got[f"postprocess_{head}_ms_per_img"] > 0 and got[f"postprocess_{head}_share_of_forward"] > 0
+        assert got[f"postprocess_{head}_conf"] == 0.005
+        assert 0 < got[f"postprocess_{head}_dets_per_img"] <= 100  # max_det
+        assert f"postprocess_{head}_ms_per_img" in res.stdout
+    assert got["inference_fps"] > 0 and got["loader_img_per_s"] > 0
+
+
+# ---------------------------------------------------------------- detect
+def _broken(path: Path) -> Path:
+    path.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    return path
+
+
+def test_detect_fails_when_no_input_is_readable(bccd_ckpt: Path, tmp_path: Path) -> None:
+    src = tmp_path / "images"
+    src.mkdir()
+    _broken(src / "a.jpg"), _broken(src / "b.png")
+    res = run("detect.py", tmp_path / "out", f"ckpt_path={bccd_ckpt}", f"source={src}", "img_size=64")
+    assert res.returncode != 0
+    assert "no input could be read" in res.stderr
+    assert str(src / "a.jpg") in res.stderr and str(src / "b.png") in res.stderr
+    det = json.loads((tmp_path / "out" / "detections.json").read_text())
+    assert det["images"] == [] and len(det["failed"]) == 2
+
+
+def test_detect_succeeds_and_lists_unreadable_inputs(bccd_ckpt: Path, tmp_path: Path) -> None:
+    src = tmp_path / "images"
+    src.mkdir()
+    shutil.copy(ROOT / "data" / "bccd" / "JPEGImages" / "BloodImage_00000.jpg", src / "good.jpg")
+    _broken(src / "broken.jpg")
+    res = run("detect.py", tmp_path / "out", f"ckpt_path={bccd_ckpt}", f"source={src}", "img_size=64", "draw=false")
+    assert res.returncode == 0, res.stderr[-3000:]
+    log = res.stdout + res.stderr
+    assert "1 of 2 inputs unreadable" in log and str(src / "broken.jpg") in log
+    det = json.loads((tmp_path / "out" / "detections.json").read_text())
+    assert [Path(r["file"]).name for r in det["images"]] == ["good.jpg"]
+
+
+# ---------------------------------------------------------------- eval
+def test_eval_class_mismatch_names_the_fitting_data_config(bccd_ckpt: Path, tmp_path: Path) -> None:
+    """A BCCD checkpoint evaluated with data=voc: the error names data=bccd and a command that then works."""
+    small = ["data.max_images=4", "data.num_workers=0", "data.img_size=64", "draw=0"]
+    res = run("eval.py", tmp_path / "wrong", f"ckpt_path={bccd_ckpt}", "data=voc", *small)
+    assert res.returncode != 0
+    err = res.stderr
+    assert "data=?" not in err and "conf/data/bccd.yaml lists the checkpoint's classes" in err
+    line = next(s.strip() for s in err.splitlines() if s.strip().startswith("python src/eval.py"))
+    argv = shlex.split(line)
+    assert f"ckpt_path={bccd_ckpt}" in argv and argv[-1] == "data=bccd" and "data=voc" not in argv
+    assert all(o in argv for o in small)  # the user's other overrides are kept
+    assert argv[:2] == ["python", "src/eval.py"]
+    res = run("eval.py", tmp_path / "right", *argv[2:])  # the suggested command works
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert json.loads((tmp_path / "right" / "metrics.json").read_text())["split"] == "test"
+
+
+def test_class_mismatch_message_without_a_fitting_config() -> None:
+    ev = load_eval_script()
+    configs = ev.detection_data_configs()
+    assert configs["bccd"] == BCCD and configs["coco"] is None and "bccd_crops" not in configs  # detection only
+    classes = ["cat", "traffic light", "null", 'a"b']
+    msg = ev.class_mismatch_message(classes, BCCD, "/x/c.ckpt", "bccd", ["ckpt_path=/x/c.ckpt", "split=val"])
+    assert "data=bccd has 3 classes [RBC, WBC, Platelets]" in msg and "No data config" in msg
+    assert "python src/eval.py ckpt_path=/x/c.ckpt split=val data=coco" in msg  # configs reading the dataset's
+    argv = shlex.split(msg.splitlines()[-1])
+    assert argv[:4] == ["python", "src/eval.py", "ckpt_path=/x/c.ckpt", "split=val"]
+    assert argv[-1] == "data.root=<dataset folder>"
+    parsed = OverridesParser.create().parse_override(argv[-2])
+    assert parsed.key_or_group == "data.class_names" and parsed.value() == classes  # exact, quoting included
+    # a data config that fits is named, with the command
+    msg = ev.class_mismatch_message(BCCD, classes, "/x/c.ckpt", "voc", ["ckpt_path=/x/c.ckpt", "data=voc"])
+    assert msg.splitlines()[-1].strip() == "python src/eval.py ckpt_path=/x/c.ckpt data=bccd"

@@ -1,0 +1,136 @@
+"""Every config file under conf/ composes, and what it describes instantiates on the CPU: a broken config file fails
+CI, not a user's run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from conftest import CONF, compose_config
+from yolo9000.build import BuildInfo, instantiate_list, instantiate_module, resolved_model_config
+
+# options that need inputs a user passes (their values are checked, not their files)
+EXTRA = {
+    "experiment=ablation_hires_classifier": ["+ckpt_224=a.ckpt", "+ckpt_448=b.ckpt"],
+    "classifier=224px": ["+ckpt_224=a.ckpt"],
+    "classifier=448px": ["+ckpt_448=b.ckpt"],
+}
+GPU_TRAINERS = {"gpu", "ddp"}  # need CUDA to instantiate; composed only
+
+
+def _options(group: str) -> list[str]:
+    """The selectable options of a config group (files starting with ``_`` are shared blocks, not options)."""
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml") if not p.stem.startswith("_"))
+
+
+def _all_group_files() -> list[tuple[str, str]]:
+    out = []
+    for path in sorted(CONF.rglob("*.yaml")):
+        rel = path.relative_to(CONF)
+        if len(rel.parts) > 1 and not path.stem.startswith("_"):
+            out.append(("/".join(rel.parts[:-1]), path.stem))
+    return out
+
+
+def _fake_info(cfg: DictConfig) -> BuildInfo:
+    """What the build would compute, without data: 3 classes and the priors when they are a list (else 5 unit
+    priors, the k-means / hand-picked stand-in)."""
+    spec = cfg.model.get("priors")
+    if spec is None:
+        return BuildInfo(["a", "b", "c"], int(cfg.data.img_size))
+    anchors = spec.get("anchors")
+    if isinstance(anchors, str):
+        anchors = [[1.0, 1.0]] * (9 if anchors == "handpicked" else int(spec.k))
+    elif anchors is not None:
+        anchors = OmegaConf.to_container(anchors)
+    grid = int(cfg.data.img_size) // 32
+    return BuildInfo(["a", "b", "c"], int(cfg.data.img_size), anchors, None, "test", grid)
+
+
+def _instantiate_model(cfg: DictConfig) -> torch.nn.Module:
+    """The configured module at a small width (the architecture is what is checked), one forward pass."""
+    model = resolved_model_config(cfg.model, _fake_info(cfg))
+    model["net"]["backbone"]["width"] = 0.125
+    for key in ("backbone_ckpt", "init_ckpt"):  # checkpoints a user passes
+        if key in model:
+            model[key] = None
+    module = instantiate_module(model)
+    size = int(cfg.data.img_size)
+    with torch.no_grad():
+        out = module.eval()(torch.rand(1, 3, size, size))
+    assert out.shape[0] == 1
+    return module
+
+
+def test_every_config_file_is_covered() -> None:
+    """The list below is built from the files: a new config group appears here and in the tests at once."""
+    groups = {g for g, _ in _all_group_files()}
+    assert {"data", "model", "trainer", "logger", "callbacks", "experiment", "variant", "priors"} <= groups
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in CONF.glob("*.yaml")))
+def test_primary_configs_compose(name: str) -> None:
+    cfg = compose_config(name, hydra_config=True)
+    assert cfg.task_name and cfg.paths.root_dir == "."
+    assert cfg.hydra.run.dir  # the run folder resolves (resume=null -> a new timestamped folder)
+
+
+@pytest.mark.parametrize(("group", "option"), _all_group_files(), ids=lambda x: str(x))
+def test_group_option_composes_and_instantiates(group: str, option: str, tmp_path: Path) -> None:
+    override = f"{group}={option}"
+    hydra_cfg = group.startswith("hydra") or group == "logger"
+    cfg = compose_config("train", override, *EXTRA.get(override, []), hydra_config=hydra_cfg)
+    if group == "hydra":  # run / sweep folders and the job log
+        assert cfg.hydra.run.dir and cfg.hydra.sweep.dir and "task_name" in str(cfg.hydra.job_logging.handlers.file)
+        return
+    if group.startswith("hydra/"):  # launchers: the plugin's config node composes with our keys
+        node = OmegaConf.select(cfg, group.replace("/", "."))
+        assert node is not None and node._target_
+        return
+    if group == "data":
+        dm = instantiate(cfg.data)  # parsers are built lazily: no data needed
+        assert dm.batch_size > 0 and dm.num_workers >= 0
+        return
+    if group == "trainer":
+        if option in GPU_TRAINERS and not torch.cuda.is_available():
+            assert cfg.trainer.accelerator in ("gpu", "cuda", "auto")
+            return
+        trainer = instantiate(cfg.trainer, default_root_dir=str(tmp_path), logger=False, enable_checkpointing=False)
+        assert trainer.max_epochs == cfg.trainer.max_epochs
+        return
+    if group in ("logger", "callbacks"):
+        from hydra.core.hydra_config import HydraConfig
+
+        if hydra_cfg:  # the W&B logger reads the sweep folder and the overrides from Hydra's config
+            HydraConfig.instance().set_config(cfg)
+        try:
+            with_dirs = OmegaConf.merge(cfg, {"paths": {"output_dir": str(tmp_path)}})
+            objs = instantiate_list(with_dirs.get(group))
+        finally:
+            HydraConfig.instance().cfg = None  # no Hydra app runs: later tests must not see this one's config
+        assert objs, f"{override} instantiates nothing"
+        return
+    if group == "paths":
+        assert cfg.paths.log_dir
+        return
+    _instantiate_model(cfg)  # model, experiment, variant, priors, classifier
+
+
+@pytest.mark.parametrize("experiment", _options("experiment"))
+def test_experiment_sweep_values_compose(experiment: str) -> None:
+    """Every job of an experiment's sweep composes (its hydra.sweeper.params, one value at a time)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    base = [f"experiment={experiment}", *EXTRA.get(f"experiment={experiment}", [])]
+    cfg = compose_config("train", *base, hydra_config=True)
+    params = cfg.hydra.sweeper.get("params") or {}
+    parser = OverridesParser.create()
+    for key, values in params.items():
+        for o in parser.parse_overrides([f"{key}={values}"]):
+            for v in o.sweep_string_iterator():
+                job = compose_config("train", *base, f"{key}={v}")
+                _instantiate_model(job)

@@ -12,6 +12,9 @@ boxes x 80 classes = 67,600 per image), whose per-class NMS took over a second p
   ``max_det`` detections (greedy NMS decides a box from higher-scored ones only, so this is exact).
 
 Only the images of a batch are looped over (on the CPU, one NMS call per image is cheaper than one per batch).
+
+darknet's own per-box decode (``get_region_detections``: every box, its letterbox correction, darknet's WordTree
+descent) is :func:`region_detections_darknet` (:mod:`yolo9000.region_decode`, re-exported here).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from torchvision.ops import nms
 
 from yolo9000.boxes import Location, activate_xy, cxcywh_to_xyxy_pixels, decode_boxes, split_region
 from yolo9000.data.transforms import boxes_to_original
+from yolo9000.region_decode import region_detections_darknet as region_detections_darknet
 from yolo9000.wordtree import WordTree
 
 _FAR = 1e7  # box coordinates (pixels) beyond this are clamped for the NMS offsets (a diverging network's)
@@ -47,8 +51,9 @@ def postprocess(
     """darknet's ``get_region_boxes`` + ``do_nms_sort``: every (box, class) pair whose score
     ``sigmoid(to) * P(class)`` exceeds ``conf_thresh`` is a candidate; NMS runs per class and image.
 
-    With a WordTree each box gets one label, darknet's top-down decode (``tree_thresh``), scored with its
-    absolute path probability.
+    With a WordTree each box gets one label, the paper's top-down decode (``tree_thresh`` on the path
+    probability), scored with its absolute path probability (:func:`tree_candidates`; darknet's own descent and
+    scoring: :func:`region_detections_darknet` with ``tree_decode="darknet"``).
 
     Args:
         raw: (B, A * (5 + C), H, W) raw head output.
@@ -179,7 +184,7 @@ def tree_candidates(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """WordTree candidates: boxes with ``obj > conf_thresh`` get their top-down node (``tree_thresh``), scored
     ``obj * P(node)`` (absolute path probability); those above ``conf_thresh``, the ``pre_nms_topk`` highest per
-    image.
+    image. This is the paper's descent (``region_detections_darknet(tree_decode="paper")`` before the top-k).
 
     Args:
         obj: (B, A, H, W) objectness (after the sigmoid).

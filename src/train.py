@@ -23,7 +23,7 @@ from yolo9000.callbacks.speed import SpeedMonitor
 from yolo9000.environment import setup_environment
 from yolo9000.loggers import ResumableWandbLogger
 from yolo9000.multirun import end_distributed, prepare_ddp_relaunch
-from yolo9000.results import model_stats, write_metrics
+from yolo9000.results import group_means, model_stats, write_metrics
 
 log = logging.getLogger("yolo9000.train")
 setup_environment()
@@ -110,6 +110,8 @@ def run(cfg: DictConfig) -> float | None:
             extra |= model_stats(module.model, int(cfg.data.img_size))
             if built.info.anchors_avg_iou is not None:
                 extra["anchors_avg_iou"] = built.info.anchors_avg_iou
+            groups = OmegaConf.to_container(cfg.get("metric_groups") or {}, resolve=True)
+            extra |= group_means(module.test_results.get("per_class", {}), groups)  # type: ignore[arg-type]
             for cb in callbacks:
                 if isinstance(cb, SpeedMonitor):
                     extra |= cb.summary()

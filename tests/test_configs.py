@@ -40,15 +40,19 @@ def _fake_info(cfg: DictConfig) -> BuildInfo:
     """What the build would compute, without data: 3 classes and the priors when they are a list (else 5 unit
     priors, the k-means / hand-picked stand-in)."""
     spec = cfg.model.get("priors")
+    names = ["a", "b", "c"]
+    tree = OmegaConf.select(cfg, "model.loss.tree")
+    if tree is not None:  # a hierarchical head predicts the tree's nodes
+        names = [str(i) for i in range(instantiate(tree).n)]
     if spec is None:
-        return BuildInfo(["a", "b", "c"], int(cfg.data.img_size))
+        return BuildInfo(names, int(cfg.data.img_size))
     anchors = spec.get("anchors")
     if isinstance(anchors, str):
         anchors = [[1.0, 1.0]] * (9 if anchors == "handpicked" else int(spec.k))
     elif anchors is not None:
         anchors = OmegaConf.to_container(anchors)
     grid = int(cfg.data.img_size) // 32
-    return BuildInfo(["a", "b", "c"], int(cfg.data.img_size), anchors, None, "test", grid)
+    return BuildInfo(names, int(cfg.data.img_size), anchors, None, "test", grid)
 
 
 def _instantiate_model(cfg: DictConfig) -> torch.nn.Module:

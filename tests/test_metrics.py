@@ -366,3 +366,15 @@ def test_ddp_sync_matches_single_process(tmp_path: Path) -> None:
         for name in NAMES:
             assert got["per_class"][name]["num_gt"] == ref["per_class"][name]["num_gt"]
             assert got["per_class"][name]["voc_ap50"] == pytest.approx(ref["per_class"][name]["voc_ap50"])
+
+
+def test_group_means_of_per_class_ap() -> None:
+    """metrics.json's ap50_<group> (YOLO9000 digits: seen vs unseen): the mean over the group's classes, a class
+    without a finite AP (never detected, or absent) counting 0; a group naming no class of the run is an error."""
+    from yolo9000.results import group_means
+
+    per_class = {"0": {"ap50": 0.8}, "1": {"ap50": 0.4}, "5": {"ap50": float("nan")}, "6": {"ap50": 0.3}}
+    got = group_means(per_class, {"seen": ["0", "1"], "unseen": ["5", "6", "7"]})
+    assert got == {"ap50_seen": pytest.approx(0.6), "ap50_unseen": pytest.approx(0.1)}
+    with pytest.raises(ValueError, match="metric_groups.x"):
+        group_means(per_class, {"x": ["cat"]})

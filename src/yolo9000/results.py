@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["model_stats", "plain", "write_metrics"]
+__all__ = ["group_means", "model_stats", "plain", "write_metrics"]
 
 
 def plain(v: Any) -> Any:
@@ -67,4 +67,23 @@ def write_metrics(
     if results.get("pr"):
         ap = {c: v.get("ap50", float("nan")) for c, v in results.get("per_class", {}).items()}
         plot_pr_curves(results["pr"], out_dir / "pr_curves.png", ap=ap)
+    return out
+
+
+def group_means(
+    per_class: dict[str, dict[str, float]], groups: dict[str, list[str]] | None, key: str = "ap50"
+) -> dict[str, float]:
+    """``<key>_<group>``: the mean of ``per_class[c][key]`` over each group's classes (e.g. YOLO9000's digits that
+    had boxes vs those seen only in classification). A class missing from ``per_class`` or without a finite value
+    counts as 0 (it was never detected). Raises ValueError naming a group class that is no class of the run."""
+    out: dict[str, float] = {}
+    for name, classes in (groups or {}).items():
+        unknown = [c for c in classes if c not in per_class]
+        if unknown and len(unknown) == len(classes):
+            raise ValueError(f"metric_groups.{name}: none of {classes} is a class of this run ({sorted(per_class)})")
+        vals = []
+        for c in classes:
+            v = float(per_class.get(c, {}).get(key, 0.0))
+            vals.append(v if np.isfinite(v) and v >= 0 else 0.0)
+        out[f"{key}_{name}"] = float(np.mean(vals)) if vals else float("nan")
     return out

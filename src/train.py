@@ -110,7 +110,7 @@ def run(cfg: DictConfig) -> float | None:
             extra |= model_stats(module.model, int(cfg.data.img_size))
             if built.info.anchors_avg_iou is not None:
                 extra["anchors_avg_iou"] = built.info.anchors_avg_iou
-            groups = OmegaConf.to_container(cfg.get("metric_groups") or {}, resolve=True)
+            groups = OmegaConf.to_container(cfg.metric_groups, resolve=True) if cfg.get("metric_groups") else {}
             extra |= group_means(module.test_results.get("per_class", {}), groups)  # type: ignore[arg-type]
             for cb in callbacks:
                 if isinstance(cb, SpeedMonitor):

@@ -25,6 +25,7 @@ from typing import Literal
 import torch
 
 from yolo9000.boxes import decode_boxes, split_region
+from yolo9000.models import STRIDE
 from yolo9000.wordtree import WordTree
 
 TreeDecode = Literal["darknet", "paper"]
@@ -150,7 +151,7 @@ def region_detections_darknet(
         raise ValueError(f"head output has {ch} channels, not {prior.shape[0]} anchors x (5 + {num_classes})")
     reg = split_region(output.float(), prior.shape[0])
     boxes = decode_boxes(reg.xy.sigmoid(), reg.wh, prior, "direct").reshape(bsz, -1, 4)  # (B, N, 4)
-    net_size = net_size if net_size is not None else (32 * h, 32 * w)
+    net_size = net_size if net_size is not None else (STRIDE * h, STRIDE * w)
     image_size = image_size if image_size is not None else net_size
     bbox = correct_region_boxes(boxes, net_size, image_size, relative)
     scale = reg.obj.sigmoid().reshape(bsz, -1)  # (B, N) darknet's `scale`

@@ -323,17 +323,19 @@ class DetectionDataModule(ShardedDataModule):
 
     def train_batch_sampler(self) -> MultiScaleBatchSampler:
         """The multi-scale batch sampler over a (DDP-sharded, shuffled) index sampler."""
+        return self._train_batch_sampler_for(self._dataset("train"), self.sizes, **self.multiscale_kwargs())
+
+    def multiscale_kwargs(self) -> dict[str, Any]:
+        """:class:`MultiScaleBatchSampler` keyword arguments of the ``multiscale`` config."""
         ms = self.multiscale
-        return self._train_batch_sampler_for(
-            self._dataset("train"),
-            self.sizes,
-            period=ms.period,
-            seed=ms.seed,
-            enabled=ms.enabled,
-            fixed_size=ms.fixed_size if ms.fixed_size is not None else self.img_size,
-            final_size_after=ms.final_size_after,
-            final_size=ms.final_size,
-        )
+        return {
+            "period": ms.period,
+            "seed": ms.seed,
+            "enabled": ms.enabled,
+            "fixed_size": ms.fixed_size if ms.fixed_size is not None else self.img_size,
+            "final_size_after": ms.final_size_after,
+            "final_size": ms.final_size,
+        }
 
     def train_dataloader(self) -> DataLoader:
         """Multi-scale, per-sample-seeded training loader; Lightning checkpoints its position mid-epoch."""

@@ -255,25 +255,11 @@ class JointDataModule(DetectionDataModule):
         return JointIndexSampler(ds.n_det, ds.n_cls, self.classification_per_detection, self.seed, world, rank)
 
     def train_batch_sampler(self) -> MultiScaleBatchSampler:
-        """The multi-scale batch sampler over :meth:`index_sampler`, starting at the restored position (as
-        :meth:`ShardedDataModule._train_batch_sampler_for` does over a ``DistributedSampler``)."""
-        ms = self.multiscale
+        """The multi-scale batch sampler over :meth:`index_sampler`, starting at the restored position."""
         base = self.index_sampler()
-        sampler = MultiScaleBatchSampler(
-            base,
-            self.batch_size,
-            self.drop_last,
-            self.sizes,
-            period=ms.period,
-            seed=ms.seed,
-            enabled=ms.enabled,
-            fixed_size=ms.fixed_size if ms.fixed_size is not None else self.img_size,
-            final_size_after=ms.final_size_after,
-            final_size=ms.final_size,
-            aug_seed=self.seed,
+        sampler = self._train_batch_sampler_for(
+            self._dataset("train"), self.sizes, index_sampler=base, **self.multiscale_kwargs()
         )
-        sampler.start_at(self._epoch, self._start_batch)
-        self._start_batch = 0
         if self._rank_zero():
             counts = base.source_counts()
             logger.info(

@@ -79,11 +79,15 @@ class ShardedDataModule(pl.LightningDataModule):
     # builds the training loader (configure_optimizers already asks for the number of steps), so the sampler
     # starts where an interrupted run stopped. The loader's own state holds the same position for Lightning's
     # resumability check.
-    def _train_batch_sampler_for(self, ds: Any, sizes: Sequence[int], **kwargs: Any) -> MultiScaleBatchSampler:
-        """A batch sampler over a DDP-sharded shuffle of ``ds`` (``kwargs``: :class:`MultiScaleBatchSampler`'s),
-        starting at the restored position."""
+    def _train_batch_sampler_for(
+        self, ds: Any, sizes: Sequence[int], index_sampler: Sampler[int] | None = None, **kwargs: Any
+    ) -> MultiScaleBatchSampler:
+        """A batch sampler over ``index_sampler`` (default: a DDP-sharded shuffle of ``ds``) (``kwargs``:
+        :class:`MultiScaleBatchSampler`'s), starting at the restored position."""
         world, rank = self._dist()
-        base = DistributedSampler(ds, num_replicas=world, rank=rank, shuffle=True, seed=self.seed, drop_last=False)
+        base = index_sampler or DistributedSampler(
+            ds, num_replicas=world, rank=rank, shuffle=True, seed=self.seed, drop_last=False
+        )
         sampler = MultiScaleBatchSampler(base, self.batch_size, self.drop_last, sizes, aug_seed=self.seed, **kwargs)
         sampler.start_at(self._epoch, self._start_batch)
         self._start_batch = 0

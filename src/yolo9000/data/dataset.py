@@ -17,6 +17,7 @@ from .image_io import (
     SIZE_MISMATCH,
     SIZE_MISMATCH_REASON,
     ImageDecodeError,
+    LoadFlags,
     load_time_issues,
     read_image_notes,
 )
@@ -70,7 +71,8 @@ class DetectionDataset(Dataset):
         self.max_boxes = max_boxes
         self._stats = torch.zeros(_STAT_SLOTS, len(_STAT_KEYS), dtype=torch.int64).share_memory_()
         # per-image load-time flags (LOAD_FAILED, CONVERTED, SIZE_MISMATCH), shared with the DataLoader workers
-        self._flags = torch.zeros(max(1, len(self.records)), dtype=torch.uint8).share_memory_()
+        self._load_flags = LoadFlags(len(self.records))
+        self._flags = self._load_flags.flags
 
     def __len__(self) -> int:
         return len(self.records)
@@ -88,11 +90,7 @@ class DetectionDataset(Dataset):
 
     def _flag(self, index: int, bit: int) -> bool:
         """Set a load-time flag of an image (visible to every process); True when it was not set before."""
-        old = int(self._flags[index])
-        if old & bit:
-            return False
-        self._flags[index] = old | bit
-        return True
+        return self._load_flags.set(index, bit)
 
     def load_issues(self) -> list[Issue]:
         """Load-time issues found by every process (DataLoader workers included) since the last call, each naming

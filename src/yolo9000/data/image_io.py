@@ -70,6 +70,22 @@ _MODE_NOTES = {
 }
 
 
+class LoadFlags:
+    """Per-image load-time flags (``LOAD_FAILED``, ``CONVERTED``, ...) in shared memory, so DataLoader workers' findings
+    reach the main process, which re-derives the issues (with file names) from them."""
+
+    def __init__(self, n: int) -> None:
+        self.flags = torch.zeros(max(1, n), dtype=torch.uint8).share_memory_()
+
+    def set(self, index: int, bit: int) -> bool:
+        """Set a flag of image ``index`` (visible to every process); True when it was not set before."""
+        old = int(self.flags[index])
+        if old & bit:
+            return False
+        self.flags[index] = old | bit
+        return True
+
+
 class ImageDecodeError(RuntimeError):
     """The image file cannot be read or decoded (missing, empty, corrupt, truncated, unknown format).
 

@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset, get_worker_info
 from yolo9000.models import STRIDE
 
 from .classify_transforms import ClassificationTransform, ClassifyAugmentConfig
-from .image_io import CONVERTED, LOAD_FAILED, ImageDecodeError, load_time_issues, read_image_notes
+from .image_io import CONVERTED, LOAD_FAILED, ImageDecodeError, LoadFlags, load_time_issues, read_image_notes
 from .records import DataError, Issue, IssueLog, class_index, default_report_path, write_issue_report
 from .sharded import ShardedDataModule
 from .sharded import plain as _plain
@@ -165,18 +165,15 @@ class ClassificationDataset(Dataset):
         self.issues = issues if issues is not None else IssueLog("error")
         self._stats = torch.zeros(_STAT_SLOTS, len(_STAT_KEYS), dtype=torch.int64).share_memory_()
         # per-image load-time flags (LOAD_FAILED, CONVERTED), shared with the DataLoader workers
-        self._flags = torch.zeros(max(1, len(self.records)), dtype=torch.uint8).share_memory_()
+        self._load_flags = LoadFlags(len(self.records))
+        self._flags = self._load_flags.flags
 
     def __len__(self) -> int:
         return len(self.records)
 
     def _flag(self, index: int, bit: int) -> bool:
         """Set a load-time flag of an image (visible to every process); True when it was not set before."""
-        old = int(self._flags[index])
-        if old & bit:
-            return False
-        self._flags[index] = old | bit
-        return True
+        return self._load_flags.set(index, bit)
 
     def load_issues(self) -> list[Issue]:
         """Load-time issues found by every process (DataLoader workers included) since the last call, each naming

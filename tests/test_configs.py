@@ -41,7 +41,7 @@ def _fake_info(cfg: DictConfig) -> BuildInfo:
     priors, the k-means / hand-picked stand-in)."""
     spec = cfg.model.get("priors")
     names = ["a", "b", "c"]
-    tree = OmegaConf.select(cfg, "model.loss.tree")
+    tree = OmegaConf.select(cfg, "model.loss.tree") or OmegaConf.select(cfg, "model.tree")
     if tree is not None:  # a hierarchical head predicts the tree's nodes
         names = [str(i) for i in range(instantiate(tree).n)]
     if spec is None:

@@ -21,7 +21,7 @@ import torch
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
-from yolo9000.checkpoints import load_module
+from yolo9000.checkpoints import load_module, module_settings
 from yolo9000.data.image_io import read_image
 from yolo9000.data.predict import ImageFilesDataset, PredictCollate, list_images
 from yolo9000.environment import setup_environment
@@ -36,7 +36,8 @@ setup_environment()
 def main(cfg: DictConfig) -> None:
     out_dir = Path(cfg.paths.output_dir)
     module = load_module(
-        cfg.ckpt_path, conf_thresh=cfg.conf_thresh, nms_thresh=cfg.nms_thresh, pre_nms_topk=cfg.get("pre_nms_topk")
+        cfg.ckpt_path,
+        **module_settings(cfg, "conf_thresh", "nms_thresh", "pre_nms_topk", "tree_decode", "tree_thresh", "eval_map"),
     )
     size = int(cfg.img_size or module.hparams.get("eval_size", 416))
     if size % STRIDE:
@@ -64,6 +65,7 @@ def main(cfg: DictConfig) -> None:
             for b, n, s in zip(boxes, det["names"], det["scores"].tolist(), strict=True)
         ]
         records.append({"file": det["path"], "width": img.shape[1], "height": img.shape[0], "detections": dets})
+        log.info("%s: %s", det["path"], detection_line(dets))
         if cfg.draw:
             drawn = draw_detections(
                 torch.from_numpy(img).permute(2, 0, 1), det["boxes"], det["labels"], det["scores"], module.class_names
@@ -79,6 +81,15 @@ def main(cfg: DictConfig) -> None:
         log.warning("%d of %d inputs unreadable (skipped):\n%s", len(failed), len(files), unreadable_list(failed))
     n = sum(len(r["detections"]) for r in records)
     log.info("%d detections in %d images (%d unreadable) -> %s", n, len(records), len(failed), out_dir)
+
+
+def detection_line(dets: list[dict[str, object]], limit: int = 10) -> str:
+    """``dog 0.82, bicycle 0.64, ...`` (the first ``limit`` detections, highest score first), as darknet prints
+    ``dog: 82%`` per box; ``nothing above the threshold`` when empty."""
+    if not dets:
+        return "nothing above the threshold"
+    text = ", ".join(f"{d['class']} {float(d['score']):.2f}" for d in dets[:limit])  # type: ignore[arg-type]
+    return text + (f" (+{len(dets) - limit} more)" if len(dets) > limit else "")
 
 
 def unreadable_list(failed: list[dict[str, str]], limit: int = 20) -> str:

@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from yolo9000.build import instantiate_list
 from yolo9000.callbacks.predictions import PredictionImages
-from yolo9000.checkpoints import load_module
+from yolo9000.checkpoints import load_module, module_settings
 from yolo9000.environment import PROJECT_ROOT, setup_environment
 from yolo9000.modules.detector import DetectorModule
 from yolo9000.results import write_metrics
@@ -34,10 +34,9 @@ def main(cfg: DictConfig) -> float:
     out_dir = Path(cfg.paths.output_dir)
     module = load_module(  # the checkpoint's module, configured with this run's settings (None: as trained)
         cfg.ckpt_path,
-        conf_thresh=cfg.get("conf_thresh"),
-        nms_thresh=cfg.get("nms_thresh"),
-        pre_nms_topk=cfg.get("pre_nms_topk"),
-        voc07=cfg.get("voc07"),
+        **module_settings(
+            cfg, "conf_thresh", "nms_thresh", "pre_nms_topk", "voc07", "tree_decode", "tree_thresh", "eval_map"
+        ),
     )
     if not isinstance(module, DetectorModule):
         raise ValueError(

@@ -23,7 +23,7 @@ from yolo9000.callbacks.speed import SpeedMonitor
 from yolo9000.environment import setup_environment
 from yolo9000.loggers import ResumableWandbLogger
 from yolo9000.multirun import end_distributed, prepare_ddp_relaunch
-from yolo9000.results import group_means, model_stats, write_metrics
+from yolo9000.results import format_group_table, group_means, model_stats, write_metrics
 
 log = logging.getLogger("yolo9000.train")
 setup_environment()
@@ -119,6 +119,10 @@ def run(cfg: DictConfig) -> float | None:
             metrics = write_metrics(out_dir, module.test_results, module.class_names, extra)
             if (out_dir / "per_class.md").is_file():
                 log.info("per-class results (test):\n%s", (out_dir / "per_class.md").read_text())
+            if groups:
+                table = format_group_table(module.test_results.get("per_class", {}), groups)  # type: ignore[arg-type]
+                (out_dir / "groups.md").write_text(table + "\n")
+                log.info("metric groups (test):\n%s", table)
             key = module.monitor.split("/", 1)[1]
             log.info("test %s %.4f -> %s", key, metrics[key], out_dir / "metrics.json")
     summary = {f"test/{k}": v for k, v in (metrics or {}).items() if isinstance(v, float)}

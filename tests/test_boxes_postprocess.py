@@ -195,7 +195,9 @@ def test_postprocess_wordtree_equals_reference() -> None:
     case = _random_case(3, tree.n, big_boxes=False)
     case["raw"] = case["raw"] * 2  # sharper conditionals: decodes stop at leaves and at inner nodes
     want = _reference(**case, conf_thresh=0.05, nms_thresh=0.45, max_det=50, tree=tree, tree_thresh=0.3)
-    got = postprocess(**case, conf_thresh=0.05, nms_thresh=0.45, max_det=50, tree=tree, tree_thresh=0.3)
+    got = postprocess(
+        **case, conf_thresh=0.05, nms_thresh=0.45, max_det=50, tree=tree, tree_thresh=0.3, tree_decode="paper"
+    )
     labels = torch.cat([w["labels"] for w in want])
     assert len(labels.unique()) > 2 and bool((tree.child_group[labels] >= 0).any())  # inner nodes too
     _assert_same(got, want)

@@ -636,7 +636,7 @@ def test_convert_generic_and_classifier_round_trip(tmp_path: Path) -> None:
 def test_convert_wordtree_detector(tmp_path: Path) -> None:
     tree = FIX / "small.tree"
     cfg = scaled_cfg(tmp_path, "yolo9000.cfg", 0.125, 11)
-    cfg.write_text(cfg.read_text().replace("tree=data/9k.tree", f"tree={tree}"))
+    cfg.write_text(cfg.read_text().replace("tree=data/9k.tree", f"tree={tree}").replace("map = data/coco9k.map", ""))
     ckpt = tmp_path / "9k.ckpt"
     torch.save(darknet_to_checkpoint(cfg), ckpt)
     module = load_module(ckpt)
@@ -672,3 +672,55 @@ def test_trained_checkpoint_to_darknet_generates_cfg(tmp_path: Path) -> None:
     with torch.no_grad():
         assert torch.equal(net(x), module(x))
         assert torch.equal(load_darknet(tmp_path / "t.cfg", tmp_path / "t.weights", native=False)(x), module(x))
+
+
+def _yolo9000_checkpoint(tmp_path: Path) -> Path:
+    ckpt = tmp_path / "yolo9000.ckpt"
+    torch.save(darknet_to_checkpoint(CFG / "yolo9000.cfg"), ckpt)
+    return ckpt
+
+
+def test_yolo9000_cfg_names_boxes_with_the_wordtree(tmp_path: Path) -> None:
+    """yolo9000.cfg at full width (48,793,101 parameters, 9418 nodes, 3 priors, no passthrough) converted without
+    weights: boxes are named with 9k.names, through the cfg's own ``map = coco9k.map`` (COCO's 80 nodes only) and,
+    with ``eval_map="all"``, by darknet's descent over all 9418 nodes."""
+    from yolo9000.wordtree import read_map
+
+    ckpt = _yolo9000_checkpoint(tmp_path)
+    names = (ROOT / "data/darknet/wordtree/9k.names").read_text().splitlines()
+    coco_nodes = set(read_map(ROOT / "data/darknet/wordtree/coco9k.map"))
+    x = torch.rand(1, 3, 96, 96)
+    batch = {"images": x, "transforms": None, "orig_sizes": None}
+    for settings, allowed in (({"conf_thresh": 0.0}, {names[n] for n in coco_nodes}), ({"eval_map": "all"}, None)):
+        module = load_module(ckpt, **settings)
+        assert sum(p.numel() for p in module.model.parameters()) == 48_793_101
+        assert module.tree is not None and module.tree.n == 9418 and module.model.anchors.shape == (3, 2)
+        assert module.class_names == names
+        with torch.no_grad():
+            det = module.predict_step(batch)["detections"][0]
+        assert len(det["names"]) > 0
+        if allowed is None:  # every node may name a box; darknet's decode scores it by objectness alone
+            assert set(module.eval_nodes.tolist() if module.eval_nodes is not None else []) == set()
+            obj = module.model(x)[:, 4::9423].sigmoid().flatten()
+            assert torch.allclose(det["scores"].sort(descending=True).values[:3], obj.sort(descending=True).values[:3])
+        else:
+            assert set(det["names"]) <= allowed
+
+
+@pytest.mark.slow
+def test_yolo9000_cfg_detect_cli_prints_wordtree_names(tmp_path: Path) -> None:
+    """detect.py on a converted yolo9000.cfg prints and writes WordTree names (darknet's ``dog: 82%`` lines)."""
+    import json
+
+    from conftest import run_script
+
+    ckpt = _yolo9000_checkpoint(tmp_path)
+    names = set((ROOT / "data/darknet/wordtree/9k.names").read_text().splitlines())
+    image = next((ROOT / "data/bccd").rglob("*.jpg"))
+    out = tmp_path / "out"
+    res = run_script(
+        "detect.py", out, f"ckpt_path={ckpt}", f"source={image}", "img_size=96", "eval_map=all", "conf_thresh=0.3"
+    )
+    dets = json.loads((out / "detections.json").read_text())["images"][0]["detections"]
+    assert dets and {d["class"] for d in dets} <= names
+    assert f"{dets[0]['class']} {dets[0]['score']:.2f}" in res.stdout + res.stderr

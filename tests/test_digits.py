@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import run_script
 from yolo9000.data.digits import (
     DIGIT_NODES,
     EVEN_NODE,
@@ -235,3 +236,40 @@ def test_joint_stream_same_with_workers_and_resumes(splits: dict[str, list], cac
     resumed = list(dm.train_dataloader())
     assert [b["image_ids"] for b in resumed] == [b["image_ids"] for b in single[4:]]
     assert all(torch.equal(a["images"], b["images"]) for a, b in zip(resumed, single[4:], strict=True))
+
+
+def test_tiny_yolo9000_digits_run_writes_seen_unseen_table(tmp_path: Path) -> None:
+    """A few batches of ``experiment=yolo9000_digits``: metrics.json holds ap50_seen / ap50_unseen (the means of
+    the per-digit APs over 0-4 and 5-9), groups.md the table, and the joint stream logged its per-source counts."""
+    import csv
+    import json
+
+    out = tmp_path / "run"
+    cache = tmp_path / "cache"
+    counts = {"train": 12, "classification": 24, "val": 6, "test": 6}
+    run_script(
+        "train.py",
+        out,
+        "experiment=yolo9000_digits",
+        "trainer.max_epochs=1",
+        "trainer.check_val_every_n_epoch=1",
+        "data.batch_size=6",
+        "data.num_workers=0",
+        "model.net.backbone.width=0.125",
+        "callbacks.prediction_images.num_images=1",
+        "model.burn_in=1",
+        *(f"data.{s}.num_images={n}" for s, n in counts.items()),
+        *(f"+data.{s}.cache_dir={cache}" for s in counts),
+    )
+    metrics = json.loads((out / "metrics.json").read_text())
+    per_class = metrics["per_class"]
+    for group, digits in (("seen", "01234"), ("unseen", "56789")):
+        aps = [per_class[d]["ap50"] for d in digits]
+        expected = np.mean([a if np.isfinite(a) and a >= 0 else 0.0 for a in aps])
+        assert metrics[f"ap50_{group}"] == pytest.approx(expected)
+    table = (out / "groups.md").read_text()
+    assert "| seen |" in table and "| unseen |" in table
+    rows = list(csv.DictReader((out / "csv" / "metrics.csv").open()))
+    n_det = sum(float(r["train/images_detection"]) for r in rows if r.get("train/images_detection"))
+    n_cls = sum(float(r["train/images_classification"]) for r in rows if r.get("train/images_classification"))
+    assert (n_det, n_cls) == (12, 12)  # classification_per_detection 1.0: as many classification images

@@ -246,28 +246,55 @@ def test_equals_darknet_c_transcription(case: str, tree: WordTree) -> None:
         assert bool((paper["node"] != out["node"]).any())  # the two descents disagree somewhere
 
 
-# ---------------------------------------------------------------- the fast path agrees (paper descent / flat)
-@pytest.mark.parametrize("which", ["small", "9k"])
-def test_paper_decode_equals_tree_candidates(which: str, tree: WordTree) -> None:
+# ---------------------------------------------------------------- the fast path agrees (both descents, map, flat)
+def _tree_case(which: str, tree: WordTree) -> tuple[WordTree, torch.Tensor, torch.Tensor]:
     t = tree if which == "small" else WordTree.from_file(WT / "9k.tree")
     g = torch.Generator().manual_seed(2)
     bsz, num_a, h, w = (2, 3, 4, 5) if which == "small" else (1, 2, 3, 3)
     raw = torch.randn(bsz, num_a * (5 + t.n), h, w, generator=g) * 2
     if which == "9k":  # sharp conditionals so that descents go deep in the 9418-node tree
         raw *= 4
-    anchors = torch.rand(num_a, 2, generator=g) + 0.5
+    return t, raw, torch.rand(num_a, 2, generator=g) + 0.5
+
+
+@pytest.mark.parametrize("decode", ["paper", "darknet"])
+@pytest.mark.parametrize("which", ["small", "9k"])
+def test_tree_decode_equals_tree_candidates(which: str, decode: str, tree: WordTree) -> None:
+    """postprocess's candidates (one node per box) = region_detections_darknet's, for either descent."""
+    t, raw, anchors = _tree_case(which, tree)
+    bsz, num_a = raw.shape[0], anchors.shape[0]
     out = region_detections_darknet(
-        raw, anchors=anchors, num_classes=t.n, tree=t, thresh=0.05, tree_thresh=0.3, tree_decode="paper"
+        raw, anchors=anchors, num_classes=t.n, tree=t, thresh=0.05, tree_thresh=0.3, tree_decode=decode
     )
     reg = split_region(raw, num_a)
-    scores, box_idx, node = tree_candidates(reg.obj.sigmoid(), reg.cls, t, 0.05, 0.3, None)
-    dense = torch.zeros(bsz, num_a * h * w)
+    scores, box_idx, node = tree_candidates(reg.obj.sigmoid(), reg.cls, t, 0.05, 0.3, None, tree_decode=decode)
+    dense = torch.zeros(bsz, out["prob"].shape[1])
     ok = torch.isfinite(scores)
     b_idx = torch.arange(bsz).unsqueeze(1).expand_as(scores)[ok]
     dense[b_idx, box_idx[ok]] = scores[ok]
     torch.testing.assert_close(out["prob"].amax(-1), dense)  # same candidates, same scores
     assert out["node"][b_idx, box_idx[ok]].tolist() == node[ok].tolist()  # same nodes
     assert int(ok.sum()) > 3 and len(node[ok].unique()) > 2
+    if decode == "darknet":  # scored by objectness alone
+        torch.testing.assert_close(scores[ok], reg.obj.sigmoid().flatten(1)[b_idx, box_idx[ok]])
+
+
+@pytest.mark.parametrize("which", ["small", "9k"])
+def test_tree_map_equals_tree_candidates(which: str, tree: WordTree) -> None:
+    """With a map every (box, mapped node) pair scores obj * P_abs(node), in both; labels are the nodes."""
+    t, raw, anchors = _tree_case(which, tree)
+    nodes = torch.tensor([1, 4, 6, 2] if which == "small" else t.read_map(WT / "coco9k.map").tolist())
+    thresh = 0.01 if which == "small" else 1e-4  # 80 of 9418 nodes: small absolute probabilities
+    raw = raw if which == "small" else raw / 4
+    out = region_detections_darknet(raw, anchors=anchors, num_classes=t.n, tree=t, thresh=thresh, map=nodes)
+    reg = split_region(raw, anchors.shape[0])
+    scores, box_idx, node = tree_candidates(reg.obj.sigmoid(), reg.cls, t, thresh, 0.5, None, tree_map=nodes)
+    ok = torch.isfinite(scores)
+    assert int(ok.sum()) > 3
+    b_idx = torch.arange(raw.shape[0]).unsqueeze(1).expand_as(scores)[ok]
+    col = (node[ok].unsqueeze(1) == nodes).float().argmax(1)  # the map column of each candidate's node
+    torch.testing.assert_close(scores[ok], out["prob"][b_idx, box_idx[ok], col])
+    assert int(ok.sum()) == int((out["prob"] > 0).sum())  # the same pairs pass the threshold
 
 
 def test_flat_decode_equals_postprocess_candidates() -> None:

@@ -80,6 +80,8 @@ def detector_model_config(
     )
     if region.tree is not None:
         loss["tree"] = {"_target_": "yolo9000.wordtree.WordTree.from_file", "path": str(region.tree.resolve())}
+        if region.map is not None:  # darknet reports the mapped classes only (yolo9000.cfg: COCO's 80 via coco9k.map)
+            cfg["eval_map"] = str(region.map.resolve())
     ns = sections[0]
     policy = option(ns, "policy", "steps", str)
     cfg.update(
@@ -149,6 +151,13 @@ def darknet_to_checkpoint(
         module.seen.fill_(info.seen)
     dk["header"] = vars(info) if info else None
     return {"state_dict": module.state_dict(), "yolo9000_model_config": model_cfg, "darknet": dk}
+
+
+def module_settings(cfg: Any, *keys: str) -> dict[str, Any]:
+    """The entry script's overrides of saved module settings (``conf_thresh``, ``eval_map``, ...) as plain Python
+    values, for :func:`load_module` (a missing or null key keeps the checkpoint's value)."""
+    out = {k: cfg.get(k) for k in keys}
+    return {k: OmegaConf.to_container(v) if OmegaConf.is_config(v) else v for k, v in out.items()}
 
 
 def load_module(ckpt_path: str | Path, map_location: str = "cpu", **settings: Any) -> pl.LightningModule:

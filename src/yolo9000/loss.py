@@ -57,6 +57,7 @@ class RegionLossOutput:
     avg_anyobj: torch.Tensor  # mean sigmoid(to) over all predictors
     avg_cat: torch.Tensor  # mean P(class) of responsible predictors
     num_truths: int
+    per_image: dict[str, torch.Tensor] | None = None  # each term per image, (B,) detached (sums to the term)
 
     @property
     def terms(self) -> dict[str, torch.Tensor]:
@@ -180,9 +181,16 @@ class RegionLoss(nn.Module):
         xy = activate_xy(reg.xy, self.location)  # (B, A, H, W, 2)
         obj = reg.obj.sigmoid()  # (B, A, H, W)
         assigned = self.assign(xy, reg.wh, obj, reg.cls, targets, target_mask, anchors, seen)
-        terms = self.terms(xy, reg.wh, obj, reg.cls, assigned)
+        per_image = self.terms(xy, reg.wh, obj, reg.cls, assigned)  # (B,) each
+        terms = {k: v.sum() for k, v in per_image.items()}
         stats = self.statistics(obj, reg.cls, assigned)
-        return RegionLossOutput(loss=sum(terms.values()), **terms, num_truths=len(assigned.resp_loc), **stats)
+        return RegionLossOutput(
+            loss=sum(terms.values()),
+            **terms,
+            num_truths=len(assigned.resp_loc),
+            **stats,
+            per_image={k: v.detach() for k, v in per_image.items()},
+        )
 
     @torch.no_grad()
     def assign(
@@ -355,19 +363,23 @@ class RegionLoss(nn.Module):
     def terms(
         self, xy: torch.Tensor, wh: torch.Tensor, obj: torch.Tensor, cls: torch.Tensor, t: RegionTargets
     ) -> dict[str, torch.Tensor]:
-        """The named loss terms (batch sums, with gradient) for assigned targets ``t``: ``coord`` (responsible
-        predictors and the prior-matching term), ``obj`` (responsible predictors), ``noobj`` (the others), ``cls``
-        (one softmax cross-entropy per class write). Shapes as :meth:`assign`."""
+        """The named loss terms per image ((B,) each, with gradient; the loss is their total) for assigned targets
+        ``t``: ``coord`` (responsible predictors and the prior-matching term), ``obj`` (responsible predictors),
+        ``noobj`` (the others), ``cls`` (one softmax cross-entropy per class write). Shapes as :meth:`assign`."""
+        bsz = obj.shape[0]
         diff = torch.cat([xy, wh], dim=-1).float() - t.coord_target
-        coord = 0.5 * (t.coord_weight.unsqueeze(-1) * diff.square()).sum()
+        coord = 0.5 * (t.coord_weight.unsqueeze(-1) * diff.square()).reshape(bsz, -1).sum(1)
         obj_sq = 0.5 * t.obj_weight * (t.obj_target - obj.float()).square()
+        resp = t.responsible.to(obj_sq.dtype)
         cls_flat = cls.reshape(-1, self.num_classes)  # (B*A*H*W, C)
-        ce = _group_cross_entropy(cls_flat[t.cls_loc].float(), t.cls_offset, t.cls_size, t.cls_node)
+        ce = _group_cross_entropy(cls_flat[t.cls_loc].float(), t.cls_offset, t.cls_size, t.cls_node)  # (K,)
+        per_pred = obj[0].numel()  # predictors per image
+        cls_img = ce.new_zeros(bsz).index_add(0, t.cls_loc // per_pred, ce)
         return {
             "coord": coord,
-            "obj": obj_sq[t.responsible].sum(),
-            "noobj": obj_sq[~t.responsible].sum(),
-            "cls": self.class_scale * ce.sum(),
+            "obj": (obj_sq * resp).reshape(bsz, -1).sum(1),
+            "noobj": (obj_sq * (1 - resp)).reshape(bsz, -1).sum(1),
+            "cls": self.class_scale * cls_img,
         }
 
     @torch.no_grad()

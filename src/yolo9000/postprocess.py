@@ -24,6 +24,7 @@ from torchvision.ops import nms
 
 from yolo9000.boxes import Location, activate_xy, cxcywh_to_xyxy_pixels, decode_boxes, split_region
 from yolo9000.data.transforms import boxes_to_original
+from yolo9000.region_decode import TreeDecode
 from yolo9000.region_decode import region_detections_darknet as region_detections_darknet
 from yolo9000.wordtree import WordTree
 
@@ -47,13 +48,19 @@ def postprocess(
     pre_nms_topk: int | None = 1000,
     tree: WordTree | None = None,
     tree_thresh: float = 0.5,
+    tree_decode: TreeDecode = "darknet",
+    tree_map: torch.Tensor | None = None,
 ) -> list[dict[str, torch.Tensor]]:
     """darknet's ``get_region_boxes`` + ``do_nms_sort``: every (box, class) pair whose score
     ``sigmoid(to) * P(class)`` exceeds ``conf_thresh`` is a candidate; NMS runs per class and image.
 
-    With a WordTree each box gets one label, the paper's top-down decode (``tree_thresh`` on the path
-    probability), scored with its absolute path probability (:func:`tree_candidates`; darknet's own descent and
-    scoring: :func:`region_detections_darknet` with ``tree_decode="darknet"``).
+    With a WordTree (:func:`tree_candidates`, the same choices as :func:`region_detections_darknet`):
+
+    * with ``tree_map`` (darknet's ``map``: the evaluated label set as tree nodes) every (box, mapped node) pair
+      is scored ``obj * P_abs(node)``, as flat classes; ``tree_decode`` plays no part;
+    * ``tree_decode="darknet"`` (default): each box gets the node of darknet's ``hierarchy_top_prediction`` over
+      absolute probabilities and is scored with its objectness alone;
+    * ``tree_decode="paper"``: the paper's top-down descent on the path probability, scored ``obj * P(node)``.
 
     Args:
         raw: (B, A * (5 + C), H, W) raw head output.
@@ -66,10 +73,12 @@ def postprocess(
         max_det: detections kept per image (the highest scores after NMS).
         pre_nms_topk: candidates kept per image before NMS (the highest scores); None or 0 = all (darknet).
         tree: WordTree of a hierarchical head (YOLO9000); None = flat softmax.
-        tree_thresh: path-probability threshold of the top-down decode.
+        tree_thresh: threshold of the top-down descent.
+        tree_decode: ``darknet`` or ``paper`` (see above).
+        tree_map: (K,) tree node of each reported class; labels are then node indices of ``tree_map``'s nodes.
     Returns:
         per image a dict with ``boxes`` (N, 4) xyxy in original pixels, ``scores`` (N,) sorted in decreasing
-        order, ``labels`` (N,) int64; N <= max_det.
+        order, ``labels`` (N,) int64 (class, or tree node with a tree); N <= max_det.
     """
     reg = split_region(raw.float(), anchors.shape[0])
     bsz = raw.shape[0]
@@ -82,7 +91,9 @@ def postprocess(
     if tree is None:
         scores, box_idx, labels = flat_candidates(obj, reg.cls, conf_thresh, pre_nms_topk)
     else:
-        scores, box_idx, labels = tree_candidates(obj, reg.cls, tree, conf_thresh, tree_thresh, pre_nms_topk)
+        scores, box_idx, labels = tree_candidates(
+            obj, reg.cls, tree, conf_thresh, tree_thresh, pre_nms_topk, tree_decode, tree_map
+        )
     # (M,) candidates by image, then by decreasing score (1-D indexing: the cheap kind)
     flat = torch.nonzero(torch.isfinite(scores).flatten()).flatten()
     b_idx = flat // max(scores.shape[1], 1)
@@ -181,26 +192,48 @@ def tree_candidates(
     conf_thresh: float,
     tree_thresh: float,
     pre_nms_topk: int | None,
+    tree_decode: TreeDecode = "darknet",
+    tree_map: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """WordTree candidates: boxes with ``obj > conf_thresh`` get their top-down node (``tree_thresh``), scored
-    ``obj * P(node)`` (absolute path probability); those above ``conf_thresh``, the ``pre_nms_topk`` highest per
-    image. This is the paper's descent (``region_detections_darknet(tree_decode="paper")`` before the top-k).
+    """WordTree candidates of boxes with ``obj > conf_thresh``, the ``pre_nms_topk`` highest per image.
+
+    * ``tree_map`` given: every (box, mapped node) pair scored ``obj * P_abs(node)`` (darknet with a ``map``);
+    * ``tree_decode="darknet"``: one node per box, darknet's descent over absolute probabilities, scored
+      ``obj`` (``region_detections_darknet(tree_decode="darknet")``);
+    * ``tree_decode="paper"``: one node per box, the descent on the path probability, scored ``obj * P(node)``
+      (``region_detections_darknet(tree_decode="paper")``).
+
+    Only the rows of boxes above ``conf_thresh`` go through the tree softmax (bounded work at 9418 nodes).
 
     Args:
         obj: (B, A, H, W) objectness (after the sigmoid).
         logits: (B, A, H, W, n) logits of the n tree nodes.
+        tree_map: (K,) node indices, or None.
     Returns:
-        as :func:`flat_candidates`: scores (B, K) (-inf = no candidate), box index (B, K) into the
-        N = A * H * W boxes, node (B, K).
+        as :func:`flat_candidates`: scores (B, K') (-inf = no candidate), box index (B, K') into the
+        N = A * H * W boxes, tree node (B, K').
     """
+    if tree_decode not in ("darknet", "paper"):
+        raise ValueError(f"tree_decode must be 'darknet' or 'paper', got {tree_decode!r}")
     b_idx, a_idx, h_idx, w_idx = torch.nonzero(obj > conf_thresh, as_tuple=True)  # (M,) each
     cond = tree.softmax(logits[b_idx, a_idx, h_idx, w_idx])  # (M, n) P(node | parent), only the rows needed
     obj = obj.flatten(1)  # (B, N)
     n_idx = (a_idx * logits.shape[2] + h_idx) * logits.shape[3] + w_idx
-    node = tree.top_down(cond, tree_thresh)  # (M,)
-    path = tree.paths.to(obj.device)[node]  # (M, D), -1 padded
-    p_node = cond.gather(1, path.clamp_min(0)).masked_fill(path < 0, 1.0).prod(1)  # (M,) P(node)
-    s = obj[b_idx, n_idx] * p_node
+    s_obj = obj[b_idx, n_idx]  # (M,)
+    if tree_map is not None:
+        nodes = tree_map.to(obj.device)
+        p = tree.absolute(cond).index_select(1, nodes) * s_obj.unsqueeze(1)  # (M, K)
+        dense = obj.new_full((obj.shape[0], obj.shape[1], len(nodes)), float("-inf"))  # (B, N, K)
+        dense[b_idx, n_idx] = p
+        top, idx = _top_candidates(dense.flatten(1), conf_thresh, pre_nms_topk)  # (B, K')
+        return top, idx // len(nodes), nodes[idx % len(nodes)]
+    if tree_decode == "darknet":
+        node = tree.top_down(tree.absolute(cond), tree_thresh)  # (M,) hierarchy_top_prediction(absolute)
+        s = s_obj
+    else:
+        node = tree.top_down(cond, tree_thresh)  # (M,) descent on the path probability
+        path = tree.paths.to(obj.device)[node]  # (M, D), -1 padded
+        s = s_obj * cond.gather(1, path.clamp_min(0)).masked_fill(path < 0, 1.0).prod(1)  # obj * P(node)
     dense = torch.full_like(obj, float("-inf"))  # (B, N)
     dense[b_idx, n_idx] = s
     labels = torch.zeros(obj.shape, dtype=torch.long, device=obj.device)

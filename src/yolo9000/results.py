@@ -87,3 +87,14 @@ def group_means(
             vals.append(v if np.isfinite(v) and v >= 0 else 0.0)
         out[f"{key}_{name}"] = float(np.mean(vals)) if vals else float("nan")
     return out
+
+
+def format_group_table(per_class: dict[str, dict[str, float]], groups: dict[str, list[str]], key: str = "ap50") -> str:
+    """Markdown table of :func:`group_means`: one row per group with its mean and each class's value (e.g. the
+    YOLO9000 digits' ``seen`` / ``unseen`` table)."""
+    means = group_means(per_class, groups, key)
+    lines = [f"| group | mean {key} | per class |", "|---|---:|---|"]
+    for name, classes in groups.items():
+        vals = ", ".join(f"{c}: {float(per_class.get(c, {}).get(key, 0.0)):.3f}" for c in classes)
+        lines.append(f"| {name} | {means[f'{key}_{name}']:.4f} | {vals} |")
+    return "\n".join(lines)

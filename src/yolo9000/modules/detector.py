@@ -18,6 +18,7 @@ from yolo9000.models.yolov2 import YOLOv2
 from yolo9000.modules.base import DarknetModule
 from yolo9000.modules.pretrained import load_pretrained
 from yolo9000.postprocess import postprocess
+from yolo9000.wordtree import WordTree
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,13 @@ class DetectorModule(DarknetModule):
         pre_nms_topk: candidates kept per image before NMS, the highest scores (None or 0 = all, as darknet);
             bounds the decode + NMS cost of an early network, whose scores nearly all pass ``conf_thresh``.
         voc07: also compute VOC2007 11-point AP.
+        tree_decode: how a WordTree head names a box without ``eval_map``: ``darknet`` (darknet's descent over
+            absolute probabilities, scored by objectness) or ``paper`` (descent on the path probability, scored
+            ``obj * P(node)``); see :func:`yolo9000.postprocess.tree_candidates`.
+        tree_thresh: threshold of the WordTree descent (darknet's ``hier_thresh``, 0.5).
+        eval_map: with a WordTree, the label set evaluated and reported (darknet's ``map``): every box scored
+            ``obj * P_abs(node)`` for each listed node; node names / WordNet ids, node indices, or a darknet map
+            file (``coco9k.map``); None or ``all`` = one node per box by ``tree_decode``.
         class_names: names for per-class tables (filled from the DataModule when None).
         backbone_ckpt: optional checkpoint whose ``backbone.*`` weights initialise the backbone.
         eval_size: evaluation input side the network was validated at (the default size of ``detect.py``).
@@ -70,6 +78,9 @@ class DetectorModule(DarknetModule):
         max_det: int = 100,
         pre_nms_topk: int | None = 1000,
         voc07: bool = False,
+        tree_decode: Literal["darknet", "paper"] = "darknet",
+        tree_thresh: float = 0.5,
+        eval_map: str | list[str | int] | None = None,
         class_names: list[str] | None = None,
         backbone_ckpt: str | None = None,
         eval_size: int = 416,
@@ -85,6 +96,8 @@ class DetectorModule(DarknetModule):
             else loss
         )
         self.class_names = list(class_names) if class_names else [str(i) for i in range(model.num_classes)]
+        self.tree = None if self.criterion.tree.num_groups == 1 else self.criterion.tree
+        self.eval_nodes = resolve_map(self.tree, eval_map)  # (K,) node indices or None
         self.val_eval = DetectionEvaluator(self.class_names, voc07=voc07, max_detections=max_det)
         self.test_eval = DetectionEvaluator(self.class_names, voc07=voc07, max_detections=max_det)
         self.test_results: dict[str, Any] = {}
@@ -110,7 +123,20 @@ class DetectorModule(DarknetModule):
         self.log_dict({**parts, **stats}, batch_size=bsz)
         self.log("train/input_size", float(images.shape[-1]), batch_size=bsz)
         self.log("train/seen", self.seen.float(), batch_size=bsz)
+        if "classonly" in batch:  # joint training (yolo9000.data.joint): counts and losses per source
+            self._log_sources(batch["classonly"].to(raw.device), out.per_image, bsz)
         return loss
+
+    def _log_sources(self, classonly: torch.Tensor, per_image: dict[str, torch.Tensor], bsz: int) -> None:
+        """Per source (``detection`` / ``classification``): images this epoch (``train/images_<source>``, summed)
+        and the mean per-image loss and terms (``train/<source>/<term>``). ``classonly``: (B,) bool."""
+        total = sum(per_image.values())  # (B,)
+        for source, sel in (("detection", ~classonly), ("classification", classonly)):
+            n = int(sel.sum())
+            self.log(f"train/images_{source}", float(n), on_step=False, on_epoch=True, reduce_fx="sum", sync_dist=True)
+            if n:
+                parts = {f"train/{source}/{k}": v[sel].mean() for k, v in per_image.items()}
+                self.log_dict({f"train/{source}/loss": total[sel].mean(), **parts}, batch_size=n)
 
     # ---------------------------------------------------------------- evaluation
     def _eval_step(
@@ -147,7 +173,10 @@ class DetectorModule(DarknetModule):
             nms_thresh=self.hparams.nms_thresh,
             max_det=self.hparams.max_det,
             pre_nms_topk=self.hparams.pre_nms_topk,
-            tree=None if self.criterion.tree.num_groups == 1 else self.criterion.tree,
+            tree=self.tree,
+            tree_thresh=self.hparams.tree_thresh,
+            tree_decode=self.hparams.tree_decode,
+            tree_map=self.eval_nodes,
         )
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int = 0) -> dict[str, Any]:
@@ -186,6 +215,24 @@ class DetectorModule(DarknetModule):
         self.test_eval.reset()
         self.log_dict({f"test/{k}": float(v) for k, v in res.items() if _is_scalar(v)})
         self.test_results = res
+
+
+def resolve_map(tree: WordTree | None, spec: str | list[str | int] | None) -> torch.Tensor | None:
+    """``eval_map`` as (K,) tree node indices: a darknet map file, or a list of node indices / names / wnids;
+    None or ``"all"`` (every node, one per box by ``tree_decode``) -> None."""
+    if spec is None or spec == "all":
+        return None
+    if tree is None:
+        raise ValueError("eval_map needs a WordTree head (model.loss.tree); a flat head reports all its classes")
+    if isinstance(spec, str):
+        return tree.read_map(spec)
+    items = list(spec)
+    if all(isinstance(x, int) for x in items):
+        nodes = torch.tensor(items, dtype=torch.long)
+        if len(nodes) and (int(nodes.min()) < 0 or int(nodes.max()) >= tree.n):
+            raise ValueError(f"eval_map: node indices must lie in 0..{tree.n - 1}, got {items}")
+        return nodes
+    return tree.map_labels([str(x) for x in items])
 
 
 def _is_scalar(v: Any) -> bool:

@@ -1,0 +1,156 @@
+"""Label sets mapped into a WordTree: the data side of YOLO9000 at full scale (``experiment=yolo9000``).
+
+The joint stream (:mod:`yolo9000.data.joint`) wants every label as a tree node index. Two parsers put existing data
+there, both following the :class:`~yolo9000.data.datamodule.AnnotationParser` protocol:
+
+* :class:`TreeLabels` wraps any detection parser (COCO JSON, VOC XML, YOLO txt): its own class names go into the
+  tree by a darknet map file (``coco9k.map``: one node a class, in the label set's order) or by WordNet id / name
+  (:meth:`~yolo9000.wordtree.WordTree.map_labels`); the records' labels become node indices.
+* :class:`ImageListParser` reads a list of classification images (darknet's ``train.list`` of ImageNet files): the
+  label of an image is the tree node whose WordNet id appears in its path, as darknet finds a classifier's label by
+  searching the path for each label string (``fill_truth``); here the last ``n########`` of the path that is a node
+  of the tree (folder ``n02084071/`` or file ``n02084071_123.JPEG``).
+
+Both report the tree's node names as the class names, so a run's classes are the tree's nodes.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from yolo9000.wordtree import WordTree
+
+from .records import DetectionRecord, IssueLog
+from .splits import read_list_file
+
+logger = logging.getLogger("yolo9000.data")
+
+__all__ = ["ImageListParser", "TreeLabels", "load_tree"]
+
+WNID = re.compile(r"n\d{8}")
+
+
+def load_tree(
+    tree: str | Path | WordTree, names_file: str | Path | None = None, labels_file: str | Path | None = None
+) -> WordTree:
+    """A WordTree given as one, or as darknet files (tree, optional names and WordNet-id labels files)."""
+    return tree if isinstance(tree, WordTree) else WordTree.from_file(tree, names_file, labels_file)
+
+
+def _to_class_names(records: list[DetectionRecord], tree: WordTree, class_names: Sequence[str] | None, what: str):
+    """Records labelled with tree nodes, re-indexed to ``class_names`` when that is not the tree's own name list."""
+    if class_names is None or list(class_names) == tree.names:
+        return records
+    if len(class_names) != tree.n:
+        raise ValueError(f"{what}: class_names has {len(class_names)} entries, the WordTree {tree.n} nodes")
+    raise ValueError(f"{what}: class_names must be the WordTree's node names in tree order (data.class_names: null)")
+
+
+class TreeLabels:
+    """A detection parser whose labels are mapped into a WordTree (COCO's 80 classes into the 9k tree).
+
+    Args:
+        parser: the wrapped parser (``COCOParser``, ``VOCParser``, ``YOLOTxtParser``, ...); parsed with its own
+            class names (``discover_class_names``).
+        tree: darknet tree file (or a WordTree); ``names_file`` / ``labels_file``: its names and WordNet ids.
+        map_file: darknet map file, one tree node per class of ``parser`` in its order (``coco9k.map``); None =
+            each class looked up by WordNet id, then by unique node name.
+    """
+
+    def __init__(
+        self,
+        parser: Any,
+        tree: str | Path | WordTree,
+        names_file: str | Path | None = None,
+        labels_file: str | Path | None = None,
+        map_file: str | Path | None = None,
+    ) -> None:
+        self.parser = parser
+        self.tree = load_tree(tree, names_file, labels_file)
+        self.map_file = map_file
+
+    def __repr__(self) -> str:
+        return f"TreeLabels({self.parser!r}, nodes={self.tree.n}, map_file={self.map_file!r})"
+
+    def discover_class_names(self) -> list[str]:
+        """The tree's node names (class index = node)."""
+        return list(self.tree.names)
+
+    def node_of_class(self) -> np.ndarray:
+        """(C,) tree node of each class of the wrapped parser."""
+        names = self.parser.discover_class_names()
+        if not names:
+            raise ValueError(f"{self.parser!r}: no class names to map into the WordTree")
+        return self.tree.map_labels(list(names), self.map_file).numpy()
+
+    def parse(self, class_names: Sequence[str] | None, issues: IssueLog) -> list[DetectionRecord]:
+        """The wrapped parser's records with node labels (an internal node where the data names a coarse class)."""
+        nodes = self.node_of_class()
+        records = self.parser.parse(self.parser.discover_class_names(), issues)
+        for r in records:
+            r.labels = nodes[r.labels]
+        return _to_class_names(records, self.tree, class_names, repr(self))
+
+
+class ImageListParser:
+    """Classification images from a list file (one path a line, relative to ``root`` or the list's folder), each
+    labelled with the tree node whose WordNet id is in its path (the last such ``n########``).
+
+    An image whose path names no node of the tree is skipped and reported (``issues``), naming the file and the
+    list line.
+
+    Args:
+        list_file: text list (``#`` comments and blank lines skipped) or CSV with a file column (see
+            :func:`~yolo9000.data.splits.read_list_file`).
+        tree, names_file, labels_file: the WordTree (darknet files); its labels file holds the WordNet ids.
+        root: folder that relative paths start from (default: the list file's folder).
+    """
+
+    def __init__(
+        self,
+        list_file: str | Path,
+        tree: str | Path | WordTree,
+        names_file: str | Path | None = None,
+        labels_file: str | Path | None = None,
+        root: str | Path | None = None,
+    ) -> None:
+        self.list_file = Path(list_file)
+        self.tree = load_tree(tree, names_file, labels_file)
+        self.root = Path(root) if root is not None else self.list_file.parent
+
+    def __repr__(self) -> str:
+        return f"ImageListParser({str(self.list_file)!r}, nodes={self.tree.n})"
+
+    def discover_class_names(self) -> list[str]:
+        return list(self.tree.names)
+
+    def parse(self, class_names: Sequence[str] | None, issues: IssueLog) -> list[DetectionRecord]:
+        """One record a listed image, ``labels = [node]`` (its one box a placeholder: never used for training)."""
+        if not self.list_file.is_file():
+            raise FileNotFoundError(f"classification list not found: {self.list_file}")
+        entries, _ = read_list_file(self.list_file)
+        node_of = {w: i for i, w in reversed(list(enumerate(self.tree.wnids)))}
+        records: list[DetectionRecord] = []
+        for line_no, entry in enumerate(entries, 1):
+            path = Path(entry) if Path(entry).is_absolute() else self.root / entry
+            node = next((node_of[w] for w in reversed(WNID.findall(entry)) if w in node_of), None)
+            if node is None:
+                issues.report(
+                    path,
+                    "no WordTree node's WordNet id in the path",
+                    action="skip_image",
+                    detail=f"{self.list_file} entry {line_no}",
+                )
+                continue
+            # the joint stream reads labels[0] only; the box is a placeholder (the image's size is unknown here)
+            records.append(
+                DetectionRecord(path, f"{path.stem}_{line_no}", None, None, [[0.0, 0.0, 1.0, 1.0]], [node], [False])
+            )
+        logger.info("%s: %d classification images labelled with WordTree nodes", self.list_file, len(records))
+        return _to_class_names(records, self.tree, class_names, repr(self))

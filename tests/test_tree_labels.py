@@ -1,0 +1,99 @@
+"""Label sets mapped into a WordTree (yolo9000.data.tree_labels) and a module's evaluated node set (eval_map)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from yolo9000.data.coco import COCOParser
+from yolo9000.data.records import DataError, IssueLog
+from yolo9000.data.tree_labels import ImageListParser, TreeLabels
+from yolo9000.modules.detector import resolve_map
+from yolo9000.wordtree import WordTree
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = Path(__file__).parent / "fixtures" / "small.tree"  # animal, vehicle, dog, cat, bird, car, ... (ids = names)
+WT = ROOT / "data" / "darknet" / "wordtree"
+
+
+def _coco(tmp_path: Path, names: list[str]) -> COCOParser:
+    """A 2-image COCO JSON: image 0 has one box of each category, image 1 one box of the last category."""
+    (tmp_path / "img").mkdir(parents=True)
+    for i in range(2):
+        (tmp_path / "img" / f"{i}.jpg").write_bytes(b"")
+    cats = [{"id": 10 + k, "name": n} for k, n in enumerate(names)]
+    anns = [
+        {"id": k, "image_id": 0, "category_id": 10 + k, "bbox": [1, 1, 5, 5], "iscrowd": 0} for k in range(len(names))
+    ]
+    anns.append({"id": 99, "image_id": 1, "category_id": 10 + len(names) - 1, "bbox": [2, 2, 4, 4], "iscrowd": 0})
+    data = {"images": [{"id": i, "file_name": f"{i}.jpg", "width": 16, "height": 16} for i in range(2)]}
+    data |= {"categories": cats, "annotations": anns}
+    (tmp_path / "ann.json").write_text(json.dumps(data))
+    return COCOParser(ann_file=tmp_path / "ann.json", image_dir=tmp_path / "img")
+
+
+def test_detection_labels_go_into_the_tree_by_name_and_by_map(tmp_path: Path) -> None:
+    tree = WordTree.from_file(SMALL)
+    coco = _coco(tmp_path, ["retriever", "car", "dog"])  # a breed, a leaf of another branch, an internal node
+    recs = TreeLabels(coco, SMALL).parse(None, IssueLog("error"))
+    assert [r.labels.tolist() for r in recs] == [[8, 5, 2], [2]]  # nodes: retriever 8, car 5, dog 2
+    assert TreeLabels(coco, SMALL).discover_class_names() == tree.names
+    mp = tmp_path / "my.map"
+    mp.write_text("7\n6\n0\n")  # terrier, bicycle, animal: the map decides, not the names
+    recs = TreeLabels(coco, SMALL, map_file=mp).parse(tree.names, IssueLog("error"))
+    assert [r.labels.tolist() for r in recs] == [[7, 6, 0], [0]]
+    with pytest.raises(ValueError, match="not found.*'zebra'"):
+        TreeLabels(_coco(tmp_path / "z", ["dog", "zebra"]), SMALL).parse(None, IssueLog("error"))
+
+
+def test_coco_classes_into_the_9k_tree_by_darknets_map(tmp_path: Path) -> None:
+    coco_names = (ROOT / "data/darknet/coco.names").read_text().splitlines()
+    parser = TreeLabels(
+        _coco(tmp_path, coco_names), WT / "9k.tree", WT / "9k.names", WT / "9k.labels", WT / "coco9k.map"
+    )
+    recs = parser.parse(None, IssueLog("error"))
+    nodes = np.array([int(x) for x in (WT / "coco9k.map").read_text().split()])
+    assert recs[0].labels.tolist() == nodes.tolist() and recs[1].labels.tolist() == [nodes[-1]]
+    names = parser.discover_class_names()
+    assert names[int(nodes[0])] == "person" and names[int(nodes[16])] == "dog"  # coco.names: person ... dog (17th)
+
+
+def test_image_list_labels_by_wnid_in_the_path(tmp_path: Path) -> None:
+    (tmp_path / "9.tree").write_text("n00000001 -1\nn00000002 -1\nn00000003 0\nn00000004 0\n")
+    lst = tmp_path / "train.list"
+    lst.write_text(
+        "# ImageNet style\n"
+        "n00000003/n00000003_1.JPEG\n"  # folder and file agree
+        "/abs/n00000001/n00000004_7.JPEG\n"  # the last wnid of the path wins
+        "other/n99999999_1.JPEG\n"  # no node of the tree
+        "n00000002_5.jpg\n"
+    )
+    issues = IssueLog("skip")
+    recs = ImageListParser(lst, tmp_path / "9.tree").parse(None, issues)
+    assert [r.labels.tolist() for r in recs] == [[2], [3], [1]]
+    assert recs[0].image_path == tmp_path / "n00000003/n00000003_1.JPEG" and recs[1].image_path == Path(
+        "/abs/n00000001/n00000004_7.JPEG"
+    )
+    (problem,) = issues.report_dict().values()
+    assert problem["count"] == 1 and "n99999999_1.JPEG" in problem["files"][0]
+    with pytest.raises(DataError, match="n99999999_1.JPEG"):
+        ImageListParser(lst, tmp_path / "9.tree").parse(None, IssueLog("error"))
+
+
+def test_eval_map_resolution() -> None:
+    tree = WordTree.from_file(SMALL)
+    assert resolve_map(tree, None) is None and resolve_map(tree, "all") is None
+    assert resolve_map(tree, ["cat", "terrier"]).tolist() == [3, 7]
+    assert resolve_map(tree, [4, 1]).tolist() == [4, 1]
+    assert torch.equal(
+        resolve_map(WordTree.from_file(WT / "9k.tree"), str(WT / "coco9k.map")),
+        WordTree.from_file(WT / "9k.tree").read_map(WT / "coco9k.map"),
+    )
+    with pytest.raises(ValueError, match="0..10"):
+        resolve_map(tree, [3, 11])
+    with pytest.raises(ValueError, match="needs a WordTree"):
+        resolve_map(None, ["cat"])

@@ -47,7 +47,15 @@ class EpochLog(pl.Callback):
     def __init__(
         self,
         loss_key: str = "train/loss",
-        part_keys: Sequence[str] = ("train/coord", "train/obj", "train/noobj", "train/cls", "train/top1"),
+        part_keys: Sequence[str] = (
+            "train/coord",
+            "train/obj",
+            "train/noobj",
+            "train/cls",
+            "train/top1",
+            "train/detection/loss",  # joint training (YOLO9000): mean loss of a detection image
+            "train/classification/loss",  # ... and of a classification image
+        ),
         val_keys: Sequence[str] = ("val/map_50", "val/map", "val/top1"),
     ) -> None:
         self.loss_key = loss_key

@@ -160,8 +160,13 @@ class DetectorModule(DarknetModule):
         input_hw: Any,
         transforms: torch.Tensor | None,
         orig_sizes: torch.Tensor | None,
+        conf_thresh: float | None = None,
+        nms_thresh: float | None = None,
+        max_det: int | None = None,
     ) -> list[dict[str, torch.Tensor]]:
-        """Decode + threshold + NMS, boxes in original image pixels (see :func:`yolo9000.postprocess.postprocess`)."""
+        """Decode + threshold + NMS, boxes in original image pixels (see :func:`yolo9000.postprocess.postprocess`);
+        ``conf_thresh`` / ``nms_thresh`` / ``max_det`` override the module's settings for this call (None: keep)."""
+        hp = self.hparams
         return postprocess(
             raw,
             self.model.anchors,
@@ -169,9 +174,9 @@ class DetectorModule(DarknetModule):
             transforms,
             orig_sizes,
             location=self.model.location,
-            conf_thresh=self.hparams.conf_thresh,
-            nms_thresh=self.hparams.nms_thresh,
-            max_det=self.hparams.max_det,
+            conf_thresh=hp.conf_thresh if conf_thresh is None else float(conf_thresh),
+            nms_thresh=hp.nms_thresh if nms_thresh is None else float(nms_thresh),
+            max_det=hp.max_det if max_det is None else int(max_det),
             pre_nms_topk=self.hparams.pre_nms_topk,
             tree=self.tree,
             tree_thresh=self.hparams.tree_thresh,

@@ -1,0 +1,417 @@
+"""The predict API for code that embeds the detector: ``from yolo9000 import Detector``.
+
+>>> det = Detector.from_checkpoint("runs/.../checkpoints/last.ckpt")          # or Detector.from_darknet(cfg, weights)
+>>> for d in det.predict(["a.jpg", pil_image, hwc_uint8_array, chw_tensor], conf=0.3):
+...     print(d.path or d.index, d.names, d.boxes)                             # boxes: xyxy in the image's pixels
+
+Application layer over :func:`yolo9000.checkpoints.load_module` / :func:`~yolo9000.checkpoints.darknet_to_checkpoint`
+(the network), :class:`yolo9000.data.predict.ImageFilesDataset` (reading, and the eval resize of
+:class:`~yolo9000.data.transforms.DetectionTransform`, which also maps the boxes back) and
+:func:`yolo9000.postprocess.postprocess` (decode, threshold, NMS). ``src/detect.py`` is a CLI over it.
+
+Decisions:
+
+* the confidence threshold defaults to 0.25 (darknet's ``detect`` and ``detect.py``), not the checkpoint's
+  evaluation threshold (0.005, right for mAP, hundreds of boxes per image for a user); ``conf_thresh=None`` keeps
+  the checkpoint's. ``conf`` / ``nms`` / ``max_det`` of one :meth:`Detector.predict` call override it for that call.
+* an unreadable file raises :class:`UnreadableImageError` naming it (after the images before it were processed);
+  ``skip_unreadable=True`` returns an empty :class:`Detections` with ``error`` set in its place instead.
+* one :class:`Detections` per input, in input order; a 4-D tensor / array (B, ...) counts as B inputs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeAlias
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader
+
+from yolo9000.build import instantiate_module
+from yolo9000.checkpoints import darknet_to_checkpoint, load_module
+from yolo9000.data.image_io import ImageDecodeError
+from yolo9000.data.predict import ImageFilesDataset, PredictCollate
+from yolo9000.models import STRIDE
+from yolo9000.modules.detector import DetectorModule
+
+__all__ = ["DETECT_CONF", "Detections", "Detector", "ImageInput", "UnreadableImageError"]
+
+DETECT_CONF = 0.25  # darknet detect's default threshold (conf/detect.yaml)
+
+ImageInput: TypeAlias = "str | os.PathLike[str] | Image.Image | np.ndarray | torch.Tensor"
+"""One image: a file path; a PIL image; a numpy (H, W, 3) RGB array (uint8, or float in [0, 1]; (H, W) and
+(H, W, 1) grey and (H, W, 4) RGBA are converted); a torch (3, H, W) tensor (uint8, or float in [0, 1]; (1, H, W),
+(4, H, W) and (H, W) likewise). A 4-D array / tensor is a batch of such images."""
+
+_DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "float": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "half": torch.float16,
+}
+
+
+class UnreadableImageError(ImageDecodeError):
+    """An input file that cannot be read or decoded (missing, empty, corrupt, unknown format).
+
+    Attributes:
+        path: the file as given; reason: why (the decoder's words).
+    """
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(reason)
+        self.path = path
+        self.args = (f"cannot read image {path}: {reason}",)
+
+
+@dataclass
+class Detections:
+    """The detections of one input image.
+
+    Attributes:
+        boxes: float32 (N, 4) xyxy in the original image's pixels (clipped to it), on the CPU.
+        scores: float32 (N,), decreasing.
+        labels: int64 (N,) class ids (WordTree node ids for a 9k model) indexing the detector's ``class_names``.
+        names: the N class names (WordTree names for a 9k model).
+        index: position of the image among the inputs of the call.
+        path: the file, for a path input; None for an in-memory image.
+        image_size: original ``(height, width)``; None when unreadable.
+        error: why the file could not be read (``skip_unreadable=True``), else None.
+    """
+
+    boxes: torch.Tensor
+    scores: torch.Tensor
+    labels: torch.Tensor
+    names: list[str]
+    index: int
+    path: str | None = None
+    image_size: tuple[int, int] | None = None
+    error: str | None = field(default=None)
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    @classmethod
+    def empty(cls, index: int, path: str | None = None, error: str | None = None) -> Detections:
+        """No detections (the result of an unreadable input when ``error`` is set)."""
+        return cls(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.long), [], index, path, None, error)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: ``{"index", "file", "width", "height", "detections": [{"box": [x0, y0, x1, y1], "class",
+        "label", "score"}], "error"?}`` (boxes rounded to 0.01 px, scores to 4 decimals; ``error`` only when set)."""
+        h, w = self.image_size if self.image_size is not None else (None, None)
+        boxes = [[round(float(v), 2) for v in b] for b in self.boxes.tolist()]
+        dets = [
+            {"box": b, "class": n, "label": int(c), "score": round(float(s), 4)}
+            for b, n, c, s in zip(boxes, self.names, self.labels.tolist(), self.scores.tolist(), strict=True)
+        ]
+        out: dict[str, Any] = {"index": self.index, "file": self.path, "width": w, "height": h, "detections": dets}
+        if self.error is not None:
+            out["error"] = self.error
+        return out
+
+
+class Detector:
+    """A trained YOLOv2 / YOLO9000 detector for inference, on one device at one precision chosen here.
+
+    Build one with :meth:`from_checkpoint` or :meth:`from_darknet` (or around a loaded
+    :class:`~yolo9000.modules.detector.DetectorModule`), then call :meth:`predict`.
+
+    Args:
+        module: the detection module (put in eval mode and moved to ``device``).
+        device: ``"cpu"``, ``"cuda"`` (``"cuda:1"``, a :class:`torch.device`), or None / ``"auto"`` (CUDA when
+            available).
+        dtype: ``float32`` (default), or ``bfloat16`` / ``float16`` autocast of the forward pass (float16 on CUDA
+            only); a :class:`torch.dtype` or its name. Weights stay float32; decode and NMS run in float32.
+    """
+
+    def __init__(
+        self,
+        module: DetectorModule,
+        *,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+    ) -> None:
+        if not isinstance(module, DetectorModule):
+            raise TypeError(f"Detector needs a DetectorModule (a detection checkpoint), got {type(module).__name__}")
+        self.device = _resolve_device(device)
+        self.dtype = _resolve_dtype(dtype, self.device)
+        self.module = module.eval().to(self.device)
+
+    # ---------------------------------------------------------------- construction
+    @classmethod
+    def from_checkpoint(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+        **settings: Any,
+    ) -> Detector:
+        """A checkpoint written by ``train.py`` or ``convert.py``.
+
+        Args:
+            path: the ``.ckpt`` file.
+            device, dtype: see :class:`Detector`.
+            **settings: module settings replacing the checkpoint's (:func:`~yolo9000.checkpoints.load_module`):
+                ``conf_thresh`` (default :data:`DETECT_CONF`; None = the checkpoint's), ``nms_thresh``,
+                ``max_det``, ``pre_nms_topk``, ``tree_decode``, ``tree_thresh``, ``eval_map`` (WordTree heads).
+        Raises:
+            FileNotFoundError / ValueError naming the file; TypeError for a classifier checkpoint.
+        """
+        settings = {"conf_thresh": DETECT_CONF, **settings}
+        module = load_module(path, **settings)
+        if not isinstance(module, DetectorModule):
+            raise TypeError(f"{path}: a {type(module).__name__} checkpoint, not a detector")
+        return cls(module, device=device, dtype=dtype)
+
+    @classmethod
+    def from_darknet(
+        cls,
+        cfg: str | os.PathLike[str],
+        weights: str | os.PathLike[str] | None = None,
+        names: str | os.PathLike[str] | None = None,
+        *,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+        **settings: Any,
+    ) -> Detector:
+        """A darknet detector cfg (``yolov2-voc.cfg``, ``yolo9000.cfg``, ...) and its ``.weights``, converted in
+        memory (:func:`~yolo9000.checkpoints.darknet_to_checkpoint`; no file written).
+
+        Args:
+            cfg: the darknet cfg (with a ``[region]`` layer).
+            weights: darknet ``.weights``; None = random weights (tests, timing).
+            names: class names, one a line (default: 9k.names for a 9418-node WordTree, else "0", "1", ...).
+            device, dtype, **settings: as :meth:`from_checkpoint`.
+        """
+        ckpt = darknet_to_checkpoint(cfg, weights, names)
+        model_cfg = ckpt.get("yolo9000_model_config")
+        if model_cfg is None:
+            raise TypeError(f"{cfg}: a classifier cfg (no [region] layer), not a detector")
+        settings = {"conf_thresh": DETECT_CONF, **settings}
+        # as load_module, from the dict: the checkpoint's config with the settings that are not None
+        module = instantiate_module({**model_cfg, **{k: v for k, v in settings.items() if v is not None}})
+        module.load_state_dict(ckpt["state_dict"])
+        return cls(module, device=device, dtype=dtype)
+
+    # ---------------------------------------------------------------- properties
+    @property
+    def class_names(self) -> list[str]:
+        """Names indexed by label (the 9418 WordTree names for a 9k model)."""
+        return list(self.module.class_names)
+
+    @property
+    def size(self) -> int:
+        """Default network input side: the size the checkpoint was evaluated at (``eval_size``)."""
+        return int(self.module.hparams.get("eval_size") or 416)
+
+    @property
+    def conf(self) -> float:
+        """Default confidence threshold of :meth:`predict`."""
+        return float(self.module.hparams.conf_thresh)
+
+    @property
+    def nms(self) -> float:
+        """Default NMS IoU threshold of :meth:`predict`."""
+        return float(self.module.hparams.nms_thresh)
+
+    def __repr__(self) -> str:
+        return (
+            f"Detector({len(self.class_names)} classes, size={self.size}, conf={self.conf}, nms={self.nms}, "
+            f"device={self.device}, dtype={str(self.dtype).removeprefix('torch.')})"
+        )
+
+    # ---------------------------------------------------------------- inference
+    def predict(
+        self,
+        images: ImageInput | Sequence[ImageInput],
+        *,
+        size: int | None = None,
+        conf: float | None = None,
+        nms: float | None = None,
+        batch_size: int = 16,
+        letterbox: bool = False,
+        max_det: int | None = None,
+        skip_unreadable: bool = False,
+        num_workers: int = 0,
+    ) -> list[Detections]:
+        """Detect objects in images of any sizes.
+
+        Images are read lazily and run ``batch_size`` at a time, each resized to ``size x size`` by the eval
+        transform (stretched, or ``letterbox``-ed with grey padding as darknet's HEAD); the boxes are mapped back
+        to every image's own pixels. Floats are quantised to 8 bits first, so an image gives the same detections
+        as a file, PIL image, array or tensor.
+
+        Args:
+            images: one :data:`ImageInput` or a sequence of them (a folder: pass
+                ``yolo9000.data.predict.list_images(folder)``).
+            size: network input side, a multiple of 32 (default :attr:`size`).
+            conf: score threshold of this call (default :attr:`conf`).
+            nms: NMS IoU threshold of this call (default :attr:`nms`).
+            batch_size: images per forward pass.
+            letterbox: keep the aspect ratio (grey padding) instead of stretching.
+            max_det: detections kept per image (default: the checkpoint's, 100).
+            skip_unreadable: an unreadable file gives an empty result with ``error`` set instead of raising.
+            num_workers: DataLoader processes reading and resizing the images (0 = this process).
+        Returns:
+            one :class:`Detections` per input, in input order.
+        Raises:
+            UnreadableImageError: naming the file, unless ``skip_unreadable``.
+            TypeError / ValueError: an input that is not an image (naming its index), a bad ``size``.
+        """
+        items = _as_items(images)
+        size = self.size if size is None else int(size)
+        if size <= 0 or size % STRIDE:
+            raise ValueError(f"size must be a positive multiple of {STRIDE}, got {size}")
+        dataset = _IndexedImages(items, size, letterbox=letterbox)
+        loader = DataLoader(
+            dataset, batch_size=max(1, int(batch_size)), num_workers=int(num_workers), collate_fn=_collate
+        )
+        results: list[Detections | None] = [None] * len(items)
+        for batch in loader:
+            for i, f in zip(batch["failed_index"], batch["failed"], strict=True):
+                if not skip_unreadable:
+                    raise UnreadableImageError(f["file"], f["reason"])
+                results[i] = Detections.empty(i, f["file"], f["reason"])
+            if not batch["ok_index"]:
+                continue
+            preds = self._detect(batch["images"], batch["transforms"], batch["orig_sizes"], conf, nms, max_det)
+            for i, path, hw, p in zip(
+                batch["ok_index"], batch["image_paths"], batch["orig_sizes"].tolist(), preds, strict=True
+            ):
+                labels = p["labels"].cpu()
+                results[i] = Detections(
+                    boxes=p["boxes"].float().cpu(),
+                    scores=p["scores"].float().cpu(),
+                    labels=labels,
+                    names=[self.module.class_names[int(c)] for c in labels],
+                    index=i,
+                    path=None if isinstance(items[i], np.ndarray) else path,
+                    image_size=(int(hw[0]), int(hw[1])),
+                )
+        assert all(r is not None for r in results)
+        return results  # type: ignore[return-value]
+
+    @torch.no_grad()  # not inference_mode: the returned tensors stay ordinary (editable in place)
+    def _detect(
+        self,
+        images: torch.Tensor,
+        transforms: torch.Tensor,
+        orig_sizes: torch.Tensor,
+        conf: float | None,
+        nms: float | None,
+        max_det: int | None,
+    ) -> list[dict[str, torch.Tensor]]:
+        """uint8 (B, 3, S, S) resized images, their (B, 4) transforms and (B, 2) original (h, w) -> per image
+        ``boxes`` (N, 4) xyxy original pixels, ``scores`` (N,), ``labels`` (N,) (the module's decode with this
+        call's thresholds)."""
+        m = self.module
+        x = images.to(self.device, non_blocking=True).float().div_(255.0)
+        with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
+            raw = m(x)
+        return m.predict_raw(
+            raw.float(), x.shape[-2:], transforms.to(self.device), orig_sizes.to(self.device), conf, nms, max_det
+        )
+
+
+# ---------------------------------------------------------------- inputs
+class _IndexedImages(ImageFilesDataset):
+    """:class:`ImageFilesDataset` whose samples also carry their ``index`` (results go back in input order)."""
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return {**super().__getitem__(index), "index": index}
+
+
+def _collate(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """:class:`PredictCollate` plus ``ok_index`` / ``failed_index``: the input positions of both lists."""
+    out = PredictCollate()(samples)
+    out["ok_index"] = [s["index"] for s in samples if "error" not in s]
+    out["failed_index"] = [s["index"] for s in samples if "error" in s]
+    return out
+
+
+def _as_items(images: Any) -> list[str | np.ndarray]:
+    """The inputs as file paths (read later, in the loader) or uint8 (H, W, 3) RGB arrays."""
+    if isinstance(images, str | os.PathLike | Image.Image):
+        images = [images]
+    elif isinstance(images, np.ndarray | torch.Tensor):
+        images = list(images) if images.ndim == 4 else [images]
+    elif not isinstance(images, Sequence):
+        raise TypeError(f"images: an image or a sequence of images expected, got {type(images).__name__}")
+    out: list[str | np.ndarray] = []
+    for i, x in enumerate(images):
+        if isinstance(x, str | os.PathLike):
+            out.append(str(Path(x)))
+        elif isinstance(x, Image.Image):
+            out.append(np.asarray(x.convert("RGB")))
+        elif isinstance(x, np.ndarray):
+            out.append(_hwc_uint8(x, i, channels_last=True))
+        elif isinstance(x, torch.Tensor):
+            out.append(_hwc_uint8(x.detach().cpu().numpy(), i, channels_last=False))
+        else:
+            raise TypeError(
+                f"image {i}: a path, PIL image, numpy array or torch tensor expected, got {type(x).__name__}"
+            )
+    return out
+
+
+def _hwc_uint8(a: np.ndarray, index: int, channels_last: bool) -> np.ndarray:
+    """An array / tensor image as contiguous uint8 (H, W, 3) RGB: grey is repeated, alpha dropped, floats in
+    [0, 1] scaled by 255 and rounded."""
+    layout = "(H, W, 3)" if channels_last else "(3, H, W)"
+    if a.ndim == 2:
+        a = a[..., None] if channels_last else a[None]
+    if a.ndim != 3:
+        raise ValueError(f"image {index}: expected a {layout} image, got shape {a.shape}")
+    if not channels_last:
+        a = a.transpose(1, 2, 0)
+    if a.shape[2] not in (1, 3, 4) or min(a.shape[:2]) == 0:
+        raise ValueError(f"image {index}: expected a {layout} image (1, 3 or 4 channels), got shape {a.shape}")
+    if a.shape[2] == 1:
+        a = np.repeat(a, 3, axis=2)
+    a = a[..., :3]
+    if a.dtype == np.uint8:
+        return np.ascontiguousarray(a)
+    if np.issubdtype(a.dtype, np.floating):
+        lo, hi = float(a.min()), float(a.max())
+        if lo < -1e-3 or hi > 1 + 1e-3:
+            raise ValueError(
+                f"image {index}: float images must lie in [0, 1], got values in [{lo:.3g}, {hi:.3g}] "
+                "(pass uint8 for 0..255)"
+            )
+        return np.ascontiguousarray(np.rint(np.clip(a, 0, 1) * 255.0).astype(np.uint8))
+    raise TypeError(f"image {index}: uint8 or float pixels expected, got {a.dtype}")
+
+
+# ---------------------------------------------------------------- device and precision
+def _resolve_device(device: str | torch.device | None) -> torch.device:
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device("cuda" if device == "gpu" else device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device={device!r}: CUDA is not available here (use device='cpu' or 'auto')")
+    return dev
+
+
+def _resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, str):
+        if dtype.removeprefix("torch.") not in _DTYPES:
+            raise ValueError(f"dtype={dtype!r}: one of {', '.join(_DTYPES)}")
+        dtype = _DTYPES[dtype.removeprefix("torch.")]
+    if dtype not in (torch.float32, torch.bfloat16, torch.float16):
+        raise ValueError(f"dtype={dtype}: float32, bfloat16 or float16")
+    if dtype == torch.float16 and device.type != "cuda":
+        raise ValueError(f"dtype=float16 autocast needs CUDA (device is {device}); use bfloat16 or float32")
+    return dtype

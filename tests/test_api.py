@@ -1,0 +1,191 @@
+"""The predict API (``from yolo9000 import Detector``): every input kind gives the same detections, boxes come back
+in each image's own pixels as the module's predict path puts them, per-call thresholds, names, unreadable files,
+``from_darknet`` on a scaled-down cfg. Small random-weight networks (1/8 width), 128 px inputs: seconds."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from test_darknet import randomize, scaled_cfg
+from yolo9000.build import instantiate_module
+from yolo9000.checkpoints import darknet_to_checkpoint, load_module
+from yolo9000.data.image_io import ImageDecodeError, read_image
+from yolo9000.data.predict import ImageFilesDataset, PredictCollate
+
+ROOT = Path(__file__).resolve().parents[1]
+IMAGES = sorted((ROOT / "data" / "bccd" / "JPEGImages").glob("*.jpg"))[:2]
+BCCD = ["RBC", "WBC", "Platelets"]
+SIZE = 128
+
+
+@pytest.fixture(scope="module")
+def names_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("names") / "bccd.names"
+    path.write_text("\n".join(BCCD) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory: pytest.TempPathFactory, names_file: Path) -> Path:
+    """A BCCD checkpoint as ``convert.py`` writes it: yolov2-voc.cfg at 1/8 width, random weights that make the
+    outputs depend on the image (a default-initialised net's are nearly constant)."""
+    tmp = tmp_path_factory.mktemp("ckpt")
+    ck = darknet_to_checkpoint(scaled_cfg(tmp, "yolov2-voc.cfg", 0.125, 3), None, names_file)
+    module = instantiate_module(ck["yolo9000_model_config"])
+    module.load_state_dict(ck["state_dict"])
+    randomize(module.model, seed=0)
+    ck["state_dict"] = module.state_dict()
+    torch.save(ck, tmp / "bccd.ckpt")
+    return tmp / "bccd.ckpt"
+
+
+@pytest.fixture(scope="module")
+def detector(ckpt: Path):  # noqa: ANN201 - yolo9000.Detector, imported lazily
+    from yolo9000 import Detector
+
+    return Detector.from_checkpoint(ckpt, device="cpu")
+
+
+def assert_same(a, b, atol: float = 1e-4) -> None:  # noqa: ANN001
+    assert torch.equal(a.labels, b.labels) and a.names == b.names
+    assert torch.allclose(a.boxes, b.boxes, atol=atol) and torch.allclose(a.scores, b.scores, atol=atol)
+
+
+def test_every_input_kind_gives_the_same_detections(detector) -> None:  # noqa: ANN001
+    path = IMAGES[0]
+    arr = read_image(path)  # the pixels the path is decoded to (PIL's own JPEG decoder may differ slightly)
+    chw = torch.from_numpy(arr).permute(2, 0, 1)
+    inputs = [path, str(path), Image.fromarray(arr), arr, chw, chw.float() / 255]
+    res = detector.predict(inputs, size=SIZE, conf=0.0)
+    assert len(res) == len(inputs) and [r.index for r in res] == list(range(len(inputs)))
+    assert res[0].path == str(path) and res[1].path == str(path) and all(r.path is None for r in res[2:])
+    assert len(res[0]) > 10 and all(r.image_size == (480, 640) for r in res)
+    for r in res[1:]:
+        assert_same(res[0], r)
+    (single,) = detector.predict(chw, size=SIZE, conf=0.0)  # one image, not a list
+    assert_same(res[0], single)
+    batch = detector.predict(torch.stack([chw, chw.flip(-1)]), size=SIZE, conf=0.0)  # 4-D: a batch of 2
+    assert len(batch) == 2 and batch[1].image_size == (480, 640)
+    assert_same(res[0], batch[0])
+    assert not torch.allclose(batch[1].scores[:5], batch[0].scores[:5])  # the outputs depend on the image
+
+
+@pytest.mark.parametrize("letterbox", [False, True])
+def test_boxes_in_original_pixels_for_two_sizes(detector, ckpt: Path, letterbox: bool) -> None:  # noqa: ANN001
+    """A 640 x 480 file and a 200 x 120 array in one call: the module's predict path (eval transform, decode, map
+    back) gives the same boxes, each clipped to its own image."""
+    small = np.asarray(Image.fromarray(read_image(IMAGES[1])).resize((200, 120)))
+    res = detector.predict([IMAGES[0], small], size=SIZE, conf=0.0, letterbox=letterbox)
+    module = load_module(ckpt, conf_thresh=0.0)
+    ds = ImageFilesDataset([IMAGES[0], small], SIZE, letterbox=letterbox)
+    batch = module.on_after_batch_transfer(PredictCollate()([ds[0], ds[1]]), 0)
+    with torch.no_grad():
+        want = module.predict_step(batch)["detections"]
+    for r, w, (h, wd) in zip(res, want, [(480, 640), (120, 200)], strict=True):
+        assert r.image_size == (h, wd) and len(r) > 0
+        assert torch.equal(r.labels, w["labels"]) and r.names == w["names"]
+        assert torch.allclose(r.boxes, w["boxes"], atol=1e-3) and torch.allclose(r.scores, w["scores"], atol=1e-5)
+        assert r.boxes.dtype == torch.float32 and r.labels.dtype == torch.int64
+        assert (r.boxes >= 0).all() and (r.boxes[:, 2] <= wd).all() and (r.boxes[:, 3] <= h).all()
+        assert (r.boxes[:, 2:] >= r.boxes[:, :2]).all()
+    assert float(res[0].boxes[:, 2].max()) > 200  # the big image's boxes are in its pixels, not the network's
+    # batched internally: one image per forward pass changes nothing
+    one = detector.predict([IMAGES[0], small], size=SIZE, conf=0.0, letterbox=letterbox, batch_size=1)
+    for a, b in zip(res, one, strict=True):
+        assert_same(a, b)
+
+
+def test_conf_nms_max_det_override_per_call(detector) -> None:  # noqa: ANN001
+    all_ = detector.predict(IMAGES[0], size=SIZE, conf=0.0)[0]
+    conf = float(all_.scores[len(all_) // 2])
+    some = detector.predict(IMAGES[0], size=SIZE, conf=conf)[0]
+    assert 0 < len(some) < len(all_) and (some.scores > conf).all()
+    assert detector.conf == 0.25  # the per-call value changed no setting (darknet detect's default)
+    default = detector.predict(IMAGES[0], size=SIZE)[0]
+    assert (default.scores > 0.25).all() and len(default) < len(all_)
+    no_nms = detector.predict(IMAGES[0], size=SIZE, conf=conf, nms=1.0)[0]
+    assert len(no_nms) > len(some)
+    assert len(detector.predict(IMAGES[0], size=SIZE, conf=0.0, max_det=5)[0]) == 5
+
+
+def test_names_come_from_class_names_and_to_dict(detector) -> None:  # noqa: ANN001
+    assert detector.class_names == BCCD and detector.size == 416
+    (r,) = detector.predict([IMAGES[0]], size=SIZE, conf=0.0)
+    assert r.names == [BCCD[int(c)] for c in r.labels] and set(r.names) <= set(BCCD)
+    d = json.loads(json.dumps(r.to_dict()))
+    assert d["file"] == str(IMAGES[0]) and (d["width"], d["height"]) == (640, 480) and "error" not in d
+    assert len(d["detections"]) == len(r)
+    first = d["detections"][0]
+    assert first["class"] == r.names[0] and first["label"] == int(r.labels[0]) and len(first["box"]) == 4
+    r.boxes[:, :2] += 1  # ordinary tensors (no inference-mode tensors that refuse in-place edits)
+
+
+def test_unreadable_file_raises_or_is_skipped(detector, tmp_path: Path) -> None:  # noqa: ANN001
+    from yolo9000 import UnreadableImageError
+
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    missing = tmp_path / "missing.png"
+    with pytest.raises(UnreadableImageError, match="broken.jpg") as err:
+        detector.predict([IMAGES[0], broken], size=SIZE)
+    assert isinstance(err.value, ImageDecodeError) and err.value.path == str(broken)
+    res = detector.predict([broken, IMAGES[0], missing], size=SIZE, conf=0.0, skip_unreadable=True, batch_size=2)
+    assert [r.index for r in res] == [0, 1, 2] and [r.path for r in res] == [str(broken), str(IMAGES[0]), str(missing)]
+    assert res[0].error and "missing image file" in (res[2].error or "") and res[1].error is None
+    assert len(res[0]) == len(res[2]) == 0 and len(res[1]) > 0 and res[0].to_dict()["error"] == res[0].error
+
+
+def test_bad_inputs_and_settings(detector, ckpt: Path) -> None:  # noqa: ANN001
+    from yolo9000 import Detector
+
+    with pytest.raises(ValueError, match=r"image 1: float images must lie in \[0, 1\]"):
+        detector.predict([IMAGES[0], np.full((8, 8, 3), 255.0, np.float32)], size=SIZE)
+    with pytest.raises(ValueError, match="image 0: expected a"):
+        detector.predict(np.zeros((8, 8, 5), np.uint8))
+    with pytest.raises(TypeError, match="image 0"):
+        detector.predict([3])
+    with pytest.raises(ValueError, match="multiple of 32"):
+        detector.predict(IMAGES[0], size=100)
+    with pytest.raises(ValueError, match="float16 autocast needs CUDA"):
+        Detector(detector.module, device="cpu", dtype="float16")
+    grey = detector.predict(np.zeros((50, 70), np.uint8), size=64, conf=0.0)[0]  # grey (H, W) is converted
+    assert grey.image_size == (50, 70)
+    bf16 = Detector.from_checkpoint(ckpt, device="cpu", dtype="bfloat16", conf_thresh=None)
+    assert bf16.conf == 0.005 and bf16.dtype == torch.bfloat16  # conf_thresh=None: the checkpoint's
+    r = bf16.predict(IMAGES[0], size=64)[0]
+    assert len(r) > 0 and r.boxes.dtype == torch.float32
+
+
+def test_from_darknet_scaled_cfg(tmp_path: Path, names_file: Path) -> None:
+    from yolo9000 import Detector
+
+    det = Detector.from_darknet(scaled_cfg(tmp_path, "yolov2-tiny-voc.cfg", 0.125, 3), names=names_file)
+    assert det.class_names == BCCD and det.size == 416 and det.device == torch.device("cpu")
+    (r,) = det.predict(IMAGES[:1], size=SIZE, conf=0.0, nms=0.45)
+    assert len(r) > 0 and set(r.names) <= set(BCCD) and r.image_size == (480, 640)
+    assert (r.boxes[:, 2] <= 640).all() and (r.boxes[:, 3] <= 480).all()
+    numbered = Detector.from_darknet(scaled_cfg(tmp_path, "yolov2-tiny-voc.cfg", 0.125, 4))  # no names: "0".."3"
+    assert numbered.class_names == ["0", "1", "2", "3"]
+    with pytest.raises(TypeError, match="classifier"):
+        Detector.from_darknet(scaled_cfg(tmp_path, "darknet19.cfg", 0.125, 7))
+
+
+def test_import_stays_light() -> None:
+    """``import yolo9000`` and ``yolo9000.darknet`` load no Lightning; ``yolo9000.Detector`` is imported on use."""
+    code = (
+        "import sys, yolo9000, yolo9000.darknet\n"
+        "assert not [m for m in sys.modules if m.startswith(('pytorch_lightning', 'lightning.'))]\n"
+        "assert 'yolo9000.api' not in sys.modules\n"
+        "from yolo9000 import Detector\n"
+        "assert Detector.__module__ == 'yolo9000.api' and 'Detector' in dir(yolo9000)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]

@@ -23,25 +23,9 @@ from omegaconf import DictConfig
 
 from yolo9000.build import build, instantiate_module
 from yolo9000.environment import setup_environment
+from yolo9000.speed import timeit
 
 setup_environment()
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def _timeit(fn: Callable[[], Any], steps: int, warmup: int, device: torch.device) -> float:
-    """Seconds per call of ``fn`` (mean over ``steps`` calls after ``warmup`` untimed ones)."""
-    for _ in range(warmup):
-        fn()
-    _sync(device)
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        fn()
-    _sync(device)
-    return (time.perf_counter() - t0) / steps
 
 
 def time_postprocess(
@@ -53,10 +37,10 @@ def time_postprocess(
     device = x.device
     module.eval()
     with torch.no_grad():
-        t_fwd = _timeit(lambda: forward(x), b.steps, b.warmup, device)
+        t_fwd = timeit(lambda: forward(x), b.steps, b.warmup, device)
         raw = forward(x).float()
         hw = tuple(x.shape[-2:])
-        t_post = _timeit(lambda: module.predict_raw(raw, hw, None, None), b.steps, b.warmup, device)
+        t_post = timeit(lambda: module.predict_raw(raw, hw, None, None), b.steps, b.warmup, device)
         dets = module.predict_raw(raw, hw, None, None)
     return {
         "forward_s": t_fwd,
@@ -132,12 +116,12 @@ def time_training(s: _Bench, b: DictConfig) -> dict[str, Any]:
         opt.step()
 
     net.train()
-    t_fwd = _timeit(s.forward, b.steps, b.warmup, device)
-    t_loss = _timeit(loss_only, b.steps, b.warmup, device)
-    t_step = _timeit(step, b.steps, b.warmup, device)
+    t_fwd = timeit(s.forward, b.steps, b.warmup, device)
+    t_loss = timeit(loss_only, b.steps, b.warmup, device)
+    t_step = timeit(step, b.steps, b.warmup, device)
     net.eval()
     with torch.no_grad():
-        t_inf = _timeit(s.forward, b.steps, b.warmup, device)
+        t_inf = timeit(s.forward, b.steps, b.warmup, device)
     return {
         "device": torch.cuda.get_device_name(device)
         if device.type == "cuda"

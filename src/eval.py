@@ -1,11 +1,15 @@
 """Evaluate a trained detector: `python src/eval.py ckpt_path=<ckpt> [data=...] [split=val]`.
 
 Writes metrics.json (mAP@0.5, mAP@[.5:.95], per-class AP) and per_class.md into the run directory.
+
+With ``sizes=[...]`` (or ``--config-name eval_tradeoff``: the paper's 288..544) it evaluates and times the checkpoint
+at every input size instead: tradeoff.md / .csv / .png, the paper's Table 3 and Figure 4 (:mod:`yolo9000.tradeoff`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import re
 import shlex
@@ -32,12 +36,13 @@ setup_environment()
 def main(cfg: DictConfig) -> float:
     pl.seed_everything(cfg.seed, workers=True)
     out_dir = Path(cfg.paths.output_dir)
-    module = load_module(  # the checkpoint's module, configured with this run's settings (None: as trained)
-        cfg.ckpt_path,
-        **module_settings(
-            cfg, "conf_thresh", "nms_thresh", "pre_nms_topk", "voc07", "tree_decode", "tree_thresh", "eval_map"
-        ),
+    settings = module_settings(
+        cfg, "conf_thresh", "nms_thresh", "pre_nms_topk", "voc07", "tree_decode", "tree_thresh", "eval_map"
     )
+    if cfg.get("sizes"):
+        settings["voc07"] = True  # the trade-off table's VOC07 column
+    # the checkpoint's module, configured with this run's settings (None: as trained)
+    module = load_module(cfg.ckpt_path, **settings)
     if not isinstance(module, DetectorModule):
         raise ValueError(
             f"{cfg.ckpt_path} holds a {type(module).__name__}; eval.py evaluates detectors. For a classifier run "
@@ -55,6 +60,8 @@ def main(cfg: DictConfig) -> float:
                 list(hc.overrides.task),
             )
         )
+    if cfg.get("sizes"):
+        return tradeoff(cfg, module, out_dir)
     datamodule.setup("test")
     callbacks = [PredictionImages(cfg.draw, cfg.score_thresh)] if cfg.draw else []
     trainer: pl.Trainer = hydra.utils.instantiate(
@@ -71,6 +78,43 @@ def main(cfg: DictConfig) -> float:
     log.info("per-class AP (%s):\n%s", cfg.split, (out_dir / "per_class.md").read_text())
     log.info("mAP@0.5 %.4f  mAP@[.5:.95] %.4f -> %s", metrics["map_50"], metrics["map"], out_dir / "metrics.json")
     return float(metrics["map_50"])
+
+
+def tradeoff(cfg: DictConfig, module: DetectorModule, out_dir: Path) -> float:
+    """``sizes=[...]``: the checkpoint evaluated (data built with ``data.img_size=<size>``, the rest of the run's
+    config unchanged) and timed at every size (:func:`yolo9000.tradeoff.run_sweep`). Returns the mAP@0.5 at the
+    largest size."""
+    from yolo9000.tradeoff import SweepSettings, run_sweep
+
+    def make_datamodule(size: int) -> pl.LightningDataModule:
+        sized = copy.deepcopy(cfg)  # interpolations of the data config resolve against the whole run config
+        sized.data.img_size = int(size)
+        return hydra.utils.instantiate(sized.data)
+
+    def make_trainer(callbacks: list[pl.Callback]) -> pl.Trainer:
+        return hydra.utils.instantiate(cfg.trainer, logger=False, callbacks=callbacks)
+
+    settings = SweepSettings(
+        sizes=[cfg.sizes] if isinstance(cfg.sizes, int) else list(cfg.sizes),
+        speed_batches=list(cfg.speed_batches),
+        speed_warmup=int(cfg.speed_warmup),
+        speed_iters=int(cfg.speed_iters),
+        speed_seconds=cfg.speed_seconds,
+        draw=int(cfg.draw),
+        score_thresh=float(cfg.score_thresh),
+        split=str(cfg.split),
+    )
+    rows = run_sweep(
+        module,
+        make_datamodule,
+        make_trainer,
+        settings,
+        out_dir,
+        loggers=instantiate_list(cfg.get("logger")),
+        extra={"checkpoint": str(cfg.ckpt_path)},
+    )
+    log.info("trade-off -> %s", out_dir / "tradeoff.md")
+    return float(rows[-1]["map_50"])
 
 
 def detection_data_configs(conf_dir: Path = PROJECT_ROOT / "conf") -> dict[str, list[str] | None]:

@@ -1,0 +1,452 @@
+"""Speed / accuracy trade-off of one detector over input sizes (paper Table 3 and Figure 4).
+
+``python src/eval.py ckpt_path=<ckpt> sizes=[288,352,416,480,544]`` (or ``--config-name eval_tradeoff``, the
+paper's sizes) evaluates the checkpoint at every size and writes, into the run folder:
+
+* ``tradeoff.csv`` / ``tradeoff.md``: per size mAP@0.5 (COCO-style 101-point, the ``map_50`` of metrics.json),
+  VOC2007 11-point AP@0.5, mAP@[.5:.95], end-to-end images/s and ms per image at each batch size of
+  ``speed_batches``, forward GFLOPs, the device and the torch thread count;
+* ``tradeoff.png``: mAP against images/s, the paper's Table 3 (VOC 2007 test, Titan X) beside ours when the
+  data's classes are VOC's 20;
+* ``size_<S>/``: metrics.json, per_class.md, pr_curves.png (and predictions/) of each size, as a plain
+  ``eval.py data.img_size=<S>`` writes them.
+
+Accuracy at a size is exactly what a plain eval at that size reports: the data module is built anew with
+``data.img_size=<S>`` and the test runs through the same Trainer. Speed is measured apart, on the first
+preprocessed images of the split at that size (see :data:`TIMED`); the network is whatever the checkpoint holds
+(trained here or converted from darknet ``.weights``).
+"""
+
+from __future__ import annotations
+
+import csv
+import gc
+import json
+import logging
+import math
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from yolo9000.models import STRIDE
+from yolo9000.speed import device_name, time_calls
+
+log = logging.getLogger("yolo9000.tradeoff")
+
+__all__ = [
+    "PAPER_TABLE3",
+    "TIMED",
+    "VOC_CLASSES",
+    "EvalImages",
+    "SweepSettings",
+    "collect_images",
+    "format_markdown",
+    "is_voc",
+    "plot_series",
+    "plot_tradeoff",
+    "run_sweep",
+    "time_end_to_end",
+    "write_csv",
+]
+
+# Paper Table 3 (YOLOv2 on VOC 2007 test, Titan X): (input size, mAP %, FPS)
+PAPER_TABLE3: list[tuple[int, float, float]] = [
+    (288, 69.0, 91.0),
+    (352, 73.7, 81.0),
+    (416, 76.8, 67.0),
+    (480, 77.8, 59.0),
+    (544, 78.6, 40.0),
+]
+PAPER_LABEL = "paper (Titan X)"
+VOC_CLASSES = [
+    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable", "dog",
+    "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
+]  # fmt: skip
+TIMED = (
+    "end to end on preprocessed test images (already decoded and resized): host-to-device copy of the uint8 "
+    "batch, conversion to float, forward pass, decode, threshold and NMS with boxes mapped back to original "
+    "image pixels, synchronised; warm-up batches excluded, image reading and resizing not included"
+)
+
+
+def is_voc(class_names: Sequence[str]) -> bool:
+    """Whether a class list is PASCAL VOC's 20 classes (in any order, any case): the paper's Table 3 applies."""
+    return len(class_names) == len(VOC_CLASSES) and sorted(str(c).lower() for c in class_names) == sorted(VOC_CLASSES)
+
+
+# --------------------------------------------------------------------------------------------------- timing
+@dataclass
+class EvalImages:
+    """Preprocessed images of one input size and what maps their boxes back: ``images`` (N, 3, S, S),
+    ``transforms`` (N, 4), ``orig_sizes`` (N, 2), on the CPU."""
+
+    images: torch.Tensor
+    transforms: torch.Tensor
+    orig_sizes: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def batches(self, batch_size: int) -> list[EvalImages]:
+        """Batches of ``batch_size`` images taken in turn from these (cycling when fewer are held), enough that
+        every image appears: ``ceil(N / batch_size)`` of them."""
+        n = len(self)
+        out = []
+        for j in range(max(1, math.ceil(n / batch_size))):
+            idx = torch.tensor([(j * batch_size + i) % n for i in range(batch_size)])
+            out.append(EvalImages(self.images[idx], self.transforms[idx], self.orig_sizes[idx]))
+        return out
+
+
+def collect_images(loader: Any, count: int) -> EvalImages:
+    """The first ``count`` images of an eval DataLoader's dataset (all of them when it holds fewer), read and
+    collated in this process as the loader would (its workers, whose iterator may persist, are left alone)."""
+    dataset, collate = loader.dataset, loader.collate_fn
+    samples = [dataset[i] for i in range(min(int(count), len(dataset)))]
+    batch = collate(samples) if samples else None
+    if batch is None or not len(batch["images"]):
+        raise ValueError("no image to time: the evaluation split is empty or unreadable")
+    return EvalImages(batch["images"], batch["transforms"], batch["orig_sizes"])
+
+
+@torch.inference_mode()
+def time_end_to_end(
+    module: Any,
+    images: EvalImages,
+    batch_size: int,
+    device: torch.device | str,
+    warmup: int = 2,
+    iters: int = 20,
+    max_seconds: float | None = 3.0,
+    context: Callable[[], AbstractContextManager[Any]] = nullcontext,
+) -> dict[str, float]:
+    """Images/s and ms per image of a detector's inference (:data:`TIMED`) at ``batch_size``.
+
+    Args:
+        module: a :class:`~yolo9000.modules.detector.DetectorModule` (moved to ``device``, eval mode).
+        images: the preprocessed images, cycled through in batches of ``batch_size``.
+        warmup: untimed batches first.
+        iters, max_seconds: timed batches: ``iters``, or fewer (at least one) once ``max_seconds`` have passed.
+        context: the forward context of the evaluation (the Trainer's precision: autocast under bf16-mixed).
+
+    Returns:
+        ``img_per_s``, ``ms_per_img`` and ``batches`` (how many batches were timed).
+    """
+    device = torch.device(device)
+    module.eval().to(device)
+    batches = images.batches(batch_size)
+    if device.type == "cuda":
+        batches = [EvalImages(b.images.pin_memory(), b.transforms, b.orig_sizes) for b in batches]
+    turn = [0]
+
+    def step() -> None:
+        b = batches[turn[0] % len(batches)]
+        turn[0] += 1
+        x = b.images.to(device, non_blocking=True)
+        x = module.on_after_batch_transfer({"images": x}, 0)["images"]  # uint8 -> float in [0, 1], as in the test
+        with context():
+            raw = module(x)
+            module.predict_raw(raw, x.shape[-2:], b.transforms.to(device), b.orig_sizes.to(device))
+
+    sec, n = time_calls(step, iters, warmup, device, max_seconds)
+    return {"img_per_s": batch_size / sec, "ms_per_img": 1000.0 * sec / batch_size, "batches": float(n)}
+
+
+# ---------------------------------------------------------------------------------------------------- sweep
+@dataclass
+class SweepSettings:
+    """What :func:`run_sweep` does (eval.yaml's keys of the same names).
+
+    Args:
+        sizes: input sizes (multiples of 32); evaluated in increasing order, duplicates once.
+        speed_batches: batch sizes timed at every size.
+        speed_warmup: untimed batches before each timing.
+        speed_iters, speed_seconds: timed batches at most, and the time after which timing stops early.
+        draw, score_thresh: prediction pictures per size (``size_<S>/predictions/``), as eval.py's.
+        split: the evaluated split (``test`` | ``val``), for the reports.
+    """
+
+    sizes: list[int]
+    speed_batches: list[int] = field(default_factory=lambda: [1, 32])
+    speed_warmup: int = 2
+    speed_iters: int = 20
+    speed_seconds: float | None = 3.0
+    draw: int = 0
+    score_thresh: float = 0.3
+    split: str = "test"
+
+    def __post_init__(self) -> None:
+        sizes = sorted({int(s) for s in self.sizes})
+        bad = [s for s in sizes if s <= 0 or s % STRIDE]
+        if not sizes or bad:
+            raise ValueError(f"sizes must be positive multiples of {STRIDE}, got {list(self.sizes)}")
+        self.sizes = sizes
+        batches = [int(b) for b in self.speed_batches]
+        if not batches or min(batches) < 1:
+            raise ValueError(f"speed_batches must be batch sizes >= 1, got {list(self.speed_batches)}")
+        self.speed_batches = list(dict.fromkeys(batches))
+
+
+def columns(batches: Sequence[int]) -> list[str]:
+    """The columns of tradeoff.csv (mAPs as fractions, as metrics.json)."""
+    speed = [c for b in batches for c in (f"img_per_s_bs{b}", f"ms_per_img_bs{b}")]
+    return ["size", "map_50", "voc07_map_50", "map", *speed, "gflops", "device", "threads"]
+
+
+def _check_sizes(module: Any, sizes: Sequence[int]) -> None:
+    """A fully connected head (``model.net.head=fc``) takes one input size only."""
+    net = module.model
+    if getattr(net, "head_type", "conv") == "fc":
+        fixed = int(net.fc_grid) * STRIDE
+        if any(s != fixed for s in sizes):
+            raise ValueError(f"the checkpoint's fc head takes {fixed}x{fixed} inputs only; sizes={list(sizes)}")
+
+
+def _evaluate_size(
+    module: Any,
+    size: int,
+    make_datamodule: Callable[[int], Any],
+    make_trainer: Callable[[list[Any]], Any],
+    settings: SweepSettings,
+    out_dir: Path,
+    extra: dict[str, Any],
+) -> tuple[dict[str, Any], int, dict[str, Any]]:
+    """One size of :func:`run_sweep`: the test (``size_<S>/``) and the timings. Returns the row, the number of
+    images evaluated and the data module's report."""
+    from yolo9000.callbacks.predictions import PredictionImages
+    from yolo9000.results import model_stats, write_metrics
+
+    datamodule = make_datamodule(size)
+    datamodule.setup("test")
+    loader = datamodule.val_dataloader() if settings.split == "val" else datamodule.test_dataloader()
+    callbacks = (
+        [PredictionImages(settings.draw, settings.score_thresh, dirname=f"size_{size}/predictions")]
+        if settings.draw
+        else []
+    )
+    trainer = make_trainer(callbacks)
+    trainer.test(module, dataloaders=loader)
+    res = module.test_results
+    write_metrics(
+        out_dir / f"size_{size}", res, module.class_names, {**extra, "split": settings.split, "img_size": size}
+    )
+    device = trainer.strategy.root_device
+    context = trainer.strategy.precision_plugin.forward_context
+    images = collect_images(loader, max(settings.speed_batches))
+    row: dict[str, Any] = {
+        "size": size,
+        "map_50": float(res["map_50"]),
+        "voc07_map_50": float(res.get("voc07_map_50", float("nan"))),
+        "map": float(res["map"]),
+    }
+    for b in settings.speed_batches:
+        t = time_end_to_end(
+            module, images, b, device, settings.speed_warmup, settings.speed_iters, settings.speed_seconds, context
+        )
+        row[f"img_per_s_bs{b}"], row[f"ms_per_img_bs{b}"] = t["img_per_s"], t["ms_per_img"]
+        log.info(
+            "size %d batch %d: %.2f img/s, %.2f ms/img (%d batches timed)",
+            size, b, t["img_per_s"], t["ms_per_img"], t["batches"],
+        )  # fmt: skip
+    row["gflops"] = model_stats(module.model, size)["gflops"]
+    row.update(device=device_name(device), threads=torch.get_num_threads())
+    log.info(
+        "size %d: mAP@0.5 %.4f  VOC07 %.4f  mAP@[.5:.95] %.4f", size, row["map_50"], row["voc07_map_50"], row["map"]
+    )
+    module.cpu()
+    report = datamodule.data_report() if hasattr(datamodule, "data_report") else {}
+    return row, len(loader.dataset), report
+
+
+def run_sweep(
+    module: Any,
+    make_datamodule: Callable[[int], Any],
+    make_trainer: Callable[[list[Any]], Any],
+    settings: SweepSettings,
+    out_dir: Path,
+    loggers: Sequence[Any] = (),
+    extra: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """Evaluate ``module`` at every size and time it; write tradeoff.csv / .md / .png, ``size_<S>/`` and
+    metrics.json into ``out_dir``, log to ``loggers`` (W&B: the table and the plot).
+
+    Args:
+        module: a detector whose test evaluator computes VOC07 AP (built with ``voc07=True``).
+        make_datamodule: size -> the data module configured with that ``img_size`` (not set up).
+        make_trainer: callbacks -> the Trainer that runs the test (no logger: per-size numbers are logged here).
+        extra: what metrics.json and the reports also get (checkpoint, ...).
+
+    Returns:
+        the rows of tradeoff.csv.
+    """
+    _check_sizes(module, settings.sizes)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    extra = dict(extra or {})
+    rows: list[dict[str, Any]] = []
+    data_report: dict[str, Any] = {}
+    num_images = 0
+    for size in settings.sizes:
+        row, num_images, data_report = _evaluate_size(
+            module, size, make_datamodule, make_trainer, settings, out_dir, extra
+        )
+        rows.append(row)
+        gc.collect()  # this size's loader, and with it its (persistent) worker processes, goes now
+
+    voc = is_voc(module.class_names)
+    info = {**extra, "split": settings.split, "images": num_images, "timed": TIMED}
+    cols = columns(settings.speed_batches)
+    write_csv(rows, out_dir / "tradeoff.csv", cols)
+    (out_dir / "tradeoff.md").write_text(format_markdown(rows, settings.speed_batches, info, voc))
+    series = plot_series(rows, settings.speed_batches, voc)
+    plot_tradeoff(series, out_dir / "tradeoff.png", ylabel=_metric_label(voc), title=_title(rows))
+    (out_dir / "metrics.json").write_text(
+        json.dumps({**info, "sizes": settings.sizes, "tradeoff": rows, **data_report}, indent=2, default=str)
+    )
+    log_sweep(loggers, rows, cols, out_dir / "tradeoff.png")
+    log.info("speed / accuracy trade-off:\n%s", (out_dir / "tradeoff.md").read_text())
+    return rows
+
+
+# -------------------------------------------------------------------------------------------------- reports
+def write_csv(rows: Sequence[dict[str, Any]], path: Path, cols: Sequence[str]) -> Path:
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(cols), extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+    return path
+
+
+def _pct(v: float) -> str:
+    return "–" if v is None or not np.isfinite(v) else f"{100 * v:.1f}"
+
+
+def _num(v: float) -> str:
+    if v is None or not np.isfinite(v):
+        return "–"
+    return f"{v:.1f}" if v >= 10 else f"{v:.2f}" if v >= 1 else f"{v:.3f}"
+
+
+def format_markdown(
+    rows: Sequence[dict[str, Any]], batches: Sequence[int], info: dict[str, Any], voc: bool = False
+) -> str:
+    """tradeoff.md: the table (mAPs in %), what was timed and on what, and the paper's Table 3 when ``voc``."""
+    head = ["size", "mAP@0.5", "VOC07 AP@0.5", "mAP@[.5:.95]"]
+    for b in batches:
+        head += [f"img/s (batch {b})", f"ms/img (batch {b})"]
+    head.append("GFLOPs")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---:|" * len(head)]
+    for r in rows:
+        cells = [str(r["size"]), _pct(r["map_50"]), _pct(r["voc07_map_50"]), _pct(r["map"])]
+        for b in batches:
+            cells += [_num(r[f"img_per_s_bs{b}"]), _num(r[f"ms_per_img_bs{b}"])]
+        cells.append(_num(r["gflops"]))
+        lines.append("| " + " | ".join(cells) + " |")
+    devices = sorted({str(r["device"]) for r in rows})
+    threads = sorted({int(r["threads"]) for r in rows})
+    notes = [
+        "",
+        f"- split: {info.get('split', '?')} ({info.get('images', '?')} images); checkpoint: "
+        f"{info.get('checkpoint', '?')}",
+        "- mAP@0.5: COCO-style 101-point interpolation (metrics.json `map_50`); VOC07 AP@0.5: VOC2007 11-point "
+        "(the paper's metric); mAP@[.5:.95]: COCO's.",
+        f"- img/s, ms/img: {TIMED}. Batches larger than the images held cycle through them.",
+        f"- device: {', '.join(devices)}; torch threads: {', '.join(map(str, threads))}",
+        "- GFLOPs: forward pass of one image (2 x multiply-adds).",
+    ]
+    if voc:
+        notes += [
+            "",
+            "Paper Table 3 (YOLOv2, VOC 2007 test, Titan X):",
+            "",
+            "| size | mAP | FPS |",
+            "|---:|---:|---:|",
+            *(f"| {s} | {m:.1f} | {f:.0f} |" for s, m, f in PAPER_TABLE3),
+        ]
+    return "\n".join(lines + notes) + "\n"
+
+
+def _metric_label(voc: bool) -> str:
+    return "VOC07 AP@0.5 (%)" if voc else "mAP@0.5 (%)"
+
+
+def _title(rows: Sequence[dict[str, Any]]) -> str:
+    devices = sorted({str(r["device"]) for r in rows})
+    threads = sorted({int(r["threads"]) for r in rows})
+    return f"{', '.join(devices)}, {'/'.join(map(str, threads))} threads"
+
+
+def plot_series(
+    rows: Sequence[dict[str, Any]], batches: Sequence[int], voc: bool
+) -> dict[str, list[tuple[float, float, int]]]:
+    """What tradeoff.png shows: label -> [(images/s, mAP %, size)]: ``ours, batch <b>`` for every timed batch
+    size (VOC07 AP when ``voc``, else mAP@0.5) and, when ``voc``, the paper's Table 3 as ``paper (Titan X)``."""
+    key = "voc07_map_50" if voc else "map_50"
+    out: dict[str, list[tuple[float, float, int]]] = {}
+    for b in batches:
+        out[f"ours, batch {b}"] = [(float(r[f"img_per_s_bs{b}"]), 100 * float(r[key]), int(r["size"])) for r in rows]
+    if voc:
+        out[PAPER_LABEL] = [(fps, m, s) for s, m, fps in PAPER_TABLE3]
+    return out
+
+
+def plot_tradeoff(
+    series: dict[str, list[tuple[float, float, int]]],
+    path: Path,
+    ylabel: str = "mAP@0.5 (%)",
+    title: str | None = None,
+    figsize: tuple[float, float] = (7.0, 5.0),
+    dpi: int = 100,
+) -> Path:
+    """The paper's Figure 4: accuracy against frames per second, one line per series, points labelled with the
+    input size; a log x axis when the speeds span more than 20x (a CPU beside a Titan X)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize, dpi=dpi)
+    ax = fig.subplots()
+    speeds = [p[0] for pts in series.values() for p in pts if np.isfinite(p[0]) and p[0] > 0]
+    for label, pts in series.items():
+        pts = sorted(pts, key=lambda p: p[2])
+        paper = label == PAPER_LABEL
+        ax.plot(
+            [p[0] for p in pts],
+            [p[1] for p in pts],
+            marker="s" if paper else "o",
+            linestyle="--" if paper else "-",
+            color="grey" if paper else None,
+            label=label,
+        )
+        for fps, m, s in pts:
+            ax.annotate(str(s), (fps, m), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    if speeds and max(speeds) / min(speeds) > 20:
+        ax.set_xscale("log")
+    ax.set_xlabel("images / s")
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png")
+    return path
+
+
+def log_sweep(loggers: Sequence[Any], rows: Sequence[dict[str, Any]], cols: Sequence[str], png: Path) -> None:
+    """Every size's numbers as ``tradeoff/<column>`` at step = size; W&B also gets the table
+    (``tradeoff/table``) and the plot (``tradeoff/plot``)."""
+    from pytorch_lightning.loggers import WandbLogger
+
+    numeric = [c for c in cols if c not in ("size", "device")]
+    for lg in loggers:
+        for r in rows:
+            lg.log_metrics({f"tradeoff/{c}": float(r[c]) for c in numeric}, step=int(r["size"]))
+        if isinstance(lg, WandbLogger):
+            lg.log_table(key="tradeoff/table", columns=list(cols), data=[[r[c] for c in cols] for r in rows])
+            lg.log_image(key="tradeoff/plot", images=[str(png)])
+        lg.save()
+        lg.finalize("success")

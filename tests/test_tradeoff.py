@@ -1,0 +1,177 @@
+"""The speed / accuracy trade-off (paper Table 3 / Figure 4): ``eval.py sizes=[...]`` on a random-weight BCCD
+checkpoint, its accuracy against a plain eval at the same size, a converted darknet network through the sweep, and
+the VOC detection / paper points of the plot. Times are checked for being positive numbers, never for values."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pytorch_lightning.loggers import WandbLogger
+
+from conftest import data_config, run_script
+from test_cli_bench_detect_eval import make_checkpoint
+from yolo9000.tradeoff import (
+    PAPER_LABEL,
+    PAPER_TABLE3,
+    VOC_CLASSES,
+    SweepSettings,
+    columns,
+    format_markdown,
+    is_voc,
+    plot_series,
+    plot_tradeoff,
+    run_sweep,
+)
+
+SMALL = ["data.max_images=4", "data.num_workers=0", "data.eval_batch_size=4"]
+SPEED = ["speed_warmup=1", "speed_iters=2", "speed_seconds=null"]
+
+
+@pytest.fixture(scope="module")
+def bccd_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "bccd.ckpt")
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_eval_sizes_writes_the_table_and_applies_each_size(bccd_ckpt: Path, tmp_path: Path) -> None:
+    """Two sizes: tradeoff.csv / .md / .png and size_<S>/ per size; the accuracy at a size is what a plain eval
+    with data.img_size=<size> reports (the size is applied), and differs between the sizes."""
+    sweep = tmp_path / "sweep"
+    run_script("eval.py", sweep, f"ckpt_path={bccd_ckpt}", "sizes=[96,64]", "draw=1", *SMALL, *SPEED)
+    rows = read_csv(sweep / "tradeoff.csv")
+    assert list(rows[0]) == columns([1, 32])
+    assert [int(r["size"]) for r in rows] == [64, 96]  # evaluated in increasing order
+    for r in rows:
+        nums = {k: float(v) for k, v in r.items() if k != "device"}
+        assert all(math.isfinite(v) for v in nums.values()), r
+        assert nums["img_per_s_bs1"] > 0 and nums["img_per_s_bs32"] > 0 and nums["ms_per_img_bs32"] > 0
+        assert nums["img_per_s_bs1"] == pytest.approx(1000 / nums["ms_per_img_bs1"])
+        assert r["device"].startswith("cpu") and int(r["threads"]) >= 1
+    assert float(rows[1]["gflops"]) > float(rows[0]["gflops"])
+    assert (sweep / "tradeoff.png").stat().st_size > 0
+    md = (sweep / "tradeoff.md").read_text()
+    assert "img/s (batch 32)" in md and "forward pass, decode" in md and "Titan X" not in md  # BCCD: no paper
+    assert (sweep / "size_64" / "predictions").is_dir() and (sweep / "size_96" / "per_class.md").is_file()
+    logged = read_csv(sweep / "csv" / "metrics.csv")
+    assert [int(r["step"]) for r in logged] == [64, 96]
+    summary = json.loads((sweep / "metrics.json").read_text())
+    assert summary["sizes"] == [64, 96] and summary["images"] == 4 and len(summary["tradeoff"]) == 2
+
+    plain = tmp_path / "plain"
+    run_script("eval.py", plain, f"ckpt_path={bccd_ckpt}", "data.img_size=96", "voc07=true", "draw=0", *SMALL)
+    want = json.loads((plain / "metrics.json").read_text())
+    got = json.loads((sweep / "size_96" / "metrics.json").read_text())
+    for key in ("map_50", "voc07_map_50", "map"):
+        assert float(rows[1][key]) == pytest.approx(want[key], abs=1e-12)
+        assert got[key] == pytest.approx(want[key], abs=1e-12)
+    assert got["per_class"] == want["per_class"]
+    assert (rows[0]["map_50"], rows[0]["map"]) != (rows[1]["map_50"], rows[1]["map"])  # another size, other boxes
+
+
+def test_eval_tradeoff_preset_holds_the_paper_sizes(compose: Any) -> None:
+    cfg = compose("eval_tradeoff", "ckpt_path=x.ckpt")
+    assert list(cfg.sizes) == [s for s, _, _ in PAPER_TABLE3] and list(cfg.speed_batches) == [1, 32]
+    assert compose("eval").sizes is None  # plain eval.py: one size, as before
+
+
+class RecordingWandb(WandbLogger):
+    """A W&B logger that records what it is given instead of starting a run."""
+
+    def __init__(self) -> None:
+        super().__init__(offline=True)
+        self.calls: list[tuple[str, Any]] = []
+
+    def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
+        self.calls.append(("metrics", (dict(metrics), step)))
+
+    def log_table(self, key: str, columns: Any = None, data: Any = None, **kw: Any) -> None:
+        self.calls.append(("table", (key, columns, data)))
+
+    def log_image(self, key: str, images: list[Any], **kw: Any) -> None:
+        self.calls.append(("image", (key, images)))
+
+    def save(self) -> None:
+        pass
+
+    def finalize(self, status: str) -> None:
+        self.calls.append(("finalize", status))
+
+
+def test_converted_darknet_network_through_the_sweep(tmp_path: Path) -> None:
+    """A network converted from darknet cfg + .weights (the generic DarknetNet: yolov2-tiny-voc's layers) is
+    evaluated and timed at two sizes; W&B gets the per-size numbers, the table and the plot."""
+    import hydra
+    import pytorch_lightning as pl
+    import torch
+
+    from test_darknet import randomize, scaled_cfg
+    from yolo9000.checkpoints import darknet_to_checkpoint, load_module
+    from yolo9000.darknet import build_darknet, save_weights
+
+    cfg = scaled_cfg(tmp_path, "yolov2-tiny-voc.cfg", 0.125, 3)
+    weights = tmp_path / "tiny.weights"
+    save_weights(randomize(build_darknet(cfg), seed=3), weights, seen=5)
+    names = tmp_path / "bccd.names"
+    names.write_text("RBC\nWBC\nPlatelets\n")
+    ckpt = tmp_path / "tiny.ckpt"
+    torch.save(darknet_to_checkpoint(cfg, weights, names), ckpt)
+    module = load_module(ckpt, voc07=True)
+
+    data = data_config("bccd")
+    data.data.update(max_images=2, num_workers=0, eval_batch_size=2)
+
+    def make_datamodule(size: int) -> Any:
+        data.data.img_size = size
+        return hydra.utils.instantiate(data.data)
+
+    def make_trainer(callbacks: list[Any]) -> pl.Trainer:
+        return pl.Trainer(
+            accelerator="cpu", logger=False, callbacks=callbacks, enable_progress_bar=False, enable_model_summary=False
+        )
+
+    wandb = RecordingWandb()
+    settings = SweepSettings(sizes=[64, 96], speed_batches=[1, 3], speed_warmup=0, speed_iters=1, speed_seconds=None)
+    rows = run_sweep(module, make_datamodule, make_trainer, settings, tmp_path / "out", loggers=[wandb])
+    assert [r["size"] for r in rows] == [64, 96]
+    assert all(r["img_per_s_bs3"] > 0 and math.isfinite(r["voc07_map_50"]) for r in rows)
+    kinds = [c[0] for c in wandb.calls]
+    assert kinds == ["metrics", "metrics", "table", "image", "finalize"]
+    assert [c[1][1] for c in wandb.calls[:2]] == [64, 96]  # step = size
+    key, cols, table = wandb.calls[2][1]
+    assert key == "tradeoff/table" and cols == columns([1, 3]) and [r[0] for r in table] == [64, 96]
+    assert wandb.calls[3][1] == ("tradeoff/plot", [str(tmp_path / "out" / "tradeoff.png")])
+
+
+def test_voc_detection_and_the_paper_points(tmp_path: Path) -> None:
+    assert (
+        is_voc(VOC_CLASSES) and is_voc(sorted(VOC_CLASSES, reverse=True)) and is_voc([c.upper() for c in VOC_CLASSES])
+    )
+    assert not is_voc(VOC_CLASSES[:-1]) and not is_voc(["RBC", "WBC", "Platelets"])
+    assert not is_voc([*VOC_CLASSES[:-1], "monitor"])
+    assert is_voc(data_config("voc").data.class_names)  # conf/data/voc.yaml's list
+
+    rows = [
+        {"size": s, "map_50": 0.5 + i / 10, "voc07_map_50": 0.4 + i / 10, "map": 0.2, "img_per_s_bs1": 10.0 / (i + 1),
+         "ms_per_img_bs1": 100.0 * (i + 1), "gflops": 1.0, "device": "cpu", "threads": 2}
+        for i, s in enumerate([96, 128])
+    ]  # fmt: skip
+    voc = plot_series(rows, [1], voc=True)
+    assert voc[PAPER_LABEL] == [(91.0, 69.0, 288), (81.0, 73.7, 352), (67.0, 76.8, 416), (59.0, 77.8, 480),
+                                (40.0, 78.6, 544)]  # fmt: skip
+    assert voc["ours, batch 1"] == [(10.0, pytest.approx(40.0), 96), (5.0, pytest.approx(50.0), 128)]  # VOC07, %
+    other = plot_series(rows, [1], voc=False)
+    assert PAPER_LABEL not in other and other["ours, batch 1"][0][1] == pytest.approx(50.0)  # mAP@0.5
+    assert plot_tradeoff(voc, tmp_path / "t.png").stat().st_size > 0
+    assert "| 544 | 78.6 | 40 |" in format_markdown(rows, [1], {}, voc=True)
+    assert "Titan X" not in format_markdown(rows, [1], {}, voc=False)
+    with pytest.raises(ValueError, match="multiples of 32"):
+        SweepSettings(sizes=[100])

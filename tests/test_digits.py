@@ -272,4 +272,4 @@ def test_tiny_yolo9000_digits_run_writes_seen_unseen_table(tmp_path: Path) -> No
     rows = list(csv.DictReader((out / "csv" / "metrics.csv").open()))
     n_det = sum(float(r["train/images_detection"]) for r in rows if r.get("train/images_detection"))
     n_cls = sum(float(r["train/images_classification"]) for r in rows if r.get("train/images_classification"))
-    assert (n_det, n_cls) == (12, 12)  # classification_per_detection 1.0: as many classification images
+    assert (n_det, n_cls) == (12, 24)  # the experiment's classification_per_detection 2.0

@@ -1,31 +1,255 @@
-"""Speed numbers: `python src/bench.py` prints the cost of a training step split into forward, region loss (with
-target assignment) and backward, inference FPS, decode + NMS per image (and its share of the forward pass, also
-for untrained heads of other class counts: the worst case) and DataLoader throughput. Benchmarks print; tests
-never time.
+"""Speed numbers on whatever machine this runs: ``python src/bench.py`` prints a table and writes ``bench.json``.
 
-The model is built exactly as training builds it (:func:`yolo9000.build.build`, as src/train.py: classes from the
-data, priors resolved), with random weights.
+For every variant (``bench.variants``: a precision and fast-path switches, see ``conf/bench.yaml``), with the model
+built exactly as training builds it (:func:`yolo9000.build.build`: classes from the data, priors resolved; random
+weights), at ``bench.batch_size`` x ``bench.size``:
+
+* ``bare_img_per_s``: the network alone in a plain PyTorch loop (forward, a trivial loss, backward, optimizer step);
+* ``loss_img_per_s``: the same loop with the region loss and its target assignment;
+* ``lightning_img_per_s``: the real thing, ``trainer.fit`` (the configured trainer) with the real DataModule (fixed
+  size ``bench.size``, its own loader workers and augmentation), timed after the first batches; ``real_over_bare``
+  is its share of the bare loop's speed;
+* ``loss_share_of_step``: region loss + targets (forward + backward on a fixed output) over the loop step with loss;
+* ``infer_b<N>_forward_img_per_s`` / ``infer_b<N>_e2e_img_per_s``: the eval forward pass, and end to end
+  (:meth:`yolo9000.Detector.predict` on decoded ``bench.infer_image_hw`` images: resize, forward, decode, NMS,
+  boxes mapped back) at each batch of ``bench.infer_batches``; ``infer_b<N>_e2e_over_forward`` their ratio;
+* ``peak_mem_mb``: CUDA: the variant's peak allocated memory; CPU: the process's peak resident memory so far.
+
+Once: DataLoader images/s (with the configured workers, and in one process: per worker), and decode + NMS per
+image for the built head and untrained heads of other class counts (the worst case). On the CPU the issue's
+targets are checked (``targets``). Times per call are means on CUDA and medians on the CPU (robust to other
+processes sharing the cores; the machine's load is reported). Benchmarks print; tests never time.
+
+``python src/bench.py --config-name bench_gpu_full``: the full GPU table (YOLOv2-416, batch 64, fp32 / bf16 /
+bf16 + channels_last / + compile).
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import os
+import platform
+import resource
+import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import hydra
+import numpy as np
+import pytorch_lightning as pl
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from yolo9000.build import build, instantiate_module
 from yolo9000.environment import setup_environment
-from yolo9000.speed import timeit
+from yolo9000.speed import FastPath, call_times, channels_last_images, device_name, sync, timeit
 
 setup_environment()
+
+AUTOCAST = {"32-true": None, "32": None, "bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
+SEEN = 1  # images seen passed to the loss: darknet's prior-matching term on, as in training's first 12,800 images
+TARGETS = {  # the CPU targets of the default model at the default batch and size
+    "real_over_bare": (">=", 0.9),
+    "loss_share_of_step": ("<=", 0.05),
+    "e2e_over_forward": (">=", 0.9),
+}
+
+
+def seconds_per_call(fn: Callable[[], Any], b: DictConfig, device: torch.device) -> float:
+    """Seconds per call of ``fn`` (``bench.warmup`` untimed calls, then ``bench.steps``): on CUDA the mean (queued
+    work overlaps from one call to the next), on the CPU the median call (robust to other processes on the
+    cores)."""
+    if device.type == "cuda":
+        return timeit(fn, b.steps, b.warmup, device)
+    return statistics.median(call_times(fn, b.steps, b.warmup, device))
+
+
+# ---------------------------------------------------------------------------------------------- setup
+def bench_config(cfg: DictConfig) -> DictConfig:
+    """``cfg`` with the data at the bench's batch and fixed size (``bench.batch_size`` x ``bench.size``, multi-scale
+    off, no partial batch): every number of a variant is taken at the same shape."""
+    cfg = copy.deepcopy(cfg)
+    b = cfg.bench
+    with open_dict(cfg):
+        cfg.data.batch_size = int(b.batch_size)
+        cfg.data.drop_last = True
+        cfg.data.multiscale.enabled = False
+        cfg.data.multiscale.fixed_size = int(b.size)
+    return cfg
+
+
+def split_variant(settings: Any) -> tuple[str | None, dict[str, Any]]:
+    """A variant's ``precision`` (None: the trainer's) and its ``model.fast`` overrides (checked)."""
+    s = dict(OmegaConf.to_container(settings, resolve=True) if OmegaConf.is_config(settings) else settings or {})
+    precision = s.pop("precision", None)
+    if precision is not None and str(precision) not in AUTOCAST:
+        raise ValueError(f"bench.variants: precision must be one of {sorted(AUTOCAST)}, got {precision!r}")
+    FastPath.of(s)  # unknown keys raise
+    return None if precision is None else str(precision), s
+
+
+def variant_module(model_config: dict[str, Any], fast: dict[str, Any], device: torch.device) -> Any:
+    """The built detector (its resolved config, fresh random weights) with ``fast`` over ``model.fast``, set up for
+    fitting as Lightning does (channels_last, compile) and on ``device``."""
+    mc = copy.deepcopy(model_config)
+    mc["fast"] = {**(mc.get("fast") or {}), **fast}
+    module = instantiate_module(mc)
+    module.setup("fit")  # the fast path; trainer.fit's own setup() then has nothing left to do
+    return module.to(device)
+
+
+def synthetic_batch(b: DictConfig, num_classes: int, device: torch.device, channels_last: bool) -> dict[str, Any]:
+    """``bench.batch_size`` random images with ``bench.num_boxes`` boxes each (seed 0)."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(b.batch_size, 3, b.size, b.size, generator=g).to(device)
+    wh = torch.rand(b.batch_size, b.num_boxes, 2, generator=g) * 0.2 + 0.05
+    xy = torch.rand(b.batch_size, b.num_boxes, 2, generator=g) * 0.8 + 0.1
+    cls = torch.randint(0, num_classes, (b.batch_size, b.num_boxes, 1), generator=g).float()
+    return {
+        "images": channels_last_images(x) if channels_last else x,
+        "targets": torch.cat([xy, wh, cls], -1).to(device),
+        "mask": torch.ones(b.batch_size, b.num_boxes, dtype=torch.bool, device=device),
+    }
+
+
+def autocast(device: torch.device, precision: str) -> torch.autocast:
+    dtype = AUTOCAST[precision]
+    return torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
+
+
+# ---------------------------------------------------------------------------------------------- training
+def time_loops(module: Any, batch: dict[str, Any], precision: str, b: DictConfig, device: torch.device) -> dict:
+    """The plain PyTorch loop (module's optimizer) without and with the region loss, and the loss alone."""
+    net, crit = module.model, module.criterion
+    opt = module.configure_optimizers()["optimizer"]
+    x, targets, mask = batch["images"], batch["targets"], batch["mask"]
+    bsz = x.shape[0]
+    net.train()
+
+    def forward() -> torch.Tensor:
+        with autocast(device, precision):
+            return net(x)
+
+    def bare() -> None:
+        opt.zero_grad(set_to_none=True)
+        forward().float().square().mean().backward()
+        opt.step()
+
+    def with_loss() -> None:
+        opt.zero_grad(set_to_none=True)
+        raw = forward().float().contiguous()
+        (crit(raw, targets, mask, net.anchors, seen=SEEN).loss / bsz).backward()
+        opt.step()
+
+    raw = forward().detach().float().contiguous().requires_grad_(True)
+
+    def loss_only() -> None:
+        crit(raw, targets, mask, net.anchors, seen=SEEN).loss.backward()
+
+    t_bare = seconds_per_call(bare, b, device)
+    t_step = seconds_per_call(with_loss, b, device)
+    t_loss = seconds_per_call(loss_only, b, device)
+    opt.zero_grad(set_to_none=True)
+    return {
+        "bare_img_per_s": bsz / t_bare,
+        "loss_img_per_s": bsz / t_step,
+        "step_s": t_step,
+        "loss_fwd_bwd_s": t_loss,
+        "loss_share_of_step": t_loss / t_step,
+    }
+
+
+class StepTimer(pl.Callback):
+    """Wall clock of the training batches after the first ``skip`` ones, each from the end of the batch before to
+    its own end (loading, transfer, step, logging), synchronised on CUDA."""
+
+    def __init__(self, skip: int) -> None:
+        self.skip, self.ended = max(1, skip), 0
+        self.batches: list[tuple[int, float]] = []  # (images, seconds) of the timed batches
+        self._last = 0.0
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, outputs: Any, batch: Any, *_: Any) -> None:
+        sync(pl_module.device)
+        now = time.perf_counter()
+        self.ended += 1
+        if self.ended > self.skip:
+            self.batches.append((int(batch["images"].shape[0]), now - self._last))
+        self._last = now
+
+    def img_per_s(self, device: torch.device) -> float:
+        """On CUDA images over seconds of all timed batches; on the CPU the median batch's (as
+        :func:`seconds_per_call`; the batches are all full)."""
+        if not self.batches:
+            return float("nan")
+        if device.type == "cuda":
+            return sum(n for n, _ in self.batches) / sum(t for _, t in self.batches)
+        return statistics.median(n / t for n, t in self.batches)
+
+
+def time_lightning(cfg: DictConfig, module: Any, precision: str | None, device: torch.device) -> dict[str, float]:
+    """``trainer.fit`` of the configured trainer (one device, no logger, checkpoints, progress bar or validation)
+    with a fresh real DataModule for ``bench.warmup`` (at least 1) + ``bench.steps`` batches."""
+    b = cfg.bench
+    timer = StepTimer(int(b.warmup))
+    overrides: dict[str, Any] = {
+        "accelerator": "gpu" if device.type == "cuda" else "cpu",
+        "devices": [device.index or 0] if device.type == "cuda" else 1,
+        "strategy": "auto",
+        "num_nodes": 1,
+        "sync_batchnorm": False,
+        "max_epochs": -1,
+        "max_steps": timer.skip + int(b.steps),
+        "limit_train_batches": None,
+        "limit_val_batches": 0,
+        "num_sanity_val_steps": 0,
+        "logger": False,
+        "enable_checkpointing": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "callbacks": [timer],
+    }
+    if precision is not None:
+        overrides["precision"] = precision
+    trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, **overrides)
+    trainer.fit(module, datamodule=hydra.utils.instantiate(cfg.data))
+    return {"lightning_img_per_s": timer.img_per_s(device), "lightning_precision": str(trainer.precision)}
+
+
+# ---------------------------------------------------------------------------------------------- inference
+def time_inference(
+    module: Any, precision: str, images: list[np.ndarray], b: DictConfig, device: torch.device
+) -> dict[str, float]:
+    """Eval forward pass and end to end (:class:`yolo9000.Detector`) at every batch of ``bench.infer_batches``."""
+    from yolo9000 import Detector
+
+    det = Detector(module, device=device, dtype=AUTOCAST[precision] or torch.float32)
+    net = module.model.eval()
+    res: dict[str, float] = {}
+    g = torch.Generator().manual_seed(1)
+    for n in [int(n) for n in b.infer_batches]:
+        x = torch.rand(n, 3, b.size, b.size, generator=g).to(device)
+        x = channels_last_images(x) if module.fast.channels_last else x
+
+        def forward(x: torch.Tensor = x) -> None:
+            with torch.no_grad(), autocast(device, precision):
+                net(x)
+
+        batch = images[:n]
+
+        def e2e(batch: list[np.ndarray] = batch, n: int = n) -> None:
+            det.predict(batch, size=int(b.size), batch_size=n, conf=float(b.infer_conf), num_workers=b.infer_workers)
+
+        fwd = n / seconds_per_call(forward, b, device)
+        end = n / seconds_per_call(e2e, b, device)
+        res |= {
+            f"infer_b{n}_forward_img_per_s": fwd,
+            f"infer_b{n}_e2e_img_per_s": end,
+            f"infer_b{n}_e2e_over_forward": end / fwd,
+        }
+    return res
 
 
 def time_postprocess(
@@ -37,10 +261,10 @@ def time_postprocess(
     device = x.device
     module.eval()
     with torch.no_grad():
-        t_fwd = timeit(lambda: forward(x), b.steps, b.warmup, device)
-        raw = forward(x).float()
+        t_fwd = seconds_per_call(lambda: forward(x), b, device)
+        raw = forward(x).float().contiguous()
         hw = tuple(x.shape[-2:])
-        t_post = timeit(lambda: module.predict_raw(raw, hw, None, None), b.steps, b.warmup, device)
+        t_post = seconds_per_call(lambda: module.predict_raw(raw, hw, None, None), b, device)
         dets = module.predict_raw(raw, hw, None, None)
     return {
         "forward_s": t_fwd,
@@ -51,104 +275,23 @@ def time_postprocess(
     }
 
 
-@dataclass
-class _Bench:
-    """What every measurement uses: the built module, its network (``fwd``: compiled when asked), the loss, the
-    synthetic batch and the autocast context."""
-
-    module: Any
-    net: Any
-    crit: Any
-    fwd: Callable[[torch.Tensor], torch.Tensor]
-    x: torch.Tensor
-    targets: torch.Tensor
-    mask: torch.Tensor
-    amp: torch.autocast
-    device: torch.device
-
-    def forward(
-        self, images: torch.Tensor | None = None, model: Callable[[torch.Tensor], torch.Tensor] | None = None
-    ) -> torch.Tensor:
-        """``model`` (default ``fwd``) on ``images`` (default the batch ``x``) under autocast."""
-        with self.amp:
-            return (self.fwd if model is None else model)(self.x if images is None else images)
-
-
-def _setup(cfg: DictConfig) -> tuple[Any, _Bench]:
-    """The data module and the model as train.py builds them, and a random batch of ``bench.batch_size`` images
-    with ``bench.num_boxes`` boxes each (seed 0)."""
-    b = cfg.bench
-    device = torch.device(b.device)
-    built = build(cfg)  # what train.py builds
-    datamodule, module = built.datamodule, built.module.to(device)
-    net, crit = module.model, module.criterion
-    if b.channels_last:
-        net = net.to(memory_format=torch.channels_last)
-    fwd = torch.compile(net) if b.compile else net
-    g = torch.Generator().manual_seed(0)
-    x = torch.rand(b.batch_size, 3, b.size, b.size, generator=g).to(device)
-    if b.channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    wh = torch.rand(b.batch_size, b.num_boxes, 2, generator=g) * 0.2 + 0.05
-    xy = torch.rand(b.batch_size, b.num_boxes, 2, generator=g) * 0.8 + 0.1
-    cls = torch.randint(0, net.num_classes, (b.batch_size, b.num_boxes, 1), generator=g).float()
-    targets = torch.cat([xy, wh, cls], -1).to(device)
-    mask = torch.ones(b.batch_size, b.num_boxes, dtype=torch.bool, device=device)
-    amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(b.amp))
-    return datamodule, _Bench(module, net, crit, fwd, x, targets, mask, amp, device)
-
-
-def time_training(s: _Bench, b: DictConfig) -> dict[str, Any]:
-    """Training step (forward + loss + backward + SGD step), forward pass, loss forward + backward on a fixed
-    output, and eval-mode inference: the training half of the printed table."""
-    net, crit, device = s.net, s.crit, s.device
-    opt = torch.optim.SGD(net.parameters(), lr=1e-6)
-    raw = s.forward().detach().float().requires_grad_(True)
-
-    def loss_only() -> None:
-        crit(raw, s.targets, s.mask, net.anchors, seen=100000).loss.backward()
-
-    def step() -> None:
-        opt.zero_grad(set_to_none=True)
-        with s.amp:
-            out = s.fwd(s.x)
-        crit(out.float(), s.targets, s.mask, net.anchors, seen=100000).loss.backward()
-        opt.step()
-
-    net.train()
-    t_fwd = timeit(s.forward, b.steps, b.warmup, device)
-    t_loss = timeit(loss_only, b.steps, b.warmup, device)
-    t_step = timeit(step, b.steps, b.warmup, device)
-    net.eval()
-    with torch.no_grad():
-        t_inf = timeit(s.forward, b.steps, b.warmup, device)
-    return {
-        "device": torch.cuda.get_device_name(device)
-        if device.type == "cuda"
-        else f"cpu ({torch.get_num_threads()} threads)",
-        "batch": int(b.batch_size),
-        "size": int(b.size),
-        "params": sum(p.numel() for p in net.parameters()),
-        "train_step_s": t_step,
-        "train_img_per_s": b.batch_size / t_step,
-        "forward_s": t_fwd,
-        "loss_fwd_bwd_s": t_loss,
-        "loss_share_of_step": t_loss / t_step,
-        "inference_fps": b.batch_size / t_inf,
-    }
-
-
-def time_heads(s: _Bench, b: DictConfig) -> dict[str, float]:
+def time_heads(module: Any, x: torch.Tensor, precision: str, b: DictConfig) -> dict[str, float]:
     """Decode + NMS (:func:`time_postprocess`) of the built head and of untrained heads with
     ``bench.worst_case_classes`` classes: ``postprocess_<head>_{conf,ms_per_img,share_of_forward,dets_per_img}``."""
-    heads = [(f"{s.net.num_classes}cls", s.module)]
+    heads = [(f"{module.model.num_classes}cls", module)]
     for num_classes in b.worst_case_classes or []:
-        wc = worst_case_module(s.module.model_config, int(num_classes), float(b.worst_case_conf))
-        heads.append((f"{num_classes}cls_untrained", wc.to(s.device)))
+        wc = worst_case_module(module.model_config, int(num_classes), float(b.worst_case_conf))
+        heads.append((f"{num_classes}cls_untrained", wc.to(x.device)))
     res: dict[str, float] = {}
     for name, m in heads:
-        model = m.model.to(memory_format=torch.channels_last) if b.channels_last else m.model
-        p = time_postprocess(m, s.x, lambda images, model=model: s.forward(images, model), b)
+        if m.fast.channels_last:
+            m.model.to(memory_format=torch.channels_last)
+
+        def forward(images: torch.Tensor, m: Any = m) -> torch.Tensor:
+            with autocast(x.device, precision):
+                return m(images)
+
+        p = time_postprocess(m, x, forward, b)
         res[f"postprocess_{name}_conf"] = float(m.hparams.conf_thresh)
         res[f"postprocess_{name}_ms_per_img"] = p["ms_per_img"]
         res[f"postprocess_{name}_share_of_forward"] = p["share_of_forward"]
@@ -156,47 +299,159 @@ def time_heads(s: _Bench, b: DictConfig) -> dict[str, float]:
     return res
 
 
-def time_loader(datamodule: Any, b: DictConfig) -> dict[str, float]:
-    """Training DataLoader throughput over ``bench.loader_batches`` batches after the first: ``loader_img_per_s``."""
-    loader = datamodule.train_dataloader()
+def worst_case_module(model_config: dict[str, Any], num_classes: int, conf_thresh: float) -> Any:
+    """The built detector (its resolved ``model_config``) with a ``num_classes`` head, random weights and
+    ``conf_thresh``: an untrained network scores nearly every (box, class) pair above darknet's 0.005, the
+    slowest decode + NMS. Eager (no compile)."""
+    mc = copy.deepcopy(model_config)
+    mc["net"]["num_classes"] = num_classes
+    mc.update(class_names=None, backbone_ckpt=None, conf_thresh=conf_thresh)
+    mc["fast"] = {**(mc.get("fast") or {}), "compile": False}
+    return instantiate_module(mc)
+
+
+# ---------------------------------------------------------------------------------------------- data
+def loader_rate(loader: Any, batches: int) -> float:
+    """Images/s of ``loader`` over ``batches`` batches after the first (which starts the workers), epochs
+    restarting as needed."""
     it = iter(loader)
     next(it)
-    t0, n = time.perf_counter(), 0
-    for _ in range(min(int(b.loader_batches), len(loader) - 1)):
-        n += next(it)["images"].shape[0]
-    return {"loader_img_per_s": n / (time.perf_counter() - t0)}
+    t0, n, done = time.perf_counter(), 0, 0
+    while done < batches:
+        try:
+            n += next(it)["images"].shape[0]
+            done += 1
+        except StopIteration:
+            it = iter(loader)
+    return n / (time.perf_counter() - t0)
+
+
+def time_loader(cfg: DictConfig, datamodule: Any, b: DictConfig) -> dict[str, float]:
+    """Training DataLoader throughput over ``bench.loader_batches`` batches: ``loader_img_per_s`` with the
+    configured workers, and ``loader_img_per_s_per_worker`` measured in one process (``num_workers=0``)."""
+    workers = int(datamodule.num_workers)
+    res = {"loader_workers": workers, "loader_img_per_s": loader_rate(datamodule.train_dataloader(), b.loader_batches)}
+    if workers:
+        single = hydra.utils.instantiate(cfg.data, num_workers=0)
+        single.prepare_data()
+        single.setup("fit")
+        datamodule = single
+    res["loader_img_per_s_per_worker"] = loader_rate(datamodule.train_dataloader(), b.loader_batches)
+    return res
+
+
+# ---------------------------------------------------------------------------------------------- report
+def peak_memory_mb(device: torch.device) -> float:
+    """CUDA: peak allocated since the last reset; CPU: this process's peak resident memory (Linux: KiB)."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def check_targets(variant: dict[str, Any], infer_batches: list[int]) -> dict[str, Any]:
+    """The issue's CPU targets on a variant's numbers: ``{name: {"value", "target", "met"}}``."""
+    values = {k: variant.get(k) for k in ("real_over_bare", "loss_share_of_step")}
+    for n in infer_batches:
+        values[f"e2e_over_forward_b{n}"] = variant.get(f"infer_b{n}_e2e_over_forward")
+    out = {}
+    for name, value in values.items():
+        op, limit = TARGETS[name.rsplit("_b", 1)[0] if name.startswith("e2e") else name]
+        met = None if value is None or value != value else (value >= limit if op == ">=" else value <= limit)
+        out[name] = {"value": value, "target": f"{op} {limit}", "met": met}
+    return out
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def format_table(res: dict[str, Any]) -> str:
+    """The variants side by side (one column each), then the figures measured once and the targets."""
+    variants = res["variants"]
+    rows = list(dict.fromkeys(k for v in variants.values() for k in v))
+    width = max(map(len, rows + ["metric"]))
+    cols = [max(len(name), *(len(_fmt(v.get(r, ""))) for r in rows)) for name, v in variants.items()]
+    lines = [f"{'metric':<{width}}  " + "  ".join(f"{n:>{c}}" for n, c in zip(variants, cols, strict=True))]
+    for r in rows:
+        cells = [f"{_fmt(v.get(r, '')):>{c}}" for v, c in zip(variants.values(), cols, strict=True)]
+        lines.append(f"{r:<{width}}  " + "  ".join(cells))
+    once = {**res["machine"], **res["setup"], **res.get("data_loader", {}), **res.get("postprocess", {})}
+    kw = max(map(len, once))
+    lines += [""] + [f"{k:<{kw}}  {_fmt(v)}" for k, v in once.items()]
+    for name, t in (res.get("targets") or {}).items():
+        verdict = {True: "met", False: "NOT met", None: "n/a"}[t["met"]]
+        lines.append(f"target {name}: {_fmt(t['value'])} ({t['target']}): {verdict}")
+    return "\n".join(lines)
 
 
 def _report(res: dict[str, Any], out: Path) -> None:
-    """Print ``res`` as a right-aligned ``key: value`` table and write it to ``out`` (bench.json)."""
-    width = max(map(len, res))
-    for k, v in res.items():
-        print(f"{k:>{width}}: {v:.4g}" if isinstance(v, float) else f"{k:>{width}}: {v}")
+    """Print the table and write ``res`` to ``out`` (bench.json)."""
+    print(format_table(res))
     out.write_text(json.dumps(res, indent=2))
 
 
+# ---------------------------------------------------------------------------------------------- main
 @hydra.main(version_base="1.3", config_path="../conf", config_name="bench.yaml")
 def main(cfg: DictConfig) -> None:
     b = cfg.bench
     if b.threads:
         torch.set_num_threads(int(b.threads))
-    datamodule, s = _setup(cfg)
-    res = time_training(s, b)
-    if b.postprocess:
-        res.update(time_heads(s, b))
+    device = torch.device(b.device)
+    if cfg.trainer.get("benchmark") is not None:  # as the trainer sets it, for every measurement alike
+        torch.backends.cudnn.benchmark = bool(cfg.trainer.benchmark)
+    cfg = bench_config(cfg)
+    built = build(cfg)  # what train.py builds (classes, priors), at the bench's batch and size
+    mc = built.module.model_config
+    base_precision = str(cfg.trainer.precision)
+    g = np.random.default_rng(0)
+    hw = [int(s) for s in b.infer_image_hw]
+    images = [g.integers(0, 256, (*hw, 3), dtype=np.uint8) for _ in range(max(int(n) for n in b.infer_batches))]
+
+    res: dict[str, Any] = {
+        "machine": {
+            "device": device_name(device),
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "load_avg_1min_at_start": round(os.getloadavg()[0], 2),
+        },
+        "setup": {
+            "batch": int(b.batch_size),
+            "size": int(b.size),
+            "params": sum(p.numel() for p in built.module.model.parameters()),
+            "width": float(cfg.model.net.backbone.width),
+            "classes": len(built.info.class_names),
+            "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
+        },
+        "variants": {},
+    }
+    for i, (name, settings) in enumerate((b.variants or {"default": {}}).items()):
+        precision, fast = split_variant(settings)
+        precision = precision or base_precision
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(device)
+        torch._dynamo.reset()  # every variant compiles its own graphs (a compile variant times its compilation)
+        module = variant_module(mc, fast, device)
+        batch = synthetic_batch(b, module.model.num_classes, device, module.fast.channels_last)
+        row: dict[str, Any] = {"precision": precision, **fast}
+        row |= time_loops(module, batch, precision, b, device)
+        if b.lightning:
+            row |= time_lightning(cfg, module, precision, device)
+            row["real_over_bare"] = row["lightning_img_per_s"] / row["bare_img_per_s"]
+        row |= time_inference(module, precision, images, b, device)
+        row["peak_mem_mb"] = peak_memory_mb(device)
+        res["variants"][name] = row
+        if i == 0 and b.postprocess:
+            res["postprocess"] = time_heads(module, batch["images"], precision, b)
+        del module
     if b.data_loader:
-        res.update(time_loader(datamodule, b))
+        res["data_loader"] = time_loader(cfg, built.datamodule, b)
+    if device.type == "cpu":
+        first = next(iter(res["variants"].values()))
+        res["targets"] = check_targets(first, [int(n) for n in b.infer_batches])
+    res["machine"]["load_avg_1min_at_end"] = round(os.getloadavg()[0], 2)
     _report(res, Path(cfg.paths.output_dir) / "bench.json")
-
-
-def worst_case_module(model_config: dict[str, Any], num_classes: int, conf_thresh: float) -> Any:
-    """The built detector (its resolved ``model_config``) with a ``num_classes`` head, random weights and
-    ``conf_thresh``: an untrained network scores nearly every (box, class) pair above darknet's 0.005, the
-    slowest decode + NMS."""
-    mc = copy.deepcopy(model_config)
-    mc["net"]["num_classes"] = num_classes
-    mc.update(class_names=None, backbone_ckpt=None, conf_thresh=conf_thresh)
-    return instantiate_module(mc)
 
 
 if __name__ == "__main__":

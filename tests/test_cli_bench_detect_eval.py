@@ -66,8 +66,9 @@ def load_eval_script() -> ModuleType:
 
 # ---------------------------------------------------------------- bench
 def test_bench_runs_on_the_default_config(tmp_path: Path) -> None:
-    """The default config (k-means priors, which crashed the bench's own build) builds as in training; decode +
-    NMS figures for the default head and an untrained 80-class one."""
+    """The default config (k-means priors, which crashed the bench's own build) builds as in training; the table
+    and bench.json carry every number (bare loop, loss, Lightning step, inference, loader, decode + NMS figures for
+    the default head and an untrained 80-class one, the CPU targets)."""
     res = run(
         "bench.py",
         tmp_path,
@@ -77,18 +78,37 @@ def test_bench_runs_on_the_default_config(tmp_path: Path) -> None:
         "bench.size=64",
         "bench.loader_batches=1",
         "data.max_images=8",
-        "data.batch_size=2",
         "data.num_workers=0",
         "model.net.backbone.width=0.125",
     )
     assert res.returncode == 0, f"bench.py failed:\n{res.stdout[-3000:]}\n{res.stderr[-5000:]}"
     got = json.loads((tmp_path / "bench.json").read_text())
+    post = got["postprocess"]
     for head in ("3cls", "80cls_untrained"):
-        assert got[f"postprocess_{head}_ms_per_img"] > 0 and got[f"postprocess_{head}_share_of_forward"] > 0
-        assert got[f"postprocess_{head}_conf"] == 0.005
-        assert 0 < got[f"postprocess_{head}_dets_per_img"] <= 100  # max_det
+        assert post[f"postprocess_{head}_ms_per_img"] > 0 and post[f"postprocess_{head}_share_of_forward"] > 0
+        assert post[f"postprocess_{head}_conf"] == 0.005
+        assert 0 < post[f"postprocess_{head}_dets_per_img"] <= 100  # max_det
         assert f"postprocess_{head}_ms_per_img" in res.stdout
-    assert got["inference_fps"] > 0 and got["loader_img_per_s"] > 0
+    row = got["variants"]["default"]
+    for key in (
+        "bare_img_per_s",
+        "loss_img_per_s",
+        "lightning_img_per_s",
+        "real_over_bare",
+        "loss_share_of_step",
+        "infer_b1_e2e_img_per_s",
+        "infer_b32_e2e_img_per_s",
+        "infer_b32_forward_img_per_s",
+        "peak_mem_mb",
+    ):
+        assert row[key] > 0, key
+        assert key in res.stdout
+    assert row["precision"] == row["lightning_precision"] == "32-true"
+    assert got["setup"] == {**got["setup"], "batch": 2, "size": 64, "classes": 3}
+    assert got["data_loader"]["loader_img_per_s"] > 0 and got["data_loader"]["loader_img_per_s_per_worker"] > 0
+    targets = {"real_over_bare", "loss_share_of_step", "e2e_over_forward_b1", "e2e_over_forward_b32"}
+    assert set(got["targets"]) == targets
+    assert "target real_over_bare" in res.stdout
 
 
 # ---------------------------------------------------------------- detect

@@ -1,17 +1,31 @@
 """Wall-clock timing shared by the speed numbers (``src/bench.py``, :mod:`yolo9000.tradeoff`): calls timed after
 untimed warm-up calls, synchronised on CUDA, and the name of the device they ran on. Benchmarks print; tests never
-assert on a time."""
+assert on a time. Also the module's fast-path switches (:class:`FastPath`, ``model.fast``): channels_last,
+``torch.compile`` and the fused / foreach optimizer."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
-__all__ = ["device_name", "sync", "time_calls", "timeit"]
+__all__ = [
+    "FastPath",
+    "apply_fast_path",
+    "call_times",
+    "channels_last_images",
+    "device_name",
+    "optimizer_flags",
+    "sync",
+    "time_calls",
+    "timeit",
+    "with_optimizer_flags",
+]
 
 
 def sync(device: torch.device | str) -> None:
@@ -44,6 +58,21 @@ def time_calls(
     return (time.perf_counter() - t0) / n, n
 
 
+def call_times(fn: Callable[[], Any], steps: int, warmup: int, device: torch.device | str) -> list[float]:
+    """Seconds of each of ``steps`` calls of ``fn`` (at least one) after ``warmup`` untimed ones, the device
+    synchronised around every call: their median is robust to other processes sharing the CPU."""
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(max(int(steps), 1)):
+        sync(device)
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        out.append(time.perf_counter() - t0)
+    return out
+
+
 def timeit(fn: Callable[[], Any], steps: int, warmup: int, device: torch.device | str) -> float:
     """Seconds per call of ``fn`` (mean over ``steps`` calls after ``warmup`` untimed ones)."""
     return time_calls(fn, steps, warmup, device)[0]
@@ -69,3 +98,103 @@ def device_name(device: torch.device | str) -> str:
         model = _cpu_model()
         return f"cpu ({model})" if model else "cpu"
     return str(device)
+
+
+# ---------------------------------------------------------------------------------------------- fast path
+@dataclass(frozen=True)
+class FastPath:
+    """The module's fast-path switches (``model.fast``; every one off by default, the plain fp32 eager path).
+    Mixed precision (``trainer.precision``), cudnn benchmark (``trainer.benchmark``) and pinned memory
+    (``data.pin_memory``) are Lightning's and the DataModule's keys.
+
+    Attributes:
+        channels_last: NHWC memory format for the network's weights and the input batches (faster convolutions
+            with tensor cores under bf16 / fp16).
+        compile: ``torch.compile`` the network in place (:meth:`torch.nn.Module.compile`: parameter names and
+            checkpoints unchanged) for fitting (training and validation).
+        compile_mode: ``torch.compile`` mode (None = ``default``; ``reduce-overhead``, ``max-autotune``...).
+        compile_dynamic: ``None``: the first input shape compiles static, a dimension that changes later (the
+            multi-scale size, a last smaller batch) is marked dynamic and compiled once more: a handful of graphs
+            in all, none per step. ``True``: dynamic from the start (one graph per mode). ``False``: one static
+            graph per input shape (fastest kernels; every multi-scale size compiles once, the recompile limit is
+            raised to :data:`STATIC_RECOMPILE_LIMIT`).
+        compile_backend: ``torch.compile`` backend (``inductor``; ``aot_eager`` traces without generating code).
+        fused_optimizer: None / ``auto`` (fused kernels on CUDA, torch's default elsewhere), ``True`` (fused, also
+            on the CPU), ``foreach`` (multi-tensor kernels), ``False`` (a loop over the parameters).
+    """
+
+    channels_last: bool = False
+    compile: bool = False
+    compile_mode: str | None = None
+    compile_dynamic: bool | None = None
+    compile_backend: str = "inductor"
+    fused_optimizer: bool | str | None = None
+
+    @classmethod
+    def of(cls, cfg: Mapping[str, Any] | FastPath | None) -> FastPath:
+        """From the ``model.fast`` mapping (None: all off); an unknown key raises."""
+        if isinstance(cfg, FastPath):
+            return cfg
+        cfg = dict(cfg or {})
+        unknown = set(cfg) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"model.fast: unknown keys {sorted(unknown)}; known: {[f.name for f in fields(cls)]}")
+        fast = cls(**cfg)
+        if fast.fused_optimizer not in (None, True, False, "auto", "foreach"):
+            raise ValueError(
+                f"model.fast.fused_optimizer must be null/auto/true/false/foreach, got {fast.fused_optimizer!r}"
+            )
+        return fast
+
+
+STATIC_RECOMPILE_LIMIT = 64  # graphs per compiled frame allowed with compile_dynamic=false (sizes x modes x batches)
+
+
+def apply_fast_path(model: nn.Module, fast: FastPath, compile: bool = True) -> nn.Module:
+    """``model`` (modified in place and returned) in channels_last and compiled, as ``fast`` asks; ``compile=False``
+    skips compiling (evaluation outside fitting)."""
+    if fast.channels_last:
+        model.to(memory_format=torch.channels_last)
+    if fast.compile and compile:
+        if fast.compile_dynamic is False:
+            cfg = torch._dynamo.config
+            cfg.recompile_limit = max(int(cfg.recompile_limit), STATIC_RECOMPILE_LIMIT)
+        model.compile(backend=fast.compile_backend, mode=fast.compile_mode, dynamic=fast.compile_dynamic)
+    return model
+
+
+def channels_last_images(images: torch.Tensor) -> torch.Tensor:
+    """A (B, C, H, W) batch in NHWC memory format (same values and shape)."""
+    return images.contiguous(memory_format=torch.channels_last) if images.dim() == 4 else images
+
+
+def optimizer_flags(setting: bool | str | None, device: torch.device | str) -> dict[str, bool]:
+    """``torch.optim`` keyword arguments of ``fused_optimizer`` on ``device`` ({} = torch's default)."""
+    if setting is None or setting == "auto":
+        return {"fused": True} if torch.device(device).type == "cuda" else {}
+    if setting == "foreach":
+        return {"foreach": True}
+    return {"fused": True} if setting else {"foreach": False}
+
+
+def with_optimizer_flags(conf: dict[str, Any], flags: Mapping[str, bool]) -> dict[str, Any]:
+    """A ``configure_optimizers`` answer (optimizer + ``LambdaLR`` schedule) rebuilt with ``flags`` (``fused`` /
+    ``foreach``): same parameter groups, hyper-parameters and learning-rate policy."""
+    if not flags:
+        return conf
+    opt: torch.optim.Optimizer = conf["optimizer"]
+    sched = conf["lr_scheduler"]["scheduler"]
+    if not isinstance(sched, torch.optim.lr_scheduler.LambdaLR):
+        raise TypeError(f"fused_optimizer: expected a LambdaLR schedule, got {type(sched).__name__}")
+    groups = []
+    for g in opt.param_groups:
+        g = {k: v for k, v in g.items() if k not in ("fused", "foreach")} | dict(flags)
+        g["lr"] = g.pop("initial_lr", g["lr"])  # the schedule sets it again from the base rate
+        groups.append(g)
+    defaults = {k: v for k, v in opt.defaults.items() if k not in ("fused", "foreach")}
+    new = type(opt)(groups, **defaults, **flags)
+    return {
+        **conf,
+        "optimizer": new,
+        "lr_scheduler": {**conf["lr_scheduler"], "scheduler": type(sched)(new, sched.lr_lambdas)},
+    }

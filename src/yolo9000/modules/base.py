@@ -1,27 +1,33 @@
 """What the detection and classification LightningModules share: ``seen`` (darknet's image counter), uint8 ->
 float batches on the device, the model config saved in checkpoints (so eval / detect / convert rebuild the
-network), darknet's optimisation, and pretrained weights (:func:`yolo9000.modules.pretrained.load_pretrained`)."""
+network), darknet's optimisation, pretrained weights (:func:`yolo9000.modules.pretrained.load_pretrained`) and the
+fast-path switches (``model.fast``, :class:`yolo9000.speed.FastPath`)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
 
 from yolo9000.modules.schedules import darknet_optimization
+from yolo9000.speed import FastPath, apply_fast_path, channels_last_images, optimizer_flags, with_optimizer_flags
 
 
 class DarknetModule(pl.LightningModule):
     """Base of :class:`DetectorModule` and :class:`ClassifierModule`; subclasses set ``self.model`` and keep
     darknet's optimisation keys in ``hparams``. ``model_config`` (the resolved model config, set by
-    :func:`yolo9000.build.instantiate_module`) is saved in every checkpoint."""
+    :func:`yolo9000.build.instantiate_module`) is saved in every checkpoint. ``fast``: the fast-path switches
+    (:class:`yolo9000.speed.FastPath`), applied to ``self.model`` in :meth:`setup` (compile: when fitting only)."""
 
     model: torch.nn.Module
     model_config: dict[str, Any] | None = None
 
-    def __init__(self) -> None:
+    def __init__(self, fast: Mapping[str, Any] | None = None) -> None:
         super().__init__()
+        self.fast = FastPath.of(fast)
+        self._fast_compiled = False  # setup() compiled self.model
         # images seen over all ranks (darknet's ``seen``: its prior-matching term stops after 12,800); a buffer, so
         # it is saved in checkpoints and restored on resume
         self.register_buffer("seen", torch.zeros((), dtype=torch.long))
@@ -32,10 +38,22 @@ class DarknetModule(pl.LightningModule):
         self.seen += batch_size * world
         return int(self.seen)
 
+    def setup(self, stage: str) -> None:
+        """The fast path (``model.fast``): channels_last weights; ``torch.compile`` of the network when fitting."""
+        compile_now = stage == "fit" and not self._fast_compiled
+        apply_fast_path(self.model, self.fast, compile=compile_now)  # channels_last again: a no-op
+        self._fast_compiled |= compile_now
+
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """uint8 images (cheap to collate and copy) -> float in [0, 1], on the device."""
-        if isinstance(batch, dict) and batch["images"].dtype == torch.uint8:
-            batch["images"] = batch["images"].float().div_(255.0)
+        """uint8 images (cheap to collate and copy) -> float in [0, 1], on the device (NHWC with
+        ``fast.channels_last``)."""
+        if isinstance(batch, dict) and isinstance(batch.get("images"), torch.Tensor):
+            images = batch["images"]
+            if self.fast.channels_last:
+                images = channels_last_images(images)
+            if images.dtype == torch.uint8:
+                images = images.float().div_(255.0)
+            batch["images"] = images
         return batch
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -46,4 +64,5 @@ class DarknetModule(pl.LightningModule):
 
     def configure_optimizers(self) -> Any:
         total = int(self.trainer.estimated_stepping_batches) if self._trainer is not None else 1
-        return darknet_optimization(self.model, self.hparams, total)
+        flags = optimizer_flags(self.fast.fused_optimizer, next(self.model.parameters()).device)
+        return with_optimizer_flags(darknet_optimization(self.model, self.hparams, total), flags)

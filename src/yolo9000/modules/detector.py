@@ -55,6 +55,7 @@ class DetectorModule(DarknetModule):
         priors: the prior spec (``anchors``: list | null | kmeans | handpicked, ``k``, ``metric``) the network's
             anchors were resolved from at build time; a record, the network holds the anchors.
         build_info: what the build computed (:class:`yolo9000.build.BuildInfo`), kept in the checkpoint.
+        fast: the fast-path switches (:class:`yolo9000.speed.FastPath`: channels_last, compile, fused optimizer).
     """
 
     monitor = "val/map_50"
@@ -86,8 +87,9 @@ class DetectorModule(DarknetModule):
         eval_size: int = 416,
         priors: dict[str, Any] | None = None,
         build_info: dict[str, Any] | None = None,
+        fast: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(fast)
         self.save_hyperparameters(ignore=["model", "loss"], logger=False)
         self.model = model
         self.criterion: RegionLoss = (
@@ -106,15 +108,15 @@ class DetectorModule(DarknetModule):
         self.example_input_array = torch.zeros(1, 3, eval_size, eval_size)  # the model summary's FLOPs
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) in [0, 1] -> raw head output (B, A * (5 + C), H / 32, W / 32)."""
-        return self.model(images)
+        """(B, 3, H, W) in [0, 1] -> raw head output (B, A * (5 + C), H / 32, W / 32), contiguous NCHW."""
+        return self.model(images).contiguous()
 
     # ---------------------------------------------------------------- training
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         images = batch["images"]
         bsz = images.shape[0]
         seen = self.count_seen(bsz)
-        raw = self.model(images)
+        raw = self.model(images).float().contiguous()  # the loss in fp32 (autocast), NCHW (channels_last)
         out = self.criterion(raw, batch["targets"], batch["target_mask"], self.model.anchors, seen)
         loss = out.loss / bsz if self.hparams.loss_normalize == "batch" else out.loss
         parts = {f"train/{k}": getattr(out, k) / bsz for k in ("coord", "obj", "noobj", "cls")}
@@ -143,7 +145,7 @@ class DetectorModule(DarknetModule):
         self, batch: dict[str, Any], evaluator: DetectionEvaluator, stage: str
     ) -> list[dict[str, torch.Tensor]]:
         images = batch["images"]
-        raw = self.model(images)
+        raw = self.model(images).float().contiguous()  # loss and decode in fp32 (autocast), NCHW (channels_last)
         out = self.criterion(raw, batch["targets"], batch["target_mask"], self.model.anchors, int(self.seen))
         self.log(f"{stage}/loss", out.loss / images.shape[0], batch_size=images.shape[0], sync_dist=True)
         preds = self.predict_raw(raw, images.shape[-2:], batch["transforms"], batch["orig_sizes"])

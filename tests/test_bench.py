@@ -1,0 +1,131 @@
+"""src/bench.py: several variants (bf16 + channels_last, compile) in one run and their bench.json keys, the GPU
+preset's content, the variant checks and the table. Benchmarks print; nothing here asserts on a time."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from conftest import ROOT, compose_config, run_script
+
+TINY_BENCH = [
+    "bench.steps=1",
+    "bench.warmup=0",
+    "bench.batch_size=2",
+    "bench.size=64",
+    "bench.loader_batches=1",
+    "bench.infer_batches=[1,2]",
+    "bench.postprocess=false",
+    "bench.data_loader=false",
+    "data.max_images=8",
+    "data.num_workers=0",
+    "model.net.backbone.width=0.125",
+]
+ROW_KEYS = {
+    "precision",
+    "bare_img_per_s",
+    "loss_img_per_s",
+    "step_s",
+    "loss_fwd_bwd_s",
+    "loss_share_of_step",
+    "lightning_img_per_s",
+    "lightning_precision",
+    "real_over_bare",
+    "infer_b1_forward_img_per_s",
+    "infer_b1_e2e_img_per_s",
+    "infer_b1_e2e_over_forward",
+    "infer_b2_forward_img_per_s",
+    "infer_b2_e2e_img_per_s",
+    "infer_b2_e2e_over_forward",
+    "peak_mem_mb",
+}
+
+
+def load_bench() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_script", ROOT / "src" / "bench.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_bench_variants(tmp_path: Path) -> None:
+    """fp32, bf16 + channels_last and a compiled network (dynamo with the eager backend: no code generation)."""
+    variants = (
+        "bench.variants={fp32:{precision:32-true},"
+        "bf16_cl:{precision:bf16-mixed,channels_last:true},"
+        "compiled:{compile:true,compile_backend:eager}}"
+    )
+    res = run_script("bench.py", tmp_path, *TINY_BENCH, variants)
+    got = json.loads((tmp_path / "bench.json").read_text())
+    assert list(got["variants"]) == ["fp32", "bf16_cl", "compiled"]
+    for name, row in got["variants"].items():
+        assert ROW_KEYS <= set(row), f"{name}: missing {ROW_KEYS - set(row)}"
+        assert all(row[k] > 0 for k in ROW_KEYS if k.endswith(("_per_s", "_s", "_mb"))), row
+    assert got["variants"]["bf16_cl"]["lightning_precision"] == "bf16-mixed"
+    assert got["variants"]["bf16_cl"]["channels_last"] is True
+    assert got["variants"]["compiled"]["lightning_precision"] == "32-true"  # the trainer's
+    assert {"device", "threads", "torch"} <= set(got["machine"])
+    header = next(line for line in res.stdout.splitlines() if line.startswith("metric"))
+    assert header.split() == ["metric", "fp32", "bf16_cl", "compiled"]
+
+
+def test_gpu_preset_composes() -> None:
+    """``--config-name bench_gpu_full``: YOLOv2-416 at batch 64, fp32 / bf16 / + channels_last / + compile, with
+    the real loss and Lightning step, inference at batch 1 and 64, on the GPU trainer."""
+    cfg = compose_config("bench_gpu_full")
+    b = cfg.bench
+    assert (b.batch_size, b.size, b.device, list(b.infer_batches)) == (64, 416, "cuda", [1, 64])
+    assert cfg.model.net.backbone.width == 1.0 and cfg.trainer.accelerator == "gpu" and b.lightning
+    v = b.variants
+    assert [v[k].precision for k in v] == ["32-true", "bf16-mixed", "bf16-mixed", "bf16-mixed"]
+    assert [v[k].channels_last for k in v] == [False, False, True, True]
+    assert [v[k].compile for k in v] == [False, False, False, True]
+    bench = load_bench()
+    for settings in v.values():
+        bench.split_variant(settings)  # valid keys
+
+
+def test_split_variant_checks_keys() -> None:
+    bench = load_bench()
+    assert bench.split_variant({"precision": "bf16-mixed", "channels_last": True}) == (
+        "bf16-mixed",
+        {"channels_last": True},
+    )
+    assert bench.split_variant({}) == (None, {})
+    with pytest.raises(ValueError, match="unknown keys"):
+        bench.split_variant({"channelslast": True})
+    with pytest.raises(ValueError, match="precision"):
+        bench.split_variant({"precision": "fp8"})
+
+
+def test_targets_and_table() -> None:
+    bench = load_bench()
+    row = {
+        "real_over_bare": 0.95,
+        "loss_share_of_step": 0.08,
+        "infer_b1_e2e_over_forward": 0.5,
+        "infer_b32_e2e_over_forward": 0.93,
+    }
+    t = bench.check_targets(row, [1, 32])
+    assert {k: v["met"] for k, v in t.items()} == {
+        "real_over_bare": True,
+        "loss_share_of_step": False,
+        "e2e_over_forward_b1": False,
+        "e2e_over_forward_b32": True,
+    }
+    assert bench.check_targets({}, [1])["real_over_bare"]["met"] is None
+    res = {
+        "machine": {"device": "cpu"},
+        "setup": {"batch": 16},
+        "variants": {"a": {"x_img_per_s": 1.5}, "bb": {"x_img_per_s": 2.25, "y": "z"}},
+        "targets": t,
+    }
+    table = bench.format_table(res).splitlines()
+    assert table[0].split() == ["metric", "a", "bb"]
+    assert table[1].split() == ["x_img_per_s", "1.5", "2.25"] and table[2].split() == ["y", "z"]
+    assert any(line.startswith("target loss_share_of_step") and "NOT met" in line for line in table)

@@ -1,0 +1,171 @@
+"""The fast-path switches (``model.fast``, ``trainer.precision``, ``trainer.benchmark``, ``data.pin_memory``): each
+trains a tiny detector for a few Lightning steps on real BCCD images and gives the default path's losses within a
+tolerance (bf16: a loose one), on the CPU; ``torch.compile`` does not recompile per step under multi-scale."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from torch._dynamo.utils import counters
+
+from conftest import compose_config
+from yolo9000.build import build
+from yolo9000.speed import FastPath, apply_fast_path, optimizer_flags
+
+STEPS = 4
+# 8 images, batches of 4, the full learning rate from the first step (burn_in 1). A random-weight detector's loss is
+# chaotic under large updates (its target assignment is discrete: a rounding difference of a switch flips a predictor
+# and shows as a 1% loss difference two steps later, also at darknet's lr with SGD; Adam's first steps move every
+# weight by ~lr whatever its gradient): plain SGD at a small rate keeps the differences proportional to the rounding.
+BASE = [
+    "data.max_images=8",
+    "data.batch_size=4",
+    "data.num_workers=0",
+    "data.img_size=64",
+    "data.multiscale.enabled=false",
+    "model.net.backbone.width=0.125",
+    "model.burn_in=1",
+    "model.optimizer=sgd",
+    "model.lr=0.00001",
+]
+MULTISCALE = ["data.multiscale.enabled=true", "data.multiscale.sizes=[64,96]", "data.multiscale.period=1"]
+
+
+class LossRecorder(pl.Callback):
+    """The training loss of every step, and the input sizes seen."""
+
+    def __init__(self) -> None:
+        self.losses: list[float] = []
+        self.sizes: list[int] = []
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, outputs: Any, batch: Any, *_: Any) -> None:
+        self.losses.append(float(outputs["loss"]))
+        self.sizes.append(int(batch["images"].shape[-1]))
+
+
+def fit(*overrides: str, steps: int = STEPS, **trainer_kwargs: Any) -> tuple[LossRecorder, pl.Trainer, Any]:
+    """``steps`` training steps of the tiny detector (config ``BASE`` + ``overrides``), same seed every call."""
+    cfg = compose_config("train", *BASE, *overrides)
+    pl.seed_everything(0)
+    built = build(cfg)
+    rec = LossRecorder()
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        devices=1,
+        max_steps=steps,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        use_distributed_sampler=False,
+        callbacks=[rec],
+        **trainer_kwargs,
+    )
+    trainer.fit(built.module, datamodule=built.datamodule)
+    assert len(rec.losses) == steps
+    return rec, trainer, built.module
+
+
+@pytest.fixture(scope="module")
+def reference() -> list[float]:
+    return fit()[0].losses
+
+
+@pytest.fixture(scope="module")
+def reference_multiscale() -> LossRecorder:
+    return fit(*MULTISCALE)[0]
+
+
+def assert_close(got: list[float], want: list[float], rtol: float) -> None:
+    assert got == pytest.approx(want, rel=rtol), f"losses {got} vs the default path's {want}"
+    assert len(set(want)) > 1  # the weights changed between the steps (the check has teeth)
+
+
+def test_channels_last(reference: list[float]) -> None:
+    rec, trainer, module = fit("model.fast.channels_last=true")
+    assert_close(rec.losses, reference, 1e-3)
+    conv = next(m for m in module.model.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_channels_last_batches() -> None:
+    module = build(compose_config("train", *BASE, "model.fast.channels_last=true")).module
+    batch = module.on_after_batch_transfer({"images": torch.zeros(2, 3, 64, 64, dtype=torch.uint8)}, 0)
+    assert batch["images"].dtype == torch.float32
+    assert batch["images"].is_contiguous(memory_format=torch.channels_last)
+
+
+def test_bf16_autocast(reference: list[float]) -> None:
+    rec, trainer, _ = fit(precision="bf16-mixed")
+    assert_close(rec.losses, reference, 0.05)
+
+
+@pytest.mark.parametrize("setting", [True, "foreach", False])
+def test_fused_and_foreach_optimizer(reference: list[float], setting: bool | str) -> None:
+    rec, trainer, _ = fit(f"model.fast.fused_optimizer={str(setting).lower()}")
+    assert_close(rec.losses, reference, 1e-4)
+    group = trainer.optimizers[0].param_groups[0]
+    want = optimizer_flags(setting, "cpu")
+    assert {k: group[k] for k in want} == want
+    assert group["lr"] == pytest.approx(trainer.lr_scheduler_configs[0].scheduler.get_last_lr()[0])
+
+
+def test_optimizer_flags_auto() -> None:
+    assert optimizer_flags(None, "cuda") == {"fused": True} == optimizer_flags("auto", "cuda")
+    assert optimizer_flags(None, "cpu") == {}
+
+
+def test_cudnn_benchmark_and_pinned_memory(reference: list[float]) -> None:
+    rec, _, _ = fit("data.pin_memory=true", benchmark=True)
+    assert_close(rec.losses, reference, 1e-5)
+    rec, _, _ = fit("data.pin_memory=false")
+    assert_close(rec.losses, reference, 1e-5)
+
+
+def test_compile_same_losses_under_multiscale(reference_multiscale: LossRecorder) -> None:
+    """``aot_eager`` traces the forward and backward graphs as inductor does, without generating C++ (minutes on
+    2 cores); inductor itself: ``test_compile_inductor`` (slow)."""
+    torch._dynamo.reset()
+    rec, _, module = fit(*MULTISCALE, "model.fast.compile=true", "model.fast.compile_backend=aot_eager")
+    assert len(set(rec.sizes)) > 1 and rec.sizes == reference_multiscale.sizes
+    assert_close(rec.losses, reference_multiscale.losses, 1e-4)
+    assert not any("_orig_mod" in k for k in module.state_dict())  # checkpoints keep their parameter names
+
+
+@pytest.mark.parametrize("dynamic", [None, True, False])
+def test_compile_no_recompilation_once_sizes_seen(dynamic: bool | None) -> None:
+    """Training steps over the multi-scale sizes, twice: the second pass compiles nothing (recompilation is
+    dynamo's decision, whatever the backend: ``eager`` runs the captured graphs as they are)."""
+    module = build(compose_config("train", *BASE)).module
+    net = apply_fast_path(module.model, FastPath(compile=True, compile_backend="eager", compile_dynamic=dynamic))
+    net.train()
+    torch._dynamo.reset()
+    counters.clear()
+    sizes = (64, 96, 128, 160)
+    graphs = []
+    for _ in range(2):
+        for s in sizes:
+            net(torch.rand(2, 3, s, s)).float().square().mean().backward()
+        graphs.append(counters["stats"]["unique_graphs"])
+    assert 1 <= graphs[0] <= len(sizes), graphs
+    assert graphs[1] == graphs[0], f"recompiled on sizes already seen: {graphs}"
+
+
+@pytest.mark.slow
+def test_compile_inductor(reference: list[float]) -> None:
+    """The real backend (generates and builds C++ on the CPU: minutes)."""
+    torch._dynamo.reset()
+    rec, _, _ = fit("model.fast.compile=true")
+    assert_close(rec.losses, reference, 1e-3)
+
+
+def test_unknown_fast_key_raises() -> None:
+    with pytest.raises(ValueError, match="unknown keys"):
+        FastPath.of({"channel_last": True})
+    with pytest.raises(ValueError, match="fused_optimizer"):
+        FastPath.of({"fused_optimizer": "yes"})

@@ -24,7 +24,6 @@ __all__ = [
     "sync",
     "time_calls",
     "timeit",
-    "with_optimizer_flags",
 ]
 
 
@@ -175,26 +174,3 @@ def optimizer_flags(setting: bool | str | None, device: torch.device | str) -> d
     if setting == "foreach":
         return {"foreach": True}
     return {"fused": True} if setting else {"foreach": False}
-
-
-def with_optimizer_flags(conf: dict[str, Any], flags: Mapping[str, bool]) -> dict[str, Any]:
-    """A ``configure_optimizers`` answer (optimizer + ``LambdaLR`` schedule) rebuilt with ``flags`` (``fused`` /
-    ``foreach``): same parameter groups, hyper-parameters and learning-rate policy."""
-    if not flags:
-        return conf
-    opt: torch.optim.Optimizer = conf["optimizer"]
-    sched = conf["lr_scheduler"]["scheduler"]
-    if not isinstance(sched, torch.optim.lr_scheduler.LambdaLR):
-        raise TypeError(f"fused_optimizer: expected a LambdaLR schedule, got {type(sched).__name__}")
-    groups = []
-    for g in opt.param_groups:
-        g = {k: v for k, v in g.items() if k not in ("fused", "foreach")} | dict(flags)
-        g["lr"] = g.pop("initial_lr", g["lr"])  # the schedule sets it again from the base rate
-        groups.append(g)
-    defaults = {k: v for k, v in opt.defaults.items() if k not in ("fused", "foreach")}
-    new = type(opt)(groups, **defaults, **flags)
-    return {
-        **conf,
-        "optimizer": new,
-        "lr_scheduler": {**conf["lr_scheduler"], "scheduler": type(sched)(new, sched.lr_lambdas)},
-    }

@@ -12,7 +12,7 @@ import pytorch_lightning as pl
 import torch
 
 from yolo9000.modules.schedules import darknet_optimization
-from yolo9000.speed import FastPath, apply_fast_path, channels_last_images, optimizer_flags, with_optimizer_flags
+from yolo9000.speed import FastPath, apply_fast_path, channels_last_images, optimizer_flags
 
 
 class DarknetModule(pl.LightningModule):
@@ -65,4 +65,4 @@ class DarknetModule(pl.LightningModule):
     def configure_optimizers(self) -> Any:
         total = int(self.trainer.estimated_stepping_batches) if self._trainer is not None else 1
         flags = optimizer_flags(self.fast.fused_optimizer, next(self.model.parameters()).device)
-        return with_optimizer_flags(darknet_optimization(self.model, self.hparams, total), flags)
+        return darknet_optimization(self.model, self.hparams, total, flags)

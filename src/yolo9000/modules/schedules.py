@@ -3,7 +3,7 @@ multipliers (one optimizer step = one darknet iteration). Shared by the detector
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -63,15 +63,18 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def darknet_optimization(model: nn.Module, hp: Any, total_steps: int) -> dict[str, Any]:
+def darknet_optimization(
+    model: nn.Module, hp: Any, total_steps: int, flags: Mapping[str, bool] | None = None
+) -> dict[str, Any]:
     """Lightning's ``configure_optimizers`` answer from a module's hyper-parameters: ``optimizer`` (sgd | adam),
     ``lr``, ``momentum``, ``weight_decay``, ``lr_policy`` (steps | poly), ``power``, ``burn_in``, ``steps``,
-    ``scales``; the scheduler steps once per optimizer step."""
+    ``scales``; the scheduler steps once per optimizer step. ``flags``: the optimizer's ``fused`` / ``foreach``
+    (:func:`yolo9000.speed.optimizer_flags`)."""
     groups = param_groups(model, hp.weight_decay)
     if hp.optimizer == "sgd":
-        opt: torch.optim.Optimizer = torch.optim.SGD(groups, lr=hp.lr, momentum=hp.momentum)
+        opt: torch.optim.Optimizer = torch.optim.SGD(groups, lr=hp.lr, momentum=hp.momentum, **(flags or {}))
     elif hp.optimizer == "adam":
-        opt = torch.optim.Adam(groups, lr=hp.lr)
+        opt = torch.optim.Adam(groups, lr=hp.lr, **(flags or {}))
     else:
         raise ValueError(f"optimizer must be 'sgd' or 'adam', got {hp.optimizer!r}")
     if hp.lr_policy == "poly":

@@ -361,7 +361,8 @@ def test_data_report_separates_augmentation_from_data_problems(tmp_path):
         tmp_path,
         class_names=None,
         split_files={"train": "all.txt", "val": "all.txt"},
-        **{"augment.min_box_area": 0.99, "batch_size": 4},  # every training box is too small after augmentation
+        # every training box is too small after augmentation
+        **{"augment.small_box": "area", "augment.min_box_area": 0.99, "batch_size": 4},
     )
     dm.setup("fit")
     next(iter(dm.train_dataloader()))

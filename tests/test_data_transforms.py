@@ -76,14 +76,20 @@ def test_jitter_fill_and_geometry():
     np.testing.assert_allclose(got, [[0.16, 0.3, 0.48, 0.7, 7.0]], atol=1e-6)
 
 
-def test_small_boxes_are_dropped_and_counted():
+@pytest.mark.parametrize(
+    ("rule", "kept"),
+    [("side", [0, 1]), ("area", [0])],  # darknet's side rule keeps the small box, the area rule drops it
+)
+def test_small_boxes_are_dropped_and_counted(rule: str, kept: list[int]) -> None:
     img = _canvas()
-    t = DetectionTransform(train=True, augment={**NO_COLOUR, "jitter": 0.0, "flip": 0.0, "min_box_area": 0.01})
-    boxes = np.array([[40, 30, 120, 100], [0, 0, 12, 12], [150, 100, 150.5, 140]], np.float32)
+    aug = {**NO_COLOUR, "jitter": 0.0, "flip": 0.0, "min_box_pixels": 0.0, "small_box": rule, "min_box_area": 0.01}
+    t = DetectionTransform(train=True, augment=aug)
+    boxes = np.array([[40, 30, 120, 100], [0, 0, 12, 12], [150, 100, 150.1, 140]], np.float32)
     out = t(img, boxes, np.array([0, 1, 2]), np.zeros(3, bool), 64)
-    # at 64 / (200 x 150): box 2 is 3.84 x 5.12 px = 19.7 px^2 < 0.01 * 64^2 = 41; box 3 is 0.16 px wide
-    assert out.labels.tolist() == [0] and out.n_dropped == 2 and t.dropped_boxes == 2
-    np.testing.assert_allclose(out.boxes, [[12.8, 12.8, 38.4, 42.6667]], atol=1e-3)
+    # at 64 / (200 x 150): box 1 is 3.84 x 5.12 px: both sides >= 0.001 * 64 but 19.7 px^2 < 0.01 * 64^2 = 41;
+    # box 2 is 0.032 px wide: < 0.001 * 64 = 0.064 (side rule) and 0.4 px^2 (area rule): dropped by both
+    assert out.labels.tolist() == kept and out.n_dropped == 3 - len(kept) and t.dropped_boxes == 3 - len(kept)
+    np.testing.assert_allclose(out.boxes[0], [12.8, 12.8, 38.4, 42.6667], atol=1e-3)
 
 
 def test_eval_stretch_maps_back():

@@ -64,7 +64,11 @@ class AugmentConfig(MappingConfig):
         hue: hue shift U(-hue, hue), in units of the full hue circle.
         saturation, exposure: HSV S / V scaled by U(1, s) or its inverse (darknet ``rand_scale``).
         flip: horizontal flip probability.
-        min_box_area: after the train transform, boxes with area < min_box_area * size^2 are dropped.
+        small_box: which training boxes are too small after the train transform: ``side`` (darknet's
+            ``fill_truth_detection``: normalised width or height < ``min_box_side``) or ``area`` (area <
+            ``min_box_area`` * size^2, the rule before issue 11: it drops every box under ~13 x 13 px at 416).
+        min_box_side: the side rule's threshold (darknet: 0.001 of the input side).
+        min_box_area: the area rule's threshold (fraction of the input area).
         min_box_pixels: after the train transform, boxes with width or height < this many pixels are dropped.
         letterbox: eval resize keeps the aspect ratio and pads with ``fill`` (else stretch).
         fill: grey value of the padding (train crop beyond the image, eval letterbox).
@@ -78,6 +82,8 @@ class AugmentConfig(MappingConfig):
     saturation: float = 1.5
     exposure: float = 1.5
     flip: float = 0.5
+    small_box: str = "side"
+    min_box_side: float = 0.001
     min_box_area: float = 0.001
     min_box_pixels: float = 1.0
     letterbox: bool = False
@@ -86,6 +92,8 @@ class AugmentConfig(MappingConfig):
     interpolation: str = "linear"
 
     def __post_init__(self) -> None:
+        if self.small_box not in ("side", "area"):
+            raise ValueError(f"augment.small_box must be 'side' or 'area', got {self.small_box!r}")
         if not 0 <= self.jitter < 0.5:
             raise ValueError(f"augment.jitter must be in [0, 0.5), got {self.jitter}")
         if self.saturation < 1 or self.exposure < 1:
@@ -384,7 +392,10 @@ class DetectionTransform:
         bw, bh = b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]
         if self.train:
             keep = (bw >= self.cfg.min_box_pixels) & (bh >= self.cfg.min_box_pixels)
-            keep &= bw * bh >= self.cfg.min_box_area * size * size
+            if self.cfg.small_box == "side":  # darknet: w < .001 || h < .001 (normalised) -> skipped
+                keep &= (bw >= self.cfg.min_box_side * size) & (bh >= self.cfg.min_box_side * size)
+            else:
+                keep &= bw * bh >= self.cfg.min_box_area * size * size
             x0, y0, cw, ch = comp.transforms[0].params["crop"]
             params = np.array([size / cw, size / ch, -x0 * size / cw, -y0 * size / ch], np.float32)
         else:

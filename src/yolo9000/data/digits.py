@@ -48,7 +48,7 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from functools import lru_cache
 from pathlib import Path
@@ -303,9 +303,26 @@ def _generate(split: str, n: int, cfg: DigitsConfig, images: np.ndarray, labels:
         start += len(digits)
 
 
-def _node_labels(digits: np.ndarray, coarse: np.ndarray) -> np.ndarray:
+def node_labels(digits: np.ndarray, coarse: np.ndarray) -> np.ndarray:
     """Tree nodes of boxes: the parity node where ``coarse``, else the digit node. (k,) -> (k,) int64."""
     return np.where(coarse, np.asarray(PARITY_NODES)[digits], np.asarray(DIGIT_NODES)[digits]).astype(np.int64)
+
+
+def publish_folder(out: Path, write: Callable[[Path], None]) -> None:
+    """Create the folder ``out`` atomically: ``write`` fills a fresh temporary sibling (it must create it and
+    leave a ``manifest.json``), which is then renamed to ``out``; when another process (a DDP rank) finished first,
+    its folder is kept. The temporary folder never survives."""
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        write(tmp)
+        try:
+            os.replace(tmp, out)
+        except OSError:  # another process finished first: keep its folder
+            if not (out / "manifest.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def split_params(split: str, n: int, cfg: DigitsConfig, csv_path: Path) -> dict[str, Any]:
@@ -330,7 +347,7 @@ def _write_split(out: Path, split: str, n: int, cfg: DigitsConfig, csv_path: Pat
             {
                 "file": name,
                 "boxes": item["boxes"].astype(int).tolist(),
-                "labels": _node_labels(item["digits"], item["coarse"]).tolist(),
+                "labels": node_labels(item["digits"], item["coarse"]).tolist(),
                 "digits": item["digits"].tolist(),
             }
         )
@@ -367,18 +384,8 @@ def build_split(
     key = hashlib.blake2b(json.dumps(params, sort_keys=True).encode(), digest_size=6).hexdigest()
     out = cache / f"{split}-{key}"
     if not (out / "manifest.json").is_file():
-        tmp = cache / f".{out.name}.tmp-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
         logger.info("generating %d digits %s images into %s", n, split, out)
-        try:
-            _write_split(tmp, split, n, cfg, csv, params)
-            try:
-                os.replace(tmp, out)
-            except OSError:  # another process finished first (DDP ranks): keep its folder
-                if not (out / "manifest.json").is_file():
-                    raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        publish_folder(out, lambda tmp: _write_split(tmp, split, n, cfg, csv, params))
     manifest = json.loads((out / "manifest.json").read_text())
     s = cfg.canvas_size
     return [

@@ -19,15 +19,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
-from .digits import CSV_NAME, DATA_ROOT, DIGIT_NODES, PARITY_NODES, TREE_NAMES, load_mnist, mnist_pools
+from .digits import CSV_NAME, DATA_ROOT, DIGIT_NODES, TREE_NAMES, load_mnist, mnist_pools, node_labels, publish_folder
 from .imagefolder import ClassificationDataModule
 
 logger = logging.getLogger("yolo9000.data")
@@ -79,14 +77,13 @@ def build_digit_folder(
     rng = np.random.default_rng([int(split_seed), _COARSE_STREAM])
     coarse[rng.permutation(len(train))[: round(coarse_fraction * len(train))]] = True
     nodes = {
-        "train": np.where(coarse, np.asarray(PARITY_NODES)[digits[train]], np.asarray(DIGIT_NODES)[digits[train]]),
+        "train": node_labels(digits[train], coarse),
         "val": np.asarray(DIGIT_NODES)[digits[pools["val"]]],
         "test": np.asarray(DIGIT_NODES)[digits[pools["test"]]],
     }
-    tmp = cache / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
     logger.info("writing %d single digits into %s", len(digits), out)
-    try:
+
+    def write(tmp: Path) -> None:
         counts: dict[str, dict[str, int]] = {}
         for split, node in nodes.items():
             counts[split] = {}
@@ -99,13 +96,8 @@ def build_digit_folder(
                     raise OSError(f"could not write {path}")
                 counts[split][name] = counts[split].get(name, 0) + 1
         (tmp / "manifest.json").write_text(json.dumps({"params": params, "images": counts}, indent=1) + "\n")
-        try:
-            os.replace(tmp, out)
-        except OSError:  # another process finished first (DDP ranks): keep its folder
-            if not (out / "manifest.json").is_file():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+
+    publish_folder(out, write)
     return out
 
 

@@ -74,7 +74,7 @@ def correct_region_boxes(
     return out
 
 
-def _as_map(map: Sequence[int] | torch.Tensor | str | Path | None, tree: WordTree) -> torch.Tensor | None:
+def as_map(map: Sequence[int] | torch.Tensor | str | Path | None, tree: WordTree) -> torch.Tensor | None:
     """A map (node index per class) as a (K,) LongTensor checked against ``tree``; a path is a darknet map file."""
     if map is None:
         return None
@@ -163,7 +163,7 @@ def region_detections_darknet(
         keep = (objectness.unsqueeze(-1) != 0) & (p > thresh)
         out["prob"] = torch.where(keep, p, torch.zeros_like(p))
         return out
-    out.update(_tree_probs(logits, scale, tree, thresh, tree_thresh, _as_map(map, tree), tree_decode))
+    out.update(_tree_probs(logits, scale, tree, thresh, tree_thresh, as_map(map, tree), tree_decode))
     return out
 
 

@@ -18,6 +18,7 @@ from yolo9000.models.yolov2 import YOLOv2
 from yolo9000.modules.base import DarknetModule
 from yolo9000.modules.pretrained import load_pretrained
 from yolo9000.postprocess import postprocess
+from yolo9000.region_decode import as_map
 from yolo9000.wordtree import WordTree
 
 log = logging.getLogger(__name__)
@@ -231,15 +232,9 @@ def resolve_map(tree: WordTree | None, spec: str | list[str | int] | None) -> to
         return None
     if tree is None:
         raise ValueError("eval_map needs a WordTree head (model.loss.tree); a flat head reports all its classes")
-    if isinstance(spec, str):
-        return tree.read_map(spec)
-    items = list(spec)
-    if all(isinstance(x, int) for x in items):
-        nodes = torch.tensor(items, dtype=torch.long)
-        if len(nodes) and (int(nodes.min()) < 0 or int(nodes.max()) >= tree.n):
-            raise ValueError(f"eval_map: node indices must lie in 0..{tree.n - 1}, got {items}")
-        return nodes
-    return tree.map_labels([str(x) for x in items])
+    if isinstance(spec, str) or all(isinstance(x, int) for x in spec):  # a map file or node indices
+        return as_map(spec, tree)
+    return tree.map_labels([str(x) for x in spec])
 
 
 def _is_scalar(v: Any) -> bool:

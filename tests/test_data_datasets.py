@@ -362,3 +362,38 @@ def test_voc_class_names_discovered_when_not_given(tmp_path):
     (ann / "broken.xml").write_text("<annotation><object>")
     assert VOCParser(tmp_path).discover_class_names() == ["ant", "cat", "zebra"]
     assert VOCParser(tmp_path, class_names=["cat"]).discover_class_names() == ["cat"]
+
+
+# --------------------------------------------------------------------------------- truth order and cap (darknet)
+def _many_boxes_dataset(tmp_path: Path, shuffle: bool, max_boxes: int | None, train: bool = True):
+    """One 100x100 image with 40 boxes of distinct sizes and classes 0..39 (annotation order = class order)."""
+    from yolo9000.data import DetectionRecord
+
+    p = tmp_path / "many.png"
+    Image.new("RGB", (100, 100), (90, 90, 90)).save(p)
+    boxes = [[k % 10 * 10, k // 10 * 10, k % 10 * 10 + 8, k // 10 * 10 + 5 + k % 4] for k in range(40)]
+    rec = DetectionRecord(p, "many", 100, 100, boxes, list(range(40)), [False] * 40)
+    aug = {"jitter": 0.0, "flip": 0.0, "hue": 0.0, "saturation": 1.0, "exposure": 1.0}
+    tf = DetectionTransform(train=train, augment=aug)
+    return DetectionDataset([rec], tf, default_size=64, max_boxes=max_boxes, shuffle_boxes=shuffle)
+
+
+def test_training_boxes_shuffled_per_load_and_capped_as_darknet(tmp_path):
+    ds = _many_boxes_dataset(tmp_path, shuffle=True, max_boxes=30)
+    a, b, a2 = ds[(0, 64, 1)]["labels"], ds[(0, 64, 2)]["labels"], ds[(0, 64, 1)]["labels"]
+    assert len(a) == len(b) == 30  # darknet keeps at most 30 of an image's boxes
+    assert a.tolist() == a2.tolist()  # the order is a function of the sample's seed
+    assert a.tolist() != b.tolist()  # and changes between loads
+    assert set(a.tolist()) != set(range(30))  # the cap keeps a random 30, not the first 30 of the annotation
+    assert ds.stats()["truncated_boxes"] == 30  # 10 dropped on each of the 3 loads
+    # a box keeps its own label through the shuffle: its height encodes its index (5 + k % 4 pixels at 100 px)
+    s = ds[(0, 64, 3)]
+    h = (s["boxes"][:, 3] - s["boxes"][:, 1]) * 100 / 64
+    np.testing.assert_allclose(h.numpy(), (5 + s["labels"] % 4).numpy(), atol=0.05)
+
+
+def test_annotation_order_kept_without_shuffle_and_in_eval(tmp_path):
+    plain = _many_boxes_dataset(tmp_path, shuffle=False, max_boxes=30)
+    assert plain[(0, 64, 1)]["labels"].tolist() == list(range(30))
+    ev = _many_boxes_dataset(tmp_path, shuffle=True, max_boxes=None, train=False)
+    assert ev[0]["labels"].tolist() == list(range(40))

@@ -49,30 +49,47 @@ def test_gradient_matches_darknet(name: str) -> None:
     np.testing.assert_allclose((delta**2).sum(), float(d["cost"]), rtol=1e-3)
 
 
-def _one_cell_case(rescore: bool, seen: int) -> tuple[torch.Tensor, float]:
-    """1 image, 1 anchor (1x1 cell), 2x2 grid, 2 classes, one truth in cell (1, 0); all logits zero."""
-    raw = torch.zeros(1, 7, 2, 2, requires_grad=True)
+LN8 = math.log(0.8)
+
+
+def _one_cell_case(rescore: bool, seen: int, coord_size_weight: bool = True) -> tuple[torch.Tensor, float]:
+    """1 image, 1 anchor (1x1 cell), 2x2 grid, 2 classes, one 0.5 x 0.5 truth of class 1 in cell (1, 0).
+
+    Every predictor has tw = th = log 0.8 (a 0.4 x 0.4 box), so the responsible box has IoU 0.64 with the truth
+    (rescore's target differs from 1), the 3 others have tw, th off their prior (the prior term is not zero) and
+    the coordinate term is not zero (the 2 - w*h weight shows)."""
+    raw = torch.zeros(1, 7, 2, 2)
+    raw[0, 2:4] = LN8
+    raw[0, 5:7, 0, 1] = torch.tensor([2.0, 0.0])  # class logits of the responsible predictor (row 0, column 1)
     truth = torch.tensor([[[0.75, 0.25, 0.5, 0.5, 1.0]]])
-    loss = RegionLoss(2, rescore=rescore)(raw, truth, torch.ones(1, 1, dtype=torch.bool), torch.ones(1, 2), seen)
-    # Hand computation. Every predictor: sigmoid(0) = 0.5 centre, exp(0) * 1 cell = 0.5 x 0.5 box.
-    # Predicted boxes: cell (i, j) -> centre ((i + .5) / 2, (j + .5) / 2), size .5: IoU with the truth is 1 for
-    # cell (1, 0) (identical), 0 elsewhere -> noobject on the 3 other cells: 3 * 0.5 * 0.5^2.
-    noobj = 3 * 0.5 * 0.25
-    # responsible: x target 0.75*2 - 1 = 0.5 = sigmoid(0): 0; w target log(.5*2/1) = 0: coord loss 0.
-    obj_t = 1.0  # IoU 1 (rescore) or 1
-    obj = 5 * 0.5 * (obj_t - 0.5) ** 2
-    cls = math.log(2)  # softmax of zeros over 2 classes
-    prior = 0.0
-    if seen < 12800:  # 3 non-responsible predictors: targets (.5, .5, 0, 0) = outputs -> 0
-        prior = 0.0
-    return loss.loss, noobj + obj + cls + prior
+    loss = RegionLoss(2, rescore=rescore, coord_size_weight=coord_size_weight)(
+        raw, truth, torch.ones(1, 1, dtype=torch.bool), torch.ones(1, 2), seen
+    )
+    # Predicted boxes: cell (i, j) -> centre ((i + .5) / 2, (j + .5) / 2), size .4: the responsible one (1, 0)
+    # covers .4^2 / .5^2 = 0.64 of the truth; the others do not touch it -> noobject on 3 cells.
+    noobj = 3 * 0.5 * 0.5**2
+    obj = 5 * 0.5 * ((0.64 if rescore else 1.0) - 0.5) ** 2
+    # x, y targets 0.5 = sigmoid(0); tw, th targets log(.5 * 2 / 1) = 0 against log .8
+    coord = (1.75 if coord_size_weight else 1.0) * 0.5 * 2 * LN8**2
+    cls = math.log(1 + math.exp(2.0))  # class 1 against logits (2, 0)
+    prior = 3 * 0.01 * 0.5 * 2 * LN8**2 if seen < 12800 else 0.0  # tw, th -> 0 on the 3 others
+    return loss.loss, noobj + obj + coord + cls + prior
 
 
 @pytest.mark.parametrize("rescore", [True, False])
-@pytest.mark.parametrize("seen", [0, 12800])
-def test_hand_computed_single_truth(rescore: bool, seen: int) -> None:
-    got, want = _one_cell_case(rescore, seen)
+@pytest.mark.parametrize("seen", [12799, 12800])
+@pytest.mark.parametrize("coord_size_weight", [True, False])
+def test_hand_computed_single_truth(rescore: bool, seen: int, coord_size_weight: bool) -> None:
+    """Each switch changes the expected value (rescore: 0.049 vs 0.625 objectness; seen: the prior term 0.0015;
+    the 2 - w*h weight: 0.087 vs 0.050), so a case that ignored one would fail."""
+    got, want = _one_cell_case(rescore, seen, coord_size_weight)
     assert got.item() == pytest.approx(want, rel=1e-6)
+    others = [
+        _one_cell_case(not rescore, seen, coord_size_weight)[1],
+        _one_cell_case(rescore, seen, not coord_size_weight)[1],
+    ]
+    others.append(_one_cell_case(rescore, 12800 if seen < 12800 else 0, coord_size_weight)[1])
+    assert all(abs(o - want) > 1e-3 for o in others)
 
 
 def test_rescore_uses_iou_target() -> None:
@@ -101,15 +118,22 @@ def test_prior_term_only_before_12800() -> None:
     assert after.coord.item() == 0.0
 
 
-def test_later_truth_on_same_cell_and_anchor_wins() -> None:
+@pytest.mark.parametrize("order", ["small_first", "large_first"])
+def test_later_truth_on_same_cell_and_anchor_wins(order: str) -> None:
+    """Two truths of different classes and shapes on the one predictor: the later one's class, box and IoU are
+    the targets (darknet overwrites the delta), whichever comes later."""
     raw = torch.zeros(1, 7, 1, 1)
-    mask = torch.ones(1, 2, dtype=torch.bool)
-    a = torch.tensor([[[0.5, 0.5, 1.0, 1.0, 0.0], [0.5, 0.5, 1.0, 1.0, 1.0]]])
-    b = torch.tensor([[[0.5, 0.5, 1.0, 1.0, 1.0]]])
-    la = RegionLoss(2)(raw, a, mask, torch.ones(1, 2), seen=20000)
-    lb = RegionLoss(2)(raw, b, mask[:, :1], torch.ones(1, 2), seen=20000)
-    assert la.loss.item() == pytest.approx(lb.loss.item())
-    assert la.num_truths == 2
+    raw[0, 5] = 2.0  # class logits (2, 0): CE 0.127 for class 0, 2.127 for class 1
+    small = [0.5, 0.5, 0.5, 0.5, 0.0]  # class 0, IoU .25 with the 1 x 1 predicted box
+    large = [0.5, 0.5, 0.8, 0.6, 1.0]  # class 1, IoU .48
+    rows = [small, large] if order == "small_first" else [large, small]
+    out = RegionLoss(2)(raw, torch.tensor([rows]), torch.ones(1, 2, dtype=torch.bool), torch.ones(1, 2), seen=20000)
+    w, h, iou, cls = (0.8, 0.6, 0.48, 1) if order == "small_first" else (0.5, 0.5, 0.25, 0)
+    assert out.coord.item() == pytest.approx((2 - w * h) * 0.5 * (math.log(w) ** 2 + math.log(h) ** 2), rel=1e-5)
+    assert out.obj.item() == pytest.approx(5 * 0.5 * (iou - 0.5) ** 2, rel=1e-5)
+    ce = math.log(1 + math.exp(2.0)) if cls == 1 else math.log(1 + math.exp(-2.0))
+    assert out.cls.item() == pytest.approx(ce, rel=1e-5)
+    assert out.num_truths == 2
 
 
 def test_bias_match_off_picks_predictor_by_predicted_shape() -> None:

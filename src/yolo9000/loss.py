@@ -8,7 +8,8 @@ gradient w.r.t. the raw head output equals darknet's (``-delta`` times the sigmo
 * while ``seen < prior_seen`` (12,800 images): ``prior_scale * 0.5 * |(0.5, 0.5, 0, 0) - (x, y, tw, th)|^2`` on
   every predictor not responsible for a truth (pulls boxes to their prior);
 * each truth (in list order) picks cell ``(int(x * W), int(y * H))`` and the anchor of best shape-only IoU (the
-  first maximum); the responsible predictor gets ``coord_scale * (2 - w * h) * 0.5 * |target - (x, y, tw, th)|^2``,
+  first maximum); the responsible predictor gets ``coord_scale * (2 - w * h) * 0.5 * |target - (x, y, tw, th)|^2``
+  (``coord_size_weight=False``: ``coord_scale`` alone, darknet as of the paper, before commit 60e952ba),
   ``object_scale * 0.5 * (IoU - sigmoid(to))^2`` (rescore; target 1 without) and ``class_scale`` times the
   cross-entropy of the softmax (per sibling group along the label's path with a WordTree);
 * classification-only images (YOLO9000): all predictors get the noobject term; the one with the highest
@@ -128,7 +129,9 @@ class RegionLoss(nn.Module):
         location: ``direct`` (sigmoid offsets) or ``offset`` (unconstrained, RPN-style).
         tree: WordTree for hierarchical classes (YOLO9000); None = flat softmax.
         classonly_objectness: ``darknet`` (no objectness term for the chosen predictor) or ``paper`` (target
-            max(0.3, current), i.e. "assuming IoU >= .3" as the paper says).
+            max(0.3, current), i.e. "assuming IoU >= .3" as the paper says; darknet as of the paper, d2dece3d).
+        coord_size_weight: weight the coordinate term by ``2 - w * h`` (darknet since 60e952ba, 2017-03-26);
+            False: ``coord_scale`` alone (darknet as of the paper).
     """
 
     def __init__(
@@ -146,6 +149,7 @@ class RegionLoss(nn.Module):
         location: Location = "direct",
         tree: WordTree | None = None,
         classonly_objectness: Literal["darknet", "paper"] = "darknet",
+        coord_size_weight: bool = True,
     ) -> None:
         super().__init__()
         if tree is not None and tree.n != num_classes:
@@ -155,7 +159,10 @@ class RegionLoss(nn.Module):
         self.object_scale, self.noobject_scale = object_scale, noobject_scale
         self.class_scale, self.coord_scale = class_scale, coord_scale
         self.prior_scale, self.prior_seen = prior_scale, prior_seen
+        if classonly_objectness not in ("darknet", "paper"):
+            raise ValueError(f"classonly_objectness must be darknet or paper, got {classonly_objectness!r}")
         self.classonly_objectness = classonly_objectness
+        self.coord_size_weight = bool(coord_size_weight)
         self.tree = tree if tree is not None else flat_tree(num_classes)
 
     def forward(
@@ -269,7 +276,8 @@ class RegionLoss(nn.Module):
         t_wh = torch.log(tb[:, 2:] * size / prior)
         wl = loc[winner]
         coord_target.view(-1, 4)[wl] = torch.cat([t_xy, t_wh], 1)[winner]
-        coord_weight.view(-1)[wl] = (self.coord_scale * (2 - tb[:, 2] * tb[:, 3]))[winner]
+        size_w = (2 - tb[:, 2] * tb[:, 3]) if self.coord_size_weight else torch.ones_like(tb[:, 2])
+        coord_weight.view(-1)[wl] = (self.coord_scale * size_w)[winner]
         obj_target.view(-1)[wl] = (iou_resp if self.rescore else torch.ones_like(iou_resp))[winner]
         obj_weight.view(-1)[wl] = self.object_scale
         responsible = torch.zeros(n_loc, dtype=torch.bool, device=dev)

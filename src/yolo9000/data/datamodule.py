@@ -108,7 +108,9 @@ class DetectionDataModule(ShardedDataModule):
         multiscale: :class:`MultiScaleConfig` keys.
         augment: :class:`~yolo9000.data.transforms.AugmentConfig` keys.
         on_error: ``"error"`` (raise DataError on bad input) or ``"skip"`` (log, count, skip / drop).
-        max_boxes: target rows per image, fixed (None: the most boxes in the batch); extra boxes are counted.
+        max_boxes: target rows per image, fixed (None: the most boxes in the batch); extra boxes are counted. In
+            training the cap keeps the first boxes after the shuffle (darknet: 30).
+        shuffle_boxes: shuffle each training image's boxes on every load (darknet's ``randomize_boxes``).
         max_images: keep only the first N images of each split (int) or per split ({train: N, ...}).
         include_difficult: keep difficult / crowd boxes in the training targets (darknet: no).
         drop_last: drop the last incomplete training batch.
@@ -139,6 +141,7 @@ class DetectionDataModule(ShardedDataModule):
         augment: Mapping[str, Any] | AugmentConfig | None = None,
         on_error: str = "skip",
         max_boxes: int | None = None,
+        shuffle_boxes: bool = True,
         max_images: int | Mapping[str, int] | None = None,
         include_difficult: bool = False,
         drop_last: bool = False,
@@ -186,6 +189,7 @@ class DetectionDataModule(ShardedDataModule):
         self.issues = IssueLog(on_error)  # type: ignore[arg-type]
         self.on_error = on_error
         self.max_boxes = int(max_boxes) if max_boxes is not None else None
+        self.shuffle_boxes = bool(shuffle_boxes)
         self.max_images = _plain(max_images)
         self.include_difficult = bool(include_difficult)
         self.drop_last = bool(drop_last)
@@ -243,6 +247,7 @@ class DetectionDataModule(ShardedDataModule):
             default_size=self.img_size,
             include_difficult=self.include_difficult,
             max_boxes=self.max_boxes,
+            shuffle_boxes=self.shuffle_boxes,
         )
 
     def setup(self, stage: str | None = None) -> None:

@@ -51,7 +51,12 @@ class DetectionDataset(Dataset):
         default_size: input size for integer indices.
         include_difficult: keep difficult / crowd boxes in the training targets (``boxes``); darknet's
             ``voc_label.py`` leaves them out. ``gt_*`` always keep them.
-        max_boxes: keep at most this many target boxes per image (None: all); the rest are counted.
+        max_boxes: keep at most this many target boxes per image (None: all); the rest are counted. In training
+            the cap applies after the shuffle and before augmentation drops boxes, as darknet's
+            ``fill_truth_detection`` (at most 30 boxes, counted before the small-box filter).
+        shuffle_boxes: in training, shuffle an image's boxes on every load (darknet's ``randomize_boxes``), so
+            which of two truths in one cell wins, and which boxes the cap keeps, is not fixed by annotation
+            order. The order is a function of the sample's seed.
     """
 
     def __init__(
@@ -62,8 +67,10 @@ class DetectionDataset(Dataset):
         default_size: int = 416,
         include_difficult: bool = False,
         max_boxes: int | None = None,
+        shuffle_boxes: bool = False,
     ) -> None:
         self.records = list(records)
+        self.shuffle_boxes = shuffle_boxes
         self.transform = transform
         self.issues = issues if issues is not None else IssueLog("error")
         self.default_size = int(default_size)
@@ -148,6 +155,14 @@ class DetectionDataset(Dataset):
         t_boxes, t_labels, t_diff = boxes, labels, difficult
         if not self.include_difficult:
             t_boxes, t_labels, t_diff = boxes[~difficult], labels[~difficult], difficult[~difficult]
+        if getattr(self.transform, "train", False):
+            if self.shuffle_boxes and len(t_boxes) > 1:
+                order = _box_rng(seed).permutation(len(t_boxes))
+                t_boxes, t_labels, t_diff = t_boxes[order], t_labels[order], t_diff[order]
+            if self.max_boxes is not None and len(t_boxes) > self.max_boxes:
+                self._count("truncated_boxes", len(t_boxes) - self.max_boxes)
+                m = self.max_boxes
+                t_boxes, t_labels, t_diff = t_boxes[:m], t_labels[:m], t_diff[:m]
         out = self.transform(image, t_boxes, t_labels, t_diff, size, seed=seed)
         if out.n_dropped:
             self._count("dropped_boxes", out.n_dropped)
@@ -170,6 +185,12 @@ class DetectionDataset(Dataset):
             "gt_labels": torch.from_numpy(np.ascontiguousarray(labels, np.int64)),
             "gt_difficult": torch.from_numpy(np.ascontiguousarray(difficult, bool)),
         }
+
+
+def _box_rng(seed: int | None) -> np.random.Generator:
+    """The generator of a training sample's box order: a function of its seed (the training sampler gives every
+    sample one); without a seed, fresh entropy (the torch RNG stream is left alone)."""
+    return np.random.default_rng([int(seed), 0xB0C5]) if seed is not None else np.random.default_rng()
 
 
 class DetectionCollate:

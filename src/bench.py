@@ -15,6 +15,11 @@ weights), at ``bench.batch_size`` x ``bench.size``:
   boxes mapped back) at each batch of ``bench.infer_batches``; ``infer_b<N>_e2e_over_forward`` their ratio;
 * ``peak_mem_mb``: CUDA: the variant's peak allocated memory; CPU: the process's peak resident memory so far.
 
+``loss_protocol`` (once): the region loss on the PyTorch ports' common protocol (``bench.loss_protocol``: B=16, 13x13,
+5 anchors, 20 classes, 8 truths an image, 2 threads): forward + backward including target building, against a
+1x1 conv 1024 -> A * (5 + C) forward + backward on the same grid (weights only, and with the input's gradient as in
+a network); the two alternate in rounds, the fastest round of each is compared (other processes only add time).
+
 Once: DataLoader images/s (with the configured workers, and in one process: per worker), and decode + NMS per
 image for the built head and untrained heads of other class counts (the worst case). On the CPU the issue's
 targets are checked (``targets``). Times per call are means on CUDA and medians on the CPU (robust to other
@@ -45,6 +50,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from yolo9000.build import build, instantiate_module
 from yolo9000.environment import setup_environment
+from yolo9000.loss import RegionLoss
 from yolo9000.speed import FastPath, call_times, channels_last_images, device_name, sync, timeit
 
 setup_environment()
@@ -55,6 +61,7 @@ TARGETS = {  # the CPU targets of the default model at the default batch and siz
     "real_over_bare": (">=", 0.9),
     "loss_share_of_step": ("<=", 0.05),
     "e2e_over_forward": (">=", 0.9),
+    "loss_over_conv1x1": ("<=", 0.3),
 }
 
 
@@ -341,6 +348,63 @@ def time_loader(cfg: DictConfig, datamodule: Any, b: DictConfig) -> dict[str, fl
 
 
 # ---------------------------------------------------------------------------------------------- report
+def time_loss_protocol(p: DictConfig, device: torch.device) -> dict[str, float]:
+    """The region loss (forward + backward, targets included) against a 1x1 conv 1024 -> A * (5 + C) (forward +
+    backward) on one grid: ``p`` = ``bench.loss_protocol`` (batch, grid, anchors, classes, truths, threads, rounds,
+    calls). Random head output (scaled like a trained head's) and truths; ``seen`` past the prior term."""
+    threads = torch.get_num_threads()
+    if p.threads:
+        torch.set_num_threads(int(p.threads))
+    try:
+        g = torch.Generator().manual_seed(0)
+        bsz, grid, na, nc, nt = (int(p[k]) for k in ("batch", "grid", "anchors", "classes", "truths"))
+        x = torch.randn(bsz, 1024, grid, grid, generator=g).to(device)
+        conv = torch.nn.Conv2d(1024, na * (5 + nc), 1).to(device)
+        raw = (conv(x) * 0.5).detach()
+        anchors = (torch.rand(na, 2, generator=g) * (grid / 2) + 0.5).to(device)
+        truths = torch.cat(
+            [
+                torch.rand(bsz, nt, 2, generator=g),
+                torch.rand(bsz, nt, 2, generator=g) * 0.5 + 0.05,
+                torch.randint(0, nc, (bsz, nt, 1), generator=g).float(),
+            ],
+            -1,
+        ).to(device)
+        mask = torch.ones(bsz, nt, dtype=torch.bool, device=device)
+        loss = RegionLoss(nc)
+        x_in = x.clone().requires_grad_(True)
+
+        def loss_step() -> None:
+            out = raw.clone().requires_grad_(True)
+            loss(out, truths, mask, anchors, seen=12800).loss.backward()
+
+        def conv_step(inp: torch.Tensor) -> Callable[[], None]:
+            return lambda: conv(inp).sum().backward()
+
+        fns = {"loss": loss_step, "conv": conv_step(x), "conv_in": conv_step(x_in)}
+        best = {k: float("inf") for k in fns}
+        for f in fns.values():
+            f()
+        for _ in range(int(p.rounds)):
+            for k, f in fns.items():
+                sync(device)
+                t0 = time.perf_counter()
+                for _ in range(int(p.calls)):
+                    f()
+                sync(device)
+                best[k] = min(best[k], (time.perf_counter() - t0) / int(p.calls))
+        return {
+            "loss_protocol_threads": torch.get_num_threads(),
+            "loss_protocol_loss_ms": best["loss"] * 1e3,
+            "loss_protocol_conv1x1_ms": best["conv"] * 1e3,
+            "loss_protocol_conv1x1_with_input_grad_ms": best["conv_in"] * 1e3,
+            "loss_over_conv1x1": best["loss"] / best["conv"],
+            "loss_over_conv1x1_with_input_grad": best["loss"] / best["conv_in"],
+        }
+    finally:
+        torch.set_num_threads(threads)
+
+
 def peak_memory_mb(device: torch.device) -> float:
     """CUDA: peak allocated since the last reset; CPU: this process's peak resident memory (Linux: KiB)."""
     if device.type == "cuda":
@@ -350,7 +414,7 @@ def peak_memory_mb(device: torch.device) -> float:
 
 def check_targets(variant: dict[str, Any], infer_batches: list[int]) -> dict[str, Any]:
     """The issue's CPU targets on a variant's numbers: ``{name: {"value", "target", "met"}}``."""
-    values = {k: variant.get(k) for k in ("real_over_bare", "loss_share_of_step")}
+    values = {k: variant.get(k) for k in ("real_over_bare", "loss_share_of_step", "loss_over_conv1x1")}
     for n in infer_batches:
         values[f"e2e_over_forward_b{n}"] = variant.get(f"infer_b{n}_e2e_over_forward")
     out = {}
@@ -376,6 +440,7 @@ def format_table(res: dict[str, Any]) -> str:
         cells = [f"{_fmt(v.get(r, '')):>{c}}" for v, c in zip(variants.values(), cols, strict=True)]
         lines.append(f"{r:<{width}}  " + "  ".join(cells))
     once = {**res["machine"], **res["setup"], **res.get("data_loader", {}), **res.get("postprocess", {})}
+    once |= res.get("loss_protocol", {})
     kw = max(map(len, once))
     lines += [""] + [f"{k:<{kw}}  {_fmt(v)}" for k, v in once.items()]
     for name, t in (res.get("targets") or {}).items():
@@ -447,9 +512,11 @@ def main(cfg: DictConfig) -> None:
         del module
     if b.data_loader:
         res["data_loader"] = time_loader(cfg, built.datamodule, b)
+    if b.get("loss_protocol"):
+        res["loss_protocol"] = time_loss_protocol(b.loss_protocol, device)
     if device.type == "cpu":
         first = next(iter(res["variants"].values()))
-        res["targets"] = check_targets(first, [int(n) for n in b.infer_batches])
+        res["targets"] = check_targets(first | res.get("loss_protocol", {}), [int(n) for n in b.infer_batches])
     res["machine"]["load_avg_1min_at_end"] = round(os.getloadavg()[0], 2)
     _report(res, Path(cfg.paths.output_dir) / "bench.json")
 

@@ -24,6 +24,9 @@ TINY_BENCH = [
     "data.max_images=8",
     "data.num_workers=0",
     "model.net.backbone.width=0.125",
+    "bench.loss_protocol.batch=2",
+    "bench.loss_protocol.rounds=1",
+    "bench.loss_protocol.calls=1",
 ]
 ROW_KEYS = {
     "precision",
@@ -70,6 +73,9 @@ def test_bench_variants(tmp_path: Path) -> None:
     assert got["variants"]["bf16_cl"]["channels_last"] is True
     assert got["variants"]["compiled"]["lightning_precision"] == "32-true"  # the trainer's
     assert {"device", "threads", "torch"} <= set(got["machine"])
+    lp = got["loss_protocol"]  # the region loss against a 1x1 conv on the ports' protocol
+    assert lp["loss_over_conv1x1"] == pytest.approx(lp["loss_protocol_loss_ms"] / lp["loss_protocol_conv1x1_ms"])
+    assert got["targets"]["loss_over_conv1x1"]["target"] == "<= 0.3"
     header = next(line for line in res.stdout.splitlines() if line.startswith("metric"))
     assert header.split() == ["metric", "fp32", "bf16_cl", "compiled"]
 
@@ -110,11 +116,13 @@ def test_targets_and_table() -> None:
         "loss_share_of_step": 0.08,
         "infer_b1_e2e_over_forward": 0.5,
         "infer_b32_e2e_over_forward": 0.93,
+        "loss_over_conv1x1": 0.29,
     }
     t = bench.check_targets(row, [1, 32])
     assert {k: v["met"] for k, v in t.items()} == {
         "real_over_bare": True,
         "loss_share_of_step": False,
+        "loss_over_conv1x1": True,
         "e2e_over_forward_b1": False,
         "e2e_over_forward_b32": True,
     }

@@ -54,7 +54,11 @@ def activate_xy(raw_xy: torch.Tensor, location: Location) -> torch.Tensor:
 
 
 def decode_boxes(
-    xy: torch.Tensor, raw_wh: torch.Tensor, anchors: torch.Tensor, location: Location = "direct"
+    xy: torch.Tensor,
+    raw_wh: torch.Tensor,
+    anchors: torch.Tensor,
+    location: Location = "direct",
+    coord_dim: int = -1,
 ) -> torch.Tensor:
     """Decode YOLOv2 boxes (paper eq. for b_x, b_y, b_w, b_h; darknet ``get_region_box``).
 
@@ -62,18 +66,24 @@ def decode_boxes(
     offset: bx = (i + 0.5 + tx * anchor_w) / W (RPN-style, unconstrained), bw as direct.
 
     Args:
-        xy: (B, A, H, W, 2) activated xy (:func:`activate_xy`).
-        raw_wh: (B, A, H, W, 2) raw tw, th.
+        xy: (B, A, H, W, 2) activated xy (:func:`activate_xy`); with ``coord_dim=2`` the head's own plane
+            layout (B, A, 2, H, W).
+        raw_wh: raw tw, th, shaped as ``xy``.
         anchors: (A, 2) priors in grid-cell units.
+        coord_dim: the axis of the coordinates: -1 (channel-last) or 2 (planes).
     Returns:
-        (B, A, H, W, 4) normalised (cx, cy, w, h).
+        (B, A, H, W, 4) normalised (cx, cy, w, h); (B, A, 4, H, W) with ``coord_dim=2``.
     """
-    h, w = xy.shape[2:4]
+    if coord_dim not in (-1, 2):
+        raise ValueError(f"coord_dim must be -1 or 2, got {coord_dim}")
+    h, w = xy.shape[2:4] if coord_dim == -1 else xy.shape[3:5]
     size = torch.tensor([w, h], dtype=xy.dtype, device=xy.device)
     prior = anchors.to(xy.dtype).view(1, -1, 1, 1, 2)
     grid = cell_grid(h, w, xy.device).to(xy.dtype)
+    if coord_dim == 2:  # the same arithmetic with the coordinate axis moved
+        size, prior, grid = size.view(2, 1, 1), prior.view(1, -1, 2, 1, 1), grid.permute(2, 0, 1)
     centre = grid + xy if location == "direct" else grid + 0.5 + xy * prior
-    return torch.cat([centre / size, raw_wh.exp() * prior / size], dim=-1)
+    return torch.cat([centre / size, raw_wh.exp() * prior / size], dim=coord_dim)
 
 
 def encode_xy(offset_in_cell: torch.Tensor, prior: torch.Tensor, location: Location) -> torch.Tensor:
@@ -89,16 +99,16 @@ def box_iou_cxcywh(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     Returns:
         (..., N, M).
     """
-    a, b = a.unsqueeze(-2), b.unsqueeze(-3)
-    iw = torch.minimum(a[..., 0] + a[..., 2] / 2, b[..., 0] + b[..., 2] / 2) - torch.maximum(
-        a[..., 0] - a[..., 2] / 2, b[..., 0] - b[..., 2] / 2
-    )
-    ih = torch.minimum(a[..., 1] + a[..., 3] / 2, b[..., 1] + b[..., 3] / 2) - torch.maximum(
-        a[..., 1] - a[..., 3] / 2, b[..., 1] - b[..., 3] / 2
-    )
-    inter = torch.where((iw < 0) | (ih < 0), torch.zeros_like(iw), iw * ih)
-    union = a[..., 2] * a[..., 3] + b[..., 2] * b[..., 3] - inter
-    return inter / union.clamp_min(1e-12)
+    ax1, ax2 = a[..., 0] - a[..., 2] / 2, a[..., 0] + a[..., 2] / 2  # corners once per box (the same floats)
+    ay1, ay2 = a[..., 1] - a[..., 3] / 2, a[..., 1] + a[..., 3] / 2
+    bx1, bx2 = b[..., 0] - b[..., 2] / 2, b[..., 0] + b[..., 2] / 2
+    by1, by2 = b[..., 1] - b[..., 3] / 2, b[..., 1] + b[..., 3] / 2
+    iw = torch.minimum(ax2.unsqueeze(-1), bx2.unsqueeze(-2)) - torch.maximum(ax1.unsqueeze(-1), bx1.unsqueeze(-2))
+    ih = torch.minimum(ay2.unsqueeze(-1), by2.unsqueeze(-2)) - torch.maximum(ay1.unsqueeze(-1), by1.unsqueeze(-2))
+    inter = iw.clamp_min_(0) * ih.clamp_min_(0)  # darknet: 0 when either overlap is negative
+    area_a, area_b = a[..., 2] * a[..., 3], b[..., 2] * b[..., 3]
+    union = area_a.unsqueeze(-1) + area_b.unsqueeze(-2) - inter
+    return inter / union.clamp_min_(1e-12)
 
 
 def box_iou_paired(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

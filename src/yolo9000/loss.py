@@ -35,7 +35,6 @@ from yolo9000.boxes import (
     box_iou_paired,
     decode_boxes,
     encode_xy,
-    split_region,
     wh_iou,
 )
 from yolo9000.wordtree import WordTree, flat_tree
@@ -67,52 +66,48 @@ class RegionLossOutput:
 
 
 @dataclass
-class RegionTargets:
-    """darknet's assignment for one batch (no gradient): every predictor's targets and weights.
+class _Deltas:
+    """One batch's darknet deltas as a gradient (no autograd graph): what :class:`_RegionLossFn` needs.
 
     Attributes:
-        coord_target: (B, A, H, W, 4) targets of (x, y, tw, th); coord_weight: (B, A, H, W).
-        obj_target, obj_weight: (B, A, H, W) objectness target and weight.
-        responsible: bool (B, A, H, W), predictors responsible for a truth (the ``obj`` term; the rest ``noobj``).
-        cls_loc: (K,) flat predictor index of each class write; cls_offset, cls_size: (K,) its softmax group;
-            cls_node: (K,) the target channel.
-        resp_loc: (T,) flat responsible predictor of each detection truth; resp_iou: (T,) its box's IoU with the
-            truth; resp_paths: (T, D) the truth's label path (-1 padded) for the statistics.
+        grad: (B, A, 5 + C, H*W) d(loss)/d(raw head output), in the head's channel-plane layout.
+        responsible: bool (B, A, H*W), predictors responsible for a truth (their objectness is the ``obj`` term).
+        per_image: (4, B) per-image ``coord``, ``obj``, ``noobj``, ``cls`` values.
     """
 
-    coord_target: torch.Tensor
-    coord_weight: torch.Tensor
-    obj_target: torch.Tensor
-    obj_weight: torch.Tensor
+    grad: torch.Tensor
     responsible: torch.Tensor
-    cls_loc: torch.Tensor
-    cls_offset: torch.Tensor
-    cls_size: torch.Tensor
-    cls_node: torch.Tensor
-    resp_loc: torch.Tensor
-    resp_iou: torch.Tensor
-    resp_paths: torch.Tensor
+    per_image: torch.Tensor
 
 
-def _group_cross_entropy(
-    logits: torch.Tensor, offset: torch.Tensor, size: torch.Tensor, target: torch.Tensor
-) -> torch.Tensor:
-    """Cross-entropy of one softmax group per row.
+class _RegionLossFn(torch.autograd.Function):
+    """The four loss terms (4,) of precomputed deltas: forward returns their values, backward the stored gradient
+    scaled per term (coordinate channels by the ``coord`` gradient, objectness by ``obj`` on responsible predictors
+    and ``noobj`` elsewhere, class channels by ``cls``). darknet computes its deltas the same way: no graph of
+    the dozens of small operations of the assignment is kept."""
 
-    Args:
-        logits: (K, C) class logits of K predictors.
-        offset, size: (K,) the group (a contiguous channel run) each row's softmax covers.
-        target: (K,) the target channel (inside the group).
-    Returns:
-        (K,) ``-log softmax(logits[offset:offset + size])[target - offset]``.
-    """
-    width = int(size.max()) if len(size) else 1
-    ar = torch.arange(width, device=logits.device)
-    cols = offset.unsqueeze(1) + ar
-    valid = ar < size.unsqueeze(1)
-    vals = logits.gather(1, cols.clamp_max(logits.shape[1] - 1))
-    vals = vals.masked_fill(~valid, float("-inf"))
-    return torch.logsumexp(vals, dim=1) - logits.gather(1, target.unsqueeze(1)).squeeze(1)
+    @staticmethod
+    def forward(ctx, raw: torch.Tensor, grad: torch.Tensor, responsible: torch.Tensor, terms: torch.Tensor):  # noqa: ANN001, ANN205
+        ctx.save_for_backward(grad, responsible)
+        ctx.raw_shape, ctx.raw_dtype = raw.shape, raw.dtype
+        return terms.clone()
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):  # noqa: ANN001, ANN205
+        if getattr(ctx, "consumed", False):
+            raise RuntimeError("the region loss's gradient is consumed by its first backward; compute the loss again")
+        ctx.consumed = True  # the stored gradient is scaled in place (no copy of the head-sized buffer)
+        grad, responsible = ctx.saved_tensors
+        if not g.is_cuda and bool((g == g[0]).all()):  # every term weighted alike (the usual sum): one product
+            return grad.mul_(g[0]).view(ctx.raw_shape).to(ctx.raw_dtype), None, None, None
+        out = torch.empty_like(grad)
+        out[:, :, :4] = grad[:, :, :4] * g[0]
+        out[:, :, 4] = grad[:, :, 4] * torch.where(responsible, g[1], g[2])
+        out[:, :, 5:] = grad[:, :, 5:] * g[3]
+        return out.view(ctx.raw_shape).to(ctx.raw_dtype), None, None, None
+
+
+_NO_BOX = torch.tensor([-10.0, -10.0, 0.0, 0.0])  # an empty box far outside the image (IoU 0 with any box)
 
 
 class RegionLoss(nn.Module):
@@ -173,7 +168,8 @@ class RegionLoss(nn.Module):
         anchors: torch.Tensor,
         seen: int,
     ) -> RegionLossOutput:
-        """Assign targets (no gradient: :meth:`assign`), then compute the named loss terms (:meth:`terms`).
+        """darknet's deltas for the batch (:meth:`deltas`, no graph), returned as named terms whose gradient w.r.t.
+        ``raw`` is darknet's (``-delta`` times the sigmoid derivative on tx, ty, to).
 
         Args:
             raw: (B, A * (5 + C), H, W) raw head output.
@@ -184,47 +180,57 @@ class RegionLoss(nn.Module):
             seen: images seen so far, counting this batch (darknet increments before the forward pass).
         """
         anchors = anchors.to(raw.device, torch.float32)
-        reg = split_region(raw, anchors.shape[0])
-        xy = activate_xy(reg.xy, self.location)  # (B, A, H, W, 2)
-        obj = reg.obj.sigmoid()  # (B, A, H, W)
-        assigned = self.assign(xy, reg.wh, obj, reg.cls, targets, target_mask, anchors, seen)
-        per_image = self.terms(xy, reg.wh, obj, reg.cls, assigned)  # (B,) each
-        terms = {k: v.sum() for k, v in per_image.items()}
-        stats = self.statistics(obj, reg.cls, assigned)
+        bsz, ch, h, w = raw.shape
+        if ch != anchors.shape[0] * (5 + self.num_classes):
+            raise ValueError(
+                f"head output has {ch} channels; {anchors.shape[0]} anchors x (5 + {self.num_classes} classes) "
+                f"= {anchors.shape[0] * (5 + self.num_classes)} expected"
+            )
+        with torch.no_grad():
+            planes = raw.detach().float().reshape(bsz, anchors.shape[0], 5 + self.num_classes, h * w)
+            d, stats = self.deltas(planes, targets, target_mask, anchors, seen, (h, w))
+        terms = _RegionLossFn.apply(raw, d.grad, d.responsible, d.per_image.sum(1))
+        names = ("coord", "obj", "noobj", "cls")
         return RegionLossOutput(
-            loss=sum(terms.values()),
-            **terms,
-            num_truths=len(assigned.resp_loc),
+            loss=terms.sum(),
+            **{k: terms[i] for i, k in enumerate(names)},
             **stats,
-            per_image={k: v.detach() for k, v in per_image.items()},
+            per_image={k: d.per_image[i] for i, k in enumerate(names)},
         )
 
-    @torch.no_grad()
-    def assign(
+    def deltas(
         self,
-        xy: torch.Tensor,
-        wh: torch.Tensor,
-        obj: torch.Tensor,
-        cls: torch.Tensor,
+        p: torch.Tensor,
         targets: torch.Tensor,
         target_mask: torch.Tensor,
         anchors: torch.Tensor,
         seen: int,
-    ) -> RegionTargets:
-        """darknet's delta assignment (which predictor learns what, with which weight); no gradient.
+        hw: tuple[int, int],
+    ) -> tuple[_Deltas, dict]:
+        """darknet's delta assignment and the loss it implies, in the head's channel-plane layout.
 
         One function on purpose: the writes follow darknet's order (no-object, prior, responsible truths,
         classification-only images, classes) and later writes replace earlier ones, which reads top to bottom.
 
         Args:
-            xy: (B, A, H, W, 2) activated offsets; wh: (B, A, H, W, 2) raw tw, th; obj: (B, A, H, W) sigmoid(to);
-            cls: (B, A, H, W, C) class logits (classification-only images pick their predictor with them).
+            p: (B, A, 5 + C, H*W) raw head output as float32 planes (predictor order: anchor, row, column).
             targets, target_mask, anchors, seen: as :meth:`forward`.
+            hw: (H, W) of the grid.
+        Returns:
+            the :class:`_Deltas` and the statistics of :class:`RegionLossOutput` (avg_iou ... num_truths).
         """
-        num_anchors = anchors.shape[0]
-        bsz, _, h, w = obj.shape
-        dev, f32, tree = obj.device, torch.float32, self.tree
-        pred_boxes = decode_boxes(xy.float(), wh.float(), anchors, self.location)
+        (h, w), tree = hw, self.tree
+        bsz, num_anchors, k_ch, n_cell = p.shape
+        dev, f32 = p.device, torch.float32
+        n_pred = num_anchors * n_cell  # predictors per image
+        direct = self.location == "direct"
+        raw_xy, twh = p[:, :, 0:2], p[:, :, 2:4]  # (B, A, 2, HW)
+        xy = activate_xy(raw_xy, self.location)
+        so = p[:, :, 4].sigmoid()  # (B, A, HW)
+        pred = decode_boxes(  # (B, A, 4, HW) normalised cx, cy, w, h
+            xy.view(bsz, num_anchors, 2, h, w), twh.view(bsz, num_anchors, 2, h, w), anchors, self.location, 2
+        ).view(bsz, num_anchors, 4, n_cell)
+        pred_rows = pred.view(bsz * num_anchors, 4, n_cell)
 
         targets = targets.to(dev, f32)
         mask = target_mask.to(dev).bool()
@@ -233,21 +239,20 @@ class RegionLoss(nn.Module):
         truth_mask = mask & ~classonly_img.unsqueeze(1)  # detection truths, (B, M)
         truth_box = targets[..., :4]
         truth_cls = targets[..., 4].long()
+        # padding / classification rows become empty boxes far outside the image: IoU 0 with every predictor
+        iou_truth = torch.where(truth_mask.unsqueeze(-1), truth_box, _NO_BOX.to(dev))
+        grad = torch.zeros_like(p)  # (B, A, 5 + C, HW)
+        g2 = grad.view(bsz * num_anchors, k_ch, n_cell)
+        p2 = p.view(bsz * num_anchors, k_ch, n_cell)
 
         # ---- no-object term: IoU of every predictor's box with every truth of its image --------------------
-        flat_pred = pred_boxes.view(bsz, -1, 4)  # (B, A*H*W, 4)
-        ious = box_iou_cxcywh(flat_pred, truth_box).masked_fill(~truth_mask.unsqueeze(1), 0.0)  # (B, N, M)
-        best_iou = ious.amax(2).view(bsz, num_anchors, h, w) if ious.shape[2] else torch.zeros_like(obj)
-        obj_weight = torch.full_like(obj, self.noobject_scale, dtype=f32)
-        obj_weight = torch.where((best_iou > self.thresh) & ~classonly_img.view(-1, 1, 1, 1), 0.0, obj_weight)
-        obj_target = torch.zeros_like(obj, dtype=f32)
-
-        # ---- coordinates: prior-matching term on every predictor of detection images -------------------------
-        coord_target = torch.zeros((*obj.shape, 4), device=dev, dtype=f32)
-        coord_target[..., :2] = 0.5 if self.location == "direct" else 0.0
-        coord_weight = torch.zeros_like(obj, dtype=f32)
-        if seen < self.prior_seen:
-            coord_weight = torch.where(classonly_img.view(-1, 1, 1, 1), 0.0, self.prior_scale + coord_weight)
+        # (B, A, M, HW): truths x predictors, the predictors' cells innermost (IoU is symmetric)
+        ious = box_iou_cxcywh(iou_truth.unsqueeze(1), pred.transpose(2, 3))
+        best_iou = ious.amax(2) if ious.shape[2] else None
+        ignore = best_iou > self.thresh if best_iou is not None else torch.zeros_like(so, dtype=torch.bool)
+        ignore &= ~classonly_img.view(-1, 1, 1)
+        obj_weight = torch.where(ignore, 0.0, self.noobject_scale)  # (B, A, HW)
+        obj_target = torch.zeros_like(so)
 
         # ---- responsible predictors -------------------------------------------------------------------------
         b_idx, t_idx = torch.nonzero(truth_mask, as_tuple=True)  # row-major: truths in list order per image
@@ -259,49 +264,82 @@ class RegionLoss(nn.Module):
         if self.bias_match:
             shapes = (anchors / size).unsqueeze(0).expand(len(tb), -1, -1)  # (T, A, 2)
         else:
-            shapes = pred_boxes[b_idx, :, cj, ci, 2:]  # (T, A, 2) predicted shapes at the truth's cell
-        shape_iou = wh_iou(tb[:, None, 2:], shapes).squeeze(1)  # (T, A)
-        best_n = shape_iou.argmax(1)  # first maximum wins, as darknet's strict '>'
-        loc = ((b_idx * num_anchors + best_n) * h + cj) * w + ci  # flat (B, A, H, W) index
-
+            shapes = pred[b_idx, :, 2:4, cj * w + ci]  # (T, A, 2) predicted shapes at the truth's cell
+        best_n = wh_iou(tb[:, None, 2:], shapes).squeeze(1).argmax(1)  # first maximum wins (darknet's strict '>')
+        ba = b_idx * num_anchors + best_n  # (T,) image-anchor row of p2
+        cidx = cj * w + ci  # (T,) cell
+        loc = ba * n_cell + cidx  # flat (B, A, HW) predictor index
         order = torch.arange(len(loc), device=dev)  # global truth order (image-major, list order)
-        n_loc = bsz * num_anchors * h * w
-        last = torch.full((n_loc,), -1, device=dev, dtype=torch.long).scatter_reduce(0, loc, order, "amax")
+        last = torch.full((bsz * n_pred,), -1, device=dev, dtype=torch.long).scatter_reduce(0, loc, order, "amax")
         winner = last[loc] == order  # the last truth per (image, anchor, cell) keeps its writes
+        iou_resp = box_iou_paired(pred_rows[ba, :, cidx], tb)  # (T,) IoU of the responsible box
+        responsible = torch.zeros(bsz * n_pred, dtype=torch.bool, device=dev)
+        responsible[loc] = True
 
-        iou_resp = box_iou_paired(flat_pred.view(-1, 4)[loc], tb)  # (T,) IoU of the responsible box
+        # ---- coordinates: the prior-matching term on every other predictor of detection images, then the truths -
+        coord_img = torch.zeros(bsz, device=dev, dtype=f32)
+        if seen < self.prior_seen:
+            cw = torch.where(classonly_img, 0.0, self.prior_scale).view(-1, 1, 1, 1) * (~responsible).view(
+                bsz, num_anchors, 1, n_cell
+            )  # (B, A, 1, HW)
+            diff = torch.cat([xy - (0.5 if direct else 0.0), twh], 2)  # (B, A, 4, HW) against (.5, .5, 0, 0)
+            coord_img += 0.5 * (cw * diff.square()).sum((1, 2, 3))
+            grad[:, :, 0:4] = cw * diff
         prior = anchors[best_n]  # (T, 2)
-        offset_in_cell = tb[:, :2] * size - cell.to(f32)
-        t_xy = encode_xy(offset_in_cell, prior, self.location)
+        t_xy = encode_xy(tb[:, :2] * size - cell.to(f32), prior, self.location)
         t_wh = torch.log(tb[:, 2:] * size / prior)
-        wl = loc[winner]
-        coord_target.view(-1, 4)[wl] = torch.cat([t_xy, t_wh], 1)[winner]
         size_w = (2 - tb[:, 2] * tb[:, 3]) if self.coord_size_weight else torch.ones_like(tb[:, 2])
-        coord_weight.view(-1)[wl] = (self.coord_scale * size_w)[winner]
-        obj_target.view(-1)[wl] = (iou_resp if self.rescore else torch.ones_like(iou_resp))[winner]
-        obj_weight.view(-1)[wl] = self.object_scale
-        responsible = torch.zeros(n_loc, dtype=torch.bool, device=dev)
-        responsible[wl] = True
+        bw, cw_w = ba[winner], cidx[winner]
+        val = p2[bw, 0:4, cw_w]  # (Tw, 4) raw tx, ty, tw, th of the responsible predictors
+        act = torch.cat([activate_xy(val[:, :2], self.location), val[:, 2:]], 1)
+        diff = act - torch.cat([t_xy, t_wh], 1)[winner]
+        weight = (self.coord_scale * size_w)[winner].unsqueeze(1)
+        coord_img.index_add_(0, b_idx[winner], 0.5 * (weight * diff.square()).sum(1))
+        d_resp = weight * diff
+        if direct:  # d sigmoid: the x, y deltas are on the activated value
+            d_resp[:, :2] *= act[:, :2] * (1 - act[:, :2])
+            if seen < self.prior_seen:
+                grad[:, :, 0:2] *= xy * (1 - xy)
+        g2[bw, 0:4, cw_w] = d_resp
+        obj_target.view(-1)[loc[winner]] = (iou_resp if self.rescore else torch.ones_like(iou_resp))[winner]
+        obj_weight.view(-1)[loc[winner]] = self.object_scale
 
         # ---- classification-only images: the best predictor for the label, then every class write ----------
-        co_loc, co_label = self._classonly_predictors(obj, cls, classonly_row, truth_cls, obj_target, obj_weight)
-        cls_writes = self._class_writes(torch.cat([loc, co_loc]), torch.cat([truth_cls[b_idx, t_idx], co_label]))
-        return RegionTargets(
-            coord_target=coord_target,
-            coord_weight=coord_weight,
-            obj_target=obj_target,
-            obj_weight=obj_weight,
-            responsible=responsible.view_as(obj),
-            **cls_writes,
-            resp_loc=loc,
-            resp_iou=iou_resp,
-            resp_paths=tree.paths.to(dev)[truth_cls[b_idx, t_idx]],
+        co_loc, co_label = self._classonly_predictors(so, p, classonly_row, truth_cls, obj_target, obj_weight)
+        cls_img = self._class_deltas(
+            p2, g2, torch.cat([loc, co_loc]), torch.cat([truth_cls[b_idx, t_idx], co_label]), n_cell, bsz
         )
+
+        # ---- objectness: one dense term ----------------------------------------------------------------------
+        d_obj = so - obj_target
+        sq = 0.5 * obj_weight * d_obj.square()
+        grad[:, :, 4] = obj_weight * d_obj * so * (1 - so)
+        resp = responsible.view_as(so)
+        obj_img = (sq * resp).sum((1, 2))
+        per_image = torch.stack([coord_img, obj_img, sq.sum((1, 2)) - obj_img, self.class_scale * cls_img])
+        if self.class_scale != 1.0:
+            grad[:, :, 5:] *= self.class_scale
+
+        # ---- darknet's printed statistics ---------------------------------------------------------------------
+        n_t = len(loc)
+        denom = max(n_t, 1)
+        paths = tree.paths.to(dev)[truth_cls[b_idx, t_idx]]  # (T, D)
+        cond = tree.softmax(p2[ba, 5:, cidx])  # (T, C)
+        p_cls = cond.gather(1, paths.clamp_min(0)).where(paths >= 0, 1.0).prod(1)
+        stats = {
+            "avg_iou": iou_resp.sum() / denom,
+            "recall": (iou_resp > 0.5).float().sum() / denom,
+            "avg_obj": so.view(-1)[loc].sum() / denom,
+            "avg_anyobj": so.mean(),
+            "avg_cat": p_cls.sum() / denom,
+            "num_truths": n_t,
+        }
+        return _Deltas(grad=grad, responsible=resp, per_image=per_image), stats
 
     def _classonly_predictors(
         self,
-        obj: torch.Tensor,
-        cls: torch.Tensor,
+        so: torch.Tensor,
+        p: torch.Tensor,
         classonly_row: torch.Tensor,
         truth_cls: torch.Tensor,
         obj_target: torch.Tensor,
@@ -312,44 +350,47 @@ class RegionLoss(nn.Module):
         (``darknet``: no term; ``paper``: target max(0.3, current)).
 
         Args:
-            obj: (B, A, H, W); cls: (B, A, H, W, C); classonly_row: bool (B, M); truth_cls: (B, M).
-            obj_target, obj_weight: (B, A, H, W), written in place.
+            so: (B, A, HW) sigmoid(to); p: (B, A, 5 + C, HW) raw planes; classonly_row: bool (B, M);
+            truth_cls: (B, M). obj_target, obj_weight: (B, A, HW), written in place.
         Returns:
             (flat predictor index (Bc,), label (Bc,)) of the classification-only images.
         """
-        bsz, num_anchors, h, w = obj.shape
-        dev, tree = obj.device, self.tree
+        bsz, num_anchors, n_cell = so.shape
+        dev, tree = so.device, self.tree
         co_b = torch.nonzero(classonly_row.any(1)).flatten()
         if not len(co_b):
             return co_b.new_empty(0), co_b.new_empty(0)
         first_row = classonly_row[co_b].float().argmax(1)
         co_label = truth_cls[co_b, first_row]
-        cond = tree.softmax(cls[co_b].float())  # (Bc, A, H, W, C)
+        cond = tree.softmax(p[co_b, :, 5:].transpose(2, 3))  # (Bc, A, HW, C)
         path = tree.paths[co_label.cpu()].to(dev)  # (Bc, D)
         d = path.shape[1]
         pcond = torch.where(
-            path.view(-1, 1, 1, 1, d) >= 0,
-            cond.gather(-1, path.clamp_min(0).view(-1, 1, 1, 1, d).expand(*cond.shape[:-1], -1)),
+            path.view(-1, 1, 1, d) >= 0,
+            cond.gather(-1, path.clamp_min(0).view(-1, 1, 1, d).expand(*cond.shape[:-1], -1)),
             torch.ones((), device=dev),
-        ).prod(-1)  # (Bc, A, H, W)
-        score = (obj[co_b].float() * pcond).flatten(1)  # darknet order: anchor, row, column
-        co_loc = co_b * (num_anchors * h * w) + score.argmax(1)
+        ).prod(-1)  # (Bc, A, HW)
+        score = (so[co_b] * pcond).flatten(1)  # darknet order: anchor, row, column
+        co_loc = co_b * (num_anchors * n_cell) + score.argmax(1)
         if self.classonly_objectness == "paper":
-            obj_target.view(-1)[co_loc] = torch.clamp(obj.reshape(-1)[co_loc].float(), min=0.3)
+            obj_target.view(-1)[co_loc] = torch.clamp(so.reshape(-1)[co_loc], min=0.3)
             obj_weight.view(-1)[co_loc] = self.object_scale
         else:
             obj_weight.view(-1)[co_loc] = 0.0
         return co_loc, co_label
 
-    def _class_writes(self, loc: torch.Tensor, label: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _class_deltas(
+        self, p2: torch.Tensor, g2: torch.Tensor, loc: torch.Tensor, label: torch.Tensor, n_cell: int, bsz: int
+    ) -> torch.Tensor:
         """darknet's class deltas: one softmax target per (predictor, sibling group) along each label's path; a
         later write to the same predictor and group replaces an earlier one (truths in order; classification-only
-        images never share predictors with detections).
+        images never share predictors with detections). Adds the cross-entropy gradient to ``g2`` in place.
 
         Args:
+            p2, g2: (B * A, 5 + C, HW) raw planes and their gradient.
             loc: (K,) flat predictor index of each labelled predictor; label: (K,) its class (tree node).
         Returns:
-            ``cls_loc``, ``cls_offset``, ``cls_size``, ``cls_node`` of :class:`RegionTargets`.
+            (B,) the cross-entropy summed per image (before ``class_scale``).
         """
         tree, dev = self.tree, loc.device
         paths = tree.paths.to(dev)[label]  # (K, D)
@@ -360,54 +401,22 @@ class RegionLoss(nn.Module):
         uniq, inv = torch.unique(key, return_inverse=True)
         last_w = torch.full((len(uniq),), -1, device=dev, dtype=torch.long).scatter_reduce(0, inv, k_idx, "amax")
         keep = last_w[inv] == k_idx
-        g_keep = grp[keep]
-        return {
-            "cls_loc": loc[k_idx][keep],
-            "cls_offset": tree.group_offset.to(dev)[g_keep],
-            "cls_size": tree.group_size.to(dev)[g_keep],
-            "cls_node": node[keep],
-        }
-
-    def terms(
-        self, xy: torch.Tensor, wh: torch.Tensor, obj: torch.Tensor, cls: torch.Tensor, t: RegionTargets
-    ) -> dict[str, torch.Tensor]:
-        """The named loss terms per image ((B,) each, with gradient; the loss is their total) for assigned targets
-        ``t``: ``coord`` (responsible predictors and the prior-matching term), ``obj`` (responsible predictors),
-        ``noobj`` (the others), ``cls`` (one softmax cross-entropy per class write). Shapes as :meth:`assign`."""
-        bsz = obj.shape[0]
-        diff = torch.cat([xy, wh], dim=-1).float() - t.coord_target
-        coord = 0.5 * (t.coord_weight.unsqueeze(-1) * diff.square()).reshape(bsz, -1).sum(1)
-        obj_sq = 0.5 * t.obj_weight * (t.obj_target - obj.float()).square()
-        resp = t.responsible.to(obj_sq.dtype)
-        cls_flat = cls.reshape(-1, self.num_classes)  # (B*A*H*W, C)
-        ce = _group_cross_entropy(cls_flat[t.cls_loc].float(), t.cls_offset, t.cls_size, t.cls_node)  # (K,)
-        per_pred = obj[0].numel()  # predictors per image
-        cls_img = ce.new_zeros(bsz).index_add(0, t.cls_loc // per_pred, ce)
-        return {
-            "coord": coord,
-            "obj": (obj_sq * resp).reshape(bsz, -1).sum(1),
-            "noobj": (obj_sq * (1 - resp)).reshape(bsz, -1).sum(1),
-            "cls": self.class_scale * cls_img,
-        }
-
-    @torch.no_grad()
-    def statistics(self, obj: torch.Tensor, cls: torch.Tensor, t: RegionTargets) -> dict[str, torch.Tensor]:
-        """darknet's printed training statistics: avg IoU, recall, avg obj, avg anyobj, avg cat."""
-        loc, paths = t.resp_loc, t.resp_paths
-        n_t = len(loc)
-        denom = max(n_t, 1)
-        if n_t:
-            cond = self.tree.softmax(cls.reshape(-1, self.num_classes)[loc].float())
-            p_cls = cond.gather(1, paths.clamp_min(0)).where(paths >= 0, 1.0).prod(1)
-        else:
-            p_cls = obj.new_zeros(0)
-        return {
-            "avg_iou": t.resp_iou.sum() / denom,
-            "recall": (t.resp_iou > 0.5).float().sum() / denom,
-            "avg_obj": obj.detach().reshape(-1)[loc].float().sum() / denom,
-            "avg_anyobj": obj.detach().float().mean(),
-            "avg_cat": p_cls.sum() / denom,
-        }
+        w_loc, node, grp = loc[k_idx][keep], node[keep], grp[keep]
+        offset, size = tree.group_offset.to(dev)[grp], tree.group_size.to(dev)[grp]
+        ba, cidx = w_loc // n_cell, w_loc % n_cell
+        logits = p2[ba, 5:, cidx]  # (Kw, C)
+        width = int(size.max()) if len(size) else 1
+        ar = torch.arange(width, device=dev)
+        cols = (offset.unsqueeze(1) + ar).clamp_max(self.num_classes - 1)  # (Kw, width)
+        valid = ar < size.unsqueeze(1)
+        vals = logits.gather(1, cols).masked_fill(~valid, float("-inf"))
+        lse = torch.logsumexp(vals, dim=1, keepdim=True)
+        ce = lse.squeeze(1) - logits.gather(1, node.unsqueeze(1)).squeeze(1)  # (Kw,)
+        d_ce = (vals - lse).exp() - (cols == node.unsqueeze(1)).float() * valid  # softmax - one-hot, 0 off-group
+        k_ch = g2.shape[1]
+        flat = (ba.unsqueeze(1) * k_ch + 5 + cols) * n_cell + cidx.unsqueeze(1)  # (Kw, width) into g2
+        g2.view(-1).index_add_(0, flat.flatten(), d_ce.flatten())
+        return ce.new_zeros(bsz).index_add_(0, w_loc // (g2.shape[0] // bsz * n_cell), ce)
 
 
 def darknet_truth_to_targets(truth: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -240,7 +240,10 @@ class WordTree:
         """``fn(values, dim)`` (softmax or log-softmax) over each sibling group: (..., n) -> (..., n).
 
         All groups of one size are one (k, s, M) tensor: one call per distinct group size (41 in 9k.tree), no
-        segment reductions (their CPU kernels made this the cost of a YOLO9000 decode)."""
+        segment reductions (their CPU kernels made this the cost of a YOLO9000 decode). A flat tree (one group)
+        is one call on the last axis."""
+        if self.num_groups == 1:
+            return fn(x, -1)
         xt, lead = self._node_major(x)
         m = xt.shape[1]
         buckets, inv = self._buckets(xt.device)

@@ -108,8 +108,8 @@ class DetectionDataModule(ShardedDataModule):
         multiscale: :class:`MultiScaleConfig` keys.
         augment: :class:`~yolo9000.data.transforms.AugmentConfig` keys.
         on_error: ``"error"`` (raise DataError on bad input) or ``"skip"`` (log, count, skip / drop).
-        max_boxes: target rows per image, fixed (None: the most boxes in the batch); extra boxes are counted. In
-            training the cap keeps the first boxes after the shuffle (darknet: 30).
+        max_boxes: keep at most this many boxes per image (None: all); extra boxes are counted. In training the
+            cap keeps the first boxes after the shuffle (darknet: 30). Batches pad to the most boxes they hold.
         shuffle_boxes: shuffle each training image's boxes on every load (darknet's ``randomize_boxes``).
         max_images: keep only the first N images of each split (int) or per split ({train: N, ...}).
         include_difficult: keep difficult / crowd boxes in the training targets (darknet: no).
@@ -324,7 +324,7 @@ class DetectionDataModule(ShardedDataModule):
 
     # ---------------------------------------------------------------------------------------- loaders
     def collate_fn(self) -> DetectionCollate:
-        return DetectionCollate(self.max_boxes)
+        return DetectionCollate()  # rows = the most boxes in the batch (at most max_boxes: the dataset caps)
 
     def train_batch_sampler(self) -> MultiScaleBatchSampler:
         """The multi-scale batch sampler over a (DDP-sharded, shuffled) index sampler."""

@@ -246,7 +246,7 @@ class JointDataModule(DetectionDataModule):
         return JointDataset(ds, kept, transform, default_size=self.img_size)
 
     def collate_fn(self) -> JointCollate:
-        return JointCollate(self.max_boxes)
+        return JointCollate()  # rows = the most boxes in the batch (at most max_boxes: the dataset caps)
 
     def index_sampler(self) -> JointIndexSampler:
         """The joint index sampler of this process (rank)."""

@@ -36,6 +36,7 @@ from yolo9000.build import instantiate_module
 from yolo9000.checkpoints import darknet_to_checkpoint, load_module
 from yolo9000.data.image_io import ImageDecodeError
 from yolo9000.data.predict import ImageFilesDataset, PredictCollate
+from yolo9000.data.transforms import DetectionTransform
 from yolo9000.models import STRIDE
 from yolo9000.modules.detector import DetectorModule
 
@@ -146,6 +147,8 @@ class Detector:
         self.device = _resolve_device(device)
         self.dtype = _resolve_dtype(dtype, self.device)
         self.module = module.eval().to(self.device)
+        # the eval transforms (stretch, letterbox), built once: their resize pipelines are cached per size
+        self._transforms = {lb: DetectionTransform(train=False, augment={"letterbox": lb}) for lb in (False, True)}
 
     # ---------------------------------------------------------------- construction
     @classmethod
@@ -273,10 +276,14 @@ class Detector:
         size = self.size if size is None else int(size)
         if size <= 0 or size % STRIDE:
             raise ValueError(f"size must be a positive multiple of {STRIDE}, got {size}")
-        dataset = _IndexedImages(items, size, letterbox=letterbox)
-        loader = DataLoader(
-            dataset, batch_size=max(1, int(batch_size)), num_workers=int(num_workers), collate_fn=_collate
-        )
+        dataset = _IndexedImages(items, size, transform=self._transforms[bool(letterbox)])
+        bs = max(1, int(batch_size))
+        if int(num_workers) > 0:
+            loader = DataLoader(dataset, batch_size=bs, num_workers=int(num_workers), collate_fn=_collate)
+        else:  # this process: no loader machinery per call (it costs about a millisecond at batch 1)
+            loader = (
+                _collate([dataset[i] for i in range(j, min(j + bs, len(items)))]) for j in range(0, len(items), bs)
+            )
         results: list[Detections | None] = [None] * len(items)
         for batch in loader:
             for i, f in zip(batch["failed_index"], batch["failed"], strict=True):

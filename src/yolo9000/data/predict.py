@@ -40,12 +40,20 @@ class ImageFilesDataset(Dataset):
         images: file paths or arrays.
         size: network input side (a multiple of the stride).
         letterbox: keep the aspect ratio with grey padding instead of stretching.
+        transform: an eval :class:`DetectionTransform` to use (its pipelines cached across datasets); None: a new
+            one with ``letterbox``.
     """
 
-    def __init__(self, images: Sequence[str | Path | np.ndarray], size: int, letterbox: bool = False) -> None:
+    def __init__(
+        self,
+        images: Sequence[str | Path | np.ndarray],
+        size: int,
+        letterbox: bool = False,
+        transform: DetectionTransform | None = None,
+    ) -> None:
         self.images = list(images)
         self.size = int(size)
-        self.transform = DetectionTransform(train=False, augment={"letterbox": bool(letterbox)})
+        self.transform = transform or DetectionTransform(train=False, augment={"letterbox": bool(letterbox)})
 
     def __len__(self) -> int:
         return len(self.images)

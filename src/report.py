@@ -1,8 +1,10 @@
-"""Summarise a sweep: `python src/report.py multirun_sweeps/<experiment>/<timestamp> [more sweep dirs] [--no-plot]`.
+"""Summarise sweeps: `python src/report.py <sweep dir> [more sweep dirs] [--combine OUT] [--no-plot]`.
 
 Writes summary.md, summary.csv and summary.png into each sweep folder (the Hydra callback does the same at the
 end of a multirun): one row per configuration (jobs that differ only in seed grouped: mean ± std), failed jobs
-marked with their error, the paper's number beside the rows it has one for. See :mod:`yolo9000.report`.
+marked with their error, the paper's number beside the rows it has one for. With ``--combine OUT`` the jobs of all
+the folders are summarised together into OUT (one seed per sweep, run in different sessions: one table with
+mean ± std over the seeds). See :mod:`yolo9000.report`.
 """
 
 from __future__ import annotations
@@ -19,8 +21,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("sweep_dirs", nargs="+", type=Path, help="multirun_sweeps/<experiment>/<timestamp>")
     parser.add_argument("--no-plot", action="store_true", help="skip summary.png")
+    parser.add_argument("--combine", type=Path, metavar="OUT", help="one summary of all the folders' jobs, in OUT")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.combine is not None:
+        try:
+            out = write_summary(args.sweep_dirs, plot=not args.no_plot, out_dir=args.combine)
+        except FileNotFoundError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        print(out["md"].read_text())
+        return 0
     status = 0
     for d in args.sweep_dirs:
         try:

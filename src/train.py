@@ -20,7 +20,7 @@ from pytorch_lightning.loggers import WandbLogger
 
 from yolo9000.build import build, instantiate_list
 from yolo9000.callbacks.speed import SpeedMonitor
-from yolo9000.environment import setup_environment
+from yolo9000.environment import provenance, setup_environment
 from yolo9000.loggers import ResumableWandbLogger
 from yolo9000.multirun import end_distributed, prepare_ddp_relaunch
 from yolo9000.results import format_group_table, group_means, model_stats, write_metrics
@@ -106,7 +106,9 @@ def run(cfg: DictConfig) -> float | None:
             log.warning("no best checkpoint (did validation run?): testing the current weights")
         trainer.test(module, datamodule=datamodule, ckpt_path=ckpt)
         if trainer.is_global_zero:
-            extra = {"checkpoint": ckpt, "seen": int(getattr(module, "seen", 0))}
+            extra = {"headline_metric": module.monitor.split("/", 1)[1]}  # the data's benchmark metric (its key)
+            extra |= {"provenance": provenance()}  # command, commit, machine
+            extra |= {"checkpoint": ckpt, "seen": int(getattr(module, "seen", 0))}
             extra |= model_stats(module.model, int(cfg.data.img_size))
             if built.info.anchors_avg_iou is not None:
                 extra["anchors_avg_iou"] = built.info.anchors_avg_iou

@@ -221,6 +221,17 @@ def test_pre_nms_topk_keeps_the_highest_scores() -> None:
     assert raw.shape[0] == len(got)
 
 
+def test_max_det_none_keeps_every_detection() -> None:
+    """darknet has no per-image cap: ``max_det=None`` keeps all 120 candidates, an int keeps the best ones."""
+    case = _random_case(5, 2, big_boxes=True)
+    want = _reference(**case, conf_thresh=0.0, nms_thresh=1.0, max_det=10_000)
+    got = postprocess(**case, conf_thresh=0.0, nms_thresh=1.0, max_det=None, pre_nms_topk=None)
+    assert [len(g["scores"]) for g in got] == [120] * len(want)
+    _assert_same(got, want)
+    capped = postprocess(**case, conf_thresh=0.0, nms_thresh=1.0, max_det=100, pre_nms_topk=None)
+    _assert_same(capped, [{k: v[:100] for k, v in w.items()} for w in want])
+
+
 @pytest.mark.parametrize("per_image", [True, False])
 def test_class_nms_both_paths_equal_batched_nms(per_image: bool) -> None:
     g = torch.Generator().manual_seed(0)

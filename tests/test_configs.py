@@ -138,3 +138,14 @@ def test_experiment_sweep_values_compose(experiment: str) -> None:
             for v in o.sweep_string_iterator():
                 job = compose_config("train", *base, f"{key}={v}")
                 _instantiate_model(job)
+
+
+@pytest.mark.parametrize(
+    ("data", "headline"), [("bccd", "map_50"), ("voc", "voc07_map_50"), ("coco", "map"), ("coco9k", "map")]
+)
+def test_headline_metric_follows_the_data(data: str, headline: str) -> None:
+    """VOC's runs are picked and reported by the paper's VOC2007 11-point AP, COCO's by COCO AP; no decode cap."""
+    cfg = compose_config("train", f"data={data}")
+    assert cfg.model.headline_metric == headline
+    assert cfg.callbacks.model_checkpoint.monitor == f"val/{headline}"
+    assert cfg.model.max_det is None and cfg.model.voc07 is True

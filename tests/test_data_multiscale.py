@@ -223,3 +223,27 @@ def test_lightning_fit_drives_the_epoch(tmp_path):
     expected = [(e, size_for_batch(9, e * 4 + i, [64, 96, 128], 1)) for e in range(3) for i in range(4)]
     assert probe.seen == expected
     assert dm.state_dict() == {"epoch": 3, "batch": 0}  # after 3 epochs, the next batch is epoch 3's first
+
+
+def test_final_phase_runs_the_last_batches_at_the_largest_size() -> None:
+    """``multiscale.final_batches``: darknet's last iterations at the largest size, from the trainer's length."""
+    from types import SimpleNamespace
+
+    from hydra.utils import instantiate
+
+    from conftest import data_config
+
+    cfg = data_config("bccd")
+    cfg.data.update({"num_workers": 0, "batch_size": 2, "max_images": 8})
+    cfg.data.multiscale.final_batches = 3
+    dm = instantiate(cfg.data)
+    dm.setup("fit")
+    assert dm.train_batch_sampler().final_size_after is None  # no trainer: no run length, no final phase
+    dm.trainer = SimpleNamespace(max_epochs=2, max_steps=-1, world_size=1, global_rank=0)
+    bs = dm.train_batch_sampler()  # 4 batches an epoch, 8 in the run: batches 5, 6, 7 at 320
+    assert bs.final_size_after == 5
+    sizes = [bs.size_at(k) for k in range(8)]
+    assert sizes[5:] == [320] * 3 and set(sizes[:5]) <= set(dm.sizes)
+    assert sizes[:5] != [320] * 5  # multi-scale before the final phase
+    dm.trainer = SimpleNamespace(max_epochs=2, max_steps=6, world_size=1, global_rank=0)  # max_steps wins over epochs
+    assert dm.train_batch_sampler().final_size_after == 3

@@ -26,8 +26,9 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_train_writes_run_dir(trained: Path) -> None:
     metrics = json.loads((trained / "metrics.json").read_text())
-    for key in ("map_50", "map", "map_75", "per_class", "seen", "data_issues"):
+    for key in ("map_50", "map", "map_75", "voc07_map_50", "per_class", "seen", "data_issues"):
         assert key in metrics
+    assert metrics["headline_metric"] == "map_50"  # BCCD: both reported, COCO-style AP@0.5 heads
     assert set(metrics["per_class"]) == {"RBC", "WBC", "Platelets"}
     assert 0.0 <= metrics["map_50"] <= 1.0
     assert metrics["seen"] == 8  # one epoch of 8 images

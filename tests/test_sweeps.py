@@ -141,6 +141,36 @@ def test_seeds_grouped_mean_std(tmp_path: Path) -> None:
     assert rows_csv[1]["seeds"] == "1 2" and rows_csv[1]["n_ok"] == "1"
 
 
+def test_report_combines_sweeps_of_different_sessions(tmp_path: Path) -> None:
+    """One seed per sweep folder (sessions apart): ``report.py a b --combine out`` gives one row per configuration
+    with mean ± std over the seeds, the VOC07 column, and each job's commit and machine."""
+    m = lambda v, c: {  # noqa: E731
+        "map_50": v,
+        "voc07_map_50": v - 0.1,
+        "map": v / 2,
+        "params": 1e6,
+        "provenance": {"command": "python src/train.py -m", "commit": c, "machine": "vm: 2 cores"},
+    }
+    for seed, (a, b) in zip((1, 2), ((0.5, 0.3), (0.7, 0.5)), strict=True):
+        sweep = tmp_path / f"s{seed}"
+        fake_job(sweep, 0, ["variant=yolo", f"seed={seed}"], m(a, f"c{seed}"))
+        fake_job(sweep, 1, ["variant=batch_norm", f"seed={seed}"], m(b, f"c{seed}"))
+    res = run(
+        str(tmp_path / "s1"), str(tmp_path / "s2"), "--combine", str(tmp_path / "all"), "--no-plot", script="report.py"
+    )
+    rows = read_csv(tmp_path / "all" / "summary.csv")
+    assert [(r["configuration"], r["seeds"]) for r in rows] == [("variant=yolo", "1 2"), ("variant=batch_norm", "1 2")]
+    assert float(rows[0]["map_50_pct_mean"]) == pytest.approx(60.0)
+    assert float(rows[0]["map_50_pct_std"]) == pytest.approx(100 * 0.02**0.5)
+    assert float(rows[1]["voc07_map_50_pct_mean"]) == pytest.approx(30.0)
+    md = (tmp_path / "all" / "summary.md").read_text()
+    assert "commit `c1`, vm: 2 cores: 2 job(s), seeds 1" in md and "commit `c2`" in md and "VOC07 AP@0.5" in md
+    assert "| `variant=yolo` | 1, 2 |" in res.stdout
+    assert not (tmp_path / "s1" / "summary.md").exists()  # the sweeps' own folders are left alone
+    with pytest.raises(ValueError, match="out_dir"):
+        write_summary([tmp_path / "s1", tmp_path / "s2"], plot=False)
+
+
 def test_mean_std_ignores_missing_values() -> None:
     assert mean_std([1.0, float("nan"), 3.0]) == (2.0, pytest.approx(2**0.5), 2)
     assert mean_std([])[2] == 0

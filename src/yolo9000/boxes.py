@@ -6,6 +6,7 @@ Anchors (priors) are (w, h) in grid-cell units (darknet's ``anchors``), stride 3
 
 from __future__ import annotations
 
+import functools
 from typing import Literal, NamedTuple
 
 import torch
@@ -39,7 +40,12 @@ def split_region(raw: torch.Tensor, num_anchors: int) -> Region:
 
 
 def cell_grid(h: int, w: int, device: torch.device | None = None) -> torch.Tensor:
-    """(H, W, 2) cell indices (i = column, j = row) as float32."""
+    """(H, W, 2) cell indices (i = column, j = row) as float32 (cached per grid and device: do not modify)."""
+    return _cell_grid(int(h), int(w), torch.device(device) if device is not None else torch.device("cpu"))
+
+
+@functools.lru_cache(maxsize=64)
+def _cell_grid(h: int, w: int, device: torch.device) -> torch.Tensor:
     j, i = torch.meshgrid(
         torch.arange(h, device=device, dtype=torch.float32),
         torch.arange(w, device=device, dtype=torch.float32),

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import logging
 import os
+import platform
+import shlex
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
-__all__ = ["PROJECT_ROOT", "setup_environment"]
+__all__ = ["PROJECT_ROOT", "provenance", "setup_environment"]
 
 
 _QUIET_WARNINGS = (
@@ -47,3 +51,29 @@ def setup_environment() -> None:
 
     register_resolvers()  # ${tags_with_overrides:...}, ${cpus:N}, ${coalesce:...}
     _quiet_startup()
+
+
+def provenance() -> dict[str, str]:
+    """Where a result came from: ``command`` (this process's command line), ``commit`` (the repository's HEAD, with
+    ``+dirty`` when tracked files differ; ``unknown`` outside a git checkout) and ``machine`` (host, CPU, cores,
+    torch threads, accelerator)."""
+    import torch
+
+    def git(*args: str) -> str:
+        try:
+            done = subprocess.run(["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            return ""
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    commit = git("rev-parse", "--short=12", "HEAD") or "unknown"
+    if commit != "unknown" and git("status", "--porcelain", "--untracked-files=no"):
+        commit += "+dirty"
+    accel = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    cpu = platform.processor() or platform.machine()
+    info = Path("/proc/cpuinfo")
+    if info.is_file():  # Linux: the CPU's model name
+        names = [ln.split(":", 1)[1].strip() for ln in info.read_text().splitlines() if ln.startswith("model name")]
+        cpu = names[0] if names else cpu
+    machine = f"{platform.node()}: {cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, {accel}"
+    return {"command": shlex.join([Path(sys.executable).name, *sys.argv]), "commit": commit, "machine": machine}

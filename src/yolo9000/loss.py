@@ -306,9 +306,11 @@ class RegionLoss(nn.Module):
 
         # ---- classification-only images: the best predictor for the label, then every class write ----------
         co_loc, co_label = self._classonly_predictors(so, p, classonly_row, truth_cls, obj_target, obj_weight)
-        cls_img = self._class_deltas(
-            p2, g2, torch.cat([loc, co_loc]), torch.cat([truth_cls[b_idx, t_idx], co_label]), n_cell, bsz
-        )
+        if tree.num_groups == 1:  # flat softmax: one write per predictor, the last truth's (winners are unique)
+            w_loc, w_label = torch.cat([loc[winner], co_loc]), torch.cat([truth_cls[b_idx, t_idx][winner], co_label])
+        else:  # a tree: every truth's path; the dedup keeps the last write per (predictor, sibling group)
+            w_loc, w_label = torch.cat([loc, co_loc]), torch.cat([truth_cls[b_idx, t_idx], co_label])
+        cls_img = self._class_deltas(p2, g2, w_loc, w_label, n_cell, bsz)
 
         # ---- objectness: one dense term ----------------------------------------------------------------------
         d_obj = so - obj_target
@@ -388,21 +390,26 @@ class RegionLoss(nn.Module):
 
         Args:
             p2, g2: (B * A, 5 + C, HW) raw planes and their gradient.
-            loc: (K,) flat predictor index of each labelled predictor; label: (K,) its class (tree node).
+            loc: (K,) flat predictor index of each labelled predictor; label: (K,) its class (tree node). A flat
+                softmax needs each predictor once (its last write); a tree takes every write, in truth order.
         Returns:
             (B,) the cross-entropy summed per image (before ``class_scale``).
         """
         tree, dev = self.tree, loc.device
-        paths = tree.paths.to(dev)[label]  # (K, D)
-        k_idx, d_idx = torch.nonzero(paths >= 0, as_tuple=True)
-        node = paths[k_idx, d_idx]
-        grp = tree.group.to(dev)[node]
-        key = loc[k_idx] * tree.num_groups + grp
-        uniq, inv = torch.unique(key, return_inverse=True)
-        last_w = torch.full((len(uniq),), -1, device=dev, dtype=torch.long).scatter_reduce(0, inv, k_idx, "amax")
-        keep = last_w[inv] == k_idx
-        w_loc, node, grp = loc[k_idx][keep], node[keep], grp[keep]
-        offset, size = tree.group_offset.to(dev)[grp], tree.group_size.to(dev)[grp]
+        if tree.num_groups == 1:  # flat softmax: the label is the node, one write per predictor (the caller's)
+            w_loc, node = loc, label
+            offset, size = torch.zeros_like(label), torch.full_like(label, self.num_classes)
+        else:
+            paths = tree.paths.to(dev)[label]  # (K, D)
+            k_idx, d_idx = torch.nonzero(paths >= 0, as_tuple=True)
+            node = paths[k_idx, d_idx]
+            grp = tree.group.to(dev)[node]
+            key = loc[k_idx] * tree.num_groups + grp
+            uniq, inv = torch.unique(key, return_inverse=True)
+            last_w = torch.full((len(uniq),), -1, device=dev, dtype=torch.long).scatter_reduce(0, inv, k_idx, "amax")
+            keep = last_w[inv] == k_idx
+            w_loc, node, grp = loc[k_idx][keep], node[keep], grp[keep]
+            offset, size = tree.group_offset.to(dev)[grp], tree.group_size.to(dev)[grp]
         ba, cidx = w_loc // n_cell, w_loc % n_cell
         logits = p2[ba, 5:, cidx]  # (Kw, C)
         width = int(size.max()) if len(size) else 1

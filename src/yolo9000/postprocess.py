@@ -44,7 +44,7 @@ def postprocess(
     location: Location = "direct",
     conf_thresh: float = 0.005,
     nms_thresh: float = 0.45,
-    max_det: int = 300,
+    max_det: int | None = 300,
     pre_nms_topk: int | None = 1000,
     tree: WordTree | None = None,
     tree_thresh: float = 0.5,
@@ -70,7 +70,7 @@ def postprocess(
         orig_sizes: (B, 2) original (h, w) to clip boxes to; None = no clipping.
         conf_thresh: minimum score of a candidate (strictly above).
         nms_thresh: IoU above which a lower-scored box of the same class and image is suppressed.
-        max_det: detections kept per image (the highest scores after NMS).
+        max_det: detections kept per image (the highest scores after NMS); None = all (darknet: no cap).
         pre_nms_topk: candidates kept per image before NMS (the highest scores); None or 0 = all (darknet).
         tree: WordTree of a hierarchical head (YOLO9000); None = flat softmax.
         tree_thresh: threshold of the top-down descent.
@@ -99,7 +99,8 @@ def postprocess(
     b_idx = flat // max(scores.shape[1], 1)
     s, c_idx = scores.flatten()[flat], labels.flatten()[flat]
     cand = boxes.reshape(-1, 4).index_select(0, b_idx * boxes.shape[1] + box_idx.flatten()[flat])  # (M, 4)
-    keep = class_nms(cand, s, b_idx, c_idx, nms_thresh, bsz, max_det)
+    cap = int(max_det) if max_det is not None else max(scores.shape[1], 1)  # None: every candidate may stay
+    keep = class_nms(cand, s, b_idx, c_idx, nms_thresh, bsz, cap)
     return [{"boxes": cand[k], "scores": s[k], "labels": c_idx[k]} for k in keep]
 
 

@@ -64,6 +64,7 @@ class Column:
 
 COLUMNS: tuple[Column, ...] = (
     Column("map_50", "mAP@0.5 (%)", "map_50_pct", 100.0, 1),
+    Column("voc07_map_50", "VOC07 AP@0.5 (%)", "voc07_map_50_pct", 100.0, 1, optional=True),
     Column("map", "mAP@[.5:.95] (%)", "map_pct", 100.0, 1),
     Column("anchors_avg_iou", "prior avg IoU (%)", "anchors_avg_iou_pct", 100.0, 1, optional=True),
     Column("params", "params (M)", "params_M", 1e-6, 2),
@@ -91,6 +92,7 @@ class JobResult:
     status: str = "missing"
     error: str | None = None
     config: dict[str, Any] = field(default_factory=dict)  # the composed (unresolved) config
+    provenance: dict[str, str] = field(default_factory=dict)  # command, commit, machine (metrics.json)
 
 
 @dataclass
@@ -180,6 +182,8 @@ def load_job(path: Path) -> JobResult | None:
     if metrics_file.is_file():
         metrics = json.loads(metrics_file.read_text())
         job.values = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+        if isinstance(metrics.get("provenance"), dict):
+            job.provenance = {str(k): str(v) for k, v in metrics["provenance"].items()}
         for name, entry in (metrics.get("per_class") or {}).items():
             if isinstance(entry, dict) and isinstance(entry.get("ap50"), int | float):
                 job.per_class[str(name)] = float(entry["ap50"])
@@ -296,7 +300,7 @@ def format_markdown(
     common: Sequence[str],
     *,
     title: str,
-    sweep_dir: Path,
+    sweep_dir: Path | Sequence[Path],
     paper: dict[str, Any] | None,
     plot_name: str | None,
 ) -> str:
@@ -308,7 +312,7 @@ def format_markdown(
     lines = [
         f"# Sweep summary: {title}",
         "",
-        f"- sweep: `{sweep_dir}`",
+        "- sweep: " + ", ".join(f"`{d}`" for d in ([sweep_dir] if isinstance(sweep_dir, Path) else sweep_dir)),
         f"- jobs: {len(jobs)} ({n_ok} ok, {n_failed} failed, {len(jobs) - n_ok - n_failed} without result), "
         f"configurations: {len(rows)}",
         f"- common overrides: {' '.join(f'`{o}`' for o in common) or '(none)'}",
@@ -330,6 +334,21 @@ def format_markdown(
         lines.append("| " + " | ".join(_md_cell(c) for c in cells) + " |")
     if plot_name:
         lines += ["", f"![mAP@0.5 per configuration]({plot_name})"]
+    prov = sorted({(j.provenance.get("commit", ""), j.provenance.get("machine", "")) for j in jobs if j.provenance})
+    if prov:
+        lines += ["", "Where the numbers come from (metrics.json `provenance` of each job):", ""]
+        for commit, machine in prov:
+            which = [
+                j
+                for j in jobs
+                if (j.provenance.get("commit", ""), j.provenance.get("machine", "")) == (commit, machine)
+            ]
+            seeds = sorted({j.seed for j in which if j.seed is not None})
+            lines.append(
+                f"- commit `{commit}`, {machine}: {len(which)} job(s), seeds {', '.join(map(str, seeds)) or '-'}"
+            )
+        commands = sorted({j.provenance["command"] for j in jobs if j.provenance.get("command")})
+        lines += [f"- command: `{c}`" for c in commands]
     return "\n".join(lines) + "\n"
 
 
@@ -386,8 +405,14 @@ def plot_summary(rows: Sequence[ConfigRow], path: Path, paper: dict[str, Any] | 
 
     metric = (paper or {}).get("metric", "map_50")
     ious = {round(r.stats["anchors_avg_iou"][0], 6) for r in rows if "anchors_avg_iou" in r.stats}
-    panels = ["map_50"] + (["anchors_avg_iou"] if metric == "anchors_avg_iou" or len(ious) > 1 else [])
-    titles = {"map_50": "mAP@0.5 (%)", "anchors_avg_iou": "prior avg IoU (%)"}
+    first = metric if metric in ("map_50", "voc07_map_50", "map") and any(metric in r.stats for r in rows) else "map_50"
+    panels = [first] + (["anchors_avg_iou"] if metric == "anchors_avg_iou" or len(ious) > 1 else [])
+    titles = {
+        "map_50": "mAP@0.5 (%, COCO-style 101-point)",
+        "voc07_map_50": "VOC07 AP@0.5 (%, 11-point)",
+        "map": "mAP@[.5:.95] (%)",
+        "anchors_avg_iou": "prior avg IoU (%)",
+    }
     n = len(rows)
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels) + 2.5, 0.55 * n + 1.6), squeeze=False)
     y = np.arange(n)
@@ -420,29 +445,46 @@ def plot_summary(rows: Sequence[ConfigRow], path: Path, paper: dict[str, Any] | 
     plt.close(fig)
 
 
-def write_summary(sweep_dir: str | Path, plot: bool = True) -> dict[str, Path]:
-    """Summarise the sweep in ``sweep_dir``: writes summary.md, summary.csv and summary.png there.
+def write_summary(
+    sweep_dir: str | Path | Sequence[str | Path], plot: bool = True, out_dir: str | Path | None = None
+) -> dict[str, Path]:
+    """Summarise a sweep, or several sweeps together (e.g. one seed per sweep, run in different sessions): writes
+    summary.md, summary.csv and summary.png into ``out_dir`` (default: the one sweep folder; required for
+    several). Jobs of all folders that differ only in ``seed`` form one row.
 
-    Returns the paths written. Raises FileNotFoundError when the folder holds no job folders.
+    Returns the paths written. Raises FileNotFoundError when a folder holds no job folders, ValueError when several
+    folders come without ``out_dir``.
     """
-    sweep_dir = Path(sweep_dir)
-    jobs = load_sweep(sweep_dir)
-    if not jobs:
-        raise FileNotFoundError(f"{sweep_dir}: no job folders (<job num>/.hydra/overrides.yaml)")
+    dirs = [Path(sweep_dir)] if isinstance(sweep_dir, str | Path) else [Path(d) for d in sweep_dir]
+    if out_dir is None and len(dirs) != 1:
+        raise ValueError("several sweep folders need out_dir (where the combined summary goes)")
+    out_path = Path(out_dir) if out_dir is not None else dirs[0]
+    jobs = []
+    for d in dirs:
+        found = load_sweep(d)
+        if not found:
+            raise FileNotFoundError(f"{d}: no job folders (<job num>/.hydra/overrides.yaml)")
+        jobs += found
     rows, common = group_jobs(jobs)
     paper = next((j.config.get("paper") for j in jobs if j.config.get("paper")), None)
     title = str(
         next((j.config.get("experiment_name") for j in jobs if j.config.get("experiment_name")), "")
-        or sweep_dir.parent.name
+        or dirs[0].parent.name
     )
-    out = {"md": sweep_dir / "summary.md", "csv": sweep_dir / "summary.csv"}
+    out_path.mkdir(parents=True, exist_ok=True)
+    out = {"md": out_path / "summary.md", "csv": out_path / "summary.csv"}
     if plot:
-        out["png"] = sweep_dir / "summary.png"
-        plot_summary(rows, out["png"], paper, f"{title} ({sweep_dir.name})")
+        out["png"] = out_path / "summary.png"
+        plot_summary(rows, out["png"], paper, f"{title} ({', '.join(d.name for d in dirs)})")
     write_csv(rows, out["csv"], paper)
     out["md"].write_text(
         format_markdown(
-            rows, common, title=title, sweep_dir=sweep_dir, paper=paper, plot_name=out["png"].name if plot else None
+            rows,
+            common,
+            title=title,
+            sweep_dir=dirs[0] if len(dirs) == 1 else dirs,
+            paper=paper,
+            plot_name=out["png"].name if plot else None,
         )
     )
     log.info("sweep summary (%d jobs, %d configurations): %s", len(jobs), len(rows), out["md"])

@@ -58,6 +58,7 @@ class MultiScaleConfig:
     fixed_size: int | None = None
     final_size_after: int | None = None
     final_size: int | None = None
+    final_batches: int | None = None
 
     @classmethod
     def from_mapping(cls, m: Mapping[str, Any] | MultiScaleConfig | None) -> MultiScaleConfig:
@@ -67,6 +68,8 @@ class MultiScaleConfig:
         unknown = set(m) - {f.name for f in fields(cls)}
         if unknown:
             raise ValueError(f"unknown multiscale keys {sorted(unknown)}")
+        if m.get("final_batches") is not None and m.get("final_size_after") is not None:
+            raise ValueError("multiscale: set final_batches or final_size_after, not both")
         if m.get("seed") is None:
             m["seed"] = 0
         if m.get("sizes") is not None:
@@ -113,6 +116,9 @@ class DetectionDataModule(ShardedDataModule):
         shuffle_boxes: shuffle each training image's boxes on every load (darknet's ``randomize_boxes``).
         max_images: keep only the first N images of each split (int) or per split ({train: N, ...}).
         include_difficult: keep difficult / crowd boxes in the training targets (darknet: no).
+        headline_metric: the metric this data's benchmark reports (VOC: ``voc07_map_50``, the VOC2007 11-point
+            AP of the paper's tables; COCO: ``map``, AP@[.5:.95]; else ``map_50``); read by the detector (its
+            best checkpoint, progress bar and metrics.json headline), not by the data pipeline.
         drop_last: drop the last incomplete training batch.
         seed: seed of the training shuffle (epoch-dependent, identical on all ranks).
         root: dataset root, for interpolation in the split specs only.
@@ -144,6 +150,7 @@ class DetectionDataModule(ShardedDataModule):
         shuffle_boxes: bool = True,
         max_images: int | Mapping[str, int] | None = None,
         include_difficult: bool = False,
+        headline_metric: str = "map_50",
         drop_last: bool = False,
         seed: int = 0,
         root: str | None = None,
@@ -192,6 +199,7 @@ class DetectionDataModule(ShardedDataModule):
         self.shuffle_boxes = bool(shuffle_boxes)
         self.max_images = _plain(max_images)
         self.include_difficult = bool(include_difficult)
+        self.headline_metric = str(headline_metric)
         self.drop_last = bool(drop_last)
         self.seed = int(seed)
         self.root = root
@@ -328,7 +336,31 @@ class DetectionDataModule(ShardedDataModule):
 
     def train_batch_sampler(self) -> MultiScaleBatchSampler:
         """The multi-scale batch sampler over a (DDP-sharded, shuffled) index sampler."""
-        return self._train_batch_sampler_for(self._dataset("train"), self.sizes, **self.multiscale_kwargs())
+        return self.with_final_phase(
+            self._train_batch_sampler_for(self._dataset("train"), self.sizes, **self.multiscale_kwargs())
+        )
+
+    def with_final_phase(self, sampler: MultiScaleBatchSampler) -> MultiScaleBatchSampler:
+        """``multiscale.final_batches``: the run's last N batches at ``final_size`` (darknet: the last 200
+        iterations at 608). The run's length comes from the trainer (``max_steps``, else ``max_epochs`` times the
+        batches of an epoch); without a trainer, or with an explicit ``final_size_after``, nothing changes."""
+        n = self.multiscale.final_batches
+        trainer = getattr(self, "trainer", None)
+        if not n or trainer is None or self.multiscale.final_size_after is not None:
+            return sampler
+        max_steps = getattr(trainer, "max_steps", -1) or -1
+        max_epochs = getattr(trainer, "max_epochs", None)
+        total = max_steps if max_steps > 0 else (max_epochs or 0) * len(sampler)
+        if total > 0:
+            sampler.final_size_after = max(0, total - int(n))
+            if self._rank_zero():
+                logger.info(
+                    "final phase: batches %d..%d of the run at %d px",
+                    sampler.final_size_after,
+                    total - 1,
+                    sampler.final_size,
+                )
+        return sampler
 
     def multiscale_kwargs(self) -> dict[str, Any]:
         """:class:`MultiScaleBatchSampler` keyword arguments of the ``multiscale`` config."""

@@ -257,8 +257,10 @@ class JointDataModule(DetectionDataModule):
     def train_batch_sampler(self) -> MultiScaleBatchSampler:
         """The multi-scale batch sampler over :meth:`index_sampler`, starting at the restored position."""
         base = self.index_sampler()
-        sampler = self._train_batch_sampler_for(
-            self._dataset("train"), self.sizes, index_sampler=base, **self.multiscale_kwargs()
+        sampler = self.with_final_phase(
+            self._train_batch_sampler_for(
+                self._dataset("train"), self.sizes, index_sampler=base, **self.multiscale_kwargs()
+            )
         )
         if self._rank_zero():
             counts = base.source_counts()

@@ -39,10 +39,14 @@ class DetectorModule(DarknetModule):
         power: exponent of the poly policy.
         loss_normalize: ``batch`` divides the batch-summed loss by the batch size (darknet divides the learning
             rate by the batch instead: same update).
-        conf_thresh, nms_thresh, max_det: evaluation decode (darknet's validation: 0.005, 0.45).
+        conf_thresh, nms_thresh, max_det: evaluation decode (darknet's validation: 0.005, 0.45, no cap: None).
+            COCO's AP keeps its own 100 detections per image (its definition) whatever the cap.
         pre_nms_topk: candidates kept per image before NMS, the highest scores (None or 0 = all, as darknet);
             bounds the decode + NMS cost of an early network, whose scores nearly all pass ``conf_thresh``.
-        voc07: also compute VOC2007 11-point AP.
+        voc07: also compute VOC2007 11-point AP (``voc07_map_50``).
+        headline_metric: the data's benchmark metric (``map_50`` COCO-style AP@0.5, ``voc07_map_50`` VOC2007
+            11-point AP, ``map`` COCO AP@[.5:.95]): it picks the best checkpoint (``monitor``), shows in the
+            progress bar and heads metrics.json.
         tree_decode: how a WordTree head names a box without ``eval_map``: ``darknet`` (darknet's descent over
             absolute probabilities, scored by objectness) or ``paper`` (descent on the path probability, scored
             ``obj * P(node)``); see :func:`yolo9000.postprocess.tree_candidates`.
@@ -58,8 +62,6 @@ class DetectorModule(DarknetModule):
         build_info: what the build computed (:class:`yolo9000.build.BuildInfo`), kept in the checkpoint.
         fast: the fast-path switches (:class:`yolo9000.speed.FastPath`: channels_last, compile, fused optimizer).
     """
-
-    monitor = "val/map_50"
 
     def __init__(
         self,
@@ -77,9 +79,10 @@ class DetectorModule(DarknetModule):
         loss_normalize: Literal["batch", "none"] = "batch",
         conf_thresh: float = 0.005,
         nms_thresh: float = 0.45,
-        max_det: int = 100,
+        max_det: int | None = None,
         pre_nms_topk: int | None = 1000,
-        voc07: bool = False,
+        voc07: bool = True,
+        headline_metric: str = "map_50",
         tree_decode: Literal["darknet", "paper"] = "darknet",
         tree_thresh: float = 0.5,
         eval_map: str | list[str | int] | None = None,
@@ -101,8 +104,11 @@ class DetectorModule(DarknetModule):
         self.class_names = list(class_names) if class_names else [str(i) for i in range(model.num_classes)]
         self.tree = None if self.criterion.tree.num_groups == 1 else self.criterion.tree
         self.eval_nodes = resolve_map(self.tree, eval_map)  # (K,) node indices or None
-        self.val_eval = DetectionEvaluator(self.class_names, voc07=voc07, max_detections=max_det)
-        self.test_eval = DetectionEvaluator(self.class_names, voc07=voc07, max_detections=max_det)
+        if headline_metric == "voc07_map_50" and not voc07:
+            raise ValueError("headline_metric voc07_map_50 needs voc07=true")
+        self.monitor = f"val/{headline_metric}"  # the validation metric that picks the best checkpoint
+        self.val_eval = DetectionEvaluator(self.class_names, voc07=voc07)
+        self.test_eval = DetectionEvaluator(self.class_names, voc07=voc07)
         self.test_results: dict[str, Any] = {}
         if backbone_ckpt:  # a classifier's or detector's checkpoint, or darknet weights (darknet19_448.conv.23)
             load_pretrained(self.model.backbone, backbone_ckpt, part="backbone")
@@ -211,9 +217,10 @@ class DetectorModule(DarknetModule):
     def on_validation_epoch_end(self) -> None:
         res = self.val_eval.compute()
         self.val_eval.reset()
-        scalars = {f"val/{k}": float(v) for k, v in res.items() if _is_scalar(v) and k != "map_50"}
+        head = self.hparams.headline_metric
+        scalars = {f"val/{k}": float(v) for k, v in res.items() if _is_scalar(v) and k != head}
         self.log_dict(scalars)
-        self.log("val/map_50", float(res["map_50"]), prog_bar=True)
+        self.log(f"val/{head}", float(res[head]), prog_bar=True)
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, torch.Tensor]]:
         return self._eval_step(batch, self.test_eval, "test")

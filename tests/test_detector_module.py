@@ -101,3 +101,25 @@ def test_fc_head_needs_fixed_size() -> None:
         check_config(_compose("model.net.head=fc", "data.multiscale.enabled=false", "model.net.fc_grid=13"))
     check_config(_compose("model.net.head=fc", "data.multiscale.enabled=false", "model.net.fc_grid=8"))
     check_config(_compose("model.net.head=fc", "data.multiscale.enabled=false"))  # null: img_size / 32
+
+
+@pytest.mark.parametrize("skip", [True, False])
+def test_nonfinite_gradients_skip_the_step(skip: bool) -> None:
+    """``skip_nonfinite``: an inf gradient drops every gradient (the optimizer leaves the weights alone) and counts
+    the step; without it the inf reaches the weights (darknet's behaviour)."""
+    module = DetectorModule(tiny(), RegionLoss, skip_nonfinite=skip)
+    opt = torch.optim.SGD(module.parameters(), lr=0.1)
+    before = [p.detach().clone() for p in module.parameters()]
+    for p in module.parameters():
+        p.grad = torch.ones_like(p)
+    next(module.parameters()).grad[0] = float("inf")
+    module.on_before_optimizer_step(opt)
+    opt.step()
+    changed = [not torch.equal(b, p.detach()) for b, p in zip(before, module.parameters(), strict=True)]
+    assert (not any(changed), getattr(module, "skipped_steps", 0)) == ((True, 1) if skip else (False, 0))
+    finite = [p.detach().clone() for p in module.parameters()]
+    for p in module.parameters():  # a finite step goes through either way
+        p.grad = torch.ones_like(p)
+    module.on_before_optimizer_step(opt)
+    opt.step()
+    assert all(not torch.equal(b, p.detach()) for b, p in zip(finite, module.parameters(), strict=True))

@@ -5,6 +5,7 @@ fast-path switches (``model.fast``, :class:`yolo9000.speed.FastPath`)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -13,6 +14,8 @@ import torch
 
 from yolo9000.modules.schedules import darknet_optimization
 from yolo9000.speed import FastPath, apply_fast_path, channels_last_images, optimizer_flags
+
+log = logging.getLogger(__name__)
 
 
 class DarknetModule(pl.LightningModule):
@@ -43,6 +46,24 @@ class DarknetModule(pl.LightningModule):
         compile_now = stage == "fit" and not self._fast_compiled
         apply_fast_path(self.model, self.fast, compile=compile_now)  # channels_last again: a no-op
         self._fast_compiled |= compile_now
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """``skip_nonfinite`` (an hparam; the detector's default): a step whose gradients hold inf or NaN is skipped
+        (every gradient dropped, so the optimizer leaves the weights and its state alone) and counted
+        (``train/skipped_steps``, a warning), instead of writing NaN into the weights for good. darknet has no
+        such guard: a diverging run dies there (one spike of an unstable setting, e.g. Table 2's YOLO column)."""
+        if not self.hparams.get("skip_nonfinite", False):
+            return
+        grads = [p.grad for p in self.parameters() if p.grad is not None]
+        if not grads:
+            return
+        if not bool(torch.isfinite(torch.nn.utils.get_total_norm(grads))):
+            for p in self.parameters():
+                p.grad = None
+            self.skipped_steps = getattr(self, "skipped_steps", 0) + 1
+            log.warning("step %d: non-finite gradients, step skipped (%d so far)", self.global_step, self.skipped_steps)
+        if self._trainer is not None:
+            self.log("train/skipped_steps", float(getattr(self, "skipped_steps", 0)), on_step=True, on_epoch=False)
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """uint8 images (cheap to collate and copy) -> float in [0, 1], on the device (NHWC with

@@ -61,6 +61,8 @@ class DetectorModule(DarknetModule):
             anchors were resolved from at build time; a record, the network holds the anchors.
         build_info: what the build computed (:class:`yolo9000.build.BuildInfo`), kept in the checkpoint.
         fast: the fast-path switches (:class:`yolo9000.speed.FastPath`: channels_last, compile, fused optimizer).
+        skip_nonfinite: skip (and count) a step whose gradients are not finite instead of poisoning the weights
+            (see :meth:`DarknetModule.on_before_optimizer_step`); darknet has no such guard.
     """
 
     def __init__(
@@ -92,6 +94,7 @@ class DetectorModule(DarknetModule):
         priors: dict[str, Any] | None = None,
         build_info: dict[str, Any] | None = None,
         fast: dict[str, Any] | None = None,
+        skip_nonfinite: bool = True,
     ) -> None:
         super().__init__(fast)
         self.save_hyperparameters(ignore=["model", "loss"], logger=False)

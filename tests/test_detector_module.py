@@ -103,8 +103,8 @@ def test_fc_head_needs_fixed_size() -> None:
     check_config(_compose("model.net.head=fc", "data.multiscale.enabled=false"))  # null: img_size / 32
 
 
-@pytest.mark.parametrize("skip", [True, False])
-def test_nonfinite_gradients_skip_the_step(skip: bool) -> None:
+@pytest.mark.parametrize("skip", [3, 0])
+def test_nonfinite_gradients_skip_the_step(skip: int) -> None:
     """``skip_nonfinite``: an inf gradient drops every gradient (the optimizer leaves the weights alone) and counts
     the step; without it the inf reaches the weights (darknet's behaviour)."""
     module = DetectorModule(tiny(), RegionLoss, skip_nonfinite=skip)
@@ -123,3 +123,10 @@ def test_nonfinite_gradients_skip_the_step(skip: bool) -> None:
     module.on_before_optimizer_step(opt)
     opt.step()
     assert all(not torch.equal(b, p.detach()) for b, p in zip(finite, module.parameters(), strict=True))
+    if skip:  # three non-finite steps in a row: the run has diverged
+        for _ in range(2):
+            next(module.parameters()).grad = torch.full_like(next(module.parameters()), float("nan"))
+            module.on_before_optimizer_step(opt)
+        next(module.parameters()).grad = torch.full_like(next(module.parameters()), float("nan"))
+        with pytest.raises(FloatingPointError, match="3 steps in a row"):
+            module.on_before_optimizer_step(opt)

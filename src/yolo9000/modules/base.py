@@ -48,20 +48,33 @@ class DarknetModule(pl.LightningModule):
         self._fast_compiled |= compile_now
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        """``skip_nonfinite`` (an hparam; the detector's default): a step whose gradients hold inf or NaN is skipped
-        (every gradient dropped, so the optimizer leaves the weights and its state alone) and counted
-        (``train/skipped_steps``, a warning), instead of writing NaN into the weights for good. darknet has no
-        such guard: a diverging run dies there (one spike of an unstable setting, e.g. Table 2's YOLO column)."""
-        if not self.hparams.get("skip_nonfinite", False):
+        """``skip_nonfinite`` (an hparam: N > 0 on, 0 off): a step whose gradients hold inf or NaN is skipped (every
+        gradient dropped, so the optimizer leaves the weights and its state alone) and counted
+        (``train/skipped_steps``; warnings for the first and then every 100th), instead of writing NaN into the
+        weights for good; after N such steps in a row the run has diverged and stops with an error. darknet has
+        no such guard: a diverging run trains on as NaN."""
+        limit = int(self.hparams.get("skip_nonfinite", 0) or 0)
+        if limit <= 0:
             return
         grads = [p.grad for p in self.parameters() if p.grad is not None]
         if not grads:
             return
-        if not bool(torch.isfinite(torch.nn.utils.get_total_norm(grads))):
+        if bool(torch.isfinite(torch.nn.utils.get_total_norm(grads))):
+            self._nonfinite_run = 0
+        else:
             for p in self.parameters():
                 p.grad = None
             self.skipped_steps = getattr(self, "skipped_steps", 0) + 1
-            log.warning("step %d: non-finite gradients, step skipped (%d so far)", self.global_step, self.skipped_steps)
+            self._nonfinite_run = getattr(self, "_nonfinite_run", 0) + 1
+            if self.skipped_steps <= 10 or self.skipped_steps % 100 == 0:
+                log.warning(
+                    "step %d: non-finite gradients, step skipped (%d so far)", self.global_step, self.skipped_steps
+                )
+            if self._nonfinite_run >= limit:
+                raise FloatingPointError(
+                    f"training diverged: {limit} steps in a row with non-finite gradients (up to step "
+                    f"{self.global_step}; {self.skipped_steps} skipped in all); lower model.lr or check the data"
+                )
         if self._trainer is not None:
             self.log("train/skipped_steps", float(getattr(self, "skipped_steps", 0)), on_step=True, on_epoch=False)
 

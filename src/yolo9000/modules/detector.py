@@ -61,8 +61,9 @@ class DetectorModule(DarknetModule):
             anchors were resolved from at build time; a record, the network holds the anchors.
         build_info: what the build computed (:class:`yolo9000.build.BuildInfo`), kept in the checkpoint.
         fast: the fast-path switches (:class:`yolo9000.speed.FastPath`: channels_last, compile, fused optimizer).
-        skip_nonfinite: skip (and count) a step whose gradients are not finite instead of poisoning the weights
-            (see :meth:`DarknetModule.on_before_optimizer_step`); darknet has no such guard.
+        skip_nonfinite: skip (and count) a step whose gradients are not finite instead of poisoning the weights;
+            stop with an error after this many in a row; 0 = no guard (darknet). See
+            :meth:`DarknetModule.on_before_optimizer_step`.
     """
 
     def __init__(
@@ -94,7 +95,7 @@ class DetectorModule(DarknetModule):
         priors: dict[str, Any] | None = None,
         build_info: dict[str, Any] | None = None,
         fast: dict[str, Any] | None = None,
-        skip_nonfinite: bool = True,
+        skip_nonfinite: int = 50,
     ) -> None:
         super().__init__(fast)
         self.save_hyperparameters(ignore=["model", "loss"], logger=False)

@@ -151,18 +151,23 @@ def test_report_combines_sweeps_of_different_sessions(tmp_path: Path) -> None:
         "params": 1e6,
         "provenance": {"command": "python src/train.py -m", "commit": c, "machine": "vm: 2 cores"},
     }
+    paper = {
+        "metric": "voc07_map_50",
+        "rows": [{"when": ["variant=batch_norm"], "value": 65.8}, {"when": ["variant=yolo"], "value": 63.4}],
+    }
     for seed, (a, b) in zip((1, 2), ((0.5, 0.3), (0.7, 0.5)), strict=True):
         sweep = tmp_path / f"s{seed}"
-        fake_job(sweep, 0, ["variant=yolo", f"seed={seed}"], m(a, f"c{seed}"))
-        fake_job(sweep, 1, ["variant=batch_norm", f"seed={seed}"], m(b, f"c{seed}"))
+        fake_job(sweep, 0, ["variant=yolo", f"seed={seed}"], m(a, f"c{seed}"), paper)
+        fake_job(sweep, 1, ["variant=batch_norm", f"seed={seed}"], m(b, f"c{seed}"), paper)
     res = run(
         str(tmp_path / "s1"), str(tmp_path / "s2"), "--combine", str(tmp_path / "all"), "--no-plot", script="report.py"
     )
     rows = read_csv(tmp_path / "all" / "summary.csv")
-    assert [(r["configuration"], r["seeds"]) for r in rows] == [("variant=yolo", "1 2"), ("variant=batch_norm", "1 2")]
-    assert float(rows[0]["map_50_pct_mean"]) == pytest.approx(60.0)
-    assert float(rows[0]["map_50_pct_std"]) == pytest.approx(100 * 0.02**0.5)
-    assert float(rows[1]["voc07_map_50_pct_mean"]) == pytest.approx(30.0)
+    # rows in the paper's order (batch_norm's row comes first in the paper block), not the order found
+    assert [(r["configuration"], r["seeds"]) for r in rows] == [("variant=batch_norm", "1 2"), ("variant=yolo", "1 2")]
+    assert float(rows[1]["map_50_pct_mean"]) == pytest.approx(60.0)
+    assert float(rows[1]["map_50_pct_std"]) == pytest.approx(100 * 0.02**0.5)
+    assert float(rows[0]["voc07_map_50_pct_mean"]) == pytest.approx(30.0) and rows[0]["paper_value"] == "65.8"
     md = (tmp_path / "all" / "summary.md").read_text()
     assert "commit `c1`, vm: 2 cores: 2 job(s), seeds 1" in md and "commit `c2`" in md and "VOC07 AP@0.5" in md
     assert "| `variant=yolo` | 1, 2 |" in res.stdout

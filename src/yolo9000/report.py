@@ -218,12 +218,12 @@ def mean_std(values: Sequence[float]) -> tuple[float, float, int]:
     return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else math.nan, int(v.size)
 
 
-def paper_value(paper: dict[str, Any] | None, job: JobResult) -> tuple[float | None, str]:
-    """The paper's (value, note) for a job: the first row of the ``paper`` block whose ``when`` all hold."""
+def paper_row(paper: dict[str, Any] | None, job: JobResult) -> int | None:
+    """Index of the first row of the ``paper`` block whose ``when`` all hold for the job (None: no row)."""
     if not paper:
-        return None, ""
+        return None
     ov = {k: v for k, v in (parse_override(o) for o in job.overrides)}
-    for row in paper.get("rows") or []:
+    for i, row in enumerate(paper.get("rows") or []):
         conds = row.get("when") or []
         if isinstance(conds, str):
             conds = [conds]
@@ -241,9 +241,18 @@ def paper_value(paper: dict[str, Any] | None, job: JobResult) -> tuple[float | N
                 ok = False
                 break
         if ok:
-            v = row.get("value")
-            return (float(v) if isinstance(v, int | float) else None), str(row.get("note") or "")
-    return None, ""
+            return i
+    return None
+
+
+def paper_value(paper: dict[str, Any] | None, job: JobResult) -> tuple[float | None, str]:
+    """The paper's (value, note) for a job: the first row of the ``paper`` block whose ``when`` all hold."""
+    i = paper_row(paper, job)
+    if i is None:
+        return None, ""
+    row = paper["rows"][i]  # type: ignore[index]
+    v = row.get("value")
+    return (float(v) if isinstance(v, int | float) else None), str(row.get("note") or "")
 
 
 def group_jobs(jobs: Sequence[JobResult]) -> tuple[list[ConfigRow], list[str]]:
@@ -467,6 +476,9 @@ def write_summary(
         jobs += found
     rows, common = group_jobs(jobs)
     paper = next((j.config.get("paper") for j in jobs if j.config.get("paper")), None)
+    if len(dirs) > 1 and paper:  # sweeps run apart: rows in the paper's order (the others after, as found)
+        n = len(paper.get("rows") or [])
+        rows.sort(key=lambda r: min((i for j in r.jobs if (i := paper_row(paper, j)) is not None), default=n))
     title = str(
         next((j.config.get("experiment_name") for j in jobs if j.config.get("experiment_name")), "")
         or dirs[0].parent.name

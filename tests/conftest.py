@@ -3,11 +3,13 @@ user types them, and config composition."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 from omegaconf import DictConfig
@@ -54,6 +56,15 @@ def run_script(
     if check:
         assert res.returncode == 0, f"{script} failed:\n{res.stdout[-3000:]}\n{res.stderr[-5000:]}"
     return res
+
+
+def load_script(name: str) -> ModuleType:
+    """``src/<name>.py`` imported as a module (its ``main`` and helpers, without running it)."""
+    spec = importlib.util.spec_from_file_location(f"{name}_script", ROOT / "src" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def compose_config(config_name: str = "train", *overrides: str, hydra_config: bool = False) -> DictConfig:

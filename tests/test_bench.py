@@ -3,14 +3,13 @@ preset's content, the variant checks and the table. Benchmarks print; nothing he
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-from conftest import ROOT, compose_config, run_script
+from conftest import compose_config, load_script, run_script
 
 TINY_BENCH = [
     "bench.steps=1",
@@ -49,11 +48,7 @@ ROW_KEYS = {
 
 
 def load_bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_script", ROOT / "src" / "bench.py")
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("bench")
 
 
 def test_bench_variants(tmp_path: Path) -> None:

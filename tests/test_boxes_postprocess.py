@@ -41,6 +41,26 @@ def test_iou_matches_torchvision() -> None:
     assert wh_iou(torch.tensor([[2.0, 2.0]]), torch.tensor([[1.0, 4.0]])).item() == pytest.approx(1 / 3)
 
 
+def test_iou_broadcasts_batches_and_planes_decode_matches_channel_last() -> None:
+    g = torch.Generator().manual_seed(1)
+    a = torch.rand(2, 1, 3, 4, generator=g) * 0.5 + 0.1  # (B, 1, M, 4) truths
+    b = torch.rand(2, 4, 6, 4, generator=g) * 0.5 + 0.1  # (B, A, N, 4) predictions
+    a[0, 0, 0] = torch.tensor([0.1, 0.1, 0.05, 0.05])  # far from every prediction below: IoU exactly 0
+    b[0, :, :, :2] = 0.8
+    ours = box_iou_cxcywh(a, b)  # (B, A, M, N)
+    assert ours.shape == (2, 4, 3, 6) and (ours[0, :, 0] == 0).all()
+    for i in range(2):
+        for k in range(4):
+            ref = box_iou(box_convert(a[i, 0], "cxcywh", "xyxy"), box_convert(b[i, k], "cxcywh", "xyxy"))
+            torch.testing.assert_close(ours[i, k], ref, rtol=1e-5, atol=1e-6)
+    anchors = torch.tensor([[1.0, 2.0], [3.0, 0.5]])
+    xy, wh = torch.rand(2, 2, 3, 5, 2, generator=g), torch.randn(2, 2, 3, 5, 2, generator=g)
+    for loc in ("direct", "offset"):
+        last = decode_boxes(xy, wh, anchors, loc)  # (B, A, H, W, 4)
+        planes = decode_boxes(xy.movedim(-1, 2), wh.movedim(-1, 2), anchors, loc, coord_dim=2)
+        assert torch.equal(planes.movedim(2, -1), last)
+
+
 def test_map_back_to_original_pixels() -> None:
     # letterbox a 200x100 (w x h) image into 64x64: scale .32, pad_y = (64 - 32) / 2 = 16
     t = torch.tensor([[0.32, 0.32, 0.0, 16.0]])

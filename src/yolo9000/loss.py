@@ -98,8 +98,12 @@ class _RegionLossFn(torch.autograd.Function):
             raise RuntimeError("the region loss's gradient is consumed by its first backward; compute the loss again")
         ctx.consumed = True  # the stored gradient is scaled in place (no copy of the head-sized buffer)
         grad, responsible = ctx.saved_tensors
-        if not g.is_cuda and bool((g == g[0]).all()):  # every term weighted alike (the usual sum): one product
-            return grad.mul_(g[0]).view(ctx.raw_shape).to(ctx.raw_dtype), None, None, None
+        if not g.is_cuda:  # the usual sum weights every term alike: one product, or none at all
+            weights = g.tolist()
+            if weights == [1.0] * 4:
+                return grad.view(ctx.raw_shape).to(ctx.raw_dtype), None, None, None
+            if len(set(weights)) == 1:
+                return grad.mul_(weights[0]).view(ctx.raw_shape).to(ctx.raw_dtype), None, None, None
         out = torch.empty_like(grad)
         out[:, :, :4] = grad[:, :, :4] * g[0]
         out[:, :, 4] = grad[:, :, 4] * torch.where(responsible, g[1], g[2])
@@ -249,8 +253,8 @@ class RegionLoss(nn.Module):
         # (B, A, M, HW): truths x predictors, the predictors' cells innermost (IoU is symmetric)
         ious = box_iou_cxcywh(iou_truth.unsqueeze(1), pred.transpose(2, 3))
         best_iou = ious.amax(2) if ious.shape[2] else None
+        # (classification-only images have no detection truths: every IoU is 0 there, nothing is ignored)
         ignore = best_iou > self.thresh if best_iou is not None else torch.zeros_like(so, dtype=torch.bool)
-        ignore &= ~classonly_img.view(-1, 1, 1)
         obj_weight = torch.where(ignore, 0.0, self.noobject_scale)  # (B, A, HW)
         obj_target = torch.zeros_like(so)
 
@@ -325,9 +329,12 @@ class RegionLoss(nn.Module):
         # ---- darknet's printed statistics ---------------------------------------------------------------------
         n_t = len(loc)
         denom = max(n_t, 1)
-        paths = tree.paths.to(dev)[truth_cls[b_idx, t_idx]]  # (T, D)
         cond = tree.softmax(p2[ba, 5:, cidx])  # (T, C)
-        p_cls = cond.gather(1, paths.clamp_min(0)).where(paths >= 0, 1.0).prod(1)
+        if tree.num_groups == 1:  # flat: P(label)
+            p_cls = cond.gather(1, truth_cls[b_idx, t_idx].unsqueeze(1)).squeeze(1)
+        else:  # the product along the label's path
+            paths = tree.paths.to(dev)[truth_cls[b_idx, t_idx]]  # (T, D)
+            p_cls = cond.gather(1, paths.clamp_min(0)).where(paths >= 0, 1.0).prod(1)
         stats = {
             "avg_iou": iou_resp.sum() / denom,
             "recall": (iou_resp > 0.5).float().sum() / denom,
@@ -397,19 +404,23 @@ class RegionLoss(nn.Module):
         """
         tree, dev = self.tree, loc.device
         if tree.num_groups == 1:  # flat softmax: the label is the node, one write per predictor (the caller's)
-            w_loc, node = loc, label
-            offset, size = torch.zeros_like(label), torch.full_like(label, self.num_classes)
-        else:
-            paths = tree.paths.to(dev)[label]  # (K, D)
-            k_idx, d_idx = torch.nonzero(paths >= 0, as_tuple=True)
-            node = paths[k_idx, d_idx]
-            grp = tree.group.to(dev)[node]
-            key = loc[k_idx] * tree.num_groups + grp
-            uniq, inv = torch.unique(key, return_inverse=True)
-            last_w = torch.full((len(uniq),), -1, device=dev, dtype=torch.long).scatter_reduce(0, inv, k_idx, "amax")
-            keep = last_w[inv] == k_idx
-            w_loc, node, grp = loc[k_idx][keep], node[keep], grp[keep]
-            offset, size = tree.group_offset.to(dev)[grp], tree.group_size.to(dev)[grp]
+            ba, cidx = loc // n_cell, loc % n_cell
+            logp = torch.log_softmax(p2[ba, 5:, cidx], dim=1)  # (K, C)
+            ce = -logp.gather(1, label.unsqueeze(1)).squeeze(1)  # (K,)
+            d_ce = logp.exp_()  # softmax - one-hot
+            d_ce[torch.arange(len(label), device=dev), label] -= 1
+            g2[ba, 5:, cidx] = d_ce  # distinct predictors whose class channels are still 0
+            return ce.new_zeros(bsz).index_add_(0, loc // (g2.shape[0] // bsz * n_cell), ce)
+        paths = tree.paths.to(dev)[label]  # (K, D)
+        k_idx, d_idx = torch.nonzero(paths >= 0, as_tuple=True)
+        node = paths[k_idx, d_idx]
+        grp = tree.group.to(dev)[node]
+        key = loc[k_idx] * tree.num_groups + grp
+        uniq, inv = torch.unique(key, return_inverse=True)
+        last_w = torch.full((len(uniq),), -1, device=dev, dtype=torch.long).scatter_reduce(0, inv, k_idx, "amax")
+        keep = last_w[inv] == k_idx
+        w_loc, node, grp = loc[k_idx][keep], node[keep], grp[keep]
+        offset, size = tree.group_offset.to(dev)[grp], tree.group_size.to(dev)[grp]
         ba, cidx = w_loc // n_cell, w_loc % n_cell
         logits = p2[ba, 5:, cidx]  # (Kw, C)
         width = int(size.max()) if len(size) else 1

@@ -324,8 +324,11 @@ class Detector:
         call's thresholds)."""
         m = self.module
         x = images.to(self.device, non_blocking=True).float().div_(255.0)
-        with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
+        if self.dtype == torch.float32:  # no autocast context at all (entering one costs ~0.1 ms a call on a CPU)
             raw = m(x)
+        else:
+            with torch.autocast(self.device.type, dtype=self.dtype):
+                raw = m(x)
         return m.predict_raw(
             raw.float(), x.shape[-2:], transforms.to(self.device), orig_sizes.to(self.device), conf, nms, max_det
         )

@@ -176,6 +176,35 @@ def test_report_combines_sweeps_of_different_sessions(tmp_path: Path) -> None:
         write_summary([tmp_path / "s1", tmp_path / "s2"], plot=False)
 
 
+def test_report_archive_copies_job_records_not_checkpoints(tmp_path: Path) -> None:
+    m = {"map_50": 0.5, "voc07_map_50": 0.4, "map": 0.2, "params": 1e6}
+    sweep = tmp_path / "runs" / "2026-01-01_00-00-00"
+    fake_job(sweep, 0, ["variant=yolo", "seed=1"], m)
+    fake_job(sweep, 1, ["variant=batch_norm", "seed=1"], {**m, "map_50": 0.7})
+    (sweep / "0" / "checkpoints").mkdir()
+    (sweep / "0" / "checkpoints" / "last.ckpt").write_bytes(b"x" * 100)
+    (sweep / "1" / "per_class.md").write_text("| class |")
+    out = tmp_path / "docs"
+    run(str(sweep), "--combine", str(out), "--archive", "--no-plot", script="report.py")
+    kept = out / "jobs" / sweep.name
+    assert sorted(p.relative_to(kept).as_posix() for p in kept.rglob("*") if p.is_file()) == [
+        "0/.hydra/config.yaml",
+        "0/.hydra/overrides.yaml",
+        "0/metrics.json",
+        "1/.hydra/config.yaml",
+        "1/.hydra/overrides.yaml",
+        "1/metrics.json",
+        "1/per_class.md",
+    ]
+    first = (out / "summary.md").read_text()
+    assert "variant=batch_norm" in first and "70.0" in first
+    # the archive alone gives the same table (the sweep folder may be gone)
+    shutil.rmtree(tmp_path / "runs")
+    run(str(kept), "--combine", str(out), "--archive", "--no-plot", script="report.py")
+    rows = lambda md: [line for line in md.splitlines() if line.startswith("| `")]  # noqa: E731
+    assert rows((out / "summary.md").read_text()) == rows(first) and len(rows(first)) == 2
+
+
 def test_mean_std_ignores_missing_values() -> None:
     assert mean_std([1.0, float("nan"), 3.0]) == (2.0, pytest.approx(2**0.5), 2)
     assert mean_std([])[2] == 0

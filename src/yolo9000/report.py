@@ -25,6 +25,7 @@ import csv
 import json
 import logging
 import math
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -452,6 +453,41 @@ def plot_summary(rows: Sequence[ConfigRow], path: Path, paper: dict[str, Any] | 
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+ARCHIVED_FILES = ("metrics.json", "build.json", "per_class.md", "failed.json", "data_issues.txt")
+
+
+def archive_jobs(sweep_dirs: Sequence[str | Path], out_dir: str | Path) -> list[Path]:
+    """Copy each job's record (``.hydra/*.yaml`` and :data:`ARCHIVED_FILES`; no checkpoints, logs or pictures) to
+    ``out_dir/jobs/<sweep folder name>/<job>/``: small enough to commit beside the combined summary, and enough to
+    summarise again (``report.py <out_dir>/jobs/* --combine <out_dir>``). A folder already under ``out_dir/jobs``
+    is kept as it is. Returns the archived sweep folders, in the order given.
+
+    Raises FileNotFoundError for a folder without job folders; ValueError when two sweeps share a folder name.
+    """
+    root = Path(out_dir) / "jobs"
+    out: list[Path] = []
+    for d in (Path(x) for x in sweep_dirs):
+        dest = root / d.name
+        if d.resolve() == dest.resolve():
+            out.append(dest)
+            continue
+        if dest in out:
+            raise ValueError(f"two sweep folders named {d.name}: rename one before archiving")
+        jobs = load_sweep(d)
+        if not jobs:
+            raise FileNotFoundError(f"{d}: no job folders (<job num>/.hydra/overrides.yaml)")
+        for job in jobs:
+            target = dest / job.path.name
+            (target / ".hydra").mkdir(parents=True, exist_ok=True)
+            for f in (job.path / ".hydra").glob("*.yaml"):
+                shutil.copy2(f, target / ".hydra" / f.name)
+            for name in ARCHIVED_FILES:
+                if (job.path / name).is_file():
+                    shutil.copy2(job.path / name, target / name)
+        out.append(dest)
+    return out
 
 
 def write_summary(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from yolo9000.models.layers import BNStyle, ConvBNLeaky
+from yolo9000.models.layers import BNStyle, ConvBNLeaky, InitStyle, init_weights_
 
 # (filters, kernel) per conv, "M" = maxpool 2/2; exactly cfg/darknet19.cfg without its 1x1x1000 classifier.
 DARKNET19_LAYOUT: list[tuple[int, int] | str] = [
@@ -87,12 +87,14 @@ class ClassifierHead(nn.Module):
 
 
 class Darknet19Classifier(nn.Module):
-    """Darknet-19 + classifier head: (B, 3, H, W) -> (B, num_classes) logits. Same ``backbone`` as the detector."""
+    """Darknet-19 + classifier head: (B, 3, H, W) -> (B, num_classes) logits. Same ``backbone`` as the detector.
+    ``init``: weight initialisation of the whole network (:func:`~yolo9000.models.layers.init_weights_`)."""
 
-    def __init__(self, backbone: Darknet19, num_classes: int = 1000) -> None:
+    def __init__(self, backbone: Darknet19, num_classes: int = 1000, init: InitStyle = "darknet") -> None:
         super().__init__()
         self.backbone = backbone
         self.head = ClassifierHead(backbone.out_channels, num_classes)
+        init_weights_(self, init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone(x)["c5"])

@@ -4,6 +4,7 @@ global average pool, and darknet's general ``[convolutional]`` block."""
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from typing import Literal
 
@@ -12,6 +13,35 @@ import torch.nn.functional as F
 from torch import nn
 
 BNStyle = Literal["torch", "darknet"]
+InitStyle = Literal["darknet", "torch"]
+
+
+def init_weights_(module: nn.Module, style: InitStyle = "darknet") -> nn.Module:
+    """Initialise a network's weights in place; returns it.
+
+    ``darknet``: conv weights ``N(0, 2 / fan_in)`` (``make_convolutional_layer``: ``scale * rand_normal()``,
+    scale = sqrt(2 / (size * size * c / groups))), fully connected weights ``U(-s, s)``, s = sqrt(2 / inputs)
+    (``make_connected_layer``), every bias 0, batch-norm scales 1 and shifts 0. This keeps the activations' scale
+    through the 20-odd leaky-ReLU convs of a network WITHOUT batch norm, where PyTorch's default (about a third of
+    the variance per layer) leaves the output nearly constant and the network cannot learn (Table 2's YOLO column).
+    ``torch``: PyTorch's defaults, as the layers were built.
+    """
+    if style == "torch":
+        return module
+    if style != "darknet":
+        raise ValueError(f"init must be 'darknet' or 'torch', got {style!r}")
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            fan_in = m.in_channels // m.groups * m.kernel_size[0] * m.kernel_size[1]
+            nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / fan_in))
+        elif isinstance(m, nn.Linear):
+            bound = math.sqrt(2.0 / m.in_features)
+            nn.init.uniform_(m.weight, -bound, bound)
+        elif isinstance(m, nn.modules.batchnorm._BatchNorm) and m.affine:
+            nn.init.ones_(m.weight)
+        if isinstance(m, nn.Conv2d | nn.Linear | nn.modules.batchnorm._BatchNorm) and m.bias is not None:
+            nn.init.zeros_(m.bias)
+    return module
 
 
 class DarknetBatchNorm2d(nn.BatchNorm2d):

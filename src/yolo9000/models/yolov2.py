@@ -15,7 +15,7 @@ from torch import nn
 
 from yolo9000.models import STRIDE
 from yolo9000.models.darknet19 import Darknet19, scaled
-from yolo9000.models.layers import ConvBNLeaky, Reorg
+from yolo9000.models.layers import ConvBNLeaky, InitStyle, Reorg, init_weights_
 
 
 class YOLOv2(nn.Module):
@@ -37,6 +37,8 @@ class YOLOv2(nn.Module):
             ``offset`` (RPN-style unconstrained offsets scaled by the prior). Used by decode and loss.
         extra_convs: the 3 x 3 x 1024 convs on the backbone output before the passthrough (darknet: 2).
         fuse: the 3 x 3 x 1024 conv in front of the prediction (yolov2-voc: yes; yolo9000.cfg: none).
+        init: weight initialisation of the whole network, backbone included (:func:`init_weights_`): ``darknet``
+            or ``torch`` (PyTorch's defaults). Pretrained weights are loaded afterwards.
     """
 
     def __init__(
@@ -53,6 +55,7 @@ class YOLOv2(nn.Module):
         location: Literal["direct", "offset"] = "direct",
         extra_convs: int = 2,
         fuse: bool = True,
+        init: InitStyle = "darknet",
     ) -> None:
         super().__init__()
         if location not in ("direct", "offset"):
@@ -106,6 +109,7 @@ class YOLOv2(nn.Module):
                 nn.LeakyReLU(0.1, inplace=True),
                 nn.Linear(fc_hidden, out_ch * fc_grid * fc_grid),
             )
+        init_weights_(self, init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) images in [0, 1] -> raw head output (B, A * (5 + C), H / 32, W / 32)."""

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from yolo9000.models.darknet19 import Darknet19, Darknet19Classifier
-from yolo9000.models.layers import MaxPoolSame, reorg
+from yolo9000.models.layers import MaxPoolSame, init_weights_, reorg
 from yolo9000.models.yolov2 import YOLOv2
 
 FIX = Path(__file__).parent / "fixtures"
@@ -71,6 +71,41 @@ def test_switches() -> None:
         fc(torch.rand(1, 3, 96, 96))
     with pytest.raises(ValueError, match="location"):
         YOLOv2(Darknet19(width=0.125), 3, VOC_ANCHORS, location="bogus")  # type: ignore[arg-type]
+
+
+def test_darknet_init_keeps_a_bn_free_network_alive() -> None:
+    """darknet's initialisation (make_convolutional_layer / make_connected_layer): conv weights N(0, 2 / fan_in),
+    fc weights U(-sqrt(2 / in), sqrt(2 / in)), biases 0. Through a BN-free Darknet-19 + fc head (Table 2's YOLO
+    column) it keeps the output varying with the input; PyTorch's default init shrinks it to nearly a constant."""
+    torch.manual_seed(0)
+
+    def net(init: str) -> YOLOv2:
+        bb = Darknet19(batch_norm=False, width=0.25)
+        return YOLOv2(bb, 3, None, num_boxes=2, head="fc", fc_grid=2, fc_hidden=64, passthrough=False, init=init)
+
+    dk, pt = net("darknet"), net("torch")
+    convs = [m for m in dk.modules() if isinstance(m, torch.nn.Conv2d)]
+    big = max(convs, key=lambda m: m.weight.numel())
+    fan_in = big.in_channels * big.kernel_size[0] * big.kernel_size[1]
+    assert big.weight.std().item() == pytest.approx((2 / fan_in) ** 0.5, rel=0.05)
+    biases = [m.bias.detach() for m in convs if m.bias is not None]
+    assert biases and all(float(b.abs().max()) == 0 for b in biases)  # BN-free convs have biases: all 0
+    fc1 = next(m for m in dk.modules() if isinstance(m, torch.nn.Linear))
+    bound = (2 / fc1.in_features) ** 0.5
+    assert bound * 0.95 < float(fc1.weight.detach().abs().max()) <= bound
+    x = torch.rand(4, 3, 64, 64)
+    with torch.no_grad():
+        spread_dk = dk(x).std(0).mean().item()  # how much the output changes from image to image
+        spread_pt = pt(x).std(0).mean().item()
+    assert spread_dk > 1000 * spread_pt  # measured: 3.5e-3 vs 5e-10
+    bn = Darknet19(width=0.125)
+    for m in bn.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.weight.data.fill_(3.0)
+    init_weights_(bn)
+    assert all(float(m.weight.detach().min()) == 1 for m in bn.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    with pytest.raises(ValueError, match="init"):
+        init_weights_(bn, "xavier")  # type: ignore[arg-type]
 
 
 def test_maxpool_same_keeps_size() -> None:

@@ -293,6 +293,34 @@ def test_backbone_handoff_to_detector(fitted: tuple[ClassifierModule, Path]) -> 
         load_pretrained(wide.backbone, str(ckpt), part="backbone")
 
 
+def test_bn_checkpoint_folds_into_a_network_without_bn(tmp_path: Path) -> None:
+    """Table 2's YOLO column (no BN) starts from the batch-norm classifier: each BN is folded into its conv, so the
+    BN-free backbone computes what the checkpoint computes in eval mode; loading it unfolded is impossible."""
+    torch.manual_seed(0)
+    src = Darknet19(width=0.125)
+    for m in src.modules():  # non-trivial statistics, as a trained network's
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.2)
+    ckpt = tmp_path / "cls.ckpt"
+    torch.save({"state_dict": {f"model.backbone.{k}": v for k, v in src.state_dict().items()}}, ckpt)
+    plain = Darknet19(batch_norm=False, width=0.125)
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        before = plain(x)["c5"]
+        load_pretrained(plain, str(ckpt), part="backbone")
+        want, got = src.eval()(x)["c5"], plain.eval()(x)["c5"]
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(before, want, atol=1e-3)  # the load changed the network
+    conv_bn = [m for m in src.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    first = next(m for m in plain.modules() if isinstance(m, torch.nn.Conv2d))
+    bn = conv_bn[0]
+    scale = bn.weight / torch.sqrt(bn.running_var + 1e-5)  # hand-computed fold of the first layer
+    torch.testing.assert_close(first.bias.detach(), (bn.bias - bn.running_mean * scale).detach())
+
+
 def test_init_ckpt(fitted: tuple[ClassifierModule, Path]) -> None:
     module, ckpt = fitted
     again = ClassifierModule(_tiny(), init_ckpt=str(ckpt))

@@ -14,11 +14,40 @@ from yolo9000.darknet import load_weights
 
 log = logging.getLogger("yolo9000")
 
-__all__ = ["load_pretrained"]
+__all__ = ["fold_batch_norm", "load_pretrained"]
 
 
 def _is_darknet_weights(path: Path) -> bool:
     return path.suffix == ".weights" or ".conv." in path.name
+
+
+def fold_batch_norm(state: Mapping[str, torch.Tensor], own: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A batch-normalised checkpoint for a network without batch norm: every conv of ``own`` with a bias that the
+    checkpoint lacks, whose checkpoint conv is followed by a BN (the ``<p>.0`` conv / ``<p>.1`` BN pairs of
+    :class:`~yolo9000.models.layers.ConvBNLeaky`), absorbs that BN's inference transform (darknet's
+    ``denormalize_convolutional_layer``): ``w * g / sqrt(var + 1e-5)`` and bias ``beta - mean * g / sqrt(var +
+    1e-5)``. The network without BN then computes what the checkpoint computes in eval mode (Table 2's YOLO column
+    starts from the same classifier as the batch-norm column). Other tensors pass through unchanged."""
+    out = dict(state)
+    folded = 0
+    for k in own:
+        if not k.endswith(".0.bias") or k in state:
+            continue
+        p = k[: -len(".0.bias")]
+        names = [f"{p}.1.{n}" for n in ("weight", "bias", "running_mean", "running_var")]
+        if f"{p}.0.weight" not in state or not all(n in state for n in names):
+            continue
+        g, beta, mean, var = (state[n].float() for n in names)
+        scale = g / torch.sqrt(var + 1e-5)
+        w = state[f"{p}.0.weight"]
+        out[f"{p}.0.weight"] = (w.float() * scale.view(-1, *[1] * (w.dim() - 1))).to(w.dtype)
+        out[k] = (beta - mean * scale).to(w.dtype)
+        for n in [*names, f"{p}.1.num_batches_tracked"]:
+            out.pop(n, None)
+        folded += 1
+    if folded:
+        log.info("folded %d batch norms of the checkpoint into the convs (the network has none)", folded)
+    return out
 
 
 def load_pretrained(target: nn.Module, source: str | Path, *, part: str | None = None) -> int:
@@ -28,7 +57,8 @@ def load_pretrained(target: nn.Module, source: str | Path, *, part: str | None =
         target: the network (or sub-network) to fill.
         source: a Lightning checkpoint (its ``state_dict``), a state dict, or darknet ``.weights`` (filled in
             darknet's layer order, see :func:`yolo9000.darknet.darknet_convs`; a partial file fills the first
-            convs).
+            convs). A batch-normalised checkpoint fills a network without BN with its BNs folded into the convs
+            (:func:`fold_batch_norm`).
         part: take only the tensors under ``<part>.`` of the checkpoint, e.g. ``"backbone"``: a detector's
             Darknet-19 from a classifier or detector checkpoint (the rest, such as the classifier head, is left out);
             None: the whole network (``model.*`` of a Lightning checkpoint), where missing and unexpected tensors are
@@ -54,6 +84,7 @@ def load_pretrained(target: nn.Module, source: str | Path, *, part: str | None =
     elif any(k.startswith("model.") for k in state):
         state = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
     own = target.state_dict()
+    state = fold_batch_norm(state, own)
     bad = [
         f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
         for k, v in state.items()

@@ -74,6 +74,28 @@ def seconds_per_call(fn: Callable[[], Any], b: DictConfig, device: torch.device)
     return statistics.median(call_times(fn, b.steps, b.warmup, device))
 
 
+def paired_seconds_per_call(
+    a: Callable[[], Any], b_fn: Callable[[], Any], rounds: int, b: DictConfig, device: torch.device
+) -> tuple[float, float]:
+    """Seconds per call of ``a`` and ``b_fn``, called alternately (``rounds`` each after ``bench.warmup`` untimed
+    pairs) so that both see the same machine: drift and other processes weigh on both alike, which separate
+    blocks of calls do not (their ratio is what the targets compare). CPU: the median call of each; CUDA: the
+    mean (device synchronised around every call)."""
+    for _ in range(int(b.warmup)):
+        a()
+        b_fn()
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(max(int(rounds), 1)):
+        for fn, out in ((a, times[0]), (b_fn, times[1])):
+            sync(device)
+            t0 = time.perf_counter()
+            fn()
+            sync(device)
+            out.append(time.perf_counter() - t0)
+    pick = statistics.fmean if device.type == "cuda" else statistics.median
+    return pick(times[0]), pick(times[1])
+
+
 # ---------------------------------------------------------------------------------------------- setup
 def bench_config(cfg: DictConfig) -> DictConfig:
     """``cfg`` with the data at the bench's batch and fixed size (``bench.batch_size`` x ``bench.size``, multi-scale
@@ -249,8 +271,8 @@ def time_inference(
         def e2e(batch: list[np.ndarray] = batch, n: int = n) -> None:
             det.predict(batch, size=int(b.size), batch_size=n, conf=float(b.infer_conf), num_workers=b.infer_workers)
 
-        fwd = n / seconds_per_call(forward, b, device)
-        end = n / seconds_per_call(e2e, b, device)
+        t_fwd, t_end = paired_seconds_per_call(forward, e2e, max(int(b.steps), int(b.infer_rounds) // n), b, device)
+        fwd, end = n / t_fwd, n / t_end
         res |= {
             f"infer_b{n}_forward_img_per_s": fwd,
             f"infer_b{n}_e2e_img_per_s": end,

@@ -86,12 +86,8 @@ def paired_seconds_per_call(
         b_fn()
     times: tuple[list[float], list[float]] = ([], [])
     for _ in range(max(int(rounds), 1)):
-        for fn, out in ((a, times[0]), (b_fn, times[1])):
-            sync(device)
-            t0 = time.perf_counter()
-            fn()
-            sync(device)
-            out.append(time.perf_counter() - t0)
+        times[0].extend(call_times(a, 1, 0, device))
+        times[1].extend(call_times(b_fn, 1, 0, device))
     pick = statistics.fmean if device.type == "cuda" else statistics.median
     return pick(times[0]), pick(times[1])
 

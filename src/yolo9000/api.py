@@ -21,6 +21,7 @@ Decisions:
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -324,11 +325,9 @@ class Detector:
         call's thresholds)."""
         m = self.module
         x = images.to(self.device, non_blocking=True).float().div_(255.0)
-        if self.dtype == torch.float32:  # no autocast context at all (entering one costs ~0.1 ms a call on a CPU)
+        fp32 = self.dtype == torch.float32  # no autocast context at all (entering one costs ~0.1 ms a call on a CPU)
+        with contextlib.nullcontext() if fp32 else torch.autocast(self.device.type, dtype=self.dtype):
             raw = m(x)
-        else:
-            with torch.autocast(self.device.type, dtype=self.dtype):
-                raw = m(x)
         return m.predict_raw(
             raw.float(), x.shape[-2:], transforms.to(self.device), orig_sizes.to(self.device), conf, nms, max_det
         )

@@ -13,6 +13,8 @@ weights), at ``bench.batch_size`` x ``bench.size``:
 * ``infer_b<N>_forward_img_per_s`` / ``infer_b<N>_e2e_img_per_s``: the eval forward pass, and end to end
   (:meth:`yolo9000.Detector.predict` on decoded ``bench.infer_image_hw`` images: resize, forward, decode, NMS,
   boxes mapped back) at each batch of ``bench.infer_batches``; ``infer_b<N>_e2e_over_forward`` their ratio;
+  ``infer_b<N>_dets_per_img`` the detections it returned (``bench.infer_ckpt`` / ``bench.infer_images``: trained
+  weights and real photos instead of random ones);
 * ``peak_mem_mb``: CUDA: the variant's peak allocated memory; CPU: the process's peak resident memory so far.
 
 ``loss_protocol`` (once): the region loss on the PyTorch ports' common protocol (``bench.loss_protocol``: B=16, 13x13,
@@ -32,6 +34,7 @@ bf16 + channels_last / + compile).
 from __future__ import annotations
 
 import copy
+import glob
 import json
 import os
 import platform
@@ -49,6 +52,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from yolo9000.build import build, instantiate_module
+from yolo9000.data.image_io import read_image
 from yolo9000.environment import setup_environment
 from yolo9000.loss import RegionLoss
 from yolo9000.speed import FastPath, call_times, channels_last_images, device_name, sync, timeit
@@ -244,19 +248,39 @@ def time_lightning(cfg: DictConfig, module: Any, precision: str | None, device: 
 
 
 # ---------------------------------------------------------------------------------------------- inference
+def inference_images(b: DictConfig) -> list[np.ndarray]:
+    """The decoded images of the inference rows, as many as the largest of ``bench.infer_batches``: the files of
+    ``bench.infer_images`` (a glob, cycled), else random pixels of ``bench.infer_image_hw``."""
+    n = max(int(k) for k in b.infer_batches)
+    if b.get("infer_images"):
+        files = sorted(glob.glob(str(b.infer_images)))
+        if not files:
+            raise FileNotFoundError(f"bench.infer_images={b.infer_images!r}: no file matches")
+        return [read_image(files[i % len(files)]) for i in range(n)]
+    g = np.random.default_rng(0)
+    hw = [int(s) for s in b.infer_image_hw]
+    return [g.integers(0, 256, (*hw, 3), dtype=np.uint8) for _ in range(n)]
+
+
 def time_inference(
-    module: Any, precision: str, images: list[np.ndarray], b: DictConfig, device: torch.device
-) -> dict[str, float]:
-    """Eval forward pass and end to end (:class:`yolo9000.Detector`) at every batch of ``bench.infer_batches``."""
+    module: Any,
+    precision: str,
+    images: list[np.ndarray],
+    b: DictConfig,
+    device: torch.device,
+    channels_last: bool | None = None,
+) -> dict[str, Any]:
+    """Eval forward pass and end to end (:class:`yolo9000.Detector`) at every batch of ``bench.infer_batches``;
+    ``channels_last`` as the Detector's (None: its default, NHWC on the CPU); the forward pass in its layout."""
     from yolo9000 import Detector
 
-    det = Detector(module, device=device, dtype=AUTOCAST[precision] or torch.float32)
+    det = Detector(module, device=device, dtype=AUTOCAST[precision] or torch.float32, channels_last=channels_last)
     net = module.model.eval()
-    res: dict[str, float] = {}
+    res: dict[str, Any] = {"infer_channels_last": det.channels_last}
     g = torch.Generator().manual_seed(1)
     for n in [int(n) for n in b.infer_batches]:
         x = torch.rand(n, 3, b.size, b.size, generator=g).to(device)
-        x = channels_last_images(x) if module.fast.channels_last else x
+        x = channels_last_images(x) if det.channels_last else x
 
         def forward(x: torch.Tensor = x) -> None:
             with torch.no_grad(), autocast(device, precision):
@@ -269,10 +293,12 @@ def time_inference(
 
         t_fwd, t_end = paired_seconds_per_call(forward, e2e, max(int(b.steps), int(b.infer_rounds) // n), b, device)
         fwd, end = n / t_fwd, n / t_end
+        dets = det.predict(batch, size=int(b.size), batch_size=n, conf=float(b.infer_conf))
         res |= {
             f"infer_b{n}_forward_img_per_s": fwd,
             f"infer_b{n}_e2e_img_per_s": end,
             f"infer_b{n}_e2e_over_forward": end / fwd,
+            f"infer_b{n}_dets_per_img": sum(len(d.scores) for d in dets) / n,  # decode + NMS cost grows with it
         }
     return res
 
@@ -309,8 +335,8 @@ def time_heads(module: Any, x: torch.Tensor, precision: str, b: DictConfig) -> d
         heads.append((f"{num_classes}cls_untrained", wc.to(x.device)))
     res: dict[str, float] = {}
     for name, m in heads:
-        if m.fast.channels_last:
-            m.model.to(memory_format=torch.channels_last)
+        # the module's own layout, as its batch ``x`` (the Detector of the inference rows may have changed it)
+        m.model.to(memory_format=torch.channels_last if m.fast.channels_last else torch.contiguous_format)
 
         def forward(images: torch.Tensor, m: Any = m) -> torch.Tensor:
             with autocast(x.device, precision):
@@ -486,9 +512,7 @@ def main(cfg: DictConfig) -> None:
     built = build(cfg)  # what train.py builds (classes, priors), at the bench's batch and size
     mc = built.module.model_config
     base_precision = str(cfg.trainer.precision)
-    g = np.random.default_rng(0)
-    hw = [int(s) for s in b.infer_image_hw]
-    images = [g.integers(0, 256, (*hw, 3), dtype=np.uint8) for _ in range(max(int(n) for n in b.infer_batches))]
+    images = inference_images(b)
 
     res: dict[str, Any] = {
         "machine": {
@@ -522,7 +546,9 @@ def main(cfg: DictConfig) -> None:
         if b.lightning:
             row |= time_lightning(cfg, module, precision, device)
             row["real_over_bare"] = row["lightning_img_per_s"] / row["bare_img_per_s"]
-        row |= time_inference(module, precision, images, b, device)
+        if b.get("infer_ckpt"):  # trained weights for the inference rows (random weights detect next to nothing)
+            module.load_state_dict(torch.load(b.infer_ckpt, map_location=device, weights_only=False)["state_dict"])
+        row |= time_inference(module, precision, images, b, device, fast.get("channels_last"))
         row["peak_mem_mb"] = peak_memory_mb(device)
         res["variants"][name] = row
         if i == 0 and b.postprocess:

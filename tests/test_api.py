@@ -55,8 +55,10 @@ def detector(ckpt: Path):  # noqa: ANN201 - yolo9000.Detector, imported lazily
 
 
 def assert_same(a, b, atol: float = 1e-4) -> None:  # noqa: ANN001
+    """Same labels; scores within ``atol``, boxes (pixels of a 640 x 480 image) within 10 ``atol``: oneDNN's NHWC
+    convolutions round differently at different batch sizes (~2e-4 px seen)."""
     assert torch.equal(a.labels, b.labels) and a.names == b.names
-    assert torch.allclose(a.boxes, b.boxes, atol=atol) and torch.allclose(a.scores, b.scores, atol=atol)
+    assert torch.allclose(a.boxes, b.boxes, atol=10 * atol) and torch.allclose(a.scores, b.scores, atol=atol)
 
 
 def test_every_input_kind_gives_the_same_detections(detector) -> None:  # noqa: ANN001
@@ -100,6 +102,22 @@ def test_boxes_in_original_pixels_for_two_sizes(detector, ckpt: Path, letterbox:
     # batched internally: one image per forward pass changes nothing
     one = detector.predict([IMAGES[0], small], size=SIZE, conf=0.0, letterbox=letterbox, batch_size=1)
     for a, b in zip(res, one, strict=True):
+        assert_same(a, b)
+
+
+def test_memory_layout_is_chosen_once_and_changes_no_detection(detector, ckpt: Path) -> None:  # noqa: ANN001
+    from yolo9000 import Detector
+
+    assert detector.channels_last  # the CPU default: NHWC (faster oneDNN kernels)
+    conv = next(m for m in detector.module.model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last) and not conv.weight.is_contiguous()
+    nchw = Detector.from_checkpoint(ckpt, device="cpu", channels_last=False)
+    conv = next(m for m in nchw.module.model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert not nchw.channels_last and conv.weight.is_contiguous() and "channels_last=False" in repr(nchw)
+    want = detector.predict(IMAGES, size=SIZE, conf=0.0)
+    got = nchw.predict(IMAGES, size=SIZE, conf=0.0)
+    assert all(len(w) > 10 for w in want)
+    for a, b in zip(want, got, strict=True):
         assert_same(a, b)
 
 

@@ -11,7 +11,15 @@ import torch
 from torchvision.ops import batched_nms, box_convert, box_iou, nms
 
 import yolo9000.postprocess as postprocess_module
-from yolo9000.boxes import box_iou_cxcywh, cxcywh_to_xyxy_pixels, decode_boxes, wh_iou
+from yolo9000.boxes import (
+    activate_xy,
+    box_iou_cxcywh,
+    cxcywh_to_xyxy_pixels,
+    decode_boxes,
+    decode_boxes_at,
+    split_region,
+    wh_iou,
+)
 from yolo9000.data.transforms import DetectionTransform, boxes_to_original
 from yolo9000.postprocess import class_nms, postprocess
 from yolo9000.wordtree import WordTree
@@ -59,6 +67,25 @@ def test_iou_broadcasts_batches_and_planes_decode_matches_channel_last() -> None
         last = decode_boxes(xy, wh, anchors, loc)  # (B, A, H, W, 4)
         planes = decode_boxes(xy.movedim(-1, 2), wh.movedim(-1, 2), anchors, loc, coord_dim=2)
         assert torch.equal(planes.movedim(2, -1), last)
+
+
+def test_decoding_chosen_boxes_gives_the_dense_decodes_floats() -> None:
+    """postprocess decodes only the candidates: each chosen box (image, anchor-major box index over a non-square
+    grid) is exactly that box of the dense decode, for both location parametrisations."""
+    g = torch.Generator().manual_seed(3)
+    anchors = torch.tensor([[1.0, 2.0], [3.0, 0.5], [0.7, 0.9]])
+    reg = split_region(torch.randn(2, 3 * 7, 4, 5, generator=g) * 2, 3)  # 2 classes, H=4, W=5
+    image = torch.tensor([0, 1, 1, 0, 1])
+    box = torch.tensor([0, 59, 23, 41, 7])  # (a, y, x) = (0,0,0), (2,3,4), (1,0,3), (2,0,1), (0,1,2)
+    for loc in ("direct", "offset"):
+        dense = decode_boxes(activate_xy(reg.xy, loc), reg.wh, anchors, loc).reshape(2, -1, 4)
+        chosen = decode_boxes_at(reg, image, box, anchors, loc)
+        assert torch.equal(chosen, dense[image, box])
+    # hand check of one: image 1, anchor 2, row 3, column 4 (direct): bx = (4 + sigmoid(tx)) / 5
+    tx = reg.xy[1, 2, 3, 4, 0]
+    assert decode_boxes_at(reg, image[1:2], box[1:2], anchors)[0, 0].item() == pytest.approx(
+        (4 + torch.sigmoid(tx).item()) / 5
+    )
 
 
 def test_map_back_to_original_pixels() -> None:
@@ -331,3 +358,14 @@ def test_wide_row_top_k_equals_plain_top_k() -> None:
     assert idx[0].tolist() == ref_idx[0].tolist()
     # a constant row: everything ties at the bound, too many to rank: None (the caller's plain top-k)
     assert postprocess_module._top_candidates_wide(torch.full((1, 40_000), 0.3), 0.0, 300) is None
+
+
+def test_no_candidate_gives_empty_detections_of_the_usual_shapes() -> None:
+    case = _random_case(5, 7, False)
+    for tree_case in (False, True):
+        kw = {"tree": WordTree([-1, -1, 0, 0, 1, 1, 1], [f"n{i}" for i in range(7)])} if tree_case else {}
+        got = postprocess(**case, conf_thresh=1.0, **kw)  # a score is never above 1
+        assert len(got) == 3
+        for d in got:
+            assert d["boxes"].shape == (0, 4) and d["boxes"].dtype == torch.float32
+            assert d["scores"].shape == (0,) and d["labels"].dtype == torch.int64

@@ -13,7 +13,7 @@ from torch._dynamo.utils import counters
 
 from conftest import compose_config
 from yolo9000.build import build
-from yolo9000.speed import FastPath, apply_fast_path, optimizer_flags
+from yolo9000.speed import FastPath, apply_fast_path, float_images, optimizer_flags
 
 STEPS = 4
 # 8 images, batches of 4, the full learning rate from the first step (burn_in 1). A random-weight detector's loss is
@@ -98,6 +98,22 @@ def test_channels_last_batches() -> None:
     batch = module.on_after_batch_transfer({"images": torch.zeros(2, 3, 64, 64, dtype=torch.uint8)}, 0)
     assert batch["images"].dtype == torch.float32
     assert batch["images"].is_contiguous(memory_format=torch.channels_last)
+
+
+def test_float_images_one_copy_into_either_layout() -> None:
+    """uint8 pixels in either memory layout (the predict collate's are NHWC-backed) -> the same floats / 255 in the
+    layout asked for."""
+    hwc = torch.randint(0, 256, (2, 5, 7, 3), dtype=torch.uint8)
+    want = hwc.permute(0, 3, 1, 2).contiguous().double() / 255  # (2, 3, 5, 7)
+    for images in (hwc.permute(0, 3, 1, 2), hwc.permute(0, 3, 1, 2).contiguous()):
+        for cl in (False, True):
+            x = float_images(images, cl)
+            assert x.dtype == torch.float32 and x.shape == (2, 3, 5, 7)
+            assert x.is_contiguous(memory_format=torch.channels_last if cl else torch.contiguous_format)
+            assert x.is_contiguous() != cl
+            torch.testing.assert_close(x.double(), want)
+    floats = torch.rand(1, 3, 4, 4)
+    assert float_images(floats, False) is floats  # float input: kept as it is when the layout already fits
 
 
 def test_bf16_autocast(reference: list[float]) -> None:

@@ -88,6 +88,42 @@ def decode_boxes(
     grid = cell_grid(h, w, xy.device).to(xy.dtype)
     if coord_dim == 2:  # the same arithmetic with the coordinate axis moved
         size, prior, grid = size.view(4, 1, 1), prior.view(1, -1, 2, 1, 1), grid.permute(2, 0, 1)
+    return _decode(xy, raw_wh, grid, prior, size, location, coord_dim)
+
+
+def decode_boxes_at(
+    reg: Region, image: torch.Tensor, box: torch.Tensor, anchors: torch.Tensor, location: Location = "direct"
+) -> torch.Tensor:
+    """:func:`decode_boxes` of chosen boxes only (the candidates left after a score threshold): the same floats.
+
+    Args:
+        reg: :func:`split_region` of the head output (B, A * (5 + C), H, W).
+        image: (M,) image index of each box.
+        box: (M,) box index into the image's N = A * H * W boxes (anchor-major, then row, then column).
+        anchors: (A, 2) priors in grid-cell units.
+    Returns:
+        (M, 4) normalised (cx, cy, w, h).
+    """
+    h, w = reg.obj.shape[2:4]
+    a, cell = box // (h * w), box % (h * w)
+    y, x = cell // w, cell % w
+    xy = activate_xy(reg.xy[image, a, y, x], location)  # (M, 2)
+    grid = torch.stack([x, y], -1).to(xy.dtype)  # (M, 2) column i, row j
+    size = torch.tensor([w, h, w, h], dtype=xy.dtype, device=xy.device)
+    return _decode(xy, reg.wh[image, a, y, x], grid, anchors.to(xy)[a], size, location, -1)
+
+
+def _decode(
+    xy: torch.Tensor,
+    raw_wh: torch.Tensor,
+    grid: torch.Tensor,
+    prior: torch.Tensor,
+    size: torch.Tensor,
+    location: Location,
+    coord_dim: int,
+) -> torch.Tensor:
+    """The decode arithmetic; ``grid`` (cell i, j), ``prior`` (anchor w, h) and ``size`` (W, H, W, H) broadcast
+    against ``xy`` / ``raw_wh``, whose ``coord_dim`` axis holds the coordinates."""
     shape = list(xy.shape)
     shape[coord_dim] = 4
     out = xy.new_empty(shape)  # written in place (no concatenation): the same floats, fewer passes
@@ -154,5 +190,6 @@ def cxcywh_to_xyxy_pixels(boxes: torch.Tensor, input_hw: tuple[int, int]) -> tor
         :func:`yolo9000.data.transforms.boxes_to_original`).
     """
     h, w = input_hw
-    cx, cy, bw, bh = (boxes * boxes.new_tensor([w, h, w, h])).unbind(-1)
-    return torch.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], dim=-1)
+    b = boxes * boxes.new_tensor([w, h, w, h])
+    centre, half = b[..., :2], b[..., 2:] / 2
+    return torch.cat([centre - half, centre + half], dim=-1)  # cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2

@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torchvision.ops import nms
 
-from yolo9000.boxes import Location, activate_xy, cxcywh_to_xyxy_pixels, decode_boxes, split_region
+from yolo9000.boxes import Location, cxcywh_to_xyxy_pixels, decode_boxes_at, split_region
 from yolo9000.data.transforms import boxes_to_original
 from yolo9000.region_decode import TreeDecode
 from yolo9000.region_decode import region_detections_darknet as region_detections_darknet
@@ -82,11 +82,6 @@ def postprocess(
     """
     reg = split_region(raw.float(), anchors.shape[0])
     bsz = raw.shape[0]
-    boxes = decode_boxes(activate_xy(reg.xy, location), reg.wh, anchors.to(raw.device), location)
-    if transforms is None:
-        transforms = raw.new_tensor([1.0, 1.0, 0.0, 0.0]).expand(bsz, 4)
-    # input pixels, then the eval transform's inverse (it owns the geometry): (B, N, 4) original pixels
-    boxes = boxes_to_original(cxcywh_to_xyxy_pixels(boxes.reshape(bsz, -1, 4), input_hw), transforms, orig_sizes)
     obj = reg.obj.sigmoid()  # (B, A, H, W)
     if tree is None:
         scores, box_idx, labels = flat_candidates(obj, reg.cls, conf_thresh, pre_nms_topk)
@@ -96,9 +91,19 @@ def postprocess(
         )
     # (M,) candidates by image, then by decreasing score (1-D indexing: the cheap kind)
     flat = torch.nonzero(torch.isfinite(scores).flatten()).flatten()
+    if not len(flat):  # nothing above the threshold: no decode, no NMS
+        empty = scores.new_zeros(0)
+        return [{"boxes": empty.view(0, 4), "scores": empty, "labels": labels.new_zeros(0)} for _ in range(bsz)]
     b_idx = flat // max(scores.shape[1], 1)
     s, c_idx = scores.flatten()[flat], labels.flatten()[flat]
-    cand = boxes.reshape(-1, 4).index_select(0, b_idx * boxes.shape[1] + box_idx.flatten()[flat])  # (M, 4)
+    # only the candidates' boxes are decoded, then mapped to input pixels and through the eval transform's inverse
+    # (it owns the geometry): (M, 4) xyxy original pixels
+    cand = cxcywh_to_xyxy_pixels(decode_boxes_at(reg, b_idx, box_idx.flatten()[flat], anchors, location), input_hw)
+    if transforms is not None or orig_sizes is not None:
+        if transforms is None:
+            transforms = cand.new_tensor([1.0, 1.0, 0.0, 0.0]).expand(bsz, 4)
+        sizes = None if orig_sizes is None else orig_sizes.to(cand.device)[b_idx]
+        cand = boxes_to_original(cand.unsqueeze(1), transforms.to(cand.device)[b_idx], sizes)[:, 0]
     cap = int(max_det) if max_det is not None else max(scores.shape[1], 1)  # None: every candidate may stay
     keep = class_nms(cand, s, b_idx, c_idx, nms_thresh, bsz, cap)
     return [{"boxes": cand[k], "scores": s[k], "labels": c_idx[k]} for k in keep]

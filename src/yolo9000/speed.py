@@ -19,6 +19,7 @@ __all__ = [
     "apply_fast_path",
     "call_times",
     "channels_last_images",
+    "float_images",
     "device_name",
     "optimizer_flags",
     "sync",
@@ -165,6 +166,16 @@ def apply_fast_path(model: nn.Module, fast: FastPath, compile: bool = True) -> n
 def channels_last_images(images: torch.Tensor) -> torch.Tensor:
     """A (B, C, H, W) batch in NHWC memory format (same values and shape)."""
     return images.contiguous(memory_format=torch.channels_last) if images.dim() == 4 else images
+
+
+def float_images(images: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    """uint8 (B, C, H, W) pixels -> float32 in [0, 1] in NHWC (``channels_last``) or NCHW memory, in one copy
+    whatever the input's layout (the NCHW-from-NHWC conversion of uint8 alone costs more than this whole call);
+    a float batch is returned as it is, in the requested layout."""
+    fmt = torch.channels_last if channels_last and images.dim() == 4 else torch.contiguous_format
+    if images.dtype != torch.uint8:
+        return images.contiguous(memory_format=fmt)
+    return images.to(torch.float32, memory_format=fmt).div_(255.0)
 
 
 def optimizer_flags(setting: bool | str | None, device: torch.device | str) -> dict[str, bool]:

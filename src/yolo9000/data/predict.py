@@ -70,7 +70,7 @@ class ImageFilesDataset(Dataset):
                 return {"path": name, "error": str(e)}
         resized, params = self.transform.resize(image, self.size)
         return {
-            "image": torch.from_numpy(np.ascontiguousarray(resized)).permute(2, 0, 1).contiguous(),
+            "image": torch.from_numpy(np.ascontiguousarray(resized)).permute(2, 0, 1),  # (3, S, S) view of HWC pixels
             "transform": torch.from_numpy(params),
             "orig_size": tuple(image.shape[:2]),
             "path": name,
@@ -93,7 +93,9 @@ class PredictCollate:
                 "failed": failed,
             }
         return {
-            "images": torch.stack([s["image"] for s in ok]),
+            # (B, 3, S, S) with NHWC strides: the pixels as decoded, no uint8 transpose (the model's uint8 -> float
+            # conversion writes the layout it wants in the same pass: yolo9000.speed.float_images)
+            "images": torch.stack([s["image"].permute(1, 2, 0) for s in ok]).permute(0, 3, 1, 2),
             "transforms": torch.stack([s["transform"] for s in ok]),
             "orig_sizes": torch.tensor([s["orig_size"] for s in ok], dtype=torch.long),
             "image_paths": [s["path"] for s in ok],

@@ -282,11 +282,10 @@ def boxes_to_original(
     Returns:
         (B, N, 4) xyxy in original pixels.
     """
-    sx, sy, px, py = params.to(boxes.device, boxes.dtype).unsqueeze(1).unbind(-1)
-    out = (boxes - torch.stack([px, py, px, py], -1)) / torch.stack([sx, sy, sx, sy], -1)
+    p = params.to(boxes.device, boxes.dtype).unsqueeze(1)  # (B, 1, 4)
+    out = (boxes - p[..., [2, 3, 2, 3]]) / p[..., [0, 1, 0, 1]]  # (x - pad_x) / scale_x, ...
     if orig_sizes is not None:
-        hw = orig_sizes.to(boxes.device, boxes.dtype)
-        limit = torch.stack([hw[:, 1], hw[:, 0], hw[:, 1], hw[:, 0]], -1).unsqueeze(1)
+        limit = orig_sizes.to(boxes.device, boxes.dtype).unsqueeze(1)[..., [1, 0, 1, 0]]  # (B, 1, 4) w, h, w, h
         out = torch.minimum(out.clamp_min(0), limit)
     return out
 

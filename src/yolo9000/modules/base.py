@@ -13,7 +13,7 @@ import pytorch_lightning as pl
 import torch
 
 from yolo9000.modules.schedules import darknet_optimization
-from yolo9000.speed import FastPath, apply_fast_path, channels_last_images, optimizer_flags
+from yolo9000.speed import FastPath, apply_fast_path, float_images, optimizer_flags
 
 log = logging.getLogger(__name__)
 
@@ -82,12 +82,7 @@ class DarknetModule(pl.LightningModule):
         """uint8 images (cheap to collate and copy) -> float in [0, 1], on the device (NHWC with
         ``fast.channels_last``)."""
         if isinstance(batch, dict) and isinstance(batch.get("images"), torch.Tensor):
-            images = batch["images"]
-            if self.fast.channels_last:
-                images = channels_last_images(images)
-            if images.dtype == torch.uint8:
-                images = images.float().div_(255.0)
-            batch["images"] = images
+            batch["images"] = float_images(batch["images"], self.fast.channels_last)
         return batch
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -30,6 +30,7 @@ BASE = [
     "model.burn_in=1",
     "model.optimizer=sgd",
     "model.lr=0.00001",
+    "model.fast.channels_last=false",  # the reference: the plain NCHW path (the CPU model's default is NHWC)
 ]
 MULTISCALE = ["data.multiscale.enabled=true", "data.multiscale.sizes=[64,96]", "data.multiscale.period=1"]
 

@@ -299,6 +299,27 @@ def test_odd_but_valid_images(tmp_path, mode, fmt, name, said, policy):
     assert ds[0] is not None and len(ds.issues) == len(said)  # the plain RGB JPEG: nothing to say
 
 
+def test_conversions_are_checked_at_the_first_load_only(tmp_path, monkeypatch):
+    """The header parse that notes conversions (~1 ms of a 4 ms load) runs once per image, not every epoch; a
+    conversion found then is still said, and the flag it leaves is no issue of its own."""
+    import yolo9000.data.image_io as image_io
+
+    root = _voc(tmp_path, _xml([("cat", (2, 2, 10, 10))]), "none")
+    _image(root / "JPEGImages" / "bad.jpg", mode="L", fmt="JPEG")
+    calls: list[str] = []
+    real = image_io.image_conversions
+    monkeypatch.setattr(
+        image_io, "image_conversions", lambda path, data=None: calls.append(Path(path).name) or real(path, data)
+    )
+    recs = VOCParser(root, "train").parse(CLASSES, IssueLog("skip"))
+    ds = DetectionDataset(recs, DetectionTransform(train=True), IssueLog("skip"), default_size=64)
+    for _ in range(3):  # three epochs
+        assert ds[0] is not None and ds[1] is not None
+    assert sorted(calls) == sorted(Path(r.image_path).name for r in recs)  # once per image
+    assert [i.reason for i in ds.issues.issues] == ["greyscale image converted to RGB"]
+    assert [i.reason for i in ds.load_issues()] == ["greyscale image converted to RGB"]  # the NOTED bit says nothing
+
+
 def test_issue_log_summary_and_throttle(caplog):
     log = IssueLog("skip", max_warnings_per_reason=2)
     with caplog.at_level(logging.WARNING, logger="yolo9000.data"):

@@ -13,7 +13,9 @@ from torchvision.ops import box_convert
 
 from .image_io import (
     CONVERTED,
+    ISSUE_FLAGS,
     LOAD_FAILED,
+    NOTED,
     SIZE_MISMATCH,
     SIZE_MISMATCH_REASON,
     ImageDecodeError,
@@ -103,7 +105,7 @@ class DetectionDataset(Dataset):
         """Load-time issues found by every process (DataLoader workers included) since the last call, each naming
         its image: unreadable images, conversions (PNG data in a .jpg, RGBA / palette / grey to RGB, ...) and
         annotation sizes that differ from the image. Re-derived here from the shared per-image flags."""
-        flags = self._flags[: len(self.records)].numpy().copy()
+        flags = self._flags[: len(self.records)].numpy() & ISSUE_FLAGS  # (a copy)
         seen = getattr(self, "_flags_seen", None)  # what earlier calls re-derived (this process only)
         new = flags & ~seen if seen is not None else flags
         self._flags_seen = flags
@@ -135,7 +137,8 @@ class DetectionDataset(Dataset):
         size = self.default_size if size is None else int(size)
         rec = self.records[int(index)]
         try:
-            image, conversions = read_image_notes(rec.image_path)
+            # the conversions are checked at the first load of each image (in any process), not at every epoch
+            image, conversions = read_image_notes(rec.image_path, notes=self._flag(int(index), NOTED))
         except ImageDecodeError as e:
             self._count("skipped_images")
             if self._flag(int(index), LOAD_FAILED) or self.issues.policy == "error":  # logged once per image

@@ -24,7 +24,16 @@ from torch.utils.data import DataLoader, Dataset, get_worker_info
 from yolo9000.models import STRIDE
 
 from .classify_transforms import ClassificationTransform, ClassifyAugmentConfig
-from .image_io import CONVERTED, LOAD_FAILED, ImageDecodeError, LoadFlags, load_time_issues, read_image_notes
+from .image_io import (
+    CONVERTED,
+    ISSUE_FLAGS,
+    LOAD_FAILED,
+    NOTED,
+    ImageDecodeError,
+    LoadFlags,
+    load_time_issues,
+    read_image_notes,
+)
 from .records import DataError, Issue, IssueLog, class_index, default_report_path, write_issue_report
 from .sharded import ShardedDataModule
 from .sharded import plain as _plain
@@ -178,7 +187,7 @@ class ClassificationDataset(Dataset):
     def load_issues(self) -> list[Issue]:
         """Load-time issues found by every process (DataLoader workers included) since the last call, each naming
         its image (unreadable images, conversions to RGB), re-derived from the shared per-image flags."""
-        flags = self._flags[: len(self.records)].numpy().copy()
+        flags = self._flags[: len(self.records)].numpy() & ISSUE_FLAGS  # (a copy)
         seen = getattr(self, "_flags_seen", None)  # what earlier calls re-derived (this process only)
         new = flags & ~seen if seen is not None else flags
         self._flags_seen = flags
@@ -207,7 +216,8 @@ class ClassificationDataset(Dataset):
         index, _, seed = item if isinstance(item, tuple) else (item, None, None)
         rec = self.records[int(index)]
         try:
-            image, conversions = read_image_notes(rec.path)
+            # the conversions are checked at the first load of each image (in any process), not at every epoch
+            image, conversions = read_image_notes(rec.path, notes=self._flag(int(index), NOTED))
         except ImageDecodeError as e:
             self._count("skipped_images")
             if self._flag(int(index), LOAD_FAILED) or self.issues.policy == "error":  # logged once per image

@@ -55,7 +55,7 @@ from yolo9000.build import build, instantiate_module
 from yolo9000.data.image_io import read_image
 from yolo9000.environment import setup_environment
 from yolo9000.loss import RegionLoss
-from yolo9000.speed import FastPath, call_times, channels_last_images, device_name, sync, timeit
+from yolo9000.speed import FastPath, call_times, channels_last_images, device_name, set_channels_last, sync, timeit
 
 setup_environment()
 
@@ -336,7 +336,7 @@ def time_heads(module: Any, x: torch.Tensor, precision: str, b: DictConfig) -> d
     res: dict[str, float] = {}
     for name, m in heads:
         # the module's own layout, as its batch ``x`` (the Detector of the inference rows may have changed it)
-        m.model.to(memory_format=torch.channels_last if m.fast.channels_last else torch.contiguous_format)
+        set_channels_last(m.model, m.fast.channels_last)
 
         def forward(images: torch.Tensor, m: Any = m) -> torch.Tensor:
             with autocast(x.device, precision):

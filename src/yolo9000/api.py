@@ -40,7 +40,7 @@ from yolo9000.data.predict import ImageFilesDataset, PredictCollate
 from yolo9000.data.transforms import DetectionTransform
 from yolo9000.models import STRIDE
 from yolo9000.modules.detector import DetectorModule
-from yolo9000.speed import float_images
+from yolo9000.speed import float_images, set_channels_last
 
 __all__ = ["DETECT_CONF", "Detections", "Detector", "ImageInput", "UnreadableImageError"]
 
@@ -156,7 +156,7 @@ class Detector:
             channels_last = self.device.type == "cpu" or module.fast.channels_last
         self.channels_last = bool(channels_last)
         self.module = module.eval().to(self.device)
-        self.module.model.to(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
+        set_channels_last(self.module.model, self.channels_last)
         # the eval transforms (stretch, letterbox), built once: their resize pipelines are cached per size
         self._transforms = {lb: DetectionTransform(train=False, augment={"letterbox": lb}) for lb in (False, True)}
 

@@ -22,6 +22,7 @@ __all__ = [
     "float_images",
     "device_name",
     "optimizer_flags",
+    "set_channels_last",
     "sync",
     "time_calls",
     "timeit",
@@ -154,13 +155,18 @@ def apply_fast_path(model: nn.Module, fast: FastPath, compile: bool = True) -> n
     """``model`` (modified in place and returned) in channels_last and compiled, as ``fast`` asks; ``compile=False``
     skips compiling (evaluation outside fitting)."""
     if fast.channels_last:
-        model.to(memory_format=torch.channels_last)
+        set_channels_last(model, True)
     if fast.compile and compile:
         if fast.compile_dynamic is False:
             cfg = torch._dynamo.config
             cfg.recompile_limit = max(int(cfg.recompile_limit), STATIC_RECOMPILE_LIMIT)
         model.compile(backend=fast.compile_backend, mode=fast.compile_mode, dynamic=fast.compile_dynamic)
     return model
+
+
+def set_channels_last(model: nn.Module, on: bool) -> nn.Module:
+    """``model``'s 4-D weights in NHWC (``on``) or NCHW memory, in place (the same values)."""
+    return model.to(memory_format=torch.channels_last if on else torch.contiguous_format)
 
 
 def channels_last_images(images: torch.Tensor) -> torch.Tensor:

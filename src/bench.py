@@ -10,7 +10,8 @@ weights), at ``bench.batch_size`` x ``bench.size``:
   size ``bench.size``, its own loader workers and augmentation), timed after the first batches; ``real_over_bare``
   is its share of the bare loop's speed;
 * ``loss_share_of_step``: region loss + targets (forward + backward on a fixed output) over the loop step with loss;
-* ``infer_b<N>_forward_img_per_s`` / ``infer_b<N>_e2e_img_per_s``: the eval forward pass, and end to end
+* ``infer_b<N>_forward_img_per_s`` / ``infer_b<N>_e2e_img_per_s``: the eval forward pass of the network the
+  Detector runs (``infer_fold_bn``: batch norms folded into the convs, its default), and end to end
   (:meth:`yolo9000.Detector.predict` on decoded ``bench.infer_image_hw`` images: resize, forward, decode, NMS,
   boxes mapped back) at each batch of ``bench.infer_batches``; ``infer_b<N>_e2e_over_forward`` their ratio;
   ``infer_b<N>_dets_per_img`` the detections it returned (``bench.infer_ckpt`` / ``bench.infer_images``: trained
@@ -251,7 +252,7 @@ def time_lightning(cfg: DictConfig, module: Any, precision: str | None, device: 
 def inference_images(b: DictConfig) -> list[np.ndarray]:
     """The decoded images of the inference rows, as many as the largest of ``bench.infer_batches``: the files of
     ``bench.infer_images`` (a glob, cycled), else random pixels of ``bench.infer_image_hw``."""
-    n = max(int(k) for k in b.infer_batches)
+    n = max((int(k) for k in b.infer_batches), default=0)
     if b.get("infer_images"):
         files = sorted(glob.glob(str(b.infer_images)))
         if not files:
@@ -274,9 +275,10 @@ def time_inference(
     ``channels_last`` as the Detector's (None: its default, NHWC on the CPU); the forward pass in its layout."""
     from yolo9000 import Detector
 
-    det = Detector(module, device=device, dtype=AUTOCAST[precision] or torch.float32, channels_last=channels_last)
-    net = module.model.eval()
-    res: dict[str, Any] = {"infer_channels_last": det.channels_last}
+    dtype = AUTOCAST[precision] or torch.float32
+    det = Detector(module, device=device, dtype=dtype, channels_last=channels_last, fold_bn=bool(b.infer_fold_bn))
+    net = det.network  # the bare forward of the network the Detector runs (batch norms folded or not)
+    res: dict[str, Any] = {"infer_channels_last": det.channels_last, "infer_fold_bn": det.fold_bn}
     g = torch.Generator().manual_seed(1)
     for n in [int(n) for n in b.infer_batches]:
         x = torch.rand(n, 3, b.size, b.size, generator=g).to(device)

@@ -109,13 +109,28 @@ def test_memory_layout_is_chosen_once_and_changes_no_detection(detector, ckpt: P
     from yolo9000 import Detector
 
     assert detector.channels_last  # the CPU default: NHWC (faster oneDNN kernels)
-    conv = next(m for m in detector.module.model.modules() if isinstance(m, torch.nn.Conv2d))
+    conv = next(m for m in detector.network.modules() if isinstance(m, torch.nn.Conv2d))
     assert conv.weight.is_contiguous(memory_format=torch.channels_last) and not conv.weight.is_contiguous()
     nchw = Detector.from_checkpoint(ckpt, device="cpu", channels_last=False)
-    conv = next(m for m in nchw.module.model.modules() if isinstance(m, torch.nn.Conv2d))
+    conv = next(m for m in nchw.network.modules() if isinstance(m, torch.nn.Conv2d))
     assert not nchw.channels_last and conv.weight.is_contiguous() and "channels_last=False" in repr(nchw)
     want = detector.predict(IMAGES, size=SIZE, conf=0.0)
     got = nchw.predict(IMAGES, size=SIZE, conf=0.0)
+    assert all(len(w) > 10 for w in want)
+    for a, b in zip(want, got, strict=True):
+        assert_same(a, b)
+
+
+def test_folded_batch_norms_change_no_detection(detector, ckpt: Path) -> None:  # noqa: ANN001
+    from yolo9000 import Detector
+
+    assert detector.fold_bn and "fold_bn=True" in repr(detector)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in detector.network.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in detector.module.model.modules())  # the module keeps its BNs
+    plain = Detector.from_checkpoint(ckpt, device="cpu", fold_bn=False)
+    assert plain.network is plain.module.model and not plain.fold_bn
+    want = plain.predict(IMAGES, size=SIZE, conf=0.0)
+    got = detector.predict(IMAGES, size=SIZE, conf=0.0)
     assert all(len(w) > 10 for w in want)
     for a, b in zip(want, got, strict=True):
         assert_same(a, b)

@@ -103,12 +103,15 @@ def test_transform_resize_and_its_inverse_are_one_geometry() -> None:
     pixels comes back where it was, stretched or letterboxed."""
     import numpy as np
 
-    image = np.zeros((100, 200, 3), np.uint8)
+    image = np.random.default_rng(0).integers(0, 256, (100, 200, 3), dtype=np.uint8)
     box = torch.tensor([[20.0, 10.0, 120.0, 60.0]])
     for letterbox in (False, True):
         t = DetectionTransform(train=False, augment={"letterbox": letterbox})
         out, params = t.resize(image, 64)
         assert out.shape == (64, 64, 3)
+        # the image alone gets exactly the pixels and geometry of the eval pipeline (the one evaluation runs)
+        full = t(image, box.numpy(), np.zeros(1, np.int64), np.zeros(1, bool), 64)
+        assert np.array_equal(out, full.image) and np.array_equal(params, full.params)
         sx, sy, px, py = params.tolist()
         net = box * torch.tensor([sx, sy, sx, sy]) + torch.tensor([px, py, px, py])  # where the box lands
         back = t.to_original(net[None], torch.from_numpy(params)[None], torch.tensor([[100, 200]]))

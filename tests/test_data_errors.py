@@ -334,3 +334,60 @@ def test_issue_log_summary_and_throttle(caplog):
     assert any("further" in r.getMessage() and "not logged" in r.getMessage() for r in caplog.records)
     with pytest.raises(ValueError):
         IssueLog("ignore")  # type: ignore[arg-type]
+
+
+def test_cached_images_are_decoded_once_and_change_nothing(tmp_path, monkeypatch, caplog):
+    """``cache_images``: the same samples (pixels, boxes, augmentation) as decoding at every load, one decode per
+    image, read-only pixels, and the load-time reports unchanged: a conversion said once, an unreadable image
+    skipped and reported as without a cache."""
+    import yolo9000.data.dataset as dataset_mod
+
+    root = _voc(tmp_path, _xml([("cat", (2, 2, 10, 10))]), "none", ids=("good", "grey", "bad"))
+    _image(root / "JPEGImages" / "good.jpg", size=(40, 30))
+    _image(root / "JPEGImages" / "grey.jpg", mode="L")
+    _garbage(root / "JPEGImages" / "bad.jpg")
+    for name in ("grey", "bad"):
+        (root / "Annotations" / f"{name}.xml").write_text(_xml([("dog", (3, 4, 20, 25))]))
+    recs = VOCParser(root, "train").parse(CLASSES, IssueLog("skip"))
+    plain = DetectionDataset(recs, DetectionTransform(train=True), IssueLog("skip"), default_size=64)
+    keys = [(i, 96, 100 * epoch + i) for epoch in range(3) for i in range(len(recs))]
+    want = [plain[k] for k in keys]  # three epochs decoding at every load
+    reads: list[str] = []
+    real = dataset_mod.read_image_notes
+    monkeypatch.setattr(dataset_mod, "read_image_notes", lambda p, **k: reads.append(Path(p).stem) or real(p, **k))
+    with caplog.at_level(logging.INFO, logger="yolo9000.data"):
+        cached = DetectionDataset(
+            recs, DetectionTransform(train=True), IssueLog("skip"), default_size=64, cache_images=True
+        )
+    assert sorted(reads) == ["bad", "good", "grey"] and any("cached 2 decoded images" in m for m in caplog.messages)
+    ids = [r.image_id for r in recs]
+    for k, a in zip(keys, want, strict=True):
+        b = cached[k]
+        if ids[k[0]] == "bad":
+            assert a is None and b is None
+            continue
+        assert torch.equal(a["image"], b["image"]) and torch.equal(a["boxes"], b["boxes"])
+    # after caching only the unreadable image is read again (each load tries it, as without a cache)
+    assert sorted(reads) == ["bad", "bad", "bad", "bad", "good", "grey"]
+    assert [(i.action, i.reason) for i in cached.issues.issues] == [(i.action, i.reason) for i in plain.issues.issues]
+    assert sorted(i.reason for i in cached.issues.issues) == [
+        "corrupt or unreadable image",
+        "greyscale image converted to RGB",
+    ]
+    with pytest.raises(ValueError, match="read-only"):
+        cached._images[ids.index("good")][0, 0, 0] = 1  # shared pixels are never written
+
+
+def test_image_cache_refuses_more_than_the_free_memory(tmp_path, monkeypatch, caplog):
+    import yolo9000.data.dataset as dataset_mod
+
+    root = _voc(tmp_path, _xml([("cat", (2, 2, 10, 10))]), "none", ids=("good",))
+    _image(root / "JPEGImages" / "good.jpg", size=(40, 30))
+    recs = VOCParser(root, "train").parse(CLASSES, IssueLog("error"))
+    monkeypatch.setattr(dataset_mod, "_available_memory", lambda: 4000)  # 40 x 30 x 3 = 3600 bytes > half of it
+    with caplog.at_level(logging.WARNING, logger="yolo9000.data"):
+        ds = DetectionDataset(recs, DetectionTransform(train=False), IssueLog("error"), cache_images=True)
+    assert ds._images is None and any("not cached" in m and "1 images" in m for m in caplog.messages)
+    assert ds[0] is not None  # loads decode as usual
+    monkeypatch.setattr(dataset_mod, "_available_memory", lambda: 8000)
+    assert ds.cache_images() == 3600

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from yolo9000.models.darknet19 import Darknet19, Darknet19Classifier
-from yolo9000.models.layers import MaxPoolSame, init_weights_, reorg
+from yolo9000.models.layers import DarknetConv, MaxPoolSame, fold_batch_norms, init_weights_, reorg
 from yolo9000.models.yolov2 import YOLOv2
 
 FIX = Path(__file__).parent / "fixtures"
@@ -129,3 +129,56 @@ def test_gflops_match_darknet() -> None:
     assert stats["params"] == 50_655_389
     # darknet prints 29.371 BFLOPs for yolov2-voc at 416 (conv multiply-adds x 2, the paper's "29.4")
     assert stats["gflops"] == pytest.approx(29.37, rel=0.01)
+
+
+def _random_bn_stats(net: torch.nn.Module, seed: int) -> None:
+    """Running statistics and affine parameters far from a fresh BN's, variances down to 1e-4 (where darknet's
+    ``sqrt(var) + eps`` and PyTorch's ``sqrt(var + eps)`` give different outputs)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for bn in (m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+            n = bn.num_features
+            bn.weight.copy_(1 + 0.3 * torch.randn(n, generator=g))
+            bn.bias.copy_(0.3 * torch.randn(n, generator=g))
+            bn.running_mean.copy_(0.2 * torch.randn(n, generator=g))
+            bn.running_var.copy_(10 ** (-4 + 4 * torch.rand(n, generator=g)))
+
+
+@pytest.mark.parametrize("bn_style", ["torch", "darknet"])
+def test_fold_batch_norms_computes_the_eval_network(bn_style: str) -> None:
+    net = YOLOv2(Darknet19(width=0.125, bn_style=bn_style), 3, VOC_ANCHORS, passthrough=True)
+    _random_bn_stats(net, seed=1)
+    net.train()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    folded = fold_batch_norms(net)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    convs = [m for m in folded.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(c.bias is not None and not c.weight.requires_grad for c in convs)
+    # the source network is untouched: still training, its BNs and tensors as they were
+    assert net.training and sum(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules()) == len(convs) - 1
+    assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())
+    x = torch.rand(2, 3, 96, 96, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        want = net.eval()(x)
+        got = folded(x)
+    assert got.shape == want.shape
+    assert torch.allclose(got, want, rtol=1e-4, atol=1e-4 * float(want.abs().max()))
+    # the style matters at these variances: folding with the other formula would not pass the check above
+    other = YOLOv2(Darknet19(width=0.125, bn_style="darknet" if bn_style == "torch" else "torch"), 3, VOC_ANCHORS)
+    other.load_state_dict(net.state_dict())
+    with torch.no_grad():
+        assert not torch.allclose(other.eval()(x), want, rtol=1e-2, atol=1e-2 * float(want.abs().max()))
+
+
+def test_fold_batch_norms_darknet_conv_with_and_without_bn() -> None:
+    net = torch.nn.Sequential(
+        DarknetConv(3, 8, 3, padding=1, batch_norm=True, activation="leaky"),
+        DarknetConv(8, 4, 1, batch_norm=False, activation="linear"),
+    )
+    _random_bn_stats(net, seed=2)
+    folded = fold_batch_norms(net)
+    assert isinstance(folded[0].bn, torch.nn.Identity) and folded[0].conv.bias is not None
+    assert torch.equal(folded[1].conv.bias, net[1].conv.bias)  # no BN: the conv as it was
+    x = torch.randn(1, 3, 10, 10)
+    with torch.no_grad():
+        assert torch.allclose(folded(x), net.eval()(x), atol=1e-4)

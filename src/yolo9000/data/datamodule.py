@@ -114,6 +114,8 @@ class DetectionDataModule(ShardedDataModule):
         max_boxes: keep at most this many boxes per image (None: all); extra boxes are counted. In training the
             cap keeps the first boxes after the shuffle (darknet: 30). Batches pad to the most boxes they hold.
         shuffle_boxes: shuffle each training image's boxes on every load (darknet's ``randomize_boxes``).
+        cache_images: decode the train and val images once into memory at setup (shared by forked DataLoader
+            workers; :meth:`DetectionDataset.cache_images`): the same pixels without a decode per load.
         max_images: keep only the first N images of each split (int) or per split ({train: N, ...}).
         include_difficult: keep difficult / crowd boxes in the training targets (darknet: no).
         headline_metric: the metric this data's benchmark reports (VOC: ``voc07_map_50``, the VOC2007 11-point
@@ -148,6 +150,7 @@ class DetectionDataModule(ShardedDataModule):
         on_error: str = "skip",
         max_boxes: int | None = None,
         shuffle_boxes: bool = True,
+        cache_images: bool = False,
         max_images: int | Mapping[str, int] | None = None,
         include_difficult: bool = False,
         headline_metric: str = "map_50",
@@ -197,6 +200,7 @@ class DetectionDataModule(ShardedDataModule):
         self.on_error = on_error
         self.max_boxes = int(max_boxes) if max_boxes is not None else None
         self.shuffle_boxes = bool(shuffle_boxes)
+        self.cache_images = bool(cache_images)
         self.max_images = _plain(max_images)
         self.include_difficult = bool(include_difficult)
         self.headline_metric = str(headline_metric)
@@ -256,6 +260,7 @@ class DetectionDataModule(ShardedDataModule):
             include_difficult=self.include_difficult,
             max_boxes=self.max_boxes,
             shuffle_boxes=self.shuffle_boxes,
+            cache_images=self.cache_images and split in ("train", "val"),  # loaded every epoch / validation
         )
 
     def setup(self, stage: str | None = None) -> None:

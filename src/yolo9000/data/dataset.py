@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
+import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -59,6 +62,7 @@ class DetectionDataset(Dataset):
         shuffle_boxes: in training, shuffle an image's boxes on every load (darknet's ``randomize_boxes``), so
             which of two truths in one cell wins, and which boxes the cap keeps, is not fixed by annotation
             order. The order is a function of the sample's seed.
+        cache_images: decode every image once, here, into memory (:meth:`cache_images`): no decode per epoch.
     """
 
     def __init__(
@@ -70,6 +74,7 @@ class DetectionDataset(Dataset):
         include_difficult: bool = False,
         max_boxes: int | None = None,
         shuffle_boxes: bool = False,
+        cache_images: bool = False,
     ) -> None:
         self.records = list(records)
         self.shuffle_boxes = shuffle_boxes
@@ -82,6 +87,11 @@ class DetectionDataset(Dataset):
         # per-image load-time flags (LOAD_FAILED, CONVERTED, SIZE_MISMATCH), shared with the DataLoader workers
         self._load_flags = LoadFlags(len(self.records))
         self._flags = self._load_flags.flags
+        # decoded images (read-only uint8 (H, W, 3)) and their conversion notes, when cached; None: not cached
+        self._images: list[np.ndarray | None] | None = None
+        self._notes: list[list[tuple[str, str]]] = []
+        if cache_images:
+            self.cache_images()
 
     def __len__(self) -> int:
         return len(self.records)
@@ -115,6 +125,64 @@ class DetectionDataset(Dataset):
             out += load_time_issues(rec.image_path, int(new[i]), (rec.width, rec.height))
         return out
 
+    def cache_images(self, threads: int | None = None, max_share: float = 0.5) -> int:
+        """Decode every image once into this process's memory; returns the bytes held (0: not cached).
+
+        Call it before DataLoader workers start: forked workers share the decoded pages (no copy per worker; with
+        the ``spawn`` start method each worker gets a copy, and every DDP process holds its own). Images that
+        cannot be read stay uncached: their loads fail (and are reported) as without a cache. Nothing is cached
+        when the images' decoded size (``H * W * 3`` bytes each, from the annotations) exceeds ``max_share`` of
+        the memory available now (a warning says so); loading then decodes as usual.
+
+        Args:
+            threads: decoding threads (default: the CPUs available, at most 8).
+            max_share: largest share of the available memory the cache may take.
+        """
+        need = sum(int(r.width or 0) * int(r.height or 0) * 3 for r in self.records)
+        avail = _available_memory()
+        if avail is not None and need > max_share * avail:
+            logger.warning(
+                "cache_images: the %d images need %.1f GB decoded, more than %.0f%% of the %.1f GB available: "
+                "not cached (images are decoded at every load)",
+                len(self.records),
+                need / 1e9,
+                100 * max_share,
+                avail / 1e9,
+            )
+            return 0
+        start = time.perf_counter()
+
+        def load(rec: DetectionRecord) -> tuple[np.ndarray | None, list[tuple[str, str]]]:
+            try:
+                image, notes = read_image_notes(rec.image_path)
+            except ImageDecodeError:
+                return None, []
+            image.flags.writeable = False  # shared by every load (and every forked worker): never written
+            return image, notes
+
+        workers = threads or min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
+        with ThreadPoolExecutor(max(1, workers)) as pool:
+            loaded = list(pool.map(load, self.records))
+        self._images = [im for im, _ in loaded]
+        self._notes = [notes for _, notes in loaded]
+        held = sum(im.nbytes for im in self._images if im is not None)
+        logger.info(
+            "cached %d decoded images (%.0f MB) in %.1f s",
+            sum(im is not None for im in self._images),
+            held / 1e6,
+            time.perf_counter() - start,
+        )
+        return held
+
+    def _load(self, index: int) -> tuple[np.ndarray, list[tuple[str, str]]]:
+        """The decoded image of record ``index`` (from the cache when there) and, at its first load in any
+        process, its conversion notes. Raises :class:`ImageDecodeError`."""
+        cached = self._images[index] if self._images is not None else None
+        if cached is not None:
+            return cached, self._notes[index] if self._flag(index, NOTED) else []
+        # the conversions are checked at the first load of each image (in any process), not at every epoch
+        return read_image_notes(self.records[index].image_path, notes=self._flag(index, NOTED))
+
     def box_sizes(self) -> np.ndarray:
         """float32 (N, 2): (w, h) of every box normalised by its image size (for k-means anchors)."""
         out = [
@@ -137,8 +205,7 @@ class DetectionDataset(Dataset):
         size = self.default_size if size is None else int(size)
         rec = self.records[int(index)]
         try:
-            # the conversions are checked at the first load of each image (in any process), not at every epoch
-            image, conversions = read_image_notes(rec.image_path, notes=self._flag(int(index), NOTED))
+            image, conversions = self._load(int(index))
         except ImageDecodeError as e:
             self._count("skipped_images")
             if self._flag(int(index), LOAD_FAILED) or self.issues.policy == "error":  # logged once per image
@@ -188,6 +255,18 @@ class DetectionDataset(Dataset):
             "gt_labels": torch.from_numpy(np.ascontiguousarray(labels, np.int64)),
             "gt_difficult": torch.from_numpy(np.ascontiguousarray(difficult, bool)),
         }
+
+
+def _available_memory() -> int | None:
+    """Bytes of memory available now (Linux ``MemAvailable``), None where unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
 
 
 def _box_rng(seed: int | None) -> np.random.Generator:

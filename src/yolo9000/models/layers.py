@@ -4,6 +4,7 @@ global average pool, and darknet's general ``[convolutional]`` block."""
 
 from __future__ import annotations
 
+import copy
 import math
 from collections import OrderedDict
 from typing import Literal
@@ -85,6 +86,64 @@ class DarknetBatchNorm2d(nn.BatchNorm2d):
         if self.affine:
             y = y * self.weight[None, :, None, None] + self.bias[None, :, None, None]
         return y
+
+
+def bn_inference_affine(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """The eval transform of a batch norm as ``y = x * scale + shift``: float64 ``scale``, ``shift`` (C,), from the
+    running statistics with the layer's own formula (``sqrt(var + eps)``, or :class:`DarknetBatchNorm2d`'s
+    ``sqrt(var) + eps``)."""
+    if bn.running_mean is None or bn.running_var is None:
+        raise ValueError("a batch norm without running statistics has no fixed inference transform")
+    var, mean = bn.running_var.double(), bn.running_mean.double()
+    std = var.sqrt() + bn.eps if isinstance(bn, DarknetBatchNorm2d) else (var + bn.eps).sqrt()
+    gamma = bn.weight.double() if bn.affine else torch.ones_like(var)
+    beta = bn.bias.double() if bn.affine else torch.zeros_like(var)
+    scale = gamma / std
+    return scale, beta - mean * scale
+
+
+def _conv_with_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
+    """A conv with a bias that computes ``bn(conv(x))`` of the eval-mode pair."""
+    scale, shift = bn_inference_affine(bn)
+    w = conv.weight.detach()
+    fused = nn.Conv2d(
+        conv.in_channels,
+        conv.out_channels,
+        conv.kernel_size,  # type: ignore[arg-type]
+        conv.stride,  # type: ignore[arg-type]
+        conv.padding,  # type: ignore[arg-type]
+        conv.dilation,  # type: ignore[arg-type]
+        conv.groups,
+        bias=True,
+        padding_mode=conv.padding_mode,
+        device=w.device,
+        dtype=w.dtype,
+    )
+    bias = conv.bias.detach().double() if conv.bias is not None else torch.zeros_like(scale)
+    with torch.no_grad():
+        fused.weight.copy_((w.double() * scale.view(-1, 1, 1, 1)).to(w.dtype))
+        fused.bias.copy_((bias * scale + shift).to(w.dtype))  # type: ignore[union-attr]
+    return fused
+
+
+def fold_batch_norms(net: nn.Module) -> nn.Module:
+    """An inference copy of ``net`` (eval mode, no gradients) whose every conv directly followed by a batch norm
+    in an ``nn.Sequential`` (:class:`ConvBNLeaky`, :class:`DarknetConv`) absorbs that BN's running-statistics
+    transform (:func:`bn_inference_affine`); the BN becomes ``nn.Identity``. The copy computes what ``net`` computes
+    in eval mode, up to float rounding, with one op fewer per layer; ``net`` itself is left untouched (training
+    goes on with its BNs). Memory layout of the copy: NCHW (set it afterwards).
+    """
+    out = copy.deepcopy(net).eval().requires_grad_(False)
+    for seq in out.modules():
+        if not isinstance(seq, nn.Sequential):
+            continue
+        names = list(seq._modules)
+        for a, b in zip(names, names[1:], strict=False):
+            conv, bn = seq._modules[a], seq._modules[b]
+            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d) and bn.running_var is not None:
+                setattr(seq, a, _conv_with_bn(conv, bn).requires_grad_(False))
+                setattr(seq, b, nn.Identity())
+    return out
 
 
 def make_batch_norm(channels: int, momentum: float = 0.01, style: BNStyle = "torch") -> nn.BatchNorm2d:

@@ -240,13 +240,13 @@ class DarknetHSV(A.ImageOnlyTransform):
     def apply(self, img: np.ndarray, dhue: float, dsat: float, dexp: float, **params: Any) -> np.ndarray:
         if dhue == 0 and dsat == 1 and dexp == 1:
             return img
-        h, s, v = cv2.split(cv2.cvtColor(img, cv2.COLOR_RGB2HSV))  # OpenCV uint8 hue: [0, 180)
+        hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV)  # OpenCV uint8 hue: [0, 180)
         x = np.arange(256, dtype=np.float32)
-        lut_h = np.mod(np.round(x + dhue * 180.0), 180).astype(np.uint8)
-        lut_s = np.clip(np.round(x * dsat), 0, 255).astype(np.uint8)
-        lut_v = np.clip(np.round(x * dexp), 0, 255).astype(np.uint8)
-        hsv = cv2.merge([cv2.LUT(h, lut_h), cv2.LUT(s, lut_s), cv2.LUT(v, lut_v)])
-        return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+        lut = np.empty((1, 256, 3), np.uint8)  # one table per channel, applied in one pass
+        lut[0, :, 0] = np.mod(np.round(x + dhue * 180.0), 180)
+        lut[0, :, 1] = np.clip(np.round(x * dsat), 0, 255)
+        lut[0, :, 2] = np.clip(np.round(x * dexp), 0, 255)
+        return cv2.cvtColor(cv2.LUT(hsv, lut), cv2.COLOR_HSV2RGB)
 
 
 @dataclass

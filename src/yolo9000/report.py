@@ -26,6 +26,7 @@ import json
 import logging
 import math
 import shutil
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -443,12 +444,13 @@ def plot_summary(rows: Sequence[ConfigRow], path: Path, paper: dict[str, Any] | 
                 ax.text(0.5, i, "failed", va="center", color="tab:red")
         pv = np.array([math.nan if r.paper is None else r.paper for r in rows], dtype=float)
         if key == metric and np.isfinite(pv).any():
-            ax.plot(pv, y, "kD", label=f"paper ({(paper or {}).get('source', '')})"[:60])
+            source = (paper or {}).get("source", "")
+            ax.plot(pv, y, "kD", label=textwrap.fill(f"paper ({source})", 48))  # the whole source, wrapped
         ax.set_yticks(y, [r.label for r in rows] if ax is axes[0][0] else [""] * n)
         ax.invert_yaxis()
         ax.set_xlabel(titles[key])
         ax.grid(axis="x", alpha=0.3)
-        ax.legend(loc="lower right", fontsize=7)
+        ax.legend(loc="best", fontsize=7, framealpha=0.9)
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -523,7 +525,9 @@ def write_summary(
     out = {"md": out_path / "summary.md", "csv": out_path / "summary.csv"}
     if plot:
         out["png"] = out_path / "summary.png"
-        plot_summary(rows, out["png"], paper, f"{title} ({', '.join(d.name for d in dirs)})")
+        names = sorted(d.name for d in dirs)
+        which = ", ".join(names) if len(names) <= 2 else f"{len(names)} sweeps, {names[0]} .. {names[-1]}"
+        plot_summary(rows, out["png"], paper, f"{title} ({which})")
     write_csv(rows, out["csv"], paper)
     out["md"].write_text(
         format_markdown(

@@ -134,6 +134,11 @@ def test_folded_batch_norms_change_no_detection(detector, ckpt: Path) -> None:  
     assert all(len(w) > 10 for w in want)
     for a, b in zip(want, got, strict=True):
         assert_same(a, b)
+    # a compiled network is run as compiled, not replaced by an eager folded copy
+    module = load_module(ckpt)
+    module.model.compile(backend="eager")
+    compiled = Detector(module, device="cpu")
+    assert not compiled.fold_bn and compiled.network is module.model
 
 
 def test_conf_nms_max_det_override_per_call(detector) -> None:  # noqa: ANN001

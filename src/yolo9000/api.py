@@ -142,7 +142,7 @@ class Detector:
         fold_bn: run an inference copy of the network whose batch norms are folded into their convs
             (:func:`~yolo9000.models.layers.fold_batch_norms`: one op fewer per layer; the module's own network
             keeps its BNs and can go on training). The same detections up to float rounding; costs one copy of the
-            weights. False: the module's network as it is.
+            weights. False, or a compiled network (``model.fast.compile``): the module's network as it is.
     """
 
     def __init__(
@@ -163,7 +163,9 @@ class Detector:
         self.channels_last = bool(channels_last)
         self.module = module.eval().to(self.device)
         has_bn = any(isinstance(m, torch.nn.BatchNorm2d) for m in module.model.modules())
-        self.fold_bn = bool(fold_bn) and has_bn
+        # a compiled network (model.fast.compile) is kept as it is: a copy would run eagerly
+        compiled = any(getattr(m, "_compiled_call_impl", None) is not None for m in module.model.modules())
+        self.fold_bn = bool(fold_bn) and has_bn and not compiled
         # the network predict runs: (B, 3, S, S) in [0, 1] -> raw head output (B, A * (5 + C), S / 32, S / 32)
         self.network = fold_batch_norms(module.model) if self.fold_bn else module.model
         set_channels_last(self.network, self.channels_last)

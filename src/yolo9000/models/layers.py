@@ -131,7 +131,8 @@ def fold_batch_norms(net: nn.Module) -> nn.Module:
     in an ``nn.Sequential`` (:class:`ConvBNLeaky`, :class:`DarknetConv`) absorbs that BN's running-statistics
     transform (:func:`bn_inference_affine`); the BN becomes ``nn.Identity``. The copy computes what ``net`` computes
     in eval mode, up to float rounding, with one op fewer per layer; ``net`` itself is left untouched (training
-    goes on with its BNs). Memory layout of the copy: NCHW (set it afterwards).
+    goes on with its BNs). Memory layout of the copy: NCHW (set it afterwards); a compiled ``net``'s copy runs
+    eagerly (compile it again if wanted).
     """
     out = copy.deepcopy(net).eval().requires_grad_(False)
     for seq in out.modules():

@@ -5,6 +5,9 @@ assert on a time. Also the module's fast-path switches (:class:`FastPath`, ``mod
 
 from __future__ import annotations
 
+import ctypes
+import logging
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
@@ -15,6 +18,7 @@ import torch
 from torch import nn
 
 __all__ = [
+    "keep_freed_memory",
     "FastPath",
     "apply_fast_path",
     "call_times",
@@ -122,6 +126,8 @@ class FastPath:
         compile_backend: ``torch.compile`` backend (``inductor``; ``aot_eager`` traces without generating code).
         fused_optimizer: None / ``auto`` (fused kernels on CUDA, torch's default elsewhere), ``True`` (fused, also
             on the CPU), ``foreach`` (multi-tensor kernels), ``False`` (a loop over the parameters).
+        keep_freed_memory: the process's malloc keeps freed memory for reuse (:func:`keep_freed_memory`): CPU steps
+            stop page-faulting their activations back in. Process-wide, the same values.
     """
 
     channels_last: bool = False
@@ -130,6 +136,7 @@ class FastPath:
     compile_dynamic: bool | None = None
     compile_backend: str = "inductor"
     fused_optimizer: bool | str | None = None
+    keep_freed_memory: bool = False
 
     @classmethod
     def of(cls, cfg: Mapping[str, Any] | FastPath | None) -> FastPath:
@@ -151,9 +158,50 @@ class FastPath:
 STATIC_RECOMPILE_LIMIT = 64  # graphs per compiled frame allowed with compile_dynamic=false (sizes x modes x batches)
 
 
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3  # glibc mallopt parameters (malloc.h)
+_KEPT = False
+log = logging.getLogger(__name__)
+
+
+def keep_freed_memory() -> bool:
+    """Ask glibc's malloc to keep freed memory for reuse, for the rest of the process: blocks of any size come from
+    the heap (no fresh ``mmap`` pages for large ones) and the heap is never trimmed back.
+
+    PyTorch's CPU tensors use malloc. With glibc's defaults every activation over ~32 MB is a fresh mapping, freed
+    back to the system at the end of the step, so each training step page-faults its activations in again: the
+    default CPU model (batch 16 at 256) took 53-69k minor faults a step, 267-309 ms, and 1-2k faults, 177-200 ms,
+    with this (2-core EPYC, plain PyTorch loop). Some blocks still come back as fresh pages (glibc's heap does not
+    always reuse them: ``tests/test_fast_path.py`` sees a third of the faults or fewer). The values computed are the
+    same; the process's resident memory stays at its peak instead of shrinking between steps. Forked processes
+    (DataLoader workers) inherit it.
+
+    Returns:
+        True when applied (Linux with glibc; again: a no-op), False where there is no glibc (nothing changes).
+    """
+    global _KEPT
+    if _KEPT:
+        return True
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        ok = all(
+            libc.mallopt(param, ctypes.c_int(value))
+            for param, value in ((_M_MMAP_THRESHOLD, 1 << 30), (_M_TRIM_THRESHOLD, 2**31 - 1), (_M_TOP_PAD, 64 << 20))
+        )
+    except (OSError, AttributeError):  # no glibc (musl, ...): malloc as it is
+        return False
+    if ok:
+        _KEPT = True
+        log.info("malloc keeps freed memory for reuse (model.fast.keep_freed_memory)")
+    return ok
+
+
 def apply_fast_path(model: nn.Module, fast: FastPath, compile: bool = True) -> nn.Module:
     """``model`` (modified in place and returned) in channels_last and compiled, as ``fast`` asks; ``compile=False``
     skips compiling (evaluation outside fitting)."""
+    if fast.keep_freed_memory:
+        keep_freed_memory()
     if fast.channels_last:
         set_channels_last(model, True)
     if fast.compile and compile:

@@ -224,3 +224,11 @@ def test_keep_freed_memory_stops_page_faults() -> None:
     assert default > 5 * 22528 // 2, default
     assert kept < default / 3, (kept, default)
     assert FastPath.of({"keep_freed_memory": True}).keep_freed_memory
+
+
+def test_classifier_takes_the_fast_path_keys() -> None:
+    """model.fast reaches the classifier modules too (the CPU classifier keeps freed memory, as the CPU detector)."""
+    cpu = compose_config("train", "experiment=pretrain_darknet19", "data.max_images=4")
+    assert build(cpu).module.fast == FastPath(keep_freed_memory=True)
+    gpu = compose_config("train", "experiment=pretrain_darknet19", "model=darknet19_cls", "data.max_images=4")
+    assert build(gpu).module.fast == FastPath()

@@ -125,6 +125,7 @@ class ClassifierModule(DarknetModule):
         init_ckpt: a checkpoint of this module (or a state dict of the network) to start from, e.g. the 224
             model for the 448 fine-tune; every tensor must fit (:func:`~yolo9000.modules.pretrained.load_pretrained`).
         build_info: what the build computed (:class:`yolo9000.build.BuildInfo`), kept in the checkpoint.
+        fast: the fast-path switches (:class:`yolo9000.speed.FastPath`), as the detector's.
     """
 
     monitor = "val/top1"  # the metric that picks the best checkpoint (mode max)
@@ -148,8 +149,9 @@ class ClassifierModule(DarknetModule):
         tree_thresh: float = 0.5,
         init_ckpt: str | None = None,
         build_info: dict[str, Any] | None = None,
+        fast: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(fast)
         self.save_hyperparameters(ignore=["model", "tree"], logger=False)  # the tree: its spec in model_config
         self.model = model
         num_classes = self.num_classes

@@ -135,7 +135,7 @@ class DetectionDataset(Dataset):
         the memory available now (a warning says so); loading then decodes as usual.
 
         Args:
-            threads: decoding threads (default: the CPUs available, at most 8).
+            threads: decoding threads (default: the machine's CPUs, at most 8).
             max_share: largest share of the available memory the cache may take.
         """
         need = sum(int(r.width or 0) * int(r.height or 0) * 3 for r in self.records)
@@ -160,8 +160,7 @@ class DetectionDataset(Dataset):
             image.flags.writeable = False  # shared by every load (and every forked worker): never written
             return image, notes
 
-        workers = threads or min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
-        with ThreadPoolExecutor(max(1, workers)) as pool:
+        with ThreadPoolExecutor(threads or min(8, os.cpu_count() or 1)) as pool:
             loaded = list(pool.map(load, self.records))
         self._images = [im for im, _ in loaded]
         self._notes = [notes for _, notes in loaded]

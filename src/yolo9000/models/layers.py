@@ -88,18 +88,25 @@ class DarknetBatchNorm2d(nn.BatchNorm2d):
         return y
 
 
+def bn_affine(
+    gamma: torch.Tensor, beta: torch.Tensor, mean: torch.Tensor, var: torch.Tensor, eps: float, darknet: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch norm's inference transform as ``y = x * scale + shift`` from its (C,) tensors, in their dtype:
+    ``scale = gamma / sqrt(var + eps)`` (PyTorch), or ``gamma / (sqrt(var) + eps)`` with ``darknet``
+    (:class:`DarknetBatchNorm2d`); ``shift = beta - mean * scale``."""
+    std = var.sqrt() + eps if darknet else (var + eps).sqrt()
+    scale = gamma / std
+    return scale, beta - mean * scale
+
+
 def bn_inference_affine(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
-    """The eval transform of a batch norm as ``y = x * scale + shift``: float64 ``scale``, ``shift`` (C,), from the
-    running statistics with the layer's own formula (``sqrt(var + eps)``, or :class:`DarknetBatchNorm2d`'s
-    ``sqrt(var) + eps``)."""
+    """:func:`bn_affine` of a batch-norm layer with its own formula, in float64: ``scale``, ``shift`` (C,)."""
     if bn.running_mean is None or bn.running_var is None:
         raise ValueError("a batch norm without running statistics has no fixed inference transform")
     var, mean = bn.running_var.double(), bn.running_mean.double()
-    std = var.sqrt() + bn.eps if isinstance(bn, DarknetBatchNorm2d) else (var + bn.eps).sqrt()
     gamma = bn.weight.double() if bn.affine else torch.ones_like(var)
     beta = bn.bias.double() if bn.affine else torch.zeros_like(var)
-    scale = gamma / std
-    return scale, beta - mean * scale
+    return bn_affine(gamma, beta, mean, var, bn.eps, darknet=isinstance(bn, DarknetBatchNorm2d))
 
 
 def _conv_with_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from yolo9000.darknet import load_weights
+from yolo9000.models.layers import bn_affine
 
 log = logging.getLogger("yolo9000")
 
@@ -37,11 +38,10 @@ def fold_batch_norm(state: Mapping[str, torch.Tensor], own: Mapping[str, torch.T
         names = [f"{p}.1.{n}" for n in ("weight", "bias", "running_mean", "running_var")]
         if f"{p}.0.weight" not in state or not all(n in state for n in names):
             continue
-        g, beta, mean, var = (state[n].float() for n in names)
-        scale = g / torch.sqrt(var + 1e-5)
+        scale, shift = bn_affine(*(state[n].float() for n in names), eps=1e-5)
         w = state[f"{p}.0.weight"]
         out[f"{p}.0.weight"] = (w.float() * scale.view(-1, *[1] * (w.dim() - 1))).to(w.dtype)
-        out[k] = (beta - mean * scale).to(w.dtype)
+        out[k] = shift.to(w.dtype)
         for n in [*names, f"{p}.1.num_batches_tracked"]:
             out.pop(n, None)
         folded += 1

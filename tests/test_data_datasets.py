@@ -22,6 +22,7 @@ from yolo9000.data import (
     VOCParser,
     YOLOTxtParser,
 )
+from yolo9000.data.dataset import TensorList
 
 ROOT = Path(__file__).resolve().parents[1]
 BCCD = ROOT / "data" / "bccd"
@@ -397,3 +398,36 @@ def test_annotation_order_kept_without_shuffle_and_in_eval(tmp_path):
     assert plain[(0, 64, 1)]["labels"].tolist() == list(range(30))
     ev = _many_boxes_dataset(tmp_path, shuffle=True, max_boxes=None, train=False)
     assert ev[0]["labels"].tolist() == list(range(40))
+
+
+def test_worker_batches_equal_main_process_batches_nhwc_and_packed_lists(bccd_module):
+    """A batch made in a loader worker crosses to the main process unchanged: the same pixels (uint8, NHWC memory,
+    as the collate stacks them), targets and per-image ground truth (each list sent as one tensor)."""
+    from torch.utils.data import DataLoader
+
+    ds, collate = bccd_module.datasets["val"], bccd_module.collate_fn()
+    main = next(iter(DataLoader(ds, batch_size=4, collate_fn=collate)))
+    worker = next(iter(DataLoader(ds, batch_size=4, collate_fn=collate, num_workers=1)))
+    assert main["images"].stride() == worker["images"].stride() == (256 * 256 * 3, 1, 256 * 3, 3)  # NHWC
+    assert main["images"].is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(main["images"], worker["images"]) and torch.equal(main["targets"], worker["targets"])
+    for key in ("gt_boxes", "gt_labels", "gt_difficult"):
+        assert isinstance(worker[key], TensorList) and len(worker[key]) == 4
+        for a, b in zip(main[key], worker[key], strict=True):
+            assert a.dtype == b.dtype and torch.equal(a, b)
+    assert len({t.untyped_storage().data_ptr() for t in worker["gt_boxes"]}) == 1  # views of one transfer
+
+
+def test_tensor_list_pickles_as_one_tensor_and_falls_back():
+    import pickle
+
+    items = [torch.arange(8.0).view(2, 4), torch.zeros(0, 4), torch.ones(3, 4)]
+    fn, (flat, lengths) = TensorList(items).__reduce__()
+    assert flat.shape == (5, 4) and lengths == [2, 0, 3]
+    back = pickle.loads(pickle.dumps(TensorList(items)))
+    assert isinstance(back, TensorList) and [t.shape for t in back] == [(2, 4), (0, 4), (3, 4)]
+    assert all(torch.equal(a, b) for a, b in zip(items, back, strict=True))
+    mixed = [torch.zeros(2, 4), torch.zeros(2, 5)]  # not concatenable: pickled item by item
+    again = pickle.loads(pickle.dumps(TensorList(mixed)))
+    assert isinstance(again, TensorList) and [t.shape for t in again] == [(2, 4), (2, 5)]
+    assert pickle.loads(pickle.dumps(TensorList())) == []

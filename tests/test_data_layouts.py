@@ -12,12 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from PIL import Image
 
-from conftest import data_config
+from conftest import compose_config, data_config
 from yolo9000.data import COCOParser, IssueLog, VOCParser, YOLOTxtParser
 from yolo9000.multirun import register_resolvers
 
@@ -378,8 +379,22 @@ def test_cpus_resolver_caps_the_available_cpus():
     available = len(os.sched_getaffinity(0))
     cfg = OmegaConf.create({"a": "${cpus:8}", "b": "${cpus:1}", "c": "${cpus:1000}"})
     assert (cfg.a, cfg.b, cfg.c) == (min(available, 8), 1, available)
-    for name in ("bccd", "voc", "yolo", "coco", "imagenet", "bccd_crops"):
-        data = data_config(name).data
-        value = OmegaConf.to_container(data, resolve=False)["num_workers"]
-        assert str(value).startswith("${cpus:"), name
-        assert 1 <= data.num_workers <= min(available, 8)
+
+
+def test_loader_workers_none_on_a_cpu_trainer_else_the_cpus():
+    """A CPU training step uses every core (workers beside it slow it down): the data configs load in the main
+    process under a CPU trainer, with workers (the CPUs, capped) under a GPU one."""
+    register_resolvers()
+    available = len(os.sched_getaffinity(0))
+    cfg = OmegaConf.create(
+        {"cpu": "${loader_workers:cpu,8}", "gpu": "${loader_workers:gpu,8}", "one": "${loader_workers:cuda,1}"}
+    )
+    assert (cfg.cpu, cfg.gpu, cfg.one) == (0, min(available, 8), 1)
+    auto = OmegaConf.create({"a": "${loader_workers:auto,8}"}).a
+    assert auto == (min(available, 8) if torch.cuda.is_available() else 0)
+    caps = {"bccd": 4, "voc": 8, "yolo": 8, "coco": 8, "imagenet": 8, "bccd_crops": 4, "digits": 4}
+    for name, cap in caps.items():
+        on_cpu = compose_config("train", f"data={name}").data
+        assert str(OmegaConf.to_container(on_cpu, resolve=False)["num_workers"]).startswith("${loader_workers:"), name
+        assert on_cpu.num_workers == 0, name
+        assert compose_config("train", f"data={name}", "trainer=gpu").data.num_workers == min(available, cap), name

@@ -165,3 +165,36 @@ def test_augment_config_rejects_unknown_keys():
     with pytest.raises(ValueError, match="unknown augment keys"):
         AugmentConfig.from_mapping({"jiter": 0.2})
     assert AugmentConfig.from_mapping(None) == AugmentConfig()
+
+
+def test_boxes_filtered_once_equal_boxes_filtered_after_every_step(monkeypatch):
+    """The training pipeline filters boxes once, after its last step; albumentations' default (after every step)
+    gives the same images and boxes, including boxes the jitter crop cuts or drops."""
+    import albumentations as A
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    x0, y0 = rng.uniform(0, 155, 40), rng.uniform(0, 115, 40)  # valid boxes, many near the edges
+    x1, y1 = np.minimum(x0 + rng.uniform(0.5, 40, 40), 160), np.minimum(y0 + rng.uniform(0.5, 30, 40), 120)
+    boxes = np.stack([x0, y0, x1, y1], 1).astype(np.float32)
+    labels, difficult = np.arange(40) % 3, np.zeros(40, bool)
+    aug = {"jitter": 0.4, "min_box_pixels": 0.0}
+    once = DetectionTransform(train=True, augment=aug)
+    built = once.compose(64).processors["bboxes"].params
+    assert built.check_each_transform is False
+    original_init = A.BboxParams.__init__
+
+    def every_step(self, *args, **kwargs):
+        original_init(self, *args, **{**kwargs, "check_each_transform": True})
+
+    monkeypatch.setattr(A.BboxParams, "__init__", every_step)
+    each = DetectionTransform(train=True, augment=aug)
+    assert each.compose(64).processors["bboxes"].params.check_each_transform is True
+    dropped = 0
+    for seed in range(200):
+        a = once(image, boxes, labels, difficult, 64, seed=seed)
+        b = each(image, boxes, labels, difficult, 64, seed=seed)
+        assert np.array_equal(a.image, b.image) and np.array_equal(a.labels, b.labels)
+        assert np.array_equal(a.boxes, b.boxes) and np.array_equal(a.params, b.params)
+        dropped += a.n_dropped
+    assert dropped > 0  # the crops did cut boxes away

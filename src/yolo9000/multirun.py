@@ -2,8 +2,9 @@
 
 - :func:`register_resolvers`: ``${tags_with_overrides:${tags},${hydra:overrides.task}}`` for W&B tags (the
   experiment's tags plus the job's own overrides, i.e. its ablation values), ``${basename:<path>}`` (the last
-  part of a path: the W&B group's sweep timestamp) and ``${cpus:8}`` (the CPUs available, capped: the default
-  ``data.num_workers``).
+  part of a path: the W&B group's sweep timestamp) and ``${cpus:8}`` (the CPUs available, capped) and
+  ``${loader_workers:<accelerator>,8}`` (the default ``data.num_workers``:
+  0 for a CPU trainer, see :func:`loader_workers`).
 - :func:`prepare_ddp_relaunch`: Lightning's ``ddp`` strategy starts ranks > 0 by re-running ``sys.argv``; under
   ``-m`` that would start the whole sweep again. Point it at this job instead.
 - :func:`end_distributed`: destroy the process group a DDP job created and restore the DDP environment variables
@@ -49,6 +50,23 @@ def available_cpus(cap: int | str | None = None) -> int:
     return max(1, min(n, int(cap))) if cap not in (None, "") else max(1, n)
 
 
+def loader_workers(accelerator: str | None = "cpu", cap: int | str | None = None) -> int:
+    """The default ``data.num_workers`` for a trainer on ``accelerator``: 0 on the CPU, else
+    :func:`available_cpus` (at most ``cap``); the ``${loader_workers:${trainer.accelerator},4}`` resolver.
+
+    A CPU training step already keeps every core busy (torch's intra-op threads), so loader workers can only run
+    by taking cores from it, and each time one does, the step's other threads wait for it at their next barrier:
+    on a 2-core EPYC two workers cut the real step to 0.76-0.79 of the bare loop, loading in the main process
+    between steps to 0.87-0.93 (``src/bench.py``). ``auto`` counts as the CPU when no CUDA device is present.
+    """
+    acc = str(accelerator or "cpu").lower()
+    if acc == "auto":
+        import torch
+
+        acc = "gpu" if torch.cuda.is_available() else "cpu"
+    return 0 if acc == "cpu" else available_cpus(cap)
+
+
 def register_resolvers() -> None:
     """Register the OmegaConf resolvers the configs use (idempotent)."""
     if not OmegaConf.has_resolver("basename"):
@@ -59,6 +77,8 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("coalesce", lambda value, default: default if value is None else value)
     if not OmegaConf.has_resolver("cpus"):  # ${cpus:8}: the CPUs this process may use, at most 8
         OmegaConf.register_new_resolver("cpus", available_cpus)
+    if not OmegaConf.has_resolver("loader_workers"):  # ${loader_workers:${trainer.accelerator},8}: 0 on the CPU
+        OmegaConf.register_new_resolver("loader_workers", loader_workers)
     if not OmegaConf.has_resolver("tags_with_overrides"):
         OmegaConf.register_new_resolver(
             "tags_with_overrides",

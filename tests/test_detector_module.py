@@ -130,3 +130,42 @@ def test_nonfinite_gradients_skip_the_step(skip: int) -> None:
         next(module.parameters()).grad = torch.full_like(next(module.parameters()), float("nan"))
         with pytest.raises(FloatingPointError, match="3 steps in a row"):
             module.on_before_optimizer_step(opt)
+
+
+def test_diagnostics_logged_fresh_on_the_steps_the_loggers_write(tmp_path) -> None:
+    """The loss and its terms are logged every step (the epoch line averages them); the diagnostics (avg IoU,
+    recall, input size, seen...) only on the steps the loggers write, with that step's values: ``train/seen`` in
+    the CSV is the images seen up to that very step (a value logged earlier and written later would lag)."""
+    import csv
+
+    import pytorch_lightning as pl
+    from pytorch_lightning.loggers import CSVLogger
+    from torch.utils.data import DataLoader
+
+    gen = torch.Generator().manual_seed(0)
+    batch = {
+        "images": torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8, generator=gen),
+        "targets": torch.tensor([[[0.5, 0.5, 0.3, 0.4, 1.0]], [[0.3, 0.6, 0.2, 0.2, 2.0]]]),
+        "target_mask": torch.ones(2, 1, dtype=torch.bool),
+    }
+    module = DetectorModule(tiny(), RegionLoss, burn_in=0)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_steps=6,
+        log_every_n_steps=3,
+        logger=CSVLogger(tmp_path, name="", version=""),
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+    )
+    calls: list[str] = []
+    real_log = module.log
+    module.log = lambda name, *a, **k: calls.append(name) or real_log(name, *a, **k)  # type: ignore[method-assign]
+    trainer.fit(module, train_dataloaders=DataLoader([batch] * 6, batch_size=None))
+    with open(tmp_path / "metrics.csv") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("train/seen")]
+    assert [(int(r["step"]), float(r["train/seen"])) for r in rows] == [(2, 6.0), (5, 12.0)]
+    assert all(r["train/avg_iou"] and r["train/coord"] and r["train/input_size"] == "64.0" for r in rows)
+    assert calls.count("train/loss") == calls.count("train/coord") == 6  # every step
+    assert calls.count("train/seen") == calls.count("train/avg_iou") == 2  # the two written steps only

@@ -41,6 +41,14 @@ class DarknetModule(pl.LightningModule):
         self.seen += batch_size * world
         return int(self.seen)
 
+    def logs_written_this_step(self) -> bool:
+        """Whether the loggers write this training step's on-step values (Lightning's ``log_every_n_steps``): per-step
+        diagnostics nobody else reads are logged on those steps only (the same logs; each ``self.log`` costs a
+        fraction of a millisecond). True outside a trainer or where Lightning does not say."""
+        if self._trainer is None:
+            return True
+        return bool(getattr(getattr(self._trainer, "_logger_connector", None), "should_update_logs", True))
+
     def setup(self, stage: str) -> None:
         """The fast path (``model.fast``): channels_last weights; ``torch.compile`` of the network when fitting."""
         compile_now = stage == "fit" and not self._fast_compiled

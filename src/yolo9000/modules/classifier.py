@@ -249,7 +249,8 @@ class ClassifierModule(DarknetModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=bsz)
         if top1 is not None:
             self.log("train/top1", top1, batch_size=bsz)
-        self.log("train/seen", self.seen.float(), batch_size=bsz)
+        if self.logs_written_this_step():
+            self.log("train/seen", self.seen.float(), batch_size=bsz)
         return loss
 
     # ---------------------------------------------------------------- evaluation

@@ -133,9 +133,10 @@ class DetectorModule(DarknetModule):
         parts = {f"train/{k}": getattr(out, k) / bsz for k in ("coord", "obj", "noobj", "cls")}
         stats = {f"train/{k}": getattr(out, k) for k in ("avg_iou", "recall", "avg_obj", "avg_anyobj", "avg_cat")}
         self.log("train/loss", loss, prog_bar=True, batch_size=bsz)
-        self.log_dict({**parts, **stats}, batch_size=bsz)
-        self.log("train/input_size", float(images.shape[-1]), batch_size=bsz)
-        self.log("train/seen", self.seen.float(), batch_size=bsz)
+        self.log_dict(parts, batch_size=bsz)  # every step: the epoch line (EpochLog) averages them
+        if self.logs_written_this_step():  # the diagnostics: on the steps the loggers write
+            size = {"train/input_size": float(images.shape[-1]), "train/seen": self.seen.float()}
+            self.log_dict({**stats, **size}, batch_size=bsz)
         if "classonly" in batch:  # joint training (yolo9000.data.joint): counts and losses per source
             self._log_sources(batch["classonly"].to(raw.device), out.per_image, bsz)
         return loss

@@ -169,7 +169,9 @@ def test_augment_config_rejects_unknown_keys():
 
 def test_boxes_filtered_once_equal_boxes_filtered_after_every_step(monkeypatch):
     """The training pipeline filters boxes once, after its last step; albumentations' default (after every step)
-    gives the same images and boxes, including boxes the jitter crop cuts or drops."""
+    gives the same images, labels and kept boxes, including boxes the jitter crop cuts or drops; the coordinates
+    agree to float32 rounding (each intermediate filter re-normalises them through float64: on BCCD about half
+    the samples differ by one float32 step, ~1.5e-5 px)."""
     import albumentations as A
 
     rng = np.random.default_rng(0)
@@ -195,6 +197,7 @@ def test_boxes_filtered_once_equal_boxes_filtered_after_every_step(monkeypatch):
         a = once(image, boxes, labels, difficult, 64, seed=seed)
         b = each(image, boxes, labels, difficult, 64, seed=seed)
         assert np.array_equal(a.image, b.image) and np.array_equal(a.labels, b.labels)
-        assert np.array_equal(a.boxes, b.boxes) and np.array_equal(a.params, b.params)
+        assert a.boxes.shape == b.boxes.shape and np.array_equal(a.params, b.params)
+        np.testing.assert_allclose(a.boxes, b.boxes, rtol=0, atol=1e-4)
         dropped += a.n_dropped
     assert dropped > 0  # the crops did cut boxes away

@@ -227,11 +227,10 @@ def test_keep_freed_memory_stops_page_faults() -> None:
 
 
 def test_classifier_takes_the_fast_path_keys() -> None:
-    """model.fast reaches the classifier modules too (the CPU classifier keeps freed memory and steps a fused Adam,
-    as the CPU detector)."""
+    """model.fast reaches the classifier modules too (the CPU classifier keeps freed memory, as the CPU detector)."""
     cpu = compose_config("train", "experiment=pretrain_darknet19", "data.max_images=4")
-    module = build(cpu).module
-    assert module.fast == FastPath(keep_freed_memory=True, fused_optimizer=True)
-    assert optimizer_flags(module.fast.fused_optimizer, "cpu") == {"fused": True}
+    assert build(cpu).module.fast == FastPath(keep_freed_memory=True)
+    fused = compose_config("train", "experiment=pretrain_darknet19", "+model.fast.fused_optimizer=true")
+    assert optimizer_flags(build(fused).module.fast.fused_optimizer, "cpu") == {"fused": True}
     gpu = compose_config("train", "experiment=pretrain_darknet19", "model=darknet19_cls", "data.max_images=4")
     assert build(gpu).module.fast == FastPath()

@@ -202,7 +202,8 @@ def step():  # a training step's large activations: allocated, written, alive to
     return sum(float(x[0]) for x in xs)
 
 
-step(), step()
+for _ in range(6):  # the heap settles (glibc's placement of the first steps' blocks may still grow it)
+    step()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 for _ in range(5):
     step()
@@ -213,7 +214,8 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc (mallopt) only")
 def test_keep_freed_memory_stops_page_faults() -> None:
     """glibc's default maps large blocks afresh at every allocation (~22k page faults for the 88 MB of one such
-    step); kept, freed blocks are reused (a few thousand faults in five steps at most)."""
+    step); kept, freed blocks are reused once the heap has settled (none in five steps on the project's VM; after
+    only two warm-up steps, 6k-49k, as glibc's placement still grew the heap now and then)."""
 
     def faults(mode: str) -> int:
         res = subprocess.run([sys.executable, "-c", FAULTS, mode], capture_output=True, text=True, timeout=120)
@@ -222,7 +224,7 @@ def test_keep_freed_memory_stops_page_faults() -> None:
 
     default, kept = faults("default"), faults("keep")
     assert default > 5 * 22528 // 2, default
-    assert kept < default / 3, (kept, default)
+    assert kept < default / 10, (kept, default)
     assert FastPath.of({"keep_freed_memory": True}).keep_freed_memory
 
 

@@ -4,6 +4,7 @@ metrics.csv is appended to, not restarted, and W&B resumes the job's run (offlin
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 from typing import Any
 
@@ -138,7 +139,9 @@ def test_wandb_restart_resumes_the_run_of_the_folder(tmp_path: Path, wandb_offli
     second.experiment.finish()
 
     runs = sorted((tmp_path / "wandb").glob("offline-run-*"))
-    assert len(runs) == 2 and {r.name.rsplit("-", 1)[1] for r in runs} == {run_id}  # offline: one folder a start
+    # offline: one folder a start, offline-run-<date>_<time>-<id> (W&B appends "-1" when both start in one second)
+    ids = {re.fullmatch(r"offline-run-\d{8}_\d{6}-(\w+?)(-\d+)?", r.name).group(1) for r in runs}
+    assert len(runs) == 2 and ids == {run_id}
 
     third = wandb_logger(tmp_path)
     assert third.version == run_id  # known before the run starts (checkpoint names, etc.)

@@ -152,11 +152,13 @@ def autocast(device: torch.device, precision: str) -> torch.autocast:
 
 
 # ---------------------------------------------------------------------------------------------- training
-def bare_step(module: Any, batch: dict[str, Any], precision: str) -> Callable[[], None]:
-    """One step of the plain PyTorch loop on ``batch``: forward, a trivial loss, backward, the module's optimizer
-    step (the network put in training mode)."""
+def bare_step(
+    module: Any, batch: dict[str, Any], precision: str, opt: torch.optim.Optimizer | None = None
+) -> Callable[[], None]:
+    """One step of the plain PyTorch loop on ``batch``: forward, a trivial loss, backward, an optimizer step
+    (``opt``, default: the module's own; the network put in training mode)."""
     net, x = module.model, batch["images"]
-    opt = module.configure_optimizers()["optimizer"]
+    opt = opt or module.configure_optimizers()["optimizer"]
     net.train()
 
     def bare() -> None:
@@ -181,7 +183,7 @@ def time_loops(module: Any, batch: dict[str, Any], precision: str, b: DictConfig
         with autocast(device, precision):
             return net(x)
 
-    bare = bare_step(module, batch, precision)
+    bare = bare_step(module, batch, precision, opt)
 
     def with_loss() -> None:
         opt.zero_grad(set_to_none=True)

@@ -56,8 +56,9 @@ def loader_workers(accelerator: str | None = "cpu", cap: int | str | None = None
 
     A CPU training step already keeps every core busy (torch's intra-op threads), so loader workers can only run
     by taking cores from it, and each time one does, the step's other threads wait for it at their next barrier:
-    on a 2-core EPYC two workers cut the real step to 0.76-0.79 of the bare loop, loading in the main process
-    between steps to 0.87-0.93 (``src/bench.py``). ``auto`` counts as the CPU when no CUDA device is present.
+    on a 2-core EPYC the real step ran at 0.76-0.79 of the bare loop with two workers, at 0.85-0.89 loading in
+    the main process between steps (``src/bench.py``, bare steps paired with the Lightning batches). ``auto``
+    counts as the CPU when no CUDA device is present.
     """
     acc = str(accelerator or "cpu").lower()
     if acc == "auto":

@@ -170,8 +170,8 @@ def keep_freed_memory() -> bool:
     PyTorch's CPU tensors use malloc. With glibc's defaults every activation over ~32 MB is a fresh mapping, freed
     back to the system at the end of the step, so each training step page-faults its activations in again: the
     default CPU model (batch 16 at 256) took 53-69k minor faults a step, 267-309 ms, and 1-2k faults, 177-200 ms,
-    with this (2-core EPYC, plain PyTorch loop). Some blocks still come back as fresh pages (glibc's heap does not
-    always reuse them: ``tests/test_fast_path.py`` sees a third of the faults or fewer). The values computed are the
+    with this (2-core EPYC, plain PyTorch loop). Until the heap has settled, glibc's placement may still grow it
+    (fresh pages) for a few steps; after that none (``tests/test_fast_path.py``). The values computed are the
     same; the process's resident memory stays at its peak instead of shrinking between steps. Forked processes
     (DataLoader workers) inherit it.
 

@@ -276,6 +276,13 @@ def _box_rng(seed: int | None) -> np.random.Generator:
     return np.random.default_rng([int(seed), 0xB0C5]) if seed is not None else np.random.default_rng()
 
 
+def stack_nhwc(images: Sequence[torch.Tensor]) -> torch.Tensor:
+    """uint8 (3, S, S) images (views of HWC memory, as the datasets make them) -> (B, 3, S, S) with NHWC strides:
+    no transposing copy; the module's float conversion (:func:`yolo9000.speed.float_images`) writes the layout the
+    network wants in the same pass."""
+    return torch.stack([im.permute(1, 2, 0) for im in images]).permute(0, 3, 1, 2)
+
+
 class TensorList(list):
     """A list of tensors (same dtype and trailing dimensions) that crosses a process boundary as one: pickled as
     their concatenation and lengths, unpickled as views of it.
@@ -336,8 +343,7 @@ class DetectionCollate:
                 targets[i, :n, 4] = s["labels"][:n].float()
                 mask[i, :n] = True
         return {
-            # uint8 (4x less IPC; the module scales), (B, 3, S, S) with NHWC strides (see the samples)
-            "images": torch.stack([s["image"].permute(1, 2, 0) for s in kept]).permute(0, 3, 1, 2),
+            "images": stack_nhwc([s["image"] for s in kept]),  # uint8: 4x less IPC; the module scales
             "targets": targets,
             "target_mask": mask,
             "image_ids": [s["image_id"] for s in kept],

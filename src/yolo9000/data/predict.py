@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .dataset import stack_nhwc
 from .image_io import IMAGE_SUFFIXES, ImageDecodeError, read_image
 from .transforms import DetectionTransform
 
@@ -93,9 +94,7 @@ class PredictCollate:
                 "failed": failed,
             }
         return {
-            # (B, 3, S, S) with NHWC strides: the pixels as decoded, no uint8 transpose (the model's uint8 -> float
-            # conversion writes the layout it wants in the same pass: yolo9000.speed.float_images)
-            "images": torch.stack([s["image"].permute(1, 2, 0) for s in ok]).permute(0, 3, 1, 2),
+            "images": stack_nhwc([s["image"] for s in ok]),  # (B, 3, S, S), NHWC strides
             "transforms": torch.stack([s["transform"] for s in ok]),
             "orig_sizes": torch.tensor([s["orig_size"] for s in ok], dtype=torch.long),
             "image_paths": [s["path"] for s in ok],

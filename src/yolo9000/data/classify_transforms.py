@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 import torch
 
-from .transforms import _INTERPOLATIONS, DarknetHSV, MappingConfig, _rand_scale
+from .transforms import _INTERPOLATIONS, DarknetHSV, MappingConfig, _rand_scale, run_pipeline, seed_pipeline
 
 __all__ = [
     "ClassificationTransform",
@@ -199,7 +199,9 @@ class ClassificationTransform:
     """Train or eval transform of one image to ``size x size``: uint8 (H, W, 3) -> uint8 (size, size, 3).
 
     The albumentations pipeline is seeded from ``torch.initial_seed()`` of the calling process and rebuilt when
-    that changes, so every DataLoader worker draws different augmentations (as :class:`DetectionTransform`).
+    that changes, so every DataLoader worker draws different augmentations; its steps share one random stream and
+    run without albumentations' call machinery (:func:`~yolo9000.data.transforms.seed_pipeline`,
+    :func:`~yolo9000.data.transforms.run_pipeline`, as :class:`DetectionTransform`).
 
     Args:
         train: darknet's training augmentation, else the eval resize + centre crop.
@@ -245,7 +247,7 @@ class ClassificationTransform:
             if c.hue > 0 or c.saturation != 1 or c.exposure != 1:
                 steps.append(DarknetHSV(c.hue, c.saturation, c.exposure))
             self._compose = A.Compose(steps)
-            self._compose.set_random_seed(int((torch.initial_seed() * 1_000_003 + s) % 2**32))
+            seed_pipeline(self._compose, int((torch.initial_seed() * 1_000_003 + s) % 2**32))
             self._token = token
         return self._compose
 
@@ -255,6 +257,6 @@ class ClassificationTransform:
         if self.train:
             comp = self.compose()
             if seed is not None:
-                comp.set_random_seed(int(seed))
-            return comp(image=image)["image"]
+                seed_pipeline(comp, int(seed))
+            return run_pipeline(comp, image)[0]
         return resize_center_crop(image, self.size, self.cfg.eval_resize, _INTERPOLATIONS[self.cfg.interpolation])

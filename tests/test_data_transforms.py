@@ -221,7 +221,7 @@ def test_augmentation_draws_are_independent():
         t(img, box, [0], [False], 64, seed=seed)
         jit, flip, hsv = t.compose(64).transforms
         rows.append((jit.params["crop"][0], bool(flip.params), hsv.params["dhue"]))
-    left, flipped, hue = (np.array(c, float) for c in zip(*rows))
+    left, flipped, hue = (np.array(c, float) for c in zip(*rows, strict=True))
     assert abs(np.corrcoef(left, hue)[0, 1]) < 0.15, "hue follows the crop offset"
     assert abs(flipped[left < 0].mean() - flipped[left >= 0].mean()) < 0.15
     assert 0.4 < flipped.mean() < 0.6
@@ -231,5 +231,5 @@ def test_augmentation_draws_are_independent():
         c(img, seed=seed)
         _, flip, hsv = c.compose().transforms
         rows.append((bool(flip.params), hsv.params["dhue"]))
-    flipped, hue = (np.array(v, float) for v in zip(*rows))
+    flipped, hue = (np.array(v, float) for v in zip(*rows, strict=True))
     assert abs(flipped[hue < 0].mean() - flipped[hue >= 0].mean()) < 0.15

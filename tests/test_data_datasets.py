@@ -350,6 +350,18 @@ def test_collate_drops_none_and_pads():
     assert batch["image_ids"] == ["i2", "i0"] and batch["orig_sizes"].tolist() == [[10, 20], [10, 20]]
     assert DetectionCollate(max_boxes=5)([sample(0)])["targets"].shape == (1, 5, 5)
     assert DetectionCollate()([sample(0)])["targets"].shape == (1, 1, 5)
+    # each image's truths in its own rows, in order; max_boxes truncates
+    other = sample(3)
+    other["boxes"] = torch.tensor([[0.0, 0, 16, 16], [16, 16, 48, 32], [0, 32, 64, 64]])
+    other["labels"] = torch.tensor([2, 0, 1])
+    batch = DetectionCollate()([sample(1), other])
+    want = torch.tensor([[0.125, 0.125, 0.25, 0.25, 2], [0.5, 0.375, 0.5, 0.25, 0], [0.5, 0.75, 1.0, 0.5, 1]])
+    torch.testing.assert_close(batch["targets"][1], want)
+    assert batch["target_mask"].tolist() == [[True, False, False], [True, True, True]]
+    torch.testing.assert_close(batch["targets"][0, 0], torch.tensor([0.25, 0.125, 0.5, 0.25, 0.0]))
+    cut = DetectionCollate(max_boxes=2)([other, sample(1)])
+    torch.testing.assert_close(cut["targets"][0], want[:2])
+    assert cut["target_mask"].tolist() == [[True, True], [True, False]]
 
 
 def test_voc_class_names_discovered_when_not_given(tmp_path):

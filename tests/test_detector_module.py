@@ -133,9 +133,10 @@ def test_nonfinite_gradients_skip_the_step(skip: int) -> None:
 
 
 def test_diagnostics_logged_fresh_on_the_steps_the_loggers_write(tmp_path) -> None:
-    """The loss and its terms are logged every step (the epoch line averages them); the diagnostics (avg IoU,
-    recall, input size, seen...) only on the steps the loggers write, with that step's values: ``train/seen`` in
-    the CSV is the images seen up to that very step (a value logged earlier and written later would lag)."""
+    """The loss is logged every step (progress bar); its terms and the diagnostics (avg IoU, recall, input size,
+    seen...) only on the steps the loggers write, with that step's values: ``train/seen`` in the CSV is the images
+    seen up to that very step (a value logged earlier and written later would lag). The epoch line averages the
+    terms every step returns (EpochLog), not the logged ones."""
     import csv
 
     import pytorch_lightning as pl
@@ -167,5 +168,34 @@ def test_diagnostics_logged_fresh_on_the_steps_the_loggers_write(tmp_path) -> No
         rows = [r for r in csv.DictReader(f) if r.get("train/seen")]
     assert [(int(r["step"]), float(r["train/seen"])) for r in rows] == [(2, 6.0), (5, 12.0)]
     assert all(r["train/avg_iou"] and r["train/coord"] and r["train/input_size"] == "64.0" for r in rows)
-    assert calls.count("train/loss") == calls.count("train/coord") == 6  # every step
-    assert calls.count("train/seen") == calls.count("train/avg_iou") == 2  # the two written steps only
+    assert calls.count("train/loss") == 6  # every step
+    assert calls.count("train/seen") == calls.count("train/avg_iou") == calls.count("train/coord") == 2
+
+
+def test_epoch_line_averages_the_terms_every_step_returned() -> None:
+    """EpochLog's means come from the training steps' outputs: the loss over every batch, each term over the
+    batches that returned it (a joint batch without classification images returns no classification loss), not
+    over all batches and not from a value a logger last saw."""
+    from types import SimpleNamespace
+
+    from yolo9000.callbacks.progress import EpochLog
+
+    cb = EpochLog()
+    trainer = SimpleNamespace(world_size=1)
+    cb.on_train_epoch_start(trainer, None)  # type: ignore[arg-type]
+    steps = [
+        {
+            "loss": torch.tensor(4.0),
+            "terms": {"train/coord": torch.tensor(1.0), "train/classification/loss": torch.tensor(2.0)},
+        },
+        {"loss": torch.tensor(2.0), "terms": {"train/coord": torch.tensor(3.0)}},
+        {"loss": torch.tensor(3.0), "terms": {"train/coord": torch.tensor(2.0)}},
+    ]
+    batch = {"images": torch.zeros(2, 3, 8, 8)}
+    for out in steps:
+        cb.on_train_batch_start(trainer, None)  # type: ignore[arg-type]
+        cb.on_train_batch_end(trainer, None, out, batch, 0)  # type: ignore[arg-type]
+    assert cb.mean("train/loss") == pytest.approx(3.0)
+    assert cb.mean("train/coord") == pytest.approx(2.0)
+    assert cb.mean("train/classification/loss") == pytest.approx(2.0)  # one batch had it: not 2 / 3
+    assert cb.mean("train/top1") is None and cb._images == 6

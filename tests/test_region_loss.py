@@ -152,3 +152,30 @@ def test_bias_match_off_picks_predictor_by_predicted_shape() -> None:
     # predictor 0 (prior shape 1x1 vs truth .5x.5): coord loss (2 - .25) * .5 * 2 * log(.5)^2, IoU .25
     assert by_prior.coord.item() == pytest.approx(1.75 * 0.5 * 2 * math.log(0.5) ** 2, rel=1e-6)
     assert by_prior.avg_iou.item() == pytest.approx(0.25)
+
+
+def test_statistics_are_optional_and_change_nothing_else() -> None:
+    """``stats=False`` (a training step that is not logged) skips darknet's printed statistics only: the same
+    loss terms and the same gradient; ``stats=True`` gives hand-checkable values (one truth, its responsible
+    predictor's box equal to the truth: avg IoU 1, recall 1)."""
+    torch.manual_seed(0)
+    raw = torch.randn(2, 2 * 8, 4, 4)
+    raw[0, 0:4, 1, 2] = 0.0  # anchor 0 at cell (x 2, y 1): sigmoid 0.5 -> centre (2.5 / 4, 1.5 / 4), size = prior
+    truths = torch.tensor([[[2.5 / 4, 1.5 / 4, 0.25, 0.25, 1.0]], [[0.3, 0.7, 0.4, 0.2, 2.0]]])
+    mask = torch.ones(2, 1, dtype=torch.bool)
+    anchors = torch.tensor([[1.0, 1.0], [3.0, 2.0]])
+    grads = []
+    outs = []
+    for stats in (True, False):
+        x = raw.clone().requires_grad_(True)
+        out = RegionLoss(3)(x, truths, mask, anchors, seen=20000, stats=stats)
+        out.loss.backward()
+        grads.append(x.grad)
+        outs.append(out)
+    full, lean = outs
+    assert torch.equal(grads[0], grads[1]) and grads[0].abs().sum() > 0
+    for k in ("loss", "coord", "obj", "noobj", "cls"):
+        assert torch.equal(getattr(full, k), getattr(lean, k))
+    assert lean.avg_iou is None and lean.recall is None and lean.avg_cat is None and lean.num_truths == 2
+    one = RegionLoss(3)(raw[:1], truths[:1], mask[:1], anchors, seen=20000)
+    assert one.avg_iou.item() == pytest.approx(1.0, abs=1e-6) and one.recall.item() == 1.0

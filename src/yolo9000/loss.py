@@ -44,19 +44,20 @@ CLASSONLY_MARK = 1e5  # truth rows with x and y above this mark a classification
 
 @dataclass
 class RegionLossOutput:
-    """Loss parts (batch sums, scalars with grad) and detached statistics."""
+    """Loss parts (batch sums, scalars with grad) and detached statistics (darknet's printed ones; None when the
+    call asked for none: ``stats=False``)."""
 
     loss: torch.Tensor
     coord: torch.Tensor
     obj: torch.Tensor
     noobj: torch.Tensor
     cls: torch.Tensor
-    avg_iou: torch.Tensor  # mean IoU of the responsible predictor's box with its truth
-    recall: torch.Tensor  # fraction of truths with that IoU > 0.5
-    avg_obj: torch.Tensor  # mean sigmoid(to) of responsible predictors
-    avg_anyobj: torch.Tensor  # mean sigmoid(to) over all predictors
-    avg_cat: torch.Tensor  # mean P(class) of responsible predictors
     num_truths: int
+    avg_iou: torch.Tensor | None = None  # mean IoU of the responsible predictor's box with its truth
+    recall: torch.Tensor | None = None  # fraction of truths with that IoU > 0.5
+    avg_obj: torch.Tensor | None = None  # mean sigmoid(to) of responsible predictors
+    avg_anyobj: torch.Tensor | None = None  # mean sigmoid(to) over all predictors
+    avg_cat: torch.Tensor | None = None  # mean P(class) of responsible predictors
     per_image: dict[str, torch.Tensor] | None = None  # each term per image, (B,) detached (sums to the term)
 
     @property
@@ -171,6 +172,7 @@ class RegionLoss(nn.Module):
         target_mask: torch.Tensor,
         anchors: torch.Tensor,
         seen: int,
+        stats: bool = True,
     ) -> RegionLossOutput:
         """darknet's deltas for the batch (:meth:`deltas`, no graph), returned as named terms whose gradient w.r.t.
         ``raw`` is darknet's (``-delta`` times the sigmoid derivative on tx, ty, to).
@@ -182,6 +184,8 @@ class RegionLoss(nn.Module):
             target_mask: (B, M) True for real rows.
             anchors: (A, 2) priors in grid-cell units.
             seen: images seen so far, counting this batch (darknet increments before the forward pass).
+            stats: also compute darknet's printed statistics (avg IoU, recall, ...; ~20 small ops: a training step
+                asks on the steps its loggers write only).
         """
         anchors = anchors.to(raw.device, torch.float32)
         bsz, ch, h, w = raw.shape
@@ -192,13 +196,13 @@ class RegionLoss(nn.Module):
             )
         with torch.no_grad():
             planes = raw.detach().float().reshape(bsz, anchors.shape[0], 5 + self.num_classes, h * w)
-            d, stats = self.deltas(planes, targets, target_mask, anchors, seen, (h, w))
+            d, numbers = self.deltas(planes, targets, target_mask, anchors, seen, (h, w), stats)
         terms = _RegionLossFn.apply(raw, d.grad, d.responsible, d.per_image.sum(1))
         names = ("coord", "obj", "noobj", "cls")
         return RegionLossOutput(
             loss=terms.sum(),
             **{k: terms[i] for i, k in enumerate(names)},
-            **stats,
+            **numbers,
             per_image={k: d.per_image[i] for i, k in enumerate(names)},
         )
 
@@ -210,6 +214,7 @@ class RegionLoss(nn.Module):
         anchors: torch.Tensor,
         seen: int,
         hw: tuple[int, int],
+        stats: bool = True,
     ) -> tuple[_Deltas, dict]:
         """darknet's delta assignment and the loss it implies, in the head's channel-plane layout.
 
@@ -220,6 +225,7 @@ class RegionLoss(nn.Module):
             p: (B, A, 5 + C, H*W) raw head output as float32 planes (predictor order: anchor, row, column).
             targets, target_mask, anchors, seen: as :meth:`forward`.
             hw: (H, W) of the grid.
+            stats: compute the statistics (else only ``num_truths``).
         Returns:
             the :class:`_Deltas` and the statistics of :class:`RegionLossOutput` (avg_iou ... num_truths).
         """
@@ -328,6 +334,9 @@ class RegionLoss(nn.Module):
 
         # ---- darknet's printed statistics ---------------------------------------------------------------------
         n_t = len(loc)
+        deltas = _Deltas(grad=grad, responsible=resp, per_image=per_image)
+        if not stats:
+            return deltas, {"num_truths": n_t}
         denom = max(n_t, 1)
         cond = tree.softmax(p2[ba, 5:, cidx])  # (T, C)
         if tree.num_groups == 1:  # flat: P(label)
@@ -343,7 +352,7 @@ class RegionLoss(nn.Module):
             "avg_cat": p_cls.sum() / denom,
             "num_truths": n_t,
         }
-        return _Deltas(grad=grad, responsible=resp, per_image=per_image), stats
+        return deltas, stats
 
     def _classonly_predictors(
         self,

@@ -35,12 +35,16 @@ class EpochLog(pl.Callback):
         epoch 12/80 | loss 4.213 (coord 0.61 obj 1.02 noobj 0.88 cls 1.70) | 27.9 img/s | lr 1.00e-03 |
         val/map_50 0.512 | 1m12s elapsed, ETA 6m40s
 
-    Losses are means over the epoch's batches (of this rank); img/s counts all ranks' images over the training
-    time of the epoch (validation excluded); the ETA extrapolates the mean wall time per epoch of this process.
+    Losses are means over the epoch's batches (of this rank), read from every training step's outputs: the loss,
+    and the ``terms`` mapping the modules return beside it (``{"loss": ..., "terms": {"train/coord": ...}}``); a
+    term is averaged over the batches that returned it (a joint batch without classification images has no
+    ``train/classification/loss``). They are summed where they are (no host sync per step) and read at the epoch's
+    end. img/s counts all ranks' images over the training time of the epoch (validation excluded); the ETA
+    extrapolates the mean wall time per epoch of this process.
 
     Args:
-        loss_key: the total loss (logged by the module on every step).
-        part_keys: further per-step values averaged over the epoch and shown in brackets (missing ones skipped).
+        loss_key: the name of the total loss (the step output's ``loss``).
+        part_keys: the terms shown in brackets, in this order (missing ones skipped).
         val_keys: validation values shown when the epoch was validated (missing ones skipped).
     """
 
@@ -62,6 +66,7 @@ class EpochLog(pl.Callback):
         self.part_keys = list(part_keys)
         self.val_keys = list(val_keys)
         self._sums: dict[str, torch.Tensor] = {}
+        self._counts: dict[str, int] = {}
         self._batches = 0
         self._images = 0
         self._train_time = 0.0
@@ -75,7 +80,7 @@ class EpochLog(pl.Callback):
         self._t_start, self._epochs_timed = time.perf_counter(), 0
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._sums, self._batches, self._images, self._train_time = {}, 0, 0, 0.0
+        self._sums, self._counts, self._batches, self._images, self._train_time = {}, {}, 0, 0, 0.0
         self._t_epoch = time.perf_counter()
         self._val_done = False
 
@@ -89,11 +94,20 @@ class EpochLog(pl.Callback):
         images = batch["images"] if isinstance(batch, dict) else batch[0]
         self._images += int(images.shape[0]) * trainer.world_size
         self._batches += 1
-        metrics = trainer.callback_metrics
-        for key in (self.loss_key, *self.part_keys):
-            v = metrics.get(key)
+        if isinstance(outputs, torch.Tensor):
+            outputs = {"loss": outputs}
+        if not isinstance(outputs, dict):
+            return
+        values = {self.loss_key: outputs.get("loss"), **(outputs.get("terms") or {})}
+        for key, v in values.items():
             if isinstance(v, torch.Tensor) and v.numel() == 1:
-                self._sums[key] = self._sums.get(key, torch.zeros((), dtype=torch.float64)) + v.detach().cpu().double()
+                v = v.detach().reshape(()).float()  # on its device (float64 is not on every one)
+                self._sums[key] = self._sums[key] + v if key in self._sums else v
+                self._counts[key] = self._counts.get(key, 0) + 1
+
+    def mean(self, key: str) -> float | None:
+        """The epoch's mean of a step value so far (None if no step returned it)."""
+        return float(self._sums[key]) / self._counts[key] if key in self._sums else None
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._val_done = not trainer.sanity_checking
@@ -109,10 +123,9 @@ class EpochLog(pl.Callback):
         epoch = trainer.current_epoch + 1
         total = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else None
         parts = [f"epoch {epoch}/{total}" if total else f"epoch {epoch}"]
-        n = max(self._batches, 1)
         if self.loss_key in self._sums:
-            loss = f"loss {float(self._sums[self.loss_key]) / n:.4g}"
-            extra = [f"{k.split('/', 1)[-1]} {float(self._sums[k]) / n:.3g}" for k in self.part_keys if k in self._sums]
+            loss = f"loss {self.mean(self.loss_key):.4g}"
+            extra = [f"{k.split('/', 1)[-1]} {self.mean(k):.3g}" for k in self.part_keys if k in self._sums]
             parts.append(loss + (f" ({' '.join(extra)})" if extra else ""))
         if self._train_time > 0:
             parts.append(f"{self._images / self._train_time:.1f} img/s")

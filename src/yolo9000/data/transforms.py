@@ -323,11 +323,13 @@ class DarknetHSV(A.ImageOnlyTransform):
             return img
         hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV)  # OpenCV uint8 hue: [0, 180)
         x = np.arange(256, dtype=np.float32)
-        lut = np.empty((1, 256, 3), np.uint8)  # one table per channel, applied in one pass
-        lut[0, :, 0] = np.mod(np.round(x + dhue * 180.0), 180)
-        lut[0, :, 1] = np.clip(np.round(x * dsat), 0, 255)
-        lut[0, :, 2] = np.clip(np.round(x * dexp), 0, 255)
-        return cv2.cvtColor(cv2.LUT(hsv, lut), cv2.COLOR_HSV2RGB)
+        luts = (  # one table per channel, each applied to its plane (one 3-channel-table LUT pass is ~1.7x slower)
+            np.mod(np.round(x + dhue * 180.0), 180).astype(np.uint8),
+            np.clip(np.round(x * dsat), 0, 255).astype(np.uint8),
+            np.clip(np.round(x * dexp), 0, 255).astype(np.uint8),
+        )
+        planes = [cv2.LUT(plane, lut) for plane, lut in zip(cv2.split(hsv), luts, strict=True)]
+        return cv2.cvtColor(cv2.merge(planes), cv2.COLOR_HSV2RGB)
 
 
 @dataclass

@@ -83,7 +83,7 @@ class DarknetModule(pl.LightningModule):
                     f"training diverged: {limit} steps in a row with non-finite gradients (up to step "
                     f"{self.global_step}; {self.skipped_steps} skipped in all); lower model.lr or check the data"
                 )
-        if self._trainer is not None:
+        if self._trainer is not None and (self.logs_written_this_step() or self._nonfinite_run):
             self.log("train/skipped_steps", float(getattr(self, "skipped_steps", 0)), on_step=True, on_epoch=False)
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:

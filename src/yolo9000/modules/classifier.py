@@ -231,7 +231,9 @@ class ClassifierModule(DarknetModule):
         return {"cond": cond, "prob": prob, "leaf": topk[:, 0], "topk": topk, "top_down": top_down}
 
     # ---------------------------------------------------------------- training
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
+        """The loss of one batch; returns ``{"loss", "terms"}`` as the detector's (``terms``: ``train/top1`` for the
+        epoch line; logged on the steps the loggers write)."""
         images, labels = batch["images"], batch["labels"]
         bsz = images.shape[0]
         self.count_seen(bsz)
@@ -247,11 +249,10 @@ class ClassifierModule(DarknetModule):
                 is_leaf = self.tree_is_leaf[labels]
                 top1 = (leaf == labels)[is_leaf].float().mean() if bool(is_leaf.any()) else None
         self.log("train/loss", loss, prog_bar=True, batch_size=bsz)
-        if top1 is not None:
-            self.log("train/top1", top1, batch_size=bsz)
+        terms = {} if top1 is None else {"train/top1": top1.detach()}
         if self.logs_written_this_step():
-            self.log("train/seen", self.seen.float(), batch_size=bsz)
-        return loss
+            self.log_dict({**terms, "train/seen": self.seen.float()}, batch_size=bsz)
+        return {"loss": loss, "terms": terms}
 
     # ---------------------------------------------------------------- evaluation
     def _eval_step(self, batch: dict[str, Any], stage: str) -> torch.Tensor:

@@ -123,34 +123,46 @@ class DetectorModule(DarknetModule):
         return self.model(images).contiguous()
 
     # ---------------------------------------------------------------- training
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
+        """The loss of one batch. Returns ``{"loss", "terms"}``: ``terms`` (detached 0-d tensors by name) are what
+        the epoch line (:class:`yolo9000.callbacks.progress.EpochLog`) averages over the epoch, read from the step's
+        outputs (no logging call, no host sync); the loss is logged every step (progress bar), its terms and the
+        diagnostics (avg IoU, recall, seen, input size...) on the steps the loggers write."""
         images = batch["images"]
         bsz = images.shape[0]
         seen = self.count_seen(bsz)
+        written = self.logs_written_this_step()
         raw = self.model(images).float().contiguous()  # the loss in fp32 (autocast), NCHW (channels_last)
-        out = self.criterion(raw, batch["targets"], batch["target_mask"], self.model.anchors, seen)
+        out = self.criterion(raw, batch["targets"], batch["target_mask"], self.model.anchors, seen, stats=written)
         loss = out.loss / bsz if self.hparams.loss_normalize == "batch" else out.loss
-        parts = {f"train/{k}": getattr(out, k) / bsz for k in ("coord", "obj", "noobj", "cls")}
-        stats = {f"train/{k}": getattr(out, k) for k in ("avg_iou", "recall", "avg_obj", "avg_anyobj", "avg_cat")}
+        terms = {f"train/{k}": getattr(out, k).detach() / bsz for k in ("coord", "obj", "noobj", "cls")}
         self.log("train/loss", loss, prog_bar=True, batch_size=bsz)
-        self.log_dict(parts, batch_size=bsz)  # every step: the epoch line (EpochLog) averages them
-        if self.logs_written_this_step():  # the diagnostics: on the steps the loggers write
+        if written:  # the terms and diagnostics: on the steps the loggers write
+            stats = {f"train/{k}": getattr(out, k) for k in ("avg_iou", "recall", "avg_obj", "avg_anyobj", "avg_cat")}
             size = {"train/input_size": float(images.shape[-1]), "train/seen": self.seen.float()}
-            self.log_dict({**stats, **size}, batch_size=bsz)
+            self.log_dict({**terms, **stats, **size}, batch_size=bsz)
         if "classonly" in batch:  # joint training (yolo9000.data.joint): counts and losses per source
-            self._log_sources(batch["classonly"].to(raw.device), out.per_image, bsz)
-        return loss
+            terms |= self._source_terms(batch["classonly"].to(raw.device), out.per_image, bsz, written)
+        return {"loss": loss, "terms": terms}
 
-    def _log_sources(self, classonly: torch.Tensor, per_image: dict[str, torch.Tensor], bsz: int) -> None:
-        """Per source (``detection`` / ``classification``): images this epoch (``train/images_<source>``, summed)
-        and the mean per-image loss and terms (``train/<source>/<term>``). ``classonly``: (B,) bool."""
+    def _source_terms(
+        self, classonly: torch.Tensor, per_image: dict[str, torch.Tensor], bsz: int, written: bool
+    ) -> dict[str, torch.Tensor]:
+        """Per source (``detection`` / ``classification``): images this epoch (``train/images_<source>``, logged
+        and summed every step), and the mean per-image loss and terms (``train/<source>/<term>``: returned for the
+        epoch line, logged when ``written``). ``classonly``: (B,) bool."""
         total = sum(per_image.values())  # (B,)
+        terms: dict[str, torch.Tensor] = {}
         for source, sel in (("detection", ~classonly), ("classification", classonly)):
             n = int(sel.sum())
             self.log(f"train/images_{source}", float(n), on_step=False, on_epoch=True, reduce_fx="sum", sync_dist=True)
             if n:
-                parts = {f"train/{source}/{k}": v[sel].mean() for k, v in per_image.items()}
-                self.log_dict({f"train/{source}/loss": total[sel].mean(), **parts}, batch_size=n)
+                parts = {f"train/{source}/{k}": v[sel].mean().detach() for k, v in per_image.items()}
+                parts = {f"train/{source}/loss": total[sel].mean().detach(), **parts}
+                terms |= parts
+                if written:
+                    self.log_dict(parts, batch_size=n)
+        return terms
 
     # ---------------------------------------------------------------- evaluation
     def _eval_step(

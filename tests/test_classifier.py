@@ -91,6 +91,13 @@ def test_imagefolder_classes_and_unknown_folders(tmp_path: Path) -> None:
     dm.setup("fit")
     assert dm.class_names == ["dog", "cat"] and len(dm.datasets["train"]) == 5 and len(dm.datasets["val"]) == 2
     assert "3 skipped images" in dm.issue_summary()
+    # a batch: the samples' pixels, NHWC-strided (no per-sample transposing copy), labels in order
+    ds = dm.datasets["val"]
+    samples = [ds[i] for i in range(len(ds))]
+    batch = dm.collate_fn()(samples)
+    assert batch["images"].shape == (2, 3, 32, 32) and batch["images"].stride(1) == 1
+    assert torch.equal(batch["images"], torch.stack([s["image"].contiguous() for s in samples]))
+    assert batch["labels"].tolist() == [s["label"] for s in samples]
 
 
 def test_corrupt_and_missing_images(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, Dataset, get_worker_info
 from yolo9000.models import STRIDE
 
 from .classify_transforms import ClassificationTransform, ClassifyAugmentConfig
+from .dataset import stack_nhwc
 from .image_io import (
     CONVERTED,
     ISSUE_FLAGS,
@@ -229,15 +230,17 @@ class ClassificationDataset(Dataset):
         out = self.transform(image, seed=seed)
         self._count("loaded")
         return {
-            "image": torch.from_numpy(np.ascontiguousarray(out)).permute(2, 0, 1).contiguous(),
+            # (3, S, S) view of the HWC pixels: no transposing copy (the collate stacks them NHWC, the module's
+            # float conversion writes the network's layout in one pass), as the detection samples
+            "image": torch.from_numpy(np.ascontiguousarray(out)).permute(2, 0, 1),
             "label": rec.label,
             "path": str(rec.path),
         }
 
 
 class ClassificationCollate:
-    """Samples -> ``{"images": uint8 (B, 3, S, S), "labels": int64 (B,), "paths": list[str]}``; ``None``
-    (skipped) samples are dropped (B = the kept ones); a batch with none left raises :class:`DataError`."""
+    """Samples -> ``{"images": uint8 (B, 3, S, S) with NHWC strides, "labels": int64 (B,), "paths": list[str]}``;
+    ``None`` (skipped) samples are dropped (B = the kept ones); a batch with none left raises :class:`DataError`."""
 
     def __call__(self, samples: Sequence[dict[str, Any] | None]) -> dict[str, Any]:
         kept = [s for s in samples if s is not None]
@@ -246,7 +249,7 @@ class ClassificationCollate:
         if not kept:
             raise DataError("every sample of the batch was skipped (unreadable images, see the warnings)")
         return {
-            "images": torch.stack([s["image"] for s in kept]),  # uint8: the module scales after the transfer
+            "images": stack_nhwc([s["image"] for s in kept]),  # uint8, NHWC strides: the module scales them
             "labels": torch.tensor([s["label"] for s in kept], dtype=torch.long),
             "paths": [s["path"] for s in kept],
         }

@@ -153,20 +153,31 @@ def autocast(device: torch.device, precision: str) -> torch.autocast:
 
 # ---------------------------------------------------------------------------------------------- training
 def bare_step(
-    module: Any, batch: dict[str, Any], precision: str, opt: torch.optim.Optimizer | None = None
+    module: Any,
+    batch: dict[str, Any],
+    precision: str,
+    opt: torch.optim.Optimizer | None = None,
+    phases: list[dict[str, float]] | None = None,
 ) -> Callable[[], None]:
     """One step of the plain PyTorch loop on ``batch``: forward, a trivial loss, backward, an optimizer step
-    (``opt``, default: the module's own; the network put in training mode)."""
+    (``opt``, default: the module's own; the network put in training mode). ``phases``: each call appends its
+    ``forward`` (with zero_grad and the trivial loss), ``backward`` and ``step`` seconds (no device sync: CPU use)."""
     net, x = module.model, batch["images"]
     opt = opt or module.configure_optimizers()["optimizer"]
     net.train()
 
     def bare() -> None:
+        t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
         with autocast(x.device, precision):
             out = net(x)
-        out.float().square().mean().backward()
+        loss = out.float().square().mean()
+        t1 = time.perf_counter()
+        loss.backward()
+        t2 = time.perf_counter()
         opt.step()
+        if phases is not None:
+            phases.append({"forward": t1 - t0, "backward": t2 - t1, "step": time.perf_counter() - t2})
 
     return bare
 
@@ -221,7 +232,20 @@ class StepTimer(pl.Callback):
         self.skip, self.ended = max(1, skip), 0
         self.batches: list[tuple[int, float]] = []  # (images, seconds) of the timed batches
         self.paired, self.paired_times = paired, []
+        self.phases: list[dict[str, float]] = []  # CPU: seconds per phase of the timed batches
         self._last = 0.0
+        self._marks: dict[str, float] = {}
+
+    # the phases of a batch (CPU only: marks without a device sync): fetch (loader, collate, transfer, float
+    # conversion), forward (training_step: network, loss, logging), backward, step (optimizer, guards, hooks)
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: Any, *_: Any) -> None:
+        self._marks = {"start": time.perf_counter()}
+
+    def on_before_backward(self, trainer: pl.Trainer, pl_module: Any, loss: torch.Tensor) -> None:
+        self._marks["backward"] = time.perf_counter()
+
+    def on_after_backward(self, trainer: pl.Trainer, pl_module: Any) -> None:
+        self._marks["step"] = time.perf_counter()
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, outputs: Any, batch: Any, *_: Any) -> None:
         sync(pl_module.device)
@@ -229,6 +253,16 @@ class StepTimer(pl.Callback):
         self.ended += 1
         if self.ended > self.skip:
             self.batches.append((int(batch["images"].shape[0]), now - self._last))
+            m = self._marks
+            if pl_module.device.type == "cpu" and {"start", "backward", "step"} <= m.keys():
+                self.phases.append(
+                    {
+                        "fetch": m["start"] - self._last,
+                        "forward": m["backward"] - m["start"],
+                        "backward": m["step"] - m["backward"],
+                        "step": now - m["step"],
+                    }
+                )
         if self.paired is not None:
             with torch.enable_grad():
                 t = call_times(self.paired, 1, 0, pl_module.device)
@@ -247,12 +281,19 @@ class StepTimer(pl.Callback):
 
 
 def time_lightning(
-    cfg: DictConfig, module: Any, precision: str | None, device: torch.device, paired: Callable[[], Any] | None = None
+    cfg: DictConfig,
+    module: Any,
+    precision: str | None,
+    device: torch.device,
+    paired: Callable[[], Any] | None = None,
+    paired_phases: list[dict[str, float]] | None = None,
 ) -> dict[str, float]:
     """``trainer.fit`` of the configured trainer (one device, no logger, checkpoints, progress bar or validation)
     with a fresh real DataModule for ``bench.warmup`` (at least 1) + ``bench.steps`` batches; with ``paired`` (a
     bare loop step) also that step's img/s, timed between the batches (``paired_bare_img_per_s``), and
-    ``real_over_bare``: the median over the batches of (bare step time / batch time)."""
+    ``real_over_bare``: the median over the batches of (bare step time / batch time). On the CPU also the median
+    milliseconds of each phase of a batch (``lightning_<fetch|forward|backward|step>_ms``) and of the paired bare
+    step (``paired_bare_<forward|backward|step>_ms``, from ``paired_phases``, the list ``paired`` appends to)."""
     b = cfg.bench
     timer = StepTimer(int(b.warmup), paired)
     overrides: dict[str, Any] = {
@@ -282,6 +323,12 @@ def time_lightning(
         # the median of the pairs' ratios (each Lightning batch against the bare step right after it)
         pairs = zip(timer.batches, timer.paired_times, strict=True)
         out["real_over_bare"] = statistics.median(t_bare / t for (_, t), t_bare in pairs)
+    # where the difference goes (CPU): median milliseconds per phase, the Lightning batch's and the paired bare
+    # step's (their forward includes zero_grad and the trivial loss; step: the optimizer)
+    timed_pairs = (paired_phases or [])[len(paired_phases or []) - len(timer.paired_times) :]  # not the warm-up's
+    for prefix, rows in (("lightning", timer.phases), ("paired_bare", timed_pairs)):
+        for key in rows[0] if rows else ():
+            out[f"{prefix}_{key}_ms"] = 1e3 * statistics.median(r[key] for r in rows)
     return out
 
 
@@ -585,8 +632,11 @@ def main(cfg: DictConfig) -> None:
         if b.lightning:
             # on the CPU the ratio comes from bare steps alternating with the Lightning batches (a fresh copy of
             # the module: separate blocks of each varied by +-25 % on a shared 2-core VM); on CUDA from the loops
-            paired = bare_step(variant_module(mc, fast, device), batch, precision) if device.type == "cpu" else None
-            row |= time_lightning(cfg, module, precision, device, paired)
+            phases: list[dict[str, float]] = []
+            paired = None
+            if device.type == "cpu":
+                paired = bare_step(variant_module(mc, fast, device), batch, precision, phases=phases)
+            row |= time_lightning(cfg, module, precision, device, paired, phases)
             row.setdefault("real_over_bare", row["lightning_img_per_s"] / row["bare_img_per_s"])
         if b.get("infer_ckpt"):  # trained weights for the inference rows (random weights detect next to nothing)
             module.load_state_dict(torch.load(b.infer_ckpt, map_location=device, weights_only=False)["state_dict"])

@@ -97,9 +97,14 @@ def test_bench_runs_on_the_default_config(tmp_path: Path) -> None:
         "infer_b32_e2e_img_per_s",
         "infer_b32_forward_img_per_s",
         "peak_mem_mb",
+        *(f"lightning_{phase}_ms" for phase in ("fetch", "forward", "backward", "step")),
+        *(f"paired_bare_{phase}_ms" for phase in ("forward", "backward", "step")),
     ):
         assert row[key] > 0, key
         assert key in res.stdout
+    # the phases of the Lightning batch cover it (their sum is one batch's time, the median of each aside)
+    phases = sum(row[f"lightning_{p}_ms"] for p in ("fetch", "forward", "backward", "step"))
+    assert phases == pytest.approx(2e3 / row["lightning_img_per_s"], rel=0.5)
     assert row["precision"] == row["lightning_precision"] == "32-true"
     assert got["setup"] == {**got["setup"], "batch": 2, "size": 64, "classes": 3}
     assert got["data_loader"]["loader_img_per_s"] > 0 and got["data_loader"]["loader_img_per_s_per_worker"] > 0

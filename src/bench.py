@@ -9,7 +9,9 @@ weights), at ``bench.batch_size`` x ``bench.size``:
 * ``lightning_img_per_s``: the real thing, ``trainer.fit`` (the configured trainer) with the real DataModule (fixed
   size ``bench.size``, its own loader workers and augmentation), timed after the first batches; ``real_over_bare``
   is its share of the bare loop's speed (on the CPU against bare steps run between its batches,
-  ``paired_bare_img_per_s``: both see the same machine);
+  ``paired_bare_img_per_s``: both see the same machine), and on the CPU where the difference goes: the median
+  milliseconds of each phase of a batch (``lightning_fetch_ms``, ``_forward_ms``, ``_backward_ms``, ``_step_ms``)
+  beside the paired bare step's (``paired_bare_forward_ms``, ...);
 * ``loss_share_of_step``: region loss + targets (forward + backward on a fixed output) over the loop step with loss;
 * ``infer_b<N>_forward_img_per_s`` / ``infer_b<N>_e2e_img_per_s``: the eval forward pass of the network the
   Detector runs (``infer_fold_bn``: batch norms folded into the convs, its default), and end to end

@@ -89,12 +89,17 @@ def assert_close(got: list[float], want: list[float], rtol: float) -> None:
     assert len(set(want)) > 1  # the weights changed between the steps (the check has teeth)
 
 
+def assert_close_rounding(got: list[float], want: list[float]) -> None:
+    """A switch that only rounds differently (other kernels, memory layout): the first step, on the same weights,
+    within float rounding; later steps also by the target assignments that the rounding flips (an IoU at the
+    ignore threshold: ~0.2 % of the loss by step 3 on these samples), within 0.5 %."""
+    assert got[0] == pytest.approx(want[0], rel=1e-5), f"first-step loss {got[0]} vs the default path's {want[0]}"
+    assert_close(got, want, 5e-3)
+
+
 def test_channels_last(reference: list[float]) -> None:
     rec, trainer, module = fit("model.fast.channels_last=true")
-    # the first step (same weights) differs by float rounding only; later steps also by target assignments that
-    # the rounding flips (an IoU at the ignore threshold: ~0.2% of the loss by step 3 on these samples)
-    assert rec.losses[0] == pytest.approx(reference[0], rel=1e-5)
-    assert_close(rec.losses, reference, 5e-3)
+    assert_close_rounding(rec.losses, reference)
     conv = next(m for m in module.model.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3))
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
 
@@ -183,7 +188,7 @@ def test_compile_inductor(reference: list[float]) -> None:
     """The real backend (generates and builds C++ on the CPU: minutes)."""
     torch._dynamo.reset()
     rec, _, _ = fit("model.fast.compile=true")
-    assert_close(rec.losses, reference, 1e-3)
+    assert_close_rounding(rec.losses, reference)
 
 
 def test_unknown_fast_key_raises() -> None:

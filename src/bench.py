@@ -327,7 +327,7 @@ def time_lightning(
         out["real_over_bare"] = statistics.median(t_bare / t for (_, t), t_bare in pairs)
     # where the difference goes (CPU): median milliseconds per phase, the Lightning batch's and the paired bare
     # step's (their forward includes zero_grad and the trivial loss; step: the optimizer)
-    timed_pairs = (paired_phases or [])[len(paired_phases or []) - len(timer.paired_times) :]  # not the warm-up's
+    timed_pairs = paired_phases[len(paired_phases) - len(timer.paired_times) :] if paired_phases else []  # no warm-up
     for prefix, rows in (("lightning", timer.phases), ("paired_bare", timed_pairs)):
         for key in rows[0] if rows else ():
             out[f"{prefix}_{key}_ms"] = 1e3 * statistics.median(r[key] for r in rows)

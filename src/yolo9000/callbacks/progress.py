@@ -67,7 +67,6 @@ class EpochLog(pl.Callback):
         self.val_keys = list(val_keys)
         self._sums: dict[str, torch.Tensor] = {}
         self._counts: dict[str, int] = {}
-        self._batches = 0
         self._images = 0
         self._train_time = 0.0
         self._t_batch = 0.0
@@ -80,7 +79,7 @@ class EpochLog(pl.Callback):
         self._t_start, self._epochs_timed = time.perf_counter(), 0
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._sums, self._counts, self._batches, self._images, self._train_time = {}, {}, 0, 0, 0.0
+        self._sums, self._counts, self._images, self._train_time = {}, {}, 0, 0.0
         self._t_epoch = time.perf_counter()
         self._val_done = False
 
@@ -93,7 +92,6 @@ class EpochLog(pl.Callback):
         self._train_time += time.perf_counter() - self._t_batch
         images = batch["images"] if isinstance(batch, dict) else batch[0]
         self._images += int(images.shape[0]) * trainer.world_size
-        self._batches += 1
         if isinstance(outputs, torch.Tensor):
             outputs = {"loss": outputs}
         if not isinstance(outputs, dict):

@@ -267,16 +267,14 @@ def test_tree_decode_equals_tree_candidates(which: str, decode: str, tree: WordT
         raw, anchors=anchors, num_classes=t.n, tree=t, thresh=0.05, tree_thresh=0.3, tree_decode=decode
     )
     reg = split_region(raw, num_a)
-    scores, box_idx, node = tree_candidates(reg.obj.sigmoid(), reg.cls, t, 0.05, 0.3, None, tree_decode=decode)
+    b_idx, box_idx, node, scores = tree_candidates(reg.obj.sigmoid(), reg.cls, t, 0.05, 0.3, None, tree_decode=decode)
     dense = torch.zeros(bsz, out["prob"].shape[1])
-    ok = torch.isfinite(scores)
-    b_idx = torch.arange(bsz).unsqueeze(1).expand_as(scores)[ok]
-    dense[b_idx, box_idx[ok]] = scores[ok]
+    dense[b_idx, box_idx] = scores
     torch.testing.assert_close(out["prob"].amax(-1), dense)  # same candidates, same scores
-    assert out["node"][b_idx, box_idx[ok]].tolist() == node[ok].tolist()  # same nodes
-    assert int(ok.sum()) > 3 and len(node[ok].unique()) > 2
+    assert out["node"][b_idx, box_idx].tolist() == node.tolist()  # same nodes
+    assert len(scores) > 3 and len(node.unique()) > 2
     if decode == "darknet":  # scored by objectness alone
-        torch.testing.assert_close(scores[ok], reg.obj.sigmoid().flatten(1)[b_idx, box_idx[ok]])
+        torch.testing.assert_close(scores, reg.obj.sigmoid().flatten(1)[b_idx, box_idx])
 
 
 @pytest.mark.parametrize("which", ["small", "9k"])
@@ -288,13 +286,11 @@ def test_tree_map_equals_tree_candidates(which: str, tree: WordTree) -> None:
     raw = raw if which == "small" else raw / 4
     out = region_detections_darknet(raw, anchors=anchors, num_classes=t.n, tree=t, thresh=thresh, map=nodes)
     reg = split_region(raw, anchors.shape[0])
-    scores, box_idx, node = tree_candidates(reg.obj.sigmoid(), reg.cls, t, thresh, 0.5, None, tree_map=nodes)
-    ok = torch.isfinite(scores)
-    assert int(ok.sum()) > 3
-    b_idx = torch.arange(raw.shape[0]).unsqueeze(1).expand_as(scores)[ok]
-    col = (node[ok].unsqueeze(1) == nodes).float().argmax(1)  # the map column of each candidate's node
-    torch.testing.assert_close(scores[ok], out["prob"][b_idx, box_idx[ok], col])
-    assert int(ok.sum()) == int((out["prob"] > 0).sum())  # the same pairs pass the threshold
+    b_idx, box_idx, node, scores = tree_candidates(reg.obj.sigmoid(), reg.cls, t, thresh, 0.5, None, tree_map=nodes)
+    assert len(scores) > 3
+    col = (node.unsqueeze(1) == nodes).float().argmax(1)  # the map column of each candidate's node
+    torch.testing.assert_close(scores, out["prob"][b_idx, box_idx, col])
+    assert len(scores) == int((out["prob"] > 0).sum())  # the same pairs pass the threshold
 
 
 def test_flat_decode_equals_postprocess_candidates() -> None:
@@ -308,11 +304,9 @@ def test_flat_decode_equals_postprocess_candidates() -> None:
         raw, anchors=anchors, num_classes=c, thresh=0.02, net_size=(416, 416), image_size=(480, 640), relative=False
     )
     reg = split_region(raw, num_a)
-    scores, box_idx, label = flat_candidates(reg.obj.sigmoid(), reg.cls, 0.02, None)
-    ok = torch.isfinite(scores)
+    b_idx, box_idx, label, scores = flat_candidates(reg.obj.sigmoid(), reg.cls, 0.02, None)
     dense = torch.zeros(bsz, num_a * h * w, c)
-    b_idx = torch.arange(bsz).unsqueeze(1).expand_as(scores)[ok]
-    dense[b_idx, box_idx[ok], label[ok]] = scores[ok]
+    dense[b_idx, box_idx, label] = scores
     torch.testing.assert_close(out["prob"], dense)
     dets = postprocess(
         raw, anchors, (416, 416), torch.tensor([[0.65, 0.65, 0.0, 52.0]] * bsz), torch.tensor([[480, 640]] * bsz),

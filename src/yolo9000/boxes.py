@@ -108,7 +108,7 @@ def decode_boxes_at(
     a, cell = box // (h * w), box % (h * w)
     y, x = cell // w, cell % w
     xy = activate_xy(reg.xy[image, a, y, x], location)  # (M, 2)
-    grid = torch.stack([x, y], -1).to(xy.dtype)  # (M, 2) column i, row j
+    grid = cell_grid(h, w, xy.device)[y, x]  # (M, 2) column i, row j
     size = torch.tensor([w, h, w, h], dtype=xy.dtype, device=xy.device)
     return _decode(xy, reg.wh[image, a, y, x], grid, anchors.to(xy)[a], size, location, -1)
 

@@ -19,6 +19,8 @@ descent) is :func:`region_detections_darknet` (:mod:`yolo9000.region_decode`, re
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torchvision.ops import nms
 
@@ -31,6 +33,7 @@ from yolo9000.wordtree import WordTree
 _FAR = 1e7  # box coordinates (pixels) beyond this are clamped for the NMS offsets (a diverging network's)
 _WIDE = 256  # rows of at least this many times pre_nms_topk (box, class) pairs skip the full top-k
 _WIDE_MAX = 16  # ... unless more than this many times pre_nms_topk pairs per row reach the bound (ties)
+_SORTED = 4  # more than this many times pre_nms_topk candidates a row: a top-k of each row, not a sort of them all
 
 
 @torch.no_grad()
@@ -84,36 +87,79 @@ def postprocess(
     bsz = raw.shape[0]
     obj = reg.obj.sigmoid()  # (B, A, H, W)
     if tree is None:
-        scores, box_idx, labels = flat_candidates(obj, reg.cls, conf_thresh, pre_nms_topk)
+        cand = flat_candidates(obj, reg.cls, conf_thresh, pre_nms_topk)
     else:
-        scores, box_idx, labels = tree_candidates(
-            obj, reg.cls, tree, conf_thresh, tree_thresh, pre_nms_topk, tree_decode, tree_map
-        )
-    # (M,) candidates by image, then by decreasing score (1-D indexing: the cheap kind)
-    flat = torch.nonzero(torch.isfinite(scores).flatten()).flatten()
-    if not len(flat):  # nothing above the threshold: no decode, no NMS
-        empty = scores.new_zeros(0)
-        return [{"boxes": empty.view(0, 4), "scores": empty, "labels": labels.new_zeros(0)} for _ in range(bsz)]
-    b_idx = flat // max(scores.shape[1], 1)
-    s, c_idx = scores.flatten()[flat], labels.flatten()[flat]
+        cand = tree_candidates(obj, reg.cls, tree, conf_thresh, tree_thresh, pre_nms_topk, tree_decode, tree_map)
+    if not len(cand.score):  # nothing above the threshold: no decode, no NMS
+        empty = cand.score.new_zeros(0)
+        return [{"boxes": empty.view(0, 4), "scores": empty, "labels": cand.label} for _ in range(bsz)]
     # only the candidates' boxes are decoded, then mapped to input pixels and through the eval transform's inverse
     # (it owns the geometry): (M, 4) xyxy original pixels
-    cand = cxcywh_to_xyxy_pixels(decode_boxes_at(reg, b_idx, box_idx.flatten()[flat], anchors, location), input_hw)
+    boxes = cxcywh_to_xyxy_pixels(decode_boxes_at(reg, cand.image, cand.box, anchors, location), input_hw)
     if transforms is not None or orig_sizes is not None:
         if transforms is None:
-            transforms = cand.new_tensor([1.0, 1.0, 0.0, 0.0]).expand(bsz, 4)
-        sizes = None if orig_sizes is None else orig_sizes.to(cand.device)[b_idx]
-        cand = boxes_to_original(cand.unsqueeze(1), transforms.to(cand.device)[b_idx], sizes)[:, 0]
-    cap = int(max_det) if max_det is not None else max(scores.shape[1], 1)  # None: every candidate may stay
-    keep = class_nms(cand, s, b_idx, c_idx, nms_thresh, bsz, cap)
-    return [{"boxes": cand[k], "scores": s[k], "labels": c_idx[k]} for k in keep]
+            transforms = boxes.new_tensor([[1.0, 1.0, 0.0, 0.0]])
+        sizes = None if orig_sizes is None else _rows(orig_sizes.to(boxes.device), cand.image)
+        boxes = boxes_to_original(boxes.unsqueeze(1), _rows(transforms.to(boxes.device), cand.image), sizes)[:, 0]
+    cap = int(max_det) if max_det is not None else len(cand.score)  # None: every candidate may stay
+    keep = class_nms(boxes, cand.score, cand.image, cand.label, nms_thresh, bsz, cap)
+    return [{"boxes": boxes[k], "scores": cand.score[k], "labels": cand.label[k]} for k in keep]
 
 
-def _top_candidates(
+class Candidates(NamedTuple):
+    """The (box, class) pairs that go on to NMS, grouped by image and in decreasing score order within an image;
+    each (M,): ``image`` index, ``box`` index into the image's N = A * H * W boxes (anchor-major, then row, then
+    column), ``label`` (class, or tree node), ``score``."""
+
+    image: torch.Tensor
+    box: torch.Tensor
+    label: torch.Tensor
+    score: torch.Tensor
+
+
+def _rows(per_image: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+    """(B, k) per-image rows -> the row of each candidate's image, (M, k); one image: its (1, k) row as it is
+    (it broadcasts)."""
+    return per_image if per_image.shape[0] == 1 else per_image[image]
+
+
+def select_candidates(
     scores: torch.Tensor, conf_thresh: float, pre_nms_topk: int | None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The ``pre_nms_topk`` highest scores per image (all when None or 0), those not above ``conf_thresh`` as
-    -inf.
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The entries scoring above ``conf_thresh``, at most ``pre_nms_topk`` per row (the highest; None or 0: all).
+
+    Few candidates (a trained head at a detection threshold) are found by the threshold and sorted; many (an
+    untrained head, or darknet's 0.005 evaluation threshold: up to every (box, class) pair) by a top-k of each
+    row first (:func:`_top_candidates`), so the sort never exceeds ``_SORTED`` x ``pre_nms_topk`` entries a row.
+    Equal scores keep their index order (a top-k's order of ties is unspecified: either is a valid ranking).
+
+    Args:
+        scores: (B, M) scores (-inf or nan: never a candidate).
+    Returns:
+        row (P,), index into M (P,), score (P,): by row, then by decreasing score.
+    """
+    bsz = scores.shape[0]
+    above = scores > conf_thresh
+    if pre_nms_topk and int(above.count_nonzero()) > _SORTED * pre_nms_topk * bsz:  # counted, not listed
+        inf = float("inf")  # a nan would take a top-k slot (top-k ranks it highest): -inf never does
+        top, idx = _top_candidates(scores.nan_to_num(-inf, inf, -inf), conf_thresh, pre_nms_topk)  # (B, K)
+        image, rank = torch.nonzero(top > conf_thresh, as_tuple=True)  # by row, then rank
+        return image, idx[image, rank], top[image, rank]
+    image, index = torch.nonzero(above, as_tuple=True)
+    s, order = torch.sort(scores[image, index], descending=True, stable=True)
+    if bsz > 1:
+        by_row = torch.sort(image[order], stable=True).indices  # by row, then by decreasing score
+        order, s = order[by_row], s[by_row]
+    image, index = image[order], index[order]
+    if pre_nms_topk and len(s) > pre_nms_topk:
+        counts = torch.bincount(image, minlength=bsz)
+        sel = torch.arange(len(s), device=s.device) - (torch.cumsum(counts, 0) - counts)[image] < pre_nms_topk
+        image, index, s = image[sel], index[sel], s[sel]
+    return image, index, s
+
+
+def _top_candidates(scores: torch.Tensor, conf_thresh: float, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``k`` highest scores per row, those not above ``conf_thresh`` as -inf.
 
     A candidate (above the threshold) outranks every non-candidate, so the top-k of the unmasked scores holds
     the same candidates as the top-k of the candidates: no masking pass over all (box, class) pairs. Wide rows
@@ -122,17 +168,13 @@ def _top_candidates(
     Args:
         scores: (B, M) scores (-inf = never a candidate).
     Returns:
-        scores (B, K) in decreasing order and their indices (B, K) into M, K = min(pre_nms_topk, M).
+        scores (B, K) in decreasing order and their indices (B, K) into M, K = min(k, M).
     """
-    k = scores.shape[1]
-    if pre_nms_topk:
-        k = min(k, pre_nms_topk)
-        if scores.shape[1] >= _WIDE * k:
-            found = _top_candidates_wide(scores, conf_thresh, k)
-            if found is not None:
-                return found
-    elif scores.numel():  # no cap: as many as the image with the most candidates
-        k = int((scores > conf_thresh).sum(1).max())
+    k = min(scores.shape[1], k)
+    if scores.shape[1] >= _WIDE * k:
+        found = _top_candidates_wide(scores, conf_thresh, k)
+        if found is not None:
+            return found
     top, idx = scores.topk(k, dim=1)
     return top.masked_fill(~(top > conf_thresh), float("-inf")), idx
 
@@ -174,21 +216,20 @@ def _top_candidates_wide(scores: torch.Tensor, conf_thresh: float, k: int) -> tu
 
 def flat_candidates(
     obj: torch.Tensor, logits: torch.Tensor, conf_thresh: float, pre_nms_topk: int | None
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> Candidates:
     """The (box, class) pairs scoring ``obj * softmax(logits)`` above ``conf_thresh``, the ``pre_nms_topk``
-    highest per image.
+    highest per image (:func:`select_candidates`).
 
     Args:
         obj: (B, A, H, W) objectness (after the sigmoid).
         logits: (B, A, H, W, C) class logits.
     Returns:
-        scores (B, K) in decreasing order, -inf in the slots of an image with fewer than K candidates;
-        box index (B, K) into the N = A * H * W boxes; class (B, K). K = min(pre_nms_topk, N * C).
+        :class:`Candidates` (M,) each, labels the classes.
     """
     num_classes = logits.shape[-1]
     scores = logits.softmax(-1).mul_(obj.unsqueeze(-1)).flatten(1)  # (B, N * C)
-    top, idx = _top_candidates(scores, conf_thresh, pre_nms_topk)  # (B, K)
-    return top, idx // num_classes, idx % num_classes
+    image, idx, s = select_candidates(scores, conf_thresh, pre_nms_topk)
+    return Candidates(image, idx // num_classes, idx % num_classes, s)
 
 
 def tree_candidates(
@@ -200,7 +241,7 @@ def tree_candidates(
     pre_nms_topk: int | None,
     tree_decode: TreeDecode = "darknet",
     tree_map: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> Candidates:
     """WordTree candidates of boxes with ``obj > conf_thresh``, the ``pre_nms_topk`` highest per image.
 
     * ``tree_map`` given: every (box, mapped node) pair scored ``obj * P_abs(node)`` (darknet with a ``map``);
@@ -216,8 +257,7 @@ def tree_candidates(
         logits: (B, A, H, W, n) logits of the n tree nodes.
         tree_map: (K,) node indices, or None.
     Returns:
-        as :func:`flat_candidates`: scores (B, K') (-inf = no candidate), box index (B, K') into the
-        N = A * H * W boxes, tree node (B, K').
+        :class:`Candidates` (M,) each, labels the tree nodes.
     """
     if tree_decode not in ("darknet", "paper"):
         raise ValueError(f"tree_decode must be 'darknet' or 'paper', got {tree_decode!r}")
@@ -231,8 +271,8 @@ def tree_candidates(
         p = tree.absolute(cond).index_select(1, nodes) * s_obj.unsqueeze(1)  # (M, K)
         dense = obj.new_full((obj.shape[0], obj.shape[1], len(nodes)), float("-inf"))  # (B, N, K)
         dense[b_idx, n_idx] = p
-        top, idx = _top_candidates(dense.flatten(1), conf_thresh, pre_nms_topk)  # (B, K')
-        return top, idx // len(nodes), nodes[idx % len(nodes)]
+        image, idx, score = select_candidates(dense.flatten(1), conf_thresh, pre_nms_topk)
+        return Candidates(image, idx // len(nodes), nodes[idx % len(nodes)], score)
     if tree_decode == "darknet":
         node = tree.top_down(tree.absolute(cond), tree_thresh)  # (M,) hierarchy_top_prediction(absolute)
         s = s_obj
@@ -244,8 +284,8 @@ def tree_candidates(
     dense[b_idx, n_idx] = s
     labels = torch.zeros(obj.shape, dtype=torch.long, device=obj.device)
     labels[b_idx, n_idx] = node
-    top, idx = _top_candidates(dense, conf_thresh, pre_nms_topk)  # (B, K)
-    return top, idx, labels.gather(1, idx)
+    image, idx, score = select_candidates(dense, conf_thresh, pre_nms_topk)
+    return Candidates(image, idx, labels[image, idx], score)
 
 
 def class_nms(
@@ -283,12 +323,15 @@ def class_nms(
     # a diverging network's inf / nan sizes: clamped so that the group offsets stay finite
     b64 = boxes.double().nan_to_num(0.0).clamp(-_FAR, _FAR)
     lo, hi = torch.aminmax(b64)
-    group = image * (int(label.max()) + 1) + label
-    shifted = b64 - lo + (group * (hi - lo + 1)).unsqueeze(1)  # (M, 4)
+    group = label if num_images == 1 else image * (int(label.max()) + 1) + label
+    shifted = (b64 - lo).add_((group * (hi - lo + 1)).unsqueeze(1))  # (M, 4)
     s64 = scores.double()
-    counts = torch.bincount(image, minlength=num_images)
-    starts = torch.cumsum(counts, 0) - counts
-    n_img, first = counts.tolist(), starts.tolist()
+    if num_images == 1:  # one image (batch-1 inference): every candidate is its own
+        n_img, first, starts = [len(image)], [0], image.new_zeros(1)
+    else:
+        counts = torch.bincount(image, minlength=num_images)
+        starts = torch.cumsum(counts, 0) - counts
+        n_img, first = counts.tolist(), starts.tolist()
     out = [empty] * num_images
     m = 2 * max_det
     if per_image is None:

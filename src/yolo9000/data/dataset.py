@@ -279,7 +279,9 @@ def _box_rng(seed: int | None) -> np.random.Generator:
 def stack_nhwc(images: Sequence[torch.Tensor]) -> torch.Tensor:
     """uint8 (3, S, S) images (views of HWC memory, as the datasets make them) -> (B, 3, S, S) with NHWC strides:
     no transposing copy; the module's float conversion (:func:`yolo9000.speed.float_images`) writes the layout the
-    network wants in the same pass."""
+    network wants in the same pass. A batch of one is a view of its image (no copy at all)."""
+    if len(images) == 1:
+        return images[0].unsqueeze(0)
     return torch.stack([im.permute(1, 2, 0) for im in images]).permute(0, 3, 1, 2)
 
 

@@ -366,12 +366,12 @@ def boxes_to_original(
     Returns:
         (B, N, 4) xyxy in original pixels.
     """
-    p = params.to(boxes.device, boxes.dtype).unsqueeze(1)  # (B, 1, 4)
-    out = (boxes - p[..., [2, 3, 2, 3]]) / p[..., [0, 1, 0, 1]]  # (x - pad_x) / scale_x, ...
+    p = params.to(boxes.device, boxes.dtype).view(-1, 1, 2, 2)  # (B, 1, 2, 2): (scale_x, scale_y), (pad_x, pad_y)
+    out = (boxes.unflatten(-1, (2, 2)) - p[..., 1:, :]) / p[..., :1, :]  # (B, N, 2, 2) corners: (x - pad_x) / scale_x
     if orig_sizes is not None:
-        limit = orig_sizes.to(boxes.device, boxes.dtype).unsqueeze(1)[..., [1, 0, 1, 0]]  # (B, 1, 4) w, h, w, h
+        limit = orig_sizes.to(boxes.device, boxes.dtype).flip(-1).view(-1, 1, 1, 2)  # (B, 1, 1, 2) w, h
         out = torch.minimum(out.clamp_min(0), limit)
-    return out
+    return out.flatten(-2)
 
 
 class DetectionTransform:

@@ -483,7 +483,12 @@ def time_loader(cfg: DictConfig, datamodule: Any, b: DictConfig) -> dict[str, fl
 def time_loss_protocol(p: DictConfig, device: torch.device) -> dict[str, float]:
     """The region loss (forward + backward, targets included) against a 1x1 conv 1024 -> A * (5 + C) (forward +
     backward) on one grid: ``p`` = ``bench.loss_protocol`` (batch, grid, anchors, classes, truths, threads, rounds,
-    calls). Random head output (scaled like a trained head's) and truths; ``seen`` past the prior term."""
+    calls). Random head output (scaled like a trained head's) and truths; ``seen`` past the prior term.
+
+    Steady state, as the ports' timings are loops of calls: every round starts with an untimed call of each
+    function (this 2-core VM runs code that has not run for a few ms several times slower; the loss's ~330 small
+    operations paid that on the first call of each round, the conv's few large kernels hardly at all: 1.3-1.4 ms
+    against 1.1 ms at steady state), then ``calls`` timed calls."""
     threads = torch.get_num_threads()
     if p.threads:
         torch.set_num_threads(int(p.threads))
@@ -519,6 +524,7 @@ def time_loss_protocol(p: DictConfig, device: torch.device) -> dict[str, float]:
             f()
         for _ in range(int(p.rounds)):
             for k, f in fns.items():
+                f()  # untimed: the round's timed calls find the function's code warm
                 sync(device)
                 t0 = time.perf_counter()
                 for _ in range(int(p.calls)):

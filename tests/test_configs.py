@@ -3,6 +3,8 @@ CI, not a user's run."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,7 +12,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from conftest import CONF, compose_config
+from conftest import CONF, ROOT, compose_config
 from yolo9000.build import BuildInfo, instantiate_list, instantiate_module, resolved_model_config
 
 # options that need inputs a user passes (their values are checked, not their files)
@@ -149,3 +151,22 @@ def test_headline_metric_follows_the_data(data: str, headline: str) -> None:
     assert cfg.model.headline_metric == headline
     assert cfg.callbacks.model_checkpoint.monitor == f"val/{headline}"
     assert cfg.model.max_det is None and cfg.model.voc07 is True
+
+
+def test_runs_started_in_the_same_second_get_their_own_folders() -> None:
+    """Two processes that resolve the same timestamp (``${now:}`` pinned here) still get different run and sweep
+    folders (two sweeps launched together once shared one folder and overwrote each other's jobs); within one
+    process the folder is resolved once, as the timestamp is."""
+    code = (
+        "import os, sys; sys.path.insert(0, 'tests');"
+        "from omegaconf import OmegaConf; from conftest import compose_config;"
+        "cfg = compose_config('train', hydra_config=True);"
+        "OmegaConf.register_new_resolver('now', lambda pattern: 'T', replace=True);"
+        "h = cfg.hydra; print(h.run.dir, h.sweep.dir, h.run.dir, os.getpid())"
+    )
+    runs = [subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True) for _ in range(2)]
+    assert all(r.returncode == 0 for r in runs), [r.stderr[-2000:] for r in runs]
+    outs = [r.stdout.split() for r in runs]
+    for run_dir, sweep_dir, again, pid in outs:
+        assert run_dir.endswith(f"/train/T_{pid}") and sweep_dir.endswith(f"/default/T_{pid}") and again == run_dir
+    assert outs[0][0] != outs[1][0] and outs[0][1] != outs[1][1]

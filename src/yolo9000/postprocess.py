@@ -146,16 +146,29 @@ def select_candidates(
         image, rank = torch.nonzero(top > conf_thresh, as_tuple=True)  # by row, then rank
         return image, idx[image, rank], top[image, rank]
     image, index = torch.nonzero(above, as_tuple=True)
-    s, order = torch.sort(scores[image, index], descending=True, stable=True)
-    if bsz > 1:
-        by_row = torch.sort(image[order], stable=True).indices  # by row, then by decreasing score
-        order, s = order[by_row], s[by_row]
-    image, index = image[order], index[order]
+    image, index, s = _sort_by_row(image, index, scores[image, index], bsz)
     if pre_nms_topk and len(s) > pre_nms_topk:
-        counts = torch.bincount(image, minlength=bsz)
-        sel = torch.arange(len(s), device=s.device) - (torch.cumsum(counts, 0) - counts)[image] < pre_nms_topk
+        sel = _rank_in_row(image, bsz) < pre_nms_topk
         image, index, s = image[sel], index[sel], s[sel]
     return image, index, s
+
+
+def _sort_by_row(
+    row: torch.Tensor, index: torch.Tensor, score: torch.Tensor, bsz: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(P,) entries of ``bsz`` rows -> the same entries by row, then by decreasing score (stable: equal scores keep
+    their order)."""
+    score, order = torch.sort(score, descending=True, stable=True)
+    if bsz > 1:
+        by_row = torch.sort(row[order], stable=True).indices
+        order, score = order[by_row], score[by_row]
+    return row[order], index[order], score
+
+
+def _rank_in_row(row: torch.Tensor, bsz: int) -> torch.Tensor:
+    """(P,) rank of each entry within its row, for entries grouped by row (:func:`_sort_by_row`)."""
+    counts = torch.bincount(row, minlength=bsz)
+    return torch.arange(len(row), device=row.device) - (torch.cumsum(counts, 0) - counts)[row]
 
 
 def _top_candidates(scores: torch.Tensor, conf_thresh: float, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -200,12 +213,8 @@ def _top_candidates_wide(scores: torch.Tensor, conf_thresh: float, k: int) -> tu
     b_idx, j_idx = torch.nonzero(scores > cut.unsqueeze(1), as_tuple=True)  # (P,) each
     if len(b_idx) > _WIDE_MAX * k * bsz:
         return None
-    s = scores[b_idx, j_idx]
-    order = torch.sort(s, descending=True, stable=True).indices
-    order = order[torch.sort(b_idx[order], stable=True).indices]  # by row, then by decreasing score
-    b_idx, j_idx, s = b_idx[order], j_idx[order], s[order]
-    counts = torch.bincount(b_idx, minlength=bsz)
-    rank = torch.arange(len(b_idx), device=scores.device) - (torch.cumsum(counts, 0) - counts)[b_idx]
+    b_idx, j_idx, s = _sort_by_row(b_idx, j_idx, scores[b_idx, j_idx], bsz)
+    rank = _rank_in_row(b_idx, bsz)
     sel = rank < k
     top = scores.new_full((bsz, k), float("-inf"))
     idx = torch.zeros((bsz, k), dtype=torch.long, device=scores.device)

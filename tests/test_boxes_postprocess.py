@@ -150,7 +150,7 @@ def _reference(
     anchors: torch.Tensor,
     input_hw: tuple[int, int],
     transforms: torch.Tensor,
-    orig_sizes: torch.Tensor,
+    orig_sizes: torch.Tensor | None,
     conf_thresh: float,
     nms_thresh: float,
     max_det: int,
@@ -174,10 +174,6 @@ def _reference(
         sx, sy, px, py = transforms[b].tolist()
         box = torch.stack(
             [(cx - bw / 2 - px) / sx, (cy - bh / 2 - py) / sy, (cx + bw / 2 - px) / sx, (cy + bh / 2 - py) / sy], -1
-        )
-        oh, ow = orig_sizes[b].tolist()
-        box = torch.stack(
-            [box[:, 0].clamp(0, ow), box[:, 1].clamp(0, oh), box[:, 2].clamp(0, ow), box[:, 3].clamp(0, oh)], -1
         )
         obj = t[:, 4].sigmoid()
         if tree is None:
@@ -204,7 +200,14 @@ def _reference(
             kept.append(idx[nms(cand_box[idx], cand_s[idx], nms_thresh)])
         k = torch.cat(kept) if kept else torch.zeros(0, dtype=torch.long)
         k = k[cand_s[k].argsort(descending=True)][:max_det]
-        out.append({"boxes": cand_box[k], "scores": cand_s[k], "labels": cand_l[k]})
+        # darknet clips only the kept boxes (draw_detections / print_detector_detections), after do_nms_sort
+        kb = cand_box[k]
+        if orig_sizes is not None:
+            oh, ow = orig_sizes[b].tolist()
+            kb = torch.stack(
+                [kb[:, 0].clamp(0, ow), kb[:, 1].clamp(0, oh), kb[:, 2].clamp(0, ow), kb[:, 3].clamp(0, oh)], -1
+            )
+        out.append({"boxes": kb, "scores": cand_s[k], "labels": cand_l[k]})
     return out
 
 
@@ -255,6 +258,7 @@ def test_postprocess_wordtree_equals_reference() -> None:
 
 def test_pre_nms_topk_keeps_the_highest_scores() -> None:
     case = _random_case(5, 2, big_boxes=True)
+    case["orig_sizes"] = None  # unclipped boxes: the NMS below runs on the reference's boxes as postprocess does
     raw = case["raw"]
     # every (box, class) pair above the threshold: 3 * 4 * 5 * 2 = 120 candidates per image
     want = _reference(**case, conf_thresh=0.0, nms_thresh=1.0, max_det=10_000)  # no suppression at IoU > 1

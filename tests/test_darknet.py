@@ -197,6 +197,23 @@ def test_parse_whitespace_comments_aliases(tiny_cfg: Path) -> None:
         ("[net]\n[convolutional]\nactivation=mish\n", NotImplementedError, 3),
         ("[net]\n[route]\nlayers=-1\n", ValueError, 3),
         ("[net]\n[convolutional]\nfilters=8\n[region]\nclasses=2\nnum=1\n", ValueError, 4),
+        # options of later darknets that change the computation: an error, not a different network built silently
+        ("[net]\n[convolutional]\nfilters=4\n[route]\nlayers=-1\ngroups=2\ngroup_id=1\n", NotImplementedError, 6),
+        ("[net]\n[maxpool]\nsize=2\nstride=2\nmaxpool_depth=1\n", NotImplementedError, 5),
+        ("[net]\n[convolutional]\nfilters=4\ndilation=2\n", NotImplementedError, 4),
+        # [region] variants the decode does not implement: softmax=0 (darknet's default), coords != 4, not last
+        ("[net]\n[convolutional]\nfilters=7\n[region]\nclasses=2\nnum=1\n", NotImplementedError, 4),
+        (
+            "[net]\n[convolutional]\nfilters=8\n[region]\nclasses=2\nnum=1\ncoords=5\nsoftmax=1\n",
+            NotImplementedError,
+            7,
+        ),
+        (
+            "[net]\n[convolutional]\nfilters=7\n[region]\nclasses=2\nnum=1\nsoftmax=1\n[dropout]\n",
+            NotImplementedError,
+            4,
+        ),
+        ("[net]\n[reorg]\nstride=0\n", ValueError, 2),
     ],
 )
 def test_cfg_errors_name_file_and_line(tmp_path: Path, text: str, error: type, line: int) -> None:
@@ -204,6 +221,43 @@ def test_cfg_errors_name_file_and_line(tmp_path: Path, text: str, error: type, l
     p.write_text(text)
     with pytest.raises(error, match=re.escape(f"{p}:{line}")):
         layer_specs(parse_cfg(p))
+
+
+def test_cfg_unused_options_are_reported_and_route_groups_1_accepted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    p = tmp_path / "typo.cfg"
+    p.write_text("[net]\n[convolutional]\nfiltres=8\nfilters=4\n[route]\nlayers=-1\ngroups=1\n")
+    with caplog.at_level(logging.WARNING, logger="yolo9000"):
+        specs = layer_specs(parse_cfg(p))
+    assert [s.out_channels for s in specs] == [4, 4]  # the typo changes nothing; groups=1 is the whole route
+    warned = [r.getMessage() for r in caplog.records]
+    assert len(warned) == 1 and f"{p}:3" in warned[0] and "filtres=8" in warned[0]
+
+
+def test_generic_net_route_of_different_sizes_names_the_line(tmp_path: Path) -> None:
+    p = tmp_path / "route.cfg"
+    p.write_text("[net]\nchannels=3\n[convolutional]\nfilters=2\n[maxpool]\nsize=2\nstride=2\n[route]\nlayers=-1,-2\n")
+    with pytest.raises(ValueError, match=re.escape(f"{p}:8") + r".*different sizes"):
+        DarknetNet(parse_cfg(p))(torch.zeros(1, 3, 8, 8))
+
+
+def test_generic_detector_with_a_1x1_grid_keeps_the_region_layout(tmp_path: Path) -> None:
+    p = tmp_path / "avg.cfg"
+    p.write_text(
+        "[net]\nchannels=3\n[convolutional]\nfilters=7\nsize=1\nactivation=linear\n[avgpool]\n"
+        "[region]\nanchors=1,1\nclasses=2\nnum=1\nsoftmax=1\n"
+    )
+    assert DarknetNet(parse_cfg(p))(torch.zeros(2, 3, 8, 8)).shape == (2, 7, 1, 1)  # not flattened to (2, 7)
+
+
+def test_one_channel_detector_cfg_is_refused(tmp_path: Path) -> None:
+    p = tmp_path / "grey.cfg"
+    p.write_text(
+        "[net]\nchannels=1\n[convolutional]\nfilters=7\nsize=1\n[region]\nanchors=1,1\nclasses=2\nnum=1\nsoftmax=1\n"
+    )
+    with pytest.raises(NotImplementedError, match=r"channels=1"):
+        darknet_to_checkpoint(p)
 
 
 # ------------------------------------------------------------------------------------------- parameter counts

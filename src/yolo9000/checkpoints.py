@@ -132,6 +132,10 @@ def darknet_to_checkpoint(
         state = {f"model.{k}": v for k, v in model.state_dict().items()}
         return {"state_dict": state, "yolo9000_classifier_config": net_cfg, "darknet": dk}
 
+    if option(sections[0], "channels", 3) != 3:
+        raise NotImplementedError(
+            f"{cfg}: [net] channels={option(sections[0], 'channels', 3)}: detectors read RGB images (channels=3)"
+        )
     if spec is not None and spec.kind == "detector":
         net_cfg = native_net_config(spec)
     else:

@@ -96,13 +96,14 @@ def postprocess(
     # only the candidates' boxes are decoded, then mapped to input pixels and through the eval transform's inverse
     # (it owns the geometry): (M, 4) xyxy original pixels
     boxes = cxcywh_to_xyxy_pixels(decode_boxes_at(reg, cand.image, cand.box, anchors, location), input_hw)
-    if transforms is not None or orig_sizes is not None:
-        if transforms is None:
-            transforms = boxes.new_tensor([[1.0, 1.0, 0.0, 0.0]])
-        sizes = None if orig_sizes is None else _rows(orig_sizes.to(boxes.device), cand.image)
-        boxes = boxes_to_original(boxes.unsqueeze(1), _rows(transforms.to(boxes.device), cand.image), sizes)[:, 0]
+    if transforms is not None:
+        boxes = boxes_to_original(boxes.unsqueeze(1), _rows(transforms.to(boxes.device), cand.image))[:, 0]
     cap = int(max_det) if max_det is not None else len(cand.score)  # None: every candidate may stay
+    # NMS on the unclipped boxes, as darknet's do_nms_sort (it clips only when drawing / printing the kept boxes)
     keep = class_nms(boxes, cand.score, cand.image, cand.label, nms_thresh, bsz, cap)
+    if orig_sizes is not None:
+        limit = _rows(orig_sizes.to(boxes.device, boxes.dtype), cand.image).flip(-1).repeat(1, 2)  # (M, 4) w h w h
+        boxes = torch.minimum(boxes.clamp_min(0), limit)
     return [{"boxes": boxes[k], "scores": cand.score[k], "labels": cand.label[k]} for k in keep]
 
 

@@ -29,6 +29,43 @@ _ALIASES = {
 }
 SUPPORTED = ("convolutional", "maxpool", "avgpool", "route", "reorg", "region", "softmax", "cost", "dropout")
 _ACTIVATIONS = ("leaky", "linear", "relu", "logistic")
+# options of later darknets (AlexeyAB's fork, YOLOv3/v4 cfgs) that change a layer's computation: not implemented,
+# so a cfg using them must fail rather than build a different network
+_UNSUPPORTED_OPTIONS = {
+    "convolutional": (
+        "dilation",
+        "stride_x",
+        "stride_y",
+        "antialiasing",
+        "share_index",
+        "deform",
+        "sway",
+        "rotate",
+        "stretch",
+        "stretch_sway",
+        "assisted_excitation",
+        "coordconv",
+    ),
+    "maxpool": ("maxpool_depth", "out_channels", "stride_x", "stride_y", "antialiasing", "maxpool_zero_nonmax"),
+    "route": ("groups", "group_id"),
+    "region": ("background", "log", "sqrt"),
+}
+# the options darknet of the YOLOv2 era reads per section (parser.c); any other one is reported as darknet does
+# ("Unused field"), without stopping: a typo (filtres=8) or an option of another darknet that changes nothing here
+_COMMON_OPTIONS = ("stopbackward", "dontload", "dontloadscales", "numload", "learning_rate", "smooth", "onlyforward")
+_KNOWN_OPTIONS = {
+    "convolutional": ("filters", "size", "stride", "pad", "padding", "groups", "activation", "batch_normalize")
+    + ("binary", "xnor", "flipped", "dot"),
+    "maxpool": ("size", "stride", "padding"),
+    "avgpool": (),
+    "route": ("layers",),
+    "reorg": ("stride", "reverse", "flatten", "extra"),
+    "region": ("anchors", "classes", "coords", "num", "softmax", "jitter", "rescore", "thresh", "absolute", "random")
+    + ("bias_match", "object_scale", "noobject_scale", "class_scale", "coord_scale", "tree", "map", "max"),
+    "softmax": ("groups", "temperature", "tree", "spatial", "noloss"),
+    "cost": ("type", "scale", "ratio", "noobject_scale", "thresh"),
+    "dropout": ("probability",),
+}
 
 Sections = Sequence[dict[str, Any]]
 SearchPath = Sequence[str | Path]
@@ -201,6 +238,23 @@ def layer_specs(sections: Sections) -> list[LayerSpec]:
                 f"{source_line(sec)}: [{t}] ({known}) is not supported; darknet interop covers the YOLOv2-era "
                 f"layers {', '.join(SUPPORTED)}"
             )
+        for key in _UNSUPPORTED_OPTIONS.get(t, ()):
+            if key in sec["options"] and not (t == "route" and key == "groups" and option(sec, key, 1) == 1):
+                raise NotImplementedError(
+                    f"{source_line(sec, key)}: [{t}] option {key}={sec['options'][key]} is not "
+                    "supported by this converter"
+                )
+        unused = set(sec["options"]) - {*_KNOWN_OPTIONS[t], *_UNSUPPORTED_OPTIONS.get(t, ()), *_COMMON_OPTIONS}
+        for key in sorted(unused, key=lambda k: sec["lines"].get(k, 0)):
+            log.warning(
+                "%s: [%s] option %s=%s is not a darknet option of this layer: unused",
+                source_line(sec, key),
+                t,
+                key,
+                sec["options"][key],
+            )
+        if t == "region" and i != len(sections) - 2:
+            raise NotImplementedError(f"{source_line(sec)}: [region] must be the last layer (layers follow it)")
         spec = LayerSpec(index=i, type=t, section=sec, in_channels=in_ch, out_channels=in_ch)
         if t == "convolutional":
             _conv_spec(spec)
@@ -224,6 +278,8 @@ def layer_specs(sections: Sections) -> list[LayerSpec]:
                 if option(sec, flag, 0):
                     raise NotImplementedError(f"{source_line(sec, flag)}: [reorg] {flag}=1 is not supported")
             spec.stride = option(sec, "stride", 1)
+            if spec.stride < 1 or in_ch % spec.stride**2:
+                raise ValueError(f"{spec.where}: [reorg] stride={spec.stride} does not divide {in_ch} input channels")
             spec.out_channels = in_ch * spec.stride**2
         elif t == "region":
             meta = region_from_section(sec)
@@ -232,6 +288,14 @@ def layer_specs(sections: Sections) -> list[LayerSpec]:
                 raise ValueError(
                     f"{spec.where}: [region] num={meta.num} classes={meta.classes} coords={meta.coords} needs "
                     f"{expected} input channels, the previous layer gives {in_ch}"
+                )
+            if meta.coords != 4:
+                raise NotImplementedError(f"{source_line(sec, 'coords')}: [region] coords={meta.coords} (only 4)")
+            if not meta.softmax and meta.tree is None:
+                raise NotImplementedError(
+                    f"{source_line(sec, 'softmax') if 'softmax' in sec['options'] else spec.where}: [region] "
+                    "softmax=0 (darknet then scores obj * the raw class outputs) is not supported; the decode "
+                    "applies a softmax"
                 )
         elif t == "dropout":
             spec.probability = option(sec, "probability", 0.5, float)

@@ -79,12 +79,17 @@ class DarknetNet(nn.Module):
         for spec, layer in zip(self.specs, self.layers, strict=True):
             if spec.type == "route":
                 srcs = [saved[s] for s in spec.sources]
+                if len({t.shape[-2:] for t in srcs}) > 1:
+                    raise ValueError(
+                        f"{spec.where}: [route] layers {spec.sources} have different sizes "
+                        f"{[tuple(t.shape[-2:]) for t in srcs]}"
+                    )
                 x = srcs[0] if len(srcs) == 1 else torch.cat(srcs, dim=1)
             else:
                 x = layer(x)
             if spec.index in self.keep:
                 saved[spec.index] = x
-        if self.classifier and x.shape[-2:] == (1, 1):
+        if self.classifier and self.region is None and x.shape[-2:] == (1, 1):
             x = x.flatten(1)
         return x
 

@@ -122,6 +122,11 @@ def test_eval_letterbox_maps_back():
     # a portrait image: padding left / right
     nw, nh, px, py = letterbox_geometry(30, 60, 64)
     assert (nw, nh, px, py) == (32, 64, 16, 0)
+    # darknet's integer arithmetic (letterbox_image): 333 * 416 / 517 = 267.9 -> 267 rows, pad (416 - 267) / 2 = 74;
+    # 375 * 320 / 1242 = 96.6 -> 96, pad 112
+    assert letterbox_geometry(517, 333, 416) == (416, 267, 0, 74)
+    assert letterbox_geometry(1242, 375, 320) == (320, 96, 0, 112)
+    assert letterbox_geometry(333, 517, 416) == (267, 416, 74, 0)
 
 
 def test_hsv_jitter():

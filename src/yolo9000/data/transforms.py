@@ -191,12 +191,17 @@ def _boxes_out(boxes: np.ndarray, width: int, height: int) -> tuple[np.ndarray, 
 def letterbox_geometry(width: int, height: int, size: int) -> tuple[int, int, int, int]:
     """Letterbox layout of a ``width x height`` image in a ``size x size`` canvas.
 
+    The long side fills the canvas and the short one is truncated, as darknet's ``letterbox_image`` and
+    ``correct_region_boxes`` compute it (``new_h = (h * size) / w`` in integers; rounding is 1 px off in about a
+    third of the sizes, e.g. 517 x 333 at 416: 267 rows, not 268).
+
     Returns:
         (new_w, new_h, pad_x, pad_y): resized image size and left / top padding in pixels.
     """
-    scale = min(size / width, size / height)
-    new_w = min(size, max(1, round(width * scale)))
-    new_h = min(size, max(1, round(height * scale)))
+    if width > height:
+        new_w, new_h = size, max(1, height * size // width)
+    else:
+        new_w, new_h = max(1, width * size // height), size
     return new_w, new_h, (size - new_w) // 2, (size - new_h) // 2
 
 

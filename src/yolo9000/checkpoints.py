@@ -80,8 +80,10 @@ def detector_model_config(
     )
     if region.tree is not None:
         loss["tree"] = {"_target_": "yolo9000.wordtree.WordTree.from_file", "path": str(region.tree.resolve())}
-        if region.map is not None:  # darknet reports the mapped classes only (yolo9000.cfg: COCO's 80 via coco9k.map)
-            cfg["eval_map"] = str(region.map.resolve())
+        # the cfg's `map` (yolo9000.cfg: coco9k.map) is a training map in darknet: it puts COCO's truth labels on
+        # tree nodes (forward_region_layer). `detector test` passes no map and names each box by
+        # hierarchy_top_prediction over all nodes, so no eval_map here; eval_map=<coco9k.map> reports COCO's 80
+        # (as validate_detector with the .data file's map)
     ns = sections[0]
     policy = option(ns, "policy", "steps", str)
     cfg.update(

@@ -478,6 +478,29 @@ def test_backbone_conv23_file_fills_a_detector_backbone(tmp_path: Path, caplog: 
         assert all(torch.equal(t, u) for t, u in zip(ts, ref, strict=True))
 
 
+def test_detector_from_a_backbone_file_warns_it_is_untrained(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A backbone file given as a detector's weights converts (darknet loads it too) but says the head is random."""
+    part = tmp_path / "darknet19_448.conv.23"
+    save_weights(randomize(build_darknet(scaled_cfg(tmp_path, "darknet19_448.cfg", 0.125, 7)), seed=1), part, cutoff=18)
+    det_cfg = scaled_cfg(tmp_path, "yolov2-voc.cfg", 0.125, 3)
+    with caplog.at_level(logging.WARNING, logger="yolo9000"):
+        darknet_to_checkpoint(det_cfg, part)
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(str(part) in m and "filled 18 of the 23" in m and "untrained" in m for m in warned)
+    full = tmp_path / "full.weights"
+    save_weights(randomize(build_darknet(det_cfg), seed=2), full)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="yolo9000"):
+        darknet_to_checkpoint(det_cfg, full)
+    assert not [r for r in caplog.records if "partial" in r.getMessage()]
+
+
+def test_cfg_with_a_byte_order_mark(tmp_path: Path) -> None:
+    p = tmp_path / "bom.cfg"
+    p.write_text("\ufeff[net]\nchannels=3\n[convolutional]\nfilters=4\n", encoding="utf-8")
+    assert [s["type"] for s in parse_cfg(p)] == ["net", "convolutional"]
+
+
 def test_detector_module_backbone_from_darknet_conv23(tmp_path: Path) -> None:
     """``model.backbone_ckpt=darknet19_448.conv.23``: the detector module's one pretrained loader takes darknet
     weights as well as checkpoints; a file of another width is refused with the float counts."""

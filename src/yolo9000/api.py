@@ -290,7 +290,7 @@ class Detector:
             nms: NMS IoU threshold of this call (default :attr:`nms`).
             batch_size: images per forward pass.
             letterbox: keep the aspect ratio (grey padding) instead of stretching.
-            max_det: detections kept per image (default: the checkpoint's, 100).
+            max_det: detections kept per image (default: the checkpoint's; converted darknet weights: no cap).
             skip_unreadable: an unreadable file gives an empty result with ``error`` set instead of raising.
             num_workers: DataLoader processes reading and resizing the images (0 = this process).
         Returns:

@@ -155,6 +155,16 @@ def darknet_to_checkpoint(
     if weights is not None:
         info = load_weights(module.model, weights)
         module.seen.fill_(info.seen)
+        if info.layers_loaded < info.layers_total:  # a backbone file (darknet19_448.conv.23) given as a detector's
+            log.warning(
+                "%s: a partial weights file: it filled %d of the %d conv layers of %s; the rest (the detection "
+                "head) keeps its random initialisation: this detector is untrained (for a backbone to train from, "
+                "use model.backbone_ckpt)",
+                weights,
+                info.layers_loaded,
+                info.layers_total,
+                cfg,
+            )
     dk["header"] = vars(info) if info else None
     return {"state_dict": module.state_dict(), "yolo9000_model_config": model_cfg, "darknet": dk}
 

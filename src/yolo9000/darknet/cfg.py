@@ -89,7 +89,7 @@ def parse_cfg(path: str | Path) -> list[dict[str, Any]]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"darknet cfg not found: {path}")
-    return parse_cfg_text(path.read_text(), str(path))
+    return parse_cfg_text(path.read_text(encoding="utf-8-sig"), str(path))  # -sig: a byte-order mark is dropped
 
 
 def parse_cfg_text(text: str, source: str = "<cfg>") -> list[dict[str, Any]]:

@@ -495,6 +495,21 @@ def test_detector_from_a_backbone_file_warns_it_is_untrained(tmp_path: Path, cap
     assert not [r for r in caplog.records if "partial" in r.getMessage()]
 
 
+@pytest.mark.parametrize(("hw", "size"), [((416, 416), 416), ((100, 100), 96), ((64, 96), 64), ((10, 10), 32)])
+def test_detector_default_size_from_net_section(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, hw: tuple[int, int], size: int
+) -> None:
+    p = tmp_path / "d.cfg"
+    p.write_text(
+        f"[net]\nheight={hw[0]}\nwidth={hw[1]}\nchannels=3\n[convolutional]\nfilters=7\nsize=1\n"
+        "[region]\nanchors=1,1\nclasses=2\nnum=1\nsoftmax=1\n"
+    )
+    with caplog.at_level(logging.WARNING, logger="yolo9000"):
+        ckpt = darknet_to_checkpoint(p)
+    assert ckpt["yolo9000_model_config"]["eval_size"] == size
+    assert (f"{p}:1" in caplog.text) == (hw != (size, size))  # a warning when the net's size is not the detector's
+
+
 def test_cfg_with_a_byte_order_mark(tmp_path: Path) -> None:
     p = tmp_path / "bom.cfg"
     p.write_text("\ufeff[net]\nchannels=3\n[convolutional]\nfilters=4\n", encoding="utf-8")

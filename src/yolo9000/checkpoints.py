@@ -34,7 +34,9 @@ from yolo9000.darknet import (
     region_meta,
     save_weights,
 )
+from yolo9000.darknet.cfg import source_line
 from yolo9000.environment import PROJECT_ROOT
+from yolo9000.models import STRIDE
 from yolo9000.models.layers import DarknetBatchNorm2d
 
 log = logging.getLogger("yolo9000")
@@ -99,8 +101,27 @@ def detector_model_config(
     if steps and scales and len(steps) == len(scales):
         cfg["steps"], cfg["scales"] = [int(s) if s.is_integer() else s for s in steps], scales
     cfg["class_names"] = class_names
-    cfg["eval_size"] = option(ns, "height", 416)
+    cfg["eval_size"] = _eval_size(ns)
     return cfg
+
+
+def _eval_size(net: dict[str, Any]) -> int:
+    """The detector's default input size from ``[net]``: its height, made a multiple of the network stride (the
+    nearest, at least one stride) with a warning, as the predict API and evaluation run square multiples of 32."""
+    height, width = option(net, "height", 416), option(net, "width", option(net, "height", 416))
+    size = max(STRIDE, round(height / STRIDE) * STRIDE)
+    if size != height or width != height:
+        log.warning(
+            "%s: [net] width=%d height=%d: the detector's default input size is %d x %d (square, a multiple of %d); "
+            "predict(size=...) and eval img_size choose another",
+            source_line(net),
+            width,
+            height,
+            size,
+            size,
+            STRIDE,
+        )
+    return size
 
 
 def darknet_to_checkpoint(

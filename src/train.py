@@ -10,11 +10,13 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import shlex
 import traceback
 from pathlib import Path
 
 import hydra
 import pytorch_lightning as pl
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import WandbLogger
 
@@ -78,6 +80,38 @@ def resume_checkpoint(cfg: DictConfig, out_dir: Path) -> str | None:
     return str(newest)
 
 
+# the keys that say which images and labels a run trains on (the rest of the data block may change on resume)
+_DATA_KEYS = ("_target_", "root", "class_names", "yaml_file", "names_file", "ann_files", "image_dir", "ann_dir")
+_DATA_KEYS += ("split_files", "split_fractions", "split_seed", "max_images", "train", "val", "test")
+LAUNCH_FILE = "launch_overrides.txt"  # the command-line overrides a run folder was started with (never rewritten)
+
+
+def check_resume_data(cfg: DictConfig, out_dir: Path) -> None:
+    """A run continued in its folder (``resume=<run>``) must go on with the data it was trained on.
+
+    Hydra composes ``resume=<run>`` with the defaults plus what is on this command line, so a resume without the
+    run's ``data=...`` overrides would train on the default data (BCCD), with its classes in its order, and rewrite
+    the run's records. Compares the dataset keys of the run's ``config.yaml`` (resolved, as this job's) and raises
+    ValueError naming every difference and the overrides the run was started with (``launch_overrides.txt``)."""
+    saved = out_dir / "config.yaml"
+    if not saved.is_file():
+        return
+    old = OmegaConf.to_container(OmegaConf.load(saved), resolve=False).get("data") or {}  # type: ignore[union-attr]
+    new = OmegaConf.to_container(cfg.data, resolve=True)
+    diff = [
+        f"data.{k}: {old.get(k)!r} (the run) vs {new.get(k)!r} (now)" for k in _DATA_KEYS if old.get(k) != new.get(k)
+    ]  # type: ignore[union-attr]
+    if diff:
+        launch = out_dir / LAUNCH_FILE
+        started = f"python src/train.py {launch.read_text().strip()} resume={out_dir}" if launch.is_file() else None
+        raise ValueError(
+            f"resume={out_dir}: this job's data differs from the run's ({saved}):\n  "
+            + "\n  ".join(diff)
+            + "\npass the run's data overrides again"
+            + (f": {started}" if started else " (data=... data.root=...)")
+        )
+
+
 def run(cfg: DictConfig) -> float | None:
     """Train + test; returns the test value of the module's monitored metric (mAP@0.5 for detection), the sweep
     objective."""
@@ -85,6 +119,12 @@ def run(cfg: DictConfig) -> float | None:
     pl.seed_everything(cfg.seed, workers=True)
     out_dir = Path(cfg.paths.output_dir)
     (out_dir / "failed.json").unlink(missing_ok=True)  # a restarted job starts clean
+    start_ckpt = resume_checkpoint(cfg, out_dir) if cfg.train else None
+    if start_ckpt is not None and Path(start_ckpt).parent in (out_dir, out_dir / "checkpoints"):
+        check_resume_data(cfg, out_dir)  # before this job's config.yaml replaces the run's
+    launch = out_dir / LAUNCH_FILE
+    if start_ckpt is None and HydraConfig.initialized() and not launch.is_file():
+        launch.write_text(" ".join(shlex.quote(o) for o in HydraConfig.get().overrides.task) + "\n")
     built = build(cfg)
     datamodule, module = built.datamodule, built.module
     (out_dir / "build.json").write_text(json.dumps(built.info.as_dict(), indent=2))
@@ -97,7 +137,7 @@ def run(cfg: DictConfig) -> float | None:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
 
     if cfg.train:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=resume_checkpoint(cfg, out_dir))
+        trainer.fit(module, datamodule=datamodule, ckpt_path=start_ckpt)
     metrics = None
     if cfg.test:
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""

@@ -15,9 +15,10 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 from torch.utils.data import SequentialSampler
 
-from conftest import ROOT, script_env
+from conftest import ROOT, compose_config, load_script, script_env
 from yolo9000.callbacks.checkpointing import atomic_save_checkpoint
 from yolo9000.callbacks.progress import format_duration
 from yolo9000.data.multiscale import MultiScaleBatchSampler, sample_seed
@@ -207,3 +208,21 @@ def test_classifier_loader_is_resumable_and_worker_independent(tmp_path: Path) -
     resumed = batches(0, (1, 2))  # a run resumed before batch 2 of epoch 1 gets exactly the rest
     assert len(resumed) == 1 and torch.equal(resumed[0], whole[2])
     assert not torch.equal(batches(0, (2, 0))[0], whole[0])  # another epoch: other shuffle and augmentation
+
+
+def test_resume_with_other_data_is_refused_and_names_the_run_overrides(tmp_path: Path) -> None:
+    """``resume=<run>`` composed without the run's data overrides would train on the default data (BCCD, other
+    classes): refused before anything is rewritten, naming the keys that differ and the run's launch overrides."""
+    train = load_script("train")
+    started = ["data=yolo", f"data.root={tmp_path / 'cells'}"]
+    run_cfg = compose_config("train", *started)
+    (tmp_path / "config.yaml").write_text(
+        OmegaConf.to_yaml({"data": OmegaConf.to_container(run_cfg.data, resolve=True)})
+    )
+    (tmp_path / train.LAUNCH_FILE).write_text(" ".join(started) + "\n")
+    train.check_resume_data(compose_config("train", *started, "data.batch_size=4"), tmp_path)  # same images: fine
+    with pytest.raises(ValueError, match="data differs") as err:
+        train.check_resume_data(compose_config("train"), tmp_path)
+    msg = str(err.value)
+    assert f"data.root: '{tmp_path / 'cells'}' (the run)" in msg and "data.yaml_file" not in msg.split("\n")[0]
+    assert f"python src/train.py {' '.join(started)} resume={tmp_path}" in msg

@@ -48,9 +48,11 @@ def main(cfg: DictConfig) -> float:
             f"{cfg.ckpt_path} holds a {type(module).__name__}; eval.py evaluates detectors. For a classifier run "
             "`python src/train.py experiment=pretrain_darknet19 train=false ckpt_path=<ckpt>`"
         )
-    datamodule = hydra.utils.instantiate(cfg.data)
+    hc = HydraConfig.get()
+    data_cfg, data_source = eval_data_config(cfg, list(hc.overrides.task))
+    log.info("data: %s", data_source)
+    datamodule = hydra.utils.instantiate(data_cfg)
     if list(datamodule.class_names) != list(module.class_names):
-        hc = HydraConfig.get()
         raise ValueError(
             class_mismatch_message(
                 list(module.class_names),
@@ -61,7 +63,7 @@ def main(cfg: DictConfig) -> float:
             )
         )
     if cfg.get("sizes"):
-        return tradeoff(cfg, module, out_dir)
+        return tradeoff(cfg, data_cfg, module, out_dir)
     datamodule.setup("test")
     callbacks = [PredictionImages(cfg.draw, cfg.score_thresh)] if cfg.draw else []
     trainer: pl.Trainer = hydra.utils.instantiate(
@@ -80,16 +82,33 @@ def main(cfg: DictConfig) -> float:
     return float(metrics["map_50"])
 
 
-def tradeoff(cfg: DictConfig, module: DetectorModule, out_dir: Path) -> float:
-    """``sizes=[...]``: the checkpoint evaluated (data built with ``data.img_size=<size>``, the rest of the run's
-    config unchanged) and timed at every size (:func:`yolo9000.tradeoff.run_sweep`). Returns the mAP@0.5 at the
-    largest size."""
+def eval_data_config(cfg: DictConfig, overrides: Sequence[str]) -> tuple[DictConfig, str]:
+    """The data to evaluate on, resolved (a config of its own), and where it comes from.
+
+    With ``data=...`` or ``data.<key>=...`` among ``overrides``: the composed ``cfg.data``. Else the ``data`` block
+    of the checkpoint's run folder (``<run>/config.yaml``, which train.py writes beside ``<run>/checkpoints/``): the
+    checkpoint is evaluated on the data it was trained on, not on eval.yaml's default. Without that file (a
+    checkpoint moved or converted): the composed default.
+    """
+    composed = OmegaConf.create(OmegaConf.to_container(cfg.data, resolve=True))
+    if any(re.match(r"^[~+]*data(=|\.)", o) for o in overrides):
+        return composed, "as configured on the command line"
+    run_cfg = Path(str(cfg.ckpt_path)).resolve().parent.parent / "config.yaml"
+    trained = OmegaConf.load(run_cfg).get("data") if run_cfg.is_file() else None
+    if trained is None:
+        return composed, f"the default ({run_cfg} not found; data=... chooses)"
+    return trained, f"the training run's ({run_cfg}; data=... evaluates on other data)"
+
+
+def tradeoff(cfg: DictConfig, data_cfg: DictConfig, module: DetectorModule, out_dir: Path) -> float:
+    """``sizes=[...]``: the checkpoint evaluated (``data_cfg`` built with ``img_size=<size>``, the rest unchanged)
+    and timed at every size (:func:`yolo9000.tradeoff.run_sweep`). Returns the mAP@0.5 at the largest size."""
     from yolo9000.tradeoff import SweepSettings, run_sweep
 
     def make_datamodule(size: int) -> pl.LightningDataModule:
-        sized = copy.deepcopy(cfg)  # interpolations of the data config resolve against the whole run config
-        sized.data.img_size = int(size)
-        return hydra.utils.instantiate(sized.data)
+        sized = copy.deepcopy(data_cfg)
+        sized.img_size = int(size)
+        return hydra.utils.instantiate(sized)
 
     def make_trainer(callbacks: list[pl.Callback]) -> pl.Trainer:
         return hydra.utils.instantiate(cfg.trainer, logger=False, callbacks=callbacks)

@@ -184,3 +184,28 @@ def test_class_mismatch_message_without_a_fitting_config() -> None:
     # a data config that fits is named, with the command
     msg = ev.class_mismatch_message(BCCD, classes, "/x/c.ckpt", "voc", ["ckpt_path=/x/c.ckpt", "data=voc"])
     assert msg.splitlines()[-1].strip() == "python src/eval.py ckpt_path=/x/c.ckpt data=bccd"
+
+
+def test_eval_uses_the_data_of_the_checkpoints_run(bccd_ckpt: Path, tmp_path: Path) -> None:
+    """``eval.py ckpt_path=<run>/checkpoints/x.ckpt`` without data overrides evaluates on the run's data (its
+    config.yaml), not on eval.yaml's default; any data override chooses the composed data instead."""
+    from omegaconf import OmegaConf
+
+    from conftest import compose_config
+
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    shutil.copy(bccd_ckpt, ckpt)
+    trained = compose_config("train", "data.max_images={train: 2, val: 2, test: 3}", "data.num_workers=0")
+    data = OmegaConf.to_container(trained.data, resolve=True)
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml({"data": {**data, "img_size": 64}}))
+    res = run("eval.py", tmp_path / "eval", f"ckpt_path={ckpt}", "draw=0")
+    assert res.returncode == 0, res.stderr[-3000:]
+    log = res.stdout + res.stderr
+    assert f"data: the training run's ({run_dir / 'config.yaml'}" in log
+    assert "test: 3 images" in log  # the run's data (the default: all 72 of BCCD's test split)
+    eval_script = load_eval_script()
+    cfg = compose_config("eval", f"ckpt_path={ckpt}", "data.max_images=5")
+    chosen, source = eval_script.eval_data_config(cfg, [f"ckpt_path={ckpt}", "data.max_images=5"])
+    assert chosen.max_images == 5 and "command line" in source

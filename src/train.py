@@ -19,6 +19,7 @@ import pytorch_lightning as pl
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import WandbLogger
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from yolo9000.build import build, instantiate_list
 from yolo9000.callbacks.speed import SpeedMonitor
@@ -39,6 +40,10 @@ def main(cfg: DictConfig) -> float | None:
     prepare_ddp_relaunch()  # -m with strategy=ddp: ranks > 0 re-run this job, not the sweep
     try:
         return run(cfg)
+    except SIGTERMException as e:  # Lightning stops at a batch end on SIGTERM with a SystemExit of status 0
+        last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+        log.warning("stopped by SIGTERM; %s holds the state to continue from: resume=%s", last, cfg.paths.output_dir)
+        raise SystemExit(143) from e  # 128 + SIGTERM, as a shell reports a process it terminated
     except Exception as e:
         if _TRAINER is not None and _TRAINER.received_sigterm:
             # SLURM requeued the job (SIGUSR1: hpc checkpoint written, then SIGTERM to every process of the job);

@@ -183,6 +183,40 @@ def test_sigkill_mid_epoch_then_resume_gives_the_same_run(uninterrupted: Path, t
     assert "resuming the run" in log and log.count("epoch 1/3 |") == 1  # one continuous log file
 
 
+def test_sigterm_saves_the_batch_it_stopped_at_exits_143_and_resumes_exactly(
+    uninterrupted: Path, tmp_path: Path
+) -> None:
+    """SIGTERM (a scheduler, ``timeout``, ``kill``): Lightning stops after the current batch; last.ckpt is written
+    there (not only at the periodic saves, here every 5 steps) and the process exits with 143, not 0."""
+    out = tmp_path / "terminated"
+    last = out / "checkpoints" / "last.ckpt"
+    every5 = "callbacks.last_checkpoint.every_n_train_steps=5"
+    proc = subprocess.Popen(_cmd(out, every5), cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline, seen_mtime = time.monotonic() + 300, 0.0
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if last.is_file() and last.stat().st_mtime != seen_mtime:
+                seen_mtime = last.stat().st_mtime
+                if _position(_load(last))["epoch"] == 1:  # the first save in epoch 2 (its start or step 15)
+                    os.kill(proc.pid, signal.SIGTERM)
+                    break
+            time.sleep(0.02)
+        _, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, err.decode()[-3000:]
+    assert f"stopped by SIGTERM; {last} holds the state" in (out / "train.log").read_text()
+    state = _load(last)
+    steps = TRAIN_IMAGES // BATCH  # a periodic save is at a multiple of 5, the epoch ends at multiples of 12
+    assert state["global_step"] % 5 and steps < state["global_step"] < 2 * steps, state["global_step"]  # the stop
+    res = subprocess.run(_cmd(out, every5, f"resume={out}"), cwd=ROOT, env=_env(), capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-5000:]
+    want, got = _load(uninterrupted / "checkpoints" / "last.ckpt"), _load(last)
+    diff = [k for k, v in want["state_dict"].items() if not torch.equal(v, got["state_dict"][k])]
+    assert not diff, f"weights differ after SIGTERM + resume: {diff[:5]}"
+
+
 def test_classifier_loader_is_resumable_and_worker_independent(tmp_path: Path) -> None:
     from PIL import Image
 

@@ -44,7 +44,8 @@ class LastCheckpoint(pl.Callback):
 
     Saved at the end of every training epoch (after its validation, so the best-checkpoint bookkeeping is
     included) and, inside an epoch, every ``every_n_minutes`` of wall clock and/or every ``every_n_train_steps``
-    optimizer steps (full-scale epochs last hours). Resuming from it (``ckpt_path=<run>/checkpoints/last.ckpt``
+    optimizer steps (full-scale epochs last hours), and after the batch during which the process received SIGTERM
+    (Lightning then stops the run). Resuming from it (``ckpt_path=<run>/checkpoints/last.ckpt``
     or ``resume=<run>``) continues at the next batch.
 
     Args:
@@ -76,6 +77,7 @@ class LastCheckpoint(pl.Callback):
 
     def _due(self, trainer: pl.Trainer) -> bool:
         due = bool(self.every_n_train_steps) and trainer.global_step % int(self.every_n_train_steps or 1) == 0
+        due = due or trainer.received_sigterm  # Lightning stops after this batch: its state is saved first
         if self.every_n_minutes is not None:
             due = due or time.monotonic() - self._last_save >= 60.0 * float(self.every_n_minutes)
         if trainer.world_size > 1:  # the clocks of the ranks differ: rank 0 decides for all

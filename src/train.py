@@ -13,6 +13,7 @@ import logging
 import shlex
 import traceback
 from pathlib import Path
+from typing import Any
 
 import hydra
 import pytorch_lightning as pl
@@ -91,20 +92,32 @@ _DATA_KEYS += ("split_files", "split_fractions", "split_seed", "max_images", "tr
 LAUNCH_FILE = "launch_overrides.txt"  # the command-line overrides a run folder was started with (never rewritten)
 
 
-def check_resume_data(cfg: DictConfig, out_dir: Path) -> None:
+def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested config container as {dotted key: leaf value}."""
+    if not isinstance(d, dict) or not d:
+        return {prefix.rstrip("."): d}
+    return {k: v for key, val in d.items() for k, v in _flat(val, f"{prefix}{key}.").items()}
+
+
+def check_resume_config(cfg: DictConfig, out_dir: Path) -> None:
     """A run continued in its folder (``resume=<run>``) must go on with the data it was trained on.
 
     Hydra composes ``resume=<run>`` with the defaults plus what is on this command line, so a resume without the
-    run's ``data=...`` overrides would train on the default data (BCCD), with its classes in its order, and rewrite
-    the run's records. Compares the dataset keys of the run's ``config.yaml`` (resolved, as this job's) and raises
-    ValueError naming every difference and the overrides the run was started with (``launch_overrides.txt``)."""
+    run's ``data=...`` overrides would train on the default data (BCCD), with its classes in its order. Compares
+    the run's ``config.yaml`` (resolved, as this job's) with this job's config: a difference in the dataset keys
+    raises ValueError naming every one and the overrides the run was started with (``launch_overrides.txt``);
+    other differences are logged as a warning (the weights, optimizer and schedule states come from the
+    checkpoint: a changed ``model.lr`` does not apply; a longer ``trainer.max_epochs`` does)."""
     saved = out_dir / "config.yaml"
     if not saved.is_file():
         return
-    old = OmegaConf.to_container(OmegaConf.load(saved), resolve=False).get("data") or {}  # type: ignore[union-attr]
-    new = OmegaConf.to_container(cfg.data, resolve=True)
+    old = OmegaConf.to_container(OmegaConf.load(saved), resolve=False)
+    new = OmegaConf.to_container(cfg, resolve=True)
+    old_data, new_data = old.get("data") or {}, new.get("data") or {}  # type: ignore[union-attr]
     diff = [
-        f"data.{k}: {old.get(k)!r} (the run) vs {new.get(k)!r} (now)" for k in _DATA_KEYS if old.get(k) != new.get(k)
+        f"data.{k}: {old_data.get(k)!r} (the run) vs {new_data.get(k)!r} (now)"
+        for k in _DATA_KEYS
+        if old_data.get(k) != new_data.get(k)
     ]  # type: ignore[union-attr]
     if diff:
         launch = out_dir / LAUNCH_FILE
@@ -114,6 +127,22 @@ def check_resume_data(cfg: DictConfig, out_dir: Path) -> None:
             + "\n  ".join(diff)
             + "\npass the run's data overrides again"
             + (f": {started}" if started else " (data=... data.root=...)")
+        )
+    flat_old, flat_new = _flat(old), _flat(new)
+    skip = ("resume", "ckpt_path", "paths.")
+    changed = [
+        f"{k}: {flat_old.get(k)!r} -> {flat_new.get(k)!r}"
+        for k in sorted(set(flat_old) | set(flat_new))
+        if not k.startswith(skip) and flat_old.get(k) != flat_new.get(k)
+    ]
+    if changed:
+        log.warning(
+            "resume=%s: %d setting(s) differ from the run's %s (the weights, optimizer and schedule states come from "
+            "the checkpoint; this job's config is written to config_resumed.yaml):\n  %s",
+            out_dir,
+            len(changed),
+            saved,
+            "\n  ".join(changed[:20]) + (f"\n  ... {len(changed) - 20} more" if len(changed) > 20 else ""),
         )
 
 
@@ -125,15 +154,17 @@ def run(cfg: DictConfig) -> float | None:
     out_dir = Path(cfg.paths.output_dir)
     (out_dir / "failed.json").unlink(missing_ok=True)  # a restarted job starts clean
     start_ckpt = resume_checkpoint(cfg, out_dir) if cfg.train else None
-    if start_ckpt is not None and Path(start_ckpt).parent in (out_dir, out_dir / "checkpoints"):
-        check_resume_data(cfg, out_dir)  # before this job's config.yaml replaces the run's
+    resumed = start_ckpt is not None and Path(start_ckpt).parent in (out_dir, out_dir / "checkpoints")
+    if resumed:
+        check_resume_config(cfg, out_dir)
     launch = out_dir / LAUNCH_FILE
     if start_ckpt is None and HydraConfig.initialized() and not launch.is_file():
         launch.write_text(" ".join(shlex.quote(o) for o in HydraConfig.get().overrides.task) + "\n")
     built = build(cfg)
     datamodule, module = built.datamodule, built.module
     (out_dir / "build.json").write_text(json.dumps(built.info.as_dict(), indent=2))
-    (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    record = "config_resumed.yaml" if resumed and (out_dir / "config.yaml").is_file() else "config.yaml"
+    (out_dir / record).write_text(OmegaConf.to_yaml(cfg, resolve=True))  # the run's config.yaml stays its record
     loggers = instantiate_list(cfg.get("logger"))
     callbacks = instantiate_list(cfg.get("callbacks"))
     trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers, callbacks=callbacks)

@@ -4,6 +4,7 @@ the middle of an epoch and resumed from it ends with the same weights and metric
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import signal
@@ -15,7 +16,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import SequentialSampler
 
 from conftest import ROOT, compose_config, load_script, script_env
@@ -215,6 +216,7 @@ def test_sigterm_saves_the_batch_it_stopped_at_exits_143_and_resumes_exactly(
     want, got = _load(uninterrupted / "checkpoints" / "last.ckpt"), _load(last)
     diff = [k for k, v in want["state_dict"].items() if not torch.equal(v, got["state_dict"][k])]
     assert not diff, f"weights differ after SIGTERM + resume: {diff[:5]}"
+    assert (out / "config_resumed.yaml").is_file() and (out / "launch_overrides.txt").read_text().strip()
 
 
 def test_classifier_loader_is_resumable_and_worker_independent(tmp_path: Path) -> None:
@@ -244,19 +246,57 @@ def test_classifier_loader_is_resumable_and_worker_independent(tmp_path: Path) -
     assert not torch.equal(batches(0, (2, 0))[0], whole[0])  # another epoch: other shuffle and augmentation
 
 
-def test_resume_with_other_data_is_refused_and_names_the_run_overrides(tmp_path: Path) -> None:
+def test_resume_with_other_data_is_refused_and_names_the_run_overrides(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """``resume=<run>`` composed without the run's data overrides would train on the default data (BCCD, other
-    classes): refused before anything is rewritten, naming the keys that differ and the run's launch overrides."""
+    classes): refused before anything is rewritten, naming the keys that differ and the run's launch overrides;
+    other changed settings are a warning that names them."""
     train = load_script("train")
+    here = f"paths.output_dir={tmp_path}"  # as Hydra sets it in a run (the CSV logger: no ${hydra:} keys)
+
+    def config(*overrides: str) -> DictConfig:
+        return compose_config("train", here, "logger=csv", *overrides)
+
     started = ["data=yolo", f"data.root={tmp_path / 'cells'}"]
-    run_cfg = compose_config("train", *started)
-    (tmp_path / "config.yaml").write_text(
-        OmegaConf.to_yaml({"data": OmegaConf.to_container(run_cfg.data, resolve=True)})
-    )
+    (tmp_path / "config.yaml").write_text(OmegaConf.to_yaml(config(*started), resolve=True))
     (tmp_path / train.LAUNCH_FILE).write_text(" ".join(started) + "\n")
-    train.check_resume_data(compose_config("train", *started, "data.batch_size=4"), tmp_path)  # same images: fine
+    with caplog.at_level(logging.WARNING, logger="yolo9000.train"):
+        train.check_resume_config(config(*started), tmp_path)  # the same run: silent
+        assert not caplog.records
+        train.check_resume_config(config(*started, "data.batch_size=4", "model.lr=0.01"), tmp_path)  # same images
+    assert "2 setting(s) differ" in caplog.text and "model.lr: 0.001 -> 0.01" in caplog.text
     with pytest.raises(ValueError, match="data differs") as err:
-        train.check_resume_data(compose_config("train"), tmp_path)
+        train.check_resume_config(config(), tmp_path)
     msg = str(err.value)
-    assert f"data.root: '{tmp_path / 'cells'}' (the run)" in msg and "data.yaml_file" not in msg.split("\n")[0]
+    assert f"data.root: '{tmp_path / 'cells'}' (the run)" in msg and "data.batch_size" not in msg
     assert f"python src/train.py {' '.join(started)} resume={tmp_path}" in msg
+
+
+def test_best_checkpoint_records_follow_a_moved_run_folder(tmp_path: Path) -> None:
+    """A run folder moved, then resumed: the best score and files are mapped to the new folder (Lightning alone
+    drops them, and the first validation after the resume becomes the best); files elsewhere: Lightning's way."""
+    from yolo9000.callbacks.checkpointing import RunCheckpoint
+
+    old, new = tmp_path / "old" / "checkpoints", tmp_path / "new" / "checkpoints"
+    new.mkdir(parents=True)
+    (new / "epoch_001.ckpt").write_bytes(b"x")
+    saved = {
+        "monitor": "val/map_50",
+        "best_model_score": torch.tensor(0.42),
+        "best_model_path": str(old / "epoch_001.ckpt"),
+        "current_score": torch.tensor(0.3),
+        "dirpath": str(old),
+        "best_k_models": {str(old / "epoch_001.ckpt"): torch.tensor(0.42)},
+        "kth_best_model_path": str(old / "epoch_001.ckpt"),
+        "kth_value": torch.tensor(0.42),
+        "last_model_path": "",
+    }
+    cb = RunCheckpoint(dirpath=str(new), monitor="val/map_50", mode="max")
+    cb.load_state_dict(dict(saved))
+    assert cb.best_model_path == str(new / "epoch_001.ckpt") and float(cb.best_model_score) == pytest.approx(0.42)
+    assert list(cb.best_k_models) == [str(new / "epoch_001.ckpt")] and cb.kth_best_model_path == cb.best_model_path
+    elsewhere = RunCheckpoint(dirpath=str(tmp_path / "other"), monitor="val/map_50", mode="max")
+    with pytest.warns(UserWarning, match="dirpath has changed"):
+        elsewhere.load_state_dict(dict(saved))
+    assert elsewhere.best_model_score is None  # a new folder without those files starts a fresh top-k

@@ -22,7 +22,7 @@ import torch
 
 log = logging.getLogger("yolo9000.train")
 
-__all__ = ["LastCheckpoint", "RandomState", "ValidateLastEpoch", "atomic_save_checkpoint"]
+__all__ = ["LastCheckpoint", "RandomState", "RunCheckpoint", "ValidateLastEpoch", "atomic_save_checkpoint"]
 
 
 def atomic_save_checkpoint(trainer: pl.Trainer, path: str | Path) -> None:
@@ -93,6 +93,39 @@ class LastCheckpoint(pl.Callback):
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._save(trainer)
+
+
+class RunCheckpoint(pl.callbacks.ModelCheckpoint):
+    """Lightning's ``ModelCheckpoint`` that keeps its best-checkpoint bookkeeping when the run folder moved.
+
+    Lightning restores the best score and the top-k files only when the saved ``dirpath`` equals the current one;
+    otherwise the first validation after the resume becomes the best and the test phase may test a worse
+    checkpoint. When every recorded checkpoint is found under the same name in the current folder (the run folder
+    was moved or copied, then resumed), the records are mapped to it. A checkpoint continued in a new folder
+    (``ckpt_path=``), whose files are elsewhere, keeps Lightning's behaviour (a fresh top-k).
+    """
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        old, new = state_dict.get("dirpath"), self.dirpath
+        if old and new and old != new:
+            here = {p: os.path.join(new, os.path.basename(p)) for p in state_dict.get("best_k_models", {})}
+            if here and all(os.path.isfile(p) for p in here.values()):
+
+                def move(path: str | None) -> str | None:
+                    return here.get(path, path) if path else path
+
+                state_dict = {
+                    **state_dict,
+                    "dirpath": new,
+                    "best_k_models": {here[p]: v for p, v in state_dict["best_k_models"].items()},
+                    "best_model_path": move(state_dict.get("best_model_path")),
+                    "kth_best_model_path": move(state_dict.get("kth_best_model_path")),
+                    "last_model_path": os.path.join(new, os.path.basename(state_dict["last_model_path"]))
+                    if state_dict.get("last_model_path")
+                    else state_dict.get("last_model_path"),
+                }
+                log.info("checkpoint records of %s mapped to the run's folder %s", old, new)
+        super().load_state_dict(state_dict)
 
 
 def _numpy_state() -> dict[str, Any]:

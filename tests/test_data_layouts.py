@@ -281,6 +281,52 @@ def test_coco_missing_image_folder_names_every_folder_tried(tmp_path):
     assert len(dm.datasets["train"]) > 0
 
 
+def _coco_split(root: Path, split: str, folder: str, categories: list[dict], n: int = 3) -> None:
+    files = [f"{split}{k}.jpg" for k in range(n)]
+    for f in files:
+        _jpg(root / folder / f)
+    used = [c["id"] for c in categories if c["name"] != "cells"]
+    data = {
+        "images": [{"id": k, "file_name": f, "width": 32, "height": 24} for k, f in enumerate(files)],
+        "categories": categories,
+        "annotations": [
+            {"id": k, "image_id": k, "category_id": used[k % len(used)], "bbox": [2, 2, 10, 10], "iscrowd": 0}
+            for k in range(n)
+        ],
+    }
+    (root / "annotations").mkdir(exist_ok=True)
+    (root / "annotations" / f"instances_{split}.json").write_text(json.dumps(data))
+
+
+def test_coco_image_dir_mapping_serves_the_split_that_reads_another_json(tmp_path):
+    """``data.image_dir={train: ..., val: ...}`` with test on the val JSON (the default): test reads val's folder."""
+    cats = [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]
+    _coco_split(tmp_path, "train", "pics_train", cats)
+    _coco_split(tmp_path, "val", "pics_val", cats)
+    ann = {"train": "annotations/instances_train.json", "val": "annotations/instances_val.json", "test": None}
+    dm = _datamodule("coco", tmp_path, ann_files=ann, image_dir={"train": "pics_train", "val": "pics_val"})
+    dm.setup()
+    assert {r.image_path.parent.name for r in dm.datasets["test"].records} == {"pics_val"}
+    assert _ids(dm, "test") == _ids(dm, "val") == ["val0", "val1", "val2"]
+
+
+def test_coco_roboflow_dataset_name_category_is_no_class(tmp_path, caplog):
+    """Roboflow's COCO export lists the dataset's name as category 0, supercategory of the real classes, with no
+    annotation: dropped with a warning (it would be an output never trained); an unused real class stays."""
+    cats = [
+        {"id": 0, "name": "cells", "supercategory": "none"},
+        {"id": 1, "name": "RBC", "supercategory": "cells"},
+        {"id": 2, "name": "WBC", "supercategory": "cells"},
+        {"id": 3, "name": "rare", "supercategory": "cells"},  # no box in this split, but a class
+    ]
+    _coco_split(tmp_path, "train", "train", cats, n=2)  # boxes of RBC and WBC only
+    with caplog.at_level(logging.WARNING, logger="yolo9000.data"):
+        names = COCOParser(root=tmp_path, split="train", ann_files={"train": "annotations/instances_train.json"})
+        got = names.discover_class_names()
+    assert got == ["RBC", "WBC", "rare"]
+    assert "'cells' (id 0)" in caplog.text and "supercategory" in caplog.text
+
+
 # ------------------------------------------------------------------------------------- the data summary
 def _odd_images_voc(root: Path) -> None:
     """A VOC folder whose images need every kind of conversion, plus a negative and a corrupt image."""

@@ -170,8 +170,23 @@ class COCOParser:
         """Given class names, else the category names ordered by category id."""
         if self.class_names is not None:
             return self.class_names
-        cats = sorted(self._load().get("categories", []), key=lambda c: c["id"])
-        return [str(c["name"]) for c in cats] or None
+        data = self._load()
+        cats = sorted(data.get("categories", []), key=lambda c: c["id"])
+        # Roboflow's COCO export lists the dataset's own name as category 0, the supercategory of every real class,
+        # with no annotation: not a class (it would add an output that is never a target)
+        used = {a.get("category_id") for a in data.get("annotations", [])}
+        supers = {str(c.get("supercategory")) for c in cats}
+        placeholder = [c for c in cats if c["id"] not in used and str(c["name"]) in supers and len(cats) > 1]
+        if placeholder:
+            log_once(
+                ("coco placeholder", str(self.ann_file)),
+                logging.WARNING,
+                "%s: category %s has no annotations and is the supercategory of the others (Roboflow's dataset "
+                "name): not a class (set data.class_names to choose the classes yourself)",
+                self.ann_file,
+                ", ".join(f"{c['name']!r} (id {c['id']})" for c in placeholder),
+            )
+        return [str(c["name"]) for c in cats if c not in placeholder] or None
 
     # ------------------------------------------------------------------------------------------ images
     def image_dir(self, file_names: Sequence[str] = ()) -> Path:
@@ -182,8 +197,12 @@ class COCOParser:
         spec = self.image_dir_spec
         if isinstance(spec, Mapping):
             spec = {canonical_split(str(k)): v for k, v in spec.items()}
-            share = self.plan()[1]
-            spec = spec.get(self.split if share is None else "train")
+            ann_file, share = self.plan()[:2]
+            key = self.split if share is None else "train"
+            if key not in spec and self.ann_files is not None:
+                # this split reads another split's JSON (test on the val JSON): that split's images folder
+                key = next((s for s, f in self.ann_files.items() if f and self._path(f) == ann_file and s in spec), key)
+            spec = spec.get(key)
         if spec is not None:
             d = self._path(spec)
             if not d.is_dir():

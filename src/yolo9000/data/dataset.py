@@ -152,18 +152,23 @@ class DetectionDataset(Dataset):
             return 0
         start = time.perf_counter()
 
-        def load(rec: DetectionRecord) -> tuple[np.ndarray | None, list[tuple[str, str]]]:
+        def load(rec: DetectionRecord) -> tuple[np.ndarray | None, list[tuple[str, str]], ImageDecodeError | None]:
             try:
                 image, notes = read_image_notes(rec.image_path)
-            except ImageDecodeError:
-                return None, []
+            except ImageDecodeError as e:
+                return None, [], e
             image.flags.writeable = False  # shared by every load (and every forked worker): never written
-            return image, notes
+            return image, notes, None
 
         with ThreadPoolExecutor(threads or min(8, os.cpu_count() or 1)) as pool:
             loaded = list(pool.map(load, self.records))
-        self._images = [im for im, _ in loaded]
-        self._notes = [notes for _, notes in loaded]
+        # unreadable images are known now: report them here (under on_error=error: stop here, naming the file),
+        # not only when a batch happens to draw them (a short run or limit_val_batches may never do so)
+        for i, (_, _, err) in enumerate(loaded):
+            if err is not None and self._flag(i, LOAD_FAILED):
+                self.issues.report(self.records[i].image_path, err.reason, action="skip_image", detail=err.detail)
+        self._images = [im for im, _, _ in loaded]
+        self._notes = [notes for _, notes, _ in loaded]
         held = sum(im.nbytes for im in self._images if im is not None)
         logger.info(
             "cached %d decoded images (%.0f MB) in %.1f s",

@@ -48,6 +48,7 @@ def main(cfg: DictConfig) -> None:
         skip_unreadable=True,
     )
     failed = [{"file": r.path, "reason": r.error} for r in results if r.error is not None]
+    out_names = drawing_names([r.path for r in results], cfg.source)
     records = []
     for det in results:
         if det.error is not None:
@@ -58,7 +59,7 @@ def main(cfg: DictConfig) -> None:
         if cfg.draw:
             img = torch.from_numpy(read_image(det.path)).permute(2, 0, 1)
             drawn = draw_detections(img, det.boxes, det.labels, det.scores, detector.class_names)
-            save_image(drawn, out_dir / "detections" / f"{Path(det.path).stem}.jpg")
+            save_image(drawn, out_dir / "detections" / out_names[det.path])
     (out_dir / "detections.json").write_text(json.dumps({"images": records, "failed": failed}, indent=2))
     if not records:
         msg = f"no input could be read: none of the {len(failed)} image file(s) of {cfg.source}:\n"
@@ -69,6 +70,26 @@ def main(cfg: DictConfig) -> None:
         log.warning("%d of %d inputs unreadable (skipped):\n%s", len(failed), len(files), unreadable_list(failed))
     n = sum(len(r["detections"]) for r in records)
     log.info("%d detections in %d images (%d unreadable) -> %s", n, len(records), len(failed), out_dir)
+
+
+def drawing_names(paths: list[str], source: str) -> dict[str, Path]:
+    """The annotated image's path under detections/ for each input: its path relative to a source folder (sub
+    folders kept), as .jpg; an input whose name would collide with another's (a.jpg and a.png) keeps its
+    extension in the name (a_png.jpg)."""
+    src = Path(source).resolve()
+
+    def relative(p: str) -> Path:
+        full = Path(p).resolve()
+        return full.relative_to(src) if src.is_dir() and full.is_relative_to(src) else Path(full.name)
+
+    rel = {p: relative(p) for p in paths}
+    taken: dict[Path, int] = {}
+    for r in rel.values():
+        taken[r.with_suffix(".jpg")] = taken.get(r.with_suffix(".jpg"), 0) + 1
+    return {
+        p: r.with_suffix(".jpg") if taken[r.with_suffix(".jpg")] == 1 else r.with_name(f"{r.stem}_{r.suffix[1:]}.jpg")
+        for p, r in rel.items()
+    }
 
 
 def detection_line(dets: list[dict[str, object]], limit: int = 10) -> str:

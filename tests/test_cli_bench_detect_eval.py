@@ -209,3 +209,21 @@ def test_eval_uses_the_data_of_the_checkpoints_run(bccd_ckpt: Path, tmp_path: Pa
     cfg = compose_config("eval", f"ckpt_path={ckpt}", "data.max_images=5")
     chosen, source = eval_script.eval_data_config(cfg, [f"ckpt_path={ckpt}", "data.max_images=5"])
     assert chosen.max_images == 5 and "command line" in source
+
+
+def test_detect_drawing_names_never_collide(tmp_path: Path) -> None:
+    """detections/ keeps sub folders and the extension of inputs that share a stem: one picture per input."""
+    detect = load_script("detect")
+    src = tmp_path / "src"
+    paths = [src / "a.jpg", src / "a.png", src / "b.JPG", src / "sub" / "b.jpg", tmp_path / "far" / "c.jpg"]
+    for p in paths:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.touch()
+    names = detect.drawing_names([str(p) for p in paths[:4]], str(src))
+    assert names == {
+        str(src / "a.jpg"): Path("a_jpg.jpg"),
+        str(src / "a.png"): Path("a_png.jpg"),
+        str(src / "b.JPG"): Path("b.jpg"),
+        str(src / "sub" / "b.jpg"): Path("sub/b.jpg"),
+    }
+    assert detect.drawing_names([str(paths[4])], str(paths[4])) == {str(paths[4]): Path("c.jpg")}  # one file

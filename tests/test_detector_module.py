@@ -199,3 +199,21 @@ def test_epoch_line_averages_the_terms_every_step_returned() -> None:
     assert cb.mean("train/coord") == pytest.approx(2.0)
     assert cb.mean("train/classification/loss") == pytest.approx(2.0)  # one batch had it: not 2 / 3
     assert cb.mean("train/top1") is None and cb._images == 6
+
+
+@pytest.mark.parametrize(("max_steps", "eta"), [(-1, "ETA 1m12s"), (12, "ETA 8s")])
+def test_epoch_line_eta_counts_max_steps(monkeypatch: pytest.MonkeyPatch, max_steps: int, eta: str) -> None:
+    """The ETA of the epoch line: epochs left at the pace so far, or the steps left to trainer.max_steps when those
+    end the run first (a 3-step smoke test printed half an hour)."""
+    from types import SimpleNamespace
+
+    import yolo9000.callbacks.progress as progress
+
+    clock = iter([100.0, 108.0])  # train start, then the end of the first epoch: 8 s
+    monkeypatch.setattr(progress.time, "perf_counter", lambda: next(clock))
+    cb = progress.EpochLog()
+    trainer = SimpleNamespace(world_size=1, global_step=0, current_epoch=0, max_epochs=10, max_steps=max_steps)
+    cb.on_train_start(trainer, None)  # type: ignore[arg-type]
+    trainer.global_step = 6  # 6 steps in the first epoch: 8 s; 9 epochs left (72 s) or 6 steps left (8 s)
+    monkeypatch.setattr(cb, "_lr", lambda t: None)
+    assert cb.line(trainer).endswith(f"8s elapsed, {eta}")  # type: ignore[arg-type]

@@ -73,10 +73,11 @@ class EpochLog(pl.Callback):
         self._t_epoch = 0.0
         self._t_start: float | None = None
         self._epochs_timed = 0
+        self._step_at_start = 0
         self._val_done = False
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._t_start, self._epochs_timed = time.perf_counter(), 0
+        self._t_start, self._epochs_timed, self._step_at_start = time.perf_counter(), 0, trainer.global_step
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._sums, self._counts, self._images, self._train_time = {}, {}, 0, 0.0
@@ -141,6 +142,9 @@ class EpochLog(pl.Callback):
             timing = f"{format_duration(elapsed)} elapsed"
             if total:
                 remaining = (total - epoch) * elapsed / self._epochs_timed
+                done = trainer.global_step - self._step_at_start
+                if trainer.max_steps > 0 and done > 0:  # trainer.max_steps may end the run first
+                    remaining = min(remaining, max(trainer.max_steps - trainer.global_step, 0) * elapsed / done)
                 timing += f", ETA {format_duration(remaining)}"
             parts.append(timing)
         return " | ".join(parts)

@@ -36,7 +36,9 @@ def read_label_rows(label_path: Path, image_path: Path, num_classes: int, issues
     if not label_path.is_file():
         issues.note(image_path, "no label file, kept as a negative", detail=str(label_path))
         return rows
-    lines = label_path.read_text().splitlines()
+    lines = label_path.read_text(
+        encoding="utf-8-sig"
+    ).splitlines()  # utf-8-sig: a BOM (Windows tools) is no part of the class id
     if not any(ln.strip() for ln in lines):
         issues.note(image_path, "empty label file, kept as a negative")
     for n, line in enumerate(lines, 1):

@@ -408,7 +408,7 @@ class YOLOTxtParser:
 
 
 def _read_names(path: Path) -> list[str]:
-    return [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
+    return [ln.strip() for ln in path.read_text(encoding="utf-8-sig").splitlines() if ln.strip()]
 
 
 def _key(p: Path, root: Path) -> str:

@@ -412,3 +412,36 @@ def test_yolo_label_and_names_files_with_a_byte_order_mark(tmp_path: Path) -> No
     names = tmp_path / "obj.names"
     names.write_text("\ufeffcat\ndog\n", encoding="utf-8")
     assert _read_names(names) == ["cat", "dog"]
+
+
+def _exif_rotated_jpeg(path: Path) -> np.ndarray:
+    """A 40 x 30 (w x h) stored JPEG with a red top-left block and EXIF orientation 6 (shown rotated 90 degrees
+    clockwise: 30 x 40, the block at the top right). Returns the stored pixels."""
+    stored = np.full((30, 40, 3), 255, np.uint8)
+    stored[:10, :10] = (255, 0, 0)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(stored).save(path, exif=exif, quality=95)
+    return stored
+
+
+def test_exif_orientation_is_applied_unless_the_annotation_is_the_stored_size(tmp_path: Path) -> None:
+    """Phone photos: decoded upright as viewers and labelling tools show them (YOLO labels carry no size, so they
+    are read upright, as ultralytics does); a VOC / COCO annotation whose size is the stored one (labelImg ignores
+    EXIF) keeps the stored pixels, noted."""
+    from yolo9000.data.dataset import read_record_image
+    from yolo9000.data.image_io import EXIF_APPLIED, image_size, read_image_notes
+    from yolo9000.data.records import DetectionRecord
+
+    path = tmp_path / "phone.jpg"
+    _exif_rotated_jpeg(path)
+    up, notes = read_image_notes(path)
+    assert up.shape == (40, 30, 3) and image_size(path) == (30, 40)
+    assert up[2, -3, 1] < 60 and up[2, 2, 1] > 200  # red block at the top right, white at the top left
+    assert [r for r, _ in notes] == [EXIF_APPLIED]
+    stored, stored_notes = read_image_notes(path, exif=False)
+    assert stored.shape == (30, 40, 3) and stored_notes == []
+    as_shown = read_record_image(DetectionRecord(path, "phone", 30, 40))
+    assert as_shown[0].shape == (40, 30, 3)
+    unrotated, why = read_record_image(DetectionRecord(path, "phone", 40, 30))
+    assert unrotated.shape == (30, 40, 3) and "EXIF orientation not applied" in why[-1][0]

@@ -154,7 +154,7 @@ class DetectionDataset(Dataset):
 
         def load(rec: DetectionRecord) -> tuple[np.ndarray | None, list[tuple[str, str]], ImageDecodeError | None]:
             try:
-                image, notes = read_image_notes(rec.image_path)
+                image, notes = read_record_image(rec)
             except ImageDecodeError as e:
                 return None, [], e
             image.flags.writeable = False  # shared by every load (and every forked worker): never written
@@ -185,7 +185,7 @@ class DetectionDataset(Dataset):
         if cached is not None:
             return cached, self._notes[index] if self._flag(index, NOTED) else []
         # the conversions are checked at the first load of each image (in any process), not at every epoch
-        return read_image_notes(self.records[index].image_path, notes=self._flag(index, NOTED))
+        return read_record_image(self.records[index], notes=self._flag(index, NOTED))
 
     def box_sizes(self) -> np.ndarray:
         """float32 (N, 2): (w, h) of every box normalised by its image size (for k-means anchors)."""
@@ -261,6 +261,21 @@ class DetectionDataset(Dataset):
             "gt_labels": torch.from_numpy(np.ascontiguousarray(labels, np.int64)),
             "gt_difficult": torch.from_numpy(np.ascontiguousarray(difficult, bool)),
         }
+
+
+def read_record_image(rec: DetectionRecord, notes: bool = True) -> tuple[np.ndarray, list[tuple[str, str]]]:
+    """The image of a record, upright as its EXIF orientation says (:func:`read_image_notes`), unless the
+    annotation's size is the stored image's with width and height swapped: then the boxes were drawn on the
+    stored pixels (labelImg and other tools that ignore EXIF write VOC files so) and those pixels are returned,
+    noted. YOLO labels carry no size: upright, as ultralytics reads them."""
+    image, conv = read_image_notes(rec.image_path, notes=notes)
+    h, w = image.shape[:2]
+    if rec.width and rec.height and w != h and (w, h) == (rec.height, rec.width):
+        raw, raw_conv = read_image_notes(rec.image_path, notes=notes, exif=False)
+        if raw.shape[:2] == (rec.height, rec.width):  # the tag rotated it: the annotation fits the stored pixels
+            note = "EXIF orientation not applied: the annotation's size is the stored image's (labelled unrotated)"
+            return raw, [*raw_conv, (note, f"{rec.width}x{rec.height}")] if notes else []
+    return image, conv
 
 
 def _available_memory() -> int | None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from torchvision.io import ImageReadMode, decode_image
 
 from .records import Issue
@@ -103,11 +103,24 @@ class ImageDecodeError(RuntimeError):
         self.detail = detail
 
 
+_TRANSPOSED = (5, 6, 7, 8)  # EXIF orientations that swap width and height
+
+
+def _exif_orientation(im: Image.Image) -> int:
+    """The EXIF orientation tag (1 = upright; 0 when absent or unreadable)."""
+    try:
+        return int(im.getexif().get(0x0112, 0) or 0)
+    except Exception:  # a broken EXIF block is not an unreadable image
+        return 0
+
+
 def image_size(path: str | Path) -> tuple[int, int]:
     """(width, height) from the image header, without decoding the pixels."""
     try:
         with Image.open(path) as im:
             w, h = im.size
+            if _exif_orientation(im) in _TRANSPOSED:  # decoded upright (see read_image_notes): w and h swap
+                w, h = h, w
     except (OSError, UnidentifiedImageError, ValueError) as e:  # FileNotFoundError is an OSError
         raise ImageDecodeError("unreadable image header", f"{type(e).__name__}: {e}") from e
     if w <= 0 or h <= 0:
@@ -123,9 +136,12 @@ def image_conversions(path: str | Path, data: bytes | None = None) -> list[tuple
     try:
         with Image.open(io.BytesIO(data) if data is not None else path) as im:
             fmt, mode = str(im.format or ""), str(im.mode)
+            orientation = _exif_orientation(im)
     except (OSError, UnidentifiedImageError, ValueError):
         return []
     notes = []
+    if orientation not in (0, 1):
+        notes.append((EXIF_APPLIED, f"orientation {orientation}"))
     expected = _EXT_FORMATS.get(path.suffix.lower())
     if fmt and fmt != expected:
         notes.append((f"{fmt} data in a {path.suffix or 'extension-less'} file, decoded as {fmt}", ""))
@@ -134,20 +150,26 @@ def image_conversions(path: str | Path, data: bytes | None = None) -> list[tuple
     return notes
 
 
-def _decode_torchvision(data: bytes) -> torch.Tensor:
+EXIF_APPLIED = "EXIF orientation applied (image rotated / flipped upright, as viewers and labelling tools show it)"
+
+
+def _decode_torchvision(data: bytes, exif: bool = True) -> torch.Tensor:
     with warnings.catch_warnings():
         # torchvision >= 0.29 deprecates its decoders in favour of torchcodec; they still work.
         warnings.filterwarnings("ignore", message=".*decoding and encoding capabilities of TorchVision.*")
         warnings.filterwarnings("ignore", message=".*non-writable.*")  # frombuffer over immutable bytes
-        img = decode_image(torch.frombuffer(data, dtype=torch.uint8), mode=ImageReadMode.RGB)
+        img = decode_image(
+            torch.frombuffer(data, dtype=torch.uint8), mode=ImageReadMode.RGB, apply_exif_orientation=exif
+        )
     if img.dtype == torch.uint16:  # 16-bit PNG
         img = (img.to(torch.int32) >> 8).to(torch.uint8)
     return img
 
 
-def _decode_pil(path: Path) -> torch.Tensor:
+def _decode_pil(path: Path, exif: bool = True) -> torch.Tensor:
     with Image.open(path) as im:
         im.load()  # raises OSError on truncated files (LOAD_TRUNCATED_IMAGES is False)
+        im = ImageOps.exif_transpose(im) if exif else im
         if im.mode == "I;16" or im.mode.startswith("I;16"):
             arr = (np.asarray(im, dtype=np.uint16) >> 8).astype(np.uint8)
             arr = np.repeat(arr[..., None], 3, axis=2)
@@ -161,9 +183,15 @@ def read_image(path: str | Path) -> np.ndarray:
     return read_image_notes(path)[0]
 
 
-def read_image_notes(path: str | Path, notes: bool = True) -> tuple[np.ndarray, list[tuple[str, str]]]:
+def read_image_notes(
+    path: str | Path, notes: bool = True, exif: bool = True
+) -> tuple[np.ndarray, list[tuple[str, str]]]:
     """Decode an image file to RGB, noting every conversion (:func:`image_conversions`; ``notes=False`` skips that
     header parse, about 1 ms of a 4 ms load, and returns no notes: for an image already checked).
+
+    An EXIF orientation is applied (``exif=False``: the stored pixels), as image viewers, ultralytics and the
+    labelling tools that export YOLO / COCO files show the image; darknet's stb_image ignores it, which only
+    matters for photos carrying the tag (phone cameras), never for VOC or BCCD.
 
     JPEG / PNG / WebP / GIF are decoded by ``torchvision.io.decode_image`` (by content, so a PNG named
     ``.jpg`` works; grey, grey+alpha, RGBA and palette images are converted to RGB, 16-bit PNG to 8 bit);
@@ -184,19 +212,22 @@ def read_image_notes(path: str | Path, notes: bool = True) -> tuple[np.ndarray, 
     if not data:
         raise ImageDecodeError("corrupt or unreadable image", "empty file")
     try:
-        img = _decode_torchvision(data)
+        img = _decode_torchvision(data, exif)
     except (RuntimeError, OSError) as e:
         msg = str(e)
         if "Unsupported image file" not in msg:
             detail = msg.strip().splitlines()[-1].split(", ")[-1] if msg.strip() else type(e).__name__
             raise ImageDecodeError("corrupt or unreadable image", detail) from e
         try:
-            img = _decode_pil(path)
+            img = _decode_pil(path, exif)
         except (OSError, UnidentifiedImageError, ValueError) as e2:
             raise ImageDecodeError("corrupt or unreadable image", f"{type(e2).__name__}: {e2}") from e2
     if img.ndim != 3 or img.shape[0] != 3 or img.shape[1] == 0 or img.shape[2] == 0:
         raise ImageDecodeError("corrupt or unreadable image", f"decoded image has shape {tuple(img.shape)}")
-    return np.ascontiguousarray(img.permute(1, 2, 0).numpy()), image_conversions(path, data) if notes else []
+    found = image_conversions(path, data) if notes else []
+    if not exif:
+        found = [n for n in found if n[0] != EXIF_APPLIED]
+    return np.ascontiguousarray(img.permute(1, 2, 0).numpy()), found
 
 
 def load_time_issues(

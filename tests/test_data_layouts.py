@@ -199,6 +199,21 @@ def test_yolo_ultralytics_yaml_respects_the_split_folders(tmp_path, caplog):
     assert "ghost.txt" in dm.issue_summary()
 
 
+def test_val_split_of_training_images_is_warned_and_classes_logged(tmp_path, caplog):
+    """coco128.yaml's ``val: images/train``: allowed, but the val metrics are not held out (a warning naming the
+    files); the class names are logged with their indices and training boxes."""
+    _yolo_ultralytics(tmp_path)
+    (tmp_path / "data.yaml").write_text(
+        yaml.safe_dump({"train": "images/train2017", "val": "images/train2017", "names": ["cat", "dog"]})
+    )
+    with caplog.at_level(logging.INFO, logger="yolo9000.data"):
+        _datamodule("yolo", tmp_path).setup()
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "held out" in r.getMessage()]
+    assert len(warned) == 2 and warned[0].startswith("data: 4 of the 4 val images are training images too")
+    assert str(tmp_path / "images" / "train2017" / "a.jpg") in warned[0]
+    assert "classes (index name: training boxes): 0 cat: 1, 1 dog: 2" in caplog.text  # a cat, b dog, c dog, d none
+
+
 def test_yolo_yaml_lists_roboflow_paths_and_names_list(tmp_path):
     stems = _yolo_ultralytics(tmp_path)
     (tmp_path / "lists").mkdir()

@@ -277,7 +277,45 @@ class DetectionDataModule(ShardedDataModule):
                 f"{s}: {len(d)} images, {sum(len(r.boxes) for r in d.records)} boxes" for s, d in self.datasets.items()
             ]
             logger.info("data (%d classes) %s; %s", self.num_classes, "; ".join(parts), self.issue_summary())
+            train = ": training boxes" if "train" in self.datasets else ""
+            logger.info("classes (index name%s): %s", train, self._class_line())
+            self._warn_shared_images()
             self._write_report()
+
+    def _class_line(self, limit: int = 30) -> str:
+        """``0 RBC: 606, 1 WBC: 45, ...``: each class index, name and training boxes (the first ``limit``)."""
+        ds = self.datasets.get("train")
+        counts = (
+            np.bincount(np.concatenate([r.labels for r in ds.records]).astype(np.int64), minlength=self.num_classes)
+            if ds is not None and ds.records
+            else None
+        )
+        names = self.class_names
+        items = [
+            f"{i} {n}" + (f": {int(counts[i])}" if counts is not None else "") for i, n in enumerate(names[:limit])
+        ]
+        return ", ".join(items) + (f", ... ({len(names) - limit} more)" if len(names) > limit else "")
+
+    def _warn_shared_images(self) -> None:
+        """A warning when an evaluation split holds images of the training split (a dataset yaml with ``val:`` the
+        train folder, as coco128.yaml has): its metrics are then no held-out measurement."""
+        train = self.datasets.get("train")
+        if train is None:
+            return
+        seen = {r.image_path.resolve() for r in train.records}
+        for split in ("val", "test"):
+            ds = self.datasets.get(split)
+            shared = [r.image_path for r in ds.records if r.image_path.resolve() in seen] if ds is not None else []
+            if shared:
+                logger.warning(
+                    "data: %d of the %d %s images are training images too (%s%s): %s metrics are not held out",
+                    len(shared),
+                    len(ds.records),  # type: ignore[union-attr]
+                    split,
+                    ", ".join(str(p) for p in shared[:3]),
+                    ", ..." if len(shared) > 3 else "",
+                    split,
+                )
 
     def box_sizes(self, split: str = "train") -> np.ndarray:
         """float32 (N, 2): (w, h) of every box of ``split`` over its image size (for k-means anchors)."""

@@ -445,3 +445,17 @@ def test_exif_orientation_is_applied_unless_the_annotation_is_the_stored_size(tm
     assert as_shown[0].shape == (40, 30, 3)
     unrotated, why = read_record_image(DetectionRecord(path, "phone", 40, 30))
     assert unrotated.shape == (30, 40, 3) and "EXIF orientation not applied" in why[-1][0]
+
+
+def test_yolo_labels_in_pixels_are_named_as_such(tmp_path: Path) -> None:
+    """``0 320 240 100 100`` (pixels, not fractions): dropped with the reason, not as 'a box outside the image'."""
+    from yolo9000.data.yolo_labels import read_label_rows
+
+    label = tmp_path / "a.txt"
+    label.write_text("0 320 240 100 100\n1 0.5 0.5 1.2 0.3\n", encoding="utf-8")  # a box past the edge is clipped
+    issues = IssueLog("skip")
+    rows = read_label_rows(label, tmp_path / "a.jpg", 2, issues)
+    assert [r[0] for r in rows] == [1]
+    assert [i.reason for i in issues.issues] == [
+        "label coordinates above 1: YOLO labels are fractions of the image size (pixels given?)"
+    ]

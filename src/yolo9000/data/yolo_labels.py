@@ -36,9 +36,7 @@ def read_label_rows(label_path: Path, image_path: Path, num_classes: int, issues
     if not label_path.is_file():
         issues.note(image_path, "no label file, kept as a negative", detail=str(label_path))
         return rows
-    lines = label_path.read_text(
-        encoding="utf-8-sig"
-    ).splitlines()  # utf-8-sig: a BOM (Windows tools) is no part of the class id
+    lines = label_path.read_text(encoding="utf-8-sig").splitlines()  # -sig: a BOM (Windows tools) is no class id
     if not any(ln.strip() for ln in lines):
         issues.note(image_path, "empty label file, kept as a negative")
     for n, line in enumerate(lines, 1):
@@ -59,6 +57,14 @@ def read_label_rows(label_path: Path, image_path: Path, num_classes: int, issues
             continue
         if not 0 <= vals[0] < num_classes:
             issues.report(label_path, f"unknown class '{int(vals[0])}'", action="drop_box", detail=f"line {n}")
+            continue
+        if max(vals[1:]) > 2.0:  # far beyond the image: pixel coordinates, not the format's [0, 1] fractions
+            issues.report(
+                label_path,
+                "label coordinates above 1: YOLO labels are fractions of the image size (pixels given?)",
+                action="drop_box",
+                detail=f"line {n}: {line.strip()!r}",
+            )
             continue
         rows.append(vals)
     return rows

@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
-from yolo9000.anchors import anchor_sweep, avg_iou, format_anchors, to_grid_units
+from yolo9000.anchors import anchor_sweep, format_anchors, resolve_priors
 from yolo9000.environment import setup_environment
 from yolo9000.models import STRIDE
 from yolo9000.viz import plot_anchor_clusters, plot_kmeans_curve
@@ -44,10 +44,13 @@ def main(cfg: DictConfig) -> None:
     Console().print(table)
 
     grid = int(cfg.img_size) // STRIDE
-    chosen = next((r for r in runs["iou"] if r.k == cfg.k), None) or runs["iou"][-1]
-    anchors = to_grid_units(chosen.anchors.float(), grid)
+    # the anchors written out are those training computes (model.priors.anchors=kmeans, the same seed): the one
+    # k-means call of resolve_priors, not the sweep's (its restarts and warm starts may settle elsewhere)
+    chosen = resolve_priors("kmeans", wh, grid, k=int(cfg.k), metric="iou", seed=int(cfg.seed))
+    anchors = torch.tensor(chosen.anchors, dtype=torch.float32)
     lines = [
-        f"# k-means (1 - IoU), k={chosen.k}, avg IoU {chosen.avg_iou:.4f}, grid {grid} (input {cfg.img_size})",
+        f"# k-means (1 - IoU), k={cfg.k}, avg IoU {chosen.avg_iou:.4f}, grid {grid} (input {cfg.img_size}), seed "
+        f"{cfg.seed}: what train.py model.priors.anchors=kmeans seed={cfg.seed} computes on this split",
         f"# darknet: anchors = {format_anchors(anchors)}",
         "anchors: [" + ", ".join(f"[{w:.4f}, {h:.4f}]" for w, h in anchors.tolist()) + "]",
     ]
@@ -57,14 +60,9 @@ def main(cfg: DictConfig) -> None:
     ]
     (out_dir / "avg_iou.csv").write_text("\n".join(csv) + "\n")
     plot_kmeans_curve({"1 - IoU": runs["iou"], "SSE": runs["sse"]}, out_dir / "kmeans_avg_iou.png")
-    plot_anchor_clusters(wh, chosen.anchors, out_dir / "anchor_clusters.png", assignments=chosen.assignments)
+    plot_anchor_clusters(wh, anchors.double() / grid, out_dir / "anchor_clusters.png")
     print("\n".join(lines))
-    log.info(
-        "avg IoU of the chosen anchors on the %s boxes: %.4f; outputs in %s",
-        cfg.split,
-        avg_iou(wh, chosen.anchors),
-        out_dir,
-    )
+    log.info("avg IoU of the chosen anchors on the %s boxes: %.4f; outputs in %s", cfg.split, chosen.avg_iou, out_dir)
 
 
 if __name__ == "__main__":

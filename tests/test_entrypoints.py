@@ -98,6 +98,20 @@ def test_anchors_cli(tmp_path: Path) -> None:
     assert rows[0] == "k,avg_iou_iou,avg_iou_sse" and len(rows) == 4
     assert (tmp_path / "kmeans_avg_iou.png").stat().st_size > 0
     assert "Average IoU" in res.stdout
+    # the anchors written are those training computes on the same data with model.priors.anchors=kmeans
+    import hydra
+    import yaml
+
+    from conftest import compose_config
+    from yolo9000.build import build_info
+
+    cfg = compose_config(
+        "train", "model.priors.anchors=kmeans", "model.priors.k=3", "data.max_images=20", "data.num_workers=0"
+    )
+    dm = hydra.utils.instantiate(cfg.data)
+    dm.setup("fit")
+    written, trained = yaml.safe_load(text)["anchors"], build_info(cfg, dm).anchors
+    assert torch.allclose(torch.tensor(written), torch.tensor(trained), atol=1e-4), (written, trained)
 
 
 def test_export_cli(trained: Path, tmp_path: Path) -> None:

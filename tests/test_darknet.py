@@ -28,6 +28,7 @@ from yolo9000.darknet import (
     load_weights,
     match_native,
     parse_cfg,
+    read_header,
     region_meta,
     save_weights,
 )
@@ -819,3 +820,24 @@ def test_yolo9000_cfg_detect_cli_prints_wordtree_names(tmp_path: Path) -> None:
     dets = json.loads((out / "detections.json").read_text())["images"][0]["detections"]
     assert dets and {d["class"] for d in dets} <= names
     assert f"{dets[0]['class']} {dets[0]['score']:.2f}" in res.stdout + res.stderr
+
+
+def test_weights_files_are_known_by_content(tmp_path: Path) -> None:
+    """A text or PyTorch file given as darknet weights is named as such; darknet weights under any file name
+    initialise a backbone (sniffed by their header, not their suffix)."""
+    from yolo9000.modules.pretrained import load_pretrained
+
+    text = tmp_path / "notes.weights"
+    text.write_text("0.5 1.0 these are not weights\n")
+    with pytest.raises(ValueError, match=re.escape(f"{text}: not a darknet .weights file")):
+        read_header(text)
+    torch_file = tmp_path / "model.weights"
+    torch.save({"a": torch.zeros(1)}, torch_file)
+    with pytest.raises(ValueError, match="a PyTorch checkpoint"):
+        read_header(torch_file)
+    classifier = randomize(build_darknet(scaled_cfg(tmp_path, "darknet19_448.cfg", 0.125, 7)), seed=3)
+    odd_name = tmp_path / "backbone.dat"
+    save_weights(classifier, odd_name, cutoff=18)
+    det = build_darknet(scaled_cfg(tmp_path, "yolov2-voc.cfg", 0.125, 3))
+    load_pretrained(det, odd_name)
+    assert torch.equal(conv_tensors(det)[0][-1], conv_tensors(classifier)[0][-1])

@@ -105,6 +105,9 @@ def read_header(path: str | Path) -> tuple[WeightsInfo, int]:
     if len(head) < 12:
         raise ValueError(f"{path}: {len(head)} bytes is too short for a darknet .weights header")
     major, minor, revision = (int(v) for v in np.frombuffer(head[:12], dtype="<i4"))
+    if not (0 <= major < 2000 and 0 <= minor < 2000 and revision >= 0):  # darknet writes 0.1, 0.2, 1.0 (+1000 flags)
+        kind = "a PyTorch checkpoint" if head[:2] == b"PK" or head[:1] == b"\x80" else "not a darknet .weights file"
+        raise ValueError(f"{path}: {kind} (its first bytes read as darknet header version {major}.{minor}.{revision})")
     wide = _seen_is_int64(major, minor)
     size = 20 if wide else 16
     if len(head) < size:

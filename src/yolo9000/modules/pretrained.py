@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from yolo9000.darknet import load_weights
+from yolo9000.darknet import load_weights, read_header
 from yolo9000.models.layers import bn_affine
 
 log = logging.getLogger("yolo9000")
@@ -19,7 +19,17 @@ __all__ = ["fold_batch_norm", "load_pretrained"]
 
 
 def _is_darknet_weights(path: Path) -> bool:
-    return path.suffix == ".weights" or ".conv." in path.name
+    """darknet weights by content: not a PyTorch checkpoint (a zip or a pickle) and a darknet header (a plausible
+    version), whatever the name; a file that cannot be read is left to the loader's errors by its name."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(2)
+        if head[:2] == b"PK" or head[:1] == b"\x80":
+            return False
+        read_header(path)
+        return True
+    except (OSError, ValueError):
+        return path.suffix == ".weights" or ".conv." in path.name
 
 
 def fold_batch_norm(state: Mapping[str, torch.Tensor], own: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

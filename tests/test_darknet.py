@@ -841,3 +841,14 @@ def test_weights_files_are_known_by_content(tmp_path: Path) -> None:
     det = build_darknet(scaled_cfg(tmp_path, "yolov2-voc.cfg", 0.125, 3))
     load_pretrained(det, odd_name)
     assert torch.equal(conv_tensors(det)[0][-1], conv_tensors(classifier)[0][-1])
+
+
+def test_numbers_with_a_trailing_comment_read_as_darknet_does(tmp_path: Path) -> None:
+    """``filters=27 # 3*(5+4)``: darknet's atoi reads 27; a word with a comment stays an error naming the line."""
+    p = tmp_path / "c.cfg"
+    p.write_text("[net]\nchannels=3\n[convolutional]\nfilters=27 # 3*(5+4)\nsize=3;k\nactivation=leaky\n")
+    (spec,) = layer_specs(parse_cfg(p))
+    assert (spec.filters, spec.size) == (27, 3)
+    p.write_text("[net]\nchannels=3\n[convolutional]\nfilters=8\nactivation=leaky # relu\n")
+    with pytest.raises(NotImplementedError, match=re.escape(f"{p}:5")):
+        layer_specs(parse_cfg(p))

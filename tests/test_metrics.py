@@ -378,3 +378,20 @@ def test_group_means_of_per_class_ap() -> None:
     assert got == {"ap50_seen": pytest.approx(0.6), "ap50_unseen": pytest.approx(0.1)}
     with pytest.raises(ValueError, match="metric_groups.x"):
         group_means(per_class, {"x": ["cat"]})
+
+
+def test_metrics_json_is_strict_json_with_null_for_undefined_ap(tmp_path: Path) -> None:
+    """A class without ground truth has no AP (nan): metrics.json says null, which strict parsers accept."""
+    import json
+
+    from yolo9000.results import write_metrics
+
+    per_class = {"a": {"ap50": 0.5, "ap": 0.25, "n_gt": 3}, "b": {"ap50": math.nan, "ap": math.nan, "n_gt": 0}}
+    out = write_metrics(tmp_path, {"map_50": 0.5, "map": 0.25, "per_class": per_class}, ["a", "b"])
+    assert math.isnan(out["per_class"]["b"]["ap50"])  # the returned values are the computed ones
+
+    def refuse(name: str) -> None:
+        raise ValueError(f"non-standard JSON constant {name}")
+
+    got = json.loads((tmp_path / "metrics.json").read_text(), parse_constant=refuse)
+    assert got["per_class"]["b"]["ap50"] is None and got["per_class"]["a"]["ap50"] == 0.5

@@ -4,6 +4,7 @@ model's size and cost."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,18 @@ def model_stats(net: torch.nn.Module, size: int) -> dict[str, float]:
     return {"params": params, "gflops": counter.get_total_flops() / 1e9, "gflops_input_size": size}
 
 
+def _finite_or_null(v: Any) -> Any:
+    """``v`` with every nan / inf float as None: metrics.json is strict JSON (a class without ground truth has no
+    AP; a bare NaN is rejected by jq, JavaScript and other strict parsers)."""
+    if isinstance(v, float):
+        return v if math.isfinite(v) else None
+    if isinstance(v, dict):
+        return {k: _finite_or_null(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_finite_or_null(x) for x in v]
+    return v
+
+
 def write_metrics(
     out_dir: Path, results: dict[str, Any], class_names: list[str], extra: dict[str, Any] | None = None
 ) -> dict[str, Any]:
@@ -54,7 +67,7 @@ def write_metrics(
     out_dir.mkdir(parents=True, exist_ok=True)
     out = {k: plain(v) for k, v in results.items() if k != "pr"}
     out.update(extra or {})
-    (out_dir / "metrics.json").write_text(json.dumps(out, indent=2))
+    (out_dir / "metrics.json").write_text(json.dumps(_finite_or_null(out), indent=2, allow_nan=False))
     if "per_class" in results:
         rows = results["per_class"]
         if "accuracy" in next(iter(rows.values()), {}):  # classification (ClassifierModule.test_results)

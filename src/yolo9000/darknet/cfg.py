@@ -8,7 +8,9 @@ repository layout.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -149,6 +151,11 @@ def option(sec: dict[str, Any], key: str, default: Any, kind: type = int) -> Any
     try:
         return kind(value)
     except ValueError as e:
+        # a trailing comment after a number (filters=27 # 3*(5+4)): darknet's atoi / atof read the number
+        head = re.match(r"\s*([^#;]*?)\s*[#;]", value) if kind in (int, float) else None
+        if head:
+            with contextlib.suppress(ValueError):
+                return kind(head.group(1))
         raise ValueError(f"{source_line(sec, key)}: option {key}={value!r} is not a valid {kind.__name__}") from e
 
 

@@ -45,6 +45,8 @@ def main(cfg: DictConfig) -> float | None:
         last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
         log.warning("stopped by SIGTERM; %s holds the state to continue from: resume=%s", last, cfg.paths.output_dir)
         raise SystemExit(143) from e  # 128 + SIGTERM, as a shell reports a process it terminated
+    except ResumeRefused:
+        raise  # the run's folder holds a finished or resumable run: no failed.json there
     except Exception as e:
         if _TRAINER is not None and _TRAINER.received_sigterm:
             # SLURM requeued the job (SIGUSR1: hpc checkpoint written, then SIGTERM to every process of the job);
@@ -99,6 +101,10 @@ def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
     return {k: v for key, val in d.items() for k, v in _flat(val, f"{prefix}{key}.").items()}
 
 
+class ResumeRefused(ValueError):
+    """``resume=<run>`` with other data than the run's: nothing is written into the run's folder."""
+
+
 def check_resume_config(cfg: DictConfig, out_dir: Path) -> None:
     """A run continued in its folder (``resume=<run>``) must go on with the data it was trained on.
 
@@ -122,14 +128,14 @@ def check_resume_config(cfg: DictConfig, out_dir: Path) -> None:
     if diff:
         launch = out_dir / LAUNCH_FILE
         started = f"python src/train.py {launch.read_text().strip()} resume={out_dir}" if launch.is_file() else None
-        raise ValueError(
+        raise ResumeRefused(
             f"resume={out_dir}: this job's data differs from the run's ({saved}):\n  "
             + "\n  ".join(diff)
             + "\npass the run's data overrides again"
             + (f": {started}" if started else " (data=... data.root=...)")
         )
     flat_old, flat_new = _flat(old), _flat(new)
-    skip = ("resume", "ckpt_path", "paths.")
+    skip = ("resume", "ckpt_path", "paths.", "logger.")  # the loggers' run names and groups change on every start
     changed = [
         f"{k}: {flat_old.get(k)!r} -> {flat_new.get(k)!r}"
         for k in sorted(set(flat_old) | set(flat_new))
@@ -146,17 +152,38 @@ def check_resume_config(cfg: DictConfig, out_dir: Path) -> None:
         )
 
 
+def finished_result(cfg: DictConfig, out_dir: Path) -> float | None:
+    """The headline test value of a run folder that already holds this job's finished result (its metrics.json,
+    trained to the same ``trainer.max_epochs`` / ``max_steps``), else None. A sweep re-run into its folder, or a
+    requeued job that had finished, then leaves the result as it is (resuming it would test again without the
+    training's records); raise ``trainer.max_epochs`` to train such a run further."""
+    metrics_file, saved = out_dir / "metrics.json", out_dir / "config.yaml"
+    if not (metrics_file.is_file() and saved.is_file()):
+        return None
+    before = OmegaConf.load(saved).get("trainer") or {}
+    if any(before.get(k, -1) != cfg.trainer.get(k, -1) for k in ("max_epochs", "max_steps")):
+        return None
+    metrics = json.loads(metrics_file.read_text())
+    key = str(metrics.get("headline_metric", "map_50"))
+    log.info("%s already holds this job's finished run (%s): not run again", out_dir, metrics_file.name)
+    value = metrics.get(key)
+    return float(value) if isinstance(value, int | float) else None
+
+
 def run(cfg: DictConfig) -> float | None:
     """Train + test; returns the test value of the module's monitored metric (mAP@0.5 for detection), the sweep
     objective."""
     global _TRAINER
     pl.seed_everything(cfg.seed, workers=True)
     out_dir = Path(cfg.paths.output_dir)
-    (out_dir / "failed.json").unlink(missing_ok=True)  # a restarted job starts clean
     start_ckpt = resume_checkpoint(cfg, out_dir) if cfg.train else None
     resumed = start_ckpt is not None and Path(start_ckpt).parent in (out_dir, out_dir / "checkpoints")
     if resumed:
         check_resume_config(cfg, out_dir)
+        done = finished_result(cfg, out_dir)
+        if done is not None:
+            return done
+    (out_dir / "failed.json").unlink(missing_ok=True)  # a restarted job starts clean
     launch = out_dir / LAUNCH_FILE
     if start_ckpt is None and HydraConfig.initialized() and not launch.is_file():
         launch.write_text(" ".join(shlex.quote(o) for o in HydraConfig.get().overrides.task) + "\n")

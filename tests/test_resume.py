@@ -141,6 +141,9 @@ def test_last_ckpt_is_the_latest_state_and_short_runs_validate(uninterrupted: Pa
     assert int(last["state_dict"]["seen"]) == EPOCHS * TRAIN_IMAGES
     metrics = json.loads((uninterrupted / "metrics.json").read_text())
     assert Path(metrics["checkpoint"]).name == f"epoch_{EPOCHS - 1:03d}.ckpt"  # validated although period 5 > 3
+    # last.ckpt holds the best-checkpoint record of that last validation (a resume tests the true best)
+    (record,) = [v for k, v in last["callbacks"].items() if "RunCheckpoint" in k]
+    assert record["best_model_path"] == metrics["checkpoint"] and record["best_model_score"] is not None
     log = (uninterrupted / "train.log").read_text()
     lines = re.findall(r"epoch (\d)/3 \| loss [\d.]+ \(coord .*\) \| [\d.]+ img/s \| lr \S+ \|.* ETA \S+", log)
     assert lines == ["1", "2", "3"], log[-3000:]
@@ -300,3 +303,21 @@ def test_best_checkpoint_records_follow_a_moved_run_folder(tmp_path: Path) -> No
     with pytest.warns(UserWarning, match="dirpath has changed"):
         elsewhere.load_state_dict(dict(saved))
     assert elsewhere.best_model_score is None  # a new folder without those files starts a fresh top-k
+
+
+def test_finished_run_is_not_run_again_and_a_refused_resume_writes_nothing(uninterrupted: Path) -> None:
+    """``resume=<finished run>`` with its overrides (a sweep re-run into its folder) keeps the result as it is; with
+    other data it stops before writing into the folder (no failed.json, the run's .hydra/ and records unchanged)."""
+    files = ("metrics.json", "config.yaml", ".hydra/config.yaml", ".hydra/overrides.yaml", "checkpoints/last.ckpt")
+    before = {f: (uninterrupted / f).read_bytes() for f in files}
+    res = subprocess.run(
+        _cmd(uninterrupted, f"resume={uninterrupted}"), cwd=ROOT, env=_env(), capture_output=True, text=True
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "already holds this job's finished run" in (uninterrupted / "train.log").read_text()
+    other = [o if not o.startswith("data.max_images") else "data.max_images={train: 8, val: 8, test: 8}" for o in RUN]
+    cmd = [sys.executable, str(ROOT / "src" / "train.py"), f"hydra.run.dir={uninterrupted}", *other]
+    res = subprocess.run([*cmd, f"resume={uninterrupted}"], cwd=ROOT, env=_env(), capture_output=True, text=True)
+    assert res.returncode != 0 and "data differs" in res.stderr
+    assert not (uninterrupted / "failed.json").exists()
+    assert {f: (uninterrupted / f).read_bytes() for f in files} == before

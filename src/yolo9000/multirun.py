@@ -76,6 +76,8 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("max", lambda *values: max(int(v or 0) for v in values))
     if not OmegaConf.has_resolver("coalesce"):  # ${coalesce:a,b}: a unless it is null, else b
         OmegaConf.register_new_resolver("coalesce", lambda value, default: default if value is None else value)
+    if not OmegaConf.has_resolver("if_set"):  # ${if_set:x,a,b}: a when x is not null, else b
+        OmegaConf.register_new_resolver("if_set", lambda value, then, otherwise: otherwise if value is None else then)
     if not OmegaConf.has_resolver("pid"):  # ${pid:}: this process's id, resolved once (cached like Hydra's ${now:},
         # and copied with it into every job's config, so a sweep's jobs and a SLURM job see the launcher's value)
         OmegaConf.register_new_resolver("pid", os.getpid, use_cache=True)

@@ -85,19 +85,34 @@ def main(cfg: DictConfig) -> float:
 def eval_data_config(cfg: DictConfig, overrides: Sequence[str]) -> tuple[DictConfig, str]:
     """The data to evaluate on, resolved (a config of its own), and where it comes from.
 
-    With ``data=...`` or ``data.<key>=...`` among ``overrides``: the composed ``cfg.data``. Else the ``data`` block
-    of the checkpoint's run folder (``<run>/config.yaml``, which train.py writes beside ``<run>/checkpoints/``): the
-    checkpoint is evaluated on the data it was trained on, not on eval.yaml's default. Without that file (a
-    checkpoint moved or converted): the composed default.
+    With ``data=...`` among ``overrides`` (another dataset): the composed ``cfg.data``. Else the ``data`` block of
+    the checkpoint's run folder (``<run>/config.yaml``, which train.py writes beside ``<run>/checkpoints/``), with
+    this command line's ``data.<key>=...`` applied on top (``data.img_size=416`` evaluates the run's data at 416):
+    the checkpoint is evaluated on the data it was trained on, not on eval.yaml's default. Without that file (a
+    checkpoint moved or converted): the composed config.
     """
     composed = OmegaConf.create(OmegaConf.to_container(cfg.data, resolve=True))
-    if any(re.match(r"^[~+]*data(=|\.)", o) for o in overrides):
+    if any(re.match(r"^[~+]*data=", o) for o in overrides):
         return composed, "as configured on the command line"
     run_cfg = Path(str(cfg.ckpt_path)).resolve().parent.parent / "config.yaml"
     trained = OmegaConf.load(run_cfg).get("data") if run_cfg.is_file() else None
     if trained is None:
         return composed, f"the default ({run_cfg} not found; data=... chooses)"
-    return trained, f"the training run's ({run_cfg}; data=... evaluates on other data)"
+    changed = []
+    for o in overrides:
+        m = re.match(r"^([~+]*)data\.([^=]+)(=|$)", o)
+        if m:
+            key = m.group(2)
+            if m.group(1).startswith("~"):
+                parent, _, leaf = key.rpartition(".")
+                node = OmegaConf.select(trained, parent) if parent else trained
+                if isinstance(node, DictConfig) and leaf in node:
+                    node.pop(leaf)
+            else:
+                OmegaConf.update(trained, key, OmegaConf.select(composed, key), force_add=True)
+            changed.append(f"data.{key}")
+    extra = f", with {', '.join(changed)} from the command line" if changed else ""
+    return trained, f"the training run's ({run_cfg}{extra}; data=... evaluates on other data)"
 
 
 def tradeoff(cfg: DictConfig, data_cfg: DictConfig, module: DetectorModule, out_dir: Path) -> float:

@@ -206,9 +206,14 @@ def test_eval_uses_the_data_of_the_checkpoints_run(bccd_ckpt: Path, tmp_path: Pa
     assert f"data: the training run's ({run_dir / 'config.yaml'}" in log
     assert "test: 3 images" in log  # the run's data (the default: all 72 of BCCD's test split)
     eval_script = load_eval_script()
-    cfg = compose_config("eval", f"ckpt_path={ckpt}", "data.max_images=5")
-    chosen, source = eval_script.eval_data_config(cfg, [f"ckpt_path={ckpt}", "data.max_images=5"])
-    assert chosen.max_images == 5 and "command line" in source
+    cfg = compose_config("eval", f"ckpt_path={ckpt}", "data.img_size=96")
+    chosen, source = eval_script.eval_data_config(cfg, [f"ckpt_path={ckpt}", "data.img_size=96"])
+    assert (chosen.img_size, chosen.max_images.test) == (96, 3)  # the run's data at another size
+    assert "with data.img_size from the command line" in source
+    cfg = compose_config("eval", f"ckpt_path={ckpt}", "data=voc")
+    chosen, source = eval_script.eval_data_config(cfg, [f"ckpt_path={ckpt}", "data=voc"])
+    assert chosen.root.endswith("VOCdevkit") or "voc" in str(chosen.root).lower()
+    assert "command line" in source
 
 
 def test_detect_drawing_names_never_collide(tmp_path: Path) -> None:

@@ -86,10 +86,19 @@ def drawing_names(paths: list[str], source: str) -> dict[str, Path]:
     taken: dict[Path, int] = {}
     for r in rel.values():
         taken[r.with_suffix(".jpg")] = taken.get(r.with_suffix(".jpg"), 0) + 1
-    return {
+    wanted = {
         p: r.with_suffix(".jpg") if taken[r.with_suffix(".jpg")] == 1 else r.with_name(f"{r.stem}_{r.suffix[1:]}.jpg")
         for p, r in rel.items()
     }
+    out: dict[str, Path] = {}
+    used: set[Path] = set()
+    for p in paths:  # still taken (a_jpg.jpg is an input too): numbered
+        name, k = wanted[p], 1
+        while name in used:
+            name, k = wanted[p].with_name(f"{wanted[p].stem}_{k}.jpg"), k + 1
+        used.add(name)
+        out[p] = name
+    return out
 
 
 def detection_line(dets: list[dict[str, object]], limit: int = 10) -> str:

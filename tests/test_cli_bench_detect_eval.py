@@ -232,3 +232,6 @@ def test_detect_drawing_names_never_collide(tmp_path: Path) -> None:
         str(src / "sub" / "b.jpg"): Path("sub/b.jpg"),
     }
     assert detect.drawing_names([str(paths[4])], str(paths[4])) == {str(paths[4]): Path("c.jpg")}  # one file
+    (src / "a_jpg.jpg").touch()  # an input named like a.jpg's renamed picture
+    three = detect.drawing_names([str(src / "a.jpg"), str(src / "a.png"), str(src / "a_jpg.jpg")], str(src))
+    assert len(set(three.values())) == 3

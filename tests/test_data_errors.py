@@ -429,8 +429,7 @@ def test_exif_orientation_is_applied_unless_the_annotation_is_the_stored_size(tm
     """Phone photos: decoded upright as viewers and labelling tools show them (YOLO labels carry no size, so they
     are read upright, as ultralytics does); a VOC / COCO annotation whose size is the stored one (labelImg ignores
     EXIF) keeps the stored pixels, noted."""
-    from yolo9000.data.dataset import read_record_image
-    from yolo9000.data.image_io import EXIF_APPLIED, image_size, read_image_notes
+    from yolo9000.data.image_io import EXIF_APPLIED, image_size, read_image_notes, read_record_image
     from yolo9000.data.records import DetectionRecord
 
     path = tmp_path / "phone.jpg"

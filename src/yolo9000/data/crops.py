@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 from torchvision.ops import roi_align
 
-from .image_io import ImageDecodeError, read_image
+from .image_io import ImageDecodeError, read_record_image
 from .records import IssueLog
 from .voc import VOCParser
 
@@ -186,7 +186,7 @@ def _cut_split(
         if not keep.any():
             continue
         try:
-            image = read_image(rec.image_path)
+            image = read_record_image(rec, notes=False)[0]  # as the detection data reads it (EXIF)
         except ImageDecodeError as e:
             issues.report(rec.image_path, str(e).split(" (")[0], action="skip_image", detail=str(e))
             continue

@@ -24,7 +24,7 @@ from .image_io import (
     ImageDecodeError,
     LoadFlags,
     load_time_issues,
-    read_image_notes,
+    read_record_image,
 )
 from .records import DataError, DetectionRecord, Issue, IssueLog
 from .transforms import DetectionTransform
@@ -261,21 +261,6 @@ class DetectionDataset(Dataset):
             "gt_labels": torch.from_numpy(np.ascontiguousarray(labels, np.int64)),
             "gt_difficult": torch.from_numpy(np.ascontiguousarray(difficult, bool)),
         }
-
-
-def read_record_image(rec: DetectionRecord, notes: bool = True) -> tuple[np.ndarray, list[tuple[str, str]]]:
-    """The image of a record, upright as its EXIF orientation says (:func:`read_image_notes`), unless the
-    annotation's size is the stored image's with width and height swapped: then the boxes were drawn on the
-    stored pixels (labelImg and other tools that ignore EXIF write VOC files so) and those pixels are returned,
-    noted. YOLO labels carry no size: upright, as ultralytics reads them."""
-    image, conv = read_image_notes(rec.image_path, notes=notes)
-    h, w = image.shape[:2]
-    if rec.width and rec.height and w != h and (w, h) == (rec.height, rec.width):
-        raw, raw_conv = read_image_notes(rec.image_path, notes=notes, exif=False)
-        if raw.shape[:2] == (rec.height, rec.width):  # the tag rotated it: the annotation fits the stored pixels
-            note = "EXIF orientation not applied: the annotation's size is the stored image's (labelled unrotated)"
-            return raw, [*raw_conv, (note, f"{rec.width}x{rec.height}")] if notes else []
-    return image, conv
 
 
 def _available_memory() -> int | None:

@@ -11,7 +11,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torchvision.io import ImageReadMode, decode_image
 
-from .records import Issue
+from .records import DetectionRecord, Issue
 
 __all__ = [
     "CONVERTED",
@@ -25,6 +25,7 @@ __all__ = [
     "load_time_issues",
     "read_image",
     "read_image_notes",
+    "read_record_image",
 ]
 
 # per-image flags the datasets set at load time (in shared memory, so DataLoader workers' findings reach the main
@@ -228,6 +229,21 @@ def read_image_notes(
     if not exif:
         found = [n for n in found if n[0] != EXIF_APPLIED]
     return np.ascontiguousarray(img.permute(1, 2, 0).numpy()), found
+
+
+def read_record_image(rec: DetectionRecord, notes: bool = True) -> tuple[np.ndarray, list[tuple[str, str]]]:
+    """The image of a record, upright as its EXIF orientation says (:func:`read_image_notes`), unless the
+    annotation's size is the stored image's with width and height swapped: then the boxes were drawn on the
+    stored pixels (labelImg and other tools that ignore EXIF write VOC files so) and those pixels are returned,
+    noted. YOLO labels carry no size: upright, as ultralytics reads them."""
+    image, conv = read_image_notes(rec.image_path, notes=notes)
+    h, w = image.shape[:2]
+    if rec.width and rec.height and w != h and (w, h) == (rec.height, rec.width):
+        raw, raw_conv = read_image_notes(rec.image_path, notes=notes, exif=False)
+        if raw.shape[:2] == (rec.height, rec.width):  # the tag rotated it: the annotation fits the stored pixels
+            note = "EXIF orientation not applied: the annotation's size is the stored image's (labelled unrotated)"
+            return raw, [*raw_conv, (note, f"{rec.width}x{rec.height}")] if notes else []
+    return image, conv
 
 
 def load_time_issues(

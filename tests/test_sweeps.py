@@ -176,6 +176,23 @@ def test_report_combines_sweeps_of_different_sessions(tmp_path: Path) -> None:
         write_summary([tmp_path / "s1", tmp_path / "s2"], plot=False)
 
 
+def test_a_seed_run_twice_counts_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Two sweeps combined that both ran seed 1: n and the spread are over distinct seeds (the newer seed-1 result
+    counts), with a warning naming both folders."""
+    import logging
+    import os
+
+    m = lambda v: {"map_50": v, "map": v / 2, "params": 1e6}  # noqa: E731
+    fake_job(tmp_path / "a", 0, ["variant=yolo", "seed=1"], m(0.2))
+    fake_job(tmp_path / "b", 0, ["variant=yolo", "seed=1"], m(0.4))
+    fake_job(tmp_path / "b", 1, ["variant=yolo", "seed=2"], m(0.6))
+    os.utime(tmp_path / "a" / "0" / "metrics.json", (1, 1))  # the older seed-1 result
+    with caplog.at_level(logging.WARNING, logger="yolo9000.report"):
+        (row,), _ = group_jobs([*load_sweep(tmp_path / "a"), *load_sweep(tmp_path / "b")])
+    assert row.seeds == [1, 2] and row.stats["map_50"] == (pytest.approx(0.5), pytest.approx(0.02**0.5), 2)
+    assert "seed 1 ran twice" in caplog.text and str(tmp_path / "a" / "0") in caplog.text
+
+
 def test_report_archive_copies_job_records_not_checkpoints(tmp_path: Path) -> None:
     m = {"map_50": 0.5, "voc07_map_50": 0.4, "map": 0.2, "params": 1e6}
     sweep = tmp_path / "runs" / "2026-01-01_00-00-00"

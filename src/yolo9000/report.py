@@ -257,6 +257,29 @@ def paper_value(paper: dict[str, Any] | None, job: JobResult) -> tuple[float | N
     return (float(v) if isinstance(v, int | float) else None), str(row.get("note") or "")
 
 
+def _one_per_seed(row: ConfigRow) -> list[JobResult]:
+    """The row's jobs with one finished job per seed: a seed that ran twice (sweeps combined that both ran it)
+    counts once, the newer result (logged), so that n and the spread are over distinct seeds."""
+    newest: dict[int, JobResult] = {}
+    for j in row.jobs:
+        if j.status == "ok" and j.seed is not None:
+            prev = newest.get(j.seed)
+            if (
+                prev is None
+                or (j.path / "metrics.json").stat().st_mtime >= (prev.path / "metrics.json").stat().st_mtime
+            ):
+                newest[j.seed] = j
+            if prev is not None:
+                log.warning(
+                    "%s: seed %d ran twice (%s, %s): counted once, the newer result",
+                    row.label,
+                    j.seed,
+                    prev.path,
+                    j.path,
+                )
+    return [j for j in row.jobs if j.status != "ok" or j.seed is None or newest[j.seed] is j]
+
+
 def group_jobs(jobs: Sequence[JobResult]) -> tuple[list[ConfigRow], list[str]]:
     """Group jobs that differ only in ``seed``; returns (rows in sweep order, the overrides common to all jobs).
 
@@ -277,6 +300,7 @@ def group_jobs(jobs: Sequence[JobResult]) -> tuple[list[ConfigRow], list[str]]:
         groups[key].jobs.append(job)
     rows = list(groups.values())
     for row in rows:
+        row.jobs = _one_per_seed(row)
         ok = row.ok
         keys = {k for j in ok for k in j.values}
         row.stats = {k: mean_std([j.values.get(k, math.nan) for j in ok]) for k in sorted(keys)}

@@ -152,6 +152,28 @@ def check_resume_config(cfg: DictConfig, out_dir: Path) -> None:
         )
 
 
+def check_required(cfg: DictConfig) -> None:
+    """The keys an experiment lists under ``required`` (finetune_448: ``model.init_ckpt``) must be set: a ``???``
+    in an experiment file is lost when OmegaConf merges it over the model group's ``null``."""
+    for key in cfg.get("required") or []:
+        if OmegaConf.select(cfg, key) in (None, "", "???"):
+            raise ValueError(f"{key} is required by this experiment: add {key}=<path> to the command line")
+
+
+def check_checkpoint_classes(ckpt_file: str | Path, class_names: list[str]) -> None:
+    """Raise when a checkpoint was trained on other classes (or another order) than the composed data's: its
+    weights would be tested / trained further with every label meaning another class."""
+    import torch
+
+    ckpt = torch.load(ckpt_file, map_location="cpu", weights_only=False)
+    saved = (ckpt.get("hyper_parameters") or {}).get("class_names")
+    if saved is not None and list(saved) != list(class_names):
+        raise ValueError(
+            f"{ckpt_file} was trained on the classes {list(saved)[:10]}, the data has {class_names[:10]}: pass the "
+            "data overrides of the run that wrote it (its launch_overrides.txt), or data.class_names=<its list>"
+        )
+
+
 def finished_result(cfg: DictConfig, out_dir: Path) -> float | None:
     """The headline test value of a run folder that already holds this job's finished result (its metrics.json,
     trained to the same ``trainer.max_epochs`` / ``max_steps``), else None. A sweep re-run into its folder, or a
@@ -183,12 +205,19 @@ def run(cfg: DictConfig) -> float | None:
         done = finished_result(cfg, out_dir)
         if done is not None:
             return done
+    check_required(cfg)
+    build_cfg = cfg
+    if start_ckpt is not None:  # the weights come from the checkpoint: the run's starting weights need not exist
+        starts = {k: None for k in ("init_ckpt", "backbone_ckpt") if cfg.model.get(k)}
+        build_cfg = OmegaConf.merge(cfg, {"model": starts}) if starts else cfg  # a copy: cfg stays as composed
     (out_dir / "failed.json").unlink(missing_ok=True)  # a restarted job starts clean
     launch = out_dir / LAUNCH_FILE
     if start_ckpt is None and HydraConfig.initialized() and not launch.is_file():
         launch.write_text(" ".join(shlex.quote(o) for o in HydraConfig.get().overrides.task) + "\n")
-    built = build(cfg)
+    built = build(build_cfg)
     datamodule, module = built.datamodule, built.module
+    for ckpt_file in {c for c in (start_ckpt, None if cfg.train else cfg.get("ckpt_path")) if c}:
+        check_checkpoint_classes(ckpt_file, list(built.info.class_names))
     (out_dir / "build.json").write_text(json.dumps(built.info.as_dict(), indent=2))
     record = "config_resumed.yaml" if resumed and (out_dir / "config.yaml").is_file() else "config.yaml"
     (out_dir / record).write_text(OmegaConf.to_yaml(cfg, resolve=True))  # the run's config.yaml stays its record

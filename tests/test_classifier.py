@@ -371,3 +371,41 @@ def test_experiment_configs(fitted: tuple[ClassifierModule, Path]) -> None:
         assert imagenet.data.root == "./data/imagenet"
     assert imagenet.data.img_size == 224 and imagenet.model.net.backbone.width == 1.0
     assert imagenet.model.optimizer == "sgd" and imagenet.model.lr == 0.1 and imagenet.model.burn_in == 1000
+
+
+def test_checkpoint_classes_are_checked_or_reordered(fitted: tuple[ClassifierModule, Path]) -> None:
+    """A classifier checkpoint meets data with other classes: init_ckpt with the same classes in another order gets
+    its head rows reordered; other classes, a resumed / tested checkpoint on other data: an error naming both."""
+    import copy
+
+    module, ckpt = fitted
+    saved = list(torch.load(ckpt, weights_only=False)["hyper_parameters"]["class_names"])
+    head = torch.load(ckpt, weights_only=False)["state_dict"]["model.head.conv.weight"]
+    order = saved[::-1]
+    model = copy.deepcopy(module.model)
+    load_pretrained(model, str(ckpt), class_names=order)
+    assert torch.equal(model.state_dict()["head.conv.weight"], head.flip(0))  # row i = class order[i]
+    with pytest.raises(ValueError, match="trained on the classes"):
+        load_pretrained(copy.deepcopy(module.model), str(ckpt), class_names=["a", "b", "c"])
+    train = load_script("train")
+    train.check_checkpoint_classes(ckpt, saved)
+    with pytest.raises(ValueError, match="was trained on the classes"):
+        train.check_checkpoint_classes(ckpt, order)
+    with pytest.raises(ValueError, match="model.init_ckpt is required"):
+        train.check_required(compose_config("train", "experiment=finetune_448"))
+
+
+def test_imagefolder_layout_errors_say_what_is_wrong(tmp_path: Path) -> None:
+    """Class folders that are not the configured classes, loose images without class folders, and a missing test
+    split are named at setup (not after training)."""
+    root = _folder(tmp_path / "ds")
+    dm = ClassificationDataModule(str(root), class_names=["RBC", "WBC", "Platelets"], img_size=32, on_error="skip")
+    with pytest.raises(ValueError, match=r"class folders \['cat', 'dog', 'zebra'\].*data.class_names=null"):
+        dm.setup("fit")
+    flat = tmp_path / "flat"
+    _png(flat / "train" / "cat" / "a.png")
+    for i in range(3):
+        _png(flat / "val" / f"v{i}.png")
+    dm = ClassificationDataModule(str(flat), img_size=32, on_error="skip")
+    with pytest.raises(ValueError, match="3 images lie directly in it"):
+        dm.setup("fit")

@@ -122,6 +122,13 @@ class ImageFolderParser:
         records: list[ClassificationRecord] = []
         for folder in self.folder_names():
             files = sorted(e.name for e in os.scandir(self.split_dir / folder) if e.is_file() and _is_image(e.name))
+            for sub in sorted(e.name for e in os.scandir(self.split_dir / folder) if e.is_dir()):
+                issues.report(
+                    self.split_dir / folder / sub,
+                    "sub-folder of a class folder (not read)",
+                    action="skip_image",
+                    detail="images must lie directly in <split>/<class>/",
+                )
             label = idx.get(folder)
             if label is None:
                 for name in files:
@@ -375,12 +382,31 @@ class ClassificationDataModule(ShardedDataModule):
             return self._built[key]
         if self.build_from is not None and not (self.root / folder).is_dir():
             self.prepare_data()
-        records = ImageFolderParser(self.root, folder).parse(self.class_names, self.issues)
+        parser = ImageFolderParser(self.root, folder)
+        unknown = sorted(set(parser.folder_names()) - set(self.class_names))
+        known = set(parser.folder_names()) & set(self.class_names)
+        if split == "train" and unknown and len(known) < len(self.class_names):
+            raise ValueError(
+                f"data.train: class folders {unknown[:5]} of {self.root / folder} are not in the class list "
+                f"{self.class_names[:10]} and {len(self.class_names) - len(known)} listed classes have no folder: "
+                "data.class_names / data.class_file do not describe this dataset (a config such as bccd_crops sets "
+                "them; use data=imagenet or data.class_names=null to take the sorted folder names)"
+            )
+        records = parser.parse(self.class_names, self.issues)
         limit = self._limit(split)
         if limit is not None:
             records = stratified_subset(records, limit)
         if not records:
-            raise ValueError(f"data.{split}: no images in {self.root / folder}")
+            loose = sum(1 for e in os.scandir(self.root / folder) if e.is_file() and _is_image(e.name))
+            hint = (
+                (
+                    f" ({loose} images lie directly in it: the ImageFolder layout needs them sorted into one folder "
+                    "per class, e.g. ImageNet's val/<wnid>/*.JPEG)"
+                )
+                if loose
+                else ""
+            )
+            raise ValueError(f"data.{split}: no images in the class folders of {self.root / folder}{hint}")
         transform = ClassificationTransform(split == "train", self.img_size, self.augment)
         ds = ClassificationDataset(records, transform, self.issues)
         counts = ds.class_counts(self.num_classes)
@@ -392,6 +418,8 @@ class ClassificationDataModule(ShardedDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         """Scan the splits the stage needs (once each) and log the sizes and the problem summary."""
+        if stage == "fit" and self.splits["test"] and self.build_from is None:  # fail now, not after training
+            ImageFolderParser(self.root, self.splits["test"])._check()
         added = False
         for split in _STAGE_SPLITS.get(stage, ("train", "val", "test")):
             if split not in self.datasets:

@@ -60,7 +60,9 @@ def fold_batch_norm(state: Mapping[str, torch.Tensor], own: Mapping[str, torch.T
     return out
 
 
-def load_pretrained(target: nn.Module, source: str | Path, *, part: str | None = None) -> int:
+def load_pretrained(
+    target: nn.Module, source: str | Path, *, part: str | None = None, class_names: list[str] | None = None
+) -> int:
     """Initialise ``target`` from ``source``; returns the number of tensors (or darknet conv layers) loaded.
 
     Args:
@@ -83,10 +85,31 @@ def load_pretrained(target: nn.Module, source: str | Path, *, part: str | None =
         raise FileNotFoundError(f"pretrained weights not found: {path}")
     if _is_darknet_weights(path):
         info = load_weights(target, path)
-        log.info("%s initialised from darknet weights %s (seen %d)", type(target).__name__, path, info.seen)
-        return sum(1 for m in target.modules() if isinstance(m, nn.Conv2d))
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    state = state.get("state_dict", state) if isinstance(state, Mapping) else state
+        # partial files (darknet19_448.conv.23) fill the first convs only: say so (init_ckpt's head stays random)
+        log.info(
+            "%s initialised from darknet weights %s (seen %d): %d of %d conv layers, the rest keep their "
+            "initialisation",
+            type(target).__name__,
+            path,
+            info.seen,
+            info.layers_loaded,
+            info.layers_total,
+        )
+        return info.layers_loaded
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, Mapping) else ckpt
+    saved = (ckpt.get("hyper_parameters") or {}).get("class_names") if isinstance(ckpt, Mapping) else None
+    if part is None and class_names is not None and saved is not None and list(saved) != list(class_names):
+        if sorted(saved) != sorted(class_names):
+            raise ValueError(
+                f"{path}: trained on the classes {list(saved)[:10]}, this model has {list(class_names)[:10]}: "
+                "its classifier head does not apply (same data overrides as the run that wrote it?)"
+            )
+        order = torch.as_tensor([list(saved).index(c) for c in class_names])
+        state = dict(state)
+        for k in [k for k in state if ".head." in f".{k}"]:
+            state[k] = state[k][order]  # rows of the head = classes
+        log.warning("%s: head rows reordered from the checkpoint's class order %s to %s", path, saved, class_names)
     if part:
         state = {k.split(f"{part}.", 1)[1]: v for k, v in state.items() if f"{part}." in k}
         if not state:

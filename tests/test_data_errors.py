@@ -340,7 +340,7 @@ def test_cached_images_are_decoded_once_and_change_nothing(tmp_path, monkeypatch
     """``cache_images``: the same samples (pixels, boxes, augmentation) as decoding at every load, one decode per
     image, read-only pixels, and the load-time reports unchanged: a conversion said once, an unreadable image
     skipped and reported as without a cache."""
-    import yolo9000.data.dataset as dataset_mod
+    import yolo9000.data.image_io as image_io_mod
 
     root = _voc(tmp_path, _xml([("cat", (2, 2, 10, 10))]), "none", ids=("good", "grey", "bad"))
     _image(root / "JPEGImages" / "good.jpg", size=(40, 30))
@@ -353,8 +353,8 @@ def test_cached_images_are_decoded_once_and_change_nothing(tmp_path, monkeypatch
     keys = [(i, 96, 100 * epoch + i) for epoch in range(3) for i in range(len(recs))]
     want = [plain[k] for k in keys]  # three epochs decoding at every load
     reads: list[str] = []
-    real = dataset_mod.read_image_notes
-    monkeypatch.setattr(dataset_mod, "read_image_notes", lambda p, **k: reads.append(Path(p).stem) or real(p, **k))
+    real = image_io_mod.read_image_notes
+    monkeypatch.setattr(image_io_mod, "read_image_notes", lambda p, **k: reads.append(Path(p).stem) or real(p, **k))
     with caplog.at_level(logging.INFO, logger="yolo9000.data"):
         cached = DetectionDataset(
             recs, DetectionTransform(train=True), IssueLog("skip"), default_size=64, cache_images=True

@@ -321,3 +321,25 @@ def test_finished_run_is_not_run_again_and_a_refused_resume_writes_nothing(unint
     assert res.returncode != 0 and "data differs" in res.stderr
     assert not (uninterrupted / "failed.json").exists()
     assert {f: (uninterrupted / f).read_bytes() for f in files} == before
+
+
+def test_resume_does_not_need_the_starting_weights_file(tmp_path: Path) -> None:
+    """A run started from model.backbone_ckpt resumes from its last.ckpt after that file is gone (the weights come
+    from the checkpoint)."""
+    from yolo9000.models.darknet19 import Darknet19
+
+    backbone = tmp_path / "backbone.ckpt"
+    state = Darknet19(width=0.125).state_dict()
+    torch.save({"state_dict": {f"model.backbone.{k}": v for k, v in state.items()}}, backbone)
+    out = tmp_path / "run"
+    one = [o if not o.startswith("trainer.max_epochs") else "trainer.max_epochs=1" for o in RUN]
+    cmd = [sys.executable, str(ROOT / "src" / "train.py"), f"hydra.run.dir={out}", *one]
+    res = subprocess.run(
+        [*cmd, f"model.backbone_ckpt={backbone}"], cwd=ROOT, env=_env(), capture_output=True, text=True
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    backbone.unlink()
+    more = [*cmd, f"model.backbone_ckpt={backbone}", "trainer.max_epochs=2", f"resume={out}"]
+    res = subprocess.run(more, cwd=ROOT, env=_env(), capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert _load(out / "checkpoints" / "last.ckpt")["epoch"] == 1

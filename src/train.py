@@ -13,7 +13,6 @@ import logging
 import shlex
 import traceback
 from pathlib import Path
-from typing import Any
 
 import hydra
 import pytorch_lightning as pl
@@ -28,6 +27,15 @@ from yolo9000.environment import provenance, setup_environment
 from yolo9000.loggers import ResumableWandbLogger
 from yolo9000.multirun import end_distributed, prepare_ddp_relaunch
 from yolo9000.results import format_group_table, group_means, model_stats, write_metrics
+from yolo9000.run_folder import (
+    LAUNCH_FILE,
+    ResumeRefused,
+    check_checkpoint_classes,
+    check_required,
+    check_resume_config,
+    finished_result,
+    resume_checkpoint,
+)
 
 log = logging.getLogger("yolo9000.train")
 setup_environment()
@@ -68,128 +76,6 @@ def main(cfg: DictConfig) -> float | None:
         raise
     finally:
         end_distributed()  # -m: the next job's DDP needs a fresh process group
-
-
-def resume_checkpoint(cfg: DictConfig, out_dir: Path) -> str | None:
-    """The checkpoint training starts from: ``ckpt_path`` when given; else, when the run folder already holds
-    checkpoints (``resume=<run>``, a requeued SLURM job), the newest of ``checkpoints/last.ckpt`` and Lightning's
-    ``hpc_ckpt_<n>.ckpt``; else none (a fresh run)."""
-    if cfg.get("resume") and not Path(cfg.resume).is_dir():
-        raise FileNotFoundError(f"resume={cfg.resume}: no such run folder")
-    if cfg.ckpt_path:
-        return str(cfg.ckpt_path)
-    found = [p for p in [out_dir / "checkpoints" / "last.ckpt", *out_dir.glob("hpc_ckpt_*.ckpt")] if p.is_file()]
-    if not found:
-        if cfg.get("resume"):
-            raise FileNotFoundError(f"resume={cfg.resume}: no checkpoints/last.ckpt or hpc_ckpt_*.ckpt to continue")
-        return None
-    newest = max(found, key=lambda p: p.stat().st_mtime)
-    log.info("resuming the run in %s from %s", out_dir, newest)
-    return str(newest)
-
-
-# the keys that say which images and labels a run trains on (the rest of the data block may change on resume)
-_DATA_KEYS = ("_target_", "root", "class_names", "yaml_file", "names_file", "ann_files", "image_dir", "ann_dir")
-_DATA_KEYS += ("split_files", "split_fractions", "split_seed", "max_images", "train", "val", "test")
-LAUNCH_FILE = "launch_overrides.txt"  # the command-line overrides a run folder was started with (never rewritten)
-
-
-def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
-    """A nested config container as {dotted key: leaf value}."""
-    if not isinstance(d, dict) or not d:
-        return {prefix.rstrip("."): d}
-    return {k: v for key, val in d.items() for k, v in _flat(val, f"{prefix}{key}.").items()}
-
-
-class ResumeRefused(ValueError):
-    """``resume=<run>`` with other data than the run's: nothing is written into the run's folder."""
-
-
-def check_resume_config(cfg: DictConfig, out_dir: Path) -> None:
-    """A run continued in its folder (``resume=<run>``) must go on with the data it was trained on.
-
-    Hydra composes ``resume=<run>`` with the defaults plus what is on this command line, so a resume without the
-    run's ``data=...`` overrides would train on the default data (BCCD), with its classes in its order. Compares
-    the run's ``config.yaml`` (resolved, as this job's) with this job's config: a difference in the dataset keys
-    raises ValueError naming every one and the overrides the run was started with (``launch_overrides.txt``);
-    other differences are logged as a warning (the weights, optimizer and schedule states come from the
-    checkpoint: a changed ``model.lr`` does not apply; a longer ``trainer.max_epochs`` does)."""
-    saved = out_dir / "config.yaml"
-    if not saved.is_file():
-        return
-    old = OmegaConf.to_container(OmegaConf.load(saved), resolve=False)
-    new = OmegaConf.to_container(cfg, resolve=True)
-    old_data, new_data = old.get("data") or {}, new.get("data") or {}  # type: ignore[union-attr]
-    diff = [
-        f"data.{k}: {old_data.get(k)!r} (the run) vs {new_data.get(k)!r} (now)"
-        for k in _DATA_KEYS
-        if old_data.get(k) != new_data.get(k)
-    ]  # type: ignore[union-attr]
-    if diff:
-        launch = out_dir / LAUNCH_FILE
-        started = f"python src/train.py {launch.read_text().strip()} resume={out_dir}" if launch.is_file() else None
-        raise ResumeRefused(
-            f"resume={out_dir}: this job's data differs from the run's ({saved}):\n  "
-            + "\n  ".join(diff)
-            + "\npass the run's data overrides again"
-            + (f": {started}" if started else " (data=... data.root=...)")
-        )
-    flat_old, flat_new = _flat(old), _flat(new)
-    skip = ("resume", "ckpt_path", "paths.", "logger.")  # the loggers' run names and groups change on every start
-    changed = [
-        f"{k}: {flat_old.get(k)!r} -> {flat_new.get(k)!r}"
-        for k in sorted(set(flat_old) | set(flat_new))
-        if not k.startswith(skip) and flat_old.get(k) != flat_new.get(k)
-    ]
-    if changed:
-        log.warning(
-            "resume=%s: %d setting(s) differ from the run's %s (the weights, optimizer and schedule states come from "
-            "the checkpoint; this job's config is written to config_resumed.yaml):\n  %s",
-            out_dir,
-            len(changed),
-            saved,
-            "\n  ".join(changed[:20]) + (f"\n  ... {len(changed) - 20} more" if len(changed) > 20 else ""),
-        )
-
-
-def check_required(cfg: DictConfig) -> None:
-    """The keys an experiment lists under ``required`` (finetune_448: ``model.init_ckpt``) must be set: a ``???``
-    in an experiment file is lost when OmegaConf merges it over the model group's ``null``."""
-    for key in cfg.get("required") or []:
-        if OmegaConf.select(cfg, key) in (None, "", "???"):
-            raise ValueError(f"{key} is required by this experiment: add {key}=<path> to the command line")
-
-
-def check_checkpoint_classes(ckpt_file: str | Path, class_names: list[str]) -> None:
-    """Raise when a checkpoint was trained on other classes (or another order) than the composed data's: its
-    weights would be tested / trained further with every label meaning another class."""
-    import torch
-
-    ckpt = torch.load(ckpt_file, map_location="cpu", weights_only=False)
-    saved = (ckpt.get("hyper_parameters") or {}).get("class_names")
-    if saved is not None and list(saved) != list(class_names):
-        raise ValueError(
-            f"{ckpt_file} was trained on the classes {list(saved)[:10]}, the data has {class_names[:10]}: pass the "
-            "data overrides of the run that wrote it (its launch_overrides.txt), or data.class_names=<its list>"
-        )
-
-
-def finished_result(cfg: DictConfig, out_dir: Path) -> float | None:
-    """The headline test value of a run folder that already holds this job's finished result (its metrics.json,
-    trained to the same ``trainer.max_epochs`` / ``max_steps``), else None. A sweep re-run into its folder, or a
-    requeued job that had finished, then leaves the result as it is (resuming it would test again without the
-    training's records); raise ``trainer.max_epochs`` to train such a run further."""
-    metrics_file, saved = out_dir / "metrics.json", out_dir / "config.yaml"
-    if not (metrics_file.is_file() and saved.is_file()):
-        return None
-    before = OmegaConf.load(saved).get("trainer") or {}
-    if any(before.get(k, -1) != cfg.trainer.get(k, -1) for k in ("max_epochs", "max_steps")):
-        return None
-    metrics = json.loads(metrics_file.read_text())
-    key = str(metrics.get("headline_metric", "map_50"))
-    log.info("%s already holds this job's finished run (%s): not run again", out_dir, metrics_file.name)
-    value = metrics.get(key)
-    return float(value) if isinstance(value, int | float) else None
 
 
 def run(cfg: DictConfig) -> float | None:

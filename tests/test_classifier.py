@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 from conftest import compose_config, load_script
+from yolo9000 import run_folder
 from yolo9000.data.classify_transforms import (
     ClassificationTransform,
     DarknetRandomAugment,
@@ -387,12 +388,11 @@ def test_checkpoint_classes_are_checked_or_reordered(fitted: tuple[ClassifierMod
     assert torch.equal(model.state_dict()["head.conv.weight"], head.flip(0))  # row i = class order[i]
     with pytest.raises(ValueError, match="trained on the classes"):
         load_pretrained(copy.deepcopy(module.model), str(ckpt), class_names=["a", "b", "c"])
-    train = load_script("train")
-    train.check_checkpoint_classes(ckpt, saved)
+    run_folder.check_checkpoint_classes(ckpt, saved)
     with pytest.raises(ValueError, match="was trained on the classes"):
-        train.check_checkpoint_classes(ckpt, order)
+        run_folder.check_checkpoint_classes(ckpt, order)
     with pytest.raises(ValueError, match="model.init_ckpt is required"):
-        train.check_required(compose_config("train", "experiment=finetune_448"))
+        run_folder.check_required(compose_config("train", "experiment=finetune_448"))
 
 
 def test_imagefolder_layout_errors_say_what_is_wrong(tmp_path: Path) -> None:

@@ -19,7 +19,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import SequentialSampler
 
-from conftest import ROOT, compose_config, load_script, script_env
+from conftest import ROOT, compose_config, script_env
+from yolo9000 import run_folder
 from yolo9000.callbacks.checkpointing import atomic_save_checkpoint
 from yolo9000.callbacks.progress import format_duration
 from yolo9000.data.multiscale import MultiScaleBatchSampler, sample_seed
@@ -255,7 +256,6 @@ def test_resume_with_other_data_is_refused_and_names_the_run_overrides(
     """``resume=<run>`` composed without the run's data overrides would train on the default data (BCCD, other
     classes): refused before anything is rewritten, naming the keys that differ and the run's launch overrides;
     other changed settings are a warning that names them."""
-    train = load_script("train")
     here = f"paths.output_dir={tmp_path}"  # as Hydra sets it in a run (the CSV logger: no ${hydra:} keys)
 
     def config(*overrides: str) -> DictConfig:
@@ -263,14 +263,14 @@ def test_resume_with_other_data_is_refused_and_names_the_run_overrides(
 
     started = ["data=yolo", f"data.root={tmp_path / 'cells'}"]
     (tmp_path / "config.yaml").write_text(OmegaConf.to_yaml(config(*started), resolve=True))
-    (tmp_path / train.LAUNCH_FILE).write_text(" ".join(started) + "\n")
+    (tmp_path / run_folder.LAUNCH_FILE).write_text(" ".join(started) + "\n")
     with caplog.at_level(logging.WARNING, logger="yolo9000.train"):
-        train.check_resume_config(config(*started), tmp_path)  # the same run: silent
+        run_folder.check_resume_config(config(*started), tmp_path)  # the same run: silent
         assert not caplog.records
-        train.check_resume_config(config(*started, "data.batch_size=4", "model.lr=0.01"), tmp_path)  # same images
+        run_folder.check_resume_config(config(*started, "data.batch_size=4", "model.lr=0.01"), tmp_path)  # same images
     assert "2 setting(s) differ" in caplog.text and "model.lr: 0.001 -> 0.01" in caplog.text
     with pytest.raises(ValueError, match="data differs") as err:
-        train.check_resume_config(config(), tmp_path)
+        run_folder.check_resume_config(config(), tmp_path)
     msg = str(err.value)
     assert f"data.root: '{tmp_path / 'cells'}' (the run)" in msg and "data.batch_size" not in msg
     assert f"python src/train.py {' '.join(started)} resume={tmp_path}" in msg

@@ -75,6 +75,8 @@ def load_pretrained(
             Darknet-19 from a classifier or detector checkpoint (the rest, such as the classifier head, is left out);
             None: the whole network (``model.*`` of a Lightning checkpoint), where missing and unexpected tensors are
             errors too.
+        class_names: the target's classes (a whole classifier, ``part=None``): a checkpoint that records other
+            classes is refused; the same classes in another order get the head's rows reordered (logged).
     Raises:
         FileNotFoundError: no such file.
         ValueError: naming the file and every tensor that does not fit (shape ``checkpoint (...) vs model (...)``,

@@ -446,7 +446,7 @@ class ClassificationDataModule(ShardedDataModule):
         for s, d in self.datasets.items():
             n = d.stats()["skipped_images"]
             if n and id(d) not in counted:  # the test split may be the val dataset
-                runtime.append(f"{s}: {n} skipped images")
+                runtime.append(f"{s}: {n} skipped loads")  # every load of an unreadable image, all epochs
             counted.add(id(d))
         if runtime:
             text += "\nat load time: " + "; ".join(runtime)

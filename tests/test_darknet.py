@@ -852,3 +852,14 @@ def test_numbers_with_a_trailing_comment_read_as_darknet_does(tmp_path: Path) ->
     p.write_text("[net]\nchannels=3\n[convolutional]\nfilters=8\nactivation=leaky # relu\n")
     with pytest.raises(NotImplementedError, match=re.escape(f"{p}:5")):
         layer_specs(parse_cfg(p))
+
+
+def test_converted_generic_network_names_its_cfg_file_in_errors() -> None:
+    """A generic (DarknetNet) checkpoint keeps the cfg's file name: its layers' errors say ``<file>:<line>``."""
+    from yolo9000.darknet.net import darknet_net_from_text
+
+    cfg = CFG / "yolov2-tiny-voc.cfg"
+    net = darknet_to_checkpoint(cfg)["yolo9000_model_config"]["net"]
+    assert net["source"] == str(cfg)
+    built = darknet_net_from_text(net["cfg_text"], source=net["source"])
+    assert built.specs[0].where.startswith(f"{cfg}:")

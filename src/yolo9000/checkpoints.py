@@ -162,7 +162,7 @@ def darknet_to_checkpoint(
     if spec is not None and spec.kind == "detector":
         net_cfg = native_net_config(spec)
     else:
-        net_cfg = {"_target_": GENERIC_NET_TARGET, "cfg_text": dk["cfg_bytes"].decode()}
+        net_cfg = {"_target_": GENERIC_NET_TARGET, "cfg_text": dk["cfg_bytes"].decode(), "source": str(cfg)}
     if names is not None:
         class_names = _read_names(names)
     elif region.tree is not None and region.classes == 9418 and (WORDTREE_DIR / "9k.names").is_file():

@@ -98,6 +98,9 @@ class DarknetNet(nn.Module):
         return [layer.conv_pair() for layer in self.layers if isinstance(layer, DarknetConv)]
 
 
-def darknet_net_from_text(cfg_text: str, bn_momentum: float = 0.01, search: SearchPath | None = None) -> DarknetNet:
-    """A :class:`DarknetNet` from cfg text (the ``_target_`` of converted generic checkpoints)."""
-    return DarknetNet(parse_cfg_text(cfg_text, "<checkpoint cfg>"), bn_momentum=bn_momentum, search=search)
+def darknet_net_from_text(
+    cfg_text: str, bn_momentum: float = 0.01, search: SearchPath | None = None, source: str = "<checkpoint cfg>"
+) -> DarknetNet:
+    """A :class:`DarknetNet` from cfg text (the ``_target_`` of converted generic checkpoints); ``source`` names
+    the text in errors (``file:line``): the cfg file it was converted from."""
+    return DarknetNet(parse_cfg_text(cfg_text, source), bn_momentum=bn_momentum, search=search)

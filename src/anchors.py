@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from yolo9000.anchors import anchor_sweep, format_anchors, resolve_priors
-from yolo9000.environment import setup_environment
+from yolo9000.environment import log_to_job_log, setup_environment
 from yolo9000.models import STRIDE
 from yolo9000.viz import plot_anchor_clusters, plot_kmeans_curve
 
@@ -27,6 +27,7 @@ setup_environment()
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="anchors.yaml")
 def main(cfg: DictConfig) -> None:
+    log_to_job_log()
     out_dir = Path(cfg.paths.output_dir)
     dm = hydra.utils.instantiate(cfg.data)
     dm.setup("fit")

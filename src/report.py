@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             dirs = archive_jobs(args.sweep_dirs, args.combine) if args.archive else args.sweep_dirs
             out = write_summary(dirs, plot=not args.no_plot, out_dir=args.combine)
-        except (FileNotFoundError, ValueError) as e:
+        except (OSError, ValueError) as e:  # a missing folder, an OUT that is a file, two sweeps of one name
             print(f"error: {e}", file=sys.stderr)
             return 1
         print(out["md"].read_text())
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     for d in args.sweep_dirs:
         try:
             out = write_summary(d, plot=not args.no_plot)
-        except FileNotFoundError as e:
+        except OSError as e:
             print(f"error: {e}", file=sys.stderr)
             status = 1
             continue

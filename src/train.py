@@ -17,13 +17,14 @@ from pathlib import Path
 import hydra
 import pytorch_lightning as pl
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from yolo9000.build import build, instantiate_list
 from yolo9000.callbacks.speed import SpeedMonitor
-from yolo9000.environment import provenance, setup_environment
+from yolo9000.environment import log_failure, log_to_job_log, provenance, setup_environment
 from yolo9000.loggers import ResumableWandbLogger
 from yolo9000.multirun import end_distributed, prepare_ddp_relaunch
 from yolo9000.results import format_group_table, group_means, model_stats, write_metrics
@@ -33,6 +34,7 @@ from yolo9000.run_folder import (
     check_checkpoint_classes,
     check_required,
     check_resume_config,
+    check_same_job,
     finished_result,
     resume_checkpoint,
 )
@@ -47,13 +49,16 @@ def main(cfg: DictConfig) -> float | None:
     """Run one job; a failure is recorded in ``<run dir>/failed.json`` (sweep summaries mark the row) and
     re-raised (Hydra's multirun goes on with the other jobs)."""
     prepare_ddp_relaunch()  # -m with strategy=ddp: ranks > 0 re-run this job, not the sweep
+    log_to_job_log()  # warnings and Lightning's messages into train.log too
     try:
         return run(cfg)
     except SIGTERMException as e:  # Lightning stops at a batch end on SIGTERM with a SystemExit of status 0
         last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
         log.warning("stopped by SIGTERM; %s holds the state to continue from: resume=%s", last, cfg.paths.output_dir)
+        _summarise_stopped_sweep()
         raise SystemExit(143) from e  # 128 + SIGTERM, as a shell reports a process it terminated
-    except ResumeRefused:
+    except ResumeRefused as e:
+        log_failure(log, e)  # the folder's log says why this start stopped
         raise  # the run's folder holds a finished or resumable run: no failed.json there
     except Exception as e:
         if _TRAINER is not None and _TRAINER.received_sigterm:
@@ -63,6 +68,7 @@ def main(cfg: DictConfig) -> float | None:
                 "stopped by SIGTERM after a requeue (%s: %s); the job resumes from its checkpoint", type(e).__name__, e
             )
             raise SystemExit(143) from e
+        log_failure(log, e)
         out_dir = Path(cfg.paths.output_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "failed.json").write_text(
@@ -78,12 +84,29 @@ def main(cfg: DictConfig) -> float | None:
         end_distributed()  # -m: the next job's DDP needs a fresh process group
 
 
+def _summarise_stopped_sweep() -> None:
+    """A sweep stopped by SIGTERM ends without Hydra's end-of-job callbacks: write its summary here (the stopped job
+    without a result, the jobs never started) and say how the sweep continues."""
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return
+    sweep_dir = HydraConfig.get().sweep.dir
+    log.warning("the sweep continues with its command and hydra.sweep.dir=%s (finished jobs are kept)", sweep_dir)
+    try:
+        from yolo9000.report import write_summary
+
+        write_summary(sweep_dir)
+    except Exception:  # the summary must not hide the stop
+        log.exception("could not write the sweep summary of %s", sweep_dir)
+
+
 def run(cfg: DictConfig) -> float | None:
     """Train + test; returns the test value of the module's monitored metric (mAP@0.5 for detection), the sweep
     objective."""
     global _TRAINER
     pl.seed_everything(cfg.seed, workers=True)
     out_dir = Path(cfg.paths.output_dir)
+    if not cfg.get("resume") and HydraConfig.initialized():  # Hydra chose the folder: it must hold this job's run
+        check_same_job(out_dir, list(HydraConfig.get().overrides.task))
     start_ckpt = resume_checkpoint(cfg, out_dir) if cfg.train else None
     resumed = start_ckpt is not None and Path(start_ckpt).parent in (out_dir, out_dir / "checkpoints")
     if resumed:
@@ -97,6 +120,9 @@ def run(cfg: DictConfig) -> float | None:
         starts = {k: None for k in ("init_ckpt", "backbone_ckpt") if cfg.model.get(k)}
         build_cfg = OmegaConf.merge(cfg, {"model": starts}) if starts else cfg  # a copy: cfg stays as composed
     (out_dir / "failed.json").unlink(missing_ok=True)  # a restarted job starts clean
+    if cfg.train and (out_dir / "metrics.json").is_file():  # trained further: the old result is no longer the run's
+        (out_dir / "metrics.json").replace(out_dir / "metrics_previous.json")
+        log.info("%s: the earlier result moved to metrics_previous.json (training goes on)", out_dir)
     launch = out_dir / LAUNCH_FILE
     if start_ckpt is None and HydraConfig.initialized() and not launch.is_file():
         launch.write_text(" ".join(shlex.quote(o) for o in HydraConfig.get().overrides.task) + "\n")

@@ -276,6 +276,33 @@ def test_resume_with_other_data_is_refused_and_names_the_run_overrides(
     assert f"python src/train.py {' '.join(started)} resume={tmp_path}" in msg
 
 
+def test_a_job_in_a_folder_of_another_run_is_refused(tmp_path: Path) -> None:
+    """A job Hydra puts into a folder holding a run (a sweep re-run into its folder) must be that run: any other
+    override is refused, naming each; a longer schedule, other loader workers or loggers are the same run."""
+    (tmp_path / ".hydra").mkdir()
+    started = ["experiment=ablation_anchors", "priors=none", "seed=1"]
+    (tmp_path / ".hydra" / "overrides.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(started)))
+    run_folder.check_same_job(tmp_path, started)
+    run_folder.check_same_job(tmp_path, [*started[::-1], "trainer.max_epochs=90", "data.num_workers=2", "logger=csv"])
+    with pytest.raises(run_folder.ResumeRefused) as err:
+        run_folder.check_same_job(tmp_path, ["experiment=ablation_anchors", "priors=kmeans5_iou", "seed=5", "+a.b=1"])
+    msg = str(err.value)
+    assert "priors: none (the run) vs kmeans5_iou (this job)" in msg and "seed: 1 (the run) vs 5 (this job)" in msg
+    assert "a.b: (not set) (the run) vs 1 (this job)" in msg and "experiment" not in msg.split("\n")[1]
+    run_folder.check_same_job(tmp_path / "fresh", ["priors=kmeans5_iou"])  # no record there: nothing to compare
+
+
+def test_record_subdir_keeps_the_first_start_record(tmp_path: Path) -> None:
+    """Hydra saves a job's config in .hydra/ of a fresh folder, in .hydra_resumed/ of a folder whose .hydra/ holds
+    its run's record (resume, a sweep re-run into its folder, a requeued job): sweep summaries read .hydra/."""
+    from yolo9000.multirun import record_subdir
+
+    assert record_subdir(str(tmp_path)) == ".hydra"
+    (tmp_path / ".hydra").mkdir()
+    (tmp_path / ".hydra" / "overrides.yaml").write_text("[]\n")
+    assert record_subdir(str(tmp_path)) == ".hydra_resumed"
+
+
 def test_best_checkpoint_records_follow_a_moved_run_folder(tmp_path: Path) -> None:
     """A run folder moved, then resumed: the best score and files are mapped to the new folder (Lightning alone
     drops them, and the first validation after the resume becomes the best); files elsewhere: Lightning's way."""

@@ -52,6 +52,35 @@ def test_multirun_writes_summary(sweep: Path) -> None:
     assert (sweep / "summary.png").stat().st_size > 10_000
 
 
+def test_job_log_holds_lightning_messages_and_warnings(sweep: Path) -> None:
+    """train.log holds what the console showed: Lightning's own messages (it logs through a console handler of
+    its own) and Python warnings, not only the project's lines."""
+    log = (sweep / "0" / "train.log").read_text()
+    assert "`Trainer.fit` stopped: `max_epochs=1` reached." in log  # Lightning's rank-zero info
+    assert "py.warnings" in log  # a warning of the tiny run (e.g. fewer batches than the logging interval)
+
+
+def test_sweep_rerun_with_another_grid_is_refused_and_keeps_the_records(sweep: Path, tmp_path: Path) -> None:
+    """A sweep re-run into its folder with another grid gives each job number another configuration: every job
+    stops before writing, naming the differences (also in the job's log); .hydra/ and the results stay the run's,
+    so the summary still is."""
+    copy = tmp_path / "sweep"
+    shutil.copytree(sweep, copy, ignore=shutil.ignore_patterns("wandb", "checkpoints", "predictions"))
+    before = {f: (copy / f).read_bytes() for f in ("0/.hydra/overrides.yaml", "0/metrics.json", "1/metrics.json")}
+    grid = ["experiment=ablation_passthrough", "model.net.passthrough=false,true"]
+    res = run_script("train.py", None, "-m", f"hydra.sweep.dir={copy}", *grid, *TINY, check=False)
+    assert res.returncode != 0
+    assert "model.net.passthrough: True (the run) vs False (this job)" in res.stderr
+    assert {f: (copy / f).read_bytes() for f in before} == before
+    assert not (copy / "0" / "failed.json").exists()
+    assert "the job stopped: ResumeRefused" in (copy / "0" / "train.log").read_text()
+    rows = read_csv(copy / "summary.csv")
+    assert [(r["configuration"], r["status"]) for r in rows] == [
+        ("model.net.passthrough=True", "ok"),
+        ("model.net.passthrough=False", "ok"),
+    ]
+
+
 def test_multirun_wandb_one_run_per_job_grouped_and_tagged(sweep: Path) -> None:
     groups = set()
     for job, value in (("0", "True"), ("1", "False")):
@@ -299,3 +328,80 @@ def test_resolve_priors_metric_and_avg_iou() -> None:
     assert resolve_priors("handpicked", wh, 8).anchors == resolve_priors("handpicked", wh, 8).anchors
     with pytest.raises(ValueError, match="kmeans"):
         resolve_priors("kmean", wh, 8)
+
+
+def test_unreadable_job_files_fail_that_job_and_the_summary_goes_on(tmp_path: Path) -> None:
+    """A job killed while writing (or a full disk): its unreadable result or configuration marks that job failed,
+    naming the file; the other jobs are summarised. An unreadable build.json beside a good result only warns."""
+    m = {"map_50": 0.5, "map": 0.2, "params": 1e6}
+    fake_job(tmp_path, 0, ["variant=yolo", "seed=1"], m)
+    fake_job(tmp_path, 1, ["variant=yolo", "seed=2"], None)
+    (tmp_path / "1" / "metrics.json").write_text('{"map_50": 0.4, "ma')  # truncated
+    fake_job(tmp_path, 2, ["variant=batch_norm", "seed=1"], m)
+    (tmp_path / "2" / "build.json").write_text("")
+    fake_job(tmp_path, 3, ["variant=passthrough", "seed=1"], m)
+    (tmp_path / "3" / ".hydra" / "overrides.yaml").write_text("- variant=passthrough\n- [unclosed\n")
+    write_summary(tmp_path, plot=False)
+    rows = {r["configuration"]: r for r in read_csv(tmp_path / "summary.csv")}
+    yolo = rows["variant=yolo"]
+    assert yolo["n_ok"] == "1" and yolo["status"].startswith("partial: seed 2 failed: unreadable ")
+    assert str(tmp_path / "1" / "metrics.json") in yolo["status"] and "JSONDecodeError" in yolo["status"]
+    assert rows["variant=batch_norm"]["status"] == "ok"
+    (bad,) = [r for r in rows.values() if str(tmp_path / "3" / ".hydra" / "overrides.yaml") in r["status"]]
+    assert bad["n_ok"] == "0" and bad["status"].startswith("failed: unreadable")  # its overrides are unknown
+
+
+def test_a_failed_seed_that_finished_in_another_sweep_is_superseded(tmp_path: Path) -> None:
+    """Sweeps combined: seed 2 failed in one and finished in the other; the row is complete, not partial. A job
+    without a result says so, not that it failed."""
+    m = {"map_50": 0.5, "map": 0.2, "params": 1e6}
+    fake_job(tmp_path / "a", 0, ["variant=yolo", "seed=1"], m)
+    fake_job(tmp_path / "a", 1, ["variant=yolo", "seed=2"], None)
+    (tmp_path / "a" / "1" / "failed.json").write_text(json.dumps({"error": "RuntimeError: out of memory"}))
+    fake_job(tmp_path / "b", 0, ["variant=yolo", "seed=2"], m)
+    fake_job(tmp_path / "b", 1, ["variant=yolo", "seed=3"], None)  # running, stopped or killed
+    (row,), _ = group_jobs([*load_sweep(tmp_path / "a"), *load_sweep(tmp_path / "b")])
+    assert row.seeds == [1, 2, 3] and len(row.ok) == 2
+    assert row.status == "partial: seed 3 has no result (running, stopped or killed)"
+
+
+def test_summary_lists_the_planned_jobs_a_stopped_sweep_never_started(tmp_path: Path) -> None:
+    """The sweep folder's multirun.yaml (the experiment's sweeper params and the command line's) gives the job
+    plan, expanded as Hydra's basic sweeper does: jobs without a folder are listed, the summary is incomplete."""
+    hydra_cfg = {
+        "sweeper": {
+            "_target_": "hydra._internal.core_plugins.basic_sweeper.BasicSweeper",
+            "max_batch_size": None,
+            "params": {"variant": "yolo,batch_norm"},
+        },
+        "overrides": {"hydra": ["hydra.mode=MULTIRUN"], "task": ["experiment=fake", "seed=1,2"]},
+    }
+    (tmp_path / "multirun.yaml").write_text(yaml.safe_dump({"hydra": hydra_cfg, "seed": 1}))
+    m = {"map_50": 0.5, "map": 0.2, "params": 1e6}
+    fake_job(tmp_path, 0, ["variant=yolo", "experiment=fake", "seed=1"], m)
+    fake_job(tmp_path, 1, ["variant=yolo", "experiment=fake", "seed=2"], None)  # the job that was stopped
+    from yolo9000.report import planned_jobs
+
+    assert planned_jobs(tmp_path) == [
+        ["variant=yolo", "experiment=fake", "seed=1"],
+        ["variant=yolo", "experiment=fake", "seed=2"],
+        ["variant=batch_norm", "experiment=fake", "seed=1"],
+        ["variant=batch_norm", "experiment=fake", "seed=2"],
+    ]
+    md = write_summary(tmp_path, plot=False)["md"].read_text()
+    assert "**incomplete**" in md and "planned 4 jobs" in md and "2 never started" in md
+    assert "job 2 (`variant=batch_norm seed=1`), 3 (`variant=batch_norm seed=2`)" in md
+    fake_job(tmp_path, 2, ["variant=batch_norm", "experiment=fake", "seed=1"], m)
+    fake_job(tmp_path, 3, ["variant=batch_norm", "experiment=fake", "seed=2"], m)
+    assert "incomplete" not in write_summary(tmp_path, plot=False)["md"].read_text()
+
+
+def test_report_names_what_a_wrong_folder_is(tmp_path: Path) -> None:
+    """report.py on a run folder or on a folder of sweep folders says what it is and what to pass."""
+    run_dir = tmp_path / "outputs" / "train" / "2026-01-01_00-00-00"
+    (run_dir / ".hydra").mkdir(parents=True)
+    res = run_script("report.py", None, str(run_dir), check=False)
+    assert res.returncode == 1 and f"it is a run folder; `report.py {run_dir.parent}`" in res.stderr
+    fake_job(tmp_path / "exp" / "2026-01-01_00-00-00", 0, ["variant=yolo"], {"map_50": 0.5})
+    res = run_script("report.py", None, str(tmp_path / "exp"), check=False)
+    assert res.returncode == 1 and "it holds sweep folders (2026-01-01_00-00-00)" in res.stderr

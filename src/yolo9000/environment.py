@@ -13,7 +13,7 @@ from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
-__all__ = ["PROJECT_ROOT", "provenance", "setup_environment"]
+__all__ = ["PROJECT_ROOT", "log_failure", "log_to_job_log", "provenance", "setup_environment"]
 
 
 _QUIET_WARNINGS = (
@@ -51,6 +51,33 @@ def setup_environment() -> None:
 
     register_resolvers()  # ${tags_with_overrides:...}, ${cpus:N}, ${coalesce:...}
     _quiet_startup()
+
+
+# libraries that log through a console handler of their own (added at import when logging had no handlers yet)
+_LIBRARY_LOGGERS = ("pytorch_lightning", "lightning_fabric", "lightning.pytorch", "lightning.fabric")
+
+
+def log_to_job_log() -> None:
+    """Send Python warnings and Lightning's own messages (the checkpoint it restores, why it stopped, a logging
+    interval longer than the epoch) through the root logger, so that the job's log file holds them as the console
+    does. Call at the start of a Hydra job (after Hydra configured logging)."""
+    logging.captureWarnings(True)
+    for name in _LIBRARY_LOGGERS:
+        lg = logging.getLogger(name)
+        for handler in [h for h in lg.handlers if type(h) is logging.StreamHandler]:
+            lg.removeHandler(handler)  # the root's console handler shows them now
+        lg.propagate = True
+
+
+def log_failure(logger: logging.Logger, error: BaseException) -> None:
+    """Write the error that ends a job, with its traceback, to the job's log files (the root logger's file
+    handlers: Hydra's ``<task>.log``) only: the console already gets it from Hydra, and a log file must say why
+    its run stopped. Call from an ``except`` block."""
+    args = (type(error).__name__, error)
+    record = logger.makeRecord(logger.name, logging.ERROR, __file__, 0, "the job stopped: %s: %s", args, sys.exc_info())
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
 
 
 def provenance() -> dict[str, str]:

@@ -68,6 +68,13 @@ def loader_workers(accelerator: str | None = "cpu", cap: int | str | None = None
     return 0 if acc == "cpu" else available_cpus(cap)
 
 
+def record_subdir(output_dir: str) -> str:
+    """Hydra's ``output_subdir`` of a job writing into ``output_dir``: ``.hydra``, or ``.hydra_resumed`` when the
+    folder's ``.hydra/`` already holds the record of the run started there (``resume=<run>``, a sweep re-run into
+    its folder, a requeued job), which stays the run's record (sweep summaries read it)."""
+    return ".hydra_resumed" if (Path(str(output_dir)) / ".hydra" / "overrides.yaml").is_file() else ".hydra"
+
+
 def register_resolvers() -> None:
     """Register the OmegaConf resolvers the configs use (idempotent)."""
     if not OmegaConf.has_resolver("basename"):
@@ -76,8 +83,8 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("max", lambda *values: max(int(v or 0) for v in values))
     if not OmegaConf.has_resolver("coalesce"):  # ${coalesce:a,b}: a unless it is null, else b
         OmegaConf.register_new_resolver("coalesce", lambda value, default: default if value is None else value)
-    if not OmegaConf.has_resolver("if_set"):  # ${if_set:x,a,b}: a when x is not null, else b
-        OmegaConf.register_new_resolver("if_set", lambda value, then, otherwise: otherwise if value is None else then)
+    if not OmegaConf.has_resolver("record_subdir"):  # ${record_subdir:<job folder>}: where Hydra saves the job's config
+        OmegaConf.register_new_resolver("record_subdir", record_subdir, use_cache=True)
     if not OmegaConf.has_resolver("pid"):  # ${pid:}: this process's id, resolved once (cached like Hydra's ${now:},
         # and copied with it into every job's config, so a sweep's jobs and a SLURM job see the launcher's value)
         OmegaConf.register_new_resolver("pid", os.getpid, use_cache=True)

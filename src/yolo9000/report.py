@@ -124,7 +124,9 @@ class ConfigRow:
         if not bad:
             return "ok"
         what = "; ".join(
-            f"seed {j.seed} {'failed: ' + (j.error or '?') if j.status == 'failed' else 'has no result'}" for j in bad
+            f"seed {j.seed} "
+            + ("failed: " + (j.error or "?") if j.status == "failed" else "has no result (running, stopped or killed)")
+            for j in bad
         )
         if not self.ok:
             errors = {j.error for j in bad if j.status == "failed"}
@@ -164,13 +166,33 @@ def _read_yaml(path: Path) -> Any:
     return yaml.safe_load(path.read_text()) if path.is_file() else None
 
 
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_text())
+
+
 def load_job(path: Path) -> JobResult | None:
     """Read one job folder (None when it is not a Hydra job folder, i.e. has no ``.hydra/overrides.yaml``)."""
     ov_file = path / ".hydra" / "overrides.yaml"
     if not ov_file.is_file():
         return None
-    overrides = [str(o) for o in (_read_yaml(ov_file) or [])]
-    config = _read_yaml(path / ".hydra" / "config.yaml") or {}
+    unreadable: list[str] = []
+
+    def read(file: Path, how: Any, default: Any) -> Any:
+        """The parsed file, or ``default`` with the problem noted (a job killed while writing it, a full disk)."""
+        try:
+            return how(file) if file.is_file() else default
+        except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as e:
+            unreadable.append(f"unreadable {file}: {type(e).__name__}: {' '.join(str(e).split())[:200]}")
+            return default
+
+    raw_overrides = read(ov_file, _read_yaml, [])
+    bad_overrides = bool(unreadable) or not isinstance(raw_overrides, list)
+    if not isinstance(raw_overrides, list):
+        unreadable.append(f"unreadable {ov_file}: not a list of overrides")
+    overrides = [str(o) for o in raw_overrides] if isinstance(raw_overrides, list) else []
+    config = read(path / ".hydra" / "config.yaml", _read_yaml, None) or {}
+    if not isinstance(config, dict):
+        config = {}
     ov = dict(parse_override(o) for o in overrides)
     seed = _yaml_value(ov["seed"]) if "seed" in ov else config.get("seed")
     try:
@@ -181,8 +203,8 @@ def load_job(path: Path) -> JobResult | None:
         num=num, path=path, overrides=overrides, seed=seed if isinstance(seed, int) else None, config=config
     )
     metrics_file, failed_file = path / "metrics.json", path / "failed.json"
-    if metrics_file.is_file():
-        metrics = json.loads(metrics_file.read_text())
+    metrics = read(metrics_file, _read_json, None)
+    if isinstance(metrics, dict):
         job.values = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)}
         if isinstance(metrics.get("provenance"), dict):
             job.provenance = {str(k): str(v) for k, v in metrics["provenance"].items()}
@@ -191,15 +213,17 @@ def load_job(path: Path) -> JobResult | None:
                 job.per_class[str(name)] = float(entry["ap50"])
         job.status = "ok"
     elif failed_file.is_file():
-        try:
-            job.error = str(json.loads(failed_file.read_text()).get("error", "unknown error"))
-        except json.JSONDecodeError:
-            job.error = "unreadable failed.json"
+        failed = read(failed_file, _read_json, None)
+        job.error = str(failed.get("error", "unknown error")) if isinstance(failed, dict) else None
         job.status = "failed"
-    build_file = path / "build.json"  # what the build computed (train.py), also for jobs that failed later
-    built = json.loads(build_file.read_text()) if build_file.is_file() else {}
-    if isinstance(built.get("anchors_avg_iou"), int | float):
+    built = read(path / "build.json", _read_json, None)  # what the build computed (train.py), also for failed jobs
+    if isinstance(built, dict) and isinstance(built.get("anchors_avg_iou"), int | float):
         job.values["anchors_avg_iou"] = float(built["anchors_avg_iou"])
+    if unreadable and (job.status != "ok" or bad_overrides):
+        # a job whose result or configuration cannot be read counts as failed, saying why
+        job.status, job.error = "failed", "; ".join([e for e in [job.error] if e] + unreadable)
+    elif unreadable:
+        log.warning("%s: %s", path, "; ".join(unreadable))
     return job
 
 
@@ -210,6 +234,39 @@ def load_sweep(sweep_dir: str | Path) -> list[JobResult]:
         raise FileNotFoundError(f"sweep folder not found: {sweep_dir}")
     jobs = [j for p in sorted(sweep_dir.iterdir()) if p.is_dir() and (j := load_job(p)) is not None]
     return sorted(jobs, key=lambda j: (j.num, j.path.name))
+
+
+def planned_jobs(sweep_dir: str | Path) -> list[list[str]] | None:
+    """The overrides of every job Hydra's basic sweeper planned for a sweep folder, in job-number order: its
+    ``multirun.yaml`` (the experiment's ``hydra.sweeper.params`` and the command line's overrides) expanded as the
+    sweeper expands them. None when unknown (no multirun.yaml, another sweeper, an unreadable file)."""
+    file = Path(sweep_dir) / "multirun.yaml"
+    if not file.is_file():
+        return None
+    try:
+        hydra_cfg = (yaml.safe_load(file.read_text()) or {})["hydra"]
+        sweeper = hydra_cfg.get("sweeper") or {}
+        if not str(sweeper.get("_target_", "")).endswith("BasicSweeper"):
+            return None
+        from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        params = [f"{k}={v}" for k, v in (sweeper.get("params") or {}).items()]  # as the sweeper reads them
+        parsed = OverridesParser.create().parse_overrides([*params, *hydra_cfg["overrides"]["task"]])
+        return [list(job) for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+    except Exception as e:  # a summary goes on without the plan
+        log.warning("%s: the planned jobs are unknown (%s: %s)", file, type(e).__name__, e)
+        return None
+
+
+def not_started(sweep_dir: str | Path, jobs: Sequence[JobResult]) -> tuple[int, list[tuple[int, list[str]]]]:
+    """(planned job count, [(job number, overrides)] of the planned jobs without a folder) of a sweep folder:
+    jobs a stopped sweep never reached. (0, []) when the plan is unknown."""
+    planned = planned_jobs(sweep_dir)
+    if planned is None:
+        return 0, []
+    found = {j.num for j in jobs}
+    return len(planned), [(i, ov) for i, ov in enumerate(planned) if i not in found]
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float, int]:
@@ -277,7 +334,12 @@ def _one_per_seed(row: ConfigRow) -> list[JobResult]:
                     prev.path,
                     j.path,
                 )
-    return [j for j in row.jobs if j.status != "ok" or j.seed is None or newest[j.seed] is j]
+    superseded = [j for j in row.jobs if j.status != "ok" and j.seed in newest]
+    for j in superseded:  # a seed that failed (or stopped) in one sweep and finished in another
+        log.info("%s: seed %s of %s is superseded by %s", row.label, j.seed, j.path, newest[j.seed].path)
+    return [
+        j for j in row.jobs if j.seed is None or (newest[j.seed] is j if j.status == "ok" else j.seed not in newest)
+    ]
 
 
 def group_jobs(jobs: Sequence[JobResult]) -> tuple[list[ConfigRow], list[str]]:
@@ -338,8 +400,10 @@ def format_markdown(
     sweep_dir: Path | Sequence[Path],
     paper: dict[str, Any] | None,
     plot_name: str | None,
+    missing: Sequence[tuple[Path, int, int, list[str]]] = (),
 ) -> str:
-    """The summary.md text."""
+    """The summary.md text; ``missing``: (sweep folder, planned jobs, job number, overrides) of each planned job
+    that never started (:func:`not_started`)."""
     jobs = [j for r in rows for j in r.jobs]
     n_ok = sum(j.status == "ok" for j in jobs)
     n_failed = sum(j.status == "failed" for j in jobs)
@@ -353,6 +417,15 @@ def format_markdown(
         f"- common overrides: {' '.join(f'`{o}`' for o in common) or '(none)'}",
         "- mean ± sample std (ddof 1) over the seeds that succeeded; test split; speeds on the machine of each job",
     ]
+    for folder in dict.fromkeys(m[0] for m in missing):
+        mine = [m for m in missing if m[0] == folder]
+        shown = [f"{num} (`{' '.join(o for o in ov if o not in common)}`)" for _, _, num, ov in mine[:20]]
+        lines.append(
+            f"- **incomplete**: `{folder}` planned {mine[0][1]} jobs (multirun.yaml); {len(mine)} never started: job "
+            + ", ".join(shown)
+            + (f", ... {len(mine) - 20} more" if len(mine) > 20 else "")
+            + " (re-run the sweep's command with `hydra.sweep.dir=<that folder>` to finish it)"
+        )
     if paper:
         lines.append(f"- paper column: {paper.get('source', '')}; on other data compare the trend, not the value")
     header = ["configuration", "seeds", *(c.title for c in cols), "paper", "status"]
@@ -516,6 +589,18 @@ def archive_jobs(sweep_dirs: Sequence[str | Path], out_dir: str | Path) -> list[
     return out
 
 
+def _folder_hint(folder: Path) -> str:
+    """Why a folder given as a sweep folder holds no job folders, when it is something else: a run folder, or a
+    folder of sweep folders (``multirun_sweeps/<experiment>``)."""
+    if (folder / ".hydra").is_dir():
+        return f": it is a run folder; `report.py {folder.parent}` summarises the runs beside it"
+    sweeps = sorted(p for p in folder.iterdir() if p.is_dir() and any(load_sweep(p))) if folder.is_dir() else []
+    if sweeps:
+        names = ", ".join(p.name for p in sweeps[:3]) + (", ..." if len(sweeps) > 3 else "")
+        return f": it holds sweep folders ({names}): pass one, or several with --combine"
+    return ""
+
+
 def write_summary(
     sweep_dir: str | Path | Sequence[str | Path], plot: bool = True, out_dir: str | Path | None = None
 ) -> dict[str, Path]:
@@ -530,13 +615,24 @@ def write_summary(
     if out_dir is None and len(dirs) != 1:
         raise ValueError("several sweep folders need out_dir (where the combined summary goes)")
     out_path = Path(out_dir) if out_dir is not None else dirs[0]
-    jobs = []
+    jobs: list[JobResult] = []
+    missing: list[tuple[Path, int, int, list[str]]] = []
     for d in dirs:
         found = load_sweep(d)
         if not found:
-            raise FileNotFoundError(f"{d}: no job folders (<job num>/.hydra/overrides.yaml)")
+            raise FileNotFoundError(f"{d}: no job folders (<job num>/.hydra/overrides.yaml){_folder_hint(d)}")
         jobs += found
+        planned, absent = not_started(d, found)
+        missing += [(d, planned, num, ov) for num, ov in absent]
     rows, common = group_jobs(jobs)
+    experiments = sorted({str(j.config.get("experiment_name")) for j in jobs if j.config.get("experiment_name")})
+    if len(experiments) > 1:
+        log.warning(
+            "the jobs come from %d experiments (%s): the paper column's source is the first's, each row's value "
+            "its own experiment's",
+            len(experiments),
+            ", ".join(experiments),
+        )
     paper = next((j.config.get("paper") for j in jobs if j.config.get("paper")), None)
     if len(dirs) > 1 and paper:  # sweeps run apart: rows in the paper's order (the others after, as found)
         n = len(paper.get("rows") or [])
@@ -561,7 +657,9 @@ def write_summary(
             sweep_dir=dirs[0] if len(dirs) == 1 else dirs,
             paper=paper,
             plot_name=out["png"].name if plot else None,
+            missing=missing,
         )
     )
-    log.info("sweep summary (%d jobs, %d configurations): %s", len(jobs), len(rows), out["md"])
+    counted = sum(len(r.jobs) for r in rows)  # a seed that ran twice counts once
+    log.info("sweep summary (%d jobs, %d configurations): %s", counted, len(rows), out["md"])
     return out

@@ -67,7 +67,9 @@ def write_metrics(
     out_dir.mkdir(parents=True, exist_ok=True)
     out = {k: plain(v) for k, v in results.items() if k != "pr"}
     out.update(extra or {})
-    (out_dir / "metrics.json").write_text(json.dumps(_finite_or_null(out), indent=2, allow_nan=False))
+    tmp = out_dir / "metrics.json.tmp"  # written beside and renamed: a kill mid-write leaves no half a result
+    tmp.write_text(json.dumps(_finite_or_null(out), indent=2, allow_nan=False))
+    tmp.replace(out_dir / "metrics.json")
     if "per_class" in results:
         rows = results["per_class"]
         if "accuracy" in next(iter(rows.values()), {}):  # classification (ClassifierModule.test_results)

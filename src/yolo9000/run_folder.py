@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ __all__ = [
     "check_checkpoint_classes",
     "check_required",
     "check_resume_config",
+    "check_same_job",
     "finished_result",
     "resume_checkpoint",
 ]
@@ -60,7 +62,8 @@ def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
 
 
 class ResumeRefused(ValueError):
-    """``resume=<run>`` with other data than the run's: nothing is written into the run's folder."""
+    """A job that may not continue the run in its folder (other data, another sweep job's folder): nothing is
+    written into the run's folder."""
 
 
 def check_resume_config(cfg: DictConfig, out_dir: Path) -> None:
@@ -110,12 +113,57 @@ def check_resume_config(cfg: DictConfig, out_dir: Path) -> None:
         )
 
 
+# overrides a job may change when it lands in a folder holding its earlier run: they do not change what the run is
+_JOB_FREE = ("trainer.max_epochs", "trainer.max_steps", "data.num_workers", "logger", "paths.", "hydra.")
+
+
+def _override_map(overrides: Sequence[str]) -> dict[str, str | None]:
+    """Hydra overrides as {key: value} (``+``/``++``/``~`` prefixes dropped; a deletion's value None)."""
+    out: dict[str, str | None] = {}
+    for text in overrides:
+        key, sep, value = str(text).partition("=")
+        out[key.lstrip("+~")] = value if sep else None
+    return out
+
+
+def check_same_job(out_dir: Path, overrides: Sequence[str]) -> None:
+    """A job Hydra puts into a folder that already holds a run (a sweep re-run into its folder with
+    ``hydra.sweep.dir=<sweep>``, ``hydra.run.dir=<run>``, a requeued job) must be that run: its job number or
+    folder name is all that ties it there, and a changed sweep grid gives a job number to another configuration.
+
+    Compares this job's overrides with the ones the folder's run was started with (``.hydra/overrides.yaml``,
+    which a later start never rewrites: it writes ``.hydra_resumed/``); overrides that do not change what the run
+    is (``trainer.max_epochs`` / ``max_steps``: train a finished run further; loader workers, loggers, paths) may
+    differ. Raises :class:`ResumeRefused` naming the folder and every difference; nothing is written there."""
+    saved = out_dir / ".hydra" / "overrides.yaml"
+    if not saved.is_file():
+        return
+    before = _override_map(OmegaConf.to_container(OmegaConf.load(saved)) or [])  # type: ignore[arg-type]
+    now = _override_map(overrides)
+    diff = [
+        f"{k}: {before.get(k, '(not set)')} (the run) vs {now.get(k, '(not set)')} (this job)"
+        for k in sorted(set(before) | set(now))
+        if not k.startswith(_JOB_FREE) and (k not in before or k not in now or before[k] != now[k])
+    ]
+    if diff:
+        raise ResumeRefused(
+            f"{out_dir} holds the run of other overrides ({saved}):\n  "
+            + "\n  ".join(diff)
+            + "\nit is left as it is. A sweep re-run into its folder (hydra.sweep.dir=...) must keep its grid (the job "
+            "numbers name the configurations): run a changed sweep into a new folder (without hydra.sweep.dir), or "
+            "continue one run with resume=<its folder>"
+        )
+
+
 def check_required(cfg: DictConfig) -> None:
     """The keys an experiment lists under ``required`` (finetune_448: ``model.init_ckpt``) must be set: a ``???``
     in an experiment file is lost when OmegaConf merges it over the model group's ``null``."""
+    absent = object()
     for key in cfg.get("required") or []:
-        if OmegaConf.select(cfg, key) in (None, "", "???"):
-            raise ValueError(f"{key} is required by this experiment: add {key}=<path> to the command line")
+        value = OmegaConf.select(cfg, key, default=absent)
+        if value is absent or value in (None, "", "???"):
+            plus = "+" if value is absent else ""  # a key no config defines is added with +
+            raise ValueError(f"{key} is required by this experiment: add {plus}{key}=<path> to the command line")
 
 
 def check_checkpoint_classes(ckpt_file: str | Path, class_names: list[str]) -> None:

@@ -13,7 +13,7 @@ class SpeedMonitor(pl.Callback):
     """Times training and test batches (wall clock, synchronised on CUDA) and logs ``train/img_per_s`` per epoch.
 
     After the run, ``summary()`` gives ``train_img_per_s`` (all training batches after the first, which warms up)
-    and ``inference_fps`` (test batches: forward, loss and decode).
+    and ``inference_fps`` (test batches after the first: forward, loss and decode).
     """
 
     def __init__(self) -> None:
@@ -24,6 +24,7 @@ class SpeedMonitor(pl.Callback):
         self.epoch_time = 0.0
         self.test_images = 0
         self.test_time = 0.0
+        self._first_test: tuple[int, float] | None = None  # (images, seconds) of the first test batch
         self._seen_first = False
 
     @staticmethod
@@ -60,13 +61,20 @@ class SpeedMonitor(pl.Callback):
     def on_test_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, *_: Any
     ) -> None:
-        self.test_time += self._now(pl_module) - self._t0
-        self.test_images += int(batch["images"].shape[0])
+        dt, n = self._now(pl_module) - self._t0, int(batch["images"].shape[0])
+        if self._first_test is None:  # warms up (allocations, caches): counted only when it is the only batch
+            self._first_test = (n, dt)
+        else:
+            self.test_time += dt
+            self.test_images += n
 
     def summary(self) -> dict[str, float]:
         out = {}
         if self.train_time > 0:
             out["train_img_per_s"] = self.train_images / self.train_time
-        if self.test_time > 0:
-            out["inference_fps"] = self.test_images / self.test_time
+        images, seconds = self.test_images, self.test_time
+        if seconds <= 0 and self._first_test is not None:
+            images, seconds = self._first_test
+        if seconds > 0:
+            out["inference_fps"] = images / seconds
         return out

@@ -23,7 +23,7 @@ from yolo9000.api import Detector
 from yolo9000.checkpoints import module_settings
 from yolo9000.data.image_io import read_image
 from yolo9000.data.predict import list_images
-from yolo9000.environment import setup_environment
+from yolo9000.environment import log_to_job_log, setup_environment
 from yolo9000.viz import draw_detections, save_image
 
 log = logging.getLogger("yolo9000.detect")
@@ -32,6 +32,7 @@ setup_environment()
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="detect.yaml")
 def main(cfg: DictConfig) -> None:
+    log_to_job_log()
     out_dir = Path(cfg.paths.output_dir)
     detector = Detector.from_checkpoint(
         cfg.ckpt_path,
@@ -55,6 +56,8 @@ def main(cfg: DictConfig) -> None:
             continue
         rec = det.to_dict()
         records.append({k: rec[k] for k in ("file", "width", "height", "detections")})
+        if cfg.draw:  # which annotated picture is this input's (names are made unique)
+            records[-1]["drawing"] = str(Path("detections") / out_names[det.path])
         log.info("%s: %s", det.path, detection_line(rec["detections"]))
         if cfg.draw:
             img = torch.from_numpy(read_image(det.path)).permute(2, 0, 1)
@@ -75,7 +78,8 @@ def main(cfg: DictConfig) -> None:
 def drawing_names(paths: list[str], source: str) -> dict[str, Path]:
     """The annotated image's path under detections/ for each input: its path relative to a source folder (sub
     folders kept), as .jpg; an input whose name would collide with another's (a.jpg and a.png) keeps its
-    extension in the name (a_png.jpg)."""
+    extension in the name (a_png.jpg); a name still taken is numbered, an input named as its drawing keeping it.
+    detections.json records each input's drawing."""
     src = Path(source).resolve()
 
     def relative(p: str) -> Path:
@@ -92,7 +96,8 @@ def drawing_names(paths: list[str], source: str) -> dict[str, Path]:
     }
     out: dict[str, Path] = {}
     used: set[Path] = set()
-    for p in paths:  # still taken (a_jpg.jpg is an input too): numbered
+    own_first = sorted(paths, key=lambda p: wanted[p] != rel[p])  # an input named as its drawing keeps the name
+    for p in own_first:  # still taken (a_png.jpg is an input too): numbered
         name, k = wanted[p], 1
         while name in used:
             name, k = wanted[p].with_name(f"{wanted[p].stem}_{k}.jpg"), k + 1

@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from yolo9000.build import instantiate_list
 from yolo9000.callbacks.predictions import PredictionImages
 from yolo9000.checkpoints import load_module, module_settings
-from yolo9000.environment import PROJECT_ROOT, setup_environment
+from yolo9000.environment import PROJECT_ROOT, log_to_job_log, setup_environment
 from yolo9000.modules.detector import DetectorModule
 from yolo9000.results import write_metrics
 
@@ -34,11 +34,15 @@ setup_environment()
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="eval.yaml")
 def main(cfg: DictConfig) -> float:
+    log_to_job_log()
     pl.seed_everything(cfg.seed, workers=True)
     out_dir = Path(cfg.paths.output_dir)
     settings = module_settings(
         cfg, "conf_thresh", "nms_thresh", "pre_nms_topk", "voc07", "tree_decode", "tree_thresh", "eval_map"
     )
+    sizes = cfg.get("sizes")
+    if sizes is not None and not isinstance(sizes, int) and len(sizes) == 0:
+        raise ValueError("sizes=[]: list the input sizes to evaluate at (sizes=[320,416]), or leave sizes out")
     if cfg.get("sizes"):
         settings["voc07"] = True  # the trade-off table's VOC07 column
     # the checkpoint's module, configured with this run's settings (None: as trained)
@@ -46,7 +50,8 @@ def main(cfg: DictConfig) -> float:
     if not isinstance(module, DetectorModule):
         raise ValueError(
             f"{cfg.ckpt_path} holds a {type(module).__name__}; eval.py evaluates detectors. For a classifier run "
-            "`python src/train.py experiment=pretrain_darknet19 train=false ckpt_path=<ckpt>`"
+            "`python src/train.py experiment=pretrain_darknet19 train=false ckpt_path=<ckpt>` with the data overrides "
+            "of the run that wrote it (its launch_overrides.txt: data=imagenet data.root=<folder> for your own)"
         )
     hc = HydraConfig.get()
     data_cfg, data_source = eval_data_config(cfg, list(hc.overrides.task))

@@ -202,6 +202,73 @@ def test_bad_inputs_and_settings(detector, ckpt: Path) -> None:  # noqa: ANN001
     assert len(r) > 0 and r.boxes.dtype == torch.float32
 
 
+def test_16_bit_and_float_pil_images_give_the_file_detections(detector, tmp_path: Path) -> None:  # noqa: ANN001
+    """A 16-bit grey image gives the same detections as a PIL image (mode I;16 or I), a uint16 array or the PNG file
+    (PIL's RGB conversion would clip it to white); a float (mode F) image in [0, 1] as the same uint8 pixels."""
+    grey = read_image(IMAGES[0])[..., 1]  # (H, W) uint8
+    deep = grey.astype(np.uint16) * 257 + 3  # 16-bit: >> 8 gives the 8-bit grey back
+    Image.fromarray(deep).save(tmp_path / "deep.png")
+    want = detector.predict(np.repeat(grey[..., None], 3, axis=2), size=SIZE, conf=0.0)[0]
+    pil16 = Image.fromarray(deep)
+    pil32 = Image.fromarray(deep.astype(np.int32))  # mode I: how PIL opens some 16-bit PNGs
+    fimg = Image.fromarray(grey.astype(np.float32) / 255.0)  # mode F
+    assert (pil16.mode, pil32.mode, fimg.mode) == ("I;16", "I", "F")
+    got = detector.predict([tmp_path / "deep.png", pil16, pil32, deep, fimg], size=SIZE, conf=0.0)
+    assert len(want) > 10
+    for r in got:
+        assert_same(want, r)
+
+
+def test_inputs_kept_as_given_and_iterables(detector) -> None:  # noqa: ANN001
+    """A path comes back as the caller's string (no normalisation); generators and bf16 tensors are accepted."""
+    dotted = str(IMAGES[0].parent) + "/./" + IMAGES[0].name
+    (r,) = detector.predict([dotted], size=SIZE)
+    assert r.path == dotted
+    chw = torch.from_numpy(read_image(IMAGES[0])).permute(2, 0, 1)
+    res = detector.predict((x for x in [IMAGES[0], chw.bfloat16() / 255]), size=SIZE, conf=0.0)
+    assert len(res) == 2 and res[0].path == str(IMAGES[0]) and len(res[1]) > 10
+
+
+def test_bad_call_arguments_are_refused(detector) -> None:  # noqa: ANN001
+    """Thresholds outside [0, 1] (nan too), a negative max_det, a fractional size or an empty path are errors, not
+    silently clipped; an HWC tensor's error shows the shape passed; bytes are not a path; nan pixels are refused."""
+    for kw, what in [
+        ({"conf": 2.0}, "conf must lie in"),
+        ({"conf": float("nan")}, "conf must lie in"),
+        ({"nms": -1}, "nms must lie in"),
+        ({"max_det": -1}, "max_det must be >= 0"),
+        ({"size": 320.5}, "size must be a positive multiple"),
+        ({"batch_size": 0}, "batch_size must be >= 1"),
+    ]:
+        with pytest.raises(ValueError, match=what):
+            detector.predict(IMAGES[0], **kw)
+    with pytest.raises(ValueError, match=r"got shape \(40, 60, 3\)"):
+        detector.predict(torch.zeros(40, 60, 3, dtype=torch.uint8))
+    with pytest.raises(TypeError, match="bytes given"):
+        detector.predict(str(IMAGES[0]).encode())
+    with pytest.raises(ValueError, match="image 0: an empty path"):
+        detector.predict([""])
+    with pytest.raises(ValueError, match="nan or inf"):
+        detector.predict(np.full((8, 8, 3), np.nan, np.float32))
+    with pytest.raises(TypeError, match="uint8 .0..255., uint16"):
+        detector.predict(np.zeros((8, 8, 3), np.int64))
+
+
+def test_from_checkpoint_names_what_the_file_is(tmp_path: Path) -> None:
+    """A folder, a file that is no checkpoint, a classifier checkpoint: each error names the file and what it is."""
+    from yolo9000 import Detector
+
+    with pytest.raises(FileNotFoundError, match="is a folder: pass a checkpoint file in it"):
+        Detector.from_checkpoint(tmp_path)
+    (tmp_path / "broken.ckpt").write_bytes(b"\x80\x04 not a pickle")
+    with pytest.raises(ValueError, match=r"broken.ckpt: not a readable PyTorch checkpoint"):
+        Detector.from_checkpoint(tmp_path / "broken.ckpt")
+    target = "yolo9000.modules.classifier.ClassifierModule"
+    torch.save({"yolo9000_model_config": {"_target_": target}, "state_dict": {}}, tmp_path / "cls.ckpt")
+    with pytest.raises(TypeError, match="cls.ckpt: a ClassifierModule checkpoint, not a DetectorModule"):
+        Detector.from_checkpoint(tmp_path / "cls.ckpt")
+
+
 def test_from_darknet_scaled_cfg(tmp_path: Path, names_file: Path) -> None:
     from yolo9000 import Detector
 

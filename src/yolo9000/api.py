@@ -23,9 +23,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, TypeAlias
 
 import numpy as np
@@ -48,9 +47,12 @@ __all__ = ["DETECT_CONF", "Detections", "Detector", "ImageInput", "UnreadableIma
 DETECT_CONF = 0.25  # darknet detect's default threshold (conf/detect.yaml)
 
 ImageInput: TypeAlias = "str | os.PathLike[str] | Image.Image | np.ndarray | torch.Tensor"
-"""One image: a file path; a PIL image; a numpy (H, W, 3) RGB array (uint8, or float in [0, 1]; (H, W) and
-(H, W, 1) grey and (H, W, 4) RGBA are converted); a torch (3, H, W) tensor (uint8, or float in [0, 1]; (1, H, W),
-(4, H, W) and (H, W) likewise). A 4-D array / tensor is a batch of such images."""
+"""One image: a file path; a PIL image (any mode: 16-bit grey shifted to 8 bits, float in [0, 1]); a numpy
+(H, W, 3) RGB array (uint8, uint16 (16 bit), or float in [0, 1]; (H, W) and (H, W, 1) grey and (H, W, 4) RGBA are
+converted); a torch (3, H, W) tensor (the same dtypes and bfloat16 / float16; (1, H, W), (4, H, W) and (H, W)
+likewise). A 4-D array / tensor is a batch of such images. A file is decoded upright (its EXIF orientation
+applied, as viewers show it); an in-memory image is used as it is (``PIL.ImageOps.exif_transpose`` it for the
+file's frame)."""
 
 _DTYPES = {
     "float32": torch.float32,
@@ -196,9 +198,7 @@ class Detector:
             FileNotFoundError / ValueError naming the file; TypeError for a classifier checkpoint.
         """
         settings = {"conf_thresh": DETECT_CONF, **settings}
-        module = load_module(path, **settings)
-        if not isinstance(module, DetectorModule):
-            raise TypeError(f"{path}: a {type(module).__name__} checkpoint, not a detector")
+        module = load_module(path, expect=DetectorModule, **settings)
         return cls(module, device=device, dtype=dtype, channels_last=channels_last, fold_bn=fold_bn)
 
     @classmethod
@@ -279,8 +279,8 @@ class Detector:
 
         Images are read lazily and run ``batch_size`` at a time, each resized to ``size x size`` by the eval
         transform (stretched, or ``letterbox``-ed with grey padding as darknet's HEAD); the boxes are mapped back
-        to every image's own pixels. Floats are quantised to 8 bits first, so an image gives the same detections
-        as a file, PIL image, array or tensor.
+        to every image's own pixels. Floats are quantised to 8 bits first, so the same pixels give the same
+        detections as a file, PIL image, array or tensor (a file is decoded upright: see :data:`ImageInput`).
 
         Args:
             images: one :data:`ImageInput` or a sequence of them (a folder: pass
@@ -297,14 +297,24 @@ class Detector:
             one :class:`Detections` per input, in input order.
         Raises:
             UnreadableImageError: naming the file, unless ``skip_unreadable``.
-            TypeError / ValueError: an input that is not an image (naming its index), a bad ``size``.
+            TypeError / ValueError: an input that is not an image (naming its index), a bad ``size``, ``conf`` or
+                ``nms`` outside [0, 1], a negative ``max_det``, ``batch_size`` below 1.
         """
         items = _as_items(images)
+        if size is not None and (isinstance(size, bool) or int(size) != size):
+            raise ValueError(f"size must be a positive multiple of {STRIDE}, got {size!r}")
         size = self.size if size is None else int(size)
         if size <= 0 or size % STRIDE:
             raise ValueError(f"size must be a positive multiple of {STRIDE}, got {size}")
+        for name, value in (("conf", conf), ("nms", nms)):
+            if value is not None and not 0.0 <= float(value) <= 1.0:  # nan fails too
+                raise ValueError(f"{name} must lie in [0, 1], got {value!r}")
+        if max_det is not None and int(max_det) < 0:
+            raise ValueError(f"max_det must be >= 0 (or None: the detector's), got {max_det!r}")
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
         dataset = _IndexedImages(items, size, transform=self._transforms[bool(letterbox)])
-        bs = max(1, int(batch_size))
+        bs = int(batch_size)
         if int(num_workers) > 0:
             loader = DataLoader(dataset, batch_size=bs, num_workers=int(num_workers), collate_fn=_collate)
         else:  # this process: no loader machinery per call (it costs about a millisecond at batch 1)
@@ -382,48 +392,74 @@ def _collate(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _as_items(images: Any) -> list[str | np.ndarray]:
-    """The inputs as file paths (read later, in the loader) or uint8 (H, W, 3) RGB arrays."""
+    """The inputs as file paths (as given; read later, in the loader) or uint8 (H, W, 3) RGB arrays."""
+    if isinstance(images, bytes | bytearray):
+        raise TypeError("images: bytes given; pass a file path as str or os.PathLike, or decoded pixels")
     if isinstance(images, str | os.PathLike | Image.Image):
         images = [images]
     elif isinstance(images, np.ndarray | torch.Tensor):
         images = list(images) if images.ndim == 4 else [images]
+    elif isinstance(images, Iterable) and not isinstance(images, Sequence | dict):
+        images = list(images)  # a generator, an iterator, a set of paths
     elif not isinstance(images, Sequence):
         raise TypeError(f"images: an image or a sequence of images expected, got {type(images).__name__}")
     out: list[str | np.ndarray] = []
     for i, x in enumerate(images):
         if isinstance(x, str | os.PathLike):
-            out.append(str(Path(x)))
+            path = os.fspath(x)  # as given: results and errors name the caller's string
+            if not path:
+                raise ValueError(f"image {i}: an empty path")
+            out.append(path)
         elif isinstance(x, Image.Image):
-            out.append(np.asarray(x.convert("RGB")))
+            out.append(_pil_rgb(x, i))
         elif isinstance(x, np.ndarray):
             out.append(_hwc_uint8(x, i, channels_last=True))
         elif isinstance(x, torch.Tensor):
-            out.append(_hwc_uint8(x.detach().cpu().numpy(), i, channels_last=False))
+            t = x.detach().cpu()
+            out.append(_hwc_uint8((t.float() if t.is_floating_point() else t).numpy(), i, channels_last=False))
         else:
+            hint = "; a path goes as str or os.PathLike" if isinstance(x, bytes | bytearray) else ""
             raise TypeError(
-                f"image {i}: a path, PIL image, numpy array or torch tensor expected, got {type(x).__name__}"
+                f"image {i}: a path, PIL image, numpy array or torch tensor expected, got {type(x).__name__}{hint}"
             )
     return out
 
 
+def _pil_rgb(im: Image.Image, index: int) -> np.ndarray:
+    """A PIL image's pixels as uint8 (H, W, 3) RGB, as a file of that mode is read: 16-bit grey scaled to 8 bits,
+    float (mode F) as a float array in [0, 1]; other modes through PIL's RGB conversion. The pixels as they are
+    (an EXIF orientation is not applied: a file path's is)."""
+    if im.mode.startswith("I;16") or im.mode == "I":  # 16-bit grey (PIL may open a 16-bit PNG as 32-bit "I")
+        a = np.asarray(im)
+        if a.min() < 0 or a.max() > 65535:
+            raise ValueError(f"image {index}: a PIL image of mode {im.mode} with values outside 0..65535")
+        return _hwc_uint8(a.astype(np.uint16), index, channels_last=True)
+    if im.mode == "F":
+        return _hwc_uint8(np.asarray(im), index, channels_last=True)
+    return np.asarray(im.convert("RGB"))
+
+
 def _hwc_uint8(a: np.ndarray, index: int, channels_last: bool) -> np.ndarray:
     """An array / tensor image as contiguous uint8 (H, W, 3) RGB: grey is repeated, alpha dropped, floats in
-    [0, 1] scaled by 255 and rounded."""
+    [0, 1] scaled by 255 and rounded, uint16 shifted to 8 bits as 16-bit files are."""
     layout = "(H, W, 3)" if channels_last else "(3, H, W)"
+    shape = a.shape
     if a.ndim == 2:
         a = a[..., None] if channels_last else a[None]
     if a.ndim != 3:
-        raise ValueError(f"image {index}: expected a {layout} image, got shape {a.shape}")
+        raise ValueError(f"image {index}: expected a {layout} image, got shape {tuple(shape)}")
+    if a.shape[2 if channels_last else 0] not in (1, 3, 4) or min(a.shape[:2] if channels_last else a.shape[1:]) == 0:
+        raise ValueError(f"image {index}: expected a {layout} image (1, 3 or 4 channels), got shape {tuple(shape)}")
     if not channels_last:
         a = a.transpose(1, 2, 0)
-    if a.shape[2] not in (1, 3, 4) or min(a.shape[:2]) == 0:
-        raise ValueError(f"image {index}: expected a {layout} image (1, 3 or 4 channels), got shape {a.shape}")
     if a.shape[2] == 1:
         a = np.repeat(a, 3, axis=2)
     a = a[..., :3]
     if a.dtype == np.uint8:
         return np.ascontiguousarray(a)
     if np.issubdtype(a.dtype, np.floating):
+        if not np.isfinite(a).all():
+            raise ValueError(f"image {index}: the float pixels hold nan or inf")
         lo, hi = float(a.min()), float(a.max())
         if lo < -1e-3 or hi > 1 + 1e-3:
             raise ValueError(
@@ -431,7 +467,9 @@ def _hwc_uint8(a: np.ndarray, index: int, channels_last: bool) -> np.ndarray:
                 "(pass uint8 for 0..255)"
             )
         return np.ascontiguousarray(np.rint(np.clip(a, 0, 1) * 255.0).astype(np.uint8))
-    raise TypeError(f"image {index}: uint8 or float pixels expected, got {a.dtype}")
+    if a.dtype == np.uint16:
+        return np.ascontiguousarray((a >> 8).astype(np.uint8))
+    raise TypeError(f"image {index}: uint8 (0..255), uint16 (16 bit) or float ([0, 1]) pixels expected, got {a.dtype}")
 
 
 # ---------------------------------------------------------------- device and precision

@@ -178,13 +178,13 @@ def darknet_to_checkpoint(
         module.seen.fill_(info.seen)
         if info.layers_loaded < info.layers_total:  # a backbone file (darknet19_448.conv.23) given as a detector's
             log.warning(
-                "%s: a partial weights file: it filled %d of the %d conv layers of %s; the rest (the detection "
-                "head) keeps its random initialisation: this detector is untrained (for a backbone to train from, "
-                "use model.backbone_ckpt)",
+                "%s: a partial weights file: it filled %d of the %d conv layers of %s; %s keep their random "
+                "initialisation: this detector is untrained (for a backbone to train from, use model.backbone_ckpt)",
                 weights,
                 info.layers_loaded,
                 info.layers_total,
                 cfg,
+                "all of them" if info.layers_loaded == 0 else f"conv layers {info.layers_loaded + 1} on (the head)",
             )
     dk["header"] = vars(info) if info else None
     return {"state_dict": module.state_dict(), "yolo9000_model_config": model_cfg, "darknet": dk}
@@ -197,18 +197,35 @@ def module_settings(cfg: Any, *keys: str) -> dict[str, Any]:
     return {k: OmegaConf.to_container(v) if OmegaConf.is_config(v) else v for k, v in out.items()}
 
 
-def load_module(ckpt_path: str | Path, map_location: str = "cpu", **settings: Any) -> pl.LightningModule:
+def load_module(
+    ckpt_path: str | Path, map_location: str = "cpu", expect: type | None = None, **settings: Any
+) -> pl.LightningModule:
     """Rebuild the module saved by training or conversion (architecture from the checkpoint's
     ``yolo9000_model_config``), load its weights and put it in eval mode. ``settings`` (those not None) replace
     the saved module settings before it is built, e.g. ``conf_thresh=0.25`` or ``voc07=True`` (eval / detect
-    configure the module, never patch it). Raises FileNotFoundError / ValueError naming the file."""
+    configure the module, never patch it). ``expect``: the module class the caller runs (a classifier checkpoint
+    given to a detector's tool is refused before it is built). Raises FileNotFoundError / ValueError naming the
+    file, TypeError for a module of another class than ``expect``."""
     ckpt_path = Path(ckpt_path)
+    if ckpt_path.is_dir():
+        raise FileNotFoundError(f"{ckpt_path} is a folder: pass a checkpoint file in it (e.g. checkpoints/last.ckpt)")
     if not ckpt_path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {ckpt_path}")
-    ckpt = torch.load(ckpt_path, map_location=map_location, weights_only=False)
-    model_cfg = ckpt.get("yolo9000_model_config")
+    try:
+        ckpt = torch.load(ckpt_path, map_location=map_location, weights_only=False)
+    except Exception as e:  # truncated, not a torch file, a darknet .weights
+        raise ValueError(f"{ckpt_path}: not a readable PyTorch checkpoint ({type(e).__name__}: {e})") from e
+    model_cfg = ckpt.get("yolo9000_model_config") if isinstance(ckpt, dict) else None
     if model_cfg is None:
         raise ValueError(f"{ckpt_path}: not a yolo9000 checkpoint (no 'yolo9000_model_config')")
+    target = str(model_cfg.get("_target_", ""))
+    if expect is not None and target.rsplit(".", 1)[-1] != expect.__name__:
+        raise TypeError(
+            f"{ckpt_path}: a {target.rsplit('.', 1)[-1] or 'module'} checkpoint, not a {expect.__name__} (this tool "
+            "runs detectors; a classifier is evaluated with train.py train=false ckpt_path=... and its experiment)"
+            if expect.__name__ == "DetectorModule"
+            else f"{ckpt_path}: a {target} checkpoint, not a {expect.__name__}"
+        )
     # the weights come from the state dict below, not from the checkpoints the run started from
     model_cfg = {**model_cfg, "backbone_ckpt": None} if model_cfg.get("backbone_ckpt") else model_cfg
     model_cfg = {**model_cfg, "init_ckpt": None} if model_cfg.get("init_ckpt") else model_cfg

@@ -335,7 +335,7 @@ def format_markdown(
     rows: Sequence[dict[str, Any]], batches: Sequence[int], info: dict[str, Any], voc: bool = False
 ) -> str:
     """tradeoff.md: the table (mAPs in %), what was timed and on what, and the paper's Table 3 when ``voc``."""
-    head = ["size", "mAP@0.5", "VOC07 AP@0.5", "mAP@[.5:.95]"]
+    head = ["size", "mAP@0.5 (%)", "VOC07 AP@0.5 (%)", "mAP@[.5:.95] (%)"]
     for b in batches:
         head += [f"img/s (batch {b})", f"ms/img (batch {b})"]
     head.append("GFLOPs")

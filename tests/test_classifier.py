@@ -391,8 +391,14 @@ def test_checkpoint_classes_are_checked_or_reordered(fitted: tuple[ClassifierMod
     run_folder.check_checkpoint_classes(ckpt, saved)
     with pytest.raises(ValueError, match="was trained on the classes"):
         run_folder.check_checkpoint_classes(ckpt, order)
-    with pytest.raises(ValueError, match="model.init_ckpt is required"):
+    with pytest.raises(ValueError, match=r"model.init_ckpt is required by this experiment: add model.init_ckpt="):
         run_folder.check_required(compose_config("train", "experiment=finetune_448"))
+    hires = compose_config("train", "experiment=ablation_hires_classifier", "classifier=448px")
+    with pytest.raises(ValueError, match=r"ckpt_448 is required by this experiment: add \+ckpt_448=<path>"):
+        run_folder.check_required(hires)  # a key no config defines: with +, before the data and priors are built
+    run_folder.check_required(
+        compose_config("train", "experiment=ablation_hires_classifier", "classifier=448px", "+ckpt_448=x")
+    )
 
 
 def test_imagefolder_layout_errors_say_what_is_wrong(tmp_path: Path) -> None:
@@ -409,3 +415,24 @@ def test_imagefolder_layout_errors_say_what_is_wrong(tmp_path: Path) -> None:
     dm = ClassificationDataModule(str(flat), img_size=32, on_error="skip")
     with pytest.raises(ValueError, match="3 images lie directly in it"):
         dm.setup("fit")
+
+
+def test_train_only_folder_and_crop_config_on_own_folder_say_which_key(tmp_path: Path) -> None:
+    """A dataset with only a train folder: the missing val folder names data.val_split, the folders there and the
+    setting that works; val_split=null stops at setup (the module validates every epoch), not inside fit. The crop
+    config pointed at class folders of one's own refuses to cut crops into them and names data=imagenet."""
+    root = tmp_path / "only_train"
+    _png(root / "train" / "cat" / "a.png")
+    _png(root / "train" / "dog" / "b.png")
+    dm = ClassificationDataModule(str(root), img_size=32, on_error="skip")
+    with pytest.raises(FileNotFoundError, match=r"data.val_split=val: no folder .*holds \['train'\].*val_split=train"):
+        dm.setup("fit")
+    dm = ClassificationDataModule(str(root), img_size=32, val_split=None, on_error="skip")
+    with pytest.raises(ValueError, match="data.val_split is null"):
+        dm.setup("fit")
+    dm = ClassificationDataModule(str(root), img_size=32, val_split="train", test_split="train", on_error="skip")
+    dm.setup("fit")  # the documented way out
+    assert len(dm.datasets["val"]) == 2
+    crops = ClassificationDataModule(str(root), img_size=32, build_from=str(BCCD))
+    with pytest.raises(FileExistsError, match="holds other files than object crops.*data=imagenet data.root"):
+        crops.prepare_data()

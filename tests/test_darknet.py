@@ -534,6 +534,32 @@ def test_detector_module_backbone_from_darknet_conv23(tmp_path: Path) -> None:
         load_pretrained(YOLOv2(Darknet19(width=0.25), 3, [[1.0, 1.0]]).backbone, part, part="backbone")
 
 
+def test_backbone_from_a_whole_darknet_classifier_file(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """``model.backbone_ckpt=darknet19_448.weights`` (the whole classifier, as darknet's site serves it): its first
+    18 convs fill the backbone and its classifier layer (a 1x1 conv with biases, 7 filters here) is skipped, logged;
+    as a whole network's weights the same file is refused. A file that fills none of the layers is a warning."""
+    from yolo9000.darknet.weights import load_weights
+    from yolo9000.modules.pretrained import load_pretrained
+
+    classifier = randomize(build_darknet(scaled_cfg(tmp_path, "darknet19_448.cfg", 0.125, 7)), seed=14)
+    whole = tmp_path / "darknet19_448.weights"
+    save_weights(classifier, whole)
+    det = YOLOv2(Darknet19(width=0.125), 3, [[1.0, 1.0]])
+    with caplog.at_level(logging.INFO, logger="yolo9000"):
+        assert load_pretrained(det.backbone, whole, part="backbone") == 18
+    assert "darknet's classifier (a 1x1 conv of 7 filters on 128 channels): not part of this network" in caplog.text
+    want, got = conv_tensors(classifier)[:18], conv_tensors(det.backbone)
+    assert all(torch.equal(t, u) for a, b in zip(got, want, strict=True) for t, u in zip(a, b, strict=True))
+    with pytest.raises(ValueError, match="trailing.*does not match the weights"):
+        load_weights(Darknet19(width=0.125), whole)
+    header = tmp_path / "header_only.weights"
+    save_weights(classifier, header, cutoff=0)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="yolo9000"):
+        assert load_pretrained(Darknet19(width=0.125), header, part="backbone") == 0
+    assert "0 of 18 conv layers" in caplog.text
+
+
 def test_size_mismatch_errors_state_expected_and_found(tiny_cfg: Path, tmp_path: Path) -> None:
     src = randomize(DarknetNet(parse_cfg(tiny_cfg)), seed=4)
     full = tmp_path / "full.weights"

@@ -117,12 +117,16 @@ def read_header(path: str | Path) -> tuple[WeightsInfo, int]:
 
 
 # ---------------------------------------------------------------------------------------------- read and write
-def load_weights(model_or_convs: nn.Module | Sequence[ConvPair], path: str | Path) -> WeightsInfo:
+def load_weights(
+    model_or_convs: nn.Module | Sequence[ConvPair], path: str | Path, classifier_tail: bool = False
+) -> WeightsInfo:
     """Copy a darknet ``.weights`` file into a network's convs and BNs (see :func:`darknet_convs` for the order).
 
     A file that ends exactly after k < N conv layers (darknet's ``.conv.23`` style) fills those k and leaves the
-    rest untouched (logged). Raises ValueError, with the float counts expected and found, when the file ends inside a
-    layer or holds more floats than the network takes.
+    rest untouched (logged). ``classifier_tail``: a file holding one more layer after the N, a 1x1 conv with biases
+    and no batch norm on the last conv's channels (darknet's classifier: ``darknet19.weights`` into a detector's
+    Darknet-19 backbone), fills the N and skips it (logged). Raises ValueError, with the float counts expected and
+    found, when the file ends inside a layer or holds more floats than the network takes.
     """
     path = Path(path)
     if not path.is_file():
@@ -137,10 +141,22 @@ def load_weights(model_or_convs: nn.Module | Sequence[ConvPair], path: str | Pat
     if len(body) % 4:
         raise ValueError(f"{path}: {len(body)} bytes after the header is not a whole number of float32 values")
     found = len(body) // 4
-    if found > total:
+    extra = found - total
+    last_channels = pairs[-1][0].out_channels if pairs else 0
+    if extra > 0 and classifier_tail and extra % (last_channels + 1) == 0:
+        log.info(
+            "%s: the last %d floats are one more layer, darknet's classifier (a 1x1 conv of %d filters on %d "
+            "channels): not part of this network, skipped",
+            path,
+            extra,
+            extra // (last_channels + 1),
+            last_channels,
+        )
+        found, body = total, body[: 4 * total]
+    elif extra > 0:
         raise ValueError(
             f"{path}: {len(pairs)} conv layers expect {total} floats after the header, found {found} "
-            f"({found - total} trailing): the cfg does not match the weights"
+            f"({extra} trailing): the network (its cfg) does not match the weights"
         )
     k = int(np.searchsorted(bounds, found, side="right")) - 1  # complete layers in the file
     if found != bounds[k]:

@@ -346,9 +346,19 @@ class ClassificationDataModule(ShardedDataModule):
         """Cut the object crops of ``build_from`` into ``root`` unless it already holds them (idempotent)."""
         if self.build_from is None:
             return
-        from .crops import build_crops
+        from .crops import MARKER, build_crops
 
         splits = tuple(dict.fromkeys(s for s in self.splits.values() if s))
+        hint = "for class folders of your own use data=imagenet data.root=<folder> (this config cuts crops)"
+        if self.root.is_dir() and not (self.root / MARKER).is_file() and any(self.root.iterdir()):
+            raise FileExistsError(
+                f"data.root={self.root} holds other files than object crops (no {MARKER}): this data config cuts the "
+                f"crops of {self.build_from} into its root; {hint}"
+            )
+        if not (self.root / MARKER).is_file():
+            logger.warning(
+                "data.root=%s has no crops yet: cutting those of %s into it (%s)", self.root, self.build_from, hint
+            )
         build_crops(self.build_from, self.root, class_names=self._class_names, splits=splits, **self.crops)
 
     @property
@@ -382,6 +392,7 @@ class ClassificationDataModule(ShardedDataModule):
             return self._built[key]
         if self.build_from is not None and not (self.root / folder).is_dir():
             self.prepare_data()
+        self._check_split(split)
         parser = ImageFolderParser(self.root, folder)
         unknown = sorted(set(parser.folder_names()) - set(self.class_names))
         known = set(parser.folder_names()) & set(self.class_names)
@@ -416,10 +427,29 @@ class ClassificationDataModule(ShardedDataModule):
         self._built[key] = ds
         return ds
 
+    def _check_split(self, split: str) -> None:
+        """The folder of ``split`` exists, else FileNotFoundError naming it, the key and the folders there are."""
+        folder = self.splits[split]
+        if folder is None or (self.root / folder).is_dir():
+            return
+        there = sorted(e.name for e in os.scandir(self.root) if e.is_dir()) if self.root.is_dir() else None
+        raise FileNotFoundError(
+            f"data.{split}_split={folder}: no folder {self.root / folder} "
+            + (f"({self.root} holds {there[:8]}); " if there is not None else f"({self.root} does not exist); ")
+            + f"set data.{split}_split=<one of them>"
+            + (" (only a train folder: data.val_split=train data.test_split=train)" if there == ["train"] else "")
+        )
+
     def setup(self, stage: str | None = None) -> None:
         """Scan the splits the stage needs (once each) and log the sizes and the problem summary."""
-        if stage == "fit" and self.splits["test"] and self.build_from is None:  # fail now, not after training
-            ImageFolderParser(self.root, self.splits["test"])._check()
+        if stage == "fit" and self.splits["val"] is None:  # the module validates every epoch (best = val/top1)
+            raise ValueError(
+                "data.val_split is null: training validates every epoch and keeps the best by val/top1; set "
+                f"data.val_split=<a folder of {self.root}> (only a train folder: data.val_split=train)"
+            )
+        if stage == "fit" and self.build_from is None:  # a missing val or test folder fails now, not after training
+            for split in ("train", "val", "test"):
+                self._check_split(split)
         added = False
         for split in _STAGE_SPLITS.get(stage, ("train", "val", "test")):
             if split not in self.datasets:

@@ -86,9 +86,13 @@ def load_pretrained(
     if not path.is_file():
         raise FileNotFoundError(f"pretrained weights not found: {path}")
     if _is_darknet_weights(path):
-        info = load_weights(target, path)
-        # partial files (darknet19_448.conv.23) fill the first convs only: say so (init_ckpt's head stays random)
-        log.info(
+        # a backbone may come from a whole classifier's file (darknet19.weights: its classifier layer is skipped)
+        info = load_weights(target, path, classifier_tail=part == "backbone")
+        # partial files (darknet19_448.conv.23) fill the first convs only: say so (init_ckpt's head stays random, as
+        # darknet's own detector training from it); a backbone partly filled, or nothing filled, is a warning
+        partly = info.layers_loaded == 0 or (part == "backbone" and info.layers_loaded < info.layers_total)
+        log.log(
+            logging.WARNING if partly else logging.INFO,
             "%s initialised from darknet weights %s (seen %d): %d of %d conv layers, the rest keep their "
             "initialisation",
             type(target).__name__,

@@ -86,6 +86,16 @@ def test_imagefolder_classes_and_unknown_folders(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"zebra/z0.png: class folder not in the class list \(folder 'zebra'\)"):
         parser.parse(["dog", "cat"], IssueLog("error"))
     (tmp_path / "loose.png").rename(root / "train" / "loose.png")
+    # images in a sub-folder are counted one by one; a link to a file that is gone is a missing image
+    for i in range(3):
+        _png(root / "train" / "dog" / "more" / "deeper" / f"m{i}.png")
+    (root / "train" / "cat" / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    nested = IssueLog("skip")
+    parser.parse(["dog", "cat"], nested)
+    assert nested.count("skip_image", "image in a sub-folder of a class folder") == 3
+    assert nested.count("skip_image", "missing image (a broken link)") == 1
+    shutil.rmtree(root / "train" / "dog" / "more")
+    (root / "train" / "cat" / "gone.jpg").unlink()
     (tmp_path / "classes.txt").write_text("# darknet order\ndog\n\ncat\n")
     assert read_class_file(tmp_path / "classes.txt") == ["dog", "cat"]
     dm = ClassificationDataModule(str(root), class_file=str(tmp_path / "classes.txt"), img_size=32, on_error="skip")
@@ -327,6 +337,44 @@ def test_bn_checkpoint_folds_into_a_network_without_bn(tmp_path: Path) -> None:
     bn = conv_bn[0]
     scale = bn.weight / torch.sqrt(bn.running_var + 1e-5)  # hand-computed fold of the first layer
     torch.testing.assert_close(first.bias.detach(), (bn.bias - bn.running_mean * scale).detach())
+
+
+def test_darknet_bn_checkpoint_folds_with_darknets_formula(tmp_path: Path) -> None:
+    """A converted darknet network (``bn_style: darknet``: ``(x - mean) / (sqrt(var) + 1e-6)``) folds with its own
+    formula: with small variances PyTorch's ``sqrt(var + 1e-5)`` would change the features by percents."""
+    torch.manual_seed(1)
+    src = Darknet19(width=0.125, bn_style="darknet")
+    bns = [m for m in src.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for i, m in enumerate(bns):
+        m.running_mean.uniform_(-0.5, 0.5)
+        m.running_var.uniform_(1e-4, 1e-3) if i == 0 else m.running_var.uniform_(0.5, 2.0)  # the first: where the
+        m.weight.data.uniform_(0.5, 1.5)  # two formulas differ (by up to 5 %)
+    state = {f"model.backbone.{k}": v for k, v in src.state_dict().items()}
+    x = torch.rand(2, 3, 64, 64)
+    bn, conv = bns[0], next(m for m in src.modules() if isinstance(m, torch.nn.Conv2d))
+    by_hand = {  # the first layer's folded weights, each formula computed here
+        True: conv.weight * (bn.weight / (bn.running_var.sqrt() + 1e-6)).view(-1, 1, 1, 1),
+        False: conv.weight * (bn.weight / (bn.running_var + 1e-5).sqrt()).view(-1, 1, 1, 1),
+    }
+    assert not torch.allclose(by_hand[True], by_hand[False], rtol=5e-3)
+    with torch.no_grad():
+        want = src.eval()(x)["c5"]
+        for marked in (True, False):
+            config = {"net": {"backbone": {"bn_style": "darknet"}}} if marked else {}  # as convert.py saves it
+            torch.save({"state_dict": state, "yolo9000_model_config": config}, tmp_path / "dk.ckpt")
+            plain = Darknet19(batch_norm=False, width=0.125)
+            load_pretrained(plain, str(tmp_path / "dk.ckpt"), part="backbone")
+            first = next(m for m in plain.modules() if isinstance(m, torch.nn.Conv2d))
+            torch.testing.assert_close(first.weight, by_hand[marked].detach(), rtol=1e-5, atol=1e-7)
+            if marked:
+                torch.testing.assert_close(plain.eval()(x)["c5"], want, rtol=1e-4, atol=1e-5)
+
+
+def test_a_detector_checkpoint_is_no_classifier_start(tmp_path: Path) -> None:
+    target = "yolo9000.modules.detector.DetectorModule"
+    torch.save({"yolo9000_model_config": {"_target_": target}, "state_dict": {}}, tmp_path / "det.ckpt")
+    with pytest.raises(ValueError, match="det.ckpt: a detector checkpoint; a classifier starts from"):
+        load_pretrained(_tiny(), str(tmp_path / "det.ckpt"), class_names=["a", "b", "c"])
 
 
 def test_init_ckpt(fitted: tuple[ClassifierModule, Path]) -> None:

@@ -186,6 +186,9 @@ def test_sigkill_mid_epoch_then_resume_gives_the_same_run(uninterrupted: Path, t
         assert m_got[key] == m_want[key], key
     log = (out / "train.log").read_text()
     assert "resuming the run" in log and log.count("epoch 1/3 |") == 1  # one continuous log file
+    # the interrupted epoch's line averages all its batches, as the uninterrupted run's (the sums are checkpointed)
+    loss = re.compile(r"epoch 2/3 \| (loss [\d.]+ \(coord [^)]*\))")
+    assert loss.findall(log) == loss.findall((uninterrupted / "train.log").read_text())
 
 
 def test_sigterm_saves_the_batch_it_stopped_at_exits_143_and_resumes_exactly(

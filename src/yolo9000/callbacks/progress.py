@@ -72,15 +72,48 @@ class EpochLog(pl.Callback):
         self._t_batch = 0.0
         self._t_epoch = 0.0
         self._t_start: float | None = None
+        self._epoch = -1
+        self._global_step = 0
         self._epochs_timed = 0
         self._step_at_start = 0
         self._val_done = False
+        self._restored: dict[str, Any] | None = None  # the state of a checkpoint this run resumes from
+
+    def state_dict(self) -> dict[str, Any]:
+        """The epoch's sums so far and the run's timing, saved in every checkpoint: a run resumed in the middle of
+        an epoch ends that epoch with the line of all its batches, and its elapsed time and ETA go on."""
+        return {
+            "epoch": self._epoch,
+            "sums": {k: float(v) for k, v in self._sums.items()},
+            "counts": dict(self._counts),
+            "images": self._images,
+            "train_time": self._train_time,
+            "elapsed": time.perf_counter() - self._t_start if self._t_start is not None else 0.0,
+            "epochs_timed": self._epochs_timed,
+            "steps_done": self._global_step - self._step_at_start,  # by the runs so far
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """A resume inside an epoch continues it without ``on_train_epoch_start``: its sums go on from here (a new
+        epoch starts from zero as always)."""
+        self._restored = dict(state_dict)
+        self._epoch = int(state_dict.get("epoch", -1))
+        self._sums = {k: torch.tensor(v) for k, v in (state_dict.get("sums") or {}).items()}
+        self._counts = dict(state_dict.get("counts") or {})
+        self._images, self._train_time = int(state_dict.get("images", 0)), float(state_dict.get("train_time", 0.0))
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._t_start, self._epochs_timed, self._step_at_start = time.perf_counter(), 0, trainer.global_step
+        self._global_step = trainer.global_step
+        restored, self._restored = self._restored, None
+        if restored is not None:  # continue the timing of the run this one resumes
+            self._t_start -= float(restored.get("elapsed", 0.0))
+            self._epochs_timed = int(restored.get("epochs_timed", 0))
+            self._step_at_start -= int(restored.get("steps_done", 0))
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._sums, self._counts, self._images, self._train_time = {}, {}, 0, 0.0
+        self._epoch = trainer.current_epoch
         self._t_epoch = time.perf_counter()
         self._val_done = False
 
@@ -91,6 +124,7 @@ class EpochLog(pl.Callback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, *args: Any
     ) -> None:
         self._train_time += time.perf_counter() - self._t_batch
+        self._global_step = trainer.global_step
         images = batch["images"] if isinstance(batch, dict) else batch[0]
         self._images += int(images.shape[0]) * trainer.world_size
         if isinstance(outputs, torch.Tensor):

@@ -121,14 +121,20 @@ class ImageFolderParser:
             issues.report(self.split_dir / name, "image outside a class folder", action="skip_image")
         records: list[ClassificationRecord] = []
         for folder in self.folder_names():
-            files = sorted(e.name for e in os.scandir(self.split_dir / folder) if e.is_file() and _is_image(e.name))
-            for sub in sorted(e.name for e in os.scandir(self.split_dir / folder) if e.is_dir()):
-                issues.report(
-                    self.split_dir / folder / sub,
-                    "sub-folder of a class folder (not read)",
-                    action="skip_image",
-                    detail="images must lie directly in <split>/<class>/",
-                )
+            entries = list(os.scandir(self.split_dir / folder))
+            files = sorted(e.name for e in entries if e.is_file() and _is_image(e.name))
+            for e in sorted((e for e in entries if e.is_symlink() and not e.is_file() and not e.is_dir()), key=str):
+                if _is_image(e.name):  # a link whose target is gone
+                    issues.report(Path(e.path), "missing image (a broken link)", action="skip_image")
+            for sub in sorted(e.name for e in entries if e.is_dir()):
+                inside = sorted(p for p in (self.split_dir / folder / sub).rglob("*") if _is_image(p.name))
+                for path in inside:  # every image not read
+                    issues.report(
+                        path,
+                        "image in a sub-folder of a class folder (not read)",
+                        action="skip_image",
+                        detail="images must lie directly in <split>/<class>/",
+                    )
             label = idx.get(folder)
             if label is None:
                 for name in files:

@@ -193,6 +193,12 @@ class ClassifierModule(DarknetModule):
                 for key in self._tree_keys():
                     setattr(self, f"{stage}_{key}", MeanMetric())  # weighted: masked samples count 0
             self.test_nodes = NodeCounts(num_classes)
+        if self.k == (num_classes if tree is None else len(leaves)):  # k clipped to every class (or exactly it)
+            log.info(
+                "top5 is the top-%d accuracy here (%d classes): always 1.0, it says nothing about this model",
+                self.k,
+                self.k,
+            )
         self.test_results: dict[str, Any] = {}
         if init_ckpt:  # e.g. the 224 model for the 448 fine-tune: every tensor must fit
             load_pretrained(self.model, init_ckpt, class_names=list(class_names) if class_names else None)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -32,13 +33,31 @@ def _is_darknet_weights(path: Path) -> bool:
         return path.suffix == ".weights" or ".conv." in path.name
 
 
-def fold_batch_norm(state: Mapping[str, torch.Tensor], own: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def _darknet_bn(ckpt: Any) -> bool:
+    """Whether a checkpoint's network normalises as darknet does (``bn_style: darknet`` anywhere in its saved model
+    config: a converted darknet network)."""
+
+    def find(node: Any) -> bool:
+        if isinstance(node, Mapping):
+            return node.get("bn_style") == "darknet" or any(find(v) for v in node.values())
+        return isinstance(node, list | tuple) and any(find(v) for v in node)
+
+    if not isinstance(ckpt, Mapping):
+        return False
+    return any(find(ckpt.get(k)) for k in ("yolo9000_model_config", "yolo9000_classifier_config", "hyper_parameters"))
+
+
+def fold_batch_norm(
+    state: Mapping[str, torch.Tensor], own: Mapping[str, torch.Tensor], darknet: bool = False
+) -> dict[str, torch.Tensor]:
     """A batch-normalised checkpoint for a network without batch norm: every conv of ``own`` with a bias that the
     checkpoint lacks, whose checkpoint conv is followed by a BN (the ``<p>.0`` conv / ``<p>.1`` BN pairs of
     :class:`~yolo9000.models.layers.ConvBNLeaky`), absorbs that BN's inference transform (darknet's
     ``denormalize_convolutional_layer``): ``w * g / sqrt(var + 1e-5)`` and bias ``beta - mean * g / sqrt(var +
-    1e-5)``. The network without BN then computes what the checkpoint computes in eval mode (Table 2's YOLO column
-    starts from the same classifier as the batch-norm column). Other tensors pass through unchanged."""
+    1e-5)``; with ``darknet`` (a checkpoint of ``bn_style: darknet``, converted darknet weights) darknet's own
+    ``g / (sqrt(var) + 1e-6)``. The network without BN then computes what the checkpoint computes in eval mode
+    (Table 2's YOLO column starts from the same classifier as the batch-norm column). Other tensors pass through
+    unchanged."""
     out = dict(state)
     folded = 0
     for k in own:
@@ -48,7 +67,7 @@ def fold_batch_norm(state: Mapping[str, torch.Tensor], own: Mapping[str, torch.T
         names = [f"{p}.1.{n}" for n in ("weight", "bias", "running_mean", "running_var")]
         if f"{p}.0.weight" not in state or not all(n in state for n in names):
             continue
-        scale, shift = bn_affine(*(state[n].float() for n in names), eps=1e-5)
+        scale, shift = bn_affine(*(state[n].double() for n in names), eps=1e-6 if darknet else 1e-5, darknet=darknet)
         w = state[f"{p}.0.weight"]
         out[f"{p}.0.weight"] = (w.float() * scale.view(-1, *[1] * (w.dim() - 1))).to(w.dtype)
         out[k] = shift.to(w.dtype)
@@ -105,6 +124,12 @@ def load_pretrained(
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
     state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, Mapping) else ckpt
     saved = (ckpt.get("hyper_parameters") or {}).get("class_names") if isinstance(ckpt, Mapping) else None
+    module = str(((ckpt.get("yolo9000_model_config") or {}) if isinstance(ckpt, Mapping) else {}).get("_target_", ""))
+    if part is None and class_names is not None and module.endswith("DetectorModule"):
+        raise ValueError(
+            f"{path}: a detector checkpoint; a classifier starts from a classifier checkpoint (a run of "
+            "experiment=pretrain_darknet19) or darknet weights (a detector's backbone goes to model.backbone_ckpt)"
+        )
     if part is None and class_names is not None and saved is not None and list(saved) != list(class_names):
         if sorted(saved) != sorted(class_names):
             raise ValueError(
@@ -123,7 +148,7 @@ def load_pretrained(
     elif any(k.startswith("model.") for k in state):
         state = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
     own = target.state_dict()
-    state = fold_batch_norm(state, own)
+    state = fold_batch_norm(state, own, darknet=_darknet_bn(ckpt))
     bad = [
         f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
         for k, v in state.items()

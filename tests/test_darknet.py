@@ -789,6 +789,34 @@ def test_trained_checkpoint_to_darknet_generates_cfg(tmp_path: Path) -> None:
         assert torch.equal(load_darknet(tmp_path / "t.cfg", tmp_path / "t.weights", native=False)(x), module(x))
 
 
+def test_torch_bn_checkpoint_exports_what_darknet_computes_alike(tmp_path: Path) -> None:
+    """A detector trained with PyTorch's batch norm (sqrt(var + 1e-5)) is written with its variances adjusted, so that
+    darknet's sqrt(var) + 1e-6 normalises alike: the exported network (read back with darknet's formula) computes the
+    module's output. Small variances are where the two formulas differ most."""
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.load(ROOT / "conf" / "model" / "yolov2.yaml")
+    cfg.net.backbone.width = 0.125
+    cfg.net.num_classes = 3
+    cfg.net.anchors = cfg.priors.anchors
+    cfg.class_names = ["a", "b", "c"]
+    module = instantiate_module(cfg)
+    assert module.model.backbone.bn_style == "torch"
+    randomize(module.model, seed=12)
+    for m in module.model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_var.uniform_(1e-4, 2e-3)
+    ckpt = tmp_path / "torch_bn.ckpt"
+    torch.save({"state_dict": module.state_dict(), "yolo9000_model_config": module.model_config}, ckpt)
+    checkpoint_to_darknet(ckpt, tmp_path / "t.weights", tmp_path / "t.cfg")
+    net = load_darknet(tmp_path / "t.cfg", tmp_path / "t.weights")  # darknet's batch norm
+    module.eval()
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        want, got = module(x), net(x)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4 * float(want.abs().max()))
+
+
 def _yolo9000_checkpoint(tmp_path: Path) -> Path:
     ckpt = tmp_path / "yolo9000.ckpt"
     torch.save(darknet_to_checkpoint(CFG / "yolo9000.cfg"), ckpt)

@@ -160,6 +160,11 @@ def test_classifier_chain_pretrain_finetune_detect(tmp_path: Path) -> None:
     run("train.py", tmp_path / "pre", "experiment=pretrain_darknet19", "data.img_size=32", *common)
     pre = json.loads((tmp_path / "pre" / "metrics.json").read_text())
     assert 0.0 <= pre["top1"] <= 1.0 and (tmp_path / "crops" / "train" / "WBC").is_dir()
+    from yolo9000.checkpoints import checkpoint_to_darknet
+
+    checkpoint_to_darknet(pre["checkpoint"], tmp_path / "pre.weights", tmp_path / "pre.cfg")
+    net_section = (tmp_path / "pre.cfg").read_text().split("[convolutional]")[0]
+    assert "height=32" in net_section and "width=32" in net_section  # the size it was trained at, not 416
     run(
         "train.py",
         tmp_path / "ft",

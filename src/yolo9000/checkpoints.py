@@ -252,7 +252,9 @@ def checkpoint_to_darknet(
         module = load_module(ckpt_path)
         model: nn.Module = module.model
         seen = int(module.seen)
-        size = int(ckpt["yolo9000_model_config"].get("eval_size") or 416)
+        built = ((ckpt.get("hyper_parameters") or {}).get("build_info") or {}).get("eval_size")  # data.img_size
+        default = 416 if "priors" in ckpt["yolo9000_model_config"] else 224  # a detector, else a classifier
+        size = int(ckpt["yolo9000_model_config"].get("eval_size") or built or default)
     elif "yolo9000_classifier_config" in ckpt:
         model = hydra.utils.instantiate(ckpt["yolo9000_classifier_config"], _convert_="all")
         model.load_state_dict({k.removeprefix("model."): v for k, v in ckpt["state_dict"].items()})
@@ -260,8 +262,19 @@ def checkpoint_to_darknet(
         size = 224
     else:
         raise ValueError(f"{ckpt_path}: neither a yolo9000 detection nor a converted classifier checkpoint")
-    if any(isinstance(m, nn.BatchNorm2d) and not isinstance(m, DarknetBatchNorm2d) for m in model.modules()):
-        log.warning("%s: trained with bn_style=torch; darknet normalises with sqrt(var) + 1e-6", ckpt_path)
+    torch_bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d) and not isinstance(m, DarknetBatchNorm2d)]
+    if torch_bns:  # darknet divides by sqrt(var') + 1e-6: var' = (sqrt(var + eps) - 1e-6)^2 gives the same outputs
+        with torch.no_grad():
+            for bn in torch_bns:
+                std = (bn.running_var.double() + bn.eps).sqrt()
+                bn.running_var.copy_((std - 1e-6).clamp_min(0).square())  # darknet's batch-norm epsilon
+        log.info(
+            "%s: trained with bn_style=torch: the %d variances are written as (sqrt(var + %g) - 1e-6)^2, which "
+            "darknet's sqrt(var) + 1e-6 turns into the same normalisation",
+            ckpt_path,
+            len(torch_bns),
+            torch_bns[0].eps,
+        )
     save_weights(model, weights_out, seen, int(header["major"]), int(header["minor"]), int(header["revision"]))
     if cfg_out is not None:
         Path(cfg_out).write_bytes(dk.get("cfg_bytes") or native_cfg_text(model, size).encode())

@@ -269,6 +269,13 @@ def test_from_checkpoint_names_what_the_file_is(tmp_path: Path) -> None:
         Detector.from_checkpoint(tmp_path / "cls.ckpt")
 
 
+def test_a_mistyped_setting_names_the_accepted_ones(ckpt: Path) -> None:
+    from yolo9000 import Detector
+
+    with pytest.raises(TypeError, match=r"conf is no setting of a DetectorModule; its settings: .*conf_thresh"):
+        Detector.from_checkpoint(ckpt, conf=0.3)  # predict's name, not the checkpoint's setting
+
+
 def test_from_darknet_scaled_cfg(tmp_path: Path, names_file: Path) -> None:
     from yolo9000 import Detector
 

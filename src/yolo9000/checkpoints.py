@@ -8,6 +8,7 @@ Lightning module with :func:`yolo9000.build.instantiate_module`, and points dark
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -229,8 +230,17 @@ def load_module(
     # the weights come from the state dict below, not from the checkpoints the run started from
     model_cfg = {**model_cfg, "backbone_ckpt": None} if model_cfg.get("backbone_ckpt") else model_cfg
     model_cfg = {**model_cfg, "init_ckpt": None} if model_cfg.get("init_ckpt") else model_cfg
-    model_cfg = {**model_cfg, **{k: v for k, v in settings.items() if v is not None}}
-    module = instantiate_module(model_cfg)
+    given = {k: v for k, v in settings.items() if v is not None}
+    if given and target:
+        cls = hydra.utils.get_class(target)
+        accepted = set(inspect.signature(cls.__init__).parameters) - {"self", "args", "kwargs"}
+        unknown = sorted(set(given) - accepted)
+        if unknown:
+            raise TypeError(
+                f"{ckpt_path}: {', '.join(unknown)} is no setting of a {cls.__name__}; its settings: "
+                + ", ".join(sorted(accepted - {"net", "model", "priors"}))
+            )
+    module = instantiate_module({**model_cfg, **given})
     module.load_state_dict(ckpt["state_dict"])
     module.eval()
     return module

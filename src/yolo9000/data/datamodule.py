@@ -360,7 +360,8 @@ class DetectionDataModule(ShardedDataModule):
         - ``data_problems``: per reason ``{"action": "skipped images" | "ignored files" | "dropped boxes" | "fixed" |
           "notes", "count": n, "files": [every file]}``, from parsing and loading;
         - ``augmentation`` (not data problems): per split, ``samples_loaded`` (loads, all epochs),
-          ``boxes_dropped`` (training boxes cut by the jitter crop or under ``min_box_area`` / ``min_box_pixels``)
+          ``boxes_dropped`` (training boxes cut by the jitter crop or by the small-box rule:
+          ``min_box_side``, or ``min_box_area`` with ``small_box=area``, / ``min_box_pixels``)
           and ``boxes_over_max_boxes`` (beyond ``max_boxes``).
         """
         summary = self.issue_summary()

@@ -26,7 +26,7 @@ from yolo9000.callbacks.predictions import PredictionImages
 from yolo9000.checkpoints import load_module, module_settings
 from yolo9000.environment import PROJECT_ROOT, log_to_job_log, setup_environment
 from yolo9000.modules.detector import DetectorModule
-from yolo9000.results import write_metrics
+from yolo9000.results import format_group_table, group_means, table_for_log, write_metrics
 
 log = logging.getLogger("yolo9000.eval")
 setup_environment()
@@ -76,15 +76,31 @@ def main(cfg: DictConfig) -> float:
     )
     loader = datamodule.val_dataloader() if cfg.split == "val" else datamodule.test_dataloader()
     trainer.test(module, dataloaders=loader)
+    per_class = module.test_results.get("per_class", {})
+    groups = run_metric_groups(cfg)  # the training run's (YOLO9000 digits: seen / unseen), as train.py reports them
     metrics = write_metrics(
         out_dir,
         module.test_results,
         module.class_names,
-        {"checkpoint": str(cfg.ckpt_path), "split": cfg.split, **datamodule.data_report()},
+        {"checkpoint": str(cfg.ckpt_path), "split": cfg.split, **group_means(per_class, groups)}
+        | datamodule.data_report(),
     )
-    log.info("per-class AP (%s):\n%s", cfg.split, (out_dir / "per_class.md").read_text())
+    log.info("per-class AP (%s):\n%s", cfg.split, table_for_log(out_dir / "per_class.md"))
+    if groups:
+        table = format_group_table(per_class, groups)
+        (out_dir / "groups.md").write_text(table + "\n")
+        log.info("metric groups (%s):\n%s", cfg.split, table)
     log.info("mAP@0.5 %.4f  mAP@[.5:.95] %.4f -> %s", metrics["map_50"], metrics["map"], out_dir / "metrics.json")
     return float(metrics["map_50"])
+
+
+def run_metric_groups(cfg: DictConfig) -> dict[str, list[str]]:
+    """``metric_groups`` of this command line, else of the checkpoint's training run (``<run>/config.yaml``)."""
+    groups = cfg.get("metric_groups")
+    if not groups:
+        run_cfg = Path(str(cfg.ckpt_path)).resolve().parent.parent / "config.yaml"
+        groups = OmegaConf.load(run_cfg).get("metric_groups") if run_cfg.is_file() else None
+    return OmegaConf.to_container(groups, resolve=True) if groups else {}  # type: ignore[return-value]
 
 
 def eval_data_config(cfg: DictConfig, overrides: Sequence[str]) -> tuple[DictConfig, str]:

@@ -27,7 +27,14 @@ from yolo9000.callbacks.speed import SpeedMonitor
 from yolo9000.environment import log_failure, log_to_job_log, provenance, setup_environment
 from yolo9000.loggers import ResumableWandbLogger
 from yolo9000.multirun import end_distributed, prepare_ddp_relaunch
-from yolo9000.results import format_group_table, group_means, model_stats, write_metrics
+from yolo9000.results import (
+    check_metric_groups,
+    format_group_table,
+    group_means,
+    model_stats,
+    table_for_log,
+    write_metrics,
+)
 from yolo9000.run_folder import (
     LAUNCH_FILE,
     ResumeRefused,
@@ -128,6 +135,8 @@ def run(cfg: DictConfig) -> float | None:
         launch.write_text(" ".join(shlex.quote(o) for o in HydraConfig.get().overrides.task) + "\n")
     built = build(build_cfg)
     datamodule, module = built.datamodule, built.module
+    groups = OmegaConf.to_container(cfg.metric_groups, resolve=True) if cfg.get("metric_groups") else {}
+    groups = check_metric_groups(groups, list(built.info.class_names))  # type: ignore[arg-type]  # before training
     for ckpt_file in {c for c in (start_ckpt, None if cfg.train else cfg.get("ckpt_path")) if c}:
         check_checkpoint_classes(ckpt_file, list(built.info.class_names))
     (out_dir / "build.json").write_text(json.dumps(built.info.as_dict(), indent=2))
@@ -156,17 +165,16 @@ def run(cfg: DictConfig) -> float | None:
             extra |= model_stats(module.model, int(cfg.data.img_size))
             if built.info.anchors_avg_iou is not None:
                 extra["anchors_avg_iou"] = built.info.anchors_avg_iou
-            groups = OmegaConf.to_container(cfg.metric_groups, resolve=True) if cfg.get("metric_groups") else {}
-            extra |= group_means(module.test_results.get("per_class", {}), groups)  # type: ignore[arg-type]
+            extra |= group_means(module.test_results.get("per_class", {}), groups)
             for cb in callbacks:
                 if isinstance(cb, SpeedMonitor):
                     extra |= cb.summary()
             extra |= datamodule.data_report()  # data_issues (text), data_problems (every file), augmentation
             metrics = write_metrics(out_dir, module.test_results, module.class_names, extra)
             if (out_dir / "per_class.md").is_file():
-                log.info("per-class results (test):\n%s", (out_dir / "per_class.md").read_text())
+                log.info("per-class results (test):\n%s", table_for_log(out_dir / "per_class.md"))
             if groups:
-                table = format_group_table(module.test_results.get("per_class", {}), groups)  # type: ignore[arg-type]
+                table = format_group_table(module.test_results.get("per_class", {}), groups)
                 (out_dir / "groups.md").write_text(table + "\n")
                 log.info("metric groups (test):\n%s", table)
             key = module.monitor.split("/", 1)[1]

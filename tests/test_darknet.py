@@ -761,6 +761,20 @@ def test_convert_wordtree_detector(tmp_path: Path) -> None:
         and module.criterion.tree.n == 11
     )
     assert module.criterion.tree.num_groups > 1
+    # without a names file the classes are the tree file's node ids (not "0", "1", ...); a names file names them
+    ids = [ln.split()[0] for ln in tree.read_text().splitlines() if ln.strip()]
+    assert module.class_names == ids and module.tree.names == ids
+    names = tmp_path / "small.names"
+    names.write_text("".join(f"node {i}\n" for i in range(11)))
+    named = darknet_to_checkpoint(cfg, None, names)
+    assert named["yolo9000_model_config"]["class_names"] == [f"node {i}" for i in range(11)]
+    assert named["yolo9000_model_config"]["loss"]["tree"]["names_file"] == str(names.resolve())
+    bad = tmp_path / "bad.cfg"
+    text = cfg.read_text().replace("classes=11", "classes=10")
+    head, _, tail = text.rpartition("filters=48")  # the head conv: 3 x (5 + 10) outputs
+    bad.write_text(head + "filters=45" + tail)
+    with pytest.raises(ValueError, match=r"small.tree: 11 names for the 10 classes of .*bad.cfg"):
+        darknet_to_checkpoint(bad)
 
 
 def test_trained_checkpoint_to_darknet_generates_cfg(tmp_path: Path) -> None:

@@ -181,7 +181,7 @@ def test_epoch_line_averages_the_terms_every_step_returned() -> None:
     from yolo9000.callbacks.progress import EpochLog
 
     cb = EpochLog()
-    trainer = SimpleNamespace(world_size=1)
+    trainer = SimpleNamespace(world_size=1, current_epoch=0, global_step=0)
     cb.on_train_epoch_start(trainer, None)  # type: ignore[arg-type]
     steps = [
         {

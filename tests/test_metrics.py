@@ -369,15 +369,20 @@ def test_ddp_sync_matches_single_process(tmp_path: Path) -> None:
 
 
 def test_group_means_of_per_class_ap() -> None:
-    """metrics.json's ap50_<group> (YOLO9000 digits: seen vs unseen): the mean over the group's classes, a class
-    without a finite AP (never detected, or absent) counting 0; a group naming no class of the run is an error."""
-    from yolo9000.results import group_means
+    """metrics.json's ap50_<group> (YOLO9000 digits: seen vs unseen): the mean over the group's classes as the
+    per-class table's mean, a class without test boxes (nan) left out (a class never detected has AP 0 and counts);
+    numbers from the command line name the classes "5", "6"; any entry that is no class of the run is an error."""
+    from yolo9000.results import check_metric_groups, group_means
 
     per_class = {"0": {"ap50": 0.8}, "1": {"ap50": 0.4}, "5": {"ap50": float("nan")}, "6": {"ap50": 0.3}}
-    got = group_means(per_class, {"seen": ["0", "1"], "unseen": ["5", "6", "7"]})
-    assert got == {"ap50_seen": pytest.approx(0.6), "ap50_unseen": pytest.approx(0.1)}
+    per_class["7"] = {"ap50": 0.0}  # boxes, never detected
+    got = group_means(per_class, {"seen": ["0", "1"], "unseen": [5, 6, 7]})
+    assert got == {"ap50_seen": pytest.approx(0.6), "ap50_unseen": pytest.approx(0.15)}  # (0.3 + 0) / 2
+    assert group_means(per_class, {"none": ["5"]})["ap50_none"] != group_means(per_class, {"none": ["5"]})["ap50_none"]
+    with pytest.raises(ValueError, match=r"metric_groups.unseen: \['nine'\] is no class of this run"):
+        group_means(per_class, {"unseen": ["5", "6", "nine"]})  # one typo among good names
     with pytest.raises(ValueError, match="metric_groups.x"):
-        group_means(per_class, {"x": ["cat"]})
+        check_metric_groups({"x": ["cat"]}, list(per_class))
 
 
 def test_metrics_json_is_strict_json_with_null_for_undefined_ap(tmp_path: Path) -> None:
@@ -395,3 +400,29 @@ def test_metrics_json_is_strict_json_with_null_for_undefined_ap(tmp_path: Path) 
 
     got = json.loads((tmp_path / "metrics.json").read_text(), parse_constant=refuse)
     assert got["per_class"]["b"]["ap50"] is None and got["per_class"]["a"]["ap50"] == 0.5
+
+
+def test_many_classes_stay_readable_in_the_pr_plot_and_the_log(tmp_path: Path) -> None:
+    """A 9418-node head: the PR plot draws the (at most 20) best classes that have data, not 9418 legend entries;
+    the log gets the per-class table's first rows, its mean row and the file's path."""
+    from yolo9000.results import table_for_log
+    from yolo9000.viz import plot_pr_curves, pr_classes_shown
+
+    has_data = {f"n{i}": i in (3, 7, 11) for i in range(9418)}
+    ap = {"n3": 0.2, "n7": 0.9, "n11": float("nan")}
+    assert pr_classes_shown(has_data, ap, 20) == ["n7", "n3", "n11"]
+    assert pr_classes_shown({"a": False, "b": True}, None, 20) == ["a", "b"]  # few classes: all, as given
+    pr = {
+        n: ((np.array([1.0, 0.5]), np.array([0.2, 0.4])) if ok else (np.zeros(0), np.zeros(0)))
+        for n, ok in has_data.items()
+    }
+    assert plot_pr_curves(pr, tmp_path / "pr.png", ap=ap).stat().st_size > 1000
+    table = tmp_path / "per_class.md"
+    table.write_text(
+        "| class | AP |\n|---|---|\n" + "".join(f"| n{i} | – |\n" for i in range(9418)) + "| **mean** | 0.5 |\n"
+    )
+    text = table_for_log(table).splitlines()
+    assert len(text) == 44 and text[-1] == "| **mean** | 0.5 |" and f"9378 more rows: {table}" in text[-2]
+    small = tmp_path / "small.md"
+    small.write_text("| class | AP |\n|---|---|\n| a | 1 |\n| **mean** | 1 |\n")
+    assert table_for_log(small) == small.read_text().rstrip("\n")

@@ -97,3 +97,6 @@ def test_eval_map_resolution() -> None:
         resolve_map(tree, [3, 11])
     with pytest.raises(ValueError, match="needs a WordTree"):
         resolve_map(None, ["cat"])
+    assert resolve_map(tree, [4, "cat"]).tolist() == [4, 3]  # an integer is an index wherever it stands
+    with pytest.raises(ValueError, match=r"eval_map=\[\] reports no class"):
+        resolve_map(tree, [])

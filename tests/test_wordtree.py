@@ -219,3 +219,30 @@ def test_softmax_differentiable(tree: WordTree) -> None:
     ref_x = x.detach().clone().requires_grad_(True)
     (_softmax_loop(tree, ref_x) * w).sum().backward()
     torch.testing.assert_close(x.grad, ref_x.grad)
+
+
+def test_a_hierarchical_head_refuses_class_names_that_are_not_its_tree_nodes() -> None:
+    """Class i of a WordTree head is tree node i: data classes in another order (or other classes) would train
+    other nodes than they name. The tree's names or WordNet ids, in tree order, pass; anything else names the
+    first position that differs. The detector module checks it at construction."""
+    from yolo9000.loss import RegionLoss
+    from yolo9000.models.darknet19 import Darknet19
+    from yolo9000.models.yolov2 import YOLOv2
+    from yolo9000.modules.detector import DetectorModule
+    from yolo9000.wordtree import check_tree_classes
+
+    tree = WordTree([-1, 0, 0], names=["cell", "RBC", "WBC"], wnids=["n1", "n2", "n3"])
+    check_tree_classes(tree, ["cell", "RBC", "WBC"])
+    check_tree_classes(tree, ["n1", "n2", "n3"])
+    with pytest.raises(ValueError, match="class 0 is 'RBC' but tree node 0 is 'cell'"):
+        check_tree_classes(tree, ["RBC", "WBC", "Platelets"])
+    with pytest.raises(ValueError, match="2 class names for a WordTree of 3 nodes"):
+        check_tree_classes(tree, ["cell", "RBC"])
+    model = YOLOv2(Darknet19(width=0.125), 3, [[1.0, 1.0]])
+    loss = RegionLoss(num_classes=3, tree=tree)
+    DetectorModule(model, loss, class_names=["cell", "RBC", "WBC"], eval_size=64)
+    with pytest.raises(ValueError, match="class 0 is 'RBC'"):
+        DetectorModule(model, loss, class_names=["RBC", "WBC", "Platelets"], eval_size=64)
+    for bad in (1.5, -1.0, float("nan")):  # the descent's threshold is a probability
+        with pytest.raises(ValueError, match="tree_thresh must lie in"):
+            DetectorModule(model, loss, class_names=["cell", "RBC", "WBC"], eval_size=64, tree_thresh=bad)

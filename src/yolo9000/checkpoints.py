@@ -39,6 +39,7 @@ from yolo9000.darknet.cfg import source_line
 from yolo9000.environment import PROJECT_ROOT
 from yolo9000.models import STRIDE
 from yolo9000.models.layers import DarknetBatchNorm2d
+from yolo9000.wordtree import WordTree
 
 log = logging.getLogger("yolo9000")
 
@@ -59,9 +60,11 @@ def detector_model_config(
     net_cfg: dict[str, Any],
     class_names: list[str],
     base: str | Path = MODEL_CONFIG,
+    names_file: str | Path | None = None,
 ) -> dict[str, Any]:
     """``conf/model/yolov2.yaml`` with ``net`` replaced by ``net_cfg`` and darknet's ``[net]`` / ``[region]``
-    training options filled in (lr, momentum, decay, burn_in, steps, scales; thresh, scales, rescore, tree)."""
+    training options filled in (lr, momentum, decay, burn_in, steps, scales; thresh, scales, rescore, tree).
+    ``names_file``: the class names' file, which names a tree's nodes too (darknet's names line up with its tree)."""
     cfg = OmegaConf.to_container(OmegaConf.load(base), resolve=False)
     assert isinstance(cfg, dict)
     if net_cfg["_target_"] == GENERIC_NET_TARGET:
@@ -83,6 +86,8 @@ def detector_model_config(
     )
     if region.tree is not None:
         loss["tree"] = {"_target_": "yolo9000.wordtree.WordTree.from_file", "path": str(region.tree.resolve())}
+        if names_file is not None:
+            loss["tree"]["names_file"] = str(Path(names_file).resolve())
         # the cfg's `map` (yolo9000.cfg: coco9k.map) is a training map in darknet: it puts COCO's truth labels on
         # tree nodes (forward_region_layer). `detector test` passes no map and names each box by
         # hierarchy_top_prediction over all nodes, so no eval_map here; eval_map=<coco9k.map> reports COCO's 80
@@ -164,15 +169,20 @@ def darknet_to_checkpoint(
         net_cfg = native_net_config(spec)
     else:
         net_cfg = {"_target_": GENERIC_NET_TARGET, "cfg_text": dk["cfg_bytes"].decode(), "source": str(cfg)}
-    if names is not None:
-        class_names = _read_names(names)
-    elif region.tree is not None and region.classes == 9418 and (WORDTREE_DIR / "9k.names").is_file():
-        class_names = _read_names(WORDTREE_DIR / "9k.names")
+    names_file = names
+    nine_k = WORDTREE_DIR / "9k.names"
+    if names_file is None and region.tree is not None and region.classes == 9418 and nine_k.is_file():
+        names_file = nine_k
+    if names_file is not None:
+        class_names = _read_names(names_file)
+    elif region.tree is not None:  # the tree file's node ids
+        class_names = WordTree.from_file(region.tree).names
     else:
         class_names = [str(i) for i in range(region.classes)]
     if len(class_names) != region.classes:
-        raise ValueError(f"{names}: {len(class_names)} names for the {region.classes} classes of {cfg}")
-    model_cfg = detector_model_config(sections, net_cfg, class_names)
+        what = names_file if names_file is not None else region.tree
+        raise ValueError(f"{what}: {len(class_names)} names for the {region.classes} classes of {cfg}")
+    model_cfg = detector_model_config(sections, net_cfg, class_names, names_file=names_file)
     module = instantiate_module(model_cfg)
     if weights is not None:
         info = load_weights(module.model, weights)

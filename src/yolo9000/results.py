@@ -85,21 +85,41 @@ def write_metrics(
     return out
 
 
+def table_for_log(path: Path, max_rows: int = 40) -> str:
+    """A markdown table file for the log: as it is, or (more than ``max_rows`` rows: a WordTree head's 9418
+    classes) its first rows, its last (the mean) and where the whole table is."""
+    lines = path.read_text().rstrip("\n").splitlines()
+    if len(lines) <= max_rows + 3:
+        return "\n".join(lines)
+    return "\n".join([*lines[: max_rows + 2], f"| ... {len(lines) - max_rows - 3} more rows: {path} |", lines[-1]])
+
+
+def check_metric_groups(groups: dict[str, list[Any]] | None, class_names: list[str]) -> dict[str, list[str]]:
+    """``metric_groups`` as {group: [class name, ...]} (numbers given on the command line, ``[5,6]``, read as the
+    names "5", "6"); raises ValueError naming every entry that is no class of the run, before training starts."""
+    out = {str(name): [str(c) for c in classes] for name, classes in (groups or {}).items()}
+    known = set(class_names)
+    for name, classes in out.items():
+        unknown = [c for c in classes if c not in known]
+        if unknown or not classes:
+            raise ValueError(
+                f"metric_groups.{name}: {unknown or 'an empty list'} {'is no class' if unknown else 'is no group'} of "
+                f"this run (its classes: {class_names[:20]}{' ...' if len(class_names) > 20 else ''})"
+            )
+    return out
+
+
 def group_means(
-    per_class: dict[str, dict[str, float]], groups: dict[str, list[str]] | None, key: str = "ap50"
+    per_class: dict[str, dict[str, float]], groups: dict[str, list[Any]] | None, key: str = "ap50"
 ) -> dict[str, float]:
     """``<key>_<group>``: the mean of ``per_class[c][key]`` over each group's classes (e.g. YOLO9000's digits that
-    had boxes vs those seen only in classification). A class missing from ``per_class`` or without a finite value
-    counts as 0 (it was never detected). Raises ValueError naming a group class that is no class of the run."""
+    had boxes vs those seen only in classification), as the per-class table's mean: a class without test boxes (no
+    finite value) is left out; nan when no class of the group has one. Raises ValueError naming a group entry
+    that is no class of the run (:func:`check_metric_groups`)."""
     out: dict[str, float] = {}
-    for name, classes in (groups or {}).items():
-        unknown = [c for c in classes if c not in per_class]
-        if unknown and len(unknown) == len(classes):
-            raise ValueError(f"metric_groups.{name}: none of {classes} is a class of this run ({sorted(per_class)})")
-        vals = []
-        for c in classes:
-            v = float(per_class.get(c, {}).get(key, 0.0))
-            vals.append(v if np.isfinite(v) and v >= 0 else 0.0)
+    for name, classes in check_metric_groups(groups, list(per_class)).items():
+        vals = [float(per_class[c].get(key, float("nan"))) for c in classes]
+        vals = [v for v in vals if np.isfinite(v) and v >= 0]
         out[f"{key}_{name}"] = float(np.mean(vals)) if vals else float("nan")
     return out
 
@@ -109,7 +129,7 @@ def format_group_table(per_class: dict[str, dict[str, float]], groups: dict[str,
     YOLO9000 digits' ``seen`` / ``unseen`` table)."""
     means = group_means(per_class, groups, key)
     lines = [f"| group | mean {key} | per class |", "|---|---:|---|"]
-    for name, classes in groups.items():
-        vals = ", ".join(f"{c}: {float(per_class.get(c, {}).get(key, 0.0)):.3f}" for c in classes)
+    for name, classes in check_metric_groups(groups, list(per_class)).items():
+        vals = ", ".join(f"{c}: {float(per_class[c].get(key, float('nan'))):.3f}" for c in classes)
         lines.append(f"| {name} | {means[f'{key}_{name}']:.4f} | {vals} |")
     return "\n".join(lines)

@@ -230,14 +230,25 @@ def plot_kmeans_curve(
     return _save_figure(fig, path)
 
 
+def pr_classes_shown(has_data: Mapping[str, bool], ap: Mapping[str, float] | None, max_curves: int) -> list[str]:
+    """The classes :func:`plot_pr_curves` draws: all of them up to ``max_curves``; beyond (a WordTree head), the
+    ``max_curves`` with data (test boxes or detections) of highest ``ap``, in that order."""
+    if len(has_data) <= max_curves:
+        return list(has_data)
+    with_data = [n for n, ok in has_data.items() if ok]
+    return sorted(with_data, key=lambda n: -float(np.nan_to_num((ap or {}).get(n, 0.0))))[:max_curves]
+
+
 def plot_pr_curves(
     pr: Mapping[str, tuple[np.ndarray | Tensor, np.ndarray | Tensor]],
     path: str | Path,
     ap: Mapping[str, float] | None = None,
     figsize: tuple[float, float] = (6.0, 5.0),
     dpi: int = 100,
+    max_curves: int = 20,
 ) -> Path:
-    """Precision-recall curves, one per class.
+    """Precision-recall curves, one per class; more than ``max_curves`` classes (a WordTree head): the
+    ``max_curves`` best (by ``ap``) of those with data, the rest counted in the title.
 
     Args:
         pr: {class_name: (precision (D,), recall (D,))}, e.g. ``DetectionEvaluator.compute()["pr"]``.
@@ -248,11 +259,23 @@ def plot_pr_curves(
     fig = Figure(figsize=figsize, dpi=dpi)
     ax = fig.subplots()
     palette = np.array(class_colors(max(len(pr), 1)), dtype=np.float64) / 255.0
-    for i, (name, (prec, rec)) in enumerate(pr.items()):
-        p = np.asarray(prec, dtype=np.float64).reshape(-1)
-        r = np.asarray(rec, dtype=np.float64).reshape(-1)
+    curves = {name: [np.asarray(v, dtype=np.float64).reshape(-1) for v in pr_] for name, pr_ in pr.items()}
+    has_data = {n: c[0].size > 0 and not np.isnan(c[1]).all() for n, c in curves.items()}
+    shown = pr_classes_shown(has_data, ap, max_curves)
+    if len(shown) < len(curves):
+        with_data = [n for n in curves if has_data[n]]
+        left = len(with_data) - len(shown)
+        ax.set_title(
+            f"{len(shown)} of {len(curves)} classes"
+            + (f" ({left} more with data)" if left else "")
+            + f"; {len(curves) - len(with_data)} without test boxes or detections not drawn",
+            fontsize=8,
+        )
+    for name in shown:
+        i = list(curves).index(name)
+        p, r = curves[name]
         label = name if ap is None or name not in ap else f"{name} (AP {ap[name]:.3f})"
-        if p.size == 0 or np.isnan(r).all():
+        if not has_data[name]:
             ax.plot([], [], color=palette[i], label=f"{label} (no data)")
             continue
         ax.plot(np.concatenate([[0.0], r]), np.concatenate([[p[0]], p]), color=palette[i], label=label)

@@ -325,3 +325,21 @@ class WordTree:
 def flat_tree(num_classes: int) -> WordTree:
     """A one-level tree (all classes siblings): its hierarchical softmax is the ordinary softmax."""
     return WordTree([-1] * num_classes)
+
+
+def check_tree_classes(tree: WordTree, class_names: Sequence[str]) -> None:
+    """A hierarchical head's class ``i`` is tree node ``i``: the class names must be the tree's node names or WordNet
+    ids, in tree order. Raises ValueError naming the first position that differs (labels would otherwise train
+    other nodes than they name, silently)."""
+    names = list(class_names)
+    if len(names) != tree.n:
+        raise ValueError(f"{len(names)} class names for a WordTree of {tree.n} nodes")
+    bad = [i for i, (a, b, c) in enumerate(zip(names, tree.names, tree.wnids, strict=True)) if a not in (b, c)]
+    if not bad:
+        return
+    i = bad[0]
+    raise ValueError(
+        f"class {i} is {names[i]!r} but tree node {i} is {tree.names[i]!r} ({tree.wnids[i]}): a hierarchical head's "
+        "classes are the tree's nodes in tree order (label the data through the tree: data.class_names: null with "
+        "a tree-labelled dataset, yolo9000.data.tree_labels.TreeLabels)"
+    )

@@ -30,7 +30,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 from yolo9000.models.darknet19 import Darknet19Classifier
 from yolo9000.modules.base import DarknetModule
 from yolo9000.modules.pretrained import load_pretrained
-from yolo9000.wordtree import WordTree
+from yolo9000.wordtree import WordTree, check_tree_classes
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +170,8 @@ class ClassifierModule(DarknetModule):
                 raise ValueError("label_smoothing applies to the flat softmax only (model.tree is set)")
         default_names = tree.names if tree is not None else [str(i) for i in range(num_classes)]
         self.class_names = list(class_names) if class_names else list(default_names)
+        if tree is not None and class_names:
+            check_tree_classes(tree, self.class_names)
         if len(self.class_names) != num_classes:
             raise ValueError(f"{len(self.class_names)} class names for a {num_classes}-class model")
         self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)

@@ -19,7 +19,7 @@ from yolo9000.modules.base import DarknetModule
 from yolo9000.modules.pretrained import load_pretrained
 from yolo9000.postprocess import postprocess
 from yolo9000.region_decode import as_map
-from yolo9000.wordtree import WordTree
+from yolo9000.wordtree import WordTree, check_tree_classes
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,11 @@ class DetectorModule(DarknetModule):
         )
         self.class_names = list(class_names) if class_names else [str(i) for i in range(model.num_classes)]
         self.tree = None if self.criterion.tree.num_groups == 1 else self.criterion.tree
+        if self.tree is not None and class_names:
+            check_tree_classes(self.tree, self.class_names)
         self.eval_nodes = resolve_map(self.tree, eval_map)  # (K,) node indices or None
+        if not 0.0 <= float(tree_thresh) <= 1.0:  # nan fails too
+            raise ValueError(f"tree_thresh must lie in [0, 1], got {tree_thresh!r}")
         if headline_metric == "voc07_map_50" and not voc07:
             raise ValueError("headline_metric voc07_map_50 needs voc07=true")
         self.monitor = f"val/{headline_metric}"  # the validation metric that picks the best checkpoint
@@ -256,9 +260,13 @@ def resolve_map(tree: WordTree | None, spec: str | list[str | int] | None) -> to
         return None
     if tree is None:
         raise ValueError("eval_map needs a WordTree head (model.loss.tree); a flat head reports all its classes")
-    if isinstance(spec, str) or all(isinstance(x, int) for x in spec):  # a map file or node indices
+    if isinstance(spec, str):  # a map file
         return as_map(spec, tree)
-    return tree.map_labels([str(x) for x in spec])
+    if not len(spec):
+        raise ValueError("eval_map=[] reports no class (null or 'all': every node, one per box)")
+    # an integer is a node index wherever it stands; anything else a node name or wnid
+    nodes = [x if isinstance(x, int) and not isinstance(x, bool) else int(tree.map_labels([str(x)])[0]) for x in spec]
+    return as_map(nodes, tree)
 
 
 def _is_scalar(v: Any) -> bool:

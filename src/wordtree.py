@@ -32,6 +32,7 @@ import json
 import sys
 import time
 import warnings
+from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # `python src/wordtree.py` without an installed package
@@ -103,6 +104,9 @@ def _build_and_write(labels: list[str], args: argparse.Namespace, out: Path) -> 
         )
     for w in caught:  # the skipped labels, without the warning's source line
         print(f"warning: {w.message} (skipped)")
+    dups = sorted(w for w, n in Counter(labels).items() if n > 1)
+    if dups:  # the first of each counts (the tree has one node per wnid)
+        print(f"warning: {len(dups)} label(s) listed more than once, each kept once: {', '.join(dups[:10])}")
     seconds = time.perf_counter() - t0
     out.parent.mkdir(parents=True, exist_ok=True)
     write_tree(out, parents, wnids)
@@ -110,9 +114,11 @@ def _build_and_write(labels: list[str], args: argparse.Namespace, out: Path) -> 
     labels_out = args.labels_out or out.with_suffix(".labels")
     write_lines(names_out, names)
     write_lines(labels_out, wnids)
+    roots = [wnids[i] for i, p in enumerate(parents) if p < 0]
     print(
-        f"{len(labels)} labels -> {len(wnids)} nodes, {sum(p < 0 for p in parents)} roots "
-        f"(root {args.root}{'' if args.root_node else ' left out'}{', chains collapsed' if args.collapse else ''}"
+        f"{len(labels)} labels -> {len(wnids)} nodes, {len(roots)} roots "
+        f"({'root ' + roots[0] if len(roots) == 1 else 'under ' + args.root}"
+        f"{'' if args.root_node or len(roots) == 1 else ' (left out)'}{', chains collapsed' if args.collapse else ''}"
         f"{', greedy' if args.greedy else ''}) in {seconds:.1f} s (WordNet load {t_load:.1f} s)"
     )
     print(f"wrote {out}, {names_out}, {labels_out}")
@@ -169,8 +175,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         q.add_argument("--collapse", action="store_true", help="remove non-label nodes with one child (darknet's)")
         q.add_argument("--greedy", action="store_true", help="multi-path labels cheapest first, not in list order")
         q.add_argument("--skip-unreachable", action="store_true", help="warn about labels outside the root, not fail")
-        q.add_argument("--names-out", type=Path, help="names file (default: --out with .names)")
-        q.add_argument("--labels-out", type=Path, help="wnid of each node (default: --out with .labels)")
+        q.add_argument("--names-out", type=Path, help="names file (default: the tree file with .names)")
+        q.add_argument("--labels-out", type=Path, help="wnid of each node (default: the tree file with .labels)")
         q.add_argument("--cache-dir", type=Path, help="WordNet 3.0 copy (default ~/.cache/yolo9000/wordnet-3.0)")
 
     b = sub.add_parser("build", help="build a tree from a label list")

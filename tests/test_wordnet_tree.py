@@ -189,7 +189,7 @@ def test_compare_trees_hand_trees() -> None:
 def test_cli_build_and_compare(wordnet, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     cli = load_script("wordtree")
     cache = Path(wordnet.root.path)  # the module's copy: no second one
-    (tmp_path / "my.labels").write_text("".join(f"{w}  # label\n" for w in LABELS))
+    (tmp_path / "my.labels").write_text("".join(f"{w}  # label\n" for w in [*LABELS, LABELS[1]]))  # one twice
     out = tmp_path / "my.tree"
     assert (
         cli.main(["build", "--labels", str(tmp_path / "my.labels"), "--out", str(out), "--cache-dir", str(cache)]) == 0
@@ -197,7 +197,9 @@ def test_cli_build_and_compare(wordnet, tmp_path: Path, capsys: pytest.CaptureFi
     ref = wt.build_tree(LABELS, wordnet=wordnet)
     tree = WordTree.from_file(out, out.with_suffix(".names"), out.with_suffix(".labels"))
     assert (tree.parent.tolist(), tree.wnids, tree.names) == tuple(ref)
-    assert "6 labels -> 29 nodes, 1 roots" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "7 labels -> 29 nodes, 1 roots (root " + tree.wnids[0] in printed  # the written tree's root
+    assert f"1 label(s) listed more than once, each kept once: {LABELS[1]}" in printed
 
     other = tmp_path / "other.tree"
     wt.write_tree(other, [-1, 0], [OBJECT, WHOLE])

@@ -314,7 +314,9 @@ def build_tree(
     wordnet = wordnet if wordnet is not None else default_wordnet()
     labels = list(dict.fromkeys(wnids))
     if not keep_root and root in labels:
-        raise ValueError(f"the root {root} is a label but keep_root=False leaves it out of the tree")
+        raise ValueError(
+            f"the root {root} is a label but keep_root=False (wordtree.py --no-root-node) leaves it out of the tree"
+        )
     paths: dict[str, list[list[str]]] = {}
     bad: dict[str, str] = {}
     for label in labels:

@@ -45,7 +45,7 @@ def _fake_info(cfg: DictConfig) -> BuildInfo:
     names = ["a", "b", "c"]
     tree = OmegaConf.select(cfg, "model.loss.tree") or OmegaConf.select(cfg, "model.tree")
     if tree is not None:  # a hierarchical head predicts the tree's nodes
-        names = [str(i) for i in range(instantiate(tree).n)]
+        names = list(instantiate(tree).names)  # its node names, in tree order (as TreeLabels gives them)
     if spec is None:
         return BuildInfo(names, int(cfg.data.img_size))
     anchors = spec.get("anchors")

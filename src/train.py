@@ -96,6 +96,8 @@ def _summarise_stopped_sweep() -> None:
     without a result, the jobs never started) and say how the sweep continues."""
     if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
         return
+    if not str(HydraConfig.get().launcher.get("_target_", "")).endswith("BasicLauncher"):
+        return  # a cluster's job (submitit): requeued there, summarised on the submitting machine
     sweep_dir = HydraConfig.get().sweep.dir
     log.warning("the sweep continues with its command and hydra.sweep.dir=%s (finished jobs are kept)", sweep_dir)
     try:

@@ -235,15 +235,16 @@ def test_sigusr1_saves_hpc_ckpt_requeues_and_resumes_one_log(
 
     sweep = tmp_path / "requeue"
     sweeps.append(sweep)
-    # 64 images, batch 4: 16 steps an epoch (several seconds), 48 in all, a train row every 5 steps. The signal
-    # comes early in epoch 2: Lightning saves hpc_ckpt_1.ckpt and requeues; SLURM's SIGTERM follows within a second
-    # or two, before the epoch ends, and last.ckpt is saved after the batch it arrived in (the latest state): the
-    # restarted job resumes from the newer of the two.
+    # 128 images, batch 4: 32 steps an epoch (1-2 s on an idle 2-core VM; with 64 images the signal sometimes came
+    # in the last epoch, after the last train row), 96 in all, a train row every 5 steps. The signal comes in epoch
+    # 2: Lightning saves hpc_ckpt_1.ckpt and requeues; SLURM's SIGTERM follows within a second or two, before the
+    # epoch ends, and last.ckpt is saved after the batch it arrived in (the latest state): the restarted job resumes
+    # from the newer of the two.
     epochs = 3
     proc = submit(
         sweep,
         partition,
-        "data.max_images=64",
+        "data.max_images=128",
         f"trainer.max_epochs={epochs}",
         f"trainer.check_val_every_n_epoch={epochs}",
         f"data.num_workers={workers}",

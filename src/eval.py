@@ -43,7 +43,7 @@ def main(cfg: DictConfig) -> float:
     sizes = cfg.get("sizes")
     if sizes is not None and not isinstance(sizes, int) and len(sizes) == 0:
         raise ValueError("sizes=[]: list the input sizes to evaluate at (sizes=[320,416]), or leave sizes out")
-    if cfg.get("sizes"):
+    if sizes:
         settings["voc07"] = True  # the trade-off table's VOC07 column
     # the checkpoint's module, configured with this run's settings (None: as trained)
     module = load_module(cfg.ckpt_path, **settings)
@@ -96,11 +96,19 @@ def main(cfg: DictConfig) -> float:
 
 def run_metric_groups(cfg: DictConfig) -> dict[str, list[str]]:
     """``metric_groups`` of this command line, else of the checkpoint's training run (``<run>/config.yaml``)."""
-    groups = cfg.get("metric_groups")
-    if not groups:
-        run_cfg = Path(str(cfg.ckpt_path)).resolve().parent.parent / "config.yaml"
-        groups = OmegaConf.load(run_cfg).get("metric_groups") if run_cfg.is_file() else None
+    groups = cfg.get("metric_groups") or run_config(cfg).get("metric_groups")
     return OmegaConf.to_container(groups, resolve=True) if groups else {}  # type: ignore[return-value]
+
+
+def run_config_file(cfg: DictConfig) -> Path:
+    """The checkpoint's training-run config (``<run>/config.yaml``, beside ``<run>/checkpoints/``)."""
+    return Path(str(cfg.ckpt_path)).resolve().parent.parent / "config.yaml"
+
+
+def run_config(cfg: DictConfig) -> DictConfig:
+    """The checkpoint's training-run config, or an empty one (a checkpoint moved or converted)."""
+    file = run_config_file(cfg)
+    return OmegaConf.load(file) if file.is_file() else OmegaConf.create({})  # type: ignore[return-value]
 
 
 def eval_data_config(cfg: DictConfig, overrides: Sequence[str]) -> tuple[DictConfig, str]:
@@ -115,8 +123,8 @@ def eval_data_config(cfg: DictConfig, overrides: Sequence[str]) -> tuple[DictCon
     composed = OmegaConf.create(OmegaConf.to_container(cfg.data, resolve=True))
     if any(re.match(r"^[~+]*data=", o) for o in overrides):
         return composed, "as configured on the command line"
-    run_cfg = Path(str(cfg.ckpt_path)).resolve().parent.parent / "config.yaml"
-    trained = OmegaConf.load(run_cfg).get("data") if run_cfg.is_file() else None
+    run_cfg = run_config_file(cfg)
+    trained = run_config(cfg).get("data")
     if trained is None:
         return composed, f"the default ({run_cfg} not found; data=... chooses)"
     changed = []

@@ -230,13 +230,10 @@ def load_module(
     if model_cfg is None:
         raise ValueError(f"{ckpt_path}: not a yolo9000 checkpoint (no 'yolo9000_model_config')")
     target = str(model_cfg.get("_target_", ""))
-    if expect is not None and target.rsplit(".", 1)[-1] != expect.__name__:
-        raise TypeError(
-            f"{ckpt_path}: a {target.rsplit('.', 1)[-1] or 'module'} checkpoint, not a {expect.__name__} (this tool "
-            "runs detectors; a classifier is evaluated with train.py train=false ckpt_path=... and its experiment)"
-            if expect.__name__ == "DetectorModule"
-            else f"{ckpt_path}: a {target} checkpoint, not a {expect.__name__}"
-        )
+    kind = target.rsplit(".", 1)[-1] or "module"
+    if expect is not None and kind != expect.__name__:
+        hint = " (a classifier is evaluated with train.py train=false ckpt_path=... and its experiment)"
+        raise TypeError(f"{ckpt_path}: a {kind} checkpoint, not a {expect.__name__}{hint if 'Class' in kind else ''}")
     # the weights come from the state dict below, not from the checkpoints the run started from
     model_cfg = {**model_cfg, "backbone_ckpt": None} if model_cfg.get("backbone_ckpt") else model_cfg
     model_cfg = {**model_cfg, "init_ckpt": None} if model_cfg.get("init_ckpt") else model_cfg

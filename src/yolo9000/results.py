@@ -127,9 +127,10 @@ def group_means(
 def format_group_table(per_class: dict[str, dict[str, float]], groups: dict[str, list[str]], key: str = "ap50") -> str:
     """Markdown table of :func:`group_means`: one row per group with its mean and each class's value (e.g. the
     YOLO9000 digits' ``seen`` / ``unseen`` table)."""
+    groups = check_metric_groups(groups, list(per_class))
     means = group_means(per_class, groups, key)
     lines = [f"| group | mean {key} | per class |", "|---|---:|---|"]
-    for name, classes in check_metric_groups(groups, list(per_class)).items():
+    for name, classes in groups.items():
         vals = ", ".join(f"{c}: {float(per_class[c].get(key, float('nan'))):.3f}" for c in classes)
         lines.append(f"| {name} | {means[f'{key}_{name}']:.4f} | {vals} |")
     return "\n".join(lines)

@@ -117,15 +117,6 @@ def check_resume_config(cfg: DictConfig, out_dir: Path) -> None:
 _JOB_FREE = ("trainer.max_epochs", "trainer.max_steps", "data.num_workers", "logger", "paths.", "hydra.")
 
 
-def _override_map(overrides: Sequence[str]) -> dict[str, str | None]:
-    """Hydra overrides as {key: value} (``+``/``++``/``~`` prefixes dropped; a deletion's value None)."""
-    out: dict[str, str | None] = {}
-    for text in overrides:
-        key, sep, value = str(text).partition("=")
-        out[key.lstrip("+~")] = value if sep else None
-    return out
-
-
 def check_same_job(out_dir: Path, overrides: Sequence[str]) -> None:
     """A job Hydra puts into a folder that already holds a run (a sweep re-run into its folder with
     ``hydra.sweep.dir=<sweep>``, ``hydra.run.dir=<run>``, a requeued job) must be that run: its job number or
@@ -138,8 +129,10 @@ def check_same_job(out_dir: Path, overrides: Sequence[str]) -> None:
     saved = out_dir / ".hydra" / "overrides.yaml"
     if not saved.is_file():
         return
-    before = _override_map(OmegaConf.to_container(OmegaConf.load(saved)) or [])  # type: ignore[arg-type]
-    now = _override_map(overrides)
+    from yolo9000.report import parse_override
+
+    before = dict(parse_override(str(o)) for o in OmegaConf.to_container(OmegaConf.load(saved)) or [])  # type: ignore[union-attr]
+    now = dict(parse_override(str(o)) for o in overrides)
     diff = [
         f"{k}: {before.get(k, '(not set)')} (the run) vs {now.get(k, '(not set)')} (this job)"
         for k in sorted(set(before) | set(now))

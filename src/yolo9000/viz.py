@@ -263,16 +263,17 @@ def plot_pr_curves(
     has_data = {n: c[0].size > 0 and not np.isnan(c[1]).all() for n, c in curves.items()}
     shown = pr_classes_shown(has_data, ap, max_curves)
     if len(shown) < len(curves):
-        with_data = [n for n in curves if has_data[n]]
-        left = len(with_data) - len(shown)
+        n_data = sum(has_data.values())
+        left = n_data - len(shown)
         ax.set_title(
             f"{len(shown)} of {len(curves)} classes"
             + (f" ({left} more with data)" if left else "")
-            + f"; {len(curves) - len(with_data)} without test boxes or detections not drawn",
+            + f"; {len(curves) - n_data} without test boxes or detections not drawn",
             fontsize=8,
         )
+    colour_of = {name: i for i, name in enumerate(curves)}  # a class keeps its colour whichever are drawn
     for name in shown:
-        i = list(curves).index(name)
+        i = colour_of[name]
         p, r = curves[name]
         label = name if ap is None or name not in ap else f"{name} (AP {ap[name]:.3f})"
         if not has_data[name]:

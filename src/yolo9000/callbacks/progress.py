@@ -72,7 +72,6 @@ class EpochLog(pl.Callback):
         self._t_batch = 0.0
         self._t_epoch = 0.0
         self._t_start: float | None = None
-        self._epoch = -1
         self._global_step = 0
         self._epochs_timed = 0
         self._step_at_start = 0
@@ -83,7 +82,6 @@ class EpochLog(pl.Callback):
         """The epoch's sums so far and the run's timing, saved in every checkpoint: a run resumed in the middle of
         an epoch ends that epoch with the line of all its batches, and its elapsed time and ETA go on."""
         return {
-            "epoch": self._epoch,
             "sums": {k: float(v) for k, v in self._sums.items()},
             "counts": dict(self._counts),
             "images": self._images,
@@ -97,7 +95,6 @@ class EpochLog(pl.Callback):
         """A resume inside an epoch continues it without ``on_train_epoch_start``: its sums go on from here (a new
         epoch starts from zero as always)."""
         self._restored = dict(state_dict)
-        self._epoch = int(state_dict.get("epoch", -1))
         self._sums = {k: torch.tensor(v) for k, v in (state_dict.get("sums") or {}).items()}
         self._counts = dict(state_dict.get("counts") or {})
         self._images, self._train_time = int(state_dict.get("images", 0)), float(state_dict.get("train_time", 0.0))
@@ -113,7 +110,6 @@ class EpochLog(pl.Callback):
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._sums, self._counts, self._images, self._train_time = {}, {}, 0, 0.0
-        self._epoch = trainer.current_epoch
         self._t_epoch = time.perf_counter()
         self._val_done = False
 

@@ -33,7 +33,7 @@ def _is_darknet_weights(path: Path) -> bool:
         return path.suffix == ".weights" or ".conv." in path.name
 
 
-def _darknet_bn(ckpt: Any) -> bool:
+def _darknet_bn(ckpt: Mapping[str, Any]) -> bool:
     """Whether a checkpoint's network normalises as darknet does (``bn_style: darknet`` anywhere in its saved model
     config: a converted darknet network)."""
 
@@ -42,8 +42,6 @@ def _darknet_bn(ckpt: Any) -> bool:
             return node.get("bn_style") == "darknet" or any(find(v) for v in node.values())
         return isinstance(node, list | tuple) and any(find(v) for v in node)
 
-    if not isinstance(ckpt, Mapping):
-        return False
     return any(find(ckpt.get(k)) for k in ("yolo9000_model_config", "yolo9000_classifier_config", "hyper_parameters"))
 
 
@@ -122,10 +120,14 @@ def load_pretrained(
         )
         return info.layers_loaded
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, Mapping) else ckpt
-    saved = (ckpt.get("hyper_parameters") or {}).get("class_names") if isinstance(ckpt, Mapping) else None
-    module = str(((ckpt.get("yolo9000_model_config") or {}) if isinstance(ckpt, Mapping) else {}).get("_target_", ""))
-    if part is None and class_names is not None and module.endswith("DetectorModule"):
+    meta = ckpt if isinstance(ckpt, Mapping) else {}  # a Lightning checkpoint's records; a bare state dict has none
+    state = meta.get("state_dict", ckpt)
+    saved = (meta.get("hyper_parameters") or {}).get("class_names")
+    if (
+        part is None
+        and class_names is not None
+        and str((meta.get("yolo9000_model_config") or {}).get("_target_", "")).endswith("DetectorModule")
+    ):
         raise ValueError(
             f"{path}: a detector checkpoint; a classifier starts from a classifier checkpoint (a run of "
             "experiment=pretrain_darknet19) or darknet weights (a detector's backbone goes to model.backbone_ckpt)"
@@ -148,7 +150,7 @@ def load_pretrained(
     elif any(k.startswith("model.") for k in state):
         state = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
     own = target.state_dict()
-    state = fold_batch_norm(state, own, darknet=_darknet_bn(ckpt))
+    state = fold_batch_norm(state, own, darknet=_darknet_bn(meta))
     bad = [
         f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
         for k, v in state.items()

@@ -14,11 +14,14 @@ import yolo9000.postprocess as postprocess_module
 from yolo9000.boxes import (
     activate_xy,
     box_iou_cxcywh,
+    box_iou_paired,
+    cell_grid,
     cxcywh_to_xyxy_pixels,
     decode_boxes,
     decode_boxes_at,
     split_region,
     wh_iou,
+    whwh,
 )
 from yolo9000.data.transforms import DetectionTransform, boxes_to_original
 from yolo9000.postprocess import class_nms, postprocess
@@ -86,6 +89,37 @@ def test_decoding_chosen_boxes_gives_the_dense_decodes_floats() -> None:
     assert decode_boxes_at(reg, image[1:2], box[1:2], anchors)[0, 0].item() == pytest.approx(
         (4 + torch.sigmoid(tx).item()) / 5
     )
+
+
+def test_paired_iou_is_the_pairwise_diagonal_and_cached_sizes_outlive_inference_mode() -> None:
+    """``box_iou_paired`` is the diagonal of ``box_iou_cxcywh`` to the bit (one arithmetic); the cached grid and size
+    tensors, first made under inference mode (Lightning's validation), are ordinary tensors: autograd may save them
+    later (an inference tensor cannot be saved for backward)."""
+    g = torch.Generator().manual_seed(5)
+    a, b = torch.rand(9, 4, generator=g) * 0.5 + 0.1, torch.rand(9, 4, generator=g) * 0.5 + 0.1
+    b[0] = a[0]  # identical: IoU 1; far apart: 0
+    b[1, :2] = a[1, :2] + 0.9
+    paired = box_iou_paired(a, b)
+    assert torch.equal(paired, box_iou_cxcywh(a, b).diagonal())
+    assert paired[0].item() == pytest.approx(1.0) and paired[1].item() == 0.0
+    with torch.inference_mode():
+        size, grid = whwh(37, 41, torch.float32, torch.device("cpu")), cell_grid(41, 37)  # sizes no test uses
+    assert not size.is_inference() and not grid.is_inference()
+    x = torch.ones(4, requires_grad=True)
+    (x * whwh(37, 41, torch.float32, torch.device("cpu"))).sum().backward()  # saved for backward: no error
+    assert x.grad.tolist() == [37.0, 41.0, 37.0, 41.0] and grid[40, 36].tolist() == [36.0, 40.0]
+
+
+@pytest.mark.parametrize("num_classes", [3, 20])  # the softmax over the class planes (< 16), along the classes (>= 16)
+def test_candidate_scores_are_objectness_times_softmax(num_classes: int) -> None:
+    g = torch.Generator().manual_seed(num_classes)
+    reg = split_region(torch.randn(2, 3 * (5 + num_classes), 4, 5, generator=g) * 2, 3)
+    obj = reg.obj.sigmoid()
+    image, box, label, score = postprocess_module.flat_candidates(obj, reg.cls, 0.01, None)
+    ref = (obj.unsqueeze(-1) * torch.softmax(reg.cls.double(), -1)).reshape(2, -1, num_classes)  # (B, N, C)
+    assert len(score) == int((ref > 0.01).sum()) > 20  # the pairs above the threshold (none within rounding of it)
+    torch.testing.assert_close(score.double(), ref[image, box, label], rtol=1e-6, atol=1e-7)
+    assert all((score[image == i][:-1] >= score[image == i][1:]).all() for i in range(2))  # by decreasing score
 
 
 def test_map_back_to_original_pixels() -> None:

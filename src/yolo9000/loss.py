@@ -36,6 +36,7 @@ from yolo9000.boxes import (
     decode_boxes,
     encode_xy,
     wh_iou,
+    whwh,
 )
 from yolo9000.wordtree import WordTree, flat_tree
 
@@ -244,7 +245,7 @@ class RegionLoss(nn.Module):
 
         targets = targets.to(dev, f32)
         mask = target_mask.to(dev).bool()
-        classonly_row = mask & (targets[..., 0] > CLASSONLY_MARK) & (targets[..., 1] > CLASSONLY_MARK)
+        classonly_row = mask & (targets[..., :2] > CLASSONLY_MARK).all(-1)  # x and y above the mark
         classonly_img = classonly_row.any(1)  # (B,)
         truth_mask = mask & ~classonly_img.unsqueeze(1)  # detection truths, (B, M)
         truth_box = targets[..., :4]
@@ -267,9 +268,9 @@ class RegionLoss(nn.Module):
         # ---- responsible predictors -------------------------------------------------------------------------
         b_idx, t_idx = torch.nonzero(truth_mask, as_tuple=True)  # row-major: truths in list order per image
         tb = truth_box[b_idx, t_idx]  # (T, 4)
-        size = torch.tensor([w, h], device=dev, dtype=f32)
+        size = whwh(w, h, f32, dev)[:2]  # (W, H)
         cell = (tb[:, :2] * size).long()  # int(x * W), float32 maths as darknet
-        cell = torch.minimum(cell, torch.tensor([w - 1, h - 1], device=dev))
+        cell = torch.minimum(cell, whwh(w - 1, h - 1, torch.long, dev)[:2])
         ci, cj = cell[:, 0], cell[:, 1]
         if self.bias_match:
             shapes = (anchors / size).unsqueeze(0).expand(len(tb), -1, -1)  # (T, A, 2)

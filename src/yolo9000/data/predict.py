@@ -60,6 +60,11 @@ class ImageFilesDataset(Dataset):
         return len(self.images)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
+        return self.read(index, self.transform)
+
+    def read(self, index: int, transform: DetectionTransform) -> dict[str, Any]:
+        """``dataset[index]`` through ``transform`` (an eval transform of the same settings): threads reading
+        samples at once each pass their own (a transform caches its pipelines and records its steps' parameters)."""
         item = self.images[index]
         name = f"<image {index}>" if isinstance(item, np.ndarray) else str(item)
         if isinstance(item, np.ndarray):
@@ -69,7 +74,7 @@ class ImageFilesDataset(Dataset):
                 image = read_image(item)
             except (ImageDecodeError, OSError) as e:
                 return {"path": name, "error": str(e)}
-        resized, params = self.transform.resize(image, self.size)
+        resized, params = transform.resize(image, self.size)
         return {
             "image": torch.from_numpy(np.ascontiguousarray(resized)).permute(2, 0, 1),  # (3, S, S) view of HWC pixels
             "transform": torch.from_numpy(params),

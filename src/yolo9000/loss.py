@@ -345,12 +345,14 @@ class RegionLoss(nn.Module):
         else:  # the product along the label's path
             paths = tree.paths.to(dev)[truth_cls[b_idx, t_idx]]  # (T, D)
             p_cls = cond.gather(1, paths.clamp_min(0)).where(paths >= 0, 1.0).prod(1)
+        # the four means over the truths in one reduction: IoU, recall (IoU > .5), objectness, P(class)
+        means = torch.stack([iou_resp, (iou_resp > 0.5).to(f32), so.view(-1)[loc], p_cls]).sum(1).div_(denom)
         stats = {
-            "avg_iou": iou_resp.sum() / denom,
-            "recall": (iou_resp > 0.5).float().sum() / denom,
-            "avg_obj": so.view(-1)[loc].sum() / denom,
+            "avg_iou": means[0],
+            "recall": means[1],
+            "avg_obj": means[2],
             "avg_anyobj": so.mean(),
-            "avg_cat": p_cls.sum() / denom,
+            "avg_cat": means[3],
             "num_truths": n_t,
         }
         return deltas, stats

@@ -272,13 +272,12 @@ class RegionLoss(nn.Module):
         cell = (tb[:, :2] * size).long()  # int(x * W), float32 maths as darknet
         cell = torch.minimum(cell, whwh(w - 1, h - 1, torch.long, dev)[:2])
         ci, cj = cell[:, 0], cell[:, 1]
-        if self.bias_match:
-            shapes = (anchors / size).unsqueeze(0).expand(len(tb), -1, -1)  # (T, A, 2)
-        else:
-            shapes = pred[b_idx, :, 2:4, cj * w + ci]  # (T, A, 2) predicted shapes at the truth's cell
-        best_n = wh_iou(tb[:, None, 2:], shapes).squeeze(1).argmax(1)  # first maximum wins (darknet's strict '>')
-        ba = b_idx * num_anchors + best_n  # (T,) image-anchor row of p2
         cidx = cj * w + ci  # (T,) cell
+        if self.bias_match:  # (T, A) shape IoUs with the priors; first maximum wins (darknet's strict '>')
+            best_n = wh_iou(tb[:, 2:], anchors / size).argmax(1)
+        else:  # with the predicted shapes at the truth's cell
+            best_n = wh_iou(tb[:, None, 2:], pred[b_idx, :, 2:4, cidx]).squeeze(1).argmax(1)
+        ba = b_idx * num_anchors + best_n  # (T,) image-anchor row of p2
         loc = ba * n_cell + cidx  # flat (B, A, HW) predictor index
         order = torch.arange(len(loc), device=dev)  # global truth order (image-major, list order)
         last = torch.full((bsz * n_pred,), -1, device=dev, dtype=torch.long).scatter_reduce(0, loc, order, "amax")
@@ -296,29 +295,33 @@ class RegionLoss(nn.Module):
             diff = torch.cat([xy - (0.5 if direct else 0.0), twh], 2)  # (B, A, 4, HW) against (.5, .5, 0, 0)
             coord_img += 0.5 * (cw * diff.square()).sum((1, 2, 3))
             grad[:, :, 0:4] = cw * diff
-        prior = anchors[best_n]  # (T, 2)
-        t_xy = encode_xy(tb[:, :2] * size - cell.to(f32), prior, self.location)
-        t_wh = torch.log(tb[:, 2:] * size / prior)
-        size_w = (2 - tb[:, 2] * tb[:, 3]) if self.coord_size_weight else torch.ones_like(tb[:, 2])
-        bw, cw_w = ba[winner], cidx[winner]
+        # the winners' rows once (indices, not a boolean mask per use): truth, image-anchor row, cell, predictor
+        win = torch.nonzero(winner).squeeze(1)
+        tw, bw, cw_w, loc_w = tb[win], ba[win], cidx[win], loc[win]
+        prior = anchors[best_n[win]]  # (Tw, 2)
+        t_xy = encode_xy(tw[:, :2] * size - cell[win].to(f32), prior, self.location)
+        t_wh = torch.log(tw[:, 2:] * size / prior)
         val = p2[bw, 0:4, cw_w]  # (Tw, 4) raw tx, ty, tw, th of the responsible predictors
-        act = torch.cat([activate_xy(val[:, :2], self.location), val[:, 2:]], 1)
-        diff = act - torch.cat([t_xy, t_wh], 1)[winner]
-        weight = (self.coord_scale * size_w)[winner].unsqueeze(1)
-        coord_img.index_add_(0, b_idx[winner], 0.5 * (weight * diff.square()).sum(1))
+        a_xy = activate_xy(val[:, :2], self.location)
+        diff = torch.cat([a_xy, val[:, 2:]], 1).sub_(torch.cat([t_xy, t_wh], 1))
+        if self.coord_size_weight:
+            weight = (self.coord_scale * (2 - tw[:, 2] * tw[:, 3])).unsqueeze(1)  # (Tw, 1)
+        else:
+            weight = torch.full((len(win), 1), float(self.coord_scale), device=dev)
+        coord_img.index_add_(0, b_idx[win], 0.5 * (weight * diff.square()).sum(1))
         d_resp = weight * diff
         if direct:  # d sigmoid: the x, y deltas are on the activated value
-            d_resp[:, :2] *= act[:, :2] * (1 - act[:, :2])
+            d_resp[:, :2] *= a_xy * (1 - a_xy)
             if seen < self.prior_seen:
                 grad[:, :, 0:2] *= xy * (1 - xy)
         g2[bw, 0:4, cw_w] = d_resp
-        obj_target.view(-1)[loc[winner]] = (iou_resp if self.rescore else torch.ones_like(iou_resp))[winner]
-        obj_weight.view(-1)[loc[winner]] = self.object_scale
+        obj_target.view(-1)[loc_w] = iou_resp[win] if self.rescore else 1.0
+        obj_weight.view(-1)[loc_w] = self.object_scale
 
         # ---- classification-only images: the best predictor for the label, then every class write ----------
         co_loc, co_label = self._classonly_predictors(so, p, classonly_row, truth_cls, obj_target, obj_weight)
         if tree.num_groups == 1:  # flat softmax: one write per predictor, the last truth's (winners are unique)
-            w_loc, w_label = torch.cat([loc[winner], co_loc]), torch.cat([truth_cls[b_idx, t_idx][winner], co_label])
+            w_loc, w_label = torch.cat([loc_w, co_loc]), torch.cat([truth_cls[b_idx, t_idx][win], co_label])
         else:  # a tree: every truth's path; the dedup keeps the last write per (predictor, sibling group)
             w_loc, w_label = torch.cat([loc, co_loc]), torch.cat([truth_cls[b_idx, t_idx], co_label])
         cls_img = self._class_deltas(p2, g2, w_loc, w_label, n_cell, bsz)

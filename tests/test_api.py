@@ -225,6 +225,25 @@ def test_reading_threads_give_the_single_thread_results_in_input_order(
         Detector(detector.module, device="cpu", read_threads=0)
 
 
+def test_a_detector_is_shared_by_threads_and_pickled(detector) -> None:  # noqa: ANN001
+    """Several threads may call one Detector at once (one reading pool, per-thread transforms); a pickled copy
+    (e.g. for spawned worker processes) predicts the same without the threads' state."""
+    import pickle
+    from concurrent.futures import ThreadPoolExecutor
+
+    arr = read_image(IMAGES[0])
+    batches = [[IMAGES[0], arr[::-1]], [arr[:, ::-1], IMAGES[1], arr], [IMAGES[1]]] * 2
+    ref = [detector.predict(b, size=SIZE, conf=0.0) for b in batches]
+    with ThreadPoolExecutor(3) as callers:
+        got = list(callers.map(lambda b: detector.predict(b, size=SIZE, conf=0.0), batches))
+    for rs, gs in zip(ref, got, strict=True):
+        for r, g in zip(rs, gs, strict=True):
+            assert_same(r, g)
+    copy = pickle.loads(pickle.dumps(detector))
+    for r, g in zip(ref[1], copy.predict(batches[1], size=SIZE, conf=0.0), strict=True):
+        assert_same(r, g)
+
+
 def test_the_checkpoints_malloc_setting_is_applied(detector, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
     """A module whose ``model.fast.keep_freed_memory`` is on (the CPU models) applies it when a Detector is built
     (a batch-32 forward of the CPU model took 143 ms instead of 109 without it); off, nothing is changed."""

@@ -189,9 +189,25 @@ class Detector:
         self.read_threads = None if read_threads is None else int(read_threads)
         # every reading thread's eval transforms (stretch, letterbox), built once per thread: a transform caches its
         # resize pipelines per size and records each step's parameters, so threads do not share one
+        self._init_threads()
+
+    def _init_threads(self) -> None:
+        """The reading threads' state: per-thread transforms, and the pool (made at the first batch that uses it)."""
         self._local = threading.local()
         self._pool: ThreadPoolExecutor | None = None
         self._pool_size = 0
+        self._pool_lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled without the thread pool and the per-thread transforms (remade on first use)."""
+        state = self.__dict__.copy()
+        for key in ("_local", "_pool", "_pool_size", "_pool_lock"):
+            state.pop(key)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._init_threads()
 
     # ---------------------------------------------------------------- construction
     @classmethod
@@ -384,17 +400,18 @@ class Detector:
         threads = min(len(indices), self.read_threads or torch.get_num_threads())
         if threads <= 1:
             return _collate([dataset[i] for i in indices])
-        if self._pool is None or self._pool_size < threads:
-            if self._pool is not None:
-                self._pool.shutdown(wait=False)
-            self._pool, self._pool_size = ThreadPoolExecutor(threads, thread_name_prefix="yolo9000-read"), threads
+        with self._pool_lock:  # calls from several threads share one pool; a call still using a smaller one keeps it
+            if self._pool is None or self._pool_size < threads:
+                self._pool = ThreadPoolExecutor(threads, thread_name_prefix="yolo9000-read")
+                self._pool_size = threads
+            pool = self._pool
         letterbox = bool(dataset.transform.cfg.letterbox)
 
         def read(part: range) -> list[dict[str, Any]]:  # one task per thread: a future per image costs more
             transform = self._transform(letterbox)
             return [dataset.read(i, transform) for i in part]
 
-        parts = list(self._pool.map(read, [indices[t::threads] for t in range(threads)]))
+        parts = list(pool.map(read, [indices[t::threads] for t in range(threads)]))
         return _collate([parts[j % threads][j // threads] for j in range(len(indices))])  # input order
 
     @torch.no_grad()  # not inference_mode: the returned tensors stay ordinary (editable in place)

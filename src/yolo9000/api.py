@@ -132,7 +132,10 @@ class Detector:
     """A trained YOLOv2 / YOLO9000 detector for inference, on one device at one precision chosen here.
 
     Build one with :meth:`from_checkpoint` or :meth:`from_darknet` (or around a loaded
-    :class:`~yolo9000.modules.detector.DetectorModule`), then call :meth:`predict`.
+    :class:`~yolo9000.modules.detector.DetectorModule`), then call :meth:`predict`. A module whose
+    ``model.fast.keep_freed_memory`` is on (the CPU models) applies it here as training does, for the whole process
+    (:func:`~yolo9000.speed.keep_freed_memory`: a batch-32 forward of the CPU model at 256 took 143 ms without it,
+    109 ms with it, on a 2-core Xeon VM).
 
     Args:
         module: the detection module (put in eval mode and moved to ``device``).
@@ -147,9 +150,6 @@ class Detector:
             (:func:`~yolo9000.models.layers.fold_batch_norms`: one op fewer per layer; the module's own network
             keeps its BNs and can go on training). The same detections up to float rounding; costs one copy of the
             weights. False, or a compiled network (``model.fast.compile``): the module's network as it is.
-            A module whose ``model.fast.keep_freed_memory`` is on (the CPU models) applies it here too, for the
-            whole process (:func:`~yolo9000.speed.keep_freed_memory`: a batch-32 forward of the CPU model at 256
-            took 143 ms without it, 109 ms with it, on a 2-core Xeon VM).
         read_threads: threads of this process that read and resize the images of a batch (``predict`` with
             ``num_workers=0``; OpenCV's resize and the image decoders release the GIL). None (default): torch's
             CPU thread count (:func:`torch.get_num_threads`, read at each call); 1: the calling thread alone.

@@ -38,6 +38,7 @@ bf16 + channels_last / + compile).
 from __future__ import annotations
 
 import copy
+import gc
 import glob
 import json
 import os
@@ -103,7 +104,8 @@ def paired_seconds_per_call(
 # ---------------------------------------------------------------------------------------------- setup
 def bench_config(cfg: DictConfig) -> DictConfig:
     """``cfg`` with the data at the bench's batch and fixed size (``bench.batch_size`` x ``bench.size``, multi-scale
-    off, no partial batch): every number of a variant is taken at the same shape."""
+    off, no partial batch): every number of a variant is taken at the same shape. ``bench.train_repeat`` > 1 lists
+    the training parsers that many times (a small dataset's epoch long enough for every loader worker)."""
     cfg = copy.deepcopy(cfg)
     b = cfg.bench
     with open_dict(cfg):
@@ -111,6 +113,10 @@ def bench_config(cfg: DictConfig) -> DictConfig:
         cfg.data.drop_last = True
         cfg.data.multiscale.enabled = False
         cfg.data.multiscale.fixed_size = int(b.size)
+        repeat = int(b.get("train_repeat") or 1)
+        if repeat > 1:  # resolved where they stand (their ${..key} interpolations point at the data section)
+            train = OmegaConf.to_container(cfg.data.train, resolve=True)
+            cfg.data.train = (train if isinstance(train, list) else [train]) * repeat
     return cfg
 
 
@@ -631,10 +637,14 @@ def main(cfg: DictConfig) -> None:
         },
         "variants": {},
     }
+    if device.type == "cuda":  # PyTorch's defaults: cuDNN convolutions in TF32 even in a 32-true variant
+        res["setup"]["cudnn_allow_tf32"] = bool(torch.backends.cudnn.allow_tf32)
+        res["setup"]["matmul_allow_tf32"] = bool(torch.backends.cuda.matmul.allow_tf32)
     for i, (name, settings) in enumerate((b.variants or {"default": {}}).items()):
         precision, fast = split_variant(settings)
         precision = precision or base_precision
-        if device.type == "cuda":
+        if device.type == "cuda":  # the previous variant's module (held in a cycle with its trainer) freed first
+            gc.collect()
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats(device)
         torch._dynamo.reset()  # every variant compiles its own graphs (a compile variant times its compilation)
@@ -658,7 +668,7 @@ def main(cfg: DictConfig) -> None:
         res["variants"][name] = row
         if i == 0 and b.postprocess:
             res["postprocess"] = time_heads(module, batch["images"], precision, b)
-        del module
+        del module, batch
     if b.data_loader:
         res["data_loader"] = time_loader(cfg, built.datamodule, b)
     if b.get("loss_protocol"):

@@ -244,6 +244,22 @@ def test_a_detector_is_shared_by_threads_and_pickled(detector) -> None:  # noqa:
         assert_same(r, g)
 
 
+def test_device_results_come_to_the_host_in_one_copy_per_field() -> None:
+    """``_to_host`` (the path of a GPU detector): per-image results equal to each image's own copy, empty images
+    kept in place."""
+    from yolo9000.api import _to_host
+
+    g = torch.Generator().manual_seed(0)
+    preds = [
+        {"boxes": torch.rand(n, 4, generator=g), "scores": torch.rand(n, generator=g), "labels": torch.arange(n) % 3}
+        for n in (3, 0, 5)
+    ]
+    got = _to_host(preds)
+    assert len(got) == 3 and [len(p["scores"]) for p in got] == [3, 0, 5]
+    for p, q in zip(preds, got, strict=True):
+        assert all(torch.equal(p[k], q[k]) and q[k].device.type == "cpu" for k in ("boxes", "scores", "labels"))
+
+
 def test_the_checkpoints_malloc_setting_is_applied(detector, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
     """A module whose ``model.fast.keep_freed_memory`` is on (the CPU models) applies it when a Detector is built
     (a batch-32 forward of the CPU model took 143 ms instead of 109 without it); off, nothing is changed."""

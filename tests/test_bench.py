@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from types import ModuleType
 
+import hydra
 import pytest
 
 from conftest import compose_config, load_script, run_script
@@ -92,6 +93,12 @@ def test_gpu_preset_composes() -> None:
     bench = load_bench()
     for settings in v.values():
         bench.split_variant(settings)  # valid keys
+    # BCCD's training list 8 times: 25 batches of 64 an epoch (3 without), every parser resolved where it stood
+    train = bench.bench_config(cfg).data.train
+    assert len(train) == 8 and all(t.split == "train" and t.root == cfg.data.root for t in train)
+    parsers = hydra.utils.instantiate(bench.bench_config(cfg).data).parsers("train")
+    assert len(parsers) == 8 and {type(p).__name__ for p in parsers} == {"VOCParser"}
+    assert compose_config("bench").bench.train_repeat == 1  # the CPU bench: the data as training reads it
 
 
 def test_split_variant_checks_keys() -> None:

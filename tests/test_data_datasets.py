@@ -144,8 +144,9 @@ def test_datamodule_batch_contract(bccd_module):
     assert set(real[:, 4].tolist()) <= {0.0, 1.0, 2.0}
     assert batch["orig_sizes"].dtype == torch.long and batch["orig_sizes"].tolist()[0] == [480, 640]
     assert batch["transforms"].shape == (4, 4)
-    assert len(batch["gt_boxes"]) == len(batch["gt_labels"]) == len(batch["gt_difficult"]) == 4
     assert all(isinstance(i, str) for i in batch["image_ids"]) and all(Path(p).is_file() for p in batch["image_paths"])
+    val = next(iter(dm.val_dataloader()))  # the per-image ground truth the evaluation reads (not in training batches)
+    assert len(val["gt_boxes"]) == len(val["gt_labels"]) == len(val["gt_difficult"]) == 4
 
 
 def test_datamodule_eval_batch_maps_back(bccd_module):
@@ -428,6 +429,17 @@ def test_worker_batches_equal_main_process_batches_nhwc_and_packed_lists(bccd_mo
         for a, b in zip(main[key], worker[key], strict=True):
             assert a.dtype == b.dtype and torch.equal(a, b)
     assert len({t.untyped_storage().data_ptr() for t in worker["gt_boxes"]}) == 1  # views of one transfer
+
+
+def test_training_batches_carry_no_evaluation_lists(bccd_module):
+    """The training loader's batches leave out gt_boxes / gt_labels / gt_difficult (no step reads them; on a GPU
+    each was a pin and a copy per image); evaluation batches keep them, with the same targets."""
+    train = next(iter(bccd_module.train_dataloader()))
+    val = next(iter(bccd_module.val_dataloader()))
+    gt = {"gt_boxes", "gt_labels", "gt_difficult"}
+    assert not gt & set(train) and gt <= set(val)
+    assert {"images", "targets", "target_mask", "transforms", "orig_sizes"} <= set(train)
+    assert train["targets"].shape[0] == 4 and train["target_mask"].any()
 
 
 def test_tensor_list_pickles_as_one_tensor_and_falls_back():

@@ -105,7 +105,12 @@ def postprocess(
     if orig_sizes is not None:
         limit = _rows(orig_sizes.to(boxes.device, boxes.dtype), cand.image).flip(-1).repeat(1, 2)  # (M, 4) w h w h
         boxes = torch.minimum(boxes.clamp_min(0), limit)
-    return [{"boxes": boxes[k], "scores": cand.score[k], "labels": cand.label[k]} for k in keep]
+    if bsz == 1:
+        return [{"boxes": boxes[keep[0]], "scores": cand.score[keep[0]], "labels": cand.label[keep[0]]}]
+    # every image's kept rows gathered at once and split (views): 3 gathers a batch, not 3 an image (GPU launches)
+    kept, counts = torch.cat(keep), [len(k) for k in keep]
+    parts = [t[kept].split(counts) for t in (boxes, cand.score, cand.label)]
+    return [{"boxes": b, "scores": s, "labels": lab} for b, s, lab in zip(*parts, strict=True)]
 
 
 class Candidates(NamedTuple):

@@ -375,8 +375,10 @@ class DetectionDataModule(ShardedDataModule):
         }
 
     # ---------------------------------------------------------------------------------------- loaders
-    def collate_fn(self) -> DetectionCollate:
-        return DetectionCollate()  # rows = the most boxes in the batch (at most max_boxes: the dataset caps)
+    def collate_fn(self, train: bool = False) -> DetectionCollate:
+        # rows = the most boxes in the batch (at most max_boxes: the dataset caps); training batches carry no
+        # evaluation lists
+        return DetectionCollate(eval_targets=not train)
 
     def train_batch_sampler(self) -> MultiScaleBatchSampler:
         """The multi-scale batch sampler over a (DDP-sharded, shuffled) index sampler."""

@@ -322,11 +322,18 @@ class DetectionCollate:
     float in [0, 1], in the network's layout, after the transfer to the device); targets float (B, M, 5)
     (cx, cy, w, h normalised to S, class), zero padded; target_mask bool (B, M); image_ids; image_paths;
     orig_sizes long (B, 2) (h, w); transforms float (B, 4); gt_boxes / gt_labels / gt_difficult lists
-    (:class:`TensorList`: one transfer each from a loader worker).
+    (:class:`TensorList`: one transfer each from a loader worker) unless ``eval_targets=False``.
+
+    Args:
+        max_boxes: pad the targets to exactly this many rows (None: to the most boxes in the batch, >= 1).
+        eval_targets: include the per-image ground-truth lists the evaluation reads (the training loader leaves
+            them out: a training step never reads them, and pinning and moving them to a GPU took a small copy
+            per image and list, 192 a step at batch 64).
     """
 
-    def __init__(self, max_boxes: int | None = None) -> None:
+    def __init__(self, max_boxes: int | None = None, eval_targets: bool = True) -> None:
         self.max_boxes = max_boxes
+        self.eval_targets = eval_targets
 
     def __call__(self, samples: Sequence[dict[str, Any] | None]) -> dict[str, Any]:
         kept = [s for s in samples if s is not None]
@@ -347,7 +354,7 @@ class DetectionCollate:
         boxes = torch.cat([s["boxes"][:n].reshape(-1, 4) for s, n in zip(kept, counts, strict=True)])
         labels = torch.cat([s["labels"][:n].reshape(-1) for s, n in zip(kept, counts, strict=True)])
         targets[mask] = torch.cat([box_convert(boxes, "xyxy", "cxcywh") / size, labels.float().unsqueeze(1)], 1)
-        return {
+        batch = {
             "images": stack_nhwc([s["image"] for s in kept]),  # uint8: 4x less IPC; the module scales
             "targets": targets,
             "target_mask": mask,
@@ -355,10 +362,11 @@ class DetectionCollate:
             "image_paths": [s["path"] for s in kept],
             "orig_sizes": torch.tensor([s["orig_size"] for s in kept], dtype=torch.long),
             "transforms": torch.stack([s["transform"] for s in kept]),
-            "gt_boxes": TensorList(s["gt_boxes"] for s in kept),
-            "gt_labels": TensorList(s["gt_labels"] for s in kept),
-            "gt_difficult": TensorList(s["gt_difficult"] for s in kept),
         }
+        if self.eval_targets:
+            for key in ("gt_boxes", "gt_labels", "gt_difficult"):
+                batch[key] = TensorList(s[key] for s in kept)
+        return batch
 
 
 detection_collate = DetectionCollate()

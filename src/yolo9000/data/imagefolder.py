@@ -505,7 +505,7 @@ class ClassificationDataModule(ShardedDataModule):
         }
 
     # ---------------------------------------------------------------------------------------- loaders
-    def collate_fn(self) -> ClassificationCollate:
+    def collate_fn(self, train: bool = False) -> ClassificationCollate:
         return ClassificationCollate()
 
     def train_dataloader(self) -> DataLoader:

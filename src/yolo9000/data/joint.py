@@ -245,8 +245,10 @@ class JointDataModule(DetectionDataModule):
         transform = DetectionTransform(train=True, augment=self.augment)
         return JointDataset(ds, kept, transform, default_size=self.img_size)
 
-    def collate_fn(self) -> JointCollate:
-        return JointCollate()  # rows = the most boxes in the batch (at most max_boxes: the dataset caps)
+    def collate_fn(self, train: bool = False) -> JointCollate:
+        # rows = the most boxes in the batch (at most max_boxes: the dataset caps); training batches carry no
+        # evaluation lists
+        return JointCollate(eval_targets=not train)
 
     def index_sampler(self) -> JointIndexSampler:
         """The joint index sampler of this process (rank)."""

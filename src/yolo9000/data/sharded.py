@@ -69,7 +69,8 @@ class ShardedDataModule(pl.LightningDataModule):
     _start_batch = 0  # ... and batch (restored by load_state_dict, applied when the sampler is built)
     _train_batch_sampler: MultiScaleBatchSampler | None = None
 
-    def collate_fn(self) -> Any:
+    def collate_fn(self, train: bool = False) -> Any:
+        """The loaders' collate function (``train``: the training loader's)."""
         raise NotImplementedError
 
     # ----------------------------------------------------------------------------- resumable training
@@ -96,7 +97,10 @@ class ShardedDataModule(pl.LightningDataModule):
     def _resumable_train_loader(self, batch_sampler: MultiScaleBatchSampler) -> DataLoader:
         self._train_batch_sampler = batch_sampler
         return ResumableDataLoader(
-            self._dataset("train"), batch_sampler=batch_sampler, position=self._train_position, **self._loader_kwargs()
+            self._dataset("train"),
+            batch_sampler=batch_sampler,
+            position=self._train_position,
+            **self._loader_kwargs(train=True),
         )
 
     def _train_position(self) -> tuple[int, int]:
@@ -138,13 +142,13 @@ class ShardedDataModule(pl.LightningDataModule):
             raise ValueError(f"data.{split} is not configured")
         return self.datasets[split]
 
-    def _loader_kwargs(self) -> dict[str, Any]:
+    def _loader_kwargs(self, train: bool = False) -> dict[str, Any]:
         return {
             "worker_init_fn": worker_init if self.num_workers > 0 else None,
             "num_workers": self.num_workers,
             "pin_memory": self.pin_memory and torch.cuda.is_available(),
             "persistent_workers": self.persistent_workers and self.num_workers > 0,
-            "collate_fn": self.collate_fn(),
+            "collate_fn": self.collate_fn(train),
         }
 
     def _eval_loader(self, split: str) -> DataLoader:

@@ -46,15 +46,10 @@ def main(cfg: DictConfig) -> float:
     if sizes:
         settings["voc07"] = True  # the trade-off table's VOC07 column
     # the checkpoint's module, configured with this run's settings (None: as trained)
-    module = load_module(cfg.ckpt_path, **settings)
-    if not isinstance(module, DetectorModule):
-        raise ValueError(
-            f"{cfg.ckpt_path} holds a {type(module).__name__}; eval.py evaluates detectors. For a classifier run "
-            "`python src/train.py experiment=pretrain_darknet19 train=false ckpt_path=<ckpt>` with the data overrides "
-            "of the run that wrote it (its launch_overrides.txt: data=imagenet data.root=<folder> for your own)"
-        )
+    module = load_module(cfg.ckpt_path, expect=DetectorModule, **settings)  # a classifier: refused, naming how
     hc = HydraConfig.get()
-    data_cfg, data_source = eval_data_config(cfg, list(hc.overrides.task))
+    trained_cfg = run_config(cfg)  # the checkpoint's training-run config, read once
+    data_cfg, data_source = eval_data_config(cfg, list(hc.overrides.task), trained_cfg)
     log.info("data: %s", data_source)
     datamodule = hydra.utils.instantiate(data_cfg)
     if list(datamodule.class_names) != list(module.class_names):
@@ -77,7 +72,7 @@ def main(cfg: DictConfig) -> float:
     loader = datamodule.val_dataloader() if cfg.split == "val" else datamodule.test_dataloader()
     trainer.test(module, dataloaders=loader)
     per_class = module.test_results.get("per_class", {})
-    groups = run_metric_groups(cfg)  # the training run's (YOLO9000 digits: seen / unseen), as train.py reports them
+    groups = run_metric_groups(cfg, trained_cfg)  # the training run's (YOLO9000 digits: seen / unseen), as train.py
     metrics = write_metrics(
         out_dir,
         module.test_results,
@@ -94,9 +89,10 @@ def main(cfg: DictConfig) -> float:
     return float(metrics["map_50"])
 
 
-def run_metric_groups(cfg: DictConfig) -> dict[str, list[str]]:
-    """``metric_groups`` of this command line, else of the checkpoint's training run (``<run>/config.yaml``)."""
-    groups = cfg.get("metric_groups") or run_config(cfg).get("metric_groups")
+def run_metric_groups(cfg: DictConfig, trained_cfg: DictConfig) -> dict[str, list[str]]:
+    """``metric_groups`` of this command line, else of the checkpoint's training run (``trained_cfg``:
+    :func:`run_config`)."""
+    groups = cfg.get("metric_groups") or trained_cfg.get("metric_groups")
     return OmegaConf.to_container(groups, resolve=True) if groups else {}  # type: ignore[return-value]
 
 
@@ -111,20 +107,23 @@ def run_config(cfg: DictConfig) -> DictConfig:
     return OmegaConf.load(file) if file.is_file() else OmegaConf.create({})  # type: ignore[return-value]
 
 
-def eval_data_config(cfg: DictConfig, overrides: Sequence[str]) -> tuple[DictConfig, str]:
+def eval_data_config(
+    cfg: DictConfig, overrides: Sequence[str], trained_cfg: DictConfig | None = None
+) -> tuple[DictConfig, str]:
     """The data to evaluate on, resolved (a config of its own), and where it comes from.
 
     With ``data=...`` among ``overrides`` (another dataset): the composed ``cfg.data``. Else the ``data`` block of
     the checkpoint's run folder (``<run>/config.yaml``, which train.py writes beside ``<run>/checkpoints/``), with
     this command line's ``data.<key>=...`` applied on top (``data.img_size=416`` evaluates the run's data at 416):
     the checkpoint is evaluated on the data it was trained on, not on eval.yaml's default. Without that file (a
-    checkpoint moved or converted): the composed config.
+    checkpoint moved or converted): the composed config. ``trained_cfg``: that run config already read
+    (:func:`run_config`; None: read here).
     """
     composed = OmegaConf.create(OmegaConf.to_container(cfg.data, resolve=True))
     if any(re.match(r"^[~+]*data=", o) for o in overrides):
         return composed, "as configured on the command line"
     run_cfg = run_config_file(cfg)
-    trained = run_config(cfg).get("data")
+    trained = (run_config(cfg) if trained_cfg is None else trained_cfg).get("data")
     if trained is None:
         return composed, f"the default ({run_cfg} not found; data=... chooses)"
     changed = []

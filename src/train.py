@@ -17,13 +17,13 @@ from pathlib import Path
 import hydra
 import pytorch_lightning as pl
 from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from yolo9000.build import build, instantiate_list
 from yolo9000.callbacks.speed import SpeedMonitor
+from yolo9000.callbacks.sweep_summary import local_sweep_dir, write_sweep_summary
 from yolo9000.environment import log_failure, log_to_job_log, provenance, setup_environment
 from yolo9000.loggers import ResumableWandbLogger
 from yolo9000.multirun import end_distributed, prepare_ddp_relaunch
@@ -94,18 +94,12 @@ def main(cfg: DictConfig) -> float | None:
 def _summarise_stopped_sweep() -> None:
     """A sweep stopped by SIGTERM ends without Hydra's end-of-job callbacks: write its summary here (the stopped job
     without a result, the jobs never started) and say how the sweep continues."""
-    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+    # a cluster's job (submitit) is requeued there and summarised on the submitting machine
+    sweep_dir = local_sweep_dir(HydraConfig.get() if HydraConfig.initialized() else None)
+    if sweep_dir is None:
         return
-    if not str(HydraConfig.get().launcher.get("_target_", "")).endswith("BasicLauncher"):
-        return  # a cluster's job (submitit): requeued there, summarised on the submitting machine
-    sweep_dir = HydraConfig.get().sweep.dir
     log.warning("the sweep continues with its command and hydra.sweep.dir=%s (finished jobs are kept)", sweep_dir)
-    try:
-        from yolo9000.report import write_summary
-
-        write_summary(sweep_dir)
-    except Exception:  # the summary must not hide the stop
-        log.exception("could not write the sweep summary of %s", sweep_dir)
+    write_sweep_summary(sweep_dir)
 
 
 def run(cfg: DictConfig) -> float | None:

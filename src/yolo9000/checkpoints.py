@@ -232,7 +232,10 @@ def load_module(
     target = str(model_cfg.get("_target_", ""))
     kind = target.rsplit(".", 1)[-1] or "module"
     if expect is not None and kind != expect.__name__:
-        hint = " (a classifier is evaluated with train.py train=false ckpt_path=... and its experiment)"
+        hint = (
+            "; a classifier is evaluated with `python src/train.py experiment=pretrain_darknet19 train=false "
+            "ckpt_path=<ckpt>` and the data overrides of the run that wrote it (its launch_overrides.txt)"
+        )
         raise TypeError(f"{ckpt_path}: a {kind} checkpoint, not a {expect.__name__}{hint if 'Class' in kind else ''}")
     # the weights come from the state dict below, not from the checkpoints the run started from
     model_cfg = {**model_cfg, "backbone_ckpt": None} if model_cfg.get("backbone_ckpt") else model_cfg

@@ -18,6 +18,28 @@ from omegaconf import DictConfig
 log = logging.getLogger("yolo9000.sweep_summary")
 
 
+def local_sweep_dir(hydra_cfg: Any) -> str | None:
+    """The sweep folder when ``hydra_cfg`` (the ``hydra`` node of a job's config, or ``HydraConfig.get()``) is a job
+    of a local (sequential) multirun; None for a single run or a remote launcher's job (submitit: summarised on the
+    submitting machine)."""
+    if hydra_cfg is None or hydra_cfg.mode != RunMode.MULTIRUN:
+        return None
+    if not str(hydra_cfg.launcher.get("_target_", "")).endswith("BasicLauncher"):
+        return None
+    return str(hydra_cfg.sweep.dir)
+
+
+def write_sweep_summary(sweep_dir: str, plot: bool = True) -> None:
+    """``report.write_summary`` of ``sweep_dir``; an error is logged, never raised (a summary must never break or
+    hide what the sweep is doing)."""
+    from yolo9000.report import write_summary
+
+    try:
+        write_summary(sweep_dir, plot=plot)
+    except Exception:
+        log.exception("could not write the sweep summary of %s", sweep_dir)
+
+
 class SweepSummary(Callback):
     """Summarise ``hydra.sweep.dir`` after each local job and at the end of the multirun.
 
@@ -30,21 +52,10 @@ class SweepSummary(Callback):
         self.after_each_job = after_each_job
         self.plot = plot
 
-    def _write(self, sweep_dir: str) -> None:
-        from yolo9000.report import write_summary
-
-        try:
-            write_summary(sweep_dir, plot=self.plot)
-        except Exception:  # a summary must never break the sweep
-            log.exception("could not write the sweep summary of %s", sweep_dir)
-
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
-        hydra_cfg = config.get("hydra")
-        if not self.after_each_job or hydra_cfg is None or hydra_cfg.mode != RunMode.MULTIRUN:
-            return
-        if not str(hydra_cfg.launcher.get("_target_", "")).endswith("BasicLauncher"):
-            return  # remote jobs (submitit): summarised at the end, on the submitting machine
-        self._write(str(hydra_cfg.sweep.dir))
+        sweep_dir = local_sweep_dir(config.get("hydra")) if self.after_each_job else None
+        if sweep_dir is not None:
+            write_sweep_summary(sweep_dir, plot=self.plot)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        self._write(str(config.hydra.sweep.dir))
+        write_sweep_summary(str(config.hydra.sweep.dir), plot=self.plot)

@@ -238,3 +238,43 @@ def test_augmentation_draws_are_independent():
         rows.append((bool(flip.params), hsv.params["dhue"]))
     flipped, hue = (np.array(v, float) for v in zip(*rows, strict=True))
     assert abs(flipped[hue < 0].mean() - flipped[hue >= 0].mean()) < 0.15
+
+
+@pytest.mark.parametrize("interpolation", ["nearest", "linear", "area", "cubic"])
+def test_eval_resize_into_a_buffer_equals_opencv_and_albumentations(interpolation: str) -> None:
+    """The eval resize alone (inference) gives the pixels of OpenCV's resize, albumentations' ``Resize`` (the step
+    it replaced) and darknet's letterbox layout (cv2's border fill), also when written into a slot of a batch
+    buffer, for 3 and 1 channels and an image already at the size."""
+    import albumentations as A
+    import cv2
+
+    from yolo9000.data.transforms import _INTERPOLATIONS, letterbox_image, stretch_image
+
+    interp = _INTERPOLATIONS[interpolation]
+    rng = np.random.default_rng(3)
+    for image in (rng.integers(0, 256, (75, 130, 3), np.uint8), rng.integers(0, 256, (90, 40, 1), np.uint8)):
+        c = image.shape[2]
+        ref = A.Resize(64, 64, interpolation=interp)(image=image)["image"]
+        assert ref.shape == (64, 64, c)
+        assert np.array_equal(ref, cv2.resize(image, (64, 64), interpolation=interp).reshape(64, 64, c))
+        buffer = np.zeros((3, 64, 64, c), np.uint8)
+        assert np.shares_memory(stretch_image(image, 64, interp, out=buffer[1]), buffer)
+        assert np.array_equal(buffer[1], ref) and not buffer[0].any() and not buffer[2].any()
+        strided = np.zeros((64, 64, c + 1), np.uint8)[..., :c]  # not contiguous: written through a copy
+        assert np.array_equal(stretch_image(image, 64, interp, out=strided), ref) and np.array_equal(strided, ref)
+        # letterbox: 130 x 75 -> 64 x 36 (36 = 75 * 64 // 130) at rows 14..50 on grey 127 (cv2's constant border)
+        h, w = image.shape[:2]
+        nw, nh = (64, h * 64 // w) if w > h else (w * 64 // h, 64)
+        px, py = (64 - nw) // 2, (64 - nh) // 2
+        small = cv2.resize(image, (nw, nh), interpolation=interp).reshape(nh, nw, c)
+        want = cv2.copyMakeBorder(small, py, 64 - nh - py, px, 64 - nw - px, cv2.BORDER_CONSTANT, value=(127,) * c)
+        assert np.array_equal(letterbox_image(image, 64, 127, interp, out=buffer[2]), want.reshape(64, 64, c))
+        assert np.array_equal(buffer[2], want.reshape(64, 64, c))
+    same = rng.integers(0, 256, (64, 64, 3), np.uint8)
+    assert stretch_image(same, 64, interp) is same  # as albumentations: an image at the size is not resampled
+    out = np.zeros_like(same)
+    assert stretch_image(same, 64, interp, out=out) is out and np.array_equal(out, same)
+    t = DetectionTransform(train=False, augment={"interpolation": interpolation})
+    image = rng.integers(0, 256, (75, 130, 3), np.uint8)
+    full = t(image, np.array([[10.0, 10.0, 50.0, 40.0]]), np.zeros(1, np.int64), np.zeros(1, bool), 64)
+    assert np.array_equal(t.resize(image, 64)[0], full.image)  # the validation pipeline's step is the same function

@@ -151,10 +151,11 @@ class Detector:
             keeps its BNs and can go on training). The same detections up to float rounding; costs one copy of the
             weights. False, or a compiled network (``model.fast.compile``): the module's network as it is.
         read_threads: threads of this process that read and resize the images of a batch (``predict`` with
-            ``num_workers=0``; OpenCV's resize and the image decoders release the GIL). None (default): torch's
-            CPU thread count (:func:`torch.get_num_threads`, read at each call); 1: the calling thread alone.
-            Reading 32 decoded BCCD photos (640 x 480) into a batch at 256 took 12.8 ms in one thread, 9.4 ms in two
-            (2-core Xeon VM).
+            ``num_workers=0``; OpenCV's resize and the image decoders release the GIL), each straight into its
+            images' slots of the batch. None (default): torch's CPU thread count (:func:`torch.get_num_threads`,
+            read at each call); 1: the calling thread alone. Resizing 32 decoded BCCD photos (640 x 480) to 256
+            on a 2-core Xeon VM: 8.3 ms in one thread, 4.7 ms in two with the second core free, but 7.8 ms in two
+            right after a forward pass (torch's OpenMP workers keep spinning on the other core for a few ms).
     """
 
     def __init__(
@@ -187,21 +188,20 @@ class Detector:
         if read_threads is not None and (isinstance(read_threads, bool) or int(read_threads) < 1):
             raise ValueError(f"read_threads must be >= 1 (or None: torch's thread count), got {read_threads!r}")
         self.read_threads = None if read_threads is None else int(read_threads)
-        # every reading thread's eval transforms (stretch, letterbox), built once per thread: a transform caches its
-        # resize pipelines per size and records each step's parameters, so threads do not share one
+        # the eval resizes (stretch, letterbox): stateless, shared by the calling and reading threads
+        self._transforms = {lb: DetectionTransform(train=False, augment={"letterbox": lb}) for lb in (False, True)}
         self._init_threads()
 
     def _init_threads(self) -> None:
-        """The reading threads' state: per-thread transforms, and the pool (made at the first batch that uses it)."""
-        self._local = threading.local()
+        """The reading pool (made at the first batch that uses it)."""
         self._pool: ThreadPoolExecutor | None = None
         self._pool_size = 0
         self._pool_lock = threading.Lock()
 
     def __getstate__(self) -> dict[str, Any]:
-        """Pickled without the thread pool and the per-thread transforms (remade on first use)."""
+        """Pickled without the thread pool (remade on first use)."""
         state = self.__dict__.copy()
-        for key in ("_local", "_pool", "_pool_size", "_pool_lock"):
+        for key in ("_pool", "_pool_size", "_pool_lock"):
             state.pop(key)
         return state
 
@@ -354,7 +354,7 @@ class Detector:
             raise ValueError(f"max_det must be >= 0 (or None: the detector's), got {max_det!r}")
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
-        dataset = _IndexedImages(items, size, transform=self._transform(bool(letterbox)))
+        dataset = _IndexedImages(items, size, transform=self._transforms[bool(letterbox)])
         bs = int(batch_size)
         if int(num_workers) > 0:
             loader = DataLoader(dataset, batch_size=bs, num_workers=int(num_workers), collate_fn=_collate)
@@ -387,34 +387,30 @@ class Detector:
         assert all(r is not None for r in results)
         return results  # type: ignore[return-value]
 
-    def _transform(self, letterbox: bool) -> DetectionTransform:
-        """This thread's eval transform (stretch or ``letterbox``)."""
-        transforms = getattr(self._local, "transforms", None)
-        if transforms is None:
-            transforms = self._local.transforms = {}
-        if letterbox not in transforms:
-            transforms[letterbox] = DetectionTransform(train=False, augment={"letterbox": letterbox})
-        return transforms[letterbox]
-
     def _read(self, dataset: _IndexedImages, indices: range) -> dict[str, Any]:
-        """The collated batch of ``dataset``'s samples ``indices``, read by :attr:`read_threads` threads (each
-        with its own transform)."""
-        threads = min(len(indices), self.read_threads or torch.get_num_threads())
-        if threads <= 1:
-            return _collate([dataset[i] for i in indices])
-        with self._pool_lock:  # calls from several threads share one pool; a call still using a smaller one keeps it
-            if self._pool is None or self._pool_size < threads:
-                self._pool = ThreadPoolExecutor(threads, thread_name_prefix="yolo9000-read")
-                self._pool_size = threads
-            pool = self._pool
-        letterbox = bool(dataset.transform.cfg.letterbox)
+        """The collated batch of ``dataset``'s samples ``indices``, read by :attr:`read_threads` threads, each
+        resizing straight into its images' slots of one uint8 (B, S, S, 3) buffer (no per-image arrays to stack)."""
+        size = dataset.size
+        buffer = torch.empty(len(indices), size, size, 3, dtype=torch.uint8)  # NHWC, as the CPU network's input
+        slots = buffer.numpy()
 
         def read(part: range) -> list[dict[str, Any]]:  # one task per thread: a future per image costs more
-            transform = self._transform(letterbox)
-            return [dataset.read(i, transform) for i in part]
+            return [dataset.read(indices[j], out=slots[j]) for j in part]
 
-        parts = list(pool.map(read, [indices[t::threads] for t in range(threads)]))
-        return _collate([parts[j % threads][j // threads] for j in range(len(indices))])  # input order
+        threads = min(len(indices), self.read_threads or torch.get_num_threads())
+        if threads <= 1:
+            samples = read(range(len(indices)))
+        else:
+            with self._pool_lock:  # calls from several threads share one pool; a call using a smaller one keeps it
+                if self._pool is None or self._pool_size < threads:
+                    self._pool = ThreadPoolExecutor(threads, thread_name_prefix="yolo9000-read")
+                    self._pool_size = threads
+                pool = self._pool
+            parts = list(pool.map(read, [range(t, len(indices), threads) for t in range(threads)]))
+            samples = [parts[j % threads][j // threads] for j in range(len(indices))]  # input order
+        ok = [j for j, s in enumerate(samples) if "error" not in s]
+        images = buffer.permute(0, 3, 1, 2)  # (B, 3, S, S) with NHWC strides
+        return _collate(samples, images if len(ok) == len(samples) else images[ok])
 
     @torch.no_grad()  # not inference_mode: the returned tensors stay ordinary (editable in place)
     def _detect(
@@ -449,13 +445,13 @@ class Detector:
 class _IndexedImages(ImageFilesDataset):
     """:class:`ImageFilesDataset` whose samples also carry their ``index`` (results go back in input order)."""
 
-    def read(self, index: int, transform: DetectionTransform) -> dict[str, Any]:
-        return {**super().read(index, transform), "index": index}
+    def read(self, index: int, out: np.ndarray | None = None) -> dict[str, Any]:
+        return {**super().read(index, out), "index": index}
 
 
-def _collate(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def _collate(samples: Sequence[dict[str, Any]], images: torch.Tensor | None = None) -> dict[str, Any]:
     """:class:`PredictCollate` plus ``ok_index`` / ``failed_index``: the input positions of both lists."""
-    out = PredictCollate()(samples)
+    out = PredictCollate()(samples, images)
     out["ok_index"] = [s["index"] for s in samples if "error" not in s]
     out["failed_index"] = [s["index"] for s in samples if "error" in s]
     return out

@@ -60,11 +60,12 @@ class ImageFilesDataset(Dataset):
         return len(self.images)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        return self.read(index, self.transform)
+        return self.read(index)
 
-    def read(self, index: int, transform: DetectionTransform) -> dict[str, Any]:
-        """``dataset[index]`` through ``transform`` (an eval transform of the same settings): threads reading
-        samples at once each pass their own (a transform caches its pipelines and records its steps' parameters)."""
+    def read(self, index: int, out: np.ndarray | None = None) -> dict[str, Any]:
+        """``dataset[index]``, its resized pixels written into ``out`` (uint8 (S, S, 3), e.g. a slot of a batch
+        buffer) when given: ``image`` is then a view of ``out``. Threads may read samples at once (the eval
+        resize keeps no state)."""
         item = self.images[index]
         name = f"<image {index}>" if isinstance(item, np.ndarray) else str(item)
         if isinstance(item, np.ndarray):
@@ -74,7 +75,7 @@ class ImageFilesDataset(Dataset):
                 image = read_image(item)
             except (ImageDecodeError, OSError) as e:
                 return {"path": name, "error": str(e)}
-        resized, params = transform.resize(image, self.size)
+        resized, params = self.transform.resize(image, self.size, out=out)
         return {
             "image": torch.from_numpy(np.ascontiguousarray(resized)).permute(2, 0, 1),  # (3, S, S) view of HWC pixels
             "transform": torch.from_numpy(params),
@@ -87,7 +88,9 @@ class PredictCollate:
     """Batch of readable samples: ``images`` uint8 (B, 3, S, S), ``transforms`` (B, 4), ``orig_sizes`` long (B, 2),
     ``image_paths``; unreadable ones go to ``failed`` as ``{"file", "reason"}`` (B may be 0)."""
 
-    def __call__(self, samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    def __call__(self, samples: Sequence[dict[str, Any]], images: torch.Tensor | None = None) -> dict[str, Any]:
+        """``images``: the readable samples' pixels already in one uint8 (B, 3, S, S) batch (their ``image`` views
+        of it are then not stacked again)."""
         ok = [s for s in samples if "error" not in s]
         failed = [{"file": s["path"], "reason": s["error"]} for s in samples if "error" in s]
         if not ok:
@@ -99,7 +102,7 @@ class PredictCollate:
                 "failed": failed,
             }
         return {
-            "images": stack_nhwc([s["image"] for s in ok]),  # (B, 3, S, S), NHWC strides
+            "images": stack_nhwc([s["image"] for s in ok]) if images is None else images,  # (B, 3, S, S), NHWC
             "transforms": torch.stack([s["transform"] for s in ok]),
             "orig_sizes": torch.tensor([s["orig_size"] for s in ok], dtype=torch.long),
             "image_paths": [s["path"] for s in ok],

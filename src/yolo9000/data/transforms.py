@@ -25,10 +25,13 @@ __all__ = [
     "DarknetJitterResize",
     "DetectionTransform",
     "LetterboxResize",
+    "StretchResize",
     "TransformOutput",
     "letterbox_geometry",
+    "letterbox_image",
     "run_pipeline",
     "seed_pipeline",
+    "stretch_image",
 ]
 
 _INTERPOLATIONS = {
@@ -265,8 +268,70 @@ class DarknetJitterResize(A.DualTransform):
         return out
 
 
+def _into(image: np.ndarray, resized: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+    """``resized`` with ``image``'s channel axis (cv2 drops a single one), copied into ``out`` unless it is there."""
+    if resized.ndim < image.ndim:
+        resized = resized[..., None]
+    if out is None:
+        return resized
+    if resized.__array_interface__["data"][0] != out.__array_interface__["data"][0]:
+        np.copyto(out, resized)
+    return out
+
+
+def stretch_image(
+    image: np.ndarray, size: int, interpolation: int = cv2.INTER_LINEAR, out: np.ndarray | None = None
+) -> np.ndarray:
+    """The eval stretch resize (albumentations' ``Resize``): uint8 (H, W, C) -> (size, size, C) by OpenCV's
+    ``resize`` (an image of that size is returned as it is), written into ``out`` (size, size, C) when given."""
+    if image.shape[:2] == (size, size):
+        return _into(image, image, out)
+    dst = out if out is not None and out.flags.c_contiguous else None  # cv2 writes into a contiguous buffer
+    return _into(image, cv2.resize(image, (size, size), dst=dst, interpolation=interpolation), out)
+
+
+def letterbox_image(
+    image: np.ndarray,
+    size: int,
+    fill: int = 127,
+    interpolation: int = cv2.INTER_LINEAR,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """The letterbox resize: uint8 (H, W, C) -> (size, size, C), the image resized to
+    :func:`letterbox_geometry` and centred on a ``fill`` canvas; written into ``out`` when given."""
+    h, w = image.shape[:2]
+    nw, nh, px, py = letterbox_geometry(w, h, size)
+    resized = _into(image, cv2.resize(image, (nw, nh), interpolation=interpolation), None)
+    canvas = np.empty((size, size, *image.shape[2:]), image.dtype) if out is None else out
+    canvas[:py] = fill  # the borders (cv2.copyMakeBorder's constant), then the image
+    canvas[py + nh :] = fill
+    canvas[py : py + nh, :px] = fill
+    canvas[py : py + nh, px + nw :] = fill
+    canvas[py : py + nh, px : px + nw] = resized
+    return canvas
+
+
+class StretchResize(A.DualTransform):
+    """The eval stretch resize to ``size x size`` (:func:`stretch_image`); normalised boxes are unchanged."""
+
+    def __init__(self, size: int, interpolation: int = cv2.INTER_LINEAR, p: float = 1.0) -> None:
+        super().__init__(p=p)
+        self.size = size
+        self.interpolation = interpolation
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("size", "interpolation")
+
+    def apply(self, img: np.ndarray, **params: Any) -> np.ndarray:
+        return stretch_image(img, self.size, self.interpolation)
+
+    def apply_to_bboxes(self, bboxes: np.ndarray, **params: Any) -> np.ndarray:
+        return bboxes
+
+
 class LetterboxResize(A.DualTransform):
-    """Aspect-preserving resize into a ``size x size`` canvas, centred, padded with ``fill``."""
+    """Aspect-preserving resize into a ``size x size`` canvas, centred, padded with ``fill``
+    (:func:`letterbox_image`)."""
 
     def __init__(self, size: int, fill: int = 127, interpolation: int = cv2.INTER_LINEAR, p: float = 1.0) -> None:
         super().__init__(p=p)
@@ -282,12 +347,7 @@ class LetterboxResize(A.DualTransform):
         return {"geometry": letterbox_geometry(w, h, self.size)}
 
     def apply(self, img: np.ndarray, geometry: tuple[int, int, int, int], **params: Any) -> np.ndarray:
-        nw, nh, px, py = geometry
-        img = cv2.resize(img, (nw, nh), interpolation=self.interpolation)
-        fill = (self.fill,) * (img.shape[2] if img.ndim == 3 else 1)
-        return cv2.copyMakeBorder(
-            img, py, self.size - nh - py, px, self.size - nw - px, cv2.BORDER_CONSTANT, value=fill
-        )
+        return letterbox_image(img, self.size, self.fill, self.interpolation)
 
     def apply_to_bboxes(self, bboxes: np.ndarray, geometry: tuple[int, int, int, int], **params: Any) -> np.ndarray:
         nw, nh, px, py = geometry
@@ -434,18 +494,25 @@ class DetectionTransform:
         elif c.letterbox:
             steps = [LetterboxResize(size, c.fill, interp)]
         else:
-            steps = [A.Resize(size, size, interpolation=interp)]
+            steps = [StretchResize(size, interp)]
         # the box settings that __call__'s _boxes_in / _boxes_out repeat around run_pipeline (the Compose's own box
         # processors do not run; the tests compare against this Compose): clipped, filtered once after the last step
         bbox_params = A.BboxParams(format="pascal_voc", label_fields=["idx"], clip=True, check_each_transform=False)
         return A.Compose(steps, bbox_params=bbox_params)
 
-    def resize(self, image: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    def resize(self, image: np.ndarray, size: int, out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The eval resize of an image alone (inference): uint8 (H, W, 3) -> (uint8 (size, size, 3), params
-        float32 (4,)); :meth:`to_original` maps the network's boxes back with ``params``."""
-        comp = self.compose(size) if not self.train else DetectionTransform(False, self.cfg).compose(size)
+        float32 (4,)); :meth:`to_original` maps the network's boxes back with ``params``. The pixels of the eval
+        pipeline's step (:func:`stretch_image` / :func:`letterbox_image`) without the pipeline: no state, so threads
+        may share one transform; written into ``out`` (size, size, 3) when given (a slot of a batch buffer)."""
+        c = self.cfg
+        interp = _INTERPOLATIONS[c.interpolation]
         h, w = image.shape[:2]
-        return run_pipeline(comp, image)[0], self.eval_params(w, h, size)
+        if c.letterbox:
+            resized = letterbox_image(image, size, c.fill, interp, out=out)
+        else:
+            resized = stretch_image(image, size, interp, out=out)
+        return resized, self.eval_params(w, h, size)
 
     to_original = staticmethod(boxes_to_original)
 

@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 from test_darknet import randomize, scaled_cfg
+from yolo9000.api import _pil_rgb
 from yolo9000.build import instantiate_module
 from yolo9000.checkpoints import darknet_to_checkpoint, load_module
 from yolo9000.data.image_io import ImageDecodeError, read_image
@@ -314,6 +315,42 @@ def test_16_bit_and_float_pil_images_give_the_file_detections(detector, tmp_path
     assert len(want) > 10
     for r in got:
         assert_same(want, r)
+
+
+def test_16_bit_and_float_files_read_as_their_pil_images(detector, tmp_path: Path) -> None:  # noqa: ANN001
+    """Files PIL decodes (TIFF, BMP) give the pixels of the same image in memory: a 32-bit integer (mode I) TIFF of
+    16-bit values shifted to 8 bits and a float (mode F) TIFF in [0, 1] scaled (PIL's RGB conversion clipped both
+    to white or black); pixels outside those ranges are an unreadable file naming the reason; a decoded BMP is an
+    ordinary writable array (no read-only warning)."""
+    import warnings
+
+    from yolo9000.data.image_io import read_image_notes
+
+    grey = read_image(IMAGES[0])[..., 1]
+    deep = grey.astype(np.int32) * 256 + 77  # >> 8: the 8-bit grey
+    images = {
+        "i16.tif": Image.fromarray(deep.astype(np.uint16)),
+        "i32.tif": Image.fromarray(deep),
+        "f32.tif": Image.fromarray(grey.astype(np.float32) / 255.0),
+        "rgb.bmp": Image.fromarray(read_image(IMAGES[0])),
+    }
+    rgb_grey = np.repeat(grey[..., None], 3, axis=2)
+    for name, im in images.items():
+        im.save(tmp_path / name)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # torch.from_numpy of PIL's read-only buffer used to warn
+            got, notes = read_image_notes(tmp_path / name)
+        assert got.flags.writeable and np.array_equal(got, _pil_rgb(Image.open(tmp_path / name), 0)), name
+        assert np.array_equal(got, read_image(IMAGES[0]) if name == "rgb.bmp" else rgb_grey), name
+    said = read_image_notes(tmp_path / "i32.tif")[1]
+    assert ("32-bit greyscale image converted to 8-bit RGB (as 16-bit)", "") in said
+    Image.fromarray(deep * 4).save(tmp_path / "wide.tif")  # values up to 4 * 65535
+    Image.fromarray(grey.astype(np.float32)).save(tmp_path / "f255.tif")  # floats 0..255
+    res = detector.predict([tmp_path / "wide.tif", tmp_path / "f255.tif"], size=SIZE, skip_unreadable=True)
+    assert "unsupported pixel values" in (res[0].error or "") and "outside 0..65535" in (res[0].error or "")
+    assert "unsupported pixel values" in (res[1].error or "") and "must lie in [0, 1]" in (res[1].error or "")
+    with pytest.raises(ValueError, match="image 0: a PIL image of mode I: mode I pixels outside 0..65535"):
+        detector.predict(Image.fromarray(deep * 4))
 
 
 def test_inputs_kept_as_given_and_iterables(detector) -> None:  # noqa: ANN001

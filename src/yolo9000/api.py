@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader
 
 from yolo9000.build import instantiate_module
 from yolo9000.checkpoints import darknet_to_checkpoint, load_module
-from yolo9000.data.image_io import ImageDecodeError
+from yolo9000.data.image_io import ImageDecodeError, pil_rgb, rgb_uint8
 from yolo9000.data.predict import ImageFilesDataset, PredictCollate
 from yolo9000.data.transforms import DetectionTransform
 from yolo9000.models import STRIDE
@@ -500,50 +500,20 @@ def _as_items(images: Any) -> list[str | np.ndarray]:
 
 
 def _pil_rgb(im: Image.Image, index: int) -> np.ndarray:
-    """A PIL image's pixels as uint8 (H, W, 3) RGB, as a file of that mode is read: 16-bit grey scaled to 8 bits,
-    float (mode F) as a float array in [0, 1]; other modes through PIL's RGB conversion. The pixels as they are
-    (an EXIF orientation is not applied: a file path's is)."""
-    if im.mode.startswith("I;16") or im.mode == "I":  # 16-bit grey (PIL may open a 16-bit PNG as 32-bit "I")
-        a = np.asarray(im)
-        if a.min() < 0 or a.max() > 65535:
-            raise ValueError(f"image {index}: a PIL image of mode {im.mode} with values outside 0..65535")
-        return _hwc_uint8(a.astype(np.uint16), index, channels_last=True)
-    if im.mode == "F":
-        return _hwc_uint8(np.asarray(im), index, channels_last=True)
-    return np.asarray(im.convert("RGB"))
+    """:func:`~yolo9000.data.image_io.pil_rgb` (a PIL image as a file of its mode is read), errors naming the
+    input. The pixels as they are (an EXIF orientation is not applied: a file path's is)."""
+    try:
+        return pil_rgb(im)
+    except ValueError as e:
+        raise ValueError(f"image {index}: a PIL image of mode {im.mode}: {e}") from None
 
 
 def _hwc_uint8(a: np.ndarray, index: int, channels_last: bool) -> np.ndarray:
-    """An array / tensor image as contiguous uint8 (H, W, 3) RGB: grey is repeated, alpha dropped, floats in
-    [0, 1] scaled by 255 and rounded, uint16 shifted to 8 bits as 16-bit files are."""
-    layout = "(H, W, 3)" if channels_last else "(3, H, W)"
-    shape = a.shape
-    if a.ndim == 2:
-        a = a[..., None] if channels_last else a[None]
-    if a.ndim != 3:
-        raise ValueError(f"image {index}: expected a {layout} image, got shape {tuple(shape)}")
-    if a.shape[2 if channels_last else 0] not in (1, 3, 4) or min(a.shape[:2] if channels_last else a.shape[1:]) == 0:
-        raise ValueError(f"image {index}: expected a {layout} image (1, 3 or 4 channels), got shape {tuple(shape)}")
-    if not channels_last:
-        a = a.transpose(1, 2, 0)
-    if a.shape[2] == 1:
-        a = np.repeat(a, 3, axis=2)
-    a = a[..., :3]
-    if a.dtype == np.uint8:
-        return np.ascontiguousarray(a)
-    if np.issubdtype(a.dtype, np.floating):
-        if not np.isfinite(a).all():
-            raise ValueError(f"image {index}: the float pixels hold nan or inf")
-        lo, hi = float(a.min()), float(a.max())
-        if lo < -1e-3 or hi > 1 + 1e-3:
-            raise ValueError(
-                f"image {index}: float images must lie in [0, 1], got values in [{lo:.3g}, {hi:.3g}] "
-                "(pass uint8 for 0..255)"
-            )
-        return np.ascontiguousarray(np.rint(np.clip(a, 0, 1) * 255.0).astype(np.uint8))
-    if a.dtype == np.uint16:
-        return np.ascontiguousarray((a >> 8).astype(np.uint8))
-    raise TypeError(f"image {index}: uint8 (0..255), uint16 (16 bit) or float ([0, 1]) pixels expected, got {a.dtype}")
+    """:func:`~yolo9000.data.image_io.rgb_uint8`, errors naming the input."""
+    try:
+        return rgb_uint8(a, channels_last)
+    except (ValueError, TypeError) as e:
+        raise type(e)(f"image {index}: {e}") from None
 
 
 # ---------------------------------------------------------------- device and precision

@@ -23,9 +23,11 @@ __all__ = [
     "image_conversions",
     "image_size",
     "load_time_issues",
+    "pil_rgb",
     "read_image",
     "read_image_notes",
     "read_record_image",
+    "rgb_uint8",
 ]
 
 # per-image flags the datasets set at load time (in shared memory, so DataLoader workers' findings reach the main
@@ -59,11 +61,11 @@ _MODE_NOTES = {
     "1": "1-bit image converted to RGB",
     "L": "greyscale image converted to RGB",
     "LA": "greyscale+alpha image converted to RGB (alpha dropped)",
-    "I": "32-bit greyscale image converted to RGB",
+    "I": "32-bit greyscale image converted to 8-bit RGB (as 16-bit)",
     "I;16": "16-bit greyscale image converted to 8-bit RGB",
     "I;16B": "16-bit greyscale image converted to 8-bit RGB",
     "I;16L": "16-bit greyscale image converted to 8-bit RGB",
-    "F": "floating-point greyscale image converted to RGB",
+    "F": "floating-point greyscale image converted to 8-bit RGB (from [0, 1])",
     "P": "palette image converted to RGB",
     "PA": "palette+alpha image converted to RGB (alpha dropped)",
     "RGBA": "RGBA image converted to RGB (alpha dropped)",
@@ -167,16 +169,73 @@ def _decode_torchvision(data: bytes, exif: bool = True) -> torch.Tensor:
     return img
 
 
+def rgb_uint8(a: np.ndarray, channels_last: bool = True) -> np.ndarray:
+    """An image array as contiguous uint8 (H, W, 3) RGB: grey is repeated, alpha dropped, floats in [0, 1] scaled
+    by 255 and rounded, uint16 shifted to 8 bits (as 16-bit files are read).
+
+    Args:
+        a: (H, W), (H, W, C) with ``channels_last`` or (C, H, W) without, C in 1, 3, 4; uint8, uint16 or float.
+    Raises:
+        ValueError: another shape, an empty image, float pixels outside [0, 1] or not finite.
+        TypeError: another dtype.
+    """
+    layout = "(H, W, 3)" if channels_last else "(3, H, W)"
+    shape = a.shape
+    if a.ndim == 2:
+        a = a[..., None] if channels_last else a[None]
+    if a.ndim != 3:
+        raise ValueError(f"expected a {layout} image, got shape {tuple(shape)}")
+    if a.shape[2 if channels_last else 0] not in (1, 3, 4) or min(a.shape[:2] if channels_last else a.shape[1:]) == 0:
+        raise ValueError(f"expected a {layout} image (1, 3 or 4 channels), got shape {tuple(shape)}")
+    if not channels_last:
+        a = a.transpose(1, 2, 0)
+    if a.shape[2] == 1:
+        a = np.repeat(a, 3, axis=2)
+    a = a[..., :3]
+    if a.dtype == np.uint8:
+        return np.ascontiguousarray(a)
+    if np.issubdtype(a.dtype, np.floating):
+        if not np.isfinite(a).all():
+            raise ValueError("the float pixels hold nan or inf")
+        lo, hi = float(a.min()), float(a.max())
+        if lo < -1e-3 or hi > 1 + 1e-3:
+            raise ValueError(
+                f"float images must lie in [0, 1], got values in [{lo:.3g}, {hi:.3g}] (pass uint8 for 0..255)"
+            )
+        return np.ascontiguousarray(np.rint(np.clip(a, 0, 1) * 255.0).astype(np.uint8))
+    if a.dtype == np.uint16:
+        return np.ascontiguousarray((a >> 8).astype(np.uint8))
+    raise TypeError(f"uint8 (0..255), uint16 (16 bit) or float ([0, 1]) pixels expected, got {a.dtype}")
+
+
+def pil_rgb(im: Image.Image) -> np.ndarray:
+    """A PIL image's pixels as uint8 (H, W, 3) RGB (a writable array): 16-bit grey (modes ``I;16*``, and ``I``
+    with values in 0..65535: PIL opens some 16-bit files so) shifted to 8 bits, float grey (``F``) in [0, 1]
+    scaled by 255 (:func:`rgb_uint8`); every other mode through PIL's RGB conversion (which would clip 16-bit
+    and float grey to white and black).
+
+    Raises:
+        ValueError: ``I`` pixels outside 0..65535, ``F`` pixels outside [0, 1] (see :func:`rgb_uint8`).
+    """
+    if im.mode.startswith("I;16") or im.mode == "I":
+        a = np.asarray(im)
+        if a.size and (a.min() < 0 or a.max() > 65535):
+            raise ValueError(f"mode {im.mode} pixels outside 0..65535 (16-bit grey expected)")
+        return rgb_uint8(a.astype(np.uint16))
+    if im.mode == "F":
+        return rgb_uint8(np.asarray(im))
+    return np.array(im.convert("RGB"))  # a copy: PIL's buffer is read-only
+
+
 def _decode_pil(path: Path, exif: bool = True) -> torch.Tensor:
     with Image.open(path) as im:
         im.load()  # raises OSError on truncated files (LOAD_TRUNCATED_IMAGES is False)
         im = ImageOps.exif_transpose(im) if exif else im
-        if im.mode == "I;16" or im.mode.startswith("I;16"):
-            arr = (np.asarray(im, dtype=np.uint16) >> 8).astype(np.uint8)
-            arr = np.repeat(arr[..., None], 3, axis=2)
-        else:
-            arr = np.asarray(im.convert("RGB"))
-    return torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)
+        try:
+            arr = pil_rgb(im)
+        except (ValueError, TypeError) as e:
+            raise ImageDecodeError("unsupported pixel values", str(e)) from e
+    return torch.from_numpy(arr).permute(2, 0, 1)
 
 
 def read_image(path: str | Path) -> np.ndarray:

@@ -15,11 +15,12 @@ import re
 import shlex
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import hydra
 import pytorch_lightning as pl
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from yolo9000.build import instantiate_list
 from yolo9000.callbacks.predictions import PredictionImages
@@ -137,10 +138,36 @@ def eval_data_config(
                 if isinstance(node, DictConfig) and leaf in node:
                     node.pop(leaf)
             else:
-                OmegaConf.update(trained, key, OmegaConf.select(composed, key), force_add=True)
+                before, value = OmegaConf.select(trained, key), OmegaConf.select(composed, key)
+                OmegaConf.update(trained, key, value, force_add=True)
+                if "." not in key:
+                    _follow_in_parsers(trained, key, before, value)
             changed.append(f"data.{key}")
     extra = f", with {', '.join(changed)} from the command line" if changed else ""
     return trained, f"the training run's ({run_cfg}{extra}; data=... evaluates on other data)"
+
+
+def _follow_in_parsers(data: DictConfig, key: str, before: Any, value: Any) -> None:
+    """A top-level ``data.<key>`` changed from ``before`` to ``value``: the split parsers' copies of it follow.
+
+    The run's ``config.yaml`` is resolved, so a parser's ``root: ${..root}`` is stored as the path itself: every
+    parser entry of ``train`` / ``val`` / ``test`` (nested lists too) whose ``key`` equals ``before`` takes
+    ``value``, and when ``before`` is a path (holds a ``/``), any parser value under it (``<root>/images``) moves
+    under ``value``. Other values stay (a parser's own setting)."""
+    prefix = before.rstrip("/") + "/" if isinstance(before, str) and "/" in before and isinstance(value, str) else None
+    nodes: list[Any] = [data.get(split) for split in ("train", "val", "test")]
+    while nodes:
+        node = nodes.pop()
+        if isinstance(node, ListConfig):
+            nodes.extend(node)
+        elif isinstance(node, DictConfig):
+            for k, v in node.items_ex(resolve=False):
+                if k == key and v == before:
+                    node[k] = value
+                elif prefix and isinstance(v, str) and v.startswith(prefix):
+                    node[k] = value.rstrip("/") + "/" + v[len(prefix) :]
+                elif isinstance(v, DictConfig | ListConfig):
+                    nodes.append(v)
 
 
 def tradeoff(cfg: DictConfig, data_cfg: DictConfig, module: DetectorModule, out_dir: Path) -> float:

@@ -210,6 +210,18 @@ def test_eval_uses_the_data_of_the_checkpoints_run(bccd_ckpt: Path, tmp_path: Pa
     chosen, source = eval_script.eval_data_config(cfg, [f"ckpt_path={ckpt}", "data.img_size=96"])
     assert (chosen.img_size, chosen.max_images.test) == (96, 3)  # the run's data at another size
     assert "with data.img_size from the command line" in source
+    # the saved config is resolved (each split's root: ${..root} is the path itself): data.root moves every split
+    # parser's root, and paths under it; a parser's own value stays
+    saved = {**data, "img_size": 64}
+    saved["test"] = {**saved["test"], "ann_dir": "Annotations", "image_dir": f"{saved['root']}/JPEGImages"}
+    saved["val"] = [{**saved["val"], "root": "/elsewhere"}, {**saved["val"]}]  # a list of parsers (concatenated)
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml({"data": saved}))
+    over = [f"ckpt_path={ckpt}", "data.root=/moved/bccd", "data.ann_dir=Notes"]
+    chosen, source = eval_script.eval_data_config(compose_config("eval", *over), over)
+    assert chosen.root == chosen.train.root == chosen.test.root == chosen.val[1].root == "/moved/bccd"
+    assert chosen.val[0].root == "/elsewhere" and chosen.test.image_dir == "/moved/bccd/JPEGImages"
+    assert chosen.ann_dir == chosen.train.ann_dir == chosen.test.ann_dir == "Notes"
+    assert "with data.root, data.ann_dir from the command line" in source
     cfg = compose_config("eval", f"ckpt_path={ckpt}", "data=voc")
     chosen, source = eval_script.eval_data_config(cfg, [f"ckpt_path={ckpt}", "data=voc"])
     assert chosen.root.endswith("VOCdevkit") or "voc" in str(chosen.root).lower()

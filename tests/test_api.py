@@ -401,13 +401,29 @@ def test_from_checkpoint_names_what_the_file_is(tmp_path: Path) -> None:
     torch.save({"yolo9000_model_config": {"_target_": target}, "state_dict": {}}, tmp_path / "cls.ckpt")
     with pytest.raises(TypeError, match="cls.ckpt: a ClassifierModule checkpoint, not a DetectorModule"):
         Detector.from_checkpoint(tmp_path / "cls.ckpt")
+    # convert.py of a darknet classifier cfg: a network to start from, not a module to run
+    torch.save({"yolo9000_classifier_config": {"_target_": "x"}, "state_dict": {}}, tmp_path / "darknet19.ckpt")
+    with pytest.raises(TypeError, match=r"darknet19.ckpt: a classifier network converted .* model.backbone_ckpt"):
+        Detector.from_checkpoint(tmp_path / "darknet19.ckpt")
 
 
 def test_a_mistyped_setting_names_the_accepted_ones(ckpt: Path) -> None:
+    """A setting the module does not have lists the ones it has; a setting no detection can satisfy is refused as
+    the checkpoint is loaded (detect.py and eval.py load it so), as predict refuses it per call."""
     from yolo9000 import Detector
 
     with pytest.raises(TypeError, match=r"conf is no setting of a DetectorModule; its settings: .*conf_thresh"):
         Detector.from_checkpoint(ckpt, conf=0.3)  # predict's name, not the checkpoint's setting
+    for kw, what in [
+        ({"conf_thresh": 2.0}, r"conf_thresh must lie in \[0, 1\], got 2.0"),
+        ({"conf_thresh": -1}, "conf_thresh must lie in"),
+        ({"nms_thresh": 5}, "nms_thresh must lie in"),
+        ({"max_det": -1}, "max_det must be >= 0"),
+        ({"eval_size": 100}, "eval_size must be a positive multiple of 32, got 100"),
+    ]:
+        with pytest.raises(ValueError, match=what):
+            Detector.from_checkpoint(ckpt, **kw)
+    assert Detector.from_checkpoint(ckpt, conf_thresh=1.0, nms_thresh=0.0, max_det=0).conf == 1.0  # the bounds
 
 
 def test_from_darknet_scaled_cfg(tmp_path: Path, names_file: Path) -> None:

@@ -41,7 +41,7 @@ from yolo9000.data.predict import ImageFilesDataset, PredictCollate
 from yolo9000.data.transforms import DetectionTransform
 from yolo9000.models import STRIDE
 from yolo9000.models.layers import fold_batch_norms
-from yolo9000.modules.detector import DetectorModule
+from yolo9000.modules.detector import DetectorModule, check_decode_settings
 from yolo9000.speed import float_images, keep_freed_memory, set_channels_last
 
 __all__ = ["DETECT_CONF", "Detections", "Detector", "ImageInput", "UnreadableImageError"]
@@ -347,11 +347,7 @@ class Detector:
         size = self.size if size is None else int(size)
         if size <= 0 or size % STRIDE:
             raise ValueError(f"size must be a positive multiple of {STRIDE}, got {size}")
-        for name, value in (("conf", conf), ("nms", nms)):
-            if value is not None and not 0.0 <= float(value) <= 1.0:  # nan fails too
-                raise ValueError(f"{name} must lie in [0, 1], got {value!r}")
-        if max_det is not None and int(max_det) < 0:
-            raise ValueError(f"max_det must be >= 0 (or None: the detector's), got {max_det!r}")
+        check_decode_settings(conf=conf, nms=nms, max_det=max_det)
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
         dataset = _IndexedImages(items, size, transform=self._transforms[bool(letterbox)])

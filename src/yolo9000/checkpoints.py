@@ -17,6 +17,7 @@ from typing import Any
 import hydra
 import pytorch_lightning as pl
 import torch
+from hydra.errors import InstantiationException
 from omegaconf import OmegaConf
 from torch import nn
 
@@ -227,6 +228,12 @@ def load_module(
     except Exception as e:  # truncated, not a torch file, a darknet .weights
         raise ValueError(f"{ckpt_path}: not a readable PyTorch checkpoint ({type(e).__name__}: {e})") from e
     model_cfg = ckpt.get("yolo9000_model_config") if isinstance(ckpt, dict) else None
+    if model_cfg is None and isinstance(ckpt, dict) and "yolo9000_classifier_config" in ckpt:
+        raise TypeError(
+            f"{ckpt_path}: a classifier network converted from darknet weights (convert.py), not a trained module: "
+            "it starts a detector's backbone (`python src/train.py model.backbone_ckpt=<ckpt>`) or a classifier's "
+            "training (`experiment=pretrain_darknet19 model.init_ckpt=<ckpt>`)"
+        )
     if model_cfg is None:
         raise ValueError(f"{ckpt_path}: not a yolo9000 checkpoint (no 'yolo9000_model_config')")
     target = str(model_cfg.get("_target_", ""))
@@ -250,7 +257,12 @@ def load_module(
                 f"{ckpt_path}: {', '.join(unknown)} is no setting of a {cls.__name__}; its settings: "
                 + ", ".join(sorted(accepted - {"net", "model", "priors"}))
             )
-    module = instantiate_module({**model_cfg, **given})
+    try:
+        module = instantiate_module({**model_cfg, **given})
+    except InstantiationException as e:  # a setting the module refuses (conf_thresh=2): its own error, with the file
+        if isinstance(e.__cause__, ValueError | TypeError):
+            raise type(e.__cause__)(f"{ckpt_path}: {e.__cause__}") from e.__cause__
+        raise
     module.load_state_dict(ckpt["state_dict"])
     module.eval()
     return module

@@ -14,6 +14,7 @@ from torch import nn
 
 from yolo9000.loss import RegionLoss
 from yolo9000.metrics import DetectionEvaluator
+from yolo9000.models import STRIDE
 from yolo9000.models.yolov2 import YOLOv2
 from yolo9000.modules.base import DarknetModule
 from yolo9000.modules.pretrained import load_pretrained
@@ -22,6 +23,16 @@ from yolo9000.region_decode import as_map
 from yolo9000.wordtree import WordTree, check_tree_classes
 
 log = logging.getLogger(__name__)
+
+
+def check_decode_settings(max_det: int | None = None, **thresholds: float | None) -> None:
+    """Refuse decode settings no detection can satisfy: each of ``thresholds`` (named as the caller's argument,
+    e.g. ``conf_thresh=2.0``) outside [0, 1] (nan too), a negative ``max_det``; None values are not checked."""
+    for name, value in thresholds.items():
+        if value is not None and not 0.0 <= float(value) <= 1.0:  # nan fails too
+            raise ValueError(f"{name} must lie in [0, 1], got {value!r}")
+    if max_det is not None and int(max_det) < 0:
+        raise ValueError(f"max_det must be >= 0, got {max_det!r}")
 
 
 class DetectorModule(DarknetModule):
@@ -110,8 +121,9 @@ class DetectorModule(DarknetModule):
         if self.tree is not None and class_names:
             check_tree_classes(self.tree, self.class_names)
         self.eval_nodes = resolve_map(self.tree, eval_map)  # (K,) node indices or None
-        if not 0.0 <= float(tree_thresh) <= 1.0:  # nan fails too
-            raise ValueError(f"tree_thresh must lie in [0, 1], got {tree_thresh!r}")
+        check_decode_settings(conf_thresh=conf_thresh, nms_thresh=nms_thresh, tree_thresh=tree_thresh, max_det=max_det)
+        if isinstance(eval_size, bool) or int(eval_size) != eval_size or eval_size <= 0 or eval_size % STRIDE:
+            raise ValueError(f"eval_size must be a positive multiple of {STRIDE}, got {eval_size!r}")
         if headline_metric == "voc07_map_50" and not voc07:
             raise ValueError("headline_metric voc07_map_50 needs voc07=true")
         self.monitor = f"val/{headline_metric}"  # the validation metric that picks the best checkpoint

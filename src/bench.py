@@ -41,6 +41,7 @@ import copy
 import gc
 import glob
 import json
+import logging
 import os
 import platform
 import resource
@@ -61,6 +62,8 @@ from yolo9000.data.image_io import read_image
 from yolo9000.environment import setup_environment
 from yolo9000.loss import RegionLoss
 from yolo9000.speed import FastPath, call_times, channels_last_images, device_name, set_channels_last, sync, timeit
+
+log = logging.getLogger("yolo9000.bench")
 
 setup_environment()
 
@@ -599,9 +602,9 @@ def format_table(res: dict[str, Any]) -> str:
 
 
 def _report(res: dict[str, Any], out: Path) -> None:
-    """Print the table and write ``res`` to ``out`` (bench.json)."""
-    print(format_table(res))
+    """Write ``res`` to ``out`` (bench.json); the table and that path go to the terminal and the run's bench.log."""
     out.write_text(json.dumps(res, indent=2))
+    log.info("results\n%s\n\nall numbers: %s", format_table(res), out)
 
 
 # ---------------------------------------------------------------------------------------------- main

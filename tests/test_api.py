@@ -386,6 +386,15 @@ def test_bad_call_arguments_are_refused(detector) -> None:  # noqa: ANN001
         detector.predict(np.full((8, 8, 3), np.nan, np.float32))
     with pytest.raises(TypeError, match="uint8 .0..255., uint16"):
         detector.predict(np.zeros((8, 8, 3), np.int64))
+    with pytest.raises(ValueError, match=r"image 0: an empty image \(no pixels\): shape \(0, 0, 3\)"):
+        detector.predict(np.zeros((0, 0, 3), np.uint8))
+    with pytest.raises(ValueError, match="num_workers must be >= 0"):
+        detector.predict(IMAGES[0], num_workers=-1)
+    from yolo9000 import UnreadableImageError
+
+    folder = str(IMAGES[0].parent)
+    with pytest.raises(UnreadableImageError, match=r"a folder, not an image file .*list_images\(folder\)"):
+        detector.predict(folder)
 
 
 def test_from_checkpoint_names_what_the_file_is(tmp_path: Path) -> None:
@@ -438,6 +447,10 @@ def test_from_darknet_scaled_cfg(tmp_path: Path, names_file: Path) -> None:
     assert numbered.class_names == ["0", "1", "2", "3"]
     with pytest.raises(TypeError, match="classifier"):
         Detector.from_darknet(scaled_cfg(tmp_path, "darknet19.cfg", 0.125, 7))
+    with pytest.raises(FileNotFoundError, match=r"class names file not found: .*nope.names \(one class name a line"):
+        Detector.from_darknet(scaled_cfg(tmp_path, "yolov2-tiny-voc.cfg", 0.125, 3), names=tmp_path / "nope.names")
+    with pytest.raises(ValueError, match=r"yolov2-tiny-voc.*\.cfg: nms_thresh must lie in \[0, 1\]"):
+        Detector.from_darknet(scaled_cfg(tmp_path, "yolov2-tiny-voc.cfg", 0.125, 3), nms_thresh=2)
 
 
 def test_import_stays_light() -> None:

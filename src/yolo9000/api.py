@@ -34,8 +34,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from yolo9000.build import instantiate_module
-from yolo9000.checkpoints import darknet_to_checkpoint, load_module
+from yolo9000.checkpoints import darknet_to_checkpoint, load_module, module_from_checkpoint
 from yolo9000.data.image_io import ImageDecodeError, pil_rgb, rgb_uint8
 from yolo9000.data.predict import ImageFilesDataset, PredictCollate
 from yolo9000.data.transforms import DetectionTransform
@@ -263,13 +262,9 @@ class Detector:
             device, dtype, channels_last, fold_bn, read_threads, **settings: as :meth:`from_checkpoint`.
         """
         ckpt = darknet_to_checkpoint(cfg, weights, names)
-        model_cfg = ckpt.get("yolo9000_model_config")
-        if model_cfg is None:
+        if ckpt.get("yolo9000_model_config") is None:
             raise TypeError(f"{cfg}: a classifier cfg (no [region] layer), not a detector")
-        settings = {"conf_thresh": DETECT_CONF, **settings}
-        # as load_module, from the dict: the checkpoint's config with the settings that are not None
-        module = instantiate_module({**model_cfg, **{k: v for k, v in settings.items() if v is not None}})
-        module.load_state_dict(ckpt["state_dict"])
+        module = module_from_checkpoint(ckpt, cfg, DetectorModule, **{"conf_thresh": DETECT_CONF, **settings})
         return cls(
             module, device=device, dtype=dtype, channels_last=channels_last, fold_bn=fold_bn, read_threads=read_threads
         )
@@ -350,6 +345,8 @@ class Detector:
         check_decode_settings(conf=conf, nms=nms, max_det=max_det)
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
+        if int(num_workers) < 0:
+            raise ValueError(f"num_workers must be >= 0 (0: this process reads), got {num_workers!r}")
         dataset = _IndexedImages(items, size, transform=self._transforms[bool(letterbox)])
         bs = int(batch_size)
         if int(num_workers) > 0:

@@ -53,6 +53,8 @@ GENERIC_NET_TARGET = "yolo9000.darknet.darknet_net_from_text"
 
 
 def _read_names(path: str | Path) -> list[str]:
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"class names file not found: {path} (one class name a line, darknet's .names)")
     return [s.strip() for s in Path(path).read_text().splitlines() if s.strip()]
 
 
@@ -227,15 +229,23 @@ def load_module(
         ckpt = torch.load(ckpt_path, map_location=map_location, weights_only=False)
     except Exception as e:  # truncated, not a torch file, a darknet .weights
         raise ValueError(f"{ckpt_path}: not a readable PyTorch checkpoint ({type(e).__name__}: {e})") from e
+    return module_from_checkpoint(ckpt, ckpt_path, expect, **settings)
+
+
+def module_from_checkpoint(
+    ckpt: Any, name: str | Path, expect: type | None = None, **settings: Any
+) -> pl.LightningModule:
+    """:func:`load_module` of a checkpoint already in memory (``torch.load``'s dict, or
+    :func:`darknet_to_checkpoint`'s); ``name`` (its file) names it in the errors."""
     model_cfg = ckpt.get("yolo9000_model_config") if isinstance(ckpt, dict) else None
     if model_cfg is None and isinstance(ckpt, dict) and "yolo9000_classifier_config" in ckpt:
         raise TypeError(
-            f"{ckpt_path}: a classifier network converted from darknet weights (convert.py), not a trained module: "
+            f"{name}: a classifier network converted from darknet weights (convert.py), not a trained module: "
             "it starts a detector's backbone (`python src/train.py model.backbone_ckpt=<ckpt>`) or a classifier's "
             "training (`experiment=pretrain_darknet19 model.init_ckpt=<ckpt>`)"
         )
     if model_cfg is None:
-        raise ValueError(f"{ckpt_path}: not a yolo9000 checkpoint (no 'yolo9000_model_config')")
+        raise ValueError(f"{name}: not a yolo9000 checkpoint (no 'yolo9000_model_config')")
     target = str(model_cfg.get("_target_", ""))
     kind = target.rsplit(".", 1)[-1] or "module"
     if expect is not None and kind != expect.__name__:
@@ -243,7 +253,7 @@ def load_module(
             "; a classifier is evaluated with `python src/train.py experiment=pretrain_darknet19 train=false "
             "ckpt_path=<ckpt>` and the data overrides of the run that wrote it (its launch_overrides.txt)"
         )
-        raise TypeError(f"{ckpt_path}: a {kind} checkpoint, not a {expect.__name__}{hint if 'Class' in kind else ''}")
+        raise TypeError(f"{name}: a {kind} checkpoint, not a {expect.__name__}{hint if 'Class' in kind else ''}")
     # the weights come from the state dict below, not from the checkpoints the run started from
     model_cfg = {**model_cfg, "backbone_ckpt": None} if model_cfg.get("backbone_ckpt") else model_cfg
     model_cfg = {**model_cfg, "init_ckpt": None} if model_cfg.get("init_ckpt") else model_cfg
@@ -254,14 +264,14 @@ def load_module(
         unknown = sorted(set(given) - accepted)
         if unknown:
             raise TypeError(
-                f"{ckpt_path}: {', '.join(unknown)} is no setting of a {cls.__name__}; its settings: "
+                f"{name}: {', '.join(unknown)} is no setting of a {cls.__name__}; its settings: "
                 + ", ".join(sorted(accepted - {"net", "model", "priors"}))
             )
     try:
         module = instantiate_module({**model_cfg, **given})
     except InstantiationException as e:  # a setting the module refuses (conf_thresh=2): its own error, with the file
         if isinstance(e.__cause__, ValueError | TypeError):
-            raise type(e.__cause__)(f"{ckpt_path}: {e.__cause__}") from e.__cause__
+            raise type(e.__cause__)(f"{name}: {e.__cause__}") from e.__cause__
         raise
     module.load_state_dict(ckpt["state_dict"])
     module.eval()

@@ -185,8 +185,10 @@ def rgb_uint8(a: np.ndarray, channels_last: bool = True) -> np.ndarray:
         a = a[..., None] if channels_last else a[None]
     if a.ndim != 3:
         raise ValueError(f"expected a {layout} image, got shape {tuple(shape)}")
-    if a.shape[2 if channels_last else 0] not in (1, 3, 4) or min(a.shape[:2] if channels_last else a.shape[1:]) == 0:
+    if a.shape[2 if channels_last else 0] not in (1, 3, 4):
         raise ValueError(f"expected a {layout} image (1, 3 or 4 channels), got shape {tuple(shape)}")
+    if min(a.shape[:2] if channels_last else a.shape[1:]) == 0:
+        raise ValueError(f"an empty image (no pixels): shape {tuple(shape)}")
     if not channels_last:
         a = a.transpose(1, 2, 0)
     if a.shape[2] == 1:
@@ -266,6 +268,10 @@ def read_image_notes(
     path = Path(path)
     try:
         data = path.read_bytes()
+    except IsADirectoryError as e:
+        raise ImageDecodeError(
+            "a folder, not an image file", "its images: yolo9000.data.predict.list_images(folder)"
+        ) from e
     except OSError as e:
         reason = "missing image file" if isinstance(e, FileNotFoundError) else "unreadable image file"
         raise ImageDecodeError(reason, f"{type(e).__name__}: {e.strerror or e}") from e

@@ -257,8 +257,10 @@ def test_resume_with_other_data_is_refused_and_names_the_run_overrides(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """``resume=<run>`` composed without the run's data overrides would train on the default data (BCCD, other
-    classes): refused before anything is rewritten, naming the keys that differ and the run's launch overrides;
-    other changed settings are a warning that names them."""
+    classes): refused before anything is rewritten, naming the keys that differ and the run's launch overrides.
+    So are the settings that decide the rest of the training (a changed model.lr would not apply while the records
+    said it did; the schedule's steps were counted at the run's batch size; another seed draws other batches);
+    other changed settings (speed switches, precision, loader workers) are a warning that names them."""
     here = f"paths.output_dir={tmp_path}"  # as Hydra sets it in a run (the CSV logger: no ${hydra:} keys)
 
     def config(*overrides: str) -> DictConfig:
@@ -270,13 +272,24 @@ def test_resume_with_other_data_is_refused_and_names_the_run_overrides(
     with caplog.at_level(logging.WARNING, logger="yolo9000.train"):
         run_folder.check_resume_config(config(*started), tmp_path)  # the same run: silent
         assert not caplog.records
-        run_folder.check_resume_config(config(*started, "data.batch_size=4", "model.lr=0.01"), tmp_path)  # same images
-    assert "2 setting(s) differ" in caplog.text and "model.lr: 0.001 -> 0.01" in caplog.text
-    with pytest.raises(ValueError, match="data differs") as err:
+        run_folder.check_resume_config(
+            config(*started, "data.num_workers=2", "model.fast.channels_last=false", "trainer.precision=bf16-mixed"),
+            tmp_path,
+        )
+    assert "3 setting(s) differ" in caplog.text and "model.fast.channels_last: True -> False" in caplog.text
+    with pytest.raises(run_folder.ResumeRefused, match="data or training settings differ") as err:
         run_folder.check_resume_config(config(), tmp_path)
     msg = str(err.value)
     assert f"data.root: '{tmp_path / 'cells'}' (the run)" in msg and "data.batch_size" not in msg
     assert f"python src/train.py {' '.join(started)} resume={tmp_path}" in msg
+    trajectory = ["data.batch_size=4", "model.lr=0.01", "seed=2", "data.multiscale.max_size=352"]
+    with pytest.raises(run_folder.ResumeRefused) as err:
+        run_folder.check_resume_config(config(*started, *trajectory), tmp_path)
+    msg = str(err.value)
+    for line in ["data.batch_size: 16 (the run) vs 4 (now)", "model.lr: 0.001 (the run) vs 0.01 (now)"]:
+        assert line in msg
+    assert "\n  seed: 1 (the run) vs 2 (now)" in msg and "data.multiscale.max_size: 608 (the run) vs 352" in msg
+    assert "data.root:" not in msg and "model.fast" not in msg
 
 
 def test_a_job_in_a_folder_of_another_run_is_refused(tmp_path: Path) -> None:
@@ -348,7 +361,7 @@ def test_finished_run_is_not_run_again_and_a_refused_resume_writes_nothing(unint
     other = [o if not o.startswith("data.max_images") else "data.max_images={train: 8, val: 8, test: 8}" for o in RUN]
     cmd = [sys.executable, str(ROOT / "src" / "train.py"), f"hydra.run.dir={uninterrupted}", *other]
     res = subprocess.run([*cmd, f"resume={uninterrupted}"], cwd=ROOT, env=_env(), capture_output=True, text=True)
-    assert res.returncode != 0 and "data differs" in res.stderr
+    assert res.returncode != 0 and "data or training settings differ" in res.stderr
     assert not (uninterrupted / "failed.json").exists()
     assert {f: (uninterrupted / f).read_bytes() for f in files} == before
 
@@ -373,3 +386,20 @@ def test_resume_does_not_need_the_starting_weights_file(tmp_path: Path) -> None:
     res = subprocess.run(more, cwd=ROOT, env=_env(), capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-3000:]
     assert _load(out / "checkpoints" / "last.ckpt")["epoch"] == 1
+
+
+def test_a_resume_of_a_wrong_folder_says_which_folder_to_give(tmp_path: Path) -> None:
+    """resume= takes a run's folder: its checkpoints/ folder is answered with the run's folder, a folder that
+    holds no run (Hydra has made it by then) is named as not a training run's, pointing to ckpt_path=."""
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "config.yaml").write_text("seed: 1\n")
+    for folder, said in [
+        (run_dir / "checkpoints", f"resume takes the run's folder, resume={run_dir}"),
+        (tmp_path / "empty", "not the folder of a training run; a checkpoint file goes as ckpt_path="),
+        (run_dir, "the run saved none"),
+    ]:
+        folder.mkdir(exist_ok=True)
+        cfg = OmegaConf.create({"resume": str(folder), "ckpt_path": None})
+        with pytest.raises(FileNotFoundError, match=re.escape(said)):
+            run_folder.resume_checkpoint(cfg, folder)

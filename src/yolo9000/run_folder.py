@@ -41,7 +41,16 @@ def resume_checkpoint(cfg: DictConfig, out_dir: Path) -> str | None:
     found = [p for p in [out_dir / "checkpoints" / "last.ckpt", *out_dir.glob("hpc_ckpt_*.ckpt")] if p.is_file()]
     if not found:
         if cfg.get("resume"):
-            raise FileNotFoundError(f"resume={cfg.resume}: no checkpoints/last.ckpt or hpc_ckpt_*.ckpt to continue")
+            folder = Path(cfg.resume)
+            if folder.name == "checkpoints" and (folder.parent / "config.yaml").is_file():
+                hint = f": resume takes the run's folder, resume={folder.parent}"
+            elif not (folder / "config.yaml").is_file():
+                hint = " (no config.yaml: not the folder of a training run; a checkpoint file goes as ckpt_path=...)"
+            else:
+                hint = " (the run saved none: it stopped before its first save)"
+            raise FileNotFoundError(
+                f"resume={cfg.resume}: no checkpoints/last.ckpt or hpc_ckpt_*.ckpt to continue{hint}"
+            )
         return None
     newest = max(found, key=lambda p: p.stat().st_mtime)
     log.info("resuming the run in %s from %s", out_dir, newest)
@@ -52,6 +61,11 @@ def resume_checkpoint(cfg: DictConfig, out_dir: Path) -> str | None:
 _DATA_KEYS = ("_target_", "root", "class_names", "yaml_file", "names_file", "ann_files", "image_dir", "ann_dir")
 _DATA_KEYS += ("split_files", "split_fractions", "split_seed", "max_images", "train", "val", "test")
 LAUNCH_FILE = "launch_overrides.txt"  # the command-line overrides a run folder was started with (never rewritten)
+# the settings that decide the rest of a run's training beside its data (the checkpoint restores the weights and
+# the optimizer and schedule states, not these): a resume with other values would apply some and record others
+_TRAJECTORY = ("seed", "model.", "data.batch_size", "data.seed", "data.multiscale.", "data.augment.", "data.img_size")
+_TRAJECTORY += ("data.max_boxes", "data.shuffle_boxes", "data.include_difficult", "data.drop_last")
+_FREE = ("model.fast.",)  # speed switches: the same training either way
 
 
 def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
@@ -71,10 +85,12 @@ def check_resume_config(cfg: DictConfig, out_dir: Path) -> None:
 
     Hydra composes ``resume=<run>`` with the defaults plus what is on this command line, so a resume without the
     run's ``data=...`` overrides would train on the default data (BCCD), with its classes in its order. Compares
-    the run's ``config.yaml`` (resolved, as this job's) with this job's config: a difference in the dataset keys
-    raises ValueError naming every one and the overrides the run was started with (``launch_overrides.txt``);
-    other differences are logged as a warning (the weights, optimizer and schedule states come from the
-    checkpoint: a changed ``model.lr`` does not apply; a longer ``trainer.max_epochs`` does)."""
+    the run's ``config.yaml`` (resolved, as this job's) with this job's config: a difference in the dataset keys or
+    in the settings that decide the rest of the training (``seed``, ``model.*`` but its speed switches, the batch
+    size, multi-scale and augmentation: a changed ``model.lr`` would not apply, the schedule's steps were counted
+    at the run's batch size) raises :class:`ResumeRefused` naming every one and the overrides the run was started
+    with (``launch_overrides.txt``); other differences are logged as a warning (a longer ``trainer.max_epochs``
+    trains further)."""
     saved = out_dir / "config.yaml"
     if not saved.is_file():
         return
@@ -86,16 +102,26 @@ def check_resume_config(cfg: DictConfig, out_dir: Path) -> None:
         for k in _DATA_KEYS
         if old_data.get(k) != new_data.get(k)
     ]  # type: ignore[union-attr]
+    flat_old, flat_new = _flat(old), _flat(new)
+    diff += [
+        f"{k}: {flat_old.get(k)!r} (the run) vs {flat_new.get(k)!r} (now)"
+        for k in sorted(set(flat_old) | set(flat_new))
+        if k.startswith(_TRAJECTORY)
+        and not k.startswith(_FREE)
+        and flat_old.get(k) != flat_new.get(k)
+        and not (k.startswith("data.") and k.split(".")[1] in _DATA_KEYS)  # listed above
+    ]
     if diff:
         launch = out_dir / LAUNCH_FILE
         started = f"python src/train.py {launch.read_text().strip()} resume={out_dir}" if launch.is_file() else None
         raise ResumeRefused(
-            f"resume={out_dir}: this job's data differs from the run's ({saved}):\n  "
+            f"resume={out_dir}: this job's data or training settings differ from the run's ({saved}):\n  "
             + "\n  ".join(diff)
-            + "\npass the run's data overrides again"
-            + (f": {started}" if started else " (data=... data.root=...)")
+            + "\nthe run continues only as it was started (its checkpoint holds the weights and the optimizer and "
+            "schedule states, not these settings): pass the run's overrides again"
+            + (f": {started}" if started else " (data=... model=...)")
+            + "; other settings train a new run (model.backbone_ckpt=<its checkpoint> starts from its backbone)"
         )
-    flat_old, flat_new = _flat(old), _flat(new)
     skip = ("resume", "ckpt_path", "paths.", "logger.")  # the loggers' run names and groups change on every start
     changed = [
         f"{k}: {flat_old.get(k)!r} -> {flat_new.get(k)!r}"

@@ -41,6 +41,11 @@ def main(cfg: DictConfig) -> float:
     settings = module_settings(
         cfg, "conf_thresh", "nms_thresh", "pre_nms_topk", "voc07", "tree_decode", "tree_thresh", "eval_map"
     )
+    if cfg.split not in ("val", "test"):
+        raise ValueError(
+            f"split={cfg.split}: val or test (the data's splits a detector is evaluated on); the training images "
+            "are evaluated as the test split: data.test.split=train"
+        )
     sizes = cfg.get("sizes")
     if sizes is not None and not isinstance(sizes, int) and len(sizes) == 0:
         raise ValueError("sizes=[]: list the input sizes to evaluate at (sizes=[320,416]), or leave sizes out")
@@ -52,6 +57,10 @@ def main(cfg: DictConfig) -> float:
     trained_cfg = run_config(cfg)  # the checkpoint's training-run config, read once
     data_cfg, data_source = eval_data_config(cfg, list(hc.overrides.task), trained_cfg)
     log.info("data: %s", data_source)
+    sized = any(re.match(r"^[~+]*data\.img_size=", o) for o in hc.overrides.task)
+    if not data_source.startswith("the training run's") and not sized:
+        data_cfg.img_size = int(module.hparams.eval_size)  # not the run's data: at the checkpoint's evaluation size
+    log.info("input size: %d (data.img_size=... sets another)", int(data_cfg.img_size))
     datamodule = hydra.utils.instantiate(data_cfg)
     if list(datamodule.class_names) != list(module.class_names):
         raise ValueError(
@@ -78,7 +87,8 @@ def main(cfg: DictConfig) -> float:
         out_dir,
         module.test_results,
         module.class_names,
-        {"checkpoint": str(cfg.ckpt_path), "split": cfg.split, **group_means(per_class, groups)}
+        {"checkpoint": str(cfg.ckpt_path), "split": cfg.split, "img_size": int(data_cfg.img_size)}
+        | group_means(per_class, groups)
         | datamodule.data_report(),
     )
     log.info("per-class AP (%s):\n%s", cfg.split, table_for_log(out_dir / "per_class.md"))

@@ -165,7 +165,16 @@ def test_eval_class_mismatch_names_the_fitting_data_config(bccd_ckpt: Path, tmp_
     assert argv[:2] == ["python", "src/eval.py"]
     res = run("eval.py", tmp_path / "right", *argv[2:])  # the suggested command works
     assert res.returncode == 0, res.stderr[-3000:]
-    assert json.loads((tmp_path / "right" / "metrics.json").read_text())["split"] == "test"
+    got = json.loads((tmp_path / "right" / "metrics.json").read_text())
+    assert got["split"] == "test" and got["img_size"] == 64
+    # other data without data.img_size: the checkpoint's evaluation size (not the data config's default), logged
+    eval_size = torch.load(bccd_ckpt, weights_only=False)["yolo9000_model_config"]["eval_size"]
+    res = run("eval.py", tmp_path / "own", f"ckpt_path={bccd_ckpt}", "data=bccd", *small[:2], "draw=0")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert json.loads((tmp_path / "own" / "metrics.json").read_text())["img_size"] == eval_size
+    assert f"input size: {eval_size}" in res.stdout + res.stderr
+    res = run("eval.py", tmp_path / "train", f"ckpt_path={bccd_ckpt}", "split=train", *small)
+    assert res.returncode != 0 and "split=train: val or test" in res.stderr and "data.test.split=train" in res.stderr
 
 
 def test_class_mismatch_message_without_a_fitting_config() -> None:

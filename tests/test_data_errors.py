@@ -458,3 +458,38 @@ def test_yolo_labels_in_pixels_are_named_as_such(tmp_path: Path) -> None:
     assert [i.reason for i in issues.issues] == [
         "label coordinates above 1: YOLO labels are fractions of the image size (pixels given?)"
     ]
+
+
+def test_a_training_split_without_boxes_stops_naming_the_unknown_classes(tmp_path):
+    """Annotations spelled otherwise than the class list drop every box: the run stops before training on nothing,
+    naming the classes the annotations use and the fix; the dataset's own names (class_names=null) train."""
+    from yolo9000.data.datamodule import DetectionDataModule
+    from yolo9000.data.records import DataError
+
+    root = tmp_path / "voc"
+    (root / "Annotations").mkdir(parents=True)
+    (root / "JPEGImages").mkdir()
+    for k in range(12):
+        _image(root / "JPEGImages" / f"{k}.jpg")
+        (root / "Annotations" / f"{k}.xml").write_text(_xml([("red_cell", GOOD_BOX), ("platelet", (1, 1, 9, 9))]))
+    parser = {"_target_": "yolo9000.data.voc.VOCParser", "root": str(root), "split_files": None}
+    splits = {"train": {**parser, "split": "train"}, "val": {**parser, "split": "val"}}
+
+    def module(class_names):  # noqa: ANN001, ANN202
+        return DetectionDataModule(
+            **splits,
+            class_names=class_names,
+            split_fractions={"train": 0.5, "val": 0.5, "test": 0.0},
+            on_error="skip",
+            batch_size=2,
+            num_workers=0,
+            img_size=64,
+            cache_images=False,
+        )
+
+    with pytest.raises(DataError, match=r"data.train: \d+ images and no box to train on") as err:
+        module(["RBC", "WBC"]).setup("fit")
+    assert "'platelet', 'red_cell'" in str(err.value) and "data.class_names=null" in str(err.value)
+    dm = module(None)
+    dm.setup("fit")
+    assert dm.class_names == ["platelet", "red_cell"] and sum(len(r.boxes) for r in dm.datasets["train"].records) > 0

@@ -15,7 +15,7 @@ from yolo9000.models import STRIDE
 
 from .dataset import DetectionCollate, DetectionDataset
 from .multiscale import MultiScaleBatchSampler, resolve_sizes
-from .records import DetectionRecord, IssueLog, default_report_path, write_issue_report
+from .records import DataError, DetectionRecord, IssueLog, default_report_path, write_issue_report
 from .sharded import ShardedDataModule
 from .sharded import plain as _plain
 from .transforms import AugmentConfig, DetectionTransform
@@ -251,6 +251,8 @@ class DetectionDataModule(ShardedDataModule):
             records = records[:limit]
         if not records:
             raise ValueError(f"data.{split}: no images ({', '.join(map(repr, parsers))})")
+        if split == "train" and not any(len(r.boxes) for r in records):
+            raise DataError(self._no_boxes_message(len(records), parsers))
         transform = DetectionTransform(train=split == "train", augment=self.augment)
         return DetectionDataset(
             records,
@@ -261,6 +263,17 @@ class DetectionDataModule(ShardedDataModule):
             max_boxes=self.max_boxes,
             shuffle_boxes=self.shuffle_boxes,
             cache_images=self.cache_images and split in ("train", "val"),  # loaded every epoch / validation
+        )
+
+    def _no_boxes_message(self, n_images: int, parsers: Sequence[Any]) -> str:
+        """Why a training split kept no box: the class names its annotations use that the class list lacks."""
+        unknown = sorted({i.reason for i in self.issues.issues if i.reason.startswith("unknown class")})
+        names = ", ".join(u.removeprefix("unknown class ") for u in unknown[:20])
+        found = f"; its annotations name classes not in that list: {names}" if unknown else ""
+        return (
+            f"data.train: {n_images} images and no box to train on ({', '.join(map(repr, parsers))}); the classes "
+            f"are {self.class_names[:20]}{found}. Set data.class_names=null (the dataset's own names) or "
+            "data.class_names=[...] in the annotations' spelling"
         )
 
     def setup(self, stage: str | None = None) -> None:

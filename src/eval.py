@@ -55,11 +55,8 @@ def main(cfg: DictConfig) -> float:
     module = load_module(cfg.ckpt_path, expect=DetectorModule, **settings)  # a classifier: refused, naming how
     hc = HydraConfig.get()
     trained_cfg = run_config(cfg)  # the checkpoint's training-run config, read once
-    data_cfg, data_source = eval_data_config(cfg, list(hc.overrides.task), trained_cfg)
+    data_cfg, data_source = eval_data_config(cfg, list(hc.overrides.task), trained_cfg, module.hparams.eval_size)
     log.info("data: %s", data_source)
-    sized = any(re.match(r"^[~+]*data\.img_size=", o) for o in hc.overrides.task)
-    if not data_source.startswith("the training run's") and not sized:
-        data_cfg.img_size = int(module.hparams.eval_size)  # not the run's data: at the checkpoint's evaluation size
     log.info("input size: %d (data.img_size=... sets another)", int(data_cfg.img_size))
     datamodule = hydra.utils.instantiate(data_cfg)
     if list(datamodule.class_names) != list(module.class_names):
@@ -119,7 +116,7 @@ def run_config(cfg: DictConfig) -> DictConfig:
 
 
 def eval_data_config(
-    cfg: DictConfig, overrides: Sequence[str], trained_cfg: DictConfig | None = None
+    cfg: DictConfig, overrides: Sequence[str], trained_cfg: DictConfig | None = None, eval_size: int | None = None
 ) -> tuple[DictConfig, str]:
     """The data to evaluate on, resolved (a config of its own), and where it comes from.
 
@@ -128,9 +125,12 @@ def eval_data_config(
     this command line's ``data.<key>=...`` applied on top (``data.img_size=416`` evaluates the run's data at 416):
     the checkpoint is evaluated on the data it was trained on, not on eval.yaml's default. Without that file (a
     checkpoint moved or converted): the composed config. ``trained_cfg``: that run config already read
-    (:func:`run_config`; None: read here).
+    (:func:`run_config`; None: read here). Data other than the run's is evaluated at ``eval_size`` (the
+    checkpoint's evaluation size, not the data config's default) unless ``data.img_size=...`` is given.
     """
     composed = OmegaConf.create(OmegaConf.to_container(cfg.data, resolve=True))
+    if eval_size is not None and not any(re.match(r"^[~+]*data\.img_size=", o) for o in overrides):
+        composed.img_size = int(eval_size)
     if any(re.match(r"^[~+]*data=", o) for o in overrides):
         return composed, "as configured on the command line"
     run_cfg = run_config_file(cfg)

@@ -382,10 +382,13 @@ def test_resume_does_not_need_the_starting_weights_file(tmp_path: Path) -> None:
     )
     assert res.returncode == 0, res.stderr[-3000:]
     backbone.unlink()
-    more = [*cmd, f"model.backbone_ckpt={backbone}", "trainer.max_epochs=2", f"resume={out}"]
+    # resume= given the run's checkpoint file (not its folder): the same continuation, in the run's folder
+    last = out / "checkpoints" / "last.ckpt"
+    more = [*cmd, f"model.backbone_ckpt={backbone}", "trainer.max_epochs=2", f"resume={last}"]
     res = subprocess.run(more, cwd=ROOT, env=_env(), capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-3000:]
-    assert _load(out / "checkpoints" / "last.ckpt")["epoch"] == 1
+    assert _load(last)["epoch"] == 1 and (out / ".hydra_resumed").is_dir()
+    assert "resuming the run in" in (out / "train.log").read_text()
 
 
 def test_a_resume_of_a_wrong_folder_says_which_folder_to_give(tmp_path: Path) -> None:
@@ -403,3 +406,57 @@ def test_a_resume_of_a_wrong_folder_says_which_folder_to_give(tmp_path: Path) ->
         cfg = OmegaConf.create({"resume": str(folder), "ckpt_path": None})
         with pytest.raises(FileNotFoundError, match=re.escape(said)):
             run_folder.resume_checkpoint(cfg, folder)
+
+
+def test_resume_names_a_run_its_checkpoints_folder_or_its_newest_checkpoint(tmp_path: Path) -> None:
+    """resume= is resolved to the run's folder before Hydra makes or writes anything: the run's folder, its
+    checkpoints/ folder, last.ckpt or an hpc_ckpt in it; a checkpoint older than the run's newest is refused (a new
+    run from it: ckpt_path=); a path that names no run stops with its reason and nothing created."""
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "config.yaml").write_text("seed: 1\n")
+    old, last = run_dir / "checkpoints" / "epoch_000.ckpt", run_dir / "checkpoints" / "last.ckpt"
+    old.write_bytes(b"0")
+    last.write_bytes(b"1")
+    os.utime(old, (1, 1))  # older than last.ckpt
+    hpc = run_dir / "hpc_ckpt_1.ckpt"
+    for given in (run_dir, run_dir / "checkpoints", last, old, hpc):
+        hpc.write_bytes(b"2") if given == hpc else hpc.unlink(missing_ok=True)
+        assert run_folder.resume_folder(str(given)) == str(run_dir)
+    hpc.unlink()
+    elsewhere = tmp_path / "kept.ckpt"
+    elsewhere.write_bytes(b"3")
+    for given, said in [
+        (
+            elsewhere,
+            f"not a checkpoint of a training run's folder (no config.yaml in {tmp_path}); to start a new "
+            f"run from it: ckpt_path={elsewhere}",
+        ),
+        (tmp_path / "nothing", "no such run folder or checkpoint file"),
+        (tmp_path, "not the folder of a training run (no config.yaml)"),
+    ]:
+        with pytest.raises(FileNotFoundError, match=re.escape(said)):
+            run_folder.resume_folder(str(given))
+    assert run_folder.resume_folder(None) is None
+
+    def start(given: Path) -> str | None:
+        return run_folder.resume_checkpoint(OmegaConf.create({"resume": str(given), "ckpt_path": None}), run_dir)
+
+    assert start(last) == str(last) == start(run_dir)
+    with pytest.raises(run_folder.ResumeRefused, match=re.escape(f"newest checkpoint, {last}: resume={run_dir}")):
+        start(old)
+    # the command line: Hydra's folder comes from the resolved value, so nothing is made for a path naming no run
+    before = sorted(p.name for p in tmp_path.iterdir())
+    res = subprocess.run(
+        [sys.executable, str(ROOT / "src" / "train.py"), f"resume={elsewhere}"],
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode == 1 and res.stderr.strip().splitlines() == [
+        f"Error: resume={elsewhere}: not a checkpoint of a training run's folder (no config.yaml in {tmp_path}); "
+        f"to start a new run from it: ckpt_path={elsewhere}"
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == before

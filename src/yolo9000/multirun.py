@@ -75,6 +75,18 @@ def record_subdir(output_dir: str) -> str:
     return ".hydra_resumed" if (Path(str(output_dir)) / ".hydra" / "overrides.yaml").is_file() else ".hydra"
 
 
+def _resume_folder(resume: str | None) -> str | None:
+    """:func:`yolo9000.run_folder.resume_folder` for ``hydra.run.dir``: a ``resume=`` that names no run stops the
+    command with its reason alone (Hydra resolves the folder before the job starts; an exception there is shown as
+    a page of Hydra's and OmegaConf's frames), before anything is created or written."""
+    from yolo9000.run_folder import resume_folder
+
+    try:
+        return resume_folder(resume)
+    except FileNotFoundError as e:
+        raise SystemExit(f"Error: {e}") from None
+
+
 def register_resolvers() -> None:
     """Register the OmegaConf resolvers the configs use (idempotent)."""
     if not OmegaConf.has_resolver("basename"):
@@ -83,6 +95,8 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("max", lambda *values: max(int(v or 0) for v in values))
     if not OmegaConf.has_resolver("coalesce"):  # ${coalesce:a,b}: a unless it is null, else b
         OmegaConf.register_new_resolver("coalesce", lambda value, default: default if value is None else value)
+    if not OmegaConf.has_resolver("resume_folder"):  # ${resume_folder:${resume}}: the run folder a resume continues
+        OmegaConf.register_new_resolver("resume_folder", _resume_folder)
     if not OmegaConf.has_resolver("record_subdir"):  # ${record_subdir:<job folder>}: where Hydra saves the job's config
         OmegaConf.register_new_resolver("record_subdir", record_subdir, use_cache=True)
     if not OmegaConf.has_resolver("pid"):  # ${pid:}: this process's id, resolved once (cached like Hydra's ${now:},

@@ -27,18 +27,67 @@ __all__ = [
     "check_same_job",
     "finished_result",
     "resume_checkpoint",
+    "resume_folder",
 ]
+
+
+def resume_folder(resume: str | None) -> str | None:
+    """The run folder a ``resume=`` value continues (Hydra's ``hydra.run.dir``, resolved before Hydra creates or
+    writes anything): the run's folder as given, or the run of its ``checkpoints/`` folder or of a checkpoint file
+    in it (``<run>/checkpoints/last.ckpt``, ``<run>/hpc_ckpt_<n>.ckpt``); None for None.
+
+    Raises:
+        FileNotFoundError: ``resume`` does not exist, or names neither a training run's folder (one with
+            ``config.yaml``) nor a checkpoint in one (a checkpoint kept elsewhere starts a new run:
+            ``ckpt_path=``).
+    """
+    if resume is None:
+        return None
+    path = Path(str(resume))
+    if not path.exists():
+        raise FileNotFoundError(f"resume={resume}: no such run folder or checkpoint file")
+    if path.is_file():
+        run = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+        if (run / "config.yaml").is_file():
+            return str(run)
+        raise FileNotFoundError(
+            f"resume={resume}: not a checkpoint of a training run's folder (no config.yaml in {run}); to start a "
+            f"new run from it: ckpt_path={resume}"
+        )
+    if path.name == "checkpoints" and (path.parent / "config.yaml").is_file():
+        return str(path.parent)
+    if not (path / "config.yaml").is_file():
+        raise FileNotFoundError(
+            f"resume={resume}: not the folder of a training run (no config.yaml); resume takes a run's folder or "
+            f"its checkpoint, a checkpoint kept elsewhere starts a new run as ckpt_path=<file>"
+        )
+    return str(path)
 
 
 def resume_checkpoint(cfg: DictConfig, out_dir: Path) -> str | None:
     """The checkpoint training starts from: ``ckpt_path`` when given; else, when the run folder already holds
-    checkpoints (``resume=<run>``, a requeued SLURM job), the newest of ``checkpoints/last.ckpt`` and Lightning's
-    ``hpc_ckpt_<n>.ckpt``; else none (a fresh run)."""
-    if cfg.get("resume") and not Path(cfg.resume).is_dir():
-        raise FileNotFoundError(f"resume={cfg.resume}: no such run folder")
+    checkpoints (``resume=<run>`` or ``resume=<its newest checkpoint>``, a requeued SLURM job), the newest of
+    ``checkpoints/last.ckpt`` and Lightning's ``hpc_ckpt_<n>.ckpt``; else none (a fresh run).
+
+    Raises:
+        FileNotFoundError: ``resume`` names nothing, or a folder without a checkpoint to continue.
+        ResumeRefused: ``resume`` names a checkpoint older than the run's newest (a run continues from its latest
+            state; an earlier one starts a new run as ``ckpt_path=``).
+    """
+    resume = cfg.get("resume")
+    if resume and not Path(resume).exists():
+        raise FileNotFoundError(f"resume={resume}: no such run folder or checkpoint file")
     if cfg.ckpt_path:
         return str(cfg.ckpt_path)
     found = [p for p in [out_dir / "checkpoints" / "last.ckpt", *out_dir.glob("hpc_ckpt_*.ckpt")] if p.is_file()]
+    if resume and Path(resume).is_file():
+        newest = max(found, key=lambda p: p.stat().st_mtime) if found else None
+        if newest is None or not newest.samefile(resume):
+            raise ResumeRefused(
+                f"resume={resume}: a run continues from its newest checkpoint, "
+                f"{newest if newest is not None else 'none in ' + str(out_dir)}: resume={out_dir}; to train on from "
+                f"this checkpoint instead, start a new run: ckpt_path={resume}"
+            )
     if not found:
         if cfg.get("resume"):
             folder = Path(cfg.resume)

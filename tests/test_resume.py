@@ -226,6 +226,28 @@ def test_sigterm_saves_the_batch_it_stopped_at_exits_143_and_resumes_exactly(
     assert (out / "config_resumed.yaml").is_file() and (out / "launch_overrides.txt").read_text().strip()
 
 
+@pytest.mark.parametrize("where", ["validation", "last_train_batch"])
+def test_sigterm_during_validation_finishes_it_saves_the_epoch_exits_143(
+    uninterrupted: Path, tmp_path: Path, where: str
+) -> None:
+    """SIGTERM during a validation, or during the last training batch before one: the validation finishes, the epoch
+    is saved with its best checkpoint, then the run exits 143 (Lightning stopped after the validation batch, before
+    the epoch-end save: the epoch's training was lost). The resume ends as the uninterrupted run."""
+    out = tmp_path / where
+    probe = f"+callbacks.sigterm={{_target_: sigterm_probe.SigtermAt, epoch: {EPOCHS - 1}, where: {where}}}"
+    res = subprocess.run(_cmd(out, probe), cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
+    assert res.returncode == 143, res.stderr[-3000:]
+    assert "SIGTERM during validation: it finishes and the epoch is saved" in (out / "train.log").read_text()
+    want, got = _load(uninterrupted / "checkpoints" / "last.ckpt"), _load(out / "checkpoints" / "last.ckpt")
+    assert got["global_step"] == want["global_step"] == EPOCHS * TRAIN_IMAGES // BATCH
+    assert all(torch.equal(v, got["state_dict"][k]) for k, v in want["state_dict"].items())
+    assert (out / "checkpoints" / f"epoch_{EPOCHS - 1:03d}.ckpt").is_file()  # validated: the best checkpoint
+    res = subprocess.run(_cmd(out, f"resume={out}"), cwd=ROOT, env=_env(), capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-3000:]
+    ref, now = (json.loads((d / "metrics.json").read_text()) for d in (uninterrupted, out))
+    assert now["map_50"] == ref["map_50"] and Path(now["checkpoint"]).name == Path(ref["checkpoint"]).name
+
+
 def test_classifier_loader_is_resumable_and_worker_independent(tmp_path: Path) -> None:
     from PIL import Image
 

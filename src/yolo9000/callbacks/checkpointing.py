@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.trainer.states import TrainerFn
 
 log = logging.getLogger("yolo9000.train")
 
@@ -43,7 +44,8 @@ class LastCheckpoint(pl.Callback):
     """Writes ``<dirpath>/last.ckpt``: the latest training state, never the best.
 
     Saved at the end of every training epoch (after its validation, so the best-checkpoint bookkeeping is
-    included) and, inside an epoch, every ``every_n_minutes`` of wall clock and/or every ``every_n_train_steps``
+    included; SIGTERM during that validation is held back until it ends, see :meth:`on_validation_batch_end`) and,
+    inside an epoch, every ``every_n_minutes`` of wall clock and/or every ``every_n_train_steps``
     optimizer steps (full-scale epochs last hours), and after the batch during which the process received SIGTERM
     (Lightning then stops the run). Resuming from it (``ckpt_path=<run>/checkpoints/last.ckpt``
     or ``resume=<run>``) continues at the next batch.
@@ -66,6 +68,7 @@ class LastCheckpoint(pl.Callback):
         self.every_n_minutes = every_n_minutes
         self.every_n_train_steps = every_n_train_steps
         self._last_save = time.monotonic()
+        self._sigterm_deferred = False  # a SIGTERM held back until the validation in progress ends
 
     def _save(self, trainer: pl.Trainer) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -86,10 +89,26 @@ class LastCheckpoint(pl.Callback):
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
         done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
-        if done >= trainer.num_training_batches:  # the epoch-end save follows right after
+        if done >= trainer.num_training_batches:  # the epoch-end save follows right after (after a validation)
             return
         if self._due(trainer):
             self._save(trainer)
+
+    def on_validation_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        # SIGTERM during a fitting validation (or in the epoch's last training batch): Lightning would stop after this
+        # batch, before the epoch-end save, and the epoch's training would be lost (a save made before the validation
+        # resumes as a finished epoch whose validation is skipped). The validation finishes first; the signal is
+        # handed back when it ends, and Lightning stops after the epoch-end save
+        if trainer.received_sigterm and trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking:
+            if not self._sigterm_deferred:
+                log.warning("SIGTERM during validation: it finishes and the epoch is saved, then the run stops")
+            trainer._signal_connector.received_sigterm = False
+            self._sigterm_deferred = True
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._sigterm_deferred:
+            trainer._signal_connector.received_sigterm = True
+            self._sigterm_deferred = False
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._save(trainer)

@@ -250,6 +250,46 @@ def test_yolo_split_folders_without_yaml_never_mix(tmp_path, caplog):
     assert "hash share" in caplog.text and "no val split" in caplog.text
 
 
+def _darknet_layout(root: Path) -> dict[str, list[str]]:
+    """AlexeyAB darknet's: data/obj.data names data/train.txt, data/valid.txt and data/obj.names, paths relative to
+    the darknet folder; every label file beside its image in data/obj/."""
+    stems = {"train": ["a", "b", "c"], "valid": ["v"]}
+    for split, names in stems.items():
+        for k, n in enumerate(names):
+            _jpg(root / "data" / "obj" / f"{n}.jpg", (40, 20))
+            (root / "data" / "obj" / f"{n}.txt").write_text(f"{k % 2} 0.5 0.5 0.25 0.5\n")
+        (root / "data" / f"{split}.txt").write_text("".join(f"data/obj/{n}.jpg\n" for n in names))
+    (root / "data" / "obj.names").write_text("cat\ndog\n")
+    (root / "data" / "obj.data").write_text(
+        "classes = 2\ntrain  = data/train.txt\nvalid  = data/valid.txt\nnames = data/obj.names\nbackup = backup/\n"
+    )
+    return stems
+
+
+def test_darknet_obj_data_lists_names_and_labels_beside_the_images(tmp_path, caplog):
+    stems = _darknet_layout(tmp_path)
+    data = tmp_path / "data"
+    with caplog.at_level(logging.INFO, logger="yolo9000.data"):
+        dm = _datamodule("yolo", data)  # the folder holding obj.data (found); its paths start at the darknet folder
+        dm.setup()
+    assert dm.class_names == ["cat", "dog"]
+    assert _ids(dm, "train") == stems["train"] and _ids(dm, "val") == stems["valid"] == _ids(dm, "test")
+    assert f"split 'train': 3 images from list {tmp_path / 'data' / 'train.txt'} (obj.data train =)" in caplog.text
+    assert "no test split: test uses the val images" in caplog.text
+    b = next(r for r in dm.datasets["train"].records if r.image_id == "b")
+    np.testing.assert_array_equal(b.labels, [1])  # the label beside the image: class 1, box (15, 5, 25, 15) on 40x20
+    np.testing.assert_allclose(b.boxes, [[15, 5, 25, 15]], atol=1e-4)
+    # data.root may be the file itself; classes = 3 against two names is warned, the names kept
+    (data / "obj.data").write_text((data / "obj.data").read_text().replace("classes = 2", "classes = 3"))
+    with caplog.at_level(logging.WARNING, logger="yolo9000.data"):
+        p = YOLOTxtParser(data / "obj.data", "val")
+        assert p.discover_class_names() == ["cat", "dog"] and [x.stem for x in p.image_paths()] == ["v"]
+    assert "classes=3 but 2 names" in caplog.text
+    (data / "train.txt").unlink()
+    with pytest.raises(FileNotFoundError, match=r"obj.data: train = data/train.txt not found \(looked in "):
+        YOLOTxtParser(data, "train").image_paths()
+
+
 # -------------------------------------------------------------------------------------------------- COCO
 def _coco_train_only(root: Path, image_folder: str, n: int = 20) -> list[str]:
     files = [f"{k:06d}.jpg" for k in range(n)]
@@ -323,6 +363,26 @@ def test_coco_image_dir_mapping_serves_the_split_that_reads_another_json(tmp_pat
     dm.setup()
     assert {r.image_path.parent.name for r in dm.datasets["test"].records} == {"pics_val"}
     assert _ids(dm, "test") == _ids(dm, "val") == ["val0", "val1", "val2"]
+
+
+def test_coco_roboflow_export_layout_is_found(tmp_path, caplog):
+    """Roboflow's COCO export (train/_annotations.coco.json, valid/..., images beside each JSON) with the coco data
+    config's default JSON paths: the export's JSONs are used (logged), test = valid, no image of one in another."""
+    cats = [{"id": 0, "name": "cells", "supercategory": "none"}, {"id": 1, "name": "RBC", "supercategory": "cells"}]
+    for split, folder in (("train", "train"), ("valid", "valid")):
+        _coco_split(tmp_path, split, folder, cats, n=3 if split == "train" else 2)
+        (tmp_path / "annotations" / f"instances_{split}.json").rename(tmp_path / folder / "_annotations.coco.json")
+    with caplog.at_level(logging.WARNING, logger="yolo9000.data"):
+        dm = _datamodule("coco", tmp_path)
+        dm.setup()
+    assert "holds Roboflow's COCO export: train " in caplog.text
+    assert _ids(dm, "train") == ["train0", "train1", "train2"]
+    assert _ids(dm, "val") == ["valid0", "valid1"] == _ids(dm, "test")
+    assert dm.class_names == ["RBC"]
+    assert {r.image_path.parent for r in dm.datasets["val"].records} == {tmp_path / "valid"}
+    (tmp_path / "train" / "_annotations.coco.json").unlink()  # no export either: the configured JSON is named
+    with pytest.raises(FileNotFoundError, match="COCO train JSON not found: .*instances_train2017.json"):
+        _datamodule("coco", tmp_path).setup()
 
 
 def test_coco_roboflow_dataset_name_category_is_no_class(tmp_path, caplog):

@@ -23,6 +23,7 @@ from .voc import DEFAULT_SPLIT_FRACTIONS, log_once
 
 logger = logging.getLogger("yolo9000.data")
 
+_ROBOFLOW_JSON = "_annotations.coco.json"  # Roboflow's COCO export: one per split folder, beside the images
 _JSON_PREFIXES = ("instances_", "person_keypoints_", "captions_", "annotations_")
 _cache: dict[tuple[str, float], dict[str, Any]] = {}  # the last JSON read (the train JSON serves derived splits)
 
@@ -45,10 +46,11 @@ class COCOParser:
     Two ways to configure it:
 
     - ``ann_file`` (+ ``image_dir``): every image of that JSON;
-    - ``ann_files`` ``{train: ..., val: ..., test: ...}`` + ``split``: the split's JSON. A val JSON that is missing
-      (or null) makes val and test hash shares of the train JSON (by image file name, ``split_fractions``,
-      ``split_seed``; train keeps the rest); a test JSON that is null or the val one tests on val; a test JSON
-      that is missing makes test a hash share of train. Logged.
+    - ``ann_files`` ``{train: ..., val: ..., test: ...}`` + ``split``: the split's JSON (a train JSON missing where
+      ``root`` holds Roboflow's COCO export, ``train/_annotations.coco.json`` and ``valid/...``: those, logged). A
+      val JSON that is missing (or null) makes val and test hash shares of the train JSON (by image file name,
+      ``split_fractions``, ``split_seed``; train keeps the rest); a test JSON that is null or the val one tests on
+      val; a test JSON that is missing makes test a hash share of train. Logged.
 
     Args:
         ann_file: the JSON file (relative paths are taken under ``root``).
@@ -115,7 +117,18 @@ class COCOParser:
         files = {s: self._path(v) if v else None for s, v in self.ann_files.items()}
         train = files.get("train")
         if train is None or not train.is_file():
-            raise FileNotFoundError(f"COCO train JSON not found: {train} (set data.ann_files.train)")
+            export = self._roboflow_files()
+            if export is None:
+                raise FileNotFoundError(f"COCO train JSON not found: {train} (set data.ann_files.train)")
+            log_once(
+                ("coco roboflow", str(self.root)),
+                logging.WARNING,
+                "COCO train JSON %s not found; %s holds Roboflow's COCO export: %s",
+                train,
+                self.root,
+                ", ".join(f"{k} {v}" for k, v in export.items()),
+            )
+            files, train = export, export["train"]
         val, test = files.get("val"), files.get("test")
         derived = []
         if val is None or not val.is_file():
@@ -158,6 +171,17 @@ class COCOParser:
         else:
             raise FileNotFoundError(f"COCO JSON for split {split!r} not found: {files.get(split)} (data.ann_files)")
         return self._plan
+
+    def _roboflow_files(self) -> dict[str, Path] | None:
+        """The split JSONs of Roboflow's COCO export under ``root`` (``train/_annotations.coco.json``, ``valid/...``,
+        ``test/...``, each beside its images); None without a train one."""
+        base = self.root if self.root is not None else Path(".")
+        found = {}
+        for split, folders in (("train", ("train",)), ("val", ("valid", "val")), ("test", ("test",))):
+            path = next((base / f / _ROBOFLOW_JSON for f in folders if (base / f / _ROBOFLOW_JSON).is_file()), None)
+            if path is not None:
+                found[split] = path
+        return found if "train" in found else None
 
     def _load(self) -> dict[str, Any]:
         path = self.ann_file

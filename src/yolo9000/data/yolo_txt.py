@@ -1,8 +1,9 @@
 """YOLO txt parser: one ``<image>.txt`` per image with lines ``cls cx cy w h`` normalised to [0, 1].
 
 Layouts: ultralytics (``images/{train,val}/`` + ``labels/{train,val}/`` with a ``data.yaml`` holding ``names`` and
-the ``train`` / ``val`` / ``test`` folders or lists), Roboflow exports (``train/images``, ``valid/images``), darknet
-list files (``train.txt``), or a flat ``images/`` + ``labels/`` split by hash. Every split decision is logged.
+the ``train`` / ``val`` / ``test`` folders or lists), Roboflow exports (``train/images``, ``valid/images``), darknet's
+(an ``obj.data`` file naming the ``train`` / ``valid`` lists and the ``names`` file, labels beside the images), list
+files (``train.txt``), or a flat ``images/`` + ``labels/`` split by hash. Every split decision is logged.
 """
 
 from __future__ import annotations
@@ -57,9 +58,12 @@ class YOLOTxtParser:
          ``names`` or ``train``): its ``train`` / ``val`` / ``test`` entries (a folder of images, a txt list of
          images, or a list of those) relative to its ``path`` (itself relative to the yaml's folder, or absolute;
          else the yaml's folder);
-      3. split folders: ``images/<split>/`` or ``<split>/images/`` (``valid`` = ``val``; ``train2017`` = ``train``);
-      4. every image under ``root/<images_dir>/``, split by hash (``split_fractions``, ``split_seed``).
-    In 2 and 3, a missing test split is the val split, and a missing val split a hash share of train (both
+      3. a darknet data file (``data_file``, else the only ``*.data`` file in ``root``, e.g. ``obj.data``): its
+         ``train`` / ``valid`` / ``test`` lists, relative to the folder darknet ran in (the first of the file's
+         folder, its parent and ``root`` that holds them), as are the image paths inside them;
+      4. split folders: ``images/<split>/`` or ``<split>/images/`` (``valid`` = ``val``; ``train2017`` = ``train``);
+      5. every image under ``root/<images_dir>/``, split by hash (``split_fractions``, ``split_seed``).
+    In 2 to 4, a missing test split is the val split, and a missing val split a hash share of train (both
     logged): a split never mixes images of another. ``None`` / ``"all"`` takes every image under ``images_dir``.
 
     Labels: :func:`label_path_for` (``.../images/x.jpg`` -> ``.../labels/x.txt``). A missing or empty label file is
@@ -72,10 +76,12 @@ class YOLOTxtParser:
         list_file: optional list file.
         images_dir: images folder under ``root``.
         names_file: class names, one per line (relative to ``root``); None: the class list given, else the yaml's
-            ``names``, else ``classes.names`` / ``classes.txt`` / ``obj.names`` when present.
+            ``names``, else the data file's ``names`` file, else ``classes.names`` / ``classes.txt`` / ``obj.names``
+            when present.
         class_names: class list (normally given by the data module).
         split_fractions, split_seed: the hash split (default train/val/test = 0.7/0.15/0.15).
         yaml_file: ultralytics dataset yaml (relative to ``root``); None: discovered in ``root``.
+        data_file: darknet data file (``obj.data``, relative to ``root``); None: discovered in ``root``.
     """
 
     def __init__(
@@ -89,16 +95,21 @@ class YOLOTxtParser:
         split_fractions: Mapping[str, float] | None = None,
         split_seed: int | None = 0,
         yaml_file: str | Path | None = None,
+        data_file: str | Path | None = None,
     ) -> None:
         root = Path(root)
         if root.suffix.lower() in (".yaml", ".yml") and yaml_file is None:
             root, yaml_file = root.parent, root
+        if root.suffix.lower() == ".data" and data_file is None and root.is_file():
+            root, data_file = root.parent, root
         self.root = root
         self.split = split
         self.list_file = self.root / list_file if list_file is not None else None
         self.images_dir = self.root / images_dir
         self.names_file = self.root / names_file if names_file is not None else None
         self.yaml_file = self.root / yaml_file if yaml_file is not None else None
+        self.data_file = self.root / data_file if data_file is not None else None
+        self._data: tuple[Path, dict[str, str], Path] | None | bool = False  # False: not looked for yet
         self.class_names = list(class_names) if class_names is not None else None
         self.split_fractions = {
             canonical_split(k): float(v) for k, v in (split_fractions or DEFAULT_SPLIT_FRACTIONS).items()
@@ -164,6 +175,79 @@ class YOLOTxtParser:
             logger.warning("%s: nc=%s but %d names; using the names", path, content["nc"], len(out))
         return out
 
+    # ------------------------------------------------------------------------------------- darknet .data
+    def darknet_data(self) -> tuple[Path, dict[str, str], Path] | None:
+        """(path, ``key = value`` entries, base folder) of darknet's data file: ``data_file``, else the only
+        ``*.data`` file in ``root``; None without (or when a dataset yaml is there: it decides). The base is the
+        folder its relative paths start from (darknet's working folder): the first of the file's folder, its
+        parent and ``root`` where its ``train`` list exists."""
+        if self._data is not False:
+            return self._data  # type: ignore[return-value]
+        path = self.data_file
+        if path is not None:
+            if not path.is_file():
+                raise FileNotFoundError(f"darknet data file not found: {path} (data.data_file)")
+        elif self.root.is_dir() and self.dataset_yaml() is None:
+            found = sorted(p for p in self.root.glob("*.data") if p.is_file())
+            if len(found) > 1:
+                raise ValueError(
+                    f"several darknet data files in {self.root}: {', '.join(p.name for p in found)}; set "
+                    "data.data_file to the one to use"
+                )
+            path = found[0] if found else None
+        if path is None:
+            self._data = None
+            return None
+        entries: dict[str, str] = {}
+        for n, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1):
+            line = line.split("#", 1)[0].strip()
+            if not line:
+                continue
+            key, sep, value = line.partition("=")
+            if not sep or not key.strip():
+                raise ValueError(f"{path}:{n}: not a 'key = value' line: {line!r}")
+            entries[key.strip().lower()] = value.strip()
+        if not entries.get("train"):
+            raise ValueError(f"{path}: no 'train = <list of images>' entry (darknet data file)")
+        bases = list(dict.fromkeys([path.parent, path.parent.parent, self.root]))
+        base = next((b for b in bases if (b / entries["train"]).is_file()), None)
+        if base is None and Path(entries["train"]).is_absolute():
+            base = path.parent
+        if base is None:
+            raise FileNotFoundError(
+                f"{path}: train = {entries['train']} not found (looked in {', '.join(str(b) for b in bases)}); "
+                "darknet's paths are relative to the folder it ran in"
+            )
+        self._data = (path, entries, base)
+        return self._data
+
+    def _data_names(self) -> list[str] | None:
+        d = self.darknet_data()
+        if d is None or not d[1].get("names"):
+            return None
+        path, entries, base = d
+        names_path = base / entries["names"]
+        if not names_path.is_file():
+            raise FileNotFoundError(f"{path}: names = {entries['names']} not found (looked for {names_path})")
+        names = _read_names(names_path)
+        if entries.get("classes") and entries["classes"].isdigit() and int(entries["classes"]) != len(names):
+            logger.warning(
+                "%s: classes=%s but %d names in %s; using the names", path, entries["classes"], len(names), names_path
+            )
+        return names
+
+    def _data_splits(self, path: Path, entries: dict[str, str], base: Path) -> dict[str, _Source]:
+        out: dict[str, _Source] = {}
+        for split, keys in (("train", ("train",)), ("val", ("valid", "val")), ("test", ("test",))):
+            key = next((k for k in keys if entries.get(k)), None)
+            if key is None:
+                continue
+            list_path = base / entries[key]
+            if not list_path.is_file():
+                raise FileNotFoundError(f"{path}: {key} = {entries[key]} not found (looked for {list_path})")
+            out[split] = _Source(self._read_list(list_path, base), [], f"list {list_path} ({path.name} {key} =)")
+        return out
+
     def discover_class_names(self) -> list[str] | None:
         """Given class names, else ``names_file``, else the dataset yaml's ``names``, else a names file found in
         ``root`` (:data:`NAMES_FILES`)."""
@@ -173,7 +257,7 @@ class YOLOTxtParser:
             if not self.names_file.is_file():
                 raise FileNotFoundError(f"class names file not found: {self.names_file} (data.names_file)")
             return _read_names(self.names_file)
-        names = self._yaml_names()
+        names = self._data_names() or self._yaml_names()
         if names:
             return names
         for name in NAMES_FILES:
@@ -289,9 +373,14 @@ class YOLOTxtParser:
                 raise FileNotFoundError(f"YOLO images folder not found: {self.images_dir}")
             return _Source(_images_under(self.images_dir), [self.images_dir], f"every image under {self.images_dir}")
         assert split is not None
-        y = self.dataset_yaml()
-        avail = self._yaml_splits(*y) if y is not None else self._folder_splits()
-        origin = str(y[0]) if y is not None else f"the split folders of {self.root}"
+        d = self.darknet_data()  # None when a dataset yaml decides (unless data_file is given)
+        y = self.dataset_yaml() if d is None else None
+        if y is not None:
+            avail, origin = self._yaml_splits(*y), str(y[0])
+        elif d is not None:
+            avail, origin = self._data_splits(*d), str(d[0])
+        else:
+            avail, origin = self._folder_splits(), f"the split folders of {self.root}"
         if not avail:
             if not self.images_dir.is_dir():
                 raise FileNotFoundError(

@@ -231,6 +231,21 @@ def test_yolo_yaml_lists_roboflow_paths_and_names_list(tmp_path):
     assert [x.stem for x in YOLOTxtParser(tmp_path / "data.yaml", "val").image_paths()] == stems["val2017"]
 
 
+def test_yolo_yaml_test_entry_without_its_folder_tests_on_val(tmp_path, caplog):
+    """Roboflow's data.yaml names ``test: ../test/images`` even when no test split was exported: test = val (both
+    logged); a missing train or val entry stays an error naming the yaml."""
+    stems = _yolo_ultralytics(tmp_path)
+    entries = {"train": "images/train2017", "val": "images/val2017", "test": "../test/images", "names": ["x", "y"]}
+    (tmp_path / "data.yaml").write_text(yaml.safe_dump(entries))
+    with caplog.at_level(logging.WARNING, logger="yolo9000.data"):
+        got = [x.stem for x in YOLOTxtParser(tmp_path, "test").image_paths()]
+    assert got == stems["val2017"]
+    assert "test: ../test/images not found" in caplog.text and "no test split: test uses the val images" in caplog.text
+    (tmp_path / "data.yaml").write_text(yaml.safe_dump({**entries, "val": "../valid/images"}))
+    with pytest.raises(FileNotFoundError, match=r"data.yaml: val: ../valid/images not found"):
+        YOLOTxtParser(tmp_path, "val").image_paths()
+
+
 def test_yolo_split_folders_without_yaml_never_mix(tmp_path, caplog):
     for split, names in {"train": ["a", "b", "c", "d", "e", "f", "g", "h"], "valid": ["v1", "v2"]}.items():
         for n in names:

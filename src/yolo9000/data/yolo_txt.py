@@ -324,10 +324,23 @@ class YOLOTxtParser:
                 elif p.is_file():
                     src.images += self._read_list(p, base)
                     parts.append(f"list {p}")
+                elif split == "test" and len(values) == 1:  # Roboflow's yaml names test/ even when none was exported
+                    log_once(
+                        ("yaml test missing", str(path)),
+                        logging.WARNING,
+                        "%s: %s: %s not found (looked for %s): no test split",
+                        path,
+                        key,
+                        v,
+                        p,
+                    )
+                    break
                 else:
                     raise FileNotFoundError(
                         f"{path}: {key}: {v} not found (looked for {p}); fix the yaml or set data.yaml_file"
                     )
+            if not parts:  # a test entry that is not there
+                continue
             src.description = f"{' + '.join(parts)} ({path.name} {key}:)"
             out[split] = src
         return out

@@ -139,6 +139,21 @@ def test_voc_split_files_txt_forms_and_test_falls_back_to_val(tmp_path, caplog):
         _datamodule("bccd", tmp_path, class_names=None, split_files="splits").setup("validate")
 
 
+def test_voc_trainval_list_alone_is_split_into_train_and_val(tmp_path, caplog):
+    """ImageSets/Main with trainval.txt only (no train / val lists): train and val are disjoint hash shares of it
+    that cover it (logged), test = val; ids outside the list are never used."""
+    ids = _voc_lowercase(tmp_path, n=20)
+    (tmp_path / "ImageSets" / "Main").mkdir(parents=True)
+    (tmp_path / "ImageSets" / "Main" / "trainval.txt").write_text("".join(f"{i}\n" for i in ids[:16]))
+    with caplog.at_level(logging.WARNING, logger="yolo9000.data"):
+        dm = _datamodule("bccd", tmp_path, class_names=None)
+        dm.setup()
+    train, val = _ids(dm, "train"), _ids(dm, "val")
+    assert sorted(train + val) == ids[:16] and train and val and not set(train) & set(val)
+    assert _ids(dm, "test") == val
+    assert "the train hash share of" in caplog.text and "trainval.txt (no train / val lists" in caplog.text
+
+
 def test_voc_split_csv_with_and_without_split_column(tmp_path):
     ids = _voc_lowercase(tmp_path)
     with open(tmp_path / "boxes.csv", "w", newline="") as f:  # one row per box, as many exports do

@@ -234,6 +234,10 @@ class VOCParser:
                             p,
                             lst,
                         )
+                if lst is None and (share := self._trainval_share(p, "val" if s == "test" else s)) is not None:
+                    entries += share[0]
+                    sources.append(share[1])
+                    continue
                 if lst is None:
                     raise FileNotFoundError(
                         f"split list not found: {p / f'{s}.txt'} (nor {s}.csv); set data.split_files to the folder "
@@ -253,6 +257,19 @@ class VOCParser:
             f"split list not found: {p}; set data.split_files to a folder of <split>.txt lists, to "
             f"{{train: ..., val: ...}}, to a CSV with a split column, or to null for a hash split"
         )
+
+    def _trainval_share(self, folder: Path, split: str) -> tuple[list[str], str] | None:
+        """The ``split`` (train or val) hash share of ``folder``'s trainval list when it has no train / val lists
+        (logged; the shares are disjoint and cover the list: ``split_fractions``' train and val, renormalised); None
+        without a trainval list."""
+        lst = self._list_in_folder(folder, "trainval")
+        if split not in ("train", "val") or lst is None:
+            return None
+        fractions = {k: self.split_fractions.get(k, DEFAULT_SPLIT_FRACTIONS[k]) for k in ("train", "val")}
+        entries = read_list_file(lst, "trainval")[0]
+        how = f"the {split} hash share of {lst} (no train / val lists; fractions {fractions}, seed {self.split_seed})"
+        log_once(("trainval share", str(lst), split), logging.WARNING, "%s: split %r: %s", self.root, split, how)
+        return hash_split(entries, split, fractions, self.split_seed), how
 
     def _entries_from_mapping(self, sf: Mapping[str, Any], split: str) -> tuple[list[str], bool, str]:
         parts = [split] if split in sf else expand_split(split)

@@ -154,6 +154,26 @@ def test_voc_trainval_list_alone_is_split_into_train_and_val(tmp_path, caplog):
     assert "the train hash share of" in caplog.text and "trainval.txt (no train / val lists" in caplog.text
 
 
+def test_unknown_class_boxes_are_counted_per_box_not_per_file(tmp_path):
+    """Three boxes of a class outside the list in one XML (and two in one COCO image) are 3 (2) dropped boxes, not
+    one per file (identical issues are recorded once: each box is told apart by its place in the file)."""
+    _jpg(tmp_path / "JPEGImages" / "a.jpg")
+    _xml(tmp_path / "Annotations" / "a.xml", ["zebra", "cat", "zebra", "zebra"])
+    issues = IssueLog("skip")
+    (rec,) = VOCParser(tmp_path, None, class_names=["cat"]).parse(issues=issues)
+    assert rec.labels.tolist() == [0] and issues.count("drop_box", "unknown class 'zebra'") == 3
+    assert "unknown class 'zebra' [dropped boxes]: 3" in issues.summary()
+    cats = [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]
+    _coco_split(tmp_path, "train", "coco_images", cats, n=1)  # one image, one box of class a
+    ann = tmp_path / "annotations" / "instances_train.json"
+    data = json.loads(ann.read_text())
+    data["annotations"] += [{**data["annotations"][0], "id": k, "category_id": 2} for k in (7, 8)]
+    ann.write_text(json.dumps(data))
+    issues = IssueLog("skip")
+    COCOParser(ann, image_dir=tmp_path / "coco_images", class_names=["a"]).parse(issues=issues)
+    assert issues.count("drop_box", "unknown class 'b'") == 2
+
+
 def test_voc_split_csv_with_and_without_split_column(tmp_path):
     ids = _voc_lowercase(tmp_path)
     with open(tmp_path / "boxes.csv", "w", newline="") as f:  # one row per box, as many exports do

@@ -366,7 +366,8 @@ def _record(
         cls = categories.to_class.get(cat) if cat is not None else None
         if cls is None:
             name = categories.names.get(cat, f"id {cat}")  # type: ignore[arg-type]
-            issues.report(tag, f"unknown class '{name}'", action="drop_box")
+            # the annotation's id: each box counted (an identical issue is recorded once)
+            issues.report(tag, f"unknown class '{name}'", action="drop_box", detail=f"annotation {ann.get('id')}")
             continue
         bbox = ann.get("bbox")
         if not isinstance(bbox, (list, tuple)) or len(bbox) != 4:

@@ -406,10 +406,10 @@ class VOCParser:
         objects = list(root.iter("object"))
         if not objects:
             issues.note(xml_path, "no objects, kept as a negative")
-        for obj in objects:
+        for k, obj in enumerate(objects):
             name = (obj.findtext("name") or "").strip()
-            if name not in cls_idx:
-                issues.report(xml_path, f"unknown class '{name}'", action="drop_box")
+            if name not in cls_idx:  # the object's place: each box counted (an identical issue is recorded once)
+                issues.report(xml_path, f"unknown class '{name}'", action="drop_box", detail=f"object {k + 1}")
                 continue
             bb = obj.find("bndbox")
             try:

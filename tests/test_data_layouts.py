@@ -77,6 +77,23 @@ def test_voc_lowercase_folders_found_and_logged(tmp_path, caplog):
     assert "data.image_dir" in text and "split 'train'" in text and "hash split" in text
 
 
+def test_voc_images_without_annotation_file_are_named_once(tmp_path, caplog):
+    """Splits made of the XML files (no ImageSets): images that no XML describes (not labelled yet) are not used,
+    and one warning says how many and which."""
+    ids = _voc_lowercase(tmp_path, n=6)
+    for name in ("unlabelled1.jpg", "unlabelled2.png"):
+        _jpg(tmp_path / "images" / name)
+    with caplog.at_level(logging.WARNING, logger="yolo9000.data"):
+        dm = _datamodule("bccd", tmp_path, class_names=None)
+        dm.setup()
+    assert sorted(set(sum((_ids(dm, s) for s in ("train", "val", "test")), []))) == ids
+    warned = [r.getMessage() for r in caplog.records if "no annotation file" in r.getMessage()]
+    assert warned == [
+        f"{tmp_path / 'images'}: 2 of its 8 images have no annotation file in {tmp_path / 'annotations'} and are "
+        "not used (unlabelled1.jpg, unlabelled2.png)"
+    ]
+
+
 def test_hash_split_without_test_share_tests_on_val(tmp_path):
     ids = _voc_lowercase(tmp_path)
     dm = _datamodule("bccd", tmp_path, class_names=None, split_fractions={"train": 0.7, "val": 0.3, "test": 0})

@@ -322,6 +322,8 @@ class VOCParser:
         """Image ids of the split (paths under the images folder without extension; VOC: the file stems)."""
         entries, do_hash, source = self._entries()
         pool = self._xml_ids() if entries is None else list(dict.fromkeys(self._entry_id(e) for e in entries))
+        if entries is None:
+            self._note_unannotated(pool)
         if do_hash:
             assert self.split is not None
             split = self.split if self.split in self.split_fractions else "+".join(expand_split(self.split))
@@ -341,6 +343,29 @@ class VOCParser:
             source,
         )
         return pool
+
+    def _note_unannotated(self, xml_ids: Sequence[str]) -> None:
+        """Log (once) the images of the images folder that no annotation file describes: the splits are made of the
+        XML files, so these are not used (an annotation tool writes no XML for an image not yet labelled)."""
+        known = set(xml_ids) | {Path(i).name for i in xml_ids}
+        images = [p for p in self.image_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
+        missing = sorted(
+            p
+            for p in images
+            if p.relative_to(self.image_dir).with_suffix("").as_posix() not in known and p.stem not in known
+        )
+        if missing:
+            log_once(
+                ("unannotated", str(self.image_dir)),
+                logging.WARNING,
+                "%s: %d of its %d images have no annotation file in %s and are not used (%s%s)",
+                self.image_dir,
+                len(missing),
+                len(images),
+                self.ann_dir,
+                ", ".join(p.name for p in missing[:5]),
+                ", ..." if len(missing) > 5 else "",
+            )
 
     # ------------------------------------------------------------------------------------------- parse
     def _find_image(self, image_id: str, filename: str | None) -> Path | None:

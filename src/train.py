@@ -17,6 +17,7 @@ from pathlib import Path
 import hydra
 import pytorch_lightning as pl
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities.exceptions import SIGTERMException
@@ -109,7 +110,8 @@ def run(cfg: DictConfig) -> float | None:
     pl.seed_everything(cfg.seed, workers=True)
     out_dir = Path(cfg.paths.output_dir)
     if not cfg.get("resume") and HydraConfig.initialized():  # Hydra chose the folder: it must hold this job's run
-        check_same_job(out_dir, list(HydraConfig.get().overrides.task))
+        hc = HydraConfig.get()
+        check_same_job(out_dir, list(hc.overrides.task), sweep=hc.mode == RunMode.MULTIRUN)
     start_ckpt = resume_checkpoint(cfg, out_dir) if cfg.train else None
     resumed = start_ckpt is not None and Path(start_ckpt).parent in (out_dir, out_dir / "checkpoints")
     if resumed:

@@ -327,6 +327,11 @@ def test_a_job_in_a_folder_of_another_run_is_refused(tmp_path: Path) -> None:
     msg = str(err.value)
     assert "priors: none (the run) vs kmeans5_iou (this job)" in msg and "seed: 1 (the run) vs 5 (this job)" in msg
     assert "a.b: (not set) (the run) vs 1 (this job)" in msg and "experiment" not in msg.split("\n")[1]
+    assert "A sweep re-run into its folder" in msg
+    with pytest.raises(run_folder.ResumeRefused) as err:  # a single run given hydra.run.dir: no word of sweeps
+        run_folder.check_same_job(tmp_path, [*started[:2], "seed=5"], sweep=False)
+    assert "sweep" not in str(err.value) and "give this one another folder" in str(err.value)
+    assert f"continue that run with resume={tmp_path} and its overrides" in str(err.value)
     run_folder.check_same_job(tmp_path / "fresh", ["priors=kmeans5_iou"])  # no record there: nothing to compare
 
 

@@ -193,7 +193,7 @@ def check_resume_config(cfg: DictConfig, out_dir: Path) -> None:
 _JOB_FREE = ("trainer.max_epochs", "trainer.max_steps", "data.num_workers", "logger", "paths.", "hydra.")
 
 
-def check_same_job(out_dir: Path, overrides: Sequence[str]) -> None:
+def check_same_job(out_dir: Path, overrides: Sequence[str], sweep: bool = True) -> None:
     """A job Hydra puts into a folder that already holds a run (a sweep re-run into its folder with
     ``hydra.sweep.dir=<sweep>``, ``hydra.run.dir=<run>``, a requeued job) must be that run: its job number or
     folder name is all that ties it there, and a changed sweep grid gives a job number to another configuration.
@@ -201,7 +201,8 @@ def check_same_job(out_dir: Path, overrides: Sequence[str]) -> None:
     Compares this job's overrides with the ones the folder's run was started with (``.hydra/overrides.yaml``,
     which a later start never rewrites: it writes ``.hydra_resumed/``); overrides that do not change what the run
     is (``trainer.max_epochs`` / ``max_steps``: train a finished run further; loader workers, loggers, paths) may
-    differ. Raises :class:`ResumeRefused` naming the folder and every difference; nothing is written there."""
+    differ. Raises :class:`ResumeRefused` naming the folder and every difference, and what to do instead (``sweep``:
+    the job is one of a ``-m`` sweep; else a single run given ``hydra.run.dir``); nothing is written there."""
     saved = out_dir / ".hydra" / "overrides.yaml"
     if not saved.is_file():
         return
@@ -214,14 +215,24 @@ def check_same_job(out_dir: Path, overrides: Sequence[str]) -> None:
         for k in sorted(set(before) | set(now))
         if not k.startswith(_JOB_FREE) and (k not in before or k not in now or before[k] != now[k])
     ]
-    if diff:
-        raise ResumeRefused(
-            f"{out_dir} holds the run of other overrides ({saved}):\n  "
-            + "\n  ".join(diff)
-            + "\nit is left as it is. A sweep re-run into its folder (hydra.sweep.dir=...) must keep its grid (the job "
-            "numbers name the configurations): run a changed sweep into a new folder (without hydra.sweep.dir), or "
-            "continue one run with resume=<its folder>"
+    if not diff:
+        return
+    if sweep:
+        hint = (
+            "A sweep re-run into its folder (hydra.sweep.dir=...) must keep its grid (the job numbers name the "
+            "configurations): run a changed sweep into a new folder (without hydra.sweep.dir), or continue one run "
+            "with resume=<its folder>"
         )
+    else:
+        hint = (
+            "A run folder holds one run: give this one another folder (another hydra.run.dir, or none), or continue "
+            f"that run with resume={out_dir} and its overrides"
+        )
+    raise ResumeRefused(
+        f"{out_dir} holds the run of other overrides ({saved}):\n  "
+        + "\n  ".join(diff)
+        + f"\nit is left as it is. {hint}"
+    )
 
 
 def check_required(cfg: DictConfig) -> None:

@@ -191,6 +191,54 @@ def test_unknown_class_boxes_are_counted_per_box_not_per_file(tmp_path):
     assert issues.count("drop_box", "unknown class 'b'") == 2
 
 
+def test_voc_roboflow_split_folders_with_images_beside_the_xml(tmp_path, caplog):
+    """Roboflow's Pascal VOC export: train/, valid/, test/, each with its images beside their XML files; every
+    split is its folder (no hash split of one folder, no folder left out); without test/, test = valid."""
+    want = {"train": ["t0", "t1", "t2"], "valid": ["v0", "v1"], "test": ["x0"]}
+    for folder, stems in want.items():
+        for n in stems:
+            _jpg(tmp_path / folder / f"{n}.jpg")
+            _xml(tmp_path / folder / f"{n}.xml", ["rbc", "wbc"])
+    with caplog.at_level(logging.INFO, logger="yolo9000.data"):
+        dm = _datamodule("bccd", tmp_path, class_names=None)
+        dm.setup()
+    got = {s: [r.image_path.relative_to(tmp_path).as_posix() for r in dm.datasets[s].records] for s in dm.datasets}
+    assert got == {
+        "train": [f"train/{n}.jpg" for n in want["train"]],
+        "val": ["valid/v0.jpg", "valid/v1.jpg"],
+        "test": ["test/x0.jpg"],
+    }
+    assert dm.class_names == ["rbc", "wbc"] and "Roboflow's Pascal VOC export" in caplog.text
+    assert dm.datasets["train"].records[0].labels.tolist() == [0, 1]
+    for n in want["test"]:
+        (tmp_path / "test" / f"{n}.xml").unlink()
+        (tmp_path / "test" / f"{n}.jpg").unlink()
+    (tmp_path / "test").rmdir()
+    dm = _datamodule("bccd", tmp_path, class_names=None)
+    dm.setup()
+    assert _ids(dm, "test") == _ids(dm, "val") == ["valid/v0", "valid/v1"]
+
+
+def test_voc_cvat_list_names_default_list_and_capitals(tmp_path, caplog):
+    """CVAT's Pascal VOC export: a task without subsets writes ImageSets/Main/default.txt (train and val are hash
+    shares of it, test = val); subsets write Train.txt, Validation.txt, Test.txt (found whatever the case)."""
+    ids = _voc_lowercase(tmp_path, n=12)
+    main = tmp_path / "ImageSets" / "Main"
+    main.mkdir(parents=True)
+    (main / "default.txt").write_text("".join(f"{i}\n" for i in ids))
+    (main / "rbc_default.txt").write_text("".join(f"{i} 1\n" for i in ids))  # CVAT's per-label lists: not splits
+    dm = _datamodule("bccd", tmp_path, class_names=None)
+    dm.setup()
+    train, val = _ids(dm, "train"), _ids(dm, "val")
+    assert sorted(train + val) == ids and train and val and _ids(dm, "test") == val
+    (main / "default.txt").unlink()
+    for name, part in (("Train.txt", ids[:6]), ("Validation.txt", ids[6:9]), ("Test.txt", ids[9:])):
+        (main / name).write_text("".join(f"{i}\n" for i in part))
+    dm = _datamodule("bccd", tmp_path, class_names=None)
+    dm.setup()
+    assert [_ids(dm, s) for s in ("train", "val", "test")] == [ids[:6], ids[6:9], ids[9:]]
+
+
 def test_voc_split_csv_with_and_without_split_column(tmp_path):
     ids = _voc_lowercase(tmp_path)
     with open(tmp_path / "boxes.csv", "w", newline="") as f:  # one row per box, as many exports do
@@ -357,6 +405,36 @@ def test_darknet_obj_data_lists_names_and_labels_beside_the_images(tmp_path, cap
         YOLOTxtParser(data, "train").image_paths()
 
 
+def test_darknet_data_file_of_a_moved_export_and_a_flat_labelimg_folder(tmp_path, caplog):
+    """CVAT's "YOLO 1.1" export is darknet's data/ folder unzipped anywhere (obj.data says train = data/train.txt,
+    the list data/obj_train_data/x.jpg): its paths lose their first folder. LabelImg's YOLO layout (each image with
+    its .txt in one folder, classes.txt) is the root's own images, split by hash."""
+    cvat = tmp_path / "cvat_export"
+    for n, k in (("a", 0), ("b", 1), ("c", 0)):
+        _jpg(cvat / "obj_train_data" / f"{n}.jpg", (40, 20))
+        (cvat / "obj_train_data" / f"{n}.txt").write_text(f"{k} 0.5 0.5 0.25 0.5\n")
+    (cvat / "train.txt").write_text("".join(f"data/obj_train_data/{n}.jpg\n" for n in "abc"))
+    (cvat / "obj.names").write_text("cat\ndog\n")
+    (cvat / "obj.data").write_text("classes = 2\ntrain = data/train.txt\nnames = data/obj.names\nbackup = backup/\n")
+    with caplog.at_level(logging.INFO, logger="yolo9000.data"):
+        p = YOLOTxtParser(cvat, "train+val")  # no valid list: val is a hash share of train
+        assert p.discover_class_names() == ["cat", "dog"]
+        recs = {r.image_id: r for r in p.parse()}
+    assert sorted(recs) == ["a", "b", "c"] and recs["b"].labels.tolist() == [1]
+    assert "name darknet's data/ folder, which is the file's own folder here" in caplog.text
+    flat = tmp_path / "labelimg"
+    stems = [f"img{k}" for k in range(10)]
+    for k, n in enumerate(stems):
+        _jpg(flat / f"{n}.jpg", (40, 20))
+        (flat / f"{n}.txt").write_text(f"{k % 2} 0.5 0.5 0.25 0.5\n")
+    (flat / "classes.txt").write_text("cat\ndog\n")
+    dm = _datamodule("yolo", flat)
+    dm.setup()
+    splits = {s: _ids(dm, s) for s in ("train", "val", "test")}
+    assert sorted(sum(splits.values(), [])) == stems and dm.class_names == ["cat", "dog"]
+    assert not dm.issues.count("note", "no label file")  # every label found beside its image
+
+
 # -------------------------------------------------------------------------------------------------- COCO
 def _coco_train_only(root: Path, image_folder: str, n: int = 20) -> list[str]:
     files = [f"{k:06d}.jpg" for k in range(n)]
@@ -447,9 +525,15 @@ def test_coco_roboflow_export_layout_is_found(tmp_path, caplog):
     assert _ids(dm, "val") == ["valid0", "valid1"] == _ids(dm, "test")
     assert dm.class_names == ["RBC"]
     assert {r.image_path.parent for r in dm.datasets["val"].records} == {tmp_path / "valid"}
-    (tmp_path / "train" / "_annotations.coco.json").unlink()  # no export either: the configured JSON is named
-    with pytest.raises(FileNotFoundError, match="COCO train JSON not found: .*instances_train2017.json"):
+    # no export either: the configured JSON is named, and the JSON files that are there (CVAT's, Label Studio's)
+    (tmp_path / "train" / "_annotations.coco.json").rename(tmp_path / "train" / "instances_default.json")
+    (tmp_path / "result.json").write_text("{}")
+    with pytest.raises(FileNotFoundError, match="COCO train JSON not found: .*instances_train2017.json") as e:
         _datamodule("coco", tmp_path).setup()
+    assert str(e.value).endswith(
+        f"(set data.ann_files.train); JSON files in {tmp_path}: result.json, train/instances_default.json, "
+        "valid/_annotations.coco.json"
+    )
 
 
 def test_coco_roboflow_dataset_name_category_is_no_class(tmp_path, caplog):

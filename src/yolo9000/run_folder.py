@@ -108,7 +108,7 @@ def resume_checkpoint(cfg: DictConfig, out_dir: Path) -> str | None:
 
 # the keys that say which images and labels a run trains on (the rest of the data block may change on resume)
 _DATA_KEYS = ("_target_", "root", "class_names", "yaml_file", "names_file", "data_file", "ann_files", "image_dir")
-_DATA_KEYS += ("ann_dir",)
+_DATA_KEYS += ("ann_dir", "images_dir")
 _DATA_KEYS += ("split_files", "split_fractions", "split_seed", "max_images", "train", "val", "test")
 LAUNCH_FILE = "launch_overrides.txt"  # the command-line overrides a run folder was started with (never rewritten)
 # the settings that decide the rest of a run's training beside its data (the checkpoint restores the weights and

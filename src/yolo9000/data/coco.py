@@ -119,7 +119,15 @@ class COCOParser:
         if train is None or not train.is_file():
             export = self._roboflow_files()
             if export is None:
-                raise FileNotFoundError(f"COCO train JSON not found: {train} (set data.ann_files.train)")
+                base = self.root if self.root is not None else Path(".")
+                found = sorted({*base.glob("*.json"), *base.glob("*/*.json")}) if base.is_dir() else []
+                there = (
+                    f"; JSON files in {base}: {', '.join(f.relative_to(base).as_posix() for f in found[:8])}"
+                    + (", ..." if len(found) > 8 else "")
+                    if found
+                    else ""
+                )
+                raise FileNotFoundError(f"COCO train JSON not found: {train} (set data.ann_files.train){there}")
             log_once(
                 ("coco roboflow", str(self.root)),
                 logging.WARNING,

@@ -124,9 +124,9 @@ class DetectionDataModule(ShardedDataModule):
         drop_last: drop the last incomplete training batch.
         seed: seed of the training shuffle (epoch-dependent, identical on all ranks).
         root: dataset root, for interpolation in the split specs only.
-        image_dir, ann_dir, split_files, yaml_file, names_file, data_file, ann_files, split_fractions, split_seed:
-            dataset layout keys (see conf/data/voc.yaml, yolo.yaml, coco.yaml), for interpolation in the split specs
-            only.
+        image_dir, ann_dir, split_files, yaml_file, names_file, data_file, images_dir, ann_files, split_fractions,
+            split_seed: dataset layout keys (see conf/data/voc.yaml, yolo.yaml, coco.yaml), for interpolation in the
+            split specs only.
 
     Data problems of all splits go to one :class:`IssueLog` (``issues``); :meth:`issue_summary` is the readable
     text, :meth:`data_report` what ``metrics.json`` gets (problems per reason with every file, augmentation
@@ -164,6 +164,7 @@ class DetectionDataModule(ShardedDataModule):
         yaml_file: Any = None,
         names_file: Any = None,
         data_file: Any = None,
+        images_dir: Any = None,
         ann_files: Any = None,
         split_fractions: Any = None,
         split_seed: Any = None,
@@ -179,6 +180,7 @@ class DetectionDataModule(ShardedDataModule):
                 yaml_file=yaml_file,
                 names_file=names_file,
                 data_file=data_file,
+                images_dir=images_dir,
                 ann_files=ann_files,
                 split_fractions=split_fractions,
                 split_seed=split_seed,

@@ -115,6 +115,7 @@ class VOCParser:
         self.split_files = split_files
         self._image_dir: Path | None = None
         self._ann_dir: Path | None = None
+        self._split_dirs: dict[str, Path] | None = None  # split folders (Roboflow's export); None: not looked for
         self._explicit: dict[str, str] = {}  # id -> image path (relative to image_dir) given by a split list
         self.source = ""  # where the split's ids came from (set by ids())
 
@@ -152,6 +153,8 @@ class VOCParser:
     @property
     def image_dir(self) -> Path:
         """The images folder (the configured one, or the fallback found; raises naming what was looked for)."""
+        if self._image_dir is None and self._split_folders():
+            self._image_dir = self.root  # ids are <split folder>/<stem>
         if self._image_dir is None:
             self._image_dir = self._find_dir(
                 self.image_dir_name, DEFAULT_IMAGE_DIR, _IMAGE_DIR_FALLBACKS, IMAGE_SUFFIXES, "image_dir"
@@ -161,9 +164,71 @@ class VOCParser:
     @property
     def ann_dir(self) -> Path:
         """The XML folder (the configured one, or the fallback found; raises naming what was looked for)."""
+        if self._ann_dir is None and self._split_folders():
+            self._ann_dir = self.root
         if self._ann_dir is None:
             self._ann_dir = self._find_dir(self.ann_dir_name, DEFAULT_ANN_DIR, _ANN_DIR_FALLBACKS, (".xml",), "ann_dir")
         return self._ann_dir
+
+    def _split_folders(self) -> dict[str, Path]:
+        """Roboflow's Pascal VOC export: ``train/``, ``valid/``, ``test/`` under the root, each holding its images
+        beside their XML files (a split's images are its folder's). Only with the default folder and split-list
+        keys and no XML folder of the usual names; else {} (the usual layout)."""
+        if self._split_dirs is None:
+            self._split_dirs = {}
+            usual = (DEFAULT_ANN_DIR, *_ANN_DIR_FALLBACKS)
+            if (
+                self.ann_dir_name == DEFAULT_ANN_DIR
+                and self.image_dir_name == DEFAULT_IMAGE_DIR
+                and str(self.split_files) == DEFAULT_SPLIT_FILES
+                and not (self.root / "ImageSets").is_dir()
+                and self.root.is_dir()
+                and not any(_has_files(self.root / name, (".xml",)) for name in usual)
+            ):
+                for d in sorted(self.root.iterdir()):
+                    split = canonical_split(d.name.lower())
+                    if split in SPLIT_ALIASES and d.is_dir() and _has_files(d, (".xml",)):
+                        self._split_dirs.setdefault(split, d)
+            if self._split_dirs:
+                log_once(
+                    ("split folders", str(self.root)),
+                    logging.INFO,
+                    "%s: split folders holding images and XML files (Roboflow's Pascal VOC export): %s",
+                    self.root,
+                    ", ".join(f"{k} {v.name}/" for k, v in self._split_dirs.items()),
+                )
+        return self._split_dirs
+
+    def _split_folder_ids(self, folders: dict[str, Path]) -> tuple[list[str], str]:
+        """The split's ids (``<folder>/<stem>``) in the split-folder layout and where they come from: its folder; a
+        missing test folder: the val one; a missing val folder: hash shares of the train folder (both logged)."""
+        split = self.split
+        parts = list(folders) if split in (None, "all") else expand_split(str(split))
+        ids: list[str] = []
+        sources = []
+
+        def folder_ids(folder: Path) -> list[str]:
+            return sorted(p.relative_to(self.root).with_suffix("").as_posix() for p in folder.rglob("*.xml"))
+
+        for part in parts:
+            if part == "test" and part not in folders and "val" in folders:
+                log_once(("test=val", str(self.root)), logging.WARNING, "%s: no test folder: test = val", self.root)
+                part = "val"
+            if part in folders:
+                ids += folder_ids(folders[part])
+                sources.append(f"folder {folders[part]}")
+            elif part in ("train", "val", "test") and "train" in folders:
+                share = "val" if part == "test" else part
+                fractions = {k: self.split_fractions.get(k, DEFAULT_SPLIT_FRACTIONS[k]) for k in ("train", "val")}
+                ids += hash_split(folder_ids(folders["train"]), share, fractions, self.split_seed)
+                how = f"the {share} hash share of {folders['train']} (no val folder; fractions {fractions})"
+                log_once(("split folders share", str(self.root), share), logging.WARNING, "%s: %s", self.root, how)
+                sources.append(how)
+            else:
+                raise FileNotFoundError(
+                    f"{self.root}: no {part} folder among the split folders ({', '.join(map(str, folders.values()))})"
+                )
+        return ids, " + ".join(sources)
 
     def _xml_ids(self) -> list[str]:
         """Ids (paths under the XML folder without ``.xml``) of every annotation file, sorted."""
@@ -198,11 +263,14 @@ class VOCParser:
         return p if p.is_absolute() else self.root / p
 
     def _list_in_folder(self, folder: Path, split: str) -> Path | None:
+        """``<split>.txt`` / ``.csv`` in ``folder`` under the split's names (``valid.txt`` for val), in any case
+        (CVAT writes ``Train.txt``, ``Validation.txt``)."""
         names = [split, *(a for a in _aliases(split) if a != split)]
+        files = {p.name.lower(): p for p in sorted(folder.iterdir()) if p.is_file()} if folder.is_dir() else {}
         for name in names:
             for ext in (".txt", ".csv"):
-                if (folder / f"{name}{ext}").is_file():
-                    return folder / f"{name}{ext}"
+                if f"{name}{ext}".lower() in files:
+                    return files[f"{name}{ext}".lower()]
         return None
 
     def _entries(self) -> tuple[list[str] | None, bool, str]:
@@ -259,10 +327,11 @@ class VOCParser:
         )
 
     def _trainval_share(self, folder: Path, split: str) -> tuple[list[str], str] | None:
-        """The ``split`` (train or val) hash share of ``folder``'s trainval list when it has no train / val lists
+        """The ``split`` (train or val) hash share of ``folder``'s trainval list (or ``default`` list: CVAT's export
+        of a task without subsets) when it has no train / val lists
         (logged; the shares are disjoint and cover the list: ``split_fractions``' train and val, renormalised); None
         without a trainval list."""
-        lst = self._list_in_folder(folder, "trainval")
+        lst = self._list_in_folder(folder, "trainval") or self._list_in_folder(folder, "default")  # CVAT: default
         if split not in ("train", "val") or lst is None:
             return None
         fractions = {k: self.split_fractions.get(k, DEFAULT_SPLIT_FRACTIONS[k]) for k in ("train", "val")}
@@ -320,8 +389,13 @@ class VOCParser:
 
     def ids(self) -> list[str]:
         """Image ids of the split (paths under the images folder without extension; VOC: the file stems)."""
-        entries, do_hash, source = self._entries()
-        pool = self._xml_ids() if entries is None else list(dict.fromkeys(self._entry_id(e) for e in entries))
+        folders = self._split_folders()
+        if folders:
+            pool, source = self._split_folder_ids(folders)
+            entries, do_hash = [], False
+        else:
+            entries, do_hash, source = self._entries()
+            pool = self._xml_ids() if entries is None else list(dict.fromkeys(self._entry_id(e) for e in entries))
         if entries is None:
             self._note_unannotated(pool)
         if do_hash:

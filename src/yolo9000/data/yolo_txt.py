@@ -62,7 +62,8 @@ class YOLOTxtParser:
          ``train`` / ``valid`` / ``test`` lists, relative to the folder darknet ran in (the first of the file's
          folder, its parent and ``root`` that holds them), as are the image paths inside them;
       4. split folders: ``images/<split>/`` or ``<split>/images/`` (``valid`` = ``val``; ``train2017`` = ``train``);
-      5. every image under ``root/<images_dir>/``, split by hash (``split_fractions``, ``split_seed``).
+      5. every image under ``root/<images_dir>/`` (no ``images/`` folder: the root's own images, LabelImg's
+         layout), split by hash (``split_fractions``, ``split_seed``).
     In 2 to 4, a missing test split is the val split, and a missing val split a hash share of train (both
     logged): a split never mixes images of another. ``None`` / ``"all"`` takes every image under ``images_dir``.
 
@@ -74,7 +75,7 @@ class YOLOTxtParser:
         root: dataset root (or the dataset yaml itself: its folder becomes the root).
         split: split name (see above; ``trainval`` / ``a+b``: a union).
         list_file: optional list file.
-        images_dir: images folder under ``root``.
+        images_dir: images folder under ``root`` (None: ``images``).
         names_file: class names, one per line (relative to ``root``); None: the class list given, else the yaml's
             ``names``, else the data file's ``names`` file, else ``classes.names`` / ``classes.txt`` / ``obj.names``
             when present.
@@ -89,7 +90,7 @@ class YOLOTxtParser:
         root: str | Path,
         split: str | None = "train",
         list_file: str | Path | None = None,
-        images_dir: str = "images",
+        images_dir: str | None = "images",
         names_file: str | Path | None = None,
         class_names: Sequence[str] | None = None,
         split_fractions: Mapping[str, float] | None = None,
@@ -105,11 +106,12 @@ class YOLOTxtParser:
         self.root = root
         self.split = split
         self.list_file = self.root / list_file if list_file is not None else None
-        self.images_dir = self.root / images_dir
+        self.images_dir = self.root / (images_dir if images_dir is not None else "images")
         self.names_file = self.root / names_file if names_file is not None else None
         self.yaml_file = self.root / yaml_file if yaml_file is not None else None
         self.data_file = self.root / data_file if data_file is not None else None
         self._data: tuple[Path, dict[str, str], Path] | None | bool = False  # False: not looked for yet
+        self._data_moved = False  # the data file's paths lose their first folder (darknet_data)
         self.class_names = list(class_names) if class_names is not None else None
         self.split_fractions = {
             canonical_split(k): float(v) for k, v in (split_fractions or DEFAULT_SPLIT_FRACTIONS).items()
@@ -211,22 +213,45 @@ class YOLOTxtParser:
             raise ValueError(f"{path}: no 'train = <list of images>' entry (darknet data file)")
         bases = list(dict.fromkeys([path.parent, path.parent.parent, self.root]))
         base = next((b for b in bases if (b / entries["train"]).is_file()), None)
+        self._data_moved = False
         if base is None and Path(entries["train"]).is_absolute():
             base = path.parent
+        if base is None and _strip_first(path.parent, entries["train"]).is_file():
+            # the contents of darknet's data/ folder elsewhere (CVAT's "YOLO 1.1" export: train = data/train.txt
+            # beside obj.data, images listed as data/obj_train_data/...): paths lose their first folder
+            base, self._data_moved = path.parent, True
+            log_once(
+                ("darknet moved", str(path)),
+                logging.INFO,
+                "%s: its paths (train = %s) name darknet's %s/ folder, which is the file's own folder here",
+                path,
+                entries["train"],
+                Path(entries["train"]).parts[0],
+            )
         if base is None:
             raise FileNotFoundError(
-                f"{path}: train = {entries['train']} not found (looked in {', '.join(str(b) for b in bases)}); "
-                "darknet's paths are relative to the folder it ran in"
+                f"{path}: train = {entries['train']} not found (looked in {', '.join(str(b) for b in bases)}, and "
+                f"for {_strip_first(path.parent, entries['train'])}); darknet's paths are relative to the folder it "
+                "ran in: set data.root to that folder"
             )
         self._data = (path, entries, base)
         return self._data
+
+    def _data_path(self, value: str) -> Path:
+        """A path of the data file or of its lists: absolute, or under its base (darknet's folder); in a moved
+        export (:meth:`darknet_data`) without its first folder when not there."""
+        _, _, base = self.darknet_data()  # type: ignore[misc]
+        p = base / value
+        if self._data_moved and not p.exists():
+            return _strip_first(base, value)
+        return p
 
     def _data_names(self) -> list[str] | None:
         d = self.darknet_data()
         if d is None or not d[1].get("names"):
             return None
-        path, entries, base = d
-        names_path = base / entries["names"]
+        path, entries, _ = d
+        names_path = self._data_path(entries["names"])
         if not names_path.is_file():
             raise FileNotFoundError(f"{path}: names = {entries['names']} not found (looked for {names_path})")
         names = _read_names(names_path)
@@ -242,10 +267,11 @@ class YOLOTxtParser:
             key = next((k for k in keys if entries.get(k)), None)
             if key is None:
                 continue
-            list_path = base / entries[key]
+            list_path = self._data_path(entries[key])
             if not list_path.is_file():
                 raise FileNotFoundError(f"{path}: {key} = {entries[key]} not found (looked for {list_path})")
-            out[split] = _Source(self._read_list(list_path, base), [], f"list {list_path} ({path.name} {key} =)")
+            images = self._read_list(list_path, base, moved=self._data_moved)
+            out[split] = _Source(images, [], f"list {list_path} ({path.name} {key} =)")
         return out
 
     def discover_class_names(self) -> list[str] | None:
@@ -278,8 +304,9 @@ class YOLOTxtParser:
         cands += [yaml_path.parent / p, self.root / p]
         return next((c for c in cands if c.exists()), cands[0])
 
-    def _read_list(self, list_path: Path, base: Path | None = None) -> list[Path]:
-        """Image paths of a list file: absolute, or relative to the list's folder, ``base`` or ``root``."""
+    def _read_list(self, list_path: Path, base: Path | None = None, moved: bool = False) -> list[Path]:
+        """Image paths of a list file: absolute, or relative to the list's folder, ``base`` or ``root`` (``moved``:
+        also under ``base`` without their first folder, see :meth:`darknet_data`)."""
         out = []
         for entry in read_list_file(list_path)[0]:
             p = Path(entry)
@@ -288,6 +315,8 @@ class YOLOTxtParser:
                 continue
             rel = entry[2:] if entry.startswith("./") else entry
             cands = [list_path.parent / rel, *([base / rel] if base is not None else []), self.root / rel]
+            if moved and base is not None:
+                cands.append(_strip_first(base, rel))
             out.append(next((c for c in cands if c.exists()), cands[0]))
         return out
 
@@ -395,6 +424,14 @@ class YOLOTxtParser:
         else:
             avail, origin = self._folder_splits(), f"the split folders of {self.root}"
         if not avail:
+            if not self.images_dir.is_dir() and self.images_dir == self.root / "images" and _has_images(self.root):
+                log_once(  # LabelImg's YOLO layout: every image with its .txt beside it in one folder
+                    ("flat", str(self.root)),
+                    logging.INFO,
+                    "%s: no images/ folder: the images in the root itself (labels beside them)",
+                    self.root,
+                )
+                self.images_dir = self.root
             if not self.images_dir.is_dir():
                 raise FileNotFoundError(
                     f"YOLO images folder not found: {self.images_dir} (and no dataset yaml, no images/<split>/ or "
@@ -507,6 +544,17 @@ class YOLOTxtParser:
             boxes, labels, np.zeros(len(labels), bool), width, height, label_path, issues, names
         )
         return DetectionRecord(image_path, image_path.stem, width, height, b, lab, dif)
+
+
+def _has_images(folder: Path) -> bool:
+    """Whether ``folder`` holds image files itself (not only in subfolders)."""
+    return folder.is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() for p in folder.iterdir())
+
+
+def _strip_first(base: Path, value: str) -> Path:
+    """``base`` / ``value`` without its first folder (``data/train.txt`` -> ``base/train.txt``)."""
+    parts = Path(value).parts
+    return base.joinpath(*parts[1:]) if len(parts) > 1 else base / value
 
 
 def _read_names(path: Path) -> list[str]:

@@ -21,6 +21,7 @@ from yolo9000.darknet import (
     SUPPORTED,
     DarknetNet,
     build_darknet,
+    conv_load_options,
     count_params,
     darknet_convs,
     layer_specs,
@@ -28,6 +29,7 @@ from yolo9000.darknet import (
     load_weights,
     match_native,
     parse_cfg,
+    parse_cfg_text,
     read_header,
     region_meta,
     save_weights,
@@ -931,3 +933,82 @@ def test_converted_generic_network_names_its_cfg_file_in_errors() -> None:
     assert net["source"] == str(cfg)
     built = darknet_net_from_text(net["cfg_text"], source=net["source"])
     assert built.specs[0].where.startswith(f"{cfg}:")
+
+
+# ------------------------------------------------------------------------- darknet's per-layer load options
+def test_dontload_dontloadscales_numload_read_as_darknet_reads_them(tiny_cfg: Path, tmp_path: Path) -> None:
+    """load_weights_upto / load_convolutional_weights: a ``dontload`` layer takes no floats from the file, a
+    ``dontloadscales`` one its biases and weights only, a ``numload=m`` one its first m filters; ``dontsave`` leaves
+    a layer out of a written file. The file is written by hand in that order."""
+    text = TINY_CFG.replace("filters=8\n", "filters=8\ndontloadscales=1\n", 1)
+    text = text.replace("filters=16\n", "filters=16\nnumload=5\n", 1).replace(
+        "filters=10\n", "filters=10\ndontload=1\n"
+    )
+    cfg = tmp_path / "opts.cfg"
+    cfg.write_text(text)
+    src = conv_tensors(randomize(DarknetNet(parse_cfg(tiny_cfg)), seed=3))
+    b1, s1, m1, v1, w1 = src[0]
+    b2, s2, m2, v2, w2 = src[1]
+    parts = [b1, w1, b2[:5], s2[:5], m2[:5], v2[:5], w2[:5]]  # conv 3 (dontload): nothing
+    header = np.array([0, 2, 0], "<i4").tobytes() + np.array([9], "<i8").tobytes()
+    path = tmp_path / "opts.weights"
+    path.write_bytes(header + b"".join(t.numpy().astype("<f4").tobytes() for t in parts))
+    net = DarknetNet(parse_cfg(cfg))
+    before = conv_tensors(net)
+    info = load_weights(net, path, options=conv_load_options(cfg))
+    got = conv_tensors(net)
+    assert info.layers_loaded == 3
+    assert torch.equal(got[0][0], b1) and torch.equal(got[0][4], w1)
+    assert all(torch.equal(got[0][k], before[0][k]) for k in (1, 2, 3))  # scales, mean, var: untouched
+    for k, (want, init) in enumerate(zip(src[1], before[1], strict=True)):
+        assert torch.equal(got[1][k][:5], want[:5]) and torch.equal(got[1][k][5:], init[5:])
+    assert all(torch.equal(g, b) for g, b in zip(got[2], before[2], strict=True))
+    # without the options the same file is refused (darknet would read it only with them)
+    with pytest.raises(ValueError, match="ends inside conv layer"):
+        load_weights(DarknetNet(parse_cfg(tiny_cfg)), path)
+    out = tmp_path / "saved.weights"
+    text = TINY_CFG.replace("filters=10\n", "filters=10\ndontsave=1\n")
+    save_weights(net, out, seen=9, options=conv_load_options(parse_cfg_text(text)))
+    assert out.stat().st_size == 20 + 4 * sum(TINY_SIZES[:2])
+
+
+def test_cfg_option_forms_darknet_reads(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A comment after a list (darknet's atof stops there), ``random=0.5`` read as atoi reads it (0, warned), options
+    of later darknets at their neutral value (``dilation=1``, ``stride_x=stride_y``), ``classfix`` (read by
+    parse_region, no warning); another value of them is still refused, and darknet's other sections are named so."""
+    p = tmp_path / "forms.cfg"
+    p.write_text(
+        "[net]\nwidth=64\nheight=64\n[convolutional]\nfilters=16\nsize=3\ndilation=1\nantialiasing=0\n"
+        "[maxpool]\nsize=2\nstride_x=2\nstride_y=2\n[route]\nlayers=-1, -2  # concat\n"
+        "[convolutional]\nfilters=7\nsize=1\n[region]\nanchors=1,1 # one prior\nclasses=2\nnum=1\nsoftmax=1\n"
+        "random=0.5\nclassfix=0\nbackground=0\nlog=0\n"
+    )
+    with caplog.at_level(logging.WARNING, logger="yolo9000"):
+        specs = layer_specs(parse_cfg(p))
+        region = region_meta(parse_cfg(p))
+    assert [s.out_channels for s in specs[:3]] == [16, 16, 32] and specs[1].stride == 2
+    assert region is not None and region.anchors.tolist() == [[1.0, 1.0]] and region.random is False
+    warned = {r.getMessage() for r in caplog.records}  # the one option (each parse of the region reads it)
+    assert len(warned) == 1 and "random=0.5 read as 0 (darknet's atoi)" in warned.pop()
+    for line, bad in [("dilation=1", "dilation=2"), ("stride_y=2", "stride_y=1")]:
+        q = tmp_path / "bad.cfg"
+        q.write_text(p.read_text().replace(line, bad))
+        with pytest.raises(NotImplementedError, match="is not supported by this converter"):
+            layer_specs(parse_cfg(q))
+    q.write_text("[net]\n[crop]\ncrop_width=8\n")
+    with pytest.raises(NotImplementedError, match=r"\[crop\] \(a darknet section\)"):
+        layer_specs(parse_cfg(q))
+
+
+def test_native_darknet19_pools_as_darknet_at_any_size(tmp_path: Path) -> None:
+    """darknet's 2/2 maxpool pads one: an odd side rounds up (240 -> 15 -> 8), in the native module as in the
+    generic network built from darknet19.cfg; at multiples of 32 nothing changes."""
+    native = randomize(load_darknet(CFG / "darknet19.cfg", native=True), seed=4)
+    generic = DarknetNet(parse_cfg(CFG / "darknet19.cfg")).eval()
+    generic.load_state_dict(dict(zip(generic.state_dict(), native.state_dict().values(), strict=True)))
+    x = torch.rand(1, 3, 240, 240)
+    with torch.no_grad():
+        a, b = native(x), generic(x)
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    feats = Darknet19(width=0.25)(torch.rand(1, 3, 240, 240))
+    assert feats["c5"].shape[-1] == 8 and feats["c4"].shape[-1] == 15

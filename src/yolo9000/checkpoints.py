@@ -36,7 +36,7 @@ from yolo9000.darknet import (
     region_meta,
     save_weights,
 )
-from yolo9000.darknet.cfg import source_line
+from yolo9000.darknet.cfg import conv_load_options, parse_cfg_text, source_line
 from yolo9000.environment import PROJECT_ROOT
 from yolo9000.models import STRIDE
 from yolo9000.models.layers import DarknetBatchNorm2d
@@ -159,7 +159,7 @@ def darknet_to_checkpoint(
         net_cfg = native_net_config(spec)
         model = build_native(spec)
         if weights is not None:
-            info = load_weights(model, weights)
+            info = load_weights(model, weights, options=conv_load_options(sections))
         dk["header"] = vars(info) if info else None
         state = {f"model.{k}": v for k, v in model.state_dict().items()}
         return {"state_dict": state, "yolo9000_classifier_config": net_cfg, "darknet": dk}
@@ -188,7 +188,7 @@ def darknet_to_checkpoint(
     model_cfg = detector_model_config(sections, net_cfg, class_names, names_file=names_file)
     module = instantiate_module(model_cfg)
     if weights is not None:
-        info = load_weights(module.model, weights)
+        info = load_weights(module.model, weights, options=conv_load_options(sections))
         module.seen.fill_(info.seen)
         if info.layers_loaded < info.layers_total:  # a backbone file (darknet19_448.conv.23) given as a detector's
             log.warning(
@@ -317,7 +317,15 @@ def checkpoint_to_darknet(
             len(torch_bns),
             torch_bns[0].eps,
         )
-    save_weights(model, weights_out, seen, int(header["major"]), int(header["minor"]), int(header["revision"]))
+    # the cfg's per-layer options (dontsave) when the checkpoint came from one
+    options = (
+        conv_load_options(parse_cfg_text(dk["cfg_bytes"].decode(), dk.get("cfg_name", "<cfg>")))
+        if dk.get("cfg_bytes")
+        else None
+    )
+    save_weights(
+        model, weights_out, seen, int(header["major"]), int(header["minor"]), int(header["revision"]), options=options
+    )
     if cfg_out is not None:
         Path(cfg_out).write_bytes(dk.get("cfg_bytes") or native_cfg_text(model, size).encode())
     n = len(darknet_convs(model))

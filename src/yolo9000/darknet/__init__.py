@@ -21,8 +21,10 @@ from __future__ import annotations
 
 from yolo9000.darknet.cfg import (
     SUPPORTED,
+    ConvLoad,
     LayerSpec,
     RegionMeta,
+    conv_load_options,
     count_params,
     layer_specs,
     option,
@@ -47,6 +49,7 @@ from yolo9000.darknet.weights import WeightsInfo, darknet_convs, load_weights, r
 
 __all__ = [
     "SUPPORTED",
+    "ConvLoad",
     "ConvPair",
     "DarknetNet",
     "LayerSpec",
@@ -55,6 +58,7 @@ __all__ = [
     "WeightsInfo",
     "build_darknet",
     "build_native",
+    "conv_load_options",
     "count_params",
     "darknet_convs",
     "darknet_net_from_text",

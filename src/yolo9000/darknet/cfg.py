@@ -30,6 +30,10 @@ _ALIASES = {
     "conn": "connected",
 }
 SUPPORTED = ("convolutional", "maxpool", "avgpool", "route", "reorg", "region", "softmax", "cost", "dropout")
+# darknet's other section names (parser.c string_to_layer_type): named as darknet's when refused
+_DARKNET_SECTIONS = ("shortcut", "upsample", "yolo", "connected", "crop", "detection", "local", "deconvolutional")
+_DARKNET_SECTIONS += ("batchnorm", "normalization", "activation", "logistic", "l2norm", "iseg", "rnn", "gru", "lstm")
+_DARKNET_SECTIONS += ("crnn",)
 _ACTIVATIONS = ("leaky", "linear", "relu", "logistic")
 # options of later darknets (AlexeyAB's fork, YOLOv3/v4 cfgs) that change a layer's computation: not implemented,
 # so a cfg using them must fail rather than build a different network
@@ -52,9 +56,27 @@ _UNSUPPORTED_OPTIONS = {
     "route": ("groups", "group_id"),
     "region": ("background", "log", "sqrt"),
 }
+# values of those options that leave the computation as darknet of the YOLOv2 era does it: accepted
+_NEUTRAL_VALUES = {
+    "dilation": 1,
+    "antialiasing": 0,
+    "deform": 0,
+    "sway": 0,
+    "rotate": 0,
+    "stretch": 0,
+    "stretch_sway": 0,
+    "assisted_excitation": 0,
+    "coordconv": 0,
+    "maxpool_depth": 0,
+    "maxpool_zero_nonmax": 0,
+    "background": 0,
+    "log": 0,
+    "sqrt": 0,
+}
 # the options darknet of the YOLOv2 era reads per section (parser.c); any other one is reported as darknet does
 # ("Unused field"), without stopping: a typo (filtres=8) or an option of another darknet that changes nothing here
-_COMMON_OPTIONS = ("stopbackward", "dontload", "dontloadscales", "numload", "learning_rate", "smooth", "onlyforward")
+_COMMON_OPTIONS = ("stopbackward", "dontload", "dontloadscales", "numload", "dontsave", "learning_rate", "smooth")
+_COMMON_OPTIONS += ("onlyforward",)
 _KNOWN_OPTIONS = {
     "convolutional": ("filters", "size", "stride", "pad", "padding", "groups", "activation", "batch_normalize")
     + ("binary", "xnor", "flipped", "dot"),
@@ -63,7 +85,8 @@ _KNOWN_OPTIONS = {
     "route": ("layers",),
     "reorg": ("stride", "reverse", "flatten", "extra"),
     "region": ("anchors", "classes", "coords", "num", "softmax", "jitter", "rescore", "thresh", "absolute", "random")
-    + ("bias_match", "object_scale", "noobject_scale", "class_scale", "coord_scale", "tree", "map", "max"),
+    + ("bias_match", "object_scale", "noobject_scale", "class_scale", "coord_scale", "tree", "map", "max")
+    + ("classfix", "mask_scale"),  # read by parse_region, used by neither the 4-coordinate loss nor the decode
     "softmax": ("groups", "temperature", "tree", "spatial", "noloss"),
     "cost": ("type", "scale", "ratio", "noobject_scale", "thresh"),
     "dropout": ("probability",),
@@ -153,9 +176,13 @@ def option(sec: dict[str, Any], key: str, default: Any, kind: type = int) -> Any
     except ValueError as e:
         # a trailing comment after a number (filters=27 # 3*(5+4)): darknet's atoi / atof read the number
         head = re.match(r"\s*([^#;]*?)\s*[#;]", value) if kind in (int, float) else None
-        if head:
-            with contextlib.suppress(ValueError):
-                return kind(head.group(1))
+        text = head.group(1) if head else value
+        with contextlib.suppress(ValueError):
+            return kind(text)
+        if kind is int and re.fullmatch(r"\s*[-+]?\d+\.\d*\s*", text):  # random=0.5: darknet's atoi reads 0
+            got = int(float(text))
+            log.warning("%s: option %s=%s read as %d (darknet's atoi)", source_line(sec, key), key, value, got)
+            return got
         raise ValueError(f"{source_line(sec, key)}: option {key}={value!r} is not a valid {kind.__name__}") from e
 
 
@@ -163,10 +190,11 @@ def option_list(sec: dict[str, Any], key: str, kind: type = float) -> list[Any] 
     """Comma-separated option (``anchors``, ``layers``, ``steps``) as a list, None when absent."""
     if key not in sec["options"]:
         return None
-    value = sec["options"][key]
+    value = re.split(r"[#;]", sec["options"][key], maxsplit=1)[0]  # a trailing comment: darknet's atof stops there
     try:
-        return [kind(v) for v in value.split(",") if v != ""]
+        return [kind(v) for v in value.split(",") if v.strip() != ""]
     except ValueError as e:
+        value = sec["options"][key]
         raise ValueError(f"{source_line(sec, key)}: option {key}={value!r} is not a list of {kind.__name__}") from e
 
 
@@ -229,6 +257,26 @@ def _conv_spec(spec: LayerSpec) -> None:
     spec.out_channels = n
 
 
+def _neutral(sec: dict[str, Any], t: str, key: str) -> bool:
+    """Whether an option of a later darknet is set to the value that computes what YOLOv2's darknet computes
+    (``dilation=1``, ``antialiasing=0``, ``[route] groups=1``, ``stride_x`` = ``stride_y`` = the stride, ...)."""
+    if t == "route" and key in ("groups", "group_id"):
+        return option(sec, "groups", 1) == 1 and option(sec, "group_id", 0) == 0
+    if key in ("stride_x", "stride_y"):
+        return option(sec, key, 0) == option(sec, "stride", 1)
+    if key in _NEUTRAL_VALUES:
+        with contextlib.suppress(ValueError):
+            return option(sec, key, _NEUTRAL_VALUES[key], float) == _NEUTRAL_VALUES[key]
+    return False
+
+
+def _same_strides(sec: dict[str, Any]) -> None:
+    """AlexeyAB's ``stride_x`` = ``stride_y`` without ``stride``: the layer's stride (his parser takes it so)."""
+    opts = sec["options"]
+    if "stride" not in opts and "stride_x" in opts and opts.get("stride_x") == opts.get("stride_y"):
+        opts["stride"] = opts["stride_x"]
+
+
 def layer_specs(sections: Sections) -> list[LayerSpec]:
     """Shape inference over the layers of a parsed cfg (everything after ``[net]``).
 
@@ -240,17 +288,18 @@ def layer_specs(sections: Sections) -> list[LayerSpec]:
     for i, sec in enumerate(sections[1:]):
         t = sec["type"]
         if t not in SUPPORTED:
-            known = "a darknet section" if t in ("shortcut", "upsample", "yolo", "connected") else "an unknown section"
+            known = "a darknet section" if t in _DARKNET_SECTIONS else "an unknown section"
             raise NotImplementedError(
                 f"{source_line(sec)}: [{t}] ({known}) is not supported; darknet interop covers the YOLOv2-era "
                 f"layers {', '.join(SUPPORTED)}"
             )
+        _same_strides(sec)
         for key in _UNSUPPORTED_OPTIONS.get(t, ()):
-            if key in sec["options"] and not (t == "route" and key == "groups" and option(sec, key, 1) == 1):
-                raise NotImplementedError(
-                    f"{source_line(sec, key)}: [{t}] option {key}={sec['options'][key]} is not "
-                    "supported by this converter"
-                )
+            if key not in sec["options"] or _neutral(sec, t, key):
+                continue
+            raise NotImplementedError(
+                f"{source_line(sec, key)}: [{t}] option {key}={sec['options'][key]} is not supported by this converter"
+            )
         unused = set(sec["options"]) - {*_KNOWN_OPTIONS[t], *_UNSUPPORTED_OPTIONS.get(t, ()), *_COMMON_OPTIONS}
         for key in sorted(unused, key=lambda k: sec["lines"].get(k, 0)):
             log.warning(
@@ -309,6 +358,40 @@ def layer_specs(sections: Sections) -> list[LayerSpec]:
         specs.append(spec)
         in_ch = spec.out_channels
     return specs
+
+
+@dataclass(frozen=True)
+class ConvLoad:
+    """How darknet reads and writes one ``[convolutional]`` layer of a ``.weights`` file (``load_weights_upto`` /
+    ``save_weights_upto``): ``dontload`` skips the layer (no floats read), ``dontloadscales`` reads its biases and
+    weights but not its batch-norm scales, means and variances, ``numload`` reads the first ``numload`` filters only,
+    ``dontsave`` leaves the layer out of a written file."""
+
+    dontload: bool = False
+    dontloadscales: bool = False
+    numload: int | None = None
+    dontsave: bool = False
+
+
+def conv_load_options(cfg: str | Path | Sections) -> list[ConvLoad]:
+    """The :class:`ConvLoad` of every ``[convolutional]`` section, in cfg order (= the ``.weights`` order)."""
+    out = []
+    for sec in as_sections(cfg)[1:]:
+        if sec["type"] != "convolutional":
+            continue
+        numload = option(sec, "numload", 0)
+        filters = option(sec, "filters", 1)
+        if not 0 <= numload <= filters:
+            raise ValueError(f"{source_line(sec, 'numload')}: numload={numload} outside 0..filters={filters}")
+        out.append(
+            ConvLoad(
+                bool(option(sec, "dontload", 0)),
+                bool(option(sec, "dontloadscales", 0)),
+                numload or None,
+                bool(option(sec, "dontsave", 0)),
+            )
+        )
+    return out
 
 
 def count_params(cfg: str | Path | Sections) -> int:

@@ -17,7 +17,16 @@ from typing import Any, Literal
 import numpy as np
 from torch import nn
 
-from yolo9000.darknet.cfg import LayerSpec, Sections, as_sections, layer_specs, option, parse_cfg, region_from_section
+from yolo9000.darknet.cfg import (
+    LayerSpec,
+    Sections,
+    as_sections,
+    conv_load_options,
+    layer_specs,
+    option,
+    parse_cfg,
+    region_from_section,
+)
 from yolo9000.darknet.net import DarknetNet
 from yolo9000.darknet.weights import load_weights
 from yolo9000.models.darknet19 import DARKNET19_LAYOUT, Darknet19, Darknet19Classifier, scaled
@@ -217,7 +226,7 @@ def load_darknet(cfg: str | Path, weights: str | Path | None = None, native: boo
     """
     model = build_darknet(cfg, native)
     if weights is not None:
-        load_weights(model, weights)
+        load_weights(model, weights, options=conv_load_options(cfg))
     return model.eval()
 
 

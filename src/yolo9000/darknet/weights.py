@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from yolo9000.darknet.cfg import ConvLoad
 from yolo9000.darknet.net import ConvPair, DarknetNet
 from yolo9000.models.darknet19 import Darknet19, Darknet19Classifier
 from yolo9000.models.layers import ConvBNLeaky
@@ -117,8 +118,23 @@ def read_header(path: str | Path) -> tuple[WeightsInfo, int]:
 
 
 # ---------------------------------------------------------------------------------------------- read and write
+def _file_tensors(conv: nn.Conv2d, bn: nn.BatchNorm2d | None, how: ConvLoad) -> list[torch.Tensor]:
+    """The tensors (or leading views of them) darknet reads for one conv layer under its cfg's load options."""
+    if how.dontload:
+        return []
+    ts = _tensors(conv, bn)
+    if bn is not None and how.dontloadscales:
+        ts = [ts[0], ts[-1]]  # biases and weights; the scales, means and variances are not in the file
+    if how.numload:
+        ts = [t[: how.numload] for t in ts]  # the first numload filters (each tensor's leading axis)
+    return ts
+
+
 def load_weights(
-    model_or_convs: nn.Module | Sequence[ConvPair], path: str | Path, classifier_tail: bool = False
+    model_or_convs: nn.Module | Sequence[ConvPair],
+    path: str | Path,
+    classifier_tail: bool = False,
+    options: Sequence[ConvLoad] | None = None,
 ) -> WeightsInfo:
     """Copy a darknet ``.weights`` file into a network's convs and BNs (see :func:`darknet_convs` for the order).
 
@@ -126,7 +142,9 @@ def load_weights(
     rest untouched (logged). ``classifier_tail``: a file holding one more layer after the N, a 1x1 conv with biases
     and no batch norm on the last conv's channels (darknet's classifier: ``darknet19.weights`` into a detector's
     Darknet-19 backbone), fills the N and skips it (logged). Raises ValueError, with the float counts expected and
-    found, when the file ends inside a layer or holds more floats than the network takes.
+    found, when the file ends inside a layer or holds more floats than the network takes. ``options``: each conv
+    layer's :class:`~yolo9000.darknet.cfg.ConvLoad` from its cfg (``dontload``, ``dontloadscales``, ``numload``
+    read as darknet reads them); None: every layer whole.
     """
     path = Path(path)
     if not path.is_file():
@@ -134,7 +152,8 @@ def load_weights(
     info, offset = read_header(path)
     body = path.read_bytes()[offset:]
     pairs = darknet_convs(model_or_convs)
-    layers = [_tensors(c, b) for c, b in pairs]
+    options = _check_options(options, len(pairs))
+    layers = [_file_tensors(c, b, how) for (c, b), how in zip(pairs, options, strict=True)]
     sizes = [sum(t.numel() for t in ts) for ts in layers]
     bounds = np.cumsum([0, *sizes])  # bounds[k] = floats taken by the first k layers
     total = int(bounds[-1])
@@ -182,6 +201,14 @@ def load_weights(
     return info
 
 
+def _check_options(options: Sequence[ConvLoad] | None, n: int) -> list[ConvLoad]:
+    if options is None:
+        return [ConvLoad()] * n
+    if len(options) != n:
+        raise ValueError(f"{len(options)} conv load options for a network of {n} conv layers")
+    return list(options)
+
+
 def save_weights(
     model_or_convs: nn.Module | Sequence[ConvPair],
     path: str | Path,
@@ -190,11 +217,15 @@ def save_weights(
     minor: int = 2,
     revision: int = 0,
     cutoff: int | None = None,
+    options: Sequence[ConvLoad] | None = None,
 ) -> None:
     """Write a darknet ``.weights`` file: header (int32 major, minor, revision; ``seen`` int64 when
     major * 10 + minor >= 2, else int32), then every conv's tensors in :func:`darknet_convs` order as float32 LE.
-    ``cutoff``: write only the first ``cutoff`` conv layers (darknet's ``partial``, e.g. ``.conv.23``)."""
-    pairs = darknet_convs(model_or_convs)[:cutoff]
+    ``cutoff``: write only the first ``cutoff`` conv layers (darknet's ``partial``, e.g. ``.conv.23``);
+    ``options``: each conv layer's cfg options (a ``dontsave`` layer is left out, as darknet's ``save_weights``)."""
+    all_pairs = darknet_convs(model_or_convs)
+    options = _check_options(options, len(all_pairs))
+    pairs = [p for p, how in zip(all_pairs[:cutoff], options, strict=False) if not how.dontsave]
     wide = _seen_is_int64(major, minor)
     with open(path, "wb") as f:
         f.write(np.array([major, minor, revision], dtype="<i4").tobytes())

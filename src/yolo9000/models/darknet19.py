@@ -54,7 +54,7 @@ class Darknet19(nn.Module):
             if item == "M":
                 if n_conv == 13:  # the maxpool after the 13th conv starts stage 2
                     target = stage2
-                target.append(nn.MaxPool2d(2, 2))
+                target.append(nn.MaxPool2d(2, 2, ceil_mode=True))  # darknet's: an odd side rounds up (240 -> 8)
                 continue
             filters, k = item  # type: ignore[misc]
             out_ch = scaled(filters, width)

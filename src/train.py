@@ -42,6 +42,7 @@ from yolo9000.run_folder import (
     check_checkpoint_classes,
     check_required,
     check_resume_config,
+    check_resume_progress,
     check_same_job,
     finished_result,
     resume_checkpoint,
@@ -116,6 +117,7 @@ def run(cfg: DictConfig) -> float | None:
     resumed = start_ckpt is not None and Path(start_ckpt).parent in (out_dir, out_dir / "checkpoints")
     if resumed:
         check_resume_config(cfg, out_dir)
+        check_resume_progress(cfg, start_ckpt)
         done = finished_result(cfg, out_dir)
         if done is not None:
             return done
@@ -129,7 +131,7 @@ def run(cfg: DictConfig) -> float | None:
         (out_dir / "metrics.json").replace(out_dir / "metrics_previous.json")
         log.info("%s: the earlier result moved to metrics_previous.json (training goes on)", out_dir)
     launch = out_dir / LAUNCH_FILE
-    if start_ckpt is None and HydraConfig.initialized() and not launch.is_file():
+    if not resumed and HydraConfig.initialized() and not launch.is_file():  # a fresh run, or one from ckpt_path
         launch.write_text(" ".join(shlex.quote(o) for o in HydraConfig.get().overrides.task) + "\n")
     built = build(build_cfg)
     datamodule, module = built.datamodule, built.module

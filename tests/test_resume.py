@@ -248,6 +248,23 @@ def test_sigterm_during_validation_finishes_it_saves_the_epoch_exits_143(
     assert now["map_50"] == ref["map_50"] and Path(now["checkpoint"]).name == Path(ref["checkpoint"]).name
 
 
+def test_sigterm_after_the_batch_end_check_still_saves_that_batch(uninterrupted: Path, tmp_path: Path) -> None:
+    """SIGTERM that arrives after the checkpoint callback's batch-end check (later callbacks, logging) stops the run
+    at that batch's end: the batch is saved then (it was lost back to the previous save, the epoch's start here)."""
+    out = tmp_path / "late"
+    probe = "+callbacks.sigterm={_target_: sigterm_probe.SigtermAt, epoch: 1, where: after_batch_end, batch: 4}"
+    no_periodic = "callbacks.last_checkpoint.every_n_train_steps=null"
+    res = subprocess.run(_cmd(out, probe, no_periodic), cwd=ROOT, env=_env(), capture_output=True, text=True)
+    assert res.returncode == 143, res.stderr[-3000:]
+    last = out / "checkpoints" / "last.ckpt"
+    steps = TRAIN_IMAGES // BATCH
+    assert _load(last)["global_step"] == steps + 5 and _position(_load(last)) == {"epoch": 1, "batch": 5}
+    res = subprocess.run(_cmd(out, no_periodic, f"resume={out}"), cwd=ROOT, env=_env(), capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-3000:]
+    want, got = _load(uninterrupted / "checkpoints" / "last.ckpt"), _load(last)
+    assert all(torch.equal(v, got["state_dict"][k]) for k, v in want["state_dict"].items())
+
+
 def test_classifier_loader_is_resumable_and_worker_independent(tmp_path: Path) -> None:
     from PIL import Image
 
@@ -424,15 +441,61 @@ def test_a_resume_of_a_wrong_folder_says_which_folder_to_give(tmp_path: Path) ->
     run_dir = tmp_path / "run"
     (run_dir / "checkpoints").mkdir(parents=True)
     (run_dir / "config.yaml").write_text("seed: 1\n")
-    for folder, said in [
-        (run_dir / "checkpoints", f"resume takes the run's folder, resume={run_dir}"),
-        (tmp_path / "empty", "not the folder of a training run; a checkpoint file goes as ckpt_path="),
-        (run_dir, "the run saved none"),
+    (run_dir / run_folder.LAUNCH_FILE).write_text("data=voc seed=3\n")
+    for folder, error, said in [
+        (run_dir / "checkpoints", FileNotFoundError, f"resume takes the run's folder, resume={run_dir}"),
+        (
+            tmp_path / "empty",
+            FileNotFoundError,
+            "not the folder of a training run; a checkpoint file goes as ckpt_path=",
+        ),
+        (
+            run_dir,
+            run_folder.ResumeRefused,  # no failed.json in the run's folder: it is started again, not continued
+            f"the run saved no checkpoint (it stopped before its first save): nothing to continue; start it again "
+            f"into its folder: python src/train.py data=voc seed=3 hydra.run.dir={run_dir}",
+        ),
     ]:
         folder.mkdir(exist_ok=True)
         cfg = OmegaConf.create({"resume": str(folder), "ckpt_path": None})
-        with pytest.raises(FileNotFoundError, match=re.escape(said)):
+        with pytest.raises(error, match=re.escape(said)):
             run_folder.resume_checkpoint(cfg, folder)
+
+
+def test_a_run_continues_from_its_own_checkpoint_not_the_one_it_started_from(tmp_path: Path) -> None:
+    """A run started from ckpt_path= and continued (resume= with its overrides, a requeued job) goes on from its own
+    last.ckpt: it restarted from the starting checkpoint, redoing everything since."""
+    start = tmp_path / "elsewhere.ckpt"
+    start.write_bytes(b"0")
+    run_dir = tmp_path / "run"
+    cfg = OmegaConf.create({"resume": None, "ckpt_path": str(start)})
+    assert run_folder.resume_checkpoint(cfg, run_dir) == str(start)  # a fresh folder: the run starts there
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "checkpoints" / "last.ckpt").write_bytes(b"1")
+    assert run_folder.resume_checkpoint(cfg, run_dir) == str(run_dir / "checkpoints" / "last.ckpt")
+
+
+@pytest.mark.parametrize(("position", "lowest"), [({"epoch": 3, "batch": 0}, 3), ({"epoch": 2, "batch": 5}, 3)])
+def test_a_continuation_may_not_end_before_the_checkpoint(tmp_path: Path, position: dict, lowest: int) -> None:
+    """trainer.max_epochs below the epochs a run has trained (or is in) is refused: it stopped at once and tested
+    those weights as the run's result, and later resumes took that result as final (the folder could not finish)."""
+    ckpt = tmp_path / "last.ckpt"
+    torch.save({"epoch": 2, "loops": {"fit_loop": {"state_dict": {"combined_loader": [position]}}}}, ckpt)
+    for max_epochs in (lowest, lowest + 5, -1):
+        run_folder.check_resume_progress(OmegaConf.create({"trainer": {"max_epochs": max_epochs}}), ckpt)
+    with pytest.raises(run_folder.ResumeRefused, match=rf"trainer.max_epochs={lowest - 1} would stop it there"):
+        run_folder.check_resume_progress(OmegaConf.create({"trainer": {"max_epochs": lowest - 1}}), ckpt)
+
+
+def test_finished_means_as_the_process_that_wrote_the_result_was_configured(tmp_path: Path) -> None:
+    """A run extended to 6 epochs (config_resumed.yaml) that wrote its metrics.json is finished for max_epochs=6,
+    not 4 (the first start's): the same command again keeps the result (it re-tested and rewrote it)."""
+    (tmp_path / "metrics.json").write_text(json.dumps({"headline_metric": "map_50", "map_50": 0.5}))
+    (tmp_path / "config.yaml").write_text(OmegaConf.to_yaml({"trainer": {"max_epochs": 4}}))
+    (tmp_path / "config_resumed.yaml").write_text(OmegaConf.to_yaml({"trainer": {"max_epochs": 6}}))
+    cfg = OmegaConf.create
+    assert run_folder.finished_result(cfg({"trainer": {"max_epochs": 6}}), tmp_path) == 0.5
+    assert run_folder.finished_result(cfg({"trainer": {"max_epochs": 4}}), tmp_path) is None
 
 
 def test_resume_names_a_run_its_checkpoints_folder_or_its_newest_checkpoint(tmp_path: Path) -> None:

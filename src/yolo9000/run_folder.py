@@ -24,6 +24,7 @@ __all__ = [
     "check_checkpoint_classes",
     "check_required",
     "check_resume_config",
+    "check_resume_progress",
     "check_same_job",
     "finished_result",
     "resume_checkpoint",
@@ -65,21 +66,23 @@ def resume_folder(resume: str | None) -> str | None:
 
 
 def resume_checkpoint(cfg: DictConfig, out_dir: Path) -> str | None:
-    """The checkpoint training starts from: ``ckpt_path`` when given; else, when the run folder already holds
-    checkpoints (``resume=<run>`` or ``resume=<its newest checkpoint>``, a requeued SLURM job), the newest of
-    ``checkpoints/last.ckpt`` and Lightning's ``hpc_ckpt_<n>.ckpt``; else none (a fresh run).
+    """The checkpoint training starts from: when the run folder already holds checkpoints (``resume=<run>`` or
+    ``resume=<its newest checkpoint>``, a requeued SLURM job, a run started from ``ckpt_path`` and continued), the
+    newest of ``checkpoints/last.ckpt`` and Lightning's ``hpc_ckpt_<n>.ckpt``; else ``ckpt_path`` when given (a new
+    run from another run's state); else none (a fresh run).
 
     Raises:
-        FileNotFoundError: ``resume`` names nothing, or a folder without a checkpoint to continue.
+        FileNotFoundError: ``resume`` names nothing, or a folder that is not a run's.
         ResumeRefused: ``resume`` names a checkpoint older than the run's newest (a run continues from its latest
-            state; an earlier one starts a new run as ``ckpt_path=``).
+            state; an earlier one starts a new run as ``ckpt_path=``), or a run that saved none (started again
+            with its own command instead).
     """
     resume = cfg.get("resume")
     if resume and not Path(resume).exists():
         raise FileNotFoundError(f"resume={resume}: no such run folder or checkpoint file")
-    if cfg.ckpt_path:
-        return str(cfg.ckpt_path)
     found = [p for p in [out_dir / "checkpoints" / "last.ckpt", *out_dir.glob("hpc_ckpt_*.ckpt")] if p.is_file()]
+    if cfg.ckpt_path and not found:
+        return str(cfg.ckpt_path)
     if resume and Path(resume).is_file():
         newest = max(found, key=lambda p: p.stat().st_mtime) if found else None
         if newest is None or not newest.samefile(resume):
@@ -96,7 +99,13 @@ def resume_checkpoint(cfg: DictConfig, out_dir: Path) -> str | None:
             elif not (folder / "config.yaml").is_file():
                 hint = " (no config.yaml: not the folder of a training run; a checkpoint file goes as ckpt_path=...)"
             else:
-                hint = " (the run saved none: it stopped before its first save)"
+                launch = folder / LAUNCH_FILE
+                command = launch.read_text().strip() if launch.is_file() else "<the run's overrides>"
+                raise ResumeRefused(
+                    f"resume={cfg.resume}: the run saved no checkpoint (it stopped before its first save): nothing "
+                    f"to continue; start it again into its folder: python src/train.py {command} "
+                    f"hydra.run.dir={folder}"
+                )
             raise FileNotFoundError(
                 f"resume={cfg.resume}: no checkpoints/last.ckpt or hpc_ckpt_*.ckpt to continue{hint}"
             )
@@ -193,6 +202,28 @@ def check_resume_config(cfg: DictConfig, out_dir: Path) -> None:
 _JOB_FREE = ("trainer.max_epochs", "trainer.max_steps", "data.num_workers", "logger", "paths.", "hydra.")
 
 
+def check_resume_progress(cfg: DictConfig, ckpt_file: str | Path) -> None:
+    """A continuation must not end before the checkpoint's own progress: ``trainer.max_epochs`` below the epochs
+    the run has trained (or in) would stop it at once and test those weights as if the run had finished there (its
+    folder then held a result that later resumes took as final). Raises :class:`ResumeRefused`."""
+    ckpt = torch.load(ckpt_file, map_location="cpu", weights_only=False, mmap=True)
+    loops = ckpt.get("loops") or {}
+    position = ((loops.get("fit_loop") or {}).get("state_dict") or {}).get("combined_loader") or [{}]
+    pos = position[0] if isinstance(position[0], dict) and "epoch" in position[0] else None
+    if pos is None:  # not this project's resumable loader: the epochs Lightning counted
+        trained = int(ckpt.get("epoch", 0)) + 1
+    else:  # epochs completed, or the one in progress
+        trained = int(pos["epoch"]) + (1 if int(pos.get("batch", 0)) else 0)
+    max_epochs = cfg.trainer.get("max_epochs")
+    if max_epochs is not None and 0 <= int(max_epochs) < trained:
+        raise ResumeRefused(
+            f"{ckpt_file}: the run has trained {'into ' if pos and int(pos.get('batch', 0)) else ''}epoch {trained}; "
+            f"trainer.max_epochs={max_epochs} would stop it there and test those weights as its result. Continue "
+            f"with its trainer.max_epochs (or more); to test the checkpoint as it is: python src/eval.py "
+            f"ckpt_path={ckpt_file}"
+        )
+
+
 def check_same_job(out_dir: Path, overrides: Sequence[str], sweep: bool = True) -> None:
     """A job Hydra puts into a folder that already holds a run (a sweep re-run into its folder with
     ``hydra.sweep.dir=<sweep>``, ``hydra.run.dir=<run>``, a requeued job) must be that run: its job number or
@@ -260,10 +291,13 @@ def check_checkpoint_classes(ckpt_file: str | Path, class_names: list[str]) -> N
 
 def finished_result(cfg: DictConfig, out_dir: Path) -> float | None:
     """The headline test value of a run folder that already holds this job's finished result (its metrics.json,
-    trained to the same ``trainer.max_epochs`` / ``max_steps``), else None. A sweep re-run into its folder, or a
-    requeued job that had finished, then leaves the result as it is (resuming it would test again without the
-    training's records); raise ``trainer.max_epochs`` to train such a run further."""
+    trained to the same ``trainer.max_epochs`` / ``max_steps`` as the process that wrote it), else None. A sweep
+    re-run into its folder, or a requeued job that had finished, then leaves the result as it is (resuming it would
+    test again without the training's records); raise ``trainer.max_epochs`` to train such a run further."""
+    # the config of the process that wrote metrics.json: the run's, or its last continuation's
     metrics_file, saved = out_dir / "metrics.json", out_dir / "config.yaml"
+    if (out_dir / "config_resumed.yaml").is_file():
+        saved = out_dir / "config_resumed.yaml"
     if not (metrics_file.is_file() and saved.is_file()):
         return None
     before = OmegaConf.load(saved).get("trainer") or {}

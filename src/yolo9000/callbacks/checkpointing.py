@@ -20,6 +20,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.trainer.states import TrainerFn
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 log = logging.getLogger("yolo9000.train")
 
@@ -69,11 +70,13 @@ class LastCheckpoint(pl.Callback):
         self.every_n_train_steps = every_n_train_steps
         self._last_save = time.monotonic()
         self._sigterm_deferred = False  # a SIGTERM held back until the validation in progress ends
+        self._saved_step = -1  # the global step of this process's last save
 
     def _save(self, trainer: pl.Trainer) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         atomic_save_checkpoint(trainer, self.path)
         self._last_save = time.monotonic()
+        self._saved_step = trainer.global_step
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._last_save = time.monotonic()
@@ -112,6 +115,13 @@ class LastCheckpoint(pl.Callback):
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._save(trainer)
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        # SIGTERM that arrived after this batch's on_train_batch_end (later callbacks, logging): Lightning stops at
+        # the batch's end without that save; the state is a whole batch, saved unless it is already
+        fitting = trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking and not trainer.validating
+        if isinstance(exception, SIGTERMException) and fitting and trainer.global_step != self._saved_step:
+            self._save(trainer)
 
 
 class RunCheckpoint(pl.callbacks.ModelCheckpoint):

@@ -24,7 +24,8 @@ weights), at ``bench.batch_size`` x ``bench.size``:
 ``loss_protocol`` (once): the region loss on the PyTorch ports' common protocol (``bench.loss_protocol``: B=16, 13x13,
 5 anchors, 20 classes, 8 truths an image, 2 threads): forward + backward including target building, against a
 1x1 conv 1024 -> A * (5 + C) forward + backward on the same grid (weights only, and with the input's gradient as in
-a network); the two alternate in rounds, the fastest round of each is compared (other processes only add time).
+a network); the two alternate in rounds, the fastest round of each is compared (other processes only add time), in a
+Python process of their own (``bench.loss_protocol.fresh_process``).
 
 Once: DataLoader images/s (with the configured workers, and in one process: per worker), and decode + NMS per
 image for the built head and untrained heads of other class counts (the worst case). On the CPU the issue's
@@ -46,6 +47,8 @@ import os
 import platform
 import resource
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -557,6 +560,28 @@ def time_loss_protocol(p: DictConfig, device: torch.device) -> dict[str, float]:
         torch.set_num_threads(threads)
 
 
+def loss_protocol_in_fresh_process(p: DictConfig, device: torch.device) -> dict[str, float]:
+    """:func:`time_loss_protocol` in a Python process of its own, as the ports time their losses (a script of its
+    own): in this process, after the training and inference rows, the heap, the garbage collector's many tracked
+    objects and idle threads cost the loss's ~300 small operations 0.1-0.2 ms (1.69-1.74 ms against 1.54-1.58 in a
+    fresh process on a 2-core Xeon VM; the conv's few large kernels hardly change)."""
+    code = (
+        "import json, sys; sys.path.insert(0, sys.argv[1]); import torch; from omegaconf import OmegaConf; "
+        "from bench import time_loss_protocol; "
+        "print(json.dumps(time_loss_protocol(OmegaConf.create(json.loads(sys.argv[2])), torch.device(sys.argv[3]))))"
+    )
+    spec = json.dumps(OmegaConf.to_container(p, resolve=True))
+    res = subprocess.run(
+        [sys.executable, "-c", code, str(Path(__file__).resolve().parent), spec, str(device)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if res.returncode:
+        raise RuntimeError(f"the loss protocol's process failed (exit {res.returncode}):\n{res.stderr[-3000:]}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
 def peak_memory_mb(device: torch.device) -> float:
     """CUDA: peak allocated since the last reset; CPU: this process's peak resident memory (Linux: KiB)."""
     if device.type == "cuda":
@@ -675,7 +700,10 @@ def main(cfg: DictConfig) -> None:
     if b.data_loader:
         res["data_loader"] = time_loader(cfg, built.datamodule, b)
     if b.get("loss_protocol"):
-        res["loss_protocol"] = time_loss_protocol(b.loss_protocol, device)
+        p = b.loss_protocol
+        fresh = p.get("fresh_process", True)
+        res["loss_protocol"] = loss_protocol_in_fresh_process(p, device) if fresh else time_loss_protocol(p, device)
+        res["loss_protocol"]["loss_protocol_fresh_process"] = bool(fresh)
     if device.type == "cpu":
         first = next(iter(res["variants"].values()))
         res["targets"] = check_targets(first | res.get("loss_protocol", {}), [int(n) for n in b.infer_batches])

@@ -74,6 +74,9 @@ def test_bench_variants(tmp_path: Path) -> None:
     assert {"device", "threads", "torch"} <= set(got["machine"])
     lp = got["loss_protocol"]  # the region loss against a 1x1 conv on the ports' protocol
     assert lp["loss_over_conv1x1"] == pytest.approx(lp["loss_protocol_loss_ms"] / lp["loss_protocol_conv1x1_ms"])
+    assert (
+        lp["loss_protocol_fresh_process"] is True and lp["loss_protocol_threads"] >= 1
+    )  # timed in a process of its own
     assert got["targets"]["loss_over_conv1x1"]["target"] == "<= 0.3"
     header = next(line for line in res.stdout.splitlines() if line.startswith("metric"))
     assert header.split() == ["metric", "fp32", "bf16_cl", "compiled"]

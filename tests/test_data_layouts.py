@@ -227,10 +227,14 @@ def test_voc_cvat_list_names_default_list_and_capitals(tmp_path, caplog):
     main.mkdir(parents=True)
     (main / "default.txt").write_text("".join(f"{i}\n" for i in ids))
     (main / "rbc_default.txt").write_text("".join(f"{i} 1\n" for i in ids))  # CVAT's per-label lists: not splits
+    (tmp_path / "labelmap.txt").write_text(
+        "# label:color_rgb:parts:actions\nbackground:0,0,0::\nwbc:1,2,3::\nrbc:4,5,6::\n"
+    )
     dm = _datamodule("bccd", tmp_path, class_names=None)
     dm.setup()
     train, val = _ids(dm, "train"), _ids(dm, "val")
     assert sorted(train + val) == ids and train and val and _ids(dm, "test") == val
+    assert dm.class_names == ["wbc", "rbc"]  # labelmap.txt's order, its unused background left out (sorted: rbc, wbc)
     (main / "default.txt").unlink()
     for name, part in (("Train.txt", ids[:6]), ("Validation.txt", ids[6:9]), ("Test.txt", ids[9:])):
         (main / name).write_text("".join(f"{i}\n" for i in part))

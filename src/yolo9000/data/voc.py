@@ -236,7 +236,8 @@ class VOCParser:
 
     def discover_class_names(self) -> list[str] | None:
         """The class list given to the parser; without one, every object name found in the XML files (all files,
-        so every split agrees), sorted. Unreadable XML files are left to :meth:`parse` to report."""
+        so every split agrees), sorted, or in the order of CVAT's ``labelmap.txt`` when the export has one.
+        Unreadable XML files are left to :meth:`parse` to report."""
         if self.class_names is not None:
             return self.class_names
         names: set[str] = set()
@@ -247,6 +248,9 @@ class VOCParser:
                 continue
             names.update((o.findtext("name") or "").strip() for o in root.iter("object"))
         names.discard("")
+        ordered = self._labelmap_order(names)
+        if ordered is not None:
+            return ordered
         if names:
             log_once(
                 ("classes", str(self.ann_dir)),
@@ -256,6 +260,21 @@ class VOCParser:
                 sorted(names),
             )
         return sorted(names) or None
+
+    def _labelmap_order(self, found: set[str]) -> list[str] | None:
+        """CVAT's ``labelmap.txt`` beside a VOC export (``name:color:parts:actions`` lines): its label order, without
+        a ``background`` entry no annotation uses; names of the annotations it lacks follow, sorted. None without."""
+        path = self.root / "labelmap.txt"
+        if not path.is_file():
+            return None
+        listed = []
+        for line in path.read_text(encoding="utf-8-sig").splitlines():
+            name = line.split(":", 1)[0].strip()
+            if name and not line.lstrip().startswith("#") and (name != "background" or name in found):
+                listed.append(name)
+        names = list(dict.fromkeys(listed)) + sorted(found - set(listed))
+        log_once(("classes", str(path)), logging.INFO, "%s: class names in its order: %s", path, names)
+        return names or None
 
     # ------------------------------------------------------------------------------------------- splits
     def _path(self, p: str | Path) -> Path:

@@ -115,9 +115,10 @@ def run(cfg: DictConfig) -> float | None:
         check_same_job(out_dir, list(hc.overrides.task), sweep=hc.mode == RunMode.MULTIRUN)
     start_ckpt = resume_checkpoint(cfg, out_dir) if cfg.train else None
     resumed = start_ckpt is not None and Path(start_ckpt).parent in (out_dir, out_dir / "checkpoints")
+    if start_ckpt is not None:  # a continuation, or a new run from ckpt_path=: it must have epochs left to train
+        check_resume_progress(cfg, start_ckpt)
     if resumed:
         check_resume_config(cfg, out_dir)
-        check_resume_progress(cfg, start_ckpt)
         done = finished_result(cfg, out_dir)
         if done is not None:
             return done

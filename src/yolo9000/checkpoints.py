@@ -228,7 +228,12 @@ def load_module(
     try:
         ckpt = torch.load(ckpt_path, map_location=map_location, weights_only=False)
     except Exception as e:  # truncated, not a torch file, a darknet .weights
-        raise ValueError(f"{ckpt_path}: not a readable PyTorch checkpoint ({type(e).__name__}: {e})") from e
+        hint = (
+            " (darknet .weights: convert them first, python src/convert.py --cfg ... --weights ...)"
+            if str(ckpt_path).endswith(".weights")
+            else ""
+        )
+        raise ValueError(f"{ckpt_path}: not a readable PyTorch checkpoint{hint} ({type(e).__name__}: {e})") from e
     return module_from_checkpoint(ckpt, ckpt_path, expect, **settings)
 
 

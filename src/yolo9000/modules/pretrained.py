@@ -160,7 +160,13 @@ def load_pretrained(
     if part is None:
         bad += [f"unexpected {k}" for k in sorted(set(state) - set(own))]
     if bad:
-        raise ValueError(f"{path}: {part or 'network'} does not fit: {bad}")
+        width = getattr(getattr(target, "backbone", target), "width", None)
+        hint = (
+            f" (this model is scaled by width {width}: darknet's networks are width 1, e.g. model=yolov2)"
+            if width not in (None, 1, 1.0)
+            else ""
+        )
+        raise ValueError(f"{path}: {part or 'network'} does not fit{hint}: {bad}")
     target.load_state_dict({k: v for k, v in state.items() if k in own}, strict=True)
     log.info("%s initialised from %s (%d tensors)", part or type(target).__name__, path, len(own))
     return len(own)

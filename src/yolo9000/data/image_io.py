@@ -22,6 +22,7 @@ __all__ = [
     "ImageDecodeError",
     "image_conversions",
     "image_size",
+    "images_under",
     "load_time_issues",
     "pil_rgb",
     "read_image",
@@ -37,6 +38,12 @@ ISSUE_FLAGS = LOAD_FAILED | CONVERTED | SIZE_MISMATCH
 NOTED = 8  # not an issue: the image's conversions were checked (by its first load), later loads skip the check
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")  # image files the readers take
+
+
+def images_under(folder: Path) -> list[Path]:
+    """The image files (:data:`IMAGE_SUFFIXES`, any case) under ``folder`` and its subfolders, sorted."""
+    return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
 
 SIZE_MISMATCH_REASON = "annotation size differs from the image, boxes rescaled"
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .image_io import IMAGE_SUFFIXES
+from .image_io import IMAGE_SUFFIXES, images_under
 from .records import (
     SPLIT_ALIASES,
     DetectionRecord,
@@ -32,6 +32,14 @@ from .records import (
 logger = logging.getLogger("yolo9000.data")
 
 DEFAULT_SPLIT_FRACTIONS = {"train": 0.7, "val": 0.15, "test": 0.15}
+
+
+def train_val_fractions(fractions: Mapping[str, float]) -> dict[str, float]:
+    """The train and val shares of ``fractions`` (defaults for missing ones): a source without a val split is cut
+    into these two alone (:func:`hash_split` renormalises them), the test split then being val."""
+    return {k: float(fractions.get(k, DEFAULT_SPLIT_FRACTIONS[k])) for k in ("train", "val")}
+
+
 DEFAULT_IMAGE_DIR, DEFAULT_ANN_DIR, DEFAULT_SPLIT_FILES = "JPEGImages", "Annotations", "ImageSets/Main"
 _OTHER_EXTS = (".jpg", ".jpeg", ".png", ".JPG", ".JPEG", ".PNG", ".bmp", ".webp", ".tif", ".tiff")
 # tried, in order, when the default folder is missing (the folder itself: XML files next to the images)
@@ -219,7 +227,7 @@ class VOCParser:
                 sources.append(f"folder {folders[part]}")
             elif part in ("train", "val", "test") and "train" in folders:
                 share = "val" if part == "test" else part
-                fractions = {k: self.split_fractions.get(k, DEFAULT_SPLIT_FRACTIONS[k]) for k in ("train", "val")}
+                fractions = train_val_fractions(self.split_fractions)
                 ids += hash_split(folder_ids(folders["train"]), share, fractions, self.split_seed)
                 how = f"the {share} hash share of {folders['train']} (no val folder; fractions {fractions})"
                 log_once(("split folders share", str(self.root), share), logging.WARNING, "%s: %s", self.root, how)
@@ -353,7 +361,7 @@ class VOCParser:
         lst = self._list_in_folder(folder, "trainval") or self._list_in_folder(folder, "default")  # CVAT: default
         if split not in ("train", "val") or lst is None:
             return None
-        fractions = {k: self.split_fractions.get(k, DEFAULT_SPLIT_FRACTIONS[k]) for k in ("train", "val")}
+        fractions = train_val_fractions(self.split_fractions)
         entries = read_list_file(lst, "trainval")[0]
         how = f"the {split} hash share of {lst} (no train / val lists; fractions {fractions}, seed {self.split_seed})"
         log_once(("trainval share", str(lst), split), logging.WARNING, "%s: split %r: %s", self.root, split, how)
@@ -440,8 +448,10 @@ class VOCParser:
     def _note_unannotated(self, xml_ids: Sequence[str]) -> None:
         """Log (once) the images of the images folder that no annotation file describes: the splits are made of the
         XML files, so these are not used (an annotation tool writes no XML for an image not yet labelled)."""
+        if ("unannotated", str(self.image_dir)) in _logged:  # the train / val / test parsers share the folder
+            return
         known = set(xml_ids) | {Path(i).name for i in xml_ids}
-        images = [p for p in self.image_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
+        images = images_under(self.image_dir)
         missing = sorted(
             p
             for p in images

@@ -18,20 +18,16 @@ from typing import Any
 import numpy as np
 import yaml
 
-from .image_io import IMAGE_SUFFIXES, ImageDecodeError, image_size
+from .image_io import IMAGE_SUFFIXES, ImageDecodeError, image_size, images_under
 from .records import DetectionRecord, IssueLog, sanitize_boxes
 from .splits import SPLIT_ALIASES, canonical_split, expand_split, hash_split, read_list_file
-from .voc import DEFAULT_SPLIT_FRACTIONS, log_once
+from .voc import DEFAULT_SPLIT_FRACTIONS, log_once, train_val_fractions
 from .yolo_labels import label_boxes, label_path_for, read_label_rows
 
 logger = logging.getLogger("yolo9000.data")
 
 NAMES_FILES = ("classes.names", "classes.txt", "obj.names", "labels/classes.txt")  # tried when nothing else names
 _NOT_LABELS = {"classes", "obj", "names", "labels", "notes", "readme"}  # .txt stems in label folders that aren't labels
-
-
-def _images_under(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
 def _split_of_folder(name: str) -> str | None:
@@ -347,7 +343,7 @@ class YOLOTxtParser:
             for v in values:
                 p = self._resolve(base, str(v), path)
                 if p.is_dir():
-                    src.images += _images_under(p)
+                    src.images += images_under(p)
                     src.folders.append(p)
                     parts.append(f"folder {p}")
                 elif p.is_file():
@@ -393,14 +389,14 @@ class YOLOTxtParser:
                 )
                 continue
             src = out.setdefault(split, _Source([], [], ""))
-            src.images += _images_under(folder)
+            src.images += images_under(folder)
             src.folders.append(folder)
             src.description = " + ".join(f"folder {f}" for f in src.folders)
         return out
 
     def _hash_share(self, src: _Source, split: str) -> _Source:
         """The ``split`` ("train" or "val") share of a train source split by hash when there is no val split."""
-        fractions = {"train": self.split_fractions.get("train", 0.7), "val": self.split_fractions.get("val", 0.15)}
+        fractions = train_val_fractions(self.split_fractions)
         by_key = {_key(p, self.root): p for p in src.images}
         keys = hash_split(list(by_key), split, fractions, self.split_seed)
         what = f"hash share of {src.description} (no val split; fractions {fractions}, seed {self.split_seed})"
@@ -413,7 +409,7 @@ class YOLOTxtParser:
         if split in (None, "all"):
             if not self.images_dir.is_dir():
                 raise FileNotFoundError(f"YOLO images folder not found: {self.images_dir}")
-            return _Source(_images_under(self.images_dir), [self.images_dir], f"every image under {self.images_dir}")
+            return _Source(images_under(self.images_dir), [self.images_dir], f"every image under {self.images_dir}")
         assert split is not None
         d = self.darknet_data()  # None when a dataset yaml decides (unless data_file is given)
         y = self.dataset_yaml() if d is None else None
@@ -437,7 +433,7 @@ class YOLOTxtParser:
                     f"YOLO images folder not found: {self.images_dir} (and no dataset yaml, no images/<split>/ or "
                     f"<split>/images/ folders in {self.root}); set data.root, data.yaml_file or the parser's images_dir"
                 )
-            images = _images_under(self.images_dir)
+            images = images_under(self.images_dir)
             by_key = {p.relative_to(self.images_dir).as_posix(): p for p in images}
             s = split if split in self.split_fractions else "+".join(expand_split(split))
             if s == "test" and not self.split_fractions.get("test"):
@@ -520,7 +516,7 @@ class YOLOTxtParser:
             labels_dir = label_path_for(folder / "x.jpg").parent
             if labels_dir == folder or not labels_dir.is_dir():
                 continue
-            expected = {label_path_for(p) for p in _images_under(folder)}
+            expected = {label_path_for(p) for p in images_under(folder)}
             for txt in sorted(labels_dir.rglob("*.txt")):
                 if txt not in expected and txt.stem.lower() not in _NOT_LABELS:
                     issues.report(

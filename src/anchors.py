@@ -8,6 +8,7 @@ ready to paste into a config (``model.priors.anchors``).
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 import hydra
@@ -17,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from yolo9000.anchors import anchor_sweep, format_anchors, resolve_priors
-from yolo9000.environment import log_to_job_log, setup_environment
+from yolo9000.environment import hydra_flags_first, log_to_job_log, setup_environment
 from yolo9000.models import STRIDE
 from yolo9000.viz import plot_anchor_clusters, plot_kmeans_curve
 
@@ -67,4 +68,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    sys.argv = hydra_flags_first(sys.argv)  # overrides may follow -m
     main()

@@ -62,7 +62,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from yolo9000.build import build, instantiate_module
 from yolo9000.data.image_io import read_image
-from yolo9000.environment import setup_environment
+from yolo9000.environment import hydra_flags_first, setup_environment
 from yolo9000.loss import RegionLoss
 from yolo9000.speed import FastPath, call_times, channels_last_images, device_name, set_channels_last, sync, timeit
 
@@ -712,4 +712,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    sys.argv = hydra_flags_first(sys.argv)  # overrides may follow -m
     main()

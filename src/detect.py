@@ -23,7 +23,7 @@ from yolo9000.api import Detector
 from yolo9000.checkpoints import module_settings
 from yolo9000.data.image_io import read_image
 from yolo9000.data.predict import list_images
-from yolo9000.environment import log_to_job_log, setup_environment
+from yolo9000.environment import hydra_flags_first, log_to_job_log, setup_environment
 from yolo9000.viz import draw_detections, save_image
 
 log = logging.getLogger("yolo9000.detect")
@@ -124,4 +124,5 @@ def unreadable_list(failed: list[dict[str, str]], limit: int = 20) -> str:
 
 
 if __name__ == "__main__":
+    sys.argv = hydra_flags_first(sys.argv)  # overrides may follow -m
     main()

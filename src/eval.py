@@ -13,6 +13,7 @@ import copy
 import logging
 import re
 import shlex
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from yolo9000.build import instantiate_list
 from yolo9000.callbacks.predictions import PredictionImages
 from yolo9000.checkpoints import load_module, module_settings
-from yolo9000.environment import PROJECT_ROOT, log_to_job_log, setup_environment
+from yolo9000.environment import PROJECT_ROOT, hydra_flags_first, log_to_job_log, setup_environment
 from yolo9000.modules.detector import DetectorModule
 from yolo9000.results import format_group_table, group_means, table_for_log, write_metrics
 
@@ -77,6 +78,7 @@ def main(cfg: DictConfig) -> float:
         cfg.trainer, logger=instantiate_list(cfg.get("logger")), callbacks=callbacks
     )
     loader = datamodule.val_dataloader() if cfg.split == "val" else datamodule.test_dataloader()
+    module.test_prefix = str(cfg.split)  # val/map_50 ... in the console table and the loggers for split=val
     trainer.test(module, dataloaders=loader)
     per_class = module.test_results.get("per_class", {})
     groups = run_metric_groups(cfg, trained_cfg)  # the training run's (YOLO9000 digits: seen / unseen), as train.py
@@ -306,4 +308,5 @@ def class_mismatch_message(
 
 
 if __name__ == "__main__":
+    sys.argv = hydra_flags_first(sys.argv)  # overrides may follow -m
     main()

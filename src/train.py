@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import shlex
+import sys
 import traceback
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 from yolo9000.build import build, instantiate_list
 from yolo9000.callbacks.speed import SpeedMonitor
 from yolo9000.callbacks.sweep_summary import local_sweep_dir, write_sweep_summary
-from yolo9000.environment import log_failure, log_to_job_log, provenance, setup_environment
+from yolo9000.environment import hydra_flags_first, log_failure, log_to_job_log, provenance, setup_environment
 from yolo9000.loggers import ResumableWandbLogger
 from yolo9000.multirun import end_distributed, prepare_ddp_relaunch
 from yolo9000.results import (
@@ -191,4 +192,5 @@ def run(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    sys.argv = hydra_flags_first(sys.argv)  # overrides may follow -m
     main()

@@ -237,6 +237,28 @@ def test_eval_uses_the_data_of_the_checkpoints_run(bccd_ckpt: Path, tmp_path: Pa
     assert "command line" in source
 
 
+def test_eval_split_val_reports_val_metrics(bccd_ckpt: Path, tmp_path: Path) -> None:
+    """``eval.py split=val`` evaluates the val split and names its metrics ``val/...`` in the console table (they
+    were printed as ``test/...``), and records the split in metrics.json."""
+    import json
+
+    res = run(
+        "eval.py",
+        tmp_path / "eval",
+        f"ckpt_path={bccd_ckpt}",
+        "split=val",
+        "draw=0",
+        "data.max_images={train: 2, val: 3, test: 2}",
+        "data.num_workers=0",
+        "data.img_size=64",
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    console = res.stdout + res.stderr
+    assert "val/map_50" in console and "test/map_50" not in console
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["split"] == "val"
+
+
 def test_detect_drawing_names_never_collide(tmp_path: Path) -> None:
     """detections/ keeps sub folders and the extension of inputs that share a stem: one picture per input."""
     detect = load_script("detect")

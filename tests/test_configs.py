@@ -170,3 +170,31 @@ def test_runs_started_in_the_same_second_get_their_own_folders() -> None:
     for run_dir, sweep_dir, again, pid in outs:
         assert run_dir.endswith(f"/train/T_{pid}") and sweep_dir.endswith(f"/default/T_{pid}") and again == run_dir
     assert outs[0][0] != outs[1][0] and outs[0][1] != outs[1][1]
+
+
+def test_hydra_options_may_stand_among_the_overrides() -> None:
+    """Hydra's parser takes the overrides as one run of words: an override after ``-m`` (the README's
+    ``experiment=x -m`` with ``seed=1,2`` appended) stopped with "unrecognized arguments". The entry scripts move
+    Hydra's options (with their values) before the overrides, keeping the overrides' order."""
+    from yolo9000.environment import hydra_flags_first
+
+    argv = ["train.py", "experiment=ablation_anchors", "-m", "seed=1,2"]
+    assert hydra_flags_first(argv) == ["train.py", "-m", "experiment=ablation_anchors", "seed=1,2"]
+    argv = ["bench.py", "a=1", "--config-name", "bench_gpu_full", "b=2", "--cfg", "job", "-p", "data", "c=3"]
+    assert hydra_flags_first(argv) == [
+        *["bench.py", "--config-name", "bench_gpu_full", "--cfg", "job", "-p", "data"],
+        *["a=1", "b=2", "c=3"],
+    ]
+    assert hydra_flags_first(["t.py", "x=1", "--info", "y=2"]) == ["t.py", "--info", "x=1", "y=2"]  # optional value
+    assert hydra_flags_first(["t.py", "x=1", "-i", "defaults", "y=2"]) == ["t.py", "-i", "defaults", "x=1", "y=2"]
+    assert hydra_flags_first(["t.py", "--config-name=b", "~x", "+y=-1"]) == ["t.py", "--config-name=b", "~x", "+y=-1"]
+    res = subprocess.run(
+        [sys.executable, str(ROOT / "src" / "train.py"), "seed=7", "--cfg", "job", "data.batch_size=3"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    printed = OmegaConf.create(res.stdout)
+    assert (printed.seed, printed.data.batch_size) == (7, 3)

@@ -35,4 +35,23 @@ def test_onnx_matches_pytorch(tmp_path: Path) -> None:
             ref = net(x).numpy()
         assert got.shape == (batch, 2 * 8, size // 32, size // 32)
         np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
-    assert check_onnx(net, path, (64,)) < 1e-4
+    worst, scale = check_onnx(net, path, (64,))
+    assert worst < 1e-4 and scale > 0
+
+
+def test_onnx_check_judges_the_difference_against_the_output_scale(tmp_path: Path) -> None:
+    """A head whose outputs reach ~1e5 differs from onnxruntime by float32 rounding well above 1e-3 absolute: the
+    check scales the tolerance with the outputs (it failed every such export); a real mismatch still fails."""
+    from export import agrees, check_onnx, export_onnx
+
+    torch.manual_seed(0)
+    net = YOLOv2(Darknet19(width=0.125), 3, [[1.0, 1.5], [2.0, 2.0]]).eval()
+    with torch.no_grad():
+        net.pred.weight.mul_(1e6)
+    path = export_onnx(net, tmp_path / "net.onnx", size=64)
+    worst, scale = check_onnx(net, path, (64, 96))
+    assert scale > 1e4 and worst > 1e-3  # the old absolute bound would have refused it
+    assert agrees(worst, scale, 1e-3)
+    assert not agrees(scale * 1e-2, scale, 1e-3)  # a difference of 1 % of the outputs
+    assert not agrees(2e-3, 0.5, 1e-3) and agrees(5e-4, 0.5, 1e-3)  # small outputs: absolute
+    assert not agrees(float("nan"), scale, 1e-3)

@@ -506,8 +506,8 @@ def test_resume_names_a_run_its_checkpoints_folder_or_its_newest_checkpoint(tmp_
     (run_dir / "checkpoints").mkdir(parents=True)
     (run_dir / "config.yaml").write_text("seed: 1\n")
     old, last = run_dir / "checkpoints" / "epoch_000.ckpt", run_dir / "checkpoints" / "last.ckpt"
-    old.write_bytes(b"0")
-    last.write_bytes(b"1")
+    torch.save({"epoch": 0, "global_step": 3}, old)
+    torch.save({"epoch": 1, "global_step": 6}, last)
     os.utime(old, (1, 1))  # older than last.ckpt
     hpc = run_dir / "hpc_ckpt_1.ckpt"
     for given in (run_dir, run_dir / "checkpoints", last, old, hpc):
@@ -535,6 +535,14 @@ def test_resume_names_a_run_its_checkpoints_folder_or_its_newest_checkpoint(tmp_
     assert start(last) == str(last) == start(run_dir)
     with pytest.raises(run_folder.ResumeRefused, match=re.escape(f"newest checkpoint, {last}: resume={run_dir}")):
         start(old)
+    best = run_dir / "checkpoints" / "epoch_001.ckpt"  # the best checkpoint saved with last.ckpt: the same state
+    torch.save({"epoch": 1, "global_step": 6}, best)
+    os.utime(best, (2, 2))
+    assert start(best) == str(last)
+    torch.save({"epoch": 1, "global_step": 5}, best)  # same epoch, an earlier step (a mid-epoch save): refused
+    os.utime(best, (2, 2))
+    with pytest.raises(run_folder.ResumeRefused, match="newest checkpoint"):
+        start(best)
     # the command line: Hydra's folder comes from the resolved value, so nothing is made for a path naming no run
     before = sorted(p.name for p in tmp_path.iterdir())
     res = subprocess.run(

@@ -13,7 +13,7 @@ from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
-__all__ = ["PROJECT_ROOT", "log_failure", "log_to_job_log", "provenance", "setup_environment"]
+__all__ = ["PROJECT_ROOT", "hydra_flags_first", "log_failure", "log_to_job_log", "provenance", "setup_environment"]
 
 
 _QUIET_WARNINGS = (
@@ -51,6 +51,34 @@ def setup_environment() -> None:
 
     register_resolvers()  # ${tags_with_overrides:...}, ${cpus:N}, ${coalesce:...}
     _quiet_startup()
+
+
+# Hydra's command-line options that take a value (the next word unless written --opt=value); --info's is optional
+_HYDRA_VALUE_OPTS = ("--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd", "--cfg", "-c")
+_HYDRA_VALUE_OPTS += ("--package", "-p", "--experimental-rerun")
+_HYDRA_INFO = ("--info", "-i")
+_HYDRA_INFO_VALUES = ("all", "config", "defaults", "defaults-tree", "plugins", "searchpath")
+
+
+def hydra_flags_first(argv: list[str]) -> list[str]:
+    """``argv`` with Hydra's options (``-m``, ``--cfg job``, ``--config-name x`` ...) moved before the overrides,
+    each keeping its value, the overrides in their order: Hydra's parser takes the overrides as one run of words,
+    so ``train.py experiment=x -m seed=1,2`` (an override after ``-m``) stopped with "unrecognized arguments"."""
+    options: list[str] = []
+    overrides: list[str] = []
+    i = 1
+    while i < len(argv):
+        word = argv[i]
+        i += 1
+        if not word.startswith("-") or word == "-":
+            overrides.append(word)
+            continue
+        options.append(word)
+        takes = word in _HYDRA_VALUE_OPTS or (word in _HYDRA_INFO and i < len(argv) and argv[i] in _HYDRA_INFO_VALUES)
+        if takes and i < len(argv):
+            options.append(argv[i])
+            i += 1
+    return [argv[0], *options, *overrides]
 
 
 # libraries that log through a console handler of their own (added at import when logging had no handlers yet)

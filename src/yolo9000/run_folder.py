@@ -74,8 +74,9 @@ def resume_checkpoint(cfg: DictConfig, out_dir: Path) -> str | None:
     Raises:
         FileNotFoundError: ``resume`` names nothing, or a folder that is not a run's.
         ResumeRefused: ``resume`` names a checkpoint older than the run's newest (a run continues from its latest
-            state; an earlier one starts a new run as ``ckpt_path=``), or a run that saved none (started again
-            with its own command instead).
+            state; an earlier one starts a new run as ``ckpt_path=``; one saved at the same step, an epoch's
+            ``epoch_NNN.ckpt`` beside its ``last.ckpt``, continues from the newest), or a run that saved none
+            (started again with its own command instead).
     """
     resume = cfg.get("resume")
     if resume and not Path(resume).exists():
@@ -85,7 +86,7 @@ def resume_checkpoint(cfg: DictConfig, out_dir: Path) -> str | None:
         return str(cfg.ckpt_path)
     if resume and Path(resume).is_file():
         newest = max(found, key=lambda p: p.stat().st_mtime) if found else None
-        if newest is None or not newest.samefile(resume):
+        if newest is None or not (newest.samefile(resume) or _same_state(newest, Path(resume))):
             raise ResumeRefused(
                 f"resume={resume}: a run continues from its newest checkpoint, "
                 f"{newest if newest is not None else 'none in ' + str(out_dir)}: resume={out_dir}; to train on from "
@@ -113,6 +114,22 @@ def resume_checkpoint(cfg: DictConfig, out_dir: Path) -> str | None:
     newest = max(found, key=lambda p: p.stat().st_mtime)
     log.info("resuming the run in %s from %s", out_dir, newest)
     return str(newest)
+
+
+def _same_state(a: Path, b: Path) -> bool:
+    """Two checkpoints saved at the same (epoch, global_step) (an epoch's best checkpoint and its last.ckpt)."""
+    at = _saved_at(a)
+    return at is not None and at == _saved_at(b)
+
+
+def _saved_at(ckpt_file: Path) -> tuple[int, int] | None:
+    """(epoch, global_step) a Lightning checkpoint was saved at (an epoch's best checkpoint and its last.ckpt are
+    the same state); None for a file that is not one."""
+    try:
+        ckpt = torch.load(ckpt_file, map_location="cpu", weights_only=False, mmap=True)
+        return int(ckpt["epoch"]), int(ckpt["global_step"])
+    except Exception:  # noqa: BLE001 - any unreadable file is simply not the same state
+        return None
 
 
 # the keys that say which images and labels a run trains on (the rest of the data block may change on resume)

@@ -73,4 +73,5 @@ class PredictionImages(pl.Callback):
         log.info("prediction pictures: %s", self.saved[0].parent)
         for lg in trainer.loggers:
             if isinstance(lg, pl.loggers.WandbLogger):
-                lg.log_image(key="test/predictions", images=[str(p) for p in self.saved])
+                prefix = getattr(pl_module, "test_prefix", "test")  # eval.py split=val: val/predictions
+                lg.log_image(key=f"{prefix}/predictions", images=[str(p) for p in self.saved])

@@ -130,6 +130,7 @@ class DetectorModule(DarknetModule):
         self.val_eval = DetectionEvaluator(self.class_names, voc07=voc07)
         self.test_eval = DetectionEvaluator(self.class_names, voc07=voc07)
         self.test_results: dict[str, Any] = {}
+        self.test_prefix = "test"  # the logged names of a test run's metrics (eval.py split=val: "val")
         if backbone_ckpt:  # a classifier's or detector's checkpoint, or darknet weights (darknet19_448.conv.23)
             load_pretrained(self.model.backbone, backbone_ckpt, part="backbone")
         self.example_input_array = torch.zeros(1, 3, eval_size, eval_size)  # the model summary's FLOPs
@@ -256,12 +257,12 @@ class DetectorModule(DarknetModule):
         self.log(f"val/{head}", float(res[head]), prog_bar=True)
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, torch.Tensor]]:
-        return self._eval_step(batch, self.test_eval, "test")
+        return self._eval_step(batch, self.test_eval, self.test_prefix)
 
     def on_test_epoch_end(self) -> None:
         res = self.test_eval.compute()
         self.test_eval.reset()
-        self.log_dict({f"test/{k}": float(v) for k, v in res.items() if _is_scalar(v)})
+        self.log_dict({f"{self.test_prefix}/{k}": float(v) for k, v in res.items() if _is_scalar(v)})
         self.test_results = res
 
 

@@ -9,7 +9,8 @@ Compare two trees (nodes matched by wnid; ``--labels-*`` when the tree file's fi
 
     python src/wordtree.py compare my.tree data/darknet/wordtree/9k.tree
 
-Rebuild darknet's 9k tree from its label set and compare it with ``9k.tree`` (writes ``outputs/wordtree/``):
+Rebuild darknet's 9k tree from its label set and compare it with ``9k.tree`` (writes the project's
+``outputs/wordtree/9k-<label set>[-<options>].tree``, one file set per choice of options):
 
     python src/wordtree.py build-9k [--label-set imagenet|leaves|nodes] [--root-node] [--collapse] [--greedy]
 
@@ -51,6 +52,7 @@ from yolo9000.wordnet_tree import (  # noqa: E402
 from yolo9000.wordtree import WordTree, read_map  # noqa: E402
 
 DARKNET = Path(__file__).resolve().parents[1] / "data" / "darknet" / "wordtree"
+OUT_DIR = Path(__file__).resolve().parents[1] / "outputs" / "wordtree"  # the project's outputs/, wherever run from
 
 
 def darknet_9k_labels(label_set: str = "imagenet", data_dir: Path = DARKNET) -> list[str]:
@@ -140,10 +142,23 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def build_9k_name(args: argparse.Namespace) -> str:
+    """The tree file of a ``build-9k`` run, named by every choice that changes the tree (runs with other options
+    write beside each other instead of over each other): ``9k-<label set>[-root-<wnid>][-root-node][-collapse]
+    [-greedy].tree``."""
+    parts = [f"9k-{args.label_set}"]
+    if args.root != PHYSICAL_ENTITY:
+        parts.append(f"root-{args.root}")
+    parts += [
+        flag for flag, on in (("root-node", args.root_node), ("collapse", args.collapse), ("greedy", args.greedy)) if on
+    ]
+    return "-".join(parts) + ".tree"
+
+
 def cmd_build_9k(args: argparse.Namespace) -> int:
     labels = darknet_9k_labels(args.label_set, args.darknet_dir)
     print(f"label set {args.label_set!r}: {len(labels)} labels from {args.darknet_dir}")
-    out = args.out_dir / f"9k-{args.label_set}.tree"
+    out = args.out_dir / build_9k_name(args)
     parents, wnids, _ = _build_and_write(labels, args, out)
     ref = WordTree.from_file(args.darknet_dir / "9k.tree", labels_file=args.darknet_dir / "9k.labels")
     cmp = compare_trees(WordTree(parents, wnids=wnids), ref)
@@ -197,7 +212,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     k = sub.add_parser("build-9k", help="rebuild darknet's 9k tree and compare it with 9k.tree")
     k.add_argument("--label-set", choices=["imagenet", "leaves", "nodes"], default="imagenet")
     k.add_argument("--darknet-dir", type=Path, default=DARKNET, help="9k.tree, 9k.labels, imagenet.labels.list, maps")
-    k.add_argument("--out-dir", type=Path, default=Path("outputs/wordtree"))
+    k.add_argument("--out-dir", type=Path, default=OUT_DIR, help=f"where the tree files go (default {OUT_DIR})")
     k.add_argument("--show", type=int, default=10, help="wnids listed of the nodes in one tree only")
     build_options(k, PHYSICAL_ENTITY, False)
     k.set_defaults(func=cmd_build_9k, skip_unreachable=True)  # 7 of darknet's labels are not physical in WordNet

@@ -213,3 +213,19 @@ def test_cli_build_and_compare(wordnet, tmp_path: Path, capsys: pytest.CaptureFi
         cli.main(["build", "--labels", str(tmp_path / "bad.labels"), "--out", str(out), "--cache-dir", str(cache)]) == 1
     )
     assert IDEA in capsys.readouterr().err
+
+
+def test_build_9k_writes_one_file_set_per_choice_of_options() -> None:
+    """``build-9k`` wrote 9k-<label set>.tree whatever --collapse / --greedy / --root-node said (a second run
+    overwrote the first's tree and comparison) and under the folder it was started from."""
+    cli = load_script("wordtree")
+    names = {
+        cli.build_9k_name(cli.parse_args(["build-9k", *opts]))
+        for opts in ([], ["--collapse"], ["--greedy"], ["--root-node"], ["--collapse", "--greedy"], ["--root", "n1"])
+    }
+    assert len(names) == 6 and "9k-imagenet.tree" in names and "9k-imagenet-collapse-greedy.tree" in names
+    args = cli.parse_args(["build-9k", "--label-set", "leaves"])
+    assert cli.build_9k_name(args) == "9k-leaves.tree"
+    assert (
+        args.out_dir.is_absolute() and args.out_dir == Path(cli.__file__).resolve().parents[1] / "outputs" / "wordtree"
+    )

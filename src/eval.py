@@ -26,9 +26,9 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from yolo9000.build import instantiate_list
 from yolo9000.callbacks.predictions import PredictionImages
 from yolo9000.checkpoints import load_module, module_settings
-from yolo9000.environment import PROJECT_ROOT, hydra_flags_first, log_to_job_log, setup_environment
+from yolo9000.environment import FILE_ONLY, PROJECT_ROOT, hydra_flags_first, log_to_job_log, setup_environment
 from yolo9000.modules.detector import DetectorModule
-from yolo9000.results import format_group_table, group_means, table_for_log, write_metrics
+from yolo9000.results import format_group_table, format_metric_table, group_means, table_for_log, write_metrics
 
 log = logging.getLogger("yolo9000.eval")
 setup_environment()
@@ -79,7 +79,10 @@ def main(cfg: DictConfig) -> float:
     )
     loader = datamodule.val_dataloader() if cfg.split == "val" else datamodule.test_dataloader()
     module.test_prefix = str(cfg.split)  # val/map_50 ... in the console table and the loggers for split=val
-    trainer.test(module, dataloaders=loader)
+    tested = trainer.test(module, dataloaders=loader)
+    log.info(
+        "%s metrics:\n%s", cfg.split, format_metric_table(tested, f"{cfg.split.capitalize()} metric"), extra=FILE_ONLY
+    )
     per_class = module.test_results.get("per_class", {})
     groups = run_metric_groups(cfg, trained_cfg)  # the training run's (YOLO9000 digits: seen / unseen), as train.py
     metrics = write_metrics(

@@ -26,12 +26,20 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 from yolo9000.build import build, instantiate_list
 from yolo9000.callbacks.speed import SpeedMonitor
 from yolo9000.callbacks.sweep_summary import local_sweep_dir, write_sweep_summary
-from yolo9000.environment import hydra_flags_first, log_failure, log_to_job_log, provenance, setup_environment
+from yolo9000.environment import (
+    FILE_ONLY,
+    hydra_flags_first,
+    log_failure,
+    log_to_job_log,
+    provenance,
+    setup_environment,
+)
 from yolo9000.loggers import ResumableWandbLogger
 from yolo9000.multirun import end_distributed, prepare_ddp_relaunch
 from yolo9000.results import (
     check_metric_groups,
     format_group_table,
+    format_metric_table,
     group_means,
     model_stats,
     table_for_log,
@@ -159,8 +167,9 @@ def run(cfg: DictConfig) -> float | None:
         ckpt = best or cfg.ckpt_path
         if not ckpt:
             log.warning("no best checkpoint (did validation run?): testing the current weights")
-        trainer.test(module, datamodule=datamodule, ckpt_path=ckpt)
+        tested = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt)
         if trainer.is_global_zero:
+            log.info("test metrics (%s):\n%s", ckpt or "current weights", format_metric_table(tested), extra=FILE_ONLY)
             extra = {"headline_metric": module.monitor.split("/", 1)[1]}  # the data's benchmark metric (its key)
             extra |= {"provenance": provenance()}  # command, commit, machine
             extra |= {"checkpoint": ckpt, "seen": int(getattr(module, "seen", 0))}

@@ -20,7 +20,8 @@ run = run_script
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("train")
-    run("train.py", out, *TINY)
+    res = run("train.py", out, *TINY)
+    out.with_name(out.name + "_console.txt").write_text(res.stdout + res.stderr)
     return out
 
 
@@ -37,6 +38,17 @@ def test_train_writes_run_dir(trained: Path) -> None:
     assert len(list((trained / "predictions").glob("*.jpg"))) == 2
     assert list((trained / "wandb").glob("offline-run-*")), "no offline W&B run folder"
     assert (trained / "csv" / "metrics.csv").is_file()
+
+
+def test_train_log_holds_the_tables_the_console_shows(trained: Path) -> None:
+    """The model summary and the test metrics reach the console as Rich tables only; train.log has them as text,
+    and the console does not show them twice."""
+    log = (trained / "train.log").read_text()
+    console = trained.with_name(trained.name + "_console.txt").read_text()
+    assert "model summary:" in log and "| model.backbone | Darknet19" in log and "Trainable params" in log
+    assert "| Test metric | DataLoader 0 |" in log and "| test/map_50 |" in log
+    assert "Trainable params" in console and "Test metric" in console  # Lightning's Rich tables
+    assert "model summary:" not in console and "| Test metric |" not in console
 
 
 def test_resume_continues_exactly(trained: Path, tmp_path: Path) -> None:

@@ -13,7 +13,28 @@ from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
-__all__ = ["PROJECT_ROOT", "hydra_flags_first", "log_failure", "log_to_job_log", "provenance", "setup_environment"]
+__all__ = [
+    "FILE_ONLY",
+    "PROJECT_ROOT",
+    "ConsoleSkip",
+    "hydra_flags_first",
+    "log_failure",
+    "log_to_job_log",
+    "provenance",
+    "setup_environment",
+]
+
+# log.info(..., extra=FILE_ONLY): into the job's log file only, for what the console already shows as a Rich table
+# (the model summary, the test metrics)
+FILE_ONLY = {"file_only": True}
+
+
+class ConsoleSkip(logging.Filter):
+    """The console handler's filter (``conf/hydra/default.yaml``): records logged with ``extra=FILE_ONLY`` are
+    left to the log file."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(record, "file_only", False)
 
 
 _QUIET_WARNINGS = (

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-__all__ = ["group_means", "model_stats", "plain", "write_metrics"]
+__all__ = ["format_metric_table", "group_means", "model_stats", "plain", "write_metrics"]
 
 
 def plain(v: Any) -> Any:
@@ -83,6 +84,16 @@ def write_metrics(
         ap = {c: v.get("ap50", float("nan")) for c, v in results.get("per_class", {}).items()}
         plot_pr_curves(results["pr"], out_dir / "pr_curves.png", ap=ap)
     return out
+
+
+def format_metric_table(results: Sequence[Mapping[str, float]], title: str = "Test metric") -> str:
+    """Lightning's end-of-test table (``trainer.test``'s return: per dataloader {name: value}) as markdown, for the
+    job's log file (Lightning prints it with Rich, to the console only)."""
+    names = sorted({k for r in results for k in r})
+    head = f"| {title} | " + " | ".join(f"DataLoader {i}" for i in range(len(results))) + " |"
+    rule = "|---|" + "---:|" * len(results)
+    rows = [f"| {k} | " + " | ".join(f"{float(r[k]):.6g}" if k in r else "" for r in results) + " |" for k in names]
+    return "\n".join([head, rule, *rows])
 
 
 def table_for_log(path: Path, max_rows: int = 40) -> str:

@@ -11,10 +11,13 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import ModelSummary, RichModelSummary
+
+from yolo9000.environment import FILE_ONLY
 
 log = logging.getLogger("yolo9000.train")
 
-__all__ = ["EpochLog", "format_duration"]
+__all__ = ["EpochLog", "LoggedRichModelSummary", "format_duration"]
 
 
 def format_duration(seconds: float) -> str:
@@ -182,3 +185,34 @@ class EpochLog(pl.Callback):
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.is_global_zero:
             log.info(self.line(trainer))
+
+
+class LoggedRichModelSummary(RichModelSummary):
+    """Lightning's Rich model summary on the console, and the same table as plain text in the job's log file (a
+    Rich table reaches the console only)."""
+
+    @staticmethod
+    def summarize(*args: Any, **kwargs: Any) -> None:
+        RichModelSummary.summarize(*args, **kwargs)
+        plain = logging.getLogger(ModelSummary.__module__)  # where the plain summary logs its table
+        handler, propagate = _Capture(), plain.propagate
+        plain.addHandler(handler)
+        plain.propagate = False  # caught here, not printed on the console a second time
+        try:
+            ModelSummary.summarize(*args, **kwargs)
+        finally:
+            plain.removeHandler(handler)
+            plain.propagate = propagate
+        if handler.text:
+            log.info("model summary:%s", handler.text, extra=FILE_ONLY)
+
+
+class _Capture(logging.Handler):
+    """The message of the one record Lightning's plain :class:`ModelSummary` logs (kept from its own output)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.text = ""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.text = record.getMessage()

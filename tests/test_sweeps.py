@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, run_script
+from conftest import ROOT, compose_config, run_script
 from conftest import TINY as CONFTEST_TINY
+from yolo9000 import run_folder
+from yolo9000.callbacks.sweep_guard import sweep_conflicts
 from yolo9000.report import group_jobs, load_sweep, mean_std, write_summary
 
 TINY = [*CONFTEST_TINY[:-2], "callbacks.prediction_images.num_images=1"]
@@ -61,19 +63,38 @@ def test_job_log_holds_lightning_messages_and_warnings(sweep: Path) -> None:
 
 
 def test_sweep_rerun_with_another_grid_is_refused_and_keeps_the_records(sweep: Path, tmp_path: Path) -> None:
-    """A sweep re-run into its folder with another grid gives each job number another configuration: every job
-    stops before writing, naming the differences (also in the job's log); .hydra/ and the results stay the run's,
-    so the summary still is."""
+    """A sweep re-run into its folder with another grid gives each job number another configuration: the sweep
+    stops before Hydra writes anything, naming every job's differences; multirun.yaml (the plan report.py reads),
+    .hydra/, the logs and the results stay the sweep's, so the summary still is. Each job checks its own folder
+    too (a launcher whose jobs the guard cannot foresee)."""
     copy = tmp_path / "sweep"
     shutil.copytree(sweep, copy, ignore=shutil.ignore_patterns("wandb", "checkpoints", "predictions"))
-    before = {f: (copy / f).read_bytes() for f in ("0/.hydra/overrides.yaml", "0/metrics.json", "1/metrics.json")}
+    kept = ("multirun.yaml", "0/.hydra/overrides.yaml", "0/train.log", "0/metrics.json", "1/metrics.json")
+    before = {f: (copy / f).read_bytes() for f in kept}
     grid = ["experiment=ablation_passthrough", "model.net.passthrough=false,true"]
     res = run_script("train.py", None, "-m", f"hydra.sweep.dir={copy}", *grid, *TINY, check=False)
-    assert res.returncode != 0
+    assert res.returncode == 1
+    assert "2 job(s) would be another configuration" in res.stderr
     assert "model.net.passthrough: True (the run) vs False (this job)" in res.stderr
+    assert "model.net.passthrough: False (the run) vs True (this job)" in res.stderr
     assert {f: (copy / f).read_bytes() for f in before} == before
-    assert not (copy / "0" / "failed.json").exists()
-    assert "the job stopped: ResumeRefused" in (copy / "0" / "train.log").read_text()
+    assert not (copy / "0" / "failed.json").exists() and not (copy / "0" / ".hydra_resumed").exists()
+    job0 = yaml.safe_load((copy / "0" / ".hydra" / "overrides.yaml").read_text())
+    other = [o if not o.startswith("model.net.passthrough=") else "model.net.passthrough=False" for o in job0]
+    run_folder.check_same_job(copy / "0", job0)  # its own overrides: the same run
+    common = [o for o in job0 if not o.startswith("model.net.passthrough=")]  # the grid is the experiment's
+    again = compose_config("train", f"hydra.sweep.dir={copy}", *common, "trainer.max_epochs=3", hydra_config=True)
+    assert sweep_conflicts(again.hydra) == []  # the same grid trained further: the guard lets it run
+    swapped = compose_config(
+        "train",
+        f"hydra.sweep.dir={copy}",
+        *common,
+        "hydra.sweeper.params={model.net.passthrough:'false,true'}",
+        hydra_config=True,
+    )
+    assert [folder.name for folder, _ in sweep_conflicts(swapped.hydra)] == ["0", "1"]
+    with pytest.raises(run_folder.ResumeRefused, match=r"^[^\n]*\n  model.net.passthrough: True \(the run\) vs False"):
+        run_folder.check_same_job(copy / "0", other)
     rows = read_csv(copy / "summary.csv")
     assert [(r["configuration"], r["status"]) for r in rows] == [
         ("model.net.passthrough=True", "ok"),

@@ -27,7 +27,7 @@ import logging
 import math
 import shutil
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -244,19 +244,25 @@ def planned_jobs(sweep_dir: str | Path) -> list[list[str]] | None:
     if not file.is_file():
         return None
     try:
-        hydra_cfg = (yaml.safe_load(file.read_text()) or {})["hydra"]
-        sweeper = hydra_cfg.get("sweeper") or {}
-        if not str(sweeper.get("_target_", "")).endswith("BasicSweeper"):
-            return None
-        from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-        from hydra.core.override_parser.overrides_parser import OverridesParser
-
-        params = [f"{k}={v}" for k, v in (sweeper.get("params") or {}).items()]  # as the sweeper reads them
-        parsed = OverridesParser.create().parse_overrides([*params, *hydra_cfg["overrides"]["task"]])
-        return [list(job) for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+        return sweep_jobs((yaml.safe_load(file.read_text()) or {})["hydra"])
     except Exception as e:  # a summary goes on without the plan
         log.warning("%s: the planned jobs are unknown (%s: %s)", file, type(e).__name__, e)
         return None
+
+
+def sweep_jobs(hydra_cfg: Mapping[str, Any]) -> list[list[str]] | None:
+    """The overrides of every job of a multirun, in job-number order, from its ``hydra`` config node (a plain
+    mapping, unresolved): ``sweeper.params`` and ``overrides.task`` expanded as Hydra's basic sweeper expands them;
+    None for another sweeper (its jobs are not known beforehand)."""
+    sweeper = hydra_cfg.get("sweeper") or {}
+    if not str(sweeper.get("_target_", "")).endswith("BasicSweeper"):
+        return None
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    params = [f"{k}={v}" for k, v in (sweeper.get("params") or {}).items()]  # as the sweeper reads them
+    parsed = OverridesParser.create().parse_overrides([*params, *hydra_cfg["overrides"]["task"]])
+    return [list(job) for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
 
 
 def not_started(sweep_dir: str | Path, jobs: Sequence[JobResult]) -> tuple[int, list[tuple[int, list[str]]]]:

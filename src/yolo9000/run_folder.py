@@ -241,6 +241,31 @@ def check_resume_progress(cfg: DictConfig, ckpt_file: str | Path) -> None:
         )
 
 
+SWEEP_GRID_HINT = (
+    "A sweep re-run into its folder (hydra.sweep.dir=...) must keep its grid (the job numbers name the "
+    "configurations): run a changed sweep into a new folder (without hydra.sweep.dir), or continue one run "
+    "with resume=<its folder>"
+)
+
+
+def job_differences(out_dir: Path, overrides: Sequence[str]) -> list[str]:
+    """How ``overrides`` differ from those the run in ``out_dir`` was started with (``.hydra/overrides.yaml``), one
+    line per key, the keys that do not change what the run is (:data:`_JOB_FREE`) left out; [] for a folder without
+    a run."""
+    saved = out_dir / ".hydra" / "overrides.yaml"
+    if not saved.is_file():
+        return []
+    from yolo9000.report import parse_override
+
+    before = dict(parse_override(str(o)) for o in OmegaConf.to_container(OmegaConf.load(saved)) or [])  # type: ignore[union-attr]
+    now = dict(parse_override(str(o)) for o in overrides)
+    return [
+        f"{k}: {before.get(k, '(not set)')} (the run) vs {now.get(k, '(not set)')} (this job)"
+        for k in sorted(set(before) | set(now))
+        if not k.startswith(_JOB_FREE) and (k not in before or k not in now or before[k] != now[k])
+    ]
+
+
 def check_same_job(out_dir: Path, overrides: Sequence[str], sweep: bool = True) -> None:
     """A job Hydra puts into a folder that already holds a run (a sweep re-run into its folder with
     ``hydra.sweep.dir=<sweep>``, ``hydra.run.dir=<run>``, a requeued job) must be that run: its job number or
@@ -252,25 +277,11 @@ def check_same_job(out_dir: Path, overrides: Sequence[str], sweep: bool = True) 
     differ. Raises :class:`ResumeRefused` naming the folder and every difference, and what to do instead (``sweep``:
     the job is one of a ``-m`` sweep; else a single run given ``hydra.run.dir``); nothing is written there."""
     saved = out_dir / ".hydra" / "overrides.yaml"
-    if not saved.is_file():
-        return
-    from yolo9000.report import parse_override
-
-    before = dict(parse_override(str(o)) for o in OmegaConf.to_container(OmegaConf.load(saved)) or [])  # type: ignore[union-attr]
-    now = dict(parse_override(str(o)) for o in overrides)
-    diff = [
-        f"{k}: {before.get(k, '(not set)')} (the run) vs {now.get(k, '(not set)')} (this job)"
-        for k in sorted(set(before) | set(now))
-        if not k.startswith(_JOB_FREE) and (k not in before or k not in now or before[k] != now[k])
-    ]
+    diff = job_differences(out_dir, overrides)
     if not diff:
         return
     if sweep:
-        hint = (
-            "A sweep re-run into its folder (hydra.sweep.dir=...) must keep its grid (the job numbers name the "
-            "configurations): run a changed sweep into a new folder (without hydra.sweep.dir), or continue one run "
-            "with resume=<its folder>"
-        )
+        hint = SWEEP_GRID_HINT
     else:
         hint = (
             "A run folder holds one run: give this one another folder (another hydra.run.dir, or none), or continue "

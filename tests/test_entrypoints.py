@@ -67,6 +67,9 @@ def test_resume_continues_exactly(trained: Path, tmp_path: Path) -> None:
     assert resumed["DetectionDataModule"] == {"epoch": 2, "batch": 0}  # the multi-scale schedule continued
     assert int(resumed["state_dict"]["seen"]) == 16
     assert resumed["optimizer_states"][0]["state"], "optimizer state not carried over"
+    # metrics.json's train_img_per_s covers both processes: each timed its batches after its first (warm-up)
+    speed = [next(v for k, v in c["callbacks"].items() if k.startswith("SpeedMonitor")) for c in (ckpt, resumed)]
+    assert [s["train_images"] for s in speed] == [4, 8] and speed[1]["train_time"] > speed[0]["train_time"] > 0
 
 
 def test_eval_reproduces_test_metrics(trained: Path, tmp_path: Path) -> None:

@@ -12,8 +12,9 @@ import torch
 class SpeedMonitor(pl.Callback):
     """Times training and test batches (wall clock, synchronised on CUDA) and logs ``train/img_per_s`` per epoch.
 
-    After the run, ``summary()`` gives ``train_img_per_s`` (all training batches after the first, which warms up)
-    and ``inference_fps`` (test batches after the first: forward, loss and decode).
+    After the run, ``summary()`` gives ``train_img_per_s`` (all training batches after the first of each process,
+    which warms up; a resumed run's totals come back from its checkpoint, so the figure covers every process that
+    trained it) and ``inference_fps`` (test batches after the first: forward, loss and decode).
     """
 
     def __init__(self) -> None:
@@ -67,6 +68,14 @@ class SpeedMonitor(pl.Callback):
         else:
             self.test_time += dt
             self.test_images += n
+
+    def state_dict(self) -> dict[str, Any]:
+        """The training totals (images, seconds), saved in checkpoints: a resumed run's speed covers all of it."""
+        return {"train_images": self.train_images, "train_time": self.train_time}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.train_images = int(state_dict.get("train_images", 0))
+        self.train_time = float(state_dict.get("train_time", 0.0))
 
     def summary(self) -> dict[str, float]:
         out = {}

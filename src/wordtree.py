@@ -2,7 +2,7 @@
 
 Build a darknet tree file (``<wnid> <parent index>`` a line) from a label list (a wnid a line):
 
-    python src/wordtree.py build --labels my.labels --out my.tree [--names-out my.names] [--labels-out my.wnids] \\
+    python src/wordtree.py build --labels my_labels.txt --out my.tree [--names-out my.names] [--labels-out my.wnids] \\
         [--root n00002684] [--no-root-node] [--collapse] [--greedy] [--skip-unreachable]
 
 Compare two trees (nodes matched by wnid; ``--labels-*`` when the tree file's first column is not the wnid):
@@ -112,8 +112,7 @@ def _build_and_write(labels: list[str], args: argparse.Namespace, out: Path) -> 
     seconds = time.perf_counter() - t0
     out.parent.mkdir(parents=True, exist_ok=True)
     write_tree(out, parents, wnids)
-    names_out = args.names_out or out.with_suffix(".names")
-    labels_out = args.labels_out or out.with_suffix(".labels")
+    names_out, labels_out = _side_files(args, out)
     write_lines(names_out, names)
     write_lines(labels_out, wnids)
     roots = [wnids[i] for i, p in enumerate(parents) if p < 0]
@@ -127,7 +126,28 @@ def _build_and_write(labels: list[str], args: argparse.Namespace, out: Path) -> 
     return parents, wnids, seconds
 
 
+def _side_files(args: argparse.Namespace, out: Path) -> tuple[Path, Path]:
+    """The names and labels files written beside the tree file ``out`` (``--names-out``, ``--labels-out``)."""
+    return args.names_out or out.with_suffix(".names"), args.labels_out or out.with_suffix(".labels")
+
+
+def _check_outputs(args: argparse.Namespace, out: Path) -> None:
+    """The three files written must be three files, none of them the label list read (``--labels my.labels --out
+    my.tree`` would write the tree's wnids over ``my.labels``: its default labels file)."""
+    written = {"--out": out, **dict(zip(("--names-out", "--labels-out"), _side_files(args, out), strict=True))}
+    given = args.labels.resolve()
+    for opt, path in written.items():
+        if path.resolve() == given:
+            raise ValueError(
+                f"{opt} {path} is the label list read (--labels {args.labels}): it would be overwritten; give "
+                f"{'--labels-out' if opt == '--labels-out' else opt} another file"
+            )
+    if len({p.resolve() for p in written.values()}) < len(written):
+        raise ValueError(f"the files written must differ: {', '.join(f'{k} {v}' for k, v in written.items())}")
+
+
 def cmd_build(args: argparse.Namespace) -> int:
+    _check_outputs(args, args.out)  # before WordNet loads
     _build_and_write(read_wnids(args.labels), args, args.out)
     return 0
 

@@ -189,10 +189,10 @@ def test_compare_trees_hand_trees() -> None:
 def test_cli_build_and_compare(wordnet, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     cli = load_script("wordtree")
     cache = Path(wordnet.root.path)  # the module's copy: no second one
-    (tmp_path / "my.labels").write_text("".join(f"{w}  # label\n" for w in [*LABELS, LABELS[1]]))  # one twice
+    (tmp_path / "labels.txt").write_text("".join(f"{w}  # label\n" for w in [*LABELS, LABELS[1]]))  # one twice
     out = tmp_path / "my.tree"
     assert (
-        cli.main(["build", "--labels", str(tmp_path / "my.labels"), "--out", str(out), "--cache-dir", str(cache)]) == 0
+        cli.main(["build", "--labels", str(tmp_path / "labels.txt"), "--out", str(out), "--cache-dir", str(cache)]) == 0
     )
     ref = wt.build_tree(LABELS, wordnet=wordnet)
     tree = WordTree.from_file(out, out.with_suffix(".names"), out.with_suffix(".labels"))
@@ -229,3 +229,26 @@ def test_build_9k_writes_one_file_set_per_choice_of_options() -> None:
     assert (
         args.out_dir.is_absolute() and args.out_dir == Path(cli.__file__).resolve().parents[1] / "outputs" / "wordtree"
     )
+
+
+def test_build_never_writes_over_its_label_list(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """``build --labels my.labels --out my.tree`` wrote the tree's wnids over my.labels (the default labels file is
+    the tree file's name with .labels): refused before anything is read or written, naming the option to change."""
+    cli = load_script("wordtree")
+    labels = tmp_path / "my.labels"
+    labels.write_text("n02084071\nn02121808\n")
+    out = tmp_path / "my.tree"
+    assert cli.main(["build", "--labels", str(labels), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert f"--labels-out {labels} is the label list read" in err and "give --labels-out another file" in err
+    assert labels.read_text() == "n02084071\nn02121808\n" and not out.exists()
+    same = [
+        "build",
+        "--labels",
+        str(labels),
+        "--out",
+        str(tmp_path / "t.tree"),
+        "--names-out",
+        str(tmp_path / "t.tree"),
+    ]
+    assert cli.main(same) == 1 and "the files written must differ" in capsys.readouterr().err

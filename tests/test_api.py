@@ -5,6 +5,8 @@ in each image's own pixels as the module's predict path puts them, per-call thre
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -410,6 +412,15 @@ def test_from_checkpoint_names_what_the_file_is(tmp_path: Path) -> None:
     torch.save({"yolo9000_model_config": {"_target_": target}, "state_dict": {}}, tmp_path / "cls.ckpt")
     with pytest.raises(TypeError, match="cls.ckpt: a ClassifierModule checkpoint, not a DetectorModule"):
         Detector.from_checkpoint(tmp_path / "cls.ckpt")
+    # in a run's folder: the hint is that run's own command (its experiment and data), not another experiment's
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "launch_overrides.txt").write_text("experiment=wordtree_digits seed=2\n")
+    shutil.copy(tmp_path / "cls.ckpt", run / "checkpoints" / "last.ckpt")
+    last = run / "checkpoints" / "last.ckpt"
+    said = f"python src/train.py experiment=wordtree_digits seed=2 train=false ckpt_path={last}"
+    with pytest.raises(TypeError, match=re.escape(said)):
+        Detector.from_checkpoint(run / "checkpoints" / "last.ckpt")
     # convert.py of a darknet classifier cfg: a network to start from, not a module to run
     torch.save({"yolo9000_classifier_config": {"_target_": "x"}, "state_dict": {}}, tmp_path / "darknet19.ckpt")
     with pytest.raises(TypeError, match=r"darknet19.ckpt: a classifier network converted .* model.backbone_ckpt"):

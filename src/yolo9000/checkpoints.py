@@ -237,6 +237,24 @@ def load_module(
     return module_from_checkpoint(ckpt, ckpt_path, expect, **settings)
 
 
+def _classifier_eval_hint(name: str | Path) -> str:
+    """How a classifier checkpoint is evaluated: its run's own command (``launch_overrides.txt`` of the run folder
+    holding ``checkpoints/<file>``: the experiment and data it was trained with) with ``train=false``."""
+    from yolo9000.run_folder import LAUNCH_FILE
+
+    path = Path(name)
+    launch = path.parent.parent / LAUNCH_FILE if path.parent.name == "checkpoints" else None
+    if launch is not None and launch.is_file():
+        return (
+            f"; a classifier is evaluated with its run's command and train=false: `python src/train.py "
+            f"{launch.read_text().strip()} train=false ckpt_path={path}` (from {launch})"
+        )
+    return (
+        "; a classifier is evaluated with `python src/train.py experiment=<its experiment> train=false "
+        f"ckpt_path={path}` and the data overrides of the run that wrote it (its {LAUNCH_FILE})"
+    )
+
+
 def module_from_checkpoint(
     ckpt: Any, name: str | Path, expect: type | None = None, **settings: Any
 ) -> pl.LightningModule:
@@ -254,11 +272,8 @@ def module_from_checkpoint(
     target = str(model_cfg.get("_target_", ""))
     kind = target.rsplit(".", 1)[-1] or "module"
     if expect is not None and kind != expect.__name__:
-        hint = (
-            "; a classifier is evaluated with `python src/train.py experiment=pretrain_darknet19 train=false "
-            "ckpt_path=<ckpt>` and the data overrides of the run that wrote it (its launch_overrides.txt)"
-        )
-        raise TypeError(f"{name}: a {kind} checkpoint, not a {expect.__name__}{hint if 'Class' in kind else ''}")
+        hint = _classifier_eval_hint(name) if "Class" in kind else ""
+        raise TypeError(f"{name}: a {kind} checkpoint, not a {expect.__name__}{hint}")
     # the weights come from the state dict below, not from the checkpoints the run started from
     model_cfg = {**model_cfg, "backbone_ckpt": None} if model_cfg.get("backbone_ckpt") else model_cfg
     model_cfg = {**model_cfg, "init_ckpt": None} if model_cfg.get("init_ckpt") else model_cfg

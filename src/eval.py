@@ -26,7 +26,14 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from yolo9000.build import instantiate_list
 from yolo9000.callbacks.predictions import PredictionImages
 from yolo9000.checkpoints import load_module, module_settings
-from yolo9000.environment import FILE_ONLY, PROJECT_ROOT, hydra_flags_first, log_to_job_log, setup_environment
+from yolo9000.environment import (
+    FILE_ONLY,
+    PROJECT_ROOT,
+    hint_unset_env,
+    hydra_flags_first,
+    log_to_job_log,
+    setup_environment,
+)
 from yolo9000.modules.detector import DetectorModule
 from yolo9000.results import format_group_table, format_metric_table, group_means, table_for_log, write_metrics
 
@@ -59,7 +66,8 @@ def main(cfg: DictConfig) -> float:
     data_cfg, data_source = eval_data_config(cfg, list(hc.overrides.task), trained_cfg, module.hparams.eval_size)
     log.info("data: %s", data_source)
     log.info("input size: %d (data.img_size=... sets another)", int(data_cfg.img_size))
-    datamodule = hydra.utils.instantiate(data_cfg)
+    with hint_unset_env(data_cfg):  # a dataset not found names the .env variable that was not set
+        datamodule = hydra.utils.instantiate(data_cfg)
     if list(datamodule.class_names) != list(module.class_names):
         raise ValueError(
             class_mismatch_message(
@@ -70,9 +78,10 @@ def main(cfg: DictConfig) -> float:
                 list(hc.overrides.task),
             )
         )
-    if cfg.get("sizes"):
-        return tradeoff(cfg, data_cfg, module, out_dir)
-    datamodule.setup("test")
+    with hint_unset_env(data_cfg):
+        if cfg.get("sizes"):
+            return tradeoff(cfg, data_cfg, module, out_dir)
+        datamodule.setup("test")
     callbacks = [PredictionImages(cfg.draw, cfg.score_thresh)] if cfg.draw else []
     trainer: pl.Trainer = hydra.utils.instantiate(
         cfg.trainer, logger=instantiate_list(cfg.get("logger")), callbacks=callbacks

@@ -198,3 +198,25 @@ def test_hydra_options_may_stand_among_the_overrides() -> None:
     assert res.returncode == 0, res.stderr[-2000:]
     printed = OmegaConf.create(res.stdout)
     assert (printed.seed, printed.data.batch_size) == (7, 3)
+
+
+def test_a_dataset_not_found_names_the_unset_env_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """conf/data/coco.yaml's root is ${oc.env:COCO_ROOT,data/coco}: without .env the error named data/coco only,
+    never COCO_ROOT (the README's fix). The hint names each unset variable and the default used; a set variable
+    or another error type adds nothing."""
+    from yolo9000.environment import hint_unset_env
+
+    monkeypatch.delenv("COCO_ROOT", raising=False)
+    data = compose_config("train", "data=coco").data
+    with pytest.raises(FileNotFoundError) as err, hint_unset_env(data):
+        raise FileNotFoundError("COCO train JSON not found: data/coco/annotations/x.json")
+    assert str(err.value) == (
+        "COCO train JSON not found: data/coco/annotations/x.json (COCO_ROOT is not set, so data.root fell back to "
+        "data/coco: set it in .env or the environment, or give data.root=...)"
+    )
+    monkeypatch.setenv("COCO_ROOT", "/datasets/coco")
+    with pytest.raises(FileNotFoundError, match=r"^missing$"), hint_unset_env(data):
+        raise FileNotFoundError("missing")
+    monkeypatch.delenv("COCO_ROOT")
+    with pytest.raises(ValueError, match=r"^bad$"), hint_unset_env(data):
+        raise ValueError("bad")

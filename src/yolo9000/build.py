@@ -15,6 +15,7 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 
 from yolo9000.anchors import resolve_priors
+from yolo9000.environment import hint_unset_env
 from yolo9000.models import STRIDE
 
 log = logging.getLogger("yolo9000")
@@ -135,9 +136,10 @@ def instantiate_module(model_config: Mapping[str, Any], **kwargs: Any) -> pl.Lig
 def build(cfg: DictConfig) -> Built:
     """DataModule (set up for fitting), Lightning module and :class:`BuildInfo` from a composed config."""
     check_config(cfg)
-    datamodule = hydra.utils.instantiate(cfg.data)
-    datamodule.prepare_data()
-    datamodule.setup("fit")
+    with hint_unset_env(cfg.data):  # a dataset not found names the .env variable that was not set
+        datamodule = hydra.utils.instantiate(cfg.data)
+        datamodule.prepare_data()
+        datamodule.setup("fit")
     info = build_info(cfg, datamodule)
     if info.prior_source is not None:
         log.info(

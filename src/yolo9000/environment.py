@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import platform
+import re
 import shlex
 import subprocess
 import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -18,6 +22,7 @@ __all__ = [
     "PROJECT_ROOT",
     "ConsoleSkip",
     "hydra_flags_first",
+    "hint_unset_env",
     "log_failure",
     "log_to_job_log",
     "provenance",
@@ -100,6 +105,42 @@ def hydra_flags_first(argv: list[str]) -> list[str]:
             options.append(argv[i])
             i += 1
     return [argv[0], *options, *overrides]
+
+
+_ENV_REF = re.compile(r"\$\{oc\.env:([A-Za-z_][A-Za-z0-9_]*)\s*,\s*([^}]*)\}")
+
+
+def unset_env_defaults(node: Any, prefix: str = "") -> list[tuple[str, str, str]]:
+    """(key, variable, default used) of every ``${oc.env:VAR,default}`` in a config node (unresolved) whose
+    variable is not set: the values that fell back to their defaults."""
+    from omegaconf import DictConfig, ListConfig, OmegaConf
+
+    raw = OmegaConf.to_container(node, resolve=False) if isinstance(node, DictConfig | ListConfig) else node
+    found: list[tuple[str, str, str]] = []
+    if isinstance(raw, dict):
+        for k, v in raw.items():
+            found += unset_env_defaults(v, f"{prefix}{k}.")
+    elif isinstance(raw, list):
+        for i, v in enumerate(raw):
+            found += unset_env_defaults(v, f"{prefix}{i}.")
+    elif isinstance(raw, str):
+        found += [(prefix.rstrip("."), m[1], m[2].strip()) for m in _ENV_REF.finditer(raw) if m[1] not in os.environ]
+    return found
+
+
+@contextlib.contextmanager
+def hint_unset_env(node: Any, prefix: str = "data.") -> Iterator[None]:
+    """A FileNotFoundError raised inside (a dataset not where the config says) names the variables that were not
+    set and the defaults used instead (``COCO_ROOT`` unset: ``data.root`` fell back to ``data/coco``), the fix the
+    README gives (``.env``); the error keeps its type and traceback."""
+    try:
+        yield
+    except FileNotFoundError as e:
+        unset = unset_env_defaults(node, prefix)
+        if unset and len(e.args) == 1 and isinstance(e.args[0], str):
+            said = "; ".join(f"{var} is not set, so {key} fell back to {default}" for key, var, default in unset)
+            e.args = (f"{e.args[0]} ({said}: set it in .env or the environment, or give {unset[0][0]}=...)",)
+        raise
 
 
 # libraries that log through a console handler of their own (added at import when logging had no handlers yet)

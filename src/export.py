@@ -20,15 +20,37 @@ import torch
 log = logging.getLogger("yolo9000.export")
 
 
-def export_onnx(net: torch.nn.Module, out: Path, size: int = 416, opset: int = 18, dynamic: bool = True) -> Path:
-    """Write ``net`` as ONNX (input ``images`` (B, 3, H, W), output ``output``)."""
+def trained_size(module: torch.nn.Module) -> int:
+    """The input side a checkpoint's network was evaluated at: a detector's ``eval_size``, a classifier's
+    evaluation size from its build record; 416 when neither is known."""
+    hp = getattr(module, "hparams", {})
+    size = hp.get("eval_size") or (hp.get("build_info") or {}).get("eval_size")
+    return int(size or 416)
+
+
+def fixed_input_size(net: torch.nn.Module) -> int | None:
+    """The one input side a network takes (a detector with an ``fc`` head: ``fc_grid`` x 32); None: any multiple
+    of 32."""
+    from yolo9000.models import STRIDE
+
+    if getattr(net, "head_type", None) == "fc":
+        return int(net.fc_grid) * STRIDE
+    return None
+
+
+def export_onnx(
+    net: torch.nn.Module, out: Path, size: int = 416, opset: int = 18, dynamic: bool = True, fixed_size: bool = False
+) -> Path:
+    """Write ``net`` as ONNX (input ``images`` (B, 3, H, W), output ``output``); ``dynamic``: free batch, and free
+    height and width unless ``fixed_size`` (a network that takes one input size: an fc head)."""
     net = net.eval()
     example = torch.rand(1, 3, size, size)
     out.parent.mkdir(parents=True, exist_ok=True)
     dynamic_shapes = None
     if dynamic:
-        batch, h, w = torch.export.Dim("batch", min=1, max=1024), torch.export.Dim.AUTO, torch.export.Dim.AUTO
-        dynamic_shapes = {"x": {0: batch, 2: h, 3: w}}
+        batch = torch.export.Dim("batch", min=1, max=1024)
+        hw = {} if fixed_size else {2: torch.export.Dim.AUTO, 3: torch.export.Dim.AUTO}
+        dynamic_shapes = {"x": {0: batch, **hw}}
     torch.onnx.export(
         net,
         (example,),
@@ -93,14 +115,27 @@ def main(argv: list[str] | None = None) -> int:
     from yolo9000.models import STRIDE
 
     module = load_module(args.ckpt)
-    size = int(args.size or module.hparams.get("eval_size", 416))
+    size = int(args.size or trained_size(module))
     if size % STRIDE:
         p.error(f"--size must be a multiple of {STRIDE}, got {size}")
-    out = export_onnx(module.model, Path(args.out), size, args.opset, dynamic=not args.static)
+    static = args.static
+    fixed = fixed_input_size(module.model)
+    if fixed is not None:  # an fc head: one input size, the one it was built for
+        if args.size and size != fixed:
+            p.error(f"{args.ckpt}: the fc head takes {fixed}x{fixed} inputs only, not --size {size}")
+        if not static:
+            log.info(
+                "%s: an fc head takes %dx%d inputs only: exported with a fixed size (batch stays free)",
+                args.ckpt,
+                fixed,
+                fixed,
+            )
+        size = fixed
+    out = export_onnx(module.model, Path(args.out), size, args.opset, dynamic=not static, fixed_size=fixed is not None)
     log.info("wrote %s", out)
     if not args.no_check:
-        sizes = (size,) if args.static else (size, size + 64)
-        err, scale = check_onnx(module.model, out, sizes, batch=1 if args.static else 2)
+        sizes = (size,) if static or fixed is not None else (size, size + 64)
+        err, scale = check_onnx(module.model, out, sizes, batch=1 if static else 2)
         log.info(
             "onnxruntime vs PyTorch: max abs difference %.3g over sizes %s (outputs up to %.3g)",
             err,

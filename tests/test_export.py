@@ -55,3 +55,36 @@ def test_onnx_check_judges_the_difference_against_the_output_scale(tmp_path: Pat
     assert not agrees(scale * 1e-2, scale, 1e-3)  # a difference of 1 % of the outputs
     assert not agrees(2e-3, 0.5, 1e-3) and agrees(5e-4, 0.5, 1e-3)  # small outputs: absolute
     assert not agrees(float("nan"), scale, 1e-3)
+
+
+def test_export_cli_of_an_fc_head_fixes_the_input_size(tmp_path: Path) -> None:
+    """An fc head takes one input size: its "dynamic" export had free height and width, then the check at another
+    size failed with the training error ("turn multi-scale off"). It is exported at its size, the batch left free;
+    another --size is refused naming the one it takes."""
+    from conftest import compose_config
+    from export import main
+    from yolo9000.build import build
+
+    cfg = compose_config(
+        "train",
+        "model.net.head=fc",
+        "data.multiscale.enabled=false",
+        "data.img_size=64",
+        "model.net.backbone.width=0.125",
+        "data.max_images=4",
+        "data.num_workers=0",
+    )
+    module = build(cfg).module
+    ckpt = tmp_path / "fc.ckpt"
+    torch.save({"state_dict": module.state_dict(), "yolo9000_model_config": module.model_config}, ckpt)
+    out = tmp_path / "fc.onnx"
+    assert main(["--ckpt", str(ckpt), "--out", str(out)]) == 0
+    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    shape = sess.get_inputs()[0].shape
+    assert shape[1:] == [3, 64, 64] and not isinstance(shape[0], int)  # the batch is free
+    x = torch.rand(3, 3, 64, 64)
+    with torch.no_grad():
+        ref = module.model.eval()(x).numpy()
+    np.testing.assert_allclose(sess.run(None, {"images": x.numpy()})[0], ref, rtol=1e-4, atol=1e-4)
+    with pytest.raises(SystemExit):
+        main(["--ckpt", str(ckpt), "--out", str(out), "--size", "96"])

@@ -11,8 +11,9 @@ Lightning's own loggers then restart their logs:
 - :class:`pytorch_lightning.loggers.WandbLogger` starts a new W&B run per process.
   :class:`ResumableWandbLogger` stores the run id in ``<save_dir>/wandb/run_id`` when the run starts and passes
   ``id=<stored id>, resume="allow"`` on a restart, so the job keeps one run. Offline (``WANDB_MODE=offline``) W&B
-  writes one ``offline-run-<time>-<id>`` folder per process, all with that id: ``wandb sync`` the first and
-  ``wandb sync --append`` the later ones to get one run online.
+  writes one ``offline-run-<time>-<id>`` folder per process, all with that id: ``wandb sync <save_dir>/wandb/
+  offline-run-*`` uploads them into one run in order of start time (older wandb: ``wandb sync`` the first and
+  ``wandb sync --append`` the later ones).
 
   When SLURM stops a job (requeue, preemption, time limit) it sends SIGTERM to every process of the job step,
   the W&B service included: it exits while Lightning finishes the current batch. The logger then drops W&B calls

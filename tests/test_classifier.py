@@ -307,8 +307,12 @@ def test_backbone_handoff_to_detector(fitted: tuple[ClassifierModule, Path]) -> 
     for k, v in det.backbone.state_dict().items():
         assert torch.equal(v, saved[f"model.backbone.{k}"]), k
     wide = YOLOv2(Darknet19(width=0.25), 3, [[1.0, 1.0]])
-    with pytest.raises(ValueError, match=r"checkpoint \(\d+, \d+, 3, 3\) vs model \(\d+, \d+, 3, 3\)"):
+    with pytest.raises(ValueError, match=r"checkpoint \(\d+, \d+, 3, 3\) vs model \(\d+, \d+, 3, 3\)") as err:
         load_pretrained(wide.backbone, str(ckpt), part="backbone")
+    # the checkpoint's own width and the key that builds the model at it; the mismatches listed, not all ~40
+    said = str(err.value)
+    assert "this model is width 0.25, the checkpoint's network width 0.125" in said
+    assert "build it with model.net.backbone.width=0.125" in said and "more" in said and said.count(" vs model ") == 6
 
 
 def test_bn_checkpoint_folds_into_a_network_without_bn(tmp_path: Path) -> None:

@@ -96,8 +96,9 @@ def load_pretrained(
             classes is refused; the same classes in another order get the head's rows reordered (logged).
     Raises:
         FileNotFoundError: no such file.
-        ValueError: naming the file and every tensor that does not fit (shape ``checkpoint (...) vs model (...)``,
-            missing, unexpected), or a darknet file of another size (the float counts).
+        ValueError: naming the file, the tensors that do not fit (shape ``checkpoint (...) vs model (...)``,
+            missing, unexpected: the first six and how many more), the checkpoint's width when it differs, or a
+            darknet file of another size (the float counts).
     """
     path = Path(source)
     if not path.is_file():
@@ -160,13 +161,29 @@ def load_pretrained(
     if part is None:
         bad += [f"unexpected {k}" for k in sorted(set(state) - set(own))]
     if bad:
-        width = getattr(getattr(target, "backbone", target), "width", None)
-        hint = (
-            f" (this model is scaled by width {width}: darknet's networks are width 1, e.g. model=yolov2)"
-            if width not in (None, 1, 1.0)
-            else ""
-        )
-        raise ValueError(f"{path}: {part or 'network'} does not fit{hint}: {bad}")
+        shown = "; ".join(bad[:6]) + (f"; ... {len(bad) - 6} more" if len(bad) > 6 else "")
+        raise ValueError(f"{path}: {part or 'network'} does not fit{_width_hint(target, state, own)}: {shown}")
     target.load_state_dict({k: v for k, v in state.items() if k in own}, strict=True)
     log.info("%s initialised from %s (%d tensors)", part or type(target).__name__, path, len(own))
     return len(own)
+
+
+def _width_hint(target: nn.Module, state: Mapping[str, torch.Tensor], own: Mapping[str, torch.Tensor]) -> str:
+    """Why a checkpoint does not fit when the widths differ: the checkpoint's width, read off the widest conv both
+    have (filters scale with the width), and the key that builds this model at it (darknet's networks: width 1,
+    ``model=yolov2``)."""
+    width = getattr(getattr(target, "backbone", target), "width", None)
+    if width is None:
+        return ""
+    convs = [k for k, v in own.items() if v.dim() == 4 and k in state and state[k].dim() == 4]
+    if not convs:
+        return ""
+    first = max(convs, key=lambda k: own[k].shape[0])  # the widest (narrow ones are clamped at 8 filters)
+    if state[first].shape[0] == own[first].shape[0]:
+        return ""
+    theirs = float(width) * state[first].shape[0] / own[first].shape[0]
+    fix = "model=yolov2 (darknet's width)" if abs(theirs - 1.0) < 1e-6 else f"model.net.backbone.width={theirs:g}"
+    return (
+        f" (this model is width {width:g}, the checkpoint's network width {theirs:g}: {first} has "
+        f"{state[first].shape[0]} filters there, {own[first].shape[0]} here; build it with {fix})"
+    )

@@ -172,6 +172,9 @@ def run(cfg: DictConfig) -> float | None:
             log.info("test metrics (%s):\n%s", ckpt or "current weights", format_metric_table(tested), extra=FILE_ONLY)
             extra = {"headline_metric": module.monitor.split("/", 1)[1]}  # the data's benchmark metric (its key)
             extra |= {"provenance": provenance()}  # command, commit, machine
+            if HydraConfig.initialized():  # the overrides of the process that wrote the result (a resumed or
+                # extended job's may differ from .hydra/overrides.yaml in trainer.max_epochs): the summaries' labels
+                extra["overrides"] = [str(o) for o in HydraConfig.get().overrides.task]
             extra |= {"checkpoint": ckpt, "seen": int(getattr(module, "seen", 0))}
             extra |= model_stats(module.model, int(cfg.data.img_size))
             if built.info.anchors_avg_iou is not None:

@@ -426,3 +426,20 @@ def test_report_names_what_a_wrong_folder_is(tmp_path: Path) -> None:
     fake_job(tmp_path / "exp" / "2026-01-01_00-00-00", 0, ["variant=yolo"], {"map_50": 0.5})
     res = run_script("report.py", None, str(tmp_path / "exp"), check=False)
     assert res.returncode == 1 and "it holds sweep folders (2026-01-01_00-00-00)" in res.stderr
+
+
+def test_summary_labels_follow_the_process_that_wrote_each_result(sweep: Path, tmp_path: Path) -> None:
+    """A sweep trained further (re-run into its folder with trainer.max_epochs=2) kept .hydra/overrides.yaml's
+    max_epochs=1 in summary.md's common overrides; metrics.json records the overrides of the process that wrote it,
+    and the summary reads those."""
+    job = json.loads((sweep / "0" / "metrics.json").read_text())
+    assert job["overrides"] == yaml.safe_load((sweep / "0" / ".hydra" / "overrides.yaml").read_text())
+    copy = tmp_path / "sweep"
+    shutil.copytree(sweep, copy, ignore=shutil.ignore_patterns("wandb", "checkpoints", "predictions"))
+    for j in ("0", "1"):
+        m = json.loads((copy / j / "metrics.json").read_text())
+        m["overrides"] = [*m["overrides"], "trainer.max_epochs=2"]
+        (copy / j / "metrics.json").write_text(json.dumps(m))
+    write_summary(copy, plot=False)
+    md = (copy / "summary.md").read_text()
+    assert "`trainer.max_epochs=2`" in md

@@ -80,6 +80,8 @@ COLUMNS: tuple[Column, ...] = (
 class JobResult:
     """What one job of a sweep left behind.
 
+    ``overrides``: the job's (``.hydra/overrides.yaml``), or those of the process that wrote its metrics.json when
+    it records them (a job trained further with a longer ``trainer.max_epochs``);
     ``values``: the numbers of metrics.json (+ ``anchors_avg_iou`` from build.json), unscaled;
     ``per_class``: AP@0.5 per class; ``status``: ``ok`` (metrics.json), ``failed`` (failed.json) or ``missing``
     (neither: still running, killed, or the job does not write metrics).
@@ -212,6 +214,9 @@ def load_job(path: Path) -> JobResult | None:
             if isinstance(entry, dict) and isinstance(entry.get("ap50"), int | float):
                 job.per_class[str(name)] = float(entry["ap50"])
         job.status = "ok"
+        final = metrics.get("overrides")  # the overrides of the process that wrote the result (an extended job's)
+        if isinstance(final, list) and all(isinstance(o, str) for o in final) and not bad_overrides:
+            job.overrides = final
     elif failed_file.is_file():
         failed = read(failed_file, _read_json, None)
         job.error = str(failed.get("error", "unknown error")) if isinstance(failed, dict) else None

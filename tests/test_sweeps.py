@@ -384,6 +384,10 @@ def test_a_failed_seed_that_finished_in_another_sweep_is_superseded(tmp_path: Pa
     (row,), _ = group_jobs([*load_sweep(tmp_path / "a"), *load_sweep(tmp_path / "b")])
     assert row.seeds == [1, 2, 3] and len(row.ok) == 2
     assert row.status == "partial: seed 3 has no result (running, stopped or killed)"
+    # no seed finished and none failed: "no result", as the header counts it, not "failed"
+    fake_job(tmp_path / "c", 0, ["variant=fc", "seed=1"], None)
+    (alone,), _ = group_jobs(load_sweep(tmp_path / "c"))
+    assert alone.status == "no result: seed 1 has no result (running, stopped or killed)"
 
 
 def test_summary_lists_the_planned_jobs_a_stopped_sweep_never_started(tmp_path: Path) -> None:
@@ -443,3 +447,23 @@ def test_summary_labels_follow_the_process_that_wrote_each_result(sweep: Path, t
     write_summary(copy, plot=False)
     md = (copy / "summary.md").read_text()
     assert "`trainer.max_epochs=2`" in md
+
+
+def test_summary_caption_names_the_metrics_the_plot_shows(tmp_path: Path) -> None:
+    """summary.md captioned summary.png "mAP@0.5 per configuration" whatever it showed (VOC07 AP for a VOC07
+    paper block, the priors' IoU beside it when it varies)."""
+    from yolo9000.report import format_markdown
+
+    for j, (k, iou) in enumerate([(5, 0.6), (9, 0.7)]):
+        fake_job(tmp_path, j, [f"model.priors.k={k}"], {"map_50": 0.5, "voc07_map_50": 0.4, "params": 1e6})
+        (tmp_path / str(j) / "build.json").write_text(json.dumps({"anchors_avg_iou": iou}))
+    rows, common = group_jobs(load_sweep(tmp_path))
+    assert len(rows) == 2 and all("anchors_avg_iou" in r.stats for r in rows)
+    md = {
+        metric: format_markdown(
+            rows, common, title="t", sweep_dir=tmp_path, paper={"metric": metric}, plot_name="summary.png"
+        )
+        for metric in ("map_50", "voc07_map_50")
+    }
+    assert "![mAP@0.5 and prior IoU per configuration](summary.png)" in md["map_50"]
+    assert "![VOC07 AP@0.5 and prior IoU per configuration](summary.png)" in md["voc07_map_50"]

@@ -121,7 +121,8 @@ class ConfigRow:
 
     @property
     def status(self) -> str:
-        """``ok``, ``failed: <error>`` (every seed), or ``partial: seed s failed: <error>; ...``."""
+        """``ok``, ``failed: <error>`` (every seed), ``no result: ...`` (no seed finished, none failed: running,
+        stopped or killed), or ``partial: seed s failed: <error>; ...``."""
         bad = [j for j in self.jobs if j.status != "ok"]
         if not bad:
             return "ok"
@@ -134,7 +135,7 @@ class ConfigRow:
             errors = {j.error for j in bad if j.status == "failed"}
             if len(errors) == 1 and all(j.status == "failed" for j in bad):
                 return f"failed: {errors.pop()}"
-            return f"failed: {what}"
+            return f"{'failed' if errors else 'no result'}: {what}"  # none failed: running, stopped or killed
         return f"partial: {what}"
 
 
@@ -452,7 +453,8 @@ def format_markdown(
         ]
         lines.append("| " + " | ".join(_md_cell(c) for c in cells) + " |")
     if plot_name:
-        lines += ["", f"![mAP@0.5 per configuration]({plot_name})"]
+        shown = " and ".join(_PANEL_NAMES[k] for k in plot_panels(rows, paper))
+        lines += ["", f"![{shown} per configuration]({plot_name})"]
     prov = sorted({(j.provenance.get("commit", ""), j.provenance.get("machine", "")) for j in jobs if j.provenance})
     if prov:
         lines += ["", "Where the numbers come from (metrics.json `provenance` of each job):", ""]
@@ -513,6 +515,23 @@ def write_csv(rows: Sequence[ConfigRow], path: Path, paper: dict[str, Any] | Non
             w.writerow(out)
 
 
+_PANEL_NAMES = {
+    "map_50": "mAP@0.5",
+    "voc07_map_50": "VOC07 AP@0.5",
+    "map": "mAP@[.5:.95]",
+    "anchors_avg_iou": "prior IoU",
+}
+
+
+def plot_panels(rows: Sequence[ConfigRow], paper: dict[str, Any] | None) -> list[str]:
+    """The metrics summary.png shows, one panel each: the paper's detection metric when the jobs report it (else
+    mAP@0.5), and the priors' average IoU when it varies or is the paper's metric (Table 1)."""
+    metric = (paper or {}).get("metric", "map_50")
+    ious = {round(r.stats["anchors_avg_iou"][0], 6) for r in rows if "anchors_avg_iou" in r.stats}
+    first = metric if metric in ("map_50", "voc07_map_50", "map") and any(metric in r.stats for r in rows) else "map_50"
+    return [first] + (["anchors_avg_iou"] if metric == "anchors_avg_iou" or len(ious) > 1 else [])
+
+
 def plot_summary(rows: Sequence[ConfigRow], path: Path, paper: dict[str, Any] | None, title: str) -> None:
     """Horizontal bars of mAP@0.5 (%) per configuration with std error bars, the paper's values as markers
     (when the paper's metric is mAP@0.5); a second panel for the priors' average IoU when it varies or is the
@@ -523,9 +542,7 @@ def plot_summary(rows: Sequence[ConfigRow], path: Path, paper: dict[str, Any] | 
     import matplotlib.pyplot as plt
 
     metric = (paper or {}).get("metric", "map_50")
-    ious = {round(r.stats["anchors_avg_iou"][0], 6) for r in rows if "anchors_avg_iou" in r.stats}
-    first = metric if metric in ("map_50", "voc07_map_50", "map") and any(metric in r.stats for r in rows) else "map_50"
-    panels = [first] + (["anchors_avg_iou"] if metric == "anchors_avg_iou" or len(ious) > 1 else [])
+    panels = plot_panels(rows, paper)
     titles = {
         "map_50": "mAP@0.5 (%, COCO-style 101-point)",
         "voc07_map_50": "VOC07 AP@0.5 (%, 11-point)",
@@ -549,7 +566,8 @@ def plot_summary(rows: Sequence[ConfigRow], path: Path, paper: dict[str, Any] | 
         )
         for i, r in enumerate(rows):
             if not r.ok:
-                ax.text(0.5, i, "failed", va="center", color="tab:red")
+                failed = any(j.status == "failed" for j in r.jobs)
+                ax.text(0.5, i, "failed" if failed else "no result", va="center", color="tab:red")
         pv = np.array([math.nan if r.paper is None else r.paper for r in rows], dtype=float)
         if key == metric and np.isfinite(pv).any():
             source = (paper or {}).get("source", "")

@@ -416,6 +416,11 @@ def test_summary_lists_the_planned_jobs_a_stopped_sweep_never_started(tmp_path: 
     md = write_summary(tmp_path, plot=False)["md"].read_text()
     assert "**incomplete**" in md and "planned 4 jobs" in md and "2 never started" in md
     assert "job 2 (`variant=batch_norm seed=1`), 3 (`variant=batch_norm seed=2`)" in md
+    # combined with a sweep that ran batch_norm seed 2: only seed 1 is missing
+    fake_job(tmp_path / "other", 0, ["variant=batch_norm", "seed=2", "experiment=fake"], m)
+    combined = write_summary([tmp_path, tmp_path / "other"], out_dir=tmp_path / "both", plot=False)
+    md = combined["md"].read_text()
+    assert "1 never started: job 2 (`variant=batch_norm seed=1`)" in md and "seed=2`)" not in md
     fake_job(tmp_path, 2, ["variant=batch_norm", "experiment=fake", "seed=1"], m)
     fake_job(tmp_path, 3, ["variant=batch_norm", "experiment=fake", "seed=2"], m)
     assert "incomplete" not in write_summary(tmp_path, plot=False)["md"].read_text()

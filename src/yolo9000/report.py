@@ -653,6 +653,9 @@ def write_summary(
         jobs += found
         planned, absent = not_started(d, found)
         missing += [(d, planned, num, ov) for num, ov in absent]
+    if len(dirs) > 1:  # combined: a job one sweep never started that another sweep finished is not missing
+        done = [dict(parse_override(o) for o in j.overrides) for j in jobs if j.status == "ok"]
+        missing = [m for m in missing if dict(parse_override(o) for o in m[3]) not in done]
     rows, common = group_jobs(jobs)
     experiments = sorted({str(j.config.get("experiment_name")) for j in jobs if j.config.get("experiment_name")})
     if len(experiments) > 1:

@@ -52,7 +52,12 @@ def main(cfg: DictConfig) -> None:
     anchors = torch.tensor(chosen.anchors, dtype=torch.float32)
     lines = [
         f"# k-means (1 - IoU), k={cfg.k}, avg IoU {chosen.avg_iou:.4f}, grid {grid} (input {cfg.img_size}), seed "
-        f"{cfg.seed}: what train.py model.priors.anchors=kmeans seed={cfg.seed} computes on this split",
+        f"{cfg.seed}"
+        + (
+            f": what train.py model.priors.anchors=kmeans seed={cfg.seed} computes on this split"
+            if cfg.split == "train"
+            else f", on the {cfg.split} split's boxes (train.py computes its priors on the training split)"
+        ),
         f"# darknet: anchors = {format_anchors(anchors)}",
         "anchors: [" + ", ".join(f"[{w:.4f}, {h:.4f}]" for w, h in anchors.tolist()) + "]",
     ]

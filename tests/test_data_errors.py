@@ -493,3 +493,14 @@ def test_a_training_split_without_boxes_stops_naming_the_unknown_classes(tmp_pat
     dm = module(None)
     dm.setup("fit")
     assert dm.class_names == ["platelet", "red_cell"] and sum(len(r.boxes) for r in dm.datasets["train"].records) > 0
+
+
+def test_an_unknown_split_name_lists_the_splits() -> None:
+    """``anchors.py split=nope`` (box_sizes of a split) stopped with a bare KeyError: 'nope'."""
+    import hydra
+
+    from conftest import compose_config
+
+    dm = hydra.utils.instantiate(compose_config("train", "data.max_images=4", "data.num_workers=0").data)
+    with pytest.raises(ValueError, match=r"split='nope': one of train, val, test"):
+        dm.box_sizes("nope")

@@ -136,8 +136,11 @@ class ShardedDataModule(pl.LightningDataModule):
         return self._dist()[1] == 0
 
     def _dataset(self, split: str) -> Any:
+        stages = {"train": "fit", "val": "validate", "test": "test"}
+        if split not in stages:
+            raise ValueError(f"split={split!r}: one of {', '.join(stages)}")
         if split not in self.datasets:
-            self.setup({"train": "fit", "val": "validate", "test": "test"}[split])
+            self.setup(stages[split])
         if split not in self.datasets:
             raise ValueError(f"data.{split} is not configured")
         return self.datasets[split]

@@ -249,11 +249,14 @@ class DetectionDataModule(ShardedDataModule):
         if not parsers:
             return None
         records: list[DetectionRecord] = []
-        for p in parsers:
-            records.extend(p.parse(self.class_names, self.issues))
         limit = self._limit(split)
+        # with data.max_images the problems are held back until the kept images are known: those of images left
+        # out are not the run's (they were reported as the run's, naming files it never read)
+        found = self.issues if limit is None else IssueLog(self.issues.policy, max_warnings_per_reason=0)
+        for p in parsers:
+            records.extend(p.parse(self.class_names, found))
         if limit is not None:
-            records = records[:limit]
+            records = self._keep_first(split, records, limit, found)
         if not records:
             raise ValueError(f"data.{split}: no images ({', '.join(map(repr, parsers))})")
         if split == "train" and not any(len(r.boxes) for r in records):
@@ -269,6 +272,29 @@ class DetectionDataModule(ShardedDataModule):
             shuffle_boxes=self.shuffle_boxes,
             cache_images=self.cache_images and split in ("train", "val"),  # loaded every epoch / validation
         )
+
+    def _keep_first(
+        self, split: str, records: list[DetectionRecord], limit: int, found: IssueLog
+    ) -> list[DetectionRecord]:
+        """The first ``limit`` records; the problems ``found`` while parsing go to :attr:`issues` (logged now)
+        except those of the images left out (an issue's file with the stem of a left-out image, its image or
+        annotation file), which are counted in one line."""
+        kept = records[:limit]
+        left_out = {r.image_id for r in records[limit:]} - {r.image_id for r in kept}
+        dropped = 0
+        for issue in found.issues:
+            if Path(issue.file).stem in left_out:
+                dropped += 1
+            else:
+                self.issues.add(issue)
+        if dropped and self._rank_zero():
+            logger.info(
+                "data.%s: %d problems in the %d images data.max_images left out are not the run's (not reported)",
+                split,
+                dropped,
+                len(records) - len(kept),
+            )
+        return kept
 
     def _no_boxes_message(self, n_images: int, parsers: Sequence[Any]) -> str:
         """Why a training split kept no box: the class names its annotations use that the class list lacks."""

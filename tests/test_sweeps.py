@@ -435,6 +435,8 @@ def test_report_names_what_a_wrong_folder_is(tmp_path: Path) -> None:
     fake_job(tmp_path / "exp" / "2026-01-01_00-00-00", 0, ["variant=yolo"], {"map_50": 0.5})
     res = run_script("report.py", None, str(tmp_path / "exp"), check=False)
     assert res.returncode == 1 and "it holds sweep folders (2026-01-01_00-00-00)" in res.stderr
+    with pytest.raises(FileNotFoundError, match="README.md is a file: give a sweep folder"):  # not "not found"
+        load_sweep(ROOT / "README.md")
 
 
 def test_summary_labels_follow_the_process_that_wrote_each_result(sweep: Path, tmp_path: Path) -> None:

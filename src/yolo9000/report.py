@@ -236,6 +236,8 @@ def load_job(path: Path) -> JobResult | None:
 def load_sweep(sweep_dir: str | Path) -> list[JobResult]:
     """Every job folder directly under ``sweep_dir``, in job-number order."""
     sweep_dir = Path(sweep_dir)
+    if sweep_dir.is_file():
+        raise FileNotFoundError(f"{sweep_dir} is a file: give a sweep folder (multirun_sweeps/<experiment>/<time>)")
     if not sweep_dir.is_dir():
         raise FileNotFoundError(f"sweep folder not found: {sweep_dir}")
     jobs = [j for p in sorted(sweep_dir.iterdir()) if p.is_dir() and (j := load_job(p)) is not None]

@@ -440,6 +440,7 @@ def test_a_mistyped_setting_names_the_accepted_ones(ckpt: Path) -> None:
         ({"nms_thresh": 5}, "nms_thresh must lie in"),
         ({"max_det": -1}, "max_det must be >= 0"),
         ({"eval_size": 100}, "eval_size must be a positive multiple of 32, got 100"),
+        ({"tree_decode": "foo"}, "tree_decode must be 'darknet' or 'paper', got 'foo'"),  # was found at the first batch
     ]:
         with pytest.raises(ValueError, match=what):
             Detector.from_checkpoint(ckpt, **kw)

@@ -100,3 +100,21 @@ def test_eval_map_resolution() -> None:
     assert resolve_map(tree, [4, "cat"]).tolist() == [4, 3]  # an integer is an index wherever it stands
     with pytest.raises(ValueError, match=r"eval_map=\[\] reports no class"):
         resolve_map(tree, [])
+
+
+def test_eval_map_integers_that_are_also_node_names_are_warned(caplog: pytest.LogCaptureFixture) -> None:
+    """The digits' tree names its nodes "digit", "even", "odd", "0".."9": eval_map=[5,6] silently took nodes 5 and 6
+    (metric_groups' [5,6] means the names); it still does (darknet's map holds indices), with a warning naming the
+    nodes each reading gives; names or plain indices warn nothing."""
+    tree = WordTree([-1, 0, 0, 1, 1, 2, 2], names=["digit", "even", "odd", "0", "2", "1", "3"])
+    with caplog.at_level("WARNING"):
+        assert resolve_map(tree, [5, 6]).tolist() == [5, 6]
+    assert "'5' is node" not in caplog.text  # no node named "5"
+    with caplog.at_level("WARNING"):
+        assert resolve_map(tree, [3, 4]).tolist() == [3, 4]
+    assert "integers are node indices" in caplog.text and "'3' is node 6, node 3 is '0'" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        assert resolve_map(tree, ["3", "1"]).tolist() == [6, 5]
+        assert resolve_map(tree, [5]).tolist() == [5]  # no node is named "5"
+    assert caplog.text == ""

@@ -281,6 +281,18 @@ def resolve_map(tree: WordTree | None, spec: str | list[str | int] | None) -> to
         raise ValueError("eval_map=[] reports no class (null or 'all': every node, one per box)")
     # an integer is a node index wherever it stands; anything else a node name or wnid
     nodes = [x if isinstance(x, int) and not isinstance(x, bool) else int(tree.map_labels([str(x)])[0]) for x in spec]
+    named = {n: i for i, n in enumerate(tree.names)}
+    other = [(x, named[str(x)]) for x in spec if isinstance(x, int) and named.get(str(x), x) != x]
+    if other:  # eval_map=[5,6] on the digits: nodes 5 and 6, not the digits named "5", "6" (metric_groups reads names)
+        log.warning(
+            "eval_map %s: integers are node indices, and the nodes named %s are other nodes (%s); quote them to "
+            'mean the names (eval_map=\'["5","6"]\')',
+            list(spec),
+            ", ".join(repr(str(x)) for x, _ in other),
+            ", ".join(
+                f"{str(x)!r} is node {i}, node {x} is {tree.names[x]!r}" for x, i in other if x < len(tree.names)
+            ),
+        )
     return as_map(nodes, tree)
 
 

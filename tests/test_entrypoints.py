@@ -54,7 +54,8 @@ def test_train_log_holds_the_tables_the_console_shows(trained: Path) -> None:
 def test_resume_continues_exactly(trained: Path, tmp_path: Path) -> None:
     ckpt = torch.load(trained / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert int(ckpt["state_dict"]["seen"]) == 8
-    assert ckpt["epoch"] == 0 and ckpt["DetectionDataModule"] == {"epoch": 1, "batch": 0}  # next: epoch 1, batch 0
+    position = {k: ckpt["DetectionDataModule"][k] for k in ("epoch", "batch")}
+    assert ckpt["epoch"] == 0 and position == {"epoch": 1, "batch": 0}  # next: epoch 1, batch 0
     run(
         "train.py",
         tmp_path,
@@ -64,7 +65,11 @@ def test_resume_continues_exactly(trained: Path, tmp_path: Path) -> None:
     )
     resumed = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert resumed["epoch"] == 1 and resumed["global_step"] == 2 * ckpt["global_step"]
-    assert resumed["DetectionDataModule"] == {"epoch": 2, "batch": 0}  # the multi-scale schedule continued
+    state = resumed["DetectionDataModule"]
+    assert (state["epoch"], state["batch"]) == (2, 0)  # the multi-scale schedule continued
+    # the data counters (metrics.json's augmentation) cover both processes: 8 training loads each
+    assert ckpt["DetectionDataModule"]["stats"]["train"]["loaded"] == 8 and state["stats"]["train"]["loaded"] == 16
+    assert json.loads((tmp_path / "metrics.json").read_text())["augmentation"]["train"]["samples_loaded"] == 16
     assert int(resumed["state_dict"]["seen"]) == 16
     assert resumed["optimizer_states"][0]["state"], "optimizer state not carried over"
     # metrics.json's train_img_per_s covers both processes: each timed its batches after its first (warm-up)

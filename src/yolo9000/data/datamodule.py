@@ -388,8 +388,8 @@ class DetectionDataModule(ShardedDataModule):
 
     def _augmentation(self) -> dict[str, dict[str, int]]:
         out = {}
-        for s, d in self.datasets.items():
-            st = d.stats()
+        for s in self.datasets:
+            st = self.split_stats(s)  # a resumed run's earlier processes included
             out[s] = {
                 "samples_loaded": st["loaded"],
                 "boxes_dropped": st["dropped_boxes"],
@@ -403,8 +403,8 @@ class DetectionDataModule(ShardedDataModule):
         - ``data_issues``: :meth:`issue_summary` (text);
         - ``data_problems``: per reason ``{"action": "skipped images" | "ignored files" | "dropped boxes" | "fixed" |
           "notes", "count": n, "files": [every file]}``, from parsing and loading;
-        - ``augmentation`` (not data problems): per split, ``samples_loaded`` (loads, all epochs),
-          ``boxes_dropped`` (training boxes cut by the jitter crop or by the small-box rule:
+        - ``augmentation`` (not data problems): per split, ``samples_loaded`` (loads, all epochs and every
+          process of a resumed run), ``boxes_dropped`` (training boxes cut by the jitter crop or by the small-box rule:
           ``min_box_side``, or ``min_box_area`` with ``small_box=area``, / ``min_box_pixels``)
           and ``boxes_over_max_boxes`` (beyond ``max_boxes``).
         """

@@ -501,7 +501,7 @@ class ClassificationDataModule(ShardedDataModule):
         return {
             "data_issues": summary,
             "data_problems": self.issues.report_dict(),
-            "augmentation": {s: {"samples_loaded": d.stats()["loaded"]} for s, d in self.datasets.items()},
+            "augmentation": {s: {"samples_loaded": self.split_stats(s)["loaded"]} for s in self.datasets},
         }
 
     # ---------------------------------------------------------------------------------------- loaders

@@ -4,6 +4,7 @@ loader (position saved mid-epoch, per-sample augmentation seeds)."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -68,6 +69,7 @@ class ShardedDataModule(pl.LightningDataModule):
     _epoch = 0  # position of the next training batch: epoch ...
     _start_batch = 0  # ... and batch (restored by load_state_dict, applied when the sampler is built)
     _train_batch_sampler: MultiScaleBatchSampler | None = None
+    _stats_before: dict[str, dict[str, int]] = {}  # noqa: RUF012 - replaced, never mutated: earlier processes' counts
 
     def collate_fn(self, train: bool = False) -> Any:
         """The loaders' collate function (``train``: the training loader's)."""
@@ -107,11 +109,30 @@ class ShardedDataModule(pl.LightningDataModule):
         """(epoch, batch) of the next training batch (what a checkpoint written now resumes from)."""
         return trainer_position(getattr(self, "trainer", None), self._epoch)
 
+    @property
+    def _id(self) -> str:
+        """This DataModule's identity in the checkpoints it writes (random, made once)."""
+        if "_writer_id" not in self.__dict__:
+            self._writer_id = uuid.uuid4().hex
+        return self._writer_id
+
+    def split_stats(self, split: str) -> dict[str, int]:
+        """The split dataset's counters (``stats()``: samples loaded, boxes dropped, ...) over the whole run: this
+        process's plus those of the earlier processes of a resumed run (saved with the DataModule)."""
+        before = self._stats_before.get(split, {})
+        return {k: int(v) + int(before.get(k, 0)) for k, v in self.datasets[split].stats().items()}
+
     def state_dict(self) -> dict[str, Any]:
         epoch, batch = self._train_position()
-        return {"epoch": epoch, "batch": batch}
+        stats = {s: self.split_stats(s) for s, d in self.datasets.items() if hasattr(d, "stats")}
+        return {"epoch": epoch, "batch": batch, "stats": stats, "stats_before": self._stats_before, "writer": self._id}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        # a checkpoint of another process (a resume): its totals precede this process's counts; one this DataModule
+        # wrote itself (trainer.test(ckpt_path=best) restores it again) holds this process's counts already
+        own = state_dict.get("writer") == self._id
+        before = state_dict.get("stats_before" if own else "stats") or {}
+        self._stats_before = {str(s): dict(v) for s, v in before.items()}
         self._epoch = int(state_dict.get("epoch", 0))
         self._start_batch = int(state_dict.get("batch", 0))
         if self._train_batch_sampler is not None:

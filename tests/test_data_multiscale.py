@@ -222,7 +222,9 @@ def test_lightning_fit_drives_the_epoch(tmp_path):
     trainer.fit(probe, datamodule=dm)
     expected = [(e, size_for_batch(9, e * 4 + i, [64, 96, 128], 1)) for e in range(3) for i in range(4)]
     assert probe.seen == expected
-    assert dm.state_dict() == {"epoch": 3, "batch": 0}  # after 3 epochs, the next batch is epoch 3's first
+    state = dm.state_dict()
+    assert (state["epoch"], state["batch"]) == (3, 0)  # after 3 epochs, the next batch is epoch 3's first
+    assert state["stats"]["train"]["loaded"] == 24  # 8 images x 3 epochs (the counters a resumed run carries on)
 
 
 def test_final_phase_runs_the_last_batches_at_the_largest_size() -> None:

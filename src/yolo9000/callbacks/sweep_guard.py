@@ -29,7 +29,8 @@ def sweep_conflicts(hydra_cfg: DictConfig) -> list[tuple[Path, list[str]]]:
     the composed config) whose folder already holds the run of other overrides; [] when none does, or when the
     jobs or their folders are not known beforehand (another sweeper, another ``hydra.sweep.subdir``)."""
     sweep_dir = Path(str(hydra_cfg.sweep.dir))
-    if not sweep_dir.is_dir() or OmegaConf.to_container(hydra_cfg.sweep, resolve=False).get("subdir") != _JOB_SUBDIR:  # type: ignore[union-attr]
+    sweep = OmegaConf.to_container(hydra_cfg.sweep, resolve=False)  # the subdir as written, not resolved
+    if not sweep_dir.is_dir() or not isinstance(sweep, dict) or sweep.get("subdir") != _JOB_SUBDIR:
         return []
     plan = sweep_jobs(OmegaConf.to_container(hydra_cfg, resolve=False))  # type: ignore[arg-type]
     if plan is None:

@@ -558,3 +558,41 @@ def test_resume_names_a_run_its_checkpoints_folder_or_its_newest_checkpoint(tmp_
         f"to start a new run from it: ckpt_path={elsewhere}"
     ]
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_data_counters_carry_over_a_resume_and_survive_the_test_restore() -> None:
+    """metrics.json's augmentation counts: a resume starts from the killed process's totals (its last.ckpt);
+    trainer.test(ckpt_path=best) restores the DataModule again, from a best checkpoint an earlier process may have
+    written before its last save: that must not replace the totals (it did: 256 loads reported for 288)."""
+    from types import SimpleNamespace
+
+    import hydra
+    from pytorch_lightning.trainer.states import TrainerFn
+
+    from conftest import compose_config
+    from yolo9000.data import DetectionDataModule
+    from yolo9000.data.dataset import _STAT_KEYS
+
+    cfg = compose_config("train", "data.max_images=4", "data.num_workers=0")
+
+    def datamodule(loaded: int) -> DetectionDataModule:
+        dm = hydra.utils.instantiate(cfg.data)
+        dm.setup("fit")
+        dm.datasets["train"]._stats[0, _STAT_KEYS.index("loaded")] += loaded  # this process's loads
+        return dm
+
+    first = datamodule(4)
+    best_of_first = first.state_dict()  # epoch 0's best checkpoint: 4 loads
+    first.datasets["train"]._stats[0, _STAT_KEYS.index("loaded")] += 6
+    last_of_first = first.state_dict()  # the save before the kill: 10 loads
+    resumed = datamodule(0)
+    resumed.trainer = SimpleNamespace(state=SimpleNamespace(fn=TrainerFn.FITTING))
+    resumed.load_state_dict(last_of_first)
+    resumed.datasets["train"]._stats[0, _STAT_KEYS.index("loaded")] += 5
+    assert resumed.split_stats("train")["loaded"] == 15
+    resumed.trainer = None  # (the position of a fake trainer is not asked for)
+    own = resumed.state_dict()
+    resumed.trainer = SimpleNamespace(state=SimpleNamespace(fn=TrainerFn.TESTING))
+    for best in (best_of_first, own):  # the best checkpoint of the earlier process, or of this one
+        resumed.load_state_dict(best)
+        assert resumed.split_stats("train")["loaded"] == 15

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.trainer.states import TrainerFn
 from torch.utils.data import DataLoader, DistributedSampler, Sampler, SequentialSampler
 
 from .multiscale import MultiScaleBatchSampler
@@ -118,7 +119,9 @@ class ShardedDataModule(pl.LightningDataModule):
 
     def split_stats(self, split: str) -> dict[str, int]:
         """The split dataset's counters (``stats()``: samples loaded, boxes dropped, ...) over the whole run: this
-        process's plus those of the earlier processes of a resumed run (saved with the DataModule)."""
+        process's plus those of the earlier processes of a resumed run (saved with the DataModule). Exact with the
+        loading in the main process; with loader workers, the batches they had loaded ahead of the last save
+        before a kill are counted again when the resumed run loads them (at most workers x prefetch batches)."""
         before = self._stats_before.get(split, {})
         return {k: int(v) + int(before.get(k, 0)) for k, v in self.datasets[split].stats().items()}
 
@@ -128,11 +131,16 @@ class ShardedDataModule(pl.LightningDataModule):
         return {"epoch": epoch, "batch": batch, "stats": stats, "stats_before": self._stats_before, "writer": self._id}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        # a checkpoint of another process (a resume): its totals precede this process's counts; one this DataModule
-        # wrote itself (trainer.test(ckpt_path=best) restores it again) holds this process's counts already
-        own = state_dict.get("writer") == self._id
-        before = state_dict.get("stats_before" if own else "stats") or {}
-        self._stats_before = {str(s): dict(v) for s, v in before.items()}
+        # the counters: a checkpoint of another process restored to fit (a resume) holds the totals that precede
+        # this process's counts; one this DataModule wrote itself already counts in this process; another
+        # process's restored to test (trainer.test(ckpt_path=best) of a resumed run, a test-only run) changes
+        # nothing (this process's counts and the fit restore's offset stand)
+        trainer = getattr(self, "trainer", None)
+        fitting = trainer is None or trainer.state.fn in (None, TrainerFn.FITTING)
+        if state_dict.get("writer") == self._id:
+            self._stats_before = {str(s): dict(v) for s, v in (state_dict.get("stats_before") or {}).items()}
+        elif fitting:
+            self._stats_before = {str(s): dict(v) for s, v in (state_dict.get("stats") or {}).items()}
         self._epoch = int(state_dict.get("epoch", 0))
         self._start_batch = int(state_dict.get("batch", 0))
         if self._train_batch_sampler is not None:

@@ -320,7 +320,7 @@ def test_resume_with_other_data_is_refused_and_names_the_run_overrides(
         run_folder.check_resume_config(config(), tmp_path)
     msg = str(err.value)
     assert f"data.root: '{tmp_path / 'cells'}' (the run)" in msg and "data.batch_size" not in msg
-    assert f"python src/train.py {' '.join(started)} resume={tmp_path}" in msg
+    assert f"python src/train.py {' '.join(started)} resume={tmp_path}" in msg.splitlines()[0]  # the fix first
     trajectory = ["data.batch_size=4", "model.lr=0.01", "seed=2", "data.multiscale.max_size=352"]
     with pytest.raises(run_folder.ResumeRefused) as err:
         run_folder.check_resume_config(config(*started, *trajectory), tmp_path)

@@ -190,13 +190,15 @@ def check_resume_config(cfg: DictConfig, out_dir: Path) -> None:
     if diff:
         launch = out_dir / LAUNCH_FILE
         started = f"python src/train.py {launch.read_text().strip()} resume={out_dir}" if launch.is_file() else None
+        shown = diff[:20] + ([f"... {len(diff) - 20} more"] if len(diff) > 20 else [])
         raise ResumeRefused(
-            f"resume={out_dir}: this job's data or training settings differ from the run's ({saved}):\n  "
-            + "\n  ".join(diff)
-            + "\nthe run continues only as it was started (its checkpoint holds the weights and the optimizer and "
-            "schedule states, not these settings): pass the run's overrides again"
+            f"resume={out_dir}: this job's data or training settings differ from the run's; the run continues only "
+            "as it was started, with its overrides again"
             + (f": {started}" if started else " (data=... model=...)")
-            + "; other settings train a new run (model.backbone_ckpt=<its checkpoint> starts from its backbone)"
+            + f"\n{len(diff)} difference(s) from the run's {saved.name} ({saved}):\n  "
+            + "\n  ".join(shown)
+            + "\n(its checkpoint holds the weights and the optimizer and schedule states, not these settings; other "
+            "settings train a new run: model.backbone_ckpt=<its checkpoint> starts from its backbone)"
         )
     skip = ("resume", "ckpt_path", "paths.", "logger.")  # the loggers' run names and groups change on every start
     changed = [

@@ -15,7 +15,7 @@ from conftest import ROOT, compose_config, run_script
 from conftest import TINY as CONFTEST_TINY
 from yolo9000 import run_folder
 from yolo9000.callbacks.sweep_guard import sweep_conflicts
-from yolo9000.report import group_jobs, load_sweep, mean_std, write_summary
+from yolo9000.report import group_jobs, load_sweep, mean_std, plot_panels, write_summary
 
 TINY = [*CONFTEST_TINY[:-2], "callbacks.prediction_images.num_images=1"]
 
@@ -474,3 +474,18 @@ def test_summary_caption_names_the_metrics_the_plot_shows(tmp_path: Path) -> Non
     }
     assert "![mAP@0.5 and prior IoU per configuration](summary.png)" in md["map_50"]
     assert "![VOC07 AP@0.5 and prior IoU per configuration](summary.png)" in md["voc07_map_50"]
+
+
+def test_a_classifier_sweep_summary_shows_its_accuracy(tmp_path: Path) -> None:
+    """A classifier sweep (wordtree_digits -m seed=1,2) had only empty mAP columns: its summary shows top-1 / top-5
+    (and the tree decode's top-1), the plot's caption says top-1; a detection sweep keeps its columns."""
+    for j, (seed, top1) in enumerate([(1, 0.8), (2, 0.9)]):
+        fake_job(tmp_path, j, [f"seed={seed}"], {"top1": top1, "top5": 0.99, "tree_top1": 0.7, "params": 1e6})
+    md = write_summary(tmp_path, plot=False)["md"].read_text()
+    header = next(line for line in md.splitlines() if line.startswith("| configuration"))
+    assert "top-1 (%)" in header and "top-5 (%)" in header and "tree decode top-1 (%)" in header
+    assert "mAP" not in header
+    assert "| 85.0 ± 7.1 |" in md  # top-1 over the two seeds, in percent
+    rows = read_csv(tmp_path / "summary.csv")
+    assert float(rows[0]["top1_pct_mean"]) == pytest.approx(85.0)
+    assert plot_panels(group_jobs(load_sweep(tmp_path))[0], None) == ["top1"]

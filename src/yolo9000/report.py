@@ -62,12 +62,16 @@ class Column:
     scale: float = 1.0
     decimals: int = 1
     optional: bool = False  # shown only when some job has it
+    kind: str | None = None  # "detection" / "classification": shown in sweeps of that kind only (None: any)
 
 
 COLUMNS: tuple[Column, ...] = (
-    Column("map_50", "mAP@0.5 (%)", "map_50_pct", 100.0, 1),
+    Column("map_50", "mAP@0.5 (%)", "map_50_pct", 100.0, 1, kind="detection"),
     Column("voc07_map_50", "VOC07 AP@0.5 (%)", "voc07_map_50_pct", 100.0, 1, optional=True),
-    Column("map", "mAP@[.5:.95] (%)", "map_pct", 100.0, 1),
+    Column("map", "mAP@[.5:.95] (%)", "map_pct", 100.0, 1, kind="detection"),
+    Column("top1", "top-1 (%)", "top1_pct", 100.0, 1, kind="classification"),
+    Column("top5", "top-5 (%)", "top5_pct", 100.0, 1, kind="classification"),
+    Column("tree_top1", "tree decode top-1 (%)", "tree_top1_pct", 100.0, 1, optional=True),
     Column("anchors_avg_iou", "prior avg IoU (%)", "anchors_avg_iou_pct", 100.0, 1, optional=True),
     Column("params", "params (M)", "params_M", 1e-6, 2),
     Column("gflops", "GFLOPs", "gflops", 1.0, 2),
@@ -402,8 +406,20 @@ def _md_cell(text: str, limit: int = 300) -> str:
     return text.replace("|", "\\|")
 
 
+def sweep_kind(rows: Sequence[ConfigRow]) -> str:
+    """``classification`` when the jobs report classifier metrics (top-1) and no detection metric, else
+    ``detection`` (also when no job finished)."""
+    have = {k for r in rows for k in r.stats}
+    return "classification" if "top1" in have and "map_50" not in have else "detection"
+
+
 def _columns(rows: Sequence[ConfigRow]) -> list[Column]:
-    return [c for c in COLUMNS if not c.optional or any(c.key in r.stats for r in rows)]
+    kind = sweep_kind(rows)
+    return [
+        c
+        for c in COLUMNS
+        if (c.kind is None or c.kind == kind) and (not c.optional or any(c.key in r.stats for r in rows))
+    ]
 
 
 def format_markdown(
@@ -522,13 +538,17 @@ _PANEL_NAMES = {
     "voc07_map_50": "VOC07 AP@0.5",
     "map": "mAP@[.5:.95]",
     "anchors_avg_iou": "prior IoU",
+    "top1": "top-1",
 }
 
 
 def plot_panels(rows: Sequence[ConfigRow], paper: dict[str, Any] | None) -> list[str]:
     """The metrics summary.png shows, one panel each: the paper's detection metric when the jobs report it (else
-    mAP@0.5), and the priors' average IoU when it varies or is the paper's metric (Table 1)."""
+    mAP@0.5), and the priors' average IoU when it varies or is the paper's metric (Table 1); a classifier
+    sweep's top-1."""
     metric = (paper or {}).get("metric", "map_50")
+    if sweep_kind(rows) == "classification":
+        return ["top1"]
     ious = {round(r.stats["anchors_avg_iou"][0], 6) for r in rows if "anchors_avg_iou" in r.stats}
     first = metric if metric in ("map_50", "voc07_map_50", "map") and any(metric in r.stats for r in rows) else "map_50"
     return [first] + (["anchors_avg_iou"] if metric == "anchors_avg_iou" or len(ious) > 1 else [])
@@ -550,6 +570,7 @@ def plot_summary(rows: Sequence[ConfigRow], path: Path, paper: dict[str, Any] | 
         "voc07_map_50": "VOC07 AP@0.5 (%, 11-point)",
         "map": "mAP@[.5:.95] (%)",
         "anchors_avg_iou": "prior avg IoU (%)",
+        "top1": "top-1 accuracy (%)",
     }
     n = len(rows)
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels) + 2.5, 0.55 * n + 1.6), squeeze=False)

@@ -174,7 +174,10 @@ def run(cfg: DictConfig) -> float | None:
             extra |= {"provenance": provenance()}  # command, commit, machine
             if HydraConfig.initialized():  # the overrides of the process that wrote the result (a resumed or
                 # extended job's may differ from .hydra/overrides.yaml in trainer.max_epochs): the summaries' labels
-                extra["overrides"] = [str(o) for o in HydraConfig.get().overrides.task]
+                # resume= says where the run lives, not what it is
+                extra["overrides"] = [
+                    str(o) for o in HydraConfig.get().overrides.task if not str(o).startswith("resume=")
+                ]
             extra |= {"checkpoint": ckpt, "seen": int(getattr(module, "seen", 0))}
             extra |= model_stats(module.model, int(cfg.data.img_size))
             if built.info.anchors_avg_iou is not None:

@@ -184,6 +184,14 @@ def test_sigkill_mid_epoch_then_resume_gives_the_same_run(uninterrupted: Path, t
     m_got = json.loads((out / "metrics.json").read_text())
     for key in ("map_50", "map", "seen"):
         assert m_got[key] == m_want[key], key
+    # the records a summary reads: the run's overrides (not resume=), its data counters over both processes
+    assert m_got["overrides"] == m_want["overrides"] and not any(o.startswith("resume=") for o in m_got["overrides"])
+    # (the workers' prefetch before the kill is loaded again: at most 2 workers x 2 batches more)
+    got_train, want_train = m_got["augmentation"]["train"], m_want["augmentation"]["train"]
+    assert 0 <= got_train["samples_loaded"] - want_train["samples_loaded"] <= 2 * 2 * BATCH
+    assert {k: v for k, v in m_got["augmentation"].items() if k != "train"} == {
+        k: v for k, v in m_want["augmentation"].items() if k != "train"
+    }
     log = (out / "train.log").read_text()
     assert "resuming the run" in log and log.count("epoch 1/3 |") == 1  # one continuous log file
     # the interrupted epoch's line averages all its batches, as the uninterrupted run's (the sums are checkpointed)

@@ -47,6 +47,7 @@ _QUIET_WARNINGS = (
     r".*pkg_resources is deprecated.*",
     r".*The `srun` command is available on your system but is not used.*",
     r".*isinstance\(treespec, LeafSpec\)` is deprecated.*",  # Lightning's own pytree use with newer torch
+    r".*Checkpoint directory .* exists and is not empty.*",  # every resume (the run's own checkpoints are there)
 )
 _QUIET_INFO = ("💡 Tip", "litlogger", "Trainer already configured with model summary callbacks")
 

@@ -77,6 +77,8 @@ def main(cfg: DictConfig) -> float | None:
         raise SystemExit(143) from e  # 128 + SIGTERM, as a shell reports a process it terminated
     except ResumeRefused as e:
         log_failure(log, e)  # the folder's log says why this start stopped
+        if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.RUN:  # a user's mistake, not a crash:
+            raise SystemExit(f"Error: {e}") from None  # its reason alone, as a resume= naming no run
         raise  # the run's folder holds a finished or resumable run: no failed.json there
     except Exception as e:
         if _TRAINER is not None and _TRAINER.received_sigterm:
@@ -128,6 +130,7 @@ def run(cfg: DictConfig) -> float | None:
         check_resume_progress(cfg, start_ckpt)
     if resumed:
         check_resume_config(cfg, out_dir)
+        log.info("resuming the run in %s from %s", out_dir, start_ckpt)  # (after the checks: it does resume)
         done = finished_result(cfg, out_dir)
         if done is not None:
             return done

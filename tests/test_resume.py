@@ -413,7 +413,13 @@ def test_finished_run_is_not_run_again_and_a_refused_resume_writes_nothing(unint
     other = [o if not o.startswith("data.max_images") else "data.max_images={train: 8, val: 8, test: 8}" for o in RUN]
     cmd = [sys.executable, str(ROOT / "src" / "train.py"), f"hydra.run.dir={uninterrupted}", *other]
     res = subprocess.run([*cmd, f"resume={uninterrupted}"], cwd=ROOT, env=_env(), capture_output=True, text=True)
-    assert res.returncode != 0 and "data or training settings differ" in res.stderr
+    assert res.returncode == 1 and "data or training settings differ" in res.stderr
+    # a user's mistake, not a crash: the reason alone (no Hydra traceback), and no "resuming" before it
+    assert res.stderr.startswith("Error: resume=") and "Traceback" not in res.stderr
+    assert "resuming the run" not in res.stdout
+    # the command it gives is the latest finished process's (metrics.json), as given there
+    first = res.stderr.splitlines()[0]
+    assert f" trainer.max_epochs={EPOCHS} " in first and first.endswith(f" logger=csv resume={uninterrupted}")
     assert not (uninterrupted / "failed.json").exists()
     assert {f: (uninterrupted / f).read_bytes() for f in files} == before
 
@@ -604,3 +610,14 @@ def test_data_counters_carry_over_a_resume_and_survive_the_test_restore() -> Non
     for best in (best_of_first, own):  # the best checkpoint of the earlier process, or of this one
         resumed.load_state_dict(best)
         assert resumed.split_stats("train")["loaded"] == 15
+
+
+def test_a_refused_resume_gives_the_overrides_of_the_latest_result(tmp_path: Path) -> None:
+    """A run trained further (trainer.max_epochs=2, then 3): the command a refused resume suggests was the launch
+    command (max_epochs=2), itself refused as ending before the checkpoint; the latest result's overrides win."""
+    (tmp_path / run_folder.LAUNCH_FILE).write_text("data=yolo trainer.max_epochs=2\n")
+    assert run_folder.run_overrides(tmp_path) == "data=yolo trainer.max_epochs=2"
+    (tmp_path / "metrics.json").write_text(json.dumps({"overrides": ["data=yolo", "trainer.max_epochs=3"]}))
+    assert run_folder.run_overrides(tmp_path) == "data=yolo trainer.max_epochs=3"
+    (tmp_path / "metrics.json").write_text("{cut sh")  # a result cut short: the launch command
+    assert run_folder.run_overrides(tmp_path) == "data=yolo trainer.max_epochs=2"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shlex
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -111,9 +112,22 @@ def resume_checkpoint(cfg: DictConfig, out_dir: Path) -> str | None:
                 f"resume={cfg.resume}: no checkpoints/last.ckpt or hpc_ckpt_*.ckpt to continue{hint}"
             )
         return None
-    newest = max(found, key=lambda p: p.stat().st_mtime)
-    log.info("resuming the run in %s from %s", out_dir, newest)
-    return str(newest)
+    return str(max(found, key=lambda p: p.stat().st_mtime))
+
+
+def run_overrides(out_dir: Path) -> str | None:
+    """The overrides a run is continued with: those of the process that wrote its latest result (``metrics.json``
+    records them: a run trained further has its longer ``trainer.max_epochs`` there), else those it was started
+    with (``launch_overrides.txt``); None when neither is known."""
+    metrics = out_dir / "metrics.json"
+    launch = out_dir / LAUNCH_FILE
+    try:
+        recorded = json.loads(metrics.read_text()).get("overrides") if metrics.is_file() else None
+    except (OSError, ValueError):
+        recorded = None
+    if isinstance(recorded, list) and all(isinstance(o, str) for o in recorded):
+        return " ".join(shlex.quote(o) for o in recorded)
+    return launch.read_text().strip() if launch.is_file() else None
 
 
 def _same_state(a: Path, b: Path) -> bool:
@@ -188,8 +202,8 @@ def check_resume_config(cfg: DictConfig, out_dir: Path) -> None:
         and not (k.startswith("data.") and k.split(".")[1] in _DATA_KEYS)  # listed above
     ]
     if diff:
-        launch = out_dir / LAUNCH_FILE
-        started = f"python src/train.py {launch.read_text().strip()} resume={out_dir}" if launch.is_file() else None
+        latest = run_overrides(out_dir)
+        started = f"python src/train.py {latest} resume={out_dir}" if latest is not None else None
         shown = diff[:20] + ([f"... {len(diff) - 20} more"] if len(diff) > 20 else [])
         raise ResumeRefused(
             f"resume={out_dir}: this job's data or training settings differ from the run's; the run continues only "

@@ -289,10 +289,12 @@ class DetectionDataModule(ShardedDataModule):
                 self.issues.add(issue)
         if dropped and self._rank_zero():
             logger.info(
-                "data.%s: %d problems in the %d images data.max_images left out are not the run's (not reported)",
+                "data.%s: data.max_images left out %d images; %d data problem%s found in them %s not reported",
                 split,
-                dropped,
                 len(records) - len(kept),
+                dropped,
+                "" if dropped == 1 else "s",
+                "is" if dropped == 1 else "are",
             )
         return kept
 

@@ -175,9 +175,8 @@ def run(cfg: DictConfig) -> float | None:
             log.info("test metrics (%s):\n%s", ckpt or "current weights", format_metric_table(tested), extra=FILE_ONLY)
             extra = {"headline_metric": module.monitor.split("/", 1)[1]}  # the data's benchmark metric (its key)
             extra |= {"provenance": provenance()}  # command, commit, machine
-            if HydraConfig.initialized():  # the overrides of the process that wrote the result (a resumed or
-                # extended job's may differ from .hydra/overrides.yaml in trainer.max_epochs): the summaries' labels
-                # resume= says where the run lives, not what it is
+            if HydraConfig.initialized():  # the overrides of the process that wrote the result, the summaries'
+                # labels (an extended job's trainer.max_epochs); resume= says where the run lives, not what it is
                 extra["overrides"] = [
                     str(o) for o in HydraConfig.get().overrides.task if not str(o).startswith("resume=")
                 ]

@@ -68,17 +68,16 @@ def main(cfg: DictConfig) -> float:
     log.info("input size: %d (data.img_size=... sets another)", int(data_cfg.img_size))
     with hint_unset_env(data_cfg):  # a dataset not found names the .env variable that was not set
         datamodule = hydra.utils.instantiate(data_cfg)
-    if list(datamodule.class_names) != list(module.class_names):
-        raise ValueError(
-            class_mismatch_message(
-                list(module.class_names),
-                list(datamodule.class_names),
-                str(cfg.ckpt_path),
-                hc.runtime.choices.get("data") or "?",
-                list(hc.overrides.task),
+        if list(datamodule.class_names) != list(module.class_names):
+            raise ValueError(
+                class_mismatch_message(
+                    list(module.class_names),
+                    list(datamodule.class_names),
+                    str(cfg.ckpt_path),
+                    hc.runtime.choices.get("data") or "?",
+                    list(hc.overrides.task),
+                )
             )
-        )
-    with hint_unset_env(data_cfg):
         if cfg.get("sizes"):
             return tradeoff(cfg, data_cfg, module, out_dir)
         datamodule.setup("test")

@@ -139,8 +139,8 @@ def _check_outputs(args: argparse.Namespace, out: Path) -> None:
     for opt, path in written.items():
         if path.resolve() == given:
             raise ValueError(
-                f"{opt} {path} is the label list read (--labels {args.labels}): it would be overwritten; give "
-                f"{'--labels-out' if opt == '--labels-out' else opt} another file"
+                f"{opt} {path} is the label list read (--labels {args.labels}): it would be overwritten; give {opt} "
+                "another file"
             )
     if len({p.resolve() for p in written.values()}) < len(written):
         raise ValueError(f"the files written must differ: {', '.join(f'{k} {v}' for k, v in written.items())}")

@@ -238,16 +238,18 @@ def load_module(
 
 
 def _classifier_eval_hint(name: str | Path) -> str:
-    """How a classifier checkpoint is evaluated: its run's own command (``launch_overrides.txt`` of the run folder
-    holding ``checkpoints/<file>``: the experiment and data it was trained with) with ``train=false``."""
-    from yolo9000.run_folder import LAUNCH_FILE
+    """How a classifier checkpoint is evaluated: its run's own command (:func:`yolo9000.run_folder.run_overrides`
+    of the run folder holding ``checkpoints/<file>``: the experiment and data it was trained with) with
+    ``train=false``."""
+    from yolo9000.run_folder import LAUNCH_FILE, run_overrides
 
     path = Path(name)
-    launch = path.parent.parent / LAUNCH_FILE if path.parent.name == "checkpoints" else None
-    if launch is not None and launch.is_file():
+    run = path.parent.parent if path.parent.name == "checkpoints" else None
+    overrides = run_overrides(run) if run is not None else None
+    if overrides is not None:
         return (
             f"; a classifier is evaluated with its run's command and train=false: `python src/train.py "
-            f"{launch.read_text().strip()} train=false ckpt_path={path}` (from {launch})"
+            f"{overrides} train=false ckpt_path={path}` (the overrides of {run})"
         )
     return (
         "; a classifier is evaluated with `python src/train.py experiment=<its experiment> train=false "

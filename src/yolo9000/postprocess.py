@@ -26,7 +26,7 @@ from torchvision.ops import nms
 
 from yolo9000.boxes import Location, cxcywh_to_xyxy_pixels, decode_boxes_at, split_region
 from yolo9000.data.transforms import boxes_to_original
-from yolo9000.region_decode import TreeDecode
+from yolo9000.region_decode import TreeDecode, check_tree_decode
 from yolo9000.region_decode import region_detections_darknet as region_detections_darknet
 from yolo9000.wordtree import WordTree
 
@@ -280,8 +280,7 @@ def tree_candidates(
     Returns:
         :class:`Candidates` (M,) each, labels the tree nodes.
     """
-    if tree_decode not in ("darknet", "paper"):
-        raise ValueError(f"tree_decode must be 'darknet' or 'paper', got {tree_decode!r}")
+    check_tree_decode(tree_decode)
     b_idx, a_idx, h_idx, w_idx = torch.nonzero(obj > conf_thresh, as_tuple=True)  # (M,) each
     cond = tree.softmax(logits[b_idx, a_idx, h_idx, w_idx])  # (M, n) P(node | parent), only the rows needed
     obj = obj.flatten(1)  # (B, N)

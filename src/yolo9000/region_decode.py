@@ -31,6 +31,12 @@ from yolo9000.wordtree import WordTree
 TreeDecode = Literal["darknet", "paper"]
 
 
+def check_tree_decode(tree_decode: str) -> None:
+    """Refuse a ``tree_decode`` that is neither ``darknet`` nor ``paper`` (ValueError naming it)."""
+    if tree_decode not in ("darknet", "paper"):
+        raise ValueError(f"tree_decode must be 'darknet' or 'paper', got {tree_decode!r}")
+
+
 def correct_region_boxes(
     boxes: torch.Tensor,
     net_size: tuple[int, int],
@@ -137,8 +143,7 @@ def region_detections_darknet(
         ``prob`` (B, N, C), or (B, N, K) with a map; with a tree and no map also ``node`` (B, N) int64, the node
         each box's descent reached (its only nonzero ``prob`` entry, when there is one).
     """
-    if tree_decode not in ("darknet", "paper"):
-        raise ValueError(f"tree_decode must be 'darknet' or 'paper', got {tree_decode!r}")
+    check_tree_decode(tree_decode)
     if isinstance(tree, str | Path):
         tree = WordTree.from_file(tree)
     if tree is not None and tree.n != num_classes:

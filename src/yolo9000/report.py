@@ -471,7 +471,7 @@ def format_markdown(
         ]
         lines.append("| " + " | ".join(_md_cell(c) for c in cells) + " |")
     if plot_name:
-        shown = " and ".join(_PANEL_NAMES[k] for k in plot_panels(rows, paper))
+        shown = " and ".join(_PANELS[k][0] for k in plot_panels(rows, paper))
         lines += ["", f"![{shown} per configuration]({plot_name})"]
     prov = sorted({(j.provenance.get("commit", ""), j.provenance.get("machine", "")) for j in jobs if j.provenance})
     if prov:
@@ -533,12 +533,12 @@ def write_csv(rows: Sequence[ConfigRow], path: Path, paper: dict[str, Any] | Non
             w.writerow(out)
 
 
-_PANEL_NAMES = {
-    "map_50": "mAP@0.5",
-    "voc07_map_50": "VOC07 AP@0.5",
-    "map": "mAP@[.5:.95]",
-    "anchors_avg_iou": "prior IoU",
-    "top1": "top-1",
+_PANELS = {  # metric -> (its name in summary.md's caption, the plot's axis title)
+    "map_50": ("mAP@0.5", "mAP@0.5 (%, COCO-style 101-point)"),
+    "voc07_map_50": ("VOC07 AP@0.5", "VOC07 AP@0.5 (%, 11-point)"),
+    "map": ("mAP@[.5:.95]", "mAP@[.5:.95] (%)"),
+    "anchors_avg_iou": ("prior IoU", "prior avg IoU (%)"),
+    "top1": ("top-1", "top-1 accuracy (%)"),
 }
 
 
@@ -565,13 +565,6 @@ def plot_summary(rows: Sequence[ConfigRow], path: Path, paper: dict[str, Any] | 
 
     metric = (paper or {}).get("metric", "map_50")
     panels = plot_panels(rows, paper)
-    titles = {
-        "map_50": "mAP@0.5 (%, COCO-style 101-point)",
-        "voc07_map_50": "VOC07 AP@0.5 (%, 11-point)",
-        "map": "mAP@[.5:.95] (%)",
-        "anchors_avg_iou": "prior avg IoU (%)",
-        "top1": "top-1 accuracy (%)",
-    }
     n = len(rows)
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels) + 2.5, 0.55 * n + 1.6), squeeze=False)
     y = np.arange(n)
@@ -588,16 +581,15 @@ def plot_summary(rows: Sequence[ConfigRow], path: Path, paper: dict[str, Any] | 
             label="this run (mean ± std over seeds)",
         )
         for i, r in enumerate(rows):
-            if not r.ok:
-                failed = any(j.status == "failed" for j in r.jobs)
-                ax.text(0.5, i, "failed" if failed else "no result", va="center", color="tab:red")
+            if not r.ok:  # "failed" or "no result", as the table's status
+                ax.text(0.5, i, r.status.split(":", 1)[0], va="center", color="tab:red")
         pv = np.array([math.nan if r.paper is None else r.paper for r in rows], dtype=float)
         if key == metric and np.isfinite(pv).any():
             source = (paper or {}).get("source", "")
             ax.plot(pv, y, "kD", label=textwrap.fill(f"paper ({source})", 48))  # the whole source, wrapped
         ax.set_yticks(y, [r.label for r in rows] if ax is axes[0][0] else [""] * n)
         ax.invert_yaxis()
-        ax.set_xlabel(titles[key])
+        ax.set_xlabel(_PANELS[key][1])
         ax.grid(axis="x", alpha=0.3)
         ax.legend(loc="best", fontsize=7, framealpha=0.9)
     fig.suptitle(title)

@@ -4,7 +4,6 @@ loader (position saved mid-epoch, per-sample augmentation seeds)."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -110,13 +109,6 @@ class ShardedDataModule(pl.LightningDataModule):
         """(epoch, batch) of the next training batch (what a checkpoint written now resumes from)."""
         return trainer_position(getattr(self, "trainer", None), self._epoch)
 
-    @property
-    def _id(self) -> str:
-        """This DataModule's identity in the checkpoints it writes (random, made once)."""
-        if "_writer_id" not in self.__dict__:
-            self._writer_id = uuid.uuid4().hex
-        return self._writer_id
-
     def split_stats(self, split: str) -> dict[str, int]:
         """The split dataset's counters (``stats()``: samples loaded, boxes dropped, ...) over the whole run: this
         process's plus those of the earlier processes of a resumed run (saved with the DataModule). Exact with the
@@ -128,18 +120,14 @@ class ShardedDataModule(pl.LightningDataModule):
     def state_dict(self) -> dict[str, Any]:
         epoch, batch = self._train_position()
         stats = {s: self.split_stats(s) for s, d in self.datasets.items() if hasattr(d, "stats")}
-        return {"epoch": epoch, "batch": batch, "stats": stats, "stats_before": self._stats_before, "writer": self._id}
+        return {"epoch": epoch, "batch": batch, "stats": stats}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        # the counters: a checkpoint of another process restored to fit (a resume) holds the totals that precede
-        # this process's counts; one this DataModule wrote itself already counts in this process; another
-        # process's restored to test (trainer.test(ckpt_path=best) of a resumed run, a test-only run) changes
-        # nothing (this process's counts and the fit restore's offset stand)
+        # the counters: a checkpoint restored to fit (a resume) holds the totals that precede this process's counts;
+        # one restored to test (trainer.test(ckpt_path=best), a test-only run) changes nothing: this process's
+        # counts and the fit restore's offset stand
         trainer = getattr(self, "trainer", None)
-        fitting = trainer is None or trainer.state.fn in (None, TrainerFn.FITTING)
-        if state_dict.get("writer") == self._id:
-            self._stats_before = {str(s): dict(v) for s, v in (state_dict.get("stats_before") or {}).items()}
-        elif fitting:
+        if trainer is None or trainer.state.fn in (None, TrainerFn.FITTING):
             self._stats_before = {str(s): dict(v) for s, v in (state_dict.get("stats") or {}).items()}
         self._epoch = int(state_dict.get("epoch", 0))
         self._start_batch = int(state_dict.get("batch", 0))

@@ -19,7 +19,7 @@ from yolo9000.models.yolov2 import YOLOv2
 from yolo9000.modules.base import DarknetModule
 from yolo9000.modules.pretrained import load_pretrained
 from yolo9000.postprocess import postprocess
-from yolo9000.region_decode import as_map
+from yolo9000.region_decode import as_map, check_tree_decode
 from yolo9000.wordtree import WordTree, check_tree_classes
 
 log = logging.getLogger(__name__)
@@ -122,8 +122,7 @@ class DetectorModule(DarknetModule):
             check_tree_classes(self.tree, self.class_names)
         self.eval_nodes = resolve_map(self.tree, eval_map)  # (K,) node indices or None
         check_decode_settings(conf_thresh=conf_thresh, nms_thresh=nms_thresh, tree_thresh=tree_thresh, max_det=max_det)
-        if tree_decode not in ("darknet", "paper"):  # before any data is read (eval.py / detect.py settings)
-            raise ValueError(f"tree_decode must be 'darknet' or 'paper', got {tree_decode!r}")
+        check_tree_decode(tree_decode)  # before any data is read (eval.py / detect.py settings)
         if isinstance(eval_size, bool) or int(eval_size) != eval_size or eval_size <= 0 or eval_size % STRIDE:
             raise ValueError(f"eval_size must be a positive multiple of {STRIDE}, got {eval_size!r}")
         if headline_metric == "voc07_map_50" and not voc07:

@@ -35,7 +35,7 @@ from yolo9000.environment import (
     setup_environment,
 )
 from yolo9000.loggers import ResumableWandbLogger
-from yolo9000.multirun import end_distributed, prepare_ddp_relaunch
+from yolo9000.multirun import drop_resumed_record, end_distributed, prepare_ddp_relaunch
 from yolo9000.results import (
     check_metric_groups,
     format_group_table,
@@ -77,6 +77,7 @@ def main(cfg: DictConfig) -> float | None:
         raise SystemExit(143) from e  # 128 + SIGTERM, as a shell reports a process it terminated
     except ResumeRefused as e:
         log_failure(log, e)  # the folder's log says why this start stopped
+        drop_resumed_record(cfg.paths.output_dir)  # Hydra's record of this start: the run's own records stay
         if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.RUN:  # a user's mistake, not a crash:
             raise SystemExit(f"Error: {e}") from None  # its reason alone, as a resume= naming no run
         raise  # the run's folder holds a finished or resumable run: no failed.json there

@@ -369,6 +369,10 @@ def test_record_subdir_keeps_the_first_start_record(tmp_path: Path) -> None:
     (tmp_path / ".hydra").mkdir()
     (tmp_path / ".hydra" / "overrides.yaml").write_text("[]\n")
     assert record_subdir(str(tmp_path)) == ".hydra_resumed"
+    (tmp_path / ".hydra_resumed").mkdir()  # every later start keeps its own record
+    assert record_subdir(str(tmp_path)) == ".hydra_resumed_2"
+    (tmp_path / ".hydra_resumed_2").mkdir()
+    assert record_subdir(str(tmp_path)) == ".hydra_resumed_3"
 
 
 def test_best_checkpoint_records_follow_a_moved_run_folder(tmp_path: Path) -> None:
@@ -410,6 +414,10 @@ def test_finished_run_is_not_run_again_and_a_refused_resume_writes_nothing(unint
     )
     assert res.returncode == 0, res.stderr[-3000:]
     assert "already holds this job's finished run" in (uninterrupted / "train.log").read_text()
+    resumed = sorted(p.name for p in uninterrupted.glob(".hydra_resumed*"))
+    assert resumed == [".hydra_resumed"]
+    files += (".hydra_resumed/overrides.yaml",)  # that start's record: kept by the refused start below
+    before[files[-1]] = (uninterrupted / files[-1]).read_bytes()
     other = [o if not o.startswith("data.max_images") else "data.max_images={train: 8, val: 8, test: 8}" for o in RUN]
     cmd = [sys.executable, str(ROOT / "src" / "train.py"), f"hydra.run.dir={uninterrupted}", *other]
     res = subprocess.run([*cmd, f"resume={uninterrupted}"], cwd=ROOT, env=_env(), capture_output=True, text=True)
@@ -422,6 +430,7 @@ def test_finished_run_is_not_run_again_and_a_refused_resume_writes_nothing(unint
     assert f" trainer.max_epochs={EPOCHS} " in first and first.endswith(f" logger=csv resume={uninterrupted}")
     assert not (uninterrupted / "failed.json").exists()
     assert {f: (uninterrupted / f).read_bytes() for f in files} == before
+    assert sorted(p.name for p in uninterrupted.glob(".hydra_resumed*")) == resumed  # the refused start left none
 
 
 def test_resume_does_not_need_the_starting_weights_file(tmp_path: Path) -> None:

@@ -68,11 +68,36 @@ def loader_workers(accelerator: str | None = "cpu", cap: int | str | None = None
     return 0 if acc == "cpu" else available_cpus(cap)
 
 
+RESUMED_RECORD = ".hydra_resumed"  # the record of a later start in a run's folder (then _2, _3, ...)
+
+
 def record_subdir(output_dir: str) -> str:
-    """Hydra's ``output_subdir`` of a job writing into ``output_dir``: ``.hydra``, or ``.hydra_resumed`` when the
-    folder's ``.hydra/`` already holds the record of the run started there (``resume=<run>``, a sweep re-run into
-    its folder, a requeued job), which stays the run's record (sweep summaries read it)."""
-    return ".hydra_resumed" if (Path(str(output_dir)) / ".hydra" / "overrides.yaml").is_file() else ".hydra"
+    """Hydra's ``output_subdir`` of a job writing into ``output_dir``: ``.hydra``, or, when the folder's ``.hydra/``
+    already holds the record of the run started there (``resume=<run>``, a sweep re-run into its folder, a requeued
+    job), which stays the run's record (sweep summaries read it), the first free of ``.hydra_resumed``,
+    ``.hydra_resumed_2``, ...: every later start keeps its own record."""
+    folder = Path(str(output_dir))
+    if not (folder / ".hydra" / "overrides.yaml").is_file():
+        return ".hydra"
+    n = 1
+    while (folder / (RESUMED_RECORD if n == 1 else f"{RESUMED_RECORD}_{n}")).exists():
+        n += 1
+    name = RESUMED_RECORD if n == 1 else f"{RESUMED_RECORD}_{n}"
+    _RESUMED_RECORDS[str(folder)] = name
+    return name
+
+
+_RESUMED_RECORDS: dict[str, str] = {}  # run folder -> the later-start record this process chose there
+
+
+def drop_resumed_record(output_dir: str | Path) -> None:
+    """Remove the ``.hydra_resumed*`` record this process's start wrote into ``output_dir`` (a refused resume
+    leaves the folder as it found it); nothing when it wrote none there."""
+    import shutil
+
+    name = _RESUMED_RECORDS.pop(str(Path(str(output_dir))), None)
+    if name is not None:
+        shutil.rmtree(Path(str(output_dir)) / name, ignore_errors=True)
 
 
 def _resume_folder(resume: str | None) -> str | None:

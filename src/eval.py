@@ -85,9 +85,12 @@ def main(cfg: DictConfig) -> float:
     trainer: pl.Trainer = hydra.utils.instantiate(
         cfg.trainer, logger=instantiate_list(cfg.get("logger")), callbacks=callbacks
     )
-    loader = datamodule.val_dataloader() if cfg.split == "val" else datamodule.test_dataloader()
+    # the loader is built by trainer.test once the processes exist: under DDP each rank evaluates its own shard
+    datamodule.test_split = str(cfg.split)
     module.test_prefix = str(cfg.split)  # val/map_50 ... in the console table and the loggers for split=val
-    tested = trainer.test(module, dataloaders=loader)
+    tested = trainer.test(module, datamodule=datamodule)
+    if not trainer.is_global_zero:  # every rank holds the gathered result; rank 0 writes it
+        return float(module.test_results["map_50"])
     log.info(
         "%s metrics:\n%s", cfg.split, format_metric_table(tested, f"{cfg.split.capitalize()} metric"), extra=FILE_ONLY
     )

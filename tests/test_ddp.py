@@ -23,7 +23,7 @@ TINY = [
     "trainer=ddp_sim",
     "logger=csv",
     f"seed={SEED}",
-    "data.max_images=16",  # 16 training images: 4 steps of 2 x 2 images per epoch
+    "data.max_images={train:16,val:9,test:9}",  # 4 steps of 2 x 2 training images per epoch; 9 = 5 + 4 evaluated
     "data.batch_size=2",
     "data.num_workers=0",
     "data.img_size=64",
@@ -69,6 +69,15 @@ def test_ddp_sim_same_sizes_on_both_ranks_and_resumes(tmp_path: Path) -> None:
     metrics = json.loads((job / "metrics.json").read_text())  # written by rank 0 after the DDP test
     assert 0.0 <= metrics["map_50"] <= 1.0 and metrics["seen"] == 16
     assert "| `default` | 1 |" in (sweep / "summary.md").read_text()
+    # uneven evaluation shards (5 + 4 test images) gather every image once: the ground truth one process counts
+    single, ddp_eval = tmp_path / "eval_single", tmp_path / "eval_ddp"
+    for out, trainer in ((single, "default"), (ddp_eval, "ddp_sim")):
+        run_script("eval.py", out, f"ckpt_path={metrics['checkpoint']}", f"trainer={trainer}", "draw=0")
+    gts = [
+        {c: v["num_gt"] for c, v in json.loads((d / "metrics.json").read_text())["per_class"].items()}
+        for d in (job, single, ddp_eval)
+    ]
+    assert gts[0] == gts[1] == gts[2] and sum(gts[1].values()) > 0
 
     ckpt = torch.load(job / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert (ckpt["epoch"], ckpt["global_step"], int(ckpt["state_dict"]["seen"])) == (0, 4, 16)

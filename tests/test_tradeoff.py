@@ -77,6 +77,15 @@ def test_eval_sizes_writes_the_table_and_applies_each_size(bccd_ckpt: Path, tmp_
     assert (rows[0]["map_50"], rows[0]["map"]) != (rows[1]["map_50"], rows[1]["map"])  # another size, other boxes
 
 
+def test_eval_sizes_refuses_several_processes(bccd_ckpt: Path, tmp_path: Path) -> None:
+    """The timings are one process's: a DDP trainer is refused before any rank starts (nothing evaluated)."""
+    res = run_script(
+        "eval.py", tmp_path, f"ckpt_path={bccd_ckpt}", "sizes=[64]", "trainer=ddp_sim", *SMALL, *SPEED, check=False
+    )
+    assert res.returncode != 0 and "trainer runs 2 (trainer.devices / num_nodes)" in res.stderr + res.stdout
+    assert not (tmp_path / "tradeoff.csv").exists() and not (tmp_path / "size_64" / "metrics.json").exists()
+
+
 def test_eval_tradeoff_preset_holds_the_paper_sizes(compose: Any) -> None:
     cfg = compose("eval_tradeoff", "ckpt_path=x.ckpt")
     assert list(cfg.sizes) == [s for s, _, _ in PAPER_TABLE3] and list(cfg.speed_batches) == [1, 32]

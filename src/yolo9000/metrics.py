@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 from torchmetrics.detection import MeanAveragePrecision
 
-from yolo9000.voc_eval import VOCMeanAP, VOCResult, ap_from_pr, pairwise_iou, voc_ap
+from yolo9000.voc_eval import ShardSync, VOCMeanAP, VOCResult, ap_from_pr, pairwise_iou, voc_ap
 
 __all__ = [
     "DetectionEvaluator",
@@ -42,6 +42,11 @@ __all__ = [
 # ----------------------------------------------------------------------------------------------------
 # Combined evaluator
 # ----------------------------------------------------------------------------------------------------
+
+
+class _ShardedMeanAP(ShardSync, MeanAveragePrecision):
+    """torchmetrics' COCO mAP whose DDP sync allows ranks to hold different numbers of images (its states are lists
+    with one tensor per image, which torchmetrics gathers one collective per element)."""
 
 
 def _num(x: Tensor | float) -> float:
@@ -83,7 +88,7 @@ class DetectionEvaluator(nn.Module):
         self.class_names = list(class_names)
         self.voc07 = voc07
         self.max_detections = max_detections
-        self.coco = MeanAveragePrecision(
+        self.coco = _ShardedMeanAP(
             box_format="xyxy",
             iou_type="bbox",
             class_metrics=False,  # per-class APs come from the extended summary (one COCOeval run, not 1 + C)

@@ -230,6 +230,11 @@ def _evaluate_size(
         else []
     )
     trainer = make_trainer(callbacks)
+    if trainer.world_size > 1:  # refused before any process starts
+        raise ValueError(
+            f"sizes=[...] times the checkpoint in one process; the trainer runs {trainer.world_size} "
+            "(trainer.devices / num_nodes): evaluate the trade-off with trainer=default (CPU) or trainer=gpu"
+        )
     trainer.test(module, dataloaders=loader)
     res = module.test_results
     write_metrics(

@@ -11,17 +11,19 @@ precision envelope); :class:`VOCMeanAP` accumulates it batch by batch under DDP.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 from torchvision.ops import box_iou
 
-__all__ = ["VOCMeanAP", "VOCResult", "ap_from_pr", "pairwise_iou", "voc_ap"]
+__all__ = ["ShardSync", "VOCMeanAP", "VOCResult", "ap_from_pr", "pairwise_iou", "voc_ap"]
 
 
 def pairwise_iou(boxes1: Tensor, boxes2: Tensor, pixel_plus_one: bool = False) -> Tensor:
@@ -290,7 +292,29 @@ def voc_ap(
     )
 
 
-class VOCMeanAP(Metric):
+class ShardSync:
+    """Mixin for a torchmetrics ``Metric`` whose states are all lists: its DDP sync works whatever each rank holds.
+
+    torchmetrics gathers a list state one collective per element (``dist_reduce_fx=None``) or pads a placeholder of
+    the metric's dtype for an empty rank (``"cat"``), so ranks with different numbers of images (an unpadded
+    evaluation shard: 87 validation images on 2 ranks) or a rank with none issue mismatched collectives and the job
+    fails or hangs. Here each rank's lists travel in one ``all_gather_object`` and are joined in rank order (image
+    order does not matter to the evaluations).
+    """
+
+    _reductions: dict[str, Any]
+    device: torch.device
+
+    def _sync_dist(self, dist_sync_fn: Callable | None = None, process_group: Any | None = None) -> None:
+        group = process_group or self.process_group  # type: ignore[attr-defined]
+        local = {name: [t.detach().cpu() for t in getattr(self, name)] for name in self._reductions}
+        gathered: list[Any] = [None] * dist.get_world_size(group)
+        dist.all_gather_object(gathered, local, group=group)
+        for name in self._reductions:
+            setattr(self, name, [t.to(self.device) for rank_states in gathered for t in rank_states[name]])
+
+
+class VOCMeanAP(ShardSync, Metric):
     """torchmetrics accumulator for :func:`voc_ap` that works under DDP.
 
     All boxes are kept in flat "cat" states together with per-image counts, so after the cross-process
@@ -316,7 +340,7 @@ class VOCMeanAP(Metric):
         self.iou_threshold = iou_threshold
         self.use_07_metric = use_07_metric
         self.pixel_plus_one = pixel_plus_one
-        # Everything is stored 1-D (boxes flattened) so an empty rank's placeholder concatenates cleanly.
+        # Everything is stored 1-D (boxes flattened), one tensor per batch.
         for name in (
             "det_boxes",
             "det_scores",

@@ -16,7 +16,8 @@ log = logging.getLogger(__name__)
 
 class PredictionImages(pl.Callback):
     """Draws the predictions (score >= ``score_thresh``) and the ground truth on the first ``num_images`` test
-    images into ``<run dir>/predictions/``.
+    images into ``<run dir>/predictions/`` (under DDP rank 0 draws them from its shard: test images 0, W, 2W, ...
+    with W processes).
 
     Args:
         num_images: how many test images to draw.

@@ -70,6 +70,7 @@ class ShardedDataModule(pl.LightningDataModule):
     _start_batch = 0  # ... and batch (restored by load_state_dict, applied when the sampler is built)
     _train_batch_sampler: MultiScaleBatchSampler | None = None
     _stats_before: dict[str, dict[str, int]] = {}  # noqa: RUF012 - replaced, never mutated: earlier processes' counts
+    test_split = "test"  # the split trainer.test evaluates (eval.py split=val: "val"), sharded once the ranks exist
 
     def collate_fn(self, train: bool = False) -> Any:
         """The loaders' collate function (``train``: the training loader's)."""
@@ -181,7 +182,7 @@ class ShardedDataModule(pl.LightningDataModule):
         return self._eval_loader("val")
 
     def test_dataloader(self) -> DataLoader:
-        return self._eval_loader("test")
+        return self._eval_loader(self.test_split)
 
     def predict_dataloader(self) -> DataLoader:
         return self._eval_loader("test")

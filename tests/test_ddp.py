@@ -7,6 +7,7 @@ A test-only callback (tests/ddp_probe.py, passed with +callbacks.ddp_probe) writ
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import sys
@@ -138,3 +139,35 @@ def test_relaunch_argv(mode: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
             end_distributed()
             assert not {"LOCAL_RANK", "WORLD_SIZE", "NODE_RANK"} & set(os.environ)
             assert os.environ["MASTER_PORT"] == "12910"
+
+
+def test_ddp_sim_joint_training_ends_its_epochs(tmp_path: Path) -> None:
+    """YOLO9000's joint training under DDP: the per-source image counts are summed over the ranks (sync_dist) at the
+    epoch's end. Rank 0's progress line once read the train metrics alone at that point, computing that sum while
+    rank 1 waited at the checkpoint's barrier: the first epoch never ended."""
+    out = tmp_path / "joint"
+    run_script(
+        "train.py",
+        out,
+        "experiment=yolo9000_digits",
+        "trainer=ddp_sim",
+        "logger=csv",
+        "trainer.max_epochs=2",
+        "trainer.check_val_every_n_epoch=1",
+        "data.batch_size=6",
+        "data.num_workers=0",
+        "model.net.backbone.width=0.125",
+        "model.burn_in=1",
+        "callbacks.prediction_images.num_images=1",
+        "data.train.num_images=12",
+        "data.classification.num_images=24",
+        "data.val.num_images=7",
+        "test=false",
+        timeout=300,
+    )
+    with (out / "csv" / "metrics.csv").open() as f:
+        rows = [r for r in csv.DictReader(f) if r.get("train/images_detection")]
+    counts = [(r["epoch"], float(r["train/images_detection"]), float(r["train/images_classification"])) for r in rows]
+    assert counts == [("0", 12.0, 24.0), ("1", 12.0, 24.0)]  # both ranks' images, each epoch
+    lines = [ln for ln in (out / "yolo9000_digits.log").read_text().splitlines() if "| val/map_50" in ln]
+    assert len(lines) == 2 and "epoch 2/2" in lines[1]

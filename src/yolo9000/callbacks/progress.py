@@ -79,6 +79,7 @@ class EpochLog(pl.Callback):
         self._epochs_timed = 0
         self._step_at_start = 0
         self._val_done = False
+        self._val_values: dict[str, float] = {}  # the last validation's val_keys
         self._restored: dict[str, Any] | None = None  # the state of a checkpoint this run resumes from
 
     def state_dict(self) -> dict[str, Any]:
@@ -143,6 +144,10 @@ class EpochLog(pl.Callback):
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._val_done = not trainer.sanity_checking
+        if self._val_done:  # read here, on every rank: at the train epoch's end rank 0 alone would ask for the
+            #                 epoch's train metrics, and a synced one (sync_dist) would wait there for the others
+            metrics = trainer.callback_metrics
+            self._val_values = {k: float(metrics[k]) for k in self.val_keys if k in metrics}
 
     @staticmethod
     def _lr(trainer: pl.Trainer) -> float | None:
@@ -165,10 +170,7 @@ class EpochLog(pl.Callback):
         if lr is not None:
             parts.append(f"lr {lr:.2e}")
         if self._val_done:
-            vals = [
-                f"{k} {float(trainer.callback_metrics[k]):.4f}" for k in self.val_keys if k in trainer.callback_metrics
-            ]
-            parts.extend(vals)
+            parts.extend(f"{k} {v:.4f}" for k, v in self._val_values.items())
         if self._t_start is not None:
             elapsed = time.perf_counter() - self._t_start
             self._epochs_timed += 1

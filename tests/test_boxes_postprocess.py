@@ -320,8 +320,11 @@ def test_max_det_none_keeps_every_detection() -> None:
     _assert_same(capped, [{k: v[:100] for k, v in w.items()} for w in want])
 
 
-@pytest.mark.parametrize("per_image", [True, False])
-def test_class_nms_both_paths_equal_batched_nms(per_image: bool) -> None:
+@pytest.mark.parametrize("method", ["per_image", "rounds", "matrix", "matrix_chunked"])
+def test_class_nms_every_method_equals_batched_nms(method: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    if method == "matrix_chunked":  # one image per chunk of the IoU matrices
+        monkeypatch.setattr(postprocess_module, "_MATRIX_PAIRS", 1)
+        method = "matrix"
     g = torch.Generator().manual_seed(0)
     num = 600
     image = torch.randint(0, 4, (num,), generator=g).sort().values
@@ -332,12 +335,27 @@ def test_class_nms_both_paths_equal_batched_nms(per_image: bool) -> None:
     boxes = torch.cat([xy, xy + torch.rand(num, 2, generator=g) * 60 + 1], 1)
     label = torch.randint(0, 5, (num,), generator=g)
     for max_det in (3, 20, 1000):
-        got = class_nms(boxes, scores, image, label, 0.5, 5, max_det, per_image=per_image)
+        got = class_nms(boxes, scores, image, label, 0.5, 5, max_det, method=method)  # type: ignore[arg-type]
         assert len(got) == 5 and len(got[4]) == 0  # image 4 has no candidates
         for b in range(4):
             idx = (image == b).nonzero().flatten()
             ref = idx[batched_nms(boxes[idx], scores[idx], label[idx], 0.5)][:max_det]
             assert got[b].tolist() == ref.tolist()
+
+
+@pytest.mark.parametrize("method", ["per_image", "rounds", "matrix"])
+def test_class_nms_suppressed_boxes_suppress_nothing(method: str) -> None:
+    """A chain of boxes, each overlapping the next by IoU 0.6 and the one after by 1/3 (threshold 0.5): greedy NMS
+    keeps every other box (a suppressed box suppresses nothing); one pass of the IoU matrix would keep the first
+    alone, two of another class beside the chain stay."""
+    x = torch.arange(9, dtype=torch.float64) * 2.5  # 10-wide boxes shifted by 2.5: IoU 7.5 / 12.5 = 0.6 ...
+    boxes = torch.cat([torch.stack([x, x * 0, x + 10, x * 0 + 10], 1), torch.tensor([[0.0, 0, 10, 10]] * 2)]).float()
+    scores = torch.linspace(1.0, 0.1, 11)
+    label = torch.tensor([0] * 9 + [1, 2])
+    image = torch.zeros(11, dtype=torch.long)
+    got = class_nms(boxes, scores, image, label, 0.5, 1, 100, method=method)  # type: ignore[arg-type]
+    assert got[0].tolist() == [0, 2, 4, 6, 8, 9, 10]
+    assert class_nms(boxes, scores, image, label, 0.5, 1, 3, method=method)[0].tolist() == [0, 2, 4]  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

@@ -52,6 +52,7 @@ from yolo9000.run_folder import (
     check_required,
     check_resume_config,
     check_resume_progress,
+    check_resume_world,
     check_same_job,
     finished_result,
     resume_checkpoint,
@@ -140,10 +141,6 @@ def run(cfg: DictConfig) -> float | None:
     if start_ckpt is not None:  # the weights come from the checkpoint: the run's starting weights need not exist
         starts = {k: None for k in ("init_ckpt", "backbone_ckpt") if cfg.model.get(k)}
         build_cfg = OmegaConf.merge(cfg, {"model": starts}) if starts else cfg  # a copy: cfg stays as composed
-    (out_dir / "failed.json").unlink(missing_ok=True)  # a restarted job starts clean
-    if cfg.train and (out_dir / "metrics.json").is_file():  # trained further: the old result is no longer the run's
-        (out_dir / "metrics.json").replace(out_dir / "metrics_previous.json")
-        log.info("%s: the earlier result moved to metrics_previous.json (training goes on)", out_dir)
     launch = out_dir / LAUNCH_FILE
     if not resumed and HydraConfig.initialized() and not launch.is_file():  # a fresh run, or one from ckpt_path
         launch.write_text(" ".join(shlex.quote(o) for o in HydraConfig.get().overrides.task) + "\n")
@@ -153,13 +150,19 @@ def run(cfg: DictConfig) -> float | None:
     groups = check_metric_groups(groups, list(built.info.class_names))  # type: ignore[arg-type]  # before training
     for ckpt_file in {c for c in (start_ckpt, None if cfg.train else cfg.get("ckpt_path")) if c}:
         check_checkpoint_classes(ckpt_file, list(built.info.class_names))
-    (out_dir / "build.json").write_text(json.dumps(built.info.as_dict(), indent=2))
-    record = "config_resumed.yaml" if resumed and (out_dir / "config.yaml").is_file() else "config.yaml"
-    (out_dir / record).write_text(OmegaConf.to_yaml(cfg, resolve=True))  # the run's config.yaml stays its record
     loggers = instantiate_list(cfg.get("logger"))
     callbacks = instantiate_list(cfg.get("callbacks"))
     trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers, callbacks=callbacks)
     _TRAINER = trainer
+    if start_ckpt is not None:  # as many processes as the run: checked before anything is written into the folder
+        check_resume_world(start_ckpt, trainer.world_size)
+    (out_dir / "failed.json").unlink(missing_ok=True)  # a restarted job starts clean
+    if cfg.train and (out_dir / "metrics.json").is_file():  # trained further: the old result is no longer the run's
+        (out_dir / "metrics.json").replace(out_dir / "metrics_previous.json")
+        log.info("%s: the earlier result moved to metrics_previous.json (training goes on)", out_dir)
+    (out_dir / "build.json").write_text(json.dumps(built.info.as_dict(), indent=2))
+    record = "config_resumed.yaml" if resumed and (out_dir / "config.yaml").is_file() else "config.yaml"
+    (out_dir / record).write_text(OmegaConf.to_yaml(cfg, resolve=True))  # the run's config.yaml stays its record
     for lg in loggers:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
 

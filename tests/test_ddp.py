@@ -100,6 +100,14 @@ def test_ddp_sim_same_sizes_on_both_ranks_and_resumes(tmp_path: Path) -> None:
     assert (resumed["epoch"], resumed["global_step"], int(resumed["state_dict"]["seen"])) == (1, 8, 32)
     assert resumed["optimizer_states"][0]["state"], "optimizer state not carried over"
 
+    # the run trained on 2 processes: a continuation on 1 would change every step's batch and the shards
+    before = sorted(p.name for p in job.iterdir())
+    one = [o if o != "trainer=ddp_sim" else "trainer=default" for o in TINY if "ddp_probe" not in o]
+    res = run_script("train.py", None, f"resume={job}", *one, "trainer.max_epochs=2", check=False)
+    assert res.returncode != 0
+    assert "trained on 2 process(es)" in res.stderr and "this job starts 1" in res.stderr, res.stderr[-2000:]
+    assert sorted(p.name for p in job.iterdir()) == before  # nothing written into the run's folder
+
 
 @pytest.mark.parametrize("mode", ["run", "multirun"])
 def test_relaunch_argv(mode: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

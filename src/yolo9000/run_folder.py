@@ -231,6 +231,25 @@ def check_resume_config(cfg: DictConfig, out_dir: Path) -> None:
         )
 
 
+def check_resume_world(ckpt_file: str | Path, world_size: int) -> None:
+    """A continuation must train on as many processes as the run did: ``data.batch_size`` is per process, so the
+    batch of a step, the images of each process's shard and the position inside an epoch all depend on it (a
+    resume at another ``data.batch_size`` is refused for the same reason). The DataModule's state in the checkpoint
+    records the run's world size (checkpoints from before it did: not checked). Raises :class:`ResumeRefused`."""
+    ckpt = torch.load(ckpt_file, map_location="cpu", weights_only=False, mmap=True)
+    states = [v for k, v in ckpt.items() if k.endswith("DataModule") and isinstance(v, dict) and "world_size" in v]
+    if not states or int(states[0]["world_size"]) == int(world_size):
+        return
+    was = int(states[0]["world_size"])
+    raise ResumeRefused(
+        f"{ckpt_file}: the run trained on {was} process(es) (trainer.devices x trainer.num_nodes), this job starts "
+        f"{world_size}: data.batch_size is per process, so each step's batch, every process's share of the images "
+        f"and the position inside the epoch would change. Continue it with {was} process(es) (the run's trainer=... "
+        "overrides again); to train on with another count, start a new run from its weights "
+        f"(model.backbone_ckpt={ckpt_file} for a detector, model.init_ckpt={ckpt_file} for a classifier)"
+    )
+
+
 # overrides a job may change when it lands in a folder holding its earlier run: they do not change what the run is
 _JOB_FREE = ("trainer.max_epochs", "trainer.max_steps", "data.num_workers", "logger", "paths.", "hydra.")
 

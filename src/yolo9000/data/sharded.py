@@ -121,7 +121,8 @@ class ShardedDataModule(pl.LightningDataModule):
     def state_dict(self) -> dict[str, Any]:
         epoch, batch = self._train_position()
         stats = {s: self.split_stats(s) for s, d in self.datasets.items() if hasattr(d, "stats")}
-        return {"epoch": epoch, "batch": batch, "stats": stats}
+        # the processes that trained it: the shards and the schedule's steps depend on it (check_resume_world)
+        return {"epoch": epoch, "batch": batch, "stats": stats, "world_size": self._dist()[0]}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         # the counters: a checkpoint restored to fit (a resume) holds the totals that precede this process's counts;

@@ -35,7 +35,7 @@ from yolo9000.environment import (
     setup_environment,
 )
 from yolo9000.loggers import ResumableWandbLogger
-from yolo9000.multirun import drop_resumed_record, end_distributed, prepare_ddp_relaunch
+from yolo9000.multirun import drop_resumed_record, end_distributed, prepare_ddp_relaunch, retire_ddp_children
 from yolo9000.results import (
     check_metric_groups,
     format_group_table,
@@ -83,6 +83,7 @@ def main(cfg: DictConfig) -> float | None:
             raise SystemExit(f"Error: {e}") from None  # its reason alone, as a resume= naming no run
         raise  # the run's folder holds a finished or resumable run: no failed.json there
     except Exception as e:
+        retire_ddp_children()  # -m: at once, before Lightning's watcher sees this job's other ranks fail
         if _TRAINER is not None and _TRAINER.received_sigterm:
             # SLURM requeued the job (SIGUSR1: hpc checkpoint written, then SIGTERM to every process of the job);
             # an error while the batch finished (a dead worker or W&B service) is no failure of the job

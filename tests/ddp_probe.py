@@ -33,3 +33,14 @@ class InputSizeProbe(pl.Callback):
         }
         with (self.out_dir / f"rank{trainer.global_rank}.jsonl").open("a") as f:
             f.write(json.dumps(rec) + "\n")
+
+
+class FailOnStart(pl.Callback):
+    """Raises at the first training batch on every rank when ``fail`` (a sweep's failing job)."""
+
+    def __init__(self, fail: bool = True) -> None:
+        self.fail = fail
+
+    def on_train_batch_start(self, trainer: pl.Trainer, *args: Any) -> None:
+        if self.fail:
+            raise RuntimeError(f"planted failure on rank {trainer.global_rank}")

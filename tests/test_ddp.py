@@ -179,3 +179,25 @@ def test_ddp_sim_joint_training_ends_its_epochs(tmp_path: Path) -> None:
     assert counts == [("0", 12.0, 24.0), ("1", 12.0, 24.0)]  # both ranks' images, each epoch
     lines = [ln for ln in (out / "yolo9000_digits.log").read_text().splitlines() if "| val/map_50" in ln]
     assert len(lines) == 2 and "epoch 2/2" in lines[1]
+
+
+def test_ddp_sim_sweep_goes_on_after_a_failed_job(tmp_path: Path) -> None:
+    """Job 0 fails on both ranks, job 1 trains. Lightning's watcher of job 0's rank 1 (a thread of the sweep's
+    process) SIGKILLed the whole sweep once that rank had exited non-zero, while job 1 ran."""
+    sweep = tmp_path / "sweep"
+    tiny = [o for o in TINY if "ddp_probe" not in o]
+    res = run_script(
+        "train.py",
+        None,
+        "-m",
+        f"hydra.sweep.dir={sweep}",
+        *tiny,
+        "trainer.max_epochs=1",
+        "+callbacks.fail._target_=ddp_probe.FailOnStart",
+        "+callbacks.fail.fail=true,false",
+        check=False,
+    )
+    assert res.returncode != -9, "the sweep's process was killed"
+    assert json.loads((sweep / "0" / "failed.json").read_text())["error"].startswith("RuntimeError: planted failure")
+    assert json.loads((sweep / "1" / "metrics.json").read_text())["seen"] == 16
+    assert "(1 ok, 1 failed, 0 without result)" in (sweep / "summary.md").read_text()

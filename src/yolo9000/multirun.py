@@ -9,13 +9,18 @@
   ``-m`` that would start the whole sweep again. Point it at this job instead.
 - :func:`end_distributed`: destroy the process group a DDP job created and restore the DDP environment variables
   Lightning set (``LOCAL_RANK``, ``MASTER_PORT``, ...), so the next job of the sweep (same process) launches its
-  own ranks again.
+  own ranks again, after :func:`retire_ddp_children` has seen the job's other ranks end and stopped Lightning's
+  watcher of them.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import subprocess
 import sys
+import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,6 +32,7 @@ WANDB_TAG_MAX = 64  # W&B's limit on the length of a tag
 # its processes are started externally (and wait forever for them).
 DDP_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
 _saved_env: dict[str, str | None] | None = None
+log = logging.getLogger(__name__)
 
 
 def tags_with_overrides(tags: Sequence[Any] | None, overrides: Sequence[str] | None) -> list[str]:
@@ -176,6 +182,34 @@ def prepare_ddp_relaunch() -> None:
         hc.run.dir = hc.runtime.output_dir
 
 
+def retire_ddp_children(grace: float = 30.0) -> None:
+    """Under ``-m``, when a DDP job ends: wait for its rank > 0 processes (SIGKILL those still running after
+    ``grace`` seconds: a rank stuck in a collective of the failed job) and stop Lightning's watcher of them.
+
+    The watcher (a thread of this process, polling every 5 s) SIGKILLs this process as soon as one of them has
+    exited non-zero, which is right for a single run; in a sweep this process goes on with the next job, and a
+    failed job's rank 1, exiting a moment after rank 0 gave up, killed the whole sweep there. A no-op outside a
+    multirun."""
+    if _multirun_job() is None:
+        return
+    try:
+        from lightning_fabric.strategies.launchers.subprocess_script import _ChildProcessObserver
+    except ImportError:  # another Lightning layout: nothing of ours to stop
+        return
+    for watcher in [t for t in threading.enumerate() if isinstance(t, _ChildProcessObserver)]:
+        procs = list(watcher._child_processes)
+        watcher._child_processes = []  # its next look finds nothing to judge (an empty list counts as all done)
+        watcher._finished = True
+        deadline = time.monotonic() + grace
+        for proc in procs:
+            try:
+                proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                log.warning("rank process %d of the ended job still runs after %.0f s: killed", proc.pid, grace)
+                proc.kill()
+                proc.wait()
+
+
 def end_distributed() -> None:
     """After a multirun job: destroy its default process group and restore the DDP environment variables saved by
     :func:`prepare_ddp_relaunch` (the next job's DDP starts from scratch)."""
@@ -184,6 +218,7 @@ def end_distributed() -> None:
 
     if _multirun_job() is None:
         return
+    retire_ddp_children()
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
     for k, v in (_saved_env or {}).items():

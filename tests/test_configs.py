@@ -220,3 +220,26 @@ def test_a_dataset_not_found_names_the_unset_env_variable(monkeypatch: pytest.Mo
     monkeypatch.delenv("COCO_ROOT")
     with pytest.raises(ValueError, match=r"^bad$"), hint_unset_env(data):
         raise ValueError("bad")
+
+
+def test_torch_threads_fit_the_cpus_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A SLURM task of 1 CPU on a machine where torch counts 2 cores runs 1 thread; a user's OMP_NUM_THREADS
+    stands; a task given more CPUs than torch uses changes nothing."""
+    import torch
+
+    from yolo9000.environment import fit_torch_threads
+
+    before = torch.get_num_threads()
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+    try:
+        torch.set_num_threads(2)  # what torch counts on a 2-core machine, whatever the process was given
+        monkeypatch.setenv("SLURM_CPUS_PER_TASK", "1")
+        monkeypatch.setenv("OMP_NUM_THREADS", "2")
+        assert fit_torch_threads() is None and torch.get_num_threads() == 2  # the user's setting
+        monkeypatch.delenv("OMP_NUM_THREADS")
+        assert fit_torch_threads() == 1 and torch.get_num_threads() == 1
+        monkeypatch.setenv("SLURM_CPUS_PER_TASK", "64")
+        assert fit_torch_threads() is None and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

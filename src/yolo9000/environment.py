@@ -77,7 +77,33 @@ def setup_environment() -> None:
     from yolo9000.multirun import register_resolvers
 
     register_resolvers()  # ${tags_with_overrides:...}, ${cpus:N}, ${coalesce:...}
+    fit_torch_threads()
     _quiet_startup()
+
+
+def fit_torch_threads() -> int | None:
+    """Torch's CPU threads at most the CPUs this process is given: the CPUs it may run on (a cgroup or taskset
+    CPU set) and a SLURM task's ``SLURM_CPUS_PER_TASK`` (a cluster without CPU binding leaves the set whole).
+    Torch counts the machine's cores whatever the process was given: a 2-CPU SLURM task on a 16-core node ran 16
+    threads on its 2 CPUs. ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS``, when set, are the user's choice and stand.
+
+    Returns:
+        the thread count set, or None when nothing changed.
+    """
+    if os.environ.get("OMP_NUM_THREADS") or os.environ.get("MKL_NUM_THREADS"):
+        return None
+    import torch
+
+    from yolo9000.multirun import available_cpus
+
+    given = available_cpus()
+    slurm = os.environ.get("SLURM_CPUS_PER_TASK", "")
+    if slurm.isdigit() and int(slurm) > 0:
+        given = min(given, int(slurm))
+    if given >= torch.get_num_threads():
+        return None
+    torch.set_num_threads(given)
+    return given
 
 
 # Hydra's command-line options that take a value (the next word unless written --opt=value); --info's is optional

@@ -243,3 +243,22 @@ def test_torch_threads_fit_the_cpus_given(monkeypatch: pytest.MonkeyPatch) -> No
         assert fit_torch_threads() is None and torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize(
+    ("env", "suffix"),
+    [({}, ""), ({"LOCAL_RANK": "1"}, "_rank1"), ({"SLURM_PROCID": "0"}, ""), ({"SLURM_PROCID": "3"}, "_rank3")]
+    + [({"RANK": "2", "SLURM_PROCID": "0", "LOCAL_RANK": "0"}, "_rank2")],
+)
+def test_ranks_above_zero_log_to_their_own_file(
+    env: dict[str, str], suffix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The job log of a distributed run's rank r > 0 is <task>_rank<r>.log (global rank: torchrun's RANK, SLURM's
+    SLURM_PROCID, else Lightning's LOCAL_RANK on one node)."""
+    from yolo9000.multirun import rank_suffix
+
+    for key in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert rank_suffix() == suffix

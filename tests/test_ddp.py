@@ -69,6 +69,8 @@ def test_ddp_sim_same_sizes_on_both_ranks_and_resumes(tmp_path: Path) -> None:
     assert len(ids) == 16  # the DistributedSampler shards cover the 16 training images once
     metrics = json.loads((job / "metrics.json").read_text())  # written by rank 0 after the DDP test
     assert 0.0 <= metrics["map_50"] <= 1.0 and metrics["seen"] == 16
+    assert metrics["counts_scope"].startswith("rank 0 of 2 processes")  # its augmentation counts: rank 0's shard
+    assert metrics["augmentation"]["train"]["samples_loaded"] == 8
     assert "| `default` | 1 |" in (sweep / "summary.md").read_text()
     # uneven evaluation shards (5 + 4 test images) gather every image once: the ground truth one process counts
     single, ddp_eval = tmp_path / "eval_single", tmp_path / "eval_ddp"
@@ -177,8 +179,12 @@ def test_ddp_sim_joint_training_ends_its_epochs(tmp_path: Path) -> None:
         rows = [r for r in csv.DictReader(f) if r.get("train/images_detection")]
     counts = [(r["epoch"], float(r["train/images_detection"]), float(r["train/images_classification"])) for r in rows]
     assert counts == [("0", 12.0, 24.0), ("1", 12.0, 24.0)]  # both ranks' images, each epoch
-    lines = [ln for ln in (out / "yolo9000_digits.log").read_text().splitlines() if "| val/map_50" in ln]
+    main_log = (out / "yolo9000_digits.log").read_text()
+    lines = [ln for ln in main_log.splitlines() if "| val/map_50" in ln]
     assert len(lines) == 2 and "epoch 2/2" in lines[1]
+    # rank 1 writes its own log: its lines no longer repeat the run's data summary in the run's log
+    assert "[rank: 1]" in (out / "yolo9000_digits_rank1.log").read_text() and "[rank: 1]" not in main_log
+    assert main_log.count("priors (kmeans)") == 1
 
 
 def test_ddp_sim_sweep_goes_on_after_a_failed_job(tmp_path: Path) -> None:

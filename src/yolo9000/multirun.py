@@ -56,6 +56,18 @@ def available_cpus(cap: int | str | None = None) -> int:
     return max(1, min(n, int(cap))) if cap not in (None, "") else max(1, n)
 
 
+def rank_suffix() -> str:
+    """``""`` in the main process, ``_rank<r>`` in a distributed job's process of global rank r > 0 (read from the
+    environment its launcher set: ``RANK`` (torchrun), ``SLURM_PROCID`` (SLURM tasks), ``LOCAL_RANK`` (Lightning's
+    own launcher, one node)): the ``${rank_suffix:}`` resolver of the job's log file name, so that the ranks > 0
+    of a run write their own log beside the run's ``<task>.log`` instead of repeating their lines into it."""
+    for key in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
+        value = os.environ.get(key, "")
+        if value.isdigit():
+            return f"_rank{value}" if int(value) > 0 else ""
+    return ""
+
+
 def loader_workers(accelerator: str | None = "cpu", cap: int | str | None = None) -> int:
     """The default ``data.num_workers`` for a trainer on ``accelerator``: 0 on the CPU, else
     :func:`available_cpus` (at most ``cap``); the ``${loader_workers:${trainer.accelerator},4}`` resolver.
@@ -133,6 +145,8 @@ def register_resolvers() -> None:
     if not OmegaConf.has_resolver("pid"):  # ${pid:}: this process's id, resolved once (cached like Hydra's ${now:},
         # and copied with it into every job's config, so a sweep's jobs and a SLURM job see the launcher's value)
         OmegaConf.register_new_resolver("pid", os.getpid, use_cache=True)
+    if not OmegaConf.has_resolver("rank_suffix"):  # ${rank_suffix:}: "" for rank 0, "_rank<r>" for the others
+        OmegaConf.register_new_resolver("rank_suffix", rank_suffix)
     if not OmegaConf.has_resolver("cpus"):  # ${cpus:8}: the CPUs this process may use, at most 8
         OmegaConf.register_new_resolver("cpus", available_cpus)
     if not OmegaConf.has_resolver("loader_workers"):  # ${loader_workers:${trainer.accelerator},8}: 0 on the CPU

@@ -418,6 +418,7 @@ class DetectionDataModule(ShardedDataModule):
             "data_issues": summary,
             "data_problems": self.issues.report_dict(),
             "augmentation": self._augmentation(),
+            **self.counts_scope(),
         }
 
     # ---------------------------------------------------------------------------------------- loaders

@@ -502,6 +502,7 @@ class ClassificationDataModule(ShardedDataModule):
             "data_issues": summary,
             "data_problems": self.issues.report_dict(),
             "augmentation": {s: {"samples_loaded": self.split_stats(s)["loaded"]} for s in self.datasets},
+            **self.counts_scope(),
         }
 
     # ---------------------------------------------------------------------------------------- loaders

@@ -151,6 +151,17 @@ class ShardedDataModule(pl.LightningDataModule):
             return 1, 0
         return int(trainer.world_size), int(trainer.global_rank)
 
+    def counts_scope(self) -> dict[str, str]:
+        """What the load-time counts of :meth:`data_report` cover: under DDP every process counts what it loads
+        (its shard of the images) and the report is rank 0's; ``{}`` in a single process."""
+        world = self._dist()[0]
+        if world <= 1:
+            return {}
+        return {
+            "counts_scope": f"rank 0 of {world} processes: samples_loaded, boxes dropped in augmentation and "
+            "problems found at load time count its shard of the images only"
+        }
+
     def _rank_zero(self) -> bool:
         return self._dist()[1] == 0
 

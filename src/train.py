@@ -11,9 +11,13 @@ import contextlib
 import json
 import logging
 import shlex
+import signal
 import sys
+import threading
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import hydra
 import pytorch_lightning as pl
@@ -61,6 +65,7 @@ from yolo9000.run_folder import (
 log = logging.getLogger("yolo9000.train")
 setup_environment()
 _TRAINER: pl.Trainer | None = None  # the current job's trainer (did SIGTERM stop it?)
+_CTRL_C = False  # Ctrl-C asked the current fit to stop at its batch end
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train.yaml")
@@ -73,9 +78,10 @@ def main(cfg: DictConfig) -> float | None:
         return run(cfg)
     except SIGTERMException as e:  # Lightning stops at a batch end on SIGTERM with a SystemExit of status 0
         last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
-        log.warning("stopped by SIGTERM; %s holds the state to continue from: resume=%s", last, cfg.paths.output_dir)
+        why = "Ctrl-C" if _CTRL_C else "SIGTERM"
+        log.warning("stopped by %s; %s holds the state to continue from: resume=%s", why, last, cfg.paths.output_dir)
         _summarise_stopped_sweep()
-        raise SystemExit(143) from e  # 128 + SIGTERM, as a shell reports a process it terminated
+        raise SystemExit(130 if _CTRL_C else 143) from e  # 128 + the signal, as a shell reports it
     except ResumeRefused as e:
         log_failure(log, e)  # the folder's log says why this start stopped
         drop_resumed_record(cfg.paths.output_dir)  # Hydra's record of this start: the run's own records stay
@@ -105,6 +111,33 @@ def main(cfg: DictConfig) -> float | None:
         raise
     finally:
         end_distributed()  # -m: the next job's DDP needs a fresh process group
+
+
+@contextlib.contextmanager
+def _ctrl_c_stops_at_batch_end(trainer: pl.Trainer) -> Iterator[None]:
+    """While fitting in one process: Ctrl-C (SIGINT) stops the run as SIGTERM does, after the batch, with the
+    state saved in ``last.ckpt`` (exit status 130 and the command that continues it); a second Ctrl-C stops at once,
+    unsaved (Lightning's own handling). Several processes (DDP) keep Lightning's handling."""
+    global _CTRL_C
+    if threading.current_thread() is not threading.main_thread() or trainer.world_size > 1:
+        yield
+        return
+
+    def stop_after_batch(signum: int, frame: Any) -> None:
+        global _CTRL_C
+        if _CTRL_C:  # the second: at once
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            raise KeyboardInterrupt
+        _CTRL_C = True
+        log.warning("Ctrl-C: the run stops after this batch and saves it (Ctrl-C again: at once, unsaved)")
+        trainer._signal_connector.received_sigterm = True  # Lightning's stop at the batch end, as for SIGTERM
+
+    _CTRL_C = False
+    previous = signal.signal(signal.SIGINT, stop_after_batch)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _summarise_stopped_sweep() -> None:
@@ -168,7 +201,8 @@ def run(cfg: DictConfig) -> float | None:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
 
     if cfg.train:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=start_ckpt)
+        with _ctrl_c_stops_at_batch_end(trainer):
+            trainer.fit(module, datamodule=datamodule, ckpt_path=start_ckpt)
     metrics = None
     if cfg.test:
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""

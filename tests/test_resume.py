@@ -199,6 +199,28 @@ def test_sigkill_mid_epoch_then_resume_gives_the_same_run(uninterrupted: Path, t
     assert loss.findall(log) == loss.findall((uninterrupted / "train.log").read_text())
 
 
+def _signal_in_epoch_2(out: Path, sig: signal.Signals, *overrides: str) -> tuple[int, str, dict]:
+    """Train (periodic saves every 5 steps), send ``sig`` at the first save in epoch 2 (its start or step 15):
+    the exit status, stderr and the last.ckpt it left."""
+    last = out / "checkpoints" / "last.ckpt"
+    cmd = _cmd(out, *overrides)
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline, seen_mtime = time.monotonic() + 300, 0.0
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if last.is_file() and last.stat().st_mtime != seen_mtime:
+                seen_mtime = last.stat().st_mtime
+                if _position(_load(last))["epoch"] == 1:
+                    os.kill(proc.pid, sig)
+                    break
+            time.sleep(0.02)
+        _, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return proc.returncode, err.decode(), _load(last)
+
+
 def test_sigterm_saves_the_batch_it_stopped_at_exits_143_and_resumes_exactly(
     uninterrupted: Path, tmp_path: Path
 ) -> None:
@@ -207,23 +229,9 @@ def test_sigterm_saves_the_batch_it_stopped_at_exits_143_and_resumes_exactly(
     out = tmp_path / "terminated"
     last = out / "checkpoints" / "last.ckpt"
     every5 = "callbacks.last_checkpoint.every_n_train_steps=5"
-    proc = subprocess.Popen(_cmd(out, every5), cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline, seen_mtime = time.monotonic() + 300, 0.0
-    try:
-        while time.monotonic() < deadline and proc.poll() is None:
-            if last.is_file() and last.stat().st_mtime != seen_mtime:
-                seen_mtime = last.stat().st_mtime
-                if _position(_load(last))["epoch"] == 1:  # the first save in epoch 2 (its start or step 15)
-                    os.kill(proc.pid, signal.SIGTERM)
-                    break
-            time.sleep(0.02)
-        _, err = proc.communicate(timeout=300)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 143, err.decode()[-3000:]
+    code, err, state = _signal_in_epoch_2(out, signal.SIGTERM, every5)
+    assert code == 143, err[-3000:]
     assert f"stopped by SIGTERM; {last} holds the state" in (out / "train.log").read_text()
-    state = _load(last)
     steps = TRAIN_IMAGES // BATCH  # a periodic save is at a multiple of 5, the epoch ends at multiples of 12
     assert state["global_step"] % 5 and steps < state["global_step"] < 2 * steps, state["global_step"]  # the stop
     res = subprocess.run(_cmd(out, every5, f"resume={out}"), cwd=ROOT, env=_env(), capture_output=True, text=True)
@@ -232,6 +240,18 @@ def test_sigterm_saves_the_batch_it_stopped_at_exits_143_and_resumes_exactly(
     diff = [k for k, v in want["state_dict"].items() if not torch.equal(v, got["state_dict"][k])]
     assert not diff, f"weights differ after SIGTERM + resume: {diff[:5]}"
     assert (out / "config_resumed.yaml").is_file() and (out / "launch_overrides.txt").read_text().strip()
+
+
+def test_ctrl_c_stops_after_the_batch_saves_it_and_exits_130(tmp_path: Path) -> None:
+    """Ctrl-C (SIGINT) stopped the run where it was, unsaved since the last periodic save, with no word on how to
+    go on; it now stops as SIGTERM does: after the batch, saved there (SIGTERM's save resumes exactly, above)."""
+    out = tmp_path / "interrupted"
+    code, err, state = _signal_in_epoch_2(out, signal.SIGINT, "callbacks.last_checkpoint.every_n_train_steps=5")
+    assert code == 130, err[-3000:]
+    log = (out / "train.log").read_text()
+    assert "Ctrl-C: the run stops after this batch" in log and f"stopped by Ctrl-C; {out / 'checkpoints'}" in log
+    steps = TRAIN_IMAGES // BATCH
+    assert state["global_step"] % 5 and steps < state["global_step"] < 2 * steps, state["global_step"]
 
 
 @pytest.mark.parametrize("where", ["validation", "last_train_batch"])

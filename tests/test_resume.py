@@ -199,19 +199,23 @@ def test_sigkill_mid_epoch_then_resume_gives_the_same_run(uninterrupted: Path, t
     assert loss.findall(log) == loss.findall((uninterrupted / "train.log").read_text())
 
 
-def _signal_in_epoch_2(out: Path, sig: signal.Signals, *overrides: str) -> tuple[int, str, dict]:
-    """Train (periodic saves every 5 steps), send ``sig`` at the first save in epoch 2 (its start or step 15):
-    the exit status, stderr and the last.ckpt it left."""
+def _signal_in_epoch_2(out: Path, sig: signal.Signals, *overrides: str, group: bool = False) -> tuple[int, str, dict]:
+    """Train (periodic saves every 5 steps), send ``sig`` at the first save in epoch 2 (its start or step 15), to
+    the training process or (``group``) to its process group, as a terminal's Ctrl-C: the exit status, stderr and
+    the last.ckpt it left."""
     last = out / "checkpoints" / "last.ckpt"
     cmd = _cmd(out, *overrides)
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=group
+    )
+    send = (lambda: os.killpg(proc.pid, sig)) if group else (lambda: os.kill(proc.pid, sig))
     deadline, seen_mtime = time.monotonic() + 300, 0.0
     try:
         while time.monotonic() < deadline and proc.poll() is None:
             if last.is_file() and last.stat().st_mtime != seen_mtime:
                 seen_mtime = last.stat().st_mtime
                 if _position(_load(last))["epoch"] == 1:
-                    os.kill(proc.pid, sig)
+                    send()
                     break
             time.sleep(0.02)
         _, err = proc.communicate(timeout=300)
@@ -243,10 +247,12 @@ def test_sigterm_saves_the_batch_it_stopped_at_exits_143_and_resumes_exactly(
 
 
 def test_ctrl_c_stops_after_the_batch_saves_it_and_exits_130(tmp_path: Path) -> None:
-    """Ctrl-C (SIGINT) stopped the run where it was, unsaved since the last periodic save, with no word on how to
-    go on; it now stops as SIGTERM does: after the batch, saved there (SIGTERM's save resumes exactly, above)."""
+    """Ctrl-C (SIGINT to the terminal's process group: the loader workers too) stopped the run where it was,
+    unsaved since the last periodic save, with no word on how to go on; it now stops as SIGTERM does: after the
+    batch, saved there (SIGTERM's save resumes exactly, above), the workers leaving the signal to the main process."""
     out = tmp_path / "interrupted"
-    code, err, state = _signal_in_epoch_2(out, signal.SIGINT, "callbacks.last_checkpoint.every_n_train_steps=5")
+    every5 = "callbacks.last_checkpoint.every_n_train_steps=5"
+    code, err, state = _signal_in_epoch_2(out, signal.SIGINT, every5, "data.num_workers=2", group=True)
     assert code == 130, err[-3000:]
     log = (out / "train.log").read_text()
     assert "Ctrl-C: the run stops after this batch" in log and f"stopped by Ctrl-C; {out / 'checkpoints'}" in log

@@ -59,10 +59,28 @@ def check_lockstep(r0: list[dict], r1: list[dict]) -> list[int]:
 
 
 def test_ddp_sim_same_sizes_on_both_ranks_and_resumes(tmp_path: Path) -> None:
+    """A 2-job sweep: job 0 fails on both ranks at its first batch (a planted error, raised before the probe
+    records anything), job 1 trains. Lightning's watcher of job 0's rank 1 (a thread of the sweep's process)
+    SIGKILLed the whole sweep once that rank had exited non-zero, while job 1 ran."""
     sweep, probe1, probe2 = tmp_path / "sweep", tmp_path / "probe1", tmp_path / "probe2"
-    train("-m", f"hydra.sweep.dir={sweep}", *TINY, "trainer.max_epochs=1", f"+callbacks.ddp_probe.out_dir={probe1}")
-    job = sweep / "0"
-    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0"], "rank 1 started a sweep of its own"
+    res = run_script(
+        "train.py",
+        None,
+        "-m",
+        f"hydra.sweep.dir={sweep}",
+        "+callbacks.fail._target_=ddp_probe.FailOnStart",  # before the probe: job 0 stops before it writes
+        "+callbacks.fail.fail=true,false",
+        *TINY,
+        "trainer.max_epochs=1",
+        f"+callbacks.ddp_probe.out_dir={probe1}",
+        check=False,
+        timeout=300,  # a killed sweep leaves job 1's rank 1 waiting in a collective
+    )
+    assert res.returncode != -9, "the sweep's process was killed"
+    assert json.loads((sweep / "0" / "failed.json").read_text())["error"].startswith("RuntimeError: planted failure")
+    assert "(1 ok, 1 failed, 0 without result)" in (sweep / "summary.md").read_text()
+    job = sweep / "1"
+    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1"], "rank 1 started a sweep of its own"
     r0, r1 = read_probe(probe1)
     assert check_lockstep(r0, r1) == [0, 1, 2, 3]
     ids = {i for rec in r0 + r1 for i in rec["ids"]}
@@ -71,7 +89,7 @@ def test_ddp_sim_same_sizes_on_both_ranks_and_resumes(tmp_path: Path) -> None:
     assert 0.0 <= metrics["map_50"] <= 1.0 and metrics["seen"] == 16
     assert metrics["counts_scope"].startswith("rank 0 of 2 processes")  # its augmentation counts: rank 0's shard
     assert metrics["augmentation"]["train"]["samples_loaded"] == 8
-    assert "| `default` | 1 |" in (sweep / "summary.md").read_text()
+    assert "| `+callbacks.fail.fail=False` | 1 |" in (sweep / "summary.md").read_text()
     # uneven evaluation shards (5 + 4 test images) gather every image once: the ground truth one process counts
     single, ddp_eval = tmp_path / "eval_single", tmp_path / "eval_ddp"
     for out, trainer in ((single, "default"), (ddp_eval, "ddp_sim")):
@@ -185,25 +203,3 @@ def test_ddp_sim_joint_training_ends_its_epochs(tmp_path: Path) -> None:
     # rank 1 writes its own log: its lines no longer repeat the run's data summary in the run's log
     assert "[rank: 1]" in (out / "yolo9000_digits_rank1.log").read_text() and "[rank: 1]" not in main_log
     assert main_log.count("priors (kmeans)") == 1
-
-
-def test_ddp_sim_sweep_goes_on_after_a_failed_job(tmp_path: Path) -> None:
-    """Job 0 fails on both ranks, job 1 trains. Lightning's watcher of job 0's rank 1 (a thread of the sweep's
-    process) SIGKILLed the whole sweep once that rank had exited non-zero, while job 1 ran."""
-    sweep = tmp_path / "sweep"
-    tiny = [o for o in TINY if "ddp_probe" not in o]
-    res = run_script(
-        "train.py",
-        None,
-        "-m",
-        f"hydra.sweep.dir={sweep}",
-        *tiny,
-        "trainer.max_epochs=1",
-        "+callbacks.fail._target_=ddp_probe.FailOnStart",
-        "+callbacks.fail.fail=true,false",
-        check=False,
-    )
-    assert res.returncode != -9, "the sweep's process was killed"
-    assert json.loads((sweep / "0" / "failed.json").read_text())["error"].startswith("RuntimeError: planted failure")
-    assert json.loads((sweep / "1" / "metrics.json").read_text())["seen"] == 16
-    assert "(1 ok, 1 failed, 0 without result)" in (sweep / "summary.md").read_text()

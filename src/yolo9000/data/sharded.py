@@ -47,8 +47,8 @@ def worker_init(worker_id: int) -> None:
     """DataLoader worker start-up: ignore SLURM's SIGUSR1 / SIGTERM, which reach every process of a job, and a
     terminal's Ctrl-C (SIGINT), which reaches its whole process group. The main process handles them (Lightning: hpc
     checkpoint + requeue; SIGTERM and Ctrl-C: stop after the batch, saved); a worker ended by them would fail the job
-    before the checkpoint is written. Then Lightning's worker seeding (``seed_everything(workers=True)``); augmentation does not
-    depend on it (per-sample seeds from the batch sampler)."""
+    before the checkpoint is written. Then Lightning's worker seeding (``seed_everything(workers=True)``);
+    augmentation does not depend on it (per-sample seeds from the batch sampler)."""
     import signal
 
     from lightning_fabric.utilities.seed import pl_worker_init_function

@@ -128,6 +128,19 @@ def test_format_duration() -> None:
     assert [format_duration(x) for x in (4.2, 65, 3725)] == ["4s", "1m05s", "1h02m05s"]
 
 
+def test_progress_bar_counts_epochs_as_the_epoch_lines() -> None:
+    """The last of 4 epochs is "Epoch 4/4" on the bar as in the epoch line (Lightning's bar: "Epoch 3/3")."""
+    from types import SimpleNamespace
+
+    from yolo9000.callbacks.progress import EpochProgressBar
+
+    bar = EpochProgressBar()
+    bar._trainer = SimpleNamespace(max_epochs=4)  # type: ignore[assignment]
+    assert bar._get_train_description(3).strip() == "Epoch 4/4"
+    bar._trainer = SimpleNamespace(max_epochs=-1)  # type: ignore[assignment]  # no end: no total
+    assert bar._get_train_description(0).strip() == "Epoch 1"
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("uninterrupted")

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import ModelSummary, RichModelSummary
+from pytorch_lightning.callbacks import ModelSummary, RichModelSummary, RichProgressBar
 
 from yolo9000.environment import FILE_ONLY
 
@@ -187,6 +187,16 @@ class EpochLog(pl.Callback):
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.is_global_zero:
             log.info(self.line(trainer))
+
+
+class EpochProgressBar(RichProgressBar):
+    """Lightning's Rich progress bar with the epochs counted as the epoch lines count them: ``Epoch 4/4`` for the
+    last of 4 epochs (Lightning shows ``Epoch 3/3``, counting from 0)."""
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        total = self.trainer.max_epochs
+        text = f"Epoch {current_epoch + 1}" + (f"/{total}" if total is not None and total > 0 else "")
+        return f"{text:{len(self.validation_description)}}"  # padded: no flicker beside the "Validation" bar
 
 
 class LoggedRichModelSummary(RichModelSummary):

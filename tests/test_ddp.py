@@ -203,3 +203,4 @@ def test_ddp_sim_joint_training_ends_its_epochs(tmp_path: Path) -> None:
     # rank 1 writes its own log: its lines no longer repeat the run's data summary in the run's log
     assert "[rank: 1]" in (out / "yolo9000_digits_rank1.log").read_text() and "[rank: 1]" not in main_log
     assert main_log.count("priors (kmeans)") == 1
+    assert "val/map_50" in main_log and "when logging on epoch level in distributed" not in main_log  # gathered

@@ -48,6 +48,11 @@ _QUIET_WARNINGS = (
     r".*The `srun` command is available on your system but is not used.*",
     r".*isinstance\(treespec, LeafSpec\)` is deprecated.*",  # Lightning's own pytree use with newer torch
     r".*Checkpoint directory .* exists and is not empty.*",  # every resume (the run's own checkpoints are there)
+    # DDP: the evaluation metrics are gathered over the ranks before they are logged (every rank logs the same
+    # value), and train/img_per_s is already the rate of all ranks: Lightning's advice to reduce them again is not
+    # for these (it printed a warning per metric and stage)
+    r"(?s).*`self\.log\('(val|test)/.*sync_dist=True.*when logging on epoch level in distributed setting.*",
+    r"(?s).*`self\.log\('train/img_per_s'.*sync_dist=True.*when logging on epoch level in distributed setting.*",
 )
 _QUIET_INFO = ("💡 Tip", "litlogger", "Trainer already configured with model summary callbacks")
 

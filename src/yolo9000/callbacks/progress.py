@@ -78,8 +78,7 @@ class EpochLog(pl.Callback):
         self._global_step = 0
         self._epochs_timed = 0
         self._step_at_start = 0
-        self._val_done = False
-        self._val_values: dict[str, float] = {}  # the last validation's val_keys
+        self._val_values: dict[str, float] = {}  # this epoch's validation values of val_keys (none: no validation)
         self._restored: dict[str, Any] | None = None  # the state of a checkpoint this run resumes from
 
     def state_dict(self) -> dict[str, Any]:
@@ -115,7 +114,7 @@ class EpochLog(pl.Callback):
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._sums, self._counts, self._images, self._train_time = {}, {}, 0, 0.0
         self._t_epoch = time.perf_counter()
-        self._val_done = False
+        self._val_values = {}
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
         self._t_batch = time.perf_counter()
@@ -143,9 +142,8 @@ class EpochLog(pl.Callback):
         return float(self._sums[key]) / self._counts[key] if key in self._sums else None
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._val_done = not trainer.sanity_checking
-        if self._val_done:  # read here, on every rank: at the train epoch's end rank 0 alone would ask for the
-            #                 epoch's train metrics, and a synced one (sync_dist) would wait there for the others
+        if not trainer.sanity_checking:  # read here, on every rank: at the train epoch's end rank 0 alone would ask
+            #                               for the epoch's train metrics, and a synced one would wait for the others
             metrics = trainer.callback_metrics
             self._val_values = {k: float(metrics[k]) for k in self.val_keys if k in metrics}
 
@@ -169,8 +167,7 @@ class EpochLog(pl.Callback):
         lr = self._lr(trainer)
         if lr is not None:
             parts.append(f"lr {lr:.2e}")
-        if self._val_done:
-            parts.extend(f"{k} {v:.4f}" for k, v in self._val_values.items())
+        parts.extend(f"{k} {v:.4f}" for k, v in self._val_values.items())
         if self._t_start is not None:
             elapsed = time.perf_counter() - self._t_start
             self._epochs_timed += 1

@@ -20,6 +20,7 @@ descent) is :func:`region_detections_darknet` (:mod:`yolo9000.region_decode`, re
 
 from __future__ import annotations
 
+import itertools
 from typing import Literal, NamedTuple
 
 import torch
@@ -359,26 +360,23 @@ def class_nms(
     # a diverging network's inf / nan sizes: clamped so that the group offsets stay finite
     b64 = boxes.double().nan_to_num(0.0).clamp(-_FAR, _FAR)
     if num_images == 1:  # one image (batch-1 inference): every candidate is its own (no count to read back)
-        counts, starts = image.new_full((1,), len(image)), image.new_zeros(1)
-        n_img, first = [len(image)], [0]
+        n_img, starts = [len(image)], image.new_zeros(1)
     else:
         counts = torch.bincount(image, minlength=num_images)
         starts = torch.cumsum(counts, 0) - counts
-        n_img, first = None, None  # read back (a host sync) only by the torchvision methods
+        n_img = counts.tolist()  # the one host sync of the counts
+    first = [0, *itertools.accumulate(n_img[:-1])]  # each image's first row
     if method is None:  # an H200, 3 classes, ~220-350 candidates an image: batch 1 per_image 2.3 ms, matrix 3.1,
         #                  rounds 3.4; batch 64 per_image 28 ms, matrix 12-21, rounds 38-103
         method = "per_image" if boxes.device.type == "cpu" or num_images < _MATRIX_MIN_IMAGES else "matrix"
     if method == "matrix":
-        most = int(counts.max())
-        if most <= _MATRIX_MAX:
-            return _matrix_nms(b64, image, label, starts, most, iou_thresh, num_images, max_det)
+        if max(n_img) <= _MATRIX_MAX:
+            return _matrix_nms(b64, image, label, starts, max(n_img), iou_thresh, num_images, max_det)
         method = "rounds"
     lo, hi = torch.aminmax(b64)
     group = label if num_images == 1 else image * (int(label.max()) + 1) + label
     shifted = (b64 - lo).add_((group * (hi - lo + 1)).unsqueeze(1))  # (M, 4)
     s64 = scores.double()
-    if n_img is None or first is None:
-        n_img, first = counts.tolist(), starts.tolist()
     out = [empty] * num_images
     m = 2 * max_det
     if method == "per_image":  # per image: bounded by the batch size, a few NMS calls each

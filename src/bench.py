@@ -63,7 +63,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from yolo9000.build import build, instantiate_module
 from yolo9000.data.image_io import read_image
 from yolo9000.environment import hydra_flags_first, setup_environment
-from yolo9000.loss import RegionLoss
+from yolo9000.loss import RegionLoss, TruthAssignment, assign_truths
+from yolo9000.models import STRIDE
 from yolo9000.speed import FastPath, call_times, channels_last_images, device_name, set_channels_last, sync, timeit
 
 log = logging.getLogger("yolo9000.bench")
@@ -147,17 +148,30 @@ def variant_module(model_config: dict[str, Any], fast: dict[str, Any], device: t
 
 
 def synthetic_batch(b: DictConfig, num_classes: int, device: torch.device, channels_last: bool) -> dict[str, Any]:
-    """``bench.batch_size`` random images with ``bench.num_boxes`` boxes each (seed 0)."""
+    """``bench.batch_size`` random images with ``bench.num_boxes`` boxes each (seed 0); the truths also on the host
+    (``targets_host``, ``mask_host``), where training's loader hands them over."""
     g = torch.Generator().manual_seed(0)
     x = torch.rand(b.batch_size, 3, b.size, b.size, generator=g).to(device)
     wh = torch.rand(b.batch_size, b.num_boxes, 2, generator=g) * 0.2 + 0.05
     xy = torch.rand(b.batch_size, b.num_boxes, 2, generator=g) * 0.8 + 0.1
     cls = torch.randint(0, num_classes, (b.batch_size, b.num_boxes, 1), generator=g).float()
+    targets, mask = torch.cat([xy, wh, cls], -1), torch.ones(b.batch_size, b.num_boxes, dtype=torch.bool)
     return {
         "images": channels_last_images(x) if channels_last else x,
-        "targets": torch.cat([xy, wh, cls], -1).to(device),
-        "mask": torch.ones(b.batch_size, b.num_boxes, dtype=torch.bool, device=device),
+        "targets": targets.to(device),
+        "mask": mask.to(device),
+        "targets_host": targets,
+        "mask_host": mask,
     }
+
+
+def host_assignment(module: Any, batch: dict[str, Any]) -> TruthAssignment | None:
+    """What training's ``on_before_batch_transfer`` adds to a batch: the truths' assignment, made on the host
+    (None where the loss makes it: ``bias_match=False``)."""
+    if not module.criterion.bias_match:
+        return None
+    grid = tuple(s // STRIDE for s in batch["images"].shape[-2:])
+    return assign_truths(batch["targets_host"], batch["mask_host"], module.host_anchors(), grid)
 
 
 def autocast(device: torch.device, precision: str) -> torch.autocast:
@@ -210,16 +224,17 @@ def time_loops(module: Any, batch: dict[str, Any], precision: str, b: DictConfig
 
     bare = bare_step(module, batch, precision, opt)
 
-    def with_loss() -> None:
+    def with_loss() -> None:  # as the training step: the truths assigned on the host, then the forward and loss
+        assignment = host_assignment(module, batch)
         opt.zero_grad(set_to_none=True)
         raw = forward().float().contiguous()
-        (crit(raw, targets, mask, net.anchors, seen=SEEN).loss / bsz).backward()
+        (crit(raw, targets, mask, net.anchors, SEEN, assignment=assignment).loss / bsz).backward()
         opt.step()
 
     raw = forward().detach().float().contiguous().requires_grad_(True)
 
     def loss_only() -> None:
-        crit(raw, targets, mask, net.anchors, seen=SEEN).loss.backward()
+        crit(raw, targets, mask, net.anchors, SEEN, assignment=host_assignment(module, batch)).loss.backward()
 
     t_bare = seconds_per_call(bare, b, device)
     t_step = seconds_per_call(with_loss, b, device)

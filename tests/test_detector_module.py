@@ -52,7 +52,7 @@ def test_seen_counts_all_ranks_before_forward() -> None:
     original = module.criterion.forward
 
     def spy(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
-        seen_at_loss.append(args[-1] if len(args) == 5 else kwargs["seen"])
+        seen_at_loss.append(args[4] if len(args) > 4 else kwargs["seen"])
         return original(*args, **kwargs)
 
     module.criterion.forward = spy  # type: ignore[method-assign]
@@ -68,6 +68,43 @@ def test_seen_counts_all_ranks_before_forward() -> None:
     module.training_step(batch, 1)
     assert seen_at_loss == [8, 16] and int(module.seen) == 16
     assert "seen" in module.state_dict()
+    # the host's count (no device read per step) starts from the buffer at the training start (after a resume
+    # restored it) and after a checkpoint load
+    module.seen.fill_(1000)
+    module.on_train_start()
+    module.training_step(batch, 2)
+    module.seen.fill_(5000)
+    module.on_load_checkpoint({})
+    module.training_step(batch, 3)
+    assert seen_at_loss[2:] == [1008, 5008] and int(module.seen) == 5008 and module.seen_images == 5008
+
+
+def test_truths_assigned_on_the_host_before_the_transfer() -> None:
+    """``on_before_batch_transfer`` adds the truths' assignment to a batch (made on the host, from the grid of the
+    batch's input size); the training step's loss with it equals the loss the criterion assigns itself."""
+    torch.manual_seed(0)
+    module = DetectorModule(tiny(), RegionLoss, burn_in=1)
+    module.log = lambda *a, **k: None  # type: ignore[method-assign]
+    module.log_dict = lambda *a, **k: None  # type: ignore[method-assign]
+    targets = torch.tensor(
+        [[[0.5, 0.5, 0.2, 0.2, 1.0], [0.52, 0.5, 0.3, 0.2, 2.0]], [[0.3, 0.3, 0.6, 0.5, 0.0], [0] * 5]]
+    )
+    batch = {
+        "images": (torch.rand(2, 3, 96, 64) * 255).to(torch.uint8),
+        "targets": targets,
+        "target_mask": torch.tensor([[True, True], [True, False]]),
+    }
+    with_plan = module.on_before_batch_transfer(dict(batch), 0)
+    plan = with_plan["assignment"]
+    assert plan.cell.tolist() == [[1, 1], [1, 1], [0, 0]]  # a 2 x 3 grid (64 wide, 96 high): int(x * 2), int(y * 3)
+    assert plan.win.tolist() == [1, 2]  # both truths of image 0 pick one predictor: the later one's
+    losses = []
+    for b in (with_plan, batch):
+        b = module.on_after_batch_transfer(dict(b), 0)
+        module.seen.zero_()
+        module.train()
+        losses.append(module.training_step(b, 0)["loss"])
+    assert torch.equal(losses[0], losses[1])
 
 
 def _compose(*overrides: str):  # noqa: ANN202

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from yolo9000.loss import RegionLoss, region_loss_darknet
+from yolo9000.loss import RegionLoss, assign_truths, region_loss_darknet
 from yolo9000.wordtree import WordTree
 
 FIX = Path(__file__).parent / "fixtures"
@@ -179,3 +179,68 @@ def test_statistics_are_optional_and_change_nothing_else() -> None:
     assert lean.avg_iou is None and lean.recall is None and lean.avg_cat is None and lean.num_truths == 2
     one = RegionLoss(3)(raw[:1], truths[:1], mask[:1], anchors, seen=20000)
     assert one.avg_iou.item() == pytest.approx(1.0, abs=1e-6) and one.recall.item() == 1.0
+
+
+def _fixture_loss(name: str) -> tuple[RegionLoss, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """A darknet fixture as (RegionLoss, raw, targets, mask, anchors, seen)."""
+    d = np.load(FIX / f"{name}.npz")
+    meta = json.loads(str(d["meta"]))
+    tree = WordTree.from_file(FIX / meta["tree"]) if meta["tree"] else None
+    keys = ("thresh", "object_scale", "noobject_scale", "class_scale", "coord_scale")
+    crit = RegionLoss(meta["classes"], rescore=bool(meta["rescore"]), tree=tree, **{k: meta[k] for k in keys})
+    truth = torch.tensor(d["truth"])
+    mask = torch.cumprod((truth[..., 0] != 0).long(), dim=1).bool()
+    anchors = torch.tensor(meta["anchors"], dtype=torch.float32).reshape(-1, 2)
+    return crit, torch.tensor(d["input"]), truth, mask, anchors, meta["seen"]
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in FIX.glob("region_*.npz")))
+def test_assignment_made_ahead_gives_the_same_loss(name: str) -> None:
+    """The truths' assignment made before the loss (the host's, in training: ``assign_truths``) gives the loss and
+    gradient of the loss that makes it itself, on darknet's fixtures; a different assignment (the last winning
+    truth dropped) gives another loss: the one passed is the one used."""
+    crit, raw, truth, mask, anchors, seen = _fixture_loss(name)
+    hw = tuple(raw.shape[-2:])
+    runs = []
+    made = assign_truths(truth, mask, anchors, hw)
+    assert len(made.win) > 1
+    for assignment in (None, made, made._replace(win=made.win[:-1])):
+        x = raw.clone().requires_grad_(True)
+        out = crit(x, truth, mask, anchors, seen, assignment=assignment)
+        out.loss.backward()
+        runs.append((out, x.grad))
+    (inside, g_in), (ahead, g_ahead), (other, g_other) = runs
+    for k in ("loss", "coord", "obj", "noobj", "cls", "avg_iou", "recall"):
+        assert torch.equal(getattr(inside, k), getattr(ahead, k)), k
+    assert torch.equal(g_in, g_ahead)
+    assert not torch.equal(g_in, g_other) and other.loss.item() != inside.loss.item()
+
+
+def test_assign_truths_by_hand() -> None:
+    """Hand-checked assignment: image 0 has two truths on one predictor (the later one wins) and one elsewhere,
+    and a padding row; image 1 is classification-only (its first classification row, row 1, labels it)."""
+    anchors = torch.tensor([[1.0, 1.0], [3.0, 3.0]])  # 4 x 4 grid: priors .25 and .75 of the image
+    mark = 2e5
+    targets = torch.tensor(
+        [
+            [[0.30, 0.60, 0.20, 0.20, 0.0], [0.40, 0.70, 0.25, 0.30, 1.0], [0.9, 0.1, 0.7, 0.8, 2.0], [0, 0, 0, 0, 0]],
+            [[0.5, 0.5, 0.1, 0.1, 1.0], [mark, mark, 1.0, 1.0, 2.0], [mark, mark, 1.0, 1.0, 0.0], [0, 0, 0, 0, 0]],
+        ]
+    )
+    mask = torch.tensor([[True, True, True, False], [False, True, True, False]])
+    a = assign_truths(targets, mask, anchors, (4, 4))
+    assert a.b_idx.tolist() == [0, 0, 0] and a.t_idx.tolist() == [0, 1, 2]
+    assert a.cell.tolist() == [[1, 2], [1, 2], [3, 0]]  # (int(x * 4), int(y * 4))
+    assert a.best_n.tolist() == [0, 0, 1]  # .2 x .2 and .25 x .3 fit the small prior, .7 x .8 the large one
+    assert a.win.tolist() == [1, 2]  # truth 0 shares (image 0, prior 0, cell (1, 2)) with the later truth 1
+    assert a.co_b.tolist() == [1] and a.co_row.tolist() == [1]
+
+
+def test_assignment_ahead_refused_without_bias_match() -> None:
+    """``bias_match=False`` matches by the predicted shapes: an assignment made from the truths alone is refused."""
+    truth = torch.tensor([[[0.5, 0.5, 0.5, 0.5, 0.0]]])
+    mask = torch.ones(1, 1, dtype=torch.bool)
+    anchors = torch.ones(2, 2)
+    made = assign_truths(truth, mask, anchors, (1, 1))
+    with pytest.raises(ValueError, match="bias_match=False"):
+        RegionLoss(1, bias_match=False)(torch.zeros(1, 12, 1, 1), truth, mask, anchors, 0, assignment=made)

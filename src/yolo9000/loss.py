@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import torch
 from torch import nn
@@ -113,7 +113,73 @@ class _RegionLossFn(torch.autograd.Function):
         return out.view(ctx.raw_shape).to(ctx.raw_dtype), None, None, None
 
 
-_NO_BOX = torch.tensor([-10.0, -10.0, 0.0, 0.0])  # an empty box far outside the image (IoU 0 with any box)
+class TruthAssignment(NamedTuple):
+    """The predictor each truth of a batch trains (darknet's ``forward_region_layer``): the cell of the truth's
+    centre, ``(int(x * W), int(y * H))``, and the prior of best shape IoU (``bias_match``), the last truth in list
+    order keeping a predictor that several pick. With ``bias_match`` it depends on the truths alone, so the host
+    can make it ahead of the forward pass (:meth:`RegionLoss.forward`'s ``assignment``): each ``nonzero`` here
+    would otherwise stop a GPU step's host until the network's output is ready, and then launch the loss's kernels
+    onto an idle device.
+
+    Attributes (T detection truths, image-major in list order; Bc classification-only images), long tensors:
+        b_idx, t_idx: (T,) image and row of each detection truth.
+        cell: (T, 2) its grid cell (column, row).
+        best_n: (T,) its prior.
+        win: (Tw,) indices into T of the truths whose writes stand (the last one per (image, prior, cell)).
+        co_b: (Bc,) the classification-only images; co_row: (Bc,) the first classification row of each.
+    """
+
+    b_idx: torch.Tensor
+    t_idx: torch.Tensor
+    cell: torch.Tensor
+    best_n: torch.Tensor
+    win: torch.Tensor
+    co_b: torch.Tensor
+    co_row: torch.Tensor
+
+
+def assign_truths(
+    targets: torch.Tensor,
+    target_mask: torch.Tensor,
+    anchors: torch.Tensor,
+    hw: tuple[int, int],
+    pred: torch.Tensor | None = None,
+) -> TruthAssignment:
+    """The :class:`TruthAssignment` of a batch's truths on a grid of ``hw`` cells, on the truths' device.
+
+    Args:
+        targets: (B, M, 5) ``cx, cy, w, h, class`` normalised (a row with cx and cy above 1e5: a
+            classification-only image's label); target_mask: (B, M) True for real rows.
+        anchors: (A, 2) priors in grid-cell units.
+        hw: (H, W) of the grid.
+        pred: None (``bias_match``: the prior of best shape IoU with the truth), or the predicted boxes
+            (B, A, 4, H*W) normalised cx, cy, w, h: the prior whose predicted shape at the truth's cell fits best
+            (darknet's ``bias_match=0``).
+    """
+    (h, w), dev, f32 = hw, targets.device, torch.float32
+    targets = targets.to(f32)
+    mask = target_mask.to(dev).bool()
+    classonly_row = mask & (targets[..., :2] > CLASSONLY_MARK).all(-1)  # x and y above the mark
+    classonly_img = classonly_row.any(1)  # (B,)
+    b_idx, t_idx = torch.nonzero(mask & ~classonly_img.unsqueeze(1), as_tuple=True)  # row-major: list order
+    tb = targets[b_idx, t_idx, :4]  # (T, 4)
+    size = whwh(w, h, f32, dev)[:2]  # (W, H)
+    cell = torch.minimum((tb[:, :2] * size).long(), whwh(w - 1, h - 1, torch.long, dev)[:2])  # int(x * W), float32
+    cidx = cell[:, 1] * w + cell[:, 0]  # (T,)
+    anchors = anchors.to(dev, f32)
+    if pred is None:  # (T, A) shape IoUs with the priors; first maximum wins (darknet's strict '>')
+        best_n = wh_iou(tb[:, 2:], anchors / size).argmax(1)
+    else:  # with the predicted shapes at the truth's cell
+        best_n = wh_iou(tb[:, None, 2:], pred[b_idx, :, 2:4, cidx]).squeeze(1).argmax(1)
+    num_anchors, n_pred = anchors.shape[0], anchors.shape[0] * h * w
+    loc = (b_idx * num_anchors + best_n) * (h * w) + cidx  # flat (B, A, HW) predictor index
+    order = torch.arange(len(loc), device=dev)  # global truth order (image-major, list order)
+    last = torch.full((targets.shape[0] * n_pred,), -1, device=dev, dtype=torch.long)
+    last.scatter_reduce_(0, loc, order, "amax")
+    win = torch.nonzero(last[loc] == order).squeeze(1)  # the last truth per (image, prior, cell) keeps its writes
+    co_b = torch.nonzero(classonly_img).flatten()
+    co_row = classonly_row[co_b].float().argmax(1)
+    return TruthAssignment(b_idx, t_idx, cell, best_n, win, co_b, co_row)
 
 
 class RegionLoss(nn.Module):
@@ -174,6 +240,7 @@ class RegionLoss(nn.Module):
         anchors: torch.Tensor,
         seen: int,
         stats: bool = True,
+        assignment: TruthAssignment | None = None,
     ) -> RegionLossOutput:
         """darknet's deltas for the batch (:meth:`deltas`, no graph), returned as named terms whose gradient w.r.t.
         ``raw`` is darknet's (``-delta`` times the sigmoid derivative on tx, ty, to).
@@ -187,6 +254,9 @@ class RegionLoss(nn.Module):
             seen: images seen so far, counting this batch (darknet increments before the forward pass).
             stats: also compute darknet's printed statistics (avg IoU, recall, ...; ~20 small ops: a training step
                 asks on the steps its loggers write only).
+            assignment: :func:`assign_truths` of ``targets`` made ahead (e.g. on the host while the network runs:
+                on a GPU the loss then never waits for it); None: made here. With ``bias_match=False`` it depends
+                on the predictions and must be None.
         """
         anchors = anchors.to(raw.device, torch.float32)
         bsz, ch, h, w = raw.shape
@@ -197,7 +267,9 @@ class RegionLoss(nn.Module):
             )
         with torch.no_grad():
             planes = raw.detach().float().reshape(bsz, anchors.shape[0], 5 + self.num_classes, h * w)
-            d, numbers = self.deltas(planes, targets, target_mask, anchors, seen, (h, w), stats)
+            if assignment is not None and not self.bias_match:
+                raise ValueError("bias_match=False matches truths to the predicted shapes: no assignment ahead")
+            d, numbers = self.deltas(planes, targets, target_mask, anchors, seen, (h, w), stats, assignment)
         terms = _RegionLossFn.apply(raw, d.grad, d.responsible, d.per_image.sum(1))
         names = ("coord", "obj", "noobj", "cls")
         return RegionLossOutput(
@@ -216,6 +288,7 @@ class RegionLoss(nn.Module):
         seen: int,
         hw: tuple[int, int],
         stats: bool = True,
+        assignment: TruthAssignment | None = None,
     ) -> tuple[_Deltas, dict]:
         """darknet's delta assignment and the loss it implies, in the head's channel-plane layout.
 
@@ -227,6 +300,7 @@ class RegionLoss(nn.Module):
             targets, target_mask, anchors, seen: as :meth:`forward`.
             hw: (H, W) of the grid.
             stats: compute the statistics (else only ``num_truths``).
+            assignment: :func:`assign_truths` of these truths, on any device (None: made here).
         Returns:
             the :class:`_Deltas` and the statistics of :class:`RegionLossOutput` (avg_iou ... num_truths).
         """
@@ -244,14 +318,18 @@ class RegionLoss(nn.Module):
         pred_rows = pred.view(bsz * num_anchors, 4, n_cell)
 
         targets = targets.to(dev, f32)
+        if assignment is None:  # the truths' predictors here (with bias_match=False: from the predicted shapes)
+            assignment = assign_truths(targets, target_mask, anchors, hw, None if self.bias_match else pred)
+        b_idx, t_idx, cell, best_n, win, co_b, co_row = (t.to(dev, non_blocking=True) for t in assignment)
         mask = target_mask.to(dev).bool()
-        classonly_row = mask & (targets[..., :2] > CLASSONLY_MARK).all(-1)  # x and y above the mark
-        classonly_img = classonly_row.any(1)  # (B,)
+        classonly_img = (mask & (targets[..., :2] > CLASSONLY_MARK).all(-1)).any(1)  # (B,)
         truth_mask = mask & ~classonly_img.unsqueeze(1)  # detection truths, (B, M)
         truth_box = targets[..., :4]
         truth_cls = targets[..., 4].long()
         # padding / classification rows become empty boxes far outside the image: IoU 0 with every predictor
-        iou_truth = torch.where(truth_mask.unsqueeze(-1), truth_box, _NO_BOX.to(dev))
+        # (scalars, not a constant tensor: a host-to-device copy would wait for the GPU)
+        real = truth_mask.unsqueeze(-1)
+        iou_truth = torch.cat([truth_box[..., :2].where(real, -10.0), truth_box[..., 2:].where(real, 0.0)], -1)
         grad = torch.zeros_like(p)  # (B, A, 5 + C, HW)
         g2 = grad.view(bsz * num_anchors, k_ch, n_cell)
         p2 = p.view(bsz * num_anchors, k_ch, n_cell)
@@ -265,23 +343,12 @@ class RegionLoss(nn.Module):
         obj_weight = torch.where(ignore, 0.0, self.noobject_scale)  # (B, A, HW)
         obj_target = torch.zeros_like(so)
 
-        # ---- responsible predictors -------------------------------------------------------------------------
-        b_idx, t_idx = torch.nonzero(truth_mask, as_tuple=True)  # row-major: truths in list order per image
+        # ---- responsible predictors (assign_truths: cell, prior, the last truth of each predictor) ----------
         tb = truth_box[b_idx, t_idx]  # (T, 4)
         size = whwh(w, h, f32, dev)[:2]  # (W, H)
-        cell = (tb[:, :2] * size).long()  # int(x * W), float32 maths as darknet
-        cell = torch.minimum(cell, whwh(w - 1, h - 1, torch.long, dev)[:2])
-        ci, cj = cell[:, 0], cell[:, 1]
-        cidx = cj * w + ci  # (T,) cell
-        if self.bias_match:  # (T, A) shape IoUs with the priors; first maximum wins (darknet's strict '>')
-            best_n = wh_iou(tb[:, 2:], anchors / size).argmax(1)
-        else:  # with the predicted shapes at the truth's cell
-            best_n = wh_iou(tb[:, None, 2:], pred[b_idx, :, 2:4, cidx]).squeeze(1).argmax(1)
+        cidx = cell[:, 1] * w + cell[:, 0]  # (T,) cell
         ba = b_idx * num_anchors + best_n  # (T,) image-anchor row of p2
         loc = ba * n_cell + cidx  # flat (B, A, HW) predictor index
-        order = torch.arange(len(loc), device=dev)  # global truth order (image-major, list order)
-        last = torch.full((bsz * n_pred,), -1, device=dev, dtype=torch.long).scatter_reduce(0, loc, order, "amax")
-        winner = last[loc] == order  # the last truth per (image, anchor, cell) keeps its writes
         iou_resp = box_iou_paired(pred_rows[ba, :, cidx], tb)  # (T,) IoU of the responsible box
         responsible = torch.zeros(bsz * n_pred, dtype=torch.bool, device=dev)
         responsible[loc] = True
@@ -296,7 +363,6 @@ class RegionLoss(nn.Module):
             coord_img += 0.5 * (cw * diff.square()).sum((1, 2, 3))
             grad[:, :, 0:4] = cw * diff
         # the winners' rows once (indices, not a boolean mask per use): truth, image-anchor row, cell, predictor
-        win = torch.nonzero(winner).squeeze(1)
         tw, bw, cw_w, loc_w = tb[win], ba[win], cidx[win], loc[win]
         prior = anchors[best_n[win]]  # (Tw, 2)
         t_xy = encode_xy(tw[:, :2] * size - cell[win].to(f32), prior, self.location)
@@ -319,7 +385,8 @@ class RegionLoss(nn.Module):
         obj_weight.view(-1)[loc_w] = self.object_scale
 
         # ---- classification-only images: the best predictor for the label, then every class write ----------
-        co_loc, co_label = self._classonly_predictors(so, p, classonly_row, truth_cls, obj_target, obj_weight)
+        co_label = truth_cls[co_b, co_row]  # (Bc,) each classification-only image's label (its first row)
+        co_loc = self._classonly_predictors(so, p, co_b, co_label, obj_target, obj_weight)
         if tree.num_groups == 1:  # flat softmax: one write per predictor, the last truth's (winners are unique)
             w_loc, w_label = torch.cat([loc_w, co_loc]), torch.cat([truth_cls[b_idx, t_idx][win], co_label])
         else:  # a tree: every truth's path; the dedup keeps the last write per (predictor, sibling group)
@@ -364,35 +431,32 @@ class RegionLoss(nn.Module):
         self,
         so: torch.Tensor,
         p: torch.Tensor,
-        classonly_row: torch.Tensor,
-        truth_cls: torch.Tensor,
+        co_b: torch.Tensor,
+        co_label: torch.Tensor,
         obj_target: torch.Tensor,
         obj_weight: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    ) -> torch.Tensor:
         """YOLO9000's classification-only images: the predictor with the highest ``sigmoid(to) * P(label path)``
         learns the label (darknet: first classification row of the image); its objectness weight is set in place
         (``darknet``: no term; ``paper``: target max(0.3, current)).
 
         Args:
-            so: (B, A, HW) sigmoid(to); p: (B, A, 5 + C, HW) raw planes; classonly_row: bool (B, M);
-            truth_cls: (B, M). obj_target, obj_weight: (B, A, HW), written in place.
+            so: (B, A, HW) sigmoid(to); p: (B, A, 5 + C, HW) raw planes; co_b: (Bc,) the classification-only
+            images; co_label: (Bc,) their labels. obj_target, obj_weight: (B, A, HW), written in place.
         Returns:
-            (flat predictor index (Bc,), label (Bc,)) of the classification-only images.
+            (Bc,) the flat predictor index of each classification-only image's chosen predictor.
         """
         bsz, num_anchors, n_cell = so.shape
         dev, tree = so.device, self.tree
-        co_b = torch.nonzero(classonly_row.any(1)).flatten()
         if not len(co_b):
-            return co_b.new_empty(0), co_b.new_empty(0)
-        first_row = classonly_row[co_b].float().argmax(1)
-        co_label = truth_cls[co_b, first_row]
+            return co_b
         cond = tree.softmax(p[co_b, :, 5:].transpose(2, 3))  # (Bc, A, HW, C)
-        path = tree.paths[co_label.cpu()].to(dev)  # (Bc, D)
+        path = tree.paths.to(dev, non_blocking=True)[co_label]  # (Bc, D)
         d = path.shape[1]
         pcond = torch.where(
             path.view(-1, 1, 1, d) >= 0,
             cond.gather(-1, path.clamp_min(0).view(-1, 1, 1, d).expand(*cond.shape[:-1], -1)),
-            torch.ones((), device=dev),
+            1.0,
         ).prod(-1)  # (Bc, A, HW)
         score = (so[co_b] * pcond).flatten(1)  # darknet order: anchor, row, column
         co_loc = co_b * (num_anchors * n_cell) + score.argmax(1)
@@ -401,7 +465,7 @@ class RegionLoss(nn.Module):
             obj_weight.view(-1)[co_loc] = self.object_scale
         else:
             obj_weight.view(-1)[co_loc] = 0.0
-        return co_loc, co_label
+        return co_loc
 
     def _class_deltas(
         self, p2: torch.Tensor, g2: torch.Tensor, loc: torch.Tensor, label: torch.Tensor, n_cell: int, bsz: int

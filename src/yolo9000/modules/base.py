@@ -36,10 +36,26 @@ class DarknetModule(pl.LightningModule):
         self.register_buffer("seen", torch.zeros((), dtype=torch.long))
 
     def count_seen(self, batch_size: int) -> int:
-        """Add this step's images of all ranks to ``seen`` (darknet counts before the forward pass); returns it."""
+        """Add this step's images of all ranks to ``seen`` (darknet counts before the forward pass); returns it,
+        counted on the host too while fitting (reading the buffer back would wait for the GPU every step)."""
         world = self.trainer.world_size if self._trainer is not None else 1
         self.seen += batch_size * world
-        return int(self.seen)
+        host = self.__dict__.get("_seen_host")
+        self._seen_host = int(self.seen) if host is None else host + batch_size * world
+        return self._seen_host
+
+    @property
+    def seen_images(self) -> int:
+        """``seen`` as an int: the host's count while fitting, else the buffer's."""
+        host = self.__dict__.get("_seen_host")
+        return int(self.seen) if host is None else host
+
+    def on_train_start(self) -> None:
+        """The host's ``seen`` from the buffer (restored by a resume before this hook)."""
+        self._seen_host = int(self.seen)
+
+    def on_train_end(self) -> None:
+        self._seen_host = None  # the buffer is the count again (a later load or edit changes it)
 
     def logs_written_this_step(self) -> bool:
         """Whether the loggers write this training step's on-step values (Lightning's ``log_every_n_steps``): per-step
@@ -97,6 +113,7 @@ class DarknetModule(pl.LightningModule):
         checkpoint["yolo9000_model_config"] = self.model_config
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._seen_host = None
         self.model_config = checkpoint.get("yolo9000_model_config", self.model_config)
 
     def configure_optimizers(self) -> Any:

@@ -12,7 +12,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from yolo9000.loss import RegionLoss
+from yolo9000.loss import RegionLoss, assign_truths
 from yolo9000.metrics import DetectionEvaluator
 from yolo9000.models import STRIDE
 from yolo9000.models.yolov2 import YOLOv2
@@ -140,6 +140,44 @@ class DetectorModule(DarknetModule):
         """(B, 3, H, W) in [0, 1] -> raw head output (B, A * (5 + C), H / 32, W / 32), contiguous NCHW."""
         return self.model(images).contiguous()
 
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """A batch with truths gets ``assignment``: which predictor each truth trains (:func:`yolo9000.loss.
+        assign_truths`), made here on the host from the collated truths before the batch goes to the device. The
+        loss then has nothing to read back from a GPU (with ``bias_match``; without, it depends on the predictions
+        and the loss makes it)."""
+        if (
+            isinstance(batch, dict)
+            and self.criterion.bias_match
+            and isinstance(batch.get("targets"), torch.Tensor)
+            and isinstance(batch.get("images"), torch.Tensor)
+            and batch["targets"].device.type == "cpu"
+        ):
+            h, w = batch["images"].shape[-2:]
+            batch["assignment"] = assign_truths(
+                batch["targets"], batch["target_mask"], self.host_anchors(), (h // STRIDE, w // STRIDE)
+            )
+        return batch
+
+    def host_anchors(self) -> torch.Tensor:
+        """The network's priors (A, 2) on the host: a copy made once per stage (they do not change while fitting
+        or evaluating; reading a GPU buffer every batch would wait for the device)."""
+        anchors = self.model.anchors
+        if anchors.device.type == "cpu":
+            return anchors
+        cached = self.__dict__.get("_anchors_host")
+        if cached is None or cached.shape != anchors.shape:
+            cached = self._anchors_host = anchors.detach().cpu()
+        return cached
+
+    def on_fit_start(self) -> None:
+        self._anchors_host = None  # the priors of the weights this stage runs (a checkpoint may have replaced them)
+
+    def on_validation_start(self) -> None:
+        self._anchors_host = None
+
+    def on_test_start(self) -> None:
+        self._anchors_host = None
+
     # ---------------------------------------------------------------- training
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         """The loss of one batch. Returns ``{"loss", "terms"}``: ``terms`` (detached 0-d tensors by name) are what
@@ -151,7 +189,9 @@ class DetectorModule(DarknetModule):
         seen = self.count_seen(bsz)
         written = self.logs_written_this_step()
         raw = self.model(images).float().contiguous()  # the loss in fp32 (autocast), NCHW (channels_last)
-        out = self.criterion(raw, batch["targets"], batch["target_mask"], self.model.anchors, seen, stats=written)
+        out = self.criterion(
+            raw, batch["targets"], batch["target_mask"], self.model.anchors, seen, written, batch.get("assignment")
+        )
         loss = out.loss / bsz if self.hparams.loss_normalize == "batch" else out.loss
         terms = {f"train/{k}": getattr(out, k).detach() / bsz for k in ("coord", "obj", "noobj", "cls")}
         self.log("train/loss", loss, prog_bar=True, batch_size=bsz)
@@ -188,7 +228,8 @@ class DetectorModule(DarknetModule):
     ) -> list[dict[str, torch.Tensor]]:
         images = batch["images"]
         raw = self.model(images).float().contiguous()  # loss and decode in fp32 (autocast), NCHW (channels_last)
-        out = self.criterion(raw, batch["targets"], batch["target_mask"], self.model.anchors, int(self.seen))
+        targets, mask, anchors = batch["targets"], batch["target_mask"], self.model.anchors
+        out = self.criterion(raw, targets, mask, anchors, self.seen_images, True, batch.get("assignment"))
         self.log(f"{stage}/loss", out.loss / images.shape[0], batch_size=images.shape[0], sync_dist=True)
         preds = self.predict_raw(raw, images.shape[-2:], batch["transforms"], batch["orig_sizes"])
         targets = [

@@ -38,6 +38,7 @@ bf16 + channels_last / + compile).
 
 from __future__ import annotations
 
+import collections
 import copy
 import gc
 import glob
@@ -50,6 +51,7 @@ import statistics
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -255,10 +257,17 @@ class StepTimer(pl.Callback):
 
     ``paired``: a call (the bare loop's step) run after every batch, outside the timed intervals and timed on its
     own (``paired_times``, one per timed batch): both then see the same machine, as
-    :func:`paired_seconds_per_call` does."""
+    :func:`paired_seconds_per_call` does.
 
-    def __init__(self, skip: int, paired: Callable[[], Any] | None = None) -> None:
+    ``audit``: on CUDA, the host syncs of batch number ``audit`` (from 1; its own end-of-batch sync excluded) are
+    recorded (``torch.cuda.set_sync_debug_mode``): ``syncs``, the call sites and their counts. Each one stops the
+    host until the device has caught up, so the GPU idles while the host then launches what follows."""
+
+    def __init__(self, skip: int, paired: Callable[[], Any] | None = None, audit: int | None = None) -> None:
         self.skip, self.ended = max(1, skip), 0
+        self.audit, self.syncs = audit, collections.Counter()
+        self._audit_ctx: warnings.catch_warnings | None = None
+        self._audit_log: list[warnings.WarningMessage] = []
         self.batches: list[tuple[int, float]] = []  # (images, seconds) of the timed batches
         self.paired, self.paired_times = paired, []
         self.phases: list[dict[str, float]] = []  # CPU: seconds per phase of the timed batches
@@ -268,7 +277,22 @@ class StepTimer(pl.Callback):
     # the phases of a batch (CPU only: marks without a device sync): fetch (loader, collate, transfer, float
     # conversion), forward (training_step: network, loss, logging), backward, step (optimizer, guards, hooks)
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: Any, *_: Any) -> None:
+        if pl_module.device.type == "cuda" and self.ended + 1 == self.audit:
+            self._audit_ctx = warnings.catch_warnings(record=True)
+            self._audit_log = self._audit_ctx.__enter__()
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")
         self._marks = {"start": time.perf_counter()}
+
+    def _end_audit(self) -> None:
+        if self._audit_ctx is None:
+            return
+        torch.cuda.set_sync_debug_mode(0)
+        self._audit_ctx.__exit__(None, None, None)
+        self._audit_ctx = None
+        for w in self._audit_log:
+            if "synchroniz" in str(w.message):
+                self.syncs[f"{Path(w.filename).name}:{w.lineno}"] += 1
 
     def on_before_backward(self, trainer: pl.Trainer, pl_module: Any, loss: torch.Tensor) -> None:
         self._marks["backward"] = time.perf_counter()
@@ -277,6 +301,7 @@ class StepTimer(pl.Callback):
         self._marks["step"] = time.perf_counter()
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, outputs: Any, batch: Any, *_: Any) -> None:
+        self._end_audit()
         sync(pl_module.device)
         now = time.perf_counter()
         self.ended += 1
@@ -322,9 +347,11 @@ def time_lightning(
     bare loop step) also that step's img/s, timed between the batches (``paired_bare_img_per_s``), and
     ``real_over_bare``: the median over the batches of (bare step time / batch time). On the CPU also the median
     milliseconds of each phase of a batch (``lightning_<fetch|forward|backward|step>_ms``) and of the paired bare
-    step (``paired_bare_<forward|backward|step>_ms``, from ``paired_phases``, the list ``paired`` appends to)."""
+    step (``paired_bare_<forward|backward|step>_ms``, from ``paired_phases``, the list ``paired`` appends to). On
+    CUDA also the host syncs of the last batch (``lightning_host_syncs``, their call sites ``lightning_sync_sites``):
+    each lets the GPU idle while the host launches what follows it."""
     b = cfg.bench
-    timer = StepTimer(int(b.warmup), paired)
+    timer = StepTimer(int(b.warmup), paired, audit=max(1, int(b.warmup)) + int(b.steps))
     overrides: dict[str, Any] = {
         "accelerator": "gpu" if device.type == "cuda" else "cpu",
         "devices": [device.index or 0] if device.type == "cuda" else 1,
@@ -347,6 +374,9 @@ def time_lightning(
     trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, **overrides)
     trainer.fit(module, datamodule=hydra.utils.instantiate(cfg.data))
     out = {"lightning_img_per_s": timer.img_per_s(device), "lightning_precision": str(trainer.precision)}
+    if device.type == "cuda":
+        out["lightning_host_syncs"] = sum(timer.syncs.values())
+        out["lightning_sync_sites"] = ", ".join(f"{site} x{n}" for site, n in timer.syncs.most_common())
     if timer.paired_times:
         out["paired_bare_img_per_s"] = int(b.batch_size) / statistics.median(timer.paired_times)
         # the median of the pairs' ratios (each Lightning batch against the bare step right after it)
@@ -624,13 +654,14 @@ def _fmt(v: Any) -> str:
 def format_table(res: dict[str, Any]) -> str:
     """The variants side by side (one column each), then the figures measured once and the targets."""
     variants = res["variants"]
-    rows = list(dict.fromkeys(k for v in variants.values() for k in v))
+    rows = list(dict.fromkeys(k for v in variants.values() for k in v if not k.endswith("_sites")))
     width = max(map(len, rows + ["metric"]))
     cols = [max(len(name), *(len(_fmt(v.get(r, ""))) for r in rows)) for name, v in variants.items()]
     lines = [f"{'metric':<{width}}  " + "  ".join(f"{n:>{c}}" for n, c in zip(variants, cols, strict=True))]
     for r in rows:
         cells = [f"{_fmt(v.get(r, '')):>{c}}" for v, c in zip(variants.values(), cols, strict=True)]
         lines.append(f"{r:<{width}}  " + "  ".join(cells))
+    lines += [f"{k} ({name}): {v[k] or 'none'}" for name, v in variants.items() for k in v if k.endswith("_sites")]
     once = {**res["machine"], **res["setup"], **res.get("data_loader", {}), **res.get("postprocess", {})}
     once |= res.get("loss_protocol", {})
     kw = max(map(len, once))

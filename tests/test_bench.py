@@ -4,11 +4,13 @@ preset's content, the variant checks and the table. Benchmarks print; nothing he
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 
 import hydra
 import pytest
+import torch
 
 from conftest import compose_config, load_script, run_script
 
@@ -138,10 +140,33 @@ def test_targets_and_table() -> None:
     res = {
         "machine": {"device": "cpu"},
         "setup": {"batch": 16},
-        "variants": {"a": {"x_img_per_s": 1.5}, "bb": {"x_img_per_s": 2.25, "y": "z"}},
+        "variants": {"a": {"x_img_per_s": 1.5}, "bb": {"x_img_per_s": 2.25, "y": "z", "s_sites": "f.py:3 x2"}},
         "targets": t,
     }
     table = bench.format_table(res).splitlines()
     assert table[0].split() == ["metric", "a", "bb"]
     assert table[1].split() == ["x_img_per_s", "1.5", "2.25"] and table[2].split() == ["y", "z"]
     assert any(line.startswith("target loss_share_of_step") and "NOT met" in line for line in table)
+    assert "s_sites (bb): f.py:3 x2" in table  # call sites under the table, not a column
+
+
+def test_step_timer_records_the_audited_batch_host_syncs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On CUDA the timer records the synchronising calls of one batch (``audit``, from 1) by their call sites:
+    those of batch 2 only, neither its own end-of-batch sync nor other warnings (no GPU here: the sync warnings
+    that torch's debug mode raises are raised by hand)."""
+    bench = load_bench()
+    modes: list[object] = []
+    message = "called a synchronizing CUDA operation"
+    monkeypatch.setattr(bench.torch.cuda, "set_sync_debug_mode", modes.append)
+    monkeypatch.setattr(bench, "sync", lambda device: warnings.warn(message, stacklevel=1))
+    timer = bench.StepTimer(skip=1, audit=2)
+    module = SimpleNamespace(device=torch.device("cuda"))
+    batch = {"images": torch.zeros(2, 3, 4, 4)}
+    for i in range(3):
+        timer.on_train_batch_start(None, module)
+        for _ in range(i + 1):  # batch i + 1 makes i + 1 syncs
+            warnings.warn(message, stacklevel=1)
+        warnings.warn("not a sync", stacklevel=1)
+        timer.on_train_batch_end(None, module, None, batch)
+    assert sum(timer.syncs.values()) == 2 and len(timer.syncs) == 1 and modes == ["warn", 0]
+    assert next(iter(timer.syncs)).startswith("test_bench.py:")

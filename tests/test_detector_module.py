@@ -169,6 +169,45 @@ def test_nonfinite_gradients_skip_the_step(skip: int) -> None:
             module.on_before_optimizer_step(opt)
 
 
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_nonfinite_steps_skipped_by_a_fused_optimizer_on_the_device(optimizer: str) -> None:
+    """With a fused optimizer whose state exists, a non-finite step is skipped by the fused kernel's ``found_inf``
+    flag (no host read of the gradient norm; the gradients stay): weights and momentum untouched, the step counted
+    when the counts are read (here every step: no trainer), the divergence error after 3 in a row; a finite step
+    after a skipped one goes through. The first step (no momentum yet) takes the host path."""
+    module = DetectorModule(tiny(), RegionLoss, skip_nonfinite=3)
+    params = list(module.parameters())
+    if optimizer == "sgd":
+        opt = torch.optim.SGD(params, lr=0.1, momentum=0.9, weight_decay=5e-4, fused=True)
+    else:
+        opt = torch.optim.Adam(params, lr=0.1, fused=True)
+
+    def step(bad: bool) -> None:
+        for p in params:
+            p.grad = torch.ones_like(p)
+        if bad:
+            params[0].grad[0] = float("nan")
+        module.on_before_optimizer_step(opt)
+        opt.step()
+
+    step(bad=False)  # the state exists from here on
+    assert module.__dict__.get("_nonfinite_counts") is None  # the first step: host path
+    weights = [p.detach().clone() for p in params]
+    state = [{k: v.clone() for k, v in opt.state[p].items()} for p in params]
+    step(bad=True)
+    assert params[0].grad is not None and opt.found_inf.item() == 1.0  # skipped by the flag, not by dropping
+    assert all(torch.equal(w, p) for w, p in zip(weights, params, strict=True))
+    assert all(torch.equal(v, opt.state[p][k]) for s, p in zip(state, params, strict=True) for k, v in s.items())
+    assert module.skipped_steps == 1 and module._nonfinite_run == 1
+    step(bad=False)
+    assert opt.found_inf.item() == 0.0 and not any(torch.equal(w, p) for w, p in zip(weights, params, strict=True))
+    assert module.skipped_steps == 1 and module._nonfinite_run == 0
+    step(bad=True)
+    step(bad=True)
+    with pytest.raises(FloatingPointError, match="3 steps in a row .* 4 skipped in all"):
+        step(bad=True)
+
+
 def test_diagnostics_logged_fresh_on_the_steps_the_loggers_write(tmp_path) -> None:
     """The loss is logged every step (progress bar); its terms and the diagnostics (avg IoU, recall, input size,
     seen...) only on the steps the loggers write, with that step's values: ``train/seen`` in the CSV is the images

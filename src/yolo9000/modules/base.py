@@ -18,6 +18,28 @@ from yolo9000.speed import FastPath, apply_fast_path, float_images, optimizer_fl
 log = logging.getLogger(__name__)
 
 
+_FOUND_INF_OPTIMIZERS = (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW)  # fused steps that honour found_inf
+
+
+def _skips_on_device(optimizer: torch.optim.Optimizer, trainer: pl.Trainer | None) -> bool:
+    """Whether ``optimizer``'s fused step can skip a non-finite step by its ``found_inf`` flag: a fused SGD /
+    Adam / AdamW whose every parameter with a gradient has its state (a first step would allocate momentum it then
+    skipped initialising), under no loss scaler (fp16's GradScaler sets ``found_inf`` itself)."""
+    if not isinstance(optimizer, _FOUND_INF_OPTIMIZERS):
+        return False
+    if not all(g.get("fused") for g in optimizer.param_groups):
+        return False
+    if trainer is not None and getattr(getattr(trainer, "precision_plugin", None), "scaler", None) is not None:
+        return False
+    momentum = any(g.get("momentum", 1) for g in optimizer.param_groups)  # SGD without momentum keeps no state
+    return not momentum or all(
+        p in optimizer.state and optimizer.state[p]
+        for g in optimizer.param_groups
+        for p in g["params"]
+        if p.grad is not None
+    )
+
+
 class DarknetModule(pl.LightningModule):
     """Base of :class:`DetectorModule` and :class:`ClassifierModule`; subclasses set ``self.model`` and keep
     darknet's optimisation keys in ``hparams``. ``model_config`` (the resolved model config, set by
@@ -72,35 +94,84 @@ class DarknetModule(pl.LightningModule):
         self._fast_compiled |= compile_now
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        """``skip_nonfinite`` (an hparam: N > 0 on, 0 off): a step whose gradients hold inf or NaN is skipped (every
-        gradient dropped, so the optimizer leaves the weights and its state alone) and counted
-        (``train/skipped_steps``; warnings for the first and then every 100th), instead of writing NaN into the
-        weights for good; after N such steps in a row the run has diverged and stops with an error. darknet has
-        no such guard: a diverging run trains on as NaN."""
+        """``skip_nonfinite`` (an hparam: N > 0 on, 0 off): a step whose gradients hold inf or NaN is skipped (the
+        optimizer leaves the weights and its state alone) and counted (``train/skipped_steps``; warnings for the
+        first and then every 100th), instead of writing NaN into the weights for good; after N such steps in a row
+        the run has diverged and stops with an error. darknet has no such guard: a diverging run trains on as NaN.
+
+        A fused optimizer whose state exists (every step after the first; no fp16 loss scaler) skips on the device:
+        its ``found_inf`` flag makes the fused kernels leave everything alone, and the counts are read back on the
+        steps the loggers write and at the end of each epoch (a GPU step then waits for nothing here; the
+        divergence error comes at the next of those reads). Other optimizers: the check reads the gradient norm
+        back every step and drops the gradients of a bad step."""
         limit = int(self.hparams.get("skip_nonfinite", 0) or 0)
         if limit <= 0:
             return
         grads = [p.grad for p in self.parameters() if p.grad is not None]
         if not grads:
             return
-        if bool(torch.isfinite(torch.nn.utils.get_total_norm(grads))):
+        finite = torch.isfinite(torch.nn.utils.get_total_norm(grads))
+        if _skips_on_device(optimizer, self._trainer):
+            bad = (~finite).long()
+            optimizer.found_inf = bad.float()  # read by the fused step right after this hook
+            counts = self.__dict__.get("_nonfinite_counts")
+            if counts is None or counts.device != bad.device:
+                counts = self._nonfinite_counts = self._nonfinite_host_counts().to(bad.device)
+            counts[0] += bad  # steps skipped in all
+            counts[1] = (counts[1] + bad) * bad  # in a row
+            if self.logs_written_this_step():
+                self._check_nonfinite(limit)
+                if self._trainer is not None:
+                    self.log("train/skipped_steps", counts[0].float(), on_step=True, on_epoch=False)
+            return
+        if getattr(optimizer, "found_inf", None) is not None:  # a flag this hook set for a fused step before
+            optimizer.found_inf = None
+        self._nonfinite_counts = None  # the host counts below are the counts again
+        if bool(finite):
             self._nonfinite_run = 0
         else:
             for p in self.parameters():
                 p.grad = None
             self.skipped_steps = getattr(self, "skipped_steps", 0) + 1
             self._nonfinite_run = getattr(self, "_nonfinite_run", 0) + 1
-            if self.skipped_steps <= 10 or self.skipped_steps % 100 == 0:
-                log.warning(
-                    "step %d: non-finite gradients, step skipped (%d so far)", self.global_step, self.skipped_steps
-                )
-            if self._nonfinite_run >= limit:
-                raise FloatingPointError(
-                    f"training diverged: {limit} steps in a row with non-finite gradients (up to step "
-                    f"{self.global_step}; {self.skipped_steps} skipped in all); lower model.lr or check the data"
-                )
+            self._warn_nonfinite(self.skipped_steps - 1, self.skipped_steps)
+            self._raise_if_diverged(limit)
         if self._trainer is not None and (self.logs_written_this_step() or self._nonfinite_run):
             self.log("train/skipped_steps", float(getattr(self, "skipped_steps", 0)), on_step=True, on_epoch=False)
+
+    def _nonfinite_host_counts(self) -> torch.Tensor:
+        """(2,) long: the host's skipped steps in all and in a row (the device counters start from them)."""
+        return torch.tensor([getattr(self, "skipped_steps", 0), getattr(self, "_nonfinite_run", 0)])
+
+    def _check_nonfinite(self, limit: int | None = None) -> None:
+        """The device's counts of skipped steps read back (one host sync): warnings for new ones, the divergence
+        error when ``limit`` steps in a row were skipped."""
+        counts = self.__dict__.get("_nonfinite_counts")
+        if counts is None:
+            return
+        total, run = counts.tolist()
+        before = getattr(self, "skipped_steps", 0)
+        self.skipped_steps, self._nonfinite_run = total, run
+        self._warn_nonfinite(before, total)
+        limit = int(self.hparams.get("skip_nonfinite", 0) or 0) if limit is None else limit
+        if limit > 0:
+            self._raise_if_diverged(limit)
+
+    def _warn_nonfinite(self, before: int, total: int) -> None:
+        """Warnings for skipped steps ``before + 1 .. total``: each of the first 10, then every 100th."""
+        shown = [n for n in range(before + 1, total + 1) if n <= 10 or n % 100 == 0]
+        if shown:
+            log.warning("step %d: non-finite gradients, step skipped (%d so far)", self.global_step, max(shown))
+
+    def _raise_if_diverged(self, limit: int) -> None:
+        if getattr(self, "_nonfinite_run", 0) >= limit:
+            raise FloatingPointError(
+                f"training diverged: {limit} steps in a row with non-finite gradients (up to step "
+                f"{self.global_step}; {self.skipped_steps} skipped in all); lower model.lr or check the data"
+            )
+
+    def on_train_epoch_end(self) -> None:
+        self._check_nonfinite()  # the device-side counts of the epoch's last steps
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """uint8 images (cheap to collate and copy) -> float in [0, 1], on the device (NHWC with

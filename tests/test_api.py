@@ -228,6 +228,44 @@ def test_reading_threads_give_the_single_thread_results_in_input_order(
         Detector(detector.module, device="cpu", read_threads=0)
 
 
+def test_read_ahead_reads_the_next_batch_in_the_background(
+    ckpt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``read_ahead`` (a GPU's default; forced here on the CPU): batches after the first are read by the background
+    thread while the caller detects the one before, with the sequential reader's results, order and unreadable
+    file; an unreadable file that raises stops the reading ahead with the call."""
+    from yolo9000 import Detector, UnreadableImageError
+
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not an image")
+    arr = read_image(IMAGES[1])
+    inputs = [IMAGES[0], arr[:300], broken, IMAGES[1], arr[:, ::-1], np.zeros((40, 90, 3), np.uint8), IMAGES[0]]
+    readers: list[str] = []
+    read = Detector._read
+
+    def spy(self, dataset, indices):  # noqa: ANN001, ANN202
+        import threading
+
+        readers.append(threading.current_thread().name)
+        return read(self, dataset, indices)
+
+    monkeypatch.setattr(Detector, "_read", spy)
+    kw = {"size": SIZE, "conf": 0.0, "skip_unreadable": True, "batch_size": 2}
+    ahead = Detector.from_checkpoint(ckpt, device="cpu", read_ahead=True)
+    plain = Detector.from_checkpoint(ckpt, device="cpu")
+    assert not plain.read_ahead and ahead.read_ahead
+    ref = plain.predict(inputs, **kw)
+    assert readers == ["MainThread"] * 4
+    readers.clear()
+    got = ahead.predict(inputs, **kw)
+    assert len(readers) == 4 and all(name.startswith("yolo9000-ahead") for name in readers)
+    assert [r.index for r in got] == list(range(len(inputs))) and got[2].error and len(got[2]) == 0
+    for a, b in zip(ref, got, strict=True):
+        assert_same(a, b)
+    with pytest.raises(UnreadableImageError, match="broken.jpg"):
+        ahead.predict(inputs, size=SIZE, batch_size=2)
+
+
 def test_a_detector_is_shared_by_threads_and_pickled(detector) -> None:  # noqa: ANN001
     """Several threads may call one Detector at once (one reading pool, stateless resizes); a pickled copy
     (e.g. for spawned worker processes) predicts the same without the thread pool."""

@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
@@ -155,6 +155,10 @@ class Detector:
             read at each call); 1: the calling thread alone. Resizing 32 decoded BCCD photos (640 x 480) to 256
             on a 2-core Xeon VM: 8.3 ms in one thread, 4.7 ms in two with the second core free, but 7.8 ms in two
             right after a forward pass (torch's OpenMP workers keep spinning on the other core for a few ms).
+        read_ahead: read and resize the next batch in a background thread while this one is detected (``predict``
+            with ``num_workers=0`` and more than one batch), on a GPU into pinned memory copied asynchronously: the
+            host reads while the device computes. None (default): on a GPU only (on the CPU the forward pass
+            already uses every core: reading beside it only slows it down).
     """
 
     def __init__(
@@ -166,6 +170,7 @@ class Detector:
         channels_last: bool | None = None,
         fold_bn: bool = True,
         read_threads: int | None = None,
+        read_ahead: bool | None = None,
     ) -> None:
         if not isinstance(module, DetectorModule):
             raise TypeError(f"Detector needs a DetectorModule (a detection checkpoint), got {type(module).__name__}")
@@ -187,6 +192,7 @@ class Detector:
         if read_threads is not None and (isinstance(read_threads, bool) or int(read_threads) < 1):
             raise ValueError(f"read_threads must be >= 1 (or None: torch's thread count), got {read_threads!r}")
         self.read_threads = None if read_threads is None else int(read_threads)
+        self.read_ahead = self.device.type != "cpu" if read_ahead is None else bool(read_ahead)
         # the eval resizes (stretch, letterbox): stateless, shared by the calling and reading threads
         self._transforms = {lb: DetectionTransform(train=False, augment={"letterbox": lb}) for lb in (False, True)}
         self._init_threads()
@@ -219,13 +225,14 @@ class Detector:
         channels_last: bool | None = None,
         fold_bn: bool = True,
         read_threads: int | None = None,
+        read_ahead: bool | None = None,
         **settings: Any,
     ) -> Detector:
         """A checkpoint written by ``train.py`` or ``convert.py``.
 
         Args:
             path: the ``.ckpt`` file.
-            device, dtype, channels_last, fold_bn, read_threads: see :class:`Detector`.
+            device, dtype, channels_last, fold_bn, read_threads, read_ahead: see :class:`Detector`.
             **settings: module settings replacing the checkpoint's (:func:`~yolo9000.checkpoints.load_module`):
                 ``conf_thresh`` (default :data:`DETECT_CONF`; None = the checkpoint's), ``nms_thresh``,
                 ``max_det``, ``pre_nms_topk``, ``tree_decode``, ``tree_thresh``, ``eval_map`` (WordTree heads).
@@ -235,7 +242,13 @@ class Detector:
         settings = {"conf_thresh": DETECT_CONF, **settings}
         module = load_module(path, expect=DetectorModule, **settings)
         return cls(
-            module, device=device, dtype=dtype, channels_last=channels_last, fold_bn=fold_bn, read_threads=read_threads
+            module,
+            device=device,
+            dtype=dtype,
+            channels_last=channels_last,
+            fold_bn=fold_bn,
+            read_threads=read_threads,
+            read_ahead=read_ahead,
         )
 
     @classmethod
@@ -250,6 +263,7 @@ class Detector:
         channels_last: bool | None = None,
         fold_bn: bool = True,
         read_threads: int | None = None,
+        read_ahead: bool | None = None,
         **settings: Any,
     ) -> Detector:
         """A darknet detector cfg (``yolov2-voc.cfg``, ``yolo9000.cfg``, ...) and its ``.weights``, converted in
@@ -259,14 +273,20 @@ class Detector:
             cfg: the darknet cfg (with a ``[region]`` layer).
             weights: darknet ``.weights``; None = random weights (tests, timing).
             names: class names, one a line (default: 9k.names for a 9418-node WordTree, else "0", "1", ...).
-            device, dtype, channels_last, fold_bn, read_threads, **settings: as :meth:`from_checkpoint`.
+            device, dtype, channels_last, fold_bn, read_threads, read_ahead, **settings: as :meth:`from_checkpoint`.
         """
         ckpt = darknet_to_checkpoint(cfg, weights, names)
         if ckpt.get("yolo9000_model_config") is None:
             raise TypeError(f"{cfg}: a classifier cfg (no [region] layer), not a detector")
         module = module_from_checkpoint(ckpt, cfg, DetectorModule, **{"conf_thresh": DETECT_CONF, **settings})
         return cls(
-            module, device=device, dtype=dtype, channels_last=channels_last, fold_bn=fold_bn, read_threads=read_threads
+            module,
+            device=device,
+            dtype=dtype,
+            channels_last=channels_last,
+            fold_bn=fold_bn,
+            read_threads=read_threads,
+            read_ahead=read_ahead,
         )
 
     # ---------------------------------------------------------------- properties
@@ -350,9 +370,12 @@ class Detector:
         dataset = _IndexedImages(items, size, transform=self._transforms[bool(letterbox)])
         bs = int(batch_size)
         if int(num_workers) > 0:
-            loader = DataLoader(dataset, batch_size=bs, num_workers=int(num_workers), collate_fn=_collate)
+            pin = self.device.type == "cuda"
+            loader = DataLoader(
+                dataset, batch_size=bs, num_workers=int(num_workers), collate_fn=_collate, pin_memory=pin
+            )
         else:  # this process: no loader machinery per call (it costs about a millisecond at batch 1)
-            loader = (self._read(dataset, range(j, min(j + bs, len(items)))) for j in range(0, len(items), bs))
+            loader = self._batches(dataset, [range(j, min(j + bs, len(items))) for j in range(0, len(items), bs)])
         results: list[Detections | None] = [None] * len(items)
         for batch in loader:
             for i, f in zip(batch["failed_index"], batch["failed"], strict=True):
@@ -380,11 +403,27 @@ class Detector:
         assert all(r is not None for r in results)
         return results  # type: ignore[return-value]
 
+    def _batches(self, dataset: _IndexedImages, parts: list[range]) -> Iterator[dict[str, Any]]:
+        """The collated batches of ``parts`` in order (:meth:`_read`); with :attr:`read_ahead` the next one is read
+        in a background thread while the caller detects the current one."""
+        if not self.read_ahead or len(parts) < 2:
+            yield from (self._read(dataset, part) for part in parts)
+            return
+        with ThreadPoolExecutor(1, thread_name_prefix="yolo9000-ahead") as ahead:
+            pending = ahead.submit(self._read, dataset, parts[0])
+            for k in range(len(parts)):
+                batch = pending.result()
+                if k + 1 < len(parts):
+                    pending = ahead.submit(self._read, dataset, parts[k + 1])
+                yield batch
+
     def _read(self, dataset: _IndexedImages, indices: range) -> dict[str, Any]:
         """The collated batch of ``dataset``'s samples ``indices``, read by :attr:`read_threads` threads, each
-        resizing straight into its images' slots of one uint8 (B, S, S, 3) buffer (no per-image arrays to stack)."""
+        resizing straight into its images' slots of one uint8 (B, S, S, 3) buffer (no per-image arrays to stack;
+        pinned for a GPU: its copy to the device is asynchronous)."""
         size = dataset.size
-        buffer = torch.empty(len(indices), size, size, 3, dtype=torch.uint8)  # NHWC, as the CPU network's input
+        pin = self.device.type == "cuda"  # torch's pinned-memory cache makes the same sizes cheap to allocate again
+        buffer = torch.empty(len(indices), size, size, 3, dtype=torch.uint8, pin_memory=pin)  # NHWC
         slots = buffer.numpy()
 
         def read(part: range) -> list[dict[str, Any]]:  # one task per thread: a future per image costs more

@@ -229,11 +229,11 @@ def time_loops(module: Any, batch: dict[str, Any], precision: str, b: DictConfig
     def with_loss() -> None:  # as the training step: the truths assigned on the host, then the forward and loss
         assignment = host_assignment(module, batch)
         opt.zero_grad(set_to_none=True)
-        raw = forward().float().contiguous()
+        raw = forward().float()  # as the training step
         (crit(raw, targets, mask, net.anchors, SEEN, assignment=assignment).loss / bsz).backward()
         opt.step()
 
-    raw = forward().detach().float().contiguous().requires_grad_(True)
+    raw = forward().detach().float().requires_grad_(True)
 
     def loss_only() -> None:
         crit(raw, targets, mask, net.anchors, SEEN, assignment=host_assignment(module, batch)).loss.backward()

@@ -244,3 +244,19 @@ def test_assignment_ahead_refused_without_bias_match() -> None:
     made = assign_truths(truth, mask, anchors, (1, 1))
     with pytest.raises(ValueError, match="bias_match=False"):
         RegionLoss(1, bias_match=False)(torch.zeros(1, 12, 1, 1), truth, mask, anchors, 0, assignment=made)
+
+
+def test_gradient_comes_back_in_the_head_outputs_memory_layout() -> None:
+    """An NHWC head output (a channels_last network) gets its gradient in NHWC, an NCHW one in NCHW, with the same
+    values and loss: the network's backward pass then runs in its own layout (no NCHW gradient into NHWC convs)."""
+    crit, raw, truth, mask, anchors, seen = _fixture_loss("region_voc13_seen0")
+    out = {}
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        x = raw.clone().contiguous(memory_format=fmt).requires_grad_(True)
+        loss = crit(x, truth, mask, anchors, seen).loss
+        loss.backward()
+        out[fmt] = (loss, x.grad)
+    (l_nchw, g_nchw), (l_nhwc, g_nhwc) = out[torch.contiguous_format], out[torch.channels_last]
+    assert g_nchw.is_contiguous() and not g_nhwc.is_contiguous()
+    assert g_nhwc.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(l_nchw, l_nhwc) and torch.equal(g_nchw, g_nhwc)

@@ -188,7 +188,7 @@ class DetectorModule(DarknetModule):
         bsz = images.shape[0]
         seen = self.count_seen(bsz)
         written = self.logs_written_this_step()
-        raw = self.model(images).float().contiguous()  # the loss in fp32 (autocast), NCHW (channels_last)
+        raw = self.model(images).float()  # the loss in fp32 (autocast); its gradient comes back in raw's layout
         out = self.criterion(
             raw, batch["targets"], batch["target_mask"], self.model.anchors, seen, written, batch.get("assignment")
         )

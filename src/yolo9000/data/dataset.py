@@ -99,7 +99,7 @@ class DetectionDataset(Dataset):
     def _count(self, key: str, n: int = 1) -> None:
         info = get_worker_info()
         row = 0 if info is None else 1 + info.id % (_STAT_SLOTS - 1)
-        self._stats[row, _STAT_KEYS.index(key)] += n
+        self._stats.numpy()[row, _STAT_KEYS.index(key)] += n  # the shared memory through numpy: ~40x cheaper
 
     def stats(self) -> dict[str, int]:
         """Counters over all processes: loaded, skipped_images, dropped_boxes (by the transform),

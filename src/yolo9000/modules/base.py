@@ -107,7 +107,8 @@ class DarknetModule(pl.LightningModule):
         limit = int(self.hparams.get("skip_nonfinite", 0) or 0)
         if limit <= 0:
             return
-        grads = [p.grad for p in self.parameters() if p.grad is not None]
+        params = [p for g in optimizer.param_groups for p in g["params"]]  # what steps (no walk of the modules)
+        grads = [p.grad for p in params if p.grad is not None]
         if not grads:
             return
         finite = torch.isfinite(torch.nn.utils.get_total_norm(grads))
@@ -130,7 +131,7 @@ class DarknetModule(pl.LightningModule):
         if bool(finite):
             self._nonfinite_run = 0
         else:
-            for p in self.parameters():
+            for p in params:
                 p.grad = None
             self.skipped_steps = getattr(self, "skipped_steps", 0) + 1
             self._nonfinite_run = getattr(self, "_nonfinite_run", 0) + 1

@@ -130,18 +130,25 @@ class TruthAssignment(NamedTuple):
     would otherwise stop a GPU step's host until the network's output is ready, and then launch the loss's kernels
     onto an idle device.
 
-    Attributes (T detection truths, image-major in list order; Bc classification-only images), long tensors:
-        b_idx, t_idx: (T,) image and row of each detection truth.
-        cell: (T, 2) its grid cell (column, row).
-        best_n: (T,) its prior.
-        win: (Tw,) indices into T of the truths whose writes stand (the last one per (image, prior, cell)).
-        co_b: (Bc,) the classification-only images; co_row: (Bc,) the first classification row of each.
+    Attributes (T detection truths, image-major in list order; Bc classification-only images):
+        truth_mask: bool (B, M) the detection truths (real rows of images that are not classification-only).
+        classonly_img: bool (B,) the classification-only images.
+        b_idx, t_idx: long (T,) image and row of each detection truth.
+        cell: long (T, 2) its grid cell (column, row); cidx: long (T,) the cell's index (row * W + column).
+        best_n: long (T,) its prior.
+        loc: long (T,) its predictor's flat index into (B, A, H * W).
+        win: long (Tw,) indices into T of the truths whose writes stand (the last one per predictor).
+        co_b: long (Bc,) the classification-only images; co_row: long (Bc,) the first classification row of each.
     """
 
+    truth_mask: torch.Tensor
+    classonly_img: torch.Tensor
     b_idx: torch.Tensor
     t_idx: torch.Tensor
     cell: torch.Tensor
+    cidx: torch.Tensor
     best_n: torch.Tensor
+    loc: torch.Tensor
     win: torch.Tensor
     co_b: torch.Tensor
     co_row: torch.Tensor
@@ -170,7 +177,8 @@ def assign_truths(
     mask = target_mask.to(dev).bool()
     classonly_row = mask & (targets[..., :2] > CLASSONLY_MARK).all(-1)  # x and y above the mark
     classonly_img = classonly_row.any(1)  # (B,)
-    b_idx, t_idx = torch.nonzero(mask & ~classonly_img.unsqueeze(1), as_tuple=True)  # row-major: list order
+    truth_mask = mask & ~classonly_img.unsqueeze(1)  # detection truths, (B, M)
+    b_idx, t_idx = torch.nonzero(truth_mask, as_tuple=True)  # row-major: list order
     tb = targets[b_idx, t_idx, :4]  # (T, 4)
     size = whwh(w, h, f32, dev)[:2]  # (W, H)
     cell = torch.minimum((tb[:, :2] * size).long(), whwh(w - 1, h - 1, torch.long, dev)[:2])  # int(x * W), float32
@@ -188,7 +196,7 @@ def assign_truths(
     win = torch.nonzero(last[loc] == order).squeeze(1)  # the last truth per (image, prior, cell) keeps its writes
     co_b = torch.nonzero(classonly_img).flatten()
     co_row = classonly_row[co_b].float().argmax(1)
-    return TruthAssignment(b_idx, t_idx, cell, best_n, win, co_b, co_row)
+    return TruthAssignment(truth_mask, classonly_img, b_idx, t_idx, cell, cidx, best_n, loc, win, co_b, co_row)
 
 
 class RegionLoss(nn.Module):
@@ -330,10 +338,9 @@ class RegionLoss(nn.Module):
         targets = targets.to(dev, f32)
         if assignment is None:  # the truths' predictors here (with bias_match=False: from the predicted shapes)
             assignment = assign_truths(targets, target_mask, anchors, hw, None if self.bias_match else pred)
-        b_idx, t_idx, cell, best_n, win, co_b, co_row = (t.to(dev, non_blocking=True) for t in assignment)
-        mask = target_mask.to(dev).bool()
-        classonly_img = (mask & (targets[..., :2] > CLASSONLY_MARK).all(-1)).any(1)  # (B,)
-        truth_mask = mask & ~classonly_img.unsqueeze(1)  # detection truths, (B, M)
+        truth_mask, classonly_img, b_idx, t_idx, cell, cidx, best_n, loc, win, co_b, co_row = (
+            t.to(dev, non_blocking=True) for t in assignment
+        )
         truth_box = targets[..., :4]
         truth_cls = targets[..., 4].long()
         # padding / classification rows become empty boxes far outside the image: IoU 0 with every predictor
@@ -356,9 +363,7 @@ class RegionLoss(nn.Module):
         # ---- responsible predictors (assign_truths: cell, prior, the last truth of each predictor) ----------
         tb = truth_box[b_idx, t_idx]  # (T, 4)
         size = whwh(w, h, f32, dev)[:2]  # (W, H)
-        cidx = cell[:, 1] * w + cell[:, 0]  # (T,) cell
-        ba = b_idx * num_anchors + best_n  # (T,) image-anchor row of p2
-        loc = ba * n_cell + cidx  # flat (B, A, HW) predictor index
+        ba = loc // n_cell  # (T,) image-anchor row of p2
         iou_resp = box_iou_paired(pred_rows[ba, :, cidx], tb)  # (T,) IoU of the responsible box
         responsible = torch.zeros(bsz * n_pred, dtype=torch.bool, device=dev)
         responsible[loc] = True

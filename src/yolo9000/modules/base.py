@@ -32,12 +32,8 @@ def _skips_on_device(optimizer: torch.optim.Optimizer, trainer: pl.Trainer | Non
     if trainer is not None and getattr(getattr(trainer, "precision_plugin", None), "scaler", None) is not None:
         return False
     momentum = any(g.get("momentum", 1) for g in optimizer.param_groups)  # SGD without momentum keeps no state
-    return not momentum or all(
-        p in optimizer.state and optimizer.state[p]
-        for g in optimizer.param_groups
-        for p in g["params"]
-        if p.grad is not None
-    )
+    params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+    return not momentum or all(optimizer.state.get(p) for p in params)
 
 
 class DarknetModule(pl.LightningModule):

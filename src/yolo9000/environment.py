@@ -43,7 +43,7 @@ class ConsoleSkip(logging.Filter):
 
 
 _QUIET_WARNINGS = (
-    r".*You have overridden `on_after_batch_transfer` in `LightningModule` but have passed in a",  # intended
+    r".*You have overridden `on_(before|after)_batch_transfer` in `LightningModule` but have passed in a",  # intended
     r".*pkg_resources is deprecated.*",
     r".*The `srun` command is available on your system but is not used.*",
     r".*isinstance\(treespec, LeafSpec\)` is deprecated.*",  # Lightning's own pytree use with newer torch

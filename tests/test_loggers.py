@@ -167,3 +167,36 @@ def test_wandb_calls_after_the_service_died_are_dropped(tmp_path: Path) -> None:
     lg.log_metrics({"loss": 0.5}, step=1)
     lg.finish(summary={"test/map_50": 0.1})
     assert lg.service_lost and DeadRun.calls == 1
+
+
+TORCH_LOG_SCRIPT = """
+import logging, sys
+import torch
+from yolo9000.environment import log_to_job_log
+logging.basicConfig(level=logging.INFO, handlers=[logging.FileHandler(sys.argv[1])])
+if sys.argv[2] == "on":
+    log_to_job_log()
+torch._dynamo.config.automatic_dynamic_shapes = False
+f = torch.compile(lambda x: x * 2, backend="eager")
+f(torch.ones(2))
+f(torch.ones(3))
+"""
+
+
+@pytest.mark.parametrize("job_log", ["on", "off"])
+def test_torch_logs_reach_the_job_log(tmp_path: Path, job_log: str) -> None:
+    """What ``TORCH_LOGS=recompiles`` asks for (a recompilation, here of a function called at a second size)
+    reaches the job's log file once ``log_to_job_log`` ran; torch's own handlers keep it on stderr otherwise."""
+    import os
+    import subprocess
+    import sys
+
+    log_file = tmp_path / "job.log"
+    env = {**os.environ, "TORCH_LOGS": "recompiles", "PYTHONPATH": str(ROOT / "src")}
+    proc = subprocess.run(
+        [sys.executable, "-c", TORCH_LOG_SCRIPT, str(log_file), job_log], env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    in_file = "Recompiling function" in log_file.read_text()
+    assert in_file == (job_log == "on")
+    assert ("Recompiling function" in proc.stderr) == (job_log == "off")

@@ -175,20 +175,39 @@ def hint_unset_env(node: Any, prefix: str = "data.") -> Iterator[None]:
         raise
 
 
-# libraries that log through a console handler of their own (added at import when logging had no handlers yet)
+# libraries that log through a console handler of their own (added at import when logging had no handlers yet);
+# torch's loggers (its warnings, and what TORCH_LOGS asks for: recompilations, graph breaks...) each have one and do
+# not propagate: every ``torch`` / ``torch.*`` logger that torch gave a console handler
 _LIBRARY_LOGGERS = ("pytorch_lightning", "lightning_fabric", "lightning.pytorch", "lightning.fabric")
 
 
 def log_to_job_log() -> None:
-    """Send Python warnings and Lightning's own messages (the checkpoint it restores, why it stopped, a logging
-    interval longer than the epoch) through the root logger, so that the job's log file holds them as the console
-    does. Call at the start of a Hydra job (after Hydra configured logging)."""
+    """Send Python warnings, Lightning's own messages (the checkpoint it restores, why it stopped, a logging
+    interval longer than the epoch) and torch's (a recompilation limit hit; what ``TORCH_LOGS=recompiles`` or
+    ``graph_breaks`` asks for) through the root logger, so that the job's log file holds them as the console does.
+    Call at the start of a Hydra job (after Hydra configured logging)."""
     logging.captureWarnings(True)
     for name in _LIBRARY_LOGGERS:
         lg = logging.getLogger(name)
-        for handler in [h for h in lg.handlers if type(h) is logging.StreamHandler]:
+        for handler in [h for h in lg.handlers if _is_console(h)]:
             lg.removeHandler(handler)  # the root's console handler shows them now
         lg.propagate = True
+    torch_loggers = [
+        lg
+        for name, lg in list(logging.root.manager.loggerDict.items())
+        if (name == "torch" or name.startswith("torch.")) and isinstance(lg, logging.Logger)
+    ]
+    for lg in torch_loggers:
+        console = [h for h in lg.handlers if _is_console(h)]
+        for handler in console:
+            lg.removeHandler(handler)
+        if console:  # (a logger without one and not propagating is an artifact TORCH_LOGS left off)
+            lg.propagate = True
+
+
+def _is_console(handler: logging.Handler) -> bool:
+    """A handler that writes to the console: a plain StreamHandler or torch's own stderr handler (not a file)."""
+    return type(handler) is logging.StreamHandler or type(handler).__name__ == "_StderrHandler"
 
 
 def log_failure(logger: logging.Logger, error: BaseException) -> None:

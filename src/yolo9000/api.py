@@ -241,15 +241,7 @@ class Detector:
         """
         settings = {"conf_thresh": DETECT_CONF, **settings}
         module = load_module(path, expect=DetectorModule, **settings)
-        return cls(
-            module,
-            device=device,
-            dtype=dtype,
-            channels_last=channels_last,
-            fold_bn=fold_bn,
-            read_threads=read_threads,
-            read_ahead=read_ahead,
-        )
+        return cls(module, **_options(device, dtype, channels_last, fold_bn, read_threads, read_ahead))
 
     @classmethod
     def from_darknet(
@@ -279,15 +271,7 @@ class Detector:
         if ckpt.get("yolo9000_model_config") is None:
             raise TypeError(f"{cfg}: a classifier cfg (no [region] layer), not a detector")
         module = module_from_checkpoint(ckpt, cfg, DetectorModule, **{"conf_thresh": DETECT_CONF, **settings})
-        return cls(
-            module,
-            device=device,
-            dtype=dtype,
-            channels_last=channels_last,
-            fold_bn=fold_bn,
-            read_threads=read_threads,
-            read_ahead=read_ahead,
-        )
+        return cls(module, **_options(device, dtype, channels_last, fold_bn, read_threads, read_ahead))
 
     # ---------------------------------------------------------------- properties
     @property
@@ -546,6 +530,25 @@ def _hwc_uint8(a: np.ndarray, index: int, channels_last: bool) -> np.ndarray:
         return rgb_uint8(a, channels_last)
     except (ValueError, TypeError) as e:
         raise type(e)(f"image {index}: {e}") from None
+
+
+def _options(
+    device: str | torch.device | None,
+    dtype: str | torch.dtype | None,
+    channels_last: bool | None,
+    fold_bn: bool,
+    read_threads: int | None,
+    read_ahead: bool | None,
+) -> dict[str, Any]:
+    """The :class:`Detector` keywords the ``from_*`` constructors pass on."""
+    return {
+        "device": device,
+        "dtype": dtype,
+        "channels_last": channels_last,
+        "fold_bn": fold_bn,
+        "read_threads": read_threads,
+        "read_ahead": read_ahead,
+    }
 
 
 # ---------------------------------------------------------------- device and precision

@@ -266,6 +266,42 @@ def test_read_ahead_reads_the_next_batch_in_the_background(
         ahead.predict(inputs, size=SIZE, batch_size=2)
 
 
+def test_decode_runs_where_decode_on_says(ckpt: Path) -> None:
+    """``decode_on``: after a GPU forward pass (the device pretended here: the choice is host logic) ``auto``
+    decodes batches of fewer than 4 images on the host, larger ones on the device; ``host`` / ``device`` always
+    there; on the CPU everything is the CPU."""
+    from yolo9000 import Detector
+
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    dets = {mode: Detector.from_checkpoint(ckpt, device="cpu", decode_on=mode) for mode in ("auto", "host", "device")}
+    assert all(d.decode_device(1) == cpu and d.decode_device(64) == cpu for d in dets.values())
+    for d in dets.values():
+        d.device = gpu  # what the decision reads: nothing runs on it here
+    assert [dets["auto"].decode_device(n) for n in (1, 3, 4, 64)] == [cpu, cpu, gpu, gpu]
+    assert [dets["host"].decode_device(n) for n in (1, 64)] == [cpu, cpu]
+    assert [dets["device"].decode_device(n) for n in (1, 64)] == [gpu, gpu]
+    with pytest.raises(ValueError, match="decode_on must be auto, device or host"):
+        Detector.from_checkpoint(ckpt, device="cpu", decode_on="gpu")
+
+
+def test_a_head_output_on_the_host_decodes_with_the_host_priors(detector) -> None:  # noqa: ANN001
+    """``predict_raw`` of a head output on the host while the network's priors live elsewhere (a GPU; a meta
+    tensor here) uses the module's host copy of the priors: the detections of the all-host decode."""
+    import copy
+
+    module = copy.deepcopy(detector.module)
+    x = torch.rand(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        raw = module(x)
+    ref = module.predict_raw(raw, (SIZE, SIZE), None, None, 0.0)
+    module._anchors_host = module.model.anchors.clone()  # the host copy a GPU module keeps
+    module.model.anchors = torch.empty_like(module.model.anchors, device="meta")  # the priors elsewhere
+    got = module.predict_raw(raw, (SIZE, SIZE), None, None, 0.0)
+    assert sum(len(r["scores"]) for r in ref) > 0
+    for a, b in zip(ref, got, strict=True):
+        assert all(torch.equal(a[k], b[k]) for k in ("boxes", "scores", "labels"))
+
+
 def test_a_detector_is_shared_by_threads_and_pickled(detector) -> None:  # noqa: ANN001
     """Several threads may call one Detector at once (one reading pool, stateless resizes); a pickled copy
     (e.g. for spawned worker processes) predicts the same without the thread pool."""

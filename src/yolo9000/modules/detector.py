@@ -252,9 +252,12 @@ class DetectorModule(DarknetModule):
         """Decode + threshold + NMS, boxes in original image pixels (see :func:`yolo9000.postprocess.postprocess`);
         ``conf_thresh`` / ``nms_thresh`` / ``max_det`` override the module's settings for this call (None: keep)."""
         hp = self.hparams
+        anchors = self.model.anchors
+        if anchors.device != raw.device:  # decoded on the host after a GPU forward pass (Detector's decode_on)
+            anchors = self.host_anchors() if raw.device.type == "cpu" else anchors.to(raw.device)
         return postprocess(
             raw,
-            self.model.anchors,
+            anchors,
             (int(input_hw[0]), int(input_hw[1])),
             transforms,
             orig_sizes,

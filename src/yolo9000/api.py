@@ -27,7 +27,7 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeAlias
+from typing import Any, TypeAlias
 
 import numpy as np
 import torch
@@ -41,15 +41,12 @@ from yolo9000.data.transforms import DetectionTransform
 from yolo9000.models import STRIDE
 from yolo9000.models.layers import fold_batch_norms
 from yolo9000.modules.detector import DetectorModule, check_decode_settings
+from yolo9000.postprocess import DecodeOn, decode_device
 from yolo9000.speed import float_images, keep_freed_memory, set_channels_last
 
 __all__ = ["DETECT_CONF", "Detections", "Detector", "ImageInput", "UnreadableImageError"]
 
 DETECT_CONF = 0.25  # darknet detect's default threshold (conf/detect.yaml)
-# decode_on="auto" after a GPU forward pass: batches of fewer images decode on the host (the GPU's per-image NMS is a
-# hundred-odd small kernels an image; from this many on the GPU runs one batched NMS: postprocess.class_nms's matrix)
-HOST_DECODE_IMAGES = 4
-DecodeOn: TypeAlias = Literal["auto", "device", "host"]
 
 ImageInput: TypeAlias = "str | os.PathLike[str] | Image.Image | np.ndarray | torch.Tensor"
 """One image: a file path; a PIL image (any mode: 16-bit grey shifted to 8 bits, float in [0, 1]); a numpy
@@ -163,11 +160,8 @@ class Detector:
             with ``num_workers=0`` and more than one batch), on a GPU into pinned memory copied asynchronously: the
             host reads while the device computes. None (default): on a GPU only (on the CPU the forward pass
             already uses every core: reading beside it only slows it down).
-        decode_on: where decode + NMS run after a GPU forward pass: ``device``, ``host`` (the head output copied
-            back, a few dozen KB an image), or ``auto`` (default): on the host for batches of fewer than
-            :data:`HOST_DECODE_IMAGES` images, where the GPU would run one NMS per image as a hundred-odd small
-            kernels with host syncs (2.3 ms for one image on an H200, against a 2.6 ms forward pass; the CPU
-            decodes a trained head's image in ~0.3-0.7 ms), on the device for larger batches (one batched NMS). The
+        decode_on: where decode + NMS run after a GPU forward pass (:func:`~yolo9000.postprocess.decode_device`):
+            ``auto`` (default: on the host for batches of 1-3 images, else on the GPU), ``device`` or ``host``. The
             same detections up to float rounding.
     """
 
@@ -204,8 +198,7 @@ class Detector:
             raise ValueError(f"read_threads must be >= 1 (or None: torch's thread count), got {read_threads!r}")
         self.read_threads = None if read_threads is None else int(read_threads)
         self.read_ahead = self.device.type != "cpu" if read_ahead is None else bool(read_ahead)
-        if decode_on not in ("auto", "device", "host"):
-            raise ValueError(f"decode_on must be auto, device or host, got {decode_on!r}")
+        decode_device(self.device, 1, decode_on)  # a wrong value raises here
         self.decode_on: DecodeOn = decode_on
         # the eval resizes (stretch, letterbox): stateless, shared by the calling and reading threads
         self._transforms = {lb: DetectionTransform(train=False, augment={"letterbox": lb}) for lb in (False, True)}
@@ -468,13 +461,8 @@ class Detector:
         return m.predict_raw(raw, x.shape[-2:], transforms.to(dev), orig_sizes.to(dev), conf, nms, max_det)
 
     def decode_device(self, num_images: int) -> torch.device:
-        """Where decode + NMS of a batch of ``num_images`` run (see ``decode_on``)."""
-        host = torch.device("cpu")
-        if self.device.type == "cpu" or self.decode_on == "device":
-            return self.device
-        if self.decode_on == "host" or num_images < HOST_DECODE_IMAGES:
-            return host
-        return self.device
+        """Where decode + NMS of a batch of ``num_images`` run (``decode_on``)."""
+        return decode_device(self.device, num_images, self.decode_on)
 
 
 # ---------------------------------------------------------------- inputs

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from yolo9000.models import STRIDE
+from yolo9000.postprocess import decode_device
 from yolo9000.speed import device_name, time_calls
 
 log = logging.getLogger("yolo9000.tradeoff")
@@ -151,7 +152,8 @@ def time_end_to_end(
         x = module.on_after_batch_transfer({"images": x}, 0)["images"]  # uint8 -> float in [0, 1], as in the test
         with context():
             raw = module(x)
-            module.predict_raw(raw, x.shape[-2:], b.transforms.to(device), b.orig_sizes.to(device))
+            dev = decode_device(device, x.shape[0])  # as the Detector: a GPU's batches of 1-3 decode on the host
+            module.predict_raw(raw.to(dev), x.shape[-2:], b.transforms.to(dev), b.orig_sizes.to(dev))
 
     sec, n = time_calls(step, iters, warmup, device, max_seconds)
     return {"img_per_s": batch_size / sec, "ms_per_img": 1000.0 * sec / batch_size, "batches": float(n)}

@@ -65,8 +65,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from yolo9000.build import build, instantiate_module
 from yolo9000.data.image_io import read_image
 from yolo9000.environment import hydra_flags_first, setup_environment
-from yolo9000.loss import RegionLoss, TruthAssignment, assign_truths
-from yolo9000.models import STRIDE
+from yolo9000.loss import RegionLoss, TruthAssignment
 from yolo9000.speed import FastPath, call_times, channels_last_images, device_name, set_channels_last, sync, timeit
 
 log = logging.getLogger("yolo9000.bench")
@@ -168,12 +167,10 @@ def synthetic_batch(b: DictConfig, num_classes: int, device: torch.device, chann
 
 
 def host_assignment(module: Any, batch: dict[str, Any]) -> TruthAssignment | None:
-    """What training's ``on_before_batch_transfer`` adds to a batch: the truths' assignment, made on the host
-    (None where the loss makes it: ``bias_match=False``)."""
-    if not module.criterion.bias_match:
-        return None
-    grid = tuple(s // STRIDE for s in batch["images"].shape[-2:])
-    return assign_truths(batch["targets_host"], batch["mask_host"], module.host_anchors(), grid)
+    """What training's ``on_before_batch_transfer`` adds to a batch (the module's own hook): the truths' assignment,
+    made on the host (None where the loss makes it: ``bias_match=False``)."""
+    host = {"images": batch["images"], "targets": batch["targets_host"], "target_mask": batch["mask_host"]}
+    return module.on_before_batch_transfer(host, 0).get("assignment")
 
 
 def autocast(device: torch.device, precision: str) -> torch.autocast:

@@ -385,6 +385,8 @@ def class_nms(
     if method is None:  # an H200, 3 classes, ~220-350 candidates an image: batch 1 per_image 2.3 ms, matrix 3.1,
         #                  rounds 3.4; batch 64 per_image 28 ms, matrix 12-21, rounds 38-103
         method = "per_image" if boxes.device.type == "cpu" or num_images < _MATRIX_MIN_IMAGES else "matrix"
+    if method not in ("per_image", "rounds", "matrix"):
+        raise ValueError(f"class_nms: method must be per_image, rounds or matrix, got {method!r}")
     if method == "matrix":
         if max(n_img) <= _MATRIX_MAX:
             return _matrix_nms(b64, image, label, starts, max(n_img), iou_thresh, num_images, max_det)
@@ -406,8 +408,6 @@ def class_nms(
                     break
                 mb *= 4
         return out
-    if method != "rounds":
-        raise ValueError(f"class_nms: method must be per_image, rounds or matrix, got {method!r}")
     rank = torch.arange(len(image), device=image.device) - starts[image]
     pending = [b for b in range(num_images) if n_img[b]]
     while pending:  # one NMS call per round over every unfinished image

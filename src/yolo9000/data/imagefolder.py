@@ -213,7 +213,7 @@ class ClassificationDataset(Dataset):
     def _count(self, key: str) -> None:
         info = get_worker_info()
         row = 0 if info is None else 1 + info.id % (_STAT_SLOTS - 1)
-        self._stats[row, _STAT_KEYS.index(key)] += 1
+        self._stats.numpy()[row, _STAT_KEYS.index(key)] += 1  # the shared memory through numpy (as dataset.py)
 
     def stats(self) -> dict[str, int]:
         """Counters over all processes: loaded, skipped_images."""

@@ -21,10 +21,10 @@ log = logging.getLogger(__name__)
 _FOUND_INF_OPTIMIZERS = (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW)  # fused steps that honour found_inf
 
 
-def _skips_on_device(optimizer: torch.optim.Optimizer, trainer: pl.Trainer | None) -> bool:
+def _skips_on_device(optimizer: torch.optim.Optimizer, trainer: pl.Trainer | None, stepped: list[torch.Tensor]) -> bool:
     """Whether ``optimizer``'s fused step can skip a non-finite step by its ``found_inf`` flag: a fused SGD /
-    Adam / AdamW whose every parameter with a gradient has its state (a first step would allocate momentum it then
-    skipped initialising), under no loss scaler (fp16's GradScaler sets ``found_inf`` itself)."""
+    Adam / AdamW whose every parameter with a gradient (``stepped``) has its state (a first step would allocate
+    momentum it then skipped initialising), under no loss scaler (fp16's GradScaler sets ``found_inf`` itself)."""
     if not isinstance(optimizer, _FOUND_INF_OPTIMIZERS):
         return False
     if not all(g.get("fused") for g in optimizer.param_groups):
@@ -32,8 +32,7 @@ def _skips_on_device(optimizer: torch.optim.Optimizer, trainer: pl.Trainer | Non
     if trainer is not None and getattr(getattr(trainer, "precision_plugin", None), "scaler", None) is not None:
         return False
     momentum = any(g.get("momentum", 1) for g in optimizer.param_groups)  # SGD without momentum keeps no state
-    params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
-    return not momentum or all(optimizer.state.get(p) for p in params)
+    return not momentum or all(optimizer.state.get(p) for p in stepped)
 
 
 class DarknetModule(pl.LightningModule):
@@ -104,11 +103,12 @@ class DarknetModule(pl.LightningModule):
         if limit <= 0:
             return
         params = [p for g in optimizer.param_groups for p in g["params"]]  # what steps (no walk of the modules)
-        grads = [p.grad for p in params if p.grad is not None]
+        stepped = [p for p in params if p.grad is not None]
+        grads = [p.grad for p in stepped]
         if not grads:
             return
         finite = torch.isfinite(torch.nn.utils.get_total_norm(grads))
-        if _skips_on_device(optimizer, self._trainer):
+        if _skips_on_device(optimizer, self._trainer, stepped):
             bad = (~finite).long()
             optimizer.found_inf = bad.float()  # read by the fused step right after this hook
             counts = self.__dict__.get("_nonfinite_counts")

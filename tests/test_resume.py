@@ -3,6 +3,7 @@ the middle of an epoch and resumed from it ends with the same weights and metric
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import os
@@ -58,6 +59,12 @@ def _position(ckpt: dict) -> dict[str, int]:
 
 def _load(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def _csv_rows(run: Path) -> list[dict[str, str]]:
+    """The rows of a run's ``metrics.csv`` in file order, without the columns of measured speed."""
+    with open(run / "csv" / "metrics.csv", newline="") as f:
+        return [{k: v for k, v in row.items() if "img_per_s" not in k} for row in csv.DictReader(f)]
 
 
 def test_sampler_starts_mid_epoch_then_runs_whole_epochs() -> None:
@@ -164,7 +171,8 @@ def test_last_ckpt_is_the_latest_state_and_short_runs_validate(uninterrupted: Pa
     assert "val/map_50" in log.splitlines()[[i for i, x in enumerate(log.splitlines()) if "epoch 3/3" in x][0]]
 
 
-def test_sigkill_mid_epoch_then_resume_gives_the_same_run(uninterrupted: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("kill_epoch", [1, EPOCHS - 1], ids=["middle_epoch", "last_epoch"])
+def test_sigkill_mid_epoch_then_resume_gives_the_same_run(uninterrupted: Path, tmp_path: Path, kill_epoch: int) -> None:
     out = tmp_path / "killed"
     last = out / "checkpoints" / "last.ckpt"
     proc = subprocess.Popen(_cmd(out), cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -174,7 +182,7 @@ def test_sigkill_mid_epoch_then_resume_gives_the_same_run(uninterrupted: Path, t
             if last.is_file() and last.stat().st_mtime != seen_mtime:
                 seen_mtime = last.stat().st_mtime
                 pos = _position(_load(last))
-                if pos["epoch"] == 1 and pos["batch"] >= 3:
+                if pos["epoch"] == kill_epoch and pos["batch"] >= 2:
                     os.kill(proc.pid, signal.SIGKILL)
                     break
             time.sleep(0.02)
@@ -184,7 +192,7 @@ def test_sigkill_mid_epoch_then_resume_gives_the_same_run(uninterrupted: Path, t
         proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed mid-epoch"
     pos = _position(_load(last))
-    assert pos["epoch"] == 1 and 0 < pos["batch"] < TRAIN_IMAGES // BATCH, pos  # killed inside epoch 2
+    assert pos["epoch"] == kill_epoch and 0 < pos["batch"] < TRAIN_IMAGES // BATCH, pos  # killed inside that epoch
 
     res = subprocess.run(_cmd(out, f"resume={out}"), cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-5000:]
@@ -197,6 +205,9 @@ def test_sigkill_mid_epoch_then_resume_gives_the_same_run(uninterrupted: Path, t
     m_got = json.loads((out / "metrics.json").read_text())
     for key in ("map_50", "map", "seen"):
         assert m_got[key] == m_want[key], key
+    # the last epoch validated and tested from its checkpoint, also when the kill fell inside it (Lightning skips
+    # on_train_epoch_start on a mid-epoch restart: the resumed run tested its last weights, unvalidated)
+    assert Path(m_got["checkpoint"]).name == Path(m_want["checkpoint"]).name == f"epoch_{EPOCHS - 1:03d}.ckpt"
     # the records a summary reads: the run's overrides (not resume=), its data counters over both processes
     assert m_got["overrides"] == m_want["overrides"] and not any(o.startswith("resume=") for o in m_got["overrides"])
     # (the workers' prefetch before the kill is loaded again: at most 2 workers x 2 batches more)
@@ -208,8 +219,13 @@ def test_sigkill_mid_epoch_then_resume_gives_the_same_run(uninterrupted: Path, t
     log = (out / "train.log").read_text()
     assert "resuming the run" in log and log.count("epoch 1/3 |") == 1  # one continuous log file
     # the interrupted epoch's line averages all its batches, as the uninterrupted run's (the sums are checkpointed)
-    loss = re.compile(r"epoch 2/3 \| (loss [\d.]+ \(coord [^)]*\))")
+    loss = re.compile(rf"epoch {kill_epoch + 1}/3 \| (loss [\d.]+ \(coord [^)]*\))")
     assert loss.findall(log) == loss.findall((uninterrupted / "train.log").read_text())
+    # every row the uninterrupted run logged, once, with the same values: the rows logged before the kill reached
+    # the file before the checkpoint the run resumed from, the later ones were logged again
+    want_rows, got_rows = _csv_rows(uninterrupted), _csv_rows(out)
+    assert [r["step"] for r in got_rows] == [r["step"] for r in want_rows]
+    assert got_rows == want_rows
 
 
 def _signal_in_epoch_2(out: Path, sig: signal.Signals, *overrides: str, group: bool = False) -> tuple[int, str, dict]:

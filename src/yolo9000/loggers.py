@@ -123,8 +123,8 @@ class ResumableCSVLogger(CSVLogger):
         name: subfolder (``csv``).
         version: version subfolder; ``""`` writes straight into ``<save_dir>/<name>``.
         prefix: prefix of the metric names.
-        flush_logs_every_n_steps: rows are written every this many steps (and when the trainer ends or is
-            signalled).
+        flush_logs_every_n_steps: rows logged outside a Trainer are written every this many steps (a Trainer
+            saves its loggers after each row it logs: every row reaches the file as it is logged).
         rewind: drop the previous run's rows from the first step this run logs on (see
             :class:`AppendingExperimentWriter`).
     """

@@ -207,19 +207,27 @@ class RandomState(pl.Callback):
 
 class ValidateLastEpoch(pl.Callback):
     """Validates the last epoch of every run (``trainer.max_epochs``), whatever ``check_val_every_n_epoch`` says:
-    a run shorter than the validation period still gets a validated, best checkpoint."""
+    a run shorter than the validation period still gets a validated, best checkpoint. Decided when each epoch
+    starts and when training starts: a run resumed inside its last epoch gets no ``on_train_epoch_start`` from
+    Lightning (2.x skips it on a mid-epoch restart) and ended unvalidated, its test on the last weights."""
 
     def __init__(self) -> None:
         self._period: int | None = None
 
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._validate_if_last(trainer)
+
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._validate_if_last(trainer)
+
+    def _validate_if_last(self, trainer: pl.Trainer) -> None:
         period = trainer.check_val_every_n_epoch
         last = (
             trainer.max_epochs is not None
             and trainer.max_epochs > 0
             and trainer.current_epoch + 1 == trainer.max_epochs
         )
-        if last and period and (trainer.current_epoch + 1) % period:
+        if last and self._period is None and period and (trainer.current_epoch + 1) % period:
             self._period = period
             trainer.check_val_every_n_epoch = 1
             log.info("validating the last epoch (%d) although the period is %d", trainer.current_epoch + 1, period)

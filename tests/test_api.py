@@ -539,6 +539,38 @@ def test_from_darknet_scaled_cfg(tmp_path: Path, names_file: Path) -> None:
         Detector.from_darknet(scaled_cfg(tmp_path, "yolov2-tiny-voc.cfg", 0.125, 3), nms_thresh=2)
 
 
+def test_from_darknet_files_written_on_windows(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A cfg and a names file with a UTF-8 byte-order mark, or a Latin-1 byte in a comment (darknet reads bytes):
+    the same network, weights and names as the plain files, and converted back to darknet with the cfg's bytes as
+    they were (the stored cfg text was decoded without dropping the mark: the tiny networks failed to build)."""
+    from yolo9000 import Detector
+    from yolo9000.checkpoints import checkpoint_to_darknet
+    from yolo9000.darknet import build_darknet, save_weights
+
+    plain = scaled_cfg(tmp_path, "yolov2-tiny-voc.cfg", 0.125, 3)
+    weights = tmp_path / "tiny.weights"
+    save_weights(randomize(build_darknet(plain), seed=5), weights)
+    names = tmp_path / "plain.names"
+    names.write_text("\n".join(BCCD) + "\n")
+    bom_cfg, latin_cfg, bom_names = tmp_path / "bom.cfg", tmp_path / "latin.cfg", tmp_path / "bom.names"
+    bom_cfg.write_bytes(b"\xef\xbb\xbf" + plain.read_bytes())
+    latin_cfg.write_bytes(b"# r\xe9seau tiny\n" + plain.read_bytes())
+    bom_names.write_bytes(b"\xef\xbb\xbf" + names.read_bytes())
+    want = Detector.from_darknet(plain, weights, names).predict(IMAGES[:1], size=SIZE, conf=0.01)[0]
+    for cfg, nm in ((bom_cfg, bom_names), (latin_cfg, names)):
+        with caplog.at_level("WARNING", logger="yolo9000"):
+            det = Detector.from_darknet(cfg, weights, nm)
+        assert det.class_names == BCCD
+        got = det.predict(IMAGES[:1], size=SIZE, conf=0.01)[0]
+        assert len(want) > 0 and torch.equal(got.boxes, want.boxes) and got.names == want.names
+        ckpt = tmp_path / f"{cfg.stem}.ckpt"
+        torch.save(darknet_to_checkpoint(cfg, weights, nm), ckpt)
+        checkpoint_to_darknet(ckpt, tmp_path / f"{cfg.stem}.rt.weights", tmp_path / f"{cfg.stem}.rt.cfg")
+        assert (tmp_path / f"{cfg.stem}.rt.cfg").read_bytes() == cfg.read_bytes()
+        assert (tmp_path / f"{cfg.stem}.rt.weights").read_bytes() == weights.read_bytes()
+    assert f"{latin_cfg}: not UTF-8 (byte 0xe9 at offset 3): read as Latin-1" in caplog.text
+
+
 def test_import_stays_light() -> None:
     """``import yolo9000`` and ``yolo9000.darknet`` load no Lightning; ``yolo9000.Detector`` is imported on use."""
     code = (

@@ -36,7 +36,7 @@ from yolo9000.darknet import (
     region_meta,
     save_weights,
 )
-from yolo9000.darknet.cfg import conv_load_options, parse_cfg_text, source_line
+from yolo9000.darknet.cfg import conv_load_options, decode_text, parse_cfg_text, read_text, source_line
 from yolo9000.environment import PROJECT_ROOT
 from yolo9000.models import STRIDE
 from yolo9000.models.layers import DarknetBatchNorm2d
@@ -55,7 +55,7 @@ GENERIC_NET_TARGET = "yolo9000.darknet.darknet_net_from_text"
 def _read_names(path: str | Path) -> list[str]:
     if not Path(path).is_file():
         raise FileNotFoundError(f"class names file not found: {path} (one class name a line, darknet's .names)")
-    return [s.strip() for s in Path(path).read_text().splitlines() if s.strip()]
+    return [s.strip() for s in read_text(path).splitlines() if s.strip()]
 
 
 def detector_model_config(
@@ -171,7 +171,11 @@ def darknet_to_checkpoint(
     if spec is not None and spec.kind == "detector":
         net_cfg = native_net_config(spec)
     else:
-        net_cfg = {"_target_": GENERIC_NET_TARGET, "cfg_text": dk["cfg_bytes"].decode(), "source": str(cfg)}
+        net_cfg = {
+            "_target_": GENERIC_NET_TARGET,
+            "cfg_text": decode_text(dk["cfg_bytes"], str(cfg)),
+            "source": str(cfg),
+        }
     names_file = names
     nine_k = WORDTREE_DIR / "9k.names"
     if names_file is None and region.tree is not None and region.classes == 9418 and nine_k.is_file():
@@ -340,8 +344,9 @@ def checkpoint_to_darknet(
             torch_bns[0].eps,
         )
     # the cfg's per-layer options (dontsave) when the checkpoint came from one
+    cfg_name = dk.get("cfg_name", "<cfg>")
     options = (
-        conv_load_options(parse_cfg_text(dk["cfg_bytes"].decode(), dk.get("cfg_name", "<cfg>")))
+        conv_load_options(parse_cfg_text(decode_text(dk["cfg_bytes"], cfg_name), cfg_name))
         if dk.get("cfg_bytes")
         else None
     )

@@ -114,7 +114,23 @@ def parse_cfg(path: str | Path) -> list[dict[str, Any]]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"darknet cfg not found: {path}")
-    return parse_cfg_text(path.read_text(encoding="utf-8-sig"), str(path))  # -sig: a byte-order mark is dropped
+    return parse_cfg_text(read_text(path), str(path))
+
+
+def decode_text(data: bytes, source: str) -> str:
+    """The text of a darknet file (cfg, ``.names``), which darknet reads as bytes: UTF-8 with a leading byte-order
+    mark dropped (Windows editors write one), else Latin-1 (every byte a character, as darknet sees them; logged
+    with ``source``, the file's name)."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        log.warning("%s: not UTF-8 (byte 0x%02x at offset %d): read as Latin-1", source, data[e.start], e.start)
+        return data.decode("latin-1")
+
+
+def read_text(path: str | Path) -> str:
+    """:func:`decode_text` of a file."""
+    return decode_text(Path(path).read_bytes(), str(path))
 
 
 def parse_cfg_text(text: str, source: str = "<cfg>") -> list[dict[str, Any]]:

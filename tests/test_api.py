@@ -539,6 +539,20 @@ def test_from_darknet_scaled_cfg(tmp_path: Path, names_file: Path) -> None:
         Detector.from_darknet(scaled_cfg(tmp_path, "yolov2-tiny-voc.cfg", 0.125, 3), nms_thresh=2)
 
 
+def test_converted_darknet_weights_keep_every_candidate_as_darknet(tmp_path: Path) -> None:
+    """darknet sends every (box, class) pair above the threshold to NMS: converted weights have no pre-NMS cap (a
+    trained module keeps its 1000 best). 13 x 13 x 5 boxes x 3 classes = 2535 pairs all pass conf 0; NMS at IoU
+    1.0 suppresses none."""
+    from yolo9000 import Detector
+
+    cfg = scaled_cfg(tmp_path, "yolov2-tiny-voc.cfg", 0.125, 3)
+    assert darknet_to_checkpoint(cfg)["yolo9000_model_config"]["pre_nms_topk"] is None
+    (r,) = Detector.from_darknet(cfg).predict(IMAGES[:1], size=416, conf=0.0, nms=1.0)
+    assert len(r) == 13 * 13 * 5 * 3
+    (capped,) = Detector.from_darknet(cfg, pre_nms_topk=1000).predict(IMAGES[:1], size=416, conf=0.0, nms=1.0)
+    assert len(capped) == 1000
+
+
 def test_from_darknet_files_written_on_windows(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """A cfg and a names file with a UTF-8 byte-order mark, or a Latin-1 byte in a comment (darknet reads bytes):
     the same network, weights and names as the plain files, and converted back to darknet with the cfg's bytes as

@@ -66,8 +66,9 @@ def detector_model_config(
     names_file: str | Path | None = None,
 ) -> dict[str, Any]:
     """``conf/model/yolov2.yaml`` with ``net`` replaced by ``net_cfg`` and darknet's ``[net]`` / ``[region]``
-    training options filled in (lr, momentum, decay, burn_in, steps, scales; thresh, scales, rescore, tree).
-    ``names_file``: the class names' file, which names a tree's nodes too (darknet's names line up with its tree)."""
+    training options filled in (lr, momentum, decay, burn_in, steps, scales; thresh, scales, rescore, tree) and
+    darknet's decode (no cap on the candidates before NMS, as on the detections after it). ``names_file``: the
+    class names' file, which names a tree's nodes too (darknet's names line up with its tree)."""
     cfg = OmegaConf.to_container(OmegaConf.load(base), resolve=False)
     assert isinstance(cfg, dict)
     if net_cfg["_target_"] == GENERIC_NET_TARGET:
@@ -111,6 +112,7 @@ def detector_model_config(
         cfg["steps"], cfg["scales"] = [int(s) if s.is_integer() else s for s in steps], scales
     cfg["class_names"] = class_names
     cfg["eval_size"] = _eval_size(ns)
+    cfg["pre_nms_topk"] = None  # every candidate goes on to NMS, as darknet's (the trained default caps at 1000)
     return cfg
 
 

@@ -76,6 +76,7 @@ def main(cfg: DictConfig) -> float:
                     str(cfg.ckpt_path),
                     hc.runtime.choices.get("data") or "?",
                     list(hc.overrides.task),
+                    tree=module.tree is not None,
                 )
             )
         if cfg.get("sizes"):
@@ -270,6 +271,9 @@ def hydra_list(items: Sequence[str]) -> str:
     return "[" + ",".join(one(s) for s in items) + "]"
 
 
+_LIST_MAX = 100  # class lists of at most this many names are written out in the suggested command
+
+
 def class_mismatch_message(
     ckpt_classes: list[str],
     data_classes: list[str],
@@ -277,14 +281,18 @@ def class_mismatch_message(
     data_choice: str,
     overrides: Sequence[str],
     configs: dict[str, list[str] | None] | None = None,
+    tree: bool = False,
 ) -> str:
     """The error for a checkpoint whose classes differ from the data's: the data config that lists the
-    checkpoint's classes and the exact command to run with it, or, when none does, how to pass the classes.
+    checkpoint's classes and the exact command to run with it, or, when none does, how to pass the classes (a
+    list of at most ``_LIST_MAX`` names in full); classes that are only numbers (darknet weights converted
+    without their ``.names``): to convert again with them; a WordTree head (``tree``): data through its tree.
 
     Args:
         overrides: the command line overrides of this run (kept in the suggested command, but for the data ones
             it replaces).
         configs: :func:`detection_data_configs` (read from conf/data when None).
+        tree: the checkpoint's head is a WordTree (its classes are the tree's nodes).
     """
 
     def show(names: list[str]) -> str:
@@ -305,8 +313,22 @@ def class_mismatch_message(
         return f"{head}\nconf/data/{fits[0]}.yaml lists the checkpoint's classes{others}; run:\n  " + shlex.join(
             [*cmd, f"data={fits[0]}"]
         )
+    if tree:
+        return (
+            f"{head}\nIts head is a WordTree of {len(ckpt_classes)} nodes: evaluate it on data labelled through "
+            "that tree, e.g. COCO on darknet's 9k tree with COCO's 80 classes reported:\n  "
+            + shlex.join([*cmd, "data=coco9k", "eval_map=data/darknet/wordtree/coco9k.map"])
+        )
     from_dataset = [name for name, names in configs.items() if names is None]
-    lines = [head, "No data config in conf/data lists the checkpoint's classes."]
+    lines = [head]
+    if ckpt_classes == [str(i) for i in range(len(ckpt_classes))]:
+        lines += [
+            "Its classes are numbers, as darknet weights converted without their names: convert them again with "
+            "the names, in the order of the network's outputs:",
+            "  python src/convert.py --cfg <cfg> --weights <weights> --names <classes>.names --out <checkpoint>",
+            "Or, if the dataset's classes are these numbers:",
+        ]
+    lines.append("No data config in conf/data lists the checkpoint's classes.")
     if from_dataset:
         names = " or ".join(f"data={n}" for n in from_dataset)
         lines += [
@@ -317,7 +339,13 @@ def class_mismatch_message(
     else:
         lines.append("Pass the classes and the dataset folder:")
     root = [] if any(o.startswith("data.root=") for o in keep) else ["data.root=<dataset folder>"]
-    lines.append("  " + shlex.join([*cmd, f"data.class_names={hydra_list(ckpt_classes)}", *root]))
+    if len(ckpt_classes) > _LIST_MAX:  # the whole list would bury the message (a 9418-node tree: 100 KB)
+        lines.append("  " + shlex.join([*cmd, f"data.class_names=<its {len(ckpt_classes)} names>", *root]))
+        lines.append(
+            "(a list of the checkpoint's names in its order: `yolo9000.Detector.from_checkpoint(...).class_names`)"
+        )
+    else:
+        lines.append("  " + shlex.join([*cmd, f"data.class_names={hydra_list(ckpt_classes)}", *root]))
     return "\n".join(lines)
 
 

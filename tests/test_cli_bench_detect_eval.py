@@ -193,6 +193,15 @@ def test_class_mismatch_message_without_a_fitting_config() -> None:
     # a data config that fits is named, with the command
     msg = ev.class_mismatch_message(BCCD, classes, "/x/c.ckpt", "voc", ["ckpt_path=/x/c.ckpt", "data=voc"])
     assert msg.splitlines()[-1].strip() == "python src/eval.py ckpt_path=/x/c.ckpt data=bccd"
+    # numbered classes (darknet weights converted without names): convert again with them first
+    msg = ev.class_mismatch_message(["0", "1", "2"], BCCD, "/x/c.ckpt", "bccd", ["ckpt_path=/x/c.ckpt"])
+    assert msg.index("src/convert.py --cfg <cfg> --weights <weights> --names") < msg.index("data.class_names=")
+    # a WordTree head: data through the tree; a long list is not written out (a 9418-node tree made 100 KB)
+    nodes = [f"n{i:08d}" for i in range(9418)]
+    msg = ev.class_mismatch_message(nodes, BCCD, "/x/c.ckpt", "bccd", ["ckpt_path=/x/c.ckpt"], tree=True)
+    assert msg.splitlines()[-1].strip().endswith("data=coco9k eval_map=data/darknet/wordtree/coco9k.map")
+    msg = ev.class_mismatch_message(nodes, BCCD, "/x/c.ckpt", "bccd", ["ckpt_path=/x/c.ckpt"])
+    assert len(msg) < 2000 and "'data.class_names=<its 9418 names>'" in msg
 
 
 def test_eval_uses_the_data_of_the_checkpoints_run(bccd_ckpt: Path, tmp_path: Path) -> None:

@@ -444,6 +444,33 @@ def test_header_versions(tiny_cfg: Path, tmp_path: Path, major: int, minor: int,
     assert out.read_bytes() == path.read_bytes()
 
 
+def test_unusable_values_are_named_at_load(tiny_cfg: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """nan / inf floats and negative rolling variances load as darknet loads them (the network then outputs nan),
+    with a warning naming the file and the conv layers; a clean file gives none."""
+    src = randomize(DarknetNet(parse_cfg(tiny_cfg)), seed=4)
+    clean = tmp_path / "clean.weights"
+    save_weights(src, clean)
+    with caplog.at_level(logging.WARNING, logger="yolo9000"):
+        load_weights(DarknetNet(parse_cfg(tiny_cfg)), clean)
+    assert "nan" not in caplog.text
+    convs = darknet_convs(src)
+    with torch.no_grad():
+        convs[-1][0].weight.view(-1)[3] = float("nan")
+        convs[-1][0].bias.view(-1)[0] = float("inf") if convs[-1][0].bias is not None else float("nan")
+        bn_layers = [i for i, (_, bn) in enumerate(convs) if bn is not None]
+        convs[bn_layers[0]][1].running_var[1] = -0.5
+    bad = tmp_path / "bad.weights"
+    save_weights(src, bad)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="yolo9000"):
+        dst = DarknetNet(parse_cfg(tiny_cfg))
+        load_weights(dst, bad)
+    last = len(convs) - 1
+    assert f"{bad}: 2 nan / inf values, in conv layers [{last}]: the network outputs nan" in caplog.text
+    assert f"{bad}: negative rolling variances in conv layers [{bn_layers[0]}]" in caplog.text
+    assert torch.isnan(darknet_convs(dst)[-1][0].weight).any()  # loaded as they are
+
+
 def test_partial_file_fills_first_layers(tiny_cfg: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     src = randomize(DarknetNet(parse_cfg(tiny_cfg)), seed=3)
     path = tmp_path / "tiny.conv.2"

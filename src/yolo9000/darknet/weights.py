@@ -194,11 +194,32 @@ def load_weights(
                 t.copy_(torch.from_numpy(floats[o : o + n].copy()).view_as(t))
                 o += n
     info.layers_loaded, info.layers_total = k, len(pairs)
+    _warn_unusable(path, floats, bounds, pairs[:k], options[:k])
     if k < len(pairs):
         log.info("%s: a partial file: filled %d of %d conv layers", path, k, len(pairs))
     else:
         log.info("%s: loaded all %d conv layers (seen=%d)", path, k, info.seen)
     return info
+
+
+def _warn_unusable(
+    path: str | Path, floats: np.ndarray, bounds: np.ndarray, pairs: Sequence[ConvPair], options: Sequence[ConvLoad]
+) -> None:
+    """Warn (naming the file and the conv layers) about loaded values that make the network output nan: nan / inf
+    floats, and negative rolling variances (darknet's ``sqrt(var)``). darknet loads them silently; its detector
+    then finds nothing, as this one does. Layers by index from 0, as the other messages here. ``bounds``: each
+    layer's first float (and the end); ``pairs`` / ``options``: the layers loaded."""
+    bad = np.flatnonzero(~np.isfinite(floats[: int(bounds[len(pairs)])]))
+    if len(bad):
+        layers = sorted(set((np.searchsorted(bounds, bad, side="right") - 1).tolist()))  # conv layer indices
+        log.warning("%s: %d nan / inf values, in conv layers %s: the network outputs nan", path, len(bad), layers)
+    negative = [
+        i
+        for i, ((_, bn), how) in enumerate(zip(pairs, options, strict=True))
+        if bn is not None and not how.dontload and not how.dontloadscales and bool((bn.running_var < 0).any())
+    ]
+    if negative:
+        log.warning("%s: negative rolling variances in conv layers %s: the network outputs nan", path, negative)
 
 
 def _check_options(options: Sequence[ConvLoad] | None, n: int) -> list[ConvLoad]:

@@ -393,6 +393,25 @@ def test_16_bit_and_float_pil_images_give_the_file_detections(detector, tmp_path
         assert_same(want, r)
 
 
+def test_an_animated_gif_gives_its_first_frame(detector, tmp_path: Path) -> None:  # noqa: ANN001
+    """An animated GIF (torchvision decodes every frame) reads as its first frame, as PIL and darknet's stb_image
+    read it, with a note; it was refused as corrupt ((frames, 3, H, W) is no image)."""
+    from yolo9000.data.image_io import ANIMATED_FIRST_FRAME, read_image_notes
+
+    first = read_image(IMAGES[0])
+    frames = [Image.fromarray(first).quantize(256), Image.fromarray(255 - first).quantize(256)]
+    gif = tmp_path / "anim.gif"
+    frames[0].save(gif, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    still = tmp_path / "still.gif"
+    frames[0].save(still)
+    got, notes = read_image_notes(gif)
+    assert np.array_equal(got, read_image(still))  # the first frame, not the inverted second
+    assert (ANIMATED_FIRST_FRAME, "2 frames") in notes
+    assert not [n for n in read_image_notes(still)[1] if n[0] == ANIMATED_FIRST_FRAME]
+    (a,), (b,) = detector.predict(gif, size=SIZE), detector.predict(still, size=SIZE)
+    assert torch.equal(a.boxes, b.boxes) and a.image_size == (480, 640)
+
+
 def test_16_bit_and_float_files_read_as_their_pil_images(detector, tmp_path: Path) -> None:  # noqa: ANN001
     """Files PIL decodes (TIFF, BMP) give the pixels of the same image in memory: a 32-bit integer (mode I) TIFF of
     16-bit values shifted to 8 bits and a float (mode F) TIFF in [0, 1] scaled (PIL's RGB conversion clipped both
@@ -471,6 +490,28 @@ def test_bad_call_arguments_are_refused(detector) -> None:  # noqa: ANN001
     folder = str(IMAGES[0].parent)
     with pytest.raises(UnreadableImageError, match=r"a folder, not an image file .*list_images\(folder\)"):
         detector.predict(folder)
+    with pytest.raises(TypeError, match=r"size must be one int, the side of the square network input"):
+        detector.predict(IMAGES[0], size=(256, 320))
+    with Image.open(IMAGES[0]) as closed:
+        pass  # PIL reads the pixels lazily: the block closed the file first (PIL asserted, no message)
+    with pytest.raises(ValueError, match=r"image 0: a closed PIL image .* call im.load\(\) inside the block"):
+        detector.predict(closed)
+
+
+def test_list_images_leaves_out_hidden_files_and_folders(tmp_path: Path) -> None:
+    """macOS's ``._*`` resource forks and Jupyter's ``.ipynb_checkpoints`` copies are not images of the folder (a
+    ``._x.jpg`` made ``predict(list_images(folder))`` raise); a hidden file named on its own is read."""
+    from yolo9000.data.predict import list_images
+
+    for rel in ("a.jpg", "sub/b.png", "._a.jpg", ".ipynb_checkpoints/a-checkpoint.jpg", ".hidden.jpg", "sub/.c.jpg"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(IMAGES[0], tmp_path / rel)
+    assert list_images(tmp_path) == [tmp_path / "a.jpg", tmp_path / "sub" / "b.png"]
+    assert list_images(tmp_path / "._a.jpg") == [tmp_path / "._a.jpg"]
+    hidden_root = tmp_path / ".cache" / "imgs"  # a source folder inside a hidden one is still listed
+    hidden_root.mkdir(parents=True)
+    shutil.copy(IMAGES[0], hidden_root / "d.jpg")
+    assert list_images(hidden_root) == [hidden_root / "d.jpg"]
 
 
 def test_from_checkpoint_names_what_the_file_is(tmp_path: Path) -> None:

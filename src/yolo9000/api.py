@@ -351,6 +351,10 @@ class Detector:
                 ``nms`` outside [0, 1], a negative ``max_det``, ``batch_size`` below 1.
         """
         items = _as_items(images)
+        if isinstance(size, Sequence | torch.Tensor | np.ndarray):
+            raise TypeError(
+                f"size must be one int, the side of the square network input (a multiple of {STRIDE}), got {size!r}"
+            )
         if size is not None and (isinstance(size, bool) or int(size) != size):
             raise ValueError(f"size must be a positive multiple of {STRIDE}, got {size!r}")
         size = self.size if size is None else int(size)
@@ -530,6 +534,11 @@ def _pil_rgb(im: Image.Image, index: int) -> np.ndarray:
         return pil_rgb(im)
     except ValueError as e:
         raise ValueError(f"image {index}: a PIL image of mode {im.mode}: {e}") from None
+    except AssertionError:  # PIL asserts on the pixel store of a closed image
+        raise ValueError(
+            f"image {index}: a closed PIL image (used after its `with Image.open(...)` block ended, which closed the "
+            "file before the pixels were read): call im.load() inside the block, or pass the path"
+        ) from None
 
 
 def _hwc_uint8(a: np.ndarray, index: int, channels_last: bool) -> np.ndarray:

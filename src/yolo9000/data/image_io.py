@@ -160,6 +160,7 @@ def image_conversions(path: str | Path, data: bytes | None = None) -> list[tuple
     return notes
 
 
+ANIMATED_FIRST_FRAME = "animated image: its first frame read"
 EXIF_APPLIED = "EXIF orientation applied (image rotated / flipped upright, as viewers and labelling tools show it)"
 
 
@@ -263,8 +264,9 @@ def read_image_notes(
     matters for photos carrying the tag (phone cameras), never for VOC or BCCD.
 
     JPEG / PNG / WebP / GIF are decoded by ``torchvision.io.decode_image`` (by content, so a PNG named
-    ``.jpg`` works; grey, grey+alpha, RGBA and palette images are converted to RGB, 16-bit PNG to 8 bit);
-    other formats (BMP, TIFF, ...) by PIL.
+    ``.jpg`` works; grey, grey+alpha, RGBA and palette images are converted to RGB, 16-bit PNG to 8 bit; an
+    animated GIF or WebP gives its first frame, as PIL and darknet's stb_image); other formats (BMP, TIFF, ...)
+    by PIL.
 
     Returns:
         (uint8 (H, W, 3) RGB array (contiguous), [(reason, detail), ...] of the conversions made).
@@ -295,9 +297,14 @@ def read_image_notes(
             img = _decode_pil(path, exif)
         except (OSError, UnidentifiedImageError, ValueError) as e2:
             raise ImageDecodeError("corrupt or unreadable image", f"{type(e2).__name__}: {e2}") from e2
+    frames = img.shape[0] if img.ndim == 4 else 1
+    if img.ndim == 4 and frames:  # an animated GIF / WebP: (frames, 3, H, W); its first frame, as PIL and stb_image
+        img = img[0]
     if img.ndim != 3 or img.shape[0] != 3 or img.shape[1] == 0 or img.shape[2] == 0:
         raise ImageDecodeError("corrupt or unreadable image", f"decoded image has shape {tuple(img.shape)}")
     found = image_conversions(path, data) if notes else []
+    if frames > 1 and notes:
+        found.append((ANIMATED_FIRST_FRAME, f"{frames} frames"))
     if not exif:
         found = [n for n in found if n[0] != EXIF_APPLIED]
     return np.ascontiguousarray(img.permute(1, 2, 0).numpy()), found

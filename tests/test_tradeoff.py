@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -182,5 +183,13 @@ def test_voc_detection_and_the_paper_points(tmp_path: Path) -> None:
     assert plot_tradeoff(voc, tmp_path / "t.png").stat().st_size > 0
     assert "| 544 | 78.6 | 40 |" in format_markdown(rows, [1], {}, voc=True)
     assert "Titan X" not in format_markdown(rows, [1], {}, voc=False)
+    # the load average of each size's timing, a warning where it exceeded the CPUs (other work shared them)
+    cpus = os.cpu_count() or 1
+    quiet = [{**r, "load_avg_1min": 0.5} for r in rows]
+    busy = [{**r, "load_avg_1min": 0.5 if r["size"] == 96 else cpus + 1.0} for r in rows]
+    assert f"on {cpus} CPUs: 0.50, 0.50\n" in format_markdown(
+        quiet, [1], {}
+    ) and "time it again" not in format_markdown(quiet, [1], {})
+    assert f"{cpus + 1.0:.2f}. **Above the CPU count at size 128: other work shared" in format_markdown(busy, [1], {})
     with pytest.raises(ValueError, match="multiples of 32"):
         SweepSettings(sizes=[100])

@@ -24,6 +24,7 @@ import gc
 import json
 import logging
 import math
+import os
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -69,7 +70,7 @@ VOC_CLASSES = [
     "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
 ]  # fmt: skip
 TIMED = (
-    "end to end on preprocessed test images (already decoded and resized): host-to-device copy of the uint8 "
+    "end to end on preprocessed images of the split (already decoded and resized): host-to-device copy of the uint8 "
     "batch, conversion to float, forward pass, decode, threshold and NMS with boxes mapped back to original "
     "image pixels, synchronised; warm-up batches excluded, image reading and resizing not included"
 )
@@ -197,7 +198,7 @@ class SweepSettings:
 def columns(batches: Sequence[int]) -> list[str]:
     """The columns of tradeoff.csv (mAPs as fractions, as metrics.json)."""
     speed = [c for b in batches for c in (f"img_per_s_bs{b}", f"ms_per_img_bs{b}")]
-    return ["size", "map_50", "voc07_map_50", "map", *speed, "gflops", "device", "threads"]
+    return ["size", "map_50", "voc07_map_50", "map", *speed, "gflops", "device", "threads", "load_avg_1min"]
 
 
 def _check_sizes(module: Any, sizes: Sequence[int]) -> None:
@@ -261,7 +262,13 @@ def _evaluate_size(
             size, b, t["img_per_s"], t["ms_per_img"], t["batches"],
         )  # fmt: skip
     row["gflops"] = model_stats(module.model, size)["gflops"]
-    row.update(device=device_name(device), threads=torch.get_num_threads())
+    # the 1-minute load average after the timing: this process's threads plus anything else that shared the CPU
+    row.update(device=device_name(device), threads=torch.get_num_threads(), load_avg_1min=round(os.getloadavg()[0], 2))
+    if row["load_avg_1min"] > (os.cpu_count() or 1):
+        log.warning(
+            "size %d: the load average was %.2f on %d CPUs while it was timed: other work shared the CPU, its img/s "
+            "are low", size, row["load_avg_1min"], os.cpu_count() or 1,
+        )  # fmt: skip
     log.info(
         "size %d: mAP@0.5 %.4f  VOC07 %.4f  mAP@[.5:.95] %.4f", size, row["map_50"], row["voc07_map_50"], row["map"]
     )
@@ -363,6 +370,7 @@ def format_markdown(
         "(the paper's metric); mAP@[.5:.95]: COCO's.",
         f"- img/s, ms/img: {TIMED}. Batches larger than the images held cycle through them.",
         f"- device: {', '.join(devices)}; torch threads: {', '.join(map(str, threads))}",
+        *_load_note(rows),
         "- GFLOPs: forward pass of one image (2 x multiply-adds).",
     ]
     if voc:
@@ -375,6 +383,20 @@ def format_markdown(
             *(f"| {s} | {m:.1f} | {f:.0f} |" for s, m, f in PAPER_TABLE3),
         ]
     return "\n".join(lines + notes) + "\n"
+
+
+def _load_note(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The markdown line of the load averages (1 minute, after each size's timing), a warning when one exceeded
+    the machine's CPUs (other work shared them: those sizes' timings are low)."""
+    loads = [r.get("load_avg_1min") for r in rows]
+    if any(v is None for v in loads):
+        return []
+    cpus = os.cpu_count() or 1
+    busy = [str(r["size"]) for r in rows if float(r["load_avg_1min"]) > cpus]
+    line = f"- load average (1 min, after each size's timing) on {cpus} CPUs: {', '.join(f'{v:.2f}' for v in loads)}"
+    if busy:
+        line += f". **Above the CPU count at size {', '.join(busy)}: other work shared the CPU; time it again.**"
+    return [line]
 
 
 def _metric_label(voc: bool) -> str:

@@ -675,10 +675,31 @@ def _report(res: dict[str, Any], out: Path) -> None:
     log.info("results\n%s\n\nall numbers: %s", format_table(res), out)
 
 
+def check_settings(b: DictConfig) -> None:
+    """Refuse ``bench.*`` settings that a measurement would fail on only after the ones before it ran, naming the
+    key: the input size, the batches, the inference weights and images, the device."""
+    stride = 32
+    for key in ("size", "batch_size", "steps"):
+        v = b.get(key)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1 or (key == "size" and v % stride):
+            what = f"a positive multiple of {stride}" if key == "size" else "a positive integer"
+            raise ValueError(f"bench.{key} must be {what}, got {v!r}")
+    batches = list(b.get("infer_batches") or [])
+    if any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in batches):
+        raise ValueError(f"bench.infer_batches must be positive integers, got {batches}")
+    if b.get("infer_ckpt") and not Path(str(b.infer_ckpt)).is_file():
+        raise FileNotFoundError(f"bench.infer_ckpt={b.infer_ckpt}: no such checkpoint file")
+    if b.get("infer_images") and not glob.glob(str(b.infer_images)):
+        raise FileNotFoundError(f"bench.infer_images={b.infer_images!r}: no file matches")
+    if str(b.device).startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"bench.device={b.device}: torch finds no CUDA device here (bench.device=cpu times the CPU)")
+
+
 # ---------------------------------------------------------------------------------------------- main
 @hydra.main(version_base="1.3", config_path="../conf", config_name="bench.yaml")
 def main(cfg: DictConfig) -> None:
     b = cfg.bench
+    check_settings(b)  # before any timing: a wrong key would otherwise fail minutes in, after the training rows
     if b.threads:
         torch.set_num_threads(int(b.threads))
     device = torch.device(b.device)

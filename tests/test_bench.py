@@ -119,6 +119,28 @@ def test_split_variant_checks_keys() -> None:
         bench.split_variant({"precision": "fp8"})
 
 
+def test_settings_are_checked_before_any_timing(tmp_path: Path) -> None:
+    """A wrong bench key fails at once, naming it (a size of 250 failed after the training rows, ~35 s; a batch of
+    0 with a ZeroDivisionError; a missing checkpoint with torch's bare FileNotFoundError)."""
+    bench = load_bench()
+    ok = compose_config("bench", *TINY_BENCH).bench
+    bench.check_settings(ok)
+    cases = {
+        "bench.size=250": (ValueError, r"bench.size must be a positive multiple of 32, got 250"),
+        "bench.infer_batches=[1,0]": (ValueError, r"bench.infer_batches must be positive integers, got \[1, 0\]"),
+        f"bench.infer_ckpt={tmp_path / 'nope.ckpt'}": (FileNotFoundError, r"bench.infer_ckpt=.*nope.ckpt: no such"),
+        f"bench.infer_images={tmp_path}/*.jpg": (FileNotFoundError, r"bench.infer_images=.*: no file matches"),
+    }
+    if not torch.cuda.is_available():
+        cases["bench.device=cuda"] = (RuntimeError, r"bench.device=cuda: torch finds no CUDA device")
+    for override, (err, msg) in cases.items():
+        with pytest.raises(err, match=msg):
+            bench.check_settings(compose_config("bench", *TINY_BENCH, override).bench)
+    res = run_script("bench.py", tmp_path / "run", *TINY_BENCH, "bench.size=250", check=False)
+    assert res.returncode != 0 and "bench.size must be a positive multiple of 32" in res.stderr
+    assert "bare_img_per_s" not in res.stdout + res.stderr  # nothing was timed first
+
+
 def test_targets_and_table() -> None:
     bench = load_bench()
     row = {

@@ -1,4 +1,8 @@
-"""Run a trained detector on an image or a folder: `python src/detect.py ckpt_path=<ckpt> source=<path>`.
+"""Run a trained detector on images: `python src/detect.py ckpt_path=<ckpt> source=<path>`.
+
+``source``: an image file, a folder (its images, recursively, hidden files left out), a glob pattern (in quotes:
+``"source='photos/*.jpg'"``), a ``.txt`` list of image paths (darknet's ``valid`` lists; relative paths from the
+list's folder), or a list of any of these (``source=[a.jpg,b/]``).
 
 A thin CLI over the predict API (:class:`yolo9000.Detector`: the eval transform resizes, the module's decode and
 NMS run with this config's thresholds, the transform maps the boxes back to each image).
@@ -10,18 +14,20 @@ the inputs, when none could be read; unreadable inputs among readable ones are l
 
 from __future__ import annotations
 
+import glob
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
 import hydra
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, ListConfig
 
 from yolo9000.api import Detector
 from yolo9000.checkpoints import module_settings
-from yolo9000.data.image_io import read_image
+from yolo9000.data.image_io import IMAGE_SUFFIXES, read_image
 from yolo9000.data.predict import list_images
 from yolo9000.environment import hydra_flags_first, log_to_job_log, setup_environment
 from yolo9000.viz import draw_detections, save_image
@@ -34,12 +40,17 @@ setup_environment()
 def main(cfg: DictConfig) -> None:
     log_to_job_log()
     out_dir = Path(cfg.paths.output_dir)
+    try:  # a user's mistake: its reason alone, before the checkpoint is loaded
+        files = source_files(cfg.source)
+        check_settings(cfg)
+    except (FileNotFoundError, ValueError) as e:
+        log.error("%s", e)
+        raise SystemExit(f"Error: {e}") from None
     detector = Detector.from_checkpoint(
         cfg.ckpt_path,
         device=str(cfg.device),
         **module_settings(cfg, "conf_thresh", "nms_thresh", "pre_nms_topk", "tree_decode", "tree_thresh", "eval_map"),
     )
-    files = list_images(cfg.source)
     results = detector.predict(
         files,
         size=int(cfg.img_size) if cfg.img_size else None,
@@ -49,7 +60,8 @@ def main(cfg: DictConfig) -> None:
         skip_unreadable=True,
     )
     failed = [{"file": r.path, "reason": r.error} for r in results if r.error is not None]
-    out_names = drawing_names([r.path for r in results], cfg.source)
+    single = not isinstance(cfg.source, ListConfig)  # a folder: names below it; else below the inputs' common folder
+    out_names = drawing_names([r.path for r in results], str(cfg.source) if single else None)
     records = []
     for det in results:
         if det.error is not None:
@@ -75,16 +87,57 @@ def main(cfg: DictConfig) -> None:
     log.info("%d detections in %d images (%d unreadable) -> %s", n, len(records), len(failed), out_dir)
 
 
-def drawing_names(paths: list[str], source: str) -> dict[str, Path]:
-    """The annotated image's path under detections/ for each input: its path relative to a source folder (sub
-    folders kept), as .jpg; an input whose name would collide with another's (a.jpg and a.png) keeps its
-    extension in the name (a_png.jpg); a name still taken is numbered, an input named as its drawing keeping it.
-    detections.json records each input's drawing."""
-    src = Path(source).resolve()
+def source_files(source: str | list[str] | ListConfig) -> list[Path]:
+    """The image files of ``source`` (see the module docstring), in order. Raises FileNotFoundError naming what
+    was not found, ValueError for an empty list."""
+    items = list(source) if isinstance(source, ListConfig | list | tuple) else [source]
+    if not items:
+        raise ValueError("source=[]: no images given")
+    files: list[Path] = []
+    for item in map(str, items):
+        p = Path(item)
+        if p.is_file() and p.suffix.lower() in (".txt", ".list"):  # darknet's list of image paths
+            lines = [ln.strip() for ln in p.read_text(encoding="utf-8-sig").splitlines()]
+            listed = [Path(ln) if Path(ln).is_absolute() else p.parent / ln for ln in lines if ln and ln[0] != "#"]
+            if not listed:
+                raise ValueError(f"source={item}: the list names no image")
+            files += listed  # a missing one is reported as unreadable with the others
+        elif not p.exists() and glob.has_magic(item):
+            matched = sorted(Path(m) for m in glob.glob(item, recursive=True))
+            matched = [m for m in matched if m.is_file() and m.suffix.lower() in IMAGE_SUFFIXES]
+            if not matched:
+                raise FileNotFoundError(f"source={item}: no image file matches")
+            files += matched
+        else:
+            files += list_images(p)
+    return files
+
+
+def check_settings(cfg: DictConfig) -> None:
+    """Refuse settings that would fail after the checkpoint is loaded, naming the key."""
+    size = cfg.img_size
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size <= 0 or size % 32):
+        raise ValueError(f"img_size must be a positive multiple of 32 (or null: the checkpoint's), got {size!r}")
+    for key, low in (("batch_size", 1), ("num_workers", 0)):
+        v = cfg.get(key)
+        if isinstance(v, bool) or not isinstance(v, int) or v < low:
+            raise ValueError(f"{key} must be an integer >= {low}, got {v!r}")
+
+
+def drawing_names(paths: list[str], source: str | None = None) -> dict[str, Path]:
+    """The annotated image's path under detections/ for each input: its path relative to the source folder (sub
+    folders kept; without one, to the inputs' common folder), as .jpg; a link keeps its own name (not its
+    target's: DVC / git-annex targets are hashes); an input whose name would collide with another's (a.jpg and
+    a.png) keeps its extension in the name (a_png.jpg); a name still taken is numbered, an input named as its
+    drawing keeping it. detections.json records each input's drawing."""
+    full = {p: Path(os.path.abspath(p)) for p in paths}  # absolute, links not followed
+    if source is not None and Path(source).is_dir():
+        src = Path(os.path.abspath(source))
+    else:
+        src = Path(os.path.commonpath([str(f.parent) for f in full.values()])) if full else Path.cwd()
 
     def relative(p: str) -> Path:
-        full = Path(p).resolve()
-        return full.relative_to(src) if src.is_dir() and full.is_relative_to(src) else Path(full.name)
+        return full[p].relative_to(src) if full[p].is_relative_to(src) else Path(full[p].name)
 
     rel = {p: relative(p) for p in paths}
     taken: dict[Path, int] = {}

@@ -150,6 +150,50 @@ def test_detect_succeeds_and_lists_unreadable_inputs(bccd_ckpt: Path, tmp_path: 
     assert [Path(r["file"]).name for r in det["images"]] == ["good.jpg"]
 
 
+def test_detect_sources_lists_globs_and_user_errors(bccd_ckpt: Path, tmp_path: Path) -> None:
+    """source= a list, a quoted glob, a .txt list of paths (from the list's folder); a missing source, an empty
+    folder or a bad img_size stop before the checkpoint is loaded (a missing checkpoint here is never reached) with
+    the reason alone (no traceback)."""
+    detect = load_script("detect")
+    jpgs = sorted((ROOT / "data" / "bccd" / "JPEGImages").glob("*.jpg"))[:3]
+    src = tmp_path / "imgs"
+    (src / "sub").mkdir(parents=True)
+    for j, rel in zip(jpgs, ("a.jpg", "b.jpg", "sub/c.jpg"), strict=True):
+        shutil.copy(j, src / rel)
+    (src / "list.txt").write_text("# darknet valid list\na.jpg\n\nsub/c.jpg\n")
+    assert detect.source_files(f"{src}/*.jpg") == [src / "a.jpg", src / "b.jpg"]
+    assert detect.source_files(str(src / "list.txt")) == [src / "a.jpg", src / "sub" / "c.jpg"]
+    assert detect.source_files([str(src / "b.jpg"), str(src / "sub")]) == [src / "b.jpg", src / "sub" / "c.jpg"]
+    res = run("detect.py", tmp_path / "out", f"ckpt_path={bccd_ckpt}", f"source={src / 'list.txt'}", "img_size=64")
+    assert res.returncode == 0, res.stderr[-3000:]
+    det = json.loads((tmp_path / "out" / "detections.json").read_text())
+    assert [r["drawing"] for r in det["images"]] == ["detections/a.jpg", "detections/sub/c.jpg"]  # common folder
+    (tmp_path / "empty").mkdir()
+    for bad, want in (
+        (f"source={tmp_path / 'missing'}", "source not found"),
+        (f"source={tmp_path / 'empty'}", "no images"),
+        (f"source={tmp_path}/*.png", "no image file matches"),
+        (f"source={src}", "img_size must be a positive multiple of 32"),
+    ):
+        extra = ["img_size=250"] if "img_size" in want else []
+        res = run("detect.py", tmp_path / "bad", f"ckpt_path={tmp_path / 'nope.ckpt'}", bad, *extra)
+        assert res.returncode == 1 and "Error: " in res.stderr and want in res.stderr, res.stderr[-2000:]
+        assert "Traceback" not in res.stderr and "nope.ckpt" not in res.stderr
+
+
+def test_drawing_names_keep_a_links_own_name(tmp_path: Path) -> None:
+    """A folder of links (DVC / git-annex) draws each image under the link's name, not its target's hash."""
+    detect = load_script("detect")
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / "3f9a2c").write_bytes(b"x")
+    src = tmp_path / "links"
+    src.mkdir()
+    (src / "patient1.jpg").symlink_to(store / "3f9a2c")
+    names = detect.drawing_names([str(src / "patient1.jpg")], str(src))
+    assert names == {str(src / "patient1.jpg"): Path("patient1.jpg")}
+
+
 # ---------------------------------------------------------------- eval
 def test_eval_class_mismatch_names_the_fitting_data_config(bccd_ckpt: Path, tmp_path: Path) -> None:
     """A BCCD checkpoint evaluated with data=voc: the error names data=bccd and a command that then works."""

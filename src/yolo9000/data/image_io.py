@@ -41,8 +41,17 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".g
 
 
 def images_under(folder: Path) -> list[Path]:
-    """The image files (:data:`IMAGE_SUFFIXES`, any case) under ``folder`` and its subfolders, sorted."""
-    return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    """The image files (:data:`IMAGE_SUFFIXES`, any case) under ``folder`` and its subfolders, sorted; hidden
+    files and folders (a name starting with a dot below ``folder``: macOS's ``._*`` resource forks, Jupyter's
+    ``.ipynb_checkpoints`` copies) left out."""
+    folder = Path(folder)
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.suffix.lower() in IMAGE_SUFFIXES
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+        and p.is_file()
+    )
 
 
 SIZE_MISMATCH_REASON = "annotation size differs from the image, boxes rescaled"

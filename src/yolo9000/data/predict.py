@@ -12,27 +12,20 @@ import torch
 from torch.utils.data import Dataset
 
 from .dataset import stack_nhwc
-from .image_io import IMAGE_SUFFIXES, ImageDecodeError, read_image
+from .image_io import IMAGE_SUFFIXES, ImageDecodeError, images_under, read_image
 from .transforms import DetectionTransform
 
 __all__ = ["ImageFilesDataset", "PredictCollate", "list_images"]
 
 
 def list_images(source: str | Path) -> list[Path]:
-    """An image file, or the images of a folder (sorted, recursive), leaving out hidden files and folders (names
-    starting with a dot: macOS's ``._*`` resource forks, ``.ipynb_checkpoints/`` copies). Raises
-    FileNotFoundError naming the path."""
+    """An image file, or the images of a folder (:func:`~yolo9000.data.image_io.images_under`: sorted, recursive,
+    hidden files and folders left out). Raises FileNotFoundError naming the path."""
     source = Path(source)
     if source.is_file():
         return [source]
     if source.is_dir():
-        files = sorted(
-            p
-            for p in source.rglob("*")
-            if p.suffix.lower() in IMAGE_SUFFIXES
-            and not p.is_dir()
-            and not any(part.startswith(".") for part in p.relative_to(source).parts)
-        )
+        files = images_under(source)
         if not files:
             raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {source}")
         return files

@@ -594,6 +594,27 @@ def test_converted_darknet_weights_keep_every_candidate_as_darknet(tmp_path: Pat
     assert len(capped) == 1000
 
 
+def test_keep_freed_memory_is_the_callers_choice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The process-wide malloc setting follows the checkpoint's ``model.fast.keep_freed_memory`` unless the caller
+    says otherwise (a long-lived service may want memory given back)."""
+    import dataclasses
+
+    from yolo9000 import Detector, api
+
+    calls: list[int] = []
+    monkeypatch.setattr(api, "apply_keep_freed_memory", lambda: calls.append(1) or True)
+    cfg = scaled_cfg(tmp_path, "yolov2-tiny-voc.cfg", 0.125, 3)
+    det = Detector.from_darknet(cfg)
+    assert not det.module.fast.keep_freed_memory and calls == []  # as the checkpoint: off
+    Detector.from_darknet(cfg, keep_freed_memory=True)
+    assert calls == [1]
+    det.module.fast = dataclasses.replace(det.module.fast, keep_freed_memory=True)
+    Detector(det.module)
+    assert calls == [1, 1]  # as the checkpoint: on
+    Detector(det.module, keep_freed_memory=False)
+    assert calls == [1, 1]
+
+
 def test_from_darknet_files_written_on_windows(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """A cfg and a names file with a UTF-8 byte-order mark, or a Latin-1 byte in a comment (darknet reads bytes):
     the same network, weights and names as the plain files, and converted back to darknet with the cfg's bytes as

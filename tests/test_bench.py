@@ -80,6 +80,7 @@ def test_bench_variants(tmp_path: Path) -> None:
         lp["loss_protocol_fresh_process"] is True and lp["loss_protocol_threads"] >= 1
     )  # timed in a process of its own
     assert got["targets"]["loss_over_conv1x1"]["target"] == "<= 0.3"
+    assert got["targets_variant"] == "fp32"  # no variant as composed: the first
     header = next(line for line in res.stdout.splitlines() if line.startswith("metric"))
     assert header.split() == ["metric", "fp32", "bf16_cl", "compiled"]
 
@@ -164,11 +165,15 @@ def test_targets_and_table() -> None:
         "setup": {"batch": 16},
         "variants": {"a": {"x_img_per_s": 1.5}, "bb": {"x_img_per_s": 2.25, "y": "z", "s_sites": "f.py:3 x2"}},
         "targets": t,
+        "targets_variant": "bb",
     }
     table = bench.format_table(res).splitlines()
     assert table[0].split() == ["metric", "a", "bb"]
     assert table[1].split() == ["x_img_per_s", "1.5", "2.25"] and table[2].split() == ["y", "z"]
-    assert any(line.startswith("target loss_share_of_step") and "NOT met" in line for line in table)
+    assert any(line.startswith("target loss_share_of_step (bb):") and "NOT met" in line for line in table)
+    # the targets judge the default model: the variant as composed (README: {nchw:{channels_last:false},nhwc:{}})
+    assert bench.targets_variant({"nchw": {"channels_last": False}, "nhwc": {}}) == "nhwc"
+    assert bench.targets_variant({"fp32": {"precision": "32-true"}, "cl": {"channels_last": True}}) == "fp32"
     assert "s_sites (bb): f.py:3 x2" in table  # call sites under the table, not a column
 
 

@@ -50,6 +50,20 @@ def test_draw_detections_changes_pixels_on_outline_only() -> None:
     assert not torch.equal(out0[:, 75, 40], out[:, 75, 40])
 
 
+def test_drawings_scale_with_the_image() -> None:
+    """Lines and captions grow with the image (2 px / 12 pt per 640 pixels of the longer side): on a 3200 x 2400
+    photo a fixed 2 px box edge was too thin to see at a viewer's size; a 640 x 480 one keeps 2 px."""
+
+    def edge_width(h: int, w: int) -> int:
+        img = torch.full((3, h, w), 40, dtype=torch.uint8)
+        box = torch.tensor([[w * 0.25, h * 0.25, w * 0.75, h * 0.75]])
+        out = draw_detections(img, box, torch.tensor([0]), torch.tensor([0.9]), ["a"])
+        row = (out != img).any(dim=0)[h // 2]  # across the left and right edges, below the caption
+        return int(row[: w // 2].sum())
+
+    assert edge_width(480, 640) == 2 and edge_width(2400, 3200) == 10
+
+
 def test_draw_detections_gt_white_and_float_input() -> None:
     img = torch.zeros(3, 64, 64)
     gt = torch.tensor([[10.0, 10.0, 30.0, 30.0]])

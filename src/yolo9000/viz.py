@@ -59,8 +59,8 @@ def draw_detections(
     scores: Tensor | None,
     class_names: Sequence[str],
     gt_boxes: Tensor | None = None,
-    width: int = 2,
-    font_size: int = 12,
+    width: int | None = None,
+    font_size: int | None = None,
 ) -> Tensor:
     """Draw predicted boxes (coloured per class, captioned "name 0.87") and optional ground truth (white).
 
@@ -71,8 +71,9 @@ def draw_detections(
         scores: (N,) confidences, or None for captions without a score.
         class_names: names indexed by label.
         gt_boxes: (M, 4) xyxy ground-truth boxes drawn first, 1 px white, or None.
-        width: line width of prediction boxes in pixels.
-        font_size: caption font size.
+        width: line width of prediction boxes in pixels; None: 2 per 640 pixels of the image's longer side (2 on a
+            VOC / BCCD photo, 12 on a 4000 x 3000 one: readable at the size a viewer shows it).
+        font_size: caption font size; None: 12 per 640 pixels of the longer side.
 
     Returns:
         (3, H, W) uint8 image with the drawings (the input is not modified).
@@ -83,6 +84,9 @@ def draw_detections(
     if img.ndim != 3 or img.shape[0] != 3:
         raise ValueError(f"expected a (3, H, W) image, got {tuple(img.shape)}")
     h, w = img.shape[1:]
+    scale = max(1, round(max(h, w) / 640))
+    width = 2 * scale if width is None else width
+    font_size = 12 * scale if font_size is None else font_size
     font = _font()
     if gt_boxes is not None and gt_boxes.numel() > 0:
         img = draw_bounding_boxes(img, _clip_boxes(gt_boxes, h, w), colors="white", width=1)

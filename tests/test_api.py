@@ -339,20 +339,25 @@ def test_device_results_come_to_the_host_in_one_copy_per_field() -> None:
 
 def test_the_checkpoints_malloc_setting_is_applied(detector, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
     """A module whose ``model.fast.keep_freed_memory`` is on (the CPU models) applies it when a Detector is built
-    (a batch-32 forward of the CPU model took 143 ms instead of 109 without it); off, nothing is changed."""
+    (a batch-32 forward of the CPU model took 143 ms instead of 109 without it); off, nothing is changed; the
+    caller's ``keep_freed_memory`` overrides the checkpoint's either way (a service may want memory given back)."""
     import dataclasses
 
     import yolo9000.api as api
 
     calls: list[int] = []
-    monkeypatch.setattr(api, "keep_freed_memory", lambda: calls.append(1) or True)
+    monkeypatch.setattr(api, "apply_keep_freed_memory", lambda: calls.append(1) or True)
     module = detector.module
     monkeypatch.setattr(module, "fast", dataclasses.replace(module.fast, keep_freed_memory=False))
     api.Detector(module, device="cpu")
     assert calls == []
+    api.Detector(module, device="cpu", keep_freed_memory=True)
+    assert calls == [1]
     monkeypatch.setattr(module, "fast", dataclasses.replace(module.fast, keep_freed_memory=True))
     api.Detector(module, device="cpu")
-    assert calls == [1]
+    assert calls == [1, 1]
+    api.Detector(module, device="cpu", keep_freed_memory=False)
+    assert calls == [1, 1]
 
 
 def test_bad_inputs_and_settings(detector, ckpt: Path) -> None:  # noqa: ANN001
@@ -592,27 +597,6 @@ def test_converted_darknet_weights_keep_every_candidate_as_darknet(tmp_path: Pat
     assert len(r) == 13 * 13 * 5 * 3
     (capped,) = Detector.from_darknet(cfg, pre_nms_topk=1000).predict(IMAGES[:1], size=416, conf=0.0, nms=1.0)
     assert len(capped) == 1000
-
-
-def test_keep_freed_memory_is_the_callers_choice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The process-wide malloc setting follows the checkpoint's ``model.fast.keep_freed_memory`` unless the caller
-    says otherwise (a long-lived service may want memory given back)."""
-    import dataclasses
-
-    from yolo9000 import Detector, api
-
-    calls: list[int] = []
-    monkeypatch.setattr(api, "apply_keep_freed_memory", lambda: calls.append(1) or True)
-    cfg = scaled_cfg(tmp_path, "yolov2-tiny-voc.cfg", 0.125, 3)
-    det = Detector.from_darknet(cfg)
-    assert not det.module.fast.keep_freed_memory and calls == []  # as the checkpoint: off
-    Detector.from_darknet(cfg, keep_freed_memory=True)
-    assert calls == [1]
-    det.module.fast = dataclasses.replace(det.module.fast, keep_freed_memory=True)
-    Detector(det.module)
-    assert calls == [1, 1]  # as the checkpoint: on
-    Detector(det.module, keep_freed_memory=False)
-    assert calls == [1, 1]
 
 
 def test_from_darknet_files_written_on_windows(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

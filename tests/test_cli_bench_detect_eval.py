@@ -170,13 +170,19 @@ def test_detect_sources_lists_globs_and_user_errors(bccd_ckpt: Path, tmp_path: P
     assert [r["drawing"] for r in det["images"]] == ["detections/a.jpg", "detections/sub/c.jpg"]  # common folder
     (tmp_path / "empty").mkdir()
     for bad, want in (
-        (f"source={tmp_path / 'missing'}", "source not found"),
-        (f"source={tmp_path / 'empty'}", "no images"),
-        (f"source={tmp_path}/*.png", "no image file matches"),
-        (f"source={src}", "img_size must be a positive multiple of 32"),
+        (tmp_path / "empty", "no images"),
+        (f"{tmp_path}/*.png", "no image file matches"),
+        (tmp_path / "empty.txt", "the list names no image"),
     ):
-        extra = ["img_size=250"] if "img_size" in want else []
-        res = run("detect.py", tmp_path / "bad", f"ckpt_path={tmp_path / 'nope.ckpt'}", bad, *extra)
+        (tmp_path / "empty.txt").write_text("# nothing\n")
+        with pytest.raises((FileNotFoundError, ValueError), match=want):
+            detect.source_files(str(bad))
+    for bad, want in (
+        (f"source={tmp_path / 'missing'}", "source not found"),
+        ("img_size=250", "img_size must be a positive multiple of 32"),
+    ):
+        source = [] if bad.startswith("source=") else [f"source={src}"]
+        res = run("detect.py", tmp_path / "bad", f"ckpt_path={tmp_path / 'nope.ckpt'}", bad, *source)
         assert res.returncode == 1 and "Error: " in res.stderr and want in res.stderr, res.stderr[-2000:]
         assert "Traceback" not in res.stderr and "nope.ckpt" not in res.stderr
 

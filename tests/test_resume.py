@@ -171,7 +171,9 @@ def test_last_ckpt_is_the_latest_state_and_short_runs_validate(uninterrupted: Pa
     assert "val/map_50" in log.splitlines()[[i for i, x in enumerate(log.splitlines()) if "epoch 3/3" in x][0]]
 
 
-@pytest.mark.parametrize("kill_epoch", [1, EPOCHS - 1], ids=["middle_epoch", "last_epoch"])
+@pytest.mark.parametrize(
+    "kill_epoch", [pytest.param(1, marks=pytest.mark.slow), EPOCHS - 1], ids=["middle_epoch", "last_epoch"]
+)
 def test_sigkill_mid_epoch_then_resume_gives_the_same_run(uninterrupted: Path, tmp_path: Path, kill_epoch: int) -> None:
     out = tmp_path / "killed"
     last = out / "checkpoints" / "last.ckpt"

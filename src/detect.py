@@ -2,7 +2,7 @@
 
 ``source``: an image file, a folder (its images, recursively, hidden files left out), a glob pattern (in quotes:
 ``"source='photos/*.jpg'"``), a ``.txt`` list of image paths (darknet's ``valid`` lists; relative paths from the
-list's folder), or a list of any of these (``source=[a.jpg,b/]``).
+list's folder, else from the working directory), or a list of any of these (``source=[a.jpg,b/]``).
 
 A thin CLI over the predict API (:class:`yolo9000.Detector`: the eval transform resizes, the module's decode and
 NMS run with this config's thresholds, the transform maps the boxes back to each image).
@@ -98,7 +98,7 @@ def source_files(source: str | list[str] | ListConfig) -> list[Path]:
         p = Path(item)
         if p.is_file() and p.suffix.lower() in (".txt", ".list"):  # darknet's list of image paths
             lines = [ln.strip() for ln in p.read_text(encoding="utf-8-sig").splitlines()]
-            listed = [Path(ln) if Path(ln).is_absolute() else p.parent / ln for ln in lines if ln and ln[0] != "#"]
+            listed = [_listed_path(ln, p.parent) for ln in lines if ln and ln[0] != "#"]
             if not listed:
                 raise ValueError(f"source={item}: the list names no image")
             files += listed  # a missing one is reported as unreadable with the others
@@ -111,6 +111,15 @@ def source_files(source: str | list[str] | ListConfig) -> list[Path]:
         else:
             files += list_images(p)
     return files
+
+
+def _listed_path(line: str, folder: Path) -> Path:
+    """A list file's path: absolute as it is; relative from the list's folder, else (darknet's lists, read from
+    darknet's folder) from the working directory where only it exists there."""
+    p = Path(line)
+    if p.is_absolute():
+        return p
+    return folder / p if (folder / p).exists() or not p.exists() else p
 
 
 def check_settings(cfg: DictConfig) -> None:

@@ -187,6 +187,25 @@ def test_detect_sources_lists_globs_and_user_errors(bccd_ckpt: Path, tmp_path: P
         assert "Traceback" not in res.stderr and "nope.ckpt" not in res.stderr
 
 
+def test_detect_list_paths_from_the_lists_folder_else_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A list's relative path is read from the list's folder where it exists there, else from the working
+    directory (darknet reads its lists' paths from where it runs)."""
+    detect = load_script("detect")
+    (tmp_path / "lists").mkdir()
+    (tmp_path / "imgs").mkdir()
+    (tmp_path / "lists" / "here.jpg").write_bytes(b"x")
+    (tmp_path / "imgs" / "there.jpg").write_bytes(b"x")
+    (tmp_path / "lists" / "valid.txt").write_text("here.jpg\nimgs/there.jpg\nnowhere.jpg\n")
+    monkeypatch.chdir(tmp_path)
+    assert detect.source_files(str(tmp_path / "lists" / "valid.txt")) == [
+        tmp_path / "lists" / "here.jpg",
+        Path("imgs/there.jpg"),
+        tmp_path / "lists" / "nowhere.jpg",  # found nowhere: named from the list's folder, reported unreadable
+    ]
+
+
 def test_drawing_names_keep_a_links_own_name(tmp_path: Path) -> None:
     """A folder of links (DVC / git-annex) draws each image under the link's name, not its target's hash."""
     detect = load_script("detect")

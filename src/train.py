@@ -228,12 +228,13 @@ def run(cfg: DictConfig) -> float | None:
                 if isinstance(cb, SpeedMonitor):
                     extra |= cb.summary()
             extra |= datamodule.data_report()  # data_issues (text), data_problems (every file), augmentation
+            if groups:  # before metrics.json, which marks the run finished
+                table = format_group_table(module.test_results.get("per_class", {}), groups)
+                (out_dir / "groups.md").write_text(table + "\n")
             metrics = write_metrics(out_dir, module.test_results, module.class_names, extra)
             if (out_dir / "per_class.md").is_file():
                 log.info("per-class results (test):\n%s", table_for_log(out_dir / "per_class.md"))
             if groups:
-                table = format_group_table(module.test_results.get("per_class", {}), groups)
-                (out_dir / "groups.md").write_text(table + "\n")
                 log.info("metric groups (test):\n%s", table)
             key = module.monitor.split("/", 1)[1]
             log.info("test %s %.4f -> %s", key, metrics[key], out_dir / "metrics.json")

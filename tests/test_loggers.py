@@ -64,6 +64,28 @@ def test_csv_restart_replaces_rows_logged_after_the_checkpoint(tmp_path: Path) -
     assert [(int(r["step"]), float(r["loss"])) for r in rows] == [(0, 0), (1, 1), (2, 2), (3, 30), (4, 40), (5, 50)]
 
 
+def test_csv_rewind_killed_mid_rewrite_keeps_every_row(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The restart's rewrite (dropping the rows it logs again) goes to a file beside and is renamed: a kill in the
+    middle of it (here: the writer failing after half the rows) leaves the file as it was, no row lost."""
+    first = csv_logger(tmp_path)
+    for step in range(6):
+        first.log_metrics({"loss": float(step)}, step=step)
+    first.finalize("failed")
+    path = tmp_path / "csv" / "metrics.csv"
+    before = path.read_text()
+
+    def half_then_die(self: csv.DictWriter, rows: list[dict[str, Any]]) -> None:
+        for row in rows[: len(rows) // 2]:
+            self.writerow(row)
+        raise KeyboardInterrupt  # stands in for SIGKILL
+
+    second = csv_logger(tmp_path)
+    monkeypatch.setattr(csv.DictWriter, "writerows", half_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        second.log_metrics({"loss": 30.0}, step=3)
+    assert path.read_text() == before
+
+
 def test_csv_first_step_zero_keeps_every_row(tmp_path: Path) -> None:
     """A trainer that did not resume (e.g. a test-only run in the folder) logs at step 0: nothing is dropped."""
     first = csv_logger(tmp_path)

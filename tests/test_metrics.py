@@ -402,6 +402,24 @@ def test_metrics_json_is_strict_json_with_null_for_undefined_ap(tmp_path: Path) 
     assert got["per_class"]["b"]["ap50"] is None and got["per_class"]["a"]["ap50"] == 0.5
 
 
+def test_metrics_json_is_written_last(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """metrics.json marks a finished run (a resume does not run it again): it comes after the table and the plot,
+    so a kill between them leaves no finished run without its plot (it came 70 ms before pr_curves.png)."""
+    import yolo9000.viz
+
+    def killed(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt  # stands in for SIGKILL while the plot is drawn
+
+    from yolo9000.results import write_metrics
+
+    monkeypatch.setattr(yolo9000.viz, "plot_pr_curves", killed)
+    per_class = {"a": {"ap50": 0.5, "ap": 0.25, "n_gt": 3}}
+    pr = {"a": {"precision": [1.0], "recall": [0.5]}}
+    with pytest.raises(KeyboardInterrupt):
+        write_metrics(tmp_path, {"map_50": 0.5, "map": 0.25, "per_class": per_class, "pr": pr}, ["a"])
+    assert (tmp_path / "per_class.md").is_file() and not (tmp_path / "metrics.json").exists()
+
+
 def test_many_classes_stay_readable_in_the_pr_plot_and_the_log(tmp_path: Path) -> None:
     """A 9418-node head: the PR plot draws the (at most 20) best classes that have data, not 9418 legend entries;
     the log gets the per-class table's first rows, its mean row and the file's path."""

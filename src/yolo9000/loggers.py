@@ -100,10 +100,12 @@ class AppendingExperimentWriter(ExperimentWriter):
         log.info(
             "%s: dropping %d rows from step %d on (logged again)", self.metrics_file_path, len(rows) - len(keep), step
         )
-        with self._fs.open(self.metrics_file_path, "w", newline="") as f:
+        tmp = self.metrics_file_path + ".tmp"  # written beside and renamed: a kill mid-write keeps every row
+        with self._fs.open(tmp, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=self.metrics_keys)
             writer.writeheader()
             writer.writerows(keep)
+        self._fs.mv(tmp, self.metrics_file_path)
 
     def _record_new_keys(self) -> set[str]:
         """Add the new columns (sorted after a change, as Lightning does); keep the file's column order otherwise,

@@ -58,7 +58,9 @@ def _finite_or_null(v: Any) -> Any:
 def write_metrics(
     out_dir: Path, results: dict[str, Any], class_names: list[str], extra: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """Write ``metrics.json`` (scalars + per-class AP), ``per_class.md`` (a table) and ``pr_curves.png``.
+    """Write ``per_class.md`` (a table), ``pr_curves.png`` and, last, ``metrics.json`` (scalars + per-class AP):
+    its presence marks a finished run (a resume runs it no more), so a kill before it leaves none of them missing
+    for good.
 
     Returns what metrics.json holds.
     """
@@ -68,9 +70,6 @@ def write_metrics(
     out_dir.mkdir(parents=True, exist_ok=True)
     out = {k: plain(v) for k, v in results.items() if k != "pr"}
     out.update(extra or {})
-    tmp = out_dir / "metrics.json.tmp"  # written beside and renamed: a kill mid-write leaves no half a result
-    tmp.write_text(json.dumps(_finite_or_null(out), indent=2, allow_nan=False))
-    tmp.replace(out_dir / "metrics.json")
     if "per_class" in results:
         rows = results["per_class"]
         if "accuracy" in next(iter(rows.values()), {}):  # classification (ClassifierModule.test_results)
@@ -83,6 +82,9 @@ def write_metrics(
     if results.get("pr"):
         ap = {c: v.get("ap50", float("nan")) for c, v in results.get("per_class", {}).items()}
         plot_pr_curves(results["pr"], out_dir / "pr_curves.png", ap=ap)
+    tmp = out_dir / "metrics.json.tmp"  # written beside and renamed: a kill mid-write leaves no half a result
+    tmp.write_text(json.dumps(_finite_or_null(out), indent=2, allow_nan=False))
+    tmp.replace(out_dir / "metrics.json")
     return out
 
 

@@ -307,6 +307,16 @@ def class_mismatch_message(
         f"the checkpoint {ckpt_path} was trained on {show(ckpt_classes)}, but data={data_choice} has "
         f"{show(data_classes)}."
     )
+    if sorted(ckpt_classes) == sorted(data_classes):  # the same classes in another order: the data stays
+        same = [o for o in overrides if not re.match(r"^[~+]*data\.class_names=", o)]
+        argv = ["python", "src/eval.py", *same]
+        if not any(o.startswith("ckpt_path=") for o in same):
+            argv.insert(2, f"ckpt_path={ckpt_path}")
+        return (
+            f"{head}\nThe same classes in another order: list them in the checkpoint's order (VOC, COCO and YOLO "
+            "data take each box's class by name):\n  "
+            + shlex.join([*argv, f"data.class_names={hydra_list(ckpt_classes)}"])
+        )
     fits = [name for name, names in configs.items() if names == ckpt_classes]
     if fits:
         others = f" (also: {', '.join(f'data={f}' for f in fits[1:])})" if len(fits) > 1 else ""

@@ -262,6 +262,11 @@ def test_class_mismatch_message_without_a_fitting_config() -> None:
     # a data config that fits is named, with the command
     msg = ev.class_mismatch_message(BCCD, classes, "/x/c.ckpt", "voc", ["ckpt_path=/x/c.ckpt", "data=voc"])
     assert msg.splitlines()[-1].strip() == "python src/eval.py ckpt_path=/x/c.ckpt data=bccd"
+    # the same classes in another order: the data stays, listed in the checkpoint's order (not another config)
+    over = ["ckpt_path=/x/c.ckpt", "data=yolo", "data.root=/d"]
+    msg = ev.class_mismatch_message(BCCD, ["Platelets", "RBC", "WBC"], "/x/c.ckpt", "yolo", over)
+    argv = shlex.split(msg.splitlines()[-1])
+    assert argv[2:5] == over and argv[-1] == "data.class_names=[RBC,WBC,Platelets]" and "data=bccd" not in msg
     # numbered classes (darknet weights converted without names): convert again with them first
     msg = ev.class_mismatch_message(["0", "1", "2"], BCCD, "/x/c.ckpt", "bccd", ["ckpt_path=/x/c.ckpt"])
     assert msg.index("src/convert.py --cfg <cfg> --weights <weights> --names") < msg.index("data.class_names=")

@@ -303,6 +303,28 @@ def test_yolo_txt_parser_split_dirs(tmp_path):
     np.testing.assert_allclose(val[0].boxes, [[54.4, 8, 64, 24]], atol=1e-4)  # 67.2 clipped to 64
 
 
+def test_yolo_class_names_take_the_datasets_classes_by_name(tmp_path):
+    """data.class_names listing the dataset's own names in another order takes each box's class by name, as COCO's
+    categories (it renamed every box: Platelets boxes became RBC, mAP 0.0006 with no warning); a class left out
+    drops its boxes, reported; a list with no name in common renames the ids (numbers-only names)."""
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    (tmp_path / "data.yaml").write_text("names: [Platelets, RBC, WBC]\ntrain: images\n")
+    Image.new("RGB", (100, 100)).save(tmp_path / "images" / "a.jpg")
+    (tmp_path / "labels" / "a.txt").write_text("0 0.5 0.5 0.2 0.2\n1 0.3 0.3 0.2 0.2\n2 0.7 0.7 0.2 0.2\n")
+
+    def labels(names, issues=None):
+        (rec,) = YOLOTxtParser(tmp_path, "train").parse(names, IssueLog("skip") if issues is None else issues)
+        return rec.labels.tolist()
+
+    assert labels(None) == [0, 1, 2]  # the dataset's own names
+    assert labels(["RBC", "WBC", "Platelets"]) == [2, 0, 1]  # Platelets, RBC, WBC by name
+    issues = IssueLog("skip")
+    assert labels(["RBC", "WBC"], issues) == [0, 1]
+    assert issues.count("drop_box", "unknown class 'Platelets'") == 1
+    assert labels(["a", "b", "c"]) == [0, 1, 2]  # no name in common: the ids, renamed
+
+
 def test_yolo_txt_parser_list_file_and_errors(tmp_path):
     (tmp_path / "data" / "images").mkdir(parents=True)
     (tmp_path / "data" / "labels").mkdir(parents=True)

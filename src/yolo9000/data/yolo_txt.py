@@ -271,10 +271,14 @@ class YOLOTxtParser:
         return out
 
     def discover_class_names(self) -> list[str] | None:
-        """Given class names, else ``names_file``, else the dataset yaml's ``names``, else a names file found in
-        ``root`` (:data:`NAMES_FILES`)."""
+        """Given class names, else the dataset's own (:meth:`dataset_names`)."""
         if self.class_names is not None:
             return self.class_names
+        return self.dataset_names()
+
+    def dataset_names(self) -> list[str] | None:
+        """The dataset's own class names, which its label files' class ids index: ``names_file``, else the dataset
+        yaml's ``names``, else a names file found in ``root`` (:data:`NAMES_FILES`); None without any."""
         if self.names_file is not None:
             if not self.names_file.is_file():
                 raise FileNotFoundError(f"class names file not found: {self.names_file} (data.names_file)")
@@ -501,9 +505,16 @@ class YOLOTxtParser:
                 f"names in {self.root}"
             )
         issues = issues if issues is not None else IssueLog("error")
+        own = None
+        if class_names is not None or self.class_names is not None:  # given: do the dataset's own names differ?
+            try:
+                own = self.dataset_names()
+            except FileNotFoundError:  # a names_file that is not there: the given names stand alone, as before
+                own = None
+        index_map = _class_index_map(own, names, self.root)
         records = []
         for image_path in self.image_paths():
-            rec = self._parse_one(image_path, names, issues)
+            rec = self._parse_one(image_path, names, issues, index_map, own)
             if rec is not None:
                 records.append(rec)
         self._report_orphans(issues)
@@ -523,8 +534,16 @@ class YOLOTxtParser:
                         txt, "label file without an image", action="skip_file", detail=f"no image in {folder}"
                     )
 
-    def _parse_one(self, image_path: Path, names: Sequence[str], issues: IssueLog) -> DetectionRecord | None:
-        """One image and its label file (None: image skipped, reported to ``issues``)."""
+    def _parse_one(
+        self,
+        image_path: Path,
+        names: Sequence[str],
+        issues: IssueLog,
+        index_map: np.ndarray | None = None,
+        own: Sequence[str] | None = None,
+    ) -> DetectionRecord | None:
+        """One image and its label file (None: image skipped, reported to ``issues``); ``index_map`` (the dataset's
+        class id -> index into ``names``, -1: not among them) when the dataset's own names ``own`` differ."""
         label_path = label_path_for(image_path)
         if not image_path.is_file():
             issues.report(image_path, "missing image file", action="skip_image")
@@ -534,12 +553,45 @@ class YOLOTxtParser:
         except ImageDecodeError as e:
             issues.report(image_path, e.reason, action="skip_image", detail=e.detail)
             return None
-        rows = read_label_rows(label_path, image_path, len(names), issues)
+        rows = read_label_rows(label_path, image_path, len(names) if index_map is None else len(index_map), issues)
+        if index_map is not None and own is not None:  # the dataset's ids -> the run's classes, by name
+            kept = []
+            for row in rows:
+                new_id = int(index_map[int(row[0])])
+                if new_id < 0:
+                    issues.report(label_path, f"unknown class '{own[int(row[0])]}'", action="drop_box")
+                else:
+                    kept.append([float(new_id), *row[1:]])
+            rows = kept
         boxes, labels = label_boxes(rows, width, height)
         b, lab, dif = sanitize_boxes(
             boxes, labels, np.zeros(len(labels), bool), width, height, label_path, issues, names
         )
         return DetectionRecord(image_path, image_path.stem, width, height, b, lab, dif)
+
+
+def _class_index_map(own: Sequence[str] | None, names: Sequence[str], root: Path) -> np.ndarray | None:
+    """The dataset's class id -> index into the run's ``names`` when the dataset names its classes (``own``) and
+    ``names`` is another list sharing names with it: by name, as COCO's categories (a reordered list kept the
+    dataset's ids and renamed every box's class; -1: a class the run leaves out, its boxes dropped). None where the
+    ids index ``names`` as they are: the same list, no names of the dataset's own, or no name in common (a list
+    renaming the ids, e.g. of numbers-only names)."""
+    if not own or list(own) == list(names):
+        return None
+    where = {n: i for i, n in enumerate(names)}
+    if not any(n in where for n in own):
+        log_once(("rename", str(root)), logging.INFO, "%s: data.class_names rename the dataset's ids %s", root, own)
+        return None
+    log_once(
+        ("remap", str(root)),
+        logging.WARNING,
+        "%s: the dataset names its classes %s; data.class_names %s takes them by name (boxes of classes not listed "
+        "are dropped)",
+        root,
+        list(own),
+        list(names),
+    )
+    return np.array([where.get(n, -1) for n in own], dtype=np.int64)
 
 
 def _has_images(folder: Path) -> bool:

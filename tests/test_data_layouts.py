@@ -472,6 +472,22 @@ def test_coco_only_train_json_derives_val_and_test(tmp_path, image_folder, caplo
     assert dm.issues.files("note", "no objects") == [str(tmp_path / image_folder / f"{ids[-1]}.jpg")]
 
 
+def test_coco_test_json_alone_evaluates_without_a_train_json(tmp_path, image_folder="images"):
+    """A split with its own JSON reads it even when the train JSON is missing (an evaluation on a test JSON
+    failed with "COCO train JSON not found"); the train split still needs its JSON, named in the error."""
+    ids = _coco_train_only(tmp_path, image_folder)
+    (tmp_path / "annotations" / "instances_train2017.json").rename(tmp_path / "annotations" / "test.json")
+    files = {"train": "annotations/instances_train2017.json", "test": "annotations/test.json"}
+    test = COCOParser(root=tmp_path, split="test", ann_files=files)
+    assert [r.image_id for r in test.parse()] == ids
+    with pytest.raises(FileNotFoundError, match="COCO train JSON not found"):
+        COCOParser(root=tmp_path, split="train", ann_files=files).parse()
+    dm = _datamodule("coco", tmp_path, **{"ann_files.test": "annotations/test.json"})  # as eval.py composes it
+    assert dm.class_names == ["cell"]  # named by the test JSON (the train parser's missing file skipped)
+    dm.setup("test")
+    assert _ids(dm, "test") == ids
+
+
 def test_coco_missing_image_folder_names_every_folder_tried(tmp_path):
     _coco_train_only(tmp_path, "elsewhere")
     with pytest.raises(FileNotFoundError) as e:

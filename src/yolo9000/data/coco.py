@@ -116,6 +116,10 @@ class COCOParser:
             raise ValueError("COCOParser with ann_files needs a split")
         files = {s: self._path(v) if v else None for s, v in self.ann_files.items()}
         train = files.get("train")
+        own = files.get(self.split)
+        if self.split != "train" and own is not None and own.is_file() and (train is None or not train.is_file()):
+            self._plan = (own, None, None, str(own))  # a split with its own JSON needs no train JSON (an evaluation)
+            return self._plan
         if train is None or not train.is_file():
             export = self._roboflow_files()
             if export is None:

@@ -226,12 +226,19 @@ class DetectionDataModule(ShardedDataModule):
     def class_names(self) -> list[str]:
         """Class names (index = position)."""
         if self._class_names is None:
+            missing: list[FileNotFoundError] = []  # a split's files missing: another split may name the classes
             for split in SPLITS:
                 for p in self.parsers(split):
-                    names = p.discover_class_names()
+                    try:
+                        names = p.discover_class_names()
+                    except FileNotFoundError as e:  # e.g. no train JSON beside an evaluation's test JSON
+                        missing.append(e)
+                        continue
                     if names:
                         self._class_names = [str(n) for n in names]
                         return self._class_names
+            if missing:
+                raise missing[0]
             parsers = ", ".join(repr(p) for s in SPLITS for p in self.parsers(s)) or "no parsers"
             raise ValueError(
                 f"no class_names in the data config and none found by the parsers ({parsers}): set "

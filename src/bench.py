@@ -66,6 +66,7 @@ from yolo9000.build import build, instantiate_module
 from yolo9000.data.image_io import read_image
 from yolo9000.environment import hydra_flags_first, setup_environment
 from yolo9000.loss import RegionLoss, TruthAssignment
+from yolo9000.models import STRIDE
 from yolo9000.speed import FastPath, call_times, channels_last_images, device_name, set_channels_last, sync, timeit
 
 log = logging.getLogger("yolo9000.bench")
@@ -685,11 +686,10 @@ def _report(res: dict[str, Any], out: Path) -> None:
 def check_settings(b: DictConfig) -> None:
     """Refuse ``bench.*`` settings that a measurement would fail on only after the ones before it ran, naming the
     key: the input size, the batches, the inference weights and images, the device."""
-    stride = 32
     for key in ("size", "batch_size", "steps"):
         v = b.get(key)
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1 or (key == "size" and v % stride):
-            what = f"a positive multiple of {stride}" if key == "size" else "a positive integer"
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1 or (key == "size" and v % STRIDE):
+            what = f"a positive multiple of {STRIDE}" if key == "size" else "a positive integer"
             raise ValueError(f"bench.{key} must be {what}, got {v!r}")
     batches = list(b.get("infer_batches") or [])
     if any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in batches):

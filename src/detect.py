@@ -30,6 +30,7 @@ from yolo9000.checkpoints import module_settings
 from yolo9000.data.image_io import IMAGE_SUFFIXES, read_image
 from yolo9000.data.predict import list_images
 from yolo9000.environment import hydra_flags_first, log_to_job_log, setup_environment
+from yolo9000.models import STRIDE
 from yolo9000.viz import draw_detections, save_image
 
 log = logging.getLogger("yolo9000.detect")
@@ -125,8 +126,8 @@ def _listed_path(line: str, folder: Path) -> Path:
 def check_settings(cfg: DictConfig) -> None:
     """Refuse settings that would fail after the checkpoint is loaded, naming the key."""
     size = cfg.img_size
-    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size <= 0 or size % 32):
-        raise ValueError(f"img_size must be a positive multiple of 32 (or null: the checkpoint's), got {size!r}")
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size <= 0 or size % STRIDE):
+        raise ValueError(f"img_size must be a positive multiple of {STRIDE} (or null: the checkpoint's), got {size!r}")
     for key, low in (("batch_size", 1), ("num_workers", 0)):
         v = cfg.get(key)
         if isinstance(v, bool) or not isinstance(v, int) or v < low:

@@ -578,7 +578,6 @@ def _options(
 ) -> dict[str, Any]:
     """The :class:`Detector` keywords the ``from_*`` constructors pass on."""
     return {
-        "keep_freed_memory": keep_freed_memory,
         "device": device,
         "dtype": dtype,
         "channels_last": channels_last,
@@ -586,6 +585,7 @@ def _options(
         "read_threads": read_threads,
         "read_ahead": read_ahead,
         "decode_on": decode_on,
+        "keep_freed_memory": keep_freed_memory,
     }
 
 

@@ -187,21 +187,18 @@ def log_to_job_log() -> None:
     ``graph_breaks`` asks for) through the root logger, so that the job's log file holds them as the console does.
     Call at the start of a Hydra job (after Hydra configured logging)."""
     logging.captureWarnings(True)
-    for name in _LIBRARY_LOGGERS:
-        lg = logging.getLogger(name)
-        for handler in [h for h in lg.handlers if _is_console(h)]:
-            lg.removeHandler(handler)  # the root's console handler shows them now
-        lg.propagate = True
     torch_loggers = [
         lg
         for name, lg in list(logging.root.manager.loggerDict.items())
         if (name == "torch" or name.startswith("torch.")) and isinstance(lg, logging.Logger)
     ]
-    for lg in torch_loggers:
+    # Lightning's always propagate; torch's where torch gave them a console handler (one without it and not
+    # propagating is an artifact TORCH_LOGS left off)
+    for lg, always in [*((logging.getLogger(n), True) for n in _LIBRARY_LOGGERS), *((t, False) for t in torch_loggers)]:
         console = [h for h in lg.handlers if _is_console(h)]
         for handler in console:
-            lg.removeHandler(handler)
-        if console:  # (a logger without one and not propagating is an artifact TORCH_LOGS left off)
+            lg.removeHandler(handler)  # the root's console handler shows them now
+        if always or console:
             lg.propagate = True
 
 

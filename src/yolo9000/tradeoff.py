@@ -264,7 +264,7 @@ def _evaluate_size(
     row["gflops"] = model_stats(module.model, size)["gflops"]
     # the 1-minute load average after the timing: this process's threads plus anything else that shared the CPU
     row.update(device=device_name(device), threads=torch.get_num_threads(), load_avg_1min=round(os.getloadavg()[0], 2))
-    if row["load_avg_1min"] > (os.cpu_count() or 1):
+    if _busy(row["load_avg_1min"]):
         log.warning(
             "size %d: the load average was %.2f on %d CPUs while it was timed: other work shared the CPU, its img/s "
             "are low", size, row["load_avg_1min"], os.cpu_count() or 1,
@@ -385,15 +385,20 @@ def format_markdown(
     return "\n".join(lines + notes) + "\n"
 
 
+def _busy(load_avg: float) -> bool:
+    """A load average above the machine's CPU count: other work shared the CPU with a timing."""
+    return load_avg > (os.cpu_count() or 1)
+
+
 def _load_note(rows: Sequence[dict[str, Any]]) -> list[str]:
     """The markdown line of the load averages (1 minute, after each size's timing), a warning when one exceeded
     the machine's CPUs (other work shared them: those sizes' timings are low)."""
     loads = [r.get("load_avg_1min") for r in rows]
     if any(v is None for v in loads):
         return []
-    cpus = os.cpu_count() or 1
-    busy = [str(r["size"]) for r in rows if float(r["load_avg_1min"]) > cpus]
-    line = f"- load average (1 min, after each size's timing) on {cpus} CPUs: {', '.join(f'{v:.2f}' for v in loads)}"
+    busy = [str(r["size"]) for r in rows if _busy(float(r["load_avg_1min"]))]
+    line = f"- load average (1 min, after each size's timing) on {os.cpu_count() or 1} CPUs: "
+    line += ", ".join(f"{v:.2f}" for v in loads)
     if busy:
         line += f". **Above the CPU count at size {', '.join(busy)}: other work shared the CPU; time it again.**"
     return [line]

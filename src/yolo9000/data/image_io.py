@@ -306,9 +306,9 @@ def read_image_notes(
             img = _decode_pil(path, exif)
         except (OSError, UnidentifiedImageError, ValueError) as e2:
             raise ImageDecodeError("corrupt or unreadable image", f"{type(e2).__name__}: {e2}") from e2
-    frames = img.shape[0] if img.ndim == 4 else 1
-    if img.ndim == 4 and frames:  # an animated GIF / WebP: (frames, 3, H, W); its first frame, as PIL and stb_image
-        img = img[0]
+    frames = 1
+    if img.ndim == 4 and len(img):  # an animated GIF / WebP: (frames, 3, H, W); its first frame, as PIL and stb_image
+        frames, img = len(img), img[0]
     if img.ndim != 3 or img.shape[0] != 3 or img.shape[1] == 0 or img.shape[2] == 0:
         raise ImageDecodeError("corrupt or unreadable image", f"decoded image has shape {tuple(img.shape)}")
     found = image_conversions(path, data) if notes else []

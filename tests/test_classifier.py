@@ -65,6 +65,47 @@ def _folder(root: Path) -> Path:
 
 
 # ------------------------------------------------------------------------------------------------ image folders
+LFS_POINTER = b"version https://git-lfs.github.com/spec/v1\noid sha256:0123\nsize 12345\n"
+
+
+def test_a_batch_of_unreadable_images_is_skipped_not_fatal(tmp_path: Path) -> None:
+    """data.on_error=skip with a whole batch unreadable (a folder of Git LFS pointers, as a clone without git-lfs
+    leaves them; validation is not shuffled): the run goes on. The empty training batch makes no optimizer step
+    (the weights stay as they were), the empty validation batches add nothing, the metrics count the readable
+    images only, and the reason names LFS. It raised DataError after the whole first epoch."""
+    root = tmp_path / "ds"
+    for i in range(4):
+        _png(root / "train" / "cat" / f"c{i}.png", 20 + 10 * i)
+        _png(root / "train" / "dog" / f"d{i}.png", 200 - 10 * i)
+        (root / "val" / "cat" / f"lfs{i}.jpg").parent.mkdir(parents=True, exist_ok=True)
+        (root / "val" / "cat" / f"lfs{i}.jpg").write_bytes(LFS_POINTER)
+    _png(root / "val" / "dog" / "v0.png", 190)
+    dm = ClassificationDataModule(str(root), img_size=32, batch_size=4, num_workers=0, on_error="skip")
+    dm.setup("fit")
+    module = ClassifierModule(_tiny(classes=2), lr=0.01, burn_in=0, class_names=dm.class_names)
+    empty = dm.collate_fn()([None, None])
+    before = {k: v.clone() for k, v in module.state_dict().items()}
+    trainer = pl.Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        use_distributed_sampler=False,
+    )
+    # one training step on the empty batch: no optimizer step, nothing changed (seen too)
+    module.trainer = trainer
+    assert module.training_step(empty, 0) is None
+    assert all(torch.equal(v, before[k]) for k, v in module.state_dict().items())
+    trainer.fit(module, datamodule=dm)  # val: batch 1 = four pointers (empty), batch 2 = the one readable image
+    assert int(module.seen) == 8
+    trainer.test(module, datamodule=dm)
+    assert module.test_results["num_images"] == 1  # the readable image alone
+    assert dm.issues.count("skip_image", "a Git LFS pointer, not an image") == 4
+    assert "lfs0.jpg (the repository was cloned without its LFS files: `git lfs pull`)" in dm.issues.full_text()
+
+
 def test_imagefolder_classes_and_unknown_folders(tmp_path: Path) -> None:
     root = _folder(tmp_path)
     parser = ImageFolderParser(root, "train")

@@ -26,7 +26,7 @@ from .image_io import (
     load_time_issues,
     read_record_image,
 )
-from .records import DataError, DetectionRecord, Issue, IssueLog
+from .records import DetectionRecord, Issue, IssueLog
 from .transforms import DetectionTransform
 
 logger = logging.getLogger("yolo9000.data")
@@ -339,8 +339,8 @@ class DetectionCollate:
         kept = [s for s in samples if s is not None]
         if len(kept) < len(samples):
             logger.warning("collate: dropped %d unreadable sample(s) from the batch", len(samples) - len(kept))
-        if not kept:
-            raise DataError("every sample of the batch was skipped (unreadable images, see the warnings)")
+        if not kept:  # every image unreadable (data.on_error=skip): an empty batch, which the modules skip
+            return self.empty()
         sizes = {int(s["image"].shape[-1]) for s in kept} | {int(s["image"].shape[-2]) for s in kept}
         if len(sizes) != 1:
             raise ValueError(f"samples of one batch have different input sizes {sorted(sizes)}")
@@ -366,6 +366,24 @@ class DetectionCollate:
         if self.eval_targets:
             for key in ("gt_boxes", "gt_labels", "gt_difficult"):
                 batch[key] = TensorList(s[key] for s in kept)
+        return batch
+
+    def empty(self) -> dict[str, Any]:
+        """The batch of no image (B = 0), with every key of a batch: all its samples were unreadable and skipped
+        (``data.on_error=skip``; under ``error`` the first one raised). The modules' steps skip it
+        (:meth:`yolo9000.modules.base.DarknetModule.skip_empty_batch`)."""
+        batch = {
+            "images": torch.zeros(0, 3, 0, 0, dtype=torch.uint8),
+            "targets": torch.zeros(0, 1, 5),
+            "target_mask": torch.zeros(0, 1, dtype=torch.bool),
+            "image_ids": [],
+            "image_paths": [],
+            "orig_sizes": torch.zeros(0, 2, dtype=torch.long),
+            "transforms": torch.zeros(0, 4),
+        }
+        if self.eval_targets:
+            for key in ("gt_boxes", "gt_labels", "gt_difficult"):
+                batch[key] = TensorList([])
         return batch
 
 

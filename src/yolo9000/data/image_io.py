@@ -122,6 +122,7 @@ class ImageDecodeError(RuntimeError):
         self.detail = detail
 
 
+_LFS_POINTER = b"version https://git-lfs.github.com/spec/"  # a file Git LFS left in place of an image
 _TRANSPOSED = (5, 6, 7, 8)  # EXIF orientations that swap width and height
 
 
@@ -295,6 +296,10 @@ def read_image_notes(
         raise ImageDecodeError(reason, f"{type(e).__name__}: {e.strerror or e}") from e
     if not data:
         raise ImageDecodeError("corrupt or unreadable image", "empty file")
+    if data.startswith(_LFS_POINTER):
+        raise ImageDecodeError(
+            "a Git LFS pointer, not an image", "the repository was cloned without its LFS files: `git lfs pull`"
+        )
     try:
         img = _decode_torchvision(data, exif)
     except (RuntimeError, OSError) as e:

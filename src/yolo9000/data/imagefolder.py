@@ -35,7 +35,7 @@ from .image_io import (
     load_time_issues,
     read_image_notes,
 )
-from .records import DataError, Issue, IssueLog, class_index, default_report_path, write_issue_report
+from .records import Issue, IssueLog, class_index, default_report_path, write_issue_report
 from .sharded import ShardedDataModule
 from .sharded import plain as _plain
 
@@ -253,14 +253,19 @@ class ClassificationDataset(Dataset):
 
 class ClassificationCollate:
     """Samples -> ``{"images": uint8 (B, 3, S, S) with NHWC strides, "labels": int64 (B,), "paths": list[str]}``;
-    ``None`` (skipped) samples are dropped (B = the kept ones); a batch with none left raises :class:`DataError`."""
+    ``None`` (skipped) samples are dropped (B = the kept ones; 0 when every image was unreadable: the module skips
+    such a batch)."""
 
     def __call__(self, samples: Sequence[dict[str, Any] | None]) -> dict[str, Any]:
         kept = [s for s in samples if s is not None]
         if len(kept) < len(samples):
             logger.warning("collate: dropped %d unreadable sample(s) from the batch", len(samples) - len(kept))
-        if not kept:
-            raise DataError("every sample of the batch was skipped (unreadable images, see the warnings)")
+        if not kept:  # every image unreadable (data.on_error=skip): an empty batch, which the module skips
+            return {
+                "images": torch.zeros(0, 3, 0, 0, dtype=torch.uint8),
+                "labels": torch.zeros(0, dtype=torch.long),
+                "paths": [],
+            }
         return {
             "images": stack_nhwc([s["image"] for s in kept]),  # uint8, NHWC strides: the module scales them
             "labels": torch.tensor([s["label"] for s in kept], dtype=torch.long),

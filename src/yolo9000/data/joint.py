@@ -118,7 +118,7 @@ class JointCollate(DetectionCollate):
 
     def __call__(self, samples: Sequence[dict[str, Any] | None]) -> dict[str, Any]:
         batch = super().__call__(samples)
-        kept = [s for s in samples if s is not None]
+        kept = [s for s in samples if s is not None]  # none: the empty batch (every image unreadable)
         classonly = torch.tensor([s.get("source") == "classification" for s in kept], dtype=torch.bool)
         for i in torch.nonzero(classonly).flatten().tolist():
             batch["targets"][i] = 0.0

@@ -170,6 +170,31 @@ class DarknetModule(pl.LightningModule):
     def on_train_epoch_end(self) -> None:
         self._check_nonfinite()  # the device-side counts of the epoch's last steps
 
+    def skip_empty_batch(self, batch: Any, stage: str) -> bool:
+        """Whether ``batch`` holds no image: every one of its images was unreadable and skipped
+        (``data.on_error=skip``; the collates' empty batch). The step then does nothing (a training step returns
+        None: no backward, no optimizer step; an evaluation step adds nothing to the metrics), with a warning.
+
+        Raises:
+            yolo9000.data.records.DataError: such a training batch in a run of several processes, where one
+                process cannot leave out a step the others' gradient all-reduce waits for.
+        """
+        images = batch.get("images") if isinstance(batch, dict) else None
+        if not isinstance(images, torch.Tensor) or images.shape[0]:
+            return False
+        world = self.trainer.world_size if self._trainer is not None else 1
+        if stage == "train" and world > 1:
+            from yolo9000.data.records import DataError
+
+            raise DataError(
+                f"every image of a training batch of process {self.global_rank} was unreadable (see the warnings "
+                "and data_issues.txt): several processes cannot leave out one process's step; remove or fix those "
+                "files"
+            )
+        step = f" (step {self.global_step})" if stage == "train" else ""
+        log.warning("a %s batch without a readable image was skipped%s: every image of it was unreadable", stage, step)
+        return True
+
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """uint8 images (cheap to collate and copy) -> float in [0, 1], on the device (NHWC with
         ``fast.channels_last``)."""

@@ -239,9 +239,11 @@ class ClassifierModule(DarknetModule):
         return {"cond": cond, "prob": prob, "leaf": topk[:, 0], "topk": topk, "top_down": top_down}
 
     # ---------------------------------------------------------------- training
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any] | None:
         """The loss of one batch; returns ``{"loss", "terms"}`` as the detector's (``terms``: ``train/top1`` for the
-        epoch line; logged on the steps the loggers write)."""
+        epoch line; logged on the steps the loggers write); None for a batch without a readable image."""
+        if self.skip_empty_batch(batch, "train"):
+            return None  # Lightning: no backward, no optimizer step
         images, labels = batch["images"], batch["labels"]
         bsz = images.shape[0]
         self.count_seen(bsz)
@@ -310,15 +312,16 @@ class ClassifierModule(DarknetModule):
         return out
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._eval_step(batch, "val")
+        if not self.skip_empty_batch(batch, "val"):
+            self._eval_step(batch, "val")
 
     def on_validation_epoch_end(self) -> None:
         res = self._compute("val")
         self.log("val/top1", res.pop("top1"), prog_bar=True)
         self.log_dict({f"val/{k}": v for k, v in res.items()})
 
-    def test_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        return self._eval_step(batch, "test")
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
+        return None if self.skip_empty_batch(batch, "test") else self._eval_step(batch, "test")
 
     def on_test_epoch_end(self) -> None:
         res: dict[str, Any] = self._compute("test")

@@ -148,8 +148,9 @@ class DetectorModule(DarknetModule):
         if (
             isinstance(batch, dict)
             and self.criterion.bias_match
-            and isinstance(batch.get("targets"), torch.Tensor)
             and isinstance(batch.get("images"), torch.Tensor)
+            and len(batch["images"])  # an empty batch (every image unreadable) is skipped by the step
+            and isinstance(batch.get("targets"), torch.Tensor)
             and batch["targets"].device.type == "cpu"
         ):
             h, w = batch["images"].shape[-2:]
@@ -179,11 +180,14 @@ class DetectorModule(DarknetModule):
         self._anchors_host = None
 
     # ---------------------------------------------------------------- training
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any] | None:
         """The loss of one batch. Returns ``{"loss", "terms"}``: ``terms`` (detached 0-d tensors by name) are what
         the epoch line (:class:`yolo9000.callbacks.progress.EpochLog`) averages over the epoch, read from the step's
         outputs (no logging call, no host sync); the loss is logged every step (progress bar), its terms and the
-        diagnostics (avg IoU, recall, seen, input size...) on the steps the loggers write."""
+        diagnostics (avg IoU, recall, seen, input size...) on the steps the loggers write. None for a batch without
+        a readable image (:meth:`skip_empty_batch`)."""
+        if self.skip_empty_batch(batch, "train"):
+            return None  # Lightning: no backward, no optimizer step
         images = batch["images"]
         bsz = images.shape[0]
         seen = self.count_seen(bsz)
@@ -291,7 +295,8 @@ class DetectorModule(DarknetModule):
         return {"detections": out, "failed": list(batch.get("failed", []))}
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._eval_step(batch, self.val_eval, "val")
+        if not self.skip_empty_batch(batch, "val"):
+            self._eval_step(batch, self.val_eval, "val")
 
     def on_validation_epoch_end(self) -> None:
         res = self.val_eval.compute()
@@ -302,6 +307,8 @@ class DetectorModule(DarknetModule):
         self.log(f"val/{head}", float(res[head]), prog_bar=True)
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, torch.Tensor]]:
+        if self.skip_empty_batch(batch, "test"):
+            return []
         return self._eval_step(batch, self.test_eval, self.test_prefix)
 
     def on_test_epoch_end(self) -> None:

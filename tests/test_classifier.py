@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import shutil
@@ -431,6 +432,29 @@ def test_init_ckpt(fitted: tuple[ClassifierModule, Path]) -> None:
         load_pretrained(_tiny(classes=5), str(ckpt))
     with pytest.raises(ValueError, match=r"backbone\.stage1\.\d+\.\S+: checkpoint \("):
         ClassifierModule(_tiny(width=0.25), init_ckpt=str(ckpt))
+
+
+def test_a_fine_tune_below_its_starts_size_is_a_warning(
+    fitted: tuple[ClassifierModule, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The README's pretrain -> finetune_448 pair on data=imagenet ran the "448" fine-tune at 128 px after a 224
+    pretraining (the experiment fixes the CPU crops' 128), silently: a start trained at a larger size is a warning
+    naming both sizes and data.img_size to set; a fine-tune at twice the size (or any larger) is not."""
+    _, ckpt = fitted
+    saved = torch.load(ckpt, weights_only=False)
+    saved["hyper_parameters"]["build_info"] = {"class_names": CLASSES, "eval_size": 224}
+    torch.save(saved, tmp_path / "at224.ckpt")
+    for size, warned in ((128, True), (448, False), (224, False)):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="yolo9000"):
+            ClassifierModule(_tiny(), init_ckpt=str(tmp_path / "at224.ckpt"), build_info={"eval_size": size})
+        msgs = [r.getMessage() for r in caplog.records if "was trained at" in r.getMessage()]
+        assert bool(msgs) == warned, (size, msgs)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="yolo9000"):
+        ClassifierModule(_tiny(), init_ckpt=str(tmp_path / "at224.ckpt"), build_info={"eval_size": 128})
+    msg = next(r.getMessage() for r in caplog.records if "was trained at" in r.getMessage())
+    assert "trained at 224 px and this run trains at 128" in msg and "data.img_size=448" in msg
 
 
 # ----------------------------------------------------------------------------------------------------- configs

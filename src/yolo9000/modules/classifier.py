@@ -202,9 +202,10 @@ class ClassifierModule(DarknetModule):
                 self.k,
             )
         self.test_results: dict[str, Any] = {}
-        if init_ckpt:  # e.g. the 224 model for the 448 fine-tune: every tensor must fit
-            load_pretrained(self.model, init_ckpt, class_names=list(class_names) if class_names else None)
         size = int((build_info or {}).get("eval_size") or 224)
+        if init_ckpt:  # e.g. the 224 model for the 448 fine-tune: every tensor must fit
+            names = list(class_names) if class_names else None
+            load_pretrained(self.model, init_ckpt, class_names=names, input_size=(build_info or {}).get("eval_size"))
         self.example_input_array = torch.zeros(1, 3, size, size)  # the model summary's FLOPs
 
     @property

@@ -78,7 +78,12 @@ def fold_batch_norm(
 
 
 def load_pretrained(
-    target: nn.Module, source: str | Path, *, part: str | None = None, class_names: list[str] | None = None
+    target: nn.Module,
+    source: str | Path,
+    *,
+    part: str | None = None,
+    class_names: list[str] | None = None,
+    input_size: int | None = None,
 ) -> int:
     """Initialise ``target`` from ``source``; returns the number of tensors (or darknet conv layers) loaded.
 
@@ -99,6 +104,9 @@ def load_pretrained(
         ValueError: naming the file, the tensors that do not fit (shape ``checkpoint (...) vs model (...)``,
             missing, unexpected: the first six and how many more), the checkpoint's width when it differs, or a
             darknet file of another size (the float counts).
+
+    ``input_size``: the side ``target`` will train at (a whole classifier): a checkpoint that recorded a larger one
+    (``build_info.eval_size``) is a warning, as a "high-resolution" fine-tune below the size its start was trained at.
     """
     path = Path(source)
     if not path.is_file():
@@ -165,6 +173,16 @@ def load_pretrained(
         raise ValueError(f"{path}: {part or 'network'} does not fit{_width_hint(target, state, own)}: {shown}")
     target.load_state_dict({k: v for k, v in state.items() if k in own}, strict=True)
     log.info("%s initialised from %s (%d tensors)", part or type(target).__name__, path, len(own))
+    trained = ((meta.get("hyper_parameters") or {}).get("build_info") or {}).get("eval_size")
+    if part is None and input_size and trained and int(input_size) < int(trained):
+        log.warning(
+            "%s was trained at %d px and this run trains at %d, smaller: the high-resolution fine-tune "
+            "(experiment=finetune_448, paper 224 -> 448) runs at twice its start's size: data.img_size=%d",
+            path,
+            int(trained),
+            int(input_size),
+            2 * int(trained),
+        )
     return len(own)
 
 

@@ -36,6 +36,7 @@ from yolo9000.environment import (
 )
 from yolo9000.modules.detector import DetectorModule
 from yolo9000.results import format_group_table, format_metric_table, group_means, table_for_log, write_metrics
+from yolo9000.run_folder import hydra_list
 
 log = logging.getLogger("yolo9000.eval")
 setup_environment()
@@ -256,19 +257,6 @@ def detection_data_configs(conf_dir: Path = PROJECT_ROOT / "conf") -> dict[str, 
             classes = OmegaConf.to_container(data, resolve=False).get("class_names")  # type: ignore[union-attr]
             out[name] = [str(c) for c in classes] if isinstance(classes, list) else None
     return out
-
-
-def hydra_list(items: Sequence[str]) -> str:
-    """A list of strings in Hydra's override syntax, quoting the names the parser would change or reject."""
-    plain = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")
-    keywords = {"true", "false", "null", "nan", "inf"}
-
-    def one(s: str) -> str:
-        if plain.fullmatch(s) and s.lower() not in keywords:
-            return s
-        return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-    return "[" + ",".join(one(s) for s in items) + "]"
 
 
 _LIST_MAX = 100  # class lists of at most this many names are written out in the suggested command

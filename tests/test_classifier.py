@@ -153,6 +153,57 @@ def test_imagefolder_classes_and_unknown_folders(tmp_path: Path) -> None:
     assert batch["labels"].tolist() == [s["label"] for s in samples]
 
 
+def test_class_folders_as_people_have_them(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """An audit's own datasets: a class folder written decomposed in val (a macOS archive) and composed in train is
+    one class (val lost it); an empty class folder is no class (it became a trained class with no image); .jfif /
+    .jpe photos are read and other files are named in the log (they were dropped silently); a test/ folder of
+    class folders is the test split when data.test_split is null (it tested on val); the classes are logged with
+    their training images; a validation split that is the training folder is a warning."""
+    composed, decomposed = "Pl\u00e4ttchen", "Pla\u0308ttchen"
+    root = tmp_path / "ds"
+    for split, name in (("train", composed), ("val", decomposed), ("test", composed)):
+        _png(root / split / name / "a.png", 30)
+        _png(root / split / "cat" / "b.png", 200)
+    _png(root / "train" / "cat" / "c.jfif", 90)
+    _png(root / "train" / "cat" / "d.jpe", 95)
+    (root / "train" / "cat" / "e.heic").write_bytes(b"\x00\x00\x00\x18ftypheic")
+    (root / "train" / "Empty").mkdir()
+    dm = ClassificationDataModule(str(root), img_size=32, batch_size=2, num_workers=0)
+    with caplog.at_level(logging.INFO, logger="yolo9000.data"):
+        assert dm.class_names == [composed, "cat"]
+        dm.setup("fit")
+        dm.setup("test")
+    log = "\n".join(r.getMessage() for r in caplog.records)
+    assert "class folders without an image left out of the classes: ['Empty']" in log
+    assert [r.label for r in dm.datasets["val"].records] == [0, 1]  # the decomposed folder is class 0
+    assert sorted(r.path.name for r in dm.datasets["train"].records) == ["a.png", "b.png", "c.jfif", "d.jpe"]
+    assert "1 files without an image extension (.heic) left out, e.g. ['cat/e.heic']" in log
+    assert f"0 {composed}: 1, 1 cat: 3" in log and "from the sorted folder names of" in log
+    assert dm.splits["test"] == "test" and "data.test_split=null:" in log
+    assert all(r.path.parts[-3] == "test" for r in dm.datasets["test"].records)
+    caplog.clear()
+    same = ClassificationDataModule(str(root), val_split="train", img_size=32, num_workers=0)
+    with caplog.at_level(logging.INFO, logger="yolo9000.data"):
+        same.setup("fit")
+    assert any("data.val_split=train is the training folder" in r.getMessage() for r in caplog.records)
+
+
+def test_class_files_as_people_have_them(tmp_path: Path) -> None:
+    """A class file saved with a byte-order mark (Windows) read its first class as '\\ufeffcat'; ImageNet's
+    LOC_synset_mapping.txt (``<wnid> <description>``) names the folders by its first words; a file naming other
+    classes than the folders says to fix the file or drop data.class_file (it pointed at data=imagenet, set)."""
+    root = _folder(tmp_path / "ds")
+    (tmp_path / "bom.txt").write_bytes("cat\ndog\nzebra\n".encode("utf-8-sig"))
+    assert read_class_file(tmp_path / "bom.txt") == ["cat", "dog", "zebra"]
+    (tmp_path / "synsets.txt").write_text("dog domestic dog, Canis familiaris\ncat house cat\nzebra zebra\n")
+    dm = ClassificationDataModule(str(root), class_file=str(tmp_path / "synsets.txt"), img_size=32, num_workers=0)
+    assert dm.class_names == ["dog", "cat", "zebra"]
+    (tmp_path / "other.txt").write_text("n01\nn02\nn03\n")
+    other = ClassificationDataModule(str(root), class_file=str(tmp_path / "other.txt"), img_size=32, num_workers=0)
+    with pytest.raises(ValueError, match=r"lists other names than the class folders: fix the file, or "):
+        other.setup("fit")
+
+
 def test_corrupt_and_missing_images(tmp_path: Path) -> None:
     root = _folder(tmp_path)
     (root / "train" / "cat" / "bad.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")

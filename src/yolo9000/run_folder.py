@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shlex
 from collections.abc import Sequence
 from pathlib import Path
@@ -340,6 +341,19 @@ def check_required(cfg: DictConfig) -> None:
             raise ValueError(f"{key} is required by this experiment: add {plus}{key}=<path> to the command line")
 
 
+def hydra_list(items: Sequence[str]) -> str:
+    """A list of strings in Hydra's override syntax, quoting the names the parser would change or reject."""
+    plain = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")
+    keywords = {"true", "false", "null", "nan", "inf"}
+
+    def one(s: str) -> str:
+        if plain.fullmatch(s) and s.lower() not in keywords:
+            return s
+        return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    return "[" + ",".join(one(s) for s in items) + "]"
+
+
 def check_checkpoint_classes(ckpt_file: str | Path, class_names: list[str]) -> None:
     """Raise when a checkpoint was trained on other classes (or another order) than the composed data's: its
     weights would be tested / trained further with every label meaning another class."""
@@ -348,7 +362,12 @@ def check_checkpoint_classes(ckpt_file: str | Path, class_names: list[str]) -> N
     if saved is not None and list(saved) != list(class_names):
         raise ValueError(
             f"{ckpt_file} was trained on the classes {list(saved)[:10]}, the data has {class_names[:10]}: pass the "
-            "data overrides of the run that wrote it (its launch_overrides.txt), or data.class_names=<its list>"
+            "data overrides of the run that wrote it (its launch_overrides.txt), or "
+            + (
+                shlex.quote(f"data.class_names={hydra_list(saved)}")
+                if len(saved) <= 100
+                else "data.class_names=<its list>"
+            )
         )
 
 

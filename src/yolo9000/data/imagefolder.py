@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,8 +53,11 @@ __all__ = [
     "stratified_subset",
 ]
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff", ".ppm", ".pgm"})
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff", ".ppm", ".pgm"}
+)
 _STAT_KEYS = ("loaded", "skipped_images")
+_NOT_DATA = frozenset({"Thumbs.db", "desktop.ini"})  # files systems leave in folders (not reported)
 _STAT_SLOTS = 129  # row 0: main process, row 1 + worker id: DataLoader workers
 
 
@@ -65,12 +69,19 @@ class ClassificationRecord:
     label: int
 
 
+def nfc(name: str) -> str:
+    """``name`` in Unicode's composed form (NFC): a folder name written decomposed (macOS archives: ``a`` + a
+    combining umlaut) names the same class as its composed spelling."""
+    return unicodedata.normalize("NFC", name)
+
+
 def read_class_file(path: str | Path) -> list[str]:
-    """Class names, one per line (blank lines and ``#`` comments skipped); raises on duplicates."""
+    """Class names, one per line (blank lines and ``#`` comments skipped; a UTF-8 byte-order mark dropped; names
+    in Unicode's composed form); raises on duplicates."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"class file not found: {path}")
-    names = [ln.split("#", 1)[0].strip() for ln in path.read_text().splitlines()]
+    names = [nfc(ln.split("#", 1)[0].strip()) for ln in path.read_text(encoding="utf-8-sig").splitlines()]
     names = [n for n in names if n]
     if not names:
         raise ValueError(f"class file {path} lists no classes")
@@ -103,19 +114,26 @@ class ImageFolderParser:
             raise FileNotFoundError(f"image folder split not found: {self.split_dir}")
 
     def folder_names(self) -> list[str]:
-        """Sorted names of the class folders (hidden folders ignored)."""
+        """Sorted names of the class folders (hidden folders ignored), as they are on disk."""
         self._check()
         return sorted(e.name for e in os.scandir(self.split_dir) if e.is_dir() and not e.name.startswith("."))
+
+    def folders_with_images(self) -> list[str]:
+        """:meth:`folder_names` holding at least one image directly (an empty class folder has no class)."""
+        return [f for f in self.folder_names() if any(_is_image(e.name) for e in os.scandir(self.split_dir / f))]
 
     def parse(self, class_names: Sequence[str], issues: IssueLog | None = None) -> list[ClassificationRecord]:
         """Every image of the split whose folder is in ``class_names``, in (folder, file name) order.
 
         Images in unknown folders and images directly under the split folder are reported to ``issues``
-        (default: a fresh ``"error"`` log) and skipped. Files without an image extension are ignored.
+        (default: a fresh ``"error"`` log) and skipped. Files without an image extension are left out, counted in
+        one log line with examples (a ``.heic`` photo is not read). Folder and class names match in Unicode's
+        composed form.
         """
         self._check()
         issues = issues if issues is not None else IssueLog("error")
-        idx = class_index(class_names)
+        idx = {nfc(name): i for name, i in class_index(class_names).items()}
+        other: list[str] = []  # files without an image extension (not hidden)
         loose = sorted(e.name for e in os.scandir(self.split_dir) if e.is_file() and _is_image(e.name))
         for name in loose:
             issues.report(self.split_dir / name, "image outside a class folder", action="skip_image")
@@ -123,6 +141,11 @@ class ImageFolderParser:
         for folder in self.folder_names():
             entries = list(os.scandir(self.split_dir / folder))
             files = sorted(e.name for e in entries if e.is_file() and _is_image(e.name))
+            other += [
+                f"{folder}/{e.name}"
+                for e in entries
+                if e.is_file() and not e.name.startswith(".") and not _is_image(e.name) and e.name not in _NOT_DATA
+            ]
             for e in sorted((e for e in entries if e.is_symlink() and not e.is_file() and not e.is_dir()), key=str):
                 if _is_image(e.name):  # a link whose target is gone
                     issues.report(Path(e.path), "missing image (a broken link)", action="skip_image")
@@ -135,7 +158,7 @@ class ImageFolderParser:
                         action="skip_image",
                         detail="images must lie directly in <split>/<class>/",
                     )
-            label = idx.get(folder)
+            label = idx.get(nfc(folder))
             if label is None:
                 for name in files:
                     issues.report(
@@ -146,6 +169,16 @@ class ImageFolderParser:
                     )
                 continue
             records.extend(ClassificationRecord(self.split_dir / folder / n, label) for n in files)
+        if other:
+            kinds = sorted({os.path.splitext(f)[1].lower() or "(no extension)" for f in other})
+            logger.info(
+                "%s: %d files without an image extension (%s) left out, e.g. %s; read: %s",
+                self.split_dir,
+                len(other),
+                ", ".join(kinds[:8]),
+                other[:3],
+                " ".join(sorted(IMAGE_EXTENSIONS)),
+            )
         return records
 
 
@@ -288,7 +321,9 @@ class ClassificationDataModule(ShardedDataModule):
     Args:
         root: dataset root holding one folder per split.
         train_split, val_split: split folder names.
-        test_split: test split folder; None tests on ``val_split`` (ImageNet has no labelled test set).
+        test_split: test split folder; None: ``test/`` when it holds class folders with images, else the
+            ``val_split`` images (ImageNet has no labelled test set; logged, as the metrics are then not held out
+            from the checkpoint choice).
         class_names: class list (index = position); None: ``class_file``, else the training folders, sorted.
         class_file: text file with one class name per line (used when ``class_names`` is None).
         batch_size: training batch size per process; eval_batch_size: eval batch size (None: batch_size).
@@ -330,6 +365,13 @@ class ClassificationDataModule(ShardedDataModule):
         super().__init__()
         self.root = Path(root)
         self.splits = {"train": train_split, "val": val_split, "test": test_split or val_split}
+        self._test_given = bool(test_split)
+        self._test_found = False  # test_split=null found a test/ folder of class folders (logged at setup)
+        if not test_split and build_from is None and val_split != "test":
+            found = self.root / "test"
+            if found.is_dir() and ImageFolderParser(self.root, "test").folders_with_images():
+                self.splits["test"], self._test_found = "test", True
+        self._class_source = ""  # where the class list came from (logged at setup)
         self._class_names = [str(c) for c in _plain(class_names)] if class_names is not None else None
         self.class_file = class_file
         self.batch_size = int(batch_size)
@@ -377,17 +419,42 @@ class ClassificationDataModule(ShardedDataModule):
         """Class names (index = position)."""
         if self._class_names is None:
             if self.class_file:
-                self._class_names = read_class_file(self.class_file)
+                self._class_names = self._read_class_file()
             else:
                 if self.splits["train"] is None:
                     raise ValueError("no class_names, class_file or train_split to take the classes from")
                 self.prepare_data()
-                names = ImageFolderParser(self.root, self.splits["train"]).folder_names()
+                parser = ImageFolderParser(self.root, self.splits["train"])
+                names = parser.folders_with_images()
+                empty = sorted(set(parser.folder_names()) - set(names))
+                if empty:
+                    logger.warning(
+                        "%s: class folders without an image left out of the classes: %s", parser.split_dir, empty[:10]
+                    )
                 if not names:
-                    raise ValueError(f"no class folders in {self.root / self.splits['train']}")
-                self._class_names = names
-                logger.info("%s: %d classes from the folder names (sorted)", self.root, len(names))
+                    loose = sum(1 for e in os.scandir(parser.split_dir) if e.is_file() and _is_image(e.name))
+                    hint = f" ({loose} images lie directly in it: sort them into one folder per class)" if loose else ""
+                    raise ValueError(f"no class folders with images in {parser.split_dir}{hint}")
+                self._class_names = [nfc(n) for n in names]
+                self._class_source = f"the sorted folder names of {parser.split_dir}"
+        elif not self._class_source:
+            self._class_source = "data.class_names"
         return self._class_names
+
+    def _read_class_file(self) -> list[str]:
+        """The ``class_file``'s names; a file of ``<wnid> <description>`` lines (ImageNet's
+        ``LOC_synset_mapping.txt``) whose first words, not whole lines, name the training folders gives those words."""
+        names = read_class_file(self.class_file)  # type: ignore[arg-type]
+        self._class_source = f"data.class_file={self.class_file}"
+        train = self.splits["train"]
+        if train is None or not (self.root / train).is_dir():
+            return names
+        folders = {nfc(f) for f in ImageFolderParser(self.root, train).folder_names()}
+        first = [n.split()[0] for n in names]
+        if not folders & set(names) and folders & set(first) and len(set(first)) == len(first):
+            self._class_source += " (the first word of each line: the folder names)"
+            return first
+        return names
 
     @property
     def num_classes(self) -> int:
@@ -405,14 +472,21 @@ class ClassificationDataModule(ShardedDataModule):
             self.prepare_data()
         self._check_split(split)
         parser = ImageFolderParser(self.root, folder)
-        unknown = sorted(set(parser.folder_names()) - set(self.class_names))
-        known = set(parser.folder_names()) & set(self.class_names)
+        folders = {nfc(f) for f in parser.folder_names()}
+        unknown = sorted(folders - set(self.class_names))
+        known = folders & set(self.class_names)
         if split == "train" and unknown and len(known) < len(self.class_names):
+            fix = (
+                f"data.class_file={self.class_file} lists other names than the class folders: fix the file, or "
+                "data.class_file=null to take the sorted folder names"
+                if self.class_file and self._class_source.startswith("data.class_file")
+                else "data.class_names / data.class_file do not describe this dataset (a config such as bccd_crops "
+                "sets them): data=imagenet data.class_names=null data.class_file=null takes the sorted folder names"
+            )
             raise ValueError(
                 f"data.train: class folders {unknown[:5]} of {self.root / folder} are not in the class list "
                 f"{self.class_names[:10]} and {len(self.class_names) - len(known)} listed classes have no folder: "
-                "data.class_names / data.class_file do not describe this dataset (a config such as bccd_crops sets "
-                "them; use data=imagenet or data.class_names=null to take the sorted folder names)"
+                + fix
             )
         records = parser.parse(self.class_names, self.issues)
         limit = self._limit(split)
@@ -469,8 +543,45 @@ class ClassificationDataModule(ShardedDataModule):
                     self.datasets[split] = ds
                     added = True
         if added and self._rank_zero():
-            parts = [f"{s}: {len(d)} images" for s, d in self.datasets.items()]
+            parts = [f"{s}: {len(d)} images ({self.splits[s]}/)" for s, d in self.datasets.items()]
             logger.info("data (%d classes) %s; %s", self.num_classes, "; ".join(parts), self.issue_summary())
+            self._log_classes_and_splits()
+
+    def _log_classes_and_splits(self) -> None:
+        """Once: where the classes came from, each with its training images, and the splits that are not held out
+        (a validation split that is the training folder, a test split that is either)."""
+        if getattr(self, "_logged_classes", False):
+            return
+        self._logged_classes = True
+        counts = self.datasets["train"].class_counts(self.num_classes) if "train" in self.datasets else None
+        listed = [
+            f"{i} {n}" + (f": {int(counts[i])}" if counts is not None else "")
+            for i, n in enumerate(self.class_names[:30])
+        ]
+        more = f", ... ({self.num_classes - 30} more)" if self.num_classes > 30 else ""
+        what = "classes (index name: training images)" if counts is not None else "classes"
+        logger.info("%s from %s: %s%s", what, self._class_source or "the config", ", ".join(listed), more)
+        train, val, test = (self.splits[k] for k in ("train", "val", "test"))
+        if self._test_found:
+            logger.info(
+                "data.test_split=null: %s holds class folders, the test metrics are its images'", self.root / test
+            )
+        if val is not None and val == train:
+            logger.warning(
+                "data.val_split=%s is the training folder: the best checkpoint is chosen on training images and the "
+                "validation metrics are not held out",
+                val,
+            )
+        if test is not None and test == train:
+            logger.warning("data.test_split=%s is the training folder: the test metrics are not held out", test)
+        elif test is not None and test == val:
+            logger.info(
+                "the test split is the validation folder %s%s: the test metrics are of the images the best "
+                "checkpoint was chosen on (a test/ folder of class folders, or data.test_split=<folder>, holds "
+                "images out)",
+                val,
+                " (data.test_split=null)" if not self._test_given else "",
+            )
 
     def report_path(self) -> Path | None:
         """Where the full issue list is written: ``report_file``, else ``<Hydra run dir>/data_issues.txt``."""

@@ -29,6 +29,7 @@ from yolo9000.data.imagefolder import (
     ClassificationRecord,
     ImageFolderParser,
     read_class_file,
+    read_labels_file,
     stratified_subset,
 )
 from yolo9000.data.records import DataError, IssueLog
@@ -202,6 +203,59 @@ def test_class_files_as_people_have_them(tmp_path: Path) -> None:
     other = ClassificationDataModule(str(root), class_file=str(tmp_path / "other.txt"), img_size=32, num_workers=0)
     with pytest.raises(ValueError, match=r"lists other names than the class folders: fix the file, or "):
         other.setup("fit")
+
+
+def test_flat_splits_with_labels_files(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Layouts without class folders: Kaggle's ImageNet (ILSVRC/Data/CLS-LOC/{train/<wnid>, val/ flat},
+    LOC_val_solution.csv three folders up: ImageId without extension, PredictionString whose first word is the
+    wnid) reads val's classes from the CSV it finds; a Kaggle `filename,label` CSV over one folder of images shared
+    by train and val; a text list of class indices (Caffe's val.txt). They failed with 'sort them into one folder
+    per class' (and a CSV listing with 'no class folders')."""
+    top = tmp_path / "kaggle"
+    root = top / "ILSVRC" / "Data" / "CLS-LOC"
+    for wnid, value in (("n01", 20), ("n02", 220)):
+        for i in range(2):
+            _png(root / "train" / wnid / f"{wnid}_{i}.JPEG", value)
+    for i, value in enumerate((25, 215, 30)):
+        _png(root / "val" / f"ILSVRC2012_val_{i:08d}.JPEG", value)
+    (top / "LOC_val_solution.csv").write_text(
+        "ImageId,PredictionString\n"
+        "ILSVRC2012_val_00000001,n02 10 20 30 40 n02 1 2 3 4\n"
+        "ILSVRC2012_val_00000000,n01 5 6 7 8\n"
+        "ILSVRC2012_val_00000003,n01 1 1 2 2\n"  # no such image
+    )
+    dm = ClassificationDataModule(str(root), img_size=32, batch_size=2, num_workers=0)
+    with caplog.at_level(logging.INFO, logger="yolo9000.data"):
+        dm.setup("fit")
+    log = "\n".join(r.getMessage() for r in caplog.records)
+    assert dm.class_names == ["n01", "n02"] and "their classes from" in log
+    val = dm.datasets["val"].records
+    assert [(r.path.name, r.label) for r in val] == [
+        ("ILSVRC2012_val_00000001.JPEG", 1),
+        ("ILSVRC2012_val_00000000.JPEG", 0),
+    ]
+    assert dm.issues.count("skip_image", "missing image file (named in the labels file)") == 1
+    assert "1 images not named in the labels file, not used: ['ILSVRC2012_val_00000002.JPEG']" in log
+    assert int(next(iter(dm.val_dataloader()))["labels"][0]) == 1
+
+    flat = tmp_path / "csv"
+    for i in range(6):
+        _png(flat / "images" / f"img{i}.png", 40 * i)
+    (flat / "train.csv").write_text("filename,label\n" + "".join(f"img{i}.png,{'ab'[i % 2]}\n" for i in range(4)))
+    (flat / "val.txt").write_text("img4.png 0\nimg5 1\n")  # class indices, a name without its extension
+    dm = ClassificationDataModule(
+        str(flat),
+        train_split="images",
+        val_split="images",
+        img_size=32,
+        num_workers=0,
+        labels_files={"train": "train.csv", "val": "val.txt"},
+    )
+    dm.setup("fit")
+    assert dm.class_names == ["a", "b"]
+    assert [r.label for r in dm.datasets["train"].records] == [0, 1, 0, 1]
+    assert [(r.path.name, r.label) for r in dm.datasets["val"].records] == [("img4.png", 0), ("img5.png", 1)]
+    assert read_labels_file(flat / "train.csv")[1] == ("img1.png", "b")
 
 
 def test_corrupt_and_missing_images(tmp_path: Path) -> None:

@@ -1,4 +1,6 @@
-"""Classification data in the ImageFolder layout: ``root/<split>/<class>/<image>`` (ImageNet: ``train/<wnid>/*.JPEG``).
+"""Classification data in the ImageFolder layout: ``root/<split>/<class>/<image>`` (ImageNet: ``train/<wnid>/*.JPEG``),
+or a split's images in one folder with a labels file (ImageNet's flat ``val/`` with Kaggle's
+``LOC_val_solution.csv``, a Kaggle ``filename,label`` CSV, a ``name label`` text list): :func:`read_labels_file`.
 
 The class list is, in order of precedence: ``class_names`` from the config, ``class_file`` (one name per line,
 e.g. darknet's ``data/imagenet.labels.list``; blank lines and ``#`` comments ignored), or the sorted folder
@@ -10,6 +12,7 @@ outside any class folder, and (at load time) missing / corrupt / unreadable imag
 
 from __future__ import annotations
 
+import csv
 import logging
 import os
 import unicodedata
@@ -50,6 +53,7 @@ __all__ = [
     "ClassificationRecord",
     "ImageFolderParser",
     "read_class_file",
+    "read_labels_file",
     "stratified_subset",
 ]
 
@@ -89,6 +93,51 @@ def read_class_file(path: str | Path) -> list[str]:
     return names
 
 
+_IMAGE_COLUMNS = ("imageid", "image_id", "filename", "file_name", "file", "image", "path", "fname", "id", "name")
+_LABEL_COLUMNS = ("predictionstring", "label", "class", "class_name", "category", "target", "wnid", "synset", "labels")
+LABELS_FILES = ("LOC_val_solution.csv",)  # found beside a flat val folder (Kaggle's ImageNet), up to 3 folders up
+
+
+def read_labels_file(path: str | Path) -> list[tuple[str, str]]:
+    """(image, class) pairs of a labels file, in file order.
+
+    * CSV (``.csv``) with a header: the image column (``ImageId``, ``filename``, ``file``, ``image``, ``path``, ``id``,
+      ...) and the class column (``PredictionString``: its first word, the wnid of ImageNet's
+      ``LOC_val_solution.csv``; ``label``, ``class``, ``category``, ...), any case; without a known header, the first
+      two columns;
+    * any other file: one ``<image> <class>`` line each (blank lines and ``#`` comments skipped).
+
+    The image is a file name or a path relative to the split folder, with or without its extension; the class a
+    name, or a class index (digits) where no class has that name.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"labels file not found: {path}")
+    text = path.read_text(encoding="utf-8-sig")
+    if path.suffix.lower() != ".csv":
+        rows = [ln.split("#", 1)[0].split() for ln in text.splitlines()]
+        bad = [i + 1 for i, r in enumerate(rows) if r and len(r) < 2]
+        if bad:
+            raise ValueError(f"{path}: lines {bad[:5]} do not hold '<image> <class>'")
+        return [(r[0], r[1]) for r in rows if r]
+    table = [r for r in csv.reader(text.splitlines()) if any(c.strip() for c in r)]
+    if not table:
+        raise ValueError(f"{path}: no rows")
+    head = [c.strip().lower() for c in table[0]]
+    img = next((head.index(c) for c in _IMAGE_COLUMNS if c in head), None)
+    lab = next((head.index(c) for c in _LABEL_COLUMNS if c in head), None)
+    if img is None or lab is None:
+        if img is not None or lab is not None:
+            raise ValueError(f"{path}: columns {table[0]}: no {'class' if lab is None else 'image'} column")
+        img, lab, table = 0, 1, [None, *table]  # no header: the first two columns
+    out = []
+    for i, row in enumerate(table[1:], start=2):
+        if len(row) <= max(img, lab) or not row[img].strip() or not row[lab].strip():
+            raise ValueError(f"{path}: row {i} ({row}) has no image or class")
+        out.append((row[img].strip(), row[lab].split()[0]))
+    return out
+
+
 def _is_image(name: str) -> bool:
     return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
@@ -121,6 +170,43 @@ class ImageFolderParser:
     def folders_with_images(self) -> list[str]:
         """:meth:`folder_names` holding at least one image directly (an empty class folder has no class)."""
         return [f for f in self.folder_names() if any(_is_image(e.name) for e in os.scandir(self.split_dir / f))]
+
+    def parse_labels(
+        self, labels: Sequence[tuple[str, str]], class_names: Sequence[str], issues: IssueLog | None = None
+    ) -> list[ClassificationRecord]:
+        """The split folder's images named by ``labels`` (:func:`read_labels_file`: (image, class) pairs), in the
+        list's order. An image the folder lacks and a class not in ``class_names`` are reported to ``issues`` and
+        skipped; the folder's images the list does not name are left out (counted in the log: splits may share
+        a folder, each with its own list)."""
+        self._check()
+        issues = issues if issues is not None else IssueLog("error")
+        idx = {nfc(name): i for name, i in class_index(class_names).items()}
+        files = {e.name for e in os.scandir(self.split_dir) if e.is_file() and _is_image(e.name)}
+        by_stem: dict[str, str] = {}
+        for f in sorted(files):
+            by_stem.setdefault(os.path.splitext(f)[0], f)
+        records: list[ClassificationRecord] = []
+        used: set[str] = set()
+        for name, cls in labels:
+            file = name if name in files else by_stem.get(name)
+            if file is None and "/" in name and (self.split_dir / name).is_file():
+                file = name  # a path below the split folder
+            label = idx.get(nfc(cls))
+            if label is None and cls.isdigit() and int(cls) < len(class_names):
+                label = int(cls)  # a class index (Caffe's val.txt)
+            if file is None:
+                issues.report(self.split_dir / name, "missing image file (named in the labels file)")
+            elif label is None:
+                issues.report(self.split_dir / file, "class not in the class list", detail=f"label {cls!r}")
+            else:
+                records.append(ClassificationRecord(self.split_dir / file, label))
+            used.add(file or name)
+        unlisted = sorted(files - used)
+        if unlisted:  # another split's images in a shared folder, or left out: not a problem, said once
+            logger.info(
+                "%s: %d images not named in the labels file, not used: %s", self.split_dir, len(unlisted), unlisted[:3]
+            )
+        return records
 
     def parse(self, class_names: Sequence[str], issues: IssueLog | None = None) -> list[ClassificationRecord]:
         """Every image of the split whose folder is in ``class_names``, in (folder, file name) order.
@@ -338,6 +424,10 @@ class ClassificationDataModule(ShardedDataModule):
         build_from: a VOC dataset to cut object crops from when ``root`` is not a complete crop folder
             (:func:`yolo9000.data.crops.build_crops`, run by :meth:`prepare_data`); None: ``root`` must exist.
         crops: keys of :func:`~yolo9000.data.crops.build_crops` (margin, side, include_difficult, quality).
+        labels_files: per split (``train`` / ``val`` / ``test``) a labels file (:func:`read_labels_file`; relative to
+            ``root``) naming the images of that split's folder and their classes, for splits whose images lie in one
+            folder. Unset for a split whose folder holds images but no class folders: ImageNet's
+            ``LOC_val_solution.csv`` in ``root`` or up to three folders above it (Kaggle's layout) is used, logged.
     """
 
     def __init__(
@@ -361,8 +451,12 @@ class ClassificationDataModule(ShardedDataModule):
         seed: int = 0,
         build_from: str | None = None,
         crops: Mapping[str, Any] | None = None,
+        labels_files: Mapping[str, str | None] | None = None,
     ) -> None:
         super().__init__()
+        self.labels_files = {k: v for k, v in dict(_plain(labels_files) or {}).items() if v}
+        if set(self.labels_files) - {"train", "val", "test"}:
+            raise ValueError(f"labels_files: keys are train / val / test, got {sorted(self.labels_files)}")
         self.root = Path(root)
         self.splits = {"train": train_split, "val": val_split, "test": test_split or val_split}
         self._test_given = bool(test_split)
@@ -425,6 +519,11 @@ class ClassificationDataModule(ShardedDataModule):
                     raise ValueError("no class_names, class_file or train_split to take the classes from")
                 self.prepare_data()
                 parser = ImageFolderParser(self.root, self.splits["train"])
+                labels = self._labels_file("train")
+                if labels is not None:  # a flat training folder: the classes its labels file names, sorted
+                    self._class_names = sorted({nfc(c) for _, c in read_labels_file(labels)})
+                    self._class_source = f"the sorted classes of {labels}"
+                    return self._class_names
                 names = parser.folders_with_images()
                 empty = sorted(set(parser.folder_names()) - set(names))
                 if empty:
@@ -460,6 +559,37 @@ class ClassificationDataModule(ShardedDataModule):
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    def _labels_file(self, split: str) -> Path | None:
+        """The labels file of ``split`` (:func:`read_labels_file`): ``labels_files[split]``, else for a folder of
+        images without class folders ImageNet's ``LOC_val_solution.csv`` in ``root`` or up to three folders above
+        (Kaggle's ``ILSVRC/Data/CLS-LOC/val/`` beside the CSV at the top); None: class folders."""
+        given = self.labels_files.get(split)
+        if given:
+            path = Path(given) if Path(given).is_absolute() else self.root / given
+            if not path.is_file():
+                raise FileNotFoundError(f"data.labels_files.{split}={given}: no file {path}")
+            return path
+        folder = self.splits[split]
+        split_dir = self.root / folder if folder else None
+        if split_dir is None or not split_dir.is_dir() or ImageFolderParser(self.root, folder).folders_with_images():
+            return None
+        if not any(e.is_file() and _is_image(e.name) for e in os.scandir(split_dir)):
+            return None
+        for up in [self.root, *list(self.root.resolve().parents)[:3]]:
+            for name in LABELS_FILES:
+                if (up / name).is_file():
+                    cached = self.__dict__.setdefault("_found_labels", {})
+                    if split not in cached:
+                        logger.info(
+                            "data.%s: %s holds images without class folders: their classes from %s",
+                            split,
+                            split_dir,
+                            up / name,
+                        )
+                    cached[split] = up / name
+                    return up / name
+        return None
+
     # ------------------------------------------------------------------------------------------ setup
     def _build(self, split: str) -> ClassificationDataset | None:
         folder = self.splits[split]
@@ -472,7 +602,8 @@ class ClassificationDataModule(ShardedDataModule):
             self.prepare_data()
         self._check_split(split)
         parser = ImageFolderParser(self.root, folder)
-        folders = {nfc(f) for f in parser.folder_names()}
+        labels = self._labels_file(split)
+        folders = {nfc(f) for f in parser.folder_names()} if labels is None else set()
         unknown = sorted(folders - set(self.class_names))
         known = folders & set(self.class_names)
         if split == "train" and unknown and len(known) < len(self.class_names):
@@ -488,16 +619,24 @@ class ClassificationDataModule(ShardedDataModule):
                 f"{self.class_names[:10]} and {len(self.class_names) - len(known)} listed classes have no folder: "
                 + fix
             )
-        records = parser.parse(self.class_names, self.issues)
+        if labels is None:
+            records = parser.parse(self.class_names, self.issues)
+        else:
+            records = parser.parse_labels(read_labels_file(labels), self.class_names, self.issues)
         limit = self._limit(split)
         if limit is not None:
             records = stratified_subset(records, limit)
+        if not records and labels is not None:
+            raise ValueError(
+                f"data.{split}: {labels} names no readable image of {self.root / folder} (see the warnings)"
+            )
         if not records:
             loose = sum(1 for e in os.scandir(self.root / folder) if e.is_file() and _is_image(e.name))
             hint = (
                 (
-                    f" ({loose} images lie directly in it: the ImageFolder layout needs them sorted into one folder "
-                    "per class, e.g. ImageNet's val/<wnid>/*.JPEG)"
+                    f" ({loose} images lie directly in it: sort them into one folder per class, e.g. ImageNet's "
+                    f"val/<wnid>/*.JPEG, or name their classes in a labels file: data.labels_files.{split}=<CSV of "
+                    "filename,label, or ImageNet's LOC_val_solution.csv>)"
                 )
                 if loose
                 else ""

@@ -61,7 +61,7 @@ IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff", ".ppm", ".pgm"}
 )
 _STAT_KEYS = ("loaded", "skipped_images")
-_NOT_DATA = frozenset({"Thumbs.db", "desktop.ini"})  # files systems leave in folders (not reported)
+_NOT_DATA = frozenset({"Thumbs.db", "desktop.ini"})  # files that operating systems leave in folders (not reported)
 _STAT_SLOTS = 129  # row 0: main process, row 1 + worker id: DataLoader workers
 
 

@@ -208,6 +208,27 @@ def test_nonfinite_steps_skipped_by_a_fused_optimizer_on_the_device(optimizer: s
         step(bad=True)
 
 
+def test_skipped_step_counts_carry_over_a_resume() -> None:
+    """train/skipped_steps and the count of non-finite steps in a row are saved in checkpoints (a resumed run logged
+    0 skipped steps after the resume, and its divergence stop counted the steps in a row from 0 again), from the
+    device's counters of fused steps or the host's."""
+    module = DetectorModule(tiny(), RegionLoss, skip_nonfinite=3)
+    module.skipped_steps, module._nonfinite_run = 3, 1
+    ckpt: dict = {}
+    module.on_save_checkpoint(ckpt)
+    assert ckpt["yolo9000_skipped_steps"] == [3, 1]
+    module._nonfinite_counts = torch.tensor([5, 2])  # fused steps counted on the device since
+    module.on_save_checkpoint(ckpt)
+    assert ckpt["yolo9000_skipped_steps"] == [5, 2]
+    resumed = DetectorModule(tiny(), RegionLoss, skip_nonfinite=3)
+    resumed.on_load_checkpoint(ckpt)
+    assert (resumed.skipped_steps, resumed._nonfinite_run) == (5, 2)
+    assert resumed._nonfinite_host_counts().tolist() == [5, 2]  # where the device's counters start again
+    old = DetectorModule(tiny(), RegionLoss, skip_nonfinite=3)
+    old.on_load_checkpoint({})  # a checkpoint from before: none skipped
+    assert (old.skipped_steps, old._nonfinite_run) == (0, 0)
+
+
 def test_diagnostics_logged_fresh_on_the_steps_the_loggers_write(tmp_path) -> None:
     """The loss is logged every step (progress bar); its terms and the diagnostics (avg IoU, recall, input size,
     seen...) only on the steps the loggers write, with that step's values: ``train/seen`` in the CSV is the images

@@ -203,11 +203,20 @@ class DarknetModule(pl.LightningModule):
         return batch
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """The model config and the skipped non-finite steps (in all, in a row): a resumed run goes on counting
+        them (``train/skipped_steps`` restarted at 0, and so did the divergence stop's count of steps in a row)."""
         checkpoint["yolo9000_model_config"] = self.model_config
+        counts = self.__dict__.get("_nonfinite_counts")  # the device's counts (fused steps), else the host's
+        checkpoint["yolo9000_skipped_steps"] = (
+            counts if counts is not None else self._nonfinite_host_counts()
+        ).tolist()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._seen_host = None
         self.model_config = checkpoint.get("yolo9000_model_config", self.model_config)
+        total, run = checkpoint.get("yolo9000_skipped_steps", (0, 0))
+        self.skipped_steps, self._nonfinite_run = int(total), int(run)
+        self._nonfinite_counts = None  # the device's counters start again from these
 
     def configure_optimizers(self) -> Any:
         total = int(self.trainer.estimated_stepping_batches) if self._trainer is not None else 1

@@ -101,7 +101,7 @@ def main(cfg: DictConfig) -> float:
     metrics = write_metrics(
         out_dir,
         module.test_results,
-        module.class_names,
+        module.eval_class_names,
         {"checkpoint": str(cfg.ckpt_path), "split": cfg.split, "img_size": int(data_cfg.img_size)}
         | group_means(per_class, groups)
         | datamodule.data_report(),

@@ -181,7 +181,8 @@ def run(cfg: DictConfig) -> float | None:
     built = build(build_cfg)
     datamodule, module = built.datamodule, built.module
     groups = OmegaConf.to_container(cfg.metric_groups, resolve=True) if cfg.get("metric_groups") else {}
-    groups = check_metric_groups(groups, list(built.info.class_names))  # type: ignore[arg-type]  # before training
+    evaluated = list(getattr(module, "eval_class_names", built.info.class_names))  # a WordTree map's nodes
+    groups = check_metric_groups(groups, evaluated)  # type: ignore[arg-type]  # before training
     for ckpt_file in {c for c in (start_ckpt, None if cfg.train else cfg.get("ckpt_path")) if c}:
         check_checkpoint_classes(ckpt_file, list(built.info.class_names))
     loggers = instantiate_list(cfg.get("logger"))
@@ -231,7 +232,7 @@ def run(cfg: DictConfig) -> float | None:
             if groups:  # before metrics.json, which marks the run finished
                 table = format_group_table(module.test_results.get("per_class", {}), groups)
                 (out_dir / "groups.md").write_text(table + "\n")
-            metrics = write_metrics(out_dir, module.test_results, module.class_names, extra)
+            metrics = write_metrics(out_dir, module.test_results, evaluated, extra)
             if (out_dir / "per_class.md").is_file():
                 log.info("per-class results (test):\n%s", table_for_log(out_dir / "per_class.md"))
             if groups:

@@ -12,7 +12,8 @@ import torch
 from yolo9000.data.coco import COCOParser
 from yolo9000.data.records import DataError, IssueLog
 from yolo9000.data.tree_labels import ImageListParser, TreeLabels
-from yolo9000.modules.detector import resolve_map
+from yolo9000.metrics import DetectionEvaluator
+from yolo9000.modules.detector import evaluated_names, resolve_map, to_evaluated
 from yolo9000.wordtree import WordTree
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -118,3 +119,39 @@ def test_eval_map_integers_that_are_also_node_names_are_warned(caplog: pytest.Lo
         assert resolve_map(tree, ["3", "1"]).tolist() == [6, 5]
         assert resolve_map(tree, [5]).tolist() == [5]  # no node is named "5"
     assert caplog.text == ""
+
+
+def test_a_map_is_evaluated_as_its_nodes_under_unique_names() -> None:
+    """YOLO9000 evaluated through coco9k.map: the per-class results are COCO's 80 nodes, keyed by unique names (they
+    were all 9418 nodes keyed by name, and 662 nodes share a name with another: sheep, mouse, apple... were
+    overwritten by a later node of that name, their ground truth and AP lost). Truths of nodes the map leaves out
+    are not evaluated; predictions and truths are compared by map position."""
+    tree = WordTree.from_file(WT / "9k.tree")
+    names = (WT / "9k.names").read_text().splitlines()
+    nodes = resolve_map(tree, str(WT / "coco9k.map"))
+    coco = evaluated_names(names, nodes)
+    assert len(coco) == 80 == len(set(coco)) and coco[0] == names[int(nodes[0])]
+    sheep = [n for n in coco if n.startswith("sheep")]
+    assert len(sheep) == 1 and names.count("sheep") > 1  # unique among the 80, shared in the tree
+    every = evaluated_names(names, None)
+    assert len(set(every)) == 9418 and f"sheep [{names.index('sheep')}]" in every
+    lut = torch.full((len(names),), -1, dtype=torch.long)
+    lut[nodes] = torch.arange(80)
+    s_node = int(nodes[coco.index(sheep[0])])
+    box = torch.tensor([[10.0, 10.0, 50.0, 50.0]])
+    preds = [{"boxes": box, "scores": torch.tensor([0.9]), "labels": torch.tensor([s_node])}]
+    other = next(n for n in range(len(names)) if lut[n] < 0)  # a node outside the map
+    targets = [
+        {
+            "boxes": torch.cat([box, box + 100]),
+            "labels": torch.tensor([s_node, other]),
+            "difficult": torch.tensor([False, False]),
+        }
+    ]
+    p, t = to_evaluated(preds, targets, lut)
+    assert p[0]["labels"].tolist() == t[0]["labels"].tolist() == [coco.index(sheep[0])] and len(t[0]["boxes"]) == 1
+    ev = DetectionEvaluator(coco, voc07=True)
+    ev.update(p, t)
+    out = ev.compute()
+    assert out["per_class"][sheep[0]]["num_gt"] == 1 and out["per_class"][sheep[0]]["ap50"] == pytest.approx(1.0)
+    assert out["voc07_map_50"] == pytest.approx(1.0) and len(out["per_class"]) == 80

@@ -154,7 +154,12 @@ class DetectionEvaluator(nn.Module):
         precision = res.get("precision")  # (T, R, K, A, M)
         ious = torch.tensor(self.coco.iou_thresholds)
         t50 = int(torch.argmin((ious - 0.5).abs()))
-        voc07_aps = np.array([ap_from_pr(p, r, True) for p, r in zip(voc.precision, voc.recall, strict=True)])
+        voc07_aps = np.array(  # a class without ground truth has no AP (nan: left out of the mean, as voc_map_50)
+            [
+                ap_from_pr(p, r, True) if n > 0 else float("nan")
+                for p, r, n in zip(voc.precision, voc.recall, voc.npos, strict=True)
+            ]
+        )
         per_class: dict[str, dict[str, float]] = {}
         for c, name in enumerate(self.class_names):
             ap50 = ap = float("nan")

@@ -7,6 +7,7 @@ which switches darknet's prior-matching term off after 12,800 images.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from typing import Any, Literal
 
 import torch
@@ -128,8 +129,15 @@ class DetectorModule(DarknetModule):
         if headline_metric == "voc07_map_50" and not voc07:
             raise ValueError("headline_metric voc07_map_50 needs voc07=true")
         self.monitor = f"val/{headline_metric}"  # the validation metric that picks the best checkpoint
-        self.val_eval = DetectionEvaluator(self.class_names, voc07=voc07)
-        self.test_eval = DetectionEvaluator(self.class_names, voc07=voc07)
+        # the evaluated label set: every class, or with a WordTree map its nodes (COCO's 80 through coco9k.map)
+        self.eval_class_names = evaluated_names(self.class_names, self.eval_nodes)
+        lut = None
+        if self.eval_nodes is not None:  # node index -> position in the map (-1: a node the map leaves out)
+            lut = torch.full((len(self.class_names),), -1, dtype=torch.long)
+            lut[self.eval_nodes] = torch.arange(len(self.eval_nodes))
+        self.register_buffer("_eval_lut", lut, persistent=False)
+        self.val_eval = DetectionEvaluator(self.eval_class_names, voc07=voc07)
+        self.test_eval = DetectionEvaluator(self.eval_class_names, voc07=voc07)
         self.test_results: dict[str, Any] = {}
         self.test_prefix = "test"  # the logged names of a test run's metrics (eval.py split=val: "val")
         if backbone_ckpt:  # a classifier's or detector's checkpoint, or darknet weights (darknet19_448.conv.23)
@@ -240,7 +248,7 @@ class DetectorModule(DarknetModule):
             {"boxes": b, "labels": lab, "difficult": d}
             for b, lab, d in zip(batch["gt_boxes"], batch["gt_labels"], batch["gt_difficult"], strict=True)
         ]
-        evaluator.update(preds, targets)
+        evaluator.update(*to_evaluated(preds, targets, self._eval_lut))
         return preds
 
     def predict_raw(
@@ -316,6 +324,34 @@ class DetectorModule(DarknetModule):
         self.test_eval.reset()
         self.log_dict({f"{self.test_prefix}/{k}": float(v) for k, v in res.items() if _is_scalar(v)})
         self.test_results = res
+
+
+def to_evaluated(
+    preds: list[dict[str, torch.Tensor]], targets: list[dict[str, torch.Tensor]], lut: torch.Tensor | None
+) -> tuple[list[dict[str, torch.Tensor]], list[dict[str, torch.Tensor]]]:
+    """Predictions and truths with their labels as positions in the evaluated label set: ``lut`` (n,) maps a tree
+    node to its position in the map (-1: a node the map leaves out, whose truths are not evaluated); None: as they
+    are. Per image: preds ``boxes`` (N, 4), ``scores`` (N,), ``labels`` (N,); truths ``boxes`` (M, 4), ``labels``
+    (M,), ``difficult`` (M,)."""
+    if lut is None:
+        return preds, targets
+    mapped = [{**p, "labels": lut[p["labels"].to(lut.device)].to(p["labels"].device)} for p in preds]
+    kept = []
+    for t in targets:
+        k = lut[t["labels"].to(lut.device)].to(t["labels"].device)
+        keep = k >= 0
+        kept.append({**t, "boxes": t["boxes"][keep], "labels": k[keep], "difficult": t["difficult"][keep]})
+    return mapped, kept
+
+
+def evaluated_names(class_names: list[str], nodes: torch.Tensor | None) -> list[str]:
+    """The names of the evaluated classes (every class, or the ``nodes`` of a WordTree map, in the map's order),
+    each unique: a name that several of them share gets its class index, ``"sheep [3101]"`` (darknet's 9k tree
+    names 662 of its 9418 nodes like another node: per-class results keyed by name overwrote each other)."""
+    idx = list(range(len(class_names))) if nodes is None else [int(n) for n in nodes.tolist()]
+    names = [class_names[i] for i in idx]
+    counts = Counter(names)
+    return [f"{n} [{i}]" if counts[n] > 1 else n for n, i in zip(names, idx, strict=True)]
 
 
 def resolve_map(tree: WordTree | None, spec: str | list[str | int] | None) -> torch.Tensor | None:

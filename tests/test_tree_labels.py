@@ -63,6 +63,44 @@ def test_coco_classes_into_the_9k_tree_by_darknets_map(tmp_path: Path) -> None:
     assert names[int(nodes[0])] == "person" and names[int(nodes[16])] == "dog"  # coco.names: person ... dog (17th)
 
 
+def test_coco_classes_into_the_9k_tree_by_name(tmp_path: Path) -> None:
+    """coco9k.map is written for COCO's 80 in coco.names order; the classes were taken by position, so a COCO
+    export of a few categories, or numbered otherwise (alphabetically), trained every box as another class, and a
+    JSON without a person box lost 'person' to the Roboflow-placeholder rule and failed ("80 map entries for 79
+    labels"). With map_names each class goes to the map by name (COCO's official spellings for darknet's)."""
+    coco_names = (ROOT / "data/darknet/coco.names").read_text().splitlines()
+    nodes = np.array([int(x) for x in (WT / "coco9k.map").read_text().split()])
+    tree = (WT / "9k.tree", WT / "9k.names", WT / "9k.labels")
+
+    def node(name: str) -> int:
+        return int(nodes[coco_names.index(name)])
+
+    for k, names in enumerate((["person", "car", "dog"], ["zebra", "airplane", "tv", "potted plant", "couch"])):
+        parser = TreeLabels(_coco(tmp_path / str(k), names), *tree, WT / "coco9k.map", ROOT / "data/darknet/coco.names")
+        recs = parser.parse(None, IssueLog("error"))
+        darknet = {"airplane": "aeroplane", "tv": "tvmonitor", "potted plant": "pottedplant", "couch": "sofa"}
+        assert recs[0].labels.tolist() == [node(darknet.get(n, n)) for n in names]
+    odd = TreeLabels(
+        _coco(tmp_path / "x", ["dog", "unicorn"]), *tree, WT / "coco9k.map", ROOT / "data/darknet/coco.names"
+    )
+    with pytest.raises(ValueError, match=r"1 classes of the data are not in the map's label set: \['unicorn'\]"):
+        odd.parse(None, IssueLog("error"))
+    # COCO's own categories (person is its own supercategory) without a person box: person stays a class
+    data = json.loads((tmp_path / "0" / "ann.json").read_text())
+    data["categories"] = [{"id": 1, "name": "person", "supercategory": "person"}] + [
+        {**c, "supercategory": "vehicle" if c["name"] == "car" else "animal"} for c in data["categories"][1:]
+    ]
+    data["annotations"] = [a for a in data["annotations"] if a["category_id"] != 10]
+    (tmp_path / "0" / "ann.json").write_text(json.dumps(data))
+    assert COCOParser(
+        ann_file=tmp_path / "0" / "ann.json", image_dir=tmp_path / "0" / "img"
+    ).discover_class_names() == [
+        "person",
+        "car",
+        "dog",
+    ]
+
+
 def test_image_list_labels_by_wnid_in_the_path(tmp_path: Path) -> None:
     (tmp_path / "9.tree").write_text("n00000001 -1\nn00000002 -1\nn00000003 0\nn00000004 0\n")
     lst = tmp_path / "train.list"

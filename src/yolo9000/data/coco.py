@@ -211,8 +211,13 @@ class COCOParser:
         # Roboflow's COCO export lists the dataset's own name as category 0, the supercategory of every real class,
         # with no annotation: not a class (it would add an output that is never a target)
         used = {a.get("category_id") for a in data.get("annotations", [])}
-        supers = {str(c.get("supercategory")) for c in cats}
-        placeholder = [c for c in cats if c["id"] not in used and str(c["name"]) in supers and len(cats) > 1]
+        placeholder = [  # the supercategory of every other category (COCO's own 'person' is its own only)
+            c
+            for c in cats
+            if c["id"] not in used
+            and len(cats) > 1
+            and all(str(o.get("supercategory")) == str(c["name"]) for o in cats if o is not c)
+        ]
         if placeholder:
             log_once(
                 ("coco placeholder", str(self.ann_file)),

@@ -34,6 +34,35 @@ logger = logging.getLogger("yolo9000.data")
 __all__ = ["ImageListParser", "TreeLabels", "load_tree"]
 
 WNID = re.compile(r"n\d{8}")
+# COCO's official category names where darknet's coco.names (the order of coco9k.map) spells them otherwise
+COCO_NAMES_IN_DARKNET = {"airplane": "aeroplane", "motorcycle": "motorbike", "couch": "sofa", "tv": "tvmonitor"}
+
+
+def _name_key(name: str) -> str:
+    """A class name compared without case, spaces, underscores or hyphens (``potted plant`` = ``pottedplant``)."""
+    return re.sub(r"[\s_\-]+", "", name).lower()
+
+
+def map_by_name(classes: Sequence[str], map_names: Sequence[str], nodes: np.ndarray, what: str) -> np.ndarray:
+    """(C,) tree node of each of ``classes``, matched by name to ``map_names`` (the label set a darknet map is
+    written for, ``nodes`` (K,) its nodes in that order): case, spaces, underscores and hyphens aside, COCO's
+    official names for darknet's spellings (:data:`COCO_NAMES_IN_DARKNET`). A subset, or another order, of the
+    label set maps right; a class it does not name raises ValueError naming every such class and ``what``."""
+    if len(map_names) != len(nodes):
+        raise ValueError(f"{what}: {len(map_names)} names for {len(nodes)} map entries")
+    pos = {_name_key(n): i for i, n in enumerate(map_names)}
+    for official, darknet in COCO_NAMES_IN_DARKNET.items():
+        if _name_key(darknet) in pos:
+            pos.setdefault(_name_key(official), pos[_name_key(darknet)])
+    found = [pos.get(_name_key(c)) for c in classes]
+    missing = [c for c, i in zip(classes, found, strict=True) if i is None]
+    if missing:
+        raise ValueError(
+            f"{what}: {len(missing)} classes of the data are not in the map's label set: {missing[:20]} (its "
+            f"names: {list(map_names)[:10]}...): a map places a fixed label set (COCO's 80) in the tree; other "
+            "classes go in by WordNet id or node name (map_file: null)"
+        )
+    return nodes[np.asarray(found, dtype=np.int64)]
 
 
 def load_tree(
@@ -59,8 +88,12 @@ class TreeLabels:
         parser: the wrapped parser (``COCOParser``, ``VOCParser``, ``YOLOTxtParser``, ...); parsed with its own
             class names (``discover_class_names``).
         tree: darknet tree file (or a WordTree); ``names_file`` / ``labels_file``: its names and WordNet ids.
-        map_file: darknet map file, one tree node per class of ``parser`` in its order (``coco9k.map``); None =
-            each class looked up by WordNet id, then by unique node name.
+        map_file: darknet map file, one tree node per class of its label set (``coco9k.map``: COCO's 80 in
+            category-id order); None = each class looked up by WordNet id, then by unique node name.
+        map_names: the map's label set, one name a line in the map's order (``coco.names`` for ``coco9k.map``):
+            each class of ``parser`` is matched to it by name (:func:`map_by_name`), so a subset of COCO's classes
+            or another category numbering maps right; None: by position (the parser's classes must be the map's,
+            in its order).
     """
 
     def __init__(
@@ -70,10 +103,12 @@ class TreeLabels:
         names_file: str | Path | None = None,
         labels_file: str | Path | None = None,
         map_file: str | Path | None = None,
+        map_names: str | Path | None = None,
     ) -> None:
         self.parser = parser
         self.tree = load_tree(tree, names_file, labels_file)
         self.map_file = map_file
+        self.map_names = map_names
 
     def __repr__(self) -> str:
         return f"TreeLabels({self.parser!r}, nodes={self.tree.n}, map_file={self.map_file!r})"
@@ -87,6 +122,10 @@ class TreeLabels:
         names = self.parser.discover_class_names()
         if not names:
             raise ValueError(f"{self.parser!r}: no class names to map into the WordTree")
+        if self.map_file is not None and self.map_names is not None:
+            listed = [ln.strip() for ln in Path(self.map_names).read_text(encoding="utf-8-sig").splitlines()]
+            nodes = self.tree.read_map(self.map_file).numpy()
+            return map_by_name(list(names), [n for n in listed if n], nodes, f"{self.map_file} ({self.map_names})")
         return self.tree.map_labels(list(names), self.map_file).numpy()
 
     def parse(self, class_names: Sequence[str] | None, issues: IssueLog) -> list[DetectionRecord]:

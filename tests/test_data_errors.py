@@ -253,7 +253,8 @@ def test_unreadable_image_skip_policy(tmp_path, write, caplog):
     assert ds.stats()["skipped_images"] == 2 and ds.stats()["loaded"] == 1
     msgs = [r.getMessage() for r in caplog.records if "bad.jpg" in r.getMessage()]
     assert len(msgs) == 1 and msgs[0].count("corrupt or unreadable image") == 1 and msgs[0].count("bad.jpg") == 1
-    assert any("dropped 1 unreadable sample" in r.getMessage() for r in caplog.records)
+    # the file is named once; the batch that lost it says nothing more (a warning a batch repeated it 48 times)
+    assert not any("dropped 1 unreadable sample" in r.getMessage() for r in caplog.records)
 
 
 def test_skip_counted_across_workers(tmp_path):

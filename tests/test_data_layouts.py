@@ -690,3 +690,21 @@ def test_loader_workers_none_on_a_cpu_trainer_else_the_cpus():
         assert str(OmegaConf.to_container(on_cpu, resolve=False)["num_workers"]).startswith("${loader_workers:"), name
         assert on_cpu.num_workers == 0, name
         assert compose_config("train", f"data={name}", "trainer=gpu").data.num_workers == min(available, cap), name
+
+
+def test_the_class_line_of_a_wordtree_lists_the_classes_with_boxes() -> None:
+    """The classes line of a 9418-node tree listed its first 30 nodes ("thing, matter, object"), none with a box;
+    past 30 classes it lists those with training boxes and how many have them."""
+    from types import SimpleNamespace
+
+    from yolo9000.data.datamodule import DetectionDataModule
+
+    train = SimpleNamespace(
+        records=[SimpleNamespace(labels=np.array([40, 41, 41])), SimpleNamespace(labels=np.array([7]))]
+    )
+    dm = SimpleNamespace(datasets={"train": train}, class_names=[f"n{i}" for i in range(50)], num_classes=50)
+    assert (
+        DetectionDataModule._class_line(dm) == "7 n7: 1, 40 n40: 1, 41 n41: 2 (3 of the 50 classes have training boxes)"
+    )
+    few = SimpleNamespace(datasets={"train": train}, class_names=[f"n{i}" for i in range(50)], num_classes=50)
+    assert DetectionDataModule._class_line(few, limit=60).startswith("0 n0: 0, 1 n1: 0")

@@ -249,3 +249,9 @@ def test_final_phase_runs_the_last_batches_at_the_largest_size() -> None:
     assert sizes[:5] != [320] * 5  # multi-scale before the final phase
     dm.trainer = SimpleNamespace(max_epochs=2, max_steps=6, world_size=1, global_rank=0)  # max_steps wins over epochs
     assert dm.train_batch_sampler().final_size_after == 3
+    cfg.data.multiscale.enabled = False  # darknet's random=0: one size, no final phase (it logged one at 608)
+    fixed = instantiate(cfg.data)
+    fixed.setup("fit")
+    fixed.trainer = dm.trainer
+    bs = fixed.train_batch_sampler()
+    assert bs.final_size_after is None and {bs.size_at(k) for k in range(6)} == {fixed.img_size}

@@ -344,10 +344,14 @@ class DetectionDataModule(ShardedDataModule):
             else None
         )
         names = self.class_names
-        items = [
-            f"{i} {n}" + (f": {int(counts[i])}" if counts is not None else "") for i, n in enumerate(names[:limit])
-        ]
-        return ", ".join(items) + (f", ... ({len(names) - limit} more)" if len(names) > limit else "")
+        shown = range(min(limit, len(names)))
+        if counts is not None and len(names) > limit:  # a WordTree's 9418 nodes: the classes with training boxes
+            shown = np.flatnonzero(counts)[:limit].tolist()
+        items = [f"{i} {names[i]}" + (f": {int(counts[i])}" if counts is not None else "") for i in shown]
+        more = len(names) - len(items)
+        if counts is not None and len(names) > limit:
+            return ", ".join(items) + f" ({int((counts > 0).sum())} of the {len(names)} classes have training boxes)"
+        return ", ".join(items) + (f", ... ({more} more)" if more else "")
 
     def _warn_shared_images(self) -> None:
         """A warning when an evaluation split holds images of the training split (a dataset yaml with ``val:`` the
@@ -446,8 +450,8 @@ class DetectionDataModule(ShardedDataModule):
         batches of an epoch); without a trainer, or with an explicit ``final_size_after``, nothing changes."""
         n = self.multiscale.final_batches
         trainer = getattr(self, "trainer", None)
-        if not n or trainer is None or self.multiscale.final_size_after is not None:
-            return sampler
+        if not n or trainer is None or self.multiscale.final_size_after is not None or not sampler.enabled:
+            return sampler  # multi-scale off: no final phase either (darknet's random=0), and none logged
         max_steps = getattr(trainer, "max_steps", -1) or -1
         max_epochs = getattr(trainer, "max_epochs", None)
         total = max_steps if max_steps > 0 else (max_epochs or 0) * len(sampler)

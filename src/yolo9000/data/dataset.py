@@ -338,7 +338,8 @@ class DetectionCollate:
     def __call__(self, samples: Sequence[dict[str, Any] | None]) -> dict[str, Any]:
         kept = [s for s in samples if s is not None]
         if len(kept) < len(samples):
-            logger.warning("collate: dropped %d unreadable sample(s) from the batch", len(samples) - len(kept))
+            # each image was reported once by the dataset (and every load counted): a line a batch would repeat it
+            logger.debug("collate: dropped %d unreadable sample(s) from the batch", len(samples) - len(kept))
         if not kept:  # every image unreadable (data.on_error=skip): an empty batch, which the modules skip
             return self.empty()
         sizes = {int(s["image"].shape[-1]) for s in kept} | {int(s["image"].shape[-2]) for s in kept}

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 from omegaconf import DictConfig
@@ -31,6 +32,22 @@ TINY = [
     "callbacks.prediction_images.num_images=2",
     "callbacks.prediction_images.score_thresh=0.0",
 ]
+
+
+def quiet_trainer(**settings: Any) -> Any:
+    """A CPU ``pl.Trainer`` for module tests: no logger, checkpoints, progress bar, model summary or distributed
+    sampler (``settings`` add or override Trainer arguments)."""
+    import pytorch_lightning as pl
+
+    quiet = {
+        "accelerator": "cpu",
+        "logger": False,
+        "enable_checkpointing": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "use_distributed_sampler": False,
+    }
+    return pl.Trainer(**(quiet | settings))
 
 
 def script_env() -> dict[str, str]:

@@ -15,7 +15,7 @@ import pytorch_lightning as pl
 import torch
 from PIL import Image
 
-from conftest import compose_config, load_script
+from conftest import compose_config, load_script, quiet_trainer
 from yolo9000 import run_folder
 from yolo9000.data.classify_transforms import (
     ClassificationTransform,
@@ -87,15 +87,7 @@ def test_a_batch_of_unreadable_images_is_skipped_not_fatal(tmp_path: Path) -> No
     module = ClassifierModule(_tiny(classes=2), lr=0.01, burn_in=0, class_names=dm.class_names)
     empty = dm.collate_fn()([None, None])
     before = {k: v.clone() for k, v in module.state_dict().items()}
-    trainer = pl.Trainer(
-        max_epochs=1,
-        accelerator="cpu",
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-        use_distributed_sampler=False,
-    )
+    trainer = quiet_trainer(max_epochs=1)
     # one training step on the empty batch: no optimizer step, nothing changed (seen too)
     module.trainer = trainer
     assert module.training_step(empty, 0) is None

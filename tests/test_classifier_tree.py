@@ -8,10 +8,9 @@ import math
 from pathlib import Path
 
 import pytest
-import pytorch_lightning as pl
 import torch
 
-from conftest import ROOT, compose_config
+from conftest import ROOT, compose_config, quiet_trainer
 from yolo9000.data.digits import DIGIT_NODES, TREE_NAMES
 from yolo9000.models.darknet19 import Darknet19, Darknet19Classifier
 from yolo9000.modules.classifier import ClassifierModule, ancestors_by_depth, tree_cross_entropy
@@ -126,17 +125,7 @@ def test_wordtree_digits_tiny_run(tmp_path: Path) -> None:
     manifest = json.loads((dm.root / "manifest.json").read_text())
     assert manifest["images"]["train"]["even"] > 0 and "even" not in manifest["images"]["test"]  # coarse: train
     assert {int(r.label) for r in dm.datasets["val"].records} <= set(DIGIT_NODES)
-    trainer = pl.Trainer(
-        max_epochs=1,
-        limit_train_batches=3,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        use_distributed_sampler=False,
-        num_sanity_val_steps=0,
-    )
+    trainer = quiet_trainer(max_epochs=1, limit_train_batches=3, num_sanity_val_steps=0)
     trainer.fit(module, datamodule=dm)
     keys = ["top1", "top5", "loss", "acc_depth_1", "acc_depth_2", "acc_depth_3", "tree_top1"]
     assert all(f"val/{k}" in trainer.callback_metrics for k in keys)

@@ -347,7 +347,7 @@ def to_evaluated(
 def evaluated_names(class_names: list[str], nodes: torch.Tensor | None) -> list[str]:
     """The names of the evaluated classes (every class, or the ``nodes`` of a WordTree map, in the map's order),
     each unique: a name that several of them share gets its class index, ``"sheep [7255]"`` (darknet's 9k tree
-    names 662 of its 9418 nodes like another node: per-class results keyed by name overwrote each other)."""
+    gives 1,247 of its 9,418 nodes a name another node has: per-class results keyed by name overwrote each other)."""
     idx = list(range(len(class_names))) if nodes is None else [int(n) for n in nodes.tolist()]
     names = [class_names[i] for i in idx]
     counts = Counter(names)

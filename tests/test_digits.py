@@ -279,3 +279,26 @@ def test_tiny_yolo9000_digits_run_writes_seen_unseen_table(tmp_path: Path) -> No
     n_det = sum(float(r["train/images_detection"]) for r in rows if r.get("train/images_detection"))
     n_cls = sum(float(r["train/images_classification"]) for r in rows if r.get("train/images_classification"))
     assert (n_det, n_cls) == (12, 24)  # the experiment's classification_per_detection 2.0
+
+
+def test_joint_data_with_a_flat_head_is_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Joint data without model.loss.tree trained a flat softmax over the tree's node names, silently (an audit's own
+    joint setup forgot the key): the build warns, naming the key; the experiment as configured does not."""
+    import logging
+
+    from conftest import compose_config
+    from yolo9000.build import build
+
+    counts = {"train": 6, "classification": 6, "val": 3, "test": 3}
+    base = [
+        "experiment=yolo9000_digits",
+        "data.num_workers=0",
+        "model.net.backbone.width=0.125",
+        *(f"data.{s}.num_images={n}" for s, n in counts.items()),
+        *(f"+data.{s}.cache_dir={tmp_path}" for s in counts),
+    ]
+    for extra, warned in (([], False), (["model.loss.tree=null", "model.eval_map=null"], True)):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="yolo9000"):
+            build(compose_config("train", *base, *extra))
+        assert ("joint data (classification images) with a flat head" in caplog.text) == warned

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -193,3 +194,30 @@ def test_a_map_is_evaluated_as_its_nodes_under_unique_names() -> None:
     out = ev.compute()
     assert out["per_class"][sheep[0]]["num_gt"] == 1 and out["per_class"][sheep[0]]["ap50"] == pytest.approx(1.0)
     assert out["voc07_map_50"] == pytest.approx(1.0) and len(out["per_class"]) == 80
+
+
+def test_image_list_labels_by_folder_name_for_a_tree_of_ones_own(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A tree written for one's own classes (cell -> red / white cell -> RBC / WBC) and a list of class-folder paths
+    (RBC/x.jpg): every image was skipped ('no WordNet id in the path') and the run stopped with 'no images'. A
+    folder named as a node labels it (the innermost; a wnid in the path still wins); a name two nodes share does
+    not. Detection classes going into the tree are logged, by position when a map has no map_names."""
+    (tmp_path / "cells.tree").write_text("".join(f"n0000000{i} {p}\n" for i, p in enumerate([-1, 0, 0, 1, 2, 2])))
+    (tmp_path / "cells.names").write_text("cell\nred cell\nwhite cell\nRBC\nWBC\nWBC\n")  # WBC twice: ambiguous
+    lst = tmp_path / "cls.list"
+    lst.write_text("crops/RBC/a.jpg\ncrops/white cell/b.jpg\nRBC/n00000004_1.jpg\ncrops/WBC/c.jpg\n")
+    tree = (tmp_path / "cells.tree", tmp_path / "cells.names")
+    issues = IssueLog("skip")
+    recs = ImageListParser(lst, *tree).parse(None, issues)
+    assert [r.labels.tolist() for r in recs] == [[3], [2], [4]]  # RBC, white cell, the wnid's node over the folder
+    assert issues.count("skip_image", "no WordTree node's WordNet id or name in the path") == 1  # WBC: two nodes
+    coco = _coco(tmp_path / "c", ["RBC", "white cell"])
+    mp = tmp_path / "cells.map"
+    mp.write_text("3\n2\n")
+    with caplog.at_level(logging.INFO, logger="yolo9000.data"):
+        TreeLabels(coco, *tree, map_file=mp).parse(None, IssueLog("error"))
+    assert (
+        "classes into the tree by position in the map (map_names: by name): RBC -> RBC, white cell -> white cell"
+        in caplog.text
+    )

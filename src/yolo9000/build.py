@@ -149,4 +149,13 @@ def build(cfg: DictConfig) -> Built:
             "n/a" if info.anchors_avg_iou is None else f"{info.anchors_avg_iou:.4f}",
         )
     module = instantiate_module(resolved_model_config(cfg.model, info), build_info=info.as_dict())
+    joint = (getattr(datamodule, "specs", None) or {}).get("classification") is not None
+    if joint and getattr(datamodule, "classification_per_detection", 0) > 0 and getattr(module, "tree", 1) is None:
+        log.warning(
+            "joint data (classification images) with a flat head: model.loss.tree is not set, so the classes are a "
+            "flat softmax over the data's %d class names (the tree's nodes as unrelated classes); YOLO9000 joins the "
+            "two through the WordTree: model.loss.tree={_target_: yolo9000.wordtree.WordTree.from_file, path: <the "
+            "data's tree>, names_file: ...} (as experiment=yolo9000)",
+            len(info.class_names),
+        )
     return Built(datamodule, module, info)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from yolo9000.wordtree import WordTree
 
 from .records import DetectionRecord, IssueLog
 from .splits import read_list_file
+from .voc import log_once
 
 logger = logging.getLogger("yolo9000.data")
 
@@ -125,8 +127,17 @@ class TreeLabels:
         if self.map_file is not None and self.map_names is not None:
             listed = [ln.strip() for ln in Path(self.map_names).read_text(encoding="utf-8-sig").splitlines()]
             nodes = self.tree.read_map(self.map_file).numpy()
-            return map_by_name(list(names), [n for n in listed if n], nodes, f"{self.map_file} ({self.map_names})")
-        return self.tree.map_labels(list(names), self.map_file).numpy()
+            nodes = map_by_name(list(names), [n for n in listed if n], nodes, f"{self.map_file} ({self.map_names})")
+        else:
+            nodes = self.tree.map_labels(list(names), self.map_file).numpy()
+        pairs = ", ".join(f"{c} -> {self.tree.names[int(n)]}" for c, n in list(zip(names, nodes, strict=True))[:20])
+        how = (
+            "by position in the map (map_names: by name)"
+            if self.map_file is not None and self.map_names is None
+            else "by name"
+        )
+        log_once(("tree labels", repr(self)), logging.INFO, "%s: classes into the tree %s: %s", self.parser, how, pairs)
+        return nodes
 
     def parse(self, class_names: Sequence[str] | None, issues: IssueLog) -> list[DetectionRecord]:
         """The wrapped parser's records with node labels (an internal node where the data names a coarse class)."""
@@ -139,7 +150,8 @@ class TreeLabels:
 
 class ImageListParser:
     """Classification images from a list file (one path a line, relative to ``root`` or the list's folder), each
-    labelled with the tree node whose WordNet id is in its path (the last such ``n########``).
+    labelled with the tree node whose WordNet id is in its path (the last such ``n########``), else the node a
+    folder of its path is named as (the innermost; a node name the tree holds once): ``RBC/x.jpg``.
 
     An image whose path names no node of the tree is skipped and reported (``issues``), naming the file and the
     list line.
@@ -175,16 +187,20 @@ class ImageListParser:
             raise FileNotFoundError(f"classification list not found: {self.list_file}")
         entries, _ = read_list_file(self.list_file)
         node_of = {w: i for i, w in reversed(list(enumerate(self.tree.wnids)))}
+        counts = Counter(self.tree.names)
+        by_name = {n: i for i, n in enumerate(self.tree.names) if counts[n] == 1}  # unique node names
         records: list[DetectionRecord] = []
         for line_no, entry in enumerate(entries, 1):
             path = Path(entry) if Path(entry).is_absolute() else self.root / entry
             node = next((node_of[w] for w in reversed(WNID.findall(entry)) if w in node_of), None)
+            if node is None:  # a folder named as a node (a tree of one's own: <class>/<image>), the innermost
+                node = next((by_name[f] for f in reversed(Path(entry).parts[:-1]) if f in by_name), None)
             if node is None:
                 issues.report(
                     path,
-                    "no WordTree node's WordNet id in the path",
+                    "no WordTree node's WordNet id or name in the path",
                     action="skip_image",
-                    detail=f"{self.list_file} entry {line_no}",
+                    detail=f"{self.list_file} entry {line_no}: a folder named as a node, or the node's n######## id",
                 )
                 continue
             # the joint stream reads labels[0] only; the box is a placeholder (the image's size is unknown here)

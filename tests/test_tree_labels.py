@@ -201,17 +201,19 @@ def test_image_list_labels_by_folder_name_for_a_tree_of_ones_own(
 ) -> None:
     """A tree written for one's own classes (cell -> red / white cell -> RBC / WBC) and a list of class-folder paths
     (RBC/x.jpg): every image was skipped ('no WordNet id in the path') and the run stopped with 'no images'. A
-    folder named as a node labels it (the innermost; a wnid in the path still wins); a name two nodes share does
-    not. Detection classes going into the tree are logged, by position when a map has no map_names."""
+    folder named as a node labels it (the one holding it; a wnid in the path still wins); a name two nodes share does
+    not, nor an id that is no node. Detection classes going into the tree are logged, by position when a map has no
+    map_names."""
     (tmp_path / "cells.tree").write_text("".join(f"n0000000{i} {p}\n" for i, p in enumerate([-1, 0, 0, 1, 2, 2])))
     (tmp_path / "cells.names").write_text("cell\nred cell\nwhite cell\nRBC\nWBC\nWBC\n")  # WBC twice: ambiguous
     lst = tmp_path / "cls.list"
-    lst.write_text("crops/RBC/a.jpg\ncrops/white cell/b.jpg\nRBC/n00000004_1.jpg\ncrops/WBC/c.jpg\n")
+    lst.write_text("crops/RBC/a.jpg\ncrops/white cell/b.jpg\nRBC/n00000004_1.jpg\ncrops/WBC/c.jpg\nRBC/n00000009.jpg\n")
     tree = (tmp_path / "cells.tree", tmp_path / "cells.names")
     issues = IssueLog("skip")
     recs = ImageListParser(lst, *tree).parse(None, issues)
     assert [r.labels.tolist() for r in recs] == [[3], [2], [4]]  # RBC, white cell, the wnid's node over the folder
-    assert issues.count("skip_image", "no WordTree node's WordNet id or name in the path") == 1  # WBC: two nodes
+    # skipped: WBC (two nodes' name) and an id that is no node (not its folder's node: the id says another class)
+    assert issues.count("skip_image", "no WordTree node's WordNet id or name in the path") == 2
     coco = _coco(tmp_path / "c", ["RBC", "white cell"])
     mp = tmp_path / "cells.map"
     mp.write_text("3\n2\n")

@@ -150,8 +150,8 @@ class TreeLabels:
 
 class ImageListParser:
     """Classification images from a list file (one path a line, relative to ``root`` or the list's folder), each
-    labelled with the tree node whose WordNet id is in its path (the last such ``n########``), else the node a
-    folder of its path is named as (the innermost; a node name the tree holds once): ``RBC/x.jpg``.
+    labelled with the tree node whose WordNet id is in its path (the last such ``n########``); a path without any
+    such id by the folder holding it, named as a node (a name the tree holds once): ``RBC/x.jpg``.
 
     An image whose path names no node of the tree is skipped and reported (``issues``), naming the file and the
     list line.
@@ -192,9 +192,10 @@ class ImageListParser:
         records: list[DetectionRecord] = []
         for line_no, entry in enumerate(entries, 1):
             path = Path(entry) if Path(entry).is_absolute() else self.root / entry
-            node = next((node_of[w] for w in reversed(WNID.findall(entry)) if w in node_of), None)
-            if node is None:  # a folder named as a node (a tree of one's own: <class>/<image>), the innermost
-                node = next((by_name[f] for f in reversed(Path(entry).parts[:-1]) if f in by_name), None)
+            ids = WNID.findall(entry)
+            node = next((node_of[w] for w in reversed(ids) if w in node_of), None)
+            if node is None and not ids:  # no id at all: the folder holding it named as a node (<class>/<image>)
+                node = by_name.get(Path(entry).parent.name)
             if node is None:
                 issues.report(
                     path,

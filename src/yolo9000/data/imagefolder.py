@@ -138,6 +138,18 @@ def read_labels_file(path: str | Path) -> list[tuple[str, str]]:
     return out
 
 
+def _loose_hint(split_dir: Path, split: str) -> str:
+    """`` (N images lie directly in it: ...)`` for a split folder holding images outside class folders, else ``""``."""
+    loose = sum(1 for e in os.scandir(split_dir) if e.is_file() and _is_image(e.name))
+    if not loose:
+        return ""
+    return (
+        f" ({loose} images lie directly in it: sort them into one folder per class, e.g. ImageNet's val/<wnid>/*.JPEG,"
+        f" or name their classes in a labels file: data.labels_files.{split}=<CSV of filename,label, or ImageNet's "
+        "LOC_val_solution.csv>)"
+    )
+
+
 def _is_image(name: str) -> bool:
     return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
@@ -467,6 +479,8 @@ class ClassificationDataModule(ShardedDataModule):
             if found.is_dir() and ImageFolderParser(self.root, "test").folders_with_images():
                 self.splits["test"], self._test_found = "test", True
         self._class_source = ""  # where the class list came from (logged at setup)
+        self._labels_for: dict[str, Path | None] = {}  # each split's labels file (None: class folders), once
+        self._logged_classes = False  # the classes and split notes are logged once
         self._class_names = [str(c) for c in _plain(class_names)] if class_names is not None else None
         self.class_file = class_file
         self.batch_size = int(batch_size)
@@ -532,9 +546,9 @@ class ClassificationDataModule(ShardedDataModule):
                         "%s: class folders without an image left out of the classes: %s", parser.split_dir, empty[:10]
                     )
                 if not names:
-                    loose = sum(1 for e in os.scandir(parser.split_dir) if e.is_file() and _is_image(e.name))
-                    hint = f" ({loose} images lie directly in it: sort them into one folder per class)" if loose else ""
-                    raise ValueError(f"no class folders with images in {parser.split_dir}{hint}")
+                    raise ValueError(
+                        f"no class folders with images in {parser.split_dir}{_loose_hint(parser.split_dir, 'train')}"
+                    )
                 self._class_names = [nfc(n) for n in names]
                 self._class_source = f"the sorted folder names of {parser.split_dir}"
         elif not self._class_source:
@@ -564,6 +578,12 @@ class ClassificationDataModule(ShardedDataModule):
         """The labels file of ``split`` (:func:`read_labels_file`): ``labels_files[split]``, else for a folder of
         images without class folders ImageNet's ``LOC_val_solution.csv`` in ``root`` or up to three folders above
         (Kaggle's ``ILSVRC/Data/CLS-LOC/val/`` beside the CSV at the top); None: class folders."""
+        if split not in self._labels_for:
+            self._labels_for[split] = self._find_labels_file(split)
+        return self._labels_for[split]
+
+    def _find_labels_file(self, split: str) -> Path | None:
+        """:meth:`_labels_file`, looked up (a found one logged)."""
         given = self.labels_files.get(split)
         if given:
             path = Path(given) if Path(given).is_absolute() else self.root / given
@@ -579,15 +599,12 @@ class ClassificationDataModule(ShardedDataModule):
         for up in [self.root, *list(self.root.resolve().parents)[:3]]:
             for name in LABELS_FILES:
                 if (up / name).is_file():
-                    cached = self.__dict__.setdefault("_found_labels", {})
-                    if split not in cached:
-                        logger.info(
-                            "data.%s: %s holds images without class folders: their classes from %s",
-                            split,
-                            split_dir,
-                            up / name,
-                        )
-                    cached[split] = up / name
+                    logger.info(
+                        "data.%s: %s holds images without class folders: their classes from %s",
+                        split,
+                        split_dir,
+                        up / name,
+                    )
                     return up / name
         return None
 
@@ -632,16 +649,7 @@ class ClassificationDataModule(ShardedDataModule):
                 f"data.{split}: {labels} names no readable image of {self.root / folder} (see the warnings)"
             )
         if not records:
-            loose = sum(1 for e in os.scandir(self.root / folder) if e.is_file() and _is_image(e.name))
-            hint = (
-                (
-                    f" ({loose} images lie directly in it: sort them into one folder per class, e.g. ImageNet's "
-                    f"val/<wnid>/*.JPEG, or name their classes in a labels file: data.labels_files.{split}=<CSV of "
-                    "filename,label, or ImageNet's LOC_val_solution.csv>)"
-                )
-                if loose
-                else ""
-            )
+            hint = _loose_hint(self.root / folder, split)
             raise ValueError(f"data.{split}: no images in the class folders of {self.root / folder}{hint}")
         transform = ClassificationTransform(split == "train", self.img_size, self.augment)
         ds = ClassificationDataset(records, transform, self.issues)
@@ -690,7 +698,7 @@ class ClassificationDataModule(ShardedDataModule):
     def _log_classes_and_splits(self) -> None:
         """Once: where the classes came from, each with its training images, and the splits that are not held out
         (a validation split that is the training folder, a test split that is either)."""
-        if getattr(self, "_logged_classes", False):
+        if self._logged_classes:
             return
         self._logged_classes = True
         counts = self.datasets["train"].class_counts(self.num_classes) if "train" in self.datasets else None

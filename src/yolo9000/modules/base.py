@@ -12,6 +12,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
+from yolo9000.data.records import DataError
 from yolo9000.modules.schedules import darknet_optimization
 from yolo9000.speed import FastPath, apply_fast_path, float_images, optimizer_flags
 
@@ -184,8 +185,6 @@ class DarknetModule(pl.LightningModule):
             return False
         world = self.trainer.world_size if self._trainer is not None else 1
         if stage == "train" and world > 1:
-            from yolo9000.data.records import DataError
-
             raise DataError(
                 f"every image of a training batch of process {self.global_rank} was unreadable (see the warnings "
                 "and data_issues.txt): several processes cannot leave out one process's step; remove or fix those "

@@ -29,6 +29,7 @@ from yolo9000.data.imagefolder import (
     ClassificationRecord,
     ImageFolderParser,
     read_class_file,
+    read_devkit_classes,
     read_labels_file,
     stratified_subset,
 )
@@ -248,6 +249,51 @@ def test_flat_splits_with_labels_files(tmp_path: Path, caplog: pytest.LogCapture
     assert [r.label for r in dm.datasets["train"].records] == [0, 1, 0, 1]
     assert [(r.path.name, r.label) for r in dm.datasets["val"].records] == [("img4.png", 0), ("img5.png", 1)]
     assert read_labels_file(flat / "train.csv")[1] == ("img1.png", "b")
+
+
+def _devkit_meta(path: Path, rows: list[tuple[int, str, int]]) -> None:
+    """An ImageNet devkit ``meta.mat``: a ``synsets`` struct array of (ILSVRC2012_ID, WNID, num_children) rows
+    (the devkit's other fields too; inner WordNet nodes have ids above 1000 and children)."""
+    from scipy.io import savemat
+
+    fields = [("ILSVRC2012_ID", "O"), ("WNID", "O"), ("words", "O"), ("gloss", "O"), ("num_children", "O")]
+    table = np.array([(i, w, f"words {w}", "", c) for i, w, c in rows], dtype=fields)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    savemat(str(path), {"synsets": table})
+
+
+def test_imagenet_devkit_ground_truth(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """image-net.org's layout: class folders for train, a flat val/ and the devkit unpacked beside it. The devkit's
+    ground truth holds its own class ids, one a line for ILSVRC2012_val_<line>; its meta.mat maps them to wnids in
+    an order that is not the sorted wnids' (id 1 is n03 here, the last folder): read as indices of the sorted
+    folders, every label would be wrong. Before: 'sort them into one folder per class'."""
+    root = tmp_path / "imagenet"
+    for wnid, value in (("n01", 20), ("n02", 120), ("n03", 220)):
+        _png(root / "train" / wnid / f"{wnid}_0.JPEG", value)
+    for n in (1, 2, 3, 4):
+        _png(root / "val" / f"ILSVRC2012_val_{n:08d}.JPEG", 60 * n)
+    data = root / "ILSVRC2012_devkit_t12" / "data"
+    _devkit_meta(data / "meta.mat", [(1, "n03", 0), (2, "n01", 0), (3, "n02", 0), (1001, "n99", 3)])
+    (data / "ILSVRC2012_validation_ground_truth.txt").write_text("1\n3\n2\n1\n\n")
+    assert read_devkit_classes(data / "meta.mat") == {1: "n03", 2: "n01", 3: "n02", 1001: "n99"}
+    dm = ClassificationDataModule(str(root), img_size=32, batch_size=4, num_workers=0)
+    with caplog.at_level(logging.INFO, logger="yolo9000.data"):
+        dm.setup("fit")
+    assert dm.class_names == ["n01", "n02", "n03"]
+    assert [(r.path.name, r.label) for r in dm.datasets["val"].records] == [
+        ("ILSVRC2012_val_00000001.JPEG", 2),
+        ("ILSVRC2012_val_00000002.JPEG", 1),
+        ("ILSVRC2012_val_00000003.JPEG", 0),
+        ("ILSVRC2012_val_00000004.JPEG", 2),
+    ]
+    log = "\n".join(r.getMessage() for r in caplog.records)
+    assert "ImageNet's devkit ground truth, 4 images" in log and "their classes from" in log
+    (data / "meta.mat").unlink()  # the ids alone cannot be mapped: said, with the file it needs
+    with pytest.raises(FileNotFoundError, match=r"only the devkit's meta.mat maps to wnids: none beside it"):
+        read_labels_file(data / "ILSVRC2012_validation_ground_truth.txt")
+    _devkit_meta(data / "meta.mat", [(1, "n03", 0)])
+    with pytest.raises(ValueError, match=r"class ids \[2, 3\] are not in"):
+        read_labels_file(data / "ILSVRC2012_validation_ground_truth.txt")
 
 
 def test_corrupt_and_missing_images(tmp_path: Path) -> None:

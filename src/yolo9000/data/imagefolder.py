@@ -1,6 +1,7 @@
 """Classification data in the ImageFolder layout: ``root/<split>/<class>/<image>`` (ImageNet: ``train/<wnid>/*.JPEG``),
 or a split's images in one folder with a labels file (ImageNet's flat ``val/`` with Kaggle's
-``LOC_val_solution.csv``, a Kaggle ``filename,label`` CSV, a ``name label`` text list): :func:`read_labels_file`.
+``LOC_val_solution.csv`` or the devkit's ``ILSVRC2012_validation_ground_truth.txt``, a Kaggle ``filename,label``
+CSV, a ``name label`` text list): :func:`read_labels_file`.
 
 The class list is, in order of precedence: ``class_names`` from the config, ``class_file`` (one name per line,
 e.g. darknet's ``data/imagenet.labels.list``; blank lines and ``#`` comments ignored), or the sorted folder
@@ -95,7 +96,13 @@ def read_class_file(path: str | Path) -> list[str]:
 
 _IMAGE_COLUMNS = ("imageid", "image_id", "filename", "file_name", "file", "image", "path", "fname", "id", "name")
 _LABEL_COLUMNS = ("predictionstring", "label", "class", "class_name", "category", "target", "wnid", "synset", "labels")
-LABELS_FILES = ("LOC_val_solution.csv",)  # found beside a flat val folder (Kaggle's ImageNet), up to 3 folders up
+# found for a flat val folder in the root or up to 3 folders above it: Kaggle's ImageNet, image-net.org's devkit
+LABELS_FILES = (
+    "LOC_val_solution.csv",
+    "ILSVRC2012_devkit_t12/data/ILSVRC2012_validation_ground_truth.txt",
+    "ILSVRC2012_validation_ground_truth.txt",
+)
+DEVKIT_META = ("meta.mat", "meta_clsloc.mat")  # the devkit's class table (ILSVRC2012_ID -> WNID), beside its labels
 
 
 def read_labels_file(path: str | Path) -> list[tuple[str, str]]:
@@ -105,6 +112,9 @@ def read_labels_file(path: str | Path) -> list[tuple[str, str]]:
       ...) and the class column (``PredictionString``: its first word, the wnid of ImageNet's
       ``LOC_val_solution.csv``; ``label``, ``class``, ``category``, ...), any case; without a known header, the first
       two columns;
+    * ImageNet's devkit ground truth (``ILSVRC2012_validation_ground_truth.txt``: one number a line, the class of
+      ``ILSVRC2012_val_<line number, 8 digits>``, an ``ILSVRC2012_ID`` of the devkit's own order): the classes are
+      the wnids that the devkit's ``meta.mat`` beside it gives those ids (:func:`read_devkit_classes`);
     * any other file: one ``<image> <class>`` line each (blank lines and ``#`` comments skipped).
 
     The image is a file name or a path relative to the split folder, with or without its extension; the class a
@@ -116,6 +126,9 @@ def read_labels_file(path: str | Path) -> list[tuple[str, str]]:
     text = path.read_text(encoding="utf-8-sig")
     if path.suffix.lower() != ".csv":
         rows = [ln.split("#", 1)[0].split() for ln in text.splitlines()]
+        ids = [r for r in rows if r]
+        if ids and all(len(r) == 1 and r[0].isdigit() for r in ids):  # the devkit's: one class id a line
+            return _devkit_labels(path, [int(r[0]) for r in ids])
         bad = [i + 1 for i, r in enumerate(rows) if r and len(r) < 2]
         if bad:
             raise ValueError(f"{path}: lines {bad[:5]} do not hold '<image> <class>'")
@@ -138,6 +151,41 @@ def read_labels_file(path: str | Path) -> list[tuple[str, str]]:
     return out
 
 
+def read_devkit_classes(meta: str | Path) -> dict[int, str]:
+    """``ILSVRC2012_ID`` -> wnid of the ImageNet devkit's class table (``data/meta.mat``; ILSVRC2014's
+    ``meta_clsloc.mat``): its ``synsets`` struct array, read with SciPy (albumentations' dependency)."""
+    try:
+        from scipy.io import loadmat
+    except ImportError as e:  # pragma: no cover - albumentations requires SciPy
+        raise ImportError(f"{meta}: reading the ImageNet devkit's class table needs SciPy (pip install scipy)") from e
+    try:
+        synsets = loadmat(str(meta), squeeze_me=True)["synsets"]
+        ids, wnids = np.atleast_1d(synsets["ILSVRC2012_ID"]), np.atleast_1d(synsets["WNID"])
+    except (KeyError, ValueError, TypeError, OSError) as e:
+        raise ValueError(
+            f"{meta}: not the ImageNet devkit's class table (a 'synsets' struct with ILSVRC2012_ID and "
+            f"WNID fields): {e}"
+        ) from None
+    return {int(i): str(w) for i, w in zip(ids, wnids, strict=True)}
+
+
+def _devkit_labels(path: Path, ids: list[int]) -> list[tuple[str, str]]:
+    """(``ILSVRC2012_val_<n>``, wnid) of the devkit ground truth ``path`` whose n-th line holds ``ids[n - 1]``."""
+    meta = next((path.parent / m for m in DEVKIT_META if (path.parent / m).is_file()), None)
+    if meta is None:
+        raise FileNotFoundError(
+            f"{path}: one number a line, ImageNet's devkit ground truth; its numbers are the devkit's class ids, which "
+            f"only the devkit's {DEVKIT_META[0]} maps to wnids: none beside it (unpack ILSVRC2012_devkit_t12.tar.gz "
+            "whole, or give a labels file of '<image> <class>' lines)"
+        )
+    wnid = read_devkit_classes(meta)
+    unknown = sorted(set(ids) - set(wnid))
+    if unknown:
+        raise ValueError(f"{path}: class ids {unknown[:5]} are not in {meta} (another devkit's table?)")
+    logger.info("%s: ImageNet's devkit ground truth, %d images, classes by %s", path, len(ids), meta)
+    return [(f"ILSVRC2012_val_{n:08d}", wnid[i]) for n, i in enumerate(ids, start=1)]
+
+
 def _loose_hint(split_dir: Path, split: str) -> str:
     """`` (N images lie directly in it: ...)`` for a split folder holding images outside class folders, else ``""``."""
     loose = sum(1 for e in os.scandir(split_dir) if e.is_file() and _is_image(e.name))
@@ -146,7 +194,7 @@ def _loose_hint(split_dir: Path, split: str) -> str:
     return (
         f" ({loose} images lie directly in it: sort them into one folder per class, e.g. ImageNet's val/<wnid>/*.JPEG,"
         f" or name their classes in a labels file: data.labels_files.{split}=<CSV of filename,label, or ImageNet's "
-        "LOC_val_solution.csv>)"
+        "LOC_val_solution.csv or devkit ILSVRC2012_validation_ground_truth.txt>)"
     )
 
 
@@ -439,8 +487,9 @@ class ClassificationDataModule(ShardedDataModule):
         crops: keys of :func:`~yolo9000.data.crops.build_crops` (margin, side, include_difficult, quality).
         labels_files: per split (``train`` / ``val`` / ``test``) a labels file (:func:`read_labels_file`; relative to
             ``root``) naming the images of that split's folder and their classes, for splits whose images lie in one
-            folder. Unset for a split whose folder holds images but no class folders: ImageNet's
-            ``LOC_val_solution.csv`` in ``root`` or up to three folders above it (Kaggle's layout) is used, logged.
+            folder. Unset for a split whose folder holds images but no class folders: Kaggle's
+            ``LOC_val_solution.csv`` or the devkit's ground truth (:data:`LABELS_FILES`) in ``root`` or up to three
+            folders above it is used, logged.
     """
 
     def __init__(
@@ -576,8 +625,9 @@ class ClassificationDataModule(ShardedDataModule):
 
     def _labels_file(self, split: str) -> Path | None:
         """The labels file of ``split`` (:func:`read_labels_file`): ``labels_files[split]``, else for a folder of
-        images without class folders ImageNet's ``LOC_val_solution.csv`` in ``root`` or up to three folders above
-        (Kaggle's ``ILSVRC/Data/CLS-LOC/val/`` beside the CSV at the top); None: class folders."""
+        images without class folders the first of :data:`LABELS_FILES` in ``root`` or up to three folders above
+        (Kaggle's ``ILSVRC/Data/CLS-LOC/val/`` beside the CSV at the top; the devkit unpacked beside ``val/``); None:
+        class folders."""
         if split not in self._labels_for:
             self._labels_for[split] = self._find_labels_file(split)
         return self._labels_for[split]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -122,3 +123,11 @@ def data_config(name: str, root_dir: Path | str = ROOT) -> DictConfig:
 
     cfg = compose_config("train", f"data={name}", f"paths.root_dir={root_dir}")
     return OmegaConf.create({"paths": OmegaConf.to_container(cfg.paths), "data": OmegaConf.to_container(cfg.data)})
+
+
+def reorg_fixture_shape(path: Path) -> tuple[tuple[int, int, int, int], int]:
+    """(B, C, H, W) and stride of a darknet reorg fixture, from its name ``reorg_in{B}x{C}x{H}x{W}_stride{s}``."""
+    m = re.fullmatch(r"reorg_in(\d+)x(\d+)x(\d+)x(\d+)_stride(\d+)", path.stem)
+    assert m, f"{path.name}: not a reorg_in<B>x<C>x<H>x<W>_stride<s> fixture name"
+    b, c, h, w, s = (int(v) for v in m.groups())
+    return (b, c, h, w), s

@@ -14,7 +14,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import load_script
+from conftest import load_script, reorg_fixture_shape
 from yolo9000.build import instantiate_module
 from yolo9000.checkpoints import DARKNET_SEARCH, WORDTREE_DIR, checkpoint_to_darknet, darknet_to_checkpoint, load_module
 from yolo9000.darknet import (
@@ -666,11 +666,14 @@ def test_maxpool_matches_darknet_loop(tmp_path: Path, size: int, stride: int, hw
     np.testing.assert_array_equal(out, ref)
 
 
-def test_cfg_reorg_matches_darknet_fixture(tmp_path: Path) -> None:
-    fix = np.load(FIX / "reorg_in1x8x4x4_stride2.npy")
+@pytest.mark.parametrize("path", sorted(FIX.glob("reorg_*.npy")), ids=lambda p: p.stem)
+def test_cfg_reorg_matches_darknet_fixture(tmp_path: Path, path: Path) -> None:
+    """A cfg's ``[reorg]`` layer (its stride, on the ``[net]``'s input) gives darknet's output."""
+    fix = np.load(path)
+    (b, c, h, w), stride = reorg_fixture_shape(path)
     p = tmp_path / "reorg.cfg"
-    p.write_text("[net]\nchannels=8\nheight=4\nwidth=4\n\n[reorg]\nstride=2\n")
-    x = torch.arange(1 * 8 * 4 * 4, dtype=torch.float32).view(1, 8, 4, 4)
+    p.write_text(f"[net]\nchannels={c}\nheight={h}\nwidth={w}\n\n[reorg]\nstride={stride}\n")
+    x = torch.arange(b * c * h * w, dtype=torch.float32).view(b, c, h, w)  # exact in float32 up to 2^24
     assert np.array_equal(DarknetNet(parse_cfg(p))(x).numpy(), fix.astype(np.float32))
 
 

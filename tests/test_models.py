@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from conftest import reorg_fixture_shape
 from yolo9000.models.darknet19 import Darknet19, Darknet19Classifier
 from yolo9000.models.layers import DarknetConv, MaxPoolSame, fold_batch_norms, init_weights_, reorg
 from yolo9000.models.yolov2 import YOLOv2
@@ -29,9 +31,34 @@ def n_params(m: torch.nn.Module) -> int:
 @pytest.mark.parametrize("path", sorted(FIX.glob("reorg_*.npy")), ids=lambda p: p.stem)
 def test_reorg_matches_darknet(path: Path) -> None:
     ref = np.load(path)
-    b, c, h, w = (int(v) for v in path.stem.split("_in")[1].split("_")[0].split("x"))
-    x = torch.arange(b * c * h * w).reshape(b, c, h, w)
-    np.testing.assert_array_equal(reorg(x).numpy(), ref)
+    shape, stride = reorg_fixture_shape(path)
+    x = torch.arange(math.prod(shape)).reshape(shape)
+    np.testing.assert_array_equal(reorg(x, stride).numpy(), ref)
+
+
+def _darknet_reorg_loops(x: np.ndarray, stride: int) -> np.ndarray:
+    """darknet's ``reorg_cpu(x, w, h, c, batch, stride, forward=0, out)`` as ``forward_reorg_layer`` calls it,
+    transcribed loop for loop from its C source (the output buffer has the input's size)."""
+    batch, c, h, w = x.shape
+    flat, out = x.reshape(-1), np.empty(x.size, x.dtype)
+    out_c = c // (stride * stride)
+    for b in range(batch):
+        for k in range(c):
+            for j in range(h):
+                for i in range(w):
+                    in_index = i + w * (j + h * (k + c * b))
+                    c2, offset = k % out_c, k // out_c
+                    w2, h2 = i * stride + offset % stride, j * stride + offset // stride
+                    out[in_index] = flat[w2 + w * stride * (h2 + h * stride * (c2 + out_c * b))]
+    return out.reshape(batch, c * stride * stride, h // stride, w // stride)
+
+
+@pytest.mark.parametrize(("shape", "stride"), [((2, 18, 6, 9), 3), ((1, 32, 8, 4), 4), ((1, 8, 2, 6), 2)])
+def test_reorg_other_strides_and_rectangles(shape: tuple[int, int, int, int], stride: int) -> None:
+    """Strides other than the fixtures' 2 and rectangular maps, against darknet's loops transcribed (a stride
+    ignored, or H and W swapped, would differ)."""
+    x = np.arange(math.prod(shape)).reshape(shape)
+    np.testing.assert_array_equal(reorg(torch.from_numpy(x), stride).numpy(), _darknet_reorg_loops(x, stride))
 
 
 def test_reorg_is_not_pixel_unshuffle() -> None:

@@ -20,6 +20,7 @@ FIX = Path(__file__).parent / "fixtures"
 def test_gradient_matches_darknet(name: str) -> None:
     d = np.load(FIX / f"{name}.npz")
     meta = json.loads(str(d["meta"]))
+    _skip_unsupported(meta)
     x = torch.tensor(d["input"], requires_grad=True)
     tree = WordTree.from_file(FIX / meta["tree"]) if meta["tree"] else None
     loss = region_loss_darknet(
@@ -35,6 +36,7 @@ def test_gradient_matches_darknet(name: str) -> None:
         coord_scale=meta["coord_scale"],
         rescore=bool(meta["rescore"]),
         tree=tree,
+        bias_match=bool(meta.get("bias_match", 1)),
     )
     loss.backward()
     np.testing.assert_allclose(x.grad.numpy(), d["grad_input"], rtol=1e-4, atol=1e-5)
@@ -181,13 +183,27 @@ def test_statistics_are_optional_and_change_nothing_else() -> None:
     assert one.avg_iou.item() == pytest.approx(1.0, abs=1e-6) and one.recall.item() == 1.0
 
 
+def _skip_unsupported(meta: dict) -> None:
+    """Skip a fixture of a region layer this port refuses to build (``softmax=0`` without a tree: darknet then
+    scores the raw class outputs; a cfg asking for it is an error naming the line)."""
+    if not meta.get("softmax", 1) and not meta.get("tree"):
+        pytest.skip("[region] softmax=0 is refused by the cfg parser (not supported)")
+
+
 def _fixture_loss(name: str) -> tuple[RegionLoss, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int]:
     """A darknet fixture as (RegionLoss, raw, targets, mask, anchors, seen)."""
     d = np.load(FIX / f"{name}.npz")
     meta = json.loads(str(d["meta"]))
+    _skip_unsupported(meta)
     tree = WordTree.from_file(FIX / meta["tree"]) if meta["tree"] else None
     keys = ("thresh", "object_scale", "noobject_scale", "class_scale", "coord_scale")
-    crit = RegionLoss(meta["classes"], rescore=bool(meta["rescore"]), tree=tree, **{k: meta[k] for k in keys})
+    crit = RegionLoss(
+        meta["classes"],
+        rescore=bool(meta["rescore"]),
+        tree=tree,
+        bias_match=bool(meta.get("bias_match", 1)),
+        **{k: meta[k] for k in keys},
+    )
     truth = torch.tensor(d["truth"])
     mask = torch.cumprod((truth[..., 0] != 0).long(), dim=1).bool()
     anchors = torch.tensor(meta["anchors"], dtype=torch.float32).reshape(-1, 2)
@@ -200,10 +216,12 @@ def test_assignment_made_ahead_gives_the_same_loss(name: str) -> None:
     gradient of the loss that makes it itself, on darknet's fixtures; a different assignment (the last winning
     truth dropped) gives another loss: the one passed is the one used."""
     crit, raw, truth, mask, anchors, seen = _fixture_loss(name)
+    if not crit.bias_match:
+        pytest.skip("bias_match=0 matches by the predicted shapes: no assignment ahead (refused, tested below)")
     hw = tuple(raw.shape[-2:])
     runs = []
     made = assign_truths(truth, mask, anchors, hw)
-    assert len(made.win) > 1
+    assert len(made.win) >= 1
     for assignment in (None, made, made._replace(win=made.win[:-1])):
         x = raw.clone().requires_grad_(True)
         out = crit(x, truth, mask, anchors, seen, assignment=assignment)
@@ -260,3 +278,189 @@ def test_gradient_comes_back_in_the_head_outputs_memory_layout() -> None:
     assert g_nchw.is_contiguous() and not g_nhwc.is_contiguous()
     assert g_nhwc.is_contiguous(memory_format=torch.channels_last)
     assert torch.equal(l_nchw, l_nhwc) and torch.equal(g_nchw, g_nhwc)
+
+
+# ---------------------------------------------------------------- darknet's C, transcribed loop for loop
+def _box_iou(a: tuple[float, ...], b: tuple[float, ...]) -> np.float32:
+    """darknet's ``box_iou`` of two (x, y, w, h) centre-size boxes, in float32 as its C."""
+    a32, b32 = np.float32(a), np.float32(b)
+
+    def overlap(x1: np.float32, w1: np.float32, x2: np.float32, w2: np.float32) -> np.float32:
+        left = max(x1 - w1 / np.float32(2), x2 - w2 / np.float32(2))
+        right = min(x1 + w1 / np.float32(2), x2 + w2 / np.float32(2))
+        return np.float32(right - left)
+
+    w = overlap(a32[0], a32[2], b32[0], b32[2])
+    h = overlap(a32[1], a32[3], b32[1], b32[3])
+    inter = np.float32(0) if w < 0 or h < 0 else np.float32(w * h)
+    union = np.float32(a32[2] * a32[3] + b32[2] * b32[3] - inter)
+    return np.float32(inter / union)
+
+
+def _darknet_region_delta(raw: np.ndarray, truth: np.ndarray, meta: dict) -> np.ndarray:
+    """``l.delta`` of darknet's ``forward_region_layer`` (flat softmax head, coords = 4, no background, no map),
+    transcribed from its C: the activations, the per-predictor no-object and prior terms, then every truth in
+    order (``delta_region_box``, the objectness, ``delta_region_class``). Returns (B, A, 5 + C, H, W)."""
+    a_n, classes = meta["num_anchors"], meta["classes"]
+    bsz, _, h, w = raw.shape
+    bias = np.asarray(meta["anchors"], np.float32)
+    x = raw.reshape(bsz, a_n, 5 + classes, h, w).astype(np.float32)
+    out = x.copy()
+    out[:, :, [0, 1, 4]] = 1 / (1 + np.exp(-x[:, :, [0, 1, 4]].astype(np.float64)))
+    logits = x[:, :, 5:].astype(np.float64)
+    e = np.exp(logits - logits.max(2, keepdims=True))
+    out[:, :, 5:] = e / e.sum(2, keepdims=True)
+    delta = np.zeros_like(out)
+
+    def region_box(b: int, n: int, i: int, j: int) -> tuple[float, ...]:  # get_region_box
+        o = out[b, n, :, j, i]
+        return (
+            (i + o[0]) / np.float32(w),
+            (j + o[1]) / np.float32(h),
+            np.float32(math.exp(o[2]) * bias[2 * n] / w),
+            np.float32(math.exp(o[3]) * bias[2 * n + 1] / h),
+        )
+
+    def delta_box(tb: tuple[float, ...], b: int, n: int, i: int, j: int, scale: float) -> np.float32:
+        iou = _box_iou(region_box(b, n, i, j), tb)
+        o = out[b, n, :, j, i]
+        targets = (
+            tb[0] * w - i,
+            tb[1] * h - j,
+            math.log(tb[2] * w / bias[2 * n]),
+            math.log(tb[3] * h / bias[2 * n + 1]),
+        )
+        for k in range(4):
+            delta[b, n, k, j, i] = scale * (targets[k] - o[k])
+        return iou
+
+    for b in range(bsz):
+        rows = [tuple(np.float32(v) for v in r) for r in truth[b]]
+        rows = rows[: next((t for t, r in enumerate(rows) if not r[0]), len(rows))]  # the list ends at x == 0
+        for j in range(h):
+            for i in range(w):
+                for n in range(a_n):
+                    pred = region_box(b, n, i, j)
+                    best = max([_box_iou(pred, r[:4]) for r in rows], default=np.float32(0))
+                    delta[b, n, 4, j, i] = meta["noobject_scale"] * (0 - out[b, n, 4, j, i])
+                    if best > meta["thresh"]:
+                        delta[b, n, 4, j, i] = 0
+                    if meta["seen"] < 12800:
+                        prior = ((i + 0.5) / w, (j + 0.5) / h, bias[2 * n] / w, bias[2 * n + 1] / h)
+                        delta_box(tuple(np.float32(v) for v in prior), b, n, i, j, 0.01)
+        for r in rows:
+            i, j = int(np.float32(r[0] * np.float32(w))), int(np.float32(r[1] * np.float32(h)))
+            best_iou, best_n = np.float32(0), 0
+            for n in range(a_n):
+                pred = region_box(b, n, i, j)
+                if meta["bias_match"]:
+                    pred = (pred[0], pred[1], bias[2 * n] / np.float32(w), bias[2 * n + 1] / np.float32(h))
+                iou = _box_iou((0.0, 0.0, pred[2], pred[3]), (0.0, 0.0, r[2], r[3]))
+                if iou > best_iou:
+                    best_iou, best_n = iou, n
+            n = best_n
+            iou = delta_box(r[:4], b, n, i, j, meta["coord_scale"] * (2 - r[2] * r[3]))
+            o = out[b, n, 4, j, i]
+            target = iou if meta["rescore"] else 1.0
+            delta[b, n, 4, j, i] = meta["object_scale"] * (target - o)
+            cls = int(r[4])
+            for c in range(classes):  # delta_region_class, softmax head (tag = !softmax = 0)
+                delta[b, n, 5 + c, j, i] = meta["class_scale"] * ((c == cls) - out[b, n, 5 + c, j, i])
+    return delta
+
+
+def _region_case(
+    seed: int, h: int, w: int, classes: int, truths: int, **settings: float
+) -> tuple[np.ndarray, np.ndarray, dict]:
+    """A random head output and truths (some pairs in one cell, one of them also of one shape), and a meta."""
+    g = np.random.default_rng(seed)
+    anchors = [0.57, 0.68, 1.87, 2.06, 3.34, 5.47, 7.88, 3.53, 9.77, 9.17][: 2 * 4]
+    a_n = len(anchors) // 2
+    raw = g.normal(0, 1.2, (2, a_n * (5 + classes), h, w)).astype(np.float32)
+    truth = np.zeros((2, 30, 5), np.float32)
+    for b in range(2):
+        xy = g.uniform(0.02, 0.98, (truths, 2))
+        wh = g.uniform(0.04, 0.9, (truths, 2))
+        xy[1] = xy[0] + 0.3 / max(h, w)  # often the same cell as truth 0
+        wh[2], xy[2] = wh[0], xy[0]  # one exact duplicate position and shape, another class
+        truth[b, :truths] = np.column_stack([xy, wh, g.integers(0, classes, truths)])
+    meta = {
+        "num_anchors": a_n,
+        "classes": classes,
+        "anchors": anchors,
+        "seen": 0,
+        "thresh": 0.6,
+        "object_scale": 5.0,
+        "noobject_scale": 1.0,
+        "class_scale": 1.0,
+        "coord_scale": 1.0,
+        "rescore": 1,
+        "bias_match": 1,
+    }
+    return raw, truth, meta | settings
+
+
+def _darknet_grad(raw: np.ndarray, truth: np.ndarray, meta: dict) -> np.ndarray:
+    """d(batch-summed loss)/d(raw) of darknet's training path: -delta, times the sigmoid's derivative on x, y and
+    the objectness (as ``backward_region_layer_gpu`` applies it)."""
+    delta = _darknet_region_delta(raw, truth, meta)
+    bsz, _, h, w = raw.shape
+    x = raw.reshape(delta.shape).astype(np.float64)
+    grad = -delta.astype(np.float64)
+    s = 1 / (1 + np.exp(-x[:, :, [0, 1, 4]]))
+    grad[:, :, [0, 1, 4]] *= s * (1 - s)
+    return grad.reshape(raw.shape)
+
+
+def _port_grad(raw: np.ndarray, truth: np.ndarray, meta: dict) -> np.ndarray:
+    x = torch.tensor(raw, requires_grad=True)
+    keys = ("seen", "thresh", "object_scale", "noobject_scale", "class_scale", "coord_scale")
+    region_loss_darknet(
+        x,
+        torch.tensor(truth),
+        anchors=meta["anchors"],
+        num_classes=meta["classes"],
+        rescore=bool(meta["rescore"]),
+        bias_match=bool(meta["bias_match"]),
+        **{k: meta[k] for k in keys},
+    ).backward()
+    return x.grad.numpy()
+
+
+@pytest.mark.parametrize("name", ["region_voc13_seen12800", "region_voc13_seen0"])
+def test_transcription_reproduces_darknets_fixtures(name: str) -> None:
+    """The transcription above is darknet's: it reproduces darknet's own files (so it can judge other settings)."""
+    d = np.load(FIX / f"{name}.npz")
+    meta = json.loads(str(d["meta"]))
+    delta = _darknet_region_delta(d["input"], d["truth"], meta)
+    np.testing.assert_allclose(delta.reshape(d["delta"].shape), d["delta"], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(_darknet_grad(d["input"], d["truth"], meta), d["grad_input"], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("case", "grid", "classes", "settings"),
+    [
+        ("rectangular grid, 80 classes", (5, 9), 80, {}),
+        ("no rescore, after 12800", (7, 7), 3, {"rescore": 0, "seen": 12800}),
+        ("bias_match off", (6, 4), 5, {"bias_match": 0}),
+        ("bias_match off, no rescore, seen", (4, 6), 5, {"bias_match": 0, "rescore": 0, "seen": 40000}),
+        (
+            "other scales and threshold",
+            (8, 8),
+            20,
+            {"thresh": 0.3, "object_scale": 3.0, "noobject_scale": 0.5, "class_scale": 2.0, "coord_scale": 1.5},
+        ),
+    ],
+)
+def test_gradient_equals_darknet_c_transcription(
+    case: str, grid: tuple[int, int], classes: int, settings: dict
+) -> None:
+    """Settings darknet's fixtures do not cover (grids of other shapes, many classes, rescore and bias_match off,
+    other scales, many truths sharing cells), against darknet's C transcribed; the settings matter: the same
+    output scored with each switch flipped gives another gradient."""
+    raw, truth, meta = _region_case(sum(map(ord, case)), *grid, classes, truths=12, **settings)
+    want = _darknet_grad(raw, truth, meta)
+    np.testing.assert_allclose(_port_grad(raw, truth, meta), want, rtol=1e-4, atol=1e-5)
+    for key in ("rescore", "bias_match"):
+        flipped = meta | {key: 1 - meta[key]}
+        assert not np.allclose(_darknet_grad(raw, truth, flipped), want, rtol=1e-4, atol=1e-5), key

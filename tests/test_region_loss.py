@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from yolo9000.checkpoints import WORDTREE_DIR
 from yolo9000.loss import RegionLoss, assign_truths, region_loss_darknet
 from yolo9000.wordtree import WordTree
 
@@ -22,7 +23,7 @@ def test_gradient_matches_darknet(name: str) -> None:
     meta = json.loads(str(d["meta"]))
     _skip_unsupported(meta)
     x = torch.tensor(d["input"], requires_grad=True)
-    tree = WordTree.from_file(FIX / meta["tree"]) if meta["tree"] else None
+    tree = _fixture_tree(meta)
     loss = region_loss_darknet(
         x,
         torch.tensor(d["truth"]),
@@ -183,6 +184,14 @@ def test_statistics_are_optional_and_change_nothing_else() -> None:
     assert one.avg_iou.item() == pytest.approx(1.0, abs=1e-6) and one.recall.item() == 1.0
 
 
+def _fixture_tree(meta: dict) -> WordTree | None:
+    """A fixture's WordTree: its file beside the fixtures, else darknet's (``9k.tree`` in the vendored wordtree)."""
+    if not meta.get("tree"):
+        return None
+    path = FIX / meta["tree"]
+    return WordTree.from_file(path if path.is_file() else WORDTREE_DIR / Path(meta["tree"]).name)
+
+
 def _skip_unsupported(meta: dict) -> None:
     """Skip a fixture of a region layer this port refuses to build (``softmax=0`` without a tree: darknet then
     scores the raw class outputs; a cfg asking for it is an error naming the line)."""
@@ -195,7 +204,7 @@ def _fixture_loss(name: str) -> tuple[RegionLoss, torch.Tensor, torch.Tensor, to
     d = np.load(FIX / f"{name}.npz")
     meta = json.loads(str(d["meta"]))
     _skip_unsupported(meta)
-    tree = WordTree.from_file(FIX / meta["tree"]) if meta["tree"] else None
+    tree = _fixture_tree(meta)
     keys = ("thresh", "object_scale", "noobject_scale", "class_scale", "coord_scale")
     crit = RegionLoss(
         meta["classes"],

@@ -49,6 +49,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     args = parse_args(argv)
+    try:
+        convert(args)
+    except (FileNotFoundError, ValueError, NotImplementedError) as e:  # the file and the problem, no traceback
+        raise SystemExit(f"Error: {e}") from None
+
+
+def convert(args: argparse.Namespace) -> None:
+    """The conversion ``args`` ask for (see the module docstring)."""
     args.out.parent.mkdir(parents=True, exist_ok=True)
     if args.to_darknet:
         cfg_out = args.cfg_out or args.out.with_suffix(".cfg")

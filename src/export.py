@@ -114,7 +114,10 @@ def main(argv: list[str] | None = None) -> int:
     from yolo9000.checkpoints import load_module
     from yolo9000.models import STRIDE
 
-    module = load_module(args.ckpt)
+    try:
+        module = load_module(args.ckpt)
+    except (FileNotFoundError, ValueError) as e:  # a wrong path or another kind of file: the reason alone
+        raise SystemExit(f"Error: {e}") from None
     size = int(args.size or trained_size(module))
     if size % STRIDE:
         p.error(f"--size must be a multiple of {STRIDE}, got {size}")

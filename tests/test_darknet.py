@@ -747,6 +747,39 @@ def test_convert_round_trip_detector(tmp_path: Path) -> None:
     assert back.with_suffix(".cfg").read_bytes() == cfg.read_bytes()
 
 
+def test_convert_and_export_stop_with_the_reason_alone(tmp_path: Path) -> None:
+    """A network outside darknet's YOLOv2-era layers (YOLOv3's [upsample]), a missing cfg or weights file, a missing
+    checkpoint: the file and the problem as the exit message (status 1), no traceback (both printed one before)."""
+    v3 = tmp_path / "yolov3-part.cfg"
+    v3.write_text(
+        "[net]\nwidth=64\nheight=64\nchannels=3\n\n[convolutional]\nfilters=8\nsize=3\nstride=1\n"
+        "pad=1\nactivation=leaky\n\n[upsample]\nstride=2\n"
+    )
+    cfg = scaled_cfg(tmp_path, "yolov2-voc.cfg", 0.125, 3)
+    runs = {
+        "upsample": (["convert", "--cfg", str(v3), "--out", str(tmp_path / "a.ckpt")], f"{v3}:13: [upsample]"),
+        "no cfg": (["convert", "--cfg", str(tmp_path / "no.cfg"), "--out", str(tmp_path / "b.ckpt")], "cfg not found"),
+        "no weights": (
+            [
+                "convert",
+                "--cfg",
+                str(cfg),
+                "--weights",
+                str(tmp_path / "no.weights"),
+                "--out",
+                str(tmp_path / "c.ckpt"),
+            ],
+            "weights not found",
+        ),
+        "no ckpt": (["export", "--ckpt", str(tmp_path / "no.ckpt"), "--out", str(tmp_path / "d.onnx")], "not found"),
+    }
+    for name, (args, said) in runs.items():
+        with pytest.raises(SystemExit) as stop:  # a message as its code: Python prints it alone, exit status 1
+            load_script(args[0]).main(args[1:])
+        assert isinstance(stop.value.code, str) and stop.value.code.startswith("Error: ") and said in stop.value.code
+        assert stop.value.__suppress_context__, name  # raised `from None`: no chained traceback
+
+
 def test_convert_generic_and_classifier_round_trip(tmp_path: Path) -> None:
     tiny = scaled_cfg(tmp_path, "yolov2-tiny-voc.cfg", 0.125, 2)
     weights = tmp_path / "tiny.weights"

@@ -20,10 +20,11 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import hydra
 import torch
-from omegaconf import DictConfig, ListConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from yolo9000.api import Detector
 from yolo9000.checkpoints import module_settings
@@ -54,7 +55,7 @@ def main(cfg: DictConfig) -> None:
     )
     results = detector.predict(
         files,
-        size=int(cfg.img_size) if cfg.img_size else None,
+        size=input_size(cfg.img_size),
         letterbox=bool(cfg.letterbox),
         batch_size=int(cfg.batch_size),
         num_workers=int(cfg.num_workers),
@@ -123,11 +124,25 @@ def _listed_path(line: str, folder: Path) -> Path:
     return folder / p if (folder / p).exists() or not p.exists() else p
 
 
+def input_size(size: Any) -> int | tuple[int, int] | None:
+    """``img_size``: one side, ``[height, width]``, or None (the checkpoint's); a value that is none of these is a
+    ValueError naming the key."""
+    if size is None:
+        return None
+    sides = list(size) if OmegaConf.is_list(size) or isinstance(size, list | tuple) else [size]
+    if len(sides) not in (1, 2) or any(
+        isinstance(v, bool) or not isinstance(v, int) or v <= 0 or v % STRIDE for v in sides
+    ):
+        raise ValueError(
+            f"img_size must be a positive multiple of {STRIDE}, [height, width] of them, or null (the checkpoint's), "
+            f"got {size!r}"
+        )
+    return sides[0] if len(sides) == 1 else (sides[0], sides[1])
+
+
 def check_settings(cfg: DictConfig) -> None:
     """Refuse settings that would fail after the checkpoint is loaded, naming the key."""
-    size = cfg.img_size
-    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size <= 0 or size % STRIDE):
-        raise ValueError(f"img_size must be a positive multiple of {STRIDE} (or null: the checkpoint's), got {size!r}")
+    input_size(cfg.img_size)
     for key, low in (("batch_size", 1), ("num_workers", 0)):
         v = cfg.get(key)
         if isinstance(v, bool) or not isinstance(v, int) or v < low:

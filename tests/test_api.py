@@ -495,8 +495,10 @@ def test_bad_call_arguments_are_refused(detector) -> None:  # noqa: ANN001
     folder = str(IMAGES[0].parent)
     with pytest.raises(UnreadableImageError, match=r"a folder, not an image file .*list_images\(folder\)"):
         detector.predict(folder)
-    with pytest.raises(TypeError, match=r"size must be one int, the side of the square network input"):
-        detector.predict(IMAGES[0], size=(256, 320))
+    with pytest.raises(TypeError, match=r"size must be one side or \(height, width\)"):
+        detector.predict(IMAGES[0], size=(256, 320, 3))
+    with pytest.raises(ValueError, match=r"a positive multiple of 32, or \(height, width\) of them, got \(256, 300\)"):
+        detector.predict(IMAGES[0], size=(256, 300))
     with Image.open(IMAGES[0]) as closed:
         pass  # PIL reads the pixels lazily: the block closed the file first (PIL asserted, no message)
     with pytest.raises(ValueError, match=r"image 0: a closed PIL image .* call im.load\(\) inside the block"):
@@ -642,3 +644,55 @@ def test_import_stays_light() -> None:
     )
     res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr[-2000:]
+
+
+def _input_shapes(detector) -> list[tuple[int, ...]]:  # noqa: ANN001
+    """The shapes of the inputs the detector's network sees from now on (a forward pre-hook records them)."""
+    seen: list[tuple[int, ...]] = []
+    detector.network.register_forward_pre_hook(lambda _m, args: seen.append(tuple(args[0].shape)))
+    return seen
+
+
+def test_rectangular_input_size(ckpt: Path, names_file: Path, tmp_path: Path) -> None:
+    """``size=(height, width)``: the network runs at 64 x 96 and the boxes come back in the image's pixels, each
+    axis by its own scale: the same boxes as the network run on the image stretched by hand (cv2) and its boxes
+    scaled back by hand. An image of the input's aspect is not padded by the letterbox (the same detections)."""
+    import cv2
+
+    from yolo9000 import Detector
+
+    det = Detector.from_checkpoint(ckpt, device="cpu", conf_thresh=0.0)
+    shapes = _input_shapes(det)
+    image = read_image(IMAGES[0])  # 480 x 640
+    got = det.predict(image, size=(64, 96))[0]
+    assert shapes[-1] == (1, 3, 64, 96)
+    x = torch.from_numpy(cv2.resize(image, (96, 64), interpolation=cv2.INTER_LINEAR)).permute(2, 0, 1)[None] / 255.0
+    with torch.no_grad():
+        raw = det.module(x)
+        net = det.module.predict_raw(raw, (64, 96), None, None)[0]  # boxes in network pixels, unclipped
+    want = (net["boxes"] * torch.tensor([640 / 96, 480 / 64] * 2)).clamp_min(0)
+    want = torch.minimum(want, torch.tensor([640.0, 480.0] * 2))
+    assert len(got) > 0 and torch.equal(got.labels, net["labels"])
+    assert torch.allclose(got.boxes, want, atol=2e-3) and torch.allclose(got.scores, net["scores"], atol=1e-5)
+    square = det.predict(image, size=96)[0]
+    assert not (len(square) == len(got) and torch.allclose(square.boxes, got.boxes))  # the size is applied
+    same_aspect = np.ascontiguousarray(cv2.resize(image, (192, 128)))  # 3:2, as 96 x 64
+    a, b = (det.predict(same_aspect, size=(64, 96), letterbox=lb)[0] for lb in (False, True))
+    assert_same(a, b)
+
+
+def test_rectangular_darknet_net_runs_as_darknet_does(tmp_path: Path, names_file: Path) -> None:
+    """A darknet cfg whose [net] is 64 high and 96 wide: the predict API (detect.py) runs it 64 x 96 by default,
+    as darknet's detector test does (it ran square before); evaluation keeps a square side, the height."""
+    from yolo9000 import Detector
+
+    cfg = scaled_cfg(tmp_path, "yolov2-voc.cfg", 0.125, 3)
+    rect = tmp_path / "rect.cfg"
+    rect.write_text(re.sub(r"width=\d+", "width=96", re.sub(r"height=\d+", "height=64", cfg.read_text()), count=1))
+    det = Detector.from_darknet(rect, None, names_file, device="cpu")
+    assert det.input_hw == (64, 96) and det.size == 64 and "size=64x96" in repr(det)
+    shapes = _input_shapes(det)
+    det.predict(IMAGES[0])
+    assert shapes[-1] == (1, 3, 64, 96)
+    square = Detector.from_darknet(cfg, None, names_file, device="cpu")
+    assert square.input_hw == (416, 416) and "predict_hw" not in square.module.model_config  # as before

@@ -164,10 +164,12 @@ def test_detect_sources_lists_globs_and_user_errors(bccd_ckpt: Path, tmp_path: P
     assert detect.source_files(f"{src}/*.jpg") == [src / "a.jpg", src / "b.jpg"]
     assert detect.source_files(str(src / "list.txt")) == [src / "a.jpg", src / "sub" / "c.jpg"]
     assert detect.source_files([str(src / "b.jpg"), str(src / "sub")]) == [src / "b.jpg", src / "sub" / "c.jpg"]
-    res = run("detect.py", tmp_path / "out", f"ckpt_path={bccd_ckpt}", f"source={src / 'list.txt'}", "img_size=64")
+    list_run = (f"ckpt_path={bccd_ckpt}", f"source={src / 'list.txt'}", "img_size=[64,96]")  # height x width
+    res = run("detect.py", tmp_path / "out", *list_run)
     assert res.returncode == 0, res.stderr[-3000:]
     det = json.loads((tmp_path / "out" / "detections.json").read_text())
     assert [r["drawing"] for r in det["images"]] == ["detections/a.jpg", "detections/sub/c.jpg"]  # common folder
+    assert detect.input_size(64) == 64 and detect.input_size([64, 96]) == (64, 96) and detect.input_size(None) is None
     (tmp_path / "empty").mkdir()
     for bad, want in (
         (tmp_path / "empty", "no images"),
@@ -180,6 +182,7 @@ def test_detect_sources_lists_globs_and_user_errors(bccd_ckpt: Path, tmp_path: P
     for bad, want in (
         (f"source={tmp_path / 'missing'}", "source not found"),
         ("img_size=250", "img_size must be a positive multiple of 32"),
+        ("img_size=[64,100]", "img_size must be a positive multiple of 32, [height, width] of them"),
     ):
         source = [] if bad.startswith("source=") else [f"source={src}"]
         res = run("detect.py", tmp_path / "bad", f"ckpt_path={tmp_path / 'nope.ckpt'}", bad, *source)

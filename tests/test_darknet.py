@@ -525,10 +525,16 @@ def test_detector_from_a_backbone_file_warns_it_is_untrained(tmp_path: Path, cap
     assert not [r for r in caplog.records if "partial" in r.getMessage()]
 
 
-@pytest.mark.parametrize(("hw", "size"), [((416, 416), 416), ((100, 100), 96), ((64, 96), 64), ((10, 10), 32)])
+@pytest.mark.parametrize(
+    ("hw", "size", "predict_hw"),
+    [((416, 416), 416, None), ((100, 100), 96, None), ((64, 96), 64, [64, 96]), ((10, 10), 32, None),
+     ((100, 200), 96, [96, 192])],
+)  # fmt: skip
 def test_detector_default_size_from_net_section(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture, hw: tuple[int, int], size: int
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, hw: tuple[int, int], size: int, predict_hw: list[int] | None
 ) -> None:
+    """Evaluation's square side is the [net] height, the predict API's input its height x width when not square
+    (multiples of 32, the nearest: a warning when one is not)."""
     p = tmp_path / "d.cfg"
     p.write_text(
         f"[net]\nheight={hw[0]}\nwidth={hw[1]}\nchannels=3\n[convolutional]\nfilters=7\nsize=1\n"
@@ -537,7 +543,8 @@ def test_detector_default_size_from_net_section(
     with caplog.at_level(logging.WARNING, logger="yolo9000"):
         ckpt = darknet_to_checkpoint(p)
     assert ckpt["yolo9000_model_config"]["eval_size"] == size
-    assert (f"{p}:1" in caplog.text) == (hw != (size, size))  # a warning when the net's size is not the detector's
+    assert ckpt["yolo9000_model_config"].get("predict_hw") == predict_hw
+    assert (f"{p}:1" in caplog.text) == (hw[0] % 32 != 0 or hw[1] % 32 != 0)  # sides not multiples of 32: warned
 
 
 def test_cfg_with_a_byte_order_mark(tmp_path: Path) -> None:

@@ -129,6 +129,29 @@ def test_eval_letterbox_maps_back():
     assert letterbox_geometry(333, 517, 416) == (267, 416, 74, 0)
 
 
+def test_rectangular_network_input() -> None:
+    """A (height, width) input: darknet's letterbox_image picks the side that limits the scale by net_w / w <
+    net_h / h and truncates the other in integers; the stretch maps each axis on its own. Hand-computed."""
+    # 640 x 480 into 352 x 608 (h x w): 608 / 640 = .95 > 352 / 480 = .73: the height limits; 640 * 352 / 480 = 469.3
+    assert letterbox_geometry(640, 480, (352, 608)) == (469, 352, 69, 0)
+    assert letterbox_geometry(480, 640, (352, 608)) == (264, 352, 172, 0)  # portrait: 480 * 352 / 640 = 264
+    assert letterbox_geometry(1000, 200, (352, 608)) == (608, 121, 0, 115)  # wide: 200 * 608 / 1000 = 121.6
+    assert letterbox_geometry(640, 480, (416, 416)) == letterbox_geometry(640, 480, 416) == (416, 312, 0, 52)
+    img = _canvas(200, 100, (20, 10, 60, 50))
+    for letterbox in (False, True):
+        t = DetectionTransform(train=False, augment={"letterbox": letterbox, "fill": 127})
+        out, params = t.resize(img, (64, 96))
+        assert out.shape == (64, 96, 3)
+        if letterbox:  # 96 / 200 = .48 < 64 / 100: the width limits, 48 rows at 8
+            assert tuple(params) == pytest.approx((0.48, 0.48, 0, 8))
+            assert (out[:8] == 127).all() and (out[56:] == 127).all() and (out[8:56] != 127).any()
+        else:
+            assert tuple(params) == pytest.approx((0.48, 0.64, 0, 0))
+        sx, sy, px, py = params
+        white = _white_extent(out)  # the white box lands where the params put it
+        np.testing.assert_allclose(white, [20 * sx + px, 10 * sy + py, 60 * sx + px, 50 * sy + py], atol=1.5)
+
+
 def test_hsv_jitter():
     rng = np.random.default_rng(0)
     img = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)

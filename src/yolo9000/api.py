@@ -312,6 +312,13 @@ class Detector:
         return int(self.module.hparams.get("eval_size") or 416)
 
     @property
+    def input_hw(self) -> tuple[int, int]:
+        """Default network input (height, width) of :meth:`predict`: a converted darknet cfg's rectangular ``[net]``
+        (``predict_hw``), else :attr:`size` square."""
+        hw = self.module.hparams.get("predict_hw")
+        return (int(hw[0]), int(hw[1])) if hw else (self.size, self.size)
+
+    @property
     def conf(self) -> float:
         """Default confidence threshold of :meth:`predict`."""
         return float(self.module.hparams.conf_thresh)
@@ -323,7 +330,8 @@ class Detector:
 
     def __repr__(self) -> str:
         return (
-            f"Detector({len(self.class_names)} classes, size={self.size}, conf={self.conf}, nms={self.nms}, "
+            f"Detector({len(self.class_names)} classes, size={_size_text(self.input_hw)}, conf={self.conf}, "
+            f"nms={self.nms}, "
             f"device={self.device}, dtype={str(self.dtype).removeprefix('torch.')}, "
             f"channels_last={self.channels_last}, fold_bn={self.fold_bn})"
         )
@@ -333,7 +341,7 @@ class Detector:
         self,
         images: ImageInput | Sequence[ImageInput],
         *,
-        size: int | None = None,
+        size: int | tuple[int, int] | None = None,
         conf: float | None = None,
         nms: float | None = None,
         batch_size: int = 16,
@@ -344,7 +352,7 @@ class Detector:
     ) -> list[Detections]:
         """Detect objects in images of any sizes.
 
-        Images are read lazily and run ``batch_size`` at a time, each resized to ``size x size`` by the eval
+        Images are read lazily and run ``batch_size`` at a time, each resized to the network input by the eval
         transform (stretched, or ``letterbox``-ed with grey padding as darknet's HEAD); the boxes are mapped back
         to every image's own pixels. Floats are quantised to 8 bits first, so the same pixels give the same
         detections as a file, PIL image, array or tensor (a file is decoded upright: see :data:`ImageInput`).
@@ -352,7 +360,8 @@ class Detector:
         Args:
             images: one :data:`ImageInput` or a sequence of them (a folder: pass
                 ``yolo9000.data.predict.list_images(folder)``).
-            size: network input side, a multiple of 32 (default :attr:`size`).
+            size: network input side, or (height, width), multiples of 32 (default :attr:`input_hw`: the
+                checkpoint's evaluation size, a converted darknet cfg's [net] height x width).
             conf: score threshold of this call (default :attr:`conf`).
             nms: NMS IoU threshold of this call (default :attr:`nms`).
             batch_size: images per forward pass.
@@ -368,21 +377,13 @@ class Detector:
                 ``nms`` outside [0, 1], a negative ``max_det``, ``batch_size`` below 1.
         """
         items = _as_items(images)
-        if isinstance(size, Sequence | torch.Tensor | np.ndarray):
-            raise TypeError(
-                f"size must be one int, the side of the square network input (a multiple of {STRIDE}), got {size!r}"
-            )
-        if size is not None and (isinstance(size, bool) or int(size) != size):
-            raise ValueError(f"size must be a positive multiple of {STRIDE}, got {size!r}")
-        size = self.size if size is None else int(size)
-        if size <= 0 or size % STRIDE:
-            raise ValueError(f"size must be a positive multiple of {STRIDE}, got {size}")
+        hw = self.input_hw if size is None else _input_hw(size)
         check_decode_settings(conf=conf, nms=nms, max_det=max_det)
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
         if int(num_workers) < 0:
             raise ValueError(f"num_workers must be >= 0 (0: this process reads), got {num_workers!r}")
-        dataset = _IndexedImages(items, size, transform=self._transforms[bool(letterbox)])
+        dataset = _IndexedImages(items, hw, transform=self._transforms[bool(letterbox)])
         bs = int(batch_size)
         if int(num_workers) > 0:
             pin = self.device.type == "cuda"
@@ -436,9 +437,9 @@ class Detector:
         """The collated batch of ``dataset``'s samples ``indices``, read by :attr:`read_threads` threads, each
         resizing straight into its images' slots of one uint8 (B, S, S, 3) buffer (no per-image arrays to stack;
         pinned for a GPU: its copy to the device is asynchronous)."""
-        size = dataset.size
+        h, w = dataset.size
         pin = self.device.type == "cuda"  # torch's pinned-memory cache makes the same sizes cheap to allocate again
-        buffer = torch.empty(len(indices), size, size, 3, dtype=torch.uint8, pin_memory=pin)  # NHWC
+        buffer = torch.empty(len(indices), h, w, 3, dtype=torch.uint8, pin_memory=pin)  # NHWC
         slots = buffer.numpy()
 
         def read(part: range) -> list[dict[str, Any]]:  # one task per thread: a future per image costs more
@@ -469,7 +470,7 @@ class Detector:
         nms: float | None,
         max_det: int | None,
     ) -> list[dict[str, torch.Tensor]]:
-        """uint8 (B, 3, S, S) resized images, their (B, 4) transforms and (B, 2) original (h, w) -> per image
+        """uint8 (B, 3, h, w) resized images, their (B, 4) transforms and (B, 2) original (H, W) -> per image
         ``boxes`` (N, 4) xyxy original pixels, ``scores`` (N,), ``labels`` (N,) (the module's decode with this
         call's thresholds)."""
         m = self.module
@@ -508,6 +509,22 @@ def _to_host(preds: list[dict[str, torch.Tensor]]) -> list[dict[str, torch.Tenso
     counts = [len(p["scores"]) for p in preds]
     flat = {k: torch.cat([p[k] for p in preds]).cpu().split(counts) for k in ("boxes", "scores", "labels")}
     return [{k: v[j] for k, v in flat.items()} for j in range(len(preds))]
+
+
+def _input_hw(size: Any) -> tuple[int, int]:
+    """``predict``'s ``size``: one side or (height, width), positive multiples of the stride, as (height, width)."""
+    sides = list(size) if isinstance(size, Sequence | torch.Tensor | np.ndarray) and not isinstance(size, str) else None
+    if sides is not None and len(sides) != 2:
+        raise TypeError(f"size must be one side or (height, width), each a multiple of {STRIDE}, got {size!r}")
+    values = sides if sides is not None else [size]
+    if any(isinstance(v, bool | str) or int(v) != v or int(v) <= 0 or int(v) % STRIDE for v in values):
+        raise ValueError(f"size must be a positive multiple of {STRIDE}, or (height, width) of them, got {size!r}")
+    return int(values[0]), int(values[-1])  # one side: both
+
+
+def _size_text(hw: tuple[int, int]) -> str:
+    """``416`` for a square input, ``352x608`` (height x width) for another."""
+    return str(hw[0]) if hw[0] == hw[1] else f"{hw[0]}x{hw[1]}"
 
 
 def _as_items(images: Any) -> list[str | np.ndarray]:

@@ -111,28 +111,42 @@ def detector_model_config(
     if steps and scales and len(steps) == len(scales):
         cfg["steps"], cfg["scales"] = [int(s) if s.is_integer() else s for s in steps], scales
     cfg["class_names"] = class_names
-    cfg["eval_size"] = _eval_size(ns)
+    cfg["eval_size"], predict_hw = _input_sizes(ns)
+    if predict_hw:  # a rectangular [net]
+        cfg["predict_hw"] = predict_hw
     cfg["pre_nms_topk"] = None  # every candidate goes on to NMS, as darknet's (the trained default caps at 1000)
     return cfg
 
 
-def _eval_size(net: dict[str, Any]) -> int:
-    """The detector's default input size from ``[net]``: its height, made a multiple of the network stride (the
-    nearest, at least one stride) with a warning, as the predict API and evaluation run square multiples of 32."""
+def _input_sizes(net: dict[str, Any]) -> tuple[int, list[int] | None]:
+    """The detector's input sizes from ``[net]``: ``eval_size`` (evaluation's square side: the height) and
+    ``predict_hw`` ((height, width) of the predict API and ``detect.py`` where width != height, as darknet's
+    ``detector test`` runs the network; None: square), each made a multiple of the network stride (the nearest, at
+    least one stride) with a warning."""
     height, width = option(net, "height", 416), option(net, "width", option(net, "height", 416))
-    size = max(STRIDE, round(height / STRIDE) * STRIDE)
-    if size != height or width != height:
+    h, w = (max(STRIDE, round(v / STRIDE) * STRIDE) for v in (height, width))
+    if (h, w) != (height, width):
         log.warning(
-            "%s: [net] width=%d height=%d: the detector's default input size is %d x %d (square, a multiple of %d); "
-            "predict(size=...) and eval img_size choose another",
+            "%s: [net] width=%d height=%d: not multiples of %d; the detector runs %d x %d (height x width)",
             source_line(net),
             width,
             height,
-            size,
-            size,
             STRIDE,
+            h,
+            w,
         )
-    return size
+    if h != w:
+        log.info(
+            "%s: [net] width=%d height=%d: the predict API and detect.py run %d x %d (height x width) as darknet "
+            "does; evaluation (eval.py, the trade-off) runs square sizes (%d by default)",
+            source_line(net),
+            width,
+            height,
+            h,
+            w,
+            h,
+        )
+    return h, [h, w] if h != w else None
 
 
 def darknet_to_checkpoint(

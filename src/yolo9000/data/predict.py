@@ -13,7 +13,7 @@ from torch.utils.data import Dataset
 
 from .dataset import stack_nhwc
 from .image_io import IMAGE_SUFFIXES, ImageDecodeError, images_under, read_image
-from .transforms import DetectionTransform
+from .transforms import DetectionTransform, Size, input_hw
 
 __all__ = ["ImageFilesDataset", "PredictCollate", "list_images"]
 
@@ -35,12 +35,12 @@ def list_images(source: str | Path) -> list[Path]:
 class ImageFilesDataset(Dataset):
     """Images (file paths or uint8 (H, W, 3) RGB arrays) at one input size, through the eval transform.
 
-    ``dataset[i]`` is ``{"image": uint8 (3, S, S), "transform": float32 (4,), "orig_size": (h, w), "path": str}``,
+    ``dataset[i]`` is ``{"image": uint8 (3, h, w), "transform": float32 (4,), "orig_size": (H, W), "path": str}``,
     or ``{"path": str, "error": str}`` for a file that cannot be read.
 
     Args:
         images: file paths or arrays.
-        size: network input side (a multiple of the stride).
+        size: network input: a side, or (height, width) (multiples of the stride).
         letterbox: keep the aspect ratio with grey padding instead of stretching.
         transform: an eval :class:`DetectionTransform` to use (its pipelines cached across datasets); None: a new
             one with ``letterbox``.
@@ -49,12 +49,12 @@ class ImageFilesDataset(Dataset):
     def __init__(
         self,
         images: Sequence[str | Path | np.ndarray],
-        size: int,
+        size: Size,
         letterbox: bool = False,
         transform: DetectionTransform | None = None,
     ) -> None:
         self.images = list(images)
-        self.size = int(size)
+        self.size = input_hw(size)  # (height, width)
         self.transform = transform or DetectionTransform(train=False, augment={"letterbox": bool(letterbox)})
 
     def __len__(self) -> int:
@@ -64,7 +64,7 @@ class ImageFilesDataset(Dataset):
         return self.read(index)
 
     def read(self, index: int, out: np.ndarray | None = None) -> dict[str, Any]:
-        """``dataset[index]``, its resized pixels written into ``out`` (uint8 (S, S, 3), e.g. a slot of a batch
+        """``dataset[index]``, its resized pixels written into ``out`` (uint8 (h, w, 3), e.g. a slot of a batch
         buffer) when given: ``image`` is then a view of ``out``. Threads may read samples at once (the eval
         resize keeps no state)."""
         item = self.images[index]
@@ -78,7 +78,7 @@ class ImageFilesDataset(Dataset):
                 return {"path": name, "error": str(e)}
         resized, params = self.transform.resize(image, self.size, out=out)
         return {
-            "image": torch.from_numpy(np.ascontiguousarray(resized)).permute(2, 0, 1),  # (3, S, S) view of HWC pixels
+            "image": torch.from_numpy(np.ascontiguousarray(resized)).permute(2, 0, 1),  # (3, h, w) view of HWC pixels
             "transform": torch.from_numpy(params),
             "orig_size": tuple(image.shape[:2]),
             "path": name,
@@ -86,11 +86,11 @@ class ImageFilesDataset(Dataset):
 
 
 class PredictCollate:
-    """Batch of readable samples: ``images`` uint8 (B, 3, S, S), ``transforms`` (B, 4), ``orig_sizes`` long (B, 2),
+    """Batch of readable samples: ``images`` uint8 (B, 3, h, w), ``transforms`` (B, 4), ``orig_sizes`` long (B, 2),
     ``image_paths``; unreadable ones go to ``failed`` as ``{"file", "reason"}`` (B may be 0)."""
 
     def __call__(self, samples: Sequence[dict[str, Any]], images: torch.Tensor | None = None) -> dict[str, Any]:
-        """``images``: the readable samples' pixels already in one uint8 (B, 3, S, S) batch (their ``image`` views
+        """``images``: the readable samples' pixels already in one uint8 (B, 3, h, w) batch (their ``image`` views
         of it are then not stacked again)."""
         ok = [s for s in samples if "error" not in s]
         failed = [{"file": s["path"], "reason": s["error"]} for s in samples if "error" in s]
@@ -103,7 +103,7 @@ class PredictCollate:
                 "failed": failed,
             }
         return {
-            "images": stack_nhwc([s["image"] for s in ok]) if images is None else images,  # (B, 3, S, S), NHWC
+            "images": stack_nhwc([s["image"] for s in ok]) if images is None else images,  # (B, 3, h, w), NHWC
             "transforms": torch.stack([s["transform"] for s in ok]),
             "orig_sizes": torch.tensor([s["orig_size"] for s in ok], dtype=torch.long),
             "image_paths": [s["path"] for s in ok],

@@ -25,8 +25,10 @@ __all__ = [
     "DarknetJitterResize",
     "DetectionTransform",
     "LetterboxResize",
+    "Size",
     "StretchResize",
     "TransformOutput",
+    "input_hw",
     "letterbox_geometry",
     "letterbox_image",
     "run_pipeline",
@@ -191,21 +193,34 @@ def _boxes_out(boxes: np.ndarray, width: int, height: int) -> tuple[np.ndarray, 
     return out, boxes[keep, 4].astype(np.int64)
 
 
-def letterbox_geometry(width: int, height: int, size: int) -> tuple[int, int, int, int]:
-    """Letterbox layout of a ``width x height`` image in a ``size x size`` canvas.
+Size = int | tuple[int, int]  # a network input: a square side, or (height, width)
 
-    The long side fills the canvas and the short one is truncated, as darknet's ``letterbox_image`` and
-    ``correct_region_boxes`` compute it (``new_h = (h * size) / w`` in integers; rounding is 1 px off in about a
-    third of the sizes, e.g. 517 x 333 at 416: 267 rows, not 268).
+
+def input_hw(size: Size) -> tuple[int, int]:
+    """(height, width) of a network input given as one side (square) or as (height, width)."""
+    if isinstance(size, int | np.integer):
+        return int(size), int(size)
+    h, w = size
+    return int(h), int(w)
+
+
+def letterbox_geometry(width: int, height: int, size: Size) -> tuple[int, int, int, int]:
+    """Letterbox layout of a ``width x height`` image in a ``size`` canvas (a side, or (height, width)).
+
+    The side that limits the scale fills the canvas and the other is truncated, as darknet's ``letterbox_image`` and
+    ``correct_region_boxes`` compute it (``new_h = (h * net_w) / w`` in integers; rounding is 1 px off in about a
+    third of the sizes, e.g. 517 x 333 at 416: 267 rows, not 268). darknet picks the side by ``net_w / w < net_h /
+    h`` in floats; here in exact integers (the same but in a near-tie a float cannot tell apart).
 
     Returns:
         (new_w, new_h, pad_x, pad_y): resized image size and left / top padding in pixels.
     """
-    if width > height:
-        new_w, new_h = size, max(1, height * size // width)
+    net_h, net_w = input_hw(size)
+    if net_w * height < net_h * width:  # the width limits the scale
+        new_w, new_h = net_w, max(1, height * net_w // width)
     else:
-        new_w, new_h = max(1, width * size // height), size
-    return new_w, new_h, (size - new_w) // 2, (size - new_h) // 2
+        new_w, new_h = max(1, width * net_h // height), net_h
+    return new_w, new_h, (net_w - new_w) // 2, (net_h - new_h) // 2
 
 
 class DarknetJitterResize(A.DualTransform):
@@ -280,29 +295,31 @@ def _into(image: np.ndarray, resized: np.ndarray, out: np.ndarray | None) -> np.
 
 
 def stretch_image(
-    image: np.ndarray, size: int, interpolation: int = cv2.INTER_LINEAR, out: np.ndarray | None = None
+    image: np.ndarray, size: Size, interpolation: int = cv2.INTER_LINEAR, out: np.ndarray | None = None
 ) -> np.ndarray:
-    """The eval stretch resize (albumentations' ``Resize``): uint8 (H, W, C) -> (size, size, C) by OpenCV's
-    ``resize`` (an image of that size is returned as it is), written into ``out`` (size, size, C) when given."""
-    if image.shape[:2] == (size, size):
+    """The eval stretch resize (albumentations' ``Resize``): uint8 (H, W, C) -> (h, w, C) of ``size`` (a side, or
+    (height, width)) by OpenCV's ``resize`` (an image of that size is returned as it is), written into ``out``
+    (h, w, C) when given."""
+    hw = input_hw(size)
+    if image.shape[:2] == hw:
         return _into(image, image, out)
     dst = out if out is not None and out.flags.c_contiguous else None  # cv2 writes into a contiguous buffer
-    return _into(image, cv2.resize(image, (size, size), dst=dst, interpolation=interpolation), out)
+    return _into(image, cv2.resize(image, hw[::-1], dst=dst, interpolation=interpolation), out)
 
 
 def letterbox_image(
     image: np.ndarray,
-    size: int,
+    size: Size,
     fill: int = 127,
     interpolation: int = cv2.INTER_LINEAR,
     out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """The letterbox resize: uint8 (H, W, C) -> (size, size, C), the image resized to
-    :func:`letterbox_geometry` and centred on a ``fill`` canvas; written into ``out`` when given."""
+    """The letterbox resize: uint8 (H, W, C) -> (h, w, C) of ``size`` (a side, or (height, width)), the image
+    resized to :func:`letterbox_geometry` and centred on a ``fill`` canvas; written into ``out`` when given."""
     h, w = image.shape[:2]
     nw, nh, px, py = letterbox_geometry(w, h, size)
     resized = _into(image, cv2.resize(image, (nw, nh), interpolation=interpolation), None)
-    canvas = np.empty((size, size, *image.shape[2:]), image.dtype) if out is None else out
+    canvas = np.empty((*input_hw(size), *image.shape[2:]), image.dtype) if out is None else out
     canvas[:py] = fill  # the borders (cv2.copyMakeBorder's constant), then the image
     canvas[py + nh :] = fill
     canvas[py : py + nh, :px] = fill
@@ -500,11 +517,12 @@ class DetectionTransform:
         bbox_params = A.BboxParams(format="pascal_voc", label_fields=["idx"], clip=True, check_each_transform=False)
         return A.Compose(steps, bbox_params=bbox_params)
 
-    def resize(self, image: np.ndarray, size: int, out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """The eval resize of an image alone (inference): uint8 (H, W, 3) -> (uint8 (size, size, 3), params
-        float32 (4,)); :meth:`to_original` maps the network's boxes back with ``params``. The pixels of the eval
-        pipeline's step (:func:`stretch_image` / :func:`letterbox_image`) without the pipeline: no state, so threads
-        may share one transform; written into ``out`` (size, size, 3) when given (a slot of a batch buffer)."""
+    def resize(self, image: np.ndarray, size: Size, out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The eval resize of an image alone (inference): uint8 (H, W, 3) -> (uint8 (h, w, 3) of ``size``, a side
+        or (height, width); params float32 (4,)); :meth:`to_original` maps the network's boxes back with ``params``.
+        The pixels of the eval pipeline's step (:func:`stretch_image` / :func:`letterbox_image`) without the
+        pipeline: no state, so threads may share one transform; written into ``out`` (h, w, 3) when given (a slot
+        of a batch buffer)."""
         c = self.cfg
         interp = _INTERPOLATIONS[c.interpolation]
         h, w = image.shape[:2]
@@ -516,12 +534,14 @@ class DetectionTransform:
 
     to_original = staticmethod(boxes_to_original)
 
-    def eval_params(self, width: int, height: int, size: int) -> np.ndarray:
-        """(scale_x, scale_y, pad_x, pad_y) of the eval transform for an image of ``width x height``."""
+    def eval_params(self, width: int, height: int, size: Size) -> np.ndarray:
+        """(scale_x, scale_y, pad_x, pad_y) of the eval transform for an image of ``width x height`` at ``size``
+        (a side, or (height, width))."""
         if self.cfg.letterbox:
             nw, nh, px, py = letterbox_geometry(width, height, size)
             return np.array([nw / width, nh / height, px, py], np.float32)
-        return np.array([size / width, size / height, 0.0, 0.0], np.float32)
+        net_h, net_w = input_hw(size)
+        return np.array([net_w / width, net_h / height, 0.0, 0.0], np.float32)
 
     def __call__(
         self,

@@ -69,6 +69,8 @@ class DetectorModule(DarknetModule):
         class_names: names for per-class tables (filled from the DataModule when None).
         backbone_ckpt: optional checkpoint whose ``backbone.*`` weights initialise the backbone.
         eval_size: evaluation input side the network was validated at (the default size of ``detect.py``).
+        predict_hw: the predict API's default input (height, width) where it is not ``eval_size`` square: a
+            converted darknet cfg's rectangular ``[net]`` (its width and height); None: ``eval_size`` square.
         priors: the prior spec (``anchors``: list | null | kmeans | handpicked, ``k``, ``metric``) the network's
             anchors were resolved from at build time; a record, the network holds the anchors.
         build_info: what the build computed (:class:`yolo9000.build.BuildInfo`), kept in the checkpoint.
@@ -104,6 +106,7 @@ class DetectorModule(DarknetModule):
         class_names: list[str] | None = None,
         backbone_ckpt: str | None = None,
         eval_size: int = 416,
+        predict_hw: list[int] | None = None,
         priors: dict[str, Any] | None = None,
         build_info: dict[str, Any] | None = None,
         fast: dict[str, Any] | None = None,
@@ -126,6 +129,10 @@ class DetectorModule(DarknetModule):
         check_tree_decode(tree_decode)  # before any data is read (eval.py / detect.py settings)
         if isinstance(eval_size, bool) or int(eval_size) != eval_size or eval_size <= 0 or eval_size % STRIDE:
             raise ValueError(f"eval_size must be a positive multiple of {STRIDE}, got {eval_size!r}")
+        if predict_hw is not None and (
+            len(predict_hw) != 2 or any(isinstance(v, bool) or int(v) != v or v <= 0 or v % STRIDE for v in predict_hw)
+        ):
+            raise ValueError(f"predict_hw must be (height, width), positive multiples of {STRIDE}, got {predict_hw!r}")
         if headline_metric == "voc07_map_50" and not voc07:
             raise ValueError("headline_metric voc07_map_50 needs voc07=true")
         self.monitor = f"val/{headline_metric}"  # the validation metric that picks the best checkpoint

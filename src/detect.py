@@ -26,7 +26,7 @@ import hydra
 import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from yolo9000.api import Detector
+from yolo9000.api import Detector, check_input_size
 from yolo9000.checkpoints import module_settings
 from yolo9000.data.image_io import IMAGE_SUFFIXES, read_image
 from yolo9000.data.predict import list_images
@@ -129,15 +129,15 @@ def input_size(size: Any) -> int | tuple[int, int] | None:
     ValueError naming the key."""
     if size is None:
         return None
-    sides = list(size) if OmegaConf.is_list(size) or isinstance(size, list | tuple) else [size]
-    if len(sides) not in (1, 2) or any(
-        isinstance(v, bool) or not isinstance(v, int) or v <= 0 or v % STRIDE for v in sides
-    ):
+    sides = list(size) if OmegaConf.is_list(size) or isinstance(size, list | tuple) else size
+    try:
+        h, w = check_input_size(sides)
+    except (TypeError, ValueError):
         raise ValueError(
             f"img_size must be a positive multiple of {STRIDE}, [height, width] of them, or null (the checkpoint's), "
             f"got {size!r}"
-        )
-    return sides[0] if len(sides) == 1 else (sides[0], sides[1])
+        ) from None
+    return (h, w) if isinstance(sides, list) else h
 
 
 def check_settings(cfg: DictConfig) -> None:

@@ -45,7 +45,7 @@ from yolo9000.postprocess import DecodeOn, decode_device
 from yolo9000.speed import float_images, set_channels_last
 from yolo9000.speed import keep_freed_memory as apply_keep_freed_memory
 
-__all__ = ["DETECT_CONF", "Detections", "Detector", "ImageInput", "UnreadableImageError"]
+__all__ = ["DETECT_CONF", "Detections", "Detector", "ImageInput", "UnreadableImageError", "check_input_size"]
 
 DETECT_CONF = 0.25  # darknet detect's default threshold (conf/detect.yaml)
 
@@ -377,7 +377,7 @@ class Detector:
                 ``nms`` outside [0, 1], a negative ``max_det``, ``batch_size`` below 1.
         """
         items = _as_items(images)
-        hw = self.input_hw if size is None else _input_hw(size)
+        hw = self.input_hw if size is None else check_input_size(size)
         check_decode_settings(conf=conf, nms=nms, max_det=max_det)
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
@@ -435,7 +435,7 @@ class Detector:
 
     def _read(self, dataset: _IndexedImages, indices: range) -> dict[str, Any]:
         """The collated batch of ``dataset``'s samples ``indices``, read by :attr:`read_threads` threads, each
-        resizing straight into its images' slots of one uint8 (B, S, S, 3) buffer (no per-image arrays to stack;
+        resizing straight into its images' slots of one uint8 (B, h, w, 3) buffer (no per-image arrays to stack;
         pinned for a GPU: its copy to the device is asynchronous)."""
         h, w = dataset.size
         pin = self.device.type == "cuda"  # torch's pinned-memory cache makes the same sizes cheap to allocate again
@@ -511,8 +511,9 @@ def _to_host(preds: list[dict[str, torch.Tensor]]) -> list[dict[str, torch.Tenso
     return [{k: v[j] for k, v in flat.items()} for j in range(len(preds))]
 
 
-def _input_hw(size: Any) -> tuple[int, int]:
-    """``predict``'s ``size``: one side or (height, width), positive multiples of the stride, as (height, width)."""
+def check_input_size(size: Any) -> tuple[int, int]:
+    """A network input size (``predict``'s ``size``, ``detect.py``'s ``img_size``): one side or (height, width),
+    positive multiples of the stride, as (height, width); TypeError / ValueError otherwise."""
     sides = list(size) if isinstance(size, Sequence | torch.Tensor | np.ndarray) and not isinstance(size, str) else None
     if sides is not None and len(sides) != 2:
         raise TypeError(f"size must be one side or (height, width), each a multiple of {STRIDE}, got {size!r}")

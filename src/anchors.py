@@ -35,7 +35,10 @@ def main(cfg: DictConfig) -> None:
     wh = torch.as_tensor(dm.box_sizes(cfg.split), dtype=torch.float64)
     log.info("%d boxes from the %s split", len(wh), cfg.split)
     ks = list(cfg.ks)
-    runs = {m: anchor_sweep(wh, ks, metric=m, seed=cfg.seed, restarts=cfg.restarts) for m in ("iou", "sse")}
+    big = cfg.get("max_boxes")  # training's model.priors.max_boxes
+    runs = {
+        m: anchor_sweep(wh, ks, metric=m, seed=cfg.seed, restarts=cfg.restarts, max_boxes=big) for m in ("iou", "sse")
+    }
 
     table = Table(title=f"Average IoU of the priors ({len(wh)} boxes)")
     table.add_column("k", justify="right")
@@ -48,7 +51,7 @@ def main(cfg: DictConfig) -> None:
     grid = int(cfg.img_size) // STRIDE
     # the anchors written out are those training computes (model.priors.anchors=kmeans, the same seed): the one
     # k-means call of resolve_priors, not the sweep's (its restarts and warm starts may settle elsewhere)
-    chosen = resolve_priors("kmeans", wh, grid, k=int(cfg.k), metric="iou", seed=int(cfg.seed))
+    chosen = resolve_priors("kmeans", wh, grid, k=int(cfg.k), metric="iou", seed=int(cfg.seed), max_boxes=big)
     anchors = torch.tensor(chosen.anchors, dtype=torch.float32)
     lines = [
         f"# k-means (1 - IoU), k={cfg.k}, avg IoU {chosen.avg_iou:.4f}, grid {grid} (input {cfg.img_size}), seed "

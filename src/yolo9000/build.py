@@ -97,6 +97,7 @@ def build_info(cfg: DictConfig, datamodule: Any) -> BuildInfo:
         k=int(spec.get("k", 5)),
         metric=str(spec.get("metric", "iou")),  # type: ignore[arg-type]
         seed=int(cfg.seed),
+        max_boxes=spec.get("max_boxes"),
     )
     net = cfg.model.net
     fc_grid = (int(net.fc_grid) if net.get("fc_grid") is not None else grid) if net.get("head") == "fc" else None

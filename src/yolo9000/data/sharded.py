@@ -48,13 +48,17 @@ def worker_init(worker_id: int) -> None:
     terminal's Ctrl-C (SIGINT), which reaches its whole process group. The main process handles them (Lightning: hpc
     checkpoint + requeue; SIGTERM and Ctrl-C: stop after the batch, saved); a worker ended by them would fail the job
     before the checkpoint is written. Then Lightning's worker seeding (``seed_everything(workers=True)``);
-    augmentation does not depend on it (per-sample seeds from the batch sampler)."""
+    augmentation does not depend on it (per-sample seeds from the batch sampler). malloc gives large freed blocks
+    back (:func:`yolo9000.speed.worker_malloc`: a worker's heap grew by a gigabyte over an ImageNet-sized epoch)."""
     import signal
 
     from lightning_fabric.utilities.seed import pl_worker_init_function
 
+    from yolo9000.speed import worker_malloc
+
     for sig in (signal.SIGUSR1, signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, signal.SIG_IGN)
+    worker_malloc()
     pl_worker_init_function(worker_id)
 
 

@@ -465,6 +465,9 @@ def test_coco_only_train_json_derives_val_and_test(tmp_path, image_folder, caplo
     splits = {s: _ids(dm, s) for s in ("train", "val", "test")}
     assert sorted(sum(splits.values(), [])) == ids and all(splits.values())  # disjoint, complete, none empty
     assert dm.class_names == ["cell"]
+    from yolo9000.data import coco
+
+    assert not coco._cache  # the train JSON that served three splits is let go once they are parsed
     assert "val and test taken from" in caplog.text and "hash split of the image file names" in caplog.text
     assert all(r.image_path.parent == tmp_path / image_folder for d in dm.datasets.values() for r in d.records)
     again = COCOParser(root=tmp_path, split="val", ann_files={"train": "annotations/instances_train2017.json"})
@@ -642,8 +645,13 @@ def test_summary_truncates_but_report_keeps_every_file(tmp_path):
     assert log.report_dict()["no objects, kept as a negative"]["files"] == [
         str(tmp_path / "Annotations" / f"n{k}.xml") for k in range(7)
     ]
+    assert "files_left_out" not in log.report_dict()["no objects, kept as a negative"]
     log.note(tmp_path / "Annotations" / "n0.xml", "no objects, kept as a negative")  # the same again: once
     assert len(log) == 7
+    # metrics.json's lists stop at max_files (a full-scale dataset's thousands), counting the rest
+    capped = log.report_dict(max_files=5)["no objects, kept as a negative"]
+    assert capped["count"] == 7 and len(capped["files"]) == 5 and capped["files_left_out"] == 2
+    assert capped["files"][-1] == str(tmp_path / "Annotations" / "n4.xml")
 
 
 def test_data_report_separates_augmentation_from_data_problems(tmp_path):

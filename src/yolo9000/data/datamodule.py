@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader
 
 from yolo9000.models import STRIDE
 
+from .coco import release_cache
 from .dataset import DetectionCollate, DetectionDataset
 from .multiscale import MultiScaleBatchSampler, resolve_sizes
 from .records import DataError, DetectionRecord, IssueLog, default_report_path, write_issue_report
@@ -325,6 +326,7 @@ class DetectionDataModule(ShardedDataModule):
                 if ds is not None:
                     self.datasets[split] = ds
                     added = True
+        release_cache()  # the COCO JSON the splits were parsed from (a later stage's split reads it again)
         if added and self._rank_zero():
             parts = [
                 f"{s}: {len(d)} images, {sum(len(r.boxes) for r in d.records)} boxes" for s, d in self.datasets.items()

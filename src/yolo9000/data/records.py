@@ -47,6 +47,9 @@ _ACTION_WORDS = {
 _LOSSY = ("skip_image", "skip_file", "drop_box")
 
 
+MAX_FILES = 100  # files listed per reason in metrics.json's data_problems (data_issues.txt lists them all)
+
+
 class DataError(RuntimeError):
     """A problem in the input data under the ``on_error: error`` policy; the message starts with the file."""
 
@@ -222,19 +225,21 @@ class IssueLog:
             text += f"\n  - {reason} [{_ACTION_LABELS[action]}]: {len(group)}{where} ({names})"
         return text
 
-    def report_dict(self) -> dict[str, dict[str, Any]]:
-        """Every (reason, action) with its count and all its files: ``{reason: {"action": "skipped images",
-        "count": n, "files": [...]}}`` (the key gets `` [<action>]`` appended when a reason has several actions)."""
+    def report_dict(self, max_files: int | None = MAX_FILES) -> dict[str, dict[str, Any]]:
+        """Every (reason, action) with its count and its files: ``{reason: {"action": "skipped images", "count": n,
+        "files": [...]}}`` (the key gets `` [<action>]`` appended when a reason has several actions); past
+        ``max_files`` files a reason lists the first ones and ``files_left_out`` counts the others (the full report,
+        ``data_issues.txt``, lists every one: a full-scale dataset's thousands of notes made metrics.json megabytes).
+        """
         groups = self._groups()
         reasons = Counter(r for _, r in groups)
         out: dict[str, dict[str, Any]] = {}
         for (action, reason), group in groups.items():
             key = reason if reasons[reason] == 1 else f"{reason} [{_ACTION_LABELS[action]}]"
-            out[key] = {
-                "action": _ACTION_LABELS[action],
-                "count": len(group),
-                "files": list(dict.fromkeys(i.file for i in group)),
-            }
+            files = list(dict.fromkeys(i.file for i in group))
+            out[key] = {"action": _ACTION_LABELS[action], "count": len(group), "files": files[:max_files]}
+            if max_files is not None and len(files) > max_files:
+                out[key]["files_left_out"] = len(files) - max_files
         return out
 
     def full_text(self) -> str:

@@ -477,3 +477,42 @@ def test_tensor_list_pickles_as_one_tensor_and_falls_back():
     again = pickle.loads(pickle.dumps(TensorList(mixed)))
     assert isinstance(again, TensorList) and [t.shape for t in again] == [(2, 4), (2, 5)]
     assert pickle.loads(pickle.dumps(TensorList())) == []
+
+
+def test_packed_records_give_back_every_record_exactly_with_no_object_per_image(tmp_path: Path) -> None:
+    """A dataset's records live in a few flat arrays (forked loader workers then share them: a Python list of
+    records, ~1 KB of objects an image, was copied into every worker as it read them): every record comes back
+    as given (non-UTF-8 and non-ASCII file names, unknown sizes, images without boxes), as a copy, and holding
+    10,000 records adds a handful of Python objects, not ~10 an image."""
+    import gc
+    import os
+
+    from yolo9000.data.records import DetectionRecord, PackedRecords
+
+    odd = Path(os.fsdecode(b"caf\xe9 \xff.jpg"))  # a Latin-1 name on a UTF-8 system: surrogate-escaped
+    given = [
+        DetectionRecord(tmp_path / "é" / "a.jpg", "a", 640, 480, [[1, 2, 30.5, 40]], [2], [True]),
+        DetectionRecord(tmp_path / odd, "café", None, None),
+        DetectionRecord("rel/b.png", "b", 7, 9, [[0, 0, 1, 1], [2, 2, 3, 3]], [0, 1], [False, False]),
+    ]
+    packed = PackedRecords(given)
+    assert len(packed) == 3
+    for a, b in zip(packed, given, strict=True):
+        assert (a.image_path, a.image_id, a.width, a.height) == (b.image_path, b.image_id, b.width, b.height)
+        assert np.array_equal(a.boxes, b.boxes) and a.boxes.dtype == np.float32
+        assert np.array_equal(a.labels, b.labels) and np.array_equal(a.difficult, b.difficult)
+    assert packed[-1].image_id == "b" and [r.image_id for r in packed[1:]] == ["café", "b"]
+    with pytest.raises(IndexError):
+        packed[3]
+    packed[0].boxes[:] = 0  # a copy: the store is unchanged
+    assert packed[0].boxes[0, 2] == 30.5
+    assert np.array_equal(packed.labels, [2, 0, 1]) and packed.box_offsets.tolist() == [0, 1, 1, 3]
+
+    many = [DetectionRecord(f"img/{i}.jpg", str(i), 64, 48, [[1, 1, 5, 5]], [i % 3], [False]) for i in range(10000)]
+    gc.collect()
+    before = len(gc.get_objects())
+    store = PackedRecords(many)
+    del many
+    gc.collect()
+    assert len(gc.get_objects()) - before < 50 - 10000 * 3  # the list's records (and their paths) are gone
+    assert store[9999].image_path == Path("img/9999.jpg") and store[9999].labels.tolist() == [0]

@@ -706,10 +706,12 @@ def test_the_class_line_of_a_wordtree_lists_the_classes_with_boxes() -> None:
     from types import SimpleNamespace
 
     from yolo9000.data.datamodule import DetectionDataModule
+    from yolo9000.data.records import DetectionRecord, PackedRecords
 
-    train = SimpleNamespace(
-        records=[SimpleNamespace(labels=np.array([40, 41, 41])), SimpleNamespace(labels=np.array([7]))]
-    )
+    def rec(labels: list[int]) -> DetectionRecord:
+        return DetectionRecord("a.jpg", "a", 10, 10, np.ones((len(labels), 4)), labels, np.zeros(len(labels), bool))
+
+    train = SimpleNamespace(records=PackedRecords([rec([40, 41, 41]), rec([7])]))
     dm = SimpleNamespace(datasets={"train": train}, class_names=[f"n{i}" for i in range(50)], num_classes=50)
     assert (
         DetectionDataModule._class_line(dm) == "7 n7: 1, 40 n40: 1, 41 n41: 2 (3 of the 50 classes have training boxes)"

@@ -16,7 +16,15 @@ from yolo9000.models import STRIDE
 from .coco import release_cache
 from .dataset import DetectionCollate, DetectionDataset
 from .multiscale import MultiScaleBatchSampler, resolve_sizes
-from .records import DataError, DetectionRecord, IssueLog, default_report_path, write_issue_report
+from .records import (
+    DataError,
+    DetectionRecord,
+    IssueLog,
+    box_labels,
+    default_report_path,
+    image_paths,
+    write_issue_report,
+)
 from .sharded import ShardedDataModule
 from .sharded import plain as _plain
 from .transforms import AugmentConfig, DetectionTransform
@@ -328,9 +336,7 @@ class DetectionDataModule(ShardedDataModule):
                     added = True
         release_cache()  # the COCO JSON the splits were parsed from (a later stage's split reads it again)
         if added and self._rank_zero():
-            parts = [
-                f"{s}: {len(d)} images, {sum(len(r.boxes) for r in d.records)} boxes" for s, d in self.datasets.items()
-            ]
+            parts = [f"{s}: {len(d)} images, {len(box_labels(d.records))} boxes" for s, d in self.datasets.items()]
             logger.info("data (%d classes) %s; %s", self.num_classes, "; ".join(parts), self.issue_summary())
             train = ": training boxes" if "train" in self.datasets else ""
             logger.info("classes (index name%s): %s", train, self._class_line())
@@ -341,8 +347,8 @@ class DetectionDataModule(ShardedDataModule):
         """``0 RBC: 606, 1 WBC: 45, ...``: each class index, name and training boxes (the first ``limit``)."""
         ds = self.datasets.get("train")
         counts = (
-            np.bincount(np.concatenate([r.labels for r in ds.records]).astype(np.int64), minlength=self.num_classes)
-            if ds is not None and ds.records
+            np.bincount(box_labels(ds.records), minlength=self.num_classes)
+            if ds is not None and len(ds.records)
             else None
         )
         names = self.class_names
@@ -361,10 +367,10 @@ class DetectionDataModule(ShardedDataModule):
         train = self.datasets.get("train")
         if train is None:
             return
-        seen = {r.image_path.resolve() for r in train.records}
+        seen = {p.resolve() for p in image_paths(train.records)}
         for split in ("val", "test"):
             ds = self.datasets.get(split)
-            shared = [r.image_path for r in ds.records if r.image_path.resolve() in seen] if ds is not None else []
+            shared = [p for p in image_paths(ds.records) if p.resolve() in seen] if ds is not None else []
             if shared:
                 logger.warning(
                     "data: %d of the %d %s images are training images too (%s%s): %s metrics are not held out",

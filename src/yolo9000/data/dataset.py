@@ -26,7 +26,7 @@ from .image_io import (
     load_time_issues,
     read_record_image,
 )
-from .records import DetectionRecord, Issue, IssueLog
+from .records import DetectionRecord, Issue, IssueLog, PackedRecords
 from .transforms import DetectionTransform
 
 logger = logging.getLogger("yolo9000.data")
@@ -76,7 +76,8 @@ class DetectionDataset(Dataset):
         shuffle_boxes: bool = False,
         cache_images: bool = False,
     ) -> None:
-        self.records = list(records)
+        # packed: flat arrays instead of a Python object per image, which forked loader workers would copy
+        self.records = records if isinstance(records, PackedRecords) else PackedRecords(list(records))
         self.shuffle_boxes = shuffle_boxes
         self.transform = transform
         self.issues = issues if issues is not None else IssueLog("error")
@@ -138,7 +139,7 @@ class DetectionDataset(Dataset):
             threads: decoding threads (default: the machine's CPUs, at most 8).
             max_share: largest share of the available memory the cache may take.
         """
-        need = sum(int(r.width or 0) * int(r.height or 0) * 3 for r in self.records)
+        need = int(self.records.sizes.clip(min=0).prod(1).sum()) * 3
         avail = _available_memory()
         if avail is not None and need > max_share * avail:
             logger.warning(
@@ -189,12 +190,11 @@ class DetectionDataset(Dataset):
 
     def box_sizes(self) -> np.ndarray:
         """float32 (N, 2): (w, h) of every box normalised by its image size (for k-means anchors)."""
-        out = [
-            (r.boxes[:, 2:] - r.boxes[:, :2]) / np.array([r.width, r.height], np.float32)
-            for r in self.records
-            if len(r.boxes) and r.width and r.height
-        ]
-        return np.concatenate(out).astype(np.float32) if out else np.zeros((0, 2), np.float32)
+        recs = self.records
+        wh = np.repeat(recs.sizes, np.diff(recs.box_offsets), axis=0)  # (M, 2) each box's image size
+        known = (wh > 0).all(1)  # images without a size (none in the annotation) give no box size
+        out = (recs.boxes[known, 2:] - recs.boxes[known, :2]) / wh[known].astype(np.float32)
+        return out.astype(np.float32)
 
     def __getitem__(self, item: int | tuple[int, int] | tuple[int, int, int]) -> dict[str, Any] | None:
         """Returns a sample dict (None for a skipped unreadable image under ``"skip"``):

@@ -72,7 +72,7 @@ class JointDataset(Dataset):
     @property
     def records(self) -> list[DetectionRecord]:
         """Detection records, then the classification records (without boxes)."""
-        return self.detection.records + self.classification.records
+        return [*self.detection.records, *self.classification.records]
 
     def __len__(self) -> int:
         return self.n_det + self.n_cls

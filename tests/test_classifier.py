@@ -696,3 +696,21 @@ def test_train_only_folder_and_crop_config_on_own_folder_say_which_key(tmp_path:
     crops = ClassificationDataModule(str(root), img_size=32, build_from=str(BCCD))
     with pytest.raises(FileExistsError, match="holds other files than object crops.*data=imagenet data.root"):
         crops.prepare_data()
+
+
+def test_classification_records_are_packed() -> None:
+    """A classification dataset's records are one byte array of paths and an array of labels (shared by forked
+    loader workers; a list was ~680 bytes of objects an image, copied into each worker), given back exactly."""
+    import gc
+
+    from yolo9000.data.imagefolder import PackedClassificationRecords
+
+    given = [ClassificationRecord(Path(f"train/n{i % 7:08d}/ü_{i}.JPEG"), i % 7) for i in range(5000)]
+    gc.collect()
+    before = len(gc.get_objects())
+    packed = PackedClassificationRecords(given)
+    assert list(packed) == given and packed[-1] == given[-1] and packed[10:12] == given[10:12]
+    del given
+    gc.collect()
+    assert len(gc.get_objects()) - before < 50 - 5000  # the records' objects are gone, the packed store remains
+    assert packed.labels.tolist()[:8] == [0, 1, 2, 3, 4, 5, 6, 0] and packed[12].path.name == "ü_12.JPEG"

@@ -88,7 +88,7 @@ class DetectionRecord:
             )
 
 
-class _Strings:
+class PackedStrings:
     """Strings (or paths) packed into one byte array and offsets: no Python object per string (a forked worker's
     reads change no reference count, so the pages stay shared). ``[i]`` decodes string ``i`` (file names exactly,
     via :func:`os.fsencode` / :func:`os.fsdecode`)."""
@@ -113,8 +113,8 @@ class PackedRecords(Sequence[DetectionRecord]):
     """
 
     def __init__(self, records: Sequence[DetectionRecord]) -> None:
-        self._paths = _Strings([r.image_path for r in records])
-        self._ids = _Strings([r.image_id for r in records])
+        self._paths = PackedStrings([r.image_path for r in records])
+        self._ids = PackedStrings([r.image_id for r in records])
         self.sizes = np.array([[-1 if r.width is None else r.width, -1 if r.height is None else r.height]
                                for r in records], np.int64).reshape(-1, 2)  # fmt: skip  # (N, 2) w, h; -1: unknown
         self.box_offsets = np.cumsum([0, *(len(r.boxes) for r in records)], dtype=np.int64)  # (N + 1,)

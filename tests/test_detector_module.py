@@ -313,4 +313,6 @@ def test_epoch_line_eta_counts_max_steps(monkeypatch: pytest.MonkeyPatch, max_st
     cb.on_train_start(trainer, None)  # type: ignore[arg-type]
     trainer.global_step = 6  # 6 steps in the first epoch: 8 s; 9 epochs left (72 s) or 6 steps left (8 s)
     monkeypatch.setattr(cb, "_lr", lambda t: None)
-    assert cb.line(trainer).endswith(f"8s elapsed, {eta}")  # type: ignore[arg-type]
+    line = cb.line(trainer)  # type: ignore[arg-type]
+    assert line.endswith(f"8s elapsed, {eta}")
+    assert line.startswith("epoch 1/10 (step 6/12) |" if max_steps > 0 else "epoch 1/10 |")  # where a step cap stands

@@ -158,6 +158,8 @@ class EpochLog(pl.Callback):
         epoch = trainer.current_epoch + 1
         total = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else None
         parts = [f"epoch {epoch}/{total}" if total else f"epoch {epoch}"]
+        if trainer.max_steps > 0:  # the run ends at a step count (maybe before the last epoch): where it stands
+            parts[0] += f" (step {trainer.global_step}/{trainer.max_steps})"
         if self.loss_key in self._sums:
             loss = f"loss {self.mean(self.loss_key):.4g}"
             extra = [f"{k.split('/', 1)[-1]} {self.mean(k):.3g}" for k in self.part_keys if k in self._sums]

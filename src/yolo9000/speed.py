@@ -181,20 +181,24 @@ def keep_freed_memory() -> bool:
     global _KEPT
     if _KEPT:
         return True
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        ok = all(
-            libc.mallopt(param, ctypes.c_int(value))
-            for param, value in ((_M_MMAP_THRESHOLD, 1 << 30), (_M_TRIM_THRESHOLD, 2**31 - 1), (_M_TOP_PAD, 64 << 20))
-        )
-    except (OSError, AttributeError):  # no glibc (musl, ...): malloc as it is
-        return False
+    ok = _mallopt(mmap_threshold=1 << 30, trim_threshold=2**31 - 1, top_pad=64 << 20)
     if ok:
         _KEPT = True
         log.info("malloc keeps freed memory for reuse (model.fast.keep_freed_memory)")
     return ok
+
+
+def _mallopt(mmap_threshold: int, trim_threshold: int, top_pad: int) -> bool:
+    """glibc's ``mallopt`` of the three settings (bytes) for this process; False where there is no glibc (musl,
+    macOS, Windows: malloc as it is)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        settings = ((_M_MMAP_THRESHOLD, mmap_threshold), (_M_TRIM_THRESHOLD, trim_threshold), (_M_TOP_PAD, top_pad))
+        return all(libc.mallopt(param, ctypes.c_int(value)) for param, value in settings)
+    except (OSError, AttributeError):
+        return False
 
 
 def worker_malloc(mmap_threshold: int = 128 << 10) -> bool:
@@ -204,23 +208,14 @@ def worker_malloc(mmap_threshold: int = 128 << 10) -> bool:
     A worker allocates and frees the same few large buffers every sample (decoded images, crops, the collated
     batch). glibc's default raises its mmap threshold to the largest such block freed (up to 32 MB), after which
     they come from the heap, which fragments and is never given back: ImageNet-sized classification at 224, batch
-    128, 2 workers: +1.0-1.3 GB of private heap per worker after 25k samples; with this +40-60 MB (2-core Xeon VM).
+    128, 2 workers: +1.0-1.3 GB of private heap per worker after 25k samples; with this +1-46 MB (2-core Xeon VM).
     A worker forked from a process that applied :func:`keep_freed_memory` (the CPU models) would keep everything.
 
     Returns:
         True when applied (Linux with glibc), False elsewhere (nothing changes).
     """
     global _KEPT
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        ok = all(
-            libc.mallopt(param, ctypes.c_int(value))
-            for param, value in ((_M_MMAP_THRESHOLD, mmap_threshold), (_M_TRIM_THRESHOLD, 128 << 10), (_M_TOP_PAD, 0))
-        )
-    except (OSError, AttributeError):  # no glibc (musl, ...): malloc as it is
-        return False
+    ok = _mallopt(mmap_threshold=mmap_threshold, trim_threshold=128 << 10, top_pad=0)
     _KEPT = _KEPT and not ok
     return ok
 

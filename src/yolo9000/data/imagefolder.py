@@ -20,7 +20,7 @@ import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, overload
+from typing import Any
 
 import numpy as np
 import torch
@@ -40,7 +40,15 @@ from .image_io import (
     load_time_issues,
     read_image_notes,
 )
-from .records import Issue, IssueLog, PackedStrings, class_index, default_report_path, write_issue_report
+from .records import (
+    Issue,
+    IssueLog,
+    PackedSequence,
+    PackedStrings,
+    class_index,
+    default_report_path,
+    write_issue_report,
+)
 from .sharded import ShardedDataModule
 from .sharded import plain as _plain
 
@@ -74,7 +82,7 @@ class ClassificationRecord:
     label: int
 
 
-class PackedClassificationRecords(Sequence[ClassificationRecord]):
+class PackedClassificationRecords(PackedSequence[ClassificationRecord]):
     """:class:`ClassificationRecord` s held as one byte array of paths and an array of labels, each record built
     when read: forked loader workers share them (a list costs ~680 bytes of Python objects an image, which every
     worker copies as it reads: ImageNet's 1.28 M images, ~0.9 GB a worker). ``labels``: int64 (N,)."""
@@ -86,18 +94,7 @@ class PackedClassificationRecords(Sequence[ClassificationRecord]):
     def __len__(self) -> int:
         return len(self.labels)
 
-    @overload
-    def __getitem__(self, index: int) -> ClassificationRecord: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> list[ClassificationRecord]: ...
-
-    def __getitem__(self, index: int | slice) -> ClassificationRecord | list[ClassificationRecord]:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
-        i = int(index) + len(self) if int(index) < 0 else int(index)
-        if not 0 <= i < len(self):
-            raise IndexError(f"record {index} of {len(self)}")
+    def _item(self, i: int) -> ClassificationRecord:
         return ClassificationRecord(Path(self._paths[i]), int(self.labels[i]))
 
 

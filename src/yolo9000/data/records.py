@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, overload
+from typing import Any, Literal, TypeVar, overload
 
 import numpy as np
 
@@ -102,7 +102,33 @@ class PackedStrings:
         return os.fsdecode(self.blob[self.offsets[i] : self.offsets[i + 1]].tobytes())
 
 
-class PackedRecords(Sequence[DetectionRecord]):
+T = TypeVar("T")
+
+
+class PackedSequence(Sequence[T]):
+    """A read-only sequence whose items are built when read (``_item(i)``, ``0 <= i < len``) from arrays the
+    subclass holds: ``[i]`` with negative indices and ``[a:b]`` (a list) as a list gives them."""
+
+    def _item(self, i: int) -> T:
+        raise NotImplementedError
+
+    @overload
+    def __getitem__(self, index: int) -> T: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[T]: ...
+
+    def __getitem__(self, index: int | slice) -> T | list[T]:
+        n = len(self)
+        if isinstance(index, slice):
+            return [self._item(i) for i in range(*index.indices(n))]
+        i = int(index) + n if int(index) < 0 else int(index)
+        if not 0 <= i < n:
+            raise IndexError(f"record {index} of {n}")
+        return self._item(i)
+
+
+class PackedRecords(PackedSequence[DetectionRecord]):
     """:class:`DetectionRecord` s held in a few flat arrays (paths and ids as bytes, sizes, every box, label and flag
     concatenated with per-image offsets), each record built when read (copies: a reader may change it freely).
 
@@ -125,19 +151,7 @@ class PackedRecords(Sequence[DetectionRecord]):
     def __len__(self) -> int:
         return len(self.sizes)
 
-    @overload
-    def __getitem__(self, index: int) -> DetectionRecord: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> list[DetectionRecord]: ...
-
-    def __getitem__(self, index: int | slice) -> DetectionRecord | list[DetectionRecord]:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
-        n = len(self)
-        i = int(index) + n if int(index) < 0 else int(index)
-        if not 0 <= i < n:
-            raise IndexError(f"record {index} of {n}")
+    def _item(self, i: int) -> DetectionRecord:
         a, b = self.box_offsets[i], self.box_offsets[i + 1]
         w, h = (int(v) for v in self.sizes[i])
         return DetectionRecord(

@@ -241,8 +241,23 @@ def test_coco_parser(tmp_path):
         ],
         "categories": [{"id": 18, "name": "dog"}, {"id": 3, "name": "car"}, {"id": 1, "name": "person"}],
         "annotations": [
-            {"id": 10, "image_id": 1, "category_id": 18, "bbox": [10.5, 20, 30, 40], "iscrowd": 0},
-            {"id": 11, "image_id": 1, "category_id": 1, "bbox": [0, 0, 100, 80], "iscrowd": 1},
+            {
+                "id": 10,
+                "image_id": 1,
+                "category_id": 18,
+                "bbox": [10.5, 20, 30, 40],
+                "iscrowd": 0,
+                "segmentation": [[10.5, 20, 40.5, 20, 40.5, 60]],
+                "area": 600.0,
+            },  # a polygon, as COCO's
+            {
+                "id": 11,
+                "image_id": 1,
+                "category_id": 1,
+                "bbox": [0, 0, 100, 80],
+                "iscrowd": 1,
+                "segmentation": {"counts": [0, 8000], "size": [80, 100]},
+            },  # a crowd's RLE
             {"id": 12, "image_id": 2, "category_id": 3, "bbox": [50, 30, 20, 20], "iscrowd": 0},  # sticks out
         ],
     }
@@ -258,6 +273,10 @@ def test_coco_parser(tmp_path):
     np.testing.assert_allclose(recs["000002"].boxes, [[50, 30, 60, 40]])  # clipped to 60x40
     assert (recs["000003"].width, recs["000003"].height) == (50, 50) and len(recs["000003"].boxes) == 0
     assert issues.count("fixed", "clipped") == 1 and issues.count("fixed", "size") == 1
+    from yolo9000.data import coco as coco_module  # the masks are dropped as the file is read (most of COCO's JSON)
+
+    held = coco_module._read_json(tmp_path / "ann.json")
+    assert all("segmentation" not in a for a in held["annotations"]) and held["annotations"][0]["area"] == 600.0
     # cross-check with pycocotools' own reading of the file
     pycoco = pytest.importorskip("pycocotools.coco")
     coco = pycoco.COCO(str(tmp_path / "ann.json"))

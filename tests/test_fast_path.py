@@ -249,8 +249,8 @@ if "keep" in sys.argv[1]:
 if "worker" in sys.argv[1]:
     worker_init(0)  # what a DataLoader worker runs first
 before = resident()
-for _ in range(2):  # a sample's 16 MB buffer, twice: glibc's default raises its mmap threshold to the first freed
-    x = torch.ones(4 << 20)
+for _ in range(2):  # a sample's 24 MB buffer, twice: glibc's default raises its mmap threshold to the first freed
+    x = torch.ones(6 << 20)
     del x
 print((resident() - before) >> 20)  # MB the freed buffers left resident
 """
@@ -258,7 +258,7 @@ print((resident() - before) >> 20)  # MB the freed buffers left resident
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc (mallopt) only")
 def test_loader_workers_give_large_freed_buffers_back() -> None:
-    """A loader worker's freed 16 MB buffer goes back to the system, whatever the parent set (glibc's default keeps
+    """A loader worker's freed 24 MB buffer goes back to the system, whatever the parent set (glibc's default keeps
     it in a heap that is never trimmed once a block that size was freed; keep_freed_memory keeps everything): the
     classification workers' heaps grew by 1.0-1.3 GB over 25k ImageNet-sized samples, 2-46 MB with this."""
 
@@ -274,8 +274,8 @@ def test_loader_workers_give_large_freed_buffers_back() -> None:
         out, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err[-2000:]
         left[mode] = int(out.split()[-1])
-    assert left["default"] >= 12 and left["keep"] >= 12, left  # kept resident
-    assert left["worker"] <= 2 and left["keep_worker"] <= 2, left  # given back
+    assert left["default"] >= 20 and left["keep"] >= 20, left  # kept resident
+    assert left["worker"] <= 8 and left["keep_worker"] <= 8, left  # given back (a few MB of other allocations)
 
 
 def test_classifier_takes_the_fast_path_keys() -> None:

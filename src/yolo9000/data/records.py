@@ -106,8 +106,8 @@ T = TypeVar("T")
 
 
 class PackedSequence(Sequence[T]):
-    """A read-only sequence whose items are built when read (``_item(i)``, ``0 <= i < len``) from arrays the
-    subclass holds: ``[i]`` with negative indices and ``[a:b]`` (a list) as a list gives them."""
+    """A read-only sequence whose items the subclass builds when read (``_item(i)``, ``0 <= i < len``) from the
+    arrays it holds: ``[i]`` (negative indices too) builds item ``i``, ``[a:b]`` a list of items."""
 
     def _item(self, i: int) -> T:
         raise NotImplementedError

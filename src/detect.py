@@ -53,9 +53,19 @@ def main(cfg: DictConfig) -> None:
         device=str(cfg.device),
         **module_settings(cfg, "conf_thresh", "nms_thresh", "pre_nms_topk", "tree_decode", "tree_thresh", "eval_map"),
     )
+    size = input_size(cfg.img_size)
+    hw = detector.input_hw if size is None else check_input_size(size)
+    log.info(
+        "%d images, input %d x %d (height x width%s), %s, from %s",
+        len(files),
+        *hw,
+        ", letterboxed" if cfg.letterbox else ", stretched",
+        detector,
+        cfg.ckpt_path,
+    )
     results = detector.predict(
         files,
-        size=input_size(cfg.img_size),
+        size=hw,
         letterbox=bool(cfg.letterbox),
         batch_size=int(cfg.batch_size),
         num_workers=int(cfg.num_workers),
@@ -77,7 +87,8 @@ def main(cfg: DictConfig) -> None:
             img = torch.from_numpy(read_image(det.path)).permute(2, 0, 1)
             drawn = draw_detections(img, det.boxes, det.labels, det.scores, detector.class_names)
             save_image(drawn, out_dir / "detections" / out_names[det.path])
-    (out_dir / "detections.json").write_text(json.dumps({"images": records, "failed": failed}, indent=2))
+    run = {"checkpoint": str(cfg.ckpt_path), "input_hw": list(hw), "letterbox": bool(cfg.letterbox)}
+    (out_dir / "detections.json").write_text(json.dumps({**run, "images": records, "failed": failed}, indent=2))
     if not records:
         msg = f"no input could be read: none of the {len(failed)} image file(s) of {cfg.source}:\n"
         msg += unreadable_list(failed)

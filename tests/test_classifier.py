@@ -294,6 +294,13 @@ def test_imagenet_devkit_ground_truth(tmp_path: Path, caplog: pytest.LogCaptureF
     _devkit_meta(data / "meta.mat", [(1, "n03", 0)])
     with pytest.raises(ValueError, match=r"class ids \[2, 3\] are not in"):
         read_labels_file(data / "ILSVRC2012_validation_ground_truth.txt")
+    # a line left blank would shift every label after it (line n labels image n): refused, naming the line
+    (data / "ILSVRC2012_validation_ground_truth.txt").write_text("1\n3\n\n2\n1\n")
+    with pytest.raises(ValueError, match=r"lines \[3\] hold no class id"):
+        read_labels_file(data / "ILSVRC2012_validation_ground_truth.txt")
+    (data / "meta.mat").write_bytes(b"MATLAB 5.0 truncated")  # a damaged download: SciPy's own error, named
+    with pytest.raises(ValueError, match=r"meta.mat: not the ImageNet devkit's class table"):
+        read_devkit_classes(data / "meta.mat")
 
 
 def test_corrupt_and_missing_images(tmp_path: Path) -> None:

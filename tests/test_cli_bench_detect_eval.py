@@ -169,6 +169,8 @@ def test_detect_sources_lists_globs_and_user_errors(bccd_ckpt: Path, tmp_path: P
     assert res.returncode == 0, res.stderr[-3000:]
     det = json.loads((tmp_path / "out" / "detections.json").read_text())
     assert [r["drawing"] for r in det["images"]] == ["detections/a.jpg", "detections/sub/c.jpg"]  # common folder
+    assert det["input_hw"] == [64, 96] and det["letterbox"] is False and det["checkpoint"] == str(bccd_ckpt)
+    assert "input 64 x 96 (height x width, stretched)" in res.stdout + res.stderr  # the size it ran, said
     assert detect.input_size(64) == 64 and detect.input_size([64, 96]) == (64, 96) and detect.input_size(None) is None
     (tmp_path / "empty").mkdir()
     for bad, want in (

@@ -526,6 +526,14 @@ def test_packed_records_give_back_every_record_exactly_with_no_object_per_image(
     packed[0].boxes[:] = 0  # a copy: the store is unchanged
     assert packed[0].boxes[0, 2] == 30.5
     assert np.array_equal(packed.labels, [2, 0, 1]) and packed.box_offsets.tolist() == [0, 1, 1, 3]
+    # a joint dataset's two packed parts read as one, nothing copied (its records view built every record before)
+    from yolo9000.data.records import ChainedRecords, box_labels, image_paths
+
+    more = PackedRecords([DetectionRecord("x/c.jpg", "c", 5, 5, [[0, 0, 2, 2]], [1], [False])])
+    chained = ChainedRecords([packed, more])
+    assert len(chained) == 4 and chained[2].image_id == "b" and chained[3].image_id == "c" and chained[-4].width == 640
+    assert box_labels(chained).tolist() == [2, 0, 1, 1] and image_paths(chained)[3] == Path("x/c.jpg")
+    assert [r.image_id for r in chained[1:]] == ["café", "b", "c"]
 
     many = [DetectionRecord(f"img/{i}.jpg", str(i), 64, 48, [[1, 1, 5, 5]], [i % 3], [False]) for i in range(10000)]
     gc.collect()

@@ -150,9 +150,17 @@ def read_labels_file(path: str | Path) -> list[tuple[str, str]]:
     text = path.read_text(encoding="utf-8-sig")
     if path.suffix.lower() != ".csv":
         rows = [ln.split("#", 1)[0].split() for ln in text.splitlines()]
-        ids = [r for r in rows if r]
-        if ids and all(len(r) == 1 and r[0].isdigit() for r in ids):  # the devkit's: one class id a line
-            return _devkit_labels(path, [int(r[0]) for r in ids])
+        filled = [r for r in rows if r]
+        if filled and all(len(r) == 1 and r[0].isdigit() for r in filled):  # the devkit's: one class id a line
+            while not rows[-1]:
+                rows.pop()  # blank lines at the end
+            blank = [n for n, r in enumerate(rows, start=1) if not r]
+            if blank:  # the n-th line labels the n-th image: a line left out would shift every label after it
+                raise ValueError(
+                    f"{path}: lines {blank[:5]} hold no class id; in ImageNet's devkit ground truth line n labels "
+                    "ILSVRC2012_val_<n>, so every line must hold one"
+                )
+            return _devkit_labels(path, [int(r[0]) for r in rows])
         bad = [i + 1 for i, r in enumerate(rows) if r and len(r) < 2]
         if bad:
             raise ValueError(f"{path}: lines {bad[:5]} do not hold '<image> <class>'")
@@ -185,7 +193,7 @@ def read_devkit_classes(meta: str | Path) -> dict[int, str]:
     try:
         synsets = loadmat(str(meta), squeeze_me=True)["synsets"]
         ids, wnids = np.atleast_1d(synsets["ILSVRC2012_ID"]), np.atleast_1d(synsets["WNID"])
-    except (KeyError, ValueError, TypeError, OSError) as e:
+    except Exception as e:  # noqa: BLE001 - SciPy's MatReadError (a truncated file) subclasses none of ours
         raise ValueError(
             f"{meta}: not the ImageNet devkit's class table (a 'synsets' struct with ILSVRC2012_ID and "
             f"WNID fields): {e}"
@@ -386,7 +394,10 @@ class ClassificationDataset(Dataset):
         transform: ClassificationTransform,
         issues: IssueLog | None = None,
     ) -> None:
-        self.records = PackedClassificationRecords(records)  # shared by forked loader workers, not copied
+        # packed: shared by forked loader workers, not copied
+        self.records = (
+            records if isinstance(records, PackedClassificationRecords) else PackedClassificationRecords(records)
+        )
         self.transform = transform
         self.issues = issues if issues is not None else IssueLog("error")
         self._stats = torch.zeros(_STAT_SLOTS, len(_STAT_KEYS), dtype=torch.int64).share_memory_()

@@ -31,7 +31,7 @@ from yolo9000.loss import CLASSONLY_MARK
 from .datamodule import DetectionDataModule
 from .dataset import DetectionCollate, DetectionDataset
 from .multiscale import MultiScaleBatchSampler
-from .records import DetectionRecord, Issue
+from .records import ChainedRecords, DetectionRecord, Issue
 from .transforms import DetectionTransform
 
 logger = logging.getLogger("yolo9000.data")
@@ -70,9 +70,9 @@ class JointDataset(Dataset):
         self.n_det, self.n_cls = len(detection), len(bare)
 
     @property
-    def records(self) -> list[DetectionRecord]:
-        """Detection records, then the classification records (without boxes)."""
-        return [*self.detection.records, *self.classification.records]
+    def records(self) -> ChainedRecords:
+        """Detection records, then the classification records (without boxes): one view of both packed sets."""
+        return ChainedRecords([self.detection.records, self.classification.records])
 
     def __len__(self) -> int:
         return self.n_det + self.n_cls

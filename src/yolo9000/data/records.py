@@ -169,16 +169,46 @@ class PackedRecords(PackedSequence[DetectionRecord]):
         return Path(self._paths[i])
 
 
+class ChainedRecords(PackedSequence[DetectionRecord]):
+    """Several :class:`PackedRecords` read as one sequence, in order (a joint dataset's detection and classification
+    images), nothing copied: ``labels`` and ``image_path`` as theirs."""
+
+    def __init__(self, parts: Sequence[PackedRecords]) -> None:
+        self.parts = list(parts)
+        self._starts = np.cumsum([0, *(len(p) for p in self.parts)], dtype=np.int64)  # (P + 1,)
+
+    def __len__(self) -> int:
+        return int(self._starts[-1])
+
+    def _locate(self, i: int) -> tuple[PackedRecords, int]:
+        k = int(np.searchsorted(self._starts, i, side="right")) - 1
+        return self.parts[k], i - int(self._starts[k])
+
+    def _item(self, i: int) -> DetectionRecord:
+        part, j = self._locate(i)
+        return part[j]
+
+    @property
+    def labels(self) -> np.ndarray:
+        """int64 (M,): every box's label, part after part."""
+        return np.concatenate([p.labels for p in self.parts]) if self.parts else np.zeros(0, np.int64)
+
+    def image_path(self, i: int) -> Path:
+        """Record ``i``'s image path alone."""
+        part, j = self._locate(i)
+        return part.image_path(j)
+
+
 def image_paths(records: Sequence[DetectionRecord]) -> list[Path]:
     """The image path of every record of ``records`` (packed records: without building them)."""
-    if isinstance(records, PackedRecords):
+    if isinstance(records, PackedRecords | ChainedRecords):
         return [records.image_path(i) for i in range(len(records))]
     return [r.image_path for r in records]
 
 
 def box_labels(records: Sequence[DetectionRecord]) -> np.ndarray:
     """int64 (M,): the label of every box of ``records``, in order (packed records: without building them)."""
-    if isinstance(records, PackedRecords):
+    if isinstance(records, PackedRecords | ChainedRecords):
         return records.labels
     return np.concatenate([r.labels for r in records]).astype(np.int64) if len(records) else np.zeros(0, np.int64)
 

@@ -352,13 +352,12 @@ class DetectionDataModule(ShardedDataModule):
             else None
         )
         names = self.class_names
-        shown = range(min(limit, len(names)))
-        if counts is not None and len(names) > limit:  # a WordTree's 9418 nodes: the classes with training boxes
-            shown = np.flatnonzero(counts)[:limit].tolist()
+        wide = counts is not None and len(names) > limit  # a WordTree's 9418 nodes: the classes with training boxes
+        shown = np.flatnonzero(counts)[:limit].tolist() if wide else range(min(limit, len(names)))
         items = [f"{i} {names[i]}" + (f": {int(counts[i])}" if counts is not None else "") for i in shown]
-        more = len(names) - len(items)
-        if counts is not None and len(names) > limit:
+        if wide:
             return ", ".join(items) + f" ({int((counts > 0).sum())} of the {len(names)} classes have training boxes)"
+        more = len(names) - len(items)
         return ", ".join(items) + (f", ... ({more} more)" if more else "")
 
     def _warn_shared_images(self) -> None:

@@ -179,22 +179,21 @@ class DetectionDataset(Dataset):
         )
         return held
 
-    def _load(self, index: int) -> tuple[np.ndarray, list[tuple[str, str]]]:
-        """The decoded image of record ``index`` (from the cache when there) and, at its first load in any
-        process, its conversion notes. Raises :class:`ImageDecodeError`."""
+    def _load(self, index: int, rec: DetectionRecord) -> tuple[np.ndarray, list[tuple[str, str]]]:
+        """The decoded image of record ``index`` (``rec``, already built from the packed records; from the cache
+        when there) and, at its first load in any process, its conversion notes. Raises :class:`ImageDecodeError`."""
         cached = self._images[index] if self._images is not None else None
         if cached is not None:
             return cached, self._notes[index] if self._flag(index, NOTED) else []
         # the conversions are checked at the first load of each image (in any process), not at every epoch
-        return read_record_image(self.records[index], notes=self._flag(index, NOTED))
+        return read_record_image(rec, notes=self._flag(index, NOTED))
 
     def box_sizes(self) -> np.ndarray:
         """float32 (N, 2): (w, h) of every box normalised by its image size (for k-means anchors)."""
         recs = self.records
         wh = np.repeat(recs.sizes, np.diff(recs.box_offsets), axis=0)  # (M, 2) each box's image size
         known = (wh > 0).all(1)  # images without a size (none in the annotation) give no box size
-        out = (recs.boxes[known, 2:] - recs.boxes[known, :2]) / wh[known].astype(np.float32)
-        return out.astype(np.float32)
+        return (recs.boxes[known, 2:] - recs.boxes[known, :2]) / wh[known].astype(np.float32)  # float32
 
     def __getitem__(self, item: int | tuple[int, int] | tuple[int, int, int]) -> dict[str, Any] | None:
         """Returns a sample dict (None for a skipped unreadable image under ``"skip"``):
@@ -209,7 +208,7 @@ class DetectionDataset(Dataset):
         size = self.default_size if size is None else int(size)
         rec = self.records[int(index)]
         try:
-            image, conversions = self._load(int(index))
+            image, conversions = self._load(int(index), rec)
         except ImageDecodeError as e:
             self._count("skipped_images")
             if self._flag(int(index), LOAD_FAILED) or self.issues.policy == "error":  # logged once per image

@@ -435,7 +435,7 @@ class ClassificationDataset(Dataset):
 
     def class_counts(self, num_classes: int) -> np.ndarray:
         """int64 (num_classes,): images per class."""
-        return np.bincount(self.records.labels, minlength=num_classes).astype(np.int64)
+        return np.bincount(self.records.labels, minlength=num_classes)  # int64 labels: int64 counts
 
     def __getitem__(self, item: int | tuple[int, int, int]) -> dict[str, Any] | None:
         """``{"image": uint8 (3, S, S) RGB, "label": int, "path": str}``, or None for a skipped image. ``item`` is

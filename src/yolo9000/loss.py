@@ -424,23 +424,30 @@ class RegionLoss(nn.Module):
         if not stats:
             return deltas, {"num_truths": n_t}
         denom = max(n_t, 1)
-        cond = tree.softmax(p2[ba, 5:, cidx])  # (T, C)
-        if tree.num_groups == 1:  # flat: P(label)
-            p_cls = cond.gather(1, truth_cls[b_idx, t_idx].unsqueeze(1)).squeeze(1)
-        else:  # the product along the label's path
-            paths = tree.paths.to(dev)[truth_cls[b_idx, t_idx]]  # (T, D)
-            p_cls = cond.gather(1, paths.clamp_min(0)).where(paths >= 0, 1.0).prod(1)
+        p_cls = self._path_probability(p2[ba, 5:, cidx], truth_cls[b_idx, t_idx])  # (T,)
         # the four means over the truths in one reduction: IoU, recall (IoU > .5), objectness, P(class)
-        means = torch.stack([iou_resp, (iou_resp > 0.5).to(f32), so.view(-1)[loc], p_cls]).sum(1).div_(denom)
+        means = torch.stack([iou_resp, (iou_resp > 0.5).to(f32), so.view(-1)[loc]]).sum(1).div_(denom)
+        # darknet's "Class" also counts each classification-only image's chosen predictor (P(label path) there),
+        # and its "No Obj" sums the detection images' predictors over every predictor of the batch
+        p_co = self._path_probability(p2[co_loc // n_cell, 5:, co_loc % n_cell], co_label)  # (Bc,)
         stats = {
             "avg_iou": means[0],
             "recall": means[1],
             "avg_obj": means[2],
-            "avg_anyobj": so.mean(),
-            "avg_cat": means[3],
+            "avg_anyobj": so.masked_fill(classonly_img.view(-1, 1, 1), 0.0).sum() / so.numel(),
+            "avg_cat": (p_cls.sum() + p_co.sum()) / max(n_t + len(co_loc), 1),
             "num_truths": n_t,
         }
         return deltas, stats
+
+    def _path_probability(self, logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        """(N, C) class logits of N predictors and their (N,) labels -> (N,) P(label): the softmax's (flat) or
+        the product of the conditional probabilities along the label's WordTree path (darknet's ``pred``)."""
+        cond = self.tree.softmax(logits)  # (N, C)
+        if self.tree.num_groups == 1:
+            return cond.gather(1, label.unsqueeze(1)).squeeze(1)
+        paths = self.tree.paths.to(logits.device)[label]  # (N, D), -1 padded
+        return cond.gather(1, paths.clamp_min(0)).where(paths >= 0, 1.0).prod(1)
 
     def _classonly_predictors(
         self,

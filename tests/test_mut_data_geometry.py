@@ -1,0 +1,237 @@
+"""Gaps found by mutation testing of the training augmentation, the multi-scale sampler and the k-means priors.
+
+Each test checks an independent fact (darknet's ``load_data_detection`` / ``rand_scale`` / ``fill_truth_detection``,
+detector.c's resize every 10 batches over 320..608 step 32, the paper's k-means with d = 1 - IoU), hand-computed
+on a tiny image, a few boxes or a few shapes.
+"""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import SequentialSampler
+
+from yolo9000.anchors import _init_centroids, avg_iou, kmeans_anchors, resolve_priors, shape_iou
+from yolo9000.data import DetectionTransform, MultiScaleBatchSampler, size_for_batch
+from yolo9000.data.datamodule import MultiScaleConfig
+from yolo9000.data.transforms import DarknetHSV, DarknetJitterResize
+
+NO_COLOUR = {"hue": 0.0, "saturation": 1.0, "exposure": 1.0}
+DARKNET_SIZES = list(range(320, 609, 32))  # detector.c: (rand() % 10 + 10) * 32
+
+
+class _Fractions:
+    """A stand-in for the step's ``py_random``: ``uniform(a, b)`` returns ``a + f * (b - a)`` for the next f."""
+
+    def __init__(self, fractions: list[float]) -> None:
+        self.fractions = list(fractions)
+
+    def uniform(self, a: float, b: float) -> float:
+        return a + self.fractions.pop(0) * (b - a)
+
+
+# --------------------------------------------------------------------------------------------- jitter crop
+
+
+def test_jitter_crop_is_darknets_window() -> None:
+    """darknet: dw = (int)(w * jitter), dh = (int)(h * jitter); pleft, pright in U(-dw, dw), ptop, pbot in U(-dh, dh),
+    each truncated toward zero (C's float -> int); the window is [pleft, w - pright) x [ptop, h - pbot)."""
+    t = DarknetJitterResize(size=50, jitter=0.3)
+    # 200 x 100 image: dw = 60, dh = 30
+    t.py_random = _Fractions([0.75, 0.3125, 0.9, 0.125])  # type: ignore[assignment]
+    crop = t.get_params_dependent_on_data({"shape": (100, 200, 3)}, {})["crop"]
+    # pleft = -60 + 90 = 30; pright = -60 + 37.5 = -22.5 -> -22 (not floor's -23);
+    # ptop = -30 + 54 = 24; pbot = -30 + 7.5 = -22.5 -> -22
+    # window: x from 30, width 200 - 30 + 22 = 192; y from 24, height 100 - 24 + 22 = 98
+    assert crop == (30, 24, 192, 98)
+
+
+# --------------------------------------------------------------------------------------------- small boxes
+
+
+def _one_image_transform(**aug: float) -> DetectionTransform:
+    return DetectionTransform(train=True, augment={**NO_COLOUR, "jitter": 0.0, "flip": 0.0, **aug})
+
+
+def test_box_of_exactly_the_minimum_side_is_kept() -> None:
+    """darknet drops a box when ``w < .001 || h < .001``: a side equal to the threshold is kept. On a 64 x 64 image
+    at 64 with no jitter the boxes are unchanged; with min_box_side = 1/64 the threshold is exactly 1 px."""
+    img = np.zeros((64, 64, 3), np.uint8)
+    boxes = np.array([[8, 8, 9, 20], [8, 8, 8.5, 20], [20, 30, 40, 31]], np.float32)  # 1 px, 0.5 px, 1 px tall
+    t = _one_image_transform(min_box_side=1 / 64, min_box_pixels=0.0)
+    out = t(img, boxes, np.array([0, 1, 2]), np.zeros(3, bool), 64)
+    assert out.labels.tolist() == [0, 2] and out.n_dropped == 1
+    np.testing.assert_array_equal(out.boxes, boxes[[0, 2]])
+
+
+def test_min_box_pixels_drops_a_box_with_either_side_too_short() -> None:
+    """``min_box_pixels``: width or height under it drops the box (1.0 px exactly is kept); the default side rule
+    (.001 * 64 = 0.064 px) keeps all of them, so only the pixel rule decides here."""
+    img = np.zeros((64, 64, 3), np.uint8)
+    boxes = np.array(
+        [[8, 8, 9, 20], [8, 8, 8.5, 20], [20, 30, 40, 30.5], [20, 30, 40, 31]], np.float32
+    )  # 1 x 12, 0.5 x 12, 20 x 0.5, 20 x 1
+    out = _one_image_transform(min_box_pixels=1.0)(img, boxes, np.arange(4), np.zeros(4, bool), 64)
+    assert out.labels.tolist() == [0, 3] and out.n_dropped == 2
+
+
+# --------------------------------------------------------------------------------------------- flip
+
+
+def test_flip_probability_one_always_mirrors() -> None:
+    """``flip`` is the probability of the horizontal flip: at 1 every sample is mirrored, x -> size - x."""
+    img = np.zeros((150, 200, 3), np.uint8)
+    img[30:100, 40:120] = 255
+    box = np.array([[40, 30, 120, 100]], np.float32)
+    t = _one_image_transform(flip=1.0, fill=0)
+    for seed in range(5):
+        out = t(img, box, np.array([0]), np.array([False]), 100, seed=seed)
+        # stretch 200 x 150 -> 100: (20, 20, 60, 66.67), mirrored: (100 - 60, 20, 100 - 20, 66.67)
+        np.testing.assert_allclose(out.boxes[0], [40, 20, 80, 200 / 3], atol=1e-3)
+        cols = np.nonzero(out.image.mean(axis=2).max(axis=0) > 191)[0]
+        assert cols.min() == 40 and cols.max() == 79  # the drawn pixels are mirrored too
+
+
+# --------------------------------------------------------------------------------------------- HSV
+
+
+def test_saturation_scales_s_up_or_down_not_inverted() -> None:
+    """S *= dsat: (200, 100, 100) has V = 200, S = 100 / 200 (OpenCV 128); dsat = 0.5 -> S = 64 / 255, so
+    min = 200 * (1 - 64 / 255) = 149.8: (200, 150, 150). Inverting the factor would saturate it to (200, 0, 0)."""
+    px = np.zeros((2, 2, 3), np.uint8)
+    px[...] = (200, 100, 100)
+    out = DarknetHSV().apply(px, dhue=0.0, dsat=0.5, dexp=1.0)
+    assert np.abs(out[0, 0].astype(int) - [200, 150, 150]).max() <= 1
+
+
+def test_hue_shift_wraps_around_the_circle() -> None:
+    """darknet's distort_image: ``h += dhue; if (h < 0) h += 1``. Red (hue 0) shifted by -1/6 of the circle is at
+    300 degrees, magenta: (200, 0, 200), not stuck at red."""
+    red = np.zeros((2, 2, 3), np.uint8)
+    red[..., 0] = 200
+    out = DarknetHSV().apply(red, dhue=-1 / 6, dsat=1.0, dexp=1.0)
+    assert np.abs(out[0, 0].astype(int) - [200, 0, 200]).max() <= 1
+
+
+def test_rand_scale_inverts_half_the_time_and_hue_is_symmetric() -> None:
+    """darknet ``rand_scale(s)``: U(1, s), returned as is or inverted with probability 1/2 each; dhue in
+    U(-hue, hue). Over 2000 draws each side gets about half (sd 0.011)."""
+    t = DarknetHSV(hue=0.1, saturation=1.5, exposure=1.5)
+    t.set_random_state(np.random.default_rng(0), random.Random(0))
+    draws = [t.get_params() for _ in range(2000)]
+    sat, exp_, hue = (np.array([d[key] for d in draws]) for key in ("dsat", "dexp", "dhue"))
+    for v in (sat, exp_):
+        assert 0.45 < (v < 1).mean() < 0.55
+        assert v.max() > 1.45 and v.min() < 1 / 1.45 and v.max() <= 1.5 and v.min() >= 1 / 1.5
+    assert 0.45 < (hue < 0).mean() < 0.55
+
+
+# --------------------------------------------------------------------------------------------- multi-scale
+
+
+def test_default_period_and_sizes_are_darknets() -> None:
+    """detector.c: a new size every 10 batches, (rand() % 10 + 10) * 32 = 320..608 step 32; the defaults of
+    ``size_for_batch``, the sampler and the ``multiscale`` config section are those."""
+    assert [size_for_batch(4, k, DARKNET_SIZES) for k in range(300)] == [
+        size_for_batch(4, k, DARKNET_SIZES, 10) for k in range(300)
+    ]
+    assert MultiScaleBatchSampler(SequentialSampler(range(8)), 2, False, DARKNET_SIZES).period == 10
+    cfg = MultiScaleConfig.from_mapping({})
+    assert cfg.period == 10 and cfg.resolved_sizes() == DARKNET_SIZES
+
+
+def test_start_at_another_epoch_on_a_fresh_sampler() -> None:
+    """Resuming: a new sampler (epoch 0) told to start at batch 3 of epoch 2 yields exactly the rest of epoch 2,
+    with that epoch's sizes and sample seeds, then whole epochs."""
+    ref = MultiScaleBatchSampler(SequentialSampler(range(30)), 4, False, [64, 96, 128], period=2, seed=5)
+    ref.set_epoch(2)
+    whole = list(ref)
+    bs = MultiScaleBatchSampler(SequentialSampler(range(30)), 4, False, [64, 96, 128], period=2, seed=5)
+    bs.start_at(2, 3)
+    assert list(bs) == whole[3:]
+    assert list(bs) == whole  # the skip applies to one iteration
+
+
+# --------------------------------------------------------------------------------------------- k-means
+
+
+def test_kmeans_defaults_are_the_papers() -> None:
+    """The paper's distance 1 - IoU is the default of ``kmeans_anchors`` and of ``resolve_priors``."""
+    wh = torch.tensor([[0.1, 0.1], [0.12, 0.1], [0.5, 0.3], [0.55, 0.35], [0.2, 0.6]], dtype=torch.float64)
+    assert kmeans_anchors(wh, 2).metric == "iou"
+    assert resolve_priors("kmeans", wh, 13, k=2) == resolve_priors("kmeans", wh, 13, k=2, metric="iou")
+    assert resolve_priors("kmeans", wh, 13, k=2) != resolve_priors("kmeans", wh, 13, k=2, metric="sse")
+
+
+def test_objective_is_mean_one_minus_iou_or_sse() -> None:
+    """``objective``: mean (1 - IoU) of the nearest anchor (= 1 - avg_iou) for "iou"; the sum of squared
+    distances to the nearest anchor for "sse"."""
+    wh = torch.rand(200, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 0.9 + 0.02
+    iou = kmeans_anchors(wh, 3, metric="iou")
+    assert iou.objective == pytest.approx(1 - avg_iou(wh, iou.anchors), abs=1e-12)
+    sse = kmeans_anchors(wh, 3, metric="sse")
+    d2 = ((wh[:, None, :] - sse.anchors[None]) ** 2).sum(-1)
+    assert sse.objective == pytest.approx(float(d2.min(1).values.sum()), rel=1e-9)
+
+
+def test_assignments_are_nearest_under_the_runs_metric() -> None:
+    """Each box is assigned to its nearest anchor under the run's own distance: squared Euclidean for "sse",
+    1 - IoU for "iou" (the two disagree on some boxes here)."""
+    wh = torch.rand(300, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 0.9 + 0.02
+    sse = kmeans_anchors(wh, 5, metric="sse")
+    by_sse = ((wh[:, None, :] - sse.anchors[None]) ** 2).sum(-1).argmin(1)
+    by_iou = (1 - shape_iou(wh, sse.anchors)).argmin(1)
+    assert (by_sse != by_iou).any()
+    assert torch.equal(sse.assignments, by_sse)
+    iou = kmeans_anchors(wh, 5, metric="iou")
+    assert torch.equal(iou.assignments, (1 - shape_iou(wh, iou.anchors)).argmin(1))
+
+
+def test_best_iterate_is_kept() -> None:
+    """Boxes 1 x 1 and 10 x 10, one cluster started at 10 x 10: average IoU (1/100 + 1) / 2 = .505. The mean
+    update moves it to 5.5 x 5.5 (IoU 1/30.25 and 30.25/100: .168), worse under 1 - IoU: the start is kept."""
+    wh = torch.tensor([[1.0, 1.0], [10.0, 10.0]], dtype=torch.float64)
+    res = kmeans_anchors(wh, 1, init=torch.tensor([[10.0, 10.0]]))
+    torch.testing.assert_close(res.anchors, torch.tensor([[10.0, 10.0]], dtype=torch.float64))
+    assert res.avg_iou == pytest.approx(0.505, abs=1e-12) and res.objective == pytest.approx(0.495, abs=1e-12)
+
+
+def test_restarts_keep_the_best_run() -> None:
+    """The first restart draws what a single run draws (same seed), so more restarts never end worse than one,
+    and here some end better."""
+    wh = torch.rand(300, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 0.9 + 0.02
+    better = 0
+    for seed in range(4):
+        one = kmeans_anchors(wh, 5, seed=seed, restarts=1).objective
+        many = kmeans_anchors(wh, 5, seed=seed, restarts=4).objective
+        assert many <= one
+        better += many < one
+    assert better >= 1
+
+
+def test_empty_cluster_is_reseeded() -> None:
+    """A start centroid no box is nearest to (50 x 50 among boxes under 1) is moved onto a box, so the two
+    clusters are found: the anchors are the two groups' means."""
+    g = torch.Generator().manual_seed(1)
+    a = torch.tensor([0.05, 0.08], dtype=torch.float64) + 0.005 * torch.rand(40, 2, generator=g, dtype=torch.float64)
+    b = torch.tensor([0.60, 0.30], dtype=torch.float64) + 0.02 * torch.rand(60, 2, generator=g, dtype=torch.float64)
+    res = kmeans_anchors(torch.cat([a, b]), 2, init=torch.tensor([[0.3, 0.2], [50.0, 50.0]]))
+    torch.testing.assert_close(res.anchors, torch.stack([a.mean(0), b.mean(0)]), rtol=0, atol=1e-12)
+
+
+def test_kmeanspp_samples_by_squared_distance() -> None:
+    """kmeans++ (D^2 sampling under 1 - IoU) on shapes 1x1, 1x2, 2x2: from 1x1 the distances are .5 (1x2) and
+    .75 (2x2), so 1x2 comes second with probability .25 / (.25 + .5625) = .308 (by distance, not squared: .4);
+    the same from 2x2. About 2000 of 3000 draws start at 1x1 or 2x2 (sd of the fraction ~.01)."""
+    uniq = torch.tensor([[1.0, 1.0], [1.0, 2.0], [2.0, 2.0]], dtype=torch.float64)
+    gen = torch.Generator().manual_seed(0)
+    near = n = 0
+    for _ in range(3000):
+        c = _init_centroids(uniq, 2, "iou", "kmeans++", gen)
+        if c[0, 0] == c[0, 1]:  # started at 1x1 or 2x2
+            n += 1
+            near += bool(c[1, 0] == 1 and c[1, 1] == 2)
+    assert abs(near / n - 0.25 / 0.8125) < 0.04

@@ -74,6 +74,26 @@ def test_hand_computed_ap() -> None:
     assert out["per_class"]["a"]["num_gt"] == 3
 
 
+def _detections_recall_3_of_5() -> tuple[list[dict], list[dict]]:
+    """Five truths of one class, three detected exactly (precision 1 at recall 1/5, 2/5, 3/5)."""
+    boxes = torch.tensor([[10.0 * k, 0.0, 10.0 * k + 8, 8.0] for k in range(5)])
+    preds = [{"boxes": boxes[:3], "scores": torch.tensor([0.9, 0.8, 0.7]), "labels": torch.zeros(3, dtype=torch.long)}]
+    return preds, [{"boxes": boxes, "labels": torch.zeros(5, dtype=torch.long)}]
+
+
+@pytest.mark.parametrize(("levels", "ap"), [("darknet", 6 / 11), ("devkit", 7 / 11)])
+def test_voc07_levels_at_a_recall_of_exactly_three_fifths(levels: str, ap: float) -> None:
+    """Recall 3/5 with precision 1: darknet's reval_voc.py (np.arange(0., 1.1, 0.1): 0.6000000000000001) counts
+    the levels 0 .. 0.5 (6/11); the MATLAB devkit (t=0:0.1:1, whose 0.6 is exact) counts 0.6 too (7/11)."""
+    preds, targets = _detections_recall_3_of_5()
+    assert voc_ap(preds, targets, 1, use_07_metric=True, voc07_levels=levels).ap[0] == pytest.approx(ap, abs=1e-12)
+    ev = DetectionEvaluator(["a"], voc07=True, voc07_levels=levels)
+    ev.update(preds, targets)
+    assert ev.compute()["voc07_map_50"] == pytest.approx(ap, abs=1e-12)
+    with pytest.raises(ValueError, match="voc07_levels must be one of"):
+        voc_ap(preds, targets, 1, use_07_metric=True, voc07_levels="matlab")
+
+
 def test_voc07_mean_leaves_out_classes_without_ground_truth() -> None:
     """voc07_map_50 averaged every class, those without any truth at 0: five classes, truths in one, a perfect
     detection gave 0.2 (and 5.8e-05 over a 9418-node tree); it leaves them out, as voc_map_50 and COCO's mAP do."""

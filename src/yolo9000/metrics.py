@@ -74,6 +74,8 @@ class DetectionEvaluator(nn.Module):
         max_detections: per-image detection cap of the COCO evaluation (its recall key is ``mar_{max}``).
         backend: torchmetrics' COCO backend, "pycocotools" (default) or "faster_coco_eval".
         pixel_plus_one: VOC devkit integer-pixel IoU for the VOC evaluation.
+        voc07_levels: the VOC2007 11-point AP's recall levels, ``darknet`` (its ``reval_voc.py``) or ``devkit``
+            (the MATLAB devkit; they differ at a recall of exactly 0.6 or 0.7: ``voc_eval.VOC07_LEVELS``).
     """
 
     def __init__(
@@ -83,10 +85,12 @@ class DetectionEvaluator(nn.Module):
         max_detections: int = 100,
         backend: str = "pycocotools",
         pixel_plus_one: bool = False,
+        voc07_levels: str = "darknet",
     ) -> None:
         super().__init__()
         self.class_names = list(class_names)
         self.voc07 = voc07
+        self.voc07_levels = voc07_levels
         self.max_detections = max_detections
         self.coco = _ShardedMeanAP(
             box_format="xyxy",
@@ -97,7 +101,9 @@ class DetectionEvaluator(nn.Module):
             backend=backend,  # type: ignore[arg-type]
         )
         self.coco.warn_on_many_detections = False
-        self.voc = VOCMeanAP(num_classes=len(self.class_names), pixel_plus_one=pixel_plus_one)
+        self.voc = VOCMeanAP(
+            num_classes=len(self.class_names), pixel_plus_one=pixel_plus_one, voc07_levels=voc07_levels
+        )
 
     def reset(self) -> None:
         """Clear all accumulated predictions and targets."""
@@ -156,7 +162,7 @@ class DetectionEvaluator(nn.Module):
         t50 = int(torch.argmin((ious - 0.5).abs()))
         voc07_aps = np.array(  # a class without ground truth has no AP (nan: left out of the mean, as voc_map_50)
             [
-                ap_from_pr(p, r, True) if n > 0 else float("nan")
+                ap_from_pr(p, r, True, self.voc07_levels) if n > 0 else float("nan")
                 for p, r, n in zip(voc.precision, voc.recall, voc.npos, strict=True)
             ]
         )

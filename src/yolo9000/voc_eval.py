@@ -23,7 +23,18 @@ from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 from torchvision.ops import box_iou
 
-__all__ = ["ShardSync", "VOCMeanAP", "VOCResult", "ap_from_pr", "pairwise_iou", "voc_ap"]
+__all__ = ["VOC07_LEVELS", "ShardSync", "VOCMeanAP", "VOCResult", "ap_from_pr", "pairwise_iou", "voc_ap"]
+
+# The VOC2007 11-point AP's recall levels t = 0, 0.1, ..., 1 as each reference computes them (they differ in the last
+# bit of 0.6 and 0.7, so a class whose recall reaches exactly 3/5 or 7/10 gains or loses precision / 11 there):
+VOC07_LEVELS: dict[str, np.ndarray] = {
+    # darknet's scripts/reval_voc.py (py-faster-rcnn's voc_eval.py): np.arange(0., 1.1, 0.1), i.e. k * 0.1, where
+    # 0.6 and 0.7 come out a hair above (0.6000000000000001): a recall of exactly 0.6 does not reach that level
+    "darknet": np.arange(0.0, 1.1, 0.1),
+    # the MATLAB devkit's VOCevaldet.m, t=0:0.1:1: MATLAB builds a range's upper half from its end (1 - k * 0.1),
+    # giving 0.6 and 0.7 exactly
+    "devkit": np.array([k * 0.1 for k in range(6)] + [1.0 - k * 0.1 for k in range(4, -1, -1)]),
+}
 
 
 def pairwise_iou(boxes1: Tensor, boxes2: Tensor, pixel_plus_one: bool = False) -> Tensor:
@@ -50,7 +61,16 @@ def pairwise_iou(boxes1: Tensor, boxes2: Tensor, pixel_plus_one: bool = False) -
     return torch.nan_to_num(inter / (area_a[:, None] + area_b[None, :] - inter), nan=0.0)
 
 
-def ap_from_pr(precision: np.ndarray, recall: np.ndarray, use_07_metric: bool = False) -> float:
+def _levels(name: str) -> np.ndarray:
+    """The VOC2007 recall levels called ``name`` (ValueError naming the choices)."""
+    if name not in VOC07_LEVELS:
+        raise ValueError(f"voc07_levels must be one of {sorted(VOC07_LEVELS)}, got {name!r}")
+    return VOC07_LEVELS[name]
+
+
+def ap_from_pr(
+    precision: np.ndarray, recall: np.ndarray, use_07_metric: bool = False, voc07_levels: str = "darknet"
+) -> float:
     """Average precision from a precision/recall curve, as the VOC devkit computes it.
 
     Args:
@@ -59,6 +79,8 @@ def ap_from_pr(precision: np.ndarray, recall: np.ndarray, use_07_metric: bool = 
         use_07_metric: VOC2007 11-point interpolation (mean over t in {0, 0.1, ..., 1} of the maximum
             precision at recall >= t, 0 if none); otherwise the VOC2010+ area under the monotone precision
             envelope.
+        voc07_levels: the 11 recall levels as ``darknet``'s evaluation script computes them (default) or as the
+            MATLAB ``devkit`` does (:data:`VOC07_LEVELS`: they differ at a recall of exactly 0.6 or 0.7).
 
     Returns:
         AP in [0, 1] (NaN if ``recall`` contains NaN, i.e. the class has no positives).
@@ -69,7 +91,7 @@ def ap_from_pr(precision: np.ndarray, recall: np.ndarray, use_07_metric: bool = 
         return float("nan")
     if use_07_metric:
         ap = 0.0
-        for t in np.linspace(0.0, 1.0, 11):  # 11 recall levels, vectorised over detections
+        for t in _levels(voc07_levels):  # 11 recall levels, vectorised over detections
             above = recall >= t
             ap += (precision[above].max() if above.any() else 0.0) / 11.0
         return float(ap)
@@ -91,6 +113,7 @@ class VOCResult:
         scores: C arrays (D_c,), the scores of those detections (descending), for choosing thresholds.
         npos: (C,) number of non-difficult ground-truth objects per class.
         use_07_metric: whether ``ap`` is the VOC2007 11-point AP.
+        voc07_levels: its recall levels (:data:`VOC07_LEVELS`).
 
     Detections matched to a difficult object are left out of precision/recall (they are neither TP nor FP).
     """
@@ -101,6 +124,7 @@ class VOCResult:
     scores: list[np.ndarray]
     npos: np.ndarray
     use_07_metric: bool = False
+    voc07_levels: str = "darknet"
     extra: dict = field(default_factory=dict)
 
     @property
@@ -252,6 +276,7 @@ def voc_ap(
     iou_threshold: float = 0.5,
     use_07_metric: bool = False,
     pixel_plus_one: bool = False,
+    voc07_levels: str = "darknet",
 ) -> VOCResult:
     """PASCAL VOC devkit detection evaluation (``VOCevaldet.m``), per class.
 
@@ -270,10 +295,12 @@ def voc_ap(
         iou_threshold: minimum IoU for a match (VOC: 0.5).
         use_07_metric: VOC2007 11-point AP instead of the VOC2010+ area.
         pixel_plus_one: devkit integer-pixel IoU (see :func:`pairwise_iou`).
+        voc07_levels: the 11-point AP's recall levels, ``darknet`` or ``devkit`` (see :func:`ap_from_pr`).
 
     Returns:
         :class:`VOCResult`.
     """
+    _levels(voc07_levels)  # a wrong name raises before any matching
     if len(preds) != len(targets):
         raise ValueError(f"got {len(preds)} predictions but {len(targets)} targets")
     matches = _match_detections(preds, targets, num_classes, pixel_plus_one)
@@ -286,9 +313,15 @@ def voc_ap(
         recalls.append(rec)
         scores.append(c_scores)
         if npos[c] > 0:
-            aps[c] = ap_from_pr(prec, rec, use_07_metric)
+            aps[c] = ap_from_pr(prec, rec, use_07_metric, voc07_levels)
     return VOCResult(
-        ap=aps, precision=precisions, recall=recalls, scores=scores, npos=npos, use_07_metric=use_07_metric
+        ap=aps,
+        precision=precisions,
+        recall=recalls,
+        scores=scores,
+        npos=npos,
+        use_07_metric=use_07_metric,
+        voc07_levels=voc07_levels,
     )
 
 
@@ -333,13 +366,16 @@ class VOCMeanAP(ShardSync, Metric):
         iou_threshold: float = 0.5,
         use_07_metric: bool = False,
         pixel_plus_one: bool = False,
+        voc07_levels: str = "darknet",
         **kwargs: object,
     ) -> None:
         super().__init__(**kwargs)
+        _levels(voc07_levels)
         self.num_classes = num_classes
         self.iou_threshold = iou_threshold
         self.use_07_metric = use_07_metric
         self.pixel_plus_one = pixel_plus_one
+        self.voc07_levels = voc07_levels
         # Everything is stored 1-D (boxes flattened), one tensor per batch.
         for name in (
             "det_boxes",
@@ -406,4 +442,5 @@ class VOCMeanAP(ShardSync, Metric):
             iou_threshold=self.iou_threshold,
             use_07_metric=self.use_07_metric,
             pixel_plus_one=self.pixel_plus_one,
+            voc07_levels=self.voc07_levels,
         )

@@ -56,6 +56,8 @@ class DetectorModule(DarknetModule):
         pre_nms_topk: candidates kept per image before NMS, the highest scores (None or 0 = all, as darknet);
             bounds the decode + NMS cost of an early network, whose scores nearly all pass ``conf_thresh``.
         voc07: also compute VOC2007 11-point AP (``voc07_map_50``).
+        voc07_levels: its recall levels: ``darknet`` (darknet's ``reval_voc.py``) or ``devkit`` (the MATLAB
+            devkit's); they differ at a recall of exactly 0.6 or 0.7 (:data:`yolo9000.voc_eval.VOC07_LEVELS`).
         headline_metric: the data's benchmark metric (``map_50`` COCO-style AP@0.5, ``voc07_map_50`` VOC2007
             11-point AP, ``map`` COCO AP@[.5:.95]): it picks the best checkpoint (``monitor``), shows in the
             progress bar and heads metrics.json.
@@ -99,6 +101,7 @@ class DetectorModule(DarknetModule):
         max_det: int | None = None,
         pre_nms_topk: int | None = 1000,
         voc07: bool = True,
+        voc07_levels: str = "darknet",
         headline_metric: str = "map_50",
         tree_decode: Literal["darknet", "paper"] = "darknet",
         tree_thresh: float = 0.5,
@@ -143,8 +146,8 @@ class DetectorModule(DarknetModule):
             lut = torch.full((len(self.class_names),), -1, dtype=torch.long)
             lut[self.eval_nodes] = torch.arange(len(self.eval_nodes))
         self.register_buffer("_eval_lut", lut, persistent=False)
-        self.val_eval = DetectionEvaluator(self.eval_class_names, voc07=voc07)
-        self.test_eval = DetectionEvaluator(self.eval_class_names, voc07=voc07)
+        self.val_eval = DetectionEvaluator(self.eval_class_names, voc07=voc07, voc07_levels=voc07_levels)
+        self.test_eval = DetectionEvaluator(self.eval_class_names, voc07=voc07, voc07_levels=voc07_levels)
         self.test_results: dict[str, Any] = {}
         self.test_prefix = "test"  # the logged names of a test run's metrics (eval.py split=val: "val")
         if backbone_ckpt:  # a classifier's or detector's checkpoint, or darknet weights (darknet19_448.conv.23)

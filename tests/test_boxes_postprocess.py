@@ -249,7 +249,7 @@ def _random_case(seed: int, num_classes: int, big_boxes: bool) -> dict:
     g = torch.Generator().manual_seed(seed)
     bsz, num_anchors, h, w = 3, 3, 4, 5  # non-square grid: catches H / W swaps
     raw = torch.randn(bsz, num_anchors * (5 + num_classes), h, w, generator=g)
-    if big_boxes:  # boxes covering most of the image: heavier suppression (NMS widening: test_mut_*)
+    if big_boxes:  # boxes covering most of the image: heavier suppression (NMS widening: test_decode_nms_ap_rules)
         raw.view(bsz, num_anchors, 5 + num_classes, h, w)[:, :, 2:4] += 1.5
     anchors = torch.rand(num_anchors, 2, generator=g) * 2 + 0.5
     transforms = torch.tensor([[1.0, 1.0, 0.0, 0.0], [0.5, 0.5, 0.0, 16.0], [2.0, 1.5, 3.0, 0.0]])

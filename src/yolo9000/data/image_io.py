@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import warnings
 from pathlib import Path
@@ -134,12 +135,27 @@ def _exif_orientation(im: Image.Image) -> int:
         return 0
 
 
+@functools.cache
+def _opens_upright(fmt: str) -> bool:
+    """Whether Pillow's plugin for ``fmt`` already reports the upright size of an image whose EXIF orientation
+    transposes it (its TIFF plugin does, and rotates the pixels at load): tried once on a 2 x 1 image."""
+    if fmt != "TIFF":
+        return False
+    buf, exif = io.BytesIO(), Image.Exif()
+    exif[0x0112] = 6
+    Image.new("RGB", (2, 1)).save(buf, format="TIFF", exif=exif)
+    with Image.open(buf) as im:
+        return im.size == (1, 2)
+
+
 def image_size(path: str | Path) -> tuple[int, int]:
-    """(width, height) from the image header, without decoding the pixels."""
+    """(width, height) from the image header, without decoding the pixels: the size the image is decoded at
+    (upright, its EXIF orientation applied)."""
     try:
         with Image.open(path) as im:
             w, h = im.size
-            if _exif_orientation(im) in _TRANSPOSED:  # decoded upright (see read_image_notes): w and h swap
+            # decoded upright (see read_image_notes): w and h swap, unless the plugin has swapped them already
+            if _exif_orientation(im) in _TRANSPOSED and not _opens_upright(str(im.format)):
                 w, h = h, w
     except (OSError, UnidentifiedImageError, ValueError) as e:  # FileNotFoundError is an OSError
         raise ImageDecodeError("unreadable image header", f"{type(e).__name__}: {e}") from e

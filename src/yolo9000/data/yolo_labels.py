@@ -16,7 +16,10 @@ __all__ = ["label_boxes", "label_path_for", "read_label_rows"]
 
 
 def label_path_for(image_path: Path) -> Path:
-    """darknet's rule: the last ``images`` / ``JPEGImages`` folder becomes ``labels``, the suffix ``.txt``."""
+    """The label file of an image: the last ``images`` / ``JPEGImages`` folder of its path becomes ``labels`` and
+    its suffix ``.txt`` (darknet's ``fill_truth_detection`` replaces those names as substrings, the first match
+    of each, and only the suffixes .jpg / .png / .JPG / .JPEG; the last folder, as Ultralytics' ``img2label_paths``,
+    is what both mean in every common layout and is safe when a parent folder is also called ``images``)."""
     parts = list(image_path.parts)
     for k in range(len(parts) - 2, -1, -1):
         if parts[k] in ("images", "JPEGImages"):

@@ -11,9 +11,15 @@ from torch import nn
 
 
 def resolve_steps(steps: Sequence[float], total: int) -> list[int]:
-    """Steps given as fractions (all <= 1) of ``total`` iterations, or as absolute iterations."""
+    """Steps given as fractions (all <= 1) of ``total`` iterations, or as absolute iterations (whole numbers; darknet's
+    yolov2.cfg has ``steps=-1,100,20000,30000``); a fraction among absolute steps is a ValueError (it would be
+    iteration 0)."""
     if steps and all(float(s) <= 1.0 for s in steps):
         return [int(round(float(s) * total)) for s in steps]
+    if any(float(s) != int(float(s)) for s in steps):
+        raise ValueError(
+            f"steps {list(steps)}: either all fractions of the run (<= 1) or all whole iterations, not a mix"
+        )
     return [int(s) for s in steps]
 
 

@@ -12,6 +12,7 @@ import pytest
 import torch
 from torch import nn
 
+from test_models import _darknet_reorg_loops
 from yolo9000.darknet import (
     DarknetNet,
     NativeSpec,
@@ -139,25 +140,10 @@ def test_route_layer_0_is_absolute() -> None:
     assert specs[2].sources == [0] and specs[2].out_channels == 2
 
 
-def _darknet_reorg(x: np.ndarray, stride: int) -> np.ndarray:
-    """reorg_cpu(x, w, h, c, batch, stride, forward=0, out) of darknet's reorg_layer.c, loop for loop."""
-    batch, c, h, w = x.shape
-    flat, out = x.reshape(-1), np.empty(x.size, x.dtype)
-    out_c = c // (stride * stride)
-    for b in range(batch):
-        for k in range(c):
-            for j in range(h):
-                for i in range(w):
-                    c2, offset = k % out_c, k // out_c
-                    w2, h2 = i * stride + offset % stride, j * stride + offset // stride
-                    out[i + w * (j + h * (k + c * b))] = flat[w2 + w * stride * (h2 + h * stride * (c2 + out_c * b))]
-    return out.reshape(batch, c * stride * stride, h // stride, w // stride)
-
-
 def test_cfg_reorg_uses_its_stride() -> None:
     net = DarknetNet(parse_cfg_text("[net]\nchannels=9\n[reorg]\nstride=3\n"))
     x = np.arange(9 * 6 * 3, dtype=np.float32).reshape(1, 9, 6, 3)
-    np.testing.assert_array_equal(net(torch.from_numpy(x)).numpy(), _darknet_reorg(x, 3))
+    np.testing.assert_array_equal(net(torch.from_numpy(x)).numpy(), _darknet_reorg_loops(x, 3))
 
 
 def test_region_defaults_of_parse_region() -> None:

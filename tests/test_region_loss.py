@@ -53,6 +53,15 @@ def test_gradient_matches_darknet(name: str) -> None:
 
 
 LN8 = math.log(0.8)
+# yolo-voc.cfg's [region] scales and flags (the transcription's settings unless a test varies them)
+DARKNET_SCALES = {
+    "object_scale": 5.0,
+    "noobject_scale": 1.0,
+    "class_scale": 1.0,
+    "coord_scale": 1.0,
+    "rescore": 1,
+    "bias_match": 1,
+}
 
 
 def _one_cell_case(rescore: bool, seen: int, coord_size_weight: bool = True) -> tuple[torch.Tensor, float]:
@@ -399,12 +408,7 @@ def _region_case(
         "anchors": anchors,
         "seen": 0,
         "thresh": 0.6,
-        "object_scale": 5.0,
-        "noobject_scale": 1.0,
-        "class_scale": 1.0,
-        "coord_scale": 1.0,
-        "rescore": 1,
-        "bias_match": 1,
+        **DARKNET_SCALES,
     }
     return raw, truth, meta | settings
 
@@ -570,12 +574,7 @@ def test_ignore_threshold_is_strictly_greater() -> None:
         "anchors": [0.5, 1.0, 1.0, 1.0],
         "seen": 20000,
         "thresh": 0.5,
-        "object_scale": 5.0,
-        "noobject_scale": 1.0,
-        "class_scale": 1.0,
-        "coord_scale": 1.0,
-        "rescore": 1,
-        "bias_match": 1,
+        **DARKNET_SCALES,
     }
     np.testing.assert_allclose(
         _port_grad(raw.numpy(), truth.numpy(), meta), _darknet_grad(raw.numpy(), truth.numpy(), meta), atol=1e-6

@@ -1,15 +1,13 @@
-"""What a mutation audit of the classification data / metrics and of the predict API / detect.py found untested:
+"""What a mutation audit of the classification data and metrics found untested (the predict API's cases are in
+``test_api.py``):
 darknet's classifier augmentation draws (crop side range, window offset, rotation sign, which axis the aspect
 stretches, the flip probability, the HSV step), the eval centre crop of a tall image and ``eval_resize``, a numeric
 class name in a labels file, file-name order in a class folder, the sorted classes of a flat labels file, RGB
 samples, top-k accuracy over images (not averaged per class), the mean class accuracy, the softmax of
-``predict_step``, ``train/top1`` (flat and WordTree), per-call NMS / max_det / conf not leaking into later calls,
-float images rounded (not truncated) to 8 bits, an unreadable file's slot in a batch, and detect.py's
-detections.json (letterbox, width / height, failed files) and drawings."""
+``predict_step``, and ``train/top1`` (flat and WordTree)."""
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -19,26 +17,18 @@ import torch
 from PIL import Image
 from torch import nn
 
-from test_darknet import randomize, scaled_cfg
-from yolo9000.build import instantiate_module
-from yolo9000.checkpoints import darknet_to_checkpoint
 from yolo9000.data.classify_transforms import (
     ClassificationTransform,
     DarknetRandomAugment,
     darknet_augment_matrix,
     resize_center_crop,
 )
-from yolo9000.data.image_io import read_image
 from yolo9000.data.imagefolder import ClassificationDataModule, ImageFolderParser
 from yolo9000.data.records import IssueLog
 from yolo9000.models.darknet19 import Darknet19, Darknet19Classifier
 from yolo9000.modules.classifier import ClassifierModule
 from yolo9000.wordtree import WordTree
 
-ROOT = Path(__file__).resolve().parents[1]
-IMAGES = sorted((ROOT / "data" / "bccd" / "JPEGImages").glob("*.jpg"))[:2]
-BCCD = ["RBC", "WBC", "Platelets"]
-SIZE = 128
 # augmentation off but for what a test turns on: scale 1 on a square image of the output size is the identity warp
 OFF = {"angle": 0.0, "aspect": 1.0, "hue": 0.0, "saturation": 1.0, "exposure": 1.0, "flip": 0.0}
 OFF_SCALE = {**OFF, "min_ratio": 1.0, "max_ratio": 1.0}
@@ -260,102 +250,3 @@ def test_train_top1_flat_and_tree_by_hand() -> None:
     module.model = _Fixed(logits, module.model.head)
     out = module.training_step({"images": torch.zeros(3, 3, 32, 32), "labels": torch.tensor([a2, a1, a])}, 0)
     assert float(out["terms"]["train/top1"]) == pytest.approx(0.5)
-
-
-# ---------------------------------------------------------------------------------------- the predict API
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A BCCD checkpoint as ``convert.py`` writes it (yolov2-voc.cfg at 1/8 width, random weights), as test_api's."""
-    tmp = tmp_path_factory.mktemp("ckpt")
-    names = tmp / "bccd.names"
-    names.write_text("\n".join(BCCD) + "\n")
-    ck = darknet_to_checkpoint(scaled_cfg(tmp, "yolov2-voc.cfg", 0.125, 3), None, names)
-    module = instantiate_module(ck["yolo9000_model_config"])
-    module.load_state_dict(ck["state_dict"])
-    randomize(module.model, seed=0)
-    ck["state_dict"] = module.state_dict()
-    torch.save(ck, tmp / "bccd.ckpt")
-    return tmp / "bccd.ckpt"
-
-
-def _same(a, b) -> bool:  # noqa: ANN001
-    return torch.equal(a.labels, b.labels) and torch.equal(a.boxes, b.boxes) and torch.equal(a.scores, b.scores)
-
-
-def test_per_call_thresholds_do_not_leak_into_later_calls(ckpt: Path) -> None:
-    """``nms`` / ``conf`` / ``max_det`` of one call leave the detector's defaults as they were: a later call
-    without them gives what it gave before."""
-    from yolo9000 import Detector
-
-    det = Detector.from_checkpoint(ckpt, device="cpu", conf_thresh=0.0)
-    before = det.predict(IMAGES[0], size=SIZE)[0]
-    assert len(before) > 5
-    det.predict(IMAGES[0], size=SIZE, nms=1.0)
-    det.predict(IMAGES[0], size=SIZE, conf=0.5, max_det=2)
-    assert (det.conf, det.nms) == (0.0, 0.45)
-    assert _same(det.predict(IMAGES[0], size=SIZE)[0], before)
-
-
-def test_float_images_are_rounded_to_8_bits(ckpt: Path) -> None:
-    """Floats in [0, 1] are scaled by 255 and rounded: ``(u - 0.45) / 255`` is the uint8 image ``u`` (truncating
-    would give ``u - 1``): the same detections, bit for bit, for a numpy HWC and a torch CHW float image."""
-    from yolo9000 import Detector
-
-    det = Detector.from_checkpoint(ckpt, device="cpu", conf_thresh=0.0)
-    u = np.asarray(Image.fromarray(read_image(IMAGES[0])).resize((160, 120)))
-    f = (np.maximum(u.astype(np.float32), 0.45) - 0.45) / 255  # 0 stays 0
-    want = det.predict(u, size=SIZE)[0]
-    assert len(want) > 5
-    assert _same(det.predict(f, size=SIZE)[0], want)
-    assert _same(det.predict(torch.from_numpy(f).permute(2, 0, 1), size=SIZE)[0], want)
-
-
-def test_an_unreadable_file_takes_no_other_images_slot(ckpt: Path, tmp_path: Path) -> None:
-    """An unreadable file first in a batch: the readable image after it is detected on its own pixels (the
-    detections it has alone), in its own place."""
-    from yolo9000 import Detector
-
-    det = Detector.from_checkpoint(ckpt, device="cpu", conf_thresh=0.0, read_threads=1)
-    broken = tmp_path / "broken.jpg"
-    broken.write_bytes(b"not an image")
-    small = np.asarray(Image.fromarray(read_image(IMAGES[1])).resize((160, 120)))
-    res = det.predict([broken, IMAGES[0], small], size=SIZE, batch_size=3, skip_unreadable=True)
-    alone = det.predict([IMAGES[0], small], size=SIZE, batch_size=2)
-    assert res[0].error and [r.index for r in res] == [0, 1, 2]
-    assert len(res[1]) > 5 and res[1].image_size == (480, 640) and res[2].image_size == (120, 160)
-    for got, want in zip(res[1:], alone, strict=True):
-        assert torch.equal(got.labels, want.labels) and torch.allclose(got.boxes, want.boxes, atol=1e-3)
-
-
-# ---------------------------------------------------------------------------------------------- detect.py
-def test_detect_json_and_drawings_are_the_apis_detections(tmp_path: Path) -> None:
-    """detect.py letterbox=true: detections.json holds each image's width and height and the predict API's
-    letterboxed detections (rounded as ``to_dict``), the unreadable file under ``failed`` with its path, and a
-    drawing with the boxes drawn (not the bare image)."""
-    from test_cli_bench_detect_eval import make_checkpoint, run
-    from yolo9000 import Detector
-
-    ckpt = make_checkpoint(tmp_path / "bccd.ckpt")
-    src = tmp_path / "images"
-    src.mkdir()
-    wide = src / "wide.png"  # 200 x 120: letterboxing pads it, stretching does not
-    Image.fromarray(read_image(IMAGES[0])).resize((200, 120)).save(wide)
-    (src / "broken.jpg").write_bytes(b"not an image")
-    overrides = ["img_size=64", "letterbox=true", "conf_thresh=0.0"]
-    res = run("detect.py", tmp_path / "out", f"ckpt_path={ckpt}", f"source={src}", *overrides)
-    assert res.returncode == 0, res.stderr[-3000:]
-    got = json.loads((tmp_path / "out" / "detections.json").read_text())
-    assert [f["file"] for f in got["failed"]] == [str(src / "broken.jpg")]
-    (rec,) = got["images"]
-    assert rec["file"] == str(wide) and (rec["width"], rec["height"]) == (200, 120)
-    det = Detector.from_checkpoint(ckpt, device="cpu", conf_thresh=0.0)
-    want = det.predict(wide, size=64, letterbox=True)[0]
-    stretched = det.predict(wide, size=64, letterbox=False)[0]
-    assert len(want) > 0 and want.to_dict()["detections"] != stretched.to_dict()["detections"]
-    assert len(rec["detections"]) == len(want)
-    for g, w in zip(rec["detections"], want.to_dict()["detections"], strict=True):
-        assert g["class"] == w["class"] and g["label"] == w["label"]
-        assert g["box"] == pytest.approx(w["box"], abs=0.05) and g["score"] == pytest.approx(w["score"], abs=2e-4)
-    drawing = read_image(tmp_path / "out" / rec["drawing"]).astype(np.int16)
-    bare = read_image(wide).astype(np.int16)
-    assert drawing.shape == bare.shape and np.abs(drawing - bare).max() > 100  # box outlines, not JPEG noise

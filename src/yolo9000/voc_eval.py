@@ -1,4 +1,6 @@
-"""PASCAL VOC devkit detection evaluation: the official ``VOCevaldet`` matching and AP.
+"""PASCAL VOC devkit detection evaluation: the official ``VOCevaldet`` matching and AP (the VOC2007 11-point AP's
+recall levels as darknet's ``reval_voc.py`` computes them by default, the devkit's exact ones as a switch:
+:data:`VOC07_LEVELS`).
 
 Boxes are float xyxy pixel coordinates (0-based, continuous). Per image the predictions are ``dict(boxes (N, 4),
 scores (N,), labels (N,))`` and the targets ``dict(boxes (M, 4), labels (M,), difficult (M,) bool)``

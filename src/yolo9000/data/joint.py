@@ -31,7 +31,7 @@ from yolo9000.loss import CLASSONLY_MARK
 from .datamodule import DetectionDataModule
 from .dataset import DetectionCollate, DetectionDataset
 from .multiscale import MultiScaleBatchSampler
-from .records import ChainedRecords, DetectionRecord, Issue
+from .records import ChainedRecords, DetectionRecord, Issue, IssueLog
 from .transforms import DetectionTransform
 
 logger = logging.getLogger("yolo9000.data")
@@ -229,17 +229,18 @@ class JointDataModule(DetectionDataModule):
         ds = super()._build(split)
         if split != "train" or ds is None:
             return ds
+        # with data.max_images, the problems of the images it leaves out are not the run's (as the splits')
+        limit = self._limit("classification")
+        found = self.issues if limit is None else IssueLog(self.issues.policy, max_warnings_per_reason=0)
         records: list[DetectionRecord] = []
         for p in self.parsers("classification"):
-            records.extend(p.parse(self.class_names, self.issues))
-        kept = []
+            records.extend(p.parse(self.class_names, found))
         for r in records:
-            if len(r.labels):
-                kept.append(r)
-            else:
-                self.issues.report(r.image_path, "classification image without a label", action="skip_image")
-        limit = self._limit("classification")
-        kept = kept[:limit] if limit is not None else kept
+            if not len(r.labels):
+                found.report(r.image_path, "classification image without a label", action="skip_image")
+        if limit is not None:
+            records = self._keep_first("classification", records, limit, found)
+        kept = [r for r in records if len(r.labels)]
         if self.parsers("classification") and not kept:
             raise ValueError("data.classification: no images")
         transform = DetectionTransform(train=True, augment=self.augment)

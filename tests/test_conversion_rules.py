@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import logging
 import struct
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
 
+from conftest import load_script
 from yolo9000.checkpoints import checkpoint_to_darknet, darknet_to_checkpoint, load_module
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,17 +89,9 @@ def test_net_steps_and_scales_are_carried_over(tmp_path: Path) -> None:
 def test_detector_checkpoint_without_a_size_writes_its_build_size_else_416(tmp_path: Path) -> None:
     """A trained detector checkpoint that records no eval size (neither in its config nor a build record) is
     written with darknet's 416 x 416 [net] (224 is the classifier's default); with a build record, its size."""
-    from omegaconf import OmegaConf
+    from test_darknet import tiny_trained_detector
 
-    from yolo9000.build import instantiate_module
-
-    cfg = OmegaConf.load(ROOT / "conf" / "model" / "yolov2.yaml")
-    cfg.net.backbone.width = 0.125
-    cfg.net.backbone.bn_style = "darknet"
-    cfg.net.num_classes = 3
-    cfg.net.anchors = cfg.priors.anchors
-    cfg.class_names = ["a", "b", "c"]
-    module = instantiate_module(cfg)
+    module = tiny_trained_detector()
     config = dict(module.model_config)
     config.pop("eval_size", None)
     path = tmp_path / "nosize.ckpt"
@@ -115,16 +107,9 @@ def test_detector_checkpoint_without_a_size_writes_its_build_size_else_416(tmp_p
     assert "\nwidth=320\n" in net and "\nheight=320\n" in net
 
 
-def _convert_script():
-    sys.path.insert(0, str(ROOT / "src"))
-    import convert
-
-    return convert
-
-
 def test_convert_argument_checks(capsys: pytest.CaptureFixture[str]) -> None:
     """``--to-darknet`` without ``--ckpt`` and darknet -> checkpoint without ``--cfg`` are usage errors (exit 2)."""
-    convert = _convert_script()
+    convert = load_script("convert")
     for argv, said in (
         (["--to-darknet", "--out", "x.weights"], "--to-darknet needs --ckpt"),
         (["--out", "x.ckpt"], "darknet -> checkpoint needs --cfg"),
@@ -138,9 +123,7 @@ def test_convert_argument_checks(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_export_trained_size_prefers_the_eval_size() -> None:
     """export.py's default example size: a detector's ``eval_size`` first, else the build record's, else 416."""
-    sys.path.insert(0, str(ROOT / "src"))
-    import export
-
+    export = load_script("export")
     both = SimpleNamespace(hparams={"eval_size": 320, "build_info": {"eval_size": 224}})
     assert export.trained_size(both) == 320
     assert export.trained_size(SimpleNamespace(hparams={"build_info": {"eval_size": 224}})) == 224

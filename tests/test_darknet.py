@@ -37,6 +37,7 @@ from yolo9000.darknet import (
 from yolo9000.models.darknet19 import Darknet19, Darknet19Classifier, scaled
 from yolo9000.models.layers import DarknetBatchNorm2d
 from yolo9000.models.yolov2 import YOLOv2
+from yolo9000.modules.detector import DetectorModule
 
 ROOT = Path(__file__).resolve().parents[1]
 CFG = ROOT / "data" / "darknet" / "cfg"
@@ -849,7 +850,9 @@ def test_convert_wordtree_detector(tmp_path: Path) -> None:
         darknet_to_checkpoint(bad)
 
 
-def test_trained_checkpoint_to_darknet_generates_cfg(tmp_path: Path) -> None:
+def tiny_trained_detector() -> DetectorModule:
+    """A detector built as training builds it from ``conf/model/yolov2.yaml`` at 1/8 width, darknet BN, 3 classes
+    ``a, b, c`` (the config's own anchors), with no checkpoint behind it."""
     from omegaconf import OmegaConf
 
     cfg = OmegaConf.load(ROOT / "conf" / "model" / "yolov2.yaml")
@@ -858,7 +861,11 @@ def test_trained_checkpoint_to_darknet_generates_cfg(tmp_path: Path) -> None:
     cfg.net.num_classes = 3
     cfg.net.anchors = cfg.priors.anchors
     cfg.class_names = ["a", "b", "c"]
-    module = instantiate_module(cfg)
+    return instantiate_module(cfg)
+
+
+def test_trained_checkpoint_to_darknet_generates_cfg(tmp_path: Path) -> None:
+    module = tiny_trained_detector()
     randomize(module.model, seed=11)
     module.seen.fill_(321)
     ckpt = tmp_path / "trained.ckpt"

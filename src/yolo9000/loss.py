@@ -424,12 +424,12 @@ class RegionLoss(nn.Module):
         if not stats:
             return deltas, {"num_truths": n_t}
         denom = max(n_t, 1)
-        p_cls = self._path_probability(p2[ba, 5:, cidx], truth_cls[b_idx, t_idx])  # (T,)
-        # the four means over the truths in one reduction: IoU, recall (IoU > .5), objectness, P(class)
+        p_cls = tree.path_prob(tree.softmax(p2[ba, 5:, cidx]), truth_cls[b_idx, t_idx])  # (T,) P(label)
+        # the three means over the truths in one reduction: IoU, recall (IoU > .5), objectness
         means = torch.stack([iou_resp, (iou_resp > 0.5).to(f32), so.view(-1)[loc]]).sum(1).div_(denom)
         # darknet's "Class" also counts each classification-only image's chosen predictor (P(label path) there),
         # and its "No Obj" sums the detection images' predictors over every predictor of the batch
-        p_co = self._path_probability(p2[co_loc // n_cell, 5:, co_loc % n_cell], co_label)  # (Bc,)
+        p_co = tree.path_prob(tree.softmax(p2[co_loc // n_cell, 5:, co_loc % n_cell]), co_label)  # (Bc,)
         stats = {
             "avg_iou": means[0],
             "recall": means[1],
@@ -439,15 +439,6 @@ class RegionLoss(nn.Module):
             "num_truths": n_t,
         }
         return deltas, stats
-
-    def _path_probability(self, logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
-        """(N, C) class logits of N predictors and their (N,) labels -> (N,) P(label): the softmax's (flat) or
-        the product of the conditional probabilities along the label's WordTree path (darknet's ``pred``)."""
-        cond = self.tree.softmax(logits)  # (N, C)
-        if self.tree.num_groups == 1:
-            return cond.gather(1, label.unsqueeze(1)).squeeze(1)
-        paths = self.tree.paths.to(logits.device)[label]  # (N, D), -1 padded
-        return cond.gather(1, paths.clamp_min(0)).where(paths >= 0, 1.0).prod(1)
 
     def _classonly_predictors(
         self,
@@ -469,17 +460,11 @@ class RegionLoss(nn.Module):
             (Bc,) the flat predictor index of each classification-only image's chosen predictor.
         """
         bsz, num_anchors, n_cell = so.shape
-        dev, tree = so.device, self.tree
+        tree = self.tree
         if not len(co_b):
             return co_b
         cond = tree.softmax(p[co_b, :, 5:].transpose(2, 3))  # (Bc, A, HW, C)
-        path = tree.paths.to(dev, non_blocking=True)[co_label]  # (Bc, D)
-        d = path.shape[1]
-        pcond = torch.where(
-            path.view(-1, 1, 1, d) >= 0,
-            cond.gather(-1, path.clamp_min(0).view(-1, 1, 1, d).expand(*cond.shape[:-1], -1)),
-            1.0,
-        ).prod(-1)  # (Bc, A, HW)
+        pcond = tree.path_prob(cond, co_label.view(-1, 1, 1))  # (Bc, A, HW) P(label path)
         score = (so[co_b] * pcond).flatten(1)  # darknet order: anchor, row, column
         co_loc = co_b * (num_anchors * n_cell) + score.argmax(1)
         if self.classonly_objectness == "paper":

@@ -300,8 +300,7 @@ def tree_candidates(
         s = s_obj
     else:
         node = tree.top_down(cond, tree_thresh)  # (M,) descent on the path probability
-        path = tree.paths.to(obj.device)[node]  # (M, D), -1 padded
-        s = s_obj * cond.gather(1, path.clamp_min(0)).masked_fill(path < 0, 1.0).prod(1)  # obj * P(node)
+        s = s_obj * tree.path_prob(cond, node)  # obj * P(node)
     dense = torch.full_like(obj, float("-inf"))  # (B, N)
     dense[b_idx, n_idx] = s
     labels = torch.zeros(obj.shape, dtype=torch.long, device=obj.device)

@@ -271,10 +271,12 @@ class WordTree:
         return self._restore(torch.cat(out).index_select(0, inv), lead)
 
     def path_prob(self, cond: torch.Tensor, node: int | torch.Tensor) -> torch.Tensor:
-        """P(node) from conditional probabilities (..., n): product over ``paths[node]``. Returns (...)."""
-        path = self.paths[node].to(cond.device)
-        path = path[path >= 0]
-        return cond.index_select(-1, path).prod(-1)
+        """P(node) from conditional probabilities (..., n): the product over ``paths[node]`` (darknet's
+        ``get_hierarchy_probability``). ``node``: one node for every row, or a tensor of nodes broadcast against
+        the rows (...), e.g. each row's label. Returns (...)."""
+        paths = self.paths.to(cond.device, non_blocking=True)[torch.as_tensor(node)]  # (..., D), -1 padded
+        paths = paths.expand(*cond.shape[:-1], paths.shape[-1])
+        return cond.gather(-1, paths.clamp_min(0)).where(paths >= 0, 1.0).prod(-1)
 
     def top_down(self, cond: torch.Tensor, thresh: float = 0.5) -> torch.Tensor:
         """darknet ``hierarchy_top_prediction``: from the root group, take the child of highest value (the first

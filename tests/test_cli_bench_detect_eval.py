@@ -225,6 +225,7 @@ def test_drawing_names_keep_a_links_own_name(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------- eval
+@pytest.mark.slow  # ~13-20 s of subprocesses; kept out of the default suite
 def test_eval_class_mismatch_names_the_fitting_data_config(bccd_ckpt: Path, tmp_path: Path) -> None:
     """A BCCD checkpoint evaluated with data=voc: the error names data=bccd and a command that then works."""
     small = ["data.max_images=4", "data.num_workers=0", "data.img_size=64", "draw=0"]

@@ -134,6 +134,7 @@ def test_anchors_cli(tmp_path: Path) -> None:
     assert torch.allclose(torch.tensor(written), torch.tensor(trained), atol=1e-4), (written, trained)
 
 
+@pytest.mark.slow  # ~13-20 s of subprocesses; kept out of the default suite
 def test_export_cli(trained: Path, tmp_path: Path) -> None:
     pytest.importorskip("onnxruntime")
     out = tmp_path / "model.onnx"

@@ -38,6 +38,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--ckpt", type=Path, help="checkpoint to convert (--to-darknet)")
     p.add_argument("--out", type=Path, required=True, help="output .ckpt, or .weights with --to-darknet")
     p.add_argument("--cfg-out", type=Path, help="cfg written beside the .weights (default: --out with .cfg)")
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse a .weights file with more floats than the cfg's layers take (default: as darknet, the rest is "
+        "ignored, with a warning)",
+    )
     args = p.parse_args(argv)
     if args.to_darknet and args.ckpt is None:
         p.error("--to-darknet needs --ckpt")
@@ -66,7 +72,7 @@ def convert(args: argparse.Namespace) -> None:
             args.out, info.layers_total, info.major, info.minor, info.revision, info.seen, cfg_out,
         )  # fmt: skip
         return
-    ckpt = darknet_to_checkpoint(args.cfg, args.weights, args.names)
+    ckpt = darknet_to_checkpoint(args.cfg, args.weights, args.names, strict=args.strict)
     torch.save(ckpt, args.out)
     kind = "detector" if "yolo9000_model_config" in ckpt else "classifier"
     log.info("wrote %s (%s from %s%s)", args.out, kind, args.cfg, f" + {args.weights}" if args.weights else "")

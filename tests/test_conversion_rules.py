@@ -169,3 +169,32 @@ def test_a_weights_file_one_conv_short_is_warned_as_partial(tmp_path: Path, capl
     with caplog.at_level(logging.WARNING, logger="yolo9000"):
         darknet_to_checkpoint(cfg, weights)
     assert "filled 1 of the 2 conv layers" in caplog.text
+
+
+def test_weights_with_floats_after_the_last_layer_convert_as_darknet_and_strict_refuses(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Four floats more than the two convs take: the conversion (library, convert.py, Detector.from_darknet) fills
+    both convs from the file's first 51 floats and ignores the rest, warned, as darknet's load_weights; ``strict``
+    (``--strict``) refuses the file, naming the counts."""
+    from yolo9000 import Detector
+
+    cfg = _two_conv_cfg(tmp_path)
+    weights = tmp_path / "long.weights"
+    weights.write_bytes(_pack(3, 4 + 12 + 7 + 28 + 4))
+    with caplog.at_level(logging.WARNING, logger="yolo9000"):
+        state = darknet_to_checkpoint(cfg, weights)["state_dict"]
+    assert "expect 51 floats after the header, found 55 (4 trailing)" in caplog.text
+    pred = [v for k, v in state.items() if k.endswith("weight") and v.shape[0] == 7][0]
+    assert pred.flatten().tolist() == [0.25 * i for i in range(4 + 12 + 7, 4 + 12 + 7 + 28)]  # not shifted
+    with pytest.raises(ValueError, match=r"found 55 \(4 trailing\): the network \(its cfg\) does not match"):
+        darknet_to_checkpoint(cfg, weights, strict=True)
+    with pytest.raises(ValueError, match="4 trailing"):
+        Detector.from_darknet(cfg, weights, strict=True)
+    assert Detector.from_darknet(cfg, weights).class_names == ["0", "1"]
+    convert = load_script("convert")
+    convert.main(["--cfg", str(cfg), "--weights", str(weights), "--out", str(tmp_path / "a.ckpt")])
+    assert (tmp_path / "a.ckpt").is_file()
+    with pytest.raises(SystemExit, match="Error: .*4 trailing"):
+        convert.main(["--cfg", str(cfg), "--weights", str(weights), "--out", str(tmp_path / "b.ckpt"), "--strict"])
+    assert not (tmp_path / "b.ckpt").exists()

@@ -146,6 +146,13 @@ def tiny_cfg(tmp_path: Path) -> Path:
     return p
 
 
+def same_tensors(a: list[list[torch.Tensor]], b: list[list[torch.Tensor]]) -> bool:
+    """Two :func:`conv_tensors` lists hold equal tensors, layer for layer."""
+    if len(a) != len(b) or any(len(x) != len(y) for x, y in zip(a, b, strict=True)):
+        return False
+    return all(torch.equal(t, u) for x, y in zip(a, b, strict=True) for t, u in zip(x, y, strict=True))
+
+
 def conv_tensors(model: nn.Module) -> list[list[torch.Tensor]]:
     out = []
     for conv, bn in darknet_convs(model):
@@ -587,8 +594,16 @@ def test_backbone_from_a_whole_darknet_classifier_file(tmp_path: Path, caplog: p
     assert "darknet's classifier (a 1x1 conv of 7 filters on 128 channels): not part of this network" in caplog.text
     want, got = conv_tensors(classifier)[:18], conv_tensors(det.backbone)
     assert all(torch.equal(t, u) for a, b in zip(got, want, strict=True) for t, u in zip(a, b, strict=True))
+    # as a whole Darknet-19's weights: darknet fills the 18 convs and ignores the rest (warned); strict refuses it
+    caplog.clear()
+    plain = Darknet19(width=0.125)
+    with caplog.at_level(logging.WARNING, logger="yolo9000"):
+        info = load_weights(plain, whole)
+    assert (info.layers_loaded, info.trailing_floats) == (18, 7 * (128 + 1))
+    assert f"({7 * 129} trailing)" in caplog.text and "ignored the rest, as darknet does" in caplog.text
+    assert same_tensors(conv_tensors(plain), want)
     with pytest.raises(ValueError, match="trailing.*does not match the weights"):
-        load_weights(Darknet19(width=0.125), whole)
+        load_weights(Darknet19(width=0.125), whole, strict=True)
     header = tmp_path / "header_only.weights"
     save_weights(classifier, header, cutoff=0)
     caplog.clear()
@@ -609,9 +624,12 @@ def test_size_mismatch_errors_state_expected_and_found(tiny_cfg: Path, tmp_path:
     with pytest.raises(ValueError, match=msg):
         load_weights(DarknetNet(parse_cfg(tiny_cfg)), cut)
     extra = tmp_path / "extra.weights"
-    extra.write_bytes(data + np.zeros(3, "<f4").tobytes())
+    extra.write_bytes(data + np.array([1.5, -2.5, 3.5], "<f4").tobytes())
     with pytest.raises(ValueError, match=rf"expect {total} floats after the header, found {total + 3}"):
-        load_weights(DarknetNet(parse_cfg(tiny_cfg)), extra)
+        load_weights(DarknetNet(parse_cfg(tiny_cfg)), extra, strict=True)
+    lenient = DarknetNet(parse_cfg(tiny_cfg))  # darknet's default: the layers filled, the 3 floats after them ignored
+    assert load_weights(lenient, extra).trailing_floats == 3
+    assert same_tensors(conv_tensors(lenient), conv_tensors(src))
     odd = tmp_path / "odd.weights"
     odd.write_bytes(data + b"\x00\x01")
     with pytest.raises(ValueError, match="not a whole number of float32"):
@@ -846,7 +864,7 @@ def test_convert_wordtree_detector(tmp_path: Path) -> None:
     text = cfg.read_text().replace("classes=11", "classes=10")
     head, _, tail = text.rpartition("filters=48")  # the head conv: 3 x (5 + 10) outputs
     bad.write_text(head + "filters=45" + tail)
-    with pytest.raises(ValueError, match=r"small.tree: 11 names for the 10 classes of .*bad.cfg"):
+    with pytest.raises(ValueError, match=r"small.tree: 11 nodes for the 10 classes of .*bad.cfg"):
         darknet_to_checkpoint(bad)
 
 

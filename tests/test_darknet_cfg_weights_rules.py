@@ -218,3 +218,40 @@ def test_checkpoint_without_a_header_is_written_as_version_0_2(tmp_path: Path) -
     assert data[:20] == struct.pack("<iiiQ", 0, 2, 0, 0)
     n_floats = sum(t.numel() for k, t in model.state_dict().items() if not k.endswith("num_batches_tracked"))
     assert len(data) == 20 + 4 * n_floats
+
+
+# ---------------------------------------------------------------------------------------------- .names files
+def test_names_count_every_line_as_darknet_and_drop_only_trailing_blanks(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """darknet's get_labels: line i + 1 is class i, a blank line too (so "c" stays class 2, not 1); blank lines at
+    the end are no class; spaces around a name go; a Latin-1 byte reads as darknet's byte."""
+    import logging
+
+    from yolo9000.darknet.cfg import read_names
+
+    f = tmp_path / "x.names"
+    f.write_bytes(b"a \n\n  c\r\nd\xe9\n\n\n")
+    with caplog.at_level(logging.WARNING, logger="yolo9000"):
+        assert read_names(f) == ["a", "", "c", "d\xe9"]
+    assert f"{f}:2: a blank line: class 1 has no name" in caplog.text
+    assert "not UTF-8" in caplog.text
+
+
+def test_names_against_a_cfgs_classes(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """With the cfg's classes: more names than classes give the first ones (darknet reads only those), warned; fewer
+    are refused with the counts and the file; a missing file names itself."""
+    import logging
+
+    from yolo9000.darknet.cfg import read_names
+
+    f = tmp_path / "x.names"
+    f.write_text("a\nb\nc\n")
+    with caplog.at_level(logging.WARNING, logger="yolo9000"):
+        assert read_names(f, 2) == ["a", "b"]
+    assert "3 names for 2 classes: the first 2 are used" in caplog.text
+    assert read_names(f, 3) == ["a", "b", "c"]
+    with pytest.raises(ValueError, match=rf"{f}: 3 names for 4 classes"):
+        read_names(f, 4)
+    with pytest.raises(FileNotFoundError, match="class names file not found: .*nope.names"):
+        read_names(tmp_path / "nope.names")

@@ -320,6 +320,9 @@ def test_yolo_txt_parser_split_dirs(tmp_path):
     ]
     val = YOLOTxtParser(tmp_path, "val", names_file="classes.names").parse(None, issues)
     np.testing.assert_allclose(val[0].boxes, [[54.4, 8, 64, 24]], atol=1e-4)  # 67.2 clipped to 64
+    # a blank line inside the names file is a class (darknet's get_labels): "dog" stays class 2 of label files
+    (tmp_path / "gap.names").write_text("cat\n\ndog\n\n")
+    assert YOLOTxtParser(tmp_path, "train", names_file="gap.names").discover_class_names() == ["cat", "", "dog"]
 
 
 def test_yolo_class_names_take_the_datasets_classes_by_name(tmp_path):

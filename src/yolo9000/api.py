@@ -279,6 +279,7 @@ class Detector:
         read_ahead: bool | None = None,
         decode_on: DecodeOn = "auto",
         keep_freed_memory: bool | None = None,
+        strict: bool = False,
         **settings: Any,
     ) -> Detector:
         """A darknet detector cfg (``yolov2-voc.cfg``, ``yolo9000.cfg``, ...) and its ``.weights``, converted in
@@ -288,10 +289,12 @@ class Detector:
             cfg: the darknet cfg (with a ``[region]`` layer).
             weights: darknet ``.weights``; None = random weights (tests, timing).
             names: class names, one a line (default: 9k.names for a 9418-node WordTree, else "0", "1", ...).
+            strict: refuse a weights file with more floats than the cfg's layers take (default: the rest is ignored
+                with a warning, as darknet does).
             device, dtype, channels_last, fold_bn, read_threads, read_ahead, decode_on, keep_freed_memory,
                 **settings: as :meth:`from_checkpoint`.
         """
-        ckpt = darknet_to_checkpoint(cfg, weights, names)
+        ckpt = darknet_to_checkpoint(cfg, weights, names, strict=strict)
         if ckpt.get("yolo9000_model_config") is None:
             raise TypeError(f"{cfg}: a classifier cfg (no [region] layer), not a detector")
         module = module_from_checkpoint(ckpt, cfg, DetectorModule, **{"conf_thresh": DETECT_CONF, **settings})

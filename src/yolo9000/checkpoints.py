@@ -36,7 +36,7 @@ from yolo9000.darknet import (
     region_meta,
     save_weights,
 )
-from yolo9000.darknet.cfg import conv_load_options, decode_text, parse_cfg_text, read_text, source_line
+from yolo9000.darknet.cfg import conv_load_options, decode_text, parse_cfg_text, read_names, source_line
 from yolo9000.environment import PROJECT_ROOT
 from yolo9000.models import STRIDE
 from yolo9000.models.layers import DarknetBatchNorm2d
@@ -50,12 +50,6 @@ WORDTREE_DIR = DARKNET_DATA / "wordtree"
 DARKNET_SEARCH = (WORDTREE_DIR, DARKNET_DATA)
 MODEL_CONFIG = PROJECT_ROOT / "conf" / "model" / "yolov2.yaml"
 GENERIC_NET_TARGET = "yolo9000.darknet.darknet_net_from_text"
-
-
-def _read_names(path: str | Path) -> list[str]:
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"class names file not found: {path} (one class name a line, darknet's .names)")
-    return [s.strip() for s in read_text(path).splitlines() if s.strip()]
 
 
 def detector_model_config(
@@ -150,7 +144,7 @@ def _input_sizes(net: dict[str, Any]) -> tuple[int, list[int] | None]:
 
 
 def darknet_to_checkpoint(
-    cfg: str | Path, weights: str | Path | None = None, names: str | Path | None = None
+    cfg: str | Path, weights: str | Path | None = None, names: str | Path | None = None, strict: bool = False
 ) -> dict[str, Any]:
     """A darknet cfg (+ ``.weights``) as a checkpoint dict.
 
@@ -161,7 +155,9 @@ def darknet_to_checkpoint(
     {"model.<param>"}, "yolo9000_classifier_config": net config, ...}`` (``backbone.*`` keys usable as
     ``model.backbone_ckpt``). ``darknet`` holds the cfg's bytes and the header, so :func:`checkpoint_to_darknet`
     writes the same bytes back. ``names``: one class name a line (default: the WordTree's 9k.names for a 9418-node
-    tree, else "0", "1", ...).
+    tree, else "0", "1", ...). ``strict``: a weights file holding more floats than the cfg's layers take is refused
+    (default: the rest is ignored with a warning, as darknet ignores it; see
+    :func:`~yolo9000.darknet.weights.load_weights`).
     """
     cfg = Path(cfg)
     sections = parse_cfg(cfg)
@@ -175,7 +171,7 @@ def darknet_to_checkpoint(
         net_cfg = native_net_config(spec)
         model = build_native(spec)
         if weights is not None:
-            info = load_weights(model, weights, options=conv_load_options(sections))
+            info = load_weights(model, weights, options=conv_load_options(sections), strict=strict)
         dk["header"] = vars(info) if info else None
         state = {f"model.{k}": v for k, v in model.state_dict().items()}
         return {"state_dict": state, "yolo9000_classifier_config": net_cfg, "darknet": dk}
@@ -197,18 +193,17 @@ def darknet_to_checkpoint(
     if names_file is None and region.tree is not None and region.classes == 9418 and nine_k.is_file():
         names_file = nine_k
     if names_file is not None:
-        class_names = _read_names(names_file)
+        class_names = read_names(names_file, region.classes)  # darknet's lines; more than the classes: the first
     elif region.tree is not None:  # the tree file's node ids
         class_names = WordTree.from_file(region.tree).names
+        if len(class_names) != region.classes:
+            raise ValueError(f"{region.tree}: {len(class_names)} nodes for the {region.classes} classes of {cfg}")
     else:
         class_names = [str(i) for i in range(region.classes)]
-    if len(class_names) != region.classes:
-        what = names_file if names_file is not None else region.tree
-        raise ValueError(f"{what}: {len(class_names)} names for the {region.classes} classes of {cfg}")
     model_cfg = detector_model_config(sections, net_cfg, class_names, names_file=names_file)
     module = instantiate_module(model_cfg)
     if weights is not None:
-        info = load_weights(module.model, weights, options=conv_load_options(sections))
+        info = load_weights(module.model, weights, options=conv_load_options(sections), strict=strict)
         module.seen.fill_(info.seen)
         if info.layers_loaded < info.layers_total:  # a backbone file (darknet19_448.conv.23) given as a detector's
             log.warning(

@@ -133,6 +133,38 @@ def read_text(path: str | Path) -> str:
     return decode_text(Path(path).read_bytes(), str(path))
 
 
+def read_names(path: str | Path, num_classes: int | None = None) -> list[str]:
+    """Class names, one a line (darknet's ``get_labels``: class ``i`` is line ``i + 1``), spaces around a name
+    stripped.
+
+    darknet counts every line: a blank line inside the file is a class (named ""), warned with its line, so the
+    classes after it keep darknet's indices; blank lines at the end are dropped (no class after them to shift).
+    With ``num_classes`` (a cfg's ``classes``): the first ``num_classes`` names, as darknet uses them (more names are
+    warned, unless only blank); fewer names are an error naming the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"class names file not found: {path} (one class name a line, darknet's .names)")
+    names = [line.strip() for line in read_text(path).splitlines()]
+    while names and not names[-1]:
+        names.pop()
+    for i, name in enumerate(names):
+        if not name:
+            log.warning("%s:%d: a blank line: class %d has no name (darknet counts the line)", path, i + 1, i)
+    if num_classes is None or len(names) == num_classes:
+        return names
+    if len(names) < num_classes:
+        raise ValueError(f"{path}: {len(names)} names for {num_classes} classes (one class name a line)")
+    log.warning(
+        "%s: %d names for %d classes: the first %d are used, as darknet does",
+        path,
+        len(names),
+        num_classes,
+        num_classes,
+    )
+    return names[:num_classes]
+
+
 def parse_cfg_text(text: str, source: str = "<cfg>") -> list[dict[str, Any]]:
     """:func:`parse_cfg` on cfg text; ``source`` names it in errors (``source:line``)."""
     sections: list[dict[str, Any]] = []

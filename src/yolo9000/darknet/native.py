@@ -218,15 +218,19 @@ def build_darknet(cfg: str | Path, native: bool | None = None) -> nn.Module:
     return build_native(spec) if spec is not None else DarknetNet(sections)
 
 
-def load_darknet(cfg: str | Path, weights: str | Path | None = None, native: bool | None = None) -> nn.Module:
-    """Build a cfg's network (see :func:`build_darknet`), load ``weights`` (if given) and switch to eval mode.
+def load_darknet(
+    cfg: str | Path, weights: str | Path | None = None, native: bool | None = None, strict: bool = False
+) -> nn.Module:
+    """Build a cfg's network (see :func:`build_darknet`), load ``weights`` (if given; ``strict``: a file with more
+    floats than the network takes is refused, see :func:`~yolo9000.darknet.weights.load_weights`) and switch to
+    eval mode.
 
     ``forward``: (B, 3, H, W) float images in [0, 1], H and W multiples of 32 -> the raw last-conv output
     (B, A * (5 + C), H / 32, W / 32) for detectors, (B, classes) logits for classifiers (softmax left out).
     """
     model = build_darknet(cfg, native)
     if weights is not None:
-        load_weights(model, weights, options=conv_load_options(cfg))
+        load_weights(model, weights, options=conv_load_options(cfg), strict=strict)
     return model.eval()
 
 

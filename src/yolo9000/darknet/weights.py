@@ -96,6 +96,7 @@ class WeightsInfo:
     seen: int
     layers_loaded: int = 0
     layers_total: int = 0
+    trailing_floats: int = 0  # floats after the last layer the network takes (ignored, as darknet does)
 
 
 def read_header(path: str | Path) -> tuple[WeightsInfo, int]:
@@ -135,16 +136,21 @@ def load_weights(
     path: str | Path,
     classifier_tail: bool = False,
     options: Sequence[ConvLoad] | None = None,
+    strict: bool = False,
 ) -> WeightsInfo:
     """Copy a darknet ``.weights`` file into a network's convs and BNs (see :func:`darknet_convs` for the order).
 
     A file that ends exactly after k < N conv layers (darknet's ``.conv.23`` style) fills those k and leaves the
     rest untouched (logged). ``classifier_tail``: a file holding one more layer after the N, a 1x1 conv with biases
     and no batch norm on the last conv's channels (darknet's classifier: ``darknet19.weights`` into a detector's
-    Darknet-19 backbone), fills the N and skips it (logged). Raises ValueError, with the float counts expected and
-    found, when the file ends inside a layer or holds more floats than the network takes. ``options``: each conv
-    layer's :class:`~yolo9000.darknet.cfg.ConvLoad` from its cfg (``dontload``, ``dontloadscales``, ``numload``
-    read as darknet reads them); None: every layer whole.
+    Darknet-19 backbone), fills the N and skips it (logged). A file holding more floats than the network takes
+    otherwise fills the N and the rest is ignored, as darknet's ``load_weights`` ignores it (a cfg cut short on
+    purpose, e.g. a backbone taken from a detector's weights), with a warning that gives the counts (a cfg that does
+    not match the weights looks the same); ``strict``: refused instead. Raises ValueError, with the float counts
+    expected and found, when the file ends inside a layer (darknet would load that layer half-filled), or holds
+    more floats than the network takes under ``strict``. ``options``: each conv layer's
+    :class:`~yolo9000.darknet.cfg.ConvLoad` from its cfg (``dontload``, ``dontloadscales``, ``numload`` read as
+    darknet reads them); None: every layer whole.
     """
     path = Path(path)
     if not path.is_file():
@@ -173,10 +179,19 @@ def load_weights(
         )
         found, body = total, body[: 4 * total]
     elif extra > 0:
-        raise ValueError(
-            f"{path}: {len(pairs)} conv layers expect {total} floats after the header, found {found} "
-            f"({extra} trailing): the network (its cfg) does not match the weights"
+        what = (
+            f"{path}: {len(pairs)} conv layers expect {total} floats after the header, found {found} ({extra} trailing)"
         )
+        if strict:
+            raise ValueError(f"{what}: the network (its cfg) does not match the weights")
+        log.warning(
+            "%s: loaded the %d conv layers and ignored the rest, as darknet does (a cfg cut short on purpose); if "
+            "the cfg was meant to match the file, it does not (other layers, filters or classes)",
+            what,
+            len(pairs),
+        )
+        found, body = total, body[: 4 * total]
+        info.trailing_floats = extra
     k = int(np.searchsorted(bounds, found, side="right")) - 1  # complete layers in the file
     if found != bounds[k]:
         got = found - int(bounds[k])

@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import yaml
 
+from yolo9000.darknet.cfg import read_names
+
 from .image_io import IMAGE_SUFFIXES, ImageDecodeError, image_size, images_under
 from .records import DetectionRecord, IssueLog, sanitize_boxes
 from .splits import SPLIT_ALIASES, canonical_split, expand_split, hash_split, read_list_file
@@ -250,7 +252,7 @@ class YOLOTxtParser:
         names_path = self._data_path(entries["names"])
         if not names_path.is_file():
             raise FileNotFoundError(f"{path}: names = {entries['names']} not found (looked for {names_path})")
-        names = _read_names(names_path)
+        names = read_names(names_path)
         if entries.get("classes") and entries["classes"].isdigit() and int(entries["classes"]) != len(names):
             logger.warning(
                 "%s: classes=%s but %d names in %s; using the names", path, entries["classes"], len(names), names_path
@@ -282,14 +284,14 @@ class YOLOTxtParser:
         if self.names_file is not None:
             if not self.names_file.is_file():
                 raise FileNotFoundError(f"class names file not found: {self.names_file} (data.names_file)")
-            return _read_names(self.names_file)
+            return read_names(self.names_file)
         names = self._data_names() or self._yaml_names()
         if names:
             return names
         for name in NAMES_FILES:
             if (self.root / name).is_file():
                 log_once(("names", str(self.root)), logging.INFO, "%s: class names from %s", self.root, name)
-                return _read_names(self.root / name)
+                return read_names(self.root / name)
         return None
 
     # ------------------------------------------------------------------------------------------ splits
@@ -603,10 +605,6 @@ def _strip_first(base: Path, value: str) -> Path:
     """``base`` / ``value`` without its first folder (``data/train.txt`` -> ``base/train.txt``)."""
     parts = Path(value).parts
     return base.joinpath(*parts[1:]) if len(parts) > 1 else base / value
-
-
-def _read_names(path: Path) -> list[str]:
-    return [ln.strip() for ln in path.read_text(encoding="utf-8-sig").splitlines() if ln.strip()]
 
 
 def _key(p: Path, root: Path) -> str:

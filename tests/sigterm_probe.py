@@ -2,9 +2,11 @@
 SIGTERM at a chosen point, as a scheduler would at any moment, so a test can stop a run exactly there.
 
 ``+callbacks.sigterm={_target_: sigterm_probe.SigtermAt, epoch: 2, where: validation}``: during the first
-validation batch of epoch index 2; ``where: last_train_batch``: during that epoch's last training batch;
+validation batch of epoch index 2; ``where: validation_batch_end``: at the end of that batch, after the callbacks
+listed before this one; ``where: last_train_batch``: during that epoch's last training batch;
 ``where: after_batch_end, batch: 4``: at the end of its batch 4, after the callbacks listed before this one (the
-checkpoint callback's batch-end check has run).
+checkpoint callback's batch-end check has run). ``rank: r``: only DDP process ``r`` signals itself (as a ``kill``
+of one process; SLURM signals every one); default: every process.
 """
 
 from __future__ import annotations
@@ -17,13 +19,18 @@ import pytorch_lightning as pl
 
 
 class SigtermAt(pl.Callback):
-    def __init__(self, epoch: int, where: str, batch: int = 0) -> None:
-        if where not in ("validation", "last_train_batch", "after_batch_end"):
-            raise ValueError(f"where must be validation, last_train_batch or after_batch_end, got {where!r}")
-        self.epoch, self.where, self.batch = epoch, where, batch
+    def __init__(self, epoch: int, where: str, batch: int = 0, rank: int | None = None) -> None:
+        places = ("validation", "validation_batch_end", "last_train_batch", "after_batch_end")
+        if where not in places:
+            raise ValueError(f"where must be one of {places}, got {where!r}")
+        self.epoch, self.where, self.batch, self.rank = epoch, where, batch, rank
+        self.sent = False
 
     def _send(self, trainer: pl.Trainer) -> None:
-        if trainer.current_epoch == self.epoch and not trainer.sanity_checking and not trainer.received_sigterm:
+        if self.rank is not None and trainer.global_rank != self.rank:
+            return
+        if trainer.current_epoch == self.epoch and not trainer.sanity_checking and not self.sent:
+            self.sent = True
             os.kill(os.getpid(), signal.SIGTERM)
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: Any, batch: Any, batch_idx: int) -> None:
@@ -38,4 +45,8 @@ class SigtermAt(pl.Callback):
         self, trainer: pl.Trainer, pl_module: Any, batch: Any, batch_idx: int, *_: Any
     ) -> None:
         if self.where == "validation" and batch_idx == 0:
+            self._send(trainer)
+
+    def on_validation_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        if self.where == "validation_batch_end":
             self._send(trainer)

@@ -204,3 +204,21 @@ def test_ddp_sim_joint_training_ends_its_epochs(tmp_path: Path) -> None:
     assert "[rank: 1]" in (out / "yolo9000_digits_rank1.log").read_text() and "[rank: 1]" not in main_log
     assert main_log.count("priors (kmeans)") == 1
     assert "val/map_50" in main_log and "when logging on epoch level in distributed" not in main_log  # gathered
+
+
+def test_ddp_sigterm_to_one_process_late_in_a_validation_batch_finishes_it_and_stops_all_saved(tmp_path: Path) -> None:
+    """SIGTERM reaching rank 1 alone, at the end of its first validation batch of epoch 1 (after the checkpoint
+    callback's batch-end hook): Lightning's own handling stopped that process at once, mid-validation and unsaved,
+    and rank 0 was left waiting in the validation's collectives. Now the validation finishes on both, the epoch is
+    saved after it, and both processes exit together (143)."""
+    out = tmp_path / "run"
+    probe = "+callbacks.sigterm={_target_: sigterm_probe.SigtermAt, epoch: 1, where: validation_batch_end, rank: 1}"
+    tiny = [o for o in TINY if "ddp_probe" not in o]
+    res = run_script("train.py", out, *tiny, "trainer.max_epochs=3", "test=false", probe, check=False, timeout=300)
+    assert res.returncode == 143, res.stderr[-3000:]
+    assert "[rank 1] SIGTERM during validation: it finishes, the run is saved, then it stops" in res.stdout + res.stderr
+    state = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert (state["epoch"], state["global_step"]) == (1, 8)  # epoch 1's 4 steps saved after its validation
+    with (out / "csv" / "metrics.csv").open() as f:
+        validated = [row["epoch"] for row in csv.DictReader(f) if row.get("val/map_50")]
+    assert validated == ["0", "1"]  # epoch 1's validation ran to its end (its metrics logged)

@@ -302,7 +302,7 @@ def test_sigterm_during_validation_finishes_it_saves_the_epoch_exits_143(
     probe = f"+callbacks.sigterm={{_target_: sigterm_probe.SigtermAt, epoch: {EPOCHS - 1}, where: {where}}}"
     res = subprocess.run(_cmd(out, probe), cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
     assert res.returncode == 143, res.stderr[-3000:]
-    assert "SIGTERM during validation: it finishes and the epoch is saved" in (out / "train.log").read_text()
+    assert "SIGTERM during validation: it finishes, the run is saved, then it stops" in (out / "train.log").read_text()
     want, got = _load(uninterrupted / "checkpoints" / "last.ckpt"), _load(out / "checkpoints" / "last.ckpt")
     assert got["global_step"] == want["global_step"] == EPOCHS * TRAIN_IMAGES // BATCH
     assert all(torch.equal(v, got["state_dict"][k]) for k, v in want["state_dict"].items())

@@ -12,8 +12,11 @@ from __future__ import annotations
 import logging
 import os
 import random
+import signal
+import threading
 import time
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import numpy as np
@@ -23,6 +26,8 @@ from pytorch_lightning.trainer.states import TrainerFn
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 log = logging.getLogger("yolo9000.train")
+SIGTERM_IN_VALIDATION = "SIGTERM during validation: it finishes, the run is saved, then it stops"
+SIGTERM_IN_TRAINING = "SIGTERM: the run stops after this batch, saved there"
 
 __all__ = ["LastCheckpoint", "RandomState", "RunCheckpoint", "ValidateLastEpoch", "atomic_save_checkpoint"]
 
@@ -51,6 +56,13 @@ class LastCheckpoint(pl.Callback):
     (Lightning then stops the run). Resuming from it (``ckpt_path=<run>/checkpoints/last.ckpt``
     or ``resume=<run>``) continues at the next batch.
 
+    SIGTERM while fitting is taken by this callback's handler in place of Lightning's, whose handler broadcasts
+    inside the signal handler and whose loops stop each process on its own flag: under DDP a SIGTERM during a
+    validation stopped the processes at once, unsaved. Here the handler only records the signal; in one process it
+    stops the run after the batch, as Lightning's (held back during a validation); with several processes all of
+    them agree at the same points (after each training batch, after a validation, at the epoch end: any process's
+    signal stops every one) and stop together after the same save, however many of them the signal reached.
+
     Args:
         dirpath: checkpoint folder.
         filename: file name of the latest checkpoint.
@@ -70,6 +82,7 @@ class LastCheckpoint(pl.Callback):
         self.every_n_train_steps = every_n_train_steps
         self._last_save = time.monotonic()
         self._sigterm_deferred = False  # a SIGTERM held back until the validation in progress ends
+        self._sigterm_pending = False  # this process received SIGTERM (its handler), not yet agreed on by all
         self._saved_step = -1  # the global step of this process's last save
 
     def _save(self, trainer: pl.Trainer) -> None:
@@ -80,19 +93,45 @@ class LastCheckpoint(pl.Callback):
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._last_save = time.monotonic()
+        self._sigterm_pending = False
+        take_sigterm(trainer, self._on_sigterm)  # after Lightning registered its handlers (at the start of fit)
+
+    def _on_sigterm(self, trainer: pl.Trainer, signum: int) -> None:
+        """This process received SIGTERM. One process: Lightning's stop after this batch (a validation of the fit
+        holds it back until it ends); several: recorded only, agreed on at the next :meth:`_agree` (a flag set in
+        one process alone stops it at a point where the others wait for it)."""
+        if not self._sigterm_pending:
+            rank = f"[rank {trainer.global_rank}] " if trainer.world_size > 1 else ""
+            log.warning("%s%s", rank, SIGTERM_IN_VALIDATION if _fitting_validation(trainer) else SIGTERM_IN_TRAINING)
+        self._sigterm_pending = True
+        if trainer.world_size == 1 and not _fitting_validation(trainer):
+            trainer._signal_connector.received_sigterm = True
+
+    def _agree(self, trainer: pl.Trainer, due: bool = False) -> bool:
+        """At a point every process reaches (all call it): rank 0's ``due`` for all; a SIGTERM received by any
+        process becomes Lightning's stop flag in every one (Lightning then stops them at the same batch end)."""
+        pending = self._sigterm_pending
+        if trainer.world_size > 1:  # one collective: (rank 0's due, any process's signal)
+            flags = torch.tensor(
+                [float(due and trainer.is_global_zero), float(pending)], device=_collective_device(trainer)
+            )
+            due, pending = (bool(v) for v in trainer.strategy.reduce(flags, reduce_op="max").tolist())
+        if pending:
+            self._sigterm_pending = False
+            trainer._signal_connector.received_sigterm = True
+        return due
 
     def _due(self, trainer: pl.Trainer) -> bool:
         due = bool(self.every_n_train_steps) and trainer.global_step % int(self.every_n_train_steps or 1) == 0
-        due = due or trainer.received_sigterm  # Lightning stops after this batch: its state is saved first
-        if self.every_n_minutes is not None:
+        if self.every_n_minutes is not None:  # the clocks of the ranks differ: rank 0 decides for all (_agree)
             due = due or time.monotonic() - self._last_save >= 60.0 * float(self.every_n_minutes)
-        if trainer.world_size > 1:  # the clocks of the ranks differ: rank 0 decides for all
-            due = bool(trainer.strategy.broadcast(due, src=0))
-        return due
+        due = self._agree(trainer, due)
+        return due or trainer.received_sigterm  # Lightning stops after this batch: its state is saved first
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
         done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
         if done >= trainer.num_training_batches:  # the epoch-end save follows right after (after a validation)
+            self._agree(trainer)  # a signal of this batch: held through the validation, saved at the epoch end
             return
         if self._due(trainer):
             self._save(trainer)
@@ -104,7 +143,7 @@ class LastCheckpoint(pl.Callback):
         # handed back when it ends, and Lightning stops after the epoch-end save
         if trainer.received_sigterm and trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking:
             if not self._sigterm_deferred:
-                log.warning("SIGTERM during validation: it finishes and the epoch is saved, then the run stops")
+                log.warning(SIGTERM_IN_VALIDATION)
             trainer._signal_connector.received_sigterm = False
             self._sigterm_deferred = True
 
@@ -112,8 +151,11 @@ class LastCheckpoint(pl.Callback):
         if self._sigterm_deferred:
             trainer._signal_connector.received_sigterm = True
             self._sigterm_deferred = False
+        if trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking:
+            self._agree(trainer)  # a signal received during the validation: the run stops after it (saved)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._agree(trainer)  # Lightning stops right after this epoch-end save
         self._save(trainer)
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
@@ -122,6 +164,36 @@ class LastCheckpoint(pl.Callback):
         fitting = trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking and not trainer.validating
         if isinstance(exception, SIGTERMException) and fitting and trainer.global_step != self._saved_step:
             self._save(trainer)
+
+
+def _fitting_validation(trainer: pl.Trainer) -> bool:
+    return trainer.state.fn == TrainerFn.FITTING and trainer.validating and not trainer.sanity_checking
+
+
+def _collective_device(trainer: pl.Trainer) -> torch.device:
+    """The device of this process's collectives (NCCL: its GPU; gloo: the CPU)."""
+    return trainer.strategy.root_device
+
+
+def take_sigterm(trainer: pl.Trainer, on_sigterm: Any) -> bool:
+    """Put ``on_sigterm(trainer, signum)`` in place of Lightning's SIGTERM notifier in the handler Lightning
+    registered for this fit (the other handlers it composed, such as a SLURM requeue's or one registered before
+    Lightning, stay); Lightning restores the original handlers when the fit ends. Returns whether it was replaced
+    (False: not the main thread, or no Lightning handler of the known form; Lightning's handling then stays)."""
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    current = signal.getsignal(signal.SIGTERM)
+    handlers = getattr(current, "signal_handlers", None)  # Lightning's _HandlersCompose
+    notifier = trainer._signal_connector._sigterm_notifier_fn
+    if not isinstance(handlers, list) or notifier not in handlers:
+        log.debug("SIGTERM handler not of Lightning's known form (%r): Lightning's handling stays", current)
+        return False
+
+    def ours(signum: int, frame: FrameType | None) -> None:
+        on_sigterm(trainer, signum)
+
+    handlers[handlers.index(notifier)] = ours
+    return True
 
 
 class RunCheckpoint(pl.callbacks.ModelCheckpoint):

@@ -28,6 +28,7 @@ from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from yolo9000.build import build, instantiate_list
+from yolo9000.callbacks.checkpointing import LastCheckpoint
 from yolo9000.callbacks.speed import SpeedMonitor
 from yolo9000.callbacks.sweep_summary import local_sweep_dir, write_sweep_summary
 from yolo9000.environment import (
@@ -115,11 +116,13 @@ def main(cfg: DictConfig) -> float | None:
 
 @contextlib.contextmanager
 def _ctrl_c_stops_at_batch_end(trainer: pl.Trainer) -> Iterator[None]:
-    """While fitting in one process: Ctrl-C (SIGINT) stops the run as SIGTERM does, after the batch, with the
-    state saved in ``last.ckpt`` (exit status 130 and the command that continues it); a second Ctrl-C stops at once,
-    unsaved (Lightning's own handling). Several processes (DDP) keep Lightning's handling."""
+    """While fitting: Ctrl-C (SIGINT) stops the run as SIGTERM does, after the batch, with the state saved in
+    ``last.ckpt`` (exit status 130 and the command that continues it); a second Ctrl-C stops at once, unsaved
+    (Lightning's own handling). Under DDP every process agrees on the stop (:class:`LastCheckpoint`); without that
+    callback several processes keep Lightning's handling."""
     global _CTRL_C
-    if threading.current_thread() is not threading.main_thread() or trainer.world_size > 1:
+    last = next((c for c in trainer.callbacks if isinstance(c, LastCheckpoint)), None)
+    if threading.current_thread() is not threading.main_thread() or (trainer.world_size > 1 and last is None):
         yield
         return
 
@@ -129,8 +132,12 @@ def _ctrl_c_stops_at_batch_end(trainer: pl.Trainer) -> Iterator[None]:
             signal.signal(signal.SIGINT, signal.default_int_handler)
             raise KeyboardInterrupt
         _CTRL_C = True
-        log.warning("Ctrl-C: the run stops after this batch and saves it (Ctrl-C again: at once, unsaved)")
-        trainer._signal_connector.received_sigterm = True  # Lightning's stop at the batch end, as for SIGTERM
+        if last is not None:
+            last.request_stop(trainer, "Ctrl-C")
+        else:
+            log.warning("Ctrl-C: the run stops after this batch, saved there")
+            trainer._signal_connector.received_sigterm = True  # Lightning's stop at the batch end, as for SIGTERM
+        log.warning("Ctrl-C again stops at once, unsaved")
 
     _CTRL_C = False
     previous = signal.signal(signal.SIGINT, stop_after_batch)

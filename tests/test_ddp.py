@@ -10,13 +10,16 @@ from __future__ import annotations
 import csv
 import json
 import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import ROOT, run_script
+from conftest import ROOT, run_script, script_env
 from yolo9000.data.multiscale import size_for_batch
 
 SEED = 1
@@ -222,3 +225,37 @@ def test_ddp_sigterm_to_one_process_late_in_a_validation_batch_finishes_it_and_s
     with (out / "csv" / "metrics.csv").open() as f:
         validated = [row["epoch"] for row in csv.DictReader(f) if row.get("val/map_50")]
     assert validated == ["0", "1"]  # epoch 1's validation ran to its end (its metrics logged)
+
+
+def test_ddp_ctrl_c_stops_every_process_after_the_same_batch_saved(tmp_path: Path) -> None:
+    """Ctrl-C (SIGINT to the terminal's process group: both processes and their loader workers) in epoch 1: both
+    processes agree to stop after the same batch, save it and exit (130, the log says how to continue), where
+    Lightning's own handling stopped each one at once, unsaved since the last save."""
+    out = tmp_path / "run"
+    last = out / "checkpoints" / "last.ckpt"
+    tiny = [o for o in TINY if "ddp_probe" not in o and not o.startswith("data.num_workers")]
+    cmd = [sys.executable, str(ROOT / "src" / "train.py"), f"hydra.run.dir={out}", *tiny, "data.num_workers=1"]
+    cmd += ["trainer.max_epochs=3", "test=false", "callbacks.last_checkpoint.every_n_train_steps=2"]
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=script_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    sent_at = None
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and proc.poll() is None:
+            if last.is_file() and torch.load(last, map_location="cpu", weights_only=False)["global_step"] >= 6:
+                sent_at = torch.load(last, map_location="cpu", weights_only=False)["global_step"]
+                os.killpg(proc.pid, signal.SIGINT)
+                break
+            time.sleep(0.05)
+        output, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    text = output.decode()
+    assert sent_at is not None, text[-3000:]
+    assert proc.returncode == 130, text[-3000:]
+    assert "[rank 1] Ctrl-C: the run stops after this batch, saved there" in text
+    assert f"stopped by Ctrl-C; {last} holds the state to continue from: resume={out}" in text
+    state = torch.load(last, map_location="cpu", weights_only=False)
+    assert sent_at < state["global_step"] < 12 and int(state["state_dict"]["seen"]) == 4 * state["global_step"]

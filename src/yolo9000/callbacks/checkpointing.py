@@ -26,8 +26,8 @@ from pytorch_lightning.trainer.states import TrainerFn
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 log = logging.getLogger("yolo9000.train")
-SIGTERM_IN_VALIDATION = "SIGTERM during validation: it finishes, the run is saved, then it stops"
-SIGTERM_IN_TRAINING = "SIGTERM: the run stops after this batch, saved there"
+STOP_IN_VALIDATION = " during validation: it finishes, the run is saved, then it stops"
+STOP_IN_TRAINING = ": the run stops after this batch, saved there"
 
 __all__ = ["LastCheckpoint", "RandomState", "RunCheckpoint", "ValidateLastEpoch", "atomic_save_checkpoint"]
 
@@ -93,16 +93,19 @@ class LastCheckpoint(pl.Callback):
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._last_save = time.monotonic()
-        self._sigterm_pending = False
         take_sigterm(trainer, self._on_sigterm)  # after Lightning registered its handlers (at the start of fit)
 
     def _on_sigterm(self, trainer: pl.Trainer, signum: int) -> None:
-        """This process received SIGTERM. One process: Lightning's stop after this batch (a validation of the fit
-        holds it back until it ends); several: recorded only, agreed on at the next :meth:`_agree` (a flag set in
-        one process alone stops it at a point where the others wait for it)."""
+        self.request_stop(trainer, "SIGTERM")
+
+    def request_stop(self, trainer: pl.Trainer, why: str = "SIGTERM") -> None:
+        """Stop the fit, saved (a signal handler's call: SIGTERM, train.py's Ctrl-C). One process: Lightning's stop
+        after this batch (a validation of the fit holds it back until it ends); several: recorded only, agreed on
+        at the next :meth:`_agree` (a flag set in one process alone stops it where the others wait for it)."""
         if not self._sigterm_pending:
             rank = f"[rank {trainer.global_rank}] " if trainer.world_size > 1 else ""
-            log.warning("%s%s", rank, SIGTERM_IN_VALIDATION if _fitting_validation(trainer) else SIGTERM_IN_TRAINING)
+            what = STOP_IN_VALIDATION if _fitting_validation(trainer) else STOP_IN_TRAINING
+            log.warning("%s%s%s", rank, why, what)
         self._sigterm_pending = True
         if trainer.world_size == 1 and not _fitting_validation(trainer):
             trainer._signal_connector.received_sigterm = True
@@ -143,7 +146,7 @@ class LastCheckpoint(pl.Callback):
         # handed back when it ends, and Lightning stops after the epoch-end save
         if trainer.received_sigterm and trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking:
             if not self._sigterm_deferred:
-                log.warning(SIGTERM_IN_VALIDATION)
+                log.warning("SIGTERM%s", STOP_IN_VALIDATION)
             trainer._signal_connector.received_sigterm = False
             self._sigterm_deferred = True
 

@@ -404,7 +404,7 @@ def test_image_cache_refuses_more_than_the_free_memory(tmp_path, monkeypatch, ca
 def test_yolo_label_and_names_files_with_a_byte_order_mark(tmp_path: Path) -> None:
     """Windows tools write a UTF-8 byte-order mark: it is no part of the first line's class id or name."""
     from yolo9000.data.yolo_labels import read_label_rows
-    from yolo9000.data.yolo_txt import _read_names
+    from yolo9000.darknet.cfg import read_names
 
     label = tmp_path / "a.txt"
     label.write_text("\ufeff1 0.5 0.5 0.2 0.2\n0 0.3 0.3 0.1 0.1\n", encoding="utf-8")
@@ -413,7 +413,7 @@ def test_yolo_label_and_names_files_with_a_byte_order_mark(tmp_path: Path) -> No
     assert [r[0] for r in rows] == [1, 0] and not issues.issues
     names = tmp_path / "obj.names"
     names.write_text("\ufeffcat\ndog\n", encoding="utf-8")
-    assert _read_names(names) == ["cat", "dog"]
+    assert read_names(names) == ["cat", "dog"]
 
 
 def _exif_rotated_jpeg(path: Path) -> np.ndarray:

@@ -55,6 +55,7 @@ def load_bench() -> ModuleType:
     return load_script("bench")
 
 
+@pytest.mark.slow  # 18 s; the default config's run (test_cli_bench_detect_eval) stays in the default suite
 def test_bench_variants(tmp_path: Path) -> None:
     """fp32, bf16 + channels_last and a compiled network (dynamo with the eager backend: no code generation)."""
     variants = (

@@ -403,8 +403,8 @@ def test_image_cache_refuses_more_than_the_free_memory(tmp_path, monkeypatch, ca
 
 def test_yolo_label_and_names_files_with_a_byte_order_mark(tmp_path: Path) -> None:
     """Windows tools write a UTF-8 byte-order mark: it is no part of the first line's class id or name."""
-    from yolo9000.data.yolo_labels import read_label_rows
     from yolo9000.darknet.cfg import read_names
+    from yolo9000.data.yolo_labels import read_label_rows
 
     label = tmp_path / "a.txt"
     label.write_text("\ufeff1 0.5 0.5 0.2 0.2\n0 0.3 0.3 0.1 0.1\n", encoding="utf-8")

@@ -227,6 +227,7 @@ def test_ddp_sigterm_to_one_process_late_in_a_validation_batch_finishes_it_and_s
     assert validated == ["0", "1"]  # epoch 1's validation ran to its end (its metrics logged)
 
 
+@pytest.mark.slow  # 15 s; the DDP SIGTERM agreement it shares stays in the default suite
 def test_ddp_ctrl_c_stops_every_process_after_the_same_batch_saved(tmp_path: Path) -> None:
     """Ctrl-C (SIGINT to the terminal's process group: both processes and their loader workers) in epoch 1: both
     processes agree to stop after the same batch, save it and exit (130, the log says how to continue), where

@@ -291,7 +291,7 @@ def test_ctrl_c_stops_after_the_batch_saves_it_and_exits_130(tmp_path: Path) -> 
     assert state["global_step"] % 5 and steps < state["global_step"] < 2 * steps, state["global_step"]
 
 
-@pytest.mark.parametrize("where", ["validation", "last_train_batch"])
+@pytest.mark.parametrize("where", ["validation", pytest.param("last_train_batch", marks=pytest.mark.slow)])
 def test_sigterm_during_validation_finishes_it_saves_the_epoch_exits_143(
     uninterrupted: Path, tmp_path: Path, where: str
 ) -> None:

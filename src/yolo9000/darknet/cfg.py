@@ -140,7 +140,7 @@ def read_names(path: str | Path, num_classes: int | None = None) -> list[str]:
     darknet counts every line: a blank line inside the file is a class (named ""), warned with its line, so the
     classes after it keep darknet's indices; blank lines at the end are dropped (no class after them to shift).
     With ``num_classes`` (a cfg's ``classes``): the first ``num_classes`` names, as darknet uses them (more names are
-    warned, unless only blank); fewer names are an error naming the file.
+    warned); fewer names are an error naming the file.
     """
     path = Path(path)
     if not path.is_file():

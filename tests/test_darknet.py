@@ -212,8 +212,7 @@ def test_parse_whitespace_comments_aliases(tiny_cfg: Path) -> None:
         ("[net]\n[convolutional]\nfilters=4\n[route]\nlayers=-1\ngroups=2\ngroup_id=1\n", NotImplementedError, 6),
         ("[net]\n[maxpool]\nsize=2\nstride=2\nmaxpool_depth=1\n", NotImplementedError, 5),
         ("[net]\n[convolutional]\nfilters=4\ndilation=2\n", NotImplementedError, 4),
-        # [region] variants the decode does not implement: softmax=0 (darknet's default), coords != 4, not last
-        ("[net]\n[convolutional]\nfilters=7\n[region]\nclasses=2\nnum=1\n", NotImplementedError, 4),
+        # [region] variants the decode does not implement: coords != 4, not last
         (
             "[net]\n[convolutional]\nfilters=8\n[region]\nclasses=2\nnum=1\ncoords=5\nsoftmax=1\n",
             NotImplementedError,
@@ -868,7 +867,7 @@ def test_convert_wordtree_detector(tmp_path: Path) -> None:
         darknet_to_checkpoint(bad)
 
 
-def tiny_trained_detector() -> DetectorModule:
+def tiny_trained_detector(class_activation: str = "softmax") -> DetectorModule:
     """A detector built as training builds it from ``conf/model/yolov2.yaml`` at 1/8 width, darknet BN, 3 classes
     ``a, b, c`` (the config's own anchors), with no checkpoint behind it."""
     from omegaconf import OmegaConf
@@ -879,6 +878,7 @@ def tiny_trained_detector() -> DetectorModule:
     cfg.net.num_classes = 3
     cfg.net.anchors = cfg.priors.anchors
     cfg.class_names = ["a", "b", "c"]
+    cfg.loss.class_activation = class_activation
     return instantiate_module(cfg)
 
 
@@ -898,6 +898,14 @@ def test_trained_checkpoint_to_darknet_generates_cfg(tmp_path: Path) -> None:
     with torch.no_grad():
         assert torch.equal(net(x), module(x))
         assert torch.equal(load_darknet(tmp_path / "t.cfg", tmp_path / "t.weights", native=False)(x), module(x))
+    assert "\nsoftmax=1\n" in (tmp_path / "t.cfg").read_text()
+    # a head trained with logistic classes (model.loss.class_activation=logistic) is darknet's softmax=0, both ways
+    logistic = tiny_trained_detector("logistic")
+    torch.save({"state_dict": logistic.state_dict(), "yolo9000_model_config": logistic.model_config}, ckpt)
+    checkpoint_to_darknet(ckpt, tmp_path / "l.weights", tmp_path / "l.cfg")
+    assert "\nsoftmax=0\n" in (tmp_path / "l.cfg").read_text()
+    back = darknet_to_checkpoint(tmp_path / "l.cfg", tmp_path / "l.weights")
+    assert back["yolo9000_model_config"]["loss"]["class_activation"] == "logistic"
 
 
 def test_torch_bn_checkpoint_exports_what_darknet_computes_alike(tmp_path: Path) -> None:

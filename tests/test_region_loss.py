@@ -21,7 +21,6 @@ FIX = Path(__file__).parent / "fixtures"
 def test_gradient_matches_darknet(name: str) -> None:
     d = np.load(FIX / f"{name}.npz")
     meta = json.loads(str(d["meta"]))
-    _skip_unsupported(meta)
     x = torch.tensor(d["input"], requires_grad=True)
     tree = _fixture_tree(meta)
     loss = region_loss_darknet(
@@ -38,6 +37,7 @@ def test_gradient_matches_darknet(name: str) -> None:
         rescore=bool(meta["rescore"]),
         tree=tree,
         bias_match=bool(meta.get("bias_match", 1)),
+        softmax=bool(meta.get("softmax", 1)),
     )
     loss.backward()
     np.testing.assert_allclose(x.grad.numpy(), d["grad_input"], rtol=1e-4, atol=1e-5)
@@ -201,18 +201,10 @@ def _fixture_tree(meta: dict) -> WordTree | None:
     return WordTree.from_file(path if path.is_file() else WORDTREE_DIR / Path(meta["tree"]).name)
 
 
-def _skip_unsupported(meta: dict) -> None:
-    """Skip a fixture of a region layer this port refuses to build (``softmax=0`` without a tree: darknet then
-    scores the raw class outputs; a cfg asking for it is an error naming the line)."""
-    if not meta.get("softmax", 1) and not meta.get("tree"):
-        pytest.skip("[region] softmax=0 is refused by the cfg parser (not supported)")
-
-
 def _fixture_loss(name: str) -> tuple[RegionLoss, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int]:
     """A darknet fixture as (RegionLoss, raw, targets, mask, anchors, seen)."""
     d = np.load(FIX / f"{name}.npz")
     meta = json.loads(str(d["meta"]))
-    _skip_unsupported(meta)
     tree = _fixture_tree(meta)
     keys = ("thresh", "object_scale", "noobject_scale", "class_scale", "coord_scale")
     crit = RegionLoss(
@@ -220,6 +212,7 @@ def _fixture_loss(name: str) -> tuple[RegionLoss, torch.Tensor, torch.Tensor, to
         rescore=bool(meta["rescore"]),
         tree=tree,
         bias_match=bool(meta.get("bias_match", 1)),
+        class_activation="softmax" if meta.get("softmax", 1) else "logistic",
         **{k: meta[k] for k in keys},
     )
     truth = torch.tensor(d["truth"])
@@ -316,9 +309,10 @@ def _box_iou(a: tuple[float, ...], b: tuple[float, ...]) -> np.float32:
 
 
 def _darknet_region_delta(raw: np.ndarray, truth: np.ndarray, meta: dict) -> np.ndarray:
-    """``l.delta`` of darknet's ``forward_region_layer`` (flat softmax head, coords = 4, no background, no map),
-    transcribed from its C: the activations, the per-predictor no-object and prior terms, then every truth in
-    order (``delta_region_box``, the objectness, ``delta_region_class``). Returns (B, A, 5 + C, H, W)."""
+    """``l.delta`` of darknet's ``forward_region_layer`` (flat head, coords = 4, no background, no map; ``softmax``
+    from the meta, 1 unless it says 0: logistic classes), transcribed from its C: the activations, the
+    per-predictor no-object and prior terms, then every truth in order (``delta_region_box``, the objectness,
+    ``delta_region_class`` with its ``tag = !softmax``). Returns (B, A, 5 + C, H, W)."""
     a_n, classes = meta["num_anchors"], meta["classes"]
     bsz, _, h, w = raw.shape
     bias = np.asarray(meta["anchors"], np.float32)
@@ -326,8 +320,12 @@ def _darknet_region_delta(raw: np.ndarray, truth: np.ndarray, meta: dict) -> np.
     out = x.copy()
     out[:, :, [0, 1, 4]] = 1 / (1 + np.exp(-x[:, :, [0, 1, 4]].astype(np.float64)))
     logits = x[:, :, 5:].astype(np.float64)
-    e = np.exp(logits - logits.max(2, keepdims=True))
-    out[:, :, 5:] = e / e.sum(2, keepdims=True)
+    softmax = bool(meta.get("softmax", 1))
+    if softmax:
+        e = np.exp(logits - logits.max(2, keepdims=True))
+        out[:, :, 5:] = e / e.sum(2, keepdims=True)
+    else:  # activate_array(..., LOGISTIC) on the classes
+        out[:, :, 5:] = 1 / (1 + np.exp(-logits))
     delta = np.zeros_like(out)
 
     def region_box(b: int, n: int, i: int, j: int) -> tuple[float, ...]:  # get_region_box
@@ -382,7 +380,10 @@ def _darknet_region_delta(raw: np.ndarray, truth: np.ndarray, meta: dict) -> np.
             target = iou if meta["rescore"] else 1.0
             delta[b, n, 4, j, i] = meta["object_scale"] * (target - o)
             cls = int(r[4])
-            for c in range(classes):  # delta_region_class, softmax head (tag = !softmax = 0)
+            if not softmax and delta[b, n, 5, j, i]:  # delta_region_class: `if (delta[index] && tag)`
+                delta[b, n, 5 + cls, j, i] = meta["class_scale"] * (1 - out[b, n, 5 + cls, j, i])
+                continue
+            for c in range(classes):
                 delta[b, n, 5 + c, j, i] = meta["class_scale"] * ((c == cls) - out[b, n, 5 + c, j, i])
     return delta
 
@@ -435,6 +436,7 @@ def _port_grad(raw: np.ndarray, truth: np.ndarray, meta: dict) -> np.ndarray:
         num_classes=meta["classes"],
         rescore=bool(meta["rescore"]),
         bias_match=bool(meta["bias_match"]),
+        softmax=bool(meta.get("softmax", 1)),
         **{k: meta[k] for k in keys},
     ).backward()
     return x.grad.numpy()
@@ -463,6 +465,8 @@ def test_transcription_reproduces_darknets_fixtures(name: str) -> None:
             20,
             {"thresh": 0.3, "object_scale": 3.0, "noobject_scale": 0.5, "class_scale": 2.0, "coord_scale": 1.5},
         ),
+        ("logistic classes (softmax=0)", (7, 5), 6, {"softmax": 0}),
+        ("logistic classes, class_scale 2, after 12800", (6, 6), 4, {"softmax": 0, "class_scale": 2.0, "seen": 13000}),
     ],
 )
 def test_gradient_equals_darknet_c_transcription(
@@ -474,8 +478,8 @@ def test_gradient_equals_darknet_c_transcription(
     raw, truth, meta = _region_case(sum(map(ord, case)), *grid, classes, truths=12, **settings)
     want = _darknet_grad(raw, truth, meta)
     np.testing.assert_allclose(_port_grad(raw, truth, meta), want, rtol=1e-4, atol=1e-5)
-    for key in ("rescore", "bias_match"):
-        flipped = meta | {key: 1 - meta[key]}
+    for key in ("rescore", "bias_match", "softmax"):
+        flipped = meta | {key: 1 - meta.get(key, 1)}
         assert not np.allclose(_darknet_grad(raw, truth, flipped), want, rtol=1e-4, atol=1e-5), key
 
 

@@ -12,6 +12,14 @@ from typing import Literal, NamedTuple
 import torch
 
 Location = Literal["direct", "offset"]
+ClassActivation = Literal["softmax", "logistic"]  # darknet [region] softmax=1 | softmax=0 (independent sigmoids)
+CLASS_ACTIVATIONS = ("softmax", "logistic")
+
+
+def check_class_activation(class_activation: str) -> None:
+    """``softmax`` (darknet ``[region] softmax=1``) or ``logistic`` (``softmax=0``); anything else is refused."""
+    if class_activation not in CLASS_ACTIVATIONS:
+        raise ValueError(f"class_activation must be one of {CLASS_ACTIVATIONS}, got {class_activation!r}")
 
 
 class Region(NamedTuple):

@@ -81,6 +81,7 @@ def detector_model_config(
         class_scale=region.class_scale,
         coord_scale=region.coord_scale,
         rescore=region.rescore,
+        class_activation="softmax" if region.softmax or region.tree is not None else "logistic",  # darknet's own
     )
     if region.tree is not None:
         loss["tree"] = {"_target_": "yolo9000.wordtree.WordTree.from_file", "path": str(region.tree.resolve())}
@@ -327,9 +328,11 @@ def checkpoint_to_darknet(
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
     dk = ckpt.get("darknet") or {}
     header = dk.get("header") or {"major": 0, "minor": 2, "revision": 0, "seen": 0}
+    softmax = True  # [region] softmax of a generated cfg
     if "yolo9000_model_config" in ckpt:
         module = load_module(ckpt_path)
         model: nn.Module = module.model
+        softmax = module.criterion.class_activation == "softmax"
         seen = int(module.seen)
         built = ((ckpt.get("hyper_parameters") or {}).get("build_info") or {}).get("eval_size")  # data.img_size
         default = 416 if "priors" in ckpt["yolo9000_model_config"] else 224  # a detector, else a classifier
@@ -365,6 +368,6 @@ def checkpoint_to_darknet(
         model, weights_out, seen, int(header["major"]), int(header["minor"]), int(header["revision"]), options=options
     )
     if cfg_out is not None:
-        Path(cfg_out).write_bytes(dk.get("cfg_bytes") or native_cfg_text(model, size).encode())
+        Path(cfg_out).write_bytes(dk.get("cfg_bytes") or native_cfg_text(model, size, softmax).encode())
     n = len(darknet_convs(model))
     return WeightsInfo(int(header["major"]), int(header["minor"]), int(header["revision"]), seen, n, n)

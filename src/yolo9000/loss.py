@@ -29,10 +29,12 @@ import torch
 from torch import nn
 
 from yolo9000.boxes import (
+    ClassActivation,
     Location,
     activate_xy,
     box_iou_cxcywh,
     box_iou_paired,
+    check_class_activation,
     decode_boxes,
     encode_xy,
     wh_iou,
@@ -216,6 +218,9 @@ class RegionLoss(nn.Module):
             max(0.3, current), i.e. "assuming IoU >= .3" as the paper says; darknet as of the paper, d2dece3d).
         coord_size_weight: weight the coordinate term by ``2 - w * h`` (darknet since 60e952ba, 2017-03-26);
             False: ``coord_scale`` alone (darknet as of the paper).
+        class_activation: ``softmax`` (darknet ``[region] softmax=1``, every YOLOv2 cfg) or ``logistic``
+            (``softmax=0``, darknet's default when the cfg says nothing): independent sigmoids, each class a binary
+            target (:meth:`_logistic_class_deltas`). A WordTree always takes its hierarchical softmax (darknet).
     """
 
     def __init__(
@@ -234,10 +239,13 @@ class RegionLoss(nn.Module):
         tree: WordTree | None = None,
         classonly_objectness: Literal["darknet", "paper"] = "darknet",
         coord_size_weight: bool = True,
+        class_activation: ClassActivation = "softmax",
     ) -> None:
         super().__init__()
         if tree is not None and tree.n != num_classes:
             raise ValueError(f"WordTree has {tree.n} nodes but the head predicts {num_classes} classes")
+        check_class_activation(class_activation)
+        self.class_activation: ClassActivation = "softmax" if tree is not None else class_activation
         self.num_classes = num_classes
         self.thresh, self.rescore, self.bias_match, self.location = thresh, rescore, bias_match, location
         self.object_scale, self.noobject_scale = object_scale, noobject_scale
@@ -401,12 +409,22 @@ class RegionLoss(nn.Module):
 
         # ---- classification-only images: the best predictor for the label, then every class write ----------
         co_label = truth_cls[co_b, co_row]  # (Bc,) each classification-only image's label (its first row)
+        logistic = self.class_activation == "logistic"
+        if logistic and len(co_b):
+            raise ValueError(
+                "classification-only images (YOLO9000) need a softmax head over a WordTree; this loss has "
+                "class_activation=logistic (darknet's [region] softmax=0)"
+            )
         co_loc = self._classonly_predictors(so, p, co_b, co_label, obj_target, obj_weight)
-        if tree.num_groups == 1:  # flat softmax: one write per predictor, the last truth's (winners are unique)
+        cat_sum = None  # darknet's "Class" statistic of the logistic classes (their own writes rule)
+        if logistic:  # every truth writes, in order (darknet's multi-label rule)
+            cls_img, cat_sum = self._logistic_class_deltas(p2, g2, loc, truth_cls[b_idx, t_idx], n_cell, bsz)
+        elif tree.num_groups == 1:  # flat softmax: one write per predictor, the last truth's (winners are unique)
             w_loc, w_label = torch.cat([loc_w, co_loc]), torch.cat([truth_cls[b_idx, t_idx][win], co_label])
         else:  # a tree: every truth's path; the dedup keeps the last write per (predictor, sibling group)
             w_loc, w_label = torch.cat([loc, co_loc]), torch.cat([truth_cls[b_idx, t_idx], co_label])
-        cls_img = self._class_deltas(p2, g2, w_loc, w_label, n_cell, bsz)
+        if not logistic:
+            cls_img = self._class_deltas(p2, g2, w_loc, w_label, n_cell, bsz)
 
         # ---- objectness: one dense term ----------------------------------------------------------------------
         d_obj = so - obj_target
@@ -424,7 +442,10 @@ class RegionLoss(nn.Module):
         if not stats:
             return deltas, {"num_truths": n_t}
         denom = max(n_t, 1)
-        p_cls = tree.path_prob(tree.softmax(p2[ba, 5:, cidx]), truth_cls[b_idx, t_idx])  # (T,) P(label)
+        if cat_sum is not None:
+            p_cls = cat_sum.reshape(1)
+        else:
+            p_cls = tree.path_prob(tree.softmax(p2[ba, 5:, cidx]), truth_cls[b_idx, t_idx])  # (T,) P(label)
         # the three means over the truths in one reduction: IoU, recall (IoU > .5), objectness
         means = torch.stack([iou_resp, (iou_resp > 0.5).to(f32), so.view(-1)[loc]]).sum(1).div_(denom)
         # darknet's "Class" also counts each classification-only image's chosen predictor (P(label path) there),
@@ -473,6 +494,58 @@ class RegionLoss(nn.Module):
         else:
             obj_weight.view(-1)[co_loc] = 0.0
         return co_loc
+
+    def _logistic_class_deltas(
+        self, p2: torch.Tensor, g2: torch.Tensor, loc: torch.Tensor, label: torch.Tensor, n_cell: int, bsz: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """darknet's class deltas of logistic classes (``[region] softmax=0``: ``delta_region_class`` with its
+        ``tag``): every truth writes its predictor in list order. A write to a predictor whose class-0 delta is still
+        0 sets every class (target one-hot); a later one sets its own class's target to 1 and keeps the others
+        (multi-label). So a predictor learns the union of its truths' classes, except where ``sigmoid`` of its
+        class-0 logit is exactly 0 or 1 (float32 saturation), where darknet's test sees a zero delta and starts over:
+        at 0, from the first truth of class 0 (else the last truth); at 1, from the truth after the last class-0
+        truth but the last. The delta is ``target - sigmoid`` on every class, handed back without the sigmoid's
+        derivative: the gradient of the binary cross-entropy on the logits, which is the loss returned.
+
+        Args:
+            p2, g2: (B * A, 5 + C, HW) raw planes and their gradient (class channels written in place).
+            loc: (T,) flat predictor index of every detection truth, in list order; label: (T,) its class.
+        Returns:
+            (B,) the binary cross-entropy summed per image (before ``class_scale``), and darknet's ``avg_cat`` sum
+            (the truth's class output at each write that set every class).
+        """
+        dev = loc.device
+        if not len(loc):
+            return p2.new_zeros(bsz), p2.new_zeros(())
+        order = torch.sort(loc, stable=True).indices  # by predictor, then list order
+        loc_s, lab_s = loc[order], label[order]
+        uniq, inv, counts = torch.unique_consecutive(loc_s, return_inverse=True, return_counts=True)
+        first = torch.cumsum(counts, 0) - counts  # (U,) position of each predictor's first truth
+        pos = torch.arange(len(loc_s), device=dev) - first[inv]  # (T,) place in its predictor's sequence
+        last_pos = (counts - 1)[inv]
+        ba, cidx = uniq // n_cell, uniq % n_cell
+        logits = p2[ba, 5:, cidx]  # (U, C)
+        out = logits.sigmoid()
+        out0 = out[:, 0][inv]  # (T,) the class-0 output darknet's test reads
+        zero = lab_s == 0
+        big = torch.full_like(counts, len(loc_s))
+        # out0 == 0: the first class-0 truth restarts the set for good (none: every truth restarts it)
+        f0 = big.scatter_reduce(0, inv[zero], pos[zero], "amin")[inv].minimum(last_pos)
+        # out0 == 1: each truth after a class-0 one restarts it
+        before_last = zero & (pos < last_pos)
+        z1 = torch.full_like(counts, -1).scatter_reduce(0, inv[before_last], pos[before_last], "amax")[inv]
+        prev_zero = torch.zeros_like(zero)
+        prev_zero[1:] = zero[:-1] & (pos[1:] > 0)
+        keep = torch.where(out0 == 0, pos >= f0, torch.where(out0 == 1, pos > z1, torch.ones_like(zero)))
+        restart = torch.where(out0 == 0, pos <= f0, torch.where(out0 == 1, (pos == 0) | prev_zero, pos == 0))
+        if self.class_scale == 0:  # every delta is 0: each write starts over, the last truth's class stands
+            keep, restart = pos == last_pos, torch.ones_like(zero)
+        target = torch.zeros_like(out)
+        target[inv[keep], lab_s[keep]] = 1.0
+        g2[ba, 5:, cidx] = out - target  # -delta (class_scale applied by the caller)
+        bce = (torch.nn.functional.softplus(logits) - target * logits).sum(1)  # (U,)
+        cat = out[inv[restart], lab_s[restart]].sum()
+        return p2.new_zeros(bsz).index_add_(0, uniq // (g2.shape[0] // bsz * n_cell), bce), cat
 
     def _class_deltas(
         self, p2: torch.Tensor, g2: torch.Tensor, loc: torch.Tensor, label: torch.Tensor, n_cell: int, bsz: int
@@ -544,6 +617,7 @@ def region_loss_darknet(
     rescore: bool = True,
     tree: WordTree | str | None = None,
     bias_match: bool = True,
+    softmax: bool = True,
 ) -> torch.Tensor:
     """darknet's ``forward_region_layer`` loss in darknet's own terms; returns the batch-summed loss.
 
@@ -554,6 +628,7 @@ def region_loss_darknet(
         anchors: flat ``w0, h0, w1, h1, ...`` or (A, 2), grid-cell units.
         tree: a :class:`WordTree` or the path of a darknet tree file (hierarchical softmax), or None.
         bias_match: darknet's ``bias_match`` (match truths to anchors by prior shape; 0: by predicted shape).
+        softmax: darknet's ``softmax`` (0: logistic classes; a tree takes its hierarchical softmax either way).
     """
     if not isinstance(output, torch.Tensor):
         output = torch.as_tensor(output, dtype=torch.float32)
@@ -571,5 +646,6 @@ def region_loss_darknet(
         rescore=rescore,
         bias_match=bias_match,
         tree=tree,
+        class_activation="softmax" if softmax else "logistic",
     )
     return loss(output, targets, mask, a, seen).loss

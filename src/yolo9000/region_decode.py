@@ -3,7 +3,7 @@
 Mirrors pjreddie/darknet (region_layer.c, tree.c, current HEAD):
 
 * ``forward_region_layer`` at inference: logistic on tx, ty and the objectness, softmax on the classes
-  (``softmax_tree``: per sibling group with a WordTree);
+  (``softmax_tree``: per sibling group with a WordTree; ``softmax=0`` without a tree: logistic);
 * ``get_region_box``: bx = (col + sigmoid(tx)) / W, by = (row + sigmoid(ty)) / H, bw = exp(tw) * anchor_w / W,
   bh = exp(th) * anchor_h / H;
 * ``get_region_detections``: objectness = sigmoid(to) if above ``thresh`` else 0; class probabilities as
@@ -106,6 +106,7 @@ def region_detections_darknet(
     image_size: tuple[int, int] | torch.Tensor | None = None,
     relative: bool = True,
     tree_decode: TreeDecode = "darknet",
+    softmax: bool = True,
 ) -> dict[str, torch.Tensor]:
     """darknet ``get_region_detections`` (+ ``correct_region_boxes``) on a raw head output: every box, no NMS.
 
@@ -114,7 +115,8 @@ def region_detections_darknet(
     Class probabilities ``prob``:
 
     * no tree (flat softmax): ``objectness * P(class)`` where the box's objectness is nonzero and the product is
-      above ``thresh``, else 0;
+      above ``thresh``, else 0 (``softmax=False``, darknet's ``softmax=0``: ``sigmoid`` of each class logit for
+      ``P(class)``);
     * a tree with a ``map`` (either ``tree_decode``): class j scores ``sigmoid(to) * P_abs(map[j])`` where above
       ``thresh``, else 0 (P_abs: ``hierarchy_predictions``, absolute probabilities; darknet loops over 200 map
       entries whatever the map's length, here every entry of ``map``);
@@ -138,6 +140,7 @@ def region_detections_darknet(
         image_size: (im_h, im_w) or (B, 2) per image; None = the net size (boxes stay net-relative).
         relative: boxes relative to the image (darknet's relative=1), else image pixels.
         tree_decode: "darknet" or "paper", see above.
+        softmax: darknet's ``[region] softmax`` (False: logistic classes; a tree takes its softmax either way).
     Returns:
         dict with ``bbox`` (B, N, 4) centre x, y, w, h; ``objectness`` (B, N) (0 where not above ``thresh``);
         ``prob`` (B, N, C), or (B, N, K) with a map; with a tree and no map also ``node`` (B, N) int64, the node
@@ -164,7 +167,7 @@ def region_detections_darknet(
     logits = reg.cls.reshape(bsz, -1, num_classes)  # (B, N, C)
     out = {"bbox": bbox, "objectness": objectness}
     if tree is None:
-        p = scale.unsqueeze(-1) * logits.softmax(-1)
+        p = scale.unsqueeze(-1) * (logits.softmax(-1) if softmax else logits.sigmoid())
         keep = (objectness.unsqueeze(-1) != 0) & (p > thresh)
         out["prob"] = torch.where(keep, p, torch.zeros_like(p))
         return out

@@ -395,12 +395,6 @@ def layer_specs(sections: Sections) -> list[LayerSpec]:
                 )
             if meta.coords != 4:
                 raise NotImplementedError(f"{source_line(sec, 'coords')}: [region] coords={meta.coords} (only 4)")
-            if not meta.softmax and meta.tree is None:
-                raise NotImplementedError(
-                    f"{source_line(sec, 'softmax') if 'softmax' in sec['options'] else spec.where}: [region] "
-                    "softmax=0 (darknet then scores obj * the raw class outputs) is not supported; the decode "
-                    "applies a softmax"
-                )
         elif t == "dropout":
             spec.probability = option(sec, "probability", 0.5, float)
         specs.append(spec)

@@ -262,9 +262,10 @@ def _backbone_cfg(bb: Darknet19) -> tuple[list[str], int, int]:
     return parts, idx, c4
 
 
-def native_cfg_text(model: nn.Module, size: int = 416) -> str:
+def native_cfg_text(model: nn.Module, size: int = 416, softmax: bool = True) -> str:
     """A darknet cfg describing a native Darknet19Classifier / YOLOv2 / YOLOv2(fuse=False) (for trained checkpoints that
-    carry no cfg). Only the layers and ``[region]`` anchors / classes; darknet's training options are left out."""
+    carry no cfg). Only the layers and ``[region]`` anchors / classes / ``softmax`` (False: the logistic classes of
+    ``softmax=0``); darknet's training options are left out."""
     bb = model.backbone if isinstance(model, Darknet19Classifier | YOLOv2) else None
     if not isinstance(bb, Darknet19):
         raise TypeError(f"no cfg for {type(model).__name__}")
@@ -301,6 +302,6 @@ def native_cfg_text(model: nn.Module, size: int = 416) -> str:
     anchors = ", ".join(_fmt(v) for v in model.anchors.flatten().tolist())
     parts.append(
         f"[region]\nanchors = {anchors}\nbias_match={int(model.bias_match)}\nclasses={model.num_classes}\n"
-        f"coords=4\nnum={model.num_anchors}\nsoftmax=1\n"
+        f"coords=4\nnum={model.num_anchors}\nsoftmax={int(softmax)}\n"
     )
     return "\n".join(parts)

@@ -292,6 +292,7 @@ class DetectorModule(DarknetModule):
             tree_thresh=self.hparams.tree_thresh,
             tree_decode=self.hparams.tree_decode,
             tree_map=self.eval_nodes,
+            class_activation=self.criterion.class_activation,  # the loss's head: one home for it
         )
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int = 0) -> dict[str, Any]:

@@ -10,6 +10,10 @@ NMS run with this config's thresholds, the transform maps the boxes back to each
 Writes annotated images into <run>/detections/ and every detection into <run>/detections.json (boxes xyxy in
 original image pixels, class name and id, score; unreadable inputs under "failed"). Exits with status 1, naming
 the inputs, when none could be read; unreadable inputs among readable ones are listed and skipped.
+
+``results=voc|coco`` also writes darknet's ``detector valid`` files into <run>/results/ (:mod:`yolo9000.submission`:
+VOC's ``comp4_det_test_<class>.txt``, COCO's ``coco_results.json``), at darknet's valid threshold 0.005 unless
+``conf_thresh`` is given.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +31,21 @@ import hydra
 import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from yolo9000.api import Detector, check_input_size
+from yolo9000.api import DETECT_CONF, Detector, check_input_size
 from yolo9000.checkpoints import module_settings
 from yolo9000.data.image_io import IMAGE_SUFFIXES, read_image
 from yolo9000.data.predict import list_images
 from yolo9000.environment import hydra_flags_first, log_to_job_log, setup_environment
 from yolo9000.models import STRIDE
+from yolo9000.submission import (
+    VALID_CONF,
+    ImageDetections,
+    coco_category_ids,
+    coco_index,
+    voc_result_files,
+    write_coco_results,
+    write_voc_results,
+)
 from yolo9000.viz import draw_detections, save_image
 
 log = logging.getLogger("yolo9000.detect")
@@ -48,11 +62,18 @@ def main(cfg: DictConfig) -> None:
     except (FileNotFoundError, ValueError) as e:
         log.error("%s", e)
         raise SystemExit(f"Error: {e}") from None
+    conf = cfg.conf_thresh if cfg.conf_thresh is not None else VALID_CONF if cfg.results else DETECT_CONF
     detector = Detector.from_checkpoint(
         cfg.ckpt_path,
         device=str(cfg.device),
-        **module_settings(cfg, "conf_thresh", "nms_thresh", "pre_nms_topk", "tree_decode", "tree_thresh", "eval_map"),
+        **module_settings(cfg, "nms_thresh", "pre_nms_topk", "tree_decode", "tree_thresh", "eval_map"),
+        conf_thresh=float(conf),
     )
+    try:  # the result files' names and ids, before the images are run
+        writer = result_writer(cfg, detector.class_names, out_dir / "results")
+    except (FileNotFoundError, ValueError) as e:
+        log.error("%s", e)
+        raise SystemExit(f"Error: {e}") from None
     size = input_size(cfg.img_size)
     hw = detector.input_hw if size is None else check_input_size(size)
     log.info(
@@ -96,6 +117,8 @@ def main(cfg: DictConfig) -> None:
         sys.exit(f"detect.py: {msg}")  # exit status 1
     if failed:
         log.warning("%d of %d inputs unreadable (skipped):\n%s", len(failed), len(files), unreadable_list(failed))
+    if writer is not None:
+        writer([ImageDetections(r.path, r.boxes, r.scores, r.labels, r.image_size) for r in results if not r.error])
     n = sum(len(r["detections"]) for r in records)
     log.info("%d detections in %d images (%d unreadable) -> %s", n, len(records), len(failed), out_dir)
 
@@ -151,9 +174,37 @@ def input_size(size: Any) -> int | tuple[int, int] | None:
     return (h, w) if isinstance(sides, list) else h
 
 
+def result_writer(
+    cfg: DictConfig, class_names: list[str], out_dir: Path
+) -> Callable[[list[ImageDetections]], None] | None:
+    """The writer of ``results=`` (None without), its class names and category ids checked now."""
+    if not cfg.results:
+        return None
+    if cfg.results == "voc":
+        files = voc_result_files(out_dir, class_names)
+
+        def voc(images: list[ImageDetections]) -> None:
+            write_voc_results(out_dir, images, class_names)
+            log.info("darknet's VOC result files (comp4): %s/%s ...", out_dir, files[0].name)
+
+        return voc
+    image_ids, categories = coco_index(cfg.coco_json) if cfg.coco_json else (None, None)
+    category_ids = coco_category_ids(class_names, categories)
+
+    def coco(images: list[ImageDetections]) -> None:
+        n = write_coco_results(out_dir / "coco_results.json", images, category_ids, image_ids)
+        log.info("darknet's COCO results (%d detections): %s", n, out_dir / "coco_results.json")
+
+    return coco
+
+
 def check_settings(cfg: DictConfig) -> None:
     """Refuse settings that would fail after the checkpoint is loaded, naming the key."""
     input_size(cfg.img_size)
+    if cfg.results not in (None, "voc", "coco"):
+        raise ValueError(f"results must be voc, coco or null, got {cfg.results!r}")
+    if cfg.coco_json is not None and not Path(str(cfg.coco_json)).is_file():
+        raise FileNotFoundError(f"coco_json not found: {cfg.coco_json}")
     for key, low in (("batch_size", 1), ("num_workers", 0)):
         v = cfg.get(key)
         if isinstance(v, bool) or not isinstance(v, int) or v < low:

@@ -142,12 +142,26 @@ def test_detect_succeeds_and_lists_unreadable_inputs(bccd_ckpt: Path, tmp_path: 
     src.mkdir()
     shutil.copy(ROOT / "data" / "bccd" / "JPEGImages" / "BloodImage_00000.jpg", src / "good.jpg")
     _broken(src / "broken.jpg")
-    res = run("detect.py", tmp_path / "out", f"ckpt_path={bccd_ckpt}", f"source={src}", "img_size=64", "draw=false")
+    out = tmp_path / "out"
+    res = run("detect.py", out, f"ckpt_path={bccd_ckpt}", f"source={src}", "img_size=64", "draw=false", "results=voc")
     assert res.returncode == 0, res.stderr[-3000:]
     log = res.stdout + res.stderr
     assert "1 of 2 inputs unreadable" in log and str(src / "broken.jpg") in log
-    det = json.loads((tmp_path / "out" / "detections.json").read_text())
+    det = json.loads((out / "detections.json").read_text())
     assert [Path(r["file"]).name for r in det["images"]] == ["good.jpg"]
+    # results=voc: darknet's comp4 files at darknet valid's threshold (0.005): the detections.json boxes, 1-based
+    dets = det["images"][0]["detections"]
+    assert dets and min(d["score"] for d in dets) < 0.25  # below detect's default: the valid threshold applied
+    w, h = det["images"][0]["width"], det["images"][0]["height"]
+    for name in ("RBC", "WBC", "Platelets"):
+        rows = [ln.split() for ln in (out / "results" / f"comp4_det_test_{name}.txt").read_text().splitlines()]
+        assert all(r[0] == "good" for r in rows)
+        got = sorted([float(v) for v in r[1:]] for r in rows)
+        mine = sorted([d["score"], *(v + 1 for v in d["box"][:2]), min(d["box"][2] + 1, w), min(d["box"][3] + 1, h)]
+                      for d in dets if d["class"] == name)  # fmt: skip
+        assert len(got) == len(mine) and all(
+            v == pytest.approx(u, abs=0.006) for a, b in zip(got, mine, strict=True) for v, u in zip(a, b, strict=True)
+        )
 
 
 def test_detect_sources_lists_globs_and_user_errors(bccd_ckpt: Path, tmp_path: Path) -> None:
@@ -165,9 +179,24 @@ def test_detect_sources_lists_globs_and_user_errors(bccd_ckpt: Path, tmp_path: P
     assert detect.source_files(str(src / "list.txt")) == [src / "a.jpg", src / "sub" / "c.jpg"]
     assert detect.source_files([str(src / "b.jpg"), str(src / "sub")]) == [src / "b.jpg", src / "sub" / "c.jpg"]
     list_run = (f"ckpt_path={bccd_ckpt}", f"source={src / 'list.txt'}", "img_size=[64,96]")  # height x width
-    res = run("detect.py", tmp_path / "out", *list_run)
+    ann = tmp_path / "image_info.json"  # results=coco: ids by file name and class name
+    cats = [{"id": 10 + i, "name": n} for i, n in enumerate(("RBC", "WBC", "Platelets"))]
+    ann.write_text(
+        json.dumps({"images": [{"id": 5, "file_name": "a.jpg"}, {"id": 9, "file_name": "c.jpg"}], "categories": cats})
+    )
+    res = run("detect.py", tmp_path / "out", *list_run, "results=coco", f"coco_json={ann}", "conf_thresh=0.25")
     assert res.returncode == 0, res.stderr[-3000:]
     det = json.loads((tmp_path / "out" / "detections.json").read_text())
+    coco = json.loads((tmp_path / "out" / "results" / "coco_results.json").read_text())
+    ids = {"a.jpg": 5, "c.jpg": 9}
+    want = sorted(
+        (ids[Path(r["file"]).name], 10 + d["label"], d["score"]) for r in det["images"] for d in r["detections"]
+    )
+    got = sorted((c["image_id"], c["category_id"], c["score"]) for c in coco)
+    assert [g[:2] for g in got] == [w[:2] for w in want] and [g[2] for g in got] == pytest.approx(
+        [w[2] for w in want], abs=6e-5
+    )
+    assert all(d["score"] > 0.25 for r in det["images"] for d in r["detections"])  # conf_thresh given: kept
     assert [r["drawing"] for r in det["images"]] == ["detections/a.jpg", "detections/sub/c.jpg"]  # common folder
     assert det["input_hw"] == [64, 96] and det["letterbox"] is False and det["checkpoint"] == str(bccd_ckpt)
     assert "input 64 x 96 (height x width, stretched)" in res.stdout + res.stderr  # the size it ran, said
@@ -182,6 +211,7 @@ def test_detect_sources_lists_globs_and_user_errors(bccd_ckpt: Path, tmp_path: P
         with pytest.raises((FileNotFoundError, ValueError), match=want):
             detect.source_files(str(bad))
     for bad, want in (
+        ("results=pascal", "results must be voc, coco or null"),
         (f"source={tmp_path / 'missing'}", "source not found"),
         ("img_size=250", "img_size must be a positive multiple of 32"),
         ("img_size=[64,100]", "img_size must be a positive multiple of 32, [height, width] of them"),

@@ -258,7 +258,8 @@ _JOB_FREE = ("trainer.max_epochs", "trainer.max_steps", "data.num_workers", "log
 def check_resume_progress(cfg: DictConfig, ckpt_file: str | Path) -> None:
     """A continuation must not end before the checkpoint's own progress: ``trainer.max_epochs`` below the epochs
     the run has trained (or in) would stop it at once and test those weights as if the run had finished there (its
-    folder then held a result that later resumes took as final). Raises :class:`ResumeRefused`."""
+    folder then held a result that later resumes took as final); so does ``trainer.max_steps`` below the
+    checkpoint's ``global_step``. Raises :class:`ResumeRefused`."""
     ckpt = torch.load(ckpt_file, map_location="cpu", weights_only=False, mmap=True)
     loops = ckpt.get("loops") or {}
     position = ((loops.get("fit_loop") or {}).get("state_dict") or {}).get("combined_loader") or [{}]
@@ -267,6 +268,13 @@ def check_resume_progress(cfg: DictConfig, ckpt_file: str | Path) -> None:
         trained = int(ckpt.get("epoch", 0)) + 1
     else:  # epochs completed, or the one in progress
         trained = int(pos["epoch"]) + (1 if int(pos.get("batch", 0)) else 0)
+    max_steps, steps = cfg.trainer.get("max_steps"), int(ckpt.get("global_step", 0))
+    if max_steps is not None and 0 <= int(max_steps) < steps:  # Lightning's fit is done at global_step >= max_steps
+        raise ResumeRefused(
+            f"{ckpt_file}: the run has trained {steps} steps; trainer.max_steps={max_steps} would stop it there and "
+            f"test those weights as its result. Continue with its trainer.max_steps (or more, or -1); to test the "
+            f"checkpoint as it is: python src/eval.py ckpt_path={ckpt_file}"
+        )
     max_epochs = cfg.trainer.get("max_epochs")
     if max_epochs is not None and 0 <= int(max_epochs) < trained:
         raise ResumeRefused(
@@ -349,7 +357,9 @@ def hydra_list(items: Sequence[str]) -> str:
     def one(s: str) -> str:
         if plain.fullmatch(s) and s.lower() not in keywords:
             return s
-        return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        # Hydra's quoted strings take a backslash literally unless it precedes a quote or ends the string: only
+        # those are doubled (a doubled backslash elsewhere parsed as two)
+        return '"' + re.sub(r'(\\+)(?="|$)', r"\1\1", s).replace('"', '\\"') + '"'
 
     return "[" + ",".join(one(s) for s in items) + "]"
 

@@ -27,12 +27,16 @@ class SpeedMonitor(pl.Callback):
         self.test_time = 0.0
         self._first_test: tuple[int, float] | None = None  # (images, seconds) of the first test batch
         self._seen_first = False
+        self._stage: str | None = None  # the trainer call in progress ("fit", "test", ...), set before its restore
 
     @staticmethod
     def _now(pl_module: pl.LightningModule) -> float:
         if pl_module.device.type == "cuda":
             torch.cuda.synchronize(pl_module.device)
         return time.perf_counter()
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._stage = stage
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.epoch_images, self.epoch_time = 0, 0.0
@@ -74,6 +78,10 @@ class SpeedMonitor(pl.Callback):
         return {"train_images": self.train_images, "train_time": self.train_time}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """A checkpoint restored to fit (a resume) holds the totals before this process; one restored to test
+        (``trainer.test(ckpt_path=best)``, saved before the training ended) changes nothing: this run's stand."""
+        if self._stage not in (None, "fit"):
+            return
         self.train_images = int(state_dict.get("train_images", 0))
         self.train_time = float(state_dict.get("train_time", 0.0))
 

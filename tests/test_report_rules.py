@@ -338,7 +338,7 @@ def test_group_means_and_table_leave_out_classes_without_the_value() -> None:
         "| group | mean ap50 | per class |",
         "|---|---:|---|",
         "| seen | 0.6250 | 0: 0.800, 1: 0.450 |",
-        "| unseen | nan | 5: nan |",
+        "| unseen | – | 5: – |",  # undefined: "–", as per_class.md
     ]
 
 

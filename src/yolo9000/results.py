@@ -142,8 +142,11 @@ def format_group_table(per_class: dict[str, dict[str, float]], groups: dict[str,
     YOLO9000 digits' ``seen`` / ``unseen`` table)."""
     groups = check_metric_groups(groups, list(per_class))
     means = group_means(per_class, groups, key)
+    def num(v: float, digits: int) -> str:  # undefined (a class without truths): "–", as per_class.md
+        return f"{v:.{digits}f}" if math.isfinite(v) else "–"
+
     lines = [f"| group | mean {key} | per class |", "|---|---:|---|"]
     for name, classes in groups.items():
-        vals = ", ".join(f"{c}: {float(per_class[c].get(key, float('nan'))):.3f}" for c in classes)
-        lines.append(f"| {name} | {means[f'{key}_{name}']:.4f} | {vals} |")
+        vals = ", ".join(f"{c}: {num(float(per_class[c].get(key, float('nan'))), 3)}" for c in classes)
+        lines.append(f"| {name} | {num(float(means[f'{key}_{name}']), 4)} | {vals} |")
     return "\n".join(lines)

@@ -332,7 +332,8 @@ def checkpoint_to_darknet(
     if "yolo9000_model_config" in ckpt:
         module = load_module(ckpt_path)
         model: nn.Module = module.model
-        softmax = module.criterion.class_activation == "softmax"
+        # a detector's region loss says; a classifier's criterion (its generated cfg has no [region]) has no say
+        softmax = getattr(module.criterion, "class_activation", "softmax") == "softmax"
         seen = int(module.seen)
         built = ((ckpt.get("hyper_parameters") or {}).get("build_info") or {}).get("eval_size")  # data.img_size
         default = 416 if "priors" in ckpt["yolo9000_model_config"] else 224  # a detector, else a classifier

@@ -142,6 +142,7 @@ def format_group_table(per_class: dict[str, dict[str, float]], groups: dict[str,
     YOLO9000 digits' ``seen`` / ``unseen`` table)."""
     groups = check_metric_groups(groups, list(per_class))
     means = group_means(per_class, groups, key)
+
     def num(v: float, digits: int) -> str:  # undefined (a class without truths): "–", as per_class.md
         return f"{v:.{digits}f}" if math.isfinite(v) else "–"
 

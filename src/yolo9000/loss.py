@@ -11,7 +11,8 @@ gradient w.r.t. the raw head output equals darknet's (``-delta`` times the sigmo
   first maximum); the responsible predictor gets ``coord_scale * (2 - w * h) * 0.5 * |target - (x, y, tw, th)|^2``
   (``coord_size_weight=False``: ``coord_scale`` alone, darknet as of the paper, before commit 60e952ba),
   ``object_scale * 0.5 * (IoU - sigmoid(to))^2`` (rescore; target 1 without) and ``class_scale`` times the
-  cross-entropy of the softmax (per sibling group along the label's path with a WordTree);
+  cross-entropy of the softmax (per sibling group along the label's path with a WordTree; with logistic classes,
+  darknet's ``softmax=0``, the binary cross-entropy of every class against the predictor's truths' classes);
 * classification-only images (YOLO9000): all predictors get the noobject term; the one with the highest
   ``sigmoid(to) * P(label path)`` gets the class loss and no objectness term (darknet) or, with
   ``classonly_objectness="paper"``, an objectness target of at least 0.3.

@@ -628,3 +628,32 @@ def test_check_config_refuses_an_img_size_off_the_stride_and_takes_the_fc_grid_g
     assert build_info(compose_config("train", *fc, "model.net.fc_grid=4"), Data()).fc_grid == 4
     info = build_info(compose_config("train", "data.img_size=256"), Data())
     assert info.class_names == ["a", "b"] and info.eval_size == 256 and info.fc_grid is None
+
+
+def test_build_info_resolves_the_priors_with_the_runs_seed_box_cap_k_and_metric(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """k-means priors are resolved on the training boxes with the run's ``seed`` and ``model.priors`` ``k``,
+    ``metric`` and ``max_boxes`` (a seed or cap left out gives other priors from the same data), on the grid of
+    ``data.img_size / 32``."""
+    import yolo9000.build as build_mod
+    from conftest import compose_config
+
+    cfg = compose_config(
+        "train", "seed=7", "data.img_size=96", "model.priors.k=3", "model.priors.max_boxes=50",
+        "model.priors.metric=iou",
+    )  # fmt: skip
+    seen: dict[str, Any] = {}
+
+    def resolve(anchors: Any, boxes: Any, grid: int, **kw: Any) -> SimpleNamespace:
+        seen.update(anchors=anchors, boxes=boxes, grid=grid, **kw)
+        return SimpleNamespace(anchors=[[1.0, 1.0]] * 3, avg_iou=0.5, source="kmeans")
+
+    monkeypatch.setattr(build_mod, "resolve_priors", resolve)
+    data = SimpleNamespace(class_names=["a", "b"], box_sizes=lambda split: f"boxes of {split}")
+    info = build_mod.build_info(cfg, data)
+    assert seen == {
+        "anchors": "kmeans", "boxes": "boxes of train", "grid": 3, "k": 3, "metric": "iou", "seed": 7,
+        "max_boxes": 50,
+    }  # fmt: skip
+    assert info.class_names == ["a", "b"] and info.anchors == [[1.0, 1.0]] * 3

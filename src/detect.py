@@ -118,7 +118,7 @@ def main(cfg: DictConfig) -> None:
     if failed:
         log.warning("%d of %d inputs unreadable (skipped):\n%s", len(failed), len(files), unreadable_list(failed))
     if writer is not None:
-        writer([ImageDetections(r.path, r.boxes, r.scores, r.labels, r.image_size) for r in results if not r.error])
+        writer([r for r in results if r.error is None])
     n = sum(len(r["detections"]) for r in records)
     log.info("%d detections in %d images (%d unreadable) -> %s", n, len(records), len(failed), out_dir)
 

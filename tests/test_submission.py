@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from yolo9000.api import Detections
 from yolo9000.submission import (
     COCO_IDS,
-    ImageDetections,
     coco_category_ids,
     coco_image_id,
     coco_index,
@@ -21,8 +21,11 @@ from yolo9000.submission import (
 )
 
 
-def _image(path: str, boxes: list[list[float]], scores: list[float], labels: list[int], hw: tuple[int, int]):  # noqa: ANN202
-    return ImageDetections(path, torch.tensor(boxes).reshape(-1, 4), torch.tensor(scores), torch.tensor(labels), hw)
+def _image(
+    path: str, boxes: list[list[float]], scores: list[float], labels: list[int], hw: tuple[int, int]
+) -> Detections:
+    labels_t = torch.tensor(labels, dtype=torch.long)
+    return Detections(torch.tensor(boxes).reshape(-1, 4), torch.tensor(scores), labels_t, [], 0, path, hw)
 
 
 def test_voc_lines_are_one_based_clipped_and_one_file_per_class(tmp_path: Path) -> None:

@@ -19,8 +19,8 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import torch
 
@@ -31,16 +31,22 @@ COCO_IDS = (
 )  # fmt: skip
 
 
-@dataclass
-class ImageDetections:
-    """One image's detections: ``path`` (its file), ``boxes`` (N, 4) xyxy 0-based original pixels, ``scores``
-    (N,), ``labels`` (N,) class indices, ``size`` (height, width) of the image."""
+class ImageDetections(Protocol):
+    """What the writers read of one image's detections (:class:`yolo9000.Detections` is one): ``path`` (its file),
+    ``boxes`` (N, 4) xyxy 0-based original pixels, ``scores`` (N,), ``labels`` (N,) class indices,
+    ``image_size`` (height, width)."""
 
-    path: str
+    path: str | None
     boxes: torch.Tensor
     scores: torch.Tensor
     labels: torch.Tensor
-    size: tuple[int, int]
+    image_size: tuple[int, int] | None
+
+
+def _size(im: ImageDetections) -> tuple[int, int]:
+    if im.path is None or im.image_size is None:
+        raise ValueError("result files name images by their file: in-memory or unreadable inputs have none")
+    return im.image_size
 
 
 def voc_image_id(path: str | Path) -> str:
@@ -66,10 +72,10 @@ def write_voc_results(
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     lines: list[list[str]] = [[] for _ in class_names]
     for im in images:
-        image_id = voc_image_id(im.path)
-        h, w = im.size
+        h, w = _size(im)
+        image_id = voc_image_id(str(im.path))
         b = im.boxes.double().reshape(-1, 4) + 1.0  # darknet: 1-based, then clipped
-        lo = torch.stack([b[:, 0], b[:, 1]], 1).clamp_min(1.0)
+        lo = b[:, :2].clamp_min(1.0)
         hi = torch.minimum(b[:, 2:], torch.tensor([float(w), float(h)], dtype=torch.float64))
         rows = torch.cat([im.scores.double().reshape(-1, 1), lo, hi], 1).tolist()  # (N, 5) score, box
         for c, (score, x0, y0, x1, y1) in zip(im.labels.tolist(), rows, strict=True):
@@ -123,14 +129,14 @@ def coco_results(
     :func:`coco_image_id`; boxes ``[x, y, w, h]`` clipped to the image."""
     out: list[dict[str, object]] = []
     for im in images:
-        name = Path(im.path).name
+        h, w = _size(im)
+        name = Path(str(im.path)).name
         if image_ids:
             if name not in image_ids:
                 raise ValueError(f"{im.path}: not among the JSON's images")
             image_id = image_ids[name]
         else:
-            image_id = coco_image_id(im.path)
-        h, w = im.size
+            image_id = coco_image_id(str(im.path))
         limit = torch.tensor([float(w), float(h)] * 2, dtype=torch.float64)
         b = torch.minimum(im.boxes.double().reshape(-1, 4).clamp_min(0.0), limit)
         xywh = torch.cat([b[:, :2], b[:, 2:] - b[:, :2]], 1).tolist()

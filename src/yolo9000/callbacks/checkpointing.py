@@ -116,7 +116,7 @@ class LastCheckpoint(pl.Callback):
         pending = self._sigterm_pending
         if trainer.world_size > 1:  # one collective: (rank 0's due, any process's signal)
             flags = torch.tensor(
-                [float(due and trainer.is_global_zero), float(pending)], device=_collective_device(trainer)
+                [float(due and trainer.is_global_zero), float(pending)], device=trainer.strategy.root_device
             )
             due, pending = (bool(v) for v in trainer.strategy.reduce(flags, reduce_op="max").tolist())
         if pending:
@@ -171,11 +171,6 @@ class LastCheckpoint(pl.Callback):
 
 def _fitting_validation(trainer: pl.Trainer) -> bool:
     return trainer.state.fn == TrainerFn.FITTING and trainer.validating and not trainer.sanity_checking
-
-
-def _collective_device(trainer: pl.Trainer) -> torch.device:
-    """The device of this process's collectives (NCCL: its GPU; gloo: the CPU)."""
-    return trainer.strategy.root_device
 
 
 def take_sigterm(trainer: pl.Trainer, on_sigterm: Any) -> bool:

@@ -203,28 +203,12 @@ def _decode_torchvision(data: bytes, exif: bool = True) -> torch.Tensor:
     return img
 
 
-def _is_webp(data: bytes) -> bool:
-    return data[:4] == b"RIFF" and data[8:12] == b"WEBP"
-
-
-def _orient(img: torch.Tensor, orientation: int) -> torch.Tensor:
-    """A (3, H, W) image as a viewer shows it under an EXIF ``orientation`` (1..8; others: unchanged)."""
-    h_, w_ = 1, 2  # the rows and columns axes
-    if orientation == 2:
-        return img.flip(w_)
-    if orientation == 3:
-        return img.flip(h_, w_)
-    if orientation == 4:
-        return img.flip(h_)
-    if orientation == 5:
-        return img.transpose(h_, w_)
-    if orientation == 6:
-        return img.transpose(h_, w_).flip(w_)
-    if orientation == 7:
-        return img.flip(h_, w_).transpose(h_, w_)
-    if orientation == 8:
-        return img.transpose(h_, w_).flip(h_)
-    return img
+def _webp_with_orientation(data: bytes) -> bool:
+    """A WebP whose EXIF orientation is not 1: torchvision's WebP decoder ignores the tag, PIL's path applies it."""
+    if data[:4] != b"RIFF" or data[8:12] != b"WEBP":
+        return False
+    with Image.open(io.BytesIO(data)) as im:
+        return _exif_orientation(im) not in (0, 1)
 
 
 def rgb_uint8(a: np.ndarray, channels_last: bool = True) -> np.ndarray:
@@ -340,24 +324,24 @@ def read_image_notes(
         raise ImageDecodeError(
             "a Git LFS pointer, not an image", "the repository was cloned without its LFS files: `git lfs pull`"
         )
-    by_pil = False  # the PIL fallback applies the EXIF orientation itself
-    try:
-        img = _decode_torchvision(data, exif)
-    except (RuntimeError, OSError) as e:
-        msg = str(e)
-        if "Unsupported image file" not in msg:
-            detail = msg.strip().splitlines()[-1].split(", ")[-1] if msg.strip() else type(e).__name__
-            raise ImageDecodeError("corrupt or unreadable image", detail) from e
+    by_pil = exif and _webp_with_orientation(data)  # PIL's path applies the tag (torchvision's WebP decoder not)
+    if not by_pil:
         try:
-            img, by_pil = _decode_pil(path, exif), True
+            img = _decode_torchvision(data, exif)
+        except (RuntimeError, OSError) as e:
+            msg = str(e)
+            if "Unsupported image file" not in msg:
+                detail = msg.strip().splitlines()[-1].split(", ")[-1] if msg.strip() else type(e).__name__
+                raise ImageDecodeError("corrupt or unreadable image", detail) from e
+            by_pil = True
+    if by_pil:
+        try:
+            img = _decode_pil(path, exif)
         except (OSError, UnidentifiedImageError, ValueError) as e2:
             raise ImageDecodeError("corrupt or unreadable image", f"{type(e2).__name__}: {e2}") from e2
     frames = 1
     if img.ndim == 4 and len(img):  # an animated GIF / WebP: (frames, 3, H, W); its first frame, as PIL and stb_image
         frames, img = len(img), img[0]
-    if exif and not by_pil and _is_webp(data):  # torchvision's WebP decoder ignores the EXIF orientation
-        with Image.open(io.BytesIO(data)) as im:
-            img = _orient(img, _exif_orientation(im))
     if img.ndim != 3 or img.shape[0] != 3 or img.shape[1] == 0 or img.shape[2] == 0:
         raise ImageDecodeError("corrupt or unreadable image", f"decoded image has shape {tuple(img.shape)}")
     found = image_conversions(path, data) if notes else []

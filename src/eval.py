@@ -26,6 +26,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from yolo9000.build import instantiate_list
 from yolo9000.callbacks.predictions import PredictionImages
 from yolo9000.checkpoints import load_module, module_settings
+from yolo9000.data.transforms import size_text
 from yolo9000.environment import (
     FILE_ONLY,
     PROJECT_ROOT,
@@ -64,11 +65,13 @@ def main(cfg: DictConfig) -> float:
     module = load_module(cfg.ckpt_path, expect=DetectorModule, **settings)  # a classifier: refused, naming how
     hc = HydraConfig.get()
     trained_cfg = run_config(cfg)  # the checkpoint's training-run config, read once
-    data_cfg, data_source = eval_data_config(cfg, list(hc.overrides.task), trained_cfg, module.hparams.eval_size)
+    # a converted darknet cfg's rectangular [net] is evaluated at its height x width, as darknet's `detector valid`
+    eval_size = module.hparams.get("predict_hw") or module.hparams.eval_size
+    data_cfg, data_source = eval_data_config(cfg, list(hc.overrides.task), trained_cfg, eval_size)
     log.info("data: %s", data_source)
-    log.info("input size: %d (data.img_size=... sets another)", int(data_cfg.img_size))
     with hint_unset_env(data_cfg):  # a dataset not found names the .env variable that was not set
         datamodule = hydra.utils.instantiate(data_cfg)
+        log.info("input size: %s (data.img_size=... sets another)", size_text(datamodule.img_size))
         if list(datamodule.class_names) != list(module.class_names):
             raise ValueError(
                 class_mismatch_message(
@@ -102,7 +105,7 @@ def main(cfg: DictConfig) -> float:
         out_dir,
         module.test_results,
         module.eval_class_names,
-        {"checkpoint": str(cfg.ckpt_path), "split": cfg.split, "img_size": int(data_cfg.img_size)}
+        {"checkpoint": str(cfg.ckpt_path), "split": cfg.split, "img_size": datamodule.img_size}
         | group_means(per_class, groups)
         | datamodule.data_report(),
     )
@@ -134,7 +137,10 @@ def run_config(cfg: DictConfig) -> DictConfig:
 
 
 def eval_data_config(
-    cfg: DictConfig, overrides: Sequence[str], trained_cfg: DictConfig | None = None, eval_size: int | None = None
+    cfg: DictConfig,
+    overrides: Sequence[str],
+    trained_cfg: DictConfig | None = None,
+    eval_size: int | Sequence[int] | None = None,
 ) -> tuple[DictConfig, str]:
     """The data to evaluate on, resolved (a config of its own), and where it comes from.
 
@@ -144,11 +150,12 @@ def eval_data_config(
     the checkpoint is evaluated on the data it was trained on, not on eval.yaml's default. Without that file (a
     checkpoint moved or converted): the composed config. ``trained_cfg``: that run config already read
     (:func:`run_config`; None: read here). Data other than the run's is evaluated at ``eval_size`` (the
-    checkpoint's evaluation size, not the data config's default) unless ``data.img_size=...`` is given.
+    checkpoint's evaluation size, not the data config's default: a side, or [height, width]) unless
+    ``data.img_size=...`` is given.
     """
     composed = OmegaConf.create(OmegaConf.to_container(cfg.data, resolve=True))
     if eval_size is not None and not any(re.match(r"^[~+]*data\.img_size=", o) for o in overrides):
-        composed.img_size = int(eval_size)
+        composed.img_size = eval_size if isinstance(eval_size, int) else [int(v) for v in eval_size]
     if any(re.match(r"^[~+]*data=", o) for o in overrides):
         return composed, "as configured on the command line"
     run_cfg = run_config_file(cfg)

@@ -683,7 +683,7 @@ def test_rectangular_input_size(ckpt: Path, names_file: Path, tmp_path: Path) ->
 
 def test_rectangular_darknet_net_runs_as_darknet_does(tmp_path: Path, names_file: Path) -> None:
     """A darknet cfg whose [net] is 64 high and 96 wide: the predict API (detect.py) runs it 64 x 96 by default,
-    as darknet's detector test does (it ran square before); evaluation keeps a square side, the height."""
+    as darknet's detector test does (it ran square before); its square side (a trade-off's default) is the height."""
     from yolo9000 import Detector
 
     cfg = scaled_cfg(tmp_path, "yolov2-voc.cfg", 0.125, 3)

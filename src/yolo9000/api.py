@@ -37,8 +37,7 @@ from torch.utils.data import DataLoader
 from yolo9000.checkpoints import darknet_to_checkpoint, load_module, module_from_checkpoint
 from yolo9000.data.image_io import ImageDecodeError, pil_rgb, rgb_uint8
 from yolo9000.data.predict import ImageFilesDataset, PredictCollate
-from yolo9000.data.transforms import DetectionTransform
-from yolo9000.models import STRIDE
+from yolo9000.data.transforms import DetectionTransform, check_input_size, size_text
 from yolo9000.models.layers import fold_batch_norms
 from yolo9000.modules.detector import DetectorModule, check_decode_settings
 from yolo9000.postprocess import DecodeOn, decode_device
@@ -333,7 +332,7 @@ class Detector:
 
     def __repr__(self) -> str:
         return (
-            f"Detector({len(self.class_names)} classes, size={_size_text(self.input_hw)}, conf={self.conf}, "
+            f"Detector({len(self.class_names)} classes, size={size_text(self.input_hw)}, conf={self.conf}, "
             f"nms={self.nms}, "
             f"device={self.device}, dtype={str(self.dtype).removeprefix('torch.')}, "
             f"channels_last={self.channels_last}, fold_bn={self.fold_bn})"
@@ -512,23 +511,6 @@ def _to_host(preds: list[dict[str, torch.Tensor]]) -> list[dict[str, torch.Tenso
     counts = [len(p["scores"]) for p in preds]
     flat = {k: torch.cat([p[k] for p in preds]).cpu().split(counts) for k in ("boxes", "scores", "labels")}
     return [{k: v[j] for k, v in flat.items()} for j in range(len(preds))]
-
-
-def check_input_size(size: Any) -> tuple[int, int]:
-    """A network input size (``predict``'s ``size``, ``detect.py``'s ``img_size``): one side or (height, width),
-    positive multiples of the stride, as (height, width); TypeError / ValueError otherwise."""
-    sides = list(size) if isinstance(size, Sequence | torch.Tensor | np.ndarray) and not isinstance(size, str) else None
-    if sides is not None and len(sides) != 2:
-        raise TypeError(f"size must be one side or (height, width), each a multiple of {STRIDE}, got {size!r}")
-    values = sides if sides is not None else [size]
-    if any(isinstance(v, bool | str) or int(v) != v or int(v) <= 0 or int(v) % STRIDE for v in values):
-        raise ValueError(f"size must be a positive multiple of {STRIDE}, or (height, width) of them, got {size!r}")
-    return int(values[0]), int(values[-1])  # one side: both
-
-
-def _size_text(hw: tuple[int, int]) -> str:
-    """``416`` for a square input, ``352x608`` (height x width) for another."""
-    return str(hw[0]) if hw[0] == hw[1] else f"{hw[0]}x{hw[1]}"
 
 
 def _as_items(images: Any) -> list[str | np.ndarray]:

@@ -69,7 +69,12 @@ def instantiate_list(cfg: DictConfig | None) -> list[Any]:
 
 def check_config(cfg: DictConfig) -> None:
     """Fail early, with the keys to change, on combinations that cannot train (reads only)."""
-    size = int(cfg.data.img_size)
+    size = cfg.data.img_size
+    if not isinstance(size, int):
+        raise ValueError(
+            f"data.img_size={size}: training (and its validation) runs square sizes; a [height, width] size is for "
+            "evaluation (python src/eval.py ckpt_path=... data.img_size=[h,w])"
+        )
     if size % STRIDE:
         raise ValueError(f"data.img_size must be a multiple of {STRIDE}, got {size}")
     net = cfg.model.net

@@ -114,10 +114,10 @@ def detector_model_config(
 
 
 def _input_sizes(net: dict[str, Any]) -> tuple[int, list[int] | None]:
-    """The detector's input sizes from ``[net]``: ``eval_size`` (evaluation's square side: the height) and
-    ``predict_hw`` ((height, width) of the predict API and ``detect.py`` where width != height, as darknet's
-    ``detector test`` runs the network; None: square), each made a multiple of the network stride (the nearest, at
-    least one stride) with a warning."""
+    """The detector's input sizes from ``[net]``: ``eval_size`` (the height: the square side of a trade-off's
+    default) and ``predict_hw`` ((height, width) of the predict API, ``detect.py`` and ``eval.py`` where width !=
+    height, as darknet's ``detector test`` / ``valid`` run the network; None: square), each made a multiple of the
+    network stride (the nearest, at least one stride) with a warning."""
     height, width = option(net, "height", 416), option(net, "width", option(net, "height", 416))
     h, w = (max(STRIDE, round(v / STRIDE) * STRIDE) for v in (height, width))
     if (h, w) != (height, width):
@@ -132,14 +132,13 @@ def _input_sizes(net: dict[str, Any]) -> tuple[int, list[int] | None]:
         )
     if h != w:
         log.info(
-            "%s: [net] width=%d height=%d: the predict API and detect.py run %d x %d (height x width) as darknet "
-            "does; evaluation (eval.py, the trade-off) runs square sizes (%d by default)",
+            "%s: [net] width=%d height=%d: the predict API, detect.py and eval.py run %d x %d (height x width) as "
+            "darknet does (the trade-off's sizes are square)",
             source_line(net),
             width,
             height,
             h,
             w,
-            h,
         )
     return h, [h, w] if h != w else None
 

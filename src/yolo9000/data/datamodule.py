@@ -27,7 +27,7 @@ from .records import (
 )
 from .sharded import ShardedDataModule
 from .sharded import plain as _plain
-from .transforms import AugmentConfig, DetectionTransform
+from .transforms import AugmentConfig, DetectionTransform, Size, check_input_size, normal_size, size_text
 from .voc import reset_decision_log
 
 logger = logging.getLogger("yolo9000.data")
@@ -116,7 +116,8 @@ class DetectionDataModule(ShardedDataModule):
         class_names: class list (index = position); None: from the train parser (COCO categories, names file).
         batch_size: training batch size per process; eval_batch_size: eval batch size (None: batch_size).
         num_workers, pin_memory, persistent_workers: DataLoader settings.
-        img_size: eval input size (and training size with multi-scale disabled and no fixed_size).
+        img_size: eval input size: a side, or (height, width) (a darknet cfg's rectangular ``[net]``); also the
+            training size with multi-scale disabled and no fixed_size (training sizes are square).
         multiscale: :class:`MultiScaleConfig` keys.
         augment: :class:`~yolo9000.data.transforms.AugmentConfig` keys.
         on_error: ``"error"`` (raise DataError on bad input) or ``"skip"`` (log, count, skip / drop).
@@ -154,7 +155,7 @@ class DetectionDataModule(ShardedDataModule):
         num_workers: int = 2,
         pin_memory: bool = True,
         persistent_workers: bool = True,
-        img_size: int = 416,
+        img_size: int | Sequence[int] = 416,
         multiscale: Mapping[str, Any] | MultiScaleConfig | None = None,
         augment: Mapping[str, Any] | AugmentConfig | None = None,
         on_error: str = "skip",
@@ -204,9 +205,12 @@ class DetectionDataModule(ShardedDataModule):
         self.num_workers = int(num_workers)
         self.pin_memory = bool(pin_memory)
         self.persistent_workers = bool(persistent_workers)
-        if int(img_size) % STRIDE:
-            raise ValueError(f"img_size must be a multiple of {STRIDE}, got {img_size}")
-        self.img_size = int(img_size)
+        try:
+            self.img_size: Size = normal_size(check_input_size(_plain(img_size)))
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"img_size must be a multiple of {STRIDE}, got {img_size!r} (a side, or [height, width] of them)"
+            ) from None
         self.multiscale = MultiScaleConfig.from_mapping(_plain(multiscale))
         self.sizes = self.multiscale.resolved_sizes()
         self.augment = AugmentConfig.from_mapping(_plain(augment))
@@ -480,10 +484,19 @@ class DetectionDataModule(ShardedDataModule):
             "period": ms.period,
             "seed": ms.seed,
             "enabled": ms.enabled,
-            "fixed_size": ms.fixed_size if ms.fixed_size is not None else self.img_size,
+            "fixed_size": ms.fixed_size if ms.fixed_size is not None else self._square_train_size(),
             "final_size_after": ms.final_size_after,
             "final_size": ms.final_size,
         }
+
+    def _square_train_size(self) -> int:
+        """``img_size`` as the training size of a run without multi-scale (no ``fixed_size``): a side only."""
+        if not isinstance(self.img_size, int):
+            raise ValueError(
+                f"data.img_size={size_text(self.img_size)} (height x width) is an evaluation size: training sizes "
+                f"are square; set data.multiscale.fixed_size=<side> (or multi-scale) to train"
+            )
+        return self.img_size
 
     def train_dataloader(self) -> DataLoader:
         """Multi-scale, per-sample-seeded training loader; Lightning checkpoints its position mid-epoch."""

@@ -27,7 +27,7 @@ from .image_io import (
     read_record_image,
 )
 from .records import DetectionRecord, Issue, IssueLog, PackedRecords
-from .transforms import DetectionTransform
+from .transforms import DetectionTransform, Size, normal_size
 
 logger = logging.getLogger("yolo9000.data")
 
@@ -38,7 +38,8 @@ _STAT_SLOTS = 129  # row 0: main process, row 1 + worker id: DataLoader workers
 
 
 class DetectionDataset(Dataset):
-    """Images + boxes of a list of :class:`DetectionRecord`, transformed to a square input size.
+    """Images + boxes of a list of :class:`DetectionRecord`, transformed to an input size (a side, or (height,
+    width)).
 
     ``dataset[i]`` uses ``default_size``; ``dataset[(i, size)]`` the given size and ``dataset[(i, size, seed)]``
     also seeds the augmentation of this sample (the multi-scale batch sampler passes the size it chose in the
@@ -53,7 +54,7 @@ class DetectionDataset(Dataset):
         records: parsed records.
         transform: a :class:`DetectionTransform` (or any callable with its signature).
         issues: problem log (default: a ``"error"`` log).
-        default_size: input size for integer indices.
+        default_size: input size for integer indices (a side, or (height, width)).
         include_difficult: keep difficult / crowd boxes in the training targets (``boxes``); darknet's
             ``voc_label.py`` leaves them out. ``gt_*`` always keep them.
         max_boxes: keep at most this many target boxes per image (None: all); the rest are counted. In training
@@ -70,7 +71,7 @@ class DetectionDataset(Dataset):
         records: Sequence[DetectionRecord],
         transform: DetectionTransform,
         issues: IssueLog | None = None,
-        default_size: int = 416,
+        default_size: Size = 416,
         include_difficult: bool = False,
         max_boxes: int | None = None,
         shuffle_boxes: bool = False,
@@ -81,7 +82,7 @@ class DetectionDataset(Dataset):
         self.shuffle_boxes = shuffle_boxes
         self.transform = transform
         self.issues = issues if issues is not None else IssueLog("error")
-        self.default_size = int(default_size)
+        self.default_size = normal_size(default_size)
         self.include_difficult = include_difficult
         self.max_boxes = max_boxes
         self._stats = torch.zeros(_STAT_SLOTS, len(_STAT_KEYS), dtype=torch.int64).share_memory_()
@@ -198,14 +199,14 @@ class DetectionDataset(Dataset):
     def __getitem__(self, item: int | tuple[int, int] | tuple[int, int, int]) -> dict[str, Any] | None:
         """Returns a sample dict (None for a skipped unreadable image under ``"skip"``):
 
-        - image: uint8 (3, S, S) RGB tensor (a view of (S, S, 3) HWC memory)
+        - image: uint8 (3, h, w) RGB tensor (a view of (h, w, 3) HWC memory) at the input size (a side S: S x S)
         - boxes: float32 (N, 4) xyxy in input pixels; labels: int64 (N,); difficult: bool (N,)
-        - image_id: str; path: str; orig_size: (h, w); size: S
+        - image_id: str; path: str; orig_size: (h, w); size: the input size (S, or (height, width))
         - transform: float32 (4,) (scale_x, scale_y, pad_x, pad_y), net = orig * scale + pad
         - gt_boxes: float32 (N0, 4) xyxy original pixels (unaugmented); gt_labels (N0,); gt_difficult (N0,)
         """
         index, size, seed = (tuple(item) + (None, None))[:3] if isinstance(item, tuple) else (item, None, None)
-        size = self.default_size if size is None else int(size)
+        size = self.default_size if size is None else normal_size(size)
         rec = self.records[int(index)]
         try:
             image, conversions = self._load(int(index), rec)
@@ -317,11 +318,12 @@ class DetectionCollate:
     Args:
         max_boxes: pad the targets to exactly this many rows (None: to the most boxes in the batch, >= 1).
 
-    Returns (from ``__call__``): images uint8 (B, 3, S, S) with NHWC strides (the LightningModule converts to
+    Returns (from ``__call__``): images uint8 (B, 3, h, w) with NHWC strides (the LightningModule converts to
     float in [0, 1], in the network's layout, after the transfer to the device); targets float (B, M, 5)
-    (cx, cy, w, h normalised to S, class), zero padded; target_mask bool (B, M); image_ids; image_paths;
-    orig_sizes long (B, 2) (h, w); transforms float (B, 4); gt_boxes / gt_labels / gt_difficult lists
-    (:class:`TensorList`: one transfer each from a loader worker) unless ``eval_targets=False``.
+    (cx, cy, w, h normalised to the input's width and height, class), zero padded; target_mask bool (B, M);
+    image_ids; image_paths; orig_sizes long (B, 2) (h, w); transforms float (B, 4); gt_boxes / gt_labels /
+    gt_difficult lists (:class:`TensorList`: one transfer each from a loader worker) unless
+    ``eval_targets=False``.
 
     Args:
         max_boxes: pad the targets to exactly this many rows (None: to the most boxes in the batch, >= 1).
@@ -341,10 +343,10 @@ class DetectionCollate:
             logger.debug("collate: dropped %d unreadable sample(s) from the batch", len(samples) - len(kept))
         if not kept:  # every image unreadable (data.on_error=skip): an empty batch, which the modules skip
             return self.empty()
-        sizes = {int(s["image"].shape[-1]) for s in kept} | {int(s["image"].shape[-2]) for s in kept}
+        sizes = {tuple(s["image"].shape[-2:]) for s in kept}  # (h, w)
         if len(sizes) != 1:
-            raise ValueError(f"samples of one batch have different input sizes {sorted(sizes)}")
-        size = sizes.pop()
+            raise ValueError(f"samples of one batch have different input sizes (h, w) {sorted(sizes)}")
+        net_h, net_w = sizes.pop()
         counts = [len(s["boxes"]) for s in kept]
         m = self.max_boxes if self.max_boxes is not None else max(1, max(counts))
         counts = [min(n, m) for n in counts]
@@ -353,7 +355,8 @@ class DetectionCollate:
         targets = torch.zeros(len(kept), m, 5)
         boxes = torch.cat([s["boxes"][:n].reshape(-1, 4) for s, n in zip(kept, counts, strict=True)])
         labels = torch.cat([s["labels"][:n].reshape(-1) for s, n in zip(kept, counts, strict=True)])
-        targets[mask] = torch.cat([box_convert(boxes, "xyxy", "cxcywh") / size, labels.float().unsqueeze(1)], 1)
+        scale = torch.tensor([net_w, net_h, net_w, net_h], dtype=torch.float32)
+        targets[mask] = torch.cat([box_convert(boxes, "xyxy", "cxcywh") / scale, labels.float().unsqueeze(1)], 1)
         batch = {
             "images": stack_nhwc([s["image"] for s in kept]),  # uint8: 4x less IPC; the module scales
             "targets": targets,

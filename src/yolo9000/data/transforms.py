@@ -1,6 +1,6 @@
 """Train / eval transforms (albumentations), following darknet's YOLOv2 detection data loader.
 
-Train (darknet ``load_data_detection``): jitter crop -> stretch resize to ``size x size`` -> horizontal
+Train (darknet ``load_data_detection``): jitter crop -> stretch resize to the input size -> horizontal
 flip -> HSV distortion (hue shift, saturation and exposure scale). Eval: stretch resize (default, as
 darknet's ``validate_detector`` of the paper era) or letterbox. Both return the parameters of the map
 ``net_pixel = orig_pixel * scale + pad`` so predictions can be mapped back to the original image.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -18,6 +18,8 @@ import albumentations as A
 import cv2
 import numpy as np
 import torch
+
+from yolo9000.models import STRIDE
 
 __all__ = [
     "AugmentConfig",
@@ -196,6 +198,30 @@ def _boxes_out(boxes: np.ndarray, width: int, height: int) -> tuple[np.ndarray, 
 Size = int | tuple[int, int]  # a network input: a square side, or (height, width)
 
 
+def check_input_size(size: Any) -> tuple[int, int]:
+    """A network input size (``predict``'s ``size``, ``detect.py``'s ``img_size``, ``data.img_size``): one side or
+    (height, width), positive multiples of the stride, as (height, width); TypeError / ValueError otherwise."""
+    sides = list(size) if isinstance(size, Sequence | torch.Tensor | np.ndarray) and not isinstance(size, str) else None
+    if sides is not None and len(sides) != 2:
+        raise TypeError(f"size must be one side or (height, width), each a multiple of {STRIDE}, got {size!r}")
+    values = sides if sides is not None else [size]
+    if any(isinstance(v, bool | str) or int(v) != v or int(v) <= 0 or int(v) % STRIDE for v in values):
+        raise ValueError(f"size must be a positive multiple of {STRIDE}, or (height, width) of them, got {size!r}")
+    return int(values[0]), int(values[-1])  # one side: both
+
+
+def normal_size(size: Size | Sequence[int]) -> Size:
+    """``size`` (a side, or (height, width)) as one form: a side when the sides are equal, else (height, width)."""
+    h, w = input_hw(size)  # type: ignore[arg-type]
+    return h if h == w else (h, w)
+
+
+def size_text(size: Size) -> str:
+    """``416`` for a side, ``352x608`` (height x width) for a rectangle: how logs, file names and tables show it."""
+    h, w = input_hw(size)
+    return str(h) if h == w else f"{h}x{w}"
+
+
 def input_hw(size: Size) -> tuple[int, int]:
     """(height, width) of a network input given as one side (square) or as (height, width)."""
     if isinstance(size, int | np.integer):
@@ -224,7 +250,7 @@ def letterbox_geometry(width: int, height: int, size: Size) -> tuple[int, int, i
 
 
 class DarknetJitterResize(A.DualTransform):
-    """darknet's jitter crop followed by a stretch resize to ``size x size``.
+    """darknet's jitter crop followed by a stretch resize to ``size`` (a side, or (height, width)).
 
     Crop window: left = trunc(U(-dw, dw)), right = trunc(U(-dw, dw)) (same for top / bottom with dh),
     dw = trunc(jitter * width); the window is ``[left, width - right) x [top, height - bottom)``,
@@ -234,7 +260,7 @@ class DarknetJitterResize(A.DualTransform):
 
     def __init__(
         self,
-        size: int,
+        size: Size,
         jitter: float = 0.3,
         fill: int = 127,
         interpolation: int = cv2.INTER_LINEAR,
@@ -271,7 +297,7 @@ class DarknetJitterResize(A.DualTransform):
             else:
                 fill = (self.fill,) * (img.shape[2] if img.ndim == 3 else 1)
                 patch = cv2.copyMakeBorder(patch, top, bottom, left, right, cv2.BORDER_CONSTANT, value=fill)
-        return cv2.resize(patch, (self.size, self.size), interpolation=self.interpolation)
+        return cv2.resize(patch, input_hw(self.size)[::-1], interpolation=self.interpolation)
 
     def apply_to_bboxes(self, bboxes: np.ndarray, crop: tuple[int, int, int, int], **params: Any) -> np.ndarray:
         """bboxes: (N, 4 + k) albumentations-normalised xyxy of the input -> of the output."""
@@ -329,9 +355,10 @@ def letterbox_image(
 
 
 class StretchResize(A.DualTransform):
-    """The eval stretch resize to ``size x size`` (:func:`stretch_image`); normalised boxes are unchanged."""
+    """The eval stretch resize to ``size`` (a side, or (height, width): :func:`stretch_image`); normalised boxes are
+    unchanged."""
 
-    def __init__(self, size: int, interpolation: int = cv2.INTER_LINEAR, p: float = 1.0) -> None:
+    def __init__(self, size: Size, interpolation: int = cv2.INTER_LINEAR, p: float = 1.0) -> None:
         super().__init__(p=p)
         self.size = size
         self.interpolation = interpolation
@@ -347,10 +374,10 @@ class StretchResize(A.DualTransform):
 
 
 class LetterboxResize(A.DualTransform):
-    """Aspect-preserving resize into a ``size x size`` canvas, centred, padded with ``fill``
+    """Aspect-preserving resize into a ``size`` canvas (a side, or (height, width)), centred, padded with ``fill``
     (:func:`letterbox_image`)."""
 
-    def __init__(self, size: int, fill: int = 127, interpolation: int = cv2.INTER_LINEAR, p: float = 1.0) -> None:
+    def __init__(self, size: Size, fill: int = 127, interpolation: int = cv2.INTER_LINEAR, p: float = 1.0) -> None:
         super().__init__(p=p)
         self.size = size
         self.fill = fill
@@ -368,9 +395,10 @@ class LetterboxResize(A.DualTransform):
 
     def apply_to_bboxes(self, bboxes: np.ndarray, geometry: tuple[int, int, int, int], **params: Any) -> np.ndarray:
         nw, nh, px, py = geometry
+        net_h, net_w = input_hw(self.size)
         out = bboxes.copy()
-        out[:, [0, 2]] = (bboxes[:, [0, 2]] * nw + px) / self.size
-        out[:, [1, 3]] = (bboxes[:, [1, 3]] * nh + py) / self.size
+        out[:, [0, 2]] = (bboxes[:, [0, 2]] * nw + px) / net_w
+        out[:, [1, 3]] = (bboxes[:, [1, 3]] * nh + py) / net_h
         return out
 
 
@@ -420,7 +448,7 @@ class TransformOutput:
     """Result of :class:`DetectionTransform`.
 
     Attributes:
-        image: uint8 (size, size, 3) RGB.
+        image: uint8 (h, w, 3) RGB at the input size.
         boxes: float32 (N, 4) xyxy in network-input pixels; labels: int64 (N,); difficult: bool (N,).
         params: float32 (4,) (scale_x, scale_y, pad_x, pad_y): net = orig * scale + pad (train: of the jitter
             crop + resize, without the flip).
@@ -457,7 +485,7 @@ def boxes_to_original(
 
 
 class DetectionTransform:
-    """Train or eval transform of one image with its boxes at a given square input size.
+    """Train or eval transform of one image with its boxes at a given input size (a side, or (height, width)).
 
     The albumentations ``Compose`` is built per size and cached; a call runs its steps through
     :func:`run_pipeline` (the steps' own code without the call machinery) with albumentations' box conversions
@@ -475,7 +503,7 @@ class DetectionTransform:
     def __init__(self, train: bool, augment: AugmentConfig | Mapping[str, Any] | None = None) -> None:
         self.train = train
         self.cfg = AugmentConfig.from_mapping(augment)
-        self._cache: dict[int, A.Compose] = {}
+        self._cache: dict[Size, A.Compose] = {}
         self._token: tuple[int, int] | None = None
         self.dropped_boxes = 0  # boxes removed by this process's calls (see DetectionDataset.stats for all)
 
@@ -487,19 +515,23 @@ class DetectionTransform:
         state["_cache"], state["_token"] = {}, None
         return state
 
-    def compose(self, size: int) -> A.Compose:
-        """The (cached) albumentations pipeline for ``size x size`` inputs."""
+    def compose(self, size: Size) -> A.Compose:
+        """The (cached) albumentations pipeline for inputs of ``size`` (a side, or (height, width))."""
         token = (os.getpid(), torch.initial_seed())
         if token != self._token:
             self._cache, self._token = {}, token
-        comp = self._cache.get(size)
+        h, w = input_hw(size)
+        key = normal_size(size)  # (416, 416) is 416
+        comp = self._cache.get(key)
         if comp is None:
-            comp = self._build(size)
-            seed_pipeline(comp, int((torch.initial_seed() * 1_000_003 + size) % 2**32))
-            self._cache[size] = comp
+            comp = self._build(key)
+            # a square side seeds as it always has; a rectangle by both sides
+            salt = h if h == w else h * 1_000_003 + w
+            seed_pipeline(comp, int((torch.initial_seed() * 1_000_003 + salt) % 2**32))
+            self._cache[key] = comp
         return comp
 
-    def _build(self, size: int) -> A.Compose:
+    def _build(self, size: Size) -> A.Compose:
         c = self.cfg
         interp = _INTERPOLATIONS[c.interpolation]
         if self.train:
@@ -549,11 +581,11 @@ class DetectionTransform:
         boxes: np.ndarray,
         labels: np.ndarray,
         difficult: np.ndarray,
-        size: int,
+        size: Size,
         seed: int | None = None,
     ) -> TransformOutput:
-        """Transform ``image`` uint8 (H, W, 3) and ``boxes`` float (N, 4) xyxy pixels to ``size x size``; ``seed``
-        (training) fixes this call's random draws."""
+        """Transform ``image`` uint8 (H, W, 3) and ``boxes`` float (N, 4) xyxy pixels to ``size`` (a side, or
+        (height, width)); ``seed`` (training) fixes this call's random draws."""
         h, w = image.shape[:2]
         boxes = np.asarray(boxes, np.float32).reshape(-1, 4)  # clipped to the image by _boxes_in
         n = len(boxes)
@@ -565,13 +597,14 @@ class DetectionTransform:
         b, idx = _boxes_out(b, img.shape[1], img.shape[0])
         bw, bh = b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]
         if self.train:
+            net_h, net_w = input_hw(size)
             keep = (bw >= self.cfg.min_box_pixels) & (bh >= self.cfg.min_box_pixels)
             if self.cfg.small_box == "side":  # darknet: w < .001 || h < .001 (normalised) -> skipped
-                keep &= (bw >= self.cfg.min_box_side * size) & (bh >= self.cfg.min_box_side * size)
+                keep &= (bw >= self.cfg.min_box_side * net_w) & (bh >= self.cfg.min_box_side * net_h)
             else:
-                keep &= bw * bh >= self.cfg.min_box_area * size * size
+                keep &= bw * bh >= self.cfg.min_box_area * net_w * net_h
             x0, y0, cw, ch = comp.transforms[0].params["crop"]
-            params = np.array([size / cw, size / ch, -x0 * size / cw, -y0 * size / ch], np.float32)
+            params = np.array([net_w / cw, net_h / ch, -x0 * net_w / cw, -y0 * net_h / ch], np.float32)
         else:
             keep = (bw > 0) & (bh > 0)
             params = self.eval_params(w, h, size)

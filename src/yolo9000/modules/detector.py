@@ -71,8 +71,9 @@ class DetectorModule(DarknetModule):
         class_names: names for per-class tables (filled from the DataModule when None).
         backbone_ckpt: optional checkpoint whose ``backbone.*`` weights initialise the backbone.
         eval_size: evaluation input side the network was validated at (the default size of ``detect.py``).
-        predict_hw: the predict API's default input (height, width) where it is not ``eval_size`` square: a
-            converted darknet cfg's rectangular ``[net]`` (its width and height); None: ``eval_size`` square.
+        predict_hw: the default input (height, width) of the predict API and eval.py where it is not ``eval_size``
+            square: a converted darknet cfg's rectangular ``[net]`` (its width and height); None: ``eval_size``
+            square.
         priors: the prior spec (``anchors``: list | null | kmeans | handpicked, ``k``, ``metric``) the network's
             anchors were resolved from at build time; a record, the network holds the anchors.
         build_info: what the build computed (:class:`yolo9000.build.BuildInfo`), kept in the checkpoint.

@@ -79,7 +79,7 @@ class FakeTrainer:
     def _notifier(self, signum: int, frame: Any) -> None:
         self.calls.append("lightning notifier")
 
-    def _reduce(self, flags: torch.Tensor, reduce_op: str) -> torch.Tensor:
+    def _reduce(self, flags: torch.Tensor, group: Any = None, reduce_op: str = "mean") -> torch.Tensor:
         assert reduce_op == "max"  # (a wrong op is caught by the results, this only documents it)
         self.calls.append("reduce")
         return torch.maximum(flags, torch.tensor(self.others))
@@ -328,6 +328,33 @@ def sigterm_restored() -> Any:
     before = signal.getsignal(signal.SIGTERM)
     yield
     signal.signal(signal.SIGTERM, before)
+
+
+def test_ddp_agreement_reduces_host_flags_over_a_gloo_group_of_its_own(tmp_path: Path, sigterm_restored: Any) -> None:
+    """Under DDP the fit's agreement reduces host tensors over a gloo group made at the fit's start, not the default
+    group on the root device (a GPU's: the reduce and its barrier waited on the GPU's queue after every batch). A
+    one-process gloo group stands in for the processes; the root device is ``meta``, where no flag may go."""
+    dist = torch.distributed
+    assert checkpointing.host_group() is None  # no process group: nothing to make
+    dist.init_process_group("gloo", store=dist.FileStore(str(tmp_path / "store"), 1), rank=0, world_size=1)
+    try:
+        trainer = FakeTrainer(world_size=2, rank=1, others=[1.0, 0.0])  # rank 0 says due
+        seen: list[tuple[str, Any]] = []
+
+        def reduce(flags: torch.Tensor, group: Any = None, reduce_op: str = "mean") -> torch.Tensor:
+            seen.append((flags.device.type, group))
+            dist.all_reduce(flags, op=dist.ReduceOp.MAX, group=group)  # runs: a gloo group takes host tensors
+            return torch.maximum(flags, torch.tensor(trainer.others))
+
+        trainer.strategy.reduce, trainer.strategy.root_device = reduce, torch.device("meta")
+        cb = LastCheckpoint(tmp_path, every_n_minutes=None)
+        cb.on_train_start(trainer, None)  # type: ignore[arg-type]
+        group = cb._group
+        assert group is not None and group is not dist.group.WORLD and dist.get_backend(group) == "gloo"
+        cb.request_stop(trainer)  # type: ignore[arg-type]
+        assert cb._agree(trainer) and trainer.received_sigterm and seen == [("cpu", group)]
+    finally:
+        dist.destroy_process_group()
 
 
 def test_take_sigterm_replaces_lightnings_notifier_and_keeps_the_other_handlers(sigterm_restored: Any) -> None:

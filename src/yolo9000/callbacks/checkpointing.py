@@ -84,6 +84,7 @@ class LastCheckpoint(pl.Callback):
         self._sigterm_deferred = False  # a SIGTERM held back until the validation in progress ends
         self._sigterm_pending = False  # this process received SIGTERM (its handler), not yet agreed on by all
         self._saved_step = -1  # the global step of this process's last save
+        self._group: Any = None  # the host (gloo) group of the agreement's collective (None: the strategy's own)
 
     def _save(self, trainer: pl.Trainer) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -94,6 +95,7 @@ class LastCheckpoint(pl.Callback):
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._last_save = time.monotonic()
         take_sigterm(trainer, self._on_sigterm)  # after Lightning registered its handlers (at the start of fit)
+        self._group = host_group() if trainer.world_size > 1 else None  # every process starts the fit here
 
     def _on_sigterm(self, trainer: pl.Trainer, signum: int) -> None:
         self.request_stop(trainer, "SIGTERM")
@@ -112,13 +114,17 @@ class LastCheckpoint(pl.Callback):
 
     def _agree(self, trainer: pl.Trainer, due: bool = False) -> bool:
         """At a point every process reaches (all call it): rank 0's ``due`` for all; a SIGTERM received by any
-        process becomes Lightning's stop flag in every one (Lightning then stops them at the same batch end)."""
+        process becomes Lightning's stop flag in every one (Lightning then stops them at the same batch end).
+
+        The flags are host values, reduced over :attr:`_group` (gloo) on the host: over the default group of a GPU
+        run (NCCL) the reduce and its barrier waited on the GPU's queue after every training batch, and the host
+        queued the next step's work only once the GPU had run dry."""
         pending = self._sigterm_pending
-        if trainer.world_size > 1:  # one collective: (rank 0's due, any process's signal)
-            flags = torch.tensor(
-                [float(due and trainer.is_global_zero), float(pending)], device=trainer.strategy.root_device
-            )
-            due, pending = (bool(v) for v in trainer.strategy.reduce(flags, reduce_op="max").tolist())
+        if trainer.world_size > 1:  # one reduce: (rank 0's due, any process's signal)
+            dev = "cpu" if self._group is not None else trainer.strategy.root_device
+            flags = torch.tensor([float(due and trainer.is_global_zero), float(pending)], device=dev)
+            flags = trainer.strategy.reduce(flags, group=self._group, reduce_op="max")
+            due, pending = (bool(v) for v in flags.tolist())
         if pending:
             self._sigterm_pending = False
             trainer._signal_connector.received_sigterm = True
@@ -167,6 +173,20 @@ class LastCheckpoint(pl.Callback):
         fitting = trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking and not trainer.validating
         if isinstance(exception, SIGTERMException) and fitting and trainer.global_step != self._saved_step:
             self._save(trainer)
+
+
+def host_group() -> Any:
+    """A gloo process group over every process of the default group, whose collectives run on host tensors (never
+    on a GPU's queue); None when torch.distributed is not initialised or has no gloo (the default group then
+    serves). A collective: every process calls it at the same point."""
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized()):
+        return None
+    try:  # a group of its own also under a gloo default: the same path on a CPU as on GPUs
+        return dist.new_group(backend="gloo")
+    except (RuntimeError, ValueError) as e:  # a build without gloo
+        log.debug("no gloo group (%s): the agreement reduces over the default group", e)
+        return None
 
 
 def _fitting_validation(trainer: pl.Trainer) -> bool:

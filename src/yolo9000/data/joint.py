@@ -32,7 +32,7 @@ from .datamodule import DetectionDataModule
 from .dataset import DetectionCollate, DetectionDataset
 from .multiscale import MultiScaleBatchSampler
 from .records import ChainedRecords, DetectionRecord, Issue, IssueLog
-from .transforms import DetectionTransform
+from .transforms import DetectionTransform, Size
 
 logger = logging.getLogger("yolo9000.data")
 
@@ -61,7 +61,7 @@ class JointDataset(Dataset):
         detection: DetectionDataset,
         classification: Sequence[DetectionRecord],
         transform: DetectionTransform,
-        default_size: int = 416,
+        default_size: Size = 416,
     ) -> None:
         self.detection = detection
         self.class_labels = np.array([int(r.labels[0]) for r in classification], np.int64)

@@ -624,3 +624,39 @@ def test_a_failed_build_leaves_neither_the_folder_nor_its_temporary_one(gradient
     assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
     counts = build_crops(voc, out, ["cat", "dog"], ("train", "val"), on_error="skip")
     assert counts == {"train": {"cat": 1, "dog": 1}, "val": {"cat": 0, "dog": 0}}
+
+
+def test_prediction_pictures_read_the_image_as_the_data_did(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The boxes are in the frame the dataset read: a phone photo stored 40 x 24 with EXIF orientation 6 (rotate
+    90 degrees clockwise) is 24 x 40 upright, and its picture must be too (the stored pixels put every box in the
+    wrong place); when the dataset kept the stored pixels (its original size says 24 x 40 high x wide) so does the
+    picture; a BMP, which the dataset reads, is drawn too."""
+    stored = np.zeros((24, 40, 3), np.uint8)
+    stored[:, :20] = 255  # left half white: upright (rotated clockwise) it is the top half
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    photo = tmp_path / "phone.jpg"
+    Image.fromarray(stored).save(photo, exif=exif, quality=100)
+    bmp = tmp_path / "scan.bmp"
+    Image.fromarray(stored).save(bmp)
+    shapes: list[tuple[int, ...]] = []
+    real = predictions.draw_detections
+    monkeypatch.setattr(
+        predictions, "draw_detections", lambda img, *a, **k: shapes.append(tuple(img.shape)) or real(img, *a, **k)
+    )
+    trainer = SimpleNamespace(is_global_zero=True, default_root_dir=str(tmp_path / "run"), loggers=[])
+    module = SimpleNamespace(class_names=["a"])
+    none = _pred([[1.0, 1.0, 5.0, 5.0]], [0], [0.1])  # under the threshold: the bare image
+    batch = {
+        "image_paths": [str(photo), str(photo), str(bmp)],
+        "gt_boxes": [torch.zeros(0, 4)] * 3,
+        "orig_sizes": torch.tensor([[40, 24], [24, 40], [24, 40]]),  # (h, w) as the dataset read each
+    }
+    for i in range(3):
+        cb = predictions.PredictionImages(dirname=f"p{i}")
+        one = {k: v[i : i + 1] for k, v in batch.items()}
+        cb.on_test_batch_end(trainer, module, [none], one, 0)  # type: ignore[arg-type]
+        assert len(cb.saved) == 1, i
+    assert shapes == [(3, 40, 24), (3, 24, 40), (3, 24, 40)]
+    upright = _read(Path(trainer.default_root_dir) / "p0" / "phone.jpg")
+    assert upright[:18].min() > 200 and upright[22:].max() < 50  # white on top, black below

@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-from torchvision.io import ImageReadMode, decode_image
+import torch
 
+from yolo9000.data.image_io import ImageDecodeError, read_image_notes
 from yolo9000.viz import draw_detections, save_image
 
 log = logging.getLogger(__name__)
@@ -17,7 +18,8 @@ log = logging.getLogger(__name__)
 class PredictionImages(pl.Callback):
     """Draws the predictions (score >= ``score_thresh``) and the ground truth on the first ``num_images`` test
     images into ``<run dir>/predictions/`` (under DDP rank 0 draws them from its shard: test images 0, W, 2W, ...
-    with W processes).
+    with W processes). Each image is read as the dataset read it, so the boxes land in their frame: its EXIF
+    orientation applied, or its stored pixels where the dataset kept those.
 
     Args:
         num_images: how many test images to draw.
@@ -50,11 +52,15 @@ class PredictionImages(pl.Callback):
             if len(self.saved) >= self.num_images:
                 break
             path = Path(batch["image_paths"][i])
-            try:
-                image = decode_image(str(path), mode=ImageReadMode.RGB)
-            except Exception as e:  # the dataset already reported unreadable files
+            try:  # as the dataset read it (the boxes' frame): EXIF orientation applied, any format it decodes
+                pixels = read_image_notes(path, notes=False)[0]
+                sizes = batch.get("orig_sizes")
+                if sizes is not None and pixels.shape[:2] != tuple(sizes[i].tolist()):
+                    pixels = read_image_notes(path, notes=False, exif=False)[0]  # it kept the stored pixels
+            except ImageDecodeError as e:  # the dataset already reported unreadable files
                 log.warning("cannot draw %s: %s", path, e)
                 continue
+            image = torch.from_numpy(pixels).permute(2, 0, 1)
             keep = pred["scores"] >= self.score_thresh
             drawn = draw_detections(
                 image,

@@ -637,6 +637,8 @@ def test_prediction_pictures_read_the_image_as_the_data_did(tmp_path: Path, monk
     exif[0x0112] = 6
     photo = tmp_path / "phone.jpg"
     Image.fromarray(stored).save(photo, exif=exif, quality=100)
+    kept = tmp_path / "kept.jpg"  # the same photo, which the dataset read as stored
+    kept.write_bytes(photo.read_bytes())
     bmp = tmp_path / "scan.bmp"
     Image.fromarray(stored).save(bmp)
     shapes: list[tuple[int, ...]] = []
@@ -645,18 +647,15 @@ def test_prediction_pictures_read_the_image_as_the_data_did(tmp_path: Path, monk
         predictions, "draw_detections", lambda img, *a, **k: shapes.append(tuple(img.shape)) or real(img, *a, **k)
     )
     trainer = SimpleNamespace(is_global_zero=True, default_root_dir=str(tmp_path / "run"), loggers=[])
-    module = SimpleNamespace(class_names=["a"])
     none = _pred([[1.0, 1.0, 5.0, 5.0]], [0], [0.1])  # under the threshold: the bare image
     batch = {
-        "image_paths": [str(photo), str(photo), str(bmp)],
+        "image_paths": [str(photo), str(kept), str(bmp)],
         "gt_boxes": [torch.zeros(0, 4)] * 3,
         "orig_sizes": torch.tensor([[40, 24], [24, 40], [24, 40]]),  # (h, w) as the dataset read each
     }
-    for i in range(3):
-        cb = predictions.PredictionImages(dirname=f"p{i}")
-        one = {k: v[i : i + 1] for k, v in batch.items()}
-        cb.on_test_batch_end(trainer, module, [none], one, 0)  # type: ignore[arg-type]
-        assert len(cb.saved) == 1, i
+    cb = predictions.PredictionImages()
+    cb.on_test_batch_end(trainer, SimpleNamespace(class_names=["a"]), [none] * 3, batch, 0)  # type: ignore[arg-type]
+    assert [p.name for p in cb.saved] == ["phone.jpg", "kept.jpg", "scan.jpg"]
     assert shapes == [(3, 40, 24), (3, 24, 40), (3, 24, 40)]
-    upright = _read(Path(trainer.default_root_dir) / "p0" / "phone.jpg")
+    upright = _read(Path(trainer.default_root_dir) / "predictions" / "phone.jpg")
     assert upright[:18].min() > 200 and upright[22:].max() < 50  # white on top, black below

@@ -222,6 +222,25 @@ def test_sweep_runs_as_array_tasks_and_writes_summary(partition: str, tmp_path: 
     assert [r["status"] for r in rows] == ["ok", "ok"]
 
 
+def test_a_failed_array_job_still_leaves_the_summary(partition: str, tmp_path: Path, sweeps: list[Path]) -> None:
+    """One job of the array fails (an input size that is no multiple of 32): the submitting process then fails
+    without writing the summary (Hydra's end of the multirun never comes), but every job wrote it when it ended:
+    the finished job's row, the failed job's."""
+    sweep = tmp_path / "2026-01-02_03-04-06"
+    sweeps.append(sweep)
+    proc = submit(sweep, partition, "data.img_size=64,100", "data.max_images=8", "trainer.max_epochs=1")
+    try:
+        rc = proc.wait(timeout=900)
+    except subprocess.TimeoutExpired:
+        cancel(sweep)
+        proc.kill()
+        raise
+    assert rc != 0, submit_log(sweep)[-3000:]
+    assert (sweep / "1" / "failed.json").exists() and (sweep / "0" / "metrics.json").exists()
+    rows = {r["configuration"]: r["status"] for r in read_csv(sweep / "summary.csv")}
+    assert rows["data.img_size=64"] == "ok" and rows["data.img_size=100"].startswith("failed"), rows
+
+
 @pytest.mark.parametrize(
     "workers",
     [0, 2],

@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -489,3 +490,51 @@ def test_a_classifier_sweep_summary_shows_its_accuracy(tmp_path: Path) -> None:
     rows = read_csv(tmp_path / "summary.csv")
     assert float(rows[0]["top1_pct_mean"]) == pytest.approx(85.0)
     assert plot_panels(group_jobs(load_sweep(tmp_path))[0], None) == ["top1"]
+
+
+# ---- the summary written by each job's end, on a cluster too -------------------------------------------------
+def _job_config(sweep_dir: Path, launcher: str) -> Any:
+    from hydra.types import RunMode
+    from omegaconf import OmegaConf
+
+    hydra = {"mode": RunMode.MULTIRUN, "sweep": {"dir": str(sweep_dir)}, "launcher": {"_target_": launcher}}
+    return OmegaConf.create({"hydra": hydra})
+
+
+SUBMITIT = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+BASIC = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
+
+
+def test_a_cluster_jobs_end_writes_the_summary_in_turn(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A SLURM array job (submitit) rewrites the summary when it ends, as a local job does (it was left to the
+    submitting process, which never wrote it when one job of the array failed); while another job holds the sweep's
+    lock it waits its turn; a DDP job's other processes write nothing; a single run's job has no sweep."""
+    import fcntl
+    import threading
+
+    from lightning_fabric.utilities.rank_zero import rank_zero_only
+
+    from yolo9000.callbacks.sweep_summary import LOCK_NAME, SweepSummary, job_sweep_dir, local_sweep_dir
+
+    fake_job(tmp_path, 0, ["model.net.passthrough=true"], {"map_50": 0.5, "map": 0.2})
+    fake_job(tmp_path, 1, ["model.net.passthrough=false"], None)  # failed or running: no metrics
+    cluster, local = _job_config(tmp_path, SUBMITIT), _job_config(tmp_path, BASIC)
+    assert job_sweep_dir(cluster.hydra) == job_sweep_dir(local.hydra) == str(tmp_path)
+    assert local_sweep_dir(cluster.hydra) is None and local_sweep_dir(local.hydra) == str(tmp_path)  # SIGTERM path
+    single = _job_config(tmp_path, BASIC)
+    single.hydra.mode = "RUN"
+    assert job_sweep_dir(single.hydra) is None
+
+    monkeypatch.setattr(rank_zero_only, "rank", 1)
+    SweepSummary(plot=False).on_job_end(cluster, None)
+    assert not (tmp_path / "summary.md").exists()  # process 1 of a DDP job
+    monkeypatch.setattr(rank_zero_only, "rank", 0)
+    with open(tmp_path / LOCK_NAME, "a") as held:  # another job of the array is writing
+        fcntl.flock(held, fcntl.LOCK_EX)
+        job = threading.Thread(target=SweepSummary(plot=False).on_job_end, args=(cluster, None))
+        job.start()
+        job.join(0.5)
+        assert job.is_alive() and not (tmp_path / "summary.md").exists()  # waits for its turn
+    job.join(30)
+    md = (tmp_path / "summary.md").read_text()
+    assert "model.net.passthrough=true" in md and "model.net.passthrough=false" in md

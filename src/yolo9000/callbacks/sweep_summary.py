@@ -1,14 +1,19 @@
 """Hydra callback: write the sweep summary (summary.md / .csv / .png) into a multirun's sweep folder.
 
-Registered in ``conf/train.yaml`` under ``hydra.callbacks``. It rewrites the summary after every job of a local
-(sequential) multirun, so the summary exists even when Hydra stops the sweep because a job failed (Hydra then
-skips ``on_multirun_end``), and once more at the end of the multirun. With a remote launcher (submitit) jobs run
-elsewhere: only the end-of-sweep summary is written; ``python src/report.py <sweep dir>`` redoes it any time.
+Registered in ``conf/train.yaml`` under ``hydra.callbacks``. Every job rewrites the summary when it ends (a local
+multirun's jobs in turn; a cluster array's jobs, submitit, on their nodes: the sweep folder is shared), so the
+summary exists even when the sweep stops early: Hydra skips ``on_multirun_end`` when a local job fails, and the
+submitting process of a cluster sweep raises when one of its jobs failed. Once more at the end of the multirun.
+Jobs ending together take turns (a lock file in the sweep folder), so the last summary written has read every
+finished job. ``python src/report.py <sweep dir>`` redoes it any time.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
@@ -18,33 +23,62 @@ from omegaconf import DictConfig
 log = logging.getLogger("yolo9000.sweep_summary")
 
 
-def local_sweep_dir(hydra_cfg: Any) -> str | None:
+def job_sweep_dir(hydra_cfg: Any) -> str | None:
     """The sweep folder when ``hydra_cfg`` (the ``hydra`` node of a job's config, or ``HydraConfig.get()``) is a job
-    of a local (sequential) multirun; None for a single run or a remote launcher's job (submitit: summarised on the
-    submitting machine)."""
+    of a multirun, local or on a cluster; None for a single run."""
     if hydra_cfg is None or hydra_cfg.mode != RunMode.MULTIRUN:
-        return None
-    if not str(hydra_cfg.launcher.get("_target_", "")).endswith("BasicLauncher"):
         return None
     return str(hydra_cfg.sweep.dir)
 
 
+def local_sweep_dir(hydra_cfg: Any) -> str | None:
+    """:func:`job_sweep_dir` of a local (sequential) multirun's job only; None for a remote launcher's job too
+    (submitit: a job stopped by SIGTERM is requeued there)."""
+    sweep_dir = job_sweep_dir(hydra_cfg)
+    if sweep_dir is None or not str(hydra_cfg.launcher.get("_target_", "")).endswith("BasicLauncher"):
+        return None
+    return sweep_dir
+
+
+LOCK_NAME = ".summary.lock"  # in the sweep folder: jobs ending together write the summary in turn
+
+
+@contextlib.contextmanager
+def _summary_turn(sweep_dir: str) -> Iterator[None]:
+    """Holds the sweep folder's lock file (``fcntl.flock``) while the summary is read and written; no lock where
+    there is none to take (no ``fcntl``, a folder not writable, a file system without locks)."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        fcntl = None  # type: ignore[assignment]
+    try:
+        handle = open(Path(sweep_dir) / LOCK_NAME, "a") if fcntl is not None else None  # noqa: SIM115
+    except OSError:
+        handle = None
+    with handle if handle is not None else contextlib.nullcontext():
+        if handle is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file is closed
+        yield
+
+
 def write_sweep_summary(sweep_dir: str, plot: bool = True) -> None:
-    """``report.write_summary`` of ``sweep_dir``; an error is logged, never raised (a summary must never break or
-    hide what the sweep is doing)."""
+    """``report.write_summary`` of ``sweep_dir``, in turn with the other jobs of the sweep; an error is logged,
+    never raised (a summary must never break or hide what the sweep is doing)."""
     from yolo9000.report import write_summary
 
     try:
-        write_summary(sweep_dir, plot=plot)
+        with _summary_turn(sweep_dir):
+            write_summary(sweep_dir, plot=plot)
     except Exception:
         log.exception("could not write the sweep summary of %s", sweep_dir)
 
 
 class SweepSummary(Callback):
-    """Summarise ``hydra.sweep.dir`` after each local job and at the end of the multirun.
+    """Summarise ``hydra.sweep.dir`` after each job (local or on a cluster) and at the end of the multirun.
 
     Args:
-        after_each_job: also rewrite the summary after every job of a local multirun.
+        after_each_job: also rewrite the summary when each job of the multirun ends.
         plot: write the bar plot (summary.png).
     """
 
@@ -53,8 +87,10 @@ class SweepSummary(Callback):
         self.plot = plot
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
-        sweep_dir = local_sweep_dir(config.get("hydra")) if self.after_each_job else None
-        if sweep_dir is not None:
+        from lightning_fabric.utilities.rank_zero import rank_zero_only
+
+        sweep_dir = job_sweep_dir(config.get("hydra")) if self.after_each_job else None
+        if sweep_dir is not None and rank_zero_only.rank == 0:  # a DDP job's process 0 (it wrote the results)
             write_sweep_summary(sweep_dir, plot=self.plot)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:

@@ -557,8 +557,9 @@ def test_a_complete_build_is_kept_unless_a_setting_changes(
     build_crops(gradient_voc, out, ["cat", "dog"], **base)
     stamp = out / "train" / "cat" / "img1_1.jpg"
     stamp.write_bytes(b"left alone")
-    build_crops(gradient_voc, out, ["cat", "dog"], **(base | change))
+    counts = build_crops(gradient_voc, out, ["cat", "dog"], **(base | change))
     assert (stamp.read_bytes() != b"left alone") == rebuilt
+    assert list(counts) == list((base | change)["splits"])  # the counts of the splits asked for
 
 
 def test_crops_complete_reads_a_broken_marker_as_incomplete(tmp_path: Path) -> None:

@@ -138,7 +138,7 @@ def build_crops(
     if not force and crops_complete(out_dir, settings):
         counts = json.loads((out_dir / MARKER).read_text())["counts"]
         logger.info("crops in %s are complete (%s)", out_dir, MARKER)
-        return counts
+        return {split: counts[split] for split in splits}  # a build of more splits: the ones asked for
     if out_dir.exists() and not (out_dir / MARKER).is_file() and any(out_dir.iterdir()):
         raise FileExistsError(f"{out_dir} exists without {MARKER}: not written by build_crops, refusing to replace it")
 

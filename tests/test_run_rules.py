@@ -946,3 +946,36 @@ def test_training_speed_survives_the_test_restore_of_an_earlier_best_checkpoint(
     assert monitor.train_images == 16  # 9 batches of 2, the first a warm-up
     trainer.test(module, dataloaders=loader, ckpt_path=str(tmp_path / "best.ckpt"), verbose=False)
     assert monitor.train_images == 16  # (the best checkpoint holds 4)
+
+
+def test_provenance_marks_changed_tracked_files_dirty_but_not_untracked_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``commit`` is HEAD's short hash; ``+dirty`` when a tracked file differs from it, not for a file git does not
+    track (outputs, a .env); ``unknown`` outside a checkout. A throw-away repository stands in for the project."""
+    import subprocess
+
+    from yolo9000 import environment
+
+    def git(*args: str) -> str:
+        env = {
+            "GIT_AUTHOR_NAME": "t",
+            "GIT_AUTHOR_EMAIL": "t@t",
+            "GIT_COMMITTER_NAME": "t",
+            "GIT_COMMITTER_EMAIL": "t@t",
+        }
+        done = subprocess.run(["git", *args], cwd=tmp_path, capture_output=True, text=True, env={**os.environ, **env})
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    monkeypatch.setattr(environment, "PROJECT_ROOT", tmp_path)
+    assert environment.provenance()["commit"] == "unknown"
+    git("init", "-q")
+    (tmp_path / "tracked.py").write_text("a = 1\n")
+    git("add", "tracked.py")
+    git("commit", "-qm", "first")
+    head = git("rev-parse", "--short=12", "HEAD")
+    (tmp_path / "untracked.txt").write_text("output\n")
+    assert environment.provenance()["commit"] == head  # an untracked file leaves it clean
+    (tmp_path / "tracked.py").write_text("a = 2\n")
+    assert environment.provenance()["commit"] == f"{head}+dirty"

@@ -979,3 +979,22 @@ def test_provenance_marks_changed_tracked_files_dirty_but_not_untracked_ones(
     assert environment.provenance()["commit"] == head  # an untracked file leaves it clean
     (tmp_path / "tracked.py").write_text("a = 2\n")
     assert environment.provenance()["commit"] == f"{head}+dirty"
+
+
+def test_setup_environment_defaults_wandb_offline_and_keeps_what_the_user_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """W&B stays on this machine unless the user asks (``WANDB_MODE`` in the environment or in ``.env``)."""
+    from yolo9000 import environment
+
+    monkeypatch.setattr(environment, "PROJECT_ROOT", tmp_path)  # no .env there
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    environment.setup_environment()
+    assert os.environ["WANDB_MODE"] == "offline"
+    monkeypatch.setenv("WANDB_MODE", "online")
+    environment.setup_environment()
+    assert os.environ["WANDB_MODE"] == "online"
+    monkeypatch.delenv("WANDB_MODE")
+    (tmp_path / ".env").write_text("WANDB_MODE=disabled\n")
+    environment.setup_environment()
+    assert os.environ["WANDB_MODE"] == "disabled"

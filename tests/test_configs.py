@@ -222,6 +222,22 @@ def test_a_dataset_not_found_names_the_unset_env_variable(monkeypatch: pytest.Mo
         raise ValueError("bad")
 
 
+def test_the_env_hint_names_a_default_that_holds_an_interpolation(monkeypatch: pytest.MonkeyPatch) -> None:
+    """conf/data/imagenet.yaml's root is ${oc.env:IMAGENET_ROOT,${paths.data_dir}/imagenet}: the hint cut the default
+    at its first closing brace ("fell back to ${paths.data_dir: set it ...")."""
+    from yolo9000.environment import hint_unset_env, unset_env_defaults
+
+    monkeypatch.delenv("IMAGENET_ROOT", raising=False)
+    data = compose_config("train", "data=imagenet", "model=darknet19_cls_cpu").data
+    assert ("root", "IMAGENET_ROOT", "${paths.data_dir}/imagenet") in unset_env_defaults(data)
+    with pytest.raises(FileNotFoundError) as err, hint_unset_env(data):
+        raise FileNotFoundError("no folder data/imagenet/train")
+    assert str(err.value) == (
+        "no folder data/imagenet/train (IMAGENET_ROOT is not set, so data.root fell back to "
+        "${paths.data_dir}/imagenet: set it in .env or the environment, or give data.root=...)"
+    )
+
+
 def test_torch_threads_fit_the_cpus_given(monkeypatch: pytest.MonkeyPatch) -> None:
     """A SLURM task of 1 CPU on a machine where torch counts 2 cores runs 1 thread; a user's OMP_NUM_THREADS
     stands; a task given more CPUs than torch uses changes nothing."""

@@ -139,7 +139,8 @@ def hydra_flags_first(argv: list[str]) -> list[str]:
     return [argv[0], *options, *overrides]
 
 
-_ENV_REF = re.compile(r"\$\{oc\.env:([A-Za-z_][A-Za-z0-9_]*)\s*,\s*([^}]*)\}")
+# the default may hold interpolations of its own (``${oc.env:IMAGENET_ROOT,${paths.data_dir}/imagenet}``): one level
+_ENV_REF = re.compile(r"\$\{oc\.env:([A-Za-z_][A-Za-z0-9_]*)\s*,\s*((?:[^{}]|\$\{[^{}]*\})*)\}")
 
 
 def unset_env_defaults(node: Any, prefix: str = "") -> list[tuple[str, str, str]]:

@@ -694,6 +694,9 @@ def test_train_only_folder_and_crop_config_on_own_folder_say_which_key(tmp_path:
     dm = ClassificationDataModule(str(root), img_size=32, on_error="skip")
     with pytest.raises(FileNotFoundError, match=r"data.val_split=val: no folder .*holds \['train'\].*val_split=train"):
         dm.setup("fit")
+    gone = ClassificationDataModule(str(tmp_path / "nowhere"), img_size=32, on_error="skip")
+    with pytest.raises(FileNotFoundError, match=r"nowhere does not exist\); set data.root to the dataset's folder$"):
+        gone.setup("fit")  # no folders to choose a split from: the root is what to set
     dm = ClassificationDataModule(str(root), img_size=32, val_split=None, on_error="skip")
     with pytest.raises(ValueError, match="data.val_split is null"):
         dm.setup("fit")

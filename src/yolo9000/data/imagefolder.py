@@ -753,8 +753,11 @@ class ClassificationDataModule(ShardedDataModule):
         there = sorted(e.name for e in os.scandir(self.root) if e.is_dir()) if self.root.is_dir() else None
         raise FileNotFoundError(
             f"data.{split}_split={folder}: no folder {self.root / folder} "
-            + (f"({self.root} holds {there[:8]}); " if there is not None else f"({self.root} does not exist); ")
-            + f"set data.{split}_split=<one of them>"
+            + (
+                f"({self.root} holds {there[:8]}); set data.{split}_split=<one of them>"
+                if there is not None
+                else f"({self.root} does not exist); set data.root to the dataset's folder"
+            )
             + (" (only a train folder: data.val_split=train data.test_split=train)" if there == ["train"] else "")
         )
 

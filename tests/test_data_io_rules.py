@@ -657,3 +657,23 @@ def test_build_info_resolves_the_priors_with_the_runs_seed_box_cap_k_and_metric(
         "max_boxes": 50,
     }  # fmt: skip
     assert info.class_names == ["a", "b"] and info.anchors == [[1.0, 1.0]] * 3
+
+
+def test_an_image_over_pils_pixel_limit_is_unreadable_with_the_way_to_lift_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PIL refuses images over twice ``Image.MAX_IMAGE_PIXELS`` (~179 M pixels) with an exception that is no
+    OSError: a BMP / TIFF that large crashed the reader (and ``predict(skip_unreadable=True)``) instead of being an
+    unreadable image. A 100 x 100 BMP under a limit of 2,000 pixels stands in for it."""
+    from yolo9000 import api
+
+    bmp = tmp_path / "big.bmp"
+    Image.fromarray(np.zeros((100, 100, 3), np.uint8)).save(bmp)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 2000)
+    for read in (read_image, image_size):
+        with pytest.raises(ImageDecodeError, match=r"DecompressionBombError.*MAX_IMAGE_PIXELS = None"):
+            read(bmp)
+    got = api.ImageFilesDataset([str(bmp)], 64).read(0)
+    assert "DecompressionBombError" in got["error"]
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)
+    assert read_image(bmp).shape == (100, 100, 3) and image_size(bmp) == (100, 100)

@@ -14,6 +14,11 @@ from torchvision.io import ImageReadMode, decode_image
 
 from .records import DetectionRecord, Issue
 
+# what PIL raises for a file it cannot read; DecompressionBombError (an image over twice Image.MAX_IMAGE_PIXELS,
+# ~179 M pixels by default) is no OSError: it would escape as a crash instead of an unreadable image
+_PIL_ERRORS = (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError)
+_TOO_LARGE = "PIL.Image.MAX_IMAGE_PIXELS = None (or a larger limit) reads it"
+
 __all__ = [
     "CONVERTED",
     "ISSUE_FLAGS",
@@ -157,8 +162,8 @@ def image_size(path: str | Path) -> tuple[int, int]:
             # decoded upright (see read_image_notes): w and h swap, unless the plugin has swapped them already
             if _exif_orientation(im) in _TRANSPOSED and not _opens_upright(str(im.format)):
                 w, h = h, w
-    except (OSError, UnidentifiedImageError, ValueError) as e:  # FileNotFoundError is an OSError
-        raise ImageDecodeError("unreadable image header", f"{type(e).__name__}: {e}") from e
+    except _PIL_ERRORS as e:  # FileNotFoundError is an OSError
+        raise ImageDecodeError("unreadable image header", _pil_detail(e)) from e
     if w <= 0 or h <= 0:
         raise ImageDecodeError("invalid image size in the header", f"{w}x{h}")
     return int(w), int(h)
@@ -173,7 +178,7 @@ def image_conversions(path: str | Path, data: bytes | None = None) -> list[tuple
         with Image.open(io.BytesIO(data) if data is not None else path) as im:
             fmt, mode = str(im.format or ""), str(im.mode)
             orientation = _exif_orientation(im)
-    except (OSError, UnidentifiedImageError, ValueError):
+    except _PIL_ERRORS:
         return []
     notes = []
     if orientation not in (0, 1):
@@ -207,8 +212,18 @@ def _webp_with_orientation(data: bytes) -> bool:
     """A WebP whose EXIF orientation is not 1: torchvision's WebP decoder ignores the tag, PIL's path applies it."""
     if data[:4] != b"RIFF" or data[8:12] != b"WEBP":
         return False
-    with Image.open(io.BytesIO(data)) as im:
-        return _exif_orientation(im) not in (0, 1)
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return _exif_orientation(im) not in (0, 1)
+    except _PIL_ERRORS:  # torchvision's decoder says what is wrong with it
+        return False
+
+
+def _pil_detail(e: Exception) -> str:
+    """The detail of an :class:`ImageDecodeError` from PIL's exception (an image over PIL's pixel limit: how to
+    lift it)."""
+    detail = f"{type(e).__name__}: {e}"
+    return f"{detail}; {_TOO_LARGE}" if isinstance(e, Image.DecompressionBombError) else detail
 
 
 def rgb_uint8(a: np.ndarray, channels_last: bool = True) -> np.ndarray:
@@ -337,8 +352,8 @@ def read_image_notes(
     if by_pil:
         try:
             img = _decode_pil(path, exif)
-        except (OSError, UnidentifiedImageError, ValueError) as e2:
-            raise ImageDecodeError("corrupt or unreadable image", f"{type(e2).__name__}: {e2}") from e2
+        except _PIL_ERRORS as e2:
+            raise ImageDecodeError("corrupt or unreadable image", _pil_detail(e2)) from e2
     frames = 1
     if img.ndim == 4 and len(img):  # an animated GIF / WebP: (frames, 3, H, W); its first frame, as PIL and stb_image
         frames, img = len(img), img[0]

@@ -198,13 +198,18 @@ def test_reading_threads_give_the_single_thread_results_in_input_order(
     broken.write_bytes(b"not an image")
     arr = read_image(IMAGES[1])
     inputs = [IMAGES[0], arr[:300], broken, IMAGES[1], arr[:, ::-1], np.zeros((40, 90, 3), np.uint8), IMAGES[0]]
+    import threading
+
     seen: list[tuple[str, int]] = []
     read = ImageFilesDataset.read
+    # the first two reads of the threaded call wait for each other: two threads must run them (on a loaded machine
+    # one pool thread could otherwise finish its part before the next was handed out, and run them all)
+    meet = {"barrier": None}
 
     def spy(self, index, out=None):  # noqa: ANN001, ANN202
-        import threading
-
         seen.append((threading.current_thread().name, out.__array_interface__["data"][0] - out.base.ctypes.data))
+        if meet["barrier"] is not None and len(seen) <= 2:
+            meet["barrier"].wait()
         return read(self, index, out)
 
     monkeypatch.setattr(ImageFilesDataset, "read", spy)
@@ -214,6 +219,7 @@ def test_reading_threads_give_the_single_thread_results_in_input_order(
     ref = one.predict(inputs, **kw)
     assert {name for name, _ in seen} == {"MainThread"}
     seen.clear()
+    meet["barrier"] = threading.Barrier(2, timeout=60)
     got = three.predict(inputs, **kw)
     assert len(seen) == len(inputs) and all(name.startswith("yolo9000-read") for name, _ in seen)
     assert 1 < len({name for name, _ in seen}) <= 3

@@ -21,6 +21,7 @@ from torchvision.io import ImageReadMode, decode_image
 
 import yolo9000.viz as viz
 from conftest import load_script
+from test_run_rules import Clock, _line_trainer
 from yolo9000.callbacks import predictions, progress
 from yolo9000.data.crops import build_crops, crop_windows, crops_complete, format_counts
 
@@ -345,27 +346,9 @@ def test_prediction_pictures_stop_at_num_images_restart_each_test_and_only_on_ra
 
 
 # ------------------------------------------------------------------------------------------------- EpochLog
-class _Clock:
-    def __init__(self, now: float = 0.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def _trainer(**kw: Any) -> SimpleNamespace:
-    base = {
-        "world_size": 1,
-        "is_global_zero": True,
-        "global_step": 0,
-        "current_epoch": 0,
-        "max_epochs": 10,
-        "max_steps": -1,
-        "optimizers": [],
-        "sanity_checking": False,
-        "callback_metrics": {},
-    }
-    return SimpleNamespace(**(base | kw))
+    """One process, 10 epochs, no optimizer: :func:`test_run_rules._line_trainer` with these defaults."""
+    return _line_trainer(**({"world_size": 1, "max_epochs": 10, "optimizers": []} | kw))
 
 
 def _steps(cb: progress.EpochLog, trainer: SimpleNamespace, outputs: list[Any]) -> None:
@@ -405,7 +388,7 @@ def test_epoch_line_reads_the_configured_loss_and_validation_keys_in_their_order
 def test_eta_of_a_run_that_starts_at_a_later_epoch_paces_its_own_epochs(monkeypatch: pytest.MonkeyPatch) -> None:
     """A run started at epoch 6 of 10 without an earlier run's timing (a checkpoint without it): its first epoch
     took 10 s, 4 epochs are left: ETA 40 s (not 40 / 6 s)."""
-    clock = _Clock(100.0)
+    clock = Clock(100.0)
     monkeypatch.setattr(progress.time, "perf_counter", clock)
     cb, trainer = progress.EpochLog(), _trainer(current_epoch=5, global_step=500)
     cb.on_train_start(trainer, None)  # type: ignore[arg-type]
@@ -417,7 +400,7 @@ def test_eta_of_a_run_that_starts_at_a_later_epoch_paces_its_own_epochs(monkeypa
 def test_eta_before_any_step_of_a_step_capped_run_goes_by_epochs(monkeypatch: pytest.MonkeyPatch) -> None:
     """max_steps set and no step done yet (an epoch of no training batches): the epochs' pace, not a division by
     zero."""
-    clock = _Clock(0.0)
+    clock = Clock(0.0)
     monkeypatch.setattr(progress.time, "perf_counter", clock)
     cb, trainer = progress.EpochLog(), _trainer(max_epochs=4, max_steps=100)
     cb.on_train_start(trainer, None)  # type: ignore[arg-type]

@@ -26,7 +26,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from yolo9000.build import instantiate_list
 from yolo9000.callbacks.predictions import PredictionImages
 from yolo9000.checkpoints import load_module, module_settings
-from yolo9000.data.transforms import size_text
+from yolo9000.data.transforms import normal_size, size_text
 from yolo9000.environment import (
     FILE_ONLY,
     PROJECT_ROOT,
@@ -66,7 +66,7 @@ def main(cfg: DictConfig) -> float:
     hc = HydraConfig.get()
     trained_cfg = run_config(cfg)  # the checkpoint's training-run config, read once
     # a converted darknet cfg's rectangular [net] is evaluated at its height x width, as darknet's `detector valid`
-    eval_size = module.hparams.get("predict_hw") or module.hparams.eval_size
+    eval_size = normal_size(module.input_hw)
     data_cfg, data_source = eval_data_config(cfg, list(hc.overrides.task), trained_cfg, eval_size)
     log.info("data: %s", data_source)
     with hint_unset_env(data_cfg):  # a dataset not found names the .env variable that was not set

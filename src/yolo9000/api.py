@@ -316,9 +316,8 @@ class Detector:
     @property
     def input_hw(self) -> tuple[int, int]:
         """Default network input (height, width) of :meth:`predict`: a converted darknet cfg's rectangular ``[net]``
-        (``predict_hw``), else :attr:`size` square."""
-        hw = self.module.hparams.get("predict_hw")
-        return (int(hw[0]), int(hw[1])) if hw else (self.size, self.size)
+        (``predict_hw``), else :attr:`size` square (the module's :attr:`~DetectorModule.input_hw`)."""
+        return self.module.input_hw
 
     @property
     def conf(self) -> float:

@@ -49,16 +49,14 @@ def _summary_turn(sweep_dir: str) -> Iterator[None]:
     there is none to take (no ``fcntl``, a folder not writable, a file system without locks)."""
     try:
         import fcntl
-    except ImportError:  # not POSIX
-        fcntl = None  # type: ignore[assignment]
-    try:
-        handle = open(Path(sweep_dir) / LOCK_NAME, "a") if fcntl is not None else None  # noqa: SIM115
-    except OSError:
-        handle = None
-    with handle if handle is not None else contextlib.nullcontext():
-        if handle is not None:
-            with contextlib.suppress(OSError):
-                fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file is closed
+
+        handle = open(Path(sweep_dir) / LOCK_NAME, "a")  # noqa: SIM115
+    except (ImportError, OSError):  # not POSIX, or a folder not writable
+        yield
+        return
+    with handle:
+        with contextlib.suppress(OSError):
+            fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file is closed
         yield
 
 

@@ -520,13 +520,12 @@ class DetectionTransform:
         token = (os.getpid(), torch.initial_seed())
         if token != self._token:
             self._cache, self._token = {}, token
-        h, w = input_hw(size)
         key = normal_size(size)  # (416, 416) is 416
         comp = self._cache.get(key)
         if comp is None:
             comp = self._build(key)
             # a square side seeds as it always has; a rectangle by both sides
-            salt = h if h == w else h * 1_000_003 + w
+            salt = key if isinstance(key, int) else key[0] * 1_000_003 + key[1]
             seed_pipeline(comp, int((torch.initial_seed() * 1_000_003 + salt) % 2**32))
             self._cache[key] = comp
         return comp

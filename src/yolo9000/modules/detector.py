@@ -262,6 +262,13 @@ class DetectorModule(DarknetModule):
         evaluator.update(*to_evaluated(preds, targets, self._eval_lut))
         return preds
 
+    @property
+    def input_hw(self) -> tuple[int, int]:
+        """The default network input (height, width) of the predict API and eval.py: a converted darknet cfg's
+        rectangular ``[net]`` (``predict_hw``), else ``eval_size`` square."""
+        hw = self.hparams.get("predict_hw")
+        return (int(hw[0]), int(hw[1])) if hw else (int(self.hparams.eval_size), int(self.hparams.eval_size))
+
     def predict_raw(
         self,
         raw: torch.Tensor,

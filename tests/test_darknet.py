@@ -201,8 +201,14 @@ def test_parse_whitespace_comments_aliases(tiny_cfg: Path) -> None:
         ("\n[convolutional]\nfilters=3\n", ValueError, 2),
         ("[net]\n[convolutional]\nfilters=abc\n", ValueError, 3),
         ("[net]\n[convolutional\n", ValueError, 2),
-        ("[net]\nchannels=3\n\n[shortcut]\nfrom=-3\n", NotImplementedError, 4),
-        ("[net]\n[upsample]\nstride=2\n", NotImplementedError, 2),
+        ("[net]\nchannels=3\n\n[shortcut]\nfrom=-3\n", ValueError, 5),
+        ("[net]\n[convolutional]\nfilters=4\n[shortcut]\n", ValueError, 4),
+        ("[net]\n[convolutional]\n[convolutional]\n[shortcut]\nfrom=-1,-2\n", NotImplementedError, 5),
+        ("[net]\n[convolutional]\n[shortcut]\nfrom=-1\nweights_type=per_feature\n", NotImplementedError, 5),
+        ("[net]\n[upsample]\nstride=0\n", ValueError, 3),
+        ("[net]\n[convolutional]\n[connected]\noutput=4\n", ValueError, 3),
+        ("[net]\nheight=8\nwidth=8\n[connected]\noutput=4\nactivation=swish\n", NotImplementedError, 6),
+        ("[net]\n[local]\nfilters=4\n", NotImplementedError, 2),
         ("[net]\n[convolutional]\nfilters=4\nactivation=leaky\n[yolo]\n", NotImplementedError, 5),
         ("[net]\n[banana]\n", NotImplementedError, 2),
         ("[net]\n[convolutional]\nactivation=mish\n", NotImplementedError, 3),
@@ -773,16 +779,16 @@ def test_convert_round_trip_detector(tmp_path: Path) -> None:
 
 
 def test_convert_and_export_stop_with_the_reason_alone(tmp_path: Path) -> None:
-    """A network outside darknet's YOLOv2-era layers (YOLOv3's [upsample]), a missing cfg or weights file, a missing
+    """A network outside darknet's YOLOv2-era layers (YOLOv3's [yolo]), a missing cfg or weights file, a missing
     checkpoint: the file and the problem as the exit message (status 1), no traceback (both printed one before)."""
     v3 = tmp_path / "yolov3-part.cfg"
     v3.write_text(
         "[net]\nwidth=64\nheight=64\nchannels=3\n\n[convolutional]\nfilters=8\nsize=3\nstride=1\n"
-        "pad=1\nactivation=leaky\n\n[upsample]\nstride=2\n"
+        "pad=1\nactivation=leaky\n\n[yolo]\nmask=0\n"
     )
     cfg = scaled_cfg(tmp_path, "yolov2-voc.cfg", 0.125, 3)
     runs = {
-        "upsample": (["convert", "--cfg", str(v3), "--out", str(tmp_path / "a.ckpt")], f"{v3}:13: [upsample]"),
+        "yolo": (["convert", "--cfg", str(v3), "--out", str(tmp_path / "a.ckpt")], f"{v3}:13: [yolo]"),
         "no cfg": (["convert", "--cfg", str(tmp_path / "no.cfg"), "--out", str(tmp_path / "b.ckpt")], "cfg not found"),
         "no weights": (
             [

@@ -4,8 +4,9 @@ parameter counts. Imports :mod:`yolo9000.models`, torch and numpy only (no Light
 - :mod:`~yolo9000.darknet.cfg`: :func:`parse_cfg` reads a darknet cfg into sections (``type``, ``options``, and
   where each came from); :func:`layer_specs` infers shapes; :func:`count_params`; :func:`region_meta` (data files a
   cfg names are resolved relative to it and to the caller's ``search`` folders).
-- :mod:`~yolo9000.darknet.net`: :class:`DarknetNet`, the generic network of any supported cfg (yolov2-tiny),
-  built from :mod:`yolo9000.models.layers`.
+- :mod:`~yolo9000.darknet.net`: :class:`DarknetNet`, the generic network of any supported cfg (yolov2-tiny,
+  residual ``[shortcut]`` networks, ``[upsample]``, ``[connected]`` classifiers), built from
+  :mod:`yolo9000.models.layers`.
 - :mod:`~yolo9000.darknet.native`: :func:`match_native` recognises Darknet-19 classifiers and YOLOv2 detectors
   (built as this project's modules with ``bn_style="darknet"``); :func:`build_darknet`, :func:`load_darknet`
   (build + load: (B, 3, H, W) images in [0, 1] -> the raw last-conv output (B, A * (5 + C), H / 32, W / 32) for

@@ -18,6 +18,8 @@ from typing import Any
 
 import torch
 
+from yolo9000.models.layers import DARKNET_ACTIVATIONS
+
 log = logging.getLogger("yolo9000")
 
 # darknet's section aliases (parser.c string_to_layer_type) -> one canonical name
@@ -30,11 +32,10 @@ _ALIASES = {
     "conn": "connected",
 }
 SUPPORTED = ("convolutional", "maxpool", "avgpool", "route", "reorg", "region", "softmax", "cost", "dropout")
+SUPPORTED += ("shortcut", "upsample", "connected")
 # darknet's other section names (parser.c string_to_layer_type): named as darknet's when refused
-_DARKNET_SECTIONS = ("shortcut", "upsample", "yolo", "connected", "crop", "detection", "local", "deconvolutional")
-_DARKNET_SECTIONS += ("batchnorm", "normalization", "activation", "logistic", "l2norm", "iseg", "rnn", "gru", "lstm")
-_DARKNET_SECTIONS += ("crnn",)
-_ACTIVATIONS = ("leaky", "linear", "relu", "logistic")
+_DARKNET_SECTIONS = ("yolo", "crop", "detection", "local", "deconvolutional", "batchnorm", "normalization")
+_DARKNET_SECTIONS += ("activation", "logistic", "l2norm", "iseg", "rnn", "gru", "lstm", "crnn")
 # options of later darknets (AlexeyAB's fork, YOLOv3/v4 cfgs) that change a layer's computation: not implemented,
 # so a cfg using them must fail rather than build a different network
 _UNSUPPORTED_OPTIONS = {
@@ -55,6 +56,7 @@ _UNSUPPORTED_OPTIONS = {
     "maxpool": ("maxpool_depth", "out_channels", "stride_x", "stride_y", "antialiasing", "maxpool_zero_nonmax"),
     "route": ("groups", "group_id"),
     "region": ("background", "log", "sqrt"),
+    "shortcut": ("weights_type", "weights_normalization"),  # AlexeyAB's weighted shortcut
 }
 # values of those options that leave the computation as darknet of the YOLOv2 era does it: accepted
 _NEUTRAL_VALUES = {
@@ -72,6 +74,8 @@ _NEUTRAL_VALUES = {
     "background": 0,
     "log": 0,
     "sqrt": 0,
+    "weights_type": "none",
+    "weights_normalization": "none",
 }
 # the options darknet of the YOLOv2 era reads per section (parser.c); any other one is reported as darknet does
 # ("Unused field"), without stopping: a typo (filtres=8) or an option of another darknet that changes nothing here
@@ -90,6 +94,9 @@ _KNOWN_OPTIONS = {
     "softmax": ("groups", "temperature", "tree", "spatial", "noloss"),
     "cost": ("type", "scale", "ratio", "noobject_scale", "thresh"),
     "dropout": ("probability",),
+    "shortcut": ("from", "activation", "alpha", "beta"),
+    "upsample": ("stride", "scale"),
+    "connected": ("output", "activation", "batch_normalize"),
 }
 
 Sections = Sequence[dict[str, Any]]
@@ -260,6 +267,8 @@ class LayerSpec:
     in_channels: int
     out_channels: int
     params: int = 0
+    # output height and width at the [net] size (None: the cfg gives no size); only [connected] depends on them
+    out_hw: tuple[int, int] | None = None
     # convolutional
     filters: int = 0
     size: int = 0
@@ -268,10 +277,17 @@ class LayerSpec:
     groups: int = 1
     batch_norm: bool = False
     activation: str = "linear"
-    # route
+    # route, shortcut (its ``from``)
     sources: list[int] = field(default_factory=list)
     # dropout
     probability: float = 0.5
+    # shortcut (alpha * input + beta * from), upsample (scale; reverse: a negative stride in the cfg)
+    alpha: float = 1.0
+    beta: float = 1.0
+    scale: float = 1.0
+    reverse: bool = False
+    # connected: its inputs (C * H * W of the previous layer at the [net] size)
+    in_features: int = 0
 
     @property
     def where(self) -> str:
@@ -290,11 +306,7 @@ def _conv_spec(spec: LayerSpec) -> None:
     spec.groups = option(sec, "groups", 1)
     spec.padding = spec.size // 2 if option(sec, "pad", 0) else option(sec, "padding", 0)
     spec.batch_norm = bool(option(sec, "batch_normalize", 0))
-    spec.activation = option(sec, "activation", "logistic", str)  # darknet's default activation
-    if spec.activation not in _ACTIVATIONS:
-        raise NotImplementedError(
-            f"{source_line(sec, 'activation')}: activation {spec.activation!r} is not supported ({_ACTIVATIONS})"
-        )
+    spec.activation = _activation(sec, "logistic")  # darknet's default activation
     if spec.filters < 1 or spec.size < 1 or spec.stride < 1 or spec.groups < 1 or in_ch % spec.groups:
         raise ValueError(
             f"{spec.where}: invalid convolutional (filters={spec.filters}, size={spec.size}, "
@@ -305,6 +317,51 @@ def _conv_spec(spec: LayerSpec) -> None:
     spec.out_channels = n
 
 
+def _activation(sec: dict[str, Any], default: str) -> str:
+    """A section's ``activation`` (``default`` when absent); NotImplementedError naming ``file:line`` for a name
+    outside darknet's YOLOv2-era activations (e.g. the later ``mish``, ``swish``)."""
+    name = option(sec, "activation", default, str)
+    if name not in DARKNET_ACTIVATIONS:
+        raise NotImplementedError(
+            f"{source_line(sec, 'activation')}: activation {name!r} is not supported ({', '.join(DARKNET_ACTIVATIONS)})"
+        )
+    return name
+
+
+def _out_hw(spec: LayerSpec, hw: tuple[int, int] | None, specs: Sequence[LayerSpec]) -> tuple[int, int] | None:
+    """A layer's output height and width from its input's (darknet's ``make_*_layer`` arithmetic)."""
+    if spec.type == "route":
+        return specs[spec.sources[0]].out_hw  # darknet's make_route_layer takes the first layer's size
+    if spec.type in ("avgpool", "connected"):
+        return (1, 1)
+    if hw is None:
+        return None
+    h, w = hw
+    if spec.type == "convolutional":
+        return (
+            (h + 2 * spec.padding - spec.size) // spec.stride + 1,
+            (w + 2 * spec.padding - spec.size) // spec.stride + 1,
+        )
+    if spec.type == "maxpool":
+        return ((h + spec.padding - spec.size) // spec.stride + 1, (w + spec.padding - spec.size) // spec.stride + 1)
+    if spec.type == "reorg":
+        return (h // spec.stride, w // spec.stride)
+    if spec.type == "upsample":
+        return (h // spec.stride, w // spec.stride) if spec.reverse else (h * spec.stride, w * spec.stride)
+    return hw
+
+
+def _layer_index(spec: LayerSpec, key: str, values: list[int]) -> list[int]:
+    """``[route] layers=`` / ``[shortcut] from=`` as absolute layer indices (negative: relative to this layer);
+    ValueError naming ``file:line`` for an index outside the earlier layers."""
+    i, sec = spec.index, spec.section
+    out = [r if r >= 0 else i + r for r in values]
+    bad = [s for s in out if not 0 <= s < i]
+    if bad:
+        raise ValueError(f"{source_line(sec, key)}: [{spec.type}] layer {i} refers to layers {bad} (need 0..{i - 1})")
+    return out
+
+
 def _neutral(sec: dict[str, Any], t: str, key: str) -> bool:
     """Whether an option of a later darknet is set to the value that computes what YOLOv2's darknet computes
     (``dilation=1``, ``antialiasing=0``, ``[route] groups=1``, ``stride_x`` = ``stride_y`` = the stride, ...)."""
@@ -313,8 +370,9 @@ def _neutral(sec: dict[str, Any], t: str, key: str) -> bool:
     if key in ("stride_x", "stride_y"):
         return option(sec, key, 0) == option(sec, "stride", 1)
     if key in _NEUTRAL_VALUES:
+        neutral = _NEUTRAL_VALUES[key]
         with contextlib.suppress(ValueError):
-            return option(sec, key, _NEUTRAL_VALUES[key], float) == _NEUTRAL_VALUES[key]
+            return option(sec, key, neutral, str if isinstance(neutral, str) else float) == neutral
     return False
 
 
@@ -328,10 +386,12 @@ def _same_strides(sec: dict[str, Any]) -> None:
 def layer_specs(sections: Sections) -> list[LayerSpec]:
     """Shape inference over the layers of a parsed cfg (everything after ``[net]``).
 
-    Raises NotImplementedError (with ``file:line``) for sections this module does not implement (``shortcut``,
-    ``upsample``, ``yolo``, ``connected``, unknown names) and ValueError for inconsistent options.
+    Raises NotImplementedError (with ``file:line``) for sections this module does not implement (``yolo``,
+    ``local``, ``crop``, ..., unknown names) and ValueError for inconsistent options.
     """
     in_ch = option(sections[0], "channels", 3)
+    h, w = option(sections[0], "height", 0), option(sections[0], "width", 0)
+    hw: tuple[int, int] | None = (h, w) if h > 0 and w > 0 else None
     specs: list[LayerSpec] = []
     for i, sec in enumerate(sections[1:]):
         t = sec["type"]
@@ -370,12 +430,7 @@ def layer_specs(sections: Sections) -> list[LayerSpec]:
             rel = option_list(sec, "layers", int)
             if not rel:
                 raise ValueError(f"{spec.where}: [route] needs layers=")
-            spec.sources = [r if r >= 0 else i + r for r in rel]
-            bad = [s for s in spec.sources if not 0 <= s < i]
-            if bad:
-                raise ValueError(
-                    f"{source_line(sec, 'layers')}: [route] layer {i} refers to layers {bad} (need 0..{i - 1})"
-                )
+            spec.sources = _layer_index(spec, "layers", rel)
             spec.out_channels = sum(specs[s].out_channels for s in spec.sources)
         elif t == "reorg":
             for flag in ("reverse", "flatten", "extra"):
@@ -397,9 +452,59 @@ def layer_specs(sections: Sections) -> list[LayerSpec]:
                 raise NotImplementedError(f"{source_line(sec, 'coords')}: [region] coords={meta.coords} (only 4)")
         elif t == "dropout":
             spec.probability = option(sec, "probability", 0.5, float)
+        elif t == "shortcut":
+            _shortcut_spec(spec)
+        elif t == "upsample":
+            stride = option(sec, "stride", 2)
+            if stride == 0:
+                raise ValueError(f"{source_line(sec, 'stride')}: [upsample] stride=0")
+            spec.stride, spec.reverse = abs(stride), stride < 0
+            spec.scale = option(sec, "scale", 1.0, float)
+        elif t == "connected":
+            _connected_spec(spec, hw)
+        spec.out_hw = _out_hw(spec, hw, specs)
         specs.append(spec)
-        in_ch = spec.out_channels
+        in_ch, hw = spec.out_channels, spec.out_hw
     return specs
+
+
+def _shortcut_spec(spec: LayerSpec) -> None:
+    """Fill a ``[shortcut]`` spec: ``from`` (one layer: AlexeyAB's lists of several are refused), ``alpha``,
+    ``beta``, ``activation`` (darknet's default ``linear``); the output keeps the input's shape."""
+    sec = spec.section
+    rel = option_list(sec, "from", int)
+    if not rel:
+        raise ValueError(f"{spec.where}: [shortcut] needs from=")
+    if len(rel) > 1:
+        raise NotImplementedError(
+            f"{source_line(sec, 'from')}: [shortcut] from={sec['options']['from']}: adding several layers (a later "
+            "darknet's) is not supported; YOLOv2-era darknet adds one"
+        )
+    spec.sources = _layer_index(spec, "from", rel)
+    spec.alpha = option(sec, "alpha", 1.0, float)
+    spec.beta = option(sec, "beta", 1.0, float)
+    spec.activation = _activation(sec, "linear")
+
+
+def _connected_spec(spec: LayerSpec, hw: tuple[int, int] | None) -> None:
+    """Fill a ``[connected]`` spec: ``output`` (darknet's default 1), ``activation`` (default ``logistic``),
+    ``batch_normalize``; its inputs are the previous layer's C * H * W at the [net] size, so a cfg needs
+    ``height`` / ``width`` (or an ``[avgpool]`` / ``[connected]`` before it)."""
+    sec = spec.section
+    if hw is None:
+        raise ValueError(
+            f"{spec.where}: [connected] takes the previous layer's C x H x W values, and the cfg's [net] gives no "
+            "height and width to infer H x W from"
+        )
+    spec.filters = option(sec, "output", 1)
+    if spec.filters < 1:
+        raise ValueError(f"{source_line(sec, 'output')}: [connected] output={spec.filters}")
+    spec.batch_norm = bool(option(sec, "batch_normalize", 0))
+    spec.activation = _activation(sec, "logistic")
+    spec.in_features = spec.in_channels * hw[0] * hw[1]
+    n = spec.filters
+    spec.params = spec.in_features * n + n + (n if spec.batch_norm else 0)
+    spec.out_channels = n
 
 
 @dataclass(frozen=True)
@@ -416,12 +521,13 @@ class ConvLoad:
 
 
 def conv_load_options(cfg: str | Path | Sections) -> list[ConvLoad]:
-    """The :class:`ConvLoad` of every ``[convolutional]`` section, in cfg order (= the ``.weights`` order)."""
+    """The :class:`ConvLoad` of every layer with weights (``[convolutional]``, ``[connected]``), in cfg order (= the
+    ``.weights`` order). darknet's connected layers read no ``numload``."""
     out = []
     for sec in as_sections(cfg)[1:]:
-        if sec["type"] != "convolutional":
+        if sec["type"] not in ("convolutional", "connected"):
             continue
-        numload = option(sec, "numload", 0)
+        numload = option(sec, "numload", 0) if sec["type"] == "convolutional" else 0
         filters = option(sec, "filters", 1)
         if not 0 <= numload <= filters:
             raise ValueError(f"{source_line(sec, 'numload')}: numload={numload} outside 0..filters={filters}")

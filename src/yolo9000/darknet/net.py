@@ -1,6 +1,7 @@
 """The generic darknet network: any supported cfg built layer by layer from :mod:`yolo9000.models.layers`.
 
-Used for structures without a native module (yolov2-tiny: maxpool size 2 stride 1) and to check the native ones.
+Used for structures without a native module (yolov2-tiny: maxpool size 2 stride 1; residual networks with
+``[shortcut]``; ``[upsample]``; ``[connected]`` classifiers) and to check the native ones.
 """
 
 from __future__ import annotations
@@ -9,9 +10,19 @@ import torch
 from torch import nn
 
 from yolo9000.darknet.cfg import SearchPath, Sections, layer_specs, option, parse_cfg_text, region_meta
-from yolo9000.models.layers import DarknetConv, DarknetMaxPool, GlobalAvgPool, MaxPoolSame, Reorg
+from yolo9000.models.layers import (
+    DarknetConnected,
+    DarknetConv,
+    DarknetMaxPool,
+    DarknetShortcut,
+    DarknetUpsample,
+    GlobalAvgPool,
+    MaxPoolSame,
+    Reorg,
+)
 
-ConvPair = tuple[nn.Conv2d, nn.BatchNorm2d | None]
+# a layer's weights as darknet stores them: (conv or connected layer, its batch norm or None)
+ConvPair = tuple[nn.Conv2d | nn.Linear, nn.BatchNorm2d | None]
 
 
 class DarknetNet(nn.Module):
@@ -19,7 +30,8 @@ class DarknetNet(nn.Module):
 
     ``forward``: (B, C, H, W) (``[net] channels``) -> the last layer's output; ``[region]`` is the identity (raw
     head output (B, A * (5 + C), H / 32, W / 32)), ``[softmax]`` / ``[cost]`` are the identity (logits), and a
-    network with an ``[avgpool]`` whose output is 1 x 1 returns (B, C) logits.
+    network with an ``[avgpool]`` or ``[connected]`` whose output is 1 x 1 returns (B, C) logits. A network with a
+    ``[connected]`` layer runs at its cfg's ``[net]`` size only (as darknet's).
 
     Detector attributes the training code reads (when the cfg has a ``[region]``): ``num_classes``, ``anchors``
     (buffer, (A, 2)), ``num_anchors``, ``location`` (``"direct"``), ``bias_match``, ``region``
@@ -59,11 +71,19 @@ class DarknetNet(nn.Module):
                 layers.append(Reorg(spec.stride))
             elif t == "dropout":
                 layers.append(nn.Dropout(spec.probability))
+            elif t == "shortcut":
+                layers.append(DarknetShortcut(spec.alpha, spec.beta, spec.activation))
+            elif t == "upsample":
+                layers.append(DarknetUpsample(spec.stride, spec.scale, spec.reverse))
+            elif t == "connected":
+                layers.append(
+                    DarknetConnected(spec.in_features, spec.filters, spec.batch_norm, spec.activation, bn_momentum)
+                )
             else:  # route (handled in forward), region, softmax, cost
                 layers.append(nn.Identity())
         self.layers = nn.ModuleList(layers)
         self.keep = sorted({s for spec in self.specs for s in spec.sources})
-        self.classifier = any(s.type == "avgpool" for s in self.specs)
+        self.classifier = any(s.type in ("avgpool", "connected") for s in self.specs)
         self.region = region_meta(sections, search)
         if self.region is not None:
             self.num_classes = self.region.classes
@@ -85,6 +105,8 @@ class DarknetNet(nn.Module):
                         f"{[tuple(t.shape[-2:]) for t in srcs]}"
                     )
                 x = srcs[0] if len(srcs) == 1 else torch.cat(srcs, dim=1)
+            elif spec.type == "shortcut":
+                x = layer(x, saved[spec.sources[0]])
             else:
                 x = layer(x)
             if spec.index in self.keep:
@@ -94,8 +116,9 @@ class DarknetNet(nn.Module):
         return x
 
     def conv_pairs(self) -> list[ConvPair]:
-        """(conv, BN or None) of every ``[convolutional]`` in cfg order."""
-        return [layer.conv_pair() for layer in self.layers if isinstance(layer, DarknetConv)]
+        """(conv or linear, BN or None) of every ``[convolutional]`` and ``[connected]`` in cfg order (the
+        ``.weights`` order)."""
+        return [layer.conv_pair() for layer in self.layers if isinstance(layer, DarknetConv | DarknetConnected)]
 
 
 def darknet_net_from_text(

@@ -37,8 +37,9 @@ def darknet_convs(model: nn.Module | Sequence[ConvPair]) -> list[ConvPair]:
     """The (conv, BN or None) pairs of a network in darknet's ``.weights`` order (= its cfg's layer order).
 
     Darknet19: the 18 convs in order; Darknet19Classifier: + the 1x1 classifier conv; YOLOv2: backbone, ``extra``,
-    ``pt_conv`` (when a conv), ``fuse`` (when a conv), ``pred``; DarknetNet: its convs in cfg order; a module with a
-    ``model`` attribute (the Lightning DetectorModule): that model's pairs. A list of pairs is returned as is.
+    ``pt_conv`` (when a conv), ``fuse`` (when a conv), ``pred``; DarknetNet: its convs and connected layers in cfg
+    order; a module with a ``model`` attribute (the Lightning DetectorModule): that model's pairs. A list of pairs
+    is returned as is.
     """
     if not isinstance(model, nn.Module):
         return list(model)
@@ -63,9 +64,20 @@ def darknet_convs(model: nn.Module | Sequence[ConvPair]) -> list[ConvPair]:
     raise TypeError(f"no darknet conv order known for {type(model).__name__}")
 
 
-def _tensors(conv: nn.Conv2d, bn: nn.BatchNorm2d | None) -> list[torch.Tensor]:
-    """One conv layer's tensors in file order: biases (O,), [scales, rolling_mean, rolling_variance (O,) each],
-    weights (O, I / groups, k, k)."""
+def _tensors(conv: nn.Conv2d | nn.Linear, bn: nn.BatchNorm2d | None, transpose: bool = False) -> list[torch.Tensor]:
+    """One layer's tensors in file order. A conv: biases (O,), [scales, rolling_mean, rolling_variance (O,) each],
+    weights (O, I / groups, k, k). A connected layer (darknet's ``load_connected_weights``): biases (O,), weights
+    (O, I), [scales, rolling_mean, rolling_variance]; with ``transpose`` (a header version over 1000) its weights
+    are stored (I, O): a transposed view is returned."""
+    if isinstance(conv, nn.Linear):
+        w = conv.weight.t() if transpose else conv.weight
+        if bn is None:
+            if conv.bias is None:
+                raise ValueError("a connected layer without bias and without BN has no darknet layout")
+            return [conv.bias, w]
+        if conv.bias is not None:
+            raise ValueError("a batch-normalised connected layer with its own bias has no darknet layout")
+        return [bn.bias, w, bn.weight, bn.running_mean, bn.running_var]  # type: ignore[list-item]
     if bn is not None:
         if conv.bias is not None:
             raise ValueError("a batch-normalised conv with its own bias has no darknet layout")
@@ -75,12 +87,20 @@ def _tensors(conv: nn.Conv2d, bn: nn.BatchNorm2d | None) -> list[torch.Tensor]:
     return [conv.bias, conv.weight]
 
 
-def _describe(conv: nn.Conv2d, bn: nn.BatchNorm2d | None) -> str:
+def _describe(conv: nn.Conv2d | nn.Linear, bn: nn.BatchNorm2d | None) -> str:
+    if isinstance(conv, nn.Linear):
+        return f"connected {conv.in_features}->{conv.out_features}{' + BN' if bn is not None else ''}"
     k = conv.kernel_size[0]
     return f"{k}x{k} conv {conv.in_channels}->{conv.out_channels}{' + BN' if bn is not None else ''}"
 
 
 # -------------------------------------------------------------------------------------------------------- header
+def _transposed(major: int, minor: int) -> bool:
+    """darknet's ``load_weights_upto``: connected layers' weights are stored (inputs, outputs) when major or minor
+    is over 1000."""
+    return major > 1000 or minor > 1000
+
+
 def _seen_is_int64(major: int, minor: int) -> bool:
     """darknet's ``load_weights``: ``seen`` is a size_t when major * 10 + minor >= 2 (and both < 1000)."""
     return major * 10 + minor >= 2 and major < 1000 and minor < 1000
@@ -119,14 +139,17 @@ def read_header(path: str | Path) -> tuple[WeightsInfo, int]:
 
 
 # ---------------------------------------------------------------------------------------------- read and write
-def _file_tensors(conv: nn.Conv2d, bn: nn.BatchNorm2d | None, how: ConvLoad) -> list[torch.Tensor]:
-    """The tensors (or leading views of them) darknet reads for one conv layer under its cfg's load options."""
+def _file_tensors(
+    conv: nn.Conv2d | nn.Linear, bn: nn.BatchNorm2d | None, how: ConvLoad, transpose: bool = False
+) -> list[torch.Tensor]:
+    """The tensors (or leading views of them) darknet reads for one layer under its cfg's load options."""
     if how.dontload:
         return []
-    ts = _tensors(conv, bn)
+    ts = _tensors(conv, bn, transpose)
     if bn is not None and how.dontloadscales:
-        ts = [ts[0], ts[-1]]  # biases and weights; the scales, means and variances are not in the file
-    if how.numload:
+        # biases and weights; the scales, means and variances are not in the file
+        ts = ts[:2] if isinstance(conv, nn.Linear) else [ts[0], ts[-1]]
+    if how.numload and isinstance(conv, nn.Conv2d):
         ts = [t[: how.numload] for t in ts]  # the first numload filters (each tensor's leading axis)
     return ts
 
@@ -159,7 +182,8 @@ def load_weights(
     body = path.read_bytes()[offset:]
     pairs = darknet_convs(model_or_convs)
     options = _check_options(options, len(pairs))
-    layers = [_file_tensors(c, b, how) for (c, b), how in zip(pairs, options, strict=True)]
+    transpose = _transposed(info.major, info.minor)
+    layers = [_file_tensors(c, b, how, transpose) for (c, b), how in zip(pairs, options, strict=True)]
     sizes = [sum(t.numel() for t in ts) for ts in layers]
     bounds = np.cumsum([0, *sizes])  # bounds[k] = floats taken by the first k layers
     total = int(bounds[-1])
@@ -167,7 +191,7 @@ def load_weights(
         raise ValueError(f"{path}: {len(body)} bytes after the header is not a whole number of float32 values")
     found = len(body) // 4
     extra = found - total
-    last_channels = pairs[-1][0].out_channels if pairs else 0
+    last_channels = _outputs(pairs[-1][0]) if pairs else 0
     if extra > 0 and classifier_tail and extra % (last_channels + 1) == 0:
         log.info(
             "%s: the last %d floats are one more layer, darknet's classifier (a 1x1 conv of %d filters on %d "
@@ -217,6 +241,10 @@ def load_weights(
     return info
 
 
+def _outputs(layer: nn.Conv2d | nn.Linear) -> int:
+    return layer.out_features if isinstance(layer, nn.Linear) else layer.out_channels
+
+
 def _warn_unusable(
     path: str | Path, floats: np.ndarray, bounds: np.ndarray, pairs: Sequence[ConvPair], options: Sequence[ConvLoad]
 ) -> None:
@@ -258,7 +286,9 @@ def save_weights(
     """Write a darknet ``.weights`` file: header (int32 major, minor, revision; ``seen`` int64 when
     major * 10 + minor >= 2, else int32), then every conv's tensors in :func:`darknet_convs` order as float32 LE.
     ``cutoff``: write only the first ``cutoff`` conv layers (darknet's ``partial``, e.g. ``.conv.23``);
-    ``options``: each conv layer's cfg options (a ``dontsave`` layer is left out, as darknet's ``save_weights``)."""
+    ``options``: each conv layer's cfg options (a ``dontsave`` layer is left out, as darknet's ``save_weights``).
+    Connected layers' weights are written (outputs, inputs), or (inputs, outputs) under a header version over 1000
+    (the layout such a header announces)."""
     all_pairs = darknet_convs(model_or_convs)
     options = _check_options(options, len(all_pairs))
     pairs = [p for p, how in zip(all_pairs[:cutoff], options, strict=False) if not how.dontsave]
@@ -267,5 +297,5 @@ def save_weights(
         f.write(np.array([major, minor, revision], dtype="<i4").tobytes())
         f.write(np.array([seen], dtype="<u8" if wide else "<i4").tobytes())
         for conv, bn in pairs:
-            for t in _tensors(conv, bn):
+            for t in _tensors(conv, bn, _transposed(major, minor)):
                 f.write(t.detach().to("cpu", torch.float32).contiguous().numpy().astype("<f4", copy=False).tobytes())

@@ -269,7 +269,71 @@ class GlobalAvgPool(nn.Module):
         return x.mean(dim=(2, 3), keepdim=True)
 
 
-DarknetActivation = Literal["leaky", "linear", "relu", "logistic"]
+DarknetActivation = Literal[
+    "linear",
+    "leaky",
+    "relu",
+    "logistic",
+    "loggy",
+    "elu",
+    "selu",
+    "relie",
+    "ramp",
+    "tanh",
+    "plse",
+    "stair",
+    "hardtan",
+    "lhtan",
+]
+# darknet's activations (activations.h of the YOLOv2-era darknet), as cfgs name them
+DARKNET_ACTIVATIONS: tuple[str, ...] = DarknetActivation.__args__  # type: ignore[attr-defined]
+
+
+def _stair(x: torch.Tensor) -> torch.Tensor:
+    n = torch.floor(x)
+    return torch.where(torch.remainder(n, 2) == 0, torch.floor(x / 2), (x - n) + torch.floor(x / 2))
+
+
+# the elementwise formulas of darknet's activations.h (the forward pass; backward is autograd's)
+_ACTIVATION_FNS = {
+    "loggy": lambda x: 2.0 * torch.sigmoid(x) - 1.0,
+    "elu": lambda x: torch.where(x >= 0, x, torch.expm1(x)),
+    "selu": lambda x: torch.where(x >= 0, 1.0507 * x, 1.0507 * 1.6732 * torch.expm1(x)),
+    "relie": lambda x: torch.where(x > 0, x, 0.01 * x),
+    "ramp": lambda x: x * (x > 0) + 0.1 * x,
+    "tanh": torch.tanh,
+    "plse": lambda x: torch.where(x < -4, 0.01 * (x + 4), torch.where(x > 4, 0.01 * (x - 4) + 1, 0.125 * x + 0.5)),
+    "stair": _stair,
+    "hardtan": lambda x: x.clamp(-1.0, 1.0),
+    "lhtan": lambda x: torch.where(x < 0, 0.001 * x, torch.where(x > 1, 0.001 * (x - 1) + 1, x)),
+}
+
+
+class DarknetActivationFn(nn.Module):
+    """One of darknet's less common activations by its cfg name (``elu``, ``selu``, ``tanh``, ``ramp``, ``plse``,
+    ``stair``, ``hardtan``, ``lhtan``, ``loggy``, ``relie``), elementwise as darknet's ``activations.h``. Shapes:
+    any -> the same."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        if name not in _ACTIVATION_FNS:
+            raise ValueError(f"no darknet activation {name!r} (one of {', '.join(_ACTIVATION_FNS)})")
+        self.name = name
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _ACTIVATION_FNS[self.name](x)
+
+    def extra_repr(self) -> str:
+        return self.name
+
+
+def darknet_activation(name: str) -> nn.Module | None:
+    """The module of a darknet activation name: ``leaky`` (slope 0.1), ``relu``, ``logistic`` as PyTorch's modules,
+    the others as :class:`DarknetActivationFn`; None for ``linear`` (no op). Raises ValueError for other names."""
+    if name == "linear":
+        return None
+    common = {"leaky": nn.LeakyReLU(0.1), "relu": nn.ReLU(), "logistic": nn.Sigmoid()}
+    return common[name] if name in common else DarknetActivationFn(name)
 
 
 class DarknetConv(nn.Sequential):
@@ -277,7 +341,7 @@ class DarknetConv(nn.Sequential):
 
     The general form of :class:`ConvBNLeaky` that cfg-built networks use (submodules ``conv``, ``bn``, ``act``, so
     their state-dict keys name the part). The conv has a bias only without batch norm; the BN is
-    :class:`DarknetBatchNorm2d`; ``activation``: ``leaky`` (0.1), ``relu``, ``logistic`` or ``linear`` (none).
+    :class:`DarknetBatchNorm2d`; ``activation``: one of :data:`DARKNET_ACTIVATIONS` (``linear``: none).
     Shapes: (B, in_ch, H, W) -> (B, out_ch, (H + 2 * padding - size) / stride + 1, ...).
     """
 
@@ -298,7 +362,7 @@ class DarknetConv(nn.Sequential):
         )
         if batch_norm:
             mods["bn"] = DarknetBatchNorm2d(out_ch, momentum=bn_momentum)
-        act = {"leaky": nn.LeakyReLU(0.1), "relu": nn.ReLU(), "logistic": nn.Sigmoid()}.get(activation)
+        act = darknet_activation(activation)
         if act is not None:
             mods["act"] = act
         super().__init__(mods)
@@ -307,3 +371,106 @@ class DarknetConv(nn.Sequential):
         """(conv, BN or None): the tensors darknet stores for this layer."""
         bn = self.bn if "bn" in self._modules else None
         return self.conv, bn  # type: ignore[return-value]
+
+
+class DarknetShortcut(nn.Module):
+    """darknet's ``[shortcut]`` (``shortcut_cpu``): the previous layer's output ``x`` plus layer ``from``'s ``y``,
+    ``alpha * x + beta * y``, then the activation; the output has ``x``'s shape.
+
+    Where the two differ in size, darknet adds ``y`` sampled every ``stride = W_y / W_x`` positions (``y`` larger)
+    or into every ``sample = W_x / W_y``-th position of ``x`` (``y`` smaller), over the smaller of the two channel
+    counts; positions it does not reach keep ``x`` (unscaled). Shapes: x (B, C, H, W), y (B, C', H', W') ->
+    (B, C, H, W).
+    """
+
+    def __init__(self, alpha: float = 1.0, beta: float = 1.0, activation: str = "linear") -> None:
+        super().__init__()
+        self.alpha, self.beta, self.activation = float(alpha), float(beta), activation
+        self.act = darknet_activation(activation)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if x.shape == y.shape:
+            out = x + y if self.alpha == 1.0 and self.beta == 1.0 else self.alpha * x + self.beta * y
+        else:
+            out = self._sampled_sum(x, y)
+        return out if self.act is None else self.act(out)
+
+    def _sampled_sum(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        (h2, w2), (h1, w1) = x.shape[-2:], y.shape[-2:]
+        stride, sample = max(w1 // w2, 1), max(w2 // w1, 1)
+        if stride != max(h1 // h2, 1) or sample != max(h2 // h1, 1) or x.shape[0] != y.shape[0]:
+            raise ValueError(
+                f"[shortcut] cannot add a {tuple(y.shape)} output to a {tuple(x.shape)} one: their heights and "
+                "widths must scale by the same factor (darknet asserts it)"
+            )
+        c, h, w = min(x.shape[1], y.shape[1]), min(h1, h2), min(w1, w2)
+        add = y[:, :c, : h * stride : stride, : w * stride : stride]
+        region = (slice(None), slice(0, c), slice(0, h * sample, sample), slice(0, w * sample, sample))
+        out = x.clone()
+        out[region] = self.alpha * x[region] + self.beta * add
+        return out
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}, beta={self.beta}, activation={self.activation}"
+
+
+class DarknetUpsample(nn.Module):
+    """darknet's ``[upsample]`` (``upsample_cpu``): ``stride`` > 0 repeats every value stride x stride times
+    (nearest neighbour), times ``scale``; a negative ``stride`` in the cfg (``reverse``) sums each |stride| x
+    |stride| block instead, times ``scale``. Shapes: (B, C, H, W) -> (B, C, H * s, W * s), reverse -> (B, C, H / s,
+    W / s) (H and W multiples of s)."""
+
+    def __init__(self, stride: int = 2, scale: float = 1.0, reverse: bool = False) -> None:
+        super().__init__()
+        self.stride, self.scale, self.reverse = int(stride), float(scale), bool(reverse)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.stride
+        if self.reverse:
+            b, c, h, w = x.shape
+            if h % s or w % s:
+                raise ValueError(f"[upsample] stride=-{s} needs a height and width divisible by {s}, got {h} x {w}")
+            out = x.reshape(b, c, h // s, s, w // s, s).sum(dim=(3, 5))
+        else:
+            out = F.interpolate(x, scale_factor=s, mode="nearest") if s != 1 else x
+        return out if self.scale == 1.0 else out * self.scale
+
+    def extra_repr(self) -> str:
+        return f"stride={'-' if self.reverse else ''}{self.stride}, scale={self.scale}"
+
+
+class DarknetConnected(nn.Module):
+    """darknet's ``[connected]``: the input flattened in (C, H, W) order, ``W x`` (+ biases; with batch norm:
+    darknet's BN, whose shift is the layer's biases), then the activation. Submodules ``linear`` (weight (out, in);
+    a bias only without BN), ``bn`` (:class:`DarknetBatchNorm2d` over the (out,) values), ``act``.
+    Shapes: (B, C, H, W) with C * H * W = ``in_features`` -> (B, out, 1, 1) (darknet's 1 x 1 x out output).
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        batch_norm: bool = False,
+        activation: str = "logistic",
+        bn_momentum: float = 0.01,
+    ) -> None:
+        super().__init__()
+        self.linear = nn.Linear(in_features, out_features, bias=not batch_norm)
+        self.bn = DarknetBatchNorm2d(out_features, momentum=bn_momentum) if batch_norm else None
+        self.act = darknet_activation(activation)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.flatten(1)
+        if flat.shape[1] != self.linear.in_features:
+            raise ValueError(
+                f"[connected] takes {self.linear.in_features} inputs, got {tuple(x.shape[1:])} = {flat.shape[1]} "
+                "(a connected layer fixes the input size: run the network at its cfg's [net] height and width)"
+            )
+        y = self.linear(flat)[:, :, None, None]
+        if self.bn is not None:
+            y = self.bn(y)
+        return y if self.act is None else self.act(y)
+
+    def conv_pair(self) -> tuple[nn.Linear, nn.BatchNorm2d | None]:
+        """(linear, BN or None): the tensors darknet stores for this layer."""
+        return self.linear, self.bn

@@ -82,6 +82,8 @@ def test_shortcut_of_unequal_height_and_width_factors_is_refused() -> None:
     """darknet asserts the same factor in height and width: a clear error instead."""
     with pytest.raises(ValueError, match=r"\[shortcut\] cannot add a \(1, 1, 4, 2\) output to a \(1, 1, 2, 2\)"):
         DarknetShortcut()(torch.zeros(1, 1, 2, 2), torch.zeros(1, 1, 4, 2))
+    with pytest.raises(ValueError, match="scale by the same factor"):  # 2 / 3 = 0 against 2 / 2 = 1 before clamping
+        DarknetShortcut()(torch.zeros(1, 1, 2, 2), torch.zeros(1, 1, 2, 3))
 
 
 def test_shortcut_in_a_cfg_takes_from_relative_and_absolute() -> None:

@@ -397,12 +397,12 @@ class DarknetShortcut(nn.Module):
 
     def _sampled_sum(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         (h2, w2), (h1, w1) = x.shape[-2:], y.shape[-2:]
-        stride, sample = max(w1 // w2, 1), max(w2 // w1, 1)
-        if stride != max(h1 // h2, 1) or sample != max(h2 // h1, 1) or x.shape[0] != y.shape[0]:
+        if w1 // w2 != h1 // h2 or w2 // w1 != h2 // h1 or x.shape[0] != y.shape[0]:  # darknet's asserts
             raise ValueError(
                 f"[shortcut] cannot add a {tuple(y.shape)} output to a {tuple(x.shape)} one: their heights and "
                 "widths must scale by the same factor (darknet asserts it)"
             )
+        stride, sample = max(w1 // w2, 1), max(w2 // w1, 1)
         c, h, w = min(x.shape[1], y.shape[1]), min(h1, h2), min(w1, w2)
         add = y[:, :c, : h * stride : stride, : w * stride : stride]
         region = (slice(None), slice(0, c), slice(0, h * sample, sample), slice(0, w * sample, sample))

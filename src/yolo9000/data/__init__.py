@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from .coco import COCOParser
+from .csv_boxes import CSVParser
 from .dataset import DetectionCollate, DetectionDataset, detection_collate
 from .image_io import ImageDecodeError, image_size, read_image
 from .multiscale import MultiScaleBatchSampler, resolve_sizes, size_for_batch
@@ -19,6 +20,7 @@ from .yolo_txt import YOLOTxtParser
 __all__ = [
     "AugmentConfig",
     "COCOParser",
+    "CSVParser",
     "DataError",
     "DetectionCollate",
     "DetectionDataModule",

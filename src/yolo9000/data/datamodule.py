@@ -46,7 +46,7 @@ _STAGE_SPLITS = {
 
 @runtime_checkable
 class AnnotationParser(Protocol):
-    """What the data module needs of a parser (VOCParser, COCOParser, YOLOTxtParser)."""
+    """What the data module needs of a parser (VOCParser, COCOParser, YOLOTxtParser, CSVParser)."""
 
     def parse(self, class_names: Sequence[str] | None, issues: IssueLog) -> list[DetectionRecord]: ...
 
@@ -112,7 +112,7 @@ class DetectionDataModule(ShardedDataModule):
 
     Args:
         train, val, test: dataset spec per split: a parser (``VOCParser``, ``COCOParser``,
-            ``YOLOTxtParser``; Hydra ``_target_``) or a list of them (concatenated, e.g. VOC07+12).
+            ``YOLOTxtParser``, ``CSVParser``; Hydra ``_target_``) or a list of them (concatenated, e.g. VOC07+12).
         class_names: class list (index = position); None: from the train parser (COCO categories, names file).
         batch_size: training batch size per process; eval_batch_size: eval batch size (None: batch_size).
         num_workers, pin_memory, persistent_workers: DataLoader settings.
@@ -135,8 +135,8 @@ class DetectionDataModule(ShardedDataModule):
         seed: seed of the training shuffle (epoch-dependent, identical on all ranks).
         root: dataset root, for interpolation in the split specs only.
         image_dir, ann_dir, split_files, yaml_file, names_file, data_file, images_dir, ann_files, split_fractions,
-            split_seed: dataset layout keys (see conf/data/voc.yaml, yolo.yaml, coco.yaml), for interpolation in the
-            split specs only.
+            split_seed, csv_file, csv_files, normalized: dataset layout keys (see conf/data/voc.yaml, yolo.yaml,
+            coco.yaml, csv.yaml), for interpolation in the split specs only.
 
     Data problems of all splits go to one :class:`IssueLog` (``issues``); :meth:`issue_summary` is the readable
     text, :meth:`data_report` what ``metrics.json`` gets (problems per reason with every file, augmentation
@@ -178,6 +178,9 @@ class DetectionDataModule(ShardedDataModule):
         ann_files: Any = None,
         split_fractions: Any = None,
         split_seed: Any = None,
+        csv_file: Any = None,
+        csv_files: Any = None,
+        normalized: Any = None,
     ) -> None:
         super().__init__()
         self.specs = {"train": train, "val": val, "test": test}
@@ -194,6 +197,9 @@ class DetectionDataModule(ShardedDataModule):
                 ann_files=ann_files,
                 split_fractions=split_fractions,
                 split_seed=split_seed,
+                csv_file=csv_file,
+                csv_files=csv_files,
+                normalized=normalized,
             ).items()
             if v is not None
         }

@@ -1,0 +1,398 @@
+"""CSV box tables: one row per box, as TensorFlow's Object Detection CSV (Roboflow's "Tensorflow Object Detection
+CSV" export: ``filename,width,height,class,xmin,ymin,xmax,ymax``), Kaggle-style annotation tables and Open Images'
+box CSVs (``ImageID,...,LabelName,XMin,XMax,YMin,YMax``, normalised).
+
+Layouts (first match wins; the choice is logged):
+  1. ``csv_files``: a CSV per split (``{train: a.csv, val: b.csv}``);
+  2. split folders, each with its images and one CSV (``<root>/{train,valid,test}/_annotations.csv``, Roboflow's);
+  3. one CSV (``csv_file``, else the only ``*.csv`` in ``root``; ``root`` may be the CSV itself): a split column
+     (``split``, ``subset``, ``set``, ``fold``) picks the rows, else the images are split by hash (``split_fractions``,
+     ``split_seed``).
+A missing test split is the val split, and a missing val split a hash share of train (both logged).
+
+Columns by header name (any case; spaces, ``_`` and ``-`` ignored): the image (``filename``, ``file``, ``image``,
+``image_id``, ``path``, ...), the class (``class``, ``label``, ``category``, ``name``, ``labelname``, ...), the box
+(``xmin``, ``ymin``, ``xmax``, ``ymax``; ``x1`` ... ``y2``; ``left``, ``top``, ``right``, ``bottom``) and, optionally,
+the image's ``width`` / ``height``. Box values are pixels (0-based continuous, COCO's convention) or, where every value
+of a file lies in [0, 1], fractions of the image's sides (Open Images; ``normalized`` forces either reading). A row
+with an empty class and box lists an image without objects. Image paths are relative to the CSV's folder (or its
+``images/`` folder, or ``root``).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from yolo9000.darknet.cfg import read_names
+
+from .image_io import ImageDecodeError, image_size
+from .records import DetectionRecord, IssueLog, sanitize_boxes
+from .splits import SPLIT_ALIASES, canonical_split, expand_split, hash_split
+from .voc import DEFAULT_SPLIT_FRACTIONS, log_once, train_val_fractions
+
+logger = logging.getLogger("yolo9000.data")
+
+_COLUMNS: dict[str, tuple[str, ...]] = {  # role -> accepted header names (normalised: lower case, no ' _-')
+    "file": ("filename", "file", "image", "imagename", "imageid", "imagefile", "imagepath", "path", "img", "name"),
+    "class": ("class", "label", "classname", "category", "categoryname", "labelname", "celltype", "object", "name"),
+    "xmin": ("xmin", "x1", "left"),
+    "ymin": ("ymin", "y1", "top"),
+    "xmax": ("xmax", "x2", "right"),
+    "ymax": ("ymax", "y2", "bottom"),
+    "width": ("width", "imagewidth", "imgwidth"),
+    "height": ("height", "imageheight", "imgheight"),
+    "split": ("split", "subset", "set", "fold"),
+}
+_BOX = ("xmin", "ymin", "xmax", "ymax")
+CSV_NAMES = ("_annotations.csv", "annotations.csv", "labels.csv")  # preferred in a folder holding several CSVs
+
+
+def _norm(name: str) -> str:
+    return "".join(c for c in name.strip().lower() if c not in " _-")
+
+
+def _columns(header: Sequence[str], path: Path) -> dict[str, int]:
+    """Role -> column index, each column one role at most, in :data:`_COLUMNS` order (``name`` is the file's only
+    without another file header, else the class's). ValueError naming the file and its header for a missing role."""
+    norm = [_norm(h) for h in header]
+    out: dict[str, int] = {}
+    for role, names in _COLUMNS.items():
+        for n in names:
+            if n in norm and norm.index(n) not in out.values():
+                out[role] = norm.index(n)
+                break
+    missing = [r for r in ("file", "class", *_BOX) if r not in out]
+    if missing:
+        raise ValueError(
+            f"{path}: no {', '.join(missing)} column in the header {list(header)} (a box table needs the image file, "
+            f"the class and xmin, ymin, xmax, ymax; accepted names: "
+            + "; ".join(f"{r}: {', '.join(dict.fromkeys(_COLUMNS[r]))}" for r in missing)
+            + ")"
+        )
+    return out
+
+
+@dataclass
+class _Table:
+    """One CSV read: its rows as strings (line number first), its columns, and its coordinate reading."""
+
+    path: Path
+    rows: list[tuple[int, list[str]]]
+    cols: dict[str, int]
+    normalized: bool
+
+
+def _cell(row: Sequence[str], col: int | None) -> str:
+    return row[col].strip() if col is not None and col < len(row) else ""
+
+
+class CSVParser:
+    """Parse a CSV box table (see the module docstring for the layouts and columns).
+
+    Args:
+        root: dataset root (or the CSV itself).
+        split: ``train`` / ``val`` / ``test`` (``valid`` = ``val``), a union (``train+val``, ``trainval``), or
+            None / ``"all"`` (every image).
+        csv_file: the one CSV of layout 3 (relative to ``root``); None: the only ``*.csv`` in ``root``.
+        csv_files: a CSV per split (relative to ``root``), layout 1.
+        class_names: class list (normally given by the data module); None: ``names_file``, else every class the
+            dataset's CSVs name, sorted.
+        names_file: class names, one a line (relative to ``root``).
+        normalized: box values as fractions of the image's sides (True), pixels (False), or decided per file
+            (None: fractions where every value lies in [0, 1]; logged).
+        split_fractions, split_seed: the hash split.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str | None = "train",
+        csv_file: str | Path | None = None,
+        csv_files: Mapping[str, str | Path | None] | None = None,
+        class_names: Sequence[str] | None = None,
+        names_file: str | Path | None = None,
+        normalized: bool | None = None,
+        split_fractions: Mapping[str, float] | None = None,
+        split_seed: int | None = 0,
+    ) -> None:
+        root = Path(root)
+        if root.suffix.lower() == ".csv" and csv_file is None:
+            root, csv_file = root.parent, root.name
+        self.root = root
+        self.split = split
+        self.csv_file = self.root / csv_file if csv_file is not None else None
+        self.csv_files = {canonical_split(k): self.root / v for k, v in (csv_files or {}).items() if v}
+        self.class_names = list(class_names) if class_names is not None else None
+        self.names_file = self.root / names_file if names_file is not None else None
+        self.normalized = normalized
+        self.split_fractions = {
+            canonical_split(k): float(v) for k, v in (split_fractions or DEFAULT_SPLIT_FRACTIONS).items()
+        }
+        self.split_seed = int(split_seed or 0)
+        self._tables: dict[Path, _Table] = {}
+
+    def __repr__(self) -> str:
+        return f"CSVParser(root={str(self.root)!r}, split={self.split!r})"
+
+    # ------------------------------------------------------------------------------------------ files
+    def split_csvs(self) -> dict[str, Path]:
+        """Split -> CSV of layouts 1 and 2 ({} for layout 3)."""
+        if self.csv_files:
+            for s, p in self.csv_files.items():
+                if not p.is_file():
+                    raise FileNotFoundError(f"CSV of split {s!r} not found: {p} (data.csv_files)")
+            return dict(self.csv_files)
+        if self.csv_file is not None or not self.root.is_dir():
+            return {}
+        out: dict[str, Path] = {}
+        for folder in sorted(p for p in self.root.iterdir() if p.is_dir()):
+            s = canonical_split(folder.name)
+            if s in SPLIT_ALIASES and s not in out and (found := _folder_csv(folder)) is not None:
+                out[s] = found
+        return out
+
+    def single_csv(self) -> Path:
+        """The CSV of layout 3: ``csv_file``, else the only ``*.csv`` in ``root``."""
+        if self.csv_file is not None:
+            if not self.csv_file.is_file():
+                raise FileNotFoundError(f"box table not found: {self.csv_file} (data.csv_file)")
+            return self.csv_file
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"dataset root not found: {self.root} (data.root)")
+        found = _folder_csv(self.root)
+        if found is None:
+            raise FileNotFoundError(
+                f"no box table in {self.root}: no *.csv there, and no train/ valid/ test/ folders holding one; set "
+                "data.root, data.csv_file or data.csv_files"
+            )
+        return found
+
+    def table(self, path: Path) -> _Table:
+        """A CSV read once: its rows (blank ones skipped), columns and coordinate reading."""
+        if path in self._tables:
+            return self._tables[path]
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            lines = [(n, r) for n, r in enumerate(csv.reader(f), 1) if any(c.strip() for c in r)]
+        if not lines:
+            raise ValueError(f"{path}: an empty CSV (a box table needs a header and one row per box)")
+        cols = _columns(lines[0][1], path)
+        rows = lines[1:]
+        normalized = self.normalized
+        if normalized is None:
+            values = []
+            for _, r in rows:
+                try:
+                    values += [float(_cell(r, cols[k])) for k in _BOX if _cell(r, cols[k])]
+                except ValueError:
+                    continue
+            normalized = bool(values) and all(0.0 <= v <= 1.0 for v in values)
+            if normalized:
+                log_once(
+                    ("csv normalized", str(path)),
+                    logging.INFO,
+                    "%s: every box value lies in [0, 1]: read as fractions of the image's sides (data.normalized)",
+                    path,
+                )
+        self._tables[path] = _Table(path, rows, cols, normalized)
+        return self._tables[path]
+
+    # ---------------------------------------------------------------------------------------- classes
+    def discover_class_names(self) -> list[str] | None:
+        """Given class names, else ``names_file``, else every class the dataset's CSVs name (all splits), sorted."""
+        if self.class_names is not None:
+            return self.class_names
+        if self.names_file is not None:
+            return read_names(self.names_file)
+        paths = list(self.split_csvs().values()) or [self.single_csv()]
+        names = {_cell(r, t.cols["class"]) for p in paths for t in [self.table(p)] for _, r in t.rows}
+        names.discard("")
+        out = sorted(names)
+        log_once(
+            ("csv names", str(self.root)),
+            logging.INFO,
+            "%s: %d classes named in %s, sorted: %s",
+            self.root,
+            len(out),
+            ", ".join(p.name for p in paths),
+            out,
+        )
+        return out
+
+    # ------------------------------------------------------------------------------------------ parse
+    def parse(self, class_names: Sequence[str] | None = None, issues: IssueLog | None = None) -> list[DetectionRecord]:
+        """The split's images and boxes; problems go to ``issues`` (default: the ``"error"`` log)."""
+        names = list(class_names) if class_names is not None else self.discover_class_names()
+        if not names:
+            raise ValueError(f"CSVParser found no class in {self.root}: set data.class_names or data.names_file")
+        issues = issues if issues is not None else IssueLog("error")
+        index = {n: i for i, n in enumerate(names)}
+        records = []
+        for table, files in self._pick():
+            grouped = _group(table, files)
+            for file in files:
+                rec = self._record(table, file, grouped[file], names, index, issues)
+                if rec is not None:
+                    records.append(rec)
+        return records
+
+    def _pick(self) -> list[tuple[_Table, list[str]]]:
+        """(table, its image entries) of the split, as the module docstring's layouts decide."""
+        split = self.split
+        per_split = self.split_csvs()
+        if not per_split:
+            table = self.table(self.single_csv())
+            files = list(dict.fromkeys(_cell(r, table.cols["file"]) for _, r in table.rows))
+            files = [f for f in files if f]
+            if split in (None, "all"):
+                return [(table, files)]
+            if "split" in table.cols:
+                wanted = set(expand_split(split)) | {split}
+                keep = [_cell(r, table.cols["file"]) for _, r in table.rows]
+                chosen = [canonical_split(_cell(r, table.cols["split"])) in wanted for _, r in table.rows]
+                picked = set(f for f, c in zip(keep, chosen, strict=True) if c)
+                desc = f"the rows of split {split!r} (its split column)"
+                self._log(table.path, desc, len(picked))
+                return [(table, [f for f in files if f in picked])]
+            s = split if split in self.split_fractions else "+".join(expand_split(split))
+            if s == "test" and not self.split_fractions.get("test"):
+                s = "val"
+            picked = set(hash_split(files, s, self.split_fractions, self.split_seed))
+            desc = f"hash split of its {len(files)} images (fractions {self.split_fractions}, seed {self.split_seed})"
+            self._log(table.path, desc, len(picked))
+            return [(table, [f for f in files if f in picked])]
+        parts = [canonical_split(split)] if split not in (None, "all") else list(per_split)
+        if split not in (None, "all") and parts[0] not in per_split:
+            parts = expand_split(split)  # type: ignore[arg-type]
+        out = []
+        for s in parts:
+            if s == "test" and "test" not in per_split:
+                log_once(("csv test=val", str(self.root)), logging.WARNING, "%s: no test split: test = val", self.root)
+                s = "val"
+            if s not in per_split and s in ("train", "val") and "train" in per_split:
+                table = self.table(per_split["train"])
+                files = [f for f in dict.fromkeys(_cell(r, table.cols["file"]) for _, r in table.rows) if f]
+                share = set(hash_split(files, s, train_val_fractions(self.split_fractions), self.split_seed))
+                self._log(table.path, f"a hash share of train (no val split; seed {self.split_seed})", len(share))
+                out.append((table, [f for f in files if f in share]))
+                continue
+            if s not in per_split:
+                raise ValueError(
+                    f"no {s!r} split among the CSVs of {self.root} (found: {', '.join(sorted(per_split))})"
+                )
+            table = self.table(per_split[s])
+            files = [f for f in dict.fromkeys(_cell(r, table.cols["file"]) for _, r in table.rows) if f]
+            self._log(table.path, f"split {s!r}", len(files))
+            out.append((table, files))
+        return out
+
+    def _log(self, path: Path, what: str, n: int) -> None:
+        log_once(
+            ("csv split", str(path), str(self.split)),
+            logging.INFO,
+            "%s: split %r: %d images, %s",
+            path,
+            self.split,
+            n,
+            what,
+        )
+
+    def _image_path(self, table: _Table, file: str) -> Path:
+        p = Path(file)
+        if p.is_absolute():
+            return p
+        cands = [table.path.parent / p, table.path.parent / "images" / p, self.root / p, self.root / "images" / p]
+        if not p.suffix:  # Open Images' ImageID names the file without its suffix
+            cands += [c.with_name(c.name + ext) for c in cands[:] for ext in (".jpg", ".jpeg", ".png", ".JPG")]
+        return next((c for c in cands if c.is_file()), cands[0])
+
+    def _record(
+        self,
+        table: _Table,
+        file: str,
+        rows: list[tuple[int, list[str]]],
+        names: Sequence[str],
+        index: Mapping[str, int],
+        issues: IssueLog,
+    ) -> DetectionRecord | None:
+        """One image's record from its rows (None: image skipped, reported)."""
+        image_path = self._image_path(table, file)
+        where = f"{table.path}:{rows[0][0]}"
+        if not image_path.is_file():
+            issues.report(image_path, "missing image file", action="skip_image", detail=f"named in {where}")
+            return None
+        try:
+            width, height = image_size(image_path)
+        except ImageDecodeError as e:
+            issues.report(image_path, e.reason, action="skip_image", detail=e.detail)
+            return None
+        c = table.cols
+        given = (_cell(rows[0][1], c.get("width")), _cell(rows[0][1], c.get("height")))
+        if all(given) and given != (str(width), str(height)):
+            try:
+                size = (int(float(given[0])), int(float(given[1])))
+            except ValueError:
+                size = None
+            if size != (width, height):
+                issues.report(
+                    image_path,
+                    "the CSV's image size differs from the file's",
+                    action="skip_image",
+                    detail=f"{where} gives {given[0]} x {given[1]}, the file is {width} x {height}: boxes would be off",
+                )
+                return None
+        boxes, labels = [], []
+        for n, row in rows:
+            cls, values = _cell(row, c["class"]), [_cell(row, c[k]) for k in _BOX]
+            if not cls and not any(values):
+                continue  # an image without objects
+            try:
+                box = [float(v) for v in values]
+            except ValueError:
+                issues.report(table.path, "a box value is not a number", action="drop_box", detail=f"line {n}: {row}")
+                continue
+            if cls not in index:
+                issues.report(table.path, f"unknown class '{cls}'", action="drop_box", detail=f"line {n}")
+                continue
+            boxes.append(box)
+            labels.append(index[cls])
+        b = np.asarray(boxes, np.float32).reshape(-1, 4)
+        if table.normalized:
+            b *= np.array([width, height, width, height], np.float32)
+        if not len(b):
+            issues.note(image_path, "image without objects (negative)")
+        lab = np.asarray(labels, np.int64)
+        b, lab, dif = sanitize_boxes(b, lab, np.zeros(len(lab), bool), width, height, table.path, issues, names)
+        return DetectionRecord(image_path, Path(file).stem, width, height, b, lab, dif)
+
+
+def _group(table: _Table, files: Sequence[str]) -> dict[str, list[tuple[int, list[str]]]]:
+    """The rows of each of ``files`` (in file order)."""
+    wanted = set(files)
+    out: dict[str, list[tuple[int, list[str]]]] = {f: [] for f in files}
+    col = table.cols["file"]
+    for n, row in table.rows:
+        f = _cell(row, col)
+        if f in wanted:
+            out[f].append((n, row))
+    return out
+
+
+def _folder_csv(folder: Path) -> Path | None:
+    """The box table of a folder: one of :data:`CSV_NAMES`, else its only ``*.csv``; None without."""
+    csvs = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() == ".csv")
+    if not csvs:
+        return None
+    named = [p for n in CSV_NAMES for p in csvs if p.name.lower() == n]
+    if named:
+        return named[0]
+    if len(csvs) > 1:
+        raise ValueError(
+            f"several CSV files in {folder}: {', '.join(p.name for p in csvs)}; set data.csv_file (or data.csv_files)"
+        )
+    return csvs[0]

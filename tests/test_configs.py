@@ -20,6 +20,7 @@ EXTRA = {
     "experiment=ablation_hires_classifier": ["+ckpt_224=a.ckpt", "+ckpt_448=b.ckpt"],
     "classifier=224px": ["+ckpt_224=a.ckpt"],
     "classifier=448px": ["+ckpt_448=b.ckpt"],
+    "model=darknet": [f"model.net.cfg={ROOT / 'data' / 'darknet' / 'cfg' / 'yolov2-tiny-voc.cfg'}"],
 }
 GPU_TRAINERS = {"gpu", "ddp"}  # need CUDA to instantiate; composed only
 
@@ -53,14 +54,15 @@ def _fake_info(cfg: DictConfig) -> BuildInfo:
         anchors = [[1.0, 1.0]] * (9 if anchors == "handpicked" else int(spec.k))
     elif anchors is not None:
         anchors = OmegaConf.to_container(anchors)
-    grid = int(cfg.data.img_size) // 32
+    grid = int(cfg.data.img_size) // 32 if cfg.model.net.get("head") == "fc" else None  # as the build: fc heads only
     return BuildInfo(names, int(cfg.data.img_size), anchors, None, "test", grid)
 
 
 def _instantiate_model(cfg: DictConfig) -> torch.nn.Module:
     """The configured module at a small width (the architecture is what is checked), one forward pass."""
     model = resolved_model_config(cfg.model, _fake_info(cfg))
-    model["net"]["backbone"]["width"] = 0.125
+    if "backbone" in model["net"]:  # a darknet cfg's network is as the cfg writes it
+        model["net"]["backbone"]["width"] = 0.125
     for key in ("backbone_ckpt", "init_ckpt"):  # checkpoints a user passes
         if key in model:
             model[key] = None

@@ -16,7 +16,14 @@ from torch import nn
 
 from conftest import load_script, reorg_fixture_shape
 from yolo9000.build import instantiate_module
-from yolo9000.checkpoints import DARKNET_SEARCH, WORDTREE_DIR, checkpoint_to_darknet, darknet_to_checkpoint, load_module
+from yolo9000.checkpoints import (
+    DARKNET_SEARCH,
+    WORDTREE_DIR,
+    checkpoint_to_darknet,
+    darknet_to_checkpoint,
+    load_module,
+    model_yaml,
+)
 from yolo9000.darknet import (
     SUPPORTED,
     DarknetNet,
@@ -876,9 +883,8 @@ def test_convert_wordtree_detector(tmp_path: Path) -> None:
 def tiny_trained_detector(class_activation: str = "softmax") -> DetectorModule:
     """A detector built as training builds it from ``conf/model/yolov2.yaml`` at 1/8 width, darknet BN, 3 classes
     ``a, b, c`` (the config's own anchors), with no checkpoint behind it."""
-    from omegaconf import OmegaConf
 
-    cfg = OmegaConf.load(ROOT / "conf" / "model" / "yolov2.yaml")
+    cfg = model_yaml()
     cfg.net.backbone.width = 0.125
     cfg.net.backbone.bn_style = "darknet"
     cfg.net.num_classes = 3
@@ -918,9 +924,8 @@ def test_torch_bn_checkpoint_exports_what_darknet_computes_alike(tmp_path: Path)
     """A detector trained with PyTorch's batch norm (sqrt(var + 1e-5)) is written with its variances adjusted, so that
     darknet's sqrt(var) + 1e-6 normalises alike: the exported network (read back with darknet's formula) computes the
     module's output. Small variances are where the two formulas differ most."""
-    from omegaconf import OmegaConf
 
-    cfg = OmegaConf.load(ROOT / "conf" / "model" / "yolov2.yaml")
+    cfg = model_yaml()
     cfg.net.backbone.width = 0.125
     cfg.net.num_classes = 3
     cfg.net.anchors = cfg.priors.anchors

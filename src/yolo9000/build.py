@@ -15,6 +15,7 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 
 from yolo9000.anchors import resolve_priors
+from yolo9000.darknet import parse_cfg_text, read_text, region_meta
 from yolo9000.environment import hint_unset_env
 from yolo9000.models import STRIDE
 
@@ -24,6 +25,8 @@ __all__ = ["BuildInfo", "Built", "build", "check_config", "instantiate_list", "i
 
 # keys of checkpoints written before the prior spec moved from model.net to model.priors
 _LEGACY_NET_KEYS = ("num_anchors", "anchors_metric")
+# the network of model=darknet: a darknet detector cfg set to the data's classes and priors
+DARKNET_DETECTOR_TARGET = "yolo9000.darknet.darknet_detector"
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,8 @@ def build_info(cfg: DictConfig, datamodule: Any) -> BuildInfo:
         return BuildInfo(names, size)
     grid = size // STRIDE
     anchors = spec.get("anchors")
+    if anchors == "cfg":  # model=darknet: the cfg's own [region] anchors
+        anchors = _cfg_anchors(cfg.model.net)
     priors = resolve_priors(
         OmegaConf.to_container(anchors) if OmegaConf.is_config(anchors) else anchors,
         datamodule.box_sizes("train"),
@@ -106,15 +111,36 @@ def build_info(cfg: DictConfig, datamodule: Any) -> BuildInfo:
     )
     net = cfg.model.net
     fc_grid = (int(net.fc_grid) if net.get("fc_grid") is not None else grid) if net.get("head") == "fc" else None
-    return BuildInfo(names, size, priors.anchors, priors.avg_iou, priors.source, fc_grid)
+    source = "cfg" if spec.get("anchors") == "cfg" else priors.source
+    return BuildInfo(names, size, priors.anchors, priors.avg_iou, source, fc_grid)
+
+
+def _cfg_text(net: Any) -> str:
+    """The darknet cfg text of a ``model=darknet`` network config (``cfg_text``, else the ``cfg`` file's)."""
+    if net.get("cfg_text"):
+        return str(net.cfg_text)
+    if not net.get("cfg"):
+        raise ValueError("priors.anchors=cfg takes the anchors of a darknet cfg: set model.net.cfg (model=darknet)")
+    return read_text(str(net.cfg))
+
+
+def _cfg_anchors(net: Any) -> list[list[float]]:
+    """``priors.anchors: cfg``: the ``[region]`` anchors of the network's darknet cfg (grid cells)."""
+    region = region_meta(parse_cfg_text(_cfg_text(net), str(net.get("cfg") or "<cfg>")), search=None)
+    if region is None:
+        raise ValueError(f"{net.get('cfg')}: no [region] layer: not a YOLOv2 detector cfg (model=darknet)")
+    return [[round(float(w), 6), round(float(h), 6)] for w, h in region.anchors.tolist()]  # the float32s as written
 
 
 def resolved_model_config(model_cfg: DictConfig, info: BuildInfo) -> dict[str, Any]:
     """A plain copy of ``cfg.model`` with what the build computed filled in (``net.num_classes``, ``net.anchors``,
-    ``net.fc_grid``, ``class_names``, ``eval_size``): the architecture saved in checkpoints."""
+    ``net.fc_grid``, ``class_names``, ``eval_size``; a darknet cfg's text, ``net.cfg_text``): the architecture saved
+    in checkpoints."""
     m = OmegaConf.to_container(model_cfg, resolve=True)
     assert isinstance(m, dict)
     m["net"]["num_classes"] = len(info.class_names)
+    if m["net"].get("_target_") == DARKNET_DETECTOR_TARGET and not m["net"].get("cfg_text"):
+        m["net"]["cfg_text"] = _cfg_text(model_cfg.net)  # the checkpoint holds the cfg itself, not only its path
     m["class_names"] = list(info.class_names)
     if "priors" in m:
         m["net"]["anchors"] = info.anchors

@@ -18,7 +18,7 @@ import hydra
 import pytorch_lightning as pl
 import torch
 from hydra.errors import InstantiationException
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from yolo9000.build import instantiate_module
@@ -52,6 +52,25 @@ MODEL_CONFIG = PROJECT_ROOT / "conf" / "model" / "yolov2.yaml"
 GENERIC_NET_TARGET = "yolo9000.darknet.darknet_net_from_text"
 
 
+def model_yaml(path: str | Path = MODEL_CONFIG) -> DictConfig:
+    """A ``conf/model`` file with its defaults list applied (the files it names in its folder first, then its own
+    keys, as Hydra composes them): ``conf/model/yolov2.yaml`` is ``_detector.yaml`` + its priors and net."""
+    path = Path(path)
+    own = OmegaConf.load(path)
+    assert isinstance(own, DictConfig)
+    parts = []
+    for entry in own.pop("defaults", None) or []:
+        if entry == "_self_":
+            parts.append(own)
+        else:
+            parts.append(model_yaml(path.parent / f"{entry}.yaml"))
+    if not any(p is own for p in parts):
+        parts.append(own)
+    merged = OmegaConf.merge(*parts)
+    assert isinstance(merged, DictConfig)
+    return merged
+
+
 def detector_model_config(
     sections: Sequence[dict[str, Any]],
     net_cfg: dict[str, Any],
@@ -63,7 +82,7 @@ def detector_model_config(
     training options filled in (lr, momentum, decay, burn_in, steps, scales; thresh, scales, rescore, tree) and
     darknet's decode (no cap on the candidates before NMS, as on the detections after it). ``names_file``: the
     class names' file, which names a tree's nodes too (darknet's names line up with its tree)."""
-    cfg = OmegaConf.to_container(OmegaConf.load(base), resolve=False)
+    cfg = OmegaConf.to_container(model_yaml(base), resolve=False)
     assert isinstance(cfg, dict)
     if net_cfg["_target_"] == GENERIC_NET_TARGET:
         cfg["net"] = net_cfg  # the generic network takes only its cfg text
@@ -294,6 +313,8 @@ def module_from_checkpoint(
     # the weights come from the state dict below, not from the checkpoints the run started from
     model_cfg = {**model_cfg, "backbone_ckpt": None} if model_cfg.get("backbone_ckpt") else model_cfg
     model_cfg = {**model_cfg, "init_ckpt": None} if model_cfg.get("init_ckpt") else model_cfg
+    if isinstance(model_cfg.get("net"), dict) and model_cfg["net"].get("weights"):  # model=darknet's start
+        model_cfg = {**model_cfg, "net": {**model_cfg["net"], "weights": None}}
     given = {k: v for k, v in settings.items() if v is not None}
     if given and target:
         cls = hydra.utils.get_class(target)
@@ -368,6 +389,8 @@ def checkpoint_to_darknet(
         model, weights_out, seen, int(header["major"]), int(header["minor"]), int(header["revision"]), options=options
     )
     if cfg_out is not None:
-        Path(cfg_out).write_bytes(dk.get("cfg_bytes") or native_cfg_text(model, size, softmax).encode())
+        own = getattr(model, "cfg_text", None)  # a trained model=darknet network: the cfg it was built from
+        text = dk.get("cfg_bytes") or (own.encode() if own else native_cfg_text(model, size, softmax).encode())
+        Path(cfg_out).write_bytes(text)
     n = len(darknet_convs(model))
     return WeightsInfo(int(header["major"]), int(header["minor"]), int(header["revision"]), seen, n, n)

@@ -642,3 +642,51 @@ def region_meta(cfg: str | Path | Sections, search: SearchPath | None = ()) -> R
     """
     regions = [s for s in as_sections(cfg) if s["type"] == "region"]
     return region_from_section(regions[-1], search) if regions else None
+
+
+def detector_cfg_text(
+    cfg_text: str,
+    num_classes: int | None = None,
+    anchors: Sequence[Sequence[float]] | None = None,
+    source: str = "<cfg>",
+) -> str:
+    """A detector cfg's text set to a dataset's classes and priors, as darknet's users edit it: the last
+    ``[region]``'s ``classes`` (``num_classes``), ``num`` and ``anchors`` (``anchors``: (A, 2) in grid cells), and
+    the ``filters`` of the ``[convolutional]`` right before it (``num * (coords + 1 + classes)``). Lines are
+    replaced (or added after the section's header); everything else is kept as written. None: left as the cfg has
+    it. Raises ValueError (naming ``source``) for a cfg without ``[region]`` or whose ``[region]`` does not follow a
+    ``[convolutional]``."""
+    sections = parse_cfg_text(cfg_text, source)
+    idx = [i for i, s in enumerate(sections) if s["type"] == "region"]
+    if not idx:
+        raise ValueError(f"{source}: no [region] layer: not a YOLOv2 detector cfg")
+    region, conv = sections[idx[-1]], sections[idx[-1] - 1]
+    if conv["type"] != "convolutional":
+        raise ValueError(
+            f"{source_line(region)}: the layer before [region] is [{conv['type']}]: its outputs cannot be set to the "
+            "data's classes (a [convolutional] predicts the boxes)"
+        )
+    coords = option(region, "coords", 4)
+    classes = option(region, "classes", 20) if num_classes is None else int(num_classes)  # parse_region's defaults
+    num = option(region, "num", 1) if anchors is None else len(anchors)
+    edits = {"classes": str(classes), "num": str(num)}
+    if anchors is not None:
+        edits["anchors"] = ", ".join(f"{float(v):g}" for wh in anchors for v in wh)
+    lines = cfg_text.splitlines()
+    changes: list[tuple[int, str]] = []  # (0-based line, new text); a header line's index + 0.5 = insert after
+
+    def set_option(sec: dict[str, Any], key: str, value: str) -> None:
+        if key in sec["lines"]:
+            changes.append((sec["lines"][key] - 1, f"{key}={value}"))
+        else:
+            changes.append((sec["line"] - 1, f"\x00{key}={value}"))  # added after the header
+
+    for key, value in edits.items():
+        set_option(region, key, value)
+    set_option(conv, "filters", str(num * (coords + 1 + classes)))
+    for line, text in sorted(changes, key=lambda c: c[0], reverse=True):
+        if text.startswith("\x00"):
+            lines.insert(line + 1, text[1:])
+        else:
+            lines[line] = text
+    return "\n".join(lines) + "\n"

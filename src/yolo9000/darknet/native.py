@@ -5,11 +5,14 @@ their ``.weights``, and write the cfg of a native module.
 with or without the passthrough (yolov2-voc, yolov2, yolo9000) at any width of
 :func:`~yolo9000.models.darknet19.scaled`; those are built as ``Darknet19Classifier``, ``YOLOv2`` or
 ``YOLOv2(fuse=False)`` with ``bn_style="darknet"``, so a converted network trains with the same code. Everything
-else YOLOv2-era (yolov2-tiny) becomes a generic :class:`~yolo9000.darknet.net.DarknetNet`.
+else YOLOv2-era (yolov2-tiny) becomes a generic :class:`~yolo9000.darknet.net.DarknetNet`; :func:`darknet_detector`
+builds any detector cfg set to a dataset's classes and priors (``model=darknet``).
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -19,19 +22,25 @@ from torch import nn
 
 from yolo9000.darknet.cfg import (
     LayerSpec,
+    SearchPath,
     Sections,
     as_sections,
     conv_load_options,
+    detector_cfg_text,
     layer_specs,
     option,
     parse_cfg,
+    parse_cfg_text,
+    read_text,
     region_from_section,
 )
 from yolo9000.darknet.net import DarknetNet
 from yolo9000.darknet.weights import load_weights
 from yolo9000.models.darknet19 import DARKNET19_LAYOUT, Darknet19, Darknet19Classifier, scaled
-from yolo9000.models.layers import ConvBNLeaky
+from yolo9000.models.layers import ConvBNLeaky, DarknetConv, init_weights_
 from yolo9000.models.yolov2 import YOLOv2
+
+log = logging.getLogger("yolo9000")
 
 
 @dataclass
@@ -305,3 +314,56 @@ def native_cfg_text(model: nn.Module, size: int = 416, softmax: bool = True) -> 
         f"coords=4\nnum={model.num_anchors}\nsoftmax={int(softmax)}\n"
     )
     return "\n".join(parts)
+
+
+def darknet_detector(
+    cfg: str | Path | None = None,
+    cfg_text: str | None = None,
+    num_classes: int | None = None,
+    anchors: Sequence[Sequence[float]] | None = None,
+    weights: str | Path | None = None,
+    bn_momentum: float = 0.01,
+    init: str = "darknet",
+    search: SearchPath | None = None,
+) -> DarknetNet:
+    """A darknet detector cfg as a trainable network: :func:`detector_cfg_text` sets its ``[region]`` to
+    ``num_classes`` and ``anchors`` (the data's, from the build), then :class:`DarknetNet` builds it; the text it was
+    built from is its ``cfg_text``. ``cfg_text`` (a checkpoint's) wins over the ``cfg`` file. ``init``: the weights
+    before any file is read, darknet's (:func:`~yolo9000.models.layers.init_weights_`) or ``torch``'s defaults.
+
+    ``weights``: darknet ``.weights`` to start from. A partial file (``yolov2-tiny.conv.13``) fills the first
+    layers, as darknet's ``detector train``; a whole detector's file fills every layer, but the prediction conv
+    when the classes or priors changed its shape (that conv starts fresh, logged).
+    """
+    if cfg_text is None:
+        if cfg is None:
+            raise ValueError("a darknet detector needs its cfg: model.net.cfg=<path to a .cfg with a [region]>")
+        cfg_text = read_text(cfg) if Path(cfg).is_file() else None
+        if cfg_text is None:
+            raise FileNotFoundError(f"darknet cfg not found: {cfg} (model.net.cfg)")
+    source = str(cfg) if cfg is not None else "<checkpoint cfg>"
+    text = detector_cfg_text(cfg_text, num_classes, anchors, source)
+    net = DarknetNet(parse_cfg_text(text, source), bn_momentum=bn_momentum, search=search)
+    net.cfg_text = text
+    init_weights_(net, init)  # type: ignore[arg-type]
+    if weights is not None:
+        pairs, options = net.conv_pairs(), conv_load_options(parse_cfg_text(text, source))
+        head = net.specs[-2]  # the conv before [region]
+        written = [s for s in parse_cfg_text(cfg_text, source) if s["type"] == "convolutional"][-1]
+        filters = option(written, "filters", 1)
+        if filters != head.filters:  # the file holds the cfg's head: read into a stand-in of its shape, then dropped
+            log.info(
+                "%s: the prediction conv has %d outputs here (the data's classes and priors), %d in the cfg and the "
+                "weights: it starts fresh; the other layers come from %s",
+                source,
+                head.filters,
+                filters,
+                weights,
+            )
+            stand_in = DarknetConv(
+                head.in_channels, filters, head.size, head.stride, head.padding, head.groups, head.batch_norm
+            )
+            pairs = [*pairs[:-1], stand_in.conv_pair()]
+        info = load_weights(pairs, weights, options=options)
+        log.info("%s: %d of %d layers from %s (seen %d)", source, info.layers_loaded, len(pairs), weights, info.seen)
+    return net

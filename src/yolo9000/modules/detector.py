@@ -152,6 +152,11 @@ class DetectorModule(DarknetModule):
         self.test_results: dict[str, Any] = {}
         self.test_prefix = "test"  # the logged names of a test run's metrics (eval.py split=val: "val")
         if backbone_ckpt:  # a classifier's or detector's checkpoint, or darknet weights (darknet19_448.conv.23)
+            if not hasattr(self.model, "backbone"):
+                raise ValueError(
+                    f"model.backbone_ckpt={backbone_ckpt}: this network ({type(self.model).__name__}) has no "
+                    "Darknet-19 backbone; a darknet cfg's network starts from darknet weights: model.net.weights=..."
+                )
             load_pretrained(self.model.backbone, backbone_ckpt, part="backbone")
         self.example_input_array = torch.zeros(1, 3, eval_size, eval_size)  # the model summary's FLOPs
 

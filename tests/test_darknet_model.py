@@ -1,0 +1,133 @@
+"""model=darknet: any darknet detector cfg set to the data's classes and priors (as darknet's users edit a cfg), its
+start from darknet weights, the build that records the cfg in the checkpoint, and a training run end to end."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.errors import InstantiationException
+
+from conftest import compose_config, run_script
+from test_darknet import randomize, scaled_cfg
+from yolo9000.build import build
+from yolo9000.checkpoints import checkpoint_to_darknet, load_module
+from yolo9000.darknet import DarknetNet, darknet_detector, detector_cfg_text, parse_cfg, parse_cfg_text, save_weights
+
+HEAD = (
+    "[net]\nheight=64\nwidth=64\nchannels=3\n\n[convolutional]\nfilters=8\nsize=3\nstride=32\npad=1\nactivation=leaky\n"
+)
+
+
+def test_detector_cfg_text_sets_classes_priors_and_head_filters() -> None:
+    """classes=3 and two anchors: [region] classes / num / anchors set and the conv before it gets 2 * (4 + 1 + 3) =
+    16 filters; an option the cfg leaves out (num) is added under the header; every other line stays as written."""
+    text = (
+        HEAD + "# keep me\n[convolutional]\nfilters=125\nsize=1\nactivation=linear\n\n[region]\nclasses=20\ncoords=4\n"
+    )
+    text += "anchors = 1,1, 2,2, 3,3, 4,4, 5,5\nsoftmax=1\n"
+    out = detector_cfg_text(text, 3, [[1.5, 2.0], [3.25, 4.0]])
+    assert "filters=16\nsize=1" in out and "filters=8\nsize=3" in out
+    assert "[region]\nnum=2\nclasses=3\ncoords=4\nanchors=1.5, 2, 3.25, 4\nsoftmax=1\n" in out
+    assert "# keep me" in out and out.count("\n") == text.count("\n") + 1
+    net = DarknetNet(parse_cfg_text(out))
+    assert net.out_channels == 16 and net.num_classes == 3 and net.anchors.tolist() == [[1.5, 2.0], [3.25, 4.0]]
+    whole = text.replace("coords=4\n", "coords=4\nnum=5\n")
+    assert detector_cfg_text(whole, None, None) == whole  # nothing given: the cfg's own classes and num
+
+
+def test_detector_cfg_text_refuses_what_it_cannot_set() -> None:
+    """No [region]: not a detector; a [region] after a maxpool: no conv to set to the classes."""
+    with pytest.raises(ValueError, match="no \\[region\\] layer"):
+        detector_cfg_text(HEAD, 3, None, "a.cfg")
+    with pytest.raises(ValueError, match="a.cfg:15: the layer before \\[region\\] is \\[maxpool\\]"):
+        detector_cfg_text(HEAD + "[maxpool]\nsize=1\nstride=1\n[region]\nclasses=2\n", 3, None, "a.cfg")
+
+
+def test_a_whole_detector_file_fills_all_but_a_reshaped_head(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A 2-class detector's .weights into the same cfg at 3 classes: every layer but the prediction conv equals the
+    file's, the prediction conv starts fresh, and nothing is reported as ignored; at 2 classes every layer."""
+    cfg = scaled_cfg(tmp_path, "yolov2-tiny-voc.cfg", 0.125, 2)
+    source = randomize(darknet_detector(cfg), seed=4)
+    weights = tmp_path / "tiny.weights"
+    save_weights(source, weights)
+    want = [c.weight.detach().clone() for c, _ in source.conv_pairs()]
+    with caplog.at_level(logging.INFO, "yolo9000"):
+        net = darknet_detector(cfg, num_classes=3, weights=weights)
+    got = [c.weight for c, _ in net.conv_pairs()]
+    assert all(torch.equal(a, b) for a, b in zip(got[:-1], want[:-1], strict=True))
+    assert got[-1].shape[0] == 5 * 8 and want[-1].shape[0] == 5 * 7
+    assert "starts fresh" in caplog.text and "ignored" not in caplog.text
+    whole = darknet_detector(cfg, num_classes=2, weights=weights)
+    assert all(torch.equal(c.weight, w) for (c, _), w in zip(whole.conv_pairs(), want, strict=True))
+
+
+def test_model_darknet_builds_from_the_cfg_and_its_checkpoint_needs_no_file(tmp_path: Path) -> None:
+    """The build sets the cfg to BCCD's 3 classes with the cfg's own anchors (priors.anchors=cfg) and keeps the cfg's
+    text in the model config; the module rebuilt from a checkpoint runs with the cfg and weights files gone, and
+    goes back to darknet files (the adapted cfg)."""
+    cfg_path = scaled_cfg(tmp_path, "yolov2-tiny-voc.cfg", 0.125, 20)
+    start = tmp_path / "start.weights"
+    save_weights(randomize(darknet_detector(cfg_path), seed=5), start)
+    cfg = compose_config(
+        "train",
+        "model=darknet",
+        f"model.net.cfg={cfg_path}",
+        f"model.net.weights={start}",
+        "data.max_images=4",
+        "data.num_workers=0",
+        "data.img_size=64",
+    )
+    built = build(cfg)
+    net = built.module.model
+    assert isinstance(net, DarknetNet) and net.num_classes == 3 and net.out_channels == 5 * 8
+    assert built.info.prior_source == "cfg" and built.info.anchors[0] == [1.08, 1.19]
+    assert built.module.model_config["net"]["cfg_text"] == cfg_path.read_text()  # set to the data again when rebuilt
+    assert "classes=3" in net.cfg_text
+    ckpt = tmp_path / "m.ckpt"
+    torch.save({"state_dict": built.module.state_dict(), "yolo9000_model_config": built.module.model_config}, ckpt)
+    cfg_path.unlink()
+    start.unlink()
+    module = load_module(ckpt).eval()
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(module(x), built.module.eval()(x))
+    checkpoint_to_darknet(ckpt, tmp_path / "back.weights", tmp_path / "back.cfg")
+    assert (tmp_path / "back.cfg").read_text() == net.cfg_text
+    assert DarknetNet(parse_cfg(tmp_path / "back.cfg")).num_classes == 3
+
+
+def test_a_backbone_checkpoint_for_a_network_without_one_is_refused(tmp_path: Path) -> None:
+    """model.backbone_ckpt names Darknet-19's backbone: a darknet cfg's network is pointed to model.net.weights."""
+    cfg_path = scaled_cfg(tmp_path, "yolov2-tiny-voc.cfg", 0.125, 3)
+    cfg = compose_config(
+        "train", "model=darknet", f"model.net.cfg={cfg_path}", "model.backbone_ckpt=x.weights", "data.max_images=4"
+    )
+    with pytest.raises(InstantiationException, match="has no Darknet-19 backbone.*model.net.weights"):
+        build(cfg)
+
+
+def test_train_py_trains_a_darknet_cfg(tmp_path: Path) -> None:
+    """`train.py model=darknet` end to end on BCCD at 64 px (k-means priors: num=3 in the cfg), then eval.py on its
+    checkpoint."""
+    cfg_path = scaled_cfg(tmp_path, "yolov2-tiny-voc.cfg", 0.125, 20)
+    out = tmp_path / "run"
+    tiny = ["data.max_images=8", "data.batch_size=4", "data.num_workers=0", "data.img_size=64"]
+    tiny += ["data.multiscale.min_size=64", "data.multiscale.max_size=96", "trainer.max_epochs=1"]
+    run_script(
+        "train.py",
+        out,
+        "model=darknet",
+        f"model.net.cfg={cfg_path}",
+        "model.priors.anchors=kmeans",
+        "model.priors.k=3",
+        *tiny,
+    )
+    ckpt = out / "checkpoints" / "last.ckpt"
+    net = load_module(ckpt).model
+    assert net.num_anchors == 3 and net.num_classes == 3 and net.out_channels == 3 * 8
+    assert "num=3" in net.cfg_text and "classes=3" in net.cfg_text and f"filters={3 * 8}" in net.cfg_text
+    res = run_script("eval.py", tmp_path / "eval", f"ckpt_path={ckpt}", "data.max_images=8", "data.num_workers=0")
+    assert "mAP@0.5" in res.stdout + res.stderr

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from conftest import data_config
-from yolo9000.data import DataError, IssueLog, VOCParser
+from yolo9000.data import DataError, DetectionDataset, DetectionTransform, IssueLog, VOCParser
 from yolo9000.data.csv_boxes import CSVParser
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -139,8 +139,9 @@ def test_open_images_normalised_values_and_image_ids_without_suffix(
 
 
 def test_rows_that_lose_data_are_reported_with_file_and_line(tmp_path: Path) -> None:
-    """A missing image, a class outside the list, a non-number, a size that is not the file's: each reported naming
-    the CSV (or image); under the error policy the first raises; an empty row keeps its image as a negative."""
+    """A missing image, a class outside the list, a non-number: each reported naming the CSV (or image), the first
+    raising under the error policy; a size that is not the file's rescales the boxes at load (reported, as VOC's); an
+    empty row keeps its image as a negative."""
     for n in ("a", "b", "c", "d"):
         Image.new("RGB", (40, 30)).save(tmp_path / f"{n}.jpg")
     header = ["filename", "width", "height", "class", "xmin", "ymin", "xmax", "ymax"]
@@ -148,19 +149,22 @@ def test_rows_that_lose_data_are_reported_with_file_and_line(tmp_path: Path) -> 
         ["a.jpg", "40", "30", "cat", "1", "2", "11", "12"],
         ["a.jpg", "40", "30", "dog", "1", "2", "11", "12"],  # not a class of the run
         ["a.jpg", "40", "30", "cat", "1", "x", "11", "12"],  # not a number
-        ["b.jpg", "80", "60", "cat", "1", "2", "11", "12"],  # the CSV's size is not the file's
+        ["b.jpg", "80", "60", "cat", "2", "4", "22", "24"],  # the CSV's size is not the file's: rescaled at load
         ["c.jpg", "40", "30", "", "", "", "", ""],  # no objects
         ["gone.jpg", "40", "30", "cat", "1", "2", "3", "4"],
     ]
     table = _write(tmp_path / "t.csv", header, rows)
     issues = IssueLog("skip")
     recs = {r.image_id: r for r in CSVParser(tmp_path, "all").parse(["cat"], issues)}
-    assert sorted(recs) == ["a", "c"]
+    assert sorted(recs) == ["a", "b", "c"]
+    assert (recs["b"].width, recs["b"].height) == (80, 60)  # the dataset maps its boxes onto the 40 x 30 pixels
+    sample = DetectionDataset([recs["b"]], DetectionTransform(train=False), issues=issues)[(0, 64)]
+    assert np.allclose(sample["gt_boxes"], [[1.0, 2.0, 11.0, 12.0]])
     assert recs["a"].boxes.tolist() == [[1.0, 2.0, 11.0, 12.0]] and len(recs["c"].boxes) == 0
     report = issues.report_dict()
     assert report["unknown class 'dog'"]["files"] == [str(table)]
     assert report["a box value is not a number"]["files"] == [str(table)]
-    assert report["the CSV's image size differs from the file's"]["files"] == [str(tmp_path / "b.jpg")]
+    assert report["annotation size differs from the image, boxes rescaled"]["files"] == [str(tmp_path / "b.jpg")]
     assert report["missing image file"]["files"] == [str(tmp_path / "gone.jpg")]
     with pytest.raises(DataError, match=r"t\.csv: unknown class 'dog'"):
         CSVParser(tmp_path, "all").parse(["cat"], IssueLog("error"))

@@ -13,10 +13,11 @@ A missing test split is the val split, and a missing val split a hash share of t
 Columns by header name (any case; spaces, ``_`` and ``-`` ignored): the image (``filename``, ``file``, ``image``,
 ``image_id``, ``path``, ...), the class (``class``, ``label``, ``category``, ``name``, ``labelname``, ...), the box
 (``xmin``, ``ymin``, ``xmax``, ``ymax``; ``x1`` ... ``y2``; ``left``, ``top``, ``right``, ``bottom``) and, optionally,
-the image's ``width`` / ``height``. Box values are pixels (0-based continuous, COCO's convention) or, where every value
-of a file lies in [0, 1], fractions of the image's sides (Open Images; ``normalized`` forces either reading). A row
-with an empty class and box lists an image without objects. Image paths are relative to the CSV's folder (or its
-``images/`` folder, or ``root``).
+the image's ``width`` / ``height`` (the record's size, as VOC's and COCO's: an image of another size gets its boxes
+rescaled at load, reported; without them, the image header's). Box values are pixels (0-based continuous, COCO's
+convention) or, where every value of a file lies in [0, 1], fractions of the image's sides (Open Images;
+``normalized`` forces either reading). A row with an empty class and box lists an image without objects. Image paths
+are relative to the CSV's folder (or its ``images/`` folder, or ``root``).
 """
 
 from __future__ import annotations
@@ -31,8 +32,7 @@ import numpy as np
 
 from yolo9000.darknet.cfg import read_names
 
-from .image_io import ImageDecodeError, image_size
-from .records import DetectionRecord, IssueLog, sanitize_boxes
+from .records import DetectionRecord, IssueLog, header_size, sanitize_boxes, size_or_header
 from .splits import SPLIT_ALIASES, canonical_split, expand_split, hash_split
 from .voc import DEFAULT_SPLIT_FRACTIONS, log_once, train_val_fractions
 
@@ -323,29 +323,22 @@ class CSVParser:
         """One image's record from its rows (None: image skipped, reported)."""
         image_path = self._image_path(table, file)
         where = f"{table.path}:{rows[0][0]}"
-        if not image_path.is_file():
-            issues.report(image_path, "missing image file", action="skip_image", detail=f"named in {where}")
-            return None
-        try:
-            width, height = image_size(image_path)
-        except ImageDecodeError as e:
-            issues.report(image_path, e.reason, action="skip_image", detail=e.detail)
-            return None
         c = table.cols
-        given = (_cell(rows[0][1], c.get("width")), _cell(rows[0][1], c.get("height")))
-        if all(given) and given != (str(width), str(height)):
-            try:
-                size = (int(float(given[0])), int(float(given[1])))
-            except ValueError:
-                size = None
-            if size != (width, height):
-                issues.report(
-                    image_path,
-                    "the CSV's image size differs from the file's",
-                    action="skip_image",
-                    detail=f"{where} gives {given[0]} x {given[1]}, the file is {width} x {height}: boxes would be off",
-                )
+        if "width" in c and "height" in c:  # the table's size (a differing image gets its boxes rescaled at load)
+            if not image_path.is_file():
+                issues.report(image_path, "missing image file", action="skip_image", detail=f"named in {where}")
                 return None
+            w, h = (_cell(rows[0][1], c[k]) for k in ("width", "height"))
+            try:
+                w, h = int(float(w or 0)), int(float(h or 0))
+            except ValueError:
+                w = h = 0
+            size = size_or_header(w, h, image_path, where, issues, field="width / height")
+        else:
+            size = header_size(image_path, issues, detail=f"named in {where}")
+        if size is None:
+            return None
+        width, height = size
         boxes, labels = [], []
         for n, row in rows:
             cls, values = _cell(row, c["class"]), [_cell(row, c[k]) for k in _BOX]

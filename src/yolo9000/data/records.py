@@ -478,6 +478,21 @@ def write_issue_report(path: str | Path, issues: IssueLog, extra: Mapping[str, A
     path.write_text(text)
 
 
+def header_size(image_path: Path, issues: IssueLog, detail: str = "") -> tuple[int, int] | None:
+    """The image header's (width, height); None, reported as a skipped image (``detail``: where it was named), for a
+    missing file or an unreadable header."""
+    from .image_io import ImageDecodeError, image_size
+
+    if not image_path.is_file():
+        issues.report(image_path, "missing image file", action="skip_image", detail=detail)
+        return None
+    try:
+        return image_size(image_path)
+    except ImageDecodeError as e:
+        issues.report(image_path, e.reason, action="skip_image", detail=e.detail)
+        return None
+
+
 def size_or_header(
     width: Any, height: Any, image_path: Path, file: str | Path, issues: IssueLog, field: str = "size"
 ) -> tuple[int, int] | None:

@@ -20,8 +20,8 @@ import yaml
 
 from yolo9000.darknet.cfg import read_names
 
-from .image_io import IMAGE_SUFFIXES, ImageDecodeError, image_size, images_under
-from .records import DetectionRecord, IssueLog, sanitize_boxes
+from .image_io import IMAGE_SUFFIXES, images_under
+from .records import DetectionRecord, IssueLog, header_size, sanitize_boxes
 from .splits import SPLIT_ALIASES, canonical_split, expand_split, hash_split, read_list_file
 from .voc import DEFAULT_SPLIT_FRACTIONS, log_once, train_val_fractions
 from .yolo_labels import label_boxes, label_path_for, read_label_rows
@@ -547,14 +547,10 @@ class YOLOTxtParser:
         """One image and its label file (None: image skipped, reported to ``issues``); ``index_map`` (the dataset's
         class id -> index into ``names``, -1: not among them) when the dataset's own names ``own`` differ."""
         label_path = label_path_for(image_path)
-        if not image_path.is_file():
-            issues.report(image_path, "missing image file", action="skip_image")
+        size = header_size(image_path, issues)
+        if size is None:
             return None
-        try:
-            width, height = image_size(image_path)
-        except ImageDecodeError as e:
-            issues.report(image_path, e.reason, action="skip_image", detail=e.detail)
-            return None
+        width, height = size
         rows = read_label_rows(label_path, image_path, len(names) if index_map is None else len(index_map), issues)
         if index_map is not None and own is not None:  # the dataset's ids -> the run's classes, by name
             kept = []

@@ -50,7 +50,7 @@ def export_onnx(
     if dynamic:
         batch = torch.export.Dim("batch", min=1, max=1024)
         hw = {} if fixed_size else {2: torch.export.Dim.AUTO, 3: torch.export.Dim.AUTO}
-        dynamic_shapes = {"x": {0: batch, **hw}}
+        dynamic_shapes = ({0: batch, **hw},)  # by position: any name of the forward argument
     torch.onnx.export(
         net,
         (example,),

@@ -131,3 +131,24 @@ def test_train_py_trains_a_darknet_cfg(tmp_path: Path) -> None:
     assert "num=3" in net.cfg_text and "classes=3" in net.cfg_text and f"filters={3 * 8}" in net.cfg_text
     res = run_script("eval.py", tmp_path / "eval", f"ckpt_path={ckpt}", "data.max_images=8", "data.num_workers=0")
     assert "mAP@0.5" in res.stdout + res.stderr
+
+
+def test_model_darknet_without_its_cfg_says_so_before_reading_data(tmp_path: Path) -> None:
+    """No model.net.cfg (k-means priors too), or one that is not there: the error names model.net.cfg, raised before
+    the data is read (data.root points nowhere here)."""
+    base = ["model=darknet", f"data.root={tmp_path / 'no_data'}"]
+    with pytest.raises(ValueError, match=r"model=darknet needs a darknet detector cfg: model\.net\.cfg="):
+        build(compose_config("train", *base, "model.priors.anchors=kmeans"))
+    with pytest.raises(FileNotFoundError, match=r"darknet cfg not found: .*nope\.cfg \(model\.net\.cfg\)"):
+        build(compose_config("train", *base, f"model.net.cfg={tmp_path / 'nope.cfg'}"))
+
+
+def test_the_cfg_set_to_the_data_is_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Setting a 20-class, 5-prior cfg to 3 classes and 2 priors says what it set; the cfg's own setting says
+    nothing."""
+    cfg = scaled_cfg(tmp_path, "yolov2-tiny-voc.cfg", 0.125, 20)
+    with caplog.at_level(logging.INFO, "yolo9000"):
+        darknet_detector(cfg)
+        assert "set to" not in caplog.text
+        darknet_detector(cfg, num_classes=3, anchors=[[1.0, 1.0], [2.0, 2.0]])
+    assert "[region] set to 3 classes and 2 priors, the conv before it to 16 filters" in caplog.text

@@ -149,6 +149,7 @@ def test_rows_that_lose_data_are_reported_with_file_and_line(tmp_path: Path) -> 
         ["a.jpg", "40", "30", "cat", "1", "2", "11", "12"],
         ["a.jpg", "40", "30", "dog", "1", "2", "11", "12"],  # not a class of the run
         ["a.jpg", "40", "30", "cat", "1", "x", "11", "12"],  # not a number
+        ["a.jpg", "40", "30", "cat", "50", "2", "60", "12"],  # outside the 40 x 30 image
         ["b.jpg", "80", "60", "cat", "2", "4", "22", "24"],  # the CSV's size is not the file's: rescaled at load
         ["c.jpg", "40", "30", "", "", "", "", ""],  # no objects
         ["gone.jpg", "40", "30", "cat", "1", "2", "3", "4"],
@@ -163,11 +164,20 @@ def test_rows_that_lose_data_are_reported_with_file_and_line(tmp_path: Path) -> 
     assert recs["a"].boxes.tolist() == [[1.0, 2.0, 11.0, 12.0]] and len(recs["c"].boxes) == 0
     report = issues.report_dict()
     assert report["unknown class 'dog'"]["files"] == [str(table)]
+    assert report["box outside the image"]["files"] == [str(tmp_path / "a.jpg")]  # a box's problem names its image
     assert report["a box value is not a number"]["files"] == [str(table)]
     assert report["annotation size differs from the image, boxes rescaled"]["files"] == [str(tmp_path / "b.jpg")]
     assert report["missing image file"]["files"] == [str(tmp_path / "gone.jpg")]
     with pytest.raises(DataError, match=r"t\.csv: unknown class 'dog'"):
         CSVParser(tmp_path, "all").parse(["cat"], IssueLog("error"))
+
+
+def test_a_missing_table_names_the_key_that_named_it(tmp_path: Path) -> None:
+    """data.root given as the CSV itself: its not-found error names data.root; data.csv_file: that key."""
+    with pytest.raises(FileNotFoundError, match=r"box table not found: .*nope\.csv \(data\.root\)"):
+        CSVParser(tmp_path / "nope.csv", "train").parse(["a"])
+    with pytest.raises(FileNotFoundError, match=r"box table not found: .*nope\.csv \(data\.csv_file\)"):
+        CSVParser(tmp_path, "train", csv_file="nope.csv").parse(["a"])
 
 
 def test_a_table_without_the_needed_columns_names_them(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ import copy
 import logging
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import hydra
@@ -81,6 +82,8 @@ def check_config(cfg: DictConfig) -> None:
     if size % STRIDE:
         raise ValueError(f"data.img_size must be a multiple of {STRIDE}, got {size}")
     net = cfg.model.net
+    if net.get("_target_") == DARKNET_DETECTOR_TARGET and not net.get("cfg_text"):
+        _cfg_text(net)  # model=darknet: its cfg is there, before the data is read
     if net.get("head") == "fc":
         if cfg.data.multiscale.enabled:
             raise ValueError("model.net.head=fc needs a fixed input size: set data.multiscale.enabled=false")
@@ -119,9 +122,12 @@ def _cfg_text(net: Any) -> str:
     """The darknet cfg text of a ``model=darknet`` network config (``cfg_text``, else the ``cfg`` file's)."""
     if net.get("cfg_text"):
         return str(net.cfg_text)
-    if not net.get("cfg"):
-        raise ValueError("priors.anchors=cfg takes the anchors of a darknet cfg: set model.net.cfg (model=darknet)")
-    return read_text(str(net.cfg))
+    path = net.get("cfg") if not OmegaConf.is_missing(net, "cfg") else None
+    if not path:
+        raise ValueError("model=darknet needs a darknet detector cfg: model.net.cfg=<path to a .cfg with a [region]>")
+    if not Path(str(path)).is_file():
+        raise FileNotFoundError(f"darknet cfg not found: {path} (model.net.cfg)")
+    return read_text(str(path))
 
 
 def _cfg_anchors(net: Any) -> list[list[float]]:

@@ -345,6 +345,15 @@ def darknet_detector(
     text = detector_cfg_text(cfg_text, num_classes, anchors, source)
     net = DarknetNet(parse_cfg_text(text, source), bn_momentum=bn_momentum, search=search)
     net.cfg_text = text
+    if text != cfg_text:
+        log.info(
+            "%s: [region] set to %d classes and %d priors, the conv before it to %d filters (the data's classes and "
+            "the priors)",
+            source,
+            net.num_classes,
+            net.num_anchors,
+            net.out_channels,
+        )
     init_weights_(net, init)  # type: ignore[arg-type]
     if weights is not None:
         pairs, options = net.conv_pairs(), conv_load_options(parse_cfg_text(text, source))

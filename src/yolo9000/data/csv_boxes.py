@@ -122,8 +122,9 @@ class CSVParser:
         split_seed: int | None = 0,
     ) -> None:
         root = Path(root)
+        self._key = "data.csv_file"  # the key that named the one CSV (for its not-found error)
         if root.suffix.lower() == ".csv" and csv_file is None:
-            root, csv_file = root.parent, root.name
+            root, csv_file, self._key = root.parent, root.name, "data.root"
         self.root = root
         self.split = split
         self.csv_file = self.root / csv_file if csv_file is not None else None
@@ -161,7 +162,7 @@ class CSVParser:
         """The CSV of layout 3: ``csv_file``, else the only ``*.csv`` in ``root``."""
         if self.csv_file is not None:
             if not self.csv_file.is_file():
-                raise FileNotFoundError(f"box table not found: {self.csv_file} (data.csv_file)")
+                raise FileNotFoundError(f"box table not found: {self.csv_file} ({self._key})")
             return self.csv_file
         if not self.root.is_dir():
             raise FileNotFoundError(f"dataset root not found: {self.root} (data.root)")
@@ -219,7 +220,7 @@ class CSVParser:
             "%s: %d classes named in %s, sorted: %s",
             self.root,
             len(out),
-            ", ".join(p.name for p in paths),
+            ", ".join(_shown(p, self.root) for p in paths),
             out,
         )
         return out
@@ -256,7 +257,7 @@ class CSVParser:
                 keep = [_cell(r, table.cols["file"]) for _, r in table.rows]
                 chosen = [canonical_split(_cell(r, table.cols["split"])) in wanted for _, r in table.rows]
                 picked = set(f for f, c in zip(keep, chosen, strict=True) if c)
-                desc = f"the rows of split {split!r} (its split column)"
+                desc = "the rows of that split (its split column)"
                 self._log(table.path, desc, len(picked))
                 return [(table, [f for f in files if f in picked])]
             s = split if split in self.split_fractions else "+".join(expand_split(split))
@@ -287,7 +288,7 @@ class CSVParser:
                 )
             table = self.table(per_split[s])
             files = [f for f in dict.fromkeys(_cell(r, table.cols["file"]) for _, r in table.rows) if f]
-            self._log(table.path, f"split {s!r}", len(files))
+            self._log(table.path, "its split's table", len(files))
             out.append((table, files))
         return out
 
@@ -295,10 +296,11 @@ class CSVParser:
         log_once(
             ("csv split", str(path), str(self.split)),
             logging.INFO,
-            "%s: split %r: %d images, %s",
+            "%s: split %r: %d image%s, %s",
             path,
             self.split,
             n,
+            "" if n == 1 else "s",
             what,
         )
 
@@ -360,8 +362,17 @@ class CSVParser:
         if not len(b):
             issues.note(image_path, "image without objects (negative)")
         lab = np.asarray(labels, np.int64)
-        b, lab, dif = sanitize_boxes(b, lab, np.zeros(len(lab), bool), width, height, table.path, issues, names)
+        # the boxes' problems name the image (its rows are in the table under its file name)
+        b, lab, dif = sanitize_boxes(b, lab, np.zeros(len(lab), bool), width, height, image_path, issues, names)
         return DetectionRecord(image_path, Path(file).stem, width, height, b, lab, dif)
+
+
+def _shown(path: Path, root: Path) -> str:
+    """A CSV's path relative to the dataset root where it lies under it (``train/_annotations.csv``)."""
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
 
 
 def _group(table: _Table, files: Sequence[str]) -> dict[str, list[tuple[int, list[str]]]]:

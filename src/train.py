@@ -180,7 +180,9 @@ def run(cfg: DictConfig) -> float | None:
     check_required(cfg)
     build_cfg = cfg
     if start_ckpt is not None:  # the weights come from the checkpoint: the run's starting weights need not exist
-        starts = {k: None for k in ("init_ckpt", "backbone_ckpt") if cfg.model.get(k)}
+        starts: dict[str, Any] = {k: None for k in ("init_ckpt", "backbone_ckpt") if cfg.model.get(k)}
+        if cfg.model.net.get("weights"):  # model=darknet's starting .weights
+            starts["net"] = {"weights": None}
         build_cfg = OmegaConf.merge(cfg, {"model": starts}) if starts else cfg  # a copy: cfg stays as composed
     launch = out_dir / LAUNCH_FILE
     if not resumed and HydraConfig.initialized() and not launch.is_file():  # a fresh run, or one from ckpt_path

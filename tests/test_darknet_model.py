@@ -110,21 +110,22 @@ def test_a_backbone_checkpoint_for_a_network_without_one_is_refused(tmp_path: Pa
 
 
 def test_train_py_trains_a_darknet_cfg(tmp_path: Path) -> None:
-    """`train.py model=darknet` end to end on BCCD at 64 px (k-means priors: num=3 in the cfg), then eval.py on its
+    """`train.py model=darknet` end to end on BCCD at 64 px (k-means priors: num=3 in the cfg) from darknet weights,
+    resumed for a second epoch after the weights file is gone (the checkpoint holds the weights), then eval.py on its
     checkpoint."""
     cfg_path = scaled_cfg(tmp_path, "yolov2-tiny-voc.cfg", 0.125, 20)
+    start = tmp_path / "start.weights"
+    save_weights(randomize(darknet_detector(cfg_path), seed=6), start, cutoff=6)  # a partial file, as .conv.13
     out = tmp_path / "run"
     tiny = ["data.max_images=8", "data.batch_size=4", "data.num_workers=0", "data.img_size=64"]
-    tiny += ["data.multiscale.min_size=64", "data.multiscale.max_size=96", "trainer.max_epochs=1"]
-    run_script(
-        "train.py",
-        out,
-        "model=darknet",
-        f"model.net.cfg={cfg_path}",
-        "model.priors.anchors=kmeans",
-        "model.priors.k=3",
-        *tiny,
-    )
+    tiny += ["data.multiscale.min_size=64", "data.multiscale.max_size=96"]
+    given = ["model=darknet", f"model.net.cfg={cfg_path}", f"model.net.weights={start}", "model.priors.anchors=kmeans"]
+    given += ["model.priors.k=3", *tiny]
+    run_script("train.py", out, *given, "trainer.max_epochs=1")
+    start.unlink()
+    res = run_script("train.py", None, f"resume={out}", *given, "trainer.max_epochs=2")
+    assert "resuming the run" in res.stdout + res.stderr
+    assert torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["epoch"] == 1
     ckpt = out / "checkpoints" / "last.ckpt"
     net = load_module(ckpt).model
     assert net.num_anchors == 3 and net.num_classes == 3 and net.out_channels == 3 * 8

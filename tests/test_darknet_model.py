@@ -109,6 +109,7 @@ def test_a_backbone_checkpoint_for_a_network_without_one_is_refused(tmp_path: Pa
         build(cfg)
 
 
+@pytest.mark.slow  # two training runs and an evaluation (~40 s): the parts are in the default suite above
 def test_train_py_trains_a_darknet_cfg(tmp_path: Path) -> None:
     """`train.py model=darknet` end to end on BCCD at 64 px (k-means priors: num=3 in the cfg) from darknet weights,
     resumed for a second epoch after the weights file is gone (the checkpoint holds the weights), then eval.py on its

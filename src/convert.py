@@ -9,6 +9,9 @@ checkpoint -> darknet (.weights, and the cfg: the stored original, or one genera
 
     python src/convert.py --to-darknet --ckpt yolov2-voc.ckpt --out yolov2-voc.weights [--cfg-out yolov2-voc.cfg]
 
+A detector's class names go beside them (``--names-out``, default ``--out`` with ``.names``), the file darknet's
+``.data`` points ``names=`` at.
+
 A round trip cfg + weights -> checkpoint -> weights gives identical bytes (values are copied, never transformed;
 converted networks use darknet's batch norm, ``bn_style: darknet``).
 """
@@ -39,6 +42,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, required=True, help="output .ckpt, or .weights with --to-darknet")
     p.add_argument("--cfg-out", type=Path, help="cfg written beside the .weights (default: --out with .cfg)")
     p.add_argument(
+        "--names-out", type=Path, help="a detector's class names, one a line (default: --out with .names)"
+    )
+    p.add_argument(
         "--strict",
         action="store_true",
         help="refuse a .weights file with more floats than the cfg's layers take (default: as darknet, the rest is "
@@ -66,10 +72,15 @@ def convert(args: argparse.Namespace) -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     if args.to_darknet:
         cfg_out = args.cfg_out or args.out.with_suffix(".cfg")
-        info = checkpoint_to_darknet(args.ckpt, args.out, cfg_out)
+        detector = "yolo9000_model_config" in torch.load(args.ckpt, map_location="cpu", weights_only=False)
+        names_out = (args.names_out or args.out.with_suffix(".names")) if detector else None
+        if args.names_out is not None and not detector:
+            raise ValueError(f"{args.ckpt}: --names-out: a classifier checkpoint has no class names to write")
+        info = checkpoint_to_darknet(args.ckpt, args.out, cfg_out, names_out)
         log.info(
-            "wrote %s (%d conv layers, version %d.%d.%d, seen %d) and %s",
+            "wrote %s (%d conv layers, version %d.%d.%d, seen %d), %s%s",
             args.out, info.layers_total, info.major, info.minor, info.revision, info.seen, cfg_out,
+            f" and {names_out}" if names_out else "",
         )  # fmt: skip
         return
     ckpt = darknet_to_checkpoint(args.cfg, args.weights, args.names, strict=args.strict)

@@ -783,6 +783,12 @@ def test_convert_round_trip_detector(tmp_path: Path) -> None:
     main(["--to-darknet", "--ckpt", str(ckpt), "--out", str(back)])  # type: ignore[operator]
     assert back.read_bytes() == weights.read_bytes()
     assert back.with_suffix(".cfg").read_bytes() == cfg.read_bytes()
+    # the class names beside them, in class order, one a line (what a darknet .data's names= reads)
+    assert back.with_suffix(".names").read_text() == "RBC\nWBC\nPlatelets\n"
+    own = tmp_path / "elsewhere" / "classes.txt"
+    own.parent.mkdir()
+    main(["--to-darknet", "--ckpt", str(ckpt), "--out", str(back), "--names-out", str(own)])  # type: ignore[operator]
+    assert own.read_text().splitlines() == ["RBC", "WBC", "Platelets"]
 
 
 def test_convert_and_export_stop_with_the_reason_alone(tmp_path: Path) -> None:
@@ -840,6 +846,12 @@ def test_convert_generic_and_classifier_round_trip(tmp_path: Path) -> None:
     torch.save(darknet_to_checkpoint(cls_cfg, cls_w), cls_ckpt)
     checkpoint_to_darknet(cls_ckpt, tmp_path / "cls2.weights")
     assert (tmp_path / "cls2.weights").read_bytes() == cls_w.read_bytes()
+    assert not (tmp_path / "cls2.names").exists()  # convert.py writes no names for a classifier by default
+    convert_main()(["--to-darknet", "--ckpt", str(cls_ckpt), "--out", str(tmp_path / "cls3.weights")])  # type: ignore[operator]
+    assert (tmp_path / "cls3.weights").is_file() and not (tmp_path / "cls3.names").exists()
+    with pytest.raises(ValueError, match=r"cls.ckpt: no class names to write to .*cls4.names"):
+        checkpoint_to_darknet(cls_ckpt, tmp_path / "cls4.weights", names_out=tmp_path / "cls4.names")
+    assert not (tmp_path / "cls4.weights").exists()  # refused before writing anything
     from yolo9000.modules.pretrained import load_pretrained
 
     backbone = Darknet19(width=0.125, bn_style="darknet")

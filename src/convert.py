@@ -41,9 +41,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--ckpt", type=Path, help="checkpoint to convert (--to-darknet)")
     p.add_argument("--out", type=Path, required=True, help="output .ckpt, or .weights with --to-darknet")
     p.add_argument("--cfg-out", type=Path, help="cfg written beside the .weights (default: --out with .cfg)")
-    p.add_argument(
-        "--names-out", type=Path, help="a detector's class names, one a line (default: --out with .names)"
-    )
+    p.add_argument("--names-out", type=Path, help="a detector's class names, one a line (default: --out with .names)")
     p.add_argument(
         "--strict",
         action="store_true",

@@ -154,3 +154,38 @@ def test_the_cfg_set_to_the_data_is_logged(tmp_path: Path, caplog: pytest.LogCap
         assert "set to" not in caplog.text
         darknet_detector(cfg, num_classes=3, anchors=[[1.0, 1.0], [2.0, 2.0]])
     assert "[region] set to 3 classes and 2 priors, the conv before it to 16 filters" in caplog.text
+
+
+def test_a_cfg_with_a_size_bound_connected_layer_trains_at_its_size_only(tmp_path: Path) -> None:
+    """A [connected] layer fed a 2 x 2 x 8 map (a 64 input, stride 32) ties the network to 64 x 64: multi-scale, or
+    another size, is refused at the start naming the cfg and the keys; at 64 without multi-scale it passes. After
+    a global [avgpool] (1 x 1 at any size), or with no [connected] layer, any size goes."""
+    from yolo9000.build import check_config
+    from yolo9000.darknet import fixed_input_size
+
+    region = "[region]\nanchors=1,1\nclasses=3\nnum=1\ncoords=4\n"
+    bound = HEAD + "[connected]\noutput=8\nactivation=leaky\n" + region
+    pooled = HEAD + "[avgpool]\n[connected]\noutput=8\nactivation=leaky\n" + region
+    assert fixed_input_size(parse_cfg_text(bound)) == (64, 64)
+    assert fixed_input_size(parse_cfg_text(bound.replace("width=64", "width=96"))) == (64, 96)
+    assert fixed_input_size(parse_cfg_text(pooled)) is None
+    assert fixed_input_size(parse_cfg_text(HEAD + "[convolutional]\nfilters=8\nsize=1\nactivation=linear\n")) is None
+    # the [region]'s classes await the data: a cfg whose head does not fit them yet is still sized
+    assert fixed_input_size(parse_cfg_text(bound.replace("classes=3", "classes=20"))) == (64, 64)
+
+    path = tmp_path / "bound.cfg"
+    path.write_text(bound)
+    base = ["model=darknet", f"model.net.cfg={path}", f"data.root={tmp_path / 'no_data'}"]
+    for extra in (
+        ["data.img_size=64", "data.multiscale.enabled=true"],
+        ["data.img_size=96", "data.multiscale.enabled=false"],
+    ):
+        with pytest.raises(
+            ValueError,
+            match=r"bound\.cfg: its \[connected\] layer takes .* 64 x 64 input .*"
+            r"data\.img_size=64 with data\.multiscale\.enabled=false",
+        ):
+            check_config(compose_config("train", *base, *extra))
+    check_config(compose_config("train", *base, "data.img_size=64", "data.multiscale.enabled=false"))
+    path.write_text(pooled)
+    check_config(compose_config("train", *base, "data.img_size=96", "data.multiscale.enabled=true"))

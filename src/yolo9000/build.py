@@ -16,7 +16,7 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 
 from yolo9000.anchors import resolve_priors
-from yolo9000.darknet import parse_cfg_text, read_text, region_meta
+from yolo9000.darknet import fixed_input_size, parse_cfg_text, read_text, region_meta
 from yolo9000.environment import hint_unset_env
 from yolo9000.models import STRIDE
 
@@ -82,8 +82,16 @@ def check_config(cfg: DictConfig) -> None:
     if size % STRIDE:
         raise ValueError(f"data.img_size must be a multiple of {STRIDE}, got {size}")
     net = cfg.model.net
-    if net.get("_target_") == DARKNET_DETECTOR_TARGET and not net.get("cfg_text"):
-        _cfg_text(net)  # model=darknet: its cfg is there, before the data is read
+    if net.get("_target_") == DARKNET_DETECTOR_TARGET:  # model=darknet: its cfg is there, before the data is read
+        name = str(net.get("cfg") or "<cfg>")
+        fixed = fixed_input_size(parse_cfg_text(_cfg_text(net), name))
+        if fixed is not None and (cfg.data.multiscale.enabled or fixed != (size, size)):
+            h, w = fixed
+            raise ValueError(
+                f"{name}: its [connected] layer takes the C x H x W values of a {h} x {w} input ([net] height / "
+                f"width) only: train it at data.img_size={h} with data.multiscale.enabled=false"
+                + ("" if h == w else " (training runs square sizes: make the cfg's [net] square)")
+            )
     if net.get("head") == "fc":
         if cfg.data.multiscale.enabled:
             raise ValueError("model.net.head=fc needs a fixed input size: set data.multiscale.enabled=false")

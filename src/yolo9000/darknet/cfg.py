@@ -9,6 +9,7 @@ repository layout.
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import re
 from collections.abc import Sequence
@@ -545,6 +546,27 @@ def conv_load_options(cfg: str | Path | Sections) -> list[ConvLoad]:
 def count_params(cfg: str | Path | Sections) -> int:
     """Learnable parameters from the cfg alone, darknet's way: conv weights + biases + BN scales."""
     return sum(s.params for s in layer_specs(as_sections(cfg)))
+
+
+def fixed_input_size(cfg: str | Path | Sections) -> tuple[int, int] | None:
+    """The ``[net]`` height x width a network runs at only: a ``[connected]`` layer whose inputs (the previous
+    layer's C x H x W) grow with the input size ties it to the cfg's size; None when any size gives the same
+    layers (no ``[connected]``, or each after a global ``[avgpool]``). Its warnings are left to the network's build.
+    """
+    sections = [s for s in as_sections(cfg) if s["type"] != "region"]  # its classes may await the data's
+    disabled, log.disabled = log.disabled, True  # the cfg's unused options are logged where the network is built
+    try:
+        specs = [s.in_features for s in layer_specs(sections) if s.type == "connected"]
+        if not specs:
+            return None
+        net = sections[0]
+        h, w = option(net, "height", 0), option(net, "width", 0)
+        doubled = copy.deepcopy(sections)
+        doubled[0]["options"].update(height=str(2 * h), width=str(2 * w))
+        other = [s.in_features for s in layer_specs(doubled) if s.type == "connected"]
+    finally:
+        log.disabled = disabled
+    return None if other == specs else (h, w)
 
 
 # ------------------------------------------------------------------------------------------------------- region

@@ -39,6 +39,17 @@ def test_softmax_per_group(tree: WordTree) -> None:
     torch.testing.assert_close(flat_tree(6).softmax(x), x.softmax(-1))
 
 
+def test_flat_path_probability_is_the_node_value() -> None:
+    """A flat tree's path is the node alone: P(node) is its value, one node for every row or one per row
+    (broadcast over leading axes), exactly as the general product over a one-node path gives it."""
+    cond = torch.tensor([[[0.1, 0.2, 0.7], [0.5, 0.3, 0.2]], [[0.6, 0.3, 0.1], [0.25, 0.25, 0.5]]])  # (2, 2, 3)
+    flat = flat_tree(3)
+    assert torch.equal(flat.path_prob(cond, 2), torch.tensor([[0.7, 0.2], [0.1, 0.5]]))
+    per_row = torch.tensor([[0, 1], [2, 0]])
+    assert torch.equal(flat.path_prob(cond, per_row), torch.tensor([[0.1, 0.3], [0.1, 0.25]]))
+    assert torch.equal(flat.path_prob(cond[0, 0], 1), torch.tensor(0.2))  # one row: a scalar
+
+
 def test_top_down(tree: WordTree) -> None:
     def probs(**kw: float) -> torch.Tensor:
         p = torch.full((11,), 0.0)

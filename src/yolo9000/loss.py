@@ -352,10 +352,9 @@ class RegionLoss(nn.Module):
         )
         truth_box = targets[..., :4]
         truth_cls = targets[..., 4].long()
-        # padding / classification rows become empty boxes far outside the image: IoU 0 with every predictor
-        # (scalars, not a constant tensor: a host-to-device copy would wait for the GPU)
-        real = truth_mask.unsqueeze(-1)
-        iou_truth = torch.cat([truth_box[..., :2].where(real, -10.0), truth_box[..., 2:].where(real, 0.0)], -1)
+        # padding / classification rows become zero-size boxes: no overlap, IoU exactly 0 with every predictor
+        # (a scalar, not a constant tensor: a host-to-device copy would wait for the GPU)
+        iou_truth = truth_box.where(truth_mask.unsqueeze(-1), 0.0)
         grad = torch.zeros_like(p)  # (B, A, 5 + C, HW)
         g2 = grad.view(bsz * num_anchors, k_ch, n_cell)
         p2 = p.view(bsz * num_anchors, k_ch, n_cell)
@@ -417,13 +416,18 @@ class RegionLoss(nn.Module):
                 "class_activation=logistic (darknet's [region] softmax=0)"
             )
         co_loc = self._classonly_predictors(so, p, co_b, co_label, obj_target, obj_weight)
+        label = truth_cls[b_idx, t_idx]  # (T,) each detection truth's class
         cat_sum = None  # darknet's "Class" statistic of the logistic classes (their own writes rule)
         if logistic:  # every truth writes, in order (darknet's multi-label rule)
-            cls_img, cat_sum = self._logistic_class_deltas(p2, g2, loc, truth_cls[b_idx, t_idx], n_cell, bsz)
+            cls_img, cat_sum = self._logistic_class_deltas(p2, g2, loc, label, n_cell, bsz)
         elif tree.num_groups == 1:  # flat softmax: one write per predictor, the last truth's (winners are unique)
-            w_loc, w_label = torch.cat([loc_w, co_loc]), torch.cat([truth_cls[b_idx, t_idx][win], co_label])
+            w_loc, w_label = (
+                (loc_w, label[win])
+                if not len(co_b)
+                else (torch.cat([loc_w, co_loc]), torch.cat([label[win], co_label]))
+            )
         else:  # a tree: every truth's path; the dedup keeps the last write per (predictor, sibling group)
-            w_loc, w_label = torch.cat([loc, co_loc]), torch.cat([truth_cls[b_idx, t_idx], co_label])
+            w_loc, w_label = (loc, label) if not len(co_b) else (torch.cat([loc, co_loc]), torch.cat([label, co_label]))
         if not logistic:
             cls_img = self._class_deltas(p2, g2, w_loc, w_label, n_cell, bsz)
 
@@ -446,18 +450,21 @@ class RegionLoss(nn.Module):
         if cat_sum is not None:
             p_cls = cat_sum.reshape(1)
         else:
-            p_cls = tree.path_prob(tree.softmax(p2[ba, 5:, cidx]), truth_cls[b_idx, t_idx])  # (T,) P(label)
+            p_cls = tree.path_prob(tree.softmax(p2[ba, 5:, cidx]), label)  # (T,) P(label)
         # the three means over the truths in one reduction: IoU, recall (IoU > .5), objectness
         means = torch.stack([iou_resp, (iou_resp > 0.5).to(f32), so.view(-1)[loc]]).sum(1).div_(denom)
         # darknet's "Class" also counts each classification-only image's chosen predictor (P(label path) there),
         # and its "No Obj" sums the detection images' predictors over every predictor of the batch
-        p_co = tree.path_prob(tree.softmax(p2[co_loc // n_cell, 5:, co_loc % n_cell]), co_label)  # (Bc,)
+        cat_total, any_obj = p_cls.sum(), so
+        if len(co_loc):  # (a batch without classification-only images skips their terms: shapes, no device read)
+            p_co = tree.path_prob(tree.softmax(p2[co_loc // n_cell, 5:, co_loc % n_cell]), co_label)  # (Bc,)
+            cat_total, any_obj = cat_total + p_co.sum(), so.masked_fill(classonly_img.view(-1, 1, 1), 0.0)
         stats = {
             "avg_iou": means[0],
             "recall": means[1],
             "avg_obj": means[2],
-            "avg_anyobj": so.masked_fill(classonly_img.view(-1, 1, 1), 0.0).sum() / so.numel(),
-            "avg_cat": (p_cls.sum() + p_co.sum()) / max(n_t + len(co_loc), 1),
+            "avg_anyobj": any_obj.sum() / so.numel(),
+            "avg_cat": cat_total / max(n_t + len(co_loc), 1),
             "num_truths": n_t,
         }
         return deltas, stats

@@ -274,6 +274,9 @@ class WordTree:
         """P(node) from conditional probabilities (..., n): the product over ``paths[node]`` (darknet's
         ``get_hierarchy_probability``). ``node``: one node for every row, or a tensor of nodes broadcast against
         the rows (...), e.g. each row's label. Returns (...)."""
+        if self.num_groups == 1:  # a flat tree: every path is the node alone (the same value, fewer operations)
+            idx = torch.as_tensor(node, device=cond.device).expand(cond.shape[:-1])
+            return cond.gather(-1, idx.unsqueeze(-1)).squeeze(-1)
         paths = self.paths.to(cond.device, non_blocking=True)[torch.as_tensor(node)]  # (..., D), -1 padded
         paths = paths.expand(*cond.shape[:-1], paths.shape[-1])
         return cond.gather(-1, paths.clamp_min(0)).where(paths >= 0, 1.0).prod(-1)

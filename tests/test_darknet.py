@@ -1121,8 +1121,8 @@ def test_cfg_option_forms_darknet_reads(tmp_path: Path, caplog: pytest.LogCaptur
         q.write_text(p.read_text().replace(line, bad))
         with pytest.raises(NotImplementedError, match="is not supported by this converter"):
             layer_specs(parse_cfg(q))
-    q.write_text("[net]\n[crop]\ncrop_width=8\n")
-    with pytest.raises(NotImplementedError, match=r"\[crop\] \(a darknet section\)"):
+    q.write_text("[net]\n[local]\nfilters=8\n")
+    with pytest.raises(NotImplementedError, match=r"\[local\] \(a darknet section\)"):
         layer_specs(parse_cfg(q))
 
 

@@ -1,5 +1,6 @@
-"""darknet's [shortcut], [upsample], [connected] and its less common activations in the generic network: each
-against hand-computed values of darknet's C (shortcut_cpu, upsample_cpu, forward_connected_layer, activations.h),
+"""darknet's [shortcut], [upsample], [connected], [crop] and its less common activations in the generic network: each
+against hand-computed values of darknet's C (shortcut_cpu, upsample_cpu, forward_connected_layer, forward_crop_layer,
+activations.h),
 their weights in darknet's file order, and residual networks through conversion and the predict API."""
 
 from __future__ import annotations
@@ -23,7 +24,13 @@ from yolo9000.darknet import (
     parse_cfg_text,
     save_weights,
 )
-from yolo9000.models.layers import DARKNET_ACTIVATIONS, DarknetShortcut, DarknetUpsample, darknet_activation
+from yolo9000.models.layers import (
+    DARKNET_ACTIVATIONS,
+    DarknetCrop,
+    DarknetShortcut,
+    DarknetUpsample,
+    darknet_activation,
+)
 
 
 def net_of(text: str) -> DarknetNet:
@@ -366,3 +373,93 @@ def test_residual_detector_converts_round_trips_and_predicts(tmp_path: Path) -> 
     assert len(res.scores) > 0
     assert float(res.boxes[:, [0, 2]].min()) >= 0 and float(res.boxes[:, [0, 2]].max()) <= 80
     assert float(res.boxes[:, [1, 3]].max()) <= 48
+
+
+# ---------------------------------------------------------------------------------------------------------- crop
+CROP_NET = "[net]\nheight=4\nwidth=6\nchannels=1\n[crop]\ncrop_height=2\ncrop_width=3\n"
+
+
+def test_crop_takes_the_centre_window_as_2x_minus_1_in_eval() -> None:
+    """forward_crop_layer at test time: dh = (4 - 2) / 2 = 1, dw = (6 - 3) / 2 = 1 (rounded down), values times 2
+    minus 1; ``noadjust=1`` keeps the values."""
+    x = torch.arange(24.0).view(1, 1, 4, 6) / 24
+    want = x[0, 0, 1:3, 1:4]
+    assert torch.equal(net_of(CROP_NET)(x)[0, 0], want * 2 - 1)
+    assert torch.equal(net_of(CROP_NET + "noadjust=1\n")(x)[0, 0], want)
+    spec = layer_specs(parse_cfg_text(CROP_NET))[0]
+    assert spec.out_hw == (2, 3) and spec.in_hw == (4, 6) and spec.params == 0
+
+
+def test_crop_at_another_size_keeps_the_height_fraction_on_both_sides() -> None:
+    """resize_crop_layer: scale = crop_height / height (float), both sides int(scale * side): 224 of 256 at a
+    300 x 400 input is int(0.875 * 300) x int(0.875 * 400) = 262 x 350, centred at (19, 25); at the [net] size the
+    cfg's own window, whatever the two fractions."""
+    layer = DarknetCrop((224, 200), (256, 256), adjust=False).eval()
+    assert layer.window(256, 256) == (224, 200)
+    x = torch.rand(1, 2, 300, 400)
+    assert torch.equal(layer(x), x[..., 19:281, 25:375])
+    third = DarknetCrop((100, 100), (300, 300))  # float32(1/3) * 600 = 200.000004 -> 200
+    assert third.window(600, 90) == (200, 30)
+
+
+def test_crop_in_training_moves_and_flips_the_window_once_per_batch() -> None:
+    """Training: one random offset in [0, H - h] x [0, W - w] for the batch and, with flip=1, a mirror half the time
+    (darknet's CPU layer); without flip never a mirror."""
+    x = torch.arange(2 * 4 * 6, dtype=torch.float32).view(2, 1, 4, 6)
+    windows = {(dh, dw, f): (x[..., dh : dh + 2, dw : dw + 3].flip(-1) if f else x[..., dh : dh + 2, dw : dw + 3])
+               for dh in range(3) for dw in range(4) for f in (False, True)}  # fmt: skip
+    torch.manual_seed(0)
+    for flip in (True, False):
+        layer = DarknetCrop((2, 3), (4, 6), flip=flip, adjust=False).train()
+        seen = set()
+        for _ in range(60):
+            out = layer(x)
+            match = [k for k, v in windows.items() if torch.equal(out, v)]  # both images the same window
+            assert len(match) == 1
+            seen.add(match[0])
+        assert len({k[:2] for k in seen}) > 4
+        assert {k[2] for k in seen} == ({False, True} if flip else {False})
+
+
+def test_crop_feeds_a_connected_layer_its_window_and_refuses_what_cannot_fit() -> None:
+    """darknet's AlexNet / VGG-16 shape: [crop] 224 of a 256 [net], so a [connected] after a stride-32 conv takes
+    8 x 7 x 7 inputs (not 8 x 8 x 8); a window larger than the input, or no [net] size, is an error naming the line."""
+    text = (
+        "[net]\nheight=256\nwidth=256\nchannels=3\n[crop]\ncrop_height=224\ncrop_width=224\nflip=1\nangle=0\n"
+        "saturation=1\nexposure=1\n[convolutional]\nfilters=8\nsize=32\nstride=32\npad=0\nactivation=relu\n"
+        "[connected]\noutput=5\nactivation=linear\n[softmax]\ngroups=1\n"
+    )
+    specs = layer_specs(parse_cfg_text(text))
+    assert specs[2].in_features == 8 * 7 * 7
+    net = randomize(net_of(text), seed=3)
+    assert net(torch.rand(2, 3, 256, 256)).shape == (2, 5)
+    with pytest.raises(
+        ValueError, match=r"<cfg>:\d+: \[crop\] crop_height=300 crop_width=224 does not fit its 256 x 256"
+    ):
+        layer_specs(parse_cfg_text(text.replace("crop_height=224", "crop_height=300")))
+    with pytest.raises(ValueError, match=r"\[crop\] needs an image before it"):
+        layer_specs(parse_cfg_text(text.replace("height=256\nwidth=256\n", "")))
+
+
+def test_crop_network_round_trips_its_weights_and_is_no_detector(tmp_path: Path) -> None:
+    """A [crop] classifier's .weights (the crop holds none) write back byte for byte; model=darknet refuses a
+    detector cfg with a [crop] (its window would move the image under the boxes)."""
+    from yolo9000.darknet import darknet_detector
+
+    text = (
+        CROP_NET.replace("channels=1", "channels=3")
+        + "[convolutional]\nfilters=4\nsize=1\nactivation=leaky\n[avgpool]\n"
+    )
+    cfg = tmp_path / "crop.cfg"
+    cfg.write_text(text)
+    weights = tmp_path / "crop.weights"
+    save_weights(randomize(net_of(text), seed=4), weights, seen=12)
+    net = load_darknet(cfg, weights)
+    save_weights(net, tmp_path / "back.weights", seen=12)
+    assert (tmp_path / "back.weights").read_bytes() == weights.read_bytes()
+    detector = text.replace("filters=4", "filters=6").replace(
+        "[avgpool]\n", "[region]\nanchors=1,1\nclasses=1\nnum=1\n"
+    )
+    (tmp_path / "det.cfg").write_text(detector)
+    with pytest.raises(ValueError, match=r"det\.cfg:5: \[crop\] is a classifier's input layer"):
+        darknet_detector(tmp_path / "det.cfg")

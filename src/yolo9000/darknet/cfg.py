@@ -33,9 +33,9 @@ _ALIASES = {
     "conn": "connected",
 }
 SUPPORTED = ("convolutional", "maxpool", "avgpool", "route", "reorg", "region", "softmax", "cost", "dropout")
-SUPPORTED += ("shortcut", "upsample", "connected")
+SUPPORTED += ("shortcut", "upsample", "connected", "crop")
 # darknet's other section names (parser.c string_to_layer_type): named as darknet's when refused
-_DARKNET_SECTIONS = ("yolo", "crop", "detection", "local", "deconvolutional", "batchnorm", "normalization")
+_DARKNET_SECTIONS = ("yolo", "detection", "local", "deconvolutional", "batchnorm", "normalization")
 _DARKNET_SECTIONS += ("activation", "logistic", "l2norm", "iseg", "rnn", "gru", "lstm", "crnn")
 # options of later darknets (AlexeyAB's fork, YOLOv3/v4 cfgs) that change a layer's computation: not implemented,
 # so a cfg using them must fail rather than build a different network
@@ -98,6 +98,7 @@ _KNOWN_OPTIONS = {
     "shortcut": ("from", "activation", "alpha", "beta"),
     "upsample": ("stride", "scale"),
     "connected": ("output", "activation", "batch_normalize"),
+    "crop": ("crop_height", "crop_width", "flip", "angle", "saturation", "exposure", "noadjust", "shift"),
 }
 
 Sections = Sequence[dict[str, Any]]
@@ -289,6 +290,10 @@ class LayerSpec:
     reverse: bool = False
     # connected: its inputs (C * H * W of the previous layer at the [net] size)
     in_features: int = 0
+    # crop: its input's height and width at the [net] size (the window is ``out_hw``), flip, the 2x - 1 adjust
+    in_hw: tuple[int, int] | None = None
+    flip: bool = False
+    adjust: bool = True
 
     @property
     def where(self) -> str:
@@ -335,6 +340,8 @@ def _out_hw(spec: LayerSpec, hw: tuple[int, int] | None, specs: Sequence[LayerSp
         return specs[spec.sources[0]].out_hw  # darknet's make_route_layer takes the first layer's size
     if spec.type in ("avgpool", "connected"):
         return (1, 1)
+    if spec.type == "crop":
+        return option(spec.section, "crop_height", 1), option(spec.section, "crop_width", 1)
     if hw is None:
         return None
     h, w = hw
@@ -463,6 +470,8 @@ def layer_specs(sections: Sections) -> list[LayerSpec]:
             spec.scale = option(sec, "scale", 1.0, float)
         elif t == "connected":
             _connected_spec(spec, hw)
+        elif t == "crop":
+            _crop_spec(spec, hw)
         spec.out_hw = _out_hw(spec, hw, specs)
         specs.append(spec)
         in_ch, hw = spec.out_channels, spec.out_hw
@@ -485,6 +494,20 @@ def _shortcut_spec(spec: LayerSpec) -> None:
     spec.alpha = option(sec, "alpha", 1.0, float)
     spec.beta = option(sec, "beta", 1.0, float)
     spec.activation = _activation(sec, "linear")
+
+
+def _crop_spec(spec: LayerSpec, hw: tuple[int, int] | None) -> None:
+    """Fill a ``[crop]`` spec: ``crop_height`` / ``crop_width`` (darknet's default 1), ``flip``, ``noadjust``;
+    darknet needs an image before it ("Layer before crop layer must output image"): the [net] size."""
+    sec = spec.section
+    if hw is None:
+        raise ValueError(f"{spec.where}: [crop] needs an image before it: the cfg's [net] gives no height and width")
+    crop = option(sec, "crop_height", 1), option(sec, "crop_width", 1)
+    if not (1 <= crop[0] <= hw[0] and 1 <= crop[1] <= hw[1]):
+        raise ValueError(
+            f"{spec.where}: [crop] crop_height={crop[0]} crop_width={crop[1]} does not fit its {hw[0]} x {hw[1]} input"
+        )
+    spec.in_hw, spec.flip, spec.adjust = hw, bool(option(sec, "flip", 0)), not option(sec, "noadjust", 0)
 
 
 def _connected_spec(spec: LayerSpec, hw: tuple[int, int] | None) -> None:

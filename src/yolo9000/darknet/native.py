@@ -344,6 +344,12 @@ def darknet_detector(
     source = str(cfg) if cfg is not None else "<checkpoint cfg>"
     text = detector_cfg_text(cfg_text, num_classes, anchors, source)
     net = DarknetNet(parse_cfg_text(text, source), bn_momentum=bn_momentum, search=search)
+    for spec in net.specs:
+        if spec.type == "crop":  # its window moves (and flips) the image under boxes the targets do not follow
+            raise ValueError(
+                f"{spec.where}: [crop] is a classifier's input layer: a detector does not train through it (its "
+                "window would move the image under the boxes); crops and flips are the data's augmentation here"
+            )
     net.cfg_text = text
     if text != cfg_text:
         log.info(

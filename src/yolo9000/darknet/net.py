@@ -1,7 +1,8 @@
 """The generic darknet network: any supported cfg built layer by layer from :mod:`yolo9000.models.layers`.
 
 Used for structures without a native module (yolov2-tiny: maxpool size 2 stride 1; residual networks with
-``[shortcut]``; ``[upsample]``; ``[connected]`` classifiers) and to check the native ones.
+``[shortcut]``; ``[upsample]``; ``[connected]`` classifiers; darknet's AlexNet, VGG-16 and Extraction with their
+input ``[crop]``) and to check the native ones.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from yolo9000.darknet.cfg import SearchPath, Sections, layer_specs, option, pars
 from yolo9000.models.layers import (
     DarknetConnected,
     DarknetConv,
+    DarknetCrop,
     DarknetMaxPool,
     DarknetShortcut,
     DarknetUpsample,
@@ -75,6 +77,9 @@ class DarknetNet(nn.Module):
                 layers.append(DarknetShortcut(spec.alpha, spec.beta, spec.activation))
             elif t == "upsample":
                 layers.append(DarknetUpsample(spec.stride, spec.scale, spec.reverse))
+            elif t == "crop":
+                assert spec.in_hw is not None and spec.out_hw is not None  # layer_specs refuses a crop without them
+                layers.append(DarknetCrop(spec.out_hw, spec.in_hw, spec.flip, spec.adjust))
             elif t == "connected":
                 layers.append(
                     DarknetConnected(spec.in_features, spec.filters, spec.batch_norm, spec.activation, bn_momentum)

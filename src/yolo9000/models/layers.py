@@ -474,3 +474,47 @@ class DarknetConnected(nn.Module):
     def conv_pair(self) -> tuple[nn.Linear, nn.BatchNorm2d | None]:
         """(linear, BN or None): the tensors darknet stores for this layer."""
         return self.linear, self.bn
+
+
+class DarknetCrop(nn.Module):
+    """darknet's ``[crop]`` (``forward_crop_layer``, the input layer of its AlexNet, VGG-16 and Extraction cfgs):
+    a ``crop`` window of the input, times 2 minus 1 (``[0, 1]`` pixels to ``[-1, 1]``; ``adjust=False``, darknet's
+    ``noadjust=1``: as they are).
+
+    At the size it was made for (``at``, the ``[net]`` height and width) the window is ``crop``; at another size
+    darknet's ``resize_crop_layer`` keeps the fraction ``crop_height / height`` of both sides (float32, truncated).
+    In eval mode the window is centred (``(H - h) / 2`` rounded down); in training mode it is placed at random and
+    mirrored with ``flip`` half the time, one draw for the whole batch, as darknet's CPU layer draws once per batch
+    (its ``angle`` / ``saturation`` / ``exposure`` jitter is the GPU layer's data augmentation, not done here).
+    Shapes: (B, C, H, W) -> (B, C, h, w).
+    """
+
+    def __init__(self, crop: tuple[int, int], at: tuple[int, int], flip: bool = False, adjust: bool = True) -> None:
+        super().__init__()
+        self.crop, self.at = (int(crop[0]), int(crop[1])), (int(at[0]), int(at[1]))
+        self.flip, self.adjust = bool(flip), bool(adjust)
+
+    def window(self, h: int, w: int) -> tuple[int, int]:
+        """The (height, width) of the window at an (h, w) input."""
+        if (h, w) == self.at:
+            return self.crop
+        scale = torch.tensor(self.crop[0], dtype=torch.float32) / self.at[0]  # darknet's float l.scale
+        return int(scale * h), int(scale * w)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        oh, ow = self.window(h, w)
+        if oh > h or ow > w or oh < 1 or ow < 1:
+            raise ValueError(f"[crop] of {oh} x {ow} does not fit a {h} x {w} input")
+        if self.training:
+            dh, dw = (int(torch.randint(0, n + 1, ())) for n in (h - oh, w - ow))
+            flip = self.flip and bool(torch.randint(0, 2, ()))
+        else:
+            dh, dw, flip = (h - oh) // 2, (w - ow) // 2, False
+        out = x[..., dh : dh + oh, dw : dw + ow]
+        if flip:
+            out = out.flip(-1)
+        return out * 2 - 1 if self.adjust else out
+
+    def extra_repr(self) -> str:
+        return f"crop={self.crop}, at={self.at}, flip={self.flip}, adjust={self.adjust}"

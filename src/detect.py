@@ -1,8 +1,13 @@
-"""Run a trained detector on images: `python src/detect.py ckpt_path=<ckpt> source=<path>`.
+"""Run a trained detector on images and videos: `python src/detect.py ckpt_path=<ckpt> source=<path>`.
 
-``source``: an image file, a folder (its images, recursively, hidden files left out), a glob pattern (in quotes:
-``"source='photos/*.jpg'"``), a ``.txt`` list of image paths (darknet's ``valid`` lists; relative paths from the
-list's folder, else from the working directory), or a list of any of these (``source=[a.jpg,b/]``).
+``source``: an image file, a video file (``.mp4``, ``.avi``, ``.mov``, ... :data:`yolo9000.data.video.VIDEO_SUFFIXES`),
+a folder (its images, recursively, hidden files left out), a glob pattern (in quotes: ``"source='photos/*.jpg'"``;
+images and videos), a ``.txt`` list of image paths (darknet's ``valid`` lists; relative paths from the list's folder,
+else from the working directory), or a list of any of these (``source=[a.jpg,b/,clip.mp4]``).
+
+A video runs frame by frame (darknet's ``detector demo`` on a file): the annotated video goes to
+<run>/detections/<name>.mp4 at the video's frame rate, and detections.json's ``videos`` holds each frame's
+detections with its index and time.
 
 A thin CLI over the predict API (:class:`yolo9000.Detector`: the eval transform resizes, the module's decode and
 NMS run with this config's thresholds, the transform maps the boxes back to each image).
@@ -18,6 +23,7 @@ VOC's ``comp4_det_test_<class>.txt``, COCO's ``coco_results.json``), at darknet'
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import logging
@@ -35,6 +41,7 @@ from yolo9000.api import DETECT_CONF, Detector, check_input_size
 from yolo9000.checkpoints import module_settings
 from yolo9000.data.image_io import IMAGE_SUFFIXES, read_image
 from yolo9000.data.predict import list_images
+from yolo9000.data.video import VideoError, VideoFrames, VideoWriter, is_video
 from yolo9000.environment import hydra_flags_first, log_to_job_log, setup_environment
 from yolo9000.models import STRIDE
 from yolo9000.submission import (
@@ -49,6 +56,7 @@ from yolo9000.submission import (
 from yolo9000.viz import draw_detections, save_image
 
 log = logging.getLogger("yolo9000.detect")
+PROGRESS_FRAMES = 100  # a video's progress line every this many frames
 setup_environment()
 
 
@@ -58,7 +66,14 @@ def main(cfg: DictConfig) -> None:
     out_dir = Path(cfg.paths.output_dir)
     try:  # a user's mistake: its reason alone, before the checkpoint is loaded
         files = source_files(cfg.source)
+        videos = [f for f in files if is_video(f)]
+        files = [f for f in files if not is_video(f)]
         check_settings(cfg)
+        if videos and cfg.results:
+            raise ValueError(
+                f"results={cfg.results} writes darknet's image result files: the videos of source= "
+                f"({', '.join(map(str, videos[:3]))}) have none; run them without results="
+            )
     except (FileNotFoundError, ValueError) as e:
         log.error("%s", e)
         raise SystemExit(f"Error: {e}") from None
@@ -77,8 +92,9 @@ def main(cfg: DictConfig) -> None:
     size = input_size(cfg.img_size)
     hw = detector.input_hw if size is None else check_input_size(size)
     log.info(
-        "%d images, input %d x %d (height x width%s), %s, from %s",
+        "%d images%s, input %d x %d (height x width%s), %s, from %s",
         len(files),
+        f" and {len(videos)} videos" if videos else "",
         *hw,
         ", letterboxed" if cfg.letterbox else ", stretched",
         detector,
@@ -93,6 +109,12 @@ def main(cfg: DictConfig) -> None:
         skip_unreadable=True,
     )
     failed = [{"file": r.path, "reason": r.error} for r in results if r.error is not None]
+    video_records = []
+    for name, video in zip(video_names(videos), videos, strict=True):
+        try:
+            video_records.append(detect_video(detector, video, hw, cfg, out_dir / "detections" / name))
+        except VideoError as e:
+            failed.append({"file": str(video), "reason": str(e).removeprefix(f"{video}: ")})
     single = not isinstance(cfg.source, ListConfig)  # a folder: names below it; else below the inputs' common folder
     out_names = drawing_names([r.path for r in results], str(cfg.source) if single else None)
     records = []
@@ -109,18 +131,63 @@ def main(cfg: DictConfig) -> None:
             drawn = draw_detections(img, det.boxes, det.labels, det.scores, detector.class_names)
             save_image(drawn, out_dir / "detections" / out_names[det.path])
     run = {"checkpoint": str(cfg.ckpt_path), "input_hw": list(hw), "letterbox": bool(cfg.letterbox)}
-    (out_dir / "detections.json").write_text(json.dumps({**run, "images": records, "failed": failed}, indent=2))
-    if not records:
-        msg = f"no input could be read: none of the {len(failed)} image file(s) of {cfg.source}:\n"
+    found = {"images": records, **({"videos": video_records} if videos else {}), "failed": failed}
+    (out_dir / "detections.json").write_text(json.dumps({**run, **found}, indent=2))
+    if not records and not video_records:
+        msg = f"no input could be read: none of the {len(failed)} file(s) of {cfg.source}:\n"
         msg += unreadable_list(failed)
         log.error(msg)
         sys.exit(f"detect.py: {msg}")  # exit status 1
     if failed:
-        log.warning("%d of %d inputs unreadable (skipped):\n%s", len(failed), len(files), unreadable_list(failed))
+        total = len(files) + len(videos)
+        log.warning("%d of %d inputs unreadable (skipped):\n%s", len(failed), total, unreadable_list(failed))
     if writer is not None:
         writer([r for r in results if r.error is None])
     n = sum(len(r["detections"]) for r in records)
-    log.info("%d detections in %d images (%d unreadable) -> %s", n, len(records), len(failed), out_dir)
+    frames = f" and {sum(v['frames'] for v in video_records)} video frames" if videos else ""
+    log.info("%d detections in %d images%s (%d unreadable) -> %s", n, len(records), frames, len(failed), out_dir)
+
+
+def detect_video(detector: Detector, video: Path, hw: tuple[int, int], cfg: DictConfig, drawing: Path) -> dict:
+    """Every frame of ``video`` through the detector (:meth:`Detector.predict_video`), the annotated frames written
+    to ``drawing`` (``cfg.draw``) at the video's frame rate; progress logged every ``PROGRESS_FRAMES`` frames.
+    Returns its detections.json record: file, fps, width, height, frames, drawing, and per frame its index, time
+    (seconds) and detections. Raises VideoError naming the file when it cannot be read."""
+    frames = VideoFrames(video, int(cfg.batch_size))
+    info = frames.info
+    log.info("%s: %d x %d at %.2f fps, about %d frames", video, info.width, info.height, info.fps, info.frames)
+    per_frame = []
+    with contextlib.ExitStack() as stack:
+        out = stack.enter_context(VideoWriter(drawing, info.fps, info.width, info.height)) if cfg.draw else None
+        for frame, det in detector.predict_video(frames, size=hw, letterbox=bool(cfg.letterbox)):
+            per_frame.append(
+                {"frame": det.index, "time": round(det.index / info.fps, 4), "detections": det.to_dict()["detections"]}
+            )
+            if out is not None:
+                img = torch.from_numpy(frame).permute(2, 0, 1)
+                drawn = draw_detections(img, det.boxes, det.labels, det.scores, detector.class_names)
+                out.write(drawn.permute(1, 2, 0).numpy())
+            if (det.index + 1) % PROGRESS_FRAMES == 0:
+                log.info("%s: frame %d of about %d", video, det.index + 1, info.frames)
+    n = sum(len(f["detections"]) for f in per_frame)
+    log.info("%s: %d detections in %d frames%s", video, n, len(per_frame), f" -> {drawing}" if cfg.draw else "")
+    record = {"file": str(video), "fps": info.fps, "width": info.width, "height": info.height}
+    record |= {"frames": len(per_frame), **({"drawing": str(Path("detections") / drawing.name)} if cfg.draw else {})}
+    return record | {"detections_per_frame": per_frame}
+
+
+def video_names(videos: list[Path]) -> list[str]:
+    """The annotated video's name under detections/ for each input video: its own name as ``.mp4`` (``a.avi`` ->
+    ``a.mp4``), numbered when taken (``a_1.mp4``)."""
+    used: set[str] = set()
+    names = []
+    for v in videos:
+        name, k = f"{v.stem}.mp4", 1
+        while name in used:
+            name, k = f"{v.stem}_{k}.mp4", k + 1
+        used.add(name)
+        names.append(name)
+    return names
 
 
 def source_files(source: str | list[str] | ListConfig) -> list[Path]:
@@ -140,10 +207,12 @@ def source_files(source: str | list[str] | ListConfig) -> list[Path]:
             files += listed  # a missing one is reported as unreadable with the others
         elif not p.exists() and glob.has_magic(item):
             matched = sorted(Path(m) for m in glob.glob(item, recursive=True))
-            matched = [m for m in matched if m.is_file() and m.suffix.lower() in IMAGE_SUFFIXES]
+            matched = [m for m in matched if m.is_file() and (m.suffix.lower() in IMAGE_SUFFIXES or is_video(m))]
             if not matched:
-                raise FileNotFoundError(f"source={item}: no image file matches")
+                raise FileNotFoundError(f"source={item}: no image or video file matches")
             files += matched
+        elif is_video(p):  # a video file (a missing one is reported as unreadable with the others)
+            files.append(p)
         else:
             files += list_images(p)
     return files

@@ -3,6 +3,8 @@
 >>> det = Detector.from_checkpoint("runs/.../checkpoints/last.ckpt")          # or Detector.from_darknet(cfg, weights)
 >>> for d in det.predict(["a.jpg", pil_image, hwc_uint8_array, chw_tensor], conf=0.3):
 ...     print(d.path or d.index, d.names, d.boxes)                             # boxes: xyxy in the image's pixels
+>>> for frame, d in det.predict_video("clip.mp4"):                            # every frame of a video, in order
+...     print(d.index, d.names)
 
 Application layer over :func:`yolo9000.checkpoints.load_module` / :func:`~yolo9000.checkpoints.darknet_to_checkpoint`
 (the network), :class:`yolo9000.data.predict.ImageFilesDataset` (reading, and the eval resize of
@@ -38,13 +40,23 @@ from yolo9000.checkpoints import darknet_to_checkpoint, load_module, module_from
 from yolo9000.data.image_io import ImageDecodeError, pil_rgb, rgb_uint8
 from yolo9000.data.predict import ImageFilesDataset, PredictCollate
 from yolo9000.data.transforms import DetectionTransform, check_input_size, size_text
+from yolo9000.data.video import VideoError, VideoFrames
 from yolo9000.models.layers import fold_batch_norms
 from yolo9000.modules.detector import DetectorModule, check_decode_settings
 from yolo9000.postprocess import DecodeOn, decode_device
 from yolo9000.speed import float_images, set_channels_last
 from yolo9000.speed import keep_freed_memory as apply_keep_freed_memory
 
-__all__ = ["DETECT_CONF", "Detections", "Detector", "ImageInput", "UnreadableImageError", "check_input_size"]
+__all__ = [
+    "DETECT_CONF",
+    "Detections",
+    "Detector",
+    "ImageInput",
+    "UnreadableImageError",
+    "VideoError",
+    "VideoFrames",
+    "check_input_size",
+]
 
 DETECT_CONF = 0.25  # darknet detect's default threshold (conf/detect.yaml)
 
@@ -419,6 +431,42 @@ class Detector:
                 )
         assert all(r is not None for r in results)
         return results  # type: ignore[return-value]
+
+    def predict_video(
+        self,
+        video: str | os.PathLike[str] | VideoFrames,
+        *,
+        size: int | tuple[int, int] | None = None,
+        conf: float | None = None,
+        nms: float | None = None,
+        batch_size: int = 8,
+        letterbox: bool = False,
+        max_det: int | None = None,
+    ) -> Iterator[tuple[np.ndarray, Detections]]:
+        """Detect objects in every frame of a video file, in order (darknet's ``detector demo`` on a file).
+
+        Frames run ``batch_size`` at a time through :meth:`predict` (the same resize, decode and NMS as an image's).
+
+        Args:
+            video: a video file (:data:`~yolo9000.data.video.VIDEO_SUFFIXES`), or its
+                :class:`~yolo9000.data.video.VideoFrames` (whose ``info`` gives the frame rate and size; its own
+                ``batch_size`` then applies).
+            size, conf, nms, letterbox, max_det: as :meth:`predict`.
+            batch_size: frames per forward pass (for a path).
+        Yields:
+            (frame, detections) per frame: the uint8 (H, W, 3) RGB frame and its :class:`Detections` (``index``:
+            the frame's index from 0; ``path``: the video file; boxes in the frame's pixels).
+        Raises:
+            VideoError: a file that cannot be opened or gives no frame, naming it (before any frame).
+        """
+        frames = video if isinstance(video, VideoFrames) else VideoFrames(video, batch_size)
+        with frames:
+            for first, batch in frames:
+                dets = self.predict(batch, size=size, conf=conf, nms=nms, batch_size=len(batch), letterbox=letterbox,
+                                    max_det=max_det)  # fmt: skip
+                for k, (frame, d) in enumerate(zip(batch, dets, strict=True)):
+                    d.index, d.path = first + k, str(frames.path)
+                    yield frame, d
 
     def _batches(self, dataset: _IndexedImages, parts: list[range]) -> Iterator[dict[str, Any]]:
         """The collated batches of ``parts`` in order (:meth:`_read`); with :attr:`read_ahead` the next one is read

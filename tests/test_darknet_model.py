@@ -14,7 +14,15 @@ from conftest import compose_config, run_script
 from test_darknet import randomize, scaled_cfg
 from yolo9000.build import build
 from yolo9000.checkpoints import checkpoint_to_darknet, load_module
-from yolo9000.darknet import DarknetNet, darknet_detector, detector_cfg_text, parse_cfg, parse_cfg_text, save_weights
+from yolo9000.darknet import (
+    DarknetNet,
+    darknet_detector,
+    detector_cfg_text,
+    parse_cfg,
+    parse_cfg_text,
+    region_meta,
+    save_weights,
+)
 
 HEAD = (
     "[net]\nheight=64\nwidth=64\nchannels=3\n\n[convolutional]\nfilters=8\nsize=3\nstride=32\npad=1\nactivation=leaky\n"
@@ -189,3 +197,47 @@ def test_a_cfg_with_a_size_bound_connected_layer_trains_at_its_size_only(tmp_pat
     check_config(compose_config("train", *base, "data.img_size=64", "data.multiscale.enabled=false"))
     path.write_text(pooled)
     check_config(compose_config("train", *base, "data.img_size=96", "data.multiscale.enabled=true"))
+
+
+REGION_CFG = HEAD + (
+    "[convolutional]\nfilters=7\nsize=1\nactivation=linear\n"
+    "[region]\nanchors=1,1\nclasses=2\nnum=1\ncoords=4\nbias_match=1\nthresh=.7\nobject_scale=2\nnoobject_scale=.5\n"
+    "class_scale=3\ncoord_scale=4\nrescore=0\n"  # no softmax line: darknet's default softmax=0, logistic classes
+)
+
+
+def _built_loss(tmp_path: Path, *overrides: str) -> tuple[object, str]:
+    cfg_path = tmp_path / "region.cfg"
+    cfg_path.write_text(REGION_CFG)
+    cfg = compose_config(
+        "train", "model=darknet", f"model.net.cfg={cfg_path}", "data.max_images=4", "data.num_workers=0",
+        "data.img_size=64", *overrides,
+    )  # fmt: skip
+    module = build(cfg).module
+    return module.criterion, module.model.cfg_text
+
+
+def test_model_darknet_trains_with_the_cfgs_region_settings_by_default(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """region_options=cfg (darknet's): the loss takes the [region]'s thresh .7, scales 2 / .5 / 3 / 4, rescore=0
+    and, with no softmax line, logistic classes (darknet's default), logging what differs from model.loss.*;
+    region_options=keys keeps model.loss.* (yolov2-voc.cfg's 0.6, 5 / 1 / 1 / 1, rescore, softmax) and writes them
+    into the cfg's [region], so the cfg the checkpoint keeps reads back as the loss that trained."""
+    with caplog.at_level(logging.INFO, "yolo9000"):
+        loss, text = _built_loss(tmp_path)
+    got = (loss.thresh, loss.object_scale, loss.noobject_scale, loss.class_scale, loss.coord_scale, loss.rescore)
+    assert got == pytest.approx((0.7, 2.0, 0.5, 3.0, 4.0, False)) and loss.class_activation == "logistic"
+    assert "region.cfg: the loss takes the cfg's [region]" in caplog.text and "object_scale 5.0 -> 2.0" in caplog.text
+    assert "class_activation softmax -> logistic" in caplog.text
+    loss, text = _built_loss(tmp_path, "model.net.region_options=keys")
+    got = (loss.thresh, loss.object_scale, loss.noobject_scale, loss.class_scale, loss.coord_scale, loss.rescore)
+    assert got == pytest.approx((0.6, 5.0, 1.0, 1.0, 1.0, True)) and loss.class_activation == "softmax"
+    written = region_meta(parse_cfg_text(text), search=None)
+    assert written is not None
+    assert written.loss_options() == pytest.approx(
+        {"thresh": 0.6, "object_scale": 5.0, "noobject_scale": 1.0, "class_scale": 1.0, "coord_scale": 1.0,
+         "rescore": True, "class_activation": "softmax"}
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="model.net.region_options must be cfg or keys, got 'both'"):
+        _built_loss(tmp_path, "model.net.region_options=both")

@@ -16,7 +16,7 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 
 from yolo9000.anchors import resolve_priors
-from yolo9000.darknet import fixed_input_size, parse_cfg_text, read_text, region_meta
+from yolo9000.darknet import detector_cfg_text, fixed_input_size, parse_cfg_text, read_text, region_lines, region_meta
 from yolo9000.environment import hint_unset_env
 from yolo9000.models import STRIDE
 
@@ -83,6 +83,8 @@ def check_config(cfg: DictConfig) -> None:
         raise ValueError(f"data.img_size must be a multiple of {STRIDE}, got {size}")
     net = cfg.model.net
     if net.get("_target_") == DARKNET_DETECTOR_TARGET:  # model=darknet: its cfg is there, before the data is read
+        if net.get("region_options", "cfg") not in ("cfg", "keys"):
+            raise ValueError(f"model.net.region_options must be cfg or keys, got {net.region_options!r}")
         name = str(net.get("cfg") or "<cfg>")
         fixed = fixed_input_size(parse_cfg_text(_cfg_text(net), name))
         if fixed is not None and (cfg.data.multiscale.enabled or fixed != (size, size)):
@@ -153,8 +155,9 @@ def resolved_model_config(model_cfg: DictConfig, info: BuildInfo) -> dict[str, A
     m = OmegaConf.to_container(model_cfg, resolve=True)
     assert isinstance(m, dict)
     m["net"]["num_classes"] = len(info.class_names)
-    if m["net"].get("_target_") == DARKNET_DETECTOR_TARGET and not m["net"].get("cfg_text"):
+    if m["net"].get("_target_") == DARKNET_DETECTOR_TARGET:
         m["net"]["cfg_text"] = _cfg_text(model_cfg.net)  # the checkpoint holds the cfg itself, not only its path
+        _region_options(m)
     m["class_names"] = list(info.class_names)
     if "priors" in m:
         m["net"]["anchors"] = info.anchors
@@ -162,6 +165,28 @@ def resolved_model_config(model_cfg: DictConfig, info: BuildInfo) -> dict[str, A
         if info.fc_grid is not None:
             m["net"]["fc_grid"] = info.fc_grid
     return m
+
+
+def _region_options(m: dict[str, Any]) -> None:
+    """``model.net.region_options`` of a ``model=darknet`` config ``m`` (a plain copy, filled in here and the key
+    removed): ``cfg`` (darknet's way) gives the loss the cfg's ``[region]`` thresh, scales, rescore and softmax,
+    logging those that differ from ``model.loss``; ``keys`` keeps ``model.loss`` and writes it into the
+    ``[region]`` of the cfg text the checkpoint keeps (so ``convert.py --to-darknet`` writes the cfg as trained)."""
+    mode = m["net"].pop("region_options", "cfg")
+    name = str(m["net"].get("cfg") or "<cfg>")
+    if mode == "keys":
+        text = m["net"]["cfg_text"]
+        m["net"]["cfg_text"] = detector_cfg_text(text, source=name, set_region=region_lines(m["loss"]))
+        return
+    if mode != "cfg":
+        raise ValueError(f"model.net.region_options must be cfg or keys, got {mode!r}")
+    region = region_meta(parse_cfg_text(m["net"]["cfg_text"], name), search=None)
+    assert region is not None  # _cfg_anchors / darknet_detector refuse a cfg without one
+    own = region.loss_options()
+    changed = [f"{k} {m['loss'].get(k)} -> {v}" for k, v in own.items() if m["loss"].get(k) != v]
+    if changed:
+        log.info("%s: the loss takes the cfg's [region] (model.net.region_options=cfg): %s", name, ", ".join(changed))
+    m["loss"].update(own)
 
 
 def instantiate_module(model_config: Mapping[str, Any], **kwargs: Any) -> pl.LightningModule:

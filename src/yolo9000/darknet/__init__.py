@@ -36,6 +36,7 @@ from yolo9000.darknet.cfg import (
     parse_cfg_text,
     read_text,
     region_from_section,
+    region_lines,
     region_meta,
     resolve_data_file,
 )
@@ -83,6 +84,7 @@ __all__ = [
     "read_text",
     "read_header",
     "region_from_section",
+    "region_lines",
     "region_meta",
     "resolve_data_file",
     "save_weights",

@@ -12,7 +12,7 @@ import contextlib
 import copy
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -619,6 +619,29 @@ class RegionMeta:
     tree: Path | None = None
     map: Path | None = None
 
+    def loss_options(self) -> dict[str, Any]:
+        """The region loss's settings darknet's ``forward_region_layer`` takes from this section (as
+        :class:`~yolo9000.loss.RegionLoss` arguments): ``thresh``, the four scales, ``rescore`` and the classes'
+        activation (``softmax``, or ``logistic`` for darknet's ``softmax=0``; a tree's is always its softmax)."""
+        return {
+            "thresh": self.thresh,
+            "object_scale": self.object_scale,
+            "noobject_scale": self.noobject_scale,
+            "class_scale": self.class_scale,
+            "coord_scale": self.coord_scale,
+            "rescore": self.rescore,
+            "class_activation": "softmax" if self.softmax or self.tree is not None else "logistic",
+        }
+
+
+def region_lines(loss: Mapping[str, Any]) -> dict[str, str]:
+    """The ``[region]`` lines that say what :meth:`RegionMeta.loss_options` reads, from those loss settings (the
+    inverse: a cfg written with them trains and decodes as the loss does)."""
+    out = {k: f"{float(loss[k]):g}" for k in ("thresh", "object_scale", "noobject_scale", "class_scale", "coord_scale")}
+    out["rescore"] = str(int(bool(loss["rescore"])))
+    out["softmax"] = str(int(loss["class_activation"] == "softmax"))
+    return out
+
 
 def resolve_data_file(value: str, cfg_path: str | Path | None = None, search: SearchPath = ()) -> Path:
     """The file a cfg names with a darknet-relative path (``data/9k.tree``).
@@ -694,13 +717,14 @@ def detector_cfg_text(
     num_classes: int | None = None,
     anchors: Sequence[Sequence[float]] | None = None,
     source: str = "<cfg>",
+    set_region: Mapping[str, str] | None = None,
 ) -> str:
     """A detector cfg's text set to a dataset's classes and priors, as darknet's users edit it: the last
     ``[region]``'s ``classes`` (``num_classes``), ``num`` and ``anchors`` (``anchors``: (A, 2) in grid cells), and
-    the ``filters`` of the ``[convolutional]`` right before it (``num * (coords + 1 + classes)``). Lines are
-    replaced (or added after the section's header); everything else is kept as written. None: left as the cfg has
-    it. Raises ValueError (naming ``source``) for a cfg without ``[region]`` or whose ``[region]`` does not follow a
-    ``[convolutional]``."""
+    the ``filters`` of the ``[convolutional]`` right before it (``num * (coords + 1 + classes)``); ``set_region``: other
+    ``[region]`` lines to set (:func:`region_lines`). Lines are replaced (or added after the section's header);
+    everything else is kept as written. None: left as the cfg has it. Raises ValueError (naming ``source``) for a
+    cfg without ``[region]`` or whose ``[region]`` does not follow a ``[convolutional]``."""
     sections = parse_cfg_text(cfg_text, source)
     idx = [i for i, s in enumerate(sections) if s["type"] == "region"]
     if not idx:
@@ -714,7 +738,7 @@ def detector_cfg_text(
     coords = option(region, "coords", 4)
     classes = option(region, "classes", 20) if num_classes is None else int(num_classes)  # parse_region's defaults
     num = option(region, "num", 1) if anchors is None else len(anchors)
-    edits = {"classes": str(classes), "num": str(num)}
+    edits = {**(set_region or {}), "classes": str(classes), "num": str(num)}
     if anchors is not None:
         edits["anchors"] = ", ".join(f"{float(v):g}" for wh in anchors for v in wh)
     lines = cfg_text.splitlines()

@@ -93,15 +93,7 @@ def detector_model_config(
     anchors = [[float(w), float(h)] for w, h in region.anchors.tolist()]
     cfg["priors"] = {"anchors": anchors, "k": len(anchors), "metric": "iou"}  # a record: the cfg's own priors
     loss = cfg["loss"]
-    loss.update(
-        thresh=region.thresh,
-        object_scale=region.object_scale,
-        noobject_scale=region.noobject_scale,
-        class_scale=region.class_scale,
-        coord_scale=region.coord_scale,
-        rescore=region.rescore,
-        class_activation="softmax" if region.softmax or region.tree is not None else "logistic",  # darknet's own
-    )
+    loss.update(region.loss_options())  # darknet's own thresh, scales, rescore and class activation
     if region.tree is not None:
         loss["tree"] = {"_target_": "yolo9000.wordtree.WordTree.from_file", "path": str(region.tree.resolve())}
         if names_file is not None:

@@ -181,16 +181,46 @@ def test_a_missing_table_names_the_key_that_named_it(tmp_path: Path) -> None:
 
 
 def test_a_table_without_the_needed_columns_names_them(tmp_path: Path) -> None:
-    """Global Wheat's ``bbox`` column is not xmin..ymax: the error names the file, its header and what is missing."""
+    """Neither the four corners nor a bbox column: the error names the file, its header and what is missing."""
+    _write(tmp_path / "train.csv", ["image_id", "width", "height", "box_x", "source"], [["a", "1", "1", "2", "x"]])
+    with pytest.raises(
+        ValueError, match=r"train\.csv: no xmin, ymin, xmax, ymax column in the header \['image_id'.*a bbox column"
+    ):
+        CSVParser(tmp_path, "all").parse(["wheat"])
+
+
+def test_a_global_wheat_table_reads_its_bbox_cells_as_one_class(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Kaggle's Global Wheat layout: ``image_id`` without a suffix, ``width`` / ``height``, a ``bbox`` cell
+    ``[x, y, w, h]`` and no class column: boxes are x, y, x + w, y + h, all of the one class (``object`` unless
+    class_names names it, logged); a class list of two for a table without classes is an error; a table with both
+    corners and a bbox reads the corners."""
+    for name in ("a", "b"):
+        Image.new("RGB", (100, 80)).save(tmp_path / f"{name}.jpg")
     _write(
         tmp_path / "train.csv",
         ["image_id", "width", "height", "bbox", "source"],
-        [["a", "1", "1", "[1, 2, 3, 4]", "x"]],
+        [["a", "100", "80", "[10.0, 20.0, 30.0, 15.5]", "usask_1"], ["a", "100", "80", "[0, 0, 5, 5]", "usask_1"],
+         ["b", "100", "80", "50 40 10 10", "arvalis_1"]],
+    )  # fmt: skip
+    with caplog.at_level(logging.INFO, "yolo9000"):
+        parser = CSVParser(tmp_path, "all")
+        assert parser.discover_class_names() == ["object"]
+    assert "no class column: every box is of one class, 'object'" in caplog.text
+    recs = {r.image_id: r for r in CSVParser(tmp_path, "all").parse(["wheat"], IssueLog("error"))}
+    assert recs["a"].boxes.tolist() == [[10.0, 20.0, 40.0, 35.5], [0.0, 0.0, 5.0, 5.0]]
+    assert recs["b"].boxes.tolist() == [[50.0, 40.0, 60.0, 50.0]] and recs["a"].labels.tolist() == [0, 0]
+    with pytest.raises(ValueError, match=r"train\.csv: no class column, so its boxes are of one class, but the "
+                       r"class list has 2"):  # fmt: skip
+        CSVParser(tmp_path, "all").parse(["wheat", "weed"])
+    _write(
+        tmp_path / "train.csv",
+        ["filename", "class", "xmin", "ymin", "xmax", "ymax", "bbox"],
+        [["a.jpg", "wheat", "1", "2", "3", "4", "[9, 9, 9, 9]"]],
     )
-    with pytest.raises(
-        ValueError, match=r"train\.csv: no class, xmin, ymin, xmax, ymax column in the header \['image_id'"
-    ):
-        CSVParser(tmp_path, "all").parse(["wheat"])
+    (rec,) = CSVParser(tmp_path, "all").parse(["wheat"], IssueLog("skip"))
+    assert rec.boxes.tolist() == [[1.0, 2.0, 3.0, 4.0]]
 
 
 def test_data_csv_config_feeds_the_data_module(tmp_path: Path) -> None:
@@ -209,3 +239,19 @@ def test_data_csv_config_feeds_the_data_module(tmp_path: Path) -> None:
     assert dm.class_names == ["Platelets", "RBC", "WBC"]
     batch = next(iter(dm.train_dataloader()))
     assert batch["images"].shape[0] == 2
+
+
+def test_a_class_without_a_box_is_a_dropped_box_and_an_empty_row_a_negative(tmp_path: Path) -> None:
+    """A row naming a class with empty box cells loses a box (reported, the image kept); a row with neither lists
+    an image without objects."""
+    for name in ("a", "b"):
+        Image.new("RGB", (50, 40)).save(tmp_path / f"{name}.jpg")
+    _write(
+        tmp_path / "t.csv",
+        ["filename", "class", "xmin", "ymin", "xmax", "ymax"],
+        [["a.jpg", "cat", "", "", "", ""], ["a.jpg", "cat", "1", "2", "3", "4"], ["b.jpg", "", "", "", "", ""]],
+    )
+    issues = IssueLog("skip")
+    recs = {r.image_id: r for r in CSVParser(tmp_path, "all").parse(["cat"], issues)}
+    assert recs["a"].boxes.tolist() == [[1.0, 2.0, 3.0, 4.0]] and len(recs["b"].boxes) == 0
+    assert issues.count("drop_box", "a class without a box") == 1

@@ -11,8 +11,10 @@ Layouts (first match wins; the choice is logged):
 A missing test split is the val split, and a missing val split a hash share of train (both logged).
 
 Columns by header name (any case; spaces, ``_`` and ``-`` ignored): the image (``filename``, ``file``, ``image``,
-``image_id``, ``path``, ...), the class (``class``, ``label``, ``category``, ``name``, ``labelname``, ...), the box
-(``xmin``, ``ymin``, ``xmax``, ``ymax``; ``x1`` ... ``y2``; ``left``, ``top``, ``right``, ``bottom``) and, optionally,
+``image_id``, ``path``, ...), the class (``class``, ``label``, ``category``, ``name``, ``labelname``, ...; without
+one every box is of one class, :data:`ONE_CLASS` unless ``class_names`` names it), the box (``xmin``, ``ymin``,
+``xmax``, ``ymax``; ``x1`` ... ``y2``; ``left``, ``top``, ``right``, ``bottom``; or one ``bbox`` cell ``[x, y, w, h]``,
+COCO's order, as Kaggle's Global Wheat table) and, optionally,
 the image's ``width`` / ``height`` (the record's size, as VOC's and COCO's: an image of another size gets its boxes
 rescaled at load, reported; without them, the image header's). Box values are pixels (0-based continuous, COCO's
 convention) or, where every value of a file lies in [0, 1], fractions of the image's sides (Open Images;
@@ -48,8 +50,10 @@ _COLUMNS: dict[str, tuple[str, ...]] = {  # role -> accepted header names (norma
     "width": ("width", "imagewidth", "imgwidth"),
     "height": ("height", "imageheight", "imgheight"),
     "split": ("split", "subset", "set", "fold"),
+    "bbox": ("bbox", "box", "boundingbox"),  # one cell "[x, y, w, h]" (COCO's order; Kaggle's Global Wheat)
 }
 _BOX = ("xmin", "ymin", "xmax", "ymax")
+ONE_CLASS = "object"  # the class of a table without a class column, unless data.class_names names it
 CSV_NAMES = ("_annotations.csv", "annotations.csv", "labels.csv")  # preferred in a folder holding several CSVs
 
 
@@ -67,15 +71,32 @@ def _columns(header: Sequence[str], path: Path) -> dict[str, int]:
             if n in norm and norm.index(n) not in out.values():
                 out[role] = norm.index(n)
                 break
-    missing = [r for r in ("file", "class", *_BOX) if r not in out]
+    if all(k in out for k in _BOX):
+        out.pop("bbox", None)  # the corners win over a bbox column
+    missing = [r for r in ("file", *(() if "bbox" in out else _BOX)) if r not in out]
     if missing:
         raise ValueError(
-            f"{path}: no {', '.join(missing)} column in the header {list(header)} (a box table needs the image file, "
-            f"the class and xmin, ymin, xmax, ymax; accepted names: "
+            f"{path}: no {', '.join(missing)} column in the header {list(header)} (a box table needs the image file "
+            f"and xmin, ymin, xmax, ymax, or a bbox column of [x, y, w, h]; the class column is optional for one "
+            "class; accepted names: "
             + "; ".join(f"{r}: {', '.join(dict.fromkeys(_COLUMNS[r]))}" for r in missing)
             + ")"
         )
     return out
+
+
+def _box(row: Sequence[str], cols: Mapping[str, int]) -> list[float] | None:
+    """A row's box as pixel (or fraction) corners ``[x0, y0, x1, y1]``: its four corner cells, or its bbox cell
+    ``[x, y, w, h]`` (brackets optional, commas or spaces between); None when the row has no box (every cell
+    empty). Raises ValueError for values that are not four numbers."""
+    if "bbox" in cols:
+        cell = _cell(row, cols["bbox"])
+        if not cell.strip("[]() "):
+            return None
+        x, y, w, h = (float(v) for v in cell.strip("[]() ").replace(",", " ").split())
+        return [x, y, x + w, y + h]
+    values = [_cell(row, cols[k]) for k in _BOX]
+    return [float(v) for v in values] if any(values) else None
 
 
 @dataclass
@@ -189,7 +210,7 @@ class CSVParser:
             values = []
             for _, r in rows:
                 try:
-                    values += [float(_cell(r, cols[k])) for k in _BOX if _cell(r, cols[k])]
+                    values += _box(r, cols) or []
                 except ValueError:
                     continue
             normalized = bool(values) and all(0.0 <= v <= 1.0 for v in values)
@@ -211,6 +232,15 @@ class CSVParser:
         if self.names_file is not None:
             return read_names(self.names_file)
         paths = list(self.split_csvs().values()) or [self.single_csv()]
+        if any("class" not in self.table(p).cols for p in paths):  # one class (Kaggle's Global Wheat)
+            log_once(
+                ("csv one class", str(self.root)),
+                logging.INFO,
+                "%s: no class column: every box is of one class, %r (data.class_names=[<name>] names it)",
+                self.root,
+                ONE_CLASS,
+            )
+            return [ONE_CLASS]
         names = {_cell(r, t.cols["class"]) for p in paths for t in [self.table(p)] for _, r in t.rows}
         names.discard("")
         out = sorted(names)
@@ -342,15 +372,22 @@ class CSVParser:
             return None
         width, height = size
         boxes, labels = [], []
+        if "class" not in c and len(names) != 1:
+            raise ValueError(
+                f"{table.path}: no class column, so its boxes are of one class, but the class list has {len(names)}: "
+                f"{list(names)[:5]} (give one name: data.class_names=[<name>])"
+            )
         for n, row in rows:
-            cls, values = _cell(row, c["class"]), [_cell(row, c[k]) for k in _BOX]
-            if not cls and not any(values):
-                continue  # an image without objects
+            cls = _cell(row, c["class"]) if "class" in c else names[0]
             try:
-                box = [float(v) for v in values]
+                box = _box(row, c)
             except ValueError:
                 issues.report(table.path, "a box value is not a number", action="drop_box", detail=f"line {n}: {row}")
                 continue
+            if box is None:
+                if "class" in c and cls:
+                    issues.report(table.path, "a class without a box", action="drop_box", detail=f"line {n}")
+                continue  # an image without objects
             if cls not in index:
                 issues.report(table.path, f"unknown class '{cls}'", action="drop_box", detail=f"line {n}")
                 continue

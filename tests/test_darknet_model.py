@@ -177,6 +177,10 @@ def test_a_cfg_with_a_size_bound_connected_layer_trains_at_its_size_only(tmp_pat
     assert fixed_input_size(parse_cfg_text(bound)) == (64, 64)
     assert fixed_input_size(parse_cfg_text(bound.replace("width=64", "width=96"))) == (64, 96)
     assert fixed_input_size(parse_cfg_text(pooled)) is None
+    conv = "[convolutional]\nfilters=8\nsize=3\nstride=32\npad=1\nactivation=leaky\n"
+    cropped = "[net]\nheight=64\nwidth=64\nchannels=3\n[crop]\ncrop_height=32\ncrop_width=32\n" + conv
+    cropped += "[connected]\noutput=8\nactivation=leaky\n" + region  # 1 x 1 into it at 64, 2 x 2 at 128
+    assert fixed_input_size(parse_cfg_text(cropped)) == (64, 64)  # the window grows with the input, as darknet's
     assert fixed_input_size(parse_cfg_text(HEAD + "[convolutional]\nfilters=8\nsize=1\nactivation=linear\n")) is None
     # the [region]'s classes await the data: a cfg whose head does not fit them yet is still sized
     assert fixed_input_size(parse_cfg_text(bound.replace("classes=3", "classes=20"))) == (64, 64)

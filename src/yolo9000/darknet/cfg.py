@@ -586,6 +586,9 @@ def fixed_input_size(cfg: str | Path | Sections) -> tuple[int, int] | None:
         h, w = option(net, "height", 0), option(net, "width", 0)
         doubled = copy.deepcopy(sections)
         doubled[0]["options"].update(height=str(2 * h), width=str(2 * w))
+        for sec in doubled:  # a [crop] keeps its fraction of a resized input (darknet's resize_crop_layer)
+            if sec["type"] == "crop":
+                sec["options"].update({k: str(2 * option(sec, k, 1)) for k in ("crop_height", "crop_width")})
         other = [s.in_features for s in layer_specs(doubled) if s.type == "connected"]
     finally:
         log.disabled = disabled

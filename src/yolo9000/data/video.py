@@ -51,7 +51,7 @@ class VideoFrames:
     8)`` gives the index of the batch's first frame and its frames, each a uint8 (H, W, 3) RGB array.
 
     Raises :class:`VideoError` naming the file when it cannot be opened or gives no frame at all; a stream
-    that breaks off later ends there (the frames before it are given).
+    that breaks off later ends there (the frames before it are given). Iterated once (a reader, not a list).
     """
 
     def __init__(self, path: str | Path, batch_size: int = 1) -> None:

@@ -205,7 +205,7 @@ def test_detect_sources_lists_globs_and_user_errors(bccd_ckpt: Path, tmp_path: P
     (tmp_path / "empty").mkdir()
     for bad, want in (
         (tmp_path / "empty", "no images"),
-        (f"{tmp_path}/*.png", "no image file matches"),
+        (f"{tmp_path}/*.png", "no image or video file matches"),
         (tmp_path / "empty.txt", "the list names no image"),
     ):
         (tmp_path / "empty.txt").write_text("# nothing\n")

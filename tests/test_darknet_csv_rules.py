@@ -17,8 +17,14 @@ import pytest
 import torch
 from PIL import Image
 
+from yolo9000.darknet.cfg import RegionMeta, parse_cfg_text, region_from_section
+from yolo9000.darknet.native import NativeSpec, build_native, darknet_detector, match_native, native_cfg_text
 from yolo9000.data import IssueLog
 from yolo9000.data.csv_boxes import CSVParser
+from yolo9000.data.splits import hash_split
+from yolo9000.models.darknet19 import Darknet19
+from yolo9000.models.layers import DarknetBatchNorm2d, DarknetConnected, DarknetConv, DarknetShortcut
+from yolo9000.models.yolov2 import YOLOv2
 
 BOX_HEADER = ["filename", "class", "xmin", "ymin", "xmax", "ymax"]
 
@@ -45,11 +51,188 @@ def _boxes(parser: CSVParser, names: list[str]) -> dict[str, list[list[float]]]:
     return {r.image_id: r.boxes.tolist() for r in parser.parse(names, IssueLog("error"))}
 
 
+# ---------------------------------------------------------------------------------------------- darknet layers
+def test_shortcut_same_shape_with_one_unit_weight_still_scales_the_other() -> None:
+    """shortcut_cpu's ``out = alpha * out + beta * add`` for equal shapes, with only ONE of alpha, beta equal to 1:
+    alpha=1, beta=0.5 on x=2, y=4 gives 4; alpha=0.25, beta=1 gives 4.5."""
+    x, y = torch.full((1, 1, 2, 2), 2.0), torch.full((1, 1, 2, 2), 4.0)
+    assert torch.equal(DarknetShortcut(alpha=1.0, beta=0.5)(x, y), torch.full((1, 1, 2, 2), 4.0))
+    assert torch.equal(DarknetShortcut(alpha=0.25, beta=1.0)(x, y), torch.full((1, 1, 2, 2), 4.5))
+
+
+def test_shortcut_of_outputs_of_different_batch_sizes_is_refused() -> None:
+    """darknet's shortcut asserts one batch: a (2, ...) output and a (1, ...) one of another size are refused, never
+    broadcast."""
+    with pytest.raises(ValueError, match="cannot add"):
+        DarknetShortcut()(torch.zeros(2, 1, 2, 2), torch.zeros(1, 1, 4, 4))
+
+
+def test_connected_defaults_to_darknet_s_logistic_activation() -> None:
+    """``[connected]`` without ``activation=`` is logistic (darknet's parse_connected default): zero weights and
+    biases give sigmoid(0) = 0.5 for every output, shape (B, out, 1, 1)."""
+    layer = DarknetConnected(4, 3)
+    torch.nn.init.zeros_(layer.linear.weight)
+    torch.nn.init.zeros_(layer.linear.bias)
+    assert torch.equal(layer(torch.ones(2, 1, 2, 2)), torch.full((2, 3, 1, 1), 0.5))
+
+
+def test_grouped_conv_stores_c_over_groups_weights_per_filter() -> None:
+    """``groups=2`` of a 4 -> 6 3x3 conv: darknet's c / groups * n * size * size = 2 * 6 * 9 = 108 weights, and each
+    output reads only its group's inputs (a one on input channel 0 leaves the second group's outputs 0)."""
+    layer = DarknetConv(4, 6, 3, padding=1, groups=2)
+    assert layer.conv.weight.numel() == 108
+    torch.nn.init.ones_(layer.conv.weight)
+    torch.nn.init.zeros_(layer.conv.bias)
+    x = torch.zeros(1, 4, 3, 3)
+    x[0, 0, 1, 1] = 1.0
+    out = layer(x)[0, :, 1, 1]
+    assert out.tolist() == [1.0, 1.0, 1.0, 0.0, 0.0, 0.0]
+
+
+# ------------------------------------------------------------------------------------ cfg <-> native modules
+CFG = Path(__file__).resolve().parents[1] / "data" / "darknet" / "cfg"
+CONV_1024 = "batch_normalize=1\nsize=3\nstride=1\npad=1\nfilters=1024\nactivation=leaky\n"
+
+
+def _edit(name: str, *edits: tuple[str, int, str, str]) -> str:
+    """A vendored cfg's text with each ``(kind, n, old, new)`` applied: ``old`` replaced by ``new`` (once) in the
+    ``n``-th (0-based) ``[kind]`` section."""
+    parts = ("\n" + (CFG / name).read_text()).split("\n[")
+    for kind, n, old, new in edits:
+        i = [k for k, p in enumerate(parts) if p.startswith(kind + "]")][n]
+        assert parts[i].count(old) == 1, (name, kind, n, old)
+        parts[i] = parts[i].replace(old, new)
+    return "\n[".join(parts)[1:]
+
+
+def _native(text: str) -> NativeSpec | None:
+    return match_native(parse_cfg_text(text))
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "what"),
+    [
+        ("stride=1", "stride=2", "a strided 3x3 conv"),
+        ("activation=leaky", "activation=relu", "another activation"),
+        ("batch_normalize=1\n", "", "no batch norm"),
+        ("pad=1", "groups=2\npad=1", "a grouped conv"),
+        ("pad=1", "padding=2", "padding 2 on a 3x3 conv"),
+    ],
+)
+def test_native_match_needs_darknet19_s_exact_conv(old: str, new: str, what: str) -> None:
+    """Darknet-19's convs are 3x3 or 1x1, stride 1, ungrouped, padded size // 2, batch-normalised, leaky: darknet19.cfg
+    is a native classifier, and with its 3rd conv changed in any one of these ways it is not."""
+    assert _native((CFG / "darknet19.cfg").read_text()) is not None
+    assert _native(_edit("darknet19.cfg", ("convolutional", 2, old, new))) is None, what
+
+
+def test_native_match_needs_darknet_s_maxpool_padding_and_3_channels() -> None:
+    """A ``[maxpool] padding=0`` pools odd sizes differently from darknet's default (padding = size - 1, what the
+    native module does): not native; nor a network of 1 input channel."""
+    assert _native(_edit("darknet19.cfg", ("maxpool", 0, "stride=2", "stride=2\npadding=0"))) is None
+    assert _native(_edit("darknet19.cfg", ("net", 0, "channels=3", "channels=1"))) is None
+
+
+def test_native_classifier_tail_is_only_softmax_or_cost() -> None:
+    """After darknet19's 1x1 conv and [avgpool] only [softmax] / [cost] may follow: another conv makes it generic;
+    the 1x1 head conv must be linear WITHOUT batch norm."""
+    tail = "\n[convolutional]\nfilters=10\nsize=1\nactivation=linear\n"
+    assert _native((CFG / "darknet19.cfg").read_text() + tail) is None
+    bn_head = _edit("darknet19.cfg", ("convolutional", 18, "filters=1000", "batch_normalize=1\nfilters=1000"))
+    assert _native(bn_head) is None
+
+
+@pytest.mark.parametrize(
+    "edits",
+    [
+        [("route", 0, "layers=-9", "layers=-10")],  # the passthrough from another layer than the 13th conv
+        [("reorg", 0, "stride=2", "stride=4")],
+        # one more 3x3 conv after the fuse conv: a layer the native module does not have
+        [("convolutional", 21, "activation=leaky", "activation=leaky\n\n[convolutional]\n" + CONV_1024)],
+    ],
+)
+def test_native_yolov2_needs_the_route_from_the_13th_conv_and_reorg_2(edits: list[tuple[str, int, str, str]]) -> None:
+    """yolov2-voc.cfg is a native YOLOv2 (passthrough from the 13th conv, 64 channels, 2 extra convs); a route from
+    another layer, a reorg of stride 4 or a conv after the fuse conv is not."""
+    voc = _native((CFG / "yolov2-voc.cfg").read_text())
+    assert voc is not None and (voc.passthrough, voc.passthrough_channels, voc.extra_convs) == (True, 64, 2)
+    assert _native(_edit("yolov2-voc.cfg", *edits)) is None
+
+
+def _region(text: str) -> RegionMeta:
+    return region_from_section(next(s for s in parse_cfg_text(text) if s["type"] == "region"))
+
+
+def test_native_cfg_text_of_a_yolov2_routes_as_yolov2_voc_and_writes_its_flags() -> None:
+    """A YOLOv2 (2 extra convs, passthrough) written as a cfg routes as yolov2-voc.cfg does (``layers=-9`` to the
+    13th conv, ``layers=-1,-4`` reorg + deep), its anchors to float32 precision, ``softmax=0`` when asked,
+    ``bias_match`` = whether it has anchors; read back it is the same native structure."""
+    anchors = [[1.3221, 1.73145], [3.19275, 4.00944]]
+    model = YOLOv2(Darknet19(width=0.125), num_classes=2, anchors=anchors)
+    text = native_cfg_text(model, size=64, softmax=False)
+    assert "[route]\nlayers=-9\n" in text and "[route]\nlayers=-1,-4\n" in text
+    region = _region(text)
+    assert not region.softmax and region.bias_match
+    assert np.allclose(region.anchors, anchors, rtol=1e-6, atol=0)
+    assert _region(native_cfg_text(model)).softmax
+    assert not _region(native_cfg_text(YOLOv2(Darknet19(width=0.125), num_classes=2))).bias_match
+    spec = _native(text)
+    assert spec is not None and (spec.width, spec.num_classes, spec.passthrough, spec.extra_convs) == (
+        0.125,
+        2,
+        True,
+        2,
+    )
+
+
+@pytest.mark.parametrize(
+    ("passthrough", "extra_convs", "fuse"), [(False, 2, True), (False, 0, True), (True, 0, True), (False, 0, False)]
+)
+def test_native_cfg_text_reads_back_as_the_same_head(passthrough: bool, extra_convs: int, fuse: bool) -> None:
+    """Every head shape (yolov2 without passthrough: 3 3x3 convs = 2 extra + fuse; one 3x3 conv = fuse alone; a
+    passthrough straight from the backbone; yolo9000's no conv at all) is recognised back from its own cfg with the
+    same passthrough / extra convs / fuse."""
+    model = YOLOv2(Darknet19(width=0.125), num_classes=2, passthrough=passthrough, extra_convs=extra_convs, fuse=fuse)
+    spec = _native(native_cfg_text(model))
+    assert spec is not None and (spec.passthrough, spec.extra_convs, spec.fuse) == (passthrough, extra_convs, fuse)
+
+
+def test_native_cfg_text_without_batch_norm_has_no_batch_normalize() -> None:
+    """A network without batch norm (Table 2's YOLO column) has no ``batch_normalize`` line in any conv, the fuse
+    conv included."""
+    model = YOLOv2(Darknet19(batch_norm=False, width=0.125), num_classes=2)
+    assert "batch_normalize" not in native_cfg_text(model)
+
+
+def test_a_recognised_cfg_builds_with_darknet_s_batch_norm_and_momentum() -> None:
+    """A native module built from a cfg normalises as darknet (:class:`DarknetBatchNorm2d`) with darknet's rolling
+    momentum 0.01, in every BN."""
+    net = build_native(_native(native_cfg_text(YOLOv2(Darknet19(width=0.125), num_classes=2))))
+    bns = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bns and all(isinstance(m, DarknetBatchNorm2d) and m.momentum == 0.01 for m in bns)
+
+
+def test_darknet_detector_starts_from_darknet_s_init() -> None:
+    """``init="darknet"`` (the default): every bias 0 (make_convolutional_layer), so the linear prediction conv's
+    bias is all zeros; ``init="torch"`` leaves PyTorch's non-zero uniform biases."""
+    text = "[net]\nheight=32\nwidth=32\nchannels=3\n[convolutional]\nfilters=8\nsize=3\nstride=32\npad=1\n"
+    text += "activation=leaky\n[convolutional]\nfilters=12\nsize=1\nactivation=linear\n[region]\nclasses=1\nnum=2\n"
+    text += "coords=4\nanchors=1,1,2,2\n"
+    darknet_init = darknet_detector(cfg_text=text).conv_pairs()[-1][0].bias
+    torch_init = darknet_detector(cfg_text=text, init="torch").conv_pairs()[-1][0].bias
+    assert darknet_init is not None and torch_init is not None
+    assert torch.count_nonzero(darknet_init) == 0 and torch.count_nonzero(torch_init) == 12
+
+
 # ------------------------------------------------------------------------------------------------ CSV: columns
 def test_csv_header_names_ignore_case_spaces_underscores_and_hyphens(tmp_path: Path) -> None:
     """Header names match in any case with spaces, ``_`` and ``-`` ignored: ``File-Name``, ``X-Min``, ``y_max``."""
     _image(tmp_path / "a.jpg")
-    _table(tmp_path / "t.csv", ["File-Name", "Class", "X-Min", "Y Min", "x_max", "Y-MAX"], [["a.jpg", "cat", "1", "2", "11", "12"]])
+    _table(
+        tmp_path / "t.csv",
+        ["File-Name", "Class", "X-Min", "Y Min", "x_max", "Y-MAX"],
+        [["a.jpg", "cat", "1", "2", "11", "12"]],
+    )
     assert _boxes(CSVParser(tmp_path, "all"), ["cat"]) == {"a": [[1.0, 2.0, 11.0, 12.0]]}
 
 
@@ -57,7 +240,9 @@ def test_csv_a_column_serves_one_role_only(tmp_path: Path) -> None:
     """``name`` is the class column where another column names the file (``image,name,...``); a table whose only
     candidate for both is one ``name`` column has no class column (refused), never the file name as its class."""
     _image(tmp_path / "a.jpg")
-    _table(tmp_path / "t.csv", ["image", "name", "xmin", "ymin", "xmax", "ymax"], [["a.jpg", "cat", "1", "2", "11", "12"]])
+    _table(
+        tmp_path / "t.csv", ["image", "name", "xmin", "ymin", "xmax", "ymax"], [["a.jpg", "cat", "1", "2", "11", "12"]]
+    )
     assert _boxes(CSVParser(tmp_path, "all"), ["cat"]) == {"a": [[1.0, 2.0, 11.0, 12.0]]}
     _table(tmp_path / "t.csv", ["name", "xmin", "ymin", "xmax", "ymax"], [["a.jpg", "1", "2", "11", "12"]])
     with pytest.raises(ValueError, match="no class column"):
@@ -138,7 +323,11 @@ def test_csv_a_row_that_is_not_numbers_does_not_decide_the_reading(tmp_path: Pat
     its box dropped) leaves the others, all in [0, 1], read as fractions."""
     _image(tmp_path / "a.jpg")
     header = ["ImageID", "LabelName", "XMin", "XMax", "YMin", "YMax"]
-    _table(tmp_path / "oi.csv", header, [["a", "/m/x", "n/a", "0.5", "0.1", "0.2"], ["a", "/m/x", "0.25", "0.5", "0.1", "0.2"]])
+    _table(
+        tmp_path / "oi.csv",
+        header,
+        [["a", "/m/x", "n/a", "0.5", "0.1", "0.2"], ["a", "/m/x", "0.25", "0.5", "0.1", "0.2"]],
+    )
     issues = IssueLog("skip")
     (rec,) = CSVParser(tmp_path, "all").parse(["/m/x"], issues)
     assert np.allclose(rec.boxes, [[10.0, 3.0, 20.0, 6.0]])
@@ -179,9 +368,12 @@ def test_csv_hash_split_without_a_test_fraction_makes_test_the_val_split(tmp_pat
     ids = {s: sorted(_boxes(CSVParser(tmp_path, s, split_fractions=frac), ["cat"])) for s in ("train", "val", "test")}
     assert ids["test"] == ids["val"]
     assert sorted(ids["train"] + ids["val"]) == sorted(str(i) for i in range(12))
-    # a fraction keyed by an alias (``valid``) is val's; seed None is seed 0
+    # the split is hash_split's of the file names at seed 0 (the default; None too)
+    want = sorted(Path(f).stem for f in hash_split([r[0] for r in rows], "val", frac, 0))
+    assert ids["val"] == want
+    # a fraction keyed by an alias (``valid``) is val's
     alias = CSVParser(tmp_path, "val", split_fractions={"train": 0.5, "valid": 0.5}, split_seed=None)
-    assert sorted(_boxes(alias, ["cat"])) == ids["val"]
+    assert sorted(_boxes(alias, ["cat"])) == want
 
 
 def test_csv_split_all_of_a_table_with_a_split_column_is_every_image(tmp_path: Path) -> None:
@@ -213,7 +405,11 @@ def test_csv_without_a_val_table_train_and_val_are_disjoint_hash_shares_of_train
 def test_csv_an_image_id_without_suffix_finds_a_png_under_images(tmp_path: Path) -> None:
     """An ImageID names its file without the suffix: ``p`` is ``images/p.png`` when that is the file there."""
     _image(tmp_path / "images" / "p.png", (50, 20))
-    _table(tmp_path / "t.csv", ["ImageID", "LabelName", "XMin", "XMax", "YMin", "YMax"], [["p", "/m/x", "0.2", "0.4", "0.5", "1"]])
+    _table(
+        tmp_path / "t.csv",
+        ["ImageID", "LabelName", "XMin", "XMax", "YMin", "YMax"],
+        [["p", "/m/x", "0.2", "0.4", "0.5", "1"]],
+    )
     (rec,) = CSVParser(tmp_path, "all").parse(["/m/x"], IssueLog("error"))
     assert rec.image_path == tmp_path / "images" / "p.png"
     assert np.allclose(rec.boxes, [[10.0, 10.0, 20.0, 20.0]])

@@ -8,7 +8,8 @@ Layouts (first match wins; the choice is logged):
   3. one CSV (``csv_file``, else the only ``*.csv`` in ``root``; ``root`` may be the CSV itself): a split column
      (``split``, ``subset``, ``set``, ``fold``) picks the rows, else the images are split by hash (``split_fractions``,
      ``split_seed``).
-A missing test split is the val split, and a missing val split a hash share of train (both logged).
+A missing test split is the val split, and a missing val split a hash share of train, the train split then being
+the rest of train (both logged).
 
 Columns by header name (any case; spaces, ``_`` and ``-`` ignored): the image (``filename``, ``file``, ``image``,
 ``image_id``, ``path``, ...), the class (``class``, ``label``, ``category``, ``name``, ``labelname``, ...; without
@@ -305,11 +306,12 @@ class CSVParser:
             if s == "test" and "test" not in per_split:
                 log_once(("csv test=val", str(self.root)), logging.WARNING, "%s: no test split: test = val", self.root)
                 s = "val"
-            if s not in per_split and s in ("train", "val") and "train" in per_split:
+            if s in ("train", "val") and "val" not in per_split and "train" in per_split:
+                # no val table: val is a hash share of train's table and train the rest (never both)
                 table = self.table(per_split["train"])
                 files = [f for f in dict.fromkeys(_cell(r, table.cols["file"]) for _, r in table.rows) if f]
                 share = set(hash_split(files, s, train_val_fractions(self.split_fractions), self.split_seed))
-                self._log(table.path, f"a hash share of train (no val split; seed {self.split_seed})", len(share))
+                self._log(table.path, f"the {s} hash share of train (no val split; seed {self.split_seed})", len(share))
                 out.append((table, [f for f in files if f in share]))
                 continue
             if s not in per_split:

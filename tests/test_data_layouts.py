@@ -219,6 +219,22 @@ def test_voc_roboflow_split_folders_with_images_beside_the_xml(tmp_path, caplog)
     assert _ids(dm, "test") == _ids(dm, "val") == ["valid/v0", "valid/v1"]
 
 
+def test_voc_split_folders_without_a_valid_folder_never_train_on_val(tmp_path):
+    """Roboflow's VOC export with train/ and test/ only: val is a hash share of train/ and train the rest of it
+    (disjoint, together every image of train/); test stays its folder; split=all reads every image once."""
+    stems = {"train": [f"t{k}" for k in range(12)], "test": ["x0", "x1"]}
+    for folder, names in stems.items():
+        for n in names:
+            _jpg(tmp_path / folder / f"{n}.jpg")
+            _xml(tmp_path / folder / f"{n}.xml", ["rbc"])
+    parse = {s: [r.image_id for r in VOCParser(tmp_path, s).parse(["rbc"], IssueLog("skip"))] for s in
+             ("train", "val", "test", "all")}  # fmt: skip
+    assert parse["train"] and parse["val"] and not set(parse["train"]) & set(parse["val"])
+    assert sorted(parse["train"] + parse["val"]) == sorted(f"train/{n}" for n in stems["train"])
+    assert parse["test"] == ["test/x0", "test/x1"]
+    assert sorted(parse["all"]) == sorted(f"{f}/{n}" for f, names in stems.items() for n in names)
+
+
 def test_voc_cvat_list_names_default_list_and_capitals(tmp_path, caplog):
     """CVAT's Pascal VOC export: a task without subsets writes ImageSets/Main/default.txt (train and val are hash
     shares of it, test = val); subsets write Train.txt, Validation.txt, Test.txt (found whatever the case)."""

@@ -209,7 +209,8 @@ class VOCParser:
 
     def _split_folder_ids(self, folders: dict[str, Path]) -> tuple[list[str], str]:
         """The split's ids (``<folder>/<stem>``) in the split-folder layout and where they come from: its folder; a
-        missing test folder: the val one; a missing val folder: hash shares of the train folder (both logged)."""
+        missing test folder: the val one; a missing val folder: hash shares of the train folder, train the rest of it
+        (both logged; the two never share an image)."""
         split = self.split
         parts = list(folders) if split in (None, "all") else expand_split(str(split))
         ids: list[str] = []
@@ -222,10 +223,11 @@ class VOCParser:
             if part == "test" and part not in folders and "val" in folders:
                 log_once(("test=val", str(self.root)), logging.WARNING, "%s: no test folder: test = val", self.root)
                 part = "val"
-            if part in folders:
+            shared = split not in (None, "all") and part == "train" and "val" not in folders  # val comes out of it
+            if part in folders and not shared:
                 ids += folder_ids(folders[part])
                 sources.append(f"folder {folders[part]}")
-            elif part in ("train", "val", "test") and "train" in folders:
+            elif part in ("train", "val", "test") and "train" in folders:  # val (and test) out of train: train the rest
                 share = "val" if part == "test" else part
                 fractions = train_val_fractions(self.split_fractions)
                 ids += hash_split(folder_ids(folders["train"]), share, fractions, self.split_seed)

@@ -462,8 +462,8 @@ class Detector:
         frames = video if isinstance(video, VideoFrames) else VideoFrames(video, batch_size)
         with frames:
             for first, batch in frames:
-                dets = self.predict(batch, size=size, conf=conf, nms=nms, batch_size=len(batch), letterbox=letterbox,
-                                    max_det=max_det)  # fmt: skip
+                settings = {"size": size, "conf": conf, "nms": nms, "letterbox": letterbox, "max_det": max_det}
+                dets = self.predict(batch, batch_size=len(batch), **settings)
                 for k, (frame, d) in enumerate(zip(batch, dets, strict=True)):
                     d.index, d.path = first + k, str(frames.path)
                     yield frame, d

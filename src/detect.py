@@ -68,12 +68,7 @@ def main(cfg: DictConfig) -> None:
         files = source_files(cfg.source)
         videos = [f for f in files if is_video(f)]
         files = [f for f in files if not is_video(f)]
-        check_settings(cfg)
-        if videos and cfg.results:
-            raise ValueError(
-                f"results={cfg.results} writes darknet's image result files: the videos of source= "
-                f"({', '.join(map(str, videos[:3]))}) have none; run them without results="
-            )
+        check_settings(cfg, videos)
     except (FileNotFoundError, ValueError) as e:
         log.error("%s", e)
         raise SystemExit(f"Error: {e}") from None
@@ -267,9 +262,15 @@ def result_writer(
     return coco
 
 
-def check_settings(cfg: DictConfig) -> None:
-    """Refuse settings that would fail after the checkpoint is loaded, naming the key."""
+def check_settings(cfg: DictConfig, videos: list[Path] | None = None) -> None:
+    """Refuse settings that would fail after the checkpoint is loaded, naming the key (``videos``: the source's
+    video files, which ``results=`` cannot score)."""
     input_size(cfg.img_size)
+    if videos and cfg.results:
+        raise ValueError(
+            f"results={cfg.results} writes darknet's image result files: the videos of source= "
+            f"({', '.join(map(str, videos[:3]))}) have none; run them without results="
+        )
     if cfg.results not in (None, "voc", "coco"):
         raise ValueError(f"results must be voc, coco or null, got {cfg.results!r}")
     if cfg.coco_json is not None and not Path(str(cfg.coco_json)).is_file():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -17,7 +18,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from conftest import load_script
+from conftest import compose_config, load_script
 from yolo9000.build import build
 from yolo9000.environment import setup_environment
 
@@ -213,14 +214,17 @@ def test_detect_sources_lists_globs_and_user_errors(bccd_ckpt: Path, tmp_path: P
             detect.source_files(str(bad))
     for bad, want in (
         ("results=pascal", "results must be voc, coco or null"),
-        (f"source={tmp_path / 'missing'}", "source not found"),
         ("img_size=250", "img_size must be a positive multiple of 32"),
         ("img_size=[64,100]", "img_size must be a positive multiple of 32, [height, width] of them"),
     ):
-        source = [] if bad.startswith("source=") else [f"source={src}"]
-        res = run("detect.py", tmp_path / "bad", f"ckpt_path={tmp_path / 'nope.ckpt'}", bad, *source)
-        assert res.returncode == 1 and "Error: " in res.stderr and want in res.stderr, res.stderr[-2000:]
-        assert "Traceback" not in res.stderr and "nope.ckpt" not in res.stderr
+        with pytest.raises(ValueError, match=re.escape(want)):
+            detect.check_settings(compose_config("detect", f"ckpt_path={tmp_path / 'nope.ckpt'}", f"source={src}", bad))
+    with pytest.raises(FileNotFoundError, match="source not found"):
+        detect.source_files(str(tmp_path / "missing"))
+    # as a user meets one: the reason alone, exit status 1, before the (missing) checkpoint is read
+    res = run("detect.py", tmp_path / "bad", f"ckpt_path={tmp_path / 'nope.ckpt'}", f"source={tmp_path / 'missing'}")
+    assert res.returncode == 1 and "Error: " in res.stderr and "source not found" in res.stderr, res.stderr[-2000:]
+    assert "Traceback" not in res.stderr and "nope.ckpt" not in res.stderr
 
 
 def test_detect_list_paths_from_the_lists_folder_else_the_working_directory(
@@ -319,8 +323,6 @@ def test_eval_uses_the_data_of_the_checkpoints_run(bccd_ckpt: Path, tmp_path: Pa
     """``eval.py ckpt_path=<run>/checkpoints/x.ckpt`` without data overrides evaluates on the run's data (its
     config.yaml), not on eval.yaml's default; any data override chooses the composed data instead."""
     from omegaconf import OmegaConf
-
-    from conftest import compose_config
 
     run_dir = tmp_path / "run"
     (run_dir / "checkpoints").mkdir(parents=True)

@@ -61,6 +61,29 @@ def check_lockstep(r0: list[dict], r1: list[dict]) -> list[int]:
     return [a["step"] for a in r0]
 
 
+def test_ddp_sim_ranks_step_in_lockstep_and_resume_the_schedule(tmp_path: Path) -> None:
+    """One epoch on two processes: the same step and input size on both ranks at every batch, disjoint shards
+    covering the 16 training images once; resumed for a second epoch, the global batch count (and with it the size
+    schedule) goes on from 4, sizes of both multi-scale values seen (the default suite's part of the slow sweep
+    scenario below)."""
+    job, probe1, probe2 = tmp_path / "run", tmp_path / "probe1", tmp_path / "probe2"
+    train(f"hydra.run.dir={job}", *TINY, "trainer.max_epochs=1", "test=false", f"+callbacks.ddp_probe.out_dir={probe1}")
+    r0, r1 = read_probe(probe1)
+    assert check_lockstep(r0, r1) == [0, 1, 2, 3]
+    assert len({i for rec in r0 + r1 for i in rec["ids"]}) == 16
+    resumed_dir = tmp_path / "resumed"
+    train(
+        f"hydra.run.dir={resumed_dir}", *TINY, "trainer.max_epochs=2", "test=false",
+        f"ckpt_path={job / 'checkpoints' / 'last.ckpt'}", f"+callbacks.ddp_probe.out_dir={probe2}",
+    )  # fmt: skip
+    q0, q1 = read_probe(probe2)
+    assert check_lockstep(q0, q1) == [4, 5, 6, 7]
+    assert {rec["size"][0] for rec in r0 + q0} == {64, 96}  # (check_lockstep: each step's size is size_for_batch's)
+    resumed = torch.load(resumed_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert (resumed["epoch"], resumed["global_step"], int(resumed["state_dict"]["seen"])) == (1, 8, 32)
+
+
+@pytest.mark.slow  # ~70 s: seven launches; its lockstep and resume are in the default suite (the test above)
 def test_ddp_sim_same_sizes_on_both_ranks_and_resumes(tmp_path: Path) -> None:
     """A 2-job sweep: job 0 fails on both ranks at its first batch (a planted error, raised before the probe
     records anything), job 1 trains. Lightning's watcher of job 0's rank 1 (a thread of the sweep's process)

@@ -238,6 +238,7 @@ def test_joint_stream_same_with_workers_and_resumes(splits: dict[str, list], cac
     assert all(torch.equal(a["images"], b["images"]) for a, b in zip(resumed, single[4:], strict=True))
 
 
+@pytest.mark.slow  # ~19 s; the digits experiment trains in the default suite under DDP (test_ddp.py)
 def test_tiny_yolo9000_digits_run_writes_seen_unseen_table(tmp_path: Path) -> None:
     """A few batches of ``experiment=yolo9000_digits``: metrics.json holds ap50_seen / ap50_unseen (the means of
     the per-digit APs over 0-4 and 5-9), groups.md the table, and the joint stream logged its per-source counts."""

@@ -51,6 +51,7 @@ def test_train_log_holds_the_tables_the_console_shows(trained: Path) -> None:
     assert "model summary:" not in console and "| Test metric |" not in console
 
 
+@pytest.mark.slow  # ~12 s; exact resumes stay in the default suite (tests/test_resume.py: SIGKILL and SIGTERM)
 def test_resume_continues_exactly(trained: Path, tmp_path: Path) -> None:
     ckpt = torch.load(trained / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert int(ckpt["state_dict"]["seen"]) == 8
@@ -153,6 +154,7 @@ def test_export_cli(trained: Path, tmp_path: Path) -> None:
     assert out.stat().st_size > 0 and "max abs difference" in res.stderr
 
 
+@pytest.mark.slow  # ~24 s; its steps are in the default suite (test_classifier: fit, fine-tune, backbone hand-off)
 def test_classifier_chain_pretrain_finetune_detect(tmp_path: Path) -> None:
     """The paper's path on real crops: 224-analog pretraining -> 448-analog fine-tune -> detector backbone."""
     voc = tmp_path / "voc"

@@ -256,6 +256,7 @@ print((resident() - before) >> 20)  # MB the freed buffers left resident
 """
 
 
+@pytest.mark.slow  # ~14 s: a memory behaviour of forked workers, not a result
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc (mallopt) only")
 def test_loader_workers_give_large_freed_buffers_back() -> None:
     """A loader worker's freed 24 MB buffer goes back to the system, whatever the parent set (glibc's default keeps

@@ -313,6 +313,7 @@ def test_sigterm_during_validation_finishes_it_saves_the_epoch_exits_143(
     assert now["map_50"] == ref["map_50"] and Path(now["checkpoint"]).name == Path(ref["checkpoint"]).name
 
 
+@pytest.mark.slow  # ~19 s; the SIGTERM save of the batch it stopped at stays in the default suite
 def test_sigterm_after_the_batch_end_check_still_saves_that_batch(uninterrupted: Path, tmp_path: Path) -> None:
     """SIGTERM that arrives after the checkpoint callback's batch-end check (later callbacks, logging) stops the run
     at that batch's end: the batch is saved then (it was lost back to the previous save, the epoch's start here)."""

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import compose_config, load_script
 from test_cli_bench_detect_eval import ROOT, make_checkpoint, run
 from yolo9000.data.image_io import read_image
 from yolo9000.data.video import VideoError, VideoFrames, VideoWriter, is_video
@@ -104,7 +105,8 @@ def test_predict_video_gives_each_frame_the_detections_of_the_frame_as_an_image(
 def test_detect_py_writes_the_annotated_video_and_each_frames_detections(tiny_ckpt: Path, tmp_path: Path) -> None:
     """``source=<video>``: exit 0; detections.json's video record has the clip's 6 frames at their times (k / 12 s),
     frame 0's detections those of the frame as an image; the annotated .mp4 has 6 frames of the clip's size. With
-    ``results=voc`` the video is refused (darknet's result files are per image), before the checkpoint is read."""
+    ``results=voc`` the video is refused (darknet's result files are per image) by the settings' check, which runs
+    before the checkpoint is read."""
     from yolo9000 import Detector
 
     clip = tmp_path / "clip.avi"
@@ -122,6 +124,8 @@ def test_detect_py_writes_the_annotated_video_and_each_frames_detections(tiny_ck
     assert video["detections_per_frame"][0]["detections"] == first.to_dict()["detections"]
     drawn = read_with_opencv(out / video["drawing"])
     assert video["drawing"] == "detections/clip.mp4" and len(drawn) == 6 and drawn[0].shape == (120, 160, 3)
-    res = run("detect.py", tmp_path / "r", "ckpt_path=missing.ckpt", f"source={clip}", "results=voc")
-    assert res.returncode != 0 and "results=voc writes darknet's image result files" in res.stderr
-    assert str(clip) in res.stderr
+    detect = load_script("detect")
+    cfg = compose_config("detect", "ckpt_path=missing.ckpt", f"source={clip}", "results=voc")
+    with pytest.raises(ValueError, match=r"results=voc writes darknet's image result files: the videos of source="):
+        detect.check_settings(cfg, [clip])
+    detect.check_settings(compose_config("detect", "ckpt_path=missing.ckpt", f"source={clip}"), [clip])

@@ -129,6 +129,7 @@ def test_datamodule_evaluates_at_height_by_width_and_trains_square() -> None:
         check_config(square)
 
 
+@pytest.mark.slow  # ~16 s, two eval.py launches; the rectangular evaluation's parts are the tests above
 def test_eval_runs_a_rectangular_darknet_net_at_its_height_by_width(tmp_path: Path) -> None:
     """A converted cfg with [net] height=64 width=96 is evaluated at 64 x 96 by default (darknet's ``detector
     valid``), logged and written to metrics.json; ``data.img_size=64`` still evaluates it square."""

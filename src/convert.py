@@ -70,7 +70,8 @@ def convert(args: argparse.Namespace) -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     if args.to_darknet:
         cfg_out = args.cfg_out or args.out.with_suffix(".cfg")
-        detector = "yolo9000_model_config" in torch.load(args.ckpt, map_location="cpu", weights_only=False)
+        # which kind: the keys alone (memory-mapped, no tensor read; checkpoint_to_darknet loads it)
+        detector = "yolo9000_model_config" in torch.load(args.ckpt, map_location="cpu", weights_only=False, mmap=True)
         names_out = (args.names_out or args.out.with_suffix(".names")) if detector else None
         if args.names_out is not None and not detector:
             raise ValueError(f"{args.ckpt}: --names-out: a classifier checkpoint has no class names to write")

@@ -91,10 +91,10 @@ def _box(row: Sequence[str], cols: Mapping[str, int]) -> list[float] | None:
     ``[x, y, w, h]`` (brackets optional, commas or spaces between); None when the row has no box (every cell
     empty). Raises ValueError for values that are not four numbers."""
     if "bbox" in cols:
-        cell = _cell(row, cols["bbox"])
-        if not cell.strip("[]() "):
+        cell = _cell(row, cols["bbox"]).strip("[]() ")
+        if not cell:
             return None
-        x, y, w, h = (float(v) for v in cell.strip("[]() ").replace(",", " ").split())
+        x, y, w, h = (float(v) for v in cell.replace(",", " ").split())
         return [x, y, x + w, y + h]
     values = [_cell(row, cols[k]) for k in _BOX]
     return [float(v) for v in values] if any(values) else None
@@ -266,6 +266,11 @@ class CSVParser:
         index = {n: i for i, n in enumerate(names)}
         records = []
         for table, files in self._pick():
+            if "class" not in table.cols and len(names) != 1:
+                raise ValueError(
+                    f"{table.path}: no class column, so its boxes are of one class, but the class list has "
+                    f"{len(names)}: {names[:5]} (give one name: data.class_names=[<name>])"
+                )
             grouped = _group(table, files)
             for file in files:
                 rec = self._record(table, file, grouped[file], names, index, issues)
@@ -374,11 +379,6 @@ class CSVParser:
             return None
         width, height = size
         boxes, labels = [], []
-        if "class" not in c and len(names) != 1:
-            raise ValueError(
-                f"{table.path}: no class column, so its boxes are of one class, but the class list has {len(names)}: "
-                f"{list(names)[:5]} (give one name: data.class_names=[<name>])"
-            )
         for n, row in rows:
             cls = _cell(row, c["class"]) if "class" in c else names[0]
             try:

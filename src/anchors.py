@@ -13,11 +13,12 @@ from pathlib import Path
 
 import hydra
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-from yolo9000.anchors import anchor_sweep, format_anchors, resolve_priors
+from yolo9000.anchors import anchor_sweep, format_anchors, resolve_priors, to_grid_units
+from yolo9000.data.transforms import check_input_size, size_text
 from yolo9000.environment import hydra_flags_first, log_to_job_log, setup_environment
 from yolo9000.models import STRIDE
 from yolo9000.viz import plot_anchor_clusters, plot_kmeans_curve
@@ -48,14 +49,16 @@ def main(cfg: DictConfig) -> None:
         table.add_row(str(k), f"{100 * runs['iou'][i].avg_iou:.1f}", f"{100 * runs['sse'][i].avg_iou:.1f}")
     Console().print(table)
 
-    grid = int(cfg.img_size) // STRIDE
+    h, w = check_input_size(OmegaConf.to_container(cfg.img_size) if OmegaConf.is_config(cfg.img_size) else cfg.img_size)
+    grid = h // STRIDE if h == w else (w // STRIDE, h // STRIDE)  # (grid_w, grid_h): a rectangle's cells per side
+    grid_text = str(grid) if h == w else f"{w // STRIDE} x {h // STRIDE} (columns x rows)"
     # the anchors written out are those training computes (model.priors.anchors=kmeans, the same seed): the one
     # k-means call of resolve_priors, not the sweep's (its restarts and warm starts may settle elsewhere)
     chosen = resolve_priors("kmeans", wh, grid, k=int(cfg.k), metric="iou", seed=int(cfg.seed), max_boxes=big)
     anchors = torch.tensor(chosen.anchors, dtype=torch.float32)
     lines = [
-        f"# k-means (1 - IoU), k={cfg.k}, avg IoU {chosen.avg_iou:.4f}, grid {grid} (input {cfg.img_size}), seed "
-        f"{cfg.seed}"
+        f"# k-means (1 - IoU), k={cfg.k}, avg IoU {chosen.avg_iou:.4f}, grid {grid_text} "
+        f"(input {size_text((h, w))}), seed {cfg.seed}"
         + (
             f": what train.py model.priors.anchors=kmeans seed={cfg.seed} computes on this split"
             if cfg.split == "train"
@@ -70,7 +73,8 @@ def main(cfg: DictConfig) -> None:
     ]
     (out_dir / "avg_iou.csv").write_text("\n".join(csv) + "\n")
     plot_kmeans_curve({"1 - IoU": runs["iou"], "SSE": runs["sse"]}, out_dir / "kmeans_avg_iou.png")
-    plot_anchor_clusters(wh, anchors.double() / grid, out_dir / "anchor_clusters.png")
+    cells = to_grid_units(torch.ones(2, dtype=torch.float64), grid)  # (2,) cells per unit of width, of height
+    plot_anchor_clusters(wh, anchors.double() / cells, out_dir / "anchor_clusters.png")
     print("\n".join(lines))
     log.info("avg IoU of the chosen anchors on the %s boxes: %.4f; outputs in %s", cfg.split, chosen.avg_iou, out_dir)
 

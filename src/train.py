@@ -230,7 +230,7 @@ def run(cfg: DictConfig) -> float | None:
                     str(o) for o in HydraConfig.get().overrides.task if not str(o).startswith("resume=")
                 ]
             extra |= {"checkpoint": ckpt, "seen": int(getattr(module, "seen", 0))}
-            extra |= model_stats(module.model, int(cfg.data.img_size))
+            extra |= model_stats(module.model, datamodule.img_size)  # a side, or (height, width)
             if built.info.anchors_avg_iou is not None:
                 extra["anchors_avg_iou"] = built.info.anchors_avg_iou
             extra |= group_means(module.test_results.get("per_class", {}), groups)

@@ -1,5 +1,6 @@
-"""Rectangular evaluation: ``data.img_size=[height, width]`` and a darknet cfg's rectangular ``[net]`` evaluated at
-its height x width, as darknet's ``detector valid`` runs the network. Expected values are worked out by hand on
+"""Rectangular inputs: ``data.img_size=[height, width]`` and a darknet cfg's rectangular ``[net]`` evaluated at
+its height x width, as darknet's ``detector valid`` runs the network, and trained at it with multi-scale off (darknet's
+``random=0``). Expected values are worked out by hand on
 tiny images (each axis scaled on its own), so a height / width swap or a square normalisation shows."""
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ import torch
 from hydra.errors import InstantiationException
 from omegaconf import OmegaConf
 
+from conftest import compose_config
 from test_darknet import scaled_cfg
-from yolo9000.build import check_config
+from yolo9000.anchors import handpicked_anchors, resolve_priors
+from yolo9000.build import build, check_config
 from yolo9000.checkpoints import darknet_to_checkpoint
 from yolo9000.data.dataset import DetectionCollate
 from yolo9000.data.transforms import DetectionTransform, check_input_size, normal_size, size_text
@@ -111,7 +114,10 @@ def _datamodule(**kw):  # noqa: ANN202
     return hydra.utils.instantiate(data), cfg
 
 
-def test_datamodule_evaluates_at_height_by_width_and_trains_square() -> None:
+def test_datamodule_evaluates_and_trains_at_height_by_width() -> None:
+    """A [height, width] img_size: evaluation batches at 64 x 96 with the photo's own scales; with multi-scale off
+    the training batches too (darknet's random=0 trains at its [net] width x height), with it on they are square
+    (darknet's random=1 resizes to dim x dim)."""
     dm, cfg = _datamodule(img_size=[64, 96])
     assert dm.img_size == (64, 96)
     dm.setup("test")
@@ -119,14 +125,73 @@ def test_datamodule_evaluates_at_height_by_width_and_trains_square() -> None:
     assert batch["images"].shape[1:] == (3, 64, 96)
     # the boxes scaled back: a BCCD photo is 640 x 480, so x by 96 / 640 and y by 64 / 480
     torch.testing.assert_close(batch["transforms"][0], torch.tensor([96 / 640, 64 / 480, 0.0, 0.0]))
-    with pytest.raises(ValueError, match=r"fixed_size"):  # no square training size to take
-        dm.multiscale_kwargs()
+    fixed, _ = _datamodule(img_size=[64, 96], multiscale={"enabled": False})
+    fixed.setup("fit")
+    train = next(iter(fixed.train_dataloader()))
+    assert train["images"].shape == (2, 3, 64, 96)
+    assert fixed.multiscale_kwargs()["fixed_size"] == (64, 96)
+    multi, _ = _datamodule(img_size=[64, 96], multiscale={"enabled": True, "sizes": [64, 128], "period": 1})
+    assert [s for _, s, _ in next(iter(multi.train_batch_sampler()))][0] in (64, 128)  # a side: square
     assert _datamodule(img_size=[64, 64])[0].img_size == 64
     with pytest.raises(InstantiationException, match="img_size must be a multiple of 32, got"):
         _datamodule(img_size=[64, 100])
-    square = OmegaConf.merge(cfg, {"data": {"img_size": [64, 96]}})
-    with pytest.raises(ValueError, match=r"training \(and its validation\) runs square sizes"):
-        check_config(square)
+    with pytest.raises(InstantiationException, match=r"multiscale.fixed_size must be a multiple of 32"):
+        _datamodule(multiscale={"enabled": False, "fixed_size": [64, 100]})
+    check_config(OmegaConf.merge(cfg, {"data": {"img_size": [64, 96]}}))  # trains
+    with pytest.raises(ValueError, match=r"data.img_size must be a multiple of 32, got \[64, 100\]"):
+        check_config(OmegaConf.merge(cfg, {"data": {"img_size": [64, 100]}}))
+
+
+def test_anchors_of_a_rectangular_grid_are_in_each_sides_cells() -> None:
+    """darknet's anchors are grid cells: on a 2-row x 4-column grid a box of 0.5 x 0.25 of the image is 2 cells wide
+    and 0.5 cell high; its average IoU with that anchor is 1, with a 1 x 1-cell anchor (0.25 x 0.5 of the image) 1/3
+    (sides swapped: 1)."""
+    wh = torch.tensor([[0.5, 0.25]] * 6, dtype=torch.float64)
+    priors = resolve_priors("kmeans", wh, (4, 2), k=1)
+    assert priors.anchors == [[2.0, 0.5]] and priors.avg_iou == pytest.approx(1.0)
+    assert resolve_priors([[2.0, 0.5]], wh, (4, 2)).avg_iou == pytest.approx(1.0)
+    # 0.25 x 0.5 against 0.5 x 0.25: 0.0625 / (0.125 + 0.125 - 0.0625)
+    assert resolve_priors([[1.0, 1.0]], wh, (4, 2)).avg_iou == pytest.approx(1 / 3, abs=1e-6)
+    wide, high = handpicked_anchors(4), handpicked_anchors(2)
+    assert handpicked_anchors((4, 2)) == [[a[0], b[1]] for a, b in zip(wide, high, strict=True)]
+
+
+def test_a_rectangular_img_size_builds_and_trains_at_height_by_width() -> None:
+    """``data.img_size=[64, 128]`` with multi-scale off: k-means anchors in cells of each side (their widths those
+    of a square 128 input, their heights those of a square 64), the checkpoint's default input 64 x 128, and a
+    training step on a 2 x 4 grid."""
+    tiny = ["data.max_images=8", "data.batch_size=2", "data.num_workers=0", "model.net.backbone.width=0.125"]
+    tiny += ["data.multiscale.enabled=false", "model.priors.anchors=kmeans"]
+    rect = build(compose_config("train", *tiny, "data.img_size=[64,128]"))
+    wide = build(compose_config("train", *tiny, "data.img_size=128")).info.anchors
+    high = build(compose_config("train", *tiny, "data.img_size=64")).info.anchors
+    assert rect.info.anchors == [[w[0], h[1]] for w, h in zip(wide, high, strict=True)]
+    assert rect.info.predict_hw == [64, 128] and rect.info.eval_size == 64
+    module = rect.module
+    assert module.input_hw == (64, 128) and module.model_config["predict_hw"] == [64, 128]
+    batch = module.on_before_batch_transfer(next(iter(rect.datamodule.train_dataloader())), 0)
+    assert batch["images"].shape[-2:] == (64, 128)
+    # each truth's cell: (int(cx * 4), int(cy * 2)), the normalised centre in cells of each side (darknet's)
+    a, t = batch["assignment"], batch["targets"]
+    centres = t[a.b_idx, a.t_idx, :2]
+    expected = torch.stack([(centres[:, 0] * 4).long(), (centres[:, 1] * 2).long()], 1)
+    assert len(expected) and torch.equal(a.cell, expected) and int(a.cell[:, 0].max()) >= 2
+    batch = module.on_after_batch_transfer(batch, 0)
+    module.train()
+    assert module(batch["images"]).shape[-2:] == (2, 4)
+    loss = module.training_step(batch, 0)
+    loss = loss["loss"] if isinstance(loss, dict) else loss
+    assert torch.isfinite(loss) and loss > 0
+
+
+def test_model_stats_of_a_rectangle_count_its_area() -> None:
+    """A fully convolutional network's FLOPs grow with the input's area: 64 x 128 costs twice 64 x 64."""
+    from yolo9000.results import model_stats
+
+    net = build(compose_config("train", "data.max_images=4", "model.net.backbone.width=0.125")).module.model
+    square, rect = model_stats(net, 64), model_stats(net, (64, 128))
+    assert rect["gflops"] == pytest.approx(2 * square["gflops"], rel=1e-9)
+    assert rect["gflops_input_size"] == [64, 128] and square["gflops_input_size"] == 64
 
 
 @pytest.mark.slow  # ~16 s, two eval.py launches; the rectangular evaluation's parts are the tests above

@@ -335,12 +335,13 @@ HANDPICKED_SCALES = (128 / 600, 256 / 600, 512 / 600)
 HANDPICKED_RATIOS = (0.5, 1.0, 2.0)
 
 
-def handpicked_anchors(grid: int) -> list[list[float]]:
+def handpicked_anchors(grid: int | tuple[int, int]) -> list[list[float]]:
     """The 9 hand-picked anchors (3 scales x 3 aspect ratios, equal area per scale) in grid-cell units of a
-    ``grid`` x ``grid`` output (input size / stride), ``[w, h]`` pairs, scale-major."""
+    ``grid`` x ``grid`` output (input size / stride; or (grid_w, grid_h): fractions of each side, as
+    :func:`to_grid_units`), ``[w, h]`` pairs, scale-major."""
     s = torch.tensor(HANDPICKED_SCALES, dtype=torch.float64)[:, None]  # (3, 1)
     r = torch.tensor(HANDPICKED_RATIOS, dtype=torch.float64)[None, :]  # (1, 3) h / w
-    wh = torch.stack([s / r.sqrt(), s * r.sqrt()], dim=-1).reshape(-1, 2) * grid  # (9, 2)
+    wh = to_grid_units(torch.stack([s / r.sqrt(), s * r.sqrt()], dim=-1).reshape(-1, 2), grid)  # (9, 2)
     return [[round(float(w), 4), round(float(h), 4)] for w, h in wh.tolist()]
 
 
@@ -363,7 +364,7 @@ class Priors:
 def resolve_priors(
     spec: str | Iterable[Iterable[float]] | None,
     box_wh: Tensor | np.ndarray,
-    grid: int,
+    grid: int | tuple[int, int],
     k: int = 5,
     metric: Metric = "iou",
     seed: int = 0,
@@ -377,7 +378,9 @@ def resolve_priors(
             with ``k`` clusters and ``metric``: ``iou`` = the paper's 1 - IoU, ``sse`` = Euclidean, Table 1's
             comparison) or ``"handpicked"`` (:func:`handpicked_anchors`).
         box_wh: (N, 2) training box sizes normalised by their image size.
-        grid: output grid side (input size / stride): the unit of the anchors.
+        grid: output grid side (input size / stride), or (grid_w, grid_h) of a rectangular input: the unit of
+            the anchors (a box's normalised width in cells of the grid's width, its height in those of its height;
+            the shape IoU of k-means is the same in either unit).
         k, metric, seed, restarts, max_boxes: k-means settings (:func:`kmeans_anchors`).
     """
     wh = _as_wh(box_wh) if len(box_wh) else torch.zeros(0, 2, dtype=torch.float64)
@@ -397,5 +400,6 @@ def resolve_priors(
     else:
         anchors = [[float(a), float(b)] for a, b in spec]
         source = "list"
-    iou = round(avg_iou(wh, torch.tensor(anchors, dtype=torch.float64) / grid), 6) if len(wh) else None
+    cells = torch.tensor(anchors, dtype=torch.float64).reshape(-1, 2)
+    iou = round(avg_iou(wh, cells / to_grid_units(torch.ones(2, dtype=torch.float64), grid)), 6) if len(wh) else None
     return Priors(anchors, iou, source)

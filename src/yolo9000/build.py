@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from yolo9000.anchors import resolve_priors
 from yolo9000.darknet import detector_cfg_text, fixed_input_size, parse_cfg_text, read_text, region_lines, region_meta
+from yolo9000.data.transforms import check_input_size
 from yolo9000.environment import hint_unset_env
 from yolo9000.models import STRIDE
 
@@ -37,7 +38,9 @@ class BuildInfo:
 
     Attributes:
         class_names: the data's classes (index = position).
-        eval_size: evaluation / default inference input side (``data.img_size``).
+        eval_size: evaluation / default inference input side (``data.img_size``; a rectangle's height).
+        predict_hw: ``[height, width]`` of a rectangular ``data.img_size`` (the default input of eval.py, detect.py
+            and the predict API; None: ``eval_size`` square).
         anchors: the network's priors, ``[w, h]`` in grid cells (detector; None: no anchors or a classifier).
         anchors_avg_iou: their average IoU with the training boxes (Table 1's measure).
         prior_source: ``list`` | ``kmeans`` | ``handpicked`` | ``none`` (detector).
@@ -50,6 +53,7 @@ class BuildInfo:
     anchors_avg_iou: float | None = None
     prior_source: str | None = None
     fc_grid: int | None = None
+    predict_hw: list[int] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -73,43 +77,50 @@ def instantiate_list(cfg: DictConfig | None) -> list[Any]:
 
 def check_config(cfg: DictConfig) -> None:
     """Fail early, with the keys to change, on combinations that cannot train (reads only)."""
-    size = cfg.data.img_size
-    if not isinstance(size, int):
-        raise ValueError(
-            f"data.img_size={size}: training (and its validation) runs square sizes; a [height, width] size is for "
-            "evaluation (python src/eval.py ckpt_path=... data.img_size=[h,w])"
-        )
-    if size % STRIDE:
-        raise ValueError(f"data.img_size must be a multiple of {STRIDE}, got {size}")
+    h, w = _img_hw(cfg)  # a side, or [height, width]: darknet trains a rectangular [net] at its size (random=0)
     net = cfg.model.net
     if net.get("_target_") == DARKNET_DETECTOR_TARGET:  # model=darknet: its cfg is there, before the data is read
         if net.get("region_options", "cfg") not in ("cfg", "keys"):
             raise ValueError(f"model.net.region_options must be cfg or keys, got {net.region_options!r}")
         name = str(net.get("cfg") or "<cfg>")
         fixed = fixed_input_size(parse_cfg_text(_cfg_text(net), name))
-        if fixed is not None and (cfg.data.multiscale.enabled or fixed != (size, size)):
-            h, w = fixed
+        if fixed is not None and (cfg.data.multiscale.enabled or fixed != (h, w)):
+            fh, fw = fixed
             raise ValueError(
-                f"{name}: its [connected] layer takes the C x H x W values of a {h} x {w} input ([net] height / "
-                f"width) only: train it at data.img_size={h} with data.multiscale.enabled=false"
-                + ("" if h == w else " (training runs square sizes: make the cfg's [net] square)")
+                f"{name}: its [connected] layer takes the C x H x W values of a {fh} x {fw} input ([net] height / "
+                f"width) only: train it at data.img_size={fh if fh == fw else [fh, fw]} with "
+                "data.multiscale.enabled=false"
             )
     if net.get("head") == "fc":
         if cfg.data.multiscale.enabled:
             raise ValueError("model.net.head=fc needs a fixed input size: set data.multiscale.enabled=false")
-        if net.get("fc_grid") is not None and int(net.fc_grid) != size // STRIDE:
-            raise ValueError(f"model.net.fc_grid={net.fc_grid} but data.img_size={size} gives a {size // STRIDE} grid")
+        if h != w:
+            raise ValueError(f"model.net.head=fc has a square grid: data.img_size={[h, w]} is not square")
+        if net.get("fc_grid") is not None and int(net.fc_grid) != h // STRIDE:
+            raise ValueError(f"model.net.fc_grid={net.fc_grid} but data.img_size={h} gives a {h // STRIDE} grid")
+
+
+def _img_hw(cfg: DictConfig) -> tuple[int, int]:
+    """(height, width) of ``data.img_size`` (a side, or [height, width]), each a multiple of the stride."""
+    size = cfg.data.img_size
+    try:
+        return check_input_size(OmegaConf.to_container(size) if OmegaConf.is_config(size) else size)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"data.img_size must be a multiple of {STRIDE}, got {size} (a side, or [height, width] of such sides)"
+        ) from None
 
 
 def build_info(cfg: DictConfig, datamodule: Any) -> BuildInfo:
     """Classes from the data; for a detector (a ``model.priors`` node) the priors resolved on the training boxes
     (:func:`yolo9000.anchors.resolve_priors`) and the fc head's grid."""
-    size = int(cfg.data.img_size)
+    h, w = _img_hw(cfg)
+    rect = [h, w] if h != w else None
     names = [str(c) for c in datamodule.class_names]
     spec = cfg.model.get("priors")
     if spec is None:
-        return BuildInfo(names, size)
-    grid = size // STRIDE
+        return BuildInfo(names, h, predict_hw=rect)
+    grid = h // STRIDE if rect is None else (w // STRIDE, h // STRIDE)  # (grid_w, grid_h) of a rectangle
     anchors = spec.get("anchors")
     if anchors == "cfg":  # model=darknet: the cfg's own [region] anchors
         anchors = _cfg_anchors(cfg.model.net)
@@ -123,9 +134,9 @@ def build_info(cfg: DictConfig, datamodule: Any) -> BuildInfo:
         max_boxes=spec.get("max_boxes"),
     )
     net = cfg.model.net
-    fc_grid = (int(net.fc_grid) if net.get("fc_grid") is not None else grid) if net.get("head") == "fc" else None
+    fc_grid = (int(net.fc_grid) if net.get("fc_grid") is not None else h // STRIDE) if net.get("head") == "fc" else None
     source = "cfg" if spec.get("anchors") == "cfg" else priors.source
-    return BuildInfo(names, size, priors.anchors, priors.avg_iou, source, fc_grid)
+    return BuildInfo(names, h, priors.anchors, priors.avg_iou, source, fc_grid, rect)
 
 
 def _cfg_text(net: Any) -> str:
@@ -162,6 +173,8 @@ def resolved_model_config(model_cfg: DictConfig, info: BuildInfo) -> dict[str, A
     if "priors" in m:
         m["net"]["anchors"] = info.anchors
         m["eval_size"] = info.eval_size
+        if info.predict_hw is not None:  # a rectangular data.img_size: the default input of eval / detect / predict
+            m["predict_hw"] = list(info.predict_hw)
         if info.fc_grid is not None:
             m["net"]["fc_grid"] = info.fc_grid
     return m

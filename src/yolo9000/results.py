@@ -28,19 +28,22 @@ def plain(v: Any) -> Any:
     return v
 
 
-def model_stats(net: torch.nn.Module, size: int) -> dict[str, float]:
+def model_stats(net: torch.nn.Module, size: int | Sequence[int]) -> dict[str, Any]:
     """Learnable parameters and forward GFLOPs (2 x multiply-adds of convs / linears, darknet's convention) for
-    one (1, 3, size, size) image."""
+    one (1, 3, size, size) image (``size`` a side, or (height, width): ``gflops_input_size`` is then
+    ``[height, width]``)."""
+    h, w = (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
     from torch.utils.flop_counter import FlopCounterMode
 
     was_training = net.training
     net.eval()
     device = next(net.parameters()).device
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        net(torch.zeros(1, 3, size, size, device=device))
+        net(torch.zeros(1, 3, h, w, device=device))
     net.train(was_training)
     params = sum(p.numel() for p in net.parameters() if p.requires_grad)
-    return {"params": params, "gflops": counter.get_total_flops() / 1e9, "gflops_input_size": size}
+    shown = h if h == w else [h, w]
+    return {"params": params, "gflops": counter.get_total_flops() / 1e9, "gflops_input_size": shown}
 
 
 def _finite_or_null(v: Any) -> Any:

@@ -64,7 +64,7 @@ class MultiScaleConfig:
     step: int = STRIDE
     period: int = 10
     seed: int = 0
-    fixed_size: int | None = None
+    fixed_size: Size | None = None
     final_size_after: int | None = None
     final_size: int | None = None
     final_batches: int | None = None
@@ -83,6 +83,14 @@ class MultiScaleConfig:
             m["seed"] = 0
         if m.get("sizes") is not None:
             m["sizes"] = [int(s) for s in m["sizes"]]
+        if m.get("fixed_size") is not None:
+            try:
+                m["fixed_size"] = normal_size(check_input_size(m["fixed_size"]))
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"multiscale.fixed_size must be a multiple of {STRIDE} (a side, or [height, width] of them), got "
+                    f"{m['fixed_size']!r}"
+                ) from None
         return cls(**m)
 
     def resolved_sizes(self) -> list[int]:
@@ -117,7 +125,8 @@ class DetectionDataModule(ShardedDataModule):
         batch_size: training batch size per process; eval_batch_size: eval batch size (None: batch_size).
         num_workers, pin_memory, persistent_workers: DataLoader settings.
         img_size: eval input size: a side, or (height, width) (a darknet cfg's rectangular ``[net]``); also the
-            training size with multi-scale disabled and no fixed_size (training sizes are square).
+            training size with multi-scale disabled and no fixed_size (multi-scale sizes are square, as darknet's
+            ``random=1``; without it darknet trains at its ``[net]`` width x height, as here).
         multiscale: :class:`MultiScaleConfig` keys.
         augment: :class:`~yolo9000.data.transforms.AugmentConfig` keys.
         on_error: ``"error"`` (raise DataError on bad input) or ``"skip"`` (log, count, skip / drop).
@@ -457,9 +466,16 @@ class DetectionDataModule(ShardedDataModule):
 
     def train_batch_sampler(self) -> MultiScaleBatchSampler:
         """The multi-scale batch sampler over a (DDP-sharded, shuffled) index sampler."""
-        return self.with_final_phase(
-            self._train_batch_sampler_for(self._dataset("train"), self.sizes, **self.multiscale_kwargs())
-        )
+        sampler = self._train_batch_sampler_for(self._dataset("train"), self.sizes, **self.multiscale_kwargs())
+        if self._rank_zero():
+            ms = self.multiscale
+            train = (
+                f"multi-scale, a size of {self.sizes} every {ms.period} batches"
+                if sampler.enabled
+                else f"{size_text(sampler.fixed_size)} px every batch (multi-scale off)"  # type: ignore[arg-type]
+            )
+            logger.info("training input: %s; evaluation at %s px", train, size_text(self.img_size))
+        return self.with_final_phase(sampler)
 
     def with_final_phase(self, sampler: MultiScaleBatchSampler) -> MultiScaleBatchSampler:
         """``multiscale.final_batches``: the run's last N batches at ``final_size`` (darknet: the last 200
@@ -490,19 +506,10 @@ class DetectionDataModule(ShardedDataModule):
             "period": ms.period,
             "seed": ms.seed,
             "enabled": ms.enabled,
-            "fixed_size": ms.fixed_size if ms.fixed_size is not None else self._square_train_size(),
+            "fixed_size": ms.fixed_size if ms.fixed_size is not None else self.img_size,
             "final_size_after": ms.final_size_after,
             "final_size": ms.final_size,
         }
-
-    def _square_train_size(self) -> int:
-        """``img_size`` as the training size of a run without multi-scale (no ``fixed_size``): a side only."""
-        if not isinstance(self.img_size, int):
-            raise ValueError(
-                f"data.img_size={size_text(self.img_size)} (height x width) is an evaluation size: training sizes "
-                f"are square; set data.multiscale.fixed_size=<side> (or multi-scale) to train"
-            )
-        return self.img_size
 
     def train_dataloader(self) -> DataLoader:
         """Multi-scale, per-sample-seeded training loader; Lightning checkpoints its position mid-epoch."""

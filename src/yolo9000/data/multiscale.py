@@ -1,4 +1,6 @@
-"""darknet multi-scale training: a new square input size every ``period`` batches.
+"""darknet multi-scale training: a new square input size every ``period`` batches (darknet's ``random=1``; with it
+off, every batch at one size, a side or (height, width): darknet's ``random=0`` trains at its ``[net]`` width and
+height, rectangular or not).
 
 The size of batch ``k`` (counted across epochs) is a pure function of ``(seed, k // period)``, so it is
 the same on every DDP rank and independent of the number of DataLoader workers: the batch sampler runs
@@ -19,6 +21,8 @@ from typing import Any
 from torch.utils.data import Sampler
 
 from yolo9000.models import STRIDE
+
+from .transforms import Size, normal_size
 
 __all__ = ["MultiScaleBatchSampler", "resolve_sizes", "sample_seed", "size_for_batch"]
 
@@ -68,7 +72,7 @@ class _EpochRelay(Sampler[int]):
         self.owner.set_epoch(epoch)
 
 
-class MultiScaleBatchSampler(Sampler[list[tuple[int, int, int]]]):
+class MultiScaleBatchSampler(Sampler[list[tuple[int, Size, int]]]):
     """Batches of ``(index, size, sample_seed)`` triples; the size changes every ``period`` batches (darknet: 10).
 
     ``size = size_for_batch(seed, epoch * len(self) + i, sizes, period)`` for batch ``i`` of ``epoch``;
@@ -83,7 +87,7 @@ class MultiScaleBatchSampler(Sampler[list[tuple[int, int, int]]]):
         period: batches per size.
         seed: seed of the size sequence.
         enabled: multi-scale on / off.
-        fixed_size: size of every batch when disabled (required then).
+        fixed_size: size of every batch when disabled (required then): a side, or (height, width).
         final_size_after: global batch index from which ``final_size`` is used (None: never).
         final_size: size of the final phase (default: max(sizes)).
         aug_seed: seed of the per-sample augmentation seeds (default: ``seed``).
@@ -98,7 +102,7 @@ class MultiScaleBatchSampler(Sampler[list[tuple[int, int, int]]]):
         period: int = 10,
         seed: int = 0,
         enabled: bool = True,
-        fixed_size: int | None = None,
+        fixed_size: Size | None = None,
         final_size_after: int | None = None,
         final_size: int | None = None,
         aug_seed: int | None = None,
@@ -114,7 +118,7 @@ class MultiScaleBatchSampler(Sampler[list[tuple[int, int, int]]]):
         self.period = int(period)
         self.seed = int(seed)
         self.enabled = bool(enabled)
-        self.fixed_size = int(fixed_size) if fixed_size is not None else None
+        self.fixed_size = normal_size(fixed_size) if fixed_size is not None else None
         self.final_size_after = final_size_after
         self.final_size = int(final_size) if final_size is not None else max(self.sizes)
         self.aug_seed = int(aug_seed) if aug_seed is not None else self.seed
@@ -144,8 +148,8 @@ class MultiScaleBatchSampler(Sampler[list[tuple[int, int, int]]]):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.set_epoch(int(state["epoch"]))
 
-    def size_at(self, k: int) -> int:
-        """Input size of global batch ``k``."""
+    def size_at(self, k: int) -> Size:
+        """Input size of global batch ``k`` (a side; disabled: ``fixed_size``, which may be (height, width))."""
         if not self.enabled:
             return self.fixed_size  # type: ignore[return-value]
         if self.final_size_after is not None and k >= self.final_size_after:
@@ -156,11 +160,11 @@ class MultiScaleBatchSampler(Sampler[list[tuple[int, int, int]]]):
         n = len(self.sampler)
         return n // self.batch_size if self.drop_last else (n + self.batch_size - 1) // self.batch_size
 
-    def _batch(self, k: int, indices: list[int]) -> list[tuple[int, int, int]]:
+    def _batch(self, k: int, indices: list[int]) -> list[tuple[int, Size, int]]:
         size = self.size_at(k)
         return [(j, size, sample_seed(self.aug_seed, self.epoch, j)) for j in indices]
 
-    def __iter__(self) -> Iterator[list[tuple[int, int, int]]]:
+    def __iter__(self) -> Iterator[list[tuple[int, Size, int]]]:
         k0 = self.epoch * len(self)
         skip, self._skip = self._skip, 0  # a start_at() position applies to one iteration
         indices = [int(i) for i in self.sampler]

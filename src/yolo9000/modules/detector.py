@@ -72,7 +72,8 @@ class DetectorModule(DarknetModule):
         backbone_ckpt: optional checkpoint whose ``backbone.*`` weights initialise the backbone.
         eval_size: evaluation input side the network was validated at (the default size of ``detect.py``).
         predict_hw: the default input (height, width) of the predict API and eval.py where it is not ``eval_size``
-            square: a converted darknet cfg's rectangular ``[net]`` (its width and height); None: ``eval_size``
+            square: a converted darknet cfg's rectangular ``[net]`` (its width and height), or the rectangular
+            ``data.img_size`` a detector was trained and validated at; None: ``eval_size``
             square.
         priors: the prior spec (``anchors``: list | null | kmeans | handpicked, ``k``, ``metric``) the network's
             anchors were resolved from at build time; a record, the network holds the anchors.
@@ -158,7 +159,7 @@ class DetectorModule(DarknetModule):
                     "Darknet-19 backbone; a darknet cfg's network starts from darknet weights: model.net.weights=..."
                 )
             load_pretrained(self.model.backbone, backbone_ckpt, part="backbone")
-        self.example_input_array = torch.zeros(1, 3, eval_size, eval_size)  # the model summary's FLOPs
+        self.example_input_array = torch.zeros(1, 3, *self.input_hw)  # the model summary's FLOPs
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) in [0, 1] -> raw head output (B, A * (5 + C), H / 32, W / 32), contiguous NCHW."""

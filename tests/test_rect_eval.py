@@ -22,7 +22,7 @@ from conftest import compose_config
 from test_darknet import scaled_cfg
 from yolo9000.anchors import handpicked_anchors, resolve_priors
 from yolo9000.build import build, check_config
-from yolo9000.checkpoints import darknet_to_checkpoint
+from yolo9000.checkpoints import checkpoint_to_darknet, darknet_to_checkpoint
 from yolo9000.data.dataset import DetectionCollate
 from yolo9000.data.transforms import DetectionTransform, check_input_size, normal_size, size_text
 
@@ -156,10 +156,12 @@ def test_anchors_of_a_rectangular_grid_are_in_each_sides_cells() -> None:
     assert handpicked_anchors((4, 2)) == [[a[0], b[1]] for a, b in zip(wide, high, strict=True)]
 
 
-def test_a_rectangular_img_size_builds_and_trains_at_height_by_width() -> None:
+def test_a_rectangular_img_size_builds_and_trains_at_height_by_width(tmp_path: Path) -> None:
     """``data.img_size=[64, 128]`` with multi-scale off: k-means anchors in cells of each side (their widths those
-    of a square 128 input, their heights those of a square 64), the checkpoint's default input 64 x 128, and a
-    training step on a 2 x 4 grid."""
+    of a square 128 input, their heights those of a square 64), the checkpoint's default input 64 x 128 (also the
+    [net] of its darknet cfg), and a training step on a 2 x 4 grid."""
+    from yolo9000 import Detector
+
     tiny = ["data.max_images=8", "data.batch_size=2", "data.num_workers=0", "model.net.backbone.width=0.125"]
     tiny += ["data.multiscale.enabled=false", "model.priors.anchors=kmeans"]
     rect = build(compose_config("train", *tiny, "data.img_size=[64,128]"))
@@ -182,6 +184,12 @@ def test_a_rectangular_img_size_builds_and_trains_at_height_by_width() -> None:
     loss = module.training_step(batch, 0)
     loss = loss["loss"] if isinstance(loss, dict) else loss
     assert torch.isfinite(loss) and loss > 0
+    ckpt = tmp_path / "rect.ckpt"
+    torch.save({"state_dict": module.state_dict(), "yolo9000_model_config": module.model_config}, ckpt)
+    assert Detector.from_checkpoint(ckpt).input_hw == (64, 128)
+    checkpoint_to_darknet(ckpt, tmp_path / "rect.weights", tmp_path / "rect.cfg")
+    net = (tmp_path / "rect.cfg").read_text().split("[", 2)[1]
+    assert "height=64\n" in net and "width=128\n" in net
 
 
 def test_model_stats_of_a_rectangle_count_its_area() -> None:

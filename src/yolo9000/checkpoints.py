@@ -357,7 +357,10 @@ def checkpoint_to_darknet(
         seen = int(module.seen)
         built = ((ckpt.get("hyper_parameters") or {}).get("build_info") or {}).get("eval_size")  # data.img_size
         default = 416 if "priors" in ckpt["yolo9000_model_config"] else 224  # a detector, else a classifier
-        size = int(ckpt["yolo9000_model_config"].get("eval_size") or built or default)
+        size: int | tuple[int, int] = int(ckpt["yolo9000_model_config"].get("eval_size") or built or default)
+        rect = ckpt["yolo9000_model_config"].get("predict_hw")  # trained at a height x width: the [net] it ran
+        if rect:
+            size = (int(rect[0]), int(rect[1]))
     elif "yolo9000_classifier_config" in ckpt:
         model = hydra.utils.instantiate(ckpt["yolo9000_classifier_config"], _convert_="all")
         model.load_state_dict({k.removeprefix("model."): v for k, v in ckpt["state_dict"].items()})

@@ -271,15 +271,16 @@ def _backbone_cfg(bb: Darknet19) -> tuple[list[str], int, int]:
     return parts, idx, c4
 
 
-def native_cfg_text(model: nn.Module, size: int = 416, softmax: bool = True) -> str:
+def native_cfg_text(model: nn.Module, size: int | tuple[int, int] = 416, softmax: bool = True) -> str:
     """A darknet cfg describing a native Darknet19Classifier / YOLOv2 / YOLOv2(fuse=False) (for trained checkpoints that
-    carry no cfg). Only the layers and ``[region]`` anchors / classes / ``softmax`` (False: the logistic classes of
-    ``softmax=0``); darknet's training options are left out."""
+    carry no cfg), its ``[net]`` of ``size`` (a side, or (height, width)). Only the layers and ``[region]`` anchors /
+    classes / ``softmax`` (False: the logistic classes of ``softmax=0``); darknet's training options are left out."""
+    height, width = (size, size) if isinstance(size, int) else size
     bb = model.backbone if isinstance(model, Darknet19Classifier | YOLOv2) else None
     if not isinstance(bb, Darknet19):
         raise TypeError(f"no cfg for {type(model).__name__}")
     bn = bb.batch_norm
-    parts = [f"[net]\nbatch=1\nsubdivisions=1\nheight={size}\nwidth={size}\nchannels=3\n"]
+    parts = [f"[net]\nbatch=1\nsubdivisions=1\nheight={height}\nwidth={width}\nchannels=3\n"]
     backbone, idx, c4 = _backbone_cfg(bb)
     parts += backbone
     if isinstance(model, Darknet19Classifier):

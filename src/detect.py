@@ -1,9 +1,10 @@
 """Run a trained detector on images and videos: `python src/detect.py ckpt_path=<ckpt> source=<path>`.
 
 ``source``: an image file, a video file (``.mp4``, ``.avi``, ``.mov``, ... :data:`yolo9000.data.video.VIDEO_SUFFIXES`),
-a folder (its images, recursively, hidden files left out), a glob pattern (in quotes: ``"source='photos/*.jpg'"``;
-images and videos), a ``.txt`` list of image paths (darknet's ``valid`` lists; relative paths from the list's folder,
-else from the working directory), or a list of any of these (``source=[a.jpg,b/,clip.mp4]``).
+a folder (its images and videos, recursively, hidden files left out), a glob pattern (in quotes:
+``"source='photos/*.jpg'"``; images and videos), a ``.txt`` list of image paths (darknet's ``valid`` lists;
+relative paths from the list's folder, else from the working directory), or a list of any of these
+(``source=[a.jpg,b/,clip.mp4]``).
 
 A video runs frame by frame (darknet's ``detector demo`` on a file): the annotated video goes to
 <run>/detections/<name>.mp4 at the video's frame rate, and detections.json's ``videos`` holds each frame's
@@ -39,9 +40,9 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from yolo9000.api import DETECT_CONF, Detector, check_input_size
 from yolo9000.checkpoints import module_settings
-from yolo9000.data.image_io import IMAGE_SUFFIXES, read_image
+from yolo9000.data.image_io import IMAGE_SUFFIXES, images_under, read_image
 from yolo9000.data.predict import list_images
-from yolo9000.data.video import VideoError, VideoFrames, VideoWriter, is_video
+from yolo9000.data.video import VIDEO_SUFFIXES, VideoError, VideoFrames, VideoWriter, is_video
 from yolo9000.environment import hydra_flags_first, log_to_job_log, setup_environment
 from yolo9000.models import STRIDE
 from yolo9000.submission import (
@@ -208,6 +209,13 @@ def source_files(source: str | list[str] | ListConfig) -> list[Path]:
             files += matched
         elif is_video(p):  # a video file (a missing one is reported as unreadable with the others)
             files.append(p)
+        elif p.is_dir():  # its images and videos, recursively
+            found = images_under(p, (*IMAGE_SUFFIXES, *VIDEO_SUFFIXES))
+            if not found:
+                raise FileNotFoundError(
+                    f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) or videos ({', '.join(VIDEO_SUFFIXES)}) under {p}"
+                )
+            files += found
         else:
             files += list_images(p)
     return files

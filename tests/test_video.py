@@ -129,3 +129,19 @@ def test_detect_py_writes_the_annotated_video_and_each_frames_detections(tiny_ck
     with pytest.raises(ValueError, match=r"results=voc writes darknet's image result files: the videos of source="):
         detect.check_settings(cfg, [clip])
     detect.check_settings(compose_config("detect", "ckpt_path=missing.ckpt", f"source={clip}"), [clip])
+
+
+def test_a_folder_source_gives_its_images_and_videos(tmp_path: Path) -> None:
+    """detect.py source=<folder>: its images and videos, recursively and sorted by path, hidden files and other
+    files left out; a folder with neither names both kinds."""
+    detect = load_script("detect")
+    src = tmp_path / "media"
+    for rel in ("a.jpg", "clip.AVI", "sub/b.png", "sub/run.mp4", ".hidden/c.mp4", "notes.txt", "sub/labels.txt"):
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_bytes(b"x")
+    want = [src / "a.jpg", src / "clip.AVI", src / "sub" / "b.png", src / "sub" / "run.mp4"]
+    assert detect.source_files(str(src)) == want
+    (tmp_path / "text").mkdir()
+    (tmp_path / "text" / "readme.txt").write_text("x")
+    with pytest.raises(FileNotFoundError, match=r"no images \(.*\) or videos \(.*\.mp4.*\) under"):
+        detect.source_files(str(tmp_path / "text"))

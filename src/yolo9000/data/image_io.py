@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import io
 import warnings
+from collections.abc import Collection
 from pathlib import Path
 
 import numpy as np
@@ -46,15 +47,15 @@ NOTED = 8  # not an issue: the image's conversions were checked (by its first lo
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")  # image files the readers take
 
 
-def images_under(folder: Path) -> list[Path]:
-    """The image files (:data:`IMAGE_SUFFIXES`, any case) under ``folder`` and its subfolders, sorted; hidden
-    files and folders (a name starting with a dot below ``folder``: macOS's ``._*`` resource forks, Jupyter's
-    ``.ipynb_checkpoints`` copies) left out."""
+def images_under(folder: Path, suffixes: Collection[str] = IMAGE_SUFFIXES) -> list[Path]:
+    """The image files (:data:`IMAGE_SUFFIXES`, any case; or the files of other ``suffixes``, lower case with the
+    dot) under ``folder`` and its subfolders, sorted; hidden files and folders (a name starting with a dot below
+    ``folder``: macOS's ``._*`` resource forks, Jupyter's ``.ipynb_checkpoints`` copies) left out."""
     folder = Path(folder)
     return sorted(
         p
         for p in folder.rglob("*")
-        if p.suffix.lower() in IMAGE_SUFFIXES
+        if p.suffix.lower() in suffixes
         and not any(part.startswith(".") for part in p.relative_to(folder).parts)
         and p.is_file()
     )

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from hydra.errors import InstantiationException
+from omegaconf import OmegaConf
 
 from conftest import compose_config, run_script
 from test_darknet import randomize, scaled_cfg
@@ -245,3 +246,84 @@ def test_model_darknet_trains_with_the_cfgs_region_settings_by_default(
     )  # fmt: skip
     with pytest.raises(ValueError, match="model.net.region_options must be cfg or keys, got 'both'"):
         _built_loss(tmp_path, "model.net.region_options=both")
+
+
+NET_OPTIONS = "learning_rate=0.02\nmomentum=0.8\ndecay=0.0003\nburn_in=7\nmax_batches=500\n"
+SCHEDULE_KEYS = ("lr", "momentum", "weight_decay", "burn_in", "power", "lr_policy", "steps", "scales")
+
+
+def _net_cfg(tmp_path: Path, lines: str) -> Path:
+    """REGION_CFG with ``lines`` added to its [net]."""
+    path = tmp_path / "net.cfg"
+    path.write_text(REGION_CFG.replace("[net]\n", "[net]\n" + lines, 1))
+    return path
+
+
+def _schedule(path: Path, *overrides: str) -> dict[str, object]:
+    model = OmegaConf.to_container(
+        compose_config("train", "model=darknet", f"model.net.cfg={path}", *overrides).model, resolve=True
+    )
+    assert isinstance(model, dict)
+    return {k: model[k] for k in SCHEDULE_KEYS}
+
+
+def test_model_darknet_trains_with_the_cfgs_net_options(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """darknet trains a cfg with its [net]'s learning_rate, momentum, decay, burn_in, policy, steps and scales
+    (parse_net_options; absent lines: darknet's defaults 0.001, 0.9, 0.0001, 0, power 4 and the constant policy);
+    a key on the command line replaces the cfg's (logged), as does max_batches's note; the module trains with them."""
+    steps = _net_cfg(tmp_path, NET_OPTIONS + "policy=steps\nsteps=5,9\nscales=.5,.2\n")
+    assert _schedule(steps) == {
+        "lr": 0.02, "momentum": 0.8, "weight_decay": 0.0003, "burn_in": 7, "power": 4.0, "lr_policy": "steps",
+        "steps": [5, 9], "scales": [0.5, 0.2],
+    }  # fmt: skip
+    assert _schedule(steps, "model.lr=0.5", "model.steps=[3]", "model.scales=[0.1]")["lr"] == 0.5
+    (tmp_path / "bare").mkdir()
+    bare = _net_cfg(tmp_path / "bare", "")
+    assert _schedule(bare) == {
+        "lr": 0.001, "momentum": 0.9, "weight_decay": 0.0001, "burn_in": 0, "power": 4.0, "lr_policy": "steps",
+        "steps": [], "scales": [],
+    }  # fmt: skip
+    poly = _schedule(_net_cfg(tmp_path / "bare", "policy=poly\npower=2\n"))
+    assert (poly["lr_policy"], poly["power"], poly["steps"], poly["scales"]) == ("poly", 2.0, [], [])
+    with caplog.at_level(logging.INFO, "yolo9000"):
+        module = build(
+            compose_config(
+                "train", "model=darknet", f"model.net.cfg={steps}", "data.max_images=4", "data.num_workers=0",
+                "data.img_size=64", "model.momentum=0.7",
+            )
+        ).module  # fmt: skip
+    hp = module.hparams
+    assert (hp.lr, hp.momentum, hp.weight_decay, hp.burn_in, list(hp.steps), list(hp.scales)) == (
+        0.02, 0.7, 0.0003, 7, [5, 9], [0.5, 0.2]
+    )  # fmt: skip
+    assert "replaced on the command line: model.momentum=0.7 (the cfg's 0.8)" in caplog.text
+    assert "max_batches=500" in caplog.text
+
+
+def test_model_darknet_names_a_net_policy_it_cannot_run(tmp_path: Path) -> None:
+    """darknet's exp / step / sigmoid / random policies are no schedule here: the cfg's file and line and the keys to
+    set; given them, the cfg trains; a steps policy without its steps is refused as darknet refuses it."""
+    path = _net_cfg(tmp_path, "policy=exp\ngamma=0.9\n")
+    with pytest.raises(Exception, match=r"policy=exp \(.*net.cfg:2\).*model.lr_policy=steps\|poly"):
+        _schedule(path)
+    assert _schedule(path, "model.lr_policy=poly")["lr_policy"] == "poly"
+    with pytest.raises(Exception, match=r"policy=steps needs steps and scales of the same count"):
+        _schedule(_net_cfg(tmp_path, "policy=steps\nsteps=5,9\nscales=.5\n"))
+
+
+def test_converted_weights_keep_the_cfgs_schedule(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """darknet_to_checkpoint (convert.py, Detector.from_darknet) reads the same [net] options: a cfg without training
+    lines gets darknet's defaults (decay 0.0001, the constant policy: no steps), not conf/model's; a policy that is
+    no schedule here keeps conf/model's (warned) and the conversion goes on."""
+    from yolo9000.checkpoints import darknet_to_checkpoint
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    bare = darknet_to_checkpoint(_net_cfg(tmp_path / "a", ""))["yolo9000_model_config"]
+    assert (bare["lr"], bare["weight_decay"], bare["burn_in"], bare["lr_policy"], bare["steps"]) == (
+        0.001, 0.0001, 0, "steps", []
+    )  # fmt: skip
+    with caplog.at_level(logging.WARNING, "yolo9000"):
+        exp = darknet_to_checkpoint(_net_cfg(tmp_path / "b", NET_OPTIONS + "policy=exp\n"))["yolo9000_model_config"]
+    assert (exp["lr"], exp["momentum"], exp["lr_policy"], exp["steps"]) == (0.02, 0.8, "steps", [40000, 60000])
+    assert "policy=exp" in caplog.text and "keeps conf/model's" in caplog.text

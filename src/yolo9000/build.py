@@ -16,7 +16,15 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 
 from yolo9000.anchors import resolve_priors
-from yolo9000.darknet import detector_cfg_text, fixed_input_size, parse_cfg_text, read_text, region_lines, region_meta
+from yolo9000.darknet import (
+    detector_cfg_text,
+    fixed_input_size,
+    net_training_options,
+    parse_cfg_text,
+    read_text,
+    region_lines,
+    region_meta,
+)
 from yolo9000.data.transforms import check_input_size
 from yolo9000.environment import hint_unset_env
 from yolo9000.models import STRIDE
@@ -169,6 +177,7 @@ def resolved_model_config(model_cfg: DictConfig, info: BuildInfo) -> dict[str, A
     if m["net"].get("_target_") == DARKNET_DETECTOR_TARGET:
         m["net"]["cfg_text"] = _cfg_text(model_cfg.net)  # the checkpoint holds the cfg itself, not only its path
         _region_options(m)
+        _log_net_options(m)
     m["class_names"] = list(info.class_names)
     if "priors" in m:
         m["net"]["anchors"] = info.anchors
@@ -200,6 +209,25 @@ def _region_options(m: dict[str, Any]) -> None:
     if changed:
         log.info("%s: the loss takes the cfg's [region] (model.net.region_options=cfg): %s", name, ", ".join(changed))
     m["loss"].update(own)
+
+
+def _log_net_options(m: dict[str, Any]) -> None:
+    """Log the ``[net]`` training options of a ``model=darknet`` config ``m`` (conf/model/darknet.yaml takes them
+    from the cfg): those the command line replaced, and ``max_batches`` (darknet's run length, trainer.max_steps's)."""
+    name = str(m["net"].get("cfg") or "<cfg>")
+    own = net_training_options(parse_cfg_text(m["net"]["cfg_text"], name))
+    if own["lr_policy"] is None:  # a policy the schedules do not run: the keys given on the command line run
+        own = {k: v for k, v in own.items() if k not in ("lr_policy", "steps", "scales")}
+        log.info("%s: darknet's, not a schedule here: model.lr_policy=%s runs", own["policy"], m.get("lr_policy"))
+    given = [f"model.{k}={m.get(k)} (the cfg's {own[k]})" for k in own if k in m and m.get(k) != own[k]]
+    if given:
+        log.info("%s: [net] training options replaced on the command line: %s", name, ", ".join(given))
+    if own["max_batches"]:
+        log.info(
+            "%s: [net] max_batches=%d (darknet stops there; here trainer.max_steps / max_epochs end the run)",
+            name,
+            own["max_batches"],
+        )
 
 
 def instantiate_module(model_config: Mapping[str, Any], **kwargs: Any) -> pl.LightningModule:

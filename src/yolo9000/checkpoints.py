@@ -30,8 +30,8 @@ from yolo9000.darknet import (
     match_native,
     native_cfg_text,
     native_net_config,
+    net_training_options,
     option,
-    option_list,
     parse_cfg,
     region_meta,
     save_weights,
@@ -103,19 +103,16 @@ def detector_model_config(
         # hierarchy_top_prediction over all nodes, so no eval_map here; eval_map=<coco9k.map> reports COCO's 80
         # (as validate_detector with the .data file's map)
     ns = sections[0]
-    policy = option(ns, "policy", "steps", str)
-    cfg.update(
-        lr=option(ns, "learning_rate", cfg["lr"], float),
-        momentum=option(ns, "momentum", cfg["momentum"], float),
-        weight_decay=option(ns, "decay", cfg["weight_decay"], float),
-        burn_in=option(ns, "burn_in", 0),
-        power=option(ns, "power", cfg["power"], float),
-    )
-    if policy in ("steps", "poly"):
-        cfg["lr_policy"] = policy
-    steps, scales = option_list(ns, "steps", float), option_list(ns, "scales", float)
-    if steps and scales and len(steps) == len(scales):
-        cfg["steps"], cfg["scales"] = [int(s) if s.is_integer() else s for s in steps], scales
+    try:  # darknet's own schedule, to train on from these weights (train.py model.backbone_ckpt / resume)
+        training = net_training_options(sections)
+    except ValueError as e:  # converting the weights needs no schedule: the module's stays
+        log.warning("%s; the checkpoint keeps conf/model's schedule (model.lr_policy and its keys)", e)
+    else:
+        policy, _ = training.pop("policy"), training.pop("max_batches")
+        if training["lr_policy"] is None:  # step, exp, sigmoid, random: the module's schedule stays
+            log.warning("%s: not a schedule here (steps, poly); the checkpoint keeps conf/model's", policy)
+            del training["lr_policy"], training["steps"], training["scales"]
+        cfg.update(training)
     cfg["class_names"] = class_names
     cfg["eval_size"], predict_hw = _input_sizes(ns)
     if predict_hw:  # a rectangular [net]

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import subprocess
@@ -151,6 +152,8 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("cpus", available_cpus)
     if not OmegaConf.has_resolver("loader_workers"):  # ${loader_workers:${trainer.accelerator},8}: 0 on the CPU
         OmegaConf.register_new_resolver("loader_workers", loader_workers)
+    if not OmegaConf.has_resolver("darknet_net"):  # ${darknet_net:lr}: model.net's darknet cfg's [net] option
+        OmegaConf.register_new_resolver("darknet_net", darknet_net_option)
     if not OmegaConf.has_resolver("tags_with_overrides"):
         OmegaConf.register_new_resolver(
             "tags_with_overrides",
@@ -161,6 +164,36 @@ def register_resolvers() -> None:
                 )
             ),
         )
+
+
+def darknet_net_option(key: str, *, _root_: Any) -> Any:
+    """``${darknet_net:<key>}`` (conf/model/darknet.yaml): the detector module key ``key`` (``lr``, ``momentum``,
+    ``weight_decay``, ``burn_in``, ``power``, ``lr_policy``, ``steps``, ``scales``) as darknet trains the cfg of
+    ``model.net`` (``cfg_text``, else the ``cfg`` file): :func:`yolo9000.darknet.net_training_options`. A key given
+    on the command line replaces the interpolation. None while no cfg is set or found (the build then names it)."""
+    net = OmegaConf.select(_root_, "model.net", default=None, throw_on_missing=False)
+    text = OmegaConf.select(net, "cfg_text", default=None, throw_on_missing=False) if net is not None else None
+    path = OmegaConf.select(net, "cfg", default=None, throw_on_missing=False) if net is not None else None
+    if not text:
+        if not path or not Path(str(path)).is_file():
+            return None
+        from yolo9000.darknet import read_text
+
+        text = read_text(str(path))
+    options = _net_training_options(str(text), str(path or "<cfg>"))
+    if key == "lr_policy" and options[key] is None:
+        raise ValueError(
+            f"{options['policy']}: darknet's policy is not a schedule here (steps, poly, constant): set "
+            "model.lr_policy=steps|poly and its keys (model.steps, model.scales / model.power)"
+        )
+    return options[key]
+
+
+@functools.lru_cache(maxsize=8)
+def _net_training_options(text: str, name: str) -> dict[str, Any]:
+    from yolo9000.darknet import net_training_options, parse_cfg_text
+
+    return net_training_options(parse_cfg_text(text, name))
 
 
 def _multirun_job() -> Any | None:

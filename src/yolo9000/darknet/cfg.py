@@ -646,6 +646,40 @@ def region_lines(loss: Mapping[str, Any]) -> dict[str, str]:
     return out
 
 
+def net_training_options(sections: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The training options darknet's ``parse_net_options`` reads from the ``[net]`` section (``sections[0]``), with
+    darknet's defaults for absent lines, as the detector module's keys: ``lr`` (learning_rate, 0.001), ``momentum``
+    (0.9), ``weight_decay`` (decay, 0.0001), ``burn_in`` (0), ``power`` (4), ``lr_policy`` (policy, constant:
+    ``steps`` with no steps; None for a policy the schedules do not run: step, exp, sigmoid, random), ``steps`` /
+    ``scales`` (the lr multiplied by each scale from its step on); and ``policy`` (the cfg's word, with its
+    ``file:line``) and ``max_batches`` (darknet's run length in iterations; 0 when absent).
+
+    Raises:
+        ValueError: a ``steps`` policy without its steps or scales, or with counts that differ (darknet stops there
+            too), naming the file and line.
+    """
+    ns = sections[0]
+    policy = option(ns, "policy", "constant", str).strip()
+    steps, scales = option_list(ns, "steps", float), option_list(ns, "scales", float)
+    if policy == "steps" and (not steps or not scales or len(steps) != len(scales)):
+        raise ValueError(
+            f"{source_line(ns, 'policy')}: policy=steps needs steps and scales of the same count, got "
+            f"steps={steps} scales={scales}"
+        )
+    return {
+        "lr": option(ns, "learning_rate", 0.001, float),
+        "momentum": option(ns, "momentum", 0.9, float),
+        "weight_decay": option(ns, "decay", 0.0001, float),
+        "burn_in": option(ns, "burn_in", 0),
+        "power": option(ns, "power", 4.0, float),
+        "lr_policy": {"constant": "steps", "steps": "steps", "poly": "poly"}.get(policy),
+        "steps": [int(v) if v.is_integer() else v for v in steps or []] if policy == "steps" else [],
+        "scales": list(scales or []) if policy == "steps" else [],
+        "policy": f"policy={policy} ({source_line(ns, 'policy')})",
+        "max_batches": option(ns, "max_batches", 0),
+    }
+
+
 def resolve_data_file(value: str, cfg_path: str | Path | None = None, search: SearchPath = ()) -> Path:
     """The file a cfg names with a darknet-relative path (``data/9k.tree``).
 

@@ -46,7 +46,8 @@ _STAGE_SPLITS = {
 
 @runtime_checkable
 class AnnotationParser(Protocol):
-    """What the data module needs of a parser (VOCParser, COCOParser, YOLOTxtParser, CSVParser)."""
+    """What the data module needs of a parser (VOCParser, COCOParser, YOLOTxtParser, CSVParser,
+    LabelMeParser)."""
 
     def parse(self, class_names: Sequence[str] | None, issues: IssueLog) -> list[DetectionRecord]: ...
 

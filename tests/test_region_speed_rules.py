@@ -137,6 +137,8 @@ def test_region_lines_by_hand() -> None:
     }
     on = region_lines({**CFG_LOSS, "rescore": True, "class_activation": "softmax"})
     assert (on["rescore"], on["softmax"]) == ("1", "1")
+    third = region_lines({**CFG_LOSS, "thresh": 1 / 3, "coord_scale": 1e-7})  # read back exactly, not to 6 digits
+    assert float(third["thresh"]) == 1 / 3 and float(third["coord_scale"]) == 1e-7
 
 
 def test_set_region_replaces_softmax_1_with_0() -> None:

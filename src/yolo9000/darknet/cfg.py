@@ -637,10 +637,17 @@ class RegionMeta:
         }
 
 
+def _number(value: float) -> str:
+    """A float as a cfg line writes it: the shortest text that reads back as the same number (``5``, ``0.125``,
+    ``0.3333333333333333``: darknet's atof and this parser read it exactly)."""
+    text = repr(float(value))
+    return text.removesuffix(".0")
+
+
 def region_lines(loss: Mapping[str, Any]) -> dict[str, str]:
     """The ``[region]`` lines that say what :meth:`RegionMeta.loss_options` reads, from those loss settings (the
     inverse: a cfg written with them trains and decodes as the loss does)."""
-    out = {k: f"{float(loss[k]):g}" for k in ("thresh", "object_scale", "noobject_scale", "class_scale", "coord_scale")}
+    out = {k: _number(loss[k]) for k in ("thresh", "object_scale", "noobject_scale", "class_scale", "coord_scale")}
     out["rescore"] = str(int(bool(loss["rescore"])))
     out["softmax"] = str(int(loss["class_activation"] == "softmax"))
     return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -248,3 +249,43 @@ def test_data_labelme_config_feeds_the_data_module(tmp_path: Path) -> None:
     assert tuple(batch["images"].shape) == (2, 3, 64, 64)
     assert all(Path(p).parent == tmp_path / "train" for p in batch["image_paths"])
     assert 1 <= int(batch["target_mask"].sum()) <= 2  # one box an image (an augmentation may crop one away)
+
+
+def test_bccd_written_as_labelme_reads_as_its_voc_records(tmp_path: Path) -> None:
+    """Twelve BCCD images written as LabelMe files here (VOC's 1-based inclusive corners as the continuous pixels
+    ``xmin - 1 .. xmax``, the corners in reverse order) read back as VOCParser reads their XML: the same boxes,
+    labels and sizes (the whole test split so converted evaluates to data=bccd's metrics to the last digit)."""
+    import xml.etree.ElementTree as ET
+
+    from yolo9000.data.voc import VOCParser
+
+    root = Path(__file__).resolve().parents[1] / "data" / "bccd"
+    ids = (root / "ImageSets" / "Main" / "test.txt").read_text().split()[:12]
+    for i in ids:
+        xml = ET.parse(root / "Annotations" / f"{i}.xml").getroot()
+        shapes = []
+        for o in xml.iter("object"):
+            x0, y0, x1, y1 = (float(o.find("bndbox").find(k).text) for k in ("xmin", "ymin", "xmax", "ymax"))  # type: ignore[union-attr]
+            shapes.append(_rect(o.find("name").text, [[x1, y1], [x0 - 1, y0 - 1]]))  # type: ignore[union-attr]
+        shutil.copy(root / "JPEGImages" / f"{i}.jpg", tmp_path / f"{i}.jpg")  # beside its JSON, as labelme keeps it
+        size = xml.find("size")
+        assert size is not None
+        w, h = (int(size.find(k).text) for k in ("width", "height"))  # type: ignore[union-attr]
+        (tmp_path / f"{i}.json").write_text(
+            json.dumps(
+                {
+                    "shapes": shapes,
+                    "imagePath": f"{i}.jpg",
+                    "imageWidth": w,
+                    "imageHeight": h,
+                }
+            )
+        )
+    names = ["RBC", "WBC", "Platelets"]
+    ours = {r.image_id: r for r in LabelMeParser(tmp_path, split=None).parse(names, IssueLog("error"))}
+    voc = {r.image_id: r for r in VOCParser(root, split="test").parse(names, IssueLog("error")) if r.image_id in ids}
+    assert sorted(ours) == sorted(voc) == sorted(ids)
+    for i in ids:
+        a, b = ours[i], voc[i]
+        assert (a.width, a.height) == (b.width, b.height) and a.labels.tolist() == b.labels.tolist()
+        np.testing.assert_allclose(a.boxes, b.boxes, atol=1e-4)

@@ -3,6 +3,8 @@ computed by hand from the shapes' points."""
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import logging
 import shutil
@@ -198,26 +200,47 @@ def test_windows_image_paths_resolve(tmp_path: Path) -> None:
 
 def test_sizes_negatives_and_missing_images(tmp_path: Path) -> None:
     """The record's size is the JSON's (a differing image is the dataset's size-mismatch rescale), else the header's
-    (fixed, reported); no shapes: a negative (noted); a missing image is reported even with imageData embedded."""
+    (fixed, reported); no shapes: a negative (noted); a missing image file is read from the JSON's imageData (its
+    pixels loaded), and reported without one; a broken embedded image is reported when it is loaded."""
     _labelme(tmp_path / "big.json", "big.jpg", [_rect("cat", [[10, 10], [20, 20]])], size=(200, 160))
     Image.new("RGB", (100, 80)).save(tmp_path / "big.jpg")  # the image is half the JSON's size
     _labelme(tmp_path / "nosize.json", "nosize.jpg", [], size=None)
     Image.new("RGB", (30, 20)).save(tmp_path / "nosize.jpg")
-    gone = _labelme(tmp_path / "gone.json", "gone.jpg", [], image_data="aGVsbG8=", with_image=False)
+    gone = _labelme(tmp_path / "gone.json", "gone.jpg", [], with_image=False)
+    png = io.BytesIO()
+    Image.new("RGB", (40, 30), (200, 10, 60)).save(png, format="PNG")
+    shapes = [_rect("cat", [[1, 2], [30, 20]])]
+    inside = _labelme(
+        tmp_path / "inside.json",
+        "inside.png",
+        shapes,
+        (40, 30),
+        base64.b64encode(png.getvalue()).decode(),
+        with_image=False,
+    )
+    _labelme(
+        tmp_path / "broken.json", "broken.png", shapes, (40, 30), image_data="aGVsbG8=", with_image=False
+    )  # "hello"
     issues = IssueLog("skip")
     recs = {r.image_id: r for r in LabelMeParser(tmp_path, "all").parse(["cat"], issues)}
-    assert sorted(recs) == ["big", "nosize"]
+    assert sorted(recs) == ["big", "broken", "inside", "nosize"]
+    assert recs["inside"].image_path == inside and recs["inside"].boxes.tolist() == [[1, 2, 30, 20]]
     assert (recs["big"].width, recs["big"].height) == (200, 160)
     assert (recs["nosize"].width, recs["nosize"].height, len(recs["nosize"].boxes)) == (30, 20, 0)
     assert issues.files("fixed", "size read from the image header") == [str(tmp_path / "nosize.json")]
     assert issues.files("note", "negative") == [str(tmp_path / "nosize.json")]
     (missing,) = [i for i in issues.issues if i.action == "skip_image"]
-    assert (missing.file, missing.reason) == (str(gone), "missing image file") and "imageData" in missing.detail
+    assert (missing.file, missing.reason) == (str(gone), "missing image file")
 
     from yolo9000.data import DetectionDataset, DetectionTransform
 
     ds = DetectionDataset([recs["big"]], DetectionTransform(train=False), IssueLog("skip"), default_size=64)
     assert ds[0]["gt_boxes"].tolist() == [[5, 5, 10, 10]]  # rescaled to the image's 100x80
+    load = IssueLog("skip")
+    ds = DetectionDataset([recs["inside"], recs["broken"]], DetectionTransform(train=False), load, default_size=32)
+    pixels = ds[0]["image"].float().mean((1, 2)).tolist()  # the embedded PNG's one colour, resized
+    assert pixels == pytest.approx([200, 10, 60], abs=1) and ds[1] is None
+    assert [(i.file, i.action) for i in load.issues] == [(str(tmp_path / "broken.json"), "skip_image")]
 
 
 def test_data_labelme_config_feeds_the_data_module(tmp_path: Path) -> None:

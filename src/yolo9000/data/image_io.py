@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import io
+import json
 import warnings
 from collections.abc import Collection
 from pathlib import Path
@@ -154,9 +157,32 @@ def _opens_upright(fmt: str) -> bool:
         return im.size == (1, 2)
 
 
+EMBEDDED_SUFFIX = ".json"  # an image "file" that is a LabelMe JSON: the image its imageData embeds (base64)
+
+
+def embedded_image(data: bytes) -> bytes:
+    """The image file's bytes a LabelMe JSON embeds (its ``imageData``, base64). Raises ImageDecodeError when the
+    JSON does not parse or embeds no image."""
+    try:
+        text = json.loads(data).get("imageData")
+    except (ValueError, AttributeError) as e:
+        raise ImageDecodeError("unreadable JSON holding the image", str(e)) from e
+    if not isinstance(text, str) or not text:
+        raise ImageDecodeError("no image embedded in the JSON", "its imageData is empty")
+    try:
+        return base64.b64decode(text, validate=False)
+    except (ValueError, binascii.Error) as e:
+        raise ImageDecodeError("corrupt image embedded in the JSON", f"imageData: {e}") from e
+
+
 def image_size(path: str | Path) -> tuple[int, int]:
     """(width, height) from the image header, without decoding the pixels: the size the image is decoded at
-    (upright, its EXIF orientation applied)."""
+    (upright, its EXIF orientation applied). A LabelMe JSON: the image its ``imageData`` embeds."""
+    if Path(path).suffix.lower() == EMBEDDED_SUFFIX:
+        try:
+            path = io.BytesIO(embedded_image(Path(path).read_bytes()))  # type: ignore[assignment]
+        except OSError as e:
+            raise ImageDecodeError("unreadable image header", _pil_detail(e)) from e
     try:
         with Image.open(path) as im:
             w, h = im.size
@@ -185,7 +211,7 @@ def image_conversions(path: str | Path, data: bytes | None = None) -> list[tuple
     if orientation not in (0, 1):
         notes.append((EXIF_APPLIED, f"orientation {orientation}"))
     expected = _EXT_FORMATS.get(path.suffix.lower())
-    if fmt and fmt != expected:
+    if fmt and fmt != expected and path.suffix.lower() != EMBEDDED_SUFFIX:  # a JSON's embedded image has no extension
         notes.append((f"{fmt} data in a {path.suffix or 'extension-less'} file, decoded as {fmt}", ""))
     if mode in _MODE_NOTES:
         notes.append((_MODE_NOTES[mode], ""))  # the reason names the mode
@@ -287,8 +313,8 @@ def pil_rgb(im: Image.Image) -> np.ndarray:
     return np.array(im.convert("RGB"))  # a copy: PIL's buffer is read-only
 
 
-def _decode_pil(path: Path, exif: bool = True) -> torch.Tensor:
-    with Image.open(path) as im:
+def _decode_pil(source: Path | io.BytesIO, exif: bool = True) -> torch.Tensor:
+    with Image.open(source) as im:
         im.load()  # raises OSError on truncated files (LOAD_TRUNCATED_IMAGES is False)
         im = ImageOps.exif_transpose(im) if exif else im
         try:
@@ -340,6 +366,8 @@ def read_image_notes(
         raise ImageDecodeError(
             "a Git LFS pointer, not an image", "the repository was cloned without its LFS files: `git lfs pull`"
         )
+    if path.suffix.lower() == EMBEDDED_SUFFIX:  # a LabelMe JSON whose image file is missing: the image it embeds
+        data = embedded_image(data)
     by_pil = exif and _webp_with_orientation(data)  # PIL's path applies the tag (torchvision's WebP decoder not)
     if not by_pil:
         try:
@@ -352,7 +380,7 @@ def read_image_notes(
             by_pil = True
     if by_pil:
         try:
-            img = _decode_pil(path, exif)
+            img = _decode_pil(io.BytesIO(data), exif)  # the bytes read (an embedded image's too)
         except _PIL_ERRORS as e2:
             raise ImageDecodeError("corrupt or unreadable image", _pil_detail(e2)) from e2
     frames = 1

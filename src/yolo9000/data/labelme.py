@@ -21,9 +21,9 @@ rescaled at load, reported, as VOC's and CSV's sizes; without them, the image he
 
 A JSON that does not parse, or a LabelMe file without ``shapes`` or ``imagePath``, skips its image (reported,
 naming the file); a JSON holding neither key (a COCO JSON in the same root, a config file) is not a LabelMe file:
-left out, named in one log line. ``imageData`` (the image embedded as base64) is not decoded: a JSON whose image
-file is missing is reported as a missing image even when it embeds one (the detail says so). A file without
-shapes keeps its image as a negative (noted).
+left out, named in one log line. An image file that is missing where ``imagePath`` points is read from the JSON's
+``imageData`` (the image embedded as base64, as labelme saves it by default; logged once); without one it is a
+missing image (reported). A file without shapes keeps its image as a negative (noted).
 """
 
 from __future__ import annotations
@@ -362,13 +362,20 @@ class LabelMeParser:
             issues.report(jp, entry.error[0], action="skip_image", detail=entry.error[1])
             return None
         assert entry.image_path is not None
-        if not entry.image_path.is_file():
-            embedded = (
-                "; its imageData embeds the image, not decoded: save it as that file" if entry.has_image_data else ""
+        image_path = entry.image_path
+        if not image_path.is_file():
+            if not entry.has_image_data:
+                issues.report(jp, "missing image file", action="skip_image", detail=str(image_path))
+                return None
+            image_path = jp  # the image its imageData embeds (yolo9000.data.image_io reads it from the JSON)
+            log_once(
+                ("labelme embedded", str(self.root)),
+                logging.INFO,
+                "%s: images missing beside their JSONs are read from the JSONs' imageData (%s, ...)",
+                self.root,
+                jp.name,
             )
-            issues.report(jp, "missing image file", action="skip_image", detail=f"{entry.image_path}{embedded}")
-            return None
-        size = size_or_header(entry.width, entry.height, entry.image_path, jp, issues, field="imageWidth / imageHeight")
+        size = size_or_header(entry.width, entry.height, image_path, jp, issues, field="imageWidth / imageHeight")
         if size is None:
             return None
         width, height = size
@@ -398,7 +405,7 @@ class LabelMeParser:
         lab = np.asarray(labels, np.int64)
         b, lab, dif = sanitize_boxes(b, lab, np.zeros(len(lab), bool), width, height, jp, issues, names)
         image_id = entry.key.rsplit(".", 1)[0] if "." in Path(entry.key).name else entry.key
-        return DetectionRecord(entry.image_path, image_id, width, height, b, lab, dif)
+        return DetectionRecord(image_path, image_id, width, height, b, lab, dif)
 
 
 def _shape_type(shape: Mapping[str, Any]) -> str:

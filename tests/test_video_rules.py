@@ -191,20 +191,23 @@ def test_writer_codec_rate_and_count(tmp_path: Path, name: str, fourccs: set[str
     assert out.frames == 3
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: VideoWriter silently crops an odd-sized video to even sides (47 x 33 frames are written as 46 x 32, "
-    "in .mp4 and .avi alike: the codecs' 4:2:0 chroma), so detect.py's annotated video of an odd-sized clip loses its "
-    "last column / row and is not the size its detections.json record gives",
-)
 @pytest.mark.parametrize("name", ["odd.mp4", "odd.avi"])
-def test_writer_keeps_an_odd_frame_size(tmp_path: Path, name: str) -> None:
-    """Frames of 47 x 33 written by VideoWriter are 47 x 33 to OpenCV's reader (the size given), all 3 of them."""
+def test_writer_keeps_every_pixel_of_an_odd_frame_size(tmp_path: Path, name: str) -> None:
+    """Frames of 47 x 33 (the codecs take even sides: OpenCV cropped them to 46 x 32, losing a column and a row) are
+    written 48 x 34, the frame in the top-left corner and its last column / row repeated, all 3 of them."""
+    rng = np.random.default_rng(0)
+    base = cv2.resize(rng.integers(0, 255, (5, 7, 3), np.uint8), (47, 33), interpolation=cv2.INTER_LINEAR)
+    base[:, -1] = (250, 20, 20)  # a red last column and a blue last row, repeated into the padding
+    base[-1, :] = (20, 20, 250)
     with VideoWriter(tmp_path / name, FPS, 47, 33) as out:
-        for k in range(3):
-            out.write(np.full((33, 47, 3), 40 * k, np.uint8))
-    frames = opencv_frames(tmp_path / name)
-    assert len(frames) == 3 and frames[0].shape == (33, 47, 3)
+        assert out.encoded_size == (48, 34)
+        for _ in range(3):
+            out.write(base)
+    frames = opencv_frames(tmp_path / name)  # RGB
+    assert len(frames) == 3 and frames[0].shape == (34, 48, 3)
+    f = frames[0].astype(int)
+    assert np.abs(f[:33, :47] - base).mean() < 12  # lossy codecs: close, not equal
+    assert np.abs(f[:32, 47] - (250, 20, 20)).mean() < 40 and np.abs(f[33, :46] - (20, 20, 250)).mean() < 40
 
 
 def test_writer_refuses_a_container_it_cannot_write(tmp_path: Path) -> None:

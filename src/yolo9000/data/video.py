@@ -107,14 +107,17 @@ class VideoFrames:
 class VideoWriter:
     """Frames written to a video file (MPEG-4 Part 2 in ``.mp4`` / ``.mov`` / ``.m4v``, Motion JPEG otherwise: the
     codecs OpenCV's FFmpeg writer has without extra libraries), at ``fps``, each a uint8 (H, W, 3) RGB array of the
-    size given. Raises :class:`VideoError` naming the file when it cannot be opened for writing."""
+    size given. Both codecs store colour at half resolution and so take even sides only (OpenCV would crop an odd
+    side, losing the last column or row): an odd side is written one pixel longer, the frame's last column / row
+    repeated (``encoded_size``). Raises :class:`VideoError` naming the file when it cannot be opened for writing."""
 
     def __init__(self, path: str | Path, fps: float, width: int, height: int) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         codec = "mp4v" if self.path.suffix.lower() in (".mp4", ".mov", ".m4v") else "MJPG"
         self.size = (int(width), int(height))
-        self._out = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*codec), float(fps), self.size)
+        self.encoded_size = (self.size[0] + self.size[0] % 2, self.size[1] + self.size[1] % 2)  # (width, height)
+        self._out = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*codec), float(fps), self.encoded_size)
         if not self._out.isOpened():
             raise VideoError(f"{self.path}: cannot be written as a {codec} video")
         self.frames = 0
@@ -123,7 +126,11 @@ class VideoWriter:
         """Append one (H, W, 3) RGB frame of the writer's size."""
         if (frame.shape[1], frame.shape[0]) != self.size:
             raise ValueError(f"{self.path}: a {frame.shape[1]} x {frame.shape[0]} frame for a {self.size} video")
-        self._out.write(cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2BGR))
+        bgr = cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2BGR)
+        pad_w, pad_h = self.encoded_size[0] - self.size[0], self.encoded_size[1] - self.size[1]
+        if pad_w or pad_h:  # an odd side: its last column / row repeated (the codecs take even sides only)
+            bgr = cv2.copyMakeBorder(bgr, 0, pad_h, 0, pad_w, cv2.BORDER_REPLICATE)
+        self._out.write(bgr)
         self.frames += 1
 
     def close(self) -> None:

@@ -207,9 +207,9 @@ def source_files(source: str | list[str] | ListConfig) -> list[Path]:
             if not matched:
                 raise FileNotFoundError(f"source={item}: no image or video file matches")
             files += matched
-        elif is_video(p):  # a video file (a missing one is reported as unreadable with the others)
+        elif is_video(p) and not p.is_dir():  # a video file (a missing one is reported as unreadable with the others)
             files.append(p)
-        elif p.is_dir():  # its images and videos, recursively
+        elif p.is_dir():  # its images and videos, recursively (a folder named like a video too)
             found = images_under(p, (*IMAGE_SUFFIXES, *VIDEO_SUFFIXES))
             if not found:
                 raise FileNotFoundError(

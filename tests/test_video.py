@@ -141,6 +141,9 @@ def test_a_folder_source_gives_its_images_and_videos(tmp_path: Path) -> None:
         (src / rel).write_bytes(b"x")
     want = [src / "a.jpg", src / "clip.AVI", src / "sub" / "b.png", src / "sub" / "run.mp4"]
     assert detect.source_files(str(src)) == want
+    (tmp_path / "trip.mov").mkdir()  # a folder named like a video is a folder
+    (tmp_path / "trip.mov" / "x.jpg").write_bytes(b"x")
+    assert detect.source_files(str(tmp_path / "trip.mov")) == [tmp_path / "trip.mov" / "x.jpg"]
     (tmp_path / "text").mkdir()
     (tmp_path / "text" / "readme.txt").write_text("x")
     with pytest.raises(FileNotFoundError, match=r"no images \(.*\) or videos \(.*\.mp4.*\) under"):

@@ -210,16 +210,16 @@ def tradeoff(cfg: DictConfig, data_cfg: DictConfig, module: DetectorModule, out_
     and timed at every size (:func:`yolo9000.tradeoff.run_sweep`). Returns the mAP@0.5 at the largest size."""
     from yolo9000.tradeoff import SweepSettings, run_sweep
 
-    def make_datamodule(size: int) -> pl.LightningDataModule:
+    def make_datamodule(size: int | tuple[int, int]) -> pl.LightningDataModule:
         sized = copy.deepcopy(data_cfg)
-        sized.img_size = int(size)
+        sized.img_size = size if isinstance(size, int) else list(size)
         return hydra.utils.instantiate(sized)
 
     def make_trainer(callbacks: list[pl.Callback]) -> pl.Trainer:
         return hydra.utils.instantiate(cfg.trainer, logger=False, callbacks=callbacks)
 
     settings = SweepSettings(
-        sizes=[cfg.sizes] if isinstance(cfg.sizes, int) else list(cfg.sizes),
+        sizes=[cfg.sizes] if isinstance(cfg.sizes, int) else OmegaConf.to_container(cfg.sizes),  # [h, w]: a rectangle
         speed_batches=list(cfg.speed_batches),
         speed_warmup=int(cfg.speed_warmup),
         speed_iters=int(cfg.speed_iters),

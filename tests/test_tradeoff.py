@@ -193,3 +193,43 @@ def test_voc_detection_and_the_paper_points(tmp_path: Path) -> None:
     assert f"{cpus + 1.0:.2f}. **Above the CPU count at size 128: other work shared" in format_markdown(busy, [1], {})
     with pytest.raises(ValueError, match="multiples of 32"):
         SweepSettings(sizes=[100])
+
+
+def test_a_rectangle_among_the_sizes(tmp_path: Path) -> None:
+    """``sizes=[96, [64, 128], 64]``: evaluated in order of area (64, 64x128, 96), the rectangle at 64 x 128 (its
+    test batches that shape, its folder size_64x128, its row "64x128", twice the square 64's GFLOPs) and logged at
+    the side of a square of its area (91); a side off the stride is refused naming the list."""
+    import hydra
+    import pytorch_lightning as pl
+
+    from conftest import compose_config
+    from yolo9000.build import build
+
+    module = build(compose_config("train", "data.max_images=2", "model.net.backbone.width=0.125")).module
+    data = data_config("bccd")
+    data.data.update(max_images=2, num_workers=0, eval_batch_size=2)
+    shapes = []
+
+    def make_datamodule(size: Any) -> Any:
+        data.data.img_size = size if isinstance(size, int) else list(size)
+        dm = hydra.utils.instantiate(data.data)
+        shapes.append(dm.img_size)
+        return dm
+
+    def make_trainer(callbacks: list[Any]) -> pl.Trainer:
+        return pl.Trainer(
+            accelerator="cpu", logger=False, callbacks=callbacks, enable_progress_bar=False, enable_model_summary=False
+        )
+
+    wandb = RecordingWandb()
+    settings = SweepSettings(
+        sizes=[96, [64, 128], 64], speed_batches=[1], speed_warmup=0, speed_iters=1, speed_seconds=None
+    )
+    rows = run_sweep(module, make_datamodule, make_trainer, settings, tmp_path / "out", loggers=[wandb])
+    assert shapes == [64, (64, 128), 96] and [r["size"] for r in rows] == [64, "64x128", 96]
+    assert (tmp_path / "out" / "size_64x128" / "metrics.json").is_file()
+    assert rows[1]["gflops"] == pytest.approx(2 * rows[0]["gflops"], rel=1e-9)
+    assert [c[1][1] for c in wandb.calls[:3]] == [64, 91, 96]  # steps: 91 = round(sqrt(64 * 128))
+    assert "| 64x128 |" in (tmp_path / "out" / "tradeoff.md").read_text()
+    with pytest.raises(ValueError, match=r"sizes must be positive multiples of 32 \(or \[height, width\] of them\)"):
+        SweepSettings(sizes=[64, [64, 100]])

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from yolo9000.data.transforms import Size, check_input_size, input_hw, normal_size, size_text
 from yolo9000.models import STRIDE
 from yolo9000.postprocess import decode_device
 from yolo9000.speed import device_name, time_calls
@@ -166,7 +167,8 @@ class SweepSettings:
     """What :func:`run_sweep` does (eval.yaml's keys of the same names).
 
     Args:
-        sizes: input sizes (multiples of 32); evaluated in increasing order, duplicates once.
+        sizes: input sizes: sides, or (height, width) of a rectangle (multiples of 32); evaluated in increasing
+            order of area, duplicates once.
         speed_batches: batch sizes timed at every size.
         speed_warmup: untimed batches before each timing.
         speed_iters, speed_seconds: timed batches at most, and the time after which timing stops early.
@@ -174,7 +176,7 @@ class SweepSettings:
         split: the evaluated split (``test`` | ``val``), for the reports.
     """
 
-    sizes: list[int]
+    sizes: list[Size]
     speed_batches: list[int] = field(default_factory=lambda: [1, 32])
     speed_warmup: int = 2
     speed_iters: int = 20
@@ -184,11 +186,15 @@ class SweepSettings:
     split: str = "test"
 
     def __post_init__(self) -> None:
-        sizes = sorted({int(s) for s in self.sizes})
-        bad = [s for s in sizes if s <= 0 or s % STRIDE]
-        if not sizes or bad:
-            raise ValueError(f"sizes must be positive multiples of {STRIDE}, got {list(self.sizes)}")
-        self.sizes = sizes
+        try:
+            sizes = [normal_size(check_input_size(s)) for s in self.sizes]
+        except (TypeError, ValueError):
+            sizes = []
+        if not sizes:
+            raise ValueError(
+                f"sizes must be positive multiples of {STRIDE} (or [height, width] of them), got {list(self.sizes)}"
+            )
+        self.sizes = sorted(dict.fromkeys(sizes), key=lambda s: (input_hw(s)[0] * input_hw(s)[1], input_hw(s)))
         batches = [int(b) for b in self.speed_batches]
         if not batches or min(batches) < 1:
             raise ValueError(f"speed_batches must be batch sizes >= 1, got {list(self.speed_batches)}")
@@ -201,26 +207,27 @@ def columns(batches: Sequence[int]) -> list[str]:
     return ["size", "map_50", "voc07_map_50", "map", *speed, "gflops", "device", "threads", "load_avg_1min"]
 
 
-def _check_sizes(module: Any, sizes: Sequence[int]) -> None:
+def _check_sizes(module: Any, sizes: Sequence[Size]) -> None:
     """A fully connected head (``model.net.head=fc``) takes one input size only."""
     net = module.model
     if getattr(net, "head_type", "conv") == "fc":
         fixed = int(net.fc_grid) * STRIDE
-        if any(s != fixed for s in sizes):
+        if any(input_hw(s) != (fixed, fixed) for s in sizes):
             raise ValueError(f"the checkpoint's fc head takes {fixed}x{fixed} inputs only; sizes={list(sizes)}")
 
 
 def _evaluate_size(
     module: Any,
-    size: int,
-    make_datamodule: Callable[[int], Any],
+    size: Size,
+    make_datamodule: Callable[[Size], Any],
     make_trainer: Callable[[list[Any]], Any],
     settings: SweepSettings,
     out_dir: Path,
     extra: dict[str, Any],
 ) -> tuple[dict[str, Any], int, dict[str, Any]]:
-    """One size of :func:`run_sweep`: the test (``size_<S>/``) and the timings. Returns the row, the number of
-    images evaluated and the data module's report."""
+    """One size of :func:`run_sweep`: the test (``size_<S>/``, ``size_<H>x<W>/`` for a rectangle) and the timings.
+    Returns the row, the number of images evaluated and the data module's report."""
+    shown = size_text(size)  # 416, or 352x608 (height x width)
     from yolo9000.callbacks.predictions import PredictionImages
     from yolo9000.results import model_stats, write_metrics
 
@@ -228,7 +235,7 @@ def _evaluate_size(
     datamodule.setup("test")
     loader = datamodule.val_dataloader() if settings.split == "val" else datamodule.test_dataloader()
     callbacks = (
-        [PredictionImages(settings.draw, settings.score_thresh, dirname=f"size_{size}/predictions")]
+        [PredictionImages(settings.draw, settings.score_thresh, dirname=f"size_{shown}/predictions")]
         if settings.draw
         else []
     )
@@ -240,14 +247,15 @@ def _evaluate_size(
         )
     trainer.test(module, dataloaders=loader)
     res = module.test_results
+    img_size = size if isinstance(size, int) else list(size)
     write_metrics(
-        out_dir / f"size_{size}", res, module.class_names, {**extra, "split": settings.split, "img_size": size}
+        out_dir / f"size_{shown}", res, module.class_names, {**extra, "split": settings.split, "img_size": img_size}
     )
     device = trainer.strategy.root_device
     context = trainer.strategy.precision_plugin.forward_context
     images = collect_images(loader, max(settings.speed_batches))
     row: dict[str, Any] = {
-        "size": size,
+        "size": size if isinstance(size, int) else shown,
         "map_50": float(res["map_50"]),
         "voc07_map_50": float(res.get("voc07_map_50", float("nan"))),
         "map": float(res["map"]),
@@ -258,19 +266,19 @@ def _evaluate_size(
         )
         row[f"img_per_s_bs{b}"], row[f"ms_per_img_bs{b}"] = t["img_per_s"], t["ms_per_img"]
         log.info(
-            "size %d batch %d: %.2f img/s, %.2f ms/img (%d batches timed)",
-            size, b, t["img_per_s"], t["ms_per_img"], t["batches"],
+            "size %s batch %d: %.2f img/s, %.2f ms/img (%d batches timed)",
+            shown, b, t["img_per_s"], t["ms_per_img"], t["batches"],
         )  # fmt: skip
     row["gflops"] = model_stats(module.model, size)["gflops"]
     # the 1-minute load average after the timing: this process's threads plus anything else that shared the CPU
     row.update(device=device_name(device), threads=torch.get_num_threads(), load_avg_1min=round(os.getloadavg()[0], 2))
     if _busy(row["load_avg_1min"]):
         log.warning(
-            "size %d: the load average was %.2f on %d CPUs while it was timed: other work shared the CPU, its img/s "
-            "are low", size, row["load_avg_1min"], os.cpu_count() or 1,
+            "size %s: the load average was %.2f on %d CPUs while it was timed: other work shared the CPU, its img/s "
+            "are low", shown, row["load_avg_1min"], os.cpu_count() or 1,
         )  # fmt: skip
     log.info(
-        "size %d: mAP@0.5 %.4f  VOC07 %.4f  mAP@[.5:.95] %.4f", size, row["map_50"], row["voc07_map_50"], row["map"]
+        "size %s: mAP@0.5 %.4f  VOC07 %.4f  mAP@[.5:.95] %.4f", shown, row["map_50"], row["voc07_map_50"], row["map"]
     )
     module.cpu()
     report = datamodule.data_report() if hasattr(datamodule, "data_report") else {}
@@ -279,7 +287,7 @@ def _evaluate_size(
 
 def run_sweep(
     module: Any,
-    make_datamodule: Callable[[int], Any],
+    make_datamodule: Callable[[Size], Any],
     make_trainer: Callable[[list[Any]], Any],
     settings: SweepSettings,
     out_dir: Path,
@@ -319,7 +327,12 @@ def run_sweep(
     series = plot_series(rows, settings.speed_batches, voc)
     plot_tradeoff(series, out_dir / "tradeoff.png", ylabel=_metric_label(voc), title=_title(rows))
     (out_dir / "metrics.json").write_text(
-        json.dumps({**info, "sizes": settings.sizes, "tradeoff": rows, **data_report}, indent=2, default=str)
+        json.dumps(
+            {**info, "sizes": [size_text(s) if not isinstance(s, int) else s for s in settings.sizes], "tradeoff": rows}
+            | data_report,
+            indent=2,
+            default=str,
+        )
     )
     log_sweep(loggers, rows, cols, out_dir / "tradeoff.png")
     log.info("speed / accuracy trade-off:\n%s", (out_dir / "tradeoff.md").read_text())
@@ -417,19 +430,26 @@ def _title(rows: Sequence[dict[str, Any]]) -> str:
 def plot_series(
     rows: Sequence[dict[str, Any]], batches: Sequence[int], voc: bool
 ) -> dict[str, list[tuple[float, float, int]]]:
-    """What tradeoff.png shows: label -> [(images/s, mAP %, size)]: ``ours, batch <b>`` for every timed batch
-    size (VOC07 AP when ``voc``, else mAP@0.5) and, when ``voc``, the paper's Table 3 as ``paper (Titan X)``."""
+    """What tradeoff.png shows: label -> [(images/s, mAP %, size)] (size: a side, or ``HxW``): ``ours, batch <b>``
+    for every timed batch size (VOC07 AP when ``voc``, else mAP@0.5) and, when ``voc``, the paper's Table 3 as
+    ``paper (Titan X)``."""
     key = "voc07_map_50" if voc else "map_50"
-    out: dict[str, list[tuple[float, float, int]]] = {}
+    out: dict[str, list[tuple[float, float, int | str]]] = {}
     for b in batches:
-        out[f"ours, batch {b}"] = [(float(r[f"img_per_s_bs{b}"]), 100 * float(r[key]), int(r["size"])) for r in rows]
+        out[f"ours, batch {b}"] = [(float(r[f"img_per_s_bs{b}"]), 100 * float(r[key]), r["size"]) for r in rows]
     if voc:
         out[PAPER_LABEL] = [(fps, m, s) for s, m, fps in PAPER_TABLE3]
     return out
 
 
+def _area(size: int | str) -> int:
+    """Pixels of a size as a row shows it (a side, or ``HxW``)."""
+    h, _, w = str(size).partition("x")
+    return int(h) * int(w or h)
+
+
 def plot_tradeoff(
-    series: dict[str, list[tuple[float, float, int]]],
+    series: dict[str, list[tuple[float, float, int | str]]],
     path: Path,
     ylabel: str = "mAP@0.5 (%)",
     title: str | None = None,
@@ -444,7 +464,7 @@ def plot_tradeoff(
     ax = fig.subplots()
     speeds = [p[0] for pts in series.values() for p in pts if np.isfinite(p[0]) and p[0] > 0]
     for label, pts in series.items():
-        pts = sorted(pts, key=lambda p: p[2])
+        pts = sorted(pts, key=lambda p: _area(p[2]))
         paper = label == PAPER_LABEL
         ax.plot(
             [p[0] for p in pts],
@@ -471,14 +491,14 @@ def plot_tradeoff(
 
 
 def log_sweep(loggers: Sequence[Any], rows: Sequence[dict[str, Any]], cols: Sequence[str], png: Path) -> None:
-    """Every size's numbers as ``tradeoff/<column>`` at step = size; W&B also gets the table
-    (``tradeoff/table``) and the plot (``tradeoff/plot``)."""
+    """Every size's numbers as ``tradeoff/<column>`` at step = size (a rectangle's: the side of a square of its
+    area, rounded); W&B also gets the table (``tradeoff/table``) and the plot (``tradeoff/plot``)."""
     from pytorch_lightning.loggers import WandbLogger
 
     numeric = [c for c in cols if c not in ("size", "device")]
     for lg in loggers:
         for r in rows:
-            lg.log_metrics({f"tradeoff/{c}": float(r[c]) for c in numeric}, step=int(r["size"]))
+            lg.log_metrics({f"tradeoff/{c}": float(r[c]) for c in numeric}, step=round(math.sqrt(_area(r["size"]))))
         if isinstance(lg, WandbLogger):
             lg.log_table(key="tradeoff/table", columns=list(cols), data=[[r[c] for c in cols] for r in rows])
             lg.log_image(key="tradeoff/plot", images=[str(png)])

@@ -47,7 +47,7 @@ _STAGE_SPLITS = {
 @runtime_checkable
 class AnnotationParser(Protocol):
     """What the data module needs of a parser (VOCParser, COCOParser, YOLOTxtParser, CSVParser,
-    LabelMeParser)."""
+    LabelMeParser, CVATParser)."""
 
     def parse(self, class_names: Sequence[str] | None, issues: IssueLog) -> list[DetectionRecord]: ...
 
@@ -145,8 +145,8 @@ class DetectionDataModule(ShardedDataModule):
         seed: seed of the training shuffle (epoch-dependent, identical on all ranks).
         root: dataset root, for interpolation in the split specs only.
         image_dir, ann_dir, split_files, yaml_file, names_file, data_file, images_dir, ann_files, split_fractions,
-            split_seed, csv_file, csv_files, normalized: dataset layout keys (see conf/data/voc.yaml, yolo.yaml,
-            coco.yaml, csv.yaml), for interpolation in the split specs only.
+            split_seed, csv_file, csv_files, normalized, xml_file: dataset layout keys (see conf/data/voc.yaml,
+            yolo.yaml, coco.yaml, csv.yaml, cvat.yaml), for interpolation in the split specs only.
 
     Data problems of all splits go to one :class:`IssueLog` (``issues``); :meth:`issue_summary` is the readable
     text, :meth:`data_report` what ``metrics.json`` gets (problems per reason with every file, augmentation
@@ -191,6 +191,7 @@ class DetectionDataModule(ShardedDataModule):
         csv_file: Any = None,
         csv_files: Any = None,
         normalized: Any = None,
+        xml_file: Any = None,
     ) -> None:
         super().__init__()
         self.specs = {"train": train, "val": val, "test": test}
@@ -210,6 +211,7 @@ class DetectionDataModule(ShardedDataModule):
                 csv_file=csv_file,
                 csv_files=csv_files,
                 normalized=normalized,
+                xml_file=xml_file,
             ).items()
             if v is not None
         }

@@ -195,6 +195,7 @@ def test_relaunch_argv(mode: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
             assert os.environ["MASTER_PORT"] == "12910"
 
 
+@pytest.mark.slow  # ~14 s; the default suite runs DDP lockstep and the joint stream apart
 def test_ddp_sim_joint_training_ends_its_epochs(tmp_path: Path) -> None:
     """YOLO9000's joint training under DDP: the per-source image counts are summed over the ranks (sync_dist) at the
     epoch's end. Rank 0's progress line once read the train metrics alone at that point, computing that sum while

@@ -491,6 +491,7 @@ def test_finished_run_is_not_run_again_and_a_refused_resume_writes_nothing(unint
     assert sorted(p.name for p in uninterrupted.glob(".hydra_resumed*")) == resumed  # the refused start left none
 
 
+@pytest.mark.slow  # ~21 s, two launches; the default suite resumes runs in the other tests of this file
 def test_resume_does_not_need_the_starting_weights_file(tmp_path: Path) -> None:
     """A run started from model.backbone_ckpt resumes from its last.ckpt after that file is gone (the weights come
     from the checkpoint)."""

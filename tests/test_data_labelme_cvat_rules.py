@@ -2,8 +2,9 @@
 handling, duplicate images, the hash split's key, test = val (and its log line), class-name discovery and the
 LabelMe embedded image's size. Every expectation is computed by hand from the modules' docstrings.
 
-The ``xfail(strict=True)`` tests pin real bugs found by the audit (behaviour contradicting the docstrings or the
-split rules); they start passing, and so fail as strict xfails, when the parsers are fixed."""
+Five of them pinned bugs the audit found (fixed in session 28): ``val+test`` without a test folder read val/ twice,
+a union naming test without a test share raised (both parsers), two JSONs embedding one missing image gave two
+records, and labels of shapes without a box were discovered as classes."""
 
 from __future__ import annotations
 
@@ -184,11 +185,6 @@ def test_labelme_embedded_image_without_size_gives_its_header_size(tmp_path: Pat
     assert issues.count("skip_image") == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: LabelMe layout 1 reads val/ twice for 'val+test' without a test/ folder; the second copy is "
-    "reported as 'another LabelMe file names the same image' (named by itself) and raises under on_error=error",
-)
 def test_labelme_val_plus_test_without_test_folder_uses_each_image_once(tmp_path: Path) -> None:
     """``val+test`` with no test/ folder is val/ once (test = val), without any issue (CVAT's parser dedups)."""
     _labelme(tmp_path / "train" / "a.json", "a.jpg", [], size=(8, 8))
@@ -196,11 +192,6 @@ def test_labelme_val_plus_test_without_test_folder_uses_each_image_once(tmp_path
     assert _ids(LabelMeParser(tmp_path, "val+test").parse(["cat"], IssueLog("error"))) == ["val/b"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the hash layouts apply test = val to 'test' only; a union naming test ('val+test') with split "
-    "fractions lacking a test share raises ValueError from hash_split",
-)
 def test_labelme_hash_union_with_test_and_no_test_share(tmp_path: Path) -> None:
     """Layout 2, fractions without ``test``: ``val+test`` is the val split (test = val)."""
     for k in range(10):
@@ -209,11 +200,6 @@ def test_labelme_hash_union_with_test_and_no_test_share(tmp_path: Path) -> None:
     assert _ids(LabelMeParser(tmp_path, "val+test", split_fractions=NO_TEST).parse(["cat"], IssueLog("skip"))) == val
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the duplicate-image check compares imagePath targets with the records' paths, which for an "
-    "embedded image are the JSONs: two JSONs naming the same missing image both give a record, same image id",
-)
 def test_labelme_two_jsons_naming_one_missing_image_keep_it_once(tmp_path: Path) -> None:
     """Two LabelMe files naming the same image, missing and embedded in both: one record (as when the file exists),
     the second JSON skipped."""
@@ -257,11 +243,6 @@ def test_labelme_circle_of_three_points_and_shapes_not_a_list_are_reported(tmp_p
     assert issues.files("skip_image") == [str(bad)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: LabelMe class discovery keeps every label but point(s) ones, so a shape type the parser cannot box "
-    "(X-AnyLabeling's 'rotation', a fork's 'ellipse') makes a class that never has a box",
-)
 def test_labelme_labels_of_unboxable_shape_types_are_no_classes(tmp_path: Path) -> None:
     """Discovered classes are the labels of box shapes only: a ``rotation`` shape (dropped at parse) gives none."""
     shapes = [_rect("cat", [[1, 1], [5, 5]]), _rect("ship", [[1, 1], [9, 1], [9, 5], [1, 5]], "rotation")]
@@ -389,11 +370,6 @@ def test_cvat_image_names_with_dots_backslashes_and_spaces(tmp_path: Path) -> No
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the CVAT hash split applies test = val to 'test' only; 'val+test' with split fractions lacking "
-    "a test share raises ValueError from hash_split",
-)
 def test_cvat_hash_union_with_test_and_no_test_share(tmp_path: Path) -> None:
     """No subsets, fractions without ``test``: ``val+test`` is the val split (test = val)."""
     names = [f"x{k}.png" for k in range(10)]

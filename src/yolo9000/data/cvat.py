@@ -395,10 +395,11 @@ class CVATParser:
                 self.split_fractions,
                 self.split_seed,
             )
-            s = split if split in self.split_fractions else "+".join(expand_split(split))
-            if s == "test" and not self.split_fractions.get("test"):
+            parts = expand_split(split)
+            if "test" in parts and not self.split_fractions.get("test"):
                 log_once(("cvat test=val", str(path)), logging.WARNING, "%s: no test share: test = val", path)
-                s = "val"
+                parts = ["val" if p == "test" else p for p in parts]
+            s = "+".join(dict.fromkeys(parts))  # test = val asked with val: each image once
             picked = set(hash_split([im.name for im in images], s, self.split_fractions, self.split_seed))
             out = [im for im in images if im.name in picked]
             self._log(path, "hash split of the image names", len(out))

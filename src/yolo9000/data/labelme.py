@@ -50,6 +50,7 @@ logger = logging.getLogger("yolo9000.data")
 LABELME_KEYS = ("shapes", "imagePath")  # a JSON holding neither is not a LabelMe file (left out, logged)
 BBOX_SHAPES = ("rectangle", "polygon", "linestrip", "line", "mask")  # box = min / max of the points
 NO_BOX_SHAPES = ("point", "points")  # no extent: dropped, reported
+BOX_SHAPES = (*BBOX_SHAPES, "circle")  # the shapes that give a box (their labels are the discovered classes)
 
 
 @dataclass
@@ -261,7 +262,7 @@ class LabelMeParser:
         for folder in folders.values() if folders else [self.root]:
             for e in self.entries(folder):
                 for s in e.shapes if e.error is None else []:
-                    if isinstance(s, dict) and _shape_type(s) not in NO_BOX_SHAPES:
+                    if isinstance(s, dict) and _shape_type(s) in BOX_SHAPES:
                         names.add(str(s.get("label") or "").strip())
         names.discard("")
         out = sorted(names)
@@ -290,7 +291,7 @@ class LabelMeParser:
                 continue
             rec = self._record(entry, names, index, issues)
             if rec is not None:
-                seen[rec.image_path] = entry.json_path
+                seen[entry.image_path] = entry.json_path  # the target (an embedded image's record path is its JSON)
                 records.append(rec)
         return records
 
@@ -302,18 +303,20 @@ class LabelMeParser:
             entries = self.entries(self.root)
             if split in (None, "all"):
                 return entries
-            s = split if split in self.split_fractions else "+".join(expand_split(split))
-            if s == "test" and not self.split_fractions.get("test"):
+            parts = expand_split(split)
+            if "test" in parts and not self.split_fractions.get("test"):
                 log_once(
                     ("labelme test=val", str(self.root)), logging.WARNING, "%s: no test share: test = val", self.root
                 )
-                s = "val"
+                parts = ["val" if p == "test" else p for p in parts]
+            s = "+".join(dict.fromkeys(parts))  # test = val asked with val: each file once
             picked = set(hash_split([e.key for e in entries], s, self.split_fractions, self.split_seed))
             out = [e for e in entries if e.key in picked]
             self._log(f"hash split of its {len(entries)} LabelMe files", len(out))
             return out
         parts = list(folders) if split in (None, "all") else expand_split(str(split))
-        out = []
+        out: list[_Entry] = []
+        taken: set[Path] = set()  # test = val asked with val: each file once
         for s in parts:
             if s == "test" and "test" not in folders:
                 log_once(
@@ -326,7 +329,8 @@ class LabelMeParser:
                 fractions = train_val_fractions(self.split_fractions)
                 share = set(hash_split([e.key for e in entries], s, fractions, self.split_seed))
                 picked = [e for e in entries if e.key in share]
-                out += picked
+                out += [e for e in picked if e.json_path not in taken]
+                taken |= {e.json_path for e in picked}
                 self._log(
                     f"the {s} hash share of {folders['train'].name}/ (no val folder; fractions {fractions})",
                     len(picked),
@@ -337,7 +341,8 @@ class LabelMeParser:
                     f"{self.root}: no {s} folder among the LabelMe split folders ({', '.join(sorted(folders))})"
                 )
             entries = self.entries(folders[s])
-            out += entries
+            out += [e for e in entries if e.json_path not in taken]
+            taken |= {e.json_path for e in entries}
             self._log(f"folder {folders[s].name}/", len(entries))
         return out
 

@@ -462,6 +462,7 @@ def test_best_checkpoint_records_follow_a_moved_run_folder(tmp_path: Path) -> No
     assert elsewhere.best_model_score is None  # a new folder without those files starts a fresh top-k
 
 
+@pytest.mark.slow  # ~15 s, two launches; a sweep re-run into its folders is in the default suite (test_sweeps.py)
 def test_finished_run_is_not_run_again_and_a_refused_resume_writes_nothing(uninterrupted: Path) -> None:
     """``resume=<finished run>`` with its overrides (a sweep re-run into its folder) keeps the result as it is; with
     other data it stops before writing into the folder (no failed.json, the run's .hydra/ and records unchanged)."""

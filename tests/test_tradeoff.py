@@ -78,6 +78,7 @@ def test_eval_sizes_writes_the_table_and_applies_each_size(bccd_ckpt: Path, tmp_
     assert (rows[0]["map_50"], rows[0]["map"]) != (rows[1]["map_50"], rows[1]["map"])  # another size, other boxes
 
 
+@pytest.mark.slow  # ~7 s, an eval.py launch for a refusal
 def test_eval_sizes_refuses_several_processes(bccd_ckpt: Path, tmp_path: Path) -> None:
     """The timings are one process's: a DDP trainer is refused before any rank starts (nothing evaluated)."""
     res = run_script(

@@ -35,7 +35,7 @@ import numpy as np
 
 from yolo9000.darknet.cfg import read_names
 
-from .records import DetectionRecord, IssueLog, header_size, sanitize_boxes, size_or_header
+from .records import DetectionRecord, IssueLog, header_size, parse_class_names, sanitize_boxes, size_or_header
 from .splits import SPLIT_ALIASES, canonical_split, expand_split, hash_split
 from .voc import DEFAULT_SPLIT_FRACTIONS, log_once, train_val_fractions
 
@@ -259,11 +259,8 @@ class CSVParser:
     # ------------------------------------------------------------------------------------------ parse
     def parse(self, class_names: Sequence[str] | None = None, issues: IssueLog | None = None) -> list[DetectionRecord]:
         """The split's images and boxes; problems go to ``issues`` (default: the ``"error"`` log)."""
-        names = list(class_names) if class_names is not None else self.discover_class_names()
-        if not names:
-            raise ValueError(f"CSVParser found no class in {self.root}: set data.class_names or data.names_file")
+        names, index = parse_class_names(self, class_names)
         issues = issues if issues is not None else IssueLog("error")
-        index = {n: i for i, n in enumerate(names)}
         records = []
         for table, files in self._pick():
             if "class" not in table.cols and len(names) != 1:

@@ -41,7 +41,7 @@ import numpy as np
 
 from yolo9000.darknet.cfg import read_names
 
-from .records import DetectionRecord, IssueLog, class_index, sanitize_boxes, size_or_header
+from .records import DetectionRecord, IssueLog, parse_class_names, sanitize_boxes, size_or_header
 from .splits import SPLIT_ALIASES, canonical_split, expand_split, hash_split
 from .voc import DEFAULT_SPLIT_FRACTIONS, log_once, train_val_fractions
 
@@ -273,11 +273,8 @@ class LabelMeParser:
     def parse(self, class_names: Sequence[str] | None = None, issues: IssueLog | None = None) -> list[DetectionRecord]:
         """The split's images and boxes (one record per LabelMe file); problems go to ``issues`` (default: the
         ``"error"`` log)."""
-        names = list(class_names) if class_names is not None else self.discover_class_names()
-        if not names:
-            raise ValueError(f"LabelMeParser found no label in {self.root}: set data.class_names or data.names_file")
+        names, index = parse_class_names(self, class_names)
         issues = issues if issues is not None else IssueLog("error")
-        index = class_index(names)
         records = []
         seen: dict[Path, Path] = {}  # image -> the JSON that gave it
         for entry in self._pick():

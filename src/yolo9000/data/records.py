@@ -451,6 +451,17 @@ def class_index(class_names: Sequence[str]) -> dict[str, int]:
     return idx
 
 
+def parse_class_names(parser: Any, class_names: Sequence[str] | None) -> tuple[list[str], dict[str, int]]:
+    """The class list a parser's ``parse`` runs with (``class_names``, else its ``discover_class_names()``) and its
+    :func:`class_index`; ValueError naming the parser and its ``root`` when there is none."""
+    names = list(class_names) if class_names is not None else parser.discover_class_names()
+    if not names:
+        raise ValueError(
+            f"{type(parser).__name__} found no class in {parser.root}: set data.class_names or data.names_file"
+        )
+    return names, class_index(names)
+
+
 # ---------------------------------------------------------------------------------------------- the report file
 REPORT_FILE = "data_issues.txt"
 

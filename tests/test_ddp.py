@@ -233,6 +233,7 @@ def test_ddp_sim_joint_training_ends_its_epochs(tmp_path: Path) -> None:
     assert "val/map_50" in main_log and "when logging on epoch level in distributed" not in main_log  # gathered
 
 
+@pytest.mark.slow  # ~15 s; the default suite stops single-process runs on SIGTERM in and out of validation
 def test_ddp_sigterm_to_one_process_late_in_a_validation_batch_finishes_it_and_stops_all_saved(tmp_path: Path) -> None:
     """SIGTERM reaching rank 1 alone, at the end of its first validation batch of epoch 1 (after the checkpoint
     callback's batch-end hook): Lightning's own handling stopped that process at once, mid-validation and unsaved,

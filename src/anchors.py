@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-from yolo9000.anchors import anchor_sweep, format_anchors, resolve_priors, to_grid_units
+from yolo9000.anchors import anchor_sweep, format_anchors, output_grid, resolve_priors, to_grid_units
 from yolo9000.data.transforms import check_input_size, size_text
 from yolo9000.environment import hydra_flags_first, log_to_job_log, setup_environment
 from yolo9000.models import STRIDE
@@ -50,8 +50,8 @@ def main(cfg: DictConfig) -> None:
     Console().print(table)
 
     h, w = check_input_size(OmegaConf.to_container(cfg.img_size) if OmegaConf.is_config(cfg.img_size) else cfg.img_size)
-    grid = h // STRIDE if h == w else (w // STRIDE, h // STRIDE)  # (grid_w, grid_h): a rectangle's cells per side
-    grid_text = str(grid) if h == w else f"{w // STRIDE} x {h // STRIDE} (columns x rows)"
+    grid = output_grid(h, w, STRIDE)  # (grid_w, grid_h): a rectangle's cells per side
+    grid_text = str(grid) if isinstance(grid, int) else f"{grid[0]} x {grid[1]} (columns x rows)"
     # the anchors written out are those training computes (model.priors.anchors=kmeans, the same seed): the one
     # k-means call of resolve_priors, not the sweep's (its restarts and warm starts may settle elsewhere)
     chosen = resolve_priors("kmeans", wh, grid, k=int(cfg.k), metric="iou", seed=int(cfg.seed), max_boxes=big)

@@ -309,6 +309,12 @@ def anchor_sweep(
     return results
 
 
+def output_grid(height: int, width: int, stride: int = 32) -> int | tuple[int, int]:
+    """The anchors' unit for an input of ``height`` x ``width``: the output grid's side (square), else its
+    (grid_w, grid_h) (the ``grid`` of :func:`to_grid_units` and :func:`resolve_priors`)."""
+    return height // stride if height == width else (width // stride, height // stride)
+
+
 def to_grid_units(anchors_normalised: Tensor, grid: int | tuple[int, int]) -> Tensor:
     """Convert anchors normalised to the image size into darknet's grid-cell units.
 

@@ -15,7 +15,7 @@ import hydra
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 
-from yolo9000.anchors import resolve_priors
+from yolo9000.anchors import output_grid, resolve_priors
 from yolo9000.darknet import (
     detector_cfg_text,
     fixed_input_size,
@@ -128,7 +128,7 @@ def build_info(cfg: DictConfig, datamodule: Any) -> BuildInfo:
     spec = cfg.model.get("priors")
     if spec is None:
         return BuildInfo(names, h, predict_hw=rect)
-    grid = h // STRIDE if rect is None else (w // STRIDE, h // STRIDE)  # (grid_w, grid_h) of a rectangle
+    grid = output_grid(h, w, STRIDE)
     anchors = spec.get("anchors")
     if anchors == "cfg":  # model=darknet: the cfg's own [region] anchors
         anchors = _cfg_anchors(cfg.model.net)

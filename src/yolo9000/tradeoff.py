@@ -194,7 +194,7 @@ class SweepSettings:
             raise ValueError(
                 f"sizes must be positive multiples of {STRIDE} (or [height, width] of them), got {list(self.sizes)}"
             )
-        self.sizes = sorted(dict.fromkeys(sizes), key=lambda s: (input_hw(s)[0] * input_hw(s)[1], input_hw(s)))
+        self.sizes = sorted(dict.fromkeys(sizes), key=lambda s: (math.prod(input_hw(s)), input_hw(s)))
         batches = [int(b) for b in self.speed_batches]
         if not batches or min(batches) < 1:
             raise ValueError(f"speed_batches must be batch sizes >= 1, got {list(self.speed_batches)}")

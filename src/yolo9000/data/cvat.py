@@ -314,11 +314,11 @@ class CVATParser:
     def annotations(self) -> _Annotations:
         return read_cvat_xml(self.xml_path())
 
-    def image_path(self, image: _Image) -> Path:
-        """The file of an ``<image>``: ``images/<name>`` beside the XML, else ``<name>`` beside it, else
-        ``images/<subset>/<name>`` (a project export; ``default`` / ``Default`` for an image without a subset); the
-        first when none exists."""
-        folder = self.xml_path().parent
+    def image_path(self, image: _Image, xml: Path) -> Path:
+        """The file of an ``<image>`` of the XML ``xml``: ``images/<name>`` beside the XML, else ``<name>`` beside
+        it, else ``images/<subset>/<name>`` (a project export; ``default`` / ``Default`` for an image without a
+        subset); the first when none exists."""
+        folder = xml.parent
         rel = image.name.replace("\\", "/").lstrip("/")
         cands = [folder / "images" / rel, folder / rel]
         cands += [folder / "images" / s / rel for s in ([image.subset] if image.subset else ["default", UNASSIGNED])]
@@ -458,7 +458,7 @@ class CVATParser:
         if not image.name:
             issues.report(xml, "an <image> without a name", action="skip_image", detail=f"id {image.id!r}")
             return None
-        path = self.image_path(image)
+        path = self.image_path(image, xml)
         image_id = image.name.replace("\\", "/").lstrip("/")
         image_id = image_id.rsplit(".", 1)[0] if "." in Path(image_id).name else image_id
         if image_id in seen:

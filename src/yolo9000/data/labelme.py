@@ -78,6 +78,19 @@ class _Entry:
     error: tuple[str, str] | None = None
 
 
+_Entries = dict[Path, tuple[tuple[int, int], "_Entry | None"]]
+_SHARED: dict[Path, _Entries] = {}  # the last root's JSONs read: its train / val / test parsers share them
+
+
+def _shared_entries(root: Path) -> _Entries:
+    """The JSONs of ``root`` read so far (by any parser of it; keyed by path, stamped with mtime and size)."""
+    key = root.resolve()
+    if key not in _SHARED:
+        _SHARED.clear()
+        _SHARED[key] = {}
+    return _SHARED[key]
+
+
 def _posix_rel(path: Path, root: Path) -> str:
     """``path`` relative to ``root``, posix (``../x`` outside it)."""
     return Path(os.path.relpath(path, root)).as_posix()
@@ -151,7 +164,7 @@ class LabelMeParser:
         }
         self.split_seed = int(split_seed or 0)
         self._folders: dict[str, Path] | None = None
-        self._entries: dict[Path, _Entry | None] = {}  # JSON -> entry (None: not a LabelMe file)
+        self._entries = _shared_entries(self.root)  # JSON -> (its stamp, entry); None: not a LabelMe file
 
     def __repr__(self) -> str:
         return f"LabelMeParser(root={str(self.root)!r}, split={self.split!r})"
@@ -192,9 +205,12 @@ class LabelMeParser:
         left out (named in one log line)."""
         out, others = [], []
         for path in _json_files(folder):
-            if path not in self._entries:
-                self._entries[path] = self._read(path)
-            entry = self._entries[path]
+            st = path.stat()
+            stamp = (st.st_mtime_ns, st.st_size)
+            hit = self._entries.get(path)
+            if hit is None or hit[0] != stamp:  # read once for the train, val and test parsers of a root
+                hit = self._entries[path] = (stamp, self._read(path))
+            entry = hit[1]
             if entry is None:
                 others.append(path)
             else:

@@ -359,6 +359,7 @@ def test_eval_uses_the_data_of_the_checkpoints_run(bccd_ckpt: Path, tmp_path: Pa
     assert "command line" in source
 
 
+@pytest.mark.slow  # ~8 s, an eval.py launch; eval.py runs its test split in the default suite
 def test_eval_split_val_reports_val_metrics(bccd_ckpt: Path, tmp_path: Path) -> None:
     """``eval.py split=val`` evaluates the val split and names its metrics ``val/...`` in the console table (they
     were printed as ``test/...``), and records the split in metrics.json."""

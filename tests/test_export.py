@@ -58,6 +58,7 @@ def test_onnx_check_judges_the_difference_against_the_output_scale(tmp_path: Pat
     assert not agrees(float("nan"), scale, 1e-3)
 
 
+@pytest.mark.slow  # ~6 s, an export.py launch; test_onnx_matches_pytorch exports in the default suite
 def test_export_cli_of_an_fc_head_fixes_the_input_size(tmp_path: Path) -> None:
     """An fc head takes one input size: its "dynamic" export had free height and width, then the check at another
     size failed with the training error ("turn multi-scale off"). It is exported at its size, the batch left free;

@@ -154,6 +154,7 @@ def test_cudnn_benchmark_and_pinned_memory(reference: list[float]) -> None:
     assert_close(rec.losses, reference, 1e-5)
 
 
+@pytest.mark.slow  # ~23 s of tracing; the default suite compiles the sizes without recompiling (next test)
 def test_compile_same_losses_under_multiscale(reference_multiscale: LossRecorder) -> None:
     """``aot_eager`` traces the forward and backward graphs as inductor does, without generating C++ (minutes on
     2 cores); inductor itself: ``test_compile_inductor`` (slow)."""

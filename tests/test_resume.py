@@ -277,6 +277,7 @@ def test_sigterm_saves_the_batch_it_stopped_at_exits_143_and_resumes_exactly(
     assert (out / "config_resumed.yaml").is_file() and (out / "launch_overrides.txt").read_text().strip()
 
 
+@pytest.mark.slow  # ~9 s; SIGTERM stops after the batch and saves in the default suite (the same path)
 def test_ctrl_c_stops_after_the_batch_saves_it_and_exits_130(tmp_path: Path) -> None:
     """Ctrl-C (SIGINT to the terminal's process group: the loader workers too) stopped the run where it was,
     unsaved since the last periodic save, with no word on how to go on; it now stops as SIGTERM does: after the

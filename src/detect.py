@@ -3,12 +3,16 @@
 ``source``: an image file, a video file (``.mp4``, ``.avi``, ``.mov``, ... :data:`yolo9000.data.video.VIDEO_SUFFIXES`),
 a folder (its images and videos, recursively, hidden files left out), a glob pattern (in quotes:
 ``"source='photos/*.jpg'"``; images and videos), a ``.txt`` list of image paths (darknet's ``valid`` lists;
-relative paths from the list's folder, else from the working directory), or a list of any of these
-(``source=[a.jpg,b/,clip.mp4]``).
+relative paths from the list's folder, else from the working directory), a camera index (``source=0``, darknet's
+``demo -c 0``), a stream URL (``rtsp://``, ``http://`` ... :data:`yolo9000.data.video.STREAM_SCHEMES`; in quotes
+when it holds ``=``), or a list of any of these (``source=[a.jpg,b/,clip.mp4]``; streams run after the rest).
 
-A video runs frame by frame (darknet's ``detector demo`` on a file): the annotated video goes to
-<run>/detections/<name>.mp4 at the video's frame rate, and detections.json's ``videos`` holds each frame's
-detections with its index and time.
+A video runs frame by frame (darknet's ``detector demo``): the annotated video goes to <run>/detections/<name>.mp4
+at the video's frame rate, and detections.json's ``videos`` holds each frame's detections with its index and time.
+A camera or live stream (no frame count) runs on the newest frame each time (``live_latest``; the others dropped and
+counted) until it ends, ``max_frames``, Ctrl-C or SIGTERM (each ends the run normally, every output written); its
+frames' detections go to <run>/detections/<name>.jsonl as they come, one JSON line a frame (bounded memory; the
+file holds every frame detected even if the process is killed).
 
 A thin CLI over the predict API (:class:`yolo9000.Detector`: the eval transform resizes, the module's decode and
 NMS run with this config's thresholds, the transform maps the boxes back to each image).
@@ -29,7 +33,11 @@ import glob
 import json
 import logging
 import os
+import re
+import signal
 import sys
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -42,7 +50,16 @@ from yolo9000.api import DETECT_CONF, Detector, check_input_size
 from yolo9000.checkpoints import module_settings
 from yolo9000.data.image_io import IMAGE_SUFFIXES, images_under, read_image
 from yolo9000.data.predict import list_images
-from yolo9000.data.video import VIDEO_SUFFIXES, VideoError, VideoFrames, VideoWriter, is_video
+from yolo9000.data.video import (
+    VIDEO_SUFFIXES,
+    VideoError,
+    VideoFrames,
+    VideoSource,
+    VideoWriter,
+    is_video,
+    source_name,
+    stream_source,
+)
 from yolo9000.environment import hydra_flags_first, log_to_job_log, setup_environment
 from yolo9000.models import STRIDE
 from yolo9000.submission import (
@@ -66,8 +83,10 @@ def main(cfg: DictConfig) -> None:
     log_to_job_log()
     out_dir = Path(cfg.paths.output_dir)
     try:  # a user's mistake: its reason alone, before the checkpoint is loaded
-        files = source_files(cfg.source)
-        videos = [f for f in files if is_video(f)]
+        rest, streams = split_streams(cfg.source)
+        files = source_files(rest) if rest is not None else []
+        videos: list[VideoSource] = [f for f in files if is_video(f)]
+        videos += streams  # last: a live stream may never end
         files = [f for f in files if not is_video(f)]
         check_settings(cfg, videos)
     except (FileNotFoundError, ValueError) as e:
@@ -105,12 +124,17 @@ def main(cfg: DictConfig) -> None:
         skip_unreadable=True,
     )
     failed = [{"file": r.path, "reason": r.error} for r in results if r.error is not None]
-    video_records = []
-    for name, video in zip(video_names(videos), videos, strict=True):
+    video_records: list[dict[str, Any]] = []
+    for k, (name, video) in enumerate(zip(video_names(videos), videos, strict=True)):
         try:
             video_records.append(detect_video(detector, video, hw, cfg, out_dir / "detections" / name))
         except VideoError as e:
-            failed.append({"file": str(video), "reason": str(e).removeprefix(f"{video}: ")})
+            failed.append({"file": source_name(video), "reason": str(e).removeprefix(f"{source_name(video)}: ")})
+            continue
+        if video_records[-1].get("stopped"):  # Ctrl-C / SIGTERM ended a live stream: the run ends with it
+            if videos[k + 1 :]:
+                log.warning("not run (stopped): %s", ", ".join(map(source_name, videos[k + 1 :])))
+            break
     single = not isinstance(cfg.source, ListConfig)  # a folder: names below it; else below the inputs' common folder
     out_names = drawing_names([r.path for r in results], str(cfg.source) if single else None)
     records = []
@@ -130,7 +154,7 @@ def main(cfg: DictConfig) -> None:
     found = {"images": records, **({"videos": video_records} if videos else {}), "failed": failed}
     (out_dir / "detections.json").write_text(json.dumps({**run, **found}, indent=2))
     if not records and not video_records:
-        msg = f"no input could be read: none of the {len(failed)} file(s) of {cfg.source}:\n"
+        msg = f"no input could be read: none of the {len(failed)} input(s) of source={cfg.source}:\n"
         msg += unreadable_list(failed)
         log.error(msg)
         sys.exit(f"detect.py: {msg}")  # exit status 1
@@ -144,46 +168,134 @@ def main(cfg: DictConfig) -> None:
     log.info("%d detections in %d images%s (%d unreadable) -> %s", n, len(records), frames, len(failed), out_dir)
 
 
-def detect_video(detector: Detector, video: Path, hw: tuple[int, int], cfg: DictConfig, drawing: Path) -> dict:
-    """Every frame of ``video`` through the detector (:meth:`Detector.predict_video`), the annotated frames written
-    to ``drawing`` (``cfg.draw``) at the video's frame rate; progress logged every ``PROGRESS_FRAMES`` frames.
-    Returns its detections.json record: file, fps, width, height, frames, drawing, and per frame its index, time
-    (seconds) and detections. Raises VideoError naming the file when it cannot be read."""
-    frames = VideoFrames(video, int(cfg.batch_size))
-    info = frames.info
-    log.info("%s: %d x %d at %.2f fps, about %d frames", video, info.width, info.height, info.fps, info.frames)
-    per_frame = []
+def detect_video(
+    detector: Detector, video: VideoSource, hw: tuple[int, int], cfg: DictConfig, drawing: Path
+) -> dict[str, Any]:
+    """Every frame of ``video`` (a file, camera or stream) through the detector (:meth:`Detector.predict_video`), the
+    annotated frames written to ``drawing`` (``cfg.draw``) at the video's frame rate; progress logged every
+    ``PROGRESS_FRAMES`` frames. A live source (camera, stream without a frame count) reads ``cfg.live_latest``'s way,
+    writes each frame's detections to ``drawing``'s ``.jsonl`` as they come, and stops on Ctrl-C or SIGTERM with
+    every output complete (``stopped`` in the record).
+
+    Returns its detections.json record: file (path, URL or ``camera <index>``), fps, width, height, live, frames,
+    drawing, and per frame its index, time (seconds; a live frame's arrival) and detections (a live source:
+    ``dropped`` and ``detections_file`` instead, and ``stopped``: SIGINT / SIGTERM or null). Raises VideoError
+    naming the source when it cannot be read."""
+    bs, latest = int(cfg.batch_size), bool(cfg.live_latest)
+    frames = VideoFrames(video, bs, latest=latest, max_frames=cfg.max_frames)
+    info, name = frames.info, source_name(video)
+    if info.live:
+        how = "the newest frame each time, the others dropped" if frames.latest else "every frame in order"
+        log.info("%s: live, %d x %d at %.2f fps: %s (Ctrl-C ends it)", name, info.width, info.height, info.fps, how)
+    else:
+        log.info("%s: %d x %d at %.2f fps, about %d frames", name, info.width, info.height, info.fps, info.frames)
+    per_frame: list[dict[str, Any]] = []
+    count, found, stopped, start = 0, 0, None, time.monotonic()
     with contextlib.ExitStack() as stack:
+        stack.enter_context(frames)
         out = stack.enter_context(VideoWriter(drawing, info.fps, info.width, info.height)) if cfg.draw else None
-        for frame, det in detector.predict_video(frames, size=hw, letterbox=bool(cfg.letterbox)):
-            per_frame.append(
-                {"frame": det.index, "time": round(det.index / info.fps, 4), "detections": det.to_dict()["detections"]}
-            )
-            if out is not None:
-                img = torch.from_numpy(frame).permute(2, 0, 1)
-                drawn = draw_detections(img, det.boxes, det.labels, det.scores, detector.class_names)
-                out.write(drawn.permute(1, 2, 0).numpy())
-            if (det.index + 1) % PROGRESS_FRAMES == 0:
-                log.info("%s: frame %d of about %d", video, det.index + 1, info.frames)
-    n = sum(len(f["detections"]) for f in per_frame)
-    log.info("%s: %d detections in %d frames%s", video, n, len(per_frame), f" -> {drawing}" if cfg.draw else "")
-    record = {"file": str(video), "fps": info.fps, "width": info.width, "height": info.height}
-    record |= {"frames": len(per_frame), **({"drawing": str(Path("detections") / drawing.name)} if cfg.draw else {})}
+        lines = None
+        if info.live:
+            drawing.parent.mkdir(parents=True, exist_ok=True)
+            lines = stack.enter_context(open(drawing.with_suffix(".jsonl"), "w", encoding="utf-8"))
+            stack.enter_context(_sigterm_interrupts())
+        try:
+            for frame, det in detector.predict_video(frames, size=hw, letterbox=bool(cfg.letterbox)):
+                entry = {"frame": det.index, "time": round(frames.time_of(det.index), 4)}
+                entry["detections"] = det.to_dict()["detections"]
+                count, found = count + 1, found + len(entry["detections"])
+                if lines is not None:
+                    lines.write(json.dumps(entry) + "\n")
+                    lines.flush()
+                else:
+                    per_frame.append(entry)
+                if out is not None:
+                    img = torch.from_numpy(frame).permute(2, 0, 1)
+                    drawn = draw_detections(img, det.boxes, det.labels, det.scores, detector.class_names)
+                    out.write(drawn.permute(1, 2, 0).numpy())
+                if count % PROGRESS_FRAMES == 0:
+                    log.info("%s: %s", name, progress_text(count, info, frames.dropped, time.monotonic() - start))
+        except KeyboardInterrupt as e:
+            if not info.live:
+                raise
+            stopped = "SIGTERM" if isinstance(e, _Terminated) else "SIGINT"
+            log.warning("%s: stopped by %s after %d frames; its outputs are complete", name, stopped, count)
+    dropped = f" ({frames.dropped} dropped)" if info.live else ""
+    log.info("%s: %d detections in %d frames%s%s", name, found, count, dropped, f" -> {drawing}" if cfg.draw else "")
+    record = {"file": name, "fps": info.fps, "width": info.width, "height": info.height, "live": info.live}
+    record |= {"frames": count, **({"drawing": str(Path("detections") / drawing.name)} if cfg.draw else {})}
+    if info.live:
+        jsonl = str(Path("detections") / drawing.with_suffix(".jsonl").name)
+        return record | {"dropped": frames.dropped, "stopped": stopped, "detections_file": jsonl}
     return record | {"detections_per_frame": per_frame}
 
 
-def video_names(videos: list[Path]) -> list[str]:
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM while a live stream runs: stops it as Ctrl-C does (the outputs finished)."""
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Any:
+    """SIGTERM raises :class:`_Terminated` in the main thread while the block runs (the handler before is put back
+    after); elsewhere than the main thread, nothing changes (Python handles signals there only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        raise _Terminated()
+
+    before = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+def progress_text(count: int, info: Any, dropped: int, seconds: float) -> str:
+    """A video's progress line: ``frame 200 of about 1500`` for a file; ``frame 200 (35 dropped), 6.1 fps`` for a
+    live source (frames detected per second since it opened)."""
+    if not info.live:
+        return f"frame {count} of about {info.frames}"
+    return f"frame {count} ({dropped} dropped), {count / max(seconds, 1e-9):.1f} fps"
+
+
+def video_names(videos: list[VideoSource]) -> list[str]:
     """The annotated video's name under detections/ for each input video: its own name as ``.mp4`` (``a.avi`` ->
-    ``a.mp4``), numbered when taken (``a_1.mp4``)."""
+    ``a.mp4``; a camera ``camera<index>.mp4``; a stream URL its path's last part, else its host: ``rtsp://cam/live/ch1``
+    -> ``ch1.mp4``), numbered when taken (``a_1.mp4``)."""
     used: set[str] = set()
     names = []
     for v in videos:
-        name, k = f"{v.stem}.mp4", 1
+        stem = _stream_stem(v) if stream_source(v) is not None else Path(v).stem
+        name, k = f"{stem}.mp4", 1
         while name in used:
-            name, k = f"{v.stem}_{k}.mp4", k + 1
+            name, k = f"{stem}_{k}.mp4", k + 1
         used.add(name)
         names.append(name)
     return names
+
+
+def _stream_stem(source: VideoSource) -> str:
+    """A camera's or stream URL's file stem: ``camera0``; the URL path's last part without its suffix (else the
+    host), characters other than letters, digits, ``-`` and ``_`` made ``_``."""
+    s = stream_source(source)
+    if isinstance(s, int):
+        return f"camera{s}"
+    rest = str(s).split("://", 1)[1].split("?", 1)[0].split("#", 1)[0]
+    host, _, path = rest.partition("/")
+    last = Path(path.rstrip("/")).stem if path.strip("/") else host.rsplit("@", 1)[-1]
+    return re.sub(r"[^A-Za-z0-9_-]", "_", last) or "stream"
+
+
+def split_streams(source: Any) -> tuple[Any, list[VideoSource]]:
+    """``source`` without its cameras and stream URLs (None when nothing else is left), and those, in order."""
+    items = list(source) if isinstance(source, ListConfig | list | tuple) else [source]
+    streams = [s for s in (stream_source(i) for i in items) if s is not None]
+    rest = [i for i in items if stream_source(i) is None]
+    if not streams:
+        return source, []
+    return (rest if isinstance(source, ListConfig | list | tuple) else rest[0]) if rest else None, streams
 
 
 def source_files(source: str | list[str] | ListConfig) -> list[Path]:
@@ -283,10 +395,14 @@ def check_settings(cfg: DictConfig, videos: list[Path] | None = None) -> None:
         raise ValueError(f"results must be voc, coco or null, got {cfg.results!r}")
     if cfg.coco_json is not None and not Path(str(cfg.coco_json)).is_file():
         raise FileNotFoundError(f"coco_json not found: {cfg.coco_json}")
-    for key, low in (("batch_size", 1), ("num_workers", 0)):
+    for key, low in (("batch_size", 1), ("num_workers", 0), ("max_frames", 1)):
         v = cfg.get(key)
+        if key == "max_frames" and v is None:
+            continue
         if isinstance(v, bool) or not isinstance(v, int) or v < low:
-            raise ValueError(f"{key} must be an integer >= {low}, got {v!r}")
+            raise ValueError(f"{key} must be an integer >= {low}{' or null' * (key == 'max_frames')}, got {v!r}")
+    if not isinstance(cfg.get("live_latest"), bool):
+        raise ValueError(f"live_latest must be true or false, got {cfg.get('live_latest')!r}")
 
 
 def drawing_names(paths: list[str], source: str | None = None) -> dict[str, Path]:

@@ -4,7 +4,7 @@
 >>> for d in det.predict(["a.jpg", pil_image, hwc_uint8_array, chw_tensor], conf=0.3):
 ...     print(d.path or d.index, d.names, d.boxes)                             # boxes: xyxy in the image's pixels
 >>> for frame, d in det.predict_video("clip.mp4"):                            # every frame of a video, in order
-...     print(d.index, d.names)
+...     print(d.index, d.names)                                                # (or a camera: 0, a stream: "rtsp://...")
 
 Application layer over :func:`yolo9000.checkpoints.load_module` / :func:`~yolo9000.checkpoints.darknet_to_checkpoint`
 (the network), :class:`yolo9000.data.predict.ImageFilesDataset` (reading, and the eval resize of
@@ -434,7 +434,7 @@ class Detector:
 
     def predict_video(
         self,
-        video: str | os.PathLike[str] | VideoFrames,
+        video: str | os.PathLike[str] | int | VideoFrames,
         *,
         size: int | tuple[int, int] | None = None,
         conf: float | None = None,
@@ -443,21 +443,25 @@ class Detector:
         letterbox: bool = False,
         max_det: int | None = None,
     ) -> Iterator[tuple[np.ndarray, Detections]]:
-        """Detect objects in every frame of a video file, in order (darknet's ``detector demo`` on a file).
+        """Detect objects in every frame of a video file, camera or stream, in order (darknet's ``detector demo``).
 
         Frames run ``batch_size`` at a time through :meth:`predict` (the same resize, decode and NMS as an image's).
+        A live source (a camera, a stream without a frame count) runs on the newest frame each time, one at a time,
+        until it ends or the caller stops iterating (see :class:`~yolo9000.data.video.VideoFrames`).
 
         Args:
-            video: a video file (:data:`~yolo9000.data.video.VIDEO_SUFFIXES`), or its
+            video: a video file (:data:`~yolo9000.data.video.VIDEO_SUFFIXES`), a camera index (``0``), a stream URL
+                (``rtsp://...``, ``http://...``: :data:`~yolo9000.data.video.STREAM_SCHEMES`), or their
                 :class:`~yolo9000.data.video.VideoFrames` (whose ``info`` gives the frame rate and size; its own
-                ``batch_size`` then applies).
+                ``batch_size``, ``latest`` and ``max_frames`` then apply).
             size, conf, nms, letterbox, max_det: as :meth:`predict`.
-            batch_size: frames per forward pass (for a path).
+            batch_size: frames per forward pass (for a path or URL of a file; a live source's is 1).
         Yields:
             (frame, detections) per frame: the uint8 (H, W, 3) RGB frame and its :class:`Detections` (``index``:
-            the frame's index from 0; ``path``: the video file; boxes in the frame's pixels).
+            the frame's index from 0 in the source, gaps where a live source's frames were dropped; ``path``: the
+            video file, URL or ``camera <index>``; boxes in the frame's pixels).
         Raises:
-            VideoError: a file that cannot be opened or gives no frame, naming it (before any frame).
+            VideoError: a source that cannot be opened or gives no frame, naming it (before any frame).
         """
         frames = video if isinstance(video, VideoFrames) else VideoFrames(video, batch_size)
         with frames:

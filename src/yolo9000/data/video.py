@@ -1,11 +1,21 @@
-"""Video files for detection: frames read in order (OpenCV's FFmpeg reader, as RGB arrays) and annotated frames
-written back (darknet's ``detector demo`` on a file; here with the same eval transform, decode and NMS as images).
+"""Videos and live streams for detection: frames read in order (OpenCV's FFmpeg reader, as RGB arrays) and annotated
+frames written back (darknet's ``detector demo``; here with the same eval transform, decode and NMS as images).
+
+A source is a video file, a camera (its index: ``0``, darknet's ``demo -c 0``) or a stream URL (``rtsp://``,
+``http://`` an IP camera's MJPEG, ``rtmp://``, ``udp://`` ...: :data:`STREAM_SCHEMES`). A camera, and a stream that
+gives no frame count, is *live*: it has no end of its own, and by default the detector takes the newest frame each
+time it is free, the frames that arrived meanwhile dropped (darknet's demo: a fetch thread beside the detection);
+``latest=False`` reads every frame in order (falling behind a camera faster than the detector). A stream URL with a
+frame count (a video file served over HTTP) reads as a file.
 
 OpenCV applies a rotation tag of the container (phone videos) as it reads, as video players show the frames.
 """
 
 from __future__ import annotations
 
+import re
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +27,12 @@ import numpy as np
 # the containers OpenCV's FFmpeg backend reads, by suffix (a source's videos are told from its images by this)
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts")
 DEFAULT_FPS = 25.0  # a container that gives no frame rate (its frames' times are then index / 25)
+# URL schemes of the streams OpenCV's FFmpeg backend opens (an IP camera's RTSP or HTTP MJPEG, RTMP, UDP ...)
+STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp", "srt", "rtp", "mms", "mmsh")
+STREAM_TIMEOUT_S = 10.0  # a stream that does not open, or gives no frame, within this is an error (not a hang)
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+VideoSource = str | Path | int
 
 
 class VideoError(ValueError):
@@ -28,10 +44,12 @@ class VideoInfo:
     """A video's stream as the reader opened it.
 
     Attributes:
-        path: the file.
-        fps: frames per second (the container's, else :data:`DEFAULT_FPS`).
+        path: the file, the stream's URL, or ``camera <index>``.
+        fps: frames per second (the container's or camera's, else :data:`DEFAULT_FPS`).
         width, height: frame size in pixels (after the container's rotation).
-        frames: the container's frame count (an estimate for some containers; the frames read are what count).
+        frames: the container's frame count (an estimate for some containers; the frames read are what count);
+            0 for a live source (no count).
+        live: a camera, or a stream without a frame count: no end of its own.
     """
 
     path: str
@@ -39,6 +57,7 @@ class VideoInfo:
     width: int
     height: int
     frames: int
+    live: bool = False
 
 
 def is_video(path: str | Path) -> bool:
@@ -46,55 +65,152 @@ def is_video(path: str | Path) -> bool:
     return Path(path).suffix.lower() in VIDEO_SUFFIXES
 
 
-class VideoFrames:
-    """The frames of a video file, in order, ``batch_size`` at a time: ``for first, frames in VideoFrames(path,
-    8)`` gives the index of the batch's first frame and its frames, each a uint8 (H, W, 3) RGB array.
+def stream_source(source: object) -> int | str | None:
+    """The camera index or stream URL ``source`` names, else None (a file or folder path).
 
-    Raises :class:`VideoError` naming the file when it cannot be opened or gives no frame at all; a stream
+    A camera: a non-negative int, or a string of digits that names no existing file or folder (``0``). A stream: a
+    URL whose scheme is one of :data:`STREAM_SCHEMES` (any case), returned as given.
+    """
+    if isinstance(source, bool):
+        return None
+    if isinstance(source, int):
+        return source if source >= 0 else None
+    if isinstance(source, Path):
+        return None
+    text = str(source)
+    if text.isdigit() and not Path(text).exists():
+        return int(text)
+    m = _SCHEME.match(text)
+    return text if m and m.group(1).lower() in STREAM_SCHEMES else None
+
+
+def source_name(source: VideoSource) -> str:
+    """How a source is named in messages and results: the file's path, the URL, or ``camera <index>``."""
+    s = stream_source(source)
+    return f"camera {s}" if isinstance(s, int) else str(source)
+
+
+class VideoFrames:
+    """The frames of a video file, camera or stream, in order, ``batch_size`` at a time: ``for first, frames in
+    VideoFrames(path, 8)`` gives the index of the batch's first frame and its frames, each a uint8 (H, W, 3) RGB
+    array. A live source (:attr:`VideoInfo.live`) read with ``latest`` gives one frame at a time, the newest read:
+    its index is the stream's, so the dropped frames show as gaps (:attr:`dropped` counts them).
+
+    Args:
+        source: a video file, a camera index, or a stream URL (:func:`stream_source`).
+        batch_size: frames per batch (1 for a live source read with ``latest``).
+        latest: a live source: give the newest frame whenever asked, dropping the frames read meanwhile (darknet's
+            demo); False: every frame in order. A file is always read frame by frame.
+        max_frames: stop after this many frames (None: the end of the file or stream).
+        timeout_s: a stream URL that does not open, or sends no frame, within this many seconds is an error.
+
+    Raises :class:`VideoError` naming the source when it cannot be opened or gives no frame at all; a stream
     that breaks off later ends there (the frames before it are given). Iterated once (a reader, not a list).
+    :meth:`time_of` gives a frame's time (seconds from the first frame).
     """
 
-    def __init__(self, path: str | Path, batch_size: int = 1) -> None:
+    def __init__(
+        self,
+        source: VideoSource,
+        batch_size: int = 1,
+        *,
+        latest: bool = True,
+        max_frames: int | None = None,
+        timeout_s: float = STREAM_TIMEOUT_S,
+    ) -> None:
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
-        self.path, self.batch_size = Path(path), int(batch_size)
-        if not self.path.is_file():
-            raise VideoError(f"{self.path}: no such video file")
-        cap = cv2.VideoCapture(str(self.path))
+        if max_frames is not None and (isinstance(max_frames, bool) or int(max_frames) < 1):
+            raise ValueError(f"max_frames must be >= 1 or None (every frame), got {max_frames!r}")
+        stream = stream_source(source)
+        self.path: Path | str = Path(source) if stream is None else source_name(source)
+        self.batch_size, self.max_frames = int(batch_size), None if max_frames is None else int(max_frames)
+        if stream is None:
+            if not Path(self.path).is_file():
+                raise VideoError(f"{self.path}: no such video file")
+            cap = cv2.VideoCapture(str(self.path))
+        elif isinstance(stream, int):
+            cap = cv2.VideoCapture(stream)
+        else:
+            ms = int(float(timeout_s) * 1000)
+            timeouts = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms]
+            cap = cv2.VideoCapture(stream, cv2.CAP_FFMPEG, timeouts)
         if not cap.isOpened():
             cap.release()
-            raise VideoError(f"{self.path}: not a video OpenCV's reader can open (corrupt, or an unknown format)")
+            raise VideoError(f"{self.path}: {_not_opened(stream)}")
         ok, first = cap.read()
         if not ok:
             cap.release()
-            raise VideoError(f"{self.path}: the video gives no frame")
+            raise VideoError(f"{self.path}: the {'camera' if isinstance(stream, int) else 'video'} gives no frame")
+        self._t0 = time.monotonic()
         fps = float(cap.get(cv2.CAP_PROP_FPS))
+        count = cap.get(cv2.CAP_PROP_FRAME_COUNT)
+        live = isinstance(stream, int) or (stream is not None and not (np.isfinite(count) and count > 0))
         self._cap, self._first = cap, first
+        self.latest = bool(latest) and live
+        if self.latest:
+            self.batch_size = 1  # the newest frame each time: a batch would be older frames
+        self.dropped = 0
+        self._times: dict[int, float] = {}
         self.info = VideoInfo(
             str(self.path),
             fps if np.isfinite(fps) and fps > 0 else DEFAULT_FPS,
             int(first.shape[1]),
             int(first.shape[0]),
-            max(int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), 1),
+            0 if live else max(int(count), 1),
+            live,
         )
+        self._reader: _LatestFrame | None = None
+
+    def time_of(self, index: int) -> float:
+        """Seconds from the first frame to frame ``index`` of the last batch given: a live source's arrival time
+        (the reader's clock), a file's ``index / fps``."""
+        return self._times[index] if self.info.live else index / self.info.fps
 
     def __iter__(self) -> Iterator[tuple[int, list[np.ndarray]]]:
-        index, batch = 0, []
-        frame: np.ndarray | None = self._first
-        self._first = None
-        while frame is not None:
+        frames = self._newest() if self.latest else self._in_order()
+        given = 0
+        index, batch, times = 0, [], {}
+        for k, t, frame in frames:
+            if not batch:
+                index = k
             batch.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
-            if len(batch) == self.batch_size:
+            times[k] = t
+            given += 1
+            if len(batch) == self.batch_size or given == self.max_frames:
+                self._times = times
                 yield index, batch
-                index, batch = index + len(batch), []
-            ok, frame = self._cap.read()
-            frame = frame if ok else None
+                batch, times = [], {}
+            if given == self.max_frames:
+                break
         if batch:
+            self._times = times
             yield index, batch
         self.close()
 
+    def _in_order(self) -> Iterator[tuple[int, float, np.ndarray]]:
+        """(index, time, BGR frame) of every frame, read here (the time: when its read returned)."""
+        k, t, frame = 0, 0.0, self._first
+        self._first = None
+        while frame is not None:
+            yield k, t, frame
+            ok, frame = self._cap.read()
+            frame, k, t = (frame if ok else None), k + 1, time.monotonic() - self._t0
+
+    def _newest(self) -> Iterator[tuple[int, float, np.ndarray]]:
+        """(index, time, BGR frame) of the newest frame each time one is asked for, read by a background thread."""
+        first, self._first = self._first, None
+        self._reader = _LatestFrame(self._cap, first, self._t0)
+        last = -1
+        while (item := self._reader.next_after(last)) is not None:
+            self.dropped += item[0] - last - 1
+            last = item[0]
+            yield item
+
     def close(self) -> None:
-        """Release the reader (iteration to the end does it)."""
+        """Stop the reader thread of a live source and release the reader (iteration to the end does it)."""
+        if self._reader is not None:
+            self._reader.stop()
         self._cap.release()
 
     def __enter__(self) -> VideoFrames:
@@ -102,6 +218,56 @@ class VideoFrames:
 
     def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
         self.close()
+
+
+def _not_opened(stream: int | str | None) -> str:
+    if stream is None:
+        return "not a video OpenCV's reader can open (corrupt, or an unknown format)"
+    if isinstance(stream, int):
+        return "cannot be opened (no camera at this index, it is in use, or this OpenCV has no camera support)"
+    return f"cannot be opened (unreachable, no stream at this address, or nothing within {STREAM_TIMEOUT_S:g} s)"
+
+
+class _LatestFrame:
+    """A thread reading a live source as fast as it sends, keeping only the newest frame (darknet demo's fetch
+    thread): :meth:`next_after` gives the newest frame whose index is above the one given, waiting for it."""
+
+    def __init__(self, cap: cv2.VideoCapture, first: np.ndarray, t0: float) -> None:
+        self._cap, self._t0 = cap, t0
+        self._item: tuple[int, float, np.ndarray] | None = (0, 0.0, first)
+        self._ended = False
+        self._stop = threading.Event()
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name="yolo9000-stream", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        k = 0
+        while not self._stop.is_set():
+            ok, frame = self._cap.read()
+            if not ok:
+                break
+            k += 1
+            with self._cond:
+                self._item = (k, time.monotonic() - self._t0, frame)
+                self._cond.notify_all()
+        with self._cond:
+            self._ended = True
+            self._cond.notify_all()
+
+    def next_after(self, index: int) -> tuple[int, float, np.ndarray] | None:
+        """The newest frame if its index is above ``index``, else the next one read; None when the stream ended
+        (or :meth:`stop`) with no newer frame."""
+        with self._cond:
+            while not (self._item is not None and self._item[0] > index) and not self._ended:
+                self._cond.wait(0.1)
+            item = self._item
+            return item if item is not None and item[0] > index else None
+
+    def stop(self) -> None:
+        """Ask the thread to stop and wait for its read to return (the reader is released after)."""
+        self._stop.set()
+        self._thread.join(timeout=STREAM_TIMEOUT_S + 1)
 
 
 class VideoWriter:

@@ -28,6 +28,7 @@ from yolo9000.darknet import (
 from yolo9000.data.transforms import check_input_size
 from yolo9000.environment import hint_unset_env
 from yolo9000.models import STRIDE
+from yolo9000.modules.schedules import DarknetSteps
 
 log = logging.getLogger("yolo9000")
 
@@ -228,6 +229,36 @@ def _log_net_options(m: dict[str, Any]) -> None:
             name,
             own["max_batches"],
         )
+    seen, start = int(m.get("start_seen") or 0), int(m.get("start_iteration") or 0)
+    if seen or start:
+        log.info(
+            "%s: seen %d in its header: the run goes on from it as darknet's does (the prior-matching term stops "
+            "at %d), its schedule from iteration %d (burn-in and the steps before it done: lr x %.4g now); "
+            "model.start_seen=0 starts both at 0 (darknet's -clear)",
+            m["net"].get("weights") or "start_seen",
+            seen,
+            m["loss"].get("prior_seen", 12800),
+            start,
+            _schedule_factor(m, start),
+        )
+        if own["max_batches"] and start >= own["max_batches"]:
+            log.warning(
+                "%s: iteration %d is past the cfg's max_batches=%d: darknet would stop at once (darknet's -clear: "
+                "model.start_seen=0)",
+                name,
+                start,
+                own["max_batches"],
+            )
+
+
+def _schedule_factor(m: dict[str, Any], start: int) -> float:
+    """The learning-rate multiplier of a ``steps`` schedule at iteration ``start`` (1 for ``poly``: its end is the
+    run's)."""
+    steps = list(m.get("steps") or [])
+    if m.get("lr_policy") != "steps" or (steps and all(float(s) <= 1.0 for s in steps)):  # fractions: the run's
+        return 1.0
+    scales = list(m.get("scales") or [])
+    return DarknetSteps(int(m.get("burn_in") or 0), steps, scales, float(m.get("power", 4.0)), start)(0)
 
 
 def instantiate_module(model_config: Mapping[str, Any], **kwargs: Any) -> pl.LightningModule:

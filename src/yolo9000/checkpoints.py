@@ -108,7 +108,7 @@ def detector_model_config(
     except ValueError as e:  # converting the weights needs no schedule: the module's stays
         log.warning("%s; the checkpoint keeps conf/model's schedule (model.lr_policy and its keys)", e)
     else:
-        policy, _ = training.pop("policy"), training.pop("max_batches")
+        policy, _, _ = training.pop("policy"), training.pop("max_batches"), training.pop("batch")
         if training["lr_policy"] is None:  # step, exp, sigmoid, random: the module's schedule stays
             log.warning("%s: not a schedule here (steps, poly); the checkpoint keeps conf/model's", policy)
             del training["lr_policy"], training["steps"], training["scales"]

@@ -170,8 +170,20 @@ def darknet_net_option(key: str, *, _root_: Any) -> Any:
     """``${darknet_net:<key>}`` (conf/model/darknet.yaml): the detector module key ``key`` (``lr``, ``momentum``,
     ``weight_decay``, ``burn_in``, ``power``, ``lr_policy``, ``steps``, ``scales``) as darknet trains the cfg of
     ``model.net`` (``cfg_text``, else the ``cfg`` file): :func:`yolo9000.darknet.net_training_options`. A key given
-    on the command line replaces the interpolation. None while no cfg is set or found (the build then names it)."""
+    on the command line replaces the interpolation. None while no cfg is set or found (the build then names it).
+
+    ``start_seen``: the ``seen`` of ``model.net.weights``' header (darknet's ``load_network`` without ``-clear``
+    goes on counting from it; 0 without a weights file, or when it is not there: a resumed run takes its count
+    from its checkpoint). ``start_iteration``: darknet's ``get_current_batch`` at the start, ``model.start_seen``
+    (0 given on the command line: darknet's ``-clear``) over the ``[net]`` batch."""
     net = OmegaConf.select(_root_, "model.net", default=None, throw_on_missing=False)
+    if key == "start_seen":
+        weights = OmegaConf.select(net, "weights", default=None, throw_on_missing=False) if net is not None else None
+        if not weights or not Path(str(weights)).is_file():
+            return 0
+        from yolo9000.darknet import read_header
+
+        return int(read_header(str(weights))[0].seen)
     text = OmegaConf.select(net, "cfg_text", default=None, throw_on_missing=False) if net is not None else None
     path = OmegaConf.select(net, "cfg", default=None, throw_on_missing=False) if net is not None else None
     if not text:
@@ -181,6 +193,8 @@ def darknet_net_option(key: str, *, _root_: Any) -> Any:
 
         text = read_text(str(path))
     options = _net_training_options(str(text), str(path or "<cfg>"))
+    if key == "start_iteration":
+        return int(OmegaConf.select(_root_, "model.start_seen", default=0) or 0) // options["batch"]
     if key == "lr_policy" and options[key] is None:
         raise ValueError(
             f"{options['policy']}: darknet's policy is not a schedule here (steps, poly, constant): set "

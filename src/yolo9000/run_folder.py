@@ -157,6 +157,9 @@ LAUNCH_FILE = "launch_overrides.txt"  # the command-line overrides a run folder 
 _TRAJECTORY = ("seed", "model.", "data.batch_size", "data.seed", "data.multiscale.", "data.augment.", "data.img_size")
 _TRAJECTORY += ("data.max_boxes", "data.shuffle_boxes", "data.include_difficult", "data.drop_last")
 _FREE = ("model.fast.",)  # speed switches: the same training either way
+# the starting weights file's seen and schedule iteration: read from the file at the start (0 once it is gone); a
+# resume takes both from its checkpoint (the seen buffer, the scheduler's state)
+_FREE += ("model.start_seen", "model.start_iteration")
 
 
 def _flat(d: Any, prefix: str = "") -> dict[str, Any]:

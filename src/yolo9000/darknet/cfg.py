@@ -659,7 +659,8 @@ def net_training_options(sections: Sequence[dict[str, Any]]) -> dict[str, Any]:
     (0.9), ``weight_decay`` (decay, 0.0001), ``burn_in`` (0), ``power`` (4), ``lr_policy`` (policy, constant:
     ``steps`` with no steps; None for a policy the schedules do not run: step, exp, sigmoid, random), ``steps`` /
     ``scales`` (the lr multiplied by each scale from its step on); and ``policy`` (the cfg's word, with its
-    ``file:line``) and ``max_batches`` (darknet's run length in iterations; 0 when absent).
+    ``file:line``), ``max_batches`` (darknet's run length in iterations; 0 when absent) and ``batch`` (images per
+    iteration, 1 when absent: darknet's iteration count is ``seen / batch``).
 
     Raises:
         ValueError: a ``steps`` policy without its steps or scales, or with counts that differ (darknet stops there
@@ -684,6 +685,7 @@ def net_training_options(sections: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "scales": list(scales or []) if policy == "steps" else [],
         "policy": f"policy={policy} ({source_line(ns, 'policy')})",
         "max_batches": option(ns, "max_batches", 0),
+        "batch": max(1, option(ns, "batch", 1)),
     }
 
 

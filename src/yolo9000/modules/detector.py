@@ -82,6 +82,11 @@ class DetectorModule(DarknetModule):
         skip_nonfinite: skip (and count) a step whose gradients are not finite instead of poisoning the weights;
             stop with an error after this many in a row; 0 = no guard (darknet). See
             :meth:`DarknetModule.on_before_optimizer_step`.
+        start_seen: images seen before this run: ``seen`` starts there (the prior-matching term's 12,800, the
+            ``seen`` of the weights written back). ``model=darknet``: its weights file's header ``seen``, as darknet
+            goes on counting (0: darknet's ``-clear``).
+        start_iteration: the schedule's iteration at the start (burn-in and the steps before it done; darknet:
+            ``seen / [net] batch``).
     """
 
     def __init__(
@@ -116,9 +121,12 @@ class DetectorModule(DarknetModule):
         build_info: dict[str, Any] | None = None,
         fast: dict[str, Any] | None = None,
         skip_nonfinite: int = 50,
+        start_seen: int | None = 0,
+        start_iteration: int | None = 0,
     ) -> None:
         super().__init__(fast)
         self.save_hyperparameters(ignore=["model", "loss"], logger=False)
+        self.seen.fill_(int(start_seen or 0))  # darknet weights' count goes on (a checkpoint's load replaces it)
         self.model = model
         self.criterion: RegionLoss = (
             loss(num_classes=model.num_classes, location=model.location, bias_match=model.bias_match)

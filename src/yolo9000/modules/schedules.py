@@ -25,15 +25,20 @@ def resolve_steps(steps: Sequence[float], total: int) -> list[int]:
 
 class DarknetSteps:
     """``policy=steps`` with ``burn_in``: lr * (it / burn_in)^power during burn-in, then times ``scales[k]`` after
-    each of ``steps[k]``. Picklable (checkpoints keep the scheduler)."""
+    each of ``steps[k]``. ``start``: the iterations done before this run (darknet weights' ``seen`` / batch: darknet
+    goes on from there), added to the scheduler's count. Picklable (checkpoints keep the scheduler, ``start`` too)."""
 
-    def __init__(self, burn_in: int, steps: Sequence[int], scales: Sequence[float], power: float = 4.0) -> None:
+    def __init__(
+        self, burn_in: int, steps: Sequence[int], scales: Sequence[float], power: float = 4.0, start: int = 0
+    ) -> None:
         if len(steps) != len(scales):
             raise ValueError(f"steps {list(steps)} and scales {list(scales)} differ in length")
         self.burn_in, self.steps, self.scales, self.power = burn_in, list(steps), list(scales), power
+        self.start = int(start)
 
     def __call__(self, it: int) -> float:
-        batch_num = it + 1  # darknet's get_current_batch() at update time counts this batch
+        batch_num = self.__dict__.get("start", 0) + it + 1  # darknet's get_current_batch() at update time counts
+        # this batch (a scheduler pickled before ``start`` existed has none: 0)
         if batch_num < self.burn_in:
             return (batch_num / self.burn_in) ** self.power
         factor = 1.0
@@ -45,13 +50,14 @@ class DarknetSteps:
 
 class DarknetPoly:
     """``policy=poly``: lr * (1 - it / max_batches)^power (darknet19.cfg: power 4), after a burn-in that also
-    uses ``power`` (darknet's ``get_current_rate``)."""
+    uses ``power`` (darknet's ``get_current_rate``). ``start``: as :class:`DarknetSteps`' (``max_iters`` counts from
+    iteration 0, so a run of ``n`` steps from ``start`` takes ``start + n``)."""
 
-    def __init__(self, max_iters: int, power: float = 4.0, burn_in: int = 0) -> None:
-        self.max_iters, self.power, self.burn_in = max(1, max_iters), power, burn_in
+    def __init__(self, max_iters: int, power: float = 4.0, burn_in: int = 0, start: int = 0) -> None:
+        self.max_iters, self.power, self.burn_in, self.start = max(1, max_iters), power, burn_in, int(start)
 
     def __call__(self, it: int) -> float:
-        batch_num = it + 1  # as DarknetSteps
+        batch_num = self.__dict__.get("start", 0) + it + 1  # as DarknetSteps
         if batch_num < self.burn_in:
             return (batch_num / self.burn_in) ** self.power
         return max(0.0, 1.0 - batch_num / self.max_iters) ** self.power
@@ -74,8 +80,9 @@ def darknet_optimization(
 ) -> dict[str, Any]:
     """Lightning's ``configure_optimizers`` answer from a module's hyper-parameters: ``optimizer`` (sgd | adam),
     ``lr``, ``momentum``, ``weight_decay``, ``lr_policy`` (steps | poly), ``power``, ``burn_in``, ``steps``,
-    ``scales``; the scheduler steps once per optimizer step. ``flags``: the optimizer's ``fused`` / ``foreach``
-    (:func:`yolo9000.speed.optimizer_flags`)."""
+    ``scales``, and ``start_iteration`` when it has one (the schedule's iteration at the start; poly's end is then
+    ``start_iteration + total_steps``); the scheduler steps once per optimizer step. ``flags``: the optimizer's
+    ``fused`` / ``foreach`` (:func:`yolo9000.speed.optimizer_flags`)."""
     groups = param_groups(model, hp.weight_decay)
     if hp.optimizer == "sgd":
         opt: torch.optim.Optimizer = torch.optim.SGD(groups, lr=hp.lr, momentum=hp.momentum, **(flags or {}))
@@ -83,10 +90,14 @@ def darknet_optimization(
         opt = torch.optim.Adam(groups, lr=hp.lr, **(flags or {}))
     else:
         raise ValueError(f"optimizer must be 'sgd' or 'adam', got {hp.optimizer!r}")
+    start = int(getattr(hp, "start_iteration", 0) or 0)
     if hp.lr_policy == "poly":
-        policy: DarknetSteps | DarknetPoly = DarknetPoly(total_steps, hp.power, hp.burn_in)
+        policy: DarknetSteps | DarknetPoly = DarknetPoly(start + total_steps, hp.power, hp.burn_in, start)
     elif hp.lr_policy == "steps":
-        policy = DarknetSteps(hp.burn_in, resolve_steps(hp.steps or [], total_steps), hp.scales or [], hp.power)
+        steps = resolve_steps(hp.steps or [], total_steps)
+        if hp.steps and all(float(s) <= 1.0 for s in hp.steps):  # fractions of this run: from its start
+            steps = [start + s for s in steps]
+        policy = DarknetSteps(hp.burn_in, steps, hp.scales or [], hp.power, start)
     else:
         raise ValueError(f"lr_policy must be 'steps' or 'poly', got {hp.lr_policy!r}")
     sched = torch.optim.lr_scheduler.LambdaLR(opt, policy)

@@ -109,7 +109,7 @@ def main(cfg: DictConfig) -> None:
     log.info(
         "%d images%s, input %d x %d (height x width%s), %s, from %s",
         len(files),
-        f" and {len(videos)} videos" if videos else "",
+        f" and {len(videos)} video{'s' * (len(videos) != 1)}" if videos else "",
         *hw,
         ", letterboxed" if cfg.letterbox else ", stretched",
         detector,

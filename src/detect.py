@@ -52,6 +52,7 @@ from yolo9000.data.image_io import IMAGE_SUFFIXES, images_under, read_image
 from yolo9000.data.predict import list_images
 from yolo9000.data.video import (
     VIDEO_SUFFIXES,
+    MjpegServer,
     VideoError,
     VideoFrames,
     VideoSource,
@@ -125,16 +126,25 @@ def main(cfg: DictConfig) -> None:
     )
     failed = [{"file": r.path, "reason": r.error} for r in results if r.error is not None]
     video_records: list[dict[str, Any]] = []
-    for k, (name, video) in enumerate(zip(video_names(videos), videos, strict=True)):
-        try:
-            video_records.append(detect_video(detector, video, hw, cfg, out_dir / "detections" / name))
-        except VideoError as e:
-            failed.append({"file": source_name(video), "reason": str(e).removeprefix(f"{source_name(video)}: ")})
-            continue
-        if video_records[-1].get("stopped"):  # Ctrl-C / SIGTERM ended a live stream: the run ends with it
-            if videos[k + 1 :]:
-                log.warning("not run (stopped): %s", ", ".join(map(source_name, videos[k + 1 :])))
-            break
+    with contextlib.ExitStack() as stack:
+        mjpeg = None
+        if videos and cfg.serve_port is not None:
+            try:
+                mjpeg = stack.enter_context(MjpegServer(int(cfg.serve_port), str(cfg.serve_host)))
+            except VideoError as e:
+                log.error("serve_port: %s", e)
+                raise SystemExit(f"Error: serve_port: {e}") from None
+            log.info("the annotated frames, live: %s (MJPEG: a browser or VLC)", mjpeg.url)
+        for k, (name, video) in enumerate(zip(video_names(videos), videos, strict=True)):
+            try:
+                video_records.append(detect_video(detector, video, hw, cfg, out_dir / "detections" / name, mjpeg))
+            except VideoError as e:
+                failed.append({"file": source_name(video), "reason": str(e).removeprefix(f"{source_name(video)}: ")})
+                continue
+            if video_records[-1].get("stopped"):  # Ctrl-C / SIGTERM ended a live stream: the run ends with it
+                if videos[k + 1 :]:
+                    log.warning("not run (stopped): %s", ", ".join(map(source_name, videos[k + 1 :])))
+                break
     single = not isinstance(cfg.source, ListConfig)  # a folder: names below it; else below the inputs' common folder
     out_names = drawing_names([r.path for r in results], str(cfg.source) if single else None)
     records = []
@@ -169,13 +179,18 @@ def main(cfg: DictConfig) -> None:
 
 
 def detect_video(
-    detector: Detector, video: VideoSource, hw: tuple[int, int], cfg: DictConfig, drawing: Path
+    detector: Detector,
+    video: VideoSource,
+    hw: tuple[int, int],
+    cfg: DictConfig,
+    drawing: Path,
+    mjpeg: MjpegServer | None = None,
 ) -> dict[str, Any]:
     """Every frame of ``video`` (a file, camera or stream) through the detector (:meth:`Detector.predict_video`), the
-    annotated frames written to ``drawing`` (``cfg.draw``) at the video's frame rate; progress logged every
-    ``PROGRESS_FRAMES`` frames. A live source (camera, stream without a frame count) reads ``cfg.live_latest``'s way,
-    writes each frame's detections to ``drawing``'s ``.jsonl`` as they come, and stops on Ctrl-C or SIGTERM with
-    every output complete (``stopped`` in the record).
+    annotated frames written to ``drawing`` (``cfg.draw``) at the video's frame rate and served by ``mjpeg`` (when
+    given); progress logged every ``PROGRESS_FRAMES`` frames. A live source (camera, stream without a frame count)
+    reads ``cfg.live_latest``'s way, writes each frame's detections to ``drawing``'s ``.jsonl`` as they come, and
+    stops on Ctrl-C or SIGTERM with every output complete (``stopped`` in the record).
 
     Returns its detections.json record: file (path, URL or ``camera <index>``), fps, width, height, live, frames,
     drawing, and per frame its index, time (seconds; a live frame's arrival) and detections (a live source:
@@ -209,10 +224,14 @@ def detect_video(
                     lines.flush()
                 else:
                     per_frame.append(entry)
-                if out is not None:
+                if out is not None or mjpeg is not None:
                     img = torch.from_numpy(frame).permute(2, 0, 1)
                     drawn = draw_detections(img, det.boxes, det.labels, det.scores, detector.class_names)
-                    out.write(drawn.permute(1, 2, 0).numpy())
+                    drawn_hwc = drawn.permute(1, 2, 0).numpy()
+                    if out is not None:
+                        out.write(drawn_hwc)
+                    if mjpeg is not None:
+                        mjpeg.write(drawn_hwc)
                 if count % PROGRESS_FRAMES == 0:
                     log.info("%s: %s", name, progress_text(count, info, frames.dropped, time.monotonic() - start))
         except KeyboardInterrupt as e:
@@ -401,6 +420,9 @@ def check_settings(cfg: DictConfig, videos: list[Path] | None = None) -> None:
             continue
         if isinstance(v, bool) or not isinstance(v, int) or v < low:
             raise ValueError(f"{key} must be an integer >= {low}{' or null' * (key == 'max_frames')}, got {v!r}")
+    port = cfg.get("serve_port")
+    if port is not None and (isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535):
+        raise ValueError(f"serve_port must be a TCP port (0-65535; 0: any free one) or null, got {port!r}")
     if not isinstance(cfg.get("live_latest"), bool):
         raise ValueError(f"live_latest must be true or false, got {cfg.get('live_latest')!r}")
 

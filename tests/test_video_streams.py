@@ -328,3 +328,84 @@ def test_detect_py_on_a_stream_and_a_missing_camera(server: str, tiny_ckpt: Path
         detect.check_settings(detect_cfg(tiny_ckpt, url, "max_frames=0"))
     with pytest.raises(ValueError, match=r"live_latest must be true or false, got 'yes'"):
         detect.check_settings(detect_cfg(tiny_ckpt, url, "live_latest=yes"))
+
+
+# --- serving the annotated frames ----------------------------------------------------------------------------------
+def view(url: str, frames: int, got: list[np.ndarray]) -> threading.Thread:
+    """A viewer reading up to ``frames`` frames of an MJPEG URL into ``got`` (BGR): a plain HTTP client parsing the
+    multipart parts and decoding each JPEG, as a browser does (not OpenCV's reader, whose opens wait on one another in
+    a process: the detector's own open of its source would wait for this one)."""
+    import urllib.request
+
+    def run() -> None:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            assert response.headers["Content-Type"] == "multipart/x-mixed-replace; boundary=frame"
+            while len(got) < frames:
+                line = response.readline()
+                if not line:
+                    break  # the stream ended
+                if not line.lower().startswith(b"content-length:"):
+                    continue
+                size = int(line.split(b":")[1])
+                response.readline()  # the blank line before the JPEG
+                got.append(cv2.imdecode(np.frombuffer(response.read(size), np.uint8), cv2.IMREAD_COLOR))
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_mjpeg_server_serves_each_new_frame_to_a_viewer_until_closed() -> None:
+    """Frames written while a viewer watches reach it in order (their numbers rising), in their colours (RGB in,
+    shown as the same colour); the URL names the port; a second server on a taken port is refused naming it; closing
+    ends the viewer's stream."""
+    with video_module.MjpegServer(0, "127.0.0.1") as srv:
+        assert srv.url == f"http://127.0.0.1:{srv.port}/" and srv.port > 0
+        with pytest.raises(VideoError, match=rf"^127\.0\.0\.1:{srv.port}: cannot serve the annotated frames there"):
+            video_module.MjpegServer(srv.port, "127.0.0.1")
+        got: list[np.ndarray] = []
+        viewer = view(srv.url, 6, got)
+        k = 0
+        while viewer.is_alive() and k < 2000:
+            red = frame_image(k)[..., ::-1].copy()
+            red[..., 1:] = 0  # RGB: only the red channel lit
+            srv.write(red)
+            k += 1
+            time.sleep(0.005)
+        viewer.join(5)
+    assert len(got) == 6
+    assert all(f[..., 2].mean() > 15 and f[..., :2].mean() < 5 for f in got)  # BGR as read: red stays red
+    numbers: list[int] = []
+    for f in got:
+        grey = np.repeat(f[..., 2:3], 3, axis=2)
+        numbers.append(frame_number(grey, numbers[-1] if numbers else -1))
+    assert numbers == sorted(numbers) and len(set(numbers)) == 6
+    with video_module.MjpegServer(0, "127.0.0.1") as srv:
+        got = []
+        viewer = view(srv.url, 10**6, got)
+        while not got and viewer.is_alive():
+            srv.write(frame_image(0)[..., ::-1].copy())
+            time.sleep(0.01)
+    viewer.join(10)
+    assert not viewer.is_alive() and got  # the stream ended with the server
+
+
+def test_detect_video_serves_the_annotated_frames_without_drawing_files(
+    server: str, tiny_ckpt: Path, tmp_path: Path
+) -> None:
+    """``draw=false`` with a server: no video file, but the viewer gets annotated frames (the test stream's frames
+    are flat grey: the served ones carry the boxes drawn on them)."""
+    detect = load_script("detect")
+    cfg = detect_cfg(tiny_ckpt, f"{server}/live?fps=50", "max_frames=60", "draw=false", "conf_thresh=0.01")
+    det = Detector.from_checkpoint(tiny_ckpt, conf_thresh=0.01)
+    got: list[np.ndarray] = []
+    with video_module.MjpegServer(0, "127.0.0.1") as srv:
+        viewer = view(srv.url, 3, got)
+        record = detect.detect_video(det, cfg.source, (64, 64), cfg, tmp_path / "detections" / "live.mp4", srv)
+    viewer.join(10)  # closing the server ended its stream
+    assert not (tmp_path / "detections" / "live.mp4").exists() and record["frames"] == 60
+    lines = [json.loads(x) for x in (tmp_path / "detections" / "live.jsonl").read_text().splitlines()]
+    assert all(x["detections"] for x in lines)  # every frame has boxes to draw
+    assert got and all(f.shape == (*FRAME_HW, 3) and f.std() > 10 for f in got)
+    with pytest.raises(ValueError, match=r"serve_port must be a TCP port \(0-65535; 0: any free one\) or null, got"):
+        detect.check_settings(detect_cfg(tiny_ckpt, cfg.source, "serve_port=70000"))

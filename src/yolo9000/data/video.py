@@ -307,3 +307,95 @@ class VideoWriter:
 
     def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
         self.close()
+
+
+class MjpegServer:
+    """Frames served live over HTTP as Motion JPEG (``multipart/x-mixed-replace``, what IP cameras send): a browser,
+    VLC or ``cv2.VideoCapture`` opened on ``http://<host>:<port>/`` shows each frame as it is written (AlexeyAB
+    darknet's ``-mjpeg_port``). A client gets the newest frame when it connects, then every frame written after;
+    a slow client skips frames rather than falling behind. Serves from a thread until :meth:`close`.
+
+    Args:
+        port: the TCP port (0: any free one, see :attr:`port`).
+        host: the address to listen on (``0.0.0.0``: every interface; ``127.0.0.1``: this machine only).
+        quality: JPEG quality of the served frames (1-100).
+    Raises:
+        VideoError: the port cannot be listened on (taken, or privileged), naming it.
+    """
+
+    def __init__(self, port: int = 8090, host: str = "0.0.0.0", quality: int = 80) -> None:
+        import http.server
+        import socketserver
+
+        self.quality = int(quality)
+        self._jpeg: bytes | None = None
+        self._count = 0
+        self._closed = False
+        self._cond = threading.Condition()
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                self.send_response(200)
+                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+                self.send_header("Cache-Control", "no-cache")
+                self.end_headers()
+                sent = -1
+                try:
+                    while (item := owner._next_after(sent)) is not None:
+                        sent, jpeg = item
+                        head = b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(jpeg)
+                        self.wfile.write(head + jpeg + b"\r\n")
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the viewer went away
+
+            def log_message(self, *args: object) -> None:  # no line per request on stderr
+                pass
+
+        class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+            daemon_threads = True
+            allow_reuse_address = True
+
+        try:
+            self._server = Server((host, int(port)), Handler)
+        except OSError as e:
+            raise VideoError(f"{host}:{port}: cannot serve the annotated frames there ({e.strerror or e})") from None
+        self.host, self.port = host, int(self._server.server_address[1])
+        self._thread = threading.Thread(target=self._server.serve_forever, name="yolo9000-mjpeg", daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        """Where to look: ``http://<host>:<port>/`` (``localhost`` for an all-interfaces server)."""
+        return f"http://{'localhost' if self.host in ('0.0.0.0', '') else self.host}:{self.port}/"
+
+    def write(self, frame: np.ndarray) -> None:
+        """Serve one uint8 (H, W, 3) RGB frame (encoded once, whatever the number of viewers)."""
+        bgr = cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2BGR)
+        ok, jpeg = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
+        if not ok:
+            raise ValueError(f"a {frame.shape} frame cannot be encoded as JPEG")
+        with self._cond:
+            self._jpeg, self._count = jpeg.tobytes(), self._count + 1
+            self._cond.notify_all()
+
+    def _next_after(self, sent: int) -> tuple[int, bytes] | None:
+        """The newest frame once it is newer than ``sent``; None once closed."""
+        with self._cond:
+            while not self._closed and (self._jpeg is None or self._count <= sent):
+                self._cond.wait(0.5)
+            return None if self._closed else (self._count, self._jpeg)  # type: ignore[return-value]
+
+    def close(self) -> None:
+        """Stop serving (the viewers' streams end)."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> MjpegServer:
+        return self
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.close()

@@ -8,7 +8,9 @@ relative paths from the list's folder, else from the working directory), a camer
 when it holds ``=``), or a list of any of these (``source=[a.jpg,b/,clip.mp4]``; streams run after the rest).
 
 A video runs frame by frame (darknet's ``detector demo``): the annotated video goes to <run>/detections/<name>.mp4
-at the video's frame rate, and detections.json's ``videos`` holds each frame's detections with its index and time.
+at the video's frame rate, and detections.json's ``videos`` holds each frame's detections with its index and time;
+as darknet's demo, a frame's detections come from the network's outputs averaged over it and the frames before and
+after it (``video_average=3``; 1: each frame on its own).
 A camera or live stream (no frame count) runs on the newest frame each time (``live_latest``; the others dropped and
 counted) until it ends, ``max_frames``, Ctrl-C or SIGTERM (each ends the run normally, every output written); its
 frames' detections go to <run>/detections/<name>.jsonl as they come, one JSON line a frame (bounded memory; the
@@ -188,9 +190,10 @@ def detect_video(
 ) -> dict[str, Any]:
     """Every frame of ``video`` (a file, camera or stream) through the detector (:meth:`Detector.predict_video`), the
     annotated frames written to ``drawing`` (``cfg.draw``) at the video's frame rate and served by ``mjpeg`` (when
-    given); progress logged every ``PROGRESS_FRAMES`` frames. A live source (camera, stream without a frame count)
-    reads ``cfg.live_latest``'s way, writes each frame's detections to ``drawing``'s ``.jsonl`` as they come, and
-    stops on Ctrl-C or SIGTERM with every output complete (``stopped`` in the record).
+    given); progress logged every ``PROGRESS_FRAMES`` frames. Each frame's detections come from the network's outputs
+    averaged over ``cfg.video_average`` frames centred on it (darknet's demo: 3). A live source (camera, stream
+    without a frame count) reads ``cfg.live_latest``'s way, writes each frame's detections to ``drawing``'s ``.jsonl``
+    as they come, and stops on Ctrl-C or SIGTERM with every output complete (``stopped`` in the record).
 
     Returns its detections.json record: file (path, URL or ``camera <index>``), fps, width, height, live, frames,
     drawing, and per frame its index, time (seconds; a live frame's arrival) and detections (a live source:
@@ -215,7 +218,8 @@ def detect_video(
             lines = stack.enter_context(open(drawing.with_suffix(".jsonl"), "w", encoding="utf-8"))
             stack.enter_context(_sigterm_interrupts())
         try:
-            for frame, det in detector.predict_video(frames, size=hw, letterbox=bool(cfg.letterbox)):
+            average = int(cfg.video_average)
+            for frame, det in detector.predict_video(frames, size=hw, letterbox=bool(cfg.letterbox), average=average):
                 entry = {"frame": det.index, "time": round(frames.time_of(det.index), 4)}
                 entry["detections"] = det.to_dict()["detections"]
                 count, found = count + 1, found + len(entry["detections"])
@@ -414,7 +418,7 @@ def check_settings(cfg: DictConfig, videos: list[Path] | None = None) -> None:
         raise ValueError(f"results must be voc, coco or null, got {cfg.results!r}")
     if cfg.coco_json is not None and not Path(str(cfg.coco_json)).is_file():
         raise FileNotFoundError(f"coco_json not found: {cfg.coco_json}")
-    for key, low in (("batch_size", 1), ("num_workers", 0), ("max_frames", 1)):
+    for key, low in (("batch_size", 1), ("num_workers", 0), ("max_frames", 1), ("video_average", 1)):
         v = cfg.get(key)
         if key == "max_frames" and v is None:
             continue

@@ -112,7 +112,8 @@ def test_detect_py_writes_the_annotated_video_and_each_frames_detections(tiny_ck
     clip = tmp_path / "clip.avi"
     write_clip(clip, 6)
     out = tmp_path / "out"
-    res = run("detect.py", out, f"ckpt_path={tiny_ckpt}", f"source={clip}", "img_size=64", "conf_thresh=0.01")
+    given = [f"ckpt_path={tiny_ckpt}", f"source={clip}", "img_size=64", "conf_thresh=0.01", "video_average=1"]
+    res = run("detect.py", out, *given)
     assert res.returncode == 0, res.stderr[-3000:]
     record = json.loads((out / "detections.json").read_text())
     assert record["images"] == [] and record["failed"] == []

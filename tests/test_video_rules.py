@@ -358,7 +358,7 @@ def test_detect_py_without_drawing_and_with_letterbox(
     monkeypatch.setattr(type(detector), "predict", spy)
     out = tmp_path / "out"
     over = (f"ckpt_path={ckpt}", f"source={clip}", "conf_thresh=0.01", "draw=false", "letterbox=true")
-    found = run_detect(detect, monkeypatch, out, *over, "batch_size=2")
+    found = run_detect(detect, monkeypatch, out, *over, "batch_size=2", "video_average=1")
     assert [n for n in sizes if n] == [2, 1]  # (the images' call has none)
     monkeypatch.setattr(type(detector), "predict", real)
     (video,) = found["videos"]

@@ -248,6 +248,7 @@ def test_detect_video_writes_a_live_streams_frames_as_they_come(server: str, tin
     predict API on the same stream's frame."""
     detect = load_script("detect")
     cfg = detect_cfg(tiny_ckpt, f"{server}/live?fps=100", "max_frames=5", "live_latest=false", "conf_thresh=0.01")
+    cfg.video_average = 1  # each frame on its own: its detections those of the API on that frame
     det = Detector.from_checkpoint(tiny_ckpt, conf_thresh=0.01)
     record = detect.detect_video(det, cfg.source, (64, 64), cfg, tmp_path / "detections" / "live.mp4")
     assert record["live"] and record["frames"] == 5 and record["dropped"] == 0 and record["stopped"] is None

@@ -419,18 +419,22 @@ class Detector:
             for i, path, hw, p in zip(
                 batch["ok_index"], batch["image_paths"], batch["orig_sizes"].tolist(), preds, strict=True
             ):
-                labels = p["labels"].cpu()
-                results[i] = Detections(
-                    boxes=p["boxes"].float().cpu(),
-                    scores=p["scores"].float().cpu(),
-                    labels=labels,
-                    names=[self.module.class_names[c] for c in labels.tolist()],
-                    index=i,
-                    path=None if isinstance(items[i], np.ndarray) else path,
-                    image_size=(int(hw[0]), int(hw[1])),
-                )
+                results[i] = self._detections(p, i, None if isinstance(items[i], np.ndarray) else path, hw)
         assert all(r is not None for r in results)
         return results  # type: ignore[return-value]
+
+    def _detections(self, p: dict[str, torch.Tensor], index: int, path: str | None, hw: Sequence[int]) -> Detections:
+        """One image's :class:`Detections` from its decoded ``boxes`` / ``scores`` / ``labels`` (any device)."""
+        labels = p["labels"].cpu()
+        return Detections(
+            boxes=p["boxes"].float().cpu(),
+            scores=p["scores"].float().cpu(),
+            labels=labels,
+            names=[self.module.class_names[c] for c in labels.tolist()],
+            index=index,
+            path=path,
+            image_size=(int(hw[0]), int(hw[1])),
+        )
 
     def predict_video(
         self,
@@ -442,6 +446,7 @@ class Detector:
         batch_size: int = 8,
         letterbox: bool = False,
         max_det: int | None = None,
+        average: int = 1,
     ) -> Iterator[tuple[np.ndarray, Detections]]:
         """Detect objects in every frame of a video file, camera or stream, in order (darknet's ``detector demo``).
 
@@ -456,6 +461,10 @@ class Detector:
                 ``batch_size``, ``latest`` and ``max_frames`` then apply).
             size, conf, nms, letterbox, max_det: as :meth:`predict`.
             batch_size: frames per forward pass (for a path or URL of a file; a live source's is 1).
+            average: frames whose network outputs are averaged for each frame's detections, darknet's ``detector
+                demo`` (3 there): the activated outputs (:func:`yolo9000.postprocess.average_outputs`) of the frame,
+                the ``(average - 1) // 2`` before it and the ``average // 2`` after it (those that exist: fewer at
+                the ends), so a frame's detections come once the frames after it are read; 1: each frame on its own.
         Yields:
             (frame, detections) per frame: the uint8 (H, W, 3) RGB frame and its :class:`Detections` (``index``:
             the frame's index from 0 in the source, gaps where a live source's frames were dropped; ``path``: the
@@ -463,14 +472,71 @@ class Detector:
         Raises:
             VideoError: a source that cannot be opened or gives no frame, naming it (before any frame).
         """
+        if isinstance(average, bool) or not isinstance(average, int) or average < 1:
+            raise ValueError(f"average must be an integer >= 1 (frames whose outputs are averaged), got {average!r}")
         frames = video if isinstance(video, VideoFrames) else VideoFrames(video, batch_size)
         with frames:
+            if average > 1:
+                yield from self._averaged(frames, average, size, conf, nms, letterbox, max_det)
+                return
             for first, batch in frames:
                 settings = {"size": size, "conf": conf, "nms": nms, "letterbox": letterbox, "max_det": max_det}
                 dets = self.predict(batch, batch_size=len(batch), **settings)
                 for k, (frame, d) in enumerate(zip(batch, dets, strict=True)):
                     d.index, d.path = first + k, str(frames.path)
                     yield frame, d
+
+    def _averaged(
+        self,
+        frames: VideoFrames,
+        average: int,
+        size: int | tuple[int, int] | None,
+        conf: float | None,
+        nms: float | None,
+        letterbox: bool,
+        max_det: int | None,
+    ) -> Iterator[tuple[np.ndarray, Detections]]:
+        """:meth:`predict_video` with ``average`` > 1: every frame's raw output kept while it is in a window."""
+        hw = self.input_hw if size is None else check_input_size(size)
+        check_decode_settings(conf=conf, nms=nms, max_det=max_det)
+        after = average // 2
+        before = average - 1 - after
+        entries: list[dict[str, Any]] = []  # the frames still to give and the ``before`` given ones before them
+        given = 0  # position in ``entries`` of the next frame to give
+
+        def detect(t: int) -> tuple[np.ndarray, Detections]:
+            window = entries[max(0, t - before) : t + after + 1]
+            raw = self.module.average_outputs(torch.stack([e["raw"] for e in window]))
+            e = entries[t]
+            dev = raw.device
+            with torch.no_grad():
+                (p,) = self.module.predict_raw(
+                    raw, hw, e["transform"][None].to(dev), e["orig"][None].to(dev), conf, nms, max_det
+                )
+            return e["frame"], self._detections(p, e["index"], str(frames.path), e["orig"].tolist())
+
+        for first, batch in frames:
+            dataset = _IndexedImages(batch, hw, transform=self._transforms[bool(letterbox)])
+            read = self._read(dataset, range(len(batch)))
+            raws = self._forward(read["images"])
+            for k, frame in enumerate(batch):
+                entries.append(
+                    {
+                        "index": first + k,
+                        "frame": frame,
+                        "raw": raws[k],
+                        "transform": read["transforms"][k],
+                        "orig": read["orig_sizes"][k],
+                    }
+                )
+            while given + after < len(entries):
+                yield detect(given)
+                given += 1
+            drop = max(0, given - before)
+            entries, given = entries[drop:], given - drop
+        while given < len(entries):  # the last frames: fewer after them
+            yield detect(given)
+            given += 1
 
     def _batches(self, dataset: _IndexedImages, parts: list[range]) -> Iterator[dict[str, Any]]:
         """The collated batches of ``parts`` in order (:meth:`_read`); with :attr:`read_ahead` the next one is read
@@ -526,14 +592,21 @@ class Detector:
         """uint8 (B, 3, h, w) resized images, their (B, 4) transforms and (B, 2) original (H, W) -> per image
         ``boxes`` (N, 4) xyxy original pixels, ``scores`` (N,), ``labels`` (N,) (the module's decode with this
         call's thresholds)."""
-        m = self.module
+        raw = self._forward(images)
+        dev = raw.device
+        return self.module.predict_raw(
+            raw, images.shape[-2:], transforms.to(dev), orig_sizes.to(dev), conf, nms, max_det
+        )
+
+    @torch.no_grad()
+    def _forward(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 (B, 3, h, w) resized images -> the network's float32 (B, A * (5 + C), h / 32, w / 32) raw output,
+        contiguous, on the device the decode runs on (:meth:`decode_device`)."""
         x = float_images(images.to(self.device, non_blocking=True), self.channels_last)
         fp32 = self.dtype == torch.float32  # no autocast context at all (entering one costs ~0.1 ms a call on a CPU)
         with contextlib.nullcontext() if fp32 else torch.autocast(self.device.type, dtype=self.dtype):
             raw = self.network(x)
-        dev = self.decode_device(x.shape[0])
-        raw = raw.float().contiguous().to(dev)
-        return m.predict_raw(raw, x.shape[-2:], transforms.to(dev), orig_sizes.to(dev), conf, nms, max_det)
+        return raw.float().contiguous().to(self.decode_device(x.shape[0]))
 
     def decode_device(self, num_images: int) -> torch.device:
         """Where decode + NMS of a batch of ``num_images`` run (``decode_on``)."""

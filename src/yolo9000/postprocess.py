@@ -118,6 +118,45 @@ def postprocess(
     return [{"boxes": b, "scores": s, "labels": lab} for b, s, lab in zip(*parts, strict=True)]
 
 
+def average_outputs(
+    raws: torch.Tensor,
+    num_anchors: int,
+    *,
+    location: Location = "direct",
+    class_activation: ClassActivation = "softmax",
+    tree: WordTree | None = None,
+) -> torch.Tensor:
+    """darknet demo's ``mean_arrays`` over the region layer's outputs of several frames: the mean of the activated
+    outputs (the logistic of x and y (direct location), of the objectness and of logistic classes; the softmax of the
+    classes, per sibling group with a WordTree; w and h as they are), given back as raw outputs that
+    :func:`postprocess` decodes to that mean (the logit of a mean probability; the log of a mean softmax, whose
+    softmax is that mean again).
+
+    Args:
+        raws: (K, A * (5 + C), H, W) the head outputs of K frames (one input size).
+    Returns:
+        (1, A * (5 + C), H, W) raw outputs of their mean.
+    """
+    if raws.shape[0] == 1:
+        return raws
+    reg = split_region(raws.float(), num_anchors)
+    out = torch.empty_like(raws[:1], dtype=torch.float32)
+    mean = split_region(out, num_anchors)
+    xy = reg.xy.sigmoid().mean(0, keepdim=True).logit() if location == "direct" else reg.xy.mean(0, keepdim=True)
+    mean.xy.copy_(xy)
+    mean.wh.copy_(reg.wh.mean(0, keepdim=True))
+    mean.obj.copy_(reg.obj.sigmoid().mean(0, keepdim=True).logit())
+    if tree is not None:
+        probs = tree.softmax(reg.cls)
+    elif class_activation == "logistic":
+        probs = reg.cls.sigmoid()
+    else:
+        probs = reg.cls.softmax(-1)
+    mean_probs = probs.mean(0, keepdim=True)
+    mean.cls.copy_(mean_probs.logit() if tree is None and class_activation == "logistic" else mean_probs.log())
+    return out
+
+
 class Candidates(NamedTuple):
     """The (box, class) pairs that go on to NMS, grouped by image and in decreasing score order within an image;
     each (M,): ``image`` index, ``box`` index into the image's N = A * H * W boxes (anchor-major, then row, then

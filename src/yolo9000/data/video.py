@@ -29,6 +29,7 @@ VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpe
 DEFAULT_FPS = 25.0  # a container that gives no frame rate (its frames' times are then index / 25)
 # URL schemes of the streams OpenCV's FFmpeg backend opens (an IP camera's RTSP or HTTP MJPEG, RTMP, UDP ...)
 STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp", "srt", "rtp", "mms", "mmsh")
+TIMES_KEPT = 1024  # frames whose times :meth:`VideoFrames.time_of` keeps (a consumer may lag a window behind)
 STREAM_TIMEOUT_S = 10.0  # a stream that does not open, or gives no frame, within this is an error (not a hang)
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
@@ -163,28 +164,28 @@ class VideoFrames:
         self._reader: _LatestFrame | None = None
 
     def time_of(self, index: int) -> float:
-        """Seconds from the first frame to frame ``index`` of the last batch given: a live source's arrival time
-        (the reader's clock), a file's ``index / fps``."""
+        """Seconds from the first frame to frame ``index``, one of the last :data:`TIMES_KEPT` given: a live
+        source's arrival time (the reader's clock), a file's ``index / fps``."""
         return self._times[index] if self.info.live else index / self.info.fps
 
     def __iter__(self) -> Iterator[tuple[int, list[np.ndarray]]]:
         frames = self._newest() if self.latest else self._in_order()
         given = 0
-        index, batch, times = 0, [], {}
+        index, batch = 0, []
         for k, t, frame in frames:
             if not batch:
                 index = k
             batch.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
-            times[k] = t
+            self._times[k] = t
+            if len(self._times) > TIMES_KEPT:  # the oldest (dicts keep their insertion order)
+                del self._times[next(iter(self._times))]
             given += 1
             if len(batch) == self.batch_size or given == self.max_frames:
-                self._times = times
                 yield index, batch
-                batch, times = [], {}
+                batch = []
             if given == self.max_frames:
                 break
         if batch:
-            self._times = times
             yield index, batch
         self.close()
 

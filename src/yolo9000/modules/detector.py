@@ -19,7 +19,7 @@ from yolo9000.models import STRIDE
 from yolo9000.models.yolov2 import YOLOv2
 from yolo9000.modules.base import DarknetModule
 from yolo9000.modules.pretrained import load_pretrained
-from yolo9000.postprocess import postprocess
+from yolo9000.postprocess import average_outputs, postprocess
 from yolo9000.region_decode import as_map, check_tree_decode
 from yolo9000.wordtree import WordTree, check_tree_classes
 
@@ -315,6 +315,18 @@ class DetectorModule(DarknetModule):
             tree_decode=self.hparams.tree_decode,
             tree_map=self.eval_nodes,
             class_activation=self.criterion.class_activation,  # the loss's head: one home for it
+        )
+
+    def average_outputs(self, raws: torch.Tensor) -> torch.Tensor:
+        """(K, A * (5 + C), H, W) head outputs of K frames -> (1, ...) raw outputs of their activated mean, for
+        :meth:`predict_raw` (darknet's demo; :func:`yolo9000.postprocess.average_outputs` with this head's
+        location, class activation and tree)."""
+        return average_outputs(
+            raws,
+            int(self.model.anchors.shape[0]),
+            location=self.model.location,
+            class_activation=self.criterion.class_activation,
+            tree=self.tree,
         )
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int = 0) -> dict[str, Any]:

@@ -91,6 +91,13 @@ def test_a_weights_file_gone_at_resume_leaves_the_count_to_the_checkpoint(tmp_pa
     old = DarknetSteps(1000, [100], [0.1])
     del old.start
     assert old(0) == pytest.approx(1e-12)
+    # a checkpoint saved before ``start`` existed resumes counting from 0, not from this run's start
+    module = build(compose(tmp_path / "again")).module
+    ckpt = {"lr_schedulers": [{"lr_lambdas": [{"burn_in": 1000, "steps": [100], "scales": [0.1], "power": 4.0}]}]}
+    module.on_load_checkpoint(ckpt)
+    resumed = torch.optim.lr_scheduler.LambdaLR(opt, DarknetSteps(1000, [100], [0.1], 4.0, 20050))
+    resumed.load_state_dict({**saved, "lr_lambdas": ckpt["lr_schedulers"][0]["lr_lambdas"]})
+    assert resumed.lr_lambdas[0].start == 0
 
 
 def test_poly_and_fraction_steps_count_from_the_start() -> None:

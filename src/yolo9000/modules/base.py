@@ -216,6 +216,10 @@ class DarknetModule(pl.LightningModule):
         total, run = checkpoint.get("yolo9000_skipped_steps", (0, 0))
         self.skipped_steps, self._nonfinite_run = int(total), int(run)
         self._nonfinite_counts = None  # the device's counters start again from these
+        for state in checkpoint.get("lr_schedulers") or []:  # restored after this hook
+            for fn in state.get("lr_lambdas") or []:
+                if isinstance(fn, dict) and "burn_in" in fn:  # a darknet schedule saved before its ``start``: it
+                    fn.setdefault("start", 0)  # counted from 0, whatever this run's config now says
 
     def configure_optimizers(self) -> Any:
         total = int(self.trainer.estimated_stepping_batches) if self._trainer is not None else 1

@@ -138,7 +138,7 @@ class VideoFrames:
             cap = cv2.VideoCapture(stream, cv2.CAP_FFMPEG, timeouts)
         if not cap.isOpened():
             cap.release()
-            raise VideoError(f"{self.path}: {_not_opened(stream)}")
+            raise VideoError(f"{self.path}: {_not_opened(stream, timeout_s)}")
         ok, first = cap.read()
         if not ok:
             cap.release()
@@ -221,12 +221,12 @@ class VideoFrames:
         self.close()
 
 
-def _not_opened(stream: int | str | None) -> str:
+def _not_opened(stream: int | str | None, timeout_s: float = STREAM_TIMEOUT_S) -> str:
     if stream is None:
         return "not a video OpenCV's reader can open (corrupt, or an unknown format)"
     if isinstance(stream, int):
         return "cannot be opened (no camera at this index, it is in use, or this OpenCV has no camera support)"
-    return f"cannot be opened (unreachable, no stream at this address, or nothing within {STREAM_TIMEOUT_S:g} s)"
+    return f"cannot be opened (unreachable, no stream at this address, or nothing within {float(timeout_s):g} s)"
 
 
 class _LatestFrame:

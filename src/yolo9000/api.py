@@ -504,16 +504,20 @@ class Detector:
         entries: list[dict[str, Any]] = []  # the frames still to give and the ``before`` given ones before them
         given = 0  # position in ``entries`` of the next frame to give
 
-        def detect(t: int) -> tuple[np.ndarray, Detections]:
-            window = entries[max(0, t - before) : t + after + 1]
-            raw = self.module.average_outputs(torch.stack([e["raw"] for e in window]))
-            e = entries[t]
+        def detect(start: int, stop: int) -> Iterator[tuple[np.ndarray, Detections]]:
+            """The frames at positions ``start`` .. ``stop`` - 1, their averaged outputs decoded as one batch."""
+            ready = entries[start:stop]
+            windows = [entries[max(0, t - before) : t + after + 1] for t in range(start, stop)]
+            raw = torch.cat([self.module.average_outputs(torch.stack([e["raw"] for e in w])) for w in windows])
             dev = raw.device
+            transforms = torch.stack([e["transform"] for e in ready]).to(dev)
+            orig = torch.stack([e["orig"] for e in ready]).to(dev)
             with torch.no_grad():
-                (p,) = self.module.predict_raw(
-                    raw, hw, e["transform"][None].to(dev), e["orig"][None].to(dev), conf, nms, max_det
-                )
-            return e["frame"], self._detections(p, e["index"], str(frames.path), e["orig"].tolist())
+                preds = self.module.predict_raw(raw, hw, transforms, orig, conf, nms, max_det)
+            if preds and preds[0]["scores"].device.type != "cpu":
+                preds = _to_host(preds)
+            for e, p in zip(ready, preds, strict=True):
+                yield e["frame"], self._detections(p, e["index"], str(frames.path), e["orig"].tolist())
 
         for first, batch in frames:
             dataset = _IndexedImages(batch, hw, transform=self._transforms[bool(letterbox)])
@@ -529,14 +533,14 @@ class Detector:
                         "orig": read["orig_sizes"][k],
                     }
                 )
-            while given + after < len(entries):
-                yield detect(given)
-                given += 1
+            if given + after < len(entries):  # the frames whose windows are complete
+                stop = len(entries) - after
+                yield from detect(given, stop)
+                given = stop
             drop = max(0, given - before)
             entries, given = entries[drop:], given - drop
-        while given < len(entries):  # the last frames: fewer after them
-            yield detect(given)
-            given += 1
+        if given < len(entries):  # the last frames: fewer after them
+            yield from detect(given, len(entries))
 
     def _batches(self, dataset: _IndexedImages, parts: list[range]) -> Iterator[dict[str, Any]]:
         """The collated batches of ``parts`` in order (:meth:`_read`); with :attr:`read_ahead` the next one is read

@@ -21,6 +21,7 @@ from yolo9000.darknet import (
     fixed_input_size,
     net_training_options,
     parse_cfg_text,
+    read_header,
     read_text,
     region_lines,
     region_meta,
@@ -230,16 +231,29 @@ def _log_net_options(m: dict[str, Any]) -> None:
             own["max_batches"],
         )
     seen, start = int(m.get("start_seen") or 0), int(m.get("start_iteration") or 0)
+    weights = m["net"].get("weights")
+    if not seen and not start and weights and Path(str(weights)).is_file():
+        header = int(read_header(str(weights))[0].seen)
+        if header:  # model.start_seen=0 given: the loader's lines still name the header's count
+            log.info(
+                "%s: seen %d in its header set aside (model.start_seen=0, darknet's -clear): seen and the schedule "
+                "start at 0",
+                weights,
+                header,
+            )
     if seen or start:
+        factor = _schedule_factor(m, start)
+        lr = f" = {float(m['lr']) * factor:.4g}" if m.get("lr") is not None else ""
         log.info(
             "%s: seen %d in its header: the run goes on from it as darknet's does (the prior-matching term stops "
-            "at %d), its schedule from iteration %d (burn-in and the steps before it done: lr x %.4g now); "
+            "at %d), its schedule from iteration %d (burn-in and the steps before it done: lr x %.4g now%s); "
             "model.start_seen=0 starts both at 0 (darknet's -clear)",
-            m["net"].get("weights") or "start_seen",
+            weights or "start_seen",
             seen,
             m["loss"].get("prior_seen", 12800),
             start,
-            _schedule_factor(m, start),
+            factor,
+            lr,
         )
         if own["max_batches"] and start >= own["max_batches"]:
             log.warning(

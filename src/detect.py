@@ -164,6 +164,7 @@ def main(cfg: DictConfig) -> None:
             save_image(drawn, out_dir / "detections" / out_names[det.path])
     run = {"checkpoint": str(cfg.ckpt_path), "input_hw": list(hw), "letterbox": bool(cfg.letterbox)}
     found = {"images": records, **({"videos": video_records} if videos else {}), "failed": failed}
+    out_dir.mkdir(parents=True, exist_ok=True)  # nothing written yet when no input could be read
     (out_dir / "detections.json").write_text(json.dumps({**run, **found}, indent=2))
     if not records and not video_records:
         msg = f"no input could be read: none of the {len(failed)} input(s) of source={cfg.source}:\n"
@@ -176,7 +177,8 @@ def main(cfg: DictConfig) -> None:
     if writer is not None:
         writer([r for r in results if r.error is None])
     n = sum(len(r["detections"]) for r in records)
-    frames = f" and {sum(v['frames'] for v in video_records)} video frames" if videos else ""
+    in_videos = sum(v["detection_count"] for v in video_records)
+    frames = f" and {in_videos} in {sum(v['frames'] for v in video_records)} video frames" if videos else ""
     log.info("%d detections in %d images%s (%d unreadable) -> %s", n, len(records), frames, len(failed), out_dir)
 
 
@@ -196,9 +198,9 @@ def detect_video(
     as they come, and stops on Ctrl-C or SIGTERM with every output complete (``stopped`` in the record).
 
     Returns its detections.json record: file (path, URL or ``camera <index>``), fps, width, height, live, frames,
-    drawing, and per frame its index, time (seconds; a live frame's arrival) and detections (a live source:
-    ``dropped`` and ``detections_file`` instead, and ``stopped``: SIGINT / SIGTERM or null). Raises VideoError
-    naming the source when it cannot be read."""
+    detection_count (over all frames), drawing, and per frame its index, time (seconds; a live frame's
+    arrival) and detections (a live source: ``dropped`` and ``detections_file`` instead, and ``stopped``: SIGINT /
+    SIGTERM or null). Raises VideoError naming the source when it cannot be read."""
     bs, latest = int(cfg.batch_size), bool(cfg.live_latest)
     frames = VideoFrames(video, bs, latest=latest, max_frames=cfg.max_frames)
     info, name = frames.info, source_name(video)
@@ -246,7 +248,8 @@ def detect_video(
     dropped = f" ({frames.dropped} dropped)" if info.live else ""
     log.info("%s: %d detections in %d frames%s%s", name, found, count, dropped, f" -> {drawing}" if cfg.draw else "")
     record = {"file": name, "fps": info.fps, "width": info.width, "height": info.height, "live": info.live}
-    record |= {"frames": count, **({"drawing": str(Path("detections") / drawing.name)} if cfg.draw else {})}
+    record |= {"frames": count, "detection_count": found}
+    record |= {"drawing": str(Path("detections") / drawing.name)} if cfg.draw else {}
     if info.live:
         jsonl = str(Path("detections") / drawing.with_suffix(".jsonl").name)
         return record | {"dropped": frames.dropped, "stopped": stopped, "detections_file": jsonl}

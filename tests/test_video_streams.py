@@ -123,7 +123,8 @@ def test_cameras_are_indices_and_streams_are_urls_of_the_stream_schemes(tmp_path
     assert stream_source(Path("0")) is None
     (tmp_path / "0").mkdir()  # a folder named 0 is the folder
     assert stream_source("0") is None and stream_source(0) == 0
-    assert source_name(0) == "camera 0" and source_name(url) == url and source_name("a/b.mp4") == "a/b.mp4"
+    assert source_name(0) == "camera 0" and source_name(url) == "rtsp://user:***@cam.local:554/live/ch1"
+    assert source_name("a/b.mp4") == "a/b.mp4"
 
 
 def test_stream_names_under_detections_and_the_split_of_a_source() -> None:
@@ -410,3 +411,20 @@ def test_detect_video_serves_the_annotated_frames_without_drawing_files(
     assert got and all(f.shape == (*FRAME_HW, 3) and f.std() > 10 for f in got)
     with pytest.raises(ValueError, match=r"serve_port must be a TCP port \(0-65535; 0: any free one\) or null, got"):
         detect.check_settings(detect_cfg(tiny_ckpt, cfg.source, "serve_port=70000"))
+
+
+def test_a_streams_password_is_not_written_and_counts_reach_the_record(
+    server: str, tiny_ckpt: Path, tmp_path: Path
+) -> None:
+    """A URL's password shows as *** wherever the source is named (a user name stays); a video record counts its
+    detections over all frames (the sum of its lines), and detect.py's last line names them."""
+    assert source_name("rtsp://admin:s3cr:t@cam.local:554/live") == "rtsp://admin:***@cam.local:554/live"
+    assert source_name("rtsp://admin@cam/live") == "rtsp://admin@cam/live" and source_name("a:b@c.mp4") == "a:b@c.mp4"
+    with pytest.raises(VideoError, match=r"^http://u:\*\*\*@127\.0\.0\.1:\d+/missing\.mp4: cannot be opened"):
+        VideoFrames(f"{server.replace('http://', 'http://u:pw@')}/missing.mp4")
+    detect = load_script("detect")
+    cfg = detect_cfg(tiny_ckpt, f"{server}/live?fps=100", "max_frames=4", "conf_thresh=0.01")
+    det = Detector.from_checkpoint(tiny_ckpt, conf_thresh=0.01)
+    record = detect.detect_video(det, cfg.source, (64, 64), cfg, tmp_path / "detections" / "live.mp4")
+    lines = [json.loads(x) for x in (tmp_path / "detections" / "live.jsonl").read_text().splitlines()]
+    assert record["detection_count"] == sum(len(x["detections"]) for x in lines) > 0

@@ -32,6 +32,7 @@ STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp
 TIMES_KEPT = 1024  # frames whose times :meth:`VideoFrames.time_of` keeps (a consumer may lag a window behind)
 STREAM_TIMEOUT_S = 10.0  # a stream that does not open, or gives no frame, within this is an error (not a hang)
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+_PASSWORD = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^/@:]*):[^/@]*@")  # scheme://user:password@ (password replaced)
 
 VideoSource = str | Path | int
 
@@ -86,9 +87,12 @@ def stream_source(source: object) -> int | str | None:
 
 
 def source_name(source: VideoSource) -> str:
-    """How a source is named in messages and results: the file's path, the URL, or ``camera <index>``."""
+    """How a source is named in messages and results: the file's path, the URL (a password in it shown as ``***``:
+    ``rtsp://admin:***@cam/live``), or ``camera <index>``."""
     s = stream_source(source)
-    return f"camera {s}" if isinstance(s, int) else str(source)
+    if isinstance(s, int):
+        return f"camera {s}"
+    return _PASSWORD.sub(r"\1:***@", str(source)) if s is not None else str(source)
 
 
 class VideoFrames:

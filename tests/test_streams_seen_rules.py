@@ -189,7 +189,7 @@ def test_a_waiting_consumer_is_woken_by_each_new_frame(cameras: Any) -> None:
     start = time.monotonic()
     with VideoFrames(0, latest=True, max_frames=20) as frames:
         n = sum(len(batch) for _, batch in frames)
-    assert n == 20 and time.monotonic() - start < 1.0
+    assert n == 20 and time.monotonic() - start < 1.2  # a loaded machine has 10x headroom; the poll takes ~2 s
 
 
 # --- detect.py on a live source ---------------------------------------------------------------------------------

@@ -450,7 +450,7 @@ class Detector:
     ) -> Iterator[tuple[np.ndarray, Detections]]:
         """Detect objects in every frame of a video file, camera or stream, in order (darknet's ``detector demo``).
 
-        Frames run ``batch_size`` at a time through :meth:`predict` (the same resize, decode and NMS as an image's).
+        Frames run ``batch_size`` at a time through the same resize, forward, decode and NMS as :meth:`predict`'s.
         A live source (a camera, a stream without a frame count) runs on the newest frame each time, one at a time,
         until it ends or the caller stops iterating (see :class:`~yolo9000.data.video.VideoFrames`).
 

@@ -57,6 +57,8 @@ def test_bench_config_fixes_the_shape_and_repeats_the_parsers(bench: ModuleType)
     assert out.data.multiscale.enabled is False and out.data.multiscale.fixed_size == 96
     assert OmegaConf.to_container(out.data.train) == [{"path": "r/x"}] * 3
     assert cfg.data.batch_size == 16 and cfg.data.drop_last is False and cfg.data.multiscale.enabled is True
+    cfg.bench.train_repeat = 2
+    assert OmegaConf.to_container(bench.bench_config(cfg).data.train) == [{"path": "r/x"}] * 2
     cfg.bench.train_repeat = 1
     assert OmegaConf.to_container(bench.bench_config(cfg).data.train) == {"path": "${..root}/x"}  # untouched
 
@@ -78,7 +80,8 @@ def test_check_settings_names_every_bad_key(bench: ModuleType, tmp_path: Path) -
     """bench.steps is checked as size and batch_size are (0 is refused); a boolean is not an integer (True would
     pass as 1); a directory is no checkpoint file."""
     bench.check_settings(settings())
-    for key, bad in (("steps", 0), ("batch_size", 0), ("size", True), ("size", 0), ("steps", 1.0)):
+    bad_values = (("steps", 0), ("batch_size", 0), ("batch_size", True), ("size", True), ("size", 0), ("steps", 1.0))
+    for key, bad in bad_values:
         with pytest.raises(ValueError, match=f"bench.{key} must be"):
             bench.check_settings(settings(**{key: bad}))
     with pytest.raises(ValueError, match="infer_batches must be positive"):

@@ -191,7 +191,8 @@ def detect_video(
     mjpeg: MjpegServer | None = None,
 ) -> dict[str, Any]:
     """Every frame of ``video`` (a file, camera or stream) through the detector (:meth:`Detector.predict_video`), the
-    annotated frames written to ``drawing`` (``cfg.draw``) at the video's frame rate and served by ``mjpeg`` (when
+    annotated frames written to ``drawing`` (``cfg.draw``) at the video's frame rate (a frame dropped from a live
+    source takes the next detected frame's picture: the video keeps the stream's time) and served by ``mjpeg`` (when
     given); progress logged every ``PROGRESS_FRAMES`` frames. Each frame's detections come from the network's outputs
     averaged over ``cfg.video_average`` frames centred on it (darknet's demo: 3). A live source (camera, stream
     without a frame count) reads ``cfg.live_latest``'s way, writes each frame's detections to ``drawing``'s ``.jsonl``
@@ -210,7 +211,7 @@ def detect_video(
     else:
         log.info("%s: %d x %d at %.2f fps, about %d frames", name, info.width, info.height, info.fps, info.frames)
     per_frame: list[dict[str, Any]] = []
-    count, found, stopped, start = 0, 0, None, time.monotonic()
+    count, found, stopped, start, last = 0, 0, None, time.monotonic(), -1
     with contextlib.ExitStack() as stack:
         stack.enter_context(frames)
         out = stack.enter_context(VideoWriter(drawing, info.fps, info.width, info.height)) if cfg.draw else None
@@ -224,6 +225,7 @@ def detect_video(
             for frame, det in detector.predict_video(frames, size=hw, letterbox=bool(cfg.letterbox), average=average):
                 entry = {"frame": det.index, "time": round(frames.time_of(det.index), 4)}
                 entry["detections"] = det.to_dict()["detections"]
+                gap, last = max(1, det.index - last), det.index  # 1 + the frames dropped before this one
                 count, found = count + 1, found + len(entry["detections"])
                 if lines is not None:
                     lines.write(json.dumps(entry) + "\n")
@@ -234,8 +236,9 @@ def detect_video(
                     img = torch.from_numpy(frame).permute(2, 0, 1)
                     drawn = draw_detections(img, det.boxes, det.labels, det.scores, detector.class_names)
                     drawn_hwc = drawn.permute(1, 2, 0).numpy()
-                    if out is not None:
-                        out.write(drawn_hwc)
+                    if out is not None:  # a frame in place of each dropped one too: the video keeps the stream's time
+                        for _ in range(gap):
+                            out.write(drawn_hwc)
                     if mjpeg is not None:
                         mjpeg.write(drawn_hwc)
                 if count % PROGRESS_FRAMES == 0:

@@ -286,7 +286,7 @@ def test_ctrl_c_or_sigterm_ends_a_live_stream_with_its_outputs_complete(
     how: str, server: str, tiny_ckpt: Path, tmp_path: Path, monkeypatch: Any
 ) -> None:
     """Ctrl-C (KeyboardInterrupt) or a real SIGTERM after 4 frames of an endless stream: detect_video returns (no
-    exception), ``stopped`` names it, the lines file and the playable annotated video hold the 4 frames; the SIGTERM
+    exception), ``stopped`` names it, the lines file holds the 4 frames and the annotated video plays; the SIGTERM
     handler before the stream is back after it."""
     detect = load_script("detect")
     then = KeyboardInterrupt() if how == "SIGINT" else signal.SIGTERM
@@ -296,8 +296,9 @@ def test_ctrl_c_or_sigterm_ends_a_live_stream_with_its_outputs_complete(
     det = Detector.from_checkpoint(tiny_ckpt)
     record = detect.detect_video(det, cfg.source, (64, 64), cfg, tmp_path / "detections" / "live.mp4")
     assert record["stopped"] == how and record["frames"] == 4
-    assert len((tmp_path / "detections" / "live.jsonl").read_text().splitlines()) == 4
-    assert len(read_with_opencv(tmp_path / "detections" / "live.mp4")) == 4
+    lines = [json.loads(x) for x in (tmp_path / "detections" / "live.jsonl").read_text().splitlines()]
+    assert len(lines) == 4  # and the video is playable, a frame for each stream frame up to the last detected
+    assert len(read_with_opencv(tmp_path / "detections" / "live.mp4")) == lines[-1]["frame"] + 1
     assert signal.getsignal(signal.SIGTERM) == before
 
 
@@ -428,3 +429,26 @@ def test_a_streams_password_is_not_written_and_counts_reach_the_record(
     record = detect.detect_video(det, cfg.source, (64, 64), cfg, tmp_path / "detections" / "live.mp4")
     lines = [json.loads(x) for x in (tmp_path / "detections" / "live.jsonl").read_text().splitlines()]
     assert record["detection_count"] == sum(len(x["detections"]) for x in lines) > 0
+
+
+def test_a_live_streams_video_keeps_the_streams_time(
+    server: str, tiny_ckpt: Path, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """A detector slower than the stream (100 fps sent, 40 ms a frame), newest first: the annotated video has a
+    frame for every stream frame up to the last detected (the last index + 1: a dropped frame takes the next
+    detected one's picture), not one per detected frame, so it plays in the stream's time."""
+    detect = load_script("detect")
+    real = Detector.predict_video
+
+    def slow(self: Any, video: Any, **kw: Any) -> Iterator[Any]:
+        for item in real(self, video, **kw):
+            time.sleep(0.04)
+            yield item
+
+    monkeypatch.setattr(Detector, "predict_video", slow)
+    cfg = detect_cfg(tiny_ckpt, f"{server}/live?fps=100", "max_frames=6", "video_average=1")
+    det = Detector.from_checkpoint(tiny_ckpt)
+    record = detect.detect_video(det, cfg.source, (64, 64), cfg, tmp_path / "detections" / "live.mp4")
+    lines = [json.loads(x) for x in (tmp_path / "detections" / "live.jsonl").read_text().splitlines()]
+    assert record["frames"] == 6 and record["dropped"] > 0
+    assert len(read_with_opencv(tmp_path / "detections" / "live.mp4")) == lines[-1]["frame"] + 1 > 6

@@ -29,7 +29,7 @@ from yolo9000.darknet import (
 from yolo9000.data.transforms import check_input_size
 from yolo9000.environment import hint_unset_env
 from yolo9000.models import STRIDE
-from yolo9000.modules.schedules import DarknetSteps
+from yolo9000.modules.schedules import DarknetSteps, fraction_steps
 
 log = logging.getLogger("yolo9000")
 
@@ -269,7 +269,7 @@ def _schedule_factor(m: dict[str, Any], start: int) -> float:
     """The learning-rate multiplier of a ``steps`` schedule at iteration ``start`` (1 for ``poly``: its end is the
     run's)."""
     steps = list(m.get("steps") or [])
-    if m.get("lr_policy") != "steps" or (steps and all(float(s) <= 1.0 for s in steps)):  # fractions: the run's
+    if m.get("lr_policy") != "steps" or fraction_steps(steps):  # fractions: of the run, not darknet iterations
         return 1.0
     scales = list(m.get("scales") or [])
     return DarknetSteps(int(m.get("burn_in") or 0), steps, scales, float(m.get("power", 4.0)), start)(0)

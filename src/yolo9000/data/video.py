@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import cv2
 import numpy as np
@@ -206,10 +207,10 @@ class VideoFrames:
         """(index, time, BGR frame) of the newest frame each time one is asked for, read by a background thread."""
         first, self._first = self._first, None
         self._reader = _LatestFrame(self._cap, first, self._t0)
-        last = -1
-        while (item := self._reader.next_after(last)) is not None:
-            self.dropped += item[0] - last - 1
-            last = item[0]
+        taken = 0
+        while (got := self._reader.frames.next_after(taken)) is not None:
+            self.dropped += got[0] - taken - 1  # frame k is the slot's (k + 1)-th value
+            taken, item = got
             yield item
 
     def close(self) -> None:
@@ -233,16 +234,45 @@ def _not_opened(stream: int | str | None, timeout_s: float = STREAM_TIMEOUT_S) -
     return f"cannot be opened (unreachable, no stream at this address, or nothing within {float(timeout_s):g} s)"
 
 
+class _Newest:
+    """The newest of a sequence of values handed from one thread to others: :meth:`put` replaces it, and a reader
+    waiting in :meth:`next_after` wakes for each new one; a reader slower than the writer skips values."""
+
+    def __init__(self) -> None:
+        self._value: Any = None
+        self._count = 0  # values put so far: the newest is the count-th
+        self._closed = False
+        self._cond = threading.Condition()
+
+    def put(self, value: Any) -> None:
+        with self._cond:
+            self._value, self._count = value, self._count + 1
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        """No more values: readers waiting for a newer one get None."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def next_after(self, count: int) -> tuple[int, Any] | None:
+        """(its count, the newest value) once it is newer than the ``count``-th, waiting for it (in short waits, so
+        Ctrl-C reaches a main thread waiting here); None when closed with none newer."""
+        with self._cond:
+            while self._count <= count and not self._closed:
+                self._cond.wait(0.1)
+            return (self._count, self._value) if self._count > count else None
+
+
 class _LatestFrame:
     """A thread reading a live source as fast as it sends, keeping only the newest frame (darknet demo's fetch
-    thread): :meth:`next_after` gives the newest frame whose index is above the one given, waiting for it."""
+    thread) in :attr:`frames`, a :class:`_Newest` of (index, time, BGR frame), the first frame put already."""
 
     def __init__(self, cap: cv2.VideoCapture, first: np.ndarray, t0: float) -> None:
         self._cap, self._t0 = cap, t0
-        self._item: tuple[int, float, np.ndarray] | None = (0, 0.0, first)
-        self._ended = False
+        self.frames = _Newest()
+        self.frames.put((0, 0.0, first))
         self._stop = threading.Event()
-        self._cond = threading.Condition()
         self._thread = threading.Thread(target=self._run, name="yolo9000-stream", daemon=True)
         self._thread.start()
 
@@ -253,21 +283,8 @@ class _LatestFrame:
             if not ok:
                 break
             k += 1
-            with self._cond:
-                self._item = (k, time.monotonic() - self._t0, frame)
-                self._cond.notify_all()
-        with self._cond:
-            self._ended = True
-            self._cond.notify_all()
-
-    def next_after(self, index: int) -> tuple[int, float, np.ndarray] | None:
-        """The newest frame if its index is above ``index``, else the next one read; None when the stream ended
-        (or :meth:`stop`) with no newer frame."""
-        with self._cond:
-            while not (self._item is not None and self._item[0] > index) and not self._ended:
-                self._cond.wait(0.1)
-            item = self._item
-            return item if item is not None and item[0] > index else None
+            self.frames.put((k, time.monotonic() - self._t0, frame))
+        self.frames.close()
 
     def stop(self) -> None:
         """Ask the thread to stop and wait for its read to return (the reader is released after)."""
@@ -333,11 +350,7 @@ class MjpegServer:
         import socketserver
 
         self.quality = int(quality)
-        self._jpeg: bytes | None = None
-        self._count = 0
-        self._closed = False
-        self._cond = threading.Condition()
-        owner = self
+        jpegs = self._jpegs = _Newest()
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 (http.server's name)
@@ -345,9 +358,9 @@ class MjpegServer:
                 self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
                 self.send_header("Cache-Control", "no-cache")
                 self.end_headers()
-                sent = -1
+                sent = 0
                 try:
-                    while (item := owner._next_after(sent)) is not None:
+                    while (item := jpegs.next_after(sent)) is not None:
                         sent, jpeg = item
                         head = b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(jpeg)
                         self.wfile.write(head + jpeg + b"\r\n")
@@ -380,22 +393,11 @@ class MjpegServer:
         ok, jpeg = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
         if not ok:
             raise ValueError(f"a {frame.shape} frame cannot be encoded as JPEG")
-        with self._cond:
-            self._jpeg, self._count = jpeg.tobytes(), self._count + 1
-            self._cond.notify_all()
-
-    def _next_after(self, sent: int) -> tuple[int, bytes] | None:
-        """The newest frame once it is newer than ``sent``; None once closed."""
-        with self._cond:
-            while not self._closed and (self._jpeg is None or self._count <= sent):
-                self._cond.wait(0.5)
-            return None if self._closed else (self._count, self._jpeg)  # type: ignore[return-value]
+        self._jpegs.put(jpeg.tobytes())
 
     def close(self) -> None:
         """Stop serving (the viewers' streams end)."""
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
+        self._jpegs.close()
         self._server.shutdown()
         self._server.server_close()
 

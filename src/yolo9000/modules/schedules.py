@@ -10,11 +10,16 @@ import torch
 from torch import nn
 
 
+def fraction_steps(steps: Sequence[float] | None) -> bool:
+    """Whether ``steps`` are fractions of the run (all <= 1), not iterations."""
+    return bool(steps) and all(float(s) <= 1.0 for s in steps)  # type: ignore[union-attr]
+
+
 def resolve_steps(steps: Sequence[float], total: int) -> list[int]:
     """Steps given as fractions (all <= 1) of ``total`` iterations, or as absolute iterations (whole numbers; darknet's
     yolov2.cfg has ``steps=-1,100,20000,30000``); a fraction among absolute steps is a ValueError (it would be
     iteration 0)."""
-    if steps and all(float(s) <= 1.0 for s in steps):
+    if fraction_steps(steps):
         return [int(round(float(s) * total)) for s in steps]
     if any(float(s) != int(float(s)) for s in steps):
         raise ValueError(
@@ -95,7 +100,7 @@ def darknet_optimization(
         policy: DarknetSteps | DarknetPoly = DarknetPoly(start + total_steps, hp.power, hp.burn_in, start)
     elif hp.lr_policy == "steps":
         steps = resolve_steps(hp.steps or [], total_steps)
-        if hp.steps and all(float(s) <= 1.0 for s in hp.steps):  # fractions of this run: from its start
+        if fraction_steps(hp.steps):  # fractions of this run: from its start
             steps = [start + s for s in steps]
         policy = DarknetSteps(hp.burn_in, steps, hp.scales or [], hp.power, start)
     else:

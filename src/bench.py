@@ -417,9 +417,21 @@ def time_inference(
     from yolo9000 import Detector
 
     dtype = AUTOCAST[precision] or torch.float32
-    det = Detector(module, device=device, dtype=dtype, channels_last=channels_last, fold_bn=bool(b.infer_fold_bn))
-    net = det.network  # the bare forward of the network the Detector runs (batch norms folded or not)
-    res: dict[str, Any] = {"infer_channels_last": det.channels_last, "infer_fold_bn": det.fold_bn}
+    compile = b.get("infer_compile", False)
+    det = Detector(
+        module,
+        device=device,
+        dtype=dtype,
+        channels_last=channels_last,
+        fold_bn=bool(b.infer_fold_bn),
+        compile=OmegaConf.to_container(compile) if isinstance(compile, DictConfig) else compile,
+    )
+    net = det.network  # the bare forward of the network the Detector runs (batch norms folded or not, compiled or not)
+    res: dict[str, Any] = {
+        "infer_channels_last": det.channels_last,
+        "infer_fold_bn": det.fold_bn,
+        "infer_compile": str(det.compile_options) if det.compile_options is not None else False,
+    }
     g = torch.Generator().manual_seed(1)
     for n in [int(n) for n in b.infer_batches]:
         x = torch.rand(n, 3, b.size, b.size, generator=g).to(device)

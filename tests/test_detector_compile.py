@@ -1,0 +1,139 @@
+"""``Detector(compile=...)``: the network it runs compiled by ``torch.compile`` (static graphs by default), the same
+detections as the eager network, the module's own network left eager, a refused mode named at construction, and the
+outputs copied where CUDA graphs would overwrite them. Dynamo's ``eager`` backend (tracing, no code generation) keeps
+the default tests to seconds; one slow test compiles with inductor on the CPU."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+
+from test_darknet import randomize, scaled_cfg
+from yolo9000 import Detector
+from yolo9000.build import instantiate_module
+from yolo9000.checkpoints import darknet_to_checkpoint
+from yolo9000.speed import STATIC_RECOMPILE_LIMIT, inference_compile_options
+
+ROOT = Path(__file__).resolve().parents[1]
+IMAGES = sorted((ROOT / "data" / "bccd" / "JPEGImages").glob("*.jpg"))[:3]
+SIZE = 128
+EAGER = {"backend": "eager"}  # dynamo traces the network into a graph and runs it with torch's own kernels
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """yolov2-voc.cfg at 1/8 width, 3 classes, random weights that make the outputs depend on the image."""
+    tmp = tmp_path_factory.mktemp("compile_ckpt")
+    names = tmp / "bccd.names"
+    names.write_text("RBC\nWBC\nPlatelets\n")
+    ck = darknet_to_checkpoint(scaled_cfg(tmp, "yolov2-voc.cfg", 0.125, 3), None, names)
+    module = instantiate_module(ck["yolo9000_model_config"])
+    module.load_state_dict(ck["state_dict"])
+    randomize(module.model, seed=0)
+    ck["state_dict"] = module.state_dict()
+    torch.save(ck, tmp / "bccd.ckpt")
+    return tmp / "bccd.ckpt"
+
+
+def same_detections(a: list, b: list, atol: float = 0.0) -> None:  # lists of Detections
+    """Same labels, scores within ``atol`` and boxes (pixels of 640 x 480 images) within 10 ``atol``."""
+    assert [len(d) for d in a] == [len(d) for d in b] and sum(len(d) for d in a) > 10
+    for x, y in zip(a, b, strict=True):
+        assert torch.equal(x.labels, y.labels)
+        torch.testing.assert_close(x.boxes, y.boxes, atol=10 * atol, rtol=0)
+        torch.testing.assert_close(x.scores, y.scores, atol=atol, rtol=0)
+
+
+def is_compiled(net: torch.nn.Module) -> bool:
+    return isinstance(net, torch._dynamo.eval_frame.OptimizedModule)
+
+
+def test_compile_settings_become_torch_compile_keywords() -> None:
+    assert inference_compile_options(False) is None and inference_compile_options(None) is None
+    assert inference_compile_options(True) == {"dynamic": False}  # static graphs unless asked otherwise
+    assert inference_compile_options("reduce-overhead") == {"mode": "reduce-overhead", "dynamic": False}
+    assert inference_compile_options({"backend": "eager"}) == {"backend": "eager", "dynamic": False}
+    assert inference_compile_options({"mode": "max-autotune", "dynamic": None}) == {
+        "mode": "max-autotune",
+        "dynamic": None,
+    }
+    with pytest.raises(ValueError, match=r"unknown torch.compile keys \['modes'\]"):
+        inference_compile_options({"modes": "default"})
+    with pytest.raises(TypeError, match="compile must be"):
+        inference_compile_options(1)
+
+
+def test_a_compiled_detector_gives_the_eager_detections_and_leaves_the_module_eager(ckpt: Path) -> None:
+    eager = Detector.from_checkpoint(ckpt, device="cpu", conf_thresh=0.01)
+    compiled = Detector.from_checkpoint(ckpt, device="cpu", conf_thresh=0.01, compile=EAGER)
+    assert not is_compiled(eager.network) and is_compiled(compiled.network)
+    assert compiled.compile_options == {"backend": "eager", "dynamic": False} and eager.compile_options is None
+    assert "compile={'dynamic': False, 'backend': 'eager'}" in repr(compiled) and "compile" not in repr(eager)
+    # the module's own network (its checkpoint, its training) stays eager: the compiled one is the folded copy's
+    assert all(getattr(m, "_compiled_call_impl", None) is None for m in compiled.module.model.modules())
+    assert torch._dynamo.config.recompile_limit >= STATIC_RECOMPILE_LIMIT  # one static graph per input shape
+    same_detections(eager.predict(IMAGES, size=SIZE, batch_size=2), compiled.predict(IMAGES, size=SIZE, batch_size=2))
+    # not folded: the module's network wrapped, not compiled in place
+    unfolded = Detector.from_checkpoint(ckpt, device="cpu", conf_thresh=0.01, fold_bn=False, compile=EAGER)
+    assert is_compiled(unfolded.network) and unfolded.network._orig_mod is unfolded.module.model
+    assert all(getattr(m, "_compiled_call_impl", None) is None for m in unfolded.module.model.modules())
+    same_detections(eager.predict(IMAGES, size=SIZE), unfolded.predict(IMAGES, size=SIZE), atol=1e-4)
+    copy = pickle.loads(pickle.dumps(compiled))
+    assert is_compiled(copy.network)
+    same_detections(eager.predict(IMAGES, size=SIZE), copy.predict(IMAGES, size=SIZE))
+
+
+def test_a_mode_torch_refuses_is_named_when_the_detector_is_built(ckpt: Path) -> None:
+    with pytest.raises(ValueError, match=r"compile='fastest': Unrecognized mode=fastest"):
+        Detector.from_checkpoint(ckpt, device="cpu", compile="fastest")
+    with pytest.raises(ValueError, match="unknown torch.compile keys"):
+        Detector.from_checkpoint(ckpt, device="cpu", compile={"backend": "eager", "dynamo": True})
+
+
+def test_outputs_are_copied_where_cuda_graphs_would_overwrite_them(ckpt: Path) -> None:
+    """Under CUDA graphs a compiled call's output lives in the graph's memory, overwritten by the next call (video
+    averaging keeps several frames' outputs): the Detector then copies each output. A stand-in network returns one
+    tensor every call; on the CPU nothing is copied (no CUDA graphs there)."""
+    det = Detector.from_checkpoint(ckpt, device="cpu", compile=EAGER)
+    assert det._copy_outputs is False  # CPU
+    fixed = torch.randn(1, 40, 4, 4)
+    det.network = lambda x: fixed  # type: ignore[assignment]
+    images = torch.zeros(1, 3, SIZE, SIZE, dtype=torch.uint8)
+    assert det._forward(images).data_ptr() == fixed.data_ptr()  # as it is (float32, contiguous: no copy made)
+    det._copy_outputs = True  # what a CUDA device with a compiled network sets
+    out = det._forward(images)
+    assert out.data_ptr() != fixed.data_ptr() and torch.equal(out, fixed)
+
+
+@pytest.mark.slow
+def test_inductor_on_the_cpu_gives_the_eager_detections(ckpt: Path) -> None:
+    """The real compiler (a C++ toolchain on the CPU): static graphs of two shapes (batch 2, then the last batch of
+    1), the eager network's detections (oneDNN's kernels round alike: within float noise)."""
+    eager = Detector.from_checkpoint(ckpt, device="cpu", conf_thresh=0.01)
+    compiled = Detector.from_checkpoint(ckpt, device="cpu", conf_thresh=0.01, compile=True)
+    same_detections(
+        eager.predict(IMAGES, size=SIZE, batch_size=2), compiled.predict(IMAGES, size=SIZE, batch_size=2), atol=1e-4
+    )
+
+
+def test_detect_py_compiles_when_asked(ckpt: Path, tmp_path: Path) -> None:
+    """``detect.py compile=...``: the Detector it builds compiles (its log line names the settings), the same
+    detections as without."""
+    from test_cli_bench_detect_eval import run
+
+    image = ROOT / "data" / "bccd" / "JPEGImages" / "BloodImage_00000.jpg"
+    common = (f"ckpt_path={ckpt}", f"source={image}", f"img_size={SIZE}", "draw=false", "conf_thresh=0.01")
+    plain = run("detect.py", tmp_path / "plain", *common)
+    compiled = run("detect.py", tmp_path / "compiled", *common, "compile={backend: eager}")
+    assert plain.returncode == 0 and compiled.returncode == 0, compiled.stderr[-3000:]
+    assert "compile={'dynamic': False, 'backend': 'eager'}" in compiled.stdout + compiled.stderr
+    assert "compile=" not in plain.stdout + plain.stderr
+    dets = [
+        json.loads((tmp_path / k / "detections.json").read_text())["images"][0]["detections"]
+        for k in ("plain", "compiled")
+    ]
+    assert len(dets[0]) > 10 and dets[0] == dets[1]

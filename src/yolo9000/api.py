@@ -249,14 +249,19 @@ class Detector:
         self._pool_lock = threading.Lock()
 
     def __getstate__(self) -> dict[str, Any]:
-        """Pickled without the thread pool (remade on first use)."""
+        """Pickled without the thread pool (remade on first use), a network compiled here as its eager self
+        (compiled again when unpickled: compiled code does not travel)."""
         state = self.__dict__.copy()
         for key in ("_pool", "_pool_size", "_pool_lock"):
             state.pop(key)
+        if self.compile_options is not None:
+            state["network"] = self.network._orig_mod
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        if self.compile_options is not None:
+            self.network = compile_network(self.network, self.compile_options)
         self._init_threads()
 
     # ---------------------------------------------------------------- construction

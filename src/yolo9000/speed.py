@@ -249,7 +249,7 @@ def inference_compile_options(setting: bool | str | Mapping[str, Any] | None) ->
     False: None (eager); True: ``{"dynamic": False}``; a string: that ``mode`` (``reduce-overhead``: CUDA graphs,
     ``max-autotune``, ...); a mapping: those keywords (:data:`COMPILE_KEYS`). ``dynamic`` defaults to False: one
     static graph per input shape, each compiled once (on a 2-core CPU a dynamic graph of the default model took 400 s
-    to compile against about 20 s for a static one, and its detections of 32 photos were not all the eager network's;
+    to compile against 10-20 s for a static one, and its detections of 32 photos were not all the eager network's;
     the static graphs' outputs were identical to it)."""
     if setting is None or setting is False:
         return None

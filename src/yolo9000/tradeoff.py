@@ -37,7 +37,7 @@ import torch
 from yolo9000.data.transforms import Size, check_input_size, input_hw, normal_size, size_text
 from yolo9000.models import STRIDE
 from yolo9000.postprocess import decode_device
-from yolo9000.speed import device_name, time_calls
+from yolo9000.speed import compile_network, device_name, inference_compile_options, time_calls
 
 log = logging.getLogger("yolo9000.tradeoff")
 
@@ -117,6 +117,9 @@ def collect_images(loader: Any, count: int) -> EvalImages:
     return EvalImages(batch["images"], batch["transforms"], batch["orig_sizes"])
 
 
+COMPILED_WARMUP = 3  # untimed batches before a compiled network is timed: its compile, CUDA graphs' recording
+
+
 @torch.inference_mode()
 def time_end_to_end(
     module: Any,
@@ -127,6 +130,7 @@ def time_end_to_end(
     iters: int = 20,
     max_seconds: float | None = 3.0,
     context: Callable[[], AbstractContextManager[Any]] = nullcontext,
+    network: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> dict[str, float]:
     """Images/s and ms per image of a detector's inference (:data:`TIMED`) at ``batch_size``.
 
@@ -136,6 +140,8 @@ def time_end_to_end(
         warmup: untimed batches first.
         iters, max_seconds: timed batches: ``iters``, or fewer (at least one) once ``max_seconds`` have passed.
         context: the forward context of the evaluation (the Trainer's precision: autocast under bf16-mixed).
+        network: what runs the forward pass instead of ``module`` (its network compiled: ``speed_compile``); the
+            warm-up is then at least :data:`COMPILED_WARMUP` batches (the compile, CUDA graphs' recording, untimed).
 
     Returns:
         ``img_per_s``, ``ms_per_img`` and ``batches`` (how many batches were timed).
@@ -153,10 +159,11 @@ def time_end_to_end(
         x = b.images.to(device, non_blocking=True)
         x = module.on_after_batch_transfer({"images": x}, 0)["images"]  # uint8 -> float in [0, 1], as in the test
         with context():
-            raw = module(x)
+            raw = module(x) if network is None else network(x).contiguous()
             dev = decode_device(device, x.shape[0])  # as the Detector: a GPU's batches of 1-3 decode on the host
             module.predict_raw(raw.to(dev), x.shape[-2:], b.transforms.to(dev), b.orig_sizes.to(dev))
 
+    warmup = warmup if network is None else max(int(warmup), COMPILED_WARMUP)
     sec, n = time_calls(step, iters, warmup, device, max_seconds)
     return {"img_per_s": batch_size / sec, "ms_per_img": 1000.0 * sec / batch_size, "batches": float(n)}
 
@@ -172,6 +179,9 @@ class SweepSettings:
         speed_batches: batch sizes timed at every size.
         speed_warmup: untimed batches before each timing.
         speed_iters, speed_seconds: timed batches at most, and the time after which timing stops early.
+        speed_compile: time the network compiled (:func:`~yolo9000.speed.inference_compile_options`: True, a
+            ``torch.compile`` mode such as ``reduce-overhead``, or its keywords; one static graph per size and batch,
+            compiled in the untimed warm-up); False: eager. The mAPs are the eager network's either way.
         draw, score_thresh: prediction pictures per size (``size_<S>/predictions/``), as eval.py's.
         split: the evaluated split (``test`` | ``val``), for the reports.
     """
@@ -181,6 +191,7 @@ class SweepSettings:
     speed_warmup: int = 2
     speed_iters: int = 20
     speed_seconds: float | None = 3.0
+    speed_compile: bool | str | dict[str, Any] | None = False
     draw: int = 0
     score_thresh: float = 0.3
     split: str = "test"
@@ -199,6 +210,7 @@ class SweepSettings:
         if not batches or min(batches) < 1:
             raise ValueError(f"speed_batches must be batch sizes >= 1, got {list(self.speed_batches)}")
         self.speed_batches = list(dict.fromkeys(batches))
+        self.compile_options = inference_compile_options(self.speed_compile)  # None: eager; a bad value raises here
 
 
 def columns(batches: Sequence[int]) -> list[str]:
@@ -224,6 +236,7 @@ def _evaluate_size(
     settings: SweepSettings,
     out_dir: Path,
     extra: dict[str, Any],
+    network: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[dict[str, Any], int, dict[str, Any]]:
     """One size of :func:`run_sweep`: the test (``size_<S>/``, ``size_<H>x<W>/`` for a rectangle) and the timings.
     Returns the row, the number of images evaluated and the data module's report."""
@@ -262,7 +275,15 @@ def _evaluate_size(
     }
     for b in settings.speed_batches:
         t = time_end_to_end(
-            module, images, b, device, settings.speed_warmup, settings.speed_iters, settings.speed_seconds, context
+            module,
+            images,
+            b,
+            device,
+            settings.speed_warmup,
+            settings.speed_iters,
+            settings.speed_seconds,
+            context,
+            network,
         )
         row[f"img_per_s_bs{b}"], row[f"ms_per_img_bs{b}"] = t["img_per_s"], t["ms_per_img"]
         log.info(
@@ -312,9 +333,13 @@ def run_sweep(
     rows: list[dict[str, Any]] = []
     data_report: dict[str, Any] = {}
     num_images = 0
+    # the timed forward pass compiled (the tests' mAPs stay the eager module's); it follows the module's moves
+    network = compile_network(module.model, settings.compile_options) if settings.compile_options else None
+    if settings.compile_options:
+        extra["speed_compile"] = str(settings.compile_options)
     for size in settings.sizes:
         row, num_images, data_report = _evaluate_size(
-            module, size, make_datamodule, make_trainer, settings, out_dir, extra
+            module, size, make_datamodule, make_trainer, settings, out_dir, extra, network
         )
         rows.append(row)
         gc.collect()  # this size's loader, and with it its (persistent) worker processes, goes now
@@ -383,6 +408,11 @@ def format_markdown(
         "(the paper's metric); mAP@[.5:.95]: COCO's.",
         f"- img/s, ms/img: {TIMED}. Batches larger than the images held cycle through them.",
         f"- device: {', '.join(devices)}; torch threads: {', '.join(map(str, threads))}",
+        *(
+            [f"- timed with the network compiled (torch.compile {info['speed_compile']}); the mAPs are the eager one's"]
+            if info.get("speed_compile")
+            else []
+        ),
         *_load_note(rows),
         "- GFLOPs: forward pass of one image (2 x multiply-adds).",
     ]

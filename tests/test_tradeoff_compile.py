@@ -1,0 +1,104 @@
+"""``eval.py sizes=[...] speed_compile=...``: the trade-off's timings run the network compiled (each size and batch
+compiled in an untimed warm-up of at least three batches) while its mAPs stay the eager module's; the table says so.
+Dynamo's ``eager`` backend keeps it to seconds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from conftest import data_config
+from test_tradeoff import bccd_ckpt  # noqa: F401 - the module-scoped checkpoint fixture
+from yolo9000.speed import compile_network
+from yolo9000.tradeoff import COMPILED_WARMUP, EvalImages, SweepSettings, run_sweep, time_end_to_end
+
+EAGER = {"backend": "eager"}
+
+
+def test_speed_compile_settings_are_checked_when_the_sweep_is_set_up() -> None:
+    assert SweepSettings(sizes=[64]).compile_options is None
+    assert SweepSettings(sizes=[64], speed_compile=True).compile_options == {"dynamic": False}
+    assert SweepSettings(sizes=[64], speed_compile="reduce-overhead").compile_options == {
+        "mode": "reduce-overhead",
+        "dynamic": False,
+    }
+    with pytest.raises(ValueError, match="unknown torch.compile keys"):
+        SweepSettings(sizes=[64], speed_compile={"backends": "eager"})
+
+
+def test_a_given_network_runs_the_timed_forward_after_a_longer_warm_up(bccd_ckpt: Path) -> None:  # noqa: F811
+    """The network passed in runs every forward pass (the module's own never), ``COMPILED_WARMUP`` untimed batches
+    first however few ``warmup`` asks for; the decode still runs on its output."""
+    from yolo9000.checkpoints import load_module
+
+    module = load_module(bccd_ckpt)
+    calls: list[tuple[int, ...]] = []
+    decoded: list[int] = []
+
+    def network(x: torch.Tensor) -> torch.Tensor:
+        calls.append(tuple(x.shape))
+        return module.model(x)
+
+    def forward(*_: Any) -> None:
+        raise AssertionError("the module's forward ran")
+
+    original = module.predict_raw
+    module.forward = forward  # type: ignore[method-assign]
+    module.predict_raw = lambda raw, *a, **k: decoded.append(raw.shape[0]) or original(raw, *a, **k)  # type: ignore[method-assign]
+    images = EvalImages(torch.zeros(3, 3, 64, 64, dtype=torch.uint8), torch.ones(3, 4), torch.full((3, 2), 64))
+    t = time_end_to_end(module, images, 2, "cpu", warmup=0, iters=2, max_seconds=None, network=network)
+    assert t["batches"] == 2 and t["img_per_s"] > 0
+    assert calls == [(2, 3, 64, 64)] * (COMPILED_WARMUP + 2) and decoded == [2] * (COMPILED_WARMUP + 2)
+
+
+def test_the_sweep_times_the_compiled_network_and_says_so(
+    bccd_ckpt: Path,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import hydra
+    import pytorch_lightning as pl
+
+    from yolo9000 import tradeoff
+    from yolo9000.checkpoints import load_module
+
+    timed: list[int] = []  # batches through the compiled network
+
+    def counting_compile(model: torch.nn.Module, options: dict[str, Any]) -> Any:
+        compiled = compile_network(model, options)
+        return lambda x: timed.append(x.shape[0]) or compiled(x)
+
+    monkeypatch.setattr(tradeoff, "compile_network", counting_compile)
+
+    data = data_config("bccd")
+    data.data.update(max_images=2, num_workers=0, eval_batch_size=2)
+
+    def make_datamodule(size: int) -> Any:
+        data.data.img_size = size
+        return hydra.utils.instantiate(data.data)
+
+    def make_trainer(callbacks: list[Any]) -> pl.Trainer:
+        return pl.Trainer(
+            accelerator="cpu", logger=False, callbacks=callbacks, enable_progress_bar=False, enable_model_summary=False
+        )
+
+    rows = {}
+    for key, compile in (("eager", False), ("compiled", EAGER)):
+        module = load_module(bccd_ckpt, voc07=True)
+        settings = SweepSettings(
+            sizes=[64], speed_batches=[2], speed_warmup=0, speed_iters=1, speed_seconds=None, speed_compile=compile
+        )
+        rows[key] = run_sweep(module, make_datamodule, make_trainer, settings, tmp_path / key)
+        # the module itself stays eager (its checkpoint, its evaluation)
+        assert all(getattr(m, "_compiled_call_impl", None) is None for m in module.model.modules())
+    assert timed == [2] * (COMPILED_WARMUP + 1)  # the compiled sweep's timing only: warm-up, then 1 timed batch
+    assert rows["compiled"][0]["map_50"] == rows["eager"][0]["map_50"]  # the test ran the eager module both times
+    note = "timed with the network compiled (torch.compile {'dynamic': False, 'backend': 'eager'})"
+    assert note in (tmp_path / "compiled" / "tradeoff.md").read_text()
+    assert "compiled" not in (tmp_path / "eager" / "tradeoff.md").read_text()
+    metrics = json.loads((tmp_path / "compiled" / "metrics.json").read_text())
+    assert metrics["speed_compile"] == "{'dynamic': False, 'backend': 'eager'}"

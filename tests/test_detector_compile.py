@@ -9,8 +9,10 @@ import json
 import pickle
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from test_darknet import randomize, scaled_cfg
 from yolo9000 import Detector
@@ -137,3 +139,44 @@ def test_detect_py_compiles_when_asked(ckpt: Path, tmp_path: Path) -> None:
         for k in ("plain", "compiled")
     ]
     assert len(dets[0]) > 10 and dets[0] == dets[1]
+
+
+def test_bench_times_the_compiled_detector_and_the_latency_preset_asks_for_cuda_graphs(ckpt: Path) -> None:
+    """``bench.infer_compile``: the inference rows' Detector compiles (bench.json names the settings); the GPU
+    latency preset (``--config-name bench_gpu_latency``) is YOLOv2-416 with one bf16 + channels_last variant and
+    CUDA graphs (``reduce-overhead``) for its inference at batch 1 and 64."""
+    from omegaconf import OmegaConf
+
+    from conftest import compose_config, load_script
+    from yolo9000.checkpoints import load_module
+
+    bench = load_script("bench")
+    b = OmegaConf.create(
+        {
+            "size": SIZE,
+            "steps": 2,
+            "warmup": 1,
+            "infer_batches": [1],
+            "infer_rounds": 2,
+            "infer_conf": 0.01,
+            "infer_fold_bn": True,
+            "infer_workers": 0,
+            "infer_compile": EAGER,
+        }
+    )
+    images = [np.asarray(Image.open(p).convert("RGB")) for p in IMAGES[:1]]
+    res = bench.time_inference(load_module(ckpt), "32-true", images, b, torch.device("cpu"))
+    assert res["infer_compile"] == "{'dynamic': False, 'backend': 'eager'}"
+    assert res["infer_b1_forward_img_per_s"] > 0 and res["infer_b1_dets_per_img"] > 0
+    b.infer_compile = False
+    assert bench.time_inference(load_module(ckpt), "32-true", images, b, torch.device("cpu"))["infer_compile"] is False
+    cfg = compose_config("bench_gpu_latency")
+    assert (cfg.bench.size, cfg.bench.batch_size, cfg.bench.device, list(cfg.bench.infer_batches)) == (
+        416,
+        64,
+        "cuda",
+        [1, 64],
+    )
+    assert cfg.model.net.backbone.width == 1.0 and cfg.bench.infer_compile == "reduce-overhead"
+    assert list(cfg.bench.variants) == ["bf16_cl"] and not cfg.bench.lightning
+    bench.split_variant(cfg.bench.variants.bf16_cl)  # valid keys

@@ -14,31 +14,14 @@ import pytest
 import torch
 from PIL import Image
 
-from test_darknet import randomize, scaled_cfg
+from test_api import ckpt, names_file  # noqa: F401 - a BCCD checkpoint of yolov2-voc.cfg at 1/8 width
 from yolo9000 import Detector
-from yolo9000.build import instantiate_module
-from yolo9000.checkpoints import darknet_to_checkpoint
 from yolo9000.speed import STATIC_RECOMPILE_LIMIT, inference_compile_options
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGES = sorted((ROOT / "data" / "bccd" / "JPEGImages").glob("*.jpg"))[:3]
 SIZE = 128
 EAGER = {"backend": "eager"}  # dynamo traces the network into a graph and runs it with torch's own kernels
-
-
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """yolov2-voc.cfg at 1/8 width, 3 classes, random weights that make the outputs depend on the image."""
-    tmp = tmp_path_factory.mktemp("compile_ckpt")
-    names = tmp / "bccd.names"
-    names.write_text("RBC\nWBC\nPlatelets\n")
-    ck = darknet_to_checkpoint(scaled_cfg(tmp, "yolov2-voc.cfg", 0.125, 3), None, names)
-    module = instantiate_module(ck["yolo9000_model_config"])
-    module.load_state_dict(ck["state_dict"])
-    randomize(module.model, seed=0)
-    ck["state_dict"] = module.state_dict()
-    torch.save(ck, tmp / "bccd.ckpt")
-    return tmp / "bccd.ckpt"
 
 
 def same_detections(a: list, b: list, atol: float = 0.0) -> None:  # lists of Detections
@@ -69,7 +52,7 @@ def test_compile_settings_become_torch_compile_keywords() -> None:
         inference_compile_options(1)
 
 
-def test_a_compiled_detector_gives_the_eager_detections_and_leaves_the_module_eager(ckpt: Path) -> None:
+def test_a_compiled_detector_gives_the_eager_detections_and_leaves_the_module_eager(ckpt: Path) -> None:  # noqa: F811 - test_api's fixture
     eager = Detector.from_checkpoint(ckpt, device="cpu", conf_thresh=0.01)
     compiled = Detector.from_checkpoint(ckpt, device="cpu", conf_thresh=0.01, compile=EAGER)
     assert not is_compiled(eager.network) and is_compiled(compiled.network)
@@ -89,14 +72,14 @@ def test_a_compiled_detector_gives_the_eager_detections_and_leaves_the_module_ea
     same_detections(eager.predict(IMAGES, size=SIZE), copy.predict(IMAGES, size=SIZE))
 
 
-def test_a_mode_torch_refuses_is_named_when_the_detector_is_built(ckpt: Path) -> None:
+def test_a_mode_torch_refuses_is_named_when_the_detector_is_built(ckpt: Path) -> None:  # noqa: F811 - test_api's fixture
     with pytest.raises(ValueError, match=r"compile='fastest': Unrecognized mode=fastest"):
         Detector.from_checkpoint(ckpt, device="cpu", compile="fastest")
     with pytest.raises(ValueError, match="unknown torch.compile keys"):
         Detector.from_checkpoint(ckpt, device="cpu", compile={"backend": "eager", "dynamo": True})
 
 
-def test_outputs_are_copied_where_cuda_graphs_would_overwrite_them(ckpt: Path) -> None:
+def test_outputs_are_copied_where_cuda_graphs_would_overwrite_them(ckpt: Path) -> None:  # noqa: F811 - test_api's fixture
     """Under CUDA graphs a compiled call's output lives in the graph's memory, overwritten by the next call (video
     averaging keeps several frames' outputs): the Detector then copies each output. A stand-in network returns one
     tensor every call; on the CPU nothing is copied (no CUDA graphs there)."""
@@ -112,7 +95,7 @@ def test_outputs_are_copied_where_cuda_graphs_would_overwrite_them(ckpt: Path) -
 
 
 @pytest.mark.slow
-def test_inductor_on_the_cpu_gives_the_eager_detections(ckpt: Path) -> None:
+def test_inductor_on_the_cpu_gives_the_eager_detections(ckpt: Path) -> None:  # noqa: F811 - test_api's fixture
     """The real compiler (a C++ toolchain on the CPU): static graphs of two shapes (batch 2, then the last batch of
     1), the eager network's detections (oneDNN's kernels round alike: within float noise)."""
     eager = Detector.from_checkpoint(ckpt, device="cpu", conf_thresh=0.01)
@@ -122,7 +105,7 @@ def test_inductor_on_the_cpu_gives_the_eager_detections(ckpt: Path) -> None:
     )
 
 
-def test_detect_py_compiles_when_asked(ckpt: Path, tmp_path: Path) -> None:
+def test_detect_py_compiles_when_asked(ckpt: Path, tmp_path: Path) -> None:  # noqa: F811 - test_api's fixture
     """``detect.py compile=...``: the Detector it builds compiles (its log line names the settings), the same
     detections as without."""
     from test_cli_bench_detect_eval import run
@@ -141,7 +124,7 @@ def test_detect_py_compiles_when_asked(ckpt: Path, tmp_path: Path) -> None:
     assert len(dets[0]) > 10 and dets[0] == dets[1]
 
 
-def test_bench_times_the_compiled_detector_and_the_latency_preset_asks_for_cuda_graphs(ckpt: Path) -> None:
+def test_bench_times_the_compiled_detector_and_the_latency_preset_asks_for_cuda_graphs(ckpt: Path) -> None:  # noqa: F811 - test_api's fixture
     """``bench.infer_compile``: the inference rows' Detector compiles (bench.json names the settings); the GPU
     latency preset (``--config-name bench_gpu_latency``) is YOLOv2-416 with one bf16 + channels_last variant and
     CUDA graphs (``reduce-overhead``) for its inference at batch 1 and 64."""

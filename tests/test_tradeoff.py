@@ -8,6 +8,7 @@ import csv
 import json
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,30 @@ def bccd_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def read_csv(path: Path) -> list[dict[str, str]]:
     with path.open() as f:
         return list(csv.DictReader(f))
+
+
+def small_bccd_sweep(shapes: list[Any] | None = None) -> tuple[Callable[[Any], Any], Callable[[list[Any]], Any]]:
+    """``run_sweep``'s make_datamodule and make_trainer: BCCD's first 2 images, evaluated 2 at a time in this process
+    on the CPU; each data module's size is appended to ``shapes`` when given."""
+    import hydra
+    import pytorch_lightning as pl
+
+    data = data_config("bccd")
+    data.data.update(max_images=2, num_workers=0, eval_batch_size=2)
+
+    def make_datamodule(size: Any) -> Any:
+        data.data.img_size = size if isinstance(size, int) else list(size)
+        dm = hydra.utils.instantiate(data.data)
+        if shapes is not None:
+            shapes.append(dm.img_size)
+        return dm
+
+    def make_trainer(callbacks: list[Any]) -> pl.Trainer:
+        return pl.Trainer(
+            accelerator="cpu", logger=False, callbacks=callbacks, enable_progress_bar=False, enable_model_summary=False
+        )
+
+    return make_datamodule, make_trainer
 
 
 def test_eval_sizes_writes_the_table_and_applies_each_size(bccd_ckpt: Path, tmp_path: Path) -> None:
@@ -120,8 +145,6 @@ class RecordingWandb(WandbLogger):
 def test_converted_darknet_network_through_the_sweep(tmp_path: Path) -> None:
     """A network converted from darknet cfg + .weights (the generic DarknetNet: yolov2-tiny-voc's layers) is
     evaluated and timed at two sizes; W&B gets the per-size numbers, the table and the plot."""
-    import hydra
-    import pytorch_lightning as pl
     import torch
 
     from test_darknet import randomize, scaled_cfg
@@ -137,18 +160,7 @@ def test_converted_darknet_network_through_the_sweep(tmp_path: Path) -> None:
     torch.save(darknet_to_checkpoint(cfg, weights, names), ckpt)
     module = load_module(ckpt, voc07=True)
 
-    data = data_config("bccd")
-    data.data.update(max_images=2, num_workers=0, eval_batch_size=2)
-
-    def make_datamodule(size: int) -> Any:
-        data.data.img_size = size
-        return hydra.utils.instantiate(data.data)
-
-    def make_trainer(callbacks: list[Any]) -> pl.Trainer:
-        return pl.Trainer(
-            accelerator="cpu", logger=False, callbacks=callbacks, enable_progress_bar=False, enable_model_summary=False
-        )
-
+    make_datamodule, make_trainer = small_bccd_sweep()
     wandb = RecordingWandb()
     settings = SweepSettings(sizes=[64, 96], speed_batches=[1, 3], speed_warmup=0, speed_iters=1, speed_seconds=None)
     rows = run_sweep(module, make_datamodule, make_trainer, settings, tmp_path / "out", loggers=[wandb])
@@ -200,28 +212,13 @@ def test_a_rectangle_among_the_sizes(tmp_path: Path) -> None:
     """``sizes=[96, [64, 128], 64]``: evaluated in order of area (64, 64x128, 96), the rectangle at 64 x 128 (its
     test batches that shape, its folder size_64x128, its row "64x128", twice the square 64's GFLOPs) and logged at
     the side of a square of its area (91); a side off the stride is refused naming the list."""
-    import hydra
-    import pytorch_lightning as pl
 
     from conftest import compose_config
     from yolo9000.build import build
 
     module = build(compose_config("train", "data.max_images=2", "model.net.backbone.width=0.125")).module
-    data = data_config("bccd")
-    data.data.update(max_images=2, num_workers=0, eval_batch_size=2)
-    shapes = []
-
-    def make_datamodule(size: Any) -> Any:
-        data.data.img_size = size if isinstance(size, int) else list(size)
-        dm = hydra.utils.instantiate(data.data)
-        shapes.append(dm.img_size)
-        return dm
-
-    def make_trainer(callbacks: list[Any]) -> pl.Trainer:
-        return pl.Trainer(
-            accelerator="cpu", logger=False, callbacks=callbacks, enable_progress_bar=False, enable_model_summary=False
-        )
-
+    shapes: list[Any] = []
+    make_datamodule, make_trainer = small_bccd_sweep(shapes)
     wandb = RecordingWandb()
     settings = SweepSettings(
         sizes=[96, [64, 128], 64], speed_batches=[1], speed_warmup=0, speed_iters=1, speed_seconds=None

@@ -11,8 +11,7 @@ from typing import Any
 import pytest
 import torch
 
-from conftest import data_config
-from test_tradeoff import bccd_ckpt  # noqa: F401 - the module-scoped checkpoint fixture
+from test_tradeoff import bccd_ckpt, small_bccd_sweep  # noqa: F401 - bccd_ckpt: the module-scoped checkpoint fixture
 from yolo9000.speed import compile_network
 from yolo9000.tradeoff import COMPILED_WARMUP, EvalImages, SweepSettings, run_sweep, time_end_to_end
 
@@ -60,9 +59,6 @@ def test_the_sweep_times_the_compiled_network_and_says_so(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import hydra
-    import pytorch_lightning as pl
-
     from yolo9000 import tradeoff
     from yolo9000.checkpoints import load_module
 
@@ -74,18 +70,7 @@ def test_the_sweep_times_the_compiled_network_and_says_so(
 
     monkeypatch.setattr(tradeoff, "compile_network", counting_compile)
 
-    data = data_config("bccd")
-    data.data.update(max_images=2, num_workers=0, eval_batch_size=2)
-
-    def make_datamodule(size: int) -> Any:
-        data.data.img_size = size
-        return hydra.utils.instantiate(data.data)
-
-    def make_trainer(callbacks: list[Any]) -> pl.Trainer:
-        return pl.Trainer(
-            accelerator="cpu", logger=False, callbacks=callbacks, enable_progress_bar=False, enable_model_summary=False
-        )
-
+    make_datamodule, make_trainer = small_bccd_sweep()
     rows = {}
     for key, compile in (("eager", False), ("compiled", EAGER)):
         module = load_module(bccd_ckpt, voc07=True)

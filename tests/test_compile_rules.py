@@ -18,8 +18,9 @@ import torch
 from PIL import Image
 
 from conftest import compose_config, load_script
+from test_api import ckpt, names_file  # noqa: F401 - a BCCD checkpoint of yolov2-voc.cfg at 1/8 width
 from test_darknet import scaled_cfg
-from test_detector_compile import EAGER, IMAGES, SIZE, ckpt, is_compiled, same_detections  # noqa: F401 - fixture
+from test_detector_compile import EAGER, IMAGES, SIZE, bench_inference_settings, is_compiled, same_detections
 from yolo9000 import Detector, api
 from yolo9000.checkpoints import load_module
 from yolo9000.speed import STATIC_RECOMPILE_LIMIT, compile_network, inference_compile_options
@@ -205,22 +206,9 @@ def test_eval_py_passes_speed_compile_to_the_sweep(tmp_path: Path, monkeypatch: 
 def test_detect_and_bench_are_eager_by_default(ckpt: Path) -> None:  # noqa: F811
     """detect.yaml's ``compile`` and bench.yaml's ``infer_compile`` are false; a bench config without the key (made
     before it) times the eager Detector too."""
-    from omegaconf import OmegaConf
-
     assert compose_config("detect").compile is False
     assert compose_config("bench").bench.infer_compile is False
     bench = load_script("bench")
-    b = OmegaConf.create(
-        {
-            "size": SIZE,
-            "steps": 1,
-            "warmup": 1,
-            "infer_batches": [1],
-            "infer_rounds": 1,
-            "infer_conf": 0.01,
-            "infer_fold_bn": True,
-            "infer_workers": 0,
-        }
-    )
+    b = bench_inference_settings()  # no infer_compile key
     images = [np.asarray(Image.open(p).convert("RGB")) for p in IMAGES[:1]]
     assert bench.time_inference(load_module(ckpt), "32-true", images, b, torch.device("cpu"))["infer_compile"] is False

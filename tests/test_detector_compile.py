@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import pickle
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -31,6 +32,14 @@ def same_detections(a: list, b: list, atol: float = 0.0) -> None:  # lists of De
         assert torch.equal(x.labels, y.labels)
         torch.testing.assert_close(x.boxes, y.boxes, atol=10 * atol, rtol=0)
         torch.testing.assert_close(x.scores, y.scores, atol=atol, rtol=0)
+
+
+def bench_inference_settings(**over: Any) -> Any:
+    """``bench.*`` keys of ``bench.time_inference`` at batch 1 and :data:`SIZE`, a couple of calls (a DictConfig)."""
+    from omegaconf import OmegaConf
+
+    base = {"size": SIZE, "steps": 2, "warmup": 1, "infer_batches": [1], "infer_rounds": 2, "infer_conf": 0.01}
+    return OmegaConf.create({**base, "infer_fold_bn": True, "infer_workers": 0, **over})
 
 
 def is_compiled(net: torch.nn.Module) -> bool:
@@ -128,25 +137,11 @@ def test_bench_times_the_compiled_detector_and_the_latency_preset_asks_for_cuda_
     """``bench.infer_compile``: the inference rows' Detector compiles (bench.json names the settings); the GPU
     latency preset (``--config-name bench_gpu_latency``) is YOLOv2-416 with one bf16 + channels_last variant and
     CUDA graphs (``reduce-overhead``) for its inference at batch 1 and 64."""
-    from omegaconf import OmegaConf
-
     from conftest import compose_config, load_script
     from yolo9000.checkpoints import load_module
 
     bench = load_script("bench")
-    b = OmegaConf.create(
-        {
-            "size": SIZE,
-            "steps": 2,
-            "warmup": 1,
-            "infer_batches": [1],
-            "infer_rounds": 2,
-            "infer_conf": 0.01,
-            "infer_fold_bn": True,
-            "infer_workers": 0,
-            "infer_compile": EAGER,
-        }
-    )
+    b = bench_inference_settings(infer_compile=EAGER)
     images = [np.asarray(Image.open(p).convert("RGB")) for p in IMAGES[:1]]
     res = bench.time_inference(load_module(ckpt), "32-true", images, b, torch.device("cpu"))
     assert res["infer_compile"] == "{'dynamic': False, 'backend': 'eager'}"

@@ -201,14 +201,15 @@ def test_apply_fast_path_compiles_with_the_keys_asked_and_only_when_asked(monkey
     assert off.compiled == []
 
 
-def test_apply_fast_path_raises_the_recompile_limit_for_static_shapes_only(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_apply_fast_path_raises_the_recompile_limit_for_static_shapes_only() -> None:
     """compile_dynamic=false lifts dynamo's recompile limit to at least 64 (a raised one is kept); None and True
-    leave it as it is."""
+    leave it as it is. (torch's own ``config.patch`` restores it: pytest's monkeypatch on torch's config module
+    deletes the setting at its undo, and every later read of it fails.)"""
     cfg = torch._dynamo.config
     for dynamic, before, after in ((False, 8, 64), (False, 100, 100), (None, 8, 8), (True, 8, 8)):
-        monkeypatch.setattr(cfg, "recompile_limit", before)
-        apply_fast_path(_Recorder(), FastPath(compile=True, compile_dynamic=dynamic))
-        assert cfg.recompile_limit == after, (dynamic, before)
+        with cfg.patch(recompile_limit=before):
+            apply_fast_path(_Recorder(), FastPath(compile=True, compile_dynamic=dynamic))
+            assert cfg.recompile_limit == after, (dynamic, before)
 
 
 def test_apply_fast_path_channels_last_and_keep_freed_memory(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -417,14 +417,13 @@ def time_inference(
     from yolo9000 import Detector
 
     dtype = AUTOCAST[precision] or torch.float32
-    compile = b.get("infer_compile", False)
     det = Detector(
         module,
         device=device,
         dtype=dtype,
         channels_last=channels_last,
         fold_bn=bool(b.infer_fold_bn),
-        compile=OmegaConf.to_container(compile) if isinstance(compile, DictConfig) else compile,
+        compile=b.get("infer_compile", False),
     )
     net = det.network  # the bare forward of the network the Detector runs (batch norms folded or not, compiled or not)
     res: dict[str, Any] = {

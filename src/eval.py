@@ -224,9 +224,7 @@ def tradeoff(cfg: DictConfig, data_cfg: DictConfig, module: DetectorModule, out_
         speed_warmup=int(cfg.speed_warmup),
         speed_iters=int(cfg.speed_iters),
         speed_seconds=cfg.speed_seconds,
-        speed_compile=OmegaConf.to_container(cfg.speed_compile)
-        if isinstance(cfg.speed_compile, DictConfig)
-        else cfg.speed_compile,
+        speed_compile=cfg.speed_compile,
         draw=int(cfg.draw),
         score_thresh=float(cfg.score_thresh),
         split=str(cfg.split),

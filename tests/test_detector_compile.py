@@ -55,6 +55,11 @@ def test_compile_settings_become_torch_compile_keywords() -> None:
         "mode": "max-autotune",
         "dynamic": None,
     }
+    from omegaconf import OmegaConf  # a Hydra key's mapping: plain dicts for torch.compile, nested ones too
+
+    plain = inference_compile_options(OmegaConf.create({"backend": "eager", "options": {"trace.enabled": False}}))
+    assert plain == {"dynamic": False, "backend": "eager", "options": {"trace.enabled": False}}
+    assert type(plain["options"]) is dict
     with pytest.raises(ValueError, match=r"unknown torch.compile keys \['modes'\]"):
         inference_compile_options({"modes": "default"})
     with pytest.raises(TypeError, match="compile must be"):

@@ -257,12 +257,17 @@ def inference_compile_options(setting: bool | str | Mapping[str, Any] | None) ->
         return {"dynamic": False}
     if isinstance(setting, str):
         return {"mode": setting, "dynamic": False}
-    if isinstance(setting, Mapping):
+    if isinstance(setting, Mapping):  # a dict, or a config's mapping (made plain, nested ones too)
         unknown = sorted(set(setting) - set(COMPILE_KEYS))
         if unknown:
             raise ValueError(f"compile: unknown torch.compile keys {unknown}; known: {list(COMPILE_KEYS)}")
-        return {"dynamic": False, **setting}
+        return {"dynamic": False, **_plain(setting)}
     raise TypeError(f"compile must be a bool, a torch.compile mode or a mapping of its keywords, got {setting!r}")
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with every mapping in it a plain dict (a Hydra config's ``DictConfig`` included)."""
+    return {k: _plain(v) for k, v in value.items()} if isinstance(value, Mapping) else value
 
 
 def compile_network(model: nn.Module, options: Mapping[str, Any]) -> nn.Module:

@@ -643,9 +643,10 @@ class Detector:
         fp32 = self.dtype == torch.float32  # no autocast context at all (entering one costs ~0.1 ms a call on a CPU)
         with contextlib.nullcontext() if fp32 else torch.autocast(self.device.type, dtype=self.dtype):
             raw = self.network(x)
-        if self._copy_outputs:
-            raw = raw.clone()
-        return raw.float().contiguous().to(self.decode_device(x.shape[0]))
+        out = raw.float().contiguous().to(self.decode_device(x.shape[0]))
+        # CUDA graphs' memory: copied unless the conversion or the move to the host made a copy already
+        shared = out.device == raw.device and out.data_ptr() == raw.data_ptr()
+        return out.clone() if self._copy_outputs and shared else out
 
     def decode_device(self, num_images: int) -> torch.device:
         """Where decode + NMS of a batch of ``num_images`` run (``decode_on``)."""

@@ -67,13 +67,22 @@ from yolo9000.data.image_io import read_image
 from yolo9000.environment import hydra_flags_first, setup_environment
 from yolo9000.loss import RegionLoss, TruthAssignment
 from yolo9000.models import STRIDE
-from yolo9000.speed import FastPath, call_times, channels_last_images, device_name, set_channels_last, sync, timeit
+from yolo9000.speed import (
+    PRECISION_AUTOCAST,
+    FastPath,
+    call_times,
+    channels_last_images,
+    device_name,
+    inference_dtype,
+    set_channels_last,
+    sync,
+    timeit,
+)
 
 log = logging.getLogger("yolo9000.bench")
 
 setup_environment()
 
-AUTOCAST = {"32-true": None, "32": None, "bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
 SEEN = 1  # images seen passed to the loss: darknet's prior-matching term on, as in training's first 12,800 images
 TARGETS = {  # the CPU targets of the default model at the default batch and size
     "real_over_bare": (">=", 0.9),
@@ -133,8 +142,8 @@ def split_variant(settings: Any) -> tuple[str | None, dict[str, Any]]:
     """A variant's ``precision`` (None: the trainer's) and its ``model.fast`` overrides (checked)."""
     s = dict(OmegaConf.to_container(settings, resolve=True) if OmegaConf.is_config(settings) else settings or {})
     precision = s.pop("precision", None)
-    if precision is not None and str(precision) not in AUTOCAST:
-        raise ValueError(f"bench.variants: precision must be one of {sorted(AUTOCAST)}, got {precision!r}")
+    if precision is not None and str(precision) not in PRECISION_AUTOCAST:
+        raise ValueError(f"bench.variants: precision must be one of {sorted(PRECISION_AUTOCAST)}, got {precision!r}")
     FastPath.of(s)  # unknown keys raise
     return None if precision is None else str(precision), s
 
@@ -175,7 +184,7 @@ def host_assignment(module: Any, batch: dict[str, Any]) -> TruthAssignment | Non
 
 
 def autocast(device: torch.device, precision: str) -> torch.autocast:
-    dtype = AUTOCAST[precision]
+    dtype = PRECISION_AUTOCAST[precision]
     return torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
 
 
@@ -416,7 +425,7 @@ def time_inference(
     ``channels_last`` as the Detector's (None: its default, NHWC on the CPU); the forward pass in its layout."""
     from yolo9000 import Detector
 
-    dtype = AUTOCAST[precision] or torch.float32
+    dtype = inference_dtype(precision)
     det = Detector(
         module,
         device=device,

@@ -2,9 +2,8 @@
 open: every ``torch.compile`` keyword named in the docs accepted, static graphs raising torch's recompile limit (and
 only they), a network compiled already run as it is, a pickle free of compiled code, ``Detector.from_darknet``'s
 ``compile``, the outputs copied on CUDA exactly when a compiled network runs there, the trade-off's compiled timing
-(three untimed batches at least, never fewer than asked, under the evaluation's autocast, the output contiguous as
-the module's forward), eval.py's ``speed_compile`` reaching the sweep, and the eager defaults of the configs and of
-bench.py. Dynamo's ``eager`` backend keeps it to seconds."""
+(three untimed batches at least, never fewer than asked), eval.py's ``speed_compile`` reaching the sweep, and the
+eager defaults of the configs and of bench.py. Dynamo's ``eager`` backend keeps it to seconds."""
 
 from __future__ import annotations
 
@@ -116,31 +115,32 @@ def test_outputs_are_copied_on_cuda_exactly_when_a_compiled_network_runs(
     assert copies(False) is False
 
 
-def counting_network(module: Any, calls: list[Any], out: Any = None) -> Any:
-    def network(x: torch.Tensor) -> torch.Tensor:
-        calls.append(torch.is_autocast_enabled("cpu"))
-        raw = module.model(x).float()
-        return raw if out is None else out(raw)
-
-    return network
+def counted(det: Detector, calls: list[int]) -> Detector:
+    """``det`` whose ``detect_batch`` calls append their batch sizes to ``calls``."""
+    original = det.detect_batch
+    det.detect_batch = lambda images, *a, **k: calls.append(images.shape[0]) or original(images, *a, **k)  # type: ignore[method-assign]
+    return det
 
 
 def test_compiled_timing_warms_up_at_least_three_batches_and_never_fewer_than_asked(tmp_path: Path) -> None:
     """eval.yaml's ``speed_compile``: each (size, batch) compiles in an untimed warm-up of >= 3 batches; a longer
-    ``warmup`` stays as asked, and the eager timing keeps its own ``warmup``."""
-    module = load_module(_ckpt(tmp_path))
+    ``warmup`` stays as asked, and the eager timing (and a network compiled in place) keeps its own ``warmup``
+    (in place: at least 3 as well)."""
     images = EvalImages(torch.zeros(2, 3, 64, 64, dtype=torch.uint8), torch.ones(2, 4), torch.full((2, 2), 64))
+    compiled = Detector(load_module(_ckpt(tmp_path)), device="cpu", compile=EAGER)
     for warmup, expected in ((0, 3), (1, 3), (5, 5)):
-        calls: list[Any] = []
-        time_end_to_end(
-            module, images, 2, "cpu", warmup=warmup, iters=2, max_seconds=None, network=counting_network(module, calls)
-        )
-        assert len(calls) == expected + 2, warmup
+        calls: list[int] = []
+        time_end_to_end(counted(compiled, calls), images, 2, warmup=warmup, iters=2, max_seconds=None)
+        assert calls == [2] * (expected + 2), warmup
     eager_calls: list[int] = []
-    original = module.forward
-    module.forward = lambda x: eager_calls.append(1) or original(x)  # type: ignore[method-assign]
-    time_end_to_end(module, images, 2, "cpu", warmup=0, iters=2, max_seconds=None)
-    assert len(eager_calls) == 2
+    eager = Detector(load_module(_ckpt(tmp_path)), device="cpu")
+    time_end_to_end(counted(eager, eager_calls), images, 2, warmup=0, iters=2, max_seconds=None)
+    assert eager_calls == [2, 2]
+    module = load_module(_ckpt(tmp_path))
+    module.model.compile(backend="eager", dynamic=False)
+    in_place: list[int] = []
+    time_end_to_end(counted(Detector(module, device="cpu"), in_place), images, 2, warmup=1, iters=1, max_seconds=None)
+    assert in_place == [2] * 4
 
 
 def _ckpt(tmp_path: Path) -> Path:
@@ -151,27 +151,6 @@ def _ckpt(tmp_path: Path) -> Path:
     ck = darknet_to_checkpoint(scaled_cfg(tmp_path, "yolov2-voc.cfg", 0.125, 3), None, names)
     torch.save(ck, tmp_path / "bccd.ckpt")
     return tmp_path / "bccd.ckpt"
-
-
-def test_the_compiled_timing_runs_under_the_evaluation_context_and_decodes_a_contiguous_output(
-    tmp_path: Path,
-) -> None:
-    """As the module's forward (``model(x).contiguous()`` under the Trainer's autocast): the given network runs in
-    ``context`` and the decode gets a contiguous tensor even from a channels-last output."""
-    module = load_module(_ckpt(tmp_path))
-    images = EvalImages(torch.zeros(2, 3, 64, 64, dtype=torch.uint8), torch.ones(2, 4), torch.full((2, 2), 64))
-    calls: list[Any] = []
-    contiguous: list[bool] = []
-    original = module.predict_raw
-    module.predict_raw = lambda raw, *a, **k: contiguous.append(raw.is_contiguous()) or original(raw, *a, **k)  # type: ignore[method-assign]
-    network = counting_network(module, calls, out=lambda raw: raw.to(memory_format=torch.channels_last))
-    assert not network(torch.zeros(2, 3, 64, 64)).is_contiguous() and calls.pop() is False
-
-    def autocast() -> Any:
-        return torch.autocast("cpu", dtype=torch.bfloat16)
-
-    time_end_to_end(module, images, 2, "cpu", warmup=0, iters=1, max_seconds=None, context=autocast, network=network)
-    assert calls and all(calls) and contiguous and all(contiguous)
 
 
 def test_eval_py_passes_speed_compile_to_the_sweep(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -400,7 +400,7 @@ def test_an_fc_head_takes_its_one_size() -> None:
 
 
 class FakeDetector(torch.nn.Module):
-    """What the trade-off calls of a detector: a 1x1 conv as the network, the test's results given."""
+    """What the trade-off reads of a detection module: a 1x1 conv as the network, the test's results given."""
 
     class_names = ["a", "b"]
 
@@ -408,28 +408,34 @@ class FakeDetector(torch.nn.Module):
         super().__init__()
         self.model = torch.nn.Conv2d(3, 1, 1)
         self.test_results = {"map_50": 0.5, "voc07_map_50": 0.4, "map": 0.25, "per_class": {"a": {"ap50": 0.5}}}
+
+
+class FakeInference:
+    """What the trade-off's timing calls of a :class:`~yolo9000.Detector`: its device, compile state, network and
+    ``detect_batch`` (each batch's size recorded)."""
+
+    device = torch.device("cpu")
+    compile_options = None
+
+    def __init__(self) -> None:
+        self.network = torch.nn.Conv2d(3, 1, 1)
         self.seen: list[int] = []
 
-    def on_after_batch_transfer(self, batch: dict[str, Any], idx: int) -> dict[str, Any]:
-        return {"images": batch["images"].float() / 255}
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.seen.append(x.shape[0])
-        return self.model(x)
-
-    def predict_raw(self, *args: Any) -> None:
-        pass
+    def detect_batch(self, images: torch.Tensor, transforms: torch.Tensor, orig_sizes: torch.Tensor) -> None:
+        assert len(images) == len(transforms) == len(orig_sizes)
+        self.seen.append(images.shape[0])
 
 
 def test_time_end_to_end_per_image(monkeypatch: pytest.MonkeyPatch) -> None:
     def timed(fn: Any, iters: int, warmup: int, device: Any, max_seconds: Any) -> tuple[float, int]:
+        assert warmup == 2  # an eager network: the warm-up asked for
         fn()
         return 0.5, 3  # 0.5 s a batch
 
     monkeypatch.setattr(tradeoff, "time_calls", timed)
-    module = FakeDetector()
-    t = tradeoff.time_end_to_end(module, tradeoff.collect_images(FakeLoader(3), 4), 4, "cpu")
-    assert t == {"img_per_s": 8.0, "ms_per_img": 125.0, "batches": 3.0} and module.seen == [4]
+    det = FakeInference()
+    t = tradeoff.time_end_to_end(det, tradeoff.collect_images(FakeLoader(3), 4), 4)  # type: ignore[arg-type]
+    assert t == {"img_per_s": 8.0, "ms_per_img": 125.0, "batches": 3.0} and det.seen == [4]
 
 
 def test_tradeoff_table_cells_and_notes() -> None:
@@ -480,14 +486,17 @@ def test_run_sweep_reports_and_logs(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(tradeoff, "plot_tradeoff", lambda series, path, **kw: plotted.update(series=series, **kw))
     module = FakeDetector()
     module.class_names = list(tradeoff.VOC_CLASSES)
+    built: list[dict[str, Any]] = []  # the Detectors the timing was given: one a size, as the trainer runs
+    monkeypatch.setattr(tradeoff, "Detector", lambda module, **kw: built.append(kw) or FakeInference())
 
     def make_datamodule(size: int) -> Any:
         loader = FakeLoader(3)
         return SimpleNamespace(setup=lambda stage: None, test_dataloader=lambda: loader)
 
-    strategy = SimpleNamespace(root_device=torch.device("cpu"), precision_plugin=SimpleNamespace(forward_context=None))
-    strategy.precision_plugin.forward_context = tradeoff.nullcontext
-    trainer = SimpleNamespace(world_size=1, test=lambda module, dataloaders: None, strategy=strategy)
+    strategy = SimpleNamespace(root_device=torch.device("cpu"))
+    trainer = SimpleNamespace(
+        world_size=1, test=lambda module, dataloaders: None, strategy=strategy, precision="32-true"
+    )
 
     class Logger:
         def __init__(self) -> None:
@@ -506,6 +515,7 @@ def test_run_sweep_reports_and_logs(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     settings = tradeoff.SweepSettings(sizes=[64, 32], speed_batches=[2])
     rows = tradeoff.run_sweep(module, make_datamodule, lambda cb: trainer, settings, tmp_path, loggers=[logger])
     assert [r["size"] for r in rows] == [32, 64] and rows[0]["img_per_s_bs2"] == 8.0
+    assert built == [{"device": torch.device("cpu"), "dtype": torch.float32, "compile": False}] * 2
     assert plotted["ylabel"] == "VOC07 AP@0.5 (%)"  # VOC's classes: the paper's metric
     threads = torch.get_num_threads()
     assert plotted["title"] == f"{rows[0]['device']}, {threads} threads"

@@ -29,18 +29,14 @@ def test_speed_compile_settings_are_checked_when_the_sweep_is_set_up() -> None:
         SweepSettings(sizes=[64], speed_compile={"backends": "eager"})
 
 
-def test_a_given_network_runs_the_timed_forward_after_a_longer_warm_up(bccd_ckpt: Path) -> None:  # noqa: F811
-    """The network passed in runs every forward pass (the module's own never), ``COMPILED_WARMUP`` untimed batches
-    first however few ``warmup`` asks for; the decode still runs on its output."""
+def test_a_compiled_detector_runs_the_timed_forward_after_a_longer_warm_up(bccd_ckpt: Path) -> None:  # noqa: F811
+    """The Detector's compiled network runs every forward pass (the module's own never), ``COMPILED_WARMUP``
+    untimed batches first however few ``warmup`` asks for; the decode still runs on its output."""
+    from yolo9000 import Detector
     from yolo9000.checkpoints import load_module
 
     module = load_module(bccd_ckpt)
-    calls: list[tuple[int, ...]] = []
     decoded: list[int] = []
-
-    def network(x: torch.Tensor) -> torch.Tensor:
-        calls.append(tuple(x.shape))
-        return module.model(x)
 
     def forward(*_: Any) -> None:
         raise AssertionError("the module's forward ran")
@@ -48,8 +44,11 @@ def test_a_given_network_runs_the_timed_forward_after_a_longer_warm_up(bccd_ckpt
     original = module.predict_raw
     module.forward = forward  # type: ignore[method-assign]
     module.predict_raw = lambda raw, *a, **k: decoded.append(raw.shape[0]) or original(raw, *a, **k)  # type: ignore[method-assign]
+    det = Detector(module, device="cpu", compile=EAGER)
+    calls: list[tuple[int, ...]] = []
+    det.network.register_forward_pre_hook(lambda _, args: calls.append(tuple(args[0].shape)))
     images = EvalImages(torch.zeros(3, 3, 64, 64, dtype=torch.uint8), torch.ones(3, 4), torch.full((3, 2), 64))
-    t = time_end_to_end(module, images, 2, "cpu", warmup=0, iters=2, max_seconds=None, network=network)
+    t = time_end_to_end(det, images, 2, warmup=0, iters=2, max_seconds=None)
     assert t["batches"] == 2 and t["img_per_s"] > 0
     assert calls == [(2, 3, 64, 64)] * (COMPILED_WARMUP + 2) and decoded == [2] * (COMPILED_WARMUP + 2)
 
@@ -59,7 +58,7 @@ def test_the_sweep_times_the_compiled_network_and_says_so(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from yolo9000 import tradeoff
+    from yolo9000 import api
     from yolo9000.checkpoints import load_module
 
     timed: list[int] = []  # batches through the compiled network
@@ -68,7 +67,7 @@ def test_the_sweep_times_the_compiled_network_and_says_so(
         compiled = compile_network(model, options)
         return lambda x: timed.append(x.shape[0]) or compiled(x)
 
-    monkeypatch.setattr(tradeoff, "compile_network", counting_compile)
+    monkeypatch.setattr(api, "compile_network", counting_compile)
 
     make_datamodule, make_trainer = small_bccd_sweep()
     rows = {}

@@ -44,7 +44,7 @@ from yolo9000.data.video import VideoError, VideoFrames
 from yolo9000.models.layers import fold_batch_norms
 from yolo9000.modules.detector import DetectorModule, check_decode_settings
 from yolo9000.postprocess import DecodeOn, decode_device
-from yolo9000.speed import compile_network, float_images, inference_compile_options, set_channels_last
+from yolo9000.speed import compile_network, float_images, inference_compile_options, is_compiled, set_channels_last
 from yolo9000.speed import keep_freed_memory as apply_keep_freed_memory
 
 __all__ = [
@@ -219,7 +219,7 @@ class Detector:
         self.module = module.eval().to(self.device)
         has_bn = any(isinstance(m, torch.nn.BatchNorm2d) for m in module.model.modules())
         # a compiled network (model.fast.compile) is kept as it is: a copy would run eagerly
-        compiled = any(getattr(m, "_compiled_call_impl", None) is not None for m in module.model.modules())
+        compiled = is_compiled(module.model)
         self.fold_bn = bool(fold_bn) and has_bn and not compiled
         # the network predict runs: (B, 3, S, S) in [0, 1] -> raw head output (B, A * (5 + C), S / 32, S / 32)
         self.network = fold_batch_norms(module.model) if self.fold_bn else module.model
@@ -446,7 +446,7 @@ class Detector:
                 results[i] = Detections.empty(i, f["file"], f["reason"])
             if not batch["ok_index"]:
                 continue
-            preds = self._detect(batch["images"], batch["transforms"], batch["orig_sizes"], conf, nms, max_det)
+            preds = self.detect_batch(batch["images"], batch["transforms"], batch["orig_sizes"], conf, nms, max_det)
             if preds and preds[0]["scores"].device.type != "cpu":
                 preds = _to_host(preds)
             for i, path, hw, p in zip(
@@ -617,18 +617,27 @@ class Detector:
         return _collate(samples, images if len(ok) == len(samples) else images[ok])
 
     @torch.no_grad()  # not inference_mode: the returned tensors stay ordinary (editable in place)
-    def _detect(
+    def detect_batch(
         self,
         images: torch.Tensor,
         transforms: torch.Tensor,
         orig_sizes: torch.Tensor,
-        conf: float | None,
-        nms: float | None,
-        max_det: int | None,
+        conf: float | None = None,
+        nms: float | None = None,
+        max_det: int | None = None,
     ) -> list[dict[str, torch.Tensor]]:
-        """uint8 (B, 3, h, w) resized images, their (B, 4) transforms and (B, 2) original (H, W) -> per image
-        ``boxes`` (N, 4) xyxy original pixels, ``scores`` (N,), ``labels`` (N,) (the module's decode with this
-        call's thresholds)."""
+        """The detections of a batch already resized by the eval transform (what :meth:`predict` runs after reading,
+        and what the speed / accuracy trade-off times): copy to the device, forward pass, decode, NMS.
+
+        Args:
+            images: uint8 (B, 3, h, w) resized images (any memory layout; on the host).
+            transforms: (B, 4) their eval transforms ``(scale_x, scale_y, pad_x, pad_y)``.
+            orig_sizes: (B, 2) original (H, W) of each.
+            conf, nms, max_det: this call's thresholds and cap (None: the module's).
+        Returns:
+            per image ``boxes`` (N, 4) xyxy original pixels, ``scores`` (N,), ``labels`` (N,), on
+            :meth:`decode_device`.
+        """
         raw = self._forward(images)
         dev = raw.device
         return self.module.predict_raw(

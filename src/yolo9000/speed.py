@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 __all__ = [
+    "PRECISION_AUTOCAST",
     "keep_freed_memory",
     "FastPath",
     "apply_fast_path",
@@ -25,6 +26,8 @@ __all__ = [
     "channels_last_images",
     "float_images",
     "device_name",
+    "inference_dtype",
+    "is_compiled",
     "optimizer_flags",
     "set_channels_last",
     "sync",
@@ -277,6 +280,32 @@ def compile_network(model: nn.Module, options: Mapping[str, Any]) -> nn.Module:
     if options.get("dynamic") is False:
         allow_static_graphs()
     return torch.compile(model, **options)
+
+
+def is_compiled(model: nn.Module) -> bool:
+    """Whether ``model`` runs compiled: a ``torch.compile`` wrapper, or it or a submodule ``compile()``-d in place
+    (``model.fast.compile``)."""
+    if isinstance(getattr(model, "_orig_mod", None), nn.Module):
+        return True
+    return any(getattr(m, "_compiled_call_impl", None) is not None for m in model.modules())
+
+
+# Lightning's precision settings an inference can reproduce: the forward pass's autocast dtype (None: float32)
+PRECISION_AUTOCAST: dict[str, torch.dtype | None] = {
+    "32-true": None,
+    "32": None,
+    "bf16-mixed": torch.bfloat16,
+    "16-mixed": torch.float16,
+}
+
+
+def inference_dtype(precision: Any) -> torch.dtype:
+    """The dtype an inference runs at to reproduce a Trainer's ``precision``: float32, or the autocast dtype of a
+    ``*-mixed`` one. Raises ValueError for the others (``bf16-true``, ``64-true``: weights themselves converted)."""
+    key = str(precision)
+    if key not in PRECISION_AUTOCAST:
+        raise ValueError(f"precision {key!r} has no inference counterpart: use one of {sorted(PRECISION_AUTOCAST)}")
+    return PRECISION_AUTOCAST[key] or torch.float32
 
 
 def set_channels_last(model: nn.Module, on: bool) -> nn.Module:

@@ -13,8 +13,9 @@ paper's sizes) evaluates the checkpoint at every size and writes, into the run f
 
 Accuracy at a size is exactly what a plain eval at that size reports: the data module is built anew with
 ``data.img_size=<S>`` and the test runs through the same Trainer. Speed is measured apart, on the first
-preprocessed images of the split at that size (see :data:`TIMED`); the network is whatever the checkpoint holds
-(trained here or converted from darknet ``.weights``).
+preprocessed images of the split at that size, by the checkpoint's :class:`~yolo9000.Detector` (see :data:`TIMED`:
+the network as an application runs it, batch norms folded; the same detections up to float rounding); the network
+is whatever the checkpoint holds (trained here or converted from darknet ``.weights``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ import logging
 import math
 import os
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,10 +34,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from yolo9000.api import Detector
 from yolo9000.data.transforms import Size, check_input_size, input_hw, normal_size, size_text
 from yolo9000.models import STRIDE
-from yolo9000.postprocess import decode_device
-from yolo9000.speed import compile_network, device_name, inference_compile_options, time_calls
+from yolo9000.speed import device_name, inference_compile_options, inference_dtype, is_compiled, time_calls
 
 log = logging.getLogger("yolo9000.tradeoff")
 
@@ -71,9 +71,10 @@ VOC_CLASSES = [
     "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
 ]  # fmt: skip
 TIMED = (
-    "end to end on preprocessed images of the split (already decoded and resized): host-to-device copy of the uint8 "
-    "batch, conversion to float, forward pass, decode, threshold and NMS with boxes mapped back to original "
-    "image pixels, synchronised; warm-up batches excluded, image reading and resizing not included"
+    "end to end on preprocessed images of the split (already decoded and resized), as yolo9000.Detector runs them "
+    "(batch norms folded into the convs, NHWC on a CPU): host-to-device copy of the uint8 batch, conversion to float, "
+    "forward pass, decode, threshold and NMS with boxes mapped back to original image pixels, synchronised; warm-up "
+    "batches excluded, image reading and resizing not included"
 )
 
 
@@ -122,48 +123,39 @@ COMPILED_WARMUP = 3  # untimed batches before a compiled network is timed: its c
 
 @torch.inference_mode()
 def time_end_to_end(
-    module: Any,
+    detector: Detector,
     images: EvalImages,
     batch_size: int,
-    device: torch.device | str,
     warmup: int = 2,
     iters: int = 20,
     max_seconds: float | None = 3.0,
-    context: Callable[[], AbstractContextManager[Any]] = nullcontext,
-    network: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> dict[str, float]:
-    """Images/s and ms per image of a detector's inference (:data:`TIMED`) at ``batch_size``.
+    """Images/s and ms per image of ``detector``'s inference (:data:`TIMED`) at ``batch_size``: its
+    :meth:`~yolo9000.Detector.detect_batch` on the preprocessed ``images``, on its device.
 
     Args:
-        module: a :class:`~yolo9000.modules.detector.DetectorModule` (moved to ``device``, eval mode).
+        detector: the checkpoint's :class:`~yolo9000.Detector` (its device, dtype and network).
         images: the preprocessed images, cycled through in batches of ``batch_size``.
-        warmup: untimed batches first.
+        warmup: untimed batches first; at least :data:`COMPILED_WARMUP` when the detector's network is compiled
+            (the compile, CUDA graphs' recording, untimed).
         iters, max_seconds: timed batches: ``iters``, or fewer (at least one) once ``max_seconds`` have passed.
-        context: the forward context of the evaluation (the Trainer's precision: autocast under bf16-mixed).
-        network: what runs the forward pass instead of ``module`` (its network compiled: ``speed_compile``); the
-            warm-up is then at least :data:`COMPILED_WARMUP` batches (the compile, CUDA graphs' recording, untimed).
 
     Returns:
         ``img_per_s``, ``ms_per_img`` and ``batches`` (how many batches were timed).
     """
-    device = torch.device(device)
-    module.eval().to(device)
+    device = detector.device
     batches = images.batches(batch_size)
-    if device.type == "cuda":
+    if device.type == "cuda":  # as predict's reading: pinned host memory, copied asynchronously
         batches = [EvalImages(b.images.pin_memory(), b.transforms, b.orig_sizes) for b in batches]
     turn = [0]
 
     def step() -> None:
         b = batches[turn[0] % len(batches)]
         turn[0] += 1
-        x = b.images.to(device, non_blocking=True)
-        x = module.on_after_batch_transfer({"images": x}, 0)["images"]  # uint8 -> float in [0, 1], as in the test
-        with context():
-            raw = module(x) if network is None else network(x).contiguous()
-            dev = decode_device(device, x.shape[0])  # as the Detector: a GPU's batches of 1-3 decode on the host
-            module.predict_raw(raw.to(dev), x.shape[-2:], b.transforms.to(dev), b.orig_sizes.to(dev))
+        detector.detect_batch(b.images, b.transforms, b.orig_sizes)
 
-    warmup = warmup if network is None else max(int(warmup), COMPILED_WARMUP)
+    compiled = detector.compile_options is not None or is_compiled(detector.network)
+    warmup = max(int(warmup), COMPILED_WARMUP) if compiled else int(warmup)
     sec, n = time_calls(step, iters, warmup, device, max_seconds)
     return {"img_per_s": batch_size / sec, "ms_per_img": 1000.0 * sec / batch_size, "batches": float(n)}
 
@@ -181,7 +173,8 @@ class SweepSettings:
         speed_iters, speed_seconds: timed batches at most, and the time after which timing stops early.
         speed_compile: time the network compiled (:func:`~yolo9000.speed.inference_compile_options`: True, a
             ``torch.compile`` mode such as ``reduce-overhead``, or its keywords; one static graph per size and batch,
-            compiled in the untimed warm-up); False: eager. The mAPs are the eager network's either way.
+            compiled in the untimed warm-up): the Detector's ``compile``; False: eager. The mAPs are the evaluated
+            module's either way (eager, its batch norms unfolded).
         draw, score_thresh: prediction pictures per size (``size_<S>/predictions/``), as eval.py's.
         split: the evaluated split (``test`` | ``val``), for the reports.
     """
@@ -236,7 +229,6 @@ def _evaluate_size(
     settings: SweepSettings,
     out_dir: Path,
     extra: dict[str, Any],
-    network: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[dict[str, Any], int, dict[str, Any]]:
     """One size of :func:`run_sweep`: the test (``size_<S>/``, ``size_<H>x<W>/`` for a rectangle) and the timings.
     Returns the row, the number of images evaluated and the data module's report."""
@@ -258,14 +250,19 @@ def _evaluate_size(
             f"sizes=[...] times the checkpoint in one process; the trainer runs {trainer.world_size} "
             "(trainer.devices / num_nodes): evaluate the trade-off with trainer=default (CPU) or trainer=gpu"
         )
+    try:  # the timing reproduces the test's precision: refused before the test rather than after it
+        dtype = inference_dtype(trainer.precision)
+    except ValueError as e:
+        raise ValueError(f"sizes=[...]: trainer.precision: {e}") from None
     trainer.test(module, dataloaders=loader)
     res = module.test_results
     img_size = size if isinstance(size, int) else list(size)
     write_metrics(
         out_dir / f"size_{shown}", res, module.class_names, {**extra, "split": settings.split, "img_size": img_size}
     )
-    device = trainer.strategy.root_device
-    context = trainer.strategy.precision_plugin.forward_context
+    # timed as an application runs it: the Detector's network (batch norms folded, NHWC on a CPU, speed_compile)
+    detector = Detector(module, device=trainer.strategy.root_device, dtype=dtype, compile=settings.speed_compile)
+    device = detector.device
     images = collect_images(loader, max(settings.speed_batches))
     row: dict[str, Any] = {
         "size": size if isinstance(size, int) else shown,
@@ -274,17 +271,7 @@ def _evaluate_size(
         "map": float(res["map"]),
     }
     for b in settings.speed_batches:
-        t = time_end_to_end(
-            module,
-            images,
-            b,
-            device,
-            settings.speed_warmup,
-            settings.speed_iters,
-            settings.speed_seconds,
-            context,
-            network,
-        )
+        t = time_end_to_end(detector, images, b, settings.speed_warmup, settings.speed_iters, settings.speed_seconds)
         row[f"img_per_s_bs{b}"], row[f"ms_per_img_bs{b}"] = t["img_per_s"], t["ms_per_img"]
         log.info(
             "size %s batch %d: %.2f img/s, %.2f ms/img (%d batches timed)",
@@ -333,13 +320,11 @@ def run_sweep(
     rows: list[dict[str, Any]] = []
     data_report: dict[str, Any] = {}
     num_images = 0
-    # the timed forward pass compiled (the tests' mAPs stay the eager module's); it follows the module's moves
-    network = compile_network(module.model, settings.compile_options) if settings.compile_options else None
     if settings.compile_options:
         extra["speed_compile"] = str(settings.compile_options)
     for size in settings.sizes:
         row, num_images, data_report = _evaluate_size(
-            module, size, make_datamodule, make_trainer, settings, out_dir, extra, network
+            module, size, make_datamodule, make_trainer, settings, out_dir, extra
         )
         rows.append(row)
         gc.collect()  # this size's loader, and with it its (persistent) worker processes, goes now

@@ -187,6 +187,31 @@ def test_targets_are_met_at_their_limits_and_undefined_without_a_value(bench: Mo
     assert t["loss_share_of_step"]["target"] == "<= 0.05" and t["real_over_bare"]["target"] == ">= 0.9"
 
 
+def test_the_end_to_end_targets_are_judged_on_trained_weights_only(bench: ModuleType) -> None:
+    """Without ``bench.infer_ckpt`` an end-to-end ratio (met or not) gets no verdict and the note says why, with the
+    detections an image; the training targets are judged either way; the table prints the note."""
+    row = {
+        "real_over_bare": 0.95,
+        "loss_share_of_step": 0.01,
+        "infer_b1_e2e_over_forward": 0.8,
+        "infer_b1_dets_per_img": 245.0,
+        "infer_b32_e2e_over_forward": 0.95,
+    }
+    trained = bench.check_targets(row, [1, 32], trained_weights=True)
+    assert (trained["e2e_over_forward_b1"]["met"], trained["e2e_over_forward_b32"]["met"]) == (False, True)
+    assert not any("note" in t for t in trained.values())
+    untrained = bench.check_targets(row, [1, 32], trained_weights=False)
+    assert untrained["e2e_over_forward_b1"]["met"] is None and untrained["e2e_over_forward_b32"]["met"] is None
+    assert untrained["e2e_over_forward_b1"]["value"] == 0.8  # the number is still reported
+    assert "random weights (245 detections an image)" in untrained["e2e_over_forward_b1"]["note"]
+    assert "detections unknown" in untrained["e2e_over_forward_b32"]["note"]
+    assert untrained["real_over_bare"]["met"] is True and untrained["loss_share_of_step"]["met"] is True
+    table = bench.format_table(
+        {"machine": {"device": "cpu"}, "setup": {}, "variants": {"a": row}, "targets": untrained}
+    )
+    assert "target e2e_over_forward_b1: 0.8 (>= 0.9): n/a: random weights (245 detections an image)" in table
+
+
 def test_the_targets_judge_the_variant_without_settings(bench: ModuleType) -> None:
     """The default model is the first variant with no settings of its own; with none such, the first."""
     assert bench.targets_variant({"bf": {"precision": "bf16-mixed"}, "plain": {}, "also": {}}) == "plain"

@@ -25,7 +25,19 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .digits import CSV_NAME, DATA_ROOT, DIGIT_NODES, TREE_NAMES, load_mnist, mnist_pools, node_labels, publish_folder
+from .digits import (
+    CSV_NAME,
+    DATA_ROOT,
+    DIGIT_NODES,
+    EVEN_NODE,
+    ODD_NODE,
+    ROOT_NODE,
+    TREE_NAMES,
+    load_mnist,
+    mnist_pools,
+    node_labels,
+    publish_folder,
+)
 from .imagefolder import ClassificationDataModule
 
 logger = logging.getLogger("yolo9000.data")
@@ -132,6 +144,12 @@ class DigitsClassificationDataModule(ClassificationDataModule):
             "coarse_fraction": coarse_fraction,
         }
         self._folder: Path | None = None
+
+    def expected_empty_classes(self, split: str) -> set[str]:
+        """The root ("digit") is never a label; the parity nodes are training labels only (``coarse_fraction``)."""
+        parity = {TREE_NAMES[EVEN_NODE], TREE_NAMES[ODD_NODE]}
+        coarse = split == "train" and float(self.folder_args["coarse_fraction"]) > 0
+        return {TREE_NAMES[ROOT_NODE]} | (set() if coarse else parity)
 
     def prepare_data(self) -> None:
         """Write the digit folder unless it exists (idempotent); ``root`` becomes it."""

@@ -740,10 +740,20 @@ class ClassificationDataModule(ShardedDataModule):
         ds = ClassificationDataset(records, transform, self.issues)
         counts = ds.class_counts(self.num_classes)
         empty = [self.class_names[i] for i in np.flatnonzero(counts == 0)]
-        if empty:
-            logger.warning("data.%s: %d classes without images: %s", split, len(empty), empty[:10])
+        expected = self.expected_empty_classes(split)
+        unexpected = [c for c in empty if c not in expected]
+        if unexpected:
+            logger.warning("data.%s: %d classes without images: %s", split, len(unexpected), unexpected[:10])
+        if len(unexpected) < len(empty):
+            quiet = [c for c in empty if c in expected]
+            logger.info("data.%s: %d classes without images, as expected: %s", split, len(quiet), quiet[:10])
         self._built[key] = ds
         return ds
+
+    def expected_empty_classes(self, split: str) -> set[str]:
+        """Classes of ``split`` that are expected to have no image (logged as such, not warned about): none here; a
+        data module whose labels are tree nodes names the nodes that are never (or, in a split, not) labels."""
+        return set()
 
     def _check_split(self, split: str) -> None:
         """The folder of ``split`` exists, else FileNotFoundError naming it, the key and the folders there are."""

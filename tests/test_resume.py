@@ -366,7 +366,7 @@ def test_resume_with_other_data_is_refused_and_names_the_run_overrides(
     classes): refused before anything is rewritten, naming the keys that differ and the run's launch overrides.
     So are the settings that decide the rest of the training (a changed model.lr would not apply while the records
     said it did; the schedule's steps were counted at the run's batch size; another seed draws other batches);
-    other changed settings (speed switches, precision, loader workers) are a warning that names them."""
+    other changed settings (speed switches, precision) are a warning that names them, loader workers information."""
     here = f"paths.output_dir={tmp_path}"  # as Hydra sets it in a run (the CSV logger: no ${hydra:} keys)
 
     def config(*overrides: str) -> DictConfig:
@@ -375,14 +375,23 @@ def test_resume_with_other_data_is_refused_and_names_the_run_overrides(
     started = ["data=yolo", f"data.root={tmp_path / 'cells'}"]
     (tmp_path / "config.yaml").write_text(OmegaConf.to_yaml(config(*started), resolve=True))
     (tmp_path / run_folder.LAUNCH_FILE).write_text(" ".join(started) + "\n")
-    with caplog.at_level(logging.WARNING, logger="yolo9000.train"):
+    with caplog.at_level(logging.INFO, logger="yolo9000.train"):
         run_folder.check_resume_config(config(*started), tmp_path)  # the same run: silent
         assert not caplog.records
         run_folder.check_resume_config(
             config(*started, "data.num_workers=2", "model.fast.channels_last=false", "trainer.precision=bf16-mixed"),
             tmp_path,
         )
-    assert "3 setting(s) differ" in caplog.text and "model.fast.channels_last: True -> False" in caplog.text
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    informed = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert (
+        len(warned) == 1
+        and "2 setting(s) differ" in warned[0]
+        and "model.fast.channels_last: True -> False" in warned[0]
+    )
+    assert "num_workers" not in warned[0] and informed == [
+        f"resume={tmp_path}: continued with data.num_workers: 0 -> 2"
+    ]
     with pytest.raises(run_folder.ResumeRefused, match="data or training settings differ") as err:
         run_folder.check_resume_config(config(), tmp_path)
     msg = str(err.value)

@@ -806,10 +806,15 @@ def test_resume_config_check_without_a_record_and_logger_changes_are_silent(
 ) -> None:
     run_folder.check_resume_config(OmegaConf.create({"seed": 1}), tmp_path)  # no config.yaml: nothing to compare
     _saved_config(tmp_path, {"seed": 1, "logger": {"wandb": {"name": "a"}}, "trainer": {"max_epochs": 2}})
-    with caplog.at_level(logging.WARNING, logger="yolo9000.train"):
-        run_folder.check_resume_config(OmegaConf.create({"seed": 1, "logger": {"wandb": {"name": "b"}}}), tmp_path)
-    assert len(caplog.records) == 1 and "1 setting(s) differ from the run's" in caplog.text
-    assert "trainer.max_epochs: 2 -> None" in caplog.text and "logger" not in caplog.text
+    with caplog.at_level(logging.INFO, logger="yolo9000.train"):
+        run_folder.check_resume_config(
+            OmegaConf.create({"seed": 1, "logger": {"wandb": {"name": "b"}}, "trainer": {"precision": "bf16-mixed"}}),
+            tmp_path,
+        )
+    (info, warning) = caplog.records
+    assert info.levelno == logging.INFO and info.getMessage().endswith("continued with trainer.max_epochs: 2 -> None")
+    assert warning.levelno == logging.WARNING and "1 setting(s) differ from the run's" in warning.getMessage()
+    assert "trainer.precision: None -> 'bf16-mixed'" in warning.getMessage() and "logger" not in caplog.text
 
 
 def test_an_emptied_model_setting_is_a_difference(tmp_path: Path) -> None:
@@ -998,3 +1003,34 @@ def test_setup_environment_defaults_wandb_offline_and_keeps_what_the_user_set(
     (tmp_path / ".env").write_text("WANDB_MODE=disabled\n")
     environment.setup_environment()
     assert os.environ["WANDB_MODE"] == "disabled"
+
+
+def test_a_resume_in_a_moved_run_folder_ignores_the_paths_that_moved_with_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A run folder copied elsewhere and resumed there: settings that were paths inside the old folder and are the
+    same paths inside the new one are no difference; a path elsewhere that changed still is."""
+    old, new = "/runs/a", str(tmp_path)
+    _saved_config(
+        tmp_path,
+        {
+            "paths": {"output_dir": old},
+            "callbacks": {"ckpt": {"dirpath": f"{old}/checkpoints"}},
+            "trainer": {"default_root_dir": old},
+            "data": {"cache_dir": "/cache/x"},
+            "other": {"file": "/runs/ab/f.txt"},  # beside the old folder, not inside it
+        },
+    )
+    now = {
+        "paths": {"output_dir": new},
+        "callbacks": {"ckpt": {"dirpath": f"{new}/checkpoints"}},
+        "trainer": {"default_root_dir": new},
+        "data": {"cache_dir": "/cache/y"},
+        "other": {"file": f"{new}b/f.txt"},
+    }
+    with caplog.at_level(logging.INFO, logger="yolo9000.train"):
+        run_folder.check_resume_config(OmegaConf.create(now), tmp_path)
+    (warning,) = caplog.records
+    text = warning.getMessage()
+    assert "2 setting(s) differ" in text and "data.cache_dir" in text and "other.file" in text
+    assert "dirpath" not in text and "default_root_dir" not in text

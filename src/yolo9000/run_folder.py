@@ -11,7 +11,7 @@ import json
 import logging
 import re
 import shlex
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -183,8 +183,9 @@ def check_resume_config(cfg: DictConfig, out_dir: Path) -> None:
     in the settings that decide the rest of the training (``seed``, ``model.*`` but its speed switches, the batch
     size, multi-scale and augmentation: a changed ``model.lr`` would not apply, the schedule's steps were counted
     at the run's batch size) raises :class:`ResumeRefused` naming every one and the overrides the run was started
-    with (``launch_overrides.txt``); other differences are logged as a warning (a longer ``trainer.max_epochs``
-    trains further)."""
+    with (``launch_overrides.txt``). Other differences are logged: how far or how fast it goes on
+    (``trainer.max_epochs`` / ``max_steps``, ``data.num_workers``) as information, paths that moved with the run folder
+    (a folder copied elsewhere and resumed there) not at all, the rest as a warning."""
     saved = out_dir / "config.yaml"
     if not saved.is_file():
         return
@@ -219,20 +220,38 @@ def check_resume_config(cfg: DictConfig, out_dir: Path) -> None:
             "settings train a new run: model.backbone_ckpt=<its checkpoint> starts from its backbone)"
         )
     skip = ("resume", "ckpt_path", "paths.", "logger.")  # the loggers' run names and groups change on every start
+    moved = _moved(flat_old.get("paths.output_dir"), flat_new.get("paths.output_dir"))
     changed = [
-        f"{k}: {flat_old.get(k)!r} -> {flat_new.get(k)!r}"
+        (k, f"{k}: {flat_old.get(k)!r} -> {flat_new.get(k)!r}")
         for k in sorted(set(flat_old) | set(flat_new))
-        if not k.startswith(skip) and flat_old.get(k) != flat_new.get(k)
+        if not k.startswith(skip) and flat_old.get(k) != flat_new.get(k) and not moved(flat_old.get(k), flat_new.get(k))
     ]
-    if changed:
+    free = [line for k, line in changed if k.startswith(_JOB_FREE)]  # how far or how fast: the same run
+    other = [line for k, line in changed if not k.startswith(_JOB_FREE)]
+    if free:
+        log.info("resume=%s: continued with %s", out_dir, "; ".join(free))
+    if other:
         log.warning(
             "resume=%s: %d setting(s) differ from the run's %s (the weights, optimizer and schedule states come from "
             "the checkpoint; this job's config is written to config_resumed.yaml):\n  %s",
             out_dir,
-            len(changed),
+            len(other),
             saved,
-            "\n  ".join(changed[:20]) + (f"\n  ... {len(changed) - 20} more" if len(changed) > 20 else ""),
+            "\n  ".join(other[:20]) + (f"\n  ... {len(other) - 20} more" if len(other) > 20 else ""),
         )
+
+
+def _moved(old_dir: Any, new_dir: Any) -> Callable[[Any, Any], bool]:
+    """Whether a setting's run value and this job's are the same path inside the run folder, the folder moved from
+    ``old_dir`` to ``new_dir`` (a run folder copied or moved elsewhere and resumed there)."""
+
+    def same_place(old: Any, new: Any) -> bool:
+        if not all(isinstance(v, str) for v in (old_dir, new_dir, old, new)):
+            return False
+        inside = old == old_dir or old.startswith(old_dir.rstrip("/") + "/")
+        return inside and new == new_dir.rstrip("/") + old[len(old_dir.rstrip("/")) :]
+
+    return same_place
 
 
 def check_resume_world(ckpt_file: str | Path, world_size: int) -> None:

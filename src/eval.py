@@ -30,8 +30,11 @@ from yolo9000.data.transforms import normal_size, size_text
 from yolo9000.environment import (
     FILE_ONLY,
     PROJECT_ROOT,
+    USER_ERRORS,
+    concise_exit,
     hint_unset_env,
     hydra_flags_first,
+    log_failure,
     log_to_job_log,
     setup_environment,
 )
@@ -45,7 +48,21 @@ setup_environment()
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="eval.yaml")
 def main(cfg: DictConfig) -> float:
+    """Evaluate (or, with ``sizes``, sweep) a checkpoint; a user's mistake ends a single run with its message (the
+    traceback in the job's log)."""
     log_to_job_log()
+    try:
+        return evaluate(cfg)
+    except USER_ERRORS as e:
+        log_failure(log, e)
+        concise = concise_exit(e)
+        if concise is not None:
+            raise concise from None
+        raise
+
+
+def evaluate(cfg: DictConfig) -> float:
+    """The evaluation of :func:`main`; returns the headline mAP@0.5."""
     pl.seed_everything(cfg.seed, workers=True)
     out_dir = Path(cfg.paths.output_dir)
     settings = module_settings(

@@ -33,6 +33,7 @@ from yolo9000.callbacks.speed import SpeedMonitor
 from yolo9000.callbacks.sweep_summary import local_sweep_dir, write_sweep_summary
 from yolo9000.environment import (
     FILE_ONLY,
+    concise_exit,
     hydra_flags_first,
     log_failure,
     log_to_job_log,
@@ -109,6 +110,9 @@ def main(cfg: DictConfig) -> float | None:
         if wandb.run is not None:  # never let the next job of a multirun log into this run
             with contextlib.suppress(Exception):  # a lost W&B service must not hide the real error
                 wandb.finish(exit_code=1)
+        concise = concise_exit(e)  # a user's mistake in a single run: its message, the traceback in the log
+        if concise is not None:
+            raise concise from None
         raise
     finally:
         end_distributed()  # -m: the next job's DDP needs a fresh process group

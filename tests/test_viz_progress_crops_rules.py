@@ -358,8 +358,9 @@ def _steps(cb: progress.EpochLog, trainer: SimpleNamespace, outputs: list[Any]) 
 
 
 def test_epoch_line_shows_the_terms_in_part_key_order_with_their_short_names() -> None:
-    """Loss 4 significant digits, terms 3, named without their ``train/`` prefix, in the order of part_keys (the
-    step's own order and keys outside part_keys do not count), the seventh part key as well as the first."""
+    """Loss 4 significant digits, terms 3, named without their ``train/`` prefix (the joint terms: per image of
+    their kind, the total being per image of the batch), in the order of part_keys (the step's own order and keys
+    outside part_keys do not count), the seventh part key as well as the first."""
     cb, trainer = progress.EpochLog(), _trainer()
     cb.on_train_epoch_start(trainer, None)  # type: ignore[arg-type]
     terms = {
@@ -370,7 +371,7 @@ def test_epoch_line_shows_the_terms_in_part_key_order_with_their_short_names() -
     }
     _steps(cb, trainer, [{"loss": torch.tensor(3.14159), "terms": terms}])
     assert cb.line(trainer).startswith(  # type: ignore[arg-type]
-        "epoch 1/10 | loss 3.142 (coord 0.612 cls 2 classification/loss 1.23) |"
+        "epoch 1/10 | loss 3.142 (coord 0.612 cls 2 per classification image 1.23) |"
     )
 
 

@@ -23,6 +23,8 @@ __all__ = [
     "ConsoleSkip",
     "hydra_flags_first",
     "hint_unset_env",
+    "USER_ERRORS",
+    "concise_exit",
     "log_failure",
     "log_to_job_log",
     "provenance",
@@ -217,6 +219,30 @@ def log_failure(logger: logging.Logger, error: BaseException) -> None:
     for handler in logging.getLogger().handlers:
         if isinstance(handler, logging.FileHandler):
             handler.handle(record)
+
+
+# what a job raises for a user's mistake (a path, a setting, a dataset that does not fit): its message names the file
+# or key and the fix
+USER_ERRORS: tuple[type[BaseException], ...] = (FileNotFoundError, NotADirectoryError, ValueError, NotImplementedError)
+
+
+def concise_exit(error: BaseException) -> SystemExit | None:
+    """For a single run (not a Hydra multirun job) ended by one of :data:`USER_ERRORS`: a SystemExit (status 1) that
+    prints ``Error: <message>`` and the log file holding its traceback (written by :func:`log_failure`), instead of
+    the traceback on the console. None for other errors and for multirun jobs (re-raised: Hydra reports them)."""
+    if not isinstance(error, USER_ERRORS):
+        return None
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.RUN:
+            return None
+    except ImportError:  # pragma: no cover - Hydra is a dependency
+        return None
+    files = [h.baseFilename for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
+    where = f"\n(the traceback: {files[0]})" if files else ""
+    return SystemExit(f"Error: {error}{where}")
 
 
 def provenance() -> dict[str, str]:

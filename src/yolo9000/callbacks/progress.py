@@ -32,6 +32,14 @@ def format_duration(seconds: float) -> str:
     return f"{m}m{sec:02d}s" if m else f"{sec}s"
 
 
+# the epoch line's names of the joint-training terms: means per image of one kind, where the total is the mean per
+# image of the whole batch (so it may be below one of them)
+_LABELS = {
+    "train/detection/loss": "per detection image",
+    "train/classification/loss": "per classification image",
+}
+
+
 class EpochLog(pl.Callback):
     """Logs, at the end of every training epoch (after its validation)::
 
@@ -162,7 +170,8 @@ class EpochLog(pl.Callback):
             parts[0] += f" (step {trainer.global_step}/{trainer.max_steps})"
         if self.loss_key in self._sums:
             loss = f"loss {self.mean(self.loss_key):.4g}"
-            extra = [f"{k.split('/', 1)[-1]} {self.mean(k):.3g}" for k in self.part_keys if k in self._sums]
+            shown = [k for k in self.part_keys if k in self._sums]
+            extra = [f"{_LABELS.get(k, k.split('/', 1)[-1])} {self.mean(k):.3g}" for k in shown]
             parts.append(loss + (f" ({' '.join(extra)})" if extra else ""))
         if self._train_time > 0:
             parts.append(f"{self._images / self._train_time:.1f} img/s")

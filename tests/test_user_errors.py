@@ -1,0 +1,67 @@
+"""A user's mistake (a missing dataset, a checkpoint evaluated on data with other classes, a bad bench setting) ends
+a single run of ``train.py`` / ``eval.py`` / ``bench.py`` with its message and the log file that holds the traceback,
+exit status 1, no traceback on the console; any other error keeps its traceback; multirun jobs re-raise (Hydra
+reports them)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import run_script
+from test_cli_bench_detect_eval import make_checkpoint
+from yolo9000.environment import concise_exit
+
+
+def assert_concise(res, log: Path) -> str:  # type: ignore[no-untyped-def]
+    assert res.returncode == 1, res.stderr[-3000:]
+    assert "Traceback" not in res.stderr, res.stderr[-3000:]
+    assert f"(the traceback: {log})" in res.stderr
+    assert "Traceback (most recent call last)" in log.read_text()
+    return res.stderr
+
+
+def test_train_with_a_missing_dataset_prints_the_reason_and_the_log(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    res = run_script("train.py", out, "data=voc", f"data.root={tmp_path / 'no_voc'}", "logger=csv", check=False)
+    err = assert_concise(res, out / "train.log")
+    assert "Error: VOC annotation (XML) folder not found" in err
+    assert "Traceback" in json.loads((out / "failed.json").read_text())["traceback"]  # the sweep summaries' record
+
+
+def test_eval_on_data_with_other_classes_prints_the_reason_and_the_log(tmp_path: Path) -> None:
+    ckpt = make_checkpoint(tmp_path / "bccd.ckpt")
+    out = tmp_path / "eval"
+    res = run_script("eval.py", out, f"ckpt_path={ckpt}", "data=digits", check=False)
+    err = assert_concise(res, out / "eval.log")
+    assert "Error: the checkpoint" in err and "was trained on 3 classes" in err
+
+
+def test_bench_with_a_bad_setting_prints_the_reason_and_the_log(tmp_path: Path) -> None:
+    out = tmp_path / "bench"
+    res = run_script("bench.py", out, "bench.size=250", check=False)
+    err = assert_concise(res, out / "bench.log")
+    assert "Error: bench.size must be a positive multiple of 32" in err
+
+
+def test_only_user_errors_of_a_single_run_are_made_concise(monkeypatch: pytest.MonkeyPatch) -> None:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    from omegaconf import OmegaConf
+
+    assert concise_exit(ValueError("x")) is None  # outside a Hydra app: raised as it is
+    for mode, error, concise in (
+        (RunMode.RUN, ValueError("bad key"), True),
+        (RunMode.RUN, FileNotFoundError("no file"), True),
+        (RunMode.RUN, RuntimeError("a bug"), False),
+        (RunMode.RUN, KeyError("k"), False),
+        (RunMode.MULTIRUN, ValueError("bad key"), False),
+    ):
+        monkeypatch.setattr(HydraConfig, "initialized", staticmethod(lambda: True))
+        monkeypatch.setattr(HydraConfig, "get", staticmethod(lambda mode=mode: OmegaConf.create({"mode": mode})))
+        got = concise_exit(error)
+        assert (got is not None) == concise, (mode, error)
+        if got is not None:
+            assert str(got.code).startswith(f"Error: {error}")

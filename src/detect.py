@@ -63,7 +63,7 @@ from yolo9000.data.video import (
     source_name,
     stream_source,
 )
-from yolo9000.environment import hydra_flags_first, log_to_job_log, setup_environment
+from yolo9000.environment import FILE_ONLY, hydra_flags_first, log_to_job_log, setup_environment
 from yolo9000.models import STRIDE
 from yolo9000.submission import (
     VALID_CONF,
@@ -93,7 +93,7 @@ def main(cfg: DictConfig) -> None:
         files = [f for f in files if not is_video(f)]
         check_settings(cfg, videos)
     except (FileNotFoundError, ValueError) as e:
-        log.error("%s", e)
+        log.error("%s", e, extra=FILE_ONLY)  # the job log says why it stopped; the console: the exit message
         raise SystemExit(f"Error: {e}") from None
     conf = cfg.conf_thresh if cfg.conf_thresh is not None else VALID_CONF if cfg.results else DETECT_CONF
     detector = Detector.from_checkpoint(
@@ -106,7 +106,7 @@ def main(cfg: DictConfig) -> None:
     try:  # the result files' names and ids, before the images are run
         writer = result_writer(cfg, detector.class_names, out_dir / "results")
     except (FileNotFoundError, ValueError) as e:
-        log.error("%s", e)
+        log.error("%s", e, extra=FILE_ONLY)  # the job log says why it stopped; the console: the exit message
         raise SystemExit(f"Error: {e}") from None
     size = input_size(cfg.img_size)
     hw = detector.input_hw if size is None else check_input_size(size)
@@ -135,7 +135,7 @@ def main(cfg: DictConfig) -> None:
             try:
                 mjpeg = stack.enter_context(MjpegServer(int(cfg.serve_port), str(cfg.serve_host)))
             except VideoError as e:
-                log.error("serve_port: %s", e)
+                log.error("serve_port: %s", e, extra=FILE_ONLY)
                 raise SystemExit(f"Error: serve_port: {e}") from None
             log.info("the annotated frames, live: %s (MJPEG: a browser or VLC)", mjpeg.url)
         for k, (name, video) in enumerate(zip(video_names(videos), videos, strict=True)):

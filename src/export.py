@@ -44,6 +44,8 @@ def export_onnx(
     """Write ``net`` as ONNX (input ``images`` (B, 3, H, W), output ``output``); ``dynamic``: free batch, and free
     height and width unless ``fixed_size`` (a network that takes one input size: an fc head)."""
     net = net.eval()
+    for name in ("onnxscript", "onnx_ir"):  # their optimizer's INFO lines (constant folding, initializers) per node
+        logging.getLogger(name).setLevel(logging.WARNING)
     example = torch.rand(1, 3, size, size)
     out.parent.mkdir(parents=True, exist_ok=True)
     dynamic_shapes = None
@@ -61,6 +63,7 @@ def export_onnx(
         dynamo=True,
         dynamic_shapes=dynamic_shapes,
         external_data=False,
+        verbose=False,  # no step-by-step report of the exporter
     )
     return out
 

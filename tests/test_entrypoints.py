@@ -152,6 +152,8 @@ def test_export_cli(trained: Path, tmp_path: Path) -> None:
     )
     assert res.returncode == 0, res.stderr[-3000:]
     assert out.stat().st_size > 0 and "max abs difference" in res.stderr
+    said = (res.stdout + res.stderr).strip().splitlines()  # the file written and the check, not the exporter's steps
+    assert len(said) == 2 and said[0].startswith("wrote "), said
 
 
 @pytest.mark.slow  # ~24 s; its steps are in the default suite (test_classifier: fit, fine-tune, backbone hand-off)

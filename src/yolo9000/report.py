@@ -458,6 +458,13 @@ def format_markdown(
         )
     if paper:
         lines.append(f"- paper column: {paper.get('source', '')}; on other data compare the trend, not the value")
+    untimed = [j.num for j in jobs if j.status == "ok" and "train_img_per_s" not in j.values]
+    if untimed and any(c.key == "train_img_per_s" for c in cols):
+        lines.append(
+            f"- train img/s: blank for job(s) {', '.join(map(str, untimed[:20]))}"
+            + (f", ... {len(untimed) - 20} more" if len(untimed) > 20 else "")
+            + ": no training speed in metrics.json (one batch per process: the first batch warms up, untimed)"
+        )
     header = ["configuration", "seeds", *(c.title for c in cols), "paper", "status"]
     lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:

@@ -140,6 +140,7 @@ def test_settings_are_checked_before_any_timing(tmp_path: Path) -> None:
             bench.check_settings(compose_config("bench", *TINY_BENCH, override).bench)
     res = run_script("bench.py", tmp_path / "run", *TINY_BENCH, "bench.size=250", check=False)
     assert res.returncode != 0 and "bench.size must be a positive multiple of 32" in res.stderr
+    assert "Traceback" not in res.stderr and f"(the traceback: {tmp_path / 'run' / 'bench.log'})" in res.stderr
     assert "bare_img_per_s" not in res.stdout + res.stderr  # nothing was timed first
 
 

@@ -323,9 +323,11 @@ def test_main_assembles_the_rows(bench: ModuleType, monkeypatch: Any, tmp_path: 
         "real_over_bare": False,
         "loss_share_of_step": True,
         "loss_over_conv1x1": None,
-        "e2e_over_forward_b1": True,
+        "e2e_over_forward_b1": None,  # no bench.infer_ckpt: random weights, not judged
         "e2e_over_forward_b3": None,
     }
+    assert res["targets"]["e2e_over_forward_b1"]["value"] == 0.95
+    assert res["targets"]["e2e_over_forward_b1"]["note"].startswith("random weights (detections unknown)")
 
 
 # ---------------------------------------------------------------------------------------------- tradeoff.py

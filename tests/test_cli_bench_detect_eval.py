@@ -268,6 +268,10 @@ def test_eval_class_mismatch_names_the_fitting_data_config(bccd_ckpt: Path, tmp_
     assert res.returncode != 0
     err = res.stderr
     assert "data=?" not in err and "conf/data/bccd.yaml lists the checkpoint's classes" in err
+    # a user's mistake: the reason and the log holding the traceback, no traceback on the console
+    assert res.returncode == 1 and "Traceback" not in err and err.startswith("Error: the checkpoint")
+    assert f"(the traceback: {tmp_path / 'wrong' / 'eval.log'})" in err
+    assert "Traceback (most recent call last)" in (tmp_path / "wrong" / "eval.log").read_text()
     line = next(s.strip() for s in err.splitlines() if s.strip().startswith("python src/eval.py"))
     argv = shlex.split(line)
     assert f"ckpt_path={bccd_ckpt}" in argv and argv[-1] == "data=bccd" and "data=voc" not in argv

@@ -1,7 +1,7 @@
 """A user's mistake (a missing dataset, a checkpoint evaluated on data with other classes, a bad bench setting) ends
 a single run of ``train.py`` / ``eval.py`` / ``bench.py`` with its message and the log file that holds the traceback,
 exit status 1, no traceback on the console; any other error keeps its traceback; multirun jobs re-raise (Hydra
-reports them)."""
+reports them). eval.py's and bench.py's are checked in their own tests (test_cli_bench_detect_eval, test_bench)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from conftest import run_script
-from test_cli_bench_detect_eval import make_checkpoint
 from yolo9000.environment import concise_exit
 
 
@@ -29,21 +28,6 @@ def test_train_with_a_missing_dataset_prints_the_reason_and_the_log(tmp_path: Pa
     err = assert_concise(res, out / "train.log")
     assert "Error: VOC annotation (XML) folder not found" in err
     assert "Traceback" in json.loads((out / "failed.json").read_text())["traceback"]  # the sweep summaries' record
-
-
-def test_eval_on_data_with_other_classes_prints_the_reason_and_the_log(tmp_path: Path) -> None:
-    ckpt = make_checkpoint(tmp_path / "bccd.ckpt")
-    out = tmp_path / "eval"
-    res = run_script("eval.py", out, f"ckpt_path={ckpt}", "data=digits", check=False)
-    err = assert_concise(res, out / "eval.log")
-    assert "Error: the checkpoint" in err and "was trained on 3 classes" in err
-
-
-def test_bench_with_a_bad_setting_prints_the_reason_and_the_log(tmp_path: Path) -> None:
-    out = tmp_path / "bench"
-    res = run_script("bench.py", out, "bench.size=250", check=False)
-    err = assert_concise(res, out / "bench.log")
-    assert "Error: bench.size must be a positive multiple of 32" in err
 
 
 def test_only_user_errors_of_a_single_run_are_made_concise(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -111,8 +111,9 @@ def main(cfg: DictConfig) -> None:
     size = input_size(cfg.img_size)
     hw = detector.input_hw if size is None else check_input_size(size)
     log.info(
-        "%d images%s, input %d x %d (height x width%s), %s, from %s",
+        "%d image%s%s, input %d x %d (height x width%s), %s, from %s",
         len(files),
+        "" if len(files) == 1 else "s",
         f" and {len(videos)} video{'s' * (len(videos) != 1)}" if videos else "",
         *hw,
         ", letterboxed" if cfg.letterbox else ", stretched",
@@ -180,7 +181,16 @@ def main(cfg: DictConfig) -> None:
     n = sum(len(r["detections"]) for r in records)
     in_videos = sum(v["detection_count"] for v in video_records)
     frames = f" and {in_videos} in {sum(v['frames'] for v in video_records)} video frames" if videos else ""
-    log.info("%d detections in %d images%s (%d unreadable) -> %s", n, len(records), frames, len(failed), out_dir)
+    log.info(
+        "%d detection%s in %d image%s%s (%d unreadable) -> %s",
+        n,
+        "" if n == 1 else "s",
+        len(records),
+        "" if len(records) == 1 else "s",
+        frames,
+        len(failed),
+        out_dir,
+    )
 
 
 def detect_video(

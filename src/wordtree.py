@@ -117,7 +117,7 @@ def _build_and_write(labels: list[str], args: argparse.Namespace, out: Path) -> 
     write_lines(labels_out, wnids)
     roots = [wnids[i] for i, p in enumerate(parents) if p < 0]
     print(
-        f"{len(labels)} labels -> {len(wnids)} nodes, {len(roots)} roots "
+        f"{len(labels)} labels -> {len(wnids)} nodes, {len(roots)} root{'' if len(roots) == 1 else 's'} "
         f"({'root ' + roots[0] if len(roots) == 1 else 'under ' + args.root}"
         f"{'' if args.root_node or len(roots) == 1 else ' (left out)'}{', chains collapsed' if args.collapse else ''}"
         f"{', greedy' if args.greedy else ''}) in {seconds:.1f} s (WordNet load {t_load:.1f} s)"

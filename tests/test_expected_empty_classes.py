@@ -14,8 +14,8 @@ from PIL import Image
 from yolo9000.data.digits_cls import DigitsClassificationDataModule
 from yolo9000.data.imagefolder import ClassificationDataModule
 
-WARNING = "classes without images:"
-EXPECTED = "classes without images, as expected:"
+WARNING = "without images:"
+EXPECTED = "without images, as expected:"
 
 
 def messages(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
@@ -32,7 +32,7 @@ def test_a_flat_class_list_warns_about_an_empty_class(tmp_path: Path, caplog: py
     with caplog.at_level(logging.INFO, logger="yolo9000"):
         dm.setup("fit")
     warned = [m for m in messages(caplog, logging.WARNING) if WARNING in m]
-    assert warned == ["data.train: 1 classes without images: ['owl']", "data.val: 1 classes without images: ['owl']"]
+    assert warned == ["data.train: 1 class without images: ['owl']", "data.val: 1 class without images: ['owl']"]
     assert not any(EXPECTED in m for m in messages(caplog, logging.INFO))
 
 
@@ -53,6 +53,6 @@ def test_the_digit_trees_internal_nodes_are_expected_without_images(
     infos = [m for m in messages(caplog, logging.INFO) if EXPECTED in m]
     train = "['digit']" if coarse else "['digit', 'even', 'odd']"
     assert infos == [
-        f"data.train: {1 if coarse else 3} {EXPECTED} {train}",
-        f"data.val: 3 {EXPECTED} ['digit', 'even', 'odd']",
+        f"data.train: {'1 class' if coarse else '3 classes'} {EXPECTED} {train}",
+        f"data.val: 3 classes {EXPECTED} ['digit', 'even', 'odd']",
     ]

@@ -198,7 +198,7 @@ def test_cli_build_and_compare(wordnet, tmp_path: Path, capsys: pytest.CaptureFi
     tree = WordTree.from_file(out, out.with_suffix(".names"), out.with_suffix(".labels"))
     assert (tree.parent.tolist(), tree.wnids, tree.names) == tuple(ref)
     printed = capsys.readouterr().out
-    assert "7 labels -> 29 nodes, 1 roots (root " + tree.wnids[0] in printed  # the written tree's root
+    assert "7 labels -> 29 nodes, 1 root (root " + tree.wnids[0] in printed  # the written tree's root
     assert f"1 label(s) listed more than once, each kept once: {LABELS[1]}" in printed
 
     other = tmp_path / "other.tree"

@@ -302,7 +302,7 @@ def build(cfg: DictConfig) -> Built:
         log.info(
             "priors (%s): %s; average IoU with the training boxes %s",
             info.prior_source,
-            info.anchors,
+            [[round(float(v), 4) for v in a] for a in info.anchors],  # float32 values printed as written (16.62)
             "n/a" if info.anchors_avg_iou is None else f"{info.anchors_avg_iou:.4f}",
         )
     module = instantiate_module(resolved_model_config(cfg.model, info), build_info=info.as_dict())

@@ -743,10 +743,13 @@ class ClassificationDataModule(ShardedDataModule):
         expected = self.expected_empty_classes(split)
         unexpected = [c for c in empty if c not in expected]
         if unexpected:
-            logger.warning("data.%s: %d classes without images: %s", split, len(unexpected), unexpected[:10])
+            n = len(unexpected)
+            logger.warning("data.%s: %d class%s without images: %s", split, n, "" if n == 1 else "es", unexpected[:10])
         if len(unexpected) < len(empty):
             quiet = [c for c in empty if c in expected]
-            logger.info("data.%s: %d classes without images, as expected: %s", split, len(quiet), quiet[:10])
+            n = len(quiet)
+            es = "" if n == 1 else "es"
+            logger.info("data.%s: %d class%s without images, as expected: %s", split, n, es, quiet[:10])
         self._built[key] = ds
         return ds
 

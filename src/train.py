@@ -177,10 +177,10 @@ def run(cfg: DictConfig) -> float | None:
         check_resume_progress(cfg, start_ckpt)
     if resumed:
         check_resume_config(cfg, out_dir)
-        log.info("resuming the run in %s from %s", out_dir, start_ckpt)  # (after the checks: it does resume)
-        done = finished_result(cfg, out_dir)
+        done = finished_result(cfg, out_dir)  # a finished run is not resumed: it says so itself
         if done is not None:
             return done
+        log.info("resuming the run in %s from %s", out_dir, start_ckpt)  # (after the checks: it does resume)
     check_required(cfg)
     build_cfg = cfg
     if start_ckpt is not None:  # the weights come from the checkpoint: the run's starting weights need not exist

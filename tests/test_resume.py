@@ -483,6 +483,7 @@ def test_finished_run_is_not_run_again_and_a_refused_resume_writes_nothing(unint
     )
     assert res.returncode == 0, res.stderr[-3000:]
     assert "already holds this job's finished run" in (uninterrupted / "train.log").read_text()
+    assert "resuming the run in" not in res.stdout + res.stderr  # it is not resumed: no message says it is
     resumed = sorted(p.name for p in uninterrupted.glob(".hydra_resumed*"))
     assert resumed == [".hydra_resumed"]
     files += (".hydra_resumed/overrides.yaml",)  # that start's record: kept by the refused start below

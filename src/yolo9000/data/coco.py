@@ -47,7 +47,7 @@ def _read_json(path: Path) -> dict[str, Any]:
     key = (str(path), path.stat().st_mtime)
     if key not in _cache:
         _cache.clear()
-        with open(path) as f:
+        with open(path, encoding="utf-8-sig") as f:  # a BOM written by some tools is no JSON error
             _cache[key] = json.load(f, object_hook=_without_masks)
     return _cache[key]
 

@@ -104,7 +104,7 @@ def read_list_file(path: str | Path, split: str | None = None) -> tuple[list[str
     """
     path = Path(path)
     if path.suffix.lower() == ".csv":
-        with open(path, newline="") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:  # a BOM (Excel, Notepad) is no header text
             rows = [[c.strip() for c in r] for r in csv.reader(f) if any(c.strip() for c in r)]
         if not rows:
             return [], False
@@ -123,7 +123,7 @@ def read_list_file(path: str | Path, split: str | None = None) -> tuple[list[str
         entries = [r[file_col] for r in rows if len(r) > file_col and r[file_col]]
         return list(dict.fromkeys(entries)), split_col is not None and split not in (None, "all")
     entries = []
-    for line in path.read_text().splitlines():
+    for line in path.read_text(encoding="utf-8-sig").splitlines():
         line = line.split("#", 1)[0].strip() if line.lstrip().startswith("#") else line.strip()
         if not line:
             continue

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-
 from yolo9000.data import coco
 from yolo9000.data.splits import read_list_file
 from yolo9000.wordtree import WordTree

@@ -64,7 +64,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from yolo9000.build import build, instantiate_module
 from yolo9000.data.image_io import read_image
-from yolo9000.environment import USER_ERRORS, concise_exit, hydra_flags_first, log_failure, setup_environment
+from yolo9000.environment import concise_exit, hydra_flags_first, log_failure, setup_environment
 from yolo9000.loss import RegionLoss, TruthAssignment
 from yolo9000.models import STRIDE
 from yolo9000.speed import (
@@ -736,7 +736,7 @@ def main(cfg: DictConfig) -> None:
     """Run the benchmark; a user's mistake ends a single run with its message (the traceback in the job's log)."""
     try:
         bench(cfg)
-    except USER_ERRORS as e:
+    except Exception as e:  # the log file gets its traceback; a user's mistake, its message alone on the console
         log_failure(log, e)
         concise = concise_exit(e)
         if concise is not None:

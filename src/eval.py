@@ -30,7 +30,6 @@ from yolo9000.data.transforms import normal_size, size_text
 from yolo9000.environment import (
     FILE_ONLY,
     PROJECT_ROOT,
-    USER_ERRORS,
     concise_exit,
     hint_unset_env,
     hydra_flags_first,
@@ -53,7 +52,7 @@ def main(cfg: DictConfig) -> float:
     log_to_job_log()
     try:
         return evaluate(cfg)
-    except USER_ERRORS as e:
+    except Exception as e:  # the log file gets its traceback; a user's mistake, its message alone on the console
         log_failure(log, e)
         concise = concise_exit(e)
         if concise is not None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import run_script
+from yolo9000.data.records import DataError
 from yolo9000.environment import concise_exit
 
 
@@ -41,6 +42,7 @@ def test_only_user_errors_of_a_single_run_are_made_concise(monkeypatch: pytest.M
         (RunMode.RUN, FileNotFoundError("no file"), True),
         (RunMode.RUN, RuntimeError("a bug"), False),
         (RunMode.RUN, KeyError("k"), False),
+        (RunMode.RUN, DataError("a.xml: no <object>"), True),
         (RunMode.MULTIRUN, ValueError("bad key"), False),
     ):
         monkeypatch.setattr(HydraConfig, "initialized", staticmethod(lambda: True))

@@ -23,8 +23,8 @@ __all__ = [
     "ConsoleSkip",
     "hydra_flags_first",
     "hint_unset_env",
-    "USER_ERRORS",
     "concise_exit",
+    "is_user_error",
     "log_failure",
     "log_to_job_log",
     "provenance",
@@ -221,16 +221,21 @@ def log_failure(logger: logging.Logger, error: BaseException) -> None:
             handler.handle(record)
 
 
-# what a job raises for a user's mistake (a path, a setting, a dataset that does not fit): its message names the file
-# or key and the fix
-USER_ERRORS: tuple[type[BaseException], ...] = (FileNotFoundError, NotADirectoryError, ValueError, NotImplementedError)
+def is_user_error(error: BaseException) -> bool:
+    """Whether ``error`` is a user's mistake whose message names the file or key and the fix: a path, a setting, a
+    dataset that does not fit (FileNotFoundError, NotADirectoryError, ValueError, NotImplementedError) or a data
+    problem under ``data.on_error=error`` (:class:`~yolo9000.data.records.DataError`)."""
+    from yolo9000.data.records import DataError  # here: this module stays light to import (torch comes later)
+
+    return isinstance(error, (FileNotFoundError, NotADirectoryError, ValueError, NotImplementedError, DataError))
 
 
 def concise_exit(error: BaseException) -> SystemExit | None:
-    """For a single run (not a Hydra multirun job) ended by one of :data:`USER_ERRORS`: a SystemExit (status 1) that
-    prints ``Error: <message>`` and the log file holding its traceback (written by :func:`log_failure`), instead of
-    the traceback on the console. None for other errors and for multirun jobs (re-raised: Hydra reports them)."""
-    if not isinstance(error, USER_ERRORS):
+    """For a single run (not a Hydra multirun job) ended by a user's mistake (:func:`is_user_error`): a SystemExit
+    (status 1) that prints ``Error: <message>`` and the log file holding its traceback (written by
+    :func:`log_failure`), instead of the traceback on the console. None for other errors and for multirun jobs
+    (re-raised: Hydra reports them)."""
+    if not is_user_error(error):
         return None
     try:
         from hydra.core.hydra_config import HydraConfig

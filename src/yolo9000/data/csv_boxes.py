@@ -142,6 +142,7 @@ class CSVParser:
         normalized: bool | None = None,
         split_fractions: Mapping[str, float] | None = None,
         split_seed: int | None = 0,
+        image_dir: str | Path | None = None,
     ) -> None:
         root = Path(root)
         self._key = "data.csv_file"  # the key that named the one CSV (for its not-found error)
@@ -154,6 +155,7 @@ class CSVParser:
         self.class_names = list(class_names) if class_names is not None else None
         self.names_file = self.root / names_file if names_file is not None else None
         self.normalized = normalized
+        self.image_dir = self.root / image_dir if image_dir is not None else None
         self.split_fractions = {
             canonical_split(k): float(v) for k, v in (split_fractions or DEFAULT_SPLIT_FRACTIONS).items()
         }
@@ -338,14 +340,29 @@ class CSVParser:
             what,
         )
 
+    def _image_dirs(self, table: _Table) -> list[Path]:
+        """Where a table's relative image paths are looked for, in order: ``image_dir``, else the CSV's folder, its
+        ``images/`` and ``<CSV name>/`` folders (Kaggle's ``train.csv`` beside ``train/``), ``root`` and
+        ``root/images``."""
+        if self.image_dir is not None:
+            return [self.image_dir]
+        here = table.path.parent
+        return list(dict.fromkeys([here, here / "images", here / table.path.stem, self.root, self.root / "images"]))
+
     def _image_path(self, table: _Table, file: str) -> Path:
         p = Path(file)
         if p.is_absolute():
             return p
-        cands = [table.path.parent / p, table.path.parent / "images" / p, self.root / p, self.root / "images" / p]
+        cands = [d / p for d in self._image_dirs(table)]
         if not p.suffix:  # Open Images' ImageID names the file without its suffix
             cands += [c.with_name(c.name + ext) for c in cands[:] for ext in (".jpg", ".jpeg", ".png", ".JPG")]
         return next((c for c in cands if c.is_file()), cands[0])
+
+    def _missing(self, table: _Table, file: str, where: str) -> str:
+        """The detail of a missing image: the row naming it and the folders looked in."""
+        dirs = ", ".join(str(d) for d in self._image_dirs(table))
+        suffix = "" if Path(file).suffix else " (with .jpg, .jpeg, .png or .JPG)"
+        return f"named in {where}; looked for {file}{suffix} in {dirs}; data.image_dir names the images' folder"
 
     def _record(
         self,
@@ -362,7 +379,8 @@ class CSVParser:
         c = table.cols
         if "width" in c and "height" in c:  # the table's size (a differing image gets its boxes rescaled at load)
             if not image_path.is_file():
-                issues.report(image_path, "missing image file", action="skip_image", detail=f"named in {where}")
+                detail = self._missing(table, file, where)
+                issues.report(image_path, "missing image file", action="skip_image", detail=detail)
                 return None
             w, h = (_cell(rows[0][1], c[k]) for k in ("width", "height"))
             try:
@@ -371,7 +389,10 @@ class CSVParser:
                 w = h = 0
             size = size_or_header(w, h, image_path, where, issues, field="width / height")
         else:
-            size = header_size(image_path, issues, detail=f"named in {where}")
+            found = image_path.is_file()
+            size = header_size(
+                image_path, issues, detail=f"named in {where}" if found else self._missing(table, file, where)
+            )
         if size is None:
             return None
         width, height = size

@@ -19,6 +19,7 @@ from .multiscale import MultiScaleBatchSampler, resolve_sizes
 from .records import (
     DataError,
     DetectionRecord,
+    Issue,
     IssueLog,
     box_labels,
     default_report_path,
@@ -291,14 +292,25 @@ class DetectionDataModule(ShardedDataModule):
         # with data.max_images the problems are held back until the kept images are known: those of images left
         # out are not the run's (they were reported as the run's, naming files it never read)
         found = self.issues if limit is None else IssueLog(self.issues.policy, max_warnings_per_reason=0)
+        unlabelled_before = len(self._unlabelled(found))
         for p in parsers:
             records.extend(p.parse(self.class_names, found))
+        unlabelled = self._unlabelled(found)[unlabelled_before:]  # this split's images without a label file
         if limit is not None:
             records = self._keep_first(split, records, limit, found)
         if not records:
             raise ValueError(f"data.{split}: no images ({', '.join(map(repr, parsers))})")
+        kept = {str(r.image_path) for r in records}
+        unlabelled = [i for i in unlabelled if i.file in kept]
+        none_labelled = len({i.file for i in unlabelled}) == len(kept)
         if split == "train" and not any(len(r.boxes) for r in records):
-            raise DataError(self._no_boxes_message(len(records), parsers))
+            raise DataError(self._no_boxes_message(len(records), parsers, unlabelled if none_labelled else []))
+        if none_labelled and self._rank_zero():
+            logger.warning(
+                "data.%s: none of its %d images has a label file (looked for %s, ...): every image is a negative "
+                "and its mAP undefined; YOLO labels mirror the images' folders (images/%s/x.jpg -> labels/%s/x.txt)",
+                split, len(records), unlabelled[0].detail, split, split,
+            )  # fmt: skip
         transform = DetectionTransform(train=split == "train", augment=self.augment)
         return DetectionDataset(
             records,
@@ -336,8 +348,20 @@ class DetectionDataModule(ShardedDataModule):
             )
         return kept
 
-    def _no_boxes_message(self, n_images: int, parsers: Sequence[Any]) -> str:
-        """Why a training split kept no box: the class names its annotations use that the class list lacks."""
+    @staticmethod
+    def _unlabelled(issues: IssueLog) -> list[Issue]:
+        """The notes of images without a label file (YOLO layouts), in the order found."""
+        return [i for i in issues.issues if i.action == "note" and i.reason.startswith("no label file")]
+
+    def _no_boxes_message(self, n_images: int, parsers: Sequence[Any], unlabelled: Sequence[Issue] = ()) -> str:
+        """Why a training split kept no box: no image has a label file (``unlabelled``: their notes), or the class
+        names its annotations use that the class list lacks."""
+        if unlabelled:
+            return (
+                f"data.train: none of its {n_images} images has a label file ({', '.join(map(repr, parsers))}; "
+                f"looked for {unlabelled[0].detail}, ...): YOLO labels mirror the images' folders "
+                "(images/train/x.jpg -> labels/train/x.txt), or give the dataset's yaml (data.yaml_file)"
+            )
         unknown = sorted({i.reason for i in self.issues.issues if i.reason.startswith("unknown class")})
         names = ", ".join(u.removeprefix("unknown class ") for u in unknown[:20])
         found = f"; its annotations name classes not in that list: {names}" if unknown else ""

@@ -325,8 +325,8 @@ def class_mismatch_message(
         if not any(o.startswith("ckpt_path=") for o in same):
             argv.insert(2, f"ckpt_path={ckpt_path}")
         return (
-            f"{head}\nThe same classes in another order: list them in the checkpoint's order (VOC, COCO and YOLO "
-            "data take each box's class by name):\n  "
+            f"{head}\nThe same classes in another order: list them in the checkpoint's order (every layout takes "
+            "each box's class by name; YOLO label ids through the dataset's own names):\n  "
             + shlex.join([*argv, f"data.class_names={hydra_list(ckpt_classes)}"])
         )
     fits = [name for name, names in configs.items() if names == ckpt_classes]

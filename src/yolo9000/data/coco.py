@@ -147,9 +147,9 @@ class COCOParser:
                     else ""
                 )
                 raise FileNotFoundError(f"COCO train JSON not found: {train} (set data.ann_files.train){there}")
-            log_once(
+            log_once(  # the layout found, as the other layouts' (a Roboflow export is no problem)
                 ("coco roboflow", str(self.root)),
-                logging.WARNING,
+                logging.INFO,
                 "COCO train JSON %s not found; %s holds Roboflow's COCO export: %s",
                 train,
                 self.root,

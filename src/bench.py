@@ -64,7 +64,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from yolo9000.build import build, instantiate_module
 from yolo9000.data.image_io import read_image
-from yolo9000.environment import concise_exit, hydra_flags_first, log_failure, setup_environment
+from yolo9000.environment import hydra_flags_first, reported_failures, setup_environment
 from yolo9000.loss import RegionLoss, TruthAssignment
 from yolo9000.models import STRIDE
 from yolo9000.speed import (
@@ -734,14 +734,8 @@ def check_settings(b: DictConfig) -> None:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="bench.yaml")
 def main(cfg: DictConfig) -> None:
     """Run the benchmark; a user's mistake ends a single run with its message (the traceback in the job's log)."""
-    try:
+    with reported_failures(log):
         bench(cfg)
-    except Exception as e:  # the log file gets its traceback; a user's mistake, its message alone on the console
-        log_failure(log, e)
-        concise = concise_exit(e)
-        if concise is not None:
-            raise concise from None
-        raise
 
 
 def bench(cfg: DictConfig) -> None:

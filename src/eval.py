@@ -30,11 +30,10 @@ from yolo9000.data.transforms import normal_size, size_text
 from yolo9000.environment import (
     FILE_ONLY,
     PROJECT_ROOT,
-    concise_exit,
     hint_unset_env,
     hydra_flags_first,
-    log_failure,
     log_to_job_log,
+    reported_failures,
     setup_environment,
 )
 from yolo9000.modules.detector import DetectorModule
@@ -50,14 +49,8 @@ def main(cfg: DictConfig) -> float:
     """Evaluate (or, with ``sizes``, sweep) a checkpoint; a user's mistake ends a single run with its message (the
     traceback in the job's log)."""
     log_to_job_log()
-    try:
+    with reported_failures(log):
         return evaluate(cfg)
-    except Exception as e:  # the log file gets its traceback; a user's mistake, its message alone on the console
-        log_failure(log, e)
-        concise = concise_exit(e)
-        if concise is not None:
-            raise concise from None
-        raise
 
 
 def evaluate(cfg: DictConfig) -> float:

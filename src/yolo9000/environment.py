@@ -28,6 +28,7 @@ __all__ = [
     "log_failure",
     "log_to_job_log",
     "provenance",
+    "reported_failures",
     "setup_environment",
 ]
 
@@ -248,6 +249,20 @@ def concise_exit(error: BaseException) -> SystemExit | None:
     files = [h.baseFilename for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
     where = f"\n(the traceback: {files[0]})" if files else ""
     return SystemExit(f"Error: {error}{where}")
+
+
+@contextlib.contextmanager
+def reported_failures(logger: logging.Logger) -> Iterator[None]:
+    """Around a job: an error that ends it goes to the job's log with its traceback (:func:`log_failure`); a user's
+    mistake in a single run then exits with its message alone (:func:`concise_exit`), any other error is re-raised."""
+    try:
+        yield
+    except Exception as e:
+        log_failure(logger, e)
+        concise = concise_exit(e)
+        if concise is not None:
+            raise concise from None
+        raise
 
 
 def provenance() -> dict[str, str]:

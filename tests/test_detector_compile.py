@@ -119,6 +119,7 @@ def test_inductor_on_the_cpu_gives_the_eager_detections(ckpt: Path) -> None:  # 
     )
 
 
+@pytest.mark.slow  # ~16 s, a subprocess that compiles; the Detector's compile is this file's, in the default suite
 def test_detect_py_compiles_when_asked(ckpt: Path, tmp_path: Path) -> None:  # noqa: F811 - test_api's fixture
     """``detect.py compile=...``: the Detector it builds compiles (its log line names the settings), the same
     detections as without."""

@@ -111,6 +111,7 @@ def test_detect_on_folder_with_a_bad_file(trained: Path, tmp_path: Path) -> None
         assert 0 <= x0 <= x1 <= 640 and 0 <= y0 <= y1 <= 480 and d["class"] in {"RBC", "WBC", "Platelets"}
 
 
+@pytest.mark.slow  # ~9 s, a subprocess; k-means itself is test_anchors.py's, in the default suite
 def test_anchors_cli(tmp_path: Path) -> None:
     res = run("anchors.py", tmp_path, "ks=[1,2,3]", "k=3", "restarts=1", "data.max_images=20", "data.num_workers=0")
     text = (tmp_path / "anchors.yaml").read_text()

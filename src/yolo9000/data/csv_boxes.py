@@ -20,7 +20,7 @@ the image's ``width`` / ``height`` (the record's size, as VOC's and COCO's: an i
 rescaled at load, reported; without them, the image header's). Box values are pixels (0-based continuous, COCO's
 convention) or, where every value of a file lies in [0, 1], fractions of the image's sides (Open Images;
 ``normalized`` forces either reading). A row with an empty class and box lists an image without objects. Image paths
-are relative to the CSV's folder (or its ``images/`` folder, or ``root``).
+are relative to the CSV's folder (or its ``images/`` folder, a folder named as the CSV, ``root``), or ``image_dir``.
 """
 
 from __future__ import annotations
@@ -129,6 +129,8 @@ class CSVParser:
         normalized: box values as fractions of the image's sides (True), pixels (False), or decided per file
             (None: fractions where every value lies in [0, 1]; logged).
         split_fractions, split_seed: the hash split.
+        image_dir: the images' folder (relative to ``root``); None: beside the CSV, in its ``images/`` or
+            ``<CSV name>/`` folder (Kaggle's ``train.csv`` beside ``train/``), in ``root`` or ``root/images``.
     """
 
     def __init__(

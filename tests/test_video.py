@@ -102,6 +102,7 @@ def test_predict_video_gives_each_frame_the_detections_of_the_frame_as_an_image(
         assert torch.equal(d.boxes, r.boxes) and torch.equal(d.scores, r.scores) and d.names == r.names
 
 
+@pytest.mark.slow  # ~10 s, a subprocess; detect.py's video path runs in-process in test_video_rules.py (default suite)
 def test_detect_py_writes_the_annotated_video_and_each_frames_detections(tiny_ckpt: Path, tmp_path: Path) -> None:
     """``source=<video>``: exit 0; detections.json's video record has the clip's 6 frames at their times (k / 12 s),
     frame 0's detections those of the frame as an image; the annotated .mp4 has 6 frames of the clip's size. With

@@ -313,6 +313,7 @@ def test_ctrl_c_in_a_video_file_still_stops_the_run(tiny_ckpt: Path, tmp_path: P
         detect.detect_video(Detector.from_checkpoint(tiny_ckpt), clip, (64, 64), cfg, tmp_path / "d" / "clip.mp4")
 
 
+@pytest.mark.slow  # ~9 s, a subprocess; detect_video on a live stream runs in-process above (default suite)
 def test_detect_py_on_a_stream_and_a_missing_camera(server: str, tiny_ckpt: Path, tmp_path: Path) -> None:
     """``source=[<stream>,99]`` with max_frames=3, as a user runs it: exit 0; detections.json has the stream's record
     (3 frames, its lines file) and camera 99 under failed; ``max_frames=0`` and a non-bool ``live_latest`` are refused

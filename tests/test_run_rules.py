@@ -992,6 +992,8 @@ def test_setup_environment_defaults_wandb_offline_and_keeps_what_the_user_set(
     """W&B stays on this machine unless the user asks (``WANDB_MODE`` in the environment or in ``.env``)."""
     from yolo9000 import environment
 
+    # set (and so undone afterwards): setup_environment would leave the patched root to later tests' subprocesses
+    monkeypatch.setenv("PROJECT_ROOT", str(environment.PROJECT_ROOT))
     monkeypatch.setattr(environment, "PROJECT_ROOT", tmp_path)  # no .env there
     monkeypatch.delenv("WANDB_MODE", raising=False)
     environment.setup_environment()

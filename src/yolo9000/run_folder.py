@@ -11,7 +11,7 @@ import json
 import logging
 import re
 import shlex
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -220,11 +220,12 @@ def check_resume_config(cfg: DictConfig, out_dir: Path) -> None:
             "settings train a new run: model.backbone_ckpt=<its checkpoint> starts from its backbone)"
         )
     skip = ("resume", "ckpt_path", "paths.", "logger.")  # the loggers' run names and groups change on every start
-    moved = _moved(flat_old.get("paths.output_dir"), flat_new.get("paths.output_dir"))
+    dirs = flat_old.get("paths.output_dir"), flat_new.get("paths.output_dir")
+    pairs = {k: (flat_old.get(k), flat_new.get(k)) for k in sorted(set(flat_old) | set(flat_new))}
     changed = [
-        (k, f"{k}: {flat_old.get(k)!r} -> {flat_new.get(k)!r}")
-        for k in sorted(set(flat_old) | set(flat_new))
-        if not k.startswith(skip) and flat_old.get(k) != flat_new.get(k) and not moved(flat_old.get(k), flat_new.get(k))
+        (k, f"{k}: {was!r} -> {now!r}")
+        for k, (was, now) in pairs.items()
+        if not k.startswith(skip) and was != now and not _moved(was, now, *dirs)
     ]
     free = [line for k, line in changed if k.startswith(_JOB_FREE)]  # how far or how fast: the same run
     other = [line for k, line in changed if not k.startswith(_JOB_FREE)]
@@ -241,17 +242,13 @@ def check_resume_config(cfg: DictConfig, out_dir: Path) -> None:
         )
 
 
-def _moved(old_dir: Any, new_dir: Any) -> Callable[[Any, Any], bool]:
-    """Whether a setting's run value and this job's are the same path inside the run folder, the folder moved from
-    ``old_dir`` to ``new_dir`` (a run folder copied or moved elsewhere and resumed there)."""
-
-    def same_place(old: Any, new: Any) -> bool:
-        if not all(isinstance(v, str) for v in (old_dir, new_dir, old, new)):
-            return False
-        inside = old == old_dir or old.startswith(old_dir.rstrip("/") + "/")
-        return inside and new == new_dir.rstrip("/") + old[len(old_dir.rstrip("/")) :]
-
-    return same_place
+def _moved(old: Any, new: Any, old_dir: Any, new_dir: Any) -> bool:
+    """Whether a setting's run value ``old`` and this job's ``new`` are the same path inside the run folder, the
+    folder moved from ``old_dir`` to ``new_dir`` (a run folder copied or moved elsewhere and resumed there)."""
+    if not all(isinstance(v, str) for v in (old, new, old_dir, new_dir)):
+        return False
+    base = old_dir.rstrip("/")
+    return (old == old_dir or old.startswith(base + "/")) and new == new_dir.rstrip("/") + old[len(base) :]
 
 
 def check_resume_world(ckpt_file: str | Path, world_size: int) -> None:

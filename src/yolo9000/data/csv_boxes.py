@@ -163,6 +163,7 @@ class CSVParser:
         }
         self.split_seed = int(split_seed or 0)
         self._tables: dict[Path, _Table] = {}
+        self._dirs: dict[Path, list[Path]] = {}  # each table's image folders (_image_dirs)
 
     def __repr__(self) -> str:
         return f"CSVParser(root={str(self.root)!r}, split={self.split!r})"
@@ -348,8 +349,11 @@ class CSVParser:
         ``root/images``."""
         if self.image_dir is not None:
             return [self.image_dir]
-        here = table.path.parent
-        return list(dict.fromkeys([here, here / "images", here / table.path.stem, self.root, self.root / "images"]))
+        if table.path not in self._dirs:  # once a table, not once an image
+            here = table.path.parent
+            places = [here, here / "images", here / table.path.stem, self.root, self.root / "images"]
+            self._dirs[table.path] = list(dict.fromkeys(places))
+        return self._dirs[table.path]
 
     def _image_path(self, table: _Table, file: str) -> Path:
         p = Path(file)
@@ -378,12 +382,12 @@ class CSVParser:
         """One image's record from its rows (None: image skipped, reported)."""
         image_path = self._image_path(table, file)
         where = f"{table.path}:{rows[0][0]}"
+        if not image_path.is_file():
+            detail = self._missing(table, file, where)
+            issues.report(image_path, "missing image file", action="skip_image", detail=detail)
+            return None
         c = table.cols
         if "width" in c and "height" in c:  # the table's size (a differing image gets its boxes rescaled at load)
-            if not image_path.is_file():
-                detail = self._missing(table, file, where)
-                issues.report(image_path, "missing image file", action="skip_image", detail=detail)
-                return None
             w, h = (_cell(rows[0][1], c[k]) for k in ("width", "height"))
             try:
                 w, h = int(float(w or 0)), int(float(h or 0))
@@ -391,10 +395,7 @@ class CSVParser:
                 w = h = 0
             size = size_or_header(w, h, image_path, where, issues, field="width / height")
         else:
-            found = image_path.is_file()
-            size = header_size(
-                image_path, issues, detail=f"named in {where}" if found else self._missing(table, file, where)
-            )
+            size = header_size(image_path, issues, detail=f"named in {where}")
         if size is None:
             return None
         width, height = size

@@ -292,16 +292,14 @@ class DetectionDataModule(ShardedDataModule):
         # with data.max_images the problems are held back until the kept images are known: those of images left
         # out are not the run's (they were reported as the run's, naming files it never read)
         found = self.issues if limit is None else IssueLog(self.issues.policy, max_warnings_per_reason=0)
-        unlabelled_before = len(self._unlabelled(found))
         for p in parsers:
             records.extend(p.parse(self.class_names, found))
-        unlabelled = self._unlabelled(found)[unlabelled_before:]  # this split's images without a label file
         if limit is not None:
             records = self._keep_first(split, records, limit, found)
         if not records:
             raise ValueError(f"data.{split}: no images ({', '.join(map(repr, parsers))})")
         kept = {str(r.image_path) for r in records}
-        unlabelled = [i for i in unlabelled if i.file in kept]
+        unlabelled = [i for i in self._unlabelled(found) if i.file in kept]  # this split's images without labels
         none_labelled = len({i.file for i in unlabelled}) == len(kept)
         if split == "train" and not any(len(r.boxes) for r in records):
             raise DataError(self._no_boxes_message(len(records), parsers, unlabelled if none_labelled else []))

@@ -741,15 +741,14 @@ class ClassificationDataModule(ShardedDataModule):
         counts = ds.class_counts(self.num_classes)
         empty = [self.class_names[i] for i in np.flatnonzero(counts == 0)]
         expected = self.expected_empty_classes(split)
-        unexpected = [c for c in empty if c not in expected]
-        if unexpected:
-            n = len(unexpected)
-            logger.warning("data.%s: %d class%s without images: %s", split, n, "" if n == 1 else "es", unexpected[:10])
-        if len(unexpected) < len(empty):
-            quiet = [c for c in empty if c in expected]
-            n = len(quiet)
-            es = "" if n == 1 else "es"
-            logger.info("data.%s: %d class%s without images, as expected: %s", split, n, es, quiet[:10])
+        for level, names, note in (
+            (logging.WARNING, [c for c in empty if c not in expected], ""),
+            (logging.INFO, [c for c in empty if c in expected], ", as expected"),
+        ):
+            if names:
+                n = len(names)
+                es = "" if n == 1 else "es"
+                logger.log(level, "data.%s: %d class%s without images%s: %s", split, n, es, note, names[:10])
         self._built[key] = ds
         return ds
 

@@ -293,9 +293,12 @@ def test_odd_but_valid_images(tmp_path, mode, fmt, name, said, policy):
     ds = DetectionDataset(recs, DetectionTransform(train=True), IssueLog(policy), default_size=64)
     s = ds[1]
     assert s is not None and s["image"].shape == (3, 64, 64) and isinstance(s["boxes"], torch.Tensor)
-    # every conversion is said, as fixed (never an error), naming the file; once however often it is loaded
+    # every conversion is said (never an error), naming the file; once however often it is loaded; a PNG named
+    # .jpg as a problem repaired, a colour conversion as a note
     ds[1]
-    assert [(i.action, i.reason) for i in ds.issues.issues] == [("fixed", r) for r in said]
+    assert [(i.action, i.reason) for i in ds.issues.issues] == [
+        ("fixed" if r == PNG_IN_JPG else "note", r) for r in said
+    ]
     assert {Path(i.file).name for i in ds.issues.issues} == {"bad.jpg"}
     assert all(r in ds.issues.summary() for r in said) and "JPEGImages/bad.jpg" in ds.issues.summary()
     assert ds[0] is not None and len(ds.issues) == len(said)  # the plain RGB JPEG: nothing to say

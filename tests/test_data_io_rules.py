@@ -272,7 +272,12 @@ def test_load_time_issues_name_each_flagged_problem(tmp_path: Path) -> None:
     assert "0x20" in issues[0].detail  # the decoder's word on the file: its second marker is the byte 0x20 (" ")
 
     conv = load_time_issues(grey, CONVERTED)
-    assert [(i.reason, i.action) for i in conv] == [("greyscale image converted to RGB", "fixed")]
+    assert [(i.reason, i.action) for i in conv] == [("greyscale image converted to RGB", "note")]  # not a problem
+    misnamed = tmp_path / "misnamed.jpg"
+    Image.new("RGB", (4, 4)).save(misnamed, format="PNG")
+    assert [(i.action, i.reason) for i in load_time_issues(misnamed, CONVERTED)] == [
+        ("fixed", "PNG data in a .jpg file, decoded as PNG")  # a problem of the file, repaired
+    ]
 
     (size,) = load_time_issues(grey, SIZE_MISMATCH, (40, 30))
     assert (size.reason, size.action, size.detail) == (SIZE_MISMATCH_REASON, "fixed", "40x30 vs 20x10")

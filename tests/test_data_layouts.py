@@ -639,7 +639,10 @@ def test_summary_names_every_converted_skipped_and_negative_file_from_workers(tm
         and problems["no objects, kept as a negative"]["action"] == "notes"
     )
     text = report["data_issues"]
-    assert text.startswith("5 problems: 1 skipped images, 4 fixed; 1 notes")
+    # the PNG named .jpg is a problem of the file (repaired); the colour conversions are notes, as the negative
+    assert problems["PNG data in a .jpg file, decoded as PNG"]["action"] == "fixed"
+    assert problems["greyscale image converted to RGB"]["action"] == "notes"
+    assert text.startswith("2 problems: 1 skipped images, 1 fixed; 4 notes")
     for name in ("broken.jpg", "pngdata.jpg", "rgba.png", "palette.png", "grey.jpg", "empty.xml"):
         assert name in text
     full = dm.report_file.read_text()

@@ -23,6 +23,7 @@ from .image_io import (
     SIZE_MISMATCH_REASON,
     ImageDecodeError,
     LoadFlags,
+    conversion_issue,
     load_time_issues,
     read_record_image,
 )
@@ -217,7 +218,7 @@ class DetectionDataset(Dataset):
             return None
         if conversions and self._flag(int(index), CONVERTED):
             for reason, detail in conversions:
-                self.issues.fixed(rec.image_path, reason, detail=detail)
+                self.issues.add(conversion_issue(rec.image_path, reason, detail))
         h, w = image.shape[:2]
         boxes, labels, difficult = rec.boxes, rec.labels, rec.difficult
         if (rec.width, rec.height) != (w, h) and rec.width and rec.height:

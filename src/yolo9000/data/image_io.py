@@ -30,6 +30,7 @@ __all__ = [
     "NOTED",
     "SIZE_MISMATCH",
     "ImageDecodeError",
+    "conversion_issue",
     "image_conversions",
     "image_size",
     "images_under",
@@ -220,6 +221,16 @@ def image_conversions(path: str | Path, data: bytes | None = None) -> list[tuple
 
 ANIMATED_FIRST_FRAME = "animated image: its first frame read"
 EXIF_APPLIED = "EXIF orientation applied (image rotated / flipped upright, as viewers and labelling tools show it)"
+# conversions every reader makes (darknet's, ultralytics'): notes, not problems; content in another format than its
+# extension says is a problem of the file, repaired ("fixed")
+CONVERSION_NOTES = frozenset({*_MODE_NOTES.values(), EXIF_APPLIED})
+
+
+def conversion_issue(path: str | Path, reason: str, detail: str = "") -> Issue:
+    """The issue of one conversion a load made (:func:`read_image_notes`): a ``note`` for those in
+    :data:`CONVERSION_NOTES`, else ``fixed`` (a file repaired: another format than its extension, a rotation
+    undone)."""
+    return Issue(str(path), reason, "note" if reason in CONVERSION_NOTES else "fixed", detail)
 
 
 def _decode_torchvision(data: bytes, exif: bool = True) -> torch.Tensor:
@@ -427,7 +438,7 @@ def load_time_issues(
         else:
             out.append(Issue(str(path), "image failed to load", "skip_image", "readable again afterwards"))
     if flags & CONVERTED:
-        out += [Issue(str(path), reason, "fixed", detail) for reason, detail in image_conversions(path)]
+        out += [conversion_issue(path, reason, detail) for reason, detail in image_conversions(path)]
     if flags & SIZE_MISMATCH and annotated_size is not None and all(annotated_size):
         try:
             w, h = image_size(path)

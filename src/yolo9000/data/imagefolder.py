@@ -37,6 +37,7 @@ from .image_io import (
     NOTED,
     ImageDecodeError,
     LoadFlags,
+    conversion_issue,
     load_time_issues,
     read_image_notes,
 )
@@ -453,7 +454,7 @@ class ClassificationDataset(Dataset):
             return None
         if conversions and self._flag(int(index), CONVERTED):
             for reason, detail in conversions:
-                self.issues.fixed(rec.path, reason, detail=detail)
+                self.issues.add(conversion_issue(rec.path, reason, detail))
         out = self.transform(image, seed=seed)
         self._count("loaded")
         return {

@@ -185,6 +185,11 @@ def test_a_cfg_with_a_size_bound_connected_layer_trains_at_its_size_only(tmp_pat
     assert fixed_input_size(parse_cfg_text(HEAD + "[convolutional]\nfilters=8\nsize=1\nactivation=linear\n")) is None
     # the [region]'s classes await the data: a cfg whose head does not fit them yet is still sized
     assert fixed_input_size(parse_cfg_text(bound.replace("classes=3", "classes=20"))) == (64, 64)
+    # the built network carries it (export.py exports such a network at that size)
+    from yolo9000.darknet.net import DarknetNet
+
+    assert DarknetNet(parse_cfg_text(bound.replace("width=64", "width=96"))).fixed_hw == (64, 96)
+    assert DarknetNet(parse_cfg_text(pooled)).fixed_hw is None
 
     path = tmp_path / "bound.cfg"
     path.write_text(bound)

@@ -9,6 +9,7 @@ real export (a one-convolution network) checks the file's names, free axes and o
 
 from __future__ import annotations
 
+import argparse
 import csv
 import importlib.util
 import inspect
@@ -173,6 +174,40 @@ def test_export_cli_of_an_fc_head_takes_its_grid_size_whatever_the_trained_size(
     assert "the fc head takes 64x64 inputs only, not --size 96" in capsys.readouterr().err
 
 
+def test_export_cli_of_a_darknet_connected_layer_takes_its_net_size(
+    export: Any, stub_ckpt: Callable[..., list[dict[str, Any]]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A darknet network whose [connected] layer ties it to its [net] 64 x 96 (``fixed_hw``) is exported at 64 x 96
+    with the size fixed (its free-size export wrote the file, then the check failed with a traceback); another
+    --size is refused naming 64x96."""
+    calls = stub_ckpt(SimpleNamespace(fixed_hw=(64, 96)), {"eval_size": 416})
+    assert export.main(["--ckpt", "fc.ckpt", "--out", str(tmp_path / "fc.onnx")]) == 0
+    assert calls == [{"export": ((64, 96), True, True)}, {"check": (((64, 96),), 2)}]
+    with pytest.raises(SystemExit):
+        export.main(["--ckpt", "fc.ckpt", "--out", str(tmp_path / "fc.onnx"), "--size", "64"])
+    assert "its [connected] layer takes 64x96 inputs only, not --size 64" in capsys.readouterr().err
+
+
+def test_export_size_defaults_to_the_checkpoints_rectangle_and_takes_height_x_width(
+    export: Any, stub_ckpt: Callable[..., list[dict[str, Any]]], tmp_path: Path
+) -> None:
+    """A converted darknet cfg's rectangular [net] (96 x 160) is the default example size, not its 96 side squared
+    (which exported and checked 96 x 96 and 160 x 160); ``--size 96x160`` / ``96,160`` ask for one; a square stays
+    a side."""
+    assert export.default_hw(SimpleNamespace(input_hw=(96, 160), hparams={"eval_size": 96})) == (96, 160)
+    assert export.default_hw(SimpleNamespace(hparams={"eval_size": 320})) == (320, 320)
+    assert export.parse_size("96x160") == (96, 160) and export.parse_size("96,160") == (96, 160)
+    assert export.parse_size("128X128") == 128 and export.parse_size("416") == 416
+    for bad in ("100", "96x100", "96x160x32", "abc"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            export.parse_size(bad)
+    calls = stub_ckpt(torch.nn.Identity(), {"eval_size": 96})
+    assert export.main(["--ckpt", "a.ckpt", "--out", str(tmp_path / "a.onnx"), "--size", "96x160"]) == 0
+    (exported, checked) = calls
+    assert exported == {"export": ((96, 160), True, False)}
+    assert checked == {"check": (((96, 160), (160, 224)), 2)}
+
+
 def test_export_cli_refuses_a_size_off_the_stride_and_states_a_load_error(
     export: Any,
     stub_ckpt: Callable[..., list[dict[str, Any]]],
@@ -185,7 +220,7 @@ def test_export_cli_refuses_a_size_off_the_stride_and_states_a_load_error(
     stub_ckpt(torch.nn.Identity(), {"eval_size": 64})
     with pytest.raises(SystemExit) as stop:
         export.main(["--ckpt", "a.ckpt", "--out", str(tmp_path / "a.onnx"), "--size", "100"])
-    assert stop.value.code == 2 and "--size must be a multiple of 32, got 100" in capsys.readouterr().err
+    assert stop.value.code == 2 and "argument --size: must be a multiple of 32" in capsys.readouterr().err
     import yolo9000.checkpoints as checkpoints
 
     for error in (FileNotFoundError("no such file: a.ckpt"), ValueError("a.ckpt is not a checkpoint")):

@@ -10,7 +10,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from yolo9000.darknet.cfg import SearchPath, Sections, layer_specs, option, parse_cfg_text, region_meta
+from yolo9000.darknet.cfg import (
+    SearchPath,
+    Sections,
+    fixed_input_size,
+    layer_specs,
+    option,
+    parse_cfg_text,
+    region_meta,
+)
 from yolo9000.models.layers import (
     DarknetConnected,
     DarknetConv,
@@ -89,6 +97,8 @@ class DarknetNet(nn.Module):
         self.layers = nn.ModuleList(layers)
         self.keep = sorted({s for spec in self.specs for s in spec.sources})
         self.classifier = any(s.type in ("avgpool", "connected") for s in self.specs)
+        # (height, width) of the one input a [connected] layer ties the network to; None: any multiple of 32
+        self.fixed_hw = fixed_input_size(sections)
         self.region = region_meta(sections, search)
         if self.region is not None:
             self.num_classes = self.region.classes

@@ -632,7 +632,8 @@ def test_size_mismatch_errors_state_expected_and_found(tiny_cfg: Path, tmp_path:
     total = sum(TINY_SIZES)
     cut = tmp_path / "cut.weights"
     cut.write_bytes(data[: -4 * 5])  # 5 floats short: inside the last layer
-    msg = rf"inside conv layer 2 .*expected {TINY_SIZES[2]} floats.*found {TINY_SIZES[2] - 5}"
+    # layers counted from 1, as the partial-file warning counts them; another cfg's weights suggested
+    msg = rf"inside conv layer 3 of 3 .*expected {TINY_SIZES[2]} floats.*found {TINY_SIZES[2] - 5}.*another cfg"
     with pytest.raises(ValueError, match=msg):
         load_weights(DarknetNet(parse_cfg(tiny_cfg)), cut)
     extra = tmp_path / "extra.weights"
@@ -1138,3 +1139,40 @@ def test_native_darknet19_pools_as_darknet_at_any_size(tmp_path: Path) -> None:
     torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
     feats = Darknet19(width=0.25)(torch.rand(1, 3, 240, 240))
     assert feats["c5"].shape[-1] == 8 and feats["c4"].shape[-1] == 15
+
+
+def test_darknet_file_mistakes_are_named_for_what_they_are(
+    tiny_cfg: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A folder given as the cfg or the weights is said to be a folder (it was "not found"); a .weights file given as
+    the cfg is "binary data" (its bytes filled the message); a trailing comment in a word value is explained; a
+    header with no floats warns (it was an INFO line); a cfg without [region] is not a detector. (A file that ends
+    inside a layer: test_size_mismatch_errors_state_expected_and_found.)"""
+    folder = tmp_path / "a.weights"
+    folder.mkdir()
+    with pytest.raises(IsADirectoryError, match=r"a\.weights: a folder, not a \.weights file"):
+        load_weights(DarknetNet(parse_cfg(tiny_cfg)), folder)
+    with pytest.raises(IsADirectoryError, match=r"a\.weights: a folder, not a \.cfg file"):
+        parse_cfg(folder)
+    net = randomize(DarknetNet(parse_cfg(tiny_cfg)), seed=3)
+    weights = tmp_path / "tiny.weights"
+    save_weights(net, weights, seen=0)
+    with pytest.raises(ValueError, match=r"tiny\.weights: not a darknet cfg .* binary data$"):
+        parse_cfg(weights)
+    commented = tmp_path / "c.cfg"
+    commented.write_text(TINY_CFG.replace("activation=linear", "activation=linear  # no slope"))
+    with pytest.raises(NotImplementedError, match=r"c\.cfg:\d+: activation 'linear#noslope' .* part of the value"):
+        layer_specs(parse_cfg(commented))
+    data = weights.read_bytes()
+    head_only = tmp_path / "head.weights"
+    head_only.write_bytes(data[:20])  # version 0.2 header: 3 int32 + int64 seen
+    with caplog.at_level(logging.INFO, "yolo9000"):
+        info = load_weights(DarknetNet(parse_cfg(tiny_cfg)), head_only)
+    assert info.layers_loaded == 0
+    assert [r.levelname for r in caplog.records if "none of the 3 conv layers filled" in r.getMessage()] == ["WARNING"]
+    detector_less = tmp_path / "convs.cfg"
+    detector_less.write_text(TINY_CFG.split("[avgpool]")[0])
+    with pytest.raises(NotImplementedError, match=r"convs\.cfg: no \[region\] layer: not a detector cfg"):
+        darknet_to_checkpoint(detector_less)
+    with pytest.raises(NotImplementedError, match=r"tiny\.cfg: a classifier other than Darknet-19"):
+        darknet_to_checkpoint(tiny_cfg)

@@ -175,7 +175,13 @@ def darknet_to_checkpoint(
     dk: dict[str, Any] = {"cfg_name": cfg.name, "cfg_bytes": cfg.read_bytes(), "weights": str(weights or "")}
     if region is None:
         if spec is None or spec.kind != "classifier":
-            raise NotImplementedError(f"{cfg}: only Darknet-19 classifiers convert without a [region]")
+            classifier = any(s["type"] in ("avgpool", "connected", "softmax", "cost") for s in sections)
+            raise NotImplementedError(
+                f"{cfg}: "
+                + ("a classifier other than Darknet-19" if classifier else "no [region] layer: not a detector cfg")
+                + "; only detectors (a [region] last) and Darknet-19 classifiers convert to a checkpoint (any darknet "
+                "network loads with yolo9000.darknet.load_darknet)"
+            )
         net_cfg = native_net_config(spec)
         model = build_native(spec)
         if weights is not None:

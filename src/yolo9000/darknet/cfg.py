@@ -121,6 +121,8 @@ def parse_cfg(path: str | Path) -> list[dict[str, Any]]:
         or a first section other than ``[net]``.
     """
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"darknet cfg {path}: a folder, not a .cfg file")
     if not path.is_file():
         raise FileNotFoundError(f"darknet cfg not found: {path}")
     return parse_cfg_text(read_text(path), str(path))
@@ -176,6 +178,8 @@ def read_names(path: str | Path, num_classes: int | None = None) -> list[str]:
 
 def parse_cfg_text(text: str, source: str = "<cfg>") -> list[dict[str, Any]]:
     """:func:`parse_cfg` on cfg text; ``source`` names it in errors (``source:line``)."""
+    if "\x00" in text:  # a binary file (a .weights given as the cfg): its bytes would fill the message
+        raise ValueError(f"{source}: not a darknet cfg (a text file of [sections]): it holds binary data")
     sections: list[dict[str, Any]] = []
     for lineno, raw in enumerate(text.splitlines(), 1):
         line = "".join(raw.split())
@@ -328,8 +332,15 @@ def _activation(sec: dict[str, Any], default: str) -> str:
     outside darknet's YOLOv2-era activations (e.g. the later ``mish``, ``swish``)."""
     name = option(sec, "activation", default, str)
     if name not in DARKNET_ACTIVATIONS:
+        # darknet drops a line's spaces and reads '#' / ';' comments only at its start: "leaky # x" is "leaky#x"
+        comment = (
+            " (darknet reads a comment only at the start of a line: the text after '#' / ';' is part of the value)"
+            if re.search("[#;]", name)
+            else ""
+        )
         raise NotImplementedError(
-            f"{source_line(sec, 'activation')}: activation {name!r} is not supported ({', '.join(DARKNET_ACTIVATIONS)})"
+            f"{source_line(sec, 'activation')}: activation {name!r} is not supported "
+            f"({', '.join(DARKNET_ACTIVATIONS)}){comment}"
         )
     return name
 

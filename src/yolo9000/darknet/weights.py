@@ -176,6 +176,8 @@ def load_weights(
     darknet reads them); None: every layer whole.
     """
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"darknet weights {path}: a folder, not a .weights file")
     if not path.is_file():
         raise FileNotFoundError(f"darknet weights not found: {path}")
     info, offset = read_header(path)
@@ -220,9 +222,10 @@ def load_weights(
     if found != bounds[k]:
         got = found - int(bounds[k])
         raise ValueError(
-            f"{path}: the file ends inside conv layer {k} ({_describe(*pairs[k])}): expected {sizes[k]} floats for "
-            f"it ({int(bounds[k + 1])} in total for the first {k + 1} layers, {total} for all {len(pairs)}), found "
-            f"{got} ({found} in total)"
+            f"{path}: the file ends inside conv layer {k + 1} of {len(pairs)} ({_describe(*pairs[k])}): expected "
+            f"{sizes[k]} floats for it ({int(bounds[k + 1])} in total for the first {k + 1} layers, {total} for all "
+            f"{len(pairs)}), found {got} ({found} in total): a truncated file, or the weights of another cfg (other "
+            "layers, filters or classes read the file out of step)"
         )
     floats = np.frombuffer(body, dtype="<f4")
     with torch.no_grad():
@@ -234,7 +237,9 @@ def load_weights(
                 o += n
     info.layers_loaded, info.layers_total = k, len(pairs)
     _warn_unusable(path, floats, bounds, pairs[:k], options[:k])
-    if k < len(pairs):
+    if k == 0 and pairs:
+        log.warning("%s: a header and no weights: none of the %d conv layers filled (all random)", path, len(pairs))
+    elif k < len(pairs):
         log.info("%s: a partial file: filled %d of %d conv layers", path, k, len(pairs))
     else:
         log.info("%s: loaded all %d conv layers (seen=%d)", path, k, info.seen)

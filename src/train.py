@@ -62,6 +62,7 @@ from yolo9000.run_folder import (
     check_same_job,
     finished_result,
     resume_checkpoint,
+    saved_at_text,
 )
 
 log = logging.getLogger("yolo9000.train")
@@ -179,8 +180,11 @@ def run(cfg: DictConfig) -> float | None:
         check_resume_config(cfg, out_dir)
         done = finished_result(cfg, out_dir)  # a finished run is not resumed: it says so itself
         if done is not None:
+            drop_resumed_record(out_dir)  # nothing was run: the folder stays as this start found it
             return done
-        log.info("resuming the run in %s from %s", out_dir, start_ckpt)  # (after the checks: it does resume)
+        at = saved_at_text(start_ckpt)
+        # (after the checks: it does resume)
+        log.info("resuming the run in %s from %s%s", out_dir, start_ckpt, f" (saved in {at})" if at else "")
     check_required(cfg)
     build_cfg = cfg
     if start_ckpt is not None:  # the weights come from the checkpoint: the run's starting weights need not exist

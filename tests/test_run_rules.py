@@ -739,11 +739,33 @@ def test_a_requeued_run_continues_from_its_newest_checkpoint(tmp_path: Path) -> 
     assert run_folder.resume_checkpoint(_cfg(run, ckpt_path=tmp_path / "other.ckpt"), run) == str(last)
 
 
-def test_resume_of_a_checkpoint_whose_run_saved_no_last_is_refused_as_such(tmp_path: Path) -> None:
+def test_a_run_killed_before_its_first_last_ckpt_continues_from_its_epoch_checkpoint(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Killed between its first epoch checkpoint (validation end) and its first last.ckpt (epoch end): the run
+    continues from the newest readable checkpoint (it was refused as having "saved no checkpoint", and resume=<that
+    checkpoint> sent back to resume=<run>); one cut short by a kill, and last.ckpt.tmp, are passed over; a run with
+    none readable is still refused with its own command to start again."""
     run = _run_dir(tmp_path)
+    (run / "launch_overrides.txt").write_text("seed=1\n")
     best = _ckpt(run / "checkpoints" / "epoch_000.ckpt", 0, 3, 100)
-    with pytest.raises(run_folder.ResumeRefused, match=re.escape(f"newest checkpoint, none in {run}: resume={run}")):
-        run_folder.resume_checkpoint(_cfg(best), run)
+    older = _ckpt(run / "checkpoints" / "epoch_002.ckpt", 0, 2, 300)  # a newer file of an earlier state
+    cut = run / "checkpoints" / "epoch_001.ckpt"
+    cut.write_bytes(best.read_bytes()[:40])  # the kill came during its write
+    os.utime(cut, (200, 200))
+    (run / "checkpoints" / "last.ckpt.tmp").write_bytes(best.read_bytes())
+    with caplog.at_level(logging.WARNING, "yolo9000"):
+        assert run_folder.resume_checkpoint(_cfg(run), run) == str(best)
+    assert "no last.ckpt" in caplog.text
+    assert "continuing from epoch_000.ckpt, saved in epoch 1 at optimizer step 3" in caplog.text
+    assert run_folder.resume_checkpoint(_cfg(best), run) == str(best)
+    assert run_folder.resume_checkpoint(_cfg(None, ckpt_path=tmp_path / "start.ckpt"), run) == str(best)
+    with pytest.raises(run_folder.ResumeRefused, match="a run continues from its newest checkpoint"):
+        run_folder.resume_checkpoint(_cfg(older), run)
+    assert run_folder.saved_at_text(best) == "epoch 1, optimizer step 3" and run_folder.saved_at_text(cut) == ""
+    best.unlink(), older.unlink()
+    with pytest.raises(run_folder.ResumeRefused, match=r"saved no checkpoint .* python src/train.py seed=1 hydra"):
+        run_folder.resume_checkpoint(_cfg(run), run)
 
 
 def test_resume_of_unreadable_checkpoints_is_not_the_same_state(tmp_path: Path) -> None:

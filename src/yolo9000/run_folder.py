@@ -70,8 +70,10 @@ def resume_folder(resume: str | None) -> str | None:
 def resume_checkpoint(cfg: DictConfig, out_dir: Path) -> str | None:
     """The checkpoint training starts from: when the run folder already holds checkpoints (``resume=<run>`` or
     ``resume=<its newest checkpoint>``, a requeued SLURM job, a run started from ``ckpt_path`` and continued), the
-    newest of ``checkpoints/last.ckpt`` and Lightning's ``hpc_ckpt_<n>.ckpt``; else ``ckpt_path`` when given (a new
-    run from another run's state); else none (a fresh run).
+    newest of ``checkpoints/last.ckpt`` and Lightning's ``hpc_ckpt_<n>.ckpt`` (neither: a run killed between its
+    first epoch checkpoint, written at validation end, and its first ``last.ckpt``, written at the epoch's end,
+    continues from the newest readable ``checkpoints/*.ckpt``: the same state, the same training); else ``ckpt_path``
+    when given (a new run from another run's state); else none (a fresh run).
 
     Raises:
         FileNotFoundError: ``resume`` names nothing, or a folder that is not a run's.
@@ -84,6 +86,8 @@ def resume_checkpoint(cfg: DictConfig, out_dir: Path) -> str | None:
     if resume and not Path(resume).exists():
         raise FileNotFoundError(f"resume={resume}: no such run folder or checkpoint file")
     found = [p for p in [out_dir / "checkpoints" / "last.ckpt", *out_dir.glob("hpc_ckpt_*.ckpt")] if p.is_file()]
+    if not found:
+        found = _epoch_states(out_dir)
     if cfg.ckpt_path and not found:
         return str(cfg.ckpt_path)
     if resume and Path(resume).is_file():
@@ -129,6 +133,33 @@ def run_overrides(out_dir: Path) -> str | None:
     if isinstance(recorded, list) and all(isinstance(o, str) for o in recorded):
         return " ".join(shlex.quote(o) for o in recorded)
     return launch.read_text().strip() if launch.is_file() else None
+
+
+def _epoch_states(out_dir: Path) -> list[Path]:
+    """The newest readable checkpoint of ``<run>/checkpoints`` (a list of at most one), for a run without
+    ``last.ckpt``: killed after its first epoch checkpoint, before its first ``last.ckpt`` (or while writing it:
+    ``last.ckpt.tmp`` is never read). A file cut short by the kill does not load and is passed over."""
+    files = [p for p in (out_dir / "checkpoints").glob("*.ckpt") if p.name != "last.ckpt"]
+    saved = [(at, p) for p in files if (at := _saved_at(p)) is not None]
+    if not saved:
+        return []
+    at, newest = max(saved, key=lambda s: (s[0], s[1].stat().st_mtime))
+    log.warning(
+        "%s: no last.ckpt (the run stopped before its first one was written): continuing from %s, saved in epoch "
+        "%d at optimizer step %d",
+        out_dir,
+        newest.name,
+        at[0] + 1,
+        at[1],
+    )
+    return [newest]
+
+
+def saved_at_text(ckpt_file: str | Path) -> str:
+    """Where a checkpoint stands, for the resume line: ``epoch 3, optimizer step 120`` (epochs counted from 1, as
+    the epoch lines count them); "" for a file that is not a Lightning checkpoint."""
+    at = _saved_at(Path(ckpt_file))
+    return f"epoch {at[0] + 1}, optimizer step {at[1]}" if at is not None else ""
 
 
 def _same_state(a: Path, b: Path) -> bool:

@@ -397,8 +397,9 @@ def test_16_bit_and_float_pil_images_give_the_file_detections(detector, tmp_path
     pil16 = Image.fromarray(deep)
     pil32 = Image.fromarray(deep.astype(np.int32))  # mode I: how PIL opens some 16-bit PNGs
     fimg = Image.fromarray(grey.astype(np.float32) / 255.0)  # mode F
-    assert (pil16.mode, pil32.mode, fimg.mode) == ("I;16", "I", "F")
-    got = detector.predict([tmp_path / "deep.png", pil16, pil32, deep, fimg], size=SIZE, conf=0.0)
+    widened = Image.fromarray(grey).convert("I")  # mode I of 8-bit values: taken as they are (shifted: black)
+    assert (pil16.mode, pil32.mode, fimg.mode, widened.mode) == ("I;16", "I", "F", "I")
+    got = detector.predict([tmp_path / "deep.png", pil16, pil32, deep, fimg, widened], size=SIZE, conf=0.0)
     assert len(want) > 10
     for r in got:
         assert_same(want, r)
@@ -449,7 +450,10 @@ def test_16_bit_and_float_files_read_as_their_pil_images(detector, tmp_path: Pat
         assert got.flags.writeable and np.array_equal(got, _pil_rgb(Image.open(tmp_path / name), 0)), name
         assert np.array_equal(got, read_image(IMAGES[0]) if name == "rgb.bmp" else rgb_grey), name
     said = read_image_notes(tmp_path / "i32.tif")[1]
-    assert ("32-bit greyscale image converted to 8-bit RGB (as 16-bit)", "") in said
+    assert (
+        "32-bit greyscale image converted to 8-bit RGB (as 16-bit, or as 8-bit when no value exceeds 255)",
+        "",
+    ) in said
     Image.fromarray(deep * 4).save(tmp_path / "wide.tif")  # values up to 4 * 65535
     Image.fromarray(grey.astype(np.float32)).save(tmp_path / "f255.tif")  # floats 0..255
     res = detector.predict([tmp_path / "wide.tif", tmp_path / "f255.tif"], size=SIZE, skip_unreadable=True)
@@ -496,6 +500,33 @@ def test_bad_call_arguments_are_refused(detector) -> None:  # noqa: ANN001
         detector.predict(np.zeros((0, 0, 3), np.uint8))
     with pytest.raises(ValueError, match="num_workers must be >= 0"):
         detector.predict(IMAGES[0], num_workers=-1)
+    # another type is no value: a string threshold, a fractional or boolean cap, a string batch, "no" for a flag
+    # (truthy to Python) were taken as they came
+    for kw, what in [
+        ({"conf": "0.3"}, "conf must be a number in"),
+        ({"nms": True}, "nms must be a number in"),
+        ({"max_det": 2.5}, "max_det must be a whole number"),
+        ({"max_det": True}, "max_det must be a whole number"),
+        ({"batch_size": "4"}, "batch_size must be a whole number >= 1"),
+        ({"num_workers": 1.0}, "num_workers must be a whole number >= 0"),
+        ({"letterbox": "no"}, "letterbox must be True or False, got 'no'"),
+        ({"skip_unreadable": 1}, "skip_unreadable must be True or False"),
+    ]:
+        with pytest.raises(TypeError, match=what):
+            detector.predict(IMAGES[0], **kw)
+    assert len(detector.predict(IMAGES[0], max_det=np.int64(2), conf=np.float32(0.1), letterbox=np.bool_(True))) == 1
+    with pytest.raises(ValueError, match=r"image 1: .*clip\.avi is a video: .*Detector\.predict_video"):
+        detector.predict([IMAGES[0], "clip.avi"])  # named, not read as a "corrupt" image
+
+
+def test_a_file_of_no_image_format_says_so_without_a_memory_address(detector, tmp_path: Path) -> None:  # noqa: ANN001
+    """PIL's message for bytes of no image format names its in-memory buffer (``<_io.BytesIO object at 0x...>``):
+    the reason changed from run to run (in ``Detections.error`` and results files); it says what it is."""
+    garbage = tmp_path / "garbage.jpg"
+    garbage.write_bytes(b"hello, this is not an image at all" * 8)
+    (r,) = detector.predict(garbage, skip_unreadable=True)
+    assert r.error is not None and "no image format PIL or torchvision knows" in r.error
+    assert "0x" not in r.error and "BytesIO" not in r.error
     from yolo9000 import UnreadableImageError
 
     folder = str(IMAGES[0].parent)

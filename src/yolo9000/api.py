@@ -24,6 +24,7 @@ Decisions:
 from __future__ import annotations
 
 import contextlib
+import numbers
 import os
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -40,7 +41,7 @@ from yolo9000.checkpoints import darknet_to_checkpoint, load_module, module_from
 from yolo9000.data.image_io import ImageDecodeError, pil_rgb, rgb_uint8
 from yolo9000.data.predict import ImageFilesDataset, PredictCollate
 from yolo9000.data.transforms import DetectionTransform, check_input_size, size_text
-from yolo9000.data.video import VideoError, VideoFrames
+from yolo9000.data.video import VideoError, VideoFrames, is_video
 from yolo9000.models.layers import fold_batch_norms
 from yolo9000.modules.detector import DetectorModule, check_decode_settings
 from yolo9000.postprocess import DecodeOn, decode_device
@@ -420,15 +421,16 @@ class Detector:
         Raises:
             UnreadableImageError: naming the file, unless ``skip_unreadable``.
             TypeError / ValueError: an input that is not an image (naming its index), a bad ``size``, ``conf`` or
-                ``nms`` outside [0, 1], a negative ``max_det``, ``batch_size`` below 1.
+                ``nms`` outside [0, 1], a negative ``max_det``, ``batch_size`` below 1; an argument of another type
+                (``conf="0.3"``, ``max_det=2.5``, ``letterbox="no"``: TypeError).
         """
         items = _as_items(images)
         hw = self.input_hw if size is None else check_input_size(size)
         check_decode_settings(conf=conf, nms=nms, max_det=max_det)
-        if int(batch_size) < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
-        if int(num_workers) < 0:
-            raise ValueError(f"num_workers must be >= 0 (0: this process reads), got {num_workers!r}")
+        _check_whole("batch_size", batch_size, 1)
+        _check_whole("num_workers", num_workers, 0, " (0: this process reads)")
+        _check_flag("letterbox", letterbox)
+        _check_flag("skip_unreadable", skip_unreadable)
         dataset = _IndexedImages(items, hw, transform=self._transforms[bool(letterbox)])
         bs = int(batch_size)
         if int(num_workers) > 0:
@@ -507,6 +509,8 @@ class Detector:
         """
         if isinstance(average, bool) or not isinstance(average, int) or average < 1:
             raise ValueError(f"average must be an integer >= 1 (frames whose outputs are averaged), got {average!r}")
+        _check_whole("batch_size", batch_size, 1)
+        _check_flag("letterbox", letterbox)
         frames = video if isinstance(video, VideoFrames) else VideoFrames(video, batch_size)
         with frames:
             if average > 1:
@@ -704,6 +708,8 @@ def _as_items(images: Any) -> list[str | np.ndarray]:
             path = os.fspath(x)  # as given: results and errors name the caller's string
             if not path:
                 raise ValueError(f"image {i}: an empty path")
+            if is_video(path):  # decoded as an image it was "corrupt or unreadable"
+                raise ValueError(f"image {i}: {path} is a video: detect its frames with Detector.predict_video")
             out.append(path)
         elif isinstance(x, Image.Image):
             out.append(_pil_rgb(x, i))
@@ -768,6 +774,21 @@ def _options(
 
 
 # ---------------------------------------------------------------- device and precision
+def _check_whole(name: str, value: Any, least: int, note: str = "") -> None:
+    """A whole-number argument (``batch_size``, ``num_workers``): TypeError for another type (a bool, ``"4"``,
+    2.5), ValueError below ``least``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be a whole number >= {least}{note}, got {value!r}")
+    if value < least:
+        raise ValueError(f"{name} must be >= {least}{note}, got {value!r}")
+
+
+def _check_flag(name: str, value: Any) -> None:
+    """A yes / no argument: TypeError for anything but a bool (``"no"`` is true to Python)."""
+    if not isinstance(value, bool | np.bool_):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+
+
 def _resolve_device(device: str | torch.device | None) -> torch.device:
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -88,7 +88,7 @@ _MODE_NOTES = {
     "1": "1-bit image converted to RGB",
     "L": "greyscale image converted to RGB",
     "LA": "greyscale+alpha image converted to RGB (alpha dropped)",
-    "I": "32-bit greyscale image converted to 8-bit RGB (as 16-bit)",
+    "I": "32-bit greyscale image converted to 8-bit RGB (as 16-bit, or as 8-bit when no value exceeds 255)",
     "I;16": "16-bit greyscale image converted to 8-bit RGB",
     "I;16B": "16-bit greyscale image converted to 8-bit RGB",
     "I;16L": "16-bit greyscale image converted to 8-bit RGB",
@@ -260,6 +260,8 @@ def _webp_with_orientation(data: bytes) -> bool:
 def _pil_detail(e: Exception) -> str:
     """The detail of an :class:`ImageDecodeError` from PIL's exception (an image over PIL's pixel limit: how to
     lift it)."""
+    if isinstance(e, UnidentifiedImageError):  # its message names the in-memory buffer (<_io.BytesIO at 0x...>)
+        return "no image format PIL or torchvision knows (UnidentifiedImageError)"
     detail = f"{type(e).__name__}: {e}"
     return f"{detail}; {_TOO_LARGE}" if isinstance(e, Image.DecompressionBombError) else detail
 
@@ -307,9 +309,10 @@ def rgb_uint8(a: np.ndarray, channels_last: bool = True) -> np.ndarray:
 
 def pil_rgb(im: Image.Image) -> np.ndarray:
     """A PIL image's pixels as uint8 (H, W, 3) RGB (a writable array): 16-bit grey (modes ``I;16*``, and ``I``
-    with values in 0..65535: PIL opens some 16-bit files so) shifted to 8 bits, float grey (``F``) in [0, 1]
-    scaled by 255 (:func:`rgb_uint8`); every other mode through PIL's RGB conversion (which would clip 16-bit
-    and float grey to white and black).
+    with values in 0..65535: PIL opens some 16-bit files so) shifted to 8 bits, except ``I`` whose values all lie
+    in 0..255 (``convert("I")`` of an 8-bit image; PIL's own conversion reads them so), taken as they are; float
+    grey (``F``) in [0, 1] scaled by 255 (:func:`rgb_uint8`); every other mode through PIL's RGB conversion
+    (which would clip 16-bit and float grey to white and black).
 
     Raises:
         ValueError: ``I`` pixels outside 0..65535, ``F`` pixels outside [0, 1] (see :func:`rgb_uint8`).
@@ -318,7 +321,8 @@ def pil_rgb(im: Image.Image) -> np.ndarray:
         a = np.asarray(im)
         if a.size and (a.min() < 0 or a.max() > 65535):
             raise ValueError(f"mode {im.mode} pixels outside 0..65535 (16-bit grey expected)")
-        return rgb_uint8(a.astype(np.uint16))
+        eight_bit = im.mode == "I" and (not a.size or a.max() <= 255)  # 8-bit values widened: black if shifted
+        return rgb_uint8(a.astype(np.uint8 if eight_bit else np.uint16))
     if im.mode == "F":
         return rgb_uint8(np.asarray(im))
     return np.array(im.convert("RGB"))  # a copy: PIL's buffer is read-only

@@ -209,3 +209,25 @@ def test_fold_batch_norms_darknet_conv_with_and_without_bn() -> None:
     x = torch.randn(1, 3, 10, 10)
     with torch.no_grad():
         assert torch.allclose(folded(x), net.eval()(x), atol=1e-4)
+
+
+def test_yes_no_switches_refuse_other_values() -> None:
+    """``model.net.passthrough=maybe`` reached the network as the string "maybe" (true to Python): the sweep job
+    trained with the passthrough and reported an ordinary row. A switch that is no bool is refused, naming it;
+    the composed sweep value goes the same way."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    from conftest import compose_config
+    from yolo9000.data.multiscale import MultiScaleBatchSampler
+
+    with pytest.raises(TypeError, match="YOLOv2: passthrough must be true or false, got 'maybe'"):
+        YOLOv2(Darknet19(width=0.125), 3, [[1.0, 1.0]], passthrough="maybe")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="Darknet19: batch_norm must be true or false, got 1"):
+        Darknet19(batch_norm=1, width=0.125)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="data.multiscale: enabled must be true or false, got 'no'"):
+        MultiScaleBatchSampler(range(4), 2, False, [64], enabled="no", fixed_size=64)  # type: ignore[arg-type]
+    cfg = compose_config("train", "model.net.passthrough=maybe", "model.net.backbone.width=0.125")
+    with pytest.raises(InstantiationException, match="passthrough must be true or false"):
+        instantiate(cfg.model.net, num_classes=3, anchors=[[1.0, 1.0]])
+    assert YOLOv2(Darknet19(width=0.125), 3, [[1.0, 1.0]], passthrough=False).passthrough is False

@@ -302,7 +302,8 @@ def build(cfg: DictConfig) -> Built:
         log.info(
             "priors (%s): %s; average IoU with the training boxes %s",
             info.prior_source,
-            [[round(float(v), 4) for v in a] for a in info.anchors],  # float32 values printed as written (16.62)
+            # float32 values printed as written (16.62); none: a head without priors (priors=none, YOLOv1's fc)
+            "none" if info.anchors is None else [[round(float(v), 4) for v in a] for a in info.anchors],
             "n/a" if info.anchors_avg_iou is None else f"{info.anchors_avg_iou:.4f}",
         )
     module = instantiate_module(resolved_model_config(cfg.model, info), build_info=info.as_dict())

@@ -20,7 +20,7 @@ from typing import Any
 
 from torch.utils.data import Sampler
 
-from yolo9000.models import STRIDE
+from yolo9000.models import STRIDE, check_flags
 
 from .transforms import Size, normal_size
 
@@ -109,6 +109,7 @@ class MultiScaleBatchSampler(Sampler[list[tuple[int, Size, int]]]):
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        check_flags("data.multiscale", enabled=enabled)
         if not enabled and fixed_size is None:
             raise ValueError("fixed_size is required when multi-scale is disabled")
         self.sampler = _EpochRelay(self, sampler)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from yolo9000.models import check_flags
 from yolo9000.models.layers import BNStyle, ConvBNLeaky, InitStyle, init_weights_
 
 # (filters, kernel) per conv, "M" = maxpool 2/2; exactly cfg/darknet19.cfg without its 1x1x1000 classifier.
@@ -44,6 +45,7 @@ class Darknet19(nn.Module):
         self, batch_norm: bool = True, width: float = 1.0, bn_momentum: float = 0.01, bn_style: BNStyle = "torch"
     ) -> None:
         super().__init__()
+        check_flags("Darknet19", batch_norm=batch_norm)
         if bn_style not in ("torch", "darknet"):
             raise ValueError(f"bn_style must be 'torch' or 'darknet', got {bn_style!r}")
         self.batch_norm, self.width, self.bn_style, self.bn_momentum = batch_norm, width, bn_style, bn_momentum

@@ -13,7 +13,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from yolo9000.models import STRIDE
+from yolo9000.models import STRIDE, check_flags
 from yolo9000.models.darknet19 import Darknet19, scaled
 from yolo9000.models.layers import ConvBNLeaky, InitStyle, Reorg, init_weights_
 
@@ -58,6 +58,7 @@ class YOLOv2(nn.Module):
         init: InitStyle = "darknet",
     ) -> None:
         super().__init__()
+        check_flags("YOLOv2", passthrough=passthrough, fuse=fuse)
         if location not in ("direct", "offset"):
             raise ValueError(f"location must be 'direct' or 'offset', got {location!r}")
         if head not in ("conv", "fc"):

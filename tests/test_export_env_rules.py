@@ -578,11 +578,17 @@ def test_cpu_counts_are_at_least_one_and_none_means_the_cpu() -> None:
     assert multirun.loader_workers(None, 8) == 0
 
 
-def test_basename_and_resume_folder_resolvers(tmp_path: Path) -> None:
-    """``${basename:<path>}`` is the path's last part; ``${resume_folder:<run>/checkpoints/last.ckpt}`` is the run's
-    folder; a resume of nothing stops with ``Error: <reason>`` (not Hydra's traceback)."""
+def test_run_group_and_resume_folder_resolvers(tmp_path: Path) -> None:
+    """``${run_group:...}``: a sweep's jobs share ``<experiment>_<sweep folder name>``, a single run is
+    ``<experiment>_<its folder name>`` (a resumed run's folder is the same: its group was the resuming start's sweep
+    timestamp, a group of no folder); ``${resume_folder:<run>/checkpoints/last.ckpt}`` is the run's folder; a resume of
+    nothing stops with ``Error: <reason>`` (not Hydra's traceback)."""
+    from hydra.types import RunMode
+
     multirun.register_resolvers()
-    assert OmegaConf.create({"b": "${basename:/runs/multirun/2024-05-01/12-00-00}"}).b == "12-00-00"
+    group = "${run_group:default,${mode},/runs/train/2026-12-06_15-06-31_5215,/sweeps/default/2026-12-06_15-06-53_5312}"
+    assert OmegaConf.create({"mode": RunMode.RUN, "g": group}).g == "default_2026-12-06_15-06-31_5215"
+    assert OmegaConf.create({"mode": RunMode.MULTIRUN, "g": group}).g == "default_2026-12-06_15-06-53_5312"
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
     (run / "config.yaml").write_text("{}\n")

@@ -1,8 +1,8 @@
 """What a job of a Hydra multirun (``-m``) needs beyond a single run.
 
 - :func:`register_resolvers`: ``${tags_with_overrides:${tags},${hydra:overrides.task}}`` for W&B tags (the
-  experiment's tags plus the job's own overrides, i.e. its ablation values), ``${basename:<path>}`` (the last
-  part of a path: the W&B group's sweep timestamp) and ``${cpus:8}`` (the CPUs available, capped) and
+  experiment's tags plus the job's own overrides, i.e. its ablation values), ``${run_group:...}`` (the W&B
+  group: :func:`run_group`) and ``${cpus:8}`` (the CPUs available, capped) and
   ``${loader_workers:<accelerator>,8}`` (the default ``data.num_workers``:
   0 for a CPU trainer, see :func:`loader_workers`).
 - :func:`prepare_ddp_relaunch`: Lightning's ``ddp`` strategy starts ranks > 0 by re-running ``sys.argv``; under
@@ -131,10 +131,18 @@ def _resume_folder(resume: str | None) -> str | None:
         raise SystemExit(f"Error: {e}") from None
 
 
+def run_group(experiment: str, mode: Any, run_dir: str, sweep_dir: str) -> str:
+    """A W&B run's group: ``<experiment>_<sweep folder name>`` for a sweep's jobs (they share it), else
+    ``<experiment>_<run folder name>``, which a resumed run keeps (its folder is the same; the sweep folder's name was
+    the resuming start's timestamp, a group of its own)."""
+    folder = sweep_dir if "MULTIRUN" in str(mode) else run_dir
+    return f"{experiment}_{Path(str(folder)).name}"
+
+
 def register_resolvers() -> None:
     """Register the OmegaConf resolvers the configs use (idempotent)."""
-    if not OmegaConf.has_resolver("basename"):
-        OmegaConf.register_new_resolver("basename", lambda path: Path(str(path)).name)
+    if not OmegaConf.has_resolver("run_group"):  # ${run_group:<experiment>,${hydra:mode},<run dir>,<sweep dir>}
+        OmegaConf.register_new_resolver("run_group", run_group)
     if not OmegaConf.has_resolver("max"):  # ${max:a,b}: the larger number (null counts as 0)
         OmegaConf.register_new_resolver("max", lambda *values: max(int(v or 0) for v in values))
     if not OmegaConf.has_resolver("coalesce"):  # ${coalesce:a,b}: a unless it is null, else b

@@ -27,6 +27,7 @@ from yolo9000.report import (
     archive_jobs,
     format_markdown,
     group_jobs,
+    is_reporting_key,
     load_job,
     load_sweep,
     paper_row,
@@ -137,6 +138,23 @@ def test_grouping_ignores_override_order_and_seeds_are_sorted() -> None:
     (row,), common = group_jobs(jobs)
     assert row.seeds == [1, 3] and row.label == "default" and common == ["a=1", "b=2"]
     assert row.stats["map_50"] == (pytest.approx(0.5), pytest.approx(0.02**0.5), 2)
+
+
+def test_the_logger_and_the_launcher_are_not_part_of_a_configuration() -> None:
+    """``logger=csv,wandb`` in a sweep is one configuration logged twice (it made a row per logger, and
+    ``report.py --combine`` kept a ``logger=csv`` sweep apart from one without); the launcher and the loader workers
+    are not configurations either; a logger key's sub-keys neither, but a key that merely starts alike is."""
+    jobs = [
+        job(0, ["v=a", "logger=csv", "seed=1"], values={"map_50": 0.4}),
+        job(1, ["v=a", "logger=wandb", "seed=2"], seed=2, values={"map_50": 0.6}),
+        job(2, ["v=b", "logger=csv", "logger.wandb.project=p", "seed=1"], values={"map_50": 0.5}),
+        job(3, ["v=a", "hydra/launcher=submitit_local", "data.num_workers=2", "seed=3"], seed=3, values={"map_50": 1}),
+        job(4, ["v=a", "loggers_extra=1", "seed=1"], values={"map_50": 0.1}),
+    ]
+    rows, common = group_jobs(jobs)
+    assert [(r.label, r.seeds) for r in rows] == [("v=a", [1, 2, 3]), ("v=b", [1]), ("v=a loggers_extra=1", [1])]
+    assert rows[0].stats["map_50"][0] == pytest.approx(2 / 3) and common == []
+    assert is_reporting_key("logger") and is_reporting_key("hydra/launcher") and not is_reporting_key("loggers_extra")
 
 
 def test_a_finished_job_without_seed_counts_and_failed_jobs_give_no_statistics() -> None:

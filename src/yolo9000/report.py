@@ -360,14 +360,27 @@ def _one_per_seed(row: ConfigRow) -> list[JobResult]:
     ]
 
 
-def group_jobs(jobs: Sequence[JobResult]) -> tuple[list[ConfigRow], list[str]]:
-    """Group jobs that differ only in ``seed``; returns (rows in sweep order, the overrides common to all jobs).
+# override keys (and key prefixes) that change where and how a run reports, not what it trains: a sweep's
+# ``logger=csv,wandb`` is one configuration logged twice (resume lets them change too: yolo9000.run_folder)
+REPORTING_KEYS = ("logger", "data.num_workers", "paths.", "hydra.", "hydra/")  # hydra/launcher=...: where jobs run
 
-    A row's label is the overrides that vary across the sweep (``seed`` excluded), in the job's order.
+
+def is_reporting_key(key: str) -> bool:
+    """Whether an override's key is one of :data:`REPORTING_KEYS` (``logger``, ``logger.wandb.project``,
+    ``hydra/launcher``, ...)."""
+    return any(key == k or key.startswith(k if k.endswith((".", "/")) else k + ".") for k in REPORTING_KEYS)
+
+
+def group_jobs(jobs: Sequence[JobResult]) -> tuple[list[ConfigRow], list[str]]:
+    """Group jobs that differ only in ``seed`` (and in :data:`REPORTING_KEYS`: the logger, the loader workers);
+    returns (rows in sweep order, the overrides common to all jobs).
+
+    A row's label is the overrides that vary across the sweep (``seed`` and the reporting keys excluded), in the
+    job's order.
     """
 
     def no_seed(j: JobResult) -> list[str]:
-        return [o for o in j.overrides if parse_override(o)[0] != "seed"]
+        return [o for o in j.overrides if (k := parse_override(o)[0]) != "seed" and not is_reporting_key(k)]
 
     all_ov = [no_seed(j) for j in jobs]
     common = [o for o in (all_ov[0] if all_ov else []) if all(o in other for other in all_ov)]

@@ -18,6 +18,8 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from yolo9000.report import REPORTING_KEYS
+
 log = logging.getLogger("yolo9000.train")
 
 __all__ = [
@@ -302,7 +304,7 @@ def check_resume_world(ckpt_file: str | Path, world_size: int) -> None:
 
 
 # overrides a job may change when it lands in a folder holding its earlier run: they do not change what the run is
-_JOB_FREE = ("trainer.max_epochs", "trainer.max_steps", "data.num_workers", "logger", "paths.", "hydra.")
+_JOB_FREE = ("trainer.max_epochs", "trainer.max_steps", *REPORTING_KEYS)
 
 
 def check_resume_progress(cfg: DictConfig, ckpt_file: str | Path) -> None:

@@ -140,6 +140,9 @@ def test_eval_map_resolution() -> None:
     assert resolve_map(tree, [4, "cat"]).tolist() == [4, 3]  # an integer is an index wherever it stands
     with pytest.raises(ValueError, match=r"eval_map=\[\] reports no class"):
         resolve_map(tree, [])
+    # one node twice (by name and by index): refused, naming it (it was taken, a class evaluated twice)
+    with pytest.raises(ValueError, match=r"eval_map \['cat', 3\]: node 3 \('cat'\) listed more than once"):
+        resolve_map(tree, ["cat", 3])
 
 
 def test_eval_map_integers_that_are_also_node_names_are_warned(caplog: pytest.LogCaptureFixture) -> None:
@@ -213,7 +216,10 @@ def test_image_list_labels_by_folder_name_for_a_tree_of_ones_own(
     recs = ImageListParser(lst, *tree).parse(None, issues)
     assert [r.labels.tolist() for r in recs] == [[3], [2], [4]]  # RBC, white cell, the wnid's node over the folder
     # skipped: WBC (two nodes' name) and an id that is no node (not its folder's node: the id says another class)
-    assert issues.count("skip_image", "no WordTree node's WordNet id or name in the path") == 2
+    assert issues.count("skip_image", "no WordTree node's WordNet id or name in the path") == 1
+    # the shared name is said as such, naming the nodes (it was "no node's id or name in the path")
+    (shared,) = [i for i in issues.issues if i.reason == "its folder's name is held by several WordTree nodes"]
+    assert shared.file.endswith("c.jpg") and "'WBC' is nodes [4, 5]" in shared.detail
     coco = _coco(tmp_path / "c", ["RBC", "white cell"])
     mp = tmp_path / "cells.map"
     mp.write_text("3\n2\n")

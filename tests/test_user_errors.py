@@ -51,3 +51,16 @@ def test_only_user_errors_of_a_single_run_are_made_concise(monkeypatch: pytest.M
         assert (got is not None) == concise, (mode, error)
         if got is not None:
             assert str(got.code).startswith(f"Error: {error}")
+    # a config value its class refuses, wrapped by Hydra's instantiate: the class's message and the target built
+    from hydra.errors import InstantiationException
+
+    wrapped = InstantiationException("Error in call to target 'yolo9000.models.yolov2.YOLOv2':\nTypeError(...)")
+    wrapped.__cause__ = TypeError("YOLOv2: passthrough must be true or false, got 'maybe'")
+    monkeypatch.setattr(HydraConfig, "get", staticmethod(lambda: OmegaConf.create({"mode": RunMode.RUN})))
+    got = concise_exit(wrapped)
+    assert got is not None and str(got.code).startswith(
+        "Error: YOLOv2: passthrough must be true or false, got 'maybe' (building yolo9000.models.yolov2.YOLOv2)"
+    )
+    bug = InstantiationException("Error in call to target 'x.Y':\nRuntimeError(...)")
+    bug.__cause__ = RuntimeError("a bug")
+    assert concise_exit(bug) is None  # a crash keeps its traceback

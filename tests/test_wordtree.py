@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -257,3 +258,18 @@ def test_a_hierarchical_head_refuses_class_names_that_are_not_its_tree_nodes() -
     for bad in (1.5, -1.0, float("nan")):  # the descent's threshold is a probability
         with pytest.raises(ValueError, match="tree_thresh must lie in"):
             DetectorModule(model, loss, class_names=["cell", "RBC", "WBC"], eval_size=64, tree_thresh=bad)
+
+
+def test_a_tree_file_is_named_in_lookups_and_names_lose_stray_end_spaces(tmp_path: Path) -> None:
+    """A label missing from a tree read from a file names that file (the message gave only the node count); a names
+    file's trailing space ("RBC ") is no part of the name (the lookup of RBC failed beside a file that shows it);
+    inner spaces stay."""
+    tree_file = tmp_path / "cells.tree"
+    tree_file.write_text("cell -1\nRBC 0\nred cell 0\n".replace("red cell", "red_cell"))
+    names = tmp_path / "cells.names"
+    names.write_text("cell\nRBC \n red cell\t\n")
+    tree = WordTree.from_file(tree_file, names)
+    assert tree.names == ["cell", "RBC", "red cell"]
+    assert tree.map_labels(["RBC", "red cell"]).tolist() == [1, 2]
+    with pytest.raises(ValueError, match=rf"labels not in the WordTree {re.escape(str(tree_file))} \(3 nodes\)"):
+        tree.map_labels(["WBC"])

@@ -228,7 +228,20 @@ def is_user_error(error: BaseException) -> bool:
     problem under ``data.on_error=error`` (:class:`~yolo9000.data.records.DataError`)."""
     from yolo9000.data.records import DataError  # here: this module stays light to import (torch comes later)
 
+    if _config_cause(error) is not None:
+        return True
     return isinstance(error, (FileNotFoundError, NotADirectoryError, ValueError, NotImplementedError, DataError))
+
+
+def _config_cause(error: BaseException) -> BaseException | None:
+    """The error a config's ``_target_`` raised when Hydra's ``instantiate`` wraps it (InstantiationException "Error
+    in call to target ..."): a value refused (ValueError, TypeError: ``model.net.passthrough=maybe``, a key the class
+    does not take), a file not found; None for anything else."""
+    from hydra.errors import InstantiationException
+
+    cause = error.__cause__
+    user = (FileNotFoundError, NotADirectoryError, ValueError, TypeError, NotImplementedError)
+    return cause if isinstance(error, InstantiationException) and isinstance(cause, user) else None
 
 
 def concise_exit(error: BaseException) -> SystemExit | None:
@@ -248,6 +261,10 @@ def concise_exit(error: BaseException) -> SystemExit | None:
         return None
     files = [h.baseFilename for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
     where = f"\n(the traceback: {files[0]})" if files else ""
+    cause = _config_cause(error)
+    if cause is not None:  # the class's own message, and which config entry built it
+        target = re.search(r"target '([^']+)'", str(error))
+        return SystemExit(f"Error: {cause}" + (f" (building {target.group(1)})" if target else "") + where)
     return SystemExit(f"Error: {error}{where}")
 
 

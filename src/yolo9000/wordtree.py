@@ -64,7 +64,8 @@ def _check_parents(parents: Sequence[int], where: Where) -> None:
 def read_entries(path: str | Path, num_nodes: int | None, what: str) -> list[str]:
     """One entry a line (a names or labels file): exactly ``num_nodes`` non-empty lines when given.
 
-    ``what`` = "name" keeps each line whole (names have spaces); otherwise a line must be one token (a WordNet id).
+    ``what`` = "name" keeps each line's inner spaces (names have spaces; the ends are stripped: "RBC " is "RBC");
+    otherwise a line must be one token (a WordNet id).
     """
     lines = _lines(path, what)
     if what != "name":
@@ -75,7 +76,7 @@ def read_entries(path: str | Path, num_nodes: int | None, what: str) -> list[str
         if len(lines) < num_nodes:
             raise ValueError(f"{path}:{len(lines) + 1}: missing {what} for node {len(lines)} ({num_nodes} expected)")
         raise ValueError(f"{path}:{num_nodes + 1}: extra {what}: the tree has {num_nodes} nodes")
-    return [line.strip() if what != "name" else line for line in lines]
+    return [line.strip() for line in lines]  # a name's inner spaces kept; a stray trailing one is no part of it
 
 
 def read_map(path: str | Path, num_nodes: int | None = None) -> list[int]:
@@ -121,6 +122,7 @@ class WordTree:
         starts = torch.ones(n, dtype=torch.bool)
         starts[1:] = parent[1:] != parent[:-1]
         self.n = n
+        self.source: str | None = None  # the tree file it was read from (:meth:`from_file`), for messages
         self.names = list(names) if names is not None else [str(i) for i in range(n)]
         self.wnids = list(wnids) if wnids is not None else list(self.names)
         self.parent = parent
@@ -159,7 +161,9 @@ class WordTree:
         _check_parents(parents, lambda i: f"{path}:{i + 1}")
         names = read_entries(names_file, len(ids), "name") if names_file is not None else ids
         wnids = read_entries(labels_file, len(ids), "label") if labels_file is not None else ids
-        return cls(parents, names, wnids)
+        tree = cls(parents, names, wnids)
+        tree.source = str(path)
+        return tree
 
     def read_map(self, path: str | Path) -> torch.Tensor:
         """A darknet map file (``coco9k.map``) checked against this tree: (K,) LongTensor of node indices."""
@@ -196,7 +200,9 @@ class WordTree:
         if missing or ambiguous:
             parts = [f"{len(missing)} not found: {missing[:20]}"] if missing else []
             parts += [f"{len(ambiguous)} ambiguous names (use wnids or a map): {ambiguous[:20]}"] if ambiguous else []
-            raise ValueError(f"labels not in the WordTree ({self.n} nodes): " + "; ".join(parts))
+            source = getattr(self, "source", None)  # a tree unpickled from an older version has none
+            where = f" {source}" if source else ""
+            raise ValueError(f"labels not in the WordTree{where} ({self.n} nodes): " + "; ".join(parts))
         return torch.tensor(out, dtype=torch.long)
 
     # ------------------------------------------------------------------ per-group maths, node-major layout

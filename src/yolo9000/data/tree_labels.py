@@ -197,12 +197,15 @@ class ImageListParser:
             if node is None and not ids:  # no id at all: the folder holding it named as a node (<class>/<image>)
                 node = by_name.get(Path(entry).parent.name)
             if node is None:
-                issues.report(
-                    path,
-                    "no WordTree node's WordNet id or name in the path",
-                    action="skip_image",
-                    detail=f"{self.list_file} entry {line_no}: a folder named as a node, or the node's n######## id",
-                )
+                folder = Path(entry).parent.name
+                if not ids and counts[folder] > 1:  # a name several nodes hold: which one is meant is unknown
+                    reason = "its folder's name is held by several WordTree nodes"
+                    detail = f"{self.list_file} entry {line_no}: {folder!r} is nodes {_nodes_named(self.tree, folder)}"
+                    detail += "; name the folder by the node's n######## id"
+                else:
+                    reason = "no WordTree node's WordNet id or name in the path"
+                    detail = f"{self.list_file} entry {line_no}: a folder named as a node, or the node's n######## id"
+                issues.report(path, reason, action="skip_image", detail=detail)
                 continue
             # the joint stream reads labels[0] only; the box is a placeholder (the image's size is unknown here)
             records.append(
@@ -210,3 +213,8 @@ class ImageListParser:
             )
         logger.info("%s: %d classification images labelled with WordTree nodes", self.list_file, len(records))
         return _to_class_names(records, self.tree, class_names, repr(self))
+
+
+def _nodes_named(tree: WordTree, name: str) -> list[int]:
+    """The indices of the tree's nodes named ``name``."""
+    return [i for i, n in enumerate(tree.names) if n == name]

@@ -422,6 +422,13 @@ def resolve_map(tree: WordTree | None, spec: str | list[str | int] | None) -> to
         raise ValueError("eval_map=[] reports no class (null or 'all': every node, one per box)")
     # an integer is a node index wherever it stands; anything else a node name or wnid
     nodes = [x if isinstance(x, int) and not isinstance(x, bool) else int(tree.map_labels([str(x)])[0]) for x in spec]
+    repeated = sorted({n for n in nodes if nodes.count(n) > 1})
+    if repeated:  # one node reported as two classes: its boxes twice, each AP against the other's truths
+        raise ValueError(
+            f"eval_map {list(spec)}: "
+            + ", ".join(f"node {n}" + (f" ({tree.names[n]!r})" if 0 <= n < tree.n else "") for n in repeated)
+            + " listed more than once"
+        )
     named = {n: i for i, n in enumerate(tree.names)}
     other = [(x, named[str(x)]) for x in spec if isinstance(x, int) and named.get(str(x), x) != x]
     if other:  # eval_map=[5,6] on the digits: nodes 5 and 6, not the digits named "5", "6" (metric_groups reads names)

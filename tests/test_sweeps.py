@@ -538,3 +538,27 @@ def test_a_cluster_jobs_end_writes_the_summary_in_turn(tmp_path: Path, monkeypat
     job.join(30)
     md = (tmp_path / "summary.md").read_text()
     assert "model.net.passthrough=true" in md and "model.net.passthrough=false" in md
+
+
+def test_a_failed_job_is_said_on_the_console_when_it_fails(caplog: pytest.LogCaptureFixture) -> None:
+    """A sweep's failed job was said only in its own train.log until the whole sweep ended: the summary callback now
+    logs the job number, its overrides, the error and its log file when it fails; a finished job says nothing."""
+    import logging
+
+    from hydra.core.utils import JobReturn, JobStatus
+    from omegaconf import OmegaConf
+
+    from yolo9000.callbacks.sweep_summary import say_failed_job
+
+    hydra_cfg = OmegaConf.create({"hydra": {"runtime": {"output_dir": "/s/2"}, "job": {"num": 2}}})
+    failed = JobReturn(overrides=["data.batch_size=0"], hydra_cfg=hydra_cfg, task_name="train", status=JobStatus.FAILED)
+    failed.return_value = ValueError("batch_size must be >= 1, got 0")
+    ok = JobReturn(overrides=["seed=1"], hydra_cfg=hydra_cfg, task_name="train", status=JobStatus.COMPLETED)
+    with caplog.at_level(logging.INFO, "yolo9000"):
+        say_failed_job(OmegaConf.create({}), ok)
+        assert caplog.text == ""
+        say_failed_job(OmegaConf.create({}), failed)
+    assert (
+        "job 2 (data.batch_size=0) failed: ValueError: batch_size must be >= 1, got 0 (its log: /s/2/train.log)"
+        in caplog.text
+    )

@@ -72,6 +72,26 @@ def write_sweep_summary(sweep_dir: str, plot: bool = True) -> None:
         log.exception("could not write the sweep summary of %s", sweep_dir)
 
 
+def say_failed_job(config: DictConfig, job_return: Any) -> None:
+    """On the console when a sweep's job fails (Hydra says it only when the whole sweep ends): the job, its
+    overrides, the error and its log file, while the other jobs go on."""
+    from hydra.core.utils import JobStatus
+
+    if getattr(job_return, "status", None) != JobStatus.FAILED:
+        return
+    hydra_cfg = job_return.hydra_cfg.hydra if job_return.hydra_cfg is not None else config.get("hydra")
+    out = Path(str(hydra_cfg.runtime.output_dir)) if hydra_cfg is not None else None
+    error = job_return._return_value
+    log.error(
+        "job %s (%s) failed: %s: %s%s",
+        hydra_cfg.job.num if hydra_cfg is not None else "?",
+        " ".join(job_return.overrides or []),
+        type(error).__name__,
+        error,
+        f" (its log: {out / f'{job_return.task_name}.log'})" if out is not None else "",
+    )
+
+
 class SweepSummary(Callback):
     """Summarise ``hydra.sweep.dir`` after each job (local or on a cluster) and at the end of the multirun.
 
@@ -87,6 +107,8 @@ class SweepSummary(Callback):
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
         from lightning_fabric.utilities.rank_zero import rank_zero_only
 
+        if rank_zero_only.rank == 0:
+            say_failed_job(config, job_return)
         sweep_dir = job_sweep_dir(config.get("hydra")) if self.after_each_job else None
         if sweep_dir is not None and rank_zero_only.rank == 0:  # a DDP job's process 0 (it wrote the results)
             write_sweep_summary(sweep_dir, plot=self.plot)

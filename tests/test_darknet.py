@@ -1150,9 +1150,9 @@ def test_darknet_file_mistakes_are_named_for_what_they_are(
     inside a layer: test_size_mismatch_errors_state_expected_and_found.)"""
     folder = tmp_path / "a.weights"
     folder.mkdir()
-    with pytest.raises(IsADirectoryError, match=r"a\.weights: a folder, not a \.weights file"):
+    with pytest.raises(FileNotFoundError, match=r"a\.weights: a folder, not a \.weights file"):
         load_weights(DarknetNet(parse_cfg(tiny_cfg)), folder)
-    with pytest.raises(IsADirectoryError, match=r"a\.weights: a folder, not a \.cfg file"):
+    with pytest.raises(FileNotFoundError, match=r"a\.weights: a folder, not a \.cfg file"):
         parse_cfg(folder)
     net = randomize(DarknetNet(parse_cfg(tiny_cfg)), seed=3)
     weights = tmp_path / "tiny.weights"

@@ -757,7 +757,9 @@ def test_a_run_killed_before_its_first_last_ckpt_continues_from_its_epoch_checkp
     with caplog.at_level(logging.WARNING, "yolo9000"):
         assert run_folder.resume_checkpoint(_cfg(run), run) == str(best)
     assert "no last.ckpt" in caplog.text
-    assert "continuing from epoch_000.ckpt, saved in epoch 1 at optimizer step 3" in caplog.text
+    assert "continuing from epoch_000.ckpt, the newest readable checkpoint, saved in epoch 1 at optimizer step 3" in (
+        caplog.text
+    )
     assert run_folder.resume_checkpoint(_cfg(best), run) == str(best)
     assert run_folder.resume_checkpoint(_cfg(None, ckpt_path=tmp_path / "start.ckpt"), run) == str(best)
     with pytest.raises(run_folder.ResumeRefused, match="a run continues from its newest checkpoint"):

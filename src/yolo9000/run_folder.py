@@ -147,8 +147,8 @@ def _epoch_states(out_dir: Path) -> list[Path]:
         return []
     at, newest = max(saved, key=lambda s: (s[0], s[1].stat().st_mtime))
     log.warning(
-        "%s: no last.ckpt (the run stopped before its first one was written): continuing from %s, saved in epoch "
-        "%d at optimizer step %d",
+        "%s: no last.ckpt (a run stopped before its first one was written, or it was deleted): continuing from "
+        "%s, the newest readable checkpoint, saved in epoch %d at optimizer step %d",
         out_dir,
         newest.name,
         at[0] + 1,

@@ -122,7 +122,7 @@ def parse_cfg(path: str | Path) -> list[dict[str, Any]]:
     """
     path = Path(path)
     if path.is_dir():
-        raise IsADirectoryError(f"darknet cfg {path}: a folder, not a .cfg file")
+        raise FileNotFoundError(f"darknet cfg {path}: a folder, not a .cfg file")  # (caught as the missing file is)
     if not path.is_file():
         raise FileNotFoundError(f"darknet cfg not found: {path}")
     return parse_cfg_text(read_text(path), str(path))

@@ -177,7 +177,7 @@ def load_weights(
     """
     path = Path(path)
     if path.is_dir():
-        raise IsADirectoryError(f"darknet weights {path}: a folder, not a .weights file")
+        raise FileNotFoundError(f"darknet weights {path}: a folder, not a .weights file")  # (as a missing file)
     if not path.is_file():
         raise FileNotFoundError(f"darknet weights not found: {path}")
     info, offset = read_header(path)

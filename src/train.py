@@ -60,6 +60,7 @@ from yolo9000.run_folder import (
     check_resume_progress,
     check_resume_world,
     check_same_job,
+    check_start_weights,
     finished_result,
     resume_checkpoint,
     saved_at_text,
@@ -192,6 +193,7 @@ def run(cfg: DictConfig) -> float | None:
         if cfg.model.net.get("weights"):  # model=darknet's starting .weights
             starts["net"] = {"weights": None}
         build_cfg = OmegaConf.merge(cfg, {"model": starts}) if starts else cfg  # a copy: cfg stays as composed
+    check_start_weights(build_cfg)  # before the data is read: a wrong path is said at once
     launch = out_dir / LAUNCH_FILE
     if not resumed and HydraConfig.initialized() and not launch.is_file():  # a fresh run, or one from ckpt_path
         launch.write_text(" ".join(shlex.quote(o) for o in HydraConfig.get().overrides.task) + "\n")

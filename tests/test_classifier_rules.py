@@ -168,6 +168,20 @@ def test_the_classes_of_a_flat_training_labels_file_are_sorted(tmp_path: Path) -
     assert [r.label for r in dm.datasets["train"].records] == [2, 0, 2, 1]
 
 
+def test_a_val_split_whose_folders_are_no_training_class_says_so(tmp_path: Path) -> None:
+    """val/ named its classes otherwise than train/ (wnids against names): "no images in the class folders" though
+    they are full of images; it now names the folders and the classes they are not."""
+    for name in ("RBC", "WBC"):
+        _png(tmp_path / "train" / name / "a.png")
+    for name in ("n09000001", "n09000002"):
+        _png(tmp_path / "val" / name / "a.png")
+    dm = ClassificationDataModule(str(tmp_path), img_size=32, num_workers=0)
+    with pytest.raises(
+        ValueError, match=r"none of its folders \['n09000001', 'n09000002'\] is a class of the class list \['RBC'"
+    ):
+        dm.setup("fit")
+
+
 def test_samples_are_rgb(tmp_path: Path) -> None:
     """A pure red image is (255, 0, 0) in channel order in the sample and in the batch (not BGR)."""
     _png(tmp_path / "train" / "red" / "r.png", (255, 0, 0), (40, 40))

@@ -1060,3 +1060,17 @@ def test_a_resume_in_a_moved_run_folder_ignores_the_paths_that_moved_with_it(
     text = warning.getMessage()
     assert "2 setting(s) differ" in text and "data.cache_dir" in text and "other.file" in text
     assert "dirpath" not in text and "default_root_dir" not in text
+
+
+def test_start_weights_are_checked_before_the_data_and_a_run_folder_is_named_as_one(tmp_path: Path) -> None:
+    """model.backbone_ckpt / init_ckpt naming a run's folder said "pretrained weights not found" after the data was
+    parsed and the priors computed; a missing file the same. Both are said first, the folder with its last.ckpt."""
+    run = _run_dir(tmp_path)
+    last = _ckpt(run / "checkpoints" / "last.ckpt", 1, 6, 100)
+    for key in ("backbone_ckpt", "init_ckpt"):
+        with pytest.raises(FileNotFoundError, match=rf"model\.{key}={run} is a folder: .*model\.{key}={last}"):
+            run_folder.check_start_weights(OmegaConf.create({"model": {key: str(run)}}))
+    with pytest.raises(FileNotFoundError, match=r"model\.init_ckpt=.*nope\.ckpt: no such file"):
+        run_folder.check_start_weights(OmegaConf.create({"model": {"init_ckpt": str(tmp_path / "nope.ckpt")}}))
+    run_folder.check_start_weights(OmegaConf.create({"model": {"backbone_ckpt": str(last), "init_ckpt": None}}))
+    run_folder.check_start_weights(OmegaConf.create({"model": {}}))

@@ -27,6 +27,7 @@ __all__ = [
     "ResumeRefused",
     "check_checkpoint_classes",
     "check_required",
+    "check_start_weights",
     "check_resume_config",
     "check_resume_progress",
     "check_same_job",
@@ -399,6 +400,25 @@ def check_required(cfg: DictConfig) -> None:
         if value is absent or value in (None, "", "???"):
             plus = "+" if value is absent else ""  # a key no config defines is added with +
             raise ValueError(f"{key} is required by this experiment: add {plus}{key}=<path> to the command line")
+
+
+def check_start_weights(cfg: DictConfig) -> None:
+    """A run's starting weights (``model.backbone_ckpt``, ``model.init_ckpt``) exist, checked before the data is read
+    and the priors computed (they were found missing only when the module was built); a folder (a run's) is named
+    as one, with the file to pass."""
+    for key in ("model.backbone_ckpt", "model.init_ckpt"):
+        value = OmegaConf.select(cfg, key, default=None)
+        if value in (None, "", "???"):
+            continue
+        path = Path(str(value))
+        if path.is_dir():
+            inside = next((p for p in (path / "checkpoints" / "last.ckpt", path / "last.ckpt") if p.is_file()), None)
+            raise FileNotFoundError(
+                f"{key}={value} is a folder: pass a checkpoint file"
+                + (f", e.g. {key}={inside}" if inside else " in it (checkpoints/last.ckpt, a best epoch_NNN.ckpt)")
+            )
+        if not path.is_file():
+            raise FileNotFoundError(f"{key}={value}: no such file (pretrained weights: a .ckpt or darknet .weights)")
 
 
 def hydra_list(items: Sequence[str]) -> str:

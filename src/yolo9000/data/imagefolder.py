@@ -736,6 +736,12 @@ class ClassificationDataModule(ShardedDataModule):
             )
         if not records:
             hint = _loose_hint(self.root / folder, split)
+            if folders and not known:  # folders full of images, none named as a class (other names than train's)
+                hint += (
+                    f" (none of its folders {sorted(folders)[:5]}{', ...' if len(folders) > 5 else ''} is a class of "
+                    f"the class list {self.class_names[:5]}{', ...' if len(self.class_names) > 5 else ''}: name them "
+                    "as the training classes)"
+                )
             raise ValueError(f"data.{split}: no images in the class folders of {self.root / folder}{hint}")
         transform = ClassificationTransform(split == "train", self.img_size, self.augment)
         ds = ClassificationDataset(records, transform, self.issues)

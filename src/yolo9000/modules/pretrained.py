@@ -109,6 +109,8 @@ def load_pretrained(
     (``build_info.eval_size``) is a warning, as a "high-resolution" fine-tune below the size its start was trained at.
     """
     path = Path(source)
+    if path.is_dir():
+        raise FileNotFoundError(f"pretrained weights {path}: a folder, not a checkpoint file (checkpoints/last.ckpt?)")
     if not path.is_file():
         raise FileNotFoundError(f"pretrained weights not found: {path}")
     if _is_darknet_weights(path):

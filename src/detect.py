@@ -40,7 +40,8 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -96,15 +97,19 @@ def main(cfg: DictConfig) -> None:
         log.error("%s", e, extra=FILE_ONLY)  # the job log says why it stopped; the console: the exit message
         raise SystemExit(f"Error: {e}") from None
     conf = cfg.conf_thresh if cfg.conf_thresh is not None else VALID_CONF if cfg.results else DETECT_CONF
-    detector = Detector.from_checkpoint(
-        cfg.ckpt_path,
-        device=str(cfg.device),
-        compile=cfg.compile,
-        **module_settings(cfg, "nms_thresh", "pre_nms_topk", "tree_decode", "tree_thresh", "eval_map"),
-        conf_thresh=float(conf),
-    )
+    try:  # a checkpoint that is missing or not one, a setting it refuses (conf_thresh=1.5): the reason alone
+        detector = Detector.from_checkpoint(
+            cfg.ckpt_path,
+            device=str(cfg.device),
+            compile=cfg.compile,
+            **module_settings(cfg, "nms_thresh", "pre_nms_topk", "tree_decode", "tree_thresh", "eval_map"),
+            conf_thresh=float(conf),
+        )
+    except (FileNotFoundError, ValueError, TypeError) as e:
+        log.error("%s", e, extra=FILE_ONLY)
+        raise SystemExit(f"Error: {e}") from None
     try:  # the result files' names and ids, before the images are run
-        writer = result_writer(cfg, detector.class_names, out_dir / "results")
+        writer = result_writer(cfg, detector.class_names, out_dir / "results", files)
     except (FileNotFoundError, ValueError) as e:
         log.error("%s", e, extra=FILE_ONLY)  # the job log says why it stopped; the console: the exit message
         raise SystemExit(f"Error: {e}") from None
@@ -399,11 +404,23 @@ def input_size(size: Any) -> int | tuple[int, int] | None:
 
 
 def result_writer(
-    cfg: DictConfig, class_names: list[str], out_dir: Path
+    cfg: DictConfig, class_names: list[str], out_dir: Path, files: Sequence[str | Path] = ()
 ) -> Callable[[list[ImageDetections]], None] | None:
-    """The writer of ``results=`` (None without), its class names and category ids checked now."""
+    """The writer of ``results=`` (None without), its class names and category ids checked now, and with a
+    ``coco_json`` every image of ``files`` found among its images (by file name: their COCO ids)."""
     if not cfg.results:
         return None
+    key = (lambda f: Path(str(f)).stem) if cfg.results == "voc" else (lambda f: Path(str(f)).name)
+    seen = Counter(key(f) for f in files)
+    shared = sorted(k for k, n in seen.items() if n > 1)
+    if shared:  # darknet's result files name an image by its file name alone: folders are not told apart
+        log.warning(
+            "results=%s: %d image id%s shared by images of several folders (%s): their detections share the id",
+            cfg.results,
+            len(shared),
+            "" if len(shared) == 1 else "s",
+            ", ".join(shared[:5]) + (", ..." if len(shared) > 5 else ""),
+        )
     if cfg.results == "voc":
         files = voc_result_files(out_dir, class_names)
 
@@ -414,6 +431,12 @@ def result_writer(
         return voc
     image_ids, categories = coco_index(cfg.coco_json) if cfg.coco_json else (None, None)
     category_ids = coco_category_ids(class_names, categories)
+    unknown = [str(f) for f in files if image_ids and Path(str(f)).name not in image_ids]
+    if unknown:  # it was found when the results were written, after every image was run, and lost the run
+        raise ValueError(
+            f"coco_json={cfg.coco_json}: {len(unknown)} of the {len(files)} images are not among its images (by file "
+            f"name: {', '.join(unknown[:3])}{', ...' if len(unknown) > 3 else ''}): their COCO image ids are unknown"
+        )
 
     def coco(images: list[ImageDetections]) -> None:
         n = write_coco_results(out_dir / "coco_results.json", images, category_ids, image_ids)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+import os
 import re
 import shlex
 import sys
@@ -95,6 +96,7 @@ def evaluate(cfg: DictConfig) -> float:
         if cfg.get("sizes"):
             return tradeoff(cfg, data_cfg, module, out_dir)
         datamodule.setup("test")
+        datamodule.check_has_boxes("test")  # no box (all of another class): every metric nan, not an evaluation
     callbacks = [PredictionImages(cfg.draw, cfg.score_thresh)] if cfg.draw else []
     trainer: pl.Trainer = hydra.utils.instantiate(
         cfg.trainer, logger=instantiate_list(cfg.get("logger")), callbacks=callbacks
@@ -135,8 +137,10 @@ def run_metric_groups(cfg: DictConfig, trained_cfg: DictConfig) -> dict[str, lis
 
 
 def run_config_file(cfg: DictConfig) -> Path:
-    """The checkpoint's training-run config (``<run>/config.yaml``, beside ``<run>/checkpoints/``)."""
-    return Path(str(cfg.ckpt_path)).resolve().parent.parent / "config.yaml"
+    """The checkpoint's training-run config (``<run>/config.yaml``, beside ``<run>/checkpoints/``): where the path
+    given lies (a symlink placed in a run's folder is that run's), else where it points to."""
+    given = Path(os.path.abspath(str(cfg.ckpt_path))).parent.parent / "config.yaml"
+    return given if given.is_file() else Path(str(cfg.ckpt_path)).resolve().parent.parent / "config.yaml"
 
 
 def run_config(cfg: DictConfig) -> DictConfig:

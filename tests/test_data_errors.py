@@ -498,6 +498,21 @@ def test_a_training_split_without_boxes_stops_naming_the_unknown_classes(tmp_pat
     dm = module(None)
     dm.setup("fit")
     assert dm.class_names == ["platelet", "red_cell"] and sum(len(r.boxes) for r in dm.datasets["train"].records) > 0
+    # an evaluated split the same (eval.py of a checkpoint on data of other class names: every metric was nan,
+    # exit status 0)
+    dm = DetectionDataModule(
+        test={**parser, "split": "test"},
+        class_names=["RBC", "WBC"],
+        split_fractions={"train": 0.0, "val": 0.0, "test": 1.0},
+        on_error="skip",
+        batch_size=2,
+        num_workers=0,
+        img_size=64,
+        cache_images=False,
+    )
+    dm.setup("test")
+    with pytest.raises(DataError, match=r"data.test: \d+ images and no box to evaluate; .*'platelet', 'red_cell'"):
+        dm.check_has_boxes("test")
 
 
 def test_an_unknown_split_name_lists_the_splits() -> None:

@@ -397,12 +397,38 @@ def test_detect_coco_results_take_the_jsons_ids(detect_main, tmp_path: Path) -> 
     """results=coco with coco_json: the image id by file name, the category id by class name, [x, y, w, h]."""
     ann = tmp_path / "image_info.json"
     cats = [{"id": 17, "name": "cat"}, {"id": 18, "name": "dog"}, {"id": 16, "name": "bird"}]
-    ann.write_text(json.dumps({"images": [{"id": 5, "file_name": "val/a.jpg"}], "categories": cats}))
+    images = [{"id": 5, "file_name": "val/a.jpg"}, {"id": 6, "file_name": "val/b.jpg"}]
+    ann.write_text(json.dumps({"images": images, "categories": cats}))
     out = detect_main("results=coco", f"coco_json={ann}")
     assert json.loads((out / "results" / "coco_results.json").read_text()) == [
         {"image_id": 5, "category_id": 16, "bbox": [10.5, 20.0, 189.0, 79.75], "score": 0.875},
         {"image_id": 5, "category_id": 17, "bbox": [0.0, 0.0, 3.0, 4.0], "score": 0.25},
     ]
+    # an image the JSON does not list: refused before any image runs (it was found after all of them, losing the
+    # run's outputs)
+    ann.write_text(json.dumps({"images": images[:1], "categories": cats}))
+    StandIn.called.clear()
+    with pytest.raises(SystemExit, match=r"1 of the 2 images are not among its images \(by file name: .*b\.jpg\)"):
+        detect_main("results=coco", f"coco_json={ann}")
+    assert StandIn.called == []
+
+
+def test_detect_result_ids_shared_by_images_of_several_folders_are_warned(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """darknet's result files name an image by its file name: a/x.jpg and b/x.jpg wrote their detections under one
+    id without a word; it is warned, naming the id."""
+    from omegaconf import OmegaConf
+
+    detect = load_script("detect")
+    cfg = OmegaConf.create({"results": "voc", "coco_json": None})
+    with caplog.at_level("WARNING"):
+        detect.result_writer(cfg, ["cat"], tmp_path / "r", [tmp_path / "a" / "x.jpg", tmp_path / "b" / "x.jpg"])
+    assert "results=voc: 1 image id shared by images of several folders (x)" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        detect.result_writer(cfg, ["cat"], tmp_path / "r", [tmp_path / "a" / "x.jpg", tmp_path / "b" / "y.jpg"])
+    assert "shared" not in caplog.text
 
 
 def test_detect_log_lines_show_the_first_ones_and_count_the_rest() -> None:

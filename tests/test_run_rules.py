@@ -1074,3 +1074,22 @@ def test_start_weights_are_checked_before_the_data_and_a_run_folder_is_named_as_
         run_folder.check_start_weights(OmegaConf.create({"model": {"init_ckpt": str(tmp_path / "nope.ckpt")}}))
     run_folder.check_start_weights(OmegaConf.create({"model": {"backbone_ckpt": str(last), "init_ckpt": None}}))
     run_folder.check_start_weights(OmegaConf.create({"model": {}}))
+
+
+def test_eval_finds_the_run_config_of_a_symlinked_checkpoint(tmp_path: Path) -> None:
+    """A checkpoint linked into a run's checkpoints/ folder is that run's (its config.yaml gives the data): the link
+    was resolved to where it points, whose parent holds no config; a link with no config beside it still follows
+    the target."""
+    from conftest import load_script
+
+    eval_script = load_script("eval")
+    run, other = _run_dir(tmp_path), tmp_path / "elsewhere"
+    (other / "checkpoints").mkdir(parents=True)
+    target = _ckpt(other / "checkpoints" / "best.ckpt", 0, 1, 100)
+    link = run / "checkpoints" / "best.ckpt"
+    link.symlink_to(target)
+    assert eval_script.run_config_file(OmegaConf.create({"ckpt_path": str(link)})) == run / "config.yaml"
+    (other / "config.yaml").write_text("seed: 2\n")
+    loose = tmp_path / "loose.ckpt"
+    loose.symlink_to(target)
+    assert eval_script.run_config_file(OmegaConf.create({"ckpt_path": str(loose)})) == other / "config.yaml"

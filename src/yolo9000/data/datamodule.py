@@ -351,8 +351,17 @@ class DetectionDataModule(ShardedDataModule):
         """The notes of images without a label file (YOLO layouts), in the order found."""
         return [i for i in issues.issues if i.action == "note" and i.reason.startswith("no label file")]
 
-    def _no_boxes_message(self, n_images: int, parsers: Sequence[Any], unlabelled: Sequence[Issue] = ()) -> str:
-        """Why a training split kept no box: no image has a label file (``unlabelled``: their notes), or the class
+    def check_has_boxes(self, split: str) -> None:
+        """A split that is evaluated must hold boxes (its mAP is undefined without: every metric came out nan and
+        the evaluation ended as a success): DataError saying why (:meth:`_no_boxes_message`)."""
+        ds = self.datasets.get(split)
+        if ds is not None and len(ds.records) and not len(box_labels(ds.records)):
+            raise DataError(self._no_boxes_message(len(ds.records), [], split=split))
+
+    def _no_boxes_message(
+        self, n_images: int, parsers: Sequence[Any], unlabelled: Sequence[Issue] = (), split: str = "train"
+    ) -> str:
+        """Why a split kept no box: no image has a label file (``unlabelled``: their notes), or the class
         names its annotations use that the class list lacks."""
         if unlabelled:
             return (
@@ -363,9 +372,11 @@ class DetectionDataModule(ShardedDataModule):
         unknown = sorted({i.reason for i in self.issues.issues if i.reason.startswith("unknown class")})
         names = ", ".join(u.removeprefix("unknown class ") for u in unknown[:20])
         found = f"; its annotations name classes not in that list: {names}" if unknown else ""
+        what = "train on" if split == "train" else "evaluate"
+        source = f" ({', '.join(map(repr, parsers))})" if parsers else ""
         return (
-            f"data.train: {n_images} images and no box to train on ({', '.join(map(repr, parsers))}); the classes "
-            f"are {self.class_names[:20]}{found}. Set data.class_names=null (the dataset's own names) or "
+            f"data.{split}: {n_images} images and no box to {what}{source}; the classes are "
+            f"{self.class_names[:20]}{found}. Set data.class_names=null (the dataset's own names) or "
             "data.class_names=[...] in the annotations' spelling"
         )
 

@@ -480,11 +480,11 @@ def test_a_training_split_without_boxes_stops_naming_the_unknown_classes(tmp_pat
     parser = {"_target_": "yolo9000.data.voc.VOCParser", "root": str(root), "split_files": None}
     splits = {"train": {**parser, "split": "train"}, "val": {**parser, "split": "val"}}
 
-    def module(class_names):  # noqa: ANN001, ANN202
+    def module(class_names, test: bool = False):  # noqa: ANN001, ANN202
         return DetectionDataModule(
-            **splits,
+            **({"test": {**parser, "split": "test"}} if test else splits),
             class_names=class_names,
-            split_fractions={"train": 0.5, "val": 0.5, "test": 0.0},
+            split_fractions={"train": 0.0, "val": 0.0, "test": 1.0} if test else {"train": 0.5, "val": 0.5, "test": 0},
             on_error="skip",
             batch_size=2,
             num_workers=0,
@@ -500,16 +500,7 @@ def test_a_training_split_without_boxes_stops_naming_the_unknown_classes(tmp_pat
     assert dm.class_names == ["platelet", "red_cell"] and sum(len(r.boxes) for r in dm.datasets["train"].records) > 0
     # an evaluated split the same (eval.py of a checkpoint on data of other class names: every metric was nan,
     # exit status 0)
-    dm = DetectionDataModule(
-        test={**parser, "split": "test"},
-        class_names=["RBC", "WBC"],
-        split_fractions={"train": 0.0, "val": 0.0, "test": 1.0},
-        on_error="skip",
-        batch_size=2,
-        num_workers=0,
-        img_size=64,
-        cache_images=False,
-    )
+    dm = module(["RBC", "WBC"], test=True)
     dm.setup("test")
     with pytest.raises(DataError, match=r"data.test: \d+ images and no box to evaluate; .*'platelet', 'red_cell'"):
         dm.check_has_boxes("test")

@@ -454,3 +454,35 @@ def test_csv_a_width_column_without_a_height_column_reads_the_image_header(tmp_p
     _table(tmp_path / "t.csv", [*BOX_HEADER, "width"], [["a.jpg", "cat", "1", "2", "11", "12", "999"]])
     (rec,) = CSVParser(tmp_path, "all").parse(["cat"], IssueLog("error"))
     assert (rec.width, rec.height) == (40, 30)
+
+
+def test_csv_image_dir_may_name_one_folder_a_split(tmp_path: Path) -> None:
+    """Open Images' layout: a CSV a split and the images of each in its own folder (train/, validation/):
+    ``image_dir={train: train, val: validation}`` gives each split's parser its folder (a mapping failed with
+    "unsupported operand type(s) for /"); a split the mapping leaves out looks in the default places."""
+    _image(tmp_path / "train" / "a.jpg")
+    _image(tmp_path / "validation" / "b.jpg")
+    _table(tmp_path / "train-boxes.csv", BOX_HEADER, [["a.jpg", "cat", "1", "2", "11", "12"]])
+    _table(tmp_path / "val-boxes.csv", BOX_HEADER, [["b.jpg", "cat", "3", "4", "13", "14"]])
+    files = {"train": "train-boxes.csv", "validation": "val-boxes.csv"}
+    dirs = {"train": "train", "validation": "validation"}
+    train = CSVParser(tmp_path, "train", csv_files=files, image_dir=dirs)
+    val = CSVParser(tmp_path, "val", csv_files=files, image_dir=dirs)
+    assert train.image_dir == tmp_path / "train" and val.image_dir == tmp_path / "validation"
+    assert _boxes(train, ["cat"]) == {"a": [[1.0, 2.0, 11.0, 12.0]]}
+    assert _boxes(val, ["cat"]) == {"b": [[3.0, 4.0, 13.0, 14.0]]}
+    assert CSVParser(tmp_path, "test", csv_files=files, image_dir=dirs).image_dir is None
+
+
+def test_a_split_whose_every_image_is_missing_says_why(tmp_path: Path) -> None:
+    """Every image of a CSV missing: the run ended with "no images (CSVParser(...))", the reasons logged earlier
+    cut off after 20 lines; the error now counts the reasons and names the first file and where it was looked for."""
+    from yolo9000.data.datamodule import DetectionDataModule
+
+    _table(tmp_path / "boxes.csv", BOX_HEADER, [[f"{k}.jpg", "cat", "1", "2", "11", "12"] for k in range(3)])
+    parser = {"_target_": "yolo9000.data.csv_boxes.CSVParser", "root": str(tmp_path), "csv_file": "boxes.csv"}
+    dm = DetectionDataModule(
+        train={**parser, "split": "all"}, class_names=["cat"], on_error="skip", num_workers=0, img_size=64
+    )
+    with pytest.raises(ValueError, match=r"data.train: no images .*every image was skipped: 3 x .*\(first: .*0\.jpg: "):
+        dm.setup("fit")

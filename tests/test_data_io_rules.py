@@ -18,6 +18,7 @@ Every expected value is computed by hand from the tiny images and records writte
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from types import SimpleNamespace
@@ -411,6 +412,28 @@ def test_include_difficult_keeps_the_difficult_training_boxes(tmp_path: Path) ->
         sample = dm.datasets["train"][0, 64, 0]
         assert sample is not None and len(sample["gt_boxes"]) == 2
         assert len(sample["labels"]) == n
+
+
+def test_difficult_boxes_are_counted_apart_and_left_out_of_the_priors(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The setup line counted difficult / crowd boxes as training boxes though the targets leave them out (and the
+    k-means priors clustered them): they are counted apart, the class line counts the trained ones, the priors'
+    box sizes are those of the trained boxes (darknet's labels leave them out); include_difficult keeps all."""
+    for flag in (False, True):
+        dm = _module(tmp_path / str(flag), include_difficult=flag)
+        caplog.clear()
+        with caplog.at_level(logging.INFO, "yolo9000.data"):
+            dm.setup("fit")
+        text = caplog.text
+        if flag:
+            assert "train: 4 images, 8 boxes (4 difficult / crowd);" in text and "0 a: 4, 1 b: 4" in text
+            assert len(dm.box_sizes("train")) == 8
+        else:
+            assert "train: 4 images, 8 boxes (4 difficult / crowd: not trained on);" in text
+            assert "val: 3 images, 6 boxes (3 difficult / crowd)" in text and "0 a: 4, 1 b: 0" in text
+            sizes = dm.box_sizes("train")
+            assert sizes.shape == (4, 2) and np.allclose(sizes, [[26 / 64, 26 / 48]] * 4)  # the class-0 boxes only
 
 
 def test_max_boxes_caps_every_training_sample(tmp_path: Path) -> None:

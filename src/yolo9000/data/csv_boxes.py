@@ -129,8 +129,9 @@ class CSVParser:
         normalized: box values as fractions of the image's sides (True), pixels (False), or decided per file
             (None: fractions where every value lies in [0, 1]; logged).
         split_fractions, split_seed: the hash split.
-        image_dir: the images' folder (relative to ``root``); None: beside the CSV, in its ``images/`` or
-            ``<CSV name>/`` folder (Kaggle's ``train.csv`` beside ``train/``), in ``root`` or ``root/images``.
+        image_dir: the images' folder (relative to ``root``), or one a split (``{train: train, val: validation}``:
+            Open Images' layout beside ``csv_files``); None: beside the CSV, in its ``images/`` or ``<CSV name>/``
+            folder (Kaggle's ``train.csv`` beside ``train/``), in ``root`` or ``root/images``.
     """
 
     def __init__(
@@ -144,7 +145,7 @@ class CSVParser:
         normalized: bool | None = None,
         split_fractions: Mapping[str, float] | None = None,
         split_seed: int | None = 0,
-        image_dir: str | Path | None = None,
+        image_dir: str | Path | Mapping[str, str | Path | None] | None = None,
     ) -> None:
         root = Path(root)
         self._key = "data.csv_file"  # the key that named the one CSV (for its not-found error)
@@ -157,6 +158,8 @@ class CSVParser:
         self.class_names = list(class_names) if class_names is not None else None
         self.names_file = self.root / names_file if names_file is not None else None
         self.normalized = normalized
+        if isinstance(image_dir, Mapping):  # one a split: this parser's split's
+            image_dir = {canonical_split(k): v for k, v in image_dir.items()}.get(canonical_split(split or "train"))
         self.image_dir = self.root / image_dir if image_dir is not None else None
         self.split_fractions = {
             canonical_split(k): float(v) for k, v in (split_fractions or DEFAULT_SPLIT_FRACTIONS).items()

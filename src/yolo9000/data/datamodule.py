@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -292,12 +293,19 @@ class DetectionDataModule(ShardedDataModule):
         # with data.max_images the problems are held back until the kept images are known: those of images left
         # out are not the run's (they were reported as the run's, naming files it never read)
         found = self.issues if limit is None else IssueLog(self.issues.policy, max_warnings_per_reason=0)
+        before = len(found.issues)  # this split's problems follow (self.issues holds the earlier splits' too)
         for p in parsers:
             records.extend(p.parse(self.class_names, found))
         if limit is not None:
             records = self._keep_first(split, records, limit, found)
         if not records:
-            raise ValueError(f"data.{split}: no images ({', '.join(map(repr, parsers))})")
+            lost = [i for i in found.issues[before:] if i.action == "skip_image"]  # why, when images were listed
+            why = "; ".join(f"{n} x {reason}" for reason, n in Counter(i.reason for i in lost).most_common(3))
+            first = lost[0] if lost else None
+            raise ValueError(
+                f"data.{split}: no images ({', '.join(map(repr, parsers))})"
+                + (f"; every image was skipped: {why} (first: {first.file}: {first.detail})" if first else "")
+            )
         kept = {str(r.image_path) for r in records}
         unlabelled = [i for i in self._unlabelled(found) if i.file in kept]  # this split's images without labels
         none_labelled = len({i.file for i in unlabelled}) == len(kept)
@@ -391,18 +399,28 @@ class DetectionDataModule(ShardedDataModule):
                     added = True
         release_cache()  # the COCO JSON the splits were parsed from (a later stage's split reads it again)
         if added and self._rank_zero():
-            parts = [f"{s}: {len(d)} images, {len(box_labels(d.records))} boxes" for s, d in self.datasets.items()]
+            parts = [f"{s}: {len(d)} images, {self._box_count(s, d)}" for s, d in self.datasets.items()]
             logger.info("data (%d classes) %s; %s", self.num_classes, "; ".join(parts), self.issue_summary())
             train = ": training boxes" if "train" in self.datasets else ""
             logger.info("classes (index name%s): %s", train, self._class_line())
             self._warn_shared_images()
             self._write_report()
 
+    def _box_count(self, split: str, ds: Any) -> str:
+        """``2804 boxes``, and how many of them are difficult / crowd (``(205 difficult / crowd: not trained on)``
+        for a training split without ``include_difficult``; the metrics ignore them, as VOC's and COCO's)."""
+        n, trained = len(box_labels(ds.records)), len(box_labels(ds.records, trained=True))
+        if n == trained:
+            return f"{n} boxes"
+        left_out = ": not trained on" if split == "train" and not self.include_difficult else ""
+        return f"{n} boxes ({n - trained} difficult / crowd{left_out})"
+
     def _class_line(self, limit: int = 30) -> str:
-        """``0 RBC: 606, 1 WBC: 45, ...``: each class index, name and training boxes (the first ``limit``)."""
+        """``0 RBC: 606, 1 WBC: 45, ...``: each class index, name and training boxes (the first ``limit``; difficult /
+        crowd boxes counted only with ``include_difficult``)."""
         ds = self.datasets.get("train")
         counts = (
-            np.bincount(box_labels(ds.records), minlength=self.num_classes)
+            np.bincount(box_labels(ds.records, trained=not self.include_difficult), minlength=self.num_classes)
             if ds is not None and len(ds.records)
             else None
         )

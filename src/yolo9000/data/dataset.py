@@ -191,10 +191,14 @@ class DetectionDataset(Dataset):
         return read_record_image(rec, notes=self._flag(index, NOTED))
 
     def box_sizes(self) -> np.ndarray:
-        """float32 (N, 2): (w, h) of every box normalised by its image size (for k-means anchors)."""
+        """float32 (N, 2): (w, h) of every box the run trains on (difficult / crowd ones only with
+        ``include_difficult``: darknet's labels leave them out, and its priors were clustered on those labels)
+        normalised by its image size (for k-means anchors)."""
         recs = self.records
         wh = np.repeat(recs.sizes, np.diff(recs.box_offsets), axis=0)  # (M, 2) each box's image size
         known = (wh > 0).all(1)  # images without a size (none in the annotation) give no box size
+        if not self.include_difficult:
+            known &= ~recs.difficult
         return (recs.boxes[known, 2:] - recs.boxes[known, :2]) / wh[known].astype(np.float32)  # float32
 
     def __getitem__(self, item: int | tuple[int, int] | tuple[int, int, int]) -> dict[str, Any] | None:

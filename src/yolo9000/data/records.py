@@ -193,6 +193,11 @@ class ChainedRecords(PackedSequence[DetectionRecord]):
         """int64 (M,): every box's label, part after part."""
         return np.concatenate([p.labels for p in self.parts]) if self.parts else np.zeros(0, np.int64)
 
+    @property
+    def difficult(self) -> np.ndarray:
+        """bool (M,): every box's difficult / crowd flag, part after part."""
+        return np.concatenate([p.difficult for p in self.parts]) if self.parts else np.zeros(0, bool)
+
     def image_path(self, i: int) -> Path:
         """Record ``i``'s image path alone."""
         part, j = self._locate(i)
@@ -206,11 +211,17 @@ def image_paths(records: Sequence[DetectionRecord]) -> list[Path]:
     return [r.image_path for r in records]
 
 
-def box_labels(records: Sequence[DetectionRecord]) -> np.ndarray:
-    """int64 (M,): the label of every box of ``records``, in order (packed records: without building them)."""
+def box_labels(records: Sequence[DetectionRecord], trained: bool = False) -> np.ndarray:
+    """int64 (M,): the label of every box of ``records``, in order (packed records: without building them);
+    ``trained``: of the boxes that are not difficult / crowd only (those a run trains on, darknet's rule)."""
     if isinstance(records, PackedRecords | ChainedRecords):
-        return records.labels
-    return np.concatenate([r.labels for r in records]).astype(np.int64) if len(records) else np.zeros(0, np.int64)
+        labels, difficult = records.labels, records.difficult
+    elif len(records):
+        labels = np.concatenate([r.labels for r in records]).astype(np.int64)
+        difficult = np.concatenate([np.asarray(r.difficult, bool) for r in records])
+    else:
+        return np.zeros(0, np.int64)
+    return labels[~difficult] if trained else labels
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,14 @@ from yolo9000.darknet import (
     region_meta,
     save_weights,
 )
-from yolo9000.darknet.cfg import conv_load_options, decode_text, parse_cfg_text, read_names, source_line
+from yolo9000.darknet.cfg import (
+    conv_load_options,
+    decode_text,
+    detector_cfg_text,
+    parse_cfg_text,
+    read_names,
+    source_line,
+)
 from yolo9000.environment import PROJECT_ROOT
 from yolo9000.models import STRIDE
 from yolo9000.models.layers import DarknetBatchNorm2d
@@ -396,7 +403,13 @@ def checkpoint_to_darknet(
     )
     if cfg_out is not None:
         own = getattr(model, "cfg_text", None)  # a trained model=darknet network: the cfg it was built from
-        text = dk.get("cfg_bytes") or (own.encode() if own else native_cfg_text(model, size, softmax).encode())
+        if dk.get("cfg_bytes"):  # converted from darknet: its bytes as they were (a round trip is exact)
+            text = dk["cfg_bytes"]
+        elif own:  # [net] at the size it runs at (evaluated at), so darknet's and from_darknet's default is it
+            h, w = (size, size) if isinstance(size, int) else size
+            text = detector_cfg_text(own, source=str(ckpt_path), set_net={"height": str(h), "width": str(w)}).encode()
+        else:
+            text = native_cfg_text(model, size, softmax).encode()
         Path(cfg_out).write_bytes(text)
     if names_out is not None:
         Path(names_out).write_text("".join(f"{name}\n" for name in names), encoding="utf-8")

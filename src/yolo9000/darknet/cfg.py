@@ -775,11 +775,13 @@ def detector_cfg_text(
     anchors: Sequence[Sequence[float]] | None = None,
     source: str = "<cfg>",
     set_region: Mapping[str, str] | None = None,
+    set_net: Mapping[str, str] | None = None,
 ) -> str:
     """A detector cfg's text set to a dataset's classes and priors, as darknet's users edit it: the last
     ``[region]``'s ``classes`` (``num_classes``), ``num`` and ``anchors`` (``anchors``: (A, 2) in grid cells), and
     the ``filters`` of the ``[convolutional]`` right before it (``num * (coords + 1 + classes)``); ``set_region``: other
-    ``[region]`` lines to set (:func:`region_lines`). Lines are replaced (or added after the section's header);
+    ``[region]`` lines to set (:func:`region_lines`); ``set_net``: ``[net]`` lines to set (the ``height`` / ``width`` a
+    trained network runs at). Lines are replaced (or added after the section's header);
     everything else is kept as written. None: left as the cfg has it. Raises ValueError (naming ``source``) for a
     cfg without ``[region]`` or whose ``[region]`` does not follow a ``[convolutional]``."""
     sections = parse_cfg_text(cfg_text, source)
@@ -809,6 +811,8 @@ def detector_cfg_text(
 
     for key, value in edits.items():
         set_option(region, key, value)
+    for key, value in (set_net or {}).items():
+        set_option(sections[0], key, str(value))
     set_option(conv, "filters", str(num * (coords + 1 + classes)))
     for line, text in sorted(changes, key=lambda c: c[0], reverse=True):
         if text.startswith("\x00"):

@@ -111,6 +111,9 @@ def test_box_sizes():
         DetectionRecord(Path("c.jpg"), "c", 200, 100, [[0, 0, 200, 100]], [0], [True]),
     ]
     ds = DetectionDataset(recs, DetectionTransform(train=False))
+    # the difficult box of c is not trained on, nor clustered (darknet's labels leave it out)
+    np.testing.assert_allclose(ds.box_sizes(), [[0.1, 0.1], [0.5, 0.4]])
+    ds = DetectionDataset(recs, DetectionTransform(train=False), include_difficult=True)
     np.testing.assert_allclose(ds.box_sizes(), [[0.1, 0.1], [0.5, 0.4], [1.0, 1.0]])
 
 

@@ -732,9 +732,10 @@ def test_the_class_line_of_a_wordtree_lists_the_classes_with_boxes() -> None:
         return DetectionRecord("a.jpg", "a", 10, 10, np.ones((len(labels), 4)), labels, np.zeros(len(labels), bool))
 
     train = SimpleNamespace(records=PackedRecords([rec([40, 41, 41]), rec([7])]))
-    dm = SimpleNamespace(datasets={"train": train}, class_names=[f"n{i}" for i in range(50)], num_classes=50)
+    names = [f"n{i}" for i in range(50)]
+    dm = SimpleNamespace(datasets={"train": train}, class_names=names, num_classes=50, include_difficult=False)
     assert (
         DetectionDataModule._class_line(dm) == "7 n7: 1, 40 n40: 1, 41 n41: 2 (3 of the 50 classes have training boxes)"
     )
-    few = SimpleNamespace(datasets={"train": train}, class_names=[f"n{i}" for i in range(50)], num_classes=50)
+    few = SimpleNamespace(datasets={"train": train}, class_names=names, num_classes=50, include_difficult=False)
     assert DetectionDataModule._class_line(few, limit=60).startswith("0 n0: 0, 1 n1: 0")

@@ -214,14 +214,14 @@ def image_paths(records: Sequence[DetectionRecord]) -> list[Path]:
 def box_labels(records: Sequence[DetectionRecord], trained: bool = False) -> np.ndarray:
     """int64 (M,): the label of every box of ``records``, in order (packed records: without building them);
     ``trained``: of the boxes that are not difficult / crowd only (those a run trains on, darknet's rule)."""
-    if isinstance(records, PackedRecords | ChainedRecords):
-        labels, difficult = records.labels, records.difficult
-    elif len(records):
-        labels = np.concatenate([r.labels for r in records]).astype(np.int64)
-        difficult = np.concatenate([np.asarray(r.difficult, bool) for r in records])
-    else:
+    if not len(records):
         return np.zeros(0, np.int64)
-    return labels[~difficult] if trained else labels
+    packed = isinstance(records, PackedRecords | ChainedRecords)
+    labels = records.labels if packed else np.concatenate([r.labels for r in records]).astype(np.int64)
+    if not trained:
+        return labels
+    difficult = records.difficult if packed else np.concatenate([np.asarray(r.difficult, bool) for r in records])
+    return labels[~difficult]
 
 
 @dataclass(frozen=True)

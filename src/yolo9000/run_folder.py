@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from yolo9000.report import REPORTING_KEYS
+from yolo9000.report import is_reporting_key
 
 log = logging.getLogger("yolo9000.train")
 
@@ -261,8 +261,8 @@ def check_resume_config(cfg: DictConfig, out_dir: Path) -> None:
         for k, (was, now) in pairs.items()
         if not k.startswith(skip) and was != now and not _moved(was, now, *dirs)
     ]
-    free = [line for k, line in changed if k.startswith(_JOB_FREE)]  # how far or how fast: the same run
-    other = [line for k, line in changed if not k.startswith(_JOB_FREE)]
+    free = [line for k, line in changed if _job_free(k)]  # how far or how fast: the same run
+    other = [line for k, line in changed if not _job_free(k)]
     if free:
         log.info("resume=%s: continued with %s", out_dir, "; ".join(free))
     if other:
@@ -305,7 +305,10 @@ def check_resume_world(ckpt_file: str | Path, world_size: int) -> None:
 
 
 # overrides a job may change when it lands in a folder holding its earlier run: they do not change what the run is
-_JOB_FREE = ("trainer.max_epochs", "trainer.max_steps", *REPORTING_KEYS)
+def _job_free(key: str) -> bool:
+    """Whether a job may change ``key`` when it lands in a folder holding its earlier run: how long it trains
+    (``trainer.max_epochs`` / ``max_steps``) or how it reports (:func:`~yolo9000.report.is_reporting_key`)."""
+    return key.startswith(("trainer.max_epochs", "trainer.max_steps")) or is_reporting_key(key)
 
 
 def check_resume_progress(cfg: DictConfig, ckpt_file: str | Path) -> None:
@@ -347,7 +350,7 @@ SWEEP_GRID_HINT = (
 
 def job_differences(out_dir: Path, overrides: Sequence[str]) -> list[str]:
     """How ``overrides`` differ from those the run in ``out_dir`` was started with (``.hydra/overrides.yaml``), one
-    line per key, the keys that do not change what the run is (:data:`_JOB_FREE`) left out; [] for a folder without
+    line per key, the keys that do not change what the run is (:func:`_job_free`) left out; [] for a folder without
     a run."""
     saved = out_dir / ".hydra" / "overrides.yaml"
     if not saved.is_file():
@@ -359,7 +362,7 @@ def job_differences(out_dir: Path, overrides: Sequence[str]) -> list[str]:
     return [
         f"{k}: {before.get(k, '(not set)')} (the run) vs {now.get(k, '(not set)')} (this job)"
         for k in sorted(set(before) | set(now))
-        if not k.startswith(_JOB_FREE) and (k not in before or k not in now or before[k] != now[k])
+        if not _job_free(k) and (k not in before or k not in now or before[k] != now[k])
     ]
 
 

@@ -80,16 +80,13 @@ def say_failed_job(config: DictConfig, job_return: Any) -> None:
     if getattr(job_return, "status", None) != JobStatus.FAILED:
         return
     hydra_cfg = job_return.hydra_cfg.hydra if job_return.hydra_cfg is not None else config.get("hydra")
-    out = Path(str(hydra_cfg.runtime.output_dir)) if hydra_cfg is not None else None
+    num, where = "?", ""
+    if hydra_cfg is not None:
+        num = hydra_cfg.job.num
+        where = f" (its log: {Path(str(hydra_cfg.runtime.output_dir)) / f'{job_return.task_name}.log'})"
     error = job_return._return_value
-    log.error(
-        "job %s (%s) failed: %s: %s%s",
-        hydra_cfg.job.num if hydra_cfg is not None else "?",
-        " ".join(job_return.overrides or []),
-        type(error).__name__,
-        error,
-        f" (its log: {out / f'{job_return.task_name}.log'})" if out is not None else "",
-    )
+    overrides = " ".join(job_return.overrides or [])
+    log.error("job %s (%s) failed: %s: %s%s", num, overrides, type(error).__name__, error, where)
 
 
 class SweepSummary(Callback):

@@ -594,7 +594,9 @@ def test_a_mistyped_setting_names_the_accepted_ones(ckpt: Path) -> None:
     with pytest.raises(TypeError, match=r"conf is no setting of a DetectorModule; its settings: .*conf_thresh"):
         Detector.from_checkpoint(ckpt, conf=0.3)  # predict's name, not the checkpoint's setting
     for kw, what in [
-        ({"conf_thresh": 2.0}, r"conf_thresh must lie in \[0, 1\], got 2.0"),
+        # the caller's value is named as theirs, beside the checkpoint's own (not the file's fault)
+        ({"conf_thresh": 2.0}, r"^conf_thresh must lie in \[0, 1\], got 2.0 \(given for .*\.ckpt, whose saved "
+         r"setting is conf_thresh=0\.\d+\)$"),
         ({"conf_thresh": -1}, "conf_thresh must lie in"),
         ({"nms_thresh": 5}, "nms_thresh must lie in"),
         ({"max_det": -1}, "max_det must be >= 0"),
@@ -620,7 +622,7 @@ def test_from_darknet_scaled_cfg(tmp_path: Path, names_file: Path) -> None:
         Detector.from_darknet(scaled_cfg(tmp_path, "darknet19.cfg", 0.125, 7))
     with pytest.raises(FileNotFoundError, match=r"class names file not found: .*nope.names \(one class name a line"):
         Detector.from_darknet(scaled_cfg(tmp_path, "yolov2-tiny-voc.cfg", 0.125, 3), names=tmp_path / "nope.names")
-    with pytest.raises(ValueError, match=r"yolov2-tiny-voc.*\.cfg: nms_thresh must lie in \[0, 1\]"):
+    with pytest.raises(ValueError, match=r"nms_thresh must lie in \[0, 1\], got 2 \(given for .*yolov2-tiny-voc.*\.cfg"):
         Detector.from_darknet(scaled_cfg(tmp_path, "yolov2-tiny-voc.cfg", 0.125, 3), nms_thresh=2)
 
 

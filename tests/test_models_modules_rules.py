@@ -443,6 +443,22 @@ def test_a_part_ignores_the_checkpoints_other_tensors_and_counts_the_targets(tmp
     assert torch.equal(dst.stage2[-1][0].weight, src.stage2[-1][0].weight)
 
 
+def test_a_part_load_says_which_parts_of_the_checkpoint_it_left_out(tmp_path: Path, caplog) -> None:
+    """A detector checkpoint given as a backbone: the log names what was not used (its head and anchors), so the
+    user knows the head starts afresh; a checkpoint holding the backbone alone says nothing of the kind."""
+    src = Darknet19(width=WIDTH)
+    state = {f"model.backbone.{k}": v for k, v in src.state_dict().items()}
+    torch.save({"state_dict": state}, tmp_path / "backbone_only.ckpt")
+    state |= {"model.pred.weight": torch.ones(2, 3, 1, 1), "model.anchors": torch.ones(5, 2), "seen": torch.tensor(1)}
+    torch.save({"state_dict": state}, tmp_path / "det.ckpt")
+    with caplog.at_level(logging.INFO, logger="yolo9000"):
+        load_pretrained(Darknet19(width=WIDTH), tmp_path / "det.ckpt", part="backbone")
+        assert "the rest of the checkpoint (anchors, pred, seen) is not used" in caplog.text
+        caplog.clear()
+        load_pretrained(Darknet19(width=WIDTH), tmp_path / "backbone_only.ckpt", part="backbone")
+        assert "backbone initialised from" in caplog.text and "not used" not in caplog.text
+
+
 def test_head_rows_reordered_in_a_checkpoint_without_the_model_prefix(tmp_path: Path) -> None:
     """A checkpoint whose classes are the model's in another order gets its classifier rows reordered, also where
     its state dict has no ``model.`` prefix (``head.conv.weight``): saved [b, a, c], model [a, b, c] -> rows 1, 0,

@@ -330,8 +330,15 @@ def module_from_checkpoint(
     try:
         module = instantiate_module({**model_cfg, **given})
     except InstantiationException as e:  # a setting the module refuses (conf_thresh=2): its own error, with the file
-        if isinstance(e.__cause__, ValueError | TypeError):
-            raise type(e.__cause__)(f"{name}: {e.__cause__}") from e.__cause__
+        cause = e.__cause__
+        if isinstance(cause, ValueError | TypeError):
+            named = [k for k in given if k in str(cause)]
+            if named:  # the caller's setting, not the checkpoint, is wrong
+                saved = ", ".join(f"{k}={model_cfg[k]!r}" for k in named if k in model_cfg)
+                raise type(cause)(
+                    f"{cause} (given for {name}" + (f", whose saved setting is {saved})" if saved else ")")
+                ) from cause
+            raise type(cause)(f"{name}: {cause}") from cause
         raise
     module.load_state_dict(ckpt["state_dict"])
     module.eval()

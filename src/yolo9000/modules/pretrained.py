@@ -154,7 +154,9 @@ def load_pretrained(
         for k in [k for k in state if ".head." in f".{k}"]:
             state[k] = state[k][order]  # rows of the head = classes
         log.warning("%s: head rows reordered from the checkpoint's class order %s to %s", path, saved, class_names)
+    left_out: list[str] = []
     if part:
+        left_out = sorted({k.removeprefix("model.").split(".", 1)[0] for k in state if f"{part}." not in k})
         state = {k.split(f"{part}.", 1)[1]: v for k, v in state.items() if f"{part}." in k}
         if not state:
             raise ValueError(f"{path}: no '{part}.*' weights found")
@@ -174,7 +176,13 @@ def load_pretrained(
         shown = "; ".join(bad[:6]) + (f"; ... {len(bad) - 6} more" if len(bad) > 6 else "")
         raise ValueError(f"{path}: {part or 'network'} does not fit{_width_hint(target, state, own)}: {shown}")
     target.load_state_dict({k: v for k, v in state.items() if k in own}, strict=True)
-    log.info("%s initialised from %s (%d tensors)", part or type(target).__name__, path, len(own))
+    log.info(
+        "%s initialised from %s (%d tensors)%s",
+        part or type(target).__name__,
+        path,
+        len(own),
+        f"; the rest of the checkpoint ({', '.join(left_out)}) is not used" if left_out else "",
+    )
     trained = ((meta.get("hyper_parameters") or {}).get("build_info") or {}).get("eval_size")
     if part is None and input_size and trained and int(input_size) < int(trained):
         log.warning(

@@ -319,7 +319,9 @@ def test_corrupt_and_missing_images(tmp_path: Path) -> None:
     assert sum(s is None for s in samples) == 2  # bad.jpg and d1.jpg
     batch = dm.train_dataloader().collate_fn(samples)
     assert batch["labels"].tolist() == [0, 0, 0, 1] and len(batch["paths"]) == 4
-    assert "train: 2 skipped loads" in dm.issue_summary()  # loads of unreadable images (each epoch counts)
+    assert "train: 2 unreadable images (2 skipped loads)" in dm.issue_summary()
+    assert sum(ds[i] is None for i in range(len(ds))) == 2  # a second epoch: the same two images, two more loads
+    assert "train: 2 unreadable images (4 skipped loads)" in dm.issue_summary()
     strict = ClassificationDataModule(str(root), img_size=32, on_error="error")
     strict.setup("fit")
     bad = next(i for i, r in enumerate(strict.datasets["train"].records) if r.path.name == "bad.jpg")

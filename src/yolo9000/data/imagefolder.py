@@ -425,6 +425,10 @@ class ClassificationDataset(Dataset):
             out += load_time_issues(self.records[i].path, int(new[i]))
         return out
 
+    def unreadable_images(self) -> int:
+        """How many distinct images failed to load so far, in any process (the shared ``LOAD_FAILED`` flags)."""
+        return int(np.count_nonzero(self._flags[: len(self.records)].numpy() & LOAD_FAILED))
+
     def _count(self, key: str) -> None:
         info = get_worker_info()
         row = 0 if info is None else 1 + info.id % (_STAT_SLOTS - 1)
@@ -853,7 +857,8 @@ class ClassificationDataModule(ShardedDataModule):
         for s, d in self.datasets.items():
             n = d.stats()["skipped_images"]
             if n and id(d) not in counted:  # the test split may be the val dataset
-                runtime.append(f"{s}: {n} skipped loads")  # every load of an unreadable image, all epochs
+                images = d.unreadable_images()  # each epoch loads an unreadable image again: both counts
+                runtime.append(f"{s}: {images} unreadable image{'s' * (images != 1)} ({n} skipped loads)")
             counted.add(id(d))
         if runtime:
             text += "\nat load time: " + "; ".join(runtime)

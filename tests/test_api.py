@@ -509,8 +509,8 @@ def test_bad_call_arguments_are_refused(detector) -> None:  # noqa: ANN001
         ({"max_det": True}, "max_det must be a whole number"),
         ({"batch_size": "4"}, "batch_size must be a whole number >= 1"),
         ({"num_workers": 1.0}, "num_workers must be a whole number >= 0"),
-        ({"letterbox": "no"}, "letterbox must be True or False, got 'no'"),
-        ({"skip_unreadable": 1}, "skip_unreadable must be True or False"),
+        ({"letterbox": "no"}, "predict: letterbox must be true or false, got 'no'"),
+        ({"skip_unreadable": 1}, "skip_unreadable must be true or false"),
     ]:
         with pytest.raises(TypeError, match=what):
             detector.predict(IMAGES[0], **kw)
@@ -595,8 +595,11 @@ def test_a_mistyped_setting_names_the_accepted_ones(ckpt: Path) -> None:
         Detector.from_checkpoint(ckpt, conf=0.3)  # predict's name, not the checkpoint's setting
     for kw, what in [
         # the caller's value is named as theirs, beside the checkpoint's own (not the file's fault)
-        ({"conf_thresh": 2.0}, r"^conf_thresh must lie in \[0, 1\], got 2.0 \(given for .*\.ckpt, whose saved "
-         r"setting is conf_thresh=0\.\d+\)$"),
+        (
+            {"conf_thresh": 2.0},
+            r"^conf_thresh must lie in \[0, 1\], got 2.0 \(given for .*\.ckpt, whose saved "
+            r"setting is conf_thresh=0\.\d+\)$",
+        ),
         ({"conf_thresh": -1}, "conf_thresh must lie in"),
         ({"nms_thresh": 5}, "nms_thresh must lie in"),
         ({"max_det": -1}, "max_det must be >= 0"),
@@ -622,7 +625,7 @@ def test_from_darknet_scaled_cfg(tmp_path: Path, names_file: Path) -> None:
         Detector.from_darknet(scaled_cfg(tmp_path, "darknet19.cfg", 0.125, 7))
     with pytest.raises(FileNotFoundError, match=r"class names file not found: .*nope.names \(one class name a line"):
         Detector.from_darknet(scaled_cfg(tmp_path, "yolov2-tiny-voc.cfg", 0.125, 3), names=tmp_path / "nope.names")
-    with pytest.raises(ValueError, match=r"nms_thresh must lie in \[0, 1\], got 2 \(given for .*yolov2-tiny-voc.*\.cfg"):
+    with pytest.raises(ValueError, match=r"nms_thresh must lie in \[0, 1\], got 2 \(given for .*yolov2-tiny-voc"):
         Detector.from_darknet(scaled_cfg(tmp_path, "yolov2-tiny-voc.cfg", 0.125, 3), nms_thresh=2)
 
 

@@ -42,6 +42,7 @@ from yolo9000.data.image_io import ImageDecodeError, pil_rgb, rgb_uint8
 from yolo9000.data.predict import ImageFilesDataset, PredictCollate
 from yolo9000.data.transforms import DetectionTransform, check_input_size, size_text
 from yolo9000.data.video import VideoError, VideoFrames, is_video
+from yolo9000.models import check_flags
 from yolo9000.models.layers import fold_batch_norms
 from yolo9000.modules.detector import DetectorModule, check_decode_settings
 from yolo9000.postprocess import DecodeOn, decode_device
@@ -429,8 +430,7 @@ class Detector:
         check_decode_settings(conf=conf, nms=nms, max_det=max_det)
         _check_whole("batch_size", batch_size, 1)
         _check_whole("num_workers", num_workers, 0, " (0: this process reads)")
-        _check_flag("letterbox", letterbox)
-        _check_flag("skip_unreadable", skip_unreadable)
+        check_flags("predict", letterbox=letterbox, skip_unreadable=skip_unreadable)
         dataset = _IndexedImages(items, hw, transform=self._transforms[bool(letterbox)])
         bs = int(batch_size)
         if int(num_workers) > 0:
@@ -510,7 +510,7 @@ class Detector:
         if isinstance(average, bool) or not isinstance(average, int) or average < 1:
             raise ValueError(f"average must be an integer >= 1 (frames whose outputs are averaged), got {average!r}")
         _check_whole("batch_size", batch_size, 1)
-        _check_flag("letterbox", letterbox)
+        check_flags("predict_video", letterbox=letterbox)
         frames = video if isinstance(video, VideoFrames) else VideoFrames(video, batch_size)
         with frames:
             if average > 1:
@@ -781,12 +781,6 @@ def _check_whole(name: str, value: Any, least: int, note: str = "") -> None:
         raise TypeError(f"{name} must be a whole number >= {least}{note}, got {value!r}")
     if value < least:
         raise ValueError(f"{name} must be >= {least}{note}, got {value!r}")
-
-
-def _check_flag(name: str, value: Any) -> None:
-    """A yes / no argument: TypeError for anything but a bool (``"no"`` is true to Python)."""
-    if not isinstance(value, bool | np.bool_):
-        raise TypeError(f"{name} must be True or False, got {value!r}")
 
 
 def _resolve_device(device: str | torch.device | None) -> torch.device:

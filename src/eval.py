@@ -348,7 +348,15 @@ def class_mismatch_message(
             "Or, if the dataset's classes are these numbers:",
         ]
     lines.append("No data config in conf/data lists the checkpoint's classes.")
-    if from_dataset:
+    shared = set(ckpt_classes) & set(data_classes)
+    if data_choice in from_dataset and shared:  # the user's own dataset, some of its classes the checkpoint's
+        lines.append(
+            f"data={data_choice} read its classes from the dataset; the checkpoint's classes given as "
+            f"data.class_names take each box's class by name ({len(shared)} of the dataset's {len(data_classes)} "
+            "classes are the checkpoint's; boxes of the others are dropped):"
+        )
+        cmd = [*cmd, f"data={data_choice}"]  # kept: another config reading datasets (data=coco) is no fix
+    elif from_dataset:
         names = " or ".join(f"data={n}" for n in from_dataset)
         lines += [
             f"If it was trained on {names} (they read their classes from the dataset), run:",

@@ -323,6 +323,22 @@ def test_class_mismatch_message_without_a_fitting_config() -> None:
     assert len(msg) < 2000 and "'data.class_names=<its 9418 names>'" in msg
 
 
+def test_class_mismatch_message_on_the_users_own_dataset_keeps_its_data_config() -> None:
+    """A checkpoint of many classes evaluated on the user's YOLO folder naming some of them: the command keeps
+    data=yolo and adds the checkpoint's classes (taken by name); it does not send a YOLO folder to data=coco."""
+    ev = load_eval_script()
+    ckpt = ["RBC", "cls1", "WBC", "Platelets"]
+    over = ["ckpt_path=/x/c.ckpt", "data=yolo", "data.root=/d"]
+    msg = ev.class_mismatch_message(ckpt, ["WBC"], "/x/c.ckpt", "yolo", over)
+    assert "data=coco" not in msg and "1 of the dataset's 1 classes are the checkpoint's" in msg
+    argv = shlex.split(msg.splitlines()[-1])
+    assert argv[:5] == ["python", "src/eval.py", "ckpt_path=/x/c.ckpt", "data.root=/d", "data=yolo"]
+    assert argv[-1] == "data.class_names=[RBC,cls1,WBC,Platelets]"
+    # no class in common: by name would drop every box; the general advice stays
+    msg = ev.class_mismatch_message(ckpt, ["cat"], "/x/c.ckpt", "yolo", over)
+    assert "If it was trained on" in msg
+
+
 def test_eval_uses_the_data_of_the_checkpoints_run(bccd_ckpt: Path, tmp_path: Path) -> None:
     """``eval.py ckpt_path=<run>/checkpoints/x.ckpt`` without data overrides evaluates on the run's data (its
     config.yaml), not on eval.yaml's default; any data override chooses the composed data instead."""

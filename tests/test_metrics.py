@@ -478,3 +478,22 @@ def test_many_classes_stay_readable_in_the_pr_plot_and_the_log(tmp_path: Path) -
     small = tmp_path / "small.md"
     small.write_text("| class | AP |\n|---|---|\n| a | 1 |\n| **mean** | 1 |\n")
     assert table_for_log(small) == small.read_text().rstrip("\n")
+
+
+def test_the_log_table_of_many_named_classes_shows_those_with_ground_truth(tmp_path: Path) -> None:
+    """A dataset yaml naming 150 classes, three of them labelled (ids 0, 7, 149): the log's cut table shows the
+    three (the last one beyond the first 40 rows), not 40 rows of classes without ground truth."""
+    from yolo9000.metrics import format_ap_table
+    from yolo9000.results import table_for_log
+
+    names = [f"cls{i}" for i in range(150)]
+    per_class = {n: {"ap50": float("nan"), "ap": float("nan"), "num_gt": 0} for n in names}
+    for i, gt in ((0, 136), (7, 9), (149, 15)):
+        per_class[names[i]] = {"ap50": 0.25, "ap": 0.1, "num_gt": gt}
+    table = tmp_path / "per_class.md"
+    table.write_text(format_ap_table(per_class, names) + "\n")
+    text = table_for_log(table).splitlines()
+    assert len(text) == 44 and text[-1].startswith("| mean |") and f"110 more rows: {table}" in text[-2]
+    shown = [r.split("|")[1].strip() for r in text[2:-2]]
+    assert shown == [f"cls{i}" for i in range(39)] + ["cls149"]  # the labelled three, then empty rows, in order
+    assert "left out first" in text[-2]

@@ -103,11 +103,19 @@ def format_metric_table(results: Sequence[Mapping[str, float]], title: str = "Te
 
 def table_for_log(path: Path, max_rows: int = 40) -> str:
     """A markdown table file for the log: as it is, or (more than ``max_rows`` rows: a WordTree head's 9418
-    classes) its first rows, its last (the mean) and where the whole table is."""
+    classes) ``max_rows`` rows, those with a value before those without (a class with no ground truth), in the
+    table's order, its last (the mean) and where the whole table is."""
     lines = path.read_text().rstrip("\n").splitlines()
     if len(lines) <= max_rows + 3:
         return "\n".join(lines)
-    return "\n".join([*lines[: max_rows + 2], f"| ... {len(lines) - max_rows - 3} more rows: {path} |", lines[-1]])
+    rows = lines[2:-1]
+    # rows with a value first (a class without ground truth: "| name | – | – | 0 |"): a dataset yaml naming 150
+    # classes of which a few are labelled shows those, not the first 40 empty ones; the table's order is kept
+    empty = [all(c.strip() in ("–", "0", "") for c in r.strip().strip("|").split("|")[1:]) for r in rows]
+    chosen = sorted(sorted(range(len(rows)), key=lambda i: empty[i])[:max_rows])
+    note = " (rows without a value left out first)" if chosen[-1] >= max_rows else ""
+    shown = [rows[i] for i in chosen]
+    return "\n".join([*lines[:2], *shown, f"| ... {len(rows) - max_rows} more rows: {path}{note} |", lines[-1]])
 
 
 def check_metric_groups(groups: dict[str, list[Any]] | None, class_names: list[str]) -> dict[str, list[str]]:

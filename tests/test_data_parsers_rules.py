@@ -278,3 +278,17 @@ def test_float_pixels_are_rounded_not_truncated() -> None:
     """Floats in [0, 1] are scaled by 255 and rounded: .999 -> 254.7 -> 255, .0021 -> .54 -> 1, .2 -> 51."""
     got = rgb_uint8(np.array([[0.999, 0.0021, 0.2]], np.float32))
     assert got.shape == (1, 3, 3) and got[0, :, 0].tolist() == [255, 1, 51]
+
+
+def test_yolo_yaml_names_with_gaps_name_the_ids_they_miss(tmp_path: Path) -> None:
+    """``names: {0: RBC, 7: WBC, 149: Platelets}`` (a 150-class dataset trimmed to its labelled classes): the error
+    names the ids 0..149 the labels may hold and the first missing ones with their count, not "0..2"."""
+    (tmp_path / "data.yaml").write_text("train: images/train\nnames: {0: RBC, 7: WBC, 149: Platelets}\n")
+    with pytest.raises(ValueError) as err:
+        YOLOTxtParser(root=tmp_path, split="train").discover_class_names()
+    msg = str(err.value)
+    assert str(tmp_path / "data.yaml") in msg and "0..149" in msg and "0..2" not in msg
+    assert "missing 1, 2, 3, 4, 5, 6, 8, 9, 10, 11, ... (147 in all)" in msg
+    (tmp_path / "data.yaml").write_text("train: images/train\nnames: {-1: bg, 0: cat}\n")
+    with pytest.raises(ValueError, match="negative ids"):
+        YOLOTxtParser(root=tmp_path, split="train").discover_class_names()

@@ -163,9 +163,16 @@ class YOLOTxtParser:
                 by_id = {int(k): str(v) for k, v in names.items()}
             except (TypeError, ValueError) as e:
                 raise ValueError(f"{path}: names keys must be class ids (0, 1, ...): {e}") from e
-            missing = [i for i in range(max(by_id, default=-1) + 1) if i not in by_id]
+            top = max(by_id, default=-1)
+            missing = [i for i in range(top + 1) if i not in by_id]
             if missing or min(by_id, default=0) < 0:
-                raise ValueError(f"{path}: names must map the ids 0..{len(by_id) - 1}; missing {missing}")
+                shown = ", ".join(map(str, missing[:10])) + (
+                    f", ... ({len(missing)} in all)" if len(missing) > 10 else ""
+                )
+                raise ValueError(
+                    f"{path}: names must map every class id 0..{top} to a name (the ids a label file's first "
+                    f"column holds); " + (f"missing {shown}" if missing else f"negative ids {sorted(by_id)[:10]}")
+                )
             out = [by_id[i] for i in range(len(by_id))]
         elif isinstance(names, (list, tuple)):
             out = [str(n) for n in names]

@@ -235,3 +235,16 @@ def test_kmeanspp_samples_by_squared_distance() -> None:
             n += 1
             near += bool(c[1, 0] == 1 and c[1, 1] == 2)
     assert abs(near / n - 0.25 / 0.8125) < 0.04
+
+
+def test_multiscale_step_and_period_below_one_are_refused_naming_the_key() -> None:
+    """``data.multiscale.step=0`` raised Python's "range() arg 3 must not be zero" and ``period=0`` was taken
+    (the log said "every 0 batches") until the first batch: both are refused at the config, naming the key."""
+    with pytest.raises(ValueError, match=r"multiscale\.step must be a positive integer .*got 0"):
+        MultiScaleConfig.from_mapping({"step": 0})
+    with pytest.raises(ValueError, match=r"multiscale\.step must be a positive integer .*got -32"):
+        MultiScaleConfig.from_mapping({"step": -32, "min_size": 320, "max_size": 192})
+    with pytest.raises(ValueError, match=r"multiscale\.period must be a positive integer .*got 0"):
+        MultiScaleConfig.from_mapping({"period": 0, "sizes": [320]})
+    # explicit sizes take no step: a step the sizes do not use stays harmless
+    assert MultiScaleConfig.from_mapping({"step": 0, "sizes": [160, 224]}).resolved_sizes() == [160, 224]

@@ -86,6 +86,10 @@ class MultiScaleConfig:
             m["seed"] = 0
         if m.get("sizes") is not None:
             m["sizes"] = [int(s) for s in m["sizes"]]
+        what = {"period": "batches per size", "step": "the size step of min_size..max_size"}
+        for key in ("period", "step") if not m.get("sizes") else ("period",):  # explicit sizes take no step
+            if m.get(key) is not None and int(m[key]) < 1:
+                raise ValueError(f"multiscale.{key} must be a positive integer ({what[key]}), got {m[key]}")
         if m.get("fixed_size") is not None:
             try:
                 m["fixed_size"] = normal_size(check_input_size(m["fixed_size"]))

@@ -35,7 +35,15 @@ def main(cfg: DictConfig) -> None:
     dm.setup("fit")
     wh = torch.as_tensor(dm.box_sizes(cfg.split), dtype=torch.float64)
     log.info("%d boxes from the %s split", len(wh), cfg.split)
-    ks = list(cfg.ks)
+    distinct = int(torch.unique(wh, dim=0).shape[0]) if len(wh) else 0
+    ks = [int(k) for k in cfg.ks if int(k) <= distinct]  # k-means needs k distinct shapes: a small split has fewer
+    if len(ks) < len(cfg.ks):
+        log.warning(
+            "the %s split has %d distinct box shapes: ks %s left out of the table (k-means needs k of them)",
+            cfg.split,
+            distinct,
+            [int(k) for k in cfg.ks if int(k) > distinct],
+        )
     big = cfg.get("max_boxes")  # training's model.priors.max_boxes
     runs = {
         m: anchor_sweep(wh, ks, metric=m, seed=cfg.seed, restarts=cfg.restarts, max_boxes=big) for m in ("iou", "sse")
@@ -54,7 +62,9 @@ def main(cfg: DictConfig) -> None:
     grid_text = str(grid) if isinstance(grid, int) else f"{grid[0]} x {grid[1]} (columns x rows)"
     # the anchors written out are those training computes (model.priors.anchors=kmeans, the same seed): the one
     # k-means call of resolve_priors, not the sweep's (its restarts and warm starts may settle elsewhere)
-    chosen = resolve_priors("kmeans", wh, grid, k=int(cfg.k), metric="iou", seed=int(cfg.seed), max_boxes=big)
+    chosen = resolve_priors(
+        "kmeans", wh, grid, k=int(cfg.k), metric="iou", seed=int(cfg.seed), max_boxes=big, k_key="k"
+    )
     anchors = torch.tensor(chosen.anchors, dtype=torch.float32)
     lines = [
         f"# k-means (1 - IoU), k={cfg.k}, avg IoU {chosen.avg_iou:.4f}, grid {grid_text} "

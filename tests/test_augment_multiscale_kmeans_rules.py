@@ -248,3 +248,11 @@ def test_multiscale_step_and_period_below_one_are_refused_naming_the_key() -> No
         MultiScaleConfig.from_mapping({"period": 0, "sizes": [320]})
     # explicit sizes take no step: a step the sizes do not use stays harmless
     assert MultiScaleConfig.from_mapping({"step": 0, "sizes": [160, 224]}).resolved_sizes() == [160, 224]
+
+
+def test_kmeans_priors_with_k_beyond_the_box_shapes_name_the_key() -> None:
+    """model.priors.k=9 on a small training split of 3 box shapes: the error names model.priors.k and the counts."""
+    wh = np.array([[0.1, 0.2], [0.3, 0.3], [0.3, 0.3], [0.5, 0.4]])
+    with pytest.raises(ValueError, match=r"model\.priors\.k=9: .*the 3 distinct box shapes .*\(4 boxes\)"):
+        resolve_priors("kmeans", wh, 13, k=9)
+    assert len(resolve_priors("kmeans", wh, 13, k=3).anchors) == 3

@@ -111,6 +111,24 @@ def test_detect_on_folder_with_a_bad_file(trained: Path, tmp_path: Path) -> None
         assert 0 <= x0 <= x1 <= 640 and 0 <= y0 <= y1 <= 480 and d["class"] in {"RBC", "WBC", "Platelets"}
 
 
+def test_anchors_cli_on_a_split_of_fewer_box_shapes_than_its_ks(tmp_path: Path) -> None:
+    """A small split (one BCCD image, its boxes of fewer distinct shapes than ks' 40): the table leaves the ks
+    beyond them out, warned, and the anchors are written (it crashed in the sweep: "k=... must be between 1 and
+    the number of distinct box shapes")."""
+    res = run("anchors.py", tmp_path, "ks=[1,2,40]", "k=2", "restarts=1", "data.max_images=1", "data.num_workers=0")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "ks [40] left out of the table" in res.stdout + res.stderr
+    rows = (tmp_path / "avg_iou.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows] == ["k", "1", "2"]
+    assert yaml_anchors(tmp_path / "anchors.yaml") == 2
+
+
+def yaml_anchors(path: Path) -> int:
+    import yaml
+
+    return len(yaml.safe_load(path.read_text())["anchors"])
+
+
 @pytest.mark.slow  # ~9 s, a subprocess; k-means itself is test_anchors.py's, in the default suite
 def test_anchors_cli(tmp_path: Path) -> None:
     res = run("anchors.py", tmp_path, "ks=[1,2,3]", "k=3", "restarts=1", "data.max_images=20", "data.num_workers=0")

@@ -376,6 +376,7 @@ def resolve_priors(
     seed: int = 0,
     restarts: int = 5,
     max_boxes: int | None = None,
+    k_key: str = "model.priors.k",
 ) -> Priors:
     """The one place a prior spec becomes anchors.
 
@@ -388,6 +389,7 @@ def resolve_priors(
             the anchors (a box's normalised width in cells of the grid's width, its height in those of its height;
             the shape IoU of k-means is the same in either unit).
         k, metric, seed, restarts, max_boxes: k-means settings (:func:`kmeans_anchors`).
+        k_key: the config key of ``k``, named when it exceeds the distinct box shapes.
     """
     wh = _as_wh(box_wh) if len(box_wh) else torch.zeros(0, 2, dtype=torch.float64)
     if spec is None:
@@ -396,6 +398,12 @@ def resolve_priors(
         if spec == "kmeans":
             if not len(wh):
                 raise ValueError("anchors=kmeans needs training boxes, the training split has none")
+            distinct = int(torch.unique(wh, dim=0).shape[0])
+            if not 1 <= int(k) <= distinct:
+                raise ValueError(
+                    f"{k_key}={k}: k-means needs 1 <= k <= the {distinct} distinct box shapes of the "
+                    f"training split ({len(wh)} boxes); set a smaller {k_key} (or train on more images)"
+                )
             res = kmeans_anchors(wh, int(k), metric=metric, seed=int(seed), restarts=restarts, max_boxes=max_boxes)
             anchors = [[round(float(a), 4), round(float(b), 4)] for a, b in to_grid_units(res.anchors, grid).tolist()]
             source = "kmeans"

@@ -114,6 +114,7 @@ def main(cfg: DictConfig) -> None:
         log.error("%s", e, extra=FILE_ONLY)  # the job log says why it stopped; the console: the exit message
         raise SystemExit(f"Error: {e}") from None
     size = input_size(cfg.img_size)
+    letterbox = detector.letterbox if cfg.letterbox is None else cfg.letterbox  # null: as the checkpoint's run
     hw = detector.input_hw if size is None else check_input_size(size)
     log.info(
         "%d image%s%s, input %d x %d (height x width%s), %s, from %s",
@@ -121,14 +122,14 @@ def main(cfg: DictConfig) -> None:
         "" if len(files) == 1 else "s",
         f" and {len(videos)} video{'s' * (len(videos) != 1)}" if videos else "",
         *hw,
-        ", letterboxed" if cfg.letterbox else ", stretched",
+        ", letterboxed" if letterbox else ", stretched",
         detector,
         cfg.ckpt_path,
     )
     results = detector.predict(
         files,
         size=hw,
-        letterbox=bool(cfg.letterbox),
+        letterbox=letterbox,
         batch_size=int(cfg.batch_size),
         num_workers=int(cfg.num_workers),
         skip_unreadable=True,
@@ -169,7 +170,7 @@ def main(cfg: DictConfig) -> None:
             img = torch.from_numpy(read_image(det.path)).permute(2, 0, 1)
             drawn = draw_detections(img, det.boxes, det.labels, det.scores, detector.class_names)
             save_image(drawn, out_dir / "detections" / out_names[det.path])
-    run = {"checkpoint": str(cfg.ckpt_path), "input_hw": list(hw), "letterbox": bool(cfg.letterbox)}
+    run = {"checkpoint": str(cfg.ckpt_path), "input_hw": list(hw), "letterbox": letterbox}
     found = {"images": records, **({"videos": video_records} if videos else {}), "failed": failed}
     out_dir.mkdir(parents=True, exist_ok=True)  # nothing written yet when no input could be read
     (out_dir / "detections.json").write_text(json.dumps({**run, **found}, indent=2))
@@ -238,7 +239,7 @@ def detect_video(
             stack.enter_context(_sigterm_interrupts())
         try:
             average = int(cfg.video_average)
-            for frame, det in detector.predict_video(frames, size=hw, letterbox=bool(cfg.letterbox), average=average):
+            for frame, det in detector.predict_video(frames, size=hw, letterbox=cfg.letterbox, average=average):
                 entry = {"frame": det.index, "time": round(frames.time_of(det.index), 4)}
                 entry["detections"] = det.to_dict()["detections"]
                 gap, last = max(1, det.index - last), det.index  # 1 + the frames dropped before this one
@@ -469,6 +470,8 @@ def check_settings(cfg: DictConfig, videos: list[Path] | None = None) -> None:
         raise ValueError(f"serve_port must be a TCP port (0-65535; 0: any free one) or null, got {port!r}")
     if not isinstance(cfg.get("live_latest"), bool):
         raise ValueError(f"live_latest must be true or false, got {cfg.get('live_latest')!r}")
+    if cfg.get("letterbox") is not None and not isinstance(cfg.get("letterbox"), bool):
+        raise ValueError(f"letterbox must be true, false or null (the checkpoint's), got {cfg.get('letterbox')!r}")
 
 
 def drawing_names(paths: list[str], source: str | None = None) -> dict[str, Path]:

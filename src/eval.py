@@ -77,7 +77,8 @@ def evaluate(cfg: DictConfig) -> float:
     trained_cfg = run_config(cfg)  # the checkpoint's training-run config, read once
     # a converted darknet cfg's rectangular [net] is evaluated at its height x width, as darknet's `detector valid`
     eval_size = normal_size(module.input_hw)
-    data_cfg, data_source = eval_data_config(cfg, list(hc.overrides.task), trained_cfg, eval_size)
+    letterbox = bool(module.hparams.get("letterbox", False))  # the run's eval resize, for other data than its own
+    data_cfg, data_source = eval_data_config(cfg, list(hc.overrides.task), trained_cfg, eval_size, letterbox)
     log.info("data: %s", data_source)
     with hint_unset_env(data_cfg):  # a dataset not found names the .env variable that was not set
         datamodule = hydra.utils.instantiate(data_cfg)
@@ -154,6 +155,7 @@ def eval_data_config(
     overrides: Sequence[str],
     trained_cfg: DictConfig | None = None,
     eval_size: int | Sequence[int] | None = None,
+    letterbox: bool | None = None,
 ) -> tuple[DictConfig, str]:
     """The data to evaluate on, resolved (a config of its own), and where it comes from.
 
@@ -164,11 +166,15 @@ def eval_data_config(
     checkpoint moved or converted): the composed config. ``trained_cfg``: that run config already read
     (:func:`run_config`; None: read here). Data other than the run's is evaluated at ``eval_size`` (the
     checkpoint's evaluation size, not the data config's default: a side, or [height, width]) unless
-    ``data.img_size=...`` is given.
+    ``data.img_size=...`` is given, and resized as its run evaluated (``letterbox``: the checkpoint's
+    ``data.augment.letterbox``; None: the data config's) unless ``data.augment.letterbox=...`` is given.
     """
     composed = OmegaConf.create(OmegaConf.to_container(cfg.data, resolve=True))
     if eval_size is not None and not any(re.match(r"^[~+]*data\.img_size=", o) for o in overrides):
         composed.img_size = eval_size if isinstance(eval_size, int) else [int(v) for v in eval_size]
+    given_lb = any(re.match(r"^[~+]*data\.augment(\.letterbox)?=", o) for o in overrides)
+    if letterbox is not None and not given_lb and OmegaConf.select(composed, "augment") is not None:
+        composed.augment.letterbox = bool(letterbox)
     if any(re.match(r"^[~+]*data=", o) for o in overrides):
         return composed, "as configured on the command line"
     run_cfg = run_config_file(cfg)

@@ -83,6 +83,25 @@ def test_every_input_kind_gives_the_same_detections(detector) -> None:  # noqa: 
     assert not torch.allclose(batch[1].scores[:5], batch[0].scores[:5])  # the outputs depend on the image
 
 
+def test_the_default_resize_is_the_one_the_checkpoints_run_evaluated_with(tmp_path: Path) -> None:
+    """A detector trained with ``data.augment.letterbox=true`` was validated letterboxed: predict without
+    ``letterbox`` letterboxes too (on a wide image the two resizes give different detections); one trained
+    stretched stretches; ``letterbox=False`` / ``True`` still override."""
+    from test_cli_bench_detect_eval import make_checkpoint
+    from yolo9000 import Detector
+
+    wide = tmp_path / "wide.png"  # 200 x 120: letterboxing pads it, stretching does not
+    Image.fromarray(read_image(IMAGES[0])).resize((200, 120)).save(wide)
+    lb_ckpt = make_checkpoint(tmp_path / "lb.ckpt", "data.augment.letterbox=true")
+    boxed = Detector.from_checkpoint(lb_ckpt, conf_thresh=0)
+    plain = Detector.from_checkpoint(make_checkpoint(tmp_path / "st.ckpt"), conf_thresh=0)
+    assert boxed.letterbox is True and plain.letterbox is False
+    default, lb, st = (boxed.predict(wide, size=64, letterbox=v)[0] for v in (None, True, False))
+    assert len(lb) > 0 and lb.to_dict()["detections"] != st.to_dict()["detections"]  # the resizes differ here
+    assert_same(default, lb)
+    assert_same(plain.predict(wide, size=64)[0], plain.predict(wide, size=64, letterbox=False)[0])
+
+
 @pytest.mark.parametrize("letterbox", [False, True])
 def test_boxes_in_original_pixels_for_two_sizes(detector, ckpt: Path, letterbox: bool) -> None:  # noqa: ANN001
     """A 640 x 480 file and a 200 x 120 array in one call: the module's predict path (eval transform, decode, map
@@ -792,22 +811,23 @@ def test_an_unreadable_file_takes_no_other_images_slot(ckpt: Path, tmp_path: Pat
 
 # ---------------------------------------------------------------------------------------------- detect.py
 def test_detect_json_and_drawings_are_the_apis_detections(tmp_path: Path) -> None:
-    """detect.py letterbox=true: detections.json holds each image's width and height and the predict API's
-    letterboxed detections (rounded as ``to_dict``), the unreadable file under ``failed`` with its path, and a
-    drawing with the boxes drawn (not the bare image)."""
+    """detect.py on a checkpoint trained (and evaluated) letterboxed, no letterbox= given: detections.json holds each
+    image's width and height and the predict API's letterboxed detections (rounded as ``to_dict``), the unreadable
+    file under ``failed`` with its path, and a drawing with the boxes drawn (not the bare image)."""
     from test_cli_bench_detect_eval import make_checkpoint, run
     from yolo9000 import Detector
 
-    ckpt = make_checkpoint(tmp_path / "bccd.ckpt")
+    ckpt = make_checkpoint(tmp_path / "bccd.ckpt", "data.augment.letterbox=true")
     src = tmp_path / "images"
     src.mkdir()
     wide = src / "wide.png"  # 200 x 120: letterboxing pads it, stretching does not
     Image.fromarray(read_image(IMAGES[0])).resize((200, 120)).save(wide)
     (src / "broken.jpg").write_bytes(b"not an image")
-    overrides = ["img_size=64", "letterbox=true", "conf_thresh=0.0"]
+    overrides = ["img_size=64", "conf_thresh=0.0"]  # letterbox: null, the checkpoint's
     res = run("detect.py", tmp_path / "out", f"ckpt_path={ckpt}", f"source={src}", *overrides)
     assert res.returncode == 0, res.stderr[-3000:]
     got = json.loads((tmp_path / "out" / "detections.json").read_text())
+    assert got["letterbox"] is True and "letterboxed" in res.stdout + res.stderr
     assert [f["file"] for f in got["failed"]] == [str(src / "broken.jpg")]
     (rec,) = got["images"]
     assert rec["file"] == str(wide) and (rec["width"], rec["height"]) == (200, 120)

@@ -33,8 +33,9 @@ def run(script: str, out: Path, *overrides: str) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
 
 
-def make_checkpoint(path: Path) -> Path:
-    """A random-weight BCCD detector checkpoint as train.py builds and saves it (1/8 width, 64 px)."""
+def make_checkpoint(path: Path, *overrides: str) -> Path:
+    """A random-weight BCCD detector checkpoint as train.py builds and saves it (1/8 width, 64 px; ``overrides``:
+    more of train.py's)."""
     setup_environment()  # the config resolvers
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
         cfg = compose(
@@ -44,6 +45,7 @@ def make_checkpoint(path: Path) -> Path:
                 "data.max_images=8",
                 "data.num_workers=0",
                 "data.img_size=64",
+                *overrides,
             ],
         )
     module = build(cfg).module
@@ -377,6 +379,13 @@ def test_eval_uses_the_data_of_the_checkpoints_run(bccd_ckpt: Path, tmp_path: Pa
     chosen, source = eval_script.eval_data_config(cfg, [f"ckpt_path={ckpt}", "data=voc"])
     assert chosen.root.endswith("VOCdevkit") or "voc" in str(chosen.root).lower()
     assert "command line" in source
+    # other data is resized as the checkpoint's run evaluated (letterboxed there), unless the command line says
+    assert chosen.augment.letterbox is False
+    chosen, _ = eval_script.eval_data_config(cfg, [f"ckpt_path={ckpt}", "data=voc"], letterbox=True)
+    assert chosen.augment.letterbox is True
+    over = [f"ckpt_path={ckpt}", "data=voc", "data.augment.letterbox=false"]
+    chosen, _ = eval_script.eval_data_config(compose_config("eval", *over), over, letterbox=True)
+    assert chosen.augment.letterbox is False
 
 
 @pytest.mark.slow  # ~8 s, an eval.py launch; eval.py runs its test split in the default suite

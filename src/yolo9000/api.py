@@ -365,6 +365,13 @@ class Detector:
         return self.module.input_hw
 
     @property
+    def letterbox(self) -> bool:
+        """Default resize of :meth:`predict`: the evaluation's of the checkpoint's training run
+        (``data.augment.letterbox``: aspect ratio kept, grey padding), else stretched (darknet's weights, checkpoints
+        from before it was recorded)."""
+        return bool(self.module.hparams.get("letterbox", False))
+
+    @property
     def conf(self) -> float:
         """Default confidence threshold of :meth:`predict`."""
         return float(self.module.hparams.conf_thresh)
@@ -393,7 +400,7 @@ class Detector:
         conf: float | None = None,
         nms: float | None = None,
         batch_size: int = 16,
-        letterbox: bool = False,
+        letterbox: bool | None = None,
         max_det: int | None = None,
         skip_unreadable: bool = False,
         num_workers: int = 0,
@@ -413,7 +420,8 @@ class Detector:
             conf: score threshold of this call (default :attr:`conf`).
             nms: NMS IoU threshold of this call (default :attr:`nms`).
             batch_size: images per forward pass.
-            letterbox: keep the aspect ratio (grey padding) instead of stretching.
+            letterbox: keep the aspect ratio (grey padding) instead of stretching (default :attr:`letterbox`: as the
+                checkpoint's run evaluated).
             max_det: detections kept per image (default: the checkpoint's; converted darknet weights: no cap).
             skip_unreadable: an unreadable file gives an empty result with ``error`` set instead of raising.
             num_workers: DataLoader processes reading and resizing the images (0 = this process).
@@ -430,6 +438,7 @@ class Detector:
         check_decode_settings(conf=conf, nms=nms, max_det=max_det)
         _check_whole("batch_size", batch_size, 1)
         _check_whole("num_workers", num_workers, 0, " (0: this process reads)")
+        letterbox = self.letterbox if letterbox is None else letterbox
         check_flags("predict", letterbox=letterbox, skip_unreadable=skip_unreadable)
         dataset = _IndexedImages(items, hw, transform=self._transforms[bool(letterbox)])
         bs = int(batch_size)
@@ -479,7 +488,7 @@ class Detector:
         conf: float | None = None,
         nms: float | None = None,
         batch_size: int = 8,
-        letterbox: bool = False,
+        letterbox: bool | None = None,
         max_det: int | None = None,
         average: int = 1,
     ) -> Iterator[tuple[np.ndarray, Detections]]:
@@ -510,6 +519,7 @@ class Detector:
         if isinstance(average, bool) or not isinstance(average, int) or average < 1:
             raise ValueError(f"average must be an integer >= 1 (frames whose outputs are averaged), got {average!r}")
         _check_whole("batch_size", batch_size, 1)
+        letterbox = self.letterbox if letterbox is None else letterbox
         check_flags("predict_video", letterbox=letterbox)
         frames = video if isinstance(video, VideoFrames) else VideoFrames(video, batch_size)
         with frames:

@@ -55,6 +55,8 @@ class BuildInfo:
         anchors_avg_iou: their average IoU with the training boxes (Table 1's measure).
         prior_source: ``list`` | ``kmeans`` | ``handpicked`` | ``none`` (detector).
         fc_grid: the fc head's output grid (``head: fc`` only).
+        letterbox: the evaluation's resize (``data.augment.letterbox``: aspect ratio kept with grey padding, else
+            stretched), the default of detect.py and the predict API (detector).
     """
 
     class_names: list[str]
@@ -64,6 +66,7 @@ class BuildInfo:
     prior_source: str | None = None
     fc_grid: int | None = None
     predict_hw: list[int] | None = None
+    letterbox: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -146,7 +149,8 @@ def build_info(cfg: DictConfig, datamodule: Any) -> BuildInfo:
     net = cfg.model.net
     fc_grid = (int(net.fc_grid) if net.get("fc_grid") is not None else h // STRIDE) if net.get("head") == "fc" else None
     source = "cfg" if spec.get("anchors") == "cfg" else priors.source
-    return BuildInfo(names, h, priors.anchors, priors.avg_iou, source, fc_grid, rect)
+    letterbox = bool(OmegaConf.select(cfg, "data.augment.letterbox", default=False))
+    return BuildInfo(names, h, priors.anchors, priors.avg_iou, source, fc_grid, rect, letterbox)
 
 
 def _cfg_text(net: Any) -> str:
@@ -188,6 +192,8 @@ def resolved_model_config(model_cfg: DictConfig, info: BuildInfo) -> dict[str, A
             m["predict_hw"] = list(info.predict_hw)
         if info.fc_grid is not None:
             m["net"]["fc_grid"] = info.fc_grid
+        if info.letterbox:  # the eval resize, the default of detect.py and the predict API (absent: stretched)
+            m["letterbox"] = True
     return m
 
 

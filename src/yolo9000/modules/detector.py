@@ -16,7 +16,7 @@ from torch import nn
 
 from yolo9000.loss import RegionLoss, assign_truths
 from yolo9000.metrics import DetectionEvaluator
-from yolo9000.models import STRIDE
+from yolo9000.models import STRIDE, check_flags
 from yolo9000.models.yolov2 import YOLOv2
 from yolo9000.modules.base import DarknetModule
 from yolo9000.modules.pretrained import load_pretrained
@@ -85,6 +85,8 @@ class DetectorModule(DarknetModule):
             square: a converted darknet cfg's rectangular ``[net]`` (its width and height), or the rectangular
             ``data.img_size`` a detector was trained and validated at; None: ``eval_size``
             square.
+        letterbox: the resize the network was evaluated with in training (``data.augment.letterbox``: the aspect
+            ratio kept, grey padding; else stretched), the default of the predict API and detect.py.
         priors: the prior spec (``anchors``: list | null | kmeans | handpicked, ``k``, ``metric``) the network's
             anchors were resolved from at build time; a record, the network holds the anchors.
         build_info: what the build computed (:class:`yolo9000.build.BuildInfo`), kept in the checkpoint.
@@ -127,6 +129,7 @@ class DetectorModule(DarknetModule):
         backbone_ckpt: str | None = None,
         eval_size: int = 416,
         predict_hw: list[int] | None = None,
+        letterbox: bool = False,
         priors: dict[str, Any] | None = None,
         build_info: dict[str, Any] | None = None,
         fast: dict[str, Any] | None = None,
@@ -156,6 +159,7 @@ class DetectorModule(DarknetModule):
             len(predict_hw) != 2 or any(isinstance(v, bool) or int(v) != v or v <= 0 or v % STRIDE for v in predict_hw)
         ):
             raise ValueError(f"predict_hw must be (height, width), positive multiples of {STRIDE}, got {predict_hw!r}")
+        check_flags(type(self).__name__, letterbox=letterbox)
         if headline_metric == "voc07_map_50" and not voc07:
             raise ValueError("headline_metric voc07_map_50 needs voc07=true")
         self.monitor = f"val/{headline_metric}"  # the validation metric that picks the best checkpoint

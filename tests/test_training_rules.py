@@ -158,6 +158,60 @@ def test_lightning_applies_poly_with_burn_in_per_optimizer_step() -> None:
     assert seen == pytest.approx([0.1 / 9, 0.1 * 4 / 9, 0.1 / 16, 0.0])
 
 
+@pytest.mark.parametrize(
+    ("policy", "extended"),
+    [
+        # poly over 8 steps from step 4: 0.1 * (1 - n / 8) at batch n = 5..8 (the first run's end, 4: lr 0 for all)
+        ({"lr_policy": "poly", "power": 1.0}, [0.1 * 3 / 8, 0.1 * 2 / 8, 0.1 / 8, 0.0]),
+        # a step at 0.75 of the run: 6 of 8 (the first run's, 3 of 4: 0.01 for all)
+        ({"lr_policy": "steps", "steps": [0.75], "scales": [0.1]}, [0.1, 0.01, 0.01, 0.01]),
+    ],
+)
+def test_a_run_trained_further_replans_its_schedule_for_the_longer_run(
+    tmp_path: Path, policy: dict, extended: list[float]
+) -> None:
+    """A finished run resumed with a larger trainer.max_epochs goes on with the schedule a run of that length has
+    (poly's end, steps given as fractions of the run), not the checkpoint's (planned for the first run's length:
+    poly trained the added epochs at lr 0); a resume of the same length applies the checkpoint's as before."""
+    import pytorch_lightning as pl
+    from torch.utils.data import DataLoader
+
+    seen: list[float] = []
+
+    class Rates(pl.Callback):
+        def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer) -> None:  # noqa: ANN001
+            seen.append(optimizer.param_groups[0]["lr"])
+
+    batches = [{"images": torch.rand(2, 3, 32, 32), "labels": torch.tensor([0, 1])} for _ in range(2)]
+
+    def fit(max_epochs: int, ckpt_path: Path | None = None, save: Path | None = None) -> list[float]:
+        torch.manual_seed(0)
+        module = ClassifierModule(Darknet19Classifier(Darknet19(width=0.125), 3), lr=0.1, burn_in=0, **policy)
+        trainer = pl.Trainer(
+            accelerator="cpu",
+            max_epochs=max_epochs,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            limit_val_batches=0,
+            callbacks=[Rates()],
+        )
+        seen.clear()
+        trainer.fit(module, train_dataloaders=DataLoader(batches, batch_size=None), ckpt_path=ckpt_path)
+        if save is not None:
+            trainer.save_checkpoint(save)
+        return list(seen)
+
+    whole = fit(4)
+    assert whole[4:] == pytest.approx(extended)
+    fit(2, save=tmp_path / "two.ckpt")  # the first run: 2 epochs, 4 steps
+    assert fit(4, ckpt_path=tmp_path / "two.ckpt") == pytest.approx(extended)  # trained further: 4 more steps
+    fit(1, save=tmp_path / "one.ckpt")
+    first = fit(2)
+    assert fit(2, ckpt_path=tmp_path / "one.ckpt") == pytest.approx(first[2:])  # the same length: as before
+
+
 # ------------------------------------------------------------------------------------ losses, seen, normalisation
 def _tiny_detector() -> DetectorModule:
     return DetectorModule(YOLOv2(Darknet19(width=0.125), 3, [[1.0, 1.0], [2.0, 2.0]]), RegionLoss, burn_in=1)

@@ -5,6 +5,7 @@ fast-path switches (``model.fast``, :class:`yolo9000.speed.FastPath`)."""
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -13,7 +14,7 @@ import pytorch_lightning as pl
 import torch
 
 from yolo9000.data.records import DataError
-from yolo9000.modules.schedules import darknet_optimization
+from yolo9000.modules.schedules import darknet_optimization, fraction_steps, replan_schedule
 from yolo9000.speed import FastPath, apply_fast_path, float_images, optimizer_flags
 
 log = logging.getLogger(__name__)
@@ -69,8 +70,38 @@ class DarknetModule(pl.LightningModule):
         return int(self.seen) if host is None else host
 
     def on_train_start(self) -> None:
-        """The host's ``seen`` from the buffer (restored by a resume before this hook)."""
+        """The host's ``seen`` from the buffer (restored by a resume before this hook); a restored learning-rate
+        schedule re-planned for this run's length (:func:`~yolo9000.modules.schedules.replan_schedule`)."""
         self._seen_host = int(self.seen)
+        self._replan_restored_schedule()
+
+    def _replan_restored_schedule(self) -> None:
+        """The schedule a resume restored (its end planned for the first run's ``trainer.max_epochs``) made to end
+        where this run's does (the one :meth:`configure_optimizers` planned), the learning rate of the next step
+        with it; logged when that moves it (a run trained further)."""
+        planned = self.__dict__.pop("_planned_policy", None)
+        if planned is None or self._trainer is None:
+            return
+        for config in self.trainer.lr_scheduler_configs:
+            sched = config.scheduler
+            if not isinstance(sched, torch.optim.lr_scheduler.LambdaLR):
+                continue
+            for fn in sched.lr_lambdas:
+                before = dict(fn.__dict__)
+                if not replan_schedule(fn, planned, fraction_steps(self.hparams.get("steps"))):
+                    continue
+                lrs = [base * fn(sched.last_epoch) for base in sched.base_lrs]
+                for group, lr in zip(sched.optimizer.param_groups, lrs, strict=True):
+                    group["lr"] = lr
+                sched._last_lr = lrs  # type: ignore[attr-defined]
+                log.info(
+                    "the learning-rate schedule planned for %d optimizer steps (this run's length): %s (the "
+                    "checkpoint's: %s); the next step's lr %.3g",
+                    int(self.trainer.estimated_stepping_batches),
+                    _schedule_end(fn.__dict__),
+                    _schedule_end(before),
+                    lrs[0],
+                )
 
     def on_train_end(self) -> None:
         self._seen_host = None  # the buffer is the count again (a later load or edit changes it)
@@ -224,4 +255,12 @@ class DarknetModule(pl.LightningModule):
     def configure_optimizers(self) -> Any:
         total = int(self.trainer.estimated_stepping_batches) if self._trainer is not None else 1
         flags = optimizer_flags(self.fast.fused_optimizer, next(self.model.parameters()).device)
-        return darknet_optimization(self.model, self.hparams, total, flags)
+        out = darknet_optimization(self.model, self.hparams, total, flags)
+        # this run's plan: a resume restores the checkpoint's schedule over it, re-planned in on_train_start
+        self._planned_policy = copy.copy(out["lr_scheduler"]["scheduler"].lr_lambdas[0])
+        return out
+
+
+def _schedule_end(state: Mapping[str, Any]) -> str:
+    """A schedule's length-dependent part, for the log: poly's last iteration or the steps."""
+    return f"poly ends at step {state['max_iters']}" if "max_iters" in state else f"steps at {state.get('steps')}"

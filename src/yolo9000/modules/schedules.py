@@ -68,6 +68,27 @@ class DarknetPoly:
         return max(0.0, 1.0 - batch_num / self.max_iters) ** self.power
 
 
+def replan_schedule(policy: Any, planned: Any, fractions: bool) -> bool:
+    """A schedule restored from a checkpoint (``policy``) re-planned for this run's length, the one
+    ``configure_optimizers`` built for it (``planned``): poly's end and steps given as fractions of the run
+    (``fractions``) move with a longer (or shorter) ``trainer.max_epochs`` / ``max_steps``, counted from the
+    restored schedule's own ``start``; absolute steps stay. A resume of the same length changes nothing; a run
+    trained further no longer keeps the first run's end (poly: a learning rate of 0 for every added step).
+    Returns whether anything changed."""
+    start, planned_start = policy.__dict__.get("start", 0), planned.__dict__.get("start", 0)
+    if isinstance(policy, DarknetPoly) and isinstance(planned, DarknetPoly):
+        max_iters = max(1, start + planned.max_iters - planned_start)
+        changed = max_iters != policy.max_iters
+        policy.max_iters = max_iters
+        return changed
+    if isinstance(policy, DarknetSteps) and isinstance(planned, DarknetSteps) and fractions:
+        steps = [start + s - planned_start for s in planned.steps]
+        changed = steps != policy.steps
+        policy.steps = steps
+        return changed
+    return False
+
+
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """darknet decays conv (and connected) weights only: BN scales/shifts and biases get no decay."""
     decay, no_decay = [], []

@@ -563,7 +563,7 @@ def test_a_run_continues_from_its_own_checkpoint_not_the_one_it_started_from(tmp
     cfg = OmegaConf.create({"resume": None, "ckpt_path": str(start)})
     assert run_folder.resume_checkpoint(cfg, run_dir) == str(start)  # a fresh folder: the run starts there
     (run_dir / "checkpoints").mkdir(parents=True)
-    (run_dir / "checkpoints" / "last.ckpt").write_bytes(b"1")
+    torch.save({"epoch": 0, "global_step": 1}, run_dir / "checkpoints" / "last.ckpt")
     assert run_folder.resume_checkpoint(cfg, run_dir) == str(run_dir / "checkpoints" / "last.ckpt")
 
 

@@ -776,8 +776,29 @@ def test_resume_of_unreadable_checkpoints_is_not_the_same_state(tmp_path: Path) 
     other = run / "checkpoints" / "epoch_000.ckpt"
     other.write_bytes(b"neither")
     os.utime(other, (1, 1))
-    with pytest.raises(run_folder.ResumeRefused, match="newest checkpoint"):
+    with pytest.raises(run_folder.ResumeRefused, match="the checkpoint cannot be read"):
         run_folder.resume_checkpoint(_cfg(other), run)
+
+
+def test_a_damaged_last_ckpt_is_named_and_passed_over(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """last.ckpt cut short (a full disk, an interrupted copy): the resume names it and continues from the newest
+    readable checkpoint (it stopped with the loader's traceback, naming no file); resume=<that file> and a run with
+    nothing readable are refused naming it; check_resume_progress names a damaged ckpt_path= file too."""
+    run = _run_dir(tmp_path)
+    best = _ckpt(run / "checkpoints" / "epoch_000.ckpt", 0, 3, 100)
+    last = run / "checkpoints" / "last.ckpt"
+    torch.save({"epoch": 1, "global_step": 6}, last)
+    last.write_bytes(last.read_bytes()[:-200])
+    with caplog.at_level(logging.WARNING, "yolo9000"):
+        assert run_folder.resume_checkpoint(_cfg(run), run) == str(best)
+    assert f"{last} cannot be read (" in caplog.text and "cut short or damaged; passed over" in caplog.text
+    with pytest.raises(run_folder.ResumeRefused, match=rf"resume={last}: the checkpoint cannot be read \("):
+        run_folder.resume_checkpoint(_cfg(last), run)
+    best.unlink()
+    with pytest.raises(run_folder.ResumeRefused, match=rf"{last}: cannot be read .* no other readable checkpoint"):
+        run_folder.resume_checkpoint(_cfg(run), run)
+    with pytest.raises(run_folder.ResumeRefused, match=rf"{last}: cannot be read as a checkpoint"):
+        run_folder.check_resume_progress(OmegaConf.create({"trainer": {"max_epochs": 3}}), last)
 
 
 def test_resume_of_nothing_or_of_a_checkpoints_folder_outside_a_run(tmp_path: Path) -> None:

@@ -89,8 +89,24 @@ def resume_checkpoint(cfg: DictConfig, out_dir: Path) -> str | None:
     if resume and not Path(resume).exists():
         raise FileNotFoundError(f"resume={resume}: no such run folder or checkpoint file")
     found = [p for p in [out_dir / "checkpoints" / "last.ckpt", *out_dir.glob("hpc_ckpt_*.ckpt")] if p.is_file()]
+    damaged = {p: err for p in found if (err := _load_error(p)) is not None}
+    if resume and Path(resume).is_file() and (err := damaged.get(Path(resume)) or _load_error(Path(resume))):
+        raise ResumeRefused(
+            f"resume={resume}: the checkpoint cannot be read ({err}): it was cut short or damaged; continue the "
+            f"run from its newest readable checkpoint with resume={out_dir}"
+        )
+    for path, err in damaged.items():  # a file cut short (disk full, an interrupted copy): the run's older state
+        log.warning("%s cannot be read (%s): it was cut short or damaged; passed over", path, err)
+    found = [p for p in found if p not in damaged]
     if not found:
         found = _epoch_states(out_dir)
+    if damaged and not found:
+        names = ", ".join(str(p) for p in damaged)
+        raise ResumeRefused(
+            f"{names}: cannot be read ({next(iter(damaged.values()))}): cut short or damaged, and the run has no "
+            f"other readable checkpoint in {out_dir / 'checkpoints'}: nothing to continue from; start the run "
+            "again into a new folder"
+        )
     if cfg.ckpt_path and not found:
         return str(cfg.ckpt_path)
     if resume and Path(resume).is_file():
@@ -169,6 +185,16 @@ def _same_state(a: Path, b: Path) -> bool:
     """Two checkpoints saved at the same (epoch, global_step) (an epoch's best checkpoint and its last.ckpt)."""
     at = _saved_at(a)
     return at is not None and at == _saved_at(b)
+
+
+def _load_error(ckpt_file: Path) -> str | None:
+    """Why a checkpoint file cannot be read (the loader's message, shortened to its first sentence), None when it
+    loads."""
+    try:
+        torch.load(ckpt_file, map_location="cpu", weights_only=False, mmap=True)
+    except Exception as err:  # noqa: BLE001 - whatever the loader says, the file is not a usable checkpoint
+        return f"{type(err).__name__}: {str(err).split('. ')[0]}"
+    return None
 
 
 def _saved_at(ckpt_file: Path) -> tuple[int, int] | None:
@@ -316,7 +342,13 @@ def check_resume_progress(cfg: DictConfig, ckpt_file: str | Path) -> None:
     the run has trained (or in) would stop it at once and test those weights as if the run had finished there (its
     folder then held a result that later resumes took as final); so does ``trainer.max_steps`` below the
     checkpoint's ``global_step``. Raises :class:`ResumeRefused`."""
-    ckpt = torch.load(ckpt_file, map_location="cpu", weights_only=False, mmap=True)
+    try:
+        ckpt = torch.load(ckpt_file, map_location="cpu", weights_only=False, mmap=True)
+    except Exception as err:  # noqa: BLE001 - a file cut short or damaged: say which, not the loader's traceback
+        raise ResumeRefused(
+            f"{ckpt_file}: cannot be read as a checkpoint ({type(err).__name__}: {str(err).split('. ')[0]}): it was "
+            "cut short or damaged"
+        ) from err
     loops = ckpt.get("loops") or {}
     position = ((loops.get("fit_loop") or {}).get("state_dict") or {}).get("combined_loader") or [{}]
     pos = position[0] if isinstance(position[0], dict) and "epoch" in position[0] else None

@@ -153,6 +153,31 @@ def _ctrl_c_stops_at_batch_end(trainer: pl.Trainer) -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
+@contextlib.contextmanager
+def _ctrl_c_exits_130(trainer: pl.Trainer, out_dir: Path, testing: bool) -> Iterator[None]:
+    """A Ctrl-C that Lightning handles itself (any during the test, a second one while fitting) ends the process
+    with its ``sys.exit(1)`` after "Detected KeyboardInterrupt", saying nothing of the run: it exits 130 (as a
+    shell reports Ctrl-C, and as the first Ctrl-C of a fit does) after a line saying how the run goes on."""
+    try:
+        yield
+    except SystemExit as e:
+        if e.code != 1 or not trainer.interrupted:
+            raise
+        if testing:
+            log.warning(
+                "stopped by Ctrl-C while testing (the training is saved; no metrics.json): resume=%s tests the run "
+                "again",
+                out_dir,
+            )
+        else:
+            log.warning(
+                "stopped at once by a second Ctrl-C (the training since the last save is lost): resume=%s continues "
+                "from its newest checkpoint",
+                out_dir,
+            )
+        raise SystemExit(130) from e
+
+
 def _summarise_stopped_sweep() -> None:
     """A sweep stopped by SIGTERM ends without Hydra's end-of-job callbacks: write its summary here (the stopped job
     without a result, the jobs never started) and say how the sweep continues."""
@@ -221,7 +246,7 @@ def run(cfg: DictConfig) -> float | None:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
 
     if cfg.train:
-        with _ctrl_c_stops_at_batch_end(trainer):
+        with _ctrl_c_stops_at_batch_end(trainer), _ctrl_c_exits_130(trainer, out_dir, testing=False):
             trainer.fit(module, datamodule=datamodule, ckpt_path=start_ckpt)
     metrics = None
     if cfg.test:
@@ -229,7 +254,8 @@ def run(cfg: DictConfig) -> float | None:
         ckpt = best or cfg.ckpt_path
         if not ckpt:
             log.warning("no best checkpoint (did validation run?): testing the current weights")
-        tested = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt)
+        with _ctrl_c_exits_130(trainer, out_dir, testing=True):
+            tested = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt)
         if trainer.is_global_zero:
             log.info("test metrics (%s):\n%s", ckpt or "current weights", format_metric_table(tested), extra=FILE_ONLY)
             extra = {"headline_metric": module.monitor.split("/", 1)[1]}  # the data's benchmark metric (its key)

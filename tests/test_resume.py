@@ -292,6 +292,47 @@ def test_ctrl_c_stops_after_the_batch_saves_it_and_exits_130(tmp_path: Path) -> 
     assert state["global_step"] % 5 and steps < state["global_step"] < 2 * steps, state["global_step"]
 
 
+def test_ctrl_c_during_the_test_exits_130_and_says_how_the_run_goes_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Ctrl-C during the final test meets Lightning's own handling ("Detected KeyboardInterrupt", sys.exit(1)): the
+    process ended with status 1 and no word on the run (no metrics.json); it now exits 130, as a Ctrl-C of the fit,
+    after the line saying that resume=<run> tests it again. Another SystemExit passes unchanged."""
+    import importlib.util
+
+    import pytorch_lightning as pl
+    from torch.utils.data import DataLoader
+
+    spec = importlib.util.spec_from_file_location("train_script", ROOT / "src" / "train.py")
+    assert spec is not None and spec.loader is not None
+    train = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train)
+
+    class Interrupted(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layer = torch.nn.Linear(1, 1)
+
+        def test_step(self, batch: torch.Tensor, batch_idx: int) -> None:
+            raise KeyboardInterrupt  # what SIGINT raises in the main thread
+
+    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
+    previous = signal.getsignal(signal.SIGINT)  # Lightning leaves SIGINT ignored after its handling
+    try:
+        with caplog.at_level(logging.WARNING, "yolo9000"), pytest.raises(SystemExit) as stop:
+            with train._ctrl_c_exits_130(trainer, tmp_path, testing=True):
+                trainer.test(Interrupted(), dataloaders=DataLoader([torch.zeros(1)]))
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert stop.value.code == 130
+    assert f"stopped by Ctrl-C while testing (the training is saved; no metrics.json): resume={tmp_path} tests" in (
+        caplog.text
+    )
+    with pytest.raises(SystemExit) as other, train._ctrl_c_exits_130(pl.Trainer(logger=False), tmp_path, True):
+        raise SystemExit(1)
+    assert other.value.code == 1
+
+
 @pytest.mark.parametrize("where", ["validation", pytest.param("last_train_batch", marks=pytest.mark.slow)])
 def test_sigterm_during_validation_finishes_it_saves_the_epoch_exits_143(
     uninterrupted: Path, tmp_path: Path, where: str

@@ -846,6 +846,15 @@ def test_resume_with_another_data_amount_or_batch_rule_is_refused(
         run_folder.check_resume_config(OmegaConf.create({"data": {key: now}}), tmp_path)
 
 
+@pytest.mark.parametrize(("key", "now"), [("accumulate_grad_batches", 2), ("limit_train_batches", 0.5)])
+def test_resume_with_other_optimizer_steps_per_epoch_is_refused(tmp_path: Path, key: str, now: object) -> None:
+    """Accumulating gradients over more batches (or training fewer batches an epoch) changes the optimizer steps
+    of an epoch as another data.batch_size does (refused): it was only a warning."""
+    _saved_config(tmp_path, {"trainer": {"max_epochs": 2}})
+    with pytest.raises(run_folder.ResumeRefused, match=re.escape(f"trainer.{key}: None (the run) vs {now!r} (now)")):
+        run_folder.check_resume_config(OmegaConf.create({"trainer": {"max_epochs": 2, key: now}}), tmp_path)
+
+
 def test_resume_config_check_without_a_record_and_logger_changes_are_silent(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

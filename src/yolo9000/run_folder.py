@@ -216,6 +216,9 @@ LAUNCH_FILE = "launch_overrides.txt"  # the command-line overrides a run folder 
 # the optimizer and schedule states, not these): a resume with other values would apply some and record others
 _TRAJECTORY = ("seed", "model.", "data.batch_size", "data.seed", "data.multiscale.", "data.augment.", "data.img_size")
 _TRAJECTORY += ("data.max_boxes", "data.shuffle_boxes", "data.include_difficult", "data.drop_last")
+# the optimizer steps of an epoch (as the batch size: the schedule's steps, the position inside an epoch) and the
+# batches an epoch trains (as data.max_images)
+_TRAJECTORY += ("trainer.accumulate_grad_batches", "trainer.limit_train_batches")
 _FREE = ("model.fast.",)  # speed switches: the same training either way
 # the starting weights file's seen and schedule iteration: read from the file at the start (0 once it is gone); a
 # resume takes both from its checkpoint (the seen buffer, the scheduler's state)

@@ -855,6 +855,15 @@ def test_resume_with_other_optimizer_steps_per_epoch_is_refused(tmp_path: Path, 
         run_folder.check_resume_config(OmegaConf.create({"trainer": {"max_epochs": 2, key: now}}), tmp_path)
 
 
+@pytest.mark.parametrize("text", ["seed: [1\n", "- a list\n"])
+def test_a_damaged_config_yaml_refuses_the_resume_naming_it(tmp_path: Path, text: str) -> None:
+    """The run's config.yaml cut short or edited into no config: the resume stopped with YAML's traceback (and left
+    a failed.json in the run's folder); it is refused naming the file."""
+    (tmp_path / "config.yaml").write_text(text)
+    with pytest.raises(run_folder.ResumeRefused, match=re.escape(f"resume={tmp_path}: {tmp_path / 'config.yaml'} ")):
+        run_folder.check_resume_config(OmegaConf.create({"seed": 1}), tmp_path)
+
+
 def test_resume_config_check_without_a_record_and_logger_changes_are_silent(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -252,7 +252,15 @@ def check_resume_config(cfg: DictConfig, out_dir: Path) -> None:
     saved = out_dir / "config.yaml"
     if not saved.is_file():
         return
-    old = OmegaConf.to_container(OmegaConf.load(saved), resolve=False)
+    try:
+        old = OmegaConf.to_container(OmegaConf.load(saved), resolve=False)
+    except Exception as err:  # noqa: BLE001 - YAML's or OmegaConf's: the run's record cannot be compared
+        raise ResumeRefused(
+            f"resume={out_dir}: {saved} cannot be read ({type(err).__name__}: {' '.join(str(err).split())}): it "
+            "records the run's config, which a resume is checked against; restore or repair it"
+        ) from err
+    if not isinstance(old, dict):
+        raise ResumeRefused(f"resume={out_dir}: {saved} holds no config (a YAML mapping); restore or repair it")
     new = OmegaConf.to_container(cfg, resolve=True)
     old_data, new_data = old.get("data") or {}, new.get("data") or {}  # type: ignore[union-attr]
     diff = [

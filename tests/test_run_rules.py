@@ -864,6 +864,17 @@ def test_a_damaged_config_yaml_refuses_the_resume_naming_it(tmp_path: Path, text
         run_folder.check_resume_config(OmegaConf.create({"seed": 1}), tmp_path)
 
 
+def test_a_run_stopped_before_its_config_yaml_is_started_again_not_called_no_run(tmp_path: Path) -> None:
+    """Ctrl-C or an error while the run reads its data leaves the folder with launch_overrides.txt and train.log but
+    no config.yaml: resume= said "not the folder of a training run"; it says the run stopped while starting and
+    gives the command that starts it again into its folder."""
+    (tmp_path / run_folder.LAUNCH_FILE).write_text("data.max_images=8 seed=2\n")
+    with pytest.raises(FileNotFoundError) as err:
+        run_folder.resume_folder(str(tmp_path))
+    assert "the run stopped while starting, before it wrote its config.yaml" in str(err.value)
+    assert str(err.value).endswith(f"python src/train.py data.max_images=8 seed=2 hydra.run.dir={tmp_path}")
+
+
 def test_resume_config_check_without_a_record_and_logger_changes_are_silent(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -62,6 +62,13 @@ def resume_folder(resume: str | None) -> str | None:
         )
     if path.name == "checkpoints" and (path.parent / "config.yaml").is_file():
         return str(path.parent)
+    if not (path / "config.yaml").is_file() and (path / LAUNCH_FILE).is_file():  # a run that stopped at its start
+        command = (path / LAUNCH_FILE).read_text().strip()
+        raise FileNotFoundError(
+            f"resume={resume}: the run stopped while starting, before it wrote its config.yaml or any checkpoint "
+            f"(its log: {path / 'train.log'}): nothing to continue; start it again into its folder: python "
+            f"src/train.py {command} hydra.run.dir={path}"
+        )
     if not (path / "config.yaml").is_file():
         raise FileNotFoundError(
             f"resume={resume}: not the folder of a training run (no config.yaml); resume takes a run's folder or "

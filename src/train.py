@@ -86,6 +86,12 @@ def main(cfg: DictConfig) -> float | None:
         log.warning("stopped by %s; %s holds the state to continue from: resume=%s", why, last, cfg.paths.output_dir)
         _summarise_stopped_sweep()
         raise SystemExit(130 if _CTRL_C else 143) from e  # 128 + the signal, as a shell reports it
+    except KeyboardInterrupt:  # Ctrl-C outside the fit and test (their own handlers): while starting, reading data
+        out_dir = Path(cfg.paths.output_dir)
+        saved = (out_dir / "config.yaml").is_file() and any((out_dir / "checkpoints").glob("*.ckpt"))
+        how = f"resume={out_dir} continues the run" if saved else "nothing was trained: the same command starts it"
+        log.warning("stopped by Ctrl-C before training (while starting): %s", how)
+        raise SystemExit(130) from None  # 128 + SIGINT, as a shell reports it; no traceback
     except ResumeRefused as e:
         log_failure(log, e)  # the folder's log says why this start stopped
         drop_resumed_record(cfg.paths.output_dir)  # Hydra's record of this start: the run's own records stay

@@ -292,6 +292,36 @@ def test_ctrl_c_stops_after_the_batch_saves_it_and_exits_130(tmp_path: Path) -> 
     assert state["global_step"] % 5 and steps < state["global_step"] < 2 * steps, state["global_step"]
 
 
+def test_ctrl_c_while_starting_exits_130_with_a_line_not_a_traceback(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C before the fit (the data being read) ended in a KeyboardInterrupt traceback: it exits 130 after a line
+    saying what to do, which differs for a fresh run (start it again) and one with a checkpoint (resume=)."""
+    import importlib.util
+
+    from omegaconf import OmegaConf
+
+    spec = importlib.util.spec_from_file_location("train_script", ROOT / "src" / "train.py")
+    assert spec is not None and spec.loader is not None
+    train = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train)
+
+    def interrupted(cfg: object) -> None:
+        raise KeyboardInterrupt  # what SIGINT raises in the main thread
+
+    monkeypatch.setattr(train, "run", interrupted)
+    cfg = OmegaConf.create({"paths": {"output_dir": str(tmp_path)}})
+    for expected in ("nothing was trained: the same command starts it", f"resume={tmp_path} continues the run"):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, "yolo9000"), pytest.raises(SystemExit) as stop:
+            train.main.__wrapped__(cfg)
+        assert stop.value.code == 130
+        assert f"stopped by Ctrl-C before training (while starting): {expected}" in caplog.text
+        (tmp_path / "config.yaml").write_text("{}\n")  # the second round: a run with a checkpoint
+        (tmp_path / "checkpoints").mkdir(exist_ok=True)
+        (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"")
+
+
 def test_ctrl_c_during_the_test_exits_130_and_says_how_the_run_goes_on(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

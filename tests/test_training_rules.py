@@ -14,6 +14,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import quiet_trainer
 from yolo9000.darknet import save_weights
 from yolo9000.loss import RegionLoss
 from yolo9000.models.darknet19 import Darknet19, Darknet19Classifier
@@ -143,17 +144,7 @@ def test_lightning_applies_poly_with_burn_in_per_optimizer_step() -> None:
             seen.append(optimizer.param_groups[0]["lr"])
 
     batches = [{"images": torch.rand(2, 3, 32, 32), "labels": torch.tensor([0, 1])} for _ in range(4)]
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        max_epochs=2,
-        accumulate_grad_batches=2,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        callbacks=[Rates()],
-    )
+    trainer = quiet_trainer(max_epochs=2, accumulate_grad_batches=2, limit_val_batches=0, callbacks=[Rates()])
     trainer.fit(module, train_dataloaders=DataLoader(batches, batch_size=None))
     assert seen == pytest.approx([0.1 / 9, 0.1 * 4 / 9, 0.1 / 16, 0.0])
 
@@ -187,16 +178,7 @@ def test_a_run_trained_further_replans_its_schedule_for_the_longer_run(
     def fit(max_epochs: int, ckpt_path: Path | None = None, save: Path | None = None) -> list[float]:
         torch.manual_seed(0)
         module = ClassifierModule(Darknet19Classifier(Darknet19(width=0.125), 3), lr=0.1, burn_in=0, **policy)
-        trainer = pl.Trainer(
-            accelerator="cpu",
-            max_epochs=max_epochs,
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            limit_val_batches=0,
-            callbacks=[Rates()],
-        )
+        trainer = quiet_trainer(max_epochs=max_epochs, limit_val_batches=0, callbacks=[Rates()])
         seen.clear()
         trainer.fit(module, train_dataloaders=DataLoader(batches, batch_size=None), ckpt_path=ckpt_path)
         if save is not None:

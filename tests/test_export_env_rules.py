@@ -323,6 +323,21 @@ def test_csv_rewind_happens_once_and_keeps_rows_without_a_step(tmp_path: Path) -
     ]
 
 
+def test_csv_rewind_keeps_the_test_row_of_a_run_trained_further(tmp_path: Path) -> None:
+    """A finished run (its test row at its last step) trained further logs from that step on again: its training
+    and validation rows there are dropped as before, its test row (the first run's result) stays."""
+    metrics = tmp_path / "csv" / "metrics.csv"
+    metrics.parent.mkdir()
+    metrics.write_text("epoch,step,test/map_50,train/loss,val/map_50\n1,3,,2.0,\n1,3,,,0.4\n1,3,0.41,,\n")
+    lg = _csv(tmp_path)
+    lg.log_metrics({"train/loss": 1.5, "epoch": 2}, step=3)
+    lg.finalize("success")
+    assert [(r["train/loss"], r["val/map_50"], r["test/map_50"]) for r in _rows(metrics)] == [
+        ("", "", "0.41"),
+        ("1.5", "", ""),
+    ]
+
+
 def test_csv_header_sorted_after_a_new_column_file_order_kept_otherwise(tmp_path: Path) -> None:
     """A new column sorts the header (Lightning's order: ``aa,step,zz``); without one, rows follow the file's own
     header (``step,zeta,alpha``, not sorted) so each value lands in its column."""

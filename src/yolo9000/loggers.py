@@ -53,6 +53,12 @@ def _step_of(row: dict[str, str]) -> int | None:
         return None
 
 
+def _test_row(row: dict[str, str]) -> bool:
+    """Whether a csv row holds a test's metrics only (``test/...``; ``epoch`` and ``step`` aside)."""
+    filled = [k for k, v in row.items() if v not in ("", None) and k not in ("epoch", "step")]
+    return bool(filled) and all(k.startswith("test/") for k in filled)
+
+
 class AppendingExperimentWriter(ExperimentWriter):
     """Lightning's CSV experiment writer, continuing an existing ``metrics.csv`` instead of deleting it.
 
@@ -60,8 +66,9 @@ class AppendingExperimentWriter(ExperimentWriter):
         log_dir: the folder of ``metrics.csv`` and ``hparams.yaml``.
         rewind: at the first row logged, drop the existing rows whose step is at or after that row's step (a
             restarted run logs those steps again: the rows written after the checkpoint it resumed from would
-            otherwise appear twice). Not when that first step is 0: a trainer that did not resume (a test-only
-            run in the folder, a restart without checkpoint) keeps every previous row.
+            otherwise appear twice), but a test's rows (a finished run trained further: its result). Not when that
+            first step is 0: a trainer that did not resume (a test-only run in the folder, a restart without
+            checkpoint) keeps every previous row.
     """
 
     def __init__(self, log_dir: str, rewind: bool = True) -> None:
@@ -94,7 +101,8 @@ class AppendingExperimentWriter(ExperimentWriter):
         """Rewrite ``metrics.csv`` without the rows whose step is ``>= step``."""
         with self._fs.open(self.metrics_file_path, "r", newline="") as f:
             rows = list(csv.DictReader(f))
-        keep = [r for r in rows if (s := _step_of(r)) is None or s < step]
+        # a test's row is the result of a finished run (trained further now), never logged again: it stays
+        keep = [r for r in rows if (s := _step_of(r)) is None or s < step or _test_row(r)]
         if len(keep) == len(rows):
             return
         log.info(

@@ -305,6 +305,7 @@ class StandIn:
 
     class_names = NAMES
     input_hw = (320, 352)
+    letterbox = False  # the checkpoint's resize (trained stretched)
     built: list[dict[str, Any]] = []
     called: list[dict[str, Any]] = []
 

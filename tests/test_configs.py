@@ -4,6 +4,7 @@ CI, not a user's run."""
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -224,7 +225,7 @@ def test_hydra_options_may_stand_among_the_overrides() -> None:
     assert (printed.seed, printed.data.batch_size) == (7, 3)
 
 
-def test_a_dataset_not_found_names_the_unset_env_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_dataset_not_found_names_the_unset_env_variable(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """conf/data/coco.yaml's root is ${oc.env:COCO_ROOT,data/coco}: without .env the error named data/coco only,
     never COCO_ROOT (the README's fix). The hint names each unset variable and the default used; a set variable
     or another error type adds nothing."""
@@ -238,12 +239,51 @@ def test_a_dataset_not_found_names_the_unset_env_variable(monkeypatch: pytest.Mo
         "COCO train JSON not found: data/coco/annotations/x.json (COCO_ROOT is not set, so data.root fell back to "
         "data/coco: set it in .env or the environment, or give data.root=...)"
     )
-    monkeypatch.setenv("COCO_ROOT", "/datasets/coco")
+    monkeypatch.setenv("COCO_ROOT", str(tmp_path))  # set, to a folder that exists
     with pytest.raises(FileNotFoundError, match=r"^missing$"), hint_unset_env(data):
         raise FileNotFoundError("missing")
     monkeypatch.delenv("COCO_ROOT")
     with pytest.raises(ValueError, match=r"^bad$"), hint_unset_env(data):
         raise ValueError("bad")
+
+
+def test_a_dataset_not_found_names_the_env_variable_set_to_a_missing_path(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """VOC_ROOT set in .env to a path that does not exist (a typo, an unmounted disk): the error named only the
+    folders looked for under <root>/VOC2007 and told to set data.ann_dir, never VOC_ROOT nor that the root itself
+    is missing."""
+    from yolo9000.environment import hint_unset_env
+
+    missing = tmp_path / "no_such_VOCdevkit"
+    monkeypatch.setenv("VOC_ROOT", str(missing))
+    data = compose_config("train", "data=voc").data
+    with pytest.raises(FileNotFoundError) as err, hint_unset_env(data):
+        raise FileNotFoundError(f"VOC annotation (XML) folder not found: looked for {missing}/VOC2007/Annotations")
+    assert str(err.value).endswith(
+        f"(VOC_ROOT={missing} (.env or the environment) does not exist: correct it, or give data.root=...)"
+    )
+    # an error about another path (the variable's folder exists or is not the one named) adds nothing
+    monkeypatch.setenv("VOC_ROOT", str(tmp_path))
+    data = compose_config("train", "data=voc").data
+    with pytest.raises(FileNotFoundError, match=r"^missing$"), hint_unset_env(data):
+        raise FileNotFoundError("missing")
+
+
+def test_a_leading_tilde_in_a_dataset_variable_is_expanded(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """python-dotenv keeps `VOC_ROOT=~/datasets/VOCdevkit` as it is written: the parsers looked for a folder named
+    `~` in the working directory. The path variables (*_ROOT, *_LIST) get their `~` expanded; others are left."""
+    from yolo9000.environment import expand_home_in_path_vars
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("VOC_ROOT", "~/datasets/VOCdevkit")
+    monkeypatch.setenv("IMAGENET9K_LIST", "~/9k.train.list")
+    monkeypatch.setenv("SOME_OTHER_VAR", "~/keep")
+    changed = expand_home_in_path_vars()
+    assert os.environ["VOC_ROOT"] == f"{tmp_path}/datasets/VOCdevkit"
+    assert os.environ["IMAGENET9K_LIST"] == f"{tmp_path}/9k.train.list"
+    assert os.environ["SOME_OTHER_VAR"] == "~/keep"
+    assert {"VOC_ROOT", "IMAGENET9K_LIST"} <= set(changed)
 
 
 def test_the_env_hint_names_a_default_that_holds_an_interpolation(monkeypatch: pytest.MonkeyPatch) -> None:

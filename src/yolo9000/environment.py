@@ -79,6 +79,7 @@ def setup_environment() -> None:
         load_dotenv(PROJECT_ROOT / ".env", override=False)
     except ImportError:  # pragma: no cover - python-dotenv is a dependency
         pass
+    expand_home_in_path_vars()
     os.environ.setdefault("PROJECT_ROOT", str(PROJECT_ROOT))
     os.environ.setdefault("WANDB_MODE", "offline")
     os.environ.setdefault("WANDB_SILENT", "true")
@@ -87,6 +88,24 @@ def setup_environment() -> None:
     register_resolvers()  # ${tags_with_overrides:...}, ${cpus:N}, ${coalesce:...}
     fit_torch_threads()
     _quiet_startup()
+
+
+# the dataset variables of .env.example (VOC_ROOT, COCO_ROOT, ..., IMAGENET9K_LIST) and PROJECT_ROOT
+_PATH_VAR = re.compile(r"[A-Z][A-Z0-9_]*_(ROOT|LIST)")
+
+
+def expand_home_in_path_vars() -> list[str]:
+    """Expand a leading ``~`` in the path variables (``*_ROOT``, ``*_LIST``): python-dotenv and a quoted shell value
+    keep it as it is, and ``VOC_ROOT=~/datasets/VOCdevkit`` in ``.env`` looked for a folder named ``~``. Returns the
+    variables changed."""
+    changed = []
+    for var, value in list(os.environ.items()):
+        if _PATH_VAR.fullmatch(var) and value.startswith("~"):
+            expanded = os.path.expanduser(value)
+            if expanded != value:
+                os.environ[var] = expanded
+                changed.append(var)
+    return changed
 
 
 def fit_torch_threads() -> int | None:
@@ -164,6 +183,27 @@ def unset_env_defaults(node: Any, prefix: str = "") -> list[tuple[str, str, str]
     return found
 
 
+def missing_env_paths(node: Any, prefix: str = "") -> list[tuple[str, str, str]]:
+    """(key, variable, value) of every ``${oc.env:VAR,default}`` in a config node (unresolved) whose variable is
+    set to a path that does not exist (a typo in ``.env``, an unmounted disk)."""
+    from omegaconf import DictConfig, ListConfig, OmegaConf
+
+    raw = OmegaConf.to_container(node, resolve=False) if isinstance(node, DictConfig | ListConfig) else node
+    found: list[tuple[str, str, str]] = []
+    if isinstance(raw, dict):
+        for k, v in raw.items():
+            found += missing_env_paths(v, f"{prefix}{k}.")
+    elif isinstance(raw, list):
+        for i, v in enumerate(raw):
+            found += missing_env_paths(v, f"{prefix}{i}.")
+    elif isinstance(raw, str):
+        for m in _ENV_REF.finditer(raw):
+            value = os.environ.get(m[1])
+            if value and not Path(value).exists():
+                found.append((prefix.rstrip("."), m[1], value))
+    return found
+
+
 @contextlib.contextmanager
 def hint_unset_env(node: Any, prefix: str = "data.") -> Iterator[None]:
     """A FileNotFoundError raised inside (a dataset not where the config says) names the variables that were not
@@ -172,10 +212,18 @@ def hint_unset_env(node: Any, prefix: str = "data.") -> Iterator[None]:
     try:
         yield
     except FileNotFoundError as e:
-        unset = unset_env_defaults(node, prefix)
-        if unset and len(e.args) == 1 and isinstance(e.args[0], str):
-            said = "; ".join(f"{var} is not set, so {key} fell back to {default}" for key, var, default in unset)
-            e.args = (f"{e.args[0]} ({said}: set it in .env or the environment, or give {unset[0][0]}=...)",)
+        if len(e.args) == 1 and isinstance(e.args[0], str):
+            unset = unset_env_defaults(node, prefix)
+            if unset:
+                said = "; ".join(f"{var} is not set, so {key} fell back to {default}" for key, var, default in unset)
+                e.args = (f"{e.args[0]} ({said}: set it in .env or the environment, or give {unset[0][0]}=...)",)
+            # a variable set to a path that does not exist: the error named only the folders looked for under it
+            # (and the key of a sub-folder to set), never the variable, nor that the root itself is missing
+            text = e.args[0]
+            missing = [m for m in missing_env_paths(node, prefix) if m[2] in text or str(Path(m[2]).resolve()) in text]
+            if missing:
+                said = "; ".join(f"{var}={value} (.env or the environment) does not exist" for _, var, value in missing)
+                e.args = (f"{e.args[0]} ({said}: correct it, or give {missing[0][0]}=...)",)
         raise
 
 

@@ -270,6 +270,31 @@ def test_a_dataset_not_found_names_the_env_variable_set_to_a_missing_path(
         raise FileNotFoundError("missing")
 
 
+def test_the_env_hint_leaves_out_optional_variables(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """experiment=yolo9000 with IMAGENET9K_LIST pointing nowhere: the error blamed the optional IMAGENET9K_ROOT
+    ("is not set, so data.classification.root fell back to null: set it in .env"), whose absence is never why a
+    file is missing; the variable that is wrong is named alone."""
+    from yolo9000.environment import hint_unset_env
+
+    monkeypatch.delenv("IMAGENET9K_ROOT", raising=False)
+    monkeypatch.setenv("COCO_ROOT", str(tmp_path))
+    missing = tmp_path / "no.list"
+    monkeypatch.setenv("IMAGENET9K_LIST", str(missing))
+    data = compose_config("train", "experiment=yolo9000").data
+    with pytest.raises(FileNotFoundError) as err, hint_unset_env(data):
+        raise FileNotFoundError(f"classification list not found: {missing}")
+    assert str(err.value) == (
+        f"classification list not found: {missing} (IMAGENET9K_LIST={missing} (.env or the environment) does not "
+        "exist: correct it, or give data.classification.list_file=...)"
+    )
+    monkeypatch.delenv("IMAGENET9K_LIST")  # unset: its default is named, the optional root still not
+    data = compose_config("train", "experiment=yolo9000").data
+    with pytest.raises(FileNotFoundError) as err, hint_unset_env(data):
+        raise FileNotFoundError("classification list not found: data/imagenet9k.train.list")
+    assert "IMAGENET9K_LIST is not set" in str(err.value)
+    assert "IMAGENET9K_ROOT" not in str(err.value)
+
+
 def test_a_leading_tilde_in_a_dataset_variable_is_expanded(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """python-dotenv keeps `VOC_ROOT=~/datasets/VOCdevkit` as it is written: the parsers looked for a folder named
     `~` in the working directory. The path variables (*_ROOT, *_LIST) get their `~` expanded; others are left."""

@@ -213,17 +213,19 @@ def hint_unset_env(node: Any, prefix: str = "data.") -> Iterator[None]:
         yield
     except FileNotFoundError as e:
         if len(e.args) == 1 and isinstance(e.args[0], str):
-            unset = unset_env_defaults(node, prefix)
-            if unset:
-                said = "; ".join(f"{var} is not set, so {key} fell back to {default}" for key, var, default in unset)
-                e.args = (f"{e.args[0]} ({said}: set it in .env or the environment, or give {unset[0][0]}=...)",)
+            text = e.args[0]
             # a variable set to a path that does not exist: the error named only the folders looked for under it
             # (and the key of a sub-folder to set), never the variable, nor that the root itself is missing
-            text = e.args[0]
             missing = [m for m in missing_env_paths(node, prefix) if m[2] in text or str(Path(m[2]).resolve()) in text]
             if missing:
                 said = "; ".join(f"{var}={value} (.env or the environment) does not exist" for _, var, value in missing)
-                e.args = (f"{e.args[0]} ({said}: correct it, or give {missing[0][0]}=...)",)
+                e.args = (f"{text} ({said}: correct it, or give {missing[0][0]}=...)",)
+                raise
+            # an optional variable (default null: IMAGENET9K_ROOT, the list's folder) is never why a file is missing
+            unset = [u for u in unset_env_defaults(node, prefix) if u[2] != "null"]
+            if unset:
+                said = "; ".join(f"{var} is not set, so {key} fell back to {default}" for key, var, default in unset)
+                e.args = (f"{text} ({said}: set it in .env or the environment, or give {unset[0][0]}=...)",)
         raise
 
 

@@ -126,8 +126,19 @@ def evaluate(cfg: DictConfig) -> float:
         table = format_group_table(per_class, groups)
         (out_dir / "groups.md").write_text(table + "\n")
         log.info("metric groups (%s):\n%s", cfg.split, table)
-    log.info("mAP@0.5 %.4f  mAP@[.5:.95] %.4f -> %s", metrics["map_50"], metrics["map"], out_dir / "metrics.json")
+    log.info("%s -> %s", summary_line(metrics), out_dir / "metrics.json")
     return float(metrics["map_50"])
+
+
+def summary_line(metrics: dict[str, Any]) -> str:
+    """The closing log line: mAP@0.5, mAP@[.5:.95] and, when computed (``voc07=true``, data=voc's headline), the
+    VOC2007 11-point mAP@0.5 the paper's VOC tables give (the line left it out: ``voc07=true`` printed the
+    101-point number alone)."""
+    line = f"mAP@0.5 {metrics['map_50']:.4f}  mAP@[.5:.95] {metrics['map']:.4f}"
+    voc07 = metrics.get("voc07_map_50")
+    if voc07 is not None:
+        line += f"  VOC07 11-point mAP@0.5 {voc07:.4f}"
+    return line
 
 
 def run_metric_groups(cfg: DictConfig, trained_cfg: DictConfig) -> dict[str, list[str]]:

@@ -430,3 +430,12 @@ def test_detect_drawing_names_never_collide(tmp_path: Path) -> None:
     (src / "a_jpg.jpg").touch()  # an input named like a.jpg's renamed picture
     three = detect.drawing_names([str(src / "a.jpg"), str(src / "a.png"), str(src / "a_jpg.jpg")], str(src))
     assert len(set(three.values())) == 3
+
+
+def test_eval_summary_line_gives_the_voc07_map_when_computed() -> None:
+    """``eval.py voc07=true`` (data=voc's headline, the paper's VOC metric) closed with "mAP@0.5 <101-point>
+    mAP@[.5:.95] ..." alone: the VOC2007 11-point number was only in the console table."""
+    summary_line = load_eval_script().summary_line
+    line = summary_line({"map_50": 0.5335, "map": 0.2, "voc07_map_50": 0.5763})
+    assert line == "mAP@0.5 0.5335  mAP@[.5:.95] 0.2000  VOC07 11-point mAP@0.5 0.5763"
+    assert summary_line({"map_50": 0.5, "map": 0.2}) == "mAP@0.5 0.5000  mAP@[.5:.95] 0.2000"

@@ -71,6 +71,7 @@ from yolo9000.submission import (
     ImageDetections,
     coco_category_ids,
     coco_index,
+    mapped_category_ids,
     voc_result_files,
     write_coco_results,
     write_voc_results,
@@ -109,7 +110,8 @@ def main(cfg: DictConfig) -> None:
         log.error("%s", e, extra=FILE_ONLY)
         raise SystemExit(f"Error: {e}") from None
     try:  # the result files' names and ids, before the images are run
-        writer = result_writer(cfg, detector.class_names, out_dir / "results", files)
+        eval_nodes = getattr(getattr(detector, "module", None), "eval_nodes", None)  # a WordTree eval_map
+        writer = result_writer(cfg, detector.class_names, out_dir / "results", files, eval_nodes)
     except (FileNotFoundError, ValueError) as e:
         log.error("%s", e, extra=FILE_ONLY)  # the job log says why it stopped; the console: the exit message
         raise SystemExit(f"Error: {e}") from None
@@ -405,10 +407,16 @@ def input_size(size: Any) -> int | tuple[int, int] | None:
 
 
 def result_writer(
-    cfg: DictConfig, class_names: list[str], out_dir: Path, files: Sequence[str | Path] = ()
+    cfg: DictConfig,
+    class_names: list[str],
+    out_dir: Path,
+    files: Sequence[str | Path] = (),
+    eval_nodes: Sequence[int] | torch.Tensor | None = None,
 ) -> Callable[[list[ImageDetections]], None] | None:
     """The writer of ``results=`` (None without), its class names and category ids checked now, and with a
-    ``coco_json`` every image of ``files`` found among its images (by file name: their COCO ids)."""
+    ``coco_json`` every image of ``files`` found among its images (by file name: their COCO ids). ``eval_nodes``:
+    a WordTree head's ``eval_map`` nodes, whose position in the map gives a box's COCO category (darknet's
+    ``validate_detector`` with ``coco9k.map``)."""
     if not cfg.results:
         return None
     key = (lambda f: Path(str(f)).stem) if cfg.results == "voc" else (lambda f: Path(str(f)).name)
@@ -431,7 +439,10 @@ def result_writer(
 
         return voc
     image_ids, categories = coco_index(cfg.coco_json) if cfg.coco_json else (None, None)
-    category_ids = coco_category_ids(class_names, categories)
+    if eval_nodes is not None and len(eval_nodes) != len(class_names):  # YOLO9000: the 80 nodes of coco9k.map
+        category_ids = mapped_category_ids(len(class_names), [int(n) for n in eval_nodes], categories)
+    else:
+        category_ids = coco_category_ids(class_names, categories)
     unknown = [str(f) for f in files if image_ids and Path(str(f)).name not in image_ids]
     if unknown:  # it was found when the results were written, after every image was run, and lost the run
         raise ValueError(

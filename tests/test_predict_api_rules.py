@@ -493,3 +493,48 @@ def test_detect_result_names_and_ids_are_checked_before_the_images(
     with pytest.raises(SystemExit, match="Error: class name 'a/b' cannot name a result file"):
         detect_main("results=voc")
     assert StandIn.called == []
+
+
+def test_detect_coco_results_of_a_yolo9000_checkpoint_take_the_maps_order(tmp_path: Path) -> None:
+    """``detect.py results=coco`` on a YOLO9000 checkpoint (9418 WordTree classes, eval_map coco9k.map: its boxes
+    are labelled with the map's 80 nodes) stopped with "9418 classes: darknet's COCO category ids are for
+    coco.names' 80", and with ``coco_json`` with "classes not among the JSON's categories: ['thing', ...]". As
+    darknet's validate_detector with a map, the map's j-th node gets COCO_IDS[j] (by a JSON: its j-th category
+    in id order)."""
+    from omegaconf import OmegaConf
+
+    from yolo9000.modules.detector import resolve_map
+    from yolo9000.wordtree import WordTree
+
+    tree_dir = Path(__file__).resolve().parents[1] / "data" / "darknet" / "wordtree"
+    tree = WordTree.from_file(tree_dir / "9k.tree", tree_dir / "9k.names", tree_dir / "9k.labels")
+    nodes = resolve_map(tree, str(tree_dir / "coco9k.map"))
+    assert nodes is not None and len(nodes) == 80
+    names = list(tree.names)
+    detect = load_script("detect")
+    image = Detections(
+        torch.tensor([[1.0, 2.0, 11.0, 22.0], [0.0, 0.0, 5.0, 5.0]]),
+        torch.tensor([0.9, 0.5]),
+        torch.tensor([int(nodes[4]), int(nodes[79])]),  # coco.names' 5th (airplane: 5) and last (toothbrush: 90)
+        [],
+        0,
+        str(tmp_path / "000000000139.jpg"),
+        (100, 100),
+    )
+    cfg = OmegaConf.create({"results": "coco", "coco_json": None})
+    writer = detect.result_writer(cfg, names, tmp_path / "r", [image.path], nodes)
+    writer([image])
+    got = json.loads((tmp_path / "r" / "coco_results.json").read_text())
+    assert [(r["image_id"], r["category_id"]) for r in got] == [(139, 5), (139, 90)]
+    # by a JSON's categories (COCO's 80 ids, listed in another order): the j-th in id order
+    ids = list(COCO_IDS)
+    ann = tmp_path / "instances_val2017.json"
+    cats = [{"id": i, "name": f"c{i}"} for i in reversed(ids)]
+    ann.write_text(json.dumps({"images": [{"id": 7, "file_name": "000000000139.jpg"}], "categories": cats}))
+    cfg = OmegaConf.create({"results": "coco", "coco_json": str(ann)})
+    detect.result_writer(cfg, names, tmp_path / "j", [image.path], nodes)([image])
+    got = json.loads((tmp_path / "j" / "coco_results.json").read_text())
+    assert [(r["image_id"], r["category_id"]) for r in got] == [(7, 5), (7, 90)]
+    # a map of another length than the categories: refused naming the map
+    with pytest.raises(ValueError, match="eval_map has 2 nodes"):
+        detect.result_writer(OmegaConf.create({"results": "coco", "coco_json": None}), names, tmp_path, [], nodes[:2])

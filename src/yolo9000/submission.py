@@ -120,6 +120,27 @@ def coco_category_ids(class_names: Sequence[str], categories: Mapping[str, int] 
     return list(COCO_IDS)
 
 
+def mapped_category_ids(
+    num_classes: int, eval_nodes: Sequence[int], categories: Mapping[str, int] | None = None
+) -> list[int]:
+    """The category id of each class of a WordTree head whose boxes are named through an ``eval_map`` (darknet's
+    ``validate_detector`` with a map, YOLO9000 on COCO through ``coco9k.map``): the map's j-th node is coco.names'
+    j-th class, so its id is ``COCO_IDS[j]``, or with a JSON's ``categories`` its j-th in category-id order;
+    -1 for the nodes the map leaves out (never a box's label). Raises ValueError when the map and the categories
+    differ in length."""
+    ids = sorted(set(categories.values())) if categories else list(COCO_IDS)
+    if len(ids) != len(eval_nodes):
+        source = "the JSON's categories" if categories else "darknet's COCO category ids (coco.names' 80)"
+        raise ValueError(
+            f"eval_map has {len(eval_nodes)} nodes and {source} are {len(ids)}: results=coco names a WordTree box by "
+            "its position in the map (coco9k.map's order is coco.names'): eval_map=data/darknet/wordtree/coco9k.map"
+        )
+    out = [-1] * num_classes
+    for j, node in enumerate(eval_nodes):
+        out[int(node)] = int(ids[j])
+    return out
+
+
 def coco_results(
     images: Iterable[ImageDetections],
     category_ids: Sequence[int],

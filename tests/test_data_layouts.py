@@ -739,3 +739,24 @@ def test_the_class_line_of_a_wordtree_lists_the_classes_with_boxes() -> None:
     )
     few = SimpleNamespace(datasets={"train": train}, class_names=names, num_classes=50, include_difficult=False)
     assert DetectionDataModule._class_line(few, limit=60).startswith("0 n0: 0, 1 n1: 0")
+
+
+def test_class_names_null_reads_every_dataset_of_a_concatenated_split(tmp_path, caplog):
+    """data=voc with data.class_names=null (VOC07+12, a list of train parsers): only the first dataset's XMLs named
+    the classes, so the boxes of a class only VOC2012 holds were dropped as an unknown class. The names are every
+    dataset's of the split, sorted as each reader sorts them; the added ones are logged."""
+    for year, names in (("2007", ["dog", "cat"]), ("2012", ["horse", "dog"])):
+        root = tmp_path / "VOCdevkit" / f"VOC{year}"
+        _jpg(root / "JPEGImages" / f"{year}_1.jpg")
+        _xml(root / "Annotations" / f"{year}_1.xml", names)
+        (root / "ImageSets" / "Main").mkdir(parents=True)
+        for split in ("trainval", "test"):
+            (root / "ImageSets" / "Main" / f"{split}.txt").write_text(f"{year}_1\n")
+    dm = _datamodule("voc", tmp_path / "VOCdevkit", class_names=None)
+    with caplog.at_level(logging.INFO, logger="yolo9000.data"):
+        assert dm.class_names == ["cat", "dog", "horse"]
+    assert "adds ['horse']" in caplog.text
+    dm.setup("fit")
+    labels = sorted(int(c) for r in dm.datasets["train"].records for c in r.labels)
+    assert labels == [0, 1, 1, 2]  # VOC2012's horse trained, not dropped
+    assert dm.issues.count("drop_box", "unknown class 'horse'") == 0

@@ -122,6 +122,30 @@ def _as_parsers(spec: Any, split: str) -> list[AnnotationParser]:
     raise TypeError(f"data.{split}: expected a parser (with _target_) or a list of parsers, got {type(spec)}")
 
 
+def _merge_class_lists(found: Sequence[tuple[str, list[str]]]) -> list[str]:
+    """The class names of a split whose parsers (a list: VOC07+12) each name classes: the first parser's, then
+    the names only the others hold, in their order; sorted when every parser's list is (the XML / label readers
+    sort what they find). Only the first parser's were used: the boxes of a class only a later dataset holds were
+    dropped as an unknown class. The added names are logged."""
+    names = list(found[0][1])
+    added: list[tuple[str, list[str]]] = []
+    for parser, more in found[1:]:
+        new = [n for n in more if n not in names]
+        if new:
+            names += new
+            added.append((parser, new))
+    if added:
+        if all(lst == sorted(lst) for _, lst in found):
+            names = sorted(names)
+        logger.info(
+            "class names of several datasets: %s; from %s: %s",
+            found[0][0],
+            "; ".join(f"{p} adds {n}" for p, n in added),
+            names,
+        )
+    return names
+
+
 class DetectionDataModule(ShardedDataModule):
     """Detection data for YOLOv2 training and evaluation (keys documented in conf/data/bccd.yaml).
 
@@ -265,6 +289,7 @@ class DetectionDataModule(ShardedDataModule):
         if self._class_names is None:
             missing: list[FileNotFoundError] = []  # a split's files missing: another split may name the classes
             for split in SPLITS:
+                found: list[tuple[str, list[str]]] = []  # (parser, its class names) of this split
                 for p in self.parsers(split):
                     try:
                         names = p.discover_class_names()
@@ -272,8 +297,10 @@ class DetectionDataModule(ShardedDataModule):
                         missing.append(e)
                         continue
                     if names:
-                        self._class_names = [str(n) for n in names]
-                        return self._class_names
+                        found.append((repr(p), [str(n) for n in names]))
+                if found:  # the split's parsers together (VOC07+12: a class only VOC2012 holds was "unknown")
+                    self._class_names = _merge_class_lists(found)
+                    return self._class_names
             if missing:
                 raise missing[0]
             parsers = ", ".join(repr(p) for s in SPLITS for p in self.parsers(s)) or "no parsers"

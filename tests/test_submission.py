@@ -73,3 +73,12 @@ def test_coco_results_ids_boxes_and_categories(tmp_path: Path) -> None:
         coco_category_ids(["car", "bus"], categories)
     with pytest.raises(ValueError, match="3 classes: darknet's COCO category ids are for coco.names' 80"):
         coco_category_ids(["a", "b", "c"])
+
+
+def test_voc_result_files_refuse_a_name_several_classes_share(tmp_path: Path) -> None:
+    """Two classes of one name (a WordTree head: 9418 nodes, 8756 names; two 'sheep') wrote one file twice, the
+    second class's lines over the first's: its detections were lost without a word. Refused, naming them."""
+    images = [_image("voc/000001.jpg", [[0, 0, 3, 4], [1, 1, 5, 5]], [0.9, 0.8], [0, 2], (10, 10))]
+    with pytest.raises(ValueError, match=r"1 class name shared by several classes \('sheep' \(classes \[0, 2\]\)\)"):
+        write_voc_results(tmp_path / "results", images, ["sheep", "dog", "sheep"])
+    assert not (tmp_path / "results").exists()

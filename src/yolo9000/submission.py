@@ -56,10 +56,22 @@ def voc_image_id(path: str | Path) -> str:
 
 def voc_result_files(out_dir: str | Path, class_names: Sequence[str], prefix: str = "comp4_det_test_") -> list[Path]:
     """``<out_dir>/<prefix><class>.txt`` of every class, in class order; a class name that cannot name a file (empty,
-    a ``/``) is refused, naming it."""
+    a ``/``) is refused, naming it, and so is a name several classes share (a WordTree head's 9418 nodes hold 8756
+    names): the later class's file was written over the earlier's, its detections silently lost."""
     for name in class_names:
         if not name or "/" in name or name in (".", ".."):
             raise ValueError(f"class name {name!r} cannot name a result file ({prefix}<class>.txt)")
+    seen: dict[str, list[int]] = {}
+    for i, name in enumerate(class_names):
+        seen.setdefault(name, []).append(i)
+    shared = {n: ix for n, ix in seen.items() if len(ix) > 1}
+    if shared:
+        first = ", ".join(f"{n!r} (classes {ix})" for n, ix in list(shared.items())[:3])
+        raise ValueError(
+            f"{len(shared)} class name{'s' if len(shared) > 1 else ''} shared by several classes ({first}"
+            f"{', ...' if len(shared) > 3 else ''}): their result files ({prefix}<class>.txt) would overwrite each "
+            "other; VOC result files need one name a class"
+        )
     return [Path(out_dir) / f"{prefix}{name}.txt" for name in class_names]
 
 

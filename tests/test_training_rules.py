@@ -328,3 +328,34 @@ def test_steps_mixing_fractions_and_iterations_are_refused() -> None:
     assert resolve_steps([-1, 100, 20000], 1000) == [-1, 100, 20000]
     with pytest.raises(ValueError, match="not a mix"):
         resolve_steps([0.5, 400], 1000)
+
+
+def test_a_run_ending_at_max_steps_inside_an_epoch_validates_its_last_weights() -> None:
+    """``trainer.max_steps`` inside an epoch (darknet's max_batches; experiment=yolo9000 has no epoch limit): the
+    last step is validated, so its weights can be the best checkpoint tested; without the callback Lightning stops
+    unvalidated (validation periods of 5 epochs never reached). The trainer's period is given back."""
+    import pytorch_lightning as pl
+    from torch.utils.data import DataLoader
+
+    from yolo9000.callbacks.checkpointing import ValidateLastEpoch
+
+    validated: list[int] = []
+
+    class Steps(pl.Callback):
+        def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+            if not trainer.sanity_checking:
+                validated.append(trainer.global_step)
+
+    batches = [{"images": torch.rand(2, 3, 32, 32), "labels": torch.tensor([0, 1])} for _ in range(4)]
+    # 6: inside epoch 2; 8: at the end of epoch 2, not a validated one either
+    cases = [(6, [Steps()], []), (6, [Steps(), ValidateLastEpoch()], [6]), (8, [Steps(), ValidateLastEpoch()], [8])]
+    for steps, callbacks, expected in cases:
+        validated.clear()
+        module = ClassifierModule(Darknet19Classifier(Darknet19(width=0.125), 3), lr=0.01, burn_in=0)
+        trainer = quiet_trainer(
+            max_steps=steps, max_epochs=-1, check_val_every_n_epoch=5, num_sanity_val_steps=0, callbacks=callbacks
+        )
+        loader = DataLoader(batches, batch_size=None)
+        trainer.fit(module, train_dataloaders=loader, val_dataloaders=loader)
+        assert trainer.global_step == steps and validated == expected
+        assert trainer.check_val_every_n_epoch == 5

@@ -296,7 +296,8 @@ class RandomState(pl.Callback):
 
 
 class ValidateLastEpoch(pl.Callback):
-    """Validates the last epoch of every run (``trainer.max_epochs``), whatever ``check_val_every_n_epoch`` says:
+    """Validates the last epoch of every run (``trainer.max_epochs``) and its last step (``trainer.max_steps``
+    inside an epoch), whatever ``check_val_every_n_epoch`` says:
     a run shorter than the validation period still gets a validated, best checkpoint. Decided when each epoch
     starts and when training starts: a run resumed inside its last epoch gets no ``on_train_epoch_start`` from
     Lightning (2.x skips it on a mid-epoch restart) and ended unvalidated, its test on the last weights."""
@@ -321,6 +322,26 @@ class ValidateLastEpoch(pl.Callback):
             self._period = period
             trainer.check_val_every_n_epoch = 1
             log.info("validating the last epoch (%d) although the period is %d", trainer.current_epoch + 1, period)
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        """The run's last optimizer step (``trainer.max_steps``, darknet's ``max_batches``: the full-scale YOLO9000
+        run has no epoch limit) inside an epoch: validated too, so that its weights, after the last learning-rate
+        drop, can be the best checkpoint the run is tested on (Lightning validates at epoch ends and stops at
+        ``max_steps`` without one). Asked of Lightning as a stop request, after which its loop validates."""
+        max_steps = trainer.max_steps
+        if max_steps is None or max_steps < 0 or trainer.global_step < max_steps:
+            return
+        period = trainer.check_val_every_n_epoch
+        at_end = trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
+        if at_end and (not period or (trainer.current_epoch + 1) % period == 0):
+            return  # the epoch's end validates it anyway
+        if period and self._period is None:
+            self._period = period
+            trainer.check_val_every_n_epoch = 1
+        trainer.should_stop = True
+        log.info("validating the last step (%d, trainer.max_steps) in epoch %d", max_steps, trainer.current_epoch + 1)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._period is not None:

@@ -226,18 +226,20 @@ def test_hydra_options_may_stand_among_the_overrides() -> None:
 
 
 def test_a_dataset_not_found_names_the_unset_env_variable(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """conf/data/coco.yaml's root is ${oc.env:COCO_ROOT,data/coco}: without .env the error named data/coco only,
-    never COCO_ROOT (the README's fix). The hint names each unset variable and the default used; a set variable
-    or another error type adds nothing."""
+    """conf/data/coco.yaml's root is ${oc.env:COCO_ROOT,${paths.data_dir}/coco}: without .env the error named the
+    path only, never COCO_ROOT (the README's fix). The hint names each unset variable and the default used, resolved
+    (the project's data folder, not a path relative to where the command runs); a set variable or another error
+    type adds nothing."""
     from yolo9000.environment import hint_unset_env
 
     monkeypatch.delenv("COCO_ROOT", raising=False)
-    data = compose_config("train", "data=coco").data
+    cfg = compose_config("train", "data=coco")
+    data = cfg.data
     with pytest.raises(FileNotFoundError) as err, hint_unset_env(data):
         raise FileNotFoundError("COCO train JSON not found: data/coco/annotations/x.json")
     assert str(err.value) == (
-        "COCO train JSON not found: data/coco/annotations/x.json (COCO_ROOT is not set, so data.root fell back to "
-        "data/coco: set it in .env or the environment, or give data.root=...)"
+        f"COCO train JSON not found: data/coco/annotations/x.json (COCO_ROOT is not set, so data.root fell back to "
+        f"{cfg.paths.data_dir}/coco: set it in .env or the environment, or give data.root=...)"
     )
     monkeypatch.setenv("COCO_ROOT", str(tmp_path))  # set, to a folder that exists
     with pytest.raises(FileNotFoundError, match=r"^missing$"), hint_unset_env(data):
@@ -313,17 +315,18 @@ def test_a_leading_tilde_in_a_dataset_variable_is_expanded(monkeypatch: pytest.M
 
 def test_the_env_hint_names_a_default_that_holds_an_interpolation(monkeypatch: pytest.MonkeyPatch) -> None:
     """conf/data/imagenet.yaml's root is ${oc.env:IMAGENET_ROOT,${paths.data_dir}/imagenet}: the hint cut the default
-    at its first closing brace ("fell back to ${paths.data_dir: set it ...")."""
+    at its first closing brace ("fell back to ${paths.data_dir: set it ..."); it now names the path it resolves to."""
     from yolo9000.environment import hint_unset_env, unset_env_defaults
 
     monkeypatch.delenv("IMAGENET_ROOT", raising=False)
-    data = compose_config("train", "data=imagenet", "model=darknet19_cls_cpu").data
+    cfg = compose_config("train", "data=imagenet", "model=darknet19_cls_cpu")
+    data = cfg.data
     assert ("root", "IMAGENET_ROOT", "${paths.data_dir}/imagenet") in unset_env_defaults(data)
     with pytest.raises(FileNotFoundError) as err, hint_unset_env(data):
         raise FileNotFoundError("no folder data/imagenet/train")
     assert str(err.value) == (
         "no folder data/imagenet/train (IMAGENET_ROOT is not set, so data.root fell back to "
-        "${paths.data_dir}/imagenet: set it in .env or the environment, or give data.root=...)"
+        f"{cfg.paths.data_dir}/imagenet: set it in .env or the environment, or give data.root=...)"
     )
 
 

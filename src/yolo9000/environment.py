@@ -222,11 +222,23 @@ def hint_unset_env(node: Any, prefix: str = "data.") -> Iterator[None]:
                 e.args = (f"{text} ({said}: correct it, or give {missing[0][0]}=...)",)
                 raise
             # an optional variable (default null: IMAGENET9K_ROOT, the list's folder) is never why a file is missing
-            unset = [u for u in unset_env_defaults(node, prefix) if u[2] != "null"]
+            unset = [(k, v, _resolved(node, k.removeprefix(prefix), d)) for k, v, d in unset_env_defaults(node, prefix)]
+            unset = [u for u in unset if u[2] != "null"]
             if unset:
                 said = "; ".join(f"{var} is not set, so {key} fell back to {default}" for key, var, default in unset)
                 e.args = (f"{text} ({said}: set it in .env or the environment, or give {unset[0][0]}=...)",)
         raise
+
+
+def _resolved(node: Any, key: str, default: str) -> str:
+    """The value ``key`` of ``node`` resolves to (``${paths.data_dir}/coco`` -> the path), else ``default``."""
+    from omegaconf import DictConfig, OmegaConf
+
+    try:
+        value = OmegaConf.select(node, key) if isinstance(node, DictConfig) else None
+    except Exception:  # noqa: BLE001 - an interpolation that does not resolve here: the default as written
+        return default
+    return value if isinstance(value, str) else default
 
 
 # libraries that log through a console handler of their own (added at import when logging had no handlers yet);

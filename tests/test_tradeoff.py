@@ -25,6 +25,7 @@ from yolo9000.tradeoff import (
     columns,
     format_markdown,
     is_voc,
+    log_sweep,
     plot_series,
     plot_tradeoff,
     run_sweep,
@@ -231,3 +232,26 @@ def test_a_rectangle_among_the_sizes(tmp_path: Path) -> None:
     assert "| 64x128 |" in (tmp_path / "out" / "tradeoff.md").read_text()
     with pytest.raises(ValueError, match=r"sizes must be positive multiples of 32 \(or \[height, width\] of them\)"):
         SweepSettings(sizes=[64, [64, 100]])
+
+
+def test_wandb_table_of_a_rectangle_beside_squares(tmp_path: Path) -> None:
+    """``sizes=[224,[256,320]]`` with logger=wandb: the table W&B builds takes one type a column, so the sizes are
+    all text when a rectangle's "HxW" is among them (an int beside a str raised TypeError after the whole sweep)."""
+    import wandb
+
+    class TableWandb(RecordingWandb):
+        def log_table(self, key: str, columns: Any = None, data: Any = None, **kw: Any) -> None:
+            wandb.Table(columns=columns, data=data)  # W&B's own check of the column types
+            super().log_table(key, columns, data)
+
+    cols = columns([1])
+    row = {"map_50": 0.5, "voc07_map_50": 0.5, "map": 0.2, "img_per_s_bs1": 10.0, "ms_per_img_bs1": 100.0}
+    row |= {"gflops": 1.0, "device": "cpu", "threads": 2, "load_avg_1min": 0.5}
+    png = plot_tradeoff({}, tmp_path / "t.png")
+    lg = TableWandb()
+    log_sweep([lg], [{**row, "size": 224}, {**row, "size": "256x320"}], cols, png)
+    table = next(c[1][2] for c in lg.calls if c[0] == "table")
+    assert [r[0] for r in table] == ["224", "256x320"]
+    lg = TableWandb()
+    log_sweep([lg], [{**row, "size": 224}, {**row, "size": 256}], cols, png)
+    assert [r[0] for r in next(c[1][2] for c in lg.calls if c[0] == "table")] == [224, 256]  # squares: numbers

@@ -515,7 +515,10 @@ def log_sweep(loggers: Sequence[Any], rows: Sequence[dict[str, Any]], cols: Sequ
         for r in rows:
             lg.log_metrics({f"tradeoff/{c}": float(r[c]) for c in numeric}, step=round(math.sqrt(_area(r["size"]))))
         if isinstance(lg, WandbLogger):
-            lg.log_table(key="tradeoff/table", columns=list(cols), data=[[r[c] for c in cols] for r in rows])
+            # W&B's table takes one type a column: with a rectangle ("HxW") among the sizes, every size as text
+            text = any(not isinstance(r["size"], int) for r in rows)
+            data = [[str(r[c]) if c == "size" and text else r[c] for c in cols] for r in rows]
+            lg.log_table(key="tradeoff/table", columns=list(cols), data=data)
             lg.log_image(key="tradeoff/plot", images=[str(png)])
         lg.save()
         lg.finalize("success")

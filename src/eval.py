@@ -249,7 +249,8 @@ def tradeoff(cfg: DictConfig, data_cfg: DictConfig, module: DetectorModule, out_
         return hydra.utils.instantiate(cfg.trainer, logger=False, callbacks=callbacks)
 
     settings = SweepSettings(
-        sizes=[cfg.sizes] if isinstance(cfg.sizes, int) else OmegaConf.to_container(cfg.sizes),  # [h, w]: a rectangle
+        # one size (sizes=416) or a list ([h, w]: a rectangle); anything else is named by SweepSettings' error
+        sizes=OmegaConf.to_container(cfg.sizes) if OmegaConf.is_config(cfg.sizes) else [cfg.sizes],
         speed_batches=list(cfg.speed_batches),
         speed_warmup=int(cfg.speed_warmup),
         speed_iters=int(cfg.speed_iters),

@@ -255,3 +255,37 @@ def test_wandb_table_of_a_rectangle_beside_squares(tmp_path: Path) -> None:
     lg = TableWandb()
     log_sweep([lg], [{**row, "size": 224}, {**row, "size": 256}], cols, png)
     assert [r[0] for r in next(c[1][2] for c in lg.calls if c[0] == "table")] == [224, 256]  # squares: numbers
+
+
+def test_split_val_sweep_logs_val_names(tmp_path: Path) -> None:
+    """``sizes=[...] split=val``: the per-size test's metrics are named val/..., as a plain ``eval.py split=val``
+    names them (they were test/... while the val images were evaluated)."""
+    from conftest import compose_config
+    from yolo9000.build import build
+
+    module = build(compose_config("train", "data.max_images=2", "model.net.backbone.width=0.125")).module
+    make_datamodule, make_plain_trainer = small_bccd_sweep()
+    trainers: list[Any] = []
+
+    def make_trainer(callbacks: list[Any]) -> Any:
+        trainers.append(make_plain_trainer(callbacks))
+        return trainers[-1]
+
+    settings = SweepSettings(sizes=[64], speed_batches=[1], speed_warmup=0, speed_iters=1, split="val")
+    run_sweep(module, make_datamodule, make_trainer, settings, tmp_path / "out")
+    names = set(trainers[0].callback_metrics)
+    assert "val/map_50" in names and not any(n.startswith("test/") for n in names)
+
+
+def test_eval_sizes_not_a_list_is_named(tmp_path: Path) -> None:
+    """``sizes=abc`` (a scalar that is no size) is refused by the sizes' own message, not OmegaConf's "Input cfg is
+    not an OmegaConf config object"; ``sizes=416`` is one size."""
+    from omegaconf import OmegaConf
+
+    from conftest import load_script
+
+    tradeoff = load_script("eval").tradeoff
+    keys = {"sizes": "abc", "speed_batches": [1], "speed_warmup": 0, "speed_iters": 1, "speed_seconds": None}
+    cfg = OmegaConf.create(keys | {"speed_compile": False, "draw": 0, "score_thresh": 0.3, "split": "test"})
+    with pytest.raises(ValueError, match=r"sizes must be positive multiples of 32 .*got \['abc'\]"):
+        tradeoff(cfg, OmegaConf.create({}), None, tmp_path)

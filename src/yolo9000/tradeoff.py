@@ -254,6 +254,7 @@ def _evaluate_size(
         dtype = inference_dtype(trainer.precision)
     except ValueError as e:
         raise ValueError(f"sizes=[...]: trainer.precision: {e}") from None
+    module.test_prefix = settings.split  # val/map_50 ... in the console table for split=val, as a plain eval
     trainer.test(module, dataloaders=loader)
     res = module.test_results
     img_size = size if isinstance(size, int) else list(size)

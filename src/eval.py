@@ -251,7 +251,9 @@ def tradeoff(cfg: DictConfig, data_cfg: DictConfig, module: DetectorModule, out_
     settings = SweepSettings(
         # one size (sizes=416) or a list ([h, w]: a rectangle); anything else is named by SweepSettings' error
         sizes=OmegaConf.to_container(cfg.sizes) if OmegaConf.is_config(cfg.sizes) else [cfg.sizes],
-        speed_batches=list(cfg.speed_batches),
+        speed_batches=OmegaConf.to_container(cfg.speed_batches)
+        if OmegaConf.is_config(cfg.speed_batches)
+        else [cfg.speed_batches],  # speed_batches=32: one batch size
         speed_warmup=int(cfg.speed_warmup),
         speed_iters=int(cfg.speed_iters),
         speed_seconds=cfg.speed_seconds,

@@ -289,3 +289,25 @@ def test_eval_sizes_not_a_list_is_named(tmp_path: Path) -> None:
     cfg = OmegaConf.create(keys | {"speed_compile": False, "draw": 0, "score_thresh": 0.3, "split": "test"})
     with pytest.raises(ValueError, match=r"sizes must be positive multiples of 32 .*got \['abc'\]"):
         tradeoff(cfg, OmegaConf.create({}), None, tmp_path)
+
+
+def test_speed_batches_one_number_or_refused_by_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``speed_batches=32`` is one batch size (it raised "TypeError: 'int' object is not iterable"); a batch size that
+    is no whole number is refused naming speed_batches (``int('abc')``'s message before)."""
+    from omegaconf import OmegaConf
+
+    import yolo9000.tradeoff
+    from conftest import load_script
+
+    got: list[SweepSettings] = []
+    monkeypatch.setattr(yolo9000.tradeoff, "run_sweep", lambda m, d, t, settings, *a, **k: got.append(settings) or [{}])
+    tradeoff = load_script("eval").tradeoff
+    keys = {"sizes": [64], "speed_batches": 4, "speed_warmup": 0, "speed_iters": 1, "speed_seconds": None}
+    keys |= {"speed_compile": False, "draw": 0, "score_thresh": 0.3, "split": "test", "ckpt_path": "x.ckpt"}
+    with pytest.raises(KeyError):  # the stand-in's row has no map_50: the settings were made
+        tradeoff(OmegaConf.create(keys | {"logger": None}), OmegaConf.create({}), None, tmp_path)
+    assert got[0].speed_batches == [4]
+    for bad in (["abc"], [2.5], [True], 4):
+        with pytest.raises(ValueError, match="speed_batches must be batch sizes >= 1, got"):
+            SweepSettings(sizes=[64], speed_batches=bad)  # type: ignore[arg-type]
+    assert SweepSettings(sizes=[64], speed_batches=[4, 1, 4]).speed_batches == [4, 1]

@@ -199,9 +199,13 @@ class SweepSettings:
                 f"sizes must be positive multiples of {STRIDE} (or [height, width] of them), got {list(self.sizes)}"
             )
         self.sizes = sorted(dict.fromkeys(sizes), key=lambda s: (math.prod(input_hw(s)), input_hw(s)))
-        batches = [int(b) for b in self.speed_batches]
-        if not batches or min(batches) < 1:
-            raise ValueError(f"speed_batches must be batch sizes >= 1, got {list(self.speed_batches)}")
+        try:  # whole numbers >= 1 only: "abc", 2.5 or True are no batch size
+            given = list(self.speed_batches)
+            batches = [int(b) for b in given if not isinstance(b, bool) and int(b) == b]
+        except (TypeError, ValueError):
+            given, batches = [], []
+        if not batches or len(batches) != len(given) or min(batches) < 1:
+            raise ValueError(f"speed_batches must be batch sizes >= 1, got {self.speed_batches!r}")
         self.speed_batches = list(dict.fromkeys(batches))
         self.compile_options = inference_compile_options(self.speed_compile)  # None: eager; a bad value raises here
 

@@ -290,3 +290,14 @@ def test_classifier_takes_the_fast_path_keys() -> None:
     assert optimizer_flags(build(fused).module.fast.fused_optimizer, "cpu") == {"fused": True}
     gpu = compose_config("train", "experiment=pretrain_darknet19", "model=darknet19_cls", "data.max_images=4")
     assert build(gpu).module.fast == FastPath()
+
+
+@pytest.mark.parametrize(
+    "key, value", [("compile", "maybe"), ("channels_last", "yes"), ("keep_freed_memory", 1), ("compile_dynamic", "x")]
+)
+def test_fast_switch_that_is_no_bool_is_refused(key: str, value: Any) -> None:
+    """``model.fast.compile=maybe`` compiled (a non-empty string is truthy); each switch takes true / false only
+    (compile_dynamic also null) and names itself otherwise."""
+    with pytest.raises(ValueError, match=rf"model\.fast\.{key} must be true/false"):
+        FastPath.of({key: value})
+    assert FastPath.of({key: True}).__dict__[key] is True and FastPath.of({"compile_dynamic": None}).compile is False

@@ -151,6 +151,11 @@ class FastPath:
         if unknown:
             raise ValueError(f"model.fast: unknown keys {sorted(unknown)}; known: {[f.name for f in fields(cls)]}")
         fast = cls(**cfg)
+        for name in ("channels_last", "compile", "keep_freed_memory", "compile_dynamic"):
+            value = getattr(fast, name)  # a string such as "maybe" is truthy: it compiled instead of refusing
+            if not isinstance(value, bool) and not (value is None and name == "compile_dynamic"):
+                allowed = "true/false" + ("/null" if name == "compile_dynamic" else "")
+                raise ValueError(f"model.fast.{name} must be {allowed}, got {value!r}")
         if fast.fused_optimizer not in (None, True, False, "auto", "foreach"):
             raise ValueError(
                 f"model.fast.fused_optimizer must be null/auto/true/false/foreach, got {fast.fused_optimizer!r}"

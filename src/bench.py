@@ -727,7 +727,7 @@ def check_settings(b: DictConfig) -> None:
     if b.get("infer_images") and not glob.glob(str(b.infer_images)):
         raise FileNotFoundError(f"bench.infer_images={b.infer_images!r}: no file matches")
     if str(b.device).startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"bench.device={b.device}: torch finds no CUDA device here (bench.device=cpu times the CPU)")
+        raise ValueError(f"bench.device={b.device}: torch finds no CUDA device here (bench.device=cpu times the CPU)")
 
 
 # ---------------------------------------------------------------------------------------------- main

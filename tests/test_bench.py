@@ -134,7 +134,7 @@ def test_settings_are_checked_before_any_timing(tmp_path: Path) -> None:
         f"bench.infer_images={tmp_path}/*.jpg": (FileNotFoundError, r"bench.infer_images=.*: no file matches"),
     }
     if not torch.cuda.is_available():
-        cases["bench.device=cuda"] = (RuntimeError, r"bench.device=cuda: torch finds no CUDA device")
+        cases["bench.device=cuda"] = (ValueError, r"bench.device=cuda: torch finds no CUDA device")
     for override, (err, msg) in cases.items():
         with pytest.raises(err, match=msg):
             bench.check_settings(compose_config("bench", *TINY_BENCH, override).bench)

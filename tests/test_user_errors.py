@@ -64,3 +64,13 @@ def test_only_user_errors_of_a_single_run_are_made_concise(monkeypatch: pytest.M
     bug = InstantiationException("Error in call to target 'x.Y':\nRuntimeError(...)")
     bug.__cause__ = RuntimeError("a bug")
     assert concise_exit(bug) is None  # a crash keeps its traceback
+    # trainer=gpu where torch finds no GPU: Lightning's refusal (a traceback before), with the way to run here
+    from lightning_fabric.utilities.exceptions import MisconfigurationException
+
+    no_gpu = InstantiationException("Error in call to target 'pytorch_lightning.trainer.trainer.Trainer':\n...")
+    no_gpu.__cause__ = MisconfigurationException("No supported gpu backend found!")
+    got = concise_exit(no_gpu)
+    assert got is not None and str(got.code).startswith(
+        "Error: No supported gpu backend found! (building pytorch_lightning.trainer.trainer.Trainer): trainer=gpu and "
+        "trainer=ddp need a CUDA GPU, and torch finds none here; trainer=cpu runs on the CPU"
+    )

@@ -300,10 +300,17 @@ def _config_cause(error: BaseException) -> BaseException | None:
     in call to target ..."): a value refused (ValueError, TypeError: ``model.net.passthrough=maybe``, a key the class
     does not take), a file not found; None for anything else."""
     from hydra.errors import InstantiationException
+    from lightning_fabric.utilities.exceptions import MisconfigurationException
 
     cause = error.__cause__
+    # Lightning's refusal of a trainer setting (trainer=gpu where torch finds no GPU) is a setting too
     user = (FileNotFoundError, NotADirectoryError, ValueError, TypeError, NotImplementedError)
+    user += (MisconfigurationException,)
     return cause if isinstance(error, InstantiationException) and isinstance(cause, user) else None
+
+
+# Lightning's "No supported gpu backend found!" for trainer=gpu / ddp (the GPU presets) on a machine without one
+_NO_GPU_HINT = ": trainer=gpu and trainer=ddp need a CUDA GPU, and torch finds none here; trainer=cpu runs on the CPU"
 
 
 def concise_exit(error: BaseException) -> SystemExit | None:
@@ -326,7 +333,8 @@ def concise_exit(error: BaseException) -> SystemExit | None:
     cause = _config_cause(error)
     if cause is not None:  # the class's own message, and which config entry built it
         target = re.search(r"target '([^']+)'", str(error))
-        return SystemExit(f"Error: {cause}" + (f" (building {target.group(1)})" if target else "") + where)
+        hint = _NO_GPU_HINT if "gpu backend" in str(cause).lower() else ""
+        return SystemExit(f"Error: {cause}" + (f" (building {target.group(1)})" if target else "") + hint + where)
     return SystemExit(f"Error: {error}{where}")
 
 

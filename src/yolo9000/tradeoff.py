@@ -483,7 +483,7 @@ def plot_tradeoff(
     fig = Figure(figsize=figsize, dpi=dpi)
     ax = fig.subplots()
     speeds = [p[0] for pts in series.values() for p in pts if np.isfinite(p[0]) and p[0] > 0]
-    for label, pts in series.items():
+    for i, (label, pts) in enumerate(series.items()):
         pts = sorted(pts, key=lambda p: _area(p[2]))
         paper = label == PAPER_LABEL
         ax.plot(
@@ -495,7 +495,9 @@ def plot_tradeoff(
             label=label,
         )
         for fps, m, s in pts:
-            ax.annotate(str(s), (fps, m), textcoords="offset points", xytext=(4, 4), fontsize=8)
+            # the labels of alternate series above and below their points: two series at nearly the same point
+            # (batch 1 and 32 of one size) printed one label over the other ("320320")
+            ax.annotate(str(s), (fps, m), textcoords="offset points", xytext=(4, 4 if i % 2 == 0 else -11), fontsize=8)
     if speeds and max(speeds) / min(speeds) > 20:
         ax.set_xscale("log")
     ax.set_xlabel("images / s")
@@ -503,7 +505,8 @@ def plot_tradeoff(
     if title:
         ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend(loc="best")
+    if any(pts for pts in series.values()):  # nothing to name otherwise (matplotlib warns)
+        ax.legend(loc="best")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format="png")

@@ -171,7 +171,7 @@ class Detector:
             10-15 s each on a 2-core CPU (kept in torch's on-disk cache: a later process loads it in ~2 s), a last
             smaller batch of a ``predict`` being a shape of its own. On that CPU (AMD EPYC VM) the default model's
             forward pass at 256 was 11-15 % faster (batch 1: 7.2-8.3 ms against 8.1-9.5) and ``predict`` end to end
-            9-17 %, with outputs identical to the eager network's. The module's own network stays eager; a network
+            9-12 %, with outputs identical to the eager network's. The module's own network stays eager; a network
             compiled already (``model.fast.compile``) is run as it is. On a GPU each call's output is copied (CUDA
             graphs would overwrite it at the next call; video averaging keeps several).
         read_threads: threads of this process that read and resize the images of a batch (``predict`` with

@@ -492,6 +492,32 @@ def test_inputs_kept_as_given_and_iterables(detector) -> None:  # noqa: ANN001
     assert len(res) == 2 and res[0].path == str(IMAGES[0]) and len(res[1]) > 10
 
 
+def test_file_objects_are_refused_naming_them(detector, tmp_path: Path) -> None:  # noqa: ANN001
+    """An upload stream or open file (io.BytesIO, open(path, "rb")) is no image input: refused naming its type and
+    how to decode it (it was iterated line by line, its chunks of JPEG bytes reported as "got bytes", the stream
+    consumed); the decoded image is detected."""
+    import io
+
+    data = IMAGES[0].read_bytes()
+    for given in (io.BytesIO(data), IMAGES[0].open("rb")):
+        with given:
+            name = type(given).__name__
+            with pytest.raises(TypeError, match=rf"images: a file object \({name}\) given; .*PIL\.Image\.open"):
+                detector.predict(given)
+            assert given.tell() == 0  # not read
+            with pytest.raises(TypeError, match=rf"image 1: .*got {name}; .*PIL\.Image\.open"):
+                detector.predict([IMAGES[0], given])
+    with pytest.raises(TypeError, match=r"image 0: .*got bytes; .*io\.BytesIO\(data\)"):
+        detector.predict([data])
+    with pytest.raises(TypeError, match="images: bytes given"):
+        detector.predict(memoryview(data))
+    from PIL import ImageOps
+
+    decoded = ImageOps.exif_transpose(Image.open(io.BytesIO(data)))
+    (r,) = detector.predict(decoded, size=SIZE, conf=0.0)
+    assert r.image_size == (480, 640) and r.path is None and len(r) > 0
+
+
 def test_bad_call_arguments_are_refused(detector) -> None:  # noqa: ANN001
     """Thresholds outside [0, 1] (nan too), a negative max_det, a fractional size or an empty path are errors, not
     silently clipped; an HWC tensor's error shows the shape passed; bytes are not a path; nan pixels are refused."""

@@ -24,6 +24,7 @@ Decisions:
 from __future__ import annotations
 
 import contextlib
+import io
 import numbers
 import os
 import threading
@@ -700,10 +701,23 @@ def _to_host(preds: list[dict[str, torch.Tensor]]) -> list[dict[str, torch.Tenso
     return [{k: v[j] for k, v in flat.items()} for j in range(len(preds))]
 
 
+_ENCODED_HINT = (
+    "pass a file path as str or os.PathLike, or decoded pixels: for encoded image data (a JPEG's bytes, an upload "
+    "stream) PIL.ImageOps.exif_transpose(PIL.Image.open(io.BytesIO(data))) or PIL.Image.open(stream)"
+)
+
+
+def _is_file_object(x: Any) -> bool:
+    """An open file or in-memory stream (``io.BytesIO``, ``open(path, "rb")``, an upload's stream): no image input."""
+    return isinstance(x, io.IOBase) or (callable(getattr(x, "read", None)) and not isinstance(x, Image.Image))
+
+
 def _as_items(images: Any) -> list[str | np.ndarray]:
     """The inputs as file paths (as given; read later, in the loader) or uint8 (H, W, 3) RGB arrays."""
-    if isinstance(images, bytes | bytearray):
-        raise TypeError("images: bytes given; pass a file path as str or os.PathLike, or decoded pixels")
+    if isinstance(images, bytes | bytearray | memoryview):
+        raise TypeError(f"images: bytes given; {_ENCODED_HINT}")
+    if _is_file_object(images):  # iterable, line by line: its "lines" of bytes were taken for images
+        raise TypeError(f"images: a file object ({type(images).__name__}) given; {_ENCODED_HINT}")
     if isinstance(images, str | os.PathLike | Image.Image):
         images = [images]
     elif isinstance(images, np.ndarray | torch.Tensor):
@@ -729,7 +743,8 @@ def _as_items(images: Any) -> list[str | np.ndarray]:
             t = x.detach().cpu()
             out.append(_hwc_uint8((t.float() if t.is_floating_point() else t).numpy(), i, channels_last=False))
         else:
-            hint = "; a path goes as str or os.PathLike" if isinstance(x, bytes | bytearray) else ""
+            encoded = isinstance(x, bytes | bytearray | memoryview) or _is_file_object(x)
+            hint = f"; {_ENCODED_HINT}" if encoded else ""
             raise TypeError(
                 f"image {i}: a path, PIL image, numpy array or torch tensor expected, got {type(x).__name__}{hint}"
             )

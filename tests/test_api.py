@@ -492,6 +492,25 @@ def test_inputs_kept_as_given_and_iterables(detector) -> None:  # noqa: ANN001
     assert len(res) == 2 and res[0].path == str(IMAGES[0]) and len(res[1]) > 10
 
 
+def test_detections_compare_by_value(detector) -> None:  # noqa: ANN001
+    """``a == b``, ``d in results``, ``results.index(d)`` between the results of two calls on the same images (the
+    dataclass's own __eq__ compared tensors with ``==``: "Boolean value of Tensor ... is ambiguous")."""
+    import pickle
+
+    from yolo9000 import Detections
+
+    a = detector.predict(IMAGES, size=SIZE, conf=0.0)
+    b = detector.predict(IMAGES, size=SIZE, conf=0.0)
+    assert len(a[0]) > 1 and a == b and a[1] in b and b.index(a[1]) == 1
+    assert a[0] != a[1] and a[0] != "a string"
+    assert pickle.loads(pickle.dumps(a[0])) == a[0]
+    assert Detections.empty(0) == Detections.empty(0) != Detections.empty(0, error="unreadable")
+    fewer = detector.predict(IMAGES[0], size=SIZE, conf=0.0, max_det=1)[0]
+    assert fewer != a[0] and len(fewer) == 1
+    with pytest.raises(TypeError, match="unhashable"):
+        hash(a[0])
+
+
 def test_file_objects_are_refused_naming_them(detector, tmp_path: Path) -> None:  # noqa: ANN001
     """An upload stream or open file (io.BytesIO, open(path, "rb")) is no image input: refused naming its type and
     how to decode it (it was iterated line by line, its chunks of JPEG bytes reported as "got bytes", the stream

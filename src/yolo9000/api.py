@@ -96,7 +96,7 @@ class UnreadableImageError(ImageDecodeError):
         self.args = (f"cannot read image {path}: {reason}",)
 
 
-@dataclass
+@dataclass(eq=False)  # the generated __eq__ compares tensors with ``==``: "Boolean value of Tensor ... is ambiguous"
 class Detections:
     """The detections of one input image.
 
@@ -122,6 +122,20 @@ class Detections:
 
     def __len__(self) -> int:
         return len(self.scores)
+
+    def __eq__(self, other: object) -> bool:
+        """The same detections (boxes, scores and labels exactly equal, as their dtypes), names, index, path,
+        image size and error: ``a == b``, ``d in results`` and ``results.index(d)`` work."""
+        if not isinstance(other, Detections):
+            return NotImplemented
+        tensors = ("boxes", "scores", "labels")
+        plain = ("names", "index", "path", "image_size", "error")
+        return all(getattr(self, k) == getattr(other, k) for k in plain) and all(
+            a.dtype == b.dtype and a.shape == b.shape and torch.equal(a.cpu(), b.cpu())
+            for a, b in ((getattr(self, k), getattr(other, k)) for k in tensors)
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # mutable: no hash (as a dataclass with eq)
 
     @classmethod
     def empty(cls, index: int, path: str | None = None, error: str | None = None) -> Detections:

@@ -511,6 +511,21 @@ def test_detections_compare_by_value(detector) -> None:  # noqa: ANN001
         hash(a[0])
 
 
+def test_urls_are_refused_naming_them(detector) -> None:  # noqa: ANN001
+    """A URL is no file predict reads (it was "missing image file"): refused naming it (a password hidden), a stream
+    pointed to predict_video; ``skip_unreadable`` does not turn the mistake into an empty result."""
+    for url, video in [
+        ("https://example.com/cells.jpg", True),
+        ("rtsp://admin:secret@cam/live", True),
+        ("s3://bucket/cells.jpg", False),
+    ]:
+        with pytest.raises(ValueError, match=r"image 1: .* is a URL: predict reads local image files") as err:
+            detector.predict([IMAGES[0], url], skip_unreadable=True)
+        assert "secret" not in str(err.value) and ("predict_video" in str(err.value)) == video
+    with pytest.raises(ValueError, match=r"image 0: rtsp://admin:\*\*\*@cam/live is a URL"):
+        detector.predict("rtsp://admin:secret@cam/live")
+
+
 def test_file_objects_are_refused_naming_them(detector, tmp_path: Path) -> None:  # noqa: ANN001
     """An upload stream or open file (io.BytesIO, open(path, "rb")) is no image input: refused naming its type and
     how to decode it (it was iterated line by line, its chunks of JPEG bytes reported as "got bytes", the stream

@@ -27,6 +27,7 @@ import contextlib
 import io
 import numbers
 import os
+import re
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -42,7 +43,7 @@ from yolo9000.checkpoints import darknet_to_checkpoint, load_module, module_from
 from yolo9000.data.image_io import ImageDecodeError, pil_rgb, rgb_uint8
 from yolo9000.data.predict import ImageFilesDataset, PredictCollate
 from yolo9000.data.transforms import DetectionTransform, check_input_size, size_text
-from yolo9000.data.video import VideoError, VideoFrames, is_video
+from yolo9000.data.video import VideoError, VideoFrames, is_video, source_name, stream_source
 from yolo9000.models import check_flags
 from yolo9000.models.layers import fold_batch_norms
 from yolo9000.modules.detector import DetectorModule, check_decode_settings
@@ -715,6 +716,8 @@ def _to_host(preds: list[dict[str, torch.Tensor]]) -> list[dict[str, torch.Tenso
     return [{k: v[j] for k, v in flat.items()} for j in range(len(preds))]
 
 
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")  # scheme://...: http(s), rtsp, s3, file, ...
+
 _ENCODED_HINT = (
     "pass a file path as str or os.PathLike, or decoded pixels: for encoded image data (a JPEG's bytes, an upload "
     "stream) PIL.ImageOps.exif_transpose(PIL.Image.open(io.BytesIO(data))) or PIL.Image.open(stream)"
@@ -746,6 +749,12 @@ def _as_items(images: Any) -> list[str | np.ndarray]:
             path = os.fspath(x)  # as given: results and errors name the caller's string
             if not path:
                 raise ValueError(f"image {i}: an empty path")
+            if isinstance(path, str) and _URL.match(path):  # read as a local file it was a "missing image file"
+                stream = "; a video stream goes to Detector.predict_video" if stream_source(path) is not None else ""
+                raise ValueError(
+                    f"image {i}: {source_name(path)} is a URL: predict reads local image files (fetch the image and "
+                    f"pass its decoded pixels or a saved file){stream}"
+                )
             if is_video(path):  # decoded as an image it was "corrupt or unreadable"
                 raise ValueError(f"image {i}: {path} is a video: detect its frames with Detector.predict_video")
             out.append(path)

@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 IMAGES = sorted((ROOT / "data" / "bccd" / "JPEGImages").glob("*.jpg"))[:2]
 BCCD = ["RBC", "WBC", "Platelets"]
 SIZE = 128
+THREADS = torch.get_num_threads()
 
 
 @pytest.fixture(scope="module")
@@ -509,6 +510,46 @@ def test_detections_compare_by_value(detector) -> None:  # noqa: ANN001
     assert fewer != a[0] and len(fewer) == 1
     with pytest.raises(TypeError, match="unhashable"):
         hash(a[0])
+
+
+def _predict_in_child(detector, queue) -> None:  # noqa: ANN001
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = detector.predict(IMAGES, size=SIZE, conf=0.0)
+    dets = [(r.boxes.tolist(), r.labels.tolist()) for r in res]  # plain lists: tensors travel by shared memory
+    queue.put((dets, [str(w.message) for w in caught], torch.get_num_threads()))
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="fork start method")
+def test_a_forked_child_predicts_instead_of_hanging(detector, monkeypatch) -> None:  # noqa: ANN001
+    """A Detector used in a process forked from the one that ran it (multiprocessing's default on Linux, a
+    pre-forking server) hung in its first forward pass (torch's OpenMP threads stay in the parent) and, with
+    ``read_threads`` > 1, on the parent's reading pool: the child now runs torch with one thread, warned, and its
+    own pool; the detections are the parent's."""
+    import multiprocessing
+
+    torch.set_num_threads(2)  # restored below: OpenMP's pool of more than one thread, started by the parent's pass
+    monkeypatch.setattr(detector, "read_threads", 2)
+    try:
+        ref = detector.predict(IMAGES, size=SIZE, conf=0.0)
+        ctx = multiprocessing.get_context("fork")
+        queue = ctx.Queue()
+        child = ctx.Process(target=_predict_in_child, args=(detector, queue))
+        child.start()
+        child.join(60)
+        hung = child.is_alive()
+        if hung:
+            child.kill()
+        assert not hung, "the forked child hung"
+        got, warned, threads = queue.get(timeout=10)
+    finally:
+        torch.set_num_threads(THREADS)
+    assert threads == 1 and any("forked from process" in w and "set_num_threads(1)" in w for w in warned)
+    for (boxes, labels), r in zip(got, ref, strict=True):
+        assert labels == r.labels.tolist() and torch.allclose(torch.tensor(boxes).view(-1, 4), r.boxes, atol=1e-3)
+    assert detector.predict(IMAGES[0], size=SIZE)[0].image_size == (480, 640)  # the parent's pool still works
 
 
 def test_urls_are_refused_naming_them(detector) -> None:  # noqa: ANN001

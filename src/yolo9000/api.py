@@ -29,6 +29,7 @@ import numbers
 import os
 import re
 import threading
+import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -266,12 +267,34 @@ class Detector:
         self._pool: ThreadPoolExecutor | None = None
         self._pool_size = 0
         self._pool_lock = threading.Lock()
+        self._pid = os.getpid()  # the process whose threads these are (a forked child has none of them)
+
+    def _check_process(self) -> None:
+        """In a child forked from the process that used this Detector (``multiprocessing``'s default ``fork`` on
+        Linux, a pre-forking server): torch's OpenMP worker threads and the reading pool's threads stayed in the
+        parent, and a forward pass with more than one torch thread hangs there. The child makes its own pool and,
+        as DataLoader workers do, runs torch with one thread (warned: a process-wide setting)."""
+        pid = os.getpid()
+        if pid == self._pid:
+            return
+        parent, self._pid = self._pid, pid
+        self._pool, self._pool_size, self._pool_lock = None, 0, threading.Lock()  # the parent's threads are gone
+        if torch.get_num_threads() > 1:
+            warnings.warn(
+                f"Detector: used in process {pid}, forked from process {parent} where it ran: torch's CPU threads "
+                "(OpenMP) hang a forked process, so this one now runs torch with one thread "
+                "(torch.set_num_threads(1), as DataLoader workers do); a pool started with "
+                "multiprocessing.get_context('spawn') keeps its threads",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            torch.set_num_threads(1)
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickled without the thread pool (remade on first use), a network compiled here as its eager self
         (compiled again when unpickled: compiled code does not travel)."""
         state = self.__dict__.copy()
-        for key in ("_pool", "_pool_size", "_pool_lock"):
+        for key in ("_pool", "_pool_size", "_pool_lock", "_pid"):
             state.pop(key)
         if self.compile_options is not None:
             state["network"] = self.network._orig_mod
@@ -449,6 +472,7 @@ class Detector:
                 ``nms`` outside [0, 1], a negative ``max_det``, ``batch_size`` below 1; an argument of another type
                 (``conf="0.3"``, ``max_det=2.5``, ``letterbox="no"``: TypeError).
         """
+        self._check_process()
         items = _as_items(images)
         hw = self.input_hw if size is None else check_input_size(size)
         check_decode_settings(conf=conf, nms=nms, max_det=max_det)
@@ -623,6 +647,7 @@ class Detector:
         """The collated batch of ``dataset``'s samples ``indices``, read by :attr:`read_threads` threads, each
         resizing straight into its images' slots of one uint8 (B, h, w, 3) buffer (no per-image arrays to stack;
         pinned for a GPU: its copy to the device is asynchronous)."""
+        self._check_process()  # predict_video's reads: a forked child's own pool
         h, w = dataset.size
         pin = self.device.type == "cuda"  # torch's pinned-memory cache makes the same sizes cheap to allocate again
         buffer = torch.empty(len(indices), h, w, 3, dtype=torch.uint8, pin_memory=pin)  # NHWC
@@ -678,6 +703,7 @@ class Detector:
     def _forward(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 (B, 3, h, w) resized images -> the network's float32 (B, A * (5 + C), h / 32, w / 32) raw output,
         contiguous, on the device the decode runs on (:meth:`decode_device`)."""
+        self._check_process()  # detect_batch, predict_video: a forked child's torch threads first
         x = float_images(images.to(self.device, non_blocking=True), self.channels_last)
         fp32 = self.dtype == torch.float32  # no autocast context at all (entering one costs ~0.1 ms a call on a CPU)
         with contextlib.nullcontext() if fp32 else torch.autocast(self.device.type, dtype=self.dtype):

@@ -165,43 +165,34 @@ def hydra_flags_first(argv: list[str]) -> list[str]:
 _ENV_REF = re.compile(r"\$\{oc\.env:([A-Za-z_][A-Za-z0-9_]*)\s*,\s*((?:[^{}]|\$\{[^{}]*\})*)\}")
 
 
-def unset_env_defaults(node: Any, prefix: str = "") -> list[tuple[str, str, str]]:
-    """(key, variable, default used) of every ``${oc.env:VAR,default}`` in a config node (unresolved) whose
-    variable is not set: the values that fell back to their defaults."""
+def env_references(node: Any, prefix: str = "") -> list[tuple[str, str, str]]:
+    """(key, variable, default as written) of every ``${oc.env:VAR,default}`` in a config node (unresolved)."""
     from omegaconf import DictConfig, ListConfig, OmegaConf
 
     raw = OmegaConf.to_container(node, resolve=False) if isinstance(node, DictConfig | ListConfig) else node
     found: list[tuple[str, str, str]] = []
     if isinstance(raw, dict):
         for k, v in raw.items():
-            found += unset_env_defaults(v, f"{prefix}{k}.")
+            found += env_references(v, f"{prefix}{k}.")
     elif isinstance(raw, list):
         for i, v in enumerate(raw):
-            found += unset_env_defaults(v, f"{prefix}{i}.")
+            found += env_references(v, f"{prefix}{i}.")
     elif isinstance(raw, str):
-        found += [(prefix.rstrip("."), m[1], m[2].strip()) for m in _ENV_REF.finditer(raw) if m[1] not in os.environ]
+        found += [(prefix.rstrip("."), m[1], m[2].strip()) for m in _ENV_REF.finditer(raw)]
     return found
+
+
+def unset_env_defaults(node: Any, prefix: str = "") -> list[tuple[str, str, str]]:
+    """(key, variable, default used) of every ``${oc.env:VAR,default}`` in a config node (unresolved) whose
+    variable is not set: the values that fell back to their defaults."""
+    return [(k, var, default) for k, var, default in env_references(node, prefix) if var not in os.environ]
 
 
 def missing_env_paths(node: Any, prefix: str = "") -> list[tuple[str, str, str]]:
     """(key, variable, value) of every ``${oc.env:VAR,default}`` in a config node (unresolved) whose variable is
     set to a path that does not exist (a typo in ``.env``, an unmounted disk)."""
-    from omegaconf import DictConfig, ListConfig, OmegaConf
-
-    raw = OmegaConf.to_container(node, resolve=False) if isinstance(node, DictConfig | ListConfig) else node
-    found: list[tuple[str, str, str]] = []
-    if isinstance(raw, dict):
-        for k, v in raw.items():
-            found += missing_env_paths(v, f"{prefix}{k}.")
-    elif isinstance(raw, list):
-        for i, v in enumerate(raw):
-            found += missing_env_paths(v, f"{prefix}{i}.")
-    elif isinstance(raw, str):
-        for m in _ENV_REF.finditer(raw):
-            value = os.environ.get(m[1])
-            if value and not Path(value).exists():
-                found.append((prefix.rstrip("."), m[1], value))
-    return found
+    found = [(k, var, os.environ.get(var, "")) for k, var, _ in env_references(node, prefix)]
+    return [(k, var, value) for k, var, value in found if value and not Path(value).exists()]
 
 
 @contextlib.contextmanager

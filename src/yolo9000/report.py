@@ -471,7 +471,12 @@ def format_markdown(
         )
     if paper:
         lines.append(f"- paper column: {paper.get('source', '')}; on other data compare the trend, not the value")
-    untimed = [j.num for j in jobs if j.status == "ok" and "train_img_per_s" not in j.values]
+    several = not isinstance(sweep_dir, Path) and len(list(sweep_dir)) > 1  # --combine: numbers repeat per sweep
+    untimed = [
+        f"{j.path.parent.name}/{j.num}" if several else j.num
+        for j in jobs
+        if j.status == "ok" and "train_img_per_s" not in j.values
+    ]
     if untimed and any(c.key == "train_img_per_s" for c in cols):
         lines.append(
             f"- train img/s: blank for job(s) {', '.join(map(str, untimed[:20]))}"

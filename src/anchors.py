@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-from yolo9000.anchors import anchor_sweep, format_anchors, output_grid, resolve_priors, to_grid_units
+from yolo9000.anchors import anchor_sweep, distinct_shapes, format_anchors, output_grid, resolve_priors, to_grid_units
 from yolo9000.data.transforms import check_input_size, size_text
 from yolo9000.environment import hydra_flags_first, log_to_job_log, setup_environment
 from yolo9000.models import STRIDE
@@ -35,7 +35,7 @@ def main(cfg: DictConfig) -> None:
     dm.setup("fit")
     wh = torch.as_tensor(dm.box_sizes(cfg.split), dtype=torch.float64)
     log.info("%d boxes from the %s split", len(wh), cfg.split)
-    distinct = int(torch.unique(wh, dim=0).shape[0]) if len(wh) else 0
+    distinct = distinct_shapes(wh)
     ks = [int(k) for k in cfg.ks if int(k) <= distinct]  # k-means needs k distinct shapes: a small split has fewer
     if len(ks) < len(cfg.ks):
         log.warning(

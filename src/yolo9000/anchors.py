@@ -27,6 +27,7 @@ __all__ = [
     "Priors",
     "anchor_sweep",
     "avg_iou",
+    "distinct_shapes",
     "format_anchors",
     "handpicked_anchors",
     "kmeans_anchors",
@@ -367,6 +368,11 @@ class Priors:
     source: str
 
 
+def distinct_shapes(box_wh: Tensor) -> int:
+    """How many different (w, h) shapes the (N, 2) boxes hold: k-means' largest ``k``."""
+    return int(torch.unique(_as_wh(box_wh), dim=0).shape[0]) if len(box_wh) else 0
+
+
 def resolve_priors(
     spec: str | Iterable[Iterable[float]] | None,
     box_wh: Tensor | np.ndarray,
@@ -398,7 +404,7 @@ def resolve_priors(
         if spec == "kmeans":
             if not len(wh):
                 raise ValueError("anchors=kmeans needs training boxes, the training split has none")
-            distinct = int(torch.unique(wh, dim=0).shape[0])
+            distinct = distinct_shapes(wh)
             if not 1 <= int(k) <= distinct:
                 raise ValueError(
                     f"{k_key}={k}: k-means needs 1 <= k <= the {distinct} distinct box shapes of the "

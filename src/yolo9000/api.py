@@ -472,7 +472,6 @@ class Detector:
                 ``nms`` outside [0, 1], a negative ``max_det``, ``batch_size`` below 1; an argument of another type
                 (``conf="0.3"``, ``max_det=2.5``, ``letterbox="no"``: TypeError).
         """
-        self._check_process()
         items = _as_items(images)
         hw = self.input_hw if size is None else check_input_size(size)
         check_decode_settings(conf=conf, nms=nms, max_det=max_det)

@@ -195,13 +195,17 @@ def _same_state(a: Path, b: Path) -> bool:
 
 
 def _load_error(ckpt_file: Path) -> str | None:
-    """Why a checkpoint file cannot be read (the loader's message, shortened to its first sentence), None when it
-    loads."""
+    """Why a checkpoint file cannot be read (:func:`_loader_reason`), None when it loads."""
     try:
         torch.load(ckpt_file, map_location="cpu", weights_only=False, mmap=True)
     except Exception as err:  # noqa: BLE001 - whatever the loader says, the file is not a usable checkpoint
-        return f"{type(err).__name__}: {str(err).split('. ')[0]}"
+        return _loader_reason(err)
     return None
+
+
+def _loader_reason(err: BaseException) -> str:
+    """torch.load's error on a damaged file, shortened to its first sentence."""
+    return f"{type(err).__name__}: {str(err).split('. ')[0]}"
 
 
 def _saved_at(ckpt_file: Path) -> tuple[int, int] | None:
@@ -364,8 +368,7 @@ def check_resume_progress(cfg: DictConfig, ckpt_file: str | Path) -> None:
         ckpt = torch.load(ckpt_file, map_location="cpu", weights_only=False, mmap=True)
     except Exception as err:  # noqa: BLE001 - a file cut short or damaged: say which, not the loader's traceback
         raise ResumeRefused(
-            f"{ckpt_file}: cannot be read as a checkpoint ({type(err).__name__}: {str(err).split('. ')[0]}): it was "
-            "cut short or damaged"
+            f"{ckpt_file}: cannot be read as a checkpoint ({_loader_reason(err)}): it was cut short or damaged"
         ) from err
     loops = ckpt.get("loops") or {}
     position = ((loops.get("fit_loop") or {}).get("state_dict") or {}).get("combined_loader") or [{}]

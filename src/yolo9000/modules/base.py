@@ -82,13 +82,14 @@ class DarknetModule(pl.LightningModule):
         planned = self.__dict__.pop("_planned_policy", None)
         if planned is None or self._trainer is None:
             return
+        fractions = fraction_steps(self.hparams.get("steps"))
         for config in self.trainer.lr_scheduler_configs:
             sched = config.scheduler
             if not isinstance(sched, torch.optim.lr_scheduler.LambdaLR):
                 continue
             for fn in sched.lr_lambdas:
                 before = dict(fn.__dict__)
-                if not replan_schedule(fn, planned, fraction_steps(self.hparams.get("steps"))):
+                if not replan_schedule(fn, planned, fractions):
                     continue
                 lrs = [base * fn(sched.last_epoch) for base in sched.base_lrs]
                 for group, lr in zip(sched.optimizer.param_groups, lrs, strict=True):

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from conftest import load_script, reorg_fixture_shape
+from yolo9000.api import Detector
 from yolo9000.build import instantiate_module
 from yolo9000.checkpoints import (
     DARKNET_SEARCH,
@@ -256,6 +257,21 @@ def test_cfg_unused_options_are_reported_and_route_groups_1_accepted(
     assert [s.out_channels for s in specs] == [4, 4]  # the typo changes nothing; groups=1 is the whole route
     warned = [r.getMessage() for r in caplog.records]
     assert len(warned) == 1 and f"{p}:3" in warned[0] and "filtres=8" in warned[0]
+
+
+def test_cfg_unused_option_is_reported_once_per_load(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # from_darknet builds a cfg's layers three times (checkpoint, module, network): darknet says "Unused field" once
+    p = tmp_path / "unused.cfg"
+    p.write_text(
+        "[net]\nwidth=64\nheight=64\nchannels=3\n[convolutional]\nfilters=7\nsize=1\nactivation=linear\n"
+        "filtres=99\n[region]\nanchors=1,1\nclasses=2\nnum=1\nsoftmax=1\nfoo=bar\n"
+    )
+    with caplog.at_level(logging.WARNING, logger="yolo9000"):
+        Detector.from_darknet(p, device="cpu")
+        layer_specs(parse_cfg(p))
+    warned = [r.getMessage() for r in caplog.records if "unused" in r.getMessage()]
+    assert len(warned) == 2, warned
+    assert f"{p}:9: [convolutional] option filtres=99" in warned[0] and f"{p}:15: [region] option foo=bar" in warned[1]
 
 
 def test_generic_net_route_of_different_sizes_names_the_line(tmp_path: Path) -> None:
@@ -624,7 +640,9 @@ def test_backbone_from_a_whole_darknet_classifier_file(tmp_path: Path, caplog: p
     assert "0 of 18 conv layers" in caplog.text
 
 
-def test_size_mismatch_errors_state_expected_and_found(tiny_cfg: Path, tmp_path: Path) -> None:
+def test_size_mismatch_errors_state_expected_and_found(
+    tiny_cfg: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     src = randomize(DarknetNet(parse_cfg(tiny_cfg)), seed=4)
     full = tmp_path / "full.weights"
     save_weights(src, full)
@@ -643,10 +661,22 @@ def test_size_mismatch_errors_state_expected_and_found(tiny_cfg: Path, tmp_path:
     lenient = DarknetNet(parse_cfg(tiny_cfg))  # darknet's default: the layers filled, the 3 floats after them ignored
     assert load_weights(lenient, extra).trailing_floats == 3
     assert same_tensors(conv_tensors(lenient), conv_tensors(src))
+    # darknet's fread reads whole floats: 1 to 3 bytes after the last layer are never read (warned; strict refuses)
     odd = tmp_path / "odd.weights"
     odd.write_bytes(data + b"\x00\x01")
+    lenient = DarknetNet(parse_cfg(tiny_cfg))
+    with caplog.at_level(logging.WARNING, logger="yolo9000"):
+        assert load_weights(lenient, odd).trailing_floats == 0
+    assert f"{odd}: 3 conv layers expect {total} floats after the header, found {total} (0 trailing and 2 bytes)" in (
+        caplog.text
+    )
+    assert same_tensors(conv_tensors(lenient), conv_tensors(src))
+    with pytest.raises(ValueError, match=r"\(0 trailing and 2 bytes\).*does not match the weights"):
+        load_weights(DarknetNet(parse_cfg(tiny_cfg)), odd, strict=True)
+    odd_inside = tmp_path / "odd_inside.weights"  # bytes that end inside a layer: a truncated file, refused
+    odd_inside.write_bytes(data[:-4] + b"\x00")
     with pytest.raises(ValueError, match="not a whole number of float32"):
-        load_weights(DarknetNet(parse_cfg(tiny_cfg)), odd)
+        load_weights(DarknetNet(parse_cfg(tiny_cfg)), odd_inside)
     short = tmp_path / "short.weights"
     short.write_bytes(data[:8])
     with pytest.raises(ValueError, match="too short"):

@@ -101,6 +101,9 @@ _KNOWN_OPTIONS = {
     "crop": ("crop_height", "crop_width", "flip", "angle", "saturation", "exposure", "noadjust", "shift"),
 }
 
+# unused options already reported ("file:line", section, key, value): darknet prints its "Unused field" once a load
+_REPORTED_UNUSED: set[tuple[str, str, str, str]] = set()
+
 Sections = Sequence[dict[str, Any]]
 SearchPath = Sequence[str | Path]
 
@@ -429,6 +432,11 @@ def layer_specs(sections: Sections) -> list[LayerSpec]:
             )
         unused = set(sec["options"]) - {*_KNOWN_OPTIONS[t], *_UNSUPPORTED_OPTIONS.get(t, ()), *_COMMON_OPTIONS}
         for key in sorted(unused, key=lambda k: sec["lines"].get(k, 0)):
+            # once per line: one load builds a cfg's layers several times (checkpoint, module, network)
+            said = (source_line(sec, key), t, key, sec["options"][key])
+            if said in _REPORTED_UNUSED:
+                continue
+            _REPORTED_UNUSED.add(said)
             log.warning(
                 "%s: [%s] option %s=%s is not a darknet option of this layer: unused",
                 source_line(sec, key),

@@ -169,7 +169,8 @@ def load_weights(
     Darknet-19 backbone), fills the N and skips it (logged). A file holding more floats than the network takes
     otherwise fills the N and the rest is ignored, as darknet's ``load_weights`` ignores it (a cfg cut short on
     purpose, e.g. a backbone taken from a detector's weights), with a warning that gives the counts (a cfg that does
-    not match the weights looks the same); ``strict``: refused instead. Raises ValueError, with the float counts
+    not match the weights looks the same); so are 1 to 3 bytes after the last whole float (darknet reads whole
+    floats); ``strict``: refused instead. Raises ValueError, with the float counts
     expected and found, when the file ends inside a layer (darknet would load that layer half-filled), or holds
     more floats than the network takes under ``strict``. ``options``: each conv layer's
     :class:`~yolo9000.darknet.cfg.ConvLoad` from its cfg (``dontload``, ``dontloadscales``, ``numload`` read as
@@ -189,9 +190,9 @@ def load_weights(
     sizes = [sum(t.numel() for t in ts) for ts in layers]
     bounds = np.cumsum([0, *sizes])  # bounds[k] = floats taken by the first k layers
     total = int(bounds[-1])
-    if len(body) % 4:
+    found, odd = divmod(len(body), 4)
+    if odd and found < total:  # darknet would read those bytes as part of a float of a layer it then fills
         raise ValueError(f"{path}: {len(body)} bytes after the header is not a whole number of float32 values")
-    found = len(body) // 4
     extra = found - total
     last_channels = _outputs(pairs[-1][0]) if pairs else 0
     if extra > 0 and classifier_tail and extra % (last_channels + 1) == 0:
@@ -204,10 +205,10 @@ def load_weights(
             last_channels,
         )
         found, body = total, body[: 4 * total]
-    elif extra > 0:
-        what = (
-            f"{path}: {len(pairs)} conv layers expect {total} floats after the header, found {found} ({extra} trailing)"
-        )
+    elif extra > 0 or odd:
+        # darknet's fread reads whole floats: 1 to 3 bytes after the last one are never read, as trailing floats
+        tail = f"{extra} trailing" + (f" and {odd} bytes" if odd else "")
+        what = f"{path}: {len(pairs)} conv layers expect {total} floats after the header, found {found} ({tail})"
         if strict:
             raise ValueError(f"{what}: the network (its cfg) does not match the weights")
         log.warning(

@@ -27,8 +27,6 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # `python src/convert.py` without an installed package
 
-from yolo9000.checkpoints import checkpoint_to_darknet, darknet_to_checkpoint  # noqa: E402
-
 log = logging.getLogger("yolo9000")
 
 
@@ -67,6 +65,9 @@ def main(argv: list[str] | None = None) -> None:
 
 def convert(args: argparse.Namespace) -> None:
     """The conversion ``args`` ask for (see the module docstring)."""
+    # imported here, not at the top: --help and argument errors need no Lightning, Hydra or torchvision
+    from yolo9000.checkpoints import checkpoint_to_darknet, darknet_to_checkpoint
+
     args.out.parent.mkdir(parents=True, exist_ok=True)
     if args.to_darknet:
         cfg_out = args.cfg_out or args.out.with_suffix(".cfg")

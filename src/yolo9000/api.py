@@ -33,24 +33,25 @@ import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from yolo9000.checkpoints import darknet_to_checkpoint, load_module, module_from_checkpoint
 from yolo9000.data.image_io import ImageDecodeError, pil_rgb, rgb_uint8
 from yolo9000.data.predict import ImageFilesDataset, PredictCollate
 from yolo9000.data.transforms import DetectionTransform, check_input_size, size_text
 from yolo9000.data.video import VideoError, VideoFrames, is_video, source_name, stream_source
 from yolo9000.models import check_flags
 from yolo9000.models.layers import fold_batch_norms
-from yolo9000.modules.detector import DetectorModule, check_decode_settings
-from yolo9000.postprocess import DecodeOn, decode_device
+from yolo9000.postprocess import DecodeOn, check_decode_settings, decode_device
 from yolo9000.speed import compile_network, float_images, inference_compile_options, is_compiled, set_channels_last
 from yolo9000.speed import keep_freed_memory as apply_keep_freed_memory
+
+if TYPE_CHECKING:
+    from yolo9000.modules.detector import DetectorModule
 
 __all__ = [
     "DETECT_CONF",
@@ -226,6 +227,8 @@ class Detector:
         decode_on: DecodeOn = "auto",
         keep_freed_memory: bool | None = None,
     ) -> None:
+        from yolo9000.modules.detector import DetectorModule  # Lightning: imported with the first module, not here
+
         if not isinstance(module, DetectorModule):
             raise TypeError(f"Detector needs a DetectorModule (a detection checkpoint), got {type(module).__name__}")
         self.device = _resolve_device(device)
@@ -335,6 +338,9 @@ class Detector:
         Raises:
             FileNotFoundError / ValueError naming the file; TypeError for a classifier checkpoint.
         """
+        from yolo9000.checkpoints import load_module
+        from yolo9000.modules.detector import DetectorModule
+
         settings = {"conf_thresh": DETECT_CONF, **settings}
         module = load_module(path, expect=DetectorModule, **settings)
         return cls(
@@ -375,6 +381,9 @@ class Detector:
             device, dtype, channels_last, fold_bn, compile, read_threads, read_ahead, decode_on, keep_freed_memory,
                 **settings: as :meth:`from_checkpoint`.
         """
+        from yolo9000.checkpoints import darknet_to_checkpoint, module_from_checkpoint
+        from yolo9000.modules.detector import DetectorModule
+
         ckpt = darknet_to_checkpoint(cfg, weights, names, strict=strict)
         if ckpt.get("yolo9000_model_config") is None:
             raise TypeError(f"{cfg}: a classifier cfg (no [region] layer), not a detector")

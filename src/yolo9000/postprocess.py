@@ -21,6 +21,7 @@ descent) is :func:`region_detections_darknet` (:mod:`yolo9000.region_decode`, re
 from __future__ import annotations
 
 import itertools
+import numbers
 from typing import Literal, NamedTuple
 
 import torch
@@ -116,6 +117,25 @@ def postprocess(
     kept, counts = torch.cat(keep), [len(k) for k in keep]
     parts = [t[kept].split(counts) for t in (boxes, cand.score, cand.label)]
     return [{"boxes": b, "scores": s, "labels": lab} for b, s, lab in zip(*parts, strict=True)]
+
+
+def check_decode_settings(max_det: int | None = None, **thresholds: float | None) -> None:
+    """Refuse decode settings no detection can satisfy: each of ``thresholds`` (named as the caller's argument,
+    e.g. ``conf_thresh=2.0``) outside [0, 1] (nan too), a negative ``max_det`` (ValueError); a threshold that is no
+    number (``"0.3"``, True), a ``max_det`` that is no whole number (2.5, True) (TypeError). None values are not
+    checked."""
+    for name, value in thresholds.items():
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(f"{name} must be a number in [0, 1], got {value!r}")
+        if not 0.0 <= float(value) <= 1.0:  # nan fails too
+            raise ValueError(f"{name} must lie in [0, 1], got {value!r}")
+    if max_det is not None:
+        if isinstance(max_det, bool) or not isinstance(max_det, numbers.Integral):
+            raise TypeError(f"max_det must be a whole number >= 0 (or None: no cap), got {max_det!r}")
+        if max_det < 0:
+            raise ValueError(f"max_det must be >= 0, got {max_det!r}")
 
 
 def average_outputs(

@@ -7,7 +7,6 @@ which switches darknet's prior-matching term off after 12,800 images.
 from __future__ import annotations
 
 import logging
-import numbers
 from collections import Counter
 from typing import Any, Literal
 
@@ -20,30 +19,11 @@ from yolo9000.models import STRIDE, check_flags
 from yolo9000.models.yolov2 import YOLOv2
 from yolo9000.modules.base import DarknetModule
 from yolo9000.modules.pretrained import load_pretrained
-from yolo9000.postprocess import average_outputs, postprocess
+from yolo9000.postprocess import average_outputs, check_decode_settings, postprocess
 from yolo9000.region_decode import as_map, check_tree_decode
 from yolo9000.wordtree import WordTree, check_tree_classes
 
 log = logging.getLogger(__name__)
-
-
-def check_decode_settings(max_det: int | None = None, **thresholds: float | None) -> None:
-    """Refuse decode settings no detection can satisfy: each of ``thresholds`` (named as the caller's argument,
-    e.g. ``conf_thresh=2.0``) outside [0, 1] (nan too), a negative ``max_det`` (ValueError); a threshold that is no
-    number (``"0.3"``, True), a ``max_det`` that is no whole number (2.5, True) (TypeError). None values are not
-    checked."""
-    for name, value in thresholds.items():
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            raise TypeError(f"{name} must be a number in [0, 1], got {value!r}")
-        if not 0.0 <= float(value) <= 1.0:  # nan fails too
-            raise ValueError(f"{name} must lie in [0, 1], got {value!r}")
-    if max_det is not None:
-        if isinstance(max_det, bool) or not isinstance(max_det, numbers.Integral):
-            raise TypeError(f"max_det must be a whole number >= 0 (or None: no cap), got {max_det!r}")
-        if max_det < 0:
-            raise ValueError(f"max_det must be >= 0, got {max_det!r}")
 
 
 class DetectorModule(DarknetModule):

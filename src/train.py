@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import shlex
 import signal
 import sys
@@ -70,16 +71,67 @@ log = logging.getLogger("yolo9000.train")
 setup_environment()
 _TRAINER: pl.Trainer | None = None  # the current job's trainer (did SIGTERM stop it?)
 _CTRL_C = False  # Ctrl-C asked the current fit to stop at its batch end
+_ARMED_PID = -1  # the process whose SIGTERM raises _TerminatedWhileStarting (see _arm_sigterm)
+
+
+class _TerminatedWhileStarting(BaseException):
+    """SIGTERM before Lightning's fit or test took the signal (config composition, data setup, model build): a
+    BaseException, so that no ``except Exception`` on the way records it as a failure of the code it stopped."""
+
+
+def _sigterm_while_starting(signum: int, frame: Any) -> None:
+    """SIGTERM's handler outside the fit and test: raises :class:`_TerminatedWhileStarting` in the process that
+    armed it; a forked child (a pool worker of the data setup) that inherited it ends as SIGTERM's default ends it."""
+    if os.getpid() != _ARMED_PID:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return
+    raise _TerminatedWhileStarting
+
+
+def _arm_sigterm() -> bool:
+    """From here until :func:`_disarm_sigterm`, SIGTERM raises :class:`_TerminatedWhileStarting` (the run ends with a
+    line and exit status 143, not silently). Only over SIGTERM's default handler and in the main thread (a handler
+    someone else installed, or an ignored SIGTERM, stays). Returns whether the handler is in place."""
+    global _ARMED_PID
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    current = signal.getsignal(signal.SIGTERM)
+    if current is _sigterm_while_starting:
+        return True
+    if current is not signal.SIG_DFL:
+        return False
+    _ARMED_PID = os.getpid()
+    signal.signal(signal.SIGTERM, _sigterm_while_starting)
+    return True
+
+
+def _disarm_sigterm() -> None:
+    """SIGTERM's default handler again, where :func:`_arm_sigterm` put its own: before Lightning's fit and test, which
+    compose their handlers (the stop at a batch end, SLURM's requeue) with the one they find in place."""
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is (
+        _sigterm_while_starting
+    ):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train.yaml")
 def main(cfg: DictConfig) -> float | None:
     """Run one job; a failure is recorded in ``<run dir>/failed.json`` (sweep summaries mark the row) and
     re-raised (Hydra's multirun goes on with the other jobs)."""
+    armed_before = signal.getsignal(signal.SIGTERM) is _sigterm_while_starting  # train.py's own start (below)
+    _arm_sigterm()  # SIGTERM while starting: a line and 143 (run() hands the signal to Lightning before fit)
     prepare_ddp_relaunch()  # -m with strategy=ddp: ranks > 0 re-run this job, not the sweep
     log_to_job_log()  # warnings and Lightning's messages into train.log too
     try:
         return run(cfg)
+    except _TerminatedWhileStarting:
+        out_dir = Path(cfg.paths.output_dir)
+        saved = (out_dir / "config.yaml").is_file() and any((out_dir / "checkpoints").glob("*.ckpt"))
+        how = f"resume={out_dir} continues the run" if saved else "nothing was trained: the same command starts it"
+        log.warning("stopped by SIGTERM before training (while starting): %s", how)
+        _summarise_stopped_sweep()
+        raise SystemExit(143) from None  # 128 + SIGTERM, as a shell reports it; no traceback
     except SIGTERMException as e:  # Lightning stops at a batch end on SIGTERM with a SystemExit of status 0
         last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
         why = "Ctrl-C" if _CTRL_C else "SIGTERM"
@@ -124,6 +176,10 @@ def main(cfg: DictConfig) -> float | None:
         raise
     finally:
         end_distributed()  # -m: the next job's DDP needs a fresh process group
+        if armed_before:  # train.py's process: SIGTERM between a sweep's jobs ends it with a line too
+            _arm_sigterm()
+        else:  # a caller's process (main.__wrapped__ in a test): SIGTERM's handling as the call found it
+            _disarm_sigterm()
 
 
 @contextlib.contextmanager
@@ -251,6 +307,7 @@ def run(cfg: DictConfig) -> float | None:
     for lg in loggers:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
 
+    _disarm_sigterm()  # Lightning's fit and test take SIGTERM from here (their handlers compose with one in place)
     if cfg.train:
         with _ctrl_c_stops_at_batch_end(trainer), _ctrl_c_exits_130(trainer, out_dir, testing=False):
             trainer.fit(module, datamodule=datamodule, ckpt_path=start_ckpt)
@@ -302,4 +359,9 @@ def run(cfg: DictConfig) -> float | None:
 
 if __name__ == "__main__":
     sys.argv = hydra_flags_first(sys.argv)  # overrides may follow -m
-    main()
+    _arm_sigterm()  # from the config's composition on (main says it in the run's log once it runs)
+    try:
+        main()
+    except _TerminatedWhileStarting:  # outside a job: composing the config, or between a sweep's jobs
+        print("stopped by SIGTERM outside a job (composing the config, or between a sweep's jobs)", file=sys.stderr)
+        raise SystemExit(143) from None

@@ -7,12 +7,20 @@ listed before this one; ``where: last_train_batch``: during that epoch's last tr
 ``where: after_batch_end, batch: 4``: at the end of its batch 4, after the callbacks listed before this one (the
 checkpoint callback's batch-end check has run). ``rank: r``: only DDP process ``r`` signals itself (as a ``kill``
 of one process; SLURM signals every one); default: every process.
+
+``+callbacks.hold={_target_: sigterm_probe.HoldAtStart, ready: <file>}``: the run's start waits (the callbacks are
+built after the data and the model, before the fit) once it has written ``ready``, until a signal ends it (at most
+``seconds``). ``+callbacks.handlers={_target_: sigterm_probe.RecordSigtermHandler, out: <file>}``: writes which
+SIGTERM handler is in place when the fit and the test start (a JSON object).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import time
+from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
@@ -50,3 +58,31 @@ class SigtermAt(pl.Callback):
     def on_validation_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
         if self.where == "validation_batch_end":
             self._send(trainer)
+
+
+class HoldAtStart(pl.Callback):
+    def __init__(self, ready: str, seconds: float = 120.0) -> None:
+        Path(ready).write_text(str(os.getpid()))
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            time.sleep(0.05)
+
+
+class RecordSigtermHandler(pl.Callback):
+    def __init__(self, out: str) -> None:
+        self.out, self.seen = Path(out), {}
+
+    def _record(self, stage: str) -> None:
+        current = signal.getsignal(signal.SIGTERM)
+        handlers = getattr(current, "signal_handlers", [])  # Lightning's _HandlersCompose
+        self.seen[stage] = {
+            "type": type(current).__name__,
+            "handlers": [getattr(h, "__qualname__", repr(h)) for h in handlers],
+        }
+        self.out.write_text(json.dumps(self.seen))
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: Any) -> None:
+        self._record("fit")
+
+    def on_test_start(self, trainer: pl.Trainer, pl_module: Any) -> None:
+        self._record("test")

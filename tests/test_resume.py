@@ -322,6 +322,46 @@ def test_ctrl_c_while_starting_exits_130_with_a_line_not_a_traceback(
         (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"")
 
 
+def test_sigterm_while_starting_exits_143_with_a_line_in_the_console_and_the_log(tmp_path: Path) -> None:
+    """SIGTERM before Lightning's fit takes the signal (here while the callbacks are built, after the data and the
+    model) killed the process with no word anywhere (status -15): it exits 143 after a line in the console and the
+    run's log saying how to go on."""
+    out, ready = tmp_path / "run", tmp_path / "ready"
+    hold = f"+callbacks.hold={{_target_: sigterm_probe.HoldAtStart, ready: '{ready}'}}"
+    proc = subprocess.Popen(_cmd(out, hold), cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 300
+        while not ready.is_file() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ready.is_file(), proc.communicate(timeout=60)[1].decode()[-3000:]
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = (b.decode() for b in proc.communicate(timeout=120))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, stderr[-3000:]
+    line = "stopped by SIGTERM before training (while starting): nothing was trained: the same command starts it"
+    assert line in stdout + stderr and line in (out / "train.log").read_text()
+    assert "Traceback" not in stderr
+
+
+def test_sigterm_during_fit_and_test_is_lightnings_to_handle(tmp_path: Path) -> None:
+    """train.py's SIGTERM handler of the start is gone before the fit: the handler in place while fitting and
+    testing is Lightning's (stop at the batch end, SLURM's requeue; the checkpoint callback's swap inside it), not
+    composed with train.py's, which would end the process at once."""
+    out, record = tmp_path / "run", tmp_path / "handlers.json"
+    probe = f"+callbacks.handlers={{_target_: sigterm_probe.RecordSigtermHandler, out: '{record}'}}"
+    tiny = ["data.max_images={train: 8, val: 4, test: 4}", "data.num_workers=0", "trainer.max_epochs=1"]
+    keys = tuple(o.split("=")[0] for o in tiny)
+    cmd = [a for a in _cmd(out) if not a.startswith(keys)] + [*tiny, probe]
+    res = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-3000:]
+    seen = json.loads(record.read_text())
+    for stage in ("fit", "test"):
+        assert seen[stage]["type"] == "_HandlersCompose", seen
+        assert not any("_sigterm_while_starting" in h for h in seen[stage]["handlers"]), seen
+
+
 def test_ctrl_c_during_the_test_exits_130_and_says_how_the_run_goes_on(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

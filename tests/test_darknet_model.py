@@ -313,6 +313,47 @@ def test_model_darknet_trains_with_the_cfgs_net_options(tmp_path: Path, caplog: 
     assert "max_batches=500" in caplog.text
 
 
+def _exported_net(tmp_path: Path, cfg_path: Path, *overrides: str) -> tuple[dict[str, str], str]:
+    """The ``[net]`` options (and the text) of the cfg ``checkpoint_to_darknet`` writes for a model=darknet module
+    built with ``overrides``, saved as Lightning saves it (its hyper-parameters under ``hyper_parameters``)."""
+    module = build(
+        compose_config(
+            "train", "model=darknet", f"model.net.cfg={cfg_path}", "data.max_images=4", "data.num_workers=0",
+            "data.img_size=64", *overrides,
+        )
+    ).module  # fmt: skip
+    ckpt, out = tmp_path / "m.ckpt", tmp_path / "m.cfg"
+    state = {"state_dict": module.state_dict(), "yolo9000_model_config": module.model_config}
+    torch.save({**state, "hyper_parameters": dict(module.hparams)}, ckpt)
+    checkpoint_to_darknet(ckpt, tmp_path / "m.weights", out)
+    return parse_cfg(out)[0]["options"], out.read_text()
+
+
+def test_exported_cfg_says_the_net_options_given_on_the_command_line(tmp_path: Path) -> None:
+    """``convert.py --to-darknet`` of a model=darknet run wrote the cfg's [net] learning_rate, momentum, decay,
+    burn_in, policy, steps and scales even where the command line replaced them (model.lr=...): the exported cfg
+    now says what the run trained with; lines nobody replaced stay as written; steps as fractions of the run and
+    optimizer=adam, which darknet's [net] cannot say, are comments."""
+    path = _net_cfg(tmp_path, NET_OPTIONS + "policy=steps\nsteps=5,9\nscales=.5,.2\n")
+    given = ["model.lr=0.25", "model.momentum=0.7", "model.weight_decay=0.002", "model.burn_in=3"]
+    net, text = _exported_net(tmp_path, path, *given, "model.steps=[4,8,12]", "model.scales=[0.1,0.2,0.3]")
+    want = {"learning_rate": "0.25", "momentum": "0.7", "decay": "0.002", "burn_in": "3", "policy": "steps"}
+    assert {k: net[k] for k in want} == want
+    assert (net["steps"], net["scales"], net["max_batches"]) == ("4,8,12", "0.1,0.2,0.3", "500")
+    assert not text.startswith("#")
+    net, text = _exported_net(tmp_path, path, "model.lr_policy=poly", "model.power=2")
+    assert (net["policy"], net["power"], net["learning_rate"], net["scales"]) == ("poly", "2", "0.02", ".5,.2")
+    net, text = _exported_net(tmp_path, path, "model.steps=[]", "model.scales=[]")
+    assert net["policy"] == "constant"  # darknet's steps policy needs its steps
+    net, text = _exported_net(tmp_path, path, "model.steps=[0.5]", "model.scales=[0.1]", "model.optimizer=adam")
+    assert (net["steps"], net["scales"]) == ("5,9", ".5,.2")  # the cfg's: fractions of a run are no iterations
+    assert text.startswith("# trained with steps at fractions [0.5] of the run") and "optimizer=adam" in text
+    net, text = _exported_net(tmp_path, path)  # nothing replaced: the [net] as the cfg writes it
+    assert [line for line in text.splitlines() if not line.startswith(("width=", "height="))][:9] == [
+        line for line in path.read_text().splitlines() if not line.startswith(("width=", "height="))
+    ][:9]
+
+
 def test_model_darknet_names_a_net_policy_it_cannot_run(tmp_path: Path) -> None:
     """darknet's exp / step / sigmoid / random policies are no schedule here: the cfg's file and line and the keys to
     set; given them, the cfg trains; a steps policy without its steps is refused as darknet refuses it."""

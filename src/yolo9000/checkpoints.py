@@ -43,6 +43,7 @@ from yolo9000.darknet.cfg import (
     parse_cfg_text,
     read_names,
     source_line,
+    trained_net_lines,
 )
 from yolo9000.environment import PROJECT_ROOT
 from yolo9000.models import STRIDE
@@ -366,6 +367,8 @@ def checkpoint_to_darknet(
     if names_out is not None and not names:  # refused before any file is written
         raise ValueError(f"{ckpt_path}: no class names to write to {names_out} (a classifier checkpoint)")
     softmax = True  # [region] softmax of a generated cfg
+    # the training settings a Lightning checkpoint records ([net] lines of a trained model=darknet cfg; none: none)
+    hparams = ckpt.get("hyper_parameters") or {}
     if "yolo9000_model_config" in ckpt:
         module = load_module(ckpt_path)
         model: nn.Module = module.model
@@ -414,7 +417,12 @@ def checkpoint_to_darknet(
             text = dk["cfg_bytes"]
         elif own:  # [net] at the size it runs at (evaluated at), so darknet's and from_darknet's default is it
             h, w = (size, size) if isinstance(size, int) else size
-            text = detector_cfg_text(own, source=str(ckpt_path), set_net={"height": str(h), "width": str(w)}).encode()
+            # and the optimizer and schedule it trained with (the command line's model.lr=... over the cfg's)
+            trained, notes = trained_net_lines(hparams, parse_cfg_text(own, str(ckpt_path)))
+            set_net = {"height": str(h), "width": str(w), **trained}
+            text = detector_cfg_text(own, source=str(ckpt_path), set_net=set_net)
+            text = "".join(f"{note}\n" for note in notes) + text
+            text = text.encode()
         else:
             text = native_cfg_text(model, size, softmax).encode()
         Path(cfg_out).write_bytes(text)

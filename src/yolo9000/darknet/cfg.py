@@ -708,6 +708,48 @@ def net_training_options(sections: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def trained_net_lines(
+    hparams: Mapping[str, Any], sections: Sequence[dict[str, Any]]
+) -> tuple[dict[str, str], list[str]]:
+    """The ``[net]`` lines that say how a detector module was trained where its hyper-parameters differ from what the
+    cfg's ``[net]`` gives (:func:`net_training_options`, darknet's defaults for absent lines): a ``model.lr=...`` (or
+    ``momentum``, ``weight_decay``, ``burn_in``, ``power``, ``lr_policy``, ``steps``, ``scales``) given on the
+    command line of a ``model=darknet`` run. Returns those lines (``learning_rate``, ``momentum``, ``decay``,
+    ``burn_in``, ``power``, ``policy``, ``steps``, ``scales``), none for settings the cfg already says, and notes
+    (comment lines, ``# ...``) for settings darknet's ``[net]`` cannot say: steps given as fractions of the run (the
+    cfg's steps stay) and ``optimizer=adam`` (darknet's ``adam=1`` has its own betas: not written)."""
+    cfg = net_training_options(sections)
+    lines: dict[str, str] = {}
+    notes: list[str] = []
+    for key, line in (("lr", "learning_rate"), ("momentum", "momentum"), ("weight_decay", "decay"), ("power", "power")):
+        if key in hparams and float(hparams[key]) != float(cfg[key]):
+            lines[line] = _number(hparams[key])
+    if "burn_in" in hparams and int(hparams["burn_in"]) != int(cfg["burn_in"]):
+        lines["burn_in"] = str(int(hparams["burn_in"]))
+    policy = hparams.get("lr_policy", cfg["lr_policy"])
+    steps = [float(v) for v in (hparams["steps"] if "steps" in hparams else cfg["steps"]) or []]
+    scales = [float(v) for v in (hparams["scales"] if "scales" in hparams else cfg["scales"]) or []]
+    if policy == "steps" and steps and all(v <= 1.0 for v in steps):  # fractions of the run: no iterations known
+        notes.append(
+            f"# trained with steps at fractions {steps} of the run (scales {scales}): darknet's steps are "
+            "iterations; the steps below are the cfg's"
+        )
+    else:
+        was = (cfg["lr_policy"], [float(v) for v in cfg["steps"]], [float(v) for v in cfg["scales"]])
+        if policy == "steps" and (policy, steps, scales) != was:
+            lines["policy"] = "steps" if steps else "constant"  # darknet's steps policy needs its steps
+            if steps:
+                lines["steps"] = ",".join(_number(v) for v in steps)
+                lines["scales"] = ",".join(_number(v) for v in scales)
+        elif policy == "poly" and cfg["lr_policy"] != "poly":
+            lines["policy"] = "poly"
+    if hparams.get("optimizer", "sgd") != "sgd":
+        notes.append(
+            f"# trained with optimizer={hparams['optimizer']}: not written (darknet's adam=1 has its own betas)"
+        )
+    return lines, notes
+
+
 def resolve_data_file(value: str, cfg_path: str | Path | None = None, search: SearchPath = ()) -> Path:
     """The file a cfg names with a darknet-relative path (``data/9k.tree``).
 

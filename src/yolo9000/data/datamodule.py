@@ -23,11 +23,10 @@ from .records import (
     Issue,
     IssueLog,
     box_labels,
-    default_report_path,
     image_paths,
     write_issue_report,
 )
-from .sharded import ShardedDataModule
+from .sharded import ShardedDataModule, default_report_path
 from .sharded import plain as _plain
 from .transforms import AugmentConfig, DetectionTransform, Size, check_input_size, normal_size, size_text
 from .voc import reset_decision_log

@@ -47,10 +47,9 @@ from .records import (
     PackedSequence,
     PackedStrings,
     class_index,
-    default_report_path,
     write_issue_report,
 )
-from .sharded import ShardedDataModule
+from .sharded import ShardedDataModule, default_report_path
 from .sharded import plain as _plain
 
 logger = logging.getLogger("yolo9000.data")

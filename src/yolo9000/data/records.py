@@ -474,22 +474,6 @@ def parse_class_names(parser: Any, class_names: Sequence[str] | None) -> tuple[l
 
 
 # ---------------------------------------------------------------------------------------------- the report file
-REPORT_FILE = "data_issues.txt"
-
-
-def default_report_path() -> Path | None:
-    """``<Hydra run dir>/data_issues.txt`` inside a Hydra job (where the full list of data issues is written),
-    else None."""
-    try:
-        from hydra.core.hydra_config import HydraConfig
-
-        if HydraConfig.initialized():
-            return Path(HydraConfig.get().runtime.output_dir) / REPORT_FILE
-    except (ImportError, ValueError, AttributeError):  # pragma: no cover - Hydra missing or not configured
-        pass
-    return None
-
-
 def write_issue_report(path: str | Path, issues: IssueLog, extra: Mapping[str, Any] | None = None) -> None:
     """Write every issue (:meth:`IssueLog.full_text`) and ``extra`` statistics (one ``key: value`` a line)."""
     path = Path(path)

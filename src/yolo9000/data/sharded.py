@@ -1,10 +1,11 @@
 """What the detection and classification DataModules share: ``max_images`` limits, DDP rank/world from the trainer,
 lazy ``setup`` per split, unpadded evaluation shards (every image evaluated exactly once), and the resumable training
-loader (position saved mid-epoch, per-sample augmentation seeds)."""
+loader (position saved mid-epoch, per-sample augmentation seeds); inside a Hydra job, the data issues report's path."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
@@ -15,7 +16,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Sampler, Sequential
 from .multiscale import MultiScaleBatchSampler
 from .resumable import ResumableDataLoader, trainer_position
 
-__all__ = ["ShardedDataModule", "plain", "worker_init"]
+__all__ = ["REPORT_FILE", "ShardedDataModule", "default_report_path", "plain", "worker_init"]
 
 
 class _ShardSampler(Sampler[int]):
@@ -41,6 +42,24 @@ def plain(x: Any) -> Any:
     if isinstance(x, (DictConfig, ListConfig)):
         return OmegaConf.to_container(x, resolve=True)
     return x
+
+
+# where a DataModule writes the full list of data issues; here, not in records.py, because a file-format module
+# knows nothing of Hydra (tests/test_import_layers.py)
+REPORT_FILE = "data_issues.txt"
+
+
+def default_report_path() -> Path | None:
+    """``<Hydra run dir>/data_issues.txt`` inside a Hydra job (where the full list of data issues is written),
+    else None."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        if HydraConfig.initialized():
+            return Path(HydraConfig.get().runtime.output_dir) / REPORT_FILE
+    except (ImportError, ValueError, AttributeError):  # pragma: no cover - Hydra missing or not configured
+        pass
+    return None
 
 
 def worker_init(worker_id: int) -> None:

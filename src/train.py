@@ -5,6 +5,7 @@ python src/train.py data=voc model=yolov2 trainer=gpu
 python src/train.py experiment=ablation_anchors -m  # a sweep
 """
 
+# ruff: noqa: E402  (SIGTERM's handler of the imports goes in before them: see _sigterm_while_importing)
 from __future__ import annotations
 
 import contextlib
@@ -19,6 +20,22 @@ import traceback
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+
+def _sigterm_while_importing(signum: int, frame: Any) -> None:
+    """SIGTERM while train.py's imports run (torch, Lightning: seconds, more on a cluster's shared file system) killed
+    the process with no word (status -15): it ends with a line and 143 as later in the start. Nothing is written yet
+    and no child started: the process ends here, so that no ``except`` inside a library's import can swallow it."""
+    print(
+        "stopped by SIGTERM while starting (importing): nothing was trained: the same command starts it",
+        file=sys.stderr,
+        flush=True,
+    )
+    os._exit(143)
+
+
+if __name__ == "__main__" and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+    signal.signal(signal.SIGTERM, _sigterm_while_importing)  # _arm_sigterm replaces it once the imports are done
 
 import hydra
 import pytorch_lightning as pl
@@ -72,6 +89,7 @@ setup_environment()
 _TRAINER: pl.Trainer | None = None  # the current job's trainer (did SIGTERM stop it?)
 _CTRL_C = False  # Ctrl-C asked the current fit to stop at its batch end
 _ARMED_PID = -1  # the process whose SIGTERM raises _TerminatedWhileStarting (see _arm_sigterm)
+_TRAINED = False  # the current job's fit has returned: a SIGTERM outside Lightning's handling now stops its test
 
 
 class _TerminatedWhileStarting(BaseException):
@@ -86,6 +104,10 @@ def _sigterm_while_starting(signum: int, frame: Any) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGTERM)
         return
+    if signal.getsignal(signal.SIGTERM) is not _sigterm_while_starting:
+        # composed into the handler Lightning registered for its fit or test (which stays armed underneath, from
+        # the fit's data setup until Lightning takes the signal): Lightning's stop at the batch end, nothing here
+        return
     raise _TerminatedWhileStarting
 
 
@@ -99,16 +121,28 @@ def _arm_sigterm() -> bool:
     current = signal.getsignal(signal.SIGTERM)
     if current is _sigterm_while_starting:
         return True
-    if current is not signal.SIG_DFL:
+    if current is not signal.SIG_DFL and current is not _sigterm_while_importing:
         return False
     _ARMED_PID = os.getpid()
     signal.signal(signal.SIGTERM, _sigterm_while_starting)
     return True
 
 
+def _second_sigterm_exits_143(signum: int, frame: Any) -> None:
+    """SIGTERM after a SIGTERM stopped the job (its state saved, its line being written, the exit's clean-up): the
+    process ends at once with 143, not as an exception inside that clean-up (an atexit traceback) or with -15."""
+    os._exit(143)
+
+
+def _after_sigterm() -> None:
+    """The job was stopped by SIGTERM: a second one ends the process at once (:func:`_second_sigterm_exits_143`)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _second_sigterm_exits_143)
+
+
 def _disarm_sigterm() -> None:
-    """SIGTERM's default handler again, where :func:`_arm_sigterm` put its own: before Lightning's fit and test, which
-    compose their handlers (the stop at a batch end, SLURM's requeue) with the one they find in place."""
+    """SIGTERM's default handler again, where :func:`_arm_sigterm` put its own: for a caller's process after a job,
+    and for the exit's clean-up (Lightning's fit and test compose theirs with it, where it does nothing)."""
     if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is (
         _sigterm_while_starting
     ):
@@ -120,19 +154,29 @@ def main(cfg: DictConfig) -> float | None:
     """Run one job; a failure is recorded in ``<run dir>/failed.json`` (sweep summaries mark the row) and
     re-raised (Hydra's multirun goes on with the other jobs)."""
     armed_before = signal.getsignal(signal.SIGTERM) is _sigterm_while_starting  # train.py's own start (below)
-    _arm_sigterm()  # SIGTERM while starting: a line and 143 (run() hands the signal to Lightning before fit)
+    _arm_sigterm()  # SIGTERM while starting: a line and 143 (Lightning's handler takes over inside fit and test)
     prepare_ddp_relaunch()  # -m with strategy=ddp: ranks > 0 re-run this job, not the sweep
     log_to_job_log()  # warnings and Lightning's messages into train.log too
     try:
         return run(cfg)
     except _TerminatedWhileStarting:
+        if armed_before:  # train.py's process (a caller's keeps its handling)
+            _after_sigterm()  # a second SIGTERM while this is said ends the process at once
         out_dir = Path(cfg.paths.output_dir)
+        if _TRAINED:  # between the fit's end and Lightning's handling of the test, or after the test
+            log.warning(
+                "stopped by SIGTERM after training (the training is saved): resume=%s tests the run again", out_dir
+            )
+            _summarise_stopped_sweep()
+            raise SystemExit(143) from None
         saved = (out_dir / "config.yaml").is_file() and any((out_dir / "checkpoints").glob("*.ckpt"))
         how = f"resume={out_dir} continues the run" if saved else "nothing was trained: the same command starts it"
         log.warning("stopped by SIGTERM before training (while starting): %s", how)
         _summarise_stopped_sweep()
         raise SystemExit(143) from None  # 128 + SIGTERM, as a shell reports it; no traceback
     except SIGTERMException as e:  # Lightning stops at a batch end on SIGTERM with a SystemExit of status 0
+        if armed_before:  # train.py's process (a caller's keeps its handling)
+            _after_sigterm()  # the state is saved: a second SIGTERM while this is said ends the process at once
         last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
         why = "Ctrl-C" if _CTRL_C else "SIGTERM"
         log.warning("stopped by %s; %s holds the state to continue from: resume=%s", why, last, cfg.paths.output_dir)
@@ -254,7 +298,8 @@ def _summarise_stopped_sweep() -> None:
 def run(cfg: DictConfig) -> float | None:
     """Train + test; returns the test value of the module's monitored metric (mAP@0.5 for detection), the sweep
     objective."""
-    global _TRAINER
+    global _TRAINER, _TRAINED
+    _TRAINED = False
     pl.seed_everything(cfg.seed, workers=True)
     out_dir = Path(cfg.paths.output_dir)
     if not cfg.get("resume") and HydraConfig.initialized():  # Hydra chose the folder: it must hold this job's run
@@ -307,10 +352,13 @@ def run(cfg: DictConfig) -> float | None:
     for lg in loggers:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
 
-    _disarm_sigterm()  # Lightning's fit and test take SIGTERM from here (their handlers compose with one in place)
+    # SIGTERM's handler of the start stays armed through the fit's and the test's own start (data setup, restoring
+    # the checkpoint: Lightning takes the signal only after them); Lightning composes it into its handler while it
+    # runs, where it does nothing (see _sigterm_while_starting), and puts it back when it returns
     if cfg.train:
         with _ctrl_c_stops_at_batch_end(trainer), _ctrl_c_exits_130(trainer, out_dir, testing=False):
             trainer.fit(module, datamodule=datamodule, ckpt_path=start_ckpt)
+    _TRAINED = True
     metrics = None
     if cfg.test:
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
@@ -363,5 +411,8 @@ if __name__ == "__main__":
     try:
         main()
     except _TerminatedWhileStarting:  # outside a job: composing the config, or between a sweep's jobs
+        _after_sigterm()
         print("stopped by SIGTERM outside a job (composing the config, or between a sweep's jobs)", file=sys.stderr)
         raise SystemExit(143) from None
+    finally:  # the exit's clean-up (atexit: loggers, torch): SIGTERM's default there, no exception inside it
+        _disarm_sigterm()

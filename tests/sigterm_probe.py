@@ -8,6 +8,8 @@ listed before this one; ``where: last_train_batch``: during that epoch's last tr
 checkpoint callback's batch-end check has run). ``rank: r``: only DDP process ``r`` signals itself (as a ``kill``
 of one process; SLURM signals every one); default: every process.
 
+``+callbacks.sigterm_setup={_target_: sigterm_probe.SigtermAtSetup, stage: fit}``: see that class.
+
 ``+callbacks.hold={_target_: sigterm_probe.HoldAtStart, ready: <file>}``: the run's start waits (the callbacks are
 built after the data and the model, before the fit) once it has written ``ready``, until a signal ends it (at most
 ``seconds``). ``+callbacks.handlers={_target_: sigterm_probe.RecordSigtermHandler, out: <file>}``: writes which
@@ -86,3 +88,17 @@ class RecordSigtermHandler(pl.Callback):
 
     def on_test_start(self, trainer: pl.Trainer, pl_module: Any) -> None:
         self._record("test")
+
+
+class SigtermAtSetup(pl.Callback):
+    """``+callbacks.sigterm_setup={_target_: sigterm_probe.SigtermAtSetup, stage: fit}``: the process sends itself
+    SIGTERM in the callbacks' ``setup`` of that stage (``fit`` or ``test``), inside Lightning's fit or test before
+    Lightning takes the signal (it registers its handler after the setup and the checkpoint's restore)."""
+
+    def __init__(self, stage: str) -> None:
+        self.stage = stage
+
+    def setup(self, trainer: pl.Trainer, pl_module: Any, stage: str) -> None:
+        if stage == self.stage:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler runs at once (the main thread); the default handler ends the process

@@ -345,6 +345,26 @@ def test_sigterm_while_starting_exits_143_with_a_line_in_the_console_and_the_log
     assert "Traceback" not in stderr
 
 
+def test_sigterm_while_the_imports_run_exits_143_with_a_line(tmp_path: Path) -> None:
+    """SIGTERM while train.py imports torch and Lightning (seconds; before its start's handler is armed) killed the
+    process with no word (status -15): it exits 143 after a line saying how the run goes on, writing nothing."""
+    out = tmp_path / "run"
+    proc = subprocess.Popen(_cmd(out), cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        maps, deadline = Path(f"/proc/{proc.pid}/maps"), time.monotonic() + 120
+        while proc.poll() is None and time.monotonic() < deadline and "libtorch" not in maps.read_text():
+            time.sleep(0.002)  # torch's libraries are loaded: the import of Lightning has begun, far from done
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = (b.decode() for b in proc.communicate(timeout=120))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, stderr[-3000:]
+    assert "stopped by SIGTERM while starting (importing): nothing was trained: the same command starts it" in stderr
+    assert "Traceback" not in stderr and not out.exists()
+
+
 def test_sigterm_during_fit_and_test_is_lightnings_to_handle(tmp_path: Path) -> None:
     """train.py's SIGTERM handler of the start is gone before the fit: the handler in place while fitting and
     testing is Lightning's (stop at the batch end, SLURM's requeue; the checkpoint callback's swap inside it), not
@@ -359,7 +379,89 @@ def test_sigterm_during_fit_and_test_is_lightnings_to_handle(tmp_path: Path) -> 
     seen = json.loads(record.read_text())
     for stage in ("fit", "test"):
         assert seen[stage]["type"] == "_HandlersCompose", seen
-        assert not any("_sigterm_while_starting" in h for h in seen[stage]["handlers"]), seen
+        # train.py's handler of the start, composed underneath, does nothing while Lightning's is in place
+        assert seen[stage]["handlers"][-1] == "_sigterm_while_starting", seen
+
+
+def test_sigterm_while_starting_handler_does_nothing_under_lightnings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lightning composes the handler it finds into its own for the fit and the test: called from there (it is not
+    SIGTERM's handler itself) it leaves the stop at the batch end to Lightning; as the handler, it stops the start."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("train_script", ROOT / "src" / "train.py")
+    assert spec is not None and spec.loader is not None
+    train = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train)
+    monkeypatch.setattr(train, "_ARMED_PID", os.getpid())
+    previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        assert train._sigterm_while_starting(signal.SIGTERM, None) is None  # composed: not the handler in place
+        signal.signal(signal.SIGTERM, train._sigterm_while_starting)
+        with pytest.raises(train._TerminatedWhileStarting):
+            train._sigterm_while_starting(signal.SIGTERM, None)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def test_a_second_sigterm_after_the_stop_ends_the_process_at_once_with_143(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a SIGTERM stopped the job, train.py's process re-armed the start's handler: a second SIGTERM (a
+    scheduler's repeat, a user's second kill) raised inside the exit's clean-up, an "Exception ignored in atexit
+    callback" traceback, or ended the line's writing with -15. Now it ends the process at once with status 143."""
+    import importlib.util
+
+    from omegaconf import OmegaConf
+    from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+    spec = importlib.util.spec_from_file_location("train_script", ROOT / "src" / "train.py")
+    assert spec is not None and spec.loader is not None
+    train = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train)
+
+    def stopped(cfg: object) -> None:
+        raise SIGTERMException  # Lightning's stop at the batch end
+
+    monkeypatch.setattr(train, "run", stopped)
+    monkeypatch.setattr(train, "_ARMED_PID", os.getpid())
+    cfg = OmegaConf.create({"paths": {"output_dir": str(tmp_path)}})
+    previous = signal.signal(signal.SIGTERM, train._sigterm_while_starting)  # as train.py's own process
+    try:
+        with pytest.raises(SystemExit) as stop:
+            train.main.__wrapped__(cfg)
+        assert stop.value.code == 143
+        assert signal.getsignal(signal.SIGTERM) is train._second_sigterm_exits_143
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a caller's process: its handling stays as it was
+        with pytest.raises(SystemExit):
+            train.main.__wrapped__(cfg)
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@pytest.mark.parametrize("stage", ["fit", "test"])
+def test_sigterm_in_lightnings_setup_exits_143_with_a_line_and_the_run_goes_on(tmp_path: Path, stage: str) -> None:
+    """SIGTERM inside Lightning's fit or test before Lightning takes the signal (the data's setup, the checkpoint's
+    restore: train.py had handed SIGTERM to its default handler already) killed the process silently (status -15):
+    it exits 143 with a line saying how the run goes on, and the run goes on so (the test: resume= tests it)."""
+    out = tmp_path / "run"
+    probe = f"+callbacks.sigterm_setup={{_target_: sigterm_probe.SigtermAtSetup, stage: {stage}}}"
+    tiny = ["data.max_images={train: 8, val: 4, test: 4}", "data.num_workers=0", "trainer.max_epochs=1"]
+    keys = tuple(o.split("=")[0] for o in tiny)
+    cmd = [a for a in _cmd(out) if not a.startswith(keys)] + tiny
+    res = subprocess.run([*cmd, probe], cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
+    assert res.returncode == 143, res.stderr[-3000:]
+    assert "Traceback" not in res.stderr
+    if stage == "fit":
+        line = "stopped by SIGTERM before training (while starting): nothing was trained: the same command starts it"
+    else:
+        line = f"stopped by SIGTERM after training (the training is saved): resume={out} tests the run again"
+    assert line in res.stdout + res.stderr and line in (out / "train.log").read_text()
+    assert not (out / "metrics.json").exists()
+    if stage == "test":
+        res = subprocess.run([*cmd, f"resume={out}"], cwd=ROOT, env=_env(), capture_output=True, text=True)
+        assert res.returncode == 0, res.stderr[-3000:]
+        assert (out / "metrics.json").is_file()
 
 
 def test_ctrl_c_during_the_test_exits_130_and_says_how_the_run_goes_on(

@@ -81,6 +81,7 @@ from yolo9000.run_folder import (
     check_start_weights,
     finished_result,
     resume_checkpoint,
+    resume_folder,
     saved_at_text,
 )
 
@@ -405,8 +406,24 @@ def run(cfg: DictConfig) -> float | None:
     return None if metrics is None else float(metrics[module.monitor.split("/", 1)[1]])
 
 
+def _check_resume_arg(argv: list[str]) -> None:
+    """A single run's ``resume=`` that names no run stops before Hydra creates anything, also when the command gives
+    ``hydra.run.dir`` too (repeating the run's overrides): that replaced the folder's resolution, which checks it, so
+    Hydra created the folder and wrote a record of the ``resume=`` start into it, after which the run's own command
+    was refused there ("holds the run of other overrides") as well as the resume."""
+    if "-m" in argv or "--multirun" in argv:
+        return
+    values = [a.split("=", 1)[1] for a in argv[1:] if "=" in a and a.split("=", 1)[0].lstrip("+") == "resume"]
+    if values and values[-1] not in ("", "null"):
+        try:
+            resume_folder(values[-1])
+        except FileNotFoundError as e:
+            raise SystemExit(f"Error: {e}") from None
+
+
 if __name__ == "__main__":
     sys.argv = hydra_flags_first(sys.argv)  # overrides may follow -m
+    _check_resume_arg(sys.argv)
     _arm_sigterm()  # from the config's composition on (main says it in the run's log once it runs)
     try:
         main()

@@ -439,6 +439,22 @@ def test_a_second_sigterm_after_the_stop_ends_the_process_at_once_with_143(
         signal.signal(signal.SIGTERM, previous)
 
 
+def test_resume_of_no_run_with_hydra_run_dir_leaves_no_folder_and_the_run_starts_there(tmp_path: Path) -> None:
+    """``resume=<folder>`` with the run's overrides, ``hydra.run.dir=<folder>`` among them, for a run that was
+    stopped before it wrote anything (its folder absent): Hydra created the folder and recorded the resume's start
+    there (then failed.json and a traceback in the log), and the run's own command was then refused there ("holds
+    the run of other overrides"). It stops with the reason before anything is created, as without hydra.run.dir."""
+    out = tmp_path / "run"
+    tiny = ["data.max_images={train: 8, val: 4, test: 4}", "data.num_workers=0", "trainer.max_epochs=1"]
+    keys = tuple(o.split("=")[0] for o in tiny)
+    cmd = [a for a in _cmd(out) if not a.startswith(keys)] + tiny
+    res = subprocess.run([*cmd, f"resume={out}"], cwd=ROOT, env=_env(), capture_output=True, text=True)
+    assert res.returncode == 1 and f"Error: resume={out}: no such run folder" in res.stderr, res.stderr[-3000:]
+    assert not out.exists()
+    res = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-3000:]
+
+
 @pytest.mark.parametrize("stage", ["fit", "test"])
 def test_sigterm_in_lightnings_setup_exits_143_with_a_line_and_the_run_goes_on(tmp_path: Path, stage: str) -> None:
     """SIGTERM inside Lightning's fit or test before Lightning takes the signal (the data's setup, the checkpoint's

@@ -100,14 +100,16 @@ class _TerminatedWhileStarting(BaseException):
 
 def _sigterm_while_starting(signum: int, frame: Any) -> None:
     """SIGTERM's handler outside the fit and test: raises :class:`_TerminatedWhileStarting` in the process that
-    armed it; a forked child (a pool worker of the data setup) that inherited it ends as SIGTERM's default ends it."""
-    if os.getpid() != _ARMED_PID:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGTERM)
-        return
+    armed it; a forked child (a pool worker of the data setup) that inherited it ends as SIGTERM's default ends it.
+    Composed into Lightning's handler (during fit and test) it does nothing, in any process: a DataLoader worker
+    forked with Lightning's handler in place keeps running until its start ignores SIGTERM (``worker_init``)."""
     if signal.getsignal(signal.SIGTERM) is not _sigterm_while_starting:
         # composed into the handler Lightning registered for its fit or test (which stays armed underneath, from
         # the fit's data setup until Lightning takes the signal): Lightning's stop at the batch end, nothing here
+        return
+    if os.getpid() != _ARMED_PID:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
         return
     raise _TerminatedWhileStarting
 

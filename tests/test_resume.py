@@ -403,6 +403,25 @@ def test_sigterm_while_starting_handler_does_nothing_under_lightnings(monkeypatc
         signal.signal(signal.SIGTERM, previous)
 
 
+def test_composed_start_handler_leaves_a_forked_loader_worker_running() -> None:
+    """A DataLoader worker forked while Lightning's handler (with the start's composed into it) is in place inherits
+    it until ``worker_init`` ignores SIGTERM: a SIGTERM then (SLURM signals every process of the job) must leave the
+    worker to its main process, not end it (a worker killed by a signal fails the next batch, before Lightning's stop
+    at the batch end). Called in another process than the one that armed it, not as SIGTERM's handler itself."""
+    code = (
+        "import importlib.util, signal, sys\n"
+        f"spec = importlib.util.spec_from_file_location('train_script', {str(ROOT / 'src' / 'train.py')!r})\n"
+        "train = importlib.util.module_from_spec(spec); spec.loader.exec_module(train)\n"
+        "train._ARMED_PID = -2  # armed in another process: this one is a forked child\n"
+        "signal.signal(signal.SIGTERM, lambda s, f: train._sigterm_while_starting(s, f))  # composed, as Lightning's\n"
+        "train._sigterm_while_starting(signal.SIGTERM, None)\n"
+        "print('alive')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], env=script_env(), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+    assert done.stdout.strip().endswith("alive")
+
+
 def test_a_second_sigterm_after_the_stop_ends_the_process_at_once_with_143(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

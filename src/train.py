@@ -415,10 +415,24 @@ def _check_resume_arg(argv: list[str]) -> None:
     was refused there ("holds the run of other overrides") as well as the resume."""
     if "-m" in argv or "--multirun" in argv:
         return
-    values = [a.split("=", 1)[1] for a in argv[1:] if "=" in a and a.split("=", 1)[0].lstrip("+") == "resume"]
-    if values and values[-1] not in ("", "null"):
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser, value = OverridesParser.create(), None
+    for arg in argv[1:]:
+        if arg.startswith("-") or "=" not in arg:
+            continue
+        try:  # Hydra's reading of the override: quotes removed (a folder with a space), sweeps and deletions known
+            override = parser.parse_override(arg)
+        except Exception:  # Hydra reports it, with its own message
+            continue
+        if override.key_or_group == "hydra.mode" and override.value() == "MULTIRUN":
+            return
+        if override.key_or_group == "resume" and not override.is_delete():
+            value = None if override.is_sweep_override() else override.value()
+    text = "" if value is None else str(value)
+    if text and "${" not in text:  # an interpolation is Hydra's to resolve (and its resolver checks the folder)
         try:
-            resume_folder(values[-1])
+            resume_folder(text)
         except FileNotFoundError as e:
             raise SystemExit(f"Error: {e}") from None
 

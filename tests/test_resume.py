@@ -366,9 +366,9 @@ def test_sigterm_while_the_imports_run_exits_143_with_a_line(tmp_path: Path) -> 
 
 
 def test_sigterm_during_fit_and_test_is_lightnings_to_handle(tmp_path: Path) -> None:
-    """train.py's SIGTERM handler of the start is gone before the fit: the handler in place while fitting and
-    testing is Lightning's (stop at the batch end, SLURM's requeue; the checkpoint callback's swap inside it), not
-    composed with train.py's, which would end the process at once."""
+    """The handler in place while fitting and testing is Lightning's (stop at the batch end, SLURM's requeue; the
+    checkpoint callback's swap inside it), with train.py's handler of the start composed last underneath it, where
+    it does nothing (it is not SIGTERM's handler itself: :func:`_sigterm_while_starting`)."""
     out, record = tmp_path / "run", tmp_path / "handlers.json"
     probe = f"+callbacks.handlers={{_target_: sigterm_probe.RecordSigtermHandler, out: '{record}'}}"
     tiny = ["data.max_images={train: 8, val: 4, test: 4}", "data.num_workers=0", "trainer.max_epochs=1"]
@@ -472,6 +472,30 @@ def test_resume_of_no_run_with_hydra_run_dir_leaves_no_folder_and_the_run_starts
     assert not out.exists()
     res = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-3000:]
+
+
+def test_resume_arg_check_reads_the_value_as_hydra_does(tmp_path: Path) -> None:
+    """The check before Hydra creates a folder read ``resume=`` by splitting at "=": a quoted folder (one with a space,
+    as Hydra's override grammar needs it) or an interpolation Hydra resolves was refused as "no such run folder"
+    though Hydra would resume it. It reads the override as Hydra does; a folder that does not exist is still refused."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("train_script", ROOT / "src" / "train.py")
+    assert spec is not None and spec.loader is not None
+    train = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train)
+    run = tmp_path / "my run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.yaml").write_text("{}\n")
+    train._check_resume_arg(["train.py", f"resume='{run}'"])  # Hydra resumes it: no error
+    train._check_resume_arg(["train.py", f"++resume='{run}/checkpoints'"])
+    train._check_resume_arg(["train.py", "resume=${oc.env:SOME_RUN}"])  # Hydra's to resolve and check
+    train._check_resume_arg(["train.py", "hydra.mode=MULTIRUN", "resume=a,b"])  # a sweep: no single run here
+    train._check_resume_arg(["train.py", "resume=null"])
+    with pytest.raises(SystemExit, match="no such run folder"):
+        train._check_resume_arg(["train.py", f"resume='{tmp_path / 'absent'}'"])
+    with pytest.raises(SystemExit, match="no such run folder"):
+        train._check_resume_arg(["train.py", f"resume={tmp_path / 'absent'}"])
 
 
 @pytest.mark.parametrize("stage", ["fit", "test"])

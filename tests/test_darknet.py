@@ -42,6 +42,7 @@ from yolo9000.darknet import (
     region_meta,
     save_weights,
 )
+from yolo9000.darknet.cfg import trained_net_lines
 from yolo9000.models.darknet19 import Darknet19, Darknet19Classifier, scaled
 from yolo9000.models.layers import DarknetBatchNorm2d
 from yolo9000.models.yolov2 import YOLOv2
@@ -272,6 +273,19 @@ def test_cfg_unused_option_is_reported_once_per_load(tmp_path: Path, caplog: pyt
     warned = [r.getMessage() for r in caplog.records if "unused" in r.getMessage()]
     assert len(warned) == 2, warned
     assert f"{p}:9: [convolutional] option filtres=99" in warned[0] and f"{p}:15: [region] option foo=bar" in warned[1]
+
+
+def test_trained_net_lines_note_names_the_policy_the_cfg_keeps() -> None:
+    """Steps as fractions of the run cannot be written as darknet's iterations: the note said "the steps below are
+    the cfg's" also for a cfg whose policy is poly or exp (no steps below; darknet trains that policy). It names the
+    policy the exported cfg keeps."""
+    base = "[net]\nbatch=2\n{}\n[convolutional]\nfilters=2\n"
+    hparams = {"lr_policy": "steps", "steps": [0.5], "scales": [0.1]}
+    for policy in ("policy=poly", "policy=exp\ngamma=.9", "policy=steps\nsteps=100\nscales=.1"):
+        lines, notes = trained_net_lines(hparams, parse_cfg_text(base.format(policy), "x.cfg"))
+        assert lines == {} and len(notes) == 1, (policy, lines, notes)
+        assert notes[0].startswith("# trained with steps at fractions [0.5] of the run"), notes
+        assert f"the cfg's {policy.splitlines()[0]} below stays as written" in notes[0], notes
 
 
 def test_generic_net_route_of_different_sizes_names_the_line(tmp_path: Path) -> None:

@@ -730,9 +730,10 @@ def trained_net_lines(
     steps = [float(v) for v in (hparams["steps"] if "steps" in hparams else cfg["steps"]) or []]
     scales = [float(v) for v in (hparams["scales"] if "scales" in hparams else cfg["scales"]) or []]
     if policy == "steps" and steps and all(v <= 1.0 for v in steps):  # fractions of the run: no iterations known
+        written = option(sections[0], "policy", "constant", str).strip()  # what darknet trains with instead
         notes.append(
             f"# trained with steps at fractions {steps} of the run (scales {scales}): darknet's steps are "
-            "iterations; the steps below are the cfg's"
+            f"iterations; the cfg's policy={written} below stays as written"
         )
     else:
         was = (cfg["lr_policy"], [float(v) for v in cfg["steps"]], [float(v) for v in cfg["scales"]])

@@ -403,23 +403,31 @@ def test_sigterm_while_starting_handler_does_nothing_under_lightnings(monkeypatc
         signal.signal(signal.SIGTERM, previous)
 
 
-def test_composed_start_handler_leaves_a_forked_loader_worker_running() -> None:
+def test_composed_start_handler_leaves_a_forked_loader_worker_running(monkeypatch: pytest.MonkeyPatch) -> None:
     """A DataLoader worker forked while Lightning's handler (with the start's composed into it) is in place inherits
     it until ``worker_init`` ignores SIGTERM: a SIGTERM then (SLURM signals every process of the job) must leave the
     worker to its main process, not end it (a worker killed by a signal fails the next batch, before Lightning's stop
-    at the batch end). Called in another process than the one that armed it, not as SIGTERM's handler itself."""
-    code = (
-        "import importlib.util, signal, sys\n"
-        f"spec = importlib.util.spec_from_file_location('train_script', {str(ROOT / 'src' / 'train.py')!r})\n"
-        "train = importlib.util.module_from_spec(spec); spec.loader.exec_module(train)\n"
-        "train._ARMED_PID = -2  # armed in another process: this one is a forked child\n"
-        "signal.signal(signal.SIGTERM, lambda s, f: train._sigterm_while_starting(s, f))  # composed, as Lightning's\n"
-        "train._sigterm_while_starting(signal.SIGTERM, None)\n"
-        "print('alive')\n"
-    )
-    done = subprocess.run([sys.executable, "-c", code], env=script_env(), capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
-    assert done.stdout.strip().endswith("alive")
+    at the batch end). Called in another process than the one that armed it, not as SIGTERM's handler itself: no
+    kill, SIGTERM's handling left as it is; as the handler itself there, the child ends as SIGTERM's default."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("train_script", ROOT / "src" / "train.py")
+    assert spec is not None and spec.loader is not None
+    train = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train)
+    monkeypatch.setattr(train, "_ARMED_PID", -2)  # armed in another process: this one is a forked child
+    kills: list[tuple[int, int]] = []
+    monkeypatch.setattr(train.os, "kill", lambda pid, sig: kills.append((pid, sig)))
+    composed = lambda signum, frame: train._sigterm_while_starting(signum, frame)  # noqa: E731  (as Lightning's)
+    previous = signal.signal(signal.SIGTERM, composed)
+    try:
+        assert train._sigterm_while_starting(signal.SIGTERM, None) is None
+        assert kills == [] and signal.getsignal(signal.SIGTERM) is composed
+        signal.signal(signal.SIGTERM, train._sigterm_while_starting)  # the handler itself, inherited by a fork
+        train._sigterm_while_starting(signal.SIGTERM, None)
+        assert kills == [(os.getpid(), signal.SIGTERM)] and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def test_a_second_sigterm_after_the_stop_ends_the_process_at_once_with_143(
@@ -458,6 +466,7 @@ def test_a_second_sigterm_after_the_stop_ends_the_process_at_once_with_143(
         signal.signal(signal.SIGTERM, previous)
 
 
+@pytest.mark.slow  # ~20 s: a run stopped, refused, then run to its end (the check itself: test_resume_arg_check_*)
 def test_resume_of_no_run_with_hydra_run_dir_leaves_no_folder_and_the_run_starts_there(tmp_path: Path) -> None:
     """``resume=<folder>`` with the run's overrides, ``hydra.run.dir=<folder>`` among them, for a run that was
     stopped before it wrote anything (its folder absent): Hydra created the folder and recorded the resume's start
@@ -498,7 +507,7 @@ def test_resume_arg_check_reads_the_value_as_hydra_does(tmp_path: Path) -> None:
         train._check_resume_arg(["train.py", f"resume={tmp_path / 'absent'}"])
 
 
-@pytest.mark.parametrize("stage", ["fit", "test"])
+@pytest.mark.parametrize("stage", ["fit", pytest.param("test", marks=pytest.mark.slow)])  # test: ~26 s, slow
 def test_sigterm_in_lightnings_setup_exits_143_with_a_line_and_the_run_goes_on(tmp_path: Path, stage: str) -> None:
     """SIGTERM inside Lightning's fit or test before Lightning takes the signal (the data's setup, the checkpoint's
     restore: train.py had handed SIGTERM to its default handler already) killed the process silently (status -15):

@@ -3,6 +3,7 @@ the middle of an epoch and resumed from it ends with the same weights and metric
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import logging
@@ -12,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -50,6 +52,17 @@ def _cmd(out: Path, *extra: str) -> list[str]:
 
 def _env() -> dict[str, str]:
     return {**script_env(), "OMP_NUM_THREADS": "1"}  # the same threads in both runs: bit-identical maths
+
+
+@contextlib.contextmanager
+def _piped_run(out: Path, *extra: str) -> Iterator[subprocess.Popen]:
+    """The tiny run in a subprocess (stdout and stderr piped), killed at the end of the block if it still runs."""
+    proc = subprocess.Popen(_cmd(out, *extra), cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
 
 
 def _position(ckpt: dict) -> dict[str, int]:
@@ -328,17 +341,13 @@ def test_sigterm_while_starting_exits_143_with_a_line_in_the_console_and_the_log
     run's log saying how to go on."""
     out, ready = tmp_path / "run", tmp_path / "ready"
     hold = f"+callbacks.hold={{_target_: sigterm_probe.HoldAtStart, ready: '{ready}'}}"
-    proc = subprocess.Popen(_cmd(out, hold), cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
+    with _piped_run(out, hold) as proc:
         deadline = time.monotonic() + 300
         while not ready.is_file() and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
         assert ready.is_file(), proc.communicate(timeout=60)[1].decode()[-3000:]
         proc.send_signal(signal.SIGTERM)
         stdout, stderr = (b.decode() for b in proc.communicate(timeout=120))
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     assert proc.returncode == 143, stderr[-3000:]
     line = "stopped by SIGTERM before training (while starting): nothing was trained: the same command starts it"
     assert line in stdout + stderr and line in (out / "train.log").read_text()
@@ -349,17 +358,13 @@ def test_sigterm_while_the_imports_run_exits_143_with_a_line(tmp_path: Path) -> 
     """SIGTERM while train.py imports torch and Lightning (seconds; before its start's handler is armed) killed the
     process with no word (status -15): it exits 143 after a line saying how the run goes on, writing nothing."""
     out = tmp_path / "run"
-    proc = subprocess.Popen(_cmd(out), cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
+    with _piped_run(out) as proc:
         maps, deadline = Path(f"/proc/{proc.pid}/maps"), time.monotonic() + 120
         while proc.poll() is None and time.monotonic() < deadline and "libtorch" not in maps.read_text():
             time.sleep(0.002)  # torch's libraries are loaded: the import of Lightning has begun, far from done
         assert proc.poll() is None
         proc.send_signal(signal.SIGTERM)
         _, stderr = (b.decode() for b in proc.communicate(timeout=120))
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     assert proc.returncode == 143, stderr[-3000:]
     assert "stopped by SIGTERM while starting (importing): nothing was trained: the same command starts it" in stderr
     assert "Traceback" not in stderr and not out.exists()

@@ -361,7 +361,7 @@ def run(cfg: DictConfig) -> float | None:
     if cfg.train:
         with _ctrl_c_stops_at_batch_end(trainer), _ctrl_c_exits_130(trainer, out_dir, testing=False):
             trainer.fit(module, datamodule=datamodule, ckpt_path=start_ckpt)
-    _TRAINED = True
+    _TRAINED = bool(cfg.train)  # a test-only run (train=false) has trained nothing in its folder
     metrics = None
     if cfg.test:
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""

@@ -537,6 +537,26 @@ def test_sigterm_in_lightnings_setup_exits_143_with_a_line_and_the_run_goes_on(t
         assert (out / "metrics.json").is_file()
 
 
+@pytest.mark.slow  # ~25 s: a tiny run trained, then tested alone and stopped
+def test_sigterm_in_a_test_only_runs_setup_says_nothing_was_trained(tmp_path: Path) -> None:
+    """A test-only run (``train=false ckpt_path=...``) stopped by SIGTERM in the test's set-up said "the training is
+    saved: resume= tests the run again", though its folder holds no training: it says the same command starts it."""
+    tiny = ["data.max_images={train: 8, val: 4, test: 4}", "data.num_workers=0", "trainer.max_epochs=1"]
+    keys = tuple(o.split("=")[0] for o in tiny)
+    trained = tmp_path / "trained"
+    cmd = [a for a in _cmd(trained) if not a.startswith(keys)] + tiny
+    res = subprocess.run([*cmd, "test=false"], cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = tmp_path / "tested"
+    probe = "+callbacks.sigterm_setup={_target_: sigterm_probe.SigtermAtSetup, stage: test}"
+    ckpt = f"ckpt_path={trained / 'checkpoints' / 'last.ckpt'}"
+    cmd = [a for a in _cmd(out) if not a.startswith(keys)] + tiny + ["train=false", ckpt, probe]
+    res = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
+    assert res.returncode == 143, res.stderr[-3000:]
+    line = "stopped by SIGTERM before training (while starting): nothing was trained: the same command starts it"
+    assert line in res.stdout + res.stderr and "the training is saved" not in res.stdout + res.stderr
+
+
 def test_ctrl_c_during_the_test_exits_130_and_says_how_the_run_goes_on(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

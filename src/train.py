@@ -152,6 +152,14 @@ def _disarm_sigterm() -> None:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
+def _how_it_goes_on(out_dir: str | Path) -> str:
+    """How a run stopped before its training goes on: ``resume=`` where its folder holds a saved run, else the same
+    command."""
+    out_dir = Path(out_dir)
+    saved = (out_dir / "config.yaml").is_file() and any((out_dir / "checkpoints").glob("*.ckpt"))
+    return f"resume={out_dir} continues the run" if saved else "nothing was trained: the same command starts it"
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train.yaml")
 def main(cfg: DictConfig) -> float | None:
     """Run one job; a failure is recorded in ``<run dir>/failed.json`` (sweep summaries mark the row) and
@@ -170,11 +178,8 @@ def main(cfg: DictConfig) -> float | None:
             log.warning(
                 "stopped by SIGTERM after training (the training is saved): resume=%s tests the run again", out_dir
             )
-            _summarise_stopped_sweep()
-            raise SystemExit(143) from None
-        saved = (out_dir / "config.yaml").is_file() and any((out_dir / "checkpoints").glob("*.ckpt"))
-        how = f"resume={out_dir} continues the run" if saved else "nothing was trained: the same command starts it"
-        log.warning("stopped by SIGTERM before training (while starting): %s", how)
+        else:
+            log.warning("stopped by SIGTERM before training (while starting): %s", _how_it_goes_on(out_dir))
         _summarise_stopped_sweep()
         raise SystemExit(143) from None  # 128 + SIGTERM, as a shell reports it; no traceback
     except SIGTERMException as e:  # Lightning stops at a batch end on SIGTERM with a SystemExit of status 0
@@ -186,10 +191,7 @@ def main(cfg: DictConfig) -> float | None:
         _summarise_stopped_sweep()
         raise SystemExit(130 if _CTRL_C else 143) from e  # 128 + the signal, as a shell reports it
     except KeyboardInterrupt:  # Ctrl-C outside the fit and test (their own handlers): while starting, reading data
-        out_dir = Path(cfg.paths.output_dir)
-        saved = (out_dir / "config.yaml").is_file() and any((out_dir / "checkpoints").glob("*.ckpt"))
-        how = f"resume={out_dir} continues the run" if saved else "nothing was trained: the same command starts it"
-        log.warning("stopped by Ctrl-C before training (while starting): %s", how)
+        log.warning("stopped by Ctrl-C before training (while starting): %s", _how_it_goes_on(cfg.paths.output_dir))
         raise SystemExit(130) from None  # 128 + SIGINT, as a shell reports it; no traceback
     except ResumeRefused as e:
         log_failure(log, e)  # the folder's log says why this start stopped

@@ -729,7 +729,8 @@ def trained_net_lines(
     policy = hparams.get("lr_policy", cfg["lr_policy"])
     steps = [float(v) for v in (hparams["steps"] if "steps" in hparams else cfg["steps"]) or []]
     scales = [float(v) for v in (hparams["scales"] if "scales" in hparams else cfg["scales"]) or []]
-    if policy == "steps" and steps and all(v <= 1.0 for v in steps):  # fractions of the run: no iterations known
+    # fractions of the run (the rule of modules.schedules.fraction_steps, a layer above): no iterations known
+    if policy == "steps" and steps and all(v <= 1.0 for v in steps):
         written = option(sections[0], "policy", "constant", str).strip()  # what darknet trains with instead
         notes.append(
             f"# trained with steps at fractions {steps} of the run (scales {scales}): darknet's steps are "

@@ -50,7 +50,6 @@ import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from yolo9000.api import DETECT_CONF, Detector, check_input_size
-from yolo9000.checkpoints import module_settings
 from yolo9000.data.image_io import IMAGE_SUFFIXES, images_under, read_image
 from yolo9000.data.predict import list_images
 from yolo9000.data.video import (
@@ -97,6 +96,10 @@ def main(cfg: DictConfig) -> None:
     except (FileNotFoundError, ValueError) as e:
         log.error("%s", e, extra=FILE_ONLY)  # the job log says why it stopped; the console: the exit message
         raise SystemExit(f"Error: {e}") from None
+    # imported here, after Hydra parsed the arguments and the settings were checked: --help, an argument error and a
+    # user's mistake need no Lightning (the checkpoint code, and the module that from_checkpoint builds, import it)
+    from yolo9000.checkpoints import module_settings
+
     conf = cfg.conf_thresh if cfg.conf_thresh is not None else VALID_CONF if cfg.results else DETECT_CONF
     try:  # a checkpoint that is missing or not one, a setting it refuses (conf_thresh=1.5): the reason alone
         detector = Detector.from_checkpoint(

@@ -27,7 +27,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from yolo9000.build import instantiate_list
 from yolo9000.callbacks.predictions import PredictionImages
 from yolo9000.checkpoints import load_module, module_settings
-from yolo9000.data.transforms import normal_size, size_text
+from yolo9000.data.resize import normal_size, size_text
 from yolo9000.environment import (
     FILE_ONLY,
     PROJECT_ROOT,

@@ -55,7 +55,7 @@ def fixed_input_size(net: torch.nn.Module) -> tuple[int, int] | None:
 
 def parse_size(text: str) -> int | tuple[int, int]:
     """``--size``: one side (``416``) or height x width (``352x608``, ``352,608``); each a multiple of 32."""
-    from yolo9000.data.transforms import check_input_size, normal_size
+    from yolo9000.data.resize import check_input_size, normal_size
 
     parts = text.lower().replace(",", "x").split("x")
     try:
@@ -77,7 +77,7 @@ def export_onnx(
     """Write ``net`` as ONNX (input ``images`` (B, 3, H, W), output ``output``) traced at ``size`` (a side, or
     (height, width)); ``dynamic``: free batch, and free height and width unless ``fixed_size`` (a network that
     takes one input size)."""
-    from yolo9000.data.transforms import input_hw
+    from yolo9000.data.resize import input_hw
 
     net = net.eval()
     for name in ("onnxscript", "onnx_ir"):  # their optimizer's INFO lines (constant folding, initializers) per node
@@ -115,7 +115,7 @@ def check_onnx(
     """
     import onnxruntime as ort
 
-    from yolo9000.data.transforms import input_hw, size_text
+    from yolo9000.data.resize import input_hw, size_text
 
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     worst = scale = 0.0
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     from yolo9000.checkpoints import load_module
-    from yolo9000.data.transforms import input_hw, normal_size, size_text
+    from yolo9000.data.resize import input_hw, normal_size, size_text
 
     try:
         module = load_module(args.ckpt)

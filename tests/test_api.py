@@ -824,12 +824,59 @@ def test_import_stays_light(ckpt: Path) -> None:
     assert res.returncode == 0, res.stderr[-2000:]
 
 
+def test_predict_path_needs_no_albumentations(ckpt: Path) -> None:
+    """The predict path resizes with :mod:`yolo9000.data.resize` alone: importing ``yolo9000.api``, building a
+    Detector (a small random network) and predicting on an in-memory image load no albumentations (~0.5 s, the
+    training augmentations of :mod:`yolo9000.data.transforms`); ``yolo9000.data``'s training names still resolve."""
+    code = (
+        "import sys, numpy as np, yolo9000.api\n"
+        f"assert not {_loaded(('albumentations',))}, {_loaded(('albumentations',))}\n"
+        f"det = yolo9000.api.Detector.from_checkpoint({str(ckpt)!r}, device='cpu')\n"
+        "image = np.random.default_rng(0).integers(0, 256, (48, 80, 3), np.uint8)\n"
+        "for letterbox in (False, True):\n"
+        "    (d,) = det.predict(image, size=64, conf=0.0, letterbox=letterbox)\n"
+        "    assert d.image_size == (48, 80)\n"
+        f"assert not {_loaded(('albumentations',))}, {_loaded(('albumentations',))}\n"
+        "from yolo9000.data import AugmentConfig, DetectionTransform\n"
+        "assert DetectionTransform.__module__ == 'yolo9000.data.transforms' and 'albumentations' in sys.modules\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+
+
 def test_convert_script_imports_light() -> None:
     """``src/convert.py`` imports the checkpoint code when it converts, not before parsing its arguments (``--help``
     and a usage error need no Lightning or Hydra)."""
     code = f"import sys; sys.path.insert(0, 'src'); import convert; assert not {_loaded()}, {_loaded()}"
     res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr[-2000:]
+
+
+@pytest.mark.parametrize("case", ["help", "unknown key", "missing source"])
+def test_detect_script_parses_before_lightning(case: str, tmp_path: Path) -> None:
+    """``src/detect.py`` imports the checkpoint code (and with it Lightning) after Hydra parsed its arguments and
+    the settings were checked: ``--help``, an unknown key and a source that is not there exit without it."""
+    argv = {
+        "help": ["--help"],
+        "unknown key": ["no_such_key=1"],
+        "missing source": [f"hydra.run.dir={tmp_path}", "ckpt_path=none.ckpt", f"source={tmp_path / 'none.jpg'}"],
+    }[case]
+    lightning = ("pytorch_lightning", "lightning", "lightning_fabric")
+    code = (
+        "import runpy, sys\n"
+        f"sys.argv = ['src/detect.py', *{argv!r}]\n"
+        "try:\n"
+        "    runpy.run_path('src/detect.py', run_name='__main__')\n"
+        "except SystemExit as e:\n"
+        "    print('exit', repr(e.code))\n"
+        f"print('loaded', {_loaded(lightning)})\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    lines = res.stdout.splitlines()
+    exit_code = {"help": "exit 0", "unknown key": "exit 1", "missing source": "exit 'Error: "}[case]
+    assert any(line.startswith(exit_code) for line in lines), res.stdout[-2000:] + res.stderr[-2000:]
+    assert lines[-1] == "loaded []", res.stdout[-2000:]
 
 
 def _input_shapes(detector) -> list[tuple[int, ...]]:  # noqa: ANN001

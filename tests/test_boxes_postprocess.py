@@ -23,7 +23,8 @@ from yolo9000.boxes import (
     wh_iou,
     whwh,
 )
-from yolo9000.data.transforms import DetectionTransform, boxes_to_original
+from yolo9000.data.resize import boxes_to_original
+from yolo9000.data.transforms import DetectionTransform
 from yolo9000.postprocess import class_nms, postprocess
 from yolo9000.wordtree import WordTree
 

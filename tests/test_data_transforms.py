@@ -271,7 +271,7 @@ def test_eval_resize_into_a_buffer_equals_opencv_and_albumentations(interpolatio
     import albumentations as A
     import cv2
 
-    from yolo9000.data.transforms import _INTERPOLATIONS, letterbox_image, stretch_image
+    from yolo9000.data.resize import _INTERPOLATIONS, letterbox_image, stretch_image
 
     interp = _INTERPOLATIONS[interpolation]
     rng = np.random.default_rng(3)

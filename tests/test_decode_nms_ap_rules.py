@@ -12,7 +12,8 @@ import pytest
 import torch
 
 import yolo9000.postprocess as postprocess_module
-from yolo9000.data.transforms import DetectionTransform, boxes_to_original, letterbox_geometry
+from yolo9000.data.resize import boxes_to_original, letterbox_geometry
+from yolo9000.data.transforms import DetectionTransform
 from yolo9000.metrics import ap_from_pr, voc_ap
 from yolo9000.postprocess import NmsMethod, class_nms, postprocess, region_detections_darknet, tree_candidates
 from yolo9000.region_decode import correct_region_boxes

@@ -24,7 +24,8 @@ from yolo9000.anchors import handpicked_anchors, resolve_priors
 from yolo9000.build import build, check_config
 from yolo9000.checkpoints import checkpoint_to_darknet, darknet_to_checkpoint
 from yolo9000.data.dataset import DetectionCollate
-from yolo9000.data.transforms import DetectionTransform, check_input_size, normal_size, size_text
+from yolo9000.data.resize import check_input_size, normal_size, size_text
+from yolo9000.data.transforms import DetectionTransform
 
 ROOT = Path(__file__).resolve().parents[1]
 BCCD = ["RBC", "WBC", "Platelets"]

@@ -8,7 +8,7 @@
 
 Application layer over :func:`yolo9000.checkpoints.load_module` / :func:`~yolo9000.checkpoints.darknet_to_checkpoint`
 (the network), :class:`yolo9000.data.predict.ImageFilesDataset` (reading, and the eval resize of
-:class:`~yolo9000.data.transforms.DetectionTransform`, which also maps the boxes back) and
+:class:`~yolo9000.data.resize.EvalResize`, whose parameters map the boxes back) and
 :func:`yolo9000.postprocess.postprocess` (decode, threshold, NMS). ``src/detect.py`` is a CLI over it.
 
 Decisions:
@@ -42,7 +42,7 @@ from torch.utils.data import DataLoader
 
 from yolo9000.data.image_io import ImageDecodeError, pil_rgb, rgb_uint8
 from yolo9000.data.predict import ImageFilesDataset, PredictCollate
-from yolo9000.data.transforms import DetectionTransform, check_input_size, size_text
+from yolo9000.data.resize import EvalResize, check_input_size, size_text
 from yolo9000.data.video import VideoError, VideoFrames, is_video, source_name, stream_source
 from yolo9000.models import check_flags
 from yolo9000.models.layers import fold_batch_norms
@@ -262,7 +262,7 @@ class Detector:
         decode_device(self.device, 1, decode_on)  # a wrong value raises here
         self.decode_on: DecodeOn = decode_on
         # the eval resizes (stretch, letterbox): stateless, shared by the calling and reading threads
-        self._transforms = {lb: DetectionTransform(train=False, augment={"letterbox": lb}) for lb in (False, True)}
+        self._transforms = {lb: EvalResize(letterbox=lb) for lb in (False, True)}
         self._init_threads()
 
     def _init_threads(self) -> None:

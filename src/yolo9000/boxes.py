@@ -215,7 +215,7 @@ def cxcywh_to_xyxy_pixels(boxes: torch.Tensor, input_hw: tuple[int, int]) -> tor
         input_hw: (H, W) of the network input in pixels.
     Returns:
         (..., 4) xyxy in input pixels (the transform maps them back to the image:
-        :func:`yolo9000.data.transforms.boxes_to_original`).
+        :func:`yolo9000.data.resize.boxes_to_original`).
     """
     h, w = input_hw
     b = boxes * whwh(w, h, boxes.dtype, boxes.device)

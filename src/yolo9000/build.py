@@ -26,7 +26,7 @@ from yolo9000.darknet import (
     region_lines,
     region_meta,
 )
-from yolo9000.data.transforms import check_input_size
+from yolo9000.data.resize import check_input_size
 from yolo9000.environment import hint_unset_env
 from yolo9000.models import STRIDE
 from yolo9000.modules.schedules import DarknetSteps, fraction_steps

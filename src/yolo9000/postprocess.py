@@ -28,7 +28,7 @@ import torch
 from torchvision.ops import nms
 
 from yolo9000.boxes import ClassActivation, Location, cxcywh_to_xyxy_pixels, decode_boxes_at, split_region
-from yolo9000.data.transforms import boxes_to_original
+from yolo9000.data.resize import boxes_to_original
 from yolo9000.region_decode import TreeDecode, check_tree_decode
 from yolo9000.region_decode import region_detections_darknet as region_detections_darknet
 from yolo9000.wordtree import WordTree

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from yolo9000.api import Detector
-from yolo9000.data.transforms import Size, check_input_size, input_hw, normal_size, size_text
+from yolo9000.data.resize import Size, check_input_size, input_hw, normal_size, size_text
 from yolo9000.models import STRIDE
 from yolo9000.speed import device_name, inference_compile_options, inference_dtype, is_compiled, time_calls
 

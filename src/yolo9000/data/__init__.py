@@ -1,6 +1,8 @@
 """Data pipeline: annotation parsers, datasets, darknet transforms, multi-scale sampling, the data module.
 
-The data module (which imports Lightning) is loaded lazily: ``from yolo9000.data import DetectionDataModule``.
+The data module (which imports Lightning) and the training transforms (albumentations) are loaded lazily:
+``from yolo9000.data import DetectionDataModule`` / ``AugmentConfig`` / ``DetectionTransform`` import them on first
+use, so the predict path (:mod:`yolo9000.data.predict`, :mod:`yolo9000.data.resize`) loads neither.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from .dataset import DetectionCollate, DetectionDataset, detection_collate
 from .image_io import ImageDecodeError, image_size, read_image
 from .multiscale import MultiScaleBatchSampler, resolve_sizes, size_for_batch
 from .records import DataError, DetectionRecord, IssueLog, hash_split
-from .transforms import AugmentConfig, DetectionTransform, letterbox_geometry
+from .resize import letterbox_geometry
 from .voc import VOCParser
 from .yolo_txt import YOLOTxtParser
 
@@ -47,4 +49,8 @@ def __getattr__(name: str) -> Any:
         from .datamodule import DetectionDataModule
 
         return DetectionDataModule
+    if name in ("AugmentConfig", "DetectionTransform"):
+        from . import transforms
+
+        return getattr(transforms, name)
     raise AttributeError(name)

@@ -31,7 +31,8 @@ import cv2
 import numpy as np
 import torch
 
-from .transforms import _INTERPOLATIONS, DarknetHSV, MappingConfig, _rand_scale, run_pipeline, seed_pipeline
+from .resize import _INTERPOLATIONS
+from .transforms import DarknetHSV, MappingConfig, _rand_scale, run_pipeline, seed_pipeline
 
 __all__ = [
     "ClassificationTransform",

@@ -26,9 +26,10 @@ from .records import (
     image_paths,
     write_issue_report,
 )
+from .resize import Size, check_input_size, normal_size, size_text
 from .sharded import ShardedDataModule, default_report_path
 from .sharded import plain as _plain
-from .transforms import AugmentConfig, DetectionTransform, Size, check_input_size, normal_size, size_text
+from .transforms import AugmentConfig, DetectionTransform
 from .voc import reset_decision_log
 
 logger = logging.getLogger("yolo9000.data")

@@ -7,7 +7,7 @@ import os
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -28,7 +28,10 @@ from .image_io import (
     read_record_image,
 )
 from .records import DetectionRecord, Issue, IssueLog, PackedRecords
-from .transforms import DetectionTransform, Size, normal_size
+from .resize import Size, normal_size
+
+if TYPE_CHECKING:  # an annotation only: it imports albumentations, which the predict path (stack_nhwc) goes without
+    from .transforms import DetectionTransform
 
 logger = logging.getLogger("yolo9000.data")
 

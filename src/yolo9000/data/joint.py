@@ -32,7 +32,8 @@ from .datamodule import DetectionDataModule
 from .dataset import DetectionCollate, DetectionDataset
 from .multiscale import MultiScaleBatchSampler
 from .records import ChainedRecords, DetectionRecord, Issue, IssueLog
-from .transforms import DetectionTransform, Size
+from .resize import Size
+from .transforms import DetectionTransform
 
 logger = logging.getLogger("yolo9000.data")
 

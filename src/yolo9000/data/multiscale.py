@@ -22,7 +22,7 @@ from torch.utils.data import Sampler
 
 from yolo9000.models import STRIDE, check_flags
 
-from .transforms import Size, normal_size
+from .resize import Size, normal_size
 
 __all__ = ["MultiScaleBatchSampler", "resolve_sizes", "sample_seed", "size_for_batch"]
 

@@ -13,7 +13,7 @@ from torch.utils.data import Dataset
 
 from .dataset import stack_nhwc
 from .image_io import IMAGE_SUFFIXES, ImageDecodeError, images_under, read_image
-from .transforms import DetectionTransform, Size, input_hw
+from .resize import EvalResize, Size, input_hw
 
 __all__ = ["ImageFilesDataset", "PredictCollate", "list_images"]
 
@@ -42,8 +42,8 @@ class ImageFilesDataset(Dataset):
         images: file paths or arrays.
         size: network input: a side, or (height, width) (multiples of the stride).
         letterbox: keep the aspect ratio with grey padding instead of stretching.
-        transform: an eval :class:`DetectionTransform` to use (its pipelines cached across datasets); None: a new
-            one with ``letterbox``.
+        transform: the eval resize to use (an :class:`~yolo9000.data.resize.EvalResize`, or anything with its
+            ``resize``, as :class:`~yolo9000.data.transforms.DetectionTransform`); None: a new one with ``letterbox``.
     """
 
     def __init__(
@@ -51,11 +51,11 @@ class ImageFilesDataset(Dataset):
         images: Sequence[str | Path | np.ndarray],
         size: Size,
         letterbox: bool = False,
-        transform: DetectionTransform | None = None,
+        transform: EvalResize | None = None,
     ) -> None:
         self.images = list(images)
         self.size = input_hw(size)  # (height, width)
-        self.transform = transform or DetectionTransform(train=False, augment={"letterbox": bool(letterbox)})
+        self.transform = transform or EvalResize(letterbox=bool(letterbox))
 
     def __len__(self) -> int:
         return len(self.images)

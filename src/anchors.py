@@ -27,6 +27,12 @@ log = logging.getLogger("yolo9000.anchors")
 setup_environment()
 
 
+def data_name(cfg: DictConfig) -> str:
+    """The data the boxes came from, for the plots' titles: its root folder's name (``bccd``), else ``data``."""
+    root = cfg.data.get("root") if "data" in cfg else None
+    return (Path(str(root)).name or "data") if root else "data"
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="anchors.yaml")
 def main(cfg: DictConfig) -> None:
     log_to_job_log()
@@ -82,9 +88,20 @@ def main(cfg: DictConfig) -> None:
         f"{k},{runs['iou'][i].avg_iou:.6f},{runs['sse'][i].avg_iou:.6f}" for i, k in enumerate(ks)
     ]
     (out_dir / "avg_iou.csv").write_text("\n".join(csv) + "\n")
-    plot_kmeans_curve({"1 - IoU": runs["iou"], "SSE": runs["sse"]}, out_dir / "kmeans_avg_iou.png")
+    boxes = f"{data_name(cfg)}, {cfg.split} split: {len(wh)} boxes"
+    plot_kmeans_curve(
+        {"k-means, distance 1 - IoU": runs["iou"], "k-means, Euclidean (SSE)": runs["sse"]},
+        out_dir / "kmeans_avg_iou.png",
+        title=boxes,
+    )
     cells = to_grid_units(torch.ones(2, dtype=torch.float64), grid)  # (2,) cells per unit of width, of height
-    plot_anchor_clusters(wh, anchors.double() / cells, out_dir / "anchor_clusters.png")
+    plot_anchor_clusters(
+        wh,
+        anchors.double() / cells,
+        out_dir / "anchor_clusters.png",
+        title=f"{boxes}; k-means (1 - IoU), k={cfg.k}, seed {cfg.seed}: avg IoU {chosen.avg_iou:.3f}",
+        unit="image",
+    )
     print("\n".join(lines))
     log.info("avg IoU of the chosen anchors on the %s boxes: %.4f; outputs in %s", cfg.split, chosen.avg_iou, out_dir)
 

@@ -293,7 +293,7 @@ def test_metrics_json_nulls_every_non_finite_number_and_extra_describes_the_run(
     import yolo9000.viz
 
     drawn: dict[str, Any] = {}
-    monkeypatch.setattr(yolo9000.viz, "plot_pr_curves", lambda pr, path, ap=None: drawn.update(pr=pr, ap=ap))
+    monkeypatch.setattr(yolo9000.viz, "plot_pr_curves", lambda pr, path, ap=None, **kw: drawn.update(pr=pr, ap=ap))
     per_class = {"a": {"ap50": 0.5, "ap": 0.25, "num_gt": 3}, "b": {"ap": NAN, "num_gt": 0}}
     results = {"map_50": 0.5, "inf": float("inf"), "curve": [0.5, NAN], "split": "x", "per_class": per_class}
     results["pr"] = {"a": ([1.0], [0.5])}
@@ -500,6 +500,7 @@ def test_run_sweep_reports_and_logs(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     from types import SimpleNamespace
 
     monkeypatch.setattr(tradeoff, "time_calls", lambda fn, *a: (fn(), (0.25, 2))[1])
+    monkeypatch.setattr(tradeoff.os, "getloadavg", lambda: (0.0, 0.0, 0.0))  # an idle machine: no warning
     plotted: dict[str, Any] = {}
     monkeypatch.setattr(tradeoff, "plot_tradeoff", lambda series, path, **kw: plotted.update(series=series, **kw))
     module = FakeDetector()
@@ -536,7 +537,7 @@ def test_run_sweep_reports_and_logs(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert built == [{"device": torch.device("cpu"), "dtype": torch.float32, "compile": False}] * 2
     assert plotted["ylabel"] == "VOC07 AP@0.5 (%)"  # VOC's classes: the paper's metric
     threads = torch.get_num_threads()
-    assert plotted["title"] == f"{rows[0]['device']}, {threads} threads"
+    assert plotted["title"] == f"test split (3 images)\n{rows[0]['device']}, {threads} threads"
     assert plotted["series"]["ours, batch 2"] == [(8.0, 40.0, 32), (8.0, 40.0, 64)]
     summary = json.loads((tmp_path / "metrics.json").read_text())
     assert (summary["images"], summary["sizes"], summary["split"]) == (3, [32, 64], "test")
@@ -546,3 +547,21 @@ def test_run_sweep_reports_and_logs(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         "tradeoff/ms_per_img_bs2", "tradeoff/gflops", "tradeoff/threads", "tradeoff/load_avg_1min",
     }  # fmt: skip
     assert json.loads((tmp_path / "size_32" / "metrics.json").read_text())["img_size"] == 32
+
+
+def test_tradeoff_plot_title_names_the_split_the_checkpoint_and_a_timing_that_shared_the_cpu(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """tradeoff.png's title said only "cpu (AMD EPYC), 2 threads": not which checkpoint or split (tradeoff.md
+    did), nor that a size's timing shared the CPU (tradeoff.md warns; the plot showed its low img/s as they are)."""
+    monkeypatch.setattr(tradeoff.os, "cpu_count", lambda: 2)
+    rows = [
+        {"size": 96, "device": "cpu (AMD EPYC)", "threads": 2, "load_avg_1min": 1.98},
+        {"size": "320x544", "device": "cpu (AMD EPYC)", "threads": 2, "load_avg_1min": 2.23},
+    ]
+    info = {"split": "val", "images": 8, "checkpoint": "outputs/train/2026-12-06_x/checkpoints/last.ckpt"}
+    assert tradeoff._title(rows, info) == (
+        "val split (8 images), 2026-12-06_x/last.ckpt\n"
+        "cpu (AMD EPYC), 2 threads; other work shared the CPU at size 320x544: its img/s are low"
+    )
+    assert tradeoff._title(rows[:1]) == "cpu (AMD EPYC), 2 threads"  # without info: as before

@@ -202,6 +202,61 @@ def test_kmeans_curve_plots_avg_iou_against_k_per_metric(figures: list[Any], tmp
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["IoU", "SSE"]
 
 
+def test_pr_plot_is_titled_with_what_was_evaluated_and_its_legend_leaves_the_curves_free(
+    figures: list[Any], tmp_path: Path
+) -> None:
+    """pr_curves.png had no title (which split, input size, IoU, checkpoint?) and its legend sat in the lower
+    left, over the curves of a weak model (all three of an epoch-1 BCCD run's ran along the bottom)."""
+    from yolo9000.results import write_metrics
+
+    results = {
+        "map_50": 0.0257,
+        "pr": {"RBC": (np.array([0.1, 0.05]), np.array([0.3, 0.6])), "WBC": (np.array([0.01]), np.array([0.9]))},
+        "per_class": {"RBC": {"ap50": 0.075}, "WBC": {"ap50": 0.001}},
+    }
+    ckpt = "/x/outputs/train/2026-12-06_22-59-15_2842/checkpoints/epoch_000.ckpt"
+    write_metrics(tmp_path, results, ["RBC", "WBC"], {"checkpoint": ckpt, "split": "val", "img_size": [352, 608]})
+    (fig,) = figures
+    (ax,) = fig.axes
+    assert ax.get_title() == (
+        "val split, 352x608 px input: precision-recall at IoU 0.5, mAP@0.5 0.026\n"
+        "2026-12-06_22-59-15_2842/epoch_000.ckpt"
+    )
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("recall", "precision")
+    fig.canvas.draw()
+    legend = ax.get_legend().get_window_extent()
+    assert legend.x0 > ax.get_window_extent().x1  # beside the axes, covering no curve
+    assert legend.x1 <= fig.bbox.x1  # and not clipped
+    # train.py's metrics.json has no split or img_size: the test split, at the model-statistics input size
+    from yolo9000.results import pr_title
+
+    assert pr_title({"map_50": 0.5, "gflops_input_size": 256, "checkpoint": "run/checkpoints/last.ckpt"}) == (
+        "test split, 256 px input: precision-recall at IoU 0.5, mAP@0.5 0.500\nrun/last.ckpt"
+    )
+    assert pr_title({}) == "test split: precision-recall at IoU 0.5"
+
+
+def test_anchor_plots_name_their_units_and_the_boxes_they_show(figures: list[Any], tmp_path: Path) -> None:
+    """The cluster scatter's axes said "box width" / "box height" with no unit (they are fractions of the image)
+    and the k-means curve had no title: which data and split, how many boxes."""
+    wh = np.array([[0.1, 0.4], [0.5, 0.2]])
+    viz.plot_anchor_clusters(wh, wh, tmp_path / "c.png", unit="image", dpi=40)
+    viz.plot_kmeans_curve({"IoU": [(1, 0.4)]}, tmp_path / "k.png", title="bccd, train split: 2 boxes", dpi=40)
+    ax1 = figures[0].axes[0]
+    assert (ax1.get_xlabel(), ax1.get_ylabel()) == (
+        "box width (fraction of image width)",
+        "box height (fraction of image height)",
+    )
+    (ax,) = figures[1].axes
+    assert ax.get_title() == "bccd, train split: 2 boxes"
+    assert ax.get_xlabel() == "# clusters (k)" and "IoU" in ax.get_ylabel()
+    anchors_script = load_script("anchors")
+    from omegaconf import OmegaConf
+
+    assert anchors_script.data_name(OmegaConf.create({"data": {"root": "/repo/data/bccd"}})) == "bccd"
+    assert anchors_script.data_name(OmegaConf.create({"data": {}})) == "data"
+
+
 def test_pr_classes_shown_keeps_all_up_to_the_cap_and_ranks_missing_ap_last() -> None:
     three = {"a": True, "b": False, "c": True}
     assert viz.pr_classes_shown(three, {"a": 0.1, "c": 0.9}, 3) == ["a", "b", "c"]  # exactly the cap: all, as given

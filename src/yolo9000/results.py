@@ -58,6 +58,26 @@ def _finite_or_null(v: Any) -> Any:
     return v
 
 
+def pr_title(metrics: dict[str, Any]) -> str:
+    """What ``pr_curves.png`` shows, as its title: the split, the input size, the IoU threshold of the curves and
+    their mAP, and the checkpoint (its run folder and file), from what metrics.json holds."""
+    size = metrics.get("img_size", metrics.get("gflops_input_size"))
+    if isinstance(size, list | tuple):
+        size = "x".join(str(s) for s in size)
+    parts = [f"{metrics.get('split', 'test')} split"]
+    if size is not None:
+        parts.append(f"{size} px input")
+    head = ", ".join(parts) + ": precision-recall at IoU 0.5"
+    if isinstance(metrics.get("map_50"), float | int):
+        head += f", mAP@0.5 {float(metrics['map_50']):.3f}"
+    ckpt = metrics.get("checkpoint")
+    if ckpt:
+        path = Path(str(ckpt))
+        run = path.parent.parent.name if path.parent.name == "checkpoints" else path.parent.name
+        head += f"\n{run}/{path.name}" if run else f"\n{path.name}"
+    return head
+
+
 def write_metrics(
     out_dir: Path, results: dict[str, Any], class_names: list[str], extra: dict[str, Any] | None = None
 ) -> dict[str, Any]:
@@ -84,7 +104,7 @@ def write_metrics(
         (out_dir / "per_class.md").write_text(table + "\n")
     if results.get("pr"):
         ap = {c: v.get("ap50", float("nan")) for c, v in results.get("per_class", {}).items()}
-        plot_pr_curves(results["pr"], out_dir / "pr_curves.png", ap=ap)
+        plot_pr_curves(results["pr"], out_dir / "pr_curves.png", ap=ap, title=pr_title(out))
     tmp = out_dir / "metrics.json.tmp"  # written beside and renamed: a kill mid-write leaves no half a result
     tmp.write_text(json.dumps(_finite_or_null(out), indent=2, allow_nan=False))
     tmp.replace(out_dir / "metrics.json")

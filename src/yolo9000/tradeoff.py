@@ -340,7 +340,7 @@ def run_sweep(
     write_csv(rows, out_dir / "tradeoff.csv", cols)
     (out_dir / "tradeoff.md").write_text(format_markdown(rows, settings.speed_batches, info, voc))
     series = plot_series(rows, settings.speed_batches, voc)
-    plot_tradeoff(series, out_dir / "tradeoff.png", ylabel=_metric_label(voc), title=_title(rows))
+    plot_tradeoff(series, out_dir / "tradeoff.png", ylabel=_metric_label(voc), title=_title(rows, info))
     (out_dir / "metrics.json").write_text(
         json.dumps(
             {**info, "sizes": [size_text(s) if not isinstance(s, int) else s for s in settings.sizes], "tradeoff": rows}
@@ -441,10 +441,23 @@ def _metric_label(voc: bool) -> str:
     return "VOC07 AP@0.5 (%)" if voc else "mAP@0.5 (%)"
 
 
-def _title(rows: Sequence[dict[str, Any]]) -> str:
+def _title(rows: Sequence[dict[str, Any]], info: dict[str, Any] | None = None) -> str:
+    """tradeoff.png's title: the device and threads; with ``info`` (tradeoff.md's) also the split, its image count
+    and the checkpoint, and a warning when a timing shared the CPU (its img/s are low)."""
     devices = sorted({str(r["device"]) for r in rows})
     threads = sorted({int(r["threads"]) for r in rows})
-    return f"{', '.join(devices)}, {'/'.join(map(str, threads))} threads"
+    title = f"{', '.join(devices)}, {'/'.join(map(str, threads))} threads"
+    if info is None:
+        return title
+    head = [f"{info['split']} split ({info['images']} images)"] if "split" in info and "images" in info else []
+    if info.get("checkpoint"):
+        path = Path(str(info["checkpoint"]))
+        run = path.parent.parent.name if path.parent.name == "checkpoints" else path.parent.name
+        head.append(f"{run}/{path.name}" if run else path.name)
+    busy = [str(r["size"]) for r in rows if "load_avg_1min" in r and _busy(float(r["load_avg_1min"]))]
+    if busy:
+        title += f"; other work shared the CPU at size {', '.join(busy)}: its img/s are low"
+    return "\n".join([", ".join(head), title] if head else [title])
 
 
 def plot_series(

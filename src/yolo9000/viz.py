@@ -148,6 +148,7 @@ def plot_anchor_clusters(
     path: str | Path,
     assignments: Tensor | np.ndarray | None = None,
     title: str | None = None,
+    unit: str | None = None,
     figsize: tuple[float, float] = (10.0, 5.0),
     dpi: int = 100,
 ) -> Path:
@@ -162,6 +163,8 @@ def plot_anchor_clusters(
         path: output PNG.
         assignments: (N,) cluster index per box; by default the anchor of highest shape IoU.
         title: figure title.
+        unit: the unit of ``wh`` in the axis labels, "image" for sizes as fractions of the image's width and
+            height ("box width (fraction of image width)"); None: no unit named.
         figsize, dpi: output size is ``figsize * dpi`` pixels.
     """
     from yolo9000.anchors import shape_iou
@@ -177,8 +180,12 @@ def plot_anchor_clusters(
     ax1, ax2 = fig.subplots(1, 2)
     ax1.scatter(w, h, s=6, c=palette[assign % len(palette)], alpha=0.6, linewidths=0)
     ax1.scatter(an_t[:, 0], an_t[:, 1], marker="x", s=80, c="black", linewidths=2, label="centroids")
-    ax1.set_xlabel("box width")
-    ax1.set_ylabel("box height")
+    if unit == "image":
+        ax1.set_xlabel("box width (fraction of image width)")
+        ax1.set_ylabel("box height (fraction of image height)")
+    else:
+        ax1.set_xlabel("box width" + (f" ({unit})" if unit else ""))
+        ax1.set_ylabel("box height" + (f" ({unit})" if unit else ""))
     ax1.legend(loc="upper left")
     ax1.set_title(f"{len(w)} boxes, k = {an_t.shape[0]}")
     extent = float(max(an_t.max(), 1e-9))
@@ -189,7 +196,7 @@ def plot_anchor_clusters(
     ax2.set_xlim(-lim, lim)
     ax2.set_ylim(-lim, lim)
     ax2.set_aspect("equal")
-    ax2.set_title("anchors (common centre)")
+    ax2.set_title("anchors (common centre, same scale on both axes)")
     ax2.set_xticks([])
     ax2.set_yticks([])
     if title:
@@ -213,6 +220,7 @@ def plot_kmeans_curve(
     path: str | Path,
     figsize: tuple[float, float] = (5.0, 4.0),
     dpi: int = 100,
+    title: str | None = None,
 ) -> Path:
     """Average IoU against the number of clusters k, one line per metric (the paper's Figure 2, left).
 
@@ -220,6 +228,7 @@ def plot_kmeans_curve(
         results: {label: [(k, avg_iou), ...]} (or lists of KMeansResult), e.g. {"iou": ..., "sse": ...}.
         path: output PNG.
         figsize, dpi: output size is ``figsize * dpi`` pixels.
+        title: the axes' title (which boxes: data, split, count).
     """
     fig = Figure(figsize=figsize, dpi=dpi)
     ax = fig.subplots()
@@ -227,7 +236,9 @@ def plot_kmeans_curve(
         ks, ious = _k_iou_pairs(points)
         ax.plot(ks, ious, marker="o", label=label)
     ax.set_xlabel("# clusters (k)")
-    ax.set_ylabel("avg IoU")
+    ax.set_ylabel("avg IoU of a box with its closest centroid")
+    if title:
+        ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -247,9 +258,10 @@ def plot_pr_curves(
     pr: Mapping[str, tuple[np.ndarray | Tensor, np.ndarray | Tensor]],
     path: str | Path,
     ap: Mapping[str, float] | None = None,
-    figsize: tuple[float, float] = (6.0, 5.0),
+    figsize: tuple[float, float] = (8.0, 5.0),
     dpi: int = 100,
     max_curves: int = 20,
+    title: str | None = None,
 ) -> Path:
     """Precision-recall curves, one per class; more than ``max_curves`` classes (a WordTree head): the
     ``max_curves`` best (by ``ap``) of those with data, the rest counted in the title.
@@ -259,6 +271,8 @@ def plot_pr_curves(
         path: output PNG.
         ap: optional {class_name: AP} shown in the legend.
         figsize, dpi: output size is ``figsize * dpi`` pixels.
+        title: what was evaluated (split, input size, mAP; :func:`yolo9000.results.pr_title`), the title's first
+            line.
     """
     fig = Figure(figsize=figsize, dpi=dpi)
     ax = fig.subplots()
@@ -266,15 +280,17 @@ def plot_pr_curves(
     curves = {name: [np.asarray(v, dtype=np.float64).reshape(-1) for v in pr_] for name, pr_ in pr.items()}
     has_data = {n: c[0].size > 0 and not np.isnan(c[1]).all() for n, c in curves.items()}
     shown = pr_classes_shown(has_data, ap, max_curves)
+    lines = [title] if title else []
     if len(shown) < len(curves):
         n_data = sum(has_data.values())
         left = n_data - len(shown)
-        ax.set_title(
+        lines.append(
             f"{len(shown)} of {len(curves)} classes"
             + (f" ({left} more with data)" if left else "")
-            + f"; {len(curves) - n_data} without test boxes or detections not drawn",
-            fontsize=8,
+            + f"; {len(curves) - n_data} without test boxes or detections not drawn"
         )
+    if lines:
+        ax.set_title("\n".join(lines), fontsize=8)
     colour_of = {name: i for i, name in enumerate(curves)}  # a class keeps its colour whichever are drawn
     for name in shown:
         i = colour_of[name]
@@ -289,6 +305,8 @@ def plot_pr_curves(
     ax.set_xlabel("recall")
     ax.set_ylabel("precision")
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower left")
+    # beside the axes, not on them: a weak model's curves run along the bottom, where a legend inside would cover
+    # them (lower left hid all three of an epoch-1 BCCD run's)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, fontsize=8)
     fig.tight_layout()
     return _save_figure(fig, path)

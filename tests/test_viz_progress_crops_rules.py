@@ -376,8 +376,11 @@ def test_prediction_pictures_draw_the_boxes_at_or_over_the_threshold_with_their_
     assert cb.saved == [out / "p0.jpg", out / "p2.jpg"]
     assert sorted(p.name for p in out.iterdir()) == ["p0.jpg", "p2.jpg"]
     assert Image.open(out / "p2.jpg").size == (40, 24)
-    cb.on_test_epoch_end(r.trainer, r.module)  # type: ignore[arg-type]
+    with caplog.at_level(logging.INFO, logger="yolo9000.callbacks.predictions"):
+        cb.on_test_epoch_end(r.trainer, r.module)  # type: ignore[arg-type]
     assert r.wandb.images == [("val/predictions", [str(out / "p0.jpg"), str(out / "p2.jpg")])]
+    # the log says what the pictures show: an epoch-1 run's have only white boxes (nothing scored 0.3)
+    assert f"prediction pictures (boxes scored >= 0.5, coloured; ground truth white): {out}" in caplog.text
 
 
 def test_prediction_pictures_stop_at_num_images_restart_each_test_and_only_on_rank_zero(

@@ -77,7 +77,11 @@ class PredictionImages(pl.Callback):
     def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not self.saved:
             return
-        log.info("prediction pictures: %s", self.saved[0].parent)
+        log.info(
+            "prediction pictures (boxes scored >= %g, coloured; ground truth white): %s",
+            self.score_thresh,
+            self.saved[0].parent,
+        )
         for lg in trainer.loggers:
             if isinstance(lg, pl.loggers.WandbLogger):
                 prefix = getattr(pl_module, "test_prefix", "test")  # eval.py split=val: val/predictions

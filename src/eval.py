@@ -38,7 +38,14 @@ from yolo9000.environment import (
     setup_environment,
 )
 from yolo9000.modules.detector import DetectorModule
-from yolo9000.results import format_group_table, format_metric_table, group_means, table_for_log, write_metrics
+from yolo9000.results import (
+    evaluated_on,
+    format_group_table,
+    format_metric_table,
+    group_means,
+    table_for_log,
+    write_metrics,
+)
 from yolo9000.run_folder import hydra_list
 
 log = logging.getLogger("yolo9000.eval")
@@ -117,7 +124,8 @@ def evaluate(cfg: DictConfig) -> float:
         out_dir,
         module.test_results,
         module.eval_class_names,
-        {"checkpoint": str(cfg.ckpt_path), "split": cfg.split, "img_size": datamodule.img_size}
+        {"checkpoint": str(cfg.ckpt_path)}
+        | evaluated_on(datamodule)  # split, img_size: as train.py's test
         | group_means(per_class, groups)
         | datamodule.data_report(),
     )

@@ -62,6 +62,7 @@ from yolo9000.loggers import ResumableWandbLogger
 from yolo9000.multirun import drop_resumed_record, end_distributed, prepare_ddp_relaunch, retire_ddp_children
 from yolo9000.results import (
     check_metric_groups,
+    evaluated_on,
     format_group_table,
     format_metric_table,
     group_means,
@@ -382,6 +383,7 @@ def run(cfg: DictConfig) -> float | None:
                     str(o) for o in HydraConfig.get().overrides.task if not str(o).startswith("resume=")
                 ]
             extra |= {"checkpoint": ckpt, "seen": int(getattr(module, "seen", 0))}
+            extra |= evaluated_on(datamodule)  # split, img_size, as eval.py's: pr_curves.png's title names them
             extra |= model_stats(module.model, datamodule.img_size)  # a side, or (height, width)
             if built.info.anchors_avg_iou is not None:
                 extra["anchors_avg_iou"] = built.info.anchors_avg_iou

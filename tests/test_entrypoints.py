@@ -33,6 +33,7 @@ def test_train_writes_run_dir(trained: Path) -> None:
     assert set(metrics["per_class"]) == {"RBC", "WBC", "Platelets"}
     assert 0.0 <= metrics["map_50"] <= 1.0
     assert metrics["seen"] == 8  # one epoch of 8 images
+    assert (metrics["split"], metrics["img_size"]) == ("test", 64)  # as eval.py's: pr_curves.png's title names them
     assert (trained / "checkpoints" / "last.ckpt").is_file()
     assert (trained / "config.yaml").is_file() and (trained / "per_class.md").is_file()
     assert len(list((trained / "predictions").glob("*.jpg"))) == 2

@@ -12,6 +12,7 @@ from torchvision.io import ImageReadMode, decode_image
 
 from yolo9000.anchors import anchor_sweep, kmeans_anchors
 from yolo9000.viz import (
+    class_colors,
     draw_detections,
     plot_anchor_clusters,
     plot_kmeans_curve,
@@ -64,13 +65,70 @@ def test_drawings_scale_with_the_image() -> None:
     assert edge_width(480, 640) == 2 and edge_width(2400, 3200) == 10
 
 
-def test_draw_detections_gt_white_and_float_input() -> None:
-    img = torch.zeros(3, 64, 64)
-    gt = torch.tensor([[10.0, 10.0, 30.0, 30.0]])
-    out = draw_detections(img, torch.zeros(0, 4), torch.zeros(0, dtype=torch.long), None, ["a"], gt_boxes=gt)
+def test_ground_truth_dashed_in_its_class_colour_and_named_predictions_solid(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ground truth was drawn 1 px white without a name: which class a picture missed could not be read. Now each
+    truth box is dashed in its class's colour with its class name (small: three quarters of the predictions'
+    caption size, half their line width), the predictions solid with "name score"."""
+    import yolo9000.viz as viz
+
+    solid: list[dict] = []
+    dashed: list[dict] = []
+    real_solid, real_dashed = viz.draw_bounding_boxes, viz._draw_dashed_boxes
+
+    def record_solid(img: torch.Tensor, boxes: torch.Tensor, **kw: object) -> torch.Tensor:
+        solid.append({"boxes": boxes.tolist(), **kw})
+        return real_solid(img, boxes, **kw)
+
+    def record_dashed(img: torch.Tensor, boxes: torch.Tensor, colors: list, captions: list | None, **kw: object):
+        dashed.append({"boxes": boxes.tolist(), "colors": colors, "captions": captions, **kw})
+        return real_dashed(img, boxes, colors, captions, **kw)
+
+    monkeypatch.setattr(viz, "draw_bounding_boxes", record_solid)
+    monkeypatch.setattr(viz, "_draw_dashed_boxes", record_dashed)
+    img = torch.full((3, 480, 640), 40, dtype=torch.uint8)  # a BCCD image's size
+    names = ["RBC", "WBC", "Platelets"]
+    gt = torch.tensor([[10.0, 10.0, 100.0, 90.0], [200.0, 150.0, 330.0, 300.0], [400.0, 40.0, 440.0, 80.0]])
+    pred = torch.tensor([[205.0, 155.0, 325.0, 290.0]])
+    gt_labels = torch.tensor([0, 1, 2])
+    draw_detections(img, pred, torch.tensor([1]), torch.tensor([0.87]), names, gt_boxes=gt, gt_labels=gt_labels)
+    palette = class_colors(3)
+    ((truth,), (preds,)) = dashed, solid  # no white solid call for the truth any more
+    assert truth["boxes"] == gt.tolist() and truth["colors"] == palette
+    assert truth["captions"] == ["RBC", "WBC", "Platelets"]
+    assert truth["width"] == 1 and truth["font_size"] == 9  # predictions: 2 px, 12 pt
+    assert preds["boxes"] == pred.tolist() and preds["labels"] == ["WBC 0.87"] and preds["colors"] == [palette[1]]
+    assert preds["width"] == 2 and preds["font_size"] == 12
+    # 20+ cells: one dashed call, every box captioned with its own class
+    many = torch.tensor([[20.0 * i, 10.0, 20.0 * i + 18, 40.0] for i in range(24)])
+    draw_detections(img, torch.zeros(0, 4), torch.zeros(0, dtype=torch.long), None, names, gt_boxes=many,
+                    gt_labels=torch.arange(24) % 3)  # fmt: skip
+    assert dashed[-1]["captions"] == ["RBC", "WBC", "Platelets"] * 8 and len(solid) == 1
+    # no labels given (the digits picture): white, uncaptioned, still dashed
+    draw_detections(img, torch.zeros(0, 4), torch.zeros(0, dtype=torch.long), None, names, gt_boxes=gt[:1])
+    assert dashed[-1]["colors"] == [(255, 255, 255)] and dashed[-1]["captions"] is None
+    with pytest.raises(ValueError, match="3 ground-truth boxes but 2 labels"):
+        draw_detections(img, pred, torch.tensor([1]), None, names, gt_boxes=gt, gt_labels=torch.tensor([0, 1]))
+
+
+def test_ground_truth_outline_is_dashed_with_its_name_inside_and_float_input() -> None:
+    """The drawn truth: its edges alternate dash and gap (corners drawn), its name's caption sits inside the box's
+    bottom-left corner in the class's colour, the interior elsewhere is untouched."""
+    from yolo9000.viz import _dashes
+
+    assert _dashes(0.0, 20.0, 4, 3) == [(0.0, 4.0), (7.0, 11.0), (14.0, 18.0), (18.0, 20.0)]
+    assert _dashes(0.0, 3.0, 4, 3) == [(0.0, 3.0)]
+    img = torch.zeros(3, 96, 128)
+    gt = torch.tensor([[10.0, 10.0, 110.0, 80.0]])
+    out = draw_detections(img, torch.zeros(0, 4), torch.zeros(0, dtype=torch.long), None, ["a", "b"],
+                          gt_boxes=gt, gt_labels=torch.tensor([1]))  # fmt: skip
     assert out.dtype == torch.uint8
-    assert out[:, 20, 10].tolist() == [255, 255, 255]
-    assert out[:, 20, 20].tolist() == [0, 0, 0]
+    orange = torch.tensor(class_colors(2)[1], dtype=torch.uint8)
+    top = out[:, 10, 10:111].T  # the top edge's pixels
+    on = (top == orange).all(dim=1)
+    assert on[:5].all() and not on[5:7].any() and on[7:12].all() and on[-1]  # dash, gap, dash ... corner
+    assert (out[:, 12:60, 40:100] == 0).all()  # inside, away from the caption: untouched
+    caption = out[:, 60:80, 11:40].int()  # the name "b" (antialiased): near the class's colour at its strongest
+    assert ((caption - orange.int()[:, None, None]).abs() <= 30).all(dim=0).any()
     # boxes partly outside the image are clipped instead of failing
     out2 = draw_detections(out, torch.tensor([[-5.0, 50.0, 80.0, 90.0]]), torch.tensor([0]), torch.tensor([0.5]), ["a"])
     assert (out2 != out).any()

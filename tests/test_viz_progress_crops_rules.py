@@ -227,13 +227,35 @@ def test_pr_plot_is_titled_with_what_was_evaluated_and_its_legend_leaves_the_cur
     legend = ax.get_legend().get_window_extent()
     assert legend.x0 > ax.get_window_extent().x1  # beside the axes, covering no curve
     assert legend.x1 <= fig.bbox.x1  # and not clipped
-    # train.py's metrics.json has no split or img_size: the test split, at the model-statistics input size
+    # a metrics.json without split or img_size (written before train.py recorded them): the test split, at the
+    # model-statistics input size
     from yolo9000.results import pr_title
 
     assert pr_title({"map_50": 0.5, "gflops_input_size": 256, "checkpoint": "run/checkpoints/last.ckpt"}) == (
         "test split, 256 px input: precision-recall at IoU 0.5, mAP@0.5 0.500\nrun/last.ckpt"
     )
     assert pr_title({}) == "test split: precision-recall at IoU 0.5"
+
+
+def test_a_training_runs_test_records_its_split_and_input_size_as_evals(figures: list[Any], tmp_path: Path) -> None:
+    """train.py's metrics.json had no ``split`` / ``img_size`` (eval.py's has): pr_curves.png's title said "test
+    split" by default and took the model statistics' input size. Both now come from the datamodule trainer.test
+    read, for train.py (its test split) as for eval.py (split=val: the val split)."""
+    from yolo9000.results import evaluated_on, write_metrics
+
+    train_dm = SimpleNamespace(test_split="test", img_size=(352, 608))  # as DetectionDataModule after setup
+    assert evaluated_on(train_dm) == {"split": "test", "img_size": [352, 608]}
+    assert evaluated_on(SimpleNamespace(test_split="val", img_size=416)) == {"split": "val", "img_size": 416}
+    results = {"map_50": 0.25, "pr": {"RBC": (np.array([0.5]), np.array([0.5]))}, "per_class": {"RBC": {"ap50": 0.25}}}
+    # train.py's extra: checkpoint, model statistics at another size than the evaluation's, then the evaluation's
+    extra = {"checkpoint": "/x/run7/checkpoints/epoch_003.ckpt", "gflops_input_size": 416} | evaluated_on(train_dm)
+    write_metrics(tmp_path, results, ["RBC"], extra)
+    (ax,) = figures[0].axes
+    assert ax.get_title() == (
+        "test split, 352x608 px input: precision-recall at IoU 0.5, mAP@0.5 0.250\nrun7/epoch_003.ckpt"
+    )
+    got = json.loads((tmp_path / "metrics.json").read_text())
+    assert (got["split"], got["img_size"]) == ("test", [352, 608])  # train.py's own: tests/test_entrypoints.py
 
 
 def test_anchor_plots_name_their_units_and_the_boxes_they_show(figures: list[Any], tmp_path: Path) -> None:
@@ -343,7 +365,8 @@ def picture_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SimpleNamesp
         torch.tensor([[3.0, 3.0, 9.0, 9.0]]),
         torch.tensor([[20.0, 4.0, 38.0, 22.0]]),
     ]
-    batch = {"image_paths": paths, "gt_boxes": gt}
+    gt_labels = [torch.tensor([0]), torch.tensor([1]), torch.tensor([1])]
+    batch = {"image_paths": paths, "gt_boxes": gt, "gt_labels": gt_labels}
     outputs = [
         _pred([[2.0, 2.0, 12.0, 12.0], [5.0, 5.0, 30.0, 20.0], [0.0, 0.0, 4.0, 4.0]], [1, 0, 1], [0.5, 0.49, 0.9]),
         _pred([[1.0, 1.0, 5.0, 5.0]], [0], [0.9]),
@@ -369,6 +392,7 @@ def test_prediction_pictures_draw_the_boxes_at_or_over_the_threshold_with_their_
     assert first["boxes"].tolist() == [[2.0, 2.0, 12.0, 12.0], [0.0, 0.0, 4.0, 4.0]]
     assert first["labels"].tolist() == [1, 1] and first["scores"].tolist() == pytest.approx([0.5, 0.9])
     assert first["gt_boxes"].tolist() == [[1.0, 2.0, 10.0, 12.0]]
+    assert first["gt_labels"].tolist() == [0] and third["gt_labels"].tolist() == [1]  # the truth's classes drawn
     assert third["gt_boxes"].tolist() == [[20.0, 4.0, 38.0, 22.0]] and third["boxes"].tolist() == [
         [21.0, 5.0, 37.0, 21.0]
     ]
@@ -379,8 +403,11 @@ def test_prediction_pictures_draw_the_boxes_at_or_over_the_threshold_with_their_
     with caplog.at_level(logging.INFO, logger="yolo9000.callbacks.predictions"):
         cb.on_test_epoch_end(r.trainer, r.module)  # type: ignore[arg-type]
     assert r.wandb.images == [("val/predictions", [str(out / "p0.jpg"), str(out / "p2.jpg")])]
-    # the log says what the pictures show: an epoch-1 run's have only white boxes (nothing scored 0.3)
-    assert f"prediction pictures (boxes scored >= 0.5, coloured; ground truth white): {out}" in caplog.text
+    # the log says what the pictures show: an epoch-1 run's have only ground truth (nothing scored 0.3)
+    assert (
+        "prediction pictures (predictions scored >= 0.5: solid, captioned name and score; ground truth: dashed, its "
+        f"class name at the bottom left; one colour per class): {out}"
+    ) in caplog.text
 
 
 def test_prediction_pictures_stop_at_num_images_restart_each_test_and_only_on_rank_zero(
@@ -694,6 +721,7 @@ def test_prediction_pictures_read_the_image_as_the_data_did(tmp_path: Path, monk
     batch = {
         "image_paths": [str(photo), str(kept), str(bmp)],
         "gt_boxes": [torch.zeros(0, 4)] * 3,
+        "gt_labels": [torch.zeros(0, dtype=torch.long)] * 3,
         "orig_sizes": torch.tensor([[40, 24], [24, 40], [24, 40]]),  # (h, w) as the dataset read each
     }
     cb = predictions.PredictionImages()

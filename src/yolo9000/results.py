@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["format_metric_table", "group_means", "model_stats", "plain", "write_metrics"]
+__all__ = ["evaluated_on", "format_metric_table", "group_means", "model_stats", "plain", "write_metrics"]
 
 
 def plain(v: Any) -> Any:
@@ -56,6 +56,18 @@ def _finite_or_null(v: Any) -> Any:
     if isinstance(v, list | tuple):
         return [_finite_or_null(x) for x in v]
     return v
+
+
+def evaluated_on(datamodule: Any) -> dict[str, Any]:
+    """What metrics.json records about the images a test evaluated, for train.py's test as for eval.py's: ``split``,
+    the data split ``trainer.test`` read (the datamodule's ``test_split``: ``test``, or ``val`` for eval.py
+    split=val), and ``img_size``, the evaluation input size (a side, or [height, width]; the training's multi-scale
+    sizes are not it). :func:`pr_title` names both in pr_curves.png's title."""
+    size = plain(getattr(datamodule, "img_size", None))
+    out: dict[str, Any] = {"split": str(getattr(datamodule, "test_split", "test"))}
+    if size is not None:
+        out["img_size"] = size
+    return out
 
 
 def pr_title(metrics: dict[str, Any]) -> str:

@@ -490,7 +490,7 @@ def plot_tradeoff(
     dpi: int = 100,
 ) -> Path:
     """The paper's Figure 4: accuracy against frames per second, one line per series, points labelled with the
-    input size; a log x axis when the speeds span more than 20x (a CPU beside a Titan X)."""
+    input size ("416 px", "352x608 px"); a log x axis when the speeds span more than 20x (a CPU beside a Titan X)."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=figsize, dpi=dpi)
@@ -509,8 +509,10 @@ def plot_tradeoff(
         )
         for fps, m, s in pts:
             # the labels of alternate series above and below their points: two series at nearly the same point
-            # (batch 1 and 32 of one size) printed one label over the other ("320320")
-            ax.annotate(str(s), (fps, m), textcoords="offset points", xytext=(4, 4 if i % 2 == 0 else -11), fontsize=8)
+            # (batch 1 and 32 of one size) printed one label over the other ("320320"); "96 px", not a bare "96"
+            ax.annotate(
+                f"{s} px", (fps, m), textcoords="offset points", xytext=(4, 4 if i % 2 == 0 else -11), fontsize=8
+            )
     if speeds and max(speeds) / min(speeds) > 20:
         ax.set_xscale("log")
     ax.set_xlabel("images / s")

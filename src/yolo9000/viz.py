@@ -1,7 +1,7 @@
 """Pictures: detections drawn on images, anchor clusters (paper Figure 2), k-means curves, PR curves.
 
 Plots are made with ``matplotlib.figure.Figure`` directly (Agg canvas, no pyplot global state, no display
-needed); boxes are drawn with ``torchvision.utils.draw_bounding_boxes``.
+needed); predicted boxes are drawn with ``torchvision.utils.draw_bounding_boxes``, ground truth dashed with PIL.
 """
 
 from __future__ import annotations
@@ -61,8 +61,13 @@ def draw_detections(
     gt_boxes: Tensor | None = None,
     width: int | None = None,
     font_size: int | None = None,
+    gt_labels: Tensor | None = None,
 ) -> Tensor:
-    """Draw predicted boxes (coloured per class, captioned "name 0.87") and optional ground truth (white).
+    """Draw predicted boxes (solid, coloured per class, captioned "name 0.87" at the top left) and optional ground
+    truth (dashed, in its class's colour, its class name small at the bottom left, in the colour on black).
+
+    A missed object is its dashed box with no solid box of the same colour on it; the ground truth's captions sit at
+    the other corner from the predictions' and are smaller, so a BCCD image's dozen or more cells stay readable.
 
     Args:
         image: (3, H, W) uint8 RGB (float in [0, 1] is accepted and converted).
@@ -70,10 +75,13 @@ def draw_detections(
         labels: (N,) class indices.
         scores: (N,) confidences, or None for captions without a score.
         class_names: names indexed by label.
-        gt_boxes: (M, 4) xyxy ground-truth boxes drawn first, 1 px white, or None.
+        gt_boxes: (M, 4) xyxy ground-truth boxes drawn first (under the predictions), dashed, or None.
+        gt_labels: (M,) class indices of ``gt_boxes``: each drawn in its class's colour, captioned with its name;
+            None: white and uncaptioned.
         width: line width of prediction boxes in pixels; None: 2 per 640 pixels of the image's longer side (2 on a
             VOC / BCCD photo, 12 on a 4000 x 3000 one: readable at the size a viewer shows it).
-        font_size: caption font size; None: 12 per 640 pixels of the longer side.
+        font_size: caption font size of the predictions; None: 12 per 640 pixels of the longer side. The ground
+            truth's are three quarters of it (9 on a BCCD image), its lines half the predictions' width (at least 1).
 
     Returns:
         (3, H, W) uint8 image with the drawings (the input is not modified).
@@ -88,14 +96,28 @@ def draw_detections(
     width = 2 * scale if width is None else width
     font_size = 12 * scale if font_size is None else font_size
     font = _font()
+    palette = class_colors(max(len(class_names), 1))
+
+    def name(c: int) -> str:
+        return class_names[c] if 0 <= c < len(class_names) else str(c)
+
     if gt_boxes is not None and gt_boxes.numel() > 0:
-        img = draw_bounding_boxes(img, _clip_boxes(gt_boxes, h, w), colors="white", width=1)
+        gt = _clip_boxes(gt_boxes, h, w)
+        if gt_labels is not None:
+            gt_l = gt_labels.detach().reshape(-1).long().cpu().tolist()
+            if len(gt_l) != gt.shape[0]:
+                raise ValueError(f"{gt.shape[0]} ground-truth boxes but {len(gt_l)} labels")
+            gt_colors, gt_names = [palette[c % len(palette)] for c in gt_l], [name(c) for c in gt_l]
+        else:
+            gt_colors, gt_names = [(255, 255, 255)] * gt.shape[0], None
+        img = _draw_dashed_boxes(
+            img, gt, gt_colors, gt_names, width=max(1, width // 2), font=font, font_size=max(6, round(0.75 * font_size))
+        )
     if boxes.numel() == 0:
         return img
     labels_l = labels.detach().reshape(-1).long().cpu().tolist()
-    palette = class_colors(max(len(class_names), 1))
     colors = [palette[c % len(palette)] for c in labels_l]
-    names = [class_names[c] if 0 <= c < len(class_names) else str(c) for c in labels_l]
+    names = [name(c) for c in labels_l]
     if scores is not None:
         captions = [
             f"{n} {s:.2f}" for n, s in zip(names, scores.detach().reshape(-1).float().cpu().tolist(), strict=True)
@@ -113,6 +135,56 @@ def draw_detections(
         label_colors="black",
         fill_labels=True,
     )
+
+
+def _dashes(a: float, b: float, dash: float, gap: float) -> list[tuple[float, float]]:
+    """The drawn pieces of a dashed line from ``a`` to ``b`` (one coordinate): dashes of ``dash`` pixels with
+    ``gap`` between them, the last one ending at ``b`` (a corner is always drawn)."""
+    if b - a <= dash:
+        return [(a, b)]
+    out, t = [], a
+    while t < b:
+        out.append((t, min(t + dash, b)))
+        t += dash + gap
+    if out[-1][1] < b:
+        out.append((max(b - dash, out[-1][1]), b))
+    return out
+
+
+def _draw_dashed_boxes(
+    img: Tensor,
+    boxes: Tensor,
+    colors: Sequence[tuple[int, int, int]],
+    captions: Sequence[str] | None,
+    width: int = 1,
+    font: str | None = None,
+    font_size: int = 9,
+) -> Tensor:
+    """Dashed outlines (dashes of 4 line widths, at least 4 px, gaps of 3) of ``boxes`` in ``colors``, each
+    captioned (``captions``, or none) inside its bottom-left corner in its colour on black; a (3, H, W) uint8 copy.
+    """
+    from PIL import Image, ImageDraw, ImageFont
+
+    pil = Image.fromarray(img.permute(1, 2, 0).contiguous().numpy())
+    draw = ImageDraw.Draw(pil)
+    dash, gap = max(4, 4 * width), max(3, 3 * width)
+    try:
+        pil_font = ImageFont.truetype(font, font_size) if font else ImageFont.load_default()
+    except OSError:  # pragma: no cover - matplotlib's DejaVu is a TrueType font
+        pil_font = ImageFont.load_default()
+    for i, ((x1, y1, x2, y2), color) in enumerate(zip(boxes.tolist(), colors, strict=True)):
+        for a, b in _dashes(x1, x2, dash, gap):  # top and bottom edges
+            for y in (y1, y2):
+                draw.line([(a, y), (b, y)], fill=tuple(color), width=width)
+        for a, b in _dashes(y1, y2, dash, gap):  # left and right edges
+            for x in (x1, x2):
+                draw.line([(x, a), (x, b)], fill=tuple(color), width=width)
+        if captions:
+            left, top, right, bottom = draw.textbbox((0, 0), captions[i], font=pil_font)
+            tx, ty = x1 + width, max(0.0, y2 - width - (bottom - top) - 2)
+            draw.rectangle([tx, ty, tx + right - left + 2, ty + bottom - top + 2], fill=(0, 0, 0))
+            draw.text((tx + 1 - left, ty + 1 - top), captions[i], fill=tuple(color), font=pil_font)
+    return torch.from_numpy(np.asarray(pil).copy()).permute(2, 0, 1)
 
 
 def save_image(t: Tensor, path: str | Path, jpeg_quality: int = 90) -> Path:

@@ -16,7 +16,8 @@ log = logging.getLogger(__name__)
 
 
 class PredictionImages(pl.Callback):
-    """Draws the predictions (score >= ``score_thresh``) and the ground truth on the first ``num_images`` test
+    """Draws the predictions (score >= ``score_thresh``; solid boxes) and the ground truth (dashed, in its class's
+    colour and captioned with its name: a missed object's class can be read) on the first ``num_images`` test
     images into ``<run dir>/predictions/`` (under DDP rank 0 draws them from its shard: test images 0, W, 2W, ...
     with W processes). Each image is read as the dataset read it, so the boxes land in their frame: its EXIF
     orientation applied, or its stored pixels where the dataset kept those.
@@ -69,6 +70,7 @@ class PredictionImages(pl.Callback):
                 pred["scores"][keep].cpu(),
                 names,
                 gt_boxes=batch["gt_boxes"][i].cpu(),
+                gt_labels=batch["gt_labels"][i].cpu(),
             )
             target = out_dir / f"{path.stem}.jpg"
             save_image(drawn, target)
@@ -78,7 +80,8 @@ class PredictionImages(pl.Callback):
         if not self.saved:
             return
         log.info(
-            "prediction pictures (boxes scored >= %g, coloured; ground truth white): %s",
+            "prediction pictures (predictions scored >= %g: solid, captioned name and score; ground truth: dashed, "
+            "its class name at the bottom left; one colour per class): %s",
             self.score_thresh,
             self.saved[0].parent,
         )

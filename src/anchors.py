@@ -19,7 +19,7 @@ from rich.table import Table
 
 from yolo9000.anchors import anchor_sweep, distinct_shapes, format_anchors, output_grid, resolve_priors, to_grid_units
 from yolo9000.data.resize import check_input_size, size_text
-from yolo9000.environment import hydra_flags_first, log_to_job_log, setup_environment
+from yolo9000.environment import hint_unknown_overrides, hydra_flags_first, log_to_job_log, setup_environment
 from yolo9000.models import STRIDE
 from yolo9000.viz import plot_anchor_clusters, plot_kmeans_curve
 
@@ -108,4 +108,5 @@ def main(cfg: DictConfig) -> None:
 
 if __name__ == "__main__":
     sys.argv = hydra_flags_first(sys.argv)  # overrides may follow -m
-    main()
+    with hint_unknown_overrides("anchors.yaml"):  # a typo'd key: "did you mean ...?" under Hydra's message
+        main()

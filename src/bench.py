@@ -64,7 +64,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from yolo9000.build import build, instantiate_module
 from yolo9000.data.image_io import read_image
-from yolo9000.environment import hydra_flags_first, reported_failures, setup_environment
+from yolo9000.environment import hint_unknown_overrides, hydra_flags_first, reported_failures, setup_environment
 from yolo9000.loss import RegionLoss, TruthAssignment
 from yolo9000.models import STRIDE
 from yolo9000.speed import (
@@ -821,4 +821,5 @@ def bench(cfg: DictConfig) -> None:
 
 if __name__ == "__main__":
     sys.argv = hydra_flags_first(sys.argv)  # overrides may follow -m
-    main()
+    with hint_unknown_overrides("bench.yaml"):  # a typo'd key: "did you mean ...?" under Hydra's message
+        main()

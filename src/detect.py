@@ -63,7 +63,7 @@ from yolo9000.data.video import (
     source_name,
     stream_source,
 )
-from yolo9000.environment import FILE_ONLY, hydra_flags_first, log_to_job_log, setup_environment
+from yolo9000.environment import FILE_ONLY, hint_unknown_overrides, hydra_flags_first, log_to_job_log, setup_environment
 from yolo9000.models import STRIDE
 from yolo9000.submission import (
     VALID_CONF,
@@ -542,4 +542,5 @@ def unreadable_list(failed: list[dict[str, str]], limit: int = 20) -> str:
 
 if __name__ == "__main__":
     sys.argv = hydra_flags_first(sys.argv)  # overrides may follow -m
-    main()
+    with hint_unknown_overrides("detect.yaml"):  # a typo'd key: "did you mean ...?" under Hydra's message
+        main()

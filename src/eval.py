@@ -31,6 +31,7 @@ from yolo9000.data.resize import normal_size, size_text
 from yolo9000.environment import (
     FILE_ONLY,
     PROJECT_ROOT,
+    hint_unknown_overrides,
     hint_unset_env,
     hydra_flags_first,
     log_to_job_log,
@@ -406,4 +407,5 @@ def class_mismatch_message(
 
 if __name__ == "__main__":
     sys.argv = hydra_flags_first(sys.argv)  # overrides may follow -m
-    main()
+    with hint_unknown_overrides("eval.yaml"):  # a typo'd key: "did you mean ...?" under Hydra's message
+        main()

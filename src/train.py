@@ -52,6 +52,7 @@ from yolo9000.callbacks.sweep_summary import local_sweep_dir, write_sweep_summar
 from yolo9000.environment import (
     FILE_ONLY,
     concise_exit,
+    hint_unknown_overrides,
     hydra_flags_first,
     log_failure,
     log_to_job_log,
@@ -446,7 +447,8 @@ if __name__ == "__main__":
     _check_resume_arg(sys.argv)
     _arm_sigterm()  # from the config's composition on (main says it in the run's log once it runs)
     try:
-        main()
+        with hint_unknown_overrides("train.yaml"):  # a typo'd key: "did you mean ...?" under Hydra's message
+            main()
     except _TerminatedWhileStarting:  # outside a job: composing the config, or between a sweep's jobs
         _after_sigterm()
         print("stopped by SIGTERM outside a job (composing the config, or between a sweep's jobs)", file=sys.stderr)

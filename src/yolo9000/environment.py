@@ -22,6 +22,9 @@ __all__ = [
     "PROJECT_ROOT",
     "ConsoleSkip",
     "hydra_flags_first",
+    "close_keys",
+    "hint_unknown_overrides",
+    "override_hints",
     "hint_unset_env",
     "concise_exit",
     "is_user_error",
@@ -159,6 +162,199 @@ def hydra_flags_first(argv: list[str]) -> list[str]:
             options.append(argv[i])
             i += 1
     return [argv[0], *options, *overrides]
+
+
+def _override_words(argv: list[str]) -> tuple[list[str], str | None]:
+    """The overrides of a command line (Hydra's options and their values left out) and its ``--config-name``."""
+    overrides: list[str] = []
+    config_name = None
+    i = 1
+    while i < len(argv):
+        word = argv[i]
+        i += 1
+        if not word.startswith("-") or word == "-":
+            overrides.append(word)
+            continue
+        opt, eq, value = word.partition("=")
+        takes = word in _HYDRA_VALUE_OPTS or (word in _HYDRA_INFO and i < len(argv) and argv[i] in _HYDRA_INFO_VALUES)
+        if takes and i < len(argv):
+            value = argv[i]
+            i += 1
+        if opt in ("--config-name", "-cn") and (eq or takes):
+            config_name = value
+    return overrides, config_name
+
+
+def _config_keys(node: Any, prefix: str = "") -> list[str]:
+    """Every dotted key of a plain (``to_container``) config tree, inner nodes included."""
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    keys: list[str] = []
+    for k, v in items:
+        keys.append(f"{prefix}{k}")
+        keys += _config_keys(v, f"{prefix}{k}.")
+    return keys
+
+
+def _lookup(tree: Any, parts: list[str]) -> tuple[bool, Any]:
+    """(found, node) of a dotted key's parts in a plain config tree."""
+    node = tree
+    for part in parts:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return False, None
+    return True, node
+
+
+def _closest(word: str, choices: list[str], cutoff: float) -> list[str]:
+    """The choices most like ``word`` (difflib's ratio at least ``cutoff``): the best, and those nearly as close
+    (``max_image``: ``max_images``, not ``cache_images`` too)."""
+    import difflib
+
+    near = difflib.get_close_matches(word, choices, n=3, cutoff=cutoff)
+    if not near:
+        return []
+    best = difflib.SequenceMatcher(None, near[0], word).ratio()
+    return [c for c in near if difflib.SequenceMatcher(None, c, word).ratio() >= best - 0.05]
+
+
+def close_keys(key: str, tree: dict[str, Any]) -> list[str]:
+    """The keys of a config (a plain ``to_container`` tree) that ``key``, not one of them, was likely meant to be:
+    a close name beside it (``data.max_image`` -> ``data.max_images``), else a close full dotted key (``dta.max_images``
+    -> ``data.max_images``), else the keys that end in the same name (``max_epochs`` -> ``trainer.max_epochs``);
+    none when nothing is close (no guess that would mislead)."""
+    parts = key.split(".")
+    found, parent = _lookup(tree, parts[:-1])
+    if found and isinstance(parent, dict):
+        siblings = [str(k) for k in parent]
+        near = _closest(parts[-1], siblings, cutoff=0.6)
+        if near:
+            return [".".join([*parts[:-1], k]) for k in near]
+    keys = _config_keys(tree)
+    near = _closest(key, keys, cutoff=0.8)
+    if near:
+        return near
+    return [k for k in keys if k.rsplit(".", 1)[-1] == parts[-1]][:3]
+
+
+def _did_you_mean(text: str, key: str, choices: list[str]) -> str:
+    """``did you mean a=1 or b=1?`` with each choice in place of ``key`` in the override ``text``."""
+    options = [text.replace(key, choice, 1) for choice in choices]
+    return "did you mean " + " or ".join(options) + "?"
+
+
+def override_hints(config_dir: str | Path, config_name: str, overrides: list[str]) -> list[str]:
+    """Hints for the overrides that name nothing in the composed config (a key, a config group's option): Hydra's
+    "Key 'max_image' is not in struct ... To append to your config use +data.max_image=8" suggests adding the wrong
+    key. Composes ``config_name`` from ``config_dir`` with the overrides that select config groups (a group's option
+    that does not exist is left out, and hinted) and checks every other override's key there. ``+`` / ``++``
+    overrides add keys and are not checked; an override Hydra cannot parse is its own to report. Costs a
+    composition: for a run that already failed."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.initialize import get_gh_backup, restore_gh_from_backup
+    from omegaconf import OmegaConf
+
+    parser = OverridesParser.create()
+    parsed = []
+    for text in overrides:
+        try:
+            parsed.append(parser.parse_override(text))
+        except Exception:  # Hydra reports it, with its own message
+            continue
+    hints: list[str] = []
+    backup = get_gh_backup()  # a caller's Hydra (a test's compose) stays as it was
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(Path(config_dir).resolve()), version_base="1.3"):
+            loader = GlobalHydra.instance().config_loader()
+            groups: set[str] = set()
+            todo = [""]
+            while todo:
+                parent = todo.pop()
+                for child in loader.list_groups(parent):
+                    groups.add(f"{parent}/{child}" if parent else child)
+                    todo.append(f"{parent}/{child}" if parent else child)
+            selections, values = [], []
+            for o in parsed:
+                (selections if o.key_or_group in groups else values).append(o)
+            usable, group_hints = [], []
+            for o in selections:
+                if o.is_delete():
+                    usable.append(o.input_line)
+                    continue
+                try:
+                    chosen = list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.value()]
+                except Exception:  # a range or interval over a group: Hydra's to judge
+                    continue
+                flat = [x for v in chosen for x in (v if isinstance(v, list) else [v])]  # callbacks=[a,b]
+                names = [v for v in flat if isinstance(v, str)]
+                options = loader.get_group_options(o.key_or_group)
+                wrong = [n for n in names if n not in options]
+                options = [n for n in options if not n.startswith("_")]  # not the bases (model/_detector)
+                if wrong:  # hinted when the config selects the group (below), or the override adds it
+                    near = _closest(wrong[0], options, cutoff=0.6)
+                    suggestion = " or ".join(f"{o.get_key_element()}={n}" for n in near)  # +group=, group@pkg=
+                    text = f"{o.key_or_group} has no option '{wrong[0]}'"
+                    text += f"; did you mean {suggestion}?" if near else f" (its options: {', '.join(options)})"
+                    group_hints.append((o.key_or_group, o.is_add() or o.is_force_add(), text))
+                elif names and o.is_sweep_override():
+                    usable.append(f"{o.get_key_element()}={names[0]}")  # compose takes one value
+                elif names or o.value() is None:
+                    usable.append(o.input_line)
+            try:
+                cfg = compose(config_name, overrides=usable, return_hydra_config=True)
+            except Exception:  # the groups' overrides together do not compose: the config's own keys
+                cfg = compose(config_name, overrides=[], return_hydra_config=True)
+    finally:
+        restore_gh_from_backup(backup)
+    chosen_groups = cfg.hydra.runtime.choices
+    hints += [text for group, added, text in group_hints if added or group in chosen_groups]  # else not this config's
+    tree = OmegaConf.to_container(cfg, resolve=False)
+    for o in values:
+        if o.is_add() or o.is_force_add() or _lookup(tree, o.key_or_group.split("."))[0]:
+            continue
+        key = o.key_or_group
+        near = close_keys(key, tree)  # type: ignore[arg-type]
+        if near:
+            hints.append(f"'{key}' is not in the config; {_did_you_mean(o.input_line or key, key, near)}")
+        else:
+            hints.append(f"'{key}' is not in the config, and no key there is close to it (--cfg job prints the config)")
+    return hints
+
+
+@contextlib.contextmanager
+def hint_unknown_overrides(config_name: str, argv: list[str] | None = None) -> Iterator[None]:
+    """Around a Hydra main's call: when it stops before any job ran (the config did not compose), the overrides
+    that name no key or group option get a hint under Hydra's own message (:func:`override_hints`: "did you mean
+    data.max_images=8?"); the exit status and Hydra's message stay. Nothing is done when the run succeeds."""
+    try:
+        yield
+    except (SystemExit, Exception) as e:
+        if not isinstance(e, SystemExit) or e.code == 1:  # Hydra reports a failed composition with status 1
+            _print_override_hints(config_name, sys.argv if argv is None else argv)
+        raise
+
+
+def _print_override_hints(config_name: str, argv: list[str]) -> None:
+    """The hints of :func:`hint_unknown_overrides` on stderr, when no job ran; never an error of its own."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        # a job ran (Hydra resets its HydraConfig after a single run's job; the job's log file stays open): its
+        # failure is no composition error, and the run's overrides composed
+        if HydraConfig.initialized() or any(isinstance(h, logging.FileHandler) for h in logging.getLogger().handlers):
+            return
+        overrides, name = _override_words(argv)
+        if not overrides:
+            return
+        for hint in override_hints(PROJECT_ROOT / "conf", name or config_name, overrides):
+            print(f"Hint: {hint}", file=sys.stderr)
+    except Exception:  # pragma: no cover - a hint must never hide Hydra's own message
+        return
 
 
 # the default may hold interpolations of its own (``${oc.env:IMAGENET_ROOT,${paths.data_dir}/imagenet}``): one level

@@ -1,0 +1,121 @@
+"""A typo'd override on an entry script (``data.max_image=8``) got Hydra's "Key 'max_image' is not in struct ... To
+append to your config use +data.max_image=8", which suggests adding the wrong key: the scripts add "did you mean
+data.max_images=8?" under Hydra's message, with its exit status."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from hydra.core.global_hydra import GlobalHydra
+
+from conftest import CONF, ROOT, script_env
+from yolo9000.environment import close_keys, override_hints
+
+
+def hints(config: str, *overrides: str) -> list[str]:
+    return override_hints(CONF, f"{config}.yaml", list(overrides))
+
+
+def test_a_nested_key_typo_names_the_key_meant() -> None:
+    assert hints("train", "data.max_image=8") == [
+        "'data.max_image' is not in the config; did you mean data.max_images=8?"
+    ]
+    assert hints("train", "~data.max_image") == [
+        "'data.max_image' is not in the config; did you mean ~data.max_images?"
+    ]
+    # a sweep's values are kept; a misspelt parent is matched on the whole dotted key
+    assert "did you mean data.max_images=1,2?" in hints("train", "data.max_image=1,2")[0]
+    assert "did you mean model.net.backbone.width=0.5?" in hints("train", "model.net.bakbone.width=0.5")[0]
+
+
+def test_a_top_level_key_typo_names_the_key_meant() -> None:
+    assert hints("detect", "conf_tresh=0.1") == ["'conf_tresh' is not in the config; did you mean conf_thresh=0.1?"]
+    assert "did you mean model=yolov2?" in hints("train", "modle=yolov2")[0]  # a group's name misspelt
+    assert "did you mean data.max_images=3?" in hints("train", "max_images=3")[0]  # its node left out
+
+
+def test_a_group_option_typo_names_the_option_meant() -> None:
+    assert hints("train", "data=bcc") == ["data has no option 'bcc'; did you mean data=bccd?"]
+    assert hints("train", "model=yolov2_cpuu") == ["model has no option 'yolov2_cpuu'; did you mean model=yolov2_cpu?"]
+    # nothing close: the options (not the bases, model/_detector.yaml)
+    assert hints("train", "model=zzzz") == [
+        "model has no option 'zzzz' (its options: darknet, darknet19_cls, darknet19_cls_cpu, yolov2, yolov2_cpu)"
+    ]
+    # several mistakes: a hint each, the keys checked in what the valid groups compose
+    assert hints("train", "model=yolov2_cpu", "model.fast.channel_last=false", "trainer=gpuu") == [
+        "trainer has no option 'gpuu'; did you mean trainer=gpu?",
+        "'model.fast.channel_last' is not in the config; did you mean model.fast.channels_last=false?",
+    ]
+    # detect.yaml selects no model: Hydra's "No match in the defaults list" stands alone (model=yolov2_cpu fails too)
+    assert hints("detect", "model=yolov2_cpuu") == []
+
+
+def test_no_close_key_gets_no_guess() -> None:
+    (hint,) = hints("train", "zzzqq=1")
+    assert "did you mean" not in hint and "no key there is close" in hint
+    (hint,) = hints("detect", "data.max_image=8")  # detect.yaml has no data node
+    assert "did you mean" not in hint
+
+
+def test_overrides_that_compose_get_no_hint() -> None:
+    assert (
+        hints("train", "data.max_images=4", "trainer.max_epochs=1", "+new_key=1", "++data.other=2", "model=null") == []
+    )
+    assert hints("train", "data=bccd", "data.max_images=2", "seed=1,2", "hydra.run.dir=x") == []
+    assert hints("train", "data.max_images=[") == []  # Hydra's parse error is its own to report
+
+
+def test_close_keys() -> None:
+    tree = {"data": {"max_images": 1, "batch_size": 2}, "trainer": {"max_epochs": 1}, "seed": 0}
+    assert close_keys("data.max_image", tree) == ["data.max_images"]
+    assert close_keys("dta.batch_size", tree) == ["data.batch_size"]
+    assert close_keys("max_epochs", tree) == ["trainer.max_epochs"]
+    assert close_keys("sed", tree) == ["seed"]
+    assert close_keys("data.zzzz", tree) == []
+
+
+def test_a_callers_hydra_stays_as_it_was() -> None:
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        hints("train", "data.max_image=8")
+        assert GlobalHydra.instance().is_initialized()
+        assert compose("detect.yaml").nms_thresh == 0.45
+    assert not GlobalHydra.instance().is_initialized()
+
+
+@pytest.mark.parametrize(
+    ("script", "override", "hint"),
+    [
+        (
+            "train.py",
+            "data.max_image=8",
+            "Hint: 'data.max_image' is not in the config; did you mean data.max_images=8?",
+        ),
+        ("detect.py", "conf_tresh=0.1", "Hint: 'conf_tresh' is not in the config; did you mean conf_thresh=0.1?"),
+    ],
+)
+def test_the_script_adds_the_hint_to_hydras_message(script: str, override: str, hint: str) -> None:
+    res = subprocess.run(
+        [sys.executable, str(ROOT / "src" / script), override],
+        cwd=ROOT,
+        env=script_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert res.returncode == 1, res.stderr[-2000:]  # Hydra's status
+    key = override.split("=")[0]
+    assert f"Could not override '{key}'" in res.stderr and f"+{override}" in res.stderr  # Hydra's message stays
+    assert hint in res.stderr.splitlines()
+
+
+def test_the_command_lines_overrides_and_config_name() -> None:
+    from yolo9000.environment import _override_words
+
+    argv = ["bench.py", "--config-name", "bench_gpu_full", "-m", "a=1", "--cfg", "job", "-p", "data", "~b"]
+    assert _override_words(argv) == (["a=1", "~b"], "bench_gpu_full")
+    assert _override_words(["t.py", "--config-name=b", "--info", "x=1"]) == (["x=1"], "b")
+    assert _override_words(["t.py", "-i", "defaults", "x=1"]) == (["x=1"], None)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from hydra.core.global_hydra import GlobalHydra
@@ -119,3 +120,67 @@ def test_the_command_lines_overrides_and_config_name() -> None:
     assert _override_words(argv) == (["a=1", "~b"], "bench_gpu_full")
     assert _override_words(["t.py", "--config-name=b", "--info", "x=1"]) == (["x=1"], "b")
     assert _override_words(["t.py", "-i", "defaults", "x=1"]) == (["x=1"], None)
+
+
+def _stderr_of_failure(capsys: pytest.CaptureFixture[str], argv: list[str], cause: BaseException) -> str:
+    """stderr after hint_unknown_overrides saw Hydra's ``sys.exit(1)`` for ``cause`` (raised inside its handler,
+    as Hydra's run_and_report does); the exit goes on."""
+    from yolo9000.environment import hint_unknown_overrides
+
+    with pytest.raises(SystemExit) as info, hint_unknown_overrides("train.yaml", argv=argv):
+        try:
+            raise cause
+        except Exception:
+            sys.exit(1)
+    assert info.value.code == 1
+    return capsys.readouterr().err
+
+
+def test_no_hint_after_a_job_that_ran_failed(capsys: pytest.CaptureFixture[str]) -> None:
+    """A multirun whose job failed (no log file handler is left, no HydraConfig) ends with Hydra's exit 1 too: its
+    overrides composed, so no composition (and no hint) follows; a composition error's exit gets them."""
+    from hydra.errors import ConfigCompositionException
+
+    argv = [str(ROOT / "src" / "train.py"), "-m", "data.max_image=8"]
+    assert "Hint:" not in _stderr_of_failure(capsys, argv, TypeError("Trainer got an unexpected keyword argument"))
+    hinted = _stderr_of_failure(capsys, argv, ConfigCompositionException("Could not override 'data.max_image'."))
+    assert "Hint: 'data.max_image' is not in the config; did you mean data.max_images=8?" in hinted.splitlines()
+
+
+def test_hints_compose_the_config_dirs_of_the_command_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """--config-dir adds a folder of configs (data=mine from there): no hint may call its option unknown;
+    --config-path replaces conf/: the keys are checked in the config found there."""
+    from hydra.errors import ConfigCompositionException
+
+    (tmp_path / "extra" / "data").mkdir(parents=True)
+    (tmp_path / "extra" / "data" / "mine.yaml").write_text("defaults:\n  - bccd\n")
+    script = str(ROOT / "src" / "train.py")
+    failed = ConfigCompositionException("Could not override 'data.max_image'.")
+    for argv in (
+        [script, "--config-dir", str(tmp_path / "extra"), "data=mine", "data.max_image=8"],
+        [script, f"--config-dir={tmp_path / 'extra'}", "data=mine", "data.max_image=8"],
+        [script, "-cd", str(tmp_path / "extra"), "data=mine", "data.max_image=8"],
+    ):
+        assert "no option 'mine'" not in _stderr_of_failure(capsys, argv, failed)
+    (tmp_path / "own").mkdir()
+    (tmp_path / "own" / "train.yaml").write_text("learning_rate: 0.1\n")
+    err = _stderr_of_failure(capsys, [script, "--config-path", str(tmp_path / "own"), "learning_rat=0.2"], failed)
+    assert "Hint: 'learning_rat' is not in the config; did you mean learning_rate=0.2?" in err.splitlines()
+
+
+def test_a_sweep_whose_job_failed_gets_no_hint(tmp_path: Path) -> None:
+    """anchors.py -m with --config-dir (data=mine from there) and a job that failed (k=0): the job's error and
+    Hydra's status 1, then no "Hint: data has no option 'mine'" (the hints composed conf/ after the failed job)."""
+    (tmp_path / "extra" / "data").mkdir(parents=True)
+    (tmp_path / "extra" / "data" / "mine.yaml").write_text("defaults:\n  - bccd\n")
+    res = subprocess.run(
+        [sys.executable, str(ROOT / "src" / "anchors.py"), "--config-dir", str(tmp_path / "extra"), "-m"]
+        + ["data=mine", "data.max_images=8", "k=0", f"hydra.sweep.dir={tmp_path / 'sweep'}"],
+        cwd=ROOT,
+        env=script_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert res.returncode == 1 and "k-means needs 1 <= k" in res.stderr, res.stderr[-2000:]  # the job ran, failed
+    assert "Hint:" not in res.stderr

@@ -143,46 +143,52 @@ _HYDRA_INFO = ("--info", "-i")
 _HYDRA_INFO_VALUES = ("all", "config", "defaults", "defaults-tree", "plugins", "searchpath")
 
 
+def _split_command_line(argv: list[str]) -> tuple[list[list[str]], list[str]]:
+    """A command line's Hydra options, each with its value word when it takes one (``["--config-name", "x"]``,
+    ``["-m"]``, ``["--config-name=x"]``), and its overrides in their order (``argv[0]`` left out)."""
+    options: list[list[str]] = []
+    overrides: list[str] = []
+    i = 1
+    while i < len(argv):
+        word = argv[i]
+        i += 1
+        if not word.startswith("-") or word == "-":
+            overrides.append(word)
+            continue
+        options.append([word])
+        takes = word in _HYDRA_VALUE_OPTS or (word in _HYDRA_INFO and i < len(argv) and argv[i] in _HYDRA_INFO_VALUES)
+        if takes and i < len(argv):
+            options[-1].append(argv[i])
+            i += 1
+    return options, overrides
+
+
 def hydra_flags_first(argv: list[str]) -> list[str]:
     """``argv`` with Hydra's options (``-m``, ``--cfg job``, ``--config-name x`` ...) moved before the overrides,
     each keeping its value, the overrides in their order: Hydra's parser takes the overrides as one run of words,
     so ``train.py experiment=x -m seed=1,2`` (an override after ``-m``) stopped with "unrecognized arguments"."""
-    options: list[str] = []
-    overrides: list[str] = []
-    i = 1
-    while i < len(argv):
-        word = argv[i]
-        i += 1
-        if not word.startswith("-") or word == "-":
-            overrides.append(word)
-            continue
-        options.append(word)
-        takes = word in _HYDRA_VALUE_OPTS or (word in _HYDRA_INFO and i < len(argv) and argv[i] in _HYDRA_INFO_VALUES)
-        if takes and i < len(argv):
-            options.append(argv[i])
-            i += 1
-    return [argv[0], *options, *overrides]
+    options, overrides = _split_command_line(argv)
+    return [argv[0], *(word for option in options for word in option), *overrides]
+
+
+_CONFIG_OPTS = {"-cn": "--config-name", "-cp": "--config-path", "-cd": "--config-dir"}
+
+
+def _config_options(argv: list[str]) -> dict[str, str]:
+    """The command line's ``--config-name`` / ``--config-path`` / ``--config-dir`` (short forms and ``--x=value``
+    too) that carry a value, by their long names."""
+    found: dict[str, str] = {}
+    for option in _split_command_line(argv)[0]:
+        opt, eq, value = option[0].partition("=")
+        opt = _CONFIG_OPTS.get(opt, opt)
+        if opt in _CONFIG_OPTS.values() and (eq or len(option) > 1):
+            found[opt] = option[1] if len(option) > 1 else value
+    return found
 
 
 def _override_words(argv: list[str]) -> tuple[list[str], str | None]:
     """The overrides of a command line (Hydra's options and their values left out) and its ``--config-name``."""
-    overrides: list[str] = []
-    config_name = None
-    i = 1
-    while i < len(argv):
-        word = argv[i]
-        i += 1
-        if not word.startswith("-") or word == "-":
-            overrides.append(word)
-            continue
-        opt, eq, value = word.partition("=")
-        takes = word in _HYDRA_VALUE_OPTS or (word in _HYDRA_INFO and i < len(argv) and argv[i] in _HYDRA_INFO_VALUES)
-        if takes and i < len(argv):
-            value = argv[i]
-            i += 1
-        if opt in ("--config-name", "-cn") and (eq or takes):
-            config_name = value
-    return overrides, config_name
+    return _split_command_line(argv)[1], _config_options(argv).get("--config-name")
 
 
 def _config_keys(node: Any, prefix: str = "") -> list[str]:
@@ -328,30 +334,56 @@ def override_hints(config_dir: str | Path, config_name: str, overrides: list[str
 
 @contextlib.contextmanager
 def hint_unknown_overrides(config_name: str, argv: list[str] | None = None) -> Iterator[None]:
-    """Around a Hydra main's call: when it stops before any job ran (the config did not compose), the overrides
-    that name no key or group option get a hint under Hydra's own message (:func:`override_hints`: "did you mean
-    data.max_images=8?"); the exit status and Hydra's message stay. Nothing is done when the run succeeds."""
+    """Around a Hydra main's call: when it stops because the config did not compose (Hydra's composition or
+    override-parsing error, before any job ran), the overrides that name no key or group option get a hint under
+    Hydra's own message (:func:`override_hints`: "did you mean data.max_images=8?"); the exit status and Hydra's
+    message stay. Nothing is done when the run succeeds, nor after a job's failure (a multirun's failed job, a
+    launcher's): its overrides composed."""
     try:
         yield
     except (SystemExit, Exception) as e:
-        if not isinstance(e, SystemExit) or e.code == 1:  # Hydra reports a failed composition with status 1
+        if _failed_to_compose(e):
             _print_override_hints(config_name, sys.argv if argv is None else argv)
         raise
 
 
+def _failed_to_compose(error: BaseException) -> bool:
+    """Whether ``error`` is Hydra's report of a config that did not compose: its ``sys.exit(1)`` inside the handler
+    of a composition or override-parsing error (the error is the exit's context), or that error itself
+    (``HYDRA_FULL_ERROR=1``). A job's failure, even one Hydra ends with ``sys.exit(1)``, is none."""
+    try:
+        from hydra.errors import ConfigCompositionException, OverrideParseException
+    except ImportError:  # pragma: no cover - Hydra is a dependency
+        return False
+    if isinstance(error, SystemExit):
+        if error.code != 1:
+            return False
+        error = error.__context__  # type: ignore[assignment]
+    return isinstance(error, ConfigCompositionException | OverrideParseException)
+
+
 def _print_override_hints(config_name: str, argv: list[str]) -> None:
-    """The hints of :func:`hint_unknown_overrides` on stderr, when no job ran; never an error of its own."""
+    """The hints of :func:`hint_unknown_overrides` on stderr; never an error of its own."""
     try:
         from hydra.core.hydra_config import HydraConfig
 
-        # a job ran (Hydra resets its HydraConfig after a single run's job; the job's log file stays open): its
-        # failure is no composition error, and the run's overrides composed
-        if HydraConfig.initialized() or any(isinstance(h, logging.FileHandler) for h in logging.getLogger().handlers):
+        if HydraConfig.initialized():  # a job ran: its overrides composed
             return
         overrides, name = _override_words(argv)
+        options = _config_options(argv)
         if not overrides:
             return
-        for hint in override_hints(PROJECT_ROOT / "conf", name or config_name, overrides):
+        # configs from another search path (--config-dir, hydra.searchpath): composing conf/ alone would call their
+        # groups' options unknown
+        if "--config-dir" in options or any(o.lstrip("+~").startswith("hydra.searchpath") for o in overrides):
+            return
+        config_dir = PROJECT_ROOT / "conf"
+        if "--config-path" in options:  # in place of conf/: absolute, or relative to the script (as Hydra reads it)
+            path = options["--config-path"]
+            if path.startswith("pkg://"):
+                return
+            config_dir = Path(argv[0]).resolve().parent / path
+        for hint in override_hints(config_dir, name or config_name, overrides):
             print(f"Hint: {hint}", file=sys.stderr)
     except Exception:  # pragma: no cover - a hint must never hide Hydra's own message
         return

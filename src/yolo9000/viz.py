@@ -161,7 +161,14 @@ def _draw_dashed_boxes(
     font_size: int = 9,
 ) -> Tensor:
     """Dashed outlines (dashes of 4 line widths, at least 4 px, gaps of 3) of ``boxes`` in ``colors``, each
-    captioned (``captions``, or none) inside its bottom-left corner in its colour on black; a (3, H, W) uint8 copy.
+    captioned (``captions``, or none) inside its bottom-left corner in its colour on black.
+
+    Args:
+        img: (3, H, W) uint8 RGB.
+        boxes: (M, 4) xyxy pixels (clipped to the image).
+        colors: M RGB triples; captions: M strings, or None.
+    Returns:
+        (3, H, W) uint8 copy with the drawings.
     """
     from PIL import Image, ImageDraw, ImageFont
 

@@ -726,3 +726,23 @@ def test_classification_records_are_packed() -> None:
     gc.collect()
     assert len(gc.get_objects()) - before < 50 - 5000  # the records' objects are gone, the packed store remains
     assert packed.labels.tolist()[:8] == [0, 1, 2, 3, 4, 5, 6, 0] and packed[12].path.name == "ü_12.JPEG"
+
+
+def test_a_full_width_darknet_file_into_a_narrow_backbone_is_refused(tmp_path: Path) -> None:
+    """``model.backbone_ckpt=darknet19.weights`` (darknet's width 1) on the CPU detector (width 0.25) read the first
+    floats of the file as the narrow network's layers, out of step (negative variances: nan outputs), with only a
+    warning; the same for any file that leaves floats over and gives unusable layers. Refused, naming the file,
+    and for a full-width file the key that builds the network at darknet's width."""
+    from yolo9000.darknet import save_weights
+
+    narrow = tmp_path / "narrow.weights"
+    save_weights(Darknet19(width=0.25), narrow)
+    with pytest.raises(ValueError, match=r"narrow\.weights: darknet weights that do not fit.*read out of step"):
+        load_pretrained(Darknet19(width=0.125), narrow, part="backbone")
+    full = tmp_path / "darknet19.weights"
+    save_weights(Darknet19Classifier(Darknet19(width=1.0), num_classes=10), full)
+    with pytest.raises(ValueError, match=r"darknet19\.weights: .*width 0\.25: .*model=yolov2"):
+        load_pretrained(Darknet19(width=0.25), full, part="backbone")
+    with pytest.raises(ValueError, match=r"darknet19\.weights: .*model=darknet19_cls"):  # a classifier's init_ckpt
+        load_pretrained(Darknet19Classifier(Darknet19(width=0.25), num_classes=10), full)
+    assert load_pretrained(Darknet19(width=1.0), full, part="backbone") == 18  # its own width: the classifier skipped

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -117,6 +117,7 @@ class WeightsInfo:
     layers_loaded: int = 0
     layers_total: int = 0
     trailing_floats: int = 0  # floats after the last layer the network takes (ignored, as darknet does)
+    unusable_layers: list[int] = field(default_factory=list)  # loaded conv layers (from 0) that output nan
 
 
 def read_header(path: str | Path) -> tuple[WeightsInfo, int]:
@@ -237,7 +238,7 @@ def load_weights(
                 t.copy_(torch.from_numpy(floats[o : o + n].copy()).view_as(t))
                 o += n
     info.layers_loaded, info.layers_total = k, len(pairs)
-    _warn_unusable(path, floats, bounds, pairs[:k], options[:k])
+    info.unusable_layers = _warn_unusable(path, floats, bounds, pairs[:k], options[:k])
     if k == 0 and pairs:
         log.warning("%s: a header and no weights: none of the %d conv layers filled (all random)", path, len(pairs))
     elif k < len(pairs):
@@ -253,12 +254,13 @@ def _outputs(layer: nn.Conv2d | nn.Linear) -> int:
 
 def _warn_unusable(
     path: str | Path, floats: np.ndarray, bounds: np.ndarray, pairs: Sequence[ConvPair], options: Sequence[ConvLoad]
-) -> None:
+) -> list[int]:
     """Warn (naming the file and the conv layers) about loaded values that make the network output nan: nan / inf
     floats, and negative rolling variances (darknet's ``sqrt(var)``). darknet loads them silently; its detector
     then finds nothing, as this one does. Layers by index from 0, as the other messages here. ``bounds``: each
-    layer's first float (and the end); ``pairs`` / ``options``: the layers loaded."""
+    layer's first float (and the end); ``pairs`` / ``options``: the layers loaded. Returns those layers' indices."""
     bad = np.flatnonzero(~np.isfinite(floats[: int(bounds[len(pairs)])]))
+    layers: list[int] = []
     if len(bad):
         layers = sorted(set((np.searchsorted(bounds, bad, side="right") - 1).tolist()))  # conv layer indices
         log.warning("%s: %d nan / inf values, in conv layers %s: the network outputs nan", path, len(bad), layers)
@@ -269,6 +271,7 @@ def _warn_unusable(
     ]
     if negative:
         log.warning("%s: negative rolling variances in conv layers %s: the network outputs nan", path, negative)
+    return sorted(set(layers) | set(negative))
 
 
 def _check_options(options: Sequence[ConvLoad] | None, n: int) -> list[ConvLoad]:

@@ -116,6 +116,13 @@ def load_pretrained(
     if _is_darknet_weights(path):
         # a backbone may come from a whole classifier's file (darknet19.weights: its classifier layer is skipped)
         info = load_weights(target, path, classifier_tail=part == "backbone")
+        if info.trailing_floats and info.unusable_layers:  # more floats than it takes, and read out of step
+            raise ValueError(
+                f"{path}: darknet weights that do not fit {type(target).__name__}: its {info.layers_total} conv "
+                f"layers take fewer floats than the file holds ({info.trailing_floats} left over) and, read with "
+                f"this network's layer sizes, conv layers {info.unusable_layers} get negative variances or nan (the "
+                f"file read out of step: another network or width){_darknet_width_hint(target, path)}"
+            )
         # partial files (darknet19_448.conv.23) fill the first convs only: say so (init_ckpt's head stays random, as
         # darknet's own detector training from it); a backbone partly filled, or nothing filled, is a warning
         partly = info.layers_loaded == 0 or (part == "backbone" and info.layers_loaded < info.layers_total)
@@ -194,6 +201,27 @@ def load_pretrained(
             2 * int(trained),
         )
     return len(own)
+
+
+def _darknet_width_hint(target: nn.Module, path: Path) -> str:
+    """Why a darknet file does not fit a narrow Darknet-19: darknet's own files (``darknet19.weights``,
+    ``darknet19_448.conv.23``, a YOLOv2's) are width 1; a file holding at least that backbone's floats is one."""
+    from yolo9000.models.darknet19 import Darknet19
+
+    net = target if isinstance(target, Darknet19) else getattr(target, "backbone", None)
+    if not isinstance(net, Darknet19) or float(net.width) == 1.0:
+        return ""
+    with torch.device("meta"):  # sizes only
+        full = Darknet19(batch_norm=net.batch_norm, width=1.0, bn_style=net.bn_style)
+    need = sum(t.numel() for k, t in full.state_dict().items() if not k.endswith("num_batches_tracked"))
+    _, offset = read_header(path)
+    if (path.stat().st_size - offset) // 4 < need:
+        return ""
+    return (
+        f"; the file holds at least darknet's full-width Darknet-19 ({need} floats) and this network is width "
+        f"{float(net.width):g}: build it at darknet's width (a detector: model=yolov2; a classifier: "
+        "model=darknet19_cls)"
+    )
 
 
 def _width_hint(target: nn.Module, state: Mapping[str, torch.Tensor], own: Mapping[str, torch.Tensor]) -> str:

@@ -131,3 +131,20 @@ def reorg_fixture_shape(path: Path) -> tuple[tuple[int, int, int, int], int]:
     assert m, f"{path.name}: not a reorg_in<B>x<C>x<H>x<W>_stride<s> fixture name"
     b, c, h, w, s = (int(v) for v in m.groups())
     return (b, c, h, w), s
+
+
+@pytest.fixture
+def made_figures(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Every matplotlib ``Figure`` made while the test runs (drawn and saved as usual), in order: what a plot
+    function drew, for its axes, texts and scales."""
+    import matplotlib.figure
+
+    made: list[Any] = []
+
+    class Recorded(matplotlib.figure.Figure):
+        def __init__(self, *args: Any, **kw: Any) -> None:
+            super().__init__(*args, **kw)
+            made.append(self)
+
+    monkeypatch.setattr(matplotlib.figure, "Figure", Recorded)
+    return made

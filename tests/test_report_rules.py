@@ -478,20 +478,10 @@ def test_tradeoff_table_cells_and_notes() -> None:
     assert "time it again" not in tradeoff.format_markdown(at_cpus[:1], [1], {})  # at the CPU count: not above
 
 
-def test_the_plot_turns_logarithmic_beyond_twenty_times(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import matplotlib.figure
-
-    made: list[Any] = []
-
-    class Recorded(matplotlib.figure.Figure):
-        def __init__(self, *args: Any, **kw: Any) -> None:
-            super().__init__(*args, **kw)
-            made.append(self)
-
-    monkeypatch.setattr(matplotlib.figure, "Figure", Recorded)
+def test_the_plot_turns_logarithmic_beyond_twenty_times(tmp_path: Path, made_figures: list[Any]) -> None:
     for speeds, scale in (((1.0, 20.0), "linear"), ((1.0, 21.0), "log")):
         tradeoff.plot_tradeoff({"ours": [(speeds[0], 50.0, 416), (speeds[1], 40.0, 288)]}, tmp_path / "t.png")
-        assert made[-1].axes[0].get_xscale() == scale
+        assert made_figures[-1].axes[0].get_xscale() == scale
 
 
 def test_run_sweep_reports_and_logs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -313,19 +313,9 @@ def test_speed_batches_one_number_or_refused_by_name(tmp_path: Path, monkeypatch
     assert SweepSettings(sizes=[64], speed_batches=[4, 1, 4]).speed_batches == [4, 1]
 
 
-def test_plot_points_are_labelled_with_their_size_in_pixels(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_plot_points_are_labelled_with_their_size_in_pixels(tmp_path: Path, made_figures: list[Any]) -> None:
     """tradeoff.png's points were labelled with bare numbers ("96"): "96 px", and a rectangle "64x128 px"."""
-    import matplotlib.figure
-
-    made: list[Any] = []
-
-    class Recorded(matplotlib.figure.Figure):
-        def __init__(self, *args: Any, **kw: Any) -> None:
-            super().__init__(*args, **kw)
-            made.append(self)
-
-    monkeypatch.setattr(matplotlib.figure, "Figure", Recorded)
     plot_tradeoff({"ours, batch 1": [(9.0, 40.0, 96), (3.0, 50.0, "64x128")]}, tmp_path / "t.png")
-    (ax,) = made[0].axes
+    (ax,) = made_figures[0].axes
     labels = {t.get_text(): t.xy for t in ax.texts}
     assert labels == {"96 px": (9.0, 40.0), "64x128 px": (3.0, 50.0)}

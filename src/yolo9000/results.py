@@ -82,12 +82,17 @@ def pr_title(metrics: dict[str, Any]) -> str:
     head = ", ".join(parts) + ": precision-recall at IoU 0.5"
     if isinstance(metrics.get("map_50"), float | int):
         head += f", mAP@0.5 {float(metrics['map_50']):.3f}"
-    ckpt = metrics.get("checkpoint")
-    if ckpt:
-        path = Path(str(ckpt))
-        run = path.parent.parent.name if path.parent.name == "checkpoints" else path.parent.name
-        head += f"\n{run}/{path.name}" if run else f"\n{path.name}"
+    if metrics.get("checkpoint"):
+        head += "\n" + checkpoint_label(metrics["checkpoint"])
     return head
+
+
+def checkpoint_label(ckpt: str | Path) -> str:
+    """A checkpoint as a picture's title names it: its run folder and file (``<run>/last.ckpt`` for
+    ``<run>/checkpoints/last.ckpt``), the file alone when it has no folder."""
+    path = Path(str(ckpt))
+    run = path.parent.parent.name if path.parent.name == "checkpoints" else path.parent.name
+    return f"{run}/{path.name}" if run else path.name
 
 
 def write_metrics(

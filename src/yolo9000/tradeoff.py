@@ -37,6 +37,7 @@ import torch
 from yolo9000.api import Detector
 from yolo9000.data.resize import Size, check_input_size, input_hw, normal_size, size_text
 from yolo9000.models import STRIDE
+from yolo9000.results import checkpoint_label
 from yolo9000.speed import device_name, inference_compile_options, inference_dtype, is_compiled, time_calls
 
 log = logging.getLogger("yolo9000.tradeoff")
@@ -451,9 +452,7 @@ def _title(rows: Sequence[dict[str, Any]], info: dict[str, Any] | None = None) -
         return title
     head = [f"{info['split']} split ({info['images']} images)"] if "split" in info and "images" in info else []
     if info.get("checkpoint"):
-        path = Path(str(info["checkpoint"]))
-        run = path.parent.parent.name if path.parent.name == "checkpoints" else path.parent.name
-        head.append(f"{run}/{path.name}" if run else path.name)
+        head.append(checkpoint_label(info["checkpoint"]))
     busy = [str(r["size"]) for r in rows if "load_avg_1min" in r and _busy(float(r["load_avg_1min"]))]
     if busy:
         title += f"; other work shared the CPU at size {', '.join(busy)}: its img/s are low"

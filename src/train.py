@@ -73,7 +73,9 @@ from yolo9000.results import (
 )
 from yolo9000.run_folder import (
     LAUNCH_FILE,
+    LOCK_FILE,
     ResumeRefused,
+    RunFolderBusy,
     check_checkpoint_classes,
     check_required,
     check_resume_config,
@@ -82,6 +84,9 @@ from yolo9000.run_folder import (
     check_same_job,
     check_start_weights,
     finished_result,
+    launching_process,
+    lock_run_folder,
+    release_run_folder,
     resume_checkpoint,
     resume_folder,
     saved_at_text,
@@ -168,6 +173,15 @@ def main(cfg: DictConfig) -> float | None:
     re-raised (Hydra's multirun goes on with the other jobs)."""
     armed_before = signal.getsignal(signal.SIGTERM) is _sigterm_while_starting  # train.py's own start (below)
     _arm_sigterm()  # SIGTERM while starting: a line and 143 (Lightning's handler takes over inside fit and test)
+    locked = False
+    try:  # one process trains a folder: the job's lock, before this process writes or logs anything there
+        locked = launching_process() and lock_run_folder(cfg.paths.output_dir)
+    except RunFolderBusy as e:
+        drop_resumed_record(cfg.paths.output_dir)  # Hydra's record of this start: the other process's run stays
+        if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+            _detach_job_log(cfg.paths.output_dir)  # the sweep's line on the failed job: not into the other's log
+            raise  # this job fails (no failed.json: the folder is the other process's), the sweep goes on
+        raise SystemExit(f"Error: {e}") from None
     prepare_ddp_relaunch()  # -m with strategy=ddp: ranks > 0 re-run this job, not the sweep
     log_to_job_log()  # warnings and Lightning's messages into train.log too
     try:
@@ -227,10 +241,22 @@ def main(cfg: DictConfig) -> float | None:
         raise
     finally:
         end_distributed()  # -m: the next job's DDP needs a fresh process group
+        if locked:  # the job's own lock (a sweep's next job trains its own folder); train.py's start keeps its own
+            release_run_folder(cfg.paths.output_dir)
         if armed_before:  # train.py's process: SIGTERM between a sweep's jobs ends it with a line too
             _arm_sigterm()
         else:  # a caller's process (main.__wrapped__ in a test): SIGTERM's handling as the call found it
             _disarm_sigterm()
+
+
+def _detach_job_log(out_dir: str | Path) -> None:
+    """Close the root logger's file handlers writing into ``out_dir`` (Hydra's job log there): a job refused a
+    folder another process trains logs nothing into that run's log (Hydra sets up the next job's log anew)."""
+    folder = Path(out_dir).resolve()
+    for handler in list(logging.getLogger().handlers):
+        if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename).resolve().parent == folder:
+            logging.getLogger().removeHandler(handler)
+            handler.close()
 
 
 @contextlib.contextmanager
@@ -413,16 +439,14 @@ def run(cfg: DictConfig) -> float | None:
     return None if metrics is None else float(metrics[module.monitor.split("/", 1)[1]])
 
 
-def _check_resume_arg(argv: list[str]) -> None:
-    """A single run's ``resume=`` that names no run stops before Hydra creates anything, also when the command gives
-    ``hydra.run.dir`` too (repeating the run's overrides): that replaced the folder's resolution, which checks it, so
-    Hydra created the folder and wrote a record of the ``resume=`` start into it, after which the run's own command
-    was refused there ("holds the run of other overrides") as well as the resume."""
+def _single_run_values(argv: list[str], keys: tuple[str, ...]) -> dict[str, str] | None:
+    """The values a single run's command line gives ``keys`` (as Hydra reads them: quotes removed; a sweep or a
+    deletion gives none); None for a multirun (``-m``, ``hydra.mode=MULTIRUN``)."""
     if "-m" in argv or "--multirun" in argv:
-        return
+        return None
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    parser, value = OverridesParser.create(), None
+    parser, values = OverridesParser.create(), dict.fromkeys(keys, "")
     for arg in argv[1:]:
         if arg.startswith("-") or "=" not in arg:
             continue
@@ -431,10 +455,43 @@ def _check_resume_arg(argv: list[str]) -> None:
         except Exception:  # Hydra reports it, with its own message
             continue
         if override.key_or_group == "hydra.mode" and override.value() == "MULTIRUN":
-            return
-        if override.key_or_group == "resume" and not override.is_delete():
+            return None
+        if override.key_or_group in values and not override.is_delete():
             value = None if override.is_sweep_override() else override.value()
-    text = "" if value is None else str(value)
+            values[override.key_or_group] = "" if value is None else str(value)  # resume=null: none
+    return {k: v for k, v in values.items() if v}
+
+
+def _lock_named_run(argv: list[str]) -> None:
+    """A single run into an existing folder the command names (``resume=<run>``, ``hydra.run.dir=<folder>``) takes
+    the folder's lock before Hydra writes its record of the start (``.hydra_resumed/``) or opens the log there:
+    while another process trains it, the command stops with that alone, the folder as it was (a folder worked out
+    otherwise is locked when the job starts: :func:`main`). Ranks > 0 of a distributed run take none."""
+    values = _single_run_values(argv, ("resume", "hydra.run.dir"))
+    if not values or not launching_process():
+        return
+    folder = values.get("hydra.run.dir")
+    if folder is None:  # the run folder resume= names (checked for a run's after this: a run still starting has none)
+        path = Path(values["resume"])
+        if path.is_file():
+            path = path.parent
+        folder = str(path.parent if path.name == "checkpoints" else path)
+        if not any((Path(folder) / name).is_file() for name in (LOCK_FILE, "config.yaml")):
+            return  # no run's folder: the resume check says so, and nothing is written there
+    if "${" in folder or not Path(folder).is_dir():  # Hydra's to resolve, or a new folder: main() locks it
+        return
+    try:
+        lock_run_folder(folder)  # held until the process ends
+    except RunFolderBusy as e:
+        raise SystemExit(f"Error: {e}") from None
+
+
+def _check_resume_arg(argv: list[str]) -> None:
+    """A single run's ``resume=`` that names no run stops before Hydra creates anything, also when the command gives
+    ``hydra.run.dir`` too (repeating the run's overrides): that replaced the folder's resolution, which checks it, so
+    Hydra created the folder and wrote a record of the ``resume=`` start into it, after which the run's own command
+    was refused there ("holds the run of other overrides") as well as the resume."""
+    text = (_single_run_values(argv, ("resume",)) or {}).get("resume", "")
     if text and "${" not in text:  # an interpolation is Hydra's to resolve (and its resolver checks the folder)
         try:
             resume_folder(text)
@@ -444,6 +501,7 @@ def _check_resume_arg(argv: list[str]) -> None:
 
 if __name__ == "__main__":
     sys.argv = hydra_flags_first(sys.argv)  # overrides may follow -m
+    _lock_named_run(sys.argv)  # before the resume check: a run another process is starting has no config.yaml yet
     _check_resume_arg(sys.argv)
     _arm_sigterm()  # from the config's composition on (main says it in the run's log once it runs)
     try:

@@ -12,7 +12,8 @@ of one process; SLURM signals every one); default: every process.
 
 ``+callbacks.hold={_target_: sigterm_probe.HoldAtStart, ready: <file>}``: the run's start waits (the callbacks are
 built after the data and the model, before the fit) once it has written ``ready``, until a signal ends it (at most
-``seconds``). ``+callbacks.handlers={_target_: sigterm_probe.RecordSigtermHandler, out: <file>}``: writes which
+``seconds``; with ``release: <file>``, until that file exists, then the run goes on).
+``+callbacks.handlers={_target_: sigterm_probe.RecordSigtermHandler, out: <file>}``: writes which
 SIGTERM handler is in place when the fit and the test start (a JSON object).
 """
 
@@ -63,10 +64,10 @@ class SigtermAt(pl.Callback):
 
 
 class HoldAtStart(pl.Callback):
-    def __init__(self, ready: str, seconds: float = 120.0) -> None:
+    def __init__(self, ready: str, seconds: float = 120.0, release: str | None = None) -> None:
         Path(ready).write_text(str(os.getpid()))
         end = time.monotonic() + seconds
-        while time.monotonic() < end:
+        while time.monotonic() < end and not (release and Path(release).exists()):
             time.sleep(0.05)
 
 

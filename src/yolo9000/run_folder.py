@@ -7,10 +7,14 @@ same data, the same classes, and stops at once when the folder already holds its
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import os
 import re
 import shlex
+import socket
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -24,6 +28,8 @@ log = logging.getLogger("yolo9000.train")
 
 __all__ = [
     "LAUNCH_FILE",
+    "LOCK_FILE",
+    "RunFolderBusy",
     "ResumeRefused",
     "check_checkpoint_classes",
     "check_required",
@@ -32,6 +38,9 @@ __all__ = [
     "check_resume_progress",
     "check_same_job",
     "finished_result",
+    "launching_process",
+    "lock_run_folder",
+    "release_run_folder",
     "resume_checkpoint",
     "resume_folder",
 ]
@@ -528,3 +537,83 @@ def finished_result(cfg: DictConfig, out_dir: Path) -> float | None:
     log.info("%s already holds this job's finished run (%s): not run again", out_dir, metrics_file.name)
     value = metrics.get(key)
     return float(value) if isinstance(value, int | float) else None
+
+
+LOCK_FILE = ".train.lock"  # held (flock) by the process training the folder; the kernel lets it go when it ends
+_HELD: dict[Path, int] = {}  # run folder (resolved) -> the descriptor of its lock file this process holds
+
+
+class RunFolderBusy(RuntimeError):
+    """Another process is training the run folder (it holds ``<run>/.train.lock``)."""
+
+
+def _close_held_in_child() -> None:
+    """A forked child (a DataLoader worker) closes its copies of the held locks: closing (not unlocking) leaves
+    the lock with its process, and a worker outliving a SIGKILLed training process for a few seconds keeps none."""
+    for fd in _HELD.values():
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _HELD.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_held_in_child)
+
+
+def launching_process() -> bool:
+    """Whether this process is a training's launching process (global rank 0), not one of the ranks a distributed
+    run started beside it (Lightning's launcher: ``LOCAL_RANK``; torchrun: ``RANK``; SLURM tasks:
+    ``SLURM_PROCID``): those train the same folder under the launching process's lock."""
+    return not any(
+        os.environ.get(k, "").isdigit() and int(os.environ[k]) > 0 for k in ("RANK", "LOCAL_RANK", "SLURM_PROCID")
+    )
+
+
+def lock_run_folder(folder: str | Path) -> bool:
+    """Take ``<folder>/.train.lock`` (``flock``, exclusive) for as long as this process lives or until
+    :func:`release_run_folder`: two processes never train one folder at once (a ``resume=`` of a run still
+    training, a second ``hydra.run.dir`` into it). The kernel releases it when the process ends, even killed with
+    SIGKILL: no stale lock. The file records the holder's pid, host and start for the refusal's message.
+
+    Returns True when this call took the lock; False when this process already holds it, or the system offers no
+    such lock (Windows; a file system without ``flock``): no guard there.
+
+    Raises:
+        RunFolderBusy: another process holds the lock; nothing is written into the folder.
+    """
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        return False
+    folder = Path(folder).resolve()
+    if folder in _HELD:
+        return False
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        holder = os.read(fd, 4096).decode(errors="replace").strip()
+        os.close(fd)
+        if e.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):  # no flock here (ENOLCK, EOPNOTSUPP)
+            log.debug("%s: no lock on this file system (%s): not guarded against a second training", folder, e)
+            return False
+        raise RunFolderBusy(
+            f"{folder} is being trained by another process ({holder or 'its pid unknown'}): wait for it to end or "
+            "stop it; a run resumes from its last checkpoint"
+        ) from None
+    started = time.strftime("%Y-%m-%d %H:%M:%S")
+    os.ftruncate(fd, 0)
+    os.write(fd, f"pid {os.getpid()} on host {socket.gethostname()}, since {started}\n".encode())
+    _HELD[folder] = fd
+    return True
+
+
+def release_run_folder(folder: str | Path) -> None:
+    """Let go of the lock :func:`lock_run_folder` took on ``folder`` (a sweep's job ends; the next trains its own
+    folder); nothing when this process holds none there. The file stays (its record is the last holder's)."""
+    fd = _HELD.pop(Path(folder).resolve(), None)
+    if fd is not None:
+        os.close(fd)  # closing the only descriptor releases the flock

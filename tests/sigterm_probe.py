@@ -13,6 +13,7 @@ of one process; SLURM signals every one); default: every process.
 ``+callbacks.hold={_target_: sigterm_probe.HoldAtStart, ready: <file>}``: the run's start waits (the callbacks are
 built after the data and the model, before the fit) once it has written ``ready``, until a signal ends it (at most
 ``seconds``; with ``release: <file>``, until that file exists, then the run goes on).
+``+callbacks.hold_step={_target_: sigterm_probe.HoldAtStep, step: 16, ready: <file>}``: see that class.
 ``+callbacks.handlers={_target_: sigterm_probe.RecordSigtermHandler, out: <file>}``: writes which
 SIGTERM handler is in place when the fit and the test start (a JSON object).
 """
@@ -69,6 +70,25 @@ class HoldAtStart(pl.Callback):
         end = time.monotonic() + seconds
         while time.monotonic() < end and not (release and Path(release).exists()):
             time.sleep(0.05)
+
+
+class HoldAtStep(pl.Callback):
+    """At the end of training step ``step`` (global, from 1) the run writes ``ready`` and waits (at most ``seconds``)
+    until a stop reached Lightning (its SIGTERM flag, which train.py's Ctrl-C sets too): a signal sent from outside
+    once ``ready`` exists lands in that batch however busy the machine is (polling the run's checkpoints from
+    outside sent it batches late, or never)."""
+
+    def __init__(self, step: int, ready: str, seconds: float = 120.0) -> None:
+        self.step, self.ready, self.seconds, self.held = step, Path(ready), seconds, False
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *_: Any) -> None:
+        if self.held or trainer.global_step != self.step:
+            return
+        self.held = True
+        self.ready.write_text(str(os.getpid()))
+        end = time.monotonic() + self.seconds
+        while time.monotonic() < end and not trainer.received_sigterm:
+            time.sleep(0.01)
 
 
 class RecordSigtermHandler(pl.Callback):

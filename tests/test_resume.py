@@ -244,23 +244,23 @@ def test_sigkill_mid_epoch_then_resume_gives_the_same_run(uninterrupted: Path, t
 
 
 def _signal_in_epoch_2(out: Path, sig: signal.Signals, *overrides: str, group: bool = False) -> tuple[int, str, dict]:
-    """Train (periodic saves every 5 steps), send ``sig`` at the first save in epoch 2 (its start or step 15), to
-    the training process or (``group``) to its process group, as a terminal's Ctrl-C: the exit status, stderr and
-    the last.ckpt it left."""
+    """Train (periodic saves every 5 steps), send ``sig`` from outside in epoch 2 (the run waits at the end of step
+    16 until it arrives: :class:`sigterm_probe.HoldAtStep`), to the training process or (``group``) to its process
+    group, as a terminal's Ctrl-C: the exit status, stderr and the last.ckpt it left."""
     last = out / "checkpoints" / "last.ckpt"
-    cmd = _cmd(out, *overrides)
+    ready = out.parent / f"{out.name}.ready"
+    hold = f"+callbacks.hold_step={{_target_: sigterm_probe.HoldAtStep, step: 16, ready: '{ready}'}}"
+    cmd = _cmd(out, *overrides, hold)
     proc = subprocess.Popen(
         cmd, cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=group
     )
     send = (lambda: os.killpg(proc.pid, sig)) if group else (lambda: os.kill(proc.pid, sig))
-    deadline, seen_mtime = time.monotonic() + 300, 0.0
+    deadline = time.monotonic() + 300
     try:
         while time.monotonic() < deadline and proc.poll() is None:
-            if last.is_file() and last.stat().st_mtime != seen_mtime:
-                seen_mtime = last.stat().st_mtime
-                if _position(_load(last))["epoch"] == 1:
-                    send()
-                    break
+            if ready.is_file():
+                send()
+                break
             time.sleep(0.02)
         _, err = proc.communicate(timeout=300)
     finally:

@@ -179,3 +179,15 @@ def test_a_second_training_of_a_run_folder_is_refused_and_writes_nothing(tmp_pat
     res = subprocess.run(_cmd(out, f"resume={out}"), cwd=ROOT, env=_env(), capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-3000:]  # the lock went with the run: the finished run says so itself
     assert "already holds this job's finished run" in (out / "train.log").read_text()
+
+
+def test_a_later_node_of_a_multi_node_run_takes_no_lock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lightning's own multi-node start (each node runs the command with ``NODE_RANK=<n>``, no RANK / LOCAL_RANK in
+    the launching process): node 1's launching process trains the same (shared) folder as node 0's, so it takes no
+    lock; it took it, and whichever node started second was refused (or node 0 itself)."""
+    for key in ("RANK", "LOCAL_RANK", "SLURM_PROCID", "NODE_RANK", "GROUP_RANK"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("NODE_RANK", "0")
+    assert run_folder.launching_process()
+    monkeypatch.setenv("NODE_RANK", "1")
+    assert not run_folder.launching_process()

@@ -565,10 +565,10 @@ if hasattr(os, "register_at_fork"):
 def launching_process() -> bool:
     """Whether this process is a training's launching process (global rank 0), not one of the ranks a distributed
     run started beside it (Lightning's launcher: ``LOCAL_RANK``; torchrun: ``RANK``; SLURM tasks:
-    ``SLURM_PROCID``): those train the same folder under the launching process's lock."""
-    return not any(
-        os.environ.get(k, "").isdigit() and int(os.environ[k]) > 0 for k in ("RANK", "LOCAL_RANK", "SLURM_PROCID")
-    )
+    ``SLURM_PROCID``; Lightning's multi-node start, the command run on each node: ``NODE_RANK``): those train the
+    same folder under the launching process's lock."""
+    keys = ("RANK", "LOCAL_RANK", "SLURM_PROCID", "NODE_RANK")
+    return not any(os.environ.get(k, "").isdigit() and int(os.environ[k]) > 0 for k in keys)
 
 
 def lock_run_folder(folder: str | Path) -> bool:

@@ -191,3 +191,31 @@ def test_a_later_node_of_a_multi_node_run_takes_no_lock(monkeypatch: pytest.Monk
     assert run_folder.launching_process()
     monkeypatch.setenv("NODE_RANK", "1")
     assert not run_folder.launching_process()
+
+
+def test_another_users_lock_file_is_locked_read_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lock file this user may not write (another user's run in a shared group folder, mode 0644) stopped the start
+    with a PermissionError traceback: it is locked through a read-only descriptor, its holder's record kept."""
+    import fcntl
+
+    lock = tmp_path / run_folder.LOCK_FILE
+    lock.write_text("pid 1 on host other, since 2026-01-01 00:00:00\n")
+    real_open = os.open
+
+    def as_another_user(path: object, flags: int, *args: object) -> int:
+        if Path(str(path)) == lock and flags & (os.O_RDWR | os.O_WRONLY):  # root ignores modes: refused here
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(run_folder.os, "open", as_another_user)
+    try:
+        assert run_folder.lock_run_folder(tmp_path) is True
+        other = real_open(lock, os.O_RDONLY)  # another open file: the flock conflicts with it, as another process's
+        try:
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(other)
+        assert lock.read_text() == "pid 1 on host other, since 2026-01-01 00:00:00\n"
+    finally:
+        run_folder.release_run_folder(tmp_path)

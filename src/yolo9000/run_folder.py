@@ -591,7 +591,16 @@ def lock_run_folder(folder: str | Path) -> bool:
     if folder in _HELD:
         return False
     folder.mkdir(parents=True, exist_ok=True)
-    fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    writable = True
+    try:
+        fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    except PermissionError:  # another user's lock file (a shared group folder): a read-only descriptor locks too
+        writable = False
+        try:
+            fd = os.open(folder / LOCK_FILE, os.O_RDONLY)
+        except OSError as e:
+            log.debug("%s: its lock file cannot be opened (%s): not guarded against a second training", folder, e)
+            return False
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as e:
@@ -604,9 +613,10 @@ def lock_run_folder(folder: str | Path) -> bool:
             f"{folder} is being trained by another process ({holder or 'its pid unknown'}): wait for it to end or "
             "stop it; a run resumes from its last checkpoint"
         ) from None
-    started = time.strftime("%Y-%m-%d %H:%M:%S")
-    os.ftruncate(fd, 0)
-    os.write(fd, f"pid {os.getpid()} on host {socket.gethostname()}, since {started}\n".encode())
+    if writable:  # the holder, for the refusal's message (a read-only file keeps the last writer's)
+        started = time.strftime("%Y-%m-%d %H:%M:%S")
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} on host {socket.gethostname()}, since {started}\n".encode())
     _HELD[folder] = fd
     return True
 

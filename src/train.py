@@ -89,6 +89,7 @@ from yolo9000.run_folder import (
     release_run_folder,
     resume_checkpoint,
     resume_folder,
+    run_of,
     saved_at_text,
 )
 
@@ -472,10 +473,7 @@ def _lock_named_run(argv: list[str]) -> None:
         return
     folder = values.get("hydra.run.dir")
     if folder is None:  # the run folder resume= names (checked for a run's after this: a run still starting has none)
-        path = Path(values["resume"])
-        if path.is_file():
-            path = path.parent
-        folder = str(path.parent if path.name == "checkpoints" else path)
+        folder = str(run_of(Path(values["resume"])))
         if not any((Path(folder) / name).is_file() for name in (LOCK_FILE, "config.yaml")):
             return  # no run's folder: the resume check says so, and nothing is written there
     if "${" in folder or not Path(folder).is_dir():  # Hydra's to resolve, or a new folder: main() locks it

@@ -43,7 +43,16 @@ __all__ = [
     "release_run_folder",
     "resume_checkpoint",
     "resume_folder",
+    "run_of",
 ]
+
+
+def run_of(path: Path) -> Path:
+    """The run folder a ``resume=`` path names, unchecked: a checkpoint file's run (its folder, or the one above
+    ``checkpoints/``), the run of a ``checkpoints/`` folder, else the folder itself."""
+    if path.is_file():
+        path = path.parent
+    return path.parent if path.name == "checkpoints" else path
 
 
 def resume_folder(resume: str | None) -> str | None:
@@ -62,7 +71,7 @@ def resume_folder(resume: str | None) -> str | None:
     if not path.exists():
         raise FileNotFoundError(f"resume={resume}: no such run folder or checkpoint file")
     if path.is_file():
-        run = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+        run = run_of(path)
         if (run / "config.yaml").is_file():
             return str(run)
         raise FileNotFoundError(
@@ -567,7 +576,7 @@ def launching_process() -> bool:
     run started beside it (Lightning's launcher: ``LOCAL_RANK``; torchrun: ``RANK``; SLURM tasks:
     ``SLURM_PROCID``; Lightning's multi-node start, the command run on each node: ``NODE_RANK``): those train the
     same folder under the launching process's lock."""
-    keys = ("RANK", "LOCAL_RANK", "SLURM_PROCID", "NODE_RANK")
+    keys = ("RANK", "LOCAL_RANK", "SLURM_PROCID", "NODE_RANK")  # multirun.rank_suffix reads the first three too
     return not any(os.environ.get(k, "").isdigit() and int(os.environ[k]) > 0 for k in keys)
 
 

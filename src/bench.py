@@ -72,6 +72,7 @@ from yolo9000.speed import (
     FastPath,
     call_times,
     channels_last_images,
+    cpu_bf16_units,
     device_name,
     inference_dtype,
     set_channels_last,
@@ -756,6 +757,7 @@ def bench(cfg: DictConfig) -> None:
     res: dict[str, Any] = {
         "machine": {
             "device": device_name(device),
+            **({"cpu_bf16": cpu_bf16_units()} if device.type == "cpu" else {}),  # bf16-mixed pays with amx_bf16
             "threads": torch.get_num_threads(),
             "torch": torch.__version__,
             "python": platform.python_version(),

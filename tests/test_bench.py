@@ -199,3 +199,14 @@ def test_step_timer_records_the_audited_batch_host_syncs(monkeypatch: pytest.Mon
         timer.on_train_batch_end(None, module, None, batch)
     assert sum(timer.syncs.values()) == 2 and len(timer.syncs) == 1 and modes == ["warn", 0]
     assert next(iter(timer.syncs)).startswith("test_bench.py:")
+
+
+def test_cpu_bf16_units_names_the_best_bf16_arithmetic_of_the_flags() -> None:
+    """AMX tiles before AVX-512 dot products, neither: none; no flags line to read: unknown."""
+    from yolo9000.speed import cpu_bf16_units
+
+    assert cpu_bf16_units("fpu sse2 avx512f avx512_bf16 amx_tile amx_bf16") == "amx_bf16"
+    assert cpu_bf16_units("fpu sse2 avx512f avx512_bf16 amx_int8") == "avx512_bf16"  # int8 tiles only: no bf16 AMX
+    assert cpu_bf16_units("fpu sse2 avx2 fma") == "none"
+    assert cpu_bf16_units("fpu avx512_bf16x") == "none"  # whole flags, not prefixes
+    assert cpu_bf16_units() in ("amx_bf16", "avx512_bf16", "none", "unknown")  # this machine's

@@ -110,6 +110,7 @@ def test_bench_runs_on_the_default_config(tmp_path: Path) -> None:
     assert phases == pytest.approx(2e3 / row["lightning_img_per_s"], rel=0.5)
     assert row["precision"] == row["lightning_precision"] == "32-true"
     assert got["setup"] == {**got["setup"], "batch": 2, "size": 64, "classes": 3}
+    assert got["machine"]["cpu_bf16"] in ("amx_bf16", "avx512_bf16", "none", "unknown")  # bf16-mixed pays with amx
     assert got["data_loader"]["loader_img_per_s"] > 0 and got["data_loader"]["loader_img_per_s_per_worker"] > 0
     targets = {
         "real_over_bare",
@@ -166,6 +167,24 @@ def test_detect_succeeds_and_lists_unreadable_inputs(bccd_ckpt: Path, tmp_path: 
         for row in got:  # each file row is one JSON detection (rounded there: 0.01 px, 4 decimals); ties abound
             match = next(i for i, m in enumerate(mine) if all(abs(a - b) <= 0.006 for a, b in zip(row, m, strict=True)))
             mine.pop(match)
+
+
+def test_detect_dtype_runs_bfloat16_and_refuses_float16_on_a_cpu(bccd_ckpt: Path, tmp_path: Path) -> None:
+    """dtype=bfloat16 reaches the Detector (its autocast: the detections of the float32 run within bf16's rounding);
+    float16 on a CPU is refused with the reason, and float32 stays the default."""
+    src = ROOT / "data" / "bccd" / "JPEGImages" / "BloodImage_00000.jpg"
+    common = (f"ckpt_path={bccd_ckpt}", f"source={src}", "img_size=64", "draw=false", "conf_thresh=0.01")
+    runs = {dt: run("detect.py", tmp_path / dt, *common, f"dtype={dt}") for dt in ("float32", "bfloat16")}
+    for dt, res in runs.items():
+        assert res.returncode == 0, res.stderr[-3000:]
+        assert f"dtype={dt}" in res.stdout + res.stderr  # the Detector's line names the dtype it runs
+    dets = {dt: json.loads((tmp_path / dt / "detections.json").read_text())["images"][0]["detections"] for dt in runs}
+    assert dets["float32"], "random weights at conf 0.01 detect something"
+    top32, top16 = (max(d["score"] for d in dets[dt]) for dt in ("float32", "bfloat16"))
+    assert top16 == pytest.approx(top32, abs=0.03) and dets["bfloat16"] != dets["float32"]  # bf16's own rounding
+    bad = run("detect.py", tmp_path / "f16", *common, "dtype=float16", "device=cpu")
+    assert bad.returncode != 0 and "float16" in bad.stderr and "CUDA" in bad.stderr, bad.stderr[-2000:]
+    assert "Traceback" not in bad.stderr
 
 
 def test_detect_sources_lists_globs_and_user_errors(bccd_ckpt: Path, tmp_path: Path) -> None:

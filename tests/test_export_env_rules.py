@@ -454,6 +454,24 @@ def test_quiet_startup_silences_lightnings_sync_dist_advice_for_eval_metrics_and
         assert not lg.filter(tip) and lg.filter(other)
 
 
+def test_quiet_startup_silences_the_model_summarys_mixed_precision_note_only() -> None:
+    """Lightning's model summary under bf16-mixed / 16-mixed ("... not supported by the model summary ... Using 32
+    bits instead": right, the weights stay float32) is silenced; the same words for another precision are not."""
+
+    def note(precision: str) -> str:
+        return (
+            f"Precision {precision} is not supported by the model summary.  Estimated model size in MB will not be "
+            "accurate. Using 32 bits instead."
+        )
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        environment._quiet_startup()
+        for precision in ("bf16-mixed", "16-mixed", "transformer-engine"):
+            warnings.warn(note(precision), UserWarning, stacklevel=1)
+    assert [str(w.message) for w in seen] == [note("transformer-engine")]
+
+
 def test_setup_environment_keeps_the_environment_over_dotenv_and_silences_wandb(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

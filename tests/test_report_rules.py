@@ -404,7 +404,7 @@ def test_sweep_settings() -> None:
         tradeoff.SweepSettings(sizes=[64], speed_batches=[1, 0])
     assert tradeoff.columns([1, 8]) == [
         "size", "map_50", "voc07_map_50", "map", "img_per_s_bs1", "ms_per_img_bs1", "img_per_s_bs8",
-        "ms_per_img_bs8", "gflops", "device", "threads", "load_avg_1min",
+        "ms_per_img_bs8", "gflops", "device", "dtype", "threads", "load_avg_1min",
     ]  # fmt: skip
 
 
@@ -433,6 +433,7 @@ class FakeInference:
     ``detect_batch`` (each batch's size recorded)."""
 
     device = torch.device("cpu")
+    dtype = torch.float32
     compile_options = None
 
     def __init__(self) -> None:
@@ -471,7 +472,8 @@ def test_tradeoff_table_cells_and_notes() -> None:
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         "| 416 | 76.8 | – | 25.0 | 10.0 | 100.0 | 1.00 | 0.500 | 29.4 |",
     ]
-    assert "- split: val (7 images); checkpoint: c.ckpt" in lines and "- device: cpu; torch threads: 2, 4" in lines
+    assert "- split: val (7 images); checkpoint: c.ckpt" in lines
+    assert "- device: cpu; float32; torch threads: 2, 4" in lines  # rows without a dtype: float32
     assert not any(line.startswith("- load average") for line in lines)  # not known for every size
     at_cpus = [{**row, "load_avg_1min": float(cpus)}, {**row, "size": 448, "load_avg_1min": None}]
     assert "load average" not in tradeoff.format_markdown(at_cpus, [1], {})
@@ -527,7 +529,7 @@ def test_run_sweep_reports_and_logs(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert built == [{"device": torch.device("cpu"), "dtype": torch.float32, "compile": False}] * 2
     assert plotted["ylabel"] == "VOC07 AP@0.5 (%)"  # VOC's classes: the paper's metric
     threads = torch.get_num_threads()
-    assert plotted["title"] == f"test split (3 images)\n{rows[0]['device']}, {threads} threads"
+    assert plotted["title"] == f"test split (3 images)\n{rows[0]['device']}, float32, {threads} threads"
     assert plotted["series"]["ours, batch 2"] == [(8.0, 40.0, 32), (8.0, 40.0, 64)]
     summary = json.loads((tmp_path / "metrics.json").read_text())
     assert (summary["images"], summary["sizes"], summary["split"]) == (3, [32, 64], "test")
@@ -552,6 +554,7 @@ def test_tradeoff_plot_title_names_the_split_the_checkpoint_and_a_timing_that_sh
     info = {"split": "val", "images": 8, "checkpoint": "outputs/train/2026-12-06_x/checkpoints/last.ckpt"}
     assert tradeoff._title(rows, info) == (
         "val split (8 images), 2026-12-06_x/last.ckpt\n"
-        "cpu (AMD EPYC), 2 threads; other work shared the CPU at size 320x544: its img/s are low"
+        "cpu (AMD EPYC), float32, 2 threads; other work shared the CPU at size 320x544: its img/s are low"
     )
-    assert tradeoff._title(rows[:1]) == "cpu (AMD EPYC), 2 threads"  # without info: as before
+    assert tradeoff._title(rows[:1]) == "cpu (AMD EPYC), float32, 2 threads"  # without info: as before (+ dtype)
+    assert tradeoff._title([{**rows[0], "dtype": "bfloat16"}]) == "cpu (AMD EPYC), bfloat16 autocast, 2 threads"

@@ -78,7 +78,8 @@ def test_eval_sizes_writes_the_table_and_applies_each_size(bccd_ckpt: Path, tmp_
     assert list(rows[0]) == columns([1, 32])
     assert [int(r["size"]) for r in rows] == [64, 96]  # evaluated in increasing order
     for r in rows:
-        nums = {k: float(v) for k, v in r.items() if k != "device"}
+        nums = {k: float(v) for k, v in r.items() if k not in ("device", "dtype")}
+        assert r["dtype"] == "float32"  # the trainer's 32-true: timed in float32
         assert all(math.isfinite(v) for v in nums.values()), r
         assert nums["img_per_s_bs1"] > 0 and nums["img_per_s_bs32"] > 0 and nums["ms_per_img_bs32"] > 0
         assert nums["img_per_s_bs1"] == pytest.approx(1000 / nums["ms_per_img_bs1"])
@@ -87,6 +88,7 @@ def test_eval_sizes_writes_the_table_and_applies_each_size(bccd_ckpt: Path, tmp_
     assert (sweep / "tradeoff.png").stat().st_size > 0
     md = (sweep / "tradeoff.md").read_text()
     assert "img/s (batch 32)" in md and "forward pass, decode" in md and "Titan X" not in md  # BCCD: no paper
+    assert "; float32; torch threads" in md
     assert (sweep / "size_64" / "predictions").is_dir() and (sweep / "size_96" / "per_class.md").is_file()
     logged = read_csv(sweep / "csv" / "metrics.csv")
     assert [int(r["step"]) for r in logged] == [64, 96]
@@ -246,7 +248,7 @@ def test_wandb_table_of_a_rectangle_beside_squares(tmp_path: Path) -> None:
 
     cols = columns([1])
     row = {"map_50": 0.5, "voc07_map_50": 0.5, "map": 0.2, "img_per_s_bs1": 10.0, "ms_per_img_bs1": 100.0}
-    row |= {"gflops": 1.0, "device": "cpu", "threads": 2, "load_avg_1min": 0.5}
+    row |= {"gflops": 1.0, "device": "cpu", "dtype": "float32", "threads": 2, "load_avg_1min": 0.5}
     png = plot_tradeoff({}, tmp_path / "t.png")
     lg = TableWandb()
     log_sweep([lg], [{**row, "size": 224}, {**row, "size": "256x320"}], cols, png)

@@ -11,11 +11,11 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from test_tradeoff import bccd_ckpt, small_bccd_sweep  # noqa: F401 - bccd_ckpt: the module-scoped checkpoint fixture
+from test_tradeoff import bccd_ckpt, read_csv, small_bccd_sweep  # noqa: F401 - bccd_ckpt: the module-scoped checkpoint fixture
 from yolo9000 import Detector, tradeoff
 from yolo9000.checkpoints import load_module
 from yolo9000.speed import inference_dtype
-from yolo9000.tradeoff import SweepSettings, run_sweep
+from yolo9000.tradeoff import SweepSettings, _title, run_sweep
 
 SETTINGS = {"speed_batches": [2], "speed_warmup": 0, "speed_iters": 1, "speed_seconds": None}
 
@@ -88,8 +88,12 @@ def test_bf16_mixed_is_timed_under_bf16_autocast(
         )
 
     module = load_module(bccd_ckpt, voc07=True)
-    run_sweep(module, make_datamodule, make_trainer, SweepSettings(sizes=[64], **SETTINGS), tmp_path)
+    rows = run_sweep(module, make_datamodule, make_trainer, SweepSettings(sizes=[64], **SETTINGS), tmp_path)
     assert seen[0]["dtype"] == torch.bfloat16 and seen[0]["autocast"] and all(seen[0]["autocast"])
+    # the table says so: a bf16 table reads apart from a float32 one (its img/s are another precision's)
+    assert [r["dtype"] for r in read_csv(tmp_path / "tradeoff.csv")] == ["bfloat16"]
+    assert "; bfloat16 autocast; torch threads" in (tmp_path / "tradeoff.md").read_text()
+    assert "bfloat16 autocast" in _title(rows, {})
 
 
 def test_a_precision_without_an_inference_counterpart_is_refused_before_the_test(

@@ -54,6 +54,9 @@ _QUIET_WARNINGS = (
     r".*The `srun` command is available on your system but is not used.*",
     r".*isinstance\(treespec, LeafSpec\)` is deprecated.*",  # Lightning's own pytree use with newer torch
     r".*Checkpoint directory .* exists and is not empty.*",  # every resume (the run's own checkpoints are there)
+    # bf16-mixed / 16-mixed: the weights stay float32 under mixed precision, so the 32-bit size the summary falls
+    # back to is the right one (Lightning warned on every such run, a CPU's bf16 too)
+    r".*Precision (bf16|16)-mixed is not supported by the model summary.*",
     # DDP: the evaluation metrics are gathered over the ranks before they are logged (every rank logs the same
     # value), and train/img_per_s is already the rate of all ranks: Lightning's advice to reduce them again is not
     # for these (it printed a warning per metric and stage)

@@ -214,7 +214,7 @@ class SweepSettings:
 def columns(batches: Sequence[int]) -> list[str]:
     """The columns of tradeoff.csv (mAPs as fractions, as metrics.json)."""
     speed = [c for b in batches for c in (f"img_per_s_bs{b}", f"ms_per_img_bs{b}")]
-    return ["size", "map_50", "voc07_map_50", "map", *speed, "gflops", "device", "threads", "load_avg_1min"]
+    return ["size", "map_50", "voc07_map_50", "map", *speed, "gflops", "device", "dtype", "threads", "load_avg_1min"]
 
 
 def _check_sizes(module: Any, sizes: Sequence[Size]) -> None:
@@ -285,7 +285,12 @@ def _evaluate_size(
         )  # fmt: skip
     row["gflops"] = model_stats(module.model, size)["gflops"]
     # the 1-minute load average after the timing: this process's threads plus anything else that shared the CPU
-    row.update(device=device_name(device), threads=torch.get_num_threads(), load_avg_1min=round(os.getloadavg()[0], 2))
+    row.update(
+        device=device_name(device),
+        dtype=dtype_name(detector.dtype),  # the precision the img/s were timed at (bf16 autocast or float32)
+        threads=torch.get_num_threads(),
+        load_avg_1min=round(os.getloadavg()[0], 2),
+    )
     if _busy(row["load_avg_1min"]):
         log.warning(
             "size %s: the load average was %.2f on %d CPUs while it was timed: other work shared the CPU, its img/s "
@@ -398,7 +403,7 @@ def format_markdown(
         "- mAP@0.5: COCO-style 101-point interpolation (metrics.json `map_50`); VOC07 AP@0.5: VOC2007 11-point "
         "(the paper's metric); mAP@[.5:.95]: COCO's.",
         f"- img/s, ms/img: {TIMED}. Batches larger than the images held cycle through them.",
-        f"- device: {', '.join(devices)}; torch threads: {', '.join(map(str, threads))}",
+        f"- device: {', '.join(devices)}; {_dtype_text(rows)}; torch threads: {', '.join(map(str, threads))}",
         *(
             [f"- timed with the network compiled (torch.compile {info['speed_compile']}); the mAPs are the eager one's"]
             if info.get("speed_compile")
@@ -417,6 +422,18 @@ def format_markdown(
             *(f"| {s} | {m:.1f} | {f:.0f} |" for s, m, f in PAPER_TABLE3),
         ]
     return "\n".join(lines + notes) + "\n"
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """``float32``, ``bfloat16``, ``float16``: how tradeoff.csv names the precision a row was timed at."""
+    return str(dtype).removeprefix("torch.")
+
+
+def _dtype_text(rows: Sequence[dict[str, Any]]) -> str:
+    """The rows' timing precision for tradeoff.md and the plot's title: ``float32``, or ``bfloat16 autocast``
+    (rows written before the column existed: float32, the only precision then timed on a CPU)."""
+    names = sorted({str(r.get("dtype") or "float32") for r in rows})
+    return "/".join(n if n == "float32" else f"{n} autocast" for n in names)
 
 
 def _busy(load_avg: float) -> bool:
@@ -447,7 +464,7 @@ def _title(rows: Sequence[dict[str, Any]], info: dict[str, Any] | None = None) -
     and the checkpoint, and a warning when a timing shared the CPU (its img/s are low)."""
     devices = sorted({str(r["device"]) for r in rows})
     threads = sorted({int(r["threads"]) for r in rows})
-    title = f"{', '.join(devices)}, {'/'.join(map(str, threads))} threads"
+    title = f"{', '.join(devices)}, {_dtype_text(rows)}, {'/'.join(map(str, threads))} threads"
     if info is None:
         return title
     head = [f"{info['split']} split ({info['images']} images)"] if "split" in info and "images" in info else []
@@ -532,7 +549,7 @@ def log_sweep(loggers: Sequence[Any], rows: Sequence[dict[str, Any]], cols: Sequ
     area, rounded); W&B also gets the table (``tradeoff/table``) and the plot (``tradeoff/plot``)."""
     from pytorch_lightning.loggers import WandbLogger
 
-    numeric = [c for c in cols if c not in ("size", "device")]
+    numeric = [c for c in cols if c not in ("size", "device", "dtype")]
     for lg in loggers:
         for r in rows:
             lg.log_metrics({f"tradeoff/{c}": float(r[c]) for c in numeric}, step=round(math.sqrt(_area(r["size"]))))

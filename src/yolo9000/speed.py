@@ -104,9 +104,9 @@ def _cpu_model() -> str | None:
 def cpu_bf16_units(flags: str | None = None) -> str:
     """The CPU's bfloat16 arithmetic, from its feature flags (``flags``: a ``/proc/cpuinfo`` flags line; None: this
     machine's): ``amx_bf16`` (matrix tiles: Intel Xeon 4th generation and later), ``avx512_bf16`` (vector dot
-    products), else ``none`` (bf16 autocast then converts, and rarely pays), or ``unknown`` (no flags to read). On
-    a 2-core Xeon VM with AMX, ``trainer.precision=bf16-mixed`` trained the default model 1.4x faster and the
-    batch-32 forward ran 1.7x faster (session 36, ``docs/results/bench_cpu_s36``)."""
+    products), else ``none`` (no bf16 arithmetic: autocast only adds conversions), or ``unknown`` (no flags to read). On
+    a 2-core Xeon VM with AMX, ``trainer.precision=bf16-mixed`` trained the default model 1.38x faster and the
+    batch-32 forward ran 1.79x faster (session 36, ``docs/results/bench_cpu_s36``)."""
     line = _cpuinfo_field("flags") if flags is None else flags
     if line is None:
         return "unknown"

@@ -210,3 +210,15 @@ def test_cpu_bf16_units_names_the_best_bf16_arithmetic_of_the_flags() -> None:
     assert cpu_bf16_units("fpu sse2 avx2 fma") == "none"
     assert cpu_bf16_units("fpu avx512_bf16x") == "none"  # whole flags, not prefixes
     assert cpu_bf16_units() in ("amx_bf16", "avx512_bf16", "none", "unknown")  # this machine's
+
+
+def test_bf16_note_only_on_amx_without_a_bf16_variant() -> None:
+    """The table's closing note names the bf16 command on an AMX CPU whose run timed no bf16 variant; none on
+    another CPU, on a GPU (no cpu_bf16), or once a bf16 variant ran."""
+    bench = load_script("bench")
+    fp32 = {"default": {"precision": "32-true"}}
+    assert "bench.variants=" in bench.bf16_note({"machine": {"cpu_bf16": "amx_bf16"}, "variants": fp32})
+    assert bench.bf16_note({"machine": {"cpu_bf16": "avx512_bf16"}, "variants": fp32}) is None
+    assert bench.bf16_note({"machine": {}, "variants": fp32}) is None
+    both = {**fp32, "bf16": {"precision": "bf16-mixed"}}
+    assert bench.bf16_note({"machine": {"cpu_bf16": "amx_bf16"}, "variants": both}) is None

@@ -105,7 +105,7 @@ def main(cfg: DictConfig) -> None:
         detector = Detector.from_checkpoint(
             cfg.ckpt_path,
             device=str(cfg.device),
-            dtype=str(cfg.dtype),
+            dtype=None if cfg.get("dtype") is None else str(cfg.dtype),  # null: float32
             compile=cfg.compile,
             **module_settings(cfg, "nms_thresh", "pre_nms_topk", "tree_decode", "tree_thresh", "eval_map"),
             conf_thresh=float(conf),

@@ -47,7 +47,14 @@ from yolo9000.data.video import VideoError, VideoFrames, is_video, source_name, 
 from yolo9000.models import check_flags
 from yolo9000.models.layers import fold_batch_norms
 from yolo9000.postprocess import DecodeOn, check_decode_settings, decode_device
-from yolo9000.speed import compile_network, float_images, inference_compile_options, is_compiled, set_channels_last
+from yolo9000.speed import (
+    compile_network,
+    dtype_name,
+    float_images,
+    inference_compile_options,
+    is_compiled,
+    set_channels_last,
+)
 from yolo9000.speed import keep_freed_memory as apply_keep_freed_memory
 
 if TYPE_CHECKING:
@@ -433,7 +440,7 @@ class Detector:
         return (
             f"Detector({len(self.class_names)} classes, size={size_text(self.input_hw)}, conf={self.conf}, "
             f"nms={self.nms}, "
-            f"device={self.device}, dtype={str(self.dtype).removeprefix('torch.')}, "
+            f"device={self.device}, dtype={dtype_name(self.dtype)}, "
             f"channels_last={self.channels_last}, fold_bn={self.fold_bn}"
             + (f", compile={self.compile_options}" if self.compile_options is not None else "")
             + ")"

@@ -114,6 +114,11 @@ def cpu_bf16_units(flags: str | None = None) -> str:
     return next((f for f in ("amx_bf16", "avx512_bf16") if f in have), "none")
 
 
+def dtype_name(dtype: torch.dtype) -> str:
+    """``float32``, ``bfloat16``, ``float16``: a torch dtype as the Detector, tradeoff.csv and the logs name it."""
+    return str(dtype).removeprefix("torch.")
+
+
 def device_name(device: torch.device | str) -> str:
     """What a timing ran on: the GPU's name (``cuda``), else ``cpu`` and the processor model where known. The
     thread count is reported apart (``torch.get_num_threads()``)."""

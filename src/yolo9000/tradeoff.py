@@ -38,7 +38,14 @@ from yolo9000.api import Detector
 from yolo9000.data.resize import Size, check_input_size, input_hw, normal_size, size_text
 from yolo9000.models import STRIDE
 from yolo9000.results import checkpoint_label
-from yolo9000.speed import device_name, inference_compile_options, inference_dtype, is_compiled, time_calls
+from yolo9000.speed import (
+    device_name,
+    dtype_name,
+    inference_compile_options,
+    inference_dtype,
+    is_compiled,
+    time_calls,
+)
 
 log = logging.getLogger("yolo9000.tradeoff")
 
@@ -422,11 +429,6 @@ def format_markdown(
             *(f"| {s} | {m:.1f} | {f:.0f} |" for s, m, f in PAPER_TABLE3),
         ]
     return "\n".join(lines + notes) + "\n"
-
-
-def dtype_name(dtype: torch.dtype) -> str:
-    """``float32``, ``bfloat16``, ``float16``: how tradeoff.csv names the precision a row was timed at."""
-    return str(dtype).removeprefix("torch.")
 
 
 def _dtype_text(rows: Sequence[dict[str, Any]]) -> str:

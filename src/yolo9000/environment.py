@@ -322,6 +322,13 @@ def override_hints(config_dir: str | Path, config_name: str, overrides: list[str
         restore_gh_from_backup(backup)
     chosen_groups = cfg.hydra.runtime.choices
     hints += [text for group, added, text in group_hints if added or group in chosen_groups]  # else not this config's
+    # a group this config does not select (detect.py model=...): Hydra says only "No match in the defaults list"
+    used = sorted({g.split("/")[0] for g in chosen_groups if not g.startswith("hydra")})
+    for o in selections:
+        top = o.key_or_group.split("/")[0]
+        if not (o.is_add() or o.is_force_add()) and top not in used and top != "hydra":
+            groups = ", ".join(used) or "none"
+            hints.append(f"{config_name} does not use the {o.key_or_group} group (its groups: {groups})")
     tree = OmegaConf.to_container(cfg, resolve=False)
     for o in values:
         if o.is_add() or o.is_force_add() or _lookup(tree, o.key_or_group.split("."))[0]:

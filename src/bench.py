@@ -715,8 +715,8 @@ def bf16_note(res: dict[str, Any]) -> str | None:
         return None
     return (
         "note: this CPU has AMX bf16 units: 'bench.variants={fp32:{precision:32-true},bf16:{precision:bf16-mixed}}' "
-        "times bf16-mixed beside fp32 (a 2-core AMX Xeon VM, session 36: training 1.3x, batch-32 inference 1.4-1.8x "
-        "faster; trainer.precision=bf16-mixed / detect.py dtype=bfloat16 use it)"
+        "times bf16-mixed beside fp32 (trainer.precision=bf16-mixed and detect.py dtype=bfloat16 use it; what it "
+        "gained on one such CPU: docs/results/bench_cpu_s36)"
     )
 
 

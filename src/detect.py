@@ -49,7 +49,7 @@ import hydra
 import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from yolo9000.api import DETECT_CONF, Detector, check_input_size
+from yolo9000.api import DETECT_CONF, Detector, check_input_size, dtype_from_name
 from yolo9000.data.image_io import IMAGE_SUFFIXES, images_under, read_image
 from yolo9000.data.predict import list_images
 from yolo9000.data.video import (
@@ -65,6 +65,7 @@ from yolo9000.data.video import (
 )
 from yolo9000.environment import FILE_ONLY, hint_unknown_overrides, hydra_flags_first, log_to_job_log, setup_environment
 from yolo9000.models import STRIDE
+from yolo9000.speed import dtype_name
 from yolo9000.submission import (
     VALID_CONF,
     ImageDetections,
@@ -177,6 +178,7 @@ def main(cfg: DictConfig) -> None:
             drawn = draw_detections(img, det.boxes, det.labels, det.scores, detector.class_names)
             save_image(drawn, out_dir / "detections" / out_names[det.path])
     run = {"checkpoint": str(cfg.ckpt_path), "input_hw": list(hw), "letterbox": letterbox}
+    run["dtype"] = dtype_name(detector.dtype)  # the precision the boxes and scores came from (bf16 rounds its own)
     found = {"images": records, **({"videos": video_records} if videos else {}), "failed": failed}
     out_dir.mkdir(parents=True, exist_ok=True)  # nothing written yet when no input could be read
     (out_dir / "detections.json").write_text(json.dumps({**run, **found}, indent=2))
@@ -465,6 +467,7 @@ def check_settings(cfg: DictConfig, videos: list[Path] | None = None) -> None:
     """Refuse settings that would fail after the checkpoint is loaded, naming the key (``videos``: the source's
     video files, which ``results=`` cannot score)."""
     input_size(cfg.img_size)
+    dtype_from_name(cfg.get("dtype"))  # a name that is no dtype; float16 off CUDA is the Detector's to refuse
     if videos and cfg.results:
         raise ValueError(
             f"results={cfg.results} writes darknet's image result files: the videos of source= "

@@ -178,13 +178,18 @@ def test_detect_dtype_runs_bfloat16_and_refuses_float16_on_a_cpu(bccd_ckpt: Path
     for dt, res in runs.items():
         assert res.returncode == 0, res.stderr[-3000:]
         assert f"dtype={dt}" in res.stdout + res.stderr  # the Detector's line names the dtype it runs
-    dets = {dt: json.loads((tmp_path / dt / "detections.json").read_text())["images"][0]["detections"] for dt in runs}
+    found = {dt: json.loads((tmp_path / dt / "detections.json").read_text()) for dt in runs}
+    assert {dt: f["dtype"] for dt, f in found.items()} == {"float32": "float32", "bfloat16": "bfloat16"}  # recorded
+    dets = {dt: f["images"][0]["detections"] for dt, f in found.items()}
     assert dets["float32"], "random weights at conf 0.01 detect something"
     top32, top16 = (max(d["score"] for d in dets[dt]) for dt in ("float32", "bfloat16"))
     assert top16 == pytest.approx(top32, abs=0.03) and dets["bfloat16"] != dets["float32"]  # bf16's own rounding
     bad = run("detect.py", tmp_path / "f16", *common, "dtype=float16", "device=cpu")
     assert bad.returncode != 0 and "float16" in bad.stderr and "CUDA" in bad.stderr, bad.stderr[-2000:]
     assert "Traceback" not in bad.stderr
+    # a name that is no dtype is refused with the choices before the checkpoint is read (a missing one here)
+    bad = run("detect.py", tmp_path / "i8", *common[1:], "ckpt_path=/nowhere.ckpt", "dtype=int8")
+    assert bad.returncode != 0 and "dtype='int8': one of float32" in bad.stderr and "nowhere" not in bad.stderr
 
 
 def test_detect_sources_lists_globs_and_user_errors(bccd_ckpt: Path, tmp_path: Path) -> None:

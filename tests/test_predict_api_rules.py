@@ -306,6 +306,7 @@ class StandIn:
     class_names = NAMES
     input_hw = (320, 352)
     letterbox = False  # the checkpoint's resize (trained stretched)
+    dtype = torch.float32  # as built without dtype=
     built: list[dict[str, Any]] = []
     called: list[dict[str, Any]] = []
 

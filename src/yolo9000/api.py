@@ -179,7 +179,7 @@ class Detector:
     Args:
         module: the detection module (put in eval mode and moved to ``device``).
         device: ``"cpu"``, ``"cuda"`` (``"cuda:1"``, a :class:`torch.device`), or None / ``"auto"`` (CUDA when
-            available).
+            available); ``"cuda"`` without CUDA: ValueError.
         dtype: ``float32`` (default), or ``bfloat16`` / ``float16`` autocast of the forward pass (float16 on CUDA
             only); a :class:`torch.dtype` or its name. Weights stay float32; decode and NMS run in float32.
         channels_last: NHWC weights and inputs. None (default): on the CPU (oneDNN's NHWC convolutions and max
@@ -877,11 +877,14 @@ def _resolve_device(device: str | torch.device | None) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device("cuda" if device == "gpu" else device)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device={device!r}: CUDA is not available here (use device='cpu' or 'auto')")
+        raise ValueError(f"device={device!r}: CUDA is not available here (use device='cpu' or 'auto')")
     return dev
 
 
-def _resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+def dtype_from_name(dtype: str | torch.dtype | None) -> torch.dtype:
+    """The inference dtype a name (``float32``, ``bf16``, ``torch.bfloat16``, ...), a torch dtype or None (float32)
+    stands for; ValueError naming the choices for anything else (whatever the device: :class:`Detector` then refuses
+    float16 off CUDA)."""
     if dtype is None:
         return torch.float32
     if isinstance(dtype, str):
@@ -890,6 +893,11 @@ def _resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> tor
         dtype = _DTYPES[dtype.removeprefix("torch.")]
     if dtype not in (torch.float32, torch.bfloat16, torch.float16):
         raise ValueError(f"dtype={dtype}: float32, bfloat16 or float16")
+    return dtype
+
+
+def _resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    dtype = dtype_from_name(dtype)
     if dtype == torch.float16 and device.type != "cuda":
         raise ValueError(f"dtype=float16 autocast needs CUDA (device is {device}); use bfloat16 or float32")
     return dtype

@@ -481,6 +481,10 @@ def log_to_job_log() -> None:
     interval longer than the epoch) and torch's (a recompilation limit hit; what ``TORCH_LOGS=recompiles`` or
     ``graph_breaks`` asks for) through the root logger, so that the job's log file holds them as the console does.
     Call at the start of a Hydra job (after Hydra configured logging)."""
+    # off, then on: captureWarnings(True) does nothing when logging thinks it captures already, and a
+    # warnings.catch_warnings() block since (a library's, an earlier job's in this process) may have put the original
+    # showwarning back: the job's warnings would then reach the console only
+    logging.captureWarnings(False)
     logging.captureWarnings(True)
     torch_loggers = [
         lg
@@ -587,6 +591,8 @@ def provenance() -> dict[str, str]:
     torch threads, accelerator)."""
     import torch
 
+    from yolo9000.speed import cpu_model
+
     def git(*args: str) -> str:
         try:
             done = subprocess.run(["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10)
@@ -598,10 +604,6 @@ def provenance() -> dict[str, str]:
     if commit != "unknown" and git("status", "--porcelain", "--untracked-files=no"):
         commit += "+dirty"
     accel = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    cpu = platform.processor() or platform.machine()
-    info = Path("/proc/cpuinfo")
-    if info.is_file():  # Linux: the CPU's model name
-        names = [ln.split(":", 1)[1].strip() for ln in info.read_text().splitlines() if ln.startswith("model name")]
-        cpu = names[0] if names else cpu
+    cpu = cpu_model() or platform.processor() or platform.machine()  # Linux: the CPU's model name
     machine = f"{platform.node()}: {cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, {accel}"
     return {"command": shlex.join([Path(sys.executable).name, *sys.argv]), "commit": commit, "machine": machine}

@@ -97,16 +97,17 @@ def _cpuinfo_field(name: str) -> str | None:
     return None
 
 
-def _cpu_model() -> str | None:
+def cpu_model() -> str | None:
+    """The processor's model name (Linux's ``/proc/cpuinfo``), else None."""
     return _cpuinfo_field("model name")
 
 
 def cpu_bf16_units(flags: str | None = None) -> str:
     """The CPU's bfloat16 arithmetic, from its feature flags (``flags``: a ``/proc/cpuinfo`` flags line; None: this
     machine's): ``amx_bf16`` (matrix tiles: Intel Xeon 4th generation and later), ``avx512_bf16`` (vector dot
-    products), else ``none`` (no bf16 arithmetic: autocast only adds conversions), or ``unknown`` (no flags to read). On
-    a 2-core Xeon VM with AMX, ``trainer.precision=bf16-mixed`` trained the default model 1.38x faster and the
-    batch-32 forward ran 1.79x faster (session 36, ``docs/results/bench_cpu_s36``)."""
+    products), else ``none`` (no bf16 arithmetic: autocast only adds conversions), or ``unknown`` (no ``flags`` line
+    to read: not Linux, or an ARM CPU, whose ``/proc/cpuinfo`` says ``Features``). What bf16-mixed gained on an AMX
+    CPU: ``docs/results/bench_cpu_s36``."""
     line = _cpuinfo_field("flags") if flags is None else flags
     if line is None:
         return "unknown"
@@ -126,7 +127,7 @@ def device_name(device: torch.device | str) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     if device.type == "cpu":
-        model = _cpu_model()
+        model = cpu_model()
         return f"cpu ({model})" if model else "cpu"
     return str(device)
 

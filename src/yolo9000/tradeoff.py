@@ -5,7 +5,7 @@ paper's sizes) evaluates the checkpoint at every size and writes, into the run f
 
 * ``tradeoff.csv`` / ``tradeoff.md``: per size mAP@0.5 (COCO-style 101-point, the ``map_50`` of metrics.json),
   VOC2007 11-point AP@0.5, mAP@[.5:.95], end-to-end images/s and ms per image at each batch size of
-  ``speed_batches``, forward GFLOPs, the device and the torch thread count;
+  ``speed_batches``, forward GFLOPs, the device, the precision timed (``dtype``) and the torch thread count;
 * ``tradeoff.png``: mAP against images/s, the paper's Table 3 (VOC 2007 test, Titan X) beside ours when the
   data's classes are VOC's 20;
 * ``size_<S>/``: metrics.json, per_class.md, pr_curves.png (and predictions/) of each size, as a plain

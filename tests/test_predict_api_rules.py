@@ -201,6 +201,9 @@ def test_precision_names_and_the_module_kind(base) -> None:  # noqa: ANN001
             Detector(base.module, device="cpu", dtype=name)
     with pytest.raises(ValueError, match="dtype='int8': one of"):
         Detector(base.module, device="cpu", dtype="int8")
+    if not torch.cuda.is_available():  # a ValueError, as every other setting (detect.py prints it as one line)
+        with pytest.raises(ValueError, match="device='cuda': CUDA is not available here"):
+            Detector(base.module, device="cuda")
     with pytest.raises(TypeError, match="Detector needs a DetectorModule .*got Linear"):
         Detector(torch.nn.Linear(2, 2), device="cpu")
 

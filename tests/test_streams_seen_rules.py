@@ -208,6 +208,7 @@ class FakeDetector:
     class_names = ["a"]
     input_hw = (64, 64)
     letterbox = False
+    dtype = torch.float32
 
     def __init__(self, delay: float = 0.0, on_frame: Callable[[int], None] | None = None) -> None:
         self.delay, self.on_frame = delay, on_frame

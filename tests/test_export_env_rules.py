@@ -430,6 +430,16 @@ def test_console_skip_leaves_file_only_records_to_the_file() -> None:
     assert skip.filter(both) and not skip.filter(file_only)
 
 
+def kept_after_quiet_startup(messages: list[str]) -> list[str]:
+    """The ``messages``, each warned as a UserWarning after ``_quiet_startup``, that still reach the user."""
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        environment._quiet_startup()
+        for message in messages:
+            warnings.warn(message, UserWarning, stacklevel=1)
+    return [str(w.message) for w in seen]
+
+
 def test_quiet_startup_silences_lightnings_sync_dist_advice_for_eval_metrics_and_its_tips() -> None:
     """Lightning's advice "It is recommended to use `self.log('<name>', ..., sync_dist=True)` when logging on epoch
     level in distributed setting ..." is silenced for val/ and test/ metrics (gathered already), not for another
@@ -441,12 +451,8 @@ def test_quiet_startup_silences_lightnings_sync_dist_advice_for_eval_metrics_and
             "distributed setting to accumulate the metric across devices."
         )
 
-    with warnings.catch_warnings(record=True) as seen:
-        warnings.simplefilter("always")
-        environment._quiet_startup()
-        for name in ("val/map_50", "test/map_50", "train/img_per_s", "train/loss"):
-            warnings.warn(advice(name), UserWarning, stacklevel=1)
-    assert [str(w.message) for w in seen] == [advice("train/loss")]
+    names = ("val/map_50", "test/map_50", "train/img_per_s", "train/loss")
+    assert kept_after_quiet_startup([advice(name) for name in names]) == [advice("train/loss")]
     for name in ("lightning.pytorch.utilities.rank_zero", "pytorch_lightning.utilities.rank_zero"):
         lg = logging.getLogger(name)
         tip = lg.makeRecord(name, logging.INFO, __file__, 1, "💡 Tip: For seamless cloud uploads", (), None)
@@ -464,12 +470,8 @@ def test_quiet_startup_silences_the_model_summarys_mixed_precision_note_only() -
             "accurate. Using 32 bits instead."
         )
 
-    with warnings.catch_warnings(record=True) as seen:
-        warnings.simplefilter("always")
-        environment._quiet_startup()
-        for precision in ("bf16-mixed", "16-mixed", "transformer-engine"):
-            warnings.warn(note(precision), UserWarning, stacklevel=1)
-    assert [str(w.message) for w in seen] == [note("transformer-engine")]
+    precisions = ("bf16-mixed", "16-mixed", "transformer-engine")
+    assert kept_after_quiet_startup([note(p) for p in precisions]) == [note("transformer-engine")]
 
 
 def test_setup_environment_keeps_the_environment_over_dotenv_and_silences_wandb(

@@ -126,7 +126,7 @@ def evaluate(cfg: DictConfig) -> float:
         module.test_results,
         module.eval_class_names,
         {"checkpoint": str(cfg.ckpt_path)}
-        | evaluated_on(datamodule)  # split, img_size: as train.py's test
+        | evaluated_on(datamodule, trainer.precision)  # split, img_size, precision: as train.py's test
         | group_means(per_class, groups)
         | datamodule.data_report(),
     )

@@ -411,7 +411,7 @@ def run(cfg: DictConfig) -> float | None:
                     str(o) for o in HydraConfig.get().overrides.task if not str(o).startswith("resume=")
                 ]
             extra |= {"checkpoint": ckpt, "seen": int(getattr(module, "seen", 0))}
-            extra |= evaluated_on(datamodule)  # split, img_size, as eval.py's: pr_curves.png's title names them
+            extra |= evaluated_on(datamodule, trainer.precision)  # split, img_size, precision, as eval.py's (titles)
             extra |= model_stats(module.model, datamodule.img_size)  # a side, or (height, width)
             if built.info.anchors_avg_iou is not None:
                 extra["anchors_avg_iou"] = built.info.anchors_avg_iou

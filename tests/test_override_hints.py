@@ -35,6 +35,9 @@ def test_a_top_level_key_typo_names_the_key_meant() -> None:
     assert hints("detect", "conf_tresh=0.1") == ["'conf_tresh' is not in the config; did you mean conf_thresh=0.1?"]
     assert "did you mean model=yolov2?" in hints("train", "modle=yolov2")[0]  # a group's name misspelt
     assert "did you mean data.max_images=3?" in hints("train", "max_images=3")[0]  # its node left out
+    # the predict API's keyword for detect.py's key: the key it begins
+    assert hints("detect", "conf=0.1") == ["'conf' is not in the config; did you mean conf_thresh=0.1?"]
+    assert hints("detect", "nms=0.5") == ["'nms' is not in the config; did you mean nms_thresh=0.5?"]
 
 
 def test_a_group_option_typo_names_the_option_meant() -> None:

@@ -192,7 +192,7 @@ def test_precision_names_and_the_module_kind(base) -> None:  # noqa: ANN001
     that is no DetectorModule is refused by type."""
     from yolo9000 import Detector
 
-    for name in ("bf16", "bfloat16", "torch.bfloat16", torch.bfloat16):
+    for name in ("bf16", "bfloat16", "torch.bfloat16", torch.bfloat16, "BF16", " BFloat16"):
         assert Detector(base.module, device="cpu", dtype=name).dtype == torch.bfloat16, name
     for name in ("fp32", "float", "torch.float32", None):
         assert Detector(base.module, device="cpu", dtype=name).dtype == torch.float32, name

@@ -554,7 +554,7 @@ def test_tradeoff_plot_title_names_the_split_the_checkpoint_and_a_timing_that_sh
     info = {"split": "val", "images": 8, "checkpoint": "outputs/train/2026-12-06_x/checkpoints/last.ckpt"}
     assert tradeoff._title(rows, info) == (
         "val split (8 images), 2026-12-06_x/last.ckpt\n"
-        "cpu (AMD EPYC), float32, 2 threads; other work shared the CPU at size 320x544: its img/s are low"
+        "cpu (AMD EPYC), float32, 2 threads\nother work shared the CPU at size 320x544: its img/s are low"
     )
     assert tradeoff._title(rows[:1]) == "cpu (AMD EPYC), float32, 2 threads"  # without info: as before (+ dtype)
     assert tradeoff._title([{**rows[0], "dtype": "bfloat16"}]) == "cpu (AMD EPYC), bfloat16 autocast, 2 threads"

@@ -235,6 +235,8 @@ def test_pr_plot_is_titled_with_what_was_evaluated_and_its_legend_leaves_the_cur
         "test split, 256 px input: precision-recall at IoU 0.5, mAP@0.5 0.500\nrun/last.ckpt"
     )
     assert pr_title({}) == "test split: precision-recall at IoU 0.5"
+    assert pr_title({"precision": "bf16-mixed"}) == "test split, bf16-mixed: precision-recall at IoU 0.5"
+    assert pr_title({"precision": "32-true"}) == "test split: precision-recall at IoU 0.5"  # float32 unsaid
 
 
 def test_a_training_runs_test_records_its_split_and_input_size_as_evals(figures: list[Any], tmp_path: Path) -> None:
@@ -246,6 +248,8 @@ def test_a_training_runs_test_records_its_split_and_input_size_as_evals(figures:
     train_dm = SimpleNamespace(test_split="test", img_size=(352, 608))  # as DetectionDataModule after setup
     assert evaluated_on(train_dm) == {"split": "test", "img_size": [352, 608]}
     assert evaluated_on(SimpleNamespace(test_split="val", img_size=416)) == {"split": "val", "img_size": 416}
+    bf16 = evaluated_on(SimpleNamespace(test_split="val", img_size=416), "bf16-mixed")
+    assert bf16 == {"split": "val", "img_size": 416, "precision": "bf16-mixed"}  # the trainer's, when given
     results = {"map_50": 0.25, "pr": {"RBC": (np.array([0.5]), np.array([0.5]))}, "per_class": {"RBC": {"ap50": 0.25}}}
     # train.py's extra: checkpoint, model statistics at another size than the evaluation's, then the evaluation's
     extra = {"checkpoint": "/x/run7/checkpoints/epoch_003.ckpt", "gflops_input_size": 416} | evaluated_on(train_dm)

@@ -888,9 +888,10 @@ def dtype_from_name(dtype: str | torch.dtype | None) -> torch.dtype:
     if dtype is None:
         return torch.float32
     if isinstance(dtype, str):
-        if dtype.removeprefix("torch.") not in _DTYPES:
+        name = dtype.strip().lower().removeprefix("torch.")  # BF16, Float32 too
+        if name not in _DTYPES:
             raise ValueError(f"dtype={dtype!r}: one of {', '.join(_DTYPES)}")
-        dtype = _DTYPES[dtype.removeprefix("torch.")]
+        dtype = _DTYPES[name]
     if dtype not in (torch.float32, torch.bfloat16, torch.float16):
         raise ValueError(f"dtype={dtype}: float32, bfloat16 or float16")
     return dtype

@@ -231,14 +231,15 @@ def _closest(word: str, choices: list[str], cutoff: float) -> list[str]:
 
 def close_keys(key: str, tree: dict[str, Any]) -> list[str]:
     """The keys of a config (a plain ``to_container`` tree) that ``key``, not one of them, was likely meant to be:
-    a close name beside it (``data.max_image`` -> ``data.max_images``), else a close full dotted key (``dta.max_images``
-    -> ``data.max_images``), else the keys that end in the same name (``max_epochs`` -> ``trainer.max_epochs``);
-    none when nothing is close (no guess that would mislead)."""
+    a close name beside it (``data.max_image`` -> ``data.max_images``), else a name beside it that it begins
+    (``conf`` -> ``conf_thresh``, the predict API's word for detect.py's key), else a close full dotted key
+    (``dta.max_images`` -> ``data.max_images``), else the keys that end in the same name (``max_epochs`` ->
+    ``trainer.max_epochs``); none when nothing is close (no guess that would mislead)."""
     parts = key.split(".")
     found, parent = _lookup(tree, parts[:-1])
     if found and isinstance(parent, dict):
         siblings = [str(k) for k in parent]
-        near = _closest(parts[-1], siblings, cutoff=0.6)
+        near = _closest(parts[-1], siblings, cutoff=0.6) or [k for k in siblings if k.startswith(f"{parts[-1]}_")][:3]
         if near:
             return [".".join([*parts[:-1], k]) for k in near]
     keys = _config_keys(tree)

@@ -58,15 +58,18 @@ def _finite_or_null(v: Any) -> Any:
     return v
 
 
-def evaluated_on(datamodule: Any) -> dict[str, Any]:
+def evaluated_on(datamodule: Any, precision: Any = None) -> dict[str, Any]:
     """What metrics.json records about the images a test evaluated, for train.py's test as for eval.py's: ``split``,
     the data split ``trainer.test`` read (the datamodule's ``test_split``: ``test``, or ``val`` for eval.py
-    split=val), and ``img_size``, the evaluation input size (a side, or [height, width]; the training's multi-scale
-    sizes are not it). :func:`pr_title` names both in pr_curves.png's title."""
+    split=val), ``img_size``, the evaluation input size (a side, or [height, width]; the training's multi-scale
+    sizes are not it), and ``precision``, the trainer's (``32-true``, ``bf16-mixed``: a bf16 test's mAPs are its own, a
+    few thousandths from float32's) when given. :func:`pr_title` names them in pr_curves.png's title."""
     size = plain(getattr(datamodule, "img_size", None))
     out: dict[str, Any] = {"split": str(getattr(datamodule, "test_split", "test"))}
     if size is not None:
         out["img_size"] = size
+    if precision is not None:
+        out["precision"] = str(precision)
     return out
 
 
@@ -79,6 +82,8 @@ def pr_title(metrics: dict[str, Any]) -> str:
     parts = [f"{metrics.get('split', 'test')} split"]
     if size is not None:
         parts.append(f"{size} px input")
+    if str(metrics.get("precision", "32-true")) not in ("32-true", "32"):  # float32 goes without saying
+        parts.append(str(metrics["precision"]))
     head = ", ".join(parts) + ": precision-recall at IoU 0.5"
     if isinstance(metrics.get("map_50"), float | int):
         head += f", mAP@0.5 {float(metrics['map_50']):.3f}"

@@ -474,7 +474,7 @@ def _title(rows: Sequence[dict[str, Any]], info: dict[str, Any] | None = None) -
         head.append(checkpoint_label(info["checkpoint"]))
     busy = [str(r["size"]) for r in rows if "load_avg_1min" in r and _busy(float(r["load_avg_1min"]))]
     if busy:
-        title += f"; other work shared the CPU at size {', '.join(busy)}: its img/s are low"
+        title += f"\nother work shared the CPU at size {', '.join(busy)}: its img/s are low"  # own line: fits
     return "\n".join([", ".join(head), title] if head else [title])
 
 

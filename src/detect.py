@@ -106,7 +106,7 @@ def main(cfg: DictConfig) -> None:
         detector = Detector.from_checkpoint(
             cfg.ckpt_path,
             device=str(cfg.device),
-            dtype=None if cfg.get("dtype") is None else str(cfg.dtype),  # null: float32
+            dtype=cfg.get("dtype"),  # a name check_settings accepted; null: float32
             compile=cfg.compile,
             **module_settings(cfg, "nms_thresh", "pre_nms_topk", "tree_decode", "tree_thresh", "eval_map"),
             conf_thresh=float(conf),
@@ -177,8 +177,13 @@ def main(cfg: DictConfig) -> None:
             img = torch.from_numpy(read_image(det.path)).permute(2, 0, 1)
             drawn = draw_detections(img, det.boxes, det.labels, det.scores, detector.class_names)
             save_image(drawn, out_dir / "detections" / out_names[det.path])
-    run = {"checkpoint": str(cfg.ckpt_path), "input_hw": list(hw), "letterbox": letterbox}
-    run["dtype"] = dtype_name(detector.dtype)  # the precision the boxes and scores came from (bf16 rounds its own)
+    # dtype: the precision the boxes and scores came from (bf16 rounds its own)
+    run = {
+        "checkpoint": str(cfg.ckpt_path),
+        "input_hw": list(hw),
+        "letterbox": letterbox,
+        "dtype": dtype_name(detector.dtype),
+    }
     found = {"images": records, **({"videos": video_records} if videos else {}), "failed": failed}
     out_dir.mkdir(parents=True, exist_ok=True)  # nothing written yet when no input could be read
     (out_dir / "detections.json").write_text(json.dumps({**run, **found}, indent=2))

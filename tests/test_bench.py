@@ -209,7 +209,12 @@ def test_cpu_bf16_units_names_the_best_bf16_arithmetic_of_the_flags() -> None:
     assert cpu_bf16_units("fpu sse2 avx512f avx512_bf16 amx_int8") == "avx512_bf16"  # int8 tiles only: no bf16 AMX
     assert cpu_bf16_units("fpu sse2 avx2 fma") == "none"
     assert cpu_bf16_units("fpu avx512_bf16x") == "none"  # whole flags, not prefixes
-    assert cpu_bf16_units() in ("amx_bf16", "avx512_bf16", "none", "unknown")  # this machine's
+    # ARM's Features line (Graviton 3: SVE with bf16; an SME core; a Cortex-A72 without bf16)
+    assert cpu_bf16_units("fp asimd sve i8mm bf16 svebf16 svei8mm") == "svebf16"
+    assert cpu_bf16_units("fp asimd sve bf16 svebf16 sme smeb16f32 smef32f32") == "smeb16f32"
+    assert cpu_bf16_units("fp asimd bf16") == "bf16"
+    assert cpu_bf16_units("fp asimd evtstrm crc32 cpuid") == "none"
+    assert cpu_bf16_units() in ("amx_bf16", "smeb16f32", "avx512_bf16", "svebf16", "bf16", "none", "unknown")
 
 
 def test_bf16_note_only_on_amx_without_a_bf16_variant() -> None:

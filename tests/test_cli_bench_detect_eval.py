@@ -110,7 +110,7 @@ def test_bench_runs_on_the_default_config(tmp_path: Path) -> None:
     assert phases == pytest.approx(2e3 / row["lightning_img_per_s"], rel=0.5)
     assert row["precision"] == row["lightning_precision"] == "32-true"
     assert got["setup"] == {**got["setup"], "batch": 2, "size": 64, "classes": 3}
-    assert got["machine"]["cpu_bf16"] in ("amx_bf16", "avx512_bf16", "none", "unknown")  # bf16-mixed pays with amx
+    assert got["machine"]["cpu_bf16"] in ("amx_bf16", "smeb16f32", "avx512_bf16", "svebf16", "bf16", "none", "unknown")
     assert got["data_loader"]["loader_img_per_s"] > 0 and got["data_loader"]["loader_img_per_s_per_worker"] > 0
     targets = {
         "real_over_bare",

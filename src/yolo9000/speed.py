@@ -103,16 +103,20 @@ def cpu_model() -> str | None:
 
 
 def cpu_bf16_units(flags: str | None = None) -> str:
-    """The CPU's bfloat16 arithmetic, from its feature flags (``flags``: a ``/proc/cpuinfo`` flags line; None: this
-    machine's): ``amx_bf16`` (matrix tiles: Intel Xeon 4th generation and later), ``avx512_bf16`` (vector dot
-    products), else ``none`` (no bf16 arithmetic: autocast only adds conversions), or ``unknown`` (no ``flags`` line
-    to read: not Linux, or an ARM CPU, whose ``/proc/cpuinfo`` says ``Features``). What bf16-mixed gained on an AMX
-    CPU: ``docs/results/bench_cpu_s36``."""
-    line = _cpuinfo_field("flags") if flags is None else flags
+    """The CPU's bfloat16 arithmetic, from its feature flags (``flags``: a ``/proc/cpuinfo`` ``flags`` line (x86) or
+    ``Features`` line (ARM); None: this machine's). Matrix units first, then vector ones: ``amx_bf16`` (Intel Xeon
+    4th generation and later), ``smeb16f32`` (ARM's SME bf16 outer products), ``avx512_bf16`` / ``svebf16`` / ``bf16``
+    (vector dot products: x86, ARM SVE, ARM NEON), else ``none`` (no bf16 arithmetic: autocast only adds
+    conversions), or ``unknown`` (no flags to read: not Linux). What bf16-mixed gained on an AMX CPU:
+    ``docs/results/bench_cpu_s36``."""
+    line = (_cpuinfo_field("flags") or _cpuinfo_field("Features")) if flags is None else flags
     if line is None:
         return "unknown"
     have = set(line.split())
-    return next((f for f in ("amx_bf16", "avx512_bf16") if f in have), "none")
+    return next((f for f in _BF16_UNITS if f in have), "none")
+
+
+_BF16_UNITS = ("amx_bf16", "smeb16f32", "avx512_bf16", "svebf16", "bf16")  # best first; Linux's names for them
 
 
 def dtype_name(dtype: torch.dtype) -> str:

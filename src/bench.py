@@ -559,7 +559,9 @@ def time_loader(cfg: DictConfig, datamodule: Any, b: DictConfig) -> dict[str, fl
 def time_loss_protocol(p: DictConfig, device: torch.device) -> dict[str, float]:
     """The region loss (forward + backward, targets included) against a 1x1 conv 1024 -> A * (5 + C) (forward +
     backward) on one grid: ``p`` = ``bench.loss_protocol`` (batch, grid, anchors, classes, truths, threads, rounds,
-    calls). Random head output (scaled like a trained head's) and truths; ``seen`` past the prior term.
+    calls, compiled_backend). Random head output (scaled like a trained head's) and truths; ``seen`` past the prior
+    term. With ``compiled_backend`` the loss compiled with it (``model.fast.compile_loss``) is timed too, beside
+    the eager one (the default path, which the target judges).
 
     Steady state, as the ports' timings are loops of calls: every round starts with an untimed call of each
     function (this 2-core VM runs code that has not run for a few ms several times slower; the loss's ~330 small
@@ -588,18 +590,23 @@ def time_loss_protocol(p: DictConfig, device: torch.device) -> dict[str, float]:
             -1,
         ).to(device)
         mask = torch.ones(bsz, nt, dtype=torch.bool, device=device)
-        loss = RegionLoss(nc)
         x_in = x.clone().requires_grad_(True)
         out = raw.clone().requires_grad_(True)
 
-        def loss_step() -> None:
-            out.grad = None  # the gradient is handed over, not accumulated
-            loss(out, truths, mask, anchors, seen=12800).loss.backward()
+        def loss_step(loss: RegionLoss) -> Callable[[], None]:
+            def step() -> None:
+                out.grad = None  # the gradient is handed over, not accumulated
+                loss(out, truths, mask, anchors, seen=12800).loss.backward()
+
+            return step
 
         def conv_step(inp: torch.Tensor) -> Callable[[], None]:
             return lambda: conv(inp).sum().backward()
 
-        fns = {"loss": loss_step, "conv": conv_step(x), "conv_in": conv_step(x_in)}
+        fns = {"loss": loss_step(RegionLoss(nc)), "conv": conv_step(x), "conv_in": conv_step(x_in)}
+        backend = p.get("compiled_backend")
+        if backend:  # model.fast.compile_loss: compiled by the first (untimed) call
+            fns["loss_compiled"] = loss_step(RegionLoss(nc).compile_deltas(backend=str(backend)))
         best = {k: float("inf") for k in fns}
         for f in fns.values():
             f()
@@ -619,6 +626,15 @@ def time_loss_protocol(p: DictConfig, device: torch.device) -> dict[str, float]:
             "loss_protocol_conv1x1_with_input_grad_ms": best["conv_in"] * 1e3,
             "loss_over_conv1x1": best["loss"] / best["conv"],
             "loss_over_conv1x1_with_input_grad": best["loss"] / best["conv_in"],
+            **(
+                {
+                    "loss_protocol_compiled_backend": str(backend),
+                    "loss_protocol_compiled_loss_ms": best["loss_compiled"] * 1e3,
+                    "compiled_loss_over_conv1x1": best["loss_compiled"] / best["conv"],
+                }
+                if backend
+                else {}
+            ),
         }
     finally:
         torch.set_num_threads(threads)

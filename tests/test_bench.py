@@ -29,6 +29,7 @@ TINY_BENCH = [
     "bench.loss_protocol.batch=2",
     "bench.loss_protocol.rounds=1",
     "bench.loss_protocol.calls=1",
+    "bench.loss_protocol.compiled_backend=eager",  # the compiled loss's row, traced by dynamo without inductor
 ]
 ROW_KEYS = {
     "precision",
@@ -77,6 +78,9 @@ def test_bench_variants(tmp_path: Path) -> None:
     assert {"device", "threads", "torch"} <= set(got["machine"])
     lp = got["loss_protocol"]  # the region loss against a 1x1 conv on the ports' protocol
     assert lp["loss_over_conv1x1"] == pytest.approx(lp["loss_protocol_loss_ms"] / lp["loss_protocol_conv1x1_ms"])
+    assert lp["loss_protocol_compiled_backend"] == "eager"
+    ms = lp["loss_protocol_compiled_loss_ms"]
+    assert lp["compiled_loss_over_conv1x1"] == pytest.approx(ms / lp["loss_protocol_conv1x1_ms"]) and ms > 0
     assert (
         lp["loss_protocol_fresh_process"] is True and lp["loss_protocol_threads"] >= 1
     )  # timed in a process of its own

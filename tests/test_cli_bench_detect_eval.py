@@ -77,6 +77,7 @@ def test_bench_runs_on_the_default_config(tmp_path: Path) -> None:
         "bench.size=64",
         "bench.loader_batches=1",
         "bench.loss_protocol.rounds=1",
+        "bench.loss_protocol.compiled_backend=null",  # (test_bench times the compiled loss's row)
         "data.max_images=8",
         "data.num_workers=0",
         "model.net.backbone.width=0.125",

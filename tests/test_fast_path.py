@@ -194,6 +194,26 @@ def test_compile_inductor(reference: list[float]) -> None:
     assert_close_rounding(rec.losses, reference)
 
 
+def test_compile_loss_same_losses(reference: list[float]) -> None:
+    """``model.fast.compile_loss``: the region loss's deltas run as dynamo's graph (backend ``eager``: the captured
+    operations as they are, so the same floats; inductor's fused kernels: ``test_compile_loss_inductor``, slow)."""
+    torch._dynamo.reset()
+    counters.clear()
+    rec, _, module = fit("model.fast.compile_loss=true", "model.fast.compile_backend=eager")
+    assert module.criterion.compile_options == {"backend": "eager", "mode": None}
+    assert counters["stats"]["unique_graphs"] >= 1  # the loss ran compiled (the network is not: compile=false)
+    assert_close(rec.losses, reference, 1e-6)
+
+
+@pytest.mark.slow  # inductor builds C++ for the loss: ~30 s on 2 cores
+def test_compile_loss_inductor(reference: list[float]) -> None:
+    torch._dynamo.reset()
+    counters.clear()
+    rec, _, _ = fit("model.fast.compile_loss=true")
+    assert counters["inductor"]["fxgraph_cache_miss"] + counters["inductor"]["fxgraph_cache_hit"] >= 1
+    assert_close_rounding(rec.losses, reference)
+
+
 def test_unknown_fast_key_raises() -> None:
     with pytest.raises(ValueError, match="unknown keys"):
         FastPath.of({"channel_last": True})
@@ -290,10 +310,20 @@ def test_classifier_takes_the_fast_path_keys() -> None:
     assert optimizer_flags(build(fused).module.fast.fused_optimizer, "cpu") == {"fused": True}
     gpu = compose_config("train", "experiment=pretrain_darknet19", "model=darknet19_cls", "data.max_images=4")
     assert build(gpu).module.fast == FastPath()
+    loss = compose_config("train", "experiment=pretrain_darknet19", "data.max_images=4", "+model.fast.compile_loss=true")
+    with pytest.raises(Exception, match="compile_loss compiles a detector.s region loss; a classifier has none"):
+        build(loss)
 
 
 @pytest.mark.parametrize(
-    "key, value", [("compile", "maybe"), ("channels_last", "yes"), ("keep_freed_memory", 1), ("compile_dynamic", "x")]
+    "key, value",
+    [
+        ("compile", "maybe"),
+        ("channels_last", "yes"),
+        ("keep_freed_memory", 1),
+        ("compile_dynamic", "x"),
+        ("compile_loss", "on"),
+    ],
 )
 def test_fast_switch_that_is_no_bool_is_refused(key: str, value: Any) -> None:
     """``model.fast.compile=maybe`` compiled (a non-empty string is truthy); each switch takes true / false only

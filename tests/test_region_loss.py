@@ -245,6 +245,27 @@ def test_assignment_made_ahead_gives_the_same_loss(name: str) -> None:
     assert not torch.equal(g_in, g_other) and other.loss.item() != inside.loss.item()
 
 
+@pytest.mark.slow  # inductor builds C++ for each fixture's loss: ~30 s each on 2 cores
+@pytest.mark.parametrize("name", sorted(p.stem for p in FIX.glob("region_*.npz")))
+def test_compiled_loss_gives_darknets_gradient(name: str) -> None:
+    """``model.fast.compile_loss``: the deltas compiled by inductor (fused C++ kernels, dynamic shapes) give
+    darknet's gradient on its fixtures (flat and tree heads, before and after the prior term), as the eager loss
+    does, and the same loss terms as the eager loss to float rounding."""
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    crit, raw, truth, mask, anchors, seen = _fixture_loss(name)
+    eager = crit(raw.clone().requires_grad_(True), truth, mask, anchors, seen)
+    x = raw.clone().requires_grad_(True)
+    out = crit.compile_deltas()(x, truth, mask, anchors, seen)
+    out.loss.backward()
+    assert counters["inductor"]["fxgraph_cache_miss"] + counters["inductor"]["fxgraph_cache_hit"] >= 1
+    np.testing.assert_allclose(x.grad.numpy(), np.load(FIX / f"{name}.npz")["grad_input"], rtol=1e-4, atol=1e-5)
+    for k in ("coord", "obj", "noobj", "cls", "avg_iou", "recall", "avg_obj", "avg_anyobj", "avg_cat"):
+        assert float(getattr(out, k)) == pytest.approx(float(getattr(eager, k)), rel=1e-5, abs=1e-6), k
+
+
 def test_assign_truths_by_hand() -> None:
     """Hand-checked assignment: image 0 has two truths on one predictor (the later one wins) and one elsewhere,
     and a padding row; image 1 is classification-only (its first classification row, row 1, labels it)."""

@@ -49,18 +49,25 @@ def split_region(raw: torch.Tensor, num_anchors: int) -> Region:
 
 def cell_grid(h: int, w: int, device: torch.device | None = None) -> torch.Tensor:
     """(H, W, 2) cell indices (i = column, j = row) as float32 (cached per grid and device: do not modify)."""
-    return _cell_grid(int(h), int(w), torch.device(device) if device is not None else torch.device("cpu"))
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    if torch.compiler.is_compiling():  # traced into the graph (the sizes may be symbolic; dynamo skips caches)
+        return _grid(h, w, device)
+    return _cell_grid(int(h), int(w), device)
 
 
 @functools.lru_cache(maxsize=64)
 def _cell_grid(h: int, w: int, device: torch.device) -> torch.Tensor:
     with torch.inference_mode(False):  # an ordinary tensor even when first asked for under inference mode
-        j, i = torch.meshgrid(
-            torch.arange(h, device=device, dtype=torch.float32),
-            torch.arange(w, device=device, dtype=torch.float32),
-            indexing="ij",
-        )
-        return torch.stack([i, j], dim=-1)
+        return _grid(h, w, device)
+
+
+def _grid(h: int, w: int, device: torch.device) -> torch.Tensor:
+    j, i = torch.meshgrid(
+        torch.arange(h, device=device, dtype=torch.float32),
+        torch.arange(w, device=device, dtype=torch.float32),
+        indexing="ij",
+    )
+    return torch.stack([i, j], dim=-1)
 
 
 def activate_xy(raw_xy: torch.Tensor, location: Location) -> torch.Tensor:
@@ -124,6 +131,8 @@ def decode_boxes_at(
 
 def whwh(w: int, h: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """(4,) ``(w, h, w, h)`` as a tensor (cached per size, dtype and device: do not modify)."""
+    if torch.compiler.is_compiling():  # traced into the graph (the sizes may be symbolic; dynamo skips caches)
+        return torch.tensor([w, h, w, h], dtype=dtype, device=device)
     return _sizes_cached(int(w), int(h), dtype, torch.device(device))
 
 
@@ -144,6 +153,9 @@ def _decode(
 ) -> torch.Tensor:
     """The decode arithmetic; ``grid`` (cell i, j), ``prior`` (anchor w, h) and ``size`` (W, H, W, H) broadcast
     against ``xy`` / ``raw_wh``, whose ``coord_dim`` axis holds the coordinates."""
+    if torch.compiler.is_compiling():  # the same arithmetic without out= into views (dynamo cannot trace those)
+        centre = grid + xy if location == "direct" else (grid + 0.5) + xy * prior
+        return torch.cat([centre, raw_wh.exp() * prior], coord_dim) / size
     shape = list(xy.shape)
     shape[coord_dim] = 4
     out = xy.new_empty(shape)  # written in place (no concatenation): the same floats, fewer passes

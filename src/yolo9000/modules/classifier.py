@@ -152,6 +152,8 @@ class ClassifierModule(DarknetModule):
         fast: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(fast)
+        if self.fast.compile_loss:  # a switch that would change nothing must not look applied
+            raise ValueError("model.fast.compile_loss compiles a detector's region loss; a classifier has none")
         self.save_hyperparameters(ignore=["model", "tree"], logger=False)  # the tree: its spec in model_config
         self.model = model
         num_classes = self.num_classes

@@ -197,6 +197,13 @@ class DetectorModule(DarknetModule):
             cached = self._anchors_host = anchors.detach().cpu()
         return cached
 
+    def setup(self, stage: str) -> None:
+        """The fast path (:meth:`DarknetModule.setup`), and the region loss compiled for fitting when
+        ``model.fast.compile_loss`` asks (validation's loss too)."""
+        super().setup(stage)
+        if stage == "fit" and self.fast.compile_loss and self.criterion.compile_options is None:
+            self.criterion.compile_deltas(backend=self.fast.compile_backend)
+
     def on_fit_start(self) -> None:
         self._anchors_host = None  # the priors of the weights this stage runs (a checkpoint may have replaced them)
 

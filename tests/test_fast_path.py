@@ -310,7 +310,7 @@ def test_classifier_takes_the_fast_path_keys() -> None:
     assert optimizer_flags(build(fused).module.fast.fused_optimizer, "cpu") == {"fused": True}
     gpu = compose_config("train", "experiment=pretrain_darknet19", "model=darknet19_cls", "data.max_images=4")
     assert build(gpu).module.fast == FastPath()
-    loss = compose_config("train", "experiment=pretrain_darknet19", "data.max_images=4", "+model.fast.compile_loss=true")
+    loss = compose_config("train", "experiment=pretrain_darknet19", "+model.fast.compile_loss=true")
     with pytest.raises(Exception, match="compile_loss compiles a detector.s region loss; a classifier has none"):
         build(loss)
 

@@ -42,6 +42,7 @@ import pytorch_lightning as pl
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import LearningRateMonitor
 from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
@@ -372,6 +373,9 @@ def run(cfg: DictConfig) -> float | None:
         check_checkpoint_classes(ckpt_file, list(built.info.class_names))
     loggers = instantiate_list(cfg.get("logger"))
     callbacks = instantiate_list(cfg.get("callbacks"))
+    if not loggers and any(isinstance(c, LearningRateMonitor) for c in callbacks):  # ~logger: Lightning would refuse
+        log.info("no logger (~logger): the learning rate is not logged (callbacks.lr_monitor left out)")
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers, callbacks=callbacks)
     _TRAINER = trainer
     if start_ckpt is not None:  # as many processes as the run: checked before anything is written into the folder

@@ -198,11 +198,10 @@ def test_classifier_chain_pretrain_finetune_detect(tmp_path: Path) -> None:
         "data.batch_size=8",
         "model.net.backbone.width=0.125",
         "trainer.max_epochs=1",
-        "logger=csv",
         f"data.root={tmp_path / 'crops'}",
         f"data.build_from={voc}",
     ]
-    run("train.py", tmp_path / "pre", "experiment=pretrain_darknet19", "data.img_size=32", *common)
+    run("train.py", tmp_path / "pre", "experiment=pretrain_darknet19", "data.img_size=32", "logger=csv", *common)
     pre = json.loads((tmp_path / "pre" / "metrics.json").read_text())
     assert 0.0 <= pre["top1"] <= 1.0 and (tmp_path / "crops" / "train" / "WBC").is_dir()
     from yolo9000.checkpoints import checkpoint_to_darknet
@@ -210,14 +209,16 @@ def test_classifier_chain_pretrain_finetune_detect(tmp_path: Path) -> None:
     checkpoint_to_darknet(pre["checkpoint"], tmp_path / "pre.weights", tmp_path / "pre.cfg")
     net_section = (tmp_path / "pre.cfg").read_text().split("[convolutional]")[0]
     assert "height=32" in net_section and "width=32" in net_section  # the size it was trained at, not 416
-    run(
+    res = run(  # without loggers (~logger): Lightning's learning-rate monitor would refuse to start
         "train.py",
         tmp_path / "ft",
         "experiment=finetune_448",
         "data.img_size=64",
         f"model.init_ckpt={pre['checkpoint']}",
+        "~logger",
         *common,
     )
+    assert "no logger (~logger): the learning rate is not logged" in res.stdout + res.stderr
     ft = json.loads((tmp_path / "ft" / "metrics.json").read_text())
     res = run("train.py", tmp_path / "det", *TINY, "logger=csv", f"model.backbone_ckpt={ft['checkpoint']}")
     assert "backbone initialised from" in res.stdout + res.stderr

@@ -646,7 +646,7 @@ def test_model_summary_reaches_the_log_file_once_and_lightnings_logger_is_given_
     data = [(" ", ["0"]), ("Name", ["net"]), ("Type", ["Linear"]), ("Params", ["6"]), ("Mode", ["train"])]
     data += [("FLOPs", ["0"])]
     with caplog.at_level(logging.INFO):
-        progress.LoggedRichModelSummary.summarize(data, 6, 6, 0.0, {"train": 1, "eval": 0}, 0)
+        progress.LoggedRichModelSummary.summarize(data, 6, 6, 0.0, {"train": 1, "eval": 0}, total_flops=0)
     tables = [r for r in caplog.records if "Linear" in r.getMessage()]
     assert [r.name for r in tables] == ["yolo9000.train"] and tables[0].getMessage().startswith("model summary:")
     assert plain.propagate and not [h for h in plain.handlers if isinstance(h, progress._Capture)]

@@ -818,15 +818,16 @@ def _as_items(images: Any) -> list[str | np.ndarray]:
 def _pil_rgb(im: Image.Image, index: int) -> np.ndarray:
     """:func:`~yolo9000.data.image_io.pil_rgb` (a PIL image as a file of its mode is read), errors naming the
     input. The pixels as they are (an EXIF orientation is not applied: a file path's is)."""
+    if getattr(im, "tile", None) and getattr(im, "fp", None) is None:  # pixels still to read, from a closed file
+        # (PIL itself fails on it with no message: an AssertionError, or an AttributeError in Pillow 10 and 11.0)
+        raise ValueError(
+            f"image {index}: a closed PIL image (used after its `with Image.open(...)` block ended, which closed the "
+            "file before the pixels were read): call im.load() inside the block, or pass the path"
+        )
     try:
         return pil_rgb(im)
     except ValueError as e:
         raise ValueError(f"image {index}: a PIL image of mode {im.mode}: {e}") from None
-    except AssertionError:  # PIL asserts on the pixel store of a closed image
-        raise ValueError(
-            f"image {index}: a closed PIL image (used after its `with Image.open(...)` block ended, which closed the "
-            "file before the pixels were read): call im.load() inside the block, or pass the path"
-        ) from None
 
 
 def _hwc_uint8(a: np.ndarray, index: int, channels_last: bool) -> np.ndarray:

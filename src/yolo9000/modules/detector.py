@@ -199,7 +199,7 @@ class DetectorModule(DarknetModule):
 
     def setup(self, stage: str) -> None:
         """The fast path (:meth:`DarknetModule.setup`), and the region loss compiled for fitting when
-        ``model.fast.compile_loss`` asks (validation's loss too)."""
+        ``model.fast.compile_loss`` asks (the training steps' loss; validation's runs eager)."""
         super().setup(stage)
         if stage == "fit" and self.fast.compile_loss and self.criterion.compile_options is None:
             self.criterion.compile_deltas(backend=self.fast.compile_backend)

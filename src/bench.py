@@ -619,23 +619,19 @@ def time_loss_protocol(p: DictConfig, device: torch.device) -> dict[str, float]:
                     f()
                 sync(device)
                 best[k] = min(best[k], (time.perf_counter() - t0) / int(p.calls))
-        return {
+        out = {
             "loss_protocol_threads": torch.get_num_threads(),
             "loss_protocol_loss_ms": best["loss"] * 1e3,
             "loss_protocol_conv1x1_ms": best["conv"] * 1e3,
             "loss_protocol_conv1x1_with_input_grad_ms": best["conv_in"] * 1e3,
             "loss_over_conv1x1": best["loss"] / best["conv"],
             "loss_over_conv1x1_with_input_grad": best["loss"] / best["conv_in"],
-            **(
-                {
-                    "loss_protocol_compiled_backend": str(backend),
-                    "loss_protocol_compiled_loss_ms": best["loss_compiled"] * 1e3,
-                    "compiled_loss_over_conv1x1": best["loss_compiled"] / best["conv"],
-                }
-                if backend
-                else {}
-            ),
         }
+        if backend:
+            out["loss_protocol_compiled_backend"] = str(backend)
+            out["loss_protocol_compiled_loss_ms"] = best["loss_compiled"] * 1e3
+            out["compiled_loss_over_conv1x1"] = best["loss_compiled"] / best["conv"]
+        return out
     finally:
         torch.set_num_threads(threads)
 

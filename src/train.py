@@ -373,9 +373,11 @@ def run(cfg: DictConfig) -> float | None:
         check_checkpoint_classes(ckpt_file, list(built.info.class_names))
     loggers = instantiate_list(cfg.get("logger"))
     callbacks = instantiate_list(cfg.get("callbacks"))
-    if not loggers and any(isinstance(c, LearningRateMonitor) for c in callbacks):  # ~logger: Lightning would refuse
-        log.info("no logger (~logger): the learning rate is not logged (callbacks.lr_monitor left out)")
-        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    if not loggers:  # ~logger: Lightning's learning-rate monitor would refuse to start
+        kept = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+        if len(kept) < len(callbacks):
+            log.info("no logger (~logger): the learning rate is not logged (callbacks.lr_monitor left out)")
+        callbacks = kept
     trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers, callbacks=callbacks)
     _TRAINER = trainer
     if start_ckpt is not None:  # as many processes as the run: checked before anything is written into the folder

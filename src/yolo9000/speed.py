@@ -102,6 +102,9 @@ def cpu_model() -> str | None:
     return _cpuinfo_field("model name")
 
 
+_BF16_UNITS = ("amx_bf16", "smeb16f32", "avx512_bf16", "svebf16", "bf16")  # best first; Linux's names for them
+
+
 def cpu_bf16_units(flags: str | None = None) -> str:
     """The CPU's bfloat16 arithmetic, from its feature flags (``flags``: a ``/proc/cpuinfo`` ``flags`` line (x86) or
     ``Features`` line (ARM); None: this machine's). Matrix units first, then vector ones: ``amx_bf16`` (Intel Xeon
@@ -114,9 +117,6 @@ def cpu_bf16_units(flags: str | None = None) -> str:
         return "unknown"
     have = set(line.split())
     return next((f for f in _BF16_UNITS if f in have), "none")
-
-
-_BF16_UNITS = ("amx_bf16", "smeb16f32", "avx512_bf16", "svebf16", "bf16")  # best first; Linux's names for them
 
 
 def dtype_name(dtype: torch.dtype) -> str:

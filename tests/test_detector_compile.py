@@ -108,6 +108,37 @@ def test_outputs_are_copied_where_cuda_graphs_would_overwrite_them(ckpt: Path) -
     assert out.data_ptr() != fixed.data_ptr() and torch.equal(out, fixed)
 
 
+def test_the_compiled_network_runs_in_one_grad_mode_wherever_it_is_called_from(ckpt: Path, tmp_path: Path) -> None:  # noqa: F811 - test_api's fixture
+    """``predict``, ``detect_batch`` called under autograd or ``no_grad``, the trade-off's timing and video
+    averaging (which runs the network outside ``detect_batch``) all run it in inference mode: one graph for one input
+    shape (dynamo compiles again for each grad mode it meets)."""
+    from test_video import write_clip
+
+    graphs: list[Any] = []
+
+    def backend(gm: torch.fx.GraphModule, example_inputs: list[torch.Tensor]) -> Any:
+        graphs.append(gm)
+        return gm.forward
+
+    det = Detector.from_checkpoint(ckpt, device="cpu", conf_thresh=0.01, compile={"backend": backend})
+    (first,) = det.predict([IMAGES[0]], size=SIZE)
+    images = torch.zeros(1, 3, SIZE, SIZE, dtype=torch.uint8)
+    transforms, orig = torch.tensor([[1.0, 1.0, 0.0, 0.0]]), torch.tensor([[SIZE, SIZE]])
+    with torch.enable_grad():
+        (preds,) = det.detect_batch(images, transforms, orig)
+    with torch.no_grad():
+        det.detect_batch(images, transforms, orig)
+    from yolo9000.tradeoff import EvalImages, time_end_to_end
+
+    time_end_to_end(det, EvalImages(images, transforms, orig), 1, warmup=0, iters=1, max_seconds=None)
+    write_clip(tmp_path / "clip.avi", 3)
+    with torch.enable_grad():
+        averaged = list(det.predict_video(tmp_path / "clip.avi", size=SIZE, batch_size=1, average=3))
+    assert len(averaged) == 3 and len(graphs) == 1
+    assert preds["scores"].is_inference() and not first.scores.is_inference()  # predict's: ordinary copies
+    first.boxes[:, 0] += 1  # editable in place
+
+
 @pytest.mark.slow
 def test_inductor_on_the_cpu_gives_the_eager_detections(ckpt: Path) -> None:  # noqa: F811 - test_api's fixture
     """The real compiler (a C++ toolchain on the CPU): static graphs of two shapes (batch 2, then the last batch of

@@ -166,6 +166,10 @@ def test_targets_and_table() -> None:
         "e2e_over_forward_b32": True,
     }
     assert bench.check_targets({}, [1])["real_over_bare"]["met"] is None
+    # loader workers (CPU) prepare batches during the paired bare steps: that ratio is not judged
+    with_workers = bench.check_targets(row | {"lightning_loader_workers": 1}, [1, 32])["real_over_bare"]
+    assert with_workers["met"] is None and "data.num_workers=0" in with_workers["note"]
+    assert bench.check_targets(row | {"lightning_loader_workers": 0}, [1])["real_over_bare"]["met"] is True
     res = {
         "machine": {"device": "cpu"},
         "setup": {"batch": 16},

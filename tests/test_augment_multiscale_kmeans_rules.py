@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -17,7 +18,7 @@ from torch.utils.data import SequentialSampler
 from yolo9000.anchors import _init_centroids, avg_iou, kmeans_anchors, resolve_priors, shape_iou
 from yolo9000.data import DetectionTransform, MultiScaleBatchSampler, size_for_batch
 from yolo9000.data.datamodule import MultiScaleConfig
-from yolo9000.data.transforms import DarknetHSV, DarknetJitterResize
+from yolo9000.data.transforms import DarknetHSV, DarknetJitterResize, DarknetPlace
 
 NO_COLOUR = {"hue": 0.0, "saturation": 1.0, "exposure": 1.0}
 DARKNET_SIZES = list(range(320, 609, 32))  # detector.c: (rand() % 10 + 10) * 32
@@ -47,6 +48,70 @@ def test_jitter_crop_is_darknets_window() -> None:
     # ptop = -30 + 54 = 24; pbot = -30 + 7.5 = -22.5 -> -22
     # window: x from 30, width 200 - 30 + 22 = 192; y from 24, height 100 - 24 + 22 = 98
     assert crop == (30, 24, 192, 98)
+
+
+# --------------------------------------------------------------------------------------------- HEAD's placement
+
+
+def test_place_is_darknet_heads_geometry() -> None:
+    """darknet HEAD's load_data_detection, on a 40 x 20 image at 32 with jitter 0.25: dw = 10, dh = 5 (floats);
+    new_ar = (40 + U(-10, 10)) / (20 + U(-5, 5)) = 45 / 20 = 2.25 >= 1, so nw = 32, nh = 32 / 2.25 = 14.22;
+    dx = U(0, 0) = 0, dy = U(0, 17.78) = 4.44. The image is resized to int(32) x int(14.22) = 32 x 14 and pasted
+    at (0, int(4.44) = 4) on grey; a box moves by the float geometry: x * 32 / 40, y * 14.22 / 20 + 4.44."""
+    t = DarknetPlace(size=32, jitter=0.25, fill=127)
+    t.py_random = _Fractions([0.75, 0.5, 0.3, 0.25])  # type: ignore[assignment]
+    place = t.get_params_dependent_on_data({"shape": (20, 40, 3)}, {})["place"]
+    np.testing.assert_allclose(place, (0.0, 0.25 * (32 - 32 / 2.25), 32.0, 32 / 2.25))
+    img = np.random.default_rng(0).integers(0, 256, (20, 40, 3), dtype=np.uint8)
+    out = t.apply(img, place=place)
+    assert out.shape == (32, 32, 3)
+    np.testing.assert_array_equal(out[4:18], cv2.resize(img, (32, 14), interpolation=cv2.INTER_LINEAR))
+    assert (out[:4] == 127).all() and (out[18:] == 127).all()  # the canvas above and below the image
+    box = np.array([[10 / 40, 5 / 20, 30 / 40, 15 / 20, 7.0]], np.float32)  # normalised xyxy and a carried column
+    moved = t.apply_to_bboxes(box, place=place)
+    dy, nh = place[1], place[3]
+    np.testing.assert_allclose(
+        moved[0] * [32, 32, 32, 32, 1], [8, 5 * nh / 20 + dy, 24, 15 * nh / 20 + dy, 7], rtol=1e-6
+    )
+
+
+def test_place_tall_aspect_and_an_image_larger_than_a_wide_input() -> None:
+    """new_ar < 1: the height fills the input (nh = net height, nw = nh * new_ar). On a 32 x 64 (height x width)
+    input a square image at new_ar 1 gets nw = 64, nh = 64 > 32: dy = U(0, -32) draws from [-32, 0] (darknet's
+    rand_uniform swaps its bounds) and the image is placed partly above and below the input."""
+    t = DarknetPlace(size=32, jitter=0.3)
+    t.py_random = _Fractions([0.5, 1.0, 0.5, 0.5])  # type: ignore[assignment]
+    # 50 x 50: new_ar = 50 / (50 + 15) < 1 -> nh = 32, nw = 32 * 50 / 65; dx = U(0, 32 - nw) halfway
+    dx, dy, nw, nh = t.get_params_dependent_on_data({"shape": (50, 50, 3)}, {})["place"]
+    assert (nh, dy) == (32.0, 0.0) and nw == pytest.approx(32 * 50 / 65) and dx == pytest.approx((32 - nw) / 2)
+    wide = DarknetPlace(size=(32, 64), jitter=0.0)
+    wide.py_random = _Fractions([0.5, 0.5, 0.5, 0.5])  # type: ignore[assignment]
+    place = wide.get_params_dependent_on_data({"shape": (20, 20, 3)}, {})["place"]
+    assert place == (0.0, -16.0, 64.0, 64.0)
+    img = np.random.default_rng(1).integers(0, 256, (20, 20, 3), dtype=np.uint8)
+    out = wide.apply(img, place=place)
+    np.testing.assert_array_equal(out, cv2.resize(img, (64, 64), interpolation=cv2.INTER_LINEAR)[16:48])
+    box = np.array([[0.0, 0.0, 0.5, 0.25]], np.float32)  # the top-left quarter-height strip: above the input
+    np.testing.assert_allclose(wide.apply_to_bboxes(box, place=place)[0], [0, 0, 0.5, 0])  # clipped to the top
+
+
+def test_place_mode_through_the_transform_maps_boxes_by_its_parameters() -> None:
+    """``jitter_mode="place"``: the training transform's parameters are the placement's (scale nw / W, nh / H;
+    pad dx, dy) and its boxes are the input boxes mapped by them; the image outside the placement is the fill."""
+    img = np.full((120, 200, 3), 30, np.uint8)
+    boxes = np.array([[20, 10, 120, 90], [150, 40, 190, 110]], np.float32)
+    t = DetectionTransform(train=True, augment={**NO_COLOUR, "jitter": 0.3, "flip": 0.0, "jitter_mode": "place"})
+    for seed in range(6):
+        out = t(img, boxes, np.array([0, 1]), np.zeros(2, bool), 96, seed=seed)
+        sx, sy, px, py = out.params
+        np.testing.assert_allclose(out.boxes, boxes * [sx, sy, sx, sy] + [px, py, px, py], atol=1e-3)
+        x, y, w, h = int(px), int(py), int(200 * sx + 1e-4), int(120 * sy + 1e-4)
+        assert (out.image[y : y + h, x : x + w] == 30).all() and (out.image == 127).sum() == 3 * (96 * 96 - w * h)
+    with pytest.raises(ValueError, match="jitter_mode must be crop or place"):
+        DetectionTransform(train=True, augment={"jitter_mode": "letterbox"})
+    with pytest.raises(ValueError, match=r"jitter must be in \[0, 0.5\) with jitter_mode=crop"):
+        DetectionTransform(train=True, augment={"jitter": 0.6})
+    DetectionTransform(train=True, augment={"jitter": 0.6, "jitter_mode": "place"})  # a side stays positive below 1
 
 
 # --------------------------------------------------------------------------------------------- small boxes

@@ -178,6 +178,27 @@ def test_headline_metric_follows_the_data(data: str, headline: str) -> None:
     assert cfg.model.max_det is None and cfg.model.voc07 is True
 
 
+@pytest.mark.parametrize(
+    ("overrides", "want"),
+    [
+        ((), ("crop", "constant", False)),  # the embedded default: its results predate HEAD's placement
+        (("fidelity=paper_era",), ("crop", "replicate", False)),
+        (("data=digits",), ("crop", "constant", False)),
+        (("data=voc",), ("place", "constant", True)),  # darknet HEAD: placement, letterbox evaluation
+        (("data=voc", "fidelity=paper_era"), ("crop", "replicate", False)),
+        (("data=coco", "data.augment.jitter_mode=crop"), ("crop", "constant", True)),  # each key stays its own
+    ],
+)
+def test_the_fidelity_sets_the_augmentation_geometry_and_the_eval_resize(overrides: tuple, want: tuple) -> None:
+    """``fidelity=darknet_head`` (the default): darknet HEAD's ``load_data_detection`` placement and letterboxed
+    evaluation; ``paper_era``: the jittered crop (edge pixels beyond the image) and the stretch; the embedded BCCD
+    and digits data keep the crop and the stretch their recorded results were made with. The bench composes the
+    same."""
+    for config in ("train", "bench"):
+        a = compose_config(config, *overrides).data.augment
+        assert (a.jitter_mode, a.jitter_border, a.letterbox) == want, config
+
+
 def test_runs_started_in_the_same_second_get_their_own_folders() -> None:
     """Two processes that resolve the same timestamp (``${now:}`` pinned here) still get different run and sweep
     folders (two sweeps launched together once shared one folder and overwrote each other's jobs); within one

@@ -1,7 +1,9 @@
 """Train / eval transforms (albumentations), following darknet's YOLOv2 detection data loader.
 
-Train (darknet ``load_data_detection``): jitter crop -> stretch resize to the input size -> horizontal
-flip -> HSV distortion (hue shift, saturation and exposure scale). Eval: stretch resize (default, as
+Train (darknet ``load_data_detection``): the jitter's geometry -> horizontal flip -> HSV distortion (hue shift,
+saturation and exposure scale). The geometry is darknet HEAD's (``jitter_mode="place"``: the whole image at a
+jittered aspect ratio placed on a grey canvas) or darknet's as of the paper (``"crop"``: a jittered crop stretched
+to the input size). Eval: stretch resize (default, as
 darknet's ``validate_detector`` of the paper era) or letterbox. Both return the parameters of the map
 ``net_pixel = orig_pixel * scale + pad`` so predictions can be mapped back to the original image.
 
@@ -38,6 +40,7 @@ __all__ = [
     "AugmentConfig",
     "DarknetHSV",
     "DarknetJitterResize",
+    "DarknetPlace",
     "DetectionTransform",
     "LetterboxResize",
     "StretchResize",
@@ -70,8 +73,13 @@ class AugmentConfig(MappingConfig):
     """Augmentation / resize settings (every field is a key of ``augment`` in the data config).
 
     Attributes:
-        jitter: darknet jitter; each crop side moves by U(-jitter, jitter) * image side (beyond the
-            image the crop is filled with ``fill``).
+        jitter: darknet jitter: with ``jitter_mode="crop"`` each crop side moves by U(-jitter, jitter) * image side
+            (beyond the image the crop is filled as ``jitter_border`` says); with ``"place"`` the image's width and
+            height each change by U(-jitter, jitter) of themselves to give its new aspect ratio.
+        jitter_mode: the training geometry: ``place`` (darknet HEAD's ``load_data_detection``: the image resized
+            to the jittered aspect ratio with one side filling the input, placed at a random offset on a ``fill``
+            canvas: :class:`DarknetPlace`) or ``crop`` (darknet as of the paper: the jittered crop stretched to the
+            input: :class:`DarknetJitterResize`).
         hue: hue shift U(-hue, hue), in units of the full hue circle.
         saturation, exposure: HSV S / V scaled by U(1, s) or its inverse (darknet ``rand_scale``).
         flip: horizontal flip probability.
@@ -82,13 +90,14 @@ class AugmentConfig(MappingConfig):
         min_box_area: the area rule's threshold (fraction of the input area).
         min_box_pixels: after the train transform, boxes with width or height < this many pixels are dropped.
         letterbox: eval resize keeps the aspect ratio and pads with ``fill`` (else stretch).
-        fill: grey value of the padding (train crop beyond the image, eval letterbox).
+        fill: grey value of the padding (train: the placement's canvas, the crop beyond the image; eval letterbox).
         jitter_border: what fills the jitter crop beyond the image: ``constant`` (``fill``, as later darknet's
             grey canvas) or ``replicate`` (edge pixels, as the YOLOv2-era darknet ``crop_image``).
         interpolation: resize interpolation (nearest | linear | area | cubic).
     """
 
     jitter: float = 0.3
+    jitter_mode: str = "crop"
     hue: float = 0.1
     saturation: float = 1.5
     exposure: float = 1.5
@@ -105,8 +114,13 @@ class AugmentConfig(MappingConfig):
     def __post_init__(self) -> None:
         if self.small_box not in ("side", "area"):
             raise ValueError(f"augment.small_box must be 'side' or 'area', got {self.small_box!r}")
-        if not 0 <= self.jitter < 0.5:
-            raise ValueError(f"augment.jitter must be in [0, 0.5), got {self.jitter}")
+        if self.jitter_mode not in ("crop", "place"):
+            raise ValueError(f"augment.jitter_mode must be crop or place, got {self.jitter_mode!r}")
+        limit = 0.5 if self.jitter_mode == "crop" else 1.0  # a crop keeps some image; a side stays positive
+        if not 0 <= self.jitter < limit:
+            raise ValueError(
+                f"augment.jitter must be in [0, {limit}) with jitter_mode={self.jitter_mode}, got {self.jitter}"
+            )
         if self.saturation < 1 or self.exposure < 1:
             raise ValueError("augment.saturation and augment.exposure are scale limits >= 1")
         if not 0 <= self.flip <= 1:
@@ -256,6 +270,73 @@ class DarknetJitterResize(A.DualTransform):
         return out
 
 
+class DarknetPlace(A.DualTransform):
+    """darknet HEAD's ``load_data_detection`` geometry: the whole image resized to a jittered aspect ratio, one side
+    filling the input (darknet's ``scale = 1``), placed at a random offset on a ``fill`` canvas of ``size`` (a side,
+    or (height, width)).
+
+    new_ar = (W + U(-dw, dw)) / (H + U(-dh, dh)) with dw = jitter * W, dh = jitter * H; new_ar < 1: nh = net
+    height, nw = nh * new_ar, else nw = net width, nh = nw / new_ar; dx = U(0, net width - nw), dy = U(0, net
+    height - nh) (darknet's ``rand_uniform`` orders its bounds: where the image is larger than the input, as on a
+    wide rectangular input, it is placed partly outside). The image is resized to (int(nw), int(nh)) and pasted at
+    (int(dx), int(dy)), as ``place_image``'s int arguments truncate them; the boxes move by the float geometry, as
+    ``fill_truth_detection``'s. The resize is OpenCV's, as everywhere here (darknet's bilinear samples at x * W / nw,
+    without OpenCV's half-pixel offset).
+    """
+
+    def __init__(
+        self, size: Size, jitter: float = 0.3, fill: int = 127, interpolation: int = cv2.INTER_LINEAR, p: float = 1.0
+    ) -> None:
+        super().__init__(p=p)
+        self.size = size
+        self.jitter = jitter
+        self.fill = fill
+        self.interpolation = interpolation
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("size", "jitter", "fill", "interpolation")
+
+    def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+        h, w = params["shape"][:2]
+        net_h, net_w = input_hw(self.size)
+        u = self.py_random.uniform  # uniform(a, b) with a > b draws from [b, a], as darknet's rand_uniform
+        dw, dh = self.jitter * w, self.jitter * h
+        new_ar = (w + u(-dw, dw)) / (h + u(-dh, dh))
+        if new_ar < 1:
+            nh = float(net_h)
+            nw = nh * new_ar
+        else:
+            nw = float(net_w)
+            nh = nw / new_ar
+        dx, dy = u(0, net_w - nw), u(0, net_h - nh)
+        return {"place": (dx, dy, nw, nh)}
+
+    def apply(self, img: np.ndarray, place: tuple[float, float, float, float], **params: Any) -> np.ndarray:
+        dx, dy, nw, nh = place
+        net_h, net_w = input_hw(self.size)
+        canvas = np.full((net_h, net_w, *img.shape[2:]), self.fill, img.dtype)
+        x, y, iw, ih = int(dx), int(dy), int(nw), int(nh)  # C's float -> int: toward zero
+        if iw < 1 or ih < 1:
+            return canvas
+        x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + iw, net_w), min(y + ih, net_h)
+        if x1 > x0 and y1 > y0:
+            resized = cv2.resize(img, (iw, ih), interpolation=self.interpolation)
+            canvas[y0:y1, x0:x1] = resized[y0 - y : y1 - y, x0 - x : x1 - x]
+        return canvas
+
+    def apply_to_bboxes(
+        self, bboxes: np.ndarray, place: tuple[float, float, float, float], **params: Any
+    ) -> np.ndarray:
+        """bboxes: (N, 4 + k) albumentations-normalised xyxy of the input -> of the output (darknet's
+        ``correct_boxes``: x * nw / net width + dx / net width, clipped to the input)."""
+        dx, dy, nw, nh = place
+        net_h, net_w = input_hw(self.size)
+        out = bboxes.copy()
+        out[:, [0, 2]] = ((bboxes[:, [0, 2]] * nw + dx) / net_w).clip(0, 1)
+        out[:, [1, 3]] = ((bboxes[:, [1, 3]] * nh + dy) / net_h).clip(0, 1)
+        return out
+
+
 class StretchResize(A.DualTransform):
     """The eval stretch resize to ``size`` (a side, or (height, width): :func:`stretch_image`); normalised boxes are
     unchanged."""
@@ -352,8 +433,8 @@ class TransformOutput:
     Attributes:
         image: uint8 (h, w, 3) RGB at the input size.
         boxes: float32 (N, 4) xyxy in network-input pixels; labels: int64 (N,); difficult: bool (N,).
-        params: float32 (4,) (scale_x, scale_y, pad_x, pad_y): net = orig * scale + pad (train: of the jitter
-            crop + resize, without the flip).
+        params: float32 (4,) (scale_x, scale_y, pad_x, pad_y): net = orig * scale + pad (train: of the
+            jitter's geometry, without the flip).
         n_dropped: number of input boxes removed by the transform (outside the crop, too small).
     """
 
@@ -415,7 +496,12 @@ class DetectionTransform:
         c = self.cfg
         interp = _INTERPOLATIONS[c.interpolation]
         if self.train:
-            steps: list[A.BasicTransform] = [DarknetJitterResize(size, c.jitter, c.fill, interp, c.jitter_border)]
+            geometry = (
+                DarknetPlace(size, c.jitter, c.fill, interp)
+                if c.jitter_mode == "place"
+                else DarknetJitterResize(size, c.jitter, c.fill, interp, c.jitter_border)
+            )
+            steps: list[A.BasicTransform] = [geometry]
             if c.flip > 0:
                 steps.append(A.HorizontalFlip(p=c.flip))
             if c.hue > 0 or c.saturation > 1 or c.exposure > 1:
@@ -476,8 +562,13 @@ class DetectionTransform:
                 keep &= (bw >= self.cfg.min_box_side * net_w) & (bh >= self.cfg.min_box_side * net_h)
             else:
                 keep &= bw * bh >= self.cfg.min_box_area * net_w * net_h
-            x0, y0, cw, ch = comp.transforms[0].params["crop"]
-            params = np.array([net_w / cw, net_h / ch, -x0 * net_w / cw, -y0 * net_h / ch], np.float32)
+            first = comp.transforms[0].params
+            if "place" in first:  # darknet HEAD: the image at (dx, dy), nw x nh
+                dx, dy, nw, nh = first["place"]
+                params = np.array([nw / w, nh / h, dx, dy], np.float32)
+            else:  # the jitter crop (x0, y0, cw, ch) stretched to the input
+                x0, y0, cw, ch = first["crop"]
+                params = np.array([net_w / cw, net_h / ch, -x0 * net_w / cw, -y0 * net_h / ch], np.float32)
         else:
             keep = (bw > 0) & (bh > 0)
             params = self.eval_params(w, h, size)

@@ -1,4 +1,5 @@
-"""bench.py with the DataLoader workers at a chosen scheduling priority (PRIO=idle|nice19|none)."""
+"""Session 38: bench.py with its DataLoader workers at a chosen scheduling priority (PRIO=idle|nice19|none), for the
+loader-worker experiment of docs/results/bench_cpu_s38/README.md (arguments: bench.py overrides)."""
 import os, sys, runpy
 sys.path.insert(0, "/work/main/src")
 import yolo9000.data.sharded as sh

@@ -1,3 +1,5 @@
+"""Session 38: trainer.fit of the default model (multi-scale off) for 40 steps, no bare steps in between: img/s with
+data.num_workers=<argv 1> and PRIO=nice19 for its workers at nice 19 (runs of their own, alternating)."""
 import os, sys, time, statistics
 sys.path.insert(0, "/work/main/src")
 import torch

@@ -3,9 +3,9 @@
 Train (darknet ``load_data_detection``): the jitter's geometry -> horizontal flip -> HSV distortion (hue shift,
 saturation and exposure scale). The geometry is darknet HEAD's (``jitter_mode="place"``: the whole image at a
 jittered aspect ratio placed on a grey canvas) or darknet's as of the paper (``"crop"``: a jittered crop stretched
-to the input size). Eval: stretch resize (default, as
-darknet's ``validate_detector`` of the paper era) or letterbox. Both return the parameters of the map
-``net_pixel = orig_pixel * scale + pad`` so predictions can be mapped back to the original image.
+to the input size). Eval: stretch resize (darknet's ``validate_detector`` as of the paper) or letterbox (HEAD's).
+Both return the parameters of the map ``net_pixel = orig_pixel * scale + pad`` so predictions can be mapped back to
+the original image.
 
 The eval resize of an image alone, the input-size helpers and the inverse map live in :mod:`yolo9000.data.resize`,
 which knows nothing of albumentations (the predict path imports it, not this module).

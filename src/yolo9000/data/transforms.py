@@ -210,7 +210,24 @@ def _boxes_out(boxes: np.ndarray, width: int, height: int) -> tuple[np.ndarray, 
     return out, boxes[keep, 4].astype(np.int64)
 
 
-class DarknetJitterResize(A.DualTransform):
+class _JitterGeometry(A.DualTransform):
+    """What the two training geometries keep: the input ``size`` (a side, or (height, width)), darknet's ``jitter``,
+    the grey ``fill`` and the resize's OpenCV ``interpolation``."""
+
+    def __init__(
+        self, size: Size, jitter: float = 0.3, fill: int = 127, interpolation: int = cv2.INTER_LINEAR, p: float = 1.0
+    ) -> None:
+        super().__init__(p=p)
+        self.size = size
+        self.jitter = jitter
+        self.fill = fill
+        self.interpolation = interpolation
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("size", "jitter", "fill", "interpolation")
+
+
+class DarknetJitterResize(_JitterGeometry):
     """darknet's jitter crop followed by a stretch resize to ``size`` (a side, or (height, width)).
 
     Crop window: left = trunc(U(-dw, dw)), right = trunc(U(-dw, dw)) (same for top / bottom with dh),
@@ -228,15 +245,11 @@ class DarknetJitterResize(A.DualTransform):
         border: str = "constant",
         p: float = 1.0,
     ) -> None:
-        super().__init__(p=p)
-        self.size = size
-        self.jitter = jitter
-        self.fill = fill
-        self.interpolation = interpolation
+        super().__init__(size, jitter, fill, interpolation, p)
         self.border = border
 
     def get_transform_init_args_names(self) -> tuple[str, ...]:
-        return ("size", "jitter", "fill", "interpolation", "border")
+        return (*super().get_transform_init_args_names(), "border")
 
     def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
         h, w = params["shape"][:2]
@@ -270,7 +283,7 @@ class DarknetJitterResize(A.DualTransform):
         return out
 
 
-class DarknetPlace(A.DualTransform):
+class DarknetPlace(_JitterGeometry):
     """darknet HEAD's ``load_data_detection`` geometry: the whole image resized to a jittered aspect ratio, one side
     filling the input (darknet's ``scale = 1``), placed at a random offset on a ``fill`` canvas of ``size`` (a side,
     or (height, width)).
@@ -283,18 +296,6 @@ class DarknetPlace(A.DualTransform):
     ``fill_truth_detection``'s. The resize is OpenCV's, as everywhere here (darknet's bilinear samples at x * W / nw,
     without OpenCV's half-pixel offset).
     """
-
-    def __init__(
-        self, size: Size, jitter: float = 0.3, fill: int = 127, interpolation: int = cv2.INTER_LINEAR, p: float = 1.0
-    ) -> None:
-        super().__init__(p=p)
-        self.size = size
-        self.jitter = jitter
-        self.fill = fill
-        self.interpolation = interpolation
-
-    def get_transform_init_args_names(self) -> tuple[str, ...]:
-        return ("size", "jitter", "fill", "interpolation")
 
     def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
         h, w = params["shape"][:2]

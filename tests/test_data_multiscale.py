@@ -255,3 +255,43 @@ def test_final_phase_runs_the_last_batches_at_the_largest_size() -> None:
     fixed.trainer = dm.trainer
     bs = fixed.train_batch_sampler()
     assert bs.final_size_after is None and {bs.size_at(k) for k in range(6)} == {fixed.img_size}
+
+
+def test_the_placement_runs_through_the_multiscale_loader(tmp_path: Path) -> None:
+    """``augment.jitter_mode=place`` through the DataModule: every training batch at its multi-scale size holds each
+    image's truth where the sample's placement put it (the label's box of the 50 x 40 image mapped by the batch's
+    ``transforms``: scale nw / W, nh / H, pad dx, dy), and the grey canvas beside the black image."""
+    import torch
+    from torchvision.ops import box_convert
+
+    from yolo9000.data import DetectionDataModule, YOLOTxtParser
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    for k in range(6):
+        Image.new("RGB", (50, 40)).save(tmp_path / "images" / f"{k}.jpg")
+        (tmp_path / "labels" / f"{k}.txt").write_text("0 0.5 0.5 0.5 0.5\n")  # (12.5, 10, 37.5, 30) px
+    spec = YOLOTxtParser(tmp_path, split=None)
+    augment = {"jitter_mode": "place", "flip": 0.0, "hue": 0.0, "saturation": 1.0, "exposure": 1.0}
+    dm = DetectionDataModule(
+        train=spec,
+        val=spec,
+        class_names=["a"],
+        batch_size=2,
+        num_workers=0,
+        img_size=64,
+        augment=augment,
+        multiscale={"sizes": [64, 96], "period": 1, "seed": 3},
+    )
+    dm.setup("fit")
+    sizes = set()
+    for b in dm.train_dataloader():
+        s = b["images"].shape[-1]
+        sizes.add(s)
+        sx, sy, px, py = b["transforms"].unbind(1)
+        want = torch.stack([12.5 * sx + px, 10 * sy + py, 37.5 * sx + px, 30 * sy + py], 1)
+        got = box_convert(b["targets"][:, 0, :4] * s, "cxcywh", "xyxy")
+        torch.testing.assert_close(got, want, atol=1e-3, rtol=0)
+        grey = (b["images"] == 127).all(1).float().mean((1, 2))  # the canvas's share of each image
+        assert ((grey > 0.05) & (grey < 0.6)).all()  # the seeded draws here: aspect ratios away from 1, some grey
+    assert sizes == {64, 96}

@@ -528,8 +528,9 @@ class DetectionDataModule(ShardedDataModule):
         - ``data_problems``: per reason ``{"action": "skipped images" | "ignored files" | "dropped boxes" | "fixed" |
           "notes", "count": n, "files": [every file]}``, from parsing and loading;
         - ``augmentation`` (not data problems): per split, ``samples_loaded`` (loads, all epochs and every
-          process of a resumed run), ``boxes_dropped`` (training boxes cut by the jitter crop or by the small-box rule:
-          ``min_box_side``, or ``min_box_area`` with ``small_box=area``, / ``min_box_pixels``)
+          process of a resumed run), ``boxes_dropped`` (training boxes cut by the jitter's geometry, its crop or the
+          input's edge, or by the small-box rule: ``min_box_side``, or ``min_box_area`` with ``small_box=area``, /
+          ``min_box_pixels``)
           and ``boxes_over_max_boxes`` (beyond ``max_boxes``).
         """
         summary = self.issue_summary()

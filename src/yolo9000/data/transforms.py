@@ -228,7 +228,7 @@ class _JitterGeometry(A.DualTransform):
 
 
 class DarknetJitterResize(_JitterGeometry):
-    """darknet's jitter crop followed by a stretch resize to ``size`` (a side, or (height, width)).
+    """darknet's jitter crop (as of the paper) followed by a stretch resize to ``size`` (a side, or (height, width)).
 
     Crop window: left = trunc(U(-dw, dw)), right = trunc(U(-dw, dw)) (same for top / bottom with dh),
     dw = trunc(jitter * width); the window is ``[left, width - right) x [top, height - bottom)``,
@@ -436,7 +436,7 @@ class TransformOutput:
         boxes: float32 (N, 4) xyxy in network-input pixels; labels: int64 (N,); difficult: bool (N,).
         params: float32 (4,) (scale_x, scale_y, pad_x, pad_y): net = orig * scale + pad (train: of the
             jitter's geometry, without the flip).
-        n_dropped: number of input boxes removed by the transform (outside the crop, too small).
+        n_dropped: number of input boxes removed by the transform (outside the crop or the input, too small).
     """
 
     image: np.ndarray

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -141,15 +142,18 @@ def test_same_sizes_with_0_and_2_workers(tmp_path):
     assert ds.stats()["loaded"] == 2 * 2 * 24  # counted in the workers, visible here
 
 
-def test_datamodule_train_loader_uses_multiscale(tmp_path):
+def _yolo_datamodule(root: Path, images: int, seed: int, **kwargs: Any) -> Any:
+    """A DetectionDataModule (batch 2, no worker, sizes 64 / 96 switching every batch from ``seed``) over ``images``
+    black 50 x 40 photos in a YOLO-txt folder under ``root``, each with one box (12.5, 10, 37.5, 30) px; set up."""
     from yolo9000.data import DetectionDataModule, YOLOTxtParser
 
-    (tmp_path / "images").mkdir()
-    (tmp_path / "labels").mkdir()
-    for k in range(10):
-        Image.new("RGB", (50, 40)).save(tmp_path / "images" / f"{k}.jpg")
-        (tmp_path / "labels" / f"{k}.txt").write_text("0 0.5 0.5 0.5 0.5\n")
-    spec = YOLOTxtParser(tmp_path, split=None)
+    (root / "images").mkdir()
+    (root / "labels").mkdir()
+    for k in range(images):
+        Image.new("RGB", (50, 40)).save(root / "images" / f"{k}.jpg")
+        (root / "labels" / f"{k}.txt").write_text("0 0.5 0.5 0.5 0.5\n")
+    spec = YOLOTxtParser(root, split=None)
+    multiscale = {"sizes": [64, 96], "period": 1, "seed": seed}
     dm = DetectionDataModule(
         train=spec,
         val=spec,
@@ -157,9 +161,15 @@ def test_datamodule_train_loader_uses_multiscale(tmp_path):
         batch_size=2,
         num_workers=0,
         img_size=64,
-        multiscale={"sizes": [64, 96], "period": 1, "seed": 2},
+        multiscale=multiscale,
+        **kwargs,
     )
     dm.setup("fit")
+    return dm
+
+
+def test_datamodule_train_loader_uses_multiscale(tmp_path):
+    dm = _yolo_datamodule(tmp_path, 10, seed=2)
     got = [b["images"].shape[-1] for b in dm.train_dataloader()]
     assert got == [size_for_batch(2, k, [64, 96], 1) for k in range(5)]
     assert {b["images"].shape[-1] for b in dm.val_dataloader()} == {64}
@@ -264,26 +274,8 @@ def test_the_placement_runs_through_the_multiscale_loader(tmp_path: Path) -> Non
     import torch
     from torchvision.ops import box_convert
 
-    from yolo9000.data import DetectionDataModule, YOLOTxtParser
-
-    (tmp_path / "images").mkdir()
-    (tmp_path / "labels").mkdir()
-    for k in range(6):
-        Image.new("RGB", (50, 40)).save(tmp_path / "images" / f"{k}.jpg")
-        (tmp_path / "labels" / f"{k}.txt").write_text("0 0.5 0.5 0.5 0.5\n")  # (12.5, 10, 37.5, 30) px
-    spec = YOLOTxtParser(tmp_path, split=None)
     augment = {"jitter_mode": "place", "flip": 0.0, "hue": 0.0, "saturation": 1.0, "exposure": 1.0}
-    dm = DetectionDataModule(
-        train=spec,
-        val=spec,
-        class_names=["a"],
-        batch_size=2,
-        num_workers=0,
-        img_size=64,
-        augment=augment,
-        multiscale={"sizes": [64, 96], "period": 1, "seed": 3},
-    )
-    dm.setup("fit")
+    dm = _yolo_datamodule(tmp_path, 6, seed=3, augment=augment)
     sizes = set()
     for b in dm.train_dataloader():
         s = b["images"].shape[-1]

@@ -226,6 +226,11 @@ class _JitterGeometry(A.DualTransform):
     def get_transform_init_args_names(self) -> tuple[str, ...]:
         return ("size", "jitter", "fill", "interpolation")
 
+    def net_params(self, width: int, height: int) -> np.ndarray:
+        """float32 (4,) (scale_x, scale_y, pad_x, pad_y) of the last call's geometry (its ``params``) on a ``width x
+        height`` image: net = orig * scale + pad."""
+        raise NotImplementedError
+
 
 class DarknetJitterResize(_JitterGeometry):
     """darknet's jitter crop (as of the paper) followed by a stretch resize to ``size`` (a side, or (height, width)).
@@ -282,6 +287,12 @@ class DarknetJitterResize(_JitterGeometry):
         out[:, [1, 3]] = ((bboxes[:, [1, 3]] * h - y0) / ch).clip(0, 1)
         return out
 
+    def net_params(self, width: int, height: int) -> np.ndarray:
+        """The crop (x0, y0, cw, ch) stretched to the input."""
+        x0, y0, cw, ch = self.params["crop"]
+        net_h, net_w = input_hw(self.size)
+        return np.array([net_w / cw, net_h / ch, -x0 * net_w / cw, -y0 * net_h / ch], np.float32)
+
 
 class DarknetPlace(_JitterGeometry):
     """darknet HEAD's ``load_data_detection`` geometry: the whole image resized to a jittered aspect ratio, one side
@@ -336,6 +347,11 @@ class DarknetPlace(_JitterGeometry):
         out[:, [0, 2]] = ((bboxes[:, [0, 2]] * nw + dx) / net_w).clip(0, 1)
         out[:, [1, 3]] = ((bboxes[:, [1, 3]] * nh + dy) / net_h).clip(0, 1)
         return out
+
+    def net_params(self, width: int, height: int) -> np.ndarray:
+        """The image at (dx, dy), nw x nh (the float geometry, as the boxes move)."""
+        dx, dy, nw, nh = self.params["place"]
+        return np.array([nw / width, nh / height, dx, dy], np.float32)
 
 
 class StretchResize(A.DualTransform):
@@ -563,13 +579,7 @@ class DetectionTransform:
                 keep &= (bw >= self.cfg.min_box_side * net_w) & (bh >= self.cfg.min_box_side * net_h)
             else:
                 keep &= bw * bh >= self.cfg.min_box_area * net_w * net_h
-            first = comp.transforms[0].params
-            if "place" in first:  # darknet HEAD: the image at (dx, dy), nw x nh
-                dx, dy, nw, nh = first["place"]
-                params = np.array([nw / w, nh / h, dx, dy], np.float32)
-            else:  # the jitter crop (x0, y0, cw, ch) stretched to the input
-                x0, y0, cw, ch = first["crop"]
-                params = np.array([net_w / cw, net_h / ch, -x0 * net_w / cw, -y0 * net_h / ch], np.float32)
+            params = comp.transforms[0].net_params(w, h)  # the geometry step's last draw
         else:
             keep = (bw > 0) & (bh > 0)
             params = self.eval_params(w, h, size)

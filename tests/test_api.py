@@ -164,6 +164,27 @@ def test_folded_batch_norms_change_no_detection(detector, ckpt: Path) -> None:  
     assert not compiled.fold_bn and compiled.network is module.model
 
 
+def test_the_folded_network_is_fed_pixels_and_the_plain_one_fractions(detector, ckpt: Path) -> None:  # noqa: ANN001
+    """With ``fold_bn`` the inference copy's input conv has the 1 / 255 folded in: the batch reaches it as 0-255
+    floats (the uint8 pixels cast, not divided); without, as pixels / 255; the module's own conv is untouched.
+    The detections are the same (test above)."""
+    from yolo9000 import Detector
+
+    plain = Detector.from_checkpoint(ckpt, device="cpu", fold_bn=False)
+    assert detector.network.folded_input_scale == pytest.approx(1 / 255)
+    assert getattr(plain.network, "folded_input_scale", None) is None
+    torch.testing.assert_close(
+        detector.module.model.input_conv().weight, plain.module.model.input_conv().weight, rtol=0, atol=0
+    )
+    seen: dict[str, torch.Tensor] = {}
+    for name, det in (("folded", detector), ("plain", plain)):
+        handle = det.network.register_forward_pre_hook(lambda _m, args, n=name: seen.__setitem__(n, args[0].clone()))
+        det.predict(IMAGES[0], size=SIZE, conf=0.5)
+        handle.remove()
+    assert float(seen["folded"].max()) > 200 and torch.equal(seen["folded"], seen["folded"].round())
+    torch.testing.assert_close(seen["plain"], seen["folded"] / 255)
+
+
 def test_conf_nms_max_det_override_per_call(detector) -> None:  # noqa: ANN001
     all_ = detector.predict(IMAGES[0], size=SIZE, conf=0.0)[0]
     conf = float(all_.scores[len(all_) // 2])

@@ -11,7 +11,14 @@ import torch
 
 from conftest import reorg_fixture_shape
 from yolo9000.models.darknet19 import Darknet19, Darknet19Classifier
-from yolo9000.models.layers import DarknetConv, MaxPoolSame, fold_batch_norms, init_weights_, reorg
+from yolo9000.models.layers import (
+    DarknetConv,
+    MaxPoolSame,
+    fold_batch_norms,
+    fold_input_scale,
+    init_weights_,
+    reorg,
+)
 from yolo9000.models.yolov2 import YOLOv2
 
 FIX = Path(__file__).parent / "fixtures"
@@ -209,6 +216,65 @@ def test_fold_batch_norms_darknet_conv_with_and_without_bn() -> None:
     x = torch.randn(1, 3, 10, 10)
     with torch.no_grad():
         assert torch.allclose(folded(x), net.eval()(x), atol=1e-4)
+
+
+def _cfg(first: str) -> str:
+    """A darknet cfg whose first layer is ``first`` (a section's text), then a conv-BN-leaky and a 1x1 linear conv,
+    the second conv routed with the first layer's output (a route names layers, never the input)."""
+    conv = "[convolutional]\nbatch_normalize=1\nfilters=8\nsize=3\nstride=1\npad=1\nactivation=leaky\n"
+    head = "[convolutional]\nfilters=6\nsize=1\nstride=1\npad=1\nactivation=linear\n"
+    return f"[net]\nheight=32\nwidth=32\nchannels=3\n\n{first}\n{conv}\n[route]\nlayers=-1,-2\n\n{head}"
+
+
+@pytest.mark.parametrize("kind", ["yolov2", "darknet_cfg"])
+def test_fold_input_scale_makes_the_network_take_pixels(kind: str) -> None:
+    """After folding 1 / 255 into the input conv, the network given 0-255 pixels computes what it computed for
+    pixels / 255; only that conv's weights changed (its bias too stays: a conv with a bias, the BN folded, or
+    a plain one). Folding twice is refused."""
+    from yolo9000.darknet.net import darknet_net_from_text
+
+    if kind == "yolov2":
+        net = YOLOv2(Darknet19(width=0.125), 3, VOC_ANCHORS)
+        _random_bn_stats(net, seed=3)
+        net = fold_batch_norms(net)  # the input conv now has a bias
+        size = 64
+    else:
+        first = "[convolutional]\nfilters=4\nsize=3\nstride=1\npad=1\nactivation=leaky\n"  # a bias, no BN
+        net = darknet_net_from_text(_cfg(first)).eval()
+        with torch.no_grad():
+            net.input_conv().bias.normal_(0, 0.5)
+        size = 32
+    conv = net.input_conv()
+    assert isinstance(conv, torch.nn.Conv2d) and conv.bias is not None
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    pixels = torch.randint(0, 256, (2, 3, size, size), generator=torch.Generator().manual_seed(0)).float()
+    with torch.no_grad():
+        want = net(pixels / 255)
+        assert fold_input_scale(net, 1 / 255) and net.folded_input_scale == pytest.approx(1 / 255)
+        got = net(pixels)
+        unscaled = net(pixels / 255)  # what a caller that still divides would get: not the network's output
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4 * float(want.abs().max()))
+    assert not torch.allclose(unscaled, want, rtol=1e-2, atol=1e-2 * float(want.abs().max()))
+    changed = [k for k, v in net.state_dict().items() if not torch.equal(v, before[k])]
+    weight = next(k for k, p in net.named_parameters() if p is conv.weight)
+    assert changed == [weight]
+    torch.testing.assert_close(conv.weight, before[weight] / 255)
+    with pytest.raises(ValueError, match="folded into it already"):
+        fold_input_scale(net, 1 / 255)
+
+
+def test_fold_input_scale_leaves_a_network_without_an_input_conv() -> None:
+    """A cfg that starts with a maxpool, and a module without ``input_conv``: nothing folded, nothing changed."""
+    from yolo9000.darknet.net import darknet_net_from_text
+
+    net = darknet_net_from_text(_cfg("[maxpool]\nsize=2\nstride=1\n"))
+    assert net.input_conv() is None
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    assert not fold_input_scale(net, 1 / 255) and getattr(net, "folded_input_scale", None) is None
+    assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())
+    plain = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1))
+    w = plain[0].weight.detach().clone()
+    assert not fold_input_scale(plain, 1 / 255) and torch.equal(plain[0].weight, w)
 
 
 def test_yes_no_switches_refuse_other_values() -> None:

@@ -25,6 +25,7 @@ __all__ = [
     "call_times",
     "channels_last_images",
     "float_images",
+    "pixel_floats",
     "device_name",
     "inference_dtype",
     "is_compiled",
@@ -353,6 +354,18 @@ def set_channels_last(model: nn.Module, on: bool) -> nn.Module:
 def channels_last_images(images: torch.Tensor) -> torch.Tensor:
     """A (B, C, H, W) batch in NHWC memory format (same values and shape)."""
     return images.contiguous(memory_format=torch.channels_last) if images.dim() == 4 else images
+
+
+def pixel_floats(images: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    """uint8 (B, C, H, W) pixels -> float32 of the same values (0-255), in NHWC (``channels_last``) or NCHW memory,
+    in one copy: the input of a network whose first convolution has the 1 / 255 folded in
+    (:func:`~yolo9000.models.layers.fold_input_scale`), which :func:`float_images`' division would read and write
+    a second time (32 images at 256: 0.6 ms against 1.6 on a 2-core Xeon VM). A float batch (values in [0, 1]) is
+    scaled to 0-255."""
+    fmt = torch.channels_last if channels_last and images.dim() == 4 else torch.contiguous_format
+    if images.dtype != torch.uint8:
+        return images.mul(255.0).contiguous(memory_format=fmt)
+    return images.to(torch.float32, memory_format=fmt)
 
 
 def float_images(images: torch.Tensor, channels_last: bool) -> torch.Tensor:

@@ -108,6 +108,12 @@ class DarknetNet(nn.Module):
             self.bias_match = self.region.bias_match
             self.out_channels = self.specs[-1].out_channels
 
+    def input_conv(self) -> nn.Conv2d | None:
+        """The convolution of a first ``[convolutional]`` layer (the only layer that reads the input: routes and
+        shortcuts name layers' outputs, never the input), else None."""
+        first = self.layers[0] if len(self.layers) else None
+        return first.conv if isinstance(first, DarknetConv) else None
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> raw output (see the class docstring)."""
         saved: dict[int, torch.Tensor] = {}

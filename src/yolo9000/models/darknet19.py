@@ -69,6 +69,10 @@ class Darknet19(nn.Module):
         self.c4_channels = scaled(512, width)
         self.out_channels = scaled(1024, width)
 
+    def input_conv(self) -> nn.Conv2d:
+        """The first convolution: the only layer that reads the input images."""
+        return self.stage1[0][0]
+
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         c4 = self.stage1(x)
         return {"c4": c4, "c5": self.stage2(c4)}

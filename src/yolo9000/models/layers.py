@@ -154,6 +154,26 @@ def fold_batch_norms(net: nn.Module) -> nn.Module:
     return out
 
 
+def fold_input_scale(net: nn.Module, scale: float) -> bool:
+    """Fold a constant input scaling into ``net``'s input convolution, in place: afterwards ``net(x)`` computes what
+    it computed for ``scale * x`` before, up to float rounding (a convolution is linear and its zero padding
+    scales with the input). ``net`` names that convolution with an ``input_conv()`` method (the only layer that
+    reads the input; :class:`~yolo9000.models.yolov2.YOLOv2`, :class:`~yolo9000.darknet.DarknetNet`); without one,
+    or when it returns None, nothing changes. On success ``net.folded_input_scale`` is set to ``scale`` (the
+    caller then feeds unscaled inputs: uint8 pixels cast to float, with no division by 255). Returns whether it
+    folded. Meant for an inference copy (:func:`fold_batch_norms`); a network folded twice is refused.
+    """
+    conv = net.input_conv() if callable(getattr(net, "input_conv", None)) else None
+    if conv is None:
+        return False
+    if getattr(net, "folded_input_scale", None) is not None:
+        raise ValueError(f"{type(net).__name__}: an input scale is folded into it already")
+    with torch.no_grad():
+        conv.weight.mul_(scale)
+    net.folded_input_scale = float(scale)
+    return True
+
+
 def make_batch_norm(channels: int, momentum: float = 0.01, style: BNStyle = "torch") -> nn.BatchNorm2d:
     """``style="torch"``: ``nn.BatchNorm2d`` (eps 1e-5 under the root); ``"darknet"``: :class:`DarknetBatchNorm2d`."""
     if style == "torch":

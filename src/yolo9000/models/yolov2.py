@@ -112,6 +112,10 @@ class YOLOv2(nn.Module):
             )
         init_weights_(self, init)
 
+    def input_conv(self) -> nn.Conv2d:
+        """The backbone's first convolution: the only layer that reads the input images."""
+        return self.backbone.input_conv()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) images in [0, 1] -> raw head output (B, A * (5 + C), H / 32, W / 32)."""
         feats = self.backbone(x)

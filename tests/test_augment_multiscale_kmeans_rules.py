@@ -194,6 +194,26 @@ def test_rand_scale_inverts_half_the_time_and_hue_is_symmetric() -> None:
     assert 0.45 < (hue < 0).mean() < 0.55
 
 
+def test_a_scale_limit_below_1_draws_as_darknets_rand_uniform() -> None:
+    """yolo9000.cfg's ``saturation=.75 exposure=.75``: darknet's ``rand_uniform(1, .75)`` swaps the bounds, so the
+    factor is U(.75, 1) or its inverse: every draw in [.75, 1 / .75], about half below 1, about half of those
+    under .875 (uniform on [.75, 1], not on its inverses). The detection pipeline takes the limit (it refused it
+    before) and builds the HSV step with it; 1 is off, 0 refused."""
+    t = DarknetHSV(hue=0.0, saturation=0.75, exposure=0.75)
+    t.set_random_state(np.random.default_rng(0), random.Random(0))
+    sat = np.array([t.get_params()["dsat"] for _ in range(4000)])
+    assert sat.min() >= 0.75 and sat.max() <= 1 / 0.75 and sat.min() < 0.76 and sat.max() > 1 / 0.76
+    below = sat[sat < 1]
+    assert 0.45 < len(below) / len(sat) < 0.55 and 0.45 < (below < 0.875).mean() < 0.55
+    steps = DetectionTransform(train=True, augment={"saturation": 0.75, "exposure": 0.75}).compose(64).transforms
+    (hsv,) = [s for s in steps if isinstance(s, DarknetHSV)]
+    assert (hsv.saturation, hsv.exposure) == (0.75, 0.75)
+    off = DetectionTransform(train=True, augment=NO_COLOUR).compose(64).transforms
+    assert not any(isinstance(s, DarknetHSV) for s in off)
+    with pytest.raises(ValueError, match="scale limits > 0"):
+        DetectionTransform(train=True, augment={"saturation": 0.0})
+
+
 # --------------------------------------------------------------------------------------------- multi-scale
 
 

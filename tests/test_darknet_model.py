@@ -12,13 +12,14 @@ from hydra.errors import InstantiationException
 from omegaconf import OmegaConf
 
 from conftest import compose_config, run_script
-from test_darknet import randomize, scaled_cfg
+from test_darknet import CFG, randomize, scaled_cfg
 from yolo9000.build import build
 from yolo9000.checkpoints import checkpoint_to_darknet, load_module
 from yolo9000.darknet import (
     DarknetNet,
     darknet_detector,
     detector_cfg_text,
+    net_augment_options,
     parse_cfg,
     parse_cfg_text,
     region_meta,
@@ -259,6 +260,47 @@ def test_model_darknet_trains_with_the_cfgs_region_settings_by_default(
     )  # fmt: skip
     with pytest.raises(ValueError, match="model.net.region_options must be cfg or keys, got 'both'"):
         _built_loss(tmp_path, "model.net.region_options=both")
+
+
+def test_model_darknet_trains_with_the_cfgs_augmentation(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """darknet's train_detector augments with the cfg's [region] jitter / random and [net] hue / saturation /
+    exposure (absent lines: .2, 0, 0, 1, 1): the data module trains with them, not the data file's (BCCD: jitter .3,
+    hue .1, 1.5, 1.5, multi-scale on), and logs them; a data.augment.* / data.multiscale.enabled key given replaces
+    the cfg's."""
+    path = tmp_path / "aug.cfg"
+    path.write_text(
+        REGION_CFG.replace("[net]\n", "[net]\nhue=.05\nsaturation=.75\nexposure=1.2\n", 1) + "jitter=.25\nrandom=0\n"
+    )
+    (tmp_path / "bare").mkdir()
+    bare = tmp_path / "bare" / "aug.cfg"
+    bare.write_text(REGION_CFG)
+    base = ["model=darknet", "data.max_images=4", "data.num_workers=0", "data.img_size=64"]
+    with caplog.at_level(logging.INFO, "yolo9000"):
+        dm = build(compose_config("train", *base, f"model.net.cfg={path}")).datamodule
+    a = dm.augment
+    assert (a.jitter, a.hue, a.saturation, a.exposure, dm.multiscale.enabled) == (0.25, 0.05, 0.75, 1.2, False)
+    assert "aug.cfg: training augmentation jitter 0.25, hue 0.05, saturation 0.75, exposure 1.2, multi-scale off" in (
+        caplog.text
+    )
+    d = compose_config("train", *base, f"model.net.cfg={bare}").data
+    assert (d.augment.jitter, d.augment.hue, d.augment.saturation, d.augment.exposure) == (0.2, 0.0, 1.0, 1.0)
+    assert d.multiscale.enabled is False
+    given = compose_config(
+        "train", *base, f"model.net.cfg={path}", "data.augment.jitter=0.1", "data.multiscale.enabled=true"
+    ).data
+    assert (given.augment.jitter, given.augment.hue, given.multiscale.enabled) == (0.1, 0.05, True)
+    yolo = compose_config("train", "data.img_size=64").data  # the project's own model: the data file's values
+    assert (yolo.augment.jitter, yolo.augment.saturation, yolo.multiscale.enabled) == (0.3, 1.5, True)
+
+
+def test_experiment_yolo9000_augments_as_yolo9000_cfg() -> None:
+    """The full-scale YOLO9000 recipe (this project's own model, not model=darknet) trains with yolo9000.cfg's
+    augmentation: [region] jitter .2 (not yolov2-voc.cfg's .3), [net] hue .1, saturation and exposure .75, random=1."""
+    want = net_augment_options(parse_cfg(CFG / "yolo9000.cfg"))
+    assert (want["jitter"], want["saturation"], want["random"]) == (0.2, 0.75, True)  # the vendored file's lines
+    d = compose_config("train", "experiment=yolo9000").data
+    got = {k: d.augment[k] for k in ("jitter", "hue", "saturation", "exposure")} | {"random": d.multiscale.enabled}
+    assert got == want
 
 
 NET_OPTIONS = "learning_rate=0.02\nmomentum=0.8\ndecay=0.0003\nburn_in=7\nmax_batches=500\n"

@@ -97,6 +97,13 @@ def check_config(cfg: DictConfig) -> None:
             raise ValueError(f"model.net.region_options must be cfg or keys, got {net.region_options!r}")
         name = str(net.get("cfg") or "<cfg>")
         fixed = fixed_input_size(parse_cfg_text(_cfg_text(net), name))
+        aug = cfg.data.augment
+        log.info(
+            "%s: training augmentation jitter %s, hue %s, saturation %s, exposure %s, multi-scale %s (darknet's: the "
+            "cfg's [region] jitter / random and [net] hue / saturation / exposure, unless data.augment.* or "
+            "data.multiscale.enabled is given)",
+            name, aug.jitter, aug.hue, aug.saturation, aug.exposure, "on" if cfg.data.multiscale.enabled else "off",
+        )  # fmt: skip
         if fixed is not None and (cfg.data.multiscale.enabled or fixed != (h, w)):
             fh, fw = fixed
             raise ValueError(

@@ -177,8 +177,10 @@ def register_resolvers() -> None:
 def darknet_net_option(key: str, *, _root_: Any) -> Any:
     """``${darknet_net:<key>}`` (conf/model/darknet.yaml): the detector module key ``key`` (``lr``, ``momentum``,
     ``weight_decay``, ``burn_in``, ``power``, ``lr_policy``, ``steps``, ``scales``) as darknet trains the cfg of
-    ``model.net`` (``cfg_text``, else the ``cfg`` file): :func:`yolo9000.darknet.net_training_options`. A key given
-    on the command line replaces the interpolation. None while no cfg is set or found (the build then names it).
+    ``model.net`` (``cfg_text``, else the ``cfg`` file): :func:`yolo9000.darknet.net_training_options`; or its
+    training augmentation (``jitter``, ``random``, ``hue``, ``saturation``, ``exposure``;
+    conf/model/_darknet_data.yaml): :func:`yolo9000.darknet.net_augment_options`. A key given on the command line
+    replaces the interpolation. None while no cfg is set or found (the build then names it).
 
     ``start_seen``: the ``seen`` of ``model.net.weights``' header (darknet's ``load_network`` without ``-clear``
     goes on counting from it; 0 without a weights file, or when it is not there: a resumed run takes its count
@@ -200,7 +202,7 @@ def darknet_net_option(key: str, *, _root_: Any) -> Any:
         from yolo9000.darknet import read_text
 
         text = read_text(str(path))
-    options = _net_training_options(str(text), str(path or "<cfg>"))
+    options = _net_options(str(text), str(path or "<cfg>"))
     if key == "start_iteration":
         return int(OmegaConf.select(_root_, "model.start_seen", default=0) or 0) // options["batch"]
     if key == "lr_policy" and options[key] is None:
@@ -212,10 +214,13 @@ def darknet_net_option(key: str, *, _root_: Any) -> Any:
 
 
 @functools.lru_cache(maxsize=8)
-def _net_training_options(text: str, name: str) -> dict[str, Any]:
-    from yolo9000.darknet import net_training_options, parse_cfg_text
+def _net_options(text: str, name: str) -> dict[str, Any]:
+    """The cfg's training options (:func:`yolo9000.darknet.net_training_options`) and augmentation
+    (:func:`yolo9000.darknet.net_augment_options`)."""
+    from yolo9000.darknet import net_augment_options, net_training_options, parse_cfg_text
 
-    return net_training_options(parse_cfg_text(text, name))
+    sections = parse_cfg_text(text, name)
+    return {**net_training_options(sections), **net_augment_options(sections)}
 
 
 def _multirun_job() -> Any | None:

@@ -708,6 +708,24 @@ def net_training_options(sections: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def net_augment_options(sections: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The training augmentation darknet's ``train_detector`` gives ``load_data_detection`` for this cfg, with
+    darknet's defaults for absent lines: the last ``[region]``'s ``jitter`` (``parse_region``: .2) and ``random``
+    (multi-scale; 0), the ``[net]``'s ``hue`` (0), ``saturation`` (1) and ``exposure`` (1) (``parse_net_options``).
+    Keys: ``jitter``, ``random`` (bool), ``hue``, ``saturation``, ``exposure``; a cfg without ``[region]`` gives the
+    region's defaults."""
+    regions = [s for s in sections if s["type"] == "region"]
+    region = region_from_section(regions[-1], None) if regions else None
+    ns = sections[0]
+    return {
+        "jitter": region.jitter if region is not None else 0.2,
+        "random": region.random if region is not None else False,
+        "hue": option(ns, "hue", 0.0, float),
+        "saturation": option(ns, "saturation", 1.0, float),
+        "exposure": option(ns, "exposure", 1.0, float),
+    }
+
+
 def trained_net_lines(
     hparams: Mapping[str, Any], sections: Sequence[dict[str, Any]]
 ) -> tuple[dict[str, str], list[str]]:

@@ -81,7 +81,8 @@ class AugmentConfig(MappingConfig):
             canvas: :class:`DarknetPlace`) or ``crop`` (darknet as of the paper: the jittered crop stretched to the
             input: :class:`DarknetJitterResize`).
         hue: hue shift U(-hue, hue), in units of the full hue circle.
-        saturation, exposure: HSV S / V scaled by U(1, s) or its inverse (darknet ``rand_scale``).
+        saturation, exposure: HSV S / V scaled by U(1, s) or its inverse (darknet ``rand_scale``; an s < 1, as
+            yolo9000.cfg's ``.75``, draws U(s, 1) and inverts it half the time: factors in [s, 1 / s]); 1 = off.
         flip: horizontal flip probability.
         small_box: which training boxes are too small after the train transform: ``side`` (darknet's
             ``fill_truth_detection``: normalised width or height < ``min_box_side``) or ``area`` (area <
@@ -121,8 +122,11 @@ class AugmentConfig(MappingConfig):
             raise ValueError(
                 f"augment.jitter must be in [0, {limit}) with jitter_mode={self.jitter_mode}, got {self.jitter}"
             )
-        if self.saturation < 1 or self.exposure < 1:
-            raise ValueError("augment.saturation and augment.exposure are scale limits >= 1")
+        if self.saturation <= 0 or self.exposure <= 0:
+            raise ValueError(
+                f"augment.saturation and augment.exposure are scale limits > 0 (1 = off; s and 1 / s draw the same "
+                f"range), got {self.saturation} and {self.exposure}"
+            )
         if not 0 <= self.flip <= 1:
             raise ValueError(f"augment.flip is a probability, got {self.flip}")
         if self.jitter_border not in ("constant", "replicate"):
@@ -403,7 +407,8 @@ class LetterboxResize(A.DualTransform):
 
 
 def _rand_scale(rng: Any, s: float) -> float:
-    """darknet ``rand_scale``: U(1, s), inverted with probability 1/2."""
+    """darknet ``rand_scale``: U(1, s) (U(s, 1) for s < 1: darknet's ``rand_uniform`` swaps the bounds), inverted with
+    probability 1/2."""
     v = rng.uniform(1.0, s)
     return v if rng.random() < 0.5 else 1.0 / v
 
@@ -521,7 +526,7 @@ class DetectionTransform:
             steps: list[A.BasicTransform] = [geometry]
             if c.flip > 0:
                 steps.append(A.HorizontalFlip(p=c.flip))
-            if c.hue > 0 or c.saturation > 1 or c.exposure > 1:
+            if c.hue > 0 or c.saturation != 1 or c.exposure != 1:
                 steps.append(DarknetHSV(c.hue, c.saturation, c.exposure))
         elif c.letterbox:
             steps = [LetterboxResize(size, c.fill, interp)]

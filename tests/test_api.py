@@ -681,6 +681,10 @@ def test_a_file_of_no_image_format_says_so_without_a_memory_address(detector, tm
         pass  # PIL reads the pixels lazily: the block closed the file first (PIL asserted, no message)
     with pytest.raises(ValueError, match=r"image 0: a closed PIL image .* call im.load\(\) inside the block"):
         detector.predict(closed)
+    cut = tmp_path / "cut.jpg"  # a JPEG cut in half, opened lazily (PIL reads only the header): the raw OSError
+    cut.write_bytes(IMAGES[0].read_bytes()[: IMAGES[0].stat().st_size // 2])
+    with Image.open(cut) as lazy, pytest.raises(ValueError, match=r"image 1: .* could not be read from .*cut.jpg"):
+        detector.predict([IMAGES[0], lazy])
 
 
 def test_list_images_leaves_out_hidden_files_and_folders(tmp_path: Path) -> None:

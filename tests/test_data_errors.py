@@ -531,3 +531,21 @@ def test_max_images_reports_the_problems_of_the_images_kept_only() -> None:
 
     assert any("BloodImage_00343" in f for f in problems("data.max_images={train: 205, val: 1}"))
     assert not any("BloodImage_00343" in f for f in problems("data.max_images={train: 8, val: 1}"))
+
+
+def test_difficult_words_and_identical_bad_boxes(tmp_path: Path) -> None:
+    """``<difficult>true</difficult>`` (CVAT's and Label Studio's exports) is difficult (it was read as 0, and the
+    box counted as an ordinary truth); ``false`` / ``no`` are not; an unreadable word is noted. Two identical bad
+    boxes in one file are two dropped boxes (one issue each, by their place), not one."""
+    obj = "<object><name>{}</name><difficult>{}</difficult><bndbox><xmin>{}</xmin><ymin>5</ymin><xmax>{}</xmax>"
+    obj += "<ymax>20</ymax></bndbox></object>"
+    words = ["true", "False", "no", "YES", "maybe", "1"]
+    objs = "".join(obj.format("cat", w, 5 + k, 30) for k, w in enumerate(words))
+    objs += obj.format("dog", 0, 30, 10) * 2  # two identical inverted boxes
+    xml = f"<annotation><size><width>40</width><height>30</height><depth>3</depth></size>{objs}</annotation>"
+    root = _voc(tmp_path, xml)
+    issues = IssueLog("skip")
+    recs = {r.image_id: r for r in VOCParser(root, "train").parse(CLASSES, issues)}
+    assert recs["bad"].difficult.tolist() == [True, False, False, True, False, True]
+    assert issues.count("note", "unreadable <difficult>") == 1
+    assert issues.count("drop_box", "zero-area or inverted box") == 2

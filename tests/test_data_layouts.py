@@ -760,3 +760,36 @@ def test_class_names_null_reads_every_dataset_of_a_concatenated_split(tmp_path, 
     labels = sorted(int(c) for r in dm.datasets["train"].records for c in r.labels)
     assert labels == [0, 1, 1, 2]  # VOC2012's horse trained, not dropped
     assert dm.issues.count("drop_box", "unknown class 'horse'") == 0
+
+
+def test_a_dataset_yaml_with_a_typo_is_named_not_passed_over(tmp_path, caplog):
+    """A data.yaml that is not valid YAML (a tab, an unclosed bracket) was passed over in silence and the run
+    asked for class names; it is named with the YAML error when found in the root, and refused when given."""
+    _yolo_ultralytics(tmp_path)
+    bad = tmp_path / "data.yaml"
+    bad.write_text("train: images/train2017\nnames: [cat, dog\n")
+    with caplog.at_level(logging.WARNING, logger="yolo9000"), pytest.raises(ValueError):
+        _datamodule("yolo", tmp_path).setup()
+    assert f"{bad}: not read as a dataset yaml" in caplog.text and "line 2" in caplog.text
+    with pytest.raises(ValueError, match=r"data.yaml: not valid YAML"):
+        YOLOTxtParser(bad, "train").parse()
+
+
+def test_two_images_of_one_name_sharing_a_label_file_are_noted(tmp_path):
+    """``a.jpg`` and ``a.png`` in one folder both take ``labels/a.txt`` (darknet's and Ultralytics' rule): kept, but
+    named in the data summary (it said "0 problems" while one of the two surely has the other's boxes)."""
+    _yolo_ultralytics(tmp_path)
+    _jpg(tmp_path / "images" / "train2017" / "a.png", (40, 20))
+    (tmp_path / "data.yaml").write_text(
+        yaml.safe_dump({"train": "images/train2017", "val": "images/val2017", "names": ["cat", "dog"]})
+    )
+    issues = IssueLog("skip")  # the layout's label file without an image is reported too
+    recs = YOLOTxtParser(tmp_path, "train").parse(issues=issues)
+    a = [r for r in recs if r.image_id == "a"]
+    assert len(a) == 2 and np.array_equal(a[0].boxes, a[1].boxes)
+    (note,) = [i for i in issues.issues if "shares its label file" in i.reason]
+    assert (
+        note.action == "note"
+        and Path(note.file).name in ("a.jpg", "a.png")
+        and "labels/train2017/a.txt" in (note.detail)
+    )

@@ -74,8 +74,8 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "yolo9000.viz",
         "yolo9000.submission",
     ),
-    # the networks and the box geometry: import only torch and each other's files
-    "models": ("yolo9000.models", "yolo9000.boxes"),
+    # the networks, the box geometry and text-file decoding: import only torch and each other's files
+    "models": ("yolo9000.models", "yolo9000.boxes", "yolo9000.text_io"),
 }
 
 # (importing module, imported module) -> why an upward import is left as it is. Empty: none is.
@@ -104,6 +104,7 @@ FILE_FORMATS: tuple[str, ...] = (
     "yolo9000.wordtree",
     "yolo9000.wordnet_tree",
     "yolo9000.submission",
+    "yolo9000.text_io",
 )
 TRAINING_STACK = ("pytorch_lightning", "lightning", "lightning_fabric", "hydra", "omegaconf")
 

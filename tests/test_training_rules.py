@@ -359,3 +359,25 @@ def test_a_run_ending_at_max_steps_inside_an_epoch_validates_its_last_weights() 
         trainer.fit(module, train_dataloaders=loader, val_dataloaders=loader)
         assert trainer.global_step == steps and validated == expected
         assert trainer.check_val_every_n_epoch == 5
+
+
+def test_an_epoch_whose_every_training_batch_was_empty_stops_the_run(caplog: pytest.LogCaptureFixture) -> None:
+    """Every training image unreadable (data.on_error=skip): each batch was skipped with a warning and the run went
+    on at 0 img/s to a checkpoint and exit 0. An epoch with no readable training image now stops the run
+    (DataError naming the epoch and its batch count); an epoch with one readable batch among empty ones trains."""
+    from torch.utils.data import DataLoader
+
+    from yolo9000.data.records import DataError
+
+    empty = {"images": torch.zeros(0, 3, 32, 32), "labels": torch.zeros(0, dtype=torch.long)}
+    full = {"images": torch.rand(2, 3, 32, 32), "labels": torch.tensor([0, 1])}
+
+    def fit(batches: list[dict[str, torch.Tensor]]) -> ClassifierModule:
+        module = ClassifierModule(Darknet19Classifier(Darknet19(width=0.125), 3), lr=0.01, burn_in=0)
+        trainer = quiet_trainer(max_epochs=2, num_sanity_val_steps=0, limit_val_batches=0)
+        trainer.fit(module, train_dataloaders=DataLoader(batches, batch_size=None))
+        return module
+
+    with pytest.raises(DataError, match="epoch 0: none of its 3 training batches held a readable image"):
+        fit([empty, empty, empty])
+    assert fit([empty, full, empty]).current_epoch == 2  # both epochs trained

@@ -838,6 +838,9 @@ def _pil_rgb(im: Image.Image, index: int) -> np.ndarray:
         return pil_rgb(im)
     except ValueError as e:
         raise ValueError(f"image {index}: a PIL image of mode {im.mode}: {e}") from None
+    except OSError as e:  # a lazily opened file whose pixels do not decode (truncated, corrupt)
+        name = getattr(im, "filename", "") or "its file"
+        raise ValueError(f"image {index}: a PIL image whose pixels could not be read from {name}: {e}") from None
 
 
 def _hwc_uint8(a: np.ndarray, index: int, channels_last: bool) -> np.ndarray:

@@ -38,7 +38,6 @@ from yolo9000.darknet import (
 )
 from yolo9000.darknet.cfg import (
     conv_load_options,
-    decode_text,
     detector_cfg_text,
     parse_cfg_text,
     read_names,
@@ -48,6 +47,7 @@ from yolo9000.darknet.cfg import (
 from yolo9000.environment import PROJECT_ROOT
 from yolo9000.models import STRIDE
 from yolo9000.models.layers import DarknetBatchNorm2d
+from yolo9000.text_io import decode_text
 from yolo9000.wordtree import WordTree
 
 log = logging.getLogger("yolo9000")

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from yolo9000.models.layers import DARKNET_ACTIVATIONS
+from yolo9000.text_io import read_text  # darknet's files as any editor wrote them
 
 log = logging.getLogger("yolo9000")
 
@@ -129,22 +130,6 @@ def parse_cfg(path: str | Path) -> list[dict[str, Any]]:
     if not path.is_file():
         raise FileNotFoundError(f"darknet cfg not found: {path}")
     return parse_cfg_text(read_text(path), str(path))
-
-
-def decode_text(data: bytes, source: str) -> str:
-    """The text of a darknet file (cfg, ``.names``), which darknet reads as bytes: UTF-8 with a leading byte-order
-    mark dropped (Windows editors write one), else Latin-1 (every byte a character, as darknet sees them; logged
-    with ``source``, the file's name)."""
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        log.warning("%s: not UTF-8 (byte 0x%02x at offset %d): read as Latin-1", source, data[e.start], e.start)
-        return data.decode("latin-1")
-
-
-def read_text(path: str | Path) -> str:
-    """:func:`decode_text` of a file."""
-    return decode_text(Path(path).read_bytes(), str(path))
 
 
 def read_names(path: str | Path, num_classes: int | None = None) -> list[str]:

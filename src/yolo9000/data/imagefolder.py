@@ -27,6 +27,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from yolo9000.models import STRIDE
+from yolo9000.text_io import read_text
 
 from .classify_transforms import ClassificationTransform, ClassifyAugmentConfig
 from .dataset import stack_nhwc
@@ -110,7 +111,7 @@ def read_class_file(path: str | Path) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"class file not found: {path}")
-    names = [nfc(ln.split("#", 1)[0].strip()) for ln in path.read_text(encoding="utf-8-sig").splitlines()]
+    names = [nfc(ln.split("#", 1)[0].strip()) for ln in read_text(path).splitlines()]
     names = [n for n in names if n]
     if not names:
         raise ValueError(f"class file {path} lists no classes")
@@ -147,7 +148,7 @@ def read_labels_file(path: str | Path) -> list[tuple[str, str]]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"labels file not found: {path}")
-    text = path.read_text(encoding="utf-8-sig")
+    text = read_text(path)
     if path.suffix.lower() != ".csv":
         rows = [ln.split("#", 1)[0].split() for ln in text.splitlines()]
         filled = [r for r in rows if r]

@@ -404,8 +404,10 @@ def sanitize_boxes(
     issues: IssueLog,
     class_names: Sequence[str] | None = None,
     clip_tolerance: float = 1.0,
+    places: Sequence[str] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Drop degenerate boxes and clip the others to the image, reporting each change.
+    """Drop degenerate boxes and clip the others to the image, reporting each change (with the box's place in the
+    file: ``places[k]``, e.g. ``object 4``; default ``box k of N``, so that two identical bad boxes are two issues).
 
     Args:
         boxes: float (N, 4) xyxy pixel boxes, 0-based continuous coordinates.
@@ -427,12 +429,15 @@ def sanitize_boxes(
     def fmt(b: np.ndarray) -> str:
         return "(" + ", ".join(f"{v:g}" for v in b.tolist()) + ")"
 
+    def which(k: int) -> str:  # the box's place in the file: two identical bad boxes are two issues
+        return f"{name(k)} {fmt(boxes[k])}, " + (places[k] if places is not None else f"box {k + 1} of {len(boxes)}")
+
     finite = np.isfinite(boxes).all(axis=1)
     degenerate = finite & ((boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1]))
     for k in np.flatnonzero(~finite):
-        issues.report(file, "non-finite box", action="drop_box", detail=f"{name(k)} {fmt(boxes[k])}")
+        issues.report(file, "non-finite box", action="drop_box", detail=which(k))
     for k in np.flatnonzero(degenerate):
-        issues.report(file, "zero-area or inverted box", action="drop_box", detail=f"{name(k)} {fmt(boxes[k])}")
+        issues.report(file, "zero-area or inverted box", action="drop_box", detail=which(k))
     keep = finite & ~degenerate
     if width is not None and height is not None and width > 0 and height > 0:
         # largest overshoot (pixels) over the four sides; <= 0 when inside
@@ -442,7 +447,7 @@ def sanitize_boxes(
         clipped[:, 1::2] = clipped[:, 1::2].clip(0, height)
         outside = keep & ((clipped[:, 2] <= clipped[:, 0]) | (clipped[:, 3] <= clipped[:, 1]))
         for k in np.flatnonzero(outside):
-            issues.report(file, "box outside the image", action="drop_box", detail=f"{name(k)} {fmt(boxes[k])}")
+            issues.report(file, "box outside the image", action="drop_box", detail=which(k))
         keep &= ~outside
         for k in np.flatnonzero(keep & (out > clip_tolerance)):
             issues.fixed(

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from yolo9000.text_io import read_text
+
 __all__ = ["SPLIT_ALIASES", "canonical_split", "expand_split", "hash_split", "read_list_file"]
 
 
@@ -123,7 +125,7 @@ def read_list_file(path: str | Path, split: str | None = None) -> tuple[list[str
         entries = [r[file_col] for r in rows if len(r) > file_col and r[file_col]]
         return list(dict.fromkeys(entries)), split_col is not None and split not in (None, "all")
     entries = []
-    for line in path.read_text(encoding="utf-8-sig").splitlines():
+    for line in read_text(path).splitlines():
         line = line.split("#", 1)[0].strip() if line.lstrip().startswith("#") else line.strip()
         if not line:
             continue

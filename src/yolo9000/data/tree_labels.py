@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from yolo9000.text_io import read_text
 from yolo9000.wordtree import WordTree
 
 from .records import DetectionRecord, IssueLog
@@ -125,7 +126,7 @@ class TreeLabels:
         if not names:
             raise ValueError(f"{self.parser!r}: no class names to map into the WordTree")
         if self.map_file is not None and self.map_names is not None:
-            listed = [ln.strip() for ln in Path(self.map_names).read_text(encoding="utf-8-sig").splitlines()]
+            listed = [ln.strip() for ln in read_text(self.map_names).splitlines()]
             nodes = self.tree.read_map(self.map_file).numpy()
             nodes = map_by_name(list(names), [n for n in listed if n], nodes, f"{self.map_file} ({self.map_names})")
         else:

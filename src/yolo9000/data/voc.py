@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from yolo9000.text_io import read_text
+
 from .image_io import IMAGE_SUFFIXES, images_under
 from .records import (
     SPLIT_ALIASES,
@@ -278,7 +280,7 @@ class VOCParser:
         if not path.is_file():
             return None
         listed = []
-        for line in path.read_text(encoding="utf-8-sig").splitlines():
+        for line in read_text(path).splitlines():
             name = line.split(":", 1)[0].strip()
             if name and not line.lstrip().startswith("#") and (name != "background" or name in found):
                 listed.append(name)
@@ -533,6 +535,7 @@ class VOCParser:
         width, height = size
 
         boxes, labels, difficult = [], [], []
+        places: list[str] = []  # each box's object number, named in its issues
         objects = list(root.iter("object"))
         if not objects:
             issues.note(xml_path, "no objects, kept as a negative")
@@ -545,11 +548,14 @@ class VOCParser:
             try:
                 coords = [float(bb.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax")]  # type: ignore[union-attr,arg-type]
             except (AttributeError, TypeError, ValueError):
-                issues.report(xml_path, "missing or malformed <bndbox>", action="drop_box", detail=name)
+                issues.report(
+                    xml_path, "missing or malformed <bndbox>", action="drop_box", detail=f"{name}, object {k + 1}"
+                )
                 continue
             boxes.append(coords)
+            places.append(f"object {k + 1}")
             labels.append(cls_idx[name])
-            difficult.append((_int_or_none(obj.findtext("difficult")) or 0) != 0)
+            difficult.append(_difficult(obj.findtext("difficult"), xml_path, k, issues))
 
         b = np.asarray(boxes, np.float32).reshape(-1, 4)
         lab, dif = np.asarray(labels, np.int64), np.asarray(difficult, bool)
@@ -561,11 +567,12 @@ class VOCParser:
                 xml_path,
                 "zero-area or inverted box",
                 action="drop_box",
-                detail=f"{names[lab[k]]} ({', '.join(f'{v:g}' for v in b[k].tolist())})",
+                detail=f"{names[lab[k]]} ({', '.join(f'{v:g}' for v in b[k].tolist())}), {places[k]}",
             )
         b, lab, dif = b[~bad], lab[~bad], dif[~bad]
         b[:, :2] -= 1.0  # 1-based inclusive -> 0-based continuous
-        b, lab, dif = sanitize_boxes(b, lab, dif, width, height, xml_path, issues, names)
+        kept = [p for p, drop in zip(places, bad.tolist(), strict=True) if not drop]
+        b, lab, dif = sanitize_boxes(b, lab, dif, width, height, xml_path, issues, names, places=kept)
         return DetectionRecord(image_path, image_id, width, height, b, lab, dif)
 
 
@@ -588,10 +595,26 @@ def _rel_to_root(folder: Path, root: Path) -> Path | None:
     return folder.relative_to(root)
 
 
+_TRUE, _FALSE = ("1", "true", "yes"), ("", "0", "false", "no")
+
+
+def _difficult(text: str | None, xml_path: Path, k: int, issues: IssueLog) -> bool:
+    """An object's ``<difficult>``: a number (not 0: difficult), or ``true`` / ``yes`` / ``false`` / ``no`` as other
+    tools write it (any case); absent: not difficult. Anything else is not difficult, noted with the object."""
+    word = (text or "").strip().lower()
+    number = _int_or_none(word) if word else 0
+    if number is not None:
+        return number != 0
+    if word in _TRUE or word in _FALSE:
+        return word in _TRUE
+    issues.note(xml_path, "unreadable <difficult>, taken as 0", detail=f"object {k + 1}: {text!r}")
+    return False
+
+
 def _int_or_none(text: str | None) -> int | None:
     if text is None:
         return None
     try:
         return int(float(text.strip()))
-    except ValueError:
+    except (ValueError, OverflowError):  # not a number, nan, inf
         return None

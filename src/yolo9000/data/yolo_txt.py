@@ -19,6 +19,7 @@ import numpy as np
 import yaml
 
 from yolo9000.darknet.cfg import read_names
+from yolo9000.text_io import read_text
 
 from .image_io import IMAGE_SUFFIXES, images_under
 from .records import DetectionRecord, IssueLog, header_size, sanitize_boxes
@@ -146,7 +147,10 @@ class YOLOTxtParser:
         if path is None:
             self._yaml = None
             return None
-        content = yaml.safe_load(path.read_text()) or {}
+        try:
+            content = yaml.safe_load(read_text(path)) or {}
+        except yaml.YAMLError as e:
+            raise ValueError(f"{path}: not valid YAML: {e}") from None
         if not isinstance(content, dict):
             raise ValueError(f"{path}: a dataset yaml must be a mapping (names, path, train, val, test)")
         self._yaml = (path, content)
@@ -206,7 +210,7 @@ class YOLOTxtParser:
             self._data = None
             return None
         entries: dict[str, str] = {}
-        for n, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1):
+        for n, line in enumerate(read_text(path).splitlines(), 1):
             line = line.split("#", 1)[0].strip()
             if not line:
                 continue
@@ -522,7 +526,15 @@ class YOLOTxtParser:
                 own = None
         index_map = _class_index_map(own, names, self.root)
         records = []
+        labelled: dict[Path, Path] = {}  # label file -> the first image it labels
         for image_path in self.image_paths():
+            first = labelled.setdefault(label_path_for(image_path), image_path)
+            if first != image_path and label_path_for(image_path).is_file():  # a.jpg and a.png: one a.txt for both
+                issues.note(
+                    image_path,
+                    "shares its label file with another image (same name, another suffix): both get its boxes",
+                    detail=f"{label_path_for(image_path)} labels {first} too",
+                )
             rec = self._parse_one(image_path, names, issues, index_map, own)
             if rec is not None:
                 records.append(rec)
@@ -621,7 +633,10 @@ def _key(p: Path, root: Path) -> str:
 def _is_dataset(path: Path) -> bool:
     """A yaml with ``names`` or ``train`` at the top level (an ultralytics dataset yaml)."""
     try:
-        content = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError):
+        content = yaml.safe_load(read_text(path))
+    except OSError:
+        return False
+    except yaml.YAMLError as e:  # a dataset yaml with a typo was passed over without a word
+        log_once(("bad yaml", str(path)), logging.WARNING, "%s: not read as a dataset yaml: %s", path, e)
         return False
     return isinstance(content, dict) and ("names" in content or "train" in content)

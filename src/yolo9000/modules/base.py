@@ -200,8 +200,21 @@ class DarknetModule(pl.LightningModule):
                 f"{self.global_step}; {self.skipped_steps} skipped in all); lower model.lr or check the data"
             )
 
+    def on_train_epoch_start(self) -> None:
+        self._epoch_batches = self._epoch_empty_batches = 0  # training batches of this epoch, and those skipped empty
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        self._epoch_batches = getattr(self, "_epoch_batches", 0) + 1
+
     def on_train_epoch_end(self) -> None:
         self._check_nonfinite()  # the device-side counts of the epoch's last steps
+        batches, empty = getattr(self, "_epoch_batches", 0), getattr(self, "_epoch_empty_batches", 0)
+        if batches and empty == batches:
+            raise DataError(
+                f"epoch {self.current_epoch}: none of its {batches} training batches held a readable image (every "
+                "training image failed to load; see the warnings and data_issues.txt): nothing was trained; fix or "
+                "remove those files"
+            )
 
     def skip_empty_batch(self, batch: Any, stage: str) -> bool:
         """Whether ``batch`` holds no image: every one of its images was unreadable and skipped
@@ -222,6 +235,8 @@ class DarknetModule(pl.LightningModule):
                 "and data_issues.txt): several processes cannot leave out one process's step; remove or fix those "
                 "files"
             )
+        if stage == "train":
+            self._epoch_empty_batches = getattr(self, "_epoch_empty_batches", 0) + 1
         step = f" (step {self.global_step})" if stage == "train" else ""
         log.warning("a %s batch without a readable image was skipped%s: every image of it was unreadable", stage, step)
         return True

@@ -8,8 +8,8 @@ Layouts (first match wins; the choice is logged):
   3. one CSV (``csv_file``, else the only ``*.csv`` in ``root``; ``root`` may be the CSV itself): a split column
      (``split``, ``subset``, ``set``, ``fold``) picks the rows, else the images are split by hash (``split_fractions``,
      ``split_seed``).
-A missing test split is the val split, and a missing val split a hash share of train, the train split then being
-the rest of train (both logged).
+A missing test split (no test folder, table or rows of the split column) is the val split, and a missing val split a
+hash share of train, the train split then being the rest of train (both logged): one fallback for every layout.
 
 Columns by header name (any case; spaces, ``_`` and ``-`` ignored): the image (``filename``, ``file``, ``image``,
 ``image_id``, ``path``, ...), the class (``class``, ``label``, ``category``, ``name``, ``labelname``, ...; without
@@ -17,17 +17,25 @@ one every box is of one class, :data:`ONE_CLASS` unless ``class_names`` names it
 ``xmax``, ``ymax``; ``x1`` ... ``y2``; ``left``, ``top``, ``right``, ``bottom``; or one ``bbox`` cell ``[x, y, w, h]``,
 COCO's order, as Kaggle's Global Wheat table) and, optionally,
 the image's ``width`` / ``height`` (the record's size, as VOC's and COCO's: an image of another size gets its boxes
-rescaled at load, reported; without them, the image header's). Box values are pixels (0-based continuous, COCO's
-convention) or, where every value of a file lies in [0, 1], fractions of the image's sides (Open Images;
-``normalized`` forces either reading). A row with an empty class and box lists an image without objects. Image paths
-are relative to the CSV's folder (or its ``images/`` folder, a folder named as the CSV, ``root``), or ``image_dir``.
+rescaled at load, reported; without them, the image header's). A row with an empty class and box lists an image
+without objects. Image paths are relative to the CSV's folder (or its ``images/`` folder, a folder named as the CSV,
+``root``), or ``image_dir``.
+
+Units: box values are pixels (0-based continuous, COCO's convention) or fractions of the image's sides (Open Images).
+``normalized`` true / false forces either reading; None (or ``"auto"``) decides per file: fractions where every
+(finite) box value lies in [0, 1] up to :data:`FRACTION_TOLERANCE` (0.01: an export's rounding, ``1.0004``), else
+pixels (logged). A fraction outside [0, 1] by at most that much is clipped into it, reported as fixed naming the file
+and line. A file read as pixels whose boxes are mostly under :data:`TINY_BOX` pixels a side (its values look like
+fractions: a fraction file with a stray value beyond the tolerance, or ``normalized=false`` on fractions) is warned
+about, naming the file, the cause and the lines holding the stray values, and noted in the data problems: its boxes
+would train on nothing.
 """
 
 from __future__ import annotations
 
 import csv
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,6 +64,8 @@ _COLUMNS: dict[str, tuple[str, ...]] = {  # role -> accepted header names (norma
 _BOX = ("xmin", "ymin", "xmax", "ymax")
 ONE_CLASS = "object"  # the class of a table without a class column, unless data.class_names names it
 CSV_NAMES = ("_annotations.csv", "annotations.csv", "labels.csv")  # preferred in a folder holding several CSVs
+FRACTION_TOLERANCE = 0.01  # auto units: values within [-0.01, 1.01] (an export's rounding) are fractions, then clipped
+TINY_BOX = 2.0  # pixels: a pixel table whose boxes are mostly smaller a side looks like fractions (warned)
 
 
 def _norm(name: str) -> str:
@@ -102,12 +112,14 @@ def _box(row: Sequence[str], cols: Mapping[str, int]) -> list[float] | None:
 
 @dataclass
 class _Table:
-    """One CSV read: its rows as strings (line number first), its columns, and its coordinate reading."""
+    """One CSV read: its rows as strings (line number first), its columns, its coordinate reading and the warning
+    that its pixel boxes look like fractions (None: they do not)."""
 
     path: Path
     rows: list[tuple[int, list[str]]]
     cols: dict[str, int]
     normalized: bool
+    units_warning: str | None = None
 
 
 def _cell(row: Sequence[str], col: int | None) -> str:
@@ -127,7 +139,8 @@ class CSVParser:
             dataset's CSVs name, sorted.
         names_file: class names, one a line (relative to ``root``).
         normalized: box values as fractions of the image's sides (True), pixels (False), or decided per file
-            (None: fractions where every value lies in [0, 1]; logged).
+            (None or ``"auto"``: fractions where every value lies in [0, 1] up to :data:`FRACTION_TOLERANCE`;
+            logged; see the module docstring's units).
         split_fractions, split_seed: the hash split.
         image_dir: the images' folder (relative to ``root``), or one a split (``{train: train, val: validation}``:
             Open Images' layout beside ``csv_files``); None: beside the CSV, in its ``images/`` or ``<CSV name>/``
@@ -142,7 +155,7 @@ class CSVParser:
         csv_files: Mapping[str, str | Path | None] | None = None,
         class_names: Sequence[str] | None = None,
         names_file: str | Path | None = None,
-        normalized: bool | None = None,
+        normalized: bool | str | None = None,
         split_fractions: Mapping[str, float] | None = None,
         split_seed: int | None = 0,
         image_dir: str | Path | Mapping[str, str | Path | None] | None = None,
@@ -157,7 +170,7 @@ class CSVParser:
         self.csv_files = {canonical_split(k): self.root / v for k, v in (csv_files or {}).items() if v}
         self.class_names = list(class_names) if class_names is not None else None
         self.names_file = self.root / names_file if names_file is not None else None
-        self.normalized = normalized
+        self.normalized = _units(normalized)
         if isinstance(image_dir, Mapping):  # one a split: this parser's split's
             image_dir = {canonical_split(k): v for k, v in image_dir.items()}.get(canonical_split(split or "train"))
         self.image_dir = self.root / image_dir if image_dir is not None else None
@@ -214,23 +227,35 @@ class CSVParser:
             raise ValueError(f"{path}: an empty CSV (a box table needs a header and one row per box)")
         cols = _columns(lines[0][1], path)
         rows = lines[1:]
+        boxes: list[tuple[int, list[float]]] = []  # (line, box) of the rows with a box of numbers
+        for n, r in rows:
+            try:
+                box = _box(r, cols)
+            except ValueError:
+                continue
+            if box is not None:
+                boxes.append((n, box))
+        values = [(n, v) for n, b in boxes for v in b if np.isfinite(v)]
+        stray = [(n, v) for n, v in values if not -FRACTION_TOLERANCE <= v <= 1.0 + FRACTION_TOLERANCE]
         normalized = self.normalized
         if normalized is None:
-            values = []
-            for _, r in rows:
-                try:
-                    values += _box(r, cols) or []
-                except ValueError:
-                    continue
-            normalized = bool(values) and all(0.0 <= v <= 1.0 for v in values)
+            normalized = bool(values) and not stray
             if normalized:
+                out = sum(1 for _, v in values if not 0.0 <= v <= 1.0)
                 log_once(
                     ("csv normalized", str(path)),
                     logging.INFO,
-                    "%s: every box value lies in [0, 1]: read as fractions of the image's sides (data.normalized)",
+                    "%s: every box value lies in [0, 1]%s: read as fractions of the image's sides (data.normalized)",
                     path,
+                    f" up to {FRACTION_TOLERANCE:g} (an export's rounding; {out} value{'' if out == 1 else 's'} "
+                    "outside [0, 1] clipped, reported)"
+                    if out
+                    else "",
                 )
-        self._tables[path] = _Table(path, rows, cols, normalized)
+        warning = None if normalized else _tiny_boxes(path, boxes, stray, explicit=self.normalized is False)
+        if warning is not None:
+            log_once(("csv tiny boxes", str(path)), logging.WARNING, "%s: %s", path, warning)
+        self._tables[path] = _Table(path, rows, cols, normalized, warning)
         return self._tables[path]
 
     # ---------------------------------------------------------------------------------------- classes
@@ -276,6 +301,8 @@ class CSVParser:
                     f"{table.path}: no class column, so its boxes are of one class, but the class list has "
                     f"{len(names)}: {names[:5]} (give one name: data.class_names=[<name>])"
                 )
+            if table.units_warning is not None:  # in the data problems too: the run's summary is no "0 problems"
+                issues.note(table.path, "box values read as pixels look like fractions", detail=table.units_warning)
             grouped = _group(table, files)
             for file in files:
                 rec = self._record(table, file, grouped[file], names, index, issues)
@@ -289,18 +316,18 @@ class CSVParser:
         per_split = self.split_csvs()
         if not per_split:
             table = self.table(self.single_csv())
-            files = list(dict.fromkeys(_cell(r, table.cols["file"]) for _, r in table.rows))
-            files = [f for f in files if f]
+            files = _files(table)
             if split in (None, "all"):
                 return [(table, files)]
-            if "split" in table.cols:
-                wanted = set(expand_split(split)) | {split}
-                keep = [_cell(r, table.cols["file"]) for _, r in table.rows]
-                chosen = [canonical_split(_cell(r, table.cols["split"])) in wanted for _, r in table.rows]
-                picked = set(f for f, c in zip(keep, chosen, strict=True) if c)
-                desc = "the rows of that split (its split column)"
-                self._log(table.path, desc, len(picked))
-                return [(table, [f for f in files if f in picked])]
+            if "split" in table.cols:  # the split column's splits, through the split tables' fallbacks
+                by_split: dict[str, set[str]] = {}
+                split_col, file_col = table.cols["split"], table.cols["file"]
+                for _, r in table.rows:
+                    by_split.setdefault(canonical_split(_cell(r, split_col)), set()).add(_cell(r, file_col))
+                by_split.pop("", None)  # rows without a split value are in none
+                rows_of = {s: (table, [f for f in files if f in picked]) for s, picked in by_split.items()}
+                desc, where = "the rows of that split (its split column)", f"{table.path}'s split column"
+                return self._from_splits(list(rows_of), rows_of.__getitem__, table.path, desc, where, " rows")
             s = split if split in self.split_fractions else "+".join(expand_split(split))
             if s == "test" and not self.split_fractions.get("test"):
                 s = "val"
@@ -308,31 +335,55 @@ class CSVParser:
             desc = f"hash split of its {len(files)} images (fractions {self.split_fractions}, seed {self.split_seed})"
             self._log(table.path, desc, len(picked))
             return [(table, [f for f in files if f in picked])]
-        parts = [canonical_split(split)] if split not in (None, "all") else list(per_split)
-        if split not in (None, "all") and parts[0] not in per_split:
-            parts = expand_split(split)  # type: ignore[arg-type]
-        out = []
-        for s in parts:
-            if s == "test" and "test" not in per_split:
-                log_once(("csv test=val", str(self.root)), logging.WARNING, "%s: no test split: test = val", self.root)
-                s = "val"
-            if s in ("train", "val") and "val" not in per_split and "train" in per_split:
-                # no val table: val is a hash share of train's table and train the rest (never both)
-                table = self.table(per_split["train"])
-                files = [f for f in dict.fromkeys(_cell(r, table.cols["file"]) for _, r in table.rows) if f]
+
+        def read(s: str) -> tuple[_Table, list[str]]:  # a split's CSV, read where the split is asked for
+            table = self.table(per_split[s])
+            return table, _files(table)
+
+        return self._from_splits(list(per_split), read, self.root, "its split's table", f"the CSVs of {self.root}")
+
+    def _from_splits(
+        self,
+        splits: Sequence[str],
+        images: Callable[[str], tuple[_Table, list[str]]],
+        origin: Path,
+        desc: str,
+        where: str,
+        unit: str = " split",
+    ) -> list[tuple[_Table, list[str]]]:
+        """(table, its image entries) of the split from the ``splits`` found and the ``images`` of each (a split
+        table's, or a split column's rows), the one fallback of every layout: a missing test split is val (logged), a
+        missing val split the val hash share of train's images and train the rest (logged; never both); ValueError
+        for another split that is missing. A table's images are listed once, in its row order (``val+test`` without
+        a test split: val's)."""
+        split = self.split
+        if split in (None, "all"):
+            parts, plain = list(splits), True
+        elif canonical_split(split) in splits:  # the split itself (a split column's "trainval": its found parts too)
+            parts = list(dict.fromkeys([canonical_split(split), *(p for p in expand_split(split) if p in splits)]))
+            plain = len(parts) > 1  # a union found as such: the splits found, no fallback
+        else:
+            parts, plain = expand_split(split), False
+        out: list[tuple[_Table, list[str]]] = []
+        for s in dict.fromkeys("val" if p == "test" and "test" not in splits else p for p in parts):
+            if s == "val" and "test" in parts and "test" not in splits:
+                log_once(("csv test=val", str(origin)), logging.WARNING, "%s: no test%s: test = val", origin, unit)
+            if not plain and s in ("train", "val") and "val" not in splits and "train" in splits:
+                # no val split: val is a hash share of train's images and train the rest (never both)
+                table, files = images("train")
                 share = set(hash_split(files, s, train_val_fractions(self.split_fractions), self.split_seed))
                 self._log(table.path, f"the {s} hash share of train (no val split; seed {self.split_seed})", len(share))
                 out.append((table, [f for f in files if f in share]))
                 continue
-            if s not in per_split:
-                raise ValueError(
-                    f"no {s!r} split among the CSVs of {self.root} (found: {', '.join(sorted(per_split))})"
-                )
-            table = self.table(per_split[s])
-            files = [f for f in dict.fromkeys(_cell(r, table.cols["file"]) for _, r in table.rows) if f]
-            self._log(table.path, "its split's table", len(files))
+            if s not in splits:
+                raise ValueError(f"no {s!r} split among {where} (found: {', '.join(sorted(splits)) or 'none'})")
+            table, files = images(s)
+            self._log(table.path, desc, len(files))
             out.append((table, files))
-        return out
+        merged: dict[Path, tuple[_Table, set[str]]] = {}  # a table's images once, in its row order (trainval)
+        for table, files in out:
+            merged.setdefault(table.path, (table, set()))[1].update(files)
+        return [(table, [f for f in _files(table) if f in picked]) for table, picked in merged.values()]
 
     def _log(self, path: Path, what: str, n: int) -> None:
         log_once(
@@ -417,6 +468,8 @@ class CSVParser:
             if cls not in index:
                 issues.report(table.path, f"unknown class '{cls}'", action="drop_box", detail=f"line {n}")
                 continue
+            if table.normalized:
+                box = _clip_fractions(box, table.path, n, issues)
             boxes.append(box)
             labels.append(index[cls])
         b = np.asarray(boxes, np.float32).reshape(-1, 4)
@@ -428,6 +481,67 @@ class CSVParser:
         # the boxes' problems name the image (its rows are in the table under its file name)
         b, lab, dif = sanitize_boxes(b, lab, np.zeros(len(lab), bool), width, height, image_path, issues, names)
         return DetectionRecord(image_path, Path(file).stem, width, height, b, lab, dif)
+
+
+def _units(normalized: bool | str | None) -> bool | None:
+    """``normalized`` as True (fractions), False (pixels) or None (decided per file: ``"auto"``, None)."""
+    if normalized is None or isinstance(normalized, bool):
+        return normalized
+    word = str(normalized).strip().lower()
+    if word in ("auto", "none", "null", ""):
+        return None
+    if word in ("true", "fractions", "normalized", "normalised"):
+        return True
+    if word in ("false", "pixels"):
+        return False
+    raise ValueError(f"data.normalized must be true (fractions), false (pixels) or null / auto, got {normalized!r}")
+
+
+def _fmt(values: Sequence[float]) -> str:
+    return "(" + ", ".join(f"{v:g}" for v in values) + ")"
+
+
+def _clip_fractions(box: list[float], path: Path, line: int, issues: IssueLog) -> list[float]:
+    """A fraction box with its values outside [0, 1] by at most :data:`FRACTION_TOLERANCE` (an export's rounding)
+    clipped into it, reported as fixed naming the file and line; values further out are left to the image clipping
+    (:func:`sanitize_boxes`)."""
+    lo, hi = -FRACTION_TOLERANCE, 1.0 + FRACTION_TOLERANCE
+    clipped = [min(max(v, 0.0), 1.0) if lo <= v <= hi else v for v in box]
+    if clipped != box:
+        issues.fixed(
+            path,
+            "a box fraction outside [0, 1] clipped",
+            detail=f"line {line}: {_fmt(box)} -> {_fmt(clipped)} (within {FRACTION_TOLERANCE:g}: an export's rounding)",
+        )
+    return clipped
+
+
+def _tiny_boxes(
+    path: Path, boxes: Sequence[tuple[int, list[float]]], stray: Sequence[tuple[int, float]], explicit: bool
+) -> str | None:
+    """The warning (after the file's name) for a table read as pixels whose boxes are mostly under
+    :data:`TINY_BOX` pixels a side (its values look like fractions), with the likely cause; None when they are not.
+    ``stray``: the (line, value) of the values outside [0, 1] beyond :data:`FRACTION_TOLERANCE`."""
+    tiny = sum(1 for _, b in boxes if max(b[2] - b[0], b[3] - b[1]) < TINY_BOX)
+    if not boxes or 2 * tiny <= len(boxes):
+        return None
+    head = (
+        f"{tiny} of its {len(boxes)} boxes are under {TINY_BOX:g} px a side read as pixels: its values look like "
+        "fractions of the image's sides, and the run would train on nearly empty boxes; "
+    )
+    if explicit:
+        return head + "data.normalized=false reads them as pixels (set data.normalized=true, or null to decide)"
+    lines = ", ".join(f"line {n}: {v:g}" for n, v in stray[:3]) + (", ..." if len(stray) > 3 else "")
+    some = f"{len(stray)} value lies" if len(stray) == 1 else f"{len(stray)} values lie"
+    return head + (
+        f"read as pixels because {some} outside [0, 1] beyond the {FRACTION_TOLERANCE:g} rounding tolerance "
+        f"({lines}); if the values are fractions, fix those lines or set data.normalized=true"
+    )
+
+
+def _files(table: _Table) -> list[str]:
+    """The table's image entries, once each, in row order."""
+    return [f for f in dict.fromkeys(_cell(r, table.cols["file"]) for _, r in table.rows) if f]
 
 
 def _shown(path: Path, root: Path) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -211,25 +211,28 @@ class COCOParser:
         return found if "train" in found else None
 
     def _load(self) -> dict[str, Any]:
+        """The JSON of this split, its structure checked (:func:`_check_json`)."""
         path = self.ann_file
         try:
-            return _read_json(path)
+            data = _read_json(path)
         except (OSError, json.JSONDecodeError) as e:
             raise FileNotFoundError(f"{path}: cannot read COCO JSON ({e})") from e
+        _check_json(data, path)
+        return data
 
     def discover_class_names(self) -> list[str] | None:
         """Given class names, else the category names ordered by category id."""
         if self.class_names is not None:
             return self.class_names
         data = self._load()
-        cats = sorted(data.get("categories", []), key=lambda c: c["id"])
+        cats = sorted(data.get("categories", []), key=lambda c: _id_order(_id(c["id"])))
         # Roboflow's COCO export lists the dataset's own name as category 0, the supercategory of every real class,
         # with no annotation: not a class (it would add an output that is never a target)
-        used = {a.get("category_id") for a in data.get("annotations", [])}
+        used = {_id(a.get("category_id")) for a in data.get("annotations", []) if isinstance(a, dict)}
         placeholder = [  # the supercategory of every other category (COCO's own 'person' is its own only)
             c
             for c in cats
-            if c["id"] not in used
+            if _id(c["id"]) not in used
             and len(cats) > 1
             and all(str(o.get("supercategory")) == str(c["name"]) for o in cats if o is not c)
         ]
@@ -295,9 +298,13 @@ class COCOParser:
         names = list(class_names) if class_names is not None else self.discover_class_names()
         if not names:
             raise ValueError(f"{ann_file}: no class names (no categories and none configured)")
-        categories = _categories(data, class_index(names))
-        images = self._split_images(data)
-        per_image = _annotations_per_image(data, images, ann_file, issues)
+        ids = _NumericIds()
+        categories = _categories(data, class_index(names), ids)
+        found = _images(data, ann_file, issues, ids)
+        images = self._split_images(found.images)
+        per_image = _annotations_per_image(data, images, found, ann_file, issues, ids)
+        _report_shared_ids(found.shared, per_image, ann_file, issues)
+        ids.note(ann_file, issues)
         image_dir = self.image_dir([str(im.get("file_name") or "") for im in images.values()])
         records = []
         for img_id, im in images.items():
@@ -306,10 +313,10 @@ class COCOParser:
                 records.append(rec)
         return records
 
-    def _split_images(self, data: Mapping[str, Any]) -> dict[Any, dict[str, Any]]:
-        """The JSON's images of this split (its hash share for a derived split) by image id; logs the choice."""
+    def _split_images(self, images: Mapping[Any, dict[str, Any]]) -> dict[Any, dict[str, Any]]:
+        """Of the JSON's usable ``images`` (by image id), this split's (its hash share for a derived split); logs
+        the choice."""
         ann_file, share, fractions, how = self.plan()
-        images = {im["id"]: im for im in data.get("images", [])}
         if share is not None:
             assert fractions is not None
             keep = set(
@@ -329,39 +336,216 @@ class COCOParser:
 
 @dataclass(frozen=True)
 class _Categories:
-    """The JSON's categories: class index (None: not in the class list) and name per category id."""
+    """The JSON's categories: class index (None: not in the class list) and name per category id (by :func:`_id`)."""
 
-    to_class: dict[int, int | None]
-    names: dict[int, str]
+    to_class: dict[Any, int | None]
+    names: dict[Any, str]
 
 
-def _categories(data: Mapping[str, Any], cls_idx: Mapping[str, int]) -> _Categories:
-    """Map each category of the JSON to its index in the class list (by name)."""
+def _categories(data: Mapping[str, Any], cls_idx: Mapping[str, int], ids: _NumericIds | None = None) -> _Categories:
+    """Map each category of the JSON (by :func:`_id`) to its index in the class list (by name)."""
     cats = _Categories({}, {})
     for c in data.get("categories", []):
-        cats.names[int(c["id"])] = str(c["name"])
-        cats.to_class[int(c["id"])] = cls_idx.get(str(c["name"]))
+        key = ids(c["id"], "categories' id") if ids is not None else _id(c["id"])
+        cats.names[key] = str(c["name"])
+        cats.to_class[key] = cls_idx.get(str(c["name"]))
     return cats
 
 
+@dataclass(frozen=True)
+class _Images:
+    """The JSON's image entries: ``images`` the usable ones by image id; ``shared`` the ids several entries carry
+    (each with its ``(position in images, entry)`` list: none of them is used); ``known`` every id of an entry,
+    usable or not (an annotation of a skipped image goes with it, not reported again as of an unknown id)."""
+
+    images: dict[Any, dict[str, Any]]
+    shared: dict[Any, list[tuple[int, dict[str, Any]]]]
+    known: set[Any]
+
+
+def _images(data: Mapping[str, Any], ann_file: Path, issues: IssueLog, ids: _NumericIds) -> _Images:
+    """The JSON's ``images`` by id (:func:`_id`); an entry that is no object, has no usable ``id`` or no
+    ``file_name`` is a skipped image, reported naming the JSON and its position (``images[3]``); an id shared by
+    several entries is returned in ``shared`` (reported by :func:`_report_shared_ids` once its annotations are
+    counted)."""
+    by_id: dict[Any, list[tuple[int, dict[str, Any]]]] = {}
+    for k, im in enumerate(data.get("images", [])):
+        where = f"images[{k}]"
+        if not isinstance(im, dict):
+            what = f"{where}: {im!r:.80}"
+            issues.report(ann_file, "an image entry that is not an object", action="skip_image", detail=what)
+            continue
+        if im.get("id") is None:
+            issues.report(ann_file, "an image without an 'id'", action="skip_image", detail=f"{where}: {im!r:.120}")
+            continue
+        key = ids(im["id"], "images' id")
+        if not _usable_id(key):
+            what = f"{where} 'id' {im['id']!r:.40}"
+            issues.report(ann_file, "an image 'id' that is no number or text", action="skip_image", detail=what)
+            continue
+        by_id.setdefault(key, []).append((k, im))
+    images, shared = {}, {}
+    for key, entries in by_id.items():
+        if len(entries) > 1:
+            shared[key] = entries
+            continue
+        k, im = entries[0]
+        if not im.get("file_name"):
+            what = f"images[{k}] id {key!r}"
+            issues.report(ann_file, "an image without a 'file_name'", action="skip_image", detail=what)
+            continue
+        images[key] = im
+    return _Images(images, shared, set(by_id))
+
+
+def _report_shared_ids(
+    shared: Mapping[Any, Sequence[tuple[int, Mapping[str, Any]]]],
+    per_image: Mapping[Any, Sequence[Any]],
+    ann_file: Path,
+    issues: IssueLog,
+) -> None:
+    """Each image of an id several image entries carry is a skipped image: its annotations may be of either
+    entry (a later entry silently replaced the earlier one and took its boxes); the detail names the id, every
+    entry's ``file_name`` and the annotations left out."""
+    for key, entries in shared.items():
+        named = ", ".join(f"{im.get('file_name')!r} (images[{k}])" for k, im in entries)
+        n = len(per_image.get(key, ()))
+        for k, im in entries:
+            issues.report(
+                ann_file,
+                "an image id shared by several images",
+                action="skip_image",
+                detail=f"id {key!r} of {named}: its {n} annotations may be of either; {im.get('file_name')!r} "
+                f"(images[{k}]) skipped",
+            )
+
+
 def _annotations_per_image(
-    data: Mapping[str, Any], images: Mapping[Any, Any], ann_file: Path, issues: IssueLog
+    data: Mapping[str, Any],
+    images: Mapping[Any, Any],
+    found: _Images,
+    ann_file: Path,
+    issues: IssueLog,
+    ids: _NumericIds,
 ) -> dict[Any, list[dict[str, Any]]]:
-    """The annotations of each image of ``images``; those of an image id not in the JSON are reported."""
+    """The annotations of each image of ``images`` and of each id of ``found.shared`` (ids by :func:`_id`); an
+    annotation of an image id not in the JSON, or that is no object, is a dropped box, reported; annotation ids
+    given twice are noted (the boxes are kept: the id names them, nothing else)."""
     per_image: dict[Any, list[dict[str, Any]]] = defaultdict(list)
-    all_ids = {im["id"] for im in data.get("images", [])}
-    for ann in data.get("annotations", []):
-        if ann.get("image_id") not in all_ids:
+    seen: set[Any] = set()
+    repeated: list[Any] = []
+    for k, ann in enumerate(data.get("annotations", [])):
+        if not isinstance(ann, dict):
+            what = f"annotations[{k}]: {ann!r:.80}"
+            issues.report(ann_file, "an annotation that is not an object", action="drop_box", detail=what)
+            continue
+        ids(ann.get("category_id"), "annotations' category_id")  # counted for the note; _record compares it
+        image_id = ids(ann.get("image_id"), "annotations' image_id")
+        ann_id = _id(ann.get("id"))
+        if ann_id is not None:
+            if ann_id in seen:
+                repeated.append(ann_id)
+            seen.add(ann_id)
+        if image_id not in found.known:
             issues.report(
                 ann_file,
                 "annotation for an unknown image id",
                 action="drop_box",
-                detail=f"annotation {ann.get('id')} image_id {ann.get('image_id')}",
+                detail=f"annotation {ann.get('id')} image_id {ann.get('image_id')!r}",
             )
             continue
-        if ann["image_id"] in images:
-            per_image[ann["image_id"]].append(ann)
+        if image_id in images or image_id in found.shared:
+            per_image[image_id].append(ann)
+    if repeated:
+        more = f" ... and {len(set(repeated)) - 5} more" if len(set(repeated)) > 5 else ""
+        issues.note(
+            ann_file,
+            "an annotation id given to several annotations, all kept",
+            detail=f"ids {', '.join(map(repr, list(dict.fromkeys(repeated))[:5]))}{more}",
+        )
     return per_image
+
+
+def _id(value: Any) -> Any:
+    """An id as the parser compares it: an integer-valued number or text (``1.0``, ``"1"``, ``" 1 "``, ``"1.0"``)
+    is that integer (category ids went through ``int()``: ``"1"`` annotations matched no category); other text
+    and ``None`` stay themselves; a list or an object (no JSON id) becomes a tuple that equals no id."""
+    if type(value) is int or value is None:
+        return value
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else value
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return value
+        return int(number) if number.is_integer() else value
+    if isinstance(value, (list, dict)):
+        return ("not an id", repr(value))
+    return value
+
+
+def _usable_id(key: Any) -> bool:
+    return isinstance(key, (int, float, str)) and not isinstance(key, bool)
+
+
+def _id_order(key: Any) -> tuple[int, Any]:
+    """Sort key of category ids: numbers in increasing order, then any text ones (by text)."""
+    return (0, key) if isinstance(key, (int, float)) and not isinstance(key, bool) else (1, str(key))
+
+
+class _NumericIds:
+    """:func:`_id` counting, per field, the ids it turned into integers (written as text or as decimals), for one
+    note per JSON (:meth:`note`)."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self.examples: dict[str, str] = {}
+
+    def __call__(self, value: Any, field: str) -> Any:
+        key = _id(value)
+        if key is not value and type(key) is int:
+            self.counts[field] += 1
+            self.examples.setdefault(field, repr(value))
+        return key
+
+    def note(self, ann_file: Path, issues: IssueLog) -> None:
+        if self.counts:
+            detail = "; ".join(f"{field}: {n} (e.g. {self.examples[field]})" for field, n in self.counts.items())
+            issues.note(ann_file, "ids written as text or decimals, compared as the integers they spell", detail=detail)
+
+
+def _kind(value: Any) -> str:
+    """``value``'s JSON kind in words (``null``, ``a list``, ``text`` ...)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    kinds = {dict: "an object", list: "a list", str: "text", int: "a number", float: "a number"}
+    return next((w for t, w in kinds.items() if isinstance(value, t)), type(value).__name__)
+
+
+def _check_json(data: Any, path: Path) -> None:
+    """ValueError naming ``path`` and what is wrong when the JSON is no COCO object: its top level no object,
+    ``images`` / ``annotations`` / ``categories`` present but no list, a category no object or without ``id`` or
+    ``name`` (the categories are the classes: a file with a broken one is refused, not guessed)."""
+    if not isinstance(data, dict):
+        hint = " (a COCO results file?)" if isinstance(data, list) else ""
+        raise ValueError(
+            f"{path}: not a COCO JSON: its top level is {_kind(data)}{hint}, not an object with 'images', "
+            "'annotations' and 'categories'"
+        )
+    for key in ("images", "annotations", "categories"):
+        if key in data and not isinstance(data[key], list):
+            raise ValueError(f"{path}: '{key}' is {_kind(data[key])}, not a list")
+    for k, c in enumerate(data.get("categories", [])):
+        if not isinstance(c, dict):
+            raise ValueError(f"{path}: categories[{k}] is {_kind(c)}, not an object with 'id' and 'name'")
+        for field in ("id", "name"):
+            if c.get(field) is None:
+                raise ValueError(f"{path}: categories[{k}] has no '{field}' ({c!r:.120})")
+        if not _usable_id(_id(c["id"])):
+            raise ValueError(f"{path}: categories[{k}] 'id' {c['id']!r:.40} is no number or text")
 
 
 def _image_size(im: Mapping[str, Any], image_path: Path, tag: str, issues: IssueLog) -> tuple[int, int] | None:
@@ -394,18 +578,22 @@ def _record(
     if not anns:
         issues.note(image_path, "no objects, kept as a negative")
     for ann in anns:
-        cat = ann.get("category_id")
+        cat = _id(ann.get("category_id"))
         cls = categories.to_class.get(cat) if cat is not None else None
         if cls is None:
-            name = categories.names.get(cat, f"id {cat}")  # type: ignore[arg-type]
+            name = categories.names.get(cat, f"id {ann.get('category_id')}")
             # the annotation's id: each box counted (an identical issue is recorded once)
             issues.report(tag, f"unknown class '{name}'", action="drop_box", detail=f"annotation {ann.get('id')}")
             continue
         bbox = ann.get("bbox")
-        if not isinstance(bbox, (list, tuple)) or len(bbox) != 4:
+        try:
+            box = [float(v) for v in bbox] if isinstance(bbox, (list, tuple)) and len(bbox) == 4 else None
+        except (TypeError, ValueError):  # a value that is no number ([10, "a", 5, 5], null)
+            box = None
+        if box is None:
             issues.report(tag, "missing or malformed bbox", action="drop_box", detail=str(bbox))
             continue
-        boxes.append([float(v) for v in bbox])
+        boxes.append(box)
         labels.append(cls)
         crowd.append(bool(ann.get("iscrowd", 0)))
     b = np.asarray(boxes, np.float32).reshape(-1, 4)

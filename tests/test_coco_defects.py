@@ -214,3 +214,21 @@ def test_text_ids_sort_categories_by_number(tmp_path: Path) -> None:
     cats = [{"id": "10", "name": "ten"}, {"id": "2", "name": "two"}, {"id": 1, "name": "one"}]
     _coco(tmp_path, [], [], cats)
     assert COCOParser("ann.json", "imgs", root=tmp_path).discover_class_names() == ["one", "two", "ten"]
+
+
+def test_iscrowd_written_as_text_and_a_category_id_with_two_names(tmp_path: Path) -> None:
+    """``iscrowd: "0"`` (text from a spreadsheet export) is no crowd box (text was true by being text, so every box
+    became an ignored crowd region); ``"1"`` / ``"true"`` are. Two categories sharing an id with different names
+    are refused naming both (the later silently replaced the earlier, relabelling its boxes); a repeated identical
+    category is harmless."""
+    images = [{"id": 1, "file_name": "a.jpg", "width": 40, "height": 30}]
+    anns = [
+        {"id": k, "image_id": 1, "category_id": 1, "bbox": [1 + k, 2, 10, 10], "iscrowd": flag}
+        for k, flag in enumerate(["0", "1", "true", 0, "false", None])
+    ]
+    _coco(tmp_path, images, anns, [*CATS, {"id": 2, "name": "dog"}])
+    rec = _parse(tmp_path)["a.jpg"]
+    assert rec.difficult.tolist() == [False, True, True, False, False, False]
+    _coco(tmp_path, images, anns, [*CATS, {"id": 2, "name": "wolf"}])
+    with pytest.raises(ValueError, match=r"categories\[1\] and categories\[2\] share the id 2 .*'dog', 'wolf'"):
+        _parse(tmp_path)

@@ -225,7 +225,8 @@ class COCOParser:
         if self.class_names is not None:
             return self.class_names
         data = self._load()
-        cats = sorted(data.get("categories", []), key=lambda c: _id_order(_id(c["id"])))
+        unique = {(_id(c["id"]), str(c["name"])): c for c in data.get("categories", [])}  # a category listed twice
+        cats = sorted(unique.values(), key=lambda c: _id_order(_id(c["id"])))
         # Roboflow's COCO export lists the dataset's own name as category 0, the supercategory of every real class,
         # with no annotation: not a class (it would add an output that is never a target)
         used = {_id(a.get("category_id")) for a in data.get("annotations", []) if isinstance(a, dict)}
@@ -466,6 +467,16 @@ def _annotations_per_image(
     return per_image
 
 
+def _flag(value: Any) -> bool:
+    """A 0 / 1 field (``iscrowd``) as some exporters write it too: ``"0"``, ``"1"``, ``"false"``, ``"true"``, a bool,
+    null (0); text is not true by being text (``"0"`` was a crowd box)."""
+    if isinstance(value, str):
+        word = value.strip().lower()
+        number = _id(word)
+        return number != 0 if isinstance(number, int) else word in ("true", "yes")
+    return bool(value)
+
+
 def _id(value: Any) -> Any:
     """An id as the parser compares it: an integer-valued number or text (``1.0``, ``"1"``, ``" 1 "``, ``"1.0"``)
     is that integer (category ids went through ``int()``: ``"1"`` annotations matched no category); other text
@@ -546,6 +557,14 @@ def _check_json(data: Any, path: Path) -> None:
                 raise ValueError(f"{path}: categories[{k}] has no '{field}' ({c!r:.120})")
         if not _usable_id(_id(c["id"])):
             raise ValueError(f"{path}: categories[{k}] 'id' {c['id']!r:.40} is no number or text")
+    named: dict[Any, tuple[int, str]] = {}
+    for k, c in enumerate(data.get("categories", [])):  # one id, two names: which class a box is would be a guess
+        first = named.setdefault(_id(c["id"]), (k, str(c["name"])))
+        if first[1] != str(c["name"]):
+            raise ValueError(
+                f"{path}: categories[{first[0]}] and categories[{k}] share the id {c['id']!r} with different names "
+                f"({first[1]!r}, {str(c['name'])!r}): which class their boxes are is ambiguous"
+            )
 
 
 def _image_size(im: Mapping[str, Any], image_path: Path, tag: str, issues: IssueLog) -> tuple[int, int] | None:
@@ -595,7 +614,7 @@ def _record(
             continue
         boxes.append(box)
         labels.append(cls)
-        crowd.append(bool(ann.get("iscrowd", 0)))
+        crowd.append(_flag(ann.get("iscrowd", 0)))
     b = np.asarray(boxes, np.float32).reshape(-1, 4)
     b[:, 2:] += b[:, :2]  # xywh -> xyxy
     b, lab, dif = sanitize_boxes(b, labels, crowd, width, height, tag, issues, names)

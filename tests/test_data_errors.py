@@ -449,6 +449,11 @@ def test_exif_orientation_is_applied_unless_the_annotation_is_the_stored_size(tm
     assert as_shown[0].shape == (40, 30, 3)
     unrotated, why = read_record_image(DetectionRecord(path, "phone", 40, 30))
     assert unrotated.shape == (30, 40, 3) and "EXIF orientation not applied" in why[-1][0]
+    # the notes re-derived for the data summary (loader workers' loads) say what the load did, and only that
+    from yolo9000.data.image_io import CONVERTED, EXIF_NOT_APPLIED, load_time_issues
+
+    assert [i.reason for i in load_time_issues(path, CONVERTED, (30, 40))] == [EXIF_APPLIED]
+    assert [(i.reason, i.detail) for i in load_time_issues(path, CONVERTED, (40, 30))] == [(EXIF_NOT_APPLIED, "40x30")]
 
 
 def test_yolo_labels_in_pixels_are_named_as_such(tmp_path: Path) -> None:

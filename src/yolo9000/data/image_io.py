@@ -221,6 +221,7 @@ def image_conversions(path: str | Path, data: bytes | None = None) -> list[tuple
 
 ANIMATED_FIRST_FRAME = "animated image: its first frame read"
 EXIF_APPLIED = "EXIF orientation applied (image rotated / flipped upright, as viewers and labelling tools show it)"
+EXIF_NOT_APPLIED = "EXIF orientation not applied: the annotation's size is the stored image's (labelled unrotated)"
 # conversions every reader makes (darknet's, ultralytics'): notes, not problems; content in another format than its
 # extension says is a problem of the file, repaired ("fixed")
 CONVERSION_NOTES = frozenset({*_MODE_NOTES.values(), EXIF_APPLIED})
@@ -421,8 +422,7 @@ def read_record_image(rec: DetectionRecord, notes: bool = True) -> tuple[np.ndar
     if rec.width and rec.height and w != h and (w, h) == (rec.height, rec.width):
         raw, raw_conv = read_image_notes(rec.image_path, notes=notes, exif=False)
         if raw.shape[:2] == (rec.height, rec.width):  # the tag rotated it: the annotation fits the stored pixels
-            note = "EXIF orientation not applied: the annotation's size is the stored image's (labelled unrotated)"
-            return raw, [*raw_conv, (note, f"{rec.width}x{rec.height}")] if notes else []
+            return raw, [*raw_conv, (EXIF_NOT_APPLIED, f"{rec.width}x{rec.height}")] if notes else []
     return image, conv
 
 
@@ -442,7 +442,16 @@ def load_time_issues(
         else:
             out.append(Issue(str(path), "image failed to load", "skip_image", "readable again afterwards"))
     if flags & CONVERTED:
-        out += [conversion_issue(path, reason, detail) for reason, detail in image_conversions(path)]
+        found = image_conversions(path)
+        if annotated_size is not None and all(annotated_size) and any(r == EXIF_APPLIED for r, _ in found):
+            try:
+                w, h = image_size(path)  # upright
+            except ImageDecodeError:
+                w = h = 0
+            if w != h and (h, w) == tuple(annotated_size):  # read_record_image kept the stored pixels: say that
+                aw, ah = annotated_size
+                found = [*(c for c in found if c[0] != EXIF_APPLIED), (EXIF_NOT_APPLIED, f"{aw}x{ah}")]
+        out += [conversion_issue(path, reason, detail) for reason, detail in found]
     if flags & SIZE_MISMATCH and annotated_size is not None and all(annotated_size):
         try:
             w, h = image_size(path)

@@ -366,6 +366,8 @@ def run(cfg: DictConfig) -> float | None:
         launch.write_text(" ".join(shlex.quote(o) for o in HydraConfig.get().overrides.task) + "\n")
     built = build(build_cfg)
     datamodule, module = built.datamodule, built.module
+    if cfg.train and cfg.test:  # the test split read now: a dataset without one stops before training, not after it
+        datamodule.setup("test")
     groups = OmegaConf.to_container(cfg.metric_groups, resolve=True) if cfg.get("metric_groups") else {}
     evaluated = list(getattr(module, "eval_class_names", built.info.class_names))  # a WordTree map's nodes
     groups = check_metric_groups(groups, evaluated)  # type: ignore[arg-type]  # before training

@@ -74,3 +74,35 @@ def test_only_user_errors_of_a_single_run_are_made_concise(monkeypatch: pytest.M
         "Error: No supported gpu backend found! (building pytorch_lightning.trainer.trainer.Trainer): trainer=gpu and "
         "trainer=ddp need a CUDA GPU, and torch finds none here; trainer=cpu runs on the CPU"
     )
+
+
+def test_a_test_split_without_images_stops_the_run_before_training(tmp_path: Path) -> None:
+    """A dataset whose test images are all unreadable trained to the end and then failed at the test
+    (``data.test: no images``): the test split is read with the others, so the run stops before training."""
+    import shutil
+
+    import yaml
+
+    photo = sorted((Path(__file__).resolve().parents[1] / "data" / "bccd" / "JPEGImages").glob("*.jpg"))[0]
+    root = tmp_path / "ds"
+    for split in ("train", "val", "test"):
+        (root / "images" / split).mkdir(parents=True)
+        (root / "labels" / split).mkdir(parents=True)
+        for k in range(2):
+            image = root / "images" / split / f"{split}{k}.jpg"
+            if split == "test":
+                image.write_bytes(b"")  # unreadable
+            else:
+                shutil.copy(photo, image)
+            (root / "labels" / split / f"{split}{k}.txt").write_text(f"0 0.5 0.5 0.{k + 2} 0.{k + 3}\n")
+    (root / "data.yaml").write_text(
+        yaml.safe_dump({"train": "images/train", "val": "images/val", "test": "images/test", "names": ["cell"]})
+    )
+    out = tmp_path / "run"
+    res = run_script(
+        "train.py", out, "data=yolo", f"data.root={root}", "logger=csv", "data.img_size=64",
+        "data.multiscale.enabled=false", "data.batch_size=2", "trainer.max_epochs=1", "model.priors.k=2", check=False,
+    )  # fmt: skip
+    err = assert_concise(res, out / "train.log")
+    assert "data.test: no images" in err
+    assert not (out / "checkpoints").exists()  # nothing trained

@@ -39,6 +39,7 @@ from yolo9000.environment import (
     setup_environment,
 )
 from yolo9000.modules.detector import DetectorModule
+from yolo9000.multirun import task_overrides
 from yolo9000.results import (
     evaluated_on,
     format_group_table,
@@ -86,7 +87,7 @@ def evaluate(cfg: DictConfig) -> float:
     # a converted darknet cfg's rectangular [net] is evaluated at its height x width, as darknet's `detector valid`
     eval_size = normal_size(module.input_hw)
     letterbox = bool(module.hparams.get("letterbox", False))  # the run's eval resize, for other data than its own
-    data_cfg, data_source = eval_data_config(cfg, list(hc.overrides.task), trained_cfg, eval_size, letterbox)
+    data_cfg, data_source = eval_data_config(cfg, task_overrides(hc), trained_cfg, eval_size, letterbox)
     log.info("data: %s", data_source)
     with hint_unset_env(data_cfg):  # a dataset not found names the .env variable that was not set
         datamodule = hydra.utils.instantiate(data_cfg)
@@ -98,7 +99,7 @@ def evaluate(cfg: DictConfig) -> float:
                     list(datamodule.class_names),
                     str(cfg.ckpt_path),
                     hc.runtime.choices.get("data") or "?",
-                    list(hc.overrides.task),
+                    task_overrides(hc),
                     tree=module.tree is not None,
                 )
             )

@@ -61,7 +61,13 @@ from yolo9000.environment import (
     setup_environment,
 )
 from yolo9000.loggers import ResumableWandbLogger
-from yolo9000.multirun import drop_resumed_record, end_distributed, prepare_ddp_relaunch, retire_ddp_children
+from yolo9000.multirun import (
+    drop_resumed_record,
+    end_distributed,
+    prepare_ddp_relaunch,
+    retire_ddp_children,
+    task_overrides,
+)
 from yolo9000.results import (
     check_metric_groups,
     evaluated_on,
@@ -93,6 +99,7 @@ from yolo9000.run_folder import (
     run_of,
     saved_at_text,
 )
+from yolo9000.text_io import write_text
 
 log = logging.getLogger("yolo9000.train")
 setup_environment()
@@ -339,7 +346,7 @@ def run(cfg: DictConfig) -> float | None:
     out_dir = Path(cfg.paths.output_dir)
     if not cfg.get("resume") and HydraConfig.initialized():  # Hydra chose the folder: it must hold this job's run
         hc = HydraConfig.get()
-        check_same_job(out_dir, list(hc.overrides.task), sweep=hc.mode == RunMode.MULTIRUN)
+        check_same_job(out_dir, task_overrides(hc), sweep=hc.mode == RunMode.MULTIRUN)
     start_ckpt = resume_checkpoint(cfg, out_dir) if cfg.train else None
     resumed = start_ckpt is not None and Path(start_ckpt).parent in (out_dir, out_dir / "checkpoints")
     if start_ckpt is not None:  # a continuation, or a new run from ckpt_path=: it must have epochs left to train
@@ -363,7 +370,7 @@ def run(cfg: DictConfig) -> float | None:
     check_start_weights(build_cfg)  # before the data is read: a wrong path is said at once
     launch = out_dir / LAUNCH_FILE
     if not resumed and HydraConfig.initialized() and not launch.is_file():  # a fresh run, or one from ckpt_path
-        launch.write_text(" ".join(shlex.quote(o) for o in HydraConfig.get().overrides.task) + "\n")
+        launch.write_text(" ".join(shlex.quote(o) for o in task_overrides(HydraConfig.get())) + "\n")
     built = build(build_cfg)
     datamodule, module = built.datamodule, built.module
     if cfg.train and cfg.test:  # the test split read now: a dataset without one stops before training, not after it
@@ -390,7 +397,7 @@ def run(cfg: DictConfig) -> float | None:
         log.info("%s: the earlier result moved to metrics_previous.json (training goes on)", out_dir)
     (out_dir / "build.json").write_text(json.dumps(built.info.as_dict(), indent=2))
     record = "config_resumed.yaml" if resumed and (out_dir / "config.yaml").is_file() else "config.yaml"
-    (out_dir / record).write_text(OmegaConf.to_yaml(cfg, resolve=True))  # the run's config.yaml stays its record
+    write_text(out_dir / record, OmegaConf.to_yaml(cfg, resolve=True))  # the run's config.yaml stays its record
     for lg in loggers:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
 
@@ -415,9 +422,7 @@ def run(cfg: DictConfig) -> float | None:
             extra |= {"provenance": provenance()}  # command, commit, machine
             if HydraConfig.initialized():  # the overrides of the process that wrote the result, the summaries'
                 # labels (an extended job's trainer.max_epochs); resume= says where the run lives, not what it is
-                extra["overrides"] = [
-                    str(o) for o in HydraConfig.get().overrides.task if not str(o).startswith("resume=")
-                ]
+                extra["overrides"] = [o for o in task_overrides(HydraConfig.get()) if not o.startswith("resume=")]
             extra |= {"checkpoint": ckpt, "seen": int(getattr(module, "seen", 0))}
             extra |= evaluated_on(datamodule, trainer.precision)  # split, img_size, precision, as eval.py's (titles)
             extra |= model_stats(module.model, datamodule.img_size)  # a side, or (height, width)
@@ -430,7 +435,7 @@ def run(cfg: DictConfig) -> float | None:
             extra |= datamodule.data_report()  # data_issues (text), data_problems (every file), augmentation
             if groups:  # before metrics.json, which marks the run finished
                 table = format_group_table(module.test_results.get("per_class", {}), groups)
-                (out_dir / "groups.md").write_text(table + "\n")
+                write_text(out_dir / "groups.md", table + "\n")
             metrics = write_metrics(out_dir, module.test_results, evaluated, extra)
             if (out_dir / "per_class.md").is_file():
                 log.info("per-class results (test):\n%s", table_for_log(out_dir / "per_class.md"))

@@ -137,6 +137,31 @@ def test_a_labels_file_class_that_is_a_class_name_wins_over_an_index(tmp_path: P
     assert [r.label for r in recs] == [1]
 
 
+def test_labels_with_spaces_and_images_listed_twice(tmp_path: Path) -> None:
+    """A class label is the whole cell / the rest of the line ("golden retriever" and "golden eagle" were both cut
+    to "golden": two classes merged); only ImageNet's PredictionString is cut to its first word, the wnid. An image
+    listed twice with its class is used once (noted); with two classes it is left out, reported."""
+    from yolo9000.data.imagefolder import read_labels_file
+
+    (tmp_path / "l.csv").write_text(
+        "filename,label\na.png,golden retriever\nb.png,  golden   eagle \n"
+        "c.png,golden eagle\nc.png,golden eagle\nd.png,golden eagle\nd.png,golden retriever\n"
+    )
+    (tmp_path / "l.txt").write_text("a.png golden retriever\nb.png golden eagle  # a comment\n")
+    (tmp_path / "loc.csv").write_text("ImageId,PredictionString\na,n01 10 20 30 40 n01 1 2 3 4\n")
+    rows = read_labels_file(tmp_path / "l.csv")
+    assert rows[:2] == [("a.png", "golden retriever"), ("b.png", "golden eagle")]
+    assert read_labels_file(tmp_path / "l.txt") == rows[:2]
+    assert read_labels_file(tmp_path / "loc.csv") == [("a", "n01")]
+    for name in "abcd":
+        _png(tmp_path / "images" / f"{name}.png")
+    issues = IssueLog("skip")
+    recs = ImageFolderParser(tmp_path, "images").parse_labels(rows, ["golden eagle", "golden retriever"], issues)
+    assert [(r.path.name, r.label) for r in recs] == [("a.png", 1), ("b.png", 0), ("c.png", 0)]
+    assert issues.count("note", "listed twice") == 1
+    assert issues.files("skip_image", "two classes") == [str(tmp_path / "images" / "d.png")]
+
+
 def test_a_class_folders_images_in_file_name_order(tmp_path: Path) -> None:
     """Records are in (folder, file name) order whatever order the file system lists them in."""
     stems = [f"{c}{i}" for i in range(4) for c in "qzamx"]  # created out of order

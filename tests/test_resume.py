@@ -1005,3 +1005,22 @@ def test_a_refused_resume_gives_the_overrides_of_the_latest_result(tmp_path: Pat
     assert run_folder.run_overrides(tmp_path) == "data=yolo trainer.max_epochs=3"
     (tmp_path / "metrics.json").write_text("{cut sh")  # a result cut short: the launch command
     assert run_folder.run_overrides(tmp_path) == "data=yolo trainer.max_epochs=2"
+
+
+def test_an_override_with_an_interpolation_starts_and_resumes(tmp_path: Path) -> None:
+    """``'data.root=${paths.data_dir}/bccd'``: the job's overrides were read resolved while Hydra's record of them
+    (.hydra/overrides.yaml) keeps them as typed, so every fresh run with such an override was refused as "the run
+    of other overrides" (and its folder then refused any retry). It trains, records the override as typed (launch
+    file, metrics.json), and its resume is the same job."""
+    import shlex
+
+    from conftest import TINY, run_script
+    from yolo9000.run_folder import LAUNCH_FILE
+
+    out = tmp_path / "run"
+    given = "data.root=${paths.data_dir}/bccd"
+    run_script("train.py", out, given, *TINY, "logger=csv")
+    assert shlex.quote(given) in (out / LAUNCH_FILE).read_text().split()
+    assert given in json.loads((out / "metrics.json").read_text())["overrides"]
+    res = run_script("train.py", None, f"resume={out}", given, *TINY, "logger=csv", check=False)
+    assert "holds the run of other overrides" not in res.stderr and res.returncode == 0, res.stderr[-2000:]

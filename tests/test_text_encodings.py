@@ -53,3 +53,20 @@ def test_label_files_and_names_in_windows_encodings(tmp_path: Path, encoding: st
     assert read_label_rows(other / "a.txt", other / "a.jpg", 2, issues) == want
     assert len(issues) == 0
     assert read_names(other / "obj.names") == read_names(ref / "obj.names") == ["RBC", "WBC", "Plättchen"]
+
+
+def test_file_names_that_are_not_utf8_are_written_escaped(tmp_path: Path) -> None:
+    """A class folder or image named in Latin-1 bytes (``z\\xfcrich``) reaches Python as a surrogate escape; the
+    data-problem report and the per-class table of the run's end failed on it ("'utf-8' codec can't encode"), after
+    the whole training. They are written with the byte escaped."""
+    from yolo9000.data.records import write_issue_report
+    from yolo9000.text_io import printable, write_text
+
+    name = b"z\xfcrich".decode("utf-8", "surrogateescape")
+    assert printable(name) == "z\\xfcrich" and printable("Plättchen") == "Plättchen"
+    issues = IssueLog("skip")
+    issues.report(tmp_path / name / "a.jpg", "unreadable image")
+    write_issue_report(tmp_path / "data_issues.txt", issues)
+    assert "z\\xfcrich/a.jpg" in (tmp_path / "data_issues.txt").read_text(encoding="utf-8")
+    write_text(tmp_path / "t.md", f"| {name} | 0.5 |\n")
+    assert (tmp_path / "t.md").read_text(encoding="utf-8") == "| z\\xfcrich | 0.5 |\n"

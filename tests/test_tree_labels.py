@@ -229,3 +229,20 @@ def test_image_list_labels_by_folder_name_for_a_tree_of_ones_own(
         "classes into the tree by position in the map (map_names: by name): RBC -> RBC, white cell -> white cell"
         in caplog.text
     )
+
+
+def test_image_list_written_on_windows_or_macos(tmp_path: Path) -> None:
+    """A list with Windows separators (``train\\\\n00000003\\\\a.jpg``: every entry was skipped, the id still found but
+    the path wrong) and a class folder named in macOS's decomposed Unicode ('café' as 'cafe' + combining accent,
+    which matched no node): labelled, and the path is the file's."""
+    import unicodedata
+
+    (tmp_path / "t.tree").write_text("n00000000 -1\nn00000001 0\nn00000002 0\n")
+    (tmp_path / "t.names").write_text("drink\ncafé\ntea\n")
+    decomposed = unicodedata.normalize("NFD", "café")
+    assert decomposed != "café"
+    lst = tmp_path / "cls.list"
+    lst.write_bytes(f"train\\n00000002\\a.jpg\r\n{decomposed}/b.jpg\n".encode("utf-16"))
+    recs = ImageListParser(lst, tmp_path / "t.tree", tmp_path / "t.names").parse(None, IssueLog("error"))
+    assert [r.labels.tolist() for r in recs] == [[2], [1]]
+    assert recs[0].image_path == tmp_path / "train" / "n00000002" / "a.jpg"

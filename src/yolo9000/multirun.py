@@ -223,6 +223,13 @@ def _net_options(text: str, name: str) -> dict[str, Any]:
     return {**net_training_options(sections), **net_augment_options(sections)}
 
 
+def task_overrides(hc: Any) -> list[str]:
+    """The job's command-line overrides (``hydra.overrides.task``) as typed: an interpolation in one
+    (``'data.root=${paths.data_dir}/x'``) stays as written (reading the list's items resolves them, so the run
+    folder's record, written raw by Hydra, never matched the job)."""
+    return [str(o) for o in OmegaConf.to_container(hc.overrides.task, resolve=False)]  # type: ignore[union-attr]
+
+
 def _multirun_job() -> Any | None:
     """The Hydra config of the current job when it is one job of a multirun, else None."""
     from hydra.core.hydra_config import HydraConfig
@@ -251,7 +258,7 @@ def prepare_ddp_relaunch() -> None:
     main = [s for s in hc.runtime.config_sources if s.provider == "main" and s.schema == "file"]
     if main:
         args.insert(0, f"--config-path={main[0].path}")
-    sys.argv = [sys.argv[0], *args, *hc.overrides.task]
+    sys.argv = [sys.argv[0], *args, *task_overrides(hc)]
     with read_write(hc):
         hc.run.dir = hc.runtime.output_dir
 

@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from yolo9000.text_io import write_text
+
 __all__ = ["evaluated_on", "format_metric_table", "group_means", "model_stats", "plain", "write_metrics"]
 
 
@@ -123,7 +125,7 @@ def write_metrics(
             table = format_accuracy_table(rows, class_names)
         else:
             table = format_ap_table(rows, class_names)
-        (out_dir / "per_class.md").write_text(table + "\n")
+        write_text(out_dir / "per_class.md", table + "\n")
     if results.get("pr"):
         ap = {c: v.get("ap50", float("nan")) for c, v in results.get("per_class", {}).items()}
         plot_pr_curves(results["pr"], out_dir / "pr_curves.png", ap=ap, title=pr_title(out))

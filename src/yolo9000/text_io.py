@@ -78,3 +78,22 @@ def decode_text(data: bytes, source: str) -> str:
 def read_text(path: str | Path) -> str:
     """:func:`decode_text` of a file's bytes."""
     return decode_text(Path(path).read_bytes(), str(path))
+
+
+def printable(text: str) -> str:
+    """``text`` with the undecodable bytes of a file name (``os.listdir`` gives a name that is not UTF-8 as
+    surrogate escapes, ``\\udcfc``) written as ``\\xfc``: text any UTF-8 file can hold (a strict write failed on
+    them, after a whole training run)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        try:
+            return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        except UnicodeEncodeError:  # a lone surrogate of another origin
+            return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+def write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` as UTF-8, file names that are not UTF-8 escaped (:func:`printable`)."""
+    Path(path).write_text(printable(text), encoding="utf-8")

@@ -165,7 +165,8 @@ def read_labels_file(path: str | Path) -> list[tuple[str, str]]:
         bad = [i + 1 for i, r in enumerate(rows) if r and len(r) < 2]
         if bad:
             raise ValueError(f"{path}: lines {bad[:5]} do not hold '<image> <class>'")
-        return [(r[0], r[1]) for r in rows if r]
+        # the class is the rest of the line ("golden retriever": one class, not "golden")
+        return [(r[0], " ".join(r[1:])) for r in rows if r]
     table = [r for r in csv.reader(text.splitlines()) if any(c.strip() for c in r)]
     if not table:
         raise ValueError(f"{path}: no rows")
@@ -180,7 +181,8 @@ def read_labels_file(path: str | Path) -> list[tuple[str, str]]:
     for i, row in enumerate(table[1:], start=2):
         if len(row) <= max(img, lab) or not row[img].strip() or not row[lab].strip():
             raise ValueError(f"{path}: row {i} ({row}) has no image or class")
-        out.append((row[img].strip(), row[lab].split()[0]))
+        cls = row[lab].split()[0] if head[lab] == "predictionstring" else " ".join(row[lab].split())
+        out.append((row[img].strip(), cls))  # only ImageNet's PredictionString is cut to its first word (the wnid)
     return out
 
 
@@ -280,6 +282,8 @@ class ImageFolderParser:
             by_stem.setdefault(os.path.splitext(f)[0], f)
         records: list[ClassificationRecord] = []
         used: set[str] = set()
+        labelled: dict[str, int] = {}  # file -> the class its first row gave
+        conflicted: set[str] = set()  # files listed with two classes: left out
         for name, cls in labels:
             file = name if name in files else by_stem.get(name)
             if file is None and "/" in name and (self.split_dir / name).is_file():
@@ -291,9 +295,24 @@ class ImageFolderParser:
                 issues.report(self.split_dir / name, "missing image file (named in the labels file)")
             elif label is None:
                 issues.report(self.split_dir / file, "class not in the class list", detail=f"label {cls!r}")
+            elif file in labelled:  # listed again: once (twice would weigh it double, or teach it two classes)
+                first = class_names[labelled[file]]
+                if label == labelled[file]:
+                    issues.note(self.split_dir / file, "listed twice in the labels file, used once", detail=first)
+                elif file not in conflicted:
+                    conflicted.add(file)
+                    issues.report(
+                        self.split_dir / file,
+                        "listed with two classes in the labels file: its class is unknown",
+                        detail=f"{first!r} and {class_names[label]!r}",
+                    )
             else:
+                labelled[file] = label
                 records.append(ClassificationRecord(self.split_dir / file, label))
             used.add(file or name)
+        if conflicted:
+            dropped = {self.split_dir / f for f in conflicted}
+            records = [r for r in records if r.path not in dropped]
         unlisted = sorted(files - used)
         if unlisted:  # another split's images in a shared folder, or left out: not a problem, said once
             logger.info(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import unicodedata
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +23,8 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar, overload
 
 import numpy as np
+
+from yolo9000.text_io import write_text
 
 # re-exported: the parsers imported them from here before they moved to splits.py
 from .splits import SPLIT_ALIASES, canonical_split, expand_split, hash_split, read_list_file  # noqa: F401
@@ -463,7 +466,23 @@ def class_index(class_names: Sequence[str]) -> dict[str, int]:
     """Name -> index mapping; raises on duplicated names."""
     idx = {str(n): k for k, n in enumerate(class_names)}
     if len(idx) != len(class_names):
-        raise ValueError(f"duplicated class names in {list(class_names)}")
+        seen: dict[str, int] = {}
+        twice = [
+            f"{n!r} (classes {seen[str(n)]} and {k})"
+            for k, n in enumerate(class_names)
+            if seen.setdefault(str(n), k) != k
+        ]
+        raise ValueError(
+            f"duplicated class names: {', '.join(twice[:5])} in {list(class_names)[:20]} (a line twice in a class "
+            "file, or one folder name in two Unicode forms: macOS writes decomposed ones)"
+        )
+    composed = {unicodedata.normalize("NFC", n): k for n, k in idx.items()}
+    if len(composed) != len(idx):  # 'café' composed and decomposed (macOS writes folder names decomposed)
+        pairs = [n for n in idx if unicodedata.normalize("NFC", n) != n]
+        raise ValueError(
+            f"class names {pairs[:5]} and their composed forms are both in the class list: the same name in two "
+            "Unicode forms (a folder copied from macOS keeps the decomposed one); rename one"
+        )
     return idx
 
 
@@ -486,7 +505,7 @@ def write_issue_report(path: str | Path, issues: IssueLog, extra: Mapping[str, A
     text = issues.full_text()
     if extra:
         text += "\n" + "".join(f"{k}: {v}\n" for k, v in extra.items())
-    path.write_text(text)
+    write_text(path, text)  # a file name that is not UTF-8 escaped, not a crash
 
 
 def header_size(image_path: Path, issues: IssueLog, detail: str = "") -> tuple[int, int] | None:

@@ -106,8 +106,8 @@ def read_list_file(path: str | Path, split: str | None = None) -> tuple[list[str
     """
     path = Path(path)
     if path.suffix.lower() == ".csv":
-        with open(path, newline="", encoding="utf-8-sig") as f:  # a BOM (Excel, Notepad) is no header text
-            rows = [[c.strip() for c in r] for r in csv.reader(f) if any(c.strip() for c in r)]
+        # any editor's encoding (read_text): a BOM (Excel, Notepad) is no header text, UTF-16 (PowerShell) no crash
+        rows = [[c.strip() for c in r] for r in csv.reader(read_text(path).splitlines()) if any(c.strip() for c in r)]
         if not rows:
             return [], False
         header = [c.lower() for c in rows[0]]

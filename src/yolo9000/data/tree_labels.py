@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -189,14 +190,17 @@ class ImageListParser:
         entries, _ = read_list_file(self.list_file)
         node_of = {w: i for i, w in reversed(list(enumerate(self.tree.wnids)))}
         counts = Counter(self.tree.names)
-        by_name = {n: i for i, n in enumerate(self.tree.names) if counts[n] == 1}  # unique node names
+        # unique node names, in Unicode's composed form (a folder copied from macOS has its name decomposed)
+        by_name = {unicodedata.normalize("NFC", n): i for i, n in enumerate(self.tree.names) if counts[n] == 1}
         records: list[DetectionRecord] = []
         for line_no, entry in enumerate(entries, 1):
+            if "\\" in entry and "/" not in entry:  # a list written on Windows: train\n01440764\x.jpg
+                entry = entry.replace("\\", "/")
             path = Path(entry) if Path(entry).is_absolute() else self.root / entry
             ids = WNID.findall(entry)
             node = next((node_of[w] for w in reversed(ids) if w in node_of), None)
             if node is None and not ids:  # no id at all: the folder holding it named as a node (<class>/<image>)
-                node = by_name.get(Path(entry).parent.name)
+                node = by_name.get(unicodedata.normalize("NFC", Path(entry).parent.name))
             if node is None:
                 folder = Path(entry).parent.name
                 if not ids and counts[folder] > 1:  # a name several nodes hold: which one is meant is unknown

@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import csv
 import logging
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import pytest
 from PIL import Image
 
 from conftest import data_config
+from test_data_csv import _write
 from yolo9000.data import IssueLog
 from yolo9000.data.csv_boxes import CSVParser
 
@@ -21,15 +21,6 @@ W, H = 200, 100
 # fractions, and the pixels they are of a 200 x 100 image
 FRACTIONS = [["a.jpg", "cat", "0.25", "0.5", "1.0", "1.0"], ["b.jpg", "cat", "0", "0", "0.5", "0.25"]]
 PIXELS = {"a": [[50.0, 50.0, 200.0, 100.0]], "b": [[0.0, 0.0, 100.0, 25.0]]}
-
-
-def _write(path: Path, header: list[str], rows: list[list[str]]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(header)
-        w.writerows(rows)
-    return path
 
 
 def _images(folder: Path, names: list[str], size: tuple[int, int] = (W, H)) -> None:

@@ -118,7 +118,8 @@ def test_image_list_labels_by_wnid_in_the_path(tmp_path: Path) -> None:
     assert recs[0].image_path == tmp_path / "n00000003/n00000003_1.JPEG" and recs[1].image_path == Path(
         "/abs/n00000001/n00000004_7.JPEG"
     )
-    (problem,) = issues.report_dict().values()
+    problems = [p for p in issues.report_dict().values() if p["action"] != "notes"]  # the two ids' entry: a note
+    (problem,) = problems
     assert problem["count"] == 1 and "n99999999_1.JPEG" in problem["files"][0]
     with pytest.raises(DataError, match="n99999999_1.JPEG"):
         ImageListParser(lst, tmp_path / "9.tree").parse(None, IssueLog("error"))
@@ -246,3 +247,17 @@ def test_image_list_written_on_windows_or_macos(tmp_path: Path) -> None:
     recs = ImageListParser(lst, tmp_path / "t.tree", tmp_path / "t.names").parse(None, IssueLog("error"))
     assert [r.labels.tolist() for r in recs] == [[2], [1]]
     assert recs[0].image_path == tmp_path / "train" / "n00000002" / "a.jpg"
+
+
+def test_a_path_with_two_nodes_ids_is_noted(tmp_path: Path) -> None:
+    """``n00000001/n00000002_x.jpg``: darknet's fill_truth warns "Too many or too few labels"; here the last id
+    labels it (the file's own name over its folder's), noted naming both."""
+    (tmp_path / "t.tree").write_text("n00000000 -1\nn00000001 0\nn00000002 0\n")
+    (tmp_path / "t.names").write_text("drink\ncoffee\ntea\n")
+    lst = tmp_path / "cls.list"
+    lst.write_text("n00000001/n00000002_x.jpg\nn00000001/y.jpg\n")
+    issues = IssueLog("error")
+    recs = ImageListParser(lst, tmp_path / "t.tree", tmp_path / "t.names").parse(None, issues)
+    assert [r.labels.tolist() for r in recs] == [[2], [1]]
+    (note,) = issues.issues
+    assert note.action == "note" and note.file.endswith("n00000002_x.jpg") and "n00000001, n00000002" in note.detail

@@ -199,6 +199,13 @@ class ImageListParser:
             path = Path(entry) if Path(entry).is_absolute() else self.root / entry
             ids = WNID.findall(entry)
             node = next((node_of[w] for w in reversed(ids) if w in node_of), None)
+            known = list(dict.fromkeys(w for w in ids if w in node_of))
+            if len(known) > 1:  # darknet's fill_truth: "Too many or too few labels" (and every match set)
+                issues.note(
+                    path,
+                    "several WordTree nodes' WordNet ids in the path: the last one labels it",
+                    detail=f"{self.list_file} entry {line_no}: {', '.join(known)}",
+                )
             if node is None and not ids:  # no id at all: the folder holding it named as a node (<class>/<image>)
                 node = by_name.get(unicodedata.normalize("NFC", Path(entry).parent.name))
             if node is None:

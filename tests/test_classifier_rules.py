@@ -149,6 +149,9 @@ def test_labels_with_spaces_and_images_listed_twice(tmp_path: Path) -> None:
     )
     (tmp_path / "l.txt").write_text("a.png golden retriever\nb.png golden eagle  # a comment\n")
     (tmp_path / "loc.csv").write_text("ImageId,PredictionString\na,n01 10 20 30 40 n01 1 2 3 4\n")
+    # Tiny ImageNet's val_annotations.txt (tabs, the box after the class) and a space-separated one with a score
+    (tmp_path / "tiny.txt").write_text("val_0.JPEG\tn03444034\t0\t32\t44\t62\nval_1.JPEG n04067472 0.9\n")
+    assert read_labels_file(tmp_path / "tiny.txt") == [("val_0.JPEG", "n03444034"), ("val_1.JPEG", "n04067472")]
     rows = read_labels_file(tmp_path / "l.csv")
     assert rows[:2] == [("a.png", "golden retriever"), ("b.png", "golden eagle")]
     assert read_labels_file(tmp_path / "l.txt") == rows[:2]

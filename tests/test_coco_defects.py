@@ -232,3 +232,26 @@ def test_iscrowd_written_as_text_and_a_category_id_with_two_names(tmp_path: Path
     _coco(tmp_path, images, anns, [*CATS, {"id": 2, "name": "wolf"}])
     with pytest.raises(ValueError, match=r"categories\[1\] and categories\[2\] share the id 2 .*'dog', 'wolf'"):
         _parse(tmp_path)
+
+
+def test_text_ids_are_exact_integers_and_padded_text_stays_text(tmp_path: Path) -> None:
+    """Ids written as the text of 64-bit integers (kept from JavaScript's rounding) went through float() and two
+    neighbours became one id, both images then dropped as sharing it; "001" and "1" merged too. The text of an
+    integer is that integer exactly; other text ("001", "1e3") is compared as text."""
+    big = ["1234567890123456789", "1234567890123456790"]
+    images = [
+        {"id": big[0], "file_name": "a.jpg", "width": 40, "height": 30},
+        {"id": big[1], "file_name": "b.jpg", "width": 40, "height": 30},
+        {"id": "001", "file_name": "c.jpg", "width": 40, "height": 30},
+        {"id": 1, "file_name": "d.jpg", "width": 40, "height": 30},
+    ]
+    anns = [
+        {"id": 1, "image_id": int(big[0]), "category_id": 1, "bbox": [1, 2, 10, 10]},
+        {"id": 2, "image_id": big[1], "category_id": 2, "bbox": [1, 2, 10, 10]},
+        {"id": 3, "image_id": "001", "category_id": 2, "bbox": [1, 2, 10, 10]},
+        {"id": 4, "image_id": 1, "category_id": 1, "bbox": [1, 2, 10, 10]},
+    ]
+    _coco(tmp_path, images, anns)
+    issues = IssueLog("error")
+    recs = _parse(tmp_path, issues=issues)
+    assert {k: r.labels.tolist() for k, r in recs.items()} == {"a.jpg": [0], "b.jpg": [1], "c.jpg": [1], "d.jpg": [0]}

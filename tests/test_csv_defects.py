@@ -157,3 +157,22 @@ def test_data_csv_with_a_split_column_without_test_rows_gives_the_data_module_a_
     dm.setup("test")
     assert sorted(r.image_id for r in dm.datasets["test"].records) == ["2", "4"]
     assert sorted(r.image_id for r in dm.datasets["val"].records) == ["2", "4"]
+
+
+def test_a_pixel_table_of_tiny_boxes_the_integer_switch_and_a_utf16_table(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A genuine pixel table of 1-px point boxes (most values far beyond [0, 1]) is no table of fractions: no warning
+    (it said 'fix those lines'); ``data.normalized=1`` (Hydra reads it as an int) is true; a table Excel saved as
+    UTF-16 is read (it crashed with a bare UnicodeDecodeError)."""
+    _images(tmp_path, ["a.jpg", "b.jpg"])
+    points = [["a.jpg", "cat", "10", "10", "11", "11"], ["b.jpg", "cat", "150", "60", "151", "61"]]
+    with caplog.at_level(logging.INFO, "yolo9000"):
+        assert _boxes(CSVParser(_write(tmp_path / "p.csv", HEADER, points), "all")) == {
+            "a": [[10.0, 10.0, 11.0, 11.0]], "b": [[150.0, 60.0, 151.0, 61.0]]
+        }  # fmt: skip
+    assert not [w for w in _warnings(caplog) if "look like fractions" in w]
+    assert _boxes(CSVParser(_write(tmp_path / "f.csv", HEADER, FRACTIONS), "all", normalized=1)) == PIXELS
+    wide = tmp_path / "wide.csv"
+    wide.write_bytes((",".join(HEADER) + "\r\n" + "".join(",".join(r) + "\r\n" for r in FRACTIONS)).encode("utf-16"))
+    assert _boxes(CSVParser(wide, "all")) == PIXELS

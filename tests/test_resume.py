@@ -1014,13 +1014,16 @@ def test_an_override_with_an_interpolation_starts_and_resumes(tmp_path: Path) ->
     file, metrics.json), and its resume is the same job."""
     import shlex
 
+    import yaml
+
     from conftest import TINY, run_script
     from yolo9000.run_folder import LAUNCH_FILE
 
     out = tmp_path / "run"
     given = "data.root=${paths.data_dir}/bccd"
-    run_script("train.py", out, given, *TINY, "logger=csv")
+    run_script("train.py", out, given, *TINY)  # the default loggers: W&B's tags hold the overrides too
     assert shlex.quote(given) in (out / LAUNCH_FILE).read_text().split()
     assert given in json.loads((out / "metrics.json").read_text())["overrides"]
+    assert given in yaml.safe_load((out / "config.yaml").read_text())["logger"]["wandb"]["tags"]  # as typed
     res = run_script("train.py", None, f"resume={out}", given, *TINY, "logger=csv", check=False)
     assert "holds the run of other overrides" not in res.stderr and res.returncode == 0, res.stderr[-2000:]

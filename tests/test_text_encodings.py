@@ -30,7 +30,7 @@ def test_the_two_guesses_are_named_in_the_log(caplog: pytest.LogCaptureFixture) 
     with caplog.at_level(logging.WARNING, "yolo9000"):
         assert decode_text(NAMES.encode("latin-1"), "old.names") == NAMES
         assert decode_text(NAMES.encode("utf-16-le"), "ps.names") == NAMES
-    assert "old.names: not UTF-8 (byte 0xe4 at offset 10): read as Latin-1" in caplog.text
+    assert "old.names: not UTF-8 (byte 0xe4 at offset 10): read as Windows-1252" in caplog.text
     assert "ps.names: read as UTF-16-LE" in caplog.text
 
 
@@ -70,3 +70,18 @@ def test_file_names_that_are_not_utf8_are_written_escaped(tmp_path: Path) -> Non
     assert "z\\xfcrich/a.jpg" in (tmp_path / "data_issues.txt").read_text(encoding="utf-8")
     write_text(tmp_path / "t.md", f"| {name} | 0.5 |\n")
     assert (tmp_path / "t.md").read_text(encoding="utf-8") == "| z\\xfcrich | 0.5 |\n"
+
+
+def test_the_guesses_at_their_edges(caplog: pytest.LogCaptureFixture) -> None:
+    """UTF-16 without a mark of odd length (a newline appended by another tool) and UTF-32 without a mark were read
+    as UTF-8 full of NUL characters; a Windows-1252 '…' (0x85) split a name in two with ``splitlines``; a UTF-8 file
+    with one stray byte became Latin-1 mojibake throughout ('cafÃ©')."""
+    from yolo9000.text_io import text_lines
+
+    assert decode_text(NAMES.encode("utf-16-le") + b"\n", "a") == NAMES + "\n"
+    assert decode_text(NAMES.encode("utf-32-le"), "b") == decode_text(NAMES.encode("utf-32-be"), "c") == NAMES
+    assert text_lines(decode_text(b"caf\xe9\r\nwait\x85done\n", "d")) == ["café", "wait…done"]
+    with caplog.at_level(logging.WARNING, "yolo9000"):
+        assert decode_text("café\nthé\n".encode() + b"\xff\n", "e") == "café\nthé\n\ufffd\n"
+    assert "e: UTF-8 with 1 undecodable byte (the first 0xff at offset 11), replaced by U+FFFD" in caplog.text
+    assert text_lines("a\r\nb\n\nc") == ["a", "b", "", "c"] and text_lines("") == []

@@ -1,6 +1,6 @@
 """What a job of a Hydra multirun (``-m``) needs beyond a single run.
 
-- :func:`register_resolvers`: ``${tags_with_overrides:${tags},${hydra:overrides.task}}`` for W&B tags (the
+- :func:`register_resolvers`: ``${tags_with_overrides:${tags}}`` for W&B tags (the
   experiment's tags plus the job's own overrides, i.e. its ablation values), ``${run_group:...}`` (the W&B
   group: :func:`run_group`) and ``${cpus:8}`` (the CPUs available, capped) and
   ``${loader_workers:<accelerator>,8}`` (the default ``data.num_workers``:
@@ -165,12 +165,7 @@ def register_resolvers() -> None:
     if not OmegaConf.has_resolver("tags_with_overrides"):
         OmegaConf.register_new_resolver(
             "tags_with_overrides",
-            lambda tags=None, overrides=None: OmegaConf.create(
-                tags_with_overrides(
-                    OmegaConf.to_container(tags) if OmegaConf.is_config(tags) else tags,
-                    OmegaConf.to_container(overrides) if OmegaConf.is_config(overrides) else overrides,
-                )
-            ),
+            _tags_node,
         )
 
 
@@ -221,6 +216,26 @@ def _net_options(text: str, name: str) -> dict[str, Any]:
 
     sections = parse_cfg_text(text, name)
     return {**net_training_options(sections), **net_augment_options(sections)}
+
+
+def _tags_node(tags: Any = None, overrides: Any = None) -> Any:
+    """``${tags_with_overrides:${tags}}``: :func:`tags_with_overrides` of the tags and the job's overrides as typed
+    (``overrides``, else the running job's), as a list node whose ``${`` are escaped: an override's interpolation
+    is kept as its text, never resolved inside the tags (it would resolve relative to the list and fail)."""
+    plain = [
+        OmegaConf.to_container(v) if OmegaConf.is_config(v) else v
+        for v in (tags, overrides if overrides is not None else _job_overrides())
+    ]
+    return OmegaConf.create([t.replace("${", "\\${") for t in tags_with_overrides(*plain)])
+
+
+def _job_overrides() -> list[str]:
+    """The running Hydra job's overrides as typed (:func:`task_overrides`); [] outside a job. ``${hydra:
+    overrides.task}`` in a config resolves each override's own interpolation in the wrong place (W&B's tags of a
+    run given ``'data.root=${paths.data_dir}/x'`` failed to resolve)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return task_overrides(HydraConfig.get()) if HydraConfig.initialized() else []
 
 
 def task_overrides(hc: Any) -> list[str]:

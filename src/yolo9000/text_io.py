@@ -1,7 +1,8 @@
 """Reading the text files datasets and darknet come with (label files, lists, ``.names``, cfgs) whatever tool wrote
 them: UTF-8 with or without a byte-order mark (Windows editors write one), UTF-16 / UTF-32 (PowerShell's ``>`` and
-``Out-File`` write UTF-16 with a mark; a file without one is recognised by its zero bytes), else Latin-1 (every byte
-a character, as darknet's C reads them), logged with the file's name."""
+``Out-File`` write UTF-16 with a mark; a file without one is recognised by its zero bytes), a UTF-8 file with a few
+stray bytes (those replaced), else Windows-1252 / Latin-1 (every byte a character, as darknet's C reads them); each
+guess logged with the file's name. :func:`text_lines` splits as darknet does, at ``\n`` only."""
 
 from __future__ import annotations
 
@@ -21,27 +22,46 @@ _BOMS: tuple[tuple[bytes, str], ...] = (
 )
 
 
-def _utf16_without_mark(data: bytes) -> str | None:
-    """``utf-16-le`` / ``-be`` when ``data`` looks like UTF-16 of mostly ASCII-range text without a byte-order mark
-    (zero bytes in the odd / even places of at least 3 in 4 of its first 64 code units, in the others at most 1 in
-    4), else None."""
+def _wide_without_mark(data: bytes) -> str | None:
+    """``utf-32-le`` / ``-be`` / ``utf-16-le`` / ``-be`` when ``data`` looks like UTF-32 / UTF-16 of mostly
+    ASCII-range text without a byte-order mark (in its first 128 bytes, the zero bytes in the places of the code
+    units' high bytes: at least 3 in 4 of them, in the low bytes' places at most 1 in 4), else None."""
     head = data[:128]
-    if len(head) < 2 or len(data) % 2:
-        return None
-    units = len(head) // 2
-    zero_even, zero_odd = sum(b == 0 for b in head[0::2]), sum(b == 0 for b in head[1::2])
-    if 4 * zero_odd >= 3 * units and 4 * zero_even <= units:
-        return "utf-16-le"
-    if 4 * zero_even >= 3 * units and 4 * zero_odd <= units:
-        return "utf-16-be"
+    for width, name in ((4, "utf-32"), (2, "utf-16")):
+        units = len(head) // width
+        if units < 1:
+            continue
+        low_le = sum(head[k * width] == 0 for k in range(units))  # the first byte of each unit: LE's low byte
+        low_be = sum(head[k * width + width - 1] == 0 for k in range(units))
+        high_le = sum(all(b == 0 for b in head[k * width + 1 : (k + 1) * width]) for k in range(units))
+        high_be = sum(all(b == 0 for b in head[k * width : (k + 1) * width - 1]) for k in range(units))
+        if 4 * high_le >= 3 * units and 4 * low_le <= units:
+            return f"{name}-le"
+        if 4 * high_be >= 3 * units and 4 * low_be <= units:
+            return f"{name}-be"
     return None
+
+
+def _decode_wide(data: bytes, encoding: str) -> str | None:
+    """``data`` as UTF-16 / UTF-32 without a mark; a trailing ASCII byte or two that do not fill a code unit (a
+    newline appended by another tool) kept as themselves; None when it does not decode."""
+    width = 4 if encoding.startswith("utf-32") else 2
+    cut = len(data) - len(data) % width
+    tail = data[cut:]
+    if any(b >= 0x80 for b in tail):
+        return None
+    try:
+        return data[:cut].decode(encoding) + tail.decode("ascii")
+    except UnicodeDecodeError:
+        return None
 
 
 def decode_text(data: bytes, source: str) -> str:
     """The text of ``data``, a file's bytes (``source`` names it in messages): by its byte-order mark (UTF-8,
-    UTF-16, UTF-32; the mark dropped), else UTF-8, else UTF-16 when its zero bytes say so (UTF-16 of ASCII text is
-    valid UTF-8 with a zero byte after every character), else Latin-1. The guesses are logged as warnings naming
-    the file.
+    UTF-16, UTF-32; the mark dropped), else UTF-8, else UTF-16 / UTF-32 when its zero bytes say so (UTF-16 of ASCII
+    text is valid UTF-8 with a zero byte after every character), else UTF-8 with its few undecodable bytes replaced
+    (U+FFFD) when most of its non-ASCII bytes are UTF-8, else Windows-1252 (Latin-1 for the bytes it leaves
+    undefined). The guesses are logged as warnings naming the file.
 
     Raises:
         ValueError: bytes whose byte-order mark says UTF-16 / UTF-32 but that do not decode as such, naming
@@ -59,20 +79,45 @@ def decode_text(data: bytes, source: str) -> str:
     except UnicodeDecodeError as e:
         text, error = None, e
     if text is None or "\x00" in text:
-        guess = _utf16_without_mark(data)
-        if guess is not None:
-            try:
-                utf16 = data.decode(guess)
-            except UnicodeDecodeError:
-                pass
-            else:
-                log.warning("%s: read as %s (no byte-order mark; its zero bytes say so)", source, guess.upper())
-                return utf16
+        guess = _wide_without_mark(data)
+        wide = _decode_wide(data, guess) if guess is not None else None
+        if wide is not None:
+            log.warning("%s: read as %s (no byte-order mark; its zero bytes say so)", source, guess.upper())  # type: ignore[union-attr]
+            return wide
     if text is not None:
         return text
     assert error is not None
-    log.warning("%s: not UTF-8 (byte 0x%02x at offset %d): read as Latin-1", source, data[error.start], error.start)
-    return data.decode("latin-1")
+    replaced = data.decode("utf-8", errors="replace")
+    bad = replaced.count("\ufffd")
+    if sum(ord(c) > 127 for c in replaced) - bad > bad:  # mostly UTF-8: a stray byte or two, not another encoding
+        log.warning(
+            "%s: UTF-8 with %d undecodable byte%s (the first 0x%02x at offset %d), replaced by U+FFFD",
+            source, bad, "" if bad == 1 else "s", data[error.start], error.start,
+        )  # fmt: skip
+        return replaced
+    first = data[error.start]
+    log.warning("%s: not UTF-8 (byte 0x%02x at offset %d): read as Windows-1252", source, first, error.start)
+    return data.decode("cp1252", errors=_LATIN1)  # the 5 bytes Windows-1252 leaves undefined: Latin-1's
+
+
+def _latin1_fallback(e: UnicodeError) -> tuple[str, int]:
+    """A codec error handler: the bytes a codec cannot decode as their Latin-1 characters."""
+    assert isinstance(e, UnicodeDecodeError)
+    return e.object[e.start : e.end].decode("latin-1"), e.end
+
+
+_LATIN1 = "yolo9000-latin1"
+codecs.register_error(_LATIN1, _latin1_fallback)
+
+
+def text_lines(text: str) -> list[str]:
+    """``text`` split as darknet and the annotation tools split a file: at ``\n`` (a ``\r`` before it dropped), not
+    at the other characters :meth:`str.splitlines` breaks on (``\x1c``-``\x1e``, ``\x85``, U+2028: they are part
+    of a name); no empty last line after a final newline."""
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [ln[:-1] if ln.endswith("\r") else ln for ln in lines]
 
 
 def read_text(path: str | Path) -> str:

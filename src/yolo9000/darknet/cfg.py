@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from yolo9000.models.layers import DARKNET_ACTIVATIONS
-from yolo9000.text_io import read_text  # darknet's files as any editor wrote them
+from yolo9000.text_io import read_text, text_lines  # darknet's files as any editor wrote them
 
 log = logging.getLogger("yolo9000")
 
@@ -144,7 +144,7 @@ def read_names(path: str | Path, num_classes: int | None = None) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"class names file not found: {path} (one class name a line, darknet's .names)")
-    names = [line.strip() for line in read_text(path).splitlines()]
+    names = [line.strip() for line in text_lines(read_text(path))]
     while names and not names[-1]:
         names.pop()
     for i, name in enumerate(names):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -477,20 +478,21 @@ def _flag(value: Any) -> bool:
     return bool(value)
 
 
+_INTEGER_TEXT = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.0+)?")  # "12", "-3", "12.0"; not "012", "1e3", "12.5"
+
+
 def _id(value: Any) -> Any:
-    """An id as the parser compares it: an integer-valued number or text (``1.0``, ``"1"``, ``" 1 "``, ``"1.0"``)
-    is that integer (category ids went through ``int()``: ``"1"`` annotations matched no category); other text
-    and ``None`` stay themselves; a list or an object (no JSON id) becomes a tuple that equals no id."""
+    """An id as the parser compares it: an integer-valued number (``1.0``) or the text of an integer (``"1"``,
+    ``" 1 "``, ``"1.0"``; exactly, at any size: ``"1234567890123456789"``) is that integer (category ids went
+    through ``int()``: ``"1"`` annotations matched no category); other text (``"001"``, ``"1e3"``, ``"a7"``) and
+    ``None`` stay themselves; a list or an object (no JSON id) becomes a tuple that equals no id."""
     if type(value) is int or value is None:
         return value
     if isinstance(value, float):
         return int(value) if value.is_integer() else value
     if isinstance(value, str):
-        try:
-            number = float(value)
-        except ValueError:
-            return value
-        return int(number) if number.is_integer() else value
+        text = value.strip()
+        return int(text.split(".")[0]) if _INTEGER_TEXT.fullmatch(text) else value
     if isinstance(value, (list, dict)):
         return ("not an id", repr(value))
     return value

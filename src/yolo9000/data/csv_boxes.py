@@ -33,7 +33,9 @@ would train on nothing.
 
 from __future__ import annotations
 
+import array
 import csv
+import io
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -42,8 +44,17 @@ from pathlib import Path
 import numpy as np
 
 from yolo9000.darknet.cfg import read_names
+from yolo9000.text_io import read_text
 
-from .records import DetectionRecord, IssueLog, header_size, parse_class_names, sanitize_boxes, size_or_header
+from .records import (
+    DetectionRecord,
+    IssueLog,
+    header_size,
+    parse_class_names,
+    paused_gc,
+    sanitize_boxes,
+    size_or_header,
+)
 from .splits import SPLIT_ALIASES, canonical_split, expand_split, hash_split
 from .voc import DEFAULT_SPLIT_FRACTIONS, log_once, train_val_fractions
 
@@ -106,7 +117,8 @@ def _box(row: Sequence[str], cols: Mapping[str, int]) -> list[float] | None:
             return None
         x, y, w, h = (float(v) for v in cell.replace(",", " ").split())
         return [x, y, x + w, y + h]
-    values = [_cell(row, cols[k]) for k in _BOX]
+    idx = [cols[k] for k in _BOX]
+    values = [row[k].strip() for k in idx] if max(idx) < len(row) else [_cell(row, k) for k in idx]
     return [float(v) for v in values] if any(values) else None
 
 
@@ -221,38 +233,48 @@ class CSVParser:
         """A CSV read once: its rows (blank ones skipped), columns and coordinate reading."""
         if path in self._tables:
             return self._tables[path]
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            lines = [(n, r) for n, r in enumerate(csv.reader(f), 1) if any(c.strip() for c in r)]
+        with paused_gc():
+            return self._read_table(path)
+
+    def _read_table(self, path: Path) -> _Table:
+        reader = csv.reader(io.StringIO(read_text(path), newline=""))  # any editor's encoding (Excel's UTF-16 too)
+        lines = [(n, r) for n, r in enumerate(reader, 1) if "".join(r).strip()]  # blank rows skipped
         if not lines:
             raise ValueError(f"{path}: an empty CSV (a box table needs a header and one row per box)")
         cols = _columns(lines[0][1], path)
         rows = lines[1:]
-        boxes: list[tuple[int, list[float]]] = []  # (line, box) of the rows with a box of numbers
+        at: list[int] = []  # the line of each row with a box of numbers
+        found = array.array("d")  # the boxes' values, flat (a list of lists held ~100 MB per 500k rows)
         for n, r in rows:
             try:
                 box = _box(r, cols)
             except ValueError:
                 continue
             if box is not None:
-                boxes.append((n, box))
-        values = [(n, v) for n, b in boxes for v in b if np.isfinite(v)]
-        stray = [(n, v) for n, v in values if not -FRACTION_TOLERANCE <= v <= 1.0 + FRACTION_TOLERANCE]
+                at.append(n)
+                found.extend(box)
+        boxes = np.frombuffer(found, np.float64).reshape(-1, 4)
+        finite = np.isfinite(boxes)
+        tol = FRACTION_TOLERANCE
+        stray = finite & ((boxes < -tol) | (boxes > 1.0 + tol))  # beyond an export's rounding of a fraction
         normalized = self.normalized
         if normalized is None:
-            normalized = bool(values) and not stray
+            normalized = bool(finite.any()) and not stray.any()
             if normalized:
-                out = sum(1 for _, v in values if not 0.0 <= v <= 1.0)
+                out = int((finite & ((boxes < 0.0) | (boxes > 1.0))).sum())
                 log_once(
                     ("csv normalized", str(path)),
                     logging.INFO,
                     "%s: every box value lies in [0, 1]%s: read as fractions of the image's sides (data.normalized)",
                     path,
-                    f" up to {FRACTION_TOLERANCE:g} (an export's rounding; {out} value{'' if out == 1 else 's'} "
+                    f" up to {tol:g} (an export's rounding; {out} value{'' if out == 1 else 's'} "
                     "outside [0, 1] clipped, reported)"
                     if out
                     else "",
                 )
-        warning = None if normalized else _tiny_boxes(path, boxes, stray, explicit=self.normalized is False)
+        warning = None
+        if not normalized:
+            warning = _tiny_boxes(boxes, finite, stray, at, explicit=self.normalized is False)
         if warning is not None:
             log_once(("csv tiny boxes", str(path)), logging.WARNING, "%s: %s", path, warning)
         self._tables[path] = _Table(path, rows, cols, normalized, warning)
@@ -487,6 +509,8 @@ def _units(normalized: bool | str | None) -> bool | None:
     """``normalized`` as True (fractions), False (pixels) or None (decided per file: ``"auto"``, None)."""
     if normalized is None or isinstance(normalized, bool):
         return normalized
+    if isinstance(normalized, int) and normalized in (0, 1):  # Hydra reads data.normalized=1 as an int
+        return bool(normalized)
     word = str(normalized).strip().lower()
     if word in ("auto", "none", "null", ""):
         return None
@@ -517,13 +541,22 @@ def _clip_fractions(box: list[float], path: Path, line: int, issues: IssueLog) -
 
 
 def _tiny_boxes(
-    path: Path, boxes: Sequence[tuple[int, list[float]]], stray: Sequence[tuple[int, float]], explicit: bool
+    boxes: np.ndarray, finite: np.ndarray, stray: np.ndarray, lines: Sequence[int], explicit: bool
 ) -> str | None:
-    """The warning (after the file's name) for a table read as pixels whose boxes are mostly under
-    :data:`TINY_BOX` pixels a side (its values look like fractions), with the likely cause; None when they are not.
-    ``stray``: the (line, value) of the values outside [0, 1] beyond :data:`FRACTION_TOLERANCE`."""
-    tiny = sum(1 for _, b in boxes if max(b[2] - b[0], b[3] - b[1]) < TINY_BOX)
-    if not boxes or 2 * tiny <= len(boxes):
+    """The warning (after the file's name) for a table read as pixels whose values look like fractions: most of
+    them within [0, 1] up to :data:`FRACTION_TOLERANCE` and most boxes under :data:`TINY_BOX` pixels a side; with
+    the likely cause. None otherwise (a pixel table, tiny boxes and all).
+
+    Args:
+        boxes: float (N, 4) the table's boxes; finite: bool (N, 4) their finite values; stray: bool (N, 4) the
+            finite values beyond the tolerance; lines: (N,) each box's line.
+        explicit: ``data.normalized=false`` was given.
+    """
+    n_values, n_stray = int(finite.sum()), int(stray.sum())
+    with np.errstate(invalid="ignore"):
+        side = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+    tiny = int((side < TINY_BOX).sum())
+    if not len(boxes) or 2 * tiny <= len(boxes) or 2 * n_stray >= n_values:
         return None
     head = (
         f"{tiny} of its {len(boxes)} boxes are under {TINY_BOX:g} px a side read as pixels: its values look like "
@@ -531,11 +564,14 @@ def _tiny_boxes(
     )
     if explicit:
         return head + "data.normalized=false reads them as pixels (set data.normalized=true, or null to decide)"
-    lines = ", ".join(f"line {n}: {v:g}" for n, v in stray[:3]) + (", ..." if len(stray) > 3 else "")
-    some = f"{len(stray)} value lies" if len(stray) == 1 else f"{len(stray)} values lie"
+    rows = np.flatnonzero(stray.any(axis=1))
+    shown = ", ".join(f"line {lines[k]}: {boxes[k][stray[k]][0]:g}" for k in rows[:3]) + (
+        ", ..." if len(rows) > 3 else ""
+    )
+    some = f"{n_stray} value lies" if n_stray == 1 else f"{n_stray} values lie"
     return head + (
         f"read as pixels because {some} outside [0, 1] beyond the {FRACTION_TOLERANCE:g} rounding tolerance "
-        f"({lines}); if the values are fractions, fix those lines or set data.normalized=true"
+        f"({shown}); if the values are fractions, fix those lines or set data.normalized=true"
     )
 
 

@@ -14,6 +14,7 @@ outside any class folder, and (at load time) missing / corrupt / unreadable imag
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import os
 import unicodedata
@@ -27,7 +28,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from yolo9000.models import STRIDE
-from yolo9000.text_io import read_text
+from yolo9000.text_io import read_text, text_lines
 
 from .classify_transforms import ClassificationTransform, ClassifyAugmentConfig
 from .dataset import stack_nhwc
@@ -111,7 +112,7 @@ def read_class_file(path: str | Path) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"class file not found: {path}")
-    names = [nfc(ln.split("#", 1)[0].strip()) for ln in read_text(path).splitlines()]
+    names = [nfc(ln.split("#", 1)[0].strip()) for ln in text_lines(read_text(path))]
     names = [n for n in names if n]
     if not names:
         raise ValueError(f"class file {path} lists no classes")
@@ -150,7 +151,7 @@ def read_labels_file(path: str | Path) -> list[tuple[str, str]]:
         raise FileNotFoundError(f"labels file not found: {path}")
     text = read_text(path)
     if path.suffix.lower() != ".csv":
-        rows = [ln.split("#", 1)[0].split() for ln in text.splitlines()]
+        rows = [ln.split("#", 1)[0].split() for ln in text_lines(text)]
         filled = [r for r in rows if r]
         if filled and all(len(r) == 1 and r[0].isdigit() for r in filled):  # the devkit's: one class id a line
             while not rows[-1]:
@@ -165,9 +166,8 @@ def read_labels_file(path: str | Path) -> list[tuple[str, str]]:
         bad = [i + 1 for i, r in enumerate(rows) if r and len(r) < 2]
         if bad:
             raise ValueError(f"{path}: lines {bad[:5]} do not hold '<image> <class>'")
-        # the class is the rest of the line ("golden retriever": one class, not "golden")
-        return [(r[0], " ".join(r[1:])) for r in rows if r]
-    table = [r for r in csv.reader(text.splitlines()) if any(c.strip() for c in r)]
+        return [(r[0], _line_class(ln)) for ln, r in zip(text_lines(text), rows, strict=True) if r]
+    table = [r for r in csv.reader(io.StringIO(text, newline="")) if any(c.strip() for c in r)]
     if not table:
         raise ValueError(f"{path}: no rows")
     head = [c.strip().lower() for c in table[0]]
@@ -184,6 +184,27 @@ def read_labels_file(path: str | Path) -> list[tuple[str, str]]:
         cls = row[lab].split()[0] if head[lab] == "predictionstring" else " ".join(row[lab].split())
         out.append((row[img].strip(), cls))  # only ImageNet's PredictionString is cut to its first word (the wnid)
     return out
+
+
+def _line_class(line: str) -> str:
+    """The class of a labels file's ``<image> <class>`` line: its second column where tabs separate the columns
+    (Tiny ImageNet's ``val_annotations.txt``: the box after it), else the rest of the line ("golden retriever"),
+    unless what follows the second word is numbers only (a box, a score: then the second word)."""
+    line = line.split("#", 1)[0]
+    if "\t" in line:
+        return line.split("\t")[1].strip()
+    words = line.split()
+    if len(words) > 2 and all(_is_number(w) for w in words[2:]):
+        return words[1]
+    return " ".join(words[1:])
+
+
+def _is_number(word: str) -> bool:
+    try:
+        float(word)
+    except ValueError:
+        return False
+    return True
 
 
 def read_devkit_classes(meta: str | Path) -> dict[int, str]:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from yolo9000.text_io import read_text
+from yolo9000.text_io import read_text, text_lines
 
 __all__ = ["SPLIT_ALIASES", "canonical_split", "expand_split", "hash_split", "read_list_file"]
 
@@ -107,7 +108,8 @@ def read_list_file(path: str | Path, split: str | None = None) -> tuple[list[str
     path = Path(path)
     if path.suffix.lower() == ".csv":
         # any editor's encoding (read_text): a BOM (Excel, Notepad) is no header text, UTF-16 (PowerShell) no crash
-        rows = [[c.strip() for c in r] for r in csv.reader(read_text(path).splitlines()) if any(c.strip() for c in r)]
+        table = csv.reader(io.StringIO(read_text(path), newline=""))
+        rows = [[c.strip() for c in r] for r in table if any(c.strip() for c in r)]
         if not rows:
             return [], False
         header = [c.lower() for c in rows[0]]
@@ -125,7 +127,7 @@ def read_list_file(path: str | Path, split: str | None = None) -> tuple[list[str
         entries = [r[file_col] for r in rows if len(r) > file_col and r[file_col]]
         return list(dict.fromkeys(entries)), split_col is not None and split not in (None, "all")
     entries = []
-    for line in read_text(path).splitlines():
+    for line in text_lines(read_text(path)):
         line = line.split("#", 1)[0].strip() if line.lstrip().startswith("#") else line.strip()
         if not line:
             continue

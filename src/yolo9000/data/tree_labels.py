@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from yolo9000.text_io import read_text
+from yolo9000.text_io import read_text, text_lines
 from yolo9000.wordtree import WordTree
 
 from .records import DetectionRecord, IssueLog
@@ -127,7 +127,7 @@ class TreeLabels:
         if not names:
             raise ValueError(f"{self.parser!r}: no class names to map into the WordTree")
         if self.map_file is not None and self.map_names is not None:
-            listed = [ln.strip() for ln in read_text(self.map_names).splitlines()]
+            listed = [ln.strip() for ln in text_lines(read_text(self.map_names))]
             nodes = self.tree.read_map(self.map_file).numpy()
             nodes = map_by_name(list(names), [n for n in listed if n], nodes, f"{self.map_file} ({self.map_names})")
         else:

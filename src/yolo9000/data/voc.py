@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from yolo9000.text_io import read_text
+from yolo9000.text_io import read_text, text_lines
 
 from .image_io import IMAGE_SUFFIXES, images_under
 from .records import (
@@ -280,7 +280,7 @@ class VOCParser:
         if not path.is_file():
             return None
         listed = []
-        for line in read_text(path).splitlines():
+        for line in text_lines(read_text(path)):
             name = line.split(":", 1)[0].strip()
             if name and not line.lstrip().startswith("#") and (name != "background" or name in found):
                 listed.append(name)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from yolo9000.text_io import read_text
+from yolo9000.text_io import read_text, text_lines
 
 from .records import IssueLog
 
@@ -41,7 +41,7 @@ def read_label_rows(label_path: Path, image_path: Path, num_classes: int, issues
     if not label_path.is_file():
         issues.note(image_path, "no label file, kept as a negative", detail=str(label_path))
         return rows
-    lines = read_text(label_path).splitlines()  # any editor's encoding: a BOM is no class id
+    lines = text_lines(read_text(label_path))  # any editor's encoding: a BOM is no class id
     if not any(ln.strip() for ln in lines):
         issues.note(image_path, "empty label file, kept as a negative")
     for n, line in enumerate(lines, 1):

@@ -19,7 +19,7 @@ import numpy as np
 import yaml
 
 from yolo9000.darknet.cfg import read_names
-from yolo9000.text_io import read_text
+from yolo9000.text_io import read_text, text_lines
 
 from .image_io import IMAGE_SUFFIXES, images_under
 from .records import DetectionRecord, IssueLog, header_size, sanitize_boxes
@@ -210,7 +210,7 @@ class YOLOTxtParser:
             self._data = None
             return None
         entries: dict[str, str] = {}
-        for n, line in enumerate(read_text(path).splitlines(), 1):
+        for n, line in enumerate(text_lines(read_text(path)), 1):
             line = line.split("#", 1)[0].strip()
             if not line:
                 continue

@@ -724,8 +724,23 @@ def format_table(res: dict[str, Any]) -> str:
     for name, t in (res.get("targets") or {}).items():
         verdict = {True: "met", False: "NOT met", None: "n/a"}[t["met"]] + (f": {t['note']}" if t.get("note") else "")
         lines.append(f"target {name}{judged}: {_fmt(t['value'])} ({t['target']}): {verdict}")
-    note = bf16_note(res)
-    return "\n".join(lines + ([f"\n{note}"] if note else []))
+    notes = [n for n in (busy_note(res), bf16_note(res)) if n]
+    return "\n".join(lines + [f"\n{n}" for n in notes])
+
+
+def busy_note(res: dict[str, Any]) -> str | None:
+    """A warning when the load average at the start or the end exceeded the CPUs (other work shared them: every
+    timing and so every verdict above is off), else None."""
+    m = res["machine"]
+    loads = [m.get(k) for k in ("load_avg_1min_at_start", "load_avg_1min_at_end") if m.get(k) is not None]
+    cpus = os.cpu_count() or 1
+    if not any(v > cpus for v in loads):
+        return None
+    return (
+        f"WARNING: the load average ({', '.join(f'{v:.2f}' for v in loads)} at the start / end) exceeded the "
+        f"{cpus} CPUs: other work shared them, so the timings and the verdicts above are not this machine's; run "
+        "the bench again on an idle machine"
+    )
 
 
 def bf16_note(res: dict[str, Any]) -> str | None:

@@ -86,7 +86,8 @@ def convert(args: argparse.Namespace) -> None:
     ckpt = darknet_to_checkpoint(args.cfg, args.weights, args.names, strict=args.strict)
     torch.save(ckpt, args.out)
     kind = "detector" if "yolo9000_model_config" in ckpt else "classifier"
-    log.info("wrote %s (%s from %s%s)", args.out, kind, args.cfg, f" + {args.weights}" if args.weights else "")
+    weights = f" + {args.weights}" if args.weights else " with no --weights: the network's freshly initialised weights"
+    log.info("wrote %s (%s from %s%s)", args.out, kind, args.cfg, weights)
 
 
 if __name__ == "__main__":

@@ -76,6 +76,7 @@ from yolo9000.submission import (
     write_coco_results,
     write_voc_results,
 )
+from yolo9000.text_io import read_text, text_lines
 from yolo9000.viz import draw_detections, save_image
 
 log = logging.getLogger("yolo9000.detect")
@@ -367,7 +368,7 @@ def source_files(source: str | list[str] | ListConfig) -> list[Path]:
     for item in map(str, items):
         p = Path(item)
         if p.is_file() and p.suffix.lower() in (".txt", ".list"):  # darknet's list of image paths
-            lines = [ln.strip() for ln in p.read_text(encoding="utf-8-sig").splitlines()]
+            lines = [ln.strip() for ln in text_lines(read_text(p))]
             listed = [_listed_path(ln, p.parent) for ln in lines if ln and ln[0] != "#"]
             if not listed:
                 raise ValueError(f"source={item}: the list names no image")
@@ -394,11 +395,24 @@ def source_files(source: str | list[str] | ListConfig) -> list[Path]:
 
 def _listed_path(line: str, folder: Path) -> Path:
     """A list file's path: absolute as it is; relative from the list's folder, else (darknet's lists, read from
-    darknet's folder) from the working directory where only it exists there."""
+    darknet's folder) from the working directory where only it exists there; a VOC image id (a line of
+    ``ImageSets/Main/test.txt``, ``<id>`` or ``<id> <flag>``) as its image in the devkit's ``JPEGImages``."""
     p = Path(line)
     if p.is_absolute():
         return p
-    return folder / p if (folder / p).exists() or not p.exists() else p
+    if (folder / p).exists() or p.exists():
+        return folder / p if (folder / p).exists() else p
+    voc = folder.parent.parent / "JPEGImages" if folder.parent.name == "ImageSets" else None
+    if voc is not None and not p.suffix and line.split():
+        image_id = line.split()[0]
+        found = [
+            voc / f"{image_id}{ext}"
+            for ext in (".jpg", ".jpeg", ".png", ".JPG")
+            if (voc / f"{image_id}{ext}").is_file()
+        ]
+        if found:
+            return found[0]
+    return folder / p
 
 
 def input_size(size: Any) -> int | tuple[int, int] | None:

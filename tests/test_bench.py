@@ -235,3 +235,13 @@ def test_bf16_note_only_on_amx_without_a_bf16_variant() -> None:
     assert bench.bf16_note({"machine": {}, "variants": fp32}) is None
     both = {**fp32, "bf16": {"precision": "bf16-mixed"}}
     assert bench.bf16_note({"machine": {"cpu_bf16": "amx_bf16"}, "variants": both}) is None
+
+
+def test_a_busy_machine_is_said_under_the_verdicts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bench run while other work loaded the CPUs (load average above the CPU count at its start or end) printed
+    its NOT met verdicts with no word of it; it now warns under them."""
+    bench = load_script("bench")
+    monkeypatch.setattr(bench.os, "cpu_count", lambda: 2)
+    assert bench.busy_note({"machine": {"load_avg_1min_at_start": 1.2, "load_avg_1min_at_end": 1.9}}) is None
+    note = bench.busy_note({"machine": {"load_avg_1min_at_start": 1.2, "load_avg_1min_at_end": 2.53}})
+    assert note is not None and "1.20, 2.53" in note and "exceeded the 2 CPUs" in note

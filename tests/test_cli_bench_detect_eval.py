@@ -273,6 +273,23 @@ def test_detect_list_paths_from_the_lists_folder_else_the_working_directory(
     ]
 
 
+def test_detect_reads_a_voc_image_set_as_its_images(tmp_path: Path) -> None:
+    """``source=<devkit>/ImageSets/Main/test.txt`` (VOC's image ids, ``<id>`` or ``<id> <flag>``): each id is its
+    image in the devkit's JPEGImages (every line was a missing file named ``ImageSets/Main/<id>``)."""
+    detect = load_script("detect")
+    main = tmp_path / "ImageSets" / "Main"
+    main.mkdir(parents=True)
+    (tmp_path / "JPEGImages").mkdir()
+    for i in ("000001", "000002"):
+        (tmp_path / "JPEGImages" / f"{i}.jpg").write_bytes(b"x")
+    (main / "test.txt").write_text("000001\n000002 -1\n000003\n")
+    assert detect.source_files(str(main / "test.txt")) == [
+        tmp_path / "JPEGImages" / "000001.jpg",
+        tmp_path / "JPEGImages" / "000002.jpg",
+        main / "000003",  # no such image: named, reported unreadable with the others
+    ]
+
+
 def test_drawing_names_keep_a_links_own_name(tmp_path: Path) -> None:
     """A folder of links (DVC / git-annex) draws each image under the link's name, not its target's hash."""
     detect = load_script("detect")

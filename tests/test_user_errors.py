@@ -28,6 +28,7 @@ def test_train_with_a_missing_dataset_prints_the_reason_and_the_log(tmp_path: Pa
     res = run_script("train.py", out, "data=voc", f"data.root={tmp_path / 'no_voc'}", "logger=csv", check=False)
     err = assert_concise(res, out / "train.log")
     assert "Error: VOC annotation (XML) folder not found" in err
+    assert f"the dataset root {tmp_path / 'no_voc'}/VOC2007 does not exist" in err  # not "set data.ann_dir"
     assert "Traceback" in json.loads((out / "failed.json").read_text())["traceback"]  # the sweep summaries' record
 
 

@@ -181,7 +181,11 @@ def load_weights(
     if path.is_dir():
         raise FileNotFoundError(f"darknet weights {path}: a folder, not a .weights file")  # (as a missing file)
     if not path.is_file():
-        raise FileNotFoundError(f"darknet weights not found: {path}")
+        raise FileNotFoundError(
+            f"darknet weights not found: {path} (the trained networks' files are darknet's own downloads, e.g. "
+            f"https://pjreddie.com/media/files/{Path(path).name}; without a file the network starts freshly "
+            "initialised)"
+        )
     info, offset = read_header(path)
     body = path.read_bytes()[offset:]
     pairs = darknet_convs(model_or_convs)

@@ -155,6 +155,11 @@ class VOCParser:
                     )
                     return cand
                 tried.append(cand)
+        if not self.root.is_dir():  # the dataset itself is not there: its root is what to correct
+            raise FileNotFoundError(
+                f"VOC {what} folder not found: the dataset root {self.root} does not exist (data.root, or the "
+                f"variable .env sets it from)"
+            )
         raise FileNotFoundError(
             f"VOC {what} folder not found: looked for {', '.join(map(str, tried))}; set data.{key} to the folder "
             f"holding the {what} files (relative to {self.root}, or absolute)"

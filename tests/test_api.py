@@ -817,7 +817,7 @@ def test_from_darknet_files_written_on_windows(tmp_path: Path, caplog: pytest.Lo
         checkpoint_to_darknet(ckpt, tmp_path / f"{cfg.stem}.rt.weights", tmp_path / f"{cfg.stem}.rt.cfg")
         assert (tmp_path / f"{cfg.stem}.rt.cfg").read_bytes() == cfg.read_bytes()
         assert (tmp_path / f"{cfg.stem}.rt.weights").read_bytes() == weights.read_bytes()
-    assert f"{latin_cfg}: not UTF-8 (byte 0xe9 at offset 3): read as Latin-1" in caplog.text
+    assert f"{latin_cfg}: not UTF-8 (byte 0xe9 at offset 3): read as Windows-1252" in caplog.text
 
 
 # what the predict API and convert.py's argument parsing need none of (Lightning, Hydra and the trainer's loggers

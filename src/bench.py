@@ -75,6 +75,7 @@ from yolo9000.speed import (
     cpu_bf16_units,
     device_name,
     inference_dtype,
+    machine_busy,
     set_channels_last,
     sync,
     timeit,
@@ -734,7 +735,7 @@ def busy_note(res: dict[str, Any]) -> str | None:
     m = res["machine"]
     loads = [m.get(k) for k in ("load_avg_1min_at_start", "load_avg_1min_at_end") if m.get(k) is not None]
     cpus = os.cpu_count() or 1
-    if not any(v > cpus for v in loads):
+    if not any(machine_busy(v) for v in loads):
         return None
     return (
         f"WARNING: the load average ({', '.join(f'{v:.2f}' for v in loads)} at the start / end) exceeded the "

@@ -405,11 +405,8 @@ def _listed_path(line: str, folder: Path) -> Path:
     voc = folder.parent.parent / "JPEGImages" if folder.parent.name == "ImageSets" else None
     if voc is not None and not p.suffix and line.split():
         image_id = line.split()[0]
-        found = [
-            voc / f"{image_id}{ext}"
-            for ext in (".jpg", ".jpeg", ".png", ".JPG")
-            if (voc / f"{image_id}{ext}").is_file()
-        ]
+        exts = (*IMAGE_SUFFIXES, *(e.upper() for e in IMAGE_SUFFIXES))  # .jpg, ..., .JPG, ...
+        found = [voc / f"{image_id}{ext}" for ext in exts if (voc / f"{image_id}{ext}").is_file()]
         if found:
             return found[0]
     return folder / p

@@ -15,7 +15,7 @@ from torch._dynamo.utils import counters
 
 from conftest import compose_config
 from yolo9000.build import build
-from yolo9000.speed import FastPath, apply_fast_path, float_images, optimizer_flags, pixel_floats
+from yolo9000.speed import FastPath, apply_fast_path, float_images, optimizer_flags
 
 STEPS = 4
 # 8 images, batches of 4, the full learning rate from the first step (burn_in 1). A random-weight detector's loss is
@@ -127,16 +127,16 @@ def test_float_images_one_copy_into_either_layout() -> None:
     assert float_images(floats, False) is floats  # float input: kept as it is when the layout already fits
 
 
-def test_pixel_floats_cast_without_dividing() -> None:
+def test_float_images_as_pixels_cast_without_dividing() -> None:
     """uint8 pixels -> the same values as float32 (0-255, the input of a network with the 1 / 255 folded into its
     first conv) in the layout asked for; floats in [0, 1] -> times 255."""
     hwc = torch.randint(0, 256, (2, 5, 7, 3), dtype=torch.uint8)
     want = hwc.permute(0, 3, 1, 2).contiguous().float()
     for cl in (False, True):
-        x = pixel_floats(hwc.permute(0, 3, 1, 2), cl)
+        x = float_images(hwc.permute(0, 3, 1, 2), cl, pixels=True)
         assert x.dtype == torch.float32 and x.is_contiguous() != cl
         assert torch.equal(x, want) and float(x.max()) > 1
-    torch.testing.assert_close(pixel_floats(want / 255, True), want)
+    torch.testing.assert_close(float_images(want / 255, True, pixels=True), want)
 
 
 def test_bf16_autocast(reference: list[float]) -> None:

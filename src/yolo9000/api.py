@@ -53,7 +53,6 @@ from yolo9000.speed import (
     float_images,
     inference_compile_options,
     is_compiled,
-    pixel_floats,
     set_channels_last,
 )
 from yolo9000.speed import keep_freed_memory as apply_keep_freed_memory
@@ -727,8 +726,8 @@ class Detector:
         contiguous, on the device the decode runs on (:meth:`decode_device`); an inference tensor."""
         self._check_process()  # detect_batch, predict_video: a forked child's torch threads first
         # 0-255 floats for a network whose input conv has the 1 / 255 folded in (fold_bn), else [0, 1]
-        to_float = pixel_floats if getattr(self.network, "folded_input_scale", None) else float_images
-        x = to_float(images.to(self.device, non_blocking=True), self.channels_last)
+        pixels = getattr(self.network, "folded_input_scale", None) is not None
+        x = float_images(images.to(self.device, non_blocking=True), self.channels_last, pixels=pixels)
         fp32 = self.dtype == torch.float32  # no autocast context at all (entering one costs ~0.1 ms a call on a CPU)
         with contextlib.nullcontext() if fp32 else torch.autocast(self.device.type, dtype=self.dtype):
             raw = self.network(x)

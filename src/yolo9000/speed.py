@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -25,7 +26,7 @@ __all__ = [
     "call_times",
     "channels_last_images",
     "float_images",
-    "pixel_floats",
+    "machine_busy",
     "device_name",
     "inference_dtype",
     "is_compiled",
@@ -356,26 +357,23 @@ def channels_last_images(images: torch.Tensor) -> torch.Tensor:
     return images.contiguous(memory_format=torch.channels_last) if images.dim() == 4 else images
 
 
-def pixel_floats(images: torch.Tensor, channels_last: bool) -> torch.Tensor:
-    """uint8 (B, C, H, W) pixels -> float32 of the same values (0-255), in NHWC (``channels_last``) or NCHW memory,
-    in one copy: the input of a network whose first convolution has the 1 / 255 folded in
-    (:func:`~yolo9000.models.layers.fold_input_scale`), which :func:`float_images`' division would read and write
-    a second time (32 images at 256: 0.6 ms against 1.6 on a 2-core Xeon VM). A float batch (values in [0, 1]) is
-    scaled to 0-255."""
-    fmt = torch.channels_last if channels_last and images.dim() == 4 else torch.contiguous_format
-    if images.dtype != torch.uint8:
-        return images.mul(255.0).contiguous(memory_format=fmt)
-    return images.to(torch.float32, memory_format=fmt)
-
-
-def float_images(images: torch.Tensor, channels_last: bool) -> torch.Tensor:
+def float_images(images: torch.Tensor, channels_last: bool, pixels: bool = False) -> torch.Tensor:
     """uint8 (B, C, H, W) pixels -> float32 in [0, 1] in NHWC (``channels_last``) or NCHW memory, in one copy
-    whatever the input's layout (the NCHW-from-NHWC conversion of uint8 alone costs more than this whole call);
-    a float batch is returned as it is, in the requested layout."""
+    whatever the input's layout (the NCHW-from-NHWC conversion of uint8 alone costs more than this whole call).
+    ``pixels``: the values kept at 0-255, cast only (a network whose first convolution has the 1 / 255 folded in,
+    :func:`~yolo9000.models.layers.fold_input_scale`: the division reads and writes the batch a second time, 32
+    images at 256: 0.6 ms against 1.6 on a 2-core Xeon VM). A float batch (values in [0, 1]) is returned as it is
+    in the requested layout, or scaled to 0-255 for ``pixels``."""
     fmt = torch.channels_last if channels_last and images.dim() == 4 else torch.contiguous_format
     if images.dtype != torch.uint8:
-        return images.contiguous(memory_format=fmt)
-    return images.to(torch.float32, memory_format=fmt).div_(255.0)
+        return images.mul(255.0).contiguous(memory_format=fmt) if pixels else images.contiguous(memory_format=fmt)
+    x = images.to(torch.float32, memory_format=fmt)
+    return x if pixels else x.div_(255.0)
+
+
+def machine_busy(load_avg: float) -> bool:
+    """A 1-minute load average above the machine's CPU count: other work shared the CPU with a timing."""
+    return load_avg > (os.cpu_count() or 1)
 
 
 def optimizer_flags(setting: bool | str | None, device: torch.device | str) -> dict[str, bool]:

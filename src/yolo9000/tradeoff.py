@@ -44,6 +44,7 @@ from yolo9000.speed import (
     inference_compile_options,
     inference_dtype,
     is_compiled,
+    machine_busy,
     time_calls,
 )
 
@@ -298,7 +299,7 @@ def _evaluate_size(
         threads=torch.get_num_threads(),
         load_avg_1min=round(os.getloadavg()[0], 2),
     )
-    if _busy(row["load_avg_1min"]):
+    if machine_busy(row["load_avg_1min"]):
         log.warning(
             "size %s: the load average was %.2f on %d CPUs while it was timed: other work shared the CPU, its img/s "
             "are low", shown, row["load_avg_1min"], os.cpu_count() or 1,
@@ -438,18 +439,13 @@ def _dtype_text(rows: Sequence[dict[str, Any]]) -> str:
     return "/".join(n if n == "float32" else f"{n} autocast" for n in names)
 
 
-def _busy(load_avg: float) -> bool:
-    """A load average above the machine's CPU count: other work shared the CPU with a timing."""
-    return load_avg > (os.cpu_count() or 1)
-
-
 def _load_note(rows: Sequence[dict[str, Any]]) -> list[str]:
     """The markdown line of the load averages (1 minute, after each size's timing), a warning when one exceeded
     the machine's CPUs (other work shared them: those sizes' timings are low)."""
     loads = [r.get("load_avg_1min") for r in rows]
     if any(v is None for v in loads):
         return []
-    busy = [str(r["size"]) for r in rows if _busy(float(r["load_avg_1min"]))]
+    busy = [str(r["size"]) for r in rows if machine_busy(float(r["load_avg_1min"]))]
     line = f"- load average (1 min, after each size's timing) on {os.cpu_count() or 1} CPUs: "
     line += ", ".join(f"{v:.2f}" for v in loads)
     if busy:
@@ -472,7 +468,7 @@ def _title(rows: Sequence[dict[str, Any]], info: dict[str, Any] | None = None) -
     head = [f"{info['split']} split ({info['images']} images)"] if "split" in info and "images" in info else []
     if info.get("checkpoint"):
         head.append(checkpoint_label(info["checkpoint"]))
-    busy = [str(r["size"]) for r in rows if "load_avg_1min" in r and _busy(float(r["load_avg_1min"]))]
+    busy = [str(r["size"]) for r in rows if "load_avg_1min" in r and machine_busy(float(r["load_avg_1min"]))]
     if busy:
         title += f"\nother work shared the CPU at size {', '.join(busy)}: its img/s are low"  # own line: fits
     return "\n".join([", ".join(head), title] if head else [title])

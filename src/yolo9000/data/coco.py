@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .records import DetectionRecord, IssueLog, class_index, sanitize_boxes, size_or_header
+from .records import DetectionRecord, IssueLog, class_index, flag_value, sanitize_boxes, size_or_header
 from .splits import canonical_split, hash_split
 from .voc import DEFAULT_SPLIT_FRACTIONS, log_once
 
@@ -468,16 +468,6 @@ def _annotations_per_image(
     return per_image
 
 
-def _flag(value: Any) -> bool:
-    """A 0 / 1 field (``iscrowd``) as some exporters write it too: ``"0"``, ``"1"``, ``"false"``, ``"true"``, a bool,
-    null (0); text is not true by being text (``"0"`` was a crowd box)."""
-    if isinstance(value, str):
-        word = value.strip().lower()
-        number = _id(word)
-        return number != 0 if isinstance(number, int) else word in ("true", "yes")
-    return bool(value)
-
-
 _INTEGER_TEXT = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.0+)?")  # "12", "-3", "12.0"; not "012", "1e3", "12.5"
 
 
@@ -616,7 +606,7 @@ def _record(
             continue
         boxes.append(box)
         labels.append(cls)
-        crowd.append(_flag(ann.get("iscrowd", 0)))
+        crowd.append(bool(flag_value(ann.get("iscrowd", 0))))  # "0": no crowd
     b = np.asarray(boxes, np.float32).reshape(-1, 4)
     b[:, 2:] += b[:, :2]  # xywh -> xyxy
     b, lab, dif = sanitize_boxes(b, labels, crowd, width, height, tag, issues, names)

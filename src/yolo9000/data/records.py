@@ -464,6 +464,22 @@ def sanitize_boxes(
     return boxes[keep], labels[keep], difficult[keep]
 
 
+def flag_value(value: Any) -> bool | None:
+    """A yes / no field as annotation tools write it (VOC's ``<difficult>``, COCO's ``iscrowd``): a number (not 0:
+    yes), a bool, ``true`` / ``yes`` / ``false`` / ``no`` in any case, null or empty text (no); None for anything
+    else (text is not true by being text: ``"0"`` is no)."""
+    if value is None or isinstance(value, bool | int | float):
+        return bool(value) if value == value else None  # nan: unreadable
+    word = str(value).strip().lower()
+    if word in ("", "true", "yes", "false", "no"):
+        return word in ("true", "yes")
+    try:
+        number = float(word)
+    except ValueError:
+        return None
+    return None if number != number else number != 0
+
+
 @contextlib.contextmanager
 def paused_gc() -> Iterator[None]:
     """Python's cyclic garbage collector off while a parser builds millions of small objects that hold no cycles

@@ -25,6 +25,7 @@ from .records import (
     canonical_split,
     class_index,
     expand_split,
+    flag_value,
     hash_split,
     read_list_file,
     sanitize_boxes,
@@ -600,20 +601,14 @@ def _rel_to_root(folder: Path, root: Path) -> Path | None:
     return folder.relative_to(root)
 
 
-_TRUE, _FALSE = ("1", "true", "yes"), ("", "0", "false", "no")
-
-
 def _difficult(text: str | None, xml_path: Path, k: int, issues: IssueLog) -> bool:
-    """An object's ``<difficult>``: a number (not 0: difficult), or ``true`` / ``yes`` / ``false`` / ``no`` as other
-    tools write it (any case); absent: not difficult. Anything else is not difficult, noted with the object."""
-    word = (text or "").strip().lower()
-    number = _int_or_none(word) if word else 0
-    if number is not None:
-        return number != 0
-    if word in _TRUE or word in _FALSE:
-        return word in _TRUE
-    issues.note(xml_path, "unreadable <difficult>, taken as 0", detail=f"object {k + 1}: {text!r}")
-    return False
+    """An object's ``<difficult>`` (:func:`~yolo9000.data.records.flag_value`: a number, or ``true`` / ``yes`` /
+    ``false`` / ``no`` as other tools write it); absent: not difficult. Anything else is not difficult, noted with
+    the object."""
+    flag = flag_value(text)
+    if flag is None:
+        issues.note(xml_path, "unreadable <difficult>, taken as 0", detail=f"object {k + 1}: {text!r}")
+    return bool(flag)
 
 
 def _int_or_none(text: str | None) -> int | None:

@@ -528,12 +528,13 @@ class YOLOTxtParser:
         records = []
         labelled: dict[Path, Path] = {}  # label file -> the first image it labels
         for image_path in self.image_paths():
-            first = labelled.setdefault(label_path_for(image_path), image_path)
-            if first != image_path and label_path_for(image_path).is_file():  # a.jpg and a.png: one a.txt for both
+            label = label_path_for(image_path)
+            first = labelled.setdefault(label, image_path)
+            if first != image_path and label.is_file():  # a.jpg and a.png: one a.txt for both
                 issues.note(
                     image_path,
                     "shares its label file with another image (same name, another suffix): both get its boxes",
-                    detail=f"{label_path_for(image_path)} labels {first} too",
+                    detail=f"{label} labels {first} too",
                 )
             rec = self._parse_one(image_path, names, issues, index_map, own)
             if rec is not None:

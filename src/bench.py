@@ -436,12 +436,14 @@ def time_inference(
         dtype=dtype,
         channels_last=channels_last,
         fold_bn=bool(b.infer_fold_bn),
+        fuse=bool(b.get("infer_fuse", True)),  # a bench config made before the key: the default
         compile=b.get("infer_compile", False),
     )
     net = det.network  # the bare forward of the network the Detector runs (batch norms folded or not, compiled or not)
     res: dict[str, Any] = {
         "infer_channels_last": det.channels_last,
         "infer_fold_bn": det.fold_bn,
+        "infer_fused_layers": det.fused_layers,
         "infer_compile": str(det.compile_options) if det.compile_options is not None else False,
     }
     g = torch.Generator().manual_seed(1)

@@ -164,6 +164,26 @@ def test_folded_batch_norms_change_no_detection(detector, ckpt: Path) -> None:  
     assert not compiled.fold_bn and compiled.network is module.model
 
 
+def test_the_fused_network_changes_no_detection(detector, ckpt: Path) -> None:  # noqa: ANN001
+    """On the CPU the folded copy's conv + leaky pairs and 2 x 2 pools run fused (yolov2-voc.cfg: 22 pairs, 5
+    pools); ``fuse=False`` keeps them apart; the two detect the same at batch 2 (the fused path) and batch 1."""
+    from yolo9000 import Detector
+    from yolo9000.models.layers import FusedConvLeaky, MaxPool2x2
+
+    assert detector.fused_layers == 27 and "fused_layers=27" in repr(detector)
+    assert sum(isinstance(m, FusedConvLeaky) for m in detector.network.modules()) == 22
+    assert sum(isinstance(m, MaxPool2x2) for m in detector.network.modules()) == 5
+    apart = Detector.from_checkpoint(ckpt, device="cpu", fuse=False)
+    assert apart.fused_layers == 0 and not any(isinstance(m, FusedConvLeaky) for m in apart.network.modules())
+    assert Detector.from_checkpoint(ckpt, device="cpu", fold_bn=False).fused_layers == 0  # the module's own network
+    for batch_size in (2, 1):
+        want = apart.predict(IMAGES, size=SIZE, conf=0.0, batch_size=batch_size)
+        got = detector.predict(IMAGES, size=SIZE, conf=0.0, batch_size=batch_size)
+        assert all(len(w) > 10 for w in want)
+        for a, b in zip(want, got, strict=True):
+            assert_same(a, b)
+
+
 def test_the_folded_network_is_fed_pixels_and_the_plain_one_fractions(detector, ckpt: Path) -> None:  # noqa: ANN001
     """With ``fold_bn`` the inference copy's input conv has the 1 / 255 folded in: the batch reaches it as 0-255
     floats (the uint8 pixels cast, not divided); without, as pixels / 255; the module's own conv is untouched.

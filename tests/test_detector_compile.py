@@ -39,7 +39,7 @@ def bench_inference_settings(**over: Any) -> Any:
     from omegaconf import OmegaConf
 
     base = {"size": SIZE, "steps": 2, "warmup": 1, "infer_batches": [1], "infer_rounds": 2, "infer_conf": 0.01}
-    return OmegaConf.create({**base, "infer_fold_bn": True, "infer_workers": 0, **over})
+    return OmegaConf.create({**base, "infer_fold_bn": True, "infer_fuse": True, "infer_workers": 0, **over})
 
 
 def is_compiled(net: torch.nn.Module) -> bool:

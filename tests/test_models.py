@@ -10,12 +10,16 @@ import pytest
 import torch
 
 from conftest import reorg_fixture_shape
+from yolo9000.models import layers
 from yolo9000.models.darknet19 import Darknet19, Darknet19Classifier
 from yolo9000.models.layers import (
     DarknetConv,
+    FusedConvLeaky,
+    MaxPool2x2,
     MaxPoolSame,
     fold_batch_norms,
     fold_input_scale,
+    fuse_for_inference,
     init_weights_,
     reorg,
 )
@@ -275,6 +279,122 @@ def test_fold_input_scale_leaves_a_network_without_an_input_conv() -> None:
     plain = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1))
     w = plain[0].weight.detach().clone()
     assert not fold_input_scale(plain, 1 / 255) and torch.equal(plain[0].weight, w)
+
+
+def _counting_pointwise_op(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Patch the fused conv op with a wrapper that records the activation of every call it runs."""
+    op = layers._pointwise_conv_op()
+    assert op is not None, "this PyTorch build has no oneDNN fused convolution"
+    calls: list[str] = []
+
+    def counting(*args: object) -> torch.Tensor:
+        calls.append(str(args[7]))
+        return op(*args)
+
+    monkeypatch.setattr(layers, "_pointwise_conv_op", lambda: counting)
+    return calls
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_fuse_for_inference_computes_the_folded_network(monkeypatch: pytest.MonkeyPatch, channels_last: bool) -> None:
+    """Every conv + leaky pair of Darknet-19 / YOLOv2 is fused (18, extra 2, passthrough 1, after the concat 1),
+    every 2 x 2 pool (5) replaced; batch 2 runs the fused op once per pair, batch 1 never; both give the folded
+    network's output, negative pre-activations included (a ReLU, or a slope other than 0.1, would not)."""
+    net = YOLOv2(Darknet19(width=0.125), 3, VOC_ANCHORS, passthrough=True)
+    _random_bn_stats(net, seed=4)
+    folded = fold_batch_norms(net)
+    fused = fold_batch_norms(net)
+    pairs = sum(isinstance(m, torch.nn.LeakyReLU) for m in folded.modules())
+    assert pairs == 22 and fuse_for_inference(fused) == pairs + 5
+    assert sum(isinstance(m, FusedConvLeaky) for m in fused.modules()) == pairs
+    assert sum(isinstance(m, MaxPool2x2) for m in fused.modules()) == 5
+    assert not any(isinstance(m, torch.nn.LeakyReLU) for m in fused.modules())
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    folded, fused = folded.to(memory_format=fmt), fused.to(memory_format=fmt)
+    calls = _counting_pointwise_op(monkeypatch)
+    x = torch.rand(2, 3, 96, 128, generator=torch.Generator().manual_seed(0)).contiguous(memory_format=fmt)
+    with torch.no_grad():
+        want = folded(x)
+        got = fused(x)
+        assert calls == ["leaky_relu"] * pairs
+        one = fused(x[:1])
+    assert len(calls) == pairs  # batch 1: the two ops
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5 * float(want.abs().max()))
+    torch.testing.assert_close(one, want[:1], rtol=1e-5, atol=1e-5 * float(want.abs().max()))
+    relu = fold_batch_norms(net)
+    for m in relu.modules():
+        for name, child in list(m._modules.items()):
+            if isinstance(child, torch.nn.LeakyReLU):
+                setattr(m, name, torch.nn.ReLU())
+    with torch.no_grad():
+        assert not torch.allclose(relu.to(memory_format=fmt)(x), want, rtol=1e-3, atol=1e-3 * float(want.abs().max()))
+
+
+def test_fused_layers_run_the_plain_ops_when_gradients_are_wanted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With gradients the fused conv runs conv + leaky (oneDNN's fused op has no backward) and the pool its own
+    max pool, whose gradient goes to one element of a tied block (two maxima would split it: 0.25 each)."""
+    calls = _counting_pointwise_op(monkeypatch)
+    conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+    fused = FusedConvLeaky(conv, 0.1)
+    x = torch.randn(2, 3, 8, 8, requires_grad=True)
+    y = fused(x)
+    y.sum().backward()
+    assert calls == [] and x.grad is not None
+    torch.testing.assert_close(y, torch.nn.functional.leaky_relu(conv(x), 0.1))
+    pool = MaxPool2x2(torch.nn.MaxPool2d(2, 2, ceil_mode=True))
+    flat = torch.ones(2, 1, 4, 4, requires_grad=True)
+    pool(flat).sum().backward()
+    assert flat.grad is not None
+    assert sorted(flat.grad.unique().tolist()) == [0.0, 1.0] and float(flat.grad.sum()) == 2 * 4
+    with torch.no_grad():  # no gradients: the maxima, the same values
+        ties = pool(torch.ones(2, 1, 4, 4))
+    assert torch.equal(ties, torch.ones(2, 1, 2, 2))
+
+
+@pytest.mark.parametrize("hw", [(6, 10), (7, 10), (7, 9)])
+def test_max_pool_2x2_takes_each_block_and_leaves_odd_sides_to_the_pool(hw: tuple[int, int]) -> None:
+    """Even sides: each 2 x 2 block's maximum (hand-made blocks whose maxima sit at every corner); an odd side:
+    the replaced pool's own result (ceil mode: a last half block)."""
+    h, w = hw
+    x = torch.zeros(2, 3, h, w)
+    for i in range(h // 2):
+        for j in range(w // 2):
+            corner = (i + j) % 4  # the block's maximum at each corner in turn
+            x[:, :, 2 * i + corner // 2, 2 * j + corner % 2] = 1.0 + i * w + j
+    x = x - 5.0  # negative values elsewhere: a zero-padded pool would differ
+    pool = torch.nn.MaxPool2d(2, 2, ceil_mode=True)
+    with torch.no_grad():
+        got = MaxPool2x2(pool)(x)
+        want = pool(x)
+    assert got.shape == want.shape == (2, 3, -(-h // 2), -(-w // 2))
+    assert torch.equal(got, want)
+    if h % 2 == 0 and w % 2 == 0:
+        blocks = torch.tensor([[1.0 + i * w + j for j in range(w // 2)] for i in range(h // 2)]) - 5.0
+        assert torch.equal(got[0, 0], blocks)
+
+
+def test_fuse_for_inference_on_a_darknet_cfg() -> None:
+    """darknet's stride-2 maxpool (padding 1 after, never reached on an even side) becomes the maxima; the
+    stride-1 one (yolov2-tiny's, keeping the size) stays; a linear conv stays a conv. The same output."""
+    from yolo9000.darknet.net import darknet_net_from_text
+
+    text = (
+        "[net]\nheight=32\nwidth=32\nchannels=3\n\n"
+        "[convolutional]\nbatch_normalize=1\nfilters=8\nsize=3\nstride=1\npad=1\nactivation=leaky\n\n"
+        "[maxpool]\nsize=2\nstride=2\n\n[maxpool]\nsize=2\nstride=1\n\n"
+        "[convolutional]\nfilters=6\nsize=1\nstride=1\npad=1\nactivation=linear\n"
+    )
+    net = darknet_net_from_text(text)
+    _random_bn_stats(net, seed=5)
+    folded = fold_batch_norms(net)
+    fused = fold_batch_norms(net)
+    assert fuse_for_inference(fused) == 2
+    kinds = [type(m).__name__ for m in fused.layers]
+    assert kinds == ["DarknetConv", "MaxPool2x2", "MaxPoolSame", "DarknetConv"]
+    assert isinstance(fused.layers[0].conv, FusedConvLeaky) and isinstance(fused.layers[3].conv, torch.nn.Conv2d)
+    x = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        torch.testing.assert_close(fused(x), folded(x), rtol=1e-5, atol=1e-5)
 
 
 def test_yes_no_switches_refuse_other_values() -> None:

@@ -5,9 +5,10 @@ global average pool, and darknet's general ``[convolutional]`` block."""
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from collections import OrderedDict
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -172,6 +173,112 @@ def fold_input_scale(net: nn.Module, scale: float) -> bool:
         conv.weight.mul_(scale)
     net.folded_input_scale = float(scale)
     return True
+
+
+@functools.cache
+def _pointwise_conv_op() -> Any:
+    """oneDNN's fused convolution + eltwise post-op (``torch.ops.mkldnn._convolution_pointwise``, what inductor
+    emits for a conv followed by an activation on the CPU), or None where this PyTorch build lacks it."""
+    if not torch.backends.mkldnn.is_available():
+        return None
+    try:
+        return torch.ops.mkldnn._convolution_pointwise
+    except (AttributeError, RuntimeError):
+        return None
+
+
+class FusedConvLeaky(nn.Module):
+    """Inference only: ``leaky_relu(conv(x), slope)`` in one oneDNN call on the CPU (the activation applied to each
+    output value as it is written: one pass over the activations fewer). The same values as the two ops (leaky ReLU
+    is exact); built by :func:`fuse_for_inference` from a conv and the leaky ReLU after it, sharing their
+    parameters. Inputs oneDNN would not take (another device or dtype, autocast, gradients wanted) run the two ops,
+    and so does a batch of one: there the default model's forward at 256 took 6.24 ms fused against 5.96 ms unfused
+    (2-core Xeon VM; PyTorch runs its small late convs with a native kernel), where batches of 4, 16 and 32 gain 4,
+    10 and 11 %. Shapes: (B, in_ch, H, W) -> (B, out_ch, H', W').
+    """
+
+    def __init__(self, conv: nn.Conv2d, slope: float) -> None:
+        super().__init__()
+        self.conv, self.slope = conv, float(slope)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c = self.conv
+        op = _pointwise_conv_op() if x.shape[0] > 1 else None  # batch 1: the two ops (see the class docstring)
+        if (
+            op is None
+            or x.device.type != "cpu"
+            or not x.dtype == c.weight.dtype == torch.float32
+            or (torch.is_grad_enabled() and (x.requires_grad or c.weight.requires_grad))
+            or torch.is_autocast_enabled("cpu")  # autocast casts the conv's operands: the two ops, as unfused
+        ):
+            return F.leaky_relu(c(x), self.slope, inplace=True)  # the conv's own new output
+        padding, stride, dilation = list(c.padding), list(c.stride), list(c.dilation)  # type: ignore[arg-type]
+        return op(x, c.weight, c.bias, padding, stride, dilation, c.groups, "leaky_relu", [self.slope], "")
+
+    def extra_repr(self) -> str:
+        return f"slope={self.slope}"
+
+
+class MaxPool2x2(nn.Module):
+    """Inference only: a 2 x 2, stride-2 max pool of even-sided inputs as two element-wise maxima of strided views
+    (rows, then columns), the same values as the pool it replaces; on NHWC CPU inputs about 1.3x faster at 8
+    channels and 1.9x at 16 (oneDNN's pooling is not what PyTorch's CPU ``max_pool2d`` runs). Odd sides, a batch
+    of one (as :class:`FusedConvLeaky`) and inputs that want gradients (a max pool's gradient goes to one element
+    of a tie, the maxima's to both) run ``pool``, the module it replaces. Shapes: (B, C, H, W) -> (B, C, H / 2, W / 2).
+    """
+
+    def __init__(self, pool: nn.Module) -> None:
+        super().__init__()
+        self.pool = pool
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        if h % 2 or w % 2 or x.shape[0] == 1 or (torch.is_grad_enabled() and x.requires_grad):
+            return self.pool(x)
+        rows = torch.maximum(x[..., 0::2, :], x[..., 1::2, :])
+        return torch.maximum(rows[..., 0::2], rows[..., 1::2])
+
+
+def _is_pool_2x2(m: nn.Module) -> bool:
+    """A max pool that takes each 2 x 2 block of an even-sided input (stride 2, no padding before the block;
+    darknet's padding of one after it reaches past an even side only)."""
+    if isinstance(m, nn.MaxPool2d):
+        pair = lambda v: tuple(v) if isinstance(v, (tuple, list)) else (v, v)  # noqa: E731
+        return (
+            pair(m.kernel_size) == (2, 2)
+            and pair(m.stride) == (2, 2)
+            and pair(m.padding) == (0, 0)
+            and pair(m.dilation) == (1, 1)
+        )
+    return isinstance(m, DarknetMaxPool) and (m.size, m.stride) == (2, 2) and m.padding in (0, 1)  # type: ignore[attr-defined]
+
+
+def fuse_for_inference(net: nn.Module) -> int:
+    """Rewrite an inference copy (:func:`fold_batch_norms`) in place for the CPU's eager forward pass: every conv
+    followed (past ``nn.Identity``s, the folded BNs) by a leaky ReLU in an ``nn.Sequential`` becomes a
+    :class:`FusedConvLeaky` (the ReLU an ``nn.Identity``), every 2 x 2 stride-2 max pool a :class:`MaxPool2x2`.
+    The same outputs up to float rounding. Returns how many layers were replaced. Not for training: the fused
+    forms run the plain ops whenever gradients are wanted."""
+    count, fusable = 0, _pointwise_conv_op() is not None
+    for seq in list(net.modules()):
+        for name, m in list(seq._modules.items()):
+            if m is not None and _is_pool_2x2(m):
+                setattr(seq, name, MaxPool2x2(m))
+                count += 1
+        if not isinstance(seq, nn.Sequential) or not fusable:
+            continue
+        names = list(seq._modules)
+        for i, name in enumerate(names):
+            conv = seq._modules[name]
+            if not isinstance(conv, nn.Conv2d) or conv.padding_mode != "zeros" or isinstance(conv.padding, str):
+                continue
+            after = [k for k in names[i + 1 :] if not isinstance(seq._modules[k], nn.Identity)]
+            act = seq._modules[after[0]] if after else None
+            if isinstance(act, nn.LeakyReLU):
+                setattr(seq, name, FusedConvLeaky(conv, act.negative_slope))
+                setattr(seq, after[0], nn.Identity())
+                count += 1
+    return count
 
 
 def make_batch_norm(channels: int, momentum: float = 0.01, style: BNStyle = "torch") -> nn.BatchNorm2d:

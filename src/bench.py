@@ -439,7 +439,6 @@ def time_inference(
         fuse=bool(b.get("infer_fuse", True)),  # a bench config made before the key: the default
         compile=b.get("infer_compile", False),
     )
-    net = det.network  # the bare forward of the network the Detector runs (batch norms folded or not, compiled or not)
     res: dict[str, Any] = {
         "infer_channels_last": det.channels_last,
         "infer_fold_bn": det.fold_bn,
@@ -451,7 +450,11 @@ def time_inference(
         x = torch.rand(n, 3, b.size, b.size, generator=g).to(device)
         x = channels_last_images(x) if det.channels_last else x
 
-        def forward(x: torch.Tensor = x) -> None:
+        # the bare forward of the network the Detector runs at this batch (batch norms folded or not, fused or not,
+        # compiled or not)
+        net = det.network_for(n)
+
+        def forward(x: torch.Tensor = x, net: torch.nn.Module = net) -> None:
             with torch.no_grad(), autocast(device, precision):
                 net(x)
 

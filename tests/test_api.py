@@ -165,23 +165,38 @@ def test_folded_batch_norms_change_no_detection(detector, ckpt: Path) -> None:  
 
 
 def test_the_fused_network_changes_no_detection(detector, ckpt: Path) -> None:  # noqa: ANN001
-    """On the CPU the folded copy's conv + leaky pairs and 2 x 2 pools run fused (yolov2-voc.cfg: 22 pairs, 5
-    pools); ``fuse=False`` keeps them apart; the two detect the same at batch 2 (the fused path) and batch 1."""
+    """On the CPU batches of two and more run the folded copy's sibling whose conv + leaky pairs and 2 x 2 pools
+    are fused (yolov2-voc.cfg: 22 pairs, 5 pools), with the copy's own weights; a batch of one runs the copy;
+    ``fuse=False`` keeps them apart; the two detect the same at batch 2 and batch 1. The forward hooks say which
+    network ran."""
     from yolo9000 import Detector
     from yolo9000.models.layers import FusedConvLeaky, MaxPool2x2
 
     assert detector.fused_layers == 27 and "fused_layers=27" in repr(detector)
-    assert sum(isinstance(m, FusedConvLeaky) for m in detector.network.modules()) == 22
-    assert sum(isinstance(m, MaxPool2x2) for m in detector.network.modules()) == 5
+    batched = detector.network_for(2)
+    assert detector.network_for(1) is detector.network and batched is not detector.network
+    assert sum(isinstance(m, FusedConvLeaky) for m in batched.modules()) == 22
+    assert sum(isinstance(m, MaxPool2x2) for m in batched.modules()) == 5
+    assert not any(isinstance(m, (FusedConvLeaky, MaxPool2x2)) for m in detector.network.modules())
+    shared = {p.data_ptr() for p in detector.network.parameters()}
+    assert shared and {p.data_ptr() for p in batched.parameters()} == shared  # no second copy of the weights
     apart = Detector.from_checkpoint(ckpt, device="cpu", fuse=False)
-    assert apart.fused_layers == 0 and not any(isinstance(m, FusedConvLeaky) for m in apart.network.modules())
+    assert apart.fused_layers == 0 and apart.network_for(2) is apart.network
     assert Detector.from_checkpoint(ckpt, device="cpu", fold_bn=False).fused_layers == 0  # the module's own network
+    ran: list[int] = []
+    hooks = [
+        net.register_forward_hook(lambda _m, args, _out, k=k: ran.append(k * 10 + len(args[0])))
+        for k, net in ((1, detector.network), (2, batched))
+    ]
     for batch_size in (2, 1):
         want = apart.predict(IMAGES, size=SIZE, conf=0.0, batch_size=batch_size)
         got = detector.predict(IMAGES, size=SIZE, conf=0.0, batch_size=batch_size)
         assert all(len(w) > 10 for w in want)
         for a, b in zip(want, got, strict=True):
             assert_same(a, b)
+    for h in hooks:
+        h.remove()
+    assert ran == [22, 11, 11]  # batch 2: the fused sibling; two batches of 1: the copy
 
 
 def test_the_folded_network_is_fed_pixels_and_the_plain_one_fractions(detector, ckpt: Path) -> None:  # noqa: ANN001

@@ -330,6 +330,22 @@ def test_fuse_for_inference_computes_the_folded_network(monkeypatch: pytest.Monk
         assert not torch.allclose(relu.to(memory_format=fmt)(x), want, rtol=1e-3, atol=1e-3 * float(want.abs().max()))
 
 
+def test_fused_sibling_shares_the_weights() -> None:
+    """The fused sibling holds the network's own parameter tensors: a change made in place to one shows in the
+    other (a Detector folds its input scale or moves to NHWC once, for both), and it computes the same."""
+    net = fold_batch_norms(YOLOv2(Darknet19(width=0.125), 3, VOC_ANCHORS))
+    sibling, count = layers.fused_sibling(net)
+    assert count == 22 + 5 and sibling is not net
+    pairs = list(zip(net.parameters(), sibling.parameters(), strict=True))
+    assert pairs and all(a is b for a, b in pairs)
+    assert not any(isinstance(m, FusedConvLeaky) for m in net.modules())
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        net.input_conv().weight.mul_(2.0)
+        want = net(x)
+        torch.testing.assert_close(sibling(x), want, rtol=1e-5, atol=1e-5 * float(want.abs().max()))
+
+
 def test_fused_layers_run_the_plain_ops_when_gradients_are_wanted(monkeypatch: pytest.MonkeyPatch) -> None:
     """With gradients the fused conv runs conv + leaky (oneDNN's fused op has no backward) and the pool its own
     max pool, whose gradient goes to one element of a tied block (two maxima would split it: 0.25 each)."""

@@ -40,7 +40,8 @@ def spy_detectors(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
             rec["inputs_nhwc"].append(args[0].is_contiguous(memory_format=torch.channels_last))
             rec["autocast"].append(torch.is_autocast_enabled("cpu"))
 
-        det.network.register_forward_pre_hook(hook)
+        for net in {id(n): n for n in (det.network, det.network_for(2))}.values():  # batch 2: the fused sibling
+            net.register_forward_pre_hook(hook)
         seen.append(rec)
         return det
 

@@ -2,8 +2,9 @@
 
 Not part of the library: a measurement record. Two Detectors of one checkpoint on the CPU, ``fuse=True`` (its
 default: conv + leaky ReLU pairs as one oneDNN call, 2 x 2 pools as two maxima) and ``fuse=False``, alternate
-(ABBA) their bare forward pass and ``predict`` on the same decoded BCCD photos at each batch size; the medians are
-printed with the end-to-end / forward ratio bench.py judges.
+(ABBA) the bare forward pass of the network each runs at that batch (``network_for``: the fused sibling from two
+images on) and ``predict`` on the same decoded BCCD photos at each batch size; the medians are printed with the
+end-to-end / forward ratio bench.py judges.
 
 Usage: ``python docs/results/bench_cpu_s40/fuse_ab.py <checkpoint> [batch ...]`` (default batches 32 4 1).
 """
@@ -35,8 +36,8 @@ def main() -> None:
     for b in batches:
         x = torch.rand(b, 3, 256, 256).mul(255).contiguous(memory_format=torch.channels_last)
         calls = {
-            "forward fused": lambda: fused.network(x),
-            "forward apart": lambda: apart.network(x),
+            "forward fused": lambda: fused.network_for(b)(x),
+            "forward apart": lambda: apart.network_for(b)(x),
             "predict fused": lambda: fused.predict(images[:b], size=256, batch_size=b, conf=0.25),
             "predict apart": lambda: apart.predict(images[:b], size=256, batch_size=b, conf=0.25),
         }

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import itertools
 import math
 from collections import OrderedDict
 from typing import Any, Literal
@@ -251,6 +252,15 @@ def _is_pool_2x2(m: nn.Module) -> bool:
             and pair(m.dilation) == (1, 1)
         )
     return isinstance(m, DarknetMaxPool) and (m.size, m.stride) == (2, 2) and m.padding in (0, 1)  # type: ignore[attr-defined]
+
+
+def fused_sibling(net: nn.Module) -> tuple[nn.Module, int]:
+    """A copy of the inference network ``net`` sharing its parameters and buffers (no second copy of the weights:
+    later in-place changes of either show in both) with :func:`fuse_for_inference` applied; and how many layers it
+    replaced (0: nothing to fuse, the copy computes as ``net``)."""
+    shared: dict[int, object] = {id(t): t for t in itertools.chain(net.parameters(), net.buffers())}
+    sibling = copy.deepcopy(net, memo=shared)
+    return sibling, fuse_for_inference(sibling)
 
 
 def fuse_for_inference(net: nn.Module) -> int:

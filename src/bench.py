@@ -14,7 +14,9 @@ weights), at ``bench.batch_size`` x ``bench.size``:
   beside the paired bare step's (``paired_bare_forward_ms``, ...);
 * ``loss_share_of_step``: region loss + targets (forward + backward on a fixed output) over the loop step with loss;
 * ``infer_b<N>_forward_img_per_s`` / ``infer_b<N>_e2e_img_per_s``: the eval forward pass of the network the
-  Detector runs (``infer_fold_bn``: batch norms folded into the convs, its default), and end to end
+  Detector runs at that batch (``infer_fold_bn``: batch norms folded into the convs, its default;
+  ``infer_fuse``: conv + leaky fused for batches of 2+ on the CPU, its default, ``infer_fused_layers`` how many),
+  and end to end
   (:meth:`yolo9000.Detector.predict` on decoded ``bench.infer_image_hw`` images: resize, forward, decode, NMS,
   boxes mapped back) at each batch of ``bench.infer_batches``; ``infer_b<N>_e2e_over_forward`` their ratio;
   ``infer_b<N>_dets_per_img`` the detections it returned (``bench.infer_ckpt`` / ``bench.infer_images``: trained

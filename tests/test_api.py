@@ -5,6 +5,8 @@ in each image's own pixels as the module's predict path puts them, per-call thre
 from __future__ import annotations
 
 import json
+import pickle
+import platform
 import re
 import shutil
 import subprocess
@@ -170,8 +172,10 @@ def test_the_fused_network_changes_no_detection(detector, ckpt: Path) -> None:  
     ``fuse=False`` keeps them apart; the two detect the same at batch 2 and batch 1. The forward hooks say which
     network ran."""
     from yolo9000 import Detector
-    from yolo9000.models.layers import FusedConvLeaky, MaxPool2x2
+    from yolo9000.models.layers import FusedConvLeaky, MaxPool2x2, _pointwise_conv_op
 
+    if _pointwise_conv_op() is None or platform.machine().lower() not in ("x86_64", "amd64"):
+        pytest.skip("the fused layers need oneDNN's fused convolution on an x86 CPU")
     assert detector.fused_layers == 27 and "fused_layers=27" in repr(detector)
     batched = detector.network_for(2)
     assert detector.network_for(1) is detector.network and batched is not detector.network
@@ -197,6 +201,13 @@ def test_the_fused_network_changes_no_detection(detector, ckpt: Path) -> None:  
     for h in hooks:
         h.remove()
     assert ran == [22, 11, 11]  # batch 2: the fused sibling; two batches of 1: the copy
+    clone = pickle.loads(pickle.dumps(detector))  # the two networks still share one set of weights
+    assert clone.fused_layers == 27 and clone.network_for(2) is not clone.network
+    weights = {p.data_ptr() for p in clone.network.parameters()}
+    assert {p.data_ptr() for p in clone.network_for(2).parameters()} == weights
+    replaced = Detector.from_checkpoint(ckpt, device="cpu")
+    replaced.network = apart.network  # a network set by hand runs every batch: the old sibling is dropped
+    assert replaced.network_for(2) is apart.network and replaced.fused_layers == 0
 
 
 def test_the_folded_network_is_fed_pixels_and_the_plain_one_fractions(detector, ckpt: Path) -> None:  # noqa: ANN001

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from pathlib import Path
 
@@ -389,6 +390,40 @@ def test_max_pool_2x2_takes_each_block_and_leaves_odd_sides_to_the_pool(hw: tupl
         assert torch.equal(got[0, 0], blocks)
 
 
+@pytest.mark.parametrize(
+    ("stride", "padding", "dilation", "groups", "bias"),
+    [(2, 1, 1, 1, True), (1, 2, 2, 1, False), (1, (1, 0), 1, 2, True), (2, 0, 1, 4, False)],
+)
+def test_fused_conv_leaky_takes_any_conv_geometry(
+    monkeypatch: pytest.MonkeyPatch, stride: int, padding: int | tuple[int, int], dilation: int, groups: int, bias: bool
+) -> None:
+    """Strides, uneven paddings, dilations, groups and no bias: the fused op (it ran) gives conv + leaky ReLU."""
+    calls = _counting_pointwise_op(monkeypatch)
+    conv = torch.nn.Conv2d(8, 12, 3, stride, padding, dilation, groups, bias=bias)
+    x = torch.randn(2, 8, 17, 15, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        want = torch.nn.functional.leaky_relu(conv(x), 0.1)
+        got = FusedConvLeaky(conv, 0.1)(x.contiguous(memory_format=torch.channels_last))
+    assert calls == ["leaky_relu"]
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_fused_conv_leaky_falls_back_under_autocast_and_refuses_same_padding(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under CPU autocast (bf16) the conv runs as autocast has it, not fused in float32; a conv whose padding is
+    the word ``same`` is no fused conv (the pass leaves it; built directly, refused)."""
+    calls = _counting_pointwise_op(monkeypatch)
+    conv = torch.nn.Conv2d(4, 4, 3, padding=1)
+    x = torch.randn(2, 4, 8, 8)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        y = FusedConvLeaky(conv, 0.1)(x)
+    assert calls == [] and y.dtype == torch.bfloat16
+    same = torch.nn.Conv2d(4, 4, 3, padding="same")
+    with pytest.raises(ValueError, match="numeric zero padding"):
+        FusedConvLeaky(same, 0.1)
+    seq = torch.nn.Sequential(same, torch.nn.LeakyReLU(0.1))
+    assert fuse_for_inference(seq) == 0 and isinstance(seq[0], torch.nn.Conv2d)
+
+
 def test_fuse_for_inference_on_a_darknet_cfg() -> None:
     """darknet's stride-2 maxpool (padding 1 after, never reached on an even side) becomes the maxima; the
     stride-1 one (yolov2-tiny's, keeping the size) stays; a linear conv stays a conv. The same output."""
@@ -411,6 +446,104 @@ def test_fuse_for_inference_on_a_darknet_cfg() -> None:
     x = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         torch.testing.assert_close(fused(x), folded(x), rtol=1e-5, atol=1e-5)
+
+
+def _counting_narrow_bn(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Patch the narrow NHWC batch norm's autograd function to record the channel count of every batch it takes."""
+    orig = layers._NarrowNhwcBatchNorm.apply
+    calls: list[int] = []
+
+    def counting(x: torch.Tensor, *rest: object) -> torch.Tensor:
+        calls.append(int(x.shape[1]))
+        return orig(x, *rest)
+
+    monkeypatch.setattr(layers._NarrowNhwcBatchNorm, "apply", counting)
+    return calls
+
+
+@pytest.mark.parametrize(
+    ("channels", "momentum", "spread", "mean"), [(8, 0.01, 3.0, 2.0), (3, 0.1, 3.0, 2.0), (5, None, 0.05, 40.0)]
+)
+def test_narrow_nhwc_batch_norm_trains_as_pytorchs(
+    monkeypatch: pytest.MonkeyPatch, channels: int, momentum: float | None, spread: float, mean: float
+) -> None:
+    """A training step of an NHWC batch of few channels: the same output, running statistics and batch count as
+    ``nn.BatchNorm2d``'s, and gradients of the input, weight and bias equal to a float64 ``nn.BatchNorm2d``'s
+    within float32 rounding (an NHWC and an NCHW upstream gradient; a mean 800 times the spread too); the narrow
+    backward ran for each step."""
+    calls = _counting_narrow_bn(monkeypatch)
+    g = torch.Generator().manual_seed(channels)
+    x0 = torch.randn(3, channels, 20, 24, generator=g) * spread + mean
+    x0 = x0.contiguous(memory_format=torch.channels_last)
+    ours, ref = layers.BatchNorm2d(channels, momentum=momentum), torch.nn.BatchNorm2d(channels, momentum=momentum)
+    with torch.no_grad():
+        ref.weight.uniform_(0.5, 1.5, generator=g)
+        ref.bias.uniform_(-1, 1, generator=g)
+    ours.load_state_dict(ref.state_dict())
+    ref64 = torch.nn.BatchNorm2d(channels, momentum=momentum).double()
+    ref64.load_state_dict(ref.state_dict())
+    for step, layout in enumerate((torch.channels_last, torch.contiguous_format)):
+        upstream = torch.randn(3, channels, 20, 24, generator=g).contiguous(memory_format=layout)
+        grads = []
+        for bn, dtype in ((ours, torch.float32), (ref, torch.float32), (ref64, torch.float64)):
+            x = x0.detach().to(dtype, copy=True).requires_grad_(True)
+            y = bn(x)
+            y.backward(upstream.to(dtype))
+            grads.append((y, x.grad, bn.weight.grad, bn.bias.grad))
+            bn.zero_grad(set_to_none=True)
+        assert len(calls) == step + 1 and grads[0][0].is_contiguous(memory_format=torch.channels_last)
+        assert torch.equal(grads[0][0], grads[1][0])  # PyTorch's own forward
+        for got, native, want in zip(grads[0][1:], grads[1][1:], grads[2][1:], strict=True):
+            # within PyTorch's own float32 error (at least 1e-5 of the largest gradient)
+            tol = max(1e-5, 2 * float((native.double() - want).abs().max() / want.abs().max()))
+            torch.testing.assert_close(got, want.float(), rtol=tol, atol=tol * float(want.abs().max()))
+        assert torch.equal(ours.running_mean, ref.running_mean) and torch.equal(ours.running_var, ref.running_var)
+        assert int(ours.num_batches_tracked) == int(ref.num_batches_tracked) == step + 1
+    # a wrong backward (the batch statistics' own gradient left out: grad * weight * invstd) is told apart
+    x = x0.detach().clone().requires_grad_(True)
+    ours(x).backward(upstream)
+    naive = upstream * (ours.weight / torch.sqrt(x0.var(dim=(0, 2, 3), correction=0) + ours.eps)).view(1, -1, 1, 1)
+    assert not torch.allclose(x.grad, naive, rtol=1e-2, atol=1e-3)
+
+
+def test_narrow_batch_norm_compiles_as_pytorchs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under ``torch.compile`` (aot_eager: PyTorch's own kernels) the graph holds PyTorch's batch norm, not the
+    narrow autograd function; the compiled step's output, gradients and running statistics equal the eager one's."""
+    calls = _counting_narrow_bn(monkeypatch)
+    torch.manual_seed(7)
+    eager = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), layers.BatchNorm2d(8), torch.nn.LeakyReLU(0.1))
+    eager = eager.to(memory_format=torch.channels_last)
+    twin = copy.deepcopy(eager)
+    compiled = torch.compile(twin, backend="aot_eager")
+    x = torch.randn(2, 3, 16, 16).contiguous(memory_format=torch.channels_last)
+    outs = []
+    for net in (eager, compiled):
+        y = net(x)
+        y.square().mean().backward()
+        outs.append(y.detach())
+    assert calls == [8]  # the eager step only
+    torch.testing.assert_close(outs[1], outs[0], rtol=1e-5, atol=1e-5)
+    for a, b in zip(eager.parameters(), twin.parameters(), strict=True):
+        torch.testing.assert_close(b.grad, a.grad, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(twin[1].running_var, eager[1].running_var)
+    assert int(twin[1].num_batches_tracked) == int(eager[1].num_batches_tracked) == 1
+
+
+def test_batch_norm_leaves_other_batches_to_pytorch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """16 channels and more, an NCHW batch, evaluation and no-gradient passes: nn.BatchNorm2d's own path."""
+    calls = _counting_narrow_bn(monkeypatch)
+    for channels, layout, train, grad in [
+        (16, torch.channels_last, True, True),
+        (8, torch.contiguous_format, True, True),
+        (8, torch.channels_last, False, True),
+        (8, torch.channels_last, True, False),
+    ]:
+        bn = layers.BatchNorm2d(channels).train(train)
+        x = torch.randn(2, channels, 6, 6).contiguous(memory_format=layout)
+        with torch.set_grad_enabled(grad):
+            torch.testing.assert_close(bn(x), torch.nn.BatchNorm2d(channels).train(train)(x))
+    assert calls == []
+    assert isinstance(layers.make_batch_norm(8), layers.BatchNorm2d)
 
 
 def test_yes_no_switches_refuse_other_values() -> None:

@@ -27,6 +27,7 @@ import contextlib
 import io
 import numbers
 import os
+import platform
 import re
 import threading
 import warnings
@@ -192,13 +193,13 @@ class Detector:
             it fewer; 32 images at 256: ~1.7 ms of a 125 ms ``predict`` on a 2-core Xeon VM). The same detections
             up to float rounding; costs one copy of the weights. False, or a compiled network
             (``model.fast.compile``): the module's network as it is.
-        fuse: with ``fold_bn``, on the CPU in float32 and not compiled, batches of two images and more run the
-            copy with its conv + leaky ReLU pairs as one oneDNN call each and its 2 x 2 stride-2 max pools as two
-            element-wise maxima (:func:`~yolo9000.models.layers.fused_sibling`, the same weights;
+        fuse: with ``fold_bn``, on an x86 CPU in float32, NHWC and not compiled, batches of two images and more
+            run the copy with its conv + leaky ReLU pairs as one oneDNN call each and its 2 x 2 stride-2 max pools
+            as two element-wise maxima (:func:`~yolo9000.models.layers.fused_sibling`, the same weights;
             :attr:`fused_layers` counts the layers; :meth:`network_for` gives the network a batch runs): one pass
-            over the activations fewer per layer. The default model at 256: batch 32 forward 10-14 % faster, batch
-            4 3-4 % on a 2-core Xeon VM; a batch of one runs the copy as it is (the fused forms were 1-3 % slower
-            there). The same outputs up to float rounding.
+            over the activations fewer per layer. The default model at 256 on a 2-core Xeon VM: the batch-32
+            forward 11-12 % faster, batch 4 4-6 %; a batch of one runs the copy as it is (the fused forms were
+            slower there). The same outputs up to float rounding.
         compile: ``torch.compile`` the network it runs (:func:`~yolo9000.speed.inference_compile_options`): False
             (default), True, a mode (``"reduce-overhead"``: CUDA graphs, for batch-1 latency on a GPU;
             ``"max-autotune"``), or a mapping of ``torch.compile`` keywords (``backend``, ``mode``, ``dynamic``,
@@ -272,11 +273,12 @@ class Detector:
         # batches of 2 and more run a sibling of the copy (the same weights) whose conv + leaky ReLU pairs and 2 x 2
         # pools take their CPU inference forms; an eager float32 forward on the CPU only (a compiled network fuses
         # its own way)
+        # and NHWC on an x86 CPU (where it was measured)
         eager_cpu = self.device.type == "cpu" and self.dtype == torch.float32 and self.compile_options is None
-        self._batch_network: torch.nn.Module | None = None
-        self.fused_layers = 0
-        if fuse and self.fold_bn and eager_cpu:
-            self._batch_network, self.fused_layers = fused_sibling(self.network)
+        if fuse and self.fold_bn and eager_cpu and self.channels_last and platform.machine().lower() in _X86:
+            sibling, count = fused_sibling(self.network)
+            if count:
+                self._batch_network, self.fused_layers = sibling, count
         if self.compile_options is not None:
             try:
                 self.network = compile_network(self.network, self.compile_options)
@@ -329,10 +331,14 @@ class Detector:
         for key in ("_pool", "_pool_size", "_pool_lock", "_pid"):
             state.pop(key)
         if self.compile_options is not None:
-            state["network"] = self.network._orig_mod
+            state["_network"] = self._network._orig_mod
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        if "network" in state:  # pickled before the fused sibling (session 40): no sibling
+            state["_network"] = state.pop("network")
+        state.setdefault("_batch_network", None)
+        state.setdefault("fused_layers", 0)
         self.__dict__.update(state)
         if self.compile_options is not None:
             self.network = compile_network(self.network, self.compile_options)
@@ -773,6 +779,20 @@ class Detector:
         shared = out.device == raw.device and out.data_ptr() == raw.data_ptr()
         return out.clone() if self._copy_outputs and shared else out
 
+    @property
+    def network(self) -> torch.nn.Module:
+        """The network :meth:`predict` runs (a batch of one; :meth:`network_for` gives a batch's): the folded
+        inference copy, the module's own network, or its compiled form."""
+        return self._network
+
+    @network.setter
+    def network(self, net: torch.nn.Module) -> None:
+        """Replace the network run (a stub, an own copy): the fused sibling made from the one replaced is dropped,
+        so every batch runs ``net``."""
+        self._network = net
+        self._batch_network: torch.nn.Module | None = None
+        self.fused_layers = 0
+
     def network_for(self, batch_size: int) -> torch.nn.Module:
         """The network a batch of ``batch_size`` images runs: :attr:`network`, or for two images and more its
         fused sibling where there is one (``fuse``); the same outputs up to float rounding."""
@@ -808,6 +828,7 @@ def _to_host(preds: list[dict[str, torch.Tensor]]) -> list[dict[str, torch.Tenso
     return [{k: v[j] for k, v in flat.items()} for j in range(len(preds))]
 
 
+_X86 = frozenset({"x86_64", "amd64", "i686", "x86"})  # platform.machine() of the CPUs the fused layers were timed on
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")  # scheme://...: http(s), rtsp, s3, file, ...
 
 _ENCODED_HINT = (

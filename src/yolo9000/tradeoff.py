@@ -81,7 +81,8 @@ VOC_CLASSES = [
 ]  # fmt: skip
 TIMED = (
     "end to end on preprocessed images of the split (already decoded and resized), as yolo9000.Detector runs them "
-    "(batch norms folded into the convs, NHWC on a CPU, conv + leaky fused there at batches of 2 and more): "
+    "(batch norms folded into the convs, NHWC on a CPU; there, in float32 and eager, conv + leaky fused at batches "
+    "of 2 and more): "
     "host-to-device copy of the uint8 batch, conversion to float, "
     "forward pass, decode, threshold and NMS with boxes mapped back to original image pixels, synchronised; warm-up "
     "batches excluded, image reading and resizing not included"

@@ -35,11 +35,12 @@ def main() -> None:
     print(f"fused layers: {fused.fused_layers}")
     for b in batches:
         x = torch.rand(b, 3, 256, 256).mul(255).contiguous(memory_format=torch.channels_last)
+        batch, net_fused, net_apart = images[:b], fused.network_for(b), apart.network_for(b)
         calls = {
-            "forward fused": lambda: fused.network_for(b)(x),
-            "forward apart": lambda: apart.network_for(b)(x),
-            "predict fused": lambda: fused.predict(images[:b], size=256, batch_size=b, conf=0.25),
-            "predict apart": lambda: apart.predict(images[:b], size=256, batch_size=b, conf=0.25),
+            "forward fused": lambda x=x, net=net_fused: net(x),
+            "forward apart": lambda x=x, net=net_apart: net(x),
+            "predict fused": lambda batch=batch, b=b: fused.predict(batch, size=256, batch_size=b, conf=0.25),
+            "predict apart": lambda batch=batch, b=b: apart.predict(batch, size=256, batch_size=b, conf=0.25),
         }
         times: dict[str, list[float]] = {k: [] for k in calls}
         with torch.inference_mode():

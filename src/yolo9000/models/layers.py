@@ -190,23 +190,27 @@ def _pointwise_conv_op() -> Any:
 
 class FusedConvLeaky(nn.Module):
     """Inference only: ``leaky_relu(conv(x), slope)`` in one oneDNN call on the CPU (the activation applied to each
-    output value as it is written: one pass over the activations fewer). The same values as the two ops (leaky ReLU
-    is exact); built by :func:`fuse_for_inference` from a conv and the leaky ReLU after it, sharing their
-    parameters. Inputs oneDNN would not take (another device or dtype, autocast, gradients wanted) run the two ops,
-    and so does a batch of one: there the default model's forward at 256 took 6.24 ms fused against 5.96 ms unfused
-    (2-core Xeon VM; PyTorch runs its small late convs with a native kernel), where batches of 4, 16 and 32 gain 4,
-    10 and 11 %. Shapes: (B, in_ch, H, W) -> (B, out_ch, H', W').
+    output value as it is written: one pass over the activations fewer). The same values as the two ops up to float
+    rounding; built by :func:`fuse_for_inference` from a conv and the leaky ReLU after it, sharing their
+    parameters. Inputs oneDNN would not take (another device or dtype, autocast, gradients wanted, oneDNN switched
+    off) run the two ops, and so does a batch of one: there the fused forms made the default model's forward at 256
+    slower on a 2-core Xeon VM (PyTorch runs a batch of one's small late convs with a kernel of its own), where
+    batches of 4 and 32 gain 4-6 and 11-12 % (``docs/results/bench_cpu_s40``). Shapes: (B, in_ch, H, W) ->
+    (B, out_ch, H', W').
     """
 
     def __init__(self, conv: nn.Conv2d, slope: float) -> None:
         super().__init__()
+        if isinstance(conv.padding, str) or conv.padding_mode != "zeros":
+            raise ValueError(f"FusedConvLeaky takes a conv with numeric zero padding, got {conv}")
         self.conv, self.slope = conv, float(slope)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c = self.conv
-        op = _pointwise_conv_op() if x.shape[0] > 1 else None  # batch 1: the two ops (see the class docstring)
+        op = _pointwise_conv_op() if x.dim() == 4 and x.shape[0] > 1 else None  # batch 1: the two ops (docstring)
         if (
             op is None
+            or not torch.backends.mkldnn.enabled  # switched off by the caller: PyTorch's own conv
             or x.device.type != "cpu"
             or not x.dtype == c.weight.dtype == torch.float32
             or (torch.is_grad_enabled() and (x.requires_grad or c.weight.requires_grad))
@@ -246,7 +250,8 @@ def _is_pool_2x2(m: nn.Module) -> bool:
     if isinstance(m, nn.MaxPool2d):
         pair = lambda v: tuple(v) if isinstance(v, (tuple, list)) else (v, v)  # noqa: E731
         return (
-            pair(m.kernel_size) == (2, 2)
+            not m.return_indices
+            and pair(m.kernel_size) == (2, 2)
             and pair(m.stride) == (2, 2)
             and pair(m.padding) == (0, 0)
             and pair(m.dilation) == (1, 1)
@@ -280,7 +285,7 @@ def fuse_for_inference(net: nn.Module) -> int:
         names = list(seq._modules)
         for i, name in enumerate(names):
             conv = seq._modules[name]
-            if not isinstance(conv, nn.Conv2d) or conv.padding_mode != "zeros" or isinstance(conv.padding, str):
+            if type(conv) is not nn.Conv2d or conv.padding_mode != "zeros" or isinstance(conv.padding, str):
                 continue
             after = [k for k in names[i + 1 :] if not isinstance(seq._modules[k], nn.Identity)]
             act = seq._modules[after[0]] if after else None
@@ -291,10 +296,89 @@ def fuse_for_inference(net: nn.Module) -> int:
     return count
 
 
+_NARROW = 16  # channels: fewer in NHWC memory take PyTorch's slow CPU batch-norm backward (one vector's width)
+
+
+class _NarrowNhwcBatchNorm(torch.autograd.Function):
+    """Training batch norm of an NHWC CPU batch with few channels: PyTorch's own forward (``native_batch_norm``:
+    the output, the batch statistics saved, the running statistics updated), and a backward of a few passes over
+    the (B * H * W, C) matrix the NHWC batch is: the input centred on the batch mean, the column sums of the
+    gradient and of gradient x centred input, then one per-channel affine combination of the two (as PyTorch's
+    kernel, on centred values: no cancellation where the mean is large against the spread)."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any,
+        x: torch.Tensor,
+        weight: torch.Tensor,
+        bias: torch.Tensor,
+        running_mean: torch.Tensor | None,
+        running_var: torch.Tensor | None,
+        momentum: float,
+        eps: float,
+    ) -> torch.Tensor:
+        y, mean, invstd = torch.native_batch_norm(x, weight, bias, running_mean, running_var, True, momentum, eps)
+        ctx.save_for_backward(x, weight, mean, invstd)
+        return y
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable  # the batch statistics' second derivatives are not written
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
+        x, weight, mean, invstd = ctx.saved_tensors
+        b, c, h, w = x.shape
+        centred = x.permute(0, 2, 3, 1).reshape(-1, c) - mean  # (B * H * W, C): the NHWC batch as rows, centred
+        g = grad.permute(0, 2, 3, 1).reshape(-1, c)  # a view when the gradient is NHWC too, else a copy
+        n = centred.shape[0]
+        grad_bias = g.sum(0)  # (C,)
+        grad_weight = (g * centred).sum(0) * invstd  # sum of grad x normalised input
+        # d loss / d x = a * grad + k * (x - mean) + m per channel: the batch statistics' own gradients folded in
+        a = weight * invstd
+        k = -a * invstd * grad_weight / n
+        m = -a * grad_bias / n
+        dx = torch.addcmul(torch.addcmul(m, centred, k), g, a)
+        return dx.view(b, h, w, c).permute(0, 3, 1, 2), grad_weight, grad_bias, None, None, None, None
+
+
+class BatchNorm2d(nn.BatchNorm2d):
+    """``nn.BatchNorm2d`` (the same parameters, buffers, state-dict keys and values), whose training step on an
+    NHWC CPU batch of fewer than 16 channels takes :class:`_NarrowNhwcBatchNorm`'s backward: PyTorch's took 77 ms
+    for the default CPU model's first batch norm (batch 16, 8 channels, 256 x 256; about a quarter of a training
+    step on a 2-core Xeon VM), this one ~20 ms. The forward pass and the running statistics are PyTorch's own;
+    the gradients the same up to float rounding (sums in another order). Every other case (evaluation, no
+    gradients, NCHW, 16 channels and more, another device or dtype, a graph being compiled: inductor writes its
+    own backward) is ``nn.BatchNorm2d``'s. Shapes: (B, C, H, W) -> (B, C, H, W)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        narrow = (
+            self.training
+            and torch.is_grad_enabled()
+            and x.dim() == 4
+            and x.shape[1] < _NARROW
+            and x.device.type == "cpu"
+            and x.dtype == torch.float32
+            and self.affine
+            and self.track_running_stats
+            and self.running_mean is not None
+            and self.num_batches_tracked is not None
+            and x.is_contiguous(memory_format=torch.channels_last)
+            and not x.is_contiguous()  # NHWC strides (a 1 x 1 image or one channel is both)
+            and x.numel() > x.shape[1]  # more than one value per channel
+            and not torch.compiler.is_compiling()
+        )
+        if not narrow:
+            return super().forward(x)
+        self.num_batches_tracked.add_(1)  # as nn.BatchNorm2d: momentum None averages over the batches
+        factor = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+        return _NarrowNhwcBatchNorm.apply(
+            x, self.weight, self.bias, self.running_mean, self.running_var, factor, self.eps
+        )
+
+
 def make_batch_norm(channels: int, momentum: float = 0.01, style: BNStyle = "torch") -> nn.BatchNorm2d:
-    """``style="torch"``: ``nn.BatchNorm2d`` (eps 1e-5 under the root); ``"darknet"``: :class:`DarknetBatchNorm2d`."""
+    """``style="torch"``: :class:`BatchNorm2d` (``nn.BatchNorm2d``, eps 1e-5 under the root); ``"darknet"``:
+    :class:`DarknetBatchNorm2d`."""
     if style == "torch":
-        return nn.BatchNorm2d(channels, momentum=momentum)
+        return BatchNorm2d(channels, momentum=momentum)
     if style == "darknet":
         return DarknetBatchNorm2d(channels, momentum=momentum)
     raise ValueError(f"bn_style must be 'torch' or 'darknet', got {style!r}")

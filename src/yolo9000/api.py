@@ -379,21 +379,7 @@ class Detector:
 
         settings = {"conf_thresh": DETECT_CONF, **settings}
         module = load_module(path, expect=DetectorModule, **settings)
-        return cls(
-            module,
-            **_options(
-                device,
-                dtype,
-                channels_last,
-                fold_bn,
-                fuse,
-                compile,
-                read_threads,
-                read_ahead,
-                decode_on,
-                keep_freed_memory,
-            ),
-        )
+        return cls(module, **_options(locals()))
 
     @classmethod
     def from_darknet(
@@ -434,21 +420,7 @@ class Detector:
         if ckpt.get("yolo9000_model_config") is None:
             raise TypeError(f"{cfg}: a classifier cfg (no [region] layer), not a detector")
         module = module_from_checkpoint(ckpt, cfg, DetectorModule, **{"conf_thresh": DETECT_CONF, **settings})
-        return cls(
-            module,
-            **_options(
-                device,
-                dtype,
-                channels_last,
-                fold_bn,
-                fuse,
-                compile,
-                read_threads,
-                read_ahead,
-                decode_on,
-                keep_freed_memory,
-            ),
-        )
+        return cls(module, **_options(locals()))
 
     # ---------------------------------------------------------------- properties
     @property
@@ -913,31 +885,23 @@ def _hwc_uint8(a: np.ndarray, index: int, channels_last: bool) -> np.ndarray:
         raise type(e)(f"image {index}: {e}") from None
 
 
-def _options(
-    device: str | torch.device | None,
-    dtype: str | torch.dtype | None,
-    channels_last: bool | None,
-    fold_bn: bool,
-    fuse: bool,
-    compile: bool | str | Mapping[str, Any],
-    read_threads: int | None,
-    read_ahead: bool | None,
-    decode_on: DecodeOn,
-    keep_freed_memory: bool | None,
-) -> dict[str, Any]:
-    """The :class:`Detector` keywords the ``from_*`` constructors pass on."""
-    return {
-        "device": device,
-        "dtype": dtype,
-        "channels_last": channels_last,
-        "fold_bn": fold_bn,
-        "fuse": fuse,
-        "compile": compile,
-        "read_threads": read_threads,
-        "read_ahead": read_ahead,
-        "decode_on": decode_on,
-        "keep_freed_memory": keep_freed_memory,
-    }
+_DETECTOR_OPTIONS = (
+    "device",
+    "dtype",
+    "channels_last",
+    "fold_bn",
+    "fuse",
+    "compile",
+    "read_threads",
+    "read_ahead",
+    "decode_on",
+    "keep_freed_memory",
+)
+
+
+def _options(given: Mapping[str, Any]) -> dict[str, Any]:
+    """The :class:`Detector` keywords the ``from_*`` constructors pass on, picked from their arguments."""
+    return {key: given[key] for key in _DETECTOR_OPTIONS}
 
 
 # ---------------------------------------------------------------- device and precision

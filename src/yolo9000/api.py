@@ -271,9 +271,8 @@ class Detector:
         self.compile_options = None if compiled else inference_compile_options(compile)
         set_channels_last(self.network, self.channels_last)
         # batches of 2 and more run a sibling of the copy (the same weights) whose conv + leaky ReLU pairs and 2 x 2
-        # pools take their CPU inference forms; an eager float32 forward on the CPU only (a compiled network fuses
-        # its own way)
-        # and NHWC on an x86 CPU (where it was measured)
+        # pools take their CPU inference forms: an eager float32 NHWC forward on an x86 CPU only (where it was
+        # measured; a compiled network fuses its own way)
         eager_cpu = self.device.type == "cpu" and self.dtype == torch.float32 and self.compile_options is None
         if fuse and self.fold_bn and eager_cpu and self.channels_last and platform.machine().lower() in _X86:
             sibling, count = fused_sibling(self.network)

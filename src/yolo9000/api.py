@@ -46,7 +46,7 @@ from yolo9000.data.predict import ImageFilesDataset, PredictCollate
 from yolo9000.data.resize import EvalResize, check_input_size, size_text
 from yolo9000.data.video import VideoError, VideoFrames, is_video, source_name, stream_source
 from yolo9000.models import check_flags
-from yolo9000.models.layers import fold_batch_norms, fold_input_scale, fused_sibling
+from yolo9000.models.layers import fold_batch_norms, fold_input_scale, fused_layer_count, fused_sibling
 from yolo9000.postprocess import DecodeOn, check_decode_settings, decode_device
 from yolo9000.speed import (
     compile_network,
@@ -276,8 +276,7 @@ class Detector:
         eager_cpu = self.device.type == "cpu" and self.dtype == torch.float32 and self.compile_options is None
         if fuse and self.fold_bn and eager_cpu and self.channels_last and platform.machine().lower() in _X86:
             sibling, count = fused_sibling(self.network)
-            if count:
-                self._batch_network, self.fused_layers = sibling, count
+            self._batch_network = sibling if count else None
         if self.compile_options is not None:
             try:
                 self.network = compile_network(self.network, self.compile_options)
@@ -337,7 +336,6 @@ class Detector:
         if "network" in state:  # pickled before the fused sibling (session 40): no sibling
             state["_network"] = state.pop("network")
         state.setdefault("_batch_network", None)
-        state.setdefault("fused_layers", 0)
         self.__dict__.update(state)
         if self.compile_options is not None:
             self.network = compile_network(self.network, self.compile_options)
@@ -762,7 +760,11 @@ class Detector:
         so every batch runs ``net``."""
         self._network = net
         self._batch_network: torch.nn.Module | None = None
-        self.fused_layers = 0
+
+    @property
+    def fused_layers(self) -> int:
+        """Layers in their fused CPU forms in the network batches of two and more run (``fuse``); 0: none."""
+        return 0 if self._batch_network is None else fused_layer_count(self._batch_network)
 
     def network_for(self, batch_size: int) -> torch.nn.Module:
         """The network a batch of ``batch_size`` images runs: :attr:`network`, or for two images and more its

@@ -188,6 +188,16 @@ def _pointwise_conv_op() -> Any:
         return None
 
 
+def _zero_padded(conv: nn.Conv2d) -> bool:
+    """A conv whose padding oneDNN's fused call takes: numbers (not ``"same"`` / ``"valid"``), zeros."""
+    return conv.padding_mode == "zeros" and not isinstance(conv.padding, str)
+
+
+def fused_layer_count(net: nn.Module) -> int:
+    """How many of ``net``'s layers :func:`fuse_for_inference` replaced (0: none, or a network never fused)."""
+    return sum(isinstance(m, (FusedConvLeaky, MaxPool2x2)) for m in net.modules())
+
+
 class FusedConvLeaky(nn.Module):
     """Inference only: ``leaky_relu(conv(x), slope)`` in one oneDNN call on the CPU (the activation applied to each
     output value as it is written: one pass over the activations fewer). The same values as the two ops up to float
@@ -201,7 +211,7 @@ class FusedConvLeaky(nn.Module):
 
     def __init__(self, conv: nn.Conv2d, slope: float) -> None:
         super().__init__()
-        if isinstance(conv.padding, str) or conv.padding_mode != "zeros":
+        if not _zero_padded(conv):
             raise ValueError(f"FusedConvLeaky takes a conv with numeric zero padding, got {conv}")
         self.conv, self.slope = conv, float(slope)
 
@@ -285,7 +295,7 @@ def fuse_for_inference(net: nn.Module) -> int:
         names = list(seq._modules)
         for i, name in enumerate(names):
             conv = seq._modules[name]
-            if type(conv) is not nn.Conv2d or conv.padding_mode != "zeros" or isinstance(conv.padding, str):
+            if type(conv) is not nn.Conv2d or not _zero_padded(conv):
                 continue
             after = [k for k in names[i + 1 :] if not isinstance(seq._modules[k], nn.Identity)]
             act = seq._modules[after[0]] if after else None

@@ -453,6 +453,19 @@ def test_training_boxes_shuffled_per_load_and_capped_as_darknet(tmp_path):
     np.testing.assert_allclose(h.numpy(), (5 + s["labels"] % 4).numpy(), atol=0.05)
 
 
+def test_counters_of_a_pickled_dataset_reach_its_stats(tmp_path):
+    """The load counters are written through a NumPy view made at the first count; a pickled copy (a spawned loader
+    worker's) counts into its own shared tensor, which its stats() read, not into a stale private array."""
+    import pickle
+
+    ds = _many_boxes_dataset(tmp_path, shuffle=True, max_boxes=30)
+    ds[(0, 64, 1)]
+    copy = pickle.loads(pickle.dumps(ds))
+    copy[(0, 64, 2)]
+    assert copy.stats()["loaded"] == 2 and copy.stats()["truncated_boxes"] == 20
+    assert ds.stats()["loaded"] == 1
+
+
 def test_annotation_order_kept_without_shuffle_and_in_eval(tmp_path):
     plain = _many_boxes_dataset(tmp_path, shuffle=False, max_boxes=30)
     assert plain[(0, 64, 1)]["labels"].tolist() == list(range(30))

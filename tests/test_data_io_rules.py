@@ -262,6 +262,20 @@ def test_load_flags_keep_the_bits_already_set() -> None:
     assert int(flags.flags[0]) == LOAD_FAILED | CONVERTED and int(flags.flags[1]) == 0
 
 
+def test_load_flags_pickled_after_use_write_into_their_own_tensor() -> None:
+    """set() writes through a NumPy view of the flags it makes once; a pickled copy (a spawned loader worker's, with
+    the tensor in shared memory there) must not carry the old view, or its flags would land in a private array that
+    nobody reads."""
+    import pickle
+
+    flags = LoadFlags(3)
+    flags.set(0, LOAD_FAILED)  # the view now exists
+    copy = pickle.loads(pickle.dumps(flags))
+    assert copy.set(2, CONVERTED) and int(copy.flags[2]) == CONVERTED  # the copy's own tensor
+    assert int(copy.flags[0]) == LOAD_FAILED and not copy.set(0, LOAD_FAILED)
+    assert int(flags.flags[2]) == 0  # (plain pickling copies the memory: the original is untouched)
+
+
 def test_load_time_issues_name_each_flagged_problem(tmp_path: Path) -> None:
     grey = tmp_path / "grey.png"
     Image.new("L", (20, 10), 128).save(grey)  # 20 wide, 10 high

@@ -60,20 +60,92 @@ def test_train_transform_keeps_box_on_drawn_pixels():
     assert 5 <= flips <= 35
 
 
-def test_jitter_fill_and_geometry():
+@pytest.mark.parametrize("warp", [False, True])
+def test_jitter_fill_and_geometry(warp: bool):
     img = np.full((100, 200, 3), 10, np.uint8)
-    t = DarknetJitterResize(size=50, jitter=0.3, fill=127)
+    t = DarknetJitterResize(size=50, jitter=0.3, fill=127, warp=warp)
     # window starting 20 px left of / 10 px above the image, 250 x 100 px
     out = t.apply(img, crop=(-20, -10, 250, 100))
     assert out.shape == (50, 50, 3)
     assert (out[:, :3] == 127).all() and (out[:3, :] == 127).all()  # grey fill beyond the image
     assert (out[10:, 10:40] == 10).all()
-    rep = DarknetJitterResize(size=50, jitter=0.3, border="replicate").apply(img, crop=(-20, -10, 250, 100))
+    rep = DarknetJitterResize(size=50, jitter=0.3, border="replicate", warp=warp).apply(img, crop=(-20, -10, 250, 100))
     assert (rep == 10).all()  # edge pixels instead of grey
     boxes = np.array([[0.1, 0.2, 0.5, 0.6, 7.0]], np.float32)  # normalised xyxy + label column
     got = t.apply_to_bboxes(boxes, crop=(-20, -10, 250, 100), shape=(100, 200, 3))
     # x: (0.1 * 200 + 20) / 250 = 0.16, (0.5 * 200 + 20) / 250 = 0.48; y: (20 + 10) / 100, (60 + 10) / 100
     np.testing.assert_allclose(got, [[0.16, 0.3, 0.48, 0.7, 7.0]], atol=1e-6)
+
+
+def _window_resized(img: np.ndarray, crop: tuple[int, int, int, int], size: tuple[int, int], border: str) -> np.ndarray:
+    """The jitter crop's pixels built independently: the window cut from the image padded by its largest possible
+    overhang (fill 127 or the edge pixels, NumPy), then cv2.resize to ``size`` (h, w)."""
+    import cv2
+
+    x0, y0, cw, ch = crop
+    h, w = img.shape[:2]
+    pad = max(-x0, -y0, x0 + cw - w, y0 + ch - h, 0)
+    mode = "edge" if border == "replicate" else "constant"
+    big = np.pad(
+        img,
+        ((pad, pad), (pad, pad), (0, 0)),
+        mode=mode,
+        **({"constant_values": 127} if pad and mode == "constant" else {}),
+    )
+    window = big[y0 + pad : y0 + pad + ch, x0 + pad : x0 + pad + cw]
+    return cv2.resize(window, size[::-1], interpolation=cv2.INTER_LINEAR)
+
+
+@pytest.mark.parametrize("border", ["constant", "replicate"])
+def test_crop_warp_samples_the_window_as_resize_does(border: str, monkeypatch):
+    """The warp path (one cv2.warpAffine) gives the pixels of the window padded and resized, within one grey level,
+    on noise (every pixel an edge, the worst case for a sampling offset: half a pixel off moves the values by tens of
+    levels) over windows reaching past every side and lying inside the image, shrunk and (replicate) enlarged; it
+    builds no window (cv2.copyMakeBorder / cv2.resize are not called)."""
+    import cv2
+
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    crops = [(-30, -20, 230, 150), (25, 15, 110, 90), (-40, 10, 150, 140), (10, -25, 170, 100)]
+    sizes = [(64, 96), (32, 32)] + ([(160, 192)] if border == "replicate" else [])  # (h, w); the last enlarges
+    want = {(c, s): _window_resized(img, c, s, border) for c in crops for s in sizes}
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the warp path built the window")
+
+    monkeypatch.setattr(cv2, "copyMakeBorder", refuse)
+    monkeypatch.setattr(cv2, "resize", refuse)
+    diffs = []
+    for (crop, size), expected in want.items():
+        got = DarknetJitterResize(size=size, fill=127, border=border, warp=True).apply(img, crop=crop)
+        assert got.shape == expected.shape
+        diffs.append(np.abs(got.astype(int) - expected.astype(int)))
+    every = np.concatenate([d.ravel() for d in diffs])
+    assert every.max() <= 1 and every.mean() < 0.3
+
+
+def test_crop_warp_keeps_resize_where_it_would_read_other_pixels():
+    """A constant border and a window enlarged (taps beyond the window's inner edge: cv2.resize repeats the window's
+    edge, a warp would read grey): the two steps run, bit for bit the warp=False pixels; other interpolations too."""
+    rng = np.random.default_rng(1)
+    img = rng.integers(0, 256, (60, 80, 3), dtype=np.uint8)
+    crop = (10, -5, 50, 40)  # inside the image on three sides, grey above: 50 x 40 -> 96 x 96 enlarges
+    fast = DarknetJitterResize(size=96, border="constant", warp=True).apply(img, crop=crop)
+    np.testing.assert_array_equal(fast, _window_resized(img, crop, (96, 96), "constant"))
+    import cv2
+
+    area = DarknetJitterResize(size=32, interpolation=cv2.INTER_AREA, warp=True).apply(img, crop=(-10, -10, 100, 80))
+    np.testing.assert_array_equal(
+        area, DarknetJitterResize(size=32, interpolation=cv2.INTER_AREA).apply(img, crop=(-10, -10, 100, 80))
+    )
+
+
+def test_crop_warp_is_the_config_default_and_a_switch():
+    assert AugmentConfig().crop_warp
+    (geo_on, *_), (geo_off, *_) = (
+        DetectionTransform(True, {"jitter_mode": "crop", "crop_warp": w}).compose(64).transforms for w in (True, False)
+    )
+    assert geo_on.warp and not geo_off.warp
 
 
 @pytest.mark.parametrize(

@@ -140,6 +140,30 @@ def test_fc_head_needs_fixed_size() -> None:
     check_config(_compose("model.net.head=fc", "data.multiscale.enabled=false"))  # null: img_size / 32
 
 
+def test_all_finite_finds_inf_and_nan_anywhere_and_changes_nothing() -> None:
+    """The gradient check: inf, -inf or NaN in any tensor (any dtype, strided or not) makes it False; finite values,
+    huge ones included (3e38: a total norm, the check before, overflows to inf on them and skipped a finite step),
+    make it True; the tensors keep every bit (signed zero, subnormals)."""
+    from yolo9000.modules.base import all_finite
+
+    def grads() -> list[torch.Tensor]:
+        return [
+            torch.tensor([-0.0, 1e-45, 3e38, -3e38]),
+            torch.arange(12.0, dtype=torch.float64).view(3, 4).t(),  # strided, another dtype
+            torch.ones(5, dtype=torch.bfloat16),
+        ]
+
+    clean = grads()
+    assert bool(all_finite(clean))
+    assert not torch.isfinite(torch.nn.utils.get_total_norm(grads()))  # what the norm made of them
+    for a, b in zip(clean, grads(), strict=True):  # bit for bit
+        assert torch.equal(a.contiguous().view(torch.uint8), b.contiguous().view(torch.uint8))
+    for k, bad in ((0, float("inf")), (1, float("nan")), (2, float("-inf"))):
+        g = grads()
+        g[k][(1,) if g[k].dim() == 1 else (2, 1)] = bad
+        assert not bool(all_finite(g)), (k, bad)
+
+
 @pytest.mark.parametrize("skip", [3, 0])
 def test_nonfinite_gradients_skip_the_step(skip: int) -> None:
     """``skip_nonfinite``: an inf gradient drops every gradient (the optimizer leaves the weights alone) and counts

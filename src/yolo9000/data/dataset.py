@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -105,7 +106,17 @@ class DetectionDataset(Dataset):
     def _count(self, key: str, n: int = 1) -> None:
         info = get_worker_info()
         row = 0 if info is None else 1 + info.id % (_STAT_SLOTS - 1)
-        self._stats.numpy()[row, _STAT_KEYS.index(key)] += n  # the shared memory through numpy: ~40x cheaper
+        # the shared memory through a NumPy view (~40x cheaper than indexing the tensor), made once per process
+        # (``__getstate__`` leaves it out: a pickled copy would count into memory nobody reads)
+        counts = self.__dict__.get("_stats_view")
+        if counts is None:
+            counts = self._stats_view = self._stats.numpy()
+        counts[row, _STAT_KEYS.index(key)] += n
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.pop("_stats_view", None)
+        return state
 
     def stats(self) -> dict[str, int]:
         """Counters over all processes: loaded, skipped_images, dropped_boxes (by the transform),
@@ -239,7 +250,7 @@ class DetectionDataset(Dataset):
             t_boxes, t_labels, t_diff = boxes[~difficult], labels[~difficult], difficult[~difficult]
         if getattr(self.transform, "train", False):
             if self.shuffle_boxes and len(t_boxes) > 1:
-                order = _box_rng(seed).permutation(len(t_boxes))
+                order = _box_order(seed, len(t_boxes))
                 t_boxes, t_labels, t_diff = t_boxes[order], t_labels[order], t_diff[order]
             if self.max_boxes is not None and len(t_boxes) > self.max_boxes:
                 self._count("truncated_boxes", len(t_boxes) - self.max_boxes)
@@ -283,10 +294,14 @@ def _available_memory() -> int | None:
     return None
 
 
-def _box_rng(seed: int | None) -> np.random.Generator:
-    """The generator of a training sample's box order: a function of its seed (the training sampler gives every
-    sample one); without a seed, fresh entropy (the torch RNG stream is left alone)."""
-    return np.random.default_rng([int(seed), 0xB0C5]) if seed is not None else np.random.default_rng()
+def _box_order(seed: int | None, n: int) -> np.ndarray:
+    """int64 (n,): a training sample's box order, a random permutation that is a function of its seed (the training
+    sampler gives every sample one); without a seed, from fresh entropy (the torch RNG stream is left alone). A
+    Python ``random.Random`` of its own (~10 us an image; a NumPy generator's seeding took ~40 us)."""
+    rng = random.Random(int(seed) * 0x10001 + 0xB0C5) if seed is not None else random.Random()
+    order = list(range(n))
+    rng.shuffle(order)
+    return np.array(order, np.int64)
 
 
 def stack_nhwc(images: Sequence[torch.Tensor]) -> torch.Tensor:

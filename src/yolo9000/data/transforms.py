@@ -95,6 +95,9 @@ class AugmentConfig(MappingConfig):
         jitter_border: what fills the jitter crop beyond the image: ``constant`` (``fill``, as later darknet's
             grey canvas) or ``replicate`` (edge pixels, as the YOLOv2-era darknet ``crop_image``).
         interpolation: resize interpolation (nearest | linear | area | cubic).
+        crop_warp: ``jitter_mode="crop"`` with linear interpolation: the crop, its border and the stretch as one
+            ``cv2.warpAffine`` from the image (~3.5x faster than the three steps; see :class:`DarknetJitterResize`)
+            instead of ``cv2.copyMakeBorder`` + ``cv2.resize`` (every run before session 41).
     """
 
     jitter: float = 0.3
@@ -111,6 +114,7 @@ class AugmentConfig(MappingConfig):
     fill: int = 127
     jitter_border: str = "constant"
     interpolation: str = "linear"
+    crop_warp: bool = True
 
     def __post_init__(self) -> None:
         if self.small_box not in ("side", "area"):
@@ -243,6 +247,14 @@ class DarknetJitterResize(_JitterGeometry):
     dw = trunc(jitter * width); the window is ``[left, width - right) x [top, height - bottom)``,
     parts outside the image are filled with ``fill`` (``border="constant"``) or the edge pixels
     (``border="replicate"``).
+
+    The pixels are those of ``cv2.resize`` (half-pixel centres, two taps an axis) of the window made by
+    ``cv2.copyMakeBorder``. With ``warp`` (and linear interpolation) one ``cv2.warpAffine`` of the image's part of
+    the window samples the same points, the border given by its border mode, without building the window: ~0.05 ms
+    against ~0.17 ms for a BCCD photo at 256, and within one grey level of the two steps (OpenCV quantises the
+    sampling positions to 1/32 pixel; ~10 % of the values differ by one). It applies where it reads what the
+    window would: always with ``replicate``; with ``constant`` where the window shrinks in both axes (an enlarged
+    window's edge taps would read ``fill`` past an inner edge where ``cv2.resize`` repeats the window's edge).
     """
 
     def __init__(
@@ -253,12 +265,14 @@ class DarknetJitterResize(_JitterGeometry):
         interpolation: int = cv2.INTER_LINEAR,
         border: str = "constant",
         p: float = 1.0,
+        warp: bool = False,
     ) -> None:
         super().__init__(size, jitter, fill, interpolation, p)
         self.border = border
+        self.warp = warp
 
     def get_transform_init_args_names(self) -> tuple[str, ...]:
-        return (*super().get_transform_init_args_names(), "border")
+        return (*super().get_transform_init_args_names(), "border", "warp")
 
     def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
         h, w = params["shape"][:2]
@@ -274,13 +288,24 @@ class DarknetJitterResize(_JitterGeometry):
         ix0, iy0, ix1, iy1 = max(x0, 0), max(y0, 0), min(x0 + cw, w), min(y0 + ch, h)
         patch = img[iy0:iy1, ix0:ix1]
         top, bottom, left, right = iy0 - y0, y0 + ch - iy1, ix0 - x0, x0 + cw - ix1
+        net_h, net_w = input_hw(self.size)
+        mode = cv2.BORDER_REPLICATE if self.border == "replicate" else cv2.BORDER_CONSTANT
+        fill = (self.fill,) * (img.shape[2] if img.ndim == 3 else 1)
+        sx, sy = cw / net_w, ch / net_h  # window pixels per output pixel
+        if (
+            self.warp
+            and self.interpolation == cv2.INTER_LINEAR
+            and patch.size
+            and (mode == cv2.BORDER_REPLICATE or (sx >= 1 and sy >= 1))
+        ):
+            # output (x, y) samples the window at ((x + 0.5) sx - 0.5, (y + 0.5) sy - 0.5), as cv2.resize does;
+            # the window starts (left, top) pixels before the image's part of it
+            m = np.array([[sx, 0.0, 0.5 * sx - 0.5 - left], [0.0, sy, 0.5 * sy - 0.5 - top]])
+            flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+            return cv2.warpAffine(patch, m, (net_w, net_h), flags=flags, borderMode=mode, borderValue=fill)
         if top or bottom or left or right:
-            if self.border == "replicate":
-                patch = cv2.copyMakeBorder(patch, top, bottom, left, right, cv2.BORDER_REPLICATE)
-            else:
-                fill = (self.fill,) * (img.shape[2] if img.ndim == 3 else 1)
-                patch = cv2.copyMakeBorder(patch, top, bottom, left, right, cv2.BORDER_CONSTANT, value=fill)
-        return cv2.resize(patch, input_hw(self.size)[::-1], interpolation=self.interpolation)
+            patch = cv2.copyMakeBorder(patch, top, bottom, left, right, mode, value=fill)
+        return cv2.resize(patch, (net_w, net_h), interpolation=self.interpolation)
 
     def apply_to_bboxes(self, bboxes: np.ndarray, crop: tuple[int, int, int, int], **params: Any) -> np.ndarray:
         """bboxes: (N, 4 + k) albumentations-normalised xyxy of the input -> of the output."""
@@ -406,6 +431,9 @@ class LetterboxResize(A.DualTransform):
         return out
 
 
+_LEVELS = np.arange(256, dtype=np.float32).reshape(256, 1, 1)  # the uint8 values, as a LUT table's rows
+
+
 def _rand_scale(rng: Any, s: float) -> float:
     """darknet ``rand_scale``: U(1, s) (U(s, 1) for s < 1: darknet's ``rand_uniform`` swaps the bounds), inverted with
     probability 1/2."""
@@ -438,14 +466,11 @@ class DarknetHSV(A.ImageOnlyTransform):
         if dhue == 0 and dsat == 1 and dexp == 1:
             return img
         hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV)  # OpenCV uint8 hue: [0, 180)
-        x = np.arange(256, dtype=np.float32)
-        luts = (  # one table per channel, each applied to its plane (one 3-channel-table LUT pass is ~1.7x slower)
-            np.mod(np.round(x + dhue * 180.0), 180).astype(np.uint8),
-            np.clip(np.round(x * dsat), 0, 255).astype(np.uint8),
-            np.clip(np.round(x * dexp), 0, 255).astype(np.uint8),
-        )
-        planes = [cv2.LUT(plane, lut) for plane, lut in zip(cv2.split(hsv), luts, strict=True)]
-        return cv2.cvtColor(cv2.merge(planes), cv2.COLOR_HSV2RGB)
+        # one (256, 1, 3) table, a column per channel, in one LUT pass over the pixels (the planes split, looked up
+        # one by one and merged took ~0.1 ms more at 256 x 256)
+        table = np.rint(_LEVELS * np.array([1.0, dsat, dexp], np.float32) + np.array([dhue * 180.0, 0, 0], np.float32))
+        table[..., 0] %= 180  # the hue wraps
+        return cv2.cvtColor(cv2.LUT(hsv, np.clip(table, 0, 255, out=table).astype(np.uint8)), cv2.COLOR_HSV2RGB)
 
 
 @dataclass
@@ -521,7 +546,7 @@ class DetectionTransform:
             geometry = (
                 DarknetPlace(size, c.jitter, c.fill, interp)
                 if c.jitter_mode == "place"
-                else DarknetJitterResize(size, c.jitter, c.fill, interp, c.jitter_border)
+                else DarknetJitterResize(size, c.jitter, c.fill, interp, c.jitter_border, warp=c.crop_warp)
             )
             steps: list[A.BasicTransform] = [geometry]
             if c.flip > 0:

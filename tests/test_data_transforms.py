@@ -97,7 +97,7 @@ def _window_resized(img: np.ndarray, crop: tuple[int, int, int, int], size: tupl
 
 
 @pytest.mark.parametrize("border", ["constant", "replicate"])
-def test_crop_warp_samples_the_window_as_resize_does(border: str, monkeypatch):
+def test_warp_samples_the_crop_window_as_resize_does(border: str, monkeypatch):
     """The warp path (one cv2.warpAffine) gives the pixels of the window padded and resized, within one grey level,
     on noise (every pixel an edge, the worst case for a sampling offset: half a pixel off moves the values by tens of
     levels) over windows reaching past every side and lying inside the image, shrunk and (replicate) enlarged; it
@@ -140,12 +140,58 @@ def test_crop_warp_keeps_resize_where_it_would_read_other_pixels():
     )
 
 
-def test_crop_warp_is_the_config_default_and_a_switch():
-    assert AugmentConfig().crop_warp
-    (geo_on, *_), (geo_off, *_) = (
-        DetectionTransform(True, {"jitter_mode": "crop", "crop_warp": w}).compose(64).transforms for w in (True, False)
-    )
-    assert geo_on.warp and not geo_off.warp
+def test_warp_is_the_config_default_and_a_switch_for_both_geometries():
+    assert AugmentConfig().warp
+    for mode in ("crop", "place"):
+        (on, *_), (off, *_) = (
+            DetectionTransform(True, {"jitter_mode": mode, "warp": w}).compose(64).transforms for w in (True, False)
+        )
+        assert on.warp and not off.warp, mode
+
+
+def _placed(img: np.ndarray, x: int, y: int, iw: int, ih: int, size: tuple[int, int]) -> np.ndarray:
+    """darknet HEAD's placement built independently: the image cv2.resize-d to iw x ih pasted at (x, y) (clipped) on
+    a 127 canvas of ``size`` (h, w)."""
+    import cv2
+
+    canvas = np.full((*size, 3), 127, np.uint8)
+    big = np.full((size[0] + 2 * ih, size[1] + 2 * iw, 3), 127, np.uint8)  # room for any overhang
+    big[y + ih : y + 2 * ih, x + iw : x + 2 * iw] = cv2.resize(img, (iw, ih), interpolation=cv2.INTER_LINEAR)
+    canvas[:] = big[ih : ih + size[0], iw : iw + size[1]]
+    return canvas
+
+
+def test_place_warp_is_the_resize_and_paste_within_a_grey_level(monkeypatch):
+    """HEAD's placement with ``warp``: on noise, the pasted image within one grey level of cv2.resize + paste and the
+    canvas around it exactly grey, for placements inside the input and hanging over each side, shrunk in both axes;
+    no cv2.resize runs. Enlarged in an axis: the resize and paste, bit for bit."""
+    import cv2
+
+    from yolo9000.data.transforms import DarknetPlace
+
+    rng = np.random.default_rng(2)
+    img = rng.integers(0, 256, (90, 120, 3), dtype=np.uint8)
+    cases = [((64, 96), (5, 7, 80, 50)), ((64, 96), (-20, 30, 100, 60)), ((32, 64), (10, -12, 70, 40)),
+             ((96, 64), (0, 0, 64, 90))]  # fmt: skip  # ((h, w), (x, y, iw, ih))
+    want = {c: _placed(img, *c[1], c[0]) for c in cases}
+    enlarged = ((160, 96), (3, 2, 90, 150))  # 90 -> 150 high: enlarged
+    want_big = _placed(img, *enlarged[1], enlarged[0])
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the warp path resized the image")
+
+    with monkeypatch.context() as m:
+        m.setattr(cv2, "resize", refuse)
+        for (size, (x, y, iw, ih)), expected in want.items():
+            t = DarknetPlace(size=size, fill=127, warp=True)
+            # float geometry, truncated toward zero as darknet's place_image: to (x, y, iw, ih)
+            got = t.apply(img, place=(x + 0.25 * np.sign(x), y + 0.5 * np.sign(y), iw + 0.9, ih + 0.1))
+            inside = np.zeros(size, bool)
+            inside[max(y, 0) : max(0, y + ih), max(x, 0) : max(0, x + iw)] = True
+            assert (got[~inside] == 127).all()  # the canvas exactly
+            assert np.abs(got.astype(int) - expected.astype(int)).max() <= 1
+    got = DarknetPlace(size=enlarged[0], fill=127, warp=True).apply(img, place=tuple(map(float, enlarged[1])))
+    np.testing.assert_array_equal(got, want_big)
 
 
 @pytest.mark.parametrize(

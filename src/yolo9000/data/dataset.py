@@ -297,8 +297,9 @@ def _available_memory() -> int | None:
 def _box_order(seed: int | None, n: int) -> np.ndarray:
     """int64 (n,): a training sample's box order, a random permutation that is a function of its seed (the training
     sampler gives every sample one); without a seed, from fresh entropy (the torch RNG stream is left alone). A
-    Python ``random.Random`` of its own (~10 us an image; a NumPy generator's seeding took ~40 us)."""
-    rng = random.Random(int(seed) * 0x10001 + 0xB0C5) if seed is not None else random.Random()
+    Python ``random.Random`` of its own (~10 us an image; a NumPy generator's seeding took ~40 us), seeded above 2^32 so
+    that its stream is never the augmentation's of a sample whose (32-bit) seed equals it."""
+    rng = random.Random(int(seed) + (0xB0C5 << 32)) if seed is not None else random.Random()
     order = list(range(n))
     rng.shuffle(order)
     return np.array(order, np.int64)

@@ -13,6 +13,7 @@ which knows nothing of albumentations (the predict path imports it, not this mod
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 from collections.abc import Mapping
@@ -96,7 +97,8 @@ class AugmentConfig(MappingConfig):
             grey canvas) or ``replicate`` (edge pixels, as the YOLOv2-era darknet ``crop_image``).
         interpolation: resize interpolation (nearest | linear | area | cubic).
         warp: the training geometry with linear interpolation as one ``cv2.warpAffine`` from the image where it
-            samples what the resize samples (within one grey level): the crop, its border and the stretch
+            samples what the resize samples (within one grey level, on an OpenCV whose warp does so:
+            :func:`warp_matches_resize`; elsewhere the resize): the crop, its border and the stretch
             (:class:`DarknetJitterResize`, ~3.5x faster), or the placement's resize and paste (:class:`DarknetPlace`,
             ~1.7x); false: ``cv2.copyMakeBorder`` / ``cv2.resize`` and the paste (every run before session 41).
     """
@@ -219,6 +221,50 @@ def _boxes_out(boxes: np.ndarray, width: int, height: int) -> tuple[np.ndarray, 
     return out, boxes[keep, 4].astype(np.int64)
 
 
+def warp_resample(
+    src: np.ndarray,
+    hw: tuple[int, int],
+    sx: float,
+    sy: float,
+    ox: float,
+    oy: float,
+    border: int = cv2.BORDER_CONSTANT,
+    fill: int = 127,
+) -> np.ndarray:
+    """uint8 (h, w[, C]) output of ``hw`` whose pixel (x, y) samples ``src`` bilinearly at (ox + (x + 0.5) sx - 0.5,
+    oy + (y + 0.5) sy - 0.5): ``cv2.resize``'s half-pixel centres at ``sx`` x ``sy`` source pixels an output pixel,
+    shifted by (ox, oy); beyond ``src`` its OpenCV ``border`` (``fill`` for a constant one). One ``cv2.warpAffine``."""
+    h, w = hw
+    m = np.array([[sx, 0.0, ox + 0.5 * sx - 0.5], [0.0, sy, oy + 0.5 * sy - 0.5]])
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    if border != cv2.BORDER_CONSTANT:
+        return cv2.warpAffine(src, m, (w, h), flags=flags, borderMode=border)
+    value = (fill,) * (src.shape[2] if src.ndim == 3 else 1)
+    return cv2.warpAffine(src, m, (w, h), flags=flags, borderMode=border, borderValue=value)
+
+
+@functools.cache
+def warp_matches_resize() -> bool:
+    """Whether this OpenCV's bilinear ``cv2.warpAffine`` (:func:`warp_resample`) gives ``cv2.resize``'s pixels within
+    one grey level. OpenCV 5.1 does (it computes the warp's sampling positions in float; the one-level differences are
+    rounding); OpenCV 4.x quantises them to 1/32 pixel and differs by up to ~7 levels on sharp edges, so the training
+    geometries keep the resize there. Checked once per process on a fixed noise image (every pixel an edge): windows
+    inside the image and reaching past it, constant and replicate borders, shrunk and (replicate) enlarged."""
+    img = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    cases = [((5, 3, 50, 40), (24, 32), cv2.BORDER_CONSTANT), ((-9, -6, 80, 60), (30, 40), cv2.BORDER_CONSTANT),
+             ((-9, 4, 70, 50), (64, 96), cv2.BORDER_REPLICATE)]  # fmt: skip  # (x0, y0, cw, ch), (h, w), border
+    for (x0, y0, cw, ch), hw, border in cases:
+        ix0, iy0, ix1, iy1 = max(x0, 0), max(y0, 0), min(x0 + cw, 64), min(y0 + ch, 48)
+        patch = img[iy0:iy1, ix0:ix1]
+        pads = (iy0 - y0, y0 + ch - iy1, ix0 - x0, x0 + cw - ix1)
+        window = cv2.copyMakeBorder(patch, *pads, border, value=(127, 127, 127))
+        want = cv2.resize(window, hw[::-1], interpolation=cv2.INTER_LINEAR)
+        got = warp_resample(patch, hw, cw / hw[1], ch / hw[0], x0 - ix0, y0 - iy0, border)
+        if np.abs(got.astype(np.int16) - want.astype(np.int16)).max() > 1:
+            return False
+    return True
+
+
 class _JitterGeometry(A.DualTransform):
     """What the two training geometries keep: the input ``size`` (a side, or (height, width)), darknet's ``jitter``,
     the grey ``fill``, the resize's OpenCV ``interpolation`` and ``warp`` (one ``cv2.warpAffine`` where it samples
@@ -246,15 +292,14 @@ class _JitterGeometry(A.DualTransform):
     def _warp(
         self, src: np.ndarray, sx: float, sy: float, ox: float, oy: float, border: int = cv2.BORDER_CONSTANT
     ) -> np.ndarray:
-        """The input-size output whose pixel (x, y) samples ``src`` at (ox + (x + 0.5) sx - 0.5, oy + (y + 0.5)
-        sy - 0.5): ``cv2.resize``'s half-pixel centres at ``sx`` x ``sy`` source pixels an output pixel, shifted by
-        (ox, oy); beyond ``src`` its ``border`` (``fill`` for a constant one). One ``cv2.warpAffine``, bilinear: the
-        sampling positions quantised to 1/32 pixel, so within one grey level of the resize."""
-        net_h, net_w = input_hw(self.size)
-        m = np.array([[sx, 0.0, ox + 0.5 * sx - 0.5], [0.0, sy, oy + 0.5 * sy - 0.5]])
-        fill = (self.fill,) * (src.shape[2] if src.ndim == 3 else 1)
-        flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-        return cv2.warpAffine(src, m, (net_w, net_h), flags=flags, borderMode=border, borderValue=fill)
+        """:func:`warp_resample` of ``src`` to the input size, beyond ``src`` its ``border`` (``fill`` for a constant
+        one)."""
+        return warp_resample(src, input_hw(self.size), sx, sy, ox, oy, border, self.fill)
+
+    def _can_warp(self) -> bool:
+        """``warp`` asked, linear interpolation, and an OpenCV whose warp samples as its resize does
+        (:func:`warp_matches_resize`)."""
+        return self.warp and self.interpolation == cv2.INTER_LINEAR and warp_matches_resize()
 
     def net_params(self, width: int, height: int) -> np.ndarray:
         """float32 (4,) (scale_x, scale_y, pad_x, pad_y) of the last call's geometry (its ``params``) on a ``width x
@@ -273,8 +318,9 @@ class DarknetJitterResize(_JitterGeometry):
     The pixels are those of ``cv2.resize`` (half-pixel centres, two taps an axis) of the window made by
     ``cv2.copyMakeBorder``. With ``warp`` (and linear interpolation) one ``cv2.warpAffine`` of the image's part of
     the window samples the same points, the border given by its border mode, without building the window: ~0.05 ms
-    against ~0.17 ms for a BCCD photo at 256, and within one grey level of the two steps (OpenCV quantises the
-    sampling positions to 1/32 pixel; ~10 % of the values differ by one). It applies where it reads what the
+    against ~0.17 ms for a BCCD photo at 256, and within one grey level of the two steps on OpenCV 5.1 (~10 % of the
+    values one apart: rounding; an OpenCV 4.x warp is not that close, and the two steps run there:
+    :func:`warp_matches_resize`). It applies where it reads what the
     window would: always with ``replicate``; with ``constant`` where the window shrinks in both axes (an enlarged
     window's edge taps would read ``fill`` past an inner edge where ``cv2.resize`` repeats the window's edge).
     Elsewhere the two steps run.
@@ -312,17 +358,14 @@ class DarknetJitterResize(_JitterGeometry):
         top, bottom, left, right = iy0 - y0, y0 + ch - iy1, ix0 - x0, x0 + cw - ix1
         net_h, net_w = input_hw(self.size)
         mode = cv2.BORDER_REPLICATE if self.border == "replicate" else cv2.BORDER_CONSTANT
-        fill = (self.fill,) * (img.shape[2] if img.ndim == 3 else 1)
         sx, sy = cw / net_w, ch / net_h  # window pixels per output pixel
-        if (
-            self.warp
-            and self.interpolation == cv2.INTER_LINEAR
-            and patch.size
-            and (mode == cv2.BORDER_REPLICATE or (sx >= 1 and sy >= 1))
-        ):  # the window starts (left, top) pixels before the image's part of it
-            return self._warp(patch, sx, sy, -left, -top, mode)
+        if patch.size and (mode == cv2.BORDER_REPLICATE or (sx >= 1 and sy >= 1)) and self._can_warp():
+            return self._warp(patch, sx, sy, -left, -top, mode)  # the window starts (left, top) px before the patch
         if top or bottom or left or right:
-            patch = cv2.copyMakeBorder(patch, top, bottom, left, right, mode, value=fill)
+            fill = (
+                {"value": (self.fill,) * (img.shape[2] if img.ndim == 3 else 1)} if mode == cv2.BORDER_CONSTANT else {}
+            )
+            patch = cv2.copyMakeBorder(patch, top, bottom, left, right, mode, **fill)
         return cv2.resize(patch, (net_w, net_h), interpolation=self.interpolation)
 
     def apply_to_bboxes(self, bboxes: np.ndarray, crop: tuple[int, int, int, int], **params: Any) -> np.ndarray:
@@ -381,7 +424,7 @@ class DarknetPlace(_JitterGeometry):
         net_h, net_w = input_hw(self.size)
         x, y, iw, ih = int(dx), int(dy), int(nw), int(nh)  # C's float -> int: toward zero
         h, w = img.shape[:2]
-        if self.warp and self.interpolation == cv2.INTER_LINEAR and 1 <= iw <= w and 1 <= ih <= h:
+        if 1 <= iw <= w and 1 <= ih <= h and self._can_warp():
             # output (x + i, y + j) is pixel (i, j) of the image resized to iw x ih
             return self._warp(img, w / iw, h / ih, -x * w / iw, -y * h / ih)
         canvas = np.full((net_h, net_w, *img.shape[2:]), self.fill, img.dtype)

@@ -145,6 +145,36 @@ def test_warp_asked_on_an_opencv_that_fails_the_check_gives_the_resize_exactly(m
     np.testing.assert_array_equal(place, _placed(img, 3, 9, 60, 40, (64, 64)))
 
 
+@pytest.mark.parametrize("channels", [0, 1, 4, 5])  # 0: a 2-D grey image
+def test_warp_keeps_the_channel_layout_and_leaves_what_it_cannot_take(channels: int):
+    """Grey (2-D and one channel) and 4-channel images warp to their own layout within a grey level of the resize
+    (both geometries); 5 channels (beyond OpenCV's scalar border value) take the resize, bit for bit, and run."""
+    from yolo9000.data.transforms import DarknetPlace, warp_matches_resize
+
+    shape = (50, 70) if channels == 0 else (50, 70, channels)
+    img = np.random.default_rng(5).integers(0, 256, shape, dtype=np.uint8)
+    crop, place = (-6, 4, 66, 50), (4.0, 6.0, 56.0, 40.0)
+    outs = {}
+    for warp in (True, False):
+        outs[warp] = (
+            # (a grey border for 5 channels is beyond OpenCV's scalar either way: the edge pixels)
+            DarknetJitterResize(size=(24, 32), border="replicate" if channels == 5 else "constant", warp=warp).apply(
+                img, crop=crop
+            ),
+            DarknetPlace(size=(48, 64), warp=warp).apply(img, place=place) if channels != 1 else None,
+        )
+    for fast, slow in zip(outs[True], outs[False], strict=True):
+        if slow is None:  # the resize and paste of a (h, w, 1) image fails as it always did (cv2 drops the axis)
+            continue
+        if channels == 1 and fast.ndim == 3 and slow.ndim == 2:  # the warp keeps the axis cv2.resize dropped
+            slow = slow[..., None]
+        assert fast.shape == slow.shape
+        if channels == 5 or not warp_matches_resize():
+            np.testing.assert_array_equal(fast, slow)
+        else:
+            assert np.abs(fast.astype(int) - slow.astype(int)).max() <= 1
+
+
 def _needs_close_warp() -> None:
     from yolo9000.data.transforms import warp_matches_resize
 
@@ -207,15 +237,16 @@ def test_warp_is_the_config_default_and_a_switch_for_both_geometries():
 
 
 def _placed(img: np.ndarray, x: int, y: int, iw: int, ih: int, size: tuple[int, int]) -> np.ndarray:
-    """darknet HEAD's placement built independently: the image cv2.resize-d to iw x ih pasted at (x, y) (clipped) on
-    a 127 canvas of ``size`` (h, w)."""
+    """darknet HEAD's placement built independently: the image cv2.resize-d to iw x ih pasted at (x, y) on a 127
+    canvas of ``size`` (h, w), by pasting it whole on a canvas large enough for any offset and cutting the input's
+    rectangle out of that."""
     import cv2
 
-    canvas = np.full((*size, 3), 127, np.uint8)
-    big = np.full((size[0] + 2 * ih, size[1] + 2 * iw, 3), 127, np.uint8)  # room for any overhang
-    big[y + ih : y + 2 * ih, x + iw : x + 2 * iw] = cv2.resize(img, (iw, ih), interpolation=cv2.INTER_LINEAR)
-    canvas[:] = big[ih : ih + size[0], iw : iw + size[1]]
-    return canvas
+    oy, ox = ih + abs(y), iw + abs(x)
+    big = np.full((size[0] + 2 * oy, size[1] + 2 * ox, *img.shape[2:]), 127, np.uint8)
+    resized = cv2.resize(img, (iw, ih), interpolation=cv2.INTER_LINEAR).reshape(ih, iw, *img.shape[2:])
+    big[oy + y : oy + y + ih, ox + x : ox + x + iw] = resized
+    return big[oy : oy + size[0], ox : ox + size[1]]
 
 
 def test_place_warp_is_the_resize_and_paste_within_a_grey_level(monkeypatch):
@@ -230,7 +261,9 @@ def test_place_warp_is_the_resize_and_paste_within_a_grey_level(monkeypatch):
     rng = np.random.default_rng(2)
     img = rng.integers(0, 256, (90, 120, 3), dtype=np.uint8)
     cases = [((64, 96), (5, 7, 80, 50)), ((64, 96), (-20, 30, 100, 60)), ((32, 64), (10, -12, 70, 40)),
-             ((96, 64), (0, 0, 64, 90))]  # fmt: skip  # ((h, w), (x, y, iw, ih))
+             ((96, 64), (0, 0, 64, 90)), ((64, 160), (20, 4, 120, 50)), ((64, 96), (100, 70, 60, 40))]  # fmt: skip
+    # ((h, w), (x, y, iw, ih)): inside, over the left, over the top, the image's own height (sy = 1), its own width
+    # placed right of the edge (sx = 1), entirely off the canvas
     want = {c: _placed(img, *c[1], c[0]) for c in cases}
     enlarged = ((160, 96), (3, 2, 90, 150))  # 90 -> 150 high: enlarged
     want_big = _placed(img, *enlarged[1], enlarged[0])

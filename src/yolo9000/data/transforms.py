@@ -233,14 +233,22 @@ def warp_resample(
 ) -> np.ndarray:
     """uint8 (h, w[, C]) output of ``hw`` whose pixel (x, y) samples ``src`` bilinearly at (ox + (x + 0.5) sx - 0.5,
     oy + (y + 0.5) sy - 0.5): ``cv2.resize``'s half-pixel centres at ``sx`` x ``sy`` source pixels an output pixel,
-    shifted by (ox, oy); beyond ``src`` its OpenCV ``border`` (``fill`` for a constant one). One ``cv2.warpAffine``."""
+    shifted by (ox, oy); beyond ``src`` its OpenCV ``border`` (``fill`` for a constant one). One ``cv2.warpAffine``
+    (1 to 4 channels: :func:`warpable`); a (H, W, 1) source keeps its channel axis."""
     h, w = hw
     m = np.array([[sx, 0.0, ox + 0.5 * sx - 0.5], [0.0, sy, oy + 0.5 * sy - 0.5]])
     flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
     if border != cv2.BORDER_CONSTANT:
-        return cv2.warpAffine(src, m, (w, h), flags=flags, borderMode=border)
-    value = (fill,) * (src.shape[2] if src.ndim == 3 else 1)
-    return cv2.warpAffine(src, m, (w, h), flags=flags, borderMode=border, borderValue=value)
+        out = cv2.warpAffine(src, m, (w, h), flags=flags, borderMode=border)
+    else:
+        value = (fill,) * (src.shape[2] if src.ndim == 3 else 1)
+        out = cv2.warpAffine(src, m, (w, h), flags=flags, borderMode=border, borderValue=value)
+    return out[..., None] if src.ndim == 3 and out.ndim == 2 else out
+
+
+def warpable(img: np.ndarray) -> bool:
+    """Whether :func:`warp_resample` takes ``img``: 2-D, or 1 to 4 channels (OpenCV's scalar border value)."""
+    return img.ndim == 2 or (img.ndim == 3 and 1 <= img.shape[2] <= 4)
 
 
 @functools.cache
@@ -250,16 +258,24 @@ def warp_matches_resize() -> bool:
     rounding); OpenCV 4.x quantises them to 1/32 pixel and differs by up to ~7 levels on sharp edges, so the training
     geometries keep the resize there. Checked once per process on a fixed noise image (every pixel an edge): windows
     inside the image and reaching past it, constant and replicate borders, shrunk and (replicate) enlarged."""
-    img = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
-    cases = [((5, 3, 50, 40), (24, 32), cv2.BORDER_CONSTANT), ((-9, -6, 80, 60), (30, 40), cv2.BORDER_CONSTANT),
-             ((-9, 4, 70, 50), (64, 96), cv2.BORDER_REPLICATE)]  # fmt: skip  # (x0, y0, cw, ch), (h, w), border
-    for (x0, y0, cw, ch), hw, border in cases:
-        ix0, iy0, ix1, iy1 = max(x0, 0), max(y0, 0), min(x0 + cw, 64), min(y0 + ch, 48)
+    rng = np.random.default_rng(0)
+    # (image h, w, channels), window (x0, y0, cw, ch), output (h, w), border: crops inside and reaching past the image,
+    # an enlarged replicate one, 1 and 4 channels, a wide image, a window of the image's own width (sx = 1)
+    cases = [((48, 64, 3), (5, 3, 50, 40), (24, 32), cv2.BORDER_CONSTANT),
+             ((48, 64, 3), (-9, -6, 80, 60), (30, 40), cv2.BORDER_CONSTANT),
+             ((48, 64, 3), (-9, 4, 70, 50), (64, 96), cv2.BORDER_REPLICATE),
+             ((40, 56, 1), (-7, 2, 60, 45), (20, 24), cv2.BORDER_CONSTANT),
+             ((40, 56, 4), (3, -5, 50, 44), (32, 40), cv2.BORDER_CONSTANT),
+             ((60, 400, 3), (-31, 7, 450, 50), (32, 288), cv2.BORDER_CONSTANT),
+             ((36, 48, 3), (0, -4, 48, 40), (20, 48), cv2.BORDER_CONSTANT)]  # fmt: skip
+    for (ih, iw, c), (x0, y0, cw, ch), hw, border in cases:
+        img = rng.integers(0, 256, (ih, iw, c), dtype=np.uint8)  # noise: every pixel an edge
+        ix0, iy0, ix1, iy1 = max(x0, 0), max(y0, 0), min(x0 + cw, iw), min(y0 + ch, ih)
         patch = img[iy0:iy1, ix0:ix1]
         pads = (iy0 - y0, y0 + ch - iy1, ix0 - x0, x0 + cw - ix1)
-        window = cv2.copyMakeBorder(patch, *pads, border, value=(127, 127, 127))
-        want = cv2.resize(window, hw[::-1], interpolation=cv2.INTER_LINEAR)
-        got = warp_resample(patch, hw, cw / hw[1], ch / hw[0], x0 - ix0, y0 - iy0, border)
+        window = cv2.copyMakeBorder(patch, *pads, border, value=(127,) * c).reshape(ch, cw, c)
+        want = cv2.resize(window, hw[::-1], interpolation=cv2.INTER_LINEAR).reshape(*hw, c)
+        got = warp_resample(patch, hw, cw / hw[1], ch / hw[0], x0 - ix0, y0 - iy0, border).reshape(*hw, c)
         if np.abs(got.astype(np.int16) - want.astype(np.int16)).max() > 1:
             return False
     return True
@@ -296,10 +312,10 @@ class _JitterGeometry(A.DualTransform):
         one)."""
         return warp_resample(src, input_hw(self.size), sx, sy, ox, oy, border, self.fill)
 
-    def _can_warp(self) -> bool:
-        """``warp`` asked, linear interpolation, and an OpenCV whose warp samples as its resize does
-        (:func:`warp_matches_resize`)."""
-        return self.warp and self.interpolation == cv2.INTER_LINEAR and warp_matches_resize()
+    def _can_warp(self, img: np.ndarray) -> bool:
+        """``warp`` asked, linear interpolation, an image the warp takes (:func:`warpable`), and an OpenCV whose warp
+        samples as its resize does (:func:`warp_matches_resize`)."""
+        return self.warp and self.interpolation == cv2.INTER_LINEAR and warpable(img) and warp_matches_resize()
 
     def net_params(self, width: int, height: int) -> np.ndarray:
         """float32 (4,) (scale_x, scale_y, pad_x, pad_y) of the last call's geometry (its ``params``) on a ``width x
@@ -359,7 +375,7 @@ class DarknetJitterResize(_JitterGeometry):
         net_h, net_w = input_hw(self.size)
         mode = cv2.BORDER_REPLICATE if self.border == "replicate" else cv2.BORDER_CONSTANT
         sx, sy = cw / net_w, ch / net_h  # window pixels per output pixel
-        if patch.size and (mode == cv2.BORDER_REPLICATE or (sx >= 1 and sy >= 1)) and self._can_warp():
+        if patch.size and (mode == cv2.BORDER_REPLICATE or (sx >= 1 and sy >= 1)) and self._can_warp(img):
             return self._warp(patch, sx, sy, -left, -top, mode)  # the window starts (left, top) px before the patch
         if top or bottom or left or right:
             fill = (
@@ -400,8 +416,8 @@ class DarknetPlace(_JitterGeometry):
     With ``warp`` (linear interpolation) and an image that shrinks in both axes, the resize and the paste are one
     ``cv2.warpAffine`` onto the grey (:meth:`_JitterGeometry._warp`): the image's pixels within one grey level of the
     resize (whose taps stay inside the image when it shrinks), the canvas around them exactly ``fill`` (every tap of
-    a pixel outside the pasted rectangle lies beyond the image); ~1.7x faster. An enlarged image is resized and
-    pasted (its edge taps would blend with the grey where ``cv2.resize`` repeats the image's edge).
+    a pixel outside the pasted rectangle lies beyond the image or has weight 0); ~1.7x faster. An enlarged image is
+    resized and pasted (its edge taps would blend with the grey where ``cv2.resize`` repeats the image's edge).
     """
 
     def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
@@ -424,7 +440,7 @@ class DarknetPlace(_JitterGeometry):
         net_h, net_w = input_hw(self.size)
         x, y, iw, ih = int(dx), int(dy), int(nw), int(nh)  # C's float -> int: toward zero
         h, w = img.shape[:2]
-        if 1 <= iw <= w and 1 <= ih <= h and self._can_warp():
+        if 1 <= iw <= w and 1 <= ih <= h and self._can_warp(img):
             # output (x + i, y + j) is pixel (i, j) of the image resized to iw x ih
             return self._warp(img, w / iw, h / ih, -x * w / iw, -y * h / ih)
         canvas = np.full((net_h, net_w, *img.shape[2:]), self.fill, img.dtype)

@@ -105,30 +105,47 @@ _MODE_NOTES = {
 }
 
 
-class LoadFlags:
-    """Per-image load-time flags (``LOAD_FAILED``, ``CONVERTED``, ...) in shared memory, so DataLoader workers' findings
-    reach the main process, which re-derives the issues (with file names) from them."""
+class SharedArray:
+    """A zero-filled tensor in shared memory (``tensor``: DataLoader workers, forked or spawned, write the main
+    process's memory) and ``array``, a NumPy view of it made once per process to read and write elements (an element
+    of the tensor costs ~5 us, of the view ~0.1 us). A pickled copy leaves the view out (it would be a private copy of
+    the memory) and makes its own of the tensor it receives."""
 
-    def __init__(self, n: int) -> None:
-        self.flags = torch.zeros(max(1, n), dtype=torch.uint8).share_memory_()
+    def __init__(self, shape: tuple[int, ...], dtype: torch.dtype) -> None:
+        self.tensor = torch.zeros(shape, dtype=dtype).share_memory_()
 
-    def set(self, index: int, bit: int) -> bool:
-        """Set a flag of image ``index`` (visible to every process); True when it was not set before."""
-        # the shared memory through a NumPy view made once per process (an element of the tensor costs ~5 us to
-        # read or write, of the view ~0.1 us); ``__getstate__`` leaves it out (a pickled copy would be private)
-        flags = self.__dict__.get("_view")
-        if flags is None:
-            flags = self._view = self.flags.numpy()
-        old = int(flags[index])
-        if old & bit:
-            return False
-        flags[index] = old | bit
-        return True
+    @property
+    def array(self) -> np.ndarray:
+        view = self.__dict__.get("_view")
+        if view is None:
+            view = self._view = self.tensor.numpy()
+        return view
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state.pop("_view", None)
         return state
+
+
+class LoadFlags(SharedArray):
+    """Per-image load-time flags (``LOAD_FAILED``, ``CONVERTED``, ...) in shared memory, so DataLoader workers' findings
+    reach the main process, which re-derives the issues (with file names) from them (``flags``: the uint8 tensor)."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__((max(1, n),), torch.uint8)
+
+    @property
+    def flags(self) -> torch.Tensor:
+        return self.tensor
+
+    def set(self, index: int, bit: int) -> bool:
+        """Set a flag of image ``index`` (visible to every process); True when it was not set before."""
+        flags = self.array
+        old = int(flags[index])
+        if old & bit:
+            return False
+        flags[index] = old | bit
+        return True
 
 
 class ImageDecodeError(RuntimeError):

@@ -39,6 +39,7 @@ from .image_io import (
     NOTED,
     ImageDecodeError,
     LoadFlags,
+    SharedArray,
     conversion_issue,
     load_time_issues,
     read_image_notes,
@@ -441,7 +442,7 @@ class ClassificationDataset(Dataset):
         )
         self.transform = transform
         self.issues = issues if issues is not None else IssueLog("error")
-        self._stats = torch.zeros(_STAT_SLOTS, len(_STAT_KEYS), dtype=torch.int64).share_memory_()
+        self._stats = SharedArray((_STAT_SLOTS, len(_STAT_KEYS)), torch.int64)  # load counters, a row per process
         # per-image load-time flags (LOAD_FAILED, CONVERTED), shared with the DataLoader workers
         self._load_flags = LoadFlags(len(self.records))
         self._flags = self._load_flags.flags
@@ -472,11 +473,11 @@ class ClassificationDataset(Dataset):
     def _count(self, key: str) -> None:
         info = get_worker_info()
         row = 0 if info is None else 1 + info.id % (_STAT_SLOTS - 1)
-        self._stats.numpy()[row, _STAT_KEYS.index(key)] += 1  # the shared memory through numpy (as dataset.py)
+        self._stats.array[row, _STAT_KEYS.index(key)] += 1
 
     def stats(self) -> dict[str, int]:
         """Counters over all processes: loaded, skipped_images."""
-        return dict(zip(_STAT_KEYS, self._stats.sum(0).tolist(), strict=True))
+        return dict(zip(_STAT_KEYS, self._stats.tensor.sum(0).tolist(), strict=True))
 
     def class_counts(self, num_classes: int) -> np.ndarray:
         """int64 (num_classes,): images per class."""

@@ -221,6 +221,15 @@ def _boxes_out(boxes: np.ndarray, width: int, height: int) -> tuple[np.ndarray, 
     return out, boxes[keep, 4].astype(np.int64)
 
 
+def window_part(img: np.ndarray, crop: tuple[int, int, int, int]) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """The image's part of the window ``crop`` (x0, y0, width, height; it may reach past the image) as a view, and
+    the window's overhang on each side (top, bottom, left, right) in pixels."""
+    x0, y0, cw, ch = crop
+    h, w = img.shape[:2]
+    ix0, iy0, ix1, iy1 = max(x0, 0), max(y0, 0), min(x0 + cw, w), min(y0 + ch, h)
+    return img[iy0:iy1, ix0:ix1], (iy0 - y0, y0 + ch - iy1, ix0 - x0, x0 + cw - ix1)
+
+
 def warp_resample(
     src: np.ndarray,
     hw: tuple[int, int],
@@ -270,12 +279,10 @@ def warp_matches_resize() -> bool:
              ((36, 48, 3), (0, -4, 48, 40), (20, 48), cv2.BORDER_CONSTANT)]  # fmt: skip
     for (ih, iw, c), (x0, y0, cw, ch), hw, border in cases:
         img = rng.integers(0, 256, (ih, iw, c), dtype=np.uint8)  # noise: every pixel an edge
-        ix0, iy0, ix1, iy1 = max(x0, 0), max(y0, 0), min(x0 + cw, iw), min(y0 + ch, ih)
-        patch = img[iy0:iy1, ix0:ix1]
-        pads = (iy0 - y0, y0 + ch - iy1, ix0 - x0, x0 + cw - ix1)
+        patch, pads = window_part(img, (x0, y0, cw, ch))
         window = cv2.copyMakeBorder(patch, *pads, border, value=(127,) * c).reshape(ch, cw, c)
         want = cv2.resize(window, hw[::-1], interpolation=cv2.INTER_LINEAR).reshape(*hw, c)
-        got = warp_resample(patch, hw, cw / hw[1], ch / hw[0], x0 - ix0, y0 - iy0, border).reshape(*hw, c)
+        got = warp_resample(patch, hw, cw / hw[1], ch / hw[0], -pads[2], -pads[0], border).reshape(*hw, c)
         if np.abs(got.astype(np.int16) - want.astype(np.int16)).max() > 1:
             return False
     return True
@@ -367,11 +374,8 @@ class DarknetJitterResize(_JitterGeometry):
         return {"crop": (pleft, ptop, w - pleft - pright, h - ptop - pbot)}
 
     def apply(self, img: np.ndarray, crop: tuple[int, int, int, int], **params: Any) -> np.ndarray:
-        x0, y0, cw, ch = crop
-        h, w = img.shape[:2]
-        ix0, iy0, ix1, iy1 = max(x0, 0), max(y0, 0), min(x0 + cw, w), min(y0 + ch, h)
-        patch = img[iy0:iy1, ix0:ix1]
-        top, bottom, left, right = iy0 - y0, y0 + ch - iy1, ix0 - x0, x0 + cw - ix1
+        patch, (top, bottom, left, right) = window_part(img, crop)
+        cw, ch = crop[2:]
         net_h, net_w = input_hw(self.size)
         mode = cv2.BORDER_REPLICATE if self.border == "replicate" else cv2.BORDER_CONSTANT
         sx, sy = cw / net_w, ch / net_h  # window pixels per output pixel

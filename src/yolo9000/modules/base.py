@@ -46,16 +46,14 @@ def all_finite(tensors: list[torch.Tensor]) -> torch.Tensor:
     device) with a scale of one, which leaves every value as it was (x * 1.0 is x, signed zeros, subnormals and NaN
     alike): on the default model's gradients ~2.5x faster on the CPU than the total norm this check took before
     (0.35 against 0.85 ms warm; ~2.4 ms of a training step cold)."""
-    device = tensors[0].device
-    found = torch.zeros(1, device=device)
     groups: dict[tuple[torch.device, torch.dtype], list[torch.Tensor]] = {}  # one call per device and dtype, the
     for t in tensors:  # groups GradScaler hands the kernel
         groups.setdefault((t.device, t.dtype), []).append(t)
+    found = torch.zeros(1, device=tensors[0].device)
     for (dev, _), group in groups.items():
-        flag = found if dev == device else torch.zeros(1, device=dev)
+        flag = torch.zeros(1, device=dev)  # set to 1 by the kernel on an inf or NaN
         torch._amp_foreach_non_finite_check_and_unscale_(group, flag, torch.ones(1, device=dev))
-        if flag is not found:
-            found += flag.to(device)
+        found += flag.to(found.device)
     return found[0] == 0
 
 

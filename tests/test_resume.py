@@ -976,17 +976,17 @@ def test_data_counters_carry_over_a_resume_and_survive_the_test_restore() -> Non
     def datamodule(loaded: int) -> DetectionDataModule:
         dm = hydra.utils.instantiate(cfg.data)
         dm.setup("fit")
-        dm.datasets["train"]._stats[0, _STAT_KEYS.index("loaded")] += loaded  # this process's loads
+        dm.datasets["train"]._stats.array[0, _STAT_KEYS.index("loaded")] += loaded  # this process's loads
         return dm
 
     first = datamodule(4)
     best_of_first = first.state_dict()  # epoch 0's best checkpoint: 4 loads
-    first.datasets["train"]._stats[0, _STAT_KEYS.index("loaded")] += 6
+    first.datasets["train"]._stats.array[0, _STAT_KEYS.index("loaded")] += 6
     last_of_first = first.state_dict()  # the save before the kill: 10 loads
     resumed = datamodule(0)
     resumed.trainer = SimpleNamespace(state=SimpleNamespace(fn=TrainerFn.FITTING))
     resumed.load_state_dict(last_of_first)
-    resumed.datasets["train"]._stats[0, _STAT_KEYS.index("loaded")] += 5
+    resumed.datasets["train"]._stats.array[0, _STAT_KEYS.index("loaded")] += 5
     assert resumed.split_stats("train")["loaded"] == 15
     resumed.trainer = None  # (the position of a fake trainer is not asked for)
     own = resumed.state_dict()

@@ -426,9 +426,11 @@ def time_inference(
     b: DictConfig,
     device: torch.device,
     channels_last: bool | None = None,
+    warp: bool = True,
 ) -> dict[str, Any]:
     """Eval forward pass and end to end (:class:`yolo9000.Detector`) at every batch of ``bench.infer_batches``;
-    ``channels_last`` as the Detector's (None: its default, NHWC on the CPU); the forward pass in its layout."""
+    ``channels_last`` as the Detector's (None: its default, NHWC on the CPU); the forward pass in its layout;
+    ``warp``: its eval resize's (the data's ``augment.eval_warp``, as training evaluates)."""
     from yolo9000 import Detector
 
     dtype = inference_dtype(precision)
@@ -440,11 +442,13 @@ def time_inference(
         fold_bn=bool(b.infer_fold_bn),
         fuse=bool(b.get("infer_fuse", True)),  # a bench config made before the key: the default
         compile=b.get("infer_compile", False),
+        warp=warp,
     )
     res: dict[str, Any] = {
         "infer_channels_last": det.channels_last,
         "infer_fold_bn": det.fold_bn,
         "infer_fused_layers": det.fused_layers,
+        "infer_warp": det.warp,
         "infer_compile": str(det.compile_options) if det.compile_options is not None else False,
     }
     g = torch.Generator().manual_seed(1)
@@ -857,7 +861,8 @@ def bench(cfg: DictConfig) -> None:
             row.setdefault("real_over_bare", row["lightning_img_per_s"] / row["bare_img_per_s"])
         if b.get("infer_ckpt"):  # trained weights for the inference rows (random ones: any number of boxes)
             module.load_state_dict(torch.load(b.infer_ckpt, map_location=device, weights_only=False)["state_dict"])
-        row |= time_inference(module, precision, images, b, device, fast.get("channels_last"))
+        warp = bool(OmegaConf.select(cfg, "data.augment.eval_warp", default=True))
+        row |= time_inference(module, precision, images, b, device, fast.get("channels_last"), warp)
         row["peak_mem_mb"] = peak_memory_mb(device)
         res["variants"][name] = row
         if i == 0 and b.postprocess:

@@ -109,6 +109,7 @@ def main(cfg: DictConfig) -> None:
             device=str(cfg.device),
             dtype=cfg.get("dtype"),  # a name check_settings accepted; null: float32
             compile=cfg.compile,
+            warp=cfg.get("eval_warp", True),
             **module_settings(cfg, "nms_thresh", "pre_nms_topk", "tree_decode", "tree_thresh", "eval_map"),
             conf_thresh=float(conf),
         )
@@ -502,8 +503,9 @@ def check_settings(cfg: DictConfig, videos: list[Path] | None = None) -> None:
     port = cfg.get("serve_port")
     if port is not None and (isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535):
         raise ValueError(f"serve_port must be a TCP port (0-65535; 0: any free one) or null, got {port!r}")
-    if not isinstance(cfg.get("live_latest"), bool):
-        raise ValueError(f"live_latest must be true or false, got {cfg.get('live_latest')!r}")
+    for key, given in (("live_latest", cfg.get("live_latest")), ("eval_warp", cfg.get("eval_warp", True))):
+        if not isinstance(given, bool):
+            raise ValueError(f"{key} must be true or false, got {given!r}")
     if cfg.get("letterbox") is not None and not isinstance(cfg.get("letterbox"), bool):
         raise ValueError(f"letterbox must be true, false or null (the checkpoint's), got {cfg.get('letterbox')!r}")
 

@@ -414,6 +414,38 @@ def test_a_detector_is_shared_by_threads_and_pickled(detector) -> None:  # noqa:
         assert_same(r, g)
 
 
+def test_the_eval_warp_is_the_default_and_a_switch(detector, ckpt: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    """The Detector resizes by the warp by default (within one grey level of cv2.resize, another path on noise),
+    ``warp=False`` by cv2.resize exactly (for both resizes); a Detector pickled before the switch keeps cv2.resize;
+    a non-bool is refused."""
+    import cv2
+
+    from yolo9000 import Detector
+    from yolo9000.data.resize import warp_matches_resize
+
+    arr = np.random.default_rng(0).integers(0, 256, (470, 630, 3), np.uint8)  # noise, no whole scale: paths differ
+    batches = []
+    real = Detector._read
+    monkeypatch.setattr(Detector, "_read", lambda self, ds, idx: batches.append(real(self, ds, idx)) or batches[-1])
+    plain = Detector.from_checkpoint(ckpt, device="cpu", warp=False)
+    assert detector.warp and not plain.warp
+    for det in (detector, plain):
+        for letterbox in (False, True):
+            det.predict([arr], size=SIZE, letterbox=letterbox)
+    fast, fast_lb, slow, slow_lb = (b["images"][0].permute(1, 2, 0).numpy() for b in batches)
+    np.testing.assert_array_equal(slow, cv2.resize(arr, (SIZE, SIZE), interpolation=cv2.INTER_LINEAR))
+    for a, b in ((fast, slow), (fast_lb, slow_lb)):
+        assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
+        assert np.array_equal(a, b) != warp_matches_resize()  # the warp ran where this OpenCV's warp is close
+    state = plain.__getstate__()
+    del state["warp"]  # as pickled before session 42
+    old = Detector.__new__(Detector)
+    old.__setstate__({**state, "_transforms": None})
+    assert old.warp is False and not old._transforms[False].warp
+    with pytest.raises(TypeError, match="warp must be true or false"):
+        Detector.from_checkpoint(ckpt, device="cpu", warp="no")
+
+
 def test_device_results_come_to_the_host_in_one_copy_per_field() -> None:
     """``_to_host`` (the path of a GPU detector): per-image results equal to each image's own copy, empty images
     kept in place."""
@@ -965,7 +997,7 @@ def test_rectangular_input_size(ckpt: Path, names_file: Path, tmp_path: Path) ->
 
     from yolo9000 import Detector
 
-    det = Detector.from_checkpoint(ckpt, device="cpu", conf_thresh=0.0)
+    det = Detector.from_checkpoint(ckpt, device="cpu", conf_thresh=0.0, warp=False)  # cv2.resize, as by hand
     shapes = _input_shapes(det)
     image = read_image(IMAGES[0])  # 480 x 640
     got = det.predict(image, size=(64, 96))[0]

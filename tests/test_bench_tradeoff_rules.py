@@ -274,8 +274,8 @@ def test_main_assembles_the_rows(bench: ModuleType, monkeypatch: Any, tmp_path: 
     monkeypatch.setattr(
         bench,
         "time_inference",
-        lambda m, p, images, b, d, cl: (
-            calls["inference"].append((p, cl, len(images))) or {"infer_b1_e2e_over_forward": 0.95}
+        lambda m, p, images, b, d, cl, warp: (
+            calls["inference"].append((p, cl, len(images), warp)) or {"infer_b1_e2e_over_forward": 0.95}
         ),
     )
     monkeypatch.setattr(bench, "time_heads", lambda m, x, p, b: calls["heads"].append(p) or {"postprocess_ms": 1.0})
@@ -296,7 +296,12 @@ def test_main_assembles_the_rows(bench: ModuleType, monkeypatch: Any, tmp_path: 
             "trainer": {"precision": "32-true"},
             "model": {"net": {"backbone": {"width": 0.25}}},
             "paths": {"output_dir": str(tmp_path)},
-            "data": {"batch_size": 8, "drop_last": False, "multiscale": {"enabled": True, "fixed_size": None}},
+            "data": {
+                "batch_size": 8,
+                "drop_last": False,
+                "multiscale": {"enabled": True, "fixed_size": None},
+                "augment": {"eval_warp": False},  # the Detector resizes as the data's evaluation
+            },
         }
     )
     bench.main(cfg)
@@ -315,7 +320,7 @@ def test_main_assembles_the_rows(bench: ModuleType, monkeypatch: Any, tmp_path: 
     assert bf["real_over_bare"] == pytest.approx(0.8) and plain["peak_mem_mb"] == 5.0
     assert calls == {
         "lightning": ["bf16-mixed", "32-true"],
-        "inference": [("bf16-mixed", True, 3), ("32-true", None, 3)],
+        "inference": [("bf16-mixed", True, 3, False), ("32-true", None, 3, False)],
         "heads": ["bf16-mixed"],
     }
     assert res["postprocess"] == {"postprocess_ms": 1.0} and res["targets_variant"] == "plain"

@@ -102,7 +102,7 @@ def test_the_warp_check_agrees_with_random_windows_and_catches_a_half_pixel(monk
     fails it."""
     import cv2
 
-    from yolo9000.data import transforms
+    from yolo9000.data import resize
 
     rng = np.random.default_rng(3)
     worst = 0
@@ -116,26 +116,26 @@ def test_the_warp_check_agrees_with_random_windows_and_catches_a_half_pixel(monk
         ix0, iy0 = max(x0, 0), max(y0, 0)
         patch = img[iy0 : min(y0 + ch, h), ix0 : min(x0 + cw, w)]
         mode = cv2.BORDER_REPLICATE if border == "replicate" else cv2.BORDER_CONSTANT
-        fast = transforms.warp_resample(patch, size, cw / size[1], ch / size[0], x0 - ix0, y0 - iy0, mode)
+        fast = resize.warp_resample(patch, size, cw / size[1], ch / size[0], x0 - ix0, y0 - iy0, mode)
         worst = max(worst, int(np.abs(fast.astype(int) - _window_resized(img, (x0, y0, cw, ch), size, border)).max()))
-    assert transforms.warp_matches_resize() == (worst <= 1)
-    real = transforms.warp_resample
+    assert resize.warp_matches_resize() == (worst <= 1)
+    real = resize.warp_resample
     monkeypatch.setattr(
-        transforms, "warp_resample", lambda src, hw, sx, sy, ox, oy, *a: real(src, hw, sx, sy, ox + 0.5, oy, *a)
+        resize, "warp_resample", lambda src, hw, sx, sy, ox, oy, *a: real(src, hw, sx, sy, ox + 0.5, oy, *a)
     )
-    transforms.warp_matches_resize.cache_clear()
+    resize.warp_matches_resize.cache_clear()
     try:
-        assert not transforms.warp_matches_resize()
+        assert not resize.warp_matches_resize()
     finally:
         monkeypatch.undo()
-        transforms.warp_matches_resize.cache_clear()
+        resize.warp_matches_resize.cache_clear()
 
 
 def test_warp_asked_on_an_opencv_that_fails_the_check_gives_the_resize_exactly(monkeypatch):
     """Where warp_matches_resize is False (OpenCV 4.x), warp=True runs the resize: the earlier pixels bit for bit."""
-    from yolo9000.data import transforms
+    from yolo9000.data import resize, transforms
 
-    monkeypatch.setattr(transforms, "warp_matches_resize", lambda: False)
+    monkeypatch.setattr(resize, "warp_matches_resize", lambda: False)
     img = np.random.default_rng(4).integers(0, 256, (60, 80, 3), dtype=np.uint8)
     crop = (-10, 5, 70, 50)
     for border in ("constant", "replicate"):
@@ -149,7 +149,8 @@ def test_warp_asked_on_an_opencv_that_fails_the_check_gives_the_resize_exactly(m
 def test_warp_keeps_the_channel_layout_and_leaves_what_it_cannot_take(channels: int):
     """Grey (2-D and one channel) and 4-channel images warp to their own layout within a grey level of the resize
     (both geometries); 5 channels (beyond OpenCV's scalar border value) take the resize, bit for bit, and run."""
-    from yolo9000.data.transforms import DarknetPlace, warp_matches_resize
+    from yolo9000.data.resize import warp_matches_resize
+    from yolo9000.data.transforms import DarknetPlace
 
     shape = (50, 70) if channels == 0 else (50, 70, channels)
     img = np.random.default_rng(5).integers(0, 256, shape, dtype=np.uint8)
@@ -176,7 +177,7 @@ def test_warp_keeps_the_channel_layout_and_leaves_what_it_cannot_take(channels: 
 
 
 def _needs_close_warp() -> None:
-    from yolo9000.data.transforms import warp_matches_resize
+    from yolo9000.data.resize import warp_matches_resize
 
     if not warp_matches_resize():
         pytest.skip("this OpenCV's warp is not within a grey level of its resize: the resize runs (tested above)")
@@ -510,3 +511,68 @@ def test_eval_resize_into_a_buffer_equals_opencv_and_albumentations(interpolatio
     image = rng.integers(0, 256, (75, 130, 3), np.uint8)
     full = t(image, np.array([[10.0, 10.0, 50.0, 40.0]]), np.zeros(1, np.int64), np.zeros(1, bool), 64)
     assert np.array_equal(t.resize(image, 64)[0], full.image)  # the validation pipeline's step is the same function
+
+
+def test_eval_warp_is_the_resize_within_a_grey_level_and_a_switch(monkeypatch) -> None:
+    """The eval resize with ``warp`` (the default of the config, EvalResize and the Detector): on noise, the stretch
+    (shrunk and enlarged, into a batch slot) and the shrinking letterbox within one grey level of cv2.resize, the
+    letterbox's border exactly grey, without cv2.resize; an enlarging letterbox and ``warp=False`` give cv2.resize's
+    pixels bit for bit, and so does the warp where this OpenCV fails the check."""
+    import cv2
+
+    from yolo9000.data import resize
+    from yolo9000.data.resize import EvalResize
+
+    _needs_close_warp()
+    assert AugmentConfig().eval_warp and EvalResize().warp
+    rng = np.random.default_rng(6)
+    images = [rng.integers(0, 256, (75, 130, 3), np.uint8), rng.integers(0, 256, (40, 30, 3), np.uint8)]
+    slow = {(i, lb): EvalResize(lb, warp=False).resize(im, (64, 96))[0] for i, im in enumerate(images) for lb in (0, 1)}
+    for (i, lb), want in slow.items():  # warp=False: cv2.resize, the letterbox on cv2's constant border
+        h, w = images[i].shape[:2]
+        if not lb:
+            np.testing.assert_array_equal(want, cv2.resize(images[i], (96, 64), interpolation=cv2.INTER_LINEAR))
+            continue
+        nw, nh, px, py = resize.letterbox_geometry(w, h, (64, 96))
+        small = cv2.resize(images[i], (nw, nh), interpolation=cv2.INTER_LINEAR)
+        border = cv2.copyMakeBorder(small, py, 64 - nh - py, px, 96 - nw - px, cv2.BORDER_CONSTANT, value=(127,) * 3)
+        np.testing.assert_array_equal(want, border)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the warp path resized the image")
+
+    buffer = np.zeros((2, 64, 96, 3), np.uint8)
+    with monkeypatch.context() as m:
+        m.setattr(cv2, "resize", refuse)
+        for i in (0, 1):  # shrunk and enlarged
+            got, params = EvalResize(warp=True).resize(images[i], (64, 96), out=buffer[i])
+            assert np.shares_memory(got, buffer) and not np.array_equal(got, slow[i, 0])  # another path
+            assert np.abs(got.astype(int) - slow[i, 0].astype(int)).max() <= 1
+            np.testing.assert_array_equal(params, EvalResize(warp=False).eval_params(*images[i].shape[1::-1], (64, 96)))
+        got = EvalResize(True, warp=True).resize(images[0], (64, 96))[0]  # 130 x 75 -> 96 x 55 at rows 4..59
+        nw, nh, px, py = resize.letterbox_geometry(130, 75, (64, 96))
+        inside = np.zeros((64, 96), bool)
+        inside[py : py + nh, px : px + nw] = True
+        assert (got[~inside] == 127).all() and np.abs(got.astype(int) - slow[0, 1].astype(int)).max() <= 1
+    np.testing.assert_array_equal(EvalResize(True, warp=True).resize(images[1], (64, 96))[0], slow[1, 1])  # enlarged
+    monkeypatch.setattr(resize, "warp_matches_resize", lambda: False)
+    np.testing.assert_array_equal(EvalResize(warp=True).resize(images[0], (64, 96))[0], slow[0, 0])
+
+
+def test_eval_warp_config_key_reaches_the_validation_pipeline_and_the_eval_resize() -> None:
+    """``augment.eval_warp`` switches the validation pipeline's step and the resize of an image alone together: with
+    it, both give the warp's pixels; without, cv2.resize's (the two differ on noise)."""
+    import cv2
+
+    _needs_close_warp()
+    image = np.random.default_rng(7).integers(0, 256, (75, 130, 3), np.uint8)
+    box, lab, diff = np.array([[10.0, 10.0, 50.0, 40.0]]), np.zeros(1, np.int64), np.zeros(1, bool)
+    pixels = {}
+    for warp in (True, False):
+        t = DetectionTransform(train=False, augment={"eval_warp": warp})
+        assert t.eval_resize.warp is warp
+        pixels[warp] = t(image, box, lab, diff, 64).image
+        np.testing.assert_array_equal(t.resize(image, 64)[0], pixels[warp])
+    np.testing.assert_array_equal(pixels[False], cv2.resize(image, (64, 64), interpolation=cv2.INTER_LINEAR))
+    assert not np.array_equal(pixels[True], pixels[False])
+    assert np.abs(pixels[True].astype(int) - pixels[False].astype(int)).max() <= 1

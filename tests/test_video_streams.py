@@ -413,6 +413,8 @@ def test_detect_video_serves_the_annotated_frames_without_drawing_files(
     assert got and all(f.shape == (*FRAME_HW, 3) and f.std() > 10 for f in got)
     with pytest.raises(ValueError, match=r"serve_port must be a TCP port \(0-65535; 0: any free one\) or null, got"):
         detect.check_settings(detect_cfg(tiny_ckpt, cfg.source, "serve_port=70000"))
+    with pytest.raises(ValueError, match=r"eval_warp must be true or false, got 'maybe'"):
+        detect.check_settings(detect_cfg(tiny_ckpt, cfg.source, "eval_warp=maybe"))
 
 
 def test_a_streams_password_is_not_written_and_counts_reach_the_record(

@@ -13,7 +13,6 @@ which knows nothing of albumentations (the predict path imports it, not this mod
 
 from __future__ import annotations
 
-import functools
 import os
 import random
 from collections.abc import Mapping
@@ -30,11 +29,15 @@ from .resize import (
     EvalResize,
     Size,
     boxes_to_original,
+    can_warp,
     input_hw,
     letterbox_geometry,
     letterbox_image,
     normal_size,
+    place_image,
     stretch_image,
+    warp_resample,
+    window_part,
 )
 
 __all__ = [
@@ -101,6 +104,9 @@ class AugmentConfig(MappingConfig):
             :func:`warp_matches_resize`; elsewhere the resize): the crop, its border and the stretch
             (:class:`DarknetJitterResize`, ~3.5x faster), or the placement's resize and paste (:class:`DarknetPlace`,
             ~1.7x); false: ``cv2.copyMakeBorder`` / ``cv2.resize`` and the paste (every run before session 41).
+        eval_warp: the same for the eval resize (:class:`~yolo9000.data.resize.EvalResize`: the stretch always, the
+            letterbox where the image shrinks; a BCCD photo to 256 ~3x faster); false: ``cv2.resize`` (every run
+            before session 42).
     """
 
     jitter: float = 0.3
@@ -118,6 +124,7 @@ class AugmentConfig(MappingConfig):
     jitter_border: str = "constant"
     interpolation: str = "linear"
     warp: bool = True
+    eval_warp: bool = True
 
     def __post_init__(self) -> None:
         if self.small_box not in ("side", "area"):
@@ -221,73 +228,6 @@ def _boxes_out(boxes: np.ndarray, width: int, height: int) -> tuple[np.ndarray, 
     return out, boxes[keep, 4].astype(np.int64)
 
 
-def window_part(img: np.ndarray, crop: tuple[int, int, int, int]) -> tuple[np.ndarray, tuple[int, int, int, int]]:
-    """The image's part of the window ``crop`` (x0, y0, width, height; it may reach past the image) as a view, and
-    the window's overhang on each side (top, bottom, left, right) in pixels."""
-    x0, y0, cw, ch = crop
-    h, w = img.shape[:2]
-    ix0, iy0, ix1, iy1 = max(x0, 0), max(y0, 0), min(x0 + cw, w), min(y0 + ch, h)
-    return img[iy0:iy1, ix0:ix1], (iy0 - y0, y0 + ch - iy1, ix0 - x0, x0 + cw - ix1)
-
-
-def warp_resample(
-    src: np.ndarray,
-    hw: tuple[int, int],
-    sx: float,
-    sy: float,
-    ox: float,
-    oy: float,
-    border: int = cv2.BORDER_CONSTANT,
-    fill: int = 127,
-) -> np.ndarray:
-    """uint8 (h, w[, C]) output of ``hw`` whose pixel (x, y) samples ``src`` bilinearly at (ox + (x + 0.5) sx - 0.5,
-    oy + (y + 0.5) sy - 0.5): ``cv2.resize``'s half-pixel centres at ``sx`` x ``sy`` source pixels an output pixel,
-    shifted by (ox, oy); beyond ``src`` its OpenCV ``border`` (``fill`` for a constant one). One ``cv2.warpAffine``
-    (1 to 4 channels: :func:`warpable`); a (H, W, 1) source keeps its channel axis."""
-    h, w = hw
-    m = np.array([[sx, 0.0, ox + 0.5 * sx - 0.5], [0.0, sy, oy + 0.5 * sy - 0.5]])
-    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-    if border != cv2.BORDER_CONSTANT:
-        out = cv2.warpAffine(src, m, (w, h), flags=flags, borderMode=border)
-    else:
-        value = (fill,) * (src.shape[2] if src.ndim == 3 else 1)
-        out = cv2.warpAffine(src, m, (w, h), flags=flags, borderMode=border, borderValue=value)
-    return out[..., None] if src.ndim == 3 and out.ndim == 2 else out
-
-
-def warpable(img: np.ndarray) -> bool:
-    """Whether :func:`warp_resample` takes ``img``: 2-D, or 1 to 4 channels (OpenCV's scalar border value)."""
-    return img.ndim == 2 or (img.ndim == 3 and 1 <= img.shape[2] <= 4)
-
-
-@functools.cache
-def warp_matches_resize() -> bool:
-    """Whether this OpenCV's bilinear ``cv2.warpAffine`` (:func:`warp_resample`) gives ``cv2.resize``'s pixels within
-    one grey level. OpenCV 5.1 does (it computes the warp's sampling positions in float; the one-level differences are
-    rounding); OpenCV 4.x quantises them to 1/32 pixel and differs by up to ~7 levels on sharp edges, so the training
-    geometries keep the resize there. Checked once per process on a fixed noise image (every pixel an edge): windows
-    inside the image and reaching past it, constant and replicate borders, shrunk and (replicate) enlarged."""
-    rng = np.random.default_rng(0)
-    # (image h, w, channels), window (x0, y0, cw, ch), output (h, w), border: crops inside and reaching past the image,
-    # an enlarged replicate one, 1 and 4 channels, a wide image, a window of the image's own width (sx = 1)
-    cases = [((48, 64, 3), (5, 3, 50, 40), (24, 32), cv2.BORDER_CONSTANT),
-             ((48, 64, 3), (-9, -6, 80, 60), (30, 40), cv2.BORDER_CONSTANT),
-             ((48, 64, 3), (-9, 4, 70, 50), (64, 96), cv2.BORDER_REPLICATE),
-             ((40, 56, 1), (-7, 2, 60, 45), (20, 24), cv2.BORDER_CONSTANT),
-             ((40, 56, 4), (3, -5, 50, 44), (32, 40), cv2.BORDER_CONSTANT),
-             ((60, 400, 3), (-31, 7, 450, 50), (32, 288), cv2.BORDER_CONSTANT),
-             ((36, 48, 3), (0, -4, 48, 40), (20, 48), cv2.BORDER_CONSTANT)]  # fmt: skip
-    for (ih, iw, c), (x0, y0, cw, ch), hw, border in cases:
-        img = rng.integers(0, 256, (ih, iw, c), dtype=np.uint8)  # noise: every pixel an edge
-        patch, pads = window_part(img, (x0, y0, cw, ch))
-        window = cv2.copyMakeBorder(patch, *pads, border, value=(127,) * c).reshape(ch, cw, c)
-        want = cv2.resize(window, hw[::-1], interpolation=cv2.INTER_LINEAR).reshape(*hw, c)
-        got = warp_resample(patch, hw, cw / hw[1], ch / hw[0], -pads[2], -pads[0], border).reshape(*hw, c)
-        if np.abs(got.astype(np.int16) - want.astype(np.int16)).max() > 1:
-            return False
-    return True
-
-
 class _JitterGeometry(A.DualTransform):
     """What the two training geometries keep: the input ``size`` (a side, or (height, width)), darknet's ``jitter``,
     the grey ``fill``, the resize's OpenCV ``interpolation`` and ``warp`` (one ``cv2.warpAffine`` where it samples
@@ -320,9 +260,9 @@ class _JitterGeometry(A.DualTransform):
         return warp_resample(src, input_hw(self.size), sx, sy, ox, oy, border, self.fill)
 
     def _can_warp(self, img: np.ndarray) -> bool:
-        """``warp`` asked, linear interpolation, an image the warp takes (:func:`warpable`), and an OpenCV whose warp
-        samples as its resize does (:func:`warp_matches_resize`)."""
-        return self.warp and self.interpolation == cv2.INTER_LINEAR and warpable(img) and warp_matches_resize()
+        """``warp`` asked and :func:`can_warp` (linear interpolation, an image the warp takes, an OpenCV whose warp
+        samples as its resize does)."""
+        return self.warp and can_warp(img, self.interpolation)
 
     def net_params(self, width: int, height: int) -> np.ndarray:
         """float32 (4,) (scale_x, scale_y, pad_x, pad_y) of the last call's geometry (its ``params``) on a ``width x
@@ -413,15 +353,14 @@ class DarknetPlace(_JitterGeometry):
     height, nw = nh * new_ar, else nw = net width, nh = nw / new_ar; dx = U(0, net width - nw), dy = U(0, net
     height - nh) (darknet's ``rand_uniform`` orders its bounds: where the image is larger than the input, as on a
     wide rectangular input, it is placed partly outside). The image is resized to (int(nw), int(nh)) and pasted at
-    (int(dx), int(dy)), as ``place_image``'s int arguments truncate them; the boxes move by the float geometry, as
+    (int(dx), int(dy)), as darknet's ``place_image``'s int arguments truncate them (:func:`place_image` here); the
+    boxes move by the float geometry, as
     ``fill_truth_detection``'s. The resize is OpenCV's, as everywhere here (darknet's bilinear samples at x * W / nw,
     without OpenCV's half-pixel offset).
 
     With ``warp`` (linear interpolation) and an image that shrinks in both axes, the resize and the paste are one
-    ``cv2.warpAffine`` onto the grey (:meth:`_JitterGeometry._warp`): the image's pixels within one grey level of the
-    resize (whose taps stay inside the image when it shrinks), the canvas around them exactly ``fill`` (every tap of
-    a pixel outside the pasted rectangle lies beyond the image or has weight 0); ~1.7x faster. An enlarged image is
-    resized and pasted (its edge taps would blend with the grey where ``cv2.resize`` repeats the image's edge).
+    ``cv2.warpAffine`` onto the grey (:func:`place_image`): within one grey level, the canvas exactly ``fill``,
+    ~1.7x faster.
     """
 
     def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
@@ -441,20 +380,8 @@ class DarknetPlace(_JitterGeometry):
 
     def apply(self, img: np.ndarray, place: tuple[float, float, float, float], **params: Any) -> np.ndarray:
         dx, dy, nw, nh = place
-        net_h, net_w = input_hw(self.size)
-        x, y, iw, ih = int(dx), int(dy), int(nw), int(nh)  # C's float -> int: toward zero
-        h, w = img.shape[:2]
-        if 1 <= iw <= w and 1 <= ih <= h and self._can_warp(img):
-            # output (x + i, y + j) is pixel (i, j) of the image resized to iw x ih
-            return self._warp(img, w / iw, h / ih, -x * w / iw, -y * h / ih)
-        canvas = np.full((net_h, net_w, *img.shape[2:]), self.fill, img.dtype)
-        if iw < 1 or ih < 1:
-            return canvas
-        x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + iw, net_w), min(y + ih, net_h)
-        if x1 > x0 and y1 > y0:
-            resized = cv2.resize(img, (iw, ih), interpolation=self.interpolation)
-            canvas[y0:y1, x0:x1] = resized[y0 - y : y1 - y, x0 - x : x1 - x]
-        return canvas
+        spot = (int(dx), int(dy), int(nw), int(nh))  # C's float -> int: toward zero
+        return place_image(img, input_hw(self.size), spot, self.fill, self.interpolation, warp=self.warp)
 
     def apply_to_bboxes(
         self, bboxes: np.ndarray, place: tuple[float, float, float, float], **params: Any
@@ -475,19 +402,20 @@ class DarknetPlace(_JitterGeometry):
 
 
 class StretchResize(A.DualTransform):
-    """The eval stretch resize to ``size`` (a side, or (height, width): :func:`stretch_image`); normalised boxes are
-    unchanged."""
+    """The eval stretch resize to ``size`` (a side, or (height, width): :func:`stretch_image`, ``warp`` as there);
+    normalised boxes are unchanged."""
 
-    def __init__(self, size: Size, interpolation: int = cv2.INTER_LINEAR, p: float = 1.0) -> None:
+    def __init__(self, size: Size, interpolation: int = cv2.INTER_LINEAR, p: float = 1.0, warp: bool = False) -> None:
         super().__init__(p=p)
         self.size = size
         self.interpolation = interpolation
+        self.warp = warp
 
     def get_transform_init_args_names(self) -> tuple[str, ...]:
-        return ("size", "interpolation")
+        return ("size", "interpolation", "warp")
 
     def apply(self, img: np.ndarray, **params: Any) -> np.ndarray:
-        return stretch_image(img, self.size, self.interpolation)
+        return stretch_image(img, self.size, self.interpolation, warp=self.warp)
 
     def apply_to_bboxes(self, bboxes: np.ndarray, **params: Any) -> np.ndarray:
         return bboxes
@@ -495,23 +423,31 @@ class StretchResize(A.DualTransform):
 
 class LetterboxResize(A.DualTransform):
     """Aspect-preserving resize into a ``size`` canvas (a side, or (height, width)), centred, padded with ``fill``
-    (:func:`letterbox_image`)."""
+    (:func:`letterbox_image`, ``warp`` as there)."""
 
-    def __init__(self, size: Size, fill: int = 127, interpolation: int = cv2.INTER_LINEAR, p: float = 1.0) -> None:
+    def __init__(
+        self,
+        size: Size,
+        fill: int = 127,
+        interpolation: int = cv2.INTER_LINEAR,
+        p: float = 1.0,
+        warp: bool = False,
+    ) -> None:
         super().__init__(p=p)
         self.size = size
         self.fill = fill
         self.interpolation = interpolation
+        self.warp = warp
 
     def get_transform_init_args_names(self) -> tuple[str, ...]:
-        return ("size", "fill", "interpolation")
+        return ("size", "fill", "interpolation", "warp")
 
     def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
         h, w = params["shape"][:2]
         return {"geometry": letterbox_geometry(w, h, self.size)}
 
     def apply(self, img: np.ndarray, geometry: tuple[int, int, int, int], **params: Any) -> np.ndarray:
-        return letterbox_image(img, self.size, self.fill, self.interpolation)
+        return letterbox_image(img, self.size, self.fill, self.interpolation, warp=self.warp)
 
     def apply_to_bboxes(self, bboxes: np.ndarray, geometry: tuple[int, int, int, int], **params: Any) -> np.ndarray:
         nw, nh, px, py = geometry
@@ -645,9 +581,9 @@ class DetectionTransform:
             if c.hue > 0 or c.saturation != 1 or c.exposure != 1:
                 steps.append(DarknetHSV(c.hue, c.saturation, c.exposure))
         elif c.letterbox:
-            steps = [LetterboxResize(size, c.fill, interp)]
+            steps = [LetterboxResize(size, c.fill, interp, warp=c.eval_warp)]
         else:
-            steps = [StretchResize(size, interp)]
+            steps = [StretchResize(size, interp, warp=c.eval_warp)]
         # the box settings that __call__'s _boxes_in / _boxes_out repeat around run_pipeline (the Compose's own box
         # processors do not run; the tests compare against this Compose): clipped, filtered once after the last step
         bbox_params = A.BboxParams(format="pascal_voc", label_fields=["idx"], clip=True, check_each_transform=False)
@@ -655,10 +591,10 @@ class DetectionTransform:
 
     @property
     def eval_resize(self) -> EvalResize:
-        """The eval resize of an image alone with this config's ``letterbox``, ``fill`` and ``interpolation`` (the
-        pixels and parameters of the eval pipeline's step without the pipeline)."""
+        """The eval resize of an image alone with this config's ``letterbox``, ``fill``, ``interpolation`` and
+        ``eval_warp`` (the pixels and parameters of the eval pipeline's step without the pipeline)."""
         c = self.cfg
-        return EvalResize(c.letterbox, c.fill, c.interpolation)
+        return EvalResize(c.letterbox, c.fill, c.interpolation, c.eval_warp)
 
     def resize(self, image: np.ndarray, size: Size, out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The eval resize of an image alone (inference): :attr:`eval_resize`'s

@@ -18,9 +18,7 @@ weights), at ``bench.batch_size`` x ``bench.size``:
   ``infer_fuse``: conv + leaky fused for batches of 2+ on the CPU, its default, ``infer_fused_layers`` how many),
   and end to end
   (:meth:`yolo9000.Detector.predict` on decoded ``bench.infer_image_hw`` images: resize, forward, decode, NMS,
-  boxes mapped back) at each batch of ``bench.infer_batches``; ``infer_b<N>_e2e_over_forward`` their ratio in steady
-  state (blocks of ``bench.infer_block`` calls of each: :func:`steady_seconds_per_call`), ``..._paired`` in a strict
-  alternation (the measure before session 42, which charged each end-to-end read with the bare forward's wake);
+  boxes mapped back) at each batch of ``bench.infer_batches``; ``infer_b<N>_e2e_over_forward`` their ratio;
   ``infer_b<N>_dets_per_img`` the detections it returned (``bench.infer_ckpt`` / ``bench.infer_images``: trained
   weights and real photos instead of random ones);
 * ``peak_mem_mb``: CUDA: the variant's peak allocated memory; CPU: the process's peak resident memory so far.
@@ -121,27 +119,6 @@ def paired_seconds_per_call(
     for _ in range(max(int(rounds), 1)):
         times[0].extend(call_times(a, 1, 0, device))
         times[1].extend(call_times(b_fn, 1, 0, device))
-    pick = statistics.fmean if device.type == "cuda" else statistics.median
-    return pick(times[0]), pick(times[1])
-
-
-def steady_seconds_per_call(
-    a: Callable[[], Any], b_fn: Callable[[], Any], rounds: int, block: int, b: DictConfig, device: torch.device
-) -> tuple[float, float]:
-    """Seconds per call of ``a`` and ``b_fn`` in steady state: ``rounds`` rounds (after ``bench.warmup`` untimed
-    pairs), each one untimed call of ``a`` then ``block`` timed ones, the same for ``b_fn``: every timed call follows
-    a call of its own function, as in an application calling it again and again, while the alternating rounds still
-    see the same machine. (In a strict alternation a call pays for the other's wake: on a 2-core CPU torch's OpenMP
-    workers spin for a few ms after a forward pass, on the core a batch's reading threads then want.) CPU: the median
-    call of each; CUDA: the mean (device synchronised around every call)."""
-    for _ in range(int(b.warmup)):
-        a()
-        b_fn()
-    times: tuple[list[float], list[float]] = ([], [])
-    for _ in range(max(int(rounds), 1)):
-        for fn, out in ((a, times[0]), (b_fn, times[1])):
-            fn()
-            out.extend(call_times(fn, max(int(block), 1), 0, device))
     pick = statistics.fmean if device.type == "cuda" else statistics.median
     return pick(times[0]), pick(times[1])
 
@@ -492,17 +469,13 @@ def time_inference(
         def e2e(batch: list[np.ndarray] = batch, n: int = n) -> None:
             det.predict(batch, size=int(b.size), batch_size=n, conf=float(b.infer_conf), num_workers=b.infer_workers)
 
-        rounds = max(int(b.steps), int(b.infer_rounds) // n)
-        block = int(b.get("infer_block", 2))  # a bench config made before the key: its default
-        t_fwd, t_end = steady_seconds_per_call(forward, e2e, max(1, rounds // block), block, b, device)
-        p_fwd, p_end = paired_seconds_per_call(forward, e2e, rounds, b, device)
+        t_fwd, t_end = paired_seconds_per_call(forward, e2e, max(int(b.steps), int(b.infer_rounds) // n), b, device)
         fwd, end = n / t_fwd, n / t_end
         dets = det.predict(batch, size=int(b.size), batch_size=n, conf=float(b.infer_conf))
         res |= {
             f"infer_b{n}_forward_img_per_s": fwd,
             f"infer_b{n}_e2e_img_per_s": end,
             f"infer_b{n}_e2e_over_forward": end / fwd,
-            f"infer_b{n}_e2e_over_forward_paired": p_fwd / p_end,  # strictly alternating (sessions before 42)
             f"infer_b{n}_dets_per_img": sum(len(d.scores) for d in dets) / n,  # decode + NMS cost grows with it
         }
     return res
@@ -804,8 +777,8 @@ def _report(res: dict[str, Any], out: Path) -> None:
 def check_settings(b: DictConfig) -> None:
     """Refuse ``bench.*`` settings that a measurement would fail on only after the ones before it ran, naming the
     key: the input size, the batches, the inference weights and images, the device."""
-    for key in ("size", "batch_size", "steps", "infer_block"):
-        v = b.get(key, 2 if key == "infer_block" else None)  # a bench config made before infer_block: its default
+    for key in ("size", "batch_size", "steps"):
+        v = b.get(key)
         if isinstance(v, bool) or not isinstance(v, int) or v < 1 or (key == "size" and v % STRIDE):
             what = f"a positive multiple of {STRIDE}" if key == "size" else "a positive integer"
             raise ValueError(f"bench.{key} must be {what}, got {v!r}")

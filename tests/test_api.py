@@ -438,10 +438,12 @@ def test_the_eval_warp_is_the_default_and_a_switch(detector, ckpt: Path, monkeyp
         assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
         assert np.array_equal(a, b) != warp_matches_resize()  # the warp ran where this OpenCV's warp is close
     state = plain.__getstate__()
-    del state["warp"]  # as pickled before session 42
+    del state["_warp"]  # as pickled before session 42
     old = Detector.__new__(Detector)
     old.__setstate__({**state, "_transforms": None})
     assert old.warp is False and not old._transforms[False].warp
+    with pytest.raises(AttributeError):
+        detector.warp = False  # fixed at construction: the resizes were made with it
     with pytest.raises(TypeError, match="warp must be true or false"):
         Detector.from_checkpoint(ckpt, device="cpu", warp="no")
 

@@ -81,7 +81,6 @@ def test_check_settings_names_every_bad_key(bench: ModuleType, tmp_path: Path) -
     pass as 1); a directory is no checkpoint file."""
     bench.check_settings(settings())
     bad_values = (("steps", 0), ("batch_size", 0), ("batch_size", True), ("size", True), ("size", 0), ("steps", 1.0))
-    bad_values += (("infer_block", 0), ("infer_block", True))
     for key, bad in bad_values:
         with pytest.raises(ValueError, match=f"bench.{key} must be"):
             bench.check_settings(settings(**{key: bad}))
@@ -157,39 +156,6 @@ def test_loader_rate_skips_the_first_batch_and_restarts_epochs(bench: ModuleType
     clock = iter([10.0, 12.0])
     monkeypatch.setattr(bench, "time", SimpleNamespace(perf_counter=lambda: next(clock)))
     assert bench.loader_rate(Loader(), 4) == pytest.approx(11 / 2)
-
-
-def test_steady_calls_follow_their_own_function_and_paired_ones_alternate(bench: ModuleType, monkeypatch: Any) -> None:
-    """A call that costs 5 right after the other function's and 1 after its own (the forward's spinning workers): in
-    steady blocks every timed call follows its own function (the untimed first call of a block pays the 5), so both
-    medians are 1; the strict alternation pays 5 every time. Warm-up and block sizes as asked."""
-    last: list[str] = []
-    log: list[tuple[str, bool]] = []
-
-    def fake_call_times(fn: Any, steps: int, warmup: int, device: Any) -> list[float]:
-        out = []
-        for _ in range(steps):
-            out.append(5.0 if last and last[-1] != fn.__name__ else 1.0)
-            fn()
-            log[-1] = (log[-1][0], True)
-        return out
-
-    def a() -> None:
-        last.append("a")
-        log.append(("a", False))
-
-    def b() -> None:
-        last.append("b")
-        log.append(("b", False))
-
-    monkeypatch.setattr(bench, "call_times", fake_call_times)
-    cfg = OmegaConf.create({"warmup": 1})
-    assert bench.steady_seconds_per_call(a, b, 3, 2, cfg, torch.device("cpu")) == (1.0, 1.0)
-    # warm-up pair, then per round: a untimed, 2 a timed, b untimed, 2 b timed
-    assert log == [("a", False), ("b", False)] + [(f, t) for f in "ab" for t in (False, True, True)] * 3
-    log.clear()
-    assert bench.paired_seconds_per_call(a, b, 3, cfg, torch.device("cpu")) == (5.0, 5.0)
-    assert log == [("a", False), ("b", False)] + [("a", True), ("b", True)] * 3
 
 
 def test_peak_memory_on_the_cpu_is_resident_kib_in_mib(bench: ModuleType, monkeypatch: Any) -> None:

@@ -229,10 +229,11 @@ class Detector:
             stays at its peak (after 8 predictions on 4000 x 3000 photos: 1.37 GB against 0.89 GB). None
             (default): as the checkpoint's ``model.fast.keep_freed_memory`` (on for the CPU model, as its training
             ran); False for a long-lived service that should give memory back.
-        warp: the eval resize by one ``cv2.warpAffine`` sampling ``cv2.resize``'s points
-            (:class:`~yolo9000.data.resize.EvalResize`'s ``warp``; training's ``data.augment.eval_warp``, default
-            on): within one grey level, 32 BCCD photos to 256 in 2.9 ms instead of 4.3 on a 2-core Xeon VM. False:
-            ``cv2.resize``, the pixels of evaluations before session 42.
+        warp: the resize to the network input by one ``cv2.warpAffine`` sampling ``cv2.resize``'s points
+            (:class:`~yolo9000.data.resize.EvalResize`'s ``warp``, as the evaluation's ``data.augment.eval_warp``,
+            whose default it shares; not read from the checkpoint): within one grey level, 32 BCCD photos to 256 in
+            2.9 ms instead of 4.3 on a 2-core Xeon VM. False: ``cv2.resize``, the pixels of evaluations before
+            session 42.
     """
 
     def __init__(
@@ -297,7 +298,7 @@ class Detector:
         self.decode_on: DecodeOn = decode_on
         # the eval resizes (stretch, letterbox): stateless, shared by the calling and reading threads
         check_flags("Detector", warp=warp)
-        self.warp = warp
+        self._warp = warp
         self._transforms = {lb: EvalResize(letterbox=lb, warp=warp) for lb in (False, True)}
         self._init_threads()
 
@@ -343,9 +344,9 @@ class Detector:
         if "network" in state:  # pickled before the fused sibling (session 40): no sibling
             state["_network"] = state.pop("network")
         state.setdefault("_batch_network", None)
-        state.setdefault("warp", False)  # pickled before the eval warp (session 42): cv2.resize, as it ran
+        state.setdefault("_warp", False)  # pickled before the eval warp (session 42): cv2.resize, as it ran
         self.__dict__.update(state)
-        self._transforms = {lb: EvalResize(letterbox=lb, warp=self.warp) for lb in (False, True)}
+        self._transforms = {lb: EvalResize(letterbox=lb, warp=self._warp) for lb in (False, True)}
         if self.compile_options is not None:
             self.network = compile_network(self.network, self.compile_options)
         self._init_threads()
@@ -446,6 +447,11 @@ class Detector:
         """Default network input (height, width) of :meth:`predict`: a converted darknet cfg's rectangular ``[net]``
         (``predict_hw``), else :attr:`size` square (the module's :attr:`~DetectorModule.input_hw`)."""
         return self.module.input_hw
+
+    @property
+    def warp(self) -> bool:
+        """Whether the resize to the network input is one ``cv2.warpAffine`` (the constructor's ``warp``; fixed)."""
+        return self._warp
 
     @property
     def letterbox(self) -> bool:

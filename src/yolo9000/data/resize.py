@@ -154,8 +154,9 @@ def warp_matches_resize() -> bool:
     """Whether this OpenCV's bilinear ``cv2.warpAffine`` (:func:`warp_resample`) gives ``cv2.resize``'s pixels within
     one grey level. OpenCV 5.1 does (it computes the warp's sampling positions in float; the one-level differences are
     rounding); OpenCV 4.x quantises them to 1/32 pixel and differs by up to ~7 levels on sharp edges, so the training
-    geometries keep the resize there. Checked once per process on a fixed noise image (every pixel an edge): windows
-    inside the image and reaching past it, constant and replicate borders, shrunk and (replicate) enlarged."""
+    geometries and the eval resize keep the resize there. Checked once per process on a fixed noise image (every
+    pixel an edge): windows inside the image and reaching past it, constant and replicate borders, shrunk and
+    (replicate) enlarged."""
     rng = np.random.default_rng(0)
     # (image h, w, channels), window (x0, y0, cw, ch), output (h, w), border: crops inside and reaching past the image,
     # an enlarged replicate one, 1 and 4 channels, a wide image, a window of the image's own width (sx = 1)

@@ -24,6 +24,8 @@ import cv2
 import numpy as np
 import torch
 
+from yolo9000.models import check_flags
+
 from .resize import (
     _INTERPOLATIONS,
     EvalResize,
@@ -101,9 +103,10 @@ class AugmentConfig(MappingConfig):
         interpolation: resize interpolation (nearest | linear | area | cubic).
         warp: the training geometry with linear interpolation as one ``cv2.warpAffine`` from the image where it
             samples what the resize samples (within one grey level, on an OpenCV whose warp does so:
-            :func:`warp_matches_resize`; elsewhere the resize): the crop, its border and the stretch
-            (:class:`DarknetJitterResize`, ~3.5x faster), or the placement's resize and paste (:class:`DarknetPlace`,
-            ~1.7x); false: ``cv2.copyMakeBorder`` / ``cv2.resize`` and the paste (every run before session 41).
+            :func:`~yolo9000.data.resize.warp_matches_resize`; elsewhere the resize): the crop, its border and the
+            stretch (:class:`DarknetJitterResize`, ~3.5x faster), or the placement's resize and paste
+            (:class:`DarknetPlace`, ~1.7x); false: ``cv2.copyMakeBorder`` / ``cv2.resize`` and the paste (every run
+            before session 41).
         eval_warp: the same for the eval resize (:class:`~yolo9000.data.resize.EvalResize`: the stretch always, the
             letterbox where the image shrinks; a BCCD photo to 256 ~3x faster); false: ``cv2.resize`` (every run
             before session 42).
@@ -147,6 +150,7 @@ class AugmentConfig(MappingConfig):
             raise ValueError(f"augment.jitter_border must be constant or replicate, got {self.jitter_border!r}")
         if self.interpolation not in _INTERPOLATIONS:
             raise ValueError(f"augment.interpolation must be one of {list(_INTERPOLATIONS)}")
+        check_flags("augment", warp=self.warp, eval_warp=self.eval_warp)
 
 
 def seed_pipeline(comp: A.Compose, seed: int) -> None:
@@ -283,7 +287,7 @@ class DarknetJitterResize(_JitterGeometry):
     the window samples the same points, the border given by its border mode, without building the window: ~0.05 ms
     against ~0.17 ms for a BCCD photo at 256, and within one grey level of the two steps on OpenCV 5.1 (~10 % of the
     values one apart: rounding; an OpenCV 4.x warp is not that close, and the two steps run there:
-    :func:`warp_matches_resize`). It applies where it reads what the
+    :func:`~yolo9000.data.resize.warp_matches_resize`). It applies where it reads what the
     window would: always with ``replicate``; with ``constant`` where the window shrinks in both axes (an enlarged
     window's edge taps would read ``fill`` past an inner edge where ``cv2.resize`` repeats the window's edge).
     Elsewhere the two steps run.
@@ -354,9 +358,8 @@ class DarknetPlace(_JitterGeometry):
     height - nh) (darknet's ``rand_uniform`` orders its bounds: where the image is larger than the input, as on a
     wide rectangular input, it is placed partly outside). The image is resized to (int(nw), int(nh)) and pasted at
     (int(dx), int(dy)), as darknet's ``place_image``'s int arguments truncate them (:func:`place_image` here); the
-    boxes move by the float geometry, as
-    ``fill_truth_detection``'s. The resize is OpenCV's, as everywhere here (darknet's bilinear samples at x * W / nw,
-    without OpenCV's half-pixel offset).
+    boxes move by the float geometry, as ``fill_truth_detection``'s. The resize is OpenCV's, as everywhere here
+    (darknet's bilinear samples at x * W / nw,    without OpenCV's half-pixel offset).
 
     With ``warp`` (linear interpolation) and an image that shrinks in both axes, the resize and the paste are one
     ``cv2.warpAffine`` onto the grey (:func:`place_image`): within one grey level, the canvas exactly ``fill``,

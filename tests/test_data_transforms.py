@@ -517,9 +517,9 @@ def test_eval_resize_into_a_buffer_equals_opencv_and_albumentations(interpolatio
 
 def test_eval_warp_is_the_resize_within_a_grey_level_and_a_switch(monkeypatch) -> None:
     """The eval resize with ``warp`` (the default of the config, EvalResize and the Detector): on noise, the stretch
-    (shrunk and enlarged, into a batch slot and a strided view) and the shrinking letterbox within one grey level of cv2.resize, the
-    letterbox's border exactly grey, without cv2.resize; an enlarging letterbox and ``warp=False`` give cv2.resize's
-    pixels bit for bit, and so does the warp where this OpenCV fails the check."""
+    (shrunk and enlarged, into a batch slot and a strided view) and the shrinking letterbox within one grey level of
+    cv2.resize, the letterbox's border exactly grey, without cv2.resize; an enlarging letterbox and ``warp=False``
+    give cv2.resize's pixels bit for bit, and so does the warp where this OpenCV fails the check."""
     import cv2
 
     from yolo9000.data import resize

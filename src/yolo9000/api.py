@@ -256,6 +256,7 @@ class Detector:
 
         if not isinstance(module, DetectorModule):
             raise TypeError(f"Detector needs a DetectorModule (a detection checkpoint), got {type(module).__name__}")
+        check_flags("Detector", warp=warp)  # before any copy of the network is made
         self.device = _resolve_device(device)
         self.dtype = _resolve_dtype(dtype, self.device)
         if channels_last is None:
@@ -297,7 +298,6 @@ class Detector:
         decode_device(self.device, 1, decode_on)  # a wrong value raises here
         self.decode_on: DecodeOn = decode_on
         # the eval resizes (stretch, letterbox): stateless, shared by the calling and reading threads
-        check_flags("Detector", warp=warp)
         self._warp = warp
         self._transforms = {lb: EvalResize(letterbox=lb, warp=warp) for lb in (False, True)}
         self._init_threads()

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, get_worker_info
+from torch.utils.data import Dataset
 from torchvision.ops import box_convert
 
 from .image_io import (
@@ -23,8 +23,8 @@ from .image_io import (
     SIZE_MISMATCH,
     SIZE_MISMATCH_REASON,
     ImageDecodeError,
+    LoadCounters,
     LoadFlags,
-    SharedArray,
     conversion_issue,
     load_time_issues,
     read_record_image,
@@ -40,7 +40,6 @@ logger = logging.getLogger("yolo9000.data")
 __all__ = ["DetectionCollate", "DetectionDataset", "detection_collate"]
 
 _STAT_KEYS = ("loaded", "skipped_images", "dropped_boxes", "truncated_boxes", "size_mismatch")
-_STAT_SLOTS = 129  # row 0: main process, row 1 + worker id: DataLoader workers
 
 
 class DetectionDataset(Dataset):
@@ -91,7 +90,7 @@ class DetectionDataset(Dataset):
         self.default_size = normal_size(default_size)
         self.include_difficult = include_difficult
         self.max_boxes = max_boxes
-        self._stats = SharedArray((_STAT_SLOTS, len(_STAT_KEYS)), torch.int64)  # load counters, a row per process
+        self._stats = LoadCounters(_STAT_KEYS)
         # per-image load-time flags (LOAD_FAILED, CONVERTED, SIZE_MISMATCH), shared with the DataLoader workers
         self._load_flags = LoadFlags(len(self.records))
         self._flags = self._load_flags.flags
@@ -104,16 +103,10 @@ class DetectionDataset(Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
-    def _count(self, key: str, n: int = 1) -> None:
-        info = get_worker_info()
-        row = 0 if info is None else 1 + info.id % (_STAT_SLOTS - 1)
-        self._stats.array[row, _STAT_KEYS.index(key)] += n
-
     def stats(self) -> dict[str, int]:
         """Counters over all processes: loaded, skipped_images, dropped_boxes (by the transform),
         truncated_boxes (over ``max_boxes``), size_mismatch (annotation size != image size)."""
-        tot = self._stats.tensor.sum(0).tolist()
-        return dict(zip(_STAT_KEYS, tot, strict=True))
+        return self._stats.totals()
 
     def _flag(self, index: int, bit: int) -> bool:
         """Set a load-time flag of an image (visible to every process); True when it was not set before."""
@@ -221,7 +214,7 @@ class DetectionDataset(Dataset):
         try:
             image, conversions = self._load(int(index), rec)
         except ImageDecodeError as e:
-            self._count("skipped_images")
+            self._stats.add("skipped_images")
             if self._flag(int(index), LOAD_FAILED) or self.issues.policy == "error":  # logged once per image
                 self.issues.report(rec.image_path, e.reason, action="skip_image", detail=e.detail)
             return None
@@ -231,7 +224,7 @@ class DetectionDataset(Dataset):
         h, w = image.shape[:2]
         boxes, labels, difficult = rec.boxes, rec.labels, rec.difficult
         if (rec.width, rec.height) != (w, h) and rec.width and rec.height:
-            self._count("size_mismatch")
+            self._stats.add("size_mismatch")
             if self._flag(int(index), SIZE_MISMATCH):
                 detail = f"{rec.width}x{rec.height} vs {w}x{h}"
                 self.issues.fixed(rec.image_path, SIZE_MISMATCH_REASON, detail=detail)
@@ -244,17 +237,17 @@ class DetectionDataset(Dataset):
                 order = _box_order(seed, len(t_boxes))
                 t_boxes, t_labels, t_diff = t_boxes[order], t_labels[order], t_diff[order]
             if self.max_boxes is not None and len(t_boxes) > self.max_boxes:
-                self._count("truncated_boxes", len(t_boxes) - self.max_boxes)
+                self._stats.add("truncated_boxes", len(t_boxes) - self.max_boxes)
                 m = self.max_boxes
                 t_boxes, t_labels, t_diff = t_boxes[:m], t_labels[:m], t_diff[:m]
         out = self.transform(image, t_boxes, t_labels, t_diff, size, seed=seed)
         if out.n_dropped:
-            self._count("dropped_boxes", out.n_dropped)
+            self._stats.add("dropped_boxes", out.n_dropped)
         b, lab, dif = out.boxes, out.labels, out.difficult
         if self.max_boxes is not None and len(b) > self.max_boxes:
-            self._count("truncated_boxes", len(b) - self.max_boxes)
+            self._stats.add("truncated_boxes", len(b) - self.max_boxes)
             b, lab, dif = b[: self.max_boxes], lab[: self.max_boxes], dif[: self.max_boxes]
-        self._count("loaded")
+        self._stats.add("loaded")
         return {
             # (3, S, S) view of the HWC pixels: no transposing copy here; the collate stacks them NHWC and the
             # module's uint8 -> float conversion writes the layout the network wants in one pass

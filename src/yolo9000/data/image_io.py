@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
+from torch.utils.data import get_worker_info
 from torchvision.io import ImageReadMode, decode_image
 
 from .records import DetectionRecord, Issue
@@ -125,6 +126,27 @@ class SharedArray:
         state = self.__dict__.copy()
         state.pop("_view", None)
         return state
+
+
+class LoadCounters(SharedArray):
+    """A dataset's named load counters, shared by its processes: a row per process (row 0 the main process, 1 + the
+    worker id a DataLoader worker's, up to 128), summed by :meth:`totals`."""
+
+    SLOTS = 129
+
+    def __init__(self, keys: Collection[str]) -> None:
+        super().__init__((self.SLOTS, len(keys)), torch.int64)
+        self.keys = tuple(keys)
+
+    def add(self, key: str, n: int = 1) -> None:
+        """Count ``n`` more ``key`` in this process's row."""
+        info = get_worker_info()
+        row = 0 if info is None else 1 + info.id % (self.SLOTS - 1)
+        self.array[row, self.keys.index(key)] += n
+
+    def totals(self) -> dict[str, int]:
+        """Each counter over all processes."""
+        return dict(zip(self.keys, self.tensor.sum(0).tolist(), strict=True))
 
 
 class LoadFlags(SharedArray):

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, get_worker_info
+from torch.utils.data import DataLoader, Dataset
 
 from yolo9000.models import STRIDE
 from yolo9000.text_io import read_text, text_lines
@@ -38,8 +38,8 @@ from .image_io import (
     LOAD_FAILED,
     NOTED,
     ImageDecodeError,
+    LoadCounters,
     LoadFlags,
-    SharedArray,
     conversion_issue,
     load_time_issues,
     read_image_notes,
@@ -74,7 +74,6 @@ IMAGE_EXTENSIONS = frozenset(
 )
 _STAT_KEYS = ("loaded", "skipped_images")
 _NOT_DATA = frozenset({"Thumbs.db", "desktop.ini"})  # files that operating systems leave in folders (not reported)
-_STAT_SLOTS = 129  # row 0: main process, row 1 + worker id: DataLoader workers
 
 
 @dataclass(frozen=True)
@@ -442,7 +441,7 @@ class ClassificationDataset(Dataset):
         )
         self.transform = transform
         self.issues = issues if issues is not None else IssueLog("error")
-        self._stats = SharedArray((_STAT_SLOTS, len(_STAT_KEYS)), torch.int64)  # load counters, a row per process
+        self._stats = LoadCounters(_STAT_KEYS)
         # per-image load-time flags (LOAD_FAILED, CONVERTED), shared with the DataLoader workers
         self._load_flags = LoadFlags(len(self.records))
         self._flags = self._load_flags.flags
@@ -470,14 +469,9 @@ class ClassificationDataset(Dataset):
         """How many distinct images failed to load so far, in any process (the shared ``LOAD_FAILED`` flags)."""
         return int(np.count_nonzero(self._flags[: len(self.records)].numpy() & LOAD_FAILED))
 
-    def _count(self, key: str) -> None:
-        info = get_worker_info()
-        row = 0 if info is None else 1 + info.id % (_STAT_SLOTS - 1)
-        self._stats.array[row, _STAT_KEYS.index(key)] += 1
-
     def stats(self) -> dict[str, int]:
         """Counters over all processes: loaded, skipped_images."""
-        return dict(zip(_STAT_KEYS, self._stats.tensor.sum(0).tolist(), strict=True))
+        return self._stats.totals()
 
     def class_counts(self, num_classes: int) -> np.ndarray:
         """int64 (num_classes,): images per class."""
@@ -493,7 +487,7 @@ class ClassificationDataset(Dataset):
             # the conversions are checked at the first load of each image (in any process), not at every epoch
             image, conversions = read_image_notes(rec.path, notes=self._flag(int(index), NOTED))
         except ImageDecodeError as e:
-            self._count("skipped_images")
+            self._stats.add("skipped_images")
             if self._flag(int(index), LOAD_FAILED) or self.issues.policy == "error":  # logged once per image
                 self.issues.report(rec.path, e.reason, action="skip_image", detail=e.detail)
             return None
@@ -501,7 +495,7 @@ class ClassificationDataset(Dataset):
             for reason, detail in conversions:
                 self.issues.add(conversion_issue(rec.path, reason, detail))
         out = self.transform(image, seed=seed)
-        self._count("loaded")
+        self._stats.add("loaded")
         return {
             # (3, S, S) view of the HWC pixels: no transposing copy (the collate stacks them NHWC, the module's
             # float conversion writes the network's layout in one pass), as the detection samples

@@ -110,6 +110,11 @@ def _into(image: np.ndarray, resized: np.ndarray, out: np.ndarray | None) -> np.
     return out
 
 
+def _dst(out: np.ndarray | None) -> np.ndarray | None:
+    """``out`` where OpenCV can write into it (a contiguous buffer), else None (:func:`_into` copies)."""
+    return out if out is not None and out.flags.c_contiguous else None
+
+
 def window_part(img: np.ndarray, crop: tuple[int, int, int, int]) -> tuple[np.ndarray, tuple[int, int, int, int]]:
     """The image's part of the window ``crop`` (x0, y0, width, height; it may reach past the image) as a view, and
     the window's overhang on each side (top, bottom, left, right) in pixels."""
@@ -138,9 +143,8 @@ def warp_resample(
     h, w = hw
     m = np.array([[sx, 0.0, ox + 0.5 * sx - 0.5], [0.0, sy, oy + 0.5 * sy - 0.5]])
     flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-    dst = out if out is not None and out.flags.c_contiguous else None  # cv2 writes into a contiguous buffer
     value = {} if border != cv2.BORDER_CONSTANT else {"borderValue": (fill,) * (src.shape[2] if src.ndim == 3 else 1)}
-    res = cv2.warpAffine(src, m, (w, h), dst=dst, flags=flags, borderMode=border, **value)
+    res = cv2.warpAffine(src, m, (w, h), dst=_dst(out), flags=flags, borderMode=border, **value)
     return _into(src, res, out)
 
 
@@ -203,8 +207,7 @@ def stretch_image(
         return _into(image, image, out)
     if warp and can_warp(image, interpolation):
         return warp_resample(image, hw, w / hw[1], h / hw[0], 0.0, 0.0, cv2.BORDER_REPLICATE, out=out)
-    dst = out if out is not None and out.flags.c_contiguous else None  # cv2 writes into a contiguous buffer
-    return _into(image, cv2.resize(image, hw[::-1], dst=dst, interpolation=interpolation), out)
+    return _into(image, cv2.resize(image, hw[::-1], dst=_dst(out), interpolation=interpolation), out)
 
 
 def place_image(

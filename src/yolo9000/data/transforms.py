@@ -235,7 +235,7 @@ def _boxes_out(boxes: np.ndarray, width: int, height: int) -> tuple[np.ndarray, 
 class _JitterGeometry(A.DualTransform):
     """What the two training geometries keep: the input ``size`` (a side, or (height, width)), darknet's ``jitter``,
     the grey ``fill``, the resize's OpenCV ``interpolation`` and ``warp`` (one ``cv2.warpAffine`` where it samples
-    what the resize would: :meth:`_warp`)."""
+    what the resize would: :func:`~yolo9000.data.resize.can_warp`)."""
 
     def __init__(
         self,
@@ -255,18 +255,6 @@ class _JitterGeometry(A.DualTransform):
 
     def get_transform_init_args_names(self) -> tuple[str, ...]:
         return ("size", "jitter", "fill", "interpolation", "warp")
-
-    def _warp(
-        self, src: np.ndarray, sx: float, sy: float, ox: float, oy: float, border: int = cv2.BORDER_CONSTANT
-    ) -> np.ndarray:
-        """:func:`warp_resample` of ``src`` to the input size, beyond ``src`` its ``border`` (``fill`` for a constant
-        one)."""
-        return warp_resample(src, input_hw(self.size), sx, sy, ox, oy, border, self.fill)
-
-    def _can_warp(self, img: np.ndarray) -> bool:
-        """``warp`` asked and :func:`can_warp` (linear interpolation, an image the warp takes, an OpenCV whose warp
-        samples as its resize does)."""
-        return self.warp and can_warp(img, self.interpolation)
 
     def net_params(self, width: int, height: int) -> np.ndarray:
         """float32 (4,) (scale_x, scale_y, pad_x, pad_y) of the last call's geometry (its ``params``) on a ``width x
@@ -323,8 +311,10 @@ class DarknetJitterResize(_JitterGeometry):
         net_h, net_w = input_hw(self.size)
         mode = cv2.BORDER_REPLICATE if self.border == "replicate" else cv2.BORDER_CONSTANT
         sx, sy = cw / net_w, ch / net_h  # window pixels per output pixel
-        if patch.size and (mode == cv2.BORDER_REPLICATE or (sx >= 1 and sy >= 1)) and self._can_warp(img):
-            return self._warp(patch, sx, sy, -left, -top, mode)  # the window starts (left, top) px before the patch
+        reads_the_window = mode == cv2.BORDER_REPLICATE or (sx >= 1 and sy >= 1)
+        if self.warp and patch.size and reads_the_window and can_warp(img, self.interpolation):
+            # the window starts (left, top) px before the patch
+            return warp_resample(patch, (net_h, net_w), sx, sy, -left, -top, mode, self.fill)
         if top or bottom or left or right:
             fill = (
                 {"value": (self.fill,) * (img.shape[2] if img.ndim == 3 else 1)} if mode == cv2.BORDER_CONSTANT else {}
@@ -359,7 +349,7 @@ class DarknetPlace(_JitterGeometry):
     wide rectangular input, it is placed partly outside). The image is resized to (int(nw), int(nh)) and pasted at
     (int(dx), int(dy)), as darknet's ``place_image``'s int arguments truncate them (:func:`place_image` here); the
     boxes move by the float geometry, as ``fill_truth_detection``'s. The resize is OpenCV's, as everywhere here
-    (darknet's bilinear samples at x * W / nw,    without OpenCV's half-pixel offset).
+    (darknet's bilinear samples at x * W / nw, without OpenCV's half-pixel offset).
 
     With ``warp`` (linear interpolation) and an image that shrinks in both axes, the resize and the paste are one
     ``cv2.warpAffine`` onto the grey (:func:`place_image`): within one grey level, the canvas exactly ``fill``,

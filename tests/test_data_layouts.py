@@ -793,3 +793,130 @@ def test_two_images_of_one_name_sharing_a_label_file_are_noted(tmp_path):
         and Path(note.file).name in ("a.jpg", "a.png")
         and "labels/train2017/a.txt" in (note.detail)
     )
+
+
+# ------------------------------------------------------------------- exports found by session 43's data audit
+def test_pose_labels_of_a_kpt_shape_yaml_give_their_boxes_not_a_polygon(tmp_path):
+    """Ultralytics pose labels (``cls cx cy w h`` then the keypoints, ``kpt_shape`` in the yaml): the box is the
+    first four numbers. ``kpt_shape: [1, 2]`` makes 7 values a line, which without the yaml's word would read as
+    the polygon (0.25, 0.5), (0.5, 0.25), (0.3, 0.7) (another box entirely)."""
+    _jpg(tmp_path / "images" / "train" / "a.jpg", (40, 20))
+    (tmp_path / "labels" / "train").mkdir(parents=True)
+    (tmp_path / "labels" / "train" / "a.txt").write_text("1 0.25 0.5 0.5 0.25 0.3 0.7\n0 0.5 0.5 0.2\n")
+    spec = {"train": "images/train", "val": "images/train", "names": ["cat", "dog"], "kpt_shape": [1, 2]}
+    (tmp_path / "data.yaml").write_text(yaml.safe_dump(spec))
+    issues = IssueLog("skip")
+    (rec,) = YOLOTxtParser(tmp_path, "train").parse(issues=issues)
+    assert rec.labels.tolist() == [1]
+    np.testing.assert_allclose(rec.boxes, [[0.0, 7.5, 20.0, 12.5]])  # cx 10 +- 10, cy 10 +- 2.5 (40 x 20 px)
+    assert issues.count("note", "pose label")
+    (bad,) = [i for i in issues.issues if i.reason == "malformed label line"]  # 4 values: neither form
+    assert bad.action == "drop_box" and "kpt_shape: 7 values a line" in bad.detail
+    spec["kpt_shape"] = [17]
+    (tmp_path / "data.yaml").write_text(yaml.safe_dump(spec))
+    with pytest.raises(ValueError, match=r"data\.yaml: kpt_shape must be \[keypoints, 2 or 3\]"):
+        YOLOTxtParser(tmp_path, "train").parse(issues=IssueLog("skip"))
+
+
+def test_label_files_beside_their_images_are_read_where_labels_has_none(tmp_path):
+    """A few labels left beside their images in an Ultralytics layout, and LabelImg's flat folder inside a folder
+    named ``images`` (the images -> labels rule renamed that folder, outside the dataset): each image's boxes come
+    from the .txt beside it (they were negatives, with an INFO note)."""
+    _yolo_ultralytics(tmp_path)
+    beside = tmp_path / "images" / "train2017" / "b.txt"
+    (tmp_path / "labels" / "train2017" / "b.txt").rename(beside)
+    (tmp_path / "data.yaml").write_text(
+        yaml.safe_dump({"train": "images/train2017", "val": "images/val2017", "names": ["cat", "dog"]})
+    )
+    issues = IssueLog("skip")
+    recs = {r.image_id: r for r in YOLOTxtParser(tmp_path, "train").parse(issues=issues)}
+    assert recs["b"].labels.tolist() == [1] and not issues.count("note", "no label file")
+    np.testing.assert_allclose(recs["b"].boxes, [[15.0, 5.0, 25.0, 15.0]])
+    flat = tmp_path / "work" / "images" / "flat"
+    for k, n in enumerate(["p", "q", "r", "s"]):
+        _jpg(flat / f"{n}.jpg", (40, 20))
+        (flat / f"{n}.txt").write_text(f"{k % 2} 0.5 0.5 0.25 0.5\n")
+    (flat / "classes.txt").write_text("cat\ndog\n")
+    recs = YOLOTxtParser(flat, "all", images_dir=".").parse(issues=IssueLog("error"))
+    assert [r.labels.tolist() for r in sorted(recs, key=lambda r: r.image_id)] == [[0], [1], [0], [1]]
+
+
+def test_roboflow_yolo_darknet_export_split_folders_and_darknet_labels(tmp_path, caplog):
+    """Roboflow's "YOLO Darknet" export: train/, valid/, test/, each holding its images, their .txt labels and a
+    ``_darknet.labels`` names file (it stopped at "no class_names", then at "YOLO images folder not found")."""
+    for split, names in (("train", "abcd"), ("valid", "ef"), ("test", "g")):
+        for k, n in enumerate(names):
+            _jpg(tmp_path / split / f"{n}.jpg", (40, 20))
+            (tmp_path / split / f"{n}.txt").write_text(f"{k % 2} 0.5 0.5 0.25 0.5\n")
+        (tmp_path / split / "_darknet.labels").write_text("cat\ndog\n")
+    with caplog.at_level(logging.INFO, logger="yolo9000.data"):
+        dm = _datamodule("yolo", tmp_path)
+        dm.setup()
+    assert dm.class_names == ["cat", "dog"]
+    assert {s: sorted(_ids(dm, s)) for s in ("train", "val", "test")} == {
+        "train": list("abcd"),
+        "val": list("ef"),
+        "test": ["g"],
+    }
+    assert [r.labels.tolist() for r in sorted(dm.datasets["train"].records, key=lambda r: r.image_id)] == [
+        [0],
+        [1],
+        [0],
+        [1],
+    ]
+    assert "_darknet.labels" in caplog.text
+
+
+def test_label_file_of_an_image_in_a_format_not_read_names_the_image(tmp_path):
+    """``x.jfif`` beside others: the image is not read, and the report of its label file says so (it blamed the
+    label: "no image in ...")."""
+    _yolo_ultralytics(tmp_path)
+    (tmp_path / "images" / "train2017" / "b.jpg").rename(tmp_path / "images" / "train2017" / "b.jfif")
+    (tmp_path / "data.yaml").write_text(
+        yaml.safe_dump({"train": "images/train2017", "val": "images/val2017", "names": ["cat", "dog"]})
+    )
+    issues = IssueLog("skip")
+    YOLOTxtParser(tmp_path, "train").parse(issues=issues)
+    orphans = {Path(i.file).name: i.detail for i in issues.issues if i.reason == "label file without an image"}
+    assert "b.jfif is there, but .jfif files are not read as images" in orphans["b.txt"]
+    assert orphans["ghost.txt"].startswith("no image in")
+
+
+def test_class_names_differing_only_in_case_are_warned_and_coco_names_shared_by_ids_merge(tmp_path, caplog):
+    """VOC objects named ``RBC`` and ``rbc``: two classes, warned. COCO categories 1 and 3 both named ``cat``: one
+    class holding both's boxes, warned (it stopped with "duplicated class names" and a hint about class files)."""
+    for k in range(6):
+        _jpg(tmp_path / "voc" / "images" / f"i{k}.jpg")
+        _xml(tmp_path / "voc" / "annotations" / f"i{k}.xml", ["RBC" if k % 2 else "rbc", "WBC"])
+    with caplog.at_level(logging.WARNING, logger="yolo9000.data"):
+        dm = _datamodule("bccd", tmp_path / "voc", class_names=None)
+        assert dm.class_names == ["RBC", "WBC", "rbc"]
+    assert "differ only in case or spacing are separate classes: 'RBC' / 'rbc'" in caplog.text
+    root = tmp_path / "coco"
+    cats = [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}, {"id": 3, "name": "cat"}]
+    images = [{"id": k, "file_name": f"{k}.jpg", "width": 32, "height": 24} for k in range(3)]
+    anns = [
+        {"id": k, "image_id": k, "category_id": c, "bbox": [2, 3, 10, 8], "iscrowd": 0, "area": 80}
+        for k, c in enumerate([1, 2, 3])
+    ]
+    for im in images:
+        _jpg(root / "images" / im["file_name"])
+    (root / "annotations").mkdir(parents=True)
+    coco = {"images": images, "annotations": anns, "categories": cats}
+    (root / "annotations" / "train.json").write_text(json.dumps(coco))
+    p = COCOParser(root / "annotations" / "train.json", root / "images")
+    with caplog.at_level(logging.WARNING, logger="yolo9000.data"):
+        assert p.discover_class_names() == ["cat", "dog"]
+    assert "categories share a name: 'cat' (ids 1, 3)" in caplog.text
+    recs = sorted(p.parse(issues=IssueLog("error")), key=lambda r: r.image_id)
+    assert [r.labels.tolist() for r in recs] == [[0], [1], [0]]
+
+
+def test_an_empty_hash_share_names_the_keys_that_move_it(tmp_path):
+    """A val split drawn by hash that comes out empty says how to give it images (it said only "no images")."""
+    _voc_lowercase(tmp_path, n=4)
+    dm = _datamodule("bccd", tmp_path, class_names=None, split_fractions={"train": 1.0, "val": 0.0, "test": 0.0})
+    with pytest.raises(
+        ValueError, match=r"data\.val: no images .*drawn by hash .*data\.split_fractions / data\.split_seed"
+    ):
+        dm.setup()

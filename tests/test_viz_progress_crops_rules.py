@@ -434,6 +434,24 @@ def test_prediction_pictures_stop_at_num_images_restart_each_test_and_only_on_ra
     assert other.saved == [] and not (Path(r.trainer.default_root_dir) / "rank1").exists()
 
 
+def test_prediction_pictures_of_images_of_one_name_do_not_overwrite_each_other(picture_run: SimpleNamespace) -> None:
+    """Test images ``a.png``, ``a.jpg`` and ``sub/a.png`` (one stem): three pictures, not one written three times."""
+    r = picture_run
+    folder = Path(r.batch["image_paths"][0]).parent
+    paths = [folder / "a.png", folder / "a.jpg", folder / "sub" / "a.png"]
+    (folder / "sub").mkdir()
+    for k, p in enumerate(paths):
+        Image.fromarray(np.full((24, 40, 3), 60 * k, np.uint8)).save(p)
+    batch = {**r.batch, "image_paths": [str(p) for p in paths]}
+    outputs = [r.outputs[0], r.outputs[2], r.outputs[2]]
+    batch["gt_boxes"], batch["gt_labels"] = [r.batch["gt_boxes"][0]] * 3, [r.batch["gt_labels"][0]] * 3
+    cb = predictions.PredictionImages(num_images=5)
+    cb.on_test_epoch_start(r.trainer, r.module)  # type: ignore[arg-type]
+    cb.on_test_batch_end(r.trainer, r.module, outputs, batch, 0)  # type: ignore[arg-type]
+    assert [p.name for p in cb.saved] == ["a.jpg", "a_jpg.jpg", "a_png.jpg"]
+    assert len({Image.open(p).getpixel((39, 23)) for p in cb.saved}) == 3  # three images' own pixels
+
+
 # ------------------------------------------------------------------------------------------------- EpochLog
 def _trainer(**kw: Any) -> SimpleNamespace:
     """One process, 10 epochs, no optimizer: :func:`test_run_rules._line_trainer` with these defaults."""

@@ -72,7 +72,7 @@ class PredictionImages(pl.Callback):
                 gt_boxes=batch["gt_boxes"][i].cpu(),
                 gt_labels=batch["gt_labels"][i].cpu(),
             )
-            target = out_dir / f"{path.stem}.jpg"
+            target = out_dir / _free_name(path, {p.name for p in self.saved})
             save_image(drawn, target)
             self.saved.append(target)
 
@@ -89,3 +89,15 @@ class PredictionImages(pl.Callback):
             if isinstance(lg, pl.loggers.WandbLogger):
                 prefix = getattr(pl_module, "test_prefix", "test")  # eval.py split=val: val/predictions
                 lg.log_image(key=f"{prefix}/predictions", images=[str(p) for p in self.saved])
+
+
+def _free_name(path: Path, used: set[str]) -> str:
+    """The picture's file name: ``<stem>.jpg``; taken by an earlier picture of this test (a.jpg and a.png, or one
+    name in two folders), ``<stem>_<suffix>.jpg``, then numbered."""
+    name = f"{path.stem}.jpg"
+    if name in used:
+        name = f"{path.stem}_{path.suffix[1:]}.jpg" if path.suffix else name
+    base, k = name[: -len(".jpg")], 1
+    while name in used:
+        name, k = f"{base}_{k}.jpg", k + 1
+    return name

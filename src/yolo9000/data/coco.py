@@ -247,7 +247,21 @@ class COCOParser:
                 self.ann_file,
                 ", ".join(f"{c['name']!r} (id {c['id']})" for c in placeholder),
             )
-        return [str(c["name"]) for c in cats if c not in placeholder] or None
+        names: dict[str, list[Any]] = {}  # name -> its categories' ids (two ids of one name: one class, by name)
+        for c in cats:
+            if c not in placeholder:
+                names.setdefault(str(c["name"]), []).append(c["id"])
+        shared = {n: i for n, i in names.items() if len(i) > 1}
+        if shared:
+            log_once(
+                ("coco shared names", str(self.ann_file)),
+                logging.WARNING,
+                "%s: categories share a name: %s; each name is one class, the boxes of its categories together (set "
+                "data.class_names to choose the classes yourself)",
+                self.ann_file,
+                "; ".join(f"{n!r} (ids {', '.join(map(str, i))})" for n, i in shared.items()),
+            )
+        return list(names) or None
 
     # ------------------------------------------------------------------------------------------ images
     def image_dir(self, file_names: Sequence[str] = ()) -> Path:

@@ -146,6 +146,23 @@ def _merge_class_lists(found: Sequence[tuple[str, list[str]]]) -> list[str]:
     return names
 
 
+def _warn_case_twins(names: Sequence[str], found: Sequence[tuple[str, list[str]]]) -> None:
+    """Warn about class names the dataset spells two ways that differ only in case (``RBC`` and ``rbc``): two
+    classes, each with a share of the boxes, neither learning from the other's."""
+    by_fold: dict[str, list[str]] = {}
+    for n in names:
+        by_fold.setdefault(" ".join(n.split()).casefold(), []).append(n)
+    twins = [group for group in by_fold.values() if len(group) > 1]
+    if twins:
+        logger.warning(
+            "class names that differ only in case or spacing are separate classes: %s (found by %s); if they are "
+            "one class, give them one spelling in the annotations, or set data.class_names to the spellings to train "
+            "(boxes of the others are then dropped and reported)",
+            "; ".join(" / ".join(repr(n) for n in g) for g in twins),
+            ", ".join(p for p, _ in found),
+        )
+
+
 class DetectionDataModule(ShardedDataModule):
     """Detection data for YOLOv2 training and evaluation (keys documented in conf/data/bccd.yaml).
 
@@ -300,6 +317,7 @@ class DetectionDataModule(ShardedDataModule):
                         found.append((repr(p), [str(n) for n in names]))
                 if found:  # the split's parsers together (VOC07+12: a class only VOC2012 holds was "unknown")
                     self._class_names = _merge_class_lists(found)
+                    _warn_case_twins(self._class_names, found)
                     return self._class_names
             if missing:
                 raise missing[0]
@@ -333,9 +351,15 @@ class DetectionDataModule(ShardedDataModule):
             lost = [i for i in found.issues[before:] if i.action == "skip_image"]  # why, when images were listed
             why = "; ".join(f"{n} x {reason}" for reason, n in Counter(i.reason for i in lost).most_common(3))
             first = lost[0] if lost else None
+            hint = (
+                f"; a {split} split drawn by hash from a small dataset can come out empty: give it its own files, or "
+                "set data.split_fractions / data.split_seed"
+                if split != "train"
+                else ""
+            )
             raise ValueError(
                 f"data.{split}: no images ({', '.join(map(repr, parsers))})"
-                + (f"; every image was skipped: {why} (first: {first.file}: {first.detail})" if first else "")
+                + (f"; every image was skipped: {why} (first: {first.file}: {first.detail})" if first else hint)
             )
         kept = {str(r.image_path) for r in records}
         unlabelled = [i for i in self._unlabelled(found) if i.file in kept]  # this split's images without labels

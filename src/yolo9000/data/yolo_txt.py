@@ -8,6 +8,7 @@ files (``train.txt``), or a flat ``images/`` + ``labels/`` split by hash. Every 
 
 from __future__ import annotations
 
+import glob
 import logging
 import re
 from collections.abc import Mapping, Sequence
@@ -25,11 +26,13 @@ from .image_io import IMAGE_SUFFIXES, images_under
 from .records import DetectionRecord, IssueLog, header_size, sanitize_boxes
 from .splits import SPLIT_ALIASES, canonical_split, expand_split, hash_split, read_list_file
 from .voc import DEFAULT_SPLIT_FRACTIONS, log_once, train_val_fractions
-from .yolo_labels import label_boxes, label_path_for, read_label_rows
+from .yolo_labels import keypoint_values, label_boxes, label_file_for, label_path_for, read_label_rows
 
 logger = logging.getLogger("yolo9000.data")
 
-NAMES_FILES = ("classes.names", "classes.txt", "obj.names", "labels/classes.txt")  # tried when nothing else names
+# names files tried in the root when nothing else names the classes, then _SPLIT_NAMES in the split folders
+NAMES_FILES = ("classes.names", "classes.txt", "obj.names", "labels/classes.txt", "_darknet.labels")
+_SPLIT_NAMES = "_darknet.labels"  # a names file in each split folder (Roboflow's "YOLO Darknet" export)
 _NOT_LABELS = {"classes", "obj", "names", "labels", "notes", "readme"}  # .txt stems in label folders that aren't labels
 
 
@@ -60,15 +63,17 @@ class YOLOTxtParser:
       3. a darknet data file (``data_file``, else the only ``*.data`` file in ``root``, e.g. ``obj.data``): its
          ``train`` / ``valid`` / ``test`` lists, relative to the folder darknet ran in (the first of the file's
          folder, its parent and ``root`` that holds them), as are the image paths inside them;
-      4. split folders: ``images/<split>/`` or ``<split>/images/`` (``valid`` = ``val``; ``train2017`` = ``train``);
+      4. split folders: ``images/<split>/`` or ``<split>/images/`` (``valid`` = ``val``; ``train2017`` = ``train``),
+         else ``<split>/`` holding its images with their labels beside them (Roboflow's "YOLO Darknet" export);
       5. every image under ``root/<images_dir>/`` (no ``images/`` folder: the root's own images, LabelImg's
          layout), split by hash (``split_fractions``, ``split_seed``).
     In 2 to 4, a missing test split is the val split, and a missing val split a hash share of train (both
     logged): a split never mixes images of another. ``None`` / ``"all"`` takes every image under ``images_dir``.
 
-    Labels: :func:`label_path_for` (``.../images/x.jpg`` -> ``.../labels/x.txt``). A missing or empty label file is
-    a negative image (noted); a label file without an image is reported (``skip_file``). Polygon (segment) lines
-    become their bounding box (fixed). The image size comes from the image header (PIL, no decoding).
+    Labels: :func:`label_path_for` (``.../images/x.jpg`` -> ``.../labels/x.txt``), else ``x.txt`` beside the image
+    (:func:`label_file_for`). A pose dataset's lines (its yaml's ``kpt_shape``) give their boxes. A missing or empty
+    label file is a negative image (noted); a label file without an image is reported (``skip_file``). Polygon
+    (segment) lines become their bounding box (fixed). The image size comes from the image header (PIL, no decoding).
 
     Args:
         root: dataset root (or the dataset yaml itself: its folder becomes the root).
@@ -77,7 +82,7 @@ class YOLOTxtParser:
         images_dir: images folder under ``root`` (None: ``images``).
         names_file: class names, one per line (relative to ``root``); None: the class list given, else the yaml's
             ``names``, else the data file's ``names`` file, else ``classes.names`` / ``classes.txt`` / ``obj.names``
-            when present.
+            / ``_darknet.labels`` when present (the last in the root or a split folder).
         class_names: class list (normally given by the data module).
         split_fractions, split_seed: the hash split (default train/val/test = 0.7/0.15/0.15).
         yaml_file: ultralytics dataset yaml (relative to ``root``); None: discovered in ``root``.
@@ -183,8 +188,24 @@ class YOLOTxtParser:
         else:
             raise ValueError(f"{path}: names must be a list or an {{id: name}} mapping, got {type(names).__name__}")
         if content.get("nc") is not None and int(content["nc"]) != len(out):
-            logger.warning("%s: nc=%s but %d names; using the names", path, content["nc"], len(out))
+            log_once(
+                ("nc", str(path)),
+                logging.WARNING,
+                "%s: nc=%s but %d names; using the names",
+                path,
+                content["nc"],
+                len(out),
+            )
         return out
+
+    def _keypoints(self) -> int:
+        """Values after the box on a label line of a pose dataset (its yaml's ``kpt_shape``); 0 without."""
+        y = self.dataset_yaml()
+        if y is None or y[1].get("kpt_shape") is None:
+            return 0
+        values = keypoint_values(y[1]["kpt_shape"], y[0])
+        log_once(("kpt", str(y[0])), logging.INFO, "%s: pose labels (kpt_shape): the boxes read", y[0])
+        return values
 
     # ------------------------------------------------------------------------------------- darknet .data
     def darknet_data(self) -> tuple[Path, dict[str, str], Path] | None:
@@ -291,7 +312,8 @@ class YOLOTxtParser:
 
     def dataset_names(self) -> list[str] | None:
         """The dataset's own class names, which its label files' class ids index: ``names_file``, else the dataset
-        yaml's ``names``, else a names file found in ``root`` (:data:`NAMES_FILES`); None without any."""
+        yaml's ``names``, else a names file found in ``root`` (:data:`NAMES_FILES`), else a split folder's
+        ``_darknet.labels`` (train's first); None without any."""
         if self.names_file is not None:
             if not self.names_file.is_file():
                 raise FileNotFoundError(f"class names file not found: {self.names_file} (data.names_file)")
@@ -303,6 +325,11 @@ class YOLOTxtParser:
             if (self.root / name).is_file():
                 log_once(("names", str(self.root)), logging.INFO, "%s: class names from %s", self.root, name)
                 return read_names(self.root / name)
+        order = {"train": 0, "val": 1, "test": 2}  # Roboflow's "YOLO Darknet" export: one in each split folder
+        found = [p for p in self.root.glob(f"*/{_SPLIT_NAMES}") if _split_of_folder(p.parent.name)]
+        for path in sorted(found, key=lambda p: (order.get(_split_of_folder(p.parent.name) or "", 3), p)):
+            log_once(("names", str(self.root)), logging.INFO, "%s: class names from %s", self.root, path)
+            return read_names(path)
         return None
 
     # ------------------------------------------------------------------------------------------ splits
@@ -394,6 +421,10 @@ class YOLOTxtParser:
             cands += [(d, d.name) for d in sorted(self.images_dir.iterdir()) if d.is_dir()]
         if self.root.is_dir():
             cands += [(d / "images", d.name) for d in sorted(self.root.iterdir()) if (d / "images").is_dir()]
+            if not cands:  # <split>/ holding its images and their labels itself (Roboflow's "YOLO Darknet" export)
+                cands += [
+                    (d, d.name) for d in sorted(self.root.iterdir()) if _split_of_folder(d.name) and _has_images(d)
+                ]
         for folder, name in cands:
             split = _split_of_folder(name)
             if split is None:
@@ -527,8 +558,9 @@ class YOLOTxtParser:
         index_map = _class_index_map(own, names, self.root)
         records = []
         labelled: dict[Path, Path] = {}  # label file -> the first image it labels
+        keypoints = self._keypoints()
         for image_path in self.image_paths():
-            label = label_path_for(image_path)
+            label = label_file_for(image_path)
             first = labelled.setdefault(label, image_path)
             if first != image_path and label.is_file():  # a.jpg and a.png: one a.txt for both
                 issues.note(
@@ -536,7 +568,7 @@ class YOLOTxtParser:
                     "shares its label file with another image (same name, another suffix): both get its boxes",
                     detail=f"{label} labels {first} too",
                 )
-            rec = self._parse_one(image_path, names, issues, index_map, own)
+            rec = self._parse_one(image_path, names, issues, index_map, own, keypoints)
             if rec is not None:
                 records.append(rec)
         self._report_orphans(issues)
@@ -553,7 +585,10 @@ class YOLOTxtParser:
             for txt in sorted(labels_dir.rglob("*.txt")):
                 if txt not in expected and txt.stem.lower() not in _NOT_LABELS:
                     issues.report(
-                        txt, "label file without an image", action="skip_file", detail=f"no image in {folder}"
+                        txt,
+                        "label file without an image",
+                        action="skip_file",
+                        detail=_no_image(txt, labels_dir, folder),
                     )
 
     def _parse_one(
@@ -563,15 +598,18 @@ class YOLOTxtParser:
         issues: IssueLog,
         index_map: np.ndarray | None = None,
         own: Sequence[str] | None = None,
+        keypoints: int = 0,
     ) -> DetectionRecord | None:
         """One image and its label file (None: image skipped, reported to ``issues``); ``index_map`` (the dataset's
-        class id -> index into ``names``, -1: not among them) when the dataset's own names ``own`` differ."""
-        label_path = label_path_for(image_path)
+        class id -> index into ``names``, -1: not among them) when the dataset's own names ``own`` differ;
+        ``keypoints``: values after each box of a pose dataset's lines (:func:`read_label_rows`)."""
+        label_path = label_file_for(image_path)
         size = header_size(image_path, issues)
         if size is None:
             return None
         width, height = size
-        rows = read_label_rows(label_path, image_path, len(names) if index_map is None else len(index_map), issues)
+        num = len(names) if index_map is None else len(index_map)
+        rows = read_label_rows(label_path, image_path, num, issues, keypoints)
         if index_map is not None and own is not None:  # the dataset's ids -> the run's classes, by name
             kept = []
             for row in rows:
@@ -610,6 +648,22 @@ def _class_index_map(own: Sequence[str] | None, names: Sequence[str], root: Path
         list(names),
     )
     return np.array([where.get(n, -1) for n in own], dtype=np.int64)
+
+
+def _no_image(txt: Path, labels_dir: Path, folder: Path) -> str:
+    """Why the label file ``txt`` (under ``labels_dir``) has no image in ``folder``: none of its name, or one of a
+    format not read (named, with the formats that are)."""
+    rel = txt.relative_to(labels_dir)
+    where = folder / rel.parent
+    others = sorted(
+        p for p in where.glob(f"{glob.escape(rel.stem)}.*") if p.suffix.lower() not in (".txt", ".xml", ".json")
+    )
+    if others:
+        return (
+            f"{others[0]} is there, but {others[0].suffix} files are not read as images "
+            f"(read: {', '.join(sorted(IMAGE_SUFFIXES))})"
+        )
+    return f"no image in {folder}"
 
 
 def _has_images(folder: Path) -> bool:

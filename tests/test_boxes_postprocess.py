@@ -321,11 +321,14 @@ def test_max_det_none_keeps_every_detection() -> None:
     _assert_same(capped, [{k: v[:100] for k, v in w.items()} for w in want])
 
 
-@pytest.mark.parametrize("method", ["per_image", "rounds", "matrix", "matrix_chunked"])
+@pytest.mark.parametrize("method", ["per_image", "per_image_runs", "rounds", "matrix", "matrix_chunked"])
 def test_class_nms_every_method_equals_batched_nms(method: str, monkeypatch: pytest.MonkeyPatch) -> None:
     if method == "matrix_chunked":  # one image per chunk of the IoU matrices
         monkeypatch.setattr(postprocess_module, "_MATRIX_PAIRS", 1)
         method = "matrix"
+    if method == "per_image_runs":  # every image in one call (boxes of different images overlap)
+        monkeypatch.setattr(postprocess_module, "_NMS_RUN", 10**6)
+        method = "per_image"
     g = torch.Generator().manual_seed(0)
     num = 600
     image = torch.randint(0, 4, (num,), generator=g).sort().values
@@ -335,7 +338,7 @@ def test_class_nms_every_method_equals_batched_nms(method: str, monkeypatch: pyt
     xy = torch.rand(num, 2, generator=g) * 100
     boxes = torch.cat([xy, xy + torch.rand(num, 2, generator=g) * 60 + 1], 1)
     label = torch.randint(0, 5, (num,), generator=g)
-    for max_det in (3, 20, 1000):
+    for max_det in (3, 20, 100, 1000):
         got = class_nms(boxes, scores, image, label, 0.5, 5, max_det, method=method)  # type: ignore[arg-type]
         assert len(got) == 5 and len(got[4]) == 0  # image 4 has no candidates
         for b in range(4):

@@ -47,6 +47,7 @@ from yolo9000.models.darknet19 import Darknet19, Darknet19Classifier, scaled
 from yolo9000.models.layers import DarknetBatchNorm2d
 from yolo9000.models.yolov2 import YOLOv2
 from yolo9000.modules.detector import DetectorModule
+from yolo9000.wordtree import WordTree
 
 ROOT = Path(__file__).resolve().parents[1]
 CFG = ROOT / "data" / "darknet" / "cfg"
@@ -578,7 +579,7 @@ def test_detector_from_a_backbone_file_warns_it_is_untrained(tmp_path: Path, cap
 @pytest.mark.parametrize(
     ("hw", "size", "predict_hw"),
     [((416, 416), 416, None), ((100, 100), 96, None), ((64, 96), 64, [64, 96]), ((10, 10), 32, None),
-     ((100, 200), 96, [96, 192])],
+     ((100, 200), 96, [96, 192]), ((48, 80), 64, [64, 96])],  # halves up: 5:3 stays wide (round(): 64 x 64)
 )  # fmt: skip
 def test_detector_default_size_from_net_section(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, hw: tuple[int, int], size: int, predict_hw: list[int] | None
@@ -975,6 +976,39 @@ def test_trained_checkpoint_to_darknet_generates_cfg(tmp_path: Path) -> None:
     assert "\nsoftmax=0\n" in (tmp_path / "l.cfg").read_text()
     back = darknet_to_checkpoint(tmp_path / "l.cfg", tmp_path / "l.weights")
     assert back["yolo9000_model_config"]["loss"]["class_activation"] == "logistic"
+
+
+def test_wordtree_checkpoint_to_darknet_writes_its_tree_beside_the_cfg(tmp_path: Path) -> None:
+    """A detector trained over a WordTree (``experiment=yolo9000_digits``) goes to darknet with its tree: the cfg's
+    ``[region]`` says ``tree=<cfg stem>.tree``, the file beside it is the tree, and the converted files detect what
+    the checkpoint detects (without the tree the head decoded as a flat 13-way softmax: other scores and boxes)."""
+    from omegaconf import OmegaConf
+
+    tree_file = ROOT / "data" / "mnist5k" / "digits.tree"
+    tree = WordTree.from_file(tree_file)
+    cfg = model_yaml()
+    cfg.net.backbone.width = 0.125
+    cfg.net.backbone.bn_style = "darknet"
+    cfg.net.num_classes = tree.n
+    cfg.net.anchors = cfg.priors.anchors
+    cfg.class_names = list(tree.names)
+    cfg.loss.tree = OmegaConf.create({"_target_": "yolo9000.wordtree.WordTree.from_file", "path": str(tree_file)})
+    module = instantiate_module(cfg)
+    assert module.tree is not None
+    randomize(module.model, seed=13)
+    ckpt = tmp_path / "tree.ckpt"
+    torch.save({"state_dict": module.state_dict(), "yolo9000_model_config": module.model_config}, ckpt)
+    checkpoint_to_darknet(ckpt, tmp_path / "t.weights", tmp_path / "t.cfg", tmp_path / "t.names")
+    assert "\ntree=t.tree\n" in (tmp_path / "t.cfg").read_text()
+    back = WordTree.from_file(tmp_path / "t.tree")
+    assert torch.equal(back.parent, tree.parent) and back.wnids == tree.wnids
+    image = np.random.default_rng(3).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    want = Detector.from_checkpoint(ckpt, device="cpu").predict(image, size=64, conf=0.01)[0]
+    got = Detector.from_darknet(tmp_path / "t.cfg", tmp_path / "t.weights", tmp_path / "t.names", device="cpu")
+    got_dets = got.predict(image, size=64, conf=0.01)[0]
+    assert len(want.scores) > 0 and got_dets.names == want.names
+    torch.testing.assert_close(got_dets.scores, want.scores, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(got_dets.boxes, want.boxes, rtol=1e-4, atol=1e-3)
 
 
 def test_torch_bn_checkpoint_exports_what_darknet_computes_alike(tmp_path: Path) -> None:

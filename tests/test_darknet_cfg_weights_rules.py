@@ -57,6 +57,28 @@ def test_header_of_version_1000_keeps_a_32_bit_seen(tmp_path: Path, major: int, 
     assert conv.bias.item() == 0.25 and conv.weight.item() == -3.0  # type: ignore[union-attr]
 
 
+def test_a_header_seen_beyond_int64_is_refused_naming_the_file(tmp_path: Path) -> None:
+    """An 8-byte ``seen`` of 2^63 or more (a corrupt header) is refused naming the file; 2^63 - 1 is read (it
+    crashed in the checkpoint's int64 counter with an overflow traceback)."""
+    for seen, ok in ((2**63 - 1, True), (2**63, False), (2**64 - 1, False)):
+        path = tmp_path / f"s{seen}.weights"
+        path.write_bytes(struct.pack("<iiiQ", 0, 2, 0, seen) + struct.pack("<ff", 0.25, -3.0))
+        if ok:
+            assert read_header(path)[0].seen == seen
+        else:
+            with pytest.raises(ValueError, match=rf"{path.name}: its header says {seen} images seen .*corrupt"):
+                read_header(path)
+
+
+def test_a_softmax_inside_the_network_is_refused_naming_its_line() -> None:
+    """darknet's ``[softmax]`` as the output (a ``[cost]`` after it) is left out (logits); one that other layers
+    follow would change their input, so it is refused with its file and line (it was built as an identity)."""
+    head = "[net]\nchannels=3\nheight=32\nwidth=32\n[convolutional]\nfilters=4\nsize=1\n"
+    DarknetNet(parse_cfg_text(head + "[avgpool]\n[softmax]\ngroups=1\n[cost]\n", "ok.cfg"))
+    with pytest.raises(NotImplementedError, match=r"mid\.cfg:8: \[softmax\] is supported as the network's output only"):
+        DarknetNet(parse_cfg_text(head + "[softmax]\ngroups=1\n[convolutional]\nfilters=2\nsize=1\n", "mid.cfg"))
+
+
 # ----------------------------------------------------------------------------------------------------- cfg parser
 def test_repeated_option_keeps_the_first_value() -> None:
     """option_insert appends to the section's list and option_find returns the first match: the first value wins."""

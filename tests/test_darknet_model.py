@@ -262,6 +262,36 @@ def test_model_darknet_trains_with_the_cfgs_region_settings_by_default(
         _built_loss(tmp_path, "model.net.region_options=both")
 
 
+def test_model_darknet_of_a_cfg_naming_a_tree_exports_a_cfg_darknet_reads(tmp_path: Path) -> None:
+    """``model=darknet`` with a cfg whose [region] names ``tree=`` / ``map=`` (yolo9000.cfg's) trains a flat head
+    over the data's classes: ``--to-darknet`` writes a cfg without them, which ``from_darknet`` reads back into the
+    same network (it failed: the data's 4 classes over a tree file the cfg named, 9418 nodes expected)."""
+    from yolo9000 import Detector
+
+    cfg_path = tmp_path / "region.cfg"
+    cfg_path.write_text(REGION_CFG + "tree=data/9k.tree\nmap=data/coco9k.map\n")
+    cfg = compose_config(
+        "train", "model=darknet", f"model.net.cfg={cfg_path}", "data.max_images=4", "data.num_workers=0",
+        "data.img_size=64",
+    )  # fmt: skip
+    module = build(cfg).module
+    kept = module.model_config["net"]["cfg_text"]
+    assert "tree=" not in kept and "map=" not in kept  # the checkpoint's cfg
+    x = torch.rand(1, 3, 64, 64)
+    # and a checkpoint of an earlier version, whose cfg kept the lines: the export leaves them out
+    old = {**module.model_config, "net": {**module.model_config["net"], "cfg_text": REGION_CFG + "tree=a\nmap=b\n"}}
+    for k, config in enumerate((module.model_config, old)):
+        ckpt = tmp_path / f"m{k}.ckpt"
+        torch.save({"state_dict": module.state_dict(), "yolo9000_model_config": config}, ckpt)
+        out = {s: tmp_path / f"m{k}.{s}" for s in ("weights", "cfg", "names")}
+        checkpoint_to_darknet(ckpt, out["weights"], out["cfg"], out["names"])
+        region = parse_cfg_text(out["cfg"].read_text())[-1]
+        assert "tree" not in region["options"] and "map" not in region["options"]
+        det = Detector.from_darknet(out["cfg"], out["weights"], out["names"], device="cpu")
+        with torch.no_grad():  # up to the batch norm written for darknet's sqrt(var) + 1e-6
+            torch.testing.assert_close(det.module.model(x), module.eval().model(x), rtol=1e-4, atol=1e-5)
+
+
 def test_model_darknet_trains_with_the_cfgs_augmentation(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """darknet's train_detector augments with the cfg's [region] jitter / random and [net] hue / saturation /
     exposure (absent lines: .2, 0, 0, 1, 1): the data module trains with them, not the data file's (BCCD: jitter .3,

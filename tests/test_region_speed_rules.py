@@ -77,6 +77,27 @@ def test_region_options_default_to_the_cfgs_region_when_the_key_is_absent() -> N
     assert "region_options" not in m["net"] and m["net"]["cfg_text"] == CFG
 
 
+@pytest.mark.parametrize("mode", ["cfg", "keys"])
+def test_a_cfg_tree_and_map_leave_the_kept_cfg_with_a_warning_when_the_run_has_no_tree(
+    mode: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """yolo9000.cfg's ``[region] tree=data/9k.tree map=data/coco9k.map`` under ``model=darknet``: its classes are
+    set to the data's, so those lines leave the cfg text the checkpoint keeps (written back with them it said
+    ``classes=2`` over a 9418-node tree); a run without ``model.loss.tree`` is warned that it trains flat, one with
+    it told that its tree is the loss's. The rest of the [region] stays as it was."""
+    text = CFG.replace("rescore=0\n", "rescore=0\ntree=data/9k.tree\nmap=data/coco9k.map\n")
+    for tree, level, said in ((None, "WARNING", "trains a flat softmax"), ({"path": "t"}, "INFO", "model.loss.tree's")):
+        m = _model(mode, {**YOLOV2_LOSS, "tree": tree}, text)
+        caplog.clear()
+        with caplog.at_level("INFO", logger="yolo9000"):
+            _region_options(m)
+        region = parse_cfg_text(m["net"]["cfg_text"])[-1]
+        assert "tree" not in region["options"] and "map" not in region["options"]
+        assert region["options"]["classes"] == "2" and region["options"]["anchors"] == "1,1"
+        (rec,) = [r for r in caplog.records if "tree=data/9k.tree, map=data/coco9k.map" in r.getMessage()]
+        assert rec.levelname == level and said in rec.getMessage()
+
+
 def test_region_options_refuses_an_unknown_mode_itself() -> None:
     """``_region_options`` refuses a mode other than cfg / keys on its own (not only ``check_config``): neither the
     loss nor the cfg text is touched as if it were ``keys``."""

@@ -211,6 +211,7 @@ def _region_options(m: dict[str, Any]) -> None:
     ``[region]`` of the cfg text the checkpoint keeps (so ``convert.py --to-darknet`` writes the cfg as trained)."""
     mode = m["net"].pop("region_options", "cfg")
     name = str(m["net"].get("cfg") or "<cfg>")
+    _drop_cfg_tree(m, name)
     if mode == "keys":
         text = m["net"]["cfg_text"]
         m["net"]["cfg_text"] = detector_cfg_text(text, source=name, set_region=region_lines(m["loss"]))
@@ -224,6 +225,33 @@ def _region_options(m: dict[str, Any]) -> None:
     if changed:
         log.info("%s: the loss takes the cfg's [region] (model.net.region_options=cfg): %s", name, ", ".join(changed))
     m["loss"].update(own)
+
+
+def _drop_cfg_tree(m: dict[str, Any], name: str) -> None:
+    """A ``model=darknet`` cfg whose ``[region]`` names a WordTree (``tree=``, ``map=``: yolo9000.cfg) has its
+    classes set to the data's; the head trains over ``model.loss.tree`` (a flat softmax without one), so those
+    lines leave the cfg text the checkpoint keeps (written back with them, the cfg said ``classes=3`` over a
+    9418-node tree: neither darknet nor ``from_darknet`` could read it); ``--to-darknet`` writes a tree run's own
+    tree beside the cfg. Logged, a warning where the run trains without a tree."""
+    region = region_meta(parse_cfg_text(m["net"]["cfg_text"], name), search=None)
+    named = {k: v for k, v in (("tree", region.tree), ("map", region.map)) if v} if region is not None else {}
+    if not named:
+        return
+    m["net"]["cfg_text"] = detector_cfg_text(m["net"]["cfg_text"], source=name, drop_region=list(named))
+    lines = ", ".join(f"{k}={v}" for k, v in named.items())
+    if m["loss"].get("tree") is None:
+        log.warning(
+            "%s: [region] %s: this run trains a flat softmax over the data's classes (model.loss.tree is not set: "
+            "a WordTree run sets it, as experiment=yolo9000 does); the cfg it keeps leaves those lines out",
+            name,
+            lines,
+        )
+    else:
+        log.info(
+            "%s: [region] %s: the run's tree is model.loss.tree's (the cfg it keeps leaves those lines out)",
+            name,
+            lines,
+        )
 
 
 def _log_net_options(m: dict[str, Any]) -> None:

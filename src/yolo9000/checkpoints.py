@@ -133,9 +133,10 @@ def _input_sizes(net: dict[str, Any]) -> tuple[int, list[int] | None]:
     """The detector's input sizes from ``[net]``: ``eval_size`` (the height: the square side of a trade-off's
     default) and ``predict_hw`` ((height, width) of the predict API, ``detect.py`` and ``eval.py`` where width !=
     height, as darknet's ``detector test`` / ``valid`` run the network; None: square), each made a multiple of the
-    network stride (the nearest, at least one stride) with a warning."""
+    network stride (the nearest, halves up (80 x 48 runs 96 x 64, not Python's round's 64 x 64), at least one
+    stride) with a warning."""
     height, width = option(net, "height", 416), option(net, "width", option(net, "height", 416))
-    h, w = (max(STRIDE, round(v / STRIDE) * STRIDE) for v in (height, width))
+    h, w = (max(STRIDE, int(v / STRIDE + 0.5) * STRIDE) for v in (height, width))
     if (h, w) != (height, width):
         log.warning(
             "%s: [net] width=%d height=%d: not multiples of %d; the detector runs %d x %d (height x width)",
@@ -415,16 +416,25 @@ def checkpoint_to_darknet(
         own = getattr(model, "cfg_text", None)  # a trained model=darknet network: the cfg it was built from
         if dk.get("cfg_bytes"):  # converted from darknet: its bytes as they were (a round trip is exact)
             text = dk["cfg_bytes"]
-        elif own:  # [net] at the size it runs at (evaluated at), so darknet's and from_darknet's default is it
-            h, w = (size, size) if isinstance(size, int) else size
-            # and the optimizer and schedule it trained with (the command line's model.lr=... over the cfg's)
-            trained, notes = trained_net_lines(hparams, parse_cfg_text(own, str(ckpt_path)))
-            set_net = {"height": str(h), "width": str(w), **trained}
-            text = detector_cfg_text(own, source=str(ckpt_path), set_net=set_net)
-            text = "".join(f"{note}\n" for note in notes) + text
-            text = text.encode()
-        else:
-            text = native_cfg_text(model, size, softmax).encode()
+        else:  # a WordTree head: its tree file beside the cfg, which names it (darknet's [region] tree=)
+            tree = getattr(module, "tree", None) if "yolo9000_model_config" in ckpt else None
+            tree_out = Path(cfg_out).with_suffix(".tree") if tree is not None else None
+            if tree_out is not None:
+                tree.to_file(tree_out)
+            if own:  # [net] at the size it runs at (evaluated at), so darknet's and from_darknet's default is it
+                h, w = (size, size) if isinstance(size, int) else size
+                # and the optimizer and schedule it trained with (the command line's model.lr=... over the cfg's)
+                trained, notes = trained_net_lines(hparams, parse_cfg_text(own, str(ckpt_path)))
+                set_net = {"height": str(h), "width": str(w), **trained}
+                # the run's tree, else none (a checkpoint of an earlier version may keep the cfg's tree / map lines)
+                set_region = {"tree": tree_out.name} if tree_out is not None else None
+                drop = ["map"] if tree_out is not None else ["tree", "map"]
+                text = detector_cfg_text(
+                    own, source=str(ckpt_path), set_net=set_net, set_region=set_region, drop_region=drop
+                )
+                text = ("".join(f"{note}\n" for note in notes) + text).encode()
+            else:
+                text = native_cfg_text(model, size, softmax, tree_out.name if tree_out is not None else None).encode()
         Path(cfg_out).write_bytes(text)
     if names_out is not None:
         Path(names_out).write_text("".join(f"{name}\n" for name in names), encoding="utf-8")

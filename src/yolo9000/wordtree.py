@@ -165,6 +165,17 @@ class WordTree:
         tree.source = str(path)
         return tree
 
+    def to_file(self, path: str | Path) -> None:
+        """Write darknet's tree file (``<id> <parent index>`` a line, the ids :attr:`wnids`): what
+        :meth:`from_file` reads back into this tree's structure and ids. ValueError for an id holding whitespace
+        (a line would not read back)."""
+        spaced = [w for w in self.wnids if not w or any(c.isspace() for c in w)]
+        if spaced:
+            raise ValueError(f"{path}: node ids {spaced[:3]} are empty or hold whitespace: no darknet tree line")
+        Path(path).write_text(
+            "".join(f"{w} {p}\n" for w, p in zip(self.wnids, self.parent.tolist(), strict=True)), encoding="utf-8"
+        )
+
     def read_map(self, path: str | Path) -> torch.Tensor:
         """A darknet map file (``coco9k.map``) checked against this tree: (K,) LongTensor of node indices."""
         return torch.tensor(read_map(path, self.n), dtype=torch.long)

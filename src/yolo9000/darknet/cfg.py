@@ -431,6 +431,12 @@ def layer_specs(sections: Sections) -> list[LayerSpec]:
             )
         if t == "region" and i != len(sections) - 2:
             raise NotImplementedError(f"{source_line(sec)}: [region] must be the last layer (layers follow it)")
+        after = [later["type"] for later in sections[i + 2 :] if later["type"] != "cost"]
+        if t == "softmax" and after:  # the output's softmax is left out (logits); one inside would change the rest
+            raise NotImplementedError(
+                f"{source_line(sec)}: [softmax] is supported as the network's output only (a [cost] may follow it); "
+                f"[{after[0]}] follows it here"
+            )
         spec = LayerSpec(index=i, type=t, section=sec, in_channels=in_ch, out_channels=in_ch)
         if t == "convolutional":
             _conv_spec(spec)
@@ -831,12 +837,14 @@ def detector_cfg_text(
     source: str = "<cfg>",
     set_region: Mapping[str, str] | None = None,
     set_net: Mapping[str, str] | None = None,
+    drop_region: Sequence[str] = (),
 ) -> str:
     """A detector cfg's text set to a dataset's classes and priors, as darknet's users edit it: the last
     ``[region]``'s ``classes`` (``num_classes``), ``num`` and ``anchors`` (``anchors``: (A, 2) in grid cells), and
     the ``filters`` of the ``[convolutional]`` right before it (``num * (coords + 1 + classes)``); ``set_region``: other
     ``[region]`` lines to set (:func:`region_lines`); ``set_net``: ``[net]`` lines to set (the ``height`` / ``width`` a
-    trained network runs at). Lines are replaced (or added after the section's header);
+    trained network runs at); ``drop_region``: ``[region]`` options whose lines are removed (``tree``, ``map``).
+    Lines are replaced (or added after the section's header);
     everything else is kept as written. None: left as the cfg has it. Raises ValueError (naming ``source``) for a
     cfg without ``[region]`` or whose ``[region]`` does not follow a ``[convolutional]``."""
     sections = parse_cfg_text(cfg_text, source)
@@ -869,8 +877,11 @@ def detector_cfg_text(
     for key, value in (set_net or {}).items():
         set_option(sections[0], key, str(value))
     set_option(conv, "filters", str(num * (coords + 1 + classes)))
+    changes += [(region["lines"][key] - 1, "\x01") for key in drop_region if key in region["lines"]]
     for line, text in sorted(changes, key=lambda c: c[0], reverse=True):
-        if text.startswith("\x00"):
+        if text == "\x01":
+            del lines[line]
+        elif text.startswith("\x00"):
             lines.insert(line + 1, text[1:])
         else:
             lines[line] = text

@@ -271,10 +271,13 @@ def _backbone_cfg(bb: Darknet19) -> tuple[list[str], int, int]:
     return parts, idx, c4
 
 
-def native_cfg_text(model: nn.Module, size: int | tuple[int, int] = 416, softmax: bool = True) -> str:
+def native_cfg_text(
+    model: nn.Module, size: int | tuple[int, int] = 416, softmax: bool = True, tree: str | None = None
+) -> str:
     """A darknet cfg describing a native Darknet19Classifier / YOLOv2 / YOLOv2(fuse=False) (for trained checkpoints that
     carry no cfg), its ``[net]`` of ``size`` (a side, or (height, width)). Only the layers and ``[region]`` anchors /
-    classes / ``softmax`` (False: the logistic classes of ``softmax=0``); darknet's training options are left out."""
+    classes / ``softmax`` (False: the logistic classes of ``softmax=0``) / ``tree`` (a WordTree head's tree file, as
+    the cfg names it); darknet's training options are left out."""
     height, width = (size, size) if isinstance(size, int) else size
     bb = model.backbone if isinstance(model, Darknet19Classifier | YOLOv2) else None
     if not isinstance(bb, Darknet19):
@@ -312,7 +315,7 @@ def native_cfg_text(model: nn.Module, size: int | tuple[int, int] = 416, softmax
     anchors = ", ".join(_fmt(v) for v in model.anchors.flatten().tolist())
     parts.append(
         f"[region]\nanchors = {anchors}\nbias_match={int(model.bias_match)}\nclasses={model.num_classes}\n"
-        f"coords=4\nnum={model.num_anchors}\nsoftmax={int(softmax)}\n"
+        f"coords=4\nnum={model.num_anchors}\nsoftmax={int(softmax)}\n" + (f"tree={tree}\n" if tree else "")
     )
     return "\n".join(parts)
 

@@ -136,6 +136,8 @@ def read_header(path: str | Path) -> tuple[WeightsInfo, int]:
     if len(head) < size:
         raise ValueError(f"{path}: the header of version {major}.{minor} takes {size} bytes, the file has {len(head)}")
     seen = int(np.frombuffer(head[12:size], dtype="<u8" if wide else "<i4")[0])
+    if seen >= 2**63:  # a size_t no training reaches (the checkpoints' int64 counter cannot hold it)
+        raise ValueError(f"{path}: its header says {seen} images seen (>= 2^63): a corrupt header")
     return WeightsInfo(major, minor, revision, seen), size
 
 
@@ -298,7 +300,9 @@ def save_weights(
 ) -> None:
     """Write a darknet ``.weights`` file: header (int32 major, minor, revision; ``seen`` int64 when
     major * 10 + minor >= 2, else int32), then every conv's tensors in :func:`darknet_convs` order as float32 LE.
-    ``cutoff``: write only the first ``cutoff`` conv layers (darknet's ``partial``, e.g. ``.conv.23``);
+    ``cutoff``: write only the first ``cutoff`` conv (and connected) layers. darknet's ``partial`` counts every
+    cfg layer instead: its ``.conv.23`` of darknet19_448.cfg (the first 23 layers, maxpools included) holds 18 convs,
+    ``cutoff=18`` here;
     ``options``: each conv layer's cfg options (a ``dontsave`` layer is left out, as darknet's ``save_weights``).
     Connected layers' weights are written (outputs, inputs), or (inputs, outputs) under a header version over 1000
     (the layout such a header announces)."""

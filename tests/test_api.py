@@ -321,6 +321,34 @@ def test_reading_threads_give_the_single_thread_results_in_input_order(
         Detector(detector.module, device="cpu", read_threads=0)
 
 
+def test_the_default_reads_decoded_pixels_in_the_calling_thread_and_files_in_threads(
+    ckpt: Path,
+    monkeypatch: pytest.MonkeyPatch,  # noqa: ANN001
+) -> None:
+    """``read_threads=None``: a batch of decoded pixels is resized by the calling thread (OpenCV's own threads split
+    each resize), a batch holding a file by torch's thread count of pool threads (decoding is where they pay)."""
+    import threading
+
+    from yolo9000 import Detector
+
+    names: list[str] = []
+    read = ImageFilesDataset.read
+
+    def spy(self, index, out=None):  # noqa: ANN001, ANN202
+        names.append(threading.current_thread().name)
+        return read(self, index, out)
+
+    monkeypatch.setattr(ImageFilesDataset, "read", spy)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    det = Detector.from_checkpoint(ckpt, device="cpu")
+    arr = read_image(IMAGES[1])
+    det.predict([arr, arr[:, ::-1], arr[:200]], size=SIZE, batch_size=3)
+    assert names == ["MainThread"] * 3
+    names.clear()
+    det.predict([arr, IMAGES[0], arr[:200]], size=SIZE, batch_size=3)
+    assert len(names) == 3 and all(n.startswith("yolo9000-read") for n in names)
+
+
 def test_read_ahead_reads_the_next_batch_in_the_background(
     ckpt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

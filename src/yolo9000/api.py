@@ -213,9 +213,10 @@ class Detector:
         read_threads: threads of this process that read and resize the images of a batch (``predict`` with
             ``num_workers=0``; OpenCV's resize and the image decoders release the GIL), each straight into its
             images' slots of the batch. None (default): torch's CPU thread count (:func:`torch.get_num_threads`,
-            read at each call); 1: the calling thread alone. Resizing 32 decoded BCCD photos (640 x 480) to 256
-            on a 2-core Xeon VM: 8.3 ms in one thread, 4.7 ms in two with the second core free, but 7.8 ms in two
-            right after a forward pass (torch's OpenMP workers keep spinning on the other core for a few ms).
+            read at each call) for a batch with files to decode, the calling thread for decoded pixels (arrays,
+            PIL images, tensors: OpenCV spreads each resize over its own threads). On a 2-core Xeon VM right after
+            a forward pass, 32 decoded BCCD photos (640 x 480) to 256 took 6.2 ms in one thread against 7.4-7.7
+            in two (``predict`` at batch 32 1-1.3 ms faster), while 32 of their files took 10-13 ms longer in one.
         read_ahead: read and resize the next batch in a background thread while this one is detected (``predict``
             with ``num_workers=0`` and more than one batch), on a GPU into pinned memory copied asynchronously: the
             host reads while the device computes. None (default): on a GPU only (on the CPU the forward pass
@@ -705,7 +706,8 @@ class Detector:
         def read(part: range) -> list[dict[str, Any]]:  # one task per thread: a future per image costs more
             return [dataset.read(indices[j], out=slots[j]) for j in part]
 
-        threads = min(len(indices), self.read_threads or torch.get_num_threads())
+        files = any(not isinstance(dataset.images[j], np.ndarray) for j in indices)  # to decode: threads pay
+        threads = min(len(indices), self.read_threads or (torch.get_num_threads() if files else 1))
         if threads <= 1:
             samples = read(range(len(indices)))
         else:

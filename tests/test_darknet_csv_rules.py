@@ -134,10 +134,14 @@ def test_native_match_needs_darknet_s_maxpool_padding_and_3_channels() -> None:
 
 
 def test_native_classifier_tail_is_only_softmax_or_cost() -> None:
-    """After darknet19's 1x1 conv and [avgpool] only [softmax] / [cost] may follow: another conv makes it generic;
-    the 1x1 head conv must be linear WITHOUT batch norm."""
-    tail = "\n[convolutional]\nfilters=10\nsize=1\nactivation=linear\n"
-    assert _native((CFG / "darknet19.cfg").read_text() + tail) is None
+    """After darknet19's 1x1 conv and [avgpool] only [softmax] / [cost] may follow: another conv makes it generic
+    (one after the [softmax] is refused: that softmax would change its input); the 1x1 head conv must be linear
+    WITHOUT batch norm."""
+    tail = "[convolutional]\nfilters=10\nsize=1\nactivation=linear\n\n"
+    text = (CFG / "darknet19.cfg").read_text()
+    assert _native(text.replace("[softmax]", tail + "[softmax]")) is None
+    with pytest.raises(NotImplementedError, match=r"\[softmax\] is supported as the network's output only"):
+        _native(text + "\n" + tail)
     bn_head = _edit("darknet19.cfg", ("convolutional", 18, "filters=1000", "batch_normalize=1\nfilters=1000"))
     assert _native(bn_head) is None
 

@@ -379,7 +379,7 @@ def run(cfg: DictConfig) -> float | None:
     evaluated = list(getattr(module, "eval_class_names", built.info.class_names))  # a WordTree map's nodes
     groups = check_metric_groups(groups, evaluated)  # type: ignore[arg-type]  # before training
     for ckpt_file in {c for c in (start_ckpt, None if cfg.train else cfg.get("ckpt_path")) if c}:
-        check_checkpoint_classes(ckpt_file, list(built.info.class_names))
+        check_checkpoint_classes(ckpt_file, list(built.info.class_names), module, cfg.train and ckpt_file == start_ckpt)
     loggers = instantiate_list(cfg.get("logger"))
     callbacks = instantiate_list(cfg.get("callbacks"))
     if not loggers:  # ~logger: Lightning's learning-rate monitor would refuse to start

@@ -182,6 +182,21 @@ def test_class_folders_as_people_have_them(tmp_path: Path, caplog: pytest.LogCap
     assert any("data.val_split=train is the training folder" in r.getMessage() for r in caplog.records)
 
 
+def test_the_class_order_does_not_depend_on_how_the_folder_names_are_encoded(tmp_path: Path) -> None:
+    """'Pläte' and 'Plb': composed, 'ä' sorts after 'b' (['Plb', 'Pläte']); decomposed, as a macOS archive writes
+    it ('a' + a combining mark), it sorted before ('Pla' < 'Plb'): a checkpoint of one copy was refused on the
+    other. Both give the composed names' order."""
+    composed, decomposed = "Pl\u00e4te", "Pla\u0308te"
+    orders = []
+    for form, name in (("c", composed), ("d", decomposed)):
+        root = tmp_path / form
+        for split in ("train", "val"):
+            _png(root / split / name / "a.png", 30)
+            _png(root / split / "Plb" / "b.png", 200)
+        orders.append(ClassificationDataModule(str(root), img_size=32, num_workers=0).class_names)
+    assert orders == [["Plb", composed], ["Plb", composed]]
+
+
 def test_class_files_as_people_have_them(tmp_path: Path) -> None:
     """A class file saved with a byte-order mark (Windows) read its first class as '\\ufeffcat'; ImageNet's
     LOC_synset_mapping.txt (``<wnid> <description>``) names the folders by its first words; a file naming other

@@ -618,3 +618,13 @@ def test_backbone_ckpt_takes_the_backbone_of_a_classifier(tmp_path: Path) -> Non
     module = DetectorModule(_tiny(), RegionLoss, backbone_ckpt=str(tmp_path / "cls.ckpt"))
     for k, v in module.model.backbone.state_dict().items():
         assert torch.equal(v, cls.backbone.state_dict()[k]), k
+
+
+@pytest.mark.parametrize("content", [b"\xff\xd8\xff\xe0 a JPEG", b"PK\x03\x04 cut short"])
+def test_an_unreadable_pretrained_file_is_named_with_the_keys_that_take_it(tmp_path: Path, content: bytes) -> None:
+    """``model.backbone_ckpt=<an image>`` / a truncated checkpoint: a ValueError naming the file and what the keys
+    take (the unpickler's UnpicklingError / the zip reader's RuntimeError came through Hydra as a traceback)."""
+    path = tmp_path / "start.ckpt"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=r"start\.ckpt: not a readable PyTorch checkpoint .*model\.backbone_ckpt"):
+        load_pretrained(nn.Conv2d(3, 4, 3), path)

@@ -952,6 +952,33 @@ def test_a_class_list_of_a_hundred_names_is_written_out(tmp_path: Path) -> None:
     assert "c99]" in str(err.value)
 
 
+def test_a_checkpoint_of_another_kind_or_optimizer_is_refused_before_training(tmp_path: Path) -> None:
+    """``ckpt_path=`` given a classifier's checkpoint in a detection run (and the reverse) is refused naming both
+    kinds and the keys that start from its weights (Lightning's missing-keys traceback came at the fit's start);
+    training on from an Adam checkpoint with model.optimizer=sgd is refused naming both (the Adam state loaded into
+    SGD: ``KeyError: 'momentum'``), testing it is not."""
+
+    class ClassifierModule:  # stand-ins: the check reads the class's name and its hparams
+        hparams = {"optimizer": "sgd"}
+
+    class DetectorModule:
+        hparams = {"optimizer": "sgd"}
+
+    ckpt = tmp_path / "c.ckpt"
+    target = "yolo9000.modules.classifier.ClassifierModule"
+    torch.save({"yolo9000_model_config": {"_target_": target}, "hyper_parameters": {"optimizer": "adam"}}, ckpt)
+    with pytest.raises(ValueError, match=r"a ClassifierModule checkpoint; this run trains a DetectorModule .*"
+                       r"model\.backbone_ckpt=<ckpt>"):  # fmt: skip
+        run_folder.check_checkpoint_classes(ckpt, ["a"], DetectorModule(), training=False)
+    with pytest.raises(ValueError, match=r"model\.optimizer=adam, this run has model\.optimizer=sgd.*model\.init_ckpt"):
+        run_folder.check_checkpoint_classes(ckpt, ["a"], ClassifierModule(), training=True)
+    run_folder.check_checkpoint_classes(ckpt, ["a"], ClassifierModule(), training=False)  # a test: no optimizer
+    cfg = OmegaConf.create({"trainer": {"max_steps": -1, "max_epochs": 0}})
+    torch.save({"yolo9000_model_config": {"_target_": target}, "epoch": 3, "global_step": 10}, ckpt)
+    with pytest.raises(run_folder.ResumeRefused, match=r"python src/train.py <its overrides> train=false ckpt_path="):
+        run_folder.check_resume_progress(cfg, ckpt)
+
+
 def _finished(tmp_path: Path, metrics: str, trainer: dict[str, int] | None) -> None:
     (tmp_path / "metrics.json").write_text(metrics)
     if trainer is not None:

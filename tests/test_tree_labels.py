@@ -232,6 +232,19 @@ def test_image_list_labels_by_folder_name_for_a_tree_of_ones_own(
     )
 
 
+def test_image_list_under_a_dated_folder_is_labelled_by_its_class_folder(tmp_path: Path) -> None:
+    """``/data/run20240115/RBC/0.jpg``: "n20240115" inside "run20240115" is no WordNet id (every image of such an
+    absolute list, as darknet writes them, was skipped: 'no WordTree node's WordNet id or name in the path'); an id
+    that starts a file or folder name still counts (``x_n00000002.jpg`` labels tea)."""
+    (tmp_path / "t.tree").write_text("n00000000 -1\nn00000001 0\nn00000002 0\n")
+    (tmp_path / "t.names").write_text("cell\nRBC\ntea\n")
+    lst = tmp_path / "cls.list"
+    dated = tmp_path / "run20240115"
+    lst.write_text(f"{dated}/RBC/0.jpg\nscan20231231/RBC/1.jpg\nRBC/x_n00000002.jpg\n")
+    recs = ImageListParser(lst, tmp_path / "t.tree", tmp_path / "t.names").parse(None, IssueLog("error"))
+    assert [r.labels.tolist() for r in recs] == [[1], [1], [2]]
+
+
 def test_image_list_written_on_windows_or_macos(tmp_path: Path) -> None:
     """A list with Windows separators (``train\\\\n00000003\\\\a.jpg``: every entry was skipped, the id still found but
     the path wrong) and a class folder named in macOS's decomposed Unicode ('café' as 'cafe' + combining accent,

@@ -41,6 +41,7 @@ def test_only_user_errors_of_a_single_run_are_made_concise(monkeypatch: pytest.M
     for mode, error, concise in (
         (RunMode.RUN, ValueError("bad key"), True),
         (RunMode.RUN, FileNotFoundError("no file"), True),
+        (RunMode.RUN, FileExistsError("data.root=x holds other files than object crops"), True),
         (RunMode.RUN, RuntimeError("a bug"), False),
         (RunMode.RUN, KeyError("k"), False),
         (RunMode.RUN, DataError("a.xml: no <object>"), True),

@@ -10,6 +10,7 @@ No WordNet here: :func:`yolo9000.wordnet_tree.build_tree` reads a hand-drawn gra
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -169,3 +170,27 @@ def test_build_9k_label_sets_are_9k_trees_nodes_leaves_and_imagenet_synsets() ->
     labels = cli.darknet_9k_labels("imagenet", WT)
     assert labels == [w for i, w in enumerate(ids) if w in inet or i in mapped]
     assert sum(w in inet for w in ids) == 9149 and len(extra) == 1 and len(labels) == 9150 and extra[0] in labels
+
+
+def test_a_data_tree_of_the_same_nodes_in_another_hierarchy_is_warned(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The data's tree (RBC and WBC under 'blood cell') and the head's (RBC under the root) name the same nodes: the
+    checks by name passed and the head trained over its own hierarchy without a word. Now a warning names the first
+    node whose parent differs; the same tree says nothing."""
+    from types import SimpleNamespace
+
+    from yolo9000.build import _warn_other_trees
+    from yolo9000.wordtree import WordTree
+
+    names = ["cell", "blood cell", "RBC", "WBC"]
+    data = WordTree([-1, 0, 1, 1], names)
+    head = WordTree([-1, 0, 0, 1], names)
+    parser = SimpleNamespace(tree=data)
+    dm = SimpleNamespace(specs={"train": None, "classification": None}, parsers=lambda split: [parser])
+    with caplog.at_level(logging.WARNING, logger="yolo9000"):
+        _warn_other_trees(dm, WordTree([-1, 0, 1, 1], names))
+    assert not caplog.records
+    with caplog.at_level(logging.WARNING, logger="yolo9000"):
+        _warn_other_trees(dm, head)
+    assert "in another hierarchy: node 2 'RBC' has parent 1 in the data's, parent 0 in the head's" in caplog.text

@@ -357,4 +357,36 @@ def build(cfg: DictConfig) -> Built:
             "data's tree>, names_file: ...} (as experiment=yolo9000)",
             len(info.class_names),
         )
+    _warn_other_trees(datamodule, getattr(module, "tree", None))
     return Built(datamodule, module, info)
+
+
+def _warn_other_trees(datamodule: Any, tree: Any) -> None:
+    """Warn where a parser's WordTree (the data's node labels: ``TreeLabels``, ``ImageListParser``) and the head's
+    (``model.loss.tree``) hold the same nodes in another hierarchy (or under other ids): the head trains over its
+    own, which the checks by node name took for the data's."""
+    specs = getattr(datamodule, "specs", None)
+    if tree is None or not isinstance(specs, Mapping):
+        return
+    for split in specs:
+        for parser in datamodule.parsers(split):
+            own = getattr(parser, "tree", None)
+            if own is None or own is tree or own.n != tree.n or list(own.names) != list(tree.names):
+                continue  # another node list is refused by name elsewhere
+            differ = [
+                k for k, (a, b) in enumerate(zip(own.parent.tolist(), tree.parent.tolist(), strict=True)) if a != b
+            ]
+            ids = [k for k, (a, b) in enumerate(zip(own.wnids, tree.wnids, strict=True)) if a != b]
+            if differ or ids:
+                i = (differ or ids)[0]
+                log.warning(
+                    "%s: its WordTree and the head's (model.loss.tree) name the same %d nodes in another %s: node %d "
+                    "%r has %s in the data's, %s in the head's; the head trains over its own (give both the same tree)",
+                    parser,
+                    tree.n,
+                    "hierarchy" if differ else "set of ids",
+                    i,
+                    tree.names[i],
+                    f"parent {int(own.parent[i])}" if differ else f"id {own.wnids[i]!r}",
+                    f"parent {int(tree.parent[i])}" if differ else f"id {tree.wnids[i]!r}",
+                )

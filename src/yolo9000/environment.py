@@ -520,13 +520,15 @@ def log_failure(logger: logging.Logger, error: BaseException) -> None:
 
 def is_user_error(error: BaseException) -> bool:
     """Whether ``error`` is a user's mistake whose message names the file or key and the fix: a path, a setting, a
-    dataset that does not fit (FileNotFoundError, NotADirectoryError, ValueError, NotImplementedError) or a data
-    problem under ``data.on_error=error`` (:class:`~yolo9000.data.records.DataError`)."""
+    dataset that does not fit (FileNotFoundError, NotADirectoryError, ValueError, NotImplementedError), a folder
+    that would be overwritten (FileExistsError) or a data problem under ``data.on_error=error``
+    (:class:`~yolo9000.data.records.DataError`)."""
     from yolo9000.data.records import DataError  # here: this module stays light to import (torch comes later)
 
     if _config_cause(error) is not None:
         return True
-    return isinstance(error, (FileNotFoundError, NotADirectoryError, ValueError, NotImplementedError, DataError))
+    user = (FileNotFoundError, NotADirectoryError, FileExistsError, ValueError, NotImplementedError, DataError)
+    return isinstance(error, user)
 
 
 def _config_cause(error: BaseException) -> BaseException | None:

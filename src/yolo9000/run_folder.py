@@ -396,19 +396,24 @@ def check_resume_progress(cfg: DictConfig, ckpt_file: str | Path) -> None:
     else:  # epochs completed, or the one in progress
         trained = int(pos["epoch"]) + (1 if int(pos.get("batch", 0)) else 0)
     max_steps, steps = cfg.trainer.get("max_steps"), int(ckpt.get("global_step", 0))
+    target = str((ckpt.get("yolo9000_model_config") or {}).get("_target_") or "")
+    test = (  # eval.py tests detectors; a classifier is tested by train.py with train=false
+        f"python src/train.py <its overrides> train=false ckpt_path={ckpt_file}"
+        if "Classifier" in target
+        else f"python src/eval.py ckpt_path={ckpt_file}"
+    )
     if max_steps is not None and 0 <= int(max_steps) < steps:  # Lightning's fit is done at global_step >= max_steps
         raise ResumeRefused(
             f"{ckpt_file}: the run has trained {steps} steps; trainer.max_steps={max_steps} would stop it there and "
             f"test those weights as its result. Continue with its trainer.max_steps (or more, or -1); to test the "
-            f"checkpoint as it is: python src/eval.py ckpt_path={ckpt_file}"
+            f"checkpoint as it is: {test}"
         )
     max_epochs = cfg.trainer.get("max_epochs")
     if max_epochs is not None and 0 <= int(max_epochs) < trained:
         raise ResumeRefused(
             f"{ckpt_file}: the run has trained {'into ' if pos and int(pos.get('batch', 0)) else ''}epoch {trained}; "
             f"trainer.max_epochs={max_epochs} would stop it there and test those weights as its result. Continue "
-            f"with its trainer.max_epochs (or more); to test the checkpoint as it is: python src/eval.py "
-            f"ckpt_path={ckpt_file}"
+            f"with its trainer.max_epochs (or more); to test the checkpoint as it is: {test}"
         )
 
 
@@ -510,11 +515,36 @@ def hydra_list(items: Sequence[str]) -> str:
     return "[" + ",".join(one(s) for s in items) + "]"
 
 
-def check_checkpoint_classes(ckpt_file: str | Path, class_names: list[str]) -> None:
-    """Raise when a checkpoint was trained on other classes (or another order) than the composed data's: its
-    weights would be tested / trained further with every label meaning another class."""
+def check_checkpoint_classes(
+    ckpt_file: str | Path,
+    class_names: list[str],
+    module: Any = None,
+    training: bool = False,
+) -> None:
+    """Raise when a checkpoint does not fit the run given it with ``ckpt_path=``: a module of another kind than
+    ``module`` (a classifier's given to a detection run: Lightning's missing-keys traceback), trained on other classes
+    (or another order) than the composed data's (its weights would be tested / trained further with every label
+    meaning another class), or, ``training`` on from it, with another optimizer than ``module``'s (its state was
+    restored into the new optimizer: a KeyError after the start)."""
     ckpt = torch.load(ckpt_file, map_location="cpu", weights_only=False)
-    saved = (ckpt.get("hyper_parameters") or {}).get("class_names")
+    target = str((ckpt.get("yolo9000_model_config") or {}).get("_target_") or "")
+    kind = target.rsplit(".", 1)[-1]
+    if module is not None and kind and kind != type(module).__name__:
+        raise ValueError(
+            f"{ckpt_file}: a {kind} checkpoint; this run trains a {type(module).__name__} (ckpt_path= goes on with "
+            "a run of its own kind). A classifier's weights start a detector with model.backbone_ckpt=<ckpt>, a "
+            "classifier's training with model.init_ckpt=<ckpt>"
+        )
+    hparams = ckpt.get("hyper_parameters") or {}
+    mine = getattr(module, "hparams", {}).get("optimizer") if module is not None else None
+    if training and mine is not None and hparams.get("optimizer") not in (None, mine):
+        start = "model.init_ckpt" if "Class" in type(module).__name__ else "model.backbone_ckpt"
+        raise ValueError(
+            f"{ckpt_file}: trained with model.optimizer={hparams['optimizer']}, this run has model.optimizer={mine}: "
+            f"ckpt_path= goes on with the run's optimizer and its state; start from its weights with {start}=<ckpt> "
+            f"(a new optimizer), or keep model.optimizer={hparams['optimizer']}"
+        )
+    saved = hparams.get("class_names")
     if saved is not None and list(saved) != list(class_names):
         raise ValueError(
             f"{ckpt_file} was trained on the classes {list(saved)[:10]}, the data has {class_names[:10]}: pass the "

@@ -279,9 +279,12 @@ class ImageFolderParser:
             raise FileNotFoundError(f"image folder split not found: {self.split_dir}")
 
     def folder_names(self) -> list[str]:
-        """Sorted names of the class folders (hidden folders ignored), as they are on disk."""
+        """The names of the class folders (hidden folders ignored), as they are on disk, sorted by their composed
+        Unicode form (:func:`nfc`): the same class order whether an archive wrote 'Pläte' composed or decomposed, as
+        macOS does (sorted as stored, 'Pläte' and 'Plb' came in either order)."""
         self._check()
-        return sorted(e.name for e in os.scandir(self.split_dir) if e.is_dir() and not e.name.startswith("."))
+        names = [e.name for e in os.scandir(self.split_dir) if e.is_dir() and not e.name.startswith(".")]
+        return sorted(names, key=lambda n: (nfc(n), n))
 
     def folders_with_images(self) -> list[str]:
         """:meth:`folder_names` holding at least one image directly (an empty class folder has no class)."""

@@ -37,7 +37,8 @@ logger = logging.getLogger("yolo9000.data")
 
 __all__ = ["ImageListParser", "TreeLabels", "load_tree"]
 
-WNID = re.compile(r"n\d{8}")
+# a WordNet id: n and 8 digits, not inside a word or a longer number (a dated folder "run20240115" holds none)
+WNID = re.compile(r"(?<![A-Za-z0-9])n\d{8}(?!\d)")
 # COCO's official category names where darknet's coco.names (the order of coco9k.map) spells them otherwise
 COCO_NAMES_IN_DARKNET = {"airplane": "aeroplane", "motorcycle": "motorbike", "couch": "sofa", "tv": "tvmonitor"}
 

@@ -137,7 +137,14 @@ def load_pretrained(
             info.layers_total,
         )
         return info.layers_loaded
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # noqa: BLE001 - an image, a truncated file: name it, not the unpickler's traceback
+        raise ValueError(
+            f"{path}: not a readable PyTorch checkpoint or darknet .weights file ({type(e).__name__}: {e}); "
+            "model.backbone_ckpt / model.init_ckpt take a training run's checkpoints/last.ckpt, a converted "
+            "checkpoint, or darknet weights"
+        ) from e
     meta = ckpt if isinstance(ckpt, Mapping) else {}  # a Lightning checkpoint's records; a bare state dict has none
     state = meta.get("state_dict", ckpt)
     saved = (meta.get("hyper_parameters") or {}).get("class_names")

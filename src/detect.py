@@ -48,6 +48,7 @@ from typing import Any
 import hydra
 import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue
 
 from yolo9000.api import DETECT_CONF, Detector, check_input_size, dtype_from_name
 from yolo9000.data.image_io import IMAGE_SUFFIXES, images_under, read_image
@@ -63,7 +64,14 @@ from yolo9000.data.video import (
     source_name,
     stream_source,
 )
-from yolo9000.environment import FILE_ONLY, hint_unknown_overrides, hydra_flags_first, log_to_job_log, setup_environment
+from yolo9000.environment import (
+    FILE_ONLY,
+    hint_unknown_overrides,
+    hydra_flags_first,
+    log_to_job_log,
+    setup_environment,
+    user_message,
+)
 from yolo9000.models import STRIDE
 from yolo9000.speed import dtype_name
 from yolo9000.submission import (
@@ -95,9 +103,9 @@ def main(cfg: DictConfig) -> None:
         videos += streams  # last: a live stream may never end
         files = [f for f in files if not is_video(f)]
         check_settings(cfg, videos)
-    except (FileNotFoundError, ValueError) as e:
-        log.error("%s", e, extra=FILE_ONLY)  # the job log says why it stopped; the console: the exit message
-        raise SystemExit(f"Error: {e}") from None
+    except (FileNotFoundError, ValueError, MissingMandatoryValue) as e:  # the last: source=??? left unset
+        log.error("%s", user_message(e), extra=FILE_ONLY)  # the job log says why it stopped; the console: the exit
+        raise SystemExit(f"Error: {user_message(e)}") from None
     # imported here, after Hydra parsed the arguments and the settings were checked: --help, an argument error and a
     # user's mistake need no Lightning (the checkpoint code, and the module that from_checkpoint builds, import it)
     from yolo9000.checkpoints import module_settings
@@ -119,9 +127,9 @@ def main(cfg: DictConfig) -> None:
     try:  # the result files' names and ids, before the images are run
         eval_nodes = getattr(getattr(detector, "module", None), "eval_nodes", None)  # a WordTree eval_map
         writer = result_writer(cfg, detector.class_names, out_dir / "results", files, eval_nodes)
-    except (FileNotFoundError, ValueError) as e:
-        log.error("%s", e, extra=FILE_ONLY)  # the job log says why it stopped; the console: the exit message
-        raise SystemExit(f"Error: {e}") from None
+    except (FileNotFoundError, ValueError, MissingMandatoryValue) as e:  # the last: source=??? left unset
+        log.error("%s", user_message(e), extra=FILE_ONLY)  # the job log says why it stopped; the console: the exit
+        raise SystemExit(f"Error: {user_message(e)}") from None
     size = input_size(cfg.img_size)
     letterbox = detector.letterbox if cfg.letterbox is None else cfg.letterbox  # null: as the checkpoint's run
     hw = detector.input_hw if size is None else check_input_size(size)
@@ -190,7 +198,9 @@ def main(cfg: DictConfig) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)  # nothing written yet when no input could be read
     (out_dir / "detections.json").write_text(json.dumps({**run, **found}, indent=2))
     if not records and not video_records:
-        msg = f"no input could be read: none of the {len(failed)} input(s) of source={cfg.source}:\n"
+        given = cfg.source if isinstance(cfg.source, str | int) else list(cfg.source)  # a URL's password: ***
+        shown = source_name(given) if isinstance(given, str | int) else [source_name(x) for x in given]
+        msg = f"no input could be read: none of the {len(failed)} input(s) of source={shown}:\n"
         msg += unreadable_list(failed)
         log.error(msg)
         sys.exit(f"detect.py: {msg}")  # exit status 1

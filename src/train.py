@@ -193,6 +193,7 @@ def main(cfg: DictConfig) -> float | None:
         raise SystemExit(f"Error: {e}") from None
     prepare_ddp_relaunch()  # -m with strategy=ddp: ranks > 0 re-run this job, not the sweep
     log_to_job_log()  # warnings and Lightning's messages into train.log too
+    _warn_sweep_without_m()
     try:
         return run(cfg)
     except _TerminatedWhileStarting:
@@ -335,6 +336,20 @@ def _summarise_stopped_sweep() -> None:
         return
     log.warning("the sweep continues with its command and hydra.sweep.dir=%s (finished jobs are kept)", sweep_dir)
     write_sweep_summary(sweep_dir)
+
+
+def _warn_sweep_without_m() -> None:
+    """An experiment that defines a sweep (``hydra.sweeper.params``: the ablations) started without ``-m`` runs one
+    job with the config's own values: said, with the keys the sweep would vary (it ran silently)."""
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.RUN:
+        return
+    params = OmegaConf.select(HydraConfig.get(), "sweeper.params") or {}
+    if params and int(os.environ.get("LOCAL_RANK", "0")) == 0:
+        log.warning(
+            "this config defines a sweep over %s (hydra.sweeper.params); without -m one job runs, with the config's "
+            "own values: add -m to run the sweep",
+            ", ".join(str(k) for k in params),
+        )
 
 
 def run(cfg: DictConfig) -> float | None:

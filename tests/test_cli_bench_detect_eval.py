@@ -140,6 +140,11 @@ def test_detect_fails_when_no_input_is_readable(bccd_ckpt: Path, tmp_path: Path)
     assert str(src / "a.jpg") in res.stderr and str(src / "b.png") in res.stderr
     det = json.loads((tmp_path / "out" / "detections.json").read_text())
     assert det["images"] == [] and len(det["failed"]) == 2
+    # a stream that cannot be opened: its password stays out of the message and the log (the first line had it)
+    url = "rtsp://u:s3cret@127.0.0.1:9/live"
+    res = run("detect.py", tmp_path / "url", f"ckpt_path={bccd_ckpt}", f"source='{url}'", "img_size=64")
+    assert res.returncode != 0 and "source=rtsp://u:***@127.0.0.1:9/live" in res.stderr
+    assert "s3cret" not in res.stderr + (tmp_path / "url" / "detect.log").read_text()
 
 
 def test_detect_succeeds_and_lists_unreadable_inputs(bccd_ckpt: Path, tmp_path: Path) -> None:

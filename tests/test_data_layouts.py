@@ -920,3 +920,12 @@ def test_an_empty_hash_share_names_the_keys_that_move_it(tmp_path):
         ValueError, match=r"data\.val: no images .*drawn by hash .*data\.split_fractions / data\.split_seed"
     ):
         dm.setup()
+
+
+@pytest.mark.parametrize("name", ["yolo", "coco"])
+def test_a_data_root_that_does_not_exist_is_said_as_such(tmp_path, name):
+    """``data=yolo data.root=/no/such/folder`` said "no class_names in the data config" and ``data=coco`` named the
+    train JSON's key: both now say the root is not there, as the other formats do."""
+    dm = _datamodule(name, tmp_path / "nope")
+    with pytest.raises(FileNotFoundError, match=rf"dataset root not found: {tmp_path / 'nope'} \(data\.root\)"):
+        dm.class_names  # noqa: B018

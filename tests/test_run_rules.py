@@ -977,6 +977,9 @@ def test_a_checkpoint_of_another_kind_or_optimizer_is_refused_before_training(tm
     torch.save({"yolo9000_model_config": {"_target_": target}, "epoch": 3, "global_step": 10}, ckpt)
     with pytest.raises(run_folder.ResumeRefused, match=r"python src/train.py <its overrides> train=false ckpt_path="):
         run_folder.check_resume_progress(cfg, ckpt)
+    # a ckpt_path= that is not there is said as such (it read as "cannot be read ... cut short or damaged")
+    with pytest.raises(FileNotFoundError, match=r"checkpoint not found: .*nope\.ckpt \(ckpt_path\)"):
+        run_folder.check_resume_progress(cfg, tmp_path / "nope.ckpt")
 
 
 def _finished(tmp_path: Path, metrics: str, trainer: dict[str, int] | None) -> None:

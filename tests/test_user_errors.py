@@ -59,6 +59,13 @@ def test_only_user_errors_of_a_single_run_are_made_concise(monkeypatch: pytest.M
     wrapped = InstantiationException("Error in call to target 'yolo9000.models.yolov2.YOLOv2':\nTypeError(...)")
     wrapped.__cause__ = TypeError("YOLOv2: passthrough must be true or false, got 'maybe'")
     monkeypatch.setattr(HydraConfig, "get", staticmethod(lambda: OmegaConf.create({"mode": RunMode.RUN})))
+    # a required key left ??? (eval.py without ckpt_path): one line naming it (OmegaConf's traceback before)
+    from omegaconf.errors import MissingMandatoryValue
+
+    with pytest.raises(MissingMandatoryValue) as missing:
+        OmegaConf.create({"ckpt_path": "???"}).ckpt_path  # noqa: B018
+    got = concise_exit(missing.value)
+    assert got is not None and str(got.code).startswith("Error: ckpt_path is required: add ckpt_path=<value>")
     got = concise_exit(wrapped)
     assert got is not None and str(got.code).startswith(
         "Error: YOLOv2: passthrough must be true or false, got 'maybe' (building yolo9000.models.yolov2.YOLOv2)"
@@ -108,3 +115,31 @@ def test_a_test_split_without_images_stops_the_run_before_training(tmp_path: Pat
     err = assert_concise(res, out / "train.log")
     assert "data.test: no images" in err
     assert not (out / "checkpoints").exists()  # nothing trained
+
+
+def test_a_sweep_experiment_without_m_is_warned(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``train.py experiment=ablation_passthrough`` (no ``-m``) ran one job with the config's values without a word:
+    a warning names the keys the sweep would vary; a config without a sweep, or a multirun job, says nothing."""
+    import logging
+
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    from omegaconf import OmegaConf
+
+    from conftest import load_script
+
+    train = load_script("train")
+    for mode, params, warned in (
+        (RunMode.RUN, {"model.net.passthrough": "true,false"}, True),
+        (RunMode.RUN, {}, False),
+        (RunMode.MULTIRUN, {"model.net.passthrough": "true,false"}, False),
+    ):
+        hc = OmegaConf.create({"mode": mode, "sweeper": {"params": params}})
+        monkeypatch.setattr(HydraConfig, "initialized", staticmethod(lambda: True))
+        monkeypatch.setattr(HydraConfig, "get", staticmethod(lambda hc=hc: hc))
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            train._warn_sweep_without_m()
+        assert ("defines a sweep over model.net.passthrough" in caplog.text and "add -m" in caplog.text) == warned

@@ -416,7 +416,9 @@ def resolve_priors(
         elif spec == "handpicked":
             anchors, source = handpicked_anchors(grid), "handpicked"
         else:
-            raise ValueError(f"priors must be a list of [w, h], null, 'kmeans' or 'handpicked', got {spec!r}")
+            raise ValueError(
+                f"model.priors.anchors must be a list of [w, h], null, 'kmeans' or 'handpicked', got {spec!r}"
+            )
     else:
         anchors = [[float(a), float(b)] for a, b in spec]
         source = "list"

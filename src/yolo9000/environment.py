@@ -521,14 +521,16 @@ def log_failure(logger: logging.Logger, error: BaseException) -> None:
 def is_user_error(error: BaseException) -> bool:
     """Whether ``error`` is a user's mistake whose message names the file or key and the fix: a path, a setting, a
     dataset that does not fit (FileNotFoundError, NotADirectoryError, ValueError, NotImplementedError), a folder
-    that would be overwritten (FileExistsError) or a data problem under ``data.on_error=error``
-    (:class:`~yolo9000.data.records.DataError`)."""
+    that would be overwritten (FileExistsError), a required key left unset (OmegaConf's MissingMandatoryValue) or a
+    data problem under ``data.on_error=error`` (:class:`~yolo9000.data.records.DataError`)."""
     from yolo9000.data.records import DataError  # here: this module stays light to import (torch comes later)
 
     if _config_cause(error) is not None:
         return True
+    from omegaconf.errors import MissingMandatoryValue  # a required key left ??? (eval.py without ckpt_path)
+
     user = (FileNotFoundError, NotADirectoryError, FileExistsError, ValueError, NotImplementedError, DataError)
-    return isinstance(error, user)
+    return isinstance(error, (*user, MissingMandatoryValue))
 
 
 def _config_cause(error: BaseException) -> BaseException | None:
@@ -571,7 +573,18 @@ def concise_exit(error: BaseException) -> SystemExit | None:
         target = re.search(r"target '([^']+)'", str(error))
         hint = _NO_GPU_HINT if "gpu backend" in str(cause).lower() else ""
         return SystemExit(f"Error: {cause}" + (f" (building {target.group(1)})" if target else "") + hint + where)
-    return SystemExit(f"Error: {error}{where}")
+    return SystemExit(f"Error: {user_message(error)}{where}")
+
+
+def user_message(error: BaseException) -> str:
+    """A user's mistake (:func:`is_user_error`) as one message: its own, or for a required key left unset
+    (OmegaConf's MissingMandatoryValue, whose message spans lines) ``<key> is required: add <key>=<value>``."""
+    from omegaconf.errors import MissingMandatoryValue
+
+    if isinstance(error, MissingMandatoryValue):
+        key = getattr(error, "full_key", None) or str(error).split(":", 1)[-1].split()[0]
+        return f"{key} is required: add {key}=<value> to the command"
+    return str(error)
 
 
 @contextlib.contextmanager

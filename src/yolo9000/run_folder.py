@@ -381,7 +381,11 @@ def check_resume_progress(cfg: DictConfig, ckpt_file: str | Path) -> None:
     """A continuation must not end before the checkpoint's own progress: ``trainer.max_epochs`` below the epochs
     the run has trained (or in) would stop it at once and test those weights as if the run had finished there (its
     folder then held a result that later resumes took as final); so does ``trainer.max_steps`` below the
-    checkpoint's ``global_step``. Raises :class:`ResumeRefused`."""
+    checkpoint's ``global_step``. Raises :class:`ResumeRefused`; FileNotFoundError for a file that is not there
+    (it read as "cut short or damaged")."""
+    if not Path(ckpt_file).is_file():
+        what = "a folder: pass a checkpoint file in it" if Path(ckpt_file).is_dir() else "not found"
+        raise FileNotFoundError(f"checkpoint {what}: {ckpt_file} (ckpt_path)")
     try:
         ckpt = torch.load(ckpt_file, map_location="cpu", weights_only=False, mmap=True)
     except Exception as err:  # noqa: BLE001 - a file cut short or damaged: say which, not the loader's traceback

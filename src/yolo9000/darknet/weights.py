@@ -185,7 +185,7 @@ def load_weights(
     if not path.is_file():
         raise FileNotFoundError(
             f"darknet weights not found: {path} (the trained networks' files are darknet's own downloads, e.g. "
-            f"https://pjreddie.com/media/files/{Path(path).name}; without a file the network starts freshly "
+            "https://pjreddie.com/media/files/yolov2-voc.weights; without a file the network starts freshly "
             "initialised)"
         )
     info, offset = read_header(path)

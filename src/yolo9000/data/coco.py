@@ -139,6 +139,8 @@ class COCOParser:
         if train is None or not train.is_file():
             export = self._roboflow_files()
             if export is None:
+                if self.root is not None and not self.root.is_dir():  # the dataset itself is not there
+                    raise FileNotFoundError(f"dataset root not found: {self.root} (data.root)")
                 base = self.root if self.root is not None else Path(".")
                 found = sorted({*base.glob("*.json"), *base.glob("*/*.json")}) if base.is_dir() else []
                 there = (

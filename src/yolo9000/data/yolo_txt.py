@@ -313,7 +313,9 @@ class YOLOTxtParser:
     def dataset_names(self) -> list[str] | None:
         """The dataset's own class names, which its label files' class ids index: ``names_file``, else the dataset
         yaml's ``names``, else a names file found in ``root`` (:data:`NAMES_FILES`), else a split folder's
-        ``_darknet.labels`` (train's first); None without any."""
+        ``_darknet.labels`` (train's first); None without any. FileNotFoundError for a root that does not exist."""
+        if not self.root.exists():  # a wrong data.root said as such (it read as "no class_names")
+            raise FileNotFoundError(f"dataset root not found: {self.root} (data.root)")
         if self.names_file is not None:
             if not self.names_file.is_file():
                 raise FileNotFoundError(f"class names file not found: {self.names_file} (data.names_file)")

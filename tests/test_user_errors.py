@@ -70,6 +70,14 @@ def test_only_user_errors_of_a_single_run_are_made_concise(monkeypatch: pytest.M
     assert got is not None and str(got.code).startswith(
         "Error: YOLOv2: passthrough must be true or false, got 'maybe' (building yolo9000.models.yolov2.YOLOv2)"
     )
+    # a key added with Hydra's "+" (as its own message advises) that the class does not take: the typo hint too
+    target = "yolo9000.data.datamodule.DetectionDataModule"
+    added = InstantiationException(f"Error in call to target '{target}':\nTypeError(...)")
+    added.__cause__ = TypeError("DetectionDataModule.__init__() got an unexpected keyword argument 'max_image'")
+    hc = OmegaConf.create({"mode": RunMode.RUN, "overrides": {"task": ["+data.max_image=8", "seed=2"]}})
+    monkeypatch.setattr(HydraConfig, "get", staticmethod(lambda: hc))
+    got = concise_exit(added)
+    assert got is not None and f"(building {target}); did you mean data.max_images=8?" in str(got.code)
     bug = InstantiationException("Error in call to target 'x.Y':\nRuntimeError(...)")
     bug.__cause__ = RuntimeError("a bug")
     assert concise_exit(bug) is None  # a crash keeps its traceback

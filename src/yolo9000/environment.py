@@ -572,8 +572,35 @@ def concise_exit(error: BaseException) -> SystemExit | None:
     if cause is not None:  # the class's own message, and which config entry built it
         target = re.search(r"target '([^']+)'", str(error))
         hint = _NO_GPU_HINT if "gpu backend" in str(cause).lower() else ""
+        hint += _added_key_hint(cause, target.group(1) if target else None)
         return SystemExit(f"Error: {cause}" + (f" (building {target.group(1)})" if target else "") + hint + where)
     return SystemExit(f"Error: {user_message(error)}{where}")
+
+
+def _added_key_hint(cause: BaseException, target: str | None) -> str:
+    """A key added with Hydra's ``+`` (as its "To append to your config use +data.max_image=8" suggests) that the
+    built class does not take: the class's closest argument, as the typo hints name it without the ``+``
+    ("; did you mean data.max_images=8?"); "" where there is none."""
+    import difflib
+    import inspect
+
+    found = re.search(r"unexpected keyword argument '(\w+)'", str(cause))
+    if found is None or target is None:
+        return ""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.utils import get_object
+
+        params = [p for p in inspect.signature(get_object(target)).parameters if p not in ("self", "args", "kwargs")]
+        added = [o for o in HydraConfig.get().overrides.task if o.startswith("+") and "=" in o]
+    except Exception:  # noqa: BLE001 - a hint, never an error of its own
+        return ""
+    close = difflib.get_close_matches(found.group(1), params, n=1, cutoff=0.6)
+    for o in added:
+        key, value = o[1:].split("=", 1)
+        if close and key.rsplit(".", 1)[-1] == found.group(1):
+            return f"; did you mean {key.rsplit('.', 1)[0] + '.' if '.' in key else ''}{close[0]}={value}?"
+    return ""
 
 
 def user_message(error: BaseException) -> str:

@@ -1011,6 +1011,31 @@ def test_wordtree_checkpoint_to_darknet_writes_its_tree_beside_the_cfg(tmp_path:
     torch.testing.assert_close(got_dets.boxes, want.boxes, rtol=1e-4, atol=1e-3)
 
 
+def test_a_wordtree_classifier_to_darknet_writes_no_tree_it_does_not_name(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A classifier over a WordTree (``experiment=wordtree_digits``): its cfg's [softmax] cannot name the tree here,
+    so no ``.tree`` file is left beside a cfg that never mentions it (one was), and a warning says the outputs read
+    as a flat softmax in darknet."""
+    from omegaconf import OmegaConf
+
+    tree_file = ROOT / "data" / "mnist5k" / "digits.tree"
+    tree = WordTree.from_file(tree_file)
+    cfg = OmegaConf.load(ROOT / "conf" / "model" / "darknet19_cls.yaml")
+    cfg.net.backbone.width = 0.125
+    cfg.net.num_classes = tree.n
+    cfg.tree = {"_target_": "yolo9000.wordtree.WordTree.from_file", "path": str(tree_file)}
+    cfg.class_names = list(tree.names)
+    module = instantiate_module(cfg)
+    assert module.tree is not None
+    ckpt = tmp_path / "c.ckpt"
+    torch.save({"state_dict": module.state_dict(), "yolo9000_model_config": module.model_config}, ckpt)
+    with caplog.at_level(logging.WARNING, logger="yolo9000"):
+        checkpoint_to_darknet(ckpt, tmp_path / "c.weights", tmp_path / "c.cfg")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.cfg", "c.ckpt", "c.weights"]
+    assert "a classifier over a WordTree: its cfg's [softmax] is written without the tree" in caplog.text
+
+
 def test_torch_bn_checkpoint_exports_what_darknet_computes_alike(tmp_path: Path) -> None:
     """A detector trained with PyTorch's batch norm (sqrt(var + 1e-5)) is written with its variances adjusted, so that
     darknet's sqrt(var) + 1e-6 normalises alike: the exported network (read back with darknet's formula) computes the

@@ -929,3 +929,22 @@ def test_a_data_root_that_does_not_exist_is_said_as_such(tmp_path, name):
     dm = _datamodule(name, tmp_path / "nope")
     with pytest.raises(FileNotFoundError, match=rf"dataset root not found: {tmp_path / 'nope'} \(data\.root\)"):
         dm.class_names  # noqa: B018
+
+
+def test_a_folder_of_pictures_beside_a_flat_dataset_is_no_split(tmp_path):
+    """A flat ``images/`` + ``labels/`` dataset with a ``test/`` folder of pictures beside it (to try detect.py on):
+    still the hash split of images/ (the "YOLO Darknet" split-folder reading took test/ for the only split and
+    refused: "no 'train' split"); macOS's hidden ``._x.txt`` in labels/ is no orphan label, and its ``._x.jpg`` is
+    not named as an image in a format not read."""
+    for i in range(20):
+        _jpg(tmp_path / "images" / f"im{i}.jpg")
+        (tmp_path / "labels").mkdir(exist_ok=True)
+        (tmp_path / "labels" / f"im{i}.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    (tmp_path / "classes.txt").write_text("a\n")
+    _jpg(tmp_path / "test" / "x.jpg")
+    (tmp_path / "images" / "._im1.jpg").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    (tmp_path / "labels" / "._im1.txt").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    issues = IssueLog("skip")
+    counts = [len(YOLOTxtParser(tmp_path, split=s).parse(None, issues)) for s in ("train", "val", "test")]
+    assert sum(counts) == 20 and counts[0] > counts[1] > 0
+    assert not [i for i in issues.issues if i.reason == "label file without an image"]

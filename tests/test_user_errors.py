@@ -78,6 +78,9 @@ def test_only_user_errors_of_a_single_run_are_made_concise(monkeypatch: pytest.M
     monkeypatch.setattr(HydraConfig, "get", staticmethod(lambda: hc))
     got = concise_exit(added)
     assert got is not None and f"(building {target}); did you mean data.max_images=8?" in str(got.code)
+    hc.overrides.task = ["++data.max_image=8"]  # Hydra's "add or override": the hint without its pluses
+    got = concise_exit(added)
+    assert got is not None and str(got.code).split("\n")[0].endswith("; did you mean data.max_images=8?")
     bug = InstantiationException("Error in call to target 'x.Y':\nRuntimeError(...)")
     bug.__cause__ = RuntimeError("a bug")
     assert concise_exit(bug) is None  # a crash keeps its traceback

@@ -416,11 +416,18 @@ def checkpoint_to_darknet(
         own = getattr(model, "cfg_text", None)  # a trained model=darknet network: the cfg it was built from
         if dk.get("cfg_bytes"):  # converted from darknet: its bytes as they were (a round trip is exact)
             text = dk["cfg_bytes"]
-        else:  # a WordTree head: its tree file beside the cfg, which names it (darknet's [region] tree=)
-            tree = getattr(module, "tree", None) if "yolo9000_model_config" in ckpt else None
+        else:  # a detector's WordTree head: its tree file beside the cfg, which names it ([region] tree=, relative
+            # to the cfg's folder: from_darknet looks there, darknet in the folder it runs in)
+            config = ckpt.get("yolo9000_model_config")  # a module's (then ``module`` is built above)
+            head_tree = getattr(module, "tree", None) if config is not None else None
+            tree = head_tree if config is not None and "priors" in config else None  # a detector's
+            if head_tree is not None and tree is None:
+                log.warning(
+                    "%s: a classifier over a WordTree: its cfg's [softmax] is written without the tree (darknet "
+                    "reads the outputs as one flat softmax)",
+                    ckpt_path,
+                )
             tree_out = Path(cfg_out).with_suffix(".tree") if tree is not None else None
-            if tree_out is not None:
-                tree.to_file(tree_out)
             if own:  # [net] at the size it runs at (evaluated at), so darknet's and from_darknet's default is it
                 h, w = (size, size) if isinstance(size, int) else size
                 # and the optimizer and schedule it trained with (the command line's model.lr=... over the cfg's)
@@ -435,6 +442,8 @@ def checkpoint_to_darknet(
                 text = ("".join(f"{note}\n" for note in notes) + text).encode()
             else:
                 text = native_cfg_text(model, size, softmax, tree_out.name if tree_out is not None else None).encode()
+            if tree_out is not None:  # after the cfg text: a cfg that cannot be written leaves no tree behind
+                tree.to_file(tree_out)
         Path(cfg_out).write_bytes(text)
     if names_out is not None:
         Path(names_out).write_text("".join(f"{name}\n" for name in names), encoding="utf-8")

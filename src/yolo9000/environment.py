@@ -592,12 +592,12 @@ def _added_key_hint(cause: BaseException, target: str | None) -> str:
         from hydra.utils import get_object
 
         params = [p for p in inspect.signature(get_object(target)).parameters if p not in ("self", "args", "kwargs")]
-        added = [o for o in HydraConfig.get().overrides.task if o.startswith("+") and "=" in o]
+        added = [o.lstrip("+") for o in HydraConfig.get().overrides.task if o.startswith("+") and "=" in o]
     except Exception:  # noqa: BLE001 - a hint, never an error of its own
         return ""
     close = difflib.get_close_matches(found.group(1), params, n=1, cutoff=0.6)
     for o in added:
-        key, value = o[1:].split("=", 1)
+        key, value = o.split("=", 1)
         if close and key.rsplit(".", 1)[-1] == found.group(1):
             return f"; did you mean {key.rsplit('.', 1)[0] + '.' if '.' in key else ''}{close[0]}={value}?"
     return ""

@@ -423,10 +423,9 @@ class YOLOTxtParser:
             cands += [(d, d.name) for d in sorted(self.images_dir.iterdir()) if d.is_dir()]
         if self.root.is_dir():
             cands += [(d / "images", d.name) for d in sorted(self.root.iterdir()) if (d / "images").is_dir()]
-            if not cands:  # <split>/ holding its images and their labels itself (Roboflow's "YOLO Darknet" export)
-                cands += [
-                    (d, d.name) for d in sorted(self.root.iterdir()) if _split_of_folder(d.name) and _has_images(d)
-                ]
+            flat = self.images_dir.is_dir() or _has_images(self.root)  # images/ or the root's own: a hash split
+            if not cands and not flat:  # <split>/ holding its images and labels (Roboflow's "YOLO Darknet" export)
+                cands += [(d, d.name) for d in sorted(self.root.iterdir()) if _split_of_folder(d.name) and _labelled(d)]
         for folder, name in cands:
             split = _split_of_folder(name)
             if split is None:
@@ -585,7 +584,8 @@ class YOLOTxtParser:
                 continue
             expected = {label_path_for(p) for p in images_under(folder)}
             for txt in sorted(labels_dir.rglob("*.txt")):
-                if txt not in expected and txt.stem.lower() not in _NOT_LABELS:
+                hidden = any(part.startswith(".") for part in txt.relative_to(labels_dir).parts)  # macOS's ._x.txt
+                if txt not in expected and txt.stem.lower() not in _NOT_LABELS and not hidden:
                     issues.report(
                         txt,
                         "label file without an image",
@@ -657,8 +657,10 @@ def _no_image(txt: Path, labels_dir: Path, folder: Path) -> str:
     format not read (named, with the formats that are)."""
     rel = txt.relative_to(labels_dir)
     where = folder / rel.parent
-    others = sorted(
-        p for p in where.glob(f"{glob.escape(rel.stem)}.*") if p.suffix.lower() not in (".txt", ".xml", ".json")
+    others = sorted(  # a file of the label's name in a format not read (a hidden one, macOS's ._x.jpg, is none)
+        p
+        for p in where.glob(f"{glob.escape(rel.stem)}.*")
+        if p.suffix.lower() not in (*IMAGE_SUFFIXES, ".txt", ".xml", ".json") and not p.name.startswith(".")
     )
     if others:
         return (
@@ -666,6 +668,14 @@ def _no_image(txt: Path, labels_dir: Path, folder: Path) -> str:
             f"(read: {', '.join(sorted(IMAGE_SUFFIXES))})"
         )
     return f"no image in {folder}"
+
+
+def _labelled(folder: Path) -> bool:
+    """Whether ``folder`` holds images with labels beside them (or a ``_darknet.labels``): a split folder of
+    Roboflow's "YOLO Darknet" export, not a folder of pictures beside a dataset (``test/`` to try detect.py on)."""
+    if not _has_images(folder):
+        return False
+    return (folder / _SPLIT_NAMES).is_file() or any(p.suffix == ".txt" and p.is_file() for p in folder.iterdir())
 
 
 def _has_images(folder: Path) -> bool:

@@ -581,7 +581,6 @@ def _added_key_hint(cause: BaseException, target: str | None) -> str:
     """A key added with Hydra's ``+`` (as its "To append to your config use +data.max_image=8" suggests) that the
     built class does not take: the class's closest argument, as the typo hints name it without the ``+``
     ("; did you mean data.max_images=8?"); "" where there is none."""
-    import difflib
     import inspect
 
     found = re.search(r"unexpected keyword argument '(\w+)'", str(cause))
@@ -595,7 +594,7 @@ def _added_key_hint(cause: BaseException, target: str | None) -> str:
         added = [o.lstrip("+") for o in HydraConfig.get().overrides.task if o.startswith("+") and "=" in o]
     except Exception:  # noqa: BLE001 - a hint, never an error of its own
         return ""
-    close = difflib.get_close_matches(found.group(1), params, n=1, cutoff=0.6)
+    close = _closest(found.group(1), params, cutoff=0.6)
     for o in added:
         key, value = o.split("=", 1)
         if close and key.rsplit(".", 1)[-1] == found.group(1):

@@ -32,6 +32,7 @@ __all__ = [
     "RunFolderBusy",
     "ResumeRefused",
     "check_checkpoint_classes",
+    "module_kind",
     "check_required",
     "check_start_weights",
     "check_resume_config",
@@ -400,10 +401,9 @@ def check_resume_progress(cfg: DictConfig, ckpt_file: str | Path) -> None:
     else:  # epochs completed, or the one in progress
         trained = int(pos["epoch"]) + (1 if int(pos.get("batch", 0)) else 0)
     max_steps, steps = cfg.trainer.get("max_steps"), int(ckpt.get("global_step", 0))
-    target = str((ckpt.get("yolo9000_model_config") or {}).get("_target_") or "")
     test = (  # eval.py tests detectors; a classifier is tested by train.py with train=false
         f"python src/train.py <its overrides> train=false ckpt_path={ckpt_file}"
-        if "Classifier" in target
+        if "Classifier" in module_kind(ckpt)
         else f"python src/eval.py ckpt_path={ckpt_file}"
     )
     if max_steps is not None and 0 <= int(max_steps) < steps:  # Lightning's fit is done at global_step >= max_steps
@@ -519,6 +519,13 @@ def hydra_list(items: Sequence[str]) -> str:
     return "[" + ",".join(one(s) for s in items) + "]"
 
 
+def module_kind(ckpt: Any) -> str:
+    """The class name of the module a yolo9000 checkpoint (``torch.load``'s dict) rebuilds (``DetectorModule``,
+    ``ClassifierModule``), from its ``yolo9000_model_config``; "" for another file."""
+    config = ckpt.get("yolo9000_model_config") if isinstance(ckpt, dict) else None
+    return str((config or {}).get("_target_") or "").rsplit(".", 1)[-1]
+
+
 def check_checkpoint_classes(
     ckpt_file: str | Path,
     class_names: list[str],
@@ -530,9 +537,8 @@ def check_checkpoint_classes(
     (or another order) than the composed data's (its weights would be tested / trained further with every label
     meaning another class), or, ``training`` on from it, with another optimizer than ``module``'s (its state was
     restored into the new optimizer: a KeyError after the start)."""
-    ckpt = torch.load(ckpt_file, map_location="cpu", weights_only=False)
-    target = str((ckpt.get("yolo9000_model_config") or {}).get("_target_") or "")
-    kind = target.rsplit(".", 1)[-1]
+    ckpt = torch.load(ckpt_file, map_location="cpu", weights_only=False, mmap=True)  # its records, not its tensors
+    kind = module_kind(ckpt)
     if module is not None and kind and kind != type(module).__name__:
         raise ValueError(
             f"{ckpt_file}: a {kind} checkpoint; this run trains a {type(module).__name__} (ckpt_path= goes on with "

@@ -30,9 +30,9 @@ from .yolo_labels import keypoint_values, label_boxes, label_file_for, label_pat
 
 logger = logging.getLogger("yolo9000.data")
 
-# names files tried in the root when nothing else names the classes, then _SPLIT_NAMES in the split folders
-NAMES_FILES = ("classes.names", "classes.txt", "obj.names", "labels/classes.txt", "_darknet.labels")
 _SPLIT_NAMES = "_darknet.labels"  # a names file in each split folder (Roboflow's "YOLO Darknet" export)
+# names files tried in the root when nothing else names the classes, then _SPLIT_NAMES in the split folders
+NAMES_FILES = ("classes.names", "classes.txt", "obj.names", "labels/classes.txt", _SPLIT_NAMES)
 _NOT_LABELS = {"classes", "obj", "names", "labels", "notes", "readme"}  # .txt stems in label folders that aren't labels
 
 
@@ -329,7 +329,7 @@ class YOLOTxtParser:
                 return read_names(self.root / name)
         order = {"train": 0, "val": 1, "test": 2}  # Roboflow's "YOLO Darknet" export: one in each split folder
         found = [p for p in self.root.glob(f"*/{_SPLIT_NAMES}") if _split_of_folder(p.parent.name)]
-        for path in sorted(found, key=lambda p: (order.get(_split_of_folder(p.parent.name) or "", 3), p)):
+        for path in sorted(found, key=lambda p: (order.get(str(_split_of_folder(p.parent.name)), 3), p)):
             log_once(("names", str(self.root)), logging.INFO, "%s: class names from %s", self.root, path)
             return read_names(path)
         return None
@@ -569,7 +569,7 @@ class YOLOTxtParser:
                     "shares its label file with another image (same name, another suffix): both get its boxes",
                     detail=f"{label} labels {first} too",
                 )
-            rec = self._parse_one(image_path, names, issues, index_map, own, keypoints)
+            rec = self._parse_one(image_path, label, names, issues, index_map, own, keypoints)
             if rec is not None:
                 records.append(rec)
         self._report_orphans(issues)
@@ -596,16 +596,17 @@ class YOLOTxtParser:
     def _parse_one(
         self,
         image_path: Path,
+        label_path: Path,
         names: Sequence[str],
         issues: IssueLog,
         index_map: np.ndarray | None = None,
         own: Sequence[str] | None = None,
         keypoints: int = 0,
     ) -> DetectionRecord | None:
-        """One image and its label file (None: image skipped, reported to ``issues``); ``index_map`` (the dataset's
+        """One image and its label file (:func:`label_file_for`; None: image skipped, reported to ``issues``);
+        ``index_map`` (the dataset's
         class id -> index into ``names``, -1: not among them) when the dataset's own names ``own`` differ;
         ``keypoints``: values after each box of a pose dataset's lines (:func:`read_label_rows`)."""
-        label_path = label_file_for(image_path)
         size = header_size(image_path, issues)
         if size is None:
             return None
